@@ -1,0 +1,44 @@
+"""Shared fixtures: the real data folder (../shared/data or $TINYCL_DATA) and the shipped models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.datasets import data_root
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    root = data_root()
+    if not (root / "mnist" / "SHA256SUMS").is_file():
+        pytest.fail(f"MNIST not found under {root}: CI needs ../shared/data beside the clone or TINYCL_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def fp32_extractor():
+    return FrozenExtractor(model_path("mnist_0to5_fp32"))
+
+
+@pytest.fixture(scope="session")
+def int8_extractor():
+    return FrozenExtractor(model_path("mnist_0to5_int8"))
+
+
+def blobs(n_per_class: int, classes: list[int], dim: int = 16, sep: float = 6.0, seed: int = 0,
+          cov_scale: np.ndarray | None = None):
+    """Seeded Gaussian blobs: (X float32, y int64), shuffled."""
+    rng = np.random.default_rng(seed)
+    centers = {c: rng.normal(0, sep / np.sqrt(dim), dim) * np.sqrt(dim) / 2 for c in classes}
+    X, y = [], []
+    for c in classes:
+        noise = rng.normal(0, 1, (n_per_class, dim))
+        if cov_scale is not None:
+            noise = noise * cov_scale
+        X.append(centers[c] + noise)
+        y += [c] * n_per_class
+    X, y = np.concatenate(X).astype(np.float32), np.asarray(y, np.int64)
+    order = rng.permutation(len(y))
+    return X[order], y[order]

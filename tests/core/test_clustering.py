@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+
+from tests.conftest import blobs
+from tinycl_nodes.core import state as st
+from tinycl_nodes.core.clustering import NearestCentroid, TiedGaussianClusterer
+from tinycl_nodes.core.errors import InputError, StateError
+
+
+def _stream_accuracy(c, X, y, update=True):
+    correct = 0
+    for x, t in zip(X, y):
+        p, _ = c.pseudo_label(x)
+        correct += p == t
+        if update:
+            c.update(x, p)
+    return correct / len(y)
+
+
+def test_nearest_centroid_init_is_class_mean():
+    X = np.array([[0, 0], [2, 0], [10, 10], [12, 10]], np.float32)
+    c = NearestCentroid(2)
+    c.init_from_labelled(X, [3, 3, 8, 8])
+    assert c.classes == [3, 8]
+    np.testing.assert_allclose(c.centroids, [[1, 0], [11, 10]])
+    c.update(np.array([4, 0], np.float32), 3)  # running mean over 3 samples
+    np.testing.assert_allclose(c.centroids[0], [2, 0])
+    assert c.pseudo_label([11, 9])[0] == 8
+
+
+def test_tied_gaussian_beats_l2_on_anisotropic_clusters():
+    scale = np.ones(16)
+    scale[:2] = 6.0  # two directions of large within-class spread shared by all classes
+    X, y = blobs(300, list(range(5)), dim=16, sep=3.0, seed=1, cov_scale=scale)
+    init = np.concatenate([np.flatnonzero(y == c)[:10] for c in range(5)])
+    rest = np.setdiff1d(np.arange(len(y)), init)
+    l2 = NearestCentroid(16)
+    l2.init_from_labelled(X[init], y[init])
+    tied = TiedGaussianClusterer(16)
+    tied.init_from_labelled(X[init], y[init])
+    acc_l2 = _stream_accuracy(l2, X[rest], y[rest])
+    acc_tied = _stream_accuracy(tied, X[rest], y[rest])
+    assert acc_tied > acc_l2 + 0.05, (acc_l2, acc_tied)
+    assert acc_tied > 0.9
+
+
+def test_tied_gaussian_works_from_one_label_per_class():
+    X, y = blobs(200, list(range(4)), dim=16, sep=8.0, seed=2)
+    init = np.array([np.flatnonzero(y == c)[0] for c in range(4)])
+    c = TiedGaussianClusterer(16)
+    c.init_from_labelled(X[init], y[init])
+    assert _stream_accuracy(c, X, y) > 0.95
+
+
+def test_new_class_online_and_confidence_range():
+    c = TiedGaussianClusterer(4)
+    c.init_from_labelled(np.eye(4, dtype=np.float32)[:2] * 5, [0, 1])
+    c.update(np.array([0, 0, 5, 0], np.float32), 9)
+    assert c.classes == [0, 1, 9]
+    label, conf = c.pseudo_label(np.array([0, 0, 5, 0], np.float32))
+    assert label == 9 and 1 / 3 <= conf <= 1.0
+
+
+@pytest.mark.parametrize("cls", [NearestCentroid, TiedGaussianClusterer])
+def test_state_round_trip_and_refusal(cls):
+    X, y = blobs(50, [0, 1, 2], dim=8, seed=3)
+    c = cls(8)
+    c.init_from_labelled(X[:30], y[:30])
+    for x in X[30:]:
+        c.update(x, c.pseudo_label(x)[0])
+    payload = st.to_bytes(c.state_dict())
+    c2 = cls(8)
+    c2.load_state_dict(st.from_bytes(payload))
+    for x in X[:20]:
+        assert c.pseudo_label(x) == pytest.approx(c2.pseudo_label(x))
+    before = c2.centroids.copy()
+    bad = st.from_bytes(payload)
+    bad["arrays"]["centroids"] = bad["arrays"]["centroids"][:, :4]
+    with pytest.raises(StateError, match="centroids"):
+        c2.load_state_dict(bad)
+    other = NearestCentroid(8) if cls is TiedGaussianClusterer else TiedGaussianClusterer(8)
+    with pytest.raises(StateError, match="cannot load"):
+        other.load_state_dict(c.state_dict())
+    np.testing.assert_array_equal(c2.centroids, before)
+
+
+def test_bad_input_refused_without_change():
+    c = TiedGaussianClusterer(4)
+    with pytest.raises(InputError, match="not initialised"):
+        c.pseudo_label(np.zeros(4))
+    c.init_from_labelled(np.eye(4, dtype=np.float32) * 3, [0, 1, 2, 3])
+    snap = c.centroids.copy()
+    with pytest.raises(InputError, match="NaN"):
+        c.update([np.nan, 0, 0, 0], 1)
+    with pytest.raises(InputError, match="shape"):
+        c.update(np.zeros(5), 1)
+    with pytest.raises(InputError, match="class id"):
+        c.update(np.zeros(4), -2)
+    np.testing.assert_array_equal(c.centroids, snap)
+    with pytest.raises(InputError, match="shrinkage"):
+        TiedGaussianClusterer(4, shrinkage=1.5)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from tinycl_nodes.core import CWRStar, ExtractorMismatchError, InputError
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.extractor import ExtractorError, FrozenExtractor, model_path
+
+
+def test_shipped_models_run_one_and_batch(fp32_extractor, int8_extractor, data_dir):
+    X, _ = load_mnist("test", data_dir)
+    for ex in (fp32_extractor, int8_extractor):
+        assert ex.n_features == 64 and ex.input_shape == (1, 28, 28)
+        batch = ex.extract(X[:16])
+        assert batch.shape == (16, 64) and batch.dtype == np.float32
+        np.testing.assert_allclose(ex.extract_one(X[3]), batch[3], rtol=1e-4, atol=1e-4)
+        assert np.isfinite(batch).all()
+
+
+def test_int8_features_track_fp32(fp32_extractor, int8_extractor, data_dir):
+    X, _ = load_mnist("test", data_dir)
+    a, b = fp32_extractor.extract(X[:200]), int8_extractor.extract(X[:200])
+    cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.mean() > 0.97, cos.mean()
+
+
+def test_hash_is_content_hash_and_differs(fp32_extractor, int8_extractor, tmp_path):
+    copy = tmp_path / "copy.onnx"
+    copy.write_bytes(model_path("mnist_0to5_fp32").read_bytes())
+    assert FrozenExtractor(copy).hash == fp32_extractor.hash
+    assert fp32_extractor.hash != int8_extractor.hash and len(fp32_extractor.hash) == 64
+
+
+def test_head_from_other_extractor_is_refused(fp32_extractor, int8_extractor):
+    head = CWRStar(64, extractor_hash=int8_extractor.hash)
+    with pytest.raises(ExtractorMismatchError, match="extractor"):
+        head.check_extractor(fp32_extractor.hash)
+    other = CWRStar(64, extractor_hash=fp32_extractor.hash)
+    other.learn_one(np.ones(64, np.float32), 1)
+    with pytest.raises(ExtractorMismatchError):
+        head.load_state_dict(other.state_dict())
+
+
+def test_corrupt_and_missing_models(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ExtractorError, match="cannot load ONNX model"):
+        FrozenExtractor(bad)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(model_path("mnist_0to5_fp32").read_bytes()[:2000])
+    with pytest.raises(ExtractorError, match="truncated.onnx"):
+        FrozenExtractor(truncated)
+    with pytest.raises(ExtractorError, match="not found"):
+        FrozenExtractor(tmp_path / "nope.onnx")
+
+
+def test_bad_input_shapes(fp32_extractor):
+    with pytest.raises(InputError, match="784"):
+        fp32_extractor.extract_one(np.zeros((27, 28), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        fp32_extractor.extract_one(np.full((28, 28), np.nan, np.float32))
+    assert fp32_extractor.extract(np.zeros((0, 28, 28), np.uint8)).shape == (0, 64)

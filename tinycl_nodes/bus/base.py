@@ -1,0 +1,147 @@
+"""The one small interface every backend implements, plus the parts they share."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from .qos import QosProfile
+
+Callback = Callable[[Any], None]
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    topic: str
+
+    def publish(self, msg: Any) -> None: ...
+
+
+@runtime_checkable
+class Bus(Protocol):
+    """What a node sees: publish, subscribe, parameters, clock, timers, spin, a logger."""
+
+    backend: str
+    name: str
+    namespace: str
+    logger: Any
+
+    def msg(self, type_name: str) -> type: ...
+    def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = ...) -> Publisher: ...
+    def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
+                            qos: QosProfile | str = ...) -> Any: ...
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any: ...
+    def declare_parameter(self, name: str, default: Any = None) -> Any: ...
+    def get_parameter(self, name: str) -> Any: ...
+    def now_ns(self) -> int: ...
+    def stamp(self) -> Any: ...
+    def spin(self, timeout_s: float | None = None) -> None: ...
+    def spin_once(self, timeout_s: float = 0.0) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+class Timer:
+    """A periodic callback run by the spinning thread (not a thread of its own)."""
+
+    def __init__(self, period_s: float, callback: Callable[[], None]) -> None:
+        if period_s <= 0:
+            raise ValueError(f"timer period must be > 0, got {period_s}")
+        self.period_ns = int(period_s * 1e9)
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class BaseBus:
+    """Shared by the dds and local backends: parameters, timers, callback isolation, logger."""
+
+    backend = "base"
+
+    def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None) -> None:
+        if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
+            raise ValueError(f"invalid node name {name!r}: letters, digits and '_' only, not starting with a digit")
+        self.name = name
+        self.namespace = "/" + namespace.strip("/")
+        self.logger = logging.getLogger(f"tinycl.{name}")
+        self._overrides = dict(parameters or {})
+        self._params: dict[str, Any] = {}
+        self._timers: list[tuple[int, int, Timer]] = []
+        self._seq = itertools.count()
+        self._shutdown = False
+
+    # parameters --------------------------------------------------------------------------
+    def declare_parameter(self, name: str, default: Any = None) -> Any:
+        """Value from the overrides given at construction (e.g. a ROS 2 params YAML), else default."""
+        self._params[name] = self._overrides.get(name, default)
+        return self._params[name]
+
+    def get_parameter(self, name: str) -> Any:
+        if name not in self._params:
+            raise KeyError(f"parameter {name!r} was not declared")
+        return self._params[name]
+
+    # clock ---------------------------------------------------------------------------------
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def stamp(self) -> Any:
+        from ..interfaces import ns_to_time
+        return ns_to_time(self.now_ns(), self.msg("builtin_interfaces/msg/Time"))
+
+    # timers --------------------------------------------------------------------------------
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(period_s, callback)
+        heapq.heappush(self._timers, (time.monotonic_ns() + timer.period_ns, next(self._seq), timer))
+        return timer
+
+    def _next_timer_in_s(self) -> float | None:
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if not self._timers:
+            return None
+        return max(0.0, (self._timers[0][0] - time.monotonic_ns()) / 1e9)
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic_ns()
+        while self._timers and self._timers[0][0] <= now:
+            due, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            heapq.heappush(self._timers, (max(due + timer.period_ns, now), next(self._seq), timer))
+            self._safe(timer.callback, None, "timer")
+
+    # callbacks -------------------------------------------------------------------------------
+    def _safe(self, callback: Callable, msg: Any, where: str) -> None:
+        """Run a user callback; an exception is one error line, never the end of the loop."""
+        try:
+            callback() if where == "timer" else callback(msg)
+        except Exception as exc:  # noqa: BLE001 - a node must survive bad input
+            self.logger.error("%s: dropped: %s: %s", where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+    def spin(self, timeout_s: float | None = None) -> None:
+        """Run callbacks until shutdown() (or for timeout_s seconds)."""
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._shutdown and (end is None or time.monotonic() < end):
+            step = 0.1 if end is None else max(0.0, min(0.1, end - time.monotonic()))
+            self.spin_once(step)
+
+    def spin_once(self, timeout_s: float = 0.0) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def msg(self, type_name: str) -> type:
+        from ..interfaces import get_type
+        return get_type(type_name, getattr(self, "distro", "jazzy"))
+
+    def _resolve_type(self, msg_type: type | str) -> type:
+        return self.msg(msg_type) if isinstance(msg_type, str) else msg_type
+
+    def __enter__(self) -> "BaseBus":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()

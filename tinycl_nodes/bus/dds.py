@@ -1,0 +1,177 @@
+"""cyclonedds-python backend, wire-compatible with ROS 2 (rmw_cyclonedds_cpp) without ROS 2 installed.
+
+`rt/<topic>` DDS topics, `pkg::msg::dds_::Name_` keyless final types (XCDR1), `typehash=RIHS01_…;`
+in every endpoint's USER_DATA (Iron and later; not on Humble), `ros_discovery_info` for the node
+graph. Callbacks run in the thread calling spin()/spin_once(), as with rclpy's executor.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cyclonedds._clayer import ddspy_take
+from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.domain import Domain, DomainParticipant
+from cyclonedds.pub import DataWriter, Publisher
+from cyclonedds.qos import Policy, Qos
+from cyclonedds.sub import DataReader, Subscriber
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+from ..interfaces import dds_topic_name, resolve_topic, type_hash
+from .base import BaseBus, Callback
+from .dds_config import config_uri, domain_id
+from .discovery import DiscoveryInfo
+from .qos import QosProfile, RELIABLE, profile
+
+_DOMAINS: dict[int, tuple[Domain | None, str | None]] = {}
+_DOMAINS_LOCK = threading.Lock()
+_ANY = SampleState.Any | ViewState.Any | InstanceState.Any
+TAKE_BATCH = 256
+
+
+def _domain(did: int, uri: str | None) -> None:
+    """Create the process's Domain with our config once (cyclonedds allows one config per domain id)."""
+    with _DOMAINS_LOCK:
+        if did in _DOMAINS:
+            if _DOMAINS[did][1] != uri:
+                raise RuntimeError(f"DDS domain {did} already configured in this process with another config")
+            return
+        _DOMAINS[did] = (Domain(did, uri) if uri else None, uri)
+
+
+class DdsPublisher:
+    def __init__(self, topic: str, writer: DataWriter, msg_type: type) -> None:
+        self.topic, self.writer, self.msg_type = topic, writer, msg_type
+
+    def publish(self, msg: Any) -> None:
+        if type(msg) is not self.msg_type:
+            raise TypeError(f"{self.topic}: expected {self.msg_type.__ros_type__}, got {type(msg).__name__}")
+        self.writer.write(msg)
+
+
+class DdsSubscription:
+    def __init__(self, topic: str, reader: DataReader, msg_type: type, callback: Callback) -> None:
+        self.topic, self.reader, self.msg_type, self.callback = topic, reader, msg_type, callback
+        self.condition = ReadCondition(reader, _ANY)
+
+
+class DdsBus(BaseBus):
+    """One DDS participant per node, like rmw_cyclonedds."""
+
+    backend = "dds"
+
+    def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None, *,
+                 domain: int | None = None, dds_config: str | None = None, ros_distro: str = "jazzy") -> None:
+        super().__init__(name, namespace, parameters)
+        if ros_distro not in ("humble", "jazzy"):
+            raise ValueError(f"ros_distro must be 'humble' or 'jazzy', got {ros_distro!r}")
+        self.distro = ros_distro
+        self.domain_id = domain_id(domain)
+        _domain(self.domain_id, config_uri(dds_config))
+        self.participant = DomainParticipant(self.domain_id, qos=Qos(Policy.Userdata(data=b"enclave=/;")))
+        self._pub = Publisher(self.participant)
+        self._sub = Subscriber(self.participant)
+        self._topics: dict[str, Topic] = {}
+        self._subs: list[DdsSubscription] = []
+        self._waitset = WaitSet(self.participant)
+        self._wake = GuardCondition(self.participant)
+        self._waitset.attach(self._wake)
+        self.discovery = DiscoveryInfo(self.participant, self._pub, name, self.namespace, ros_distro, self.qos)
+        self.discovery.publish()
+
+    # QoS ---------------------------------------------------------------------------------------------
+    def qos(self, p: QosProfile, ros_type: str) -> Qos:
+        """DDS QoS for a profile, with the type hash in USER_DATA as Iron and later expect."""
+        policies = [
+            Policy.Reliability.Reliable(duration(seconds=p.max_blocking_s)) if p.reliable
+            else Policy.Reliability.BestEffort,
+            Policy.Durability.TransientLocal if p.transient_local else Policy.Durability.Volatile,
+            Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth),
+        ]
+        if self.distro != "humble":
+            policies.append(Policy.Userdata(data=f"typehash={type_hash(ros_type, self.distro)};".encode()))
+        return Qos(*policies)
+
+    def _topic(self, name: str, msg_type: type) -> Topic:
+        dds_name = dds_topic_name(name)
+        topic = self._topics.get(dds_name)
+        if topic is None:
+            topic = self._topics[dds_name] = Topic(self.participant, dds_name, msg_type)
+        elif topic.data_type is not msg_type:
+            raise TypeError(f"topic {name} already used with {topic.data_type.__ros_type__} in this node")
+        return topic
+
+    # pub/sub -----------------------------------------------------------------------------------------
+    def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> DdsPublisher:
+        t = self._resolve_type(msg_type)
+        name = resolve_topic(topic, self.namespace)
+        writer = DataWriter(self._pub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
+        self.discovery.add(writer, is_reader=False)
+        return DdsPublisher(name, writer, t)
+
+    def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
+                            qos: QosProfile | str = RELIABLE) -> DdsSubscription:
+        t = self._resolve_type(msg_type)
+        name = resolve_topic(topic, self.namespace)
+        reader = DataReader(self._sub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
+        sub = DdsSubscription(name, reader, t, callback)
+        self._waitset.attach(sub.condition)
+        self._subs.append(sub)
+        self.discovery.add(reader, is_reader=True)
+        return sub
+
+    # executor ----------------------------------------------------------------------------------------
+    def _drain(self, sub: DdsSubscription) -> int:
+        """Take everything waiting; a sample that does not decode is one error line, not a dead loop."""
+        n = 0
+        while not self._shutdown:
+            batch = ddspy_take(sub.reader._ref, _ANY, TAKE_BATCH)
+            if isinstance(batch, int):
+                self.logger.error("%s: take failed with DDS return code %d", sub.topic, batch)
+                return n
+            for data, info in batch:
+                if not info.valid_data:
+                    continue
+                try:
+                    msg = sub.msg_type.deserialize(data)
+                except Exception as exc:  # noqa: BLE001 - malformed input from the wire
+                    self.logger.error("%s: dropped malformed %s (%d bytes): %s", sub.topic,
+                                      sub.msg_type.__ros_type__, len(data), exc)
+                    continue
+                n += 1
+                self._safe(sub.callback, msg, sub.topic)
+            if len(batch) < TAKE_BATCH:
+                return n
+        return n
+
+    def spin_once(self, timeout_s: float = 0.0) -> None:
+        """Wait up to timeout_s for data or a due timer, then run the callbacks that are ready."""
+        if self._shutdown:
+            return
+        wait = self._next_timer_in_s()
+        wait = timeout_s if wait is None else min(wait, timeout_s)
+        if wait > 0:
+            self._waitset.wait(duration(seconds=wait))
+            self._wake.set(False)
+        for sub in list(self._subs):
+            self._drain(sub)
+        self._run_due_timers()
+
+    def wake(self) -> None:
+        """Make a blocked spin_once return (thread-safe)."""
+        self._wake.set(True)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        try:
+            self.discovery.clear()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+        self._wake.set(True)
+        self._subs.clear()
+        participant, self.participant = self.participant, None
+        participant.__del__()  # deletes the participant and all its readers/writers now, not at GC time

@@ -1,0 +1,100 @@
+"""In-process backend: publish() calls the subscribers' callbacks synchronously (experiments, benchmarks)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..interfaces import resolve_topic
+from .base import BaseBus, Callback
+from .qos import QosProfile, RELIABLE, profile
+
+
+@dataclass
+class _Topic:
+    msg_type: type
+    subscribers: list["LocalSubscription"] = field(default_factory=list)
+    latched: Any = None
+
+
+class LocalGraph:
+    """The topics shared by all LocalBus nodes of one process (or of one experiment)."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, _Topic] = {}
+
+    def topic(self, name: str, msg_type: type) -> _Topic:
+        t = self.topics.setdefault(name, _Topic(msg_type))
+        if t.msg_type is not msg_type:
+            raise TypeError(f"topic {name} carries {t.msg_type.__name__}, not {msg_type.__name__}")
+        return t
+
+
+DEFAULT_GRAPH = LocalGraph()
+
+
+@dataclass
+class LocalSubscription:
+    topic: str
+    callback: Callback
+    bus: "LocalBus"
+    qos: QosProfile
+
+
+class LocalPublisher:
+    def __init__(self, bus: "LocalBus", topic: str, t: _Topic, qos: QosProfile) -> None:
+        self.topic, self._t, self._qos, self._bus = topic, t, qos, bus
+
+    def publish(self, msg: Any) -> None:
+        if type(msg) is not self._t.msg_type:
+            raise TypeError(f"{self.topic}: expected {self._t.msg_type.__name__}, got {type(msg).__name__}")
+        if self._qos.transient_local:
+            self._t.latched = msg
+        for sub in list(self._t.subscribers):
+            if not sub.bus._shutdown:
+                sub.bus._safe(sub.callback, msg, sub.topic)
+
+
+class LocalBus(BaseBus):
+    """Same interface as the dds backend; delivery happens inside publish()."""
+
+    backend = "local"
+
+    def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None,
+                 graph: LocalGraph | None = None, distro: str = "jazzy") -> None:
+        super().__init__(name, namespace, parameters)
+        self.graph = graph or DEFAULT_GRAPH
+        self.distro = distro
+        self._subs: list[LocalSubscription] = []
+
+    def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> LocalPublisher:
+        name = resolve_topic(topic, self.namespace)
+        return LocalPublisher(self, name, self.graph.topic(name, self._resolve_type(msg_type)), profile(qos))
+
+    def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
+                            qos: QosProfile | str = RELIABLE) -> LocalSubscription:
+        name = resolve_topic(topic, self.namespace)
+        t = self.graph.topic(name, self._resolve_type(msg_type))
+        sub = LocalSubscription(name, callback, self, profile(qos))
+        t.subscribers.append(sub)
+        self._subs.append(sub)
+        if sub.qos.transient_local and t.latched is not None:
+            self._safe(callback, t.latched, name)
+        return sub
+
+    def spin_once(self, timeout_s: float = 0.0) -> None:
+        self._run_due_timers()
+        wait = self._next_timer_in_s()
+        wait = timeout_s if wait is None else min(wait, timeout_s)
+        if wait > 0:
+            time.sleep(wait)
+        self._run_due_timers()
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        for sub in self._subs:
+            t = self.graph.topics.get(sub.topic)
+            if t and sub in t.subscribers:
+                t.subscribers.remove(sub)
+        self._subs.clear()

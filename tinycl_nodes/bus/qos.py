@@ -1,0 +1,43 @@
+"""QoS profiles of the graph (DESIGN.md conventions), backend-neutral."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class QosProfile:
+    """What a topic needs; each backend maps it to its own QoS objects.
+
+    depth=0 means KEEP_ALL: the publisher is slowed down instead of samples being dropped.
+    """
+
+    reliable: bool = True
+    transient_local: bool = False
+    depth: int = 0
+    max_blocking_s: float = 1.0
+
+    @property
+    def history(self) -> Literal["keep_all", "keep_last"]:
+        return "keep_all" if self.depth == 0 else "keep_last"
+
+
+#: camera frames, IMU windows: a late frame is worth less than a fresh one
+SENSOR_DATA = QosProfile(reliable=False, transient_local=False, depth=5)
+#: features, labels, predictions, label requests/answers: none lost, order kept
+RELIABLE = QosProfile(reliable=True, transient_local=False, depth=0)
+#: heads and class lists: a late joiner gets the latest one
+LATCHED = QosProfile(reliable=True, transient_local=True, depth=1)
+
+PROFILES: dict[str, QosProfile] = {"sensor_data": SENSOR_DATA, "reliable": RELIABLE, "latched": LATCHED}
+
+
+def profile(qos: QosProfile | str) -> QosProfile:
+    """Accept a profile or its name ('sensor_data' | 'reliable' | 'latched')."""
+    if isinstance(qos, QosProfile):
+        return qos
+    try:
+        return PROFILES[qos]
+    except KeyError:
+        raise ValueError(f"unknown QoS profile {qos!r}; use one of {sorted(PROFILES)}") from None

@@ -1,0 +1,87 @@
+"""The ``tinycl`` command: experiments, benchmarks (and, with the graph, launch).
+
+A user's mistake (missing data, bad model file, bad value) ends in one ``error: …`` line and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .core.errors import TinyclError
+
+
+def _experiment_tinyndc(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .experiments import tinyndc as exp
+    from .experiments.report import tinyndc_tables
+
+    console = Console()
+    extractor = exp.load_extractor(args.model)
+    with console.status(f"extracting features with {extractor.path.name} …"):
+        feats = exp.extract_features(extractor, args.data)
+    protocol = exp.Protocol(labels_per_class=args.labels)
+    sweep = tuple(int(k) for k in args.sweep.split(",")) if args.sweep else ()
+    with console.status("running the stream …") as status:
+        result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=sweep,
+                                    progress=lambda msg: (console.log(msg), status.update(msg)))
+    result["model"] = extractor.path.name
+    out = Path(args.out)
+    exp.write_json(result, out)
+    png = out.with_suffix(".png")
+    exp.plot_curves(result, png)
+    for table in tinyndc_tables(result):
+        console.print(table)
+    console.print(f"wrote {out} and {png}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="tinycl", description="continual learning on the edge")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    exp = sub.add_parser("experiment", help="reproduce a paper's experiment on real data")
+    exp_sub = exp.add_subparsers(dest="experiment", required=True)
+    t = exp_sub.add_parser("tinyndc", help="TinyNDC protocol on MNIST (digits 6–9 arrive as new classes)")
+    t.add_argument("--seeds", type=int, default=5)
+    t.add_argument("--labels", type=int, default=10, help="labelled samples per class (default 10)")
+    t.add_argument("--sweep", default="1,10,50,100", help="labels-per-class sweep ('' to skip)")
+    t.add_argument("--model", default="mnist_0to5_fp32", help="frozen extractor: name or .onnx path")
+    t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
+    t.add_argument("--out", default="results/tinyndc.json")
+    t.set_defaults(func=_experiment_tinyndc)
+
+    b = sub.add_parser("bench", help="per-stage time per sample, in process")
+    b.add_argument("--data", default=None)
+    b.add_argument("--samples", type=int, default=2000)
+    b.add_argument("--out", default="results/bench.json")
+    b.set_defaults(func=_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "seeds", 1) < 1:
+        print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TinyclError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Private helpers shared by the heads: integer hyper-parameters, strict state loading, rng state.
+
+Kept private (underscore) so the public surface of the core stays the documented classes.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from typing import Any
+
+import numpy as np
+
+from . import state as st
+from .errors import InputError, StateError
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Validate an integer hyper-parameter (``bool`` and floats are refused): fail in ``__init__``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}: must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise InputError(f"{name}: must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def label_dtype(n_classes: int) -> np.dtype:
+    """Smallest unsigned dtype holding class-row indices ``0..n_classes-1``.
+
+    uint8 up to 256 classes (rows 0..255), uint16 up to 65,536, else uint32.
+    """
+    if n_classes <= 256:
+        return np.dtype(np.uint8)
+    if n_classes <= 65536:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+def add_zero_row(arr: np.ndarray) -> np.ndarray:
+    """``arr`` with one zero row appended (class additions are rare: a copy is fine)."""
+    out = np.zeros((arr.shape[0] + 1,) + arr.shape[1:], arr.dtype)
+    out[:-1] = arr
+    return out
+
+
+# --- loading state strictly ----------------------------------------------------------------------
+def expect_array(state: dict[str, Any], name: str, shape: tuple[int, ...],
+                 dtype: Any = None, kinds: str = "", nonneg: bool = True) -> np.ndarray:
+    """A validated *copy* of array ``name``: present, of ``shape``, finite, right dtype.
+
+    ``dtype`` demands an exact dtype; ``kinds`` (e.g. ``"iu"``) a dtype kind. Signed integer
+    arrays must be non-negative unless ``nonneg=False`` (counts and indices; int8 codes are not).
+    """
+    arr = st.expect_shape(state, name, shape)
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise StateError(f"state: array {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if kinds and arr.size and arr.dtype.kind not in kinds:
+        raise StateError(f"state: array {name!r} has dtype {arr.dtype}, expected kind {kinds!r}")
+    if nonneg and arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise StateError(f"state: array {name!r} holds negative values")
+    return np.array(arr, copy=True)
+
+
+def expect_rows(state: dict[str, Any], name: str, max_rows: int) -> int:
+    """Number of rows of array ``name``, refusing a missing array or more than ``max_rows`` rows."""
+    if name not in state["arrays"]:
+        raise StateError(f"state: array {name!r} is missing")
+    arr = np.asarray(state["arrays"][name])
+    if arr.ndim < 1 or arr.shape[0] > max_rows:
+        raise StateError(f"state: array {name!r} has shape {arr.shape}, at most {max_rows} rows allowed")
+    return int(arr.shape[0])
+
+
+def expect_int(state: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    """A scalar integer stored as a 0-d array, within ``[lo, hi]``."""
+    arr = expect_array(state, name, (), kinds="iu")
+    value = int(arr)
+    if not lo <= value <= hi:
+        raise StateError(f"state: {name!r} = {value} is outside [{lo}, {hi}]")
+    return value
+
+
+def check_rows(labels: np.ndarray, n_classes: int, name: str) -> None:
+    """Stored class-row indices must point at existing classes."""
+    if labels.size and int(labels.max()) >= n_classes:
+        raise StateError(f"state: {name!r} refers to class row {int(labels.max())}, "
+                         f"only {n_classes} classes")
+
+
+# --- rng state as JSON ---------------------------------------------------------------------------
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The bit generator state: plain JSON (PCG64's 128-bit ints are exact Python ints)."""
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def rng_from_state(obj: Any, name: str = "rng_state") -> np.random.Generator:
+    """A new Generator in state ``obj``; StateError if ``obj`` is not a PCG64 state."""
+    if not isinstance(obj, dict) or obj.get("bit_generator") != "PCG64":
+        raise StateError(f"state: {name!r} is not a PCG64 generator state")
+    rng = np.random.Generator(np.random.PCG64())
+    try:
+        rng.bit_generator.state = obj
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise StateError(f"state: {name!r} is not a valid generator state ({exc})") from None
+    return rng
+
+
+def meta_of(state: dict[str, Any], key: str) -> Any:
+    """``state['meta'][key]`` or StateError."""
+    meta = state.get("meta")
+    if not isinstance(meta, dict) or key not in meta:
+        raise StateError(f"state: meta {key!r} is missing")
+    return meta[key]

@@ -1,0 +1,21 @@
+"""Errors of the learning core: one class per kind of user mistake, each with a one-line message.
+
+Nodes and the CLI catch :class:`TinyclError` and print ``str(err)``; nothing else is needed to
+report a bad input, so every message names the problem and the offending value.
+"""
+
+
+class TinyclError(ValueError):
+    """Base of every error tinycl raises for bad input; its message is one line."""
+
+
+class InputError(TinyclError):
+    """A sample, label or parameter has the wrong shape, type or value (NaN, inf, negative id...)."""
+
+
+class StateError(TinyclError):
+    """A saved state cannot be loaded: other format, other version, other kind or shapes."""
+
+
+class ExtractorMismatchError(TinyclError):
+    """Something was built on another frozen extractor than the one in use (hash differs)."""

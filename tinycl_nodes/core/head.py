@@ -1,0 +1,152 @@
+"""The one small interface every active head follows (River-like, scikit-learn-style state).
+
+A head sits on top of the frozen extractor: it sees a feature vector ``x`` (float32, length
+``n_features``) and an integer class id ``y``. Classes are added online the first time their id
+is learned. Hyper-parameters live in ``__init__``; learned state lives in attributes and is
+exported by ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import state as st
+from .errors import ExtractorMismatchError, InputError, StateError
+from .validation import MAX_CLASS_ID, check_features, check_label
+
+
+class Head(abc.ABC):
+    """Base class: validation, class bookkeeping and state plumbing shared by all heads.
+
+    Subclasses implement ``_learn(x, idx)`` (``idx`` is the row of class ``y``, already added),
+    ``_scores(x)`` (one score per known class, higher is better), ``_add_class_rows()`` and the
+    ``_params`` / ``_arrays`` / ``_load_arrays`` trio for state.
+    """
+
+    kind: ClassVar[str]
+    version: ClassVar[int] = 1
+
+    def __init__(self, n_features: int, extractor_hash: str = "") -> None:
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features <= 0:
+            raise InputError(f"n_features: must be a positive int, got {n_features!r}")
+        self.n_features = n_features
+        self.extractor_hash = extractor_hash
+        self.classes: list[int] = []
+        self._index: dict[int, int] = {}
+        self.n_seen = 0
+
+    # --- public API -------------------------------------------------------------------------
+    def learn_one(self, x: Any, y: Any) -> None:
+        """Learn one labelled sample; a new class id adds a class."""
+        self.learn_valid(check_features(x, self.n_features), check_label(y))
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities aligned with ``self.classes`` (empty when no class is known)."""
+        xv = check_features(x, self.n_features)
+        if not self.classes:
+            return np.zeros(0, np.float32)
+        return _softmax(self._scores(xv))
+
+    def predict_one(self, x: Any) -> int | None:
+        """The most likely class id, or None before any class is learned."""
+        return self.predict_valid(check_features(x, self.n_features))
+
+    # --- the same, for callers that validated already (the TinyNDC loop: one check per sample)
+    def learn_valid(self, x: np.ndarray, y: int) -> None:
+        """``learn_one`` for ``x`` already checked by ``check_features`` and ``y`` by ``check_label``."""
+        idx = self._index.get(y)
+        if idx is None:
+            idx = self._new_class(y)
+        self._learn(x, idx)
+        self.n_seen += 1
+
+    def predict_valid(self, x: np.ndarray) -> int | None:
+        """``predict_one`` for ``x`` already checked by ``check_features``."""
+        if not self.classes:
+            return None
+        return self.classes[int(self._scores(x).argmax())]
+
+    def check_extractor(self, extractor_hash: str) -> None:
+        """Refuse to be used with features from another frozen extractor."""
+        if self.extractor_hash and extractor_hash and extractor_hash != self.extractor_hash:
+            raise ExtractorMismatchError(
+                f"head was trained on extractor {self.extractor_hash[:12]}, features come from "
+                f"{extractor_hash[:12]}: refusing to mix them")
+
+    def state_dict(self) -> dict[str, Any]:
+        """A versioned snapshot of hyper-parameters and learned state."""
+        arrays = {"classes": np.asarray(self.classes, np.int64), **self._arrays()}
+        meta = {"extractor_hash": self.extractor_hash, "n_seen": self.n_seen,
+                "n_features": self.n_features, **self._meta()}
+        return st.make_state(self.kind, self.version, self._params(), arrays, meta)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace learned state by ``state``; on any error nothing is changed."""
+        st.check_state(state, self.kind, self.version, ("classes",))
+        meta = state.get("meta")
+        if not isinstance(meta, dict):
+            raise StateError("state: 'meta' must be a mapping")
+        if meta.get("n_features") != self.n_features:
+            raise StateError(f"state: {self.kind} has {meta.get('n_features')} features, "
+                             f"this head has {self.n_features}")
+        self.check_extractor(str(meta.get("extractor_hash", "")))
+        raw = np.asarray(state["arrays"]["classes"])
+        if raw.ndim != 1 or (raw.size and raw.dtype.kind not in "iu"):
+            raise StateError(f"state: 'classes' must be a 1-d integer array, got {raw.dtype} {raw.shape}")
+        if raw.size and (raw.min() < 0 or raw.max() > MAX_CLASS_ID):
+            raise StateError("state: 'classes' holds a class id out of range")
+        classes = [int(c) for c in raw]
+        if len(set(classes)) != len(classes):
+            raise StateError("state: duplicate class ids")
+        n_seen = meta.get("n_seen", 0)
+        if isinstance(n_seen, bool) or not isinstance(n_seen, int) or n_seen < 0:
+            raise StateError(f"state: meta 'n_seen' must be a non-negative int, got {n_seen!r}")
+        loaded = self._load_arrays(state, len(classes))  # validates every shape first
+        self.classes = classes
+        self._index = {c: i for i, c in enumerate(classes)}
+        self.n_seen = n_seen
+        for name, value in loaded.items():
+            setattr(self, name, value)
+
+    # --- for subclasses ---------------------------------------------------------------------
+    def _new_class(self, y: int) -> int:
+        self.classes.append(y)
+        self._index[y] = len(self.classes) - 1
+        self._add_class_rows()
+        return self._index[y]
+
+    @abc.abstractmethod
+    def _add_class_rows(self) -> None:
+        """Grow per-class arrays by one row (zero / prior-initialised)."""
+
+    @abc.abstractmethod
+    def _learn(self, x: np.ndarray, idx: int) -> None:
+        """Update learned state with sample ``x`` of the class at row ``idx``."""
+
+    @abc.abstractmethod
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        """Unnormalised scores, one per known class (logits or negative distances)."""
+
+    def _meta(self) -> dict[str, Any]:
+        """Extra JSON state to save besides arrays (rng state, detector counters); default none."""
+        return {}
+
+    @abc.abstractmethod
+    def _params(self) -> dict[str, Any]:
+        """JSON hyper-parameters (what ``__init__`` took, besides n_features/extractor_hash)."""
+
+    @abc.abstractmethod
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (besides ``classes``)."""
+
+    @abc.abstractmethod
+    def _load_arrays(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
+        """Validate arrays of ``state`` for ``n_classes`` classes; return ``{attribute: value}``."""
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()

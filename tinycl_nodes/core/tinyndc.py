@@ -1,0 +1,113 @@
+"""The TinyNDC loop: frozen features → pseudo-label by clustering → active head → centroids.
+
+One object wires a clusterer (``clustering.py``) to an active head (``head.py``) as the paper's
+figure does, and exposes the knobs that tinycl's variant turns:
+
+* ``min_confidence`` — the head learns a pseudo-label only when the clusterer's confidence is at
+  least this (0 = always, as the paper). Wrong pseudo-labels are what costs TinyNDC accuracy;
+  skipping the few uncertain ones costs almost no signal.
+* ``cluster_update`` — what moves the centroids: ``"head"`` (the active head's prediction, the
+  paper), ``"self"`` (the clusterer's own pseudo-label: plain online clustering), or
+  ``"agree"`` (only when head and clusterer agree, and the sample is confident).
+
+With no head, the clusterer alone predicts and updates itself ("unsupervised CML" in the paper).
+A true label given to :meth:`step` (supervised CML, or a person's answer) overrides everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .clustering import NearestCentroid
+from .errors import InputError
+from .head import Head
+from .validation import check_batch, check_features, check_label
+
+ClusterUpdate = Literal["head", "self", "agree"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one sample did: the system's prediction (made before learning) and what was learned."""
+
+    prediction: int | None
+    pseudo_label: int | None
+    confidence: float
+    learned: bool
+
+
+class TinyNDC:
+    """Clusterer + optional active head, run one sample at a time (predict, then learn)."""
+
+    def __init__(self, clusterer: NearestCentroid | None, head: Head | None = None,
+                 min_confidence: float = 0.0, cluster_update: ClusterUpdate = "head") -> None:
+        if clusterer is None and head is None:
+            raise InputError("TinyNDC needs a clusterer, a head, or both")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise InputError(f"min_confidence: must be in [0, 1], got {min_confidence}")
+        if cluster_update not in ("head", "self", "agree"):
+            raise InputError(f"cluster_update: must be 'head', 'self' or 'agree', got {cluster_update!r}")
+        if cluster_update in ("head", "agree") and head is None:
+            cluster_update = "self"
+        self.clusterer = clusterer
+        self.head = head
+        self.min_confidence = float(min_confidence)
+        self.cluster_update = cluster_update
+        self.n_features = (head or clusterer).n_features  # type: ignore[union-attr]
+        self.n_pseudo = 0
+        self.n_skipped = 0
+        self.n_labels = 0
+
+    def init_from_labelled(self, X: Any, y: Any) -> None:
+        """Initialise centroids (and teach the head) from a few labelled samples per class."""
+        Xv = check_batch(X, self.n_features, "init features")
+        yv = [check_label(v, "init label") for v in np.asarray(y).ravel()]
+        if len(yv) != Xv.shape[0]:
+            raise InputError(f"init: {Xv.shape[0]} samples but {len(yv)} labels")
+        if self.clusterer is not None:
+            self.clusterer.init_from_labelled(Xv, yv)
+        if self.head is not None:
+            for x, label in zip(Xv, yv):
+                self.head.learn_one(x, label)
+        self.n_labels += len(yv)
+
+    def step(self, x: Any, label: int | None = None) -> Step:
+        """Predict ``x``, then learn from it: from ``label`` if given, else from a pseudo-label."""
+        xv = check_features(x, self.n_features)
+        head, clusterer = self.head, self.clusterer
+        if clusterer is not None:
+            pseudo, conf = clusterer._pseudo_label(xv)
+        else:
+            pseudo, conf = None, 0.0
+        prediction = head.predict_valid(xv) if head is not None else pseudo
+
+        if label is not None:
+            label = check_label(label)
+            if head is not None:
+                head.learn_valid(xv, label)
+            if clusterer is not None:
+                clusterer._update(xv, label)
+            self.n_labels += 1
+            return Step(prediction, pseudo, conf, True)
+
+        if pseudo is None:
+            raise InputError("TinyNDC without a clusterer learns only from labels: step(x, label)")
+        confident = conf >= self.min_confidence
+        learned = head is not None and confident
+        if learned:
+            head.learn_valid(xv, pseudo)  # type: ignore[union-attr]
+            self.n_pseudo += 1
+        else:
+            self.n_skipped += 1
+        if self.cluster_update == "head":
+            target = prediction
+        elif self.cluster_update == "self":
+            target = pseudo if confident else None
+        else:
+            target = pseudo if (confident and prediction == pseudo) else None
+        if target is not None:
+            clusterer._update(xv, target)  # type: ignore[union-attr]
+        return Step(prediction, pseudo, conf, learned)

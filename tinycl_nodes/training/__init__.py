@@ -1,0 +1,1 @@
+"""Training of the frozen extractor (optional extra: needs PyTorch; the nodes never import it)."""
