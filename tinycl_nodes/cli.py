@@ -19,7 +19,7 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     from .experiments import tinyndc as exp
     from .experiments.report import tinyndc_tables
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 132)
     extractor = exp.load_extractor(args.model)
     with console.status(f"extracting features with {extractor.path.name} …"):
         feats = exp.extract_features(extractor, args.data)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.table import Table
 
 ROW_TITLES = {
-    "supervised": "Supervised CML (frozen + CWR*, true labels)",
-    "clustering": "Unsupervised CML (clustering only)",
-    "tinyndc": "TinyNDC (as the paper describes it)",
-    "tinycl": "tinycl (best unsupervised variant)",
-    "supervised_slda": "Supervised, tinycl's head (SLDA, true labels)",
+    "supervised": "Supervised CML (CWR*)",
+    "clustering": "Unsupervised CML (clustering)",
+    "tinyndc": "TinyNDC (as in the paper)",
+    "tinycl": "tinycl (unsupervised)",
+    "supervised_slda": "Supervised, SLDA head",
 }
 
 
@@ -31,6 +31,20 @@ def tinyndc_tables(result: dict) -> list[Table]:
                   f"{m['accuracy_new_classes']['mean']:.2f}", f"{m['forgetting_old']['mean']:+.2f}",
                   f"{m['labels_used']['mean']:.0f}")
     tables = [t]
+    if result.get("heads"):
+        h = Table(title="Every head on the same stream with true labels (%), and its learned state")
+        for col in ("head", "accuracy", "F1", "new digits", "forgetting 0–5", "state bytes", "replay bytes"):
+            h.add_column(col, justify="left" if col == "head" else "right")
+        for name, m in result["heads"].items():
+            h.add_row(name, _pm(m["accuracy"]), _pm(m["f1"]), f"{m['accuracy_new_classes']['mean']:.2f}",
+                      f"{m['forgetting_old']['mean']:+.2f}", f"{m['state_bytes']['mean']:.0f}",
+                      f"{m['replay_bytes']['mean']:.0f}" if "replay_bytes" in m else "–")
+        tables.append(h)
+    if result.get("qlr"):
+        q = result["qlr"]
+        tables[-1].caption = (f"Quantized latent replay: replay memory {q['features_ratio']:.2f}× smaller "
+                              f"({q['with_labels_ratio']:.2f}× with labels), accuracy {q['accuracy_int8']:.2f}% "
+                              f"vs {q['accuracy_fp32']:.2f}% in fp32 (loss {q['accuracy_loss']:+.2f} points)")
     if result.get("sweep"):
         s = Table(title="Labelled samples per class → accuracy (%)")
         for col in ("labels/class", "TinyNDC (ours)", "TinyNDC (paper)", "tinycl"):
