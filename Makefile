@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job: the TinyNDC graph (5 processes over DDS) on MNIST, scored against the in-process run.
 demo: $(STAMP)
+	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli demo --out results/demo.json
+
+# The full experiment of the paper (5 seeds, sweep, every head): results/tinyndc.{json,png}
+experiment: $(STAMP)
 	$(PY) -m tinycl_nodes.cli experiment tinyndc --data $(DATA) --seeds $(SEEDS) --out results/tinyndc.json
 
 # Debian packages the tests need (Cyclone DDS C library + idlc for the interop check); idempotent.

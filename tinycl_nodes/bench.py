@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import load_mnist
+from . import presets
 from .experiments import tinyndc as exp
 from .extractor import FrozenExtractor, model_path
 
@@ -85,7 +86,7 @@ def run_bench(args: argparse.Namespace) -> int:
     feats = fp32.extract(images)
     init_X, init_y = fp32.extract(Xtr[init_idx]), ytr[init_idx].astype(np.int64)
     frozen_us = result["extract_us"]["mnist_0to5_fp32"]
-    for sys_name, factory in (("tinyndc", exp.tinyndc_paper), ("tinycl", exp.tinycl_best)):
+    for sys_name, factory in (("tinyndc", presets.tinyndc_paper), ("tinycl", presets.tinycl_best)):
         stages = bench_stages(factory(feats.shape[1], fp32.hash), feats, init_X, init_y)
         learning = sum(stages.values())
         result["systems"][sys_name] = {"stages_us": stages, "learning_us": learning,

@@ -39,6 +39,23 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace) -> int:
+    from .launcher import launch
+
+    return launch(args.graph, args.config, args.namespace, args.param)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .demo import run_demo
+
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    result = run_demo(args.config, args.param, args.out, compare=not args.no_compare, console=console)
+    ok = result["graph"]["lost"] == 0 and all(c == 0 for c in result["graph"]["exit_codes"].values())
+    return 0 if ok else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
@@ -59,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
     t.add_argument("--out", default="results/tinyndc.json")
     t.set_defaults(func=_experiment_tinyndc)
+
+    la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
+    la.add_argument("graph", help="tinyndc")
+    la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
+    la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
+    la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
+    la.set_defaults(func=_launch)
+
+    d = sub.add_parser("demo", help="the TinyNDC graph on MNIST, scored against the in-process run")
+    d.add_argument("--config", default=None)
+    d.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
+    d.add_argument("--out", default="results/demo.json")
+    d.add_argument("--no-compare", action="store_true", help="skip the in-process run")
+    d.set_defaults(func=_demo)
 
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)

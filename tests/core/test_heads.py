@@ -429,3 +429,27 @@ def test_bad_input_raises_input_error_and_changes_nothing(name):
 def test_bad_hyper_parameters(ctor):
     with pytest.raises(InputError):
         ctor()
+
+
+# --- linear form: what the exporter and the Head message carry --------------------------------
+@pytest.mark.parametrize("make", [
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).CWRStar(16, lr=0.5, batch_size=4),
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).TinyOL(16),
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).StreamingNCM(16),
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).StreamingLDA(16, refresh_every=7),
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).LatentReplayHead(16, memory_size=40, batch_size=8),
+    lambda: __import__("tinycl_nodes.core", fromlist=["x"]).TyBoxHead(16, memory_bytes=20000),
+])
+def test_linear_form_matches_predictions(make):
+    from tests.conftest import blobs
+    X, y = blobs(40, [0, 3, 5], dim=16, seed=9)
+    head = make()
+    for x, t in zip(X[:90], y[:90]):
+        head.learn_one(x, int(t))
+    W, b = head.linear()
+    assert W.shape == (3, 16) and b.shape == (3,) and W.dtype == np.float32
+    for x in X[90:]:
+        z = W @ x + b
+        assert head.classes[int(np.argmax(z))] == head.predict_one(x)
+        e = np.exp(z - z.max())
+        np.testing.assert_allclose(e / e.sum(), head.predict_proba(x), rtol=2e-3, atol=2e-4)

@@ -22,7 +22,8 @@ def _header(d: str, sec: int = 0, nanosec: int = 0, frame: str = ""):
 def _features(d: str, n: int):
     return get_type("Features", d)(header=_header(d, 1_700_000_000, 123_456_789, "cam0"),
                                    data=[float(np.float32(i * 0.25 - 1)) for i in range(n)],
-                                   extractor_hash="sha256:ab€cd", sample_id=4_000_000_000, true_label=-1)
+                                   extractor_hash="sha256:ab€cd", sample_id=4_000_000_000, true_label=-1,
+                                   labelled=n % 2 == 1)
 
 
 def _classes(d: str, n: int):
@@ -65,6 +66,9 @@ def samples(name: str, d: str) -> list:
                 t(height=28, width=28, encoding="mono8", step=28, data=np.arange(784, dtype=np.uint8) % 251)]
     elif short == "Header":
         out += [_header(d, -5, 999_999_999, "base_link/ü")]
+    elif short == "GroundTruth":
+        out += [t(header=_header(d, 7, 8), label=9, class_name="nine · neuf", learnable=True),
+                t(header=_header(d, 7, 9), label=-1, learnable=False)]
     else:
         pytest.fail(f"no sample values for new message type {name}: add some here")
     return out

@@ -18,6 +18,7 @@ class Publisher(Protocol):
     topic: str
 
     def publish(self, msg: Any) -> None: ...
+    def get_subscription_count(self) -> int: ...
 
 
 @runtime_checkable
@@ -73,6 +74,7 @@ class BaseBus:
         self._timers: list[tuple[int, int, Timer]] = []
         self._seq = itertools.count()
         self._shutdown = False
+        self._stop = False
 
     # parameters --------------------------------------------------------------------------
     def declare_parameter(self, name: str, default: Any = None) -> Any:
@@ -123,10 +125,22 @@ class BaseBus:
         except Exception as exc:  # noqa: BLE001 - a node must survive bad input
             self.logger.error("%s: dropped: %s: %s", where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
+    def request_stop(self) -> None:
+        """Make spin() return soon; safe from a signal handler. The bus stays usable (close() may
+        still publish a last head or save state) until shutdown()."""
+        self._stop = True
+        wake = getattr(self, "wake", None)
+        if wake is not None:
+            wake()
+
+    def ok(self) -> bool:
+        """False once a stop was requested or the bus was shut down (for nodes' own loops)."""
+        return not (self._stop or self._shutdown)
+
     def spin(self, timeout_s: float | None = None) -> None:
-        """Run callbacks until shutdown() (or for timeout_s seconds)."""
+        """Run callbacks until request_stop()/shutdown() (or for timeout_s seconds)."""
         end = None if timeout_s is None else time.monotonic() + timeout_s
-        while not self._shutdown and (end is None or time.monotonic() < end):
+        while self.ok() and (end is None or time.monotonic() < end):
             step = 0.1 if end is None else max(0.0, min(0.1, end - time.monotonic()))
             self.spin_once(step)
 

@@ -28,7 +28,8 @@ from .qos import QosProfile, RELIABLE, profile
 _DOMAINS: dict[int, tuple[Domain | None, str | None]] = {}
 _DOMAINS_LOCK = threading.Lock()
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
-TAKE_BATCH = 256
+TAKE_BATCH = 64
+MAX_ROUNDS = 64   # batches per subscription in one spin_once, then control returns to the caller
 
 
 def _domain(did: int, uri: str | None) -> None:
@@ -49,6 +50,10 @@ class DdsPublisher:
         if type(msg) is not self.msg_type:
             raise TypeError(f"{self.topic}: expected {self.msg_type.__ros_type__}, got {type(msg).__name__}")
         self.writer.write(msg)
+
+    def get_subscription_count(self) -> int:
+        """Matched subscriptions (rclpy's name), e.g. to wait for readers before a replay starts."""
+        return int(self.writer.get_publication_matched_status().current_count)
 
 
 class DdsSubscription:
@@ -123,31 +128,37 @@ class DdsBus(BaseBus):
         return sub
 
     # executor ----------------------------------------------------------------------------------------
-    def _drain(self, sub: DdsSubscription) -> int:
-        """Take everything waiting; a sample that does not decode is one error line, not a dead loop."""
-        n = 0
-        while not self._shutdown:
-            batch = ddspy_take(sub.reader._ref, _ANY, TAKE_BATCH)
-            if isinstance(batch, int):
-                self.logger.error("%s: take failed with DDS return code %d", sub.topic, batch)
-                return n
-            for data, info in batch:
-                if not info.valid_data:
-                    continue
-                try:
-                    msg = sub.msg_type.deserialize(data)
-                except Exception as exc:  # noqa: BLE001 - malformed input from the wire
-                    self.logger.error("%s: dropped malformed %s (%d bytes): %s", sub.topic,
-                                      sub.msg_type.__ros_type__, len(data), exc)
-                    continue
-                n += 1
-                self._safe(sub.callback, msg, sub.topic)
-            if len(batch) < TAKE_BATCH:
-                return n
-        return n
+    def _take_batch(self, sub: DdsSubscription) -> int:
+        """Take up to TAKE_BATCH samples of one subscription and run its callback on each.
+
+        A sample that does not decode is one error line, not a dead loop. Returns how many were
+        taken, so the executor can go round the subscriptions fairly.
+        """
+        batch = ddspy_take(sub.reader._ref, _ANY, TAKE_BATCH)
+        if isinstance(batch, int):
+            self.logger.error("%s: take failed with DDS return code %d", sub.topic, batch)
+            return 0
+        for data, info in batch:
+            if self._shutdown:
+                break
+            if not info.valid_data:
+                continue
+            try:
+                msg = sub.msg_type.deserialize(data)
+            except Exception as exc:  # noqa: BLE001 - malformed input from the wire
+                self.logger.error("%s: dropped malformed %s (%d bytes): %s", sub.topic,
+                                  sub.msg_type.__ros_type__, len(data), exc)
+                continue
+            self._safe(sub.callback, msg, sub.topic)
+        return len(batch)
 
     def spin_once(self, timeout_s: float = 0.0) -> None:
-        """Wait up to timeout_s for data or a due timer, then run the callbacks that are ready."""
+        """Wait up to timeout_s for data or a due timer, then run the callbacks that are ready.
+
+        Subscriptions are served round-robin, one batch each per round (and timers between
+        rounds), so a busy topic cannot starve the others: a node joining two topics by stamp
+        (images and their ground truth) sees both advance together.
+        """
         if self._shutdown:
             return
         wait = self._next_timer_in_s()
@@ -155,9 +166,15 @@ class DdsBus(BaseBus):
         if wait > 0:
             self._waitset.wait(duration(seconds=wait))
             self._wake.set(False)
-        for sub in list(self._subs):
-            self._drain(sub)
-        self._run_due_timers()
+        for _ in range(MAX_ROUNDS):
+            busy = False
+            for sub in list(self._subs):
+                if self._shutdown:
+                    return
+                busy |= self._take_batch(sub) == TAKE_BATCH
+            self._run_due_timers()
+            if not busy:
+                break
 
     def wake(self) -> None:
         """Make a blocked spin_once return (thread-safe)."""

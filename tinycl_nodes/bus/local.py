@@ -46,6 +46,9 @@ class LocalPublisher:
     def __init__(self, bus: "LocalBus", topic: str, t: _Topic, qos: QosProfile) -> None:
         self.topic, self._t, self._qos, self._bus = topic, t, qos, bus
 
+    def get_subscription_count(self) -> int:
+        return len(self._t.subscribers)
+
     def publish(self, msg: Any) -> None:
         if type(msg) is not self._t.msg_type:
             raise TypeError(f"{self.topic}: expected {self._t.msg_type.__name__}, got {type(msg).__name__}")

@@ -75,6 +75,13 @@ class Ros2Bus:
     def stamp(self) -> Any:
         return self.node.get_clock().now().to_msg()
 
+    def request_stop(self) -> None:
+        """Make spin() return (signal-safe); the node stays usable until shutdown()."""
+        self._pending_shutdown = True
+
+    def ok(self) -> bool:
+        return rclpy.ok() and not self._pending_shutdown
+
     def spin(self, timeout_s: float | None = None) -> None:
         if timeout_s is None:
             while rclpy.ok() and not self._pending_shutdown:

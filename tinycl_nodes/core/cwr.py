@@ -126,6 +126,9 @@ class CWRStar(Head):
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self.cw.dot(x)
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.cw.copy(), np.zeros(len(self.classes), np.float32)
+
     def _params(self) -> dict[str, Any]:
         return {"lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs}
 

@@ -37,6 +37,7 @@ class Head(abc.ABC):
         self.classes: list[int] = []
         self._index: dict[int, int] = {}
         self.n_seen = 0
+        self.class_seen = np.zeros(0, np.int64)  # samples learned per class, aligned with classes
 
     # --- public API -------------------------------------------------------------------------
     def learn_one(self, x: Any, y: Any) -> None:
@@ -62,12 +63,21 @@ class Head(abc.ABC):
             idx = self._new_class(y)
         self._learn(x, idx)
         self.n_seen += 1
+        self.class_seen[idx] += 1
 
     def predict_valid(self, x: np.ndarray) -> int | None:
         """``predict_one`` for ``x`` already checked by ``check_features``."""
         if not self.classes:
             return None
         return self.classes[int(self._scores(x).argmax())]
+
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)``: scores are ``W·x + b`` up to a constant per sample (same argmax, same softmax).
+
+        The head as one linear layer: what the exporter writes (ONNX, C header) and the ``Head``
+        message carries. Rows are aligned with ``classes``.
+        """
+        raise NotImplementedError(f"{self.kind} has no linear form")
 
     def check_extractor(self, extractor_hash: str) -> None:
         """Refuse to be used with features from another frozen extractor."""
@@ -78,7 +88,8 @@ class Head(abc.ABC):
 
     def state_dict(self) -> dict[str, Any]:
         """A versioned snapshot of hyper-parameters and learned state."""
-        arrays = {"classes": np.asarray(self.classes, np.int64), **self._arrays()}
+        arrays = {"classes": np.asarray(self.classes, np.int64), "class_seen": self.class_seen,
+                  **self._arrays()}
         meta = {"extractor_hash": self.extractor_hash, "n_seen": self.n_seen,
                 "n_features": self.n_features, **self._meta()}
         return st.make_state(self.kind, self.version, self._params(), arrays, meta)
@@ -104,15 +115,24 @@ class Head(abc.ABC):
         n_seen = meta.get("n_seen", 0)
         if isinstance(n_seen, bool) or not isinstance(n_seen, int) or n_seen < 0:
             raise StateError(f"state: meta 'n_seen' must be a non-negative int, got {n_seen!r}")
+        class_seen = st.expect_shape(state, "class_seen", (len(classes),))
+        if class_seen.dtype.kind not in "iu" or (class_seen.size and class_seen.min() < 0):
+            raise StateError("state: 'class_seen' must hold non-negative integer counts")
         loaded = self._load_arrays(state, len(classes))  # validates every shape first
         self.classes = classes
         self._index = {c: i for i, c in enumerate(classes)}
         self.n_seen = n_seen
+        self.class_seen = class_seen.astype(np.int64)
         for name, value in loaded.items():
             setattr(self, name, value)
 
     # --- for subclasses ---------------------------------------------------------------------
+    def sample_counts(self) -> dict[int, int]:
+        """Samples learned per class id (what a federated aggregator weights class rows by)."""
+        return dict(zip(self.classes, self.class_seen.tolist()))
+
     def _new_class(self, y: int) -> int:
+        self.class_seen = np.append(self.class_seen, 0)
         self.classes.append(y)
         self._index[y] = len(self.classes) - 1
         self._add_class_rows()

@@ -50,6 +50,9 @@ class StreamingNCM(Head):
         s -= float(x.dot(x))
         return s
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._m2.astype(np.float32), (-self._sqnorm).astype(np.float32)
+
     def _params(self) -> dict[str, Any]:
         return {}
 

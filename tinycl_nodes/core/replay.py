@@ -277,6 +277,9 @@ class LatentReplayHead(Head):
         z += self.b
         return z
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.astype(np.float32), self.b.astype(np.float32)
+
     def _params(self) -> dict[str, Any]:
         return {"memory_size": self.buffer.capacity, "batch_size": self.batch_size,
                 "epochs": self.epochs, "lr": self.lr, "quantized": self.buffer.quantized,

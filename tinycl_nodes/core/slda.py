@@ -32,8 +32,9 @@ class StreamingLDA(Head):
 
     Learning is O(F²) (a rank-1 covariance update); the O(F³) part — ``W = ΛMᵀ`` (done as one
     ``solve((1−ε)Σ + εI, Mᵀ)``, about twice as cheap as forming ``Λ``) and ``b_c = ½ μ_cᵀΛμ_c`` —
-    runs only when predicting after an update, and then only if ``refresh_every`` updates are
-    pending or a class was added since the last refresh. ``refresh_every=1`` is exact;
+    runs at learning time, every ``refresh_every`` updates and whenever a class was added.
+    Predicting never changes state, so predicting more or less often (a node predicts every
+    sample, an experiment only some) cannot change what is learned. ``refresh_every=1`` is exact;
     larger values trade staleness of the shared covariance for speed (class means still enter
     scores only through the cache, so a stale cache lags by at most ``refresh_every − 1`` samples).
     At F = 64 the exact refresh costs ~45–60 µs here (the LAPACK solve), learning ~10 µs: with
@@ -109,6 +110,8 @@ class StreamingLDA(Head):
         self.counts[idx] = n_c + 1
         self.n_updates += 1
         self._stale += 1
+        if self._stale >= self.refresh_every or self._W.shape[0] != self.means.shape[0]:
+            self._refresh()
 
     def _shrunk(self) -> np.ndarray:
         """``(1 − ε)Σ + εI`` as a new array."""
@@ -125,10 +128,11 @@ class StreamingLDA(Head):
         self._stale = 0
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
-        if self._stale and (self._stale >= self.refresh_every
-                            or self._W.shape[0] != self.means.shape[0]):
-            self._refresh()
         return self._W.dot(x) - self._b
+
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        # exactly what predictions use (no refresh here: exporting a head must not change it)
+        return self._W.copy(), (-self._b).astype(np.float32)
 
     def _params(self) -> dict[str, Any]:
         return {"shrinkage": self.shrinkage, "refresh_every": self.refresh_every}

@@ -50,6 +50,9 @@ class TinyOL(Head):
         z += self.b
         return z
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.astype(np.float32), self.b.astype(np.float32)
+
     def _params(self) -> dict[str, Any]:
         return {"lr": self.lr}
 

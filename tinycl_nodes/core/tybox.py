@@ -146,6 +146,9 @@ class TyBoxHead(Head):
         z += self.b
         return z
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.astype(np.float32), self.b.astype(np.float32)
+
     def _params(self) -> dict[str, Any]:
         return {"memory_bytes": self.memory_bytes, "model_bytes": self.model_bytes,
                 "lr": self.lr, "seed": self.seed, "drift_detection": self.drift_detection,

@@ -2,5 +2,7 @@
 
 from .paths import DataError, data_root
 from .mnist import load_mnist
+from .har import HarWindows, load_har
+from .cwru import CwruWindows, load_cwru
 
-__all__ = ["DataError", "data_root", "load_mnist"]
+__all__ = ["CwruWindows", "DataError", "HarWindows", "data_root", "load_cwru", "load_har", "load_mnist"]

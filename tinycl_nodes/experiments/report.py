@@ -54,3 +54,69 @@ def tinyndc_tables(result: dict) -> list[Table]:
             s.add_row(k, _pm(row["tinyndc"]), f"{paper:.1f}" if paper else "–", _pm(row["tinycl"]))
         tables.append(s)
     return tables
+
+
+# --- TinyRCE -----------------------------------------------------------------------------------
+RCE_TITLES = {"rce": "TinyRCE (all labels)", "rce_active": "TinyRCE (asked labels only)",
+              "backprop": "Backprop softmax head", "backprop_cnn": "Backprop, whole CNN (estimate)"}
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:.1f}"
+
+
+def _macs(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+def tinyrce_tables(result: dict) -> list[Table]:
+    """Methods (ours beside the paper's), targets met or missed, and the HAR new-user scenario."""
+    m, paper = result["methods"], result["paper"]
+    har = result["dataset"] == "har"
+    scope = f"mean over {len(result['users'])} users, device {result['device']}" if har else "one machine"
+    t = Table(title=f"TinyRCE vs backprop — {result['dataset'].upper()} ({scope}), features {result['model']}")
+    for col in ("method", "accuracy %", "single user %", "learning MACs", "learned state KiB",
+                "training RAM KiB", "labels asked / used"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for name in ("rce", "rce_active", "backprop"):
+        r = m[name]
+        t.add_row(RCE_TITLES[name], f"{r['accuracy']:.2f}", f"{r['accuracy_single_user']:.2f}",
+                  _macs(r["learning_macs"]), _kib(r["state_bytes"]), _kib(r["training_ram_bytes"]),
+                  f"{r['labels_requested']:.0f} / {r['labels_used']:.0f}")
+    if "backprop_cnn" in m:
+        t.add_row(RCE_TITLES["backprop_cnn"], "–", "–", _macs(m["backprop_cnn"]["learning_macs"]), "–", "–", "–")
+    t.add_row("paper: TinyRCE / CNN backprop", f"gap {paper['accuracy_gap_single_user'][1]:+.2f} to "
+              f"{paper['accuracy_gap_single_user'][0]:+.2f}", "",
+              f"{_macs(paper['learning_macs_rce'])} / {_macs(paper['learning_macs_backprop'])}",
+              f"{paper['ram_kib_rce']} / {paper['ram_kib_backprop']} (RAM)", "", "")
+    tables = [t]
+    g = Table(title="Targets (issue 4) — ours beside the paper's")
+    for col in ("target", "ours", "needed", "paper", "met"):
+        g.add_column(col, justify="left" if col == "target" else "right")
+    paper_of = {"accuracy_gap": f"{paper['accuracy_gap_avg_users'][1]:+.2f} … {paper['accuracy_gap_avg_users'][0]:+.2f}",
+                "accuracy_gap_single_user": f"{paper['accuracy_gap_single_user'][1]:+.2f} … "
+                                            f"{paper['accuracy_gap_single_user'][0]:+.2f}",
+                "learning_ratio_vs_head": "–", "learning_ratio_vs_cnn": f"{paper['learning_ratio']}×",
+                "state_bytes": f"{paper['ram_kib_rce']} KiB RAM", "new_user_gain": "–"}
+    for key, tg in result["targets"].items():
+        val = tg["value"]
+        ours = (f"{val:.2f}×" if "ratio" in key else f"{_kib(val)} KiB" if key == "state_bytes" else f"{val:+.2f}")
+        need = (f"≥ {tg['target']:.0f}×" if "ratio" in key else f"≤ {_kib(tg['target'])} KiB"
+                if key == "state_bytes" else f"≥ {tg['target']:+.2f}" if "gap" in key else "> 0")
+        g.add_row(tg["what"], ours, need, paper_of.get(key, "–"),
+                  "[green]yes[/green]" if tg["met"] else "[red]MISSED[/red]")
+    tables.append(g)
+    nu = result.get("new_user")
+    if nu:
+        n = Table(title=f"New user: TinyRCE learned on subjects {nu['base_subjects'][0]}–{nu['base_subjects'][-1]} "
+                        f"asks for labels (budget {nu['label_budget']}) — accuracy on held-out executions (%)")
+        for col in ("user", "before", "after", "labels asked", "stream", "backprop (base)", "backprop + same labels"):
+            n.add_column(col, justify="left" if col == "user" else "right")
+        for name, u in {**nu["users"], "mean": nu["mean"]}.items():
+            n.add_row(name, f"{u['accuracy_before']:.2f}", f"{u['accuracy_after']:.2f}", f"{u['labels_asked']:.0f}",
+                      f"{u['stream_length']:.0f}", f"{u['backprop_base']:.2f}", f"{u['backprop_same_labels']:.2f}")
+        tables.append(n)
+    return tables

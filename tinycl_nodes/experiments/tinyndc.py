@@ -19,16 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.clustering import NearestCentroid, TiedGaussianClusterer
-from ..core.cwr import CWRStar
-from ..core.head import Head
-from ..core.ncm import StreamingNCM
-from ..core.replay import LatentReplayHead
-from ..core.tinyol import TinyOL
-from ..core.tybox import TyBoxHead
 from ..core.metrics import accuracy_on, classification_scores, forgetting, rolling_accuracy
-from ..core.slda import StreamingLDA
 from ..core.tinyndc import TinyNDC
+from ..presets import (HEADS, METHODS, HeadFactory, MethodFactory, clustering_only, supervised_cwr,
+                       supervised_slda, tinycl_best, tinyndc_paper)
 from ..datasets import load_mnist
 from ..extractor import FrozenExtractor, model_path
 
@@ -81,78 +75,6 @@ class Features:
         return np.stack([self._cache[int(i)] for i in idx])
 
 
-MethodFactory = Callable[[int, str], TinyNDC]
-
-# CWR* on these features (64-d, norm ≈ 10): lr 0.02, consolidation every 32 samples. Chosen over
-# lr ∈ {0.02, 0.05, 0.1} × batch ∈ {16, 32, 64} (all within 0.4 points; see docs/results.md).
-CWR_PARAMS = {"lr": 0.02, "batch_size": 32}
-
-
-def _cwr(n_features: int, extractor_hash: str) -> CWRStar:
-    return CWRStar(n_features, extractor_hash=extractor_hash, **CWR_PARAMS)
-
-
-def tinyndc_paper(n_features: int, extractor_hash: str) -> TinyNDC:
-    """TinyNDC as the paper describes it: L2 centroids → pseudo-label → CWR*; centroids follow CWR*."""
-    return TinyNDC(NearestCentroid(n_features), _cwr(n_features, extractor_hash),
-                   min_confidence=0.0, cluster_update="head")
-
-
-def clustering_only(n_features: int, extractor_hash: str) -> TinyNDC:
-    """Unsupervised CML in the paper: the online clustering alone predicts and updates itself."""
-    return TinyNDC(NearestCentroid(n_features), None, cluster_update="self")
-
-
-def supervised_cwr(n_features: int, extractor_hash: str) -> TinyNDC:
-    """Supervised CML in the paper: frozen + CWR* active head, learning the true labels."""
-    return TinyNDC(None, _cwr(n_features, extractor_hash))
-
-
-def supervised_slda(n_features: int, extractor_hash: str) -> TinyNDC:
-    """Supervised CML with tinycl's head (streaming LDA): the fair ceiling for tinycl's variant."""
-    return TinyNDC(None, StreamingLDA(n_features, refresh_every=25, extractor_hash=extractor_hash))
-
-
-def tinycl_best(n_features: int, extractor_hash: str) -> TinyNDC:
-    """tinycl's unsupervised variant: TinyNDC's loop with a tied-Gaussian clusterer and an SLDA head.
-
-    Pseudo-labels come from Mahalanobis distances under a shared covariance learned from the
-    stream (not plain L2); the head is streaming LDA (not CWR*); centroids follow the head's
-    prediction as in the paper. Learning from every pseudo-label, with the centroids following
-    the head, was the most robust with 1 label per class (94.5 ± 3.7% vs 91–93% with confidence
-    gating, over 5 seeds); at 10 labels all variants were within 0.1 point.
-    """
-    return TinyNDC(TiedGaussianClusterer(n_features),
-                   StreamingLDA(n_features, refresh_every=25, extractor_hash=extractor_hash),
-                   min_confidence=0.0, cluster_update="head")
-
-
-HeadFactory = Callable[[int, str], Head]
-
-# Every head of the core, learning the true labels of the same stream (the "supervised" setting),
-# to compare them on equal terms. Learning rates are for these features (norm ≈ 10), chosen
-# over {0.001, 0.005, 0.02} on 2 seeds; QLR and its fp32 twin share every setting but storage.
-REPLAY = {"memory_size": 1500, "batch_size": 32, "epochs": 2, "lr": 0.02}
-HEADS: dict[str, HeadFactory] = {
-    "cwr_star": lambda n, h: CWRStar(n, extractor_hash=h, **CWR_PARAMS),
-    "tinyol": lambda n, h: TinyOL(n, lr=0.02, extractor_hash=h),
-    "ncm": lambda n, h: StreamingNCM(n, extractor_hash=h),
-    "slda": lambda n, h: StreamingLDA(n, refresh_every=25, extractor_hash=h),
-    "latent_replay_fp32": lambda n, h: LatentReplayHead(n, quantized=False, extractor_hash=h, **REPLAY),
-    "latent_replay_int8": lambda n, h: LatentReplayHead(n, quantized=True, extractor_hash=h, **REPLAY),
-    "tybox_64k": lambda n, h: TyBoxHead(n, memory_bytes=64 * 1024, lr=0.02, extractor_hash=h),
-}
-
-METHODS: dict[str, tuple[MethodFactory, bool]] = {
-    # name: (factory, learns from true labels)
-    "supervised": (supervised_cwr, True),
-    "clustering": (clustering_only, False),
-    "tinyndc": (tinyndc_paper, False),
-    "tinycl": (tinycl_best, False),
-    "supervised_slda": (supervised_slda, True),
-}
-
-
 def _supervised_with(make_head: HeadFactory) -> MethodFactory:
     return lambda n, h: TinyNDC(None, make_head(n, h))
 
@@ -167,11 +89,17 @@ def extract_features(extractor: FrozenExtractor, data: str | None) -> Features:
 
 def split(seed: int, feats: Features, protocol: Protocol, labels_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of (init samples from train, stream from test, held-out rest of test) for one seed."""
+    return split_indices(seed, feats.train_y, feats.test_y, protocol.stream_length, labels_per_class)
+
+
+def split_indices(seed: int, train_y: np.ndarray, test_y: np.ndarray, stream_length: int,
+                  labels_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The protocol's random draw; the sensor node replays exactly this for the same seed."""
     rng = np.random.default_rng(seed)
-    init = np.concatenate([rng.choice(np.flatnonzero(feats.train_y == c), labels_per_class, replace=False)
+    init = np.concatenate([rng.choice(np.flatnonzero(train_y == c), labels_per_class, replace=False)
                            for c in range(10)])
-    order = rng.permutation(feats.test_y.size)
-    return init, order[:protocol.stream_length], order[protocol.stream_length:]
+    order = rng.permutation(test_y.size)
+    return init, order[:stream_length], order[stream_length:]
 
 
 def _predict_all(system: TinyNDC, X: np.ndarray) -> np.ndarray:
@@ -181,7 +109,7 @@ def _predict_all(system: TinyNDC, X: np.ndarray) -> np.ndarray:
 
 
 def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int,
-            protocol: Protocol, labels_per_class: int) -> dict:
+            protocol: Protocol, labels_per_class: int, keep_predictions: bool = False) -> dict:
     """One method, one seed: scores on the last ``score_last`` predictions, forgetting, curve."""
     init, stream, held = split(seed, feats, protocol, labels_per_class)
     system = factory(feats.n_features, feats.extractor_hash)
@@ -213,7 +141,8 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
             "labels_used": int(labels_per_class * 10 + (y.size if supervised else 0)),
             "pseudo_labels_learned": int(system.n_pseudo),
             "us_per_sample": 1e6 * seconds / y.size,
-            "curve": rolling_accuracy(preds == y).tolist()}
+            "curve": rolling_accuracy(preds == y).tolist(),
+            **({"predictions": preds.tolist()} if keep_predictions else {})}
 
 
 def _mean_std(runs: list[dict], key: str) -> dict[str, float]:

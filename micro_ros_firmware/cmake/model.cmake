@@ -1,0 +1,23 @@
+# Generate tinycl_model.{h,c} from the ONNX model with the Python exporter (TyBox-style codegen).
+#   TINYCL_PYTHON : a Python with tinycl_nodes importable (default: the repo's .venv)
+#   TINYCL_ONNX   : the int8 QDQ model (default: tinycl_nodes/models/mnist_0to5_int8.onnx)
+get_filename_component(TINYCL_REPO "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+if(NOT TINYCL_PYTHON)
+  set(TINYCL_PYTHON "${TINYCL_REPO}/.venv/bin/python")
+endif()
+if(NOT TINYCL_ONNX)
+  set(TINYCL_ONNX "${TINYCL_REPO}/tinycl_nodes/models/mnist_0to5_int8.onnx")
+endif()
+set(TINYCL_GEN_DIR "${CMAKE_BINARY_DIR}/gen")
+add_custom_command(
+  OUTPUT "${TINYCL_GEN_DIR}/tinycl_model.h" "${TINYCL_GEN_DIR}/tinycl_model.c"
+  COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${TINYCL_REPO}"
+          "${TINYCL_PYTHON}" -m tinycl_nodes.export.c_model "${TINYCL_ONNX}" --out "${TINYCL_GEN_DIR}"
+  DEPENDS "${TINYCL_ONNX}" "${TINYCL_REPO}/tinycl_nodes/export/c_model.py"
+  COMMENT "tinycl: generating the int8 model C source from ${TINYCL_ONNX}")
+set(TINYCL_CORE_SOURCES
+  "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_cnn.c"
+  "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_learn.c"
+  "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_state.c"
+  "${TINYCL_GEN_DIR}/tinycl_model.c")
+set(TINYCL_CORE_INCLUDES "${CMAKE_CURRENT_LIST_DIR}/../core/include" "${TINYCL_GEN_DIR}")

@@ -1,0 +1,156 @@
+/* State blobs of CWR* and NearestCentroid (format in tinycl.h and micro_ros_firmware/README.md).
+ * Written and parsed byte by byte (little-endian), so the format does not depend on the target. */
+#include <float.h>
+#include <string.h>
+
+#include "tinycl.h"
+
+#define F TINYCL_N_FEATURES
+
+uint32_t tinycl_crc32(const uint8_t *data, size_t len) {
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= data[i];
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+typedef struct { uint8_t *p; } wr_t;
+typedef struct { const uint8_t *p; } rd_t;
+
+static void put_u8(wr_t *w, uint8_t v) { *w->p++ = v; }
+static void put_u16(wr_t *w, uint16_t v) { put_u8(w, (uint8_t)v); put_u8(w, (uint8_t)(v >> 8)); }
+static void put_u32(wr_t *w, uint32_t v) { put_u16(w, (uint16_t)v); put_u16(w, (uint16_t)(v >> 16)); }
+static void put_f32(wr_t *w, float f) { uint32_t v; memcpy(&v, &f, 4); put_u32(w, v); }
+static uint8_t get_u8(rd_t *r) { return *r->p++; }
+static uint16_t get_u16(rd_t *r) { uint16_t lo = get_u8(r); return (uint16_t)(lo | (uint16_t)get_u8(r) << 8); }
+static uint32_t get_u32(rd_t *r) { uint32_t lo = get_u16(r); return lo | (uint32_t)get_u16(r) << 16; }
+static float get_f32(rd_t *r) { uint32_t v = get_u32(r); float f; memcpy(&f, &v, 4); return f; }
+static int finite(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
+
+static void put_header(wr_t *w, uint8_t kind, uint32_t n_classes) {
+    put_u8(w, 'T'); put_u8(w, 'C'); put_u8(w, 'L'); put_u8(w, 'S');
+    put_u8(w, kind); put_u8(w, TINYCL_STATE_VERSION);
+    put_u16(w, TINYCL_N_FEATURES); put_u16(w, (uint16_t)n_classes); put_u16(w, 0);
+}
+
+/* Checks magic, kind, version, feature count, class count, size and CRC; returns n_classes or <0. */
+static int check_header(rd_t *r, size_t len, uint8_t kind) {
+    if (!r->p || len < 16) return TINYCL_ESTATE;
+    const uint8_t *start = r->p;
+    if (memcmp(start, "TCLS", 4) != 0) return TINYCL_ESTATE;
+    r->p += 4;
+    if (get_u8(r) != kind || get_u8(r) != TINYCL_STATE_VERSION) return TINYCL_ESTATE;
+    if (get_u16(r) != TINYCL_N_FEATURES) return TINYCL_ESTATE;
+    uint32_t c = get_u16(r);
+    if (get_u16(r) != 0 || c > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
+    size_t want = kind == TINYCL_KIND_CWR ? TINYCL_CWR_STATE_BYTES(c) : TINYCL_NCM_STATE_BYTES(c);
+    if (len != want) return TINYCL_ESTATE;
+    rd_t t = {start + len - 4};
+    if (get_u32(&t) != tinycl_crc32(start, len - 4)) return TINYCL_ESTATE;
+    return (int)c;
+}
+
+static void put_crc(wr_t *w, uint8_t *start) {
+    put_u32(w, tinycl_crc32(start, (size_t)(w->p - start)));
+}
+
+size_t tinycl_cwr_state_size(const tinycl_cwr_t *h) { return h ? TINYCL_CWR_STATE_BYTES(h->n_classes) : 0; }
+size_t tinycl_ncm_state_size(const tinycl_ncm_t *c) { return c ? TINYCL_NCM_STATE_BYTES(c->n_classes) : 0; }
+
+int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *written) {
+    if (!h || !buf) return TINYCL_EINVAL;
+    const uint32_t C = h->n_classes;
+    if (cap < TINYCL_CWR_STATE_BYTES(C)) return TINYCL_ESPACE;
+    wr_t w = {buf};
+    put_header(&w, TINYCL_KIND_CWR, C);
+    put_f32(&w, h->lr);
+    put_u32(&w, h->batch_size);
+    put_u32(&w, h->n_seen);
+    put_u32(&w, h->n_batch);
+    memcpy(w.p, h->extractor_sha256, 32);
+    w.p += 32;
+    for (uint32_t r = 0; r < C; r++) put_u32(&w, (uint32_t)h->classes[r]);
+    for (uint32_t r = 0; r < C; r++) put_u32(&w, h->past[r]);
+    for (uint32_t r = 0; r < C; r++) put_u32(&w, h->cur[r]);
+    for (uint32_t r = 0; r < C; r++) for (int f = 0; f < F; f++) put_f32(&w, h->cw[r][f]);
+    for (uint32_t r = 0; r < C; r++) for (int f = 0; f < F; f++) put_f32(&w, h->tw[r][f]);
+    put_crc(&w, buf);
+    if (written) *written = (size_t)(w.p - buf);
+    return TINYCL_OK;
+}
+
+int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
+    static tinycl_cwr_t tmp; /* parsed completely before h is touched */
+    if (!h) return TINYCL_EINVAL;
+    rd_t r = {buf};
+    int c = check_header(&r, len, TINYCL_KIND_CWR);
+    if (c < 0) return c;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.n_classes = (uint32_t)c;
+    tmp.lr = get_f32(&r);
+    tmp.batch_size = get_u32(&r);
+    tmp.n_seen = get_u32(&r);
+    tmp.n_batch = get_u32(&r);
+    memcpy(tmp.extractor_sha256, r.p, 32);
+    r.p += 32;
+    if (!(tmp.lr > 0.0f) || !finite(tmp.lr) || tmp.batch_size == 0 || tmp.n_batch >= tmp.batch_size)
+        return TINYCL_ESTATE;
+    uint64_t cur_sum = 0;
+    for (int i = 0; i < c; i++) {
+        tmp.classes[i] = (int32_t)get_u32(&r);
+        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
+        for (int j = 0; j < i; j++)
+            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
+    }
+    for (int i = 0; i < c; i++) tmp.past[i] = get_u32(&r);
+    for (int i = 0; i < c; i++) cur_sum += (tmp.cur[i] = get_u32(&r));
+    if (cur_sum != tmp.n_batch) return TINYCL_ESTATE;
+    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.cw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.tw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    /* a head trained on another frozen extractor is refused (all-zero hash = unknown, accepted) */
+    tinycl_cwr_t probe;
+    tinycl_cwr_init(&probe, 1.0f, 1);
+    int unknown = 1;
+    for (int i = 0; i < 32; i++) unknown &= tmp.extractor_sha256[i] == 0;
+    if (!unknown && memcmp(tmp.extractor_sha256, probe.extractor_sha256, 32) != 0) return TINYCL_ESTATE;
+    *h = tmp;
+    return TINYCL_OK;
+}
+
+int tinycl_ncm_save(const tinycl_ncm_t *c, uint8_t *buf, size_t cap, size_t *written) {
+    if (!c || !buf) return TINYCL_EINVAL;
+    const uint32_t C = c->n_classes;
+    if (cap < TINYCL_NCM_STATE_BYTES(C)) return TINYCL_ESPACE;
+    wr_t w = {buf};
+    put_header(&w, TINYCL_KIND_NCM, C);
+    put_u32(&w, c->max_count);
+    for (uint32_t r = 0; r < C; r++) put_u32(&w, (uint32_t)c->classes[r]);
+    for (uint32_t r = 0; r < C; r++) put_u32(&w, c->counts[r]);
+    for (uint32_t r = 0; r < C; r++) for (int f = 0; f < F; f++) put_f32(&w, c->centroids[r][f]);
+    put_crc(&w, buf);
+    if (written) *written = (size_t)(w.p - buf);
+    return TINYCL_OK;
+}
+
+int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
+    static tinycl_ncm_t tmp;
+    if (!c) return TINYCL_EINVAL;
+    rd_t r = {buf};
+    int n = check_header(&r, len, TINYCL_KIND_NCM);
+    if (n < 0) return n;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.n_classes = (uint32_t)n;
+    tmp.max_count = get_u32(&r);
+    for (int i = 0; i < n; i++) {
+        tmp.classes[i] = (int32_t)get_u32(&r);
+        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
+        for (int j = 0; j < i; j++)
+            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
+    }
+    for (int i = 0; i < n; i++) if ((tmp.counts[i] = get_u32(&r)) == 0) return TINYCL_ESTATE;
+    for (int i = 0; i < n; i++) for (int f = 0; f < F; f++) if (!finite(tmp.centroids[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    *c = tmp;
+    return TINYCL_OK;
+}

@@ -1,0 +1,116 @@
+/* Parity runner (host only): reads the vectors the Python side wrote into DIR, runs the C core,
+ * writes its outputs next to them for tests/firmware to compare.
+ *   in : params.bin (u32 n_images, u32 n_init, u32 n_stream, f32 lr, u32 batch_size),
+ *        images.u8, init_x.f32, init_y.i32, stream_x.f32, [py_cwr.bin, py_ncm.bin]
+ *   out: c_features.i8, c_steps.bin (i32 prediction, i32 pseudo-label, f32 confidence per sample),
+ *        c_cwr.bin, c_ncm.bin, [c_cwr_roundtrip.bin, c_ncm_roundtrip.bin] */
+#include <stdio.h>
+#include <string.h>
+
+#include "tinycl.h"
+
+#define MAX_IMAGES 2048
+#define MAX_INIT 1024
+#define MAX_STREAM 8192
+#define NPIX (TINYCL_IN_H * TINYCL_IN_W)
+#define F TINYCL_N_FEATURES
+
+static uint8_t images[MAX_IMAGES * NPIX];
+static int8_t feats[MAX_IMAGES * F];
+static float init_x[MAX_INIT * F], stream_x[MAX_STREAM * F];
+static int32_t init_y[MAX_INIT];
+static int32_t steps[MAX_STREAM * 3];
+static uint8_t blob[TINYCL_CWR_STATE_BYTES(TINYCL_MAX_CLASSES) + 64];
+static tinycl_ndc_t ndc;
+static char path[4096];
+
+static const char *at(const char *dir, const char *name) {
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+static long read_file(const char *dir, const char *name, void *buf, size_t cap, int optional) {
+    FILE *f = fopen(at(dir, name), "rb");
+    if (!f) {
+        if (!optional) fprintf(stderr, "run_vectors: cannot open %s\n", path);
+        return -1;
+    }
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return (long)n;
+}
+
+static int write_file(const char *dir, const char *name, const void *buf, size_t n) {
+    FILE *f = fopen(at(dir, name), "wb");
+    if (!f || fwrite(buf, 1, n, f) != n) {
+        fprintf(stderr, "run_vectors: cannot write %s\n", path);
+        if (f) fclose(f);
+        return 1;
+    }
+    return fclose(f) != 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s DIR\n", argv[0]);
+        return 2;
+    }
+    const char *dir = argv[1];
+    uint32_t p[5];
+    if (read_file(dir, "params.bin", p, sizeof p, 0) != (long)sizeof p) return 1;
+    uint32_t n_img = p[0], n_init = p[1], n_stream = p[2], batch = p[4];
+    float lr;
+    memcpy(&lr, &p[3], 4);
+    if (n_img > MAX_IMAGES || n_init > MAX_INIT || n_stream > MAX_STREAM) {
+        fprintf(stderr, "run_vectors: too many samples\n");
+        return 1;
+    }
+    if (read_file(dir, "images.u8", images, (size_t)n_img * NPIX, 0) != (long)(n_img * NPIX)) return 1;
+    for (uint32_t i = 0; i < n_img; i++) tinycl_features_q(images + (size_t)i * NPIX, feats + (size_t)i * F);
+    if (write_file(dir, "c_features.i8", feats, (size_t)n_img * F)) return 1;
+
+    if (read_file(dir, "init_x.f32", init_x, sizeof(float) * n_init * F, 0) != (long)(sizeof(float) * n_init * F) ||
+        read_file(dir, "init_y.i32", init_y, sizeof(int32_t) * n_init, 0) != (long)(sizeof(int32_t) * n_init) ||
+        read_file(dir, "stream_x.f32", stream_x, sizeof(float) * n_stream * F, 0) != (long)(sizeof(float) * n_stream * F))
+        return 1;
+    int rc = tinycl_ndc_init(&ndc, lr, batch, 0);
+    if (!rc) rc = tinycl_ndc_init_from_labelled(&ndc, init_x, init_y, n_init);
+    for (uint32_t i = 0; !rc && i < n_stream; i++) {
+        tinycl_step_t st;
+        rc = tinycl_ndc_step(&ndc, stream_x + (size_t)i * F, -1, &st);
+        steps[3 * i] = st.prediction;
+        steps[3 * i + 1] = st.pseudo_label;
+        memcpy(&steps[3 * i + 2], &st.confidence, 4);
+    }
+    if (rc) {
+        fprintf(stderr, "run_vectors: core error %d\n", rc);
+        return 1;
+    }
+    size_t n;
+    if (write_file(dir, "c_steps.bin", steps, sizeof(int32_t) * 3 * n_stream)) return 1;
+    if (tinycl_cwr_save(&ndc.cwr, blob, sizeof blob, &n) || write_file(dir, "c_cwr.bin", blob, n)) return 1;
+    if (tinycl_ncm_save(&ndc.ncm, blob, sizeof blob, &n) || write_file(dir, "c_ncm.bin", blob, n)) return 1;
+
+    /* states written by Python: load, save again (must be byte-identical) */
+    static uint8_t in[sizeof blob];
+    long len = read_file(dir, "py_cwr.bin", in, sizeof in, 1);
+    if (len >= 0) {
+        static tinycl_cwr_t h;
+        if ((rc = tinycl_cwr_load(&h, in, (size_t)len)) != 0) {
+            fprintf(stderr, "run_vectors: py_cwr.bin refused (%d)\n", rc);
+            return 1;
+        }
+        if (tinycl_cwr_save(&h, blob, sizeof blob, &n) || write_file(dir, "c_cwr_roundtrip.bin", blob, n)) return 1;
+    }
+    len = read_file(dir, "py_ncm.bin", in, sizeof in, 1);
+    if (len >= 0) {
+        static tinycl_ncm_t c;
+        if ((rc = tinycl_ncm_load(&c, in, (size_t)len)) != 0) {
+            fprintf(stderr, "run_vectors: py_ncm.bin refused (%d)\n", rc);
+            return 1;
+        }
+        if (tinycl_ncm_save(&c, blob, sizeof blob, &n) || write_file(dir, "c_ncm_roundtrip.bin", blob, n)) return 1;
+    }
+    printf("run_vectors: %u images, %u init, %u stream samples\n", n_img, n_init, n_stream);
+    return 0;
+}

@@ -1,0 +1,187 @@
+/* Unit tests of the C core (host; run under ASan + UBSan by tests/firmware). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tinycl.h"
+
+#define F TINYCL_N_FEATURES
+static int failures = 0;
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                          \
+        }                                                                        \
+    } while (0)
+
+static tinycl_cwr_t h, h2;
+static tinycl_ncm_t c, c2;
+static tinycl_ndc_t ndc;
+static uint8_t blob[TINYCL_CWR_STATE_BYTES(TINYCL_MAX_CLASSES)];
+
+static void unit(float *x, int i, float v) {
+    memset(x, 0, sizeof(float) * F);
+    x[i % F] = v;
+}
+
+static void test_cwr_known_values(void) {
+    float x[F], s[TINYCL_MAX_CLASSES];
+    int32_t y = -7;
+    CHECK(tinycl_cwr_init(&h, 0.0f, 2) == TINYCL_EINVAL);
+    CHECK(tinycl_cwr_init(&h, 1.0f, 0) == TINYCL_EINVAL);
+    CHECK(tinycl_cwr_init(&h, 1.0f, 2) == TINYCL_OK);
+    unit(x, 0, 1.0f);
+    CHECK(tinycl_cwr_predict(&h, x, &y) == TINYCL_EEMPTY);
+    /* step 1: one class, softmax = 1 → no gradient; step 2: class 1 → z = [.5, −.5] */
+    CHECK(tinycl_cwr_learn(&h, x, 3) == TINYCL_OK);
+    CHECK(h.n_batch == 1 && h.cur[0] == 1 && h.tw[0][0] == 0.0f);
+    CHECK(tinycl_cwr_learn(&h, x, 5) == TINYCL_OK);
+    /* the batch of 2 was consolidated: past = 0 → cw = tw − mean(tw) = tw (mean 0) */
+    CHECK(h.n_batch == 0 && h.cur[0] == 0 && h.cur[1] == 0 && h.past[0] == 1 && h.past[1] == 1);
+    CHECK(h.cw[0][0] == -0.5f && h.cw[1][0] == 0.5f && h.tw[0][0] == 0.0f && h.tw[1][0] == 0.0f);
+    CHECK(tinycl_cwr_predict(&h, x, &y) == TINYCL_OK && y == 5);
+    CHECK(tinycl_cwr_scores(&h, x, s) == TINYCL_OK && s[0] == -0.5f && s[1] == 0.5f);
+    /* second batch: class 3 again: tw_3 = cw_3, then a softmax step over both rows */
+    CHECK(tinycl_cwr_learn(&h, x, 3) == TINYCL_OK);
+    const float e0 = expf(-0.5f - 0.0f), e1 = expf(0.0f), k = 1.0f / (e0 + e1);
+    const float tw00 = -0.5f - (e0 * k - 1.0f) * 1.0f;
+    CHECK(h.tw[0][0] == tw00 && h.tw[1][0] == -(e1 * k) && h.cur[1] == 0);
+    tinycl_cwr_flush(&h);
+    /* only class 3 is consolidated: new_w = tw − mean(tw_3 row), w = sqrt(1/1) = 1 */
+    const double mean = (double)tw00 / F;
+    CHECK(h.cw[0][0] == (float)((-0.5 * 1.0 + ((double)tw00 - mean)) / 2.0));
+    CHECK(h.cw[0][1] == (float)((0.0 + (0.0 - mean)) / 2.0));
+    CHECK(h.cw[1][0] == 0.5f && h.past[1] == 1);
+    CHECK(h.past[0] == 2 && h.n_batch == 0);
+}
+
+static void test_cwr_errors_and_capacity(void) {
+    float x[F];
+    CHECK(tinycl_cwr_init(&h, 0.5f, 4) == TINYCL_OK);
+    for (int k = 0; k < TINYCL_MAX_CLASSES; k++) {
+        unit(x, k, 1.0f);
+        CHECK(tinycl_cwr_learn(&h, x, 100 + k) == TINYCL_OK);
+    }
+    unit(x, 0, 1.0f);
+    tinycl_cwr_t before = h;
+    CHECK(tinycl_cwr_learn(&h, x, 999) == TINYCL_EFULL);
+    CHECK(tinycl_cwr_learn(&h, x, -1) == TINYCL_EINVAL);
+    x[3] = NAN;
+    CHECK(tinycl_cwr_learn(&h, x, 100) == TINYCL_EINVAL);
+    x[3] = INFINITY;
+    CHECK(tinycl_cwr_learn(&h, x, 100) == TINYCL_EINVAL);
+    CHECK(memcmp(&before, &h, sizeof h) == 0);
+    CHECK(tinycl_cwr_learn(&h, NULL, 100) == TINYCL_EINVAL);
+}
+
+static void test_cwr_learns_blobs(void) {
+    float x[F];
+    int32_t y;
+    unsigned seed = 1;
+    CHECK(tinycl_cwr_init(&h, 0.2f, 8) == TINYCL_OK);
+    for (int i = 0; i < 400; i++) {
+        int k = i % 4;
+        for (int f = 0; f < F; f++) {
+            seed = seed * 1103515245u + 12345u;
+            x[f] = 0.1f * ((float)((seed >> 16) & 0x7fff) / 32768.0f - 0.5f);
+        }
+        x[k] += 1.0f;
+        CHECK(tinycl_cwr_learn(&h, x, 10 * k) == TINYCL_OK);
+    }
+    for (int k = 0; k < 4; k++) {
+        unit(x, k, 1.0f);
+        CHECK(tinycl_cwr_predict(&h, x, &y) == TINYCL_OK && y == 10 * k);
+    }
+}
+
+static void test_ncm(void) {
+    float X[4 * F], x[F];
+    int32_t yl[4] = {7, 2, 7, 2}, lab;
+    float conf;
+    memset(X, 0, sizeof X);
+    X[0 * F] = 1.0f; X[1 * F + 1] = 1.0f; X[2 * F] = 3.0f; X[3 * F + 1] = 3.0f;
+    CHECK(tinycl_ncm_init(&c, 0) == TINYCL_OK);
+    unit(x, 0, 1.0f);
+    CHECK(tinycl_ncm_pseudo_label(&c, x, &lab, &conf) == TINYCL_EEMPTY);
+    CHECK(tinycl_ncm_init_from_labelled(&c, X, yl, 4) == TINYCL_OK);
+    CHECK(c.n_classes == 2 && c.classes[0] == 2 && c.classes[1] == 7);      /* sorted */
+    CHECK(c.centroids[1][0] == 2.0f && c.centroids[0][1] == 2.0f && c.counts[0] == 2);
+    CHECK(tinycl_ncm_pseudo_label(&c, x, &lab, &conf) == TINYCL_OK && lab == 7);
+    CHECK(fabsf(conf - 1.0f / (1.0f + expf(-4.0f))) < 1e-6f);              /* d² 1+4 vs 1+4+... */
+    CHECK(tinycl_ncm_update(&c, x, 7) == TINYCL_OK);                        /* running mean */
+    CHECK(c.counts[1] == 3 && c.centroids[1][0] == (float)(2.0 + (1.0 - 2.0) / 3.0));
+    CHECK(tinycl_ncm_update(&c, x, 9) == TINYCL_OK && c.n_classes == 3 && c.centroids[2][0] == 1.0f);
+    CHECK(tinycl_ncm_update(&c, x, -3) == TINYCL_EINVAL);
+    CHECK(tinycl_ncm_init(&c2, 2) == TINYCL_OK && tinycl_ncm_init_from_labelled(&c2, X, yl, 4) == TINYCL_OK);
+    CHECK(tinycl_ncm_update(&c2, x, 7) == TINYCL_OK && c2.counts[1] == 2);   /* capped */
+    CHECK(c2.centroids[1][0] == 2.0f + (1.0f - 2.0f) / 2.0f);
+}
+
+static void test_state_roundtrip(void) {
+    size_t n = 0;
+    test_cwr_learns_blobs();
+    float x[F];
+    unit(x, 1, 1.0f);
+    CHECK(tinycl_cwr_learn(&h, x, 10) == TINYCL_OK); /* a partial batch is part of the state */
+    CHECK(tinycl_cwr_save(&h, blob, 10, &n) == TINYCL_ESPACE);
+    CHECK(tinycl_cwr_save(&h, blob, sizeof blob, &n) == TINYCL_OK);
+    CHECK(n == tinycl_cwr_state_size(&h) && n == TINYCL_CWR_STATE_BYTES(4));
+    memset(&h2, 0, sizeof h2);
+    CHECK(tinycl_cwr_load(&h2, blob, n) == TINYCL_OK);
+    CHECK(memcmp(&h, &h2, sizeof h) == 0);
+    tinycl_cwr_t before = h2;
+    blob[40] ^= 1; /* CRC catches it */
+    CHECK(tinycl_cwr_load(&h2, blob, n) == TINYCL_ESTATE);
+    blob[40] ^= 1;
+    CHECK(tinycl_cwr_load(&h2, blob, n - 1) == TINYCL_ESTATE);
+    CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_ESTATE); /* wrong kind */
+    CHECK(memcmp(&before, &h2, sizeof h2) == 0);
+    test_ncm();
+    CHECK(tinycl_ncm_save(&c, blob, sizeof blob, &n) == TINYCL_OK && n == TINYCL_NCM_STATE_BYTES(3));
+    CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_OK && memcmp(&c, &c2, sizeof c) == 0);
+    CHECK(tinycl_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
+}
+
+static void test_cnn_and_ndc(void) {
+    static uint8_t img[TINYCL_IN_H * TINYCL_IN_W];
+    int8_t q1[F], q2[F];
+    float f[F];
+    for (int i = 0; i < TINYCL_IN_H * TINYCL_IN_W; i++) img[i] = (uint8_t)((i * 37) & 0xff);
+    tinycl_features_q(img, q1);
+    tinycl_features_q(img, q2);
+    CHECK(memcmp(q1, q2, sizeof q1) == 0);
+    tinycl_dequantize(q1, f);
+    for (int i = 0; i < F; i++) CHECK(f[i] == (float)(q1[i] - TINYCL_FEAT_ZP) * TINYCL_FEAT_SCALE);
+    CHECK(strlen(tinycl_model_sha256()) == 64);
+    /* the loop: unit vectors per class initialise; a stream of the same points keeps them */
+    float X[3 * F];
+    int32_t yl[3] = {0, 1, 2};
+    tinycl_step_t st;
+    for (int k = 0; k < 3; k++) unit(X + k * F, k, 4.0f);
+    CHECK(tinycl_ndc_init(&ndc, 0.1f, 4, 0) == TINYCL_OK);
+    CHECK(tinycl_ndc_init_from_labelled(&ndc, X, yl, 3) == TINYCL_OK && ndc.n_labels == 3);
+    for (int i = 0; i < 40; i++) {
+        CHECK(tinycl_ndc_step(&ndc, X + (i % 3) * F, -1, &st) == TINYCL_OK);
+        CHECK(st.pseudo_label == i % 3);
+        if (i >= 6) CHECK(st.prediction == i % 3);
+    }
+    CHECK(ndc.n_pseudo == 40);
+    CHECK(tinycl_ndc_step(&ndc, X, 1, &st) == TINYCL_OK && ndc.n_labels == 4);
+}
+
+int main(void) {
+    test_cwr_known_values();
+    test_cwr_errors_and_capacity();
+    test_cwr_learns_blobs();
+    test_ncm();
+    test_state_roundtrip();
+    test_cnn_and_ndc();
+    if (failures) {
+        fprintf(stderr, "tinycl_test: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("tinycl_test: all checks passed (F=%d, MAX_CLASSES=%d, cwr %u B, ncm %u B)\n", F,
+           TINYCL_MAX_CLASSES, (unsigned)sizeof(tinycl_cwr_t), (unsigned)sizeof(tinycl_ncm_t));
+    return 0;
+}

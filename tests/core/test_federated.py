@@ -1,0 +1,174 @@
+"""Federated heads: identity rule, fedavg by counts, robust aggregates, refusals, device-side merge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.cwr import CWRStar
+from tinycl_nodes.core.errors import ExtractorMismatchError, InputError
+from tinycl_nodes.core.federated import (HeadSnapshot, RefusedHead, aggregate, check_snapshot,
+                                         load_snapshot_into, merge_global, snapshot_from_head)
+
+from ..conftest import blobs
+
+H = "a" * 64
+
+
+def snap(ids, names, counts, W, device="d", b=None, version=1, h=H) -> HeadSnapshot:
+    W = np.asarray(W, np.float32)
+    return HeadSnapshot(ids, names, counts, W, np.zeros(len(ids), np.float32) if b is None else b,
+                        "CWRStar", h, version, int(sum(counts)), device)
+
+
+def test_fedavg_weights_by_per_class_counts_and_unions_classes() -> None:
+    a = snap([0, 1], ["cat", "dog"], [30, 10], [[1, 0], [0, 1]], "a")
+    b = snap([1, 2], ["dog", "cow"], [30, 5], [[0, 3], [2, 2]], "b")
+    r = aggregate([a, b], "fedavg", version=7)
+    g = r.head
+    assert g.keys == [(0, "cat"), (1, "dog"), (2, "cow")]
+    np.testing.assert_allclose(g.weights[0], [1, 0])                       # only a
+    np.testing.assert_allclose(g.weights[1], [0, (10 * 1 + 30 * 3) / 40])  # count-weighted
+    np.testing.assert_allclose(g.weights[2], [2, 2])
+    assert g.counts.tolist() == [30, 40, 5] and g.version == 7
+    assert r.support[(1, "dog")] == 2 and r.conflicts == []
+
+
+def test_identity_rule_same_id_other_name_and_same_name_other_id_never_merge() -> None:
+    a = snap([3], ["bird"], [10], [[1, 1]], "a")
+    b = snap([3], ["boat"], [10], [[-5, -5]], "b")
+    c = snap([4], ["bird"], [10], [[9, 9]], "c")
+    r = aggregate([a, b, c])
+    assert r.head.keys == [(3, "bird"), (3, "boat"), (4, "bird")]
+    np.testing.assert_allclose(r.head.weights, [[1, 1], [-5, -5], [9, 9]])
+    assert len(r.conflicts) == 2 and "kept apart" in r.conflicts[0]
+    # device side: the clashing id is not imported, the other is
+    local = snap([3], ["bird"], [10], [[1, 1]], "a")
+    m = merge_global(local, r.head, "blend")
+    assert m.head.keys == [(3, "bird"), (4, "bird")]
+    assert m.imported == [(4, "bird")] and len(m.skipped) == 1 and "'boat'" in m.skipped[0]
+    # a device that has neither: the id with two names in the global head is not imported at all
+    m2 = merge_global(snap([], [], [], np.zeros((0, 2))), r.head)
+    assert m2.head.keys == [(4, "bird")] and len(m2.skipped) == 2
+
+
+def test_all_zero_counts_fall_back_to_plain_mean() -> None:
+    a = snap([0], ["x"], [0], [[2, 0]], "a")
+    b = snap([0], ["x"], [0], [[0, 2]], "b")
+    np.testing.assert_allclose(aggregate([a, b]).head.weights, [[1, 1]])
+
+
+def _fleet(n_honest=6, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (3, 8)).astype(np.float32)
+    return base, [snap([0, 1, 2], list("abc"), [20, 20, 20], base + rng.normal(0, 0.01, base.shape), f"d{i}")
+                  for i in range(n_honest)]
+
+
+@pytest.mark.parametrize("method", ["median", "trimmed_mean"])
+def test_poisoned_device_does_not_move_robust_aggregate(method) -> None:
+    base, honest = _fleet()
+    poison = snap([0, 1, 2], list("abc"), [10_000] * 3, np.full((3, 8), 500.0), "evil")
+    check_snapshot(poison, max_norm=1e4)               # below the absurd-norm limit: it gets through
+    robust = aggregate(honest + [poison], method, trim=0.2).head
+    assert np.abs(robust.weights - base).max() < 0.05
+    fedavg = aggregate(honest + [poison], "fedavg").head
+    assert np.abs(fedavg.weights - base).max() > 100, "fedavg by counts is what the poison moves"
+
+
+def test_trimmed_mean_with_too_few_devices_is_mean() -> None:
+    a = snap([0], ["x"], [1], [[0.0]], "a")
+    b = snap([0], ["x"], [1], [[2.0]], "b")
+    np.testing.assert_allclose(aggregate([a, b], "trimmed_mean", trim=0.2).head.weights, [[1.0]])
+
+
+def test_refusals_have_one_line_reasons() -> None:
+    ok = snap([0], ["x"], [1], [[1.0, 2.0]], "dev1")
+    check_snapshot(ok, extractor_hash=H, allowed_devices=["dev1"], n_features=2, kind="CWRStar")
+    cases = {
+        "not allowed": dict(allowed_devices=["dev2"]),
+        "extractor": dict(extractor_hash="b" * 64),
+        "features": dict(n_features=3),
+        "kind": dict(kind="TinyOL"),
+    }
+    for words, kw in cases.items():
+        with pytest.raises(RefusedHead, match=words) as e:
+            check_snapshot(ok, **kw)
+        assert "\n" not in str(e.value)
+    bad = snap([0], ["x"], [1], [[np.nan, 0]], "dev1")
+    with pytest.raises(RefusedHead, match="NaN"):
+        check_snapshot(bad)
+    huge = snap([0], ["x"], [1], [[1e9, 0]], "dev1")
+    with pytest.raises(RefusedHead, match="absurd norm"):
+        check_snapshot(huge, max_norm=1e4)
+
+
+def test_snapshot_shape_checks() -> None:
+    with pytest.raises(InputError, match="weight rows"):
+        snap([0, 1], ["a"], [1], [[1.0]])
+    with pytest.raises(InputError, match="appears twice"):
+        snap([0, 0], ["a", "a"], [1, 1], [[1.0], [2.0]])
+    with pytest.raises(InputError, match="negative"):
+        snap([0], ["a"], [-1], [[1.0]])
+
+
+def test_aggregate_refuses_mixed_inputs_and_bad_options() -> None:
+    a = snap([0], ["x"], [1], [[1.0]], "a")
+    with pytest.raises(ExtractorMismatchError):
+        aggregate([a, snap([0], ["x"], [1], [[1.0]], "b", h="c" * 64)])
+    with pytest.raises(InputError, match="method"):
+        aggregate([a], "mean")
+    with pytest.raises(InputError, match="no heads"):
+        aggregate([])
+
+
+def test_merge_policies() -> None:
+    local = snap([0, 1], ["a", "b"], [10, 30], [[1, 1], [0, 0]], "me")
+    glob = snap([1, 2], ["b", "c"], [10, 50], [[4, 4], [7, 7]], "global")
+    rep = merge_global(local, glob, "replace").head
+    assert rep.keys == [(0, "a"), (1, "b"), (2, "c")]
+    np.testing.assert_allclose(rep.weights, [[1, 1], [4, 4], [7, 7]])
+    assert rep.counts.tolist() == [10, 10, 50]
+    bl = merge_global(local, glob, "blend").head
+    np.testing.assert_allclose(bl.weights[1], [1, 1])       # (30*0 + 10*4) / 40
+    assert bl.counts.tolist() == [10, 30, 50], "counts: max, not sum (global includes local)"
+    with pytest.raises(ExtractorMismatchError):
+        merge_global(local, glob.copy(extractor_hash="f" * 64))
+    with pytest.raises(InputError, match="policy"):
+        merge_global(local, glob, "average")
+
+
+def test_cwr_round_trip_and_fleet_learns_every_class() -> None:
+    """Three CWR* devices share base classes 0, 1 and each learns 2 new ones; the fedavg head knows all 8.
+
+    (Devices with fully disjoint class sets average less well: each row is discriminative only
+    against the classes its device saw; the shared base classes anchor the logits.)
+    """
+    X, y = blobs(120, list(range(8)), dim=16, seed=3)
+    n = len(y) * 2 // 3
+    Xtr, ytr, Xte, yte = X[:n], y[:n], X[n:], y[n:]
+    snaps = []
+    for d, own in enumerate([(0, 1, 2, 3), (0, 1, 4, 5), (0, 1, 6, 7)]):
+        h = CWRStar(16, extractor_hash=H)
+        for x, c in zip(Xtr, ytr):
+            if c in own:
+                h.learn_one(x, int(c))
+        h.flush()
+        snaps.append(snapshot_from_head(h, version=d + 1, device=f"d{d}"))
+        assert snaps[-1].counts.sum() == h.n_seen
+    g = aggregate(snaps, "fedavg", version=1).head
+    assert sorted(g.class_ids.tolist()) == list(range(8))
+    assert (g.predict(Xte) == yte).mean() > 0.88
+    # loading the merged head into a device's CWR* keeps learning working
+    h0 = CWRStar(16, extractor_hash=H)
+    for x, c in zip(Xtr[:40], ytr[:40]):
+        if c in (0, 1, 2, 3):
+            h0.learn_one(x, int(c))     # leaves a partial batch
+    merged = merge_global(snapshot_from_head(h0), g, "replace").head
+    load_snapshot_into(h0, merged)
+    assert sorted(h0.classes) == list(range(8)) and h0.n_batch == 0
+    acc = np.mean([h0.predict_one(x) == c for x, c in zip(Xte, yte)])
+    assert acc > 0.88
+    h0.learn_one(Xtr[0], int(ytr[0]))
+    with pytest.raises(ExtractorMismatchError):
+        load_snapshot_into(CWRStar(16, extractor_hash="e" * 64), merged)

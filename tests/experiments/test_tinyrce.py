@@ -1,0 +1,84 @@
+"""The TinyRCE experiment on real data: the issue's targets as regression guards, JSON shape, CLI.
+
+The whole HAR protocol (16 users + 4 new users) and CWRU run in a few seconds, so the figures
+asserted here are the ones docs/tinyrce.md reports, not a subset's.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinycl_nodes.experiments import tinyrce as exp
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+
+@pytest.fixture(scope="module")
+def har(data_dir):
+    return exp.run_experiment("har", FrozenExtractor(model_path("har_elm")), data_dir)
+
+
+@pytest.fixture(scope="module")
+def cwru(data_dir):
+    return exp.run_experiment("cwru", FrozenExtractor(model_path("cwru_elm")), data_dir)
+
+
+@pytest.mark.parametrize("which", ["har", "cwru"])
+def test_json_shape(which, request):
+    r = request.getfixturevalue(which)
+    for name in ("rce", "backprop"):
+        m = r["methods"][name]
+        assert 0 <= m["accuracy"] <= 100 and m["learning_macs"] > 0 and m["state_bytes"] > 0
+    assert set(r["targets"]) >= {"accuracy_gap", "learning_ratio_vs_head", "state_bytes"}
+    json.loads(json.dumps(r))
+
+
+def test_har_targets(har):
+    t, m = har["targets"], har["methods"]
+    assert t["accuracy_gap"]["met"] and t["accuracy_gap"]["value"] >= -0.5, t   # measured +0.23
+    assert t["accuracy_gap_single_user"]["met"], t
+    assert t["state_bytes"]["met"] and t["state_bytes"]["value"] <= 40 * 1024
+    assert m["rce"]["accuracy"] >= 97.0 and len(m["rce"]["accuracy_per_user"]) == 16
+    # learning cost: guards at what is reached (the 100x target is missed, see docs/tinyrce.md)
+    assert t["learning_ratio_vs_head"]["value"] >= 10, t
+    assert t["learning_ratio_vs_cnn"]["value"] >= 80, t
+    assert m["rce"]["training_ram_bytes"] < m["backprop"]["training_ram_bytes"]
+    # active labelling: far fewer labels, close accuracy
+    assert m["rce_active"]["labels_used"] < 0.3 * m["backprop"]["labels_used"]
+    assert m["rce_active"]["accuracy"] >= m["backprop"]["accuracy"] - 2.0
+
+
+def test_har_new_user_learns_from_label_requests(har):
+    nu = har["new_user"]
+    assert nu["mean"]["accuracy_after"] >= nu["mean"]["accuracy_before"] + 2.0, nu["mean"]
+    assert nu["mean"]["accuracy_after"] >= 99.0
+    for u in nu["users"].values():
+        assert 0 < u["labels_asked"] <= nu["label_budget"] < u["stream_length"]
+        assert u["accuracy_after"] >= u["accuracy_before"]
+        assert u["curve"][0][:2] == [0, 0] and u["curve"][-1][1] == u["labels_asked"]
+
+
+def test_cwru_targets(cwru):
+    t = cwru["targets"]
+    assert t["accuracy_gap"]["met"] and t["accuracy_gap"]["value"] >= -2.0, t        # measured −1.82
+    assert t["state_bytes"]["met"]
+    assert cwru["methods"]["rce"]["accuracy"] >= 95.0
+    assert t["learning_ratio_vs_head"]["value"] >= 8, t
+    assert t["learning_ratio_vs_cnn"]["value"] >= 80, t
+
+
+def test_cli_writes_json_png_and_tables(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert exp.main(["--dataset", "har", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["methods"]) >= {"rce", "backprop"} and out.with_suffix(".png").stat().st_size > 10_000
+    text = capsys.readouterr().out
+    assert "Targets" in text and "paper" in text
+
+
+def test_cli_missing_data_is_one_line(tmp_path, capsys):
+    assert exp.main(["--dataset", "cwru", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: CWRU folder not found") and str(tmp_path / "missing") in err
+    assert len(err.splitlines()) == 1

@@ -1,0 +1,266 @@
+"""Against a real mosquitto (TLS, client certificates, passwords, ACL) started by the tests."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import uuid
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from tinycl_nodes.bus import LATCHED, create_bus
+from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, main as aggregate_main
+from tinycl_nodes.fleet.broker import Broker, global_topic, head_topic, make_ca, make_client_cert
+from tinycl_nodes.fleet.link import MqttLink, MqttParams
+from tinycl_nodes.fleet.messages import msg_from_snapshot, snapshot_from_msg
+from tinycl_nodes.fleet.payload import encode
+from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
+
+from .conftest import FLEET, XH, Spinner, head, wait_for
+
+FAST = dict(mqtt_reconnect_min_s=0.1, mqtt_reconnect_max_s=0.5)
+
+
+def device_link(setup, name: str, password: str | None = None, subs=(), on_message=None) -> MqttLink:
+    c = setup.credentials(name)
+    p = MqttParams(port=setup.port, ca_file=setup.ca, cert_file=c.certfile, key_file=c.keyfile, username=name,
+                   password=password or c.password, reconnect_min_s=0.1, reconnect_max_s=0.5,
+                   client_id=f"test-{name}-{uuid.uuid4().hex[:6]}")
+    return MqttLink(p, p.client_id, list(subs), on_message, logging.getLogger(f"test.{name}")).start()
+
+
+def start_aggregator(setup, tmp_path, **kw) -> tuple[Aggregator, threading.Event, threading.Thread]:
+    values = dict(fleet=FLEET, broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH,
+                  state_file=str(tmp_path / "agg.json"), tick_s=0.05, **FAST)
+    values.update(kw)
+    agg = Aggregator(AggregatorParams(**values))
+    assert agg.link.wait_connected(10), agg.link.last_error
+    stop = threading.Event()
+    t = threading.Thread(target=agg.run, args=(stop,), daemon=True)
+    t.start()
+    return agg, stop, t
+
+
+def stop_aggregator(agg, stop, t) -> None:
+    stop.set()
+    t.join(5)
+    agg.close()
+
+
+class Device:
+    """A simulated learner + the real bridge node on one local bus graph."""
+
+    def __init__(self, setup, name: str, **kw) -> None:
+        self.g = LocalGraph()
+        ns = f"/{name}/tinycl"
+        self.learner = create_bus("learner", namespace=ns, backend="local", graph=self.g)
+        self.Head, self.ClassInfo = self.learner.msg("Head"), self.learner.msg("ClassInfo")
+        self.pub = self.learner.create_publisher("head", self.Head, LATCHED)
+        self.globals: list = []
+        self.learner.create_subscription("global_head", self.Head, self.globals.append, LATCHED)
+        self.bus = create_bus("mqtt_bridge", namespace=ns, backend="local", graph=self.g)
+        params = BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory, min_interval_s=0.0,
+                              extractor_hash=XH, poll_s=0.02, **FAST, **kw)
+        self.bridge = MqttBridge(self.bus, params)
+        self.spinner = Spinner(self.bus)
+
+    def publish(self, snap) -> None:
+        self.pub.publish(msg_from_snapshot(snap, self.Head, self.ClassInfo))
+
+    def close(self) -> None:
+        self.spinner.stop()
+        self.bridge.close()
+        self.bus.shutdown()
+        self.learner.shutdown()
+
+
+def test_round_trip_of_heads_through_the_broker(fleet_setup, broker, tmp_path) -> None:
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    d1, d2 = Device(fleet_setup, "dev1"), Device(fleet_setup, "dev2")
+    try:
+        d1.publish(head("dev1", [[1, 0, 0], [0, 1, 0]], counts=[30, 10], ids=[0, 1]))
+        d2.publish(head("dev2", [[0, 3, 0], [0, 0, 1]], counts=[30, 5], ids=[1, 2]))
+        for d in (d1, d2):
+            wait_for(lambda: d.globals and len(d.globals[-1].classes) == 3)
+        g = snapshot_from_msg(d1.globals[-1])
+        assert g.keys == [(0, "c0"), (1, "c1"), (2, "c2")] and g.version == agg.round
+        np.testing.assert_allclose(g.weights[1], [0, (10 * 1 + 30 * 3) / 40, 0], rtol=1e-6)
+        assert g.counts.tolist() == [30, 40, 5] and g.extractor_hash == XH
+        assert d1.bridge.heads_sent == 1 and not d1.bridge.link.unacked()
+        # a small change is not sent at once; the period timer sends it
+        s = head("dev1", [[1.001, 0, 0], [0, 1, 0]], counts=[31, 10], ids=[0, 1], version=2)
+        d1.publish(s)
+        assert d1.bridge.heads_sent == 1, "below min_change and min_new_samples: waits for the period"
+        d1.bridge._on_period()
+        wait_for(lambda: agg.heads["dev1"].version == 2)
+    finally:
+        d1.close()
+        d2.close()
+        stop_aggregator(agg, stop, t)
+
+
+def test_acl_device_cannot_write_another_devices_topic(fleet_setup, broker, caplog) -> None:
+    got: list[tuple[str, bytes]] = []
+    aggl = device_link(fleet_setup, "aggregator", subs=[head_topic(FLEET, "+")],
+                       on_message=lambda tp, b: got.append((tp, b)))
+    spy = device_link(fleet_setup, "dev3", subs=[head_topic(FLEET, "+")],
+                      on_message=lambda tp, b: got.append(("spy:" + tp, b)))
+    evil = device_link(fleet_setup, "evil")
+    try:
+        for link in (aggl, spy, evil):
+            assert link.wait_connected(10)
+        with caplog.at_level(logging.ERROR):
+            evil.offer(head_topic(FLEET, "dev1"), b"forged", retain=True)
+            evil.offer(global_topic(FLEET), b"forged global", retain=True)
+            evil.offer(head_topic(FLEET, "evil"), b"own", retain=False)
+            wait_for(lambda: not evil.unacked())
+            wait_for(lambda: got)
+        refusals = [r.getMessage() for r in caplog.records if "refused publish" in r.getMessage()]
+        assert len(refusals) == 2 and all("Not authorized" in m for m in refusals), refusals
+        assert not [m for m in got if m[1].startswith(b"forged")], "nothing forged got through"
+        assert not [m for m in got if m[0].startswith("spy:")], "a device reads no device head"
+    finally:
+        for link in (aggl, spy, evil):
+            link.stop()
+
+
+def _connect_result(setup, user, password, certfile=None, keyfile=None) -> str:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=setup.ca, certfile=certfile, keyfile=keyfile, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    c.username_pw_set(user, password)
+    done = threading.Event()
+    out: dict[str, str] = {}
+
+    def on_connect(_c, _u, _f, reason, _p):
+        out["rc"] = str(reason)
+        done.set()
+    c.on_connect = on_connect
+    c.on_disconnect = lambda *a: done.set()
+    try:
+        c.connect("127.0.0.1", setup.port, 10)
+    except (ssl.SSLError, OSError) as exc:
+        return f"TLS refused: {exc}"
+    c.loop_start()
+    done.wait(5)
+    c.disconnect()
+    c.loop_stop()
+    return out.get("rc", "closed without CONNACK")
+
+
+def test_bad_certificate_or_password_is_refused(fleet_setup, broker, tmp_path) -> None:
+    cred = fleet_setup.credentials("dev1")
+    assert _connect_result(fleet_setup, "dev1", cred.password, cred.certfile, cred.keyfile) == "Success"
+    assert _connect_result(fleet_setup, "dev1", "not-the-password", cred.certfile, cred.keyfile) == "Not authorized"
+    assert _connect_result(fleet_setup, "nobody", cred.password, cred.certfile, cred.keyfile) == "Not authorized"
+    rogue = tmp_path / "rogue"
+    (rogue / "c").mkdir(parents=True)
+    make_ca(rogue, "rogue CA")
+    make_client_cert(rogue / "c", "dev1", rogue)
+    r = _connect_result(fleet_setup, "dev1", cred.password, str(rogue / "c" / "dev1.crt"), str(rogue / "c" / "dev1.key"))
+    assert r.startswith("TLS refused") or r == "closed without CONNACK", r
+    r = _connect_result(fleet_setup, "dev1", cred.password)           # no client certificate at all
+    assert r.startswith("TLS refused") or r == "closed without CONNACK", r
+
+
+def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker, tmp_path, caplog) -> None:
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    d1 = Device(fleet_setup, "dev1")
+    try:
+        assert d1.bridge.link.wait_connected(10)
+        d1.publish(head("dev1", [[1, 0], [0, 1]], version=1))
+        wait_for(lambda: "dev1" in agg.heads and agg.heads["dev1"].version == 1)
+        wait_for(lambda: d1.globals)
+        broker.stop()
+        wait_for(lambda: not d1.bridge.link.connected.is_set() and not agg.link.connected.is_set())
+        for v in (2, 3):                    # learned while the broker is down
+            d1.publish(head("dev1", [[v, 0], [0, v], [1, 1]], ids=[0, 1, 7], version=v))
+        assert d1.bridge.link.unacked() == [head_topic(FLEET, "dev1")]
+        broker.start()
+        wait_for(lambda: agg.heads["dev1"].version == 3, timeout_s=15)
+        assert d1.bridge.link.connects >= 2 and agg.link.connects >= 2, "both reconnected by themselves"
+        wait_for(lambda: d1.globals and len(d1.globals[-1].classes) == 3, timeout_s=15)
+        assert not d1.bridge.link.unacked()
+    finally:
+        d1.close()
+        stop_aggregator(agg, stop, t)
+
+
+def test_bad_payloads_are_refused_and_aggregator_keeps_running(fleet_setup, broker, tmp_path, caplog) -> None:
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, max_bytes=4096)
+    links = {n: device_link(fleet_setup, n) for n in ("dev1", "dev2", "dev3", "dev4", "dev5")}
+    try:
+        for link in links.values():
+            assert link.wait_connected(10)
+        good = encode(head("dev1", np.ones((2, 4))), FLEET, "dev1")
+        wrong_version = good[:4] + (2).to_bytes(2, "little") + good[6:]
+        with caplog.at_level(logging.WARNING, logger="tinycl.aggregator"):
+            links["dev1"].offer(head_topic(FLEET, "dev1"), b"\x00not a head at all")
+            links["dev2"].offer(head_topic(FLEET, "dev2"), encode(head("dev2", np.ones((10, 64))), FLEET, "dev2")
+                                + b"\x00" * 2000)
+            links["dev3"].offer(head_topic(FLEET, "dev3"), wrong_version.replace(b'"dev1"', b'"dev3"'))
+            links["dev4"].offer(head_topic(FLEET, "dev4"), encode(head("dev4", np.ones((2, 4)), h="0" * 64), FLEET, "dev4"))
+            links["dev5"].offer(head_topic(FLEET, "dev5"), encode(head("dev1", np.ones((2, 4))), FLEET, "dev1"))
+            wait_for(lambda: agg.refused >= 5)
+            links["dev1"].offer(head_topic(FLEET, "dev1"), good)
+            wait_for(lambda: agg.round >= 1 and "dev1" in agg.heads)
+        lines = {r.getMessage() for r in caplog.records if r.levelno == logging.WARNING}
+        expect = {"dev1": "malformed", "dev2": "exceeds the limit of 4096", "dev3": "schema version 2 is not supported",
+                  "dev4": "built on extractor 000000000000", "dev5": "claims device 'dev1'"}
+        for dev, words in expect.items():
+            hit = [m for m in lines if m.startswith(f"head from {dev} refused") and words in m]
+            assert hit and "\n" not in hit[0], (dev, lines)
+        assert sorted(agg.heads) == ["dev1"] and t.is_alive()
+    finally:
+        for link in links.values():
+            link.stop()
+        stop_aggregator(agg, stop, t)
+
+
+def test_poisoned_device_does_not_move_robust_aggregate(fleet_setup, broker, tmp_path, caplog) -> None:
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, method="median", min_devices=6, min_new_heads=6)
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (3, 8)).astype(np.float32)
+    names = ["dev1", "dev2", "dev3", "dev4", "dev5"]
+    links = {n: device_link(fleet_setup, n) for n in names + ["evil"]}
+    try:
+        for n in names:
+            links[n].offer(head_topic(FLEET, n), encode(head(n, base + rng.normal(0, 0.01, base.shape)), FLEET, n))
+        with caplog.at_level(logging.WARNING, logger="tinycl.aggregator"):
+            # absurd norm: refused outright
+            links["evil"].offer(head_topic(FLEET, "evil"), encode(head("evil", np.full((3, 8), 1e6)), FLEET, "evil"))
+            wait_for(lambda: agg.refused >= 1)
+            assert any("absurd norm" in r.getMessage() for r in caplog.records)
+            # huge but under the norm limit, and claiming many samples: the median ignores it
+            links["evil"].offer(head_topic(FLEET, "evil"),
+                                encode(head("evil", np.full((3, 8), 400.0), counts=[10**6] * 3, version=2), FLEET, "evil"))
+            wait_for(lambda: agg.round >= 1, timeout_s=15)
+        assert len(agg.heads) == 6
+        assert np.abs(agg.global_head.weights - base).max() < 0.05
+    finally:
+        for link in links.values():
+            link.stop()
+        stop_aggregator(agg, stop, t)
+
+
+def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path) -> None:
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    link = device_link(fleet_setup, "dev2")
+    try:
+        link.offer(head_topic(FLEET, "dev2"), encode(head("dev2", np.eye(2), version=5), FLEET, "dev2"))
+        wait_for(lambda: agg.round >= 1)
+    finally:
+        stop_aggregator(agg, stop, t)
+        link.stop()
+    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH,
+                                        state_file=str(tmp_path / "agg.json")), start=False)
+    assert again.round == agg.round and again.heads["dev2"].version == 5
+    np.testing.assert_array_equal(again.global_head.weights, agg.global_head.weights)
+    assert not (tmp_path / ".agg.json.tmp").exists()
+    # the CLI entry runs, refuses bad options in one line, and resumes from the same state file
+    assert aggregate_main(["--fleet", FLEET, "--broker-dir", fleet_setup.directory, "--duration", "0.3",
+                           "--state-file", str(tmp_path / "agg.json"), "--extractor-hash", XH]) == 0
+    assert aggregate_main(["--fleet", FLEET, "--trim", "0.7"]) == 2

@@ -1,0 +1,101 @@
+"""The wire format: round trip, and one clear line for every kind of bad payload; bad parameters."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.errors import ExtractorMismatchError, TinyclError
+from tinycl_nodes.fleet.payload import MAGIC, PayloadError, decode, encode
+from tinycl_nodes.nodes.runner import validate
+from tinycl_nodes.nodes.mqtt_bridge import BridgeParams
+
+from .conftest import XH, head
+
+
+def test_round_trip_is_exact_and_compact() -> None:
+    rng = np.random.default_rng(0)
+    s = head("dev1", rng.normal(size=(10, 64)), counts=list(range(10)), names=[f"digit {i}" for i in range(10)],
+             version=42)
+    data = encode(s, "lab", "dev1", round=3)
+    assert data[:4] == MAGIC and len(data) < 4096
+    meta, back = decode(data, extractor_hash=XH, fleet="lab")
+    assert meta.round == 3 and meta.device == "dev1" and meta.shape == (10, 64) and meta.dtype == "<f4"
+    assert back.keys == s.keys and back.version == 42 and back.counts.tolist() == list(range(10))
+    np.testing.assert_array_equal(back.weights, s.weights)
+    np.testing.assert_array_equal(back.bias, s.bias)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+def _patch_meta(data: bytes, **changes) -> bytes:
+    m = struct.unpack_from("<I", data, 8)[0]
+    meta = json.loads(data[12:12 + m])
+    meta.update(changes)
+    mb = json.dumps(meta).encode()
+    return data[:8] + struct.pack("<I", len(mb)) + mb + data[12 + m:]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("truncated", "malformed"),
+    ("garbage", "malformed"),
+    ("short", "shorter than"),
+    ("json", "malformed metadata JSON"),
+    ("extra_key", "bad metadata"),
+    ("neg_count", "bad metadata classes.0.count"),
+    ("shape", "shape says"),
+    ("version", "schema version 2 is not supported"),
+    ("oversized", "exceeds the limit"),
+    ("fleet", "from fleet 'other'"),
+    ("nan", "NaN"),
+])
+def test_bad_payloads_are_one_clear_line(case, words) -> None:
+    good = encode(head("dev1", np.ones((3, 8))), "lab", "dev1")
+    bad = {
+        "truncated": good[:-5],
+        "garbage": b"\x00" * 40,
+        "short": b"TCL",
+        "json": good[:8] + struct.pack("<I", 5) + b"{nope" + good[12:],
+        "extra_key": _patch_meta(good, evil=1),
+        "neg_count": _patch_meta(good, classes=[{"id": 0, "name": "a", "count": -1}] * 3),
+        "shape": _patch_meta(good, shape=[2, 8]),
+        "version": good[:4] + struct.pack("<H", 2) + good[6:],
+        "oversized": good + b"\x00" * 2000,
+        "fleet": encode(head("dev1", np.ones((3, 8))), "other", "dev1"),
+        "nan": encode(head("dev1", np.ones((3, 8))), "lab", "dev1")[:-4] + np.float32(np.nan).tobytes(),
+    }[case]
+    with pytest.raises(PayloadError) as e:
+        decode(bad, max_bytes=len(good) + 1000, fleet="lab")
+    assert words in _one_line(e.value)
+
+
+def test_wrong_extractor_is_refused() -> None:
+    data = encode(head("dev1", np.ones((2, 4)), h="0" * 64), "lab", "dev1")
+    with pytest.raises(ExtractorMismatchError, match="built on extractor 000000000000") as e:
+        decode(data, extractor_hash=XH)
+    _one_line(e.value)
+
+
+def test_bridge_parameters_one_line_per_bad_value() -> None:
+    with pytest.raises(TinyclError) as e:
+        validate(BridgeParams, {"fleet": "lab", "device": "dev 1", "period_s": -1, "mqtt_port": 70000,
+                                "colour": "red"}, "mqtt_bridge")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 4, lines
+    assert all(line.startswith("mqtt_bridge: parameter ") for line in lines)
+    joined = "\n".join(lines)
+    for word in ("period_s", "mqtt_port", "colour"):
+        assert word in joined
+    # a valid set but a missing certificate file: one line naming the file parameter
+    p = validate(BridgeParams, {"fleet": "lab", "device": "dev1", "mqtt_ca_file": "/nonexistent/ca.crt",
+                                "mqtt_cert_file": "/x", "mqtt_key_file": "/y"}, "mqtt_bridge")
+    with pytest.raises(TinyclError, match="file not found: /nonexistent/ca.crt") as e:
+        p.mqtt()
+    _one_line(e.value)

@@ -1,0 +1,389 @@
+"""Federated learning of classifier heads: the snapshot a device shares, and how heads are merged.
+
+Pure numpy: no I/O, no transport. The fleet layer (``tinycl_nodes.fleet``) moves snapshots over
+MQTT; this module decides what a snapshot is, which ones are refused and how they are combined.
+
+Class identity
+--------------
+A class is the pair **(id, name)**. Two rows are the *same class* only when both the id and the
+name are equal. Same id with another name, or same name with another id, are *different classes*
+and are never averaged together: the aggregate keeps both rows (the union of classes comes out,
+sorted by (id, name)) and lists the clash in :attr:`AggregateResult.conflicts` so an operator sees
+that two devices allocated the same id for different things. A device cannot hold two rows with
+one id (its head is keyed by id), so :func:`merge_global` imports neither side of such a clash
+(see there). Names are compared exactly (case and spaces matter).
+
+Aggregation (the aggregator side), per class ``k`` over the devices ``d`` that have it
+-----------------------------------------------------------------------------------
+- ``"fedavg"`` — class-aware federated averaging weighted by per-class sample counts
+  ``W_k = Σ_d n_dk W_dk / Σ_d n_dk`` (same for the bias); if every count of ``k`` is 0 the rows are
+  averaged unweighted. The output count is ``Σ_d n_dk``.
+- ``"median"`` — coordinate-wise median of the rows (counts only decide presence). With 2m+1
+  devices it tolerates m arbitrary (poisoned) rows.
+- ``"trimmed_mean"`` — coordinate-wise mean after dropping ``floor(trim · n_k)`` of the smallest
+  and of the largest values of each coordinate (``trim`` in [0, 0.5)); with too few devices to
+  trim it is the plain mean.
+
+Refusals (:func:`check_snapshot`), each a :class:`RefusedHead` with a one-line reason: another
+extractor hash, NaN/inf anywhere, a weight norm above ``max_norm`` (absurd norm), a device not in
+the allowed list, a feature dimension or head kind other than the round's, malformed arrays.
+
+Device-side merge policy (:func:`merge_global`)
+-----------------------------------------------
+What a device does with the global head it receives, local head ``L`` and global head ``G``:
+
+- ``"replace"`` — every class of ``G`` takes ``G``'s row and count; classes only ``L`` knows
+  (learned since the round, or never shared) are kept as they are. Nothing learned locally is
+  dropped, the fleet's knowledge wins where it exists.
+- ``"blend"`` (default) — a class in both gets ``(n_L·W_L + n_G·W_G) / (n_L + n_G)``; its count
+  becomes ``max(n_L, n_G)`` (``G``'s count already includes this device's own samples: summing
+  would count them twice and counts would grow every round). Classes of only one side are taken
+  as they are. Recent local learning thus keeps a say proportional to its count.
+
+Classes of ``G`` that cannot be imported because their id is used locally by a class of another
+name (or appears twice in ``G``) are left out and reported in ``MergeResult.skipped``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ExtractorMismatchError, InputError, TinyclError
+
+METHODS = ("fedavg", "median", "trimmed_mean")
+POLICIES = ("replace", "blend")
+#: default refusal threshold on the Frobenius norm of a head's weights (see :func:`check_snapshot`)
+DEFAULT_MAX_NORM = 1.0e4
+MAX_CLASSES = 4096
+MAX_FEATURES = 65536
+MAX_NAME = 128
+
+
+class RefusedHead(TinyclError):
+    """A device head is not used for aggregation; the message is the one-line reason."""
+
+
+ClassKey = tuple[int, str]
+
+
+@dataclass
+class HeadSnapshot:
+    """What a device shares: a linear head ``scores = weights @ x + bias`` with its classes.
+
+    ``class_ids[i]``, ``class_names[i]`` and ``counts[i]`` describe row ``i`` of ``weights``
+    (``classes × features`` float32) and ``bias``. ``version`` is the device's head version (or
+    the aggregation round for a global head). ``n_seen`` is informative.
+    """
+
+    class_ids: np.ndarray
+    class_names: tuple[str, ...]
+    counts: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    kind: str
+    extractor_hash: str
+    version: int = 0
+    n_seen: int = 0
+    device: str = ""
+
+    def __post_init__(self) -> None:
+        self.class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
+        self.class_names = tuple(str(n) for n in self.class_names)
+        self.counts = np.asarray(self.counts, np.int64).reshape(-1)
+        self.weights = np.asarray(self.weights, np.float32)
+        self.bias = np.asarray(self.bias, np.float32).reshape(-1)
+        self.validate_shapes()
+
+    # --- properties -----------------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def keys(self) -> list[ClassKey]:
+        return [(int(i), n) for i, n in zip(self.class_ids, self.class_names)]
+
+    def validate_shapes(self) -> None:
+        """Raise InputError unless arrays agree with each other (shape-only, cheap)."""
+        if self.weights.ndim != 2:
+            raise InputError(f"head: weights must be 2-d (classes x features), got shape {self.weights.shape}")
+        C, F = self.weights.shape
+        if not (len(self.class_ids) == len(self.class_names) == len(self.counts) == len(self.bias) == C):
+            raise InputError(f"head: {C} weight rows but {len(self.class_ids)} ids, {len(self.class_names)} "
+                             f"names, {len(self.counts)} counts, {len(self.bias)} biases")
+        if C > MAX_CLASSES or F > MAX_FEATURES or (C and F == 0):
+            raise InputError(f"head: shape {C}x{F} out of range (<= {MAX_CLASSES} classes, 1..{MAX_FEATURES} features)")
+        if C and (self.class_ids.min() < 0 or self.class_ids.max() > 2**32 - 1):
+            raise InputError("head: class id out of range 0..2^32-1")
+        if C and self.counts.min() < 0:
+            raise InputError("head: negative sample count")
+        if any(len(n) > MAX_NAME for n in self.class_names):
+            raise InputError(f"head: class name longer than {MAX_NAME} characters")
+        if len(set(self.keys)) != C:
+            raise InputError("head: a class (id, name) appears twice")
+
+    def copy(self, **changes: Any) -> "HeadSnapshot":
+        base = dict(class_ids=self.class_ids.copy(), class_names=self.class_names, counts=self.counts.copy(),
+                    weights=self.weights.copy(), bias=self.bias.copy(), kind=self.kind,
+                    extractor_hash=self.extractor_hash, version=self.version, n_seen=self.n_seen,
+                    device=self.device)
+        base.update(changes)
+        return HeadSnapshot(**base)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class ids predicted for a batch ``X`` (n, F) (argmax of ``X @ W.T + b``)."""
+        if not self.n_classes:
+            raise InputError("head: no classes to predict")
+        scores = np.asarray(X, np.float32) @ self.weights.T + self.bias
+        return self.class_ids[scores.argmax(axis=1)]
+
+
+# --- from / to the core heads -----------------------------------------------------------------------
+def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, version: int = 0,
+                       device: str = "") -> HeadSnapshot:
+    """The shareable snapshot of a core head (CWR*: consolidated weights and ``past`` counts).
+
+    ``names`` maps class id → name (default: ``str(id)``). A CWR* partial batch is not included
+    (call ``head.flush()`` first to share it). Other heads: their linear form ``head.linear()``
+    (or ``W``/``b``) with the per-class counts ``class_seen`` when the head tracks them.
+    """
+    names = names or {}
+    ids = list(head.classes)
+    kind = type(head).kind
+    if kind == "CWRStar":
+        W, b, counts = head.cw, np.zeros(len(ids), np.float32), head.past
+    else:
+        try:
+            W, b = head.linear() if hasattr(head, "linear") else (head.W, head.b)
+        except (NotImplementedError, AttributeError):
+            raise InputError(f"head: a {kind} head has no linear form, it cannot be shared") from None
+        counts = np.asarray(getattr(head, "class_seen", np.zeros(len(ids))), np.int64)
+        if counts.shape != (len(ids),):
+            counts = np.zeros(len(ids), np.int64)
+    return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], counts, np.array(W, np.float32),
+                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device)
+
+
+def load_snapshot_into(head: Any, snap: HeadSnapshot) -> None:
+    """Replace a CWR* head's consolidated weights and counts by ``snap`` (e.g. a merged head).
+
+    The head's current partial batch is consolidated first (nothing learned is lost); classes are
+    keyed by id (names live with the caller). On error the head is unchanged.
+    """
+    if type(head).kind != "CWRStar":
+        raise InputError(f"head: loading a snapshot into a {type(head).kind} head is not supported")
+    if snap.n_features != head.n_features:
+        raise InputError(f"head: snapshot has {snap.n_features} features, head has {head.n_features}")
+    head.check_extractor(snap.extractor_hash)
+    if len(set(snap.class_ids.tolist())) != snap.n_classes:
+        raise InputError("head: snapshot holds one class id twice (id clash): merge it first")
+    head.flush()
+    state = head.state_dict()
+    C, F = snap.n_classes, snap.n_features
+    arrays = state["arrays"]
+    arrays.update(classes=snap.class_ids.copy(), cw=snap.weights.copy(), tw=np.zeros((C, F), np.float32),
+                  past=snap.counts.copy(), cur=np.zeros(C, np.int64), n_batch=np.asarray(0, np.int64),
+                  batch_x=np.zeros((0, F), np.float32), batch_rows=np.zeros(0, np.int64))
+    if "class_seen" in arrays:
+        arrays["class_seen"] = snap.counts.copy()
+    head.load_state_dict(state)
+
+
+# --- refusals -----------------------------------------------------------------------------------
+def check_snapshot(snap: HeadSnapshot, *, extractor_hash: str | None = None,
+                   max_norm: float | None = DEFAULT_MAX_NORM, allowed_devices: Iterable[str] | None = None,
+                   n_features: int | None = None, kind: str | None = None) -> None:
+    """Raise :class:`RefusedHead` (one-line reason) if ``snap`` must not be aggregated."""
+    who = f"head from {snap.device or '?'} v{snap.version}"
+    if allowed_devices is not None and snap.device not in set(allowed_devices):
+        raise RefusedHead(f"{who}: device {snap.device!r} is not allowed in this fleet")
+    if extractor_hash and snap.extractor_hash != extractor_hash:
+        raise RefusedHead(f"{who}: built on extractor {snap.extractor_hash[:12] or '(none)'}, the fleet "
+                          f"uses {extractor_hash[:12]}: refusing to mix them")
+    try:
+        snap.validate_shapes()
+    except InputError as exc:
+        raise RefusedHead(f"{who}: {exc}") from None
+    if n_features is not None and snap.n_features != n_features:
+        raise RefusedHead(f"{who}: {snap.n_features} features, the round has {n_features}")
+    if kind is not None and snap.kind != kind:
+        raise RefusedHead(f"{who}: head kind {snap.kind!r}, the round aggregates {kind!r}")
+    if not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
+        raise RefusedHead(f"{who}: weights contain NaN or inf")
+    if max_norm is not None:
+        norm = float(np.sqrt(np.sum(snap.weights.astype(np.float64) ** 2) + np.sum(snap.bias.astype(np.float64) ** 2)))
+        if not norm <= max_norm:
+            raise RefusedHead(f"{who}: weight norm {norm:.3g} exceeds the limit {max_norm:.3g} (absurd norm)")
+
+
+# --- aggregation ----------------------------------------------------------------------------------
+@dataclass
+class AggregateResult:
+    head: HeadSnapshot
+    devices: list[str]
+    #: per class key, how many devices contributed
+    support: dict[ClassKey, int] = field(default_factory=dict)
+    #: human-readable clashes: same id with different names, or same name with different ids
+    conflicts: list[str] = field(default_factory=list)
+
+
+def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median", "trimmed_mean"] = "fedavg",
+              trim: float = 0.2, version: int = 0, min_count: int = 0) -> AggregateResult:
+    """Merge device heads into one global head (the union of their classes); see module docstring.
+
+    All snapshots must share the extractor hash, kind and feature count (check them with
+    :func:`check_snapshot` first; a mismatch here raises InputError). A device row of class ``k``
+    takes part only if its count is ``>= min_count`` (0: every row).
+    """
+    if method not in METHODS:
+        raise InputError(f"aggregate: method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not 0.0 <= trim < 0.5:
+        raise InputError(f"aggregate: trim must be in [0, 0.5), got {trim}")
+    if not snaps:
+        raise InputError("aggregate: no heads to aggregate")
+    first = snaps[0]
+    for s in snaps[1:]:
+        if s.extractor_hash != first.extractor_hash:
+            raise ExtractorMismatchError("aggregate: heads come from different extractors")
+        if s.n_features != first.n_features or s.kind != first.kind:
+            raise InputError(f"aggregate: heads differ in kind/features ({s.kind}/{s.n_features} vs "
+                             f"{first.kind}/{first.n_features})")
+    F = first.n_features
+    # union of class keys, and the (device, row) -> union row mapping
+    keys = sorted({k for s in snaps for k in s.keys})
+    index = {k: i for i, k in enumerate(keys)}
+    K, D = len(keys), len(snaps)
+    W = np.zeros((D, K, F), np.float32)
+    B = np.zeros((D, K), np.float32)
+    N = np.zeros((D, K), np.float64)
+    present = np.zeros((D, K), bool)
+    for d, s in enumerate(snaps):
+        rows = np.fromiter((index[k] for k in s.keys), np.int64, s.n_classes)
+        W[d, rows] = s.weights
+        B[d, rows] = s.bias
+        N[d, rows] = s.counts
+        present[d, rows] = s.counts >= min_count if min_count else True
+    support_n = present.sum(axis=0)
+    keep = support_n > 0
+    out_W = np.zeros((K, F), np.float32)
+    out_B = np.zeros(K, np.float32)
+    if method == "fedavg":
+        wts = np.where(present, N, 0.0)
+        zero = wts.sum(axis=0) == 0
+        wts[:, zero] = present[:, zero]              # all counts 0: unweighted mean
+        tot = wts.sum(axis=0)
+        tot[tot == 0] = 1.0
+        out_W = (np.einsum("dk,dkf->kf", wts, W, dtype=np.float64) / tot[:, None]).astype(np.float32)
+        out_B = ((wts * B).sum(axis=0) / tot).astype(np.float32)
+    else:
+        for k in np.flatnonzero(keep):
+            sel = present[:, k]
+            out_W[k], out_B[k] = _robust(W[sel, k], B[sel, k], method, trim)
+    counts = np.where(present, N, 0).sum(axis=0).astype(np.int64)
+    ids = [k[0] for k in keys]
+    names = [k[1] for k in keys]
+    sel = np.flatnonzero(keep)
+    head = HeadSnapshot(np.asarray(ids, np.int64)[sel], [names[i] for i in sel], counts[sel], out_W[sel],
+                        out_B[sel], first.kind, first.extractor_hash, version,
+                        int(sum(s.n_seen for s in snaps)), "global")
+    support = {keys[i]: int(support_n[i]) for i in sel}
+    return AggregateResult(head, [s.device for s in snaps], support, _conflicts([keys[i] for i in sel]))
+
+
+def _robust(Wk: np.ndarray, Bk: np.ndarray, method: str, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    if method == "median":
+        return np.median(Wk, axis=0), np.median(Bk, axis=0)
+    n = Wk.shape[0]
+    cut = int(math.floor(trim * n))
+    if cut == 0:
+        return Wk.mean(axis=0), Bk.mean(axis=0)
+    return (np.sort(Wk, axis=0)[cut:n - cut].mean(axis=0), np.sort(Bk, axis=0)[cut:n - cut].mean(axis=0))
+
+
+def _conflicts(keys: Sequence[ClassKey]) -> list[str]:
+    by_id: dict[int, list[str]] = {}
+    by_name: dict[str, list[int]] = {}
+    for i, n in keys:
+        by_id.setdefault(i, []).append(n)
+        by_name.setdefault(n, []).append(i)
+    out = [f"class id {i} is used for different names {sorted(ns)!r}: kept apart" for i, ns in by_id.items() if len(ns) > 1]
+    out += [f"class name {n!r} has different ids {sorted(ids)}: kept apart" for n, ids in by_name.items() if len(ids) > 1]
+    return out
+
+
+# --- device side ------------------------------------------------------------------------------------
+@dataclass
+class MergeResult:
+    head: HeadSnapshot
+    #: global classes not imported, each with the reason
+    skipped: list[str] = field(default_factory=list)
+    #: class keys that came from the global head only (new to this device)
+    imported: list[ClassKey] = field(default_factory=list)
+
+
+def merge_global(local: HeadSnapshot, global_: HeadSnapshot,
+                 policy: Literal["replace", "blend"] = "blend") -> MergeResult:
+    """Merge the fleet's global head into this device's head (policy: see module docstring).
+
+    The extractor hash and feature count must match (else ExtractorMismatchError / InputError);
+    the result keeps the local kind and version, local rows first then imported ones.
+    """
+    if policy not in POLICIES:
+        raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if local.extractor_hash and global_.extractor_hash != local.extractor_hash:
+        raise ExtractorMismatchError(f"merge: global head was built on extractor {global_.extractor_hash[:12]}, "
+                                     f"this device runs {local.extractor_hash[:12]}: refusing it")
+    if local.n_classes and global_.n_classes and global_.n_features != local.n_features:
+        raise InputError(f"merge: global head has {global_.n_features} features, local head {local.n_features}")
+    if not (np.isfinite(global_.weights).all() and np.isfinite(global_.bias).all()):
+        raise InputError("merge: global head contains NaN or inf")
+    F = local.n_features if local.n_classes else global_.n_features
+    W = [r for r in local.weights.reshape(-1, F)] if local.n_classes else []
+    B = list(local.bias)
+    N = [int(n) for n in local.counts]
+    keys = list(local.keys)
+    row_of = {k: i for i, k in enumerate(keys)}
+    local_ids = {k[0]: k for k in keys}
+    gid_count: dict[int, int] = {}
+    for i in global_.class_ids.tolist():
+        gid_count[i] = gid_count.get(i, 0) + 1
+    skipped: list[str] = []
+    imported: list[ClassKey] = []
+    for g, key in enumerate(global_.keys):
+        wg, bg, ng = global_.weights[g], float(global_.bias[g]), int(global_.counts[g])
+        if key in row_of:
+            r = row_of[key]
+            if policy == "replace":
+                W[r], B[r], N[r] = wg.copy(), bg, ng
+            else:
+                nl = N[r]
+                tot = nl + ng
+                a, c = (nl / tot, ng / tot) if tot else (0.5, 0.5)
+                W[r] = (a * W[r].astype(np.float64) + c * wg).astype(np.float32)
+                B[r] = a * B[r] + c * bg
+                N[r] = max(nl, ng)
+            continue
+        if key[0] in local_ids:
+            skipped.append(f"class {key[0]} {key[1]!r}: id {key[0]} is {local_ids[key[0]][1]!r} here: not merged")
+            continue
+        if gid_count[key[0]] > 1:
+            skipped.append(f"class {key[0]} {key[1]!r}: id {key[0]} has several names in the global head: not imported")
+            continue
+        W.append(wg.copy())
+        B.append(bg)
+        N.append(ng)
+        keys.append(key)
+        imported.append(key)
+    head = HeadSnapshot([k[0] for k in keys], [k[1] for k in keys], N,
+                        np.asarray(W, np.float32).reshape(len(keys), F), np.asarray(B, np.float32),
+                        local.kind or global_.kind, local.extractor_hash or global_.extractor_hash,
+                        local.version, local.n_seen, local.device)
+    return MergeResult(head, skipped, imported)

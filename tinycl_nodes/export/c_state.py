@@ -1,0 +1,169 @@
+"""CWR* and NearestCentroid state in the C core's binary format (``micro_ros_firmware/core``), both ways.
+
+Format (little-endian; the C side is ``tinycl_state.c``)::
+
+    header  "TCLS" | u8 kind (1 CWRStar, 2 NearestCentroid) | u8 version (1)
+            | u16 n_features | u16 n_classes (C) | u16 reserved (0)
+    CWRStar f32 lr | u32 batch_size | u32 n_seen | u32 n_batch | 32 B sha256 of the frozen
+            extractor (all zero: unknown) | i32 classes[C] | u32 past[C] | u32 cur[C]
+            | f32 cw[C][F] | f32 tw[C][F]
+    NearestCentroid  u32 max_count (0: none) | i32 classes[C] | u32 counts[C] | f32 centroids[C][F]
+    trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
+
+A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
+board can be restarted mid-batch. Only ``epochs = 1`` heads (the streaming case) have a C form.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+from ..core import state as st
+from ..core.clustering import NearestCentroid
+from ..core.cwr import CWRStar
+from ..core.errors import StateError
+
+MAGIC = b"TCLS"
+KIND_CWR = 1
+KIND_NCM = 2
+VERSION = 1
+_HEADER = struct.Struct("<4sBBHHH")
+_CWR_FIXED = struct.Struct("<fIII32s")
+
+
+def _finish(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def _u32(values, name: str) -> bytes:
+    arr = np.asarray(values)
+    if arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF or not np.all(arr == np.floor(arr))):
+        raise StateError(f"{name}: values do not fit the C format's u32")
+    return arr.astype("<u4").tobytes()
+
+
+def _i32_classes(classes) -> bytes:
+    arr = np.asarray(classes, np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 2**31 - 1):
+        raise StateError("classes: ids must fit an int32")
+    return arr.astype("<i4").tobytes()
+
+
+def _parse_header(payload: bytes, kind: int) -> tuple[int, int, memoryview]:
+    if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) < _HEADER.size + 4:
+        raise StateError("C state: payload too short")
+    payload = bytes(payload)
+    magic, k, version, F, C, reserved = _HEADER.unpack_from(payload)
+    if magic != MAGIC:
+        raise StateError("C state: not a tinycl C state (bad magic)")
+    if k != kind:
+        raise StateError(f"C state: holds kind {k}, expected {kind}")
+    if version != VERSION:
+        raise StateError(f"C state: version {version} is not supported (this reads {VERSION})")
+    if reserved != 0 or F == 0:
+        raise StateError("C state: malformed header")
+    (crc,) = struct.unpack_from("<I", payload, len(payload) - 4)
+    if crc != zlib.crc32(payload[:-4]) & 0xFFFFFFFF:
+        raise StateError("C state: CRC mismatch (corrupt or truncated)")
+    return F, C, memoryview(payload)[_HEADER.size:-4]
+
+
+class _Reader:
+    def __init__(self, body: memoryview) -> None:
+        self.body, self.pos = body, 0
+
+    def take(self, dtype: str, count: int) -> np.ndarray:
+        size = np.dtype(dtype).itemsize * count
+        if self.pos + size > len(self.body):
+            raise StateError("C state: payload too short for its header")
+        arr = np.frombuffer(self.body[self.pos:self.pos + size], dtype, count)
+        self.pos += size
+        return arr
+
+    def done(self) -> None:
+        if self.pos != len(self.body):
+            raise StateError("C state: trailing bytes")
+
+
+def cwr_to_bytes(head: CWRStar) -> bytes:
+    """The C blob of a CWR* head (state included: consolidated and training weights, counts)."""
+    if not isinstance(head, CWRStar) or head.epochs != 1:
+        raise StateError("C state: only CWRStar heads with epochs=1 have a C form")
+    C, F = head.cw.shape
+    sha = bytes.fromhex(head.extractor_hash) if head.extractor_hash else bytes(32)
+    if len(sha) != 32:
+        raise StateError("C state: extractor_hash must be a sha256 hex digest")
+    body = (_HEADER.pack(MAGIC, KIND_CWR, VERSION, F, C, 0)
+            + _CWR_FIXED.pack(np.float32(head.lr), head.batch_size, head.n_seen, head.n_batch, sha)
+            + _i32_classes(head.classes) + _u32(head.past, "past") + _u32(head.cur, "cur")
+            + np.ascontiguousarray(head.cw, "<f4").tobytes() + np.ascontiguousarray(head.tw, "<f4").tobytes())
+    return _finish(body)
+
+
+def cwr_from_bytes(payload: bytes) -> CWRStar:
+    """A CWR* head from a C blob (raises StateError on anything malformed)."""
+    F, C, body = _parse_header(payload, KIND_CWR)
+    r = _Reader(body)
+    if len(body) < _CWR_FIXED.size:
+        raise StateError("C state: payload too short")
+    lr, batch_size, n_seen, n_batch, sha = _CWR_FIXED.unpack_from(body)
+    r.pos = _CWR_FIXED.size
+    classes = r.take("<i4", C).astype(np.int64)
+    past, cur = r.take("<u4", C).astype(np.int64), r.take("<u4", C).astype(np.int64)
+    cw = r.take("<f4", C * F).reshape(C, F).astype(np.float32)
+    tw = r.take("<f4", C * F).reshape(C, F).astype(np.float32)
+    r.done()
+    if not np.isfinite(lr) or lr <= 0 or batch_size < 1:
+        raise StateError("C state: bad CWR* hyper-parameters")
+    extractor_hash = "" if sha == bytes(32) else sha.hex()
+    head = CWRStar(F, lr=float(lr), batch_size=int(batch_size), extractor_hash=extractor_hash)
+    arrays = {"classes": classes, "cw": cw, "tw": tw, "past": past, "cur": cur,
+              "n_batch": np.asarray(n_batch, np.int64), "batch_x": np.zeros((0, F), np.float32),
+              "batch_rows": np.zeros(0, np.int64)}
+    # Arrays a newer Python head keeps besides these are derived: samples learned per class is
+    # past + cur for a streaming (epochs = 1) CWR* head.
+    template = head.state_dict()
+    derived = {"class_seen": past + cur}
+    for name in template["arrays"]:
+        if name not in arrays:
+            if name not in derived:
+                raise StateError(f"C state: the Python CWRStar needs {name!r}, which the C format lacks")
+            arrays[name] = derived[name]
+    meta = {**template["meta"], "extractor_hash": extractor_hash, "n_seen": int(n_seen), "n_features": F}
+    head.load_state_dict(st.make_state(CWRStar.kind, CWRStar.version, template["params"], arrays, meta))
+    return head
+
+
+def ncm_to_bytes(clusterer: NearestCentroid) -> bytes:
+    """The C blob of a NearestCentroid clusterer (not of its subclasses: they hold more state)."""
+    if type(clusterer) is not NearestCentroid:
+        raise StateError("C state: only NearestCentroid has a C form")
+    C, F = clusterer.centroids.shape
+    mc = 0 if clusterer.max_count is None else clusterer.max_count
+    if mc != int(mc) or not 0 <= mc <= 0xFFFFFFFF:
+        raise StateError("C state: max_count must be an integer for the C form")
+    body = (_HEADER.pack(MAGIC, KIND_NCM, VERSION, F, C, 0) + struct.pack("<I", int(mc))
+            + _i32_classes(clusterer.classes) + _u32(clusterer.counts, "counts")
+            + np.ascontiguousarray(clusterer.centroids, "<f4").tobytes())
+    return _finish(body)
+
+
+def ncm_from_bytes(payload: bytes) -> NearestCentroid:
+    """A NearestCentroid clusterer from a C blob (raises StateError on anything malformed)."""
+    F, C, body = _parse_header(payload, KIND_NCM)
+    r = _Reader(body)
+    (mc,) = r.take("<u4", 1).tolist()
+    classes = r.take("<i4", C).astype(np.int64)
+    counts = r.take("<u4", C).astype(np.float64)
+    cent = r.take("<f4", C * F).reshape(C, F).astype(np.float32)
+    r.done()
+    if len(set(classes.tolist())) != C or (C and counts.min() < 1):
+        raise StateError("C state: duplicate classes or zero counts")
+    c = NearestCentroid(F, max_count=None if mc == 0 else int(mc))
+    c.load_state_dict(st.make_state(c.kind, c.version, c._params(),
+                                    {"classes": classes, "centroids": cent, "counts": counts},
+                                    {"n_features": F}))
+    return c

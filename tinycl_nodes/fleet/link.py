@@ -1,0 +1,253 @@
+"""One MQTT connection (paho-mqtt 2.x, MQTT 5) shared by the bridge and the aggregator.
+
+- TLS with the fleet CA and a client certificate, plus username/password;
+- persistent session: ``clean_start=False`` and a session expiry, so the broker keeps the
+  subscriptions and queues QoS 1 messages while the client is away;
+- automatic reconnect with exponential backoff (paho's loop thread, ``reconnect_delay_set``);
+- "latest value" publishing: :meth:`MqttLink.offer` keeps the latest payload per topic; it is sent
+  now if connected, else on the next connect; until the broker acknowledges it (PUBACK success) it
+  is sent again after every reconnect. Older unsent payloads of a topic are superseded, never
+  queued: a head is a cumulative snapshot, so the latest one loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..core.errors import TinyclError
+
+OnMessage = Callable[[str, bytes], None]
+
+
+class MqttParams(BaseModel):
+    """Connection parameters (pydantic; also the ``mqtt_*`` part of the node parameters)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "127.0.0.1"
+    port: int = Field(8883, ge=1, le=65535)
+    tls: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password: str = ""
+    password_file: str = ""          # read at start if set (first line), instead of password
+    client_id: str = ""
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _check(self) -> "MqttParams":
+        if self.tls:
+            for name in ("ca_file", "cert_file", "key_file"):
+                value = getattr(self, name)
+                if not value:
+                    raise ValueError(f"{name} is required when tls is true")
+                if not Path(value).is_file():
+                    raise ValueError(f"{name}: file not found: {value}")
+        if self.password_file and not Path(self.password_file).is_file():
+            raise ValueError(f"password_file: file not found: {self.password_file}")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def secret(self) -> str:
+        if self.password_file:
+            return Path(self.password_file).read_text().splitlines()[0].strip()
+        return self.password
+
+
+@dataclass
+class _Pending:
+    payload: bytes
+    retain: bool
+    mid: int | None = None
+    acked: bool = False
+
+
+class MqttLink:
+    """A paho client with the policies above; thread-safe ``offer``; callbacks in paho's thread."""
+
+    def __init__(self, params: MqttParams, client_id: str, subscriptions: list[str], on_message: OnMessage | None,
+                 logger: logging.Logger | None = None, qos: int = 1) -> None:
+        self.params = params
+        self.log = logger or logging.getLogger("tinycl.mqtt")
+        self.qos = qos
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.connected = threading.Event()
+        self.connects = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._mid_topic: dict[int, tuple[str, _Pending]] = {}
+        self._early: dict[int, Any] = {}
+        self._on_ack: Callable[[str, bytes], None] | None = None
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=params.client_id or client_id,
+                        protocol=mqtt.MQTTv5)
+        if params.tls:
+            c.tls_set(ca_certs=params.ca_file, certfile=params.cert_file, keyfile=params.key_file,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if params.username:
+            c.username_pw_set(params.username, params.secret())
+        c.reconnect_delay_set(params.reconnect_min_s, params.reconnect_max_s)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_connect_fail = self._on_connect_fail
+        self.client = c
+        self._started = False
+
+    # --- life cycle -----------------------------------------------------------------------------
+    def start(self) -> "MqttLink":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.params.session_expiry_s
+        self.client.connect_async(self.params.host, self.params.port, self.params.keepalive_s, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Disconnect (the broker keeps the session for ``session_expiry_s``) and join paho's thread."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self.client.disconnect()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.client.loop_stop()
+        self.connected.clear()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self.connected.wait(timeout_s)
+
+    # --- publishing the latest value per topic ---------------------------------------------------
+    def offer(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        """Send ``payload`` on ``topic`` now if connected, else at the next connect (latest wins)."""
+        p = _Pending(payload, retain)
+        with self._lock:
+            self._pending[topic] = p
+        if self.connected.is_set():
+            self._send(topic, p)
+
+    def unacked(self) -> list[str]:
+        """Topics whose latest payload the broker has not acknowledged yet."""
+        with self._lock:
+            return [t for t, p in self._pending.items() if not p.acked]
+
+    # Locking: paho calls on_publish with its own mutex held, so ``self._lock`` is never held
+    # while calling into paho (that order would deadlock); a PUBACK can then arrive before the
+    # mid is registered: it is parked in ``_early`` and applied at registration.
+    def _send(self, topic: str, p: _Pending) -> None:
+        info = self.client.publish(topic, p.payload, qos=self.qos, retain=p.retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.log.warning("mqtt: publish on %s not sent now (%s), will retry on reconnect",
+                             topic, mqtt.error_string(info.rc))
+            return
+        with self._lock:
+            early = self._early.pop(info.mid, None)
+            if early is None:
+                self._mid_topic[info.mid] = (topic, p)
+                return
+        self._acked(topic, p, early)
+
+    # --- paho callbacks (paho's thread) ---------------------------------------------------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.last_error = str(reason)
+            self.log.error("mqtt: broker %s:%d refused the connection: %s (retrying with backoff)",
+                           self.params.host, self.params.port, reason)
+            return
+        self.connects += 1
+        self.last_error = ""
+        self.log.info("mqtt: connected to %s:%d (session present: %s)", self.params.host, self.params.port,
+                      bool(getattr(flags, "session_present", False)))
+        for t in self.subscriptions:
+            client.subscribe(t, qos=self.qos)
+        self.connected.set()
+        with self._lock:
+            todo = [(t, p) for t, p in self._pending.items() if not p.acked]
+        for topic, p in todo:
+            self._send(topic, p)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self.last_error = "connection failed"
+        self.log.warning("mqtt: cannot reach %s:%d, retrying with backoff", self.params.host, self.params.port)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was and self._started:
+            self.log.warning("mqtt: disconnected from %s:%d (%s), reconnecting", self.params.host,
+                             self.params.port, reason)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._lock:
+            entry = self._mid_topic.pop(mid, None)
+            if entry is None:
+                self._early[mid] = reason
+                if len(self._early) > 1000:          # bounded: stale mids of superseded sends
+                    self._early.pop(next(iter(self._early)))
+                return
+        self._acked(entry[0], entry[1], reason)
+
+    def _acked(self, topic: str, p: _Pending, reason: Any) -> None:
+        if reason is not None and getattr(reason, "is_failure", False):
+            self.log.error("mqtt: broker refused publish on %s: %s", topic, reason)
+        p.acked = True        # success, or refused (retrying a refused publish would not help)
+        cb = self._on_ack
+        if cb is not None and not getattr(reason, "is_failure", False):
+            cb(topic, p.payload)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self.on_message is None:
+            return
+        try:
+            self.on_message(msg.topic, bytes(msg.payload))
+        except Exception as exc:  # noqa: BLE001 - a bad message must not kill the link
+            self.log.error("mqtt: message on %s dropped: %s: %s", msg.topic, type(exc).__name__,
+                           str(exc).splitlines()[0] if str(exc) else "")
+
+
+def mqtt_params(p: Any, identity: str) -> MqttParams:
+    """The connection parameters of a node: ``broker_dir`` defaults, then explicit ``mqtt_*`` values."""
+    values: dict[str, Any] = {"username": identity}
+    if p.broker_dir:
+        from .broker import BrokerSetup
+        try:
+            setup = BrokerSetup.load(p.broker_dir)
+            cred = setup.credentials(identity)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TinyclError(f"broker_dir {p.broker_dir}: no usable credentials for {identity!r} "
+                              f"({type(exc).__name__}: {exc})") from None
+        values.update(port=setup.port, ca_file=setup.ca, cert_file=cred.certfile, key_file=cred.keyfile,
+                      password=cred.password)
+    for field in ("host", "port", "tls", "ca_file", "cert_file", "key_file", "username", "password",
+                  "password_file", "session_expiry_s", "reconnect_min_s", "reconnect_max_s", "keepalive_s"):
+        v = getattr(p, f"mqtt_{field}")
+        default = type(p).model_fields[f"mqtt_{field}"].default
+        if v is not None and (v != default or field not in values):
+            values[field] = v
+    values["client_id"] = f"tinycl-{p.fleet}-{identity}"
+    try:
+        return MqttParams(**values)
+    except ValidationError as exc:
+        lines = [(f"parameter mqtt_{'.'.join(str(x) for x in e['loc'])}" if e["loc"] else "mqtt parameters")
+                 + f": {e['msg']}" for e in exc.errors()]
+        raise TinyclError("\n".join(lines)) from None
+

@@ -1,0 +1,147 @@
+"""The wire format of a head sent over MQTT: versioned, validated, compact.
+
+Layout (all integers little-endian)::
+
+    offset  size  field
+    0       4     magic b"TCLH"
+    4       2     wire schema version (uint16) — this build writes and reads SCHEMA_VERSION = 1
+    6       2     flags (uint16), 0
+    8       4     M = length of the metadata (uint32)
+    12      M     metadata: UTF-8 JSON, validated by :class:`PayloadMeta` (pydantic, extra keys refused)
+    12+M    4·C·F weights, float32 little-endian, row-major (row i = classes[i])
+    ...     4·C   bias, float32 little-endian
+
+A head of 10 classes × 64 features is ~3.4 kB (2.6 kB of floats). Decoding checks, in order:
+size limit (before anything is parsed), magic, schema version, metadata JSON and schema, that
+the byte count matches ``shape``, finiteness, and (when asked) fleet and extractor hash. Each
+failure is a :class:`PayloadError` (or ``ExtractorMismatchError``) with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..core.errors import ExtractorMismatchError, TinyclError
+from ..core.federated import MAX_CLASSES, MAX_FEATURES, MAX_NAME, HeadSnapshot
+
+MAGIC = b"TCLH"
+SCHEMA_VERSION = 1
+_HEADER = struct.Struct("<4sHHI")
+#: default size limit of one payload (a 4096 × 64 head is ~1 MB; typical heads are a few kB)
+DEFAULT_MAX_BYTES = 1 << 20
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class PayloadError(TinyclError):
+    """A payload is malformed, oversized, of another version or otherwise unusable (one line)."""
+
+
+class ClassEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: int = Field(ge=0, le=2**32 - 1)
+    name: str = Field(max_length=MAX_NAME)
+    count: int = Field(ge=0, le=2**63 - 1)
+
+
+class PayloadMeta(BaseModel):
+    """Metadata of a head payload (the JSON part)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    fleet: str
+    device: str
+    round: int = Field(ge=0, le=2**32 - 1, description="global: aggregation round; device: last round merged")
+    version: int = Field(ge=0, le=2**32 - 1, description="the head's own version (learner counter)")
+    extractor_hash: str = Field(max_length=128)
+    kind: str = Field(min_length=1, max_length=64)
+    classes: list[ClassEntry] = Field(max_length=MAX_CLASSES)
+    shape: tuple[int, int]
+    dtype: Literal["<f4"] = "<f4"
+    n_seen: int = Field(default=0, ge=0)
+    sent_at: float = 0.0
+
+    @field_validator("fleet", "device")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "PayloadMeta":
+        c, f = self.shape
+        if c != len(self.classes):
+            raise ValueError(f"shape says {c} classes, {len(self.classes)} listed")
+        if not (0 <= c <= MAX_CLASSES and (1 <= f <= MAX_FEATURES or (c == 0 and f >= 0))):
+            raise ValueError(f"shape {c}x{f} out of range")
+        return self
+
+
+def encode(snap: HeadSnapshot, fleet: str, device: str, round: int = 0, sent_at: float | None = None) -> bytes:
+    """Serialise a head snapshot (validated like a received one, so a bad head is never sent)."""
+    meta = PayloadMeta(schema=SCHEMA_VERSION, fleet=fleet, device=device, round=int(round), version=int(snap.version),
+                       extractor_hash=snap.extractor_hash, kind=snap.kind,
+                       classes=[ClassEntry(id=int(i), name=n, count=int(c)) for i, n, c in
+                                zip(snap.class_ids, snap.class_names, snap.counts)],
+                       shape=(snap.n_classes, snap.n_features), n_seen=int(snap.n_seen),
+                       sent_at=time.time() if sent_at is None else float(sent_at))
+    meta_bytes = meta.model_dump_json(by_alias=True).encode()
+    return b"".join((_HEADER.pack(MAGIC, SCHEMA_VERSION, 0, len(meta_bytes)), meta_bytes,
+                     np.ascontiguousarray(snap.weights, "<f4").tobytes(),
+                     np.ascontiguousarray(snap.bias, "<f4").tobytes()))
+
+
+def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: str | None = None,
+           fleet: str | None = None) -> tuple[PayloadMeta, HeadSnapshot]:
+    """Parse and validate a payload; raise PayloadError / ExtractorMismatchError with one line."""
+    n = len(data)
+    if n > max_bytes:
+        raise PayloadError(f"payload: {n} bytes exceeds the limit of {max_bytes}")
+    if n < _HEADER.size:
+        raise PayloadError(f"payload: malformed, {n} bytes is shorter than the {_HEADER.size}-byte header")
+    magic, schema, _flags, m = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise PayloadError(f"payload: malformed, not a tinycl head (magic {magic!r})")
+    if schema != SCHEMA_VERSION:
+        raise PayloadError(f"payload: schema version {schema} is not supported (this build reads {SCHEMA_VERSION})")
+    if _HEADER.size + m > n:
+        raise PayloadError(f"payload: malformed, metadata length {m} runs past the end ({n} bytes)")
+    raw = data[_HEADER.size:_HEADER.size + m]
+    try:
+        json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PayloadError(f"payload: malformed metadata JSON ({type(exc).__name__})") from None
+    try:
+        meta = PayloadMeta.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "metadata"
+        raise PayloadError(f"payload: bad metadata {loc}: {err['msg']} ({exc.error_count()} error(s))") from None
+    if meta.schema_version != schema:
+        raise PayloadError(f"payload: header says schema {schema}, metadata says {meta.schema_version}")
+    c, f = meta.shape
+    expect = _HEADER.size + m + 4 * (c * f + c)
+    if n != expect:
+        raise PayloadError(f"payload: malformed, {n} bytes for a {c}x{f} head (expected {expect})")
+    if fleet is not None and meta.fleet != fleet:
+        raise PayloadError(f"payload: from fleet {meta.fleet!r}, this is fleet {fleet!r}")
+    if extractor_hash and meta.extractor_hash != extractor_hash:
+        raise ExtractorMismatchError(f"payload: head from {meta.device} was built on extractor "
+                                     f"{meta.extractor_hash[:12] or '(none)'}, the fleet uses {extractor_hash[:12]}")
+    floats = np.frombuffer(data, "<f4", offset=_HEADER.size + m).astype(np.float32)
+    if not np.isfinite(floats).all():
+        raise PayloadError(f"payload: head from {meta.device} contains NaN or inf")
+    try:
+        snap = HeadSnapshot([e.id for e in meta.classes], [e.name for e in meta.classes],
+                            [e.count for e in meta.classes], floats[:c * f].reshape(c, f), floats[c * f:],
+                            meta.kind, meta.extractor_hash, meta.version, meta.n_seen, meta.device)
+    except TinyclError as exc:
+        raise PayloadError(f"payload: {exc}") from None
+    return meta, snap

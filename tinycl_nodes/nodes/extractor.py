@@ -1,0 +1,102 @@
+"""extractor node: images → features with the frozen ONNX model (fp32 or int8, onnxruntime).
+
+For a replayed dataset it joins each image with its ``ground_truth`` (same stamp) and passes the
+true label on in ``Features`` (``labelled`` when the system may learn it). Images leave in the
+order they came: one waiting for its ground truth holds back the ones behind it, for at most
+``truth_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..core.errors import TinyclError
+from ..extractor import FrozenExtractor, model_path
+from .messages import image_pixels, stamp_ns
+from .runner import Node, NodeParams, run_node
+
+MAX_WAITING = 10_000
+
+
+class ExtractorParams(NodeParams):
+    model: str = "mnist_0to5_fp32"                  # shipped name or path to an .onnx file
+    threads: int = Field(1, ge=1, le=64)
+    image_qos: Literal["reliable", "sensor_data"] = "reliable"
+    expect_ground_truth: bool = False               # true when a labelled dataset is replayed
+    truth_timeout_s: float = Field(1.0, gt=0)
+
+
+class Extractor(Node):
+    Params = ExtractorParams
+
+    def __init__(self, bus: Any, params: ExtractorParams) -> None:
+        super().__init__(bus, params)
+        self.model = FrozenExtractor(model_path(params.model), threads=params.threads)
+        if len(self.model.input_shape) != 3 or self.model.input_shape[0] != 1:
+            raise TinyclError(f"extractor: model input {self.model.input_shape} is not a 1-channel image")
+        self.shape = self.model.input_shape[1:]
+        self.Features = bus.msg("Features")
+        self.pub = bus.create_publisher("features", self.Features, "reliable")
+        self.downstream = [self.pub]
+        self._truth: dict[int, Any] = {}
+        self._waiting: OrderedDict[int, tuple[Any, np.ndarray, float]] = OrderedDict()
+        self.sample_id = 0
+        bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
+        bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
+        if params.expect_ground_truth:
+            bus.create_timer(params.truth_timeout_s / 2, self._flush)
+        self.log.info("model %s (%s…), %d features", self.model.path.name, self.model.hash[:12],
+                      self.model.n_features)
+
+    def on_truth(self, msg: Any) -> None:
+        if len(self._truth) > MAX_WAITING:
+            self._truth.pop(next(iter(self._truth)))
+        self._truth[stamp_ns(msg.header)] = msg
+        self._flush()
+
+    def on_image(self, msg: Any) -> None:
+        pixels = image_pixels(msg, self.shape)  # InputError → one line, dropped (by the bus)
+        if not self.params.expect_ground_truth:
+            self._emit(msg.header, pixels, None)
+            return
+        self._waiting[stamp_ns(msg.header)] = (msg.header, pixels, time.monotonic())
+        if len(self._waiting) > MAX_WAITING:
+            self.log.warning("more than %d images wait for ground truth: sending the oldest without", MAX_WAITING)
+            self._flush(force=1)
+        self._flush()
+
+    def _flush(self, force: int = 0) -> None:
+        """Send waiting images in arrival order while the oldest has its truth (or timed out)."""
+        deadline = time.monotonic() - self.params.truth_timeout_s
+        while self._waiting:
+            key = next(iter(self._waiting))
+            header, pixels, since = self._waiting[key]
+            truth = self._truth.pop(key, None)
+            if truth is None and since > deadline and force <= 0:
+                return
+            force -= 1
+            del self._waiting[key]
+            if truth is None:
+                self.log.warning("no ground truth for the image stamped %d: sent unlabelled", key)
+            self._emit(header, pixels, truth)
+
+    def _emit(self, header: Any, pixels: np.ndarray, truth: Any) -> None:
+        feats = self.model.extract_one(pixels)
+        self.pub.publish(self.Features(
+            header=header, data=feats, extractor_hash=self.model.hash, sample_id=self.sample_id,
+            true_label=-1 if truth is None else int(truth.label),
+            labelled=bool(truth is not None and truth.learnable)))
+        self.sample_id += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(Extractor, "extractor", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""mqtt_bridge node: the device's learned head out to the fleet, the fleet's merged head back in.
+
+Bus side (in the device namespace, e.g. ``/robot1/tinycl``):
+
+- subscribes ``head`` (Head, latched) — what the learner publishes after updates;
+- publishes ``global_head`` (Head, latched) — the fleet's merged head; the learner merges it
+  with its own (policy: ``tinycl_nodes.core.federated.merge_global``). Its ``version`` is the
+  aggregation round.
+
+MQTT side (paho-mqtt 2.x, MQTT 5, TLS + client certificate + password, see ``fleet/link.py``):
+
+- publishes ``tinycl/<fleet>/<device>/head`` (QoS 1, retained, payload ``fleet/payload.py``)
+  when the head changed enough — a class was added or removed, ``min_new_samples`` more samples
+  were consolidated, or the weights moved by ``min_change`` (relative Frobenius norm) — but not
+  more often than every ``min_interval_s``; and every ``period_s`` if it changed at all;
+- subscribes ``tinycl/<fleet>/global`` (retained): a valid payload of a newer round is
+  republished on the bus; a bad one is one error line and dropped.
+
+While the broker is unreachable the latest head is kept and sent on reconnect (persistent
+session, reconnect with backoff); an older unsent head is superseded, not queued.
+
+    python -m tinycl_nodes.nodes.mqtt_bridge --ros-args -r __ns:=/robot1/tinycl \
+        -p fleet:=lab -p device:=robot1 -p broker_dir:=/var/lib/tinycl/broker
+
+``broker_dir`` (a directory made by ``tools/mosquitto/setup.sh``) fills the TLS files and the
+password of ``device`` from there; explicit ``mqtt_*`` parameters override it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from ..core.errors import TinyclError
+from ..core.federated import HeadSnapshot
+from ..fleet.broker import global_topic, head_topic
+from ..fleet.link import MqttLink, MqttParams, mqtt_params
+from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
+from ..fleet.payload import DEFAULT_MAX_BYTES, NAME_RE, PayloadError, decode, encode
+from .runner import Node, NodeParams, run_node
+
+
+class BridgeParams(NodeParams):
+    fleet: str
+    device: str
+    head_topic: str = "head"
+    global_topic: str = "global_head"
+    extractor_hash: str = ""           # if set, heads / global heads of another extractor are refused
+    period_s: float = Field(30.0, gt=0, le=86400)
+    min_interval_s: float = Field(1.0, ge=0, le=86400)
+    min_change: float = Field(0.05, ge=0)
+    min_new_samples: int = Field(50, ge=1)
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
+    broker_dir: str = ""
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int | None = Field(None, ge=1, le=65535)
+    mqtt_tls: bool = True
+    mqtt_ca_file: str = ""
+    mqtt_cert_file: str = ""
+    mqtt_key_file: str = ""
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_password_file: str = ""
+    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
+    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
+    poll_s: float = Field(0.05, gt=0, le=5)   # how often received global heads are handed to the bus
+
+    @field_validator("fleet", "device")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
+        return v
+
+    def mqtt(self) -> MqttParams:
+        return mqtt_params(self, self.device)
+
+
+class MqttBridge(Node):
+    Params = BridgeParams
+
+    def __init__(self, bus: Any, params: BridgeParams, start: bool = True) -> None:
+        super().__init__(bus, params)
+        self.Head = bus.msg("Head")
+        self.ClassInfo = bus.msg("ClassInfo")
+        self._lock = threading.Lock()
+        self.latest: HeadSnapshot | None = None      # latest head seen on the bus
+        self.sent: HeadSnapshot | None = None        # latest head handed to MQTT
+        self._sent_at = -1e18
+        self.global_round = 0                        # latest global round handed to the bus
+        self.heads_sent = 0
+        self.globals_received = 0
+        self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
+        self.out_topic = head_topic(params.fleet, params.device)
+        self.in_topic = global_topic(params.fleet)
+        self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
+                             self._on_mqtt, self.log)
+        self.global_pub = bus.create_publisher(params.global_topic, self.Head, "latched")
+        bus.create_subscription(params.head_topic, self.Head, self._on_head, "latched")
+        bus.create_timer(params.period_s, self._on_period)
+        bus.create_timer(params.poll_s, self.poll)
+        if start:
+            self.link.start()
+
+    # --- bus → MQTT ---------------------------------------------------------------------------
+    def _on_head(self, msg: Any) -> None:
+        snap = snapshot_from_msg(msg, self.params.device)
+        eh = self.params.extractor_hash
+        if eh and snap.extractor_hash != eh:
+            raise TinyclError(f"head v{snap.version} built on extractor {snap.extractor_hash[:12]}, this device "
+                              f"runs {eh[:12]}: not shared")
+        if snap.n_classes and not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
+            raise TinyclError(f"head v{snap.version} contains NaN or inf: not shared")
+        with self._lock:
+            self.latest = snap
+            due = self._changed_enough(snap) and time.monotonic() - self._sent_at >= self.params.min_interval_s
+        if due:
+            self._send()
+
+    def _changed_enough(self, snap: HeadSnapshot) -> bool:
+        old = self.sent
+        if old is None:
+            return True
+        if old.keys != snap.keys or old.n_features != snap.n_features:
+            return True
+        if int(snap.counts.sum()) - int(old.counts.sum()) >= self.params.min_new_samples:
+            return True
+        ref = float(np.linalg.norm(old.weights)) or 1.0
+        return float(np.linalg.norm(snap.weights - old.weights)) / ref >= self.params.min_change
+
+    def _on_period(self) -> None:
+        with self._lock:
+            s, latest = self.sent, self.latest
+        if latest is not None and (s is None or s.version != latest.version or s.keys != latest.keys):
+            self._send()
+
+    def _send(self) -> None:
+        with self._lock:
+            snap = self.latest
+            if snap is None:
+                return
+            self.sent = snap
+            self._sent_at = time.monotonic()
+            rnd = self.global_round
+        payload = encode(snap, self.params.fleet, self.params.device, rnd)
+        if len(payload) > self.params.max_bytes:
+            self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
+                           self.params.max_bytes)
+            return
+        self.link.offer(self.out_topic, payload, retain=True)
+        self.heads_sent += 1
+
+    def flush(self) -> None:
+        """Hand the latest head to MQTT now, whatever changed (e.g. before shutting down)."""
+        self._send()
+
+    # --- MQTT → bus ---------------------------------------------------------------------------
+    def _on_mqtt(self, topic: str, data: bytes) -> None:   # paho's thread
+        if topic != self.in_topic:
+            return
+        try:
+            meta, snap = decode(data, max_bytes=self.params.max_bytes, fleet=self.params.fleet,
+                                extractor_hash=self.params.extractor_hash or None)
+        except TinyclError as exc:
+            self.log.error("global head refused: %s", exc)
+            return
+        with self._lock:
+            if meta.round <= self.global_round:
+                return                                   # a re-delivery of a round we have
+            self.global_round = meta.round
+        snap.version = meta.round
+        try:
+            self._inbox.put_nowait((meta, snap))
+        except queue.Full:
+            self.log.warning("global head round %d dropped: the bus is not keeping up", meta.round)
+
+    def poll(self) -> None:
+        """Publish received global heads on the bus (runs in the bus thread, from a timer)."""
+        while True:
+            try:
+                meta, snap = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self.global_pub.publish(msg_from_snapshot(snap, self.Head, self.ClassInfo, self.bus.stamp()))
+            self.globals_received += 1
+            self.log.info("global head round %d (%d classes, %d devices' data) handed to the learner",
+                          meta.round, snap.n_classes, int(snap.counts.sum()))
+
+    def close(self) -> None:
+        self.link.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(MqttBridge, "mqtt_bridge", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""sensor node: publishes samples — a dataset replayed at a rate, a rosbag2/MCAP file, or a camera.
+
+Topics: ``image`` (sensor_msgs/Image, mono8) and, for a labelled dataset, ``ground_truth``
+(GroundTruth, same stamp as the image). Replaying MNIST follows the TinyNDC protocol: first the
+k labelled training images per class (``learnable`` ground truth), then the test stream, in the
+same random order as ``tinycl experiment tinyndc`` for the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..core.errors import TinyclError
+from .runner import Node, NodeParams, run_node
+
+
+class SensorParams(NodeParams):
+    source: Literal["mnist", "rosbag", "camera"] = "mnist"
+    data_dir: str | None = None                     # default: $TINYCL_DATA or ../shared/data
+    seed: int = Field(0, ge=0)
+    labels_per_class: int = Field(10, ge=1, le=1000)
+    stream_length: int = Field(8000, ge=1, le=10000)
+    rate_hz: float = Field(0.0, ge=0.0)            # 0 = as fast as the reliable graph takes them
+    qos: Literal["reliable", "sensor_data"] = "reliable"  # replay loses nothing; a camera may drop
+    wait_for_subscribers: int = Field(1, ge=0)        # readers of image to wait for before starting
+    wait_for_truth_subscribers: int = Field(1, ge=0)  # readers of ground_truth (extractor, monitor…)
+    wait_timeout_s: float = Field(30.0, gt=0)
+    start_delay_s: float = Field(0.0, ge=0)
+    exit_when_done: bool = True
+    linger_s: float = Field(2.0, ge=0)              # keep the writer alive so readers get the last samples
+    bag: str | None = None                          # rosbag source: a rosbag2 folder or .mcap file
+    bag_topic: str = "/camera/image_raw"
+    camera_device: int | str = 0
+    camera_size: tuple[int, int] = (28, 28)
+    camera_invert: bool = True                      # MNIST digits are light on dark
+
+
+class Sensor(Node):
+    Params = SensorParams
+
+    def __init__(self, bus: Any, params: SensorParams) -> None:
+        super().__init__(bus, params)
+        self.Image = bus.msg("sensor_msgs/msg/Image")
+        self.Header = bus.msg("std_msgs/msg/Header")
+        self.GroundTruth = bus.msg("GroundTruth")
+        self.image_pub = bus.create_publisher("image", self.Image, params.qos)
+        self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
+        self._last_ns = 0
+        self.published = 0
+
+    # --- sources ---------------------------------------------------------------------------
+    def _mnist(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        from ..datasets import load_mnist
+        from ..experiments.tinyndc import split_indices
+
+        p = self.params
+        Xtr, ytr = load_mnist("train", p.data_dir)
+        Xte, yte = load_mnist("test", p.data_dir)
+        init, stream, _ = split_indices(p.seed, ytr, yte, p.stream_length, p.labels_per_class)
+        self.log.info("MNIST replay: %d labelled + %d stream samples (seed %d)", init.size, stream.size, p.seed)
+        for i in init:
+            yield Xtr[i], int(ytr[i]), True
+        for i in stream:
+            yield Xte[i], int(yte[i]), False
+
+    def _rosbag(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        from rosbags.highlevel import AnyReader
+        from rosbags.typesys import Stores, get_typestore
+
+        from .messages import image_pixels
+
+        if not self.params.bag:
+            raise TinyclError("sensor: source 'rosbag' needs the parameter bag (a rosbag2 folder or .mcap file)")
+        path = Path(self.params.bag)
+        if not path.exists():
+            raise TinyclError(f"sensor: rosbag not found: {path}")
+        store = get_typestore(Stores.ROS2_HUMBLE)
+        with AnyReader([path], default_typestore=store) as reader:
+            conns = [c for c in reader.connections if c.topic == self.params.bag_topic]
+            if not conns:
+                topics = ", ".join(sorted({c.topic for c in reader.connections}))
+                raise TinyclError(f"sensor: topic {self.params.bag_topic} not in {path} (has: {topics})")
+            for conn, _, raw in reader.messages(connections=conns):
+                img = reader.deserialize(raw, conn.msgtype)
+                try:
+                    yield image_pixels(img, (img.height, img.width)), None, False
+                except TinyclError as exc:
+                    self.log.error("bag message dropped: %s", exc)
+
+    def _camera(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        try:
+            import cv2
+        except ImportError:
+            raise TinyclError("sensor: source 'camera' needs OpenCV (pip install opencv-python-headless)") from None
+        cap = cv2.VideoCapture(self.params.camera_device)
+        if not cap.isOpened():
+            raise TinyclError(f"sensor: camera {self.params.camera_device!r} cannot be opened")
+        try:
+            while self.bus.ok():
+                ok, frame = cap.read()
+                if not ok:
+                    raise TinyclError(f"sensor: camera {self.params.camera_device!r} stopped delivering frames")
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                small = cv2.resize(gray, self.params.camera_size[::-1], interpolation=cv2.INTER_AREA)
+                yield (255 - small if self.params.camera_invert else small), None, False
+        finally:
+            cap.release()
+
+    # --- publishing ------------------------------------------------------------------------
+    def _stamp(self) -> Any:
+        ns = max(time.time_ns(), self._last_ns + 1)  # strictly increasing: stamps identify samples
+        self._last_ns = ns
+        return self.Header(stamp=self.bus.msg("builtin_interfaces/msg/Time")(sec=ns // 1_000_000_000,
+                                                                          nanosec=ns % 1_000_000_000),
+                           frame_id="camera")
+
+    def publish(self, pixels: np.ndarray, label: int | None, learnable: bool) -> None:
+        header = self._stamp()
+        if label is not None:
+            self.truth_pub.publish(self.GroundTruth(header=header, label=label, class_name=str(label),
+                                                    learnable=learnable))
+        h, w = pixels.shape
+        self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding="mono8", is_bigendian=0,
+                                          step=w, data=np.ascontiguousarray(pixels, np.uint8).ravel()))
+        self.published += 1
+
+    def _wait_for_readers(self) -> None:
+        p = self.params
+        end = time.monotonic() + p.wait_timeout_s
+        while self.bus.ok() and (self.image_pub.get_subscription_count() < p.wait_for_subscribers
+                                 or (p.source == "mnist" and self.truth_pub.get_subscription_count()
+                                     < p.wait_for_truth_subscribers)):
+            if time.monotonic() > end:
+                raise TinyclError(f"sensor: not enough subscribers on image/ground_truth after {p.wait_timeout_s:.0f} s")
+            self.bus.spin_once(0.05)
+        time.sleep(p.start_delay_s)
+
+    def run(self) -> None:
+        p = self.params
+        source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera}[p.source]()
+        self._wait_for_readers()
+        period = 1.0 / p.rate_hz if p.rate_hz > 0 else 0.0
+        next_t = time.perf_counter()
+        for pixels, label, learnable in source:
+            if not self.bus.ok():
+                break
+            if period:
+                delay = next_t - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                next_t += period
+            self.publish(pixels, label, learnable)
+            if self.published % 256 == 0:
+                self.bus.spin_once(0.0)
+        self.log.info("published %d samples", self.published)
+        if p.exit_when_done:
+            self.bus.spin(p.linger_s)
+        else:
+            self.bus.spin()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(Sensor, "sensor", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
