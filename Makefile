@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: demo test bench experiment train-frozen system-deps clean
+.PHONY: demo test bench bench-firmware experiment train-frozen system-deps firmware-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,21 @@ experiment: $(STAMP)
 # Debian packages the tests need (Cyclone DDS C library + idlc for the interop check); idempotent.
 system-deps:
 	@bash tools/install-deps.sh
+	@bash tools/mosquitto/install.sh
 
-test: $(STAMP) system-deps
+# Cross toolchain and QEMU for the firmware tests (gcc-arm-none-eabi, newlib, qemu-system-arm).
+firmware-deps:
+	@bash micro_ros_firmware/tools/install-toolchain.sh
+
+test: $(STAMP) system-deps firmware-deps
 	TINYCL_DATA=$(DATA) $(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) -m tinycl_nodes.cli bench --data $(DATA) --out results/bench.json
+
+# The C core on an emulated Cortex-M7 (QEMU mps2-an500): instructions per stage → results/firmware.json
+bench-firmware: $(STAMP) firmware-deps
+	$(PY) micro_ros_firmware/tools/bench_firmware.py --data $(DATA) --out results/firmware.json
 
 # Re-train the frozen extractor (needs the optional PyTorch extra; CPU is enough).
 train-frozen: $(STAMP)
@@ -39,4 +48,4 @@ train-frozen: $(STAMP)
 	$(PY) -m tinycl_nodes.training.train_frozen --data $(DATA)
 
 clean:
-	rm -rf $(VENV) results build install log *.egg-info
+	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench

@@ -39,6 +39,18 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_tinyrce(args: argparse.Namespace) -> int:
+    from .experiments import tinyrce
+
+    return tinyrce.run(args)
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    from .fleet.aggregator import main as aggregate_main
+
+    return aggregate_main(args.args)
+
+
 def _launch(args: argparse.Namespace) -> int:
     from .launcher import launch
 
@@ -91,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-compare", action="store_true", help="skip the in-process run")
     d.set_defaults(func=_demo)
 
+    from .experiments import tinyrce as _tinyrce
+
+    r = exp_sub.add_parser("tinyrce", help="TinyRCE vs backprop on HAR or CWRU (forward-only, label requests)")
+    _tinyrce.add_arguments(r)
+    r.set_defaults(func=_experiment_tinyrce)
+
+    ag = sub.add_parser("aggregate", help="federated aggregator of the fleet's heads over MQTT",
+                        add_help=False)
+    ag.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the aggregator (see --help)")
+    ag.set_defaults(func=_aggregate)
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)
@@ -100,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["aggregate"]:  # the aggregator parses its own arguments (and its --help)
+        return _aggregate(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     if getattr(args, "seeds", 1) < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)

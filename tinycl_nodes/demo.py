@@ -88,7 +88,7 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
               "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": shared.get("preset", "tinycl")}
     if compare:
         result["in_process"] = _in_process(result, shared, sensor, p)
-    export_dir = Path(_graph_params(cfg, "exporter").get("out_dir", "results/export"))
+    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("exporter", {})}.get("out_dir", "results/export"))
     result["export"] = {"onnx": str(export_dir / "head.onnx"), "c_header": str(export_dir / "head.h")}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))

@@ -9,12 +9,11 @@ import uuid
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import pytest
 
 from tinycl_nodes.bus import LATCHED, create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, main as aggregate_main
-from tinycl_nodes.fleet.broker import Broker, global_topic, head_topic, make_ca, make_client_cert
+from tinycl_nodes.fleet.broker import global_topic, head_topic, make_ca, make_client_cert
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
 from tinycl_nodes.fleet.messages import msg_from_snapshot, snapshot_from_msg
 from tinycl_nodes.fleet.payload import encode

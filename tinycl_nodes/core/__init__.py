@@ -11,6 +11,7 @@ from .errors import ExtractorMismatchError, InputError, StateError, TinyclError
 from .head import Head
 from .ncm import StreamingNCM
 from .quantize import Int8Quantizer
+from .rce import Decision, TinyRCE
 from .replay import LatentReplayHead, ReplayBuffer
 from .slda import StreamingLDA
 from .tinyndc import Step, TinyNDC
@@ -21,5 +22,5 @@ HEADS: dict[str, type[Head]] = {cls.kind: cls for cls in
                                 (CWRStar, TinyOL, StreamingNCM, StreamingLDA, LatentReplayHead, TyBoxHead)}
 
 __all__ = ["CWRStar", "DDM", "ExtractorMismatchError", "HEADS", "Head", "InputError", "Int8Quantizer",
-           "LatentReplayHead", "NearestCentroid", "ReplayBuffer", "StateError", "Step", "StreamingLDA",
+           "LatentReplayHead", "NearestCentroid", "Decision", "TinyRCE", "ReplayBuffer", "StateError", "Step", "StreamingLDA",
            "StreamingNCM", "TiedGaussianClusterer", "TinyNDC", "TinyOL", "TinyclError", "TyBoxHead"]

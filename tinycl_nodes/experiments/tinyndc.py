@@ -127,7 +127,7 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
             preds[i] = -1 if step.prediction is None else step.prediction
         seconds += time.perf_counter() - t0
         old_acc.append(accuracy_on(old_y, _predict_all(system, old_X), OLD_CLASSES))
-    tail = slice(y.size - protocol.score_last, y.size)
+    tail = slice(max(0, y.size - protocol.score_last), y.size)
     scores = classification_scores(y[tail], preds[tail])
     head = system.head
     memory = {"state_bytes": sum(int(a.nbytes) for a in head.state_dict()["arrays"].values())} if head else {}

@@ -40,7 +40,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ..core.errors import TinyclError
-from ..core.federated import (DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot)
+from ..core.federated import DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot
+from ..nodes.runner import Node, NodeParams, run_node, validate
 from .broker import AGGREGATOR, global_topic, head_topic
 from .link import MqttLink, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
@@ -48,7 +49,6 @@ from .payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
 STATE_FORMAT = "tinycl.aggregator"
 STATE_VERSION = 1
 
-from ..nodes.runner import Node, NodeParams, run_node, validate
 
 
 class AggregatorParams(NodeParams):

@@ -41,7 +41,7 @@ from ..core.federated import HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttParams, mqtt_params
 from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
-from ..fleet.payload import DEFAULT_MAX_BYTES, NAME_RE, PayloadError, decode, encode
+from ..fleet.payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
 from .runner import Node, NodeParams, run_node
 
 

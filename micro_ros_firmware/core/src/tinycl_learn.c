@@ -181,18 +181,19 @@ int tinycl_ncm_init_from_labelled(tinycl_ncm_t *c, const float *X, const int32_t
 
 /* Σ c², as numpy's pairwise sum of a contiguous float32 row (8 interleaved partial sums). */
 static float sqnorm(const float *v) {
-    float r[8];
-    int i = 0;
 #if F >= 8
+    float r[8];
     for (int j = 0; j < 8; j++) r[j] = v[j] * v[j];
-    for (i = 8; i + 8 <= F; i += 8)
+    for (int i = 8; i + 8 <= F; i += 8)
         for (int j = 0; j < 8; j++) r[j] += v[i + j] * v[i + j];
     float s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+#if F % 8
+    for (int i = F - F % 8; i < F; i++) s += v[i] * v[i];
+#endif
 #else
     float s = 0.0f;
-    (void)r;
+    for (int i = 0; i < F; i++) s += v[i] * v[i];
 #endif
-    for (; i < F; i++) s += v[i] * v[i];
     return s;
 }
 

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Measure the C core on an emulated Cortex-M7 (QEMU mps2-an500) and write results/firmware.json.
+
+Steps: generate the benchmark data from real MNIST (init features from the onnxruntime reference,
+stream images from the test set) → cross-compile the core and the benchmark image with
+arm-none-eabi-gcc (-mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard) → flash/RAM from
+arm-none-eabi-size → run the image in QEMU with the instruction-counting plugin
+(tools/qemu_plugin/insn_stages.c) → check every prediction, pseudo-label and feature CRC against
+the host build of the same core (libtinycl through ctypes) → executed instructions per stage per
+sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1).
+
+Usage: python micro_ros_firmware/tools/bench_firmware.py [--n-stream 200] [--out results/firmware.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+FW = Path(__file__).resolve().parents[1]
+REPO = FW.parent
+sys.path.insert(0, str(REPO))
+
+from tinycl_nodes.export.c_vectors import CWR_PARAMS, reference_features, reference_session  # noqa: E402
+from tinycl_nodes.datasets import load_mnist  # noqa: E402
+
+CLOCK_HZ = 480e6
+INSTALL_HINT = "run micro_ros_firmware/tools/install-toolchain.sh (Debian: cmake gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)"
+PAPER_MS = {"frozen_model": 16.39, "clustering": 2.18, "active_model": 1.38, "clustering_update": 0.22,
+            "active_update": 2.34}
+MARKS = ["other", "frozen_input", "frozen_conv1", "frozen_conv2", "frozen_conv3", "frozen_fc_bn", "clustering",
+         "active_model", "active_update", "clustering_update", "calib_a", "calib_b"]
+FROZEN = ["frozen_input", "frozen_conv1", "frozen_conv2", "frozen_conv3", "frozen_fc_bn"]
+CALIB = (1000, 101000)
+LEARNING_TARGET_MS = 0.6
+STATE_TARGET_BYTES = 16 * 1024
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise BenchError(f"missing {', '.join(missing)}: {INSTALL_HINT}")
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise BenchError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def c_array(ctype: str, name: str, values, fmt=str, per_line: int = 16) -> str:
+    items = [fmt(v) for v in np.asarray(values).ravel().tolist()]
+    body = ",\n  ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
+    return f"const {ctype} {name}[{len(items)}] = {{\n  {body}\n}};\n"
+
+
+def make_data(n_stream: int, seed: int, labels_per_class: int, data: str | None):
+    Xtr, ytr = load_mnist("train", data)
+    Xte, yte = load_mnist("test", data)
+    rng = np.random.default_rng(seed)
+    init = np.concatenate([rng.choice(np.flatnonzero(ytr == c), labels_per_class, replace=False) for c in range(10)])
+    stream = rng.permutation(yte.size)[:n_stream]
+    init_x = reference_features(reference_session(), Xtr[init]).astype(np.float32)
+    return init_x, ytr[init].astype(np.int32), np.ascontiguousarray(Xte[stream]), yte[stream].astype(np.int64)
+
+
+def write_data(path: Path, init_x, init_y, images) -> None:
+    hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
+    path.write_text("#include <stdint.h>\n"
+                    f"const uint32_t bench_n_init = {init_y.size}u, bench_n_stream = {images.shape[0]}u;\n"
+                    f"const float bench_lr = {hexf(CWR_PARAMS['lr'])};\n"
+                    f"const uint32_t bench_batch_size = {CWR_PARAMS['batch_size']}u;\n"
+                    + c_array("float", "bench_init_x", init_x, hexf, 8)
+                    + c_array("int32_t", "bench_init_y", init_y)
+                    + c_array("uint8_t", "bench_images", images, per_line=28))
+
+
+def host_reference(build: Path, init_x, init_y, images) -> list[tuple[int, int, int]]:
+    run(["cmake", "-S", str(FW), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"])
+    run(["cmake", "--build", str(build), "-j2", "--target", "tinycl"])
+    from tinycl_nodes.firmware import Library, TinyNDCC
+
+    lib = Library(build / "libtinycl.so")
+    ndc = TinyNDCC(lib, lr=CWR_PARAMS["lr"], batch_size=CWR_PARAMS["batch_size"])
+    ndc.init_from_labelled(init_x, init_y)
+    out = []
+    for img in images:
+        q = lib.features_q(img)
+        x = np.zeros(lib.n_features, np.float32)
+        lib.lib.tinycl_dequantize(q, x)
+        pred, pseudo, _ = ndc.step(x)
+        out.append((-1 if pred is None else pred, pseudo, zlib.crc32(q.tobytes()) & 0xFFFFFFFF))
+    return out
+
+
+def arm_size(paths: list[Path]) -> dict[str, int]:
+    p = run(["arm-none-eabi-size", "-B", "-t", *map(str, paths)])
+    total = [ln for ln in p.stdout.splitlines() if "(TOTALS)" in ln] or p.stdout.splitlines()[-1:]
+    text, data, bss = (int(v) for v in total[0].split()[:3])
+    return {"text": text, "data": data, "bss": bss}
+
+
+def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: str | None = None,
+          work: Path | None = None) -> dict:
+    need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+    work = Path(work or FW / "build-bench")
+    work.mkdir(parents=True, exist_ok=True)
+    init_x, init_y, images, labels = make_data(n_stream, seed, labels_per_class, data)
+    data_c = work / "bench_data.c"
+    write_data(data_c, init_x, init_y, images)
+    host = host_reference(work / "host", init_x, init_y, images)
+
+    arm = work / "arm"
+    run(["cmake", "-S", str(FW / "bench"), "-B", str(arm), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
+         f"-DTINYCL_BENCH_DATA={data_c}", "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", str(arm), "-j2"])
+    elf = arm / "bench.elf"
+    core = arm_size([arm / "libtinycl_core.a"])
+    image = arm_size([elf])
+    syms = {}
+    for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines():
+        parts = ln.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    marks = [syms[f"bench_mark_{m}"] for m in MARKS]
+    g_ndc = run(["arm-none-eabi-nm", "-S", str(elf)]).stdout
+    m = re.search(r"^[0-9a-f]+ ([0-9a-f]+) [bB] g_ndc$", g_ndc, re.M)
+    state_bytes = int(m.group(1), 16) if m else None
+
+    plugin = work / "libinsn_stages.so"
+    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
+         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
+    counts_file = work / "insn_stages.txt"
+    counts_file.unlink(missing_ok=True)
+    marks_arg = ":".join(hex(a) for a in marks)
+    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
+             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+             "-plugin", f"{plugin},out={counts_file},marks={marks_arg}"], timeout=900)
+    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
+    if "DONE" not in lines:
+        raise BenchError(f"benchmark image did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    board = [tuple(int(v) for v in ln.split()[2:5]) for ln in lines if ln.startswith("S ")]
+    state_line = next(ln for ln in lines if ln.startswith("STATE_BYTES"))
+    stats = {}
+    for ln in counts_file.read_text().splitlines():
+        f = ln.split()
+        if f[0] == "stage" and int(f[1]) >= 0:
+            stats[MARKS[int(f[1])]] = (int(f[3]), int(f[5]))
+    calib = stats["calib_b"][0] - stats["calib_a"][0]
+    per = {name: stats[name][0] / max(stats[name][1], 1) for name in MARKS[1:10]}
+    for name in MARKS[1:10]:
+        if stats[name][1] != n_stream:
+            raise BenchError(f"stage {name}: {stats[name][1]} marker hits for {n_stream} samples")
+    stage_insns = {"frozen_model": sum(per[k] for k in FROZEN), "clustering": per["clustering"],
+                   "active_model": per["active_model"], "clustering_update": per["clustering_update"],
+                   "active_update": per["active_update"]}
+    ms = lambda n: round(n / CLOCK_HZ * 1e3, 4)  # noqa: E731
+    learning = sum(v for k, v in stage_insns.items() if k != "frozen_model")
+    mismatches = [i for i, (a, b) in enumerate(zip(board, host)) if a != b]
+    accuracy = float(np.mean([b[0] == y for b, y in zip(board, labels)])) if board else 0.0
+    return {
+        "machine": "qemu-system-arm -M mps2-an500 (Cortex-M7), TCG plugin insn_stages (exact executed-instruction counts)",
+        "assumption": "ms = instructions / 480 MHz with IPC = 1 (STM32H7 / OpenMV H7 Plus clock); "
+                      "real M7 IPC differs (dual issue, flash wait states, caches)",
+        "compiler": run(["arm-none-eabi-gcc", "--version"]).stdout.splitlines()[0]
+                    + "; -O2 -mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard -mthumb -ffp-contract=off",
+        "n_stream": n_stream, "labels_per_class": labels_per_class, "seed": seed, **CWR_PARAMS,
+        "stages": {k: {"instructions_per_sample": round(v, 1), "ms_at_480mhz": ms(v),
+                       "paper_ms_openmv_h7_plus": PAPER_MS[k]} for k, v in stage_insns.items()},
+        "frozen_model_detail": {k: {"instructions_per_sample": round(per[k], 1), "ms_at_480mhz": ms(per[k])}
+                                for k in FROZEN},
+        "learning_ms_at_480mhz": ms(learning), "learning_target_ms": LEARNING_TARGET_MS,
+        "learning_within_target": ms(learning) <= LEARNING_TARGET_MS,
+        "total_ms_at_480mhz": ms(learning + stage_insns["frozen_model"]), "paper_total_ms": 22.5,
+        "flash_bytes": image["text"] + image["data"], "ram_bytes": image["data"] + image["bss"],
+        "state_bytes": state_bytes, "state_target_bytes": STATE_TARGET_BYTES,
+        "state_within_target": state_bytes is not None and state_bytes <= STATE_TARGET_BYTES,
+        "state_bytes_reported_by_board": int(state_line.split()[1]),
+        "core_library": {"flash_bytes": core["text"] + core["data"], "ram_bytes": core["data"] + core["bss"], **core},
+        "bench_image": image,
+        "calibration": {"loop_iterations": list(CALIB), "expected_difference": 2 * (CALIB[1] - CALIB[0]),
+                        "measured_difference": calib, "exact": calib == 2 * (CALIB[1] - CALIB[0])},
+        "predictions_match_host": not mismatches and len(board) == len(host) == n_stream,
+        "mismatched_samples": mismatches[:20],
+        "prequential_accuracy_on_board": round(100 * accuracy, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-stream", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", default=os.environ.get("TINYCL_DATA"))
+    ap.add_argument("--work", default=None, help="build directory (default micro_ros_firmware/build-bench)")
+    ap.add_argument("--out", default=str(REPO / "results" / "firmware.json"))
+    args = ap.parse_args(argv)
+    try:
+        res = bench(args.n_stream, args.seed, data=args.data, work=Path(args.work) if args.work else None)
+    except BenchError as exc:
+        print(f"bench-firmware: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(out)
+    for k, v in res["stages"].items():
+        print(f"{k:18s} {v['instructions_per_sample']:>12.1f} insns  {v['ms_at_480mhz']:8.4f} ms  (paper {v['paper_ms_openmv_h7_plus']} ms)")
+    print(f"learning {res['learning_ms_at_480mhz']} ms (target ≤ {LEARNING_TARGET_MS}), state {res['state_bytes']} B, "
+          f"flash {res['flash_bytes']} B, RAM {res['ram_bytes']} B, predictions match host: {res['predictions_match_host']}, "
+          f"calibration exact: {res['calibration']['exact']}")
+    print(f"wrote {out}")
+    return 0 if res["predictions_match_host"] and res["calibration"]["exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

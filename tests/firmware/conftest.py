@@ -1,0 +1,55 @@
+"""Builds of the C core for the firmware tests (host: CMake + ASan/UBSan; ctypes library)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FW = REPO / "micro_ros_firmware"
+INSTALL = ("install it with `bash micro_ros_firmware/tools/install-toolchain.sh` (Debian packages cmake gcc "
+           "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}")
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p
+
+
+SAN_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+
+
+@pytest.fixture(scope="session")
+def host_build(tmp_path_factory) -> Path:
+    """Host build with -Wall -Wextra -Werror and -fsanitize=address,undefined (libtinycl.so without)."""
+    need("cmake", "gcc")
+    build = tmp_path_factory.mktemp("fw-host")
+    run(["cmake", "-S", FW, "-B", build, "-DTINYCL_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+         f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", build, "-j2"])
+    return build
+
+
+@pytest.fixture(scope="session")
+def vectors(tmp_path_factory, data_dir, host_build):
+    """Python-made vectors (real MNIST) and the C runner's outputs on them (under the sanitizers)."""
+    from tinycl_nodes.export.c_vectors import make_vectors
+
+    out = tmp_path_factory.mktemp("fw-vectors")
+    v = make_vectors(out, data=str(data_dir), n_images=256, n_stream=1000)
+    run([host_build / "tinycl_run", out], env=SAN_ENV)
+    return v

@@ -1,0 +1,78 @@
+"""libtinycl through ctypes (tinycl_nodes.firmware): same predictions as the Python core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.clustering import NearestCentroid
+from tinycl_nodes.core.cwr import CWRStar
+from tinycl_nodes.core.errors import InputError, StateError
+from tinycl_nodes.core.tinyndc import TinyNDC
+from tinycl_nodes.export import c_state
+from tinycl_nodes.firmware import CWRStarC, FirmwareError, Library, NearestCentroidC, TinyNDCC
+
+
+@pytest.fixture(scope="module")
+def lib(host_build):
+    return Library(host_build / "libtinycl.so")
+
+
+def test_library_abi(lib, int8_extractor):
+    assert lib.n_features == 64 and lib.max_classes == 10
+    assert lib.model_sha256 == int8_extractor.hash  # generated from the same ONNX file
+
+
+def test_missing_library_is_a_clear_error(tmp_path):
+    with pytest.raises(FirmwareError, match="not found"):
+        Library(tmp_path / "nope.so")
+
+
+def test_cwr_and_clustering_predict_like_python(lib, vectors):
+    X, Xs = vectors.init_x, vectors.stream_x[:400]
+    py_h, c_h = CWRStar(64, lr=0.02, batch_size=32), CWRStarC(lib, lr=0.02, batch_size=32)
+    py_c, c_c = NearestCentroid(64), NearestCentroidC(lib)
+    py_c.init_from_labelled(X, vectors.init_y)
+    c_c.init_from_labelled(X, vectors.init_y)
+    for x, y in zip(X, vectors.init_y):
+        py_h.learn_one(x, int(y))
+        c_h.learn_one(x, int(y))
+    for x in Xs:
+        yp, yc = py_c.pseudo_label(x), c_c.pseudo_label(x)
+        assert yp[0] == yc[0] and abs(yp[1] - yc[1]) < 1e-5
+        assert py_h.predict_one(x) == c_h.predict_one(x)
+        py_h.learn_one(x, yp[0])
+        c_h.learn_one(x, yc[0])
+        py_c.update(x, yp[0])
+        c_c.update(x, yc[0])
+    # the C head's state, read by Python, predicts what the Python head predicts
+    back = c_state.cwr_from_bytes(c_h.to_bytes())
+    assert [back.predict_one(x) for x in Xs[:50]] == [py_h.predict_one(x) for x in Xs[:50]]
+    assert c_state.ncm_from_bytes(c_c.to_bytes()).classes == py_c.classes
+
+
+def test_tinyndc_and_features_through_ctypes(lib, vectors):
+    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
+    sysp = TinyNDC(NearestCentroid(64), CWRStar(64, lr=0.02, batch_size=32), cluster_update="head")
+    sysc.init_from_labelled(vectors.init_x, vectors.init_y)
+    sysp.init_from_labelled(vectors.init_x, vectors.init_y)
+    for x in vectors.stream_x[:300]:
+        p, c = sysp.step(x), sysc.step(x)
+        assert (p.prediction, p.pseudo_label) == c[:2]
+    q = np.stack([lib.features_q(img) for img in vectors.images[:16]])
+    np.testing.assert_array_equal(q, np.fromfile(vectors.dir / "c_features.i8", np.int8).reshape(-1, 64)[:16])
+
+
+def test_bad_input_is_refused_and_state_kept(lib):
+    h = CWRStarC(lib, lr=0.1, batch_size=4)
+    h.learn_one(np.ones(64, np.float32), 3)
+    before = h.to_bytes()
+    bad = np.ones(64, np.float32)
+    bad[5] = np.nan
+    with pytest.raises(InputError):
+        h.learn_one(bad, 3)
+    with pytest.raises(InputError):
+        h.learn_one(np.ones(63, np.float32), 3)
+    with pytest.raises(StateError):
+        h.load_bytes(before[:-1])
+    assert h.to_bytes() == before

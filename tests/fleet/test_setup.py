@@ -1,0 +1,32 @@
+"""Generated broker configuration (no broker needed) and the fleet bench on a small scale."""
+
+from __future__ import annotations
+
+from tinycl_nodes.fleet import bench
+from tinycl_nodes.fleet.broker import BrokerSetup, generate
+
+from .conftest import _need_mosquitto
+
+
+def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
+    _need_mosquitto()
+    st = generate(tmp_path / "b", "lab", ["r1", "r2"], port=18999)
+    conf = (tmp_path / "b" / "mosquitto.conf").read_text().splitlines()
+    assert [ln for ln in conf if ln.startswith("listener")] == ["listener 18999 127.0.0.1"], "plaintext off by default"
+    for line in ("allow_anonymous false", "require_certificate true", "per_listener_settings false"):
+        assert line in conf
+    acl = (tmp_path / "b" / "acl").read_text()
+    assert "user r1\ntopic write tinycl/lab/r1/head\ntopic read tinycl/lab/global\n" in acl
+    assert "user aggregator\ntopic read tinycl/lab/+/head\ntopic readwrite tinycl/lab/global\n" in acl
+    assert "global" not in acl.split("user r1")[1].split("topic read")[0], "devices never write global"
+    passwd = (tmp_path / "b" / "passwd").read_text()
+    assert st.credentials("r1").password not in passwd, "password file is hashed"
+    assert BrokerSetup.load(tmp_path / "b").credentials("r2").password == st.credentials("r2").password
+    generate(tmp_path / "c", "lab", ["r1"], port=18999, plaintext_port=18998)
+    conf = (tmp_path / "c" / "mosquitto.conf").read_text()
+    assert "listener 18998 127.0.0.1" in conf
+
+
+def test_bench_small() -> None:
+    res = bench.run(n_devices=50, relay_heads=60)
+    assert res["aggregate_ok"] and res["relay"]["heads"] == 60 and res["relay"]["refused"] == 0

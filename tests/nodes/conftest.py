@@ -1,0 +1,85 @@
+"""Node processes on a private DDS domain (loopback), always stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def domain() -> int:
+    return random.Random(os.getpid() * 7 + time.time_ns()).randint(150, 230)
+
+
+class NodeProcess:
+    """A node in a subprocess whose log lines are collected as they come."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+
+    def wait_for_line(self, text: str, timeout_s: float = 20.0) -> str:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no log line with {text!r}; got:\n" + "\n".join(self.lines[-30:]))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._t.join(timeout=2)
+        return self.proc.returncode
+
+
+@contextmanager
+def node(name: str, domain: int, *params: str, params_file: str | None = None) -> Iterator[NodeProcess]:
+    """Start ``tinycl_nodes.nodes.<name>`` on the dds backend in ``domain`` with ``-p`` params."""
+    cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args", "-r", f"__node:={name}"]
+    if params_file:
+        cmd += ["--params-file", params_file]
+    for p in params:
+        cmd += ["-p", p]
+    env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    n = NodeProcess(proc)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def spin_until(bus, predicate, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        bus.spin_once(0.05)
+        if predicate():
+            return True
+    return predicate()

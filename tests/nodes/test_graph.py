@@ -1,0 +1,59 @@
+"""The TinyNDC graph as five processes over DDS: nothing lost, the same predictions as the
+in-process loop, and a head exported as ONNX and as a C header that agree with each other."""
+
+import os
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from rich.console import Console
+
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.demo import run_demo
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    os.environ["ROS_DOMAIN_ID"] = str(140 + os.getpid() % 10)
+    try:
+        result = run_demo(None, ["sensor.stream_length:=600", f"exporter.out_dir:={tmp}"],
+                          out=str(tmp / "demo.json"), console=Console(file=open(os.devnull, "w")))
+    finally:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    return result, tmp
+
+
+def test_graph_equals_in_process(demo):
+    result, _ = demo
+    g, ref = result["graph"], result["in_process"]
+    assert g["samples"] == 700 and g["lost"] == 0
+    assert ref["identical_predictions"] == ref["of"] == 600
+    assert g["accuracy"] == pytest.approx(ref["accuracy"])
+    assert all(code == 0 for code in g["exit_codes"].values()), g["exit_codes"]
+
+
+def test_exported_onnx_and_c_header_agree(demo, tmp_path):
+    _, out = demo
+    sess = ort.InferenceSession(str(out / "head.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    assert meta["extractor_hash"] == ex.hash
+    X, y = load_mnist("test")
+    feats = ex.extract(X[:300])
+    probs, cls = sess.run(["probabilities", "class_id"], {"features": feats})
+    assert probs.shape == (300, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.mean(cls == y[:300]) > 0.9  # the learned head knows all ten digits
+    main = tmp_path / "main.c"
+    main.write_text('#include <stdio.h>\n#include "head.h"\nint main(void){float x[TINYCL_HEAD_N_FEATURES];'
+                    'for(;;){for(int j=0;j<TINYCL_HEAD_N_FEATURES;++j) if(scanf("%f",&x[j])!=1) return 0;'
+                    'printf("%d\\n",(int)tinycl_head_class_ids[tinycl_head_predict_row(x)]);}}\n')
+    exe = tmp_path / "predict"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{out}", str(main), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    text = "\n".join(" ".join(f"{v:.9g}" for v in row) for row in feats)
+    c_cls = np.array(subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout.split(),
+                     np.int64)
+    assert np.array_equal(c_cls, cls)

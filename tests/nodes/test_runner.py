@@ -1,0 +1,63 @@
+"""Start-up of a node: ROS-style arguments, ROS 2 parameter files, one line per bad value."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tinycl_nodes.core.errors import TinyclError
+from tinycl_nodes.nodes.learner import LearnerParams
+from tinycl_nodes.nodes.runner import load_params_file, parse_ros_args, validate
+from tinycl_nodes.nodes.sensor import SensorParams
+
+
+def test_parse_ros_args():
+    a = parse_ros_args(["--ros-args", "--params-file", "x.yaml", "-r", "__ns:=/r1/tinycl", "-r", "__node:=s2",
+                        "-p", "rate_hz:=100.5", "-p", "source:=rosbag", "--log-level", "debug"], "sensor")
+    assert (a.node_name, a.namespace, a.params_files, a.log_level) == ("s2", "/r1/tinycl", ["x.yaml"], "debug")
+    assert a.overrides == {"rate_hz": 100.5, "source": "rosbag"}
+    with pytest.raises(TinyclError, match="name:=value"):
+        parse_ros_args(["--ros-args", "-p", "rate_hz"], "sensor")
+    with pytest.raises(TinyclError, match="unexpected"):
+        parse_ros_args(["--rate", "3"], "sensor")
+
+
+def test_params_file_wildcard_and_node_sections(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    model: m\n    preset: tinyndc\n"
+                 "learner:\n  ros__parameters:\n    publish_every: 7\n"
+                 "/r1/learner:\n  ros__parameters:\n    publish_every: 9\n")
+    wild, own = load_params_file(str(f), "learner", "/r1")
+    assert wild == {"model": "m", "preset": "tinyndc"} and own == {"publish_every": 9}
+    with pytest.raises(TinyclError, match="not found"):
+        load_params_file(str(tmp_path / "none.yaml"), "learner", "/")
+    (tmp_path / "bad.yaml").write_text("learner: [1, 2\n")
+    with pytest.raises(TinyclError, match="not valid YAML"):
+        load_params_file(str(tmp_path / "bad.yaml"), "learner", "/")
+
+
+def test_validation_names_every_bad_value():
+    with pytest.raises(TinyclError) as err:
+        validate(SensorParams, {"rate_hz": -3, "source": "webcam", "sede": 1}, "sensor")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3
+    assert any("parameter rate_hz" in ln and "-3" in ln for ln in lines)
+    assert any("parameter source" in ln and "webcam" in ln for ln in lines)
+    assert any("parameter sede" in ln for ln in lines)
+    assert validate(LearnerParams, {"preset": "tinyndc"}, "learner").preset == "tinyndc"
+
+
+def test_node_with_bad_parameter_exits_with_one_line_per_value():
+    proc = subprocess.run([sys.executable, "-m", "tinycl_nodes.nodes.learner", "--ros-args", "-p", "publish_every:=0",
+                           "-p", "preset:=magic"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 2 and all(ln.startswith("error: learner: parameter ") for ln in err), err
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_model_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "tinycl_nodes.nodes.exporter", "--ros-args", "-p", "model:=/nope/x.onnx",
+                           "-p", "bus:=local"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "extractor model not found: /nope/x.onnx" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Generate a secured mosquitto for a fleet: CA + server cert + one client cert and password per
+# device (and the aggregator), ACL, mosquitto.conf with a TLS listener on 127.0.0.1.
+#
+#   tools/mosquitto/setup.sh DIR FLEET DEV1,DEV2,... [TLS_PORT] [PLAINTEXT_PORT]
+#
+# PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given.
+# Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running regenerates all
+# keys and passwords in DIR. Then: tools/mosquitto/start.sh DIR
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+PY="${PYTHON:-$root/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+if [ $# -lt 3 ]; then
+  echo "usage: $0 DIR FLEET DEV1,DEV2,... [TLS_PORT] [PLAINTEXT_PORT]" >&2
+  exit 2
+fi
+bash "$here/install.sh"
+args=(setup "$1" --fleet "$2" --devices "$3" --port "${4:-8883}")
+if [ -n "${5:-}" ]; then args+=(--plaintext-port "$5"); fi
+cd "$root" && exec "$PY" -m tinycl_nodes.fleet.broker "${args[@]}"
