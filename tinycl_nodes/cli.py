@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)
     b.add_argument("--out", default="results/bench.json")
+    b.add_argument("--no-graph", dest="graph", action="store_false", help="skip the multi-process graph bench")
+    b.add_argument("--no-fleet", dest="fleet", action="store_false", help="skip the MQTT fleet bench")
     b.set_defaults(func=_bench)
     return ap
 

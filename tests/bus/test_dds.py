@@ -17,7 +17,7 @@ from tests.interfaces.test_cdr_identity import _names, plain, samples
 from tinycl_nodes.bus import LATCHED, RELIABLE, create_bus
 from tinycl_nodes.bus.discovery import TOPIC as DISCOVERY_TOPIC
 from tinycl_nodes.bus.qos import QosProfile
-from tinycl_nodes.interfaces import dds_class, type_hash, typestore
+from tinycl_nodes.interfaces import dds_class, typestore
 
 ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 
@@ -45,7 +45,7 @@ def test_reliable_2000_in_order_none_lost(bus, domain) -> None:
     n = 2000
     ids: list[int] = []
     bus.create_subscription("/t/stream", "Features", lambda m: ids.append(m.sample_id), RELIABLE)
-    with peer("stream", str(domain), str(n)) as p:
+    with peer("stream", str(domain), str(n)):
         wait_for(lambda: len(ids) >= n, 20, bus.spin_once)
         bus.spin_once(0.2)  # anything extra would show up now
     assert ids == list(range(n))

@@ -64,9 +64,10 @@ class NearestCentroid:
     def pseudo_label(self, x: Any) -> tuple[int, float]:
         """(class id of the nearest centroid, confidence = softmax(-d) of that class)."""
         xv = check_features(x, self.n_features)
-        return self._pseudo_label(xv)
+        return self.pseudo_label_valid(xv)
 
-    def _pseudo_label(self, x: np.ndarray) -> tuple[int, float]:
+    def pseudo_label_valid(self, x: np.ndarray) -> tuple[int, float]:
+        """``pseudo_label`` for ``x`` already checked by ``check_features`` (the TinyNDC loop)."""
         if not self.classes:
             raise InputError("clusterer: not initialised (call init_from_labelled first)")
         neg = self._scores(x)
@@ -75,7 +76,7 @@ class NearestCentroid:
 
     def update(self, x: Any, y: Any) -> None:
         """Move the centroid of class ``y`` towards ``x`` (a class never seen gets a new centroid)."""
-        self._update(check_features(x, self.n_features), check_label(y))
+        self.update_valid(check_features(x, self.n_features), check_label(y))
 
     def _row(self, y: int, x: np.ndarray) -> int | None:
         try:
@@ -86,7 +87,8 @@ class NearestCentroid:
             self.counts = np.append(self.counts, 1.0)
             return None
 
-    def _update(self, x: np.ndarray, y: int) -> None:
+    def update_valid(self, x: np.ndarray, y: int) -> None:
+        """``update`` for an already checked ``x`` and ``y``."""
         i = self._row(y, x)
         if i is None:
             return
@@ -202,14 +204,14 @@ class TiedGaussianClusterer(NearestCentroid):
         self._W = self.centroids @ P
         self._b = -0.5 * np.einsum("ij,ij->i", self._W, self.centroids)
 
-    def _pseudo_label(self, x: np.ndarray) -> tuple[int, float]:
+    def pseudo_label_valid(self, x: np.ndarray) -> tuple[int, float]:
         if not self.classes:
             raise InputError("clusterer: not initialised (call init_from_labelled first)")
         s = self._W @ x + self._b
         i = int(s.argmax())
         return self.classes[i], float(1.0 / np.exp(s - s[i]).sum())
 
-    def _update(self, x: np.ndarray, y: int) -> None:
+    def update_valid(self, x: np.ndarray, y: int) -> None:
         i = self._row(y, x)
         if i is None:
             self._refresh()

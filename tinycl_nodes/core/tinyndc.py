@@ -79,7 +79,7 @@ class TinyNDC:
         xv = check_features(x, self.n_features)
         head, clusterer = self.head, self.clusterer
         if clusterer is not None:
-            pseudo, conf = clusterer._pseudo_label(xv)
+            pseudo, conf = clusterer.pseudo_label_valid(xv)
         else:
             pseudo, conf = None, 0.0
         prediction = head.predict_valid(xv) if head is not None else pseudo
@@ -89,7 +89,7 @@ class TinyNDC:
             if head is not None:
                 head.learn_valid(xv, label)
             if clusterer is not None:
-                clusterer._update(xv, label)
+                clusterer.update_valid(xv, label)
             self.n_labels += 1
             return Step(prediction, pseudo, conf, True)
 
@@ -109,5 +109,5 @@ class TinyNDC:
         else:
             target = pseudo if (confident and prediction == pseudo) else None
         if target is not None:
-            clusterer._update(xv, target)  # type: ignore[union-attr]
+            clusterer.update_valid(xv, target)  # type: ignore[union-attr]
         return Step(prediction, pseudo, conf, learned)

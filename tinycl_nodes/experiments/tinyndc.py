@@ -21,10 +21,10 @@ import numpy as np
 
 from ..core.metrics import accuracy_on, classification_scores, forgetting, rolling_accuracy
 from ..core.tinyndc import TinyNDC
-from ..presets import (HEADS, METHODS, HeadFactory, MethodFactory, clustering_only, supervised_cwr,
-                       supervised_slda, tinycl_best, tinyndc_paper)
 from ..datasets import load_mnist
 from ..extractor import FrozenExtractor, model_path
+from ..presets import HEADS, METHODS, HeadFactory, MethodFactory
+from ..storage import write_atomic
 
 OLD_CLASSES = (0, 1, 2, 3, 4, 5)
 CHECKPOINT = 1000  # stream samples between two forgetting checkpoints
@@ -225,10 +225,7 @@ def plot_curves(result: dict, path: Path) -> None:
 
 def write_json(result: dict, path: Path) -> None:
     """Write the result JSON (curves included) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(result, indent=1).encode())
 
 
 def load_extractor(model: str) -> FrozenExtractor:

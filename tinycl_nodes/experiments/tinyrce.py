@@ -45,6 +45,7 @@ from ..datasets.cwru import load_cwru
 from ..datasets.har import CLASSES as HAR_CLASSES
 from ..datasets.har import HarWindows, load_har
 from ..extractor import FrozenExtractor, model_path
+from .tinyndc import write_json
 
 PAPER = {  # Pau & Ambrose, tinyML 2023: TinyRCE vs CNN backprop (FP32)
     "accuracy_gap_single_user": [0.01, -1.88],     # RCE − backprop, points
@@ -387,12 +388,6 @@ def plot_new_user(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_json(result: dict, path: Path) -> None:
-    """Write the result JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -41,9 +41,9 @@ from pydantic import Field, field_validator
 
 from ..core.errors import TinyclError
 from ..core.federated import DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot
-from ..nodes.runner import Node, NodeParams, run_node, validate
+from ..nodes.runner import Node, run_node, validate
 from .broker import AGGREGATOR, global_topic, head_topic
-from .link import MqttLink, mqtt_params
+from .link import MqttLink, MqttNodeParams, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
 
 STATE_FORMAT = "tinycl.aggregator"
@@ -51,8 +51,7 @@ STATE_VERSION = 1
 
 
 
-class AggregatorParams(NodeParams):
-    fleet: str
+class AggregatorParams(MqttNodeParams):
     identity: str = AGGREGATOR          # MQTT username / certificate name
     method: Literal["fedavg", "median", "trimmed_mean"] = "fedavg"
     trim: float = Field(0.2, ge=0.0, lt=0.5)
@@ -68,22 +67,8 @@ class AggregatorParams(NodeParams):
     save_interval_s: float = Field(1.0, ge=0, le=3600)   # accepted heads are saved at most this often
     tick_s: float = Field(0.1, gt=0, le=10)
     bus_topic: str = "global_head"
-    broker_dir: str = ""
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int | None = Field(None, ge=1, le=65535)
-    mqtt_tls: bool = True
-    mqtt_ca_file: str = ""
-    mqtt_cert_file: str = ""
-    mqtt_key_file: str = ""
-    mqtt_username: str = ""
-    mqtt_password: str = ""
-    mqtt_password_file: str = ""
-    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
-    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60)
-    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
 
-    @field_validator("fleet", "identity")
+    @field_validator("identity")
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):

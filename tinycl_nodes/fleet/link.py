@@ -22,9 +22,11 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..core.errors import TinyclError
+from ..nodes.runner import NodeParams
+from .payload import NAME_RE
 
 OnMessage = Callable[[str, bytes], None]
 
@@ -224,7 +226,38 @@ class MqttLink:
                            str(exc).splitlines()[0] if str(exc) else "")
 
 
-def mqtt_params(p: Any, identity: str) -> MqttParams:
+class MqttNodeParams(NodeParams):
+    """What every fleet node (bridge, aggregator) needs to reach the broker.
+
+    ``broker_dir`` (made by tools/mosquitto/setup.sh) fills in port, CA, certificate and password
+    for the node's identity; explicit ``mqtt_*`` values override it.
+    """
+
+    fleet: str
+    broker_dir: str = ""
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int | None = Field(None, ge=1, le=65535)
+    mqtt_tls: bool = True
+    mqtt_ca_file: str = ""
+    mqtt_cert_file: str = ""
+    mqtt_key_file: str = ""
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_password_file: str = ""
+    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
+    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
+
+    @field_validator("fleet")
+    @classmethod
+    def _fleet_name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
+        return v
+
+
+def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
     """The connection parameters of a node: ``broker_dir`` defaults, then explicit ``mqtt_*`` values."""
     values: dict[str, Any] = {"username": identity}
     if p.broker_dir:

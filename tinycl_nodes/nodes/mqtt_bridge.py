@@ -39,14 +39,13 @@ from pydantic import Field, field_validator
 from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
-from ..fleet.link import MqttLink, MqttParams, mqtt_params
+from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
 from ..fleet.payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
-from .runner import Node, NodeParams, run_node
+from .runner import Node, run_node
 
 
-class BridgeParams(NodeParams):
-    fleet: str
+class BridgeParams(MqttNodeParams):
     device: str
     head_topic: str = "head"
     global_topic: str = "global_head"
@@ -56,23 +55,9 @@ class BridgeParams(NodeParams):
     min_change: float = Field(0.05, ge=0)
     min_new_samples: int = Field(50, ge=1)
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
-    broker_dir: str = ""
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int | None = Field(None, ge=1, le=65535)
-    mqtt_tls: bool = True
-    mqtt_ca_file: str = ""
-    mqtt_cert_file: str = ""
-    mqtt_key_file: str = ""
-    mqtt_username: str = ""
-    mqtt_password: str = ""
-    mqtt_password_file: str = ""
-    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
-    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60)
-    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
     poll_s: float = Field(0.05, gt=0, le=5)   # how often received global heads are handed to the bus
 
-    @field_validator("fleet", "device")
+    @field_validator("device")
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):

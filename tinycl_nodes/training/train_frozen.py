@@ -33,9 +33,7 @@ INT8_NAME = "mnist_0to5_int8.onnx"
 
 def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES)):
     """The CNN: three conv-BN-ReLU-maxpool blocks → linear 64-d embedding (BN, no ReLU) → linear head."""
-    import torch
     import torch.nn as nn
-    import torch.nn.functional as F
 
     class Embedding(nn.Module):
         def __init__(self) -> None:
@@ -88,7 +86,6 @@ def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weigh
 def train(data: str | None, epochs: int, seed: int, log=print):
     """Train on training digits 0–5 (36,017 images); return the embedding network in eval mode."""
     import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(seed)
     np.random.seed(seed)
