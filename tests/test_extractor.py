@@ -59,3 +59,14 @@ def test_bad_input_shapes(fp32_extractor):
     with pytest.raises(InputError, match="NaN"):
         fp32_extractor.extract_one(np.full((28, 28), np.nan, np.float32))
     assert fp32_extractor.extract(np.zeros((0, 28, 28), np.uint8)).shape == (0, 64)
+
+
+def test_int8_runs_as_defined_unless_fast_is_asked(data_dir):
+    X, _ = load_mnist("test", data_dir)
+    fp32 = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(X[:100])
+    exact = FrozenExtractor(model_path("mnist_0to5_int8"))
+    fast = FrozenExtractor(model_path("mnist_0to5_int8"), int8_fast=True)
+    assert exact.quantized and not FrozenExtractor(model_path("mnist_0to5_fp32")).quantized
+    cos = lambda a, b: np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))  # noqa: E731
+    assert cos(exact.extract(X[:100]), fp32) > 0.999
+    assert cos(fast.extract(X[:100]), fp32) > 0.95  # fused kernels: close, machine-dependent
