@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: demo test bench bench-firmware experiment train-frozen system-deps firmware-deps clean
+.PHONY: demo demo-fleet demo-rce test bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml
 # The main job: the TinyNDC graph (5 processes over DDS) on MNIST, scored against the in-process run.
 demo: $(STAMP)
 	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli demo --out results/demo.json
+
+# Fleet learning: three TinyNDC graphs, each seeing other new digits, merged over a TLS mosquitto.
+demo-fleet: $(STAMP) system-deps
+	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.fleet.demo --out results/fleet.json
+
+# TinyRCE graph with the phone label app (Ctrl-C stops it): open the printed URL on a phone.
+demo-rce: $(STAMP)
+	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli launch tinyrce
 
 # The full experiment of the paper (5 seeds, sweep, every head): results/tinyndc.{json,png}
 experiment: $(STAMP)
@@ -32,7 +40,11 @@ system-deps:
 firmware-deps:
 	@bash micro_ros_firmware/tools/install-toolchain.sh
 
-test: $(STAMP) system-deps firmware-deps
+# Debian's Chromium for the phone-app tests in a real browser (Playwright drives it; no download).
+browser-deps:
+	@bash tools/install-browser.sh
+
+test: $(STAMP) system-deps firmware-deps browser-deps
 	TINYCL_DATA=$(DATA) $(PY) -m pytest
 
 bench: $(STAMP)

@@ -51,6 +51,12 @@ def _aggregate(args: argparse.Namespace) -> int:
     return aggregate_main(args.args)
 
 
+def _demo_fleet(args: argparse.Namespace) -> int:
+    from .fleet.demo import main as demo_fleet_main
+
+    return demo_fleet_main(args.args)
+
+
 def _launch(args: argparse.Namespace) -> int:
     from .launcher import launch
 
@@ -63,7 +69,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     console = Console(width=None if sys.stdout.isatty() else 132)
-    result = run_demo(args.config, args.param, args.out, compare=not args.no_compare, console=console)
+    result = run_demo(args.config, args.param, args.out, compare=not args.no_compare, console=console,
+                      graph_name=args.graph)
     ok = result["graph"]["lost"] == 0 and all(c == 0 for c in result["graph"]["exit_codes"].values())
     return 0 if ok else 1
 
@@ -90,13 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_experiment_tinyndc)
 
     la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
-    la.add_argument("graph", help="tinyndc")
+    la.add_argument("graph", help="tinyndc | tinyrce")
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
     la.set_defaults(func=_launch)
 
     d = sub.add_parser("demo", help="the TinyNDC graph on MNIST, scored against the in-process run")
+    d.add_argument("--graph", default="tinyndc", choices=["tinyndc", "tinyndc_board"],
+                   help="tinyndc, or tinyndc_board (the C core as the learner)")
     d.add_argument("--config", default=None)
     d.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
     d.add_argument("--out", default="results/demo.json")
@@ -114,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the aggregator (see --help)")
     ag.set_defaults(func=_aggregate)
 
+    df = sub.add_parser("demo-fleet", help="three devices learn different digits; the aggregator merges them",
+                        add_help=False)
+    df.add_argument("args", nargs=argparse.REMAINDER)
+    df.set_defaults(func=_demo_fleet)
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)
@@ -126,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["aggregate"]:  # the aggregator parses its own arguments (and its --help)
+    if argv[:1] == ["aggregate"]:  # these parse their own arguments (and their --help)
         return _aggregate(argparse.Namespace(args=argv[1:]))
+    if argv[:1] == ["demo-fleet"]:
+        return _demo_fleet(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     if getattr(args, "seeds", 1) < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)

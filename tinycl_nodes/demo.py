@@ -39,9 +39,9 @@ def _graph_params(cfg: Path, node: str) -> dict[str, Any]:
 
 
 def run_demo(config: str | None = None, overrides: list[str] | None = None, out: str = "results/demo.json",
-             compare: bool = True, console: Console | None = None) -> dict:
+             compare: bool = True, console: Console | None = None, graph_name: str = "tinyndc") -> dict:
     console = console or Console()
-    cfg = config_path("tinyndc", config)
+    cfg = config_path(graph_name, config)
     ov = parse_overrides(overrides or [])
     sensor = {**_graph_params(cfg, "sensor"), **ov.get("sensor", {})}
     shared = {**_graph_params(cfg, "learner"), **ov.get("learner", {})}
@@ -50,11 +50,11 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = "2"   # the extractor and this monitor
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     state_dir = Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
-    for node in ("labeler", "learner"):
+    for node in ("labeler", "learner", "board"):
         ov.setdefault(node, {})["state_dir"] = str(state_dir)
     bus = create_bus("monitor", "/", backend="dds", dds_config=shared.get("dds_config", "loopback"))
     monitor = Monitor(bus)
-    graph = start_graph("tinyndc", str(cfg), "/", ov)
+    graph = start_graph(graph_name, str(cfg), "/", ov)
     t0 = time.monotonic()
     try:
         with Progress(TextColumn("[bold]TinyNDC graph"), BarColumn(), MofNCompleteColumn(),
@@ -85,7 +85,8 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     result = {"graph": {**scores, "samples": int(monitor.received), "lost": lost,
                         "throughput_samples_per_s": monitor.received / span if span else None,
                         "wall_s": wall, "exit_codes": codes},
-              "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": shared.get("preset", "tinycl")}
+              "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": shared.get("preset", "tinycl"),
+              "graph_name": graph_name}
     if compare:
         result["in_process"] = _in_process(result, shared, sensor, p)
     export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("exporter", {})}.get("out_dir", "results/export"))
@@ -113,7 +114,7 @@ def _in_process(result: dict, shared: dict, sensor: dict, graph_preds: np.ndarra
 
 
 def _report(console: Console, r: dict) -> None:
-    t = Table(title=f"TinyNDC graph on MNIST — preset {r['preset']}, seed {r['seed']}, "
+    t = Table(title=f"{r['graph_name']} graph on MNIST — preset {r['preset']}, seed {r['seed']}, "
                     f"{r['labels_per_class']} labels/class, scores on the last 1000 of {r['stream_length']} (%)")
     for col in ("run", "accuracy", "precision", "recall", "F1", "samples", "lost", "samples/s"):
         t.add_column(col, justify="left" if col == "run" else "right")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import InputError, StateError, TinyclError
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
            -4: "state blob malformed or for another model", -5: "buffer too small"}
@@ -33,6 +33,15 @@ class FirmwareError(TinyclError):
 
 class _Step(C.Structure):
     _fields_ = [("prediction", C.c_int32), ("pseudo_label", C.c_int32), ("confidence", C.c_float)]
+
+
+class _Decision(C.Structure):
+    _fields_ = [("label", C.c_int32), ("nearest", C.c_int32), ("reason", C.c_int32), ("novelty", C.c_float),
+                ("distance", C.c_float), ("n_candidates", C.c_uint32), ("candidates", C.c_int32 * 64)]
+
+
+REASONS = {0: "empty", 1: "unknown", 2: "ambiguous", 3: "covered"}
+COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
 
 
 class Library:
@@ -67,6 +76,18 @@ class Library:
             "tinycl_ndc_init": (C.c_int, [C.c_void_p, C.c_float, C.c_uint32, C.c_uint32]),
             "tinycl_ndc_init_from_labelled": (C.c_int, [C.c_void_p, _f32p, _i32p, C.c_uint32]),
             "tinycl_ndc_step": (C.c_int, [C.c_void_p, _f32p, C.c_int32, C.POINTER(_Step)]),
+            "tinycl_cwr_set_extractor": (C.c_int, [C.c_void_p, C.c_char_p]),
+            "tinycl_cwr_scores": (C.c_int, [C.c_void_p, _f32p, _f32p]),
+            "tinycl_sizeof_rce": (C.c_size_t, []), "tinycl_rce_capacity": (C.c_uint32, []),
+            "tinycl_rce_budget_bytes": (C.c_uint32, [C.c_uint32]),
+            "tinycl_rce_init": (C.c_int, [C.c_void_p, C.c_uint32, C.c_double, C.c_double, C.c_double, C.c_uint32]),
+            "tinycl_rce_learn": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
+            "tinycl_rce_decide": (C.c_int, [C.c_void_p, _f32p, C.c_void_p]),
+            "tinycl_rce_max_prototypes": (C.c_int32, [C.c_void_p]),
+            "tinycl_rce_set_extractor": (C.c_int, [C.c_void_p, C.c_char_p]),
+            "tinycl_rce_state_size": (C.c_size_t, [C.c_void_p]),
+            "tinycl_rce_save": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t, C.POINTER(C.c_size_t)]),
+            "tinycl_rce_load": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t]),
         }
         for name, (res, args) in sig.items():
             fn = getattr(lib, name)
@@ -76,6 +97,9 @@ class Library:
         self.n_features = int(lib.tinycl_n_features())
         self.max_classes = int(lib.tinycl_max_classes())
         self.model_sha256 = lib.tinycl_model_sha256().decode()
+        self.rce_capacity = int(lib.tinycl_rce_capacity())
+        if self.max_classes > 64:
+            raise FirmwareError(f"{path}: built with TINYCL_MAX_CLASSES={self.max_classes}, this wrapper handles ≤ 64")
 
     def features_q(self, pixels: np.ndarray) -> np.ndarray:
         """int8 features of one 28×28 uint8 image, computed by the C frozen model."""
@@ -134,6 +158,24 @@ class CWRStarC(_Obj):
     def flush(self) -> None:
         self.core.lib.tinycl_cwr_flush(self.ptr)
 
+    def set_extractor(self, sha256_hex: str) -> None:
+        """The head learns features of this extractor (default: the C model's)."""
+        self.core.check(self.core.lib.tinycl_cwr_set_extractor(self.ptr, _sha_bytes(sha256_hex)), "cwr set_extractor")
+
+    def scores(self, x) -> np.ndarray:
+        """``cw·x`` per class row (rows in order of appearance, as the Python head's ``classes``)."""
+        out = np.zeros(self.core.max_classes, np.float32)
+        rc = self.core.lib.tinycl_cwr_scores(self.ptr, self.core.vec(x), out)
+        if rc == -3:
+            return np.zeros(0, np.float32)
+        self.core.check(rc, "cwr scores")
+        return out[:self.n_classes]
+
+    @property
+    def n_classes(self) -> int:
+        # state size = 64 + C·(12 + 8F) bytes (TINYCL_CWR_STATE_BYTES)
+        return (int(self.core.lib.tinycl_cwr_state_size(self.ptr)) - 64) // (12 + 8 * self.core.n_features)
+
     def to_bytes(self) -> bytes:
         n = self.core.lib.tinycl_cwr_state_size(self.ptr)
         buf, written = C.create_string_buffer(n), C.c_size_t()
@@ -173,6 +215,13 @@ class NearestCentroidC(_Obj):
         self.core.check(self.core.lib.tinycl_ncm_save(self.ptr, buf, n, C.byref(written)), "ncm save")
         return buf.raw[:written.value]
 
+    def load_bytes(self, payload: bytes) -> None:
+        self.core.check(self.core.lib.tinycl_ncm_load(self.ptr, payload, len(payload)), "ncm load")
+
+    def n_classes(self) -> int:
+        # state size = 20 + C·(8 + 4F) bytes (TINYCL_NCM_STATE_BYTES)
+        return (int(self.core.lib.tinycl_ncm_state_size(self.ptr)) - 20) // (8 + 4 * self.core.n_features)
+
 
 class TinyNDCC(_Obj):
     """The C TinyNDC loop (paper configuration), same semantics as ``core.tinyndc.TinyNDC``."""
@@ -194,3 +243,76 @@ class TinyNDCC(_Obj):
         self.core.check(self.core.lib.tinycl_ndc_step(self.ptr, self.core.vec(x), -1 if label is None else int(label),
                                                       C.byref(st)), "ndc step")
         return (None if st.prediction < 0 else int(st.prediction)), int(st.pseudo_label), float(st.confidence)
+
+
+def _sha_bytes(sha256_hex: str) -> bytes:
+    try:
+        raw = bytes.fromhex(sha256_hex) if sha256_hex else bytes(32)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InputError(f"extractor hash: expected a sha256 hex digest, got {sha256_hex!r}")
+    return raw
+
+
+class TinyRCEC(_Obj):
+    """The C TinyRCE, same semantics as ``core.rce.TinyRCE`` (``decide`` returns the same ``Decision``).
+
+    ``memory_bytes`` must hold at most ``lib.rce_capacity`` prototypes (the static arrays of this
+    build, ``TINYCL_RCE_MAX_PROTOTYPES``); None: exactly that many.
+    """
+
+    def __init__(self, lib: Library, memory_bytes: int | None = None, r_max: float = 8.0, r_min: float = 0.0,
+                 grow_margin: float = 0.25, metric: str = "l2") -> None:
+        super().__init__(lib, lib.lib.tinycl_sizeof_rce())
+        if metric not in ("l2", "l1"):
+            raise InputError(f"metric: must be 'l2' or 'l1', got {metric!r}")
+        if memory_bytes is None:
+            memory_bytes = int(lib.lib.tinycl_rce_budget_bytes(lib.rce_capacity))
+        if not 0 <= int(memory_bytes) <= 0xFFFFFFFF:
+            raise InputError(f"memory_bytes: out of range: {memory_bytes}")
+        self.memory_bytes, self.metric = int(memory_bytes), metric
+        rc = lib.lib.tinycl_rce_init(self.ptr, self.memory_bytes, float(r_max), float(r_min), float(grow_margin),
+                                     1 if metric == "l1" else 0)
+        if rc:
+            raise InputError(f"TinyRCE (C): bad parameters memory_bytes={memory_bytes} r_max={r_max} r_min={r_min} "
+                             f"grow_margin={grow_margin} (the budget must hold 1..{lib.rce_capacity} prototypes "
+                             f"of {4 * lib.n_features + 14} B)")
+
+    def learn_one(self, x, y: int) -> None:
+        self.core.check(self.core.lib.tinycl_rce_learn(self.ptr, self.core.vec(x), int(y)), "rce learn")
+
+    def decide(self, x):
+        from .core.rce import Decision
+
+        d = _Decision()
+        self.core.check(self.core.lib.tinycl_rce_decide(self.ptr, self.core.vec(x), C.byref(d)), "rce decide")
+        return Decision(None if d.label < 0 else int(d.label), None if d.nearest < 0 else int(d.nearest),
+                        REASONS[d.reason], float(d.novelty), float(d.distance),
+                        tuple(int(c) for c in d.candidates[:d.n_candidates]))
+
+    def predict_one(self, x) -> int | None:
+        dec = self.decide(x)
+        return dec.label if dec.label is not None else dec.nearest
+
+    @property
+    def max_prototypes(self) -> int:
+        return int(self.core.lib.tinycl_rce_max_prototypes(self.ptr))
+
+    def set_extractor(self, sha256_hex: str) -> None:
+        self.core.check(self.core.lib.tinycl_rce_set_extractor(self.ptr, _sha_bytes(sha256_hex)), "rce set_extractor")
+
+    def to_bytes(self) -> bytes:
+        n = self.core.lib.tinycl_rce_state_size(self.ptr)
+        buf, written = C.create_string_buffer(n), C.c_size_t()
+        self.core.check(self.core.lib.tinycl_rce_save(self.ptr, buf, n, C.byref(written)), "rce save")
+        return buf.raw[:written.value]
+
+    def load_bytes(self, payload: bytes) -> None:
+        self.core.check(self.core.lib.tinycl_rce_load(self.ptr, payload, len(payload)), "rce load")
+
+    def to_python(self):
+        """This state as a Python ``TinyRCE`` (through the C blob)."""
+        from .export.c_state import rce_from_bytes
+
+        return rce_from_bytes(self.to_bytes())

@@ -24,6 +24,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 GRAPHS: dict[str, list[str]] = {
     # started in this order: sinks first, so every reader exists before its writer sends
     "tinyndc": ["exporter", "learner", "labeler", "extractor", "sensor"],
+    "tinyrce": ["label_app", "exporter", "learner", "labeler", "extractor", "sensor"],
+    # the C learning core as a board in place of the Python learner (micro_ros_firmware, ctypes)
+    "tinyndc_board": ["exporter", "board", "labeler", "extractor", "sensor"],
 }
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
 

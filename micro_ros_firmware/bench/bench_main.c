@@ -3,7 +3,9 @@
  * features (k labelled training images per digit, onnxruntime reference) and the stream images.
  * Each stage starts with a call to its marker function, which the QEMU plugin
  * (tools/qemu_plugin/insn_stages.c) uses to count the instructions executed in the stage.
- * Output (semihosting): "S <i> <prediction> <pseudo-label> <crc32 of the int8 features>" per sample. */
+ * TinyRCE (rce_decide, rce_learn) runs on the same features and learns the true label.
+ * Output (semihosting): "S <i> <prediction> <pseudo-label> <crc32 of the int8 features>
+ * <TinyRCE label> <TinyRCE reason>" per sample. */
 #include <stdint.h>
 
 #include "semihost.h"
@@ -15,6 +17,9 @@ extern const int32_t bench_init_y[];
 extern const uint8_t bench_images[];
 extern const float bench_lr;
 extern const uint32_t bench_batch_size;
+extern const int32_t bench_stream_y[];
+extern const uint32_t bench_rce_memory_bytes;
+extern const float bench_rce_r_max;
 
 /* One marker per stage; distinct bodies so the linker never folds them together. */
 static volatile uint32_t g_stage;
@@ -31,6 +36,8 @@ MARK(8, active_update)
 MARK(9, clustering_update)
 MARK(10, calib_a)
 MARK(11, calib_b)
+MARK(12, rce_decide)
+MARK(13, rce_learn)
 
 /* exactly 2·n + constant instructions: subs + bne per iteration */
 __attribute__((noinline)) static void spin(uint32_t n) {
@@ -51,6 +58,7 @@ static char *put_i(char *p, int32_t v) {
 }
 
 static tinycl_ndc_t g_ndc;
+static tinycl_rce_t g_rce;
 
 int main(void) {
     char line[80], *p;
@@ -63,7 +71,8 @@ int main(void) {
     spin(101000);
     bench_mark_other();
     if (tinycl_ndc_init(&g_ndc, bench_lr, bench_batch_size, 0) ||
-        tinycl_ndc_init_from_labelled(&g_ndc, bench_init_x, bench_init_y, bench_n_init)) {
+        tinycl_ndc_init_from_labelled(&g_ndc, bench_init_x, bench_init_y, bench_n_init) ||
+        tinycl_rce_init(&g_rce, bench_rce_memory_bytes, (double)bench_rce_r_max, 0.0, 0.25, TINYCL_RCE_L2)) {
         sh_puts("init failed\n");
         return 1;
     }
@@ -91,6 +100,11 @@ int main(void) {
         rc |= tinycl_ndc_stage_learn(&g_ndc, x, &st);
         bench_mark_clustering_update();
         rc |= tinycl_ndc_stage_cluster_update(&g_ndc, x, &st);
+        tinycl_rce_decision_t dec;
+        bench_mark_rce_decide();
+        rc |= tinycl_rce_decide(&g_rce, x, &dec);
+        bench_mark_rce_learn();
+        rc |= tinycl_rce_learn(&g_rce, x, bench_stream_y[i]);
         bench_mark_other();
         if (rc) {
             sh_puts("step failed\n");
@@ -101,7 +115,9 @@ int main(void) {
         p = put_u(p, i); *p++ = ' ';
         p = put_i(p, st.prediction); *p++ = ' ';
         p = put_i(p, st.pseudo_label); *p++ = ' ';
-        p = put_u(p, tinycl_crc32((const uint8_t *)q, sizeof q));
+        p = put_u(p, tinycl_crc32((const uint8_t *)q, sizeof q)); *p++ = ' ';
+        p = put_i(p, dec.label); *p++ = ' ';
+        p = put_i(p, dec.reason);
         *p++ = '\n'; *p = 0;
         sh_puts(line);
     }
@@ -109,6 +125,14 @@ int main(void) {
     p = put_u(p, (uint32_t)sizeof(tinycl_ndc_t));
     *p = 0;
     sh_puts("STATE_BYTES ");
+    sh_puts(line);
+    p = line;
+    p = put_u(p, g_rce.n_prototypes); *p++ = ' ';
+    p = put_u(p, (uint32_t)sizeof(tinycl_rce_t)); *p++ = ' ';
+    p = put_u(p, (uint32_t)tinycl_rce_state_size(&g_rce));
+    for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) { *p++ = ' '; p = put_u(p, g_rce.counters[k]); }
+    *p = 0;
+    sh_puts("\nRCE ");
     sh_puts(line);
     sh_puts("\nDONE\n");
     return 0;

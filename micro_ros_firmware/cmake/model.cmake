@@ -18,6 +18,7 @@ add_custom_command(
 set(TINYCL_CORE_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_cnn.c"
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_learn.c"
+  "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_rce.c"
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_state.c"
   "${TINYCL_GEN_DIR}/tinycl_model.c")
 set(TINYCL_CORE_INCLUDES "${CMAKE_CURRENT_LIST_DIR}/../core/include" "${TINYCL_GEN_DIR}")

@@ -38,7 +38,11 @@ INSTALL_HINT = "run micro_ros_firmware/tools/install-toolchain.sh (Debian: cmake
 PAPER_MS = {"frozen_model": 16.39, "clustering": 2.18, "active_model": 1.38, "clustering_update": 0.22,
             "active_update": 2.34}
 MARKS = ["other", "frozen_input", "frozen_conv1", "frozen_conv2", "frozen_conv3", "frozen_fc_bn", "clustering",
-         "active_model", "active_update", "clustering_update", "calib_a", "calib_b"]
+         "active_model", "active_update", "clustering_update", "calib_a", "calib_b", "rce_decide", "rce_learn"]
+# TinyRCE on the same features, learning the true labels: Python's defaults (l2, r_max 8, grow
+# margin 0.25) with a budget of 60 prototypes (16,208 B; TINYCL_RCE_MAX_PROTOTYPES is 152).
+RCE_R_MAX = 8.0
+RCE_PROTOTYPES = 60
 FROZEN = ["frozen_input", "frozen_conv1", "frozen_conv2", "frozen_conv3", "frozen_fc_bn"]
 CALIB = (1000, 101000)
 LEARNING_TARGET_MS = 0.6
@@ -78,7 +82,11 @@ def make_data(n_stream: int, seed: int, labels_per_class: int, data: str | None)
     return init_x, ytr[init].astype(np.int32), np.ascontiguousarray(Xte[stream]), yte[stream].astype(np.int64)
 
 
-def write_data(path: Path, init_x, init_y, images) -> None:
+def rce_memory_bytes(n_features: int = 64) -> int:
+    return RCE_PROTOTYPES * (4 * n_features + 14) + 8
+
+
+def write_data(path: Path, init_x, init_y, images, labels) -> None:
     hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
     path.write_text("#include <stdint.h>\n"
                     f"const uint32_t bench_n_init = {init_y.size}u, bench_n_stream = {images.shape[0]}u;\n"
@@ -86,24 +94,32 @@ def write_data(path: Path, init_x, init_y, images) -> None:
                     f"const uint32_t bench_batch_size = {CWR_PARAMS['batch_size']}u;\n"
                     + c_array("float", "bench_init_x", init_x, hexf, 8)
                     + c_array("int32_t", "bench_init_y", init_y)
-                    + c_array("uint8_t", "bench_images", images, per_line=28))
+                    + c_array("uint8_t", "bench_images", images, per_line=28)
+                    + f"const uint32_t bench_rce_memory_bytes = {rce_memory_bytes()}u;\n"
+                    f"const float bench_rce_r_max = {hexf(RCE_R_MAX)};\n"
+                    + c_array("int32_t", "bench_stream_y", labels))
 
 
-def host_reference(build: Path, init_x, init_y, images) -> list[tuple[int, int, int]]:
+def host_reference(build: Path, init_x, init_y, images, labels) -> list[tuple[int, ...]]:
     run(["cmake", "-S", str(FW), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"])
     run(["cmake", "--build", str(build), "-j2", "--target", "tinycl"])
-    from tinycl_nodes.firmware import Library, TinyNDCC
+    from tinycl_nodes.firmware import Library, TinyNDCC, TinyRCEC
+    from tinycl_nodes.export.c_vectors import REASON_CODES
 
     lib = Library(build / "libtinycl.so")
     ndc = TinyNDCC(lib, lr=CWR_PARAMS["lr"], batch_size=CWR_PARAMS["batch_size"])
     ndc.init_from_labelled(init_x, init_y)
+    rce = TinyRCEC(lib, memory_bytes=rce_memory_bytes(lib.n_features), r_max=RCE_R_MAX)
     out = []
-    for img in images:
+    for img, y in zip(images, labels):
         q = lib.features_q(img)
         x = np.zeros(lib.n_features, np.float32)
         lib.lib.tinycl_dequantize(q, x)
         pred, pseudo, _ = ndc.step(x)
-        out.append((-1 if pred is None else pred, pseudo, zlib.crc32(q.tobytes()) & 0xFFFFFFFF))
+        dec = rce.decide(x)
+        rce.learn_one(x, int(y))
+        out.append((-1 if pred is None else pred, pseudo, zlib.crc32(q.tobytes()) & 0xFFFFFFFF,
+                    -1 if dec.label is None else dec.label, REASON_CODES[dec.reason]))
     return out
 
 
@@ -121,8 +137,8 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     work.mkdir(parents=True, exist_ok=True)
     init_x, init_y, images, labels = make_data(n_stream, seed, labels_per_class, data)
     data_c = work / "bench_data.c"
-    write_data(data_c, init_x, init_y, images)
-    host = host_reference(work / "host", init_x, init_y, images)
+    write_data(data_c, init_x, init_y, images, labels)
+    host = host_reference(work / "host", init_x, init_y, images, labels)
 
     arm = work / "arm"
     run(["cmake", "-S", str(FW / "bench"), "-B", str(arm), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
@@ -153,16 +169,18 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
     if "DONE" not in lines:
         raise BenchError(f"benchmark image did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
-    board = [tuple(int(v) for v in ln.split()[2:5]) for ln in lines if ln.startswith("S ")]
+    board = [tuple(int(v) for v in ln.split()[2:7]) for ln in lines if ln.startswith("S ")]
     state_line = next(ln for ln in lines if ln.startswith("STATE_BYTES"))
+    rce_line = [int(v) for v in next(ln for ln in lines if ln.startswith("RCE ")).split()[1:]]
     stats = {}
     for ln in counts_file.read_text().splitlines():
         f = ln.split()
         if f[0] == "stage" and int(f[1]) >= 0:
             stats[MARKS[int(f[1])]] = (int(f[3]), int(f[5]))
     calib = stats["calib_b"][0] - stats["calib_a"][0]
-    per = {name: stats[name][0] / max(stats[name][1], 1) for name in MARKS[1:10]}
-    for name in MARKS[1:10]:
+    timed = MARKS[1:10] + ["rce_decide", "rce_learn"]
+    per = {name: stats[name][0] / max(stats[name][1], 1) for name in timed}
+    for name in timed:
         if stats[name][1] != n_stream:
             raise BenchError(f"stage {name}: {stats[name][1]} marker hits for {n_stream} samples")
     stage_insns = {"frozen_model": sum(per[k] for k in FROZEN), "clustering": per["clustering"],
@@ -197,6 +215,18 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
         "predictions_match_host": not mismatches and len(board) == len(host) == n_stream,
         "mismatched_samples": mismatches[:20],
         "prequential_accuracy_on_board": round(100 * accuracy, 2),
+        "rce": {
+            "what": "TinyRCE on the same int8-model features, learning the true label of every sample "
+                    f"(l2, r_max {RCE_R_MAX}, grow_margin 0.25, budget {rce_memory_bytes()} B = {RCE_PROTOTYPES} prototypes)",
+            "stages": {k: {"instructions_per_sample": round(per[k], 1), "ms_at_480mhz": ms(per[k])}
+                       for k in ("rce_decide", "rce_learn")},
+            "ms_at_480mhz": ms(per["rce_decide"] + per["rce_learn"]),
+            "n_prototypes": rce_line[0], "struct_bytes": rce_line[1], "state_blob_bytes": rce_line[2],
+            "counters": dict(zip(("committed", "grown", "shrunk", "pruned", "evicted", "dropped"), rce_line[3:9])),
+            "decisions_match_host": all(a[3:] == b[3:] for a, b in zip(board, host)),
+            "prequential_accuracy_on_board": round(100 * float(np.mean([b[3] == y for b, y in zip(board, labels)])), 2),
+            "unknown_fraction": round(float(np.mean([b[4] == 1 for b in board])), 3),
+        },
     }
 
 
@@ -223,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"learning {res['learning_ms_at_480mhz']} ms (target ≤ {LEARNING_TARGET_MS}), state {res['state_bytes']} B, "
           f"flash {res['flash_bytes']} B, RAM {res['ram_bytes']} B, predictions match host: {res['predictions_match_host']}, "
           f"calibration exact: {res['calibration']['exact']}")
+    r = res["rce"]
+    print(f"rce: decide {r['stages']['rce_decide']['instructions_per_sample']:.0f} + learn "
+          f"{r['stages']['rce_learn']['instructions_per_sample']:.0f} insns = {r['ms_at_480mhz']} ms, "
+          f"{r['n_prototypes']} prototypes, decisions match host: {r['decisions_match_host']}")
     print(f"wrote {out}")
     return 0 if res["predictions_match_host"] and res["calibration"]["exact"] else 1
 

@@ -39,7 +39,9 @@ def samples(name: str, d: str) -> list:
     if short == "Features":
         out += [_features(d, 0), _features(d, 1), _features(d, 64)]
     elif short == "LabeledFeatures":
-        out += [t(header=_header(d, 5, 6), features=_features(d, 3), label=-7, confidence=0.875, source=t.HUMAN)]
+        out += [t(header=_header(d, 5, 6), features=_features(d, 3), label=-7, confidence=0.875, source=t.HUMAN),
+                t(header=_header(d, 5, 7), features=_features(d, 2), label=12, confidence=1.0, source=t.HUMAN,
+                  label_name="chat 🐈 · neuf")]
     elif short == "Prediction":
         out += [t(header=_header(d, 1, 2, "ü"), sample_id=9, class_id=-1, class_name="neuf ∅", confidence=0.5)]
     elif short == "ClassInfo":

@@ -25,11 +25,12 @@ class Bogus(IdlStruct, typename="tinycl_nodes::msg::dds_::LabeledFeatures_"):
     blob: sequence[uint8]
 
 
-def _sample(bus, x, label, extractor_hash, stamp_ns):
+def _sample(bus, x, label, extractor_hash, stamp_ns, label_name=""):
     Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
     h = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9))
     f = bus.msg("Features")(header=h, data=np.asarray(x, np.float32), extractor_hash=extractor_hash, sample_id=stamp_ns % 10**6)
-    return bus.msg("LabeledFeatures")(header=h, features=f, label=label, confidence=1.0, source=2)
+    return bus.msg("LabeledFeatures")(header=h, features=f, label=label, confidence=1.0, source=2,
+                                      label_name=label_name)
 
 
 def test_learner_survives_bad_input_and_restores_state(domain, tmp_path):
@@ -66,7 +67,7 @@ def test_learner_survives_bad_input_and_restores_state(domain, tmp_path):
             for _, text in bad:
                 line = learner.wait_for_line(text)
                 assert "ERROR" in line and "Traceback" not in "\n".join(learner.lines)
-            pub.publish(_sample(bus, centers[2], 2, good_hash, stamp + 200))
+            pub.publish(_sample(bus, centers[2], 2, good_hash, stamp + 200, label_name="gamma"))
             assert spin_until(bus, lambda: len(preds) == 61, 20), "learner stopped answering after bad input"
             assert preds[-1].class_id == 2
             assert learner.proc.poll() is None
@@ -79,8 +80,9 @@ def test_learner_survives_bad_input_and_restores_state(domain, tmp_path):
             again.wait_for_line("restored head (3 classes, 61 samples)")
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20)
             time.sleep(0.3)
-            pub.publish(_sample(bus, centers[1], 1, good_hash, time.time_ns()))
+            pub.publish(_sample(bus, centers[2], 2, good_hash, time.time_ns()))
             assert spin_until(bus, lambda: any(h.n_seen == 62 for h in heads), 20), again.lines[-10:]
+            assert preds[-1].class_name == "gamma"  # a learned class name survives the restart
     finally:
         bus.shutdown()
 

@@ -57,3 +57,18 @@ def test_exported_onnx_and_c_header_agree(demo, tmp_path):
     c_cls = np.array(subprocess.run([str(exe)], input=text, capture_output=True, text=True, check=True).stdout.split(),
                      np.int64)
     assert np.array_equal(c_cls, cls)
+
+
+def test_board_graph_equals_in_process(tmp_path):
+    """The C learning core (the firmware's, via ctypes) in the learner's place: same predictions."""
+    os.environ["ROS_DOMAIN_ID"] = str(160 + os.getpid() % 10)
+    try:
+        result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
+                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")),
+                          graph_name="tinyndc_board")
+    finally:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    g, ref = result["graph"], result["in_process"]
+    assert g["lost"] == 0 and all(code == 0 for code in g["exit_codes"].values()), g
+    assert ref["identical_predictions"] == ref["of"] == 300
+    assert (tmp_path / "head.onnx").is_file()

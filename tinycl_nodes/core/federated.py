@@ -42,6 +42,23 @@ What a device does with the global head it receives, local head ``L`` and global
 
 Classes of ``G`` that cannot be imported because their id is used locally by a class of another
 name (or appears twice in ``G``) are left out and reported in ``MergeResult.skipped``.
+
+:func:`merge_into_head` is the whole device-side step on a live core head (what the learner and
+the labeler's replica both run): refuse a bad global head (:func:`check_snapshot`), consolidate
+the pending CWR* batch, merge, load. It needs a head whose learned state *is* its linear form
+(CWR*: the consolidated rows ``cw`` and counts ``past``). A streaming-LDA head is refused: its
+linear rows are ``Λμ_c`` under the device's own covariance, so a foreign row cannot be loaded
+without turning it back into a class mean under a covariance it was not computed with (a fleet
+of SLDA heads would have to share means, counts and the scatter matrix instead; not done).
+
+Why count-weighted averaging works for the TinyNDC fleet: every device starts from the same
+labelled samples of *all* classes (k per class), so every device has a row for every class,
+calibrated in the same feature space against the same classes. A device that then sees a class
+in its stream has a large count for it; the others keep ~k plus a few wrong pseudo-labels. Per
+class, ``fedavg`` therefore takes the row of the device that learned it, and ``blend`` then
+hands that row to the others (their own count is small). On MNIST (3 devices, classes 6-9 split
+2/1/1, one round) every device reaches ≥ 90% of the learning device's accuracy on the classes it
+never saw (``tinycl_nodes/fleet/demo.py``). ``median`` ignores counts and does not do this.
 """
 
 from __future__ import annotations
@@ -387,3 +404,32 @@ def merge_global(local: HeadSnapshot, global_: HeadSnapshot,
                         local.kind or global_.kind, local.extractor_hash or global_.extractor_hash,
                         local.version, local.n_seen, local.device)
     return MergeResult(head, skipped, imported)
+
+
+def mergeable(head: Any) -> bool:
+    """Whether :func:`merge_into_head` can load a global head into ``head`` (CWR* only)."""
+    return getattr(type(head), "kind", "") == "CWRStar"
+
+
+def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend"] = "blend",
+                    names: Mapping[int, str] | None = None, *,
+                    max_norm: float | None = DEFAULT_MAX_NORM) -> MergeResult:
+    """The device-side merge on a live CWR* head: check, consolidate, :func:`merge_global`, load.
+
+    ``global_`` is refused (:class:`RefusedHead`, one line; ``head`` untouched) if it is built on
+    another extractor, has another kind or feature count, NaN/inf, an absurd norm or bad shapes.
+    Otherwise the head's partial batch is consolidated (nothing learned is lost), its snapshot
+    (``names``: class id → name, default ``str(id)``) is merged with ``global_`` under ``policy``
+    and loaded back. Deterministic: the same head and global head always give the same result.
+    """
+    if not mergeable(head):
+        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot load a linear "
+                         f"global head (only CWR* can: use preset tinyndc or supervised in a fleet)")
+    if policy not in POLICIES:
+        raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    check_snapshot(global_, extractor_hash=head.extractor_hash or None, max_norm=max_norm,
+                   n_features=head.n_features if global_.n_classes else None, kind=head.kind)
+    head.flush()
+    res = merge_global(snapshot_from_head(head, names), global_, policy)
+    load_snapshot_into(head, res.head)
+    return res

@@ -8,6 +8,10 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             extractor (all zero: unknown) | i32 classes[C] | u32 past[C] | u32 cur[C]
             | f32 cw[C][F] | f32 tw[C][F]
     NearestCentroid  u32 max_count (0: none) | i32 classes[C] | u32 counts[C] | f32 centroids[C][F]
+    TinyRCE u32 memory_bytes | f64 r_max | f64 r_min | f64 grow_margin | u32 metric (0 l2, 1 l1)
+            | u32 n_seen | u64 learning_macs | u32 counters[6] (committed, grown, shrunk, pruned,
+            evicted, dropped) | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
+            | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
 
 A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
@@ -24,11 +28,15 @@ import numpy as np
 from ..core import state as st
 from ..core.clustering import NearestCentroid
 from ..core.cwr import CWRStar
-from ..core.errors import StateError
+from ..core.errors import InputError, StateError
+from ..core.rce import TinyRCE
 
 MAGIC = b"TCLS"
 KIND_CWR = 1
 KIND_NCM = 2
+KIND_RCE = 3
+RCE_COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
+_RCE_FIXED = struct.Struct("<IdddIIQ6I32sI")
 VERSION = 1
 _HEADER = struct.Struct("<4sBBHHH")
 _CWR_FIXED = struct.Struct("<fIII32s")
@@ -167,3 +175,56 @@ def ncm_from_bytes(payload: bytes) -> NearestCentroid:
                                     {"classes": classes, "centroids": cent, "counts": counts},
                                     {"n_features": F}))
     return c
+
+
+def rce_to_bytes(rce: TinyRCE) -> bytes:
+    """The C blob of a TinyRCE (every prototype costs 4F + 14 bytes and every class 8, as its budget)."""
+    if not isinstance(rce, TinyRCE):
+        raise StateError("C state: not a TinyRCE")
+    P, F = rce.centers.shape
+    sha = bytes.fromhex(rce.extractor_hash) if rce.extractor_hash else bytes(32)
+    if len(sha) != 32:
+        raise StateError("C state: extractor_hash must be a sha256 hex digest")
+    if not 0 <= rce.memory_bytes <= 0xFFFFFFFF or rce.n_seen > 0xFFFFFFFF or rce.learning_macs >= 2**64:
+        raise StateError("C state: memory_bytes / n_seen / learning_macs do not fit the C format")
+    counters = [rce.counters[k] for k in RCE_COUNTERS]
+    body = (_HEADER.pack(MAGIC, KIND_RCE, VERSION, F, len(rce.classes), 0)
+            + _RCE_FIXED.pack(rce.memory_bytes, rce.r_max, rce.r_min, rce.grow_margin, 1 if rce.metric == "l1" else 0,
+                              rce.n_seen, rce.learning_macs, *[min(int(c), 0xFFFFFFFF) for c in counters], sha, P)
+            + _i32_classes(rce.classes) + _u32(rce.class_seen, "class_seen")
+            + np.ascontiguousarray(rce.centers, "<f4").tobytes() + np.ascontiguousarray(rce.radii, "<f4").tobytes()
+            + np.ascontiguousarray(rce.rows, "<u2").tobytes() + _u32(rce.hits, "hits") + _u32(rce.last_used, "last_used"))
+    return _finish(body)
+
+
+def rce_from_bytes(payload: bytes) -> TinyRCE:
+    """A TinyRCE from a C blob (raises StateError on anything malformed; the Python object validates too)."""
+    F, C, body = _parse_header(payload, KIND_RCE)
+    if len(body) < _RCE_FIXED.size:
+        raise StateError("C state: payload too short")
+    mem, r_max, r_min, grow, metric, n_seen, macs, *rest = _RCE_FIXED.unpack_from(body)
+    counters, sha, P = rest[:6], rest[6], rest[7]
+    r = _Reader(body)
+    r.pos = _RCE_FIXED.size
+    classes = r.take("<i4", C).astype(np.int64)
+    class_seen = r.take("<u4", C).astype(np.int64)
+    centers = r.take("<f4", P * F).reshape(P, F).astype(np.float32)
+    radii = r.take("<f4", P).astype(np.float32)
+    rows = r.take("<u2", P).astype(np.uint16)
+    hits = r.take("<u4", P).astype(np.uint32)
+    last_used = r.take("<u4", P).astype(np.uint32)
+    r.done()
+    if metric not in (0, 1):
+        raise StateError(f"C state: TinyRCE metric {metric} unknown")
+    extractor_hash = "" if sha == bytes(32) else sha.hex()
+    try:
+        rce = TinyRCE(F, memory_bytes=int(mem), r_max=float(r_max), r_min=float(r_min), grow_margin=float(grow),
+                      metric="l1" if metric else "l2", extractor_hash=extractor_hash)
+    except InputError as exc:  # a blob with hyper-parameters the constructor refuses
+        raise StateError(f"C state: TinyRCE hyper-parameters refused: {exc}") from None
+    arrays = {"classes": classes, "class_seen": class_seen, "centers": centers, "radii": radii, "rows": rows,
+              "hits": hits, "last_used": last_used}
+    meta = {"extractor_hash": extractor_hash, "n_seen": int(n_seen), "n_features": F, "learning_macs": int(macs),
+            "counters": dict(zip(RCE_COUNTERS, (int(c) for c in counters)))}
+    rce.load_state_dict(st.make_state(rce.kind, rce.version, rce._params(), arrays, meta))
+    return rce

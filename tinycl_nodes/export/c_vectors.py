@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.clustering import NearestCentroid
 from ..core.cwr import CWRStar
+from ..core.rce import TinyRCE
 from ..core.tinyndc import TinyNDC
 from ..datasets import load_mnist
 from ..extractor import FrozenExtractor, model_path
@@ -129,3 +130,52 @@ def make_vectors(out_dir: str | Path, data: str | None = None, n_images: int = 2
     (out / "py_ncm.bin").write_bytes(c_state.ncm_to_bytes(system.clusterer))
     return Vectors(out, images, feats_q, init_x, init_y, stream_x, yte[stream[:n_stream]].astype(np.int64),
                    steps, system, scale, zp)
+
+
+# --- TinyRCE ------------------------------------------------------------------------------------
+REASON_CODES = {"empty": 0, "unknown": 1, "ambiguous": 2, "covered": 3}
+
+
+@dataclass
+class RceVectors:
+    dir: Path
+    x: np.ndarray             # float32 (n, F): the labelled stream (real features)
+    y: np.ndarray             # int32 labels
+    decisions: np.ndarray     # (n, 5) float64: label, nearest, reason code, novelty, distance (-1 for None)
+    rce: TinyRCE            # the Python TinyRCE after the stream
+
+
+def har_features(data: str | None = None, subjects: tuple[int, ...] = (1, 2), step: int = 10,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """A shuffled labelled stream of real HAR windows through ``har_elm.onnx`` (features, labels, hash)."""
+    from ..datasets.har import load_har
+
+    h = load_har(data, subjects=list(subjects), step=step)
+    ext = FrozenExtractor(model_path("har_elm"))
+    order = np.random.default_rng(seed).permutation(len(h.y))
+    return ext.extract(h.X).astype(np.float32)[order], h.y[order].astype(np.int32), ext.hash
+
+
+def make_rce_vectors(out_dir: str | Path, x: np.ndarray, y: np.ndarray, extractor_hash: str = "", *,
+                     memory_bytes: int, r_max: float, r_min: float = 0.0, grow_margin: float = 0.25,
+                     metric: str = "l2") -> RceVectors:
+    """What ``tinycl_run --rce`` reads, and the Python TinyRCE's decision on each sample before learning it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    x = np.ascontiguousarray(x, np.float32)
+    y = np.ascontiguousarray(y, np.int32)
+    rce = TinyRCE(x.shape[1], memory_bytes=memory_bytes, r_max=r_max, r_min=r_min, grow_margin=grow_margin,
+                  metric=metric, extractor_hash=extractor_hash)
+    dec = np.zeros((len(y), 5), np.float64)
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        d = rce.decide_valid(xi)
+        dec[i] = (-1 if d.label is None else d.label, -1 if d.nearest is None else d.nearest,
+                  REASON_CODES[d.reason], d.novelty, d.distance)
+        rce.learn_valid(xi, int(yi))
+    sha = bytes.fromhex(extractor_hash) if extractor_hash else bytes(32)
+    (out / "rce_params.bin").write_bytes(struct.pack("<IIdddI32s", len(y), memory_bytes, r_max, r_min, grow_margin,
+                                                     1 if metric == "l1" else 0, sha))
+    x.tofile(out / "rce_x.f32")
+    y.tofile(out / "rce_y.i32")
+    (out / "py_rce.bin").write_bytes(c_state.rce_to_bytes(rce))
+    return RceVectors(out, x, y, dec, rce)

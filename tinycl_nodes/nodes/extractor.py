@@ -4,6 +4,11 @@ For a replayed dataset it joins each image with its ``ground_truth`` (same stamp
 true label on in ``Features`` (``labelled`` when the system may learn it). Images leave in the
 order they came: one waiting for its ground truth holds back the ones behind it, for at most
 ``truth_timeout_s``.
+
+``input: imu`` takes ``ImuWindow`` on ``imu`` instead (IMU or vibration windows, samples x
+channels): the model's input must be (channels, samples) — e.g. ``har_elm`` (6, 50), ``cwru_elm``
+(1, 1024) — and a window of another shape is one error line and dropped. Raw sensor values go in
+as they are (the ELM models normalise inside the graph).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..core.errors import TinyclError
+from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from .messages import image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node
@@ -25,6 +30,7 @@ MAX_WAITING = 10_000
 
 class ExtractorParams(NodeParams):
     model: str = "mnist_0to5_fp32"                  # shipped name or path to an .onnx file
+    input: Literal["image", "imu"] = "image"        # sensor_msgs/Image on image | ImuWindow on imu
     threads: int = Field(1, ge=1, le=64)
     image_qos: Literal["reliable", "sensor_data"] = "reliable"
     expect_ground_truth: bool = False               # true when a labelled dataset is replayed
@@ -37,9 +43,16 @@ class Extractor(Node):
     def __init__(self, bus: Any, params: ExtractorParams) -> None:
         super().__init__(bus, params)
         self.model = FrozenExtractor(model_path(params.model), threads=params.threads)
-        if len(self.model.input_shape) != 3 or self.model.input_shape[0] != 1:
-            raise TinyclError(f"extractor: model input {self.model.input_shape} is not a 1-channel image")
-        self.shape = self.model.input_shape[1:]
+        if params.input == "imu":
+            if len(self.model.input_shape) != 2:
+                raise TinyclError(f"extractor: model input {self.model.input_shape} is not (channels, samples): "
+                                  f"not an IMU/vibration model (input: imu)")
+            self.shape = self.model.input_shape
+        else:
+            if len(self.model.input_shape) != 3 or self.model.input_shape[0] != 1:
+                raise TinyclError(f"extractor: model input {self.model.input_shape} is not a 1-channel image "
+                                  f"(for IMU/vibration windows set input: imu)")
+            self.shape = self.model.input_shape[1:]
         self.Features = bus.msg("Features")
         self.pub = bus.create_publisher("features", self.Features, "reliable")
         self.downstream = [self.pub]
@@ -47,7 +60,10 @@ class Extractor(Node):
         self._waiting: OrderedDict[int, tuple[Any, np.ndarray, float]] = OrderedDict()
         self.sample_id = 0
         bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
-        bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
+        if params.input == "imu":
+            bus.create_subscription("imu", "ImuWindow", self.on_imu, params.image_qos)
+        else:
+            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
         if params.expect_ground_truth:
             bus.create_timer(params.truth_timeout_s / 2, self._flush)
         self.log.info("model %s (%s…), %d features", self.model.path.name, self.model.hash[:12],
@@ -59,8 +75,11 @@ class Extractor(Node):
         self._truth[stamp_ns(msg.header)] = msg
         self._flush()
 
-    def on_image(self, msg: Any) -> None:
-        pixels = image_pixels(msg, self.shape)  # InputError → one line, dropped (by the bus)
+    def on_imu(self, msg: Any) -> None:
+        self.on_image(msg, imu_window(msg, self.shape))
+
+    def on_image(self, msg: Any, window: np.ndarray | None = None) -> None:
+        pixels = image_pixels(msg, self.shape) if window is None else window  # InputError → one line, dropped
         if not self.params.expect_ground_truth:
             self._emit(msg.header, pixels, None)
             return
@@ -92,6 +111,21 @@ class Extractor(Node):
             true_label=-1 if truth is None else int(truth.label),
             labelled=bool(truth is not None and truth.learnable)))
         self.sample_id += 1
+
+
+def imu_window(msg: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """An ImuWindow (samples x channels, row-major) as float32 (channels, samples); InputError otherwise."""
+    channels, samples = shape
+    n_ch = int(msg.n_channels)
+    data = np.asarray(msg.data, np.float32)
+    if n_ch != channels:
+        raise InputError(f"imu window has {n_ch} channels, the extractor takes {channels} (x {samples} samples)")
+    if data.size != channels * samples:
+        raise InputError(f"imu window has {data.size} values, the extractor takes {channels} channels x "
+                         f"{samples} samples = {channels * samples}")
+    if not np.isfinite(data).all():
+        raise InputError("imu window contains NaN or inf")
+    return np.ascontiguousarray(data.reshape(samples, channels).T)
 
 
 def main(argv: list[str] | None = None) -> int:

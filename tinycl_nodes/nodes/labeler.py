@@ -6,19 +6,46 @@ exactly the labels this node publishes, in the same order, so it equals the lear
 without a feedback topic (and the graph learns exactly what the in-process experiment learns).
 Labelled samples (``Features.labelled``) initialise the clusters; until one has arrived an
 unlabelled sample cannot be pseudo-labelled and is dropped with one error line.
+
+In a fleet the learner merges the fleet's global head into its head; the replica would then
+diverge. So this node subscribes ``global_head`` too and applies the *same* merge to its replica
+(``federated.merge_into_head`` with the same ``global_policy`` and ``class_names`` as the learner,
+each round once): a deterministic function of (head, global head), so both heads stay equal. The
+one caveat is timing: each node merges when the global head reaches it, and labelled samples in
+flight between the two at that moment are learned before the merge by the labeler and after it by
+the learner (none when the merge arrives between streams, as in ``make demo-fleet``). The
+centroids are not touched by a merge: with ``cluster_update="head"`` they follow the merged
+head's predictions from then on.
+
+``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
+cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
+becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, or a plot of the
+IMU / vibration window — the candidate classes, most likely first, and why) and is held; the
+``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
+name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
+``label_requests.LabelRequests``, saved atomically with the RCE state. Each answer's outcome is
+also published as JSON on ``label_status`` (std_msgs/String: request_id, status
+learned|refused|expired, class_id, class_name, message).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..core.errors import TinyclError
+from ..core.errors import InputError, TinyclError
+from ..core.federated import merge_into_head
+from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
-from .messages import features_of
+from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
+from .learner import global_snapshot
+from .messages import features_of, image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node
 from .state_file import StateFile
 
@@ -26,14 +53,31 @@ PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clu
 
 
 class LabelerParams(NodeParams):
-    preset: Literal["tinyndc", "tinycl", "clustering"] = "tinycl"
+    preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = "tinycl"
     model: str = "mnist_0to5_fp32"           # the extractor the features come from (hash + size)
     state_dir: str | None = None
     save_every: int = Field(1000, ge=1)      # samples between two state saves (and at exit)
+    class_names: dict[int, str] = Field(default_factory=dict)   # as the learner's (fleet merge)
+    global_topic: str = "global_head"        # the fleet's merged head ("" = not in a fleet)
+    global_policy: Literal["replace", "blend"] = "blend"   # must be the learner's
+    # --- preset rce only: TinyRCE and label requests -------------------------------------------------
+    rce_memory_bytes: int = Field(40 * 1024, ge=64)
+    rce_r_max: float = Field(8.0, gt=0)
+    rce_metric: Literal["l1", "l2"] = "l2"
+    rce_grow_margin: float = Field(0.25, ge=0)
+    request_ttl_s: float = Field(600.0, gt=0)          # an unanswered request is dropped after this
+    max_requests_per_hour: int = Field(60, ge=0)       # the budget of questions (sliding hour)
+    max_pending: int = Field(50, ge=1, le=1000)        # requests waiting at once
+    dedupe_distance: float = Field(0.0, ge=0)          # a sample this close to a pending one joins it
+    max_joined: int = Field(16, ge=0, le=1000)         # duplicates kept per request (learned with it)
+    picture_size: tuple[int, int] = (160, 90)          # width, height of the plot of an IMU window
 
 
 class Labeler(Node):
     Params = LabelerParams
+
+    def __new__(cls, bus: Any, params: LabelerParams) -> "Labeler":
+        return super().__new__(RceLabeler if cls is Labeler and params.preset == "rce" else cls)
 
     def __init__(self, bus: Any, params: LabelerParams) -> None:
         super().__init__(bus, params)
@@ -45,11 +89,24 @@ class Labeler(Node):
         self._since_save = 0
         self._warned_uninitialised = False
         self.state = StateFile(params.state_dir, "labeler", self.log)
+        self.global_round = 0
         self._restore()
         self.LabeledFeatures = bus.msg("LabeledFeatures")
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
         self.downstream = [self.pub]
         bus.create_subscription("features", "Features", self.on_features, "reliable")
+        if params.global_topic and self.system.head is not None:
+            bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
+
+    def on_global_head(self, msg: Any) -> None:
+        """Apply the learner's merge to the replica (same checks, same round once, same policy)."""
+        snap = global_snapshot(msg, self.hash)
+        if snap.version <= self.global_round:
+            return
+        merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
+        self.global_round = snap.version
+        self.log.info("global head round %d merged into the head replica (%s)", snap.version,
+                      self.params.global_policy)
 
     def _restore(self) -> None:
         saved = self.state.load()
@@ -59,6 +116,7 @@ class Labeler(Node):
             self.system.clusterer.load_state_dict(saved["clusterer"])
         if self.system.head is not None and "head" in saved:
             self.system.head.load_state_dict(saved["head"])
+            self.global_round = int(saved["head"]["meta"].get("global_round", 0))
         self.initialised = True
         self.log.info("restored state from %s", self.state.path)
 
@@ -108,7 +166,221 @@ class Labeler(Node):
             states["clusterer"] = self.system.clusterer.state_dict()
         if self.system.head is not None:
             states["head"] = self.system.head.state_dict()
+            states["head"]["meta"]["global_round"] = self.global_round
         self.state.save(states)
+
+
+RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
+MAX_PICTURE_BYTES = 1 << 20
+
+
+class RceLabeler(Labeler):
+    """TinyRCE labeler: covered → pseudo-label; unknown / ambiguous → a label request to a person."""
+
+    def __init__(self, bus: Any, params: LabelerParams) -> None:  # not Labeler.__init__: no clusterer
+        Node.__init__(self, bus, params)
+        extractor = FrozenExtractor(model_path(params.model))
+        self.hash, self.n_features = extractor.hash, extractor.n_features
+        self.rce = TinyRCE(self.n_features, memory_bytes=params.rce_memory_bytes, r_max=params.rce_r_max,
+                           grow_margin=params.rce_grow_margin, metric=params.rce_metric, extractor_hash=self.hash)
+        self.requests = LabelRequests(params.request_ttl_s, params.max_requests_per_hour, params.dedupe_distance,
+                                      params.max_pending, params.max_joined, params.rce_metric)
+        self.state = StateFile(params.state_dir, "labeler", self.log)
+        self._restore_rce()
+        self.requests.set_names(params.class_names)
+        self._since_save, self._dirty = 0, False
+        self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
+        self._request_readers = 0
+        self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
+        self.Features, self.ClassInfo = bus.msg("Features"), bus.msg("ClassInfo")
+        self.Image, self.String = bus.msg("sensor_msgs/msg/Image"), bus.msg("std_msgs/msg/String")
+        self.Header, self.Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+        self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
+        self.request_pub = bus.create_publisher("label_request", self.LabelRequest, "reliable")
+        self.status_pub = bus.create_publisher("label_status", self.String, "reliable")
+        self.downstream = [self.pub]
+        # raw samples first: the executor serves subscriptions in this order, so when an image and
+        # its features are both waiting the image is cached before a request needs its picture
+        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, "sensor_data")
+        bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, "sensor_data")
+        bus.create_subscription("features", "Features", self.on_features, "reliable")
+        bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
+        bus.create_timer(1.0, self._tick)
+        self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
+                      len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
+
+    def _restore_rce(self) -> None:
+        saved = self.state.load()
+        if not saved or "rce" not in saved:
+            return
+        self.rce.load_state_dict(saved["rce"])
+        if "requests" in saved:
+            self.requests.load_state_dict(saved["requests"], self.n_features)
+        self.log.info("restored state from %s", self.state.path)
+
+    # --- samples ------------------------------------------------------------------------------
+    def _on_raw_image(self, msg: Any) -> None:
+        self._remember(msg.header, "image", msg)
+
+    def _on_raw_imu(self, msg: Any) -> None:
+        self._remember(msg.header, "imu", msg)
+
+    def _remember(self, header: Any, kind: str, msg: Any) -> None:
+        self._raw[stamp_ns(header)] = (kind, msg)
+        while len(self._raw) > RAW_CACHE:
+            self._raw.popitem(last=False)
+
+    def on_features(self, msg: Any) -> None:
+        x = features_of(msg, self.n_features, self.hash)
+        if msg.labelled and msg.true_label >= 0:
+            label = int(msg.true_label)
+            self.rce.learn_valid(x, label)
+            self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
+            self._count()
+            return
+        dec = self.rce.decide_valid(x)
+        if not dec.wants_label:
+            self._publish(msg, int(dec.label), float(max(0.0, 1.0 - dec.novelty)), self.LabeledFeatures.PSEUDO)
+            self._count()
+            return
+        self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
+        reason = self._reason(dec)
+        order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
+        candidates = [self.rce.classes[int(i)] for i in order]
+        outcome, req = self.requests.offer(x, time.time(), stamp_ns=stamp_ns(msg.header),
+                                           sample_id=int(msg.sample_id), reason=reason, candidates=candidates)
+        if outcome == "asked" and req is not None:
+            req.picture = self._picture(msg, x)
+            self.log.info("label request %s: %s (sample %d)", req.request_id, reason, msg.sample_id)
+            self._send_request(req)
+            self._save()
+        elif outcome == "joined" and req is not None:
+            self.log.debug("sample %d joins pending label request %s", msg.sample_id, req.request_id)
+            self._dirty = True
+        else:
+            self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
+                           msg.sample_id, len(self.requests.asked_at), len(self.requests.pending))
+        self._count()
+
+    def _reason(self, dec: Any) -> str:
+        if dec.reason == AMBIGUOUS:
+            a, b = (self._name(c) for c in dec.candidates[:2])
+            return f"ambiguous between {a} and {b}"
+        if dec.reason == "empty":
+            return "novel: nothing learned yet"
+        return "novel: no prototype covers it"
+
+    def _name(self, cid: int) -> str:
+        return self.requests.names.get(int(cid), str(cid))
+
+    def _picture(self, features: Any, x: np.ndarray) -> dict[str, Any]:
+        """The sample as a person can see it: the camera image, a plot of the IMU window, or of the features."""
+        w, h = self.params.picture_size
+        kind, raw = self._raw.get(stamp_ns(features.header), (None, None))
+        try:
+            if kind == "image":
+                image_pixels(raw, (raw.height, raw.width))           # validates sizes and encoding
+                data = np.frombuffer(bytes(raw.data), np.uint8)
+                if data.size <= MAX_PICTURE_BYTES:
+                    return {"height": int(raw.height), "width": int(raw.width), "encoding": raw.encoding,
+                            "step": int(raw.step), "data": data.copy()}
+            elif kind == "imu":
+                n_ch = int(raw.n_channels)
+                values = np.asarray(raw.data, np.float32)
+                if n_ch < 1 or values.size % n_ch:
+                    raise InputError(f"imu window of {values.size} values is not samples x {n_ch} channels")
+                rgb = render_plot(values.reshape(-1, n_ch).T, w, h)
+                return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
+        except TinyclError as exc:
+            self.log.warning("cannot draw the raw sample (%s): showing its features", exc)
+        rgb = render_plot(x[None, :], w, h, bars=True)
+        return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
+
+    # --- requests and answers -----------------------------------------------------------------
+    def _header(self, ns: int | None = None, frame: str = "") -> Any:
+        if ns is None:
+            return self.Header(stamp=self.bus.stamp(), frame_id=frame)
+        return self.Header(stamp=self.Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame)
+
+    def _features_msg(self, req: Pending, i: int) -> Any:
+        return self.Features(header=self._header(req.stamps[i]), data=req.samples[i], extractor_hash=self.hash,
+                             sample_id=req.sample_id if i == 0 else 0, true_label=-1, labelled=False)
+
+    def _send_request(self, req: Pending) -> None:
+        pic = req.picture
+        picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
+                             encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
+                             data=pic.get("data", np.zeros(0, np.uint8)))
+        counts = self.rce.sample_counts()
+        candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
+                      for c in req.candidates if c in self.rce.classes]
+        self.request_pub.publish(self.LabelRequest(header=self._header(int(req.created * 1e9)),
+                                                   request_id=req.request_id, picture=picture, candidates=candidates,
+                                                   reason=req.reason, features=self._features_msg(req, 0)))
+
+    def on_answer(self, msg: Any) -> None:
+        rid = str(msg.request_id)
+        try:
+            res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes,
+                                             time.time())
+        except AnswerError as exc:
+            self.requests.counters["refused"] += 1
+            self._status(rid, "refused", message=str(exc))
+            self.log.error("%s", exc)
+            return
+        self._learn_answer(res, str(msg.answered_by))
+
+    def _learn_answer(self, res: Resolution, by: str) -> None:
+        req = res.request
+        for x in req.samples:
+            self.rce.learn_valid(x, res.class_id)
+        self.requests.commit(res)
+        for i in range(len(req.samples)):
+            self.pub.publish(self.LabeledFeatures(header=self._header(), features=self._features_msg(req, i),
+                                                  label=res.class_id, confidence=1.0,
+                                                  source=self.LabeledFeatures.HUMAN, label_name=res.class_name))
+        self._save()
+        self._status(req.request_id, "learned", res.class_id, res.class_name)
+        self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
+                      f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
+                      len(req.samples))
+
+    def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
+        self.status_pub.publish(self.String(data=json.dumps(
+            {"request_id": rid, "status": status, "class_id": class_id, "class_name": class_name, "message": message})))
+
+    def _tick(self) -> None:
+        """Every second: expire old requests, resend the pending ones to a new reader, save if needed."""
+        for req in self.requests.expire(time.time()):
+            self.log.info("label request %s expired unanswered (%d sample(s) dropped)", req.request_id,
+                          len(req.samples))
+            self._status(req.request_id, "expired")
+            self._dirty = True
+        readers = self.request_pub.get_subscription_count()
+        if readers > self._request_readers and self.requests.pending:
+            for req in self.requests.pending.values():
+                self._send_request(req)
+        self._request_readers = readers
+        if self._dirty:
+            self._save()
+
+    # --- labelled output and state ------------------------------------------------------------
+    def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
+        self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
+                                              confidence=confidence, source=source,
+                                              label_name=self.requests.names.get(label, "") if label >= 0 else ""))
+
+    def _count(self) -> None:
+        self._since_save += 1
+        if self._since_save >= self.params.save_every:
+            self._save()
+
+    def _save(self) -> None:
+        self._since_save, self._dirty = 0, False
+        self.state.save({"rce": self.rce.state_dict(), "requests": self.requests.state_dict()})
+
+    def close(self) -> None:
+        self._save()
 
 
 def main(argv: list[str] | None = None) -> int:

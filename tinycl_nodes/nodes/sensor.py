@@ -4,6 +4,13 @@ Topics: ``image`` (sensor_msgs/Image, mono8) and, for a labelled dataset, ``grou
 (GroundTruth, same stamp as the image). Replaying MNIST follows the TinyNDC protocol: first the
 k labelled training images per class (``learnable`` ground truth), then the test stream, in the
 same random order as ``tinycl experiment tinyndc`` for the same seed.
+
+IMU and vibration windows (``source: har`` | ``cwru``) go on ``imu`` (ImuWindow, samples x channels
+row-major, with the dataset's rate and channel names) with the same ``ground_truth``: first
+``labels_per_class`` labelled windows per class (HAR: of ``har_labelled_subjects``; CWRU: of the
+training split), then the stream (HAR: the windows of ``har_stream_subjects`` in time order, a new
+user; CWRU: the test split in a random order), at most ``stream_length``. ``labelled_classes``
+keeps the labelled part to those classes (the others arrive unannounced: novel classes).
 """
 
 from __future__ import annotations
@@ -20,11 +27,17 @@ from .runner import Node, NodeParams, run_node
 
 
 class SensorParams(NodeParams):
-    source: Literal["mnist", "rosbag", "camera"] = "mnist"
+    source: Literal["mnist", "rosbag", "camera", "har", "cwru"] = "mnist"
     data_dir: str | None = None                     # default: $TINYCL_DATA or ../shared/data
     seed: int = Field(0, ge=0)
     labels_per_class: int = Field(10, ge=1, le=1000)
     stream_length: int = Field(8000, ge=1, le=10000)
+    stream_classes: list[int] | None = None         # replay only these classes of the stream (a fleet
+                                                    # device); the labelled init keeps all ten
+    labelled_classes: list[int] | None = None       # labelled samples of these classes only (others: novel)
+    har_device: Literal["sp", "sw"] = "sp"          # har: smartphone or smartwatch
+    har_labelled_subjects: list[int] = Field(default_factory=lambda: [1])   # har: users the labels come from
+    har_stream_subjects: list[int] = Field(default_factory=lambda: [13])    # har: the new user streamed
     rate_hz: float = Field(0.0, ge=0.0)            # 0 = as fast as the reliable graph takes them
     qos: Literal["reliable", "sensor_data"] = "reliable"  # replay loses nothing; a camera may drop
     wait_for_subscribers: int = Field(1, ge=0)        # readers of image to wait for before starting
@@ -49,6 +62,12 @@ class Sensor(Node):
         self.Header = bus.msg("std_msgs/msg/Header")
         self.GroundTruth = bus.msg("GroundTruth")
         self.image_pub = bus.create_publisher("image", self.Image, params.qos)
+        self.imu = params.source in ("har", "cwru")
+        self.class_names: tuple[str, ...] = ()
+        if self.imu:
+            self.ImuWindow = bus.msg("ImuWindow")
+            self.imu_pub = bus.create_publisher("imu", self.ImuWindow, params.qos)
+            self.channel_names, self.rate_hz = [], 0.0
         self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
         self._last_ns = 0
         self.published = 0
@@ -62,11 +81,50 @@ class Sensor(Node):
         Xtr, ytr = load_mnist("train", p.data_dir)
         Xte, yte = load_mnist("test", p.data_dir)
         init, stream, _ = split_indices(p.seed, ytr, yte, p.stream_length, p.labels_per_class)
+        if p.stream_classes is not None:
+            stream = stream[np.isin(yte[stream], p.stream_classes)]
         self.log.info("MNIST replay: %d labelled + %d stream samples (seed %d)", init.size, stream.size, p.seed)
         for i in init:
-            yield Xtr[i], int(ytr[i]), True
+            if p.labelled_classes is None or int(ytr[i]) in p.labelled_classes:
+                yield Xtr[i], int(ytr[i]), True
         for i in stream:
             yield Xte[i], int(yte[i]), False
+
+    def _labelled_first(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, int, bool]]:
+        p = self.params
+        for c in np.unique(y):
+            if p.labelled_classes is not None and int(c) not in p.labelled_classes:
+                continue
+            idx = np.flatnonzero(y == c)
+            for i in np.sort(rng.choice(idx, min(p.labels_per_class, idx.size), replace=False)):
+                yield X[i], int(c), True
+
+    def _har(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        from ..datasets.har import CHANNELS, CLASSES, load_har
+
+        p = self.params
+        rng = np.random.default_rng(p.seed)
+        lab = load_har(p.data_dir, device=p.har_device, subjects=p.har_labelled_subjects)
+        new = load_har(p.data_dir, device=p.har_device, subjects=p.har_stream_subjects)
+        self.class_names, self.channel_names, self.rate_hz = CLASSES, list(CHANNELS), 51.0
+        self.log.info("HAR replay (%s): labelled windows of subjects %s, then %d windows of subjects %s",
+                      p.har_device, p.har_labelled_subjects, min(len(new), p.stream_length), p.har_stream_subjects)
+        yield from self._labelled_first(lab.X, lab.y, rng)
+        for i in range(min(len(new), p.stream_length)):
+            yield new.X[i], int(new.y[i]), False
+
+    def _cwru(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        from ..datasets.cwru import CLASSES, load_cwru
+
+        p = self.params
+        rng = np.random.default_rng(p.seed)
+        train, test = load_cwru(p.data_dir, split="train"), load_cwru(p.data_dir, split="test")
+        self.class_names, self.channel_names, self.rate_hz = CLASSES, ["drive_end_g"], 12000.0
+        order = rng.permutation(len(test))[:p.stream_length]
+        self.log.info("CWRU replay: labelled training windows, then %d test windows", order.size)
+        yield from self._labelled_first(train.X, train.y, rng)
+        for i in order:
+            yield test.X[i], int(test.y[i]), False
 
     def _rosbag(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
         from rosbags.highlevel import AnyReader
@@ -74,11 +132,7 @@ class Sensor(Node):
 
         from .messages import image_pixels
 
-        if not self.params.bag:
-            raise TinyclError("sensor: source 'rosbag' needs the parameter bag (a rosbag2 folder or .mcap file)")
-        path = Path(self.params.bag)
-        if not path.exists():
-            raise TinyclError(f"sensor: rosbag not found: {path}")
+        path = self._bag_path()
         store = get_typestore(Stores.ROS2_HUMBLE)
         with AnyReader([path], default_typestore=store) as reader:
             conns = [c for c in reader.connections if c.topic == self.params.bag_topic]
@@ -91,6 +145,14 @@ class Sensor(Node):
                     yield image_pixels(img, (img.height, img.width)), None, False
                 except TinyclError as exc:
                     self.log.error("bag message dropped: %s", exc)
+
+    def _bag_path(self) -> Path:
+        if not self.params.bag:
+            raise TinyclError("sensor: source 'rosbag' needs the parameter bag (a rosbag2 folder or .mcap file)")
+        path = Path(self.params.bag)
+        if not path.exists():
+            raise TinyclError(f"sensor: rosbag not found: {path}")
+        return path
 
     def _camera(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
         try:
@@ -122,8 +184,16 @@ class Sensor(Node):
     def publish(self, pixels: np.ndarray, label: int | None, learnable: bool) -> None:
         header = self._stamp()
         if label is not None:
-            self.truth_pub.publish(self.GroundTruth(header=header, label=label, class_name=str(label),
+            name = self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
+            self.truth_pub.publish(self.GroundTruth(header=header, label=label, class_name=name,
                                                     learnable=learnable))
+        if self.imu:  # (channels, samples) → row-major samples x channels
+            header.frame_id = "imu"
+            self.imu_pub.publish(self.ImuWindow(header=header, data=np.ascontiguousarray(pixels.T, np.float32).ravel(),
+                                                n_channels=pixels.shape[0], rate_hz=self.rate_hz,
+                                                channel_names=self.channel_names))
+            self.published += 1
+            return
         h, w = pixels.shape
         self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding="mono8", is_bigendian=0,
                                           step=w, data=np.ascontiguousarray(pixels, np.uint8).ravel()))
@@ -132,8 +202,9 @@ class Sensor(Node):
     def _wait_for_readers(self) -> None:
         p = self.params
         end = time.monotonic() + p.wait_timeout_s
-        while self.bus.ok() and (self.image_pub.get_subscription_count() < p.wait_for_subscribers
-                                 or (p.source == "mnist" and self.truth_pub.get_subscription_count()
+        data_pub = self.imu_pub if self.imu else self.image_pub
+        while self.bus.ok() and (data_pub.get_subscription_count() < p.wait_for_subscribers
+                                 or (p.source in ("mnist", "har", "cwru") and self.truth_pub.get_subscription_count()
                                      < p.wait_for_truth_subscribers)):
             if time.monotonic() > end:
                 raise TinyclError(f"sensor: not enough subscribers on image/ground_truth after {p.wait_timeout_s:.0f} s")
@@ -142,7 +213,10 @@ class Sensor(Node):
 
     def run(self) -> None:
         p = self.params
-        source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera}[p.source]()
+        source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera, "har": self._har,
+                  "cwru": self._cwru}[p.source]()
+        if p.source == "rosbag":
+            self._bag_path()   # a missing bag is one line now, not after waiting for readers
         self._wait_for_readers()
         period = 1.0 / p.rate_hz if p.rate_hz > 0 else 0.0
         next_t = time.perf_counter()

@@ -1,5 +1,6 @@
 /*
- * tinycl — the learning core in C99 (TinyNDC on a frozen int8 CNN), for Cortex-M7 and the host.
+ * tinycl — the learning core in C99 (TinyNDC on a frozen int8 CNN, and TinyRCE), for Cortex-M7
+ * and the host.
  *
  * Same semantics as the Python core (tinycl_nodes/core): the frozen extractor reproduces
  * onnxruntime's int8 inference of the QDQ model the Python side uses, NearestCentroid and CWR*
@@ -7,7 +8,8 @@
  * (paper configuration: learn every pseudo-label, centroids follow the head's prediction).
  *
  * Memory: no malloc. Every object is a plain struct whose size is fixed at compile time by
- * TINYCL_MAX_CLASSES and TINYCL_N_FEATURES (the latter comes from the generated model header);
+ * TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES and TINYCL_N_FEATURES (the last comes from the
+ * generated model header);
  * the caller places it (static, stack or a buffer). Only libm is used (sqrt, exp).
  *
  * Errors: functions returning int return TINYCL_OK (0) or a negative TINYCL_E* code; on error
@@ -32,7 +34,7 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 1
+#define TINYCL_ABI_VERSION 2 /**< 2: TinyRCE, *_set_extractor */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -84,6 +86,11 @@ int tinycl_cwr_predict(const tinycl_cwr_t *h, const float *x, int32_t *y);
 int tinycl_cwr_scores(const tinycl_cwr_t *h, const float *x, float *scores);
 /** Consolidate the partial batch now (before exporting). */
 void tinycl_cwr_flush(tinycl_cwr_t *h);
+/** Mark the head as trained on another frozen extractor (features computed elsewhere, e.g. by the
+ *  fp32 model on a host); save/load then check blobs against this hash instead of the model's. */
+int tinycl_cwr_set_extractor(tinycl_cwr_t *h, const uint8_t sha256[32]);
+/** The sha256 of the generated model (TINYCL_MODEL_SHA256) as 32 bytes. */
+void tinycl_model_sha256_bytes(uint8_t out[32]);
 
 /* ---------------------------------------------------------------------------------------------
  * NearestCentroid clustering (clustering.py; the TinyNDC paper's L2 centroids)
@@ -132,16 +139,98 @@ int tinycl_ndc_stage_learn(tinycl_ndc_t *s, const float *x, const tinycl_step_t 
 int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinycl_step_t *st);
 
 /* ---------------------------------------------------------------------------------------------
+ * TinyRCE (rce.py): Restricted Coulomb Energy classifier — prototypes (center, radius, class);
+ * a prototype fires on x when d(x, center) < radius. Learning a labelled x shrinks the wrong-class
+ * prototypes that fire (r = d), grows a right-class one that nearly covers x (d/r < 1 +
+ * grow_margin, below r_max and another class's center), or commits a new prototype at x with
+ * r = min(distance to the nearest other-class prototype, r_max); prototypes with r <= r_min are
+ * pruned; when the memory budget is full the least recently useful prototype of a class that
+ * keeps another is evicted. decide() says covered / ambiguous (closest firing wins) / unknown.
+ * Memory budget as in Python: a prototype costs TINYCL_RCE_PROTOTYPE_BYTES (4F + 14) and a known
+ * class TINYCL_RCE_CLASS_BYTES (8); max prototypes = (memory_bytes − 8·max(C, 1)) // (4F + 14),
+ * which must not exceed the static TINYCL_RCE_MAX_PROTOTYPES (default 152: the paper's 40 KiB
+ * budget at 64 features holds 151).
+ * ------------------------------------------------------------------------------------------- */
+#ifndef TINYCL_RCE_MAX_PROTOTYPES
+#define TINYCL_RCE_MAX_PROTOTYPES 152
+#endif
+#define TINYCL_RCE_PROTOTYPE_BYTES (4u * TINYCL_N_FEATURES + 14u)
+#define TINYCL_RCE_CLASS_BYTES 8u
+#define TINYCL_RCE_L2 0u /**< Euclidean distance */
+#define TINYCL_RCE_L1 1u /**< Manhattan distance */
+/* decision reasons */
+#define TINYCL_RCE_EMPTY 0     /**< nothing learned yet */
+#define TINYCL_RCE_UNKNOWN 1   /**< no prototype fires: ask for a label */
+#define TINYCL_RCE_AMBIGUOUS 2 /**< prototypes of several classes fire (the closest wins) */
+#define TINYCL_RCE_COVERED 3   /**< prototypes of one class fire */
+/* counters */
+enum { TINYCL_RCE_COMMITTED, TINYCL_RCE_GROWN, TINYCL_RCE_SHRUNK, TINYCL_RCE_PRUNED, TINYCL_RCE_EVICTED,
+       TINYCL_RCE_DROPPED, TINYCL_RCE_N_COUNTERS };
+
+typedef struct {
+    float centers[TINYCL_RCE_MAX_PROTOTYPES][TINYCL_N_FEATURES];
+    float radii[TINYCL_RCE_MAX_PROTOTYPES];
+    uint32_t hits[TINYCL_RCE_MAX_PROTOTYPES];      /**< times it covered / grew to a sample */
+    uint32_t last_used[TINYCL_RCE_MAX_PROTOTYPES]; /**< step (n_seen + 1) of its last use */
+    uint16_t rows[TINYCL_RCE_MAX_PROTOTYPES];      /**< class row of each prototype */
+    int32_t classes[TINYCL_MAX_CLASSES];           /**< class id of each row, in order of appearance */
+    uint32_t class_seen[TINYCL_MAX_CLASSES];       /**< samples learned per class */
+    uint32_t n_classes;
+    uint32_t n_prototypes;
+    uint32_t memory_bytes;
+    uint32_t metric;      /**< TINYCL_RCE_L2 or TINYCL_RCE_L1 */
+    double r_max, r_min, grow_margin;
+    uint32_t n_seen;
+    uint32_t counters[TINYCL_RCE_N_COUNTERS];
+    uint64_t learning_macs; /**< multiply-accumulates of learning (one per feature per distance) */
+    uint8_t extractor_sha256[32];
+} tinycl_rce_t;
+
+typedef struct {
+    int32_t label;     /**< class of the closest firing prototype, −1 when nothing fires */
+    int32_t nearest;   /**< class of the prototype with the smallest d/r (−1 when empty) */
+    int32_t reason;    /**< TINYCL_RCE_EMPTY / UNKNOWN / AMBIGUOUS / COVERED */
+    float novelty;     /**< smallest d/r (< 1: covered), inf when empty */
+    float distance;    /**< d of the closest firing prototype, or of the nearest when unknown */
+    uint32_t n_candidates;
+    int32_t candidates[TINYCL_MAX_CLASSES]; /**< classes that fire, closest first */
+} tinycl_rce_decision_t;
+
+/** 1 if the hyper-parameters are valid for this build (as TinyRCE.__init__ checks, and the budget
+ *  holds 1..TINYCL_RCE_MAX_PROTOTYPES prototypes), else 0. */
+int tinycl_rce_params_ok(uint32_t memory_bytes, double r_max, double r_min, double grow_margin, uint32_t metric);
+/** Empty classifier; TINYCL_EINVAL if tinycl_rce_params_ok() says no. Copies the model's sha256. */
+int tinycl_rce_init(tinycl_rce_t *r, uint32_t memory_bytes, double r_max, double r_min, double grow_margin,
+                    uint32_t metric);
+/** Learn one labelled sample (a new class id adds a class: TINYCL_EFULL beyond TINYCL_MAX_CLASSES). */
+int tinycl_rce_learn(tinycl_rce_t *r, const float *x, int32_t y);
+/** Known or unknown, and why (TinyRCE.decide). */
+int tinycl_rce_decide(const tinycl_rce_t *r, const float *x, tinycl_rce_decision_t *dec);
+/** Closest firing prototype's class, or the best guess (smallest d/r); TINYCL_EEMPTY before learning. */
+int tinycl_rce_predict(const tinycl_rce_t *r, const float *x, int32_t *y);
+/** Prototypes the budget allows next to the classes known now (may be ≤ 0 when classes fill it). */
+int32_t tinycl_rce_max_prototypes(const tinycl_rce_t *r);
+/** memory_bytes that holds exactly n prototypes with one class (n·(4F + 14) + 8). */
+uint32_t tinycl_rce_budget_bytes(uint32_t n_prototypes);
+int tinycl_rce_set_extractor(tinycl_rce_t *r, const uint8_t sha256[32]);
+
+/* ---------------------------------------------------------------------------------------------
  * State blobs (format documented in micro_ros_firmware/README.md; Python: tinycl_nodes/export/c_state.py)
- *   header: "TCLS" | u8 kind (1 CWRStar, 2 NearestCentroid) | u8 version (1) | u16 n_features
+ *   header: "TCLS" | u8 kind (1 CWRStar, 2 NearestCentroid, 3 TinyRCE) | u8 version (1) | u16 n_features
  *           | u16 n_classes | u16 reserved 0   — then the kind's body — then u32 CRC-32 (IEEE)
  *   of everything before it. All little-endian.
  * ------------------------------------------------------------------------------------------- */
 #define TINYCL_KIND_CWR 1
 #define TINYCL_KIND_NCM 2
+#define TINYCL_KIND_RCE 3
 #define TINYCL_STATE_VERSION 1
 #define TINYCL_CWR_STATE_BYTES(C) (12u + 4u + 4u + 4u + 4u + 32u + (C) * (4u + 4u + 4u) + 2u * (C) * TINYCL_N_FEATURES * 4u + 4u)
 #define TINYCL_NCM_STATE_BYTES(C) (12u + 4u + (C) * (4u + 4u) + (C) * TINYCL_N_FEATURES * 4u + 4u)
+/* TinyRCE body: u32 memory_bytes | f64 r_max | f64 r_min | f64 grow_margin | u32 metric | u32 n_seen
+ *   | u64 learning_macs | u32 counters[6] | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
+ *   | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
+ * (every prototype costs exactly TINYCL_RCE_PROTOTYPE_BYTES and every class 8 bytes, as the budget counts) */
+#define TINYCL_RCE_STATE_BYTES(C, P) (12u + 104u + (C) * TINYCL_RCE_CLASS_BYTES + (P) * TINYCL_RCE_PROTOTYPE_BYTES + 4u)
 
 size_t tinycl_cwr_state_size(const tinycl_cwr_t *h);
 int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *written);
@@ -149,6 +238,12 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len);
 size_t tinycl_ncm_state_size(const tinycl_ncm_t *c);
 int tinycl_ncm_save(const tinycl_ncm_t *c, uint8_t *buf, size_t cap, size_t *written);
 int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len);
+size_t tinycl_rce_state_size(const tinycl_rce_t *r);
+int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *written);
+/** Refuses (object unchanged) a blob with bad CRC/size/kind/version, invalid hyper-parameters, more
+ *  prototypes than its budget or this build holds, radii outside [0, r_max·(1 + 1e-3)], NaN, bad
+ *  class rows, duplicate classes, or another extractor's hash. */
+int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len);
 uint32_t tinycl_crc32(const uint8_t *data, size_t len);
 
 /* ---------------------------------------------------------------------------------------------
@@ -160,6 +255,8 @@ uint32_t tinycl_max_classes(void);
 size_t tinycl_sizeof_cwr(void);
 size_t tinycl_sizeof_ncm(void);
 size_t tinycl_sizeof_ndc(void);
+size_t tinycl_sizeof_rce(void);
+uint32_t tinycl_rce_capacity(void); /**< TINYCL_RCE_MAX_PROTOTYPES of this build */
 const char *tinycl_model_sha256(void);
 
 #ifdef __cplusplus

@@ -37,7 +37,7 @@ static uint32_t argmax(const float *z, uint32_t n) {
 }
 
 /* ------------------------------------------------------------------------------------ CWR* */
-static const uint8_t *model_sha_bytes(uint8_t out[32]) {
+void tinycl_model_sha256_bytes(uint8_t out[32]) {
     const char *hex = TINYCL_MODEL_SHA256;
     for (int i = 0; i < 32; i++) {
         uint8_t v = 0;
@@ -47,7 +47,12 @@ static const uint8_t *model_sha_bytes(uint8_t out[32]) {
         }
         out[i] = v;
     }
-    return out;
+}
+
+int tinycl_cwr_set_extractor(tinycl_cwr_t *h, const uint8_t sha256[32]) {
+    if (!h || !sha256) return TINYCL_EINVAL;
+    memcpy(h->extractor_sha256, sha256, 32);
+    return TINYCL_OK;
 }
 
 int tinycl_cwr_init(tinycl_cwr_t *h, float lr, uint32_t batch_size) {
@@ -55,7 +60,7 @@ int tinycl_cwr_init(tinycl_cwr_t *h, float lr, uint32_t batch_size) {
     memset(h, 0, sizeof *h);
     h->lr = lr;
     h->batch_size = batch_size;
-    model_sha_bytes(h->extractor_sha256);
+    tinycl_model_sha256_bytes(h->extractor_sha256);
     return TINYCL_OK;
 }
 

@@ -27,6 +27,10 @@ static uint8_t get_u8(rd_t *r) { return *r->p++; }
 static uint16_t get_u16(rd_t *r) { uint16_t lo = get_u8(r); return (uint16_t)(lo | (uint16_t)get_u8(r) << 8); }
 static uint32_t get_u32(rd_t *r) { uint32_t lo = get_u16(r); return lo | (uint32_t)get_u16(r) << 16; }
 static float get_f32(rd_t *r) { uint32_t v = get_u32(r); float f; memcpy(&f, &v, 4); return f; }
+static void put_u64(wr_t *w, uint64_t v) { put_u32(w, (uint32_t)v); put_u32(w, (uint32_t)(v >> 32)); }
+static void put_f64(wr_t *w, double d) { uint64_t v; memcpy(&v, &d, 8); put_u64(w, v); }
+static uint64_t get_u64(rd_t *r) { uint64_t lo = get_u32(r); return lo | (uint64_t)get_u32(r) << 32; }
+static double get_f64(rd_t *r) { uint64_t v = get_u64(r); double d; memcpy(&d, &v, 8); return d; }
 static int finite(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
 
 static void put_header(wr_t *w, uint8_t kind, uint32_t n_classes) {
@@ -46,10 +50,36 @@ static int check_header(rd_t *r, size_t len, uint8_t kind) {
     uint32_t c = get_u16(r);
     if (get_u16(r) != 0 || c > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
     size_t want = kind == TINYCL_KIND_CWR ? TINYCL_CWR_STATE_BYTES(c) : TINYCL_NCM_STATE_BYTES(c);
+    if (kind == TINYCL_KIND_RCE) { /* the prototype count P sits at byte 112 of the blob */
+        if (len < TINYCL_RCE_STATE_BYTES(0u, 0u)) return TINYCL_ESTATE;
+        rd_t pr = {start + 112};
+        const uint32_t P = get_u32(&pr);
+        if (P > TINYCL_RCE_MAX_PROTOTYPES) return TINYCL_ESTATE;
+        want = TINYCL_RCE_STATE_BYTES(c, P);
+    }
     if (len != want) return TINYCL_ESTATE;
     rd_t t = {start + len - 4};
     if (get_u32(&t) != tinycl_crc32(start, len - 4)) return TINYCL_ESTATE;
     return (int)c;
+}
+
+static int is_zero(const uint8_t sha[32]) {
+    int z = 1;
+    for (int i = 0; i < 32; i++) z &= sha[i] == 0;
+    return z;
+}
+
+/* A blob trained on another frozen extractor is refused. The reference is the object's own hash
+ * (set by *_init to the model's, or by *_set_extractor), the model's when the object has none;
+ * an all-zero hash in the blob means unknown and is accepted. */
+static int same_extractor(const uint8_t blob[32], const uint8_t own[32]) {
+    uint8_t model[32];
+    if (is_zero(blob)) return 1;
+    if (is_zero(own)) {
+        tinycl_model_sha256_bytes(model);
+        own = model;
+    }
+    return memcmp(blob, own, 32) == 0;
 }
 
 static void put_crc(wr_t *w, uint8_t *start) {
@@ -109,12 +139,7 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     if (cur_sum != tmp.n_batch) return TINYCL_ESTATE;
     for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.cw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
     for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.tw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
-    /* a head trained on another frozen extractor is refused (all-zero hash = unknown, accepted) */
-    tinycl_cwr_t probe;
-    tinycl_cwr_init(&probe, 1.0f, 1);
-    int unknown = 1;
-    for (int i = 0; i < 32; i++) unknown &= tmp.extractor_sha256[i] == 0;
-    if (!unknown && memcmp(tmp.extractor_sha256, probe.extractor_sha256, 32) != 0) return TINYCL_ESTATE;
+    if (!same_extractor(tmp.extractor_sha256, h->extractor_sha256)) return TINYCL_ESTATE;
     *h = tmp;
     return TINYCL_OK;
 }
@@ -152,5 +177,82 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
     for (int i = 0; i < n; i++) if ((tmp.counts[i] = get_u32(&r)) == 0) return TINYCL_ESTATE;
     for (int i = 0; i < n; i++) for (int f = 0; f < F; f++) if (!finite(tmp.centroids[i][f] = get_f32(&r))) return TINYCL_ESTATE;
     *c = tmp;
+    return TINYCL_OK;
+}
+
+/* ------------------------------------------------------------------------------------- TinyRCE */
+size_t tinycl_rce_state_size(const tinycl_rce_t *r) {
+    return r ? TINYCL_RCE_STATE_BYTES(r->n_classes, r->n_prototypes) : 0;
+}
+
+int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *written) {
+    if (!r || !buf) return TINYCL_EINVAL;
+    const uint32_t C = r->n_classes, P = r->n_prototypes;
+    if (cap < TINYCL_RCE_STATE_BYTES(C, P)) return TINYCL_ESPACE;
+    wr_t w = {buf};
+    put_header(&w, TINYCL_KIND_RCE, C);
+    put_u32(&w, r->memory_bytes);
+    put_f64(&w, r->r_max);
+    put_f64(&w, r->r_min);
+    put_f64(&w, r->grow_margin);
+    put_u32(&w, r->metric);
+    put_u32(&w, r->n_seen);
+    put_u64(&w, r->learning_macs);
+    for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) put_u32(&w, r->counters[k]);
+    memcpy(w.p, r->extractor_sha256, 32);
+    w.p += 32;
+    put_u32(&w, P);
+    for (uint32_t c = 0; c < C; c++) put_u32(&w, (uint32_t)r->classes[c]);
+    for (uint32_t c = 0; c < C; c++) put_u32(&w, r->class_seen[c]);
+    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) put_f32(&w, r->centers[j][f]);
+    for (uint32_t j = 0; j < P; j++) put_f32(&w, r->radii[j]);
+    for (uint32_t j = 0; j < P; j++) put_u16(&w, r->rows[j]);
+    for (uint32_t j = 0; j < P; j++) put_u32(&w, r->hits[j]);
+    for (uint32_t j = 0; j < P; j++) put_u32(&w, r->last_used[j]);
+    put_crc(&w, buf);
+    if (written) *written = (size_t)(w.p - buf);
+    return TINYCL_OK;
+}
+
+int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
+    static tinycl_rce_t tmp; /* parsed completely before r is touched */
+    if (!r) return TINYCL_EINVAL;
+    rd_t rd = {buf};
+    int c = check_header(&rd, len, TINYCL_KIND_RCE);
+    if (c < 0) return c;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.n_classes = (uint32_t)c;
+    tmp.memory_bytes = get_u32(&rd);
+    tmp.r_max = get_f64(&rd);
+    tmp.r_min = get_f64(&rd);
+    tmp.grow_margin = get_f64(&rd);
+    tmp.metric = get_u32(&rd);
+    tmp.n_seen = get_u32(&rd);
+    tmp.learning_macs = get_u64(&rd);
+    for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) tmp.counters[k] = get_u32(&rd);
+    memcpy(tmp.extractor_sha256, rd.p, 32);
+    rd.p += 32;
+    const uint32_t P = get_u32(&rd);
+    tmp.n_prototypes = P;
+    if (!tinycl_rce_params_ok(tmp.memory_bytes, tmp.r_max, tmp.r_min, tmp.grow_margin, tmp.metric)) return TINYCL_ESTATE;
+    if ((int64_t)P > (int64_t)tinycl_rce_max_prototypes(&tmp)) return TINYCL_ESTATE;
+    for (int i = 0; i < c; i++) {
+        tmp.classes[i] = (int32_t)get_u32(&rd);
+        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
+        for (int j = 0; j < i; j++)
+            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
+    }
+    for (int i = 0; i < c; i++) tmp.class_seen[i] = get_u32(&rd);
+    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) if (!finite(tmp.centers[j][f] = get_f32(&rd))) return TINYCL_ESTATE;
+    const float r_hi = (float)(tmp.r_max * (1.0 + 1e-3));
+    for (uint32_t j = 0; j < P; j++) {
+        tmp.radii[j] = get_f32(&rd);
+        if (!(tmp.radii[j] >= 0.0f) || tmp.radii[j] > r_hi) return TINYCL_ESTATE;
+    }
+    for (uint32_t j = 0; j < P; j++) if ((tmp.rows[j] = get_u16(&rd)) >= (uint32_t)c) return TINYCL_ESTATE;
+    for (uint32_t j = 0; j < P; j++) tmp.hits[j] = get_u32(&rd);
+    for (uint32_t j = 0; j < P; j++) tmp.last_used[j] = get_u32(&rd);
+    if (!same_extractor(tmp.extractor_sha256, r->extractor_sha256)) return TINYCL_ESTATE;
+    *r = tmp;
     return TINYCL_OK;
 }

@@ -3,7 +3,12 @@
  *   in : params.bin (u32 n_images, u32 n_init, u32 n_stream, f32 lr, u32 batch_size),
  *        images.u8, init_x.f32, init_y.i32, stream_x.f32, [py_cwr.bin, py_ncm.bin]
  *   out: c_features.i8, c_steps.bin (i32 prediction, i32 pseudo-label, f32 confidence per sample),
- *        c_cwr.bin, c_ncm.bin, [c_cwr_roundtrip.bin, c_ncm_roundtrip.bin] */
+ *        c_cwr.bin, c_ncm.bin, [c_cwr_roundtrip.bin, c_ncm_roundtrip.bin]
+ * With --rce DIR (TinyRCE):
+ *   in : rce_params.bin (u32 n, u32 memory_bytes, f64 r_max, f64 r_min, f64 grow_margin, u32 metric,
+ *        32 B extractor sha256), rce_x.f32, rce_y.i32 (a labelled stream), [py_rce.bin]
+ *   out: c_rce_decisions.bin (per sample, decided before learning it: i32 label, i32 nearest,
+ *        i32 reason, f32 novelty, f32 distance), c_rce.bin, [c_rce_roundtrip.bin] */
 #include <stdio.h>
 #include <string.h>
 
@@ -50,9 +55,67 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
     return fclose(f) != 0;
 }
 
+static tinycl_rce_t rce, rce_back;
+static uint8_t rce_blob[TINYCL_RCE_STATE_BYTES(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES)];
+static uint8_t rce_in[sizeof rce_blob];
+static int32_t rce_y[MAX_STREAM];
+static int32_t rce_out[MAX_STREAM * 5];
+
+static int run_rce(const char *dir) {
+    uint8_t p[4 + 4 + 24 + 4 + 32];
+    if (read_file(dir, "rce_params.bin", p, sizeof p, 0) != (long)sizeof p) return 1;
+    uint32_t n, mem, metric;
+    double r_max, r_min, grow;
+    uint8_t sha[32];
+    memcpy(&n, p, 4);
+    memcpy(&mem, p + 4, 4);
+    memcpy(&r_max, p + 8, 8);
+    memcpy(&r_min, p + 16, 8);
+    memcpy(&grow, p + 24, 8);
+    memcpy(&metric, p + 32, 4);
+    memcpy(sha, p + 36, 32);
+    if (n > MAX_STREAM) return 1;
+    if (read_file(dir, "rce_x.f32", stream_x, sizeof(float) * n * F, 0) != (long)(sizeof(float) * n * F) ||
+        read_file(dir, "rce_y.i32", rce_y, sizeof(int32_t) * n, 0) != (long)(sizeof(int32_t) * n))
+        return 1;
+    int rc = tinycl_rce_init(&rce, mem, r_max, r_min, grow, metric);
+    if (!rc) rc = tinycl_rce_set_extractor(&rce, sha);
+    for (uint32_t i = 0; !rc && i < n; i++) {
+        tinycl_rce_decision_t d;
+        rc = tinycl_rce_decide(&rce, stream_x + (size_t)i * F, &d);
+        rce_out[5 * i] = d.label;
+        rce_out[5 * i + 1] = d.nearest;
+        rce_out[5 * i + 2] = d.reason;
+        memcpy(&rce_out[5 * i + 3], &d.novelty, 4);
+        memcpy(&rce_out[5 * i + 4], &d.distance, 4);
+        if (!rc) rc = tinycl_rce_learn(&rce, stream_x + (size_t)i * F, rce_y[i]);
+    }
+    if (rc) {
+        fprintf(stderr, "run_vectors: rce error %d\n", rc);
+        return 1;
+    }
+    size_t w;
+    if (write_file(dir, "c_rce_decisions.bin", rce_out, sizeof(int32_t) * 5 * n)) return 1;
+    if (tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &w) || write_file(dir, "c_rce.bin", rce_blob, w)) return 1;
+    long len = read_file(dir, "py_rce.bin", rce_in, sizeof rce_in, 1);
+    if (len >= 0) {
+        rce_back = rce; /* same extractor hash */
+        if ((rc = tinycl_rce_load(&rce_back, rce_in, (size_t)len)) != 0) {
+            fprintf(stderr, "run_vectors: py_rce.bin refused (%d)\n", rc);
+            return 1;
+        }
+        if (tinycl_rce_save(&rce_back, rce_blob, sizeof rce_blob, &w) ||
+            write_file(dir, "c_rce_roundtrip.bin", rce_blob, w))
+            return 1;
+    }
+    printf("run_vectors: rce %u samples, %u prototypes\n", n, rce.n_prototypes);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--rce") == 0) return run_rce(argv[2]);
     if (argc != 2) {
-        fprintf(stderr, "usage: %s DIR\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR | --rce DIR\n", argv[0]);
         return 2;
     }
     const char *dir = argv[1];

@@ -170,6 +170,76 @@ static void test_cnn_and_ndc(void) {
     CHECK(tinycl_ndc_step(&ndc, X, 1, &st) == TINYCL_OK && ndc.n_labels == 4);
 }
 
+static tinycl_rce_t rce, rce2;
+static uint8_t rce_blob[TINYCL_RCE_STATE_BYTES(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES)];
+
+/* TinyRCE by hand on points along feature 0 (l2 = |Δ|), as tests/core/test_rce.py does in Python */
+static void test_rce(void) {
+    float x[F];
+    int32_t y = -1;
+    tinycl_rce_decision_t d;
+    size_t n = 0;
+    CHECK(tinycl_rce_init(&rce, 100, 8.0, 0.0, 0.25, TINYCL_RCE_L2) == TINYCL_EINVAL);   /* no prototype fits */
+    CHECK(tinycl_rce_init(&rce, tinycl_rce_budget_bytes(TINYCL_RCE_MAX_PROTOTYPES + 1u), 8.0, 0.0, 0.25,
+                          TINYCL_RCE_L2) == TINYCL_EINVAL);                               /* more than static */
+    CHECK(tinycl_rce_init(&rce, 4096, 8.0, 8.0, 0.25, TINYCL_RCE_L2) == TINYCL_EINVAL);  /* r_min >= r_max */
+    CHECK(tinycl_rce_init(&rce, 4096, 8.0, 0.0, 0.25, 7u) == TINYCL_EINVAL);
+    CHECK(tinycl_rce_init(&rce, tinycl_rce_budget_bytes(3), 10.0, 0.0, 0.0, TINYCL_RCE_L2) == TINYCL_OK);
+    CHECK(tinycl_rce_max_prototypes(&rce) == 3);
+    unit(x, 0, 0.0f);
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_EMPTY && d.label == -1);
+    CHECK(tinycl_rce_predict(&rce, x, &y) == TINYCL_EEMPTY);
+    CHECK(tinycl_rce_learn(&rce, x, 1) == TINYCL_OK);              /* first prototype: r = r_max */
+    CHECK(rce.n_prototypes == 1 && rce.radii[0] == 10.0f && rce.learning_macs == 0);
+    unit(x, 0, 4.0f);
+    CHECK(tinycl_rce_learn(&rce, x, 2) == TINYCL_OK);              /* class 1 fires at d=4: shrunk to 4 */
+    CHECK(rce.n_prototypes == 2 && rce.radii[0] == 4.0f && rce.radii[1] == 4.0f);
+    CHECK(rce.counters[TINYCL_RCE_SHRUNK] == 1 && rce.counters[TINYCL_RCE_COMMITTED] == 2);
+    CHECK(rce.learning_macs == (uint64_t)F);
+    unit(x, 0, -1.0f);
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_COVERED && d.label == 1);
+    CHECK(d.n_candidates == 1 && d.distance == 1.0f && d.novelty == 0.25f);
+    unit(x, 0, 2.0f);                                              /* d = 2 from both: ambiguous */
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_AMBIGUOUS && d.label == 1);
+    CHECK(d.n_candidates == 2 && d.candidates[0] == 1 && d.candidates[1] == 2);
+    unit(x, 0, -20.0f);
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_UNKNOWN && d.label == -1);
+    CHECK(d.nearest == 1 && tinycl_rce_predict(&rce, x, &y) == TINYCL_OK && y == 1);
+    /* budget: 3 prototypes with one class id; with 2 classes (16 B of ids) only 2 fit → eviction */
+    CHECK(tinycl_rce_max_prototypes(&rce) == 2);
+    CHECK(tinycl_rce_learn(&rce, x, 1) == TINYCL_OK);              /* class 1 has one: no eviction */
+    CHECK(rce.n_prototypes == 2 && rce.counters[TINYCL_RCE_DROPPED] == 1);
+    /* state round trip, byte for byte, and refusals leave the object unchanged */
+    CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK && n == tinycl_rce_state_size(&rce));
+    CHECK(n == TINYCL_RCE_STATE_BYTES(2u, 2u));
+    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    tinycl_rce_t before = rce2;
+    rce_blob[40] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
+    rce_blob[40] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
+    CHECK(tinycl_rce_load(&rce2, rce_blob, 10) == TINYCL_ESTATE);
+    uint8_t other[32];
+    memset(other, 0xab, sizeof other);
+    CHECK(tinycl_rce_set_extractor(&rce, other) == TINYCL_OK);
+    CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK);
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);  /* another extractor */
+    CHECK(memcmp(&before, &rce2, sizeof rce2) == 0);
+    CHECK(tinycl_rce_learn(&rce2, NULL, 1) == TINYCL_EINVAL);
+    x[3] = NAN;
+    CHECK(tinycl_rce_learn(&rce2, x, 1) == TINYCL_EINVAL && memcmp(&before, &rce2, sizeof rce2) == 0);
+    /* l1, pruning: r_min = 1, a wrong prototype shrunk to d <= r_min is removed */
+    CHECK(tinycl_rce_init(&rce, 4096, 10.0, 1.0, 0.0, TINYCL_RCE_L1) == TINYCL_OK);
+    unit(x, 0, 0.0f);
+    x[1] = 0.0f;
+    CHECK(tinycl_rce_learn(&rce, x, 1) == TINYCL_OK);
+    unit(x, 0, 0.5f);
+    x[1] = 0.25f;                                                  /* l1 distance 0.75 */
+    CHECK(tinycl_rce_learn(&rce, x, 2) == TINYCL_OK);
+    CHECK(rce.counters[TINYCL_RCE_PRUNED] == 1 && rce.counters[TINYCL_RCE_DROPPED] == 1 && rce.n_prototypes == 0);
+}
+
 int main(void) {
     test_cwr_known_values();
     test_cwr_errors_and_capacity();
@@ -177,11 +247,13 @@ int main(void) {
     test_ncm();
     test_state_roundtrip();
     test_cnn_and_ndc();
+    test_rce();
     if (failures) {
         fprintf(stderr, "tinycl_test: %d check(s) failed\n", failures);
         return 1;
     }
-    printf("tinycl_test: all checks passed (F=%d, MAX_CLASSES=%d, cwr %u B, ncm %u B)\n", F,
-           TINYCL_MAX_CLASSES, (unsigned)sizeof(tinycl_cwr_t), (unsigned)sizeof(tinycl_ncm_t));
+    printf("tinycl_test: all checks passed (F=%d, MAX_CLASSES=%d, cwr %u B, ncm %u B, rce %u B for %d prototypes)\n", F,
+           TINYCL_MAX_CLASSES, (unsigned)sizeof(tinycl_cwr_t), (unsigned)sizeof(tinycl_ncm_t),
+           (unsigned)sizeof(tinycl_rce_t), TINYCL_RCE_MAX_PROTOTYPES);
     return 0;
 }

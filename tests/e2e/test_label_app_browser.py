@@ -1,0 +1,241 @@
+"""The phone app in a real browser (Chromium, 390x844, touch), over real processes on a private
+DDS domain (loopback only).
+
+1. App + bus: the test is the labeler (publishes LabelRequest, listens for LabelAnswer): requests
+   appear live with their pictures; a tap on a candidate sends the right answer; an unknown id is a
+   clear error on the page and nothing is sent; pending requests survive a restart of the app; a
+   wrong token is refused (403 page).
+2. The full loop of issue 4: labeler (TinyRCE) + learner + label_app processes; real MNIST
+   images and their features from the frozen extractor: a digit the robot has never seen ("7")
+   → a label request on the page → the person types "seven" and taps → the learner predicts
+   "seven" for the next 7 (the nearest 7 in feature space, which TinyRCE now covers).
+   Saves the screenshot docs/label_app.png on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "e2e-pairing-token"
+SCREENSHOT = ROOT / "docs" / "label_app.png"
+
+
+def _url(app) -> str:
+    """The page's URL with the token (the log line names the port, never the token)."""
+    line = app.wait_for_line("label app on", 30)
+    assert TOKEN not in line and "pairing token given" in line
+    return re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1) + f"/?token={TOKEN}"
+
+
+def _image(bus, pixels: np.ndarray, stamp_ns: int = 0):
+    Image, Header, Time = (bus.msg(t) for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                "builtin_interfaces/msg/Time"))
+    h, w = pixels.shape[:2]
+    enc, step = ("mono8", w) if pixels.ndim == 2 else ("rgb8", 3 * w)
+    return Image(header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)), height=h, width=w,
+                 encoding=enc, is_bigendian=0, step=step, data=np.ascontiguousarray(pixels, np.uint8).tobytes())
+
+
+def _request(bus, rid: str, pixels: np.ndarray, candidates: dict[int, str], reason: str = "novel"):
+    ClassInfo = bus.msg("ClassInfo")
+    return bus.msg("LabelRequest")(request_id=rid, picture=_image(bus, pixels), reason=reason,
+                                   candidates=[ClassInfo(id=k, name=v, sample_count=3) for k, v in candidates.items()])
+
+
+def _until(predicate, timeout_s: float = 10.0) -> bool:
+    """Poll a page condition from Python (the page's CSP forbids the eval that wait_for_function uses)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _card(page, rid: str):
+    return page.locator(f'article.card[data-request-id="{rid}"]')
+
+
+def test_phone_answers_label_requests_over_the_bus(domain, tmp_path, phone):
+    rng = np.random.default_rng(1)
+    bus = create_bus("e2e_labeler", backend="dds", dds_config="loopback", domain=domain)
+    answers = []
+    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
+    pub = bus.create_publisher("label_request", "LabelRequest", "reliable")
+    params = ("host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path}", "qr:=false")
+    try:
+        with node("label_app", domain, *params) as app:
+            url = _url(app)
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
+            page = phone.new_page()
+            page.goto(url)
+            assert page.url.endswith("/") and "token" not in page.url      # cookie set, token out of the URL
+            page.wait_for_selector("#status.live")
+            assert page.locator("#empty").is_visible()
+            # requests arrive live: no reload
+            pub.publish(_request(bus, "req-A", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8),
+                                 {4: "mug", 2: "bottle"}, "low confidence"))
+            pub.publish(_request(bus, "req-B", np.tile(np.arange(28, dtype=np.uint8) * 9, (28, 1)), {4: "mug"}))
+            card = _card(page, "req-A")
+            card.wait_for()
+            pics = page.locator("article.card img.pic")
+            assert _until(lambda: pics.count() == 2 and all(pics.evaluate_all("l => l.map(i => i.naturalWidth > 0)")))
+            assert card.locator("img.pic").evaluate("i => [i.naturalWidth, i.naturalHeight]") == [48, 32]
+            assert card.locator(".why").inner_text() == "Why: low confidence"
+            assert page.locator("#count").inner_text() == "2"
+            box = card.locator('button.cls[data-class-id="2"]').bounding_box()
+            assert box["height"] >= 48 and box["width"] >= 120                       # a thumb-sized target
+            # one tap on a candidate → the LabelAnswer on the bus
+            card.locator('button.cls[data-class-id="2"]').tap()
+            assert spin_until(bus, lambda: len(answers) == 1, 10), app.lines[-10:]
+            a = answers[0]
+            assert (a.request_id, a.class_id, a.new_class_name, a.answered_by) == ("req-A", 2, "", "phone")
+            card.wait_for(state="detached")
+            page.locator("#history li", has_text="bottle").wait_for()
+            page.locator("#toast", has_text="Sent: bottle").wait_for()
+            # an answer to an unknown request: a clear error on the page, nothing sent
+            page.evaluate("window.tinycl.send({type: 'answer', request_id: 'req-X', class_id: 4})")
+            page.locator("#toast.error", has_text="unknown request req-X").wait_for()
+            page.evaluate("window.tinycl.send('{oops')")
+            page.locator("#toast.error", has_text="malformed message").wait_for()
+            spin_until(bus, lambda: False, 0.5)
+            assert len(answers) == 1
+            assert sum("malformed message dropped" in line for line in app.lines) == 1
+        # the app restarts: req-B is still pending, with its picture
+        with node("label_app", domain, *params) as app:
+            url = _url(app)
+            app.wait_for_line("restored 1 pending label request")
+            page.goto(url)
+            _card(page, "req-B").locator("img.pic").wait_for()
+            assert page.locator("#count").inner_text() == "1"
+            assert page.locator("#history li", has_text="bottle").count() == 1
+            # a new class typed on the phone
+            _card(page, "req-B").locator("input[name=new]").fill("tea cup")
+            # the labeler updates the request meanwhile: the card is redrawn, the typed name stays
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20)
+            pub.publish(_request(bus, "req-B", np.zeros((28, 28), np.uint8), {4: "mug"}, "seen again"))
+            _card(page, "req-B").locator(".why", has_text="seen again").wait_for()
+            assert _card(page, "req-B").locator("input[name=new]").input_value() == "tea cup"
+            _card(page, "req-B").locator("form.new button").tap()
+            assert spin_until(bus, lambda: len(answers) == 2, 10), app.lines[-10:]
+            assert (answers[1].request_id, answers[1].class_id, answers[1].new_class_name) == ("req-B", -1, "tea cup")
+            # wrong token: refused
+            other = phone.browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            try:
+                stranger = other.new_page()
+                resp = stranger.goto(url.replace(TOKEN, "not-the-token"))
+                assert resp.status == 403 and "not paired" in stranger.content()
+                resp = stranger.goto(url.split("?")[0])
+                assert resp.status == 403
+            finally:
+                other.close()
+            assert app.proc.poll() is None
+        assert "Traceback" not in "\n".join(app.lines)
+    finally:
+        bus.shutdown()
+
+
+def _mnist_sevens_and_seeds():
+    """Real MNIST test digits: 5 each of 0, 1, 2 (known), the first 7 and the 7 nearest to it."""
+    from tinycl_nodes.datasets.mnist import load_mnist
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+    X, y = load_mnist("test")  # DataError names the missing path
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    seeds = [(int(i), c) for c in (0, 1, 2) for i in np.where(y == c)[0][:5]]
+    sevens = np.where(y == 7)[0][:200]
+    f7 = ex.extract(X[sevens])
+    nearest = int(sevens[1 + int(np.argmin(np.linalg.norm(f7[1:] - f7[0], axis=1)))])
+    idx = [i for i, _ in seeds] + [int(sevens[0]), nearest]
+    feats = dict(zip(idx, ex.extract(X[idx])))
+    return X, seeds, int(sevens[0]), nearest, feats, ex.hash
+
+
+def test_full_loop_labeler_learner_and_phone(domain, tmp_path, phone):
+    X, seeds, first7, next7, feats, ex_hash = _mnist_sevens_and_seeds()
+    bus = create_bus("e2e_robot", backend="dds", dds_config="loopback", domain=domain)
+    Features, Header, Time = bus.msg("Features"), bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    feat_pub = bus.create_publisher("features", Features, "reliable")
+    img_pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    preds, requests, answers, status = {}, [], [], []
+    pred_sub = bus.create_subscription("predictions", "Prediction", lambda m: preds.__setitem__(m.sample_id, m), "reliable")
+    bus.create_subscription("label_request", "LabelRequest", requests.append, "reliable")
+    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
+    bus.create_subscription("label_status", "std_msgs/msg/String", lambda m: status.append(json.loads(m.data)), "reliable")
+    names = "class_names:={0: zero, 1: one, 2: two}"
+
+    def send(i: int, sample_id: int, label: int | None) -> None:
+        ns = time.time_ns()
+        h = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
+        img_pub.publish(_image(bus, X[i], ns))                     # the labeler draws requests from it
+        if label is None:
+            # as behind a real extractor, the image reaches the labeler before its features (the labeler
+            # serves the features reader first when both are waiting, and would draw a plot instead)
+            spin_until(bus, lambda: False, 0.3)
+        feat_pub.publish(Features(header=h, data=np.asarray(feats[i], np.float32), extractor_hash=ex_hash,
+                                  sample_id=sample_id, true_label=-1 if label is None else label,
+                                  labelled=label is not None))
+
+    try:
+        with ExitStack() as stack:
+            app = stack.enter_context(node("label_app", domain, "host:=127.0.0.1", "port:=0", f"token:={TOKEN}",
+                                           f"state_dir:={tmp_path / 'app'}", "qr:=false"))
+            learner = stack.enter_context(node("learner", domain, "preset:=rce", names, "global_topic:=''",
+                                               f"state_dir:={tmp_path / 'learner'}"))
+            labeler = stack.enter_context(node("labeler", domain, "preset:=rce", names, "global_topic:=''",
+                                               f"state_dir:={tmp_path / 'labeler'}"))
+            url = _url(app)
+            ready = lambda: (feat_pub.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0
+                             and pred_sub.reader.get_subscription_matched_status().current_count > 0)
+            assert spin_until(bus, ready, 30), labeler.lines[-10:] + learner.lines[-10:]
+            page = phone.new_page()
+            page.goto(url)
+            page.wait_for_selector("#status.live")
+            for k, (i, c) in enumerate(seeds):                           # what the robot knows: 0, 1, 2
+                send(i, 100 + k, c)
+            assert spin_until(bus, lambda: len(preds) == len(seeds), 30), labeler.lines[-10:] + learner.lines[-10:]
+            time.sleep(0.05)
+            send(first7, 7001, None)                                      # never seen: a 7
+            assert spin_until(bus, lambda: requests and 7001 in preds, 20), labeler.lines[-10:]
+            rid = requests[0].request_id
+            assert "novel" in requests[0].reason
+            card = _card(page, rid)
+            card.locator("img.pic").wait_for()
+            assert _until(lambda: card.locator("img.pic").evaluate("i => i.naturalWidth") == 28), (  # the digit itself
+                card.locator("img.pic").evaluate("i => [i.naturalWidth, i.naturalHeight]"), labeler.lines[-5:])
+            assert sorted(card.locator("button.cls").all_inner_texts()) == ["one\nclass 1", "two\nclass 2",
+                                                                            "zero\nclass 0"]
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+            card.locator("input[name=new]").fill("seven")
+            card.locator("form.new button").tap()
+            assert spin_until(bus, lambda: answers and any(s["status"] == "learned" for s in status), 15), \
+                status + labeler.lines[-10:]
+            assert (answers[0].request_id, answers[0].class_id, answers[0].new_class_name) == (rid, -1, "seven")
+            learned = next(s for s in status if s["status"] == "learned")
+            assert learned["request_id"] == rid and learned["class_name"] == "seven"
+            card.wait_for(state="detached")
+            page.locator("#history li", has_text="seven").wait_for()
+            time.sleep(0.2)
+            send(next7, 7002, None)                                       # the next 7 the robot sees
+            assert spin_until(bus, lambda: 7002 in preds, 15), learner.lines[-10:]
+            p = preds[7002]
+            assert (p.class_id, p.class_name) == (learned["class_id"], "seven")
+            spin_until(bus, lambda: False, 0.3)
+            # covered now: nothing new asked (the labeler may re-send a pending request to a late reader)
+            assert {r.request_id for r in requests} == {rid}, [(r.request_id, r.reason) for r in requests]
+            assert _until(lambda: page.locator("article.card").count() == 0)
+        for proc in (app, learner, labeler):
+            assert proc.proc.returncode == 0 and "Traceback" not in "\n".join(proc.lines)
+    finally:
+        bus.shutdown()

@@ -1,0 +1,368 @@
+"""The label app's server in-process (real HTTP/WebSocket on 127.0.0.1, a fake publisher): pairing
+token, the WebSocket flow, malformed payloads, unknown/expired requests, persistence, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import shutil
+import ssl
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.label_app.picture import image_png
+from tinycl_nodes.label_app.server import LabelServer
+from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore
+
+TOKEN = "test-token-123"
+CANDIDATES = [{"id": 0, "name": "zero", "sample_count": 5}, {"id": 3, "name": "three", "sample_count": 2}]
+
+
+def _png(h: int = 4, w: int = 6) -> bytes:
+    img = SimpleNamespace(height=h, width=w, encoding="mono8", step=w, data=bytes(range(h * w)))
+    return image_png(img)
+
+
+def _request(rid: str, ttl: float = 60.0, png: bool = True) -> Pending:
+    now = time.time()
+    return Pending(rid, "novel", list(CANDIDATES), _png() if png else None, 6 if png else 0, 4 if png else 0,
+                   now, now + ttl)
+
+
+@contextmanager
+def serving(state: Path | None, ttl: float = 60.0, publish=None, ssl_context=None):
+    store = RequestStore(ttl, history_size=5)
+    if state is not None:
+        store.load(state, time.time())
+    sent = []
+    server = LabelServer(store, publish or sent.append, TOKEN, host="127.0.0.1", port=0,
+                         ssl_context=ssl_context, state_path=state, tick_s=0.05)
+    server.start()
+    try:
+        yield server, sent
+    finally:
+        server.stop()
+
+
+def _run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+async def _next(ws, kind: str) -> dict:
+    while True:
+        msg = await ws.receive_json(timeout=5)
+        if msg["type"] == kind:
+            return msg
+
+
+def test_token_refused_and_accepted(tmp_path):
+    with serving(None) as (server, _):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:  # cookies for an IP
+                for path in ("/", "/api/state", "/image?id=x", "/?token=wrong-token"):
+                    async with s.get(base + path) as r:
+                        assert r.status == 403, path
+                        assert "pairing token" in await r.text()
+                async with s.get(base + "/", headers={"X-Tinycl-Token": "nope"}) as r:
+                    assert r.status == 403
+                with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                    await s.ws_connect(base + "/ws")
+                assert exc.value.status == 403
+                with pytest.raises(aiohttp.WSServerHandshakeError):
+                    await s.ws_connect(base + "/ws?token=wrong-token")
+                async with s.get(base + "/", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                    assert r.status == 200 and "Label requests" in await r.text()
+                # first visit with ?token=: a cookie, and a clean URL without the token
+                async with s.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:
+                    assert r.status == 303 and r.headers["Location"] == "/"
+                    assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
+                async with s.get(base + "/") as r:            # the cookie is enough from now on
+                    assert r.status == 200
+                    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+                    page = await r.text()
+                assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no CDN
+                ws = await s.ws_connect(base + "/ws")
+                assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+                await ws.close()
+                # a page of another origin cannot open the WebSocket even with the cookie
+                with pytest.raises(aiohttp.WSServerHandshakeError):
+                    await s.ws_connect(base + "/ws", headers={"Origin": "http://evil.example"})
+
+        _run(go())
+
+
+def test_websocket_flow(tmp_path):
+    with serving(None) as (server, sent):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                other = await s.ws_connect(base + "/ws")     # a second phone sees the same
+                assert (await ws.receive_json(timeout=5))["pending"] == []
+                await other.receive_json(timeout=5)
+                server.submit_request(_request("r1"))        # as the bus thread does
+                server.submit_request(_request("r2", png=False))
+                req = (await _next(ws, "request"))["request"]
+                assert req["id"] == "r1" and req["candidates"] == CANDIDATES and req["reason"] == "novel"
+                async with s.get(base + "/" + req["image"]) as r:
+                    assert r.status == 200 and r.content_type == "image/png"
+                    assert Image.open(io.BytesIO(await r.read())).size == (6, 4)
+                assert (await _next(ws, "request"))["request"]["image"] is None
+                server.submit_request(_request("r2", png=False))  # asked again, unchanged: nothing to show
+                changed = _request("r2", png=False)
+                changed.reason = "seen again"
+                server.submit_request(changed)                   # updated: redrawn
+                assert (await ws.receive_json(timeout=5))["request"]["reason"] == "seen again"
+                await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 3})
+                assert await _next(ws, "ok") == {"type": "ok", "request_id": "r1", "class_name": "three"}
+                assert (await _next(other, "remove")) == {"type": "remove", "id": "r1", "why": "answered"}
+                assert (await _next(other, "answered"))["item"]["class_name"] == "three"
+                # a new class by name; a typed name that is a known class is that class
+                server.submit_request(_request("r3"))
+                await _next(ws, "request")
+                await ws.send_json({"type": "answer", "request_id": "r2", "new_class_name": "  red   mug "})
+                assert (await _next(ws, "ok"))["class_name"] == "red mug"
+                await ws.send_json({"type": "answer", "request_id": "r3", "new_class_name": "ZERO"})
+                assert (await _next(ws, "ok"))["class_name"] == "zero"
+                # the same request again: already answered, nothing sent
+                await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 0})
+                err = await _next(ws, "error")
+                assert "already answered" in err["message"] and err["request_id"] == "r1"
+                async with s.get(base + "/api/state") as r:
+                    state = await r.json()
+                assert state["pending"] == [] and [h["id"] for h in state["history"]] == ["r3", "r2", "r1"]
+                await ws.close()
+                await other.close()
+
+        _run(go())
+        assert [(a.request_id, a.class_id, a.new_class_name) for a in sent] == [
+            ("r1", 3, ""), ("r2", NEW_CLASS, "red mug"), ("r3", 0, "")]
+
+
+def test_malformed_payloads_are_one_error_line_each(caplog):
+    with serving(None) as (server, sent):
+        base = f"http://127.0.0.1:{server.port}"
+        server.submit_request(_request("r1"))
+        bad = ["{not json", "[1, 2]", json.dumps({"type": "hello"}),
+               json.dumps({"type": "answer", "request_id": "r1", "class_id": 0, "extra": 1}),
+               "x" * 5000]
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                await _next(ws, "snapshot")
+                for text in bad:
+                    await ws.send_str(text)
+                    assert "malformed message" in (await _next(ws, "error"))["message"]
+                await ws.send_bytes(b"\x00\x01")
+                assert "binary" in (await _next(ws, "error"))["message"]
+                # well-formed but wrong answers: a clear error, nothing sent
+                for payload, text in [({"class_id": "3"}, "must be an integer"), ({"class_id": True}, "integer"),
+                                      ({"class_id": 7}, "not a candidate"), ({}, "either a class"),
+                                      ({"class_id": 0, "new_class_name": "x"}, "either a class"),
+                                      ({"new_class_name": "   "}, "type a name"),
+                                      ({"new_class_name": "a\x07b"}, "control characters"),
+                                      ({"new_class_name": "n" * 65}, "too long")]:
+                    await ws.send_json({"type": "answer", "request_id": "r1", **payload})
+                    assert text in (await _next(ws, "error"))["message"], payload
+                async with s.post(base + "/api/answer", data="nope") as r:
+                    assert r.status == 400 and "not JSON" in (await r.json())["message"]
+                await ws.send_json({"type": "ping"})             # still serving this client
+                assert (await ws.receive_json(timeout=5))["type"] == "pong"
+                await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 0})
+                await _next(ws, "ok")
+                await ws.close()
+
+        with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
+            _run(go())
+    malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(malformed) == len(bad) + 2 and all(r.levelno == logging.ERROR for r in malformed)
+    assert all("\n" not in r.getMessage() for r in caplog.records)
+    assert [a.request_id for a in sent] == ["r1"]
+
+
+def test_unknown_and_expired_request_ids_send_nothing():
+    with serving(None, ttl=0.4) as (server, sent):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                await _next(ws, "snapshot")
+                await ws.send_json({"type": "answer", "request_id": "nobody", "class_id": 0})
+                assert "unknown request nobody" in (await _next(ws, "error"))["message"]
+                server.submit_request(_request("old", ttl=0.4))
+                await _next(ws, "request")
+                assert await _next(ws, "remove") == {"type": "remove", "id": "old", "why": "expired"}
+                await ws.send_json({"type": "answer", "request_id": "old", "class_id": 0})
+                assert "request old has expired" in (await _next(ws, "error"))["message"]
+                async with s.post(base + "/api/answer", json={"type": "answer", "request_id": "old",
+                                                              "new_class_name": "late"}) as r:
+                    assert r.status == 400 and "expired" in (await r.json())["message"]
+                await ws.close()
+
+        _run(go())
+    assert sent == []
+
+
+def test_no_labeler_listening_keeps_the_request():
+    def refuse(answer):
+        raise AnswerError("no labeler is listening on label_answer: nothing was sent, try again")
+
+    with serving(None, publish=refuse) as (server, _):
+        server.submit_request(_request("r1"))
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                async with s.post(f"http://127.0.0.1:{server.port}/api/answer",
+                                  json={"type": "answer", "request_id": "r1", "class_id": 0}) as r:
+                    assert r.status == 400 and "no labeler" in (await r.json())["message"]
+                async with s.get(f"http://127.0.0.1:{server.port}/api/state") as r:
+                    assert [p["id"] for p in (await r.json())["pending"]] == ["r1"]
+
+        _run(go())
+
+
+def test_pending_requests_survive_a_restart(tmp_path, caplog):
+    state = tmp_path / "label_app.json"
+    with serving(state) as (server, sent):
+        for rid in ("a", "b", "c"):
+            server.submit_request(_request(rid))
+        server.submit_request(_request("b"))                  # duplicate: collapsed
+
+        async def answer_a():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                for _ in range(50):
+                    async with s.get(f"http://127.0.0.1:{server.port}/api/state") as r:
+                        if len((await r.json())["pending"]) == 3:
+                            break
+                    await asyncio.sleep(0.05)
+                async with s.post(f"http://127.0.0.1:{server.port}/api/answer",
+                                  json={"type": "answer", "request_id": "a", "new_class_name": "cup"}) as r:
+                    assert r.status == 200
+
+        _run(answer_a())
+    assert state.is_file()
+    with serving(state) as (server, sent):
+        assert list(server.store.pending) == ["b", "c"]
+        assert server.store.pending["b"].png == _png()
+        assert [h.class_name for h in server.store.history] == ["cup"]
+        server.submit_request(_request("a"))                  # asked again just after: crossed, not re-sent
+        time.sleep(0.3)
+        assert sent == [] and "a" not in server.store.pending
+        server.store.answered["a"].answered_s -= 60           # asked again a minute later: the labeler
+        server.submit_request(_request("a"))                  # never got it, the answer is re-sent
+        for _ in range(100):
+            if sent:
+                break
+            time.sleep(0.02)
+        assert [(x.request_id, x.new_class_name) for x in sent] == [("a", "cup")]   # answer re-sent, not shown
+        assert "a" not in server.store.pending
+    # a broken file is kept aside, the app starts empty
+    state.write_text("{broken")
+    with caplog.at_level(logging.ERROR, logger="tinycl.label_app"), serving(state) as (server, _):
+        assert not server.store.pending
+    assert any("kept as" in r.getMessage() for r in caplog.records)
+    assert list(tmp_path.glob("label_app.json.bad-*"))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_tls_with_a_given_certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    with serving(None, ssl_context=server_ctx) as (server, _):
+        async def go():
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                async with s.get(f"https://127.0.0.1:{server.port}/?token={TOKEN}", ssl=client_ctx,
+                                 allow_redirects=False) as r:
+                    assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
+                async with s.get(f"https://127.0.0.1:{server.port}/", ssl=client_ctx) as r:
+                    assert r.status == 200                      # the cookie over TLS
+                async with aiohttp.ClientSession() as s2, s2.get(f"https://127.0.0.1:{server.port}/", ssl=client_ctx) as r:
+                    assert r.status == 403
+                ws = await s.ws_connect(f"wss://127.0.0.1:{server.port}/ws", ssl=client_ctx,
+                                        headers={"X-Tinycl-Token": TOKEN})
+                assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+                await ws.close()
+
+        _run(go())
+
+
+@pytest.mark.parametrize("encoding,channels", [("mono8", 1), ("8UC1", 1), ("rgb8", 3), ("bgr8", 3)])
+def test_pictures_become_png(encoding, channels):
+    rng = np.random.default_rng(0)
+    h, w, pad = 5, 7, 3
+    img = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+    rows = np.concatenate([img.reshape(h, w * channels), np.zeros((h, pad), np.uint8)], axis=1)  # step > w*c
+    msg = SimpleNamespace(height=h, width=w, encoding=encoding, step=w * channels + pad, data=rows.tobytes())
+    out = np.asarray(Image.open(io.BytesIO(image_png(msg))))
+    expect = img[:, :, 0] if channels == 1 else (img[:, :, ::-1] if encoding == "bgr8" else img)
+    assert np.array_equal(out, expect)
+    assert image_png(SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")) is None
+    with pytest.raises(InputError, match="not supported"):
+        image_png(SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, data=bytes(4)))
+    with pytest.raises(InputError, match="bytes"):
+        image_png(SimpleNamespace(height=2, width=2, encoding="mono8", step=2, data=bytes(3)))
+
+
+def test_bad_parameters_end_the_node_at_start(tmp_path, capsys):
+    from tinycl_nodes.nodes.label_app import main
+
+    assert main(["--ros-args", "-p", "tls_cert:=/nonexistent.pem"]) == 2
+    assert main(["--ros-args", "-p", "token:=short"]) == 2
+    assert main(["--ros-args", "-p", "port:=70000", "-p", "request_ttl_s:=0"]) == 2
+    err = capsys.readouterr().err
+    assert "tls_cert and tls_key go together" in err and "URL-safe" in err
+    assert "parameter port" in err and "parameter request_ttl_s" in err
+
+
+def test_executable_prints_url_and_qr_code(tmp_path):
+    """scripts/label_app (the ROS 2 executable) binds, prints the URL with the token and its QR code
+    on stdout (never the token into the log), serves, and stops cleanly on SIGINT."""
+    import os
+    import signal
+    import sys
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": "231", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(root / "scripts" / "label_app"), "--ros-args", "-p", "host:=127.0.0.1",
+                             "-p", "port:=0", "-p", f"state_dir:={tmp_path}"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("label app: open "):
+                break
+        url = out[-1].split()[-1]
+        token = url.split("token=")[1]
+        assert len(token) >= 20 and url.startswith("http://127.0.0.1:")
+        assert sum("\u2588" in line for line in out) > 10                 # the QR code, in block characters
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(url, timeout=5) as r:                           # the phone's first visit
+            assert r.status == 200 and "Label requests" in r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "label app on http://127.0.0.1:" in err and token not in err and "Traceback" not in err

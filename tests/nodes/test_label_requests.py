@@ -1,0 +1,180 @@
+"""Label request bookkeeping (pure logic): dedupe, expiry, budget, names, persistence, refused answers."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core import state as st
+from tinycl_nodes.core.errors import StateError
+from tinycl_nodes.nodes.label_requests import (
+    MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, render_plot,
+)
+from tinycl_nodes.storage import load_states, save_states
+
+F = 8
+
+
+def vec(v: float, i: int = 0) -> np.ndarray:
+    x = np.zeros(F, np.float32)
+    x[i] = v
+    return x
+
+
+def snapshot(r: LabelRequests) -> bytes:
+    return st.to_bytes(r.state_dict())
+
+
+def test_new_sample_asks_and_near_duplicate_joins():
+    r = LabelRequests(ttl_s=60, max_per_hour=10, dedupe_distance=0.5)
+    out, a = r.offer(vec(1.0), 0.0, stamp_ns=11, sample_id=1, reason="novel", candidates=[2, 0])
+    assert out == "asked" and a.candidates == [2, 0] and len(r.pending) == 1
+    out, b = r.offer(vec(1.3), 1.0, stamp_ns=12)           # 0.3 away: the same thing seen again
+    assert out == "joined" and b is a and len(a.samples) == 2 and a.stamps == [11, 12]
+    out, c = r.offer(vec(2.0), 2.0, stamp_ns=13)           # 1.0 away: a new question
+    assert out == "asked" and c is not a and len(r.pending) == 2
+    assert r.counters["asked"] == 2 and r.counters["joined"] == 1
+    # a duplicate joins the closest pending request
+    out, d = r.offer(vec(1.9), 3.0)
+    assert out == "joined" and d is c
+
+
+def test_joined_samples_are_capped():
+    r = LabelRequests(dedupe_distance=1.0, max_joined=2)
+    _, a = r.offer(vec(0.0), 0.0)
+    for k in range(5):
+        assert r.offer(vec(0.1), 1.0 + k)[0] == "joined"
+    assert len(a.samples) == 3 and a.joined_dropped == 3
+
+
+def test_budget_per_hour_and_max_pending():
+    r = LabelRequests(ttl_s=7200, max_per_hour=3, max_pending=10)
+    assert [r.offer(vec(float(k)), float(k))[0] for k in range(4)] == ["asked"] * 3 + ["over_budget"]
+    assert r.counters["over_budget"] == 1 and len(r.pending) == 3
+    assert r.offer(vec(9.0), 3599.0)[0] == "over_budget"
+    assert r.offer(vec(9.0), 3601.0)[0] == "asked"          # the first question is an hour old
+    r2 = LabelRequests(max_per_hour=100, max_pending=2)
+    assert [r2.offer(vec(float(k)), 0.0)[0] for k in range(3)] == ["asked", "asked", "over_budget"]
+
+
+def test_requests_expire_and_late_answers_are_refused():
+    r = LabelRequests(ttl_s=10)
+    _, a = r.offer(vec(1.0), 100.0)
+    assert r.expire(109.9) == [] and a.request_id in r.pending
+    with pytest.raises(AnswerError, match="expired"):        # expired but not swept yet
+        r.check_answer(a.request_id, NEW_CLASS, "cat", [0, 1], 110.5)
+    gone = r.expire(110.0)
+    assert gone == [a] and not r.pending and r.counters["expired"] == 1
+    before = snapshot(r)
+    with pytest.raises(AnswerError, match="expired"):
+        r.check_answer(a.request_id, 0, "", [0, 1], 111.0)
+    assert snapshot(r) == before
+
+
+def test_answers_map_names_to_stable_ids():
+    r = LabelRequests(ttl_s=100)
+    r.set_names({0: "zero", 1: "one"})
+    _, a = r.offer(vec(1.0), 0.0)
+    _, b = r.offer(vec(5.0), 0.0)
+    _, c = r.offer(vec(9.0), 0.0)
+    res = r.check_answer(a.request_id, NEW_CLASS, "  Cat  ", [0, 1, 5], 1.0)
+    assert (res.class_id, res.class_name, res.new_class) == (6, "Cat", True)   # next free id after 5
+    r.commit(res)
+    assert r.names[6] == "Cat" and a.request_id not in r.pending
+    # the same name again (case, blanks aside) is the same class
+    res2 = r.check_answer(b.request_id, NEW_CLASS, "cat", [0, 1, 5, 6], 2.0)
+    assert (res2.class_id, res2.class_name, res2.new_class) == (6, "Cat", False)
+    r.commit(res2)
+    # an existing class by id, and by its configured name
+    res3 = r.check_answer(c.request_id, 1, "", [0, 1, 5, 6], 3.0)
+    assert (res3.class_id, res3.class_name) == (1, "one")
+    assert r.check_answer(c.request_id, NEW_CLASS, "ZERO", [0, 1, 5, 6], 3.0).class_id == 0
+    # an answered request cannot be answered again
+    with pytest.raises(AnswerError, match="already answered"):
+        r.check_answer(a.request_id, 1, "", [0, 1, 5, 6], 4.0)
+
+
+@pytest.mark.parametrize("rid, class_id, name, match", [
+    ("nope", 0, "", "unknown label request id"),
+    ("", 0, "", "without a request id"),
+    (None, NEW_CLASS, "cat", "unknown label request id"),   # None → replaced by a fresh unknown id below
+    ("OK", 7, "", "unknown class id 7"),
+    ("OK", -2, "", "unknown class id -2"),
+    ("OK", True, "", "must be an integer"),
+    ("OK", NEW_CLASS, "", "empty"),
+    ("OK", NEW_CLASS, "   ", "empty"),
+    ("OK", NEW_CLASS, "x" * (MAX_NAME_CHARS + 1), "at most"),
+    ("OK", NEW_CLASS, "bad\x07name", "control characters"),
+    ("OK", NEW_CLASS, b"cat", "must be text"),
+])
+def test_bad_answers_are_refused_and_change_nothing(rid, class_id, name, match):
+    r = LabelRequests(ttl_s=100, dedupe_distance=0.5)
+    r.set_names({0: "zero"})
+    _, a = r.offer(vec(1.0), 0.0)
+    r.offer(vec(1.1), 0.5)
+    rid = a.request_id if rid == "OK" else ("0" * 8 + "-0000-0000-0000-" + "0" * 12 if rid is None else rid)
+    before = snapshot(r)
+    with pytest.raises(AnswerError, match=match) as err:
+        r.check_answer(rid, class_id, name, [0], 1.0)
+    assert "\n" not in str(err.value)
+    assert snapshot(r) == before and a.request_id in r.pending and len(a.samples) == 2
+
+
+def test_pending_requests_survive_a_restart(tmp_path):
+    r = LabelRequests(ttl_s=50, max_per_hour=5, dedupe_distance=0.5)
+    r.set_names({0: "zero"})
+    _, a = r.offer(vec(1.0), 10.0, stamp_ns=123, sample_id=7, reason="ambiguous between 0 and 1", candidates=[1, 0])
+    a.picture = {"height": 2, "width": 3, "encoding": "rgb8", "step": 9, "data": np.arange(18, dtype=np.uint8)}
+    r.offer(vec(1.2), 11.0, stamp_ns=124)
+    _, b = r.offer(vec(5.0), 12.0)
+    r.commit(r.check_answer(b.request_id, NEW_CLASS, "dog", [0], 13.0))
+    _, e = r.offer(vec(-5.0), 14.0)
+    save_states(tmp_path / "labeler.state", {"requests": r.state_dict()})
+
+    again = LabelRequests(ttl_s=50, max_per_hour=5, dedupe_distance=0.5)
+    again.load_state_dict(load_states(tmp_path / "labeler.state")["requests"], F)
+    assert list(again.pending) == [a.request_id, e.request_id]
+    p = again.pending[a.request_id]
+    assert (p.stamp_ns, p.sample_id, p.reason, p.candidates, p.stamps) == (123, 7, "ambiguous between 0 and 1",
+                                                                           [1, 0], [123, 124])
+    assert np.array_equal(np.stack(p.samples), np.stack([vec(1.0), vec(1.2)]))
+    assert p.picture["encoding"] == "rgb8" and np.array_equal(p.picture["data"], np.arange(18))
+    assert again.names == {0: "zero", 1: "dog"} and again.asked_at == r.asked_at
+    # the budget, the answered ids and the duplicates carry over
+    with pytest.raises(AnswerError, match="already answered"):
+        again.check_answer(b.request_id, 0, "", [0, 1], 15.0)
+    assert again.offer(vec(1.1), 15.0)[0] == "joined"
+    res = again.check_answer(a.request_id, NEW_CLASS, "Dog", [0, 1], 16.0)
+    assert res.class_id == 1 and len(res.request.samples) == 3
+    # and they still expire on time after the restart
+    assert again.expire(59.9) == []
+    assert [q.request_id for q in again.expire(64.0)] == [a.request_id, e.request_id] and not again.pending
+
+
+def test_bad_saved_requests_are_refused_and_change_nothing():
+    r = LabelRequests(dedupe_distance=0.5)
+    _, a = r.offer(vec(1.0), 0.0)
+    good = r.state_dict()
+    fresh = LabelRequests()
+    fresh.offer(vec(3.0), 0.0)
+    before = snapshot(fresh)
+    wrong_f = copy.deepcopy(good)
+    wrong_f["arrays"]["samples0"] = np.zeros((1, F + 1), np.float32)
+    missing = copy.deepcopy(good)
+    del missing["arrays"]["samples0"]
+    other = copy.deepcopy(good)
+    other["kind"] = "TinyRCE"
+    for bad in (wrong_f, missing, other):
+        with pytest.raises(StateError):
+            fresh.load_state_dict(bad, F)
+        assert snapshot(fresh) == before
+
+
+def test_render_plot_makes_a_small_rgb_picture():
+    t = np.linspace(0, 6.28, 50)
+    window = np.stack([np.sin(t * k) * 9.81 for k in range(1, 7)]).astype(np.float32)
+    img = render_plot(window, 160, 90)
+    assert img.shape == (90, 160, 3) and img.dtype == np.uint8
+    assert (img < 200).any() and (img == 255).any()        # lines drawn on white
+    bars = render_plot(np.r_[np.arange(64.0), np.nan][None, :], 100, 60, bars=True)
+    assert bars.shape == (60, 100, 3) and (bars < 200).any()

@@ -1,0 +1,181 @@
+"""TinyRCE labeler + learner as processes over DDS: a novel sample becomes a label request with a
+picture, a person's answer names a new class, and the learner then predicts that class by name.
+Bad answers are one error line and change nothing; pending requests survive a restart and expire."""
+
+import json
+import time
+
+import numpy as np
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+MODEL = "har_elm"
+RNG = np.random.default_rng(1)
+CENTERS = RNG.normal(0, 3, (3, 64))      # classes 0, 1 known from labels; 2 is novel
+
+
+class Probe:
+    """The test's side of the bus: publishes features / IMU windows / answers, collects the rest."""
+
+    def __init__(self, domain: int) -> None:
+        self.bus = b = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
+        self.hash = FrozenExtractor(model_path(MODEL)).hash
+        self.requests, self.preds, self.labeled, self.status = [], {}, [], []
+        b.create_subscription("label_request", "LabelRequest", self.requests.append, "reliable")
+        b.create_subscription("predictions", "Prediction", lambda m: self.preds.__setitem__(self.key(m.header), m),
+                              "reliable")
+        b.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
+        b.create_subscription("label_status", "std_msgs/msg/String", lambda m: self.status.append(json.loads(m.data)),
+                              "reliable")
+        self.features = b.create_publisher("features", "Features", "reliable")
+        self.imu = b.create_publisher("imu", "ImuWindow", "reliable")
+        self.answers = b.create_publisher("label_answer", "LabelAnswer", "reliable")
+        self.stamp = time.time_ns()
+
+    @staticmethod
+    def key(header) -> int:
+        return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+    def header(self, ns: int):
+        Header, Time = self.bus.msg("std_msgs/msg/Header"), self.bus.msg("builtin_interfaces/msg/Time")
+        return Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9))
+
+    def ready(self, *pubs) -> bool:
+        return spin_until(self.bus, lambda: all(p.get_subscription_count() > 0 for p in pubs), 20)
+
+    def send(self, cls: int, label: int = -1, with_window: bool = False) -> int:
+        self.stamp += 1000
+        ns = self.stamp
+        if with_window:
+            t = np.linspace(0, 6.28, 50, dtype=np.float32)
+            window = np.stack([np.sin(t * (k + 1)) for k in range(6)], 1)   # samples x channels
+            self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
+                                                       rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
+            self.bus.spin_once(0.2)
+        x = (CENTERS[cls] + RNG.normal(0, 0.1, 64)).astype(np.float32)
+        self.features.publish(self.bus.msg("Features")(header=self.header(ns), data=x, extractor_hash=self.hash,
+                                                       sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
+        return ns
+
+    def answer(self, request_id: str, class_id: int = -1, name: str = "") -> None:
+        self.answers.publish(self.bus.msg("LabelAnswer")(header=self.header(time.time_ns()), request_id=request_id,
+                                                         class_id=class_id, new_class_name=name, answered_by="test"))
+
+
+def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
+    t = Probe(domain)
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
+                     "dedupe_distance:=3.0") as labeler:
+            assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
+            time.sleep(1.0)   # the labeler's reader of labeled (learner) matched: it spins
+            for i in range(6):
+                t.send(i % 2, label=i % 2)
+            assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
+            known = t.send(0)
+            assert spin_until(t.bus, lambda: known in t.preds, 10)
+            assert t.preds[known].class_name == "walking" and not t.requests   # covered: no question
+
+            novel = t.send(2, with_window=True)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            req = t.requests[0]
+            assert req.reason == "novel: no prototype covers it"
+            assert [(c.id, c.name) for c in req.candidates] in ([(0, "walking"), (1, "seated")],
+                                                                  [(1, "seated"), (0, "walking")])
+            pic = req.picture
+            assert (pic.width, pic.height, pic.encoding, pic.step) == (160, 90, "rgb8", 480)
+            px = np.frombuffer(bytes(pic.data), np.uint8)
+            assert px.size == 160 * 90 * 3 and px.min() < 128 < px.max()          # something is drawn
+            assert t.key(req.features.header) == novel and len(req.features.data) == 64
+            assert spin_until(t.bus, lambda: novel in t.preds, 10)               # predicted, not learned
+            dup = t.send(2)                                  # the same thing again: joins the request
+            assert spin_until(t.bus, lambda: dup in t.preds, 10)
+            t.bus.spin_once(0.3)
+            assert len(t.requests) == 1
+            assert t.preds[dup].class_name in ("walking", "seated")            # the learner cannot know it yet
+
+            # bad answers: one error line each, nothing learned, the request still open
+            n_labeled = len(t.labeled)
+            for args, text in [(("no-such-id", 0), "unknown label request id"),
+                               ((req.request_id, 7), "unknown class id 7"),
+                               ((req.request_id, -1, "  "), "new class name is empty"),
+                               ((req.request_id, -1, "x" * 65), "at most 64")]:
+                t.answer(*args)
+                line = labeler.wait_for_line(text, 10)
+                assert "ERROR" in line
+            assert spin_until(t.bus, lambda: sum(s["status"] == "refused" for s in t.status) == 4, 10), t.status
+            assert len(t.labeled) == n_labeled and "Traceback" not in "\n".join(labeler.lines)
+
+            t.answer(req.request_id, -1, "jumping")
+            # both held samples (the one asked about and its duplicate) go to the learner as HUMAN
+            human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
+            assert spin_until(t.bus, lambda: len(human()) == 2, 10), labeler.lines[-10:]
+            assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
+            assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
+            nxt = t.send(2)
+            assert spin_until(t.bus, lambda: nxt in t.preds, 10), learner.lines[-10:]
+            assert (t.preds[nxt].class_id, t.preds[nxt].class_name) == (2, "jumping")
+            # the same name again later maps to the same class; answering twice is refused
+            t.answer(req.request_id, -1, "jumping")
+            assert "already answered" in labeler.wait_for_line("already answered", 10)
+            assert learner.proc.poll() is None and labeler.proc.poll() is None
+        assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
+    finally:
+        t.bus.shutdown()
+
+
+def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
+    t = Probe(domain)
+    common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}")
+    try:
+        with node("labeler", domain, *common) as labeler:
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+        assert labeler.proc.returncode == 0
+        rid = t.requests[0].request_id
+        t.requests.clear()
+        with node("labeler", domain, *common) as again:
+            again.wait_for_line("1 pending label requests")
+            # a new reader of label_request (here: after the restart) gets the pending ones again
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), again.lines[-10:]
+            assert t.requests[0].request_id == rid and t.requests[0].picture.encoding == "rgb8"
+        with node("labeler", domain, *common, "request_ttl_s:=1.0") as late:
+            assert spin_until(t.bus, lambda: any(s["status"] == "expired" and s["request_id"] == rid
+                                                 for s in t.status), 15), late.lines[-10:]
+            assert t.ready(t.answers)
+            t.answer(rid, 0)
+            assert "ERROR" in late.wait_for_line("has expired", 10)
+            assert not [m for m in t.labeled if m.source == m.HUMAN]
+    finally:
+        t.bus.shutdown()
+
+
+def test_tinyrce_config_and_launch_name_every_node():
+    """Every node of `tinycl launch tinyrce` accepts config/tinyrce.yaml; the ROS 2 launch file starts the same nodes."""
+    import ast
+    import importlib
+
+    from tinycl_nodes.launcher import CONFIG_DIR, GRAPHS
+    from tinycl_nodes.nodes.runner import load_params_file, validate
+
+    classes = {"sensor": "Sensor", "extractor": "Extractor", "labeler": "Labeler", "learner": "Learner",
+               "exporter": "Exporter", "label_app": "LabelApp"}
+    assert sorted(GRAPHS["tinyrce"]) == sorted(classes)
+    for name in GRAPHS["tinyrce"]:
+        cls = getattr(importlib.import_module(f"tinycl_nodes.nodes.{name}"), classes[name])
+        wildcard, own = load_params_file(str(CONFIG_DIR / "tinyrce.yaml"), name, "/")
+        values = {**{k: v for k, v in wildcard.items() if k in cls.Params.model_fields}, **own}
+        params = validate(cls.Params, values, name)
+        if name in ("labeler", "learner"):
+            assert params.preset == "rce"
+    launch = (CONFIG_DIR.parent / "launch" / "tinyrce.launch.py").read_text()
+    nodes = next(n for n in ast.walk(ast.parse(launch)) if isinstance(n, ast.Assign) and n.targets[0].id == "NODES")
+    assert sorted(ast.literal_eval(nodes.value)) == sorted(classes)
+    assert (CONFIG_DIR.parent / "scripts" / "label_app").is_file()

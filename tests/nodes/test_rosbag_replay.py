@@ -1,0 +1,51 @@
+"""The sensor replays a rosbag2 file (MCAP and SQLite3, written here with rosbags) onto the graph."""
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.datasets import load_mnist
+
+
+def _write_bag(path, images, plugin):
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                    "builtin_interfaces/msg/Time"))
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        conn = writer.add_connection("/camera/image_raw", Image.__msgtype__, typestore=store)
+        for i, img in enumerate(images):
+            t = 1_700_000_000_000_000_000 + i * 10_000_000
+            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"),
+                        height=28, width=28, encoding="mono8", is_bigendian=0, step=28,
+                        data=np.ascontiguousarray(img, np.uint8).ravel())
+            writer.write(conn, t, store.serialize_cdr(msg, Image.__msgtype__))
+
+
+@pytest.mark.parametrize("plugin", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
+def test_sensor_replays_a_rosbag(tmp_path, domain, plugin):
+    X, _ = load_mnist("test")
+    bag = tmp_path / f"bag_{plugin.name.lower()}"
+    _write_bag(bag, X[:12], plugin)
+    bus = create_bus("bag_reader", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(got) == 12, 30), sensor.lines[-10:]
+            sensor.wait_for_line("published 12 samples")
+        for msg, img in zip(got, X[:12]):
+            assert (msg.height, msg.width, msg.encoding) == (28, 28, "mono8")
+            np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(28, 28), img)
+    finally:
+        bus.shutdown()
+
+
+def test_missing_bag_is_one_line(tmp_path, domain):
+    with node("sensor", domain, "source:=rosbag", f"bag:={tmp_path / 'none'}") as sensor:
+        line = sensor.wait_for_line("rosbag not found")
+        sensor.proc.wait(timeout=20)   # it exits by itself (leaving the block early would SIGINT it)
+        assert "Traceback" not in "\n".join(sensor.lines)
+    assert sensor.proc.returncode == 2, line

@@ -1,0 +1,235 @@
+"""Pending label requests, answers and expiry: the app's state, saved as one JSON file.
+
+All methods run in one thread (the server's event loop); the bus thread only builds
+:class:`Pending` entries and hands them over. Times are wall-clock seconds (``time.time()``) so a
+request keeps its deadline across a restart of the app.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..storage import write_atomic
+
+FORMAT, VERSION = "tinycl-label-app", 1
+NEW_CLASS = -1
+MAX_NAME = 64
+MAX_ID = 128
+REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
+
+
+class AnswerError(ValueError):
+    """An answer that cannot be sent: the message is shown on the page as is."""
+
+
+@dataclass
+class Pending:
+    request_id: str
+    reason: str
+    candidates: list[dict[str, Any]]            # {"id", "name", "sample_count"}, most likely first
+    png: bytes | None
+    width: int
+    height: int
+    received_s: float
+    expires_s: float
+
+    def public(self, now: float) -> dict[str, Any]:
+        """What the page gets (no raw bytes: the picture is fetched from /image?id=<id>)."""
+        return {"id": self.request_id, "reason": self.reason, "candidates": self.candidates,
+                "image": f"image?id={quote(self.request_id, safe='')}" if self.png else None,
+                "width": self.width, "height": self.height, "received_s": self.received_s,
+                "expires_in_s": max(0.0, self.expires_s - now)}
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["png"] = base64.b64encode(self.png).decode() if self.png else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Pending:
+        d = dict(d)
+        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
+        return cls(**d)
+
+
+@dataclass
+class Answer:
+    request_id: str
+    class_id: int                  # an existing class id, or NEW_CLASS with new_class_name
+    new_class_name: str = ""
+    class_name: str = ""           # what the page shows
+    answered_by: str = ""
+    answered_s: float = field(default_factory=time.time)
+
+
+def clean_name(name: Any) -> str:
+    """A new class name as typed: trimmed, inner white space collapsed; AnswerError if unusable."""
+    if not isinstance(name, str):
+        raise AnswerError("new_class_name must be text")
+    name = re.sub(r"\s+", " ", name).strip()
+    if not name:
+        raise AnswerError("type a name for the new class")
+    if len(name) > MAX_NAME:
+        raise AnswerError(f"class name is too long ({len(name)} characters, max {MAX_NAME})")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise AnswerError("class name has control characters")
+    return name
+
+
+class RequestStore:
+    """Pending requests by id (oldest first), a short history of answers, remembered expired ids."""
+
+    def __init__(self, ttl_s: float, history_size: int = 20, max_pending: int = 100,
+                 log: logging.Logger | None = None) -> None:
+        self.ttl_s = ttl_s
+        self.max_pending = max_pending
+        self.log = log or logging.getLogger("tinycl.label_app")
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.history: deque[Answer] = deque(maxlen=history_size)
+        self.answered: OrderedDict[str, Answer] = OrderedDict()
+        self.expired: OrderedDict[str, float] = OrderedDict()
+        self.dirty = False
+
+    # requests ------------------------------------------------------------------------------------
+    def add(self, req: Pending) -> tuple[str, list[str]]:
+        """Take a request: ('new' | 'updated' | 'same' | 'answered', ids dropped to stay under max_pending).
+
+        A request asked again keeps its deadline (duplicates collapse); one already answered is
+        not shown again (the caller re-sends the answer: the labeler may not have got it).
+        """
+        if req.request_id in self.answered:
+            return "answered", []
+        old = self.pending.get(req.request_id)
+        if old is not None:
+            if (old.reason, old.candidates, old.png) == (req.reason, req.candidates, req.png):
+                return "same", []
+            req.received_s, req.expires_s = old.received_s, old.expires_s
+            self.pending[req.request_id] = req
+            self.dirty = True
+            return "updated", []
+        self.expired.pop(req.request_id, None)
+        self.pending[req.request_id] = req
+        dropped = []
+        while len(self.pending) > self.max_pending:
+            rid, _ = self.pending.popitem(last=False)
+            self._remember(self.expired, rid, time.time())
+            dropped.append(rid)
+        self.dirty = True
+        return "new", dropped
+
+    def expire(self, now: float) -> list[str]:
+        """Drop the requests whose time is up; their ids are remembered to explain late answers."""
+        gone = [rid for rid, p in self.pending.items() if p.expires_s <= now]
+        for rid in gone:
+            del self.pending[rid]
+            self._remember(self.expired, rid, now)
+        if gone:
+            self.dirty = True
+        return gone
+
+    # answers -------------------------------------------------------------------------------------
+    def check_answer(self, request_id: Any, class_id: Any = None, new_class_name: Any = None,
+                     answered_by: str = "", now: float | None = None) -> Answer:
+        """The answer to send, or AnswerError with a message for the person. Changes nothing."""
+        now = time.time() if now is None else now
+        if not isinstance(request_id, str) or not request_id:
+            raise AnswerError("request_id must be a non-empty string")
+        rid = request_id[:MAX_ID]
+        req = self.pending.get(request_id)
+        if req is None or req.expires_s <= now:
+            if req is not None or request_id in self.expired:
+                raise AnswerError(f"request {rid} has expired: nothing was sent")
+            if request_id in self.answered:
+                raise AnswerError(f"request {rid} was already answered ({self.answered[request_id].class_name})")
+            raise AnswerError(f"unknown request {rid}: nothing was sent")
+        has_id, has_name = class_id is not None, new_class_name not in (None, "")
+        if has_id == has_name:
+            raise AnswerError("answer with either a class (class_id) or a new class name, not both")
+        if has_name:
+            name = clean_name(new_class_name)
+            for c in req.candidates:       # a name that is already a known class is that class
+                if c["name"].casefold() == name.casefold():
+                    return Answer(request_id, int(c["id"]), "", c["name"], answered_by, now)
+            return Answer(request_id, NEW_CLASS, name, name, answered_by, now)
+        if isinstance(class_id, bool) or not isinstance(class_id, int):
+            raise AnswerError(f"class_id must be an integer, got {class_id!r}"[:200])
+        for c in req.candidates:
+            if int(c["id"]) == class_id:
+                return Answer(request_id, class_id, "", c["name"], answered_by, now)
+        raise AnswerError(f"class {class_id} is not a candidate of request {rid}")
+
+    def commit(self, answer: Answer) -> None:
+        """The answer was sent: the request leaves, the answer goes to the history."""
+        self.pending.pop(answer.request_id, None)
+        self.history.appendleft(answer)
+        self._remember(self.answered, answer.request_id, answer)
+        self.dirty = True
+
+    # page ----------------------------------------------------------------------------------------
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {"type": "snapshot", "pending": [p.public(now) for p in self.pending.values()],
+                "history": [history_item(a) for a in self.history], "ttl_s": self.ttl_s}
+
+    # persistence ---------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION,
+                "pending": [p.to_json() for p in self.pending.values()],
+                "history": [asdict(a) for a in self.history],
+                "answered": [asdict(a) for a in self.answered.values()],
+                "expired": list(self.expired.items())}
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps(self.to_json(), separators=(",", ":")).encode())
+        self.dirty = False
+
+    def load(self, path: Path, now: float) -> int:
+        """Restore from ``path`` (missing: nothing); a bad file is kept aside, never overwritten."""
+        if not path.exists():
+            return 0
+        try:
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+                raise ValueError("not a tinycl label app file")
+            if doc.get("version") != VERSION:
+                raise ValueError(f"version {doc.get('version')!r}, this app reads version {VERSION}")
+            pending = [Pending.from_json(d) for d in doc["pending"]]
+            history = [Answer(**d) for d in doc["history"]]
+            answered = [Answer(**d) for d in doc["answered"]]
+            expired = [(str(k), float(v)) for k, v in doc["expired"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
+            path.rename(aside)
+            self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
+                           path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
+            return 0
+        for p in pending:
+            self.pending[p.request_id] = p
+        self.history.extend(history)
+        for a in answered:
+            self._remember(self.answered, a.request_id, a)
+        for rid, t in expired:
+            self._remember(self.expired, rid, t)
+        self.expire(now)
+        self.dirty = False
+        return len(self.pending)
+
+    @staticmethod
+    def _remember(d: OrderedDict, key: str, value: Any) -> None:
+        d[key] = value
+        d.move_to_end(key)
+        while len(d) > REMEMBERED:
+            d.popitem(last=False)
+
+
+def history_item(a: Answer) -> dict[str, Any]:
+    return {"id": a.request_id, "class_id": a.class_id, "class_name": a.class_name,
+            "new": a.class_id == NEW_CLASS, "answered_s": a.answered_s, "answered_by": a.answered_by}

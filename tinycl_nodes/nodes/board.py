@@ -1,0 +1,286 @@
+"""board node: the C core (``micro_ros_firmware/core``, host build ``libtinycl.so`` via ctypes) on
+the graph, as a micro-ROS board would join it — a "board" learner without hardware.
+
+Two inputs, chosen by ``input``:
+
+* ``labeled`` (default): subscribes ``labeled`` (LabeledFeatures) exactly like the Python learner
+  and learns every label with the C CWR* head (``lr``/``batch_size`` of the presets: the same head
+  as the learner's ``supervised`` / ``tinyndc`` presets), predicting each sample before learning it;
+* ``image``: like the firmware app (``micro_ros_firmware/app/src/main.c``): subscribes ``image``
+  (sensor_msgs/Image, 28×28 mono8) and ``ground_truth``; the C int8 frozen model makes the
+  features (published on ``features``), then the C TinyNDC step: a learnable ground-truth label is
+  learned (head + centroids), otherwise the C clusterer's pseudo-label is (centroids follow the
+  head's prediction, the paper's configuration).
+
+Publishes ``predictions`` (Prediction) and ``head`` (Head, latched; same kind ``CWRStar``, linear
+form and extractor hash as the Python learner's, so exporter, MQTT bridge and aggregator take it
+unchanged). State (the C blobs, ``tinycl_nodes/export/c_state.py`` format) is saved atomically in
+``state_dir`` and reloaded on restart. If ``libtinycl.so`` is missing it is built with CMake
+(``build: true``) or the node stops with one line saying how.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import struct
+import subprocess
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from .. import presets
+from ..core.errors import InputError, StateError, TinyclError
+from ..core.validation import check_label
+from ..export import c_state
+from ..extractor import FrozenExtractor, model_path
+from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
+from .messages import features_of, head_message, image_pixels, stamp_ns
+from .runner import Node, NodeParams, run_node
+
+FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
+HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/build && cmake --build {FW}/build -j2`, "
+       "or point the `lib` parameter / TINYCL_LIB at a built libtinycl.so")
+MAX_WAITING = 10_000
+
+
+class BoardParams(NodeParams):
+    input: Literal["labeled", "image"] = "labeled"
+    model: str | None = None            # extractor of the incoming features (labeled); default mnist_0to5_fp32.
+                                        # image: the C core's own int8 model (must match the library)
+    lib: str | None = None              # libtinycl.so (default: $TINYCL_LIB, else micro_ros_firmware/build)
+    build: bool = True                  # build libtinycl.so with CMake when it is missing
+    lr: float = Field(presets.CWR_PARAMS["lr"], gt=0)
+    batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1)
+    state_dir: str | None = None
+    publish_every: int = Field(500, ge=1)
+    publish_period_s: float = Field(1.0, gt=0)
+    with_state: bool = False            # also send the full core state (Python format) in Head.state
+    class_names: dict[int, str] = Field(default_factory=dict)
+    truth_timeout_s: float = Field(1.0, gt=0)   # image: wait this long for an image's ground truth
+    expect_ground_truth: bool = False           # image: hold images until their ground truth arrives
+
+
+def ensure_library(path: str | None, build: bool, log: Any) -> Library:
+    """Load libtinycl.so; build it with CMake when missing (one build at a time), else one clear error."""
+    target = Path(path or os.environ.get("TINYCL_LIB") or DEFAULT_LIB)
+    if not target.is_file():
+        if not build or path or os.environ.get("TINYCL_LIB"):
+            raise TinyclError(f"board: libtinycl.so not found at {target}: {HOW}")
+        if shutil.which("cmake") is None or shutil.which("cc") is None and shutil.which("gcc") is None:
+            raise TinyclError(f"board: libtinycl.so not found at {target} and cmake/gcc are missing: {HOW}")
+        build_dir = target.parent
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with open(build_dir / ".board-build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)        # two boards starting together build once
+            if not target.is_file():
+                log.info("building %s with CMake (once)", target)
+                import sys
+                for cmd in (["cmake", "-S", str(FW), "-B", str(build_dir), f"-DTINYCL_PYTHON={sys.executable}"],
+                            ["cmake", "--build", str(build_dir), "-j2", "--target", "tinycl"]):
+                    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    if p.returncode != 0:
+                        last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["?"]
+                        raise TinyclError(f"board: building libtinycl.so failed ({' '.join(cmd[:2])}: {last[0]}): {HOW}")
+    return Library(target)
+
+
+class Board(Node):
+    Params = BoardParams
+
+    def __init__(self, bus: Any, params: BoardParams) -> None:
+        super().__init__(bus, params)
+        self.lib = ensure_library(params.lib, params.build, self.log)
+        if params.input == "image":
+            model = params.model or "mnist_0to5_int8"
+        else:
+            model = params.model or "mnist_0to5_fp32"
+        ext = FrozenExtractor(model_path(model))
+        self.hash, self.n_features = ext.hash, ext.n_features
+        if self.n_features != self.lib.n_features:
+            raise TinyclError(f"board: model {model} has {self.n_features} features, {self.lib.path.name} "
+                              f"was built for {self.lib.n_features}")
+        if params.input == "image" and self.hash != self.lib.model_sha256:
+            raise TinyclError(f"board: input image runs the C core's own model ({self.lib.model_sha256[:12]}), "
+                              f"not {model} ({self.hash[:12]})")
+        self.head = CWRStarC(self.lib, lr=params.lr, batch_size=params.batch_size)
+        self.head.set_extractor(self.hash)
+        self.ncm = NearestCentroidC(self.lib) if params.input == "image" else None
+        self.state_path = Path(params.state_dir) / "board.cstate" if params.state_dir else None
+        self.version = 0
+        self._restore()
+        self.Prediction = bus.msg("Prediction")
+        self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
+        self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
+        self.head_pub = bus.create_publisher("head", self.HeadMsg, "latched")
+        self.updates_since_publish = 0
+        self.sample_id = 0
+        if params.input == "labeled":
+            bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
+        else:
+            self.Features = bus.msg("Features")
+            self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
+            self._truth: dict[int, Any] = {}
+            self._waiting: OrderedDict[int, tuple[Any, np.ndarray, float]] = OrderedDict()
+            bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
+            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, "reliable")
+            bus.create_timer(params.truth_timeout_s / 2, self._flush)
+        bus.create_timer(params.publish_period_s, self._maybe_publish)
+        self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
+                      self.lib.lib.tinycl_abi_version(), self.lib.n_features, self.lib.max_classes, params.input,
+                      self.hash[:12])
+
+    # --- learning -----------------------------------------------------------------------------
+    def _predict(self, x: np.ndarray) -> tuple[int, float]:
+        """The C head's prediction and its softmax confidence (-1, 0 before any class)."""
+        y = self.head.predict_one(x)
+        if y is None:
+            return -1, 0.0
+        s = self.head.scores(x).astype(np.float64)
+        p = np.exp(s - s.max())
+        return int(y), float(p.max() / p.sum())
+
+    def on_labeled(self, msg: Any) -> None:
+        x = features_of(msg.features, self.n_features, self.hash)
+        label = int(msg.label)
+        if label != -1:
+            check_label(label)
+        cls, conf = self._predict(x)
+        self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
+        if label >= 0:
+            self.head.learn_one(x, label)
+            self.updates_since_publish += 1
+        if self.updates_since_publish >= self.params.publish_every:
+            self._maybe_publish()
+
+    def on_truth(self, msg: Any) -> None:
+        if len(self._truth) > MAX_WAITING:
+            self._truth.pop(next(iter(self._truth)))
+        self._truth[stamp_ns(msg.header)] = msg
+        self._flush()
+
+    def on_image(self, msg: Any) -> None:
+        px = image_pixels(msg, (28, 28))
+        if len(self._waiting) >= MAX_WAITING:
+            raise InputError(f"{MAX_WAITING} images wait for their ground truth: dropped")
+        self._waiting[stamp_ns(msg.header)] = (msg.header, px, time.monotonic())
+        self._flush()
+
+    def _flush(self) -> None:
+        """Process waiting images in order: with their ground truth, or without after the timeout."""
+        while self._waiting:
+            stamp, (header, px, t0) = next(iter(self._waiting.items()))
+            truth = self._truth.pop(stamp, None)
+            if truth is None and self.params.expect_ground_truth and \
+                    time.monotonic() - t0 < self.params.truth_timeout_s:
+                return
+            del self._waiting[stamp]
+            self._step(header, px, truth)
+
+    def _step(self, header: Any, px: np.ndarray, truth: Any) -> None:
+        """The firmware app's frame step: C features → predict → learn (label or pseudo-label)."""
+        x = self.lib.features(px)
+        label = int(truth.label) if truth is not None and truth.learnable else -1
+        sid = self.sample_id
+        self.sample_id = (self.sample_id + 1) % 2**32
+        self.feat_pub.publish(self.Features(header=header, data=x, extractor_hash=self.hash, sample_id=sid,
+                                            true_label=int(truth.label) if truth is not None else -1,
+                                            labelled=label >= 0))
+        cls, conf = self._predict(x)
+        self._publish_prediction(header, sid, cls, conf)
+        if label >= 0:                                   # tinycl_ndc_step with a label
+            self.head.learn_one(x, label)
+            self.ncm.update(x, label)
+        elif self.ncm.n_classes():                        # pseudo-label; centroids follow the head
+            pseudo, _ = self.ncm.pseudo_label(x)
+            self.head.learn_one(x, pseudo)
+            if cls >= 0:
+                self.ncm.update(x, cls)
+        else:
+            return
+        self.updates_since_publish += 1
+        if self.updates_since_publish >= self.params.publish_every:
+            self._maybe_publish()
+
+    def _publish_prediction(self, header: Any, sample_id: int, cls: int, conf: float) -> None:
+        self.pred_pub.publish(self.Prediction(header=header, sample_id=sample_id, class_id=cls,
+                                              class_name=self.params.class_names.get(cls, str(cls)), confidence=conf))
+
+    # --- head and state -----------------------------------------------------------------------
+    def _maybe_publish(self) -> None:
+        if self.updates_since_publish:
+            self.publish_head()
+
+    def python_head(self):
+        """The C head as the Python CWRStar (through its C blob): what the Head message is made from."""
+        return c_state.cwr_from_bytes(self.head.to_bytes())
+
+    def publish_head(self) -> None:
+        head = self.python_head()
+        if not head.classes:
+            return
+        self.version += 1
+        header = self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id="")
+        self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header,
+                                           self.params.class_names, self.params.with_state))
+        self.updates_since_publish = 0
+
+    def _blobs(self) -> list[bytes]:
+        return [self.head.to_bytes()] + ([self.ncm.to_bytes()] if self.ncm is not None else [])
+
+    def _restore(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:
+            raw = self.state_path.read_bytes()
+            if len(raw) < 8 or raw[:4] != b"TCLB":
+                raise StateError("not a board state file")
+            (self.version,) = struct.unpack_from("<I", raw, 4)
+            blobs, pos = [], 8
+            while pos < len(raw):
+                (n,) = struct.unpack_from("<I", raw, pos)
+                blobs.append(raw[pos + 4:pos + 4 + n])
+                pos += 4 + n
+            if len(blobs) != len(self._blobs()):
+                raise StateError(f"{len(blobs)} blobs, this input needs {len(self._blobs())}")
+            self.head.load_bytes(blobs[0])
+            if self.ncm is not None:
+                self.ncm.load_bytes(blobs[1])
+            self.log.info("restored C head (%d classes) from %s", self.head.n_classes, self.state_path)
+        except (TinyclError, struct.error) as exc:
+            aside = self.state_path.with_name(f"{self.state_path.name}.bad-{int(time.time())}")
+            self.state_path.rename(aside)
+            self.version = 0
+            self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
+            self.head.set_extractor(self.hash)
+            if self.ncm is not None:
+                self.ncm = NearestCentroidC(self.lib)
+            self.log.error("state file %s cannot be loaded (%s): kept as %s, starting fresh",
+                           self.state_path, exc, aside.name)
+
+    def close(self) -> None:
+        if self.updates_since_publish:
+            self.publish_head()
+        if self.state_path is not None:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            body = b"TCLB" + struct.pack("<I", self.version) + b"".join(struct.pack("<I", len(b)) + b
+                                                                        for b in self._blobs())
+            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(Board, "board", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

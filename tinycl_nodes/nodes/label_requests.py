@@ -1,0 +1,300 @@
+"""Label requests: which samples a person is asked about, and what their answers mean.
+
+Pure bookkeeping (numpy only, no bus, the clock is passed in): the labeler node feeds it every
+sample TinyRCE cannot label and every ``LabelAnswer`` that comes back, and saves its state next
+to the RCE's (atomically, one file) so pending requests survive a restart.
+
+- **dedupe**: a sample within ``dedupe_distance`` (the RCE's metric) of a pending request's
+  sample joins that request instead of asking again; when it is answered, every joined sample
+  is learned with the answer (at most ``max_joined`` per request are kept);
+- **expiry**: a request is dropped ``ttl_s`` after it was asked (its samples with it); an answer
+  to it later is refused as *expired*;
+- **budget**: at most ``max_per_hour`` requests in any sliding hour, and at most ``max_pending``
+  waiting at once; beyond that a sample is not asked about (counted in ``counters``);
+- **class names**: a new class name gets the next free class id; the same name (case and
+  surrounding blanks aside) always maps to the same id; names are kept with the state.
+
+Every refused answer raises :class:`AnswerError` (one line) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..core import state as st
+from ..core.errors import InputError, StateError
+from ..core.validation import MAX_CLASS_ID
+
+NEW_CLASS = -1
+MAX_NAME_CHARS = 64
+REMEMBERED_IDS = 1000      # answered / expired request ids kept to explain a late answer
+KIND, VERSION = "LabelRequests", 1
+
+
+class AnswerError(InputError):
+    """A LabelAnswer that cannot be used: unknown or expired request, bad class id or name."""
+
+
+@dataclass
+class Pending:
+    """One open request: the sample asked about and the samples that joined it."""
+
+    request_id: str
+    created: float                 # wall-clock seconds (survives a restart, unlike monotonic time)
+    stamp_ns: int                  # capture stamp of the sample asked about
+    sample_id: int
+    reason: str
+    candidates: list[int]          # known class ids, most likely first, when it was asked
+    samples: list[np.ndarray]      # [0] the sample asked about, then the joined ones
+    stamps: list[int] = field(default_factory=list)   # capture stamps, aligned with samples
+    picture: dict[str, Any] = field(default_factory=dict)  # {"height","width","encoding","data": uint8}
+    joined_dropped: int = 0        # duplicates beyond max_joined (not kept)
+
+    @property
+    def features(self) -> np.ndarray:
+        return self.samples[0]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What an accepted answer means: learn ``samples`` as class ``class_id`` named ``class_name``."""
+
+    request: Pending
+    class_id: int
+    class_name: str
+    new_class: bool                # a class id that was not known before this answer
+
+
+def normalise_name(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def check_class_name(name: Any) -> str:
+    """A new class name as a person typed it: stripped, non-empty, short, printable."""
+    if not isinstance(name, str):
+        raise AnswerError(f"new class name must be text, got {type(name).__name__}")
+    clean = " ".join(name.split())
+    if not clean:
+        raise AnswerError("new class name is empty")
+    if len(clean) > MAX_NAME_CHARS:
+        raise AnswerError(f"new class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
+    if any(not ch.isprintable() for ch in clean):
+        raise AnswerError("new class name contains control characters")
+    return clean
+
+
+class LabelRequests:
+    """Pending label requests, class names and the request budget of one labeler."""
+
+    def __init__(self, ttl_s: float = 600.0, max_per_hour: int = 60, dedupe_distance: float = 0.0,
+                 max_pending: int = 50, max_joined: int = 16, metric: str = "l2") -> None:
+        if ttl_s <= 0 or max_per_hour < 0 or dedupe_distance < 0 or max_pending < 1 or max_joined < 0:
+            raise InputError(f"label requests: bad settings ttl_s={ttl_s}, max_per_hour={max_per_hour}, "
+                             f"dedupe_distance={dedupe_distance}, max_pending={max_pending}, max_joined={max_joined}")
+        if metric not in ("l1", "l2"):
+            raise InputError(f"label requests: metric must be 'l1' or 'l2', got {metric!r}")
+        self.ttl_s, self.max_per_hour, self.dedupe_distance = float(ttl_s), int(max_per_hour), float(dedupe_distance)
+        self.max_pending, self.max_joined, self.metric = int(max_pending), int(max_joined), metric
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
+        self.asked_at: list[float] = []                    # wall times of the requests of the last hour
+        self.closed: OrderedDict[str, str] = OrderedDict()  # request id -> "answered" | "expired"
+        self.names: dict[int, str] = {}                     # class id -> name
+        self.counters = {"asked": 0, "joined": 0, "over_budget": 0, "answered": 0, "expired": 0, "refused": 0}
+
+    # --- asking -------------------------------------------------------------------------------
+    def _dist(self, a: np.ndarray, b: np.ndarray) -> float:
+        diff = a.astype(np.float64) - b
+        return float(np.abs(diff).sum() if self.metric == "l1" else np.sqrt(diff.dot(diff)))
+
+    def find_duplicate(self, x: np.ndarray) -> Pending | None:
+        """The pending request whose sample is closest to ``x``, if within ``dedupe_distance``."""
+        best, best_d = None, self.dedupe_distance
+        for req in self.pending.values():
+            d = self._dist(x, req.features)
+            if d <= best_d:
+                best, best_d = req, d
+        return best
+
+    def budget_left(self, now: float) -> int:
+        self.asked_at = [t for t in self.asked_at if now - t < 3600.0]
+        return min(self.max_per_hour - len(self.asked_at), self.max_pending - len(self.pending))
+
+    def offer(self, x: np.ndarray, now: float, *, stamp_ns: int = 0, sample_id: int = 0, reason: str = "",
+              candidates: Iterable[int] = ()) -> tuple[str, Pending | None]:
+        """A sample the RCE cannot label: ``("joined", req)``, ``("asked", new req)`` or ``("over_budget", None)``.
+
+        The caller publishes the request for ``"asked"`` (and may attach a picture to it first).
+        """
+        x = np.asarray(x, np.float32)
+        self.expire(now)
+        dup = self.find_duplicate(x)
+        if dup is not None:
+            self.counters["joined"] += 1
+            if len(dup.samples) - 1 < self.max_joined:
+                dup.samples.append(x.copy())
+                dup.stamps.append(int(stamp_ns))
+            else:
+                dup.joined_dropped += 1
+            return "joined", dup
+        if self.budget_left(now) <= 0:
+            self.counters["over_budget"] += 1
+            return "over_budget", None
+        req = Pending(str(uuid.uuid4()), float(now), int(stamp_ns), int(sample_id), reason,
+                      [int(c) for c in candidates], [x.copy()], [int(stamp_ns)])
+        self.pending[req.request_id] = req
+        self.asked_at.append(float(now))
+        self.counters["asked"] += 1
+        return "asked", req
+
+    def expire(self, now: float) -> list[Pending]:
+        """Drop the requests older than ``ttl_s``; they are returned (with their samples)."""
+        gone = [r for r in self.pending.values() if now - r.created >= self.ttl_s]
+        for r in gone:
+            del self.pending[r.request_id]
+            self._close(r.request_id, "expired")
+        self.counters["expired"] += len(gone)
+        return gone
+
+    def _close(self, request_id: str, how: str) -> None:
+        self.closed[request_id] = how
+        while len(self.closed) > REMEMBERED_IDS:
+            self.closed.popitem(last=False)
+
+    # --- answers ------------------------------------------------------------------------------
+    def check_answer(self, request_id: Any, class_id: Any, new_class_name: Any, known: Iterable[int],
+                     now: float) -> Resolution:
+        """Validate an answer without changing anything; AnswerError (one line) if it cannot be used."""
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise AnswerError("label answer without a request id")
+        rid = request_id.strip()
+        req = self.pending.get(rid)
+        if req is not None and now - req.created >= self.ttl_s:
+            raise AnswerError(f"label request {rid} has expired (asked {now - req.created:.0f} s ago, "
+                              f"ttl {self.ttl_s:.0f} s): answer ignored")
+        if req is None:
+            how = self.closed.get(rid)
+            if how == "expired":
+                raise AnswerError(f"label request {rid} has expired: answer ignored")
+            if how == "answered":
+                raise AnswerError(f"label request {rid} was already answered: answer ignored")
+            raise AnswerError(f"unknown label request id {rid[:64]!r}: answer ignored")
+        if isinstance(class_id, (bool, np.bool_)) or not isinstance(class_id, (int, np.integer)):
+            raise AnswerError(f"label answer to {rid}: class id must be an integer, got {class_id!r}")
+        cid = int(class_id)
+        known_ids = set(int(k) for k in known) | set(self.names)
+        if cid == NEW_CLASS:
+            name = check_class_name(new_class_name)
+            existing = self.id_of_name(name)
+            if existing is not None:
+                return Resolution(req, existing, self.names[existing], existing not in known_ids)
+            new_id = max(known_ids, default=-1) + 1
+            if new_id > MAX_CLASS_ID:
+                raise AnswerError(f"label answer to {rid}: no free class id left")
+            return Resolution(req, new_id, name, True)
+        if cid < 0 or cid not in known_ids:
+            raise AnswerError(f"label answer to {rid}: unknown class id {cid} "
+                              f"(known: {', '.join(map(str, sorted(known_ids))) or 'none'}; "
+                              f"use NEW_CLASS (-1) with a name for a new class)")
+        return Resolution(req, cid, self.names.get(cid, str(cid)), False)
+
+    def commit(self, res: Resolution) -> None:
+        """Apply an accepted answer: the request is closed, a new name is recorded."""
+        rid = res.request.request_id
+        self.pending.pop(rid, None)
+        self._close(rid, "answered")
+        self.names.setdefault(res.class_id, res.class_name)
+        self.counters["answered"] += 1
+
+    def id_of_name(self, name: str) -> int | None:
+        key = normalise_name(name)
+        for cid, n in self.names.items():
+            if normalise_name(n) == key:
+                return cid
+        return None
+
+    def set_names(self, names: dict[int, str]) -> None:
+        """Names known from configuration (not overriding names people gave)."""
+        for cid, n in names.items():
+            self.names.setdefault(int(cid), str(n))
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        reqs, arrays = [], {}
+        for i, r in enumerate(self.pending.values()):
+            reqs.append({"id": r.request_id, "created": r.created, "stamp_ns": r.stamp_ns, "sample_id": r.sample_id,
+                         "reason": r.reason, "candidates": r.candidates, "stamps": r.stamps,
+                         "joined_dropped": r.joined_dropped,
+                         "picture": {k: v for k, v in r.picture.items() if k != "data"}})
+            arrays[f"samples{i}"] = np.stack(r.samples).astype(np.float32)
+            if r.picture:
+                arrays[f"picture{i}"] = np.asarray(r.picture["data"], np.uint8)
+        params = {"ttl_s": self.ttl_s, "max_per_hour": self.max_per_hour, "dedupe_distance": self.dedupe_distance,
+                  "max_pending": self.max_pending, "max_joined": self.max_joined, "metric": self.metric}
+        meta = {"pending": reqs, "asked_at": self.asked_at, "closed": list(self.closed.items()),
+                "names": {str(k): v for k, v in self.names.items()}, "counters": self.counters}
+        return st.make_state(KIND, VERSION, params, arrays, meta)
+
+    def load_state_dict(self, state: dict[str, Any], n_features: int) -> None:
+        """Restore pending requests and names (settings stay those of this run); StateError if bad."""
+        st.check_state(state, KIND, VERSION)
+        meta, arrays = state.get("meta") or {}, state["arrays"]
+        try:
+            pending: OrderedDict[str, Pending] = OrderedDict()
+            for i, r in enumerate(meta.get("pending", [])):
+                samples = np.asarray(arrays[f"samples{i}"], np.float32)
+                if samples.ndim != 2 or samples.shape[1] != n_features or not np.isfinite(samples).all():
+                    raise StateError(f"state: label request {i} holds samples of shape {samples.shape}, "
+                                     f"expected (n, {n_features})")
+                pic = dict(r.get("picture") or {})
+                if pic:
+                    pic["data"] = np.asarray(arrays[f"picture{i}"], np.uint8)
+                stamps = [int(s) for s in r.get("stamps", [])]
+                pending[str(r["id"])] = Pending(str(r["id"]), float(r["created"]), int(r["stamp_ns"]),
+                                                int(r["sample_id"]), str(r["reason"]),
+                                                [int(c) for c in r["candidates"]], list(samples),
+                                                stamps if len(stamps) == len(samples) else [int(r["stamp_ns"])] * len(samples),
+                                                pic, int(r.get("joined_dropped", 0)))
+            names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
+            closed = OrderedDict((str(k), str(v)) for k, v in meta.get("closed", []))
+            asked_at = [float(t) for t in meta.get("asked_at", [])]
+            counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in self.counters}
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state: label requests are malformed ({type(exc).__name__}: {exc})") from None
+        self.pending, self.names, self.closed, self.asked_at, self.counters = pending, names, closed, asked_at, counters
+
+
+def render_plot(series: np.ndarray, width: int = 160, height: int = 90, bars: bool = False) -> np.ndarray:
+    """A small picture of a signal window for a person: ``series`` (channels, samples) → (height, width, 3) uint8.
+
+    Channels are drawn in groups of three (e.g. accelerometer above gyroscope), each group on its
+    own axis so one sensor's scale does not flatten the other; ``bars`` draws one bar per value
+    (a feature vector when no raw sample is at hand). Rendered by matplotlib's Agg canvas.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series = np.atleast_2d(np.asarray(series, np.float64))
+    series = np.where(np.isfinite(series), series, 0.0)
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    groups = [series[i:i + 3] for i in range(0, series.shape[0], 3)] if not bars else [series[:1]]
+    colors = ("#d62728", "#2ca02c", "#1f77b4")
+    for g, block in enumerate(groups):
+        ax = fig.add_axes((0.0, 1.0 - (g + 1) / len(groups), 1.0, 1.0 / len(groups)))
+        ax.set_axis_off()
+        if bars:
+            ax.bar(np.arange(block.shape[1]), block[0], width=0.8, color="#1f77b4")
+        else:
+            for c, row in enumerate(block):
+                ax.plot(row, lw=0.8, color=colors[c % 3])
+        ax.margins(x=0, y=0.08)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[:height, :width, :3])
