@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -120,7 +121,7 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
     from .aggregator import Aggregator, AggregatorParams
     from .broker import Broker, free_port, generate
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 132)
     cfg = config_path("fleet", config)
     doc = yaml.safe_load(cfg.read_text()) or {}
     demo = _section(doc, "demo_fleet")
