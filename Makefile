@@ -10,7 +10,8 @@ SEEDS  ?= 5
 .PHONY: demo demo-fleet demo-rce test bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  bash tools/apt-ensure.sh venv python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)

@@ -27,7 +27,6 @@ import shutil
 import struct
 import subprocess
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,18 +34,18 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..core.errors import InputError, StateError, TinyclError
+from ..core.errors import StateError, TinyclError
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
 from .messages import features_of, head_message, image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node
+from .truth_join import TruthJoin
 
 FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
 HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/build && cmake --build {FW}/build -j2`, "
        "or point the `lib` parameter / TINYCL_LIB at a built libtinycl.so")
-MAX_WAITING = 10_000
 
 
 class BoardParams(NodeParams):
@@ -125,11 +124,10 @@ class Board(Node):
         else:
             self.Features = bus.msg("Features")
             self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
-            self._truth: dict[int, Any] = {}
-            self._waiting: OrderedDict[int, tuple[Any, np.ndarray, float]] = OrderedDict()
+            self.join = TruthJoin(self._step, params.truth_timeout_s, params.expect_ground_truth, self.log)
             bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
             bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, "reliable")
-            bus.create_timer(params.truth_timeout_s / 2, self._flush)
+            bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
         bus.create_timer(params.publish_period_s, self._maybe_publish)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
                       self.lib.lib.tinycl_abi_version(), self.lib.n_features, self.lib.max_classes, params.input,
@@ -159,28 +157,10 @@ class Board(Node):
             self._maybe_publish()
 
     def on_truth(self, msg: Any) -> None:
-        if len(self._truth) > MAX_WAITING:
-            self._truth.pop(next(iter(self._truth)))
-        self._truth[stamp_ns(msg.header)] = msg
-        self._flush()
+        self.join.add_truth(stamp_ns(msg.header), msg)
 
     def on_image(self, msg: Any) -> None:
-        px = image_pixels(msg, (28, 28))
-        if len(self._waiting) >= MAX_WAITING:
-            raise InputError(f"{MAX_WAITING} images wait for their ground truth: dropped")
-        self._waiting[stamp_ns(msg.header)] = (msg.header, px, time.monotonic())
-        self._flush()
-
-    def _flush(self) -> None:
-        """Process waiting images in order: with their ground truth, or without after the timeout."""
-        while self._waiting:
-            stamp, (header, px, t0) = next(iter(self._waiting.items()))
-            truth = self._truth.pop(stamp, None)
-            if truth is None and self.params.expect_ground_truth and \
-                    time.monotonic() - t0 < self.params.truth_timeout_s:
-                return
-            del self._waiting[stamp]
-            self._step(header, px, truth)
+        self.join.add_sample(stamp_ns(msg.header), msg.header, image_pixels(msg, (28, 28)))
 
     def _step(self, header: Any, px: np.ndarray, truth: Any) -> None:
         """The firmware app's frame step: C features → predict → learn (label or pseudo-label)."""

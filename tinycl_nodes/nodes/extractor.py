@@ -13,8 +13,6 @@ as they are (the ELM models normalise inside the graph).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
@@ -24,8 +22,8 @@ from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from .messages import image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node
+from .truth_join import TruthJoin
 
-MAX_WAITING = 10_000
 
 
 class ExtractorParams(NodeParams):
@@ -56,8 +54,7 @@ class Extractor(Node):
         self.Features = bus.msg("Features")
         self.pub = bus.create_publisher("features", self.Features, "reliable")
         self.downstream = [self.pub]
-        self._truth: dict[int, Any] = {}
-        self._waiting: OrderedDict[int, tuple[Any, np.ndarray, float]] = OrderedDict()
+        self.join = TruthJoin(self._emit, params.truth_timeout_s, params.expect_ground_truth, self.log)
         self.sample_id = 0
         bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
         if params.input == "imu":
@@ -65,44 +62,19 @@ class Extractor(Node):
         else:
             bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
         if params.expect_ground_truth:
-            bus.create_timer(params.truth_timeout_s / 2, self._flush)
+            bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
         self.log.info("model %s (%s…), %d features", self.model.path.name, self.model.hash[:12],
                       self.model.n_features)
 
     def on_truth(self, msg: Any) -> None:
-        if len(self._truth) > MAX_WAITING:
-            self._truth.pop(next(iter(self._truth)))
-        self._truth[stamp_ns(msg.header)] = msg
-        self._flush()
+        self.join.add_truth(stamp_ns(msg.header), msg)
 
     def on_imu(self, msg: Any) -> None:
         self.on_image(msg, imu_window(msg, self.shape))
 
     def on_image(self, msg: Any, window: np.ndarray | None = None) -> None:
         pixels = image_pixels(msg, self.shape) if window is None else window  # InputError → one line, dropped
-        if not self.params.expect_ground_truth:
-            self._emit(msg.header, pixels, None)
-            return
-        self._waiting[stamp_ns(msg.header)] = (msg.header, pixels, time.monotonic())
-        if len(self._waiting) > MAX_WAITING:
-            self.log.warning("more than %d images wait for ground truth: sending the oldest without", MAX_WAITING)
-            self._flush(force=1)
-        self._flush()
-
-    def _flush(self, force: int = 0) -> None:
-        """Send waiting images in arrival order while the oldest has its truth (or timed out)."""
-        deadline = time.monotonic() - self.params.truth_timeout_s
-        while self._waiting:
-            key = next(iter(self._waiting))
-            header, pixels, since = self._waiting[key]
-            truth = self._truth.pop(key, None)
-            if truth is None and since > deadline and force <= 0:
-                return
-            force -= 1
-            del self._waiting[key]
-            if truth is None:
-                self.log.warning("no ground truth for the image stamped %d: sent unlabelled", key)
-            self._emit(header, pixels, truth)
+        self.join.add_sample(stamp_ns(msg.header), msg.header, pixels)
 
     def _emit(self, header: Any, pixels: np.ndarray, truth: Any) -> None:
         feats = self.model.extract_one(pixels)
