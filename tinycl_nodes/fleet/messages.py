@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.federated import HeadSnapshot
+from ..interfaces import as_sequence
 
 
 def snapshot_from_msg(msg: Any, device: str = "") -> HeadSnapshot:
@@ -32,6 +33,6 @@ def msg_from_snapshot(snap: HeadSnapshot, head_type: type, class_type: type, sta
     return head_type(classes=[class_type(id=int(i), name=n, sample_count=int(min(c, 2**32 - 1)))
                               for i, n, c in zip(snap.class_ids, snap.class_names, snap.counts)],
                      kind=snap.kind, n_features=snap.n_features if snap.n_classes else 0,
-                     weights=np.ascontiguousarray(snap.weights.reshape(-1), np.float32),
-                     bias=np.ascontiguousarray(snap.bias, np.float32), extractor_hash=snap.extractor_hash,
+                     weights=as_sequence(snap.weights, "f"),
+                     bias=as_sequence(snap.bias, "f"), extractor_hash=snap.extractor_hash,
                      version=int(snap.version) & 0xFFFFFFFF, n_seen=int(snap.n_seen), **kw)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from .arrays import as_sequence
 from .convert import from_rosbags, to_rosbags
 from .dds_types import dds_class
 from .idl_text import idl_for
@@ -21,7 +22,7 @@ def get_type(name: str, distro: str = "jazzy") -> type:
 
 
 __all__ = [
-    "dds_class", "dds_topic_name", "dds_type_name", "from_rosbags", "full_type_name", "get_type",
+    "as_sequence", "dds_class", "dds_topic_name", "dds_type_name", "from_rosbags", "full_type_name", "get_type",
     "idl_for", "message_names", "msg_dir", "ns_to_time", "resolve_topic", "ros_type_name",
     "time_to_ns", "to_rosbags", "type_hash", "typestore",
 ]

@@ -35,6 +35,7 @@ from pydantic import Field
 
 from .. import presets
 from ..core.errors import StateError, TinyclError
+from ..interfaces import as_sequence
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
@@ -168,7 +169,8 @@ class Board(Node):
         label = int(truth.label) if truth is not None and truth.learnable else -1
         sid = self.sample_id
         self.sample_id = (self.sample_id + 1) % 2**32
-        self.feat_pub.publish(self.Features(header=header, data=x, extractor_hash=self.hash, sample_id=sid,
+        self.feat_pub.publish(self.Features(header=header, data=as_sequence(x, "f"), extractor_hash=self.hash,
+                                            sample_id=sid,
                                             true_label=int(truth.label) if truth is not None else -1,
                                             labelled=label >= 0))
         cls, conf = self._predict(x)

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
+from ..interfaces import as_sequence
 from .messages import image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node
 from .truth_join import TruthJoin
@@ -79,7 +80,7 @@ class Extractor(Node):
     def _emit(self, header: Any, pixels: np.ndarray, truth: Any) -> None:
         feats = self.model.extract_one(pixels)
         self.pub.publish(self.Features(
-            header=header, data=feats, extractor_hash=self.model.hash, sample_id=self.sample_id,
+            header=header, data=as_sequence(feats, "f"), extractor_hash=self.model.hash, sample_id=self.sample_id,
             true_label=-1 if truth is None else int(truth.label),
             labelled=bool(truth is not None and truth.learnable)))
         self.sample_id += 1

@@ -40,6 +40,7 @@ from pydantic import Field
 
 from .. import presets
 from ..core.errors import InputError, TinyclError
+from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
@@ -303,14 +304,15 @@ class RceLabeler(Labeler):
         return self.Header(stamp=self.Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=frame)
 
     def _features_msg(self, req: Pending, i: int) -> Any:
-        return self.Features(header=self._header(req.stamps[i]), data=req.samples[i], extractor_hash=self.hash,
+        return self.Features(header=self._header(req.stamps[i]), data=as_sequence(req.samples[i], "f"),
+                             extractor_hash=self.hash,
                              sample_id=req.sample_id if i == 0 else 0, true_label=-1, labelled=False)
 
     def _send_request(self, req: Pending) -> None:
         pic = req.picture
         picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
-                             data=pic.get("data", np.zeros(0, np.uint8)))
+                             data=as_sequence(pic.get("data", b""), "B"))
         counts = self.rce.sample_counts()
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                       for c in req.candidates if c in self.rce.classes]

@@ -11,6 +11,7 @@ from ..core import state as st
 from ..core.errors import ExtractorMismatchError, InputError
 from ..core.head import Head
 from ..core.validation import check_features
+from ..interfaces import as_sequence
 from ..interfaces import time_to_ns
 
 MAX_CLASSES = 4096
@@ -58,9 +59,9 @@ def head_message(msg_type: type, class_info: type, head: Head, version: int, hea
         header=header,
         classes=[class_info(id=c, name=names.get(c, str(c)), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                  for c in head.classes],
-        kind=head.kind, n_features=head.n_features, weights=np.ascontiguousarray(W, np.float32).ravel(),
-        bias=np.ascontiguousarray(b, np.float32), extractor_hash=head.extractor_hash, version=version,
-        n_seen=head.n_seen, state=np.frombuffer(st.to_bytes(head.state_dict()), np.uint8) if with_state else [])
+        kind=head.kind, n_features=head.n_features, weights=as_sequence(W, "f"), bias=as_sequence(b, "f"),
+        extractor_hash=head.extractor_hash, version=version, n_seen=head.n_seen,
+        state=as_sequence(np.frombuffer(st.to_bytes(head.state_dict()), np.uint8) if with_state else [], "B"))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
+from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
 
 
@@ -189,14 +190,14 @@ class Sensor(Node):
                                                     learnable=learnable))
         if self.imu:  # (channels, samples) → row-major samples x channels
             header.frame_id = "imu"
-            self.imu_pub.publish(self.ImuWindow(header=header, data=np.ascontiguousarray(pixels.T, np.float32).ravel(),
+            self.imu_pub.publish(self.ImuWindow(header=header, data=as_sequence(pixels.T, "f"),
                                                 n_channels=pixels.shape[0], rate_hz=self.rate_hz,
                                                 channel_names=self.channel_names))
             self.published += 1
             return
         h, w = pixels.shape
         self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding="mono8", is_bigendian=0,
-                                          step=w, data=np.ascontiguousarray(pixels, np.uint8).ravel()))
+                                          step=w, data=as_sequence(pixels, "B")))
         self.published += 1
 
     def _wait_for_readers(self) -> None:
