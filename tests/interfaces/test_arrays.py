@@ -16,3 +16,4 @@ def test_as_sequence_is_what_rclpy_setters_accept():
     msg = get_type("Features")(data=f)
     assert list(get_type("Features").deserialize(msg.serialize()).data) == list(f)
     assert len(as_sequence(b"", "B")) == 0
+    assert list(as_sequence(b"\x01\xff", "B")) == [1, 255]

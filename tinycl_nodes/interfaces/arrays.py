@@ -17,6 +17,8 @@ _DTYPES = {"f": np.float32, "d": np.float64, "B": np.uint8, "b": np.int8, "i": n
 
 def as_sequence(values: object, typecode: str) -> array:
     """``values`` (numpy array, list, bytes…) as an ``array.array`` of ``typecode`` ('f', 'B', …)."""
+    if isinstance(values, (bytes, bytearray, memoryview)):
+        values = np.frombuffer(values, np.uint8)
     out = array(typecode)
     out.frombytes(np.ascontiguousarray(np.asarray(values).ravel(), _DTYPES[typecode]).tobytes())
     return out
