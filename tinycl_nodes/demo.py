@@ -43,8 +43,8 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     console = console or Console()
     cfg = config_path(graph_name, config)
     ov = parse_overrides(overrides or [])
-    sensor = {**_graph_params(cfg, "sensor"), **ov.get("sensor", {})}
-    shared = {**_graph_params(cfg, "learner"), **ov.get("learner", {})}
+    sensor = {**_graph_params(cfg, "sensor"), **ov.get("*", {}), **ov.get("sensor", {})}
+    shared = {**_graph_params(cfg, "learner"), **ov.get("*", {}), **ov.get("learner", {})}
     k, n_stream, seed = int(sensor.get("labels_per_class", 10)), int(sensor.get("stream_length", 8000)), int(sensor.get("seed", 0))
     expected = 10 * k + n_stream
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = "2"   # the extractor and this monitor
@@ -89,7 +89,8 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
               "graph_name": graph_name}
     if compare:
         result["in_process"] = _in_process(result, shared, sensor, p)
-    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("exporter", {})}.get("out_dir", "results/export"))
+    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
+                      .get("out_dir", "results/export"))
     result["export"] = {"onnx": str(export_dir / "head.onnx"), "c_header": str(export_dir / "head.h")}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))

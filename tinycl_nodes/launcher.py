@@ -12,11 +12,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import yaml
 
 from .core.errors import TinyclError
 
@@ -44,6 +47,7 @@ class Graph:
 
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
+    temp_files: list[Path] = field(default_factory=list)
 
     def alive(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is None]
@@ -63,6 +67,8 @@ class Graph:
                 p.wait()
         for t in self.threads:
             t.join(timeout=2)
+        for f in self.temp_files:
+            f.unlink(missing_ok=True)
         return {n: p.returncode for n, p in self.procs.items()}
 
 
@@ -90,9 +96,19 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                **(env or {})}
     g = Graph()
     out = log_stream or sys.stderr
+    files = [str(cfg)]
+    shared = (overrides or {}).get("*")
+    if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
+        fd, path = tempfile.mkstemp(prefix="tinycl-launch-", suffix=".yaml")
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump({"/**": {"ros__parameters": {k: yaml.safe_load(v) for k, v in shared.items()}}}, fh)
+        g.temp_files.append(Path(path))
+        files.append(path)
     for i, name in enumerate(nodes or GRAPHS[graph]):
-        cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args", "--params-file", str(cfg),
-               "-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
+        cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
+        for f in files:
+            cmd += ["--params-file", f]
+        cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
         for key, value in (overrides or {}).get(name, {}).items():
             cmd += ["-p", f"{key}:={value}"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
@@ -105,7 +121,8 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """``node.name:=value`` (or ``name:=value`` for every node) → {node: {name: value}}."""
+    """``node.name:=value`` → {node: {name: value}}; ``name:=value`` → {"*": {…}}, for every node
+    that declares ``name`` (passed like a ``/**`` section of a parameter file)."""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition(":=")
@@ -113,10 +130,6 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
             raise TinyclError(f"launch: -p expects node.name:=value, got {item!r}")
         node, dot, name = key.rpartition(".")
         out.setdefault(node if dot else "*", {})[name] = value
-    if "*" in out:
-        shared = out.pop("*")
-        for node in {n for nodes in GRAPHS.values() for n in nodes}:
-            out.setdefault(node, {}).update({k: v for k, v in shared.items() if k not in out.get(node, {})})
     return out
 
 

@@ -72,3 +72,21 @@ def test_board_graph_equals_in_process(tmp_path):
     assert g["lost"] == 0 and all(code == 0 for code in g["exit_codes"].values()), g
     assert ref["identical_predictions"] == ref["of"] == 300
     assert (tmp_path / "head.onnx").is_file()
+
+
+def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path):
+    """`-p preset:=tinyndc` without a node name: like a `/**` parameter-file section, each node
+    takes it if it declares `preset` (labeler, learner) and the others ignore it."""
+    from tinycl_nodes.launcher import parse_overrides
+
+    assert parse_overrides(["preset:=tinyndc", "sensor.seed:=3"]) == {"*": {"preset": "tinyndc"},
+                                                                        "sensor": {"seed": "3"}}
+    os.environ["ROS_DOMAIN_ID"] = str(170 + os.getpid() % 10)
+    try:
+        result = run_demo(None, ["preset:=tinyndc", "sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
+                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
+    finally:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    assert result["preset"] == "tinyndc"
+    assert all(code == 0 for code in result["graph"]["exit_codes"].values()), result["graph"]["exit_codes"]
+    assert result["in_process"]["identical_predictions"] == 300
