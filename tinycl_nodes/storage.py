@@ -11,8 +11,12 @@ from .core import state as st
 from .core.errors import StateError
 
 
-def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temp file, fsync and rename (POSIX-atomic)."""
+def write_atomic(path: str | os.PathLike[str], payload: bytes, mode: int = 0o644) -> None:
+    """Write ``payload`` to ``path`` via a temp file, fsync and rename (POSIX-atomic).
+
+    The temp file is created private (0600); ``mode`` is what the finished file gets, so an
+    exported head can be read by whoever builds the firmware.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -21,6 +25,7 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

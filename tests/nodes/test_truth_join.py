@@ -46,3 +46,4 @@ def test_bounded_memory():
     for k in range(10, 20):
         j.add_truth(k, k)
     assert len(j._truth) <= 3
+
