@@ -37,14 +37,14 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..core.errors import TinyclError
 from ..core.federated import DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot
 from ..nodes.runner import Node, run_node, validate
 from .broker import AGGREGATOR, global_topic, head_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
-from .payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
+from .payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
 
 STATE_FORMAT = "tinycl.aggregator"
 STATE_VERSION = 1
@@ -52,7 +52,7 @@ STATE_VERSION = 1
 
 
 class AggregatorParams(MqttNodeParams):
-    identity: str = AGGREGATOR          # MQTT username / certificate name
+    identity: FleetName = AGGREGATOR    # MQTT username / certificate name
     method: Literal["fedavg", "median", "trimmed_mean"] = "fedavg"
     trim: float = Field(0.2, ge=0.0, lt=0.5)
     min_count: int = Field(0, ge=0)
@@ -62,26 +62,13 @@ class AggregatorParams(MqttNodeParams):
     max_norm: float = Field(DEFAULT_MAX_NORM, gt=0)
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
     extractor_hash: str = ""            # empty: fixed by the first accepted head (and saved)
-    allowed_devices: list[str] | None = None
+    allowed_devices: list[FleetName] | None = None
     state_file: str = ""                # empty: no persistence
     save_interval_s: float = Field(1.0, ge=0, le=3600)   # accepted heads are saved at most this often
     tick_s: float = Field(0.1, gt=0, le=10)
     bus_topic: str = "global_head"
 
-    @field_validator("identity")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
-        return v
 
-    @field_validator("allowed_devices")
-    @classmethod
-    def _names(cls, v: list[str] | None) -> list[str] | None:
-        for name in v or []:
-            if not NAME_RE.match(name):
-                raise ValueError(f"device {name!r} must be 1-64 of letters, digits, '_' or '-'")
-        return v
 
 
 class Aggregator:

@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .payload import NAME_RE
+from .payload import check_name
 
 AGGREGATOR = "aggregator"
 HOST = "127.0.0.1"
@@ -134,8 +134,10 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     Re-running on the same directory regenerates everything (new CA, new passwords).
     """
     for n in [fleet, aggregator, *devices]:
-        if not NAME_RE.match(n):
-            raise ValueError(f"invalid name {n!r}: 1-64 of letters, digits, '_' or '-'")
+        try:
+            check_name(n)
+        except ValueError as exc:
+            raise ValueError(f"invalid name {n!r}: {exc}") from None
     if aggregator in devices or len(set(devices)) != len(devices):
         raise ValueError("device names must be unique and differ from the aggregator's")
     for tool in ("openssl", "mosquitto_passwd"):

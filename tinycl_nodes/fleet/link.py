@@ -22,11 +22,11 @@ from typing import Any, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
-from .payload import NAME_RE
+from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
 
@@ -233,7 +233,7 @@ class MqttNodeParams(NodeParams):
     for the node's identity; explicit ``mqtt_*`` values override it.
     """
 
-    fleet: str
+    fleet: FleetName
     broker_dir: str = ""
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int | None = Field(None, ge=1, le=65535)
@@ -249,12 +249,6 @@ class MqttNodeParams(NodeParams):
     mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
     mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
 
-    @field_validator("fleet")
-    @classmethod
-    def _fleet_name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
-        return v
 
 
 def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:

@@ -23,10 +23,10 @@ import json
 import re
 import struct
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.errors import ExtractorMismatchError, TinyclError
 from ..core.federated import MAX_CLASSES, MAX_FEATURES, MAX_NAME, HeadSnapshot
@@ -37,6 +37,17 @@ _HEADER = struct.Struct("<4sHHI")
 #: default size limit of one payload (a 4096 × 64 head is ~1 MB; typical heads are a few kB)
 DEFAULT_MAX_BYTES = 1 << 20
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_name(v: str) -> str:
+    """A fleet, device or aggregator name: it becomes part of MQTT topics, usernames, file names."""
+    if not NAME_RE.match(v):
+        raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
+    return v
+
+
+#: the one name rule every fleet model uses (pydantic checks it where the field is declared)
+FleetName = Annotated[str, AfterValidator(check_name)]
 
 
 class PayloadError(TinyclError):
@@ -55,8 +66,8 @@ class PayloadMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     schema_version: Literal[1] = Field(default=1, alias="schema")
-    fleet: str
-    device: str
+    fleet: FleetName
+    device: FleetName
     round: int = Field(ge=0, le=2**32 - 1, description="global: aggregation round; device: last round merged")
     version: int = Field(ge=0, le=2**32 - 1, description="the head's own version (learner counter)")
     extractor_hash: str = Field(max_length=128)
@@ -67,12 +78,6 @@ class PayloadMeta(BaseModel):
     n_seen: int = Field(default=0, ge=0)
     sent_at: float = 0.0
 
-    @field_validator("fleet", "device")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
-        return v
 
     @model_validator(mode="after")
     def _shape(self) -> "PayloadMeta":

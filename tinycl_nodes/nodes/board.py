@@ -36,6 +36,7 @@ from pydantic import Field
 from .. import presets
 from ..core.errors import StateError, TinyclError
 from ..interfaces import as_sequence
+from ..storage import write_atomic
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
@@ -249,15 +250,8 @@ class Board(Node):
         if self.updates_since_publish:
             self.publish_head()
         if self.state_path is not None:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            body = b"TCLB" + struct.pack("<I", self.version) + b"".join(struct.pack("<I", len(b)) + b
-                                                                        for b in self._blobs())
-            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-            with open(tmp, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.state_path)
+            write_atomic(self.state_path, b"TCLB" + struct.pack("<I", self.version)
+                         + b"".join(struct.pack("<I", len(b)) + b for b in self._blobs()))
 
 
 def main(argv: list[str] | None = None) -> int:

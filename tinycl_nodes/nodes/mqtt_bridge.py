@@ -34,19 +34,19 @@ import time
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
-from ..fleet.payload import DEFAULT_MAX_BYTES, NAME_RE, decode, encode
+from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
 from .runner import Node, run_node
 
 
 class BridgeParams(MqttNodeParams):
-    device: str
+    device: FleetName
     head_topic: str = "head"
     global_topic: str = "global_head"
     extractor_hash: str = ""           # if set, heads / global heads of another extractor are refused
@@ -57,12 +57,6 @@ class BridgeParams(MqttNodeParams):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
     poll_s: float = Field(0.05, gt=0, le=5)   # how often received global heads are handed to the bus
 
-    @field_validator("device")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
-        return v
 
     def mqtt(self) -> MqttParams:
         return mqtt_params(self, self.device)

@@ -7,15 +7,9 @@
 #include <string.h>
 
 #include "tinycl.h"
+#include "tinycl_util.h"
 
 #define F TINYCL_N_FEATURES
-
-static int finite_vec(const float *x) {
-    if (!x) return 0;
-    for (int i = 0; i < F; i++)
-        if (!(x[i] == x[i]) || x[i] > FLT_MAX || x[i] < -FLT_MAX) return 0;
-    return 1;
-}
 
 static float dot(const float *a, const float *b) {
     float s = 0.0f;
@@ -93,7 +87,7 @@ void tinycl_cwr_flush(tinycl_cwr_t *h) {
 }
 
 int tinycl_cwr_learn(tinycl_cwr_t *h, const float *x, int32_t y) {
-    if (!h || y < 0 || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!h || y < 0 || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     int idx = find_class(h->classes, h->n_classes, y);
     if (idx < 0) {
         if (h->n_classes >= TINYCL_MAX_CLASSES) return TINYCL_EFULL;
@@ -131,7 +125,7 @@ int tinycl_cwr_learn(tinycl_cwr_t *h, const float *x, int32_t y) {
 }
 
 int tinycl_cwr_scores(const tinycl_cwr_t *h, const float *x, float *scores) {
-    if (!h || !scores || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!h || !scores || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     if (!h->n_classes) return TINYCL_EEMPTY;
     for (uint32_t r = 0; r < h->n_classes; r++) scores[r] = dot(h->cw[r], x);
     return TINYCL_OK;
@@ -159,7 +153,7 @@ int tinycl_ncm_init_from_labelled(tinycl_ncm_t *c, const float *X, const int32_t
     int32_t cls[TINYCL_MAX_CLASSES];
     uint32_t nc = 0;
     for (uint32_t i = 0; i < n; i++) {
-        if (y[i] < 0 || !finite_vec(X + (size_t)i * F)) return TINYCL_EINVAL;
+        if (y[i] < 0 || !tinycl_finite_vec(X + (size_t)i * F)) return TINYCL_EINVAL;
         if (find_class(cls, nc, y[i]) >= 0) continue;
         if (nc >= TINYCL_MAX_CLASSES) return TINYCL_EFULL;
         uint32_t j = nc++; /* insertion: classes sorted, as Python's sorted(set(y)) */
@@ -203,7 +197,7 @@ static float sqnorm(const float *v) {
 }
 
 int tinycl_ncm_pseudo_label(const tinycl_ncm_t *c, const float *x, int32_t *label, float *conf) {
-    if (!c || !label || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!c || !label || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     if (!c->n_classes) return TINYCL_EEMPTY;
     float neg[TINYCL_MAX_CLASSES];
     for (uint32_t k = 0; k < c->n_classes; k++)
@@ -219,7 +213,7 @@ int tinycl_ncm_pseudo_label(const tinycl_ncm_t *c, const float *x, int32_t *labe
 }
 
 int tinycl_ncm_update(tinycl_ncm_t *c, const float *x, int32_t y) {
-    if (!c || y < 0 || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!c || y < 0 || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     int i = find_class(c->classes, c->n_classes, y);
     if (i < 0) {
         if (c->n_classes >= TINYCL_MAX_CLASSES) return TINYCL_EFULL;
@@ -288,7 +282,7 @@ int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinyc
 }
 
 int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_t *out) {
-    if (!s || !out || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!s || !out || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     tinycl_step_t st;
     int rc = tinycl_ndc_stage_cluster(s, x, &st);
     if (rc) return rc;

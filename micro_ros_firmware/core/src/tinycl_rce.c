@@ -15,16 +15,10 @@
 #include <string.h>
 
 #include "tinycl.h"
+#include "tinycl_util.h"
 
 #define F TINYCL_N_FEATURES
 #define PMAX TINYCL_RCE_MAX_PROTOTYPES
-
-static int finite_vec(const float *x) {
-    if (!x) return 0;
-    for (int i = 0; i < F; i++)
-        if (!(x[i] == x[i]) || x[i] > FLT_MAX || x[i] < -FLT_MAX) return 0;
-    return 1;
-}
 
 /* Σ (a − b)² in np.einsum's order (see top). */
 static float sumsq_einsum(const float *a, const float *b) {
@@ -117,7 +111,7 @@ uint32_t tinycl_rce_budget_bytes(uint32_t n_prototypes) {
 
 /* ------------------------------------------------------------------------------- inference */
 int tinycl_rce_decide(const tinycl_rce_t *r, const float *x, tinycl_rce_decision_t *out) {
-    if (!r || !out || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!r || !out || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     memset(out, 0, sizeof *out);
     out->label = out->nearest = -1;
     const uint32_t P = r->n_prototypes;
@@ -325,7 +319,7 @@ static void learn_row(tinycl_rce_t *r, const float *x, uint32_t row, uint32_t st
 }
 
 int tinycl_rce_learn(tinycl_rce_t *r, const float *x, int32_t y) {
-    if (!r || y < 0 || !finite_vec(x)) return TINYCL_EINVAL;
+    if (!r || y < 0 || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     int idx = -1;
     for (uint32_t c = 0; c < r->n_classes; c++)
         if (r->classes[c] == y) idx = (int)c;
