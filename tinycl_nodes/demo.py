@@ -24,6 +24,7 @@ from rich.table import Table
 
 from .bus import create_bus
 from .core.errors import TinyclError
+from .graphs import FINISHER
 from .launcher import config_path, parse_overrides, start_graph
 from .nodes.monitor import Monitor
 
@@ -47,11 +48,15 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     shared = {**_graph_params(cfg, "learner"), **ov.get("*", {}), **ov.get("learner", {})}
     k, n_stream, seed = int(sensor.get("labels_per_class", 10)), int(sensor.get("stream_length", 8000)), int(sensor.get("seed", 0))
     expected = 10 * k + n_stream
-    ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = "2"   # the extractor and this monitor
+    # the graph's readers of ground_truth (extractor, metrics) and this monitor
+    ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     state_dir = Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
     for node in ("labeler", "learner", "board"):
         ov.setdefault(node, {})["state_dir"] = str(state_dir)
+    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
+                      .get("out_dir") or "results/export")
+    ov.setdefault("exporter", {})["out_dir"] = str(export_dir)
     bus = create_bus("monitor", "/", backend="dds", dds_config=shared.get("dds_config", "loopback"))
     monitor = Monitor(bus)
     graph = start_graph(graph_name, str(cfg), "/", ov)
@@ -67,7 +72,7 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
                     last_n, last_change = monitor.received, time.monotonic()
                     rate = monitor.received / max(1e-9, (monitor.last_ns - monitor.first_ns) / 1e9) if monitor.received > 1 else 0
                     bar.update(task, completed=monitor.received, rate=f"{rate:,.0f} samples/s")
-                dead = [n for n, p in graph.procs.items() if p.poll() is not None and n != "sensor"]
+                dead = [n for n, p in graph.procs.items() if p.poll() is not None and n not in ("sensor", FINISHER)]
                 if dead:
                     raise TinyclError(f"demo: node(s) {', '.join(dead)} exited before the stream ended")
                 if time.monotonic() - last_change > STALL_S:
@@ -89,8 +94,6 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
               "graph_name": graph_name}
     if compare:
         result["in_process"] = _in_process(result, shared, sensor, p)
-    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
-                      .get("out_dir", "results/export"))
     result["export"] = {"onnx": str(export_dir / "head.onnx"), "c_header": str(export_dir / "head.h")}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))

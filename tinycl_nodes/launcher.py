@@ -22,15 +22,9 @@ from typing import IO
 import yaml
 
 from .core.errors import TinyclError
+from .graphs import FINISHER, GRAPHS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
-GRAPHS: dict[str, list[str]] = {
-    # started in this order: sinks first, so every reader exists before its writer sends
-    "tinyndc": ["exporter", "learner", "labeler", "extractor", "sensor"],
-    "tinyrce": ["label_app", "exporter", "learner", "labeler", "extractor", "sensor"],
-    # the C learning core as a board in place of the Python learner (micro_ros_firmware, ctypes)
-    "tinyndc_board": ["exporter", "board", "labeler", "extractor", "sensor"],
-}
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
 
 
@@ -79,9 +73,6 @@ def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:
     console = Console(file=out, highlight=False, soft_wrap=True)
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").rstrip()
-        prefix = f"[{name}] "
-        if line.startswith(prefix):
-            line = line[len(prefix):]
         console.print(Text(f"[{name}] ", style=color) + Text(line))
 
 
@@ -143,6 +134,9 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str])
             failed = [n for n, p in g.procs.items() if p.poll() not in (None, 0)]
             if failed:
                 print(f"[launch] {', '.join(failed)} exited with an error: stopping the graph", file=sys.stderr)
+                break
+            if FINISHER in g.procs and g.procs[FINISHER].poll() == 0:
+                print("[launch] the replay is scored: stopping the graph", file=sys.stderr)
                 break
     except KeyboardInterrupt:
         print("[launch] stopping …", file=sys.stderr)

@@ -55,6 +55,7 @@ class Rig:
         self.bus = create_bus("learner", NS, backend="local", graph=self.graph)
         p = {"preset": "supervised", "state_dir": str(tmp_path), "publish_every": 10_000, **params}
         self.learner = Learner(self.bus, LearnerParams(**p))
+        self.learner.bring_up()
         self.tester = create_bus("tester", NS, backend="local", graph=self.graph)
         self.HeadMsg, self.ClassInfo = self.tester.msg("Head"), self.tester.msg("ClassInfo")
         self.pub = self.tester.create_publisher("global_head", self.HeadMsg, "latched")

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from .log import node_logger
 from .qos import QosProfile
 
 Callback = Callable[[Any], None]
@@ -35,7 +36,10 @@ class Bus(Protocol):
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = ...) -> Any: ...
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any: ...
+    def count_publishers(self, topic: str) -> int: ...
+    def topic_name(self, topic: str) -> str: ...
     def declare_parameter(self, name: str, default: Any = None) -> Any: ...
+    def declare_node_parameters(self, params: Any, on_set: Callable[[dict[str, Any]], str | None] | None = None) -> None: ...
     def get_parameter(self, name: str) -> Any: ...
     def now_ns(self) -> int: ...
     def stamp(self) -> Any: ...
@@ -63,12 +67,14 @@ class BaseBus:
 
     backend = "base"
 
-    def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None) -> None:
+    def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None,
+                 remaps: list[tuple[str, str]] | None = None, log_level: str = "info") -> None:
         if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
             raise ValueError(f"invalid node name {name!r}: letters, digits and '_' only, not starting with a digit")
         self.name = name
         self.namespace = "/" + namespace.strip("/")
-        self.logger = logging.getLogger(f"tinycl.{name}")
+        self.remaps = list(remaps or [])
+        self.logger: logging.Logger = node_logger(name, self.namespace, log_level)
         self._overrides = dict(parameters or {})
         self._params: dict[str, Any] = {}
         self._timers: list[tuple[int, int, Timer]] = []
@@ -81,6 +87,10 @@ class BaseBus:
         """Value from the overrides given at construction (e.g. a ROS 2 params YAML), else default."""
         self._params[name] = self._overrides.get(name, default)
         return self._params[name]
+
+    def declare_node_parameters(self, params: Any, on_set: Any = None) -> None:
+        """The node's validated parameters, readable with get_parameter (set at run time: ros2 backend only)."""
+        self._params.update(params.model_dump())
 
     def get_parameter(self, name: str) -> Any:
         if name not in self._params:
@@ -153,6 +163,11 @@ class BaseBus:
 
     def _resolve_type(self, msg_type: type | str) -> type:
         return self.msg(msg_type) if isinstance(msg_type, str) else msg_type
+
+    def topic_name(self, topic: str) -> str:
+        """The fully qualified topic after the namespace and the ``-r from:=to`` remap rules."""
+        from ..interfaces import remap_topic
+        return remap_topic(topic, self.namespace, self.remaps)
 
     def __enter__(self) -> "BaseBus":
         return self

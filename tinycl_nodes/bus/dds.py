@@ -19,10 +19,11 @@ from cyclonedds.sub import DataReader, Subscriber
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from ..interfaces import dds_topic_name, resolve_topic, type_hash
+from ..interfaces import dds_topic_name, type_hash
 from .base import BaseBus, Callback
 from .dds_config import config_uri, domain_id
 from .discovery import DiscoveryInfo
+from .log import RosoutHandler
 from .qos import QosProfile, RELIABLE, profile
 
 _DOMAINS: dict[int, tuple[Domain | None, str | None]] = {}
@@ -62,17 +63,37 @@ class DdsSubscription:
         self.condition = ReadCondition(reader, _ANY)
 
 
+class RosoutWriter:
+    """``/rosout`` (rcl_interfaces/msg/Log) with rcl's rosout QoS: reliable, transient-local, depth 1000."""
+
+    QOS = QosProfile(reliable=True, transient_local=True, depth=1000)
+
+    def __init__(self, bus: "DdsBus") -> None:
+        self.Log = bus.msg("rcl_interfaces/msg/Log")
+        self.bus = bus
+        self.pub = bus.create_publisher("/rosout", self.Log, self.QOS)
+
+    def publish(self, level: int, name: str, text: str, file: str, function: str, line: int) -> None:
+        if self.bus.participant is not None:
+            self.pub.publish(self.Log(stamp=self.bus.stamp(), level=level, name=name, msg=text, file=file,
+                                      function=function, line=line))
+
+
 class DdsBus(BaseBus):
     """One DDS participant per node, like rmw_cyclonedds."""
 
     backend = "dds"
 
     def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None, *,
-                 domain: int | None = None, dds_config: str | None = None, ros_distro: str = "jazzy") -> None:
-        super().__init__(name, namespace, parameters)
-        if ros_distro not in ("humble", "jazzy"):
-            raise ValueError(f"ros_distro must be 'humble' or 'jazzy', got {ros_distro!r}")
-        self.distro = ros_distro
+                 domain: int | None = None, dds_config: str | None = None, ros_distro: str = "auto",
+                 remaps: list[tuple[str, str]] | None = None, log_level: str = "info", rosout: bool = True) -> None:
+        super().__init__(name, namespace, parameters, remaps, log_level)
+        if ros_distro not in ("auto", "humble", "jazzy"):
+            raise ValueError(f"ros_distro must be 'auto', 'humble' or 'jazzy', got {ros_distro!r}")
+        # 'auto': ros_discovery_info follows the peers (discovery.py). Our message types are the same in
+        # both distros and Humble ignores the USER_DATA type hash, so types and hash are Jazzy's then.
+        self.ros_distro = ros_distro
+        self.distro = "humble" if ros_distro == "humble" else "jazzy"
         self.domain_id = domain_id(domain)
         _domain(self.domain_id, config_uri(dds_config))
         self.participant = DomainParticipant(self.domain_id, qos=Qos(Policy.Userdata(data=b"enclave=/;")))
@@ -85,6 +106,9 @@ class DdsBus(BaseBus):
         self._waitset.attach(self._wake)
         self.discovery = DiscoveryInfo(self.participant, self._pub, name, self.namespace, ros_distro, self.qos)
         self.discovery.publish()
+        if rosout:
+            self._rosout = RosoutWriter(self)
+            self.logger.addHandler(RosoutHandler(self._rosout.publish))
 
     # QoS ---------------------------------------------------------------------------------------------
     def qos(self, p: QosProfile, ros_type: str) -> Qos:
@@ -111,7 +135,7 @@ class DdsBus(BaseBus):
     # pub/sub -----------------------------------------------------------------------------------------
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> DdsPublisher:
         t = self._resolve_type(msg_type)
-        name = resolve_topic(topic, self.namespace)
+        name = self.topic_name(topic)
         writer = DataWriter(self._pub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
         self.discovery.add(writer, is_reader=False)
         return DdsPublisher(name, writer, t)
@@ -119,13 +143,18 @@ class DdsBus(BaseBus):
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> DdsSubscription:
         t = self._resolve_type(msg_type)
-        name = resolve_topic(topic, self.namespace)
+        name = self.topic_name(topic)
         reader = DataReader(self._sub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
         sub = DdsSubscription(name, reader, t, callback)
         self._waitset.attach(sub.condition)
         self._subs.append(sub)
         self.discovery.add(reader, is_reader=True)
         return sub
+
+    def count_publishers(self, topic: str) -> int:
+        """Writers matched by our subscriptions on ``topic`` (e.g. to see that a replay has ended)."""
+        name = self.topic_name(topic)
+        return sum(int(s.reader.get_subscription_matched_status().current_count) for s in self._subs if s.topic == name)
 
     # executor ----------------------------------------------------------------------------------------
     def _take_batch(self, sub: DdsSubscription) -> int:
@@ -184,6 +213,8 @@ class DdsBus(BaseBus):
         if self._shutdown:
             return
         self._shutdown = True
+        for h in [h for h in self.logger.handlers if isinstance(h, RosoutHandler)]:
+            self.logger.removeHandler(h)
         try:
             self.discovery.clear()
         except Exception:  # noqa: BLE001 - best effort on the way out

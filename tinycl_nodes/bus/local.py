@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..interfaces import resolve_topic
 from .base import BaseBus, Callback
 from .qos import QosProfile, RELIABLE, profile
 
@@ -65,19 +64,24 @@ class LocalBus(BaseBus):
     backend = "local"
 
     def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None,
-                 graph: LocalGraph | None = None, distro: str = "jazzy") -> None:
-        super().__init__(name, namespace, parameters)
+                 graph: LocalGraph | None = None, distro: str = "jazzy", remaps: list[tuple[str, str]] | None = None,
+                 log_level: str = "info") -> None:
+        super().__init__(name, namespace, parameters, remaps, log_level)
         self.graph = graph or DEFAULT_GRAPH
         self.distro = distro
         self._subs: list[LocalSubscription] = []
 
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> LocalPublisher:
-        name = resolve_topic(topic, self.namespace)
+        name = self.topic_name(topic)
         return LocalPublisher(self, name, self.graph.topic(name, self._resolve_type(msg_type)), profile(qos))
+
+    def count_publishers(self, topic: str) -> int:
+        """In-process topics have no publisher registry: 1 while the topic exists."""
+        return int(self.topic_name(topic) in self.graph.topics)
 
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> LocalSubscription:
-        name = resolve_topic(topic, self.namespace)
+        name = self.topic_name(topic)
         t = self.graph.topic(name, self._resolve_type(msg_type))
         sub = LocalSubscription(name, callback, self, profile(qos))
         t.subscribers.append(sub)

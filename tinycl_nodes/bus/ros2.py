@@ -1,8 +1,17 @@
-"""rclpy backend: the same interface on a real ROS 2 node (only importable where ROS 2 is sourced)."""
+"""rclpy backend: the same interface on a real ROS 2 node (only importable where ROS 2 is sourced).
+
+rcl parses the command line (``--ros-args``: remaps, ``__ns``/``__node``, ``--log-level``,
+``-e``…), so a node takes exactly the arguments any ROS 2 node takes. Parameters are declared
+with descriptors derived from the node's pydantic model (``param_spec``); a ``ros2 param set``
+is validated by the same model and refused with its one-line reason. A managed node is an
+rclpy ``LifecycleNode`` whose transitions call the node's configure/activate/deactivate/cleanup.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
+import time
 from typing import Any, Callable
 
 import rclpy
@@ -11,7 +20,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..interfaces import full_type_name
 from .base import Callback
+from .log import node_logger
+from .param_spec import ParamSpec, param_specs, range_step
 from .qos import QosProfile, RELIABLE, profile
+
+Hooks = dict[str, Callable[[], None]]
 
 
 def to_rclpy_qos(p: QosProfile) -> QoSProfile:
@@ -23,28 +36,74 @@ def to_rclpy_qos(p: QosProfile) -> QoSProfile:
     )
 
 
+def _managed_node_class() -> type:
+    """An rclpy LifecycleNode whose transition callbacks call the hooks given by the tinycl node."""
+    from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+    class ManagedNode(LifecycleNode):
+        hooks: Hooks
+
+        def _run(self, name: str) -> TransitionCallbackReturn:
+            hook = self.hooks.get(name)
+            if hook is None:
+                return TransitionCallbackReturn.SUCCESS
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - a failed transition is one line, the node stays up
+                self.get_logger().error(f"{name} failed: {type(exc).__name__}: {exc}")
+                return TransitionCallbackReturn.FAILURE
+            return TransitionCallbackReturn.SUCCESS
+
+        def on_configure(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("configure")
+
+        def on_activate(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("activate")
+
+        def on_deactivate(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("deactivate")
+
+        def on_cleanup(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("cleanup")
+
+        def on_shutdown(self, state: Any) -> TransitionCallbackReturn:
+            return self._run("shutdown")
+
+    return ManagedNode
+
+
 class Ros2Bus:
-    """Thin adapter over rclpy.node.Node; messages are the colcon-generated classes."""
+    """Thin adapter over an rclpy node; messages are the colcon-generated classes."""
 
     backend = "ros2"
 
     def __init__(self, name: str, namespace: str = "/", parameters: dict[str, Any] | None = None,
-                 args: list[str] | None = None, **_ignored: Any) -> None:
+                 args: list[str] | None = None, managed: bool = False, log_level: str = "info",
+                 **_ignored: Any) -> None:
         if not rclpy.ok():
-            rclpy.init(args=args)
-        from rclpy.parameter import Parameter
-        overrides = [Parameter(k, value=v) for k, v in (parameters or {}).items()]
-        self.node = Node(name, namespace=namespace, parameter_overrides=overrides)
+            rclpy.init(args=[sys.argv[0], *(args or [])])
+        cls = _managed_node_class() if managed else Node
+        self.node = cls(name, namespace=namespace)
+        if managed:
+            self.node.hooks = {}
+        self.managed = managed
         self.name, self.namespace = self.node.get_name(), self.node.get_namespace()
-        self.logger = self.node.get_logger()
+        self.logger = node_logger(self.name, self.namespace, ros_logger=self.node.get_logger())
+        self._overrides = dict(parameters or {})
+        self._specs: dict[str, ParamSpec] = {}
         self._pending_shutdown = False
 
+    # messages and topics ---------------------------------------------------------------------
     def msg(self, type_name: str) -> type:
         pkg, sub, name = full_type_name(type_name).split("/")
         return getattr(importlib.import_module(f"{pkg}.{sub}"), name)
 
     def _resolve_type(self, msg_type: type | str) -> type:
         return self.msg(msg_type) if isinstance(msg_type, str) else msg_type
+
+    def topic_name(self, topic: str) -> str:
+        """The fully qualified topic after the namespace and rcl's remap rules."""
+        return self.node.resolve_topic_name(topic)
 
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> Any:
         pub = self.node.create_publisher(self._resolve_type(msg_type), topic, to_rclpy_qos(profile(qos)))
@@ -57,18 +116,79 @@ class Ros2Bus:
             try:
                 callback(msg)
             except Exception as exc:  # noqa: BLE001 - a node must survive bad input
-                self.logger.error(f"{topic}: dropped: {type(exc).__name__}: {exc}")
+                self.logger.error("%s: dropped: %s: %s", topic, type(exc).__name__,
+                                  str(exc).splitlines()[0] if str(exc) else "")
         return self.node.create_subscription(self._resolve_type(msg_type), topic, safe, to_rclpy_qos(profile(qos)))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
-        return self.node.create_timer(period_s, callback)
+        def safe() -> None:
+            try:
+                callback()
+            except Exception as exc:  # noqa: BLE001
+                self.logger.error("timer: dropped: %s: %s", type(exc).__name__, exc)
+        return self.node.create_timer(period_s, safe)
 
+    def count_publishers(self, topic: str) -> int:
+        """Publishers on ``topic`` in the graph (e.g. to see that a replay has ended)."""
+        return self.node.count_publishers(self.topic_name(topic))
+
+    def destroy(self, entity: Any) -> None:
+        """Remove a publisher, subscription or timer (a managed node's cleanup)."""
+        for kind in ("publisher", "subscription", "timer"):
+            if entity in getattr(self.node, f"{kind}s"):
+                getattr(self.node, f"destroy_{kind}")(entity)
+                return
+
+    # parameters ------------------------------------------------------------------------------
     def declare_parameter(self, name: str, default: Any = None) -> Any:
-        return self.node.declare_parameter(name, default).value
+        return self.node.declare_parameter(name, self._overrides.get(name, default)).value
+
+    def declare_node_parameters(self, params: Any, on_set: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+        """Every field of the node's validated parameters, as a ROS 2 parameter with its descriptor.
+
+        ``on_set(changes)`` validates and applies a ``ros2 param set`` (returns None) or refuses it
+        (returns the reason); read-only parameters are refused by rclpy before it is called.
+        """
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+        from rclpy.parameter import Parameter
+
+        values = params.model_dump()
+        for spec in param_specs(type(params)):
+            ptype = Parameter.Type[spec.kind.upper()]
+            desc = ParameterDescriptor(name=spec.name, type=ptype.value, description=spec.description,
+                                       additional_constraints=spec.constraints, read_only=spec.read_only)
+            bounds = range_step(spec)
+            if bounds and spec.kind == "integer":
+                desc.integer_range = [IntegerRange(from_value=int(bounds[0]), to_value=int(bounds[1]), step=1)]
+            elif bounds and spec.kind == "double":
+                desc.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1], step=0.0)]
+            value = spec.to_ros(values[spec.name])
+            if isinstance(value, list) and not value:   # rclpy would type [] as a byte array
+                self.node.declare_parameter(spec.name, ptype, desc, ignore_override=True)
+                self.node.set_parameters([Parameter(spec.name, ptype, value)])
+            else:
+                self.node.declare_parameter(spec.name, value, desc, ignore_override=True)
+            self._specs[spec.name] = spec
+
+        def on_set_parameters(changed: list[Any]) -> Any:
+            ours = {p.name: self._specs[p.name].from_ros(p.value) for p in changed if p.name in self._specs}
+            reason = on_set(ours) if (on_set and ours) else None
+            return SetParametersResult(successful=reason is None, reason=reason or "")
+
+        self.node.add_on_set_parameters_callback(on_set_parameters)
 
     def get_parameter(self, name: str) -> Any:
-        return self.node.get_parameter(name).value
+        value = self.node.get_parameter(name).value
+        return self._specs[name].from_ros(value) if name in self._specs else value
 
+    # lifecycle -------------------------------------------------------------------------------
+    def set_lifecycle_hooks(self, hooks: Hooks) -> None:
+        """configure/activate/deactivate/cleanup/shutdown callbacks of a managed node."""
+        if not self.managed:
+            raise RuntimeError("set_lifecycle_hooks on an unmanaged node")
+        self.node.hooks = dict(hooks)
+
+    # clock and spinning ----------------------------------------------------------------------
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
@@ -83,14 +203,10 @@ class Ros2Bus:
         return rclpy.ok() and not self._pending_shutdown
 
     def spin(self, timeout_s: float | None = None) -> None:
-        if timeout_s is None:
-            while rclpy.ok() and not self._pending_shutdown:
-                rclpy.spin_once(self.node, timeout_sec=0.1)
-        else:
-            import time
-            end = time.monotonic() + timeout_s
-            while rclpy.ok() and not self._pending_shutdown and time.monotonic() < end:
-                rclpy.spin_once(self.node, timeout_sec=min(0.1, max(0.0, end - time.monotonic())))
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.ok() and (end is None or time.monotonic() < end):
+            step = 0.1 if end is None else min(0.1, max(0.0, end - time.monotonic()))
+            rclpy.spin_once(self.node, timeout_sec=step)
 
     def spin_once(self, timeout_s: float = 0.0) -> None:
         rclpy.spin_once(self.node, timeout_sec=timeout_s)

@@ -45,10 +45,10 @@ from rich.table import Table
 from ..bus import create_bus
 from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot
+from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
 from .messages import snapshot_from_msg
 
-NODES = ["mqtt_bridge", "learner", "labeler", "extractor", "sensor"]   # sinks first
 OLD = list(range(6))
 NEW = [6, 7, 8, 9]
 TARGET_RATIO = 0.9
@@ -176,8 +176,8 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
             if data_dir:
                 ov["sensor"]["data_dir"] = data_dir
             graphs[d] = start_graph("tinyndc", str(cfg), f"/{d}/tinycl", ov, env={"ROS_DOMAIN_ID": str(domain)},
-                                    log_stream=log, nodes=NODES)
-        console.print(f"[bold]fleet {fleet!r}[/]: {len(names)} devices × {len(NODES)} processes on DDS domain "
+                                    log_stream=log, nodes=list(GRAPHS["fleet_device"]))
+        console.print(f"[bold]fleet {fleet!r}[/]: {len(names)} devices × {len(GRAPHS['fleet_device'])} processes on DDS domain "
                       f"{domain}, mosquitto (TLS) on 127.0.0.1:{setup.port}; node logs: {log_path}")
 
         def check_alive() -> None:

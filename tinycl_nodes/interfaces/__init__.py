@@ -11,7 +11,7 @@ from .arrays import as_sequence
 from .convert import from_rosbags, to_rosbags
 from .dds_types import dds_class
 from .idl_text import idl_for
-from .names import dds_topic_name, dds_type_name, full_type_name, resolve_topic, ros_type_name
+from .names import dds_topic_name, dds_type_name, full_type_name, remap_topic, resolve_topic, ros_type_name
 from .stamp import ns_to_time, time_to_ns
 from .typestore import message_names, msg_dir, type_hash, typestore
 
@@ -23,6 +23,6 @@ def get_type(name: str, distro: str = "jazzy") -> type:
 
 __all__ = [
     "as_sequence", "dds_class", "dds_topic_name", "dds_type_name", "from_rosbags", "full_type_name", "get_type",
-    "idl_for", "message_names", "msg_dir", "ns_to_time", "resolve_topic", "ros_type_name",
+    "idl_for", "message_names", "msg_dir", "ns_to_time", "remap_topic", "resolve_topic", "ros_type_name",
     "time_to_ns", "to_rosbags", "type_hash", "typestore",
 ]

@@ -41,6 +41,19 @@ def resolve_topic(topic: str, namespace: str = "/") -> str:
     return (ns.rstrip("/") + "/" + topic) if ns != "/" else "/" + topic
 
 
+def remap_topic(topic: str, namespace: str, remaps: list[tuple[str, str]] | None) -> str:
+    """The fully qualified name of ``topic`` after rcl's remap rules (``-r from:=to``), first match wins.
+
+    Both sides of a rule are resolved against the node's namespace, as rcl does: with namespace
+    ``/r1``, ``image:=/camera/image_raw`` turns ``image`` (``/r1/image``) into ``/camera/image_raw``.
+    """
+    name = resolve_topic(topic, namespace)
+    for src, dst in remaps or ():
+        if resolve_topic(src, namespace) == name:
+            return resolve_topic(dst, namespace)
+    return name
+
+
 def dds_topic_name(ros_topic: str) -> str:
     """'/r1/tinycl/features' -> 'rt/r1/tinycl/features' (ROS 2 topic prefix)."""
     if not ros_topic.startswith("/"):

@@ -42,7 +42,7 @@ from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
 from .messages import features_of, head_message, image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node
+from .runner import Node, NodeParams, run_node, state_dir
 from .truth_join import TruthJoin
 
 FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
@@ -112,7 +112,7 @@ class Board(Node):
         self.head = CWRStarC(self.lib, lr=params.lr, batch_size=params.batch_size)
         self.head.set_extractor(self.hash)
         self.ncm = NearestCentroidC(self.lib) if params.input == "image" else None
-        self.state_path = Path(params.state_dir) / "board.cstate" if params.state_dir else None
+        self.state_path = Path(state_dir(params.state_dir, bus.namespace)) / "board.cstate"
         self.version = 0
         self._restore()
         self.Prediction = bus.msg("Prediction")

@@ -16,12 +16,12 @@ from ..export.head_export import to_c_header, to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..storage import write_atomic
 from .messages import LinearHead, linear_head_of
-from .runner import Node, NodeParams, run_node
+from .runner import Node, NodeParams, run_node, state_dir
 
 
 class ExporterParams(NodeParams):
     model: str = "mnist_0to5_fp32"          # heads on another extractor are refused
-    out_dir: str = "results/export"
+    out_dir: str | None = None     # default $ROS_HOME/tinycl/<namespace>/export
     period_s: float = Field(10.0, ge=0)     # 0 = only on request and at exit
     name: str = Field("head", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -52,7 +52,7 @@ class Exporter(Node):
         if self.head is None:
             self.log.warning("export requested but no head received yet")
             return []
-        folder = out_dir or Path(self.params.out_dir)
+        folder = out_dir or Path(state_dir(self.params.out_dir, self.bus.namespace, "export"))
         t0 = time.perf_counter()
         onnx_path, c_path = folder / f"{self.params.name}.onnx", folder / f"{self.params.name}.h"
         write_atomic(onnx_path, to_onnx(self.head))

@@ -22,25 +22,28 @@ from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import as_sequence
 from .messages import image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node
+from .runner import ManagedParams, Node, run_node
 from .truth_join import TruthJoin
 
 
 
-class ExtractorParams(NodeParams):
+class ExtractorParams(ManagedParams):
     model: str = "mnist_0to5_fp32"                  # shipped name or path to an .onnx file
     input: Literal["image", "imu"] = "image"        # sensor_msgs/Image on image | ImuWindow on imu
     threads: int = Field(1, ge=1, le=64)
-    image_qos: Literal["reliable", "sensor_data"] = "reliable"
+    image_qos: Literal["reliable", "sensor_data"] = "sensor_data"   # a camera: the freshest frame wins
     expect_ground_truth: bool = False               # true when a labelled dataset is replayed
     truth_timeout_s: float = Field(1.0, gt=0)
 
 
 class Extractor(Node):
-    Params = ExtractorParams
+    """A managed node: ``configure`` loads the ONNX model, ``cleanup`` releases it."""
 
-    def __init__(self, bus: Any, params: ExtractorParams) -> None:
-        super().__init__(bus, params)
+    Params = ExtractorParams
+    managed = True
+
+    def configure(self) -> None:
+        params, bus = self.params, self.bus
         self.model = FrozenExtractor(model_path(params.model), threads=params.threads)
         if params.input == "imu":
             if len(self.model.input_shape) != 2:
@@ -53,19 +56,21 @@ class Extractor(Node):
                                   f"(for IMU/vibration windows set input: imu)")
             self.shape = self.model.input_shape[1:]
         self.Features = bus.msg("Features")
-        self.pub = bus.create_publisher("features", self.Features, "reliable")
+        self.pub = self.track(bus.create_publisher("features", self.Features, "reliable"))
         self.downstream = [self.pub]
         self.join = TruthJoin(self._emit, params.truth_timeout_s, params.expect_ground_truth, self.log)
         self.sample_id = 0
-        bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
+        self.track(bus.create_subscription("ground_truth", "GroundTruth", self.gated(self.on_truth), "reliable"))
         if params.input == "imu":
-            bus.create_subscription("imu", "ImuWindow", self.on_imu, params.image_qos)
+            self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
-            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
+            self.track(bus.create_subscription("image", "sensor_msgs/msg/Image", self.gated(self.on_image),
+                                               params.image_qos))
         if params.expect_ground_truth:
-            bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
+            self.track(bus.create_timer(params.truth_timeout_s / 2, self.join.flush))
         self.log.info("model %s (%s…), %d features", self.model.path.name, self.model.hash[:12],
                       self.model.n_features)
+        super().configure()
 
     def on_truth(self, msg: Any) -> None:
         self.join.add_truth(stamp_ns(msg.header), msg)

@@ -26,7 +26,7 @@ from ..label_app.pairing import app_url, new_token, qr_text
 from ..label_app.picture import image_png
 from ..label_app.server import LabelServer
 from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore
-from .runner import Node, NodeParams, run_node
+from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
 
@@ -72,7 +72,7 @@ class LabelApp(Node):
         self.Header = bus.msg("std_msgs/msg/Header")
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
-        state_path = Path(params.state_dir) / "label_app.json" if params.state_dir else None
+        state_path = Path(state_dir(params.state_dir, bus.namespace)) / "label_app.json"
         if state_path is not None:
             n = self.store.load(state_path, time.time())
             if n or state_path.exists():

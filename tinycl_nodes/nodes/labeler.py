@@ -47,7 +47,7 @@ from ..extractor import FrozenExtractor, model_path
 from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
 from .learner import global_snapshot
 from .messages import features_of, image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node
+from .runner import Node, NodeParams, run_node, state_dir
 from .state_file import StateFile
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
@@ -89,7 +89,7 @@ class Labeler(Node):
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._since_save = 0
         self._warned_uninitialised = False
-        self.state = StateFile(params.state_dir, "labeler", self.log)
+        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "labeler", self.log)
         self.global_round = 0
         self._restore()
         self.LabeledFeatures = bus.msg("LabeledFeatures")
@@ -186,7 +186,7 @@ class RceLabeler(Labeler):
                            grow_margin=params.rce_grow_margin, metric=params.rce_metric, extractor_hash=self.hash)
         self.requests = LabelRequests(params.request_ttl_s, params.max_requests_per_hour, params.dedupe_distance,
                                       params.max_pending, params.max_joined, params.rce_metric)
-        self.state = StateFile(params.state_dir, "labeler", self.log)
+        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "labeler", self.log)
         self._restore_rce()
         self.requests.set_names(params.class_names)
         self._since_save, self._dirty = 0, False

@@ -32,7 +32,7 @@ from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from .messages import features_of, head_message, linear_head_of, stamp_ns
-from .runner import Node, NodeParams, run_node
+from .runner import ManagedParams, Node, run_node, state_dir
 from .state_file import StateFile
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -41,7 +41,9 @@ HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "rce": lambda n, h: presets.TinyNDC(None, presets.HEADS["ncm"](n, h))}
 
 
-class LearnerParams(NodeParams):
+class LearnerParams(ManagedParams):
+    runtime_mutable = frozenset({"publish_every"})
+
     preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = "tinycl"   # the head of this preset
     model: str = "mnist_0to5_fp32"
     state_dir: str | None = None
@@ -55,14 +57,17 @@ class LearnerParams(NodeParams):
 
 
 class Learner(Node):
-    Params = LearnerParams
+    """A managed node: ``configure`` loads the head's state, ``cleanup`` saves it."""
 
-    def __init__(self, bus: Any, params: LearnerParams) -> None:
-        super().__init__(bus, params)
+    Params = LearnerParams
+    managed = True
+
+    def configure(self) -> None:
+        params, bus = self.params, self.bus
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
         self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
-        self.state = StateFile(params.state_dir, "learner", self.log)
+        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "learner", self.log)
         saved = self.state.load()
         self.version = 0
         self.global_round = 0                     # the last global round merged (saved with the state)
@@ -79,14 +84,16 @@ class Learner(Node):
                           self.head.n_seen, self.state.path)
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
-        self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
-        self.head_pub = bus.create_publisher("head", self.HeadMsg, "latched")
+        self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
+        self.head_pub = self.track(bus.create_publisher("head", self.HeadMsg, "latched"))
         self.updates_since_publish = 0
         self.latencies: list[int] = []
-        bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
+        self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
         if params.global_topic:
-            bus.create_subscription(params.global_topic, self.HeadMsg, self.on_global_head, "latched")
-        bus.create_timer(params.publish_period_s, self._maybe_publish)
+            self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
+                                               "latched"))
+        self.track(bus.create_timer(params.publish_period_s, self._maybe_publish))
+        super().configure()
 
     def on_labeled(self, msg: Any) -> None:
         x = features_of(msg.features, self.n_features, self.hash)

@@ -14,24 +14,46 @@ import logging
 import os
 import signal
 import sys
+from collections import deque
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import TinyclError
 
 
 class NodeParams(BaseModel):
-    """Base of every node's parameters: unknown names are errors, not silently ignored."""
+    """Base of every node's parameters: unknown names are errors, not silently ignored.
+
+    ``runtime_mutable`` names the fields a running node applies when they change (``ros2 param
+    set``); every other parameter is read-only once the node runs.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    bus: str | None = None            # dds | local | ros2; default: $TINYCL_BUS, else ros2 if sourced, else dds
-    dds_config: str | None = "loopback"
-    domain_id: int | None = None
-    ros_distro: str = "jazzy"
+    runtime_mutable: ClassVar[frozenset[str]] = frozenset()
+    bus: Literal["ros2", "dds", "local"] | None = Field(
+        None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
+    dds_config: str | None = Field("loopback", description="dds backend: CycloneDDS config (loopback | a path | empty: $CYCLONEDDS_URI)")
+    domain_id: int | None = Field(None, ge=0, le=232, description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
+    ros_distro: Literal["auto", "humble", "jazzy"] = Field(
+        "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
+
+
+class ManagedParams(NodeParams):
+    """A lifecycle node's parameters: under rclpy it waits for configure/activate unless autostart."""
+
+    autostart: bool = Field(False, description="ros2 backend: configure and activate at start (the dds backend always does)")
+
+
+#: rcl flags that take a value / take none, accepted on every backend (the dds backend ignores
+#: those about rcl's own logging and security)
+_FLAGS_WITH_VALUE = {"-e", "--enclave", "--log-config-file", "--log-file-name"}
+_FLAGS = {"--disable-rosout-logs", "--enable-rosout-logs", "--disable-stdout-logs", "--enable-stdout-logs",
+          "--disable-external-lib-logs", "--enable-external-lib-logs"}
 
 
 @dataclass
@@ -40,39 +62,59 @@ class RosArgs:
     namespace: str = "/"
     params_files: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    remaps: list[tuple[str, str]] = field(default_factory=list)
     log_level: str = "info"
+    argv: list[str] = field(default_factory=list)
 
 
 def parse_ros_args(argv: list[str], default_name: str) -> RosArgs:
-    """The subset of ``--ros-args`` a node needs: params files, -p, -r __ns/__node, --log-level."""
-    args = RosArgs(default_name)
-    if "--ros-args" not in argv:
-        if argv:
-            raise TinyclError(f"{default_name}: unexpected arguments {argv!r} (use --ros-args ...)")
-        return args
-    it = iter(argv[argv.index("--ros-args") + 1:])
-    for tok in it:
-        if tok == "--":
-            break
-        if tok == "--params-file":
-            args.params_files.append(next(it, ""))
-        elif tok in ("-p", "--param"):
-            key, sep, value = next(it, "").partition(":=")
-            if not sep or not key:
-                raise TinyclError(f"{default_name}: -p expects name:=value, got {key!r}")
-            args.overrides[key] = yaml.safe_load(value) if value else ""
-        elif tok in ("-r", "--remap"):
-            key, sep, value = next(it, "").partition(":=")
-            if key == "__ns":
-                args.namespace = value
-            elif key == "__node":
-                args.node_name = value
-            else:
-                raise TinyclError(f"{default_name}: only __ns and __node remaps are supported, got {key!r}")
-        elif tok == "--log-level":
-            args.log_level = next(it, "info").split(":")[-1].lower()
-        else:
+    """``--ros-args … [--]`` (any number of sections) as rcl reads them: ``--params-file``,
+    ``-p name:=value``, ``-r [node:]from:=to`` (``__ns``, ``__node``/``__name`` and topic remaps),
+    ``--log-level [logger:=]level``, ``-e``/``--enclave`` and rcl's logging flags."""
+    args = RosArgs(default_name, argv=list(argv))
+    i, inside = 0, False
+    node_rules: list[tuple[str, str, str]] = []
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--ros-args":
+            inside = True
+        elif tok == "--" and inside:
+            inside = False
+        elif not inside:
+            raise TinyclError(f"{default_name}: unexpected argument {tok!r} (node options go after --ros-args)")
+        elif tok in ("--params-file", "-p", "--param", "-r", "--remap", "--log-level", *_FLAGS_WITH_VALUE):
+            if i + 1 >= len(argv):
+                raise TinyclError(f"{default_name}: {tok} needs a value")
+            value = argv[i + 1]
+            i += 1
+            if tok == "--params-file":
+                args.params_files.append(value)
+            elif tok in ("-p", "--param"):
+                key, sep, raw = value.partition(":=")
+                if not sep or not key:
+                    raise TinyclError(f"{default_name}: -p expects name:=value, got {value!r}")
+                args.overrides[key] = yaml.safe_load(raw) if raw else ""
+            elif tok in ("-r", "--remap"):
+                rule, sep, dst = value.partition(":=")
+                if not sep or not rule or not dst:
+                    raise TinyclError(f"{default_name}: -r expects from:=to, got {value!r}")
+                node, colon, src = rule.rpartition(":")
+                node_rules.append((node if colon else "", src, dst))
+            elif tok == "--log-level":
+                args.log_level = value.split(":=")[-1].lower()
+        elif tok not in _FLAGS:
             raise TinyclError(f"{default_name}: unknown ROS argument {tok!r}")
+        i += 1
+    for node, src, dst in node_rules:   # __node first: node-targeted rules name the final node name
+        if src in ("__node", "__name") and node in ("", default_name):
+            args.node_name = dst
+    for node, src, dst in node_rules:
+        if node not in ("", args.node_name) or src in ("__node", "__name"):
+            continue
+        if src == "__ns":
+            args.namespace = dst
+        else:
+            args.remaps.append((src, dst))
     return args
 
 
@@ -118,27 +160,116 @@ def validate(model: type[NodeParams], values: dict[str, Any], node_name: str) ->
 
 
 class Node:
-    """A node: ``Params`` (pydantic), ``__init__(bus, params)`` wires, ``run()`` spins, ``close()`` saves."""
+    """A node: ``Params`` (pydantic), ``__init__(bus, params)`` wires, ``run()`` spins, ``close()`` saves.
+
+    A managed node (``managed = True``, the ros2/demos ``lifecycle_py`` pattern) loads its model
+    or state and creates its topics in ``configure()``, not in ``__init__``; ``deactivate()``
+    pauses it (messages that arrive meanwhile are held, up to ``HOLD_MAX``, and handled on
+    ``activate()``), ``cleanup()`` saves and releases. Under rclpy these are its lifecycle
+    transitions; on the dds and local backends the runner configures and activates it at start.
+    """
 
     Params: type[NodeParams] = NodeParams
+    managed: ClassVar[bool] = False
+    HOLD_MAX: ClassVar[int] = 100_000
 
     def __init__(self, bus: Any, params: NodeParams) -> None:
         self.bus = bus
         self.params = params
         self.log = bus.logger
         self.downstream: list[Any] = []   # publishers whose readers must be matched before spinning
+        self.entities: list[Any] = []     # a managed node's publishers/subscriptions/timers (cleanup)
+        self.configured = not self.managed
+        self.active = not self.managed
+        self._held: deque[tuple[Callable[[Any], None], Any]] = deque()
 
+    # lifecycle (managed nodes override configure/cleanup) ------------------------------------
+    def configure(self) -> None:
+        """Load the model or state, create topics: from here on the node can be activated."""
+        self.configured = True
+
+    def activate(self) -> None:
+        """Start handling messages: first those held while inactive, in order."""
+        wait_for_readers(self.bus, self.downstream, getattr(self.params, "wait_timeout_s", 30.0), self.log)
+        self.active = True
+        while self._held and self.active:
+            callback, msg = self._held.popleft()
+            callback(msg)
+
+    def deactivate(self) -> None:
+        """Pause: nothing learned is lost, incoming messages are held until activate()."""
+        self.active = False
+
+    def cleanup(self) -> None:
+        """Save, then release the topics and the model (configure() loads them again)."""
+        self.close()
+        for entity in self.entities:
+            self.bus.destroy(entity)
+        self.entities.clear()
+        self.downstream = []
+        self._held.clear()
+        self.configured = False
+
+    def bring_up(self) -> None:
+        """Configure and activate a managed node (what the dds and local backends do at start)."""
+        if self.managed:
+            self.configure()
+            self.activate()
+
+    def gated(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``callback`` while active; held for later while a managed node is inactive."""
+        def gate(msg: Any) -> None:
+            if self.active:
+                callback(msg)
+                return
+            if len(self._held) >= self.HOLD_MAX:
+                self._held.popleft()
+                self.log.warning("inactive and %d messages held: the oldest is dropped", self.HOLD_MAX)
+            self._held.append((callback, msg))
+        return gate
+
+    def track(self, entity: Any) -> Any:
+        """Remember a publisher/subscription/timer for cleanup(); returns it."""
+        self.entities.append(entity)
+        return entity
+
+    # parameters ---------------------------------------------------------------------------------
+    def set_parameters(self, changes: dict[str, Any]) -> str | None:
+        """Validate ``changes`` with the same model (then apply them) or return the one-line reason."""
+        try:
+            new = validate(type(self.params), {**self.params.model_dump(), **changes}, self.bus.name)
+        except TinyclError as exc:
+            return str(exc).replace("\n", "; ")
+        self.params = new
+        self.on_parameters_changed(set(changes))
+        return None
+
+    def on_parameters_changed(self, names: set[str]) -> None:
+        """Hook: ``self.params`` now holds new values of ``names`` (fields in ``runtime_mutable``)."""
+
+    # running ------------------------------------------------------------------------------------
     def run(self) -> None:
         """Wait for downstream readers (incoming samples queue in our readers meanwhile), then spin.
 
         With reliable, volatile topics a sample published before its reader is matched is lost;
         holding our own callbacks until then makes a freshly started graph lose nothing.
         """
-        wait_for_readers(self.bus, self.downstream, getattr(self.params, "wait_timeout_s", 30.0), self.log)
+        if not self.managed:
+            wait_for_readers(self.bus, self.downstream, getattr(self.params, "wait_timeout_s", 30.0), self.log)
         self.bus.spin()
 
     def close(self) -> None:
-        """Persist state; called once on the way out (Ctrl-C, SIGTERM, end of run)."""
+        """Persist state; called once on the way out (Ctrl-C, SIGTERM, end of run) and on cleanup."""
+
+
+def state_dir(configured: str | None, namespace: str, sub: str = "") -> str:
+    """A node's folder for state (or exports): the configured path as given (a relative one is
+    relative to the working directory), else ``$ROS_HOME/tinycl/<namespace>/<sub>`` with ROS 2's
+    default ``~/.ros`` for ``$ROS_HOME`` — the same wherever ``ros2 launch`` is started."""
+    if configured:
+        return str(Path(configured).expanduser())
+    home = Path(os.environ.get("ROS_HOME") or Path.home() / ".ros").expanduser()
+    return str(home.joinpath("tinycl", *[p for p in namespace.strip("/").split("/") if p], *([sub] if sub else [])))
 
 
 def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: logging.Logger) -> bool:
@@ -155,37 +286,65 @@ def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: log
     return True
 
 
+def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node's values from its parameter files, ``extra`` and ``-p``, in that order.
+
+    Names under ``/**`` that the node does not declare are skipped (they are for other nodes); an
+    unknown name anywhere else is an error naming the closest declared one.
+    """
+    declared = model.model_fields
+    values: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    for f in ros.params_files:
+        wildcard, mine = load_params_file(f, ros.node_name, ros.namespace)
+        values.update({k: v for k, v in wildcard.items() if k in declared})
+        own.update(mine)
+    own.update(extra or {})
+    own.update(ros.overrides)
+    unknown = []
+    for name in own:
+        if name not in declared and name != "use_sim_time":
+            close = get_close_matches(name, list(declared), n=1)
+            unknown.append(f"{ros.node_name}: unknown parameter {name!r}"
+                           + (f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(declared)})"))
+    if unknown:
+        raise TinyclError("\n".join(unknown))
+    values.update({k: v for k, v in own.items() if k != "use_sim_time"})
+    return values
+
+
 def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = None,
              parameters: dict[str, Any] | None = None) -> int:
     """Parse args, validate parameters, create the bus, run; exit code 2 on a user's mistake."""
-    from ..bus import create_bus
+    from ..bus import create_bus, select_backend
+    from ..bus.log import console_logging
 
     argv = sys.argv[1:] if argv is None else argv
     try:
         ros = parse_ros_args(argv, default_name)
-        values: dict[str, Any] = {}
-        declared = node_cls.Params.model_fields
-        for f in ros.params_files:
-            wildcard, own = load_params_file(f, ros.node_name, ros.namespace)
-            values.update({k: v for k, v in wildcard.items() if k in declared})
-            values.update(own)
-        values.update(parameters or {})
-        values.update(ros.overrides)
-        params = validate(node_cls.Params, values, ros.node_name)
-    except TinyclError as exc:
+        params = validate(node_cls.Params, collect_parameters(node_cls.Params, ros, parameters), ros.node_name)
+        backend = select_backend(params.bus)
+    except (TinyclError, ValueError) as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
         return 2
-    logging.basicConfig(level=getattr(logging, ros.log_level.upper(), logging.INFO),
-                        format="[%(name)s] %(levelname)s: %(message)s", stream=sys.stderr)
-    options: dict[str, Any] = {}
-    backend = params.bus or os.environ.get("TINYCL_BUS")
-    if (backend or "dds") == "dds" and not _rclpy_available(backend):
-        options = {"dds_config": params.dds_config, "domain": params.domain_id, "ros_distro": params.ros_distro}
+    console_logging(ros.log_level)
+    options: dict[str, Any] = {"remaps": ros.remaps, "log_level": ros.log_level}
+    if backend == "dds":
+        options |= {"dds_config": params.dds_config, "domain": params.domain_id, "ros_distro": params.ros_distro}
+    elif backend == "ros2":
+        options = {"args": ros.argv, "managed": node_cls.managed, "log_level": ros.log_level}
     bus = create_bus(ros.node_name, ros.namespace, backend=backend, **options)
     node: Node | None = None
     stop = _Stopper(bus)
     try:
         node = node_cls(bus, params)
+        bus.declare_node_parameters(params, node.set_parameters)
+        if node.managed and (backend != "ros2" or getattr(params, "autostart", False)):
+            node.bring_up()
+        elif node.managed:
+            bus.set_lifecycle_hooks({"configure": node.configure, "activate": node.activate,
+                                     "deactivate": node.deactivate, "cleanup": node.cleanup,
+                                     "shutdown": lambda: None})
         node.run()
     except TinyclError as exc:
         bus.logger.error("%s", exc)
@@ -194,20 +353,13 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         pass
     finally:
         stop.restore()
-        if node is not None:
+        if node is not None and node.configured:
             try:
                 node.close()
             except Exception as exc:  # noqa: BLE001 - report, still shut the bus down
                 bus.logger.error("while saving state: %s", exc)
         bus.shutdown()
     return 0
-
-
-def _rclpy_available(backend: str | None) -> bool:
-    if backend is not None:
-        return backend == "ros2"
-    import importlib.util
-    return importlib.util.find_spec("rclpy") is not None
 
 
 class _Stopper:

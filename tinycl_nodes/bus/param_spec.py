@@ -1,0 +1,130 @@
+"""ROS 2 parameter descriptors derived from a node's pydantic parameter model (one definition).
+
+Each field becomes one ROS 2 parameter: its type (bool, integer, double, string, or an array of
+those), description, integer/floating-point range (from ``ge``/``le``/``gt``/``lt``), the allowed
+values of a ``Literal`` and read-only unless the model lists it in ``runtime_mutable``. A field
+ROS 2 has no type for (``None``-able lists, mappings, tuples, unions) is a string holding YAML, and
+``None`` is the empty string, so ``ros2 param get/set/dump`` still show and take every value.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import BaseModel
+
+SCALARS = {bool: "bool", int: "integer", float: "double", str: "string"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS 2 parameter: ``kind`` is a ParameterType name in lower case ('double', 'string_array', …)."""
+
+    name: str
+    kind: str
+    description: str
+    read_only: bool
+    lower: float | None = None
+    upper: float | None = None
+    choices: tuple[str, ...] = ()
+    yaml_text: bool = False        # value carried as YAML text in a string parameter
+    none_is_empty: bool = False    # an optional string: None is ""
+
+    @property
+    def constraints(self) -> str:
+        """Human-readable constraints (ParameterDescriptor.additional_constraints)."""
+        if self.choices:
+            return "one of: " + ", ".join(self.choices)
+        if self.yaml_text:
+            return "YAML text (empty: not set)"
+        return ""
+
+    def to_ros(self, value: Any) -> Any:
+        """The validated value as the ROS 2 parameter value of ``kind``."""
+        if self.yaml_text:
+            return "" if value is None else yaml.safe_dump(_plain(value), default_flow_style=True).strip()
+        if self.none_is_empty and value is None:
+            return ""
+        if self.kind == "double":
+            return float(value)
+        if self.kind == "double_array":
+            return [float(v) for v in value]
+        if self.kind.endswith("_array"):
+            return list(value)
+        return value
+
+    def from_ros(self, value: Any) -> Any:
+        """A value set through ROS 2, as the model's field takes it (then validated by the model)."""
+        if self.yaml_text:
+            return None if value in ("", None) else yaml.safe_load(value)
+        if self.none_is_empty and value == "":
+            return None
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
+            return list(value)
+        return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+    return tp, False
+
+
+def _kind(tp: Any) -> tuple[str, tuple[str, ...]] | None:
+    """('double', ()) for a type ROS 2 has, ('string', choices) for a Literal; None otherwise."""
+    if tp in SCALARS:
+        return SCALARS[tp], ()
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal and all(isinstance(a, str) for a in args):
+        return "string", tuple(args)
+    if origin is list and len(args) == 1 and args[0] in SCALARS and args[0] is not bool:
+        return SCALARS[args[0]] + "_array", ()
+    return None
+
+
+def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
+    """The ROS 2 parameters of a node's parameter model, in field order."""
+    mutable = set(getattr(model, "runtime_mutable", ()))
+    specs = []
+    for name, field in model.model_fields.items():
+        tp, optional = _unwrap_optional(field.annotation)
+        kind = _kind(tp)
+        lower = upper = None
+        for m in field.metadata:
+            if isinstance(m, (Ge, Gt)):
+                lower = float(m.ge if isinstance(m, Ge) else m.gt)
+            elif isinstance(m, (Le, Lt)):
+                upper = float(m.le if isinstance(m, Le) else m.lt)
+        desc = field.description or ""
+        if kind is None or (optional and kind[0] != "string"):
+            specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True))
+        else:
+            specs.append(ParamSpec(name, kind[0], desc, name not in mutable, lower, upper, kind[1],
+                                   none_is_empty=optional))
+    return specs
+
+
+def range_step(spec: ParamSpec) -> tuple[float, float] | tuple[int, int] | None:
+    """(from, to) for a ParameterDescriptor range, or None when the field is unbounded."""
+    if spec.lower is None and spec.upper is None:
+        return None
+    if spec.kind == "integer":
+        big = 2**63 - 1
+        return (int(spec.lower) if spec.lower is not None else -big, int(spec.upper) if spec.upper is not None else big)
+    return (spec.lower if spec.lower is not None else -math.inf, spec.upper if spec.upper is not None else math.inf)

@@ -1,0 +1,23 @@
+"""The graphs tinycl runs: one list of each graph's nodes, shared by the ROS 2 launch files
+(``ros_launch``), ``tinycl launch`` (``launcher``), ``make demo`` and the fleet demo.
+
+Plain Python on purpose: ROS 2 launch files import it with ROS 2's own interpreter.
+"""
+
+from __future__ import annotations
+
+#: nodes in start order — sinks first, so every reader exists before its writer sends
+GRAPHS: dict[str, tuple[str, ...]] = {
+    "tinyndc": ("exporter", "learner", "labeler", "extractor", "metrics", "sensor"),
+    "tinyrce": ("label_app", "exporter", "learner", "labeler", "extractor", "metrics", "sensor"),
+    # the C learning core as a board in place of the Python learner (micro_ros_firmware, ctypes)
+    "tinyndc_board": ("exporter", "board", "labeler", "extractor", "metrics", "sensor"),
+    # a fleet device: the bridge to the broker in place of the exporter
+    "fleet_device": ("mqtt_bridge", "learner", "labeler", "extractor", "sensor"),
+}
+
+#: lifecycle nodes under rclpy (``Node.managed``; tests/ros2 checks the two agree)
+MANAGED = frozenset({"extractor", "learner"})
+
+#: the node whose exit ends a finite run (a replay): it exits once every prediction is scored
+FINISHER = "metrics"

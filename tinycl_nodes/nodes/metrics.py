@@ -1,0 +1,100 @@
+"""metrics node: the learner's predictions scored against a replayed dataset's ground truth.
+
+Publishes running accuracy / macro precision / recall / F1 over the last ``window`` stream samples
+on ``metrics`` (Metrics, latched) every ``publish_period_s``. When the replay has ended (the
+sensor's ``ground_truth`` publisher is gone) and every sample has its prediction — or no
+prediction came for ``idle_timeout_s`` — it logs the final scores (the numbers ``make demo``
+prints), publishes them with ``final`` set, writes them to ``out`` if given, and exits when
+``exit_when_done``: a launch file ends the graph on that exit. With a camera there is no ground
+truth: it publishes nothing and keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from ..storage import write_atomic
+from .monitor import Monitor
+from .runner import Node, NodeParams, run_node
+
+
+class MetricsParams(NodeParams):
+    window: int = Field(1000, ge=1, description="scores are over the last `window` stream samples (the paper's 1000)")
+    publish_period_s: float = Field(1.0, gt=0, description="how often running scores are published")
+    exit_when_done: bool = Field(True, description="exit once the replay ended and its predictions are in")
+    idle_timeout_s: float = Field(10.0, gt=0, description="after the replay ended, wait this long for missing predictions")
+    out: str | None = Field(None, description="write the final scores and every stream prediction here (JSON)")
+
+
+class Metrics(Node):
+    Params = MetricsParams
+
+    def __init__(self, bus: Any, params: MetricsParams) -> None:
+        super().__init__(bus, params)
+        self.monitor = Monitor(bus)
+        self.Metrics = bus.msg("Metrics")
+        self.pub = bus.create_publisher("metrics", self.Metrics, "latched")
+        self.last_change = time.monotonic()
+        self._seen = (0, 0)
+        self.saw_publisher = False
+        self.done = False
+        bus.create_timer(params.publish_period_s, self.tick)
+
+    def scores(self) -> dict[str, Any]:
+        y, p = self.monitor.stream()
+        found = p != -2
+        out: dict[str, Any] = {"predictions": self.monitor.received, "stream_samples": int(y.size),
+                               "lost": int((~found).sum()), "window": min(self.params.window, int(y.size))}
+        if y.size:   # a missing prediction (-2) counts as wrong
+            out |= self.monitor.scores(self.params.window)
+        return out
+
+    def tick(self) -> None:
+        seen = (len(self.monitor.truth), self.monitor.received)
+        if seen != self._seen:
+            self._seen, self.last_change = seen, time.monotonic()
+        if not seen[0] or self.done:
+            return
+        replaying = self.bus.count_publishers("ground_truth") > 0
+        self.saw_publisher |= replaying
+        complete = self.monitor.received >= len(self.monitor.truth)
+        idle = time.monotonic() - self.last_change > self.params.idle_timeout_s
+        final = self.saw_publisher and not replaying and (complete or idle)
+        self.publish(final)
+        if final:
+            self.finish()
+
+    def publish(self, final: bool) -> dict[str, Any]:
+        s = self.scores()
+        self.pub.publish(self.Metrics(
+            header=self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id=""),
+            predictions=s["predictions"], stream_samples=s["stream_samples"], lost=s["lost"] if final else 0,
+            window=s["window"], accuracy=s.get("accuracy", 0.0), precision=s.get("precision", 0.0),
+            recall=s.get("recall", 0.0), f1=s.get("f1", 0.0), final=final))
+        return s
+
+    def finish(self) -> None:
+        self.done = True
+        s = self.scores()
+        self.log.info("final: accuracy %.2f%%, precision %.2f%%, recall %.2f%%, F1 %.2f%% on the last %d of %d "
+                      "stream samples (%d predictions, %d lost)", s.get("accuracy", 0.0), s.get("precision", 0.0),
+                      s.get("recall", 0.0), s.get("f1", 0.0), s["window"], s["stream_samples"], s["predictions"],
+                      s["lost"])
+        if self.params.out:
+            _, p = self.monitor.stream()
+            write_atomic(Path(self.params.out), json.dumps({**s, "stream_predictions": p.tolist()}).encode())
+        if self.params.exit_when_done:
+            self.bus.request_stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(Metrics, "metrics", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""The ROS 2 launch description of a tinycl graph (used by ``launch/<graph>.launch.py``).
+
+Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``params_file``,
+``log_level``, ``use_sim_time`` and ``camera_topic``. Launch arguments that are node parameters
+go to the nodes in a ``/**`` parameter file, so each node takes the names it declares and no
+other. With ``camera_topic`` set, the robot's camera driver is the sensor: no replay node is
+started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
+the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
+the last prediction is scored (after logging the final scores), and so does the launch. The
+extractor and the learner are lifecycle nodes, configured and activated by launch events.
+
+Needs ROS 2 (launch, launch_ros); imported only by launch files.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import yaml
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown, matches_action
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
+
+from .graphs import FINISHER, GRAPHS, MANAGED
+
+PACKAGE = "tinycl_nodes"
+
+
+def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLaunchArgument]:
+    args = {
+        "namespace": ("/tinycl", "namespace of every node (one per robot, e.g. /robot1/tinycl)"),
+        "params_file": ("", f"ROS 2 parameter file (default: share/{PACKAGE}/config/{graph}.yaml)"),
+        "preset": ("", "learning preset (tinycl | tinyndc | supervised | rce); empty: the parameter file's"),
+        "model": ("", "frozen extractor (a shipped name or an .onnx path); empty: the parameter file's"),
+        "log_level": ("info", "debug | info | warn | error | fatal"),
+        "use_sim_time": ("false", "use /clock (a bag played with --clock)"),
+        "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor"),
+        **extra,
+    }
+    return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
+
+
+def _lifecycle_events(node: LifecycleNode) -> list[Any]:
+    """configure at start, activate once inactive (the ros2/demos lifecycle launch pattern)."""
+    def change(transition: int) -> EmitEvent:
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
+    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+                                                   entities=[change(Transition.TRANSITION_ACTIVATE)])),
+            change(Transition.TRANSITION_CONFIGURE)]
+
+
+def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]]) -> list[Any]:
+    get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    namespace, camera = get("namespace"), get("camera_topic")
+    params_file = get("params_file") or str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")
+    shared: dict[str, Any] = {k: get(k) for k in ("preset", "model") if get(k)}
+    shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
+    if camera:   # frames as a camera driver sends them, no ground truth to wait for
+        shared |= {"image_qos": "sensor_data", "expect_ground_truth": False}
+    with tempfile.NamedTemporaryFile("w", prefix=f"tinycl_{graph}_", suffix=".yaml", delete=False) as fh:
+        yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
+    actions: list[Any] = []
+    for name in GRAPHS[graph]:
+        if camera and name == "sensor":
+            continue
+        own = {k: LaunchConfiguration(v).perform(context) for k, v in node_params.get(name, {}).items()}
+        kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
+                      emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
+                      remappings=[("image", camera)] if camera else [],
+                      arguments=["--ros-args", "--log-level", get("log_level")])
+        if name in MANAGED:
+            node = LifecycleNode(**kwargs)
+            actions += [node, *_lifecycle_events(node)]
+        else:
+            node = Node(**kwargs)
+            actions.append(node)
+        if name == FINISHER and not camera:
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=[
+                LogInfo(msg="tinycl: the replay is scored, stopping the graph"),
+                EmitEvent(event=Shutdown(reason="replay finished"))])))
+        if name == "sensor":
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_on_error)))
+    return actions
+
+
+def _stop_on_error(event: Any, context: LaunchContext) -> list[Any]:
+    """A sensor that failed (a missing dataset, a camera that cannot be opened) ends the launch."""
+    if event.returncode == 0:
+        return []
+    return [LogInfo(msg=f"tinycl: the sensor exited with code {event.returncode}, stopping the graph"),
+            EmitEvent(event=Shutdown(reason="sensor failed"))]
+
+
+def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,
+                       node_params: dict[str, dict[str, str]] | None = None) -> LaunchDescription:
+    """The graph's nodes; ``node_params`` maps node → {parameter: launch argument} (e.g. the port)."""
+    return LaunchDescription(_arguments(graph, extra_args or {})
+                             + [OpaqueFunction(function=_graph, args=[graph, node_params or {}])])
