@@ -28,6 +28,7 @@ from .runner import Node, NodeParams, run_node
 
 
 class SensorParams(NodeParams):
+    runtime_mutable = frozenset({"rate_hz"})
     source: Literal["mnist", "rosbag", "camera", "har", "cwru"] = "mnist"
     data_dir: str | None = None                     # default: $TINYCL_DATA or ../shared/data
     seed: int = Field(0, ge=0)
@@ -40,7 +41,7 @@ class SensorParams(NodeParams):
     har_labelled_subjects: list[int] = Field(default_factory=lambda: [1])   # har: users the labels come from
     har_stream_subjects: list[int] = Field(default_factory=lambda: [13])    # har: the new user streamed
     rate_hz: float = Field(0.0, ge=0.0)            # 0 = as fast as the reliable graph takes them
-    qos: Literal["reliable", "sensor_data"] = "reliable"  # replay loses nothing; a camera may drop
+    qos: Literal["reliable", "sensor_data"] = "sensor_data"  # a camera may drop; a replay sets reliable
     wait_for_subscribers: int = Field(1, ge=0)        # readers of image to wait for before starting
     wait_for_truth_subscribers: int = Field(1, ge=0)  # readers of ground_truth (extractor, monitor…)
     wait_timeout_s: float = Field(30.0, gt=0)
@@ -219,19 +220,17 @@ class Sensor(Node):
         if p.source == "rosbag":
             self._bag_path()   # a missing bag is one line now, not after waiting for readers
         self._wait_for_readers()
-        period = 1.0 / p.rate_hz if p.rate_hz > 0 else 0.0
         next_t = time.perf_counter()
         for pixels, label, learnable in source:
             if not self.bus.ok():
                 break
-            if period:
-                delay = next_t - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                next_t += period
-            self.publish(pixels, label, learnable)
-            if self.published % 256 == 0:
+            if self.params.rate_hz > 0:   # paced: serve callbacks (parameter requests…) while waiting
+                while (delay := next_t - time.perf_counter()) > 0 and self.bus.ok():
+                    self.bus.spin_once(delay)
+                next_t = max(next_t + 1.0 / self.params.rate_hz, time.perf_counter() - 1.0)
+            elif self.published % 256 == 0:
                 self.bus.spin_once(0.0)
+            self.publish(pixels, label, learnable)
         self.log.info("published %d samples", self.published)
         if p.exit_when_done:
             self.bus.spin(p.linger_s)

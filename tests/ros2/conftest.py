@@ -1,0 +1,187 @@
+"""A real ROS 2 Humble for the tests: the kit unpacked into a cache (tools/ros2/install-kit.sh), the
+package built with colcon in a temporary workspace, and helpers to run ``ros2`` commands and node
+processes on a private DDS domain (loopback only). With ``TINYCL_ROS2_ENV=sourced`` (``make
+test-ros2``) the ROS 2 already sourced in the caller's shell is used instead of the kit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = ROOT / "config" / "cyclonedds-loopback.xml"
+
+
+def _env_after(script: str, base: dict[str, str]) -> dict[str, str]:
+    """The environment a bash script leaves behind (e.g. after sourcing setup.bash)."""
+    out = subprocess.run(["bash", "-c", f"{script} >/dev/null && env -0"], env=base, capture_output=True,
+                         timeout=120)
+    if out.returncode != 0:
+        pytest.fail(f"setting up ROS 2 failed ({script}): {out.stderr.decode()[-2000:]}")
+    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+
+
+@pytest.fixture(scope="session")
+def ros2_base_env() -> dict[str, str]:
+    """ROS 2 sourced: the kit's (default) or the caller's own (TINYCL_ROS2_ENV=sourced)."""
+    if os.environ.get("TINYCL_ROS2_ENV") == "sourced":
+        if not os.environ.get("ROS_DISTRO"):
+            pytest.fail("TINYCL_ROS2_ENV=sourced but no ROS 2 is sourced (ROS_DISTRO is not set)")
+        return dict(os.environ)
+    cache = os.environ.get("TINYCL_ROS2_CACHE")
+    if not cache:
+        out = subprocess.run(["bash", str(ROOT / "tools" / "ros2" / "install-kit.sh")], capture_output=True,
+                             text=True, timeout=1800)
+        if out.returncode != 0:
+            pytest.fail(f"ROS 2 kit: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+        cache = out.stdout.strip().splitlines()[-1]
+    kit = Path(cache)
+    if not (kit / "install" / "setup.bash").is_file():
+        pytest.fail(f"ROS 2 kit not found: {kit / 'install' / 'setup.bash'}")
+    base = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
+    return _env_after(f"source {kit}/venv/bin/activate && source {kit}/install/setup.bash", base)
+
+
+@pytest.fixture(scope="session")
+def ros2_ws(ros2_base_env, tmp_path_factory) -> dict[str, str]:
+    """The package built with colcon in a fresh workspace; the environment with it sourced."""
+    ws = tmp_path_factory.mktemp("colcon_ws")
+    (ws / "src").mkdir()
+    (ws / "src" / "tinycl_nodes").symlink_to(ROOT)
+    t0 = time.monotonic()
+    out = subprocess.run(["colcon", "build", "--merge-install", "--cmake-args",
+                          f"-DPython3_EXECUTABLE={shutil.which('python3', path='/usr/bin') or '/usr/bin/python3'}",
+                          "-DBUILD_TESTING=OFF"], cwd=ws, env=ros2_base_env, capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:
+        pytest.fail(f"colcon build failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    env = _env_after(f"source {ws}/install/setup.bash", ros2_base_env)
+    env["TINYCL_WS"] = str(ws)
+    env["TINYCL_COLCON_BUILD_S"] = f"{time.monotonic() - t0:.1f}"
+    return env
+
+
+@pytest.fixture()
+def ros(ros2_ws, tmp_path) -> Iterator["Ros"]:
+    """A private DDS domain with ROS_HOME in tmp_path; every process started is stopped at the end."""
+    r = Ros(ros2_ws, random.Random(time.time_ns()).randint(100, 140), tmp_path)
+    try:
+        yield r
+    finally:
+        r.stop_all()
+
+
+class Proc:
+    """A process whose output lines are collected as they come."""
+
+    def __init__(self, proc: subprocess.Popen, name: str) -> None:
+        self.proc, self.name = proc, name
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> str:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.proc.poll() is not None:
+                time.sleep(0.2)
+                if not any(text in ln for ln in self.lines):
+                    break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no line with {text!r}; last lines:\n" + "\n".join(self.lines[-40:]))
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still running after {timeout_s:.0f} s; last lines:\n"
+                                 + "\n".join(self.lines[-40:])) from None
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        self._t.join(timeout=2)
+        return self.proc.returncode
+
+
+class Ros:
+    """ROS 2 commands and node processes on one private, loopback-only DDS domain."""
+
+    def __init__(self, ws_env: dict[str, str], domain: int, tmp: Path) -> None:
+        self.domain, self.tmp = domain, tmp
+        self.env = {**ws_env, "ROS_DOMAIN_ID": str(domain), "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
+                    "CYCLONEDDS_URI": LOOPBACK.as_uri(), "ROS_HOME": str(tmp / "ros_home"),
+                    "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
+        if os.environ.get("TINYCL_DATA"):
+            self.env["TINYCL_DATA"] = os.environ["TINYCL_DATA"]
+        else:
+            from tinycl_nodes.datasets import data_root
+            self.env["TINYCL_DATA"] = str(data_root())
+        # the project's own venv for dds-backend nodes (no ROS 2 on its path)
+        self.dds_env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENT", "COLCON", "ROS_"))}
+        self.dds_env |= {"ROS_DOMAIN_ID": str(domain), "TINYCL_BUS": "dds", "PYTHONUNBUFFERED": "1",
+                         "ROS_HOME": self.env["ROS_HOME"], "TINYCL_DATA": self.env["TINYCL_DATA"]}
+        self.procs: list[Proc] = []
+
+    def run(self, *cmd: str, timeout_s: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
+        """A command (e.g. ``ros2 param get …``) to completion; SIGINT on timeout, as ros2cli wants."""
+        out = subprocess.run(["timeout", "-s", "INT", str(int(timeout_s)), *cmd], env=self.env, capture_output=True,
+                             text=True, timeout=timeout_s + 15)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        return out
+
+    def start(self, *cmd: str, dds: bool = False, name: str | None = None) -> Proc:
+        """A process in its own session; ``dds``: with the project's venv and no ROS 2 (dds backend)."""
+        p = subprocess.Popen(list(cmd), env=self.dds_env if dds else self.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                             cwd=self.tmp)
+        proc = Proc(p, name or " ".join(cmd[:3]))
+        self.procs.append(proc)
+        return proc
+
+    def wait_until(self, what: str, check, timeout_s: float = 30.0, every_s: float = 0.5):
+        """Poll ``check()`` until it returns something truthy."""
+        end = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < end:
+            last = check()
+            if last:
+                return last
+            time.sleep(every_s)
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+    def node_list(self) -> set[str]:
+        return set(self.run("ros2", "node", "list", "--no-daemon", "--spin-time", "2", check=False).stdout.split())
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()

@@ -1,0 +1,235 @@
+"""The TinyNDC graph on a real ROS 2 Humble: colcon build, ros2 launch, params, remaps, lifecycle,
+and a graph mixing rclpy nodes with dds-backend nodes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tinycl_nodes.graphs import GRAPHS, MANAGED
+
+ROOT = Path(__file__).resolve().parents[2]
+STREAM = 1000
+
+
+def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
+    """The shipped parameter file with ``sections`` merged in (node → {name: value})."""
+    doc = yaml.safe_load((ROOT / "config" / f"{graph}.yaml").read_text())
+    for node, values in sections.items():
+        doc.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
+    path = tmp / f"{graph}_test.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir):
+    """The in-process run of the same preset, seed and stream: predictions to match one by one."""
+    from tinycl_nodes import presets
+    from tinycl_nodes.experiments import tinyndc as exp
+
+    feats = exp.extract_features(exp.load_extractor("mnist_0to5_fp32"), str(data_dir))
+    r = exp.run_one(presets.tinycl_best, False, feats, 0, exp.Protocol(labels_per_class=10, stream_length=STREAM),
+                    10, keep_predictions=True)
+    return r
+
+
+def test_colcon_build_installs_every_executable(ros2_ws):
+    ws = Path(ros2_ws["TINYCL_WS"])
+    installed = {p.name for p in (ws / "install" / "lib" / "tinycl_nodes").iterdir()}
+    assert installed == {p.name for p in (ROOT / "scripts").iterdir()}
+    assert set(GRAPHS["tinyndc"]) | set(GRAPHS["tinyrce"]) | {"board", "mqtt_bridge", "aggregator"} <= installed
+    assert (ws / "install" / "share" / "tinycl_nodes" / "launch" / "tinyndc.launch.py").is_file()
+    print(f"colcon build: {ros2_ws['TINYCL_COLCON_BUILD_S']} s")
+
+
+def test_managed_nodes_match_the_graph_list():
+    """graphs.MANAGED (read by launch files under ROS 2's python) names exactly the lifecycle nodes."""
+    import importlib
+
+    from tinycl_nodes.nodes.runner import Node
+
+    managed = set()
+    for name in {n for g in GRAPHS.values() for n in g}:
+        mod = importlib.import_module(f"tinycl_nodes.nodes.{name}")
+        classes = [c for c in vars(mod).values()
+                   if isinstance(c, type) and issubclass(c, Node) and c.__module__ == mod.__name__]
+        assert classes, name
+        if any(c.managed for c in classes):
+            managed.add(name)
+    assert managed == set(MANAGED)
+
+
+def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, reference):
+    """ros2 launch: all nodes listed under the namespace, ros2 param get/set, the replay ends the
+    launch by itself and its predictions equal the in-process run's, sample for sample."""
+    out = ros.tmp / "metrics.json"
+    pf = params_file(ros.tmp, sensor={"stream_length": STREAM, "rate_hz": 50.0},
+                     metrics={"out": str(out)})
+    t0 = time.monotonic()
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
+                       f"params_file:={pf}", name="ros2 launch tinyndc")
+    expected = {f"/robot1/tinycl/{n}" for n in GRAPHS["tinyndc"]}
+    listed = ros.wait_until("all nodes in ros2 node list", lambda: expected <= ros.node_list(), timeout_s=60)
+    assert listed
+
+    get = ros.run("ros2", "param", "get", "/robot1/tinycl/sensor", "rate_hz").stdout
+    assert "Double value is: 50.0" in get, get
+    bad = ros.run("ros2", "param", "set", "/robot1/tinycl/sensor", "rate_hz", "-5.0", check=False)
+    assert "Setting parameter failed" in bad.stdout + bad.stderr, bad
+    ok = ros.run("ros2", "param", "set", "/robot1/tinycl/sensor", "rate_hz", "200.0").stdout
+    assert "Set parameter successful" in ok, ok
+    assert "200.0" in ros.run("ros2", "param", "get", "/robot1/tinycl/sensor", "rate_hz").stdout
+    ro = ros.run("ros2", "param", "set", "/robot1/tinycl/learner", "preset", "tinyndc", check=False)
+    assert "Setting parameter failed" in ro.stdout + ro.stderr and "read-only" in (ro.stdout + ro.stderr).lower(), ro
+    desc = ros.run("ros2", "param", "describe", "/robot1/tinycl/learner", "preset").stdout
+    assert "one of: tinyndc, tinycl, supervised, rce" in desc and "Read only: true" in desc, desc
+    dump = ros.run("ros2", "param", "dump", "/robot1/tinycl/learner", "--print").stdout
+    assert "publish_every: 500" in dump and "preset: tinycl" in dump, dump
+
+    assert launch.wait(180) == 0
+    wall = time.monotonic() - t0
+    final = launch.wait_for("final: accuracy")
+    result = json.loads(out.read_text())
+    graph_preds = np.asarray(result["stream_predictions"])
+    ref = np.asarray(reference["predictions"])
+    assert graph_preds.shape == ref.shape and int((graph_preds == ref).sum()) == ref.size
+    assert result["lost"] == 0 and result["predictions"] == 100 + STREAM
+    assert result["accuracy"] == pytest.approx(reference["accuracy"], abs=1e-6)
+    assert f"{reference['accuracy']:.2f}%" in final
+    assert "process has finished cleanly" in launch.text and "stopping the graph" in launch.text
+    print(f"ros2 launch tinyndc, {100 + STREAM} samples: {wall:.1f} s wall, accuracy {result['accuracy']:.2f}% "
+          f"= in-process {reference['accuracy']:.2f}%, identical predictions {ref.size}/{ref.size}")
+
+
+def test_unknown_parameter_names_the_closest_valid_one(ros):
+    p = ros.run("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-p", "publish_evry:=3", check=False)
+    assert p.returncode == 2
+    assert "learner: unknown parameter 'publish_evry' (did you mean 'publish_every'?)" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_remapped_image_topic_on_both_backends(ros):
+    """``-r image:=/camera/image_raw`` reaches rcl under rclpy and the same rule applies on dds."""
+    ros.start("ros2", "run", "tinycl_nodes", "extractor", "--ros-args", "-r", "__ns:=/r2",
+              "-r", "image:=/camera/image_raw", "-p", "autostart:=true", name="rclpy extractor")
+    ros.start(sys.executable, "-m", "tinycl_nodes.nodes.extractor", "--ros-args", "-r", "__ns:=/r3",
+              "-r", "__node:=extractor_dds", "-r", "image:=/camera/image_raw", dds=True, name="dds extractor")
+
+    def subscribers() -> int:
+        info = ros.run("ros2", "topic", "info", "/camera/image_raw", check=False).stdout
+        m = re.search(r"Subscription count: (\d+)", info)
+        return int(m.group(1)) if m and int(m.group(1)) >= 2 else 0
+
+    assert ros.wait_until("two subscribers on /camera/image_raw", subscribers, timeout_s=45) == 2
+    topics = ros.run("ros2", "topic", "list").stdout.split()
+    assert "/r2/image" not in topics and "/r3/image" not in topics
+
+
+def test_camera_topic_launch_has_no_replay_node(ros):
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/cam",
+                       "camera_topic:=/usb_cam/image_raw", name="ros2 launch camera")
+    nodes = ros.wait_until("the camera graph's nodes",
+                           lambda: (lambda s: s if "/cam/learner" in s and "/cam/extractor" in s else None)(
+                               ros.node_list()), timeout_s=60)
+    assert "/cam/sensor" not in nodes
+    info = ros.run("ros2", "node", "info", "/cam/extractor").stdout
+    assert "/usb_cam/image_raw: sensor_msgs/msg/Image" in info.split("Publishers:")[0], info
+    assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
+    assert launch.stop() == 0
+
+
+def test_lifecycle_transitions_keep_state(ros, fp32_extractor):
+    """deactivate holds samples and loses nothing; cleanup saves; configure restores the head."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.interfaces import as_sequence
+
+    state = ros.tmp / "state"
+    learner = ros.start("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-r", "__ns:=/lc",
+                        "-p", f"state_dir:={state}", "-p", "preset:=supervised", "-p", "publish_every:=1",
+                        name="learner")
+    node = "/lc/learner"
+    ros.wait_until("the learner's lifecycle services",
+                   lambda: "unconfigured" in ros.run("ros2", "lifecycle", "get", node, check=False).stdout)
+    for t in ("configure", "activate"):
+        assert "Transitioning successful" in ros.run("ros2", "lifecycle", "set", node, t).stdout
+    bus = create_bus("lc_tester", "/lc", backend="dds", domain=ros.domain, dds_config="loopback")
+    try:
+        LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
+        pub = bus.create_publisher("labeled", LF, "reliable")
+        heads: list = []
+        bus.create_subscription("head", "Head", heads.append, "latched")
+        rng = np.random.default_rng(0)
+
+        def send(n: int) -> None:
+            for i in range(n):
+                label = i % 2
+                x = rng.normal(label * 3.0, 1.0, fp32_extractor.n_features).astype(np.float32)
+                pub.publish(LF(features=F(data=as_sequence(x, "f"), extractor_hash=fp32_extractor.hash,
+                                          sample_id=i), label=label, confidence=1.0, source=LF.GROUND_TRUTH))
+
+        def n_seen(k: int):
+            bus.spin_once(0.2)
+            return heads and int(heads[-1].n_seen) == k
+
+        ros.wait_until("the learner's subscription", lambda: pub.get_subscription_count() > 0)
+        send(6)
+        ros.wait_until("6 samples learned", lambda: n_seen(6))
+        assert "Transitioning successful" in ros.run("ros2", "lifecycle", "set", node, "deactivate").stdout
+        assert "inactive" in ros.run("ros2", "lifecycle", "get", node).stdout
+        send(4)
+        bus.spin(2.0)
+        assert int(heads[-1].n_seen) == 6                 # paused: nothing learned meanwhile …
+        ros.run("ros2", "lifecycle", "set", node, "activate")
+        ros.wait_until("the held samples learned", lambda: n_seen(10))   # … and nothing lost
+        for t in ("deactivate", "cleanup"):
+            assert "Transitioning successful" in ros.run("ros2", "lifecycle", "set", node, t).stdout
+        assert (state / "learner.state").is_file()
+        assert "unconfigured" in ros.run("ros2", "lifecycle", "get", node).stdout
+        ros.run("ros2", "lifecycle", "set", node, "configure")
+        learner.wait_for("restored head (2 classes, 10 samples)")
+    finally:
+        bus.shutdown()
+    assert learner.stop() == 0
+
+
+def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
+    """sensor, extractor and metrics under rclpy; labeler, learner, exporter on the dds backend; the
+    board (the C core, dds backend) learning from the same labels beside them: the learner's
+    predictions equal the in-process run's, and the board predicts every sample."""
+    from tinycl_nodes.bus import create_bus
+
+    out = ros.tmp / "metrics.json"
+    pf = params_file(ros.tmp, sensor={"stream_length": STREAM}, metrics={"out": str(out)})
+    common = ["--ros-args", "--params-file", str(pf), "-r", "__ns:=/mixed"]
+    tester = create_bus("mixed_tester", "/mixed", backend="dds", domain=ros.domain, dds_config="loopback")
+    board_preds: list[int] = []
+    tester.create_subscription("board_predictions", "Prediction", lambda m: board_preds.append(m.class_id),
+                               "reliable")
+    procs = {}
+    try:
+        for name, dds in (("exporter", True), ("learner", True), ("labeler", True), ("board", True),
+                          ("extractor", False), ("metrics", False), ("sensor", False)):
+            args = [*common, "-r", f"__node:={name}"]
+            if name == "board":
+                args += ["-r", "predictions:=board_predictions", "-r", "head:=board_head"]
+            if name == "extractor":
+                args += ["-p", "autostart:=true"]
+            procs[name] = (ros.start(sys.executable, "-m", f"tinycl_nodes.nodes.{name}", *args, dds=True, name=name)
+                           if dds else ros.start("ros2", "run", "tinycl_nodes", name, *args, name=name))
+        assert procs["metrics"].wait(240) == 0
+        ros.wait_until("the board's predictions", lambda: (tester.spin_once(0.2), len(board_preds) >= 100 + STREAM)[1],
+                       timeout_s=30, every_s=0.0)
+    finally:
+        tester.shutdown()
+    result = json.loads(out.read_text())
+    preds, ref = np.asarray(result["stream_predictions"]), np.asarray(reference["predictions"])
+    assert preds.shape == ref.shape and int((preds == ref).sum()) == ref.size
+    assert len(board_preds) == 100 + STREAM and procs["board"].proc.poll() is None
