@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: demo demo-fleet demo-rce test bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
+.PHONY: demo demo-fleet demo-rce test test-ros2 ros2-kit bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -45,8 +45,18 @@ firmware-deps:
 browser-deps:
 	@bash tools/install-browser.sh
 
-test: $(STAMP) system-deps firmware-deps browser-deps
-	TINYCL_DATA=$(DATA) $(PY) -m pytest
+# ROS 2 Humble from ../shared/kits/ros2-humble, unpacked into ~/.cache/tinycl (once per kit version),
+# with a venv on Debian's python for our PyPI dependencies: tests/ros2 builds the package with colcon.
+ros2-kit:
+	@bash tools/ros2/install-kit.sh >/dev/null
+
+test: $(STAMP) system-deps firmware-deps browser-deps ros2-kit
+	TINYCL_DATA=$(DATA) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) $(PY) -m pytest
+
+# The ROS 2 suite against the ROS 2 sourced in your shell (Humble or later) instead of the kit.
+test-ros2: $(STAMP)
+	@test -n "$$ROS_DISTRO" || { echo "test-ros2: source your ROS 2 setup.bash first"; exit 1; }
+	TINYCL_DATA=$(DATA) TINYCL_ROS2_ENV=sourced $(PY) -m pytest tests/ros2
 
 bench: $(STAMP)
 	$(PY) -m tinycl_nodes.cli bench --data $(DATA) --out results/bench.json
