@@ -106,7 +106,7 @@ def test_ros_discovery_info_parses_with_rosbags(bus, domain, distro, gid_len) ->
             for data, info in batch:
                 if info.valid_data:
                     infos.append(store.deserialize_cdr(data, "rmw_dds_common/msg/ParticipantEntitiesInfo"))
-            return any(n.node_name == "peer_all" and len(n.writer_gid_seq) == len(_names()) + 1
+            return any(n.node_name == "peer_all" and len(n.writer_gid_seq) == len(_names()) + 2
                        for i in infos for n in i.node_entities_info_seq)
         assert wait_for(got_peer_node, 15)
         pkeys = {p.key.bytes for p in participants.take(N=256)}
@@ -117,7 +117,7 @@ def test_ros_discovery_info_parses_with_rosbags(bus, domain, distro, gid_len) ->
     assert len(info.gid.data) == gid_len
     assert bytes(info.gid.data[:16]) in pkeys and not any(info.gid.data[16:])
     writer_gids = {bytes(g.data[:16]) for g in node.writer_gid_seq}
-    assert len(writer_gids) == len(_names()) + 1  # our topics + the ros_discovery_info writer
+    assert len(writer_gids) == len(_names()) + 2  # our topics + the ros_discovery_info and /rosout writers
     assert writer_gids <= wkeys, "each writer gid is the GUID of a DDS writer we discovered"
 
 

@@ -46,6 +46,9 @@ def samples(name: str, d: str) -> list:
         out += [t(header=_header(d, 1, 2, "ü"), sample_id=9, class_id=-1, class_name="neuf ∅", confidence=0.5)]
     elif short == "ClassInfo":
         out += _classes(d, 2)
+    elif short == "Metrics":
+        out += [t(header=_header(d, 4, 5), predictions=1100, stream_samples=1000, lost=2, window=1000,
+                  accuracy=96.125, precision=96.0, recall=95.5, f1=95.75, final=True), t()]
     elif short == "Head":
         out += [t(header=_header(d, 3, 4), classes=_classes(d, 3), kind="cwr", n_features=2,
                   weights=[0.5, -1.0, 2.0, 3.25, 0.0, -0.125], bias=[1.0, 2.0, 3.0], extractor_hash="e" * 64,

@@ -1,8 +1,9 @@
 """cyclonedds-python backend, wire-compatible with ROS 2 (rmw_cyclonedds_cpp) without ROS 2 installed.
 
 `rt/<topic>` DDS topics, `pkg::msg::dds_::Name_` keyless final types (XCDR1), `typehash=RIHS01_…;`
-in every endpoint's USER_DATA (Iron and later; not on Humble), `ros_discovery_info` for the node
-graph. Callbacks run in the thread calling spin()/spin_once(), as with rclpy's executor.
+in every endpoint's USER_DATA (Iron and later want it, Humble ignores it; left out with
+ros_distro='humble'), `ros_discovery_info` for the node graph in the layout the ROS 2 peers read
+(discovery.py). Callbacks run in the thread calling spin()/spin_once(), as with rclpy's executor.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""The environment of the ROS 2 Humble kit, for tests that run real `ros2` commands.
+
+    env = ros2_env(41)
+    subprocess.run(["ros2", "node", "list", "--no-daemon"], env=env, ...)
+
+The kit folder is $TINYCL_ROS2_CACHE, else what `tools/ros2/install-kit.sh` prints (it unpacks the
+kit into a cache once; fast when already done). A missing kit fails the test, naming where it looked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_KIT = ROOT / "tools" / "ros2" / "install-kit.sh"
+LOOPBACK = ROOT / "config" / "cyclonedds-loopback.xml"
+BASE_PATH = "/usr/bin:/bin"   # Debian's python first: the kit was built for it (not pyenv's)
+_BASH_OWN = {"PWD", "OLDPWD", "SHLVL", "_"}
+
+
+@lru_cache(maxsize=1)
+def kit_dir() -> Path:
+    """The unpacked kit (the folder holding install/setup.bash)."""
+    env_dir = os.environ.get("TINYCL_ROS2_CACHE")
+    if env_dir:
+        kit = Path(env_dir)
+        where = f"$TINYCL_ROS2_CACHE={env_dir}"
+    else:
+        if not INSTALL_KIT.is_file():
+            pytest.fail(f"ROS 2 kit: {INSTALL_KIT} not found and $TINYCL_ROS2_CACHE not set")
+        run = subprocess.run(["bash", str(INSTALL_KIT)], capture_output=True, text=True, timeout=1800)
+        lines = run.stdout.strip().splitlines()
+        if run.returncode != 0 or not lines:
+            pytest.fail(f"ROS 2 kit: {INSTALL_KIT} failed (exit {run.returncode}): {run.stderr.strip()[-1500:]}")
+        kit = Path(lines[-1])
+        where = f"the output of {INSTALL_KIT}: {kit}"
+    if not (kit / "install" / "setup.bash").is_file():
+        pytest.fail(f"ROS 2 kit not found: no {kit / 'install' / 'setup.bash'} (looked in {where})")
+    return kit
+
+
+@lru_cache(maxsize=4)
+def _sourced(kit: Path) -> tuple[tuple[str, str], ...]:
+    """Everything `source install/setup.bash` sets, from a clean environment (computed once)."""
+    run = subprocess.run(["bash", "-c", f'source "{kit}/install/setup.bash" && env -0'],
+                         env={"HOME": os.environ.get("HOME", "/root"), "PATH": BASE_PATH},
+                         capture_output=True, timeout=60)
+    if run.returncode != 0:
+        pytest.fail(f"ROS 2 kit: sourcing {kit}/install/setup.bash failed: {run.stderr.decode()[-1500:]}")
+    pairs = (item.split("=", 1) for item in run.stdout.decode().split("\0") if "=" in item)
+    return tuple((k, v) for k, v in pairs if k not in _BASH_OWN)
+
+
+def ros2_env(domain_id: int) -> dict[str, str]:
+    """A clean environment for the kit's `ros2` and rclpy: Debian PATH plus the kit's setup, rmw_cyclonedds
+    on `domain_id`, CycloneDDS on loopback (the config the dds backend's tests use too)."""
+    env = dict(_sourced(kit_dir()))
+    env.update(RMW_IMPLEMENTATION="rmw_cyclonedds_cpp", ROS_DOMAIN_ID=str(domain_id),
+               CYCLONEDDS_URI=f"file://{LOOPBACK}")
+    return env
