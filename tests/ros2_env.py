@@ -46,8 +46,9 @@ def kit_dir() -> Path:
 
 @lru_cache(maxsize=4)
 def _sourced(kit: Path) -> tuple[tuple[str, str], ...]:
-    """Everything `source install/setup.bash` sets, from a clean environment (computed once)."""
-    run = subprocess.run(["bash", "-c", f'source "{kit}/install/setup.bash" && env -0'],
+    """Everything activating the kit's venv and `source install/setup.bash` set, from a clean
+    environment (computed once): `python3` is then the venv's, which has tinycl's dependencies."""
+    run = subprocess.run(["bash", "-c", f'source "{kit}/venv/bin/activate" && source "{kit}/install/setup.bash" && env -0'],
                          env={"HOME": os.environ.get("HOME", "/root"), "PATH": BASE_PATH},
                          capture_output=True, timeout=60)
     if run.returncode != 0:
@@ -56,10 +57,15 @@ def _sourced(kit: Path) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in pairs if k not in _BASH_OWN)
 
 
+def kit_env() -> dict[str, str]:
+    """The kit's ROS 2 sourced, with its venv active."""
+    return dict(_sourced(kit_dir()))
+
+
 def ros2_env(domain_id: int) -> dict[str, str]:
     """A clean environment for the kit's `ros2` and rclpy: Debian PATH plus the kit's setup, rmw_cyclonedds
     on `domain_id`, CycloneDDS on loopback (the config the dds backend's tests use too)."""
-    env = dict(_sourced(kit_dir()))
+    env = kit_env()
     env.update(RMW_IMPLEMENTATION="rmw_cyclonedds_cpp", ROS_DOMAIN_ID=str(domain_id),
                CYCLONEDDS_URI=f"file://{LOOPBACK}")
     return env

@@ -18,8 +18,9 @@ from typing import Iterator
 
 import pytest
 
+from tests.ros2_env import LOOPBACK, kit_env
+
 ROOT = Path(__file__).resolve().parents[2]
-LOOPBACK = ROOT / "config" / "cyclonedds-loopback.xml"
 
 
 def _env_after(script: str, base: dict[str, str]) -> dict[str, str]:
@@ -38,18 +39,7 @@ def ros2_base_env() -> dict[str, str]:
         if not os.environ.get("ROS_DISTRO"):
             pytest.fail("TINYCL_ROS2_ENV=sourced but no ROS 2 is sourced (ROS_DISTRO is not set)")
         return dict(os.environ)
-    cache = os.environ.get("TINYCL_ROS2_CACHE")
-    if not cache:
-        out = subprocess.run(["bash", str(ROOT / "tools" / "ros2" / "install-kit.sh")], capture_output=True,
-                             text=True, timeout=1800)
-        if out.returncode != 0:
-            pytest.fail(f"ROS 2 kit: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
-        cache = out.stdout.strip().splitlines()[-1]
-    kit = Path(cache)
-    if not (kit / "install" / "setup.bash").is_file():
-        pytest.fail(f"ROS 2 kit not found: {kit / 'install' / 'setup.bash'}")
-    base = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
-    return _env_after(f"source {kit}/venv/bin/activate && source {kit}/install/setup.bash", base)
+    return kit_env()
 
 
 @pytest.fixture(scope="session")
