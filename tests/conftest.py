@@ -9,6 +9,13 @@ from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
 
+@pytest.fixture(autouse=True)
+def _private_ros_home(tmp_path, monkeypatch):
+    """Nodes keep state under $ROS_HOME/tinycl/<namespace> by default: each test gets its own, so no
+    test resumes what another (or an earlier run) learned."""
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     root = data_root()

@@ -22,9 +22,10 @@ def test_har_windows_become_features(domain):
     bus.create_subscription("features", "Features", feats.append, "reliable")
     imu = bus.create_publisher("imu", "ImuWindow", "reliable")
     try:
-        with node("extractor", domain, "model:=har_elm", "input:=imu", "expect_ground_truth:=true") as extractor, \
+        with node("extractor", domain, "model:=har_elm", "input:=imu", "expect_ground_truth:=true",
+                  "image_qos:=reliable") as extractor, \
                 node("sensor", domain, "source:=har", "labels_per_class:=2", "labelled_classes:=[0, 2]",
-                     "stream_length:=8", "har_labelled_subjects:=[1]", "har_stream_subjects:=[13]") as sensor:
+                     "stream_length:=8", "har_labelled_subjects:=[1]", "har_stream_subjects:=[13]", "qos:=reliable") as sensor:
             assert spin_until(bus, lambda: len(feats) == n_labelled + 8, 30), (sensor.lines[-5:], extractor.lines[-5:])
             assert [f.labelled for f in feats] == [True] * n_labelled + [False] * 8
             assert {f.true_label for f in feats[:n_labelled]} == {0, 2}

@@ -33,7 +33,7 @@ def test_sensor_replays_a_rosbag(tmp_path, domain, plugin):
     got = []
     bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
     try:
-        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "linger_s:=1.0") as sensor:
+        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "linger_s:=1.0", "qos:=reliable") as sensor:
             assert spin_until(bus, lambda: len(got) == 12, 30), sensor.lines[-10:]
             sensor.wait_for_line("published 12 samples")
         for msg, img in zip(got, X[:12]):
