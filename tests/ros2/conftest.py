@@ -130,11 +130,8 @@ class Ros:
         self.env = {**ws_env, "ROS_DOMAIN_ID": str(domain), "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
                     "CYCLONEDDS_URI": LOOPBACK.as_uri(), "ROS_HOME": str(tmp / "ros_home"),
                     "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
-        if os.environ.get("TINYCL_DATA"):
-            self.env["TINYCL_DATA"] = os.environ["TINYCL_DATA"]
-        else:
-            from tinycl_nodes.datasets import data_root
-            self.env["TINYCL_DATA"] = str(data_root())
+        from tinycl_nodes.datasets import data_root
+        self.env["TINYCL_DATA"] = str(data_root().resolve())   # nodes run in tmp: never a relative path
         # the project's own venv for dds-backend nodes (no ROS 2 on its path)
         self.dds_env = {k: v for k, v in os.environ.items() if not k.startswith(("AMENT", "COLCON", "ROS_"))}
         self.dds_env |= {"ROS_DOMAIN_ID": str(domain), "TINYCL_BUS": "dds", "PYTHONUNBUFFERED": "1",

@@ -64,7 +64,7 @@ def load_cwru_signals(data: str | os.PathLike[str] | None = None, verify: bool =
     """The drive-end signal of every class, ``{class name: float32 (n,)}`` (read-only, cached)."""
     folder = cwru_folder(data)
     if not folder.is_dir():
-        raise DataError(f"CWRU folder not found: {folder} (give --data DIR or set TINYCL_DATA)")
+        raise DataError(f"CWRU folder not found: {folder} (set the data_dir parameter, --data DIR on the command line, or TINYCL_DATA)")
     return dict(_signals(str(folder.resolve()), verify))
 
 

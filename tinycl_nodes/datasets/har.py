@@ -62,7 +62,7 @@ def har_subjects(data: str | os.PathLike[str] | None = None) -> list[int]:
     """Subject numbers present (1 for ``s01`` …), sorted."""
     folder = har_folder(data)
     if not (folder / "DATA").is_dir():
-        raise DataError(f"HAR folder not found: {folder / 'DATA'} (give --data DIR or set TINYCL_DATA)")
+        raise DataError(f"HAR folder not found: {folder / 'DATA'} (set the data_dir parameter, --data DIR on the command line, or TINYCL_DATA)")
     return sorted(int(p.name[1:]) for p in (folder / "DATA").iterdir()
                   if p.is_dir() and p.name.startswith("s") and p.name[1:].isdigit())
 

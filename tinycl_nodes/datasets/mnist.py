@@ -36,7 +36,7 @@ def load_mnist(split: str = "train", data: str | os.PathLike[str] | None = None,
 def _load(split: str, folder_str: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     folder = Path(folder_str)
     if not folder.is_dir():
-        raise DataError(f"MNIST folder not found: {folder} (give --data DIR or set TINYCL_DATA)")
+        raise DataError(f"MNIST folder not found: {folder} (set the data_dir parameter, --data DIR on the command line, or TINYCL_DATA)")
     sums = read_sha256sums(folder) if verify else {}
     img_name, lbl_name = FILES[split]
     for name in (img_name, lbl_name):
