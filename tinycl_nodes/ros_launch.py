@@ -83,17 +83,23 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
             node = Node(**kwargs)
             actions.append(node)
         if name == FINISHER and not camera:
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=[
-                LogInfo(msg="tinycl: the replay is scored, stopping the graph"),
-                EmitEvent(event=Shutdown(reason="replay finished"))])))
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_when_scored)))
         if name == "sensor":
             actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_on_error)))
     return actions
 
 
+def _stop_when_scored(event: Any, context: LaunchContext) -> list[Any]:
+    """The metrics node exits once a replay is scored: the launch ends (unless already ending)."""
+    if context.is_shutdown:
+        return []
+    return [LogInfo(msg="tinycl: the replay is scored, stopping the graph"),
+            EmitEvent(event=Shutdown(reason="replay finished"))]
+
+
 def _stop_on_error(event: Any, context: LaunchContext) -> list[Any]:
     """A sensor that failed (a missing dataset, a camera that cannot be opened) ends the launch."""
-    if event.returncode == 0:
+    if event.returncode == 0 or context.is_shutdown:
         return []
     return [LogInfo(msg=f"tinycl: the sensor exited with code {event.returncode}, stopping the graph"),
             EmitEvent(event=Shutdown(reason="sensor failed"))]

@@ -56,10 +56,17 @@ class RclpyHandler(logging.Handler):
         if record.exc_info:
             text += "\n" + logging.Formatter().formatException(record.exc_info)
         sev = ros_severity(record.levelno)
-        call = {10: self.ros_logger.debug, 20: self.ros_logger.info, 30: self.ros_logger.warning,
-                40: self.ros_logger.error}.get(sev, self.ros_logger.fatal)
-        try:
-            call(text)
+        try:   # one call site per severity: rclpy refuses a call site whose severity changes
+            if sev == 10:
+                self.ros_logger.debug(text)
+            elif sev == 20:
+                self.ros_logger.info(text)
+            elif sev == 30:
+                self.ros_logger.warning(text)
+            elif sev == 40:
+                self.ros_logger.error(text)
+            else:
+                self.ros_logger.fatal(text)
         except Exception:  # noqa: BLE001 - logging must never take a node down
             self.handleError(record)
 

@@ -351,14 +351,14 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         return 2
     except KeyboardInterrupt:
         pass
-    finally:
-        stop.restore()
+    finally:   # our signal handlers stay until the state is saved: a second Ctrl-C cannot cut it short
         if node is not None and node.configured:
             try:
                 node.close()
             except Exception as exc:  # noqa: BLE001 - report, still shut the bus down
                 bus.logger.error("while saving state: %s", exc)
         bus.shutdown()
+        stop.restore()
     return 0
 
 

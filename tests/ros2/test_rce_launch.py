@@ -1,0 +1,196 @@
+"""The TinyRCE graph under ``ros2 launch``: the phone page, a label request, an answer from ROS 2.
+
+``ros2 launch tinycl_nodes tinyrce.launch.py namespace:=/rce port:=<free port> params_file:=…``
+with the shipped parameter file (config/tinyrce.yaml) made fit for a test: the label app on
+127.0.0.1 with a fixed pairing token, a fast MNIST replay, a small question budget (so the app
+never has to drop a pending request) and a metrics node that does not end the graph when the
+replay is scored. Then, as a person (or another robot's software) would:
+
+- every node of the graph runs in /rce; the label page answers on 127.0.0.1:<port> only with the
+  pairing token (the ?token= URL printed for the phone → cookie → the page);
+- a label request arrives on /rce/label_request (``ros2 topic echo``) and on the app's JSON API,
+  with its picture;
+- it is answered with a real ``ros2 topic pub … tinycl_nodes/msg/LabelAnswer`` naming a new
+  class 'seven': the labeler reports it learned (label_status), the learner's latched head lists
+  the class, and later predictions carry its name;
+- SIGINT (Ctrl-C) ends the launch and every node process in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import urllib.error
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import yaml
+
+from tinycl_nodes.graphs import GRAPHS
+
+ROOT = Path(__file__).resolve().parents[2]
+NS = "/rce"
+TOKEN = "pytest-pairing-token-0123"
+NEW_CLASS = "seven"
+KNOWN = {i: str(i) for i in range(6)}      # config/tinyrce.yaml: digits 0-5 labelled, named "0".."5"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _params_file(tmp: Path) -> Path:
+    """config/tinyrce.yaml with the test's overrides (same layout: /** + one section per node)."""
+    params = yaml.safe_load((ROOT / "config" / "tinyrce.yaml").read_text())
+    params["label_app"]["ros__parameters"].update({"host": "127.0.0.1", "token": TOKEN, "qr": False})
+    # 50 s of stream at most: still running when the answer is sent, even on a loaded machine
+    params["sensor"]["ros__parameters"].update({"rate_hz": 20.0, "stream_length": 1000})
+    # at most 20 questions: the app (max_pending 50) never drops the one the test answers
+    params["labeler"]["ros__parameters"]["max_requests_per_hour"] = 20
+    params.setdefault("metrics", {}).setdefault("ros__parameters", {})["exit_when_done"] = False
+    path = tmp / "tinyrce_test.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _get(url: str, headers: dict[str, str] | None = None, opener=None) -> tuple[int, str, bytes]:
+    """(status, content type, body) of a GET; HTTP errors are answers too."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with (opener.open if opener else urllib.request.urlopen)(req, timeout=10) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+def _subscriptions(ros, topic: str) -> int:
+    out = ros.run("ros2", "topic", "info", "--no-daemon", "--spin-time", "1", topic, timeout_s=30, check=False).stdout
+    m = re.search(r"Subscription count: (\d+)", out)
+    return int(m.group(1)) if m else -1
+
+
+def _echo_blocks(lines: list[str]) -> list[str]:
+    """``ros2 topic echo`` output → one text per message (messages end with a ``---`` line)."""
+    blocks, cur = [], []
+    for line in list(lines):
+        if line.strip() == "---":
+            blocks.append("\n".join(cur))
+            cur = []
+        else:
+            cur.append(line)
+    return blocks
+
+
+def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
+    port = _free_port()
+    params = _params_file(ros.tmp)
+    # ros2cli processes below use --no-daemon: no ros2 daemon is left behind on the shared machine
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyrce.launch.py", f"namespace:={NS}", f"port:={port}",
+                       f"params_file:={params}", name="ros2 launch tinyrce")
+
+    # --- the label page: the URL printed for the phone, served with the token only ---------------------
+    base = f"http://127.0.0.1:{port}"
+    opened = launch.wait_for("label app: open ", timeout_s=90)
+    assert opened.rstrip().endswith(f"label app: open {base}/?token={TOKEN}"), opened   # port:= reached it
+    assert f"label app on http://127.0.0.1:{port} (pairing token given" in launch.text, launch.text[-3000:]
+    status, ctype, body = _get(f"{base}/")
+    assert status == 403 and b"not paired" in body, (status, body[:300])
+    status, _, _ = _get(f"{base}/", {"X-Tinycl-Token": TOKEN + "x"})
+    assert status == 403
+    status, _, _ = _get(f"{base}/api/state")
+    assert status == 403
+    # as the phone does: the URL with ?token= → 303 to / with the cookie → the page
+    phone = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    status, ctype, body = _get(f"{base}/?token={TOKEN}", opener=phone)
+    assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+    page = body.decode()
+    assert page.lstrip().lower().startswith("<!doctype html") and "label requests" in page, page[:300]
+    status, ctype, _ = _get(f"{base}/", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and ctype.startswith("text/html"), (status, ctype)
+
+    # every node of the graph, in the namespace given
+    expected = {f"{NS}/{name}" for name in GRAPHS["tinyrce"]}
+    ros.wait_until("all tinyrce nodes in `ros2 node list`", lambda: expected <= ros.node_list(), timeout_s=45)
+
+    # --- a label request on /rce/label_request (a new reader gets the pending ones re-sent) ------------
+    out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", f"{NS}/label_request", "--field", "request_id",
+                  timeout_s=90).stdout
+    request_id = out.split("\n---")[0].strip()
+    assert re.fullmatch(r"[0-9a-f-]{36}", request_id), out      # a uuid4, as the labeler makes them
+    launch.wait_for(f"label request {request_id}: ", timeout_s=10)   # the labeler's log line
+    # …and on the app's JSON API (the phone's view), with its picture
+    def app_pending():
+        snap = json.loads(_get(f"{base}/api/state", opener=phone)[2])
+        return next((p for p in snap["pending"] if p["id"] == request_id), None)
+    pending = ros.wait_until(f"request {request_id} pending in the label app", app_pending, timeout_s=20)
+    assert pending["image"] and (pending["width"], pending["height"]) == (28, 28), pending   # the MNIST frame
+    assert pending["candidates"] and {c["name"] for c in pending["candidates"]} <= set(KNOWN.values()), pending
+    status, ctype, png = _get(f"{base}/{pending['image']}", opener=phone)
+    assert status == 200 and ctype == "image/png" and png.startswith(b"\x89PNG"), (status, ctype, png[:16])
+
+    # --- readers of the outcome, subscribed before the answer is sent ----------------------------------
+    status_echo = ros.start("ros2", "topic", "echo", "--no-daemon", f"{NS}/label_status", name="echo label_status")
+    preds = ros.start("ros2", "topic", "echo", "--no-daemon", f"{NS}/predictions", "--field", "class_name",
+                      name="echo predictions")
+    ros.wait_until("the echo of label_status subscribed", lambda: _subscriptions(ros, f"{NS}/label_status") >= 1,
+                   timeout_s=30)
+    ros.wait_until("the echo of predictions subscribed (besides metrics)",
+                   lambda: _subscriptions(ros, f"{NS}/predictions") >= 2, timeout_s=30)
+    ros.wait_until("predictions flowing", lambda: _echo_blocks(preds.lines), timeout_s=30)
+    assert NEW_CLASS not in {b.strip() for b in _echo_blocks(preds.lines)}
+
+    # --- the answer, from ROS 2 itself ---------------------------------------------------------------
+    ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_answer", "tinycl_nodes/msg/LabelAnswer",
+            f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{NEW_CLASS}'}}", timeout_s=45)
+
+    def outcome_of_answer():
+        for block in _echo_blocks(status_echo.lines):
+            data = json.loads(yaml.safe_load(block)["data"])
+            if data["request_id"] == request_id:
+                return data
+        return None
+    outcome = ros.wait_until(f"label_status of {request_id}", outcome_of_answer, timeout_s=30)
+    assert outcome["status"] == "learned", outcome
+    assert outcome["class_name"] == NEW_CLASS and outcome["class_id"] == len(KNOWN), outcome  # the next free id
+    line = launch.wait_for(f"label request {request_id} answered", timeout_s=10)
+    assert f"class {len(KNOWN)} '{NEW_CLASS}' (new class)" in line, line
+
+    # the learner's latched head names the new class (a late reader gets the last head)
+    def head_classes():
+        out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", f"{NS}/head", "--field", "classes",
+                      timeout_s=30, check=False).stdout
+        found = {int(i): n for i, n in re.findall(r"id=(\d+), name='([^']*)'", out)}
+        return found if found.get(len(KNOWN)) == NEW_CLASS else None
+    classes = ros.wait_until(f"class {NEW_CLASS!r} in the latched head", head_classes, timeout_s=40, every_s=1.0)
+    assert classes == {**KNOWN, len(KNOWN): NEW_CLASS}, classes
+
+    # later predictions carry the new class's name
+    ros.wait_until(f"a prediction named {NEW_CLASS!r}",
+                   lambda: NEW_CLASS in {b.strip() for b in _echo_blocks(preds.lines)}, timeout_s=40)
+
+    # --- Ctrl-C ends the launch and every node process in it -----------------------------------------
+    for p in (status_echo, preds):
+        p.stop(signal.SIGINT)
+    started = {m.group(1): int(m.group(2)) for m in
+               re.finditer(r"\[INFO\] \[(\w+)-\d+\]: process started with pid \[(\d+)\]", launch.text)}
+    assert set(started) == set(GRAPHS["tinyrce"]), started
+    assert not re.search(r"\]: process has died", launch.text), launch.text[-3000:]   # none died before Ctrl-C
+    code = launch.stop(signal.SIGINT)
+    text = launch.text
+    assert code == 0, f"ros2 launch exited {code} on Ctrl-C:\n{text[-3000:]}"
+    assert "user interrupted with ctrl-c (SIGINT)" in text, text[-3000:]
+    assert "escalating to SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]
+    for name, pid in started.items():
+        ended = rf"\[{name}-\d+\]: process has (finished cleanly|died) \[pid {pid}\b"
+        assert re.search(ended, text), (name, text[-3000:])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"{name} (pid {pid}) still running after the launch ended")
