@@ -44,17 +44,22 @@ def kit_dir() -> Path:
     return kit
 
 
+def env_after(script: str, base: dict[str, str]) -> dict[str, str]:
+    """The environment a bash script (e.g. sourcing a setup.bash) leaves behind, started from ``base``."""
+    run = subprocess.run(["bash", "-c", f"{script} >/dev/null && env -0"], env=base, capture_output=True, timeout=120)
+    if run.returncode != 0:
+        pytest.fail(f"ROS 2: `{script}` failed: {run.stderr.decode()[-1500:]}")
+    pairs = (item.split("=", 1) for item in run.stdout.decode().split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k not in _BASH_OWN}
+
+
 @lru_cache(maxsize=4)
 def _sourced(kit: Path) -> tuple[tuple[str, str], ...]:
     """Everything activating the kit's venv and `source install/setup.bash` set, from a clean
     environment (computed once): `python3` is then the venv's, which has tinycl's dependencies."""
-    run = subprocess.run(["bash", "-c", f'source "{kit}/venv/bin/activate" && source "{kit}/install/setup.bash" && env -0'],
-                         env={"HOME": os.environ.get("HOME", "/root"), "PATH": BASE_PATH},
-                         capture_output=True, timeout=60)
-    if run.returncode != 0:
-        pytest.fail(f"ROS 2 kit: sourcing {kit}/install/setup.bash failed: {run.stderr.decode()[-1500:]}")
-    pairs = (item.split("=", 1) for item in run.stdout.decode().split("\0") if "=" in item)
-    return tuple((k, v) for k, v in pairs if k not in _BASH_OWN)
+    env = env_after(f'source "{kit}/venv/bin/activate" && source "{kit}/install/setup.bash"',
+                    {"HOME": os.environ.get("HOME", "/root"), "PATH": BASE_PATH})
+    return tuple(env.items())
 
 
 def kit_env() -> dict[str, str]:

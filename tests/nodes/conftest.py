@@ -24,7 +24,7 @@ def domain() -> int:
 
 
 class NodeProcess:
-    """A node in a subprocess whose log lines are collected as they come."""
+    """A node in a subprocess whose log lines (its stderr, else its stdout) are collected as they come."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -33,7 +33,7 @@ class NodeProcess:
         self._t.start()
 
     def _read(self) -> None:
-        for line in self.proc.stderr:
+        for line in self.proc.stderr if self.proc.stderr is not None else self.proc.stdout:
             self.lines.append(line.rstrip())
 
     def wait_for_line(self, text: str, timeout_s: float = 20.0) -> str:
@@ -43,6 +43,9 @@ class NodeProcess:
                 if text in line:
                     return line
             if self.proc.poll() is not None:
+                self._t.join(timeout=2)   # its last lines may still be in the pipe
+                if any(text in line for line in self.lines):
+                    return next(line for line in self.lines if text in line)
                 break
             time.sleep(0.05)
         raise AssertionError(f"no log line with {text!r}; got:\n" + "\n".join(self.lines[-30:]))

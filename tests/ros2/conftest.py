@@ -11,25 +11,16 @@ import random
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.ros2_env import LOOPBACK, kit_env
+from tests.nodes.conftest import NodeProcess
+from tests.ros2_env import LOOPBACK, env_after, kit_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env_after(script: str, base: dict[str, str]) -> dict[str, str]:
-    """The environment a bash script leaves behind (e.g. after sourcing setup.bash)."""
-    out = subprocess.run(["bash", "-c", f"{script} >/dev/null && env -0"], env=base, capture_output=True,
-                         timeout=120)
-    if out.returncode != 0:
-        pytest.fail(f"setting up ROS 2 failed ({script}): {out.stderr.decode()[-2000:]}")
-    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +46,7 @@ def ros2_ws(ros2_base_env, tmp_path_factory) -> dict[str, str]:
                          timeout=600)
     if out.returncode != 0:
         pytest.fail(f"colcon build failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    env = _env_after(f"source {ws}/install/setup.bash", ros2_base_env)
+    env = env_after(f"source {ws}/install/setup.bash", ros2_base_env)
     env["TINYCL_WS"] = str(ws)
     env["TINYCL_COLCON_BUILD_S"] = f"{time.monotonic() - t0:.1f}"
     return env
@@ -71,35 +62,16 @@ def ros(ros2_ws, tmp_path) -> Iterator["Ros"]:
         r.stop_all()
 
 
-class Proc:
-    """A process whose output lines are collected as they come."""
+class Proc(NodeProcess):
+    """A process (output merged on stdout) in its own session, stopped with its whole group."""
 
     def __init__(self, proc: subprocess.Popen, name: str) -> None:
-        self.proc, self.name = proc, name
-        self.lines: list[str] = []
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
+        super().__init__(proc)
+        self.name = name
 
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
-
-    def wait_for(self, text: str, timeout_s: float = 30.0) -> str:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            for line in list(self.lines):
-                if text in line:
-                    return line
-            if self.proc.poll() is not None:
-                time.sleep(0.2)
-                if not any(text in ln for ln in self.lines):
-                    break
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: no line with {text!r}; last lines:\n" + "\n".join(self.lines[-40:]))
 
     def wait(self, timeout_s: float) -> int:
         try:

@@ -96,7 +96,7 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
 
     assert launch.wait(180) == 0
     wall = time.monotonic() - t0
-    final = launch.wait_for("final: accuracy")
+    final = launch.wait_for_line("final: accuracy")
     result = json.loads(out.read_text())
     graph_preds = np.asarray(result["stream_predictions"])
     ref = np.asarray(reference["predictions"])
@@ -194,7 +194,7 @@ def test_lifecycle_transitions_keep_state(ros, fp32_extractor):
         assert (state / "learner.state").is_file()
         assert "unconfigured" in ros.run("ros2", "lifecycle", "get", node).stdout
         ros.run("ros2", "lifecycle", "set", node, "configure")
-        learner.wait_for("restored head (2 classes, 10 samples)")
+        learner.wait_for_line("restored head (2 classes, 10 samples)")
     finally:
         bus.shutdown()
     assert learner.stop() == 0

@@ -96,7 +96,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
 
     # --- the label page: the URL printed for the phone, served with the token only ---------------------
     base = f"http://127.0.0.1:{port}"
-    opened = launch.wait_for("label app: open ", timeout_s=90)
+    opened = launch.wait_for_line("label app: open ", timeout_s=90)
     assert opened.rstrip().endswith(f"label app: open {base}/?token={TOKEN}"), opened   # port:= reached it
     assert f"label app on http://127.0.0.1:{port} (pairing token given" in launch.text, launch.text[-3000:]
     status, ctype, body = _get(f"{base}/")
@@ -123,7 +123,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
                   timeout_s=90).stdout
     request_id = out.split("\n---")[0].strip()
     assert re.fullmatch(r"[0-9a-f-]{36}", request_id), out      # a uuid4, as the labeler makes them
-    launch.wait_for(f"label request {request_id}: ", timeout_s=10)   # the labeler's log line
+    launch.wait_for_line(f"label request {request_id}: ", timeout_s=10)   # the labeler's log line
     # …and on the app's JSON API (the phone's view), with its picture
     def app_pending():
         snap = json.loads(_get(f"{base}/api/state", opener=phone)[2])
@@ -158,7 +158,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     outcome = ros.wait_until(f"label_status of {request_id}", outcome_of_answer, timeout_s=30)
     assert outcome["status"] == "learned", outcome
     assert outcome["class_name"] == NEW_CLASS and outcome["class_id"] == len(KNOWN), outcome  # the next free id
-    line = launch.wait_for(f"label request {request_id} answered", timeout_s=10)
+    line = launch.wait_for_line(f"label request {request_id} answered", timeout_s=10)
     assert f"class {len(KNOWN)} '{NEW_CLASS}' (new class)" in line, line
 
     # the learner's latched head names the new class (a late reader gets the last head)

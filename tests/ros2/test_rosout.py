@@ -81,7 +81,7 @@ def test_dds_node_logs_reach_ros2_rosout(ros):
     # the exporter is asked to export with no head yet: one WARN line (on its console and /rosout)
     ros.run("ros2", "topic", "pub", "--once", f"{NS}/export_request", "std_msgs/msg/String", "{data: ''}",
             timeout_s=45)
-    console = exporter.wait_for(TEXT, timeout_s=30)
+    console = exporter.wait_for_line(TEXT, timeout_s=30)
     assert "[WARN]" in console and f"[{LOGGER}]" in console, console
 
     got = ros.wait_until("the WARN record on the live /rosout echo",

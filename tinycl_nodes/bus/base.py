@@ -48,6 +48,15 @@ class Bus(Protocol):
     def shutdown(self) -> None: ...
 
 
+def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: logging.Logger) -> None:
+    """Run a user callback; an exception is one error line naming ``where``, never the end of the
+    loop (every backend's subscriptions and timers, and a managed node's held messages)."""
+    try:
+        callback(*args)
+    except Exception as exc:  # noqa: BLE001 - a node must survive bad input
+        log.error("%s: dropped: %s: %s", where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+
 class Timer:
     """A periodic callback run by the spinning thread (not a thread of its own)."""
 
@@ -129,11 +138,7 @@ class BaseBus:
 
     # callbacks -------------------------------------------------------------------------------
     def _safe(self, callback: Callable, msg: Any, where: str) -> None:
-        """Run a user callback; an exception is one error line, never the end of the loop."""
-        try:
-            callback() if where == "timer" else callback(msg)
-        except Exception as exc:  # noqa: BLE001 - a node must survive bad input
-            self.logger.error("%s: dropped: %s: %s", where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        run_guarded(callback, () if where == "timer" else (msg,), where, self.logger)
 
     def request_stop(self) -> None:
         """Make spin() return soon; safe from a signal handler. The bus stays usable (close() may

@@ -9,6 +9,7 @@ ROS 2 has no type for (``None``-able lists, mappings, tuples, unions) is a strin
 
 from __future__ import annotations
 
+import array
 import math
 import types
 import typing
@@ -65,7 +66,7 @@ class ParamSpec:
             return None if value in ("", None) else yaml.safe_load(value)
         if self.none_is_empty and value == "":
             return None
-        if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
+        if isinstance(value, (list, tuple, array.array)):   # rclpy hands arrays back as array.array
             return list(value)
         return value
 

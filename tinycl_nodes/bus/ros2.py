@@ -19,7 +19,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..interfaces import full_type_name
-from .base import Callback
+from .base import Callback, run_guarded
 from .log import node_logger
 from .param_spec import ParamSpec, param_specs, range_step
 from .qos import QosProfile, RELIABLE, profile
@@ -113,20 +113,11 @@ class Ros2Bus:
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> Any:
         def safe(msg: Any) -> None:
-            try:
-                callback(msg)
-            except Exception as exc:  # noqa: BLE001 - a node must survive bad input
-                self.logger.error("%s: dropped: %s: %s", topic, type(exc).__name__,
-                                  str(exc).splitlines()[0] if str(exc) else "")
+            run_guarded(callback, (msg,), topic, self.logger)
         return self.node.create_subscription(self._resolve_type(msg_type), topic, safe, to_rclpy_qos(profile(qos)))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
-        def safe() -> None:
-            try:
-                callback()
-            except Exception as exc:  # noqa: BLE001
-                self.logger.error("timer: dropped: %s: %s", type(exc).__name__, exc)
-        return self.node.create_timer(period_s, safe)
+        return self.node.create_timer(period_s, lambda: run_guarded(callback, (), "timer", self.logger))
 
     def count_publishers(self, topic: str) -> int:
         """Publishers on ``topic`` in the graph (e.g. to see that a replay has ended)."""

@@ -217,7 +217,7 @@ class Board(Node):
         return [self.head.to_bytes()] + ([self.ncm.to_bytes()] if self.ncm is not None else [])
 
     def _restore(self) -> None:
-        if self.state_path is None or not self.state_path.is_file():
+        if not self.state_path.is_file():
             return
         try:
             raw = self.state_path.read_bytes()
@@ -249,9 +249,8 @@ class Board(Node):
     def close(self) -> None:
         if self.updates_since_publish:
             self.publish_head()
-        if self.state_path is not None:
-            write_atomic(self.state_path, b"TCLB" + struct.pack("<I", self.version)
-                         + b"".join(struct.pack("<I", len(b)) + b for b in self._blobs()))
+        write_atomic(self.state_path, b"TCLB" + struct.pack("<I", self.version)
+                     + b"".join(struct.pack("<I", len(b)) + b for b in self._blobs()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,10 +73,9 @@ class LabelApp(Node):
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
         state_path = Path(state_dir(params.state_dir, bus.namespace)) / "label_app.json"
-        if state_path is not None:
-            n = self.store.load(state_path, time.time())
-            if n or state_path.exists():
-                self.log.info("restored %d pending label request(s) from %s", n, state_path)
+        n = self.store.load(state_path, time.time())
+        if n or state_path.exists():
+            self.log.info("restored %d pending label request(s) from %s", n, state_path)
         self.token = params.token or new_token()
         tls = None
         if params.tls_cert:

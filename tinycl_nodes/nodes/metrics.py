@@ -65,22 +65,21 @@ class Metrics(Node):
         complete = self.monitor.received >= len(self.monitor.truth)
         idle = time.monotonic() - self.last_change > self.params.idle_timeout_s
         final = self.saw_publisher and not replaying and (complete or idle)
-        self.publish(final)
+        scores = self.scores()
+        self.publish(scores, final)
         if final:
-            self.finish()
+            self.finish(scores)
 
-    def publish(self, final: bool) -> dict[str, Any]:
-        s = self.scores()
+    def publish(self, s: dict[str, Any], final: bool) -> None:
         self.pub.publish(self.Metrics(
             header=self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id=""),
             predictions=s["predictions"], stream_samples=s["stream_samples"], lost=s["lost"] if final else 0,
             window=s["window"], accuracy=s.get("accuracy", 0.0), precision=s.get("precision", 0.0),
             recall=s.get("recall", 0.0), f1=s.get("f1", 0.0), final=final))
-        return s
 
-    def finish(self) -> None:
+    def finish(self, s: dict[str, Any]) -> None:
+        """Log the final scores, write them to ``out``, and stop if ``exit_when_done``."""
         self.done = True
-        s = self.scores()
         self.log.info("final: accuracy %.2f%%, precision %.2f%%, recall %.2f%%, F1 %.2f%% on the last %d of %d "
                       "stream samples (%d predictions, %d lost)", s.get("accuracy", 0.0), s.get("precision", 0.0),
                       s.get("recall", 0.0), s.get("f1", 0.0), s["window"], s["stream_samples"], s["predictions"],

@@ -23,6 +23,7 @@ from typing import Any, Callable, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..bus.base import run_guarded
 from ..core.errors import TinyclError
 
 
@@ -194,7 +195,7 @@ class Node:
         self.active = True
         while self._held and self.active:
             callback, msg = self._held.popleft()
-            callback(msg)
+            run_guarded(callback, (msg,), "held message", self.log)
 
     def deactivate(self) -> None:
         """Pause: nothing learned is lost, incoming messages are held until activate()."""

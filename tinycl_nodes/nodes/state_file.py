@@ -14,13 +14,12 @@ from ..storage import load_states, save_states
 class StateFile:
     """One node's state file: ``load()`` at start, ``save(states)`` periodically and at exit."""
 
-    def __init__(self, state_dir: str | None, name: str, log: logging.Logger) -> None:
-        self.path = Path(state_dir) / f"{name}.state" if state_dir else None
+    def __init__(self, state_dir: str, name: str, log: logging.Logger) -> None:
+        self.path = Path(state_dir) / f"{name}.state"
         self.log = log
 
     def load(self) -> dict[str, dict[str, Any]] | None:
-        if self.path is None:
-            return None
+        """The saved states; None when there is none yet or the file was bad (then kept aside)."""
         try:
             return load_states(self.path)
         except TinyclError as exc:
@@ -30,5 +29,4 @@ class StateFile:
             return None
 
     def save(self, states: dict[str, dict[str, Any]]) -> None:
-        if self.path is not None:
-            save_states(self.path, states)
+        save_states(self.path, states)
