@@ -91,6 +91,8 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     assert "Setting parameter failed" in ro.stdout + ro.stderr and "read-only" in (ro.stdout + ro.stderr).lower(), ro
     desc = ros.run("ros2", "param", "describe", "/robot1/tinycl/learner", "preset").stdout
     assert "one of: tinyndc, tinycl, supervised, rce" in desc and "Read only: true" in desc, desc
+    from tinycl_nodes.nodes.learner import LearnerParams
+    assert f"Description: {LearnerParams.model_fields['preset'].description}" in desc, desc
     dump = ros.run("ros2", "param", "dump", "/robot1/tinycl/learner", "--print").stdout
     assert "publish_every: 500" in dump and "preset: tinycl" in dump, dump
 

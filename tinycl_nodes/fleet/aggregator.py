@@ -52,21 +52,30 @@ STATE_VERSION = 1
 
 
 class AggregatorParams(MqttNodeParams):
-    identity: FleetName = AGGREGATOR    # MQTT username / certificate name
-    method: Literal["fedavg", "median", "trimmed_mean"] = "fedavg"
-    trim: float = Field(0.2, ge=0.0, lt=0.5)
-    min_count: int = Field(0, ge=0)
-    min_devices: int = Field(1, ge=1)
-    min_new_heads: int = Field(1, ge=1)
-    min_interval_s: float = Field(1.0, ge=0)
-    max_norm: float = Field(DEFAULT_MAX_NORM, gt=0)
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
-    extractor_hash: str = ""            # empty: fixed by the first accepted head (and saved)
-    allowed_devices: list[FleetName] | None = None
-    state_file: str = ""                # empty: no persistence
-    save_interval_s: float = Field(1.0, ge=0, le=3600)   # accepted heads are saved at most this often
-    tick_s: float = Field(0.1, gt=0, le=10)
-    bus_topic: str = "global_head"
+    identity: FleetName = Field(AGGREGATOR, description="MQTT username / certificate name")
+    method: Literal["fedavg", "median", "trimmed_mean"] = Field(
+        "fedavg", description="how the device heads are merged: fedavg by per-class counts | median | trimmed_mean")
+    trim: float = Field(0.2, ge=0.0, lt=0.5, description="trimmed_mean: fraction of the smallest and of the largest "
+                                                         "values dropped per coordinate")
+    min_count: int = Field(0, ge=0, description="a device's class row takes part only with at least this many "
+                                                "samples (0: every row)")
+    min_devices: int = Field(1, ge=1, description="a round needs at least this many devices with a head")
+    min_new_heads: int = Field(1, ge=1, description="a round needs this many new heads since the last round")
+    min_interval_s: float = Field(1.0, ge=0, description="seconds at least between two rounds")
+    max_norm: float = Field(DEFAULT_MAX_NORM, gt=0, description="a head whose weight norm exceeds this is refused "
+                                                                "(absurd norm)")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
+                           description="largest head payload accepted (bytes)")
+    extractor_hash: str = Field("", description="empty: fixed by the first accepted head (and saved)")
+    allowed_devices: list[FleetName] | None = Field(None, description="devices whose heads are accepted (None: any "
+                                                                      "the broker admits)")
+    state_file: str = Field("", description="round, device heads and global head are saved here (atomic JSON); "
+                                            "empty: no persistence")
+    save_interval_s: float = Field(1.0, ge=0, le=3600, description="accepted heads are saved at most this often "
+                                                                   "(seconds)")
+    tick_s: float = Field(0.1, gt=0, le=10, description="seconds between checks whether a round is due")
+    bus_topic: str = Field("global_head", description="as a node: bus topic the global head is published on "
+                                                      "(latched)")
 
 
 

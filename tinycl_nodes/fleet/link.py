@@ -233,21 +233,28 @@ class MqttNodeParams(NodeParams):
     for the node's identity; explicit ``mqtt_*`` values override it.
     """
 
-    fleet: FleetName
-    broker_dir: str = ""
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int | None = Field(None, ge=1, le=65535)
-    mqtt_tls: bool = True
-    mqtt_ca_file: str = ""
-    mqtt_cert_file: str = ""
-    mqtt_key_file: str = ""
-    mqtt_username: str = ""
-    mqtt_password: str = ""
-    mqtt_password_file: str = ""
-    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1)
-    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60)
-    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
+    fleet: FleetName = Field(description="the fleet's name: part of every MQTT topic (tinycl/<fleet>/...)")
+    broker_dir: str = Field("", description="folder made by tools/mosquitto/setup.sh: port, CA, certificate and "
+                                            "password of this node's identity (empty: none)")
+    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
+    mqtt_port: int | None = Field(None, ge=1, le=65535, description="MQTT broker port (None: broker_dir's, else "
+                                                                    "8883)")
+    mqtt_tls: bool = Field(True, description="TLS with the fleet CA and a client certificate (CA, certificate and "
+                                             "key files required)")
+    mqtt_ca_file: str = Field("", description="fleet CA certificate, PEM (empty: broker_dir's)")
+    mqtt_cert_file: str = Field("", description="client certificate, PEM (empty: broker_dir's)")
+    mqtt_key_file: str = Field("", description="client private key, PEM (empty: broker_dir's)")
+    mqtt_username: str = Field("", description="MQTT username (empty: the node's identity)")
+    mqtt_password: str = Field("", description="MQTT password (empty: broker_dir's, else none)")
+    mqtt_password_file: str = Field("", description="read at start if set (first line), instead of mqtt_password")
+    mqtt_session_expiry_s: int = Field(86400, ge=0, le=2**32 - 1,
+                                       description="MQTT 5 session expiry: how long (seconds) the broker keeps the "
+                                                   "subscriptions and QoS 1 messages while the node is away")
+    mqtt_reconnect_min_s: float = Field(0.5, gt=0, le=60,
+                                        description="first delay (seconds) of the reconnect backoff")
+    mqtt_reconnect_max_s: float = Field(30.0, gt=0, le=3600,
+                                        description="longest delay (seconds) of the reconnect backoff")
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval (seconds)")
 
 
 

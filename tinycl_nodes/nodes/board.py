@@ -51,20 +51,29 @@ HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/buil
 
 
 class BoardParams(NodeParams):
-    input: Literal["labeled", "image"] = "labeled"
-    model: str | None = None            # extractor of the incoming features (labeled); default mnist_0to5_fp32.
-                                        # image: the C core's own int8 model (must match the library)
-    lib: str | None = None              # libtinycl.so (default: $TINYCL_LIB, else micro_ros_firmware/build)
-    build: bool = True                  # build libtinycl.so with CMake when it is missing
-    lr: float = Field(presets.CWR_PARAMS["lr"], gt=0)
-    batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1)
-    state_dir: str | None = None
-    publish_every: int = Field(500, ge=1)
-    publish_period_s: float = Field(1.0, gt=0)
-    with_state: bool = False            # also send the full core state (Python format) in Head.state
-    class_names: dict[int, str] = Field(default_factory=dict)
-    truth_timeout_s: float = Field(1.0, gt=0)   # image: wait this long for an image's ground truth
-    expect_ground_truth: bool = False           # image: hold images until their ground truth arrives
+    input: Literal["labeled", "image"] = Field(
+        "labeled", description="labeled: learn LabeledFeatures like the learner | image: C features and the C "
+                               "TinyNDC step on image + ground_truth")
+    model: str | None = Field(None, description="extractor of the incoming features (labeled); default "
+                                                "mnist_0to5_fp32. image: the C core's own int8 model (must match "
+                                                "the library; default mnist_0to5_int8)")
+    lib: str | None = Field(None, description="libtinycl.so (default: $TINYCL_LIB, else micro_ros_firmware/build)")
+    build: bool = Field(True, description="build libtinycl.so with CMake when it is missing (lib and $TINYCL_LIB "
+                                          "unset)")
+    lr: float = Field(presets.CWR_PARAMS["lr"], gt=0, description="learning rate of the C CWR* head")
+    batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1,
+                            description="C CWR* head: samples learned between two consolidations")
+    state_dir: str | None = Field(None, description="folder of board.cstate, the saved C state (default "
+                                                    "$ROS_HOME/tinycl/<namespace>)")
+    publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
+    publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
+                                                           "learned since it was last published")
+    with_state: bool = Field(False, description="also send the full core state (Python format) in Head.state")
+    class_names: dict[int, str] = Field(default_factory=dict,
+                                        description="class id → name of predictions and the head")
+    truth_timeout_s: float = Field(1.0, gt=0, description="image: wait this long (seconds) for an image's ground "
+                                                          "truth")
+    expect_ground_truth: bool = Field(False, description="image: hold images until their ground truth arrives")
 
 
 def ensure_library(path: str | None, build: bool, log: Any) -> Library:

@@ -20,10 +20,13 @@ from .runner import Node, NodeParams, run_node, state_dir
 
 
 class ExporterParams(NodeParams):
-    model: str = "mnist_0to5_fp32"          # heads on another extractor are refused
-    out_dir: str | None = None     # default $ROS_HOME/tinycl/<namespace>/export
-    period_s: float = Field(10.0, ge=0)     # 0 = only on request and at exit
-    name: str = Field("head", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    model: str = Field("mnist_0to5_fp32", description="the extractor the head must be built on (name or .onnx "
+                                                      "path); heads on another extractor are refused")
+    out_dir: str | None = Field(None, description="export folder (default $ROS_HOME/tinycl/<namespace>/export)")
+    period_s: float = Field(10.0, ge=0, description="seconds between exports of a changed head; 0 = only on "
+                                                    "request and at exit")
+    name: str = Field("head", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                      description="files <name>.onnx and <name>.h; the C identifiers are prefixed tinycl_<name>")
 
 
 class Exporter(Node):

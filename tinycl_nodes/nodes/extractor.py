@@ -28,12 +28,17 @@ from .truth_join import TruthJoin
 
 
 class ExtractorParams(ManagedParams):
-    model: str = "mnist_0to5_fp32"                  # shipped name or path to an .onnx file
-    input: Literal["image", "imu"] = "image"        # sensor_msgs/Image on image | ImuWindow on imu
-    threads: int = Field(1, ge=1, le=64)
-    image_qos: Literal["reliable", "sensor_data"] = "sensor_data"   # a camera: the freshest frame wins
-    expect_ground_truth: bool = False               # true when a labelled dataset is replayed
-    truth_timeout_s: float = Field(1.0, gt=0)
+    model: str = Field("mnist_0to5_fp32", description="frozen ONNX feature model: a shipped name or path to an "
+                                                      ".onnx file")
+    input: Literal["image", "imu"] = Field("image", description="sensor_msgs/Image on image | ImuWindow on imu")
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the model")
+    image_qos: Literal["reliable", "sensor_data"] = Field(
+        "sensor_data", description="QoS of the image / imu subscription; sensor_data for a camera: the freshest "
+                                   "frame wins")
+    expect_ground_truth: bool = Field(False, description="true when a labelled dataset is replayed: a sample "
+                                                         "waits for its ground_truth")
+    truth_timeout_s: float = Field(1.0, gt=0, description="seconds a sample waits for its ground truth before it "
+                                                          "goes on without")
 
 
 class Extractor(Node):

@@ -32,18 +32,21 @@ MAX_REASON = 200
 
 
 class LabelAppParams(NodeParams):
-    host: str = "0.0.0.0"                       # bind address; 127.0.0.1 for this machine only
-    port: int = Field(8080, ge=0, le=65535)      # 0: any free port (logged)
-    token: str | None = None                     # pairing token; None: a fresh random one each start
-    tls_cert: str | None = None                  # PEM certificate (chain) → HTTPS/WSS
-    tls_key: str | None = None                   # its PEM private key
-    public_url: str | None = None                # base URL for the QR code (e.g. behind a NAT or a name)
-    request_ttl_s: float = Field(3600.0, gt=0)   # a request not answered in this time leaves the page
-    state_dir: str | None = None                 # pending requests are saved here (label_app.json)
-    history_size: int = Field(20, ge=0, le=1000)
-    max_pending: int = Field(50, ge=1, le=10000)
-    answered_by: str = "phone"                   # LabelAnswer.answered_by
-    qr: bool = True                              # print the QR code of the URL on stdout
+    host: str = Field("0.0.0.0", description="bind address; 127.0.0.1 for this machine only")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP(S) port; 0: any free port (logged)")
+    token: str | None = Field(None, description="pairing token; None: a fresh random one each start")
+    tls_cert: str | None = Field(None, description="PEM certificate (chain) → HTTPS/WSS")
+    tls_key: str | None = Field(None, description="the PEM private key of tls_cert")
+    public_url: str | None = Field(None, description="base URL for the QR code (e.g. behind a NAT or a name)")
+    request_ttl_s: float = Field(3600.0, gt=0, description="a request not answered in this time (seconds) leaves "
+                                                           "the page")
+    state_dir: str | None = Field(None, description="pending requests are saved here (label_app.json; default "
+                                                    "$ROS_HOME/tinycl/<namespace>)")
+    history_size: int = Field(20, ge=0, le=1000, description="recent answers kept in the page's history (0: none)")
+    max_pending: int = Field(50, ge=1, le=10000, description="requests on the page at once; past that the oldest "
+                                                             "is dropped")
+    answered_by: str = Field("phone", description="LabelAnswer.answered_by")
+    qr: bool = Field(True, description="print the QR code of the URL on stdout")
 
     @field_validator("token")
     @classmethod

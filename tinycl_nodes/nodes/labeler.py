@@ -54,24 +54,36 @@ PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clu
 
 
 class LabelerParams(NodeParams):
-    preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = "tinycl"
-    model: str = "mnist_0to5_fp32"           # the extractor the features come from (hash + size)
-    state_dir: str | None = None
-    save_every: int = Field(1000, ge=1)      # samples between two state saves (and at exit)
-    class_names: dict[int, str] = Field(default_factory=dict)   # as the learner's (fleet merge)
-    global_topic: str = "global_head"        # the fleet's merged head ("" = not in a fleet)
-    global_policy: Literal["replace", "blend"] = "blend"   # must be the learner's
+    preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = Field(
+        "tinycl", description="the TinyNDC loop of this preset (pseudo-labels by clustering), or rce: TinyRCE "
+                              "labels and asks a person (label requests)")
+    model: str = Field("mnist_0to5_fp32", description="the extractor the features come from (hash + size)")
+    state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
+    save_every: int = Field(1000, ge=1, description="samples between two state saves (and at exit)")
+    class_names: dict[int, str] = Field(default_factory=dict,
+                                        description="class id → name, as the learner's (fleet merge; rce: the "
+                                                    "names in label requests)")
+    global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
+    global_policy: Literal["replace", "blend"] = Field(
+        "blend", description="how the global head is merged into the head replica; must be the learner's")
     # --- preset rce only: TinyRCE and label requests -------------------------------------------------
-    rce_memory_bytes: int = Field(40 * 1024, ge=64)
-    rce_r_max: float = Field(8.0, gt=0)
-    rce_metric: Literal["l1", "l2"] = "l2"
-    rce_grow_margin: float = Field(0.25, ge=0)
-    request_ttl_s: float = Field(600.0, gt=0)          # an unanswered request is dropped after this
-    max_requests_per_hour: int = Field(60, ge=0)       # the budget of questions (sliding hour)
-    max_pending: int = Field(50, ge=1, le=1000)        # requests waiting at once
-    dedupe_distance: float = Field(0.0, ge=0)          # a sample this close to a pending one joins it
-    max_joined: int = Field(16, ge=0, le=1000)         # duplicates kept per request (learned with it)
-    picture_size: tuple[int, int] = (160, 90)          # width, height of the plot of an IMU window
+    rce_memory_bytes: int = Field(40 * 1024, ge=64, description="rce: memory cap of the prototypes in bytes (each "
+                                                                "costs 4 x features + 14 B)")
+    rce_r_max: float = Field(8.0, gt=0, description="rce: largest prototype radius (a distance in feature space)")
+    rce_metric: Literal["l1", "l2"] = Field("l2", description="rce: distance, Manhattan (l1) or Euclidean (l2); "
+                                                              "also of dedupe_distance")
+    rce_grow_margin: float = Field(0.25, ge=0, description="rce: a right-class prototype with d/r below 1 + margin "
+                                                           "grows to cover the sample; 0: never grows")
+    request_ttl_s: float = Field(600.0, gt=0, description="an unanswered request is dropped after this many "
+                                                          "seconds")
+    max_requests_per_hour: int = Field(60, ge=0, description="the budget of questions (sliding hour); 0: never "
+                                                             "ask")
+    max_pending: int = Field(50, ge=1, le=1000, description="requests waiting at once")
+    dedupe_distance: float = Field(0.0, ge=0, description="a sample this close to a pending one joins it "
+                                                          "(0: only an identical one)")
+    max_joined: int = Field(16, ge=0, le=1000, description="duplicates kept per request (learned with it)")
+    picture_size: tuple[int, int] = Field((160, 90), description="width, height of the plot of an IMU window "
+                                                                 "(or of the features) in pixels")
 
 
 class Labeler(Node):

@@ -44,16 +44,22 @@ HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
 class LearnerParams(ManagedParams):
     runtime_mutable = frozenset({"publish_every"})
 
-    preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = "tinycl"   # the head of this preset
-    model: str = "mnist_0to5_fp32"
-    state_dir: str | None = None
-    publish_every: int = Field(500, ge=1)
-    publish_period_s: float = Field(1.0, gt=0)
-    with_state: bool = False                      # also send the full core state in Head.state
-    class_names: dict[int, str] = Field(default_factory=dict)
-    latency_log: str | None = None                # write latency stats (capture → update) here at exit
-    global_topic: str = "global_head"             # the fleet's merged head ("" = not in a fleet)
-    global_policy: Literal["replace", "blend"] = "blend"   # how it is merged (core/federated.py)
+    preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = Field("tinycl",
+                                                                     description="the head of this preset")
+    model: str = Field("mnist_0to5_fp32", description="the extractor the features come from (hash + size)")
+    state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
+    publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
+    publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
+                                                           "learned since it was last published")
+    with_state: bool = Field(False, description="also send the full core state in Head.state")
+    class_names: dict[int, str] = Field(default_factory=dict,
+                                        description="class id → name of predictions and the head (names learned "
+                                                    "later are added)")
+    latency_log: str | None = Field(None, description="write latency stats (capture → update, JSON in ms) here at "
+                                                      "exit; None: not measured")
+    global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
+    global_policy: Literal["replace", "blend"] = Field("blend",
+                                                       description="how it is merged (core/federated.py)")
 
 
 class Learner(Node):

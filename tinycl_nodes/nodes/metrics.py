@@ -27,7 +27,8 @@ class MetricsParams(NodeParams):
     window: int = Field(1000, ge=1, description="scores are over the last `window` stream samples (the paper's 1000)")
     publish_period_s: float = Field(1.0, gt=0, description="how often running scores are published")
     exit_when_done: bool = Field(True, description="exit once the replay ended and its predictions are in")
-    idle_timeout_s: float = Field(10.0, gt=0, description="after the replay ended, wait this long for missing predictions")
+    idle_timeout_s: float = Field(10.0, gt=0,
+                                  description="after the replay ended, wait this long for missing predictions")
     out: str | None = Field(None, description="write the final scores and every stream prediction here (JSON)")
 
 

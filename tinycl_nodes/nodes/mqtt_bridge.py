@@ -46,16 +46,22 @@ from .runner import Node, run_node
 
 
 class BridgeParams(MqttNodeParams):
-    device: FleetName
-    head_topic: str = "head"
-    global_topic: str = "global_head"
-    extractor_hash: str = ""           # if set, heads / global heads of another extractor are refused
-    period_s: float = Field(30.0, gt=0, le=86400)
-    min_interval_s: float = Field(1.0, ge=0, le=86400)
-    min_change: float = Field(0.05, ge=0)
-    min_new_samples: int = Field(50, ge=1)
-    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20)
-    poll_s: float = Field(0.05, gt=0, le=5)   # how often received global heads are handed to the bus
+    device: FleetName = Field(description="this device's name: its MQTT identity and topic "
+                                          "tinycl/<fleet>/<device>/head")
+    head_topic: str = Field("head", description="bus topic of the learner's head (Head) shared with the fleet")
+    global_topic: str = Field("global_head", description="bus topic the fleet's merged head is published on "
+                                                         "(latched)")
+    extractor_hash: str = Field("", description="if set, heads / global heads of another extractor are refused")
+    period_s: float = Field(30.0, gt=0, le=86400, description="seconds between checks that send the latest head if "
+                                                              "it changed at all")
+    min_interval_s: float = Field(1.0, ge=0, le=86400, description="seconds at least between two sends on a "
+                                                                   "change")
+    min_change: float = Field(0.05, ge=0, description="send when the weights moved this much (relative Frobenius "
+                                                      "norm)")
+    min_new_samples: int = Field(50, ge=1, description="send when this many more samples were consolidated")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
+                           description="largest payload sent or accepted (bytes)")
+    poll_s: float = Field(0.05, gt=0, le=5, description="how often received global heads are handed to the bus")
 
 
     def mqtt(self) -> MqttParams:

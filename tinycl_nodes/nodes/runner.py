@@ -38,8 +38,10 @@ class NodeParams(BaseModel):
     runtime_mutable: ClassVar[frozenset[str]] = frozenset()
     bus: Literal["ros2", "dds", "local"] | None = Field(
         None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
-    dds_config: str | None = Field("loopback", description="dds backend: CycloneDDS config (loopback | a path | empty: $CYCLONEDDS_URI)")
-    domain_id: int | None = Field(None, ge=0, le=232, description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
+    dds_config: str | None = Field(
+        "loopback", description="dds backend: CycloneDDS config (loopback | a path | empty: $CYCLONEDDS_URI)")
+    domain_id: int | None = Field(None, ge=0, le=232,
+                                  description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
     ros_distro: Literal["auto", "humble", "jazzy"] = Field(
         "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
 
@@ -47,7 +49,8 @@ class NodeParams(BaseModel):
 class ManagedParams(NodeParams):
     """A lifecycle node's parameters: under rclpy it waits for configure/activate unless autostart."""
 
-    autostart: bool = Field(False, description="ros2 backend: configure and activate at start (the dds backend always does)")
+    autostart: bool = Field(
+        False, description="ros2 backend: configure and activate at start (the dds backend always does)")
 
 
 #: rcl flags that take a value / take none, accepted on every backend (the dds backend ignores

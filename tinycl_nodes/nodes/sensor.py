@@ -29,30 +29,48 @@ from .runner import Node, NodeParams, run_node
 
 class SensorParams(NodeParams):
     runtime_mutable = frozenset({"rate_hz"})
-    source: Literal["mnist", "rosbag", "camera", "har", "cwru"] = "mnist"
-    data_dir: str | None = None                     # default: $TINYCL_DATA or ../shared/data
-    seed: int = Field(0, ge=0)
-    labels_per_class: int = Field(10, ge=1, le=1000)
-    stream_length: int = Field(8000, ge=1, le=10000)
-    stream_classes: list[int] | None = None         # replay only these classes of the stream (a fleet
-                                                    # device); the labelled init keeps all ten
-    labelled_classes: list[int] | None = None       # labelled samples of these classes only (others: novel)
-    har_device: Literal["sp", "sw"] = "sp"          # har: smartphone or smartwatch
-    har_labelled_subjects: list[int] = Field(default_factory=lambda: [1])   # har: users the labels come from
-    har_stream_subjects: list[int] = Field(default_factory=lambda: [13])    # har: the new user streamed
-    rate_hz: float = Field(0.0, ge=0.0)            # 0 = as fast as the reliable graph takes them
-    qos: Literal["reliable", "sensor_data"] = "sensor_data"  # a camera may drop; a replay sets reliable
-    wait_for_subscribers: int = Field(1, ge=0)        # readers of image to wait for before starting
-    wait_for_truth_subscribers: int = Field(1, ge=0)  # readers of ground_truth (extractor, monitor…)
-    wait_timeout_s: float = Field(30.0, gt=0)
-    start_delay_s: float = Field(0.0, ge=0)
-    exit_when_done: bool = True
-    linger_s: float = Field(2.0, ge=0)              # keep the writer alive so readers get the last samples
-    bag: str | None = None                          # rosbag source: a rosbag2 folder or .mcap file
-    bag_topic: str = "/camera/image_raw"
-    camera_device: int | str = 0
-    camera_size: tuple[int, int] = (28, 28)
-    camera_invert: bool = True                      # MNIST digits are light on dark
+    source: Literal["mnist", "rosbag", "camera", "har", "cwru"] = Field(
+        "mnist", description="what is published: an MNIST replay, a rosbag2/MCAP file, a camera, "
+                             "HAR IMU windows or CWRU vibration windows")
+    data_dir: str | None = Field(None, description="dataset folder (default: $TINYCL_DATA or ../shared/data)")
+    seed: int = Field(0, ge=0, description="seed of the replay's random choices and order (MNIST: the same order "
+                                           "as tinycl experiment tinyndc for the same seed)")
+    labels_per_class: int = Field(10, ge=1, le=1000, description="labelled samples per class replayed before "
+                                                                 "the stream (as learnable ground truth)")
+    stream_length: int = Field(8000, ge=1, le=10000, description="at most this many stream samples after the "
+                                                                 "labelled ones (dataset sources)")
+    stream_classes: list[int] | None = Field(None, description="mnist: replay only these classes of the stream "
+                                                               "(a fleet device); the labelled init keeps all ten")
+    labelled_classes: list[int] | None = Field(None, description="labelled samples of these classes only "
+                                                                 "(others: novel); None: every class")
+    har_device: Literal["sp", "sw"] = Field("sp", description="har: smartphone (sp) or smartwatch (sw)")
+    har_labelled_subjects: list[int] = Field(default_factory=lambda: [1],
+                                             description="har: users the labels come from")
+    har_stream_subjects: list[int] = Field(default_factory=lambda: [13], description="har: the new user streamed")
+    rate_hz: float = Field(0.0, ge=0.0, description="samples per second; 0 = as fast as the reliable graph "
+                                                    "takes them")
+    qos: Literal["reliable", "sensor_data"] = Field(
+        "sensor_data", description="QoS of image / imu: a camera may drop (sensor_data); a replay sets reliable")
+    wait_for_subscribers: int = Field(1, ge=0, description="readers of image (imu for har/cwru) to wait for "
+                                                           "before starting")
+    wait_for_truth_subscribers: int = Field(1, ge=0, description="readers of ground_truth (extractor, monitor…) "
+                                                                 "to wait for before a dataset replay starts")
+    wait_timeout_s: float = Field(30.0, gt=0, description="stop with an error if the readers are not there after "
+                                                          "this many seconds")
+    start_delay_s: float = Field(0.0, ge=0, description="seconds to wait once the readers are there, before the "
+                                                        "first sample")
+    exit_when_done: bool = Field(True, description="exit when the source is exhausted (after linger_s); "
+                                                   "false: keep running")
+    linger_s: float = Field(2.0, ge=0, description="seconds to keep the writer alive at the end so readers get "
+                                                   "the last samples")
+    bag: str | None = Field(None, description="rosbag source: a rosbag2 folder or .mcap file")
+    bag_topic: str = Field("/camera/image_raw", description="rosbag source: the sensor_msgs/Image topic replayed")
+    camera_device: int | str = Field(0, description="camera source: OpenCV device index, or a device path or "
+                                                    "video URL")
+    camera_size: tuple[int, int] = Field((28, 28), description="camera source: frames become grayscale of this "
+                                                               "(height, width)")
+    camera_invert: bool = Field(True, description="camera source: invert the grayscale frame (MNIST digits are "
+                                                  "light on dark)")
 
 
 class Sensor(Node):

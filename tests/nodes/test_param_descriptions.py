@@ -1,0 +1,81 @@
+"""Every node parameter has a description (``ros2 param describe``), and the ranges ROS 2 gets are the models'."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from tinycl_nodes.bus.param_spec import param_specs, range_step
+from tinycl_nodes.fleet.aggregator import AggregatorParams
+from tinycl_nodes.graphs import GRAPHS
+from tinycl_nodes.nodes.runner import NodeParams
+
+NODES = sorted({name for nodes in GRAPHS.values() for name in nodes} | {"board", "mqtt_bridge"})
+
+
+def node_params(module_name: str) -> type[NodeParams]:
+    """The one parameter model a module defines."""
+    module = importlib.import_module(module_name)
+    models = [obj for obj in vars(module).values()
+              if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == module.__name__]
+    assert len(models) == 1, f"{module_name}: parameter models {models}"
+    return models[0]
+
+
+MODELS = {name: node_params(f"tinycl_nodes.nodes.{name}") for name in NODES} | {"aggregator": AggregatorParams}
+
+
+def specs_of(model: type[NodeParams]) -> dict:
+    return {s.name: s for s in param_specs(model)}
+
+
+@pytest.mark.parametrize("node", sorted(MODELS))
+def test_every_parameter_has_a_description(node):
+    model = MODELS[node]
+    specs = param_specs(model)
+    assert [s.name for s in specs] == list(model.model_fields)
+    missing = [s.name for s in specs if not s.description.strip()]
+    assert not missing, f"{node}: parameters without a description: {missing}"
+    for s in specs:
+        assert len(s.description) <= 200, f"{node}.{s.name}: description of {len(s.description)} characters"
+        assert "#" not in s.description, f"{node}.{s.name}: a comment marker in the description"
+
+
+def test_graph_nodes_are_all_covered():
+    assert {"sensor", "extractor", "labeler", "learner", "exporter", "metrics", "label_app", "board",
+            "mqtt_bridge"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("node, name, kind, lower, upper", [
+    ("sensor", "stream_length", "integer", 1, 10000),
+    ("sensor", "labels_per_class", "integer", 1, 1000),
+    ("sensor", "rate_hz", "double", 0.0, None),
+    ("extractor", "threads", "integer", 1, 64),
+    ("labeler", "max_pending", "integer", 1, 1000),
+    ("label_app", "port", "integer", 0, 65535),
+    ("exporter", "period_s", "double", 0.0, None),
+    ("mqtt_bridge", "mqtt_keepalive_s", "integer", 5, 3600),
+    ("mqtt_bridge", "max_bytes", "integer", 1024, 64 << 20),
+    ("aggregator", "trim", "double", 0.0, 0.5),          # lt=0.5: upper bound, exclusive
+    ("aggregator", "save_interval_s", "double", 0.0, 3600.0),
+])
+def test_ranges_kept(node, name, kind, lower, upper):
+    s = specs_of(MODELS[node])[name]
+    assert (s.kind, s.lower, s.upper) == (kind, lower, upper)
+    assert range_step(s) is not None
+
+
+def test_defaults_choices_and_patterns_kept():
+    sensor = MODELS["sensor"]()
+    assert (sensor.source, sensor.stream_length, sensor.har_labelled_subjects, sensor.camera_size) == \
+        ("mnist", 8000, [1], (28, 28))
+    assert specs_of(MODELS["sensor"])["source"].choices == ("mnist", "rosbag", "camera", "har", "cwru")
+    assert specs_of(MODELS["sensor"])["rate_hz"].read_only is False          # runtime_mutable kept
+    with pytest.raises(ValueError):
+        MODELS["exporter"](name="not an identifier")                        # pattern kept
+    with pytest.raises(ValueError):
+        MODELS["mqtt_bridge"](fleet="lab", device="bad name", mqtt_tls=False)   # FleetName validator kept
+    with pytest.raises(ValueError):
+        MODELS["mqtt_bridge"](fleet="lab", mqtt_tls=False)                  # device still required
+    assert AggregatorParams(fleet="lab").identity == "aggregator"
