@@ -14,13 +14,14 @@ Needs ROS 2 (launch, launch_ros); imported only by launch files.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Any
 
 import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -67,7 +68,9 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
         shared |= {"image_qos": "sensor_data", "expect_ground_truth": False}
     with tempfile.NamedTemporaryFile("w", prefix=f"tinycl_{graph}_", suffix=".yaml", delete=False) as fh:
         yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
-    actions: list[Any] = []
+    # the file is read by each node at its start; removed when the launch shuts down
+    actions: list[Any] = [RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(
+        function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
     for name in GRAPHS[graph]:
         if camera and name == "sensor":
             continue

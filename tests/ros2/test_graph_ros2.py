@@ -73,6 +73,8 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     out = ros.tmp / "metrics.json"
     pf = params_file(ros.tmp, sensor={"stream_length": STREAM, "rate_hz": 50.0},
                      metrics={"out": str(out)})
+    import tempfile
+    shared_files = set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml"))
     t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
                        f"params_file:={pf}", name="ros2 launch tinyndc")
@@ -98,6 +100,7 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
 
     assert launch.wait(180) == 0
     wall = time.monotonic() - t0
+    assert set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml")) <= shared_files   # removed at shutdown
     final = launch.wait_for_line("final: accuracy")
     result = json.loads(out.read_text())
     graph_preds = np.asarray(result["stream_predictions"])
