@@ -71,6 +71,10 @@ def test_dds_node_logs_reach_ros2_rosout(ros):
     assert "Reliability: RELIABLE" in ours[0], ours[0]
     assert "Durability: TRANSIENT_LOCAL" in ours[0], ours[0]
     assert "KEEP_LAST (1000)" in ours[0], ours[0]
+    rcl = [b for b in info.split("Node name: ")[1:] if not b.startswith("exporter\n")]   # ros2cli's own, via rcl
+    lifespan = re.search(r"Lifespan: (.*)", ours[0])
+    assert lifespan and rcl and all(f"Lifespan: {lifespan.group(1)}" in b for b in rcl), info
+    assert "Infinite" not in lifespan.group(1), lifespan.group(1)
 
     # a live reader, subscribed before the line is logged; its own /rosout lines are ros2cli's
     live = _echo(ros, "live")

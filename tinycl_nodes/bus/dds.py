@@ -65,9 +65,10 @@ class DdsSubscription:
 
 
 class RosoutWriter:
-    """``/rosout`` (rcl_interfaces/msg/Log) with rcl's rosout QoS: reliable, transient-local, depth 1000."""
+    """``/rosout`` (rcl_interfaces/msg/Log) with rcl's rosout QoS: reliable, transient-local, depth 1000,
+    lifespan 10 s."""
 
-    QOS = QosProfile(reliable=True, transient_local=True, depth=1000)
+    QOS = QosProfile(reliable=True, transient_local=True, depth=1000, lifespan_s=10.0)
 
     def __init__(self, bus: "DdsBus") -> None:
         self.Log = bus.msg("rcl_interfaces/msg/Log")
@@ -120,6 +121,8 @@ class DdsBus(BaseBus):
             Policy.Durability.TransientLocal if p.transient_local else Policy.Durability.Volatile,
             Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth),
         ]
+        if p.lifespan_s > 0:
+            policies.append(Policy.Lifespan(duration(seconds=p.lifespan_s)))
         if self.distro != "humble":
             policies.append(Policy.Userdata(data=f"typehash={type_hash(ros_type, self.distro)};".encode()))
         return Qos(*policies)

@@ -10,13 +10,15 @@ from typing import Literal
 class QosProfile:
     """What a topic needs; each backend maps it to its own QoS objects.
 
-    depth=0 means KEEP_ALL: the publisher is slowed down instead of samples being dropped.
+    depth=0 means KEEP_ALL: the publisher is slowed down instead of samples being dropped;
+    lifespan_s=0 means a sample never expires (else a late joiner gets only younger ones).
     """
 
     reliable: bool = True
     transient_local: bool = False
     depth: int = 0
     max_blocking_s: float = 1.0
+    lifespan_s: float = 0.0
 
     @property
     def history(self) -> Literal["keep_all", "keep_last"]:

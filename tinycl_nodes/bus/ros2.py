@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -33,6 +34,7 @@ def to_rclpy_qos(p: QosProfile) -> QoSProfile:
         depth=max(p.depth, 1),
         reliability=ReliabilityPolicy.RELIABLE if p.reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if p.transient_local else DurabilityPolicy.VOLATILE,
+        **({"lifespan": Duration(seconds=p.lifespan_s)} if p.lifespan_s > 0 else {}),
     )
 
 

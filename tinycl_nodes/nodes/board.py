@@ -42,7 +42,7 @@ from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
 from .messages import features_of, head_message, image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node, state_dir
+from .runner import ImageQos, Node, NodeParams, run_node, state_dir
 from .truth_join import TruthJoin
 
 FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
@@ -74,6 +74,7 @@ class BoardParams(NodeParams):
     truth_timeout_s: float = Field(1.0, gt=0, description="image: wait this long (seconds) for an image's ground "
                                                           "truth")
     expect_ground_truth: bool = Field(False, description="image: hold images until their ground truth arrives")
+    image_qos: ImageQos = "sensor_data"
 
 
 def ensure_library(path: str | None, build: bool, log: Any) -> Library:
@@ -137,7 +138,7 @@ class Board(Node):
             self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
             self.join = TruthJoin(self._step, params.truth_timeout_s, params.expect_ground_truth, self.log)
             bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
-            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, "reliable")
+            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
             bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
         bus.create_timer(params.publish_period_s, self._maybe_publish)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,

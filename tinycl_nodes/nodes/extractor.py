@@ -22,7 +22,7 @@ from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import as_sequence
 from .messages import image_pixels, stamp_ns
-from .runner import ManagedParams, Node, run_node
+from .runner import ImageQos, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
 
 
@@ -32,9 +32,7 @@ class ExtractorParams(ManagedParams):
                                                       ".onnx file")
     input: Literal["image", "imu"] = Field("image", description="sensor_msgs/Image on image | ImuWindow on imu")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the model")
-    image_qos: Literal["reliable", "sensor_data"] = Field(
-        "sensor_data", description="QoS of the image / imu subscription; sensor_data for a camera: the freshest "
-                                   "frame wins")
+    image_qos: ImageQos = "sensor_data"
     expect_ground_truth: bool = Field(False, description="true when a labelled dataset is replayed: a sample "
                                                          "waits for its ground_truth")
     truth_timeout_s: float = Field(1.0, gt=0, description="seconds a sample waits for its ground truth before it "

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,6 +44,12 @@ class NodeParams(BaseModel):
                                   description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
     ros_distro: Literal["auto", "humble", "jazzy"] = Field(
         "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
+
+
+#: how a node subscribes raw samples (extractor, board); the sensor publishes with the same choice
+ImageQos = Annotated[Literal["reliable", "sensor_data"], Field(
+    description="QoS of the image / imu subscription; sensor_data for a camera: the freshest frame wins "
+                "(a replay sets reliable, as its sensor does)")]
 
 
 class ManagedParams(NodeParams):
