@@ -23,6 +23,18 @@ from tests.ros2_env import LOOPBACK, env_after, kit_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
+    """The shipped config/<graph>.yaml with ``sections`` merged in (node → {name: value})."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "config" / f"{graph}.yaml").read_text())
+    for node, values in sections.items():
+        doc.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
+    path = tmp / f"{graph}_test.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 @pytest.fixture(scope="session")
 def ros2_base_env() -> dict[str, str]:
     """ROS 2 sourced: the kit's (default) or the caller's own (TINYCL_ROS2_ENV=sourced)."""

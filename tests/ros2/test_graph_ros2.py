@@ -11,22 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from tests.ros2.conftest import params_file
 from tinycl_nodes.graphs import GRAPHS, MANAGED
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = 1000
-
-
-def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
-    """The shipped parameter file with ``sections`` merged in (node → {name: value})."""
-    doc = yaml.safe_load((ROOT / "config" / f"{graph}.yaml").read_text())
-    for node, values in sections.items():
-        doc.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
-    path = tmp / f"{graph}_test.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.ros2.conftest import params_file
+from tinycl_nodes.fleet.broker import free_port
 from tinycl_nodes.graphs import GRAPHS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +40,15 @@ NEW_CLASS = "seven"
 KNOWN = {i: str(i) for i in range(6)}      # config/tinyrce.yaml: digits 0-5 labelled, named "0".."5"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _params_file(tmp: Path) -> Path:
-    """config/tinyrce.yaml with the test's overrides (same layout: /** + one section per node)."""
-    params = yaml.safe_load((ROOT / "config" / "tinyrce.yaml").read_text())
-    params["label_app"]["ros__parameters"].update({"host": "127.0.0.1", "token": TOKEN, "qr": False})
-    # 50 s of stream at most: still running when the answer is sent, even on a loaded machine
-    params["sensor"]["ros__parameters"].update({"rate_hz": 20.0, "stream_length": 1000})
-    # at most 20 questions: the app (max_pending 50) never drops the one the test answers
-    params["labeler"]["ros__parameters"]["max_requests_per_hour"] = 20
-    params.setdefault("metrics", {}).setdefault("ros__parameters", {})["exit_when_done"] = False
-    path = tmp / "tinyrce_test.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
+    """config/tinyrce.yaml with the test's overrides."""
+    return params_file(
+        tmp, "tinyrce", label_app={"host": "127.0.0.1", "token": TOKEN, "qr": False},
+        # 50 s of stream at most: still running when the answer is sent, even on a loaded machine
+        sensor={"rate_hz": 20.0, "stream_length": 1000},
+        # at most 20 questions: the app (max_pending 50) never drops the one the test answers
+        labeler={"max_requests_per_hour": 20},
+        metrics={"exit_when_done": False})
 
 
 def _get(url: str, headers: dict[str, str] | None = None, opener=None) -> tuple[int, str, bytes]:
@@ -88,7 +80,7 @@ def _echo_blocks(lines: list[str]) -> list[str]:
 
 
 def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
-    port = _free_port()
+    port = free_port()
     params = _params_file(ros.tmp)
     # ros2cli processes below use --no-daemon: no ros2 daemon is left behind on the shared machine
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyrce.launch.py", f"namespace:={NS}", f"port:={port}",
