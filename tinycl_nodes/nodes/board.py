@@ -34,7 +34,7 @@ from pydantic import Field
 from .. import presets
 from ..core import state as st
 from ..core.errors import StateError, TinyclError
-from ..interfaces import as_sequence
+from ..interfaces import as_sequence, ns_to_time
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
@@ -64,7 +64,8 @@ class BoardParams(StateParams):
     publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
     publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
                                                            "learned since it was last published")
-    with_state: bool = Field(False, description="also send the full core state (Python format) in Head.state")
+    with_state: bool = Field(True, description="also send the full core state (Python format) in Head.state (the "
+                                               "labeler's head replica follows it after a restart)")
     class_names: dict[int, str] = Field(default_factory=dict,
                                         description="class id → name of predictions and the head")
     truth_timeout_s: float = Field(1.0, gt=0, description="image: wait this long (seconds) for an image's ground "
@@ -161,6 +162,7 @@ class Board(Node):
         self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
         if label >= 0:
             self.head.learn_one(x, label)
+            self.last_label_ns = stamp_ns(msg.header)
             self.updates_since_publish += 1
             self.state.learned()
         if self.updates_since_publish >= self.params.publish_every:
@@ -194,6 +196,7 @@ class Board(Node):
                 self.ncm.update(x, cls)
         else:
             return
+        self.last_label_ns = stamp_ns(header)
         self.updates_since_publish += 1
         self.state.learned()
         if self.updates_since_publish >= self.params.publish_every:
@@ -218,7 +221,9 @@ class Board(Node):
             return
         self.version += 1
         self.state.save()    # first saved, then published: a version number is never used twice
-        header = self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id="")
+        # stamped with the last label learned, as the learner's (the labeler's replica follows it)
+        stamp = ns_to_time(self.last_label_ns, self.bus.msg("builtin_interfaces/msg/Time"))
+        header = self.bus.msg("std_msgs/msg/Header")(stamp=stamp, frame_id="")
         self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header,
                                            self.params.class_names, self.params.with_state))
         self.updates_since_publish = 0
@@ -227,7 +232,7 @@ class Board(Node):
         self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
         self.head.set_extractor(self.hash)
         self.ncm = NearestCentroidC(self.lib) if self.params.input == "image" else None
-        self.version = 0
+        self.version, self.last_label_ns = 0, 0
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """The C blobs (``export/c_state.py`` layout) as uint8 arrays, and the published version."""
@@ -235,7 +240,7 @@ class Board(Node):
         if self.ncm is not None:
             arrays["centroids"] = np.frombuffer(self.ncm.to_bytes(), np.uint8)
         return {"board": st.make_state("board", 1, {"input": self.params.input}, arrays,
-                                       {"published_version": self.version})}
+                                       {"published_version": self.version, "last_label_ns": self.last_label_ns})}
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         state = st.check_state(saved.get("board"), "board", 1, ("head",) + (("centroids",) if self.ncm else ()))
@@ -246,6 +251,7 @@ class Board(Node):
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise StateError(f"state: published_version must be a non-negative int, got {version!r}")
         self.version = version
+        self.last_label_ns = int(state["meta"].get("last_label_ns", 0))
 
     def close(self) -> None:
         if self.updates_since_publish:

@@ -2,10 +2,17 @@
 
 It runs the preset's whole TinyNDC loop: the clusterer pseudo-labels, and its centroids follow the
 active head's prediction. The head it uses for that is a replica of the learner's: it learns
-exactly the labels this node publishes, in the same order, so it equals the learner's head
-without a feedback topic (and the graph learns exactly what the in-process experiment learns).
-Labelled samples (``Features.labelled``) initialise the clusters; until one has arrived an
-unlabelled sample cannot be pseudo-labelled and is dropped with one error line.
+exactly the labels this node publishes, in the same order, so the graph learns exactly what the
+in-process experiment learns (the centroids need the head's prediction at every sample, not at
+every published version). The learner stays the one owner of the head (answers of a person,
+ground truth, fleet merges all go there); the replica *follows* it explicitly, so a crash of either
+node cannot leave two different heads: the learner's ``Head`` carries its full state and is stamped
+with the last label it learned; this node logs the labels it sent (stamp → the replica's sample
+count after it) and, when a learner head shows another count after that label (the learner
+restarted from a checkpoint, or this node did), takes the learner's state and re-applies the labels
+sent since (one log line). After its own restart it holds samples up to ``follow_wait_s`` for that
+head. Labelled samples (``Features.labelled``) initialise the clusters and are kept in the state;
+until one has arrived an unlabelled sample cannot be pseudo-labelled and is dropped with one line.
 
 In a fleet the learner merges the fleet's global head into its head; the replica would then
 diverge. So this node subscribes ``global_head`` too and applies the *same* merge to its replica
@@ -61,6 +68,10 @@ class LabelerParams(StateParams):
     class_names: dict[int, str] = Field(default_factory=dict,
                                         description="class id → name, as the learner's (fleet merge; rce: the "
                                                     "names in label requests)")
+    follow_head: str = Field("head", description="the learner's head (with its state): the head replica follows it "
+                                                 "after a restart of either node (\"\" = never)")
+    follow_wait_s: float = Field(3.0, ge=0, description="after a restart, hold samples this long (at most) for the "
+                                                        "learner's head")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend"] = Field(
         "blend", description="how the global head is merged into the head replica; must be the learner's")
@@ -107,12 +118,69 @@ class Labeler(Node):
         else:   # nothing saved, or a bad file moved aside: start fresh
             self.system = PRESETS[params.preset](self.n_features, self.hash)
             self.initialised, self.global_round = False, 0
+        # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
+        self._sent: OrderedDict[int, tuple[int, np.ndarray, int]] = OrderedDict()
+        self._warned_follow = False
         self.LabeledFeatures = bus.msg("LabeledFeatures")
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
         self.downstream = [self.pub]
-        bus.create_subscription("features", "Features", self.on_features, "reliable")
+        bus.create_subscription("features", "Features", self.gated(self.on_features), "reliable")
         if params.global_topic and self.system.head is not None:
             bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
+        if params.follow_head and self.system.head is not None:
+            bus.create_subscription(params.follow_head, "Head", self.on_learner_head, "latched")
+            if self.initialised and params.follow_wait_s > 0:   # a restart: wait for the learner's head
+                self.active = False
+                self._resume_timer = bus.create_timer(params.follow_wait_s, self._resume)
+
+    def _resume(self) -> None:
+        """Handle the samples held while waiting for the learner's head (it came, or the wait is over)."""
+        if hasattr(self, "_resume_timer"):
+            self.bus.destroy(self._resume_timer)
+            del self._resume_timer
+        if not self.active:
+            self.activate()
+
+    def on_learner_head(self, msg: Any) -> None:
+        """Keep the replica equal to the learner's head: the head is stamped with the last label it
+        learned; if the replica held a different count after that label (the learner restarted
+        from a checkpoint, or this node did), take the learner's state and re-apply the labels sent
+        since. In an uninterrupted run this never happens (the same labels, in the same order)."""
+        try:
+            key, n = stamp_ns(msg.header), int(msg.n_seen)
+            sent = self._sent.get(key)
+            if sent is not None and sent[0] == n:
+                while self._sent:                     # the learner holds these: forget them
+                    if self._sent.popitem(last=False)[0] == key:
+                        break
+                return
+            if not len(msg.state):
+                raise InputError("it carries no state (set the learner's with_state)")
+            if msg.extractor_hash != self.hash:
+                raise InputError(f"it was trained on extractor {str(msg.extractor_hash)[:12]!r}")
+            head = PRESETS[self.params.preset](self.n_features, self.hash).head
+            head.load_state_dict(st.from_bytes(bytes(msg.state)))
+        except TinyclError as exc:
+            if not self._warned_follow:
+                self.log.error("cannot follow the learner's head v%d: %s", msg.version, str(exc).splitlines()[0])
+                self._warned_follow = True
+            return self._resume()
+        replay = [(k, x, label) for k, (_, x, label) in self._sent.items() if k > key]
+        self._sent.clear()
+        for k, x, label in replay:
+            head.learn_valid(x, label)
+            self._sent[k] = (head.n_seen, x, label)
+        self.system.head = head
+        self.log.info("head replica taken from the learner's head v%d (%d samples), %d label(s) sent since "
+                      "re-applied", msg.version, n, len(replay))
+        self._resume()
+
+    def _remember_sent(self, stamp: int, x: np.ndarray, label: int) -> None:
+        """Log a label the replica learned (bounded: ``SENT_BYTES``, oldest dropped)."""
+        self._sent[stamp] = (self.system.head.n_seen, x, label)
+        self._sent.move_to_end(stamp)
+        while len(self._sent) * (x.nbytes + 64) > SENT_BYTES:
+            self._sent.popitem(last=False)
 
     def on_global_head(self, msg: Any) -> None:
         """Apply the learner's merge to the replica (same checks, same round once, same policy)."""
@@ -155,12 +223,16 @@ class Labeler(Node):
                 return
             self.system.step(x, int(msg.true_label))
             self._publish(msg, int(msg.true_label), 1.0, self.LabeledFeatures.GROUND_TRUTH)
+            if self.system.head is not None:
+                self._remember_sent(stamp_ns(msg.header), x, int(msg.true_label))
             self.state.learned()
             return
         if not self.initialised and not self._initialise():
             return
         step = self.system.step(x)
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
+        if step.learned and self.system.head is not None:
+            self._remember_sent(stamp_ns(msg.header), x, int(step.pseudo_label))
         self.state.learned()
 
     def _initialise(self) -> bool:
@@ -173,8 +245,11 @@ class Labeler(Node):
         msgs, X, y = zip(*self._init_buffer)
         self.system.init_from_labelled(np.stack(X), list(y))
         self._init_X, self._init_y = np.stack(X).astype(np.float32), np.asarray(y, np.int64)
-        for msg, label in zip(msgs, y):
+        n0 = self.system.head.n_seen - len(y) if self.system.head is not None else 0
+        for i, (msg, x, label) in enumerate(self._init_buffer):
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
+            if self.system.head is not None:
+                self._sent[stamp_ns(msg.header)] = (n0 + i + 1, x, label)
         self.log.info("clusters initialised from %d labelled samples (%d classes)", len(y), len(set(y)))
         self._init_buffer.clear()
         self.initialised = True
@@ -189,6 +264,7 @@ class Labeler(Node):
         self.state.save()
 
 
+SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_PICTURE_BYTES = 1 << 20
 

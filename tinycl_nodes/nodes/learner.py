@@ -33,6 +33,7 @@ from .. import presets
 from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
+from ..interfaces import ns_to_time
 from .messages import features_of, head_message, linear_head_of, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
@@ -51,7 +52,8 @@ class LearnerParams(ManagedParams, StateParams):
     publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
     publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
                                                            "learned since it was last published")
-    with_state: bool = Field(False, description="also send the full core state in Head.state")
+    with_state: bool = Field(True, description="also send the full core state in Head.state (the labeler's head "
+                                               "replica follows it after a restart of either node)")
     class_names: dict[int, str] = Field(default_factory=dict,
                                         description="class id → name of predictions and the head (names learned "
                                                     "later are added)")
@@ -75,6 +77,7 @@ class Learner(Node):
         self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
         self.version = 0
         self.global_round = 0                     # the last global round merged (saved with the state)
+        self.last_label_ns = 0                    # stamp of the last label learned: the head's header stamp
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
         # learned state, saved with the head
         self.class_names: dict[int, str] = dict(params.class_names)
@@ -85,6 +88,7 @@ class Learner(Node):
         else:   # nothing saved, or a bad file (moved aside): whatever was half-restored is dropped
             self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
             self.version, self.global_round, self.class_names = 0, 0, dict(params.class_names)
+            self.last_label_ns = 0
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
@@ -103,12 +107,14 @@ class Learner(Node):
         meta = saved["head"]["meta"]
         self.version = int(meta.get("published_version", 0))
         self.global_round = int(meta.get("global_round", 0))
+        self.last_label_ns = int(meta.get("last_label_ns", 0))
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
         state = self.head.state_dict()
         state["meta"] |= {"published_version": self.version, "global_round": self.global_round,
+                          "last_label_ns": self.last_label_ns,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state}
 
@@ -129,6 +135,7 @@ class Learner(Node):
                                               confidence=conf))
         if label >= 0:
             self.head.learn_valid(x, label)
+            self.last_label_ns = stamp_ns(msg.header)
             self.updates_since_publish += 1
             self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
@@ -168,7 +175,9 @@ class Learner(Node):
         self.updates_since_publish = 0
 
     def _header(self) -> Any:
-        return self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id="")
+        """Stamped with the last label learned: who follows this head knows which labels it holds."""
+        time_cls = self.bus.msg("builtin_interfaces/msg/Time")
+        return self.bus.msg("std_msgs/msg/Header")(stamp=ns_to_time(self.last_label_ns, time_cls), frame_id="")
 
     def close(self) -> None:
         if self.updates_since_publish:
