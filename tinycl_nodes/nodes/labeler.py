@@ -112,12 +112,14 @@ class Labeler(Node):
         self._init_y: np.ndarray = np.zeros(0, np.int64)
         self._warned_uninitialised = False
         self.global_round = 0
+        self.n_samples = 0                        # samples labelled so far (saved: what a restart lost)
         self.state = self.open_state("labeler", self.state_dicts)
         if self.state.load(self._restore):
-            self.log.info("restored state from %s", self.state.path)
+            self.log.info("restored state (%d samples, %d labelled ones kept) from %s", self.n_samples,
+                          len(self._init_y), self.state.path)
         else:   # nothing saved, or a bad file moved aside: start fresh
             self.system = PRESETS[params.preset](self.n_features, self.hash)
-            self.initialised, self.global_round = False, 0
+            self.initialised, self.global_round, self.n_samples = False, 0, 0
         # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
         self._sent: OrderedDict[int, tuple[int, np.ndarray, int]] = OrderedDict()
         self._warned_follow = False
@@ -201,13 +203,15 @@ class Labeler(Node):
         if "labelled" in saved:
             X = st.expect_shape(saved["labelled"], "X", (len(saved["labelled"]["arrays"].get("y", ())), self.n_features))
             self._init_X, self._init_y = X.astype(np.float32), np.asarray(saved["labelled"]["arrays"]["y"], np.int64)
+            self.n_samples = int(saved["labelled"]["meta"].get("n_samples", 0))
         self.initialised = True
 
     def state_dicts(self) -> dict[str, dict[str, Any]] | None:
         """Clusterer, head replica, and the labelled samples that initialised them (None before that)."""
         if not self.initialised:
             return None
-        states = {"labelled": st.make_state("labelled", 1, {}, {"X": self._init_X, "y": self._init_y})}
+        states = {"labelled": st.make_state("labelled", 1, {}, {"X": self._init_X, "y": self._init_y},
+                                            {"n_samples": self.n_samples})}
         if self.system.clusterer is not None:
             states["clusterer"] = self.system.clusterer.state_dict()
         if self.system.head is not None:
@@ -217,6 +221,7 @@ class Labeler(Node):
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash)
+        self.n_samples += 1
         if msg.labelled and msg.true_label >= 0:
             if not self.initialised:
                 self._init_buffer.append((msg, x, int(msg.true_label)))

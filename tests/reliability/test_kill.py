@@ -1,0 +1,45 @@
+"""kill -9 of a learning node mid-stream: it restarts from its last checkpoint (at most 100 samples
+or 10 s of learning lost), the labeler's head replica follows the learner's head again, and the
+graph ends within 0.5 points (held-out accuracy) of an uninterrupted run."""
+
+from __future__ import annotations
+
+import re
+from contextlib import ExitStack
+
+import pytest
+
+from .conftest import Graph, accuracy, held_out, reference_head, saved_head
+
+STREAM, RATE, KILL_AT = 2500, 250.0, 1000     # kill after 1,000 labels (~4 s into a ~10 s stream)
+IN_FLIGHT = 25                                # labels the watcher may have seen that the node had not yet
+
+
+@pytest.mark.parametrize("victim", ["learner", "labeler"])
+def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path, mnist_features):
+    with ExitStack() as stack:
+        g = Graph(stack, domain, tmp_path, STREAM, RATE)
+        g.start_all()
+        assert g.spin_until(lambda: g.labels >= KILL_AT, 90), f"only {g.labels} labels"
+        at_kill = g.labels
+        again = g.kill9_and_restart(victim)
+        if victim == "learner":
+            line = again.wait_for_line("restored head (", 60)
+            restored = int(re.search(r", (\d+) samples\)", line).group(1))
+            # the labeler's replica had learned what the learner lost: it takes the learner's state
+            g.procs["labeler"].wait_for_line("head replica taken from the learner's head", 60)
+        else:
+            line = again.wait_for_line("restored state (", 60)
+            restored = int(re.search(r"\((\d+) samples", line).group(1))
+            again.wait_for_line("head replica taken from the learner's head", 60)
+        lost = at_kill - restored
+        print(f"kill -9 {victim} at {at_kill} labels: restored {restored} samples, lost {lost}")
+        assert lost <= 100 + IN_FLIGHT, line
+        g.finish()
+        assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
+    X, y = held_out(mnist_features, STREAM)
+    n, h = mnist_features.n_features, mnist_features.extractor_hash
+    ref = accuracy(reference_head(mnist_features, "tinycl", STREAM), X, y)
+    got = accuracy(saved_head(tmp_path, "tinycl", n, h), X, y)
+    print(f"held-out accuracy: uninterrupted {ref:.2f} %, killed {victim} {got:.2f} % ({got - ref:+.2f} pt)")
+    assert abs(got - ref) <= 0.5
