@@ -3,7 +3,7 @@
 Every learning node (learner, labeler, board, label app, aggregator) keeps its learned state in
 one file ``<state_dir>/<name>.state`` through :class:`StateStore`, in one format: a bundle of
 named core state dicts (``core/state.py``: a JSON header + numpy arrays in an ``.npz``, no
-pickle). Anything that is not a core object goes in as a state dict too — bytes as a uint8
+pickle) behind a magic and a SHA-256 of it. Anything that is not a core object goes in as a state dict too — bytes as a uint8
 array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
 
     store = StateStore(state_dir, "learner", log, snapshot=lambda: {"head": head.state_dict()},
@@ -24,8 +24,10 @@ starts fresh. A ``state_dir`` that exists but is not a folder is a start-up erro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +39,10 @@ from .core.errors import StateError, TinyclError
 States = dict[str, dict[str, Any]]
 #: a state file larger than this is refused unread (the biggest real one is a few MB)
 MAX_STATE_BYTES = 256 << 20
+#: a state file is MAGIC + SHA-256 of the rest + the bundle: any changed byte is detected (the
+#: zip's own CRCs miss changes in its headers); files from before the checksum (a bare zip) still load
+MAGIC = b"TCLSTAT1"
+_LEGACY = b"PK\x03\x04"
 
 
 def write_atomic(path: str | os.PathLike[str], payload: bytes, mode: int = 0o644) -> None:
@@ -94,9 +100,27 @@ def states_from_bytes(payload: bytes) -> States:
     return out
 
 
+def file_bytes(states: States) -> bytes:
+    """The bytes of a state file: MAGIC, checksum, bundle."""
+    body = states_to_bytes(states)
+    return MAGIC + hashlib.sha256(body).digest() + body
+
+
+def states_from_file_bytes(raw: bytes) -> States:
+    """Parse :func:`file_bytes` (or a bare bundle of an older file); StateError if it cannot be used."""
+    if raw.startswith(MAGIC):
+        digest, body = raw[len(MAGIC):len(MAGIC) + 32], raw[len(MAGIC) + 32:]
+        if hashlib.sha256(body).digest() != digest:
+            raise StateError(f"state: checksum mismatch ({len(raw)} bytes: truncated or changed)")
+        return states_from_bytes(body)
+    if raw.startswith(_LEGACY):
+        return states_from_bytes(raw)
+    raise StateError("state: empty file" if not raw else "state: not a tinycl state file (no header)")
+
+
 def save_states(path: str | os.PathLike[str], states: States) -> None:
     """Write named states atomically (what :meth:`StateStore.save` does, without the schedule)."""
-    write_atomic(path, states_to_bytes(states))
+    write_atomic(path, file_bytes(states))
 
 
 def load_states(path: str | os.PathLike[str]) -> States | None:
@@ -105,9 +129,12 @@ def load_states(path: str | os.PathLike[str]) -> States | None:
     if not path.exists() and not path.is_symlink():
         return None
     try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            raise StateError(f"state: file of {path.stat().st_size} bytes, at most {MAX_STATE_BYTES}")
-        return states_from_bytes(path.read_bytes())
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError("state: not a regular file (a directory, a pipe or a device)")
+        if info.st_size > MAX_STATE_BYTES:
+            raise StateError(f"state: file of {info.st_size} bytes, at most {MAX_STATE_BYTES}")
+        return states_from_file_bytes(path.read_bytes())
     except StateError:
         raise
     except Exception as exc:  # noqa: BLE001 - every way a file can be unusable is one StateError
@@ -196,7 +223,7 @@ class StateStore:
             states = self.snapshot() if states is None else states
             if states is None:
                 return False
-            write_atomic(self.path, states_to_bytes(states))
+            write_atomic(self.path, file_bytes(states))
         except Exception as exc:  # noqa: BLE001 - disk full, folder gone: keep learning, say so
             self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
             return False

@@ -61,11 +61,11 @@ def saved_head(state_dir: Path, preset: str, n_features: int, extractor_hash: st
 class Graph:
     """sensor → extractor → labeler → learner as processes, plus a watcher of ``labeled``."""
 
-    def __init__(self, stack: ExitStack, domain: int, state_dir: Path, stream_length: int, rate_hz: float,
+    def __init__(self, stack: ExitStack, domain_id: int, state_dir: Path, stream_length: int, rate_hz: float,
                  preset: str = "tinycl") -> None:
-        self.stack, self.domain, self.state_dir = stack, domain, state_dir
+        self.stack, self.domain, self.state_dir = stack, domain_id, state_dir
         self.stream_length, self.rate_hz, self.preset = stream_length, rate_hz, preset
-        self.bus = create_bus("watcher", "/", backend="dds", dds_config="loopback", domain=domain)
+        self.bus = create_bus("watcher", "/", backend="dds", dds_config="loopback", domain=domain_id)
         stack.callback(self.bus.shutdown)
         self.labels = 0                        # labels (≥ 0) the labeler sent
         self.last_label_t = time.monotonic()

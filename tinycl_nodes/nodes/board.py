@@ -116,13 +116,8 @@ class Board(Node):
         if params.input == "image" and self.hash != self.lib.model_sha256:
             raise TinyclError(f"board: input image runs the C core's own model ({self.lib.model_sha256[:12]}), "
                               f"not {model} ({self.hash[:12]})")
-        self._fresh()
         self.state = self.open_state("board", self.state_dicts)
-        if self.state.load(self._restore):
-            self.log.info("restored C head (%d classes) from %s, head version %d", self.head.n_classes,
-                          self.state.path, self.version)
-        else:   # nothing saved, or a bad file moved aside
-            self._fresh()
+        self.load_state()
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
@@ -227,6 +222,15 @@ class Board(Node):
         self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header,
                                            self.params.class_names, self.params.with_state))
         self.updates_since_publish = 0
+
+    def load_state(self) -> None:
+        """The saved C state, or a fresh one (no file, or a bad one: moved aside)."""
+        self._fresh()
+        if self.state.load(self._restore):
+            self.log.info("restored C head (%d classes) from %s, head version %d", self.head.n_classes,
+                          self.state.path, self.version)
+        else:
+            self._fresh()
 
     def _fresh(self) -> None:
         self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)

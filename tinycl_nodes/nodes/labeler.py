@@ -105,21 +105,10 @@ class Labeler(Node):
         super().__init__(bus, params)
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
-        self.system = PRESETS[params.preset](self.n_features, self.hash)
-        self.initialised = False
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
-        self._init_X: np.ndarray = np.zeros((0, self.n_features), np.float32)   # kept in the state
-        self._init_y: np.ndarray = np.zeros(0, np.int64)
         self._warned_uninitialised = False
-        self.global_round = 0
-        self.n_samples = 0                        # samples labelled so far (saved: what a restart lost)
         self.state = self.open_state("labeler", self.state_dicts)
-        if self.state.load(self._restore):
-            self.log.info("restored state (%d samples, %d labelled ones kept) from %s", self.n_samples,
-                          len(self._init_y), self.state.path)
-        else:   # nothing saved, or a bad file moved aside: start fresh
-            self.system = PRESETS[params.preset](self.n_features, self.hash)
-            self.initialised, self.global_round, self.n_samples = False, 0, 0
+        self.load_state()
         # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
         self._sent: OrderedDict[int, tuple[int, np.ndarray, int]] = OrderedDict()
         self._warned_follow = False
@@ -193,6 +182,23 @@ class Labeler(Node):
         self.global_round = snap.version
         self.log.info("global head round %d merged into the head replica (%s)", snap.version,
                       self.params.global_policy)
+
+    def _fresh(self) -> None:
+        self.system = PRESETS[self.params.preset](self.n_features, self.hash)
+        self.initialised = False
+        self._init_X: np.ndarray = np.zeros((0, self.n_features), np.float32)   # kept in the state
+        self._init_y: np.ndarray = np.zeros(0, np.int64)
+        self.global_round = 0
+        self.n_samples = 0                        # samples labelled so far (saved: what a restart lost)
+
+    def load_state(self) -> None:
+        """The saved loop, or a fresh one (no file, or a bad one: moved aside, half-restored parts dropped)."""
+        self._fresh()
+        if self.state.load(self._restore):
+            self.log.info("restored state (%d samples, %d labelled ones kept) from %s", self.n_samples,
+                          len(self._init_y), self.state.path)
+        else:
+            self._fresh()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         if self.system.clusterer is not None:
@@ -281,10 +287,9 @@ class RceLabeler(Labeler):
         Node.__init__(self, bus, params)
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
-        self._fresh()
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict()})
-        self._restore_rce()
+        self.load_state()
         self.requests.set_names(params.class_names)
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._request_readers = 0
@@ -306,7 +311,10 @@ class RceLabeler(Labeler):
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
 
-    def _restore_rce(self) -> None:
+    def load_state(self) -> None:
+        """The saved RCE and requests, or fresh ones (no file, or a bad one: moved aside)."""
+        self._fresh()
+
         def apply(saved: dict[str, dict[str, Any]]) -> None:
             self.rce.load_state_dict(saved["rce"])
             if "requests" in saved:
@@ -317,7 +325,7 @@ class RceLabeler(Labeler):
         else:   # a bad file was moved aside: drop whatever it half-restored
             self._fresh()
 
-    def _fresh(self) -> None:
+    def _fresh(self) -> None:  # type: ignore[override]
         p = self.params
         self.rce = TinyRCE(self.n_features, memory_bytes=p.rce_memory_bytes, r_max=p.rce_r_max,
                            grow_margin=p.rce_grow_margin, metric=p.rce_metric, extractor_hash=self.hash)

@@ -74,21 +74,8 @@ class Learner(Node):
         params, bus = self.params, self.bus
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
-        self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
-        self.version = 0
-        self.global_round = 0                     # the last global round merged (saved with the state)
-        self.last_label_ns = 0                    # stamp of the last label learned: the head's header stamp
-        # class names: configured ones, then those learned (a person's new class, the fleet's) —
-        # learned state, saved with the head
-        self.class_names: dict[int, str] = dict(params.class_names)
         self.state = self.open_state("learner", self.state_dicts)
-        if self.state.load(self._restore):
-            self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
-                          self.head.n_seen, self.state.path, self.version)
-        else:   # nothing saved, or a bad file (moved aside): whatever was half-restored is dropped
-            self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
-            self.version, self.global_round, self.class_names = 0, 0, dict(params.class_names)
-            self.last_label_ns = 0
+        self.load_state()
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
@@ -101,6 +88,24 @@ class Learner(Node):
                                                "latched"))
         self.track(bus.create_timer(params.publish_period_s, self._maybe_publish))
         super().configure()
+
+    def _fresh(self) -> None:
+        self.head = HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
+        self.version = 0
+        self.global_round = 0                     # the last global round merged (saved with the state)
+        self.last_label_ns = 0                    # stamp of the last label learned: the head's header stamp
+        # class names: configured ones, then those learned (a person's new class, the fleet's) —
+        # learned state, saved with the head
+        self.class_names: dict[int, str] = dict(self.params.class_names)
+
+    def load_state(self) -> None:
+        """The saved head, or a fresh one (no file, or a bad one: moved aside, whatever it half-restored dropped)."""
+        self._fresh()
+        if self.state.load(self._restore):
+            self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
+                          self.head.n_seen, self.state.path, self.version)
+        else:
+            self._fresh()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         self.head.load_state_dict(saved["head"])
