@@ -7,6 +7,7 @@ applied to (or merged with one trained on) another extractor's features.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,22 @@ import numpy as np
 from .core.errors import InputError, TinyclError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: each shipped model's calibrated |feature| maximum (``training/feature_range.py``)
+RANGES_FILE = "feature_ranges.json"
+#: features beyond MARGIN × the calibrated maximum are refused (poisoned or broken messages)
+MARGIN = 4.0
+
+
+def feature_bound(path: Path, sha256: str) -> float | None:
+    """MARGIN × the calibrated |feature| maximum of the model at ``path`` (None: not calibrated)."""
+    try:
+        ranges = json.loads((MODELS_DIR / RANGES_FILE).read_text())
+        entry = ranges.get(path.name) or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    if entry.get("sha256") != sha256 or not isinstance(entry.get("abs_max"), (int, float)):
+        return None
+    return MARGIN * float(entry["abs_max"])
 
 
 class ExtractorError(TinyclError):
@@ -48,6 +65,8 @@ class FrozenExtractor:
             raise ExtractorError(f"extractor model not found: {self.path}")
         payload = self.path.read_bytes()
         self.hash = hashlib.sha256(payload).hexdigest()
+        #: the largest |feature| accepted from a message claiming this extractor (None: unknown model)
+        self.feature_bound = feature_bound(self.path, self.hash)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -9,6 +9,7 @@ exported by ``state_dict()``.
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
@@ -59,9 +60,17 @@ class Head(abc.ABC):
     def learn_valid(self, x: np.ndarray, y: int) -> None:
         """``learn_one`` for ``x`` already checked by ``check_features`` and ``y`` by ``check_label``."""
         idx = self._index.get(y)
-        if idx is None:
-            idx = self._new_class(y)
-        self._learn(x, idx)
+        if idx is None:   # rare: a snapshot makes adding a class all-or-nothing too
+            before = copy.deepcopy(self.__dict__)
+            try:
+                self._learn(x, self._new_class(y))
+            except Exception as exc:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+                raise InputError(f"{self.kind}: sample of new class {y} not learned, head unchanged ({exc})") from None
+            idx = self._index[y]
+        else:
+            self._learn(x, idx)    # each head's _learn changes nothing when it raises
         self.n_seen += 1
         self.class_seen[idx] += 1
 
@@ -144,7 +153,8 @@ class Head(abc.ABC):
 
     @abc.abstractmethod
     def _learn(self, x: np.ndarray, idx: int) -> None:
-        """Update learned state with sample ``x`` of the class at row ``idx``."""
+        """Update learned state with sample ``x`` of the class at row ``idx``: all or nothing (if it
+        raises, nothing learned has changed)."""
 
     @abc.abstractmethod
     def _scores(self, x: np.ndarray) -> np.ndarray:

@@ -93,6 +93,21 @@ class StreamingLDA(Head):
         self.counts = add_zero_row(self.counts)
 
     def _learn(self, x: np.ndarray, idx: int) -> None:
+        """One sample; if the solve fails (a poisoned sample), mean, counts and scatter are put back."""
+        if self._n_pend == self._pend_u.shape[0]:
+            self._flush_scatter()      # what _update would do first: the same sums, before the undo point
+        refresh = self._stale + 1 >= self.refresh_every or self._W.shape[0] != self.means.shape[0]
+        scatter = self.scatter.copy() if refresh else None    # a refresh flushes this sample into it
+        undo = (self.means[idx].copy(), int(self.counts[idx]), self.n_updates, self._n_pend, self._stale)
+        try:
+            self._update(x, idx)
+        except Exception as exc:
+            self.means[idx], self.counts[idx], self.n_updates, self._n_pend, self._stale = undo
+            if scatter is not None:
+                self.scatter[...] = scatter
+            raise InputError(f"{self.kind}: sample not learned, head unchanged ({exc})") from None
+
+    def _update(self, x: np.ndarray, idx: int) -> None:
         n_c = int(self.counts[idx])
         mu = self.means[idx]
         d = x - mu

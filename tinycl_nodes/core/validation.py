@@ -9,13 +9,17 @@ import numpy as np
 from .errors import InputError
 
 MAX_CLASS_ID = 2**31 - 1
+#: no head is fed a |feature| above this, whatever the extractor (squares stay far inside float32);
+#: nodes also check the extractor's own calibrated bound (``extractor.feature_bound``)
+MAX_ABS_FEATURE = 1e6
 
 
-def check_features(x: object, n_features: int, name: str = "features") -> np.ndarray:
+def check_features(x: object, n_features: int, name: str = "features",
+                   bound: float | None = None) -> np.ndarray:
     """Return ``x`` as a contiguous float32 vector of length ``n_features``, or raise InputError.
 
-    Refuses wrong shapes, non-numeric data, NaN and inf: a single bad sample must never reach
-    learned state.
+    Refuses wrong shapes, non-numeric data, NaN and inf, and values beyond ``bound`` (default
+    ``MAX_ABS_FEATURE``): a single bad sample must never reach learned state.
     """
     try:
         arr = np.asarray(x, dtype=np.float32)
@@ -26,6 +30,10 @@ def check_features(x: object, n_features: int, name: str = "features") -> np.nda
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
         raise InputError(f"{name}: {bad} value(s) are NaN or inf")
+    limit = MAX_ABS_FEATURE if bound is None else min(bound, MAX_ABS_FEATURE)
+    peak = float(np.abs(arr).max()) if arr.size else 0.0
+    if peak > limit:
+        raise InputError(f"{name}: |value| up to {peak:.3g}, beyond the extractor's range (at most {limit:.3g})")
     return np.ascontiguousarray(arr)
 
 
@@ -39,6 +47,8 @@ def check_batch(x: object, n_features: int, name: str = "features") -> np.ndarra
         raise InputError(f"{name}: expected shape (n, {n_features}), got {tuple(arr.shape)}")
     if not np.isfinite(arr).all():
         raise InputError(f"{name}: {int((~np.isfinite(arr)).sum())} value(s) are NaN or inf")
+    if arr.size and float(np.abs(arr).max()) > MAX_ABS_FEATURE:
+        raise InputError(f"{name}: |value| up to {float(np.abs(arr).max()):.3g}, at most {MAX_ABS_FEATURE:.3g}")
     return np.ascontiguousarray(arr)
 
 

@@ -109,7 +109,7 @@ class Board(Node):
         else:
             model = params.model or "mnist_0to5_fp32"
         ext = FrozenExtractor(model_path(model))
-        self.hash, self.n_features = ext.hash, ext.n_features
+        self.hash, self.n_features, self.bound = ext.hash, ext.n_features, ext.feature_bound
         if self.n_features != self.lib.n_features:
             raise TinyclError(f"board: model {model} has {self.n_features} features, {self.lib.path.name} "
                               f"was built for {self.lib.n_features}")
@@ -149,7 +149,7 @@ class Board(Node):
         return int(y), float(p.max() / p.sum())
 
     def on_labeled(self, msg: Any) -> None:
-        x = features_of(msg.features, self.n_features, self.hash)
+        x = features_of(msg.features, self.n_features, self.hash, self.bound)
         label = int(msg.label)
         if label != -1:
             check_label(label)

@@ -104,7 +104,7 @@ class Labeler(Node):
     def __init__(self, bus: Any, params: LabelerParams) -> None:
         super().__init__(bus, params)
         extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features = extractor.hash, extractor.n_features
+        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
         self.state = self.open_state("labeler", self.state_dicts)
@@ -226,7 +226,7 @@ class Labeler(Node):
         return states
 
     def on_features(self, msg: Any) -> None:
-        x = features_of(msg, self.n_features, self.hash)
+        x = features_of(msg, self.n_features, self.hash, self.bound)
         self.n_samples += 1
         if msg.labelled and msg.true_label >= 0:
             if not self.initialised:
@@ -286,7 +286,7 @@ class RceLabeler(Labeler):
     def __init__(self, bus: Any, params: LabelerParams) -> None:  # not Labeler.__init__: no clusterer
         Node.__init__(self, bus, params)
         extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features = extractor.hash, extractor.n_features
+        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict()})
         self.load_state()
@@ -345,7 +345,7 @@ class RceLabeler(Labeler):
             self._raw.popitem(last=False)
 
     def on_features(self, msg: Any) -> None:
-        x = features_of(msg, self.n_features, self.hash)
+        x = features_of(msg, self.n_features, self.hash, self.bound)
         if msg.labelled and msg.true_label >= 0:
             label = int(msg.true_label)
             self.rce.learn_valid(x, label)

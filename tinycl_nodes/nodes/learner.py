@@ -73,7 +73,7 @@ class Learner(Node):
     def configure(self) -> None:
         params, bus = self.params, self.bus
         extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features = extractor.hash, extractor.n_features
+        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
         self.Prediction = bus.msg("Prediction")
@@ -124,7 +124,7 @@ class Learner(Node):
         return {"head": state}
 
     def on_labeled(self, msg: Any) -> None:
-        x = features_of(msg.features, self.n_features, self.hash)
+        x = features_of(msg.features, self.n_features, self.hash, self.bound)
         label = int(msg.label)
         if label != -1:
             check_label(label)
