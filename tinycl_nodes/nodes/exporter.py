@@ -1,11 +1,15 @@
 """exporter node: writes the learned head as ONNX and as a C header, on request and on a period.
 
-Request: a ``std_msgs/String`` on ``export_request`` (empty = the configured folder). A head
-trained on another frozen extractor is refused with one line; the files are written atomically.
+Request: a ``std_msgs/String`` on ``export_request``: empty = the configured folder, else a
+sub-folder of it (relative, no ``..``): a peer never chooses where files go outside ``out_dir``.
+A head trained on another frozen extractor, or whose kind is not a plain name, is refused with
+one line (nothing a peer sends is written into the C header unescaped); the files are written
+atomically.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +19,12 @@ from pydantic import Field
 from ..export.head_export import to_c_header, to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..storage import write_atomic
+from ..core.errors import InputError
 from .messages import LinearHead, linear_head_of
 from .runner import Node, NodeParams, run_node, state_dir
+
+
+SUB_FOLDER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")
 
 
 class ExporterParams(NodeParams):
@@ -46,12 +54,24 @@ class Exporter(Node):
         self.head = linear_head_of(msg, self.hash)
 
     def on_request(self, msg: Any) -> None:
-        self.export(Path(msg.data) if msg.data else None)
+        self.export(self.request_folder(str(msg.data)))
+
+    def request_folder(self, sub: str) -> Path:
+        """The folder a request names: ``out_dir`` itself, or a sub-folder of it (else InputError)."""
+        root = Path(state_dir(self.params.out_dir, self.bus.namespace, "export"))
+        if not sub:
+            return root
+        rel = Path(sub)
+        if (len(sub) > 255 or rel.is_absolute() or ".." in rel.parts or not SUB_FOLDER.fullmatch(sub)):
+            raise InputError(f"export request {sub[:60]!r}: must be empty or a sub-folder of the export folder "
+                             "(letters, digits, _ - . /; no '..', not absolute): refused")
+        return root / rel
 
     def _changed(self) -> bool:
         return self.head is not None and self.head.version != self.written_version
 
     def export(self, out_dir: Path | None = None) -> list[Path]:
+        """Write ``<name>.onnx`` and ``<name>.h`` of the last head to ``out_dir`` (default: the export folder)."""
         if self.head is None:
             self.log.warning("export requested but no head received yet")
             return []

@@ -230,6 +230,10 @@ class Labeler(Node):
         self.n_samples += 1
         if msg.labelled and msg.true_label >= 0:
             if not self.initialised:
+                if len(self._init_buffer) >= INIT_MAX:
+                    self._init_buffer.pop(0)
+                    self.log.warning("more than %d labelled samples before the first unlabelled one: the "
+                                     "oldest is dropped", INIT_MAX)
                 self._init_buffer.append((msg, x, int(msg.true_label)))
                 return
             self.system.step(x, int(msg.true_label))
@@ -275,9 +279,11 @@ class Labeler(Node):
         self.state.save()
 
 
+INIT_MAX = 10_000          # labelled samples held until the clusters are initialised
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_PICTURE_BYTES = 1 << 20
+RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
 
 
 class RceLabeler(Labeler):
@@ -292,6 +298,7 @@ class RceLabeler(Labeler):
         self.load_state()
         self.requests.set_names(params.class_names)
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
+        self._raw_bytes, self._warned_raw = 0, False
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
         self.Features, self.ClassInfo = bus.msg("Features"), bus.msg("ClassInfo")
@@ -340,9 +347,21 @@ class RceLabeler(Labeler):
         self._remember(msg.header, "imu", msg)
 
     def _remember(self, header: Any, kind: str, msg: Any) -> None:
-        self._raw[stamp_ns(header)] = (kind, msg)
-        while len(self._raw) > RAW_CACHE:
-            self._raw.popitem(last=False)
+        """Keep raw samples to draw a request's picture: at most ``RAW_CACHE`` of them and
+        ``RAW_CACHE_BYTES`` in all (oldest dropped); one too big to draw is not kept at all."""
+        size = _raw_bytes(kind, msg)
+        if size > MAX_PICTURE_BYTES:
+            if not self._warned_raw:
+                self.log.warning("raw %s of %d bytes is too big to show in a label request: not kept "
+                                 "(at most %d bytes)", kind, size, MAX_PICTURE_BYTES)
+                self._warned_raw = True
+            return
+        key = stamp_ns(header)
+        old = self._raw.pop(key, None)
+        self._raw_bytes += size - (_raw_bytes(*old) if old else 0)
+        self._raw[key] = (kind, msg)
+        while self._raw and (len(self._raw) > RAW_CACHE or self._raw_bytes > RAW_CACHE_BYTES):
+            self._raw_bytes -= _raw_bytes(*self._raw.popitem(last=False)[1])
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash, self.bound)
@@ -493,6 +512,10 @@ class RceLabeler(Labeler):
 
     def close(self) -> None:
         self._save()
+
+
+def _raw_bytes(kind: str, msg: Any) -> int:
+    return len(msg.data) * (4 if kind == "imu" else 1)     # image: uint8; imu: float32
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +85,12 @@ class LinearHead:
         return self.classes[int(np.argmax(self.weights @ x + self.bias))]
 
 
+#: a head kind is a core class name (``Head.kind``): an identifier, so it can go anywhere (C, file names)
+HEAD_KIND = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: class names are cut to this many characters where a head is received
+MAX_NAME = 64
+
+
 def linear_head_of(msg: Any, extractor_hash: str = "") -> LinearHead:
     """Validate a ``Head`` message: sizes, finiteness, unique class ids, and the extractor."""
     n, d = len(msg.classes), int(msg.n_features)
@@ -104,5 +112,7 @@ def linear_head_of(msg: Any, extractor_hash: str = "") -> LinearHead:
     ids = [int(c.id) for c in msg.classes]
     if len(set(ids)) != n:
         raise InputError("head: duplicate class ids")
-    return LinearHead(ids, [c.name for c in msg.classes], [int(c.sample_count) for c in msg.classes],
+    if not HEAD_KIND.fullmatch(msg.kind):
+        raise InputError(f"head: kind {msg.kind[:40]!r} is not a head kind name (letters, digits, _; at most 64)")
+    return LinearHead(ids, [c.name[:MAX_NAME] for c in msg.classes], [int(c.sample_count) for c in msg.classes],
                       W.reshape(n, d), b, msg.kind, msg.extractor_hash, int(msg.version), int(msg.n_seen))

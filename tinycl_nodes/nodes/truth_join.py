@@ -9,9 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 Emit = Callable[[Any, Any, Any], None]   # (header, payload, truth or None)
+ENTRY_BYTES = 200                        # bookkeeping per held sample or truth (dict entry, header, tuple)
+
+
+class Truth(NamedTuple):
+    """What is kept of a GroundTruth message (not its strings: a 64 KB class name costs nothing)."""
+
+    label: int
+    learnable: bool
 
 
 class TruthJoin:
@@ -19,36 +27,56 @@ class TruthJoin:
 
     With ``wait`` a sample holds back those behind it until its truth arrives or ``timeout_s``
     passes (then it goes without, with a warning); without ``wait`` it goes at once with
-    whatever truth is already known. At most ``max_waiting`` samples and truths are held: past
-    that the oldest sample goes without its truth and the oldest truth is forgotten.
+    whatever truth is already known. Memory is bounded by bytes: truths unmatched beyond
+    ``max_truth_bytes`` are forgotten oldest first, samples waiting beyond ``max_waiting_bytes``
+    go without their truth oldest first (one warning line each time it starts happening).
     """
 
     def __init__(self, emit: Emit, timeout_s: float, wait: bool, log: logging.Logger,
-                 max_waiting: int = 10_000) -> None:
+                 max_truth_bytes: int = 2 << 20, max_waiting_bytes: int = 16 << 20) -> None:
         self.emit = emit
         self.timeout_s = timeout_s
         self.wait = wait
         self.log = log
-        self.max_waiting = max_waiting
-        self._truth: dict[int, Any] = {}
+        self.max_truths = max(1, max_truth_bytes // ENTRY_BYTES)
+        self.max_waiting_bytes = max_waiting_bytes
+        self._truth: OrderedDict[int, Truth] = OrderedDict()
         self._waiting: OrderedDict[int, tuple[Any, Any, float]] = OrderedDict()
+        self._waiting_bytes = 0
+        self._dropping = {"truth": False, "sample": False}
 
     def add_truth(self, key: int, truth: Any) -> None:
-        if len(self._truth) >= self.max_waiting:
-            self._truth.pop(next(iter(self._truth)))
-        self._truth[key] = truth
+        dropped = 0
+        while len(self._truth) >= self.max_truths:
+            self._truth.popitem(last=False)
+            dropped += 1
+        self._note("truth", dropped, f"more than {self.max_truths * ENTRY_BYTES >> 10} KB of ground truth without "
+                                     "a sample: the oldest is forgotten")
+        self._truth[key] = Truth(int(truth.label), bool(truth.learnable))
+        self._truth.move_to_end(key)
         self.flush()
 
     def add_sample(self, key: int, header: Any, payload: Any) -> None:
         if not self.wait:
             self.emit(header, payload, self._truth.pop(key, None))
             return
+        old = self._waiting.pop(key, None)
+        if old is not None:
+            self._waiting_bytes -= _size(old[1])
         self._waiting[key] = (header, payload, time.monotonic())
-        if len(self._waiting) > self.max_waiting:
-            self.log.warning("more than %d samples wait for ground truth: sending the oldest without",
-                             self.max_waiting)
+        self._waiting_bytes += _size(payload)
+        over = self._waiting_bytes > self.max_waiting_bytes
+        self._note("sample", int(over), f"more than {self.max_waiting_bytes >> 20} MB of samples wait for ground "
+                                        "truth: sending the oldest without")
+        while self._waiting_bytes > self.max_waiting_bytes and len(self._waiting) > 1:
             self.flush(force=1)
         self.flush()
+
+    def _note(self, what: str, dropped: int, line: str) -> None:
+        """One warning when dropping starts (again), not one per message."""
+        if dropped and not self._dropping[what]:
+            self.log.warning("%s", line)
+        self._dropping[what] = bool(dropped)
 
     def flush(self, force: int = 0) -> None:
         """Send waiting samples in arrival order while the oldest has its truth (or timed out)."""
@@ -61,6 +89,11 @@ class TruthJoin:
                 return
             force -= 1
             del self._waiting[key]
+            self._waiting_bytes -= _size(payload)
             if truth is None:
                 self.log.warning("no ground truth for the sample stamped %d: sent unlabelled", key)
             self.emit(header, payload, truth)
+
+
+def _size(payload: Any) -> int:
+    return int(getattr(payload, "nbytes", 0)) + ENTRY_BYTES

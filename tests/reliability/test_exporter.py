@@ -1,0 +1,104 @@
+"""The exporter: the C header compiles for every head kind (whole-number weights included) and
+predicts like the head; a peer cannot choose the output folder or inject C through a Head."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.export.head_export import to_c_header
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.nodes.exporter import Exporter, ExporterParams
+from tinycl_nodes.nodes.messages import LinearHead, linear_head_of
+from tinycl_nodes.presets import HEADS
+
+CC = shutil.which("cc") or shutil.which("gcc")
+MAIN = ('#include <stdio.h>\n#include "head.h"\nint main(void){float x[TINYCL_HEAD_N_FEATURES];'
+        'for(int c=0;c<TINYCL_HEAD_N_CLASSES;++c) printf("%s\\x01", tinycl_head_class_names[c]);'
+        'for(;;){for(int j=0;j<TINYCL_HEAD_N_FEATURES;++j) if(scanf("%f",&x[j])!=1) return 0;'
+        'printf("%d\\n",(int)tinycl_head_class_ids[tinycl_head_predict_row(x)]);}}\n')
+NASTY_NAMES = ['a "quoted" */ name', "back\\slash", "tri??/graph", "new\nline", "ünï\u200dcode", "x */ int y; /*"]
+
+
+def compile_and_run(tmp_path, header: str, X: np.ndarray) -> tuple[list[str], list[str]]:
+    """(class names, predicted class id per row of X) from the compiled header."""
+    (tmp_path / "head.h").write_text(header)
+    (tmp_path / "main.c").write_text(MAIN)
+    exe = tmp_path / "predict"
+    r = subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{tmp_path}",
+                        str(tmp_path / "main.c"), "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[:2000]
+    text = "\n".join(" ".join(f"{v:.9g}" for v in row) for row in X)
+    out = subprocess.run([str(exe)], input=text.encode(), capture_output=True, check=True).stdout.decode()
+    *names, preds = out.split("\x01")
+    return names, preds.split()
+
+
+@pytest.mark.parametrize("kind", sorted(HEADS) + ["whole_numbers"])
+def test_c_header_compiles_and_predicts_for_every_head_kind(kind, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 2, (40, 16)).astype(np.float32)
+    if kind == "whole_numbers":    # 0, 1, -3: printed "0f" before, which is not C
+        W, b = rng.integers(-3, 4, (3, 16)).astype(np.float32), np.zeros(3, np.float32)
+        classes, hkind = [4, 7, 9], "CWRStar"
+    else:
+        head = HEADS[kind](16, "")
+        for i, x in enumerate(X):
+            head.learn_one(x, [4, 7, 9][i % 3])
+        head.learn_one(X[0], 11)          # a class with one sample: CWR* leaves rows of zeros
+        W, b = head.linear()
+        classes, hkind = head.classes, head.kind
+    names = (NASTY_NAMES * 3)[:len(classes)]
+    lin = LinearHead(list(classes), names, [1] * len(classes), W.astype(np.float32), b.astype(np.float32), hkind,
+                     "ab" * 32, 3, 40)
+    got_names, preds = compile_and_run(tmp_path, to_c_header(lin), X)
+    assert got_names == names                      # names round-trip byte for byte: nothing injected
+    assert preds == [str(classes[int(np.argmax(W @ x + b))]) for x in X]
+
+
+def fake_head(kind: str, extractor_hash: str, **kw):
+    ci = SimpleNamespace(id=1, name="one", sample_count=1)
+    base = dict(classes=[ci], n_features=64, weights=[0.5] * 64, bias=[0.0], extractor_hash=extractor_hash,
+                version=2, n_seen=1, kind=kind, state=[])
+    return SimpleNamespace(**(base | kw))
+
+
+@pytest.mark.parametrize("kind", ["CWRStar */ int evil(void){return 1;} /*", "x\ny", "", "a" * 65, "#include"])
+def test_a_head_kind_that_is_not_a_name_is_refused(kind):
+    h = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    with pytest.raises(InputError, match="not a head kind name"):
+        linear_head_of(fake_head(kind, h), h)
+    lin = LinearHead([1], ["one"], [1], np.ones((1, 4), np.float32), np.zeros(1, np.float32), kind, h, 1, 1)
+    with pytest.raises(ValueError, match="refused"):
+        to_c_header(lin)
+
+
+@pytest.mark.parametrize("request_path", ["../outside", "/tmp/elsewhere", "a/../../b", "x" * 300, "sub\n/x",
+                                          "~/home"])
+def test_export_request_cannot_leave_the_export_folder(request_path, tmp_path, caplog):
+    out = tmp_path / "export"
+    bus = create_bus("exporter", "/", backend="local", graph=LocalGraph())
+    ex = Exporter(bus, ExporterParams(out_dir=str(out), period_s=0))
+    pub = create_bus("peer", "/", backend="local", graph=bus.graph)
+    Head, CI, S = pub.msg("Head"), pub.msg("ClassInfo"), pub.msg("std_msgs/msg/String")
+    head = fake_head("CWRStar", ex.hash)
+    head_pub = pub.create_publisher("head", Head, "latched")
+    head_pub.publish(Head(classes=[CI(id=1, name="one", sample_count=1)], n_features=64, weights=head.weights,
+                          bias=head.bias, extractor_hash=ex.hash, version=2, n_seen=1, kind="CWRStar"))
+    assert ex.head is not None
+    req = pub.create_publisher("export_request", S, "reliable")
+    with caplog.at_level(logging.ERROR):
+        req.publish(S(data=request_path))
+    assert "must be empty or a sub-folder" in caplog.text
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files == [], files                      # nothing written anywhere
+    req.publish(S(data="nightly/v2"))              # a sub-folder of the export folder is fine
+    assert (out / "nightly" / "v2" / "head.h").is_file() and (out / "nightly" / "v2" / "head.onnx").is_file()
