@@ -24,7 +24,7 @@ from rich.table import Table
 
 from .bus import create_bus
 from .core.errors import TinyclError
-from .graphs import FINISHER
+from .graphs import FINISHER, GRAPHS
 from .launcher import config_path, parse_overrides, start_graph
 from .nodes.monitor import Monitor
 
@@ -52,7 +52,7 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     state_dir = Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
-    for node in ("labeler", "learner", "board"):
+    for node in {"labeler", "learner", "board"} & set(GRAPHS[graph_name]):
         ov.setdefault(node, {})["state_dir"] = str(state_dir)
     export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
                       .get("out_dir") or "results/export")

@@ -1,9 +1,9 @@
 """`tinycl launch <graph>`: the graph's nodes as separate processes, without ROS 2.
 
 The same nodes and the same parameter file as ``launch/<graph>.launch.py``; each node is its own
-process on the dds backend. Their logs are printed with the node name in front; Ctrl-C (or the
-end of a finite run) stops them all with SIGINT so each saves its state, then SIGKILL after
-``grace_s`` for any that hang.
+process on the dds backend. Their logs are printed with the node name in front; Ctrl-C, SIGTERM,
+SIGHUP (or the end of a finite run) stop them all with SIGINT so each saves its state, then
+SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     if graph not in GRAPHS:
         raise TinyclError(f"launch: unknown graph {graph!r} (known: {', '.join(GRAPHS)})")
     cfg = config_path(graph, config)
+    check_overrides(graph, overrides or {}, nodes or list(GRAPHS[graph]))
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
                **(env or {})}
     g = Graph()
@@ -90,17 +91,68 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     files = [str(cfg)]
     shared = (overrides or {}).get("*")
     if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
+        try:
+            values = {k: yaml.safe_load(v) for k, v in shared.items()}
+        except yaml.YAMLError as exc:
+            raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
         fd, path = tempfile.mkstemp(prefix="tinycl-launch-", suffix=".yaml")
         with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump({"/**": {"ros__parameters": {k: yaml.safe_load(v) for k, v in shared.items()}}}, fh)
+            yaml.safe_dump({"/**": {"ros__parameters": values}}, fh)
         g.temp_files.append(Path(path))
         files.append(path)
-    for i, name in enumerate(nodes or GRAPHS[graph]):
+    try:
+        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out)
+    except BaseException:
+        g.stop()           # nodes already started, and the temporary file
+        raise
+    return g
+
+
+def node_parameters(name: str) -> set[str]:
+    """The parameter names node ``name`` declares (its pydantic models)."""
+    import importlib
+
+    from .nodes.runner import NodeParams
+
+    mod = importlib.import_module(f"tinycl_nodes.nodes.{name}")
+    return {f for obj in vars(mod).values()
+            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__
+            for f in obj.model_fields}
+
+
+def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: list[str]) -> None:
+    """Every ``-p`` names a node of the graph and a parameter it declares (a name without a node:
+    one that some node declares) — else one error naming the closest valid one."""
+    from difflib import get_close_matches
+
+    declared = {n: node_parameters(n) | {"use_sim_time"} for n in nodes}
+    errors = []
+    for node, values in overrides.items():
+        if node != "*" and node not in declared:
+            close = get_close_matches(node, list(declared), n=1)
+            errors.append(f"launch: -p {node}.…: graph {graph} has no node {node!r}"
+                          + (f" (did you mean {close[0]!r}?)" if close else f" (nodes: {', '.join(declared)})"))
+            continue
+        names = set().union(*declared.values()) if node == "*" else declared[node]
+        for name in values:
+            if name not in names:
+                close = get_close_matches(name, sorted(names), n=1)
+                where = f"{node}." if node != "*" else ""
+                errors.append(f"launch: -p {where}{name}: no node of {graph} declares {name!r}"
+                              if node == "*" else f"launch: -p {where}{name}: node {node} has no parameter {name!r}")
+                errors[-1] += f" (did you mean {close[0]!r}?)" if close else ""
+    if errors:
+        raise TinyclError("\n".join(errors))
+
+
+def _start_nodes(g: Graph, names: list[str], files: list[str], namespace: str,
+                 overrides: dict[str, dict[str, str]], run_env: dict[str, str], out: IO[str]) -> None:
+    for i, name in enumerate(names):
         cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
         for f in files:
             cmd += ["--params-file", f]
         cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
-        for key, value in (overrides or {}).get(name, {}).items():
+        for key, value in overrides.get(name, {}).items():
             cmd += ["-p", f"{key}:={value}"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
                              stdin=subprocess.DEVNULL, start_new_session=True)
@@ -108,7 +160,6 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         t = threading.Thread(target=_pump, args=(name, p.stdout, COLORS[i % len(COLORS)], out), daemon=True)
         t.start()
         g.threads.append(t)
-    return g
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -124,11 +175,21 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGHUP reached the launcher: stop the graph as Ctrl-C does."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def launch(graph: str, config: str | None, namespace: str, overrides: list[str]) -> int:
-    """Run until Ctrl-C (or until every node has exited); stop the rest cleanly."""
-    g = start_graph(graph, config, namespace, parse_overrides(overrides))
-    print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
+    """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly."""
+    old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    g: Graph | None = None
     try:
+        g = start_graph(graph, config, namespace, parse_overrides(overrides))
+        print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
         while g.alive():
             time.sleep(0.2)
             failed = [n for n, p in g.procs.items() if p.poll() not in (None, 0)]
@@ -140,6 +201,15 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str])
                 break
     except KeyboardInterrupt:
         print("[launch] stopping …", file=sys.stderr)
-    codes = g.stop()
+    except _Stop as why:
+        print(f"[launch] {why}: stopping …", file=sys.stderr)
+    finally:
+        for sig in old:    # a second SIGTERM / SIGHUP cannot cut the stop (and the nodes' saving) short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            codes = g.stop() if g is not None else {}
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
     return 1 if bad else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from xml.etree import ElementTree
 
 LOOPBACK_CONFIG_NAME = "cyclonedds-loopback.xml"
 
@@ -32,12 +33,22 @@ def config_uri(config: str | Path | None) -> str | None:
     path = Path(text)
     if not path.is_file():
         raise FileNotFoundError(f"CycloneDDS config {path} does not exist")
+    try:   # cyclonedds only says "Non specific error" (and prints its own line) for broken XML
+        ElementTree.parse(path)
+    except (ElementTree.ParseError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"CycloneDDS config {path} is not well-formed XML ({exc})") from None
     return path.resolve().as_uri()
 
 
 def domain_id(explicit: int | None) -> int:
     """Explicit id, else $ROS_DOMAIN_ID (as ROS 2 does), else 0."""
-    value = explicit if explicit is not None else int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    if explicit is not None:
+        value = explicit
+    else:
+        raw = os.environ.get("ROS_DOMAIN_ID", "0").strip() or "0"
+        if not raw.isdigit():
+            raise ValueError(f"ROS_DOMAIN_ID={raw[:20]!r} is not a domain id (an integer in 0..232)")
+        value = int(raw)
     if not 0 <= value <= 232:
         raise ValueError(f"DDS domain id must be in 0..232, got {value}")
     return value

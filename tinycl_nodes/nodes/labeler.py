@@ -46,13 +46,13 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..core.errors import InputError, TinyclError
+from ..core.errors import InputError, StateError, TinyclError
 from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
 from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
-from .learner import global_snapshot
+from .learner import global_snapshot, preset_switch
 from .messages import features_of, image_pixels, stamp_ns
 from ..core import state as st
 from .runner import Node, StateParams, run_node
@@ -201,6 +201,7 @@ class Labeler(Node):
             self._fresh()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        self._check_preset(saved)
         if self.system.clusterer is not None:
             self.system.clusterer.load_state_dict(saved["clusterer"])
         if self.system.head is not None:
@@ -211,6 +212,21 @@ class Labeler(Node):
             self._init_X, self._init_y = X.astype(np.float32), np.asarray(saved["labelled"]["arrays"]["y"], np.int64)
             self.n_samples = int(saved["labelled"]["meta"].get("n_samples", 0))
         self.initialised = True
+
+    def _check_preset(self, saved: dict[str, dict[str, Any]]) -> None:
+        """A state of another preset (another clusterer or head, or TinyRCE) is explained, not a KeyError."""
+        def kind_of(make: Any) -> str:
+            if make == "rce":
+                return "TinyRCE"
+            system = make(1, "")
+            return " + ".join(getattr(part, "kind", "-") for part in (system.clusterer, system.head))
+
+        saved_kind = "TinyRCE" if "rce" in saved else " + ".join(
+            str((saved.get(part) or {}).get("kind", "-")) for part in ("clusterer", "head"))
+        wanted = kind_of(PRESETS.get(self.params.preset, "rce"))
+        if saved_kind != wanted:
+            raise StateError(preset_switch(self.state.path, saved_kind, wanted, self.params.preset,
+                                           {**PRESETS, "rce": "rce"}, kind_of))
 
     def state_dicts(self) -> dict[str, dict[str, Any]] | None:
         """Clusterer, head replica, and the labelled samples that initialised them (None before that)."""
@@ -323,6 +339,7 @@ class RceLabeler(Labeler):
         self._fresh()
 
         def apply(saved: dict[str, dict[str, Any]]) -> None:
+            self._check_preset(saved)
             self.rce.load_state_dict(saved["rce"])
             if "requests" in saved:
                 self.requests.load_state_dict(saved["requests"], self.n_features)

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
+from ..core.errors import StateError
 from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
@@ -108,6 +109,10 @@ class Learner(Node):
             self._fresh()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        kind = saved.get("head", {}).get("kind")
+        if kind != self.head.kind:
+            raise StateError(preset_switch(self.state.path, kind, self.head.kind, self.params.preset, HEAD_PRESETS,
+                                           lambda f: f(1, "").head.kind))
         self.head.load_state_dict(saved["head"])
         meta = saved["head"]["meta"]
         self.version = int(meta.get("published_version", 0))
@@ -193,6 +198,15 @@ class Learner(Node):
             Path(self.params.latency_log).write_text(json.dumps({
                 "n": int(lat.size), "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
                 "max_ms": float(lat.max()), "mean_ms": float(lat.mean())}))
+
+
+def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict[str, Any],
+                  kind_of: Any) -> str:
+    """What to do when a state file holds another preset's state (one line)."""
+    others = [name for name, make in presets.items() if name != preset and kind_of(make) == saved]
+    back = f"run with preset:={others[0]} and move it back to {path.name}" if others else "it is of no preset here"
+    return (f"it holds a {saved} (preset {' or '.join(others) or '?'}), preset {preset} needs a {wanted}: "
+            f"the old state is kept aside; to go on with it, {back}")
 
 
 def global_snapshot(msg: Any, extractor_hash: str) -> HeadSnapshot:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
-from ..storage import StateStore
+from ..storage import StateStore, one_line
 
 
 class NodeParams(BaseModel):
@@ -148,7 +148,11 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
     if not p.is_file():
         raise TinyclError(f"{node_name}: parameter file not found: {p}")
     try:
-        doc = yaml.safe_load(p.read_text()) or {}
+        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise TinyclError(f"{node_name}: parameter file {p} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise TinyclError(f"{node_name}: parameter file {p} cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise TinyclError(f"{node_name}: parameter file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict):
@@ -361,7 +365,12 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         options |= {"dds_config": params.dds_config, "domain": params.domain_id, "ros_distro": params.ros_distro}
     elif backend == "ros2":
         options = {"args": ros.argv, "managed": node_cls.managed, "log_level": ros.log_level}
-    bus = create_bus(ros.node_name, ros.namespace, backend=backend, **options)
+    try:
+        bus = create_bus(ros.node_name, ros.namespace, backend=backend, **options)
+    except Exception as exc:  # noqa: BLE001 - a bad dds_config, ROS_DOMAIN_ID…: a start-up error, not a traceback
+        hint = f" (dds_config {params.dds_config!r})" if backend == "dds" else ""
+        print(f"error: {ros.node_name}: cannot start the {backend} bus{hint}: {one_line(exc)}", file=sys.stderr)
+        return 2
     node: Node | None = None
     stop = _Stopper(bus)
     try:
@@ -391,12 +400,12 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
 
 
 class _Stopper:
-    """SIGINT/SIGTERM stop the spin loop cleanly so ``close()`` can save state."""
+    """SIGINT/SIGTERM/SIGHUP stop the spin loop cleanly so ``close()`` can save state."""
 
     def __init__(self, bus: Any) -> None:
         self._old: dict[int, Any] = {}
         handler: Callable[[int, Any], None] = lambda signum, frame: bus.request_stop()  # noqa: E731
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, handler)
 
     def restore(self) -> None:

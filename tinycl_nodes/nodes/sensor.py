@@ -15,6 +15,7 @@ keeps the labelled part to those classes (the others arrive unannounced: novel c
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -23,6 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
+from ..storage import one_line
 from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
 
@@ -154,7 +156,13 @@ class Sensor(Node):
 
         path = self._bag_path()
         store = get_typestore(Stores.ROS2_HUMBLE)
-        with AnyReader([path], default_typestore=store) as reader:
+        try:
+            reader = AnyReader([path], default_typestore=store)
+            reader.open()
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several types for a file it cannot read
+            raise TinyclError(f"sensor: cannot read rosbag {path} (a rosbag2 folder with metadata.yaml, or .mcap): "
+                              f"{one_line(exc)}") from None
+        try:
             conns = [c for c in reader.connections if c.topic == self.params.bag_topic]
             if not conns:
                 topics = ", ".join(sorted({c.topic for c in reader.connections}))
@@ -165,6 +173,8 @@ class Sensor(Node):
                     yield image_pixels(img, (img.height, img.width)), None, False
                 except TinyclError as exc:
                     self.log.error("bag message dropped: %s", exc)
+        finally:
+            reader.close()
 
     def _bag_path(self) -> Path:
         if not self.params.bag:
@@ -235,8 +245,10 @@ class Sensor(Node):
         p = self.params
         source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera, "har": self._har,
                   "cwru": self._cwru}[p.source]()
-        if p.source == "rosbag":
-            self._bag_path()   # a missing bag is one line now, not after waiting for readers
+        # open the source now (dataset, bag, camera): a bad one is one line at start-up, not after the wait
+        first = next(source, None)
+        if first is not None:
+            source = itertools.chain([first], source)
         self._wait_for_readers()
         next_t = time.perf_counter()
         for pixels, label, learnable in source:

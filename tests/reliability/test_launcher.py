@@ -1,0 +1,96 @@
+"""`tinycl launch`: SIGTERM / SIGHUP stop every node cleanly (each saves its state), its temporary
+files are removed; a state_dir that is a file stops the launch with an error naming it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+class Launch:
+    def __init__(self, tmp_path: Path, domain: int, *params: str) -> None:
+        (tmp_path / "tmp").mkdir()
+        env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "ROS_HOME": str(tmp_path / "ros"),
+               "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "launch", "tinyndc", *params],
+                                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(ln.rstrip() for ln in self.proc.stderr), daemon=True).start()
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not any(text in ln for ln in list(self.lines)):
+            assert self.proc.poll() is None, "\n".join(self.lines[-20:])
+            time.sleep(0.1)
+        assert any(text in ln for ln in list(self.lines)), "\n".join(self.lines[-20:])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_stops_every_node_and_each_saves(sig, tmp_path, domain):
+    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100")
+    try:
+        launch.wait_for("clusters initialised", 90)          # the labeler learns: the stream runs
+        time.sleep(1.0)
+        nodes = children(launch.proc.pid)
+        assert len(nodes) == 6, nodes
+        t_signal = time.time()
+        launch.proc.send_signal(sig)
+        code = launch.proc.wait(timeout=40)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    time.sleep(0.5)
+    left = [p for p in nodes if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert left == [], "nodes left running"
+    assert code == 0, "\n".join(launch.lines[-20:])
+    assert any(f"{sig.name}: stopping" in ln for ln in launch.lines)
+    state = tmp_path / "ros" / "tinycl"
+    for name in ("learner.state", "labeler.state"):      # each saved on its way out
+        assert (state / name).stat().st_mtime >= t_signal, name
+    assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
+    assert list((tmp_path / "tmp").glob("tinycl-*")) == []   # the launcher's temporary parameter file is gone
+
+
+def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
+    (tmp_path / "afile").write_text("x")
+    launch = Launch(tmp_path, domain, "-p", f"state_dir:={tmp_path / 'afile'}")
+    try:
+        code = launch.proc.wait(timeout=90)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    assert code != 0
+    assert any("is a file, not a folder" in ln and "afile" in ln for ln in launch.lines), "\n".join(launch.lines)
+    assert any("exited with an error: stopping the graph" in ln for ln in launch.lines)
+    assert not any("Traceback" in ln for ln in launch.lines)
+    assert (tmp_path / "afile").read_text() == "x"
