@@ -102,3 +102,23 @@ def test_export_request_cannot_leave_the_export_folder(request_path, tmp_path, c
     assert files == [], files                      # nothing written anywhere
     req.publish(S(data="nightly/v2"))              # a sub-folder of the export folder is fine
     assert (out / "nightly" / "v2" / "head.h").is_file() and (out / "nightly" / "v2" / "head.onnx").is_file()
+
+
+def test_exporter_keeps_its_last_head_across_a_restart(tmp_path):
+    """A request after a restart exports the last head even before the learner publishes again."""
+    def exporter(graph):
+        bus = create_bus("exporter", "/", backend="local", graph=graph)
+        return Exporter(bus, ExporterParams(out_dir=str(tmp_path / "out"), state_dir=str(tmp_path / "state"),
+                                            period_s=0)), bus
+    ex, bus = exporter(LocalGraph())
+    Head, CI = bus.msg("Head"), bus.msg("ClassInfo")
+    pub = create_bus("peer", "/", backend="local", graph=bus.graph).create_publisher("head", Head, "latched")
+    pub.publish(Head(classes=[CI(id=3, name="three", sample_count=5)], n_features=64, weights=[0.25] * 64,
+                     bias=[0.0], extractor_hash=ex.hash, version=7, n_seen=5, kind="CWRStar"))
+    ex.close()                                      # exit: saves
+    again, bus2 = exporter(LocalGraph())            # a new graph: nobody publishes a head
+    assert again.head is not None and again.head.version == 7 and again.head.names == ["three"]
+    (tmp_path / "out" / "head.h").unlink()         # written at the first one's exit
+    S = bus2.msg("std_msgs/msg/String")
+    create_bus("peer", "/", backend="local", graph=bus2.graph).create_publisher("export_request", S).publish(S(data=""))
+    assert "tinycl_head_class_names" in (tmp_path / "out" / "head.h").read_text()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import time
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from ..export.head_export import to_c_header, to_onnx
@@ -21,13 +23,14 @@ from ..extractor import FrozenExtractor, model_path
 from ..storage import write_atomic
 from ..core.errors import InputError
 from .messages import LinearHead, linear_head_of
-from .runner import Node, NodeParams, run_node, state_dir
+from ..core import state as st
+from .runner import Node, StateParams, run_node, state_dir
 
 
 SUB_FOLDER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")
 
 
-class ExporterParams(NodeParams):
+class ExporterParams(StateParams):
     model: str = Field("mnist_0to5_fp32", description="the extractor the head must be built on (name or .onnx "
                                                       "path); heads on another extractor are refused")
     out_dir: str | None = Field(None, description="export folder (default $ROS_HOME/tinycl/<namespace>/export)")
@@ -45,6 +48,10 @@ class Exporter(Node):
         self.hash = FrozenExtractor(model_path(params.model)).hash
         self.head: LinearHead | None = None
         self.written_version = -1
+        # the last head received and the version written: an export request after a restart works
+        # before the learner publishes again, and an unchanged head is not written twice
+        self.state = self.open_state("exporter", self.state_dicts)
+        self.state.load(self._restore)
         bus.create_subscription("head", "Head", self.on_head, "latched")
         bus.create_subscription("export_request", "std_msgs/msg/String", self.on_request, "reliable")
         if params.period_s > 0:
@@ -52,6 +59,31 @@ class Exporter(Node):
 
     def on_head(self, msg: Any) -> None:
         self.head = linear_head_of(msg, self.hash)
+        self.state.changed()
+
+    def state_dicts(self) -> dict[str, dict[str, Any]] | None:
+        h = self.head
+        if h is None:
+            return None
+        return {"head": st.make_state("LinearHead", 1, {}, {
+            "classes": np.asarray(h.classes, np.int64), "counts": np.asarray(h.counts, np.int64),
+            "weights": h.weights, "bias": h.bias}, {"names": h.names, "kind": h.kind, "extractor_hash": h.extractor_hash,
+                                                   "version": h.version, "n_seen": h.n_seen,
+                                                   "written_version": self.written_version})}
+
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        s = st.check_state(saved.get("head"), "LinearHead", 1, ("classes", "counts", "weights", "bias"))
+        m, a = s["meta"], s["arrays"]
+        n, d = len(a["classes"]), int(np.asarray(a["weights"]).shape[-1])
+        msg = SimpleNamespace(classes=[SimpleNamespace(id=int(c), name=str(nm), sample_count=int(k)) for c, nm, k in
+                                       zip(a["classes"], m["names"], a["counts"], strict=True)],
+                              n_features=d, weights=np.asarray(a["weights"], np.float32).ravel(),
+                              bias=st.expect_shape(s, "bias", (n,)), kind=str(m["kind"]),
+                              extractor_hash=str(m["extractor_hash"]), version=int(m["version"]),
+                              n_seen=int(m["n_seen"]))
+        self.head = linear_head_of(msg, self.hash)          # the same checks as a received head
+        self.written_version = int(m.get("written_version", -1))
+        self.log.info("restored head v%d (%d classes) from %s", self.head.version, n, self.state.path)
 
     def on_request(self, msg: Any) -> None:
         self.export(self.request_folder(str(msg.data)))
@@ -81,6 +113,7 @@ class Exporter(Node):
         write_atomic(onnx_path, to_onnx(self.head))
         write_atomic(c_path, to_c_header(self.head, f"tinycl_{self.params.name}").encode())
         self.written_version = self.head.version
+        self.state.changed()
         self.log.info("exported head v%d (%d classes) to %s and %s in %.1f ms", self.head.version,
                       len(self.head.classes), onnx_path, c_path.name, 1e3 * (time.perf_counter() - t0))
         return [onnx_path, c_path]
@@ -93,6 +126,7 @@ class Exporter(Node):
         self.bus.spin_once(0.2)
         if self._changed():
             self.export()
+        self.state.save()
 
 
 def main(argv: list[str] | None = None) -> int:
