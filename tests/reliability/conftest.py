@@ -19,10 +19,11 @@ from tinycl_nodes import presets
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.core.head import Head
 from tinycl_nodes.experiments import tinyndc as exp
+from tinycl_nodes.export import c_state
 from tinycl_nodes.nodes.learner import HEAD_PRESETS
 from tinycl_nodes.storage import load_states
 
-CONFIG = str(ROOT / "config" / "tinyndc.yaml")
+CONFIGS = {"learner": str(ROOT / "config" / "tinyndc.yaml"), "board": str(ROOT / "config" / "tinyndc_board.yaml")}
 SEED, LABELS = 0, 10
 
 
@@ -52,19 +53,23 @@ def reference_head(feats, preset: str, stream_length: int, clean_stream: bool = 
     return system.head
 
 
-def saved_head(state_dir: Path, preset: str, n_features: int, extractor_hash: str) -> Head:
+def saved_head(state_dir: Path, preset: str, n_features: int, extractor_hash: str, learner: str = "learner") -> Head:
+    """The head the learner (or the board: its C head, read as the Python CWR*) saved."""
+    if learner == "board":
+        blob = load_states(state_dir / "board.state")["board"]["arrays"]["head"]
+        return c_state.cwr_from_bytes(np.asarray(blob, np.uint8).tobytes())
     head = HEAD_PRESETS[preset](n_features, extractor_hash).head
     head.load_state_dict(load_states(state_dir / "learner.state")["head"])
     return head
 
 
 class Graph:
-    """sensor → extractor → labeler → learner as processes, plus a watcher of ``labeled``."""
+    """sensor → extractor → labeler → learner (or board) as processes, plus a watcher of ``labeled``."""
 
     def __init__(self, stack: ExitStack, domain_id: int, state_dir: Path, stream_length: int, rate_hz: float,
-                 preset: str = "tinycl") -> None:
+                 preset: str = "tinycl", learner: str = "learner") -> None:
         self.stack, self.domain, self.state_dir = stack, domain_id, state_dir
-        self.stream_length, self.rate_hz, self.preset = stream_length, rate_hz, preset
+        self.stream_length, self.rate_hz, self.preset, self.learner = stream_length, rate_hz, preset, learner
         self.bus = create_bus("watcher", "/", backend="dds", dds_config="loopback", domain=domain_id)
         stack.callback(self.bus.shutdown)
         self.labels = 0                        # labels (≥ 0) the labeler sent
@@ -79,14 +84,16 @@ class Graph:
 
     def start(self, name: str, *params: str) -> NodeProcess:
         common = {"learner": (f"state_dir:={self.state_dir}", f"preset:={self.preset}"),
+                  "board": (f"state_dir:={self.state_dir}",),
                   "labeler": (f"state_dir:={self.state_dir}", f"preset:={self.preset}"),
                   "sensor": (f"stream_length:={self.stream_length}", f"rate_hz:={self.rate_hz}",
                              "wait_for_truth_subscribers:=1", f"seed:={SEED}")}.get(name, ())
-        self.procs[name] = self.stack.enter_context(node(name, self.domain, *common, *params, params_file=CONFIG))
+        self.procs[name] = self.stack.enter_context(node(name, self.domain, *common, *params,
+                                                         params_file=CONFIGS[self.learner]))
         return self.procs[name]
 
     def start_all(self) -> None:
-        for name in ("learner", "labeler", "extractor"):
+        for name in (self.learner, "labeler", "extractor"):
             self.start(name)
         self.start("sensor")
 
@@ -108,5 +115,5 @@ class Graph:
         sensor = self.procs["sensor"].proc
         assert self.spin_until(lambda: sensor.poll() is not None, timeout_s), "the sensor did not finish"
         self.spin_until(lambda: time.monotonic() - self.last_label_t > 2.0, 30)
-        for name in ("extractor", "labeler", "learner"):
+        for name in ("extractor", "labeler", self.learner):
             assert self.procs[name].stop() == 0, "\n".join(self.procs[name].lines[-20:])

@@ -15,23 +15,25 @@ STREAM, RATE, KILL_AT = 2500, 250.0, 1000     # kill after 1,000 labels (~4 s in
 IN_FLIGHT = 25                                # labels the watcher may have seen that the node had not yet
 
 
-@pytest.mark.parametrize("victim", ["learner", "labeler"])
+@pytest.mark.parametrize("victim", ["learner", "labeler", "board"])
 def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path, mnist_features):
+    # the board (the C core in the learner's place) learns CWR* as the tinyndc preset does
+    learner, preset = ("board", "tinyndc") if victim == "board" else ("learner", "tinycl")
     with ExitStack() as stack:
-        g = Graph(stack, domain, tmp_path, STREAM, RATE)
+        g = Graph(stack, domain, tmp_path, STREAM, RATE, preset, learner)
         g.start_all()
         assert g.spin_until(lambda: g.labels >= KILL_AT, 90), f"only {g.labels} labels"
         at_kill = g.labels
         again = g.kill9_and_restart(victim)
-        if victim == "learner":
-            line = again.wait_for_line("restored head (", 60)
-            restored = int(re.search(r", (\d+) samples\)", line).group(1))
-            # the labeler's replica had learned what the learner lost: it takes the learner's state
-            g.procs["labeler"].wait_for_line("head replica taken from the learner's head", 60)
-        else:
+        if victim == "labeler":
             line = again.wait_for_line("restored state (", 60)
             restored = int(re.search(r"\((\d+) samples", line).group(1))
             again.wait_for_line("head replica taken from the learner's head", 60)
+        else:
+            line = again.wait_for_line("restored head (" if victim == "learner" else "restored C head (", 60)
+            restored = int(re.search(r"(\d+) samples", line).group(1))
+            # the labeler's replica had learned what the learner lost: it takes the learner's state
+            g.procs["labeler"].wait_for_line("head replica taken from the learner's head", 60)
         lost = at_kill - restored
         print(f"kill -9 {victim} at {at_kill} labels: restored {restored} samples, lost {lost}")
         assert lost <= 100 + IN_FLIGHT, line
@@ -39,7 +41,7 @@ def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path,
         assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
     X, y = held_out(mnist_features, STREAM)
     n, h = mnist_features.n_features, mnist_features.extractor_hash
-    ref = accuracy(reference_head(mnist_features, "tinycl", STREAM), X, y)
-    got = accuracy(saved_head(tmp_path, "tinycl", n, h), X, y)
+    ref = accuracy(reference_head(mnist_features, preset, STREAM), X, y)
+    got = accuracy(saved_head(tmp_path, preset, n, h, learner), X, y)
     print(f"held-out accuracy: uninterrupted {ref:.2f} %, killed {victim} {got:.2f} % ({got - ref:+.2f} pt)")
     assert abs(got - ref) <= 0.5

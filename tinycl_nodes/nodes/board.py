@@ -227,8 +227,8 @@ class Board(Node):
         """The saved C state, or a fresh one (no file, or a bad one: moved aside)."""
         self._fresh()
         if self.state.load(self._restore):
-            self.log.info("restored C head (%d classes) from %s, head version %d", self.head.n_classes,
-                          self.state.path, self.version)
+            self.log.info("restored C head (%d classes) from %s, head version %d, %d samples", self.head.n_classes,
+                          self.state.path, self.version, self.python_head().n_seen)
         else:
             self._fresh()
 
