@@ -25,6 +25,28 @@ def stamp_ns(header: Any) -> int:
     return int(time_to_ns(header.stamp))
 
 
+#: the fields that make a message big (sequences and strings of our messages and sensor_msgs/Image)
+_BIG_FIELDS = ("data", "weights", "bias", "state", "classes", "encoding", "class_name", "label_name", "name",
+               "reason", "candidates", "extractor_hash", "channel_names", "new_class_name", "request_id")
+
+
+def approx_bytes(msg: Any, depth: int = 0) -> int:
+    """About how many bytes a received message holds (what a node counts when it keeps messages)."""
+    total = 64
+    for name in _BIG_FIELDS:
+        value = getattr(msg, name, None)
+        if value is None:
+            continue
+        if isinstance(value, (str, bytes, bytearray)):
+            total += len(value)
+        elif hasattr(value, "__len__"):
+            total += len(value) * (getattr(value, "itemsize", 0) or 8)
+    for nested in ("features", "picture", "header"):
+        if depth < 2 and getattr(msg, nested, None) is not None:
+            total += approx_bytes(getattr(msg, nested), depth + 1)
+    return total
+
+
 def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: float | None = None) -> np.ndarray:
     """The feature vector of a Features message, refused if wrong length, NaN, beyond ``bound`` (the
     extractor's calibrated range with its margin) or from another extractor."""

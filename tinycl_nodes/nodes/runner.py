@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
 from ..storage import StateStore, one_line
+from .messages import approx_bytes
 
 
 class NodeParams(BaseModel):
@@ -188,14 +189,14 @@ class Node:
 
     A managed node (``managed = True``, the ros2/demos ``lifecycle_py`` pattern) loads its model
     or state and creates its topics in ``configure()``, not in ``__init__``; ``deactivate()``
-    pauses it (messages that arrive meanwhile are held, up to ``HOLD_MAX``, and handled on
+    pauses it (messages that arrive meanwhile are held, up to ``HOLD_BYTES``, and handled on
     ``activate()``), ``cleanup()`` saves and releases. Under rclpy these are its lifecycle
     transitions; on the dds and local backends the runner configures and activates it at start.
     """
 
     Params: type[NodeParams] = NodeParams
     managed: ClassVar[bool] = False
-    HOLD_MAX: ClassVar[int] = 100_000
+    HOLD_BYTES: ClassVar[int] = 64 << 20
 
     def __init__(self, bus: Any, params: NodeParams) -> None:
         self.bus = bus
@@ -205,7 +206,8 @@ class Node:
         self.entities: list[Any] = []     # a managed node's publishers/subscriptions/timers (cleanup)
         self.configured = not self.managed
         self.active = not self.managed
-        self._held: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._held: deque[tuple[Callable[[Any], None], Any, int]] = deque()
+        self._held_bytes, self._dropping = 0, False
 
     # lifecycle (managed nodes override configure/cleanup) ------------------------------------
     def configure(self) -> None:
@@ -217,7 +219,8 @@ class Node:
         wait_for_readers(self.bus, self.downstream, getattr(self.params, "wait_timeout_s", 30.0), self.log)
         self.active = True
         while self._held and self.active:
-            callback, msg = self._held.popleft()
+            callback, msg, size = self._held.popleft()
+            self._held_bytes -= size
             run_guarded(callback, (msg,), "held message", self.log)
 
     def deactivate(self) -> None:
@@ -232,6 +235,7 @@ class Node:
         self.entities.clear()
         self.downstream = []
         self._held.clear()
+        self._held_bytes = 0
         self.configured = False
 
     def bring_up(self) -> None:
@@ -246,10 +250,17 @@ class Node:
             if self.active:
                 callback(msg)
                 return
-            if len(self._held) >= self.HOLD_MAX:
-                self._held.popleft()
-                self.log.warning("inactive and %d messages held: the oldest is dropped", self.HOLD_MAX)
-            self._held.append((callback, msg))
+            size = approx_bytes(msg)
+            self._held.append((callback, msg, size))
+            self._held_bytes += size
+            dropped = 0
+            while self._held_bytes > self.HOLD_BYTES and len(self._held) > 1:
+                self._held_bytes -= self._held.popleft()[2]
+                dropped += 1
+            if dropped and not self._dropping:
+                self.log.warning("inactive and more than %d MB of messages held: the oldest are dropped",
+                                 self.HOLD_BYTES >> 20)
+            self._dropping = bool(dropped)
         return gate
 
     def track(self, entity: Any) -> Any:
