@@ -150,7 +150,11 @@ class Labeler(Node):
             if msg.extractor_hash != self.hash:
                 raise InputError(f"it was trained on extractor {str(msg.extractor_hash)[:12]!r}")
             head = PRESETS[self.params.preset](self.n_features, self.hash).head
-            head.load_state_dict(st.from_bytes(bytes(msg.state)))
+            state = st.from_bytes(bytes(msg.state))
+            head.load_state_dict(state)
+            merged = state["meta"].get("global_round", 0)
+            if isinstance(merged, bool) or not isinstance(merged, int) or merged < 0:
+                raise InputError(f"its global_round {merged!r} is not a round")
         except TinyclError as exc:
             if not self._warned_follow:
                 self.log.error("cannot follow the learner's head v%d: %s", msg.version, str(exc).splitlines()[0])
@@ -162,6 +166,7 @@ class Labeler(Node):
             head.learn_valid(x, label)
             self._sent[k] = (head.n_seen, x, label)
         self.system.head = head
+        self.global_round = max(self.global_round, merged)      # a round the learner merged is not merged again
         self.log.info("head replica taken from the learner's head v%d (%d samples), %d label(s) sent since "
                       "re-applied", msg.version, n, len(replay))
         self._resume()

@@ -181,7 +181,8 @@ class Learner(Node):
         self.version += 1
         self.state.save()    # first saved, then published: a version number is never used twice
         self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, self.head, self.version, self._header(),
-                                           self.class_names, self.params.with_state))
+                                           self.class_names, self.params.with_state,
+                                           {"global_round": self.global_round}))
         self.updates_since_publish = 0
 
     def _header(self) -> Any:

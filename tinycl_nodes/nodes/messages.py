@@ -75,8 +75,10 @@ def image_pixels(msg: Any, shape: tuple[int, int]) -> np.ndarray:
 
 
 def head_message(msg_type: type, class_info: type, head: Head, version: int, header: Any,
-                 class_names: dict[int, str] | None = None, with_state: bool = False) -> Any:
-    """The ``Head`` message of a core head: linear form, classes with counts, hash, version."""
+                 class_names: dict[int, str] | None = None, with_state: bool = False,
+                 state_meta: dict[str, Any] | None = None) -> Any:
+    """The ``Head`` message of a core head: linear form, classes with counts, hash, version (and
+    with ``with_state`` the core state, its meta extended by ``state_meta``)."""
     W, b = head.linear()
     counts = head.sample_counts()
     names = class_names or {}
@@ -86,7 +88,13 @@ def head_message(msg_type: type, class_info: type, head: Head, version: int, hea
                  for c in head.classes],
         kind=head.kind, n_features=head.n_features, weights=as_sequence(W, "f"), bias=as_sequence(b, "f"),
         extractor_hash=head.extractor_hash, version=version, n_seen=head.n_seen,
-        state=as_sequence(np.frombuffer(st.to_bytes(head.state_dict()), np.uint8) if with_state else [], "B"))
+        state=as_sequence(np.frombuffer(_state_bytes(head, state_meta), np.uint8) if with_state else [], "B"))
+
+
+def _state_bytes(head: Head, meta: dict[str, Any] | None) -> bytes:
+    state = head.state_dict()
+    state["meta"] |= meta or {}
+    return st.to_bytes(state)
 
 
 @dataclass(frozen=True)
