@@ -51,7 +51,7 @@ def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: floa
     """The feature vector of a Features message, refused if wrong length, NaN, beyond ``bound`` (the
     extractor's calibrated range with its margin) or from another extractor."""
     if extractor_hash and msg.extractor_hash != extractor_hash:   # no hash is not "any extractor"
-        raise ExtractorMismatchError(f"features from extractor {msg.extractor_hash[:12] or '(none)'!r}, this node "
+        raise ExtractorMismatchError(f"features from extractor {msg.extractor_hash[:12] or '(none)'}, this node "
                                      f"uses {extractor_hash[:12]}: dropped")
     return check_features(np.frombuffer(msg.data, np.float32) if isinstance(msg.data, (bytes, bytearray, memoryview))
                           else np.asarray(msg.data, np.float32), n_features, bound=bound)
