@@ -150,11 +150,11 @@ def _connect_result(setup, user, password, certfile=None, keyfile=None) -> str:
     return out.get("rc", "closed without CONNACK")
 
 
-def test_bad_certificate_or_password_is_refused(fleet_setup, broker, tmp_path) -> None:
+def test_bad_certificate_is_refused(fleet_setup, broker, tmp_path) -> None:
+    # the certificate is the identity on the TLS listener (use_identity_as_username): see tests/hosts
+    # for another device's certificate, username or client id
     cred = fleet_setup.credentials("dev1")
     assert _connect_result(fleet_setup, "dev1", cred.password, cred.certfile, cred.keyfile) == "Success"
-    assert _connect_result(fleet_setup, "dev1", "not-the-password", cred.certfile, cred.keyfile) == "Not authorized"
-    assert _connect_result(fleet_setup, "nobody", cred.password, cred.certfile, cred.keyfile) == "Not authorized"
     rogue = tmp_path / "rogue"
     (rogue / "c").mkdir(parents=True)
     make_ca(rogue, "rogue CA")

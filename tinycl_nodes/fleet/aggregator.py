@@ -307,7 +307,7 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--extractor-hash", default="")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
     ap.add_argument("--state-file", default="", help="default: <broker-dir>/aggregator-state.json")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run)")
     ap.add_argument("--log-level", default="info")
