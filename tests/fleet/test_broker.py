@@ -32,8 +32,8 @@ def device_link(setup, name: str, password: str | None = None, subs=(), on_messa
     return MqttLink(p, p.client_id, list(subs), on_message, logging.getLogger(f"test.{name}")).start()
 
 
-def start_aggregator(setup, tmp_path, **kw) -> tuple[Aggregator, threading.Event, threading.Thread]:
-    values = dict(fleet=FLEET, broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH,
+def start_aggregator(setup, tmp_path, n_features: int, **kw) -> tuple[Aggregator, threading.Event, threading.Thread]:
+    values = dict(fleet=FLEET, broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH, n_features=n_features,
                   state_file=str(tmp_path / "agg.json"), tick_s=0.05, **FAST)
     values.update(kw)
     agg = Aggregator(AggregatorParams(**values))
@@ -78,7 +78,7 @@ class Device:
 
 
 def test_round_trip_of_heads_through_the_broker(fleet_setup, broker, tmp_path) -> None:
-    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 3)
     d1, d2 = Device(fleet_setup, "dev1"), Device(fleet_setup, "dev2")
     try:
         d1.publish(head("dev1", [[1, 0, 0], [0, 1, 0]], counts=[30, 10], ids=[0, 1]))
@@ -166,7 +166,7 @@ def test_bad_certificate_is_refused(fleet_setup, broker, tmp_path) -> None:
 
 
 def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker, tmp_path, caplog) -> None:
-    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
     d1 = Device(fleet_setup, "dev1")
     try:
         assert d1.bridge.link.wait_connected(10)
@@ -189,7 +189,7 @@ def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker,
 
 
 def test_bad_payloads_are_refused_and_aggregator_keeps_running(fleet_setup, broker, tmp_path, caplog) -> None:
-    agg, stop, t = start_aggregator(fleet_setup, tmp_path, max_bytes=4096)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 4, max_bytes=4096)
     links = {n: device_link(fleet_setup, n) for n in ("dev1", "dev2", "dev3", "dev4", "dev5")}
     try:
         for link in links.values():
@@ -220,7 +220,7 @@ def test_bad_payloads_are_refused_and_aggregator_keeps_running(fleet_setup, brok
 
 
 def test_poisoned_device_does_not_move_robust_aggregate(fleet_setup, broker, tmp_path, caplog) -> None:
-    agg, stop, t = start_aggregator(fleet_setup, tmp_path, method="median", min_devices=6, min_new_heads=6)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 8, method="median", min_devices=6, min_new_heads=6)
     rng = np.random.default_rng(1)
     base = rng.normal(0, 1, (3, 8)).astype(np.float32)
     names = ["dev1", "dev2", "dev3", "dev4", "dev5"]
@@ -246,7 +246,7 @@ def test_poisoned_device_does_not_move_robust_aggregate(fleet_setup, broker, tmp
 
 
 def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path) -> None:
-    agg, stop, t = start_aggregator(fleet_setup, tmp_path)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
     link = device_link(fleet_setup, "dev2")
     try:
         link.offer(head_topic(FLEET, "dev2"), encode(head("dev2", np.eye(2), version=5), FLEET, "dev2"))
@@ -254,12 +254,66 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
     finally:
         stop_aggregator(agg, stop, t)
         link.stop()
-    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH,
+    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                         state_file=str(tmp_path / "agg.json")), start=False)
     assert again.round == agg.round and again.heads["dev2"].version == 5
     np.testing.assert_array_equal(again.global_head.weights, agg.global_head.weights)
     assert not (tmp_path / ".agg.json.tmp").exists()
     # the CLI entry runs, refuses bad options in one line, and resumes from the same state file
     assert aggregate_main(["--fleet", FLEET, "--broker-dir", fleet_setup.directory, "--duration", "0.3",
-                           "--state-file", str(tmp_path / "agg.json"), "--extractor-hash", XH]) == 0
+                           "--state-file", str(tmp_path / "agg.json"), "--extractor-hash", XH, "--n-features", "2"]) == 0
     assert aggregate_main(["--fleet", FLEET, "--trim", "0.7"]) == 2
+
+
+def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) -> None:
+    """Issue 10 item 6: huge counts, a tiny first head, flags, rollbacks — through the real broker."""
+    import struct
+
+    caplog.set_level(logging.INFO)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 4)
+    links = {n: device_link(fleet_setup, n) for n in ("dev1", "dev2", "dev3", "evil")}
+    try:
+        for link in links.values():
+            assert link.wait_connected(10)
+        # a 1-class x 1-feature head first: refused (the fleet's size is configured), not adopted
+        links["evil"].offer(head_topic(FLEET, "evil"), encode(head("evil", [[1.0]]), FLEET, "evil"))
+        wait_for(lambda: agg.refused >= 1)
+        assert "1 features, the round has 4" in agg.last_refusal
+        # a count of 2^63-1 is refused in one line; two at the limit are summed without overflow
+        good = encode(head("dev3", np.ones((2, 4))), FLEET, "dev3")
+        m = struct.unpack_from("<I", good, 8)[0]
+        meta = good[12:12 + m].replace(b'"count":10', b'"count":9223372036854775807', 1)
+        big = good[:8] + struct.pack("<I", len(meta)) + meta + good[12 + m:]
+        links["dev3"].offer(head_topic(FLEET, "dev3"), big)
+        wait_for(lambda: agg.refused >= 2)
+        assert "count" in agg.last_refusal and "less than or equal" in agg.last_refusal, agg.last_refusal
+        from tinycl_nodes.core.federated import MAX_COUNT
+        for n in ("dev1", "dev2"):
+            links[n].offer(head_topic(FLEET, n), encode(head(n, np.eye(2, 4), counts=[MAX_COUNT, 5]).copy(n_seen=MAX_COUNT),
+                                                    FLEET, n))
+        wait_for(lambda: agg.round >= 1 and {"dev1", "dev2"} <= set(agg.heads))
+        wait_for(lambda: agg.global_head is not None and agg.global_head.counts.tolist() == [MAX_COUNT, 10])
+        # the documented-zero flags field is checked
+        flagged = bytearray(encode(head("dev3", np.ones((2, 4)), version=3), FLEET, "dev3"))
+        struct.pack_into("<H", flagged, 6, 1)
+        links["dev3"].offer(head_topic(FLEET, "dev3"), bytes(flagged))
+        wait_for(lambda: agg.refused >= 3)
+        assert "flags 0x0001" in agg.last_refusal
+        # a version rollback is a warning, and the older head is not used
+        links["dev1"].offer(head_topic(FLEET, "dev1"), encode(head("dev1", np.eye(2, 4), version=7), FLEET, "dev1"))
+        wait_for(lambda: agg.heads["dev1"].version == 7)
+        links["dev1"].offer(head_topic(FLEET, "dev1"), encode(head("dev1", np.eye(2, 4), version=2), FLEET, "dev1"))
+        wait_for(lambda: any("version rollback" in r.message and r.levelno == logging.WARNING for r in caplog.records))
+        assert agg.heads["dev1"].version == 7
+    finally:
+        stop_aggregator(agg, stop, t)
+        for link in links.values():
+            link.stop()
+    # the fleet's extractor and size are persisted: another configuration does not silently take the state
+    import pytest
+    from tinycl_nodes.core.errors import TinyclError
+    with pytest.raises(TinyclError, match="holds a fleet of extractor"):
+        Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
+                                    state_file=str(tmp_path / "agg.json")), start=False)
+    with pytest.raises(TinyclError, match="configure the fleet's extractor"):
+        Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory), start=False)

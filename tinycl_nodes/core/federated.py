@@ -78,6 +78,9 @@ DEFAULT_MAX_NORM = 1.0e4
 MAX_CLASSES = 4096
 MAX_FEATURES = 65536
 MAX_NAME = 128
+#: largest per-class sample count accepted (2^40 ≈ 1.1e12 samples): sums over up to 2^20 devices
+#: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
+MAX_COUNT = 1 << 40
 
 
 class RefusedHead(TinyclError):
@@ -142,6 +145,8 @@ class HeadSnapshot:
             raise InputError("head: class id out of range 0..2^32-1")
         if C and self.counts.min() < 0:
             raise InputError("head: negative sample count")
+        if C and self.counts.max() > MAX_COUNT:
+            raise InputError(f"head: sample count {int(self.counts.max())} above the limit {MAX_COUNT}")
         if any(len(n) > MAX_NAME for n in self.class_names):
             raise InputError(f"head: class name longer than {MAX_NAME} characters")
         if len(set(self.keys)) != C:
@@ -304,13 +309,14 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
         for k in np.flatnonzero(keep):
             sel = present[:, k]
             out_W[k], out_B[k] = _robust(W[sel, k], B[sel, k], method, trim)
-    counts = np.where(present, N, 0).sum(axis=0).astype(np.int64)
+    # each count <= MAX_COUNT, so the float64 sum is exact; the total is clipped, never overflows
+    counts = np.minimum(np.where(present, N, 0).sum(axis=0), MAX_COUNT).astype(np.int64)
     ids = [k[0] for k in keys]
     names = [k[1] for k in keys]
     sel = np.flatnonzero(keep)
     head = HeadSnapshot(np.asarray(ids, np.int64)[sel], [names[i] for i in sel], counts[sel], out_W[sel],
                         out_B[sel], first.kind, first.extractor_hash, version,
-                        int(sum(s.n_seen for s in snaps)), "global")
+                        min(int(sum(s.n_seen for s in snaps)), MAX_COUNT), "global")
     support = {keys[i]: int(support_n[i]) for i in sel}
     return AggregateResult(head, [s.device for s in snaps], support, _conflicts([keys[i] for i in sel]))
 

@@ -40,7 +40,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot
+from ..core.federated import (
+    DEFAULT_MAX_NORM,
+    MAX_FEATURES,
+    HeadSnapshot,
+    RefusedHead,
+    aggregate,
+    check_snapshot,
+)
 from ..nodes.runner import Node, run_node, validate
 from .broker import AGGREGATOR, global_topic, head_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
@@ -66,7 +73,13 @@ class AggregatorParams(MqttNodeParams):
                                                                 "(absurd norm)")
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest head payload accepted (bytes)")
-    extractor_hash: str = Field("", description="empty: fixed by the first accepted head (and saved)")
+    model: str = Field("", description="the fleet's frozen extractor (model name or .onnx path): its hash and "
+                                       "feature count are the fleet's (or give extractor_hash and n_features)")
+    extractor_hash: str = Field("", max_length=128, description="the fleet's extractor hash (empty: model's); heads "
+                                                                "of another extractor are refused")
+    n_features: int = Field(0, ge=0, le=MAX_FEATURES, description="the fleet's feature count (0: model's); heads "
+                                                                  "of another size are refused")
+    kind: str = Field("CWRStar", min_length=1, max_length=64, description="the head kind the fleet aggregates")
     allowed_devices: list[FleetName] | None = Field(None, description="devices whose heads are accepted (None: any "
                                                                       "the broker admits)")
     state_file: str = Field("", description="round, device heads and global head are saved here (atomic JSON); "
@@ -80,6 +93,22 @@ class AggregatorParams(MqttNodeParams):
 
 
 
+def fleet_extractor(p: AggregatorParams) -> tuple[str, int]:
+    """The fleet's extractor hash and feature count: from the configuration, never from a sender."""
+    eh, nf = p.extractor_hash, p.n_features
+    if p.model:
+        from ..extractor import FrozenExtractor, model_path
+        ext = FrozenExtractor(model_path(p.model))
+        if (eh and eh != ext.hash) or (nf and nf != ext.n_features):
+            raise TinyclError(f"aggregator: model {p.model} has extractor {ext.hash[:12]} / {ext.n_features} "
+                              f"features, but extractor_hash / n_features say {eh[:12]} / {nf}")
+        eh, nf = ext.hash, ext.n_features
+    if not eh or not nf:
+        raise TinyclError("aggregator: configure the fleet's extractor (model, or extractor_hash and n_features); "
+                          "the first head received no longer decides it")
+    return eh, nf
+
+
 class Aggregator:
     """MQTT side and rounds; thread-safe (messages come from paho's thread, ``tick`` from the caller)."""
 
@@ -90,7 +119,7 @@ class Aggregator:
         self.on_global = on_global
         self._lock = threading.Lock()
         self.round = 0
-        self.extractor_hash = params.extractor_hash
+        self.extractor_hash, self.n_features = fleet_extractor(params)
         self.heads: dict[str, HeadSnapshot] = {}
         self.payloads: dict[str, bytes] = {}
         self.global_payload: bytes = b""
@@ -129,22 +158,21 @@ class Aggregator:
         p = self.p
         if p.allowed_devices is not None and device not in p.allowed_devices:
             raise RefusedHead(f"device {device!r} is not allowed in this fleet")
-        meta, snap = decode(data, max_bytes=p.max_bytes, fleet=p.fleet, extractor_hash=self.extractor_hash or None)
+        meta, snap = decode(data, max_bytes=p.max_bytes, fleet=p.fleet, extractor_hash=self.extractor_hash)
         if meta.device != device:
             raise RefusedHead(f"payload claims device {meta.device!r} on {device}'s topic")
         with self._lock:
-            ref = next(iter(self.heads.values()), None)
-            check_snapshot(snap, extractor_hash=self.extractor_hash or None, max_norm=p.max_norm,
-                           allowed_devices=p.allowed_devices,
-                           n_features=ref.n_features if ref is not None and ref.n_classes else None,
-                           kind=ref.kind if ref is not None else None)
+            check_snapshot(snap, extractor_hash=self.extractor_hash, max_norm=p.max_norm,
+                           allowed_devices=p.allowed_devices, n_features=self.n_features if snap.n_classes else None,
+                           kind=p.kind)
             old = self.heads.get(device)
             if old is not None and snap.version <= old.version:
-                self.log.debug("head from %s v%d: already have v%d", device, snap.version, old.version)
+                if snap.version < old.version:
+                    self.log.warning("head from %s v%d is older than the v%d held (version rollback: a restarted "
+                                     "device without its state?): ignored", device, snap.version, old.version)
+                else:
+                    self.log.debug("head from %s v%d: already have it", device, snap.version)
                 return False
-            if not self.extractor_hash:
-                self.extractor_hash = snap.extractor_hash
-                self.log.info("fleet extractor fixed by the first head: %s", snap.extractor_hash[:12])
             self.heads[device] = snap
             self.payloads[device] = data
             self.fresh.add(device)
@@ -213,7 +241,7 @@ class Aggregator:
         if not self.p.state_file:
             return
         doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "fleet": self.p.fleet, "round": self.round,
-               "extractor_hash": self.extractor_hash,
+               "extractor_hash": self.extractor_hash, "n_features": self.n_features, "kind": self.p.kind,
                "devices": {d: base64.b64encode(b).decode() for d, b in self.payloads.items()},
                "global": base64.b64encode(self.global_payload).decode()}
         atomic_write(Path(self.p.state_file), json.dumps(doc).encode())
@@ -230,11 +258,16 @@ class Aggregator:
                 raise ValueError(f"state version {doc.get('version')!r} is not supported (reads {STATE_VERSION})")
             if doc.get("fleet") != self.p.fleet:
                 raise ValueError(f"state is of fleet {doc.get('fleet')!r}")
+            saved = (doc.get("extractor_hash"), doc.get("n_features"), doc.get("kind"))
+            if saved != (self.extractor_hash, self.n_features, self.p.kind):
+                raise ValueError(f"it holds a fleet of extractor {str(saved[0])[:12]} / {saved[1]} features / "
+                                 f"{saved[2]}, configured: {self.extractor_hash[:12]} / {self.n_features} / "
+                                 f"{self.p.kind}")
             heads, payloads = {}, {}
-            eh = self.p.extractor_hash or doc.get("extractor_hash", "")
+            eh = self.extractor_hash
             for d, b64 in doc["devices"].items():
                 data = base64.b64decode(b64)
-                _, heads[d] = decode(data, max_bytes=max(self.p.max_bytes, len(data)), extractor_hash=eh or None)
+                _, heads[d] = decode(data, max_bytes=max(self.p.max_bytes, len(data)), extractor_hash=eh)
                 payloads[d] = data
             glob = base64.b64decode(doc.get("global", ""))
             ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
@@ -242,7 +275,7 @@ class Aggregator:
         except (OSError, ValueError, KeyError, TypeError, TinyclError) as exc:
             raise TinyclError(f"aggregator: state file {path} unusable: {str(exc).splitlines()[0]} "
                               f"(move it away to start afresh)") from None
-        self.round, self.extractor_hash = rnd, eh
+        self.round = rnd
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.log.info("state loaded from %s: round %d, %d device head(s)", path, rnd, len(heads))
 
@@ -304,7 +337,10 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--min-interval", type=float, default=1.0, dest="min_interval_s")
     ap.add_argument("--max-norm", type=float, default=DEFAULT_MAX_NORM)
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    ap.add_argument("--model", default="", help="the fleet's extractor model (its hash and feature count)")
     ap.add_argument("--extractor-hash", default="")
+    ap.add_argument("--n-features", type=int, default=0)
+    ap.add_argument("--kind", default="CWRStar", help="head kind of the fleet (CWRStar | StreamingLDA)")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
     ap.add_argument("--state-file", default="", help="default: <broker-dir>/aggregator-state.json")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
@@ -321,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {"fleet": a.fleet, "broker_dir": a.broker_dir, "method": a.method, "trim": a.trim,
               "min_devices": a.min_devices, "min_new_heads": a.min_new_heads, "min_interval_s": a.min_interval_s,
               "max_norm": a.max_norm, "max_bytes": a.max_bytes, "extractor_hash": a.extractor_hash,
+              "model": a.model, "n_features": a.n_features, "kind": a.kind,
               "allowed_devices": [x for x in a.allow.split(",") if x] if a.allow is not None else None,
               "state_file": a.state_file or (str(Path(a.broker_dir) / "aggregator-state.json") if a.broker_dir else ""),
               "mqtt_host": a.host, "mqtt_port": a.port}

@@ -68,7 +68,8 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
     with tempfile.TemporaryDirectory(prefix="tinycl-bench-") as d:
         setup = generate(d, "bench", names, port=free_port())
         with Broker(setup):
-            agg = Aggregator(AggregatorParams(fleet="bench", broker_dir=d, extractor_hash=HASH, min_interval_s=3600),
+            agg = Aggregator(AggregatorParams(fleet="bench", broker_dir=d, extractor_hash=HASH, n_features=n_features,
+                                              min_interval_s=3600),
                              logger=quiet)
             links = []
             try:

@@ -215,6 +215,7 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
 
         # 3. one round: the aggregator takes every device's final head from the broker, then aggregates
         agg = Aggregator(AggregatorParams(fleet=fleet, broker_dir=setup.directory, method=method,
+                                          model=str(common.get("model", "mnist_0to5_fp32")),
                                           min_devices=len(names), allowed_devices=names,
                                           state_file=str(work / "aggregator.json")))
         _wait(lambda: all(d in agg.heads and agg.heads[d].version >= before[d].version for d in names), 30,

@@ -5,7 +5,7 @@ Layout (all integers little-endian)::
     offset  size  field
     0       4     magic b"TCLH"
     4       2     wire schema version (uint16) — this build writes and reads SCHEMA_VERSION = 1
-    6       2     flags (uint16), 0
+    6       2     flags (uint16), must be 0 (reserved; a non-zero value is refused)
     8       4     M = length of the metadata (uint32)
     12      M     metadata: UTF-8 JSON, validated by :class:`PayloadMeta` (pydantic, extra keys refused)
     12+M    4·C·F weights, float32 little-endian, row-major (row i = classes[i])
@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.errors import ExtractorMismatchError, TinyclError
-from ..core.federated import MAX_CLASSES, MAX_FEATURES, MAX_NAME, HeadSnapshot
+from ..core.federated import MAX_CLASSES, MAX_COUNT, MAX_FEATURES, MAX_NAME, HeadSnapshot
 
 MAGIC = b"TCLH"
 SCHEMA_VERSION = 1
@@ -58,7 +58,7 @@ class ClassEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     id: int = Field(ge=0, le=2**32 - 1)
     name: str = Field(max_length=MAX_NAME)
-    count: int = Field(ge=0, le=2**63 - 1)
+    count: int = Field(ge=0, le=MAX_COUNT)
 
 
 class PayloadMeta(BaseModel):
@@ -75,7 +75,7 @@ class PayloadMeta(BaseModel):
     classes: list[ClassEntry] = Field(max_length=MAX_CLASSES)
     shape: tuple[int, int]
     dtype: Literal["<f4"] = "<f4"
-    n_seen: int = Field(default=0, ge=0)
+    n_seen: int = Field(default=0, ge=0, le=MAX_COUNT)
     sent_at: float = 0.0
 
 
@@ -111,11 +111,13 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
         raise PayloadError(f"payload: {n} bytes exceeds the limit of {max_bytes}")
     if n < _HEADER.size:
         raise PayloadError(f"payload: malformed, {n} bytes is shorter than the {_HEADER.size}-byte header")
-    magic, schema, _flags, m = _HEADER.unpack_from(data)
+    magic, schema, flags, m = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise PayloadError(f"payload: malformed, not a tinycl head (magic {magic!r})")
     if schema != SCHEMA_VERSION:
         raise PayloadError(f"payload: schema version {schema} is not supported (this build reads {SCHEMA_VERSION})")
+    if flags != 0:
+        raise PayloadError(f"payload: flags 0x{flags:04x} set, this build knows none (must be 0)")
     if _HEADER.size + m > n:
         raise PayloadError(f"payload: malformed, metadata length {m} runs past the end ({n} bytes)")
     raw = data[_HEADER.size:_HEADER.size + m]
