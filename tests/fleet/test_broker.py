@@ -8,6 +8,7 @@ import threading
 import uuid
 
 import numpy as np
+import pytest
 import paho.mqtt.client as mqtt
 
 from tinycl_nodes.bus import LATCHED, create_bus
@@ -317,3 +318,24 @@ def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) ->
                                     state_file=str(tmp_path / "agg.json")), start=False)
     with pytest.raises(TinyclError, match="configure the fleet's extractor"):
         Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory), start=False)
+
+
+def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_setup, tmp_path) -> None:
+    agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+                                      state_file=str(tmp_path / "agg.json")), start=False)
+    agg.accept("dev1", encode(head("dev1", [[1, 0], [0, 1]], counts=[10, 20]), FLEET, "dev1", opt_out=[1],
+                              metrics={"accuracy": 90.0, "samples": 30.0}))
+    agg.accept("dev2", encode(head("dev2", [[3, 0], [0, 3]], counts=[10, 5]), FLEET, "dev2",
+                              metrics={"accuracy": 60.0, "samples": 10.0}))
+    assert agg.aggregate_now()
+    g = agg.global_head
+    assert g.counts.tolist() == [20, 5], "dev1's class 1 is private: only dev2's row"
+    np.testing.assert_allclose(g.weights[1], [0, 3])
+    rec = agg.rounds[-1]
+    assert rec["round"] == 1 and rec["accuracy"] == pytest.approx(82.5) and rec["opt_out"] == {"dev1": [1]}
+    from tinycl_nodes.fleet.payload import decode
+    assert decode(agg.global_payload)[0].provenance == {"dev1": 1, "dev2": 1}
+    agg.close()
+    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+                                        state_file=str(tmp_path / "agg.json")), start=False)
+    assert again.rounds == agg.rounds                 # the table survives a restart

@@ -31,7 +31,7 @@ def need_hosts() -> None:
 @pytest.fixture(scope="module")
 def net():
     need_hosts()
-    n = HostNet(["cloud", "robot1", "robot2", "robot3"]).up()
+    n = HostNet(["cloud", "robot1", "robot2", "robot3", "robot4"]).up()
     yield n
     n.close()
     assert n.leftovers() == [], f"namespaces left behind: {n.leftovers()}"

@@ -81,6 +81,9 @@ MAX_NAME = 128
 #: largest per-class sample count accepted (2^40 ≈ 1.1e12 samples): sums over up to 2^20 devices
 #: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
 MAX_COUNT = 1 << 40
+SLDA_KIND = "StreamingLDA"
+#: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
+SLDA_SHRINKAGE = 1e-4
 
 
 class RefusedHead(TinyclError):
@@ -97,6 +100,11 @@ class HeadSnapshot:
     ``class_ids[i]``, ``class_names[i]`` and ``counts[i]`` describe row ``i`` of ``weights``
     (``classes × features`` float32) and ``bias``. ``version`` is the device's head version (or
     the aggregation round for a global head). ``n_seen`` is informative.
+
+    A streaming-LDA head (``kind == "StreamingLDA"``) is shared as its sufficient statistics:
+    ``weights`` are the class *means*, ``bias`` zeros, ``counts`` the class counts and ``shared``
+    the within-class scatter ``N·Σ`` (features × features, float64); :meth:`linear` turns them
+    into the scoring rows.
     """
 
     class_ids: np.ndarray
@@ -109,6 +117,7 @@ class HeadSnapshot:
     version: int = 0
     n_seen: int = 0
     device: str = ""
+    shared: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
@@ -116,6 +125,8 @@ class HeadSnapshot:
         self.counts = np.asarray(self.counts, np.int64).reshape(-1)
         self.weights = np.asarray(self.weights, np.float32)
         self.bias = np.asarray(self.bias, np.float32).reshape(-1)
+        if self.shared is not None:
+            self.shared = np.asarray(self.shared, np.float64)
         self.validate_shapes()
 
     # --- properties -----------------------------------------------------------------------------
@@ -151,21 +162,47 @@ class HeadSnapshot:
             raise InputError(f"head: class name longer than {MAX_NAME} characters")
         if len(set(self.keys)) != C:
             raise InputError("head: a class (id, name) appears twice")
+        if (self.kind == SLDA_KIND) != (self.shared is not None):
+            raise InputError(f"head: a {SLDA_KIND} snapshot carries its shared scatter, other kinds none")
+        if self.shared is not None and self.shared.shape != (F, F):
+            raise InputError(f"head: shared scatter has shape {self.shared.shape}, expected {(F, F)}")
 
     def copy(self, **changes: Any) -> "HeadSnapshot":
         base = dict(class_ids=self.class_ids.copy(), class_names=self.class_names, counts=self.counts.copy(),
                     weights=self.weights.copy(), bias=self.bias.copy(), kind=self.kind,
                     extractor_hash=self.extractor_hash, version=self.version, n_seen=self.n_seen,
-                    device=self.device)
+                    device=self.device, shared=None if self.shared is None else self.shared.copy())
         base.update(changes)
         return HeadSnapshot(**base)
+
+    def linear(self, shrinkage: float = SLDA_SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
+        """Scoring rows ``(W, b)``: the weights as they are, or for SLDA statistics the LDA rows
+        ``W = μΛ``, ``b = −½ μΛμᵀ`` with ``Λ = inv((1 − ε)Σ + εI)`` (as ``StreamingLDA`` scores)."""
+        if self.shared is None:
+            return self.weights, self.bias
+        N = float(self.counts.sum())
+        F = self.n_features
+        A = self.shared * ((1.0 - shrinkage) / N if N else 0.0)
+        A[np.diag_indices(F)] += shrinkage
+        M = self.weights.astype(np.float64)
+        W = np.linalg.solve(A, M.T).T
+        return W.astype(np.float32), (-0.5 * (M * W).sum(axis=1)).astype(np.float32)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class ids predicted for a batch ``X`` (n, F) (argmax of ``X @ W.T + b``)."""
         if not self.n_classes:
             raise InputError("head: no classes to predict")
-        scores = np.asarray(X, np.float32) @ self.weights.T + self.bias
+        W, b = self.linear()
+        scores = np.asarray(X, np.float32) @ W.T + b
         return self.class_ids[scores.argmax(axis=1)]
+
+    def without(self, class_ids: Iterable[int]) -> "HeadSnapshot":
+        """This snapshot without the rows of ``class_ids`` (a device's opted-out classes)."""
+        drop = set(int(c) for c in class_ids)
+        keep = np.array([int(c) not in drop for c in self.class_ids], bool)
+        return self.copy(class_ids=self.class_ids[keep], class_names=[n for n, k in zip(self.class_names, keep) if k],
+                         counts=self.counts[keep], weights=self.weights[keep].reshape(-1, self.n_features),
+                         bias=self.bias[keep])
 
 
 # --- from / to the core heads -----------------------------------------------------------------------
@@ -180,8 +217,12 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
     names = names or {}
     ids = list(head.classes)
     kind = type(head).kind
+    shared = None
     if kind == "CWRStar":
         W, b, counts = head.cw, np.zeros(len(ids), np.float32), head.past
+    elif kind == SLDA_KIND:      # sufficient statistics: means, counts, within-class scatter
+        W, b, counts = head.means, np.zeros(len(ids), np.float32), head.counts
+        shared = head.covariance * head.n_updates
     else:
         try:
             W, b = head.linear() if hasattr(head, "linear") else (head.W, head.b)
@@ -191,29 +232,44 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
         if counts.shape != (len(ids),):
             counts = np.zeros(len(ids), np.int64)
     return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], counts, np.array(W, np.float32),
-                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device)
+                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device, shared)
 
 
 def load_snapshot_into(head: Any, snap: HeadSnapshot) -> None:
-    """Replace a CWR* head's consolidated weights and counts by ``snap`` (e.g. a merged head).
+    """Replace a CWR* head's consolidated weights and counts, or a streaming-LDA head's statistics
+    (means, counts, scatter), by ``snap`` (e.g. a merged head).
 
-    The head's current partial batch is consolidated first (nothing learned is lost); classes are
+    A CWR* head's partial batch is consolidated first (nothing learned is lost); classes are
     keyed by id (names live with the caller). On error the head is unchanged.
     """
-    if type(head).kind != "CWRStar":
-        raise InputError(f"head: loading a snapshot into a {type(head).kind} head is not supported")
-    if snap.n_features != head.n_features:
+    kind = type(head).kind
+    if kind not in ("CWRStar", SLDA_KIND) or snap.kind != kind:
+        raise InputError(f"head: loading a {snap.kind} snapshot into a {kind} head is not supported")
+    if snap.n_classes and snap.n_features != head.n_features:
         raise InputError(f"head: snapshot has {snap.n_features} features, head has {head.n_features}")
     head.check_extractor(snap.extractor_hash)
     if len(set(snap.class_ids.tolist())) != snap.n_classes:
         raise InputError("head: snapshot holds one class id twice (id clash): merge it first")
+    C, F = snap.n_classes, head.n_features
+    if kind == SLDA_KIND:
+        state = head.state_dict()
+        n = int(snap.counts.sum())
+        shared = snap.shared if snap.shared is not None else np.zeros((F, F))
+        state["arrays"].update(classes=snap.class_ids.copy(), class_seen=snap.counts.copy(),
+                               means=snap.weights.astype(np.float64).reshape(C, F), counts=snap.counts.copy(),
+                               scatter=np.array(shared, np.float64), n_updates=np.asarray(n, np.int64),
+                               cache_W=np.zeros((0, F), np.float32), cache_b=np.zeros(0, np.float64),
+                               cache_stale=np.asarray(0, np.int64))
+        head.load_state_dict(state)
+        head.refresh()
+        return
     head.flush()
     state = head.state_dict()
-    C, F = snap.n_classes, snap.n_features
     arrays = state["arrays"]
-    arrays.update(classes=snap.class_ids.copy(), cw=snap.weights.copy(), tw=np.zeros((C, F), np.float32),
-                  past=snap.counts.copy(), cur=np.zeros(C, np.int64), n_batch=np.asarray(0, np.int64),
-                  batch_x=np.zeros((0, F), np.float32), batch_rows=np.zeros(0, np.int64))
+    arrays.update(classes=snap.class_ids.copy(), cw=snap.weights.copy().reshape(C, F),
+                  tw=np.zeros((C, F), np.float32), past=snap.counts.copy(), cur=np.zeros(C, np.int64),
+                  n_batch=np.asarray(0, np.int64), batch_x=np.zeros((0, F), np.float32),
+                  batch_rows=np.zeros(0, np.int64))
     if "class_seen" in arrays:
         arrays["class_seen"] = snap.counts.copy()
     head.load_state_dict(state)
@@ -272,6 +328,14 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
     if not snaps:
         raise InputError("aggregate: no heads to aggregate")
     first = snaps[0]
+    if first.kind == SLDA_KIND:
+        if method != "fedavg":
+            raise InputError(f"aggregate: {SLDA_KIND} statistics merge exactly (fedavg), not by {method}")
+        if min_count:
+            snaps = [s.without(s.class_ids[s.counts < min_count]) for s in snaps]
+        glob = aggregate_exact(snaps, version)
+        return AggregateResult(glob, [s.device for s in snaps],
+                               {k: sum(k in set(s.keys) for s in snaps) for k in glob.keys}, _conflicts(glob.keys))
     for s in snaps[1:]:
         if s.extractor_hash != first.extractor_hash:
             raise ExtractorMismatchError("aggregate: heads come from different extractors")
@@ -439,3 +503,145 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace",
     res = merge_global(snapshot_from_head(head, names), global_, policy)
     load_snapshot_into(head, res.head)
     return res
+
+
+# --- exact federation: additive sufficient statistics ---------------------------------------------
+@dataclass
+class Moments:
+    """Additive statistics of a head's learning, keyed by class (id, name), float64.
+
+    ``n`` per-class counts; ``s`` per-class sums (``n·row`` for a CWR* row, ``Σx`` = ``n·μ`` for
+    SLDA); ``m`` (SLDA only) the raw second moment ``Σ xxᵀ`` = within-class scatter + ``Σ n μμᵀ``.
+    Statistics of disjoint data add; adding every device's own statistics is the statistics of
+    the union (for SLDA: exactly the head trained on the union). Subtraction undoes an addition.
+    """
+
+    keys: list[ClassKey]
+    n: np.ndarray
+    s: np.ndarray
+    m: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, snap: HeadSnapshot) -> "Moments":
+        n = snap.counts.astype(np.float64)
+        rows = snap.weights.astype(np.float64).reshape(snap.n_classes, -1)
+        s = n[:, None] * rows
+        m = None
+        if snap.shared is not None:
+            m = snap.shared + (s.T @ rows)
+        return cls(list(snap.keys), n, s, m)
+
+    def _aligned(self, other: "Moments", sign: float) -> "Moments":
+        keys = list(dict.fromkeys([*self.keys, *other.keys]))
+        idx = {k: i for i, k in enumerate(keys)}
+        F = self.s.shape[1] if self.s.size else other.s.shape[1]
+        n, s = np.zeros(len(keys)), np.zeros((len(keys), F))
+        for mom, sg in ((self, 1.0), (other, sign)):
+            if mom.keys:
+                rows = [idx[k] for k in mom.keys]
+                n[rows] += sg * mom.n
+                s[rows] += sg * mom.s.reshape(len(rows), F)
+        if (self.m is None) != (other.m is None) and self.keys and other.keys:
+            raise InputError("moments: cannot combine SLDA statistics with linear rows")
+        m = None
+        if self.m is not None or other.m is not None:
+            m = (self.m if self.m is not None else 0.0) + sign * (other.m if other.m is not None else 0.0)
+        return Moments(keys, n, s, None if m is None else np.asarray(m, np.float64))
+
+    def __add__(self, other: "Moments") -> "Moments":
+        return self._aligned(other, 1.0)
+
+    def __sub__(self, other: "Moments") -> "Moments":
+        return self._aligned(other, -1.0)
+
+    def without(self, class_ids: Iterable[int]) -> "Moments":
+        drop = set(int(c) for c in class_ids)
+        keep = [i for i, k in enumerate(self.keys) if k[0] not in drop]
+        return Moments([self.keys[i] for i in keep], self.n[keep], self.s[keep], self.m)
+
+    def snapshot(self, kind: str, extractor_hash: str, version: int = 0, n_seen: int = 0,
+                 device: str = "") -> HeadSnapshot:
+        """Back to a head snapshot (rows ``s/n``; SLDA: means and within-class scatter)."""
+        n = np.rint(np.clip(self.n, 0, MAX_COUNT))
+        keep = n > 0
+        rows = np.zeros_like(self.s)
+        rows[keep] = self.s[keep] / n[keep, None]
+        shared = None
+        if kind == SLDA_KIND:
+            F = self.s.shape[1]
+            m = self.m if self.m is not None else np.zeros((F, F))
+            shared = m - (self.s[keep].T @ rows[keep])
+            shared = 0.5 * (shared + shared.T)
+        keys = [k for k, k_ok in zip(self.keys, keep) if k_ok]
+        C, F = len(keys), self.s.shape[1]
+        return HeadSnapshot([k[0] for k in keys], [k[1] for k in keys], n[keep].astype(np.int64),
+                            rows[keep].astype(np.float32).reshape(C, F), np.zeros(C, np.float32), kind,
+                            extractor_hash, version, min(int(n_seen), MAX_COUNT), device, shared)
+
+
+def aggregate_exact(snaps: Sequence[HeadSnapshot], version: int = 0) -> HeadSnapshot:
+    """The sum of the devices' statistics as one snapshot (CWR*: fedavg by counts; SLDA: the head
+    trained on the union of the devices' data, exactly)."""
+    if not snaps:
+        raise InputError("aggregate: no heads to aggregate")
+    first = snaps[0]
+    total = Moments.of(first)
+    for snap in snaps[1:]:
+        if snap.kind != first.kind or snap.extractor_hash != first.extractor_hash:
+            raise InputError("aggregate: heads differ in kind or extractor")
+        total = total + Moments.of(snap)
+    return total.snapshot(first.kind, first.extractor_hash, version, sum(s.n_seen for s in snaps), "global")
+
+
+class FleetMember:
+    """A device's side of a fleet that learns for weeks: what it shares, how it takes a round in.
+
+    The rule (why counts never dilute and nothing is counted twice): a device shares only its
+    **own** learning — the statistics (:class:`Moments`) of the samples it learned itself,
+    accumulated across rounds — never what it imported. The aggregator *adds* the devices' own
+    statistics (:func:`aggregate_exact`), so a class learned once by one device keeps exactly the
+    weight of its samples in every later round, however many rounds follow. Taking in a round,
+    the device's head becomes ``global − (its own share in that global) + (its own statistics
+    now)``: every other device's learning plus all of its own, including what it learned after
+    reporting (nothing is lost). The global head's ``provenance`` says which report of each
+    device it contains. Classes in ``opt_out`` are learned locally but never shared.
+    """
+
+    def __init__(self, device: str, opt_out: Iterable[int] = (), keep_reports: int = 16) -> None:
+        self.device = device
+        self.opt_out = frozenset(int(c) for c in opt_out)
+        self.keep_reports = keep_reports
+        self.own: Moments | None = None
+        self._last: Moments | None = None
+        self.reported: dict[int, Moments] = {}
+
+    def observe(self, local: HeadSnapshot) -> None:
+        """Account what the head learned since the last call (its statistics' change)."""
+        now = Moments.of(local)
+        delta = now if self._last is None else now - self._last
+        self.own = delta if self.own is None else self.own + delta
+        self._last = now
+
+    def report(self, local: HeadSnapshot, version: int) -> HeadSnapshot:
+        """The snapshot to share: this device's own statistics, without opted-out classes."""
+        self.observe(local)
+        assert self.own is not None
+        mine = self.own.without(self.opt_out)
+        self.reported[version] = mine
+        for v in sorted(self.reported)[:-self.keep_reports]:
+            del self.reported[v]
+        return mine.snapshot(local.kind, local.extractor_hash, version, local.n_seen, self.device)
+
+    def take(self, local: HeadSnapshot, global_: HeadSnapshot, used_version: int | None) -> HeadSnapshot:
+        """The device's new head after a round (``used_version``: its report the global contains,
+        from the global's provenance; None if it contains none of this device's)."""
+        self.observe(local)
+        assert self.own is not None
+        if used_version is not None and used_version not in self.reported:
+            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
+                             f"which this device no longer holds")
+        mine = self.reported.get(used_version) if used_version is not None else None
+        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        snap = target.snapshot(local.kind, local.extractor_hash, local.version, local.n_seen, local.device)
+        self._last = Moments.of(snap)
+        return snap

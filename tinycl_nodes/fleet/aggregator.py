@@ -49,9 +49,9 @@ from ..core.federated import (
     check_snapshot,
 )
 from ..nodes.runner import Node, run_node, validate
-from .broker import AGGREGATOR, global_topic, head_topic
+from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
-from .payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
+from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
 
 STATE_FORMAT = "tinycl.aggregator"
 STATE_VERSION = 1
@@ -69,6 +69,10 @@ class AggregatorParams(MqttNodeParams):
     min_devices: int = Field(1, ge=1, description="a round needs at least this many devices with a head")
     min_new_heads: int = Field(1, ge=1, description="a round needs this many new heads since the last round")
     min_interval_s: float = Field(1.0, ge=0, description="seconds at least between two rounds")
+    round_timeout_s: float = Field(0.0, ge=0, description="close a round this many seconds after its first new "
+                                                          "head even if fewer than min_new_heads arrived "
+                                                          "(stragglers: their previous head is used; 0: wait)")
+    rounds_kept: int = Field(100, ge=1, le=100000, description="rounds kept in the published per-round table")
     max_norm: float = Field(DEFAULT_MAX_NORM, gt=0, description="a head whose weight norm exceeds this is refused "
                                                                 "(absurd norm)")
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
@@ -125,6 +129,9 @@ class Aggregator:
         self.global_payload: bytes = b""
         self.global_head: HeadSnapshot | None = None
         self.fresh: set[str] = set()
+        self.metas: dict[str, PayloadMeta] = {}
+        self.rounds: list[dict[str, Any]] = []
+        self._first_fresh_t: float | None = None
         self.refused = 0
         self.accepted = 0
         self.last_refusal = ""
@@ -174,7 +181,10 @@ class Aggregator:
                     self.log.debug("head from %s v%d: already have it", device, snap.version)
                 return False
             self.heads[device] = snap
+            self.metas[device] = meta
             self.payloads[device] = data
+            if not self.fresh:
+                self._first_fresh_t = time.monotonic()
             self.fresh.add(device)
             self.accepted += 1
             self._dirty = True
@@ -189,15 +199,21 @@ class Aggregator:
         with self._lock:
             if self._dirty and time.monotonic() - self._saved_t >= p.save_interval_s:
                 self._save()
-            due = (len(self.fresh) >= p.min_new_heads and len(self.heads) >= p.min_devices
-                   and time.monotonic() - self._last_round_t >= p.min_interval_s)
+            now = time.monotonic()
+            late = (p.round_timeout_s > 0 and self._first_fresh_t is not None and bool(self.fresh)
+                    and now - self._first_fresh_t >= p.round_timeout_s)
+            due = ((len(self.fresh) >= p.min_new_heads or late) and len(self.heads) >= p.min_devices
+                   and now - self._last_round_t >= p.min_interval_s)
         return self.aggregate_now() if due else False
 
     def aggregate_now(self) -> bool:
+        """Close a round: merge every known device's latest head (opted-out classes left out), publish
+        the global head with its provenance and the per-round table."""
         with self._lock:
-            snaps = [self.heads[d] for d in sorted(self.heads)]
-            if not snaps:
+            devices = sorted(self.heads)
+            if not devices:
                 return False
+            snaps = [self.heads[d].without(self._meta_of(d).opt_out) for d in devices]
             rnd = self.round + 1
             try:
                 res = aggregate(snaps, self.p.method, self.p.trim, version=rnd, min_count=self.p.min_count)
@@ -205,21 +221,48 @@ class Aggregator:
                 self.log.error("round %d not aggregated: %s", rnd, exc)
                 self.fresh.clear()
                 return False
-            payload = encode(res.head, self.p.fleet, self.p.identity, rnd)
+            provenance = {d: int(self.heads[d].version) for d in devices}
+            payload = encode(res.head, self.p.fleet, self.p.identity, rnd, provenance=provenance)
+            record = self._round_record(rnd, devices, res.head)
+            self.rounds = (self.rounds + [record])[-self.p.rounds_kept:]
             self.round = rnd
             self.global_head = res.head
             self.global_payload = payload
             self.fresh.clear()
+            self._first_fresh_t = None
             self._last_round_t = time.monotonic()
             self._save()
+            table = json.dumps({"fleet": self.p.fleet, "extractor_hash": self.extractor_hash,
+                                "rounds": self.rounds}).encode()
         for c in res.conflicts:
             self.log.warning("round %d: %s", rnd, c)
         self.link.offer(global_topic(self.p.fleet), payload, retain=True)
-        self.log.info("round %d: %s of %d device(s), %d classes, published", rnd, self.p.method, len(snaps),
-                      res.head.n_classes)
+        self.link.offer(rounds_topic(self.p.fleet), table, retain=True)
+        acc = record["accuracy"]
+        self.log.info("round %d | %d device(s) | stragglers: %s | %d classes | %d samples | accuracy as reported: %s",
+                      rnd, len(devices), ",".join(record["stragglers"]) or "-", record["classes"], record["samples"],
+                      "-" if acc is None else f"{acc:.2f}%")
         if self.on_global is not None:
             self.on_global(res.head)
         return True
+
+    def _meta_of(self, device: str) -> PayloadMeta:
+        meta = self.metas.get(device)
+        if meta is None:                     # loaded from an old state: read it from the payload
+            meta = self.metas[device] = decode(self.payloads[device], max_bytes=1 << 30)[0]
+        return meta
+
+    def _round_record(self, rnd: int, devices: list[str], head: HeadSnapshot) -> dict[str, Any]:
+        """One row of the per-round table: devices, stragglers, classes, accuracy as devices report it."""
+        per_device = {d: self._meta_of(d).metrics for d in devices}
+        accs = [(m["accuracy"], m.get("samples", 1.0)) for m in per_device.values() if "accuracy" in m]
+        weight = sum(w for _, w in accs)
+        return {"round": rnd, "time": round(time.time(), 3), "devices": devices,
+                "new_heads": sorted(self.fresh), "stragglers": sorted(set(devices) - self.fresh),
+                "classes": head.n_classes, "samples": int(head.counts.sum()),
+                "accuracy": round(sum(a * w for a, w in accs) / weight, 3) if accs and weight > 0 else None,
+                "device_metrics": per_device,
+                "opt_out": {d: self._meta_of(d).opt_out for d in devices if self._meta_of(d).opt_out}}
 
     def run(self, stop: threading.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or threading.Event()
@@ -243,7 +286,7 @@ class Aggregator:
         doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "fleet": self.p.fleet, "round": self.round,
                "extractor_hash": self.extractor_hash, "n_features": self.n_features, "kind": self.p.kind,
                "devices": {d: base64.b64encode(b).decode() for d, b in self.payloads.items()},
-               "global": base64.b64encode(self.global_payload).decode()}
+               "global": base64.b64encode(self.global_payload).decode(), "rounds": self.rounds}
         atomic_write(Path(self.p.state_file), json.dumps(doc).encode())
 
     def _load(self) -> None:
@@ -272,10 +315,11 @@ class Aggregator:
             glob = base64.b64decode(doc.get("global", ""))
             ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
             rnd = int(doc["round"])
+            rounds = list(doc.get("rounds", []))[-self.p.rounds_kept:]
         except (OSError, ValueError, KeyError, TypeError, TinyclError) as exc:
             raise TinyclError(f"aggregator: state file {path} unusable: {str(exc).splitlines()[0]} "
                               f"(move it away to start afresh)") from None
-        self.round = rnd
+        self.round, self.rounds = rnd, rounds
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.log.info("state loaded from %s: round %d, %d device head(s)", path, rnd, len(heads))
 
