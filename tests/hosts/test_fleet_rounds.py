@@ -20,7 +20,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from tinycl_nodes.core.federated import FleetMember, HeadSnapshot, load_snapshot_into, snapshot_from_head
 from tinycl_nodes.core.slda import StreamingLDA
