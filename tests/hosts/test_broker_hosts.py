@@ -97,3 +97,11 @@ def test_another_devices_client_id_cannot_take_its_session(net, cloud_broker) ->
         out, err = p.communicate(timeout=30)
         res = json.loads(out.strip().splitlines()[-1])
         assert res["connect"] == "Success" and res["still_connected"] is True, (identity, res, err[-300:])
+
+
+def test_bench_round_small() -> None:
+    """make bench's round through the TLS broker in namespaces, on a small scale (here 20 devices)."""
+    from tinycl_nodes.fleet.bench import bench_round
+
+    res = bench_round(20, n_hosts=2)
+    assert res.get("devices_in_round") == 20 and res["round"] == 1 and res["round_s"] > 0, res

@@ -140,7 +140,7 @@ class HeadSnapshot:
 
     @property
     def keys(self) -> list[ClassKey]:
-        return [(int(i), n) for i, n in zip(self.class_ids, self.class_names)]
+        return list(zip(self.class_ids.tolist(), self.class_names))
 
     def validate_shapes(self) -> None:
         """Raise InputError unless arrays agree with each other (shape-only, cheap)."""
@@ -343,20 +343,27 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
             raise InputError(f"aggregate: heads differ in kind/features ({s.kind}/{s.n_features} vs "
                              f"{first.kind}/{first.n_features})")
     F = first.n_features
-    # union of class keys, and the (device, row) -> union row mapping
-    keys = sorted({k for s in snaps for k in s.keys})
+    # union of class keys, and the (device, row) -> union row mapping; devices with the same class
+    # list (the usual case) are filled together, so the cost is linear with a small constant
+    skeys = [tuple(s.keys) for s in snaps]
+    keys = sorted(set().union(*skeys))
     index = {k: i for i, k in enumerate(keys)}
     K, D = len(keys), len(snaps)
     W = np.zeros((D, K, F), np.float32)
     B = np.zeros((D, K), np.float32)
     N = np.zeros((D, K), np.float64)
     present = np.zeros((D, K), bool)
-    for d, s in enumerate(snaps):
-        rows = np.fromiter((index[k] for k in s.keys), np.int64, s.n_classes)
-        W[d, rows] = s.weights
-        B[d, rows] = s.bias
-        N[d, rows] = s.counts
-        present[d, rows] = s.counts >= min_count if min_count else True
+    groups: dict[tuple, list[int]] = {}
+    for d, sk in enumerate(skeys):
+        groups.setdefault(sk, []).append(d)
+    for sk, ds in groups.items():
+        rows = np.fromiter((index[k] for k in sk), np.int64, len(sk))
+        sel = np.asarray(ds)[:, None]
+        W[sel, rows] = np.stack([snaps[d].weights for d in ds])
+        B[sel, rows] = np.stack([snaps[d].bias for d in ds])
+        cnt = np.stack([snaps[d].counts for d in ds])
+        N[sel, rows] = cnt
+        present[sel, rows] = cnt >= min_count if min_count else True
     support_n = present.sum(axis=0)
     keep = support_n > 0
     out_W = np.zeros((K, F), np.float32)
