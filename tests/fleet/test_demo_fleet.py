@@ -1,4 +1,5 @@
-"""A small `make demo-fleet`: 3 TinyNDC graphs (15 processes over DDS), a TLS mosquitto, one round.
+"""A small `make demo-fleet`: 3 TinyNDC graphs (15 processes over DDS), each on its own host (network
+namespace), a TLS mosquitto and the aggregator on host cloud, one round.
 
 Short streams (1,500 test samples before each device's class filter) keep it to ~20 s. With this
 seed the figures are deterministic (the graph learns exactly what the in-process loop learns):
@@ -35,6 +36,8 @@ def test_merged_head_knows_every_class_some_device_learned(fleet_run) -> None:
     assert r["targets"]["global_knows_every_learned_class"]
     assert r["targets"]["every_device_knows_every_class_after"]
     assert set(r["global"]["classes"]) == set(range(10))
+    # make test runs as root: devices on their own hosts, broker + aggregator on cloud (namespaces)
+    assert r["hosts"] == ["cloud", *r["devices"]], r["hosts"]
     # the device that streamed a digit dominates its global row: the global head is near it
     for c in NEW:
         best = max(r["before"][d][str(c)] for d, info in r["devices"].items() if c in info["stream_classes"])
