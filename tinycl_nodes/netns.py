@@ -13,8 +13,10 @@
 Nothing of it is in the caller's namespace: the bridge lives in the switch namespace, so the
 addresses and traffic stay inside the namespaces the run made. The prefix is unique per run
 (``tcl<pid>x<random>-``), so concurrent runs never collide. :meth:`HostNet.close` (also on an
-exception in ``with``, at interpreter exit, and on SIGTERM through ``atexit``) kills what was
-started in the namespaces and removes the namespaces and their ``/etc/netns`` folders.
+exception in ``with`` and at interpreter exit) kills what was started in the namespaces and
+removes the namespaces and their ``/etc/netns`` folders; a run killed with SIGKILL cannot clean
+up, so :meth:`HostNet.up` first removes what runs whose process is gone left behind
+(:func:`sweep_stale`: only names of this module's pattern whose pid is dead).
 
 Processes run in a host with :meth:`popen` / :meth:`run` (``ip netns exec``, so ``execvp``:
 the pid and signals are the program's own). :meth:`call_in` runs a function in a thread joined
@@ -27,6 +29,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -100,6 +103,7 @@ class HostNet:
         why = available()
         if why:
             raise NetnsError(f"test network: {why}")
+        sweep_stale()
         atexit.register(self.close)
         try:
             self._add(self.switch)
@@ -228,6 +232,28 @@ class HostNet:
             return False
         if not self.call_in(on or host, probe, timeout_s + 5):
             raise NetnsError(f"{host}:{port} did not accept connections within {timeout_s} s")
+
+
+_STALE = re.compile(r"^tcl(\d+)x[0-9a-f]{4}-")
+
+
+def sweep_stale() -> list[str]:
+    """Remove namespaces (and /etc/netns folders) of earlier runs whose process no longer exists."""
+    names = set()
+    for folder in (NETNS_RUN, NETNS_ETC):
+        if folder.is_dir():
+            names |= {p.name for p in folder.iterdir()}
+    removed = []
+    for name in sorted(names):
+        m = _STALE.match(name)
+        if not m or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        if (NETNS_RUN / name).exists():
+            HostNet._kill_rest(name)
+            _ip("netns", "delete", name, check=False)
+        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 _LIBC: Any = None

@@ -105,3 +105,23 @@ def test_bench_round_small() -> None:
 
     res = bench_round(20, n_hosts=2)
     assert res.get("devices_in_round") == 20 and res["round"] == 1 and res["round_s"] > 0, res
+
+
+def test_a_killed_run_leaves_nothing_behind() -> None:
+    """A run killed with SIGKILL cannot clean up: the next run removes its namespaces and processes."""
+    import signal
+
+    from tinycl_nodes.netns import NETNS_ETC, NETNS_RUN
+
+    code = ("import sys, time; from tinycl_nodes.netns import HostNet; n = HostNet(['a', 'b']).up(); "
+            "n.popen('a', ['sleep', '300']); print(n.prefix, flush=True); time.sleep(300)")
+    p = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True, env=py_env(), start_new_session=True)
+    prefix = p.stdout.readline().strip()
+    assert prefix and (NETNS_RUN / f"{prefix}a").exists() and (NETNS_ETC / f"{prefix}b" / "hosts").exists()
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(10)
+    from tinycl_nodes.netns import sweep_stale
+    removed = sweep_stale()
+    assert {f"{prefix}sw", f"{prefix}a", f"{prefix}b"} <= set(removed), removed
+    assert not any(n.startswith(prefix) for n in os.listdir(NETNS_RUN))
+    assert not (NETNS_ETC / f"{prefix}a").exists()
