@@ -197,12 +197,15 @@ def run(out: str | Path | None = None, n_devices: int = 10000, relay_heads: int 
         round_devices: int = 200) -> dict[str, Any]:
     """The fleet benchmarks; returns a dict (and writes it as JSON to ``out`` if given)."""
     agg = bench_aggregate(n_devices)
+    tenth = bench_aggregate(max(1, n_devices // 10), methods=("fedavg",))["fedavg"]
     relay = bench_relay(relay_heads)
     rnd = bench_round(round_devices) if round_devices else {"skipped": True}
     res = {
         f"aggregate_{n_devices}_heads_10x64_s": {k: round(v, 4) for k, v in agg.items()},
         "aggregate_target_s": 1.0,
         "aggregate_ok": max(agg.values()) <= 1.0,
+        # linear growth: fedavg time for 10x the heads, in one run (10 = linear)
+        "aggregate_fedavg_ratio_10x_heads": round(agg["fedavg"] / tenth, 2) if tenth > 0 else None,
         "round": rnd,
         "relay": relay,
         "relay_target_heads_per_s": 100.0,
