@@ -46,10 +46,16 @@ name (or appears twice in ``G``) are left out and reported in ``MergeResult.skip
 :func:`merge_into_head` is the whole device-side step on a live core head (what the learner and
 the labeler's replica both run): refuse a bad global head (:func:`check_snapshot`), consolidate
 the pending CWR* batch, merge, load. It needs a head whose learned state *is* its linear form
-(CWR*: the consolidated rows ``cw`` and counts ``past``). A streaming-LDA head is refused: its
-linear rows are ``Λμ_c`` under the device's own covariance, so a foreign row cannot be loaded
-without turning it back into a class mean under a covariance it was not computed with (a fleet
-of SLDA heads would have to share means, counts and the scatter matrix instead; not done).
+(CWR*: the consolidated rows ``cw`` and counts ``past``); a streaming-LDA head's linear rows are
+``Λμ_c`` under the device's own covariance, so it is refused there.
+
+Rounds for weeks, and exact SLDA federation (:class:`Moments`, :func:`aggregate_exact`,
+:class:`FleetMember`): a device shares only the additive statistics of its *own* learning
+(counts, per-class sums, and for SLDA the raw second moment), the aggregator adds them, and a
+device takes a round in as ``global − its share + its own now``. Classes never dilute over rounds,
+nothing is counted twice, and for streaming-LDA heads (shared as means, counts and within-class
+scatter, see :class:`HeadSnapshot`) the sum is exactly the head trained on the union of the
+devices' data. See docs/fleet.md ("Rounds for weeks").
 
 Why count-weighted averaging works for the TinyNDC fleet: every device starts from the same
 labelled samples of *all* classes (k per class), so every device has a row for every class,

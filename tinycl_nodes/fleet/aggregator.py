@@ -7,11 +7,17 @@ of another fleet, built on another extractor, carries NaN/inf or an absurd norm,
 device not allowed, claims another device than its topic, or differs in kind / feature count
 from the fleet's. An older or equal version of a device's head than the one held is ignored.
 
-A round closes when ``min_new_heads`` new heads arrived since the last round, at least
+The fleet's extractor hash, feature count and head kind are configured (``model``, or
+``extractor_hash`` + ``n_features``; ``kind``) and saved with the state: no sender decides them.
+A round closes when ``min_new_heads`` new heads arrived since the last round (or
+``round_timeout_s`` after the first one: stragglers' previous heads are used), at least
 ``min_devices`` devices are known and ``min_interval_s`` passed since the last round: the latest
-heads of all known devices are aggregated (``fedavg`` by per-class counts | ``median`` |
-``trimmed_mean``, see ``core/federated.py``) and published retained on ``tinycl/<fleet>/global``
-with ``round`` = the round number (also the global head's version).
+heads of all known devices, without the classes each opted out of, are aggregated (``fedavg`` by
+per-class counts | ``median`` | ``trimmed_mean``; SLDA statistics exactly, see
+``core/federated.py``) and published retained on ``tinycl/<fleet>/global`` with ``round`` = the
+round number (also the global head's version) and ``provenance`` (each device's head version in
+it). One line per round is logged and the per-round table (devices, stragglers, classes,
+samples, accuracy as the devices report it) is published retained on ``tinycl/<fleet>/rounds``.
 
 State (round, extractor hash, every device's latest payload, the last global payload) is saved
 after every round and at most every ``save_interval_s`` after accepted heads (a head not saved
