@@ -162,9 +162,10 @@ class Aggregator:
         try:
             self.accept(device, data)
         except TinyclError as exc:
+            reason = f"head from {device} refused: {exc}"
+            self.log.warning("%s", reason)            # logged before counted: a waiter sees both
+            self.last_refusal = reason
             self.refused += 1
-            self.last_refusal = f"head from {device} refused: {exc}"
-            self.log.warning("%s", self.last_refusal)
 
     def accept(self, device: str, data: bytes) -> bool:
         """Validate and store one device head; raise TinyclError with the reason if refused."""
