@@ -243,3 +243,31 @@ def test_fleet_member_shares_only_its_own_learning_and_honours_opt_out():
     g2 = aggregate_exact(reports, 2)
     assert g2.counts.tolist() == g.counts.tolist() and sum(n_before) - int((data[1][1] == 3).sum()) == total_shared
     np.testing.assert_allclose(g2.weights, g.weights, atol=1e-5)
+
+
+def test_delta_keeps_what_the_head_learned_after_the_bridge_saw_it():
+    """The bridge's exact mode: it hands the learner what to add; samples the learner learned after
+    the bridge's last look are kept, and the result is the head of everybody's data."""
+    from tinycl_nodes.core.federated import FleetMember, aggregate_exact, merge_into_head, snapshot_from_head
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    heads, data = _slda_devices()
+    members = [FleetMember(f"d{i}") for i in range(3)]
+    reports = [m.report(snapshot_from_head(h, version=1), 1) for m, h in zip(members, heads)]
+    g = aggregate_exact(reports, 1)
+    seen_by_bridge = snapshot_from_head(heads[0])
+    X0, y0 = data[0]
+    extra = X0[:20] + 0.5
+    for x, c in zip(extra, y0[:20]):                          # learned after the bridge looked
+        heads[0].learn_one(x, int(c))
+    res = merge_into_head(heads[0], members[0].delta(seen_by_bridge, g, 1), "add")
+    assert res.imported == [(3, "3"), (4, "4")]
+    union = StreamingLDA(6, extractor_hash="e" * 64)
+    for X, y in [*data, (extra, y0[:20])]:
+        for x, c in zip(X, y):
+            union.learn_one(x, int(c))
+    assert sorted(heads[0].classes) == sorted(union.classes)
+    order = [union.classes.index(c) for c in heads[0].classes]
+    assert heads[0].counts.tolist() == union.counts[order].tolist()
+    np.testing.assert_allclose(heads[0].means, union.means[order], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(heads[0].covariance, union.covariance, rtol=1e-5, atol=1e-7)

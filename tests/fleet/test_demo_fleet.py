@@ -59,3 +59,21 @@ def test_unseen_digits_reach_90_percent_of_the_learning_device(fleet_run) -> Non
             if c in NEW:
                 assert r["after"][d][str(c)] >= r["before"][d][str(c)] - 3.0
         assert r["after"][d]["all"] > r["before"][d]["all"] + 5
+
+
+def test_default_preset_joins_the_fleet_exactly(tmp_path) -> None:
+    """preset tinycl (streaming LDA) with the exact rule (bridges in exact mode, learners and labelers
+    adding what the bridge hands over): after the round every device holds the global head (the
+    head of all three devices' data) and the labelers' replicas stay equal to the learners' heads."""
+    _need_mosquitto()
+    domain = 150 + (os.getpid() * 17) % 80
+    with open(os.devnull, "w") as devnull:
+        r = run_demo_fleet(stream_length=600, policy="add", preset="tinycl", out=str(tmp_path / "fleet.json"),
+                           domain=domain, console=Console(file=devnull, width=120))
+    assert r["preset"] == "tinycl" and r["policy"] == "add"
+    for d in r["devices"]:
+        assert all(r["after"][d][k] == r["global"][k] for k in r["after"][d]), (d, r["after"][d], r["global"])
+        assert r["after"][d]["all"] > r["before"][d]["all"]
+    assert r["targets"]["ratio_met"] and r["targets"]["every_device_knows_every_class_after"]
+    assert all(r["labeler_replica_equals_learner_head"].values()), r["labeler_replica_equals_learner_head"]
+    assert all(code == 0 for codes in r["exit_codes"].values() for code in codes.values()), r["exit_codes"]

@@ -78,7 +78,7 @@ import numpy as np
 from .errors import ExtractorMismatchError, InputError, TinyclError
 
 METHODS = ("fedavg", "median", "trimmed_mean")
-POLICIES = ("replace", "blend")
+POLICIES = ("replace", "blend", "add")
 #: default refusal threshold on the Frobenius norm of a head's weights (see :func:`check_snapshot`)
 DEFAULT_MAX_NORM = 1.0e4
 MAX_CLASSES = 4096
@@ -110,7 +110,8 @@ class HeadSnapshot:
     A streaming-LDA head (``kind == "StreamingLDA"``) is shared as its sufficient statistics:
     ``weights`` are the class *means*, ``bias`` zeros, ``counts`` the class counts and ``shared``
     the within-class scatter ``N·Σ`` (features × features, float64); :meth:`linear` turns them
-    into the scoring rows.
+    into the scoring rows. (Without ``shared``, ``weights``/``bias`` are its scoring rows: enough
+    to predict, not to merge.)
     """
 
     class_ids: np.ndarray
@@ -168,8 +169,8 @@ class HeadSnapshot:
             raise InputError(f"head: class name longer than {MAX_NAME} characters")
         if len(set(self.keys)) != C:
             raise InputError("head: a class (id, name) appears twice")
-        if (self.kind == SLDA_KIND) != (self.shared is not None):
-            raise InputError(f"head: a {SLDA_KIND} snapshot carries its shared scatter, other kinds none")
+        if self.shared is not None and self.kind != SLDA_KIND:
+            raise InputError(f"head: only a {SLDA_KIND} snapshot carries a shared scatter, not {self.kind}")
         if self.shared is not None and self.shared.shape != (F, F):
             raise InputError(f"head: shared scatter has shape {self.shared.shape}, expected {(F, F)}")
 
@@ -302,6 +303,8 @@ def check_snapshot(snap: HeadSnapshot, *, extractor_hash: str | None = None,
         raise RefusedHead(f"{who}: head kind {snap.kind!r}, the round aggregates {kind!r}")
     if not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
         raise RefusedHead(f"{who}: weights contain NaN or inf")
+    if snap.kind == SLDA_KIND and snap.n_classes and (snap.shared is None or not np.isfinite(snap.shared).all()):
+        raise RefusedHead(f"{who}: a {SLDA_KIND} head must carry its finite statistics (scatter) to be merged")
     if max_norm is not None:
         norm = float(np.sqrt(np.sum(snap.weights.astype(np.float64) ** 2) + np.sum(snap.bias.astype(np.float64) ** 2)))
         if not norm <= max_norm:
@@ -489,33 +492,65 @@ def merge_global(local: HeadSnapshot, global_: HeadSnapshot,
     return MergeResult(head, skipped, imported)
 
 
-def mergeable(head: Any) -> bool:
-    """Whether :func:`merge_into_head` can load a global head into ``head`` (CWR* only)."""
-    return getattr(type(head), "kind", "") == "CWRStar"
+def mergeable(head: Any, policy: str = "blend") -> bool:
+    """Whether :func:`merge_into_head` can merge into ``head`` by ``policy`` (CWR*; SLDA by ``add``)."""
+    kind = getattr(type(head), "kind", "")
+    return kind == "CWRStar" or (kind == SLDA_KIND and policy == "add")
 
 
-def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend"] = "blend",
+def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend", "add"] = "blend",
                     names: Mapping[int, str] | None = None, *,
                     max_norm: float | None = DEFAULT_MAX_NORM) -> MergeResult:
-    """The device-side merge on a live CWR* head: check, consolidate, :func:`merge_global`, load.
+    """The device-side merge on a live head: check, consolidate, merge, load.
 
     ``global_`` is refused (:class:`RefusedHead`, one line; ``head`` untouched) if it is built on
     another extractor, has another kind or feature count, NaN/inf, an absurd norm or bad shapes.
-    Otherwise the head's partial batch is consolidated (nothing learned is lost), its snapshot
+    Otherwise a CWR* head's partial batch is consolidated (nothing learned is lost), its snapshot
     (``names``: class id → name, default ``str(id)``) is merged with ``global_`` under ``policy``
-    and loaded back. Deterministic: the same head and global head always give the same result.
+    and loaded back. ``add`` (CWR* and streaming LDA): ``global_`` holds statistics to *add* — what
+    the bridge's :class:`FleetMember` hands over, the other devices' learning not yet in this head
+    (see :meth:`FleetMember.delta`). Deterministic: the same head and global head always give the
+    same result.
     """
-    if not mergeable(head):
-        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot load a linear "
-                         f"global head (only CWR* can: use preset tinyndc or supervised in a fleet)")
     if policy not in POLICIES:
         raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    check_snapshot(global_, extractor_hash=head.extractor_hash or None, max_norm=max_norm,
+    if not mergeable(head, policy):
+        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot take a global "
+                         f"head by {policy!r} (CWR* by any policy; streaming LDA by 'add', with the bridge's "
+                         f"exact mode)")
+    check_snapshot(global_, extractor_hash=head.extractor_hash or None,
+                   max_norm=None if policy == "add" else max_norm,
                    n_features=head.n_features if global_.n_classes else None, kind=head.kind)
-    head.flush()
-    res = merge_global(snapshot_from_head(head, names), global_, policy)
+    if hasattr(head, "flush"):
+        head.flush()
+    local = snapshot_from_head(head, names)
+    if policy == "add":
+        new = (Moments.of(local) + Moments.of(global_)).snapshot(local.kind, local.extractor_hash, local.version,
+                                                                  local.n_seen, local.device)
+        names_of = dict(zip(global_.class_ids.tolist(), global_.class_names))
+        res = MergeResult(new, [], [(c, names_of[c]) for c in global_.class_ids.tolist()
+                                    if c not in set(local.class_ids.tolist())])
+    else:
+        res = merge_global(local, global_, policy)
     load_snapshot_into(head, res.head)
     return res
+
+
+def snapshot_from_state(state: Mapping[str, Any], names: Mapping[int, str] | None = None, version: int = 0,
+                        device: str = "") -> HeadSnapshot:
+    """The snapshot of a core head's state (``Head.state`` on the bus): for streaming LDA its
+    statistics (means, counts, scatter), which its linear rows alone do not carry."""
+    from .cwr import CWRStar
+    from .slda import StreamingLDA
+
+    kinds = {"CWRStar": CWRStar, SLDA_KIND: StreamingLDA}
+    kind = state.get("kind") if isinstance(state, Mapping) else None
+    meta = state.get("meta") if isinstance(state, Mapping) else None
+    if kind not in kinds or not isinstance(meta, Mapping) or not isinstance(meta.get("n_features"), int):
+        raise InputError(f"head state: kind {kind!r} cannot be shared (CWRStar, {SLDA_KIND})")
+    head = kinds[kind](meta["n_features"], extractor_hash=str(meta.get("extractor_hash", "")))
+    head.load_state_dict(dict(state))
+    return snapshot_from_head(head, names, version, device)
 
 
 # --- exact federation: additive sufficient statistics ---------------------------------------------
@@ -536,6 +571,9 @@ class Moments:
 
     @classmethod
     def of(cls, snap: HeadSnapshot) -> "Moments":
+        if snap.kind == SLDA_KIND and snap.shared is None:
+            raise InputError(f"head from {snap.device or '?'}: a {SLDA_KIND} head without its statistics (linear "
+                             f"rows only) cannot be merged exactly: send its state (learner with_state)")
         n = snap.counts.astype(np.float64)
         rows = snap.weights.astype(np.float64).reshape(snap.n_classes, -1)
         s = n[:, None] * rows
@@ -658,3 +696,21 @@ class FleetMember:
         snap = target.snapshot(local.kind, local.extractor_hash, local.version, local.n_seen, local.device)
         self._last = Moments.of(snap)
         return snap
+
+    def delta(self, local: HeadSnapshot, global_: HeadSnapshot, used_version: int | None) -> HeadSnapshot:
+        """What to *add* to the device's head to take the round in (the ``add`` merge policy).
+
+        ``local`` is the latest head seen, which may lag the live head: adding the difference
+        instead of loading a target keeps whatever the head learned meanwhile. The difference is
+        the statistics of the other devices' samples not in the head yet (non-negative counts).
+        """
+        self.observe(local)
+        assert self.own is not None and self._last is not None
+        mine = self.reported.get(used_version) if used_version is not None else None
+        if used_version is not None and mine is None:
+            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
+                             f"which this device no longer holds")
+        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        diff = target - self._last
+        self._last = target
+        return diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)

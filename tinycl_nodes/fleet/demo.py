@@ -114,6 +114,7 @@ def _accuracy(head: HeadSnapshot, X: np.ndarray, y: np.ndarray) -> dict[str, flo
 
 def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | None = None,
                    stream_length: int | None = None, seed: int | None = None, policy: str | None = None,
+                   preset: str | None = None,
                    method: str | None = None, out: str | None = "results/fleet.json",
                    console: Console | None = None, domain: int | None = None, data_dir: str | None = None,
                    log_file: str | None = None, hosts: bool | None = None) -> dict:
@@ -121,6 +122,8 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
 
     ``None`` arguments come from the parameter file (``config/fleet.yaml`` by default). Node logs
     go to ``log_file`` (default: a file next to ``out``; the console keeps the progress bars).
+    ``policy`` ``add``: the exact rule (bridges in exact mode, docs/fleet.md "Rounds for weeks"),
+    which also takes the streaming-LDA preset ``tinycl`` (``preset``).
     ``hosts``: every device on its own host and broker + aggregator on ``cloud`` (network
     namespaces, ``tinycl_nodes.netns``; needs root); ``None``: so where namespaces can be made,
     else all on loopback.
@@ -131,18 +134,18 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
     if hosts and why:
         raise TinyclError(f"demo-fleet: separate hosts need network namespaces: {why}")
     if hosts is False or (hosts is None and why):
-        return _run_demo_fleet(config, devices, stream_length, seed, policy, method, out, console, domain, data_dir,
-                               log_file, None)
+        return _run_demo_fleet(config, devices, stream_length, seed, policy, preset, method, out, console, domain,
+                               data_dir, log_file, None)
     cfg = config_path("fleet", config)
     names = list(devices or _section(yaml.safe_load(cfg.read_text()) or {}, "demo_fleet").get("devices") or {})
     with HostNet(["cloud", *map(str, names)]) as net:
-        return net.call_in("cloud", lambda: _run_demo_fleet(config, devices, stream_length, seed, policy, method, out,
-                                                            console, domain, data_dir, log_file, net),
+        return net.call_in("cloud", lambda: _run_demo_fleet(config, devices, stream_length, seed, policy, preset,
+                                                            method, out, console, domain, data_dir, log_file, net),
                            timeout=24 * 3600)
 
 
 def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, stream_length: int | None,
-                    seed: int | None, policy: str | None, method: str | None, out: str | None,
+                    seed: int | None, policy: str | None, preset: str | None, method: str | None, out: str | None,
                     console: Console | None, domain: int | None, data_dir: str | None, log_file: str | None,
                     net: Any) -> dict:
     from .aggregator import Aggregator, AggregatorParams
@@ -160,7 +163,8 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     fleet = str(demo.get("fleet", "demo"))
     method = method or str(demo.get("method", "fedavg"))
     policy = policy or str(common.get("global_policy", "blend"))
-    preset = str(common.get("preset", "tinyndc"))
+    preset = preset or str(common.get("preset", "tinyndc"))
+    exact = policy == "add"
     k = int(sensor_p.get("labels_per_class", 10))
     n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
     seed = int(seed if seed is not None else sensor_p.get("seed", 0))
@@ -203,9 +207,11 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         for d in names:
             state = work / "state" / d
             ov = {"sensor": {"stream_classes": json.dumps(seen[d]), "stream_length": str(n_stream), "seed": str(seed)},
-                  "learner": {"state_dir": str(state), "global_policy": policy},
-                  "labeler": {"state_dir": str(state), "global_policy": policy},
-                  "mqtt_bridge": {"fleet": fleet, "device": d, "broker_dir": setup.directory}}
+                  "learner": {"state_dir": str(state), "global_policy": policy, "preset": preset,
+                              "with_state": str(exact).lower()},
+                  "labeler": {"state_dir": str(state), "global_policy": policy, "preset": preset},
+                  "mqtt_bridge": {"fleet": fleet, "device": d, "broker_dir": setup.directory,
+                                  "exact": str(exact).lower()}}
             if data_dir:
                 ov["sensor"]["data_dir"] = data_dir
             if net is not None:
@@ -254,6 +260,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         # 3. one round: the aggregator takes every device's final head from the broker, then aggregates
         agg = Aggregator(AggregatorParams(fleet=fleet, broker_dir=setup.directory, method=method,
                                           mqtt_host=setup.ip if net is not None else "",
+                                          kind="StreamingLDA" if preset == "tinycl" else "CWRStar",
                                           model=str(common.get("model", "mnist_0to5_fp32")),
                                           min_devices=len(names), allowed_devices=names,
                                           state_file=str(work / "aggregator.json")))
@@ -307,7 +314,12 @@ def _replicas_in_sync(state_root: Path, names: list[str]) -> dict[str, bool | No
         try:
             a = load_states(state_root / d / "learner.state")["head"]["arrays"]
             b = load_states(state_root / d / "labeler.state")["head"]["arrays"]
-            out[d] = all(np.array_equal(np.asarray(a[key]), np.asarray(b[key])) for key in ("classes", "cw", "past"))
+            keys = ("classes", "cw", "past") if "cw" in a else ("classes", "means", "counts", "scatter")
+            # SLDA's scatter sums rank-1 terms in batches that the two nodes flush at different
+            # moments: equal to float rounding (~1e-12), not bit for bit
+            out[d] = all(np.asarray(a[key]).shape == np.asarray(b[key]).shape
+                         and np.allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-9, atol=1e-9)
+                         for key in keys)
         except Exception:  # noqa: BLE001 - informative only
             out[d] = None
     return out
@@ -404,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="parameter file (default: config/fleet.yaml)")
     ap.add_argument("--stream-length", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--policy", choices=["blend", "replace"], default=None)
+    ap.add_argument("--policy", choices=["blend", "replace", "add"], default=None,
+                    help="add: the exact rule (bridges share only their own learning)")
+    ap.add_argument("--preset", choices=["tinyndc", "tinycl"], default=None,
+                    help="the devices' preset (tinycl, streaming LDA, needs --policy add)")
     ap.add_argument("--method", choices=["fedavg", "median", "trimmed_mean"], default=None)
     ap.add_argument("--data", default=None, help="dataset folder (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--out", default="results/fleet.json")
@@ -413,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="devices and cloud on separate hosts (network namespaces, root); default: when possible")
     a = ap.parse_args(argv)
     try:
-        r = run_demo_fleet(a.config, stream_length=a.stream_length, seed=a.seed, policy=a.policy, method=a.method,
+        r = run_demo_fleet(a.config, stream_length=a.stream_length, seed=a.seed, policy=a.policy, preset=a.preset,
+                           method=a.method,
                            out=a.out, domain=a.domain, data_dir=a.data, hosts=a.hosts)
     except TinyclError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}")

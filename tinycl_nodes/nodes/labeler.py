@@ -64,7 +64,7 @@ class LabelerParams(NodeParams):
                                         description="class id → name, as the learner's (fleet merge; rce: the "
                                                     "names in label requests)")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
-    global_policy: Literal["replace", "blend"] = Field(
+    global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how the global head is merged into the head replica; must be the learner's")
     # --- preset rce only: TinyRCE and label requests -------------------------------------------------
     rce_memory_bytes: int = Field(40 * 1024, ge=64, description="rce: memory cap of the prototypes in bytes (each "

@@ -16,6 +16,11 @@ MQTT side (paho-mqtt 2.x, MQTT 5, TLS + client certificate + password, see ``fle
 - subscribes ``tinycl/<fleet>/global`` (retained): a valid payload of a newer round is
   republished on the bus; a bad one is one error line and dropped.
 
+With ``exact`` (docs/fleet.md, "Rounds for weeks") the bridge keeps a
+:class:`~tinycl_nodes.core.federated.FleetMember`: it shares only the device's own learning
+(without ``opt_out`` classes) and republishes, instead of the global head, the statistics the
+learner must *add* to take the round in (learner and labeler ``global_policy: add``).
+
 While the broker is unreachable the latest head is kept and sent on reconnect (persistent
 session, reconnect with backoff); an older unsent head is superseded, not queued.
 
@@ -37,7 +42,7 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import HeadSnapshot
+from ..core.federated import FleetMember, HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
@@ -62,6 +67,12 @@ class BridgeParams(MqttNodeParams):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest payload sent or accepted (bytes)")
     poll_s: float = Field(0.05, gt=0, le=5, description="how often received global heads are handed to the bus")
+    exact: bool = Field(False, description="share only this device's own learning and hand the learner what to "
+                                           "add (core.federated.FleetMember: no dilution over rounds, exact for "
+                                           "streaming LDA); learner and labeler need global_policy add, a "
+                                           "streaming-LDA learner with_state")
+    opt_out: list[int] = Field(default_factory=list, description="exact mode: class ids learned here but never "
+                                                                 "shared with the fleet")
 
 
     def mqtt(self) -> MqttParams:
@@ -83,6 +94,7 @@ class MqttBridge(Node):
         self.heads_sent = 0
         self.globals_received = 0
         self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
+        self.member = FleetMember(params.device, params.opt_out) if params.exact else None
         self.out_topic = head_topic(params.fleet, params.device)
         self.in_topic = global_topic(params.fleet)
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
@@ -134,7 +146,13 @@ class MqttBridge(Node):
             self.sent = snap
             self._sent_at = time.monotonic()
             rnd = self.global_round
-        payload = encode(snap, self.params.fleet, self.params.device, rnd)
+            if self.member is not None:           # exact mode: only this device's own learning
+                try:
+                    snap = self.member.report(snap, snap.version)
+                except TinyclError as exc:
+                    self.log.error("head v%d not shared: %s", snap.version, exc)
+                    return
+        payload = encode(snap, self.params.fleet, self.params.device, rnd, opt_out=self.params.opt_out)
         if len(payload) > self.params.max_bytes:
             self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
                            self.params.max_bytes)
@@ -159,6 +177,16 @@ class MqttBridge(Node):
         with self._lock:
             if meta.round <= self.global_round:
                 return                                   # a re-delivery of a round we have
+            if self.member is not None:
+                if self.latest is None:
+                    self.log.warning("global head round %d: no local head yet, taken in at the next round",
+                                     meta.round)
+                    return
+                try:                                     # what the learner adds: the others' new learning
+                    snap = self.member.delta(self.latest, snap, meta.provenance.get(self.params.device))
+                except TinyclError as exc:
+                    self.log.error("global head round %d refused: %s", meta.round, exc)
+                    return
             self.global_round = meta.round
         snap.version = meta.round
         try:
