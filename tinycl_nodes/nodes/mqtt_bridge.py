@@ -67,10 +67,9 @@ class BridgeParams(MqttNodeParams):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest payload sent or accepted (bytes)")
     poll_s: float = Field(0.05, gt=0, le=5, description="how often received global heads are handed to the bus")
-    exact: bool = Field(False, description="share only this device's own learning and hand the learner what to "
-                                           "add (core.federated.FleetMember: no dilution over rounds, exact for "
-                                           "streaming LDA); learner and labeler need global_policy add, a "
-                                           "streaming-LDA learner with_state")
+    exact: bool = Field(False, description="share only this device's own learning, hand the learner what to add "
+                                           "(no dilution over rounds); needs learner/labeler global_policy add, "
+                                           "an SLDA learner with_state")
     opt_out: list[int] = Field(default_factory=list, description="exact mode: class ids learned here but never "
                                                                  "shared with the fleet")
 
