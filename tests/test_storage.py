@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from tinycl_nodes.core import CWRStar, StateError
-from tinycl_nodes.nodes.state_file import StateFile
-from tinycl_nodes.storage import load_states, save_states, write_atomic
+from tinycl_nodes.storage import StateStore, load_states, save_states, write_atomic
 
 
 def test_write_atomic_gives_readable_files(tmp_path):
@@ -32,7 +31,7 @@ def test_bad_state_file_is_kept_aside_not_overwritten(tmp_path, caplog):
     (tmp_path / "learner.state").write_bytes(b"garbage")
     with pytest.raises(StateError):
         load_states(tmp_path / "learner.state")
-    sf = StateFile(str(tmp_path), "learner", logging.getLogger("t"))
+    sf = StateStore(tmp_path, "learner", logging.getLogger("t"))
     with caplog.at_level(logging.ERROR):
         assert sf.load() is None
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("learner.state.bad-")]

@@ -1,18 +1,46 @@
-"""Atomic, versioned files for learned state: a crash mid-write never leaves a broken file."""
+"""The one state store of every node that learns, and the one atomic writer.
+
+Every learning node (learner, labeler, board, label app, aggregator) keeps its learned state in
+one file ``<state_dir>/<name>.state`` through :class:`StateStore`, in one format: a bundle of
+named core state dicts (``core/state.py``: a JSON header + numpy arrays in an ``.npz``, no
+pickle). Anything that is not a core object goes in as a state dict too — bytes as a uint8
+array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
+
+    store = StateStore(state_dir, "learner", log, snapshot=lambda: {"head": head.state_dict()},
+                       every_n=100, every_s=10.0)
+    store.load(apply)       # at start: apply(states) restores; a bad file is moved aside → fresh
+    store.learned()         # after each learned sample: checkpoints every N samples or T seconds
+    store.tick()            # from a timer (≤ every_s): checkpoints what changed T seconds ago
+    store.save()            # now (before a head version is published, at exit, on SIGTERM)
+
+Why this shape: a kill -9 loses at most ``every_n`` samples or ``every_s`` seconds of learning;
+a write is temp file + fsync + rename + fsync of the folder, so a crash mid-write leaves the old
+file or the new one, never a torn one; a file that cannot be used (corrupt, truncated, empty,
+unreadable, a directory, of another kind, deeply nested…) is never overwritten and never a
+traceback: it is renamed ``<name>.state.bad-<time>``, one line names both paths, and the node
+starts fresh. A ``state_dir`` that exists but is not a folder is a start-up error
+(:class:`TinyclError`, the node exits 2).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .core import state as st
-from .core.errors import StateError
+from .core.errors import StateError, TinyclError
+
+States = dict[str, dict[str, Any]]
+#: a state file larger than this is refused unread (the biggest real one is a few MB)
+MAX_STATE_BYTES = 256 << 20
 
 
 def write_atomic(path: str | os.PathLike[str], payload: bytes, mode: int = 0o644) -> None:
-    """Write ``payload`` to ``path`` via a temp file, fsync and rename (POSIX-atomic).
+    """Write ``payload`` to ``path`` via a temp file, fsync, rename and fsync of the folder.
 
     The temp file is created private (0600); ``mode`` is what the finished file gets, so an
     exported head can be read by whoever builds the firmware.
@@ -30,29 +58,148 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes, mode: int = 0o644
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:   # the rename itself survives a power cut only once the folder is synced
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
 
 
-def save_states(path: str | os.PathLike[str], states: dict[str, dict[str, Any]]) -> None:
-    """Save several named state dicts (e.g. clusterer + head) as one atomic file."""
+def states_to_bytes(states: States) -> bytes:
+    """Several named state dicts (e.g. clusterer + head) as one payload."""
     bundle = st.make_state("bundle", 1, {}, {}, {"names": sorted(states)})
     for name, state in states.items():
         bundle["meta"][name] = {k: state[k] for k in ("format", "kind", "version", "params", "meta")}
         bundle["arrays"].update({f"{name}/{k}": v for k, v in state["arrays"].items()})
-    write_atomic(path, st.to_bytes(bundle))
+    return st.to_bytes(bundle)
 
 
-def load_states(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
-    """The named states saved by :func:`save_states`; None if there is no file; StateError if bad."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    bundle = st.check_state(st.from_bytes(path.read_bytes()), "bundle", 1)
+def states_from_bytes(payload: bytes) -> States:
+    """The named states of :func:`states_to_bytes`; StateError on anything else."""
+    bundle = st.check_state(st.from_bytes(payload), "bundle", 1)
+    names = bundle["meta"].get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise StateError("state: bundle without a list of names")
     out = {}
-    for name in bundle["meta"].get("names", []):
-        head = dict(bundle["meta"].get(name) or {})
-        if not head:
-            raise StateError(f"state file {path}: entry {name!r} is missing")
+    for name in names:
+        head = bundle["meta"].get(name)
+        if not isinstance(head, dict):
+            raise StateError(f"state: entry {name!r} is missing")
         prefix = f"{name}/"
-        head["arrays"] = {k[len(prefix):]: v for k, v in bundle["arrays"].items() if k.startswith(prefix)}
-        out[name] = head
+        out[name] = {**head, "arrays": {k[len(prefix):]: v for k, v in bundle["arrays"].items()
+                                        if k.startswith(prefix)}}
     return out
+
+
+def save_states(path: str | os.PathLike[str], states: States) -> None:
+    """Write named states atomically (what :meth:`StateStore.save` does, without the schedule)."""
+    write_atomic(path, states_to_bytes(states))
+
+
+def load_states(path: str | os.PathLike[str]) -> States | None:
+    """The named states in ``path``; None if there is no file; StateError if it cannot be used."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise StateError(f"state: file of {path.stat().st_size} bytes, at most {MAX_STATE_BYTES}")
+        return states_from_bytes(path.read_bytes())
+    except StateError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every way a file can be unusable is one StateError
+        raise StateError(f"state: cannot be read ({one_line(exc)})") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+class StateStore:
+    """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit."""
+
+    def __init__(self, folder: str | os.PathLike[str], name: str, log: logging.Logger,
+                 snapshot: Callable[[], States] | None = None, every_n: int = 100, every_s: float = 10.0) -> None:
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
+        self.path = folder / f"{name}.state"
+        self.log, self.snapshot = log, snapshot
+        self.every_n, self.every_s = int(every_n), float(every_s)
+        self.pending = 0                      # samples learned since the last checkpoint
+        self.dirty = False                    # something changed since the last checkpoint
+        self.saved_at = time.monotonic()
+        self.saves = 0
+        if folder.is_dir():                   # temp files of a write cut short by a kill
+            for tmp in folder.glob(f".{self.path.name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+    # --- loading ------------------------------------------------------------------------------------
+    def load(self, apply: Callable[[States], None] | None = None) -> States | None:
+        """The saved states (after ``apply(states)`` restored them), or None: no file, or a bad one.
+
+        Whatever goes wrong reading, parsing or applying the file moves it aside with one error
+        line; the caller then starts fresh (rebuilding what ``apply`` may have half-restored).
+        """
+        try:
+            states = load_states(self.path)
+            if states is not None and apply is not None:
+                apply(states)
+            return states
+        except Exception as exc:  # noqa: BLE001 - a state file never stops a node
+            self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
+            return None
+
+    def move_aside(self, why: str) -> Path | None:
+        """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        i = 1
+        while aside.exists() or aside.is_symlink():
+            aside, i = self.path.with_name(f"{self.path.name}.bad-{stamp}-{i}"), i + 1
+        try:
+            self.path.rename(aside)
+        except OSError as exc:
+            self.log.error("state file %s cannot be loaded (%s) nor moved aside (%s): starting fresh",
+                           self.path, why, one_line(exc))
+            return None
+        self.log.error("state file %s cannot be loaded (%s): moved to %s, starting fresh", self.path, why, aside)
+        return aside
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    def learned(self, n: int = 1) -> bool:
+        """Count ``n`` learned samples; checkpoint when ``every_n`` are pending or ``every_s`` passed."""
+        self.pending += n
+        self.dirty = True
+        if self.pending >= self.every_n or time.monotonic() - self.saved_at >= self.every_s:
+            return self.save()
+        return False
+
+    def changed(self) -> None:
+        """Something other than a sample changed (a merge, a request): saved by the next tick."""
+        self.dirty = True
+
+    def tick(self) -> bool:
+        """Call from a timer: checkpoint a change that is ``every_s`` old."""
+        if self.dirty and time.monotonic() - self.saved_at >= self.every_s:
+            return self.save()
+        return False
+
+    def save(self, states: States | None = None) -> bool:
+        """Write the state now (``states``, else ``snapshot()``); a failure is one error line, not a crash."""
+        try:
+            states = self.snapshot() if states is None else states
+            if states is None:
+                return False
+            write_atomic(self.path, states_to_bytes(states))
+        except Exception as exc:  # noqa: BLE001 - disk full, folder gone: keep learning, say so
+            self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
+            return False
+        self.pending, self.dirty, self.saved_at = 0, False, time.monotonic()
+        self.saves += 1
+        return True

@@ -112,7 +112,7 @@ def test_python_learner_and_board_learn_the_same(stream, host_build, tmp_path):
             pubs["/board/tinycl"].publish(_labeled(bus, x[1], y[1], sha, stamp + 10_003, 10_003))
             assert spin_until(bus, lambda: 10_003 in preds["/board/tinycl"], 15)
             assert "Traceback" not in "\n".join(board.lines)
-        assert board.proc.returncode == 0 and (tmp_path / "board.cstate").is_file()
+        assert board.proc.returncode == 0 and (tmp_path / "board.state").is_file()
         # restart: the C head comes back from its state file
         with started("board", "board", "/board/tinycl", domain, f"lib:={lib}", f"state_dir:={tmp_path}") as again:
             again.wait_for_line("restored C head (10 classes)")

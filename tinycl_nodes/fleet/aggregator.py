@@ -36,7 +36,6 @@ import argparse
 import base64
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ from ..core.federated import (
     check_snapshot,
 )
 from ..nodes.runner import Node, run_node, validate
+from ..storage import write_atomic
 from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
@@ -294,7 +294,7 @@ class Aggregator:
                "extractor_hash": self.extractor_hash, "n_features": self.n_features, "kind": self.p.kind,
                "devices": {d: base64.b64encode(b).decode() for d, b in self.payloads.items()},
                "global": base64.b64encode(self.global_payload).decode(), "rounds": self.rounds}
-        atomic_write(Path(self.p.state_file), json.dumps(doc).encode())
+        write_atomic(Path(self.p.state_file), json.dumps(doc).encode())
 
     def _load(self) -> None:
         path = Path(self.p.state_file) if self.p.state_file else None
@@ -329,25 +329,6 @@ class Aggregator:
         self.round, self.rounds = rnd, rounds
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.log.info("state loaded from %s: round %d, %d device head(s)", path, rnd, len(heads))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old or the new file, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 # --- as a node on the bus ------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ Two inputs, chosen by ``input``:
 
 Publishes ``predictions`` (Prediction) and ``head`` (Head, latched; same kind ``CWRStar``, linear
 form and extractor hash as the Python learner's, so exporter, MQTT bridge and aggregator take it
-unchanged). State (the C blobs, ``tinycl_nodes/export/c_state.py`` format) is saved atomically in
-``state_dir`` and reloaded on restart. If ``libtinycl.so`` is missing it is built with CMake
+unchanged). State (the C blobs, ``tinycl_nodes/export/c_state.py`` layout) is checkpointed in
+``state_dir`` (``board.state``, ``storage.StateStore``) and reloaded on restart. If ``libtinycl.so`` is missing it is built with CMake
 (``build: true``) or the node stops with one line saying how.
 """
 
@@ -24,9 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import struct
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,15 +32,15 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
+from ..core import state as st
 from ..core.errors import StateError, TinyclError
 from ..interfaces import as_sequence
-from ..storage import write_atomic
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
 from .messages import features_of, head_message, image_pixels, stamp_ns
-from .runner import ImageQos, Node, NodeParams, run_node, state_dir
+from .runner import ImageQos, Node, StateParams, run_node
 from .truth_join import TruthJoin
 
 FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
@@ -50,7 +48,7 @@ HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/buil
        "or point the `lib` parameter / TINYCL_LIB at a built libtinycl.so")
 
 
-class BoardParams(NodeParams):
+class BoardParams(StateParams):
     input: Literal["labeled", "image"] = Field(
         "labeled", description="labeled: learn LabeledFeatures like the learner | image: C features and the C "
                                "TinyNDC step on image + ground_truth")
@@ -63,8 +61,6 @@ class BoardParams(NodeParams):
     lr: float = Field(presets.CWR_PARAMS["lr"], gt=0, description="learning rate of the C CWR* head")
     batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1,
                             description="C CWR* head: samples learned between two consolidations")
-    state_dir: str | None = Field(None, description="folder of board.cstate, the saved C state (default "
-                                                    "$ROS_HOME/tinycl/<namespace>)")
     publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
     publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
                                                            "learned since it was last published")
@@ -119,12 +115,13 @@ class Board(Node):
         if params.input == "image" and self.hash != self.lib.model_sha256:
             raise TinyclError(f"board: input image runs the C core's own model ({self.lib.model_sha256[:12]}), "
                               f"not {model} ({self.hash[:12]})")
-        self.head = CWRStarC(self.lib, lr=params.lr, batch_size=params.batch_size)
-        self.head.set_extractor(self.hash)
-        self.ncm = NearestCentroidC(self.lib) if params.input == "image" else None
-        self.state_path = Path(state_dir(params.state_dir, bus.namespace)) / "board.cstate"
-        self.version = 0
-        self._restore()
+        self._fresh()
+        self.state = self.open_state("board", self.state_dicts)
+        if self.state.load(self._restore):
+            self.log.info("restored C head (%d classes) from %s, head version %d", self.head.n_classes,
+                          self.state.path, self.version)
+        else:   # nothing saved, or a bad file moved aside
+            self._fresh()
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
@@ -165,6 +162,7 @@ class Board(Node):
         if label >= 0:
             self.head.learn_one(x, label)
             self.updates_since_publish += 1
+            self.state.learned()
         if self.updates_since_publish >= self.params.publish_every:
             self._maybe_publish()
 
@@ -197,6 +195,7 @@ class Board(Node):
         else:
             return
         self.updates_since_publish += 1
+        self.state.learned()
         if self.updates_since_publish >= self.params.publish_every:
             self._maybe_publish()
 
@@ -218,49 +217,40 @@ class Board(Node):
         if not head.classes:
             return
         self.version += 1
+        self.state.save()    # first saved, then published: a version number is never used twice
         header = self.bus.msg("std_msgs/msg/Header")(stamp=self.bus.stamp(), frame_id="")
         self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header,
                                            self.params.class_names, self.params.with_state))
         self.updates_since_publish = 0
 
-    def _blobs(self) -> list[bytes]:
-        return [self.head.to_bytes()] + ([self.ncm.to_bytes()] if self.ncm is not None else [])
+    def _fresh(self) -> None:
+        self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
+        self.head.set_extractor(self.hash)
+        self.ncm = NearestCentroidC(self.lib) if self.params.input == "image" else None
+        self.version = 0
 
-    def _restore(self) -> None:
-        if not self.state_path.is_file():
-            return
-        try:
-            raw = self.state_path.read_bytes()
-            if len(raw) < 8 or raw[:4] != b"TCLB":
-                raise StateError("not a board state file")
-            (self.version,) = struct.unpack_from("<I", raw, 4)
-            blobs, pos = [], 8
-            while pos < len(raw):
-                (n,) = struct.unpack_from("<I", raw, pos)
-                blobs.append(raw[pos + 4:pos + 4 + n])
-                pos += 4 + n
-            if len(blobs) != len(self._blobs()):
-                raise StateError(f"{len(blobs)} blobs, this input needs {len(self._blobs())}")
-            self.head.load_bytes(blobs[0])
-            if self.ncm is not None:
-                self.ncm.load_bytes(blobs[1])
-            self.log.info("restored C head (%d classes) from %s", self.head.n_classes, self.state_path)
-        except (TinyclError, struct.error) as exc:
-            aside = self.state_path.with_name(f"{self.state_path.name}.bad-{int(time.time())}")
-            self.state_path.rename(aside)
-            self.version = 0
-            self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
-            self.head.set_extractor(self.hash)
-            if self.ncm is not None:
-                self.ncm = NearestCentroidC(self.lib)
-            self.log.error("state file %s cannot be loaded (%s): kept as %s, starting fresh",
-                           self.state_path, exc, aside.name)
+    def state_dicts(self) -> dict[str, dict[str, Any]]:
+        """The C blobs (``export/c_state.py`` layout) as uint8 arrays, and the published version."""
+        arrays = {"head": np.frombuffer(self.head.to_bytes(), np.uint8)}
+        if self.ncm is not None:
+            arrays["centroids"] = np.frombuffer(self.ncm.to_bytes(), np.uint8)
+        return {"board": st.make_state("board", 1, {"input": self.params.input}, arrays,
+                                       {"published_version": self.version})}
+
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        state = st.check_state(saved.get("board"), "board", 1, ("head",) + (("centroids",) if self.ncm else ()))
+        self.head.load_bytes(np.asarray(state["arrays"]["head"], np.uint8).tobytes())
+        if self.ncm is not None:
+            self.ncm.load_bytes(np.asarray(state["arrays"]["centroids"], np.uint8).tobytes())
+        version = state["meta"].get("published_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise StateError(f"state: published_version must be a non-negative int, got {version!r}")
+        self.version = version
 
     def close(self) -> None:
         if self.updates_since_publish:
             self.publish_head()
-        write_atomic(self.state_path, b"TCLB" + struct.pack("<I", self.version)
-                     + b"".join(struct.pack("<I", len(b)) + b for b in self._blobs()))
+        self.state.save()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,19 +47,17 @@ from ..extractor import FrozenExtractor, model_path
 from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
 from .learner import global_snapshot
 from .messages import features_of, image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node, state_dir
-from .state_file import StateFile
+from ..core import state as st
+from .runner import Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
 
-class LabelerParams(NodeParams):
+class LabelerParams(StateParams):
     preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = Field(
         "tinycl", description="the TinyNDC loop of this preset (pseudo-labels by clustering), or rce: TinyRCE "
                               "labels and asks a person (label requests)")
     model: str = Field("mnist_0to5_fp32", description="the extractor the features come from (hash + size)")
-    state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
-    save_every: int = Field(1000, ge=1, description="samples between two state saves (and at exit)")
     class_names: dict[int, str] = Field(default_factory=dict,
                                         description="class id → name, as the learner's (fleet merge; rce: the "
                                                     "names in label requests)")
@@ -99,11 +97,16 @@ class Labeler(Node):
         self.system = PRESETS[params.preset](self.n_features, self.hash)
         self.initialised = False
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
-        self._since_save = 0
+        self._init_X: np.ndarray = np.zeros((0, self.n_features), np.float32)   # kept in the state
+        self._init_y: np.ndarray = np.zeros(0, np.int64)
         self._warned_uninitialised = False
-        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "labeler", self.log)
         self.global_round = 0
-        self._restore()
+        self.state = self.open_state("labeler", self.state_dicts)
+        if self.state.load(self._restore):
+            self.log.info("restored state from %s", self.state.path)
+        else:   # nothing saved, or a bad file moved aside: start fresh
+            self.system = PRESETS[params.preset](self.n_features, self.hash)
+            self.initialised, self.global_round = False, 0
         self.LabeledFeatures = bus.msg("LabeledFeatures")
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
         self.downstream = [self.pub]
@@ -121,17 +124,28 @@ class Labeler(Node):
         self.log.info("global head round %d merged into the head replica (%s)", snap.version,
                       self.params.global_policy)
 
-    def _restore(self) -> None:
-        saved = self.state.load()
-        if not saved:
-            return
-        if self.system.clusterer is not None and "clusterer" in saved:
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        if self.system.clusterer is not None:
             self.system.clusterer.load_state_dict(saved["clusterer"])
-        if self.system.head is not None and "head" in saved:
+        if self.system.head is not None:
             self.system.head.load_state_dict(saved["head"])
             self.global_round = int(saved["head"]["meta"].get("global_round", 0))
+        if "labelled" in saved:
+            X = st.expect_shape(saved["labelled"], "X", (len(saved["labelled"]["arrays"].get("y", ())), self.n_features))
+            self._init_X, self._init_y = X.astype(np.float32), np.asarray(saved["labelled"]["arrays"]["y"], np.int64)
         self.initialised = True
-        self.log.info("restored state from %s", self.state.path)
+
+    def state_dicts(self) -> dict[str, dict[str, Any]] | None:
+        """Clusterer, head replica, and the labelled samples that initialised them (None before that)."""
+        if not self.initialised:
+            return None
+        states = {"labelled": st.make_state("labelled", 1, {}, {"X": self._init_X, "y": self._init_y})}
+        if self.system.clusterer is not None:
+            states["clusterer"] = self.system.clusterer.state_dict()
+        if self.system.head is not None:
+            states["head"] = self.system.head.state_dict()
+            states["head"]["meta"]["global_round"] = self.global_round
+        return states
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash)
@@ -141,14 +155,13 @@ class Labeler(Node):
                 return
             self.system.step(x, int(msg.true_label))
             self._publish(msg, int(msg.true_label), 1.0, self.LabeledFeatures.GROUND_TRUTH)
+            self.state.learned()
             return
         if not self.initialised and not self._initialise():
             return
         step = self.system.step(x)
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
-        self._since_save += 1
-        if self._since_save >= self.params.save_every:
-            self.close()
+        self.state.learned()
 
     def _initialise(self) -> bool:
         """Initialise the clusters from the labelled samples so far, and pass them on in order."""
@@ -159,11 +172,13 @@ class Labeler(Node):
             return False
         msgs, X, y = zip(*self._init_buffer)
         self.system.init_from_labelled(np.stack(X), list(y))
+        self._init_X, self._init_y = np.stack(X).astype(np.float32), np.asarray(y, np.int64)
         for msg, label in zip(msgs, y):
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
         self.log.info("clusters initialised from %d labelled samples (%d classes)", len(y), len(set(y)))
         self._init_buffer.clear()
         self.initialised = True
+        self.state.save()
         return True
 
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
@@ -171,16 +186,7 @@ class Labeler(Node):
                                               confidence=confidence, source=source))
 
     def close(self) -> None:
-        self._since_save = 0
-        if not self.initialised:
-            return
-        states = {}
-        if self.system.clusterer is not None:
-            states["clusterer"] = self.system.clusterer.state_dict()
-        if self.system.head is not None:
-            states["head"] = self.system.head.state_dict()
-            states["head"]["meta"]["global_round"] = self.global_round
-        self.state.save(states)
+        self.state.save()
 
 
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
@@ -194,14 +200,11 @@ class RceLabeler(Labeler):
         Node.__init__(self, bus, params)
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
-        self.rce = TinyRCE(self.n_features, memory_bytes=params.rce_memory_bytes, r_max=params.rce_r_max,
-                           grow_margin=params.rce_grow_margin, metric=params.rce_metric, extractor_hash=self.hash)
-        self.requests = LabelRequests(params.request_ttl_s, params.max_requests_per_hour, params.dedupe_distance,
-                                      params.max_pending, params.max_joined, params.rce_metric)
-        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "labeler", self.log)
+        self._fresh()
+        self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
+                                                          "requests": self.requests.state_dict()})
         self._restore_rce()
         self.requests.set_names(params.class_names)
-        self._since_save, self._dirty = 0, False
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
@@ -223,13 +226,22 @@ class RceLabeler(Labeler):
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
 
     def _restore_rce(self) -> None:
-        saved = self.state.load()
-        if not saved or "rce" not in saved:
-            return
-        self.rce.load_state_dict(saved["rce"])
-        if "requests" in saved:
-            self.requests.load_state_dict(saved["requests"], self.n_features)
-        self.log.info("restored state from %s", self.state.path)
+        def apply(saved: dict[str, dict[str, Any]]) -> None:
+            self.rce.load_state_dict(saved["rce"])
+            if "requests" in saved:
+                self.requests.load_state_dict(saved["requests"], self.n_features)
+
+        if self.state.load(apply):
+            self.log.info("restored state from %s", self.state.path)
+        else:   # a bad file was moved aside: drop whatever it half-restored
+            self._fresh()
+
+    def _fresh(self) -> None:
+        p = self.params
+        self.rce = TinyRCE(self.n_features, memory_bytes=p.rce_memory_bytes, r_max=p.rce_r_max,
+                           grow_margin=p.rce_grow_margin, metric=p.rce_metric, extractor_hash=self.hash)
+        self.requests = LabelRequests(p.request_ttl_s, p.max_requests_per_hour, p.dedupe_distance,
+                                      p.max_pending, p.max_joined, p.rce_metric)
 
     # --- samples ------------------------------------------------------------------------------
     def _on_raw_image(self, msg: Any) -> None:
@@ -269,7 +281,7 @@ class RceLabeler(Labeler):
             self._save()
         elif outcome == "joined" and req is not None:
             self.log.debug("sample %d joins pending label request %s", msg.sample_id, req.request_id)
-            self._dirty = True
+            self.state.changed()
         else:
             self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
                            msg.sample_id, len(self.requests.asked_at), len(self.requests.pending))
@@ -369,13 +381,13 @@ class RceLabeler(Labeler):
             self.log.info("label request %s expired unanswered (%d sample(s) dropped)", req.request_id,
                           len(req.samples))
             self._status(req.request_id, "expired")
-            self._dirty = True
+            self.state.changed()
         readers = self.request_pub.get_subscription_count()
         if readers > self._request_readers and self.requests.pending:
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
-        if self._dirty:
+        if self.state.dirty:
             self._save()
 
     # --- labelled output and state ------------------------------------------------------------
@@ -385,13 +397,10 @@ class RceLabeler(Labeler):
                                               label_name=self.requests.names.get(label, "") if label >= 0 else ""))
 
     def _count(self) -> None:
-        self._since_save += 1
-        if self._since_save >= self.params.save_every:
-            self._save()
+        self.state.learned()
 
     def _save(self) -> None:
-        self._since_save, self._dirty = 0, False
-        self.state.save({"rce": self.rce.state_dict(), "requests": self.requests.state_dict()})
+        self.state.save()
 
     def close(self) -> None:
         self._save()

@@ -3,7 +3,9 @@
 For every sample it predicts first (prequential: the prediction the system would act on), then
 learns the label if there is one (a pseudo-label, a person's answer, or ground truth). The head
 is published on ``head`` (latched) every ``publish_every`` updates, at most every
-``publish_period_s``, and at exit; its state is saved atomically and reloaded on restart.
+``publish_period_s``, and at exit; its state (``storage.StateStore``) is checkpointed every
+``save_every`` samples / ``save_period_s`` seconds, before each published version, at exit and
+on SIGTERM, and reloaded on restart: version numbers keep increasing across restarts.
 
 In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
 aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
@@ -34,8 +36,7 @@ from ..core.federated import SLDA_KIND, HeadSnapshot, merge_into_head, snapshot_
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from .messages import features_of, head_message, linear_head_of, stamp_ns
-from .runner import ManagedParams, Node, run_node, state_dir
-from .state_file import StateFile
+from .runner import ManagedParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "supervised": presets.supervised_cwr,
@@ -43,13 +44,12 @@ HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "rce": lambda n, h: presets.TinyNDC(None, presets.HEADS["ncm"](n, h))}
 
 
-class LearnerParams(ManagedParams):
+class LearnerParams(ManagedParams, StateParams):
     runtime_mutable = frozenset({"publish_every"})
 
     preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = Field("tinycl",
                                                                      description="the head of this preset")
     model: str = Field("mnist_0to5_fp32", description="the extractor the features come from (hash + size)")
-    state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
     publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
     publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
                                                            "learned since it was last published")
@@ -75,21 +75,18 @@ class Learner(Node):
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features = extractor.hash, extractor.n_features
         self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
-        self.state = StateFile(state_dir(params.state_dir, bus.namespace), "learner", self.log)
-        saved = self.state.load()
         self.version = 0
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
         # learned state, saved with the head
         self.class_names: dict[int, str] = dict(params.class_names)
-        if saved and "head" in saved:
-            self.head.load_state_dict(saved["head"])
-            meta = saved["head"]["meta"]
-            self.version = int(meta.get("published_version", 0))
-            self.global_round = int(meta.get("global_round", 0))
-            self.class_names.update({int(k): str(v) for k, v in (meta.get("class_names") or {}).items()})
-            self.log.info("restored head (%d classes, %d samples) from %s", len(self.head.classes),
-                          self.head.n_seen, self.state.path)
+        self.state = self.open_state("learner", self.state_dicts)
+        if self.state.load(self._restore):
+            self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
+                          self.head.n_seen, self.state.path, self.version)
+        else:   # nothing saved, or a bad file (moved aside): whatever was half-restored is dropped
+            self.head = HEAD_PRESETS[params.preset](self.n_features, self.hash).head
+            self.version, self.global_round, self.class_names = 0, 0, dict(params.class_names)
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
@@ -102,6 +99,20 @@ class Learner(Node):
                                                "latched"))
         self.track(bus.create_timer(params.publish_period_s, self._maybe_publish))
         super().configure()
+
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        self.head.load_state_dict(saved["head"])
+        meta = saved["head"]["meta"]
+        self.version = int(meta.get("published_version", 0))
+        self.global_round = int(meta.get("global_round", 0))
+        self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
+
+    def state_dicts(self) -> dict[str, dict[str, Any]]:
+        """What is saved: the head, the last published version, the last global round, class names."""
+        state = self.head.state_dict()
+        state["meta"] |= {"published_version": self.version, "global_round": self.global_round,
+                          "class_names": {str(k): v for k, v in self.class_names.items()}}
+        return {"head": state}
 
     def on_labeled(self, msg: Any) -> None:
         x = features_of(msg.features, self.n_features, self.hash)
@@ -121,6 +132,7 @@ class Learner(Node):
         if label >= 0:
             self.head.learn_valid(x, label)
             self.updates_since_publish += 1
+            self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
             self.latencies.append(time.time_ns() - stamp_ns(msg.features.header))
@@ -136,6 +148,7 @@ class Learner(Node):
             return
         res = merge_into_head(self.head, snap, self.params.global_policy, self.class_names)
         self.global_round = snap.version
+        self.state.save()
         for reason in res.skipped:
             self.log.warning("global head round %d: %s", snap.version, reason)
         self.log.info("global head round %d merged (%s): %d classes, %d new: %s", snap.version,
@@ -151,6 +164,7 @@ class Learner(Node):
         if not self.head.classes:
             return
         self.version += 1
+        self.state.save()    # first saved, then published: a version number is never used twice
         self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, self.head, self.version, self._header(),
                                            self.class_names, self.params.with_state))
         self.updates_since_publish = 0
@@ -161,11 +175,7 @@ class Learner(Node):
     def close(self) -> None:
         if self.updates_since_publish:
             self.publish_head()
-        state = self.head.state_dict()
-        state["meta"]["published_version"] = self.version
-        state["meta"]["global_round"] = self.global_round
-        state["meta"]["class_names"] = {str(k): v for k, v in self.class_names.items()}
-        self.state.save({"head": state})
+        self.state.save()
         if self.params.latency_log and self.latencies:
             lat = np.array(self.latencies, np.float64) / 1e6
             Path(self.params.latency_log).write_text(json.dumps({

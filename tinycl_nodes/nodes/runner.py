@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
+from ..storage import StateStore
 
 
 class NodeParams(BaseModel):
@@ -50,6 +51,15 @@ class NodeParams(BaseModel):
 ImageQos = Annotated[Literal["reliable", "sensor_data"], Field(
     description="QoS of the image / imu subscription; sensor_data for a camera: the freshest frame wins "
                 "(a replay sets reliable, as its sensor does)")]
+
+
+class StateParams(NodeParams):
+    """A learning node's parameters for its state (``storage.StateStore``): where, and how often."""
+
+    state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
+    save_every: int = Field(100, ge=1, description="checkpoint the learned state after this many learned samples "
+                                                   "(a kill -9 loses at most this many; also at exit and SIGTERM)")
+    save_period_s: float = Field(10.0, gt=0, description="checkpoint learning at least this often (seconds)")
 
 
 class ManagedParams(NodeParams):
@@ -242,6 +252,14 @@ class Node:
         """Remember a publisher/subscription/timer for cleanup(); returns it."""
         self.entities.append(entity)
         return entity
+
+    def open_state(self, name: str, snapshot: Callable[[], dict[str, dict[str, Any]] | None]) -> StateStore:
+        """This node's ``StateStore`` (``<state_dir>/<name>.state``), checkpointed by a timer too."""
+        p = self.params
+        store = StateStore(state_dir(p.state_dir, self.bus.namespace), name, self.log, snapshot,
+                           p.save_every, p.save_period_s)
+        self.track(self.bus.create_timer(min(1.0, p.save_period_s), store.tick))
+        return store
 
     # parameters ---------------------------------------------------------------------------------
     def set_parameters(self, changes: dict[str, Any]) -> str | None:
