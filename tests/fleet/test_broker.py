@@ -35,7 +35,7 @@ def device_link(setup, name: str, password: str | None = None, subs=(), on_messa
 
 def start_aggregator(setup, tmp_path, n_features: int, **kw) -> tuple[Aggregator, threading.Event, threading.Thread]:
     values = dict(fleet=FLEET, broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH, n_features=n_features,
-                  state_file=str(tmp_path / "agg.json"), tick_s=0.05, **FAST)
+                  state_dir=str(tmp_path / "agg"), tick_s=0.05, **FAST)
     values.update(kw)
     agg = Aggregator(AggregatorParams(**values))
     assert agg.link.wait_connected(10), agg.link.last_error
@@ -256,13 +256,18 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
         stop_aggregator(agg, stop, t)
         link.stop()
     again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
-                                        state_file=str(tmp_path / "agg.json")), start=False)
+                                        state_dir=str(tmp_path / "agg")), start=False)
     assert again.round == agg.round and again.heads["dev2"].version == 5
     np.testing.assert_array_equal(again.global_head.weights, agg.global_head.weights)
-    assert not (tmp_path / ".agg.json.tmp").exists()
-    # the CLI entry runs, refuses bad options in one line, and resumes from the same state file
+    assert [p.name for p in (tmp_path / "agg").iterdir()] == ["aggregator.state"]     # no temp file left
+    # the CLI entry runs, refuses bad options in one line, and resumes from the same state folder
     assert aggregate_main(["--fleet", FLEET, "--broker-dir", fleet_setup.directory, "--duration", "0.3",
-                           "--state-file", str(tmp_path / "agg.json"), "--extractor-hash", XH, "--n-features", "2"]) == 0
+                           "--state-dir", str(tmp_path / "agg"), "--extractor-hash", XH, "--n-features", "2"]) == 0
+    # a corrupt state file is moved aside with one line; the aggregator starts fresh
+    (tmp_path / "agg" / "aggregator.state").write_bytes(b"\x00garbage")
+    fresh = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+                                        state_dir=str(tmp_path / "agg")), start=False)
+    assert fresh.round == 0 and any(p.name.startswith("aggregator.state.bad-") for p in (tmp_path / "agg").iterdir())
     assert aggregate_main(["--fleet", FLEET, "--trim", "0.7"]) == 2
 
 
@@ -310,19 +315,21 @@ def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) ->
         stop_aggregator(agg, stop, t)
         for link in links.values():
             link.stop()
-    # the fleet's extractor and size are persisted: another configuration does not silently take the state
-    import pytest
+    # the fleet's extractor and size are persisted: a state of another configuration is not taken
+    # (moved aside with one line naming both, the aggregator starts fresh)
     from tinycl_nodes.core.errors import TinyclError
-    with pytest.raises(TinyclError, match="holds a fleet of extractor"):
-        Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
-                                    state_file=str(tmp_path / "agg.json")), start=False)
+    caplog.clear()
+    other = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
+                                        state_dir=str(tmp_path / "agg")), start=False)
+    assert other.round == 0 and not other.heads
+    assert any("holds a fleet of extractor" in r.message and "moved to" in r.message for r in caplog.records)
     with pytest.raises(TinyclError, match="configure the fleet's extractor"):
         Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory), start=False)
 
 
 def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_setup, tmp_path) -> None:
     agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
-                                      state_file=str(tmp_path / "agg.json")), start=False)
+                                      state_dir=str(tmp_path / "agg")), start=False)
     agg.accept("dev1", encode(head("dev1", [[1, 0], [0, 1]], counts=[10, 20]), FLEET, "dev1", opt_out=[1],
                               metrics={"accuracy": 90.0, "samples": 30.0}))
     agg.accept("dev2", encode(head("dev2", [[3, 0], [0, 3]], counts=[10, 5]), FLEET, "dev2",
@@ -337,5 +344,5 @@ def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_set
     assert decode(agg.global_payload)[0].provenance == {"dev1": 1, "dev2": 1}
     agg.close()
     again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
-                                        state_file=str(tmp_path / "agg.json")), start=False)
+                                        state_dir=str(tmp_path / "agg")), start=False)
     assert again.rounds == agg.rounds                 # the table survives a restart

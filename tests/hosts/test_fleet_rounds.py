@@ -106,7 +106,7 @@ def test_twenty_rounds_exact_and_no_class_falls(net, tmp_path, fp32_extractor, d
     broker = Broker(setup, net=net, on="cloud").start()
     params = AggregatorParams(fleet=FLEET, broker_dir=setup.directory, mqtt_host=setup.ip, kind="StreamingLDA",
                               extractor_hash=xhash, n_features=F, min_interval_s=0.0, round_timeout_s=1.5,
-                              state_file=str(tmp_path / "agg.json"), tick_s=0.05, mqtt_reconnect_min_s=0.1)
+                              state_dir=str(tmp_path / "agg"), tick_s=0.05, mqtt_reconnect_min_s=0.1)
     agg = net.call_in("cloud", lambda: Aggregator(params))
     stop = threading.Event()
     runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)

@@ -19,11 +19,13 @@ round number (also the global head's version) and ``provenance`` (each device's 
 it). One line per round is logged and the per-round table (devices, stragglers, classes,
 samples, accuracy as the devices report it) is published retained on ``tinycl/<fleet>/rounds``.
 
-State (round, extractor hash, every device's latest payload, the last global payload) is saved
-after every round and at most every ``save_interval_s`` after accepted heads (a head not saved
-yet is not lost: it is retained on the broker and delivered again after a restart) and on close,
-to ``state_file`` with an atomic write (temp file + fsync + rename) in a
-versioned JSON format; on restart it is loaded, and the last global head is offered again.
+State (round, the fleet's configuration, every device's latest payload, the last global
+payload, the round table) is kept by ``storage.StateStore`` in ``<state_dir>/aggregator.state``:
+saved after every round, at most every ``save_interval_s`` after accepted heads (a head not saved
+yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
+on restart it is loaded and the last global head is offered again. A file that cannot be used —
+corrupt, or of another fleet or configuration — is moved aside with one line and the aggregator
+starts fresh.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
@@ -33,15 +35,14 @@ which also publishes the global head on the bus topic ``global_head`` (latched).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
@@ -54,12 +55,13 @@ from ..core.federated import (
     check_snapshot,
 )
 from ..nodes.runner import Node, run_node, validate
-from ..storage import write_atomic
+from ..core import state as st
+from ..storage import StateStore
 from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
 
-STATE_FORMAT = "tinycl.aggregator"
+STATE_KIND = "aggregator"
 STATE_VERSION = 1
 
 
@@ -92,8 +94,8 @@ class AggregatorParams(MqttNodeParams):
     kind: str = Field("CWRStar", min_length=1, max_length=64, description="the head kind the fleet aggregates")
     allowed_devices: list[FleetName] | None = Field(None, description="devices whose heads are accepted (None: any "
                                                                       "the broker admits)")
-    state_file: str = Field("", description="round, device heads and global head are saved here (atomic JSON); "
-                                            "empty: no persistence")
+    state_dir: str = Field("", description="folder of aggregator.state (round, device heads, global head, round "
+                                           "table; storage.StateStore); empty: no persistence")
     save_interval_s: float = Field(1.0, ge=0, le=3600, description="accepted heads are saved at most this often "
                                                                    "(seconds)")
     tick_s: float = Field(0.1, gt=0, le=10, description="seconds between checks whether a round is due")
@@ -142,9 +144,11 @@ class Aggregator:
         self.accepted = 0
         self.last_refusal = ""
         self._last_round_t = -1e18
-        self._dirty = False
-        self._saved_t = -1e18
-        self._load()
+        self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s)
+                      if params.state_dir else None)
+        if self.store is not None and self.store.load(self._restore):
+            self.log.info("state loaded from %s: round %d, %d device head(s)", self.store.path, self.round,
+                          len(self.heads))
         self.prefix = f"tinycl/{params.fleet}/"
         self.link = MqttLink(mqtt_params(params, params.identity), f"tinycl-{params.fleet}-{params.identity}",
                              [head_topic(params.fleet, "+")], self.on_message, self.log)
@@ -194,7 +198,8 @@ class Aggregator:
                 self._first_fresh_t = time.monotonic()
             self.fresh.add(device)
             self.accepted += 1
-            self._dirty = True
+            if self.store is not None:
+                self.store.changed()        # a head not saved yet is still retained on the broker
         self.log.info("head from %s v%d accepted (%d classes, %d samples)", device, snap.version, snap.n_classes,
                       int(snap.counts.sum()))
         return True
@@ -204,8 +209,8 @@ class Aggregator:
         """Close a round if due; return whether one was published."""
         p = self.p
         with self._lock:
-            if self._dirty and time.monotonic() - self._saved_t >= p.save_interval_s:
-                self._save()
+            if self.store is not None:
+                self.store.tick()
             now = time.monotonic()
             late = (p.round_timeout_s > 0 and self._first_fresh_t is not None and bool(self.fresh)
                     and now - self._first_fresh_t >= p.round_timeout_s)
@@ -281,54 +286,47 @@ class Aggregator:
     def close(self) -> None:
         self.link.stop()
         with self._lock:
-            if self._dirty:
-                self._save()
+            if self.store is not None and self.store.dirty:
+                self.store.save()
 
-    # --- state ----------------------------------------------------------------------------------
+    # --- state (storage.StateStore: the one state store of every learning node) ----------------------
+    def _states(self) -> dict[str, dict[str, Any]]:
+        """The aggregator's state: every device's latest payload, the global payload, round, table."""
+        arrays = {f"device/{d}": np.frombuffer(b, np.uint8) for d, b in self.payloads.items()}
+        arrays["global"] = np.frombuffer(self.global_payload, np.uint8)
+        meta = {"fleet": self.p.fleet, "round": self.round, "extractor_hash": self.extractor_hash,
+                "n_features": self.n_features, "head_kind": self.p.kind, "rounds": self.rounds}
+        return {STATE_KIND: st.make_state(STATE_KIND, STATE_VERSION, {}, arrays, meta)}
+
     def _save(self) -> None:  # lock held
-        self._dirty = False
-        self._saved_t = time.monotonic()
-        if not self.p.state_file:
-            return
-        doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "fleet": self.p.fleet, "round": self.round,
-               "extractor_hash": self.extractor_hash, "n_features": self.n_features, "kind": self.p.kind,
-               "devices": {d: base64.b64encode(b).decode() for d, b in self.payloads.items()},
-               "global": base64.b64encode(self.global_payload).decode(), "rounds": self.rounds}
-        write_atomic(Path(self.p.state_file), json.dumps(doc).encode())
+        if self.store is not None:
+            self.store.save()
 
-    def _load(self) -> None:
-        path = Path(self.p.state_file) if self.p.state_file else None
-        if path is None or not path.exists():
-            return
-        try:
-            doc = json.loads(path.read_bytes())
-            if doc.get("format") != STATE_FORMAT:
-                raise ValueError("not an aggregator state file")
-            if doc.get("version") != STATE_VERSION:
-                raise ValueError(f"state version {doc.get('version')!r} is not supported (reads {STATE_VERSION})")
-            if doc.get("fleet") != self.p.fleet:
-                raise ValueError(f"state is of fleet {doc.get('fleet')!r}")
-            saved = (doc.get("extractor_hash"), doc.get("n_features"), doc.get("kind"))
-            if saved != (self.extractor_hash, self.n_features, self.p.kind):
-                raise ValueError(f"it holds a fleet of extractor {str(saved[0])[:12]} / {saved[1]} features / "
-                                 f"{saved[2]}, configured: {self.extractor_hash[:12]} / {self.n_features} / "
-                                 f"{self.p.kind}")
-            heads, payloads = {}, {}
-            eh = self.extractor_hash
-            for d, b64 in doc["devices"].items():
-                data = base64.b64decode(b64)
-                _, heads[d] = decode(data, max_bytes=max(self.p.max_bytes, len(data)), extractor_hash=eh)
-                payloads[d] = data
-            glob = base64.b64decode(doc.get("global", ""))
-            ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
-            rnd = int(doc["round"])
-            rounds = list(doc.get("rounds", []))[-self.p.rounds_kept:]
-        except (OSError, ValueError, KeyError, TypeError, TinyclError) as exc:
-            raise TinyclError(f"aggregator: state file {path} unusable: {str(exc).splitlines()[0]} "
-                              f"(move it away to start afresh)") from None
-        self.round, self.rounds = rnd, rounds
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        """Apply a saved state; any problem raises (the store moves the file aside, we start fresh)."""
+        state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
+        meta = state["meta"]
+        if meta.get("fleet") != self.p.fleet:
+            raise TinyclError(f"it is the state of fleet {meta.get('fleet')!r}, this is {self.p.fleet!r}")
+        conf = (meta.get("extractor_hash"), meta.get("n_features"), meta.get("head_kind"))
+        if conf != (self.extractor_hash, self.n_features, self.p.kind):
+            raise TinyclError(f"it holds a fleet of extractor {str(conf[0])[:12]} / {conf[1]} features / {conf[2]}, "
+                              f"configured: {self.extractor_hash[:12]} / {self.n_features} / {self.p.kind}")
+        heads, payloads, metas = {}, {}, {}
+        for key, arr in state["arrays"].items():
+            if key.startswith("device/"):
+                data = np.asarray(arr, np.uint8).tobytes()
+                metas[key[7:]], heads[key[7:]] = decode(data, max_bytes=max(self.p.max_bytes, len(data)),
+                                                        extractor_hash=self.extractor_hash, fleet=self.p.fleet)
+                payloads[key[7:]] = data
+        glob = np.asarray(state["arrays"]["global"], np.uint8).tobytes()
+        ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
+        rnd, rounds = meta.get("round"), meta.get("rounds", [])
+        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0 or not isinstance(rounds, list):
+            raise TinyclError("round / rounds table malformed")
+        self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
-        self.log.info("state loaded from %s: round %d, %d device head(s)", path, rnd, len(heads))
+        self.metas = metas
 
 
 # --- as a node on the bus ------------------------------------------------------------------------------
@@ -374,7 +372,7 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--n-features", type=int, default=0)
     ap.add_argument("--kind", default="CWRStar", help="head kind of the fleet (CWRStar | StreamingLDA)")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
-    ap.add_argument("--state-file", default="", help="default: <broker-dir>/aggregator-state.json")
+    ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run)")
@@ -391,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
               "max_norm": a.max_norm, "max_bytes": a.max_bytes, "extractor_hash": a.extractor_hash,
               "model": a.model, "n_features": a.n_features, "kind": a.kind,
               "allowed_devices": [x for x in a.allow.split(",") if x] if a.allow is not None else None,
-              "state_file": a.state_file or (str(Path(a.broker_dir) / "aggregator-state.json") if a.broker_dir else ""),
+              "state_dir": a.state_dir or a.broker_dir,
               "mqtt_host": a.host, "mqtt_port": a.port}
     logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.INFO),
                         format="[%(name)s] %(levelname)s: %(message)s", stream=sys.stderr)

@@ -263,7 +263,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
                                           kind="StreamingLDA" if preset == "tinycl" else "CWRStar",
                                           model=str(common.get("model", "mnist_0to5_fp32")),
                                           min_devices=len(names), allowed_devices=names,
-                                          state_file=str(work / "aggregator.json")))
+                                          state_dir=str(work / "aggregator")))
         _wait(lambda: all(d in agg.heads and agg.heads[d].version >= before[d].version for d in names), 30,
               "the aggregator did not receive every device's final head", check_alive)
         if not agg.aggregate_now():
