@@ -346,3 +346,35 @@ def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_set
     again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                         state_dir=str(tmp_path / "agg")), start=False)
     assert again.rounds == agg.rounds                 # the table survives a restart
+
+
+def test_exact_bridge_shares_only_own_learning_also_after_a_restart(fleet_setup, broker, tmp_path) -> None:
+    """Bridge exact mode through the real broker: it shares the device's own statistics, hands the
+    learner what to add, and its bookkeeping survives a restart (else it would share the fleet's
+    learning as its own)."""
+    from tinycl_nodes.core.federated import Moments
+    from tinycl_nodes.fleet.messages import snapshot_from_msg
+
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2, min_new_heads=2)
+    kw = dict(exact=True, period_s=0.2)
+    d1 = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"), **kw)
+    d2 = Device(fleet_setup, "dev2", state_dir=str(tmp_path / "d2"), **kw)
+    try:
+        v1 = head("dev1", [[1, 0], [0, 1]], counts=[10, 10], ids=[0, 1])
+        d1.publish(v1)
+        d2.publish(head("dev2", [[3, 0], [0, 3]], counts=[30, 5], ids=[0, 2]))
+        wait_for(lambda: agg.round >= 1 and d1.globals)
+        delta = snapshot_from_msg(d1.globals[-1])
+        assert sorted(delta.class_ids.tolist()) == [0, 2] and delta.counts.tolist() == [30, 5]   # dev2's only
+        merged = (Moments.of(v1) + Moments.of(delta)).snapshot("CWRStar", XH, version=2, device="dev1")
+        d1.close()                                          # the bridge restarts
+        d1 = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"), **kw)
+        d1.publish(merged)                                  # the learner's head after adding the round
+        wait_for(lambda: agg.heads["dev1"].version == 2)
+        own = agg.heads["dev1"]
+        assert own.counts.tolist() == [10, 10], "dev1 shares its own 20 samples, not dev2's 35 again"
+        np.testing.assert_allclose(own.weights, [[1, 0], [0, 1]], atol=1e-5)
+    finally:
+        d1.close()
+        d2.close()
+        stop_aggregator(agg, stop, t)

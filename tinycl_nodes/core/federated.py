@@ -666,6 +666,46 @@ class FleetMember:
         self._last: Moments | None = None
         self.reported: dict[int, Moments] = {}
 
+    # --- state (saved by the node that keeps the member: its bookkeeping must survive restarts) -----
+    def state_dict(self) -> dict[str, Any]:
+        """The bookkeeping as a core state dict (``core.state`` format)."""
+        from . import state as st
+
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"device": self.device, "opt_out": sorted(self.opt_out), "moments": {}}
+        named = {"own": self.own, "last": self._last, **{f"reported/{v}": m for v, m in self.reported.items()}}
+        for name, mom in named.items():
+            if mom is None:
+                continue
+            meta["moments"][name] = [list(k) for k in mom.keys]
+            arrays[f"{name}/n"], arrays[f"{name}/s"] = mom.n, mom.s
+            if mom.m is not None:
+                arrays[f"{name}/m"] = mom.m
+        return st.make_state("FleetMember", 1, {}, arrays, meta)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; raise StateError (nothing changed) if it does not fit."""
+        from . import state as st
+        from .errors import StateError
+
+        st.check_state(state, "FleetMember", 1)
+        meta, arrays = state["meta"], state["arrays"]
+        if meta.get("device") != self.device:
+            raise StateError(f"state: fleet bookkeeping of device {meta.get('device')!r}, this is {self.device!r}")
+        loaded: dict[str, Moments] = {}
+        try:
+            for name, keys in dict(meta["moments"]).items():
+                k = [(int(i), str(n)) for i, n in keys]
+                n, s = np.asarray(arrays[f"{name}/n"], np.float64), np.asarray(arrays[f"{name}/s"], np.float64)
+                m = np.asarray(arrays[f"{name}/m"], np.float64) if f"{name}/m" in arrays else None
+                if n.shape != (len(k),) or s.ndim != 2 or s.shape[0] != len(k):
+                    raise StateError(f"state: moments {name!r} have inconsistent shapes")
+                loaded[name] = Moments(k, n, s, m)
+            reported = {int(name.split("/", 1)[1]): mom for name, mom in loaded.items() if name.startswith("reported/")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state: fleet bookkeeping malformed ({type(exc).__name__})") from None
+        self.own, self._last, self.reported = loaded.get("own"), loaded.get("last"), reported
+
     def observe(self, local: HeadSnapshot) -> None:
         """Account what the head learned since the last call (its statistics' change)."""
         now = Moments.of(local)

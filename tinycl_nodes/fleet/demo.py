@@ -211,7 +211,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
                               "with_state": str(exact).lower()},
                   "labeler": {"state_dir": str(state), "global_policy": policy, "preset": preset},
                   "mqtt_bridge": {"fleet": fleet, "device": d, "broker_dir": setup.directory,
-                                  "exact": str(exact).lower()}}
+                                  "exact": str(exact).lower(), "state_dir": str(state)}}
             if data_dir:
                 ov["sensor"]["data_dir"] = data_dir
             if net is not None:
