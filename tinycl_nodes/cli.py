@@ -56,6 +56,13 @@ def _aggregate(args: argparse.Namespace) -> int:
     return aggregate_main(args.args)
 
 
+def _fleet(args: argparse.Namespace) -> int:
+    from .fleet.broker import main as fleet_main
+    from .fleet.check import main as check_main
+
+    return check_main(args.args[1:]) if args.args[:1] == ["check"] else fleet_main(args.args)
+
+
 def _demo_fleet(args: argparse.Namespace) -> int:
     from .fleet.demo import main as demo_fleet_main
 
@@ -128,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the aggregator (see --help)")
     ag.set_defaults(func=_aggregate)
 
+    fl = sub.add_parser("fleet", help="set up (setup DIR --host NAME --ip ADDR ...), run (run DIR) or reach (check "
+                                      "--broker-dir DIR --identity NAME) the fleet's TLS mosquitto", add_help=False)
+    fl.add_argument("args", nargs=argparse.REMAINDER, help="arguments of tinycl fleet (see --help)")
+    fl.set_defaults(func=_fleet)
+
     df = sub.add_parser("demo-fleet", help="three devices learn different digits; the aggregator merges them",
                         add_help=False)
     df.add_argument("args", nargs=argparse.REMAINDER)
@@ -147,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["aggregate"]:  # these parse their own arguments (and their --help)
         return _aggregate(argparse.Namespace(args=argv[1:]))
+    if argv[:1] == ["fleet"]:
+        return _fleet(argparse.Namespace(args=argv[1:]))
     if argv[:1] == ["demo-fleet"]:
         return _demo_fleet(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)

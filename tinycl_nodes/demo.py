@@ -40,7 +40,13 @@ def _graph_params(cfg: Path, node: str) -> dict[str, Any]:
 
 
 def run_demo(config: str | None = None, overrides: list[str] | None = None, out: str = "results/demo.json",
-             compare: bool = True, console: Console | None = None, graph_name: str = "tinyndc") -> dict:
+             compare: bool = True, console: Console | None = None, graph_name: str = "tinyndc",
+             wrap: dict[str, list[str]] | None = None, monitor_dds_config: str | None = None) -> dict:
+    """Run the graph and score it (see the module docstring).
+
+    ``wrap`` (node → command prefix) places nodes on other hosts (``launcher.start_graph``);
+    ``monitor_dds_config`` is the monitor's DDS configuration if not the nodes' one.
+    """
     console = console or Console()
     cfg = config_path(graph_name, config)
     ov = parse_overrides(overrides or [])
@@ -57,9 +63,10 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
                       .get("out_dir") or "results/export")
     ov.setdefault("exporter", {})["out_dir"] = str(export_dir)
-    bus = create_bus("monitor", "/", backend="dds", dds_config=shared.get("dds_config", "loopback"))
+    bus = create_bus("monitor", "/", backend="dds",
+                     dds_config=monitor_dds_config or shared.get("dds_config", "loopback"))
     monitor = Monitor(bus)
-    graph = start_graph(graph_name, str(cfg), "/", ov)
+    graph = start_graph(graph_name, str(cfg), "/", ov, wrap=wrap)
     t0 = time.monotonic()
     try:
         with Progress(TextColumn("[bold]TinyNDC graph"), BarColumn(), MofNCompleteColumn(),

@@ -78,8 +78,13 @@ def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:
 
 def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                 overrides: dict[str, dict[str, str]] | None = None, env: dict[str, str] | None = None,
-                log_stream: IO[str] | None = None, nodes: list[str] | None = None) -> Graph:
-    """Start the graph's node processes (dds backend) and return at once."""
+                log_stream: IO[str] | None = None, nodes: list[str] | None = None,
+                wrap: dict[str, list[str]] | None = None) -> Graph:
+    """Start the graph's node processes (dds backend) and return at once.
+
+    ``wrap``: a command prefix per node, e.g. ``["ip", "netns", "exec", "robot1"]`` to run it on
+    another (namespaced) host; the prefix must ``exec`` the node so signals reach it.
+    """
     if graph not in GRAPHS:
         raise TinyclError(f"launch: unknown graph {graph!r} (known: {', '.join(GRAPHS)})")
     cfg = config_path(graph, config)
@@ -101,7 +106,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         g.temp_files.append(Path(path))
         files.append(path)
     try:
-        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out)
+        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out, wrap or {})
     except BaseException:
         g.stop()           # nodes already started, and the temporary file
         raise
@@ -146,9 +151,10 @@ def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: lis
 
 
 def _start_nodes(g: Graph, names: list[str], files: list[str], namespace: str,
-                 overrides: dict[str, dict[str, str]], run_env: dict[str, str], out: IO[str]) -> None:
+                 overrides: dict[str, dict[str, str]], run_env: dict[str, str], out: IO[str],
+                 wrap: dict[str, list[str]]) -> None:
     for i, name in enumerate(names):
-        cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
+        cmd = [*wrap.get(name, []), sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
         for f in files:
             cmd += ["--params-file", f]
         cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]

@@ -172,3 +172,102 @@ def test_cwr_round_trip_and_fleet_learns_every_class() -> None:
     h0.learn_one(Xtr[0], int(ytr[0]))
     with pytest.raises(ExtractorMismatchError):
         load_snapshot_into(CWRStar(16, extractor_hash="e" * 64), merged)
+
+
+# --- exact federation of streaming-LDA heads (sufficient statistics) -----------------------------------
+def _slda_devices(F: int = 6, seed: int = 0):
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (5, F))
+    data = []
+    for d, classes in enumerate(([0, 1, 2], [0, 1, 3], [1, 2, 4])):
+        y = rng.choice(classes, 150)
+        data.append((centers[y] + rng.normal(0, 1, (150, F)) @ rng.normal(0, 0.5, (F, F)), y))
+    heads = []
+    for X, y in data:
+        h = StreamingLDA(F, extractor_hash="e" * 64)
+        for x, c in zip(X, y):
+            h.learn_one(x, int(c))
+        heads.append(h)
+    return heads, data
+
+
+def test_slda_fleet_merge_equals_the_head_trained_on_the_union():
+    from tinycl_nodes.core.federated import aggregate, load_snapshot_into, snapshot_from_head
+    from tinycl_nodes.core.slda import StreamingLDA
+    from tinycl_nodes.fleet.payload import decode, encode
+
+    F = 6
+    heads, data = _slda_devices(F)
+    # through the wire format, as the aggregator receives them
+    snaps = [decode(encode(snapshot_from_head(h, device=f"d{i}"), "lab", f"d{i}"))[1] for i, h in enumerate(heads)]
+    merged = aggregate(snaps).head
+    union = StreamingLDA(F, extractor_hash="e" * 64)
+    X = np.concatenate([x for x, _ in data])
+    y = np.concatenate([c for _, c in data])
+    for i in np.random.default_rng(1).permutation(len(y)):      # any order: the statistics are the same
+        union.learn_one(X[i], int(y[i]))
+    u = snapshot_from_head(union)
+    order = [u.class_ids.tolist().index(c) for c in merged.class_ids]
+    assert merged.counts.tolist() == u.counts[order].tolist()
+    np.testing.assert_allclose(merged.weights, u.weights[order], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(merged.shared, u.shared, rtol=1e-6)          # means travel as float32
+    # loaded into a device's head, it predicts like the union head
+    dev = StreamingLDA(F, extractor_hash="e" * 64)
+    load_snapshot_into(dev, merged)
+    assert [dev.predict_one(x) for x in X] == [union.predict_one(x) for x in X]
+    np.testing.assert_allclose(dev.covariance, union.covariance, rtol=1e-6, atol=1e-9)
+    # the snapshot's own scoring is the head's
+    assert merged.predict(X).tolist() == [union.predict_one(x) for x in X]
+
+
+def test_fleet_member_shares_only_its_own_learning_and_honours_opt_out():
+    from tinycl_nodes.core.federated import FleetMember, aggregate_exact, load_snapshot_into, snapshot_from_head
+
+    heads, data = _slda_devices()
+    members = [FleetMember(f"d{i}", opt_out=[3] if i == 1 else ()) for i in range(3)]
+    reports = [m.report(snapshot_from_head(h, device=m.device), 1) for m, h in zip(members, heads)]
+    assert 3 not in reports[1].class_ids.tolist() and 3 in heads[1].classes      # class 3 stays private
+    g = aggregate_exact(reports, 1)
+    assert 3 not in g.class_ids.tolist()
+    n_before = [int(h.counts.sum()) for h in heads]
+    for m, h in zip(members, heads):
+        load_snapshot_into(h, m.take(snapshot_from_head(h), g, 1))
+    # each device now holds everyone's shared data plus its own private class, nothing counted twice
+    total_shared = int(g.counts.sum())
+    assert int(heads[0].counts.sum()) == total_shared
+    assert int(heads[1].counts.sum()) == total_shared + int((data[1][1] == 3).sum())
+    # a second round with nothing new learned changes nothing (no dilution, no double counting)
+    reports = [m.report(snapshot_from_head(h), 2) for m, h in zip(members, heads)]
+    g2 = aggregate_exact(reports, 2)
+    assert g2.counts.tolist() == g.counts.tolist() and sum(n_before) - int((data[1][1] == 3).sum()) == total_shared
+    np.testing.assert_allclose(g2.weights, g.weights, atol=1e-5)
+
+
+def test_delta_keeps_what_the_head_learned_after_the_bridge_saw_it():
+    """The bridge's exact mode: it hands the learner what to add; samples the learner learned after
+    the bridge's last look are kept, and the result is the head of everybody's data."""
+    from tinycl_nodes.core.federated import FleetMember, aggregate_exact, merge_into_head, snapshot_from_head
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    heads, data = _slda_devices()
+    members = [FleetMember(f"d{i}") for i in range(3)]
+    reports = [m.report(snapshot_from_head(h, version=1), 1) for m, h in zip(members, heads)]
+    g = aggregate_exact(reports, 1)
+    seen_by_bridge = snapshot_from_head(heads[0])
+    X0, y0 = data[0]
+    extra = X0[:20] + 0.5
+    for x, c in zip(extra, y0[:20]):                          # learned after the bridge looked
+        heads[0].learn_one(x, int(c))
+    res = merge_into_head(heads[0], members[0].delta(seen_by_bridge, g, 1), "add")
+    assert res.imported == [(3, "3"), (4, "4")]
+    union = StreamingLDA(6, extractor_hash="e" * 64)
+    for X, y in [*data, (extra, y0[:20])]:
+        for x, c in zip(X, y):
+            union.learn_one(x, int(c))
+    assert sorted(heads[0].classes) == sorted(union.classes)
+    order = [union.classes.index(c) for c in heads[0].classes]
+    assert heads[0].counts.tolist() == union.counts[order].tolist()
+    np.testing.assert_allclose(heads[0].means, union.means[order], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(heads[0].covariance, union.covariance, rtol=1e-5, atol=1e-7)

@@ -256,11 +256,23 @@ def test_slda_beats_ncm_on_shared_anisotropic_covariance():
     assert accs["StreamingLDA"] >= accs["StreamingNCM"] + 0.2
 
 
+def test_slda_class_scatter_is_the_exact_within_class_scatter():
+    """Default: N·Σ is the within-class scatter of the samples, whatever their order (mergeable)."""
+    sample = _anisotropic(2)
+    X, y = sample(range(4), 80)
+    Xd = X.astype(np.float64)
+    within = sum((Xd[y == c] - Xd[y == c].mean(0)).T @ (Xd[y == c] - Xd[y == c].mean(0)) for c in range(4))
+    for order in (np.arange(len(y)), np.random.default_rng(0).permutation(len(y))):
+        head = StreamingLDA(F)
+        learn_all(head, X[order], y[order])
+        assert np.allclose(head.covariance, within / len(y), atol=1e-9)
+
+
 def test_slda_matches_direct_computation():
     sample = _anisotropic(2)
     X, y = sample(range(4), 80)
     eps = 1e-3
-    head = StreamingLDA(F, shrinkage=eps)
+    head = StreamingLDA(F, shrinkage=eps, scatter="total")
     learn_all(head, X, y)
     # the documented recursion, written out
     sigma, means, counts, n = np.zeros((F, F)), {}, {}, 0

@@ -1,4 +1,5 @@
-"""A small `make demo-fleet`: 3 TinyNDC graphs (15 processes over DDS), a TLS mosquitto, one round.
+"""A small `make demo-fleet`: 3 TinyNDC graphs (15 processes over DDS), each on its own host (network
+namespace), a TLS mosquitto and the aggregator on host cloud, one round.
 
 Short streams (1,500 test samples before each device's class filter) keep it to ~20 s. With this
 seed the figures are deterministic (the graph learns exactly what the in-process loop learns):
@@ -35,6 +36,8 @@ def test_merged_head_knows_every_class_some_device_learned(fleet_run) -> None:
     assert r["targets"]["global_knows_every_learned_class"]
     assert r["targets"]["every_device_knows_every_class_after"]
     assert set(r["global"]["classes"]) == set(range(10))
+    # make test runs as root: devices on their own hosts, broker + aggregator on cloud (namespaces)
+    assert r["hosts"] == ["cloud", *r["devices"]], r["hosts"]
     # the device that streamed a digit dominates its global row: the global head is near it
     for c in NEW:
         best = max(r["before"][d][str(c)] for d, info in r["devices"].items() if c in info["stream_classes"])
@@ -56,3 +59,21 @@ def test_unseen_digits_reach_90_percent_of_the_learning_device(fleet_run) -> Non
             if c in NEW:
                 assert r["after"][d][str(c)] >= r["before"][d][str(c)] - 3.0
         assert r["after"][d]["all"] > r["before"][d]["all"] + 5
+
+
+def test_default_preset_joins_the_fleet_exactly(tmp_path) -> None:
+    """preset tinycl (streaming LDA) with the exact rule (bridges in exact mode, learners and labelers
+    adding what the bridge hands over): after the round every device holds the global head (the
+    head of all three devices' data) and the labelers' replicas stay equal to the learners' heads."""
+    _need_mosquitto()
+    domain = 150 + ((os.getpid() * 13) % 80 + 40) % 80       # never the module fixture's domain
+    with open(os.devnull, "w") as devnull:
+        r = run_demo_fleet(stream_length=600, policy="add", preset="tinycl", out=str(tmp_path / "fleet.json"),
+                           domain=domain, console=Console(file=devnull, width=120))
+    assert r["preset"] == "tinycl" and r["policy"] == "add"
+    for d in r["devices"]:
+        assert all(r["after"][d][k] == r["global"][k] for k in r["after"][d]), (d, r["after"][d], r["global"])
+        assert r["after"][d]["all"] > r["before"][d]["all"]
+    assert r["targets"]["ratio_met"] and r["targets"]["every_device_knows_every_class_after"]
+    assert all(r["labeler_replica_equals_learner_head"].values()), r["labeler_replica_equals_learner_head"]
+    assert all(code == 0 for codes in r["exit_codes"].values() for code in codes.values()), r["exit_codes"]

@@ -13,7 +13,8 @@ def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
     st = generate(tmp_path / "b", "lab", ["r1", "r2"], port=18999)
     conf = (tmp_path / "b" / "mosquitto.conf").read_text().splitlines()
     assert [ln for ln in conf if ln.startswith("listener")] == ["listener 18999 127.0.0.1"], "plaintext off by default"
-    for line in ("allow_anonymous false", "require_certificate true", "per_listener_settings false"):
+    for line in ("allow_anonymous false", "require_certificate true", "per_listener_settings true",
+                 "use_identity_as_username true", "use_username_as_clientid true"):
         assert line in conf
     acl = (tmp_path / "b" / "acl").read_text()
     assert "user r1\ntopic write tinycl/lab/r1/head\ntopic read tinycl/lab/global\n" in acl
@@ -25,8 +26,10 @@ def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
     generate(tmp_path / "c", "lab", ["r1"], port=18999, plaintext_port=18998)
     conf = (tmp_path / "c" / "mosquitto.conf").read_text()
     assert "listener 18998 127.0.0.1" in conf
+    plain = conf.split("listener 18998 127.0.0.1")[1]
+    assert "allow_anonymous false" in plain and "password_file" in plain, "the plaintext listener needs passwords"
 
 
 def test_bench_small() -> None:
-    res = bench.run(n_devices=50, relay_heads=60)
+    res = bench.run(n_devices=50, relay_heads=60, round_devices=0)
     assert res["aggregate_ok"] and res["relay"]["heads"] == 60 and res["relay"]["refused"] == 0

@@ -46,10 +46,16 @@ name (or appears twice in ``G``) are left out and reported in ``MergeResult.skip
 :func:`merge_into_head` is the whole device-side step on a live core head (what the learner and
 the labeler's replica both run): refuse a bad global head (:func:`check_snapshot`), consolidate
 the pending CWR* batch, merge, load. It needs a head whose learned state *is* its linear form
-(CWR*: the consolidated rows ``cw`` and counts ``past``). A streaming-LDA head is refused: its
-linear rows are ``Λμ_c`` under the device's own covariance, so a foreign row cannot be loaded
-without turning it back into a class mean under a covariance it was not computed with (a fleet
-of SLDA heads would have to share means, counts and the scatter matrix instead; not done).
+(CWR*: the consolidated rows ``cw`` and counts ``past``); a streaming-LDA head's linear rows are
+``Λμ_c`` under the device's own covariance, so it is refused there.
+
+Rounds for weeks, and exact SLDA federation (:class:`Moments`, :func:`aggregate_exact`,
+:class:`FleetMember`): a device shares only the additive statistics of its *own* learning
+(counts, per-class sums, and for SLDA the raw second moment), the aggregator adds them, and a
+device takes a round in as ``global − its share + its own now``. Classes never dilute over rounds,
+nothing is counted twice, and for streaming-LDA heads (shared as means, counts and within-class
+scatter, see :class:`HeadSnapshot`) the sum is exactly the head trained on the union of the
+devices' data. See docs/fleet.md ("Rounds for weeks").
 
 Why count-weighted averaging works for the TinyNDC fleet: every device starts from the same
 labelled samples of *all* classes (k per class), so every device has a row for every class,
@@ -72,12 +78,18 @@ import numpy as np
 from .errors import ExtractorMismatchError, InputError, TinyclError
 
 METHODS = ("fedavg", "median", "trimmed_mean")
-POLICIES = ("replace", "blend")
+POLICIES = ("replace", "blend", "add")
 #: default refusal threshold on the Frobenius norm of a head's weights (see :func:`check_snapshot`)
 DEFAULT_MAX_NORM = 1.0e4
 MAX_CLASSES = 4096
 MAX_FEATURES = 65536
 MAX_NAME = 128
+#: largest per-class sample count accepted (2^40 ≈ 1.1e12 samples): sums over up to 2^20 devices
+#: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
+MAX_COUNT = 1 << 40
+SLDA_KIND = "StreamingLDA"
+#: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
+SLDA_SHRINKAGE = 1e-4
 
 
 class RefusedHead(TinyclError):
@@ -94,6 +106,12 @@ class HeadSnapshot:
     ``class_ids[i]``, ``class_names[i]`` and ``counts[i]`` describe row ``i`` of ``weights``
     (``classes × features`` float32) and ``bias``. ``version`` is the device's head version (or
     the aggregation round for a global head). ``n_seen`` is informative.
+
+    A streaming-LDA head (``kind == "StreamingLDA"``) is shared as its sufficient statistics:
+    ``weights`` are the class *means*, ``bias`` zeros, ``counts`` the class counts and ``shared``
+    the within-class scatter ``N·Σ`` (features × features, float64); :meth:`linear` turns them
+    into the scoring rows. (Without ``shared``, ``weights``/``bias`` are its scoring rows: enough
+    to predict, not to merge.)
     """
 
     class_ids: np.ndarray
@@ -106,6 +124,7 @@ class HeadSnapshot:
     version: int = 0
     n_seen: int = 0
     device: str = ""
+    shared: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
@@ -113,6 +132,8 @@ class HeadSnapshot:
         self.counts = np.asarray(self.counts, np.int64).reshape(-1)
         self.weights = np.asarray(self.weights, np.float32)
         self.bias = np.asarray(self.bias, np.float32).reshape(-1)
+        if self.shared is not None:
+            self.shared = np.asarray(self.shared, np.float64)
         self.validate_shapes()
 
     # --- properties -----------------------------------------------------------------------------
@@ -126,7 +147,7 @@ class HeadSnapshot:
 
     @property
     def keys(self) -> list[ClassKey]:
-        return [(int(i), n) for i, n in zip(self.class_ids, self.class_names)]
+        return list(zip(self.class_ids.tolist(), self.class_names))
 
     def validate_shapes(self) -> None:
         """Raise InputError unless arrays agree with each other (shape-only, cheap)."""
@@ -142,25 +163,53 @@ class HeadSnapshot:
             raise InputError("head: class id out of range 0..2^32-1")
         if C and self.counts.min() < 0:
             raise InputError("head: negative sample count")
+        if C and self.counts.max() > MAX_COUNT:
+            raise InputError(f"head: sample count {int(self.counts.max())} above the limit {MAX_COUNT}")
         if any(len(n) > MAX_NAME for n in self.class_names):
             raise InputError(f"head: class name longer than {MAX_NAME} characters")
         if len(set(self.keys)) != C:
             raise InputError("head: a class (id, name) appears twice")
+        if self.shared is not None and self.kind != SLDA_KIND:
+            raise InputError(f"head: only a {SLDA_KIND} snapshot carries a shared scatter, not {self.kind}")
+        if self.shared is not None and self.shared.shape != (F, F):
+            raise InputError(f"head: shared scatter has shape {self.shared.shape}, expected {(F, F)}")
 
     def copy(self, **changes: Any) -> "HeadSnapshot":
         base = dict(class_ids=self.class_ids.copy(), class_names=self.class_names, counts=self.counts.copy(),
                     weights=self.weights.copy(), bias=self.bias.copy(), kind=self.kind,
                     extractor_hash=self.extractor_hash, version=self.version, n_seen=self.n_seen,
-                    device=self.device)
+                    device=self.device, shared=None if self.shared is None else self.shared.copy())
         base.update(changes)
         return HeadSnapshot(**base)
+
+    def linear(self, shrinkage: float = SLDA_SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
+        """Scoring rows ``(W, b)``: the weights as they are, or for SLDA statistics the LDA rows
+        ``W = μΛ``, ``b = −½ μΛμᵀ`` with ``Λ = inv((1 − ε)Σ + εI)`` (as ``StreamingLDA`` scores)."""
+        if self.shared is None:
+            return self.weights, self.bias
+        N = float(self.counts.sum())
+        F = self.n_features
+        A = self.shared * ((1.0 - shrinkage) / N if N else 0.0)
+        A[np.diag_indices(F)] += shrinkage
+        M = self.weights.astype(np.float64)
+        W = np.linalg.solve(A, M.T).T
+        return W.astype(np.float32), (-0.5 * (M * W).sum(axis=1)).astype(np.float32)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class ids predicted for a batch ``X`` (n, F) (argmax of ``X @ W.T + b``)."""
         if not self.n_classes:
             raise InputError("head: no classes to predict")
-        scores = np.asarray(X, np.float32) @ self.weights.T + self.bias
+        W, b = self.linear()
+        scores = np.asarray(X, np.float32) @ W.T + b
         return self.class_ids[scores.argmax(axis=1)]
+
+    def without(self, class_ids: Iterable[int]) -> "HeadSnapshot":
+        """This snapshot without the rows of ``class_ids`` (a device's opted-out classes)."""
+        drop = set(int(c) for c in class_ids)
+        keep = np.array([int(c) not in drop for c in self.class_ids], bool)
+        return self.copy(class_ids=self.class_ids[keep], class_names=[n for n, k in zip(self.class_names, keep) if k],
+                         counts=self.counts[keep], weights=self.weights[keep].reshape(-1, self.n_features),
+                         bias=self.bias[keep])
 
 
 # --- from / to the core heads -----------------------------------------------------------------------
@@ -175,8 +224,12 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
     names = names or {}
     ids = list(head.classes)
     kind = type(head).kind
+    shared = None
     if kind == "CWRStar":
         W, b, counts = head.cw, np.zeros(len(ids), np.float32), head.past
+    elif kind == SLDA_KIND:      # sufficient statistics: means, counts, within-class scatter
+        W, b, counts = head.means, np.zeros(len(ids), np.float32), head.counts
+        shared = head.covariance * head.n_updates
     else:
         try:
             W, b = head.linear() if hasattr(head, "linear") else (head.W, head.b)
@@ -186,29 +239,44 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
         if counts.shape != (len(ids),):
             counts = np.zeros(len(ids), np.int64)
     return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], counts, np.array(W, np.float32),
-                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device)
+                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device, shared)
 
 
 def load_snapshot_into(head: Any, snap: HeadSnapshot) -> None:
-    """Replace a CWR* head's consolidated weights and counts by ``snap`` (e.g. a merged head).
+    """Replace a CWR* head's consolidated weights and counts, or a streaming-LDA head's statistics
+    (means, counts, scatter), by ``snap`` (e.g. a merged head).
 
-    The head's current partial batch is consolidated first (nothing learned is lost); classes are
+    A CWR* head's partial batch is consolidated first (nothing learned is lost); classes are
     keyed by id (names live with the caller). On error the head is unchanged.
     """
-    if type(head).kind != "CWRStar":
-        raise InputError(f"head: loading a snapshot into a {type(head).kind} head is not supported")
-    if snap.n_features != head.n_features:
+    kind = type(head).kind
+    if kind not in ("CWRStar", SLDA_KIND) or snap.kind != kind:
+        raise InputError(f"head: loading a {snap.kind} snapshot into a {kind} head is not supported")
+    if snap.n_classes and snap.n_features != head.n_features:
         raise InputError(f"head: snapshot has {snap.n_features} features, head has {head.n_features}")
     head.check_extractor(snap.extractor_hash)
     if len(set(snap.class_ids.tolist())) != snap.n_classes:
         raise InputError("head: snapshot holds one class id twice (id clash): merge it first")
+    C, F = snap.n_classes, head.n_features
+    if kind == SLDA_KIND:
+        state = head.state_dict()
+        n = int(snap.counts.sum())
+        shared = snap.shared if snap.shared is not None else np.zeros((F, F))
+        state["arrays"].update(classes=snap.class_ids.copy(), class_seen=snap.counts.copy(),
+                               means=snap.weights.astype(np.float64).reshape(C, F), counts=snap.counts.copy(),
+                               scatter=np.array(shared, np.float64), n_updates=np.asarray(n, np.int64),
+                               cache_W=np.zeros((0, F), np.float32), cache_b=np.zeros(0, np.float64),
+                               cache_stale=np.asarray(0, np.int64))
+        head.load_state_dict(state)
+        head.refresh()
+        return
     head.flush()
     state = head.state_dict()
-    C, F = snap.n_classes, snap.n_features
     arrays = state["arrays"]
-    arrays.update(classes=snap.class_ids.copy(), cw=snap.weights.copy(), tw=np.zeros((C, F), np.float32),
-                  past=snap.counts.copy(), cur=np.zeros(C, np.int64), n_batch=np.asarray(0, np.int64),
-                  batch_x=np.zeros((0, F), np.float32), batch_rows=np.zeros(0, np.int64))
+    arrays.update(classes=snap.class_ids.copy(), cw=snap.weights.copy().reshape(C, F),
+                  tw=np.zeros((C, F), np.float32), past=snap.counts.copy(), cur=np.zeros(C, np.int64),
+                  n_batch=np.asarray(0, np.int64), batch_x=np.zeros((0, F), np.float32),
+                  batch_rows=np.zeros(0, np.int64))
     if "class_seen" in arrays:
         arrays["class_seen"] = snap.counts.copy()
     head.load_state_dict(state)
@@ -235,6 +303,8 @@ def check_snapshot(snap: HeadSnapshot, *, extractor_hash: str | None = None,
         raise RefusedHead(f"{who}: head kind {snap.kind!r}, the round aggregates {kind!r}")
     if not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
         raise RefusedHead(f"{who}: weights contain NaN or inf")
+    if snap.kind == SLDA_KIND and snap.n_classes and (snap.shared is None or not np.isfinite(snap.shared).all()):
+        raise RefusedHead(f"{who}: a {SLDA_KIND} head must carry its finite statistics (scatter) to be merged")
     if max_norm is not None:
         norm = float(np.sqrt(np.sum(snap.weights.astype(np.float64) ** 2) + np.sum(snap.bias.astype(np.float64) ** 2)))
         if not norm <= max_norm:
@@ -267,6 +337,14 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
     if not snaps:
         raise InputError("aggregate: no heads to aggregate")
     first = snaps[0]
+    if first.kind == SLDA_KIND:
+        if method != "fedavg":
+            raise InputError(f"aggregate: {SLDA_KIND} statistics merge exactly (fedavg), not by {method}")
+        if min_count:
+            snaps = [s.without(s.class_ids[s.counts < min_count]) for s in snaps]
+        glob = aggregate_exact(snaps, version)
+        return AggregateResult(glob, [s.device for s in snaps],
+                               {k: sum(k in set(s.keys) for s in snaps) for k in glob.keys}, _conflicts(glob.keys))
     for s in snaps[1:]:
         if s.extractor_hash != first.extractor_hash:
             raise ExtractorMismatchError("aggregate: heads come from different extractors")
@@ -274,20 +352,27 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
             raise InputError(f"aggregate: heads differ in kind/features ({s.kind}/{s.n_features} vs "
                              f"{first.kind}/{first.n_features})")
     F = first.n_features
-    # union of class keys, and the (device, row) -> union row mapping
-    keys = sorted({k for s in snaps for k in s.keys})
+    # union of class keys, and the (device, row) -> union row mapping; devices with the same class
+    # list (the usual case) are filled together, so the cost is linear with a small constant
+    skeys = [tuple(s.keys) for s in snaps]
+    keys = sorted(set().union(*skeys))
     index = {k: i for i, k in enumerate(keys)}
     K, D = len(keys), len(snaps)
     W = np.zeros((D, K, F), np.float32)
     B = np.zeros((D, K), np.float32)
     N = np.zeros((D, K), np.float64)
     present = np.zeros((D, K), bool)
-    for d, s in enumerate(snaps):
-        rows = np.fromiter((index[k] for k in s.keys), np.int64, s.n_classes)
-        W[d, rows] = s.weights
-        B[d, rows] = s.bias
-        N[d, rows] = s.counts
-        present[d, rows] = s.counts >= min_count if min_count else True
+    groups: dict[tuple, list[int]] = {}
+    for d, sk in enumerate(skeys):
+        groups.setdefault(sk, []).append(d)
+    for sk, ds in groups.items():
+        rows = np.fromiter((index[k] for k in sk), np.int64, len(sk))
+        sel = np.asarray(ds)[:, None]
+        W[sel, rows] = np.stack([snaps[d].weights for d in ds])
+        B[sel, rows] = np.stack([snaps[d].bias for d in ds])
+        cnt = np.stack([snaps[d].counts for d in ds])
+        N[sel, rows] = cnt
+        present[sel, rows] = cnt >= min_count if min_count else True
     support_n = present.sum(axis=0)
     keep = support_n > 0
     out_W = np.zeros((K, F), np.float32)
@@ -304,13 +389,14 @@ def aggregate(snaps: Sequence[HeadSnapshot], method: Literal["fedavg", "median",
         for k in np.flatnonzero(keep):
             sel = present[:, k]
             out_W[k], out_B[k] = _robust(W[sel, k], B[sel, k], method, trim)
-    counts = np.where(present, N, 0).sum(axis=0).astype(np.int64)
+    # each count <= MAX_COUNT, so the float64 sum is exact; the total is clipped, never overflows
+    counts = np.minimum(np.where(present, N, 0).sum(axis=0), MAX_COUNT).astype(np.int64)
     ids = [k[0] for k in keys]
     names = [k[1] for k in keys]
     sel = np.flatnonzero(keep)
     head = HeadSnapshot(np.asarray(ids, np.int64)[sel], [names[i] for i in sel], counts[sel], out_W[sel],
                         out_B[sel], first.kind, first.extractor_hash, version,
-                        int(sum(s.n_seen for s in snaps)), "global")
+                        min(int(sum(s.n_seen for s in snaps)), MAX_COUNT), "global")
     support = {keys[i]: int(support_n[i]) for i in sel}
     return AggregateResult(head, [s.device for s in snaps], support, _conflicts([keys[i] for i in sel]))
 
@@ -406,30 +492,265 @@ def merge_global(local: HeadSnapshot, global_: HeadSnapshot,
     return MergeResult(head, skipped, imported)
 
 
-def mergeable(head: Any) -> bool:
-    """Whether :func:`merge_into_head` can load a global head into ``head`` (CWR* only)."""
-    return getattr(type(head), "kind", "") == "CWRStar"
+def mergeable(head: Any, policy: str = "blend") -> bool:
+    """Whether :func:`merge_into_head` can merge into ``head`` by ``policy`` (CWR*; SLDA by ``add``)."""
+    kind = getattr(type(head), "kind", "")
+    return kind == "CWRStar" or (kind == SLDA_KIND and policy == "add")
 
 
-def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend"] = "blend",
+def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend", "add"] = "blend",
                     names: Mapping[int, str] | None = None, *,
                     max_norm: float | None = DEFAULT_MAX_NORM) -> MergeResult:
-    """The device-side merge on a live CWR* head: check, consolidate, :func:`merge_global`, load.
+    """The device-side merge on a live head: check, consolidate, merge, load.
 
     ``global_`` is refused (:class:`RefusedHead`, one line; ``head`` untouched) if it is built on
     another extractor, has another kind or feature count, NaN/inf, an absurd norm or bad shapes.
-    Otherwise the head's partial batch is consolidated (nothing learned is lost), its snapshot
+    Otherwise a CWR* head's partial batch is consolidated (nothing learned is lost), its snapshot
     (``names``: class id → name, default ``str(id)``) is merged with ``global_`` under ``policy``
-    and loaded back. Deterministic: the same head and global head always give the same result.
+    and loaded back. ``add`` (CWR* and streaming LDA): ``global_`` holds statistics to *add* — what
+    the bridge's :class:`FleetMember` hands over, the other devices' learning not yet in this head
+    (see :meth:`FleetMember.delta`). Deterministic: the same head and global head always give the
+    same result.
     """
-    if not mergeable(head):
-        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot load a linear "
-                         f"global head (only CWR* can: use preset tinyndc or supervised in a fleet)")
     if policy not in POLICIES:
         raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    check_snapshot(global_, extractor_hash=head.extractor_hash or None, max_norm=max_norm,
+    if not mergeable(head, policy):
+        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot take a global "
+                         f"head by {policy!r} (CWR* by any policy; streaming LDA by 'add', with the bridge's "
+                         f"exact mode)")
+    check_snapshot(global_, extractor_hash=head.extractor_hash or None,
+                   max_norm=None if policy == "add" else max_norm,
                    n_features=head.n_features if global_.n_classes else None, kind=head.kind)
-    head.flush()
-    res = merge_global(snapshot_from_head(head, names), global_, policy)
+    if hasattr(head, "flush"):
+        head.flush()
+    local = snapshot_from_head(head, names)
+    if policy == "add":
+        new = (Moments.of(local) + Moments.of(global_)).snapshot(local.kind, local.extractor_hash, local.version,
+                                                                  local.n_seen, local.device)
+        names_of = dict(zip(global_.class_ids.tolist(), global_.class_names))
+        res = MergeResult(new, [], [(c, names_of[c]) for c in global_.class_ids.tolist()
+                                    if c not in set(local.class_ids.tolist())])
+    else:
+        res = merge_global(local, global_, policy)
     load_snapshot_into(head, res.head)
     return res
+
+
+def snapshot_from_state(state: Mapping[str, Any], names: Mapping[int, str] | None = None, version: int = 0,
+                        device: str = "") -> HeadSnapshot:
+    """The snapshot of a core head's state (``Head.state`` on the bus): for streaming LDA its
+    statistics (means, counts, scatter), which its linear rows alone do not carry."""
+    from .cwr import CWRStar
+    from .slda import StreamingLDA
+
+    kinds = {"CWRStar": CWRStar, SLDA_KIND: StreamingLDA}
+    kind = state.get("kind") if isinstance(state, Mapping) else None
+    meta = state.get("meta") if isinstance(state, Mapping) else None
+    if kind not in kinds or not isinstance(meta, Mapping) or not isinstance(meta.get("n_features"), int):
+        raise InputError(f"head state: kind {kind!r} cannot be shared (CWRStar, {SLDA_KIND})")
+    head = kinds[kind](meta["n_features"], extractor_hash=str(meta.get("extractor_hash", "")))
+    head.load_state_dict(dict(state))
+    return snapshot_from_head(head, names, version, device)
+
+
+# --- exact federation: additive sufficient statistics ---------------------------------------------
+@dataclass
+class Moments:
+    """Additive statistics of a head's learning, keyed by class (id, name), float64.
+
+    ``n`` per-class counts; ``s`` per-class sums (``n·row`` for a CWR* row, ``Σx`` = ``n·μ`` for
+    SLDA); ``m`` (SLDA only) the raw second moment ``Σ xxᵀ`` = within-class scatter + ``Σ n μμᵀ``.
+    Statistics of disjoint data add; adding every device's own statistics is the statistics of
+    the union (for SLDA: exactly the head trained on the union). Subtraction undoes an addition.
+    """
+
+    keys: list[ClassKey]
+    n: np.ndarray
+    s: np.ndarray
+    m: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, snap: HeadSnapshot) -> "Moments":
+        if snap.kind == SLDA_KIND and snap.shared is None:
+            raise InputError(f"head from {snap.device or '?'}: a {SLDA_KIND} head without its statistics (linear "
+                             f"rows only) cannot be merged exactly: send its state (learner with_state)")
+        n = snap.counts.astype(np.float64)
+        rows = snap.weights.astype(np.float64).reshape(snap.n_classes, -1)
+        s = n[:, None] * rows
+        m = None
+        if snap.shared is not None:
+            m = snap.shared + (s.T @ rows)
+        return cls(list(snap.keys), n, s, m)
+
+    def _aligned(self, other: "Moments", sign: float) -> "Moments":
+        keys = list(dict.fromkeys([*self.keys, *other.keys]))
+        idx = {k: i for i, k in enumerate(keys)}
+        F = self.s.shape[1] if self.s.size else other.s.shape[1]
+        n, s = np.zeros(len(keys)), np.zeros((len(keys), F))
+        for mom, sg in ((self, 1.0), (other, sign)):
+            if mom.keys:
+                rows = [idx[k] for k in mom.keys]
+                n[rows] += sg * mom.n
+                s[rows] += sg * mom.s.reshape(len(rows), F)
+        if (self.m is None) != (other.m is None) and self.keys and other.keys:
+            raise InputError("moments: cannot combine SLDA statistics with linear rows")
+        m = None
+        if self.m is not None or other.m is not None:
+            m = (self.m if self.m is not None else 0.0) + sign * (other.m if other.m is not None else 0.0)
+        return Moments(keys, n, s, None if m is None else np.asarray(m, np.float64))
+
+    def __add__(self, other: "Moments") -> "Moments":
+        return self._aligned(other, 1.0)
+
+    def __sub__(self, other: "Moments") -> "Moments":
+        return self._aligned(other, -1.0)
+
+    def without(self, class_ids: Iterable[int]) -> "Moments":
+        drop = set(int(c) for c in class_ids)
+        keep = [i for i, k in enumerate(self.keys) if k[0] not in drop]
+        return Moments([self.keys[i] for i in keep], self.n[keep], self.s[keep], self.m)
+
+    def snapshot(self, kind: str, extractor_hash: str, version: int = 0, n_seen: int = 0,
+                 device: str = "") -> HeadSnapshot:
+        """Back to a head snapshot (rows ``s/n``; SLDA: means and within-class scatter)."""
+        n = np.rint(np.clip(self.n, 0, MAX_COUNT))
+        keep = n > 0
+        rows = np.zeros_like(self.s)
+        rows[keep] = self.s[keep] / n[keep, None]
+        shared = None
+        if kind == SLDA_KIND:
+            F = self.s.shape[1]
+            m = self.m if self.m is not None else np.zeros((F, F))
+            shared = m - (self.s[keep].T @ rows[keep])
+            shared = 0.5 * (shared + shared.T)
+        keys = [k for k, k_ok in zip(self.keys, keep) if k_ok]
+        C, F = len(keys), self.s.shape[1]
+        return HeadSnapshot([k[0] for k in keys], [k[1] for k in keys], n[keep].astype(np.int64),
+                            rows[keep].astype(np.float32).reshape(C, F), np.zeros(C, np.float32), kind,
+                            extractor_hash, version, min(int(n_seen), MAX_COUNT), device, shared)
+
+
+def aggregate_exact(snaps: Sequence[HeadSnapshot], version: int = 0) -> HeadSnapshot:
+    """The sum of the devices' statistics as one snapshot (CWR*: fedavg by counts; SLDA: the head
+    trained on the union of the devices' data, exactly)."""
+    if not snaps:
+        raise InputError("aggregate: no heads to aggregate")
+    first = snaps[0]
+    total = Moments.of(first)
+    for snap in snaps[1:]:
+        if snap.kind != first.kind or snap.extractor_hash != first.extractor_hash:
+            raise InputError("aggregate: heads differ in kind or extractor")
+        total = total + Moments.of(snap)
+    return total.snapshot(first.kind, first.extractor_hash, version, sum(s.n_seen for s in snaps), "global")
+
+
+class FleetMember:
+    """A device's side of a fleet that learns for weeks: what it shares, how it takes a round in.
+
+    The rule (why counts never dilute and nothing is counted twice): a device shares only its
+    **own** learning — the statistics (:class:`Moments`) of the samples it learned itself,
+    accumulated across rounds — never what it imported. The aggregator *adds* the devices' own
+    statistics (:func:`aggregate_exact`), so a class learned once by one device keeps exactly the
+    weight of its samples in every later round, however many rounds follow. Taking in a round,
+    the device's head becomes ``global − (its own share in that global) + (its own statistics
+    now)``: every other device's learning plus all of its own, including what it learned after
+    reporting (nothing is lost). The global head's ``provenance`` says which report of each
+    device it contains. Classes in ``opt_out`` are learned locally but never shared.
+    """
+
+    def __init__(self, device: str, opt_out: Iterable[int] = (), keep_reports: int = 16) -> None:
+        self.device = device
+        self.opt_out = frozenset(int(c) for c in opt_out)
+        self.keep_reports = keep_reports
+        self.own: Moments | None = None
+        self._last: Moments | None = None
+        self.reported: dict[int, Moments] = {}
+
+    # --- state (saved by the node that keeps the member: its bookkeeping must survive restarts) -----
+    def state_dict(self) -> dict[str, Any]:
+        """The bookkeeping as a core state dict (``core.state`` format)."""
+        from . import state as st
+
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"device": self.device, "opt_out": sorted(self.opt_out), "moments": {}}
+        named = {"own": self.own, "last": self._last, **{f"reported/{v}": m for v, m in self.reported.items()}}
+        for name, mom in named.items():
+            if mom is None:
+                continue
+            meta["moments"][name] = [list(k) for k in mom.keys]
+            arrays[f"{name}/n"], arrays[f"{name}/s"] = mom.n, mom.s
+            if mom.m is not None:
+                arrays[f"{name}/m"] = mom.m
+        return st.make_state("FleetMember", 1, {}, arrays, meta)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; raise StateError (nothing changed) if it does not fit."""
+        from . import state as st
+        from .errors import StateError
+
+        st.check_state(state, "FleetMember", 1)
+        meta, arrays = state["meta"], state["arrays"]
+        if meta.get("device") != self.device:
+            raise StateError(f"state: fleet bookkeeping of device {meta.get('device')!r}, this is {self.device!r}")
+        loaded: dict[str, Moments] = {}
+        try:
+            for name, keys in dict(meta["moments"]).items():
+                k = [(int(i), str(n)) for i, n in keys]
+                n, s = np.asarray(arrays[f"{name}/n"], np.float64), np.asarray(arrays[f"{name}/s"], np.float64)
+                m = np.asarray(arrays[f"{name}/m"], np.float64) if f"{name}/m" in arrays else None
+                if n.shape != (len(k),) or s.ndim != 2 or s.shape[0] != len(k):
+                    raise StateError(f"state: moments {name!r} have inconsistent shapes")
+                loaded[name] = Moments(k, n, s, m)
+            reported = {int(name.split("/", 1)[1]): mom for name, mom in loaded.items() if name.startswith("reported/")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state: fleet bookkeeping malformed ({type(exc).__name__})") from None
+        self.own, self._last, self.reported = loaded.get("own"), loaded.get("last"), reported
+
+    def observe(self, local: HeadSnapshot) -> None:
+        """Account what the head learned since the last call (its statistics' change)."""
+        now = Moments.of(local)
+        delta = now if self._last is None else now - self._last
+        self.own = delta if self.own is None else self.own + delta
+        self._last = now
+
+    def report(self, local: HeadSnapshot, version: int) -> HeadSnapshot:
+        """The snapshot to share: this device's own statistics, without opted-out classes."""
+        self.observe(local)
+        assert self.own is not None
+        mine = self.own.without(self.opt_out)
+        self.reported[version] = mine
+        for v in sorted(self.reported)[:-self.keep_reports]:
+            del self.reported[v]
+        return mine.snapshot(local.kind, local.extractor_hash, version, local.n_seen, self.device)
+
+    def take(self, local: HeadSnapshot, global_: HeadSnapshot, used_version: int | None) -> HeadSnapshot:
+        """The device's new head after a round (``used_version``: its report the global contains,
+        from the global's provenance; None if it contains none of this device's)."""
+        self.observe(local)
+        assert self.own is not None
+        if used_version is not None and used_version not in self.reported:
+            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
+                             f"which this device no longer holds")
+        mine = self.reported.get(used_version) if used_version is not None else None
+        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        snap = target.snapshot(local.kind, local.extractor_hash, local.version, local.n_seen, local.device)
+        self._last = Moments.of(snap)
+        return snap
+
+    def delta(self, local: HeadSnapshot, global_: HeadSnapshot, used_version: int | None) -> HeadSnapshot:
+        """What to *add* to the device's head to take the round in (the ``add`` merge policy).
+
+        ``local`` is the latest head seen, which may lag the live head: adding the difference
+        instead of loading a target keeps whatever the head learned meanwhile. The difference is
+        the statistics of the other devices' samples not in the head yet (non-negative counts).
+        """
+        self.observe(local)
+        assert self.own is not None and self._last is not None
+        mine = self.reported.get(used_version) if used_version is not None else None
+        if used_version is not None and mine is None:
+            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
+                             f"which this device no longer holds")
+        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        diff = target - self._last
+        self._last = target
+        return diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)

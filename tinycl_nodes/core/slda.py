@@ -7,7 +7,12 @@ Learning is the public code's update, one sample at a time (``N`` = samples seen
     Σ ← (N·Σ + N/(N+1)·d dᵀ) / (N + 1)
     μ_y ← μ_y + d / (count_y + 1);   count_y += 1
 
-with one deliberate difference: for the *first* sample of a class the public code uses
+with two deliberate differences. (1) By default (``scatter="class"``) the rank-1 term is weighted
+by the class count, ``count_y/(count_y+1)·d dᵀ`` (Welford's update): ``N·Σ`` is then exactly the
+within-class scatter of every sample seen, whatever their order — the sufficient statistics
+(counts, means, scatter) of two devices merge into exactly the head trained on the union of their
+data (``core/federated.py``). ``scatter="total"`` is the public code's ``N/(N+1)`` weight (order-
+dependent; it over-weights each class's first samples). (2) For the *first* sample of a class the public code uses
 ``d = x − 0`` (its means start at zero), which adds a spurious ``x xᵀ`` to the covariance each
 time a class appears; here ``d = 0`` for that sample (it has no class mean to deviate from),
 which matters when every class arrives online instead of from a batch initialisation.
@@ -50,12 +55,15 @@ class StreamingLDA(Head):
     version = 1
 
     def __init__(self, n_features: int, shrinkage: float = 1e-4, refresh_every: int = 1,
-                 extractor_hash: str = "") -> None:
+                 extractor_hash: str = "", scatter: str = "class") -> None:
         super().__init__(check_int(n_features, "n_features"), extractor_hash)
         self.shrinkage = check_positive(shrinkage, "shrinkage")
         if self.shrinkage > 1.0:
             raise InputError(f"shrinkage: must be in (0, 1], got {shrinkage}")
         self.refresh_every = check_int(refresh_every, "refresh_every")
+        if scatter not in ("class", "total"):
+            raise InputError(f"scatter: must be 'class' (exact, mergeable) or 'total' (public code), got {scatter!r}")
+        self.scatter_update = scatter
         F = n_features
         self.means = np.zeros((0, F), np.float64)
         self.counts = np.zeros(0, np.int64)
@@ -112,7 +120,7 @@ class StreamingLDA(Head):
         mu = self.means[idx]
         d = x - mu
         if n_c:
-            n = self.n_updates
+            n = n_c if self.scatter_update == "class" else self.n_updates
             k = self._n_pend
             if k == self._pend_u.shape[0]:
                 self._flush_scatter()
@@ -127,6 +135,10 @@ class StreamingLDA(Head):
         self._stale += 1
         if self._stale >= self.refresh_every or self._W.shape[0] != self.means.shape[0]:
             self._refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the scoring cache now (e.g. after loading merged statistics)."""
+        self._refresh()
 
     def _shrunk(self) -> np.ndarray:
         """``(1 − ε)Σ + εI`` as a new array."""
@@ -150,7 +162,7 @@ class StreamingLDA(Head):
         return self._W.copy(), (-self._b).astype(np.float32)
 
     def _params(self) -> dict[str, Any]:
-        return {"shrinkage": self.shrinkage, "refresh_every": self.refresh_every}
+        return {"shrinkage": self.shrinkage, "refresh_every": self.refresh_every, "scatter": self.scatter_update}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         self._flush_scatter()

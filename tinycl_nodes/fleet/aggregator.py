@@ -7,17 +7,25 @@ of another fleet, built on another extractor, carries NaN/inf or an absurd norm,
 device not allowed, claims another device than its topic, or differs in kind / feature count
 from the fleet's. An older or equal version of a device's head than the one held is ignored.
 
-A round closes when ``min_new_heads`` new heads arrived since the last round, at least
+The fleet's extractor hash, feature count and head kind are configured (``model``, or
+``extractor_hash`` + ``n_features``; ``kind``) and saved with the state: no sender decides them.
+A round closes when ``min_new_heads`` new heads arrived since the last round (or
+``round_timeout_s`` after the first one: stragglers' previous heads are used), at least
 ``min_devices`` devices are known and ``min_interval_s`` passed since the last round: the latest
-heads of all known devices are aggregated (``fedavg`` by per-class counts | ``median`` |
-``trimmed_mean``, see ``core/federated.py``) and published retained on ``tinycl/<fleet>/global``
-with ``round`` = the round number (also the global head's version).
+heads of all known devices, without the classes each opted out of, are aggregated (``fedavg`` by
+per-class counts | ``median`` | ``trimmed_mean``; SLDA statistics exactly, see
+``core/federated.py``) and published retained on ``tinycl/<fleet>/global`` with ``round`` = the
+round number (also the global head's version) and ``provenance`` (each device's head version in
+it). One line per round is logged and the per-round table (devices, stragglers, classes,
+samples, accuracy as the devices report it) is published retained on ``tinycl/<fleet>/rounds``.
 
-State (round, extractor hash, every device's latest payload, the last global payload) is saved
-after every round and at most every ``save_interval_s`` after accepted heads (a head not saved
-yet is not lost: it is retained on the broker and delivered again after a restart) and on close,
-to ``state_file`` with an atomic write (temp file + fsync + rename) in a
-versioned JSON format; on restart it is loaded, and the last global head is offered again.
+State (round, the fleet's configuration, every device's latest payload, the last global
+payload, the round table) is kept by ``storage.StateStore`` in ``<state_dir>/aggregator.state``:
+saved after every round, at most every ``save_interval_s`` after accepted heads (a head not saved
+yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
+on restart it is loaded and the last global head is offered again. A file that cannot be used —
+corrupt, or of another fleet or configuration — is moved aside with one line and the aggregator
+starts fresh.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
@@ -27,26 +35,33 @@ which also publishes the global head on the bus topic ``global_head`` (latched).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import DEFAULT_MAX_NORM, HeadSnapshot, RefusedHead, aggregate, check_snapshot
+from ..core.federated import (
+    DEFAULT_MAX_NORM,
+    MAX_FEATURES,
+    HeadSnapshot,
+    RefusedHead,
+    aggregate,
+    check_snapshot,
+)
 from ..nodes.runner import Node, run_node, validate
-from ..storage import write_atomic
-from .broker import AGGREGATOR, global_topic, head_topic
+from ..core import state as st
+from ..storage import StateStore
+from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
-from .payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
+from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
 
-STATE_FORMAT = "tinycl.aggregator"
+STATE_KIND = "aggregator"
 STATE_VERSION = 1
 
 
@@ -62,15 +77,25 @@ class AggregatorParams(MqttNodeParams):
     min_devices: int = Field(1, ge=1, description="a round needs at least this many devices with a head")
     min_new_heads: int = Field(1, ge=1, description="a round needs this many new heads since the last round")
     min_interval_s: float = Field(1.0, ge=0, description="seconds at least between two rounds")
+    round_timeout_s: float = Field(0.0, ge=0, description="close a round this many seconds after its first new "
+                                                          "head even if fewer than min_new_heads arrived "
+                                                          "(stragglers: their previous head is used; 0: wait)")
+    rounds_kept: int = Field(100, ge=1, le=100000, description="rounds kept in the published per-round table")
     max_norm: float = Field(DEFAULT_MAX_NORM, gt=0, description="a head whose weight norm exceeds this is refused "
                                                                 "(absurd norm)")
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest head payload accepted (bytes)")
-    extractor_hash: str = Field("", description="empty: fixed by the first accepted head (and saved)")
+    model: str = Field("", description="the fleet's frozen extractor (model name or .onnx path): its hash and "
+                                       "feature count are the fleet's (or give extractor_hash and n_features)")
+    extractor_hash: str = Field("", max_length=128, description="the fleet's extractor hash (empty: model's); heads "
+                                                                "of another extractor are refused")
+    n_features: int = Field(0, ge=0, le=MAX_FEATURES, description="the fleet's feature count (0: model's); heads "
+                                                                  "of another size are refused")
+    kind: str = Field("CWRStar", min_length=1, max_length=64, description="the head kind the fleet aggregates")
     allowed_devices: list[FleetName] | None = Field(None, description="devices whose heads are accepted (None: any "
                                                                       "the broker admits)")
-    state_file: str = Field("", description="round, device heads and global head are saved here (atomic JSON); "
-                                            "empty: no persistence")
+    state_dir: str = Field("", description="folder of aggregator.state (round, device heads, global head, round "
+                                           "table; storage.StateStore); empty: no persistence")
     save_interval_s: float = Field(1.0, ge=0, le=3600, description="accepted heads are saved at most this often "
                                                                    "(seconds)")
     tick_s: float = Field(0.1, gt=0, le=10, description="seconds between checks whether a round is due")
@@ -78,6 +103,22 @@ class AggregatorParams(MqttNodeParams):
                                                       "(latched)")
 
 
+
+
+def fleet_extractor(p: AggregatorParams) -> tuple[str, int]:
+    """The fleet's extractor hash and feature count: from the configuration, never from a sender."""
+    eh, nf = p.extractor_hash, p.n_features
+    if p.model:
+        from ..extractor import FrozenExtractor, model_path
+        ext = FrozenExtractor(model_path(p.model))
+        if (eh and eh != ext.hash) or (nf and nf != ext.n_features):
+            raise TinyclError(f"aggregator: model {p.model} has extractor {ext.hash[:12]} / {ext.n_features} "
+                              f"features, but extractor_hash / n_features say {eh[:12]} / {nf}")
+        eh, nf = ext.hash, ext.n_features
+    if not eh or not nf:
+        raise TinyclError("aggregator: configure the fleet's extractor (model, or extractor_hash and n_features); "
+                          "the first head received no longer decides it")
+    return eh, nf
 
 
 class Aggregator:
@@ -90,19 +131,24 @@ class Aggregator:
         self.on_global = on_global
         self._lock = threading.Lock()
         self.round = 0
-        self.extractor_hash = params.extractor_hash
+        self.extractor_hash, self.n_features = fleet_extractor(params)
         self.heads: dict[str, HeadSnapshot] = {}
         self.payloads: dict[str, bytes] = {}
         self.global_payload: bytes = b""
         self.global_head: HeadSnapshot | None = None
         self.fresh: set[str] = set()
+        self.metas: dict[str, PayloadMeta] = {}
+        self.rounds: list[dict[str, Any]] = []
+        self._first_fresh_t: float | None = None
         self.refused = 0
         self.accepted = 0
         self.last_refusal = ""
         self._last_round_t = -1e18
-        self._dirty = False
-        self._saved_t = -1e18
-        self._load()
+        self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s)
+                      if params.state_dir else None)
+        if self.store is not None and self.store.load(self._restore):
+            self.log.info("state loaded from %s: round %d, %d device head(s)", self.store.path, self.round,
+                          len(self.heads))
         self.prefix = f"tinycl/{params.fleet}/"
         self.link = MqttLink(mqtt_params(params, params.identity), f"tinycl-{params.fleet}-{params.identity}",
                              [head_topic(params.fleet, "+")], self.on_message, self.log)
@@ -120,36 +166,40 @@ class Aggregator:
         try:
             self.accept(device, data)
         except TinyclError as exc:
+            reason = f"head from {device} refused: {exc}"
+            self.log.warning("%s", reason)            # logged before counted: a waiter sees both
+            self.last_refusal = reason
             self.refused += 1
-            self.last_refusal = f"head from {device} refused: {exc}"
-            self.log.warning("%s", self.last_refusal)
 
     def accept(self, device: str, data: bytes) -> bool:
         """Validate and store one device head; raise TinyclError with the reason if refused."""
         p = self.p
         if p.allowed_devices is not None and device not in p.allowed_devices:
             raise RefusedHead(f"device {device!r} is not allowed in this fleet")
-        meta, snap = decode(data, max_bytes=p.max_bytes, fleet=p.fleet, extractor_hash=self.extractor_hash or None)
+        meta, snap = decode(data, max_bytes=p.max_bytes, fleet=p.fleet, extractor_hash=self.extractor_hash)
         if meta.device != device:
             raise RefusedHead(f"payload claims device {meta.device!r} on {device}'s topic")
         with self._lock:
-            ref = next(iter(self.heads.values()), None)
-            check_snapshot(snap, extractor_hash=self.extractor_hash or None, max_norm=p.max_norm,
-                           allowed_devices=p.allowed_devices,
-                           n_features=ref.n_features if ref is not None and ref.n_classes else None,
-                           kind=ref.kind if ref is not None else None)
+            check_snapshot(snap, extractor_hash=self.extractor_hash, max_norm=p.max_norm,
+                           allowed_devices=p.allowed_devices, n_features=self.n_features if snap.n_classes else None,
+                           kind=p.kind)
             old = self.heads.get(device)
             if old is not None and snap.version <= old.version:
-                self.log.debug("head from %s v%d: already have v%d", device, snap.version, old.version)
+                if snap.version < old.version:
+                    self.log.warning("head from %s v%d is older than the v%d held (version rollback: a restarted "
+                                     "device without its state?): ignored", device, snap.version, old.version)
+                else:
+                    self.log.debug("head from %s v%d: already have it", device, snap.version)
                 return False
-            if not self.extractor_hash:
-                self.extractor_hash = snap.extractor_hash
-                self.log.info("fleet extractor fixed by the first head: %s", snap.extractor_hash[:12])
             self.heads[device] = snap
+            self.metas[device] = meta
             self.payloads[device] = data
+            if not self.fresh:
+                self._first_fresh_t = time.monotonic()
             self.fresh.add(device)
             self.accepted += 1
-            self._dirty = True
+            if self.store is not None:
+                self.store.changed()        # a head not saved yet is still retained on the broker
         self.log.info("head from %s v%d accepted (%d classes, %d samples)", device, snap.version, snap.n_classes,
                       int(snap.counts.sum()))
         return True
@@ -159,17 +209,23 @@ class Aggregator:
         """Close a round if due; return whether one was published."""
         p = self.p
         with self._lock:
-            if self._dirty and time.monotonic() - self._saved_t >= p.save_interval_s:
-                self._save()
-            due = (len(self.fresh) >= p.min_new_heads and len(self.heads) >= p.min_devices
-                   and time.monotonic() - self._last_round_t >= p.min_interval_s)
+            if self.store is not None:
+                self.store.tick()
+            now = time.monotonic()
+            late = (p.round_timeout_s > 0 and self._first_fresh_t is not None and bool(self.fresh)
+                    and now - self._first_fresh_t >= p.round_timeout_s)
+            due = ((len(self.fresh) >= p.min_new_heads or late) and len(self.heads) >= p.min_devices
+                   and now - self._last_round_t >= p.min_interval_s)
         return self.aggregate_now() if due else False
 
     def aggregate_now(self) -> bool:
+        """Close a round: merge every known device's latest head (opted-out classes left out), publish
+        the global head with its provenance and the per-round table."""
         with self._lock:
-            snaps = [self.heads[d] for d in sorted(self.heads)]
-            if not snaps:
+            devices = sorted(self.heads)
+            if not devices:
                 return False
+            snaps = [self.heads[d].without(self._meta_of(d).opt_out) for d in devices]
             rnd = self.round + 1
             try:
                 res = aggregate(snaps, self.p.method, self.p.trim, version=rnd, min_count=self.p.min_count)
@@ -177,21 +233,48 @@ class Aggregator:
                 self.log.error("round %d not aggregated: %s", rnd, exc)
                 self.fresh.clear()
                 return False
-            payload = encode(res.head, self.p.fleet, self.p.identity, rnd)
+            provenance = {d: int(self.heads[d].version) for d in devices}
+            payload = encode(res.head, self.p.fleet, self.p.identity, rnd, provenance=provenance)
+            record = self._round_record(rnd, devices, res.head)
+            self.rounds = (self.rounds + [record])[-self.p.rounds_kept:]
             self.round = rnd
             self.global_head = res.head
             self.global_payload = payload
             self.fresh.clear()
+            self._first_fresh_t = None
             self._last_round_t = time.monotonic()
             self._save()
+            table = json.dumps({"fleet": self.p.fleet, "extractor_hash": self.extractor_hash,
+                                "rounds": self.rounds}).encode()
         for c in res.conflicts:
             self.log.warning("round %d: %s", rnd, c)
         self.link.offer(global_topic(self.p.fleet), payload, retain=True)
-        self.log.info("round %d: %s of %d device(s), %d classes, published", rnd, self.p.method, len(snaps),
-                      res.head.n_classes)
+        self.link.offer(rounds_topic(self.p.fleet), table, retain=True)
+        acc = record["accuracy"]
+        self.log.info("round %d | %d device(s) | stragglers: %s | %d classes | %d samples | accuracy as reported: %s",
+                      rnd, len(devices), ",".join(record["stragglers"]) or "-", record["classes"], record["samples"],
+                      "-" if acc is None else f"{acc:.2f}%")
         if self.on_global is not None:
             self.on_global(res.head)
         return True
+
+    def _meta_of(self, device: str) -> PayloadMeta:
+        meta = self.metas.get(device)
+        if meta is None:                     # loaded from an old state: read it from the payload
+            meta = self.metas[device] = decode(self.payloads[device], max_bytes=1 << 30)[0]
+        return meta
+
+    def _round_record(self, rnd: int, devices: list[str], head: HeadSnapshot) -> dict[str, Any]:
+        """One row of the per-round table: devices, stragglers, classes, accuracy as devices report it."""
+        per_device = {d: self._meta_of(d).metrics for d in devices}
+        accs = [(m["accuracy"], m.get("samples", 1.0)) for m in per_device.values() if "accuracy" in m]
+        weight = sum(w for _, w in accs)
+        return {"round": rnd, "time": round(time.time(), 3), "devices": devices,
+                "new_heads": sorted(self.fresh), "stragglers": sorted(set(devices) - self.fresh),
+                "classes": head.n_classes, "samples": int(head.counts.sum()),
+                "accuracy": round(sum(a * w for a, w in accs) / weight, 3) if accs and weight > 0 else None,
+                "device_metrics": per_device,
+                "opt_out": {d: self._meta_of(d).opt_out for d in devices if self._meta_of(d).opt_out}}
 
     def run(self, stop: threading.Event | None = None, duration_s: float | None = None) -> None:
         stop = stop or threading.Event()
@@ -203,48 +286,47 @@ class Aggregator:
     def close(self) -> None:
         self.link.stop()
         with self._lock:
-            if self._dirty:
-                self._save()
+            if self.store is not None and self.store.dirty:
+                self.store.save()
 
-    # --- state ----------------------------------------------------------------------------------
+    # --- state (storage.StateStore: the one state store of every learning node) ----------------------
+    def _states(self) -> dict[str, dict[str, Any]]:
+        """The aggregator's state: every device's latest payload, the global payload, round, table."""
+        arrays = {f"device/{d}": np.frombuffer(b, np.uint8) for d, b in self.payloads.items()}
+        arrays["global"] = np.frombuffer(self.global_payload, np.uint8)
+        meta = {"fleet": self.p.fleet, "round": self.round, "extractor_hash": self.extractor_hash,
+                "n_features": self.n_features, "head_kind": self.p.kind, "rounds": self.rounds}
+        return {STATE_KIND: st.make_state(STATE_KIND, STATE_VERSION, {}, arrays, meta)}
+
     def _save(self) -> None:  # lock held
-        self._dirty = False
-        self._saved_t = time.monotonic()
-        if not self.p.state_file:
-            return
-        doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "fleet": self.p.fleet, "round": self.round,
-               "extractor_hash": self.extractor_hash,
-               "devices": {d: base64.b64encode(b).decode() for d, b in self.payloads.items()},
-               "global": base64.b64encode(self.global_payload).decode()}
-        write_atomic(Path(self.p.state_file), json.dumps(doc).encode())
+        if self.store is not None:
+            self.store.save()
 
-    def _load(self) -> None:
-        path = Path(self.p.state_file) if self.p.state_file else None
-        if path is None or not path.exists():
-            return
-        try:
-            doc = json.loads(path.read_bytes())
-            if doc.get("format") != STATE_FORMAT:
-                raise ValueError("not an aggregator state file")
-            if doc.get("version") != STATE_VERSION:
-                raise ValueError(f"state version {doc.get('version')!r} is not supported (reads {STATE_VERSION})")
-            if doc.get("fleet") != self.p.fleet:
-                raise ValueError(f"state is of fleet {doc.get('fleet')!r}")
-            heads, payloads = {}, {}
-            eh = self.p.extractor_hash or doc.get("extractor_hash", "")
-            for d, b64 in doc["devices"].items():
-                data = base64.b64decode(b64)
-                _, heads[d] = decode(data, max_bytes=max(self.p.max_bytes, len(data)), extractor_hash=eh or None)
-                payloads[d] = data
-            glob = base64.b64decode(doc.get("global", ""))
-            ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
-            rnd = int(doc["round"])
-        except (OSError, ValueError, KeyError, TypeError, TinyclError) as exc:
-            raise TinyclError(f"aggregator: state file {path} unusable: {str(exc).splitlines()[0]} "
-                              f"(move it away to start afresh)") from None
-        self.round, self.extractor_hash = rnd, eh
+    def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
+        """Apply a saved state; any problem raises (the store moves the file aside, we start fresh)."""
+        state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
+        meta = state["meta"]
+        if meta.get("fleet") != self.p.fleet:
+            raise TinyclError(f"it is the state of fleet {meta.get('fleet')!r}, this is {self.p.fleet!r}")
+        conf = (meta.get("extractor_hash"), meta.get("n_features"), meta.get("head_kind"))
+        if conf != (self.extractor_hash, self.n_features, self.p.kind):
+            raise TinyclError(f"it holds a fleet of extractor {str(conf[0])[:12]} / {conf[1]} features / {conf[2]}, "
+                              f"configured: {self.extractor_hash[:12]} / {self.n_features} / {self.p.kind}")
+        heads, payloads, metas = {}, {}, {}
+        for key, arr in state["arrays"].items():
+            if key.startswith("device/"):
+                data = np.asarray(arr, np.uint8).tobytes()
+                metas[key[7:]], heads[key[7:]] = decode(data, max_bytes=max(self.p.max_bytes, len(data)),
+                                                        extractor_hash=self.extractor_hash, fleet=self.p.fleet)
+                payloads[key[7:]] = data
+        glob = np.asarray(state["arrays"]["global"], np.uint8).tobytes()
+        ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
+        rnd, rounds = meta.get("round"), meta.get("rounds", [])
+        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0 or not isinstance(rounds, list):
+            raise TinyclError("round / rounds table malformed")
+        self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
-        self.log.info("state loaded from %s: round %d, %d device head(s)", path, rnd, len(heads))
+        self.metas = metas
 
 
 # --- as a node on the bus ------------------------------------------------------------------------------
@@ -285,10 +367,13 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--min-interval", type=float, default=1.0, dest="min_interval_s")
     ap.add_argument("--max-norm", type=float, default=DEFAULT_MAX_NORM)
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    ap.add_argument("--model", default="", help="the fleet's extractor model (its hash and feature count)")
     ap.add_argument("--extractor-hash", default="")
+    ap.add_argument("--n-features", type=int, default=0)
+    ap.add_argument("--kind", default="CWRStar", help="head kind of the fleet (CWRStar | StreamingLDA)")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
-    ap.add_argument("--state-file", default="", help="default: <broker-dir>/aggregator-state.json")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
+    ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run)")
     ap.add_argument("--log-level", default="info")
@@ -302,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     values = {"fleet": a.fleet, "broker_dir": a.broker_dir, "method": a.method, "trim": a.trim,
               "min_devices": a.min_devices, "min_new_heads": a.min_new_heads, "min_interval_s": a.min_interval_s,
               "max_norm": a.max_norm, "max_bytes": a.max_bytes, "extractor_hash": a.extractor_hash,
+              "model": a.model, "n_features": a.n_features, "kind": a.kind,
               "allowed_devices": [x for x in a.allow.split(",") if x] if a.allow is not None else None,
-              "state_file": a.state_file or (str(Path(a.broker_dir) / "aggregator-state.json") if a.broker_dir else ""),
+              "state_dir": a.state_dir or a.broker_dir,
               "mqtt_host": a.host, "mqtt_port": a.port}
     logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.INFO),
                         format="[%(name)s] %(levelname)s: %(message)s", stream=sys.stderr)

@@ -1,10 +1,15 @@
 """Fleet benchmarks (``make bench`` calls :func:`run`): aggregation time and heads/s through mosquitto.
 
-- ``aggregate_s``: time to aggregate 1,000 device heads of 10 classes × 64 features (best of
+- ``aggregate_s``: time to aggregate 10,000 device heads of 10 classes × 64 features (best of
   ``repeats``), per method; target ≤ 1 s.
 - ``relay_heads_per_s``: heads sent by ``devices`` device clients (QoS 1, TLS, client certificate
   + password) through a real mosquitto to the aggregator, which decodes, validates and stores
   each one; from the first publish to the last head accepted. Target ≥ 100 heads/s.
+- ``round``: one federated round of ``round_devices`` (200) devices spread over 4 robot hosts
+  (network namespaces, ``tinycl_nodes.netns``), each its own TLS identity, through mosquitto on
+  the ``cloud`` host to the aggregator there: from the first device head sent to the last device
+  holding the global head (end-to-end round time), plus connect time. Needs root (else skipped
+  with the reason in the result).
 
     python -m tinycl_nodes.fleet.bench [--out results/fleet_bench.json]
 """
@@ -68,7 +73,8 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
     with tempfile.TemporaryDirectory(prefix="tinycl-bench-") as d:
         setup = generate(d, "bench", names, port=free_port())
         with Broker(setup):
-            agg = Aggregator(AggregatorParams(fleet="bench", broker_dir=d, extractor_hash=HASH, min_interval_s=3600),
+            agg = Aggregator(AggregatorParams(fleet="bench", broker_dir=d, extractor_hash=HASH, n_features=n_features,
+                                              min_interval_s=3600),
                              logger=quiet)
             links = []
             try:
@@ -106,14 +112,101 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
                 agg.close()
 
 
-def run(out: str | Path | None = None, n_devices: int = 1000, relay_heads: int = 1000) -> dict[str, Any]:
-    """Both benchmarks; returns a dict (and writes it as JSON to ``out`` if given)."""
+def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_features: int = 64,
+                timeout_s: float = 120.0) -> dict[str, Any]:
+    """One round of ``n_devices`` devices on ``n_hosts`` namespaced hosts through the TLS broker."""
+    import threading
+
+    from ..netns import HostNet, available
+    from .aggregator import Aggregator, AggregatorParams
+    from .broker import Broker, generate, global_topic, head_topic
+    from .link import MqttLink, MqttParams
+    from .payload import decode, encode
+
+    why = available()
+    if why:
+        return {"error": f"needs network namespaces: {why}"}
+    names = [f"dev{i:03d}" for i in range(n_devices)]
+    robots = [f"robot{i + 1}" for i in range(n_hosts)]
+    quiet = logging.getLogger("tinycl.bench")
+    quiet.setLevel(logging.ERROR)
+    got: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def on_global(name: str) -> Any:
+        def cb(topic: str, data: bytes) -> None:
+            if decode(data)[0].round >= 1:
+                with lock:
+                    got.setdefault(name, time.perf_counter())
+        return cb
+    with tempfile.TemporaryDirectory(prefix="tinycl-bench-round-") as d, HostNet(["cloud", *robots]) as net:
+        t_setup = time.perf_counter()
+        setup = generate(d, "bench", names, port=8883, host="cloud", ip=net.ip("cloud"))
+        setup_s = time.perf_counter() - t_setup
+        with Broker(setup, net=net, on="cloud"):
+            params = AggregatorParams(fleet="bench", broker_dir=d, mqtt_host=setup.ip, extractor_hash=HASH,
+                                      n_features=n_features, min_new_heads=n_devices, min_interval_s=0.0,
+                                      tick_s=0.005, max_norm=1e9)
+            agg = net.call_in("cloud", lambda: Aggregator(params, logger=quiet))
+            stop = threading.Event()
+            runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)
+            links: list[MqttLink] = []
+            try:
+                runner.start()
+                t_conn = time.perf_counter()
+                for i, n in enumerate(names):
+                    c = setup.credentials(n)
+                    p = MqttParams(host=setup.ip, port=setup.port, ca_file=setup.ca, cert_file=c.certfile,
+                                   key_file=c.keyfile, username=n, keepalive_s=60)
+                    links.append(net.call_in(robots[i % n_hosts],
+                                             lambda p=p, n=n: MqttLink(p, n, [global_topic("bench")], on_global(n),
+                                                                       quiet).start()))
+                end = time.monotonic() + timeout_s
+                while not all(link.connected.is_set() for link in links) and time.monotonic() < end:
+                    time.sleep(0.01)
+                connect_s = time.perf_counter() - t_conn
+                if not agg.link.connected.is_set() or not all(link.connected.is_set() for link in links):
+                    return {"error": f"only {sum(link.connected.is_set() for link in links)} of {n_devices} "
+                                     f"devices connected within {timeout_s} s"}
+                snaps = _heads(n_devices, n_classes, n_features, seed=2)
+                payloads = [encode(snaps[i].copy(device=n), "bench", n) for i, n in enumerate(names)]
+                time.sleep(0.5)                         # subscriptions acknowledged
+                t0 = time.perf_counter()
+                for link, n, data in zip(links, names, payloads):
+                    link.offer(head_topic("bench", n), data)
+                while len(got) < n_devices and time.monotonic() < end:
+                    time.sleep(0.002)
+                if len(got) < n_devices:
+                    return {"error": f"{len(got)} of {n_devices} devices got the global head within {timeout_s} s"}
+                rec = agg.rounds[-1]
+                return {"devices": n_devices, "hosts": n_hosts + 1, "tls": True, "qos": 1,
+                        "payload_bytes": len(payloads[0]), "setup_s": round(setup_s, 3),
+                        "connect_s": round(connect_s, 3),
+                        "round_s": round(max(got.values()) - t0, 4),
+                        "first_global_s": round(min(got.values()) - t0, 4),
+                        "round": rec["round"], "devices_in_round": len(rec["devices"])}
+            finally:
+                stop.set()
+                runner.join(5)
+                for link in links:
+                    link.stop()
+                agg.close()
+
+
+def run(out: str | Path | None = None, n_devices: int = 10000, relay_heads: int = 1000,
+        round_devices: int = 200) -> dict[str, Any]:
+    """The fleet benchmarks; returns a dict (and writes it as JSON to ``out`` if given)."""
     agg = bench_aggregate(n_devices)
+    tenth = bench_aggregate(max(1, n_devices // 10), methods=("fedavg",))["fedavg"]
     relay = bench_relay(relay_heads)
+    rnd = bench_round(round_devices) if round_devices else {"skipped": True}
     res = {
-        "aggregate_1000_heads_10x64_s": {k: round(v, 4) for k, v in agg.items()},
+        f"aggregate_{n_devices}_heads_10x64_s": {k: round(v, 4) for k, v in agg.items()},
         "aggregate_target_s": 1.0,
         "aggregate_ok": max(agg.values()) <= 1.0,
+        # linear growth: fedavg time for 10x the heads, in one run (10 = linear)
+        "aggregate_fedavg_ratio_10x_heads": round(agg["fedavg"] / tenth, 2) if tenth > 0 else None,
+        "round": rnd,
         "relay": relay,
         "relay_target_heads_per_s": 100.0,
         "relay_ok": relay.get("heads_per_s", 0.0) >= 100.0 and relay.get("heads") == relay.get("sent"),
@@ -128,10 +221,11 @@ def run(out: str | Path | None = None, n_devices: int = 1000, relay_heads: int =
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tinycl_nodes.fleet.bench")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--devices", type=int, default=10000)
     ap.add_argument("--relay-heads", type=int, default=1000)
+    ap.add_argument("--round-devices", type=int, default=200)
     a = ap.parse_args(argv)
-    res = run(a.out, a.devices, a.relay_heads)
+    res = run(a.out, a.devices, a.relay_heads, a.round_devices)
     print(json.dumps(res, indent=1))
     return 0 if res["aggregate_ok"] and res["relay_ok"] else 1
 

@@ -1,32 +1,49 @@
-"""A secured mosquitto for a fleet: generated CA and certificates, passwords, ACL, config; a runner.
+"""A secured mosquitto for a fleet: generated CA and certificates, identities, ACL, config; a runner.
 
-``generate(directory, fleet, devices)`` writes everything a broker and its clients need::
+``generate(directory, fleet, devices, host=NAME, ip=ADDR)`` writes everything a broker on the
+machine ``NAME`` (address ``ADDR``) and its clients need (``tinycl fleet setup``)::
 
-    ca.crt ca.key                    the fleet's CA (EC P-256, made with the openssl CLI)
-    server.crt server.key            the broker's certificate (SAN IP:127.0.0.1, DNS:localhost)
-    clients/<name>.crt/.key          one client certificate per device and for the aggregator
-    passwd                           mosquitto password file (hashed by mosquitto_passwd -U)
-    credentials.json                 the clear passwords, mode 600, for provisioning the devices
+    ca.crt ca.key                    the fleet's CA (EC P-256, made with ``cryptography``)
+    server.crt server.key            the broker's certificate, SAN = DNS:<host>, IP:<ip> (its real names)
+    clients/<name>.crt/.key          one client certificate per device and for the aggregator, CN = name
+    passwd                           mosquitto password file (PBKDF2-SHA512, mosquitto's $7$ format)
+    credentials.json                 the clear passwords (plaintext development listener only)
     acl                              device: write its own head, read global; aggregator: the rest
-    mosquitto.conf                   TLS listener on 127.0.0.1:<port> (+ optional plaintext one)
-    fleet.json                       what was generated (fleet, port, names, paths)
+    mosquitto.conf                   TLS listener on <ip>:<port> (+ optional plaintext one on loopback)
+    fleet.json                       what was generated (fleet, host, ip, port, names, paths)
 
-A client must present a certificate signed by the CA *and* its username/password. Topics::
+Private keys, ``passwd`` and ``credentials.json`` are created mode 0600 (never readable by others,
+not even for a moment). Identity on the TLS listener is the certificate: ``require_certificate``
+(signed by the fleet CA), ``use_identity_as_username`` (the certificate's CN *is* the username,
+whatever username or password the client sends) and ``use_username_as_clientid`` (the client id
+is replaced by that username, so no client can take over another's session, e.g. the
+aggregator's, by reusing its client id). The ACL then binds topics to that identity. Clients
+verify the broker's certificate *and* its host name (paho's default with ``CERT_REQUIRED``), so a
+device connects by the broker's name (``mqtt_host``, from ``fleet.json``). Topics::
 
     tinycl/<fleet>/<device>/head     device → aggregator (QoS 1, retained)
     tinycl/<fleet>/global            aggregator → devices (QoS 1, retained)
+    tinycl/<fleet>/rounds            aggregator → anyone allowed: the per-round table (JSON, retained)
 
-``Broker(setup)`` starts/stops one mosquitto on that config (tests, demos, bench): it waits until
-the port accepts connections and kills the process on ``stop()``. Loopback only.
+The same identity model exists in MQTT clusters (EMQX: ``peer_cert_as_username = cn``,
+``peer_cert_as_clientid = cn``; VerneMQ: ``use_identity_as_username``), with the same topics and
+per-user ACL, so a fleet can outgrow one broker without changing devices (docs/fleet.md).
 
-CLI: ``python -m tinycl_nodes.fleet.broker setup DIR --fleet F --devices a,b,c [--port P]
-[--plaintext-port Q]`` and ``... run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap these.
+``Broker(setup)`` starts/stops one mosquitto on that config (tests, demos, bench); with
+``net=HostNet, on="cloud"`` it runs inside that host's network namespace (``tinycl_nodes.netns``).
+
+CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
+[--plaintext-port Q]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap these.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import datetime as dt
 import getpass
+import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -38,11 +55,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .payload import check_name
 
 AGGREGATOR = "aggregator"
 HOST = "127.0.0.1"
+LOCAL_NAME = "localhost"
 
 
 def head_topic(fleet: str, device: str) -> str:
@@ -51,6 +75,11 @@ def head_topic(fleet: str, device: str) -> str:
 
 def global_topic(fleet: str) -> str:
     return f"tinycl/{fleet}/global"
+
+
+def rounds_topic(fleet: str) -> str:
+    """The aggregator's per-round table (JSON, retained): what an operator watches."""
+    return f"tinycl/{fleet}/rounds"
 
 
 @dataclass
@@ -71,6 +100,8 @@ class BrokerSetup:
     aggregator: str = AGGREGATOR
     ca: str = ""
     config: str = ""
+    host: str = LOCAL_NAME
+    ip: str = HOST
     clients: dict[str, Credentials] = field(default_factory=dict)
 
     def credentials(self, name: str) -> Credentials:
@@ -91,44 +122,100 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["?"])[-1]
-        raise RuntimeError(f"{cmd[0]} {cmd[1]} failed: {last}")
+# --- files and keys -------------------------------------------------------------------------------
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file created mode 0600 (replacing any old file; never briefly 0644)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
-def _key_and_csr(d: Path, name: str, cn: str) -> None:
-    _run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-          "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}"], d)
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
 
 
-def _sign(d: Path, name: str, ca_dir: Path, ext: str, days: int) -> None:
-    (d / f"{name}.ext").write_text(ext)
-    _run(["openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", str(ca_dir / "ca.crt"), "-CAkey",
-          str(ca_dir / "ca.key"), "-CAcreateserial", "-out", f"{name}.crt", "-days", str(days), "-sha256",
-          "-extfile", f"{name}.ext"], d)
-    for suffix in (".csr", ".ext"):
-        (d / f"{name}{suffix}").unlink()
-    os.chmod(d / f"{name}.key", 0o600)
+def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, Any]:
+    cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    return cert, key
+
+
+def _issue(d: Path, name: str, cn: str, ca_dir: Path, days: int, server_names: list[str] | None = None) -> None:
+    """``<name>.key`` (0600) and ``<name>.crt`` signed by the CA in ``ca_dir``; a server if names given."""
+    ca_cert, ca_key = _load_ca(ca_dir)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server_names is not None
+                                               else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+    if server_names is not None:
+        alt: list[x509.GeneralName] = []
+        for n in server_names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                alt.append(x509.DNSName(n))
+        b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    cert = b.sign(ca_key, hashes.SHA256())
+    _write_key(d / f"{name}.key", key)
+    (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def make_ca(d: Path, cn: str, days: int = 825) -> None:
-    """A self-signed EC CA ``ca.crt`` / ``ca.key`` in ``d``."""
-    _run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-          "-keyout", "ca.key", "-out", "ca.crt", "-days", str(days), "-sha256", "-subj", f"/CN={cn}",
-          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], d)
-    os.chmod(d / "ca.key", 0o600)
+    """A self-signed EC CA ``ca.crt`` / ``ca.key`` (0600) in ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write_key(d / "ca.key", key)
+    (d / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def make_client_cert(d: Path, name: str, ca_dir: Path, days: int = 825) -> None:
-    _key_and_csr(d, name, name)
-    _sign(d, name, ca_dir, "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n", days)
+    """A client certificate whose CN is the identity ``name`` (the broker's username for it)."""
+    d.mkdir(parents=True, exist_ok=True)
+    _issue(d, name, name, ca_dir, days)
+
+
+def make_server_cert(d: Path, names: list[str], ca_dir: Path, days: int = 825) -> None:
+    """``server.crt`` / ``server.key`` with every name and address in ``names`` in its SAN."""
+    _issue(d, "server", names[0], ca_dir, days, server_names=names)
+
+
+def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
+    """mosquitto 2's password hash (``$7$``: PBKDF2-HMAC-SHA512, 12-byte salt), as mosquitto_passwd writes."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _check_address(host: str, ip: str) -> None:
+    try:
+        check_name(host.replace(".", "_"))
+    except ValueError:
+        raise ValueError(f"invalid broker host name {host!r}: letters, digits, '-', '_' and dots") from None
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise ValueError(f"invalid broker address {ip!r}: an IPv4 or IPv6 address") from None
 
 
 def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 8883,
              plaintext_port: int | None = None, aggregator: str = AGGREGATOR, days: int = 825,
-             user: str | None = None) -> BrokerSetup:
+             user: str | None = None, host: str = LOCAL_NAME, ip: str = HOST) -> BrokerSetup:
     """Generate CA, certificates, passwords, ACL and mosquitto.conf in ``directory`` (see module doc).
 
     Re-running on the same directory regenerates everything (new CA, new passwords).
@@ -140,41 +227,36 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
             raise ValueError(f"invalid name {n!r}: {exc}") from None
     if aggregator in devices or len(set(devices)) != len(devices):
         raise ValueError("device names must be unique and differ from the aggregator's")
-    for tool in ("openssl", "mosquitto_passwd"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} not found: run tools/mosquitto/install.sh")
+    _check_address(host, ip)
     d = Path(directory).resolve()
     (d / "clients").mkdir(parents=True, exist_ok=True)
     (d / "data").mkdir(exist_ok=True)
     make_ca(d, f"tinycl fleet {fleet} CA", days)
-    _key_and_csr(d, "server", "localhost")
-    _sign(d, "server", d, "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                          "subjectAltName=IP:127.0.0.1,DNS:localhost\n", days)
+    make_server_cert(d, list(dict.fromkeys([host, ip])), d, days)
     clients: dict[str, Credentials] = {}
     for name in [aggregator, *devices]:
         make_client_cert(d / "clients", name, d, days)
         clients[name] = Credentials(name, secrets.token_urlsafe(18), str(d / "clients" / f"{name}.crt"),
                                     str(d / "clients" / f"{name}.key"))
-    passwd = d / "passwd"
-    passwd.write_text("".join(f"{c.username}:{c.password}\n" for c in clients.values()))
-    os.chmod(passwd, 0o600)
-    _run(["mosquitto_passwd", "-U", str(passwd)], d)
-    creds = d / "credentials.json"
-    creds.write_text(json.dumps({k: asdict(v) for k, v in clients.items()}, indent=1))
-    os.chmod(creds, 0o600)
-    acl = [f"# generated by tinycl for fleet {fleet}",
+    write_private(d / "passwd", "".join(f"{c.username}:{mosquitto_hash(c.password)}\n"
+                                        for c in clients.values()).encode())
+    write_private(d / "credentials.json", json.dumps({k: asdict(v) for k, v in clients.items()}, indent=1).encode())
+    acl = [f"# generated by tinycl for fleet {fleet}: the username is the client certificate's CN",
+           "# (use_identity_as_username) and the client id is the username (use_username_as_clientid)",
            "# the aggregator alone writes the global head and reads every device head",
-           f"user {aggregator}", f"topic read {head_topic(fleet, '+')}", f"topic readwrite {global_topic(fleet)}", ""]
+           f"user {aggregator}", f"topic read {head_topic(fleet, '+')}", f"topic readwrite {global_topic(fleet)}",
+           f"topic readwrite {rounds_topic(fleet)}", ""]
     for dev in devices:
-        acl += [f"user {dev}", f"topic write {head_topic(fleet, dev)}", f"topic read {global_topic(fleet)}", ""]
+        acl += [f"user {dev}", f"topic write {head_topic(fleet, dev)}", f"topic read {global_topic(fleet)}",
+                f"topic read {rounds_topic(fleet)}", ""]
     (d / "acl").write_text("\n".join(acl))
+    # Security is per listener: mosquitto 2.0 honours use_username_as_clientid only there.
+    security = ["allow_anonymous false", f"password_file {d / 'passwd'}", f"acl_file {d / 'acl'}",
+                "use_username_as_clientid true"]
     conf = [
-        f"# generated by tinycl (tinycl_nodes.fleet.broker) for fleet {fleet}",
+        f"# generated by tinycl (tinycl_nodes.fleet.broker) for fleet {fleet} on {host} ({ip})",
         f"user {user or getpass.getuser()}",
-        "per_listener_settings false",
-        "allow_anonymous false",
-        f"password_file {passwd}",
-        f"acl_file {d / 'acl'}",
+        "per_listener_settings true",
         "persistence true",
         f"persistence_location {d / 'data'}/",
         "autosave_interval 5",
@@ -186,32 +268,39 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         "log_type notice",
         "connection_messages true",
         "",
-        f"listener {port} {HOST}",
+        f"listener {port} {ip}",
         "protocol mqtt",
+        "max_connections -1",
         f"cafile {d / 'ca.crt'}",
         f"certfile {d / 'server.crt'}",
         f"keyfile {d / 'server.key'}",
         "require_certificate true",
-        "use_identity_as_username false",
+        "use_identity_as_username true",
         "tls_version tlsv1.2",
+        *security,
         "",
     ]
     if plaintext_port:
-        conf += ["# development only: plaintext on loopback (passwords still required)",
-                 f"listener {plaintext_port} {HOST}", "protocol mqtt", ""]
+        conf += ["# development only: plaintext on loopback (username + password from passwd)",
+                 f"listener {plaintext_port} {HOST}", "protocol mqtt", *security, ""]
     (d / "mosquitto.conf").write_text("\n".join(conf))
     setup = BrokerSetup(str(d), fleet, list(devices), port, plaintext_port, aggregator, str(d / "ca.crt"),
-                        str(d / "mosquitto.conf"))
+                        str(d / "mosquitto.conf"), host, ip)
     (d / "fleet.json").write_text(json.dumps({k: v for k, v in asdict(setup).items() if k != "clients"}, indent=1))
     setup.clients = clients
     return setup
 
 
 class Broker:
-    """One mosquitto process on a generated config; ``start()`` waits until it accepts connections."""
+    """One mosquitto process on a generated config; ``start()`` waits until it accepts connections.
 
-    def __init__(self, setup: BrokerSetup, log_path: str | Path | None = None) -> None:
+    ``net``/``on``: run it in host ``on`` of a :class:`tinycl_nodes.netns.HostNet` (else here).
+    """
+
+    def __init__(self, setup: BrokerSetup, log_path: str | Path | None = None, net: Any = None,
+                 on: str | None = None) -> None:
         self.setup = setup
+        self.net, self.on = net, on
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(log_path or Path(setup.directory) / "mosquitto.log")
         self._log = None
@@ -223,19 +312,27 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             return self
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([exe, "-c", self.setup.config], stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        cmd = [exe, "-c", self.setup.config]
+        kw: dict[str, Any] = dict(stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = self.net.popen(self.on, cmd, **kw) if self.net is not None else subprocess.Popen(cmd, **kw)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                with socket.create_connection((HOST, self.setup.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            if self._accepts():
+                return self
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {HOST}:{self.setup.port} within {timeout_s}s")
+        raise RuntimeError(f"mosquitto did not listen on {self.setup.ip}:{self.setup.port} within {timeout_s}s")
+
+    def _accepts(self) -> bool:
+        def probe() -> bool:
+            try:
+                with socket.create_connection((self.setup.ip, self.setup.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        return self.net.call_in(self.on, probe) if self.net is not None else probe()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM (mosquitto then saves its persistence file), SIGKILL if it does not exit."""
@@ -268,13 +365,18 @@ class Broker:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tinycl-broker", description="generate or run the fleet's mosquitto")
+def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
+    """``tinycl fleet setup DIR ...`` (generate) and ``tinycl fleet run DIR`` (mosquitto, foreground)."""
+    p = argparse.ArgumentParser(prog=prog, description="generate or run the fleet's mosquitto")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup", help="generate CA, certificates, passwords, ACL and mosquitto.conf")
     s.add_argument("directory")
     s.add_argument("--fleet", required=True)
     s.add_argument("--devices", required=True, help="comma-separated device ids")
+    s.add_argument("--host", default=LOCAL_NAME, help="the broker machine's name, as devices resolve it "
+                                                      "(in the certificate's SAN; default localhost)")
+    s.add_argument("--ip", default=HOST, help="the address the broker listens on (in the SAN too; "
+                                              "default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8883)
     s.add_argument("--plaintext-port", type=int, default=None, help="also listen without TLS on 127.0.0.1 (dev)")
     s.add_argument("--aggregator", default=AGGREGATOR)
@@ -286,18 +388,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "setup":
             devices = [x for x in a.devices.split(",") if x]
-            st = generate(a.directory, a.fleet, devices, a.port, a.plaintext_port, a.aggregator, a.days, a.user)
-            print(f"broker: fleet {st.fleet}, {len(devices)} device(s), TLS on {HOST}:{st.port}"
+            st = generate(a.directory, a.fleet, devices, a.port, a.plaintext_port, a.aggregator, a.days, a.user,
+                          host=a.host, ip=a.ip)
+            print(f"broker: fleet {st.fleet}, {len(devices)} device(s), TLS on {st.host} ({st.ip}):{st.port}"
                   + (f", plaintext on {HOST}:{st.plaintext_port}" if st.plaintext_port else "")
                   + f"; config {st.config}; credentials in {Path(st.directory) / 'credentials.json'}")
             return 0
         st = BrokerSetup.load(a.directory)
         os.execvp(shutil.which("mosquitto") or "/usr/sbin/mosquitto", ["mosquitto", "-c", st.config])
     except (ValueError, RuntimeError, OSError) as exc:
-        print(f"broker: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

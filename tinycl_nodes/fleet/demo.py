@@ -1,8 +1,11 @@
 """`make demo-fleet`: three TinyNDC devices learn different new digits, one federated round merges them.
 
 Every device is a whole TinyNDC graph (sensor → extractor → labeler → learner, plus an
-``mqtt_bridge``) in its own namespace ``/<device>/tinycl`` on one loopback DDS domain, each node its
-own process. All devices start from the protocol's labelled samples of all ten digits (k per
+``mqtt_bridge``) in its own namespace ``/<device>/tinycl``, each node its own process. Where network
+namespaces can be made (root), each device is its own host and the broker and the aggregator run on
+host ``cloud`` (``tinycl_nodes.netns``: a private bridge, host names; the bridges reach the broker
+by name over TLS with hostname verification; DDS over the hosts' ``eth0``, multicast); elsewhere
+everything runs on one loopback. All devices start from the protocol's labelled samples of all ten digits (k per
 class, from the training set); then each replays only digits 0–5 and *its* new digits of the test
 stream (``sensor.stream_classes``): by default A sees 6 and 7, B sees 8, C sees 9. The heads go
 through a real mosquitto (TLS, client certificates, ACL: ``fleet/broker.py``) to the aggregator
@@ -43,6 +46,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ..bus import create_bus
+from ..bus.dds_config import network_config
 from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot
 from ..graphs import GRAPHS
@@ -110,14 +114,40 @@ def _accuracy(head: HeadSnapshot, X: np.ndarray, y: np.ndarray) -> dict[str, flo
 
 def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | None = None,
                    stream_length: int | None = None, seed: int | None = None, policy: str | None = None,
+                   preset: str | None = None,
                    method: str | None = None, out: str | None = "results/fleet.json",
                    console: Console | None = None, domain: int | None = None, data_dir: str | None = None,
-                   log_file: str | None = None) -> dict:
+                   log_file: str | None = None, hosts: bool | None = None) -> dict:
     """Run the fleet demo (see module docstring); return the results and write them to ``out``.
 
     ``None`` arguments come from the parameter file (``config/fleet.yaml`` by default). Node logs
     go to ``log_file`` (default: a file next to ``out``; the console keeps the progress bars).
+    ``policy`` ``add``: the exact rule (bridges in exact mode, docs/fleet.md "Rounds for weeks"),
+    which also takes the streaming-LDA preset ``tinycl`` (``preset``).
+    ``hosts``: every device on its own host and broker + aggregator on ``cloud`` (network
+    namespaces, ``tinycl_nodes.netns``; needs root); ``None``: so where namespaces can be made,
+    else all on loopback.
     """
+    from ..netns import HostNet, available
+
+    why = available()
+    if hosts and why:
+        raise TinyclError(f"demo-fleet: separate hosts need network namespaces: {why}")
+    if hosts is False or (hosts is None and why):
+        return _run_demo_fleet(config, devices, stream_length, seed, policy, preset, method, out, console, domain,
+                               data_dir, log_file, None)
+    cfg = config_path("fleet", config)
+    names = list(devices or _section(yaml.safe_load(cfg.read_text()) or {}, "demo_fleet").get("devices") or {})
+    with HostNet(["cloud", *map(str, names)]) as net:
+        return net.call_in("cloud", lambda: _run_demo_fleet(config, devices, stream_length, seed, policy, preset,
+                                                            method, out, console, domain, data_dir, log_file, net),
+                           timeout=24 * 3600)
+
+
+def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, stream_length: int | None,
+                    seed: int | None, policy: str | None, preset: str | None, method: str | None, out: str | None,
+                    console: Console | None, domain: int | None, data_dir: str | None, log_file: str | None,
+                    net: Any) -> dict:
     from .aggregator import Aggregator, AggregatorParams
     from .broker import Broker, free_port, generate
 
@@ -133,7 +163,8 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
     fleet = str(demo.get("fleet", "demo"))
     method = method or str(demo.get("method", "fedavg"))
     policy = policy or str(common.get("global_policy", "blend"))
-    preset = str(common.get("preset", "tinyndc"))
+    preset = preset or str(common.get("preset", "tinyndc"))
+    exact = policy == "add"
     k = int(sensor_p.get("labels_per_class", 10))
     n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
     seed = int(seed if seed is not None else sensor_p.get("seed", 0))
@@ -152,9 +183,15 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
     log_path = Path(log_file) if log_file else (Path(out).with_suffix(".log") if out else work / "nodes.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - the node-log pumps write to it until the graphs stop
-    setup = generate(work / "broker", fleet, names, port=free_port())
-    broker = Broker(setup).start()
-    bus = create_bus("fleet_demo", "/", backend="dds", dds_config=common.get("dds_config", "loopback"), domain=domain)
+    dds_config = common.get("dds_config", "loopback")
+    if net is not None:      # devices on their own hosts, broker on cloud; DDS over the bridge (multicast)
+        setup = generate(work / "broker", fleet, names, port=8883, host="cloud", ip=net.ip("cloud"))
+        dds_config = str(work / "cyclonedds-net.xml")
+        Path(dds_config).write_text(network_config("eth0"))
+    else:
+        setup = generate(work / "broker", fleet, names, port=free_port())
+    broker = Broker(setup, net=net, on="cloud").start()
+    bus = create_bus("fleet_demo", "/", backend="dds", dds_config=dds_config, domain=domain)
     obs = _Observer(bus, names)
     spin_stop = threading.Event()
 
@@ -170,15 +207,22 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
         for d in names:
             state = work / "state" / d
             ov = {"sensor": {"stream_classes": json.dumps(seen[d]), "stream_length": str(n_stream), "seed": str(seed)},
-                  "learner": {"state_dir": str(state), "global_policy": policy},
-                  "labeler": {"state_dir": str(state), "global_policy": policy},
-                  "mqtt_bridge": {"fleet": fleet, "device": d, "broker_dir": setup.directory}}
+                  "learner": {"state_dir": str(state), "global_policy": policy, "preset": preset,
+                              "with_state": str(exact).lower()},
+                  "labeler": {"state_dir": str(state), "global_policy": policy, "preset": preset},
+                  "mqtt_bridge": {"fleet": fleet, "device": d, "broker_dir": setup.directory,
+                                  "exact": str(exact).lower(), "state_dir": str(state)}}
             if data_dir:
                 ov["sensor"]["data_dir"] = data_dir
+            if net is not None:
+                ov["*"] = {"dds_config": dds_config}
+            wrap = {n: net.command(d, []) for n in GRAPHS["fleet_device"]} if net is not None else None
             graphs[d] = start_graph("tinyndc", str(cfg), f"/{d}/tinycl", ov, env={"ROS_DOMAIN_ID": str(domain)},
-                                    log_stream=log, nodes=list(GRAPHS["fleet_device"]))
-        console.print(f"[bold]fleet {fleet!r}[/]: {len(names)} devices × {len(GRAPHS['fleet_device'])} processes on DDS domain "
-                      f"{domain}, mosquitto (TLS) on 127.0.0.1:{setup.port}; node logs: {log_path}")
+                                    log_stream=log, nodes=list(GRAPHS["fleet_device"]), wrap=wrap)
+        where = (f"each on its own host ({', '.join(names)}), mosquitto (TLS) and the aggregator on host cloud "
+                 f"({setup.ip}:{setup.port})" if net is not None else f"mosquitto (TLS) on 127.0.0.1:{setup.port}")
+        console.print(f"[bold]fleet {fleet!r}[/]: {len(names)} devices × {len(GRAPHS['fleet_device'])} processes on DDS "
+                      f"domain {domain}, {where}; node logs: {log_path}")
 
         def check_alive() -> None:
             for d, g in graphs.items():
@@ -215,8 +259,11 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
 
         # 3. one round: the aggregator takes every device's final head from the broker, then aggregates
         agg = Aggregator(AggregatorParams(fleet=fleet, broker_dir=setup.directory, method=method,
+                                          mqtt_host=setup.ip if net is not None else "",
+                                          kind="StreamingLDA" if preset == "tinycl" else "CWRStar",
+                                          model=str(common.get("model", "mnist_0to5_fp32")),
                                           min_devices=len(names), allowed_devices=names,
-                                          state_file=str(work / "aggregator.json")))
+                                          state_dir=str(work / "aggregator")))
         _wait(lambda: all(d in agg.heads and agg.heads[d].version >= before[d].version for d in names), 30,
               "the aggregator did not receive every device's final head", check_alive)
         if not agg.aggregate_now():
@@ -245,6 +292,7 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
     result = _score(devices, seen, before, after, glob, Xh, yh)
     result.update({"fleet": fleet, "devices": {d: {"stream_classes": seen[d], "samples": expected[d]} for d in names},
                    "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": preset,
+                   "hosts": (["cloud", *names] if net is not None else ["127.0.0.1"]),
                    "policy": policy, "method": method, "held_out": int(yh.size), "dds_domain": domain,
                    "labeler_replica_equals_learner_head": replicas,
                    "timing_s": {"streams": round(stream_s, 2), "round_to_merged": round(merge_s, 2),
@@ -266,7 +314,12 @@ def _replicas_in_sync(state_root: Path, names: list[str]) -> dict[str, bool | No
         try:
             a = load_states(state_root / d / "learner.state")["head"]["arrays"]
             b = load_states(state_root / d / "labeler.state")["head"]["arrays"]
-            out[d] = all(np.array_equal(np.asarray(a[key]), np.asarray(b[key])) for key in ("classes", "cw", "past"))
+            keys = ("classes", "cw", "past") if "cw" in a else ("classes", "means", "counts", "scatter")
+            # SLDA's scatter sums rank-1 terms in batches that the two nodes flush at different
+            # moments: equal to float rounding (~1e-12), not bit for bit
+            out[d] = all(np.asarray(a[key]).shape == np.asarray(b[key]).shape
+                         and np.allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-9, atol=1e-9)
+                         for key in keys)
         except Exception:  # noqa: BLE001 - informative only
             out[d] = None
     return out
@@ -363,15 +416,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="parameter file (default: config/fleet.yaml)")
     ap.add_argument("--stream-length", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--policy", choices=["blend", "replace"], default=None)
+    ap.add_argument("--policy", choices=["blend", "replace", "add"], default=None,
+                    help="add: the exact rule (bridges share only their own learning)")
+    ap.add_argument("--preset", choices=["tinyndc", "tinycl"], default=None,
+                    help="the devices' preset (tinycl, streaming LDA, needs --policy add)")
     ap.add_argument("--method", choices=["fedavg", "median", "trimmed_mean"], default=None)
     ap.add_argument("--data", default=None, help="dataset folder (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--out", default="results/fleet.json")
     ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID, else 100 + pid %% 100)")
+    ap.add_argument("--hosts", action=argparse.BooleanOptionalAction, default=None,
+                    help="devices and cloud on separate hosts (network namespaces, root); default: when possible")
     a = ap.parse_args(argv)
     try:
-        r = run_demo_fleet(a.config, stream_length=a.stream_length, seed=a.seed, policy=a.policy, method=a.method,
-                           out=a.out, domain=a.domain, data_dir=a.data)
+        r = run_demo_fleet(a.config, stream_length=a.stream_length, seed=a.seed, policy=a.policy, preset=a.preset,
+                           method=a.method,
+                           out=a.out, domain=a.domain, data_dir=a.data, hosts=a.hosts)
     except TinyclError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}")
         return 2

@@ -236,7 +236,8 @@ class MqttNodeParams(NodeParams):
     fleet: FleetName = Field(description="the fleet's name: part of every MQTT topic (tinycl/<fleet>/...)")
     broker_dir: str = Field("", description="folder made by tools/mosquitto/setup.sh: port, CA, certificate and "
                                             "password of this node's identity (empty: none)")
-    mqtt_host: str = Field("127.0.0.1", description="MQTT broker host")
+    mqtt_host: str = Field("", description="MQTT broker host name (verified against its certificate; empty: "
+                                           "broker_dir's host, else 127.0.0.1)")
     mqtt_port: int | None = Field(None, ge=1, le=65535, description="MQTT broker port (None: broker_dir's, else "
                                                                     "8883)")
     mqtt_tls: bool = Field(True, description="TLS with the fleet CA and a client certificate (CA, certificate and "
@@ -269,7 +270,7 @@ def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
         except (OSError, ValueError, KeyError) as exc:
             raise TinyclError(f"broker_dir {p.broker_dir}: no usable credentials for {identity!r} "
                               f"({type(exc).__name__}: {exc})") from None
-        values.update(port=setup.port, ca_file=setup.ca, cert_file=cred.certfile, key_file=cred.keyfile,
+        values.update(host=setup.host, port=setup.port, ca_file=setup.ca, cert_file=cred.certfile, key_file=cred.keyfile,
                       password=cred.password)
     for field in ("host", "port", "tls", "ca_file", "cert_file", "key_file", "username", "password",
                   "password_file", "session_expiry_s", "reconnect_min_s", "reconnect_max_s", "keepalive_s"):
@@ -277,7 +278,9 @@ def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
         default = type(p).model_fields[f"mqtt_{field}"].default
         if v is not None and (v != default or field not in values):
             values[field] = v
-    values["client_id"] = f"tinycl-{p.fleet}-{identity}"
+    if not values.get("host"):
+        values["host"] = "127.0.0.1"
+    values["client_id"] = f"tinycl-{p.fleet}-{identity}"  # the broker replaces it by the certificate's name
     try:
         return MqttParams(**values)
     except ValidationError as exc:

@@ -5,11 +5,17 @@ Layout (all integers little-endian)::
     offset  size  field
     0       4     magic b"TCLH"
     4       2     wire schema version (uint16) — this build writes and reads SCHEMA_VERSION = 1
-    6       2     flags (uint16), 0
+    6       2     flags (uint16), must be 0 (reserved; a non-zero value is refused)
     8       4     M = length of the metadata (uint32)
     12      M     metadata: UTF-8 JSON, validated by :class:`PayloadMeta` (pydantic, extra keys refused)
     12+M    4·C·F weights, float32 little-endian, row-major (row i = classes[i])
     ...     4·C   bias, float32 little-endian
+    ...     8·F·F only if metadata ``shared`` (a StreamingLDA head's statistics): the within-class
+                  scatter, float64 little-endian
+
+Metadata besides the head: ``opt_out`` (class ids this device keeps private: the aggregator
+leaves them out), ``metrics`` (the device's evaluation on its own recent data, e.g. accuracy),
+``provenance`` (a global head: which head version of each device it contains).
 
 A head of 10 classes × 64 features is ~3.4 kB (2.6 kB of floats). Decoding checks, in order:
 size limit (before anything is parsed), magic, schema version, metadata JSON and schema, that
@@ -29,7 +35,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.errors import ExtractorMismatchError, TinyclError
-from ..core.federated import MAX_CLASSES, MAX_FEATURES, MAX_NAME, HeadSnapshot
+from ..core.federated import MAX_CLASSES, MAX_COUNT, MAX_FEATURES, MAX_NAME, HeadSnapshot
 
 MAGIC = b"TCLH"
 SCHEMA_VERSION = 1
@@ -58,7 +64,7 @@ class ClassEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     id: int = Field(ge=0, le=2**32 - 1)
     name: str = Field(max_length=MAX_NAME)
-    count: int = Field(ge=0, le=2**63 - 1)
+    count: int = Field(ge=0, le=MAX_COUNT)
 
 
 class PayloadMeta(BaseModel):
@@ -75,8 +81,14 @@ class PayloadMeta(BaseModel):
     classes: list[ClassEntry] = Field(max_length=MAX_CLASSES)
     shape: tuple[int, int]
     dtype: Literal["<f4"] = "<f4"
-    n_seen: int = Field(default=0, ge=0)
+    n_seen: int = Field(default=0, ge=0, le=MAX_COUNT)
     sent_at: float = 0.0
+    shared: bool = Field(default=False, description="a StreamingLDA scatter (F×F float64) follows the bias")
+    opt_out: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=list, max_length=MAX_CLASSES)
+    metrics: dict[Annotated[str, Field(max_length=32)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=16, description="the device's evaluation on its own recent data")
+    provenance: dict[FleetName, Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
+        default_factory=dict, max_length=1 << 16, description="global head: device -> head version it contains")
 
 
     @model_validator(mode="after")
@@ -89,18 +101,24 @@ class PayloadMeta(BaseModel):
         return self
 
 
-def encode(snap: HeadSnapshot, fleet: str, device: str, round: int = 0, sent_at: float | None = None) -> bytes:
+def encode(snap: HeadSnapshot, fleet: str, device: str, round: int = 0, sent_at: float | None = None, *,
+           opt_out: list[int] | None = None, metrics: dict[str, float] | None = None,
+           provenance: dict[str, int] | None = None) -> bytes:
     """Serialise a head snapshot (validated like a received one, so a bad head is never sent)."""
     meta = PayloadMeta(schema=SCHEMA_VERSION, fleet=fleet, device=device, round=int(round), version=int(snap.version),
                        extractor_hash=snap.extractor_hash, kind=snap.kind,
                        classes=[ClassEntry(id=int(i), name=n, count=int(c)) for i, n, c in
                                 zip(snap.class_ids, snap.class_names, snap.counts)],
                        shape=(snap.n_classes, snap.n_features), n_seen=int(snap.n_seen),
-                       sent_at=time.time() if sent_at is None else float(sent_at))
+                       sent_at=time.time() if sent_at is None else float(sent_at), shared=snap.shared is not None,
+                       opt_out=sorted(int(c) for c in (opt_out or [])), metrics=dict(metrics or {}),
+                       provenance=dict(provenance or {}))
     meta_bytes = meta.model_dump_json(by_alias=True).encode()
-    return b"".join((_HEADER.pack(MAGIC, SCHEMA_VERSION, 0, len(meta_bytes)), meta_bytes,
-                     np.ascontiguousarray(snap.weights, "<f4").tobytes(),
-                     np.ascontiguousarray(snap.bias, "<f4").tobytes()))
+    parts = [_HEADER.pack(MAGIC, SCHEMA_VERSION, 0, len(meta_bytes)), meta_bytes,
+             np.ascontiguousarray(snap.weights, "<f4").tobytes(), np.ascontiguousarray(snap.bias, "<f4").tobytes()]
+    if snap.shared is not None:
+        parts.append(np.ascontiguousarray(snap.shared, "<f8").tobytes())
+    return b"".join(parts)
 
 
 def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: str | None = None,
@@ -111,11 +129,13 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
         raise PayloadError(f"payload: {n} bytes exceeds the limit of {max_bytes}")
     if n < _HEADER.size:
         raise PayloadError(f"payload: malformed, {n} bytes is shorter than the {_HEADER.size}-byte header")
-    magic, schema, _flags, m = _HEADER.unpack_from(data)
+    magic, schema, flags, m = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise PayloadError(f"payload: malformed, not a tinycl head (magic {magic!r})")
     if schema != SCHEMA_VERSION:
         raise PayloadError(f"payload: schema version {schema} is not supported (this build reads {SCHEMA_VERSION})")
+    if flags != 0:
+        raise PayloadError(f"payload: flags 0x{flags:04x} set, this build knows none (must be 0)")
     if _HEADER.size + m > n:
         raise PayloadError(f"payload: malformed, metadata length {m} runs past the end ({n} bytes)")
     raw = data[_HEADER.size:_HEADER.size + m]
@@ -132,7 +152,7 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
     if meta.schema_version != schema:
         raise PayloadError(f"payload: header says schema {schema}, metadata says {meta.schema_version}")
     c, f = meta.shape
-    expect = _HEADER.size + m + 4 * (c * f + c)
+    expect = _HEADER.size + m + 4 * (c * f + c) + (8 * f * f if meta.shared else 0)
     if n != expect:
         raise PayloadError(f"payload: malformed, {n} bytes for a {c}x{f} head (expected {expect})")
     if fleet is not None and meta.fleet != fleet:
@@ -140,13 +160,15 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
     if extractor_hash and meta.extractor_hash != extractor_hash:
         raise ExtractorMismatchError(f"payload: head from {meta.device} was built on extractor "
                                      f"{meta.extractor_hash[:12] or '(none)'}, the fleet uses {extractor_hash[:12]}")
-    floats = np.frombuffer(data, "<f4", offset=_HEADER.size + m).astype(np.float32)
-    if not np.isfinite(floats).all():
+    floats = np.frombuffer(data, "<f4", offset=_HEADER.size + m, count=c * f + c).astype(np.float32)
+    shared = (np.frombuffer(data, "<f8", offset=_HEADER.size + m + 4 * (c * f + c)).astype(np.float64).reshape(f, f)
+              if meta.shared else None)
+    if not np.isfinite(floats).all() or (shared is not None and not np.isfinite(shared).all()):
         raise PayloadError(f"payload: head from {meta.device} contains NaN or inf")
     try:
         snap = HeadSnapshot([e.id for e in meta.classes], [e.name for e in meta.classes],
                             [e.count for e in meta.classes], floats[:c * f].reshape(c, f), floats[c * f:],
-                            meta.kind, meta.extractor_hash, meta.version, meta.n_seen, meta.device)
+                            meta.kind, meta.extractor_hash, meta.version, meta.n_seen, meta.device, shared)
     except TinyclError as exc:
         raise PayloadError(f"payload: {exc}") from None
     return meta, snap

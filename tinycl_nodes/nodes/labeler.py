@@ -73,7 +73,7 @@ class LabelerParams(StateParams):
     follow_wait_s: float = Field(3.0, ge=0, description="after a restart, hold samples this long (at most) for the "
                                                         "learner's head")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
-    global_policy: Literal["replace", "blend"] = Field(
+    global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how the global head is merged into the head replica; must be the learner's")
     # --- preset rce only: TinyRCE and label requests -------------------------------------------------
     rce_memory_bytes: int = Field(40 * 1024, ge=64, description="rce: memory cap of the prototypes in bytes (each "

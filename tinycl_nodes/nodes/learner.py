@@ -12,11 +12,12 @@ aggregator's merged head there, ``version`` = the aggregation round). A global h
 (``messages.linear_head_of``: sizes, finiteness, unique ids, this node's extractor; then
 ``federated.check_snapshot``: kind, feature count, norm) — a bad one is one error line and
 dropped — a round already merged is skipped, and the rest is merged into the local head by
-``global_policy`` (``federated.merge_into_head``; ``blend`` by per-class counts, or ``replace``),
-after consolidating the pending batch so nothing learned is lost. The merged head is published
-at once; the last merged round is saved with the state. Only CWR* heads (presets ``tinyndc``,
-``supervised``) can load a linear global head; with ``tinycl`` (streaming LDA) a global head is
-refused with one line (see ``core/federated.py``).
+``global_policy`` (``federated.merge_into_head``; ``blend`` by per-class counts, ``replace``, or
+``add``: the statistics the bridge's exact mode hands over), after consolidating the pending batch
+so nothing learned is lost. The merged head is published at once; the last merged round is saved
+with the state. ``blend``/``replace`` need a CWR* head (presets ``tinyndc``, ``supervised``);
+``add`` also takes streaming LDA (preset ``tinycl``: run with ``with_state`` so the bridge sees its
+statistics; see docs/fleet.md).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
+from ..core import state as st
 from ..core.errors import StateError
-from ..core.federated import HeadSnapshot, merge_into_head
+from ..core.federated import SLDA_KIND, HeadSnapshot, merge_into_head, snapshot_from_state
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import ns_to_time
@@ -61,8 +63,8 @@ class LearnerParams(ManagedParams, StateParams):
     latency_log: str | None = Field(None, description="write latency stats (capture → update, JSON in ms) here at "
                                                       "exit; None: not measured")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
-    global_policy: Literal["replace", "blend"] = Field("blend",
-                                                       description="how it is merged (core/federated.py)")
+    global_policy: Literal["replace", "blend", "add"] = Field(
+        "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
 
 
 class Learner(Node):
@@ -211,8 +213,14 @@ def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict
 
 
 def global_snapshot(msg: Any, extractor_hash: str) -> HeadSnapshot:
-    """A received global ``Head`` as a snapshot, after ``linear_head_of``'s checks (raises if bad)."""
+    """A received global ``Head`` as a snapshot, after ``linear_head_of``'s checks (raises if bad);
+    streaming-LDA statistics from its state blob."""
     lin = linear_head_of(msg, extractor_hash)
+    if lin.kind == SLDA_KIND and len(msg.state):
+        snap = snapshot_from_state(st.from_bytes(bytes(bytearray(msg.state))), dict(zip(lin.classes, lin.names)),
+                                   lin.version, "global")
+        snap.n_seen = lin.n_seen
+        return snap
     return HeadSnapshot(lin.classes, lin.names, lin.counts, lin.weights, lin.bias, lin.kind, lin.extractor_hash,
                         lin.version, lin.n_seen, "global")
 

@@ -16,6 +16,11 @@ MQTT side (paho-mqtt 2.x, MQTT 5, TLS + client certificate + password, see ``fle
 - subscribes ``tinycl/<fleet>/global`` (retained): a valid payload of a newer round is
   republished on the bus; a bad one is one error line and dropped.
 
+With ``exact`` (docs/fleet.md, "Rounds for weeks") the bridge keeps a
+:class:`~tinycl_nodes.core.federated.FleetMember`: it shares only the device's own learning
+(without ``opt_out`` classes) and republishes, instead of the global head, the statistics the
+learner must *add* to take the round in (learner and labeler ``global_policy: add``).
+
 While the broker is unreachable the latest head is kept and sent on reconnect (persistent
 session, reconnect with backoff); an older unsent head is superseded, not queued.
 
@@ -37,15 +42,15 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import HeadSnapshot
+from ..core.federated import FleetMember, HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
 from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
-from .runner import Node, run_node
+from .runner import Node, StateParams, run_node
 
 
-class BridgeParams(MqttNodeParams):
+class BridgeParams(MqttNodeParams, StateParams):
     device: FleetName = Field(description="this device's name: its MQTT identity and topic "
                                           "tinycl/<fleet>/<device>/head")
     head_topic: str = Field("head", description="bus topic of the learner's head (Head) shared with the fleet")
@@ -62,6 +67,11 @@ class BridgeParams(MqttNodeParams):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest payload sent or accepted (bytes)")
     poll_s: float = Field(0.05, gt=0, le=5, description="how often received global heads are handed to the bus")
+    exact: bool = Field(False, description="share only this device's own learning, hand the learner what to add "
+                                           "(no dilution over rounds); needs learner/labeler global_policy add, "
+                                           "an SLDA learner with_state")
+    opt_out: list[int] = Field(default_factory=list, description="exact mode: class ids learned here but never "
+                                                                 "shared with the fleet")
 
 
     def mqtt(self) -> MqttParams:
@@ -75,7 +85,7 @@ class MqttBridge(Node):
         super().__init__(bus, params)
         self.Head = bus.msg("Head")
         self.ClassInfo = bus.msg("ClassInfo")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.latest: HeadSnapshot | None = None      # latest head seen on the bus
         self.sent: HeadSnapshot | None = None        # latest head handed to MQTT
         self._sent_at = -1e18
@@ -83,6 +93,13 @@ class MqttBridge(Node):
         self.heads_sent = 0
         self.globals_received = 0
         self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
+        self.member = FleetMember(params.device, params.opt_out) if params.exact else None
+        self.state = None
+        if self.member is not None:     # the bookkeeping survives restarts (else own learning is recounted)
+            self.state = self.open_state("mqtt_bridge", self._states)
+            if self.state.load(self._restore):
+                self.log.info("fleet bookkeeping restored from %s (%d report(s) kept)", self.state.path,
+                              len(self.member.reported))
         self.out_topic = head_topic(params.fleet, params.device)
         self.in_topic = global_topic(params.fleet)
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
@@ -93,6 +110,19 @@ class MqttBridge(Node):
         bus.create_timer(params.poll_s, self.poll)
         if start:
             self.link.start()
+
+    def _states(self) -> dict[str, Any]:
+        with self._lock:
+            member = self.member.state_dict()
+            member["meta"]["global_round"] = self.global_round   # a round already handed over is not again
+        return {"member": member}
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        rnd = saved["member"]["meta"].get("global_round", 0)
+        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
+            raise TinyclError(f"state: global_round {rnd!r} is not a round number")
+        self.member.load_state_dict(saved["member"])
+        self.global_round = rnd
 
     # --- bus → MQTT ---------------------------------------------------------------------------
     def _on_head(self, msg: Any) -> None:
@@ -134,7 +164,14 @@ class MqttBridge(Node):
             self.sent = snap
             self._sent_at = time.monotonic()
             rnd = self.global_round
-        payload = encode(snap, self.params.fleet, self.params.device, rnd)
+            if self.member is not None:           # exact mode: only this device's own learning
+                try:
+                    snap = self.member.report(snap, snap.version)
+                except TinyclError as exc:
+                    self.log.error("head v%d not shared: %s", snap.version, exc)
+                    return
+                self.state.save()                 # a report the aggregator may use is never forgotten
+        payload = encode(snap, self.params.fleet, self.params.device, rnd, opt_out=self.params.opt_out)
         if len(payload) > self.params.max_bytes:
             self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
                            self.params.max_bytes)
@@ -159,6 +196,17 @@ class MqttBridge(Node):
         with self._lock:
             if meta.round <= self.global_round:
                 return                                   # a re-delivery of a round we have
+            if self.member is not None:
+                if self.latest is None:
+                    self.log.warning("global head round %d: no local head yet, taken in at the next round",
+                                     meta.round)
+                    return
+                try:                                     # what the learner adds: the others' new learning
+                    snap = self.member.delta(self.latest, snap, meta.provenance.get(self.params.device))
+                except TinyclError as exc:
+                    self.log.error("global head round %d refused: %s", meta.round, exc)
+                    return
+                self.state.save()
             self.global_round = meta.round
         snap.version = meta.round
         try:
@@ -180,6 +228,8 @@ class MqttBridge(Node):
 
     def close(self) -> None:
         self.link.stop()
+        if self.state is not None:
+            self.state.save()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Generate a secured mosquitto for a fleet: CA + server cert + one client cert and password per
-# device (and the aggregator), ACL, mosquitto.conf with a TLS listener on 127.0.0.1.
+# device (and the aggregator), ACL, mosquitto.conf with a TLS listener on 127.0.0.1, or on the
+# broker's real name and address with BROKER_HOST / BROKER_IP set (same as `tinycl fleet setup
+# DIR --fleet F --devices ... --host NAME --ip ADDR`).
 #
-#   tools/mosquitto/setup.sh DIR FLEET DEV1,DEV2,... [TLS_PORT] [PLAINTEXT_PORT]
+#   [BROKER_HOST=edge1 BROKER_IP=192.168.1.10] tools/mosquitto/setup.sh DIR FLEET DEV1,DEV2,... [TLS_PORT] [PLAINTEXT_PORT]
 #
 # PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given.
 # Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running regenerates all
@@ -19,4 +21,6 @@ fi
 bash "$here/install.sh"
 args=(setup "$1" --fleet "$2" --devices "$3" --port "${4:-8883}")
 if [ -n "${5:-}" ]; then args+=(--plaintext-port "$5"); fi
+if [ -n "${BROKER_HOST:-}" ]; then args+=(--host "$BROKER_HOST"); fi
+if [ -n "${BROKER_IP:-}" ]; then args+=(--ip "$BROKER_IP"); fi
 cd "$root" && exec "$PY" -m tinycl_nodes.fleet.broker "${args[@]}"

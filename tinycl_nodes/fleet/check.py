@@ -1,0 +1,102 @@
+"""``tinycl fleet check``: can this machine reach the fleet's broker as a given identity?
+
+Connects once (MQTT 5, TLS with the fleet CA, the identity's certificate, host name verified),
+optionally publishes one QoS 1 message, and prints one JSON line::
+
+    {"connect": "Success" | "<MQTT reason>" | "TLS: <error>" | "no CONNACK", "puback": "<reason>",
+     "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...}
+
+Exit code 0 if connected (and, with ``--publish``, the broker acknowledged it with a success
+code), else 1.
+What it sends can be overridden to probe the broker's rules (the tests use it from other hosts):
+``--cert``/``--key`` another certificate, ``--client-id`` another client id, ``--username`` /
+``--password``.
+
+    python -m tinycl_nodes.fleet.check --broker-dir DIR --identity robot2 [--host cloud] [--publish TOPIC]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import ssl
+import sys
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from .broker import BrokerSetup
+
+
+def check(host: str, port: int, ca: str, cert: str | None, key: str | None, username: str, password: str,
+          client_id: str, publish: str | None = None, payload: bytes = b"probe", timeout_s: float = 10.0,
+          hold_s: float = 0.0) -> dict[str, Any]:
+    out: dict[str, Any] = {"host": host, "port": port, "connect": "no CONNACK", "puback": None}
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    connected, acked = threading.Event(), threading.Event()
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, props: Any) -> None:
+        out["connect"] = str(reason)
+        out["assigned_client_id"] = getattr(props, "AssignedClientIdentifier", None)
+        connected.set()
+
+    def on_publish(_c: Any, _u: Any, _mid: int, reason: Any, _p: Any) -> None:
+        out["puback"] = str(reason)           # MQTT 5: "No matching subscribers" is a success too
+        out["published"] = not getattr(reason, "is_failure", False)
+        acked.set()
+    c.on_connect, c.on_publish = on_connect, on_publish
+    out["disconnects"] = 0
+
+    def on_disconnect(*_a: Any) -> None:                # e.g. another client took this client id
+        out["disconnects"] += 1
+        connected.set()
+    c.on_disconnect = on_disconnect
+    try:
+        c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
+                  tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.username_pw_set(username, password)
+        c.connect(host, port, 10)
+    except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as exc:
+        out["connect"] = f"TLS: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return out
+    c.loop_start()
+    try:
+        connected.wait(timeout_s)
+        if publish and out["connect"] == "Success":
+            c.publish(publish, payload, qos=1)
+            acked.wait(timeout_s)
+        if hold_s:
+            threading.Event().wait(hold_s)
+        out["still_connected"] = c.is_connected() and out["disconnects"] == 0
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="tinycl fleet check", description=__doc__.splitlines()[0])
+    ap.add_argument("--broker-dir", required=True)
+    ap.add_argument("--identity", required=True, help="device (or aggregator) name whose files are used")
+    ap.add_argument("--host", default=None, help="broker host name (default: the broker_dir's)")
+    ap.add_argument("--cert", default=None)
+    ap.add_argument("--key", default=None)
+    ap.add_argument("--client-id", default=None)
+    ap.add_argument("--username", default=None)
+    ap.add_argument("--password", default=None)
+    ap.add_argument("--publish", default=None, help="topic to publish one QoS 1 message on")
+    ap.add_argument("--hold", type=float, default=0.0, help="stay connected this many seconds")
+    a = ap.parse_args(argv)
+    st = BrokerSetup.load(a.broker_dir)
+    cred = st.credentials(a.identity)
+    res = check(a.host or st.host, st.port, st.ca, a.cert or cred.certfile, a.key or cred.keyfile,
+                a.username or cred.username, a.password or cred.password,
+                a.client_id or f"tinycl-{st.fleet}-{a.identity}", a.publish, hold_s=a.hold)
+    print(json.dumps(res), flush=True)
+    ok = res["connect"] == "Success" and (a.publish is None or bool(res.get("published")))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
