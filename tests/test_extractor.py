@@ -23,10 +23,18 @@ def test_int8_features_track_fp32(fp32_extractor, int8_extractor, data_dir):
     assert cos.mean() > 0.97, cos.mean()
 
 
-def test_hash_is_content_hash_and_differs(fp32_extractor, int8_extractor, tmp_path):
+def test_hash_covers_model_and_card(fp32_extractor, int8_extractor, tmp_path):
+    import json
+
     copy = tmp_path / "copy.onnx"
     copy.write_bytes(model_path("mnist_0to5_fp32").read_bytes())
-    assert FrozenExtractor(copy).hash == fp32_extractor.hash
+    no_card = FrozenExtractor(copy).hash
+    card = json.loads((model_path("mnist_0to5_fp32").parent / "mnist_0to5.json").read_text())
+    (tmp_path / "copy.json").write_text(json.dumps(card, indent=3))     # other whitespace: same card
+    assert FrozenExtractor(copy).hash == fp32_extractor.hash != no_card
+    card["preprocessing"]["resize"] = "shorter_side_crop"               # fed another way: another extractor
+    (tmp_path / "copy.json").write_text(json.dumps(card))
+    assert FrozenExtractor(copy).hash not in (fp32_extractor.hash, no_card)
     assert fp32_extractor.hash != int8_extractor.hash and len(fp32_extractor.hash) == 64
 
 

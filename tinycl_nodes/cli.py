@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_experiment_tinyndc)
 
     la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
-    la.add_argument("graph", help="tinyndc | tinyrce")
+    la.add_argument("graph", help="a graph of tinycl_nodes/graphs.py: tinyndc, tinyrce, camera, …")
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")

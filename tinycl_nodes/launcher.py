@@ -22,7 +22,7 @@ from typing import IO
 import yaml
 
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS
+from .graphs import FINISHER, GRAPHS, REMAPS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
@@ -100,6 +100,8 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         for f in files:
             cmd += ["--params-file", f]
         cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
+        for src, dst in REMAPS.get(graph, ()):
+            cmd += ["-r", f"{src}:={dst}"]
         for key, value in (overrides or {}).get(name, {}).items():
             cmd += ["-p", f"{key}:={value}"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
