@@ -1,0 +1,117 @@
+"""The extractor node fed as a camera driver feeds it (dds backend): 640x480 rgb8 with a padded
+step, yuv422, JPEG CompressedImage on <image>/compressed; bad frames one line each; newest wins."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.images import compressed_image_of, image_of
+from tinycl_nodes.datasets import load_mnist
+
+
+def camera_frame(digit: np.ndarray, h: int = 480, w: int = 640) -> np.ndarray:
+    """An RGB frame with an MNIST digit filling its centre (what a camera pointed at it sees)."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    big = cv2.resize(digit, (h, h), interpolation=cv2.INTER_LINEAR)
+    frame[:, (w - h) // 2:(w + h) // 2] = big[:, :, None] * np.array([1.0, 0.9, 0.8])
+    return frame
+
+
+def image_msg(bus, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 64):
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    h, w = rgb.shape[:2]
+    body = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1]}[encoding].reshape(h, -1)
+    rows = np.concatenate([body, np.zeros((h, pad), np.uint8)], axis=1)     # step > width x 3
+    return bus.msg("sensor_msgs/msg/Image")(
+        header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera"),
+        height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1], data=rows.tobytes())
+
+
+def jpeg_msg(bus, rgb: np.ndarray, stamp_ns: int, truncate: bool = False):
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    ok, enc = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    data = enc.tobytes()
+    return bus.msg("sensor_msgs/msg/CompressedImage")(
+        header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera"),
+        format="rgb8; jpeg compressed bgr8", data=data[: len(data) // 2] if truncate else data)
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir):
+    X, _ = load_mnist("test", data_dir)
+    return X[:6]
+
+
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_camera_frames_become_the_same_features_as_in_process(domain, digits, transport):
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    bus = create_bus("camera_driver", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("/robot/tinycl/features", "Features", got.append, "reliable")
+    compressed = transport == "compressed"
+    topic = "/robot/camera/image_raw" + ("/compressed" if compressed else "")
+    pub = bus.create_publisher(topic, "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image",
+                               "sensor_data")
+    sent = []
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", f"image_transport:={transport}",
+                  "drop_report_s:=1.0", remaps=("__ns:=/robot/tinycl", "image:=/robot/camera/image_raw")) as ext:
+            ext.wait_for_line("features;")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
+            t0 = 1_700_000_000_000_000_000
+            for i, digit in enumerate(digits):
+                frame = camera_frame(digit)
+                if compressed:
+                    msg = jpeg_msg(bus, frame, t0 + i * 10**8)
+                    sent.append(compressed_image_of(msg, ex.preprocessing.size))
+                else:
+                    msg = image_msg(bus, frame, t0 + i * 10**8, "bgr8" if i % 2 else "rgb8")
+                    sent.append(image_of(msg))
+                pub.publish(msg)
+                spin_until(bus, lambda: len(got) > i, 5)
+                if i == 2:   # a bad frame between good ones: one line, dropped, the node goes on
+                    pub.publish(jpeg_msg(bus, frame, t0 + 999, truncate=True) if compressed else
+                                bus.msg("sensor_msgs/msg/Image")(height=480, width=640, encoding="bayer_rggb8",
+                                                                 step=640, data=bytes(640 * 480)))
+                    ext.wait_for_line("truncated" if compressed else "encoding 'bayer_rggb8' not supported")
+            assert spin_until(bus, lambda: len(got) == len(digits), 20), (len(got), ext.lines[-10:])
+            ext.wait_for_line(f"{len(digits) + 1} received, {len(digits)} processed, 0 dropped (newest wins), 1 bad")
+        assert ext.proc.returncode == 0, ext.lines[-10:]
+        want = ex.extract(sent)
+        feats = np.stack([np.asarray(m.data, np.float32) for m in got])
+        np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-5)
+        assert {m.extractor_hash for m in got} == {ex.hash}
+    finally:
+        bus.shutdown()
+
+
+def test_newest_frame_wins_and_drops_are_counted(domain, digits):
+    bus = create_bus("fast_camera", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("features", "Features", got.append, "reliable")
+    pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", "drop_report_s:=1.0") as ext:
+            ext.wait_for_line("features;")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20)
+            frames = [camera_frame(digits[i % len(digits)], 720, 1280) for i in range(3)]
+            n = 120
+            t0 = time.time_ns()
+            for i in range(n):    # a burst, far faster than 1280x720 frames can be taken
+                pub.publish(image_msg(bus, frames[i % 3], t0 + i, pad=0))
+                bus.spin_once(0.0)
+            line = ext.wait_for_line("dropped (newest wins)", 15)
+            spin_until(bus, lambda: False, 1.5)
+        import re
+        totals = [re.search(r"total (\d+) dropped of (\d+)", ln) for ln in ext.lines if "total" in ln]
+        dropped, received = (int(x) for x in totals[-1].groups())
+        assert received <= n and dropped > 0, line
+        assert len(got) == received - dropped, (len(got), received, dropped)   # every frame taken is accounted for
+        assert [m.header.stamp.nanosec for m in got] == sorted(m.header.stamp.nanosec for m in got)
+    finally:
+        bus.shutdown()
