@@ -129,24 +129,9 @@ def export_fp32(embed, path: Path) -> None:
 
 def export_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on training images of 0–5."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from ..model_tools import quantize_static_qdq
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter([{"image": calibration[i:i + 32]} for i in range(0, len(calibration), 32)])
-
-        def get_next(self):
-            return next(self._it, None)
-
-    pre = int8_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(pre))
-    try:
-        quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    finally:
-        pre.unlink(missing_ok=True)
+    quantize_static_qdq(fp32_path, int8_path, [calibration[i:i + 32] for i in range(0, len(calibration), 32)], "image")
 
 
 def main(argv: list[str] | None = None) -> int:
