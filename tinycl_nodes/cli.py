@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("args", nargs=argparse.REMAINDER)
     df.set_defaults(func=_demo_fleet)
 
+    from . import model_tools
+
+    model_tools.add_arguments(sub.add_parser("model", help="bring your own backbone: import (cut) and quantize"))
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)

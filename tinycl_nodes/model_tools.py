@@ -59,7 +59,7 @@ def _cut_tensor(model: Any, cut: str) -> str:
 
 def cut_model(model: Any, cut: str | None) -> Any:
     """The sub-graph from the input to ``cut`` (the model's first output when None), its output
-    flattened to ``features`` (n, d)."""
+    flattened to one vector per image (n, d): the model's only output."""
     import onnx
     from onnx import helper
 
@@ -75,10 +75,10 @@ def cut_model(model: Any, cut: str | None) -> Any:
     except Exception as exc:  # noqa: BLE001 - onnx's errors for a graph it cannot cut
         raise ModelToolError(f"cannot cut the model at {target!r}: {str(exc).splitlines()[0][:200]}") from None
     out = sub.graph.output[0]
-    flat = helper.make_node("Flatten", [out.name], [FEATURES], axis=1, name="tinycl_features")
-    sub.graph.node.append(flat)
+    name = FEATURES if out.name != FEATURES else f"{FEATURES}_flat"
+    sub.graph.node.append(helper.make_node("Flatten", [out.name], [name], axis=1, name="tinycl_features"))
     del sub.graph.output[:]
-    sub.graph.output.append(helper.make_tensor_value_info(FEATURES, onnx.TensorProto.FLOAT, ["n", None]))
+    sub.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["n", None]))
     sub.producer_name = "tinycl model import"
     return sub
 
@@ -99,11 +99,11 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
         raise ModelToolError(f"--out {out_p}: expected a .onnx path")
     card_doc = load_card_file(card_file)
     model = cut_model(_load(src_p), cut)
-    card_doc["feature_output"] = FEATURES
+    card_doc["feature_output"] = model.graph.output[0].name
     card = ModelCard(**card_doc)
     if card.preprocessing is None:
         raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
-    check_card(card, _input_shape(model), [FEATURES], f"{src_p.name} cut at {cut or 'its output'}")
+    check_card(card, _input_shape(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
     card_doc |= {"source_model": src_p.name, "cut": cut, "files": [out_p.name]}
     out_p.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out_p, model.SerializeToString())
@@ -148,7 +148,7 @@ def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[
             return next(self._it, None)
 
     pre = int8_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(pre))
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)   # ONNX shape inference suffices: fixed image sizes
     try:
         quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
@@ -219,3 +219,38 @@ def model_card_path(model: Path) -> Path:
     if p is None:
         raise ModelToolError(f"{model}: no model card")
     return p
+
+
+def add_arguments(model_parser: Any) -> None:
+    """``tinycl model import|quantize`` (cli.py keeps only the hook)."""
+    sub = model_parser.add_subparsers(dest="model_command", required=True)
+    imp = sub.add_parser("import", help="cut a classifier into a feature extractor, check it, write its card")
+    imp.add_argument("model", help="the ONNX classifier (or backbone)")
+    imp.add_argument("--cut", default=None, help="node or tensor name whose output are the features "
+                                                 "(default: the model's output)")
+    imp.add_argument("--card", required=True, help="model card (YAML or JSON): preprocessing, dataset, class_names")
+    imp.add_argument("--out", required=True, help="the .onnx to write; its card goes beside it (.json)")
+    imp.set_defaults(func=_import_cmd)
+    q = sub.add_parser("quantize", help="int8 (static, per-channel QDQ) calibrated on a folder of images")
+    q.add_argument("model", help="an fp32 .onnx with its card (e.g. from tinycl model import)")
+    q.add_argument("--calib", required=True, help="folder of .png/.jpg images (any depth)")
+    q.add_argument("--out", required=True, help="the int8 .onnx to write; its card goes beside it")
+    q.add_argument("--held-out", type=float, default=0.2, help="fraction of the images kept out of calibration "
+                                                               "to measure int8 vs fp32 (default 0.2)")
+    q.add_argument("--max-images", type=int, default=512)
+    q.set_defaults(func=_quantize_cmd)
+
+
+def _import_cmd(args: Any) -> int:
+    r = import_model(args.model, args.out, args.card, args.cut)
+    print(f"wrote {r['model']} (input {tuple(r['input'])}, {r['n_features']} features, runs in onnxruntime) "
+          f"and its card {r['card']}; extractor hash {r['hash'][:12]}…")
+    return 0
+
+
+def _quantize_cmd(args: Any) -> int:
+    r = quantize_model(args.model, args.out, args.calib, args.held_out, args.max_images)
+    print(f"wrote {r['model']} ({r['bytes_int8']} B, fp32 {r['bytes_fp32']} B), calibrated on "
+          f"{r['calibration_images']} images; int8 vs fp32 features on {r['held_out_images']} held-out images: "
+          f"cosine mean {r['cosine_mean']:.4f}, min {r['cosine_min']:.4f}")
+    return 0
