@@ -132,7 +132,7 @@ def test_preprocess_size_colour_crop_scale_mean_std():
                         scale=1 / 255, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5))
     x = preprocess(rgb, pre)
     assert x.shape == (3, 32, 32) and x.dtype == np.float32
-    centre = cv2.resize(rgb[:, 24:72], (32, 32), interpolation=cv2.INTER_AREA)   # 48x48 centre, shrunk
+    centre = cv2.resize(rgb[:, 24:72], (32, 32), interpolation=cv2.INTER_AREA)   # 48x48 centre, shrunk (< 2x: one step)
     want = (centre[:, :, ::-1].astype(np.float32) / 255 - np.array([0.5, 0.4, 0.3], np.float32)) \
         / np.array([0.2, 0.25, 0.5], np.float32)
     np.testing.assert_allclose(x, want.transpose(2, 0, 1), atol=1e-5)

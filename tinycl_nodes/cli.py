@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results/bench.json")
     b.add_argument("--no-graph", dest="graph", action="store_false", help="skip the multi-process graph bench")
     b.add_argument("--no-fleet", dest="fleet", action="store_false", help="skip the MQTT fleet bench")
+    b.add_argument("--no-camera", dest="camera", action="store_false",
+                   help="skip the camera bench (decoding, the node at 30 frames/s, the 64x64 JPEG experiment)")
     b.set_defaults(func=_bench)
     return ap
 
