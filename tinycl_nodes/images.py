@@ -115,7 +115,9 @@ def decode_compressed(payload: bytes, fmt: str = "", at_least: tuple[int, int] |
                 width, height, found = im.size[0], im.size[1], (im.format or "").lower()
     except Image.DecompressionBombError as exc:
         raise InputError(f"compressed image larger than the {MAX_PIXELS / 1e6:.0f} Mpx accepted: {exc}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:
+        raise InputError(f"compressed image ({len(payload)} bytes) is not a readable JPEG/PNG") from None
+    except (OSError, ValueError) as exc:
         raise InputError(f"compressed image ({len(payload)} bytes) is not a readable JPEG/PNG: {exc}") from None
     found = "jpeg" if found in ("jpeg", "mpo") else found
     if found not in COMPRESSED_FORMATS or (kind and found != kind):

@@ -158,3 +158,15 @@ def check_card(card: ModelCard, input_shape: tuple[int, ...], outputs: list[str]
 def canonical(doc: dict[str, Any]) -> bytes:
     """The card as the extractor hash sees it: key order and whitespace do not matter."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def foreign_dataset_warning(card: ModelCard, model: str, dataset: str, classes: list[str]) -> str | None:
+    """One line when ``model`` was made on another dataset or classes than the ones it is run on."""
+    made = [str(c) for c in (card.class_names or [])]
+    if card.dataset and card.dataset.lower() != dataset.lower():
+        return (f"warning: {model} was made on {card.dataset} (classes {', '.join(made) or '?'}); this run uses "
+                f"{dataset} (classes {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''})")
+    missing = [c for c in made if c not in classes]
+    if missing:
+        return f"warning: {model} was made on classes {', '.join(made)}; {dataset} has no {', '.join(missing)}"
+    return None
