@@ -124,3 +124,49 @@ def test_newest_frame_wins_and_drops_are_counted(domain, digits):
         assert stamps == sorted(stamps)
     finally:
         bus.shutdown()
+
+
+def test_sensor_replays_an_image_folder_and_a_compressed_bag(domain, digits, tmp_path):
+    """source: folder → rgb8 frames with their ground truth (labelled first); source: rosbag with a
+    CompressedImage topic → decoded frames; both as the extractor takes them."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    root = tmp_path / "shapes"
+    for c, name in enumerate(("ball", "cup")):
+        (root / name).mkdir(parents=True)
+        for k in range(3):
+            cv2.imwrite(str(root / name / f"{k}.png"), camera_frame(digits[c * 3 + k], 60, 80)[:, :, ::-1])
+    (root / "cup" / "bad.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    C, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/CompressedImage", "std_msgs/msg/Header",
+                                                "builtin_interfaces/msg/Time"))
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/cam/image_raw/compressed", C.__msgtype__, typestore=store)
+        for i in range(4):
+            ok, enc = cv2.imencode(".png", digits[i])
+            msg = C(header=Header(stamp=Time(sec=1, nanosec=i), frame_id="cam"), format="png", data=enc.ravel())
+            writer.write(conn, 10**9 + i, store.serialize_cdr(msg, C.__msgtype__))
+    bus = create_bus("folder_reader", backend="dds", dds_config="loopback", domain=domain)
+    images, truths = [], []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", images.append, "reliable")
+    bus.create_subscription("ground_truth", "GroundTruth", truths.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=folder", f"folder:={root}", "labels_per_class:=1", "qos:=reliable",
+                  "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(images) == 6 and len(truths) == 6, 30), sensor.lines[-10:]
+            sensor.wait_for_line("published 6 samples")
+            assert any("bad.jpg" in ln and "not a readable JPEG/PNG" in ln for ln in sensor.lines)
+        assert {(m.height, m.width, m.encoding, m.step) for m in images} == {(60, 80, "rgb8", 240)}
+        assert [(t.class_name, t.learnable) for t in truths[:2]] == [("ball", True), ("cup", True)]
+        assert sorted(t.class_name for t in truths) == ["ball"] * 3 + ["cup"] * 3
+        images.clear()
+        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "bag_topic:=/cam/image_raw/compressed",
+                  "qos:=reliable", "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(images) == 4, 30), sensor.lines[-10:]
+        for msg, digit in zip(images, digits):
+            assert (msg.height, msg.width, msg.encoding) == (28, 28, "rgb8")
+            np.testing.assert_array_equal(image_of(msg)[:, :, 0], digit)
+    finally:
+        bus.shutdown()
