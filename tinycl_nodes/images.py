@@ -148,3 +148,13 @@ def read_image_file(path: str, at_least: tuple[int, int] | None = None) -> np.nd
     """An image file (JPEG/PNG) as grey or RGB uint8, decoded like a CompressedImage."""
     with open(path, "rb") as fh:
         return decode_compressed(fh.read(), path.rsplit(".", 1)[-1] if "." in path else "", at_least)
+
+
+def camera_picture(msg: Any, max_width: int) -> np.ndarray:
+    """A frame as a person sees it (a label request's picture): grey or RGB, at most ``max_width`` wide."""
+    img = image_of(msg)
+    h, w = img.shape[:2]
+    if w <= max_width:
+        return np.ascontiguousarray(img)
+    cv2 = _cv2()
+    return cv2.resize(img, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)

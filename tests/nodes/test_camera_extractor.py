@@ -90,40 +90,56 @@ def test_camera_frames_become_the_same_features_as_in_process(domain, digits, tr
         bus.shutdown()
 
 
-def test_newest_frame_wins_and_drops_are_counted(domain, digits):
+def test_camera_graph_newest_frame_wins_and_drops_are_counted(domain, digits, tmp_path):
+    """`tinycl launch camera` (the launcher, dds backend) in /r1/tinycl reads /r1/tinycl/image_raw;
+    a burst of 1280x720 frames far faster than it can take them: the newest wins, drops counted."""
+    import io
+    import re
+
+    from tinycl_nodes.graphs import GRAPHS
+    from tinycl_nodes.launcher import start_graph
+
     bus = create_bus("fast_camera", backend="dds", dds_config="loopback", domain=domain)
     got = []
-    bus.create_subscription("features", "Features", got.append, "reliable")
-    pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    bus.create_subscription("/r1/tinycl/features", "Features", got.append, "reliable")
+    pub = bus.create_publisher("/r1/tinycl/image_raw", "sensor_msgs/msg/Image", "sensor_data")
+    log = io.StringIO()
+    g = start_graph("camera", namespace="/r1/tinycl", log_stream=log,
+                    overrides={"label_app": {"port": "0", "host": "127.0.0.1"}, "extractor": {"drop_report_s": "1.0"},
+                               "*": {"state_dir": str(tmp_path)}},
+                    env={"ROS_DOMAIN_ID": str(domain), "ROS_HOME": str(tmp_path)})
     try:
-        with node("extractor", domain, "image_qos:=sensor_data", "drop_report_s:=1.0") as ext:
-            ext.wait_for_line("features;")
-            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20)
-            frames = [camera_frame(digits[i % len(digits)], 720, 1280) for i in range(3)]
-            n = 120
-            t0 = time.time_ns()
-            for i in range(n):    # a burst, far faster than 1280x720 frames can be taken
-                pub.publish(image_msg(bus, frames[i % 3], t0 + i, pad=0))
-                bus.spin_once(0.0)
-            import re
+        assert set(g.procs) == set(GRAPHS["camera"])
+        assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 30), log.getvalue()[-2000:]
+        spin_until(bus, lambda: "[extractor]" in log.getvalue() and "features;" in log.getvalue(), 20)
+        time.sleep(1.0)
+        frames = [camera_frame(digits[i % len(digits)], 720, 1280) for i in range(3)]
+        n = 120
+        t0 = time.time_ns()
+        for i in range(n):    # a burst, far faster than 1280x720 frames can be taken
+            pub.publish(image_msg(bus, frames[i % 3], t0 + i, pad=0))
+            bus.spin_once(0.0)
 
-            def totals():
-                spin_until(bus, lambda: False, 0.3)
-                found = [re.search(r"(\d+) bad; total (\d+) dropped of (\d+)", ln) for ln in ext.lines]
-                last = [tuple(int(x) for x in m.groups()[1:]) for m in found if m]
-                return last[-1] if last and last[-1][1] - last[-1][0] == len(got) else None
+        def totals():
+            spin_until(bus, lambda: False, 0.3)
+            found = re.findall(r"(\d+) bad; total (\d+) dropped of (\d+)", log.getvalue())
+            last = [(int(m[1]), int(m[2])) for m in found]
+            return last[-1] if last and last[-1][1] - last[-1][0] == len(got) else None
 
-            end = time.monotonic() + 20
-            while (counted := totals()) is None and time.monotonic() < end:
-                pass
-        assert counted is not None, (len(got), ext.lines[-5:])
+        end = time.monotonic() + 20
+        while (counted := totals()) is None and time.monotonic() < end:
+            pass
+        assert counted is not None, (len(got), log.getvalue()[-2000:])
         dropped, received = counted
         # taken frames are accounted for: every one received became features or was replaced by a newer one
         assert len(got) == received - dropped and len(got) < n, (len(got), received, dropped)
         stamps = [m.header.stamp.nanosec for m in got]
         assert stamps == sorted(stamps)
+        assert all(p.poll() is None for p in g.procs.values()), log.getvalue()[-2000:]   # runs until stopped
     finally:
+        codes = g.stop()
         bus.shutdown()
+    assert all(c in (0, -2) for c in codes.values()), (codes, log.getvalue()[-2000:])
 
 
 def test_sensor_replays_an_image_folder_and_a_compressed_bag(domain, digits, tmp_path):
