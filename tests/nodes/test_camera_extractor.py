@@ -186,3 +186,27 @@ def test_sensor_replays_an_image_folder_and_a_compressed_bag(domain, digits, tmp
             np.testing.assert_array_equal(image_of(msg)[:, :, 0], digit)
     finally:
         bus.shutdown()
+
+
+def test_sensor_camera_source_publishes_native_frames(domain, digits, tmp_path):
+    """source: camera through OpenCV's VideoCapture (a video file stands in for /dev/video0): frames
+    at the camera's own size and encoding (640x480 bgr8), as a driver publishes them."""
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    assert writer.isOpened()
+    for i in range(5):
+        writer.write(camera_frame(digits[i])[:, :, ::-1])
+    writer.release()
+    bus = create_bus("camera_reader", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=camera", f"camera_device:={video}", "qos:=reliable",
+                  "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(got) == 5, 30), sensor.lines[-10:]
+            sensor.wait_for_line("published 5 samples")
+        assert {(m.height, m.width, m.encoding, m.step) for m in got} == {(480, 640, "bgr8", 1920)}
+        first = image_of(got[0])        # bgr8 → RGB: the frame that was recorded (MJPG is lossy)
+        assert np.abs(first.astype(int) - camera_frame(digits[0])).mean() < 3
+    finally:
+        bus.shutdown()

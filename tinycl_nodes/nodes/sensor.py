@@ -217,6 +217,8 @@ class Sensor(Node):
         try:
             while self.bus.ok():
                 ok, frame = cap.read()
+                if not ok and isinstance(self.params.camera_device, str) and Path(self.params.camera_device).is_file():
+                    return   # a video file played as a camera: its end is the end of the source
                 if not ok:
                     raise TinyclError(f"sensor: camera {self.params.camera_device!r} stopped delivering frames")
                 yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
