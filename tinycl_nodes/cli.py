@@ -62,15 +62,9 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
 def _old_classes(given: str | None, card_names: list[str] | None, names: list[str], folder: bool) -> tuple[int, ...]:
     """``--old-classes`` (ids or names), else the card's classes found in the dataset, else MNIST's 0–5."""
     if given:
-        out = []
-        for tok in (t.strip() for t in given.split(",") if t.strip()):
-            if tok in names:
-                out.append(names.index(tok))
-            elif tok.isdigit() and int(tok) < len(names):
-                out.append(int(tok))
-            else:
-                raise TinyclError(f"--old-classes: {tok!r} is not a class of the dataset ({', '.join(names)})")
-        return tuple(sorted(set(out)))
+        from .datasets import class_ids
+
+        return class_ids(given, names, "--old-classes")
     known = [names.index(c) for c in (card_names or []) if c in names]
     if known:
         return tuple(sorted(known))

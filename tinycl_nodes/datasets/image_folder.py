@@ -80,3 +80,17 @@ def read_images(folder: ImageFolder, idx: np.ndarray | None = None,
         except (InputError, OSError) as exc:
             log.warning("skipped %s: %s", folder.files[int(i)], str(exc).splitlines()[0])
     return images, np.asarray(kept, np.int64)
+
+
+def class_ids(given: str, names: list[str] | tuple[str, ...], option: str) -> tuple[int, ...]:
+    """``0,1,2`` or ``cup,ball`` (a command-line option) → sorted class ids of ``names``; an unknown
+    one is an error naming the option and the classes there are."""
+    out = []
+    for tok in (t.strip() for t in given.split(",") if t.strip()):
+        if tok in names:
+            out.append(list(names).index(tok))
+        elif tok.isdigit() and int(tok) < len(names):
+            out.append(int(tok))
+        else:
+            raise DataError(f"{option}: {tok!r} is not a class of the dataset ({', '.join(names)})")
+    return tuple(sorted(set(out)))

@@ -24,7 +24,6 @@ as they are (the ELM models normalise inside the graph).
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Literal
 
 import numpy as np

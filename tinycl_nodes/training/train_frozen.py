@@ -112,17 +112,12 @@ def load_training_set(dataset: str, data: str | None) -> tuple[np.ndarray, np.nd
 
 def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
     """``0,1,2`` or ``cat,dog`` → class ids; an unknown one is an error naming it."""
-    out = []
-    for tok in (t.strip() for t in given.split(",") if t.strip()):
-        if tok in names:
-            out.append(names.index(tok))
-        elif tok.isdigit() and int(tok) < len(names):
-            out.append(int(tok))
-        else:
-            raise TinyclError(f"--classes: {tok!r} is not a class of the dataset ({', '.join(names)})")
-    if len(set(out)) < 2:
+    from ..datasets import class_ids
+
+    out = class_ids(given, names, "--classes")
+    if len(out) < 2:
         raise TinyclError(f"--classes: at least 2 classes are needed, got {given!r}")
-    return tuple(sorted(set(out)))
+    return out
 
 
 def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, seed: int, log=print):
