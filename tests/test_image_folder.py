@@ -60,13 +60,13 @@ def test_folder_classes_checksums_and_bad_files(folder, tmp_path, caplog):
 def test_experiment_on_a_folder_names_the_dataset_and_warns(folder, tmp_path, capsys):
     out = tmp_path / "r.json"
     code = main(["experiment", "tinyndc", "--folder", str(folder), "--old-classes", "zero,one", "--labels", "5",
-                 "--seeds", "1", "--sweep", "", "--stream-length", "60", "--score-last", "40",
+                 "--seeds", "1", "--sweep", "", "--stream-length", "50", "--score-last", "40",
                  "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     r = json.loads(out.read_text())
     assert r["dataset"] == "my_digits" and r["protocol"]["old_classes"] == [0, 3]   # one, zero
-    assert r["protocol"]["new_classes"] == [1, 2] and r["protocol"]["stream_length"] == 60
+    assert r["protocol"]["new_classes"] == [1, 2] and r["protocol"]["stream_length"] == 50
     assert "my_digits" in printed and "MNIST" not in printed.split("warning")[-1].split("\n", 1)[1]
     assert "warning: mnist_0to5_fp32.onnx was made on mnist" in printed
     assert r["methods"]["tinyndc"]["accuracy"]["mean"] > 50, r["methods"]["tinyndc"]

@@ -11,9 +11,16 @@ def test_refuses_to_write_over_the_shipped_model(capsys, data_dir):
 
 
 def test_bad_dataset_classes_and_name_are_one_line(capsys, data_dir, tmp_path):
+    import cv2
+    import numpy as np
+
+    for c in ("cup", "ball", "box"):
+        (tmp_path / "objects" / c).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "objects" / c / "a.png"), np.zeros((8, 8), np.uint8))
+    objects = ["--dataset", str(tmp_path / "objects")]
     for args, problem in ((["--dataset", str(tmp_path / "nowhere")], "image folder not found"),
-                          (["--classes", "0,11"], "'11' is not a class of the dataset"),
-                          (["--classes", "3"], "at least 2 classes"),
+                          ([*objects, "--classes", "cup,plate"], "'plate' is not a class of the dataset (ball, box, cup)"),
+                          ([*objects, "--classes", "cup"], "at least 2 classes"),
                           (["--name", "bad name!"], "letters, digits")):
         named = args if args[0] == "--name" else ["--name", "x", *args]
         assert main([*named, "--out", str(tmp_path), "--data", str(data_dir)]) == 2
