@@ -58,7 +58,7 @@ def test_import_cuts_the_classifier_back_to_its_features(models, calib, capsys):
     assert imported.hash != original.hash      # another file and card: another extractor
 
 
-def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models):
+def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models, calib):
     d, _, _, mob = models
     out = d / "mobile_features.onnx"
     assert main(["model", "import", str(mob), "--cut", "gap", "--card", str(d / "mobile.yaml"),
@@ -68,6 +68,8 @@ def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models):
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     f = ex.extract([frame, frame[:, ::-1]])        # fixed batch of 1: run one at a time
     assert f.shape == (2, 64) and np.isfinite(f).all() and not np.allclose(f[0], f[1])
+    assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(d / "mobile_int8.onnx")]) == 0
+    assert json.loads((d / "mobile_int8.json").read_text())["cosine_int8_fp32"]["mean"] > 0.98   # fixed batch: 1 at a time
 
 
 @pytest.mark.parametrize("args, problem", [

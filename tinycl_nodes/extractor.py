@@ -94,7 +94,7 @@ class FrozenExtractor:
             raise ExtractorError(f"{self.path}: input shape {shape} must be fixed but for the batch axis")
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in shape[1:])
         self.input_name: str = inputs[0].name
-        self._one_at_a_time = isinstance(shape[0], int)   # a model exported with a fixed batch of 1
+        self.fixed_batch = isinstance(shape[0], int)   # a model exported with a fixed batch of 1
         self.card: ModelCard = card if card is not None else default_card(self.input_shape)
         check_card(self.card, self.input_shape, [o.name for o in outputs], str(self.path))
         self.preprocessing = self.card.preprocessing or default_card(self.input_shape).preprocessing
@@ -142,6 +142,6 @@ class FrozenExtractor:
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """The ONNX forward pass alone on prepared inputs ``(n, *input_shape)`` float32."""
-        if self._one_at_a_time and inputs.shape[0] != 1:
+        if self.fixed_batch and inputs.shape[0] != 1:
             return np.concatenate([self.run(inputs[i:i + 1]) for i in range(inputs.shape[0])])
         return self._session.run([self._output], {self._input: inputs})[0]

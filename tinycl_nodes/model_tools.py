@@ -194,7 +194,12 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     test_idx, cal_idx = order[:n_test], order[n_test:]
     x_cal = fp32._prepare([images[i] for i in cal_idx], True)
     card, _ = model_card_of(src_p)
-    quantize_static_qdq(src_p, out_p, [x_cal[i:i + 32] for i in range(0, len(x_cal), 32)], fp32.input_name)
+    batch = 1 if fp32.fixed_batch else 32
+    try:
+        quantize_static_qdq(src_p, out_p, [x_cal[i:i + batch] for i in range(0, len(x_cal), batch)], fp32.input_name)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many types
+        out_p.unlink(missing_ok=True)
+        raise ModelToolError(f"cannot quantize {src_p.name}: {str(exc).strip().splitlines()[0][:200]}") from None
     card_doc = json.loads(model_card_path(src_p).read_text()) if card is not None else \
         {"preprocessing": pre.model_dump(mode="json")}
     card_doc |= {"files": [out_p.name], "quantized_from": src_p.name,
