@@ -65,10 +65,17 @@ bench: $(STAMP)
 bench-firmware: $(STAMP) firmware-deps
 	$(PY) micro_ros_firmware/tools/bench_firmware.py --data $(DATA) --out results/firmware.json
 
-# Re-train the frozen extractor (needs the optional PyTorch extra; CPU is enough).
+# Train a frozen extractor (needs the optional PyTorch extra; CPU is enough) on DATASET (mnist,
+# fashion_mnist or an image folder) and CLASSES, to a new model NAME with its card (an existing
+# model, e.g. the shipped mnist_0to5, is never replaced silently): make train-frozen NAME=my_model
+DATASET ?= mnist
+CLASSES ?= 0,1,2,3,4,5
+EPOCHS  ?= 6
+NAME    ?= $(notdir $(DATASET))_frozen
 train-frozen: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m tinycl_nodes.training.train_frozen --data $(DATA)
+	$(PY) -m tinycl_nodes.training.train_frozen --data $(DATA) --dataset $(DATASET) --classes $(CLASSES) \
+	  --epochs $(EPOCHS) --name $(NAME)
 
 clean:
 	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench

@@ -23,10 +23,18 @@ def test_int8_features_track_fp32(fp32_extractor, int8_extractor, data_dir):
     assert cos.mean() > 0.97, cos.mean()
 
 
-def test_hash_is_content_hash_and_differs(fp32_extractor, int8_extractor, tmp_path):
+def test_hash_covers_model_and_card(fp32_extractor, int8_extractor, tmp_path):
+    import json
+
     copy = tmp_path / "copy.onnx"
     copy.write_bytes(model_path("mnist_0to5_fp32").read_bytes())
-    assert FrozenExtractor(copy).hash == fp32_extractor.hash
+    no_card = FrozenExtractor(copy).hash
+    card = json.loads((model_path("mnist_0to5_fp32").parent / "mnist_0to5.json").read_text())
+    (tmp_path / "copy.json").write_text(json.dumps(card, indent=3))     # other whitespace: same card
+    assert FrozenExtractor(copy).hash == fp32_extractor.hash != no_card
+    card["preprocessing"]["resize"] = "shorter_side_crop"               # fed another way: another extractor
+    (tmp_path / "copy.json").write_text(json.dumps(card))
+    assert FrozenExtractor(copy).hash not in (fp32_extractor.hash, no_card)
     assert fp32_extractor.hash != int8_extractor.hash and len(fp32_extractor.hash) == 64
 
 
@@ -70,3 +78,21 @@ def test_int8_runs_as_defined_unless_fast_is_asked(data_dir):
     cos = lambda a, b: np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))  # noqa: E731
     assert cos(exact.extract(X[:100]), fp32) > 0.999
     assert cos(fast.extract(X[:100]), fp32) > 0.95  # fused kernels: close, machine-dependent
+
+
+def test_card_that_does_not_match_the_model_is_one_line(tmp_path):
+    import json
+
+    from tinycl_nodes.model_card import CardError
+
+    copy = tmp_path / "m.onnx"
+    copy.write_bytes(model_path("mnist_0to5_fp32").read_bytes())
+    card = json.loads((model_path("mnist_0to5_fp32").parent / "mnist_0to5.json").read_text())
+    card["preprocessing"]["color"] = "rgb"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    with pytest.raises(CardError, match=r"card says input \(3, 28, 28\).*takes \(1, 28, 28\)") as err:
+        FrozenExtractor(copy)
+    assert "\n" not in str(err.value)
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(CardError, match="cannot read it as JSON"):
+        FrozenExtractor(copy)

@@ -139,6 +139,11 @@ def run_bench(args: argparse.Namespace) -> int:
         gt.add_row("  p99 (ms)", f"{lat.get('p99_ms', float('nan')):.2f}", "≤ 10")
         gt.add_row("  max (ms)", f"{lat.get('max_ms', float('nan')):.2f}", "")
         console.print(gt)
+    if getattr(args, "camera", True):
+        from .camera_bench import run as camera_bench
+
+        result["camera"] = camera_bench(args.data, console=console)
+        Path(args.out).with_name("camera_bench.json").write_text(json.dumps(result["camera"], indent=1))
     if getattr(args, "fleet", True):
         from .fleet.bench import run as fleet_bench
 

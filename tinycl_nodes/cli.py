@@ -23,17 +23,32 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
 
     from .experiments import tinyndc as exp
     from .experiments.report import tinyndc_tables
+    from .model_card import foreign_dataset_warning
 
     console = Console(width=None if sys.stdout.isatty() else 132)
     extractor = exp.load_extractor(args.model)
     with console.status(f"extracting features with {extractor.path.name} …"):
-        feats = exp.extract_features(extractor, args.data)
-    protocol = exp.Protocol(labels_per_class=args.labels)
+        if args.folder:
+            from .experiments.image_folder import folder_features
+
+            feats, folder = folder_features(extractor, args.folder, args.test_fraction)
+            dataset, class_names = folder.name, list(folder.classes)
+        else:
+            feats, dataset, class_names = exp.extract_features(extractor, args.data), "MNIST", [str(c) for c in range(10)]
+    warning = foreign_dataset_warning(extractor.card, extractor.path.name, dataset, class_names)
+    if warning:
+        console.print(warning, style="yellow")
+    old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder))
+    protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
+                            score_last=args.score_last, old_classes=old, dataset=dataset)
     sweep = tuple(int(k) for k in args.sweep.split(",")) if args.sweep else ()
     with console.status("running the stream …") as status:
         result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=sweep,
                                     progress=lambda msg: (console.log(msg), status.update(msg)))
     result["model"] = extractor.path.name
+    result["dataset"], result["class_names"] = dataset, class_names
+    if dataset != "MNIST":
+        result["paper"] = {"sweep": {}}   # the paper's numbers are MNIST's
     out = Path(args.out)
     exp.write_json(result, out)
     png = out.with_suffix(".png")
@@ -42,6 +57,21 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
         console.print(table)
     console.print(f"wrote {out} and {png}")
     return 0
+
+
+def _old_classes(given: str | None, card_names: list[str] | None, names: list[str], folder: bool) -> tuple[int, ...]:
+    """``--old-classes`` (ids or names), else the card's classes found in the dataset, else MNIST's 0–5."""
+    if given:
+        from .datasets import class_ids
+
+        return class_ids(given, names, "--old-classes")
+    known = [names.index(c) for c in (card_names or []) if c in names]
+    if known:
+        return tuple(sorted(known))
+    if folder:
+        raise TinyclError("--old-classes: the model card names no class of this folder: say which classes "
+                          "the backbone knows (names or ids)")
+    return (0, 1, 2, 3, 4, 5)
 
 
 def _experiment_tinyrce(args: argparse.Namespace) -> int:
@@ -99,9 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="reproduce a paper's experiment on real data")
     exp_sub = exp.add_subparsers(dest="experiment", required=True)
-    t = exp_sub.add_parser("tinyndc", help="TinyNDC protocol on MNIST (digits 6–9 arrive as new classes)")
+    t = exp_sub.add_parser("tinyndc", help="TinyNDC protocol on MNIST (digits 6–9 arrive as new classes) or "
+                                           "an image folder")
     t.add_argument("--seeds", type=int, default=5)
     t.add_argument("--labels", type=int, default=10, help="labelled samples per class (default 10)")
+    t.add_argument("--folder", default=None, help="an image folder root/<class name>/*.png|jpg instead of MNIST")
+    t.add_argument("--test-fraction", type=float, default=0.5,
+                   help="folder: share of each class that forms the stream and held-out part (default 0.5)")
+    t.add_argument("--old-classes", default=None,
+                   help="classes the backbone knows, ids or names (default: the model card's, MNIST 0–5)")
+    t.add_argument("--stream-length", type=int, default=8000, help="stream samples (default 8000)")
+    t.add_argument("--score-last", type=int, default=1000, help="scoring window: the last N predictions")
     t.add_argument("--sweep", default="1,10,50,100", help="labels-per-class sweep ('' to skip)")
     t.add_argument("--model", default="mnist_0to5_fp32", help="frozen extractor: name or .onnx path")
     t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
@@ -109,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_experiment_tinyndc)
 
     la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
-    la.add_argument("graph", help="tinyndc | tinyrce")
+    la.add_argument("graph", help="a graph of tinycl_nodes/graphs.py: tinyndc, tinyrce, camera, …")
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
@@ -145,12 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("args", nargs=argparse.REMAINDER)
     df.set_defaults(func=_demo_fleet)
 
+    from . import model_tools
+
+    model_tools.add_arguments(sub.add_parser("model", help="bring your own backbone: import (cut) and quantize"))
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)
     b.add_argument("--out", default="results/bench.json")
     b.add_argument("--no-graph", dest="graph", action="store_false", help="skip the multi-process graph bench")
     b.add_argument("--no-fleet", dest="fleet", action="store_false", help="skip the MQTT fleet bench")
+    b.add_argument("--no-camera", dest="camera", action="store_false",
+                   help="skip the camera bench (decoding, the node at 30 frames/s, the 64x64 JPEG experiment)")
     b.set_defaults(func=_bench)
     return ap
 

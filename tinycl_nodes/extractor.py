@@ -1,7 +1,9 @@
 """The frozen feature extractor: an ONNX model run by onnxruntime, with a content hash.
 
 Every head records the hash of the extractor its features came from, so a head can never be
-applied to (or merged with one trained on) another extractor's features.
+applied to (or merged with one trained on) another extractor's features. The hash covers the
+model and its model card (``model_card``): the same ONNX fed another way gives other features.
+Images are fed through the one preprocessing function (``preprocess``) the card parameterises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import InputError, TinyclError
+from .preprocess import preprocess, preprocess_batch
+from .model_card import ModelCard, canonical, card_path, check_card, default_card, read_card
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: each shipped model's calibrated |feature| maximum (``training/feature_range.py``)
@@ -44,6 +48,27 @@ def model_path(name: str) -> Path:
     return p if p.suffix == ".onnx" and p.exists() else MODELS_DIR / (name if name.endswith(".onnx") else f"{name}.onnx")
 
 
+def model_card_of(path: Path) -> tuple[ModelCard | None, bytes]:
+    """The card of the model at ``path`` (None when it has none) and its canonical bytes."""
+    cp = card_path(path)
+    if cp is None:
+        return None, b""
+    card, doc = read_card(cp)
+    return card, canonical(doc)
+
+
+def extractor_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 of the model file and its card (the model alone when it has no card)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ExtractorError(f"extractor model not found: {p}")
+    digest = hashlib.sha256(p.read_bytes())
+    _, card = model_card_of(p)
+    if card:
+        digest.update(b"\0tinycl-model-card\0" + card)
+    return digest.hexdigest()
+
+
 class FrozenExtractor:
     """Runs a frozen ONNX extractor on one sample or a batch; single-threaded by default.
 
@@ -64,9 +89,10 @@ class FrozenExtractor:
         if not self.path.is_file():
             raise ExtractorError(f"extractor model not found: {self.path}")
         payload = self.path.read_bytes()
-        self.hash = hashlib.sha256(payload).hexdigest()
+        card, _ = model_card_of(self.path)
+        self.hash = extractor_hash(self.path)
         #: the largest |feature| accepted from a message claiming this extractor (None: unknown model)
-        self.feature_bound = feature_bound(self.path, self.hash)
+        self.feature_bound = feature_bound(self.path, hashlib.sha256(payload).hexdigest())
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -82,18 +108,34 @@ class FrozenExtractor:
         if len(inputs) != 1 or len(outputs) < 1:
             raise ExtractorError(f"{self.path}: expected 1 input and at least 1 output")
         self._input = inputs[0].name
-        self._output = outputs[0].name
         shape = inputs[0].shape
-        self.input_shape: tuple[int, ...] = tuple(int(d) for d in shape[1:])
-        if not all(d > 0 for d in self.input_shape):
+        if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
             raise ExtractorError(f"{self.path}: input shape {shape} must be fixed but for the batch axis")
-        out_dim = outputs[0].shape[-1]
+        self.input_shape: tuple[int, ...] = tuple(int(d) for d in shape[1:])
+        self.input_name: str = inputs[0].name
+        self.fixed_batch = isinstance(shape[0], int)   # a model exported with a fixed batch of 1
+        self.card: ModelCard = card if card is not None else default_card(self.input_shape)
+        check_card(self.card, self.input_shape, [o.name for o in outputs], str(self.path))
+        self.preprocessing = self.card.preprocessing or default_card(self.input_shape).preprocessing
+        self._output = self.card.feature_output or outputs[0].name
+        out_dim = next(o for o in outputs if o.name == self._output).shape[-1]
         self.n_features = int(out_dim) if isinstance(out_dim, int) else int(self.extract_one(
             np.zeros(self.input_shape, np.float32)).shape[0])
 
-    def _prepare(self, x: np.ndarray, batched: bool) -> np.ndarray:
+    def _prepare(self, x: np.ndarray | list[np.ndarray], batched: bool) -> np.ndarray:
+        pre = self.preprocessing
+        if pre is not None and batched and isinstance(x, (list, tuple)):   # images of any sizes
+            return preprocess_batch(x, pre)
         arr = np.asarray(x)
-        if arr.dtype == np.uint8:  # raw pixels / counts: the models take [0, 1] floats
+        if arr.dtype == np.uint8 and pre is not None:   # images: the one preprocessing function
+            body = arr.shape[1:] if batched else arr.shape
+            if len(body) not in (2, 3):   # flat pixels of the model's size
+                if int(np.prod(body)) != pre.size[0] * pre.size[1] * pre.channels:
+                    raise InputError(f"extractor input: expected an image (H, W) or (H, W, 3), got shape {arr.shape}")
+                body = (*pre.size, 3) if pre.channels == 3 else tuple(pre.size)
+                arr = arr.reshape((-1, *body) if batched else body)
+            return preprocess_batch(arr, pre) if batched else preprocess(arr, pre)[None]
+        if arr.dtype == np.uint8:  # raw counts: the models take [0, 1] floats
             arr = arr.astype(np.float32) * np.float32(1.0 / 255.0)
         else:
             arr = arr.astype(np.float32, copy=False)
@@ -106,13 +148,19 @@ class FrozenExtractor:
         return arr.reshape((-1, *want) if batched else (1, *want))
 
     def extract_one(self, x: np.ndarray) -> np.ndarray:
-        """Features of one sample (any shape with the model's number of values)."""
-        return self._session.run([self._output], {self._input: self._prepare(x, False)})[0][0]
+        """Features of one sample: a uint8 image of any size (grey ``(H, W)`` or RGB ``(H, W, 3)``,
+        preprocessed as the card says), or float input with the model's number of values."""
+        return self.run(self._prepare(x, False))[0]
 
     def extract(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Features of a batch ``(n, ...)``, run ``batch_size`` at a time."""
-        arr = self._prepare(x, True)
-        if arr.shape[0] == 0:
+        """Features of a batch ``(n, ...)`` (or a list of images of any sizes), ``batch_size`` at a time."""
+        n = len(x)
+        if n == 0:
             return np.zeros((0, self.n_features), np.float32)
-        return np.concatenate([self._session.run([self._output], {self._input: arr[i:i + batch_size]})[0]
-                               for i in range(0, arr.shape[0], batch_size)])
+        return np.concatenate([self.run(self._prepare(x[i:i + batch_size], True)) for i in range(0, n, batch_size)])
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """The ONNX forward pass alone on prepared inputs ``(n, *input_shape)`` float32."""
+        if self.fixed_batch and inputs.shape[0] != 1:
+            return np.concatenate([self.run(inputs[i:i + 1]) for i in range(inputs.shape[0])])
+        return self._session.run([self._output], {self._input: inputs})[0]

@@ -14,6 +14,14 @@ GRAPHS: dict[str, tuple[str, ...]] = {
     "tinyndc_board": ("exporter", "board", "labeler", "extractor", "metrics", "sensor"),
     # a fleet device: the bridge to the broker in place of the exporter
     "fleet_device": ("mqtt_bridge", "learner", "labeler", "extractor", "sensor"),
+    # a robot's camera driver is the sensor: its frames on image_raw, people answer on the phone
+    "camera": ("label_app", "exporter", "learner", "labeler", "extractor"),
+}
+
+#: topic remaps of every node of a graph, (from, to) as ``-r from:=to``: the camera graph reads
+#: ``image_raw`` relative to its namespace, as a driver publishes it (a remap points it elsewhere)
+REMAPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "camera": (("image", "image_raw"),),
 }
 
 #: lifecycle nodes under rclpy (``Node.managed``; tests/ros2 checks the two agree)

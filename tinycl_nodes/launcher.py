@@ -22,7 +22,7 @@ from typing import IO
 import yaml
 
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS
+from .graphs import FINISHER, GRAPHS, REMAPS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
@@ -106,7 +106,8 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         g.temp_files.append(Path(path))
         files.append(path)
     try:
-        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out, wrap or {})
+        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out, wrap or {},
+                     REMAPS.get(graph, ()))
     except BaseException:
         g.stop()           # nodes already started, and the temporary file
         raise
@@ -152,12 +153,14 @@ def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: lis
 
 def _start_nodes(g: Graph, names: list[str], files: list[str], namespace: str,
                  overrides: dict[str, dict[str, str]], run_env: dict[str, str], out: IO[str],
-                 wrap: dict[str, list[str]]) -> None:
+                 wrap: dict[str, list[str]], remaps: tuple[tuple[str, str], ...] | list) -> None:
     for i, name in enumerate(names):
         cmd = [*wrap.get(name, []), sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
         for f in files:
             cmd += ["--params-file", f]
         cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
+        for src, dst in remaps:
+            cmd += ["-r", f"{src}:={dst}"]
         for key, value in overrides.get(name, {}).items():
             cmd += ["-p", f"{key}:={value}"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,

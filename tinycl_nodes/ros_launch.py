@@ -1,7 +1,7 @@
 """The ROS 2 launch description of a tinycl graph (used by ``launch/<graph>.launch.py``).
 
 Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``params_file``,
-``log_level``, ``use_sim_time`` and ``camera_topic``. Launch arguments that are node parameters
+``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Launch arguments that are node parameters
 go to the nodes in a ``/**`` parameter file, so each node takes the names it declares and no
 other. With ``camera_topic`` set, the robot's camera driver is the sensor: no replay node is
 started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
@@ -30,7 +30,7 @@ from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
-from .graphs import FINISHER, GRAPHS, MANAGED
+from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
 
 PACKAGE = "tinycl_nodes"
 
@@ -44,6 +44,8 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
         "log_level": ("info", "debug | info | warn | error | fatal"),
         "use_sim_time": ("false", "use /clock (a bag played with --clock)"),
         "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor"),
+        "image_transport": ("", "raw | compressed (CompressedImage on <camera topic>/compressed); empty: "
+                                "the parameter file's"),
         **extra,
     }
     return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
@@ -62,7 +64,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     namespace, camera = get("namespace"), get("camera_topic")
     params_file = get("params_file") or str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")
-    shared: dict[str, Any] = {k: get(k) for k in ("preset", "model") if get(k)}
+    shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
     if camera:   # frames as a camera driver sends them, no ground truth to wait for
         shared |= {"image_qos": "sensor_data", "expect_ground_truth": False}
@@ -77,7 +79,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
         own = {k: LaunchConfiguration(v).perform(context) for k, v in node_params.get(name, {}).items()}
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
-                      remappings=[("image", camera)] if camera else [],
+                      remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
                       arguments=["--ros-args", "--log-level", get("log_level")])
         if name in MANAGED:
             node = LifecycleNode(**kwargs)

@@ -9,11 +9,15 @@ if(NOT TINYCL_ONNX)
   set(TINYCL_ONNX "${TINYCL_REPO}/tinycl_nodes/models/mnist_0to5_int8.onnx")
 endif()
 set(TINYCL_GEN_DIR "${CMAKE_BINARY_DIR}/gen")
+# the model card beside the ONNX is part of the model (preprocessing and the extractor hash)
+get_filename_component(TINYCL_ONNX_DIR "${TINYCL_ONNX}" DIRECTORY)
+file(GLOB TINYCL_CARDS "${TINYCL_ONNX_DIR}/*.json")
 add_custom_command(
   OUTPUT "${TINYCL_GEN_DIR}/tinycl_model.h" "${TINYCL_GEN_DIR}/tinycl_model.c"
   COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${TINYCL_REPO}"
           "${TINYCL_PYTHON}" -m tinycl_nodes.export.c_model "${TINYCL_ONNX}" --out "${TINYCL_GEN_DIR}"
-  DEPENDS "${TINYCL_ONNX}" "${TINYCL_REPO}/tinycl_nodes/export/c_model.py"
+  DEPENDS "${TINYCL_ONNX}" ${TINYCL_CARDS} "${TINYCL_REPO}/tinycl_nodes/export/c_model.py"
+          "${TINYCL_REPO}/tinycl_nodes/preprocess.py"
   COMMENT "tinycl: generating the int8 model C source from ${TINYCL_ONNX}")
 set(TINYCL_CORE_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_cnn.c"

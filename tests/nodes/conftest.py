@@ -63,9 +63,13 @@ class NodeProcess:
 
 
 @contextmanager
-def node(name: str, domain: int, *params: str, params_file: str | None = None) -> Iterator[NodeProcess]:
-    """Start ``tinycl_nodes.nodes.<name>`` on the dds backend in ``domain`` with ``-p`` params."""
+def node(name: str, domain: int, *params: str, params_file: str | None = None,
+         remaps: tuple[str, ...] = ()) -> Iterator[NodeProcess]:
+    """Start ``tinycl_nodes.nodes.<name>`` on the dds backend in ``domain`` with ``-p`` params
+    (and ``-r`` remaps)."""
     cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args", "-r", f"__node:={name}"]
+    for r in remaps:
+        cmd += ["-r", r]
     if params_file:
         cmd += ["--params-file", params_file]
     for p in params:

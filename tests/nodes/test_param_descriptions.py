@@ -68,9 +68,9 @@ def test_ranges_kept(node, name, kind, lower, upper):
 
 def test_defaults_choices_and_patterns_kept():
     sensor = MODELS["sensor"]()
-    assert (sensor.source, sensor.stream_length, sensor.har_labelled_subjects, sensor.camera_size) == \
-        ("mnist", 8000, [1], (28, 28))
-    assert specs_of(MODELS["sensor"])["source"].choices == ("mnist", "rosbag", "camera", "har", "cwru")
+    assert (sensor.source, sensor.stream_length, sensor.har_labelled_subjects, sensor.camera_invert) == \
+        ("mnist", 8000, [1], False)
+    assert specs_of(MODELS["sensor"])["source"].choices == ("mnist", "rosbag", "camera", "har", "cwru", "folder")
     assert specs_of(MODELS["sensor"])["rate_hz"].read_only is False          # runtime_mutable kept
     with pytest.raises(ValueError):
         MODELS["exporter"](name="not an identifier")                        # pattern kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def read_sha256sums(folder: Path) -> dict[str, str]:
         if len(parts) == 2:
             out[parts[1].lstrip("*").removeprefix("./")] = parts[0].lower()
     return out
+
+
+def unverified_note(folder: Path) -> None:
+    """The one line said when a folder has no SHA256SUMS: its files are used as they are."""
+    logging.getLogger("tinycl.datasets").warning(
+        "note: %s has no SHA256SUMS: its files are used without a checksum check", folder)
 
 
 def verify_file(path: Path, expected_sha256: str | None) -> None:

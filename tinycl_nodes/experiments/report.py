@@ -17,12 +17,21 @@ def _pm(cell: dict) -> str:
     return f"{cell['mean']:.2f} ± {cell['std']:.2f}"
 
 
+def _classes(ids: list[int]) -> str:
+    """``0–5`` for a run of ids, else ``0,2,7``."""
+    if ids and list(ids) == list(range(ids[0], ids[-1] + 1)) and len(ids) > 2:
+        return f"{ids[0]}–{ids[-1]}"
+    return ",".join(str(i) for i in ids)
+
+
 def tinyndc_tables(result: dict) -> list[Table]:
     """Table 1 (methods × scores, paper beside ours) and the labelled-samples sweep."""
     p = result["protocol"]
-    t = Table(title=f"TinyNDC protocol — MNIST, {p['labels_per_class']} labels/class, "
+    t = Table(title=f"TinyNDC protocol — {p.get('dataset', 'MNIST')}, {p['labels_per_class']} labels/class, "
                     f"scores on the last {p['score_last']} of {p['stream_length']}, {p['seeds']} seeds (%)")
-    for col in ("method", "accuracy", "paper", "precision", "recall", "F1", "new digits", "forgetting 0–5", "labels"):
+    old = _classes(p.get("old_classes", []))
+    for col in ("method", "accuracy", "paper", "precision", "recall", "F1", "new classes", f"forgetting {old}",
+                "labels"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for name, m in result["methods"].items():
         paper = result["paper"].get(name, {}).get("accuracy")
@@ -33,7 +42,7 @@ def tinyndc_tables(result: dict) -> list[Table]:
     tables = [t]
     if result.get("heads"):
         h = Table(title="Every head on the same stream with true labels (%), and its learned state")
-        for col in ("head", "accuracy", "F1", "new digits", "forgetting 0–5", "state bytes", "replay bytes"):
+        for col in ("head", "accuracy", "F1", "new classes", f"forgetting {old}", "state bytes", "replay bytes"):
             h.add_column(col, justify="left" if col == "head" else "right")
         for name, m in result["heads"].items():
             h.add_row(name, _pm(m["accuracy"]), _pm(m["f1"]), f"{m['accuracy_new_classes']['mean']:.2f}",

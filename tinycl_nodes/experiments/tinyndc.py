@@ -45,6 +45,8 @@ class Protocol:
     labels_per_class: int = 10
     stream_length: int = 8000
     score_last: int = 1000
+    old_classes: tuple[int, ...] = OLD_CLASSES   # the classes the backbone was made on
+    dataset: str = "MNIST"                       # the name tables and plots say
 
 
 @dataclass
@@ -97,7 +99,7 @@ def split_indices(seed: int, train_y: np.ndarray, test_y: np.ndarray, stream_len
     """The protocol's random draw; the sensor node replays exactly this for the same seed."""
     rng = np.random.default_rng(seed)
     init = np.concatenate([rng.choice(np.flatnonzero(train_y == c), labels_per_class, replace=False)
-                           for c in range(10)])
+                           for c in np.unique(train_y)])
     order = rng.permutation(test_y.size)
     return init, order[:stream_length], order[stream_length:]
 
@@ -114,7 +116,9 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
     init, stream, held = split(seed, feats, protocol, labels_per_class)
     system = factory(feats.n_features, feats.extractor_hash)
     system.init_from_labelled(feats.train_rows(init), feats.train_y[init])
-    old = held[np.isin(feats.test_y[held], OLD_CLASSES)]
+    old_classes = list(protocol.old_classes)
+    new_classes = np.setdiff1d(np.unique(feats.train_y), old_classes)
+    old = held[np.isin(feats.test_y[held], old_classes)]
     old_X, old_y = feats.test[old], feats.test_y[old]
     X, y = feats.test[stream], feats.test_y[stream]
     preds = np.empty(y.size, np.int64)
@@ -126,7 +130,7 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
             step = system.step(X[i], int(y[i]) if supervised else None)
             preds[i] = -1 if step.prediction is None else step.prediction
         seconds += time.perf_counter() - t0
-        old_acc.append(accuracy_on(old_y, _predict_all(system, old_X), OLD_CLASSES))
+        old_acc.append(accuracy_on(old_y, _predict_all(system, old_X), old_classes))
     tail = slice(max(0, y.size - protocol.score_last), y.size)
     scores = classification_scores(y[tail], preds[tail])
     head = system.head
@@ -136,9 +140,9 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
     return {**scores, **memory,
             "forgetting_old": forgetting(max(old_acc), old_acc[-1]),
             "accuracy_old_heldout": old_acc[-1],
-            "accuracy_new_classes": accuracy_on(y[tail], preds[tail], NEW_CLASSES),
+            "accuracy_new_classes": accuracy_on(y[tail], preds[tail], new_classes),
             "prequential_accuracy": 100.0 * float(np.mean(preds == y)),
-            "labels_used": int(labels_per_class * 10 + (y.size if supervised else 0)),
+            "labels_used": int(labels_per_class * np.unique(feats.train_y).size + (y.size if supervised else 0)),
             "pseudo_labels_learned": int(system.n_pseudo),
             "us_per_sample": 1e6 * seconds / y.size,
             "curve": rolling_accuracy(preds == y).tolist(),
@@ -164,8 +168,9 @@ def run_experiment(feats: Features, seeds: int = 5, protocol: Protocol = Protoco
     """The whole experiment: every method over ``seeds`` seeds, then the labelled-samples sweep."""
     methods = METHODS if methods is None else methods
     heads = HEADS if heads is None else heads
-    result: dict = {"protocol": {**protocol.__dict__, "seeds": seeds, "old_classes": list(OLD_CLASSES),
-                                 "new_classes": list(NEW_CLASSES)},
+    result: dict = {"protocol": {**protocol.__dict__, "seeds": seeds, "old_classes": list(protocol.old_classes),
+                                 "new_classes": np.setdiff1d(np.unique(feats.train_y),
+                                                             protocol.old_classes).tolist()},
                     "extractor_hash": feats.extractor_hash, "n_features": feats.n_features,
                     "paper": PAPER, "methods": {}, "heads": {}, "sweep": {}, "curves": {}}
     for name, (factory, supervised) in methods.items():
@@ -213,7 +218,8 @@ def plot_curves(result: dict, path: Path) -> None:
     ax.axvspan(p["stream_length"] - p["score_last"], p["stream_length"], color="0.92", label="scored window")
     ax.set_xlabel("stream position (samples)")
     ax.set_ylabel("accuracy over the last 200 samples (%)")
-    ax.set_title(f"TinyNDC protocol on MNIST, {p['labels_per_class']} labels/class, {p['seeds']} seeds")
+    ax.set_title(f"TinyNDC protocol on {p.get('dataset', 'MNIST')}, {p['labels_per_class']} labels/class, "
+                 f"{p['seeds']} seeds")
     ax.set_ylim(50, 100)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

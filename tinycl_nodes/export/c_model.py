@@ -26,13 +26,14 @@ Usage: ``python -m tinycl_nodes.export.c_model [model.onnx] --out DIR`` (writes
 from __future__ import annotations
 
 import argparse
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..extractor import model_path
+from ..extractor import extractor_hash, model_card_of, model_path
+from ..model_card import default_card
+from ..preprocess import pixel_lut
 
 
 class ExportError(ValueError):
@@ -121,10 +122,13 @@ def parse(path: str | Path) -> Model:
     if len(dims) != 3 or dims[0] != 1:
         raise ExportError(f"expected a (n, 1, H, W) image input, got {dims}")
     in_scale, in_zp, cur = consumer_q(g.input[0].name)
-    px = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)  # what FrozenExtractor feeds
+    card, _ = model_card_of(path)
+    pre = (card.preprocessing if card is not None else None) or default_card(tuple(dims)).preprocessing
+    if pre is None or pre.channels != 1:
+        raise ExportError(f"the model card of {path.name} does not describe a 1-channel image input")
+    px = pixel_lut(pre)[:, 0]   # what the one preprocessing function makes of each pixel byte
     lut = np.clip(np.rint(px / in_scale) + in_zp, -128, 127).astype(np.int8)
-    model = Model(in_lut=lut, in_shape=(dims[0], dims[1], dims[2]), in_zp=in_zp,
-                  sha256=hashlib.sha256(payload).hexdigest())
+    model = Model(in_lut=lut, in_shape=(dims[0], dims[1], dims[2]), in_zp=in_zp, sha256=extractor_hash(path))
     hw = (dims[1], dims[2])
     x_scale, x_zp = in_scale, in_zp
 

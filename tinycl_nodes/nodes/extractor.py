@@ -1,5 +1,15 @@
 """extractor node: images → features with the frozen ONNX model (fp32 or int8, onnxruntime).
 
+Images come as camera drivers publish them: ``sensor_msgs/Image`` on ``image`` in any size and
+encoding ``images.ENCODINGS`` lists, or (``image_transport: compressed``) ``CompressedImage``
+JPEG/PNG on ``<image>/compressed``, as image_transport names it. Each goes through the one
+preprocessing function the model card parameterises (size, colour, resize, scale, mean/std).
+
+With ``image_qos: sensor_data`` (a camera) the newest frame wins: a frame that arrives while the
+previous one is still being processed replaces it, and how many were dropped that way is
+reported every ``drop_report_s`` seconds. At most one frame waits, never a queue. With
+``reliable`` (a replay) every frame is processed, in order.
+
 For a replayed dataset it joins each image with its ``ground_truth`` (same stamp) and passes the
 true label on in ``Features`` (``labelled`` when the system may learn it). Images leave in the
 order they came: one waiting for its ground truth holds back the ones behind it, for at most
@@ -13,15 +23,18 @@ as they are (the ELM models normalise inside the graph).
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ..core.errors import InputError, TinyclError
+from ..bus.base import run_guarded
 from ..extractor import FrozenExtractor, model_path
+from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
-from .messages import image_pixels, stamp_ns
+from .messages import stamp_ns
 from .runner import ImageQos, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
 
@@ -33,6 +46,11 @@ class ExtractorParams(ManagedParams):
     input: Literal["image", "imu"] = Field("image", description="sensor_msgs/Image on image | ImuWindow on imu")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the model")
     image_qos: ImageQos = "sensor_data"
+    image_transport: Literal["raw", "compressed"] = Field(
+        "raw", description="raw: sensor_msgs/Image on image; compressed: CompressedImage (jpeg, png) on "
+                           "<image>/compressed (the image topic after remapping, as image_transport names it)")
+    drop_report_s: float = Field(10.0, gt=0, description="sensor_data: seconds between two reports of the frames "
+                                                         "dropped because a newer one came (newest wins)")
     expect_ground_truth: bool = Field(False, description="true when a labelled dataset is replayed: a sample "
                                                          "waits for its ground_truth")
     truth_timeout_s: float = Field(1.0, gt=0, description="seconds a sample waits for its ground truth before it "
@@ -53,40 +71,115 @@ class Extractor(Node):
                 raise TinyclError(f"extractor: model input {self.model.input_shape} is not (channels, samples): "
                                   f"not an IMU/vibration model (input: imu)")
             self.shape = self.model.input_shape
-        else:
-            if len(self.model.input_shape) != 3 or self.model.input_shape[0] != 1:
-                raise TinyclError(f"extractor: model input {self.model.input_shape} is not a 1-channel image "
-                                  f"(for IMU/vibration windows set input: imu)")
-            self.shape = self.model.input_shape[1:]
+        elif self.model.preprocessing is None:
+            raise TinyclError(f"extractor: model input {self.model.input_shape} is not an image and its model card "
+                              f"has no preprocessing (for IMU/vibration windows set input: imu)")
         self.Features = bus.msg("Features")
         self.pub = self.track(bus.create_publisher("features", self.Features, "reliable"))
         self.downstream = [self.pub]
         self.join = TruthJoin(self._emit, params.truth_timeout_s, params.expect_ground_truth, self.log)
+        self._join_lock = threading.Lock()   # the newest-wins worker and the truth callback share the join
         self.sample_id = 0
         self.track(bus.create_subscription("ground_truth", "GroundTruth", self.gated(self.on_truth), "reliable"))
+        self.newest_wins = params.image_qos == "sensor_data" and params.input == "image"
+        self._slot: tuple[Any, bool] | None = None
+        self._cv = threading.Condition()
+        self._stopping = False
+        self.frames = {"received": 0, "processed": 0, "dropped": 0, "bad": 0}
+        self._reported = dict(self.frames)
         if params.input == "imu":
             self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
-            self.track(bus.create_subscription("image", "sensor_msgs/msg/Image", self.gated(self.on_image),
-                                               params.image_qos))
+            compressed = params.image_transport == "compressed"
+            topic = bus.topic_name("image") + "/compressed" if compressed else "image"
+            kind = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+            callback = (lambda msg: self.on_frame(msg, compressed)) if self.newest_wins else \
+                self.gated(lambda msg: self.on_image(msg, compressed))
+            self.track(bus.create_subscription(topic, kind, callback, params.image_qos))
+            if self.newest_wins:
+                self._worker = threading.Thread(target=self._work, name="extractor-frames", daemon=True)
+                self._worker.start()
+                self.track(bus.create_timer(params.drop_report_s, self.report_frames))
         if params.expect_ground_truth:
-            self.track(bus.create_timer(params.truth_timeout_s / 2, self.join.flush))
-        self.log.info("model %s (%s…), %d features", self.model.path.name, self.model.hash[:12],
-                      self.model.n_features)
+            self.track(bus.create_timer(params.truth_timeout_s / 2, self._flush))
+        pre = self.model.preprocessing
+        self.log.info("model %s (%s…), %d features%s", self.model.path.name, self.model.hash[:12],
+                      self.model.n_features, "" if pre is None or params.input == "imu" else
+                      f"; images → {pre.size[0]}x{pre.size[1]} {pre.color} ({pre.resize}), "
+                      f"{params.image_transport} on {bus.topic_name('image')}"
+                      f"{'/compressed' if params.image_transport == 'compressed' else ''}")
         super().configure()
 
+    # newest wins (a camera) ---------------------------------------------------------------------
+    def on_frame(self, msg: Any, compressed: bool) -> None:
+        """A camera frame: kept as the one waiting frame (replacing an older one, counted)."""
+        with self._cv:
+            self.frames["received"] += 1
+            if self._slot is not None:
+                self.frames["dropped"] += 1
+            self._slot = (msg, compressed)
+            self._cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopping and (self._slot is None or not self.active):
+                    self._cv.wait(0.5)
+                if self._stopping:
+                    return
+                msg, compressed = self._slot
+                self._slot = None
+            before = self.frames["processed"]
+            run_guarded(self.on_image, (msg, compressed), "image", self.log)
+            if self.frames["processed"] == before:
+                self.frames["bad"] += 1
+
+    def report_frames(self) -> None:
+        """One line every drop_report_s: frames received, processed and dropped (newest wins)."""
+        now = dict(self.frames)
+        delta = {k: now[k] - self._reported[k] for k in now}
+        self._reported = now
+        if delta["received"]:
+            self.log.info("frames in the last %.0f s: %d received, %d processed, %d dropped (newest wins), %d bad; "
+                          "total %d dropped of %d", self.params.drop_report_s, delta["received"],
+                          delta["processed"], delta["dropped"], delta["bad"], now["dropped"], now["received"])
+
+    def activate(self) -> None:
+        super().activate()
+        with self._cv:
+            self._cv.notify()
+
+    def cleanup(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        super().cleanup()
+
+    # every frame in order (a replay), and the shared path ---------------------------------------
     def on_truth(self, msg: Any) -> None:
-        self.join.add_truth(stamp_ns(msg.header), msg)
+        with self._join_lock:
+            self.join.add_truth(stamp_ns(msg.header), msg)
+
+    def _flush(self) -> None:
+        with self._join_lock:
+            self.join.flush()
 
     def on_imu(self, msg: Any) -> None:
-        self.on_image(msg, imu_window(msg, self.shape))
+        with self._join_lock:
+            self.join.add_sample(stamp_ns(msg.header), msg.header, imu_window(msg, self.shape))
 
-    def on_image(self, msg: Any, window: np.ndarray | None = None) -> None:
-        pixels = image_pixels(msg, self.shape) if window is None else window  # InputError → one line, dropped
-        self.join.add_sample(stamp_ns(msg.header), msg.header, pixels)
+    def on_image(self, msg: Any, compressed: bool = False) -> None:
+        """Decode (InputError → one line, dropped), preprocess and extract, then join the truth."""
+        pre = self.model.preprocessing
+        image = compressed_image_of(msg, pre.size) if compressed else image_of(msg)
+        feats = self.model.extract_one(image)
+        self.frames["processed"] += 1
+        with self._join_lock:
+            self.join.add_sample(stamp_ns(msg.header), msg.header, feats)
 
-    def _emit(self, header: Any, pixels: np.ndarray, truth: Any) -> None:
-        feats = self.model.extract_one(pixels)
+    def _emit(self, header: Any, feats: np.ndarray, truth: Any) -> None:
+        if feats.ndim != 1:   # an IMU window: its features are taken here
+            feats = self.model.extract_one(feats)
         self.pub.publish(self.Features(
             header=header, data=as_sequence(feats, "f"), extractor_hash=self.model.hash, sample_id=self.sample_id,
             true_label=-1 if truth is None else int(truth.label),

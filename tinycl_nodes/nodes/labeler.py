@@ -52,9 +52,10 @@ from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
 from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
-from .learner import global_snapshot, preset_switch
-from .messages import features_of, image_pixels, stamp_ns
 from ..core import state as st
+from ..images import camera_picture
+from .learner import global_snapshot, preset_switch
+from .messages import features_of, stamp_ns
 from .runner import Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
@@ -433,12 +434,11 @@ class RceLabeler(Labeler):
         w, h = self.params.picture_size
         kind, raw = self._raw.get(stamp_ns(features.header), (None, None))
         try:
-            if kind == "image":
-                image_pixels(raw, (raw.height, raw.width))           # validates sizes and encoding
-                data = np.frombuffer(bytes(raw.data), np.uint8)
-                if data.size <= MAX_PICTURE_BYTES:
-                    return {"height": int(raw.height), "width": int(raw.width), "encoding": raw.encoding,
-                            "step": int(raw.step), "data": data.copy()}
+            if kind == "image":   # any camera encoding → rgb8/mono8 the phone shows, at most 640 wide
+                img = camera_picture(raw, 640)
+                if img.nbytes <= MAX_PICTURE_BYTES:
+                    return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2
+                            else "rgb8", "step": img.shape[1] * (1 if img.ndim == 2 else 3), "data": img.ravel()}
             elif kind == "imu":
                 n_ch = int(raw.n_channels)
                 values = np.asarray(raw.data, np.float32)

@@ -58,20 +58,18 @@ def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: floa
 
 
 def image_pixels(msg: Any, shape: tuple[int, int]) -> np.ndarray:
-    """A mono8 (or 8UC1 / rgb8, averaged) sensor_msgs/Image as uint8 ``shape``; InputError otherwise."""
+    """A sensor_msgs/Image of any supported encoding as uint8 grey ``shape`` (a board's 28x28
+    input); InputError when it does not decode or has another size."""
+    from ..images import image_of
+
     h, w = shape
     if (msg.height, msg.width) != (h, w):
-        raise InputError(f"image is {msg.height}x{msg.width}, the extractor takes {h}x{w}")
-    channels = {"mono8": 1, "8UC1": 1, "rgb8": 3, "bgr8": 3}.get(msg.encoding)
-    if channels is None:
-        raise InputError(f"image encoding {msg.encoding!r} not supported (mono8, 8UC1, rgb8, bgr8)")
-    if msg.step < w * channels:
-        raise InputError(f"image step {msg.step} is smaller than width x channels = {w * channels}")
-    raw = np.frombuffer(bytes(msg.data), np.uint8)
-    if raw.size != msg.step * h:
-        raise InputError(f"image data has {raw.size} bytes, step x height = {msg.step * h}")
-    img = raw.reshape(h, msg.step)[:, : w * channels].reshape(h, w, channels)
-    return img[:, :, 0] if channels == 1 else img.mean(axis=2).round().astype(np.uint8)
+        raise InputError(f"image is {msg.height}x{msg.width}, this node takes {h}x{w}")
+    img = image_of(msg)
+    if img.ndim == 2:
+        return img
+    import cv2
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
 def head_message(msg_type: type, class_info: type, head: Head, version: int, header: Any,

@@ -1,7 +1,13 @@
 """sensor node: publishes samples — a dataset replayed at a rate, a rosbag2/MCAP file, or a camera.
 
-Topics: ``image`` (sensor_msgs/Image, mono8) and, for a labelled dataset, ``ground_truth``
-(GroundTruth, same stamp as the image). Replaying MNIST follows the TinyNDC protocol: first the
+Topics: ``image`` (sensor_msgs/Image: mono8 for grey images, rgb8 for colour, a camera's frames
+in its own size and encoding, bgr8 from OpenCV, as a driver sends them) and, for a labelled
+dataset, ``ground_truth`` (GroundTruth, same stamp as the image).
+
+``source: folder`` replays a user's image folder (``folder``: ``root/<class name>/*.png|jpg``):
+``labels_per_class`` labelled images per class, then the other images in a random order (at
+most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`` or
+``CompressedImage`` topic, decoded. Replaying MNIST follows the TinyNDC protocol: first the
 k labelled training images per class (``learnable`` ground truth), then the test stream, in the
 same random order as ``tinycl experiment tinyndc`` for the same seed.
 
@@ -31,9 +37,11 @@ from .runner import Node, NodeParams, run_node
 
 class SensorParams(NodeParams):
     runtime_mutable = frozenset({"rate_hz"})
-    source: Literal["mnist", "rosbag", "camera", "har", "cwru"] = Field(
+    source: Literal["mnist", "rosbag", "camera", "har", "cwru", "folder"] = Field(
         "mnist", description="what is published: an MNIST replay, a rosbag2/MCAP file, a camera, "
-                             "HAR IMU windows or CWRU vibration windows")
+                             "HAR IMU windows, CWRU vibration windows or an image folder")
+    folder: str | None = Field(None, description="folder source: root/<class name>/*.png|jpg (the torchvision "
+                                                 "ImageFolder layout)")
     data_dir: str | None = Field(None, description="dataset folder (default: $TINYCL_DATA or ../shared/data)")
     seed: int = Field(0, ge=0, description="seed of the replay's random choices and order (MNIST: the same order "
                                            "as tinycl experiment tinyndc for the same seed)")
@@ -66,13 +74,12 @@ class SensorParams(NodeParams):
     linger_s: float = Field(2.0, ge=0, description="seconds to keep the writer alive at the end so readers get "
                                                    "the last samples")
     bag: str | None = Field(None, description="rosbag source: a rosbag2 folder or .mcap file")
-    bag_topic: str = Field("/camera/image_raw", description="rosbag source: the sensor_msgs/Image topic replayed")
+    bag_topic: str = Field("/camera/image_raw", description="rosbag source: the sensor_msgs/Image or "
+                                                            "CompressedImage topic replayed")
     camera_device: int | str = Field(0, description="camera source: OpenCV device index, or a device path or "
                                                     "video URL")
-    camera_size: tuple[int, int] = Field((28, 28), description="camera source: frames become grayscale of this "
-                                                               "(height, width)")
-    camera_invert: bool = Field(True, description="camera source: invert the grayscale frame (MNIST digits are "
-                                                  "light on dark)")
+    camera_invert: bool = Field(False, description="camera source: invert the frame (a digit written dark on "
+                                                   "paper looks like MNIST's light on dark)")
 
 
 class Sensor(Node):
@@ -152,7 +159,7 @@ class Sensor(Node):
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
 
-        from .messages import image_pixels
+        from ..images import compressed_image_of, image_of
 
         path = self._bag_path()
         store = get_typestore(Stores.ROS2_HUMBLE)
@@ -167,14 +174,39 @@ class Sensor(Node):
             if not conns:
                 topics = ", ".join(sorted({c.topic for c in reader.connections}))
                 raise TinyclError(f"sensor: topic {self.params.bag_topic} not in {path} (has: {topics})")
+            kinds = {c.msgtype for c in conns}
+            if not kinds <= {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}:
+                raise TinyclError(f"sensor: {self.params.bag_topic} in {path} holds {', '.join(kinds)}, not "
+                                  f"sensor_msgs/Image or CompressedImage")
             for conn, _, raw in reader.messages(connections=conns):
                 img = reader.deserialize(raw, conn.msgtype)
                 try:
-                    yield image_pixels(img, (img.height, img.width)), None, False
+                    yield (image_of(img) if conn.msgtype.endswith("/Image") else compressed_image_of(img)), None, False
                 except TinyclError as exc:
                     self.log.error("bag message dropped: %s", exc)
         finally:
             reader.close()
+
+    def _folder(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+        from ..datasets import load_image_folder, read_images
+
+        p = self.params
+        if not p.folder:
+            raise TinyclError("sensor: source 'folder' needs the parameter folder (root/<class name>/*.png|jpg)")
+        ds = load_image_folder(p.folder)
+        self.class_names = ds.classes
+        rng = np.random.default_rng(p.seed)
+        labelled = [i for c in range(len(ds.classes)) if p.labelled_classes is None or c in p.labelled_classes
+                    for i in np.sort(rng.choice(np.flatnonzero(ds.y == c), min(p.labels_per_class,
+                                                int(np.sum(ds.y == c))), replace=False))]
+        rest = rng.permutation(np.setdiff1d(np.arange(len(ds)), labelled))[:p.stream_length]
+        self.log.info("image folder %s: %d classes, %d labelled + %d stream images", ds.name, len(ds.classes),
+                      len(labelled), rest.size)
+        for part, learnable in ((np.asarray(labelled, np.int64), True), (rest, False)):
+            for i in part:
+                images, kept = read_images(ds, [i])   # an unreadable file: one line, skipped
+                if kept.size:
+                    yield images[0], int(ds.y[i]), learnable
 
     def _bag_path(self) -> Path:
         if not self.params.bag:
@@ -195,11 +227,11 @@ class Sensor(Node):
         try:
             while self.bus.ok():
                 ok, frame = cap.read()
+                if not ok and isinstance(self.params.camera_device, str) and Path(self.params.camera_device).is_file():
+                    return   # a video file played as a camera: its end is the end of the source
                 if not ok:
                     raise TinyclError(f"sensor: camera {self.params.camera_device!r} stopped delivering frames")
-                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                small = cv2.resize(gray, self.params.camera_size[::-1], interpolation=cv2.INTER_AREA)
-                yield (255 - small if self.params.camera_invert else small), None, False
+                yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
         finally:
             cap.release()
 
@@ -224,9 +256,11 @@ class Sensor(Node):
                                                 channel_names=self.channel_names))
             self.published += 1
             return
-        h, w = pixels.shape
-        self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding="mono8", is_bigendian=0,
-                                          step=w, data=as_sequence(pixels, "B")))
+        h, w = pixels.shape[:2]
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        encoding = "mono8" if channels == 1 else ("bgr8" if self.params.source == "camera" else "rgb8")
+        self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
+                                          step=w * channels, data=as_sequence(np.ascontiguousarray(pixels), "B")))
         self.published += 1
 
     def _wait_for_readers(self) -> None:
@@ -234,7 +268,7 @@ class Sensor(Node):
         end = time.monotonic() + p.wait_timeout_s
         data_pub = self.imu_pub if self.imu else self.image_pub
         while self.bus.ok() and (data_pub.get_subscription_count() < p.wait_for_subscribers
-                                 or (p.source in ("mnist", "har", "cwru") and self.truth_pub.get_subscription_count()
+                                 or (p.source in ("mnist", "har", "cwru", "folder") and self.truth_pub.get_subscription_count()
                                      < p.wait_for_truth_subscribers)):
             if time.monotonic() > end:
                 raise TinyclError(f"sensor: not enough subscribers on image/ground_truth after {p.wait_timeout_s:.0f} s")
@@ -244,7 +278,7 @@ class Sensor(Node):
     def run(self) -> None:
         p = self.params
         source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera, "har": self._har,
-                  "cwru": self._cwru}[p.source]()
+                  "cwru": self._cwru, "folder": self._folder}[p.source]()
         # open the source now (dataset, bag, camera): a bad one is one line at start-up, not after the wait
         first = next(source, None)
         if first is not None:

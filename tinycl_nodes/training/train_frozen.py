@@ -9,7 +9,15 @@ instance contrastive (SimCLR: each image closest to its own other view). The ins
 the within-class variety that a new class needs to be told apart, and the small random affine
 augmentations make features stable under the variations every handwritten digit has.
 
-Usage: python -m tinycl_nodes.training.train_frozen [--data DIR] [--epochs N] [--out DIR]
+Any dataset: ``--dataset mnist`` (default), ``fashion_mnist`` (idx files under the data root) or
+an image folder (``root/<class name>/*.png|jpg``, brought to 28x28 grey by the one preprocessing
+function: shorter side + centre crop); ``--classes`` are the classes it is trained on (ids or
+names). It writes ``<name>_fp32.onnx``, ``<name>_int8.onnx`` and their card ``<name>.json`` with
+the dataset, the class list and the preprocessing — to a new name: a model that exists (the
+shipped ``mnist_0to5`` above all) is only replaced with ``--overwrite``.
+
+Usage: python -m tinycl_nodes.training.train_frozen --name NAME [--dataset D] [--classes 0,1,2]
+       [--epochs N] [--data DIR] [--out DIR] [--overwrite]
 """
 
 from __future__ import annotations
@@ -22,13 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import TinyclError
 from ..datasets import load_mnist
 from ..extractor import MODELS_DIR
 
 TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
 EMBED_DIM = 64
-FP32_NAME = "mnist_0to5_fp32.onnx"
-INT8_NAME = "mnist_0to5_int8.onnx"
 
 
 def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES)):
@@ -83,18 +90,47 @@ def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weigh
     return F.cross_entropy(head(z1), y) + supcon + instance_weight * instance
 
 
-def train(data: str | None, epochs: int, seed: int, log=print):
-    """Train on training digits 0–5 (36,017 images); return the embedding network in eval mode."""
+#: how training images become the CNN's input (recorded in the card)
+PREPROCESSING = {"layout": "NCHW", "size": [28, 28], "color": "gray", "resize": "shorter_side_crop",
+                 "scale": 1 / 255, "mean": [0.0], "std": [1.0]}
+
+
+def load_training_set(dataset: str, data: str | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """(images float32 (n, 1, 28, 28) in [0, 1], class ids, class names, dataset name)."""
+    from ..datasets import data_root, load_image_folder, read_images
+    from ..model_card import Preprocessing
+    from ..preprocess import preprocess_batch
+
+    if dataset in ("mnist", "fashion_mnist"):
+        X, y = load_mnist("train", data_root(data) / dataset)
+        return X[:, None].astype(np.float32) / 255.0, y.astype(np.int64), [str(c) for c in range(10)], dataset
+    folder = load_image_folder(dataset)
+    pre = Preprocessing(**PREPROCESSING)
+    images, kept = read_images(folder, None, tuple(pre.size))
+    return preprocess_batch(images, pre), folder.y[kept], list(folder.classes), folder.name
+
+
+def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
+    """``0,1,2`` or ``cat,dog`` → class ids; an unknown one is an error naming it."""
+    from ..datasets import class_ids
+
+    out = class_ids(given, names, "--classes")
+    if len(out) < 2:
+        raise TinyclError(f"--classes: at least 2 classes are needed, got {given!r}")
+    return out
+
+
+def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, seed: int, log=print):
+    """Train on the images of ``classes``; return the embedding network in eval mode."""
     import torch
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    X, y = load_mnist("train", data)
-    keep = np.isin(y, TRAIN_CLASSES)
-    Xt = torch.tensor(X[keep], dtype=torch.float32).unsqueeze(1) / 255.0
-    yt = torch.tensor(y[keep].astype(np.int64))
-    log(f"training on {len(yt)} images of digits {TRAIN_CLASSES}")
-    embed, head = build_model()
+    keep = np.isin(y, classes)
+    Xt = torch.tensor(X[keep], dtype=torch.float32)
+    yt = torch.tensor(np.searchsorted(classes, y[keep]).astype(np.int64))
+    log(f"training on {len(yt)} images of classes {classes}")
+    embed, head = build_model(n_classes=len(classes))
     params = list(embed.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, 2e-3, weight_decay=5e-4)
     batch = 128
@@ -129,52 +165,57 @@ def export_fp32(embed, path: Path) -> None:
 
 def export_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on training images of 0–5."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from ..model_tools import quantize_static_qdq
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter([{"image": calibration[i:i + 32]} for i in range(0, len(calibration), 32)])
-
-        def get_next(self):
-            return next(self._it, None)
-
-    pre = int8_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(pre))
-    try:
-        quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    finally:
-        pre.unlink(missing_ok=True)
+    quantize_static_qdq(fp32_path, int8_path, [calibration[i:i + 32] for i in range(0, len(calibration), 32)], "image")
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("error: training needs PyTorch: pip install 'tinycl_nodes[train]' (torch==2.13.0, CPU)",
-              file=sys.stderr)
-        return 2
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True, help="model name: writes <name>_fp32.onnx, <name>_int8.onnx, <name>.json")
+    ap.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder path")
+    ap.add_argument("--classes", default="0,1,2,3,4,5", help="classes trained on: ids or names (default 0–5)")
     ap.add_argument("--data", default=None, help="data root holding mnist/ (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     args = ap.parse_args(argv)
+    fp32, int8, card = (args.out / f"{args.name}_fp32.onnx", args.out / f"{args.name}_int8.onnx",
+                        args.out / f"{args.name}.json")
+    try:
+        if not args.name.replace("_", "").replace("-", "").isalnum():
+            raise TinyclError(f"--name {args.name!r}: letters, digits, _ and - only")
+        if args.epochs < 1:
+            raise TinyclError(f"--epochs {args.epochs}: at least 1")
+        existing = [p for p in (fp32, int8, card) if p.exists()]
+        if existing and not args.overwrite:
+            raise TinyclError(f"{existing[0]} exists: choose another --name (or --overwrite to replace it)")
+        X, y, names, dataset = load_training_set(args.dataset, args.data)
+        classes = parse_classes(args.classes, names)
+    except TinyclError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import torch
+    except ImportError:
+        print("error: training needs PyTorch: pip install 'tinycl_nodes[train]' (torch==2.13.0, CPU)",
+              file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    embed, Xt = train(args.data, args.epochs, args.seed)
+    embed, Xt = train(X, y, classes, args.epochs, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = args.out / FP32_NAME, args.out / INT8_NAME
     export_fp32(embed, fp32)
     rng = np.random.default_rng(args.seed)
-    calib = Xt.numpy()[rng.choice(len(Xt), 512, replace=False)]
+    calib = Xt.numpy()[rng.choice(len(Xt), min(512, len(Xt)), replace=False)]
     export_int8(fp32, int8, calib)
-    meta = {"train_classes": list(TRAIN_CLASSES), "embed_dim": EMBED_DIM, "epochs": args.epochs,
-            "seed": args.seed, "torch": torch.__version__, "files": [fp32.name, int8.name]}
-    (args.out / "mnist_0to5.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {fp32} ({fp32.stat().st_size} B) and {int8} ({int8.stat().st_size} B)")
+    meta = {"dataset": dataset, "class_names": [names[c] for c in classes], "train_classes": list(classes),
+            "embed_dim": EMBED_DIM, "epochs": args.epochs, "seed": args.seed, "torch": torch.__version__,
+            "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
+    card.write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {fp32} ({fp32.stat().st_size} B), {int8} ({int8.stat().st_size} B) and the card {card}")
     return 0
 
 

@@ -1,0 +1,212 @@
+"""The extractor node fed as a camera driver feeds it (dds backend): 640x480 rgb8 with a padded
+step, yuv422, JPEG CompressedImage on <image>/compressed; bad frames one line each; newest wins."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.images import compressed_image_of, image_of
+from tinycl_nodes.datasets import load_mnist
+
+
+def camera_frame(digit: np.ndarray, h: int = 480, w: int = 640) -> np.ndarray:
+    """An RGB frame with an MNIST digit filling its centre (what a camera pointed at it sees)."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    big = cv2.resize(digit, (h, h), interpolation=cv2.INTER_LINEAR)
+    frame[:, (w - h) // 2:(w + h) // 2] = big[:, :, None] * np.array([1.0, 0.9, 0.8])
+    return frame
+
+
+def image_msg(bus, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 64):
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    h, w = rgb.shape[:2]
+    body = {"rgb8": rgb, "bgr8": rgb[:, :, ::-1]}[encoding].reshape(h, -1)
+    rows = np.concatenate([body, np.zeros((h, pad), np.uint8)], axis=1)     # step > width x 3
+    return bus.msg("sensor_msgs/msg/Image")(
+        header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera"),
+        height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1], data=rows.tobytes())
+
+
+def jpeg_msg(bus, rgb: np.ndarray, stamp_ns: int, truncate: bool = False):
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    ok, enc = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    data = enc.tobytes()
+    return bus.msg("sensor_msgs/msg/CompressedImage")(
+        header=Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera"),
+        format="rgb8; jpeg compressed bgr8", data=data[: len(data) // 2] if truncate else data)
+
+
+@pytest.fixture(scope="module")
+def digits(data_dir):
+    X, _ = load_mnist("test", data_dir)
+    return X[:6]
+
+
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_camera_frames_become_the_same_features_as_in_process(domain, digits, transport):
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    bus = create_bus("camera_driver", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("/robot/tinycl/features", "Features", got.append, "reliable")
+    compressed = transport == "compressed"
+    topic = "/robot/camera/image_raw" + ("/compressed" if compressed else "")
+    pub = bus.create_publisher(topic, "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image",
+                               "sensor_data")
+    sent = []
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", f"image_transport:={transport}",
+                  "drop_report_s:=1.0", remaps=("__ns:=/robot/tinycl", "image:=/robot/camera/image_raw")) as ext:
+            ext.wait_for_line("features;")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
+            t0 = 1_700_000_000_000_000_000
+            for i, digit in enumerate(digits):
+                frame = camera_frame(digit)
+                if compressed:
+                    msg = jpeg_msg(bus, frame, t0 + i * 10**8)
+                    sent.append(compressed_image_of(msg, ex.preprocessing.size))
+                else:
+                    msg = image_msg(bus, frame, t0 + i * 10**8, "bgr8" if i % 2 else "rgb8")
+                    sent.append(image_of(msg))
+                pub.publish(msg)
+                spin_until(bus, lambda: len(got) > i, 5)
+                if i == 2:   # a bad frame between good ones: one line, dropped, the node goes on
+                    pub.publish(jpeg_msg(bus, frame, t0 + 999, truncate=True) if compressed else
+                                bus.msg("sensor_msgs/msg/Image")(height=480, width=640, encoding="bayer_rggb8",
+                                                                 step=640, data=bytes(640 * 480)))
+                    ext.wait_for_line("truncated" if compressed else "encoding 'bayer_rggb8' not supported")
+            assert spin_until(bus, lambda: len(got) == len(digits), 20), (len(got), ext.lines[-10:])
+            ext.wait_for_line(f"{len(digits) + 1} received, {len(digits)} processed, 0 dropped (newest wins), 1 bad")
+        assert ext.proc.returncode == 0, ext.lines[-10:]
+        want = ex.extract(sent)
+        feats = np.stack([np.asarray(m.data, np.float32) for m in got])
+        np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-5)
+        assert {m.extractor_hash for m in got} == {ex.hash}
+    finally:
+        bus.shutdown()
+
+
+def test_camera_graph_newest_frame_wins_and_drops_are_counted(domain, digits, tmp_path):
+    """`tinycl launch camera` (the launcher, dds backend) in /r1/tinycl reads /r1/tinycl/image_raw;
+    a burst of 1280x720 frames far faster than it can take them: the newest wins, drops counted."""
+    import io
+    import re
+
+    from tinycl_nodes.graphs import GRAPHS
+    from tinycl_nodes.launcher import start_graph
+
+    bus = create_bus("fast_camera", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("/r1/tinycl/features", "Features", got.append, "reliable")
+    pub = bus.create_publisher("/r1/tinycl/image_raw", "sensor_msgs/msg/Image", "sensor_data")
+    log = io.StringIO()
+    g = start_graph("camera", namespace="/r1/tinycl", log_stream=log,
+                    overrides={"label_app": {"port": "0", "host": "127.0.0.1"}, "extractor": {"drop_report_s": "1.0"},
+                               "*": {"state_dir": str(tmp_path)}},
+                    env={"ROS_DOMAIN_ID": str(domain), "ROS_HOME": str(tmp_path)})
+    try:
+        assert set(g.procs) == set(GRAPHS["camera"])
+        assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 30), log.getvalue()[-2000:]
+        spin_until(bus, lambda: "[extractor]" in log.getvalue() and "features;" in log.getvalue(), 20)
+        time.sleep(1.0)
+        frames = [camera_frame(digits[i % len(digits)], 720, 1280) for i in range(3)]
+        n = 120
+        t0 = time.time_ns()
+        for i in range(n):    # a burst, far faster than 1280x720 frames can be taken
+            pub.publish(image_msg(bus, frames[i % 3], t0 + i, pad=0))
+            bus.spin_once(0.0)
+
+        def totals():
+            spin_until(bus, lambda: False, 0.3)
+            found = re.findall(r"(\d+) bad; total (\d+) dropped of (\d+)", log.getvalue())
+            last = [(int(m[1]), int(m[2])) for m in found]
+            return last[-1] if last and last[-1][1] - last[-1][0] == len(got) else None
+
+        end = time.monotonic() + 20
+        while (counted := totals()) is None and time.monotonic() < end:
+            pass
+        assert counted is not None, (len(got), log.getvalue()[-2000:])
+        dropped, received = counted
+        # taken frames are accounted for: every one received became features or was replaced by a newer one
+        assert len(got) == received - dropped and len(got) < n, (len(got), received, dropped)
+        stamps = [m.header.stamp.nanosec for m in got]
+        assert stamps == sorted(stamps)
+        assert all(p.poll() is None for p in g.procs.values()), log.getvalue()[-2000:]   # runs until stopped
+    finally:
+        codes = g.stop()
+        bus.shutdown()
+    assert all(c in (0, -2) for c in codes.values()), (codes, log.getvalue()[-2000:])
+
+
+def test_sensor_replays_an_image_folder_and_a_compressed_bag(domain, digits, tmp_path):
+    """source: folder → rgb8 frames with their ground truth (labelled first); source: rosbag with a
+    CompressedImage topic → decoded frames; both as the extractor takes them."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    root = tmp_path / "shapes"
+    for c, name in enumerate(("ball", "cup")):
+        (root / name).mkdir(parents=True)
+        for k in range(3):
+            cv2.imwrite(str(root / name / f"{k}.png"), camera_frame(digits[c * 3 + k], 60, 80)[:, :, ::-1])
+    (root / "cup" / "bad.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    C, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/CompressedImage", "std_msgs/msg/Header",
+                                                "builtin_interfaces/msg/Time"))
+    bag = tmp_path / "bag"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/cam/image_raw/compressed", C.__msgtype__, typestore=store)
+        for i in range(4):
+            ok, enc = cv2.imencode(".png", digits[i])
+            msg = C(header=Header(stamp=Time(sec=1, nanosec=i), frame_id="cam"), format="png", data=enc.ravel())
+            writer.write(conn, 10**9 + i, store.serialize_cdr(msg, C.__msgtype__))
+    bus = create_bus("folder_reader", backend="dds", dds_config="loopback", domain=domain)
+    images, truths = [], []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", images.append, "reliable")
+    bus.create_subscription("ground_truth", "GroundTruth", truths.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=folder", f"folder:={root}", "labels_per_class:=1", "qos:=reliable",
+                  "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(images) == 6 and len(truths) == 6, 30), sensor.lines[-10:]
+            sensor.wait_for_line("published 6 samples")
+            assert any("bad.jpg" in ln and "not a readable JPEG/PNG" in ln for ln in sensor.lines)
+        assert {(m.height, m.width, m.encoding, m.step) for m in images} == {(60, 80, "rgb8", 240)}
+        assert [(t.class_name, t.learnable) for t in truths[:2]] == [("ball", True), ("cup", True)]
+        assert sorted(t.class_name for t in truths) == ["ball"] * 3 + ["cup"] * 3
+        images.clear()
+        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "bag_topic:=/cam/image_raw/compressed",
+                  "qos:=reliable", "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(images) == 4, 30), sensor.lines[-10:]
+        for msg, digit in zip(images, digits):
+            assert (msg.height, msg.width, msg.encoding) == (28, 28, "rgb8")
+            np.testing.assert_array_equal(image_of(msg)[:, :, 0], digit)
+    finally:
+        bus.shutdown()
+
+
+def test_sensor_camera_source_publishes_native_frames(domain, digits, tmp_path):
+    """source: camera through OpenCV's VideoCapture (a video file stands in for /dev/video0): frames
+    at the camera's own size and encoding (640x480 bgr8), as a driver publishes them."""
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    assert writer.isOpened()
+    for i in range(5):
+        writer.write(camera_frame(digits[i])[:, :, ::-1])
+    writer.release()
+    bus = create_bus("camera_reader", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=camera", f"camera_device:={video}", "qos:=reliable",
+                  "linger_s:=1.0") as sensor:
+            assert spin_until(bus, lambda: len(got) == 5, 30), sensor.lines[-10:]
+            sensor.wait_for_line("published 5 samples")
+        assert {(m.height, m.width, m.encoding, m.step) for m in got} == {(480, 640, "bgr8", 1920)}
+        first = image_of(got[0])        # bgr8 → RGB: the frame that was recorded (MJPG is lossy)
+        assert np.abs(first.astype(int) - camera_frame(digits[0])).mean() < 3
+    finally:
+        bus.shutdown()

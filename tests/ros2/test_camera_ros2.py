@@ -1,0 +1,90 @@
+"""A robot's camera on a real ROS 2 Humble: frames published by rclpy (as a driver does) and by
+``ros2 topic pub`` reach the camera graph's extractor — under ``ros2 launch camera.launch.py``
+(rclpy) and on the dds backend — and become the features the in-process extractor computes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.nodes.test_camera_extractor import camera_frame
+from tests.ros2.conftest import params_file
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.fleet.broker import free_port
+from tinycl_nodes.graphs import GRAPHS
+from tinycl_nodes.images import decode_compressed
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("camera_driver.py")
+NS = "/robot1/tinycl"
+
+
+def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_dir):
+    X, _ = load_mnist("test", data_dir)
+    frames = np.stack([camera_frame(X[i]) for i in range(3)])          # 480x640 rgb8
+    np.savez(ros.tmp / "frames.npz", rgb=frames)
+    pf = params_file(ros.tmp, "camera", label_app={"host": "127.0.0.1", "qr": False},
+                     extractor={"drop_report_s": 1.0})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", f"namespace:={NS}",
+                       f"port:={free_port()}", f"params_file:={pf}", name="ros2 launch camera")
+    expected = {f"{NS}/{n}" for n in GRAPHS["camera"]}
+    ros.wait_until("the camera graph's nodes", lambda: expected <= ros.node_list(), timeout_s=60)
+    info = ros.run("ros2", "topic", "info", "--verbose", f"{NS}/image_raw").stdout
+    sub = info.split("Subscription count")[1]
+    assert "Node name: extractor" in sub and "Reliability: BEST_EFFORT" in sub and "History (Depth): KEEP_LAST" in sub, info
+    out = ros.tmp / "driver.json"
+    ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
+            "--rate", "30", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
+    result = json.loads(out.read_text())
+    got = result["features"][f"{NS}/features"]
+    assert result["sent"] >= 100 and len(got) >= result["sent"] // 3, (result["sent"], len(got), launch.text[-2000:])
+    want = fp32_extractor.extract(list(frames))
+    for stamp, feats, ex_hash in got:
+        np.testing.assert_allclose(feats, want[stamp % 3], rtol=1e-4, atol=1e-4)
+        assert ex_hash == fp32_extractor.hash
+    report = ros.wait_until("a frame report", lambda: re.findall(
+        r"frames in the last 1 s: (\d+) received, (\d+) processed, (\d+) dropped \(newest wins\), (\d+) bad",
+        launch.text), timeout_s=10)
+    received, processed, dropped, bad = (sum(int(r[i]) for r in report) for i in range(4))
+    assert received == processed + dropped + bad and bad == 0, report
+    assert processed <= len(got) + 1
+    assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
+    assert launch.stop() == 0
+    print(f"ros2 camera: {result['sent']} frames sent at 30/s, {len(got)} features, {dropped} dropped (newest wins)")
+
+
+def test_compressed_png_from_ros2_topic_pub_on_both_backends(ros, fp32_extractor, data_dir):
+    X, _ = load_mnist("test", data_dir)
+    ok, png = cv2.imencode(".png", X[7])
+    ros.start("ros2", "run", "tinycl_nodes", "extractor", "--ros-args", "-r", "__ns:=/r2", "-r", "image:=/cam/image_raw",
+              "-p", "autostart:=true", "-p", "image_transport:=compressed", name="rclpy extractor")
+    ros.start(sys.executable, "-m", "tinycl_nodes.nodes.extractor", "--ros-args", "-r", "__ns:=/r3",
+              "-r", "__node:=extractor_dds", "-r", "image:=/cam/image_raw", "-p", "image_transport:=compressed",
+              dds=True, name="dds extractor")
+
+    def subscribers() -> int:
+        info = ros.run("ros2", "topic", "info", "/cam/image_raw/compressed", check=False).stdout
+        m = re.search(r"Subscription count: (\d+)", info)
+        return int(m.group(1)) if m and int(m.group(1)) >= 2 else 0
+
+    assert ros.wait_until("both extractors on /cam/image_raw/compressed", subscribers, timeout_s=45) == 2
+    out = ros.tmp / "listen.json"
+    listener = ros.start("python3", str(DRIVER), "--publish", "none", "--listen", "/r2/features,/r3/features",
+                         "--linger", "60", "--expect", "2", "--out", str(out), name="features listener")
+    ros.wait_until("the listener", lambda: "/camera_driver" in ros.node_list(), timeout_s=30)
+    data = "[" + ", ".join(str(b) for b in png.ravel()) + "]"
+    ros.run("ros2", "topic", "pub", "-w", "2", "--times", "2", "-r", "2", "/cam/image_raw/compressed",
+            "sensor_msgs/msg/CompressedImage", f"{{format: png, data: {data}}}", timeout_s=60)
+    listener.wait(90)
+    got = json.loads(out.read_text())["features"]
+    want = fp32_extractor.extract_one(decode_compressed(png.tobytes(), "png"))
+    np.testing.assert_array_equal(want, fp32_extractor.extract_one(X[7]))   # a lossless PNG: the digit itself
+    for topic in ("/r2/features", "/r3/features"):
+        assert len(got[topic]) == 2, got
+        for _, feats, _ in got[topic]:
+            np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-4)

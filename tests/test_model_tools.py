@@ -1,0 +1,110 @@
+"""Bring your own backbone: `tinycl model import --cut` and `tinycl model quantize` on models the
+project makes itself (tests/models/nets.py), with the bad inputs the issue names."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.models.nets import mnist_classifier_rgb, mobilenet_like
+from tinycl_nodes.cli import main
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.extractor import FrozenExtractor
+from tinycl_nodes.model_tools import cosine
+
+RGB64 = {"preprocessing": {"layout": "NCHW", "size": [64, 64], "color": "rgb", "resize": "stretch",
+                           "scale": 1 / 255}, "dataset": "mnist", "class_names": ["0", "1", "2", "3", "4", "5"]}
+MOBILE = {"preprocessing": {"layout": "NCHW", "size": [96, 96], "color": "rgb", "resize": "shorter_side_crop",
+                            "scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+          "dataset": "random-init"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    clf, ext = mnist_classifier_rgb(d)
+    mob = mobilenet_like(d / "mobilenet_like.onnx")
+    for name, card in (("rgb64.yaml", RGB64), ("mobile.yaml", MOBILE)):
+        (d / name).write_text(yaml.safe_dump(card))
+    return d, clf, ext, mob
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory, data_dir):
+    """60 MNIST test digits as 64x64 RGB JPEGs (a camera's images of them), in class folders."""
+    d = tmp_path_factory.mktemp("calib")
+    X, y = load_mnist("test", data_dir)
+    for i in range(60):
+        sub = d / str(int(y[i]))
+        sub.mkdir(exist_ok=True)
+        big = cv2.resize(X[i], (64, 64), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(sub / f"{i}.jpg"), np.repeat(big[:, :, None], 3, 2), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return d
+
+
+def test_import_cuts_the_classifier_back_to_its_features(models, calib, capsys):
+    d, clf, ext, _ = models
+    out = d / "imported.onnx"
+    assert main(["model", "import", str(clf), "--cut", "features", "--card", str(d / "rgb64.yaml"),
+                 "--out", str(out)]) == 0
+    assert "64 features, runs in onnxruntime" in capsys.readouterr().out
+    imported, original = FrozenExtractor(out), FrozenExtractor(ext)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["cut"] == "features" and card["dataset"] == "mnist" and card["feature_output"] == "features_flat"
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted(calib.rglob("*.jpg"))[:8]]
+    np.testing.assert_allclose(imported.extract(frames), original.extract(frames), rtol=1e-5, atol=1e-5)
+    assert imported.hash != original.hash      # another file and card: another extractor
+
+
+def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models, calib):
+    d, _, _, mob = models
+    out = d / "mobile_features.onnx"
+    assert main(["model", "import", str(mob), "--cut", "gap", "--card", str(d / "mobile.yaml"),
+                 "--out", str(out)]) == 0
+    ex = FrozenExtractor(out)
+    assert ex.input_shape == (3, 96, 96) and ex.n_features == 64
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    f = ex.extract([frame, frame[:, ::-1]])        # fixed batch of 1: run one at a time
+    assert f.shape == (2, 64) and np.isfinite(f).all() and not np.allclose(f[0], f[1])
+    assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(d / "mobile_int8.onnx")]) == 0
+    assert json.loads((d / "mobile_int8.json").read_text())["cosine_int8_fp32"]["mean"] > 0.98   # fixed batch: 1 at a time
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--cut", "gapp"], "cut point 'gapp' is neither a node nor a tensor of the model (did you mean 'gap'"),
+    (["--cut", "gap", "--card-size", "64"], "the model card says input (3, 64, 64)"),
+])
+def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, problem):
+    d, _, _, mob = models
+    card = dict(MOBILE, preprocessing=dict(MOBILE["preprocessing"]))
+    if "--card-size" in args:
+        card["preprocessing"]["size"] = [64, 64]
+        args = args[:2]
+    (d / "bad.yaml").write_text(yaml.safe_dump(card))
+    assert main(["model", "import", str(mob), *args, "--card", str(d / "bad.yaml"), "--out", str(d / "x.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert problem in err and len(err.splitlines()) == 1, err
+    assert not (d / "x.onnx").exists()
+
+
+def test_quantize_calibrates_on_a_folder_and_reports_cosine(models, calib, capsys):
+    d, clf, ext, _ = models
+    src = d / "imported_q.onnx"
+    assert main(["model", "import", str(clf), "--cut", "features", "--card", str(d / "rgb64.yaml"),
+                 "--out", str(src)]) == 0
+    out = d / "imported_int8.onnx"
+    assert main(["model", "quantize", str(src), "--calib", str(calib), "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    card = json.loads(out.with_suffix(".json").read_text())
+    cos = card["cosine_int8_fp32"]
+    assert cos["held_out_images"] == 12 and card["calibration"]["images"] == 48, card
+    assert cos["mean"] > 0.99, line
+    int8 = FrozenExtractor(out)
+    assert int8.quantized and int8.hash != FrozenExtractor(src).hash
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted(calib.rglob("*.jpg"))[:20]]
+    assert cosine(int8.extract(frames), FrozenExtractor(src).extract(frames)).mean() > 0.99
+    print(line)
+    assert main(["model", "quantize", str(src), "--calib", str(d / "nowhere"), "--out", str(d / "y.onnx")]) == 2
+    assert "calibration folder not found" in capsys.readouterr().err

@@ -1,0 +1,160 @@
+"""Camera frames off the wire: ``sensor_msgs/Image`` and ``CompressedImage`` as numpy images.
+
+Every frame becomes one of two forms, which is what :func:`tinycl_nodes.preprocess.preprocess`
+takes: ``(H, W)`` uint8 grey, or ``(H, W, 3)`` uint8 RGB. Decoding is OpenCV's (colour
+conversions, JPEG/PNG); what is checked here is what a driver can get wrong: the encoding, a
+``step`` smaller than a row (a larger one — padded rows — is fine), a data size that is not
+``step × height``, an odd width for YUV 4:2:2, a frame larger than :data:`MAX_PIXELS`, and a
+compressed payload that is not a whole JPEG/PNG. Each is an :class:`InputError` of one line.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from .core.errors import InputError
+
+#: the largest frame accepted (an 8K frame is 33 Mpx): a bigger one is refused before decoding
+MAX_PIXELS = 40_000_000
+
+#: encoding → (bytes per pixel, OpenCV conversion to RGB or None, grey, 16 bits)
+_RAW: dict[str, tuple[int, str | None, bool, bool]] = {
+    "mono8": (1, None, True, False), "8UC1": (1, None, True, False),
+    "mono16": (2, None, True, True), "16UC1": (2, None, True, True),
+    "rgb8": (3, None, False, False), "8UC3": (3, "COLOR_BGR2RGB", False, False),
+    "bgr8": (3, "COLOR_BGR2RGB", False, False),
+    "rgba8": (4, "COLOR_RGBA2RGB", False, False), "bgra8": (4, "COLOR_BGRA2RGB", False, False),
+    "8UC4": (4, "COLOR_BGRA2RGB", False, False),
+    "yuv422": (2, "COLOR_YUV2RGB_UYVY", False, False), "uyvy": (2, "COLOR_YUV2RGB_UYVY", False, False),
+    "yuv422_yuy2": (2, "COLOR_YUV2RGB_YUY2", False, False), "yuyv": (2, "COLOR_YUV2RGB_YUY2", False, False),
+}
+ENCODINGS = tuple(_RAW)
+COMPRESSED_FORMATS = ("jpeg", "png")
+
+
+def _cv2() -> Any:
+    import cv2  # imported where frames are decoded, not by every node
+
+    cv2.setNumThreads(1)   # per-frame work: thread hand-off costs more than it saves
+    return cv2
+
+
+def _check_size(height: int, width: int, what: str) -> None:
+    if height <= 0 or width <= 0:
+        raise InputError(f"{what} is {height}x{width}: empty")
+    if height * width > MAX_PIXELS:
+        raise InputError(f"{what} is {width}x{height} = {height * width / 1e6:.0f} Mpx, more than the "
+                         f"{MAX_PIXELS / 1e6:.0f} Mpx accepted")
+
+
+def image_of(msg: Any) -> np.ndarray:
+    """A ``sensor_msgs/Image`` as ``(H, W)`` grey or ``(H, W, 3)`` RGB uint8 (mono16 scaled to 8 bits)."""
+    h, w, enc, step = int(msg.height), int(msg.width), str(msg.encoding), int(msg.step)
+    spec = _RAW.get(enc)
+    if spec is None:
+        raise InputError(f"image encoding {enc!r} not supported ({', '.join(ENCODINGS)}; or CompressedImage "
+                         f"jpeg/png on <topic>/compressed)")
+    bpp, conversion, grey, wide = spec
+    _check_size(h, w, "image")
+    if step < w * bpp:
+        raise InputError(f"image step {step} is smaller than width x bytes per pixel = {w}x{bpp} = {w * bpp} ({enc})")
+    data = msg.data
+    raw = np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview)) else bytes(data), np.uint8)
+    if raw.size != step * h:
+        raise InputError(f"image data has {raw.size} bytes, step x height = {step}x{h} = {step * h}")
+    if conversion and "YUV" in conversion and w % 2:
+        raise InputError(f"image width {w} is odd: {enc} packs two pixels in 4 bytes")
+    rows = raw.reshape(h, step)[:, : w * bpp]
+    if wide:
+        px = rows.copy().view(">u2" if msg.is_bigendian else "<u2").reshape(h, w)
+        return ((px.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)   # full 16-bit range → 8 bits
+    img = rows.reshape(h, w) if grey else rows.reshape(h, w, bpp)
+    if conversion is None:
+        return img
+    cv2 = _cv2()
+    return cv2.cvtColor(np.ascontiguousarray(img), getattr(cv2, conversion))
+
+
+def _format_of(fmt: str) -> str | None:
+    """``jpeg`` / ``png`` from a CompressedImage ``format`` (``jpeg``, ``rgb8; jpeg compressed bgr8`` …)."""
+    f = fmt.lower()
+    for name, keys in (("jpeg", ("jpeg", "jpg")), ("png", ("png",))):
+        if any(k in f for k in keys):
+            return name
+    return None
+
+
+def compressed_image_of(msg: Any, at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """A ``sensor_msgs/CompressedImage`` (JPEG or PNG) as ``(H, W)`` grey or ``(H, W, 3)`` RGB uint8.
+
+    ``at_least`` (height, width): a JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's
+    DCT scaling) when that is still at least this large — a 1280x720 frame for a 64x64 model
+    decodes at 160x90 in a fraction of the time.
+    """
+    data = msg.data
+    payload = bytes(data) if not isinstance(data, (bytes, bytearray)) else data
+    return decode_compressed(payload, str(msg.format), at_least)
+
+
+def decode_compressed(payload: bytes, fmt: str = "", at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG/PNG bytes (a CompressedImage's data, an image file) as grey or RGB uint8."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    kind = _format_of(fmt) if fmt else None
+    if fmt and kind is None:
+        raise InputError(f"compressed image format {fmt!r} not supported (jpeg, png)")
+    try:   # the header only: size and format before any pixel is decoded (our own size limit below)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(payload)) as im:
+                width, height, found = im.size[0], im.size[1], (im.format or "").lower()
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"compressed image larger than the {MAX_PIXELS / 1e6:.0f} Mpx accepted: {exc}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"compressed image ({len(payload)} bytes) is not a readable JPEG/PNG") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"compressed image ({len(payload)} bytes) is not a readable JPEG/PNG: {exc}") from None
+    found = "jpeg" if found in ("jpeg", "mpo") else found
+    if found not in COMPRESSED_FORMATS or (kind and found != kind):
+        raise InputError(f"compressed image: the data is {found or 'unknown'}, the format says {fmt or '?'}")
+    _check_size(height, width, "compressed image")
+    cv2 = _cv2()
+    flag = cv2.IMREAD_COLOR
+    if found == "jpeg" and at_least is not None:
+        for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if height // factor >= at_least[0] and width // factor >= at_least[1]:
+                flag = reduced
+                break
+    img = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+    if img is None:
+        raise InputError(f"compressed image ({len(payload)} bytes, {found}) is truncated or corrupt")
+    if found == "jpeg" and not _jpeg_complete(payload):
+        raise InputError(f"compressed image ({len(payload)} bytes, jpeg) is truncated: no end-of-image marker")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _jpeg_complete(payload: bytes) -> bool:
+    """libjpeg fills a truncated JPEG with grey and only warns: its end-of-image marker tells."""
+    return payload.rstrip(b"\0")[-2:] == b"\xff\xd9"
+
+
+def read_image_file(path: str, at_least: tuple[int, int] | None = None) -> np.ndarray:
+    """An image file (JPEG/PNG) as grey or RGB uint8, decoded like a CompressedImage."""
+    with open(path, "rb") as fh:
+        return decode_compressed(fh.read(), path.rsplit(".", 1)[-1] if "." in path else "", at_least)
+
+
+def camera_picture(msg: Any, max_width: int) -> np.ndarray:
+    """A frame as a person sees it (a label request's picture): grey or RGB, at most ``max_width`` wide."""
+    img = image_of(msg)
+    h, w = img.shape[:2]
+    if w <= max_width:
+        return np.ascontiguousarray(img)
+    cv2 = _cv2()
+    return cv2.resize(img, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
