@@ -206,11 +206,14 @@ class MqttBridge(Node):
                 except TinyclError as exc:
                     self.log.error("global head round %d refused: %s", meta.round, exc)
                     return
-                self.state.save()
             self.global_round = meta.round
+            if self.member is not None:
+                self.state.save()                        # the round and the bookkeeping, together
         snap.version = meta.round
         try:
-            self._inbox.put_nowait((meta, snap))
+            # exact mode: an addition must reach the learner (it is accounted as added): wait for room
+            self._inbox.put((meta, snap), timeout=10.0) if self.member is not None else self._inbox.put_nowait(
+                (meta, snap))
         except queue.Full:
             self.log.warning("global head round %d dropped: the bus is not keeping up", meta.round)
 
