@@ -181,8 +181,6 @@ class Sensor(Node):
         from ..datasets import load_image_folder, read_images
 
         p = self.params
-        if not p.folder:
-            raise TinyclError("sensor: source 'folder' needs the parameter folder (root/<class name>/*.png|jpg)")
         ds = load_image_folder(p.folder)
         self.class_names = ds.classes
         rng = np.random.default_rng(p.seed)
@@ -271,6 +269,9 @@ class Sensor(Node):
                   "cwru": self._cwru, "folder": self._folder}[p.source]()
         if p.source == "rosbag":
             self._bag_path()   # a missing bag is one line now, not after waiting for readers
+        if p.source == "folder" and not (p.folder and Path(p.folder).is_dir()):
+            raise TinyclError(f"sensor: source 'folder' needs the parameter folder, an existing folder "
+                              f"root/<class name>/*.png|jpg (got {p.folder!r})")
         self._wait_for_readers()
         next_t = time.perf_counter()
         for pixels, label, learnable in source:
