@@ -73,3 +73,43 @@ def test_experiment_on_a_folder_names_the_dataset_and_warns(folder, tmp_path, ca
     assert main(["experiment", "tinyndc", "--folder", str(folder), "--old-classes", "eight", "--seeds", "1",
                  "--sweep", "", "--out", str(out)]) == 2
     assert "'eight' is not a class of the dataset" in capsys.readouterr().err
+
+
+def test_experiment_on_a_rosbag_of_labelled_camera_images(data_dir, tmp_path, capsys):
+    """A bag as `ros2 bag record` of a labelled session writes it: JPEG CompressedImage frames and
+    tinycl_nodes/GroundTruth with the same stamps (one frame without a label, one corrupt)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from tinycl_nodes.interfaces.typestore import typestore
+
+    store = typestore("humble")
+    C, G, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/CompressedImage", "tinycl_nodes/msg/GroundTruth",
+                                                   "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+    X, y = load_mnist("test", data_dir)
+    picks = [i for d in CLASSES.values() for i in np.flatnonzero(y == d)[:25]]
+    bag = tmp_path / "labelled_session"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        img_c = writer.add_connection("/cam/image_raw/compressed", C.__msgtype__, typestore=store)
+        gt_c = writer.add_connection("/cam/ground_truth", G.__msgtype__, typestore=store)
+        for k, i in enumerate(picks + [picks[0], picks[1]]):
+            h = Header(stamp=Time(sec=10 + k, nanosec=0), frame_id="cam")
+            ok, enc = cv2.imencode(".jpg", cv2.resize(X[i], (64, 64)))
+            data = enc.ravel() if k != len(picks) + 1 else enc.ravel()[:100]        # the last one corrupt
+            writer.write(img_c, k, store.serialize_cdr(C(header=h, format="jpeg", data=data), C.__msgtype__))
+            if k < len(picks):                                                      # one without a label
+                name = [n for n, d in CLASSES.items() if d == y[i]][0]
+                writer.write(gt_c, k, store.serialize_cdr(G(header=h, label=int(y[i]), class_name=name,
+                                                            learnable=True), G.__msgtype__))
+    out = tmp_path / "bag.json"
+    assert main(["experiment", "tinyndc", "--bag", str(bag), "--bag-topic", "/cam/image_raw/compressed",
+                 "--truth-topic", "/cam/ground_truth", "--old-classes", "zero,one", "--labels", "3", "--seeds", "1",
+                 "--sweep", "", "--stream-length", "40", "--score-last", "30", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["dataset"] == "labelled_session" and r["class_names"] == ["zero", "one", "six", "seven"]
+    assert r["protocol"]["old_classes"] == [0, 1] and r["protocol"]["stream_length"] == 40
+    assert r["methods"]["tinyndc"]["accuracy"]["mean"] > 50
+    assert "labelled_session" in capsys.readouterr().out
+    assert main(["experiment", "tinyndc", "--bag", str(bag), "--truth-topic", "/nope", "--seeds", "1",
+                 "--sweep", "", "--out", str(out)]) == 2
+    assert "no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topic /camera/image_raw" in \
+        capsys.readouterr().err

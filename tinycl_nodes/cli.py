@@ -33,12 +33,20 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
 
             feats, folder = folder_features(extractor, args.folder, args.test_fraction)
             dataset, class_names = folder.name, list(folder.classes)
+        elif args.bag:
+            from .datasets.rosbag_images import load_bag_images
+            from .experiments.image_folder import split_features
+
+            pre = extractor.preprocessing
+            images, y, class_names = load_bag_images(args.bag, args.bag_topic, args.truth_topic,
+                                                     pre.size if pre is not None else None)
+            feats, dataset = split_features(extractor, images, y, args.test_fraction), Path(args.bag).name
         else:
             feats, dataset, class_names = exp.extract_features(extractor, args.data), "MNIST", [str(c) for c in range(10)]
     warning = foreign_dataset_warning(extractor.card, extractor.path.name, dataset, class_names)
     if warning:
         console.print(warning, style="yellow")
-    old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder))
+    old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder or args.bag))
     protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
                             score_last=args.score_last, old_classes=old, dataset=dataset)
     sweep = tuple(int(k) for k in args.sweep.split(",")) if args.sweep else ()
@@ -134,8 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=5)
     t.add_argument("--labels", type=int, default=10, help="labelled samples per class (default 10)")
     t.add_argument("--folder", default=None, help="an image folder root/<class name>/*.png|jpg instead of MNIST")
+    t.add_argument("--bag", default=None, help="a rosbag2 of labelled camera images instead of MNIST")
+    t.add_argument("--bag-topic", default="/camera/image_raw", help="bag: its Image or CompressedImage topic")
+    t.add_argument("--truth-topic", default="/ground_truth", help="bag: its tinycl_nodes/GroundTruth topic "
+                                                                   "(same stamps as the images)")
     t.add_argument("--test-fraction", type=float, default=0.5,
-                   help="folder: share of each class that forms the stream and held-out part (default 0.5)")
+                   help="folder or bag: share of each class that forms the stream and held-out part (default 0.5)")
     t.add_argument("--old-classes", default=None,
                    help="classes the backbone knows, ids or names (default: the model card's, MNIST 0–5)")
     t.add_argument("--stream-length", type=int, default=8000, help="stream samples (default 8000)")

@@ -47,7 +47,7 @@ def digits(data_dir):
     return X[:6]
 
 
-@pytest.mark.parametrize("transport", ["raw", "compressed"])
+@pytest.mark.parametrize("transport", ["raw"])   # compressed on the dds backend: tests/ros2/test_camera_ros2.py
 def test_camera_frames_become_the_same_features_as_in_process(domain, digits, transport):
     ex = FrozenExtractor(model_path("mnist_0to5_fp32"))
     bus = create_bus("camera_driver", backend="dds", dds_config="loopback", domain=domain)

@@ -29,8 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..core.errors import InputError, TinyclError
 from ..bus.base import run_guarded
+from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
@@ -149,11 +149,14 @@ class Extractor(Node):
         with self._cv:
             self._cv.notify()
 
-    def cleanup(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        super().cleanup()
+    def close(self) -> None:
+        """Stop the frame worker (on the way out and on cleanup); the extractor keeps no state."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            with self._cv:
+                self._stopping = True
+                self._cv.notify()
+            worker.join(timeout=5.0)
 
     # every frame in order (a replay), and the shared path ---------------------------------------
     def on_truth(self, msg: Any) -> None:

@@ -191,8 +191,6 @@ class Sensor(Node):
         from ..datasets import load_image_folder, read_images
 
         p = self.params
-        if not p.folder:
-            raise TinyclError("sensor: source 'folder' needs the parameter folder (root/<class name>/*.png|jpg)")
         ds = load_image_folder(p.folder)
         self.class_names = ds.classes
         rng = np.random.default_rng(p.seed)
