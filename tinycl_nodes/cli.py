@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     _tinyrce.add_arguments(r)
     r.set_defaults(func=_experiment_tinyrce)
 
+    from .experiments import asking as _asking
+
+    q = exp_sub.add_parser("asking", help="questions per 1,000 samples and accuracy: grouped label requests vs "
+                                          "the old policy (HAR new user, MNIST RCE stream)")
+    _asking.add_arguments(q)
+    q.set_defaults(func=lambda a: _asking.run(a))
+
     ag = sub.add_parser("aggregate", help="federated aggregator of the fleet's heads over MQTT",
                         add_help=False)
     ag.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the aggregator (see --help)")

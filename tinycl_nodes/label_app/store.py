@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..core.errors import InputError
+from ..core.names import MAX_NAME_CHARS as MAX_NAME
+from ..core.names import check_class_name, normalise_name
 from ..storage import write_atomic
 
 FORMAT, VERSION = "tinycl-label-app", 1
 NEW_CLASS = -1
-MAX_NAME = 64
 MAX_ID = 128
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
 
@@ -69,20 +71,29 @@ class Answer:
     class_name: str = ""           # what the page shows
     answered_by: str = ""
     answered_s: float = field(default_factory=time.time)
+    status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn
+    message: str = ""              # the labeler's reason for a refusal
+    png: bytes | None = None       # the picture that was answered (the history's thumbnail)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["png"] = base64.b64encode(self.png).decode() if self.png else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Answer:
+        d = dict(d)
+        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
+        return cls(**d)
 
 
 def clean_name(name: Any) -> str:
-    """A new class name as typed: trimmed, inner white space collapsed; AnswerError if unusable."""
-    if not isinstance(name, str):
-        raise AnswerError("new_class_name must be text")
-    name = re.sub(r"\s+", " ", name).strip()
-    if not name:
-        raise AnswerError("type a name for the new class")
-    if len(name) > MAX_NAME:
-        raise AnswerError(f"class name is too long ({len(name)} characters, max {MAX_NAME})")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise AnswerError("class name has control characters")
-    return name
+    """A new class name as typed, by the labeler's rule (one rule: what the app accepts the labeler learns)."""
+    try:
+        return check_class_name(name)
+    except InputError as exc:
+        raise AnswerError(str(exc)) from None
 
 
 class RequestStore:
@@ -157,7 +168,7 @@ class RequestStore:
         if has_name:
             name = clean_name(new_class_name)
             for c in req.candidates:       # a name that is already a known class is that class
-                if c["name"].casefold() == name.casefold():
+                if normalise_name(c["name"]) == normalise_name(name):
                     return Answer(request_id, int(c["id"]), "", c["name"], answered_by, now)
             return Answer(request_id, NEW_CLASS, name, name, answered_by, now)
         if isinstance(class_id, bool) or not isinstance(class_id, int):
@@ -168,8 +179,10 @@ class RequestStore:
         raise AnswerError(f"class {class_id} is not a candidate of request {rid}")
 
     def commit(self, answer: Answer) -> None:
-        """The answer was sent: the request leaves, the answer goes to the history."""
-        self.pending.pop(answer.request_id, None)
+        """The answer was sent: the request leaves, the answer goes to the history (with its picture)."""
+        req = self.pending.pop(answer.request_id, None)
+        if req is not None:
+            answer.png, answer.reason = req.png, req.reason
         self.history.appendleft(answer)
         self._remember(self.answered, answer.request_id, answer)
         self.dirty = True
@@ -183,8 +196,8 @@ class RequestStore:
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION,
                 "pending": [p.to_json() for p in self.pending.values()],
-                "history": [asdict(a) for a in self.history],
-                "answered": [asdict(a) for a in self.answered.values()],
+                "history": [a.to_json() for a in self.history],
+                "answered": [a.request_id for a in self.answered.values()],
                 "expired": list(self.expired.items())}
 
     def save(self, path: Path) -> None:
@@ -202,10 +215,11 @@ class RequestStore:
             if doc.get("version") != VERSION:
                 raise ValueError(f"version {doc.get('version')!r}, this app reads version {VERSION}")
             pending = [Pending.from_json(d) for d in doc["pending"]]
-            history = [Answer(**d) for d in doc["history"]]
-            answered = [Answer(**d) for d in doc["answered"]]
+            history = [Answer.from_json(d) for d in doc["history"]]
+            by_id = {a.request_id: a for a in history}
+            answered = [by_id.get(str(r)) or Answer(str(r), NEW_CLASS) for r in doc["answered"]]
             expired = [(str(k), float(v)) for k, v in doc["expired"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
             path.rename(aside)
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
@@ -232,4 +246,6 @@ class RequestStore:
 
 def history_item(a: Answer) -> dict[str, Any]:
     return {"id": a.request_id, "class_id": a.class_id, "class_name": a.class_name,
-            "new": a.class_id == NEW_CLASS, "answered_s": a.answered_s, "answered_by": a.answered_by}
+            "new": bool(a.new_class_name), "answered_s": a.answered_s, "answered_by": a.answered_by,
+            "status": a.status, "message": a.message,
+            "image": f"image?id={quote(a.request_id, safe='')}" if a.png else None}

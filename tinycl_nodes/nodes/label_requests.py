@@ -26,12 +26,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core import names
 from ..core import state as st
+from ..core.names import MAX_NAME_CHARS, normalise_name  # noqa: F401 - MAX_NAME_CHARS re-exported
 from ..core.errors import InputError, StateError
 from ..core.validation import MAX_CLASS_ID
 
 NEW_CLASS = -1
-MAX_NAME_CHARS = 64
 REMEMBERED_IDS = 1000      # answered / expired request ids kept to explain a late answer
 KIND, VERSION = "LabelRequests", 1
 
@@ -70,22 +71,12 @@ class Resolution:
     new_class: bool                # a class id that was not known before this answer
 
 
-def normalise_name(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def check_class_name(name: Any) -> str:
-    """A new class name as a person typed it: stripped, non-empty, short, printable."""
-    if not isinstance(name, str):
-        raise AnswerError(f"new class name must be text, got {type(name).__name__}")
-    clean = " ".join(name.split())
-    if not clean:
-        raise AnswerError("new class name is empty")
-    if len(clean) > MAX_NAME_CHARS:
-        raise AnswerError(f"new class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
-    if any(not ch.isprintable() for ch in clean):
-        raise AnswerError("new class name contains control characters")
-    return clean
+    """A new class name by the one shared rule (:mod:`tinycl_nodes.core.names`); AnswerError if refused."""
+    try:
+        return names.check_class_name(name)
+    except InputError as exc:
+        raise AnswerError(f"new class name refused: {exc}") from None
 
 
 class LabelRequests:
