@@ -104,7 +104,10 @@ def test_answers_map_names_to_stable_ids():
     ("OK", NEW_CLASS, "", "empty"),
     ("OK", NEW_CLASS, "   ", "empty"),
     ("OK", NEW_CLASS, "x" * (MAX_NAME_CHARS + 1), "at most"),
-    ("OK", NEW_CLASS, "bad\x07name", "control characters"),
+    ("OK", NEW_CLASS, "bad\x07name", "control character"),
+    ("OK", NEW_CLASS, "bad\x90name", "control character"),
+    ("OK", NEW_CLASS, "zero\u200dwidth", "invisible formatting"),
+    ("OK", NEW_CLASS, "soft\u00adhyphen", "invisible formatting"),
     ("OK", NEW_CLASS, b"cat", "must be text"),
 ])
 def test_bad_answers_are_refused_and_change_nothing(rid, class_id, name, match):
@@ -159,9 +162,9 @@ def test_bad_saved_requests_are_refused_and_change_nothing():
     fresh.offer(vec(3.0), 0.0)
     before = snapshot(fresh)
     wrong_f = copy.deepcopy(good)
-    wrong_f["arrays"]["samples0"] = np.zeros((1, F + 1), np.float32)
+    wrong_f["arrays"][f"policy/group{a.gid}"] = np.zeros((1, F + 1), np.float32)
     missing = copy.deepcopy(good)
-    del missing["arrays"]["samples0"]
+    del missing["arrays"][f"policy/group{a.gid}"]
     other = copy.deepcopy(good)
     other["kind"] = "TinyRCE"
     for bad in (wrong_f, missing, other):

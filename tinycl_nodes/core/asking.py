@@ -8,7 +8,8 @@ one-off — a glitch, a passer-by — and is dropped unasked); among the groups 
 the most informative (mean novelty × size) is asked first; at most ``max_open`` questions wait for
 an answer at once and at most ``max_per_hour`` are asked in any sliding hour — each one a distinct
 group. An answer labels every sample of its group. A sample within ``radius`` of a group answered
-in the last ``recent_s`` seconds is not asked about again (it is counted as ``recent``).
+in the last ``recent_s`` seconds is not asked about again: it belongs to that group, and the
+caller may learn it with the group's answer (``("recent", g)`` with ``g.extra["label"]``).
 
 ``queue=False, min_size=1, max_wait_s=0, fixed_centre=True, recent_s=0`` is the policy the labeler
 had before (ask about each sample at once unless it is within the radius of a pending question's
@@ -68,7 +69,7 @@ class AskPolicy:
         self.recent_s, self.queue, self.fixed_centre = float(recent_s), bool(queue), bool(fixed_centre)
         self.groups: dict[int, Group] = {}
         self.asked_at: list[float] = []
-        self.recent: list[tuple[float, np.ndarray]] = []     # (answered at, centre) of answered groups
+        self.recent: list[tuple[float, np.ndarray, int, int]] = []   # (answered at, centre, class, gid) of answers
         self.next_gid = 1
         self.counters = {"offered": 0, "joined": 0, "grouped": 0, "recent": 0, "dropped": 0, "asked": 0}
 
@@ -104,10 +105,12 @@ class AskPolicy:
             self.counters["joined"] += 1
             return "joined", g
         if self.recent and self.radius > 0:
-            rd = self._dist(np.stack([c for _, c in self.recent]), x64)
-            if float(rd.min()) <= self.radius:
+            rd = self._dist(np.stack([r[1] for r in self.recent]), x64)
+            j = int(rd.argmin())
+            if float(rd[j]) <= self.radius:
                 self.counters["recent"] += 1
-                return "recent", None
+                t, c, label, gid = self.recent[j]
+                return "recent", Group(gid, c, [], [], 0.0, t, t, extra={"label": label})
         if not self.queue and self.budget_left(now) <= 0:
             self.counters["dropped"] += 1
             return "dropped", None
@@ -128,7 +131,7 @@ class AskPolicy:
         return True
 
     def _forget(self, now: float) -> None:
-        self.recent = [(t, c) for t, c in self.recent if now - t < self.recent_s]
+        self.recent = [r for r in self.recent if now - r[0] < self.recent_s]
         self.asked_at = [t for t in self.asked_at if now - t < 3600.0]
 
     # --- questions ------------------------------------------------------------------------------
@@ -152,12 +155,18 @@ class AskPolicy:
             self.counters["asked"] += 1
         return out
 
-    def resolve(self, gid: int, now: float, answered: bool = True) -> Group | None:
-        """A question is answered (its centre is remembered for ``recent_s``) or dropped."""
+    def resolve(self, gid: int, now: float, label: int | None = None) -> Group | None:
+        """A question is answered with class ``label`` (its centre and class are remembered for
+        ``recent_s``), or dropped (``label`` None)."""
         g = self.groups.pop(int(gid), None)
-        if g is not None and answered and self.recent_s > 0:
-            self.recent.append((float(now), g.centre.copy()))
+        if g is not None and label is not None and self.recent_s > 0:
+            self.recent.append((float(now), g.centre.copy(), int(label), g.gid))
         return g
+
+    def forget_answer(self, gid: int, label: int | None = None) -> None:
+        """An answer was changed (``label``) or withdrawn (None): alike samples follow the change."""
+        self.recent = [(t, c, (int(label) if label is not None else lab), g) if g == gid else (t, c, lab, g)
+                       for t, c, lab, g in self.recent if not (g == gid and label is None)]
 
     def expire(self, now: float, ttl_s: float) -> list[Group]:
         """Groups (forming or asked) older than ``ttl_s``: removed and returned."""
@@ -170,7 +179,8 @@ class AskPolicy:
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able meta, arrays) of the groups, budget and recent answers."""
         meta: dict[str, Any] = {"next_gid": self.next_gid, "asked_at": self.asked_at, "counters": self.counters,
-                                "recent_t": [t for t, _ in self.recent], "groups": []}
+                                "recent_t": [r[0] for r in self.recent], "recent_label": [r[2] for r in self.recent],
+                                "recent_gid": [r[3] for r in self.recent], "groups": []}
         arrays: dict[str, np.ndarray] = {}
         for g in self.groups.values():
             meta["groups"].append({"gid": g.gid, "keys": g.keys, "novelty_sum": g.novelty_sum, "created": g.created,
@@ -178,7 +188,7 @@ class AskPolicy:
             arrays[f"group{g.gid}"] = np.stack(g.samples).astype(np.float32)
             arrays[f"centre{g.gid}"] = g.centre
         if self.recent:
-            arrays["recent"] = np.stack([c for _, c in self.recent])
+            arrays["recent"] = np.stack([r[1] for r in self.recent])
         return meta, arrays
 
     def load(self, meta: dict[str, Any], arrays: dict[str, Any], n_features: int) -> None:
@@ -199,7 +209,9 @@ class AskPolicy:
                                     None if m["asked"] is None else float(m["asked"]), int(m["seen"]))
             recent_t = [float(t) for t in meta.get("recent_t", [])]
             rc = np.asarray(arrays["recent"], np.float64) if recent_t else np.zeros((0, n_features))
-            if rc.shape != (len(recent_t), n_features):
+            recent_label = [int(c) for c in meta.get("recent_label", [])]
+            recent_gid = [int(c) for c in meta.get("recent_gid", [])]
+            if rc.shape != (len(recent_t), n_features) or not len(recent_label) == len(recent_gid) == len(recent_t):
                 raise StateError("state: recent answered groups do not match their times")
             next_gid = max([int(meta.get("next_gid", 1))] + [g + 1 for g in groups])
             asked_at = [float(t) for t in meta.get("asked_at", [])]
@@ -209,4 +221,4 @@ class AskPolicy:
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"state: question groups are malformed ({type(exc).__name__}: {exc})") from None
         self.groups, self.next_gid, self.asked_at, self.counters = groups, next_gid, asked_at, counters
-        self.recent = list(zip(recent_t, list(rc)))
+        self.recent = list(zip(recent_t, list(rc), recent_label, recent_gid))

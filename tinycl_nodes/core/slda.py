@@ -113,6 +113,32 @@ class StreamingLDA(Head):
         if self._stale >= self.refresh_every or self._W.shape[0] != self.means.shape[0]:
             self._refresh()
 
+    can_unlearn = True
+
+    def _unlearn(self, x: np.ndarray, idx: int) -> None:
+        """Class mean and count exactly as without ``x``; the shared scatter downdated by the same
+        rank-1 term with the current weight (exact for the latest sample, O(1/N) off for an old one:
+        the public update weights a sample by the number seen before it)."""
+        self._flush_scatter()
+        n_c = int(self.counts[idx])
+        mu = self.means[idx]
+        mu_before = (mu * n_c - x) / (n_c - 1)
+        d = x - mu_before
+        n = self.n_updates - 1
+        self.scatter -= np.outer(d, d) * (n / (n + 1.0))
+        mu[:] = mu_before
+        self.counts[idx] = n_c - 1
+        self.n_updates = n
+        self._refresh()
+
+    def _class_rows(self) -> tuple[str, ...]:
+        return ("means", "counts")
+
+    def _drop_class(self, idx: int) -> None:
+        super()._drop_class(idx)
+        self.n_updates -= 1        # the class's first sample added no scatter, only a count
+        self._refresh()
+
     def _shrunk(self) -> np.ndarray:
         """``(1 − ε)Σ + εI`` as a new array."""
         self._flush_scatter()

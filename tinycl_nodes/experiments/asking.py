@@ -64,7 +64,7 @@ def new_policy(radius: float, metric: str, max_per_hour: int, min_size: int = 3,
 
 
 def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0, answer_delay_s: float = 20.0,
-               ttl_s: float = 600.0) -> dict:
+               ttl_s: float = 600.0, join_recent: bool = True) -> dict:
     """One pass of the labeler loop; returns questions, samples learned from answers, final accuracy."""
     rce.load_state_dict(s.base)
     waiting: list[tuple[float, int, int]] = []      # (answer time, gid, class the person sees)
@@ -73,7 +73,7 @@ def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0
         now = i * period_s
         for t, gid, label in [w for w in waiting if w[0] <= now]:
             waiting.remove((t, gid, label))
-            g = policy.resolve(gid, now)
+            g = policy.resolve(gid, now, label)
             if g is None:
                 continue
             for k, xs in zip(g.keys, g.samples):
@@ -83,7 +83,11 @@ def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0
         policy.expire(now, ttl_s)
         dec = rce.decide_valid(x)
         if dec.wants_label:
-            policy.offer(x, dec.novelty, now, key=i)
+            how, g = policy.offer(x, dec.novelty, now, key=i)
+            if how == "recent" and join_recent and g is not None:   # alike to what was just answered
+                rce.learn_valid(x, g.extra["label"])
+                learned += 1
+                wrong += int(c != g.extra["label"])
         for g in policy.due(now):
             asked += 1
             waiting.append((now + answer_delay_s, g.gid, int(s.y[g.keys[0]])))

@@ -43,6 +43,7 @@ from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, history_i
 
 COOKIE = "tinycl_phone"
 MAX_JSON_DEPTH = 32
+DEVICE = web.RequestKey("device", str)
 MAX_WS_TEXT = 4096          # an answer is ~100 bytes; more is malformed
 RESEND_AFTER_S = 5.0        # a request answered longer ago than this and asked again: the answer is re-sent
 SECURITY_HEADERS = {
@@ -254,7 +255,7 @@ class LabelServer:
             self.log.warning("refused %s %s: cross-origin request from %s", request.method, request.path,
                              origin[:80].encode("ascii", "replace").decode())
             return web.Response(status=403, text="cross-origin request refused", headers=SECURITY_HEADERS)
-        request["device"] = device
+        request[DEVICE] = device
         if pairing:
             cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
             self.log.info("a phone was paired (%s)", cookie.split(".")[0])
@@ -294,7 +295,7 @@ class LabelServer:
         return web.json_response(self._snapshot(), headers=SECURITY_HEADERS)
 
     async def _phones(self, request: web.Request) -> web.Response:
-        return web.json_response({"phones": self.pairing.public(), "this": request.get("device")},
+        return web.json_response({"phones": self.pairing.public(), "this": request.get(DEVICE)},
                                  headers=SECURITY_HEADERS)
 
     async def _revoke(self, request: web.Request) -> web.Response:
@@ -338,7 +339,7 @@ class LabelServer:
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        ws_device[id(ws)] = request.get("device")
+        ws_device[id(ws)] = request.get(DEVICE)
         self.clients.add(ws)
         peer = request.remote
         try:

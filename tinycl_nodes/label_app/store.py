@@ -108,6 +108,9 @@ class RequestStore:
         self.history: deque[Answer] = deque(maxlen=history_size)
         self.answered: OrderedDict[str, Answer] = OrderedDict()
         self.expired: OrderedDict[str, float] = OrderedDict()
+        # what the robot knows: class id -> {"name", "count", "last_s", "examples": [request ids]}
+        self.classes: dict[int, dict[str, Any]] = {}
+        self.predictions: deque[dict[str, Any]] = deque(maxlen=10)
         self.dirty = False
 
     # requests ------------------------------------------------------------------------------------
@@ -187,6 +190,72 @@ class RequestStore:
         self._remember(self.answered, answer.request_id, answer)
         self.dirty = True
 
+    def skip(self, request_id: str) -> None:
+        """'Skip' / 'not sure': the request leaves the page (the labeler is told to drop it)."""
+        self.pending.pop(request_id, None)
+        self._remember(self.expired, request_id, time.time())
+        self.dirty = True
+
+    def check_correction(self, old: Answer, class_id: Any, new_class_name: Any, answered_by: str) -> Answer | None:
+        """The corrected answer (None: withdraw), checked against the classes the request offered."""
+        if class_id is None and new_class_name in (None, ""):
+            return None
+        if new_class_name not in (None, ""):
+            name = clean_name(new_class_name)
+            known = [c for c, info in self.classes.items() if normalise_name(info["name"]) == normalise_name(name)]
+            if known:
+                return Answer(old.request_id, known[0], "", self.classes[known[0]]["name"], answered_by)
+            return Answer(old.request_id, NEW_CLASS, name, name, answered_by)
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.classes:
+            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
+        return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
+
+    def correct(self, old: Answer, new: Answer | None) -> None:
+        """Record a change (``new``) or a withdrawal (None) of ``old`` in the history."""
+        if new is None:
+            old.status, old.message = "withdrawn", ""
+        else:
+            old.class_id, old.new_class_name, old.class_name = new.class_id, new.new_class_name, new.class_name
+            old.status, old.message = "sent", ""
+        self.dirty = True
+
+    def apply_status(self, status: dict[str, Any]) -> Answer | None:
+        """The labeler's ``label_status`` for an answer: learned (with the class id it got) or refused."""
+        a = self.answered.get(str(status.get("request_id", "")))
+        what = status.get("status")
+        if a is None or what not in ("learned", "refused", "withdrawn"):
+            return None
+        a.status, a.message = str(what), str(status.get("message", ""))[:200]
+        if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:
+            a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
+            info = self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0,
+                                                         "examples": []})
+            if a.png is not None and a.request_id not in info["examples"]:
+                info["examples"] = ([a.request_id] + info["examples"])[:3]
+        self.dirty = True
+        return a
+
+    def observe(self, class_id: int, name: str, now: float) -> None:
+        """A labelled sample on the bus: the class's count and last-seen time."""
+        info = self.classes.setdefault(int(class_id), {"name": name or str(class_id), "count": 0, "last_s": 0.0,
+                                                       "examples": []})
+        if name:
+            info["name"] = name
+        info["count"] += 1
+        info["last_s"] = now
+
+    def observe_prediction(self, sample_id: int, class_id: int, name: str, confidence: float, now: float) -> None:
+        self.predictions.appendleft({"sample_id": sample_id, "class_id": class_id,
+                                     "class_name": name or self.classes.get(class_id, {}).get("name", ""),
+                                     "confidence": round(float(confidence), 3), "at_s": now})
+
+    def classes_view(self) -> dict[str, Any]:
+        return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": i["last_s"],
+                             "examples": [f"image?id={quote(r, safe='')}" for r in i["examples"]
+                                          if r in self.answered and self.answered[r].png]}
+                            for c, i in sorted(self.classes.items())],
+                "predictions": list(self.predictions)}
+
     # page ----------------------------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:
         return {"type": "snapshot", "pending": [p.public(now) for p in self.pending.values()],
@@ -198,6 +267,7 @@ class RequestStore:
                 "pending": [p.to_json() for p in self.pending.values()],
                 "history": [a.to_json() for a in self.history],
                 "answered": [a.request_id for a in self.answered.values()],
+                "classes": {str(k): v for k, v in self.classes.items()},
                 "expired": list(self.expired.items())}
 
     def save(self, path: Path) -> None:
@@ -219,12 +289,16 @@ class RequestStore:
             by_id = {a.request_id: a for a in history}
             answered = [by_id.get(str(r)) or Answer(str(r), NEW_CLASS) for r in doc["answered"]]
             expired = [(str(k), float(v)) for k, v in doc["expired"]]
+            classes = {int(k): {"name": str(v["name"]), "count": int(v["count"]), "last_s": float(v["last_s"]),
+                                "examples": [str(r) for r in v["examples"]][:3]}
+                       for k, v in dict(doc.get("classes") or {}).items()}
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
             path.rename(aside)
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
             return 0
+        self.classes = classes
         for p in pending:
             self.pending[p.request_id] = p
         self.history.extend(history)

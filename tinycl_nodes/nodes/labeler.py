@@ -44,7 +44,10 @@ from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
-from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
+from ..core.asking import AskPolicy
+from ..core.undo import ReplayUndo
+from .label_requests import (NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pending, Resolution, check_class_name,
+                             render_plot)
 from .learner import global_snapshot
 from .messages import features_of, image_pixels, stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
@@ -79,9 +82,26 @@ class LabelerParams(NodeParams):
     max_requests_per_hour: int = Field(60, ge=0, description="the budget of questions (sliding hour); 0: never "
                                                              "ask")
     max_pending: int = Field(50, ge=1, le=1000, description="requests waiting at once")
-    dedupe_distance: float = Field(0.0, ge=0, description="a sample this close to a pending one joins it "
-                                                          "(0: only an identical one)")
-    max_joined: int = Field(16, ge=0, le=1000, description="duplicates kept per request (learned with it)")
+    ask_policy: Literal["grouped", "each"] = Field(
+        "grouped", description="grouped: alike novel samples form a group, asked about once (the answer labels them "
+                               "all), most informative first; each: ask about every novel sample at once (the old "
+                               "policy)")
+    dedupe_distance: float = Field(0.0, ge=0, description="grouped: radius of a question group (0: rce_r_max x "
+                                                          "group_radius_factor); each: a sample this close to a "
+                                                          "pending one joins it")
+    group_radius_factor: float = Field(0.75, gt=0, le=4, description="grouped, dedupe_distance 0: the group radius "
+                                                                     "as a fraction of rce_r_max (chosen on "
+                                                                     "validation: experiment asking)")
+    min_group: int = Field(3, ge=1, le=1000, description="grouped: samples a group needs before it is asked about")
+    group_wait_s: float = Field(300.0, ge=0, description="grouped: a smaller group is dropped unasked after this "
+                                                         "many seconds (a one-off)")
+    max_open: int = Field(3, ge=1, le=1000, description="grouped: questions waiting for an answer at once")
+    recent_s: float = Field(600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
+                                                     "learned with that answer, not asked about again")
+    max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
+                                                           "(learned with the answer)")
+    undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
+                                                                 "withdrawn answer can still be taken out of")
     picture_size: tuple[int, int] = Field((160, 90), description="width, height of the plot of an IMU window "
                                                                  "(or of the features) in pixels")
 
@@ -184,6 +204,16 @@ class Labeler(Node):
 
 
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
+MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
+
+
+def ask_policy(p: LabelerParams) -> AskPolicy | None:
+    """The question policy of the parameters (None: the old one, LabelRequests' default)."""
+    if p.ask_policy == "each":
+        return None
+    radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
+    return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
+                     max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s)
 MAX_PICTURE_BYTES = 1 << 20
 
 
@@ -197,9 +227,13 @@ class RceLabeler(Labeler):
         self.rce = TinyRCE(self.n_features, memory_bytes=params.rce_memory_bytes, r_max=params.rce_r_max,
                            grow_margin=params.rce_grow_margin, metric=params.rce_metric, extractor_hash=self.hash)
         self.requests = LabelRequests(params.request_ttl_s, params.max_requests_per_hour, params.dedupe_distance,
-                                      params.max_pending, params.max_joined, params.rce_metric)
+                                      params.max_pending, params.max_joined, params.rce_metric,
+                                      policy=ask_policy(params))
+        self.undo = ReplayUndo(self.rce, params.undo_samples)
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         self.state = StateFile(state_dir(params.state_dir, bus.namespace), "labeler", self.log)
         self._restore_rce()
+        self.undo.reset()
         self.requests.set_names(params.class_names)
         self._since_save, self._dirty = 0, False
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
@@ -211,6 +245,7 @@ class RceLabeler(Labeler):
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
         self.request_pub = bus.create_publisher("label_request", self.LabelRequest, "reliable")
         self.status_pub = bus.create_publisher("label_status", self.String, "reliable")
+        self.unlearn_pub = bus.create_publisher("unlearn", self.LabeledFeatures, "reliable")
         self.downstream = [self.pub]
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
@@ -218,6 +253,7 @@ class RceLabeler(Labeler):
         bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, "sensor_data")
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
+        bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
         bus.create_timer(1.0, self._tick)
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
@@ -228,7 +264,10 @@ class RceLabeler(Labeler):
             return
         self.rce.load_state_dict(saved["rce"])
         if "requests" in saved:
-            self.requests.load_state_dict(saved["requests"], self.n_features)
+            try:
+                self.requests.load_state_dict(saved["requests"], self.n_features)
+            except TinyclError as exc:
+                self.log.error("pending label requests not restored (%s): the robot will ask again", exc)
         self.log.info("restored state from %s", self.state.path)
 
     # --- samples ------------------------------------------------------------------------------
@@ -247,7 +286,7 @@ class RceLabeler(Labeler):
         x = features_of(msg, self.n_features, self.hash)
         if msg.labelled and msg.true_label >= 0:
             label = int(msg.true_label)
-            self.rce.learn_valid(x, label)
+            self.undo.learn(x, label)
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
             self._count()
             return
@@ -256,32 +295,54 @@ class RceLabeler(Labeler):
             self._publish(msg, int(dec.label), float(max(0.0, 1.0 - dec.novelty)), self.LabeledFeatures.PSEUDO)
             self._count()
             return
-        self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
-        reason = self._reason(dec)
+        now = time.time()
         order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
         candidates = [self.rce.classes[int(i)] for i in order]
-        outcome, req = self.requests.offer(x, time.time(), stamp_ns=stamp_ns(msg.header),
-                                           sample_id=int(msg.sample_id), reason=reason, candidates=candidates)
-        if outcome == "asked" and req is not None:
-            req.picture = self._picture(msg, x)
-            self.log.info("label request %s: %s (sample %d)", req.request_id, reason, msg.sample_id)
-            self._send_request(req)
-            self._save()
+        outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
+                                           reason=self._reason(dec), candidates=candidates, novelty=dec.novelty)
+        if outcome == "recent" and req is not None:      # alike to a group a person just answered
+            label = int(req.extra["label"])              # type: ignore[attr-defined]
+            rid = self._rid_of_group(req.gid)
+            self.undo.learn(x, label, rid)
+            if rid in self._answers:
+                self._answers[rid]["samples"].append((x.copy(), stamp_ns(msg.header)))
+            self._publish(msg, label, 0.9, self.LabeledFeatures.PSEUDO)
+            self._count()
+            return
+        self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
+        if outcome in ("asked", "grouped") and req is not None:
+            req.picture = self._picture(msg, x)          # the sample shown, kept while the group forms
+            self._dirty = True
         elif outcome == "joined" and req is not None:
-            self.log.debug("sample %d joins pending label request %s", msg.sample_id, req.request_id)
+            self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
             self._dirty = True
         else:
             self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
                            msg.sample_id, len(self.requests.asked_at), len(self.requests.pending))
+        self._ask(now)
         self._count()
 
+    def _ask(self, now: float) -> None:
+        for req in self.requests.ready(now):
+            self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
+                          self.requests.group_size(req))
+            self._send_request(req)
+            self._dirty = True
+
+    def _rid_of_group(self, gid: int) -> str:
+        for rid, a in self._answers.items():
+            if a["gid"] == gid:
+                return rid
+        return ""
+
     def _reason(self, dec: Any) -> str:
+        """Why a person is asked, in plain words."""
         if dec.reason == AMBIGUOUS:
             a, b = (self._name(c) for c in dec.candidates[:2])
-            return f"ambiguous between {a} and {b}"
+            return f"This looks like both {a} and {b}"
         if dec.reason == "empty":
-            return "novel: nothing learned yet"
-        return "novel: no prototype covers it"
+            return "I haven't learned anything yet"
+        return "I haven't seen anything like this"
 
     def _name(self, cid: int) -> str:
         return self.requests.names.get(int(cid), str(cid))
@@ -328,12 +389,28 @@ class RceLabeler(Labeler):
         counts = self.rce.sample_counts()
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                       for c in req.candidates if c in self.rce.classes]
+        n = self.requests.group_size(req)
+        reason = req.reason + (f" ({n} alike samples: your answer labels them all)" if n > 1 else "")
+        if not pic:
+            reason += " — no picture could be kept of this sample"
         self.request_pub.publish(self.LabelRequest(header=self._header(int(req.created * 1e9)),
                                                    request_id=req.request_id, picture=picture, candidates=candidates,
-                                                   reason=req.reason, features=self._features_msg(req, 0)))
+                                                   reason=reason, features=self._features_msg(req, 0)))
 
     def on_answer(self, msg: Any) -> None:
         rid = str(msg.request_id)
+        if int(msg.class_id) == NO_CLASS:              # skipped / not sure: nothing is learned
+            try:
+                req = self.requests.skip(rid)
+            except AnswerError as exc:
+                self._status(rid, "refused", message=str(exc))
+                self.log.error("%s", exc)
+                return
+            self._status(rid, "skipped")
+            self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
+                          len(req.samples))
+            self._save()
+            return
         try:
             res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes,
                                              time.time())
@@ -347,8 +424,12 @@ class RceLabeler(Labeler):
     def _learn_answer(self, res: Resolution, by: str) -> None:
         req = res.request
         for x in req.samples:
-            self.rce.learn_valid(x, res.class_id)
-        self.requests.commit(res)
+            self.undo.learn(x, res.class_id, req.request_id)
+        self.requests.commit(res, time.time())
+        self._answers[req.request_id] = {"gid": req.gid, "class_id": res.class_id, "class_name": res.class_name,
+                                         "samples": [(x, s) for x, s in zip(req.samples, req.stamps)]}
+        while len(self._answers) > MAX_UNDOABLE:
+            self._answers.popitem(last=False)
         for i in range(len(req.samples)):
             self.pub.publish(self.LabeledFeatures(header=self._header(), features=self._features_msg(req, i),
                                                   label=res.class_id, confidence=1.0,
@@ -358,6 +439,64 @@ class RceLabeler(Labeler):
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
                       f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
                       len(req.samples))
+
+    def on_correction(self, msg: Any) -> None:
+        """A person changed (class id / new name) or withdrew (NO_CLASS) an answer: the RCE replays
+        without it, the learner is told to unlearn the samples (``unlearn``) and learns the new class."""
+        rid = str(msg.request_id).strip()
+        done = self._answers.get(rid)
+        if done is None:
+            self._status(rid, "refused", message=f"answer to {rid[:64]!r} cannot be changed any more")
+            raise AnswerError(f"correction of label request {rid[:64]!r}: no such recent answer")
+        cid = int(msg.class_id)
+        if cid == NO_CLASS:
+            new_id, new_name = None, ""
+        else:
+            if cid == NEW_CLASS:
+                try:
+                    name = check_class_name(msg.new_class_name)
+                except AnswerError as exc:
+                    self._status(rid, "refused", message=str(exc))
+                    raise
+                known = self.requests.id_of_name(name)
+                new_id = known if known is not None else max(set(self.rce.classes) | set(self.requests.names),
+                                                                 default=-1) + 1
+                new_name = self.requests.names.get(new_id, name)
+            elif cid in self.rce.classes or cid in self.requests.names:
+                new_id, new_name = cid, self._name(cid)
+            else:
+                self._status(rid, "refused", message=f"unknown class id {cid}")
+                raise AnswerError(f"correction of {rid[:64]}: unknown class id {cid}")
+        try:
+            self.undo.relabel(rid, new_id)
+        except InputError as exc:
+            self._status(rid, "refused", message=str(exc))
+            raise
+        old_id = done["class_id"]
+        for x, ns in done["samples"]:
+            self.unlearn_pub.publish(self.LabeledFeatures(
+                header=self._header(), features=self._features_of(x, ns), label=old_id, confidence=1.0,
+                source=self.LabeledFeatures.HUMAN, label_name=done["class_name"]))
+            if new_id is not None:
+                self.pub.publish(self.LabeledFeatures(
+                    header=self._header(), features=self._features_of(x, ns), label=new_id, confidence=1.0,
+                    source=self.LabeledFeatures.HUMAN, label_name=new_name))
+        self.requests.policy.forget_answer(done["gid"], new_id)
+        if new_id is None:
+            del self._answers[rid]
+            self._status(rid, "withdrawn")
+        else:
+            self.requests.names.setdefault(new_id, new_name)
+            done["class_id"], done["class_name"] = new_id, new_name
+            self._status(rid, "learned", new_id, new_name)
+        self._save()
+        self.log.info("answer to %s %s: %d sample(s) taken back from class %d", rid,
+                      "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
+                      len(done["samples"]), old_id)
+
+    def _features_of(self, x: np.ndarray, ns: int) -> Any:
+        return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,
+                             sample_id=0, true_label=-1, labelled=False)
 
     def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
         self.status_pub.publish(self.String(data=json.dumps(
@@ -375,6 +514,7 @@ class RceLabeler(Labeler):
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
+        self._ask(time.time())
         if self._dirty:
             self._save()
 
