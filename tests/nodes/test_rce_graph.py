@@ -71,7 +71,7 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
     try:
         with node("learner", domain, *common, "publish_every:=1") as learner, \
                 node("labeler", domain, *common, f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
-                     "dedupe_distance:=3.0") as labeler:
+                     "ask_policy:=each", "dedupe_distance:=3.0") as labeler:
             assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
             time.sleep(1.0)   # the labeler's reader of labeled (learner) matched: it spins
             for i in range(6):
@@ -84,7 +84,7 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             novel = t.send(2, with_window=True)
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             req = t.requests[0]
-            assert req.reason == "novel: no prototype covers it"
+            assert req.reason == "I haven't seen anything like this"
             assert [(c.id, c.name) for c in req.candidates] in ([(0, "walking"), (1, "seated")],
                                                                   [(1, "seated"), (0, "walking")])
             pic = req.picture
@@ -103,7 +103,7 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             n_labeled = len(t.labeled)
             for args, text in [(("no-such-id", 0), "unknown label request id"),
                                ((req.request_id, 7), "unknown class id 7"),
-                               ((req.request_id, -1, "  "), "new class name is empty"),
+                               ((req.request_id, -1, "  "), "class name is empty"),
                                ((req.request_id, -1, "x" * 65), "at most 64")]:
                 t.answer(*args)
                 line = labeler.wait_for_line(text, 10)
@@ -129,9 +129,61 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
         t.bus.shutdown()
 
 
+def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain, tmp_path):
+    """The grouped policy: three alike novel samples are one question (no request before the group
+    is big enough); one answer labels all three (HUMAN) and the learner predicts the new class; a
+    person withdraws the answer: the labeler replays its RCE without it, the learner unlearns the
+    samples (NCM subtracts exactly): its head loses the class and it predicts a known class again."""
+    t = Probe(domain)
+    corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
+    unlearned, heads = [], []
+    t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
+    t.bus.create_subscription("head", "Head", heads.append, "latched")
+    names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}",
+                     "class_names:={0: walking, 1: seated}", "min_group:=3", "dedupe_distance:=3.0") as labeler:
+            assert t.ready(t.features, t.answers, corrections), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(6):
+                t.send(i % 2, label=i % 2)
+            assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
+            first = t.send(2)
+            t.bus.spin_once(0.5)
+            assert not t.requests                                     # a group of one: not asked yet
+            t.send(2)
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            req = t.requests[0]
+            assert "3 alike samples" in req.reason and t.key(req.features.header) == first
+            t.answer(req.request_id, -1, "jumping")
+            human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
+            assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]
+            assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
+            assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
+            assert spin_until(t.bus, lambda: (2, "jumping") in names(), 10), names()
+            corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
+                                                         class_id=-2, new_class_name="", answered_by="test"))
+            assert spin_until(t.bus, lambda: any(s["status"] == "withdrawn" for s in t.status), 10), \
+                labeler.lines[-10:]
+            assert spin_until(t.bus, lambda: len(unlearned) == 3, 10), labeler.lines[-10:]
+            assert {m.label for m in unlearned} == {2}
+            assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+            again = t.send(2)                     # novel again for the labeler: predicted, not learned
+            assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
+            assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
+            assert len(t.requests) == 1
+            assert learner.proc.poll() is None and labeler.proc.poll() is None
+        assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
+    finally:
+        t.bus.shutdown()
+
+
 def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
     t = Probe(domain)
-    common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}")
+    common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "ask_policy:=each")
     try:
         with node("labeler", domain, *common) as labeler:
             assert t.ready(t.features, t.answers), labeler.lines[-10:]

@@ -60,6 +60,16 @@ class ReplayUndo:
         self.log = log
         return n
 
+    def forget(self, x: np.ndarray, y: int) -> None:
+        """Take back the latest sample equal to ``x`` learned as ``y`` (replayed without it)."""
+        x = np.asarray(x, np.float32)
+        for i in range(len(self.log) - 1, -1, -1):
+            if self.log[i][1] == int(y) and np.array_equal(self.log[i][0], x):
+                self.log[i] = (self.log[i][0], self.log[i][1], "\0forget")
+                self.relabel("\0forget", None)
+                return
+        raise InputError(f"cannot take back a sample of class {y}: not among the {len(self.log)} kept")
+
     def _replace(self, head: Any) -> None:
         """Make ``self.head`` (the object others hold) equal to ``head``."""
         self.head.load_state_dict(head.state_dict())

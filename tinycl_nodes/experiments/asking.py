@@ -171,7 +171,7 @@ def evaluate(streams: list[Stream], factory: Callable[[], TinyRCE], make_policy:
 
 
 GRID_RADIUS = (0.5, 0.75, 1.0)      # × r_max
-GRID_MIN_SIZE = (3, 5, 8)
+GRID_MIN_SIZE = (2, 3, 5)
 
 
 def choose(name: str, data: str | None, budget: int, progress: Callable[[str], None]) -> dict:

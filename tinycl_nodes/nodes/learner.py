@@ -29,6 +29,7 @@ from pydantic import Field
 
 from .. import presets
 from ..core.federated import HeadSnapshot, merge_into_head
+from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from .messages import features_of, head_message, linear_head_of, stamp_ns
@@ -95,6 +96,9 @@ class Learner(Node):
         self.updates_since_publish = 0
         self.latencies: list[int] = []
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
+        # a person's answer changed or withdrawn: exact for heads that can unlearn, else a short replay
+        self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
+        self.track(bus.create_subscription("unlearn", "LabeledFeatures", self.gated(self.on_unlearn), "reliable"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
@@ -117,13 +121,27 @@ class Learner(Node):
                                               class_id=cls, class_name=self.class_names.get(cls, str(cls)),
                                               confidence=conf))
         if label >= 0:
-            self.head.learn_valid(x, label)
+            if self.replay is not None:
+                self.replay.learn(x, label)
+            else:
+                self.head.learn_valid(x, label)
             self.updates_since_publish += 1
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
             self.latencies.append(time.time_ns() - stamp_ns(msg.features.header))
         if self.updates_since_publish >= self.params.publish_every:
             self._maybe_publish()
+
+    def on_unlearn(self, msg: Any) -> None:
+        """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
+        x = features_of(msg.features, self.n_features, self.hash)
+        label = check_label(int(msg.label))
+        if self.replay is not None:
+            self.replay.forget(x, label)
+        else:
+            self.head.unlearn_valid(x, label)
+        self.updates_since_publish += 1
+        self.log.info("one sample of class %d taken back (a changed answer)", label)
 
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
@@ -133,6 +151,8 @@ class Learner(Node):
                            self.global_round)
             return
         res = merge_into_head(self.head, snap, self.params.global_policy, self.class_names)
+        if self.replay is not None:
+            self.replay.reset()            # learned before the merge: no longer taken back by replay
         self.global_round = snap.version
         for reason in res.skipped:
             self.log.warning("global head round %d: %s", snap.version, reason)
