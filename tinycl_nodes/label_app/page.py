@@ -24,10 +24,10 @@ PAGE = r"""<!doctype html>
 <link rel="apple-touch-icon" href="/icon-192.png">
 <title>tinycl · label requests</title>
 <style>
-:root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#15803d; --accent-ink:#fff;
+:root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#166534; --accent-ink:#fff;
         --line:#8a9184; --err:#b91c1c; --new:#1d4ed8; }
 @media (prefers-color-scheme: dark) {
-  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#343a2e; --accent:#22a355; }
+  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d; }
 }
 * { box-sizing: border-box; }
 html, body { margin:0; background:var(--bg); color:var(--ink);
@@ -56,7 +56,7 @@ button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5
   touch-action:manipulation; }
 button:disabled { cursor:default; }
 .cls { background:var(--accent); color:var(--accent-ink); font-weight:650; font-size:1.05rem; }
-.cls small { display:block; font-weight:400; font-size:.75rem; opacity:.85; }
+.cls small { display:block; font-weight:400; font-size:.8rem; }
 .cls:active { filter:brightness(.9); }
 form.new { display:flex; gap:.5rem; }
 form.new input { flex:1; min-width:0; font:inherit; font-size:1rem; min-height:56px; padding:0 .8rem; border-radius:12px;

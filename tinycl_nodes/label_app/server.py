@@ -467,6 +467,7 @@ class LabelServer:
         a = self.store.apply_status(status)
         if a is not None:
             self._spawn(self._broadcast({"type": "answered", "item": history_item(a)}))
+            self.on_classes_changed()           # a learned answer is the class's example picture
             self.store.dirty = True
 
     def on_classes_changed(self) -> None:
