@@ -462,3 +462,53 @@ def test_qr_code_decodes_in_light_and_dark_terminals():
         assert detector.detectAndDecode(img)[0] == url, name
     inverted = render(qr_text(url, colour=False), 255, 0)          # the old way, in a dark terminal
     assert detector.detectAndDecode(inverted)[0] != url
+
+
+def test_beyond_localhost_it_serves_https_with_a_certificate_made_once(tmp_path):
+    """Bound to a non-loopback address (here 0.0.0.0 inside the test's network) the node makes a
+    certificate at first start (key 0600), serves HTTPS, its cookie is Secure, the fingerprint is
+    kept for `tinycl pair`; a restart reuses the same certificate. 127.0.0.1 stays plain HTTP."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.label_app.tls import fingerprint
+    from tinycl_nodes.nodes.label_app import LabelApp, LabelAppParams
+
+    def run(host: str):
+        bus = create_bus("label_app", backend="local")
+        app = LabelApp(bus, LabelAppParams(host=host, port=0, state_dir=str(tmp_path), qr=False))
+        return bus, app
+
+    bus, app = run("0.0.0.0")
+    try:
+        crt, key = tmp_path / "label_app.crt", tmp_path / "label_app.key"
+        assert app.url.startswith("https://") and key.stat().st_mode & 0o777 == 0o600
+        fp = fingerprint(crt.read_bytes())
+        assert json.loads((tmp_path / "pairing.json").read_text())["info"]["fingerprint"] == fp
+        ctx = ssl.create_default_context(cafile=str(crt))
+        ctx.check_hostname = False                     # the certificate names this host and 0.0.0.0, not 127.0.0.1
+
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                url = f"https://127.0.0.1:{app.server.port}/?token={app.pairing.token}"
+                async with s.get(url, ssl=ctx, allow_redirects=False) as r:
+                    assert r.status == 303
+                    cookie = r.headers["Set-Cookie"]
+                    assert "Secure" in cookie and "HttpOnly" in cookie and app.pairing.token not in cookie
+                with pytest.raises((aiohttp.ClientError, ConnectionError)):   # plain HTTP gets nothing
+                    async with s.get(f"http://127.0.0.1:{app.server.port}/", timeout=aiohttp.ClientTimeout(total=5)):
+                        pass
+        _run(go())
+    finally:
+        app.close()
+        bus.shutdown()
+    bus, app = run("0.0.0.0")                          # restart: the same certificate
+    try:
+        assert fingerprint(crt.read_bytes()) == fp and app.url.startswith("https://")
+    finally:
+        app.close()
+        bus.shutdown()
+    bus, app = run("127.0.0.1")
+    try:
+        assert app.url.startswith("http://127.0.0.1:")
+    finally:
+        app.close()
+        bus.shutdown()
