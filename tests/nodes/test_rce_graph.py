@@ -88,9 +88,9 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             assert [(c.id, c.name) for c in req.candidates] in ([(0, "walking"), (1, "seated")],
                                                                   [(1, "seated"), (0, "walking")])
             pic = req.picture
-            assert (pic.width, pic.height, pic.encoding, pic.step) == (160, 90, "rgb8", 480)
+            assert (pic.width, pic.height, pic.encoding, pic.step) == (320, 200, "rgb8", 960)
             px = np.frombuffer(bytes(pic.data), np.uint8)
-            assert px.size == 160 * 90 * 3 and px.min() < 128 < px.max()          # something is drawn
+            assert px.size == 320 * 200 * 3 and px.min() < 128 < px.max()          # something is drawn
             assert t.key(req.features.header) == novel and len(req.features.data) == 64
             assert spin_until(t.bus, lambda: novel in t.preds, 10)               # predicted, not learned
             dup = t.send(2)                                  # the same thing again: joins the request
@@ -189,16 +189,22 @@ def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
             assert t.ready(t.features, t.answers), labeler.lines[-10:]
             for i in range(4):
                 t.send(i % 2, label=i % 2)
-            t.send(2)
+            t.send(2, with_window=True)
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            t.send(2)                                 # no raw window ever comes: the request says so
+            other = lambda: [r for r in t.requests if r.request_id != t.requests[0].request_id]  # noqa: E731
+            assert spin_until(t.bus, lambda: other(), 15), labeler.lines[-10:]
+            assert other()[0].picture.width == 0 and "no picture could be kept" in other()[0].reason
         assert labeler.proc.returncode == 0
         rid = t.requests[0].request_id
         t.requests.clear()
         with node("labeler", domain, *common) as again:
-            again.wait_for_line("1 pending label requests")
+            again.wait_for_line("2 pending label requests")
             # a new reader of label_request (here: after the restart) gets the pending ones again
-            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), again.lines[-10:]
-            assert t.requests[0].request_id == rid and t.requests[0].picture.encoding == "rgb8"
+            back = {}
+            assert spin_until(t.bus, lambda: len(back.update({r.request_id: r for r in t.requests}) or back) == 2,
+                              15), again.lines[-10:]
+            assert back[rid].picture.encoding == "rgb8" and back[rid].picture.width == 320
         with node("labeler", domain, *common, "request_ttl_s:=1.0") as late:
             assert spin_until(t.bus, lambda: any(s["status"] == "expired" and s["request_id"] == rid
                                                  for s in t.status), 15), late.lines[-10:]

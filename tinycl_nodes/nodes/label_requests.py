@@ -307,31 +307,40 @@ class LabelRequests:
         self.names, self.closed, self.counters = names, closed, counters
 
 
-def render_plot(series: np.ndarray, width: int = 160, height: int = 90, bars: bool = False) -> np.ndarray:
-    """A small picture of a signal window for a person: ``series`` (channels, samples) → (height, width, 3) uint8.
+UNITS = {"a": "m/s²", "g": "rad/s"}       # accelerometer / gyroscope channels by their first letter
+
+
+def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz: float = 0.0,
+                names: list[str] | None = None) -> np.ndarray:
+    """A signal window as a person can read it: ``series`` (channels, samples) → (height, width, 3) uint8.
 
     Channels are drawn in groups of three (e.g. accelerometer above gyroscope), each group on its
-    own axis so one sensor's scale does not flatten the other; ``bars`` draws one bar per value
-    (a feature vector when no raw sample is at hand). Rendered by matplotlib's Agg canvas.
+    own axis with its unit (m/s² for ``a*`` channels, rad/s for ``g*``) and a legend, over time in
+    seconds (``rate_hz``; sample index without it). Rendered by matplotlib's Agg canvas.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     series = np.atleast_2d(np.asarray(series, np.float64))
     series = np.where(np.isfinite(series), series, 0.0)
+    names = list(names or [])[:series.shape[0]]
+    names += [f"ch{i}" for i in range(len(names), series.shape[0])]
+    t = np.arange(series.shape[1]) / rate_hz if rate_hz > 0 else np.arange(series.shape[1])
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
     canvas = FigureCanvasAgg(fig)
-    groups = [series[i:i + 3] for i in range(0, series.shape[0], 3)] if not bars else [series[:1]]
+    groups = list(range(0, series.shape[0], 3))
+    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
     colors = ("#d62728", "#2ca02c", "#1f77b4")
-    for g, block in enumerate(groups):
-        ax = fig.add_axes((0.0, 1.0 - (g + 1) / len(groups), 1.0, 1.0 / len(groups)))
-        ax.set_axis_off()
-        if bars:
-            ax.bar(np.arange(block.shape[1]), block[0], width=0.8, color="#1f77b4")
-        else:
-            for c, row in enumerate(block):
-                ax.plot(row, lw=0.8, color=colors[c % 3])
-        ax.margins(x=0, y=0.08)
+    for ax, g in zip(axes, groups):
+        for c in range(g, min(g + 3, series.shape[0])):
+            ax.plot(t, series[c], lw=0.9, color=colors[(c - g) % 3], label=names[c])
+        unit = UNITS.get(names[g][:1].lower(), "")
+        ax.set_ylabel(unit, fontsize=6)
+        ax.tick_params(labelsize=5, length=2, pad=1)
+        ax.legend(fontsize=5, loc="upper right", ncol=3, frameon=False, handlelength=1)
+        ax.margins(x=0)
+    axes[-1].set_xlabel("time (s)" if rate_hz > 0 else "sample", fontsize=6)
+    fig.subplots_adjust(left=0.13, right=0.99, top=0.98, bottom=0.15, hspace=0.15)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[:height, :width, :3])

@@ -50,7 +50,7 @@ from .label_requests import (NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pe
                              render_plot)
 from .learner import global_snapshot
 from .messages import features_of, image_pixels, stamp_ns
-from .runner import Node, NodeParams, run_node, state_dir
+from .runner import ImageQos, Node, NodeParams, run_node, state_dir
 from .state_file import StateFile
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
@@ -102,8 +102,9 @@ class LabelerParams(NodeParams):
                                                            "(learned with the answer)")
     undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
                                                                  "withdrawn answer can still be taken out of")
-    picture_size: tuple[int, int] = Field((160, 90), description="width, height of the plot of an IMU window "
-                                                                 "(or of the features) in pixels")
+    picture_size: tuple[int, int] = Field((320, 200), description="width, height of the plot of an IMU window "
+                                                                  "(time series with axes and units) in pixels")
+    image_qos: ImageQos = "sensor_data"
 
 
 class Labeler(Node):
@@ -237,6 +238,7 @@ class RceLabeler(Labeler):
         self.requests.set_names(params.class_names)
         self._since_save, self._dirty = 0, False
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
+        self._awaiting: dict[int, Pending] = {}         # requests whose picture has not arrived yet
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
         self.Features, self.ClassInfo = bus.msg("Features"), bus.msg("ClassInfo")
@@ -249,8 +251,8 @@ class RceLabeler(Labeler):
         self.downstream = [self.pub]
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
-        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, "sensor_data")
-        bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, "sensor_data")
+        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
+        bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
         bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
@@ -278,9 +280,15 @@ class RceLabeler(Labeler):
         self._remember(msg.header, "imu", msg)
 
     def _remember(self, header: Any, kind: str, msg: Any) -> None:
-        self._raw[stamp_ns(header)] = (kind, msg)
+        ns = stamp_ns(header)
+        self._raw[ns] = (kind, msg)
         while len(self._raw) > RAW_CACHE:
             self._raw.popitem(last=False)
+        req = self._awaiting.pop(ns, None)
+        if req is not None and not req.picture:
+            req.picture = self._picture(ns)
+            if req.picture and req.request_id in self.requests.pending:
+                self._send_request(req)                  # asked already: send it again with its picture
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash)
@@ -311,7 +319,9 @@ class RceLabeler(Labeler):
             return
         self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
         if outcome in ("asked", "grouped") and req is not None:
-            req.picture = self._picture(msg, x)          # the sample shown, kept while the group forms
+            req.picture = self._picture(stamp_ns(msg.header))   # the sample shown, kept while the group forms
+            if not req.picture:
+                self._awaiting[req.stamp_ns] = req               # its image may still be on the way
             self._dirty = True
         elif outcome == "joined" and req is not None:
             self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
@@ -347,28 +357,30 @@ class RceLabeler(Labeler):
     def _name(self, cid: int) -> str:
         return self.requests.names.get(int(cid), str(cid))
 
-    def _picture(self, features: Any, x: np.ndarray) -> dict[str, Any]:
-        """The sample as a person can see it: the camera image, a plot of the IMU window, or of the features."""
-        w, h = self.params.picture_size
-        kind, raw = self._raw.get(stamp_ns(features.header), (None, None))
+    def _picture(self, stamp: int) -> dict[str, Any]:
+        """The sample as a person can see it: the camera image, or the IMU window plotted over time
+        with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
+        kind, raw = self._raw.get(stamp, (None, None))
         try:
             if kind == "image":
                 image_pixels(raw, (raw.height, raw.width))           # validates sizes and encoding
                 data = np.frombuffer(bytes(raw.data), np.uint8)
-                if data.size <= MAX_PICTURE_BYTES:
-                    return {"height": int(raw.height), "width": int(raw.width), "encoding": raw.encoding,
-                            "step": int(raw.step), "data": data.copy()}
-            elif kind == "imu":
+                if data.size > MAX_PICTURE_BYTES:
+                    raise InputError(f"image of {data.size} bytes is over {MAX_PICTURE_BYTES}")
+                return {"height": int(raw.height), "width": int(raw.width), "encoding": raw.encoding,
+                        "step": int(raw.step), "data": data.copy()}
+            if kind == "imu":
+                w, h = self.params.picture_size
                 n_ch = int(raw.n_channels)
                 values = np.asarray(raw.data, np.float32)
                 if n_ch < 1 or values.size % n_ch:
                     raise InputError(f"imu window of {values.size} values is not samples x {n_ch} channels")
-                rgb = render_plot(values.reshape(-1, n_ch).T, w, h)
+                rgb = render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
+                                  names=[str(c) for c in raw.channel_names])
                 return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
         except TinyclError as exc:
-            self.log.warning("cannot draw the raw sample (%s): showing its features", exc)
-        rgb = render_plot(x[None, :], w, h, bars=True)
-        return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
+            self.log.warning("cannot keep the picture of sample %d (%s): the request says so", stamp, exc)
+        return {}
 
     # --- requests and answers -----------------------------------------------------------------
     def _header(self, ns: int | None = None, frame: str = "") -> Any:
