@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.errors import InputError
-from ..core.names import MAX_NAME_CHARS as MAX_NAME
 from ..core.names import check_class_name, normalise_name
 from ..storage import write_atomic
 
@@ -33,8 +31,25 @@ class AnswerError(ValueError):
     """An answer that cannot be sent: the message is shown on the page as is."""
 
 
+class PngJson:
+    """JSON of a dataclass with a ``png`` field (bytes as base64): one format for requests and answers."""
+
+    png: bytes | None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["png"] = base64.b64encode(self.png).decode() if self.png else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Any:
+        d = dict(d)
+        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
+        return cls(**d)
+
+
 @dataclass
-class Pending:
+class Pending(PngJson):
     request_id: str
     reason: str
     candidates: list[dict[str, Any]]            # {"id", "name", "sample_count"}, most likely first
@@ -51,20 +66,9 @@ class Pending:
                 "width": self.width, "height": self.height, "received_s": self.received_s,
                 "expires_in_s": max(0.0, self.expires_s - now)}
 
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["png"] = base64.b64encode(self.png).decode() if self.png else None
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Pending:
-        d = dict(d)
-        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
-        return cls(**d)
-
 
 @dataclass
-class Answer:
+class Answer(PngJson):
     request_id: str
     class_id: int                  # an existing class id, or NEW_CLASS with new_class_name
     new_class_name: str = ""
@@ -75,17 +79,6 @@ class Answer:
     message: str = ""              # the labeler's reason for a refusal
     png: bytes | None = None       # the picture that was answered (the history's thumbnail)
     reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["png"] = base64.b64encode(self.png).decode() if self.png else None
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Answer:
-        d = dict(d)
-        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
-        return cls(**d)
 
 
 def clean_name(name: Any) -> str:

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import ssl
-import sys
 import time
 from pathlib import Path
 from typing import Any
