@@ -206,6 +206,7 @@ class Labeler(Node):
 
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
+MAX_PICTURE_BYTES = 1 << 20
 
 
 def ask_policy(p: LabelerParams) -> AskPolicy | None:
@@ -215,7 +216,6 @@ def ask_policy(p: LabelerParams) -> AskPolicy | None:
     radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
     return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
                      max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s)
-MAX_PICTURE_BYTES = 1 << 20
 
 
 class RceLabeler(Labeler):
@@ -322,6 +322,8 @@ class RceLabeler(Labeler):
             req.picture = self._picture(stamp_ns(msg.header))   # the sample shown, kept while the group forms
             if not req.picture:
                 self._awaiting[req.stamp_ns] = req               # its image may still be on the way
+                while len(self._awaiting) > RAW_CACHE:           # never came: the request says so
+                    self._awaiting.pop(next(iter(self._awaiting)))
             self._dirty = True
         elif outcome == "joined" and req is not None:
             self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
