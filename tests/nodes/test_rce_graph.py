@@ -133,9 +133,11 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
     """The grouped policy: three alike novel samples are one question (no request before the group
     is big enough); one answer labels all three (HUMAN) and the learner predicts the new class; a
     person withdraws the answer: the labeler replays its RCE without it, the learner unlearns the
-    samples (NCM subtracts exactly): its head loses the class and it predicts a known class again."""
+    samples (NCM subtracts exactly): its head loses the class and it predicts a known class again.
+    A class renamed by a person (rename_class) is predicted under its new name."""
     t = Probe(domain)
     corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
+    renames = t.bus.create_publisher("rename_class", "ClassInfo", "reliable")
     unlearned, heads = [], []
     t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
     t.bus.create_subscription("head", "Head", heads.append, "latched")
@@ -145,7 +147,7 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
         with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
                 node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}",
                      "class_names:={0: walking, 1: seated}", "min_group:=3", "dedupe_distance:=3.0") as labeler:
-            assert t.ready(t.features, t.answers, corrections), labeler.lines[-10:]
+            assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]
             time.sleep(1.0)
             for i in range(6):
                 t.send(i % 2, label=i % 2)
@@ -175,6 +177,16 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
             assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
             assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
             assert len(t.requests) == 1
+            # a person renames a class: the labeler checks the name (one rule) and the learner follows
+            ClassInfo = t.bus.msg("ClassInfo")
+            renames.publish(ClassInfo(id=0, name="seated", sample_count=0))   # taken by class 1: refused
+            assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
+            renames.publish(ClassInfo(id=0, name="  strolling ", sample_count=0))
+            labeler.wait_for_line("class 0 renamed 'strolling'", 10)
+            time.sleep(0.5)
+            walk = t.send(0)
+            assert spin_until(t.bus, lambda: walk in t.preds, 10), learner.lines[-10:]
+            assert t.preds[walk].class_name == "strolling"
             assert learner.proc.poll() is None and labeler.proc.poll() is None
         assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
     finally:

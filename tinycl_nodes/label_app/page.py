@@ -162,7 +162,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     document.title = (n ? "(" + n + ") " : "") + "tinycl · label requests";
     const off = !online();
     $("#offline").hidden = !off || stopped;
-    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button"))
+    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button"))
       b.disabled = off || (b.closest(".card") && b.closest(".card").classList.contains("busy"));
   }
   function left(ms) {
@@ -280,8 +280,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const c of m.classes) {
       const ex = el("div", {class: "ex"});
       for (const src of c.examples) ex.append(el("img", {class: "thumb", src, alt: "an example of " + c.name}));
+      const rename = el("button", {type: "button", class: "rename", text: "Rename"});
+      rename.setAttribute("aria-label", "Rename " + c.name);
+      rename.addEventListener("click", () => {
+        const name = prompt("New name for " + c.name, c.name);
+        if (name && name.trim() && name.trim() !== c.name) send({type: "rename", class_id: c.id, name: name.trim()});
+      });
       list.append(el("li", {"data-class-id": String(c.id)}, el("div", {class: "name", text: c.name}),
-        el("div", {class: "meta-c", text: examples(c.count) + (c.last_s ? " · last seen " + ago(c.last_s) : "")}), ex));
+        el("div", {class: "meta-c", text: examples(c.count) + (c.last_s ? " · last seen " + ago(c.last_s) : "")}), ex,
+        el("div", {class: "alt"}, rename)));
     }
     $("#noclasses").hidden = m.classes.length > 0;
     const preds = $("#preds"); preds.textContent = "";

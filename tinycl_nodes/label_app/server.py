@@ -39,7 +39,7 @@ from aiohttp import WSMsgType, web
 from ..core.errors import TinyclError
 from .page import MANIFEST, PAGE, PUBLIC, icon_png
 from .pairing import Pairing
-from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, history_item
+from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, clean_name, history_item
 
 COOKIE = "tinycl_phone"
 MAX_JSON_DEPTH = 32
@@ -72,6 +72,7 @@ class LabelServer:
         self.undo_s = 120.0
         self.on_undo: Callable[[Answer, Answer | None], None] | None = None
         self.on_skip: Callable[[str, str], None] | None = None
+        self.on_rename: Callable[[int, str], None] | None = None
         self.robot_online: Callable[[], bool] = lambda: True
         self._online = True
         self.host, self.port, self.ssl_context = host, port, ssl_context
@@ -391,10 +392,10 @@ class LabelServer:
         kind = payload.get("type")
         if kind == "ping":
             return {"type": "pong"}
-        if kind not in ("answer", "skip", "undo"):
+        if kind not in ("answer", "skip", "undo", "rename"):
             return self._malformed(peer, f"unknown message type {str(kind)[:40]!r}")
         rid = payload.get("request_id")
-        unknown = set(payload) - {"type", "request_id", "class_id", "new_class_name", "why"}
+        unknown = set(payload) - {"type", "request_id", "class_id", "new_class_name", "why", "name"}
         if unknown:
             return self._malformed(peer, f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:80]}", rid)
         try:
@@ -402,6 +403,8 @@ class LabelServer:
                 raise AnswerError("the robot is unreachable: nothing was sent, try again when it is back")
             if kind == "skip":
                 return await self._skip(rid, payload.get("why"))
+            if kind == "rename":
+                return self._rename(payload.get("class_id"), payload.get("name"))
             if kind == "undo":
                 return await self._undo(rid, payload.get("class_id"), payload.get("new_class_name"))
             answer = self.store.check_answer(rid, payload.get("class_id"), payload.get("new_class_name"),
@@ -420,6 +423,16 @@ class LabelServer:
         await self._broadcast({"type": "answered", "item": history_item(answer)})
         self._save()
         return {"type": "ok", "request_id": answer.request_id, "class_name": answer.class_name}
+
+    def _rename(self, class_id: Any, name: Any) -> dict[str, Any]:
+        """Rename a class the robot knows; the labeler checks it and announces it (class_renamed)."""
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.store.classes:
+            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
+        clean = clean_name(name)
+        if self.on_rename is None:
+            raise AnswerError("renaming is not supported here")
+        self.on_rename(class_id, clean)
+        return {"type": "ok", "class_name": f"renaming to {clean}"}
 
     async def _skip(self, rid: Any, why: Any) -> dict[str, Any]:
         """'Skip' / 'not sure': the request leaves the page, the labeler drops it (nothing is learned)."""

@@ -91,6 +91,8 @@ class LabelApp(Node):
         self.Header = bus.msg("std_msgs/msg/Header")
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
         self.correction_pub = bus.create_publisher("label_correction", self.LabelAnswer, "reliable")
+        self.ClassInfo = bus.msg("ClassInfo")
+        self.rename_pub = bus.create_publisher("rename_class", self.ClassInfo, "reliable")
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
         folder = Path(state_dir(params.state_dir, bus.namespace))
         state_path = folder / "label_app.json"
@@ -120,6 +122,7 @@ class LabelApp(Node):
         self.server.undo_s = params.undo_s
         self.server.on_undo = self.publish_correction
         self.server.on_skip = self.publish_skip
+        self.server.on_rename = self.publish_rename
         self.server.robot_online = lambda: self.answer_pub.get_subscription_count() > 0
         self.server.start()
         self.url = app_url(params.host, self.server.port, tls is not None, self.pairing.token, params.public_url)
@@ -134,6 +137,7 @@ class LabelApp(Node):
         bus.create_subscription("label_status", "std_msgs/msg/String", self.on_status, "reliable")
         bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
         bus.create_subscription("predictions", "Prediction", self.on_prediction, "reliable")
+        bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable")
 
     # bus thread ---------------------------------------------------------------------------------------
     def on_request(self, msg: Any) -> None:
@@ -170,6 +174,15 @@ class LabelApp(Node):
         self.store.observe(label, name, time.time())
         self.server.on_classes_changed()
 
+    def on_renamed(self, msg: Any) -> None:
+        self.server.submit(self._renamed, int(msg.id), str(msg.name)[:64])
+
+    def _renamed(self, class_id: int, name: str) -> None:      # server loop
+        if class_id in self.store.classes:
+            self.store.classes[class_id]["name"] = name
+            self.store.dirty = True
+        self.server.on_classes_changed()
+
     def on_prediction(self, msg: Any) -> None:
         self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:64],
                            float(msg.confidence))
@@ -187,6 +200,11 @@ class LabelApp(Node):
 
     def publish_answer(self, answer: Answer) -> None:
         self._send(self.answer_pub, answer.request_id, answer.class_id, answer.new_class_name, answer.answered_by)
+
+    def publish_rename(self, class_id: int, name: str) -> None:
+        if self.rename_pub.get_subscription_count() < 1:
+            raise AnswerError("the robot is unreachable (no labeler is listening): nothing was sent, try again")
+        self.rename_pub.publish(self.ClassInfo(id=class_id, name=name, sample_count=0))
 
     def publish_skip(self, request_id: str, why: str) -> None:
         self._send(self.answer_pub, request_id, NO_CLASS, "", f"{self.params.answered_by} ({why})")

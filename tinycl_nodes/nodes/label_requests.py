@@ -248,6 +248,18 @@ class LabelRequests:
                 return cid
         return None
 
+    def rename(self, class_id: int, name: Any, known: Iterable[int]) -> str:
+        """A person renames a class: the clean name, or AnswerError (unknown class, name taken, bad name)."""
+        cid = int(class_id)
+        if cid not in set(int(k) for k in known) | set(self.names):
+            raise AnswerError(f"cannot rename class {cid}: no such class")
+        clean = check_class_name(name)
+        other = self.id_of_name(clean)
+        if other is not None and other != cid:
+            raise AnswerError(f"cannot rename class {cid} to {clean!r}: class {other} has that name")
+        self.names[cid] = clean
+        return clean
+
     def set_names(self, names: dict[int, str]) -> None:
         """Names known from configuration (not overriding names people gave)."""
         for cid, n in names.items():

@@ -256,6 +256,8 @@ class RceLabeler(Labeler):
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
         bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
+        bus.create_subscription("rename_class", "ClassInfo", self.on_rename, "reliable")
+        self.renamed_pub = bus.create_publisher("class_renamed", self.ClassInfo, "reliable")
         bus.create_timer(1.0, self._tick)
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
@@ -507,6 +509,14 @@ class RceLabeler(Labeler):
         self.log.info("answer to %s %s: %d sample(s) taken back from class %d", rid,
                       "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
                       len(done["samples"]), old_id)
+
+    def on_rename(self, msg: Any) -> None:
+        """A person renamed a class (``rename_class``): checked by the one name rule, then announced
+        on ``class_renamed`` (the learner and the app follow it)."""
+        name = self.requests.rename(int(msg.id), msg.name, self.rce.classes)
+        self.renamed_pub.publish(self.ClassInfo(id=int(msg.id), name=name, sample_count=0))
+        self._save()
+        self.log.info("class %d renamed %r", int(msg.id), name)
 
     def _features_of(self, x: np.ndarray, ns: int) -> Any:
         return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,

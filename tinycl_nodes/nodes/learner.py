@@ -99,6 +99,7 @@ class Learner(Node):
         # a person's answer changed or withdrawn: exact for heads that can unlearn, else a short replay
         self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
         self.track(bus.create_subscription("unlearn", "LabeledFeatures", self.gated(self.on_unlearn), "reliable"))
+        self.track(bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
@@ -142,6 +143,11 @@ class Learner(Node):
             self.head.unlearn_valid(x, label)
         self.updates_since_publish += 1
         self.log.info("one sample of class %d taken back (a changed answer)", label)
+
+    def on_renamed(self, msg: Any) -> None:
+        """The labeler accepted a person's new name for a class: predictions and heads carry it."""
+        self.class_names[check_label(int(msg.id))] = str(msg.name)[:64]
+        self.updates_since_publish += 1
 
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
