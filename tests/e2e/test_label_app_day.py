@@ -143,6 +143,13 @@ def test_a_day_with_the_phone(domain, tmp_path, phone, axe_js):
         assert "3 alike samples" in card.locator(".why").inner_text()
         assert _until(lambda: card.locator("img.pic").evaluate("i => i.naturalWidth") == 28)
         assert audit(page, axe_js) == []
+        # readable at 200% text size: nothing wider than the phone, the buttons still thumb-sized
+        page.evaluate("document.documentElement.style.fontSize = '200%'")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 390)"
+            ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)")
+        assert card.locator("button.cls").first.bounding_box()["height"] >= 48
+        page.evaluate("document.documentElement.style.fontSize = ''")
         shot = page.screenshot(path=str(SHOTS["ask"]) if update_docs else None)
         assert shot[:8] == b"\x89PNG\r\n\x1a\n"
         card.locator("input[name=new]").tap()

@@ -51,8 +51,8 @@ main { padding:.8rem; max-width:34rem; margin:0 auto; padding-bottom:6rem; }
 .why { margin:.6rem 0 .1rem; font-weight:600; }
 .meta { color:var(--mute); font-size:.85rem; display:flex; justify-content:flex-end; gap:.5rem; }
 .meta .left { white-space:nowrap; }
-.choices { display:grid; grid-template-columns:1fr 1fr; gap:.55rem; margin:.75rem 0 .6rem; }
-button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer;
+.choices { display:grid; grid-template-columns:repeat(auto-fit, minmax(min(100%, 9rem), 1fr)); gap:.55rem; margin:.75rem 0 .6rem; }
+button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer; overflow-wrap:anywhere;
   touch-action:manipulation; }
 button:disabled { cursor:default; }
 .cls { background:var(--accent); color:var(--accent-ink); font-weight:650; font-size:1.05rem; }
@@ -192,8 +192,18 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     if (!send(Object.assign({type: "answer", request_id: card.dataset.requestId}, body))) setBusy(card, false);
   }
   function examples(n) { return n === 1 ? "1 example" : n + " examples"; }
-  function notify() {
-    if (document.hidden && navigator.vibrate) { try { navigator.vibrate(150); } catch (e) { /* not allowed */ } }
+  let audio = null;                     // a sound needs a tap first (browsers' autoplay rule)
+  document.addEventListener("pointerdown", () => {
+    if (!audio && window.AudioContext) { try { audio = new AudioContext(); } catch (e) { audio = null; } }
+  }, {once: true});
+  function notify() {                   // a new question while the person looks elsewhere
+    if (!document.hidden && document.hasFocus()) return;
+    if (navigator.vibrate) { try { navigator.vibrate(150); } catch (e) { /* not allowed */ } }
+    if (audio && audio.state === "running") {
+      const o = audio.createOscillator(), g = audio.createGain();
+      g.gain.value = 0.05; o.frequency.value = 880;
+      o.connect(g).connect(audio.destination); o.start(); o.stop(audio.currentTime + 0.12);
+    }
   }
   function addRequest(r) {
     deadlines.set(r.id, Date.now() + r.expires_in_s * 1000);
