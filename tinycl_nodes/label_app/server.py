@@ -19,7 +19,7 @@ class_name}, ``error`` {message, request_id?}, ``classes`` {classes, predictions
 {online}. Page → server: ``{"type": "answer", "request_id": ..., "class_id": 3}`` or ``{...,
 "new_class_name": "cat"}``; ``{"type": "skip", "request_id": ..., "why": "skip"|"unsure"}``;
 ``{"type": "undo", "request_id": ..., "class_id"?, "new_class_name"?}`` (no class: withdraw);
-``{"type": "ping"}``.
+``{"type": "rename", "class_id": 3, "name": "mug"}``; ``{"type": "ping"}``.
 """
 
 from __future__ import annotations
