@@ -44,6 +44,7 @@ firmware-deps:
 # Debian's Chromium for the phone-app tests in a real browser (Playwright drives it; no download).
 browser-deps:
 	@bash tools/install-browser.sh
+	@bash tools/install-axe.sh >/dev/null
 
 # ROS 2 Humble from ../shared/kits/ros2-humble, unpacked into ~/.cache/tinycl (once per kit version),
 # with a venv on Debian's python for our PyPI dependencies: tests/ros2 builds the package with colcon.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 # Streaming work is one sample at a time: single-threaded BLAS is faster on 64-d vectors and
@@ -86,6 +87,47 @@ def _experiment_tinyrce(args: argparse.Namespace) -> int:
     from .experiments import tinyrce
 
     return tinyrce.run(args)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    """The label app's pairing URL and QR code again; list, revoke or renew paired phones."""
+    from .label_app.pairing import FILE, Pairing, qr_text
+    from .nodes.runner import state_dir
+
+    folder = Path(state_dir(args.state_dir, args.namespace))
+    if not (folder / FILE).is_file():
+        print(f"tinycl pair: no pairing in {folder} (start the label_app first, or give --state-dir)",
+              file=sys.stderr)
+        return 2
+    pairing = Pairing(folder)
+    if args.revoke:
+        if not pairing.revoke(args.revoke):
+            print(f"tinycl pair: no paired phone {args.revoke!r} (see tinycl pair --list)", file=sys.stderr)
+            return 2
+        print(f"phone {args.revoke} unpaired")
+        return 0
+    if args.renew:
+        from .label_app.pairing import new_token
+
+        pairing.token, pairing.devices = new_token(), {}
+        pairing.info.pop("url", None)
+        pairing.save()
+        print("new pairing secret: every phone is unpaired; restart the label_app, then run tinycl pair")
+        return 0
+    if args.list:
+        for d in pairing.public():
+            print(f"{d['id']}  paired {time.strftime('%Y-%m-%d %H:%M', time.localtime(d['paired_s']))}  "
+                  f"last seen {time.strftime('%Y-%m-%d %H:%M', time.localtime(d['seen_s']))}  {d['agent'][:60]}")
+        return 0
+    url = pairing.info.get("url")
+    if not url:
+        print("tinycl pair: the label_app has not written its address yet (is it running?)", file=sys.stderr)
+        return 2
+    print(f"Scan with the phone to answer the robot's questions:\n{qr_text(url, colour=not args.plain)}")
+    print(f"label app: open {url}")
+    if pairing.info.get("fingerprint"):
+        print(f"TLS certificate fingerprint (SHA-256): {pairing.info['fingerprint']}")
+    return 0
 
 
 def _aggregate(args: argparse.Namespace) -> int:
@@ -179,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     r = exp_sub.add_parser("tinyrce", help="TinyRCE vs backprop on HAR or CWRU (forward-only, label requests)")
     _tinyrce.add_arguments(r)
     r.set_defaults(func=_experiment_tinyrce)
+
+    from .experiments import asking as _asking
+
+    q = exp_sub.add_parser("asking", help="questions per 1,000 samples and accuracy: grouped label requests vs "
+                                          "the old policy (HAR new user, MNIST RCE stream)")
+    _asking.add_arguments(q)
+    q.set_defaults(func=lambda a: _asking.run(a))
+
+    pr = sub.add_parser("pair", help="the label app's pairing QR code and URL again; list / revoke paired phones")
+    pr.add_argument("--state-dir", default=None, help="the label_app's state_dir (default $ROS_HOME/tinycl/<ns>)")
+    pr.add_argument("--namespace", default="/", help="the graph's namespace (for the default state folder)")
+    pr.add_argument("--list", action="store_true", help="list the paired phones")
+    pr.add_argument("--revoke", metavar="ID", help="unpair one phone (its id from --list)")
+    pr.add_argument("--renew", action="store_true", help="a new pairing secret: unpairs every phone")
+    pr.add_argument("--plain", action="store_true", help="QR code without terminal colours (light terminals only)")
+    pr.set_defaults(func=_pair)
 
     ag = sub.add_parser("aggregate", help="federated aggregator of the fleet's heads over MQTT",
                         add_help=False)

@@ -175,12 +175,23 @@ def test_malformed_payloads_are_one_error_line_each(caplog):
                                       ({"class_id": 7}, "not a candidate"), ({}, "either a class"),
                                       ({"class_id": 0, "new_class_name": "x"}, "either a class"),
                                       ({"new_class_name": "   "}, "type a name"),
-                                      ({"new_class_name": "a\x07b"}, "control characters"),
-                                      ({"new_class_name": "n" * 65}, "too long")]:
+                                      ({"new_class_name": "a\x07b"}, "control character"),
+                                      ({"new_class_name": "a\u200db"}, "invisible formatting"),
+                                      ({"new_class_name": "soft\u00adhyphen"}, "invisible formatting"),
+                                      ({"new_class_name": "a\x9bb"}, "control character"),
+                                      ({"new_class_name": "n" * 65}, "at most 64")]:
                     await ws.send_json({"type": "answer", "request_id": "r1", **payload})
                     assert text in (await _next(ws, "error"))["message"], payload
                 async with s.post(base + "/api/answer", data="nope") as r:
                     assert r.status == 400 and "not JSON" in (await r.json())["message"]
+                deep = "[" * 30_000 + "]" * 30_000          # a RecursionError in json.loads: must be a 4xx
+                async with s.post(base + "/api/answer", data=deep) as r:
+                    assert r.status == 400 and "nested deeper" in (await r.json())["message"]
+                await ws.send_str("[" * 2000 + "]" * 2000)
+                assert "nested deeper" in (await _next(ws, "error"))["message"]
+                async with s.post(base + "/api/answer", data=b'{"type": "ping"}',
+                                  headers={"Content-Type": "application/json; charset=x-no-such-charset"}) as r:
+                    assert r.status == 400 and "unknown charset" in (await r.json())["message"]
                 await ws.send_json({"type": "ping"})             # still serving this client
                 assert (await ws.receive_json(timeout=5))["type"] == "pong"
                 await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 0})
@@ -190,7 +201,7 @@ def test_malformed_payloads_are_one_error_line_each(caplog):
         with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
             _run(go())
     malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
-    assert len(malformed) == len(bad) + 2 and all(r.levelno == logging.ERROR for r in malformed)
+    assert len(malformed) == len(bad) + 5 and all(r.levelno == logging.ERROR for r in malformed)
     assert all("\n" not in r.getMessage() for r in caplog.records)
     assert [a.request_id for a in sent] == ["r1"]
 
@@ -335,34 +346,169 @@ def test_bad_parameters_end_the_node_at_start(tmp_path, capsys):
     assert "parameter port" in err and "parameter request_ttl_s" in err
 
 
-def test_executable_prints_url_and_qr_code(tmp_path):
-    """scripts/label_app (the ROS 2 executable) binds, prints the URL with the token and its QR code
-    on stdout (never the token into the log), serves, and stops cleanly on SIGINT."""
+def test_executable_keeps_pairing_and_never_logs_the_token(tmp_path):
+    """scripts/label_app (the ROS 2 executable) keeps its pairing secret in the state folder (0600):
+    the token is never on stdout or stderr (the launcher logs both); `tinycl pair` prints the URL and
+    the QR code; after a restart the same phone cookie still works; a revoked phone is refused."""
     import os
     import signal
     import sys
+    import urllib.error
     import urllib.request
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": "231", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, str(root / "scripts" / "label_app"), "--ros-args", "-p", "host:=127.0.0.1",
-                             "-p", "port:=0", "-p", f"state_dir:={tmp_path}"], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out = []
-        for line in proc.stdout:
-            out.append(line)
-            if line.startswith("label app: open "):
-                break
-        url = out[-1].split()[-1]
-        token = url.split("token=")[1]
-        assert len(token) >= 20 and url.startswith("http://127.0.0.1:")
-        assert sum("\u2588" in line for line in out) > 10                 # the QR code, in block characters
-        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-        with browser.open(url, timeout=5) as r:                           # the phone's first visit
-            assert r.status == 200 and "Label requests" in r.read().decode()
-    finally:
+    cmd = [sys.executable, str(root / "scripts" / "label_app"), "--ros-args", "-p", "host:=127.0.0.1",
+           "-p", "port:=0", "-p", f"state_dir:={tmp_path}"]
+
+    def start():
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)   # no terminal
+        for _ in range(200):
+            if (tmp_path / "pairing.json").is_file() and "url" in json.loads((tmp_path / "pairing.json").read_text())["info"]:
+                info = json.loads((tmp_path / "pairing.json").read_text())
+                if info["info"].get("pid") == proc.pid:
+                    return proc, info
+            time.sleep(0.05)
+        proc.kill()
+        raise AssertionError(proc.communicate()[1][-2000:])
+
+    def stop(proc):
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, err
-    assert "label app on http://127.0.0.1:" in err and token not in err and "Traceback" not in err
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        return out + err
+
+    proc, info = start()
+    try:
+        assert (tmp_path / "pairing.json").stat().st_mode & 0o777 == 0o600
+        token, url = info["token"], info["info"]["url"]
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"?token={token}") and len(token) >= 20
+        pair = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "pair", "--state-dir", str(tmp_path)],
+                              cwd=root, capture_output=True, text=True, timeout=60)
+        assert pair.returncode == 0 and f"label app: open {url}" in pair.stdout
+        assert sum("\u2588" in line for line in pair.stdout.splitlines()) > 5      # the QR code
+        jar = urllib.request.HTTPCookieProcessor()
+        phone = urllib.request.build_opener(jar)
+        with phone.open(url, timeout=5) as r:                                     # the phone's first visit
+            assert r.status == 200 and "Label requests" in r.read().decode()
+        cookie = next(c for c in jar.cookiejar if c.name == "tinycl_phone")
+        assert token not in cookie.value
+    finally:
+        logs = stop(proc)
+    assert token not in logs and "Traceback" not in logs and "label app on http://127.0.0.1:" in logs
+    proc, info2 = start()                                                       # restart: same secret, same phone
+    try:
+        assert info2["token"] == token
+        base = info2["info"]["url"].split("/?")[0]
+        with phone.open(base + "/api/state", timeout=5) as r:
+            assert r.status == 200
+        device = cookie.value.split(".")[0]
+        rev = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "pair", "--state-dir", str(tmp_path),
+                              "--revoke", device], cwd=root, capture_output=True, text=True, timeout=60)
+        assert rev.returncode == 0, rev.stderr
+        time.sleep(1.0)                                                          # the app re-reads the file
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            phone.open(base + "/api/state", timeout=5)
+        assert refused.value.code == 403
+        # non-ASCII bytes in the cookie or the token header: a 403, never a 500
+        for headers in ({"Cookie": "tinycl_phone=\u00e9\u00e9.x"}, {"X-Tinycl-Token": "t\u00f6ken"}):
+            req = urllib.request.Request(base + "/api/state", headers={k: v.encode("utf-8").decode("latin-1")
+                                                                         for k, v in headers.items()})
+            with pytest.raises(urllib.error.HTTPError) as bad:
+                urllib.request.urlopen(req, timeout=5)
+            assert bad.value.code == 403, headers
+    finally:
+        logs = stop(proc)
+    assert token not in logs and "Traceback" not in logs
+
+
+def test_qr_code_decodes_in_light_and_dark_terminals():
+    """The terminal QR code, rendered as a terminal would draw it (each cell's colours from the ANSI
+    codes, the terminal's own colours where none are set), decodes with OpenCV in a light and in a
+    dark terminal; the quiet zone is 4 modules. Without forced colours a dark terminal inverts it."""
+    import re as _re
+
+    import cv2
+
+    from tinycl_nodes.label_app.pairing import QUIET_ZONE, qr_matrix, qr_text
+
+    url = "https://192.168.1.20:8080/?token=AbCdEfGhIjKlMnOpQrStUv"
+    m = qr_matrix(url)
+    assert not any(m[r][c] for r in range(QUIET_ZONE) for c in range(len(m)))     # quiet zone: light
+
+    def render(text: str, fg: int, bg: int, px: int = 6) -> np.ndarray:
+        rows = []
+        for line in text.splitlines():
+            cells, f, b = [], fg, bg
+            for tok in _re.split(r"(\x1b\[[0-9;]*m)", line):
+                if tok.startswith("\x1b["):
+                    codes = tok[2:-1]
+                    f, b = (fg, bg) if codes in ("0", "") else (
+                        0 if "38;5;16" in codes else f, 255 if "48;5;231" in codes else b)
+                    continue
+                for ch in tok:
+                    top = f if ch in "\u2580\u2588" else b
+                    bottom = f if ch in "\u2584\u2588" else b
+                    cells.append((top, bottom))
+            top = np.repeat(np.array([c[0] for c in cells], np.uint8), px)
+            bottom = np.repeat(np.array([c[1] for c in cells], np.uint8), px)
+            rows += [top] * px + [bottom] * px
+        return np.stack(rows)
+
+    detector = cv2.QRCodeDetector()
+    for name, fg, bg in (("light", 0, 255), ("dark", 255, 0)):
+        img = render(qr_text(url), fg, bg)
+        assert detector.detectAndDecode(img)[0] == url, name
+    inverted = render(qr_text(url, colour=False), 255, 0)          # the old way, in a dark terminal
+    assert detector.detectAndDecode(inverted)[0] != url
+
+
+def test_beyond_localhost_it_serves_https_with_a_certificate_made_once(tmp_path):
+    """Bound to a non-loopback address (here 0.0.0.0 inside the test's network) the node makes a
+    certificate at first start (key 0600), serves HTTPS, its cookie is Secure, the fingerprint is
+    kept for `tinycl pair`; a restart reuses the same certificate. 127.0.0.1 stays plain HTTP."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.label_app.tls import fingerprint
+    from tinycl_nodes.nodes.label_app import LabelApp, LabelAppParams
+
+    def run(host: str):
+        bus = create_bus("label_app", backend="local")
+        app = LabelApp(bus, LabelAppParams(host=host, port=0, state_dir=str(tmp_path), qr=False))
+        return bus, app
+
+    bus, app = run("0.0.0.0")
+    try:
+        crt, key = tmp_path / "label_app.crt", tmp_path / "label_app.key"
+        assert app.url.startswith("https://") and key.stat().st_mode & 0o777 == 0o600
+        fp = fingerprint(crt.read_bytes())
+        assert json.loads((tmp_path / "pairing.json").read_text())["info"]["fingerprint"] == fp
+        ctx = ssl.create_default_context(cafile=str(crt))
+        ctx.check_hostname = False                     # the certificate names this host and 0.0.0.0, not 127.0.0.1
+
+        async def go():
+            async with aiohttp.ClientSession() as s:
+                url = f"https://127.0.0.1:{app.server.port}/?token={app.pairing.token}"
+                async with s.get(url, ssl=ctx, allow_redirects=False) as r:
+                    assert r.status == 303
+                    cookie = r.headers["Set-Cookie"]
+                    assert "Secure" in cookie and "HttpOnly" in cookie and app.pairing.token not in cookie
+                with pytest.raises((aiohttp.ClientError, ConnectionError)):   # plain HTTP gets nothing
+                    async with s.get(f"http://127.0.0.1:{app.server.port}/", timeout=aiohttp.ClientTimeout(total=5)):
+                        pass
+        _run(go())
+    finally:
+        app.close()
+        bus.shutdown()
+    bus, app = run("0.0.0.0")                          # restart: the same certificate
+    try:
+        assert fingerprint(crt.read_bytes()) == fp and app.url.startswith("https://")
+    finally:
+        app.close()
+        bus.shutdown()
+    bus, app = run("127.0.0.1")
+    try:
+        assert app.url.startswith("http://127.0.0.1:")
+    finally:
+        app.close()
+        bus.shutdown()

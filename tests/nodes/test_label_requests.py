@@ -104,7 +104,10 @@ def test_answers_map_names_to_stable_ids():
     ("OK", NEW_CLASS, "", "empty"),
     ("OK", NEW_CLASS, "   ", "empty"),
     ("OK", NEW_CLASS, "x" * (MAX_NAME_CHARS + 1), "at most"),
-    ("OK", NEW_CLASS, "bad\x07name", "control characters"),
+    ("OK", NEW_CLASS, "bad\x07name", "control character"),
+    ("OK", NEW_CLASS, "bad\x90name", "control character"),
+    ("OK", NEW_CLASS, "zero\u200dwidth", "invisible formatting"),
+    ("OK", NEW_CLASS, "soft\u00adhyphen", "invisible formatting"),
     ("OK", NEW_CLASS, b"cat", "must be text"),
 ])
 def test_bad_answers_are_refused_and_change_nothing(rid, class_id, name, match):
@@ -159,9 +162,9 @@ def test_bad_saved_requests_are_refused_and_change_nothing():
     fresh.offer(vec(3.0), 0.0)
     before = snapshot(fresh)
     wrong_f = copy.deepcopy(good)
-    wrong_f["arrays"]["samples0"] = np.zeros((1, F + 1), np.float32)
+    wrong_f["arrays"][f"policy/group{a.gid}"] = np.zeros((1, F + 1), np.float32)
     missing = copy.deepcopy(good)
-    del missing["arrays"]["samples0"]
+    del missing["arrays"][f"policy/group{a.gid}"]
     other = copy.deepcopy(good)
     other["kind"] = "TinyRCE"
     for bad in (wrong_f, missing, other):
@@ -170,11 +173,13 @@ def test_bad_saved_requests_are_refused_and_change_nothing():
         assert snapshot(fresh) == before
 
 
-def test_render_plot_makes_a_small_rgb_picture():
+def test_render_plot_draws_the_window_over_time_with_units():
     t = np.linspace(0, 6.28, 50)
     window = np.stack([np.sin(t * k) * 9.81 for k in range(1, 7)]).astype(np.float32)
-    img = render_plot(window, 160, 90)
-    assert img.shape == (90, 160, 3) and img.dtype == np.uint8
+    img = render_plot(window, 320, 200, rate_hz=51.0, names=["ax", "ay", "az", "gx", "gy", "gz"])
+    assert img.shape == (200, 320, 3) and img.dtype == np.uint8
     assert (img < 200).any() and (img == 255).any()        # lines drawn on white
-    bars = render_plot(np.r_[np.arange(64.0), np.nan][None, :], 100, 60, bars=True)
-    assert bars.shape == (60, 100, 3) and (bars < 200).any()
+    no_units = render_plot(window, 320, 200)
+    assert not np.array_equal(img, no_units)                # axis labels (units, seconds) are drawn
+    one = render_plot(np.r_[np.arange(49.0), np.nan][None, :], 100, 60)
+    assert one.shape == (60, 100, 3) and (one < 200).any()

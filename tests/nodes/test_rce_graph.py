@@ -71,7 +71,7 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
     try:
         with node("learner", domain, *common, "publish_every:=1") as learner, \
                 node("labeler", domain, *common, f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
-                     "dedupe_distance:=3.0") as labeler:
+                     "ask_policy:=each", "dedupe_distance:=3.0") as labeler:
             assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
             time.sleep(1.0)   # the labeler's reader of labeled (learner) matched: it spins
             for i in range(6):
@@ -84,13 +84,13 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             novel = t.send(2, with_window=True)
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             req = t.requests[0]
-            assert req.reason == "novel: no prototype covers it"
+            assert req.reason == "I haven't seen anything like this"
             assert [(c.id, c.name) for c in req.candidates] in ([(0, "walking"), (1, "seated")],
                                                                   [(1, "seated"), (0, "walking")])
             pic = req.picture
-            assert (pic.width, pic.height, pic.encoding, pic.step) == (160, 90, "rgb8", 480)
+            assert (pic.width, pic.height, pic.encoding, pic.step) == (320, 200, "rgb8", 960)
             px = np.frombuffer(bytes(pic.data), np.uint8)
-            assert px.size == 160 * 90 * 3 and px.min() < 128 < px.max()          # something is drawn
+            assert px.size == 320 * 200 * 3 and px.min() < 128 < px.max()          # something is drawn
             assert t.key(req.features.header) == novel and len(req.features.data) == 64
             assert spin_until(t.bus, lambda: novel in t.preds, 10)               # predicted, not learned
             dup = t.send(2)                                  # the same thing again: joins the request
@@ -103,7 +103,7 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             n_labeled = len(t.labeled)
             for args, text in [(("no-such-id", 0), "unknown label request id"),
                                ((req.request_id, 7), "unknown class id 7"),
-                               ((req.request_id, -1, "  "), "new class name is empty"),
+                               ((req.request_id, -1, "  "), "class name is empty"),
                                ((req.request_id, -1, "x" * 65), "at most 64")]:
                 t.answer(*args)
                 line = labeler.wait_for_line(text, 10)
@@ -129,24 +129,94 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
         t.bus.shutdown()
 
 
+def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain, tmp_path):
+    """The grouped policy: three alike novel samples are one question (no request before the group
+    is big enough); one answer labels all three (HUMAN) and the learner predicts the new class; a
+    person withdraws the answer: the labeler replays its RCE without it, the learner unlearns the
+    samples (NCM subtracts exactly): its head loses the class and it predicts a known class again.
+    A class renamed by a person (rename_class) is predicted under its new name."""
+    t = Probe(domain)
+    corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
+    renames = t.bus.create_publisher("rename_class", "ClassInfo", "reliable")
+    unlearned, heads = [], []
+    t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
+    t.bus.create_subscription("head", "Head", heads.append, "latched")
+    names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}",
+                     "class_names:={0: walking, 1: seated}", "min_group:=3", "dedupe_distance:=3.0") as labeler:
+            assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(6):
+                t.send(i % 2, label=i % 2)
+            assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
+            first = t.send(2)
+            t.bus.spin_once(0.5)
+            assert not t.requests                                     # a group of one: not asked yet
+            t.send(2)
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            req = t.requests[0]
+            assert "3 alike samples" in req.reason and t.key(req.features.header) == first
+            t.answer(req.request_id, -1, "jumping")
+            human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
+            assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]
+            assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
+            assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
+            assert spin_until(t.bus, lambda: (2, "jumping") in names(), 10), names()
+            corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
+                                                         class_id=-2, new_class_name="", answered_by="test"))
+            assert spin_until(t.bus, lambda: any(s["status"] == "withdrawn" for s in t.status), 10), \
+                labeler.lines[-10:]
+            assert spin_until(t.bus, lambda: len(unlearned) == 3, 10), labeler.lines[-10:]
+            assert {m.label for m in unlearned} == {2}
+            assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+            again = t.send(2)                     # novel again for the labeler: predicted, not learned
+            assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
+            assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
+            assert len(t.requests) == 1
+            # a person renames a class: the labeler checks the name (one rule) and the learner follows
+            ClassInfo = t.bus.msg("ClassInfo")
+            renames.publish(ClassInfo(id=0, name="seated", sample_count=0))   # taken by class 1: refused
+            assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
+            renames.publish(ClassInfo(id=0, name="  strolling ", sample_count=0))
+            labeler.wait_for_line("class 0 renamed 'strolling'", 10)
+            time.sleep(0.5)
+            walk = t.send(0)
+            assert spin_until(t.bus, lambda: walk in t.preds, 10), learner.lines[-10:]
+            assert t.preds[walk].class_name == "strolling"
+            assert learner.proc.poll() is None and labeler.proc.poll() is None
+        assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
+    finally:
+        t.bus.shutdown()
+
+
 def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
     t = Probe(domain)
-    common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}")
+    common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "ask_policy:=each")
     try:
         with node("labeler", domain, *common) as labeler:
             assert t.ready(t.features, t.answers), labeler.lines[-10:]
             for i in range(4):
                 t.send(i % 2, label=i % 2)
-            t.send(2)
+            t.send(2, with_window=True)
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            t.send(2)                                 # no raw window ever comes: the request says so
+            other = lambda: [r for r in t.requests if r.request_id != t.requests[0].request_id]  # noqa: E731
+            assert spin_until(t.bus, lambda: other(), 15), labeler.lines[-10:]
+            assert other()[0].picture.width == 0 and "no picture could be kept" in other()[0].reason
         assert labeler.proc.returncode == 0
         rid = t.requests[0].request_id
         t.requests.clear()
         with node("labeler", domain, *common) as again:
-            again.wait_for_line("1 pending label requests")
+            again.wait_for_line("2 pending label requests")
             # a new reader of label_request (here: after the restart) gets the pending ones again
-            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), again.lines[-10:]
-            assert t.requests[0].request_id == rid and t.requests[0].picture.encoding == "rgb8"
+            back = {}
+            assert spin_until(t.bus, lambda: len(back.update({r.request_id: r for r in t.requests}) or back) == 2,
+                              15), again.lines[-10:]
+            assert back[rid].picture.encoding == "rgb8" and back[rid].picture.width == 320
         with node("labeler", domain, *common, "request_ttl_s:=1.0") as late:
             assert spin_until(t.bus, lambda: any(s["status"] == "expired" and s["request_id"] == rid
                                                  for s in t.status), 15), late.lines[-10:]

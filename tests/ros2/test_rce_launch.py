@@ -7,7 +7,7 @@ never has to drop a pending request) and a metrics node that does not end the gr
 replay is scored. Then, as a person (or another robot's software) would:
 
 - every node of the graph runs in /rce; the label page answers on 127.0.0.1:<port> only with the
-  pairing token (the ?token= URL printed for the phone → cookie → the page);
+  pairing token (the ?token= URL, kept in the state folder and never logged → cookie → the page);
 - a label request arrives on /rce/label_request (``ros2 topic echo``) and on the app's JSON API,
   with its picture;
 - it is answered with a real ``ros2 topic pub … tinycl_nodes/msg/LabelAnswer`` naming a new
@@ -86,11 +86,13 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyrce.launch.py", f"namespace:={NS}", f"port:={port}",
                        f"params_file:={params}", name="ros2 launch tinyrce")
 
-    # --- the label page: the URL printed for the phone, served with the token only ---------------------
+    # --- the label page: the pairing URL is kept in the state folder (0600), never printed to the log ----
     base = f"http://127.0.0.1:{port}"
-    opened = launch.wait_for_line("label app: open ", timeout_s=90)
-    assert opened.rstrip().endswith(f"label app: open {base}/?token={TOKEN}"), opened   # port:= reached it
-    assert f"label app on http://127.0.0.1:{port} (pairing token given" in launch.text, launch.text[-3000:]
+    launch.wait_for_line(f"label app on http://127.0.0.1:{port}", timeout_s=90)          # port:= reached it
+    pairing = Path(ros.env["ROS_HOME"]) / "tinycl" / NS.strip("/") / "pairing.json"
+    info = ros.wait_until("the pairing file", lambda: pairing.is_file() and json.loads(pairing.read_text()),
+                          timeout_s=20)
+    assert info["info"]["url"] == f"{base}/?token={TOKEN}" and pairing.stat().st_mode & 0o777 == 0o600
     status, ctype, body = _get(f"{base}/")
     assert status == 403 and b"not paired" in body, (status, body[:300])
     status, _, _ = _get(f"{base}/", {"X-Tinycl-Token": TOKEN + "x"})
@@ -177,6 +179,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     text = launch.text
     assert code == 0, f"ros2 launch exited {code} on Ctrl-C:\n{text[-3000:]}"
     assert "user interrupted with ctrl-c (SIGINT)" in text, text[-3000:]
+    assert TOKEN not in text                          # the pairing secret never reaches the log
     assert "escalating to SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]
     for name, pid in started.items():
         ended = rf"\[{name}-\d+\]: process has (finished cleanly|died) \[pid {pid}\b"

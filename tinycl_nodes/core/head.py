@@ -136,6 +136,41 @@ class Head(abc.ABC):
             setattr(self, name, value)
 
     # --- for subclasses ---------------------------------------------------------------------
+    def unlearn_valid(self, x: np.ndarray, y: int) -> None:
+        """Take back one sample ``x`` learned as ``y`` (a person's answer withdrawn or changed).
+
+        Only heads whose state is a sum over samples can do this exactly (``can_unlearn``); the
+        others raise InputError and the caller replays instead (:mod:`tinycl_nodes.core.undo`). A
+        class left with no sample is removed. All-or-nothing: a refusal changes nothing.
+        """
+        if not self.can_unlearn:
+            raise InputError(f"{self.kind} cannot take a sample back: replay instead")
+        idx = self._index.get(int(y))
+        if idx is None or self.class_seen[idx] < 1:
+            raise InputError(f"cannot unlearn a sample of class {y}: no such class learned")
+        if self.class_seen[idx] == 1:
+            self._drop_class(idx)
+        else:
+            self._unlearn(x, idx)
+            self.class_seen[idx] -= 1
+        self.n_seen = max(0, self.n_seen - 1)
+
+    can_unlearn: ClassVar[bool] = False
+
+    def _unlearn(self, x: np.ndarray, idx: int) -> None:
+        raise NotImplementedError
+
+    def _drop_class(self, idx: int) -> None:
+        """Remove the class at row ``idx`` and its rows (heads that can unlearn: ``_class_rows``)."""
+        for name in self._class_rows():
+            setattr(self, name, np.delete(getattr(self, name), idx, axis=0))
+        self.class_seen = np.delete(self.class_seen, idx)
+        del self.classes[idx]
+        self._index = {c: i for i, c in enumerate(self.classes)}
+
+    def _class_rows(self) -> tuple[str, ...]:
+        return ()
+
     def sample_counts(self) -> dict[int, int]:
         """Samples learned per class id (what a federated aggregator weights class rows by)."""
         return dict(zip(self.classes, self.class_seen.tolist()))

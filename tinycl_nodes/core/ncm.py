@@ -44,6 +44,20 @@ class StreamingNCM(Head):
         self._sqnorm[idx] = mu.dot(mu)
         self._m2[idx] = mu * 2.0
 
+    can_unlearn = True
+
+    def _unlearn(self, x: np.ndarray, idx: int) -> None:
+        """Exact: the mean of the other samples of the class."""
+        n = int(self.counts[idx]) - 1
+        self.counts[idx] = n
+        mu = self.means[idx]
+        mu += (mu - x) * (1.0 / n)
+        self._sqnorm[idx] = mu.dot(mu)
+        self._m2[idx] = mu * 2.0
+
+    def _class_rows(self) -> tuple[str, ...]:
+        return ("means", "counts", "_m2", "_sqnorm")
+
     def _scores(self, x: np.ndarray) -> np.ndarray:
         # −‖x − μ‖² = 2μ·x − ‖μ‖² − ‖x‖²
         s = self._m2.dot(x) - self._sqnorm

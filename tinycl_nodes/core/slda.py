@@ -136,6 +136,32 @@ class StreamingLDA(Head):
         if self._stale >= self.refresh_every or self._W.shape[0] != self.means.shape[0]:
             self._refresh()
 
+    can_unlearn = True
+
+    def _unlearn(self, x: np.ndarray, idx: int) -> None:
+        """Class mean, count and scatter exactly as without ``x`` with ``scatter="class"`` (Welford's
+        update is order-free); with ``scatter="total"`` the scatter is downdated by the rank-1 term
+        with the current weight (exact for the latest sample, O(1/N) off for an old one: the public
+        update weights a sample by the number seen before it)."""
+        self._flush_scatter()
+        n_c = int(self.counts[idx])
+        mu = self.means[idx]
+        mu_before = (mu * n_c - x) / (n_c - 1)
+        d = x - mu_before
+        n = n_c - 1 if self.scatter_update == "class" else self.n_updates - 1
+        self.scatter -= np.outer(d, d) * (n / (n + 1.0))
+        mu[:] = mu_before
+        self.counts[idx] = n_c - 1
+        self.n_updates -= 1
+        self._refresh()
+
+    def _class_rows(self) -> tuple[str, ...]:
+        return ("means", "counts")
+
+    def _drop_class(self, idx: int) -> None:
+        super()._drop_class(idx)
+        self.n_updates -= 1        # the class's first sample added no scatter, only a count
+
     def refresh(self) -> None:
         """Rebuild the scoring cache now (e.g. after loading merged statistics)."""
         self._refresh()

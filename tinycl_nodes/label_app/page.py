@@ -1,7 +1,17 @@
-"""The phone-first page: one self-contained HTML document (inline CSS and JS, no CDN, no fonts).
+"""The phone-first page: one self-contained HTML document (inline CSS and JS, no CDN, no fonts),
+its web app manifest and icons (installable).
 
 Data never goes through innerHTML: names and reasons come from the robot and are set as text.
+Two views: the questions (with the history of answers, undo and change) and what the robot knows
+(classes, counts, examples, last seen, recent predictions). When the page or the robot is offline
+every answer control is disabled and the page says so: nothing is queued.
 """
+
+from functools import lru_cache
+
+import numpy as np
+
+from .picture import png_bytes
 
 PAGE = r"""<!doctype html>
 <html lang="en">
@@ -9,12 +19,15 @@ PAGE = r"""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover">
 <meta name="theme-color" content="#14532d">
+<link rel="manifest" href="/manifest.webmanifest">
+<link rel="icon" href="/icon-192.png">
+<link rel="apple-touch-icon" href="/icon-192.png">
 <title>tinycl · label requests</title>
 <style>
-:root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#15803d; --accent-ink:#fff;
-        --line:#d9ddd3; --err:#b91c1c; --new:#1d4ed8; }
+:root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#166534; --accent-ink:#fff;
+        --line:#8a9184; --err:#b91c1c; --new:#1d4ed8; }
 @media (prefers-color-scheme: dark) {
-  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#343a2e; --accent:#22a355; }
+  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d; }
 }
 * { box-sizing: border-box; }
 html, body { margin:0; background:var(--bg); color:var(--ink);
@@ -23,7 +36,7 @@ header { position:sticky; top:0; z-index:2; display:flex; align-items:center; ga
   padding:.7rem 1rem; padding-top:max(.7rem, env(safe-area-inset-top)); background:#14532d; color:#fff; }
 header h1 { font-size:1.1rem; margin:0; flex:1; font-weight:650; letter-spacing:.01em; }
 #count { background:#fff; color:#14532d; border-radius:999px; padding:.1rem .6rem; font-weight:700; min-width:2rem; text-align:center; }
-#status { font-size:.8rem; padding:.15rem .5rem; border-radius:999px; background:#7f1d1d; }
+#status { font-size:.8rem; padding:.15rem .5rem; border-radius:999px; background:#7f1d1d; color:#fff; }
 #status.live { background:#166534; }
 main { padding:.8rem; max-width:34rem; margin:0 auto; padding-bottom:6rem; }
 .empty { text-align:center; color:var(--mute); padding:2.5rem 1rem; }
@@ -36,15 +49,14 @@ main { padding:.8rem; max-width:34rem; margin:0 auto; padding-bottom:6rem; }
 .nopic { display:flex; align-items:center; justify-content:center; height:6rem; background:var(--bg);
   border-radius:10px; color:var(--mute); }
 .why { margin:.6rem 0 .1rem; font-weight:600; }
-.meta { color:var(--mute); font-size:.85rem; display:flex; justify-content:space-between; gap:.5rem; }
-.meta .rid { overflow:hidden; text-overflow:ellipsis; white-space:nowrap; min-width:0; }
+.meta { color:var(--mute); font-size:.85rem; display:flex; justify-content:flex-end; gap:.5rem; }
 .meta .left { white-space:nowrap; }
-.choices { display:grid; grid-template-columns:1fr 1fr; gap:.55rem; margin:.75rem 0 .6rem; }
-button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer;
+.choices { display:grid; grid-template-columns:repeat(auto-fit, minmax(min(100%, 9rem), 1fr)); gap:.55rem; margin:.75rem 0 .6rem; }
+button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer; overflow-wrap:anywhere;
   touch-action:manipulation; }
 button:disabled { cursor:default; }
 .cls { background:var(--accent); color:var(--accent-ink); font-weight:650; font-size:1.05rem; }
-.cls small { display:block; font-weight:400; font-size:.75rem; opacity:.85; }
+.cls small { display:block; font-weight:400; font-size:.8rem; }
 .cls:active { filter:brightness(.9); }
 form.new { display:flex; gap:.5rem; }
 form.new input { flex:1; min-width:0; font:inherit; font-size:1rem; min-height:56px; padding:0 .8rem; border-radius:12px;
@@ -55,9 +67,28 @@ form.new button { background:var(--new); color:#fff; font-weight:650; min-width:
 .err:empty { display:none; }
 h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:600; }
 #history { list-style:none; margin:0; padding:0; }
-#history:empty::before { content:"No answers yet."; color:var(--mute); padding:0 .2rem; font-size:.92rem; }
-#history li { display:flex; justify-content:space-between; gap:.6rem; padding:.55rem .8rem; background:var(--card);
+#history li { display:flex; align-items:center; flex-wrap:wrap; gap:.6rem; padding:.55rem .8rem; background:var(--card);
   border:1px solid var(--line); border-radius:10px; margin-bottom:.4rem; font-size:.92rem; }
+#history .txt { flex:1; min-width:8rem; }
+#history .state { display:block; color:var(--mute); font-size:.8rem; }
+#history .state.refused { color:var(--err); font-weight:600; }
+#history .acts { display:flex; gap:.4rem; }
+#history .acts button, .alt button { min-height:48px; min-width:48px; background:var(--bg); color:var(--ink); border:2px solid var(--line); font-size:.9rem; }
+.thumb { width:48px; height:48px; object-fit:contain; background:#000; border-radius:6px; image-rendering:pixelated; }
+.alt { display:flex; gap:.55rem; margin-top:.55rem; }
+.alt button { flex:1; }
+nav { display:flex; gap:.4rem; max-width:34rem; margin:.6rem auto 0; padding:0 .8rem; }
+nav button { flex:1; background:var(--card); color:var(--ink); border:2px solid var(--line); min-height:48px; }
+nav button[aria-selected=true] { border-color:var(--accent); font-weight:700; }
+#offline { background:#7f1d1d; color:#fff; padding:.9rem 1rem; border-radius:12px; margin-bottom:1rem; font-weight:600; }
+.cls-list { list-style:none; margin:0; padding:0; }
+.cls-list li { background:var(--card); border:1px solid var(--line); border-radius:12px; padding:.7rem .8rem; margin-bottom:.6rem; }
+.cls-list .name { font-weight:700; font-size:1.05rem; }
+.cls-list .ex { display:flex; gap:.4rem; margin-top:.4rem; }
+#preds li { display:flex; justify-content:space-between; gap:.5rem; padding:.45rem .8rem; border-bottom:1px solid var(--line); }
+#preds { list-style:none; margin:0; padding:0; }
+label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
+
 #history .name { font-weight:650; }
 #history .tag { color:var(--new); font-size:.75rem; margin-left:.35rem; }
 #history .when { color:var(--mute); white-space:nowrap; }
@@ -70,13 +101,28 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
 </style>
 </head>
 <body>
-<header><h1>Label requests</h1><span id="status">offline</span><span id="count" aria-label="pending requests">0</span></header>
+<header><h1>Label requests</h1><span id="status" role="status">offline</span><span id="count" role="status" aria-label="questions waiting">0</span></header>
+<nav role="tablist" aria-label="views">
+  <button type="button" role="tab" id="tab-ask" aria-controls="view-ask" aria-selected="true">Questions</button>
+  <button type="button" role="tab" id="tab-know" aria-controls="view-know" aria-selected="false">What the robot knows</button>
+</nav>
 <main>
-  <div id="unpaired" hidden>This phone is not paired any more: scan the QR code in the robot's terminal again.</div>
-  <section id="pending" aria-live="polite"></section>
-  <p class="empty" id="empty">No pending requests.<br>New ones appear here as the robot asks.</p>
-  <h2>Recent answers</h2>
-  <ul id="history"></ul>
+  <div id="unpaired" role="alert" hidden>This phone is not paired any more: scan the QR code in the robot's terminal again (<code>tinycl pair</code> shows it).</div>
+  <div id="offline" role="alert" hidden>The robot is unreachable. Answering is off until it is back; nothing is queued.</div>
+  <section id="view-ask" role="tabpanel" aria-labelledby="tab-ask">
+    <section id="pending" aria-live="polite" aria-label="questions"></section>
+    <p class="empty" id="empty">No questions right now.<br>New ones appear here as the robot asks.</p>
+    <h2 id="h-history">Your recent answers</h2>
+    <p class="empty" id="nohistory">No answers yet.</p>
+    <ul id="history" aria-labelledby="h-history"></ul>
+  </section>
+  <section id="view-know" role="tabpanel" aria-labelledby="tab-know" hidden>
+    <h2 id="h-classes">Things the robot has learned</h2>
+    <ul class="cls-list" id="classes" aria-labelledby="h-classes"></ul>
+    <p class="empty" id="noclasses">Nothing learned yet.</p>
+    <h2 id="h-preds">What it saw last</h2>
+    <ul id="preds" aria-labelledby="h-preds"></ul>
+  </section>
 </main>
 <div id="toast" role="alert" hidden></div>
 <script>
@@ -85,13 +131,13 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
   const $ = (s, el = document) => el.querySelector(s);
   const pendingEl = $("#pending"), historyEl = $("#history"), toastEl = $("#toast");
   const deadlines = new Map();          // request id -> ms deadline (local clock)
-  let ws = null, retry = 500, toastTimer = 0, stopped = false;
+  let ws = null, retry = 500, toastTimer = 0, stopped = false, robotOnline = true, undoS = 120, classes = [];
 
   function el(tag, props = {}, ...kids) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(props)) {
       if (k === "class") e.className = v; else if (k === "text") e.textContent = v;
-      else if (k.startsWith("data-")) e.setAttribute(k, v); else e[k] = v;
+      else if (k.startsWith("data-") || k.startsWith("aria-")) e.setAttribute(k, v); else e[k] = v;
     }
     for (const k of kids) if (k) e.append(k);
     return e;
@@ -107,11 +153,17 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
     for (const c of pendingEl.children) if (c.dataset.requestId === id) return c;
     return null;
   }
+  function online() { return !!ws && ws.readyState === WebSocket.OPEN && robotOnline; }
   function refresh() {
     const n = pendingEl.children.length;
     $("#count").textContent = String(n);
     $("#empty").hidden = n > 0;
+    $("#nohistory").hidden = historyEl.children.length > 0;
     document.title = (n ? "(" + n + ") " : "") + "tinycl · label requests";
+    const off = !online();
+    $("#offline").hidden = !off || stopped;
+    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button"))
+      b.disabled = off || (b.closest(".card") && b.closest(".card").classList.contains("busy"));
   }
   function left(ms) {
     const s = Math.max(0, Math.round(ms / 1000));
@@ -119,12 +171,18 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
     if (s >= 60) return "expires in " + Math.round(s / 60) + " min";
     return "expires in " + s + " s";
   }
+  function ago(t) {
+    const s = Math.max(0, Math.round(Date.now() / 1000 - t));
+    if (s < 60) return "just now";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    return new Date(t * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  }
   function setBusy(card, busy) {
     card.classList.toggle("busy", busy);
-    for (const b of card.querySelectorAll("button, input")) b.disabled = busy;
+    for (const b of card.querySelectorAll("button, input")) b.disabled = busy || !online();
   }
   function send(message) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) { toast("Not connected: answer not sent", true); return false; }
+    if (!online()) { toast("The robot is unreachable: nothing was sent", true); return false; }
     ws.send(typeof message === "string" ? message : JSON.stringify(message));
     return true;
   }
@@ -133,33 +191,55 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
     setBusy(card, true);
     if (!send(Object.assign({type: "answer", request_id: card.dataset.requestId}, body))) setBusy(card, false);
   }
+  function examples(n) { return n === 1 ? "1 example" : n + " examples"; }
+  let audio = null;                     // a sound needs a tap first (browsers' autoplay rule)
+  document.addEventListener("pointerdown", () => {
+    if (!audio && window.AudioContext) { try { audio = new AudioContext(); } catch (e) { audio = null; } }
+  }, {once: true});
+  function notify() {                   // a new question while the person looks elsewhere
+    if (!document.hidden && document.hasFocus()) return;
+    if (navigator.vibrate) { try { navigator.vibrate(150); } catch (e) { /* not allowed */ } }
+    if (audio && audio.state === "running") {
+      const o = audio.createOscillator(), g = audio.createGain();
+      g.gain.value = 0.05; o.frequency.value = 880;
+      o.connect(g).connect(audio.destination); o.start(); o.stop(audio.currentTime + 0.12);
+    }
+  }
   function addRequest(r) {
     deadlines.set(r.id, Date.now() + r.expires_in_s * 1000);
     const pic = r.image
-      ? el("img", {class: "pic", src: r.image, alt: "sample " + r.id, width: r.width, height: r.height})
-      : el("div", {class: "nopic", text: "no picture"});
+      ? el("img", {class: "pic", src: r.image, alt: "the sample the robot asks about", width: r.width, height: r.height})
+      : el("div", {class: "nopic", text: "The robot could not keep a picture of this sample."});
     if (r.image && r.width && r.height) pic.style.aspectRatio = r.width + " / " + r.height;
-    const choices = el("div", {class: "choices"});
+    const choices = el("div", {class: "choices", role: "group", "aria-label": "known things"});
     for (const c of r.candidates) {
       const b = el("button", {class: "cls", type: "button", "data-class-id": String(c.id)},
-                   document.createTextNode(c.name), el("small", {text: "class " + c.id}));
+                   document.createTextNode(c.name), el("small", {text: examples(c.sample_count)}));
+      b.setAttribute("aria-label", "It is " + c.name);
       b.addEventListener("click", () => answer(card, {class_id: c.id}));
       choices.append(b);
     }
-    const input = el("input", {name: "new", type: "text", placeholder: "New class name", maxLength: 64,
-                               autocomplete: "off", enterKeyHint: "send"});
-    input.setAttribute("aria-label", "new class name");
-    const form = el("form", {class: "new"}, input, el("button", {type: "submit", text: "Add class"}));
+    const inputId = "new-" + Math.random().toString(36).slice(2);
+    const input = el("input", {name: "new", type: "text", placeholder: "Something new: its name", maxLength: 64,
+                               autocomplete: "off", enterKeyHint: "send", id: inputId});
+    const form = el("form", {class: "new"}, el("label", {class: "sr", htmlFor: inputId, text: "name of something new"}),
+                    input, el("button", {type: "submit", text: "Add"}));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const name = input.value.trim();
-      if (!name) { $(".err", card).textContent = "Type a name for the new class."; input.focus(); return; }
+      if (!name) { $(".err", card).textContent = "Type a name for the new thing."; input.focus(); return; }
       answer(card, {new_class_name: name});
     });
-    const card = el("article", {class: "card", "data-request-id": r.id}, pic,
-      el("div", {class: "why", text: r.reason ? "Why: " + r.reason : "Which class is this?"}),
-      el("div", {class: "meta"}, el("span", {class: "rid", text: r.id}), el("span", {class: "left", text: left(r.expires_in_s * 1000)})),
-      r.candidates.length ? choices : null, form, el("div", {class: "err", role: "status"}));
+    const skip = el("button", {type: "button", class: "skip", text: "Skip"});
+    const unsure = el("button", {type: "button", class: "unsure", text: "Not sure"});
+    skip.addEventListener("click", () => { if (send({type: "skip", request_id: card.dataset.requestId, why: "skip"})) setBusy(card, true); });
+    unsure.addEventListener("click", () => { if (send({type: "skip", request_id: card.dataset.requestId, why: "unsure"})) setBusy(card, true); });
+    const n = r.group_size > 1 ? " (" + r.group_size + " alike samples: one answer labels them all)" : "";
+    const card = el("article", {class: "card", "data-request-id": r.id, "aria-label": "question"}, pic,
+      el("div", {class: "why", text: (r.reason || "What is this?") + n}),
+      el("div", {class: "meta"}, el("span", {class: "left", text: left(r.expires_in_s * 1000)})),
+      r.candidates.length ? choices : null, form, el("div", {class: "alt"}, skip, unsure),
+      el("div", {class: "err", role: "status"}));
     const old = cardOf(r.id);
     if (old) {                          // an update: keep what the person is typing
       const was = $("input[name=new]", old), focused = document.activeElement === was;
@@ -167,7 +247,7 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
       old.replaceWith(card);
       if (focused) input.focus();
       if (old.classList.contains("busy")) setBusy(card, true);
-    } else pendingEl.append(card);
+    } else { pendingEl.append(card); notify(); }
     refresh();
   }
   function removeRequest(id) {
@@ -178,24 +258,68 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
     card.dataset.requestId = "";            // gone for the protocol at once, gone from view after the fade
     setTimeout(() => { card.remove(); refresh(); }, 250);
   }
+  const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
   function addHistory(item, atEnd) {
-    const when = new Date(item.answered_s * 1000);
+    const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
+    const acts = el("span", {class: "acts"});
+    if (item.status !== "withdrawn" && Date.now() / 1000 - item.answered_s < undoS) {
+      const undo = el("button", {type: "button", class: "undo", text: "Undo"});
+      undo.setAttribute("aria-label", "Undo the answer " + item.class_name);
+      undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
+      const change = el("button", {type: "button", class: "change", text: "Change"});
+      change.setAttribute("aria-label", "Change the answer " + item.class_name);
+      change.addEventListener("click", () => {
+        const name = prompt("What is it instead?", "");
+        if (name && name.trim()) send({type: "undo", request_id: item.id, new_class_name: name.trim()});
+      });
+      acts.append(undo, change);
+    }
     const li = el("li", {"data-request-id": item.id},
-      el("span", {}, el("span", {class: "name", text: item.class_name}), item.new ? el("span", {class: "tag", text: "new class"}) : null),
-      el("span", {class: "when", text: when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})}));
-    if (atEnd) historyEl.append(li); else historyEl.prepend(li);
+      item.image ? el("img", {class: "thumb", src: item.image, alt: "the sample you answered " + item.class_name}) : null,
+      el("span", {class: "txt"}, el("span", {class: "name", text: item.class_name}),
+         item.new ? el("span", {class: "tag", text: "new"}) : null, state),
+      el("span", {class: "when", text: ago(item.answered_s)}), acts);
+    const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
+    if (old) old.replaceWith(li); else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
+    refresh();
+  }
+  function showClasses(m) {
+    classes = m.classes;
+    const list = $("#classes"); list.textContent = "";
+    for (const c of m.classes) {
+      const ex = el("div", {class: "ex"});
+      for (const src of c.examples) ex.append(el("img", {class: "thumb", src, alt: "an example of " + c.name}));
+      const rename = el("button", {type: "button", class: "rename", text: "Rename"});
+      rename.setAttribute("aria-label", "Rename " + c.name);
+      rename.addEventListener("click", () => {
+        const name = prompt("New name for " + c.name, c.name);
+        if (name && name.trim() && name.trim() !== c.name) send({type: "rename", class_id: c.id, name: name.trim()});
+      });
+      list.append(el("li", {"data-class-id": String(c.id)}, el("div", {class: "name", text: c.name}),
+        el("div", {class: "meta-c", text: examples(c.count) + (c.last_s ? " · last seen " + ago(c.last_s) : "")}), ex,
+        el("div", {class: "alt"}, rename)));
+    }
+    $("#noclasses").hidden = m.classes.length > 0;
+    const preds = $("#preds"); preds.textContent = "";
+    for (const p of m.predictions)
+      preds.append(el("li", {}, el("span", {text: p.class_name || "not sure yet"}),
+                      el("span", {text: Math.round(p.confidence * 100) + "% sure · " + ago(p.at_s)})));
   }
   function onMessage(m) {
     switch (m.type) {
       case "snapshot":
         pendingEl.textContent = ""; historyEl.textContent = ""; deadlines.clear();
+        undoS = m.undo_s || undoS; robotOnline = m.robot ? m.robot.online : true;
         for (const r of m.pending) addRequest(r);
         for (const h of m.history) addHistory(h, true);
+        showClasses(m);
         refresh(); break;
       case "request": addRequest(m.request); break;
       case "remove": removeRequest(m.id); break;
-      case "answered": addHistory(m.item, false); break;
+      case "answered": addHistory(m.item, false); if (m.item.status === "refused") toast("The robot refused " + m.item.class_name + ": " + m.item.message, true); break;
+      case "classes": showClasses(m); break;
+      case "robot": robotOnline = m.online; setStatus(ws && ws.readyState === WebSocket.OPEN); break;
       case "ok": toast("Sent: " + m.class_name, false); break;
       case "error": {
         const card = m.request_id ? cardOf(m.request_id) : null;
@@ -206,9 +330,20 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
   }
   function setStatus(live) {
     const s = $("#status");
-    s.textContent = live ? "live" : "offline";
-    s.className = live ? "live" : "";
+    const ok = live && robotOnline;
+    s.textContent = ok ? "live" : (live ? "robot unreachable" : "offline");
+    s.className = ok ? "live" : "";
+    refresh();
   }
+  function tab(which) {
+    for (const [t, v] of [["tab-ask", "view-ask"], ["tab-know", "view-know"]]) {
+      const on = t === which;
+      $("#" + t).setAttribute("aria-selected", String(on));
+      $("#" + v).hidden = !on;
+    }
+  }
+  $("#tab-ask").addEventListener("click", () => tab("tab-ask"));
+  $("#tab-know").addEventListener("click", () => tab("tab-know"));
   function connect() {
     if (stopped) return;
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
@@ -218,12 +353,13 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
       setStatus(false);
       try {
         const r = await fetch("api/state", {cache: "no-store"});
-        if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; return; }
+        if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; refresh(); return; }
       } catch (e) { /* server down: retry */ }
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     };
   }
+  window.addEventListener("offline", () => setStatus(false));
   setInterval(() => {
     const now = Date.now();
     for (const [id, t] of deadlines) { const c = cardOf(id); if (c) $(".left", c).textContent = left(t - now); }
@@ -236,3 +372,26 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
 </body>
 </html>
 """
+
+MANIFEST = """{"name": "tinycl label requests", "short_name": "Label", "start_url": "/", "scope": "/",
+ "display": "standalone", "background_color": "#f4f5f2", "theme_color": "#14532d",
+ "description": "Answer the robot's questions about what it sees",
+ "icons": [{"src": "/icon-192.png", "sizes": "192x192", "type": "image/png", "purpose": "any maskable"},
+           {"src": "/icon-512.png", "sizes": "512x512", "type": "image/png", "purpose": "any maskable"}]}
+"""
+
+PUBLIC = frozenset({"/manifest.webmanifest", "/icon-192.png", "/icon-512.png"})
+
+
+@lru_cache(maxsize=2)
+def icon_png(size: int) -> bytes:
+    """The app icon: a white question mark-like tag on the header's green, drawn with numpy."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:] = (0x14, 0x53, 0x2D)
+    ring = np.abs(np.hypot(xx - 0.5, yy - 0.42) - 0.2) < 0.06
+    ring &= ~((yy > 0.42) & (xx < 0.5))
+    stem = (np.abs(xx - 0.5) < 0.06) & (yy > 0.55) & (yy < 0.7)
+    dot = np.hypot(xx - 0.5, yy - 0.8) < 0.06
+    img[ring | stem | dot] = 255
+    return png_bytes(img)

@@ -1,18 +1,43 @@
-"""Pairing: the token a phone needs, the URL to open, and that URL as a QR code in the terminal."""
+"""Pairing: the secret a phone needs, the phones paired with it, the URL to open and its QR code.
+
+The pairing secret is created once and kept in the node's state (``pairing.json``, mode 0600), so
+a phone stays paired across restarts of the app. Opening the pairing URL (``?token=<secret>``)
+pairs a phone: it gets a cookie of its own (``<device id>.<HMAC(secret, device id)>``), and each
+paired phone can be revoked on its own (``tinycl pair --revoke ID``, or from the page) without
+unpairing the others. ``tinycl pair`` prints the URL and QR code again at any time (the app writes
+the URL and the TLS fingerprint into the same file).
+
+QR code per ISO/IEC 18004: a quiet zone of 4 modules, dark modules dark — drawn with explicit
+black-on-white terminal colours so it reads the same in a light and in a dark terminal.
+"""
 
 from __future__ import annotations
 
-import io
+import hashlib
+import hmac
 import ipaddress
+import json
+import logging
+import os
 import secrets
 import socket
+import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+from ..storage import write_atomic
+
+FILE = "pairing.json"
+FORMAT, VERSION = "tinycl-pairing", 1
+MAX_DEVICES = 64
+QUIET_ZONE = 4
+# 256-colour black on white; reset at the end of each line
+QR_ON, QR_OFF = "\x1b[38;5;16;48;5;231m", "\x1b[0m"
 
 
 def new_token() -> str:
-    """A fresh random pairing token (128 bits, URL-safe)."""
+    """A fresh random pairing secret (128 bits, URL-safe)."""
     return secrets.token_urlsafe(16)
 
 
@@ -26,6 +51,16 @@ def lan_address() -> str:
         return "127.0.0.1"
     finally:
         s.close()
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def app_url(host: str, port: int, tls: bool, token: str, public_url: str | None = None) -> str:
@@ -43,13 +78,127 @@ def app_url(host: str, port: int, tls: bool, token: str, public_url: str | None 
     return f"{base}/?token={quote(token, safe='')}"
 
 
-def qr_text(data: str) -> str:
-    """``data`` as a QR code drawn with block characters, readable from a terminal by a phone camera."""
+def qr_matrix(data: str) -> list[list[bool]]:
+    """The QR code of ``data`` as rows of modules (True: dark), quiet zone included."""
     import qrcode
 
-    qr = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+    qr = qrcode.QRCode(border=QUIET_ZONE, error_correction=qrcode.constants.ERROR_CORRECT_M)
     qr.add_data(data)
     qr.make(fit=True)
-    out = io.StringIO()
-    qr.print_ascii(out=out, invert=True)
-    return out.getvalue()
+    return [list(map(bool, row)) for row in qr.get_matrix()]
+
+
+def qr_text(data: str, colour: bool = True) -> str:
+    """``data`` as a QR code in a terminal: two modules per character cell (half blocks).
+
+    With ``colour`` every line sets black on white itself, so the code is not inverted in a dark
+    terminal; without it, dark modules are drawn as blocks (right on a light terminal only).
+    """
+    m = qr_matrix(data)
+    if len(m) % 2:
+        m.append([False] * len(m[0]))
+    glyph = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
+    lines = ["".join(glyph[(top, bottom)] for top, bottom in zip(m[r], m[r + 1])) for r in range(0, len(m), 2)]
+    if colour:
+        lines = [f"{QR_ON}{line}{QR_OFF}" for line in lines]
+    return "\n".join(lines) + "\n"
+
+
+class Pairing:
+    """The pairing secret and the paired phones of one label app, kept in ``<state_dir>/pairing.json``."""
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None, log: logging.Logger | None = None,
+                 token: str | None = None) -> None:
+        self.path = Path(state_dir) / FILE if state_dir is not None else None   # None: in memory only
+        self.log = log or logging.getLogger("tinycl.label_app")
+        self.token = ""
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.revoked: list[str] = []
+        self.info: dict[str, Any] = {}        # url, fingerprint: what `tinycl pair` prints
+        self._mtime = 0.0
+        self.load()
+        if token and token != self.token:     # a configured token wins (and unpairs the others)
+            self.token, self.devices = token, {}
+            self.save()
+        elif not self.token:
+            self.token = new_token()
+            self.save()
+            if self.path is not None:
+                self.log.info("new pairing secret created in %s (0600)", self.path)
+
+    # --- file -----------------------------------------------------------------------------------
+    def load(self) -> bool:
+        """(Re)read the file; a bad one is moved aside with one line. True if something was read."""
+        if self.path is None:
+            return False
+        try:
+            st = self.path.stat()
+        except OSError:
+            return False
+        if st.st_mtime == self._mtime:
+            return False
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+                raise ValueError("not a tinycl pairing file of version 1")
+            token = doc["token"]
+            if not isinstance(token, str) or not 8 <= len(token) <= 128 or not token.isascii():
+                raise ValueError("bad pairing secret")
+            devices = {str(k): dict(v) for k, v in dict(doc.get("devices") or {}).items()}
+            revoked = [str(r) for r in doc.get("revoked") or []]
+            info = dict(doc.get("info") or {})
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
+            self.path.rename(aside)
+            self.log.error("pairing file %s cannot be loaded (%s): kept as %s, a new secret is made (pair the "
+                           "phones again)", self.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                           aside.name)
+            return False
+        self.token, self.devices, self.revoked, self.info = token, devices, revoked[-1000:], info
+        self._mtime = st.st_mtime
+        return True
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        doc = {"format": FORMAT, "version": VERSION, "token": self.token, "devices": self.devices,
+               "revoked": self.revoked, "info": self.info}
+        write_atomic(self.path, json.dumps(doc, indent=1).encode(), mode=0o600)
+        self._mtime = self.path.stat().st_mtime
+
+    # --- phones ---------------------------------------------------------------------------------
+    def _mac(self, device: str) -> str:
+        return hmac.new(self.token.encode(), device.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def token_ok(self, given: str | None) -> bool:
+        """The pairing secret itself (URL, header): non-ASCII or wrong → False, never an exception."""
+        return bool(given) and given.isascii() and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def pair(self, agent: str = "", now: float | None = None) -> str:
+        """A new phone: its cookie value (the oldest phone is forgotten past MAX_DEVICES)."""
+        device = secrets.token_hex(4)
+        now = time.time() if now is None else now
+        self.devices[device] = {"agent": agent[:120], "paired_s": now, "seen_s": now}
+        while len(self.devices) > MAX_DEVICES:
+            self.devices.pop(min(self.devices, key=lambda d: self.devices[d]["seen_s"]))
+        self.save()
+        return f"{device}.{self._mac(device)}"
+
+    def device_of(self, cookie: str | None) -> str | None:
+        """The paired phone a cookie belongs to; None if unknown, revoked, forged or not ASCII."""
+        if not cookie or not cookie.isascii() or cookie.count(".") != 1:
+            return None
+        device, mac = cookie.split(".")
+        if device not in self.devices or not hmac.compare_digest(mac.encode(), self._mac(device).encode()):
+            return None
+        return device
+
+    def revoke(self, device: str) -> bool:
+        if self.devices.pop(device, None) is None:
+            return False
+        self.revoked.append(device)
+        self.save()
+        return True
+
+    def public(self) -> list[dict[str, Any]]:
+        return [{"id": d, **{k: v for k, v in info.items()}} for d, info in self.devices.items()]

@@ -6,20 +6,25 @@ touches the store (requests, answers, expiry, saving) runs in the loop thread, s
 answering the same request cannot both send. Answers are published from the loop thread by the
 ``publish`` callable the node gives (DDS writers are thread-safe).
 
-Access: every HTTP request and the WebSocket handshake need the pairing token: ``?token=`` (the
-page then sets a cookie and redirects to a clean URL), the cookie, an ``X-Tinycl-Token`` header
-or ``Authorization: Bearer``. Wrong or missing → 403 and no WebSocket.
+Access: every HTTP request and the WebSocket handshake need pairing: ``?token=<secret>`` pairs
+the phone (it gets a cookie of its own, then a redirect to a clean URL); later requests carry
+that cookie (revocable per phone), or the secret in an ``X-Tinycl-Token`` header or
+``Authorization: Bearer``. Wrong, missing, revoked or non-ASCII → 403 and no WebSocket. Malformed
+bodies (not JSON, nested too deep, an unknown charset) → 400 with one line, never a 500.
 
-WebSocket messages (JSON). Server → page: ``snapshot`` {pending, history}, ``request`` {request},
-``remove`` {id, why: answered|expired|dropped}, ``answered`` {item}, ``ok`` {request_id,
-class_name}, ``error`` {message, request_id?}. Page → server: ``{"type": "answer", "request_id":
-..., "class_id": 3}`` or ``{..., "new_class_name": "cat"}``; ``{"type": "ping"}``.
+WebSocket messages (JSON). Server → page: ``snapshot`` {pending, history, classes, predictions,
+robot}, ``request`` {request}, ``remove`` {id, why: answered|expired|dropped|skipped}, ``answered``
+{item} (again when the labeler's ``label_status`` says learned / refused), ``ok`` {request_id,
+class_name}, ``error`` {message, request_id?}, ``classes`` {classes, predictions}, ``robot``
+{online}. Page → server: ``{"type": "answer", "request_id": ..., "class_id": 3}`` or ``{...,
+"new_class_name": "cat"}``; ``{"type": "skip", "request_id": ..., "why": "skip"|"unsure"}``;
+``{"type": "undo", "request_id": ..., "class_id"?, "new_class_name"?}`` (no class: withdraw);
+``{"type": "rename", "class_id": 3, "name": "mug"}``; ``{"type": "ping"}``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import ssl
@@ -32,10 +37,13 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..core.errors import TinyclError
-from .page import PAGE
-from .store import Answer, AnswerError, Pending, RequestStore, history_item
+from .page import MANIFEST, PAGE, PUBLIC, icon_png
+from .pairing import Pairing
+from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, clean_name, history_item
 
-COOKIE = "tinycl_token"
+COOKIE = "tinycl_phone"
+MAX_JSON_DEPTH = 32
+DEVICE = web.RequestKey("device", str)
 MAX_WS_TEXT = 4096          # an answer is ~100 bytes; more is malformed
 RESEND_AFTER_S = 5.0        # a request answered longer ago than this and asked again: the answer is re-sent
 SECURITY_HEADERS = {
@@ -55,11 +63,18 @@ FORBIDDEN = ("<!doctype html><meta name=viewport content='width=device-width,ini
 class LabelServer:
     """Serve ``store`` to phones; ``publish(answer)`` sends an answer (raises AnswerError if it cannot)."""
 
-    def __init__(self, store: RequestStore, publish: Callable[[Answer], None], token: str, *,
+    def __init__(self, store: RequestStore, publish: Callable[[Answer], None], token: str | Pairing, *,
                  host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None,
                  state_path: Path | None = None, answered_by: str = "phone",
                  log: logging.Logger | None = None, tick_s: float = 0.5) -> None:
-        self.store, self.publish, self.token = store, publish, token
+        self.store, self.publish = store, publish
+        self.pairing = token if isinstance(token, Pairing) else Pairing(None, log, token=token)
+        self.undo_s = 120.0
+        self.on_undo: Callable[[Answer, Answer | None], None] | None = None
+        self.on_skip: Callable[[str, str], None] | None = None
+        self.on_rename: Callable[[int, str], None] | None = None
+        self.robot_online: Callable[[], bool] = lambda: True
+        self._online = True
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.state_path, self.answered_by = state_path, answered_by
         self.log = log or logging.getLogger("tinycl.label_app")
@@ -119,6 +134,11 @@ class LabelServer:
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
         app.router.add_get("/", self._page)
+        app.router.add_get("/manifest.webmanifest", self._manifest)
+        app.router.add_get("/icon-192.png", self._icon)
+        app.router.add_get("/icon-512.png", self._icon)
+        app.router.add_get("/api/phones", self._phones)
+        app.router.add_post("/api/revoke", self._revoke)
         app.router.add_get("/image", self._image)
         app.router.add_get("/api/state", self._state)
         app.router.add_post("/api/answer", self._answer_http)
@@ -149,6 +169,12 @@ class LabelServer:
                 for rid in self.store.expire(time.time()):
                     self.log.info("request %s expired unanswered", rid)
                     await self._broadcast({"type": "remove", "id": rid, "why": "expired"})
+                if self.pairing.load():     # changed on disk (`tinycl pair --revoke`): drop unpaired phones
+                    for ws in list(self.clients):
+                        dev = ws_device.get(id(ws))
+                        if dev is not None and dev not in self.pairing.devices:
+                            await ws.close(code=4403, message=b"this phone was unpaired")
+                self.set_online(bool(self.robot_online()))
                 self._save()
             except Exception as exc:  # noqa: BLE001 - the server keeps running
                 self.log.error("label app: %s: %s", type(exc).__name__, exc)
@@ -200,55 +226,113 @@ class LabelServer:
                 self.clients.discard(ws)
 
     # access ------------------------------------------------------------------------------------------
-    def _token_ok(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+    def _phone(self, request: web.Request) -> tuple[bool, str | None, bool]:
+        """(allowed, device id, pairing now) from the query token, a header or the phone's cookie."""
+        query = request.query.get("token")
+        if query is not None:
+            return self.pairing.token_ok(query), None, self.pairing.token_ok(query)
+        auth = request.headers.get("Authorization", "")
+        header = request.headers.get("X-Tinycl-Token") or (auth[7:] if auth.startswith("Bearer ") else None)
+        if header is not None:
+            return self.pairing.token_ok(header), None, False
+        device = self.pairing.device_of(request.cookies.get(COOKIE))
+        return device is not None, device, False
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        query = request.query.get("token")
-        auth = request.headers.get("Authorization", "")
-        given = (query if query is not None else request.headers.get("X-Tinycl-Token")
-                 or (auth[7:] if auth.startswith("Bearer ") else None) or request.cookies.get(COOKIE))
-        if not self._token_ok(given):
-            self.log.warning("refused %s %s from %s: %s pairing token", request.method, request.path,
-                             request.remote, "wrong" if given else "no")
+        if request.path in PUBLIC:            # the manifest and icons carry no data (installable app)
+            return await handler(request)
+        try:
+            allowed, device, pairing = self._phone(request)
+        except (UnicodeError, ValueError) as exc:      # undecodable header or cookie
+            self.log.warning("refused %s %s from %s: unreadable credentials (%s)", request.method, request.path,
+                             request.remote, type(exc).__name__)
+            allowed, device, pairing = False, None, False
+        if not allowed:
+            self.log.warning("refused %s %s from %s: not paired", request.method, request.path, request.remote)
             return web.Response(status=403, text=FORBIDDEN, content_type="text/html", headers=SECURITY_HEADERS)
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
-            self.log.warning("refused %s %s: cross-origin request from %s", request.method, request.path, origin)
+            self.log.warning("refused %s %s: cross-origin request from %s", request.method, request.path,
+                             origin[:80].encode("ascii", "replace").decode())
             return web.Response(status=403, text="cross-origin request refused", headers=SECURITY_HEADERS)
-        if query is not None and request.method == "GET" and request.path == "/":
-            resp = web.Response(status=303, headers={"Location": "/", **SECURITY_HEADERS})  # token out of the URL
-            self._set_cookie(resp)
+        request[DEVICE] = device
+        if pairing:
+            cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
+            self.log.info("a phone was paired (%s)", cookie.split(".")[0])
+            if request.method == "GET" and request.path == "/":
+                resp = web.Response(status=303, headers={"Location": "/", **SECURITY_HEADERS})  # token out of the URL
+                self._set_cookie(resp, cookie)
+                return resp
+            resp = await handler(request)
+            self._set_cookie(resp, cookie)
             return resp
-        resp = await handler(request)
-        if query is not None:
-            self._set_cookie(resp)
-        return resp
+        return await handler(request)
 
-    def _set_cookie(self, resp: web.StreamResponse) -> None:
-        resp.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict", secure=self.ssl_context is not None,
-                        max_age=30 * 24 * 3600, path="/")
+    def _set_cookie(self, resp: web.StreamResponse, value: str) -> None:
+        resp.set_cookie(COOKIE, value, httponly=True, samesite="Strict", secure=self.ssl_context is not None,
+                        max_age=365 * 24 * 3600, path="/")
 
     # HTTP --------------------------------------------------------------------------------------------
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html", headers=SECURITY_HEADERS)
 
+    async def _manifest(self, request: web.Request) -> web.Response:
+        return web.Response(text=MANIFEST, content_type="application/manifest+json", headers=SECURITY_HEADERS)
+
+    async def _icon(self, request: web.Request) -> web.Response:
+        size = 512 if "512" in request.path else 192
+        return web.Response(body=icon_png(size), content_type="image/png", headers=SECURITY_HEADERS)
+
     async def _image(self, request: web.Request) -> web.Response:
-        req = self.store.pending.get(request.query.get("id", ""))
-        if req is None or req.png is None:
+        rid = request.query.get("id", "")
+        req = self.store.pending.get(rid)
+        png = req.png if req is not None else (self.store.answered[rid].png if rid in self.store.answered else None)
+        if png is None:
             return web.Response(status=404, text="no such picture", headers=SECURITY_HEADERS)
-        return web.Response(body=req.png, content_type="image/png", headers=SECURITY_HEADERS)
+        return web.Response(body=png, content_type="image/png", headers=SECURITY_HEADERS)
 
     async def _state(self, request: web.Request) -> web.Response:
-        return web.json_response(self.store.snapshot(time.time()), headers=SECURITY_HEADERS)
+        return web.json_response(self._snapshot(), headers=SECURITY_HEADERS)
+
+    async def _phones(self, request: web.Request) -> web.Response:
+        return web.json_response({"phones": self.pairing.public(), "this": request.get(DEVICE)},
+                                 headers=SECURITY_HEADERS)
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        payload, err = await self._json_body(request)
+        if err is not None:
+            return err
+        device = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(device, str) or not self.pairing.revoke(device):
+            return web.json_response({"type": "error", "message": "no such paired phone"}, status=404,
+                                     headers=SECURITY_HEADERS)
+        self.log.info("paired phone %s revoked", device)
+        await self._close_device(device)
+        return web.json_response({"type": "ok"}, headers=SECURITY_HEADERS)
+
+    async def _json_body(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The JSON body, or a 400 response with one line: not JSON, nested too deep, unknown charset."""
+        try:
+            raw = await request.read()
+            charset = request.charset or "utf-8"
+            try:
+                text = raw.decode(charset)
+            except LookupError:
+                raise ValueError(f"unknown charset {charset[:40]!r}") from None
+            return loads(text), None
+        except (ValueError, UnicodeDecodeError) as exc:
+            why = str(exc).splitlines()[0][:120] if isinstance(exc, MalformedJSON) or "charset" in str(exc) \
+                else "not JSON"
+            self.log.error("%s %s from %s: malformed payload dropped: %s", request.method, request.path,
+                           request.remote, why)
+            return None, web.json_response({"type": "error", "message": f"malformed payload: {why}"}, status=400,
+                                           headers=SECURITY_HEADERS)
 
     async def _answer_http(self, request: web.Request) -> web.Response:
-        try:
-            payload = json.loads(await request.text())
-        except (ValueError, UnicodeDecodeError):
-            self.log.error("POST /api/answer from %s: malformed payload dropped: not JSON", request.remote)
-            return web.json_response({"type": "error", "message": "malformed answer: not JSON"}, status=400)
+        payload, err = await self._json_body(request)
+        if err is not None:
+            return err
         reply = await self._handle(payload, request.remote)
         return web.json_response(reply, status=200 if reply["type"] == "ok" else 400, headers=SECURITY_HEADERS)
 
@@ -256,17 +340,20 @@ class LabelServer:
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
+        ws_device[id(ws)] = request.get(DEVICE)
         self.clients.add(ws)
         peer = request.remote
         try:
-            await ws.send_json(self.store.snapshot(time.time()))
+            await ws.send_json(self._snapshot())
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     if len(msg.data) > MAX_WS_TEXT:
                         reply = self._malformed(peer, f"message of {len(msg.data)} characters (max {MAX_WS_TEXT})")
                     else:
                         try:
-                            payload = json.loads(msg.data)
+                            payload = loads(msg.data)
+                        except MalformedJSON as exc:
+                            reply = self._malformed(peer, str(exc))
                         except ValueError:
                             reply = self._malformed(peer, "not JSON")
                         else:
@@ -278,7 +365,13 @@ class LabelServer:
                     self.log.warning("websocket from %s closed with error: %s", peer, ws.exception())
         finally:
             self.clients.discard(ws)
+            ws_device.pop(id(ws), None)
         return ws
+
+    async def _close_device(self, device: str) -> None:
+        for ws in list(self.clients):
+            if ws_device.get(id(ws)) == device:
+                await ws.close(code=4403, message=b"this phone was unpaired")
 
     def _malformed(self, peer: str | None, why: str, request_id: Any = None) -> dict[str, Any]:
         self.log.error("websocket from %s: malformed message dropped: %s", peer, why)
@@ -287,25 +380,38 @@ class LabelServer:
             reply["request_id"] = request_id[:128]
         return reply
 
+    def _snapshot(self) -> dict[str, Any]:
+        snap = self.store.snapshot(time.time())
+        snap.update(self.store.classes_view(), robot={"online": self._online}, undo_s=self.undo_s)
+        return snap
+
     async def _handle(self, payload: Any, peer: str | None) -> dict[str, Any]:
-        """One message from a page: an answer (checked, sent, committed) or a ping."""
+        """One message from a page: an answer (checked, sent, committed), a skip, an undo, or a ping."""
         if not isinstance(payload, dict):
             return self._malformed(peer, "expected a JSON object")
         kind = payload.get("type")
         if kind == "ping":
             return {"type": "pong"}
-        if kind != "answer":
+        if kind not in ("answer", "skip", "undo", "rename"):
             return self._malformed(peer, f"unknown message type {str(kind)[:40]!r}")
         rid = payload.get("request_id")
-        unknown = set(payload) - {"type", "request_id", "class_id", "new_class_name"}
+        unknown = set(payload) - {"type", "request_id", "class_id", "new_class_name", "why", "name"}
         if unknown:
             return self._malformed(peer, f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:80]}", rid)
         try:
+            if not self._online:
+                raise AnswerError("the robot is unreachable: nothing was sent, try again when it is back")
+            if kind == "skip":
+                return await self._skip(rid, payload.get("why"))
+            if kind == "rename":
+                return self._rename(payload.get("class_id"), payload.get("name"))
+            if kind == "undo":
+                return await self._undo(rid, payload.get("class_id"), payload.get("new_class_name"))
             answer = self.store.check_answer(rid, payload.get("class_id"), payload.get("new_class_name"),
                                              self.answered_by)
             self.publish(answer)
         except AnswerError as exc:
-            self.log.warning("answer from %s refused: %s", peer, exc)
+            self.log.warning("message from %s refused: %s", peer, exc)
             reply: dict[str, Any] = {"type": "error", "message": str(exc)}
             if isinstance(rid, str):
                 reply["request_id"] = rid[:128]
@@ -317,3 +423,102 @@ class LabelServer:
         await self._broadcast({"type": "answered", "item": history_item(answer)})
         self._save()
         return {"type": "ok", "request_id": answer.request_id, "class_name": answer.class_name}
+
+    def _rename(self, class_id: Any, name: Any) -> dict[str, Any]:
+        """Rename a class the robot knows; the labeler checks it and announces it (class_renamed)."""
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.store.classes:
+            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
+        clean = clean_name(name)
+        if self.on_rename is None:
+            raise AnswerError("renaming is not supported here")
+        self.on_rename(class_id, clean)
+        return {"type": "ok", "class_name": f"renaming to {clean}"}
+
+    async def _skip(self, rid: Any, why: Any) -> dict[str, Any]:
+        """'Skip' / 'not sure': the request leaves the page, the labeler drops it (nothing is learned)."""
+        req = self.store.pending.get(rid) if isinstance(rid, str) else None
+        if req is None:
+            raise AnswerError(f"unknown request {str(rid)[:MAX_ID]}: nothing was sent")
+        why = "unsure" if why == "unsure" else "skip"
+        if self.on_skip is not None:
+            self.on_skip(req.request_id, why)
+        self.store.skip(req.request_id)
+        await self._broadcast({"type": "remove", "id": req.request_id, "why": "skipped"})
+        self._save()
+        return {"type": "ok", "request_id": req.request_id, "class_name": "skipped" if why == "skip" else "not sure"}
+
+    async def _undo(self, rid: Any, class_id: Any, new_name: Any) -> dict[str, Any]:
+        """Change or withdraw an answer within ``undo_s``: the labeler and the learner apply it."""
+        old = self.store.answered.get(rid) if isinstance(rid, str) else None
+        if old is None:
+            raise AnswerError(f"no answer to request {str(rid)[:MAX_ID]} to change")
+        if time.time() - old.answered_s > self.undo_s:
+            raise AnswerError(f"the answer to {old.class_name} is older than {self.undo_s:.0f} s: it cannot be changed")
+        new = self.store.check_correction(old, class_id, new_name, self.answered_by)
+        if self.on_undo is None:
+            raise AnswerError("changing an answer is not supported here")
+        self.on_undo(old, new)
+        self.store.correct(old, new)
+        item = self.store.answered[old.request_id]
+        await self._broadcast({"type": "answered", "item": history_item(item)})
+        self._save()
+        return {"type": "ok", "request_id": old.request_id,
+                "class_name": f"changed to {new.class_name}" if new else "answer withdrawn"}
+
+    # from the bus (loop thread) ------------------------------------------------------------------------
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Thread-safe: run ``fn(*args)`` in the server's loop."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # loop closed meanwhile (shutting down)
+                pass
+
+    def on_status(self, status: dict[str, Any]) -> None:
+        """The labeler's label_status: the answer in the history becomes learned or refused."""
+        a = self.store.apply_status(status)
+        if a is not None:
+            self._spawn(self._broadcast({"type": "answered", "item": history_item(a)}))
+            self.on_classes_changed()           # a learned answer is the class's example picture
+            self.store.dirty = True
+
+    def on_classes_changed(self) -> None:
+        self._spawn(self._broadcast({"type": "classes", **self.store.classes_view()}))
+
+    def set_online(self, online: bool) -> None:
+        if online != self._online:
+            self._online = online
+            self.log.warning("the labeler is %s", "reachable again" if online else "unreachable")
+            self._spawn(self._broadcast({"type": "robot", "online": online}))
+
+
+ws_device: dict[int, str | None] = {}
+
+
+class MalformedJSON(ValueError):
+    """A JSON text nested deeper than MAX_JSON_DEPTH."""
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` that refuses deep nesting in one line (not a RecursionError and a 500)."""
+    depth = level = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            level += 1
+            depth = max(depth, level)
+            if depth > MAX_JSON_DEPTH:
+                raise MalformedJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            level -= 1
+    return json.loads(text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 import time
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
@@ -18,11 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..core.errors import InputError
+from ..core.names import check_class_name, normalise_name
 from ..storage import write_atomic
 
 FORMAT, VERSION = "tinycl-label-app", 1
 NEW_CLASS = -1
-MAX_NAME = 64
 MAX_ID = 128
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
 
@@ -31,8 +31,25 @@ class AnswerError(ValueError):
     """An answer that cannot be sent: the message is shown on the page as is."""
 
 
+class PngJson:
+    """JSON of a dataclass with a ``png`` field (bytes as base64): one format for requests and answers."""
+
+    png: bytes | None
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["png"] = base64.b64encode(self.png).decode() if self.png else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Any:
+        d = dict(d)
+        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
+        return cls(**d)
+
+
 @dataclass
-class Pending:
+class Pending(PngJson):
     request_id: str
     reason: str
     candidates: list[dict[str, Any]]            # {"id", "name", "sample_count"}, most likely first
@@ -49,40 +66,27 @@ class Pending:
                 "width": self.width, "height": self.height, "received_s": self.received_s,
                 "expires_in_s": max(0.0, self.expires_s - now)}
 
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["png"] = base64.b64encode(self.png).decode() if self.png else None
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Pending:
-        d = dict(d)
-        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
-        return cls(**d)
-
 
 @dataclass
-class Answer:
+class Answer(PngJson):
     request_id: str
     class_id: int                  # an existing class id, or NEW_CLASS with new_class_name
     new_class_name: str = ""
     class_name: str = ""           # what the page shows
     answered_by: str = ""
     answered_s: float = field(default_factory=time.time)
+    status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn
+    message: str = ""              # the labeler's reason for a refusal
+    png: bytes | None = None       # the picture that was answered (the history's thumbnail)
+    reason: str = ""
 
 
 def clean_name(name: Any) -> str:
-    """A new class name as typed: trimmed, inner white space collapsed; AnswerError if unusable."""
-    if not isinstance(name, str):
-        raise AnswerError("new_class_name must be text")
-    name = re.sub(r"\s+", " ", name).strip()
-    if not name:
-        raise AnswerError("type a name for the new class")
-    if len(name) > MAX_NAME:
-        raise AnswerError(f"class name is too long ({len(name)} characters, max {MAX_NAME})")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise AnswerError("class name has control characters")
-    return name
+    """A new class name as typed, by the labeler's rule (one rule: what the app accepts the labeler learns)."""
+    try:
+        return check_class_name(name)
+    except InputError as exc:
+        raise AnswerError(str(exc)) from None
 
 
 class RequestStore:
@@ -97,6 +101,9 @@ class RequestStore:
         self.history: deque[Answer] = deque(maxlen=history_size)
         self.answered: OrderedDict[str, Answer] = OrderedDict()
         self.expired: OrderedDict[str, float] = OrderedDict()
+        # what the robot knows: class id -> {"name", "count", "last_s", "examples": [request ids]}
+        self.classes: dict[int, dict[str, Any]] = {}
+        self.predictions: deque[dict[str, Any]] = deque(maxlen=10)
         self.dirty = False
 
     # requests ------------------------------------------------------------------------------------
@@ -157,7 +164,7 @@ class RequestStore:
         if has_name:
             name = clean_name(new_class_name)
             for c in req.candidates:       # a name that is already a known class is that class
-                if c["name"].casefold() == name.casefold():
+                if normalise_name(c["name"]) == normalise_name(name):
                     return Answer(request_id, int(c["id"]), "", c["name"], answered_by, now)
             return Answer(request_id, NEW_CLASS, name, name, answered_by, now)
         if isinstance(class_id, bool) or not isinstance(class_id, int):
@@ -168,11 +175,79 @@ class RequestStore:
         raise AnswerError(f"class {class_id} is not a candidate of request {rid}")
 
     def commit(self, answer: Answer) -> None:
-        """The answer was sent: the request leaves, the answer goes to the history."""
-        self.pending.pop(answer.request_id, None)
+        """The answer was sent: the request leaves, the answer goes to the history (with its picture)."""
+        req = self.pending.pop(answer.request_id, None)
+        if req is not None:
+            answer.png, answer.reason = req.png, req.reason
         self.history.appendleft(answer)
         self._remember(self.answered, answer.request_id, answer)
         self.dirty = True
+
+    def skip(self, request_id: str) -> None:
+        """'Skip' / 'not sure': the request leaves the page (the labeler is told to drop it)."""
+        self.pending.pop(request_id, None)
+        self._remember(self.expired, request_id, time.time())
+        self.dirty = True
+
+    def check_correction(self, old: Answer, class_id: Any, new_class_name: Any, answered_by: str) -> Answer | None:
+        """The corrected answer (None: withdraw), checked against the classes the request offered."""
+        if class_id is None and new_class_name in (None, ""):
+            return None
+        if new_class_name not in (None, ""):
+            name = clean_name(new_class_name)
+            known = [c for c, info in self.classes.items() if normalise_name(info["name"]) == normalise_name(name)]
+            if known:
+                return Answer(old.request_id, known[0], "", self.classes[known[0]]["name"], answered_by)
+            return Answer(old.request_id, NEW_CLASS, name, name, answered_by)
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.classes:
+            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
+        return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
+
+    def correct(self, old: Answer, new: Answer | None) -> None:
+        """Record a change (``new``) or a withdrawal (None) of ``old`` in the history."""
+        if new is None:
+            old.status, old.message = "withdrawn", ""
+        else:
+            old.class_id, old.new_class_name, old.class_name = new.class_id, new.new_class_name, new.class_name
+            old.status, old.message = "sent", ""
+        self.dirty = True
+
+    def apply_status(self, status: dict[str, Any]) -> Answer | None:
+        """The labeler's ``label_status`` for an answer: learned (with the class id it got) or refused."""
+        a = self.answered.get(str(status.get("request_id", "")))
+        what = status.get("status")
+        if a is None or what not in ("learned", "refused", "withdrawn"):
+            return None
+        a.status, a.message = str(what), str(status.get("message", ""))[:200]
+        if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:
+            a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
+            info = self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0,
+                                                         "examples": []})
+            if a.png is not None and a.request_id not in info["examples"]:
+                info["examples"] = ([a.request_id] + info["examples"])[:3]
+        self.dirty = True
+        return a
+
+    def observe(self, class_id: int, name: str, now: float) -> None:
+        """A labelled sample on the bus: the class's count and last-seen time."""
+        info = self.classes.setdefault(int(class_id), {"name": name or str(class_id), "count": 0, "last_s": 0.0,
+                                                       "examples": []})
+        if name:
+            info["name"] = name
+        info["count"] += 1
+        info["last_s"] = now
+
+    def observe_prediction(self, sample_id: int, class_id: int, name: str, confidence: float, now: float) -> None:
+        self.predictions.appendleft({"sample_id": sample_id, "class_id": class_id,
+                                     "class_name": name or self.classes.get(class_id, {}).get("name", ""),
+                                     "confidence": round(float(confidence), 3), "at_s": now})
+
+    def classes_view(self) -> dict[str, Any]:
+        return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": i["last_s"],
+                             "examples": [f"image?id={quote(r, safe='')}" for r in i["examples"]
+                                          if r in self.answered and self.answered[r].png]}
+                            for c, i in sorted(self.classes.items())],
+                "predictions": list(self.predictions)}
 
     # page ----------------------------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -183,8 +258,9 @@ class RequestStore:
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION,
                 "pending": [p.to_json() for p in self.pending.values()],
-                "history": [asdict(a) for a in self.history],
-                "answered": [asdict(a) for a in self.answered.values()],
+                "history": [a.to_json() for a in self.history],
+                "answered": [a.request_id for a in self.answered.values()],
+                "classes": {str(k): v for k, v in self.classes.items()},
                 "expired": list(self.expired.items())}
 
     def save(self, path: Path) -> None:
@@ -202,15 +278,20 @@ class RequestStore:
             if doc.get("version") != VERSION:
                 raise ValueError(f"version {doc.get('version')!r}, this app reads version {VERSION}")
             pending = [Pending.from_json(d) for d in doc["pending"]]
-            history = [Answer(**d) for d in doc["history"]]
-            answered = [Answer(**d) for d in doc["answered"]]
+            history = [Answer.from_json(d) for d in doc["history"]]
+            by_id = {a.request_id: a for a in history}
+            answered = [by_id.get(str(r)) or Answer(str(r), NEW_CLASS) for r in doc["answered"]]
             expired = [(str(k), float(v)) for k, v in doc["expired"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            classes = {int(k): {"name": str(v["name"]), "count": int(v["count"]), "last_s": float(v["last_s"]),
+                                "examples": [str(r) for r in v["examples"]][:3]}
+                       for k, v in dict(doc.get("classes") or {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
             path.rename(aside)
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
             return 0
+        self.classes = classes
         for p in pending:
             self.pending[p.request_id] = p
         self.history.extend(history)
@@ -232,4 +313,6 @@ class RequestStore:
 
 def history_item(a: Answer) -> dict[str, Any]:
     return {"id": a.request_id, "class_id": a.class_id, "class_name": a.class_name,
-            "new": a.class_id == NEW_CLASS, "answered_s": a.answered_s, "answered_by": a.answered_by}
+            "new": bool(a.new_class_name), "answered_s": a.answered_s, "answered_by": a.answered_by,
+            "status": a.status, "message": a.message,
+            "image": f"image?id={quote(a.request_id, safe='')}" if a.png else None}

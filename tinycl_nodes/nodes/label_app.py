@@ -1,20 +1,28 @@
 """label_app node: label requests → a phone-first web page; a person's tap → LabelAnswer.
 
-Subscribes ``label_request`` (LabelRequest, reliable), publishes ``label_answer`` (LabelAnswer,
-reliable), and serves the page over HTTP + WebSocket (aiohttp, in its own thread) on
-``host:port`` (default 0.0.0.0:8080: reachable from a phone on the robot's network). Access needs
-the pairing token (``token``, else a random one), printed at start with a QR code of the URL.
-TLS when ``tls_cert`` and ``tls_key`` are given. Pending requests expire after ``request_ttl_s``
-and are saved in ``<state_dir>/label_app.json`` so they survive a restart.
+Subscribes ``label_request`` (LabelRequest), ``label_status`` (the labeler's verdict on each
+answer: the page shows an answer as learned only when the labeler says so, and shows a refusal
+otherwise), ``labeled`` and ``predictions`` (the "what the robot knows" view); publishes
+``label_answer`` (LabelAnswer; ``class_id`` −2 = skipped / not sure) and ``label_correction``
+(LabelAnswer for an answered request: its new class, or −2 to withdraw it). All reliable.
+
+Serves the page over HTTP + WebSocket (aiohttp, in its own thread) on ``host:port``; the default
+``127.0.0.1`` keeps it on this machine. Bound to another address it serves HTTPS with a
+certificate made at first start (kept in the state folder; its fingerprint is shown beside the QR
+code) unless ``tls_cert``/``tls_key`` are given. The pairing secret is kept in the state folder
+(``pairing.json``, 0600), so phones stay paired across restarts; the URL with the secret and its
+QR code go to the terminal only (never to stdout or a log, which the launcher collects):
+``tinycl pair`` shows them again at any time.
 
     python -m tinycl_nodes.nodes.label_app --ros-args -p port:=8080 -p state_dir:=state
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import ssl
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,31 +30,39 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from ..core.errors import InputError, TinyclError
-from ..label_app.pairing import app_url, new_token, qr_text
+from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..label_app.picture import image_png
 from ..label_app.server import LabelServer
-from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore
+from ..label_app.store import MAX_ID, NEW_CLASS, Answer, AnswerError, Pending, RequestStore
+from ..label_app.tls import ensure_certificate
+from .label_requests import NO_CLASS
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
 
 
 class LabelAppParams(NodeParams):
-    host: str = Field("0.0.0.0", description="bind address; 127.0.0.1 for this machine only")
+    host: str = Field("127.0.0.1", description="bind address: 127.0.0.1 keeps the page on this machine; another "
+                                               "address (0.0.0.0: every network) serves HTTPS")
     port: int = Field(8080, ge=0, le=65535, description="HTTP(S) port; 0: any free port (logged)")
-    token: str | None = Field(None, description="pairing token; None: a fresh random one each start")
-    tls_cert: str | None = Field(None, description="PEM certificate (chain) → HTTPS/WSS")
+    token: str | None = Field(None, description="pairing secret; None: the one kept in the state folder (made once)")
+    tls_cert: str | None = Field(None, description="PEM certificate (chain) → HTTPS/WSS (default beyond 127.0.0.1: "
+                                                   "one made at first start in the state folder)")
+    plain_http: bool = Field(False, description="serve plain HTTP even when bound beyond 127.0.0.1 (not advised: "
+                                                "the pairing secret travels in clear)")
+    undo_s: float = Field(120.0, ge=0, le=86400, description="seconds an answer can be changed or withdrawn")
     tls_key: str | None = Field(None, description="the PEM private key of tls_cert")
     public_url: str | None = Field(None, description="base URL for the QR code (e.g. behind a NAT or a name)")
     request_ttl_s: float = Field(3600.0, gt=0, description="a request not answered in this time (seconds) leaves "
                                                            "the page")
-    state_dir: str | None = Field(None, description="pending requests are saved here (label_app.json; default "
+    state_dir: str | None = Field(None, description="pending requests (label_app.json), the pairing secret "
+                                                    "(pairing.json) and the TLS certificate are kept here (default "
                                                     "$ROS_HOME/tinycl/<namespace>)")
     history_size: int = Field(20, ge=0, le=1000, description="recent answers kept in the page's history (0: none)")
     max_pending: int = Field(50, ge=1, le=10000, description="requests on the page at once; past that the oldest "
                                                              "is dropped")
     answered_by: str = Field("phone", description="LabelAnswer.answered_by")
-    qr: bool = Field(True, description="print the QR code of the URL on stdout")
+    qr: bool = Field(True, description="show the QR code of the pairing URL on the terminal (never in a log)")
 
     @field_validator("token")
     @classmethod
@@ -74,30 +90,54 @@ class LabelApp(Node):
         self.LabelAnswer = bus.msg("LabelAnswer")
         self.Header = bus.msg("std_msgs/msg/Header")
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
+        self.correction_pub = bus.create_publisher("label_correction", self.LabelAnswer, "reliable")
+        self.ClassInfo = bus.msg("ClassInfo")
+        self.rename_pub = bus.create_publisher("rename_class", self.ClassInfo, "reliable")
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
-        state_path = Path(state_dir(params.state_dir, bus.namespace)) / "label_app.json"
+        folder = Path(state_dir(params.state_dir, bus.namespace))
+        state_path = folder / "label_app.json"
         n = self.store.load(state_path, time.time())
         if n or state_path.exists():
             self.log.info("restored %d pending label request(s) from %s", n, state_path)
-        self.token = params.token or new_token()
-        tls = None
-        if params.tls_cert:
+        self.pairing = Pairing(folder, self.log, params.token)
+        tls, fingerprint = None, ""
+        cert, key = params.tls_cert, params.tls_key
+        if cert is None and not is_loopback(params.host) and not params.plain_http:
+            c, k, fingerprint = ensure_certificate(folder, [params.host])
+            cert, key = str(c), str(k)
+        if cert:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
-                tls.load_cert_chain(params.tls_cert, params.tls_key)
+                tls.load_cert_chain(cert, key)
             except (ssl.SSLError, OSError) as exc:
                 raise TinyclError(f"label_app: cannot load TLS certificate/key: {exc}") from None
-        self.server = LabelServer(self.store, self.publish_answer, self.token, host=params.host, port=params.port,
+            if not fingerprint:
+                from ..label_app.tls import fingerprint as fp
+                fingerprint = fp(Path(cert).read_bytes())
+        elif not is_loopback(params.host):
+            self.log.warning("label app on %s over plain HTTP (plain_http): the pairing secret travels in clear",
+                             params.host)
+        self.server = LabelServer(self.store, self.publish_answer, self.pairing, host=params.host, port=params.port,
                                   ssl_context=tls, state_path=state_path, answered_by=params.answered_by, log=self.log)
+        self.server.undo_s = params.undo_s
+        self.server.on_undo = self.publish_correction
+        self.server.on_skip = self.publish_skip
+        self.server.on_rename = self.publish_rename
+        self.server.robot_online = lambda: self.answer_pub.get_subscription_count() > 0
         self.server.start()
-        self.url = app_url(params.host, self.server.port, tls is not None, self.token, params.public_url)
-        # the token goes to the terminal (stdout), not into log files
-        self.log.info("label app on %s://%s:%d (pairing token %s; the URL to open is printed on stdout)",
+        self.url = app_url(params.host, self.server.port, tls is not None, self.pairing.token, params.public_url)
+        self.pairing.info = {"url": self.url, "fingerprint": fingerprint, "pid": os.getpid()}
+        self.pairing.save()
+        self.log.info("label app on %s://%s:%d%s; `tinycl pair --state-dir %s` shows the pairing QR code",
                       "https" if tls else "http", params.host, self.server.port,
-                      "given" if params.token else "generated")
-        qr = f"\nScan with the phone to label the robot's samples:\n{qr_text(self.url)}" if params.qr else ""
-        print(f"{qr}\nlabel app: open {self.url}\n", file=sys.stdout, flush=True)
+                      f" (TLS fingerprint SHA-256 {fingerprint})" if fingerprint else "", folder)
+        if params.qr:
+            show_pairing(self.url, fingerprint)
         bus.create_subscription("label_request", "LabelRequest", self.on_request, "reliable")
+        bus.create_subscription("label_status", "std_msgs/msg/String", self.on_status, "reliable")
+        bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
+        bus.create_subscription("predictions", "Prediction", self.on_prediction, "reliable")
+        bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable")
 
     # bus thread ---------------------------------------------------------------------------------------
     def on_request(self, msg: Any) -> None:
@@ -117,16 +157,82 @@ class LabelApp(Node):
                                            width if png else 0, height if png else 0, now,
                                            now + self.params.request_ttl_s))
 
+    def on_status(self, msg: Any) -> None:
+        try:
+            status = json.loads(str(msg.data)[:4096])
+        except ValueError:
+            raise InputError("label_status: not JSON") from None
+        if not isinstance(status, dict):
+            raise InputError("label_status: expected a JSON object")
+        self.server.submit(self.server.on_status, status)
+
+    def on_labeled(self, msg: Any) -> None:
+        if int(msg.label) >= 0:
+            self.server.submit(self._observe, int(msg.label), str(msg.label_name)[:64])
+
+    def _observe(self, label: int, name: str) -> None:     # server loop
+        self.store.observe(label, name, time.time())
+        self.server.on_classes_changed()
+
+    def on_renamed(self, msg: Any) -> None:
+        self.server.submit(self._renamed, int(msg.id), str(msg.name)[:64])
+
+    def _renamed(self, class_id: int, name: str) -> None:      # server loop
+        if class_id in self.store.classes:
+            self.store.classes[class_id]["name"] = name
+            self.store.dirty = True
+        self.server.on_classes_changed()
+
+    def on_prediction(self, msg: Any) -> None:
+        self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:64],
+                           float(msg.confidence))
+
+    def _predicted(self, sample_id: int, class_id: int, name: str, confidence: float) -> None:   # server loop
+        self.store.observe_prediction(sample_id, class_id, name, confidence, time.time())
+        self.server.on_classes_changed()
+
     # server thread ------------------------------------------------------------------------------------
+    def _send(self, pub: Any, request_id: str, class_id: int, name: str, by: str) -> None:
+        if pub.get_subscription_count() < 1:
+            raise AnswerError("the robot is unreachable (no labeler is listening): nothing was sent, try again")
+        pub.publish(self.LabelAnswer(header=self.Header(stamp=self.bus.stamp(), frame_id=""), request_id=request_id,
+                                     class_id=class_id, new_class_name=name, answered_by=by))
+
     def publish_answer(self, answer: Answer) -> None:
-        if self.answer_pub.get_subscription_count() < 1:
-            raise AnswerError("no labeler is listening on label_answer: nothing was sent, try again")
-        self.answer_pub.publish(self.LabelAnswer(
-            header=self.Header(stamp=self.bus.stamp(), frame_id=""), request_id=answer.request_id,
-            class_id=answer.class_id, new_class_name=answer.new_class_name, answered_by=answer.answered_by))
+        self._send(self.answer_pub, answer.request_id, answer.class_id, answer.new_class_name, answer.answered_by)
+
+    def publish_rename(self, class_id: int, name: str) -> None:
+        if self.rename_pub.get_subscription_count() < 1:
+            raise AnswerError("the robot is unreachable (no labeler is listening): nothing was sent, try again")
+        self.rename_pub.publish(self.ClassInfo(id=class_id, name=name, sample_count=0))
+
+    def publish_skip(self, request_id: str, why: str) -> None:
+        self._send(self.answer_pub, request_id, NO_CLASS, "", f"{self.params.answered_by} ({why})")
+
+    def publish_correction(self, old: Answer, new: Answer | None) -> None:
+        if new is None:
+            self._send(self.correction_pub, old.request_id, NO_CLASS, "", self.params.answered_by)
+        else:
+            self._send(self.correction_pub, old.request_id, new.class_id,
+                       new.new_class_name if new.class_id == NEW_CLASS else "", self.params.answered_by)
 
     def close(self) -> None:
         self.server.stop()
+
+
+def show_pairing(url: str, fingerprint: str = "") -> bool:
+    """The pairing URL and its QR code on the controlling terminal (not stdout: the launcher logs stdout).
+
+    Returns False when there is no terminal (then ``tinycl pair`` shows them).
+    """
+    text = (f"\nScan with the phone to answer the robot's questions:\n{qr_text(url)}\nlabel app: open {url}\n"
+            + (f"TLS certificate fingerprint (SHA-256): {fingerprint}\n" if fingerprint else ""))
+    try:
+        with open("/dev/tty", "w", encoding="utf-8") as tty:
+            tty.write(text)
+        return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

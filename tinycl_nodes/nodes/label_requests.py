@@ -4,9 +4,14 @@ Pure bookkeeping (numpy only, no bus, the clock is passed in): the labeler node 
 sample TinyRCE cannot label and every ``LabelAnswer`` that comes back, and saves its state next
 to the RCE's (atomically, one file) so pending requests survive a restart.
 
-- **dedupe**: a sample within ``dedupe_distance`` (the RCE's metric) of a pending request's
-  sample joins that request instead of asking again; when it is answered, every joined sample
-  is learned with the answer (at most ``max_joined`` per request are kept);
+- **grouping** (:class:`~tinycl_nodes.core.asking.AskPolicy`): a sample within the policy's radius
+  of a group joins it; a group is asked about once it is big enough, the most informative first,
+  within the budget; when it is answered every sample of the group is learned with the answer
+  (at most ``max_members`` per group are kept), and a sample alike to a group answered in the
+  last minutes is learned with that answer instead of being asked about again. Constructed with
+  ``dedupe_distance`` / ``max_joined`` alone it is the old policy (ask at once, join duplicates);
+- **skip**: an answer with class ``NO_CLASS`` (−2) — the person skipped or was not sure —
+  closes the request and nothing is learned;
 - **expiry**: a request is dropped ``ttl_s`` after it was asked (its samples with it); an answer
   to it later is refused as *expired*;
 - **budget**: at most ``max_per_hour`` requests in any sliding hour, and at most ``max_pending``
@@ -26,14 +31,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core import names
+from ..core.asking import AskPolicy
 from ..core import state as st
+from ..core.names import MAX_NAME_CHARS, normalise_name  # noqa: F401 - MAX_NAME_CHARS re-exported
 from ..core.errors import InputError, StateError
 from ..core.validation import MAX_CLASS_ID
 
 NEW_CLASS = -1
-MAX_NAME_CHARS = 64
+NO_CLASS = -2              # label_answer: skipped / not sure; label_correction: withdraw the answer
 REMEMBERED_IDS = 1000      # answered / expired request ids kept to explain a late answer
-KIND, VERSION = "LabelRequests", 1
+KIND, VERSION = "LabelRequests", 2
 
 
 class AnswerError(InputError):
@@ -54,6 +62,7 @@ class Pending:
     stamps: list[int] = field(default_factory=list)   # capture stamps, aligned with samples
     picture: dict[str, Any] = field(default_factory=dict)  # {"height","width","encoding","data": uint8}
     joined_dropped: int = 0        # duplicates beyond max_joined (not kept)
+    gid: int = 0                   # the question group (AskPolicy) this request asks about
 
     @property
     def features(self) -> np.ndarray:
@@ -70,93 +79,101 @@ class Resolution:
     new_class: bool                # a class id that was not known before this answer
 
 
-def normalise_name(name: str) -> str:
-    return " ".join(name.split()).casefold()
-
-
 def check_class_name(name: Any) -> str:
-    """A new class name as a person typed it: stripped, non-empty, short, printable."""
-    if not isinstance(name, str):
-        raise AnswerError(f"new class name must be text, got {type(name).__name__}")
-    clean = " ".join(name.split())
-    if not clean:
-        raise AnswerError("new class name is empty")
-    if len(clean) > MAX_NAME_CHARS:
-        raise AnswerError(f"new class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
-    if any(not ch.isprintable() for ch in clean):
-        raise AnswerError("new class name contains control characters")
-    return clean
+    """A new class name by the one shared rule (:mod:`tinycl_nodes.core.names`); AnswerError if refused."""
+    try:
+        return names.check_class_name(name)
+    except InputError as exc:
+        raise AnswerError(f"new class name refused: {exc}") from None
 
 
 class LabelRequests:
     """Pending label requests, class names and the request budget of one labeler."""
 
     def __init__(self, ttl_s: float = 600.0, max_per_hour: int = 60, dedupe_distance: float = 0.0,
-                 max_pending: int = 50, max_joined: int = 16, metric: str = "l2") -> None:
+                 max_pending: int = 50, max_joined: int = 16, metric: str = "l2",
+                 policy: AskPolicy | None = None) -> None:
         if ttl_s <= 0 or max_per_hour < 0 or dedupe_distance < 0 or max_pending < 1 or max_joined < 0:
             raise InputError(f"label requests: bad settings ttl_s={ttl_s}, max_per_hour={max_per_hour}, "
                              f"dedupe_distance={dedupe_distance}, max_pending={max_pending}, max_joined={max_joined}")
         if metric not in ("l1", "l2"):
             raise InputError(f"label requests: metric must be 'l1' or 'l2', got {metric!r}")
-        self.ttl_s, self.max_per_hour, self.dedupe_distance = float(ttl_s), int(max_per_hour), float(dedupe_distance)
-        self.max_pending, self.max_joined, self.metric = int(max_pending), int(max_joined), metric
-        self.pending: OrderedDict[str, Pending] = OrderedDict()
-        self.asked_at: list[float] = []                    # wall times of the requests of the last hour
-        self.closed: OrderedDict[str, str] = OrderedDict()  # request id -> "answered" | "expired"
+        self.ttl_s = float(ttl_s)
+        self.policy = policy or AskPolicy(dedupe_distance, metric, min_size=1, max_wait_s=0.0, max_open=max_pending,
+                                          max_per_hour=max_per_hour, max_members=max_joined + 1, recent_s=0.0,
+                                          queue=False, fixed_centre=True)
+        self.pending: OrderedDict[str, Pending] = OrderedDict()     # asked, not answered yet
+        self._requests: dict[int, Pending] = {}                      # every group's request (asked or forming)
+        self._just_asked: list[Pending] = []
+        self.closed: OrderedDict[str, str] = OrderedDict()  # request id -> "answered" | "expired" | "skipped"
         self.names: dict[int, str] = {}                     # class id -> name
-        self.counters = {"asked": 0, "joined": 0, "over_budget": 0, "answered": 0, "expired": 0, "refused": 0}
+        self.counters = {"asked": 0, "joined": 0, "over_budget": 0, "answered": 0, "expired": 0, "refused": 0,
+                         "skipped": 0}
+
+    @property
+    def asked_at(self) -> list[float]:
+        return self.policy.asked_at
 
     # --- asking -------------------------------------------------------------------------------
-    def _dist(self, a: np.ndarray, b: np.ndarray) -> float:
-        diff = a.astype(np.float64) - b
-        return float(np.abs(diff).sum() if self.metric == "l1" else np.sqrt(diff.dot(diff)))
-
-    def find_duplicate(self, x: np.ndarray) -> Pending | None:
-        """The pending request whose sample is closest to ``x``, if within ``dedupe_distance``."""
-        best, best_d = None, self.dedupe_distance
-        for req in self.pending.values():
-            d = self._dist(x, req.features)
-            if d <= best_d:
-                best, best_d = req, d
-        return best
-
-    def budget_left(self, now: float) -> int:
-        self.asked_at = [t for t in self.asked_at if now - t < 3600.0]
-        return min(self.max_per_hour - len(self.asked_at), self.max_pending - len(self.pending))
-
     def offer(self, x: np.ndarray, now: float, *, stamp_ns: int = 0, sample_id: int = 0, reason: str = "",
-              candidates: Iterable[int] = ()) -> tuple[str, Pending | None]:
-        """A sample the RCE cannot label: ``("joined", req)``, ``("asked", new req)`` or ``("over_budget", None)``.
+              candidates: Iterable[int] = (), novelty: float = float("inf")) -> tuple[str, Pending | None]:
+        """A sample the RCE cannot label: ``("asked", req)`` (asked at once), ``("grouped", req)`` (a new
+        group, asked when it is ready), ``("joined", req)``, ``("recent", req-like)`` (alike to what was
+        just answered: ``req.extra``… see :class:`AskPolicy`) or ``("over_budget", None)``.
 
-        The caller publishes the request for ``"asked"`` (and may attach a picture to it first).
+        The caller publishes the requests :meth:`ready` returns (and may attach a picture first).
         """
         x = np.asarray(x, np.float32)
         self.expire(now)
-        dup = self.find_duplicate(x)
-        if dup is not None:
+        how, g = self.policy.offer(x, novelty, now, key=int(stamp_ns))
+        if how == "joined" and g is not None:
             self.counters["joined"] += 1
-            if len(dup.samples) - 1 < self.max_joined:
-                dup.samples.append(x.copy())
-                dup.stamps.append(int(stamp_ns))
-            else:
-                dup.joined_dropped += 1
-            return "joined", dup
-        if self.budget_left(now) <= 0:
+            req = self._requests[g.gid]
+            req.joined_dropped = g.seen - len(g.samples)
+            return "joined", req
+        if how == "recent":
+            return "recent", g            # type: ignore[return-value]
+        if how == "dropped" or g is None:
             self.counters["over_budget"] += 1
             return "over_budget", None
         req = Pending(str(uuid.uuid4()), float(now), int(stamp_ns), int(sample_id), reason,
-                      [int(c) for c in candidates], [x.copy()], [int(stamp_ns)])
-        self.pending[req.request_id] = req
-        self.asked_at.append(float(now))
-        self.counters["asked"] += 1
-        return "asked", req
+                      [int(c) for c in candidates], g.samples, g.keys, gid=g.gid)
+        self._requests[g.gid] = req
+        self._ask(now)
+        return ("asked" if req.request_id in self.pending else "grouped"), req
+
+    def _ask(self, now: float) -> None:
+        for g in self.policy.due(now):
+            req = self._requests[g.gid]
+            req.created = float(now)           # the deadline counts from the question
+            self.pending[req.request_id] = req
+            self.counters["asked"] += 1
+            self._just_asked.append(req)
+
+    def ready(self, now: float) -> list[Pending]:
+        """The requests asked since the last call (most informative first): publish them."""
+        self._ask(now)
+        out, self._just_asked = self._just_asked, []
+        return out
+
+    def budget_left(self, now: float) -> int:
+        return self.policy.budget_left(now)
+
+    def group_size(self, req: Pending) -> int:
+        g = self.policy.groups.get(req.gid)
+        return g.seen if g is not None else len(req.samples)
 
     def expire(self, now: float) -> list[Pending]:
-        """Drop the requests older than ``ttl_s``; they are returned (with their samples)."""
-        gone = [r for r in self.pending.values() if now - r.created >= self.ttl_s]
-        for r in gone:
-            del self.pending[r.request_id]
-            self._close(r.request_id, "expired")
+        """Drop the requests asked more than ``ttl_s`` ago (returned, with their samples) and groups
+        that waited that long without becoming a question."""
+        gone = []
+        for g in self.policy.expire(now, self.ttl_s):
+            req = self._requests.pop(g.gid, None)
+            if req is not None and self.pending.pop(req.request_id, None) is not None:
+                self._close(req.request_id, "expired")
+                gone.append(req)
+        for gid in [gid for gid in self._requests if gid not in self.policy.groups]:   # dropped by the policy
+            self._requests.pop(gid)
         self.counters["expired"] += len(gone)
         return gone
 
@@ -202,13 +219,27 @@ class LabelRequests:
                               f"use NEW_CLASS (-1) with a name for a new class)")
         return Resolution(req, cid, self.names.get(cid, str(cid)), False)
 
-    def commit(self, res: Resolution) -> None:
-        """Apply an accepted answer: the request is closed, a new name is recorded."""
+    def commit(self, res: Resolution, now: float | None = None) -> None:
+        """Apply an accepted answer: the request is closed (its group remembered with the class), a
+        new name is recorded."""
         rid = res.request.request_id
         self.pending.pop(rid, None)
+        self._requests.pop(res.request.gid, None)
+        self.policy.resolve(res.request.gid, res.request.created if now is None else now, res.class_id)
         self._close(rid, "answered")
         self.names.setdefault(res.class_id, res.class_name)
         self.counters["answered"] += 1
+
+    def skip(self, request_id: str) -> Pending:
+        """'Skip' / 'not sure': the request is closed, nothing is learned; AnswerError if not pending."""
+        req = self.pending.pop(str(request_id).strip(), None)
+        if req is None:
+            raise AnswerError(f"cannot skip label request {str(request_id)[:64]!r}: not pending")
+        self._requests.pop(req.gid, None)
+        self.policy.resolve(req.gid, req.created, None)
+        self._close(req.request_id, "skipped")
+        self.counters["skipped"] += 1
+        return req
 
     def id_of_name(self, name: str) -> int | None:
         key = normalise_name(name)
@@ -216,6 +247,18 @@ class LabelRequests:
             if normalise_name(n) == key:
                 return cid
         return None
+
+    def rename(self, class_id: int, name: Any, known: Iterable[int]) -> str:
+        """A person renames a class: the clean name, or AnswerError (unknown class, name taken, bad name)."""
+        cid = int(class_id)
+        if cid not in set(int(k) for k in known) | set(self.names):
+            raise AnswerError(f"cannot rename class {cid}: no such class")
+        clean = check_class_name(name)
+        other = self.id_of_name(clean)
+        if other is not None and other != cid:
+            raise AnswerError(f"cannot rename class {cid} to {clean!r}: class {other} has that name")
+        self.names[cid] = clean
+        return clean
 
     def set_names(self, names: dict[int, str]) -> None:
         """Names known from configuration (not overriding names people gave)."""
@@ -225,76 +268,91 @@ class LabelRequests:
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         reqs, arrays = [], {}
-        for i, r in enumerate(self.pending.values()):
-            reqs.append({"id": r.request_id, "created": r.created, "stamp_ns": r.stamp_ns, "sample_id": r.sample_id,
-                         "reason": r.reason, "candidates": r.candidates, "stamps": r.stamps,
-                         "joined_dropped": r.joined_dropped,
-                         "picture": {k: v for k, v in r.picture.items() if k != "data"}})
-            arrays[f"samples{i}"] = np.stack(r.samples).astype(np.float32)
+        for r in self._requests.values():
+            reqs.append({"id": r.request_id, "gid": r.gid, "asked": r.request_id in self.pending, "created": r.created,
+                         "stamp_ns": r.stamp_ns, "sample_id": r.sample_id, "reason": r.reason,
+                         "candidates": r.candidates, "picture": {k: v for k, v in r.picture.items() if k != "data"}})
             if r.picture:
-                arrays[f"picture{i}"] = np.asarray(r.picture["data"], np.uint8)
-        params = {"ttl_s": self.ttl_s, "max_per_hour": self.max_per_hour, "dedupe_distance": self.dedupe_distance,
-                  "max_pending": self.max_pending, "max_joined": self.max_joined, "metric": self.metric}
-        meta = {"pending": reqs, "asked_at": self.asked_at, "closed": list(self.closed.items()),
+                arrays[f"picture{r.gid}"] = np.asarray(r.picture["data"], np.uint8)
+        pmeta, parrays = self.policy.state()
+        arrays.update({f"policy/{k}": v for k, v in parrays.items()})
+        params = {"ttl_s": self.ttl_s, "radius": self.policy.radius, "metric": self.policy.metric}
+        meta = {"requests": reqs, "policy": pmeta, "closed": list(self.closed.items()),
                 "names": {str(k): v for k, v in self.names.items()}, "counters": self.counters}
         return st.make_state(KIND, VERSION, params, arrays, meta)
 
     def load_state_dict(self, state: dict[str, Any], n_features: int) -> None:
-        """Restore pending requests and names (settings stay those of this run); StateError if bad."""
+        """Restore requests, question groups and names (settings stay those of this run); StateError if bad."""
         st.check_state(state, KIND, VERSION)
         meta, arrays = state.get("meta") or {}, state["arrays"]
+        policy = AskPolicy(self.policy.radius, self.policy.metric, min_size=self.policy.min_size,
+                           max_wait_s=self.policy.max_wait_s, max_open=self.policy.max_open,
+                           max_per_hour=self.policy.max_per_hour, max_members=self.policy.max_members,
+                           max_groups=self.policy.max_groups, recent_s=self.policy.recent_s, queue=self.policy.queue,
+                           fixed_centre=self.policy.fixed_centre)
         try:
+            policy.load(meta.get("policy") or {}, {k[7:]: v for k, v in arrays.items() if k.startswith("policy/")},
+                        n_features)
+            requests: dict[int, Pending] = {}
             pending: OrderedDict[str, Pending] = OrderedDict()
-            for i, r in enumerate(meta.get("pending", [])):
-                samples = np.asarray(arrays[f"samples{i}"], np.float32)
-                if samples.ndim != 2 or samples.shape[1] != n_features or not np.isfinite(samples).all():
-                    raise StateError(f"state: label request {i} holds samples of shape {samples.shape}, "
-                                     f"expected (n, {n_features})")
+            for r in meta.get("requests", []):
+                g = policy.groups.get(int(r["gid"]))
+                if g is None:
+                    raise StateError(f"state: label request {str(r['id'])[:40]} has no question group")
                 pic = dict(r.get("picture") or {})
                 if pic:
-                    pic["data"] = np.asarray(arrays[f"picture{i}"], np.uint8)
-                stamps = [int(s) for s in r.get("stamps", [])]
-                pending[str(r["id"])] = Pending(str(r["id"]), float(r["created"]), int(r["stamp_ns"]),
-                                                int(r["sample_id"]), str(r["reason"]),
-                                                [int(c) for c in r["candidates"]], list(samples),
-                                                stamps if len(stamps) == len(samples) else [int(r["stamp_ns"])] * len(samples),
-                                                pic, int(r.get("joined_dropped", 0)))
+                    pic["data"] = np.asarray(arrays[f"picture{g.gid}"], np.uint8)
+                req = Pending(str(r["id"]), float(r["created"]), int(r["stamp_ns"]), int(r["sample_id"]),
+                              str(r["reason"]), [int(c) for c in r["candidates"]], g.samples, g.keys, pic,
+                              g.seen - len(g.samples), g.gid)
+                requests[g.gid] = req
+                if r["asked"]:
+                    pending[req.request_id] = req
             names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
             closed = OrderedDict((str(k), str(v)) for k, v in meta.get("closed", []))
-            asked_at = [float(t) for t in meta.get("asked_at", [])]
             counters = {k: int(meta.get("counters", {}).get(k, 0)) for k in self.counters}
         except StateError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"state: label requests are malformed ({type(exc).__name__}: {exc})") from None
-        self.pending, self.names, self.closed, self.asked_at, self.counters = pending, names, closed, asked_at, counters
+        self.policy, self._requests, self.pending = policy, requests, pending
+        self.names, self.closed, self.counters = names, closed, counters
 
 
-def render_plot(series: np.ndarray, width: int = 160, height: int = 90, bars: bool = False) -> np.ndarray:
-    """A small picture of a signal window for a person: ``series`` (channels, samples) → (height, width, 3) uint8.
+UNITS = {"a": "m/s²", "g": "rad/s"}       # accelerometer / gyroscope channels by their first letter
+
+
+def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz: float = 0.0,
+                names: list[str] | None = None) -> np.ndarray:
+    """A signal window as a person can read it: ``series`` (channels, samples) → (height, width, 3) uint8.
 
     Channels are drawn in groups of three (e.g. accelerometer above gyroscope), each group on its
-    own axis so one sensor's scale does not flatten the other; ``bars`` draws one bar per value
-    (a feature vector when no raw sample is at hand). Rendered by matplotlib's Agg canvas.
+    own axis with its unit (m/s² for ``a*`` channels, rad/s for ``g*``) and a legend, over time in
+    seconds (``rate_hz``; sample index without it). Rendered by matplotlib's Agg canvas.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     series = np.atleast_2d(np.asarray(series, np.float64))
     series = np.where(np.isfinite(series), series, 0.0)
+    names = list(names or [])[:series.shape[0]]
+    names += [f"ch{i}" for i in range(len(names), series.shape[0])]
+    t = np.arange(series.shape[1]) / rate_hz if rate_hz > 0 else np.arange(series.shape[1])
     fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
     canvas = FigureCanvasAgg(fig)
-    groups = [series[i:i + 3] for i in range(0, series.shape[0], 3)] if not bars else [series[:1]]
+    groups = list(range(0, series.shape[0], 3))
+    axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
     colors = ("#d62728", "#2ca02c", "#1f77b4")
-    for g, block in enumerate(groups):
-        ax = fig.add_axes((0.0, 1.0 - (g + 1) / len(groups), 1.0, 1.0 / len(groups)))
-        ax.set_axis_off()
-        if bars:
-            ax.bar(np.arange(block.shape[1]), block[0], width=0.8, color="#1f77b4")
-        else:
-            for c, row in enumerate(block):
-                ax.plot(row, lw=0.8, color=colors[c % 3])
-        ax.margins(x=0, y=0.08)
+    for ax, g in zip(axes, groups):
+        for c in range(g, min(g + 3, series.shape[0])):
+            ax.plot(t, series[c], lw=0.9, color=colors[(c - g) % 3], label=names[c])
+        unit = UNITS.get(names[g][:1].lower(), "")
+        ax.set_ylabel(unit, fontsize=6)
+        ax.tick_params(labelsize=5, length=2, pad=1)
+        ax.legend(fontsize=5, loc="upper right", ncol=3, frameon=False, handlelength=1)
+        ax.margins(x=0)
+    axes[-1].set_xlabel("time (s)" if rate_hz > 0 else "sample", fontsize=6)
+    fig.subplots_adjust(left=0.13, right=0.99, top=0.98, bottom=0.15, hspace=0.15)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return np.ascontiguousarray(rgba[:height, :width, :3])

@@ -51,12 +51,15 @@ from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..extractor import FrozenExtractor, model_path
-from .label_requests import AnswerError, LabelRequests, Pending, Resolution, render_plot
 from ..core import state as st
+from ..core.asking import AskPolicy
+from ..core.undo import ReplayUndo
 from ..images import camera_picture
+from .label_requests import (NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pending, Resolution, check_class_name,
+                             render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
-from .runner import Node, StateParams, run_node
+from .runner import ImageQos, Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
@@ -89,11 +92,29 @@ class LabelerParams(StateParams):
     max_requests_per_hour: int = Field(60, ge=0, description="the budget of questions (sliding hour); 0: never "
                                                              "ask")
     max_pending: int = Field(50, ge=1, le=1000, description="requests waiting at once")
-    dedupe_distance: float = Field(0.0, ge=0, description="a sample this close to a pending one joins it "
-                                                          "(0: only an identical one)")
-    max_joined: int = Field(16, ge=0, le=1000, description="duplicates kept per request (learned with it)")
-    picture_size: tuple[int, int] = Field((160, 90), description="width, height of the plot of an IMU window "
-                                                                 "(or of the features) in pixels")
+    ask_policy: Literal["grouped", "each"] = Field(
+        "grouped", description="grouped: alike novel samples form a group, asked about once (the answer labels them "
+                               "all), most informative first; each: ask about every novel sample at once (the old "
+                               "policy)")
+    dedupe_distance: float = Field(0.0, ge=0, description="grouped: radius of a question group (0: rce_r_max x "
+                                                          "group_radius_factor); each: a sample this close to a "
+                                                          "pending one joins it")
+    group_radius_factor: float = Field(0.75, gt=0, le=4, description="grouped, dedupe_distance 0: the group radius "
+                                                                     "as a fraction of rce_r_max (chosen on "
+                                                                     "validation: experiment asking)")
+    min_group: int = Field(3, ge=1, le=1000, description="grouped: samples a group needs before it is asked about")
+    group_wait_s: float = Field(300.0, ge=0, description="grouped: a smaller group is dropped unasked after this "
+                                                         "many seconds (a one-off)")
+    max_open: int = Field(3, ge=1, le=1000, description="grouped: questions waiting for an answer at once")
+    recent_s: float = Field(600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
+                                                     "learned with that answer, not asked about again")
+    max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
+                                                           "(learned with the answer)")
+    undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
+                                                                 "withdrawn answer can still be taken out of")
+    picture_size: tuple[int, int] = Field((320, 200), description="width, height of the plot of an IMU window "
+                                                                  "(time series with axes and units) in pixels")
+    image_qos: ImageQos = "sensor_data"
 
 
 class Labeler(Node):
@@ -304,8 +325,18 @@ class Labeler(Node):
 INIT_MAX = 10_000          # labelled samples held until the clusters are initialised
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
+MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
 MAX_PICTURE_BYTES = 1 << 20
 RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
+
+
+def ask_policy(p: LabelerParams) -> AskPolicy | None:
+    """The question policy of the parameters (None: the old one, LabelRequests' default)."""
+    if p.ask_policy == "each":
+        return None
+    radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
+    return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
+                     max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s)
 
 
 class RceLabeler(Labeler):
@@ -315,12 +346,15 @@ class RceLabeler(Labeler):
         Node.__init__(self, bus, params)
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict()})
         self.load_state()
+        self.undo = ReplayUndo(self.rce, params.undo_samples)
         self.requests.set_names(params.class_names)
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._raw_bytes, self._warned_raw = 0, False
+        self._awaiting: dict[int, Pending] = {}         # requests whose picture has not arrived yet
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
         self.Features, self.ClassInfo = bus.msg("Features"), bus.msg("ClassInfo")
@@ -329,13 +363,17 @@ class RceLabeler(Labeler):
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
         self.request_pub = bus.create_publisher("label_request", self.LabelRequest, "reliable")
         self.status_pub = bus.create_publisher("label_status", self.String, "reliable")
+        self.unlearn_pub = bus.create_publisher("unlearn", self.LabeledFeatures, "reliable")
         self.downstream = [self.pub]
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
-        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, "sensor_data")
-        bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, "sensor_data")
+        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
+        bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
+        bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
+        bus.create_subscription("rename_class", "ClassInfo", self.on_rename, "reliable")
+        self.renamed_pub = bus.create_publisher("class_renamed", self.ClassInfo, "reliable")
         bus.create_timer(1.0, self._tick)
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
@@ -348,7 +386,10 @@ class RceLabeler(Labeler):
             self._check_preset(saved)
             self.rce.load_state_dict(saved["rce"])
             if "requests" in saved:
-                self.requests.load_state_dict(saved["requests"], self.n_features)
+                try:
+                    self.requests.load_state_dict(saved["requests"], self.n_features)
+                except TinyclError as exc:
+                    self.log.error("pending label requests not restored (%s): the robot will ask again", exc)
 
         if self.state.load(apply):
             self.log.info("restored state from %s", self.state.path)
@@ -360,7 +401,7 @@ class RceLabeler(Labeler):
         self.rce = TinyRCE(self.n_features, memory_bytes=p.rce_memory_bytes, r_max=p.rce_r_max,
                            grow_margin=p.rce_grow_margin, metric=p.rce_metric, extractor_hash=self.hash)
         self.requests = LabelRequests(p.request_ttl_s, p.max_requests_per_hour, p.dedupe_distance,
-                                      p.max_pending, p.max_joined, p.rce_metric)
+                                      p.max_pending, p.max_joined, p.rce_metric, policy=ask_policy(p))
 
     # --- samples ------------------------------------------------------------------------------
     def _on_raw_image(self, msg: Any) -> None:
@@ -385,12 +426,17 @@ class RceLabeler(Labeler):
         self._raw[key] = (kind, msg)
         while self._raw and (len(self._raw) > RAW_CACHE or self._raw_bytes > RAW_CACHE_BYTES):
             self._raw_bytes -= _raw_bytes(*self._raw.popitem(last=False)[1])
+        req = self._awaiting.pop(key, None)
+        if req is not None and not req.picture:
+            req.picture = self._picture(key)
+            if req.picture and req.request_id in self.requests.pending:
+                self._send_request(req)                  # asked already: send it again with its picture
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash, self.bound)
         if msg.labelled and msg.true_label >= 0:
             label = int(msg.true_label)
-            self.rce.learn_valid(x, label)
+            self.undo.learn(x, label)
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
             self._count()
             return
@@ -399,57 +445,84 @@ class RceLabeler(Labeler):
             self._publish(msg, int(dec.label), float(max(0.0, 1.0 - dec.novelty)), self.LabeledFeatures.PSEUDO)
             self._count()
             return
-        self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
-        reason = self._reason(dec)
+        now = time.time()
         order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
         candidates = [self.rce.classes[int(i)] for i in order]
-        outcome, req = self.requests.offer(x, time.time(), stamp_ns=stamp_ns(msg.header),
-                                           sample_id=int(msg.sample_id), reason=reason, candidates=candidates)
-        if outcome == "asked" and req is not None:
-            req.picture = self._picture(msg, x)
-            self.log.info("label request %s: %s (sample %d)", req.request_id, reason, msg.sample_id)
-            self._send_request(req)
-            self._save()
+        outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
+                                           reason=self._reason(dec), candidates=candidates, novelty=dec.novelty)
+        if outcome == "recent" and req is not None:      # alike to a group a person just answered
+            label = int(req.extra["label"])              # type: ignore[attr-defined]
+            rid = self._rid_of_group(req.gid)
+            self.undo.learn(x, label, rid)
+            if rid in self._answers:
+                self._answers[rid]["samples"].append((x.copy(), stamp_ns(msg.header)))
+            self._publish(msg, label, 0.9, self.LabeledFeatures.PSEUDO)
+            self._count()
+            return
+        self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
+        if outcome in ("asked", "grouped") and req is not None:
+            req.picture = self._picture(stamp_ns(msg.header))   # the sample shown, kept while the group forms
+            if not req.picture:
+                self._awaiting[req.stamp_ns] = req               # its image may still be on the way
+                while len(self._awaiting) > RAW_CACHE:           # never came: the request says so
+                    self._awaiting.pop(next(iter(self._awaiting)))
+            self.state.changed()
         elif outcome == "joined" and req is not None:
-            self.log.debug("sample %d joins pending label request %s", msg.sample_id, req.request_id)
+            self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
             self.state.changed()
         else:
             self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
                            msg.sample_id, len(self.requests.asked_at), len(self.requests.pending))
+        self._ask(now)
         self._count()
 
+    def _ask(self, now: float) -> None:
+        for req in self.requests.ready(now):
+            self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
+                          self.requests.group_size(req))
+            self._send_request(req)
+            self.state.changed()
+
+    def _rid_of_group(self, gid: int) -> str:
+        for rid, a in self._answers.items():
+            if a["gid"] == gid:
+                return rid
+        return ""
+
     def _reason(self, dec: Any) -> str:
+        """Why a person is asked, in plain words."""
         if dec.reason == AMBIGUOUS:
             a, b = (self._name(c) for c in dec.candidates[:2])
-            return f"ambiguous between {a} and {b}"
+            return f"This looks like both {a} and {b}"
         if dec.reason == "empty":
-            return "novel: nothing learned yet"
-        return "novel: no prototype covers it"
+            return "I haven't learned anything yet"
+        return "I haven't seen anything like this"
 
     def _name(self, cid: int) -> str:
         return self.requests.names.get(int(cid), str(cid))
 
-    def _picture(self, features: Any, x: np.ndarray) -> dict[str, Any]:
-        """The sample as a person can see it: the camera image, a plot of the IMU window, or of the features."""
-        w, h = self.params.picture_size
-        kind, raw = self._raw.get(stamp_ns(features.header), (None, None))
+    def _picture(self, stamp: int) -> dict[str, Any]:
+        """The sample as a person can see it: the camera image, or the IMU window plotted over time
+        with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
+        kind, raw = self._raw.get(stamp, (None, None))
         try:
             if kind == "image":   # any camera encoding → rgb8/mono8 the phone shows, at most 640 wide
                 img = camera_picture(raw, 640)
                 if img.nbytes <= MAX_PICTURE_BYTES:
                     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2
                             else "rgb8", "step": img.shape[1] * (1 if img.ndim == 2 else 3), "data": img.ravel()}
-            elif kind == "imu":
+            if kind == "imu":
+                w, h = self.params.picture_size
                 n_ch = int(raw.n_channels)
                 values = np.asarray(raw.data, np.float32)
                 if n_ch < 1 or values.size % n_ch:
                     raise InputError(f"imu window of {values.size} values is not samples x {n_ch} channels")
-                rgb = render_plot(values.reshape(-1, n_ch).T, w, h)
+                rgb = render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
+                                  names=[str(c) for c in raw.channel_names])
                 return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
         except TinyclError as exc:
-            self.log.warning("cannot draw the raw sample (%s): showing its features", exc)
-        rgb = render_plot(x[None, :], w, h, bars=True)
-        return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
+            self.log.warning("cannot keep the picture of sample %d (%s): the request says so", stamp, exc)
+        return {}
 
     # --- requests and answers -----------------------------------------------------------------
     def _header(self, ns: int | None = None, frame: str = "") -> Any:
@@ -470,12 +543,28 @@ class RceLabeler(Labeler):
         counts = self.rce.sample_counts()
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                       for c in req.candidates if c in self.rce.classes]
+        n = self.requests.group_size(req)
+        reason = req.reason + (f" ({n} alike samples: your answer labels them all)" if n > 1 else "")
+        if not pic:
+            reason += " — no picture could be kept of this sample"
         self.request_pub.publish(self.LabelRequest(header=self._header(int(req.created * 1e9)),
                                                    request_id=req.request_id, picture=picture, candidates=candidates,
-                                                   reason=req.reason, features=self._features_msg(req, 0)))
+                                                   reason=reason, features=self._features_msg(req, 0)))
 
     def on_answer(self, msg: Any) -> None:
         rid = str(msg.request_id)
+        if int(msg.class_id) == NO_CLASS:              # skipped / not sure: nothing is learned
+            try:
+                req = self.requests.skip(rid)
+            except AnswerError as exc:
+                self._status(rid, "refused", message=str(exc))
+                self.log.error("%s", exc)
+                return
+            self._status(rid, "skipped")
+            self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
+                          len(req.samples))
+            self._save()
+            return
         try:
             res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes,
                                              time.time())
@@ -489,8 +578,12 @@ class RceLabeler(Labeler):
     def _learn_answer(self, res: Resolution, by: str) -> None:
         req = res.request
         for x in req.samples:
-            self.rce.learn_valid(x, res.class_id)
-        self.requests.commit(res)
+            self.undo.learn(x, res.class_id, req.request_id)
+        self.requests.commit(res, time.time())
+        self._answers[req.request_id] = {"gid": req.gid, "class_id": res.class_id, "class_name": res.class_name,
+                                         "samples": [(x, s) for x, s in zip(req.samples, req.stamps)]}
+        while len(self._answers) > MAX_UNDOABLE:
+            self._answers.popitem(last=False)
         for i in range(len(req.samples)):
             self.pub.publish(self.LabeledFeatures(header=self._header(), features=self._features_msg(req, i),
                                                   label=res.class_id, confidence=1.0,
@@ -500,6 +593,72 @@ class RceLabeler(Labeler):
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
                       f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
                       len(req.samples))
+
+    def on_correction(self, msg: Any) -> None:
+        """A person changed (class id / new name) or withdrew (NO_CLASS) an answer: the RCE replays
+        without it, the learner is told to unlearn the samples (``unlearn``) and learns the new class."""
+        rid = str(msg.request_id).strip()
+        done = self._answers.get(rid)
+        if done is None:
+            self._status(rid, "refused", message=f"answer to {rid[:64]!r} cannot be changed any more")
+            raise AnswerError(f"correction of label request {rid[:64]!r}: no such recent answer")
+        cid = int(msg.class_id)
+        if cid == NO_CLASS:
+            new_id, new_name = None, ""
+        else:
+            if cid == NEW_CLASS:
+                try:
+                    name = check_class_name(msg.new_class_name)
+                except AnswerError as exc:
+                    self._status(rid, "refused", message=str(exc))
+                    raise
+                known = self.requests.id_of_name(name)
+                new_id = known if known is not None else max(set(self.rce.classes) | set(self.requests.names),
+                                                                 default=-1) + 1
+                new_name = self.requests.names.get(new_id, name)
+            elif cid in self.rce.classes or cid in self.requests.names:
+                new_id, new_name = cid, self._name(cid)
+            else:
+                self._status(rid, "refused", message=f"unknown class id {cid}")
+                raise AnswerError(f"correction of {rid[:64]}: unknown class id {cid}")
+        try:
+            self.undo.relabel(rid, new_id)
+        except InputError as exc:
+            self._status(rid, "refused", message=str(exc))
+            raise
+        old_id = done["class_id"]
+        for x, ns in done["samples"]:
+            self.unlearn_pub.publish(self.LabeledFeatures(
+                header=self._header(), features=self._features_of(x, ns), label=old_id, confidence=1.0,
+                source=self.LabeledFeatures.HUMAN, label_name=done["class_name"]))
+            if new_id is not None:
+                self.pub.publish(self.LabeledFeatures(
+                    header=self._header(), features=self._features_of(x, ns), label=new_id, confidence=1.0,
+                    source=self.LabeledFeatures.HUMAN, label_name=new_name))
+        self.requests.policy.forget_answer(done["gid"], new_id)
+        if new_id is None:
+            del self._answers[rid]
+            self._status(rid, "withdrawn")
+        else:
+            self.requests.names.setdefault(new_id, new_name)
+            done["class_id"], done["class_name"] = new_id, new_name
+            self._status(rid, "learned", new_id, new_name)
+        self._save()
+        self.log.info("answer to %s %s: %d sample(s) taken back from class %d", rid,
+                      "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
+                      len(done["samples"]), old_id)
+
+    def on_rename(self, msg: Any) -> None:
+        """A person renamed a class (``rename_class``): checked by the one name rule, then announced
+        on ``class_renamed`` (the learner and the app follow it)."""
+        name = self.requests.rename(int(msg.id), msg.name, self.rce.classes)
+        self.renamed_pub.publish(self.ClassInfo(id=int(msg.id), name=name, sample_count=0))
+        self._save()
+        self.log.info("class %d renamed %r", int(msg.id), name)
+
+    def _features_of(self, x: np.ndarray, ns: int) -> Any:
+        return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,
+                             sample_id=0, true_label=-1, labelled=False)
 
     def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
         self.status_pub.publish(self.String(data=json.dumps(
@@ -517,6 +676,7 @@ class RceLabeler(Labeler):
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
+        self._ask(time.time())
         if self.state.dirty:
             self._save()
 

@@ -34,6 +34,7 @@ from .. import presets
 from ..core import state as st
 from ..core.errors import StateError
 from ..core.federated import SLDA_KIND, HeadSnapshot, merge_into_head, snapshot_from_state
+from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import ns_to_time
@@ -86,6 +87,10 @@ class Learner(Node):
         self.updates_since_publish = 0
         self.latencies: list[int] = []
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
+        # a person's answer changed or withdrawn: exact for heads that can unlearn, else a short replay
+        self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
+        self.track(bus.create_subscription("unlearn", "LabeledFeatures", self.gated(self.on_unlearn), "reliable"))
+        self.track(bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
@@ -146,7 +151,10 @@ class Learner(Node):
                                               class_id=cls, class_name=self.class_names.get(cls, str(cls)),
                                               confidence=conf))
         if label >= 0:
-            self.head.learn_valid(x, label)
+            if self.replay is not None:
+                self.replay.learn(x, label)
+            else:
+                self.head.learn_valid(x, label)
             self.last_label_ns = stamp_ns(msg.header)
             self.updates_since_publish += 1
             self.state.learned()
@@ -156,6 +164,22 @@ class Learner(Node):
         if self.updates_since_publish >= self.params.publish_every:
             self._maybe_publish()
 
+    def on_unlearn(self, msg: Any) -> None:
+        """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
+        x = features_of(msg.features, self.n_features, self.hash)
+        label = check_label(int(msg.label))
+        if self.replay is not None:
+            self.replay.forget(x, label)
+        else:
+            self.head.unlearn_valid(x, label)
+        self.updates_since_publish += 1
+        self.log.info("one sample of class %d taken back (a changed answer)", label)
+
+    def on_renamed(self, msg: Any) -> None:
+        """The labeler accepted a person's new name for a class: predictions and heads carry it."""
+        self.class_names[check_label(int(msg.id))] = str(msg.name)[:64]
+        self.updates_since_publish += 1
+
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
         snap = global_snapshot(msg, self.hash)
@@ -164,6 +188,8 @@ class Learner(Node):
                            self.global_round)
             return
         res = merge_into_head(self.head, snap, self.params.global_policy, self.class_names)
+        if self.replay is not None:
+            self.replay.reset()            # learned before the merge: no longer taken back by replay
         self.global_round = snap.version
         self.state.save()
         for reason in res.skipped:

@@ -1,0 +1,134 @@
+"""The question policy (core/asking.py), exact undo (core/undo.py, NCM/SLDA unlearn_valid) and the one
+class-name rule (core/names.py)."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.asking import AskPolicy
+from tinycl_nodes.core.errors import InputError, StateError
+from tinycl_nodes.core.names import check_class_name
+from tinycl_nodes.core.ncm import StreamingNCM
+from tinycl_nodes.core.rce import TinyRCE
+from tinycl_nodes.core.slda import StreamingLDA
+from tinycl_nodes.core.undo import ReplayUndo
+
+F = 4
+
+
+def v(*xs: float) -> np.ndarray:
+    return np.array(list(xs) + [0.0] * (F - len(xs)), np.float32)
+
+
+def test_alike_samples_form_one_question_asked_when_big_enough():
+    p = AskPolicy(1.0, "l2", min_size=3, max_open=5, max_per_hour=10)
+    assert p.offer(v(0), 1.5, 0.0)[0] == "new"
+    assert p.due(1.0) == []                                   # a group of one: not yet
+    assert p.offer(v(0.4), 1.2, 1.0)[0] == "joined"
+    assert p.offer(v(5), 1.1, 2.0)[0] == "new"                 # far away: another group
+    assert p.offer(v(0.2), 1.3, 3.0)[0] == "joined"
+    asked = p.due(3.0)
+    assert len(asked) == 1 and asked[0].seen == 3 and len(asked[0].samples) == 3
+    assert p.due(4.0) == []                                    # asked once
+    assert p.offer(v(0.1), 1.0, 5.0)[0] == "joined"            # still joins the open question
+    g = p.resolve(asked[0].gid, 6.0, label=7)
+    assert len(g.samples) == 4
+    how, r = p.offer(v(0.3), 1.0, 7.0)                         # alike to what was just answered
+    assert how == "recent" and r.extra["label"] == 7 and p.due(7.0) == []
+    p.forget_answer(g.gid, None)                               # withdrawn: alike samples are new again
+    assert p.offer(v(0.3), 1.0, 8.0)[0] == "new"
+
+
+def test_most_informative_first_and_the_budget_counts_distinct_groups():
+    p = AskPolicy(0.5, "l1", min_size=2, max_open=1, max_per_hour=2)
+    for k in range(2):
+        p.offer(v(0), 1.0, 0.0)                                # small group, low novelty
+    for k in range(4):
+        p.offer(v(9), 3.0, 0.0)                                # bigger, more novel
+    first = p.due(0.0)
+    assert [g.seen for g in first] == [4]                      # max_open 1: the most informative
+    assert p.due(1.0) == []                                    # one open at a time
+    p.resolve(first[0].gid, 2.0, 1)
+    second = p.due(2.0)
+    assert [g.seen for g in second] == [2]
+    p.resolve(second[0].gid, 3.0, 2)
+    p.offer(v(40), 3.0, 5.0)
+    p.offer(v(40), 3.0, 5.0)
+    assert p.due(6.0) == [] and p.budget_left(6.0) == 0       # 2 an hour: spent, the group waits
+    assert [g.seen for g in p.due(3601.0)] == [2]              # an hour later
+
+
+def test_one_offs_are_dropped_unasked_and_state_round_trips():
+    p = AskPolicy(1.0, "l2", min_size=2, max_wait_s=10.0)
+    p.offer(v(0), 1.0, 0.0)
+    p.offer(v(5), 1.0, 0.0)
+    p.offer(v(5.1), 1.0, 1.0)
+    meta, arrays = p.state()
+    q = AskPolicy(1.0, "l2", min_size=2, max_wait_s=10.0)
+    q.load(copy.deepcopy(meta), dict(arrays), F)
+    assert [g.seen for g in q.groups.values()] == [1, 2]
+    assert [g.seen for g in q.due(11.0)] == [2] and len(q.groups) == 1 and q.counters["dropped"] == 1
+    bad = dict(arrays)
+    bad[f"group{next(iter(p.groups))}"] = np.zeros((1, F + 1), np.float32)
+    before = (dict(q.groups), q.next_gid)
+    with pytest.raises(StateError):
+        q.load(meta, bad, F)
+    assert (dict(q.groups), q.next_gid) == before
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InputError, match="metric"):
+        AskPolicy(1.0, "cosine")
+    with pytest.raises(InputError, match="min_size=0"):
+        AskPolicy(1.0, min_size=0)
+
+
+@pytest.mark.parametrize("Head", [StreamingNCM, StreamingLDA])
+def test_unlearn_restores_the_head_without_the_sample(Head):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, F)), rng.integers(0, 3, 40)
+    a, b = Head(F), Head(F)
+    for x, c in zip(X, y):
+        a.learn_one(x, int(c))
+    for x, c in zip(X[:-1], y[:-1]):
+        b.learn_one(x, int(c))
+    a.unlearn_valid(X[-1].astype(np.float64), int(y[-1]))
+    T = rng.normal(size=(10, F))
+    assert np.allclose([a.predict_proba(t) for t in T], [b.predict_proba(t) for t in T], atol=1e-6)
+    assert a.sample_counts() == b.sample_counts()
+    a.learn_one(v(9, 9), 5)
+    assert 5 in a.classes
+    a.unlearn_valid(v(9, 9).astype(np.float64), 5)             # its only sample: the class is gone
+    assert 5 not in a.classes and [a.predict_one(t) for t in T] == [b.predict_one(t) for t in T]
+    with pytest.raises(InputError, match="no such class"):
+        a.unlearn_valid(v(1), 42)
+
+
+def test_replay_undo_is_exact_for_rce():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(0, 3, (60, F)).astype(np.float32), rng.integers(0, 3, 60)
+    rce = TinyRCE(F, r_max=4.0)
+    undo = ReplayUndo(rce, max_samples=30)
+    for i, (x, c) in enumerate(zip(X, y)):
+        undo.learn(x, int(c), "answer" if i in (40, 41) else "")
+    ref = TinyRCE(F, r_max=4.0)
+    for i, (x, c) in enumerate(zip(X, y)):
+        if i not in (40, 41):
+            ref.learn_valid(x, int(c))
+    undo.relabel("answer", None)
+    T = rng.normal(0, 3, (50, F)).astype(np.float32)
+    assert np.array_equal(rce.classify(T)[0], ref.classify(T)[0]) and rce.n_prototypes == ref.n_prototypes
+    with pytest.raises(InputError, match="cannot be changed"):
+        undo.relabel("answer", 1)
+
+
+@pytest.mark.parametrize("name, ok", [("  Tea   cup ", "Tea cup"), ("café", "café"), ("a\u200db", None),
+                                      ("soft\u00adhyphen", None), ("c1\x9bcontrol", None), ("bell\x07", None),
+                                      ("rtl\u202eoverride", None), ("", None), ("x" * 65, None)])
+def test_one_class_name_rule(name, ok):
+    if ok is None:
+        with pytest.raises(InputError):
+            check_class_name(name)
+    else:
+        assert check_class_name(name) == ok

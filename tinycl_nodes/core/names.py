@@ -1,0 +1,41 @@
+"""Class names as people give them: one rule, used by the labeler and by the phone app.
+
+Why one rule: a name the app accepted but the labeler refused was shown as "ok" on the phone and
+lost. A name is NFC-normalised, inner white space collapsed to one space, 1 to 64 characters, and
+holds no control, format, private-use, surrogate or unassigned character (so no C0/C1 controls,
+no zero-width joiner U+200D, no soft hyphen U+00AD, no bidi overrides). Two names that differ
+only in case or spacing are the same class.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from .errors import InputError
+
+MAX_NAME_CHARS = 64
+REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
+                      "Cs": "a surrogate", "Co": "a private-use character", "Cn": "an unassigned character",
+                      "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
+def check_class_name(name: Any) -> str:
+    """The name cleaned, or InputError (one line, for the person) saying what is wrong with it."""
+    if not isinstance(name, str):
+        raise InputError(f"a class name must be text, got {type(name).__name__}")
+    clean = " ".join(unicodedata.normalize("NFC", name).split())
+    if not clean:
+        raise InputError("the class name is empty: type a name")
+    if len(clean) > MAX_NAME_CHARS:
+        raise InputError(f"the class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
+    for ch in clean:
+        what = REFUSED_CATEGORIES.get(unicodedata.category(ch))
+        if what:
+            raise InputError(f"the class name contains {what} (U+{ord(ch):04X})")
+    return clean
+
+
+def normalise_name(name: str) -> str:
+    """The key two names are compared by: case and spacing aside."""
+    return " ".join(unicodedata.normalize("NFC", name).split()).casefold()

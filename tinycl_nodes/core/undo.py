@@ -1,0 +1,75 @@
+"""Exact undo for any head: a base copy of the head and the samples learned since.
+
+Why: a person's wrong tap must not be learned for good. Heads whose statistics are sums
+(streaming NCM, streaming LDA) subtract a sample exactly (``unlearn_valid``); for the others
+(TinyRCE's prototypes shrink, grow and get committed in an order that matters) the only exact way
+back is to replay: restore the head as it was before the oldest sample still kept and learn the
+kept samples again, without (or relabelled) those of the withdrawn answer. The log keeps the last
+``max_samples`` samples; a correction of something older is refused (one line).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .head import Head
+
+
+class ReplayUndo:
+    """``learn(x, y, tag)`` through this; ``relabel(tag, y)`` / ``relabel(tag, None)`` change or drop them."""
+
+    def __init__(self, head: Head, max_samples: int = 1000) -> None:
+        if max_samples < 1:
+            raise InputError(f"max_samples must be >= 1, got {max_samples}")
+        self.head, self.max_samples = head, int(max_samples)
+        self.base = copy.deepcopy(head)
+        self.log: list[tuple[np.ndarray, int, str]] = []
+
+    def reset(self) -> None:
+        """The head was replaced (e.g. restored from state): start a new log from it."""
+        self.base, self.log = copy.deepcopy(self.head), []
+
+    def learn(self, x: np.ndarray, y: int, tag: str = "") -> None:
+        self.head.learn_valid(x, y)
+        self.log.append((np.asarray(x, np.float32).copy(), int(y), tag))
+        while len(self.log) > self.max_samples:      # roll the base forward: replay costs stay bounded
+            x0, y0, _ = self.log.pop(0)
+            self.base.learn_valid(x0, y0)
+
+    def tagged(self, tag: str) -> list[tuple[np.ndarray, int]]:
+        return [(x, y) for x, y, t in self.log if t == tag]
+
+    def relabel(self, tag: str, y: int | None) -> int:
+        """Learn the samples of ``tag`` as ``y`` instead (None: not at all); returns how many changed."""
+        n = sum(t == tag for _, _, t in self.log)
+        if n == 0:
+            raise InputError(f"nothing learned under {tag[:64]!r} is still kept: it cannot be changed")
+        head = copy.deepcopy(self.base)
+        log = []
+        for x, old, t in self.log:
+            label = (y if t == tag else old)
+            if label is None:
+                continue
+            head.learn_valid(x, label)
+            log.append((x, label, t))
+        self._replace(head)
+        self.log = log
+        return n
+
+    def forget(self, x: np.ndarray, y: int) -> None:
+        """Take back the latest sample equal to ``x`` learned as ``y`` (replayed without it)."""
+        x = np.asarray(x, np.float32)
+        for i in range(len(self.log) - 1, -1, -1):
+            if self.log[i][1] == int(y) and np.array_equal(self.log[i][0], x):
+                self.log[i] = (self.log[i][0], self.log[i][1], "\0forget")
+                self.relabel("\0forget", None)
+                return
+        raise InputError(f"cannot take back a sample of class {y}: not among the {len(self.log)} kept")
+
+    def _replace(self, head: Any) -> None:
+        """Make ``self.head`` (the object others hold) equal to ``head``."""
+        self.head.load_state_dict(head.state_dict())
