@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import Graph, accuracy, held_out, reference_head, saved_head
 
-STREAM, RATE, KILL_AT = 2500, 250.0, 1000     # kill after 1,000 labels (~4 s into a ~10 s stream)
+STREAM, RATE, KILL_AT = 2000, 300.0, 1000     # kill after ~1,000 samples (~3 s into a ~7 s stream)
 IN_FLIGHT = 25                                # samples the node handled whose message had not reached us yet
 
 
