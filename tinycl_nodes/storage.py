@@ -80,7 +80,7 @@ def states_to_bytes(states: States) -> bytes:
     for name, state in states.items():
         bundle["meta"][name] = {k: state[k] for k in ("format", "kind", "version", "params", "meta")}
         bundle["arrays"].update({f"{name}/{k}": v for k, v in state["arrays"].items()})
-    return st.to_bytes(bundle)
+    return st.to_bytes(bundle, compress=False)
 
 
 def states_from_bytes(payload: bytes) -> States:

@@ -21,6 +21,7 @@ from tinycl_nodes.core.head import Head
 from tinycl_nodes.experiments import tinyndc as exp
 from tinycl_nodes.export import c_state
 from tinycl_nodes.nodes.learner import HEAD_PRESETS
+from tinycl_nodes.nodes.messages import stamp_ns
 from tinycl_nodes.storage import load_states
 
 CONFIGS = {"learner": str(ROOT / "config" / "tinyndc.yaml"), "board": str(ROOT / "config" / "tinyndc_board.yaml")}
@@ -73,14 +74,27 @@ class Graph:
         self.bus = create_bus("watcher", "/", backend="dds", dds_config="loopback", domain=domain_id)
         stack.callback(self.bus.shutdown)
         self.labels = 0                        # labels (≥ 0) the labeler sent
+        self.labeled = 0                       # LabeledFeatures it sent (one per sample it handled)
+        self.learned = 0                       # labels the learner handled (its prediction came back)
+        self._label_stamps: set[int] = set()
         self.last_label_t = time.monotonic()
         self.bus.create_subscription("labeled", "LabeledFeatures", self._on_labeled, "reliable")
+        self.bus.create_subscription("predictions", "Prediction", self._on_prediction, "reliable")
+        self.head_versions: list[int] = []     # versions of the heads published on ``head``, in order
+        self.bus.create_subscription("head", "Head", lambda m: self.head_versions.append(int(m.version)), "latched")
         self.procs: dict[str, NodeProcess] = {}
 
     def _on_labeled(self, msg) -> None:
+        self.labeled += 1
         if msg.label >= 0:
             self.labels += 1
+            self._label_stamps.add(stamp_ns(msg.header))
             self.last_label_t = time.monotonic()
+
+    def _on_prediction(self, msg) -> None:
+        """The learner predicts a sample right before learning its label: what it learned so far."""
+        if stamp_ns(msg.header) in self._label_stamps:
+            self.learned += 1
 
     def start(self, name: str, *params: str) -> NodeProcess:
         common = {"learner": (f"state_dir:={self.state_dir}", f"preset:={self.preset}"),

@@ -11,8 +11,8 @@ import pytest
 
 from .conftest import Graph, accuracy, held_out, reference_head, saved_head
 
-STREAM, RATE, KILL_AT = 2500, 250.0, 1000     # kill after 1,000 labels (~4 s into a ~10 s stream)
-IN_FLIGHT = 25                                # labels the watcher may have seen that the node had not yet
+STREAM, RATE, KILL_AT = 2000, 300.0, 1000     # kill after ~1,000 samples (~3 s into a ~7 s stream)
+IN_FLIGHT = 25                                # samples the node handled whose message had not reached us yet
 
 
 @pytest.mark.parametrize("victim", ["learner", "labeler", "board"])
@@ -23,7 +23,10 @@ def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path,
         g = Graph(stack, domain, tmp_path, STREAM, RATE, preset, learner)
         g.start_all()
         assert g.spin_until(lambda: g.labels >= KILL_AT, 90), f"only {g.labels} labels"
-        at_kill = g.labels
+        # what the victim had handled when killed: the labeler one LabeledFeatures per sample, the
+        # learner / board one prediction per sample (seen here a moment later: IN_FLIGHT)
+        at_kill = g.labeled if victim == "labeler" else g.learned
+        version_at_kill = max(g.head_versions, default=0)
         again = g.kill9_and_restart(victim)
         if victim == "labeler":
             line = again.wait_for_line("restored state (", 60)
@@ -32,12 +35,16 @@ def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path,
         else:
             line = again.wait_for_line("restored head (" if victim == "learner" else "restored C head (", 60)
             restored = int(re.search(r"(\d+) samples", line).group(1))
+            version = int(re.search(r"head version (\d+)", line).group(1))
+            assert version >= version_at_kill, line       # head versions survive the kill: never reused
             # the labeler's replica had learned what the learner lost: it takes the learner's state
             g.procs["labeler"].wait_for_line("head replica taken from the learner's head", 60)
         lost = at_kill - restored
-        print(f"kill -9 {victim} at {at_kill} labels: restored {restored} samples, lost {lost}")
+        print(f"kill -9 {victim} after {at_kill} samples learned: restored {restored}, lost {lost}")
         assert lost <= 100 + IN_FLIGHT, line
         g.finish()
+        after = g.head_versions[g.head_versions.index(version_at_kill) + 1:] if version_at_kill else g.head_versions
+        assert after == sorted(set(after)) and all(v > version_at_kill for v in after), (version_at_kill, after)
         assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
     X, y = held_out(mnist_features, STREAM)
     n, h = mnist_features.n_features, mnist_features.extractor_hash

@@ -62,12 +62,13 @@ def expect_shape(state: dict[str, Any], name: str, shape: tuple[int, ...]) -> np
     return arr
 
 
-def to_bytes(state: dict[str, Any]) -> bytes:
-    """Serialise a state dict to a compressed ``.npz`` payload with a JSON header (no pickle)."""
+def to_bytes(state: dict[str, Any], compress: bool = True) -> bytes:
+    """Serialise a state dict to an ``.npz`` payload with a JSON header (no pickle); compressed
+    unless ``compress=False`` (a local checkpoint: zlib costs more there than the bytes it saves)."""
     header = {k: state[k] for k in ("format", "kind", "version", "params", "meta")}
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)},
-                        **state["arrays"])
+    (np.savez_compressed if compress else np.savez)(
+        buf, **{_HEADER: np.frombuffer(json.dumps(header).encode(), np.uint8)}, **state["arrays"])
     return buf.getvalue()
 
 
