@@ -185,8 +185,8 @@ class Monitor:
         self.predictions[int(msg.sample_id)] = int(msg.class_id)
 
     def on_head(self, msg: Any) -> None:
-        from tinycl_nodes.nodes.messages import linear_head_of
-        self.heads.append(linear_head_of(msg, self.extractor_hash))
+        from tinycl_nodes.interfaces.heads import from_msg
+        self.heads.append(from_msg(msg, self.extractor_hash, DEVICE))
 
     def on_request(self, msg: Any) -> None:
         """A person answers with the true class (a new class for the board included)."""
@@ -209,7 +209,7 @@ def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, 
     from tinycl_nodes.core.federated import snapshot_from_head
     from tinycl_nodes.datasets import load_mnist
     from tinycl_nodes.export.c_vectors import reference_features, reference_session
-    from tinycl_nodes.fleet.messages import msg_from_snapshot
+    from tinycl_nodes.interfaces.heads import to_msg
     from tinycl_nodes.presets import CWR_PARAMS
 
     X, y = load_mnist("train", data)
@@ -221,7 +221,7 @@ def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, 
         head.learn_one(f, int(c))
     head.flush()
     snap = snapshot_from_head(head, version=version, device="aggregator")
-    return msg_from_snapshot(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()), snap
+    return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()), snap
 
 
 # ------------------------------------------------------------------------------------------ host reference
@@ -360,7 +360,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         "publish_failures": board["sent"].get("failed", 0),
         "decode_errors_on_graph": mon.errors[:10],
         "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
-            "version": mon.heads[-1].version, "classes": mon.heads[-1].classes, "kind": mon.heads[-1].kind,
+            "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
             "n_seen": mon.heads[-1].n_seen},
         "label_answers": {"sent": len(mon.answered), "applied_by_board": board["applied"].get("answers", 0)},
         "global_head": {"applied_by_board": board["applied"].get("global", 0), "at_frame": g_at,

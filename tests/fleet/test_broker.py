@@ -15,7 +15,7 @@ from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, main as aggregate_main
 from tinycl_nodes.fleet.broker import global_topic, head_topic, make_ca, make_client_cert
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
-from tinycl_nodes.fleet.messages import msg_from_snapshot, snapshot_from_msg
+from tinycl_nodes.interfaces.heads import from_msg, to_msg
 from tinycl_nodes.fleet.payload import encode
 from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
@@ -68,7 +68,7 @@ class Device:
         self.spinner = Spinner(self.bus)
 
     def publish(self, snap) -> None:
-        self.pub.publish(msg_from_snapshot(snap, self.Head, self.ClassInfo))
+        self.pub.publish(to_msg(snap, self.Head, self.ClassInfo))
 
     def close(self) -> None:
         self.spinner.stop()
@@ -85,7 +85,7 @@ def test_round_trip_of_heads_through_the_broker(fleet_setup, broker, tmp_path) -
         d2.publish(head("dev2", [[0, 3, 0], [0, 0, 1]], counts=[30, 5], ids=[1, 2]))
         for d in (d1, d2):
             wait_for(lambda: d.globals and len(d.globals[-1].classes) == 3)
-        g = snapshot_from_msg(d1.globals[-1])
+        g = from_msg(d1.globals[-1])
         assert g.keys == [(0, "c0"), (1, "c1"), (2, "c2")] and g.version == agg.round
         np.testing.assert_allclose(g.weights[1], [0, (10 * 1 + 30 * 3) / 40, 0], rtol=1e-6)
         assert g.counts.tolist() == [30, 40, 5] and g.extractor_hash == XH

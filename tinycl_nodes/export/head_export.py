@@ -11,10 +11,10 @@ import re
 
 import numpy as np
 
-from ..nodes.messages import LinearHead
+from ..core.federated import HeadSnapshot
 
 
-def to_onnx(head: LinearHead) -> bytes:
+def to_onnx(head: HeadSnapshot) -> bytes:
     """ONNX (opset 17): ``features`` (n, d) → ``probabilities`` (n, C) and ``class_id`` (n,) int64."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -22,7 +22,7 @@ def to_onnx(head: LinearHead) -> bytes:
     n_classes, d = head.weights.shape
     inits = [numpy_helper.from_array(np.ascontiguousarray(head.weights.T, np.float32), "W"),
              numpy_helper.from_array(head.bias.astype(np.float32), "b"),
-             numpy_helper.from_array(np.asarray(head.classes, np.int64), "class_ids")]
+             numpy_helper.from_array(np.asarray(head.class_ids, np.int64), "class_ids")]
     nodes = [helper.make_node("Gemm", ["features", "W", "b"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
              helper.make_node("ArgMax", ["logits"], ["best"], axis=1, keepdims=0),
@@ -38,7 +38,7 @@ def to_onnx(head: LinearHead) -> bytes:
     for key, value in (("extractor_hash", head.extractor_hash), ("version", str(head.version)),
                        ("kind", head.kind), ("n_seen", str(head.n_seen)),
                        ("classes", json.dumps([{"id": c, "name": n, "sample_count": k} for c, n, k
-                                               in zip(head.classes, head.names, head.counts)]))):
+                                               in zip(head.class_ids.tolist(), head.class_names, head.counts.tolist())]))):
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     return model.SerializeToString()
@@ -49,7 +49,7 @@ def _c_string(s: str) -> str:
                          "".join(f"\\x{b:02x}\"\"" for b in ch.encode()) for ch in s) + '"'
 
 
-def to_c_header(head: LinearHead, prefix: str = "tinycl_head") -> str:
+def to_c_header(head: HeadSnapshot, prefix: str = "tinycl_head") -> str:
     """A self-contained C99 header: weights, bias, class ids and names, and a predict function."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
         raise ValueError(f"C prefix {prefix!r} is not an identifier")
@@ -67,8 +67,8 @@ def to_c_header(head: LinearHead, prefix: str = "tinycl_head") -> str:
 #define {up}_N_FEATURES {d}
 #define {up}_VERSION {head.version}u
 static const char {prefix}_extractor_hash[] = {_c_string(head.extractor_hash)};
-static const int32_t {prefix}_class_ids[{up}_N_CLASSES] = {{{", ".join(str(c) for c in head.classes)}}};
-static const char *const {prefix}_class_names[{up}_N_CLASSES] = {{{", ".join(_c_string(n) for n in head.names)}}};
+static const int32_t {prefix}_class_ids[{up}_N_CLASSES] = {{{", ".join(str(c) for c in head.class_ids)}}};
+static const char *const {prefix}_class_names[{up}_N_CLASSES] = {{{", ".join(_c_string(n) for n in head.class_names)}}};
 static const float {prefix}_weights[{up}_N_CLASSES][{up}_N_FEATURES] = {{
 {rows}
 }};

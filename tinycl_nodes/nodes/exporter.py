@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import Field
 
 from ..export.head_export import to_c_header, to_onnx
+from ..core.federated import HeadSnapshot
 from ..extractor import FrozenExtractor, model_path
+from ..interfaces.heads import from_msg
 from ..storage import write_atomic
-from .messages import LinearHead, linear_head_of
 from .runner import Node, NodeParams, run_node, state_dir
 
 
@@ -35,7 +36,7 @@ class Exporter(Node):
     def __init__(self, bus: Any, params: ExporterParams) -> None:
         super().__init__(bus, params)
         self.hash = FrozenExtractor(model_path(params.model)).hash
-        self.head: LinearHead | None = None
+        self.head: HeadSnapshot | None = None
         self.written_version = -1
         bus.create_subscription("head", "Head", self.on_head, "latched")
         bus.create_subscription("export_request", "std_msgs/msg/String", self.on_request, "reliable")
@@ -43,7 +44,7 @@ class Exporter(Node):
             bus.create_timer(params.period_s, lambda: self.export() if self._changed() else None)
 
     def on_head(self, msg: Any) -> None:
-        self.head = linear_head_of(msg, self.hash)
+        self.head = from_msg(msg, self.hash)
 
     def on_request(self, msg: Any) -> None:
         self.export(Path(msg.data) if msg.data else None)
@@ -62,7 +63,7 @@ class Exporter(Node):
         write_atomic(c_path, to_c_header(self.head, f"tinycl_{self.params.name}").encode())
         self.written_version = self.head.version
         self.log.info("exported head v%d (%d classes) to %s and %s in %.1f ms", self.head.version,
-                      len(self.head.classes), onnx_path, c_path.name, 1e3 * (time.perf_counter() - t0))
+                      self.head.n_classes, onnx_path, c_path.name, 1e3 * (time.perf_counter() - t0))
         return [onnx_path, c_path]
 
     def run(self) -> None:

@@ -7,7 +7,7 @@ is published on ``head`` (latched) every ``publish_every`` updates, at most ever
 
 In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
 aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
-(``messages.linear_head_of``: sizes, finiteness, unique ids, this node's extractor; then
+(``interfaces.heads.from_msg``: sizes, finiteness, unique ids, this node's extractor; then
 ``federated.check_snapshot``: kind, feature count, norm) — a bad one is one error line and
 dropped — a round already merged is skipped, and the rest is merged into the local head by
 ``global_policy`` (``federated.merge_into_head``; ``blend`` by per-class counts, or ``replace``),
@@ -31,7 +31,8 @@ from .. import presets
 from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
-from .messages import features_of, head_message, linear_head_of, stamp_ns
+from ..interfaces.heads import from_msg
+from .messages import features_of, head_message, stamp_ns
 from .runner import ManagedParams, Node, run_node, state_dir
 from .state_file import StateFile
 
@@ -172,10 +173,8 @@ class Learner(Node):
 
 
 def global_snapshot(msg: Any, extractor_hash: str) -> HeadSnapshot:
-    """A received global ``Head`` as a snapshot, after ``linear_head_of``'s checks (raises if bad)."""
-    lin = linear_head_of(msg, extractor_hash)
-    return HeadSnapshot(lin.classes, lin.names, lin.counts, lin.weights, lin.bias, lin.kind, lin.extractor_hash,
-                        lin.version, lin.n_seen, "global")
+    """A received global ``Head`` as a snapshot, after ``interfaces.heads.from_msg``'s checks (raises if bad)."""
+    return from_msg(msg, extractor_hash, "global")
 
 
 def main(argv: list[str] | None = None) -> int:
