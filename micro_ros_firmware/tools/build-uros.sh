@@ -6,7 +6,7 @@
 #   $CACHE/microros-venv-<h>    colcon venv (setup_host.sh)            h = setup_host.sh
 #   $CACHE/microros-agent-<h>   install/bin/MicroXRCEAgent             h = tarball + build_agent.sh
 #   $CACHE/libmicroros-<h>      libmicroros/{libmicroros.a,include/}   h = kit (tarball, scripts) + tinycl.meta
-#                                                                          + the message package (package.xml,
+#                                                                          + the message package (stage_msgs.py, package.xml,
 #                                                                            CMakeLists.txt, msg/*.msg)
 # Prints two lines on stdout, AGENT=<MicroXRCEAgent> and LIBMICROROS=<folder of libmicroros.a>; progress on
 # stderr. Builds run under `nice -n 10` with JOBS (default 2) workers; a lock serialises concurrent callers.
@@ -53,17 +53,15 @@ if [ ! -x "$agent/install/bin/MicroXRCEAgent" ] || [ ! -f "$agent/.complete" ]; 
 fi
 
 # ---- libmicroros.a with the tinycl_nodes messages ----
-# The message package is staged with only what its build reads (the root CMakeLists also installs the
-# Python sources, launch/ and config/: empty folders stand in for them), so the key covers every input.
-pkg_files=("$root/package.xml" "$root/CMakeLists.txt" "$root"/msg/*.msg)
+# The message package is staged with only what its build reads (app/tools/stage_msgs.py, also PlatformIO's
+# pre-script), so the key covers every input.
+pkg_files=("$root/micro_ros_firmware/app/tools/stage_msgs.py" "$root/package.xml" "$root/CMakeLists.txt" "$root"/msg/*.msg)
 lib=$cache/libmicroros-$(key "$tarball" "$kit/build_libmicroros.sh" "$kit/setup_host.sh" "$meta" "${pkg_files[@]}" \
   <(cd "$root" && ls msg/*.msg))
 if [ ! -f "$lib/.complete" ]; then
   t0=$(date +%s)
-  stage=$lib/pkg/tinycl_nodes
-  rm -rf "$lib/pkg" && mkdir -p "$stage/msg" "$stage/tinycl_nodes" "$stage/launch" "$stage/config"
-  cp "$root/package.xml" "$root/CMakeLists.txt" "$stage/" && cp "$root"/msg/*.msg "$stage/msg/"
-  touch "$stage/tinycl_nodes/.keep" "$stage/launch/.keep" "$stage/config/.keep"
+  rm -rf "$lib/pkg" && mkdir -p "$lib/pkg"
+  stage=$(python3 "$root/micro_ros_firmware/app/tools/stage_msgs.py" "$lib/pkg")
   nice -n 10 bash "$kit/build_libmicroros.sh" "$SRC" "$lib" "$venv" "$meta" "$stage" >&2
   rm -rf "$lib/mcu/build" "$lib/mcu/src"   # ~250 MB of objects and copied sources; install/ and logs stay
   touch "$lib/.complete"
