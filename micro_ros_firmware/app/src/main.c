@@ -89,6 +89,7 @@ static link_t g_link = WAITING;
 static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
+static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
 
 /* ------------------------------------------------------------------------------ messages (static memory) */
 static tinycl_nodes__msg__Features m_feat;
@@ -347,6 +348,7 @@ static void on_global(const void *msg) {
     const char *why = NULL;
     const size_t n = h->classes.size;
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
+    if (g_globals && h->version <= g_global_version) return; /* already applied (re-sent on reconnect) */
     if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
     else if (h->n_features != F) why = "another feature size";
     else if (n == 0) why = "no classes";
@@ -373,6 +375,7 @@ static void on_global(const void *msg) {
     }
     for (size_t r = 0; r < n; r++) remember_name(ids[r], h->classes.data[r].name.data ? h->classes.data[r].name.data : "");
     logf_("EV %lu global %lu", (unsigned long)g_frame, (unsigned long)h->version);
+    g_global_version = h->version;
     g_globals++;
     publish_head();
 }
