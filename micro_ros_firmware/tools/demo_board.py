@@ -224,6 +224,17 @@ def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, 
     return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()), snap
 
 
+def oversized_head_msg(bus: Any, extractor_hash: str, version: int) -> Any:
+    """A well-formed global head with 12 classes: more than the board's buffers (11) and core (10) hold."""
+    from tinycl_nodes.core.federated import HeadSnapshot
+    from tinycl_nodes.interfaces.heads import to_msg
+
+    rng = np.random.default_rng(version)
+    snap = HeadSnapshot(list(range(12)), [str(i) for i in range(12)], [5] * 12, rng.normal(0, 0.1, (12, 64)),
+                        np.zeros(12), "CWRStar", extractor_hash, version, 60, "aggregator")
+    return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp())
+
+
 # ------------------------------------------------------------------------------------------ host reference
 def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: Any, n_frames: int) -> list[tuple[int, int]]:
     """The host build of the same C core on the same frames, with the board's events at the same frames."""
@@ -312,11 +323,12 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
             if phase == "run" and n_pred >= global_at:
                 if bad_input:
                     mon.answer(f"{DEVICE}-999999", 3)                           # an unknown request
-                    bad = global_head_msg(bus, data, seed, "f" * 64, version=77)[0]  # another extractor
-                    mon.global_pub.publish(bad)
-                    deadline = time.monotonic() + 1.0
-                    while time.monotonic() < deadline:
-                        bus.spin_once(0.05)
+                    for bad in (global_head_msg(bus, data, seed, "f" * 64, version=77)[0],   # another extractor
+                                oversized_head_msg(bus, model_hash, version=78)):          # 12 classes
+                        mon.global_pub.publish(bad)
+                        deadline = time.monotonic() + 1.0
+                        while time.monotonic() < deadline:
+                            bus.spin_once(0.05)
                 mon.global_pub.publish(gmsg)
                 phase = "global"
             elif phase == "global" and n_pred >= outage_at:
