@@ -136,6 +136,9 @@ extern uint32_t _data_load, _data_start, _data_end, _bss_start, _bss_end, _stack
 void setup(void);
 void loop(void);
 
+void __libc_init_array(void);
+void _init(void);
+void _init(void) {} /* called by __libc_init_array; nothing to do without crt0 */
 void Reset_Handler(void);
 void Reset_Handler(void) {
     uint32_t *src = &_data_load, *dst = &_data_start;
@@ -144,6 +147,7 @@ void Reset_Handler(void) {
     volatile uint32_t *cpacr = (volatile uint32_t *)0xE000ED88u;
     *cpacr |= 0xFu << 20; /* CP10, CP11: the FPU */
     __asm__ volatile("dsb\n isb" ::: "memory");
+    __libc_init_array(); /* C++ static initialisers: micro-ROS's typesupport dispatch tables */
     SYST_RVR = SYSCLK_HZ / 1000u - 1u;
     SYST_CVR = 0;
     SYST_CSR = 7u; /* processor clock, interrupt, enable */

@@ -117,7 +117,7 @@ static rclc_executor_t executor;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...) {
-    char line[160];
+    char line[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -394,7 +394,7 @@ static rmw_qos_profile_t latched_qos(void) {
     do {                                                                          \
         const rcl_ret_t rc_ = (call);                                             \
         if (rc_ != RCL_RET_OK) {                                                  \
-            logf_("LOG %s failed (rcl %ld)", #call, (long)rc_);                   \
+            logf_("LOG %.40s failed (rcl %ld): %.100s", #call, (long)rc_, rcl_get_error_string().str); \
             rcl_reset_error();                                                    \
             return 0;                                                             \
         }                                                                         \
