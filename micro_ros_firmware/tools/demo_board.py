@@ -288,6 +288,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
 
     work = Path(work or FW / "build-board")
     work.mkdir(parents=True, exist_ok=True)
+    # a SIGTERM (timeout, Ctrl-C of make) unwinds like an error: QEMU, the agent and the exporter are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     domain = domain_id(None)
     t0 = time.monotonic()
     uros = build_uros()
@@ -315,19 +317,21 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         t_run = time.monotonic()
         while "DONE" not in qemu.lines():
             bus.spin_once(0.05)
-            if qemu.proc.poll() is not None:
+            if qemu.proc.poll() is not None and "DONE" not in qemu.lines():
                 raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
             if time.monotonic() - t_run > timeout_s:
                 raise DemoError(f"no DONE from the board in {timeout_s:.0f} s")
             n_pred = len(mon.predictions)
             if phase == "run" and n_pred >= global_at:
-                if bad_input:
-                    mon.answer(f"{DEVICE}-999999", 3)                           # an unknown request
-                    for bad in (global_head_msg(bus, data, seed, "f" * 64, version=77)[0],   # another extractor
-                                oversized_head_msg(bus, model_hash, version=78)):          # 12 classes
-                        mon.global_pub.publish(bad)
-                        deadline = time.monotonic() + 1.0
-                        while time.monotonic() < deadline:
+                if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
+                    for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
+                                       (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
+                                        "another extractor"),
+                                       (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
+                                        "could not be decoded")):
+                        send()
+                        deadline = time.monotonic() + 20.0
+                        while line not in qemu.text() and time.monotonic() < deadline:
                             bus.spin_once(0.05)
                 mon.global_pub.publish(gmsg)
                 phase = "global"
@@ -363,7 +367,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     preds = np.array([board["predictions"][i][0] for i in range(n)])
     acc = float(np.mean(preds == bd.labels[:n])) if n else 0.0
     reconnect_board = [float(m.group(1)) / 1e3 for ln in board["log"] if (m := re.search(r"reconnected (\d+) ms", ln))]
-    before = [i for i, _, _, _ in board["events"] if _ == "global"]
+    before = [i for i, kind, _, _ in board["events"] if kind == "global"]
     g_at = before[0] if before else n
     result = {
         "chain": "QEMU mps2-an500 (Cortex-M7) ⇄ UART0 pty ⇄ MicroXRCEAgent v2.3.0 serial (Fast DDS 2.9) ⇄ Cyclone DDS (dds backend)",

@@ -44,7 +44,7 @@
 #ifndef TINYCL_DOMAIN_ID
 #define TINYCL_DOMAIN_ID 0
 #endif
-#ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this */
+#ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this, or head and clusterer disagree */
 #define TINYCL_ASK_BELOW 0.5f
 #endif
 #ifndef TINYCL_ASK_GAP /* at most one label request every TINYCL_ASK_GAP frames */
@@ -479,7 +479,8 @@ static void process_frame(void) {
     m_pred.confidence = st.confidence;
     publish(&pub_feat, &m_feat, &g_sent_feat, "features");
     publish(&pub_pred, &m_pred, &g_sent_pred, "predictions");
-    if (st.confidence < TINYCL_ASK_BELOW && g_frame - g_last_ask >= TINYCL_ASK_GAP) {
+    const int unsure = st.confidence < TINYCL_ASK_BELOW || st.prediction != st.pseudo_label;
+    if (unsure && g_frame - g_last_ask >= TINYCL_ASK_GAP) {
         g_last_ask = g_frame;
         ask_label(sample_id, &st);
     }
