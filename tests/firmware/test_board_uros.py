@@ -15,6 +15,7 @@ The first run builds the agent and libmicroros.a into ~/.cache/tinycl (minutes);
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from .conftest import FW, need
 
@@ -22,6 +23,7 @@ from .conftest import FW, need
 def _demo_module():
     spec = importlib.util.spec_from_file_location("demo_board", FW / "tools" / "demo_board.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 

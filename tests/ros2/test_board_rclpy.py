@@ -8,6 +8,7 @@ predictions, features and (transient-local, as the board publishes it) head.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _demo_module():
     spec = importlib.util.spec_from_file_location("demo_board", REPO / "micro_ros_firmware" / "tools" / "demo_board.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # its dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
