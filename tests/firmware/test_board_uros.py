@@ -3,7 +3,7 @@ joined to the Python graph through the real MicroXRCEAgent (serial, XRCE framing
 
 A short `make demo-board` (micro_ros_firmware/tools/demo_board.py): the board's features, predictions,
 label requests and heads arrive and are decoded by the Python side (dds backend) — every message the
-board sent was received; label answers and a fleet global head reach the board and change what it
+board sent was received (but one the agent held when it was killed); label answers and a fleet global head reach the board and change what it
 predicts (its head gains the classes it had no labelled sample of); the agent is killed for a few
 seconds and restarted mid-run and the board reconnects and keeps learning; its predictions are
 identical to the host build of the same C core replaying the same stream and events; bad input (an
@@ -33,8 +33,14 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir):
     demo = _demo_module()
     r = demo.run(n_stream=90, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
                  work=tmp_path, out=None, timeout_s=150)
+    # sent = confirmed by the agent; a publish unconfirmed within 250 ms (counted in publish_failures) may still
+    # arrive; a message the agent confirmed just before it was killed may not (at most one per topic)
     for topic, m in r["messages"].items():
-        assert m["sent_by_board"] > 0 and m["sent_by_board"] == m["received_by_graph"], (topic, r["messages"])
+        assert m["sent_by_board"] > 0, (topic, r["messages"])
+        assert m["sent_by_board"] - 1 <= m["received_by_graph"] <= m["sent_by_board"] + r["publish_failures"], \
+            (topic, r["messages"], r["publish_failures"])
+    assert sum(m["received_by_graph"] for m in r["messages"].values()) >= \
+        sum(m["sent_by_board"] for m in r["messages"].values()) - 1
     assert r["decode_errors_on_graph"] == []
     assert r["heads_decoded"] >= 2 and r["last_head"]["kind"] == "CWRStar"
     assert r["host_build"]["identical_predictions_and_pseudo_labels"] == r["host_build"]["of"] == r["frames"] == 90

@@ -50,6 +50,7 @@
 #ifndef TINYCL_ASK_GAP /* at most one label request every TINYCL_ASK_GAP frames */
 #define TINYCL_ASK_GAP 8u
 #endif
+#define TINYCL_PUBLISH_TIMEOUT_MS 250 /* wait for a reliable publish's confirmation (micro-ROS default 1000) */
 #define TINYCL_PING_PERIOD_MS 1000u
 #define TINYCL_PING_TIMEOUT_MS 500
 #define TINYCL_PING_ATTEMPTS 3
@@ -237,7 +238,7 @@ static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, con
     g_failed++;
     logf_("LOG publish on %s failed (rcl %ld): the agent is checked", topic, (long)rc);
     rcl_reset_error();
-    if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS, TINYCL_PING_ATTEMPTS) != RMW_RET_OK) g_link = LOST;
+    if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS / 2, 2) != RMW_RET_OK) g_link = LOST;
     return 0;
 }
 
@@ -426,6 +427,14 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &latched));
     n_subs = 2;
+    rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
+    for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per publish, not 1 s: learning goes on */
+        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]), TINYCL_PUBLISH_TIMEOUT_MS) !=
+            RMW_RET_OK) {
+            board_log("LOG setting the publish timeout failed");
+            return 0;
+        }
+    }
     executor = rclc_executor_get_zero_initialized_executor();
     TRY(rclc_executor_init(&executor, &support.context, 2, &allocator));
     executor_ok = 1;
