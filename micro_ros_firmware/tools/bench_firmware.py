@@ -30,8 +30,8 @@ FW = Path(__file__).resolve().parents[1]
 REPO = FW.parent
 sys.path.insert(0, str(REPO))
 
-from tinycl_nodes.export.c_vectors import CWR_PARAMS, reference_features, reference_session  # noqa: E402
-from tinycl_nodes.datasets import load_mnist  # noqa: E402
+from tinycl_nodes.export.c_vectors import CWR_PARAMS  # noqa: E402
+from tinycl_nodes.export.c_board import board_data  # noqa: E402
 
 CLOCK_HZ = 480e6
 INSTALL_HINT = "run micro_ros_firmware/tools/install-toolchain.sh (Debian: cmake gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)"
@@ -77,13 +77,9 @@ def c_array(ctype: str, name: str, values, fmt=str, per_line: int = 16) -> str:
 
 
 def make_data(n_stream: int, seed: int, labels_per_class: int, data: str | None):
-    Xtr, ytr = load_mnist("train", data)
-    Xte, yte = load_mnist("test", data)
-    rng = np.random.default_rng(seed)
-    init = np.concatenate([rng.choice(np.flatnonzero(ytr == c), labels_per_class, replace=False) for c in range(10)])
-    stream = rng.permutation(yte.size)[:n_stream]
-    init_x = reference_features(reference_session(), Xtr[init]).astype(np.float32)
-    return init_x, ytr[init].astype(np.int32), np.ascontiguousarray(Xte[stream]), yte[stream].astype(np.int64)
+    """Init features (k labelled training images per digit) and the stream: the board's own generator."""
+    bd = board_data(data, n_stream, seed, labels_per_class)
+    return bd.init_x, bd.init_y, bd.images, bd.labels
 
 
 def rce_memory_bytes(n_features: int = 64) -> int:
