@@ -51,6 +51,7 @@
 #define TINYCL_ASK_GAP 8u
 #endif
 #define TINYCL_PUBLISH_TIMEOUT_MS 250 /* wait for a reliable publish's confirmation (micro-ROS default 1000) */
+#define TINYCL_HEAD_TIMEOUT_MS 1000   /* the head is fragmented: cut short, Cyclone refused the sample */
 #define TINYCL_PING_PERIOD_MS 1000u
 #define TINYCL_PING_TIMEOUT_MS 500
 #define TINYCL_PING_ATTEMPTS 3
@@ -238,7 +239,7 @@ static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, con
     g_failed++;
     logf_("LOG publish on %s failed (rcl %ld): the agent is checked", topic, (long)rc);
     rcl_reset_error();
-    if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS / 2, 2) != RMW_RET_OK) g_link = LOST;
+    if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS, TINYCL_PING_ATTEMPTS) != RMW_RET_OK) g_link = LOST;
     return 0;
 }
 
@@ -428,8 +429,9 @@ static int create_entities(void) {
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &latched));
     n_subs = 2;
     rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
-    for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per publish, not 1 s: learning goes on */
-        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]), TINYCL_PUBLISH_TIMEOUT_MS) !=
+    for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
+        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]),
+                                                   pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
             RMW_RET_OK) {
             board_log("LOG setting the publish timeout failed");
             return 0;
