@@ -18,6 +18,7 @@
 #include <uxr/client/profile/transport/custom/custom_transport.h>
 
 #include "board.h"
+#include "mps2_an500_start.h"
 
 #ifndef TINYCL_FRAME_PERIOD_MS
 #define TINYCL_FRAME_PERIOD_MS 100u
@@ -28,24 +29,12 @@ extern const uint32_t tinycl_stream_n;    /* tinycl_stream.c (generated) */
 extern const uint8_t tinycl_stream_images[];
 
 /* ------------------------------------------------------------------------------ semihosting */
-static long semihost(long op, const void *arg) {
-    register long r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
 void board_log(const char *line) {
-    semihost(0x04, line); /* SYS_WRITE0 */
-    semihost(0x04, "\n");
+    mps2_semihost(0x04, line); /* SYS_WRITE0 */
+    mps2_semihost(0x04, "\n");
 }
 
-void board_finish(int code) {
-    const uint32_t args[2] = {0x20026u, (uint32_t)code}; /* ADP_Stopped_ApplicationExit */
-    semihost(0x20, args);                                 /* SYS_EXIT_EXTENDED */
-    semihost(0x18, (const void *)0x20026u);               /* SYS_EXIT */
-    for (;;) {}
-}
+void board_finish(int code) { mps2_exit(code); }
 
 /* ------------------------------------------------------------------------------ SysTick clock */
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
@@ -141,7 +130,6 @@ int board_next_frame(uint8_t *pixels) {
 }
 
 /* ------------------------------------------------------------------------------ start-up */
-extern uint32_t _data_load, _data_start, _data_end, _bss_start, _bss_end, _stack_top;
 void setup(void);
 void loop(void);
 
@@ -150,12 +138,7 @@ void _init(void);
 void _init(void) {} /* called by __libc_init_array; nothing to do without crt0 */
 void Reset_Handler(void);
 void Reset_Handler(void) {
-    uint32_t *src = &_data_load, *dst = &_data_start;
-    while (dst < &_data_end) *dst++ = *src++;
-    for (dst = &_bss_start; dst < &_bss_end;) *dst++ = 0;
-    volatile uint32_t *cpacr = (volatile uint32_t *)0xE000ED88u;
-    *cpacr |= 0xFu << 20; /* CP10, CP11: the FPU */
-    __asm__ volatile("dsb\n isb" ::: "memory");
+    mps2_init_memory_fpu();
     __libc_init_array(); /* C++ static initialisers: micro-ROS's typesupport dispatch tables */
     SYST_RVR = SYSCLK_HZ / 1000u - 1u;
     SYST_CVR = 0;
