@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: demo demo-fleet demo-rce test test-ros2 ros2-kit bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
+.PHONY: demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -66,6 +66,17 @@ bench: $(STAMP)
 bench-firmware: $(STAMP) firmware-deps
 	$(PY) micro_ros_firmware/tools/bench_firmware.py --data $(DATA) --out results/firmware.json
 
+# micro-ROS from ../shared/kits/microros: the Micro XRCE-DDS agent and libmicroros.a (with our messages),
+# cached in ~/.cache/tinycl by the hash of the kit, tinycl.meta and msg/; then the firmware for the
+# emulated board (QEMU mps2-an500) in micro_ros_firmware/build-uros.
+firmware-uros: $(STAMP) firmware-deps
+	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --build-only
+
+# The firmware on the emulated board, through the real agent, into the Python graph → results/board.json.
+# (On a shared machine run it in a private network: unshare -n bash -c 'ip link set lo up && make demo-board')
+demo-board: $(STAMP) firmware-deps
+	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --out results/board.json
+
 # Train a frozen extractor (needs the optional PyTorch extra; CPU is enough) on DATASET (mnist,
 # fashion_mnist or an image folder) and CLASSES, to a new model NAME with its card (an existing
 # model, e.g. the shipped mnist_0to5, is never replaced silently): make train-frozen NAME=my_model
@@ -79,4 +90,5 @@ train-frozen: $(STAMP)
 	  --epochs $(EPOCHS) --name $(NAME)
 
 clean:
-	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench
+	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench \
+	  micro_ros_firmware/build-uros micro_ros_firmware/build-board

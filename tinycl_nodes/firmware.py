@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import InputError, StateError, TinyclError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
            -4: "state blob malformed or for another model", -5: "buffer too small"}
@@ -25,6 +25,7 @@ _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _i8p = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
 _u8p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_u32p = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 
 
 class FirmwareError(TinyclError):
@@ -78,6 +79,9 @@ class Library:
             "tinycl_ndc_step": (C.c_int, [C.c_void_p, _f32p, C.c_int32, C.POINTER(_Step)]),
             "tinycl_cwr_set_extractor": (C.c_int, [C.c_void_p, C.c_char_p]),
             "tinycl_cwr_scores": (C.c_int, [C.c_void_p, _f32p, _f32p]),
+            "tinycl_cwr_load_linear": (C.c_int, [C.c_void_p, C.c_uint32, _i32p, _u32p, _f32p, C.c_char_p]),
+            "tinycl_ndc_learn_label": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
+            "tinycl_ndc_cwr": (C.c_void_p, [C.c_void_p]),
             "tinycl_sizeof_rce": (C.c_size_t, []), "tinycl_rce_capacity": (C.c_uint32, []),
             "tinycl_rce_budget_bytes": (C.c_uint32, [C.c_uint32]),
             "tinycl_rce_init": (C.c_int, [C.c_void_p, C.c_uint32, C.c_double, C.c_double, C.c_double, C.c_uint32]),
@@ -243,6 +247,21 @@ class TinyNDCC(_Obj):
         self.core.check(self.core.lib.tinycl_ndc_step(self.ptr, self.core.vec(x), -1 if label is None else int(label),
                                                       C.byref(st)), "ndc step")
         return (None if st.prediction < 0 else int(st.prediction)), int(st.pseudo_label), float(st.confidence)
+
+    def learn_label(self, x, label: int) -> None:
+        """A true label for a sample seen earlier (a person's answer), as the board applies it."""
+        self.core.check(self.core.lib.tinycl_ndc_learn_label(self.ptr, self.core.vec(x), int(label)), "ndc learn_label")
+
+    def load_linear(self, class_ids, counts, weights, extractor_hash: str) -> None:
+        """Replace the CWR* head by a linear one (a fleet's global head), as the board does."""
+        ids = np.ascontiguousarray(class_ids, np.int32).ravel()
+        W = np.ascontiguousarray(weights, np.float32)
+        if W.shape != (ids.size, self.core.n_features):
+            raise InputError(f"load_linear: weights {W.shape} for {ids.size} classes x {self.core.n_features} features")
+        cnt = np.ascontiguousarray(np.minimum(np.asarray(counts, np.int64), 2**32 - 1), np.uint32).ravel()
+        cwr = self.core.lib.tinycl_ndc_cwr(self.ptr)
+        self.core.check(self.core.lib.tinycl_cwr_load_linear(cwr, ids.size, ids, cnt, W, _sha_bytes(extractor_hash)),
+                        "cwr load_linear")
 
 
 def _sha_bytes(sha256_hex: str) -> bytes:

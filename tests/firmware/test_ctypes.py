@@ -76,3 +76,34 @@ def test_bad_input_is_refused_and_state_kept(lib):
     with pytest.raises(StateError):
         h.load_bytes(before[:-1])
     assert h.to_bytes() == before
+
+
+def test_board_loads_a_global_head_and_late_answers_like_python(lib, vectors):
+    """What the board does with a fleet's global head (its linear form) and a person's late answer:
+    the same as the Python learner's load_snapshot_into / learn_one; bad heads refused, head unchanged."""
+    from tinycl_nodes.core.federated import load_snapshot_into, snapshot_from_head
+
+    donor = CWRStar(64, lr=0.02, batch_size=8, extractor_hash=lib.model_sha256)
+    for x, y in zip(vectors.stream_x[:200], vectors.stream_y[:200]):
+        donor.learn_one(x, int(y))
+    donor.flush()
+    snap = snapshot_from_head(donor)
+    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
+    sysp = TinyNDC(NearestCentroid(64), CWRStar(64, lr=0.02, batch_size=32, extractor_hash=lib.model_sha256),
+                   cluster_update="head")
+    sysc.init_from_labelled(vectors.init_x[:30], vectors.init_y[:30])
+    sysp.init_from_labelled(vectors.init_x[:30], vectors.init_y[:30])
+    for x in vectors.stream_x[200:240]:
+        assert sysp.step(x).prediction == sysc.step(x)[0]
+    for bad_hash, W in (("ab" * 32, snap.weights), (lib.model_sha256, np.where(snap.weights == snap.weights[0, 0],
+                                                                                np.nan, snap.weights))):
+        with pytest.raises(InputError):
+            sysc.load_linear(snap.class_ids, snap.counts, W, bad_hash)
+    sysc.load_linear(snap.class_ids, snap.counts, snap.weights, snap.extractor_hash)
+    load_snapshot_into(sysp.head, snap)
+    sysc.learn_label(vectors.stream_x[240], 9)          # a late answer, a class the board may not know
+    sysp.head.learn_one(vectors.stream_x[240], 9)
+    sysp.clusterer.update(vectors.stream_x[240], 9)
+    for x in vectors.stream_x[241:400]:
+        p, c = sysp.step(x), sysc.step(x)
+        assert (p.prediction, p.pseudo_label) == c[:2]

@@ -16,7 +16,7 @@ from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, main as aggregate_main
 from tinycl_nodes.fleet.broker import global_topic, head_topic, make_ca, make_client_cert
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
-from tinycl_nodes.fleet.messages import msg_from_snapshot, snapshot_from_msg
+from tinycl_nodes.interfaces.heads import from_msg, to_msg
 from tinycl_nodes.fleet.payload import encode
 from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
@@ -69,7 +69,7 @@ class Device:
         self.spinner = Spinner(self.bus)
 
     def publish(self, snap) -> None:
-        self.pub.publish(msg_from_snapshot(snap, self.Head, self.ClassInfo))
+        self.pub.publish(to_msg(snap, self.Head, self.ClassInfo))
 
     def close(self) -> None:
         self.spinner.stop()
@@ -86,7 +86,7 @@ def test_round_trip_of_heads_through_the_broker(fleet_setup, broker, tmp_path) -
         d2.publish(head("dev2", [[0, 3, 0], [0, 0, 1]], counts=[30, 5], ids=[1, 2]))
         for d in (d1, d2):
             wait_for(lambda: d.globals and len(d.globals[-1].classes) == 3)
-        g = snapshot_from_msg(d1.globals[-1])
+        g = from_msg(d1.globals[-1])
         assert g.keys == [(0, "c0"), (1, "c1"), (2, "c2")] and g.version == agg.round
         np.testing.assert_allclose(g.weights[1], [0, (10 * 1 + 30 * 3) / 40, 0], rtol=1e-6)
         assert g.counts.tolist() == [30, 40, 5] and g.extractor_hash == XH
@@ -353,7 +353,7 @@ def test_exact_bridge_shares_only_own_learning_also_after_a_restart(fleet_setup,
     learner what to add, and its bookkeeping survives a restart (else it would share the fleet's
     learning as its own)."""
     from tinycl_nodes.core.federated import Moments
-    from tinycl_nodes.fleet.messages import snapshot_from_msg
+    from tinycl_nodes.interfaces.heads import from_msg as snapshot_from_msg
 
     agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2, min_new_heads=2)
     kw = dict(exact=True, period_s=0.2)

@@ -16,7 +16,7 @@ from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.core.cwr import CWRStar
 from tinycl_nodes.core.federated import HeadSnapshot, snapshot_from_head
 from tinycl_nodes.extractor import FrozenExtractor, model_path
-from tinycl_nodes.fleet.messages import msg_from_snapshot
+from tinycl_nodes.interfaces.heads import to_msg
 from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
 from tinycl_nodes.presets import CWR_PARAMS
@@ -63,7 +63,7 @@ class Rig:
         self.tester.create_subscription("head", self.HeadMsg, self.heads.append, "latched")
 
     def send(self, snap: HeadSnapshot) -> None:
-        self.pub.publish(msg_from_snapshot(snap, self.HeadMsg, self.ClassInfo))
+        self.pub.publish(to_msg(snap, self.HeadMsg, self.ClassInfo))
 
     def state(self) -> dict:
         return {k: np.array(v) for k, v in self.learner.head.state_dict()["arrays"].items()}

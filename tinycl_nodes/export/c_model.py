@@ -250,7 +250,8 @@ def generate(model: Model, source: str = "") -> tuple[str, str]:
               f"extern const int8_t tinycl_b{i}_w[{blk.w.size}];",
               f"extern const int32_t tinycl_b{i}_bias[{co}];",
               f"extern const float tinycl_b{i}_mult[{co}];"]
-        s += [_arr("int8_t", f"tinycl_b{i}_w", blk.w), _arr("int32_t", f"tinycl_b{i}_bias", blk.bias, per_line=8),
+        # [co][ky][kx][ci]: the reduction over input channels is contiguous (SIMD over ci in tinycl_cnn.c)
+        s += [_arr("int8_t", f"tinycl_b{i}_w", np.ascontiguousarray(blk.w.transpose(0, 2, 3, 1))), _arr("int32_t", f"tinycl_b{i}_bias", blk.bias, per_line=8),
               _arr("float", f"tinycl_b{i}_mult", blk.mult, _hexf, per_line=4)]
         cin = co
     h += [f"#define TINYCL_FC_IN_ZP ({model.fc_in_zp})", f"#define TINYCL_FC_OUT_ZP ({model.fc_out_zp})",

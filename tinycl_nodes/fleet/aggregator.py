@@ -335,7 +335,7 @@ class AggregatorNode(Node):
 
     def __init__(self, bus: Any, params: AggregatorParams) -> None:
         super().__init__(bus, params)
-        from .messages import msg_from_snapshot
+        from ..interfaces.heads import to_msg
         Head, ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         pub = bus.create_publisher(params.bus_topic, Head, "latched")
         self._pending: list[HeadSnapshot] = []
@@ -344,7 +344,7 @@ class AggregatorNode(Node):
         def tick() -> None:
             self.agg.tick()
             while self._pending:
-                pub.publish(msg_from_snapshot(self._pending.pop(0), Head, ClassInfo, bus.stamp()))
+                pub.publish(to_msg(self._pending.pop(0), Head, ClassInfo, bus.stamp()))
         bus.create_timer(params.tick_s, tick)
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot
 from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
-from .messages import snapshot_from_msg
+from ..interfaces.heads import from_msg
 
 OLD = list(range(6))
 NEW = [6, 7, 8, 9]
@@ -93,7 +93,7 @@ class _Observer:
 
     def _head(self, d: str) -> Any:
         def cb(msg: Any) -> None:
-            snap = snapshot_from_msg(msg, d)
+            snap = from_msg(msg, device=d)
             with self.lock:
                 self.heads[d].append(snap)
         return cb

@@ -19,10 +19,11 @@ import numpy as np
 from pydantic import Field
 
 from ..export.head_export import to_c_header, to_onnx
+from ..core.federated import HeadSnapshot
 from ..extractor import FrozenExtractor, model_path
+from ..interfaces.heads import from_msg
 from ..storage import write_atomic
 from ..core.errors import InputError
-from .messages import LinearHead, linear_head_of
 from ..core import state as st
 from .runner import Node, StateParams, run_node, state_dir
 
@@ -46,7 +47,7 @@ class Exporter(Node):
     def __init__(self, bus: Any, params: ExporterParams) -> None:
         super().__init__(bus, params)
         self.hash = FrozenExtractor(model_path(params.model)).hash
-        self.head: LinearHead | None = None
+        self.head: HeadSnapshot | None = None
         self.written_version = -1
         # the last head received and the version written: an export request after a restart works
         # before the learner publishes again, and an unchanged head is not written twice
@@ -58,18 +59,18 @@ class Exporter(Node):
             bus.create_timer(params.period_s, lambda: self.export() if self._changed() else None)
 
     def on_head(self, msg: Any) -> None:
-        self.head = linear_head_of(msg, self.hash)
+        self.head = from_msg(msg, self.hash)
         self.state.changed()
 
     def state_dicts(self) -> dict[str, dict[str, Any]] | None:
         h = self.head
         if h is None:
             return None
+        W, b = h.linear()      # what is exported: the scoring rows
         return {"head": st.make_state("LinearHead", 1, {}, {
-            "classes": np.asarray(h.classes, np.int64), "counts": np.asarray(h.counts, np.int64),
-            "weights": h.weights, "bias": h.bias}, {"names": h.names, "kind": h.kind, "extractor_hash": h.extractor_hash,
-                                                   "version": h.version, "n_seen": h.n_seen,
-                                                   "written_version": self.written_version})}
+            "classes": h.class_ids, "counts": h.counts, "weights": W, "bias": b},
+            {"names": list(h.class_names), "kind": h.kind, "extractor_hash": h.extractor_hash,
+             "version": h.version, "n_seen": h.n_seen, "written_version": self.written_version})}
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         s = st.check_state(saved.get("head"), "LinearHead", 1, ("classes", "counts", "weights", "bias"))
@@ -80,8 +81,8 @@ class Exporter(Node):
                               n_features=d, weights=np.asarray(a["weights"], np.float32).ravel(),
                               bias=st.expect_shape(s, "bias", (n,)), kind=str(m["kind"]),
                               extractor_hash=str(m["extractor_hash"]), version=int(m["version"]),
-                              n_seen=int(m["n_seen"]))
-        self.head = linear_head_of(msg, self.hash)          # the same checks as a received head
+                              n_seen=int(m["n_seen"]), state=b"")
+        self.head = from_msg(msg, self.hash)                # the same checks as a received head
         self.written_version = int(m.get("written_version", -1))
         self.log.info("restored head v%d (%d classes) from %s", self.head.version, n, self.state.path)
 
@@ -115,7 +116,7 @@ class Exporter(Node):
         self.written_version = self.head.version
         self.state.changed()
         self.log.info("exported head v%d (%d classes) to %s and %s in %.1f ms", self.head.version,
-                      len(self.head.classes), onnx_path, c_path.name, 1e3 * (time.perf_counter() - t0))
+                      self.head.n_classes, onnx_path, c_path.name, 1e3 * (time.perf_counter() - t0))
         return [onnx_path, c_path]
 
     def run(self) -> None:

@@ -9,7 +9,7 @@ on SIGTERM, and reloaded on restart: version numbers keep increasing across rest
 
 In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
 aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
-(``messages.linear_head_of``: sizes, finiteness, unique ids, this node's extractor; then
+(``interfaces.heads.from_msg``: sizes, finiteness, unique ids, this node's extractor; then
 ``federated.check_snapshot``: kind, feature count, norm) — a bad one is one error line and
 dropped — a round already merged is skipped, and the rest is merged into the local head by
 ``global_policy`` (``federated.merge_into_head``; ``blend`` by per-class counts, ``replace``, or
@@ -31,14 +31,14 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..core import state as st
 from ..core.errors import StateError
-from ..core.federated import SLDA_KIND, HeadSnapshot, merge_into_head, snapshot_from_state
+from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import ns_to_time
-from .messages import features_of, head_message, linear_head_of, stamp_ns
+from ..interfaces.heads import from_msg
+from .messages import features_of, head_message, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -239,16 +239,9 @@ def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict
 
 
 def global_snapshot(msg: Any, extractor_hash: str) -> HeadSnapshot:
-    """A received global ``Head`` as a snapshot, after ``linear_head_of``'s checks (raises if bad);
+    """A received global ``Head`` as a snapshot, after ``interfaces.heads.from_msg``'s checks (raises if bad);
     streaming-LDA statistics from its state blob."""
-    lin = linear_head_of(msg, extractor_hash)
-    if lin.kind == SLDA_KIND and len(msg.state):
-        snap = snapshot_from_state(st.from_bytes(bytes(bytearray(msg.state))), dict(zip(lin.classes, lin.names)),
-                                   lin.version, "global")
-        snap.n_seen = lin.n_seen
-        return snap
-    return HeadSnapshot(lin.classes, lin.names, lin.counts, lin.weights, lin.bias, lin.kind, lin.extractor_hash,
-                        lin.version, lin.n_seen, "global")
+    return from_msg(msg, extractor_hash, "global")
 
 
 def main(argv: list[str] | None = None) -> int:

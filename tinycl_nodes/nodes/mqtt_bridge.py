@@ -45,7 +45,7 @@ from ..core.errors import TinyclError
 from ..core.federated import FleetMember, HeadSnapshot
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
-from ..fleet.messages import msg_from_snapshot, snapshot_from_msg
+from ..interfaces.heads import from_msg, to_msg
 from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
 from .runner import Node, StateParams, run_node
 
@@ -126,7 +126,7 @@ class MqttBridge(Node):
 
     # --- bus → MQTT ---------------------------------------------------------------------------
     def _on_head(self, msg: Any) -> None:
-        snap = snapshot_from_msg(msg, self.params.device)
+        snap = from_msg(msg, device=self.params.device)
         eh = self.params.extractor_hash
         if eh and snap.extractor_hash != eh:
             raise TinyclError(f"head v{snap.version} built on extractor {snap.extractor_hash[:12]}, this device "
@@ -224,7 +224,7 @@ class MqttBridge(Node):
                 meta, snap = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            self.global_pub.publish(msg_from_snapshot(snap, self.Head, self.ClassInfo, self.bus.stamp()))
+            self.global_pub.publish(to_msg(snap, self.Head, self.ClassInfo, self.bus.stamp()))
             self.globals_received += 1
             self.log.info("global head round %d (%d classes, %d devices' data) handed to the learner",
                           meta.round, snap.n_classes, int(snap.counts.sum()))

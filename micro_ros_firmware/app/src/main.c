@@ -1,180 +1,579 @@
 /* tinycl micro-ROS application: a thin rclc layer over the C core (micro_ros_firmware/core).
  *
- * Publishes on the same topics and types as the Python nodes (namespace /<robot>/tinycl):
- *   features    tinycl_nodes/msg/Features    (reliable)
- *   predictions tinycl_nodes/msg/Prediction  (reliable)
- *   head        tinycl_nodes/msg/Head        (reliable; weights + the C state blob every batch)
- * Subscribes:
- *   label_answer tinycl_nodes/msg/LabelAnswer  (a person's label for the last sample)
- *   global_head  tinycl_nodes/msg/Head         (fleet average: loaded if the extractor hash matches)
- * Reconnects: pings the agent every second; when it is gone, destroys the entities and recreates
- * them once it answers again (the learned state lives in the core and is not touched).
- * All message memory is static (fixed-capacity sequences below).
+ * Same topics and types as the Python nodes, under /<TINYCL_DEVICE>/tinycl:
+ *   publishes  features       tinycl_nodes/msg/Features      reliable
+ *              predictions    tinycl_nodes/msg/Prediction    reliable
+ *              label_request  tinycl_nodes/msg/LabelRequest  reliable (a sample the board is unsure of)
+ *              head           tinycl_nodes/msg/Head          reliable + transient local, depth 1 (the
+ *                                                            exporter's and fleet bridge's "latched" reader)
+ *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id)
+ *              global_head    tinycl_nodes/msg/Head          the fleet's head, loaded from its linear form
+ * Connection: waits for the agent, creates the entities, pings it every TINYCL_PING_PERIOD_MS while
+ * connected (TINYCL_PING_TIMEOUT_MS × TINYCL_PING_ATTEMPTS, so a large message arriving meanwhile does
+ * not look like a lost agent) and on any failed publish; when it is gone the entities are destroyed and
+ * recreated once it answers again. Learning never waits for the agent: the state lives in the core.
+ * Every message buffer is static (sizes below); every rcl/rclc return value is checked.
+ * Board-specific code (clock, transport, sensor, console) is in boards/<board>.*, behind board.h.
  *
- * NOT built in CI (needs the micro-ROS libraries); keep logic in the core. The frame source
- * (camera on the OpenMV H7 Plus, sensor window on the Nucleo) is board code: board_next_frame(). */
+ * Log lines (board_log) that tools read: "P <i> <sample_id> <prediction> <pseudo-label>" per frame,
+ * "EV <i> answer <sample_id> <label>" / "EV <i> global <version>" when a message changed the learner
+ * before frame i, "SENT ..." counters and "DONE" at the end of a replayed stream. */
+#include <rcl/error_handling.h>
 #include <rcl/rcl.h>
 #include <rclc/executor.h>
 #include <rclc/rclc.h>
 #include <rmw_microros/rmw_microros.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <tinycl_nodes/msg/features.h>
 #include <tinycl_nodes/msg/head.h>
 #include <tinycl_nodes/msg/label_answer.h>
+#include <tinycl_nodes/msg/label_request.h>
 #include <tinycl_nodes/msg/prediction.h>
 
+#include "board.h"
 #include "tinycl.h"
+#include "tinycl_init.h"
 
-#ifndef TINYCL_NAMESPACE
-#define TINYCL_NAMESPACE "robot1/tinycl"
+#ifndef TINYCL_DEVICE
+#define TINYCL_DEVICE "board1"
 #endif
+#ifndef TINYCL_DOMAIN_ID
+#define TINYCL_DOMAIN_ID 0
+#endif
+#ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this, or head and clusterer disagree */
+#define TINYCL_ASK_BELOW 0.5f
+#endif
+#ifndef TINYCL_ASK_GAP /* at most one label request every TINYCL_ASK_GAP frames */
+#define TINYCL_ASK_GAP 8u
+#endif
+#define TINYCL_PUBLISH_TIMEOUT_MS 250 /* wait for a reliable publish's confirmation (micro-ROS default 1000) */
+#define TINYCL_HEAD_TIMEOUT_MS 1000   /* the head is fragmented: cut short, Cyclone refused the sample */
+#define TINYCL_PING_PERIOD_MS 1000u
+#define TINYCL_PING_TIMEOUT_MS 500
+#define TINYCL_PING_ATTEMPTS 3
+#define TINYCL_WAIT_PERIOD_MS 200u
+#define TINYCL_FLUSH_MS 3000u /* after a replayed stream ends: time to deliver and receive the last messages */
+
 #define F TINYCL_N_FEATURES
-#define STATE_CAP TINYCL_CWR_STATE_BYTES(TINYCL_MAX_CLASSES)
+#define MAXC TINYCL_MAX_CLASSES
+#define PIX (TINYCL_IN_H * TINYCL_IN_W)
+#define RING 8u       /* label requests awaiting an answer */
+#define NAME_CAP 32u  /* class names, answered_by, frame ids */
+#define ID_CAP 48u    /* request ids */
+#define HASH_CAP 72u  /* sha256 hex + room to see a longer one */
+#define RX_CLASSES (MAXC + 1u) /* one more than the core holds: an oversized head is seen and refused */
 
-/* board layer (camera / sensor window → 28×28 uint8), provided per board */
-int board_next_frame(uint8_t *pixels);
-extern const float tinycl_init_x[];     /* k labelled samples per class (from the exporter) */
-extern const int32_t tinycl_init_y[];
-extern const uint32_t tinycl_init_n;
-
+/* ------------------------------------------------------------------------------ state */
 static tinycl_ndc_t g_ndc;
-static uint8_t g_pixels[TINYCL_IN_H * TINYCL_IN_W];
-static float g_x[F];
+static uint8_t g_pixels[PIX];
 static int8_t g_q[F];
-static uint32_t g_sample_id;
-static int g_connected;
+static float g_x[F];
+static uint32_t g_frame;       /* frames processed */
+static uint32_t g_head_version;
+static uint32_t g_last_ask;
+static char g_names[MAXC][NAME_CAP]; /* class names by row of the head ("" = the id in decimal) */
+static int32_t g_name_ids[MAXC];
+static uint32_t g_n_names;
 
-/* static message memory */
+typedef struct {
+    uint32_t sample_id; /* 0 = free slot (sample ids start at 1) */
+    float x[F];
+} pending_t;
+static pending_t g_pending[RING];
+static uint32_t g_pending_next;
+
+typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entities still to destroy */
+static link_t g_link = WAITING;
+static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
+static uint32_t g_answers, g_globals, g_refused, g_reconnects;
+static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
+static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
+
+/* ------------------------------------------------------------------------------ messages (static memory) */
 static tinycl_nodes__msg__Features m_feat;
 static tinycl_nodes__msg__Prediction m_pred;
 static tinycl_nodes__msg__Head m_head, m_global;
 static tinycl_nodes__msg__LabelAnswer m_answer;
-static float s_feat_data[F], s_head_w[TINYCL_MAX_CLASSES * F], s_global_w[TINYCL_MAX_CLASSES * F];
-static uint8_t s_state[STATE_CAP], s_global_state[STATE_CAP];
-static tinycl_nodes__msg__ClassInfo s_classes[TINYCL_MAX_CLASSES], s_global_classes[TINYCL_MAX_CLASSES];
-static char s_hash[65] = TINYCL_MODEL_SHA256, s_kind[] = "cwr";
+static tinycl_nodes__msg__LabelRequest m_req;
+static float s_feat[F], s_req_feat[F], s_head_w[MAXC * F], s_head_b[MAXC];
+static float s_glob_w[RX_CLASSES * F], s_glob_b[RX_CLASSES];
+static uint8_t s_glob_state[1], s_head_state[1], s_req_pixels[PIX];
+static tinycl_nodes__msg__ClassInfo s_head_classes[MAXC], s_glob_classes[RX_CLASSES], s_req_cand[MAXC];
+static char s_head_names[MAXC][NAME_CAP], s_glob_names[RX_CLASSES][NAME_CAP];
+static char s_pred_name[NAME_CAP], s_req_id[ID_CAP], s_empty[1] = "";
+static char s_hash[] = TINYCL_MODEL_SHA256, s_kind[] = TINYCL_HEAD_KIND, s_mono8[] = "mono8";
+static char s_reason[] = "low confidence";
+static char a_frame[NAME_CAP], a_req[ID_CAP], a_name[NAME_CAP], a_by[NAME_CAP];
+static char g_frame_id[NAME_CAP], g_kind[NAME_CAP], g_hash[HASH_CAP];
 
 static rcl_allocator_t allocator;
 static rclc_support_t support;
 static rcl_node_t node;
-static rcl_publisher_t pub_feat, pub_pred, pub_head;
+static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req;
 static rcl_subscription_t sub_answer, sub_global;
 static rclc_executor_t executor;
 
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...) {
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    board_log(line);
+}
+
+static void set_str(rosidl_runtime_c__String *s, char *buf, size_t cap, const char *text) {
+    /* never a NULL string on the wire: Cyclone DDS refuses a CDR string without its terminating zero */
+    size_t n = strlen(text);
+    if (n >= cap) n = cap - 1;
+    if (buf != text) memmove(buf, text, n);
+    buf[n] = '\0';
+    s->data = buf;
+    s->size = n;
+    s->capacity = cap;
+}
+
+static void rx_str(rosidl_runtime_c__String *s, char *buf, size_t cap) {
+    buf[0] = '\0';
+    s->data = buf;
+    s->size = 0;
+    s->capacity = cap;
+}
+
 static void static_messages(void) {
-    m_feat.data.data = s_feat_data; m_feat.data.capacity = F;
-    m_feat.extractor_hash.data = s_hash; m_feat.extractor_hash.size = 64; m_feat.extractor_hash.capacity = 65;
-    m_head.weights.data = s_head_w; m_head.weights.capacity = TINYCL_MAX_CLASSES * F;
-    m_head.state.data = s_state; m_head.state.capacity = STATE_CAP;
-    m_head.classes.data = s_classes; m_head.classes.capacity = TINYCL_MAX_CLASSES;
-    m_head.kind.data = s_kind; m_head.kind.size = 3; m_head.kind.capacity = 4;
-    m_head.extractor_hash = m_feat.extractor_hash;
-    m_global.weights.data = s_global_w; m_global.weights.capacity = TINYCL_MAX_CLASSES * F;
-    m_global.state.data = s_global_state; m_global.state.capacity = STATE_CAP;
-    m_global.classes.data = s_global_classes; m_global.classes.capacity = TINYCL_MAX_CLASSES;
+    set_str(&m_feat.header.frame_id, s_empty, 1, "");
+    m_feat.data.data = s_feat;
+    m_feat.data.capacity = F;
+    set_str(&m_feat.extractor_hash, s_hash, sizeof s_hash, s_hash);
+    m_feat.true_label = tinycl_nodes__msg__Features__UNKNOWN_LABEL;
+
+    set_str(&m_pred.header.frame_id, s_empty, 1, "");
+    set_str(&m_pred.class_name, s_pred_name, NAME_CAP, "");
+
+    set_str(&m_head.header.frame_id, s_empty, 1, "");
+    set_str(&m_head.kind, s_kind, sizeof s_kind, s_kind);
+    set_str(&m_head.extractor_hash, s_hash, sizeof s_hash, s_hash);
+    m_head.classes.data = s_head_classes;
+    m_head.classes.capacity = MAXC;
+    for (uint32_t r = 0; r < MAXC; r++) set_str(&s_head_classes[r].name, s_head_names[r], NAME_CAP, "");
+    m_head.weights.data = s_head_w;
+    m_head.weights.capacity = MAXC * F;
+    m_head.bias.data = s_head_b;
+    m_head.bias.capacity = MAXC;
+    m_head.state.data = s_head_state; /* the linear form is the head; no blob */
+    m_head.state.capacity = 1;
+    m_head.n_features = F;
+
+    set_str(&m_req.header.frame_id, s_empty, 1, "");
+    set_str(&m_req.request_id, s_req_id, ID_CAP, "");
+    set_str(&m_req.reason, s_reason, sizeof s_reason, s_reason);
+    set_str(&m_req.picture.header.frame_id, s_empty, 1, "");
+    set_str(&m_req.picture.encoding, s_mono8, sizeof s_mono8, s_mono8);
+    m_req.picture.height = TINYCL_IN_H;
+    m_req.picture.width = TINYCL_IN_W;
+    m_req.picture.step = TINYCL_IN_W;
+    m_req.picture.data.data = s_req_pixels;
+    m_req.picture.data.capacity = PIX;
+    m_req.candidates.data = s_req_cand;
+    m_req.candidates.capacity = MAXC;
+    for (uint32_t r = 0; r < MAXC; r++) set_str(&s_req_cand[r].name, s_head_names[r], NAME_CAP, "");
+    m_req.features = m_feat;
+    m_req.features.data.data = s_req_feat;
+
+    /* receive buffers: every string and sequence has capacity (without it the message is never delivered) */
+    rx_str(&m_answer.header.frame_id, a_frame, NAME_CAP);
+    rx_str(&m_answer.request_id, a_req, ID_CAP);
+    rx_str(&m_answer.new_class_name, a_name, NAME_CAP);
+    rx_str(&m_answer.answered_by, a_by, NAME_CAP);
+    rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
+    rx_str(&m_global.kind, g_kind, NAME_CAP);
+    rx_str(&m_global.extractor_hash, g_hash, HASH_CAP);
+    m_global.classes.data = s_glob_classes;
+    m_global.classes.capacity = RX_CLASSES;
+    for (uint32_t r = 0; r < RX_CLASSES; r++) rx_str(&s_glob_classes[r].name, s_glob_names[r], NAME_CAP);
+    m_global.weights.data = s_glob_w;
+    m_global.weights.capacity = RX_CLASSES * F;
+    m_global.bias.data = s_glob_b;
+    m_global.bias.capacity = RX_CLASSES;
+    m_global.state.data = s_glob_state;
+    m_global.state.capacity = sizeof s_glob_state;
+}
+
+/* ------------------------------------------------------------------------------ class names */
+static const char *class_name(int32_t id, char *buf, size_t cap) {
+    for (uint32_t i = 0; i < g_n_names; i++)
+        if (g_name_ids[i] == id) return g_names[i];
+    snprintf(buf, cap, "%ld", (long)id);
+    return buf;
+}
+
+static void remember_name(int32_t id, const char *name) {
+    if (!name[0]) return;
+    uint32_t i = 0;
+    while (i < g_n_names && g_name_ids[i] != id) i++;
+    if (i == MAXC) return;
+    if (i == g_n_names) g_n_names++;
+    g_name_ids[i] = id;
+    snprintf(g_names[i], NAME_CAP, "%s", name);
+}
+
+static void stamp_now(builtin_interfaces__msg__Time *t) {
+    const int64_t ns = rmw_uros_epoch_synchronized() ? rmw_uros_epoch_nanos() : (int64_t)board_millis() * 1000000;
+    t->sec = (int32_t)(ns / 1000000000);
+    t->nanosec = (uint32_t)(ns % 1000000000);
+}
+
+/* ------------------------------------------------------------------------------ publishing */
+static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, const char *topic) {
+    if (g_link != CONNECTED) return 0;
+    const rcl_ret_t rc = rcl_publish(pub, msg, NULL);
+    if (rc == RCL_RET_OK) {
+        (*counter)++;
+        return 1;
+    }
+    g_failed++;
+    logf_("LOG publish on %s failed (rcl %ld): the agent is checked", topic, (long)rc);
+    rcl_reset_error();
+    if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS, TINYCL_PING_ATTEMPTS) != RMW_RET_OK) g_link = LOST;
+    return 0;
 }
 
 static void publish_head(void) {
     const tinycl_cwr_t *h = &g_ndc.cwr;
-    size_t n = 0;
-    m_head.n_features = F;
+    char num[12];
+    stamp_now(&m_head.header.stamp);
+    m_head.version = ++g_head_version;
     m_head.n_seen = h->n_seen;
-    m_head.version++;
     m_head.classes.size = h->n_classes;
     for (uint32_t r = 0; r < h->n_classes; r++) {
-        s_classes[r].id = (uint32_t)h->classes[r];
-        s_classes[r].sample_count = h->past[r] + h->cur[r];
+        s_head_classes[r].id = (uint32_t)h->classes[r];
+        s_head_classes[r].sample_count = h->past[r] + h->cur[r];
+        set_str(&s_head_classes[r].name, s_head_names[r], NAME_CAP, class_name(h->classes[r], num, sizeof num));
         memcpy(&s_head_w[r * F], h->cw[r], sizeof h->cw[r]);
+        s_head_b[r] = 0.0f; /* CWR* has no bias */
     }
     m_head.weights.size = h->n_classes * F;
-    if (tinycl_cwr_save(h, s_state, sizeof s_state, &n) == TINYCL_OK) m_head.state.size = n;
-    (void)rcl_publish(&pub_head, &m_head, NULL);
+    m_head.bias.size = h->n_classes;
+    m_head.state.size = 0;
+    publish(&pub_head, &m_head, &g_sent_head, "head");
 }
 
-static void on_answer(const void *msg) {   /* a person's label for the last sample: learn it */
+static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
+    pending_t *p = &g_pending[g_pending_next++ % RING]; /* the oldest unanswered request is forgotten */
+    p->sample_id = sample_id;
+    memcpy(p->x, g_x, sizeof g_x);
+    snprintf(s_req_id, ID_CAP, "%s-%lu", TINYCL_DEVICE, (unsigned long)sample_id);
+    m_req.request_id.size = strlen(s_req_id);
+    m_req.header.stamp = m_feat.header.stamp;
+    memcpy(s_req_pixels, g_pixels, PIX);
+    m_req.picture.header.stamp = m_feat.header.stamp;
+    m_req.picture.data.size = PIX;
+    m_req.features = m_feat;
+    m_req.features.data.data = s_req_feat;
+    memcpy(s_req_feat, g_x, sizeof g_x);
+    /* candidates: the clusterer's guess first, then the other known classes */
+    const tinycl_cwr_t *h = &g_ndc.cwr;
+    char num[12];
+    uint32_t n = 0;
+    s_req_cand[n].id = (uint32_t)st->pseudo_label;
+    set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(st->pseudo_label, num, sizeof num));
+    s_req_cand[n++].sample_count = 0;
+    for (uint32_t r = 0; r < h->n_classes && n < MAXC; r++) {
+        if (h->classes[r] == st->pseudo_label) continue;
+        s_req_cand[n].id = (uint32_t)h->classes[r];
+        s_req_cand[n].sample_count = h->past[r] + h->cur[r];
+        set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(h->classes[r], num, sizeof num));
+        n++;
+    }
+    m_req.candidates.size = n;
+    publish(&pub_req, &m_req, &g_sent_req, "label_request");
+}
+
+/* ------------------------------------------------------------------------------ received messages */
+static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
-    tinycl_step_t st;
-    if (a->class_id >= 0) (void)tinycl_ndc_step(&g_ndc, g_x, a->class_id, &st);
+    const size_t plen = strlen(TINYCL_DEVICE);
+    const char *rid = a->request_id.data ? a->request_id.data : "";
+    pending_t *p = NULL;
+    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) {
+        char *end = NULL;
+        const unsigned long sid = strtoul(rid + plen + 1, &end, 10);
+        for (uint32_t i = 0; i < RING && end && *end == '\0' && sid; i++)
+            if (g_pending[i].sample_id == sid) p = &g_pending[i];
+    }
+    if (!p) {
+        g_refused++;
+        logf_("LOG label answer for unknown request '%.40s': dropped", rid);
+        return;
+    }
+    int32_t label = a->class_id;
+    if (label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS) {
+        const char *name = a->new_class_name.data ? a->new_class_name.data : "";
+        if (!name[0]) {
+            g_refused++;
+            logf_("LOG label answer '%.40s': a new class without a name: dropped", rid);
+            return;
+        }
+        label = 0; /* a new class takes the next free id */
+        for (uint32_t r = 0; r < g_ndc.cwr.n_classes; r++)
+            if (g_ndc.cwr.classes[r] >= label) label = g_ndc.cwr.classes[r] + 1;
+        for (uint32_t i = 0; i < g_n_names; i++)
+            if (strcmp(g_names[i], name) == 0) label = g_name_ids[i]; /* named before: the same class */
+        remember_name(label, name);
+    } else if (label < 0) {
+        g_refused++;
+        logf_("LOG label answer '%.40s': class id %ld is not a class: dropped", rid, (long)label);
+        return;
+    }
+    const int rc = tinycl_ndc_learn_label(&g_ndc, p->x, label);
+    if (rc != TINYCL_OK) {
+        g_refused++;
+        logf_("LOG label answer '%.40s' (class %ld) refused by the core (%d): dropped", rid, (long)label, rc);
+        return;
+    }
+    logf_("EV %lu answer %lu %ld", (unsigned long)g_frame, (unsigned long)p->sample_id, (long)label);
+    p->sample_id = 0;
+    g_answers++;
+    publish_head();
 }
 
-static void on_global(const void *msg) {   /* the fleet's head: refused by the core if malformed or
-                                              made on another extractor (hash inside the blob) */
+static void on_global(const void *msg) {
     const tinycl_nodes__msg__Head *h = msg;
-    if (h->state.size) (void)tinycl_cwr_load(&g_ndc.cwr, h->state.data, h->state.size);
+    static int32_t ids[MAXC];
+    static uint32_t counts[MAXC];
+    uint8_t sha[32];
+    const char *why = NULL;
+    const size_t n = h->classes.size;
+    const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
+    if (g_globals && h->version <= g_global_version) return; /* already applied (re-sent on reconnect) */
+    if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
+    else if (h->n_features != F) why = "another feature size";
+    else if (n == 0) why = "no classes";
+    else if (n > MAXC) why = "more classes than the board holds";
+    else if (h->weights.size != n * F || h->bias.size != n) why = "weights or bias of the wrong size";
+    else if (strcmp(h->kind.data ? h->kind.data : "", TINYCL_HEAD_KIND) != 0) why = "another head kind";
+    if (!why) {
+        for (size_t r = 0; r < n; r++) {
+            if (h->classes.data[r].id > INT32_MAX) { why = "a class id out of range"; break; }
+            ids[r] = (int32_t)h->classes.data[r].id;
+            counts[r] = h->classes.data[r].sample_count;
+        }
+    }
+    if (!why) {
+        tinycl_model_sha256_bytes(sha);
+        if (tinycl_cwr_load_linear(&g_ndc.cwr, (uint32_t)n, ids, counts, h->weights.data, sha) != TINYCL_OK)
+            why = "refused by the core (repeated id or NaN)";
+    }
+    if (why) {
+        g_refused++;
+        logf_("LOG global head v%lu (%u classes, %lu features, extractor %.12s): %s: dropped",
+              (unsigned long)h->version, (unsigned)n, (unsigned long)h->n_features, hash, why);
+        return;
+    }
+    for (size_t r = 0; r < n; r++) remember_name(ids[r], h->classes.data[r].name.data ? h->classes.data[r].name.data : "");
+    logf_("EV %lu global %lu", (unsigned long)g_frame, (unsigned long)h->version);
+    g_global_version = h->version;
+    g_globals++;
+    publish_head();
 }
+
+/* ------------------------------------------------------------------------------ entities */
+static rmw_qos_profile_t latched_qos(void) {
+    rmw_qos_profile_t q = rmw_qos_profile_default;
+    q.history = RMW_QOS_POLICY_HISTORY_KEEP_LAST;
+    q.depth = 1;
+    q.reliability = RMW_QOS_POLICY_RELIABILITY_RELIABLE;
+    q.durability = RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL;
+    return q;
+}
+
+#define TRY(call)                                                                 \
+    do {                                                                          \
+        const rcl_ret_t rc_ = (call);                                             \
+        if (rc_ != RCL_RET_OK) {                                                  \
+            logf_("LOG %.40s failed (rcl %ld): %.100s", #call, (long)rc_, rcl_get_error_string().str); \
+            rcl_reset_error();                                                    \
+            return 0;                                                             \
+        }                                                                         \
+    } while (0)
+
+static int support_ok, node_ok, n_pubs, n_subs, executor_ok;
 
 static int create_entities(void) {
     allocator = rcl_get_default_allocator();
-    if (rclc_support_init(&support, 0, NULL, &allocator)) return 0;
-    if (rclc_node_init_default(&node, "tinycl_board", TINYCL_NAMESPACE, &support)) return 0;
-    const rosidl_message_type_support_t *tf = ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Features);
-    const rosidl_message_type_support_t *tp = ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Prediction);
-    const rosidl_message_type_support_t *th = ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head);
-    const rosidl_message_type_support_t *ta = ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer);
-    if (rclc_publisher_init_default(&pub_feat, &node, tf, "features") ||
-        rclc_publisher_init_default(&pub_pred, &node, tp, "predictions") ||
-        rclc_publisher_init_default(&pub_head, &node, th, "head") ||
-        rclc_subscription_init_default(&sub_answer, &node, ta, "label_answer") ||
-        rclc_subscription_init_default(&sub_global, &node, th, "global_head"))
-        return 0;
+    rcl_init_options_t opts = rcl_get_zero_initialized_init_options();
+    TRY(rcl_init_options_init(&opts, allocator));
+    TRY(rcl_init_options_set_domain_id(&opts, TINYCL_DOMAIN_ID));
+    const rcl_ret_t rc = rclc_support_init_with_options(&support, 0, NULL, &opts, &allocator);
+    TRY(rcl_init_options_fini(&opts));
+    TRY(rc);
+    support_ok = 1;
+    TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
+    node_ok = 1;
+    const rmw_qos_profile_t latched = latched_qos();
+    TRY(rclc_publisher_init_default(&pub_feat, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Features), "features"));
+    n_pubs = 1;
+    TRY(rclc_publisher_init_default(&pub_pred, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Prediction), "predictions"));
+    n_pubs = 2;
+    TRY(rclc_publisher_init_default(&pub_req, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelRequest), "label_request"));
+    n_pubs = 3;
+    TRY(rclc_publisher_init(&pub_head, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "head", &latched));
+    n_pubs = 4;
+    TRY(rclc_subscription_init_default(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer"));
+    n_subs = 1;
+    TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &latched));
+    n_subs = 2;
+    rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
+    for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
+        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]),
+                                                   pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
+            RMW_RET_OK) {
+            board_log("LOG setting the publish timeout failed");
+            return 0;
+        }
+    }
     executor = rclc_executor_get_zero_initialized_executor();
-    if (rclc_executor_init(&executor, &support.context, 2, &allocator) ||
-        rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA) ||
-        rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA))
-        return 0;
+    TRY(rclc_executor_init(&executor, &support.context, 2, &allocator));
+    executor_ok = 1;
+    TRY(rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA));
+    TRY(rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA));
+    if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     return 1;
 }
 
 static void destroy_entities(void) {
-    rmw_context_t *ctx = rcl_context_get_rmw_context(&support.context);
-    (void)rmw_uros_set_context_entity_destroy_session_timeout(ctx, 0);
-    (void)rcl_publisher_fini(&pub_feat, &node);
-    (void)rcl_publisher_fini(&pub_pred, &node);
-    (void)rcl_publisher_fini(&pub_head, &node);
-    (void)rcl_subscription_fini(&sub_answer, &node);
-    (void)rcl_subscription_fini(&sub_global, &node);
-    (void)rclc_executor_fini(&executor);
-    (void)rcl_node_fini(&node);
-    (void)rclc_support_fini(&support);
+    /* The agent may be gone: do not wait for it to confirm each deletion. The local memory is freed
+     * either way; calls that could not reach the agent are counted in one line. */
+    int failed = 0;
+    if (support_ok &&
+        rmw_uros_set_context_entity_destroy_session_timeout(rcl_context_get_rmw_context(&support.context), 0) != RMW_RET_OK)
+        failed++;
+    rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
+    for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(pubs[i], &node) != RCL_RET_OK;
+    if (n_subs >= 2) failed += rcl_subscription_fini(&sub_global, &node) != RCL_RET_OK;
+    if (n_subs >= 1) failed += rcl_subscription_fini(&sub_answer, &node) != RCL_RET_OK;
+    if (executor_ok) failed += rclc_executor_fini(&executor) != RCL_RET_OK;
+    if (node_ok) failed += rcl_node_fini(&node) != RCL_RET_OK;
+    if (support_ok) failed += rclc_support_fini(&support) != RCL_RET_OK;
+    if (failed) logf_("LOG entities destroyed, %d calls without the agent's answer", failed);
+    support_ok = node_ok = n_pubs = n_subs = executor_ok = 0;
+    rcl_reset_error();
 }
 
+/* ------------------------------------------------------------------------------ one frame */
 static void process_frame(void) {
     tinycl_step_t st;
     tinycl_features_q(g_pixels, g_q);
     tinycl_dequantize(g_q, g_x);
-    if (tinycl_ndc_step(&g_ndc, g_x, -1, &st) != TINYCL_OK || !g_connected) return;
-    memcpy(s_feat_data, g_x, sizeof g_x);
+    const uint32_t sample_id = ++g_frame;
+    const int rc = tinycl_ndc_step(&g_ndc, g_x, -1, &st);
+    if (rc != TINYCL_OK) {
+        logf_("LOG frame %lu: core step failed (%d): dropped", (unsigned long)sample_id, rc);
+        return;
+    }
+    logf_("P %lu %lu %ld %ld", (unsigned long)g_frame - 1u, (unsigned long)sample_id, (long)st.prediction,
+          (long)st.pseudo_label);
+    if (g_link != CONNECTED) return; /* learning goes on; messages need the agent */
+    char num[12];
+    stamp_now(&m_feat.header.stamp);
+    memcpy(s_feat, g_x, sizeof g_x);
     m_feat.data.size = F;
-    m_feat.sample_id = m_pred.sample_id = g_sample_id++;
-    m_feat.true_label = -1;
+    m_feat.sample_id = m_pred.sample_id = sample_id;
+    m_pred.header.stamp = m_feat.header.stamp;
     m_pred.class_id = st.prediction;
+    set_str(&m_pred.class_name, s_pred_name, NAME_CAP, st.prediction >= 0 ? class_name(st.prediction, num, sizeof num) : "");
     m_pred.confidence = st.confidence;
-    (void)rcl_publish(&pub_feat, &m_feat, NULL);
-    (void)rcl_publish(&pub_pred, &m_pred, NULL);
+    publish(&pub_feat, &m_feat, &g_sent_feat, "features");
+    publish(&pub_pred, &m_pred, &g_sent_pred, "predictions");
+    const int unsure = st.confidence < TINYCL_ASK_BELOW || st.prediction != st.pseudo_label;
+    if (unsure && g_frame - g_last_ask >= TINYCL_ASK_GAP) {
+        g_last_ask = g_frame;
+        ask_label(sample_id, &st);
+    }
     if (g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
 }
 
+/* ------------------------------------------------------------------------------ setup / loop */
 void setup(void);
 void loop(void);
 
 void setup(void) {
     static_messages();
-    tinycl_ndc_init(&g_ndc, 0.02f, 32, 0);
-    tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n);
+    if (tinycl_ndc_init(&g_ndc, TINYCL_INIT_LR, TINYCL_INIT_BATCH_SIZE, 0) != TINYCL_OK ||
+        tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n) != TINYCL_OK) {
+        board_log("LOG the initial labelled samples were refused by the core");
+        board_finish(2);
+    }
+    if (board_transport_init() != 0) {
+        board_log("LOG no micro-ROS transport");
+        board_finish(2);
+    }
+    logf_("LOG tinycl board %s: %lu initial samples, %lu classes, domain %d", TINYCL_DEVICE,
+          (unsigned long)tinycl_init_n, (unsigned long)g_ndc.cwr.n_classes, TINYCL_DOMAIN_ID);
 }
 
-void loop(void) {  /* Arduino-style main loop (micro_ros_platformio's framework) */
-    static uint32_t last_ping = 0;
-    extern uint32_t millis(void);
-    if (millis() - last_ping > 1000) {
-        last_ping = millis();
-        const int alive = rmw_uros_ping_agent(100, 1) == RMW_RET_OK;
-        if (alive && !g_connected) g_connected = create_entities();
-        else if (!alive && g_connected) { destroy_entities(); g_connected = 0; }
+static void finish(void) {
+    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
+          (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
+    logf_("APPLIED answers=%lu global=%lu refused=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
+          (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_reconnects, (unsigned long)g_frame);
+    board_log("DONE");
+    board_finish(0);
+}
+
+void loop(void) {
+    static uint32_t last_check, ended_at;
+    static int ended;
+    const uint32_t now = board_millis();
+    if (g_link == LOST) {
+        destroy_entities();
+        g_link = WAITING;
+        g_lost_at = now;
+        board_log("LOG agent lost: learning goes on, reconnecting");
     }
-    if (board_next_frame(g_pixels)) {
-        process_frame();  /* learning continues without an agent; publishing needs one */
+    if (g_link == WAITING && now - last_check >= TINYCL_WAIT_PERIOD_MS) {
+        last_check = now;
+        if (rmw_uros_ping_agent(100, 1) == RMW_RET_OK) {
+            if (create_entities()) {
+                g_link = CONNECTED;
+                if (g_lost_at) {
+                    g_reconnects++;
+                    logf_("LOG reconnected %lu ms after the agent was lost", (unsigned long)(board_millis() - g_lost_at));
+                } else {
+                    board_log("LOG connected");
+                }
+                publish_head();
+            } else {
+                destroy_entities();
+            }
+        }
+    } else if (g_link == CONNECTED && now - last_check >= TINYCL_PING_PERIOD_MS) {
+        last_check = now;
+        if (rmw_uros_ping_agent(TINYCL_PING_TIMEOUT_MS, TINYCL_PING_ATTEMPTS) != RMW_RET_OK) g_link = LOST;
     }
-    if (g_connected) (void)rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
+    if (!ended) {
+        const int got = board_next_frame(g_pixels);
+        if (got > 0) process_frame();
+        if (got < 0) {
+            ended = 1;
+            ended_at = now;
+            logf_("LOG stream ended after %lu frames", (unsigned long)g_frame);
+        }
+    } else if (now - ended_at >= TINYCL_FLUSH_MS && g_link == CONNECTED) {
+        finish();
+    }
+    if (g_link == CONNECTED) {
+        const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
+        if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
+            g_refused++;
+            logf_("LOG a received message could not be decoded (truncated or larger than its buffer, rcl %ld): dropped",
+                  (long)rc);
+            rcl_reset_error();
+        }
+    }
 }

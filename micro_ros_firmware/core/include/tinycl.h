@@ -34,7 +34,7 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 2 /**< 2: TinyRCE, *_set_extractor */
+#define TINYCL_ABI_VERSION 3 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -89,6 +89,12 @@ void tinycl_cwr_flush(tinycl_cwr_t *h);
 /** Mark the head as trained on another frozen extractor (features computed elsewhere, e.g. by the
  *  fp32 model on a host); save/load then check blobs against this hash instead of the model's. */
 int tinycl_cwr_set_extractor(tinycl_cwr_t *h, const uint8_t sha256[32]);
+/** Replace the consolidated head by a linear one (a fleet's global head: class ids, per-class sample
+ *  counts, row-major weights n × TINYCL_N_FEATURES; CWR* has no bias). The partial batch is consolidated
+ *  first. Refused (TINYCL_EINVAL / TINYCL_EFULL, head unchanged) on NULL, a negative or repeated id,
+ *  NaN/inf weights, n > TINYCL_MAX_CLASSES, or a sha256 other than the head's own. */
+int tinycl_cwr_load_linear(tinycl_cwr_t *h, uint32_t n, const int32_t *ids, const uint32_t *counts,
+                           const float *weights, const uint8_t sha256[32]);
 /** The sha256 of the generated model (TINYCL_MODEL_SHA256) as 32 bytes. */
 void tinycl_model_sha256_bytes(uint8_t out[32]);
 
@@ -133,6 +139,11 @@ int tinycl_ndc_init_from_labelled(tinycl_ndc_t *s, const float *X, const int32_t
 /** Predict x, then learn from label (if label ≥ 0) or from the clusterer's pseudo-label. */
 int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_t *out);
 /* The stages of tinycl_ndc_step (unlabelled), as measured by the benchmark. */
+/** Learn a true label for a sample seen earlier (a person's answer): CWR* and its centroid, no prediction.
+ *  A new class id adds a row and a centroid. */
+int tinycl_ndc_learn_label(tinycl_ndc_t *s, const float *x, int32_t label);
+/** The system's CWR* head (ABI helper for ctypes: the struct's layout stays private to C). */
+tinycl_cwr_t *tinycl_ndc_cwr(tinycl_ndc_t *s);
 int tinycl_ndc_stage_cluster(const tinycl_ndc_t *s, const float *x, tinycl_step_t *out);
 int tinycl_ndc_stage_predict(const tinycl_ndc_t *s, const float *x, tinycl_step_t *out);
 int tinycl_ndc_stage_learn(tinycl_ndc_t *s, const float *x, const tinycl_step_t *st);

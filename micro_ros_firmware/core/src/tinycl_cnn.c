@@ -55,16 +55,25 @@ static inline int8_t quantize(float v, int zp) {
     return (int8_t)((int32_t)round_half_even(v) + zp);
 }
 
-/* Fill s_pad with (x − zp) for a (c, h, w) int8 tensor and a zero border of 1. */
+/* s_pad layout: (h+2) × (w+2) pixels with a zero border, each pixel's cin values (x − zp) contiguous
+ * (channels last), so that a 3×3 tap's reduction over input channels is one run of memory, like the
+ * weights ([co][ky][kx][ci], generated so). When cin is a multiple of 4, each group of 4 channels is stored
+ * as (c0, c2, c1, c3): the int16 pairs (c0,c2) and (c1,c3) meet the pairs SXTB16 unpacks from 4 int8
+ * weights (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. Integer sums are exact in any
+ * order, so the outputs are bit-identical to the plain loops. */
+static inline int perm4(int ci) { return (ci & ~3) | ((ci & 1) << 1) | ((ci & 2) >> 1); }
+
 static void pad_input(const int8_t *x, int c, int h, int w, int zp) {
-    const int W2 = w + 2, plane = (h + 2) * W2;
-    for (int i = 0; i < c * plane; i++) s_pad[i] = 0;
-    for (int ci = 0; ci < c; ci++)
+    const int W2 = w + 2, grouped = (c % 4) == 0;
+    for (int i = 0; i < (h + 2) * W2 * c; i++) s_pad[i] = 0;
+    for (int ci = 0; ci < c; ci++) {
+        const int slot = grouped ? perm4(ci) : ci;
         for (int y = 0; y < h; y++) {
-            int16_t *dst = s_pad + ci * plane + (y + 1) * W2 + 1;
+            int16_t *dst = s_pad + ((y + 1) * W2 + 1) * c + slot;
             const int8_t *src = x + (ci * h + y) * w;
-            for (int xx = 0; xx < w; xx++) dst[xx] = (int16_t)(src[xx] - zp);
+            for (int xx = 0; xx < w; xx++) dst[xx * c] = (int16_t)(src[xx] - zp);
         }
+    }
 }
 
 void tinycl_cnn_input(const uint8_t *pixels) {
@@ -72,41 +81,106 @@ void tinycl_cnn_input(const uint8_t *pixels) {
     for (int i = 0; i < TINYCL_IN_H * TINYCL_IN_W; i++) q[i] = tinycl_in_lut[pixels[i]];
 }
 
-/* Conv 3×3 pad 1 over s_pad, 2×2 max-pool of the int32 accumulators, one requantisation. */
-void tinycl_cnn_block(int b) {
-    const block_t *k = &k_blocks[b];
-    const int W2 = k->w + 2, plane = (k->h + 2) * W2, ph = k->h / 2, pw = k->w / 2;
-    pad_input(s_act, k->cin, k->h, k->w, k->in_zp);
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+static inline uint32_t ld32(const void *p) {
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v;
+}
+static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended: one instruction */
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
+/* acc[0..3] += a run of n input values (a 3×3 row: 3 pixels × cin channels, contiguous in s_pad and in
+ * the weights) at the four positions of a 2×2 pooling window: q is position (0,0), +o1 is x+1, +o2 is
+ * y+1. n is a multiple of 4 (cin is). */
+static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int n, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int16_t *q1 = q + o1, *q2 = q + o2, *q3 = q + o2 + o1;
+    for (int c = 0; c < n; c += 4) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        const uint32_t w = ld32(wk + c);
+        const uint32_t w02 = __sxtb16(w), w13 = sxtb16_ror8(w);
+        a0 = __smlad(ld32(q + c), w02, a0);
+        a0 = __smlad(ld32(q + c + 2), w13, a0);
+        a1 = __smlad(ld32(q1 + c), w02, a1);
+        a1 = __smlad(ld32(q1 + c + 2), w13, a1);
+        a2 = __smlad(ld32(q2 + c), w02, a2);
+        a2 = __smlad(ld32(q2 + c + 2), w13, a2);
+        a3 = __smlad(ld32(q3 + c), w02, a3);
+        a3 = __smlad(ld32(q3 + c + 2), w13, a3);
+#else
+        const int32_t w0 = wk[c], w1 = wk[c + 1], w2 = wk[c + 2], w3 = wk[c + 3];
+        a0 += q[c] * w0 + q[c + 1] * w2 + q[c + 2] * w1 + q[c + 3] * w3;
+        a1 += q1[c] * w0 + q1[c + 1] * w2 + q1[c + 2] * w1 + q1[c + 3] * w3;
+        a2 += q2[c] * w0 + q2[c + 1] * w2 + q2[c + 2] * w1 + q2[c + 3] * w3;
+        a3 += q3[c] * w0 + q3[c + 1] * w2 + q3[c + 2] * w1 + q3[c + 3] * w3;
+#endif
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+static inline int8_t pool_quantize(const int32_t *acc, float m, int zp) {
+    int32_t a = acc[0] > acc[1] ? acc[0] : acc[1];
+    if (acc[2] > a) a = acc[2];
+    if (acc[3] > a) a = acc[3];
+    return quantize((float)a * m, zp);
+}
+
+/* Conv 3×3 pad 1 over s_pad, 2×2 max-pool of the int32 accumulators, one requantisation.
+ * cin and w are compile-time constants where it is inlined (offsets become immediates). */
+static inline void conv_block(const block_t *k, const int cin, const int w) {
+    const int row = (w + 2) * cin, ph = k->h / 2, pw = w / 2;
     for (int co = 0; co < k->cout; co++) {
-        const int8_t *wco = k->wt + co * k->cin * 9;
-        const int32_t bias = k->bias[co];
+        const int8_t *wco = k->wt + co * 9 * cin;
         const float m = k->mult[co];
         int8_t *out = s_act + co * ph * pw;
+        if (cin == 1) { /* first block: 9 weights for the whole plane */
+            const int32_t w0 = wco[0], w1 = wco[1], w2 = wco[2], w3 = wco[3], w4 = wco[4], w5 = wco[5],
+                          w6 = wco[6], w7 = wco[7], w8 = wco[8];
+            for (int py = 0; py < ph; py++)
+                for (int px = 0; px < pw; px++) {
+                    const int16_t *r0 = s_pad + (2 * py) * row + 2 * px, *r1 = r0 + row, *r2 = r1 + row, *r3 = r2 + row;
+                    int32_t acc[4];
+                    acc[0] = k->bias[co] + r0[0] * w0 + r0[1] * w1 + r0[2] * w2 + r1[0] * w3 + r1[1] * w4 +
+                             r1[2] * w5 + r2[0] * w6 + r2[1] * w7 + r2[2] * w8;
+                    acc[1] = k->bias[co] + r0[1] * w0 + r0[2] * w1 + r0[3] * w2 + r1[1] * w3 + r1[2] * w4 +
+                             r1[3] * w5 + r2[1] * w6 + r2[2] * w7 + r2[3] * w8;
+                    acc[2] = k->bias[co] + r1[0] * w0 + r1[1] * w1 + r1[2] * w2 + r2[0] * w3 + r2[1] * w4 +
+                             r2[2] * w5 + r3[0] * w6 + r3[1] * w7 + r3[2] * w8;
+                    acc[3] = k->bias[co] + r1[1] * w0 + r1[2] * w1 + r1[3] * w2 + r2[1] * w3 + r2[2] * w4 +
+                             r2[3] * w5 + r3[1] * w6 + r3[2] * w7 + r3[3] * w8;
+                    out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
+                }
+            continue;
+        }
         for (int py = 0; py < ph; py++)
             for (int px = 0; px < pw; px++) {
-                int32_t a0 = bias, a1 = bias, a2 = bias, a3 = bias;
-                const int16_t *base = s_pad + (2 * py) * W2 + 2 * px;
-                const int8_t *wk = wco;
-                for (int ci = 0; ci < k->cin; ci++, base += plane, wk += 9) {
-                    const int16_t *r0 = base, *r1 = base + W2, *r2 = base + 2 * W2, *r3 = base + 3 * W2;
-                    int32_t w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3], w4 = wk[4], w5 = wk[5],
-                            w6 = wk[6], w7 = wk[7], w8 = wk[8];
-                    a0 += r0[0] * w0 + r0[1] * w1 + r0[2] * w2 + r1[0] * w3 + r1[1] * w4 + r1[2] * w5 +
-                          r2[0] * w6 + r2[1] * w7 + r2[2] * w8;
-                    a1 += r0[1] * w0 + r0[2] * w1 + r0[3] * w2 + r1[1] * w3 + r1[2] * w4 + r1[3] * w5 +
-                          r2[1] * w6 + r2[2] * w7 + r2[3] * w8;
-                    a2 += r1[0] * w0 + r1[1] * w1 + r1[2] * w2 + r2[0] * w3 + r2[1] * w4 + r2[2] * w5 +
-                          r3[0] * w6 + r3[1] * w7 + r3[2] * w8;
-                    a3 += r1[1] * w0 + r1[2] * w1 + r1[3] * w2 + r2[1] * w3 + r2[2] * w4 + r2[3] * w5 +
-                          r3[1] * w6 + r3[2] * w7 + r3[3] * w8;
-                }
-                int32_t a = a0 > a1 ? a0 : a1;
-                if (a2 > a) a = a2;
-                if (a3 > a) a = a3;
-                out[py * pw + px] = quantize((float)a * m, k->out_zp);
+                int32_t acc[4] = {k->bias[co], k->bias[co], k->bias[co], k->bias[co]};
+                const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
+                for (int ky = 0; ky < 3; ky++) run4(base + ky * row, cin, row, wco + ky * 3 * cin, 3 * cin, acc);
+                out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
             }
     }
 }
+
+void tinycl_cnn_block(int b) {
+    const block_t *k = &k_blocks[b];
+    pad_input(s_act, k->cin, k->h, k->w, k->in_zp);
+    switch (b) { /* one specialised copy per block */
+    case 0: conv_block(k, TINYCL_B0_CIN, TINYCL_B0_W); break;
+    case 1: conv_block(k, TINYCL_B1_CIN, TINYCL_B1_W); break;
+    default: conv_block(k, TINYCL_B2_CIN, TINYCL_B2_W); break;
+    }
+}
+
+#if (TINYCL_B1_CIN % 4) || (TINYCL_B2_CIN % 4) || TINYCL_B0_CIN != 1
+#error "tinycl_cnn.c: the first block takes 1 channel, the others a multiple of 4"
+#endif
 
 void tinycl_cnn_head(int8_t *features_q) {
     int16_t *xin = s_pad; /* (x − zp) of the flattened last block output */

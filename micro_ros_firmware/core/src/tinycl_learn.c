@@ -124,6 +124,26 @@ int tinycl_cwr_learn(tinycl_cwr_t *h, const float *x, int32_t y) {
     return TINYCL_OK;
 }
 
+int tinycl_cwr_load_linear(tinycl_cwr_t *h, uint32_t n, const int32_t *ids, const uint32_t *counts,
+                           const float *weights, const uint8_t sha256[32]) {
+    if (!h || !ids || !counts || !weights || !sha256) return TINYCL_EINVAL;
+    if (n > TINYCL_MAX_CLASSES) return TINYCL_EFULL;
+    if (memcmp(sha256, h->extractor_sha256, 32) != 0) return TINYCL_EINVAL;
+    for (uint32_t r = 0; r < n; r++) {
+        if (ids[r] < 0 || find_class(ids, r, ids[r]) >= 0) return TINYCL_EINVAL;
+        if (!tinycl_finite_vec(weights + (size_t)r * F)) return TINYCL_EINVAL;
+    }
+    tinycl_cwr_flush(h);
+    memset(h->cw, 0, sizeof h->cw);
+    for (uint32_t r = 0; r < n; r++) {
+        h->classes[r] = ids[r];
+        h->past[r] = counts[r];
+        memcpy(h->cw[r], weights + (size_t)r * F, sizeof h->cw[r]);
+    }
+    h->n_classes = n;
+    return TINYCL_OK;
+}
+
 int tinycl_cwr_scores(const tinycl_cwr_t *h, const float *x, float *scores) {
     if (!h || !scores || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     if (!h->n_classes) return TINYCL_EEMPTY;
@@ -281,6 +301,16 @@ int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinyc
     return st->prediction >= 0 ? tinycl_ncm_update(&s->ncm, x, st->prediction) : TINYCL_OK;
 }
 
+int tinycl_ndc_learn_label(tinycl_ndc_t *s, const float *x, int32_t label) {
+    if (!s || label < 0 || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
+    int rc = tinycl_cwr_learn(&s->cwr, x, label);
+    if (!rc) rc = tinycl_ncm_update(&s->ncm, x, label);
+    if (!rc) s->n_labels++;
+    return rc;
+}
+
+tinycl_cwr_t *tinycl_ndc_cwr(tinycl_ndc_t *s) { return s ? &s->cwr : 0; }
+
 int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_t *out) {
     if (!s || !out || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
     tinycl_step_t st;
@@ -289,9 +319,7 @@ int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_
     rc = tinycl_ndc_stage_predict(s, x, &st);
     if (rc) return rc;
     if (label >= 0) {
-        rc = tinycl_cwr_learn(&s->cwr, x, label);
-        if (!rc) rc = tinycl_ncm_update(&s->ncm, x, label);
-        if (!rc) s->n_labels++;
+        rc = tinycl_ndc_learn_label(s, x, label);
     } else {
         rc = tinycl_ndc_stage_learn(s, x, &st);
         if (!rc) rc = tinycl_ndc_stage_cluster_update(s, x, &st);

@@ -31,7 +31,7 @@ static void put_u64(wr_t *w, uint64_t v) { put_u32(w, (uint32_t)v); put_u32(w, (
 static void put_f64(wr_t *w, double d) { uint64_t v; memcpy(&v, &d, 8); put_u64(w, v); }
 static uint64_t get_u64(rd_t *r) { uint64_t lo = get_u32(r); return lo | (uint64_t)get_u32(r) << 32; }
 static double get_f64(rd_t *r) { uint64_t v = get_u64(r); double d; memcpy(&d, &v, 8); return d; }
-static int finite(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
+static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
 
 static void put_header(wr_t *w, uint8_t kind, uint32_t n_classes) {
     put_u8(w, 'T'); put_u8(w, 'C'); put_u8(w, 'L'); put_u8(w, 'S');
@@ -125,7 +125,7 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     tmp.n_batch = get_u32(&r);
     memcpy(tmp.extractor_sha256, r.p, 32);
     r.p += 32;
-    if (!(tmp.lr > 0.0f) || !finite(tmp.lr) || tmp.batch_size == 0 || tmp.n_batch >= tmp.batch_size)
+    if (!(tmp.lr > 0.0f) || !finite_f32(tmp.lr) || tmp.batch_size == 0 || tmp.n_batch >= tmp.batch_size)
         return TINYCL_ESTATE;
     uint64_t cur_sum = 0;
     for (int i = 0; i < c; i++) {
@@ -137,8 +137,8 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     for (int i = 0; i < c; i++) tmp.past[i] = get_u32(&r);
     for (int i = 0; i < c; i++) cur_sum += (tmp.cur[i] = get_u32(&r));
     if (cur_sum != tmp.n_batch) return TINYCL_ESTATE;
-    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.cw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
-    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite(tmp.tw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.cw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    for (int i = 0; i < c; i++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.tw[i][f] = get_f32(&r))) return TINYCL_ESTATE;
     if (!same_extractor(tmp.extractor_sha256, h->extractor_sha256)) return TINYCL_ESTATE;
     *h = tmp;
     return TINYCL_OK;
@@ -175,7 +175,7 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
             if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
     }
     for (int i = 0; i < n; i++) if ((tmp.counts[i] = get_u32(&r)) == 0) return TINYCL_ESTATE;
-    for (int i = 0; i < n; i++) for (int f = 0; f < F; f++) if (!finite(tmp.centroids[i][f] = get_f32(&r))) return TINYCL_ESTATE;
+    for (int i = 0; i < n; i++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.centroids[i][f] = get_f32(&r))) return TINYCL_ESTATE;
     *c = tmp;
     return TINYCL_OK;
 }
@@ -243,7 +243,7 @@ int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
             if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
     }
     for (int i = 0; i < c; i++) tmp.class_seen[i] = get_u32(&rd);
-    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) if (!finite(tmp.centers[j][f] = get_f32(&rd))) return TINYCL_ESTATE;
+    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.centers[j][f] = get_f32(&rd))) return TINYCL_ESTATE;
     const float r_hi = (float)(tmp.r_max * (1.0 + 1e-3));
     for (uint32_t j = 0; j < P; j++) {
         tmp.radii[j] = get_f32(&rd);

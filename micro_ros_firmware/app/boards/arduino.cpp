@@ -1,0 +1,45 @@
+// Board layer for boards built with PlatformIO + micro_ros_platformio (framework arduino): the same
+// app (src/main.c) as the emulated board, with the Arduino serial port as micro-ROS transport.
+//  - transport: micro_ros_platformio's set_microros_serial_transports(Stream &) is a static inline C++
+//    function, so this C++ file calls it for the C app (XRCE framing over Serial, 115200 baud);
+//  - clock: Arduino millis() (the framework provides clock_gettime for micro-ROS);
+//  - sensor: the replayed dataset stream generated into tinycl_stream.c (a camera driver would go here);
+//  - console: none (Serial carries the XRCE stream; a log on it would corrupt the framing).
+#include <Arduino.h>
+#include <micro_ros_platformio.h>
+#include <string.h>
+
+extern "C" {
+#include "board.h"
+extern const uint32_t tinycl_stream_n;
+extern const uint8_t tinycl_stream_images[];
+}
+
+#ifndef TINYCL_FRAME_PERIOD_MS
+#define TINYCL_FRAME_PERIOD_MS 100u
+#endif
+
+extern "C" int board_transport_init(void) {
+    Serial.begin(115200);
+    set_microros_serial_transports(Serial);
+    return 0;
+}
+
+extern "C" uint32_t board_millis(void) { return millis(); }
+
+extern "C" int board_next_frame(uint8_t *pixels) {
+    static uint32_t next_i, due_ms;
+    if (next_i >= tinycl_stream_n) return -1;
+    if ((int32_t)(millis() - due_ms) < 0) return 0;
+    memcpy(pixels, tinycl_stream_images + (size_t)next_i * 28u * 28u, 28u * 28u);
+    next_i++;
+    due_ms = millis() + TINYCL_FRAME_PERIOD_MS;
+    return 1;
+}
+
+extern "C" void board_log(const char *line) { (void)line; }
+
+extern "C" void board_finish(int code) {
+    (void)code;
+    for (;;) delay(1000);  // a board keeps its learned state; nothing more to replay
+}

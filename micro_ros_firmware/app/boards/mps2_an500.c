@@ -1,0 +1,158 @@
+/* Board layer of the emulated board: QEMU mps2-an500 (Arm MPS2 + AN500 Cortex-M7 image, 25 MHz).
+ *
+ *  - vector table and reset: .data/.bss set-up, FPU on (CPACR) before any hard-float code;
+ *  - clock: SysTick at 1 kHz (25,000 cycles of the 25 MHz processor clock) → board_millis() and the
+ *    clock_gettime() that rcutils and the XRCE client call (the library is built with CLOCK_MONOTONIC=0);
+ *  - transport: the CMSDK APB UART0 (0x40004000, polled) as micro-ROS custom serial transport with XRCE
+ *    framing; QEMU connects it to its first -serial backend (a host pty for MicroXRCEAgent serial);
+ *  - sensor: frames of a real dataset stream (generated tinycl_stream.c: MNIST test images in a seeded
+ *    order), one every TINYCL_FRAME_PERIOD_MS;
+ *  - console: semihosting (SYS_WRITE0), exit through SYS_EXIT_EXTENDED.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <rmw_microros/rmw_microros.h>
+#include <uxr/client/profile/transport/custom/custom_transport.h>
+
+#include "board.h"
+#include "mps2_an500_start.h"
+
+#ifndef TINYCL_FRAME_PERIOD_MS
+#define TINYCL_FRAME_PERIOD_MS 100u
+#endif
+#define SYSCLK_HZ 25000000u
+
+extern const uint32_t tinycl_stream_n;    /* tinycl_stream.c (generated) */
+extern const uint8_t tinycl_stream_images[];
+
+/* ------------------------------------------------------------------------------ semihosting */
+void board_log(const char *line) {
+    mps2_semihost(0x04, line); /* SYS_WRITE0 */
+    mps2_semihost(0x04, "\n");
+}
+
+void board_finish(int code) { mps2_exit(code); }
+
+/* ------------------------------------------------------------------------------ SysTick clock */
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static volatile uint32_t g_ms;
+
+static void SysTick_Handler(void) { g_ms++; }
+
+uint32_t board_millis(void) { return g_ms; }
+
+int clock_gettime(clockid_t clk, struct timespec *tp) {
+    (void)clk;
+    if (!tp) { errno = EINVAL; return -1; }
+    uint32_t ms, cvr;
+    do { /* a tick between the two reads would pair a new count with an old millisecond */
+        ms = g_ms;
+        cvr = SYST_CVR;
+    } while (ms != g_ms);
+    const uint32_t sub_ns = (SYSCLK_HZ / 1000u - 1u - cvr) * (1000000000u / SYSCLK_HZ);
+    tp->tv_sec = (time_t)(ms / 1000u);
+    tp->tv_nsec = (long)((ms % 1000u) * 1000000u + sub_ns);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------ UART0 transport */
+#define UART0_DATA (*(volatile uint32_t *)0x40004000u)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004u)
+#define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
+#define UART0_BAUDDIV (*(volatile uint32_t *)0x40004010u)
+#define UART_TX_FULL 1u
+#define UART_RX_FULL 2u
+
+static bool uart_open(struct uxrCustomTransport *t) {
+    (void)t;
+    UART0_BAUDDIV = SYSCLK_HZ / 115200u;
+    UART0_CTRL = 3u; /* TX and RX enabled */
+    return true;
+}
+
+static bool uart_close(struct uxrCustomTransport *t) {
+    (void)t;
+    return true;
+}
+
+#define UART_TX_TIMEOUT_MS 20u
+
+static size_t uart_write(struct uxrCustomTransport *t, const uint8_t *buf, size_t len, uint8_t *err) {
+    (void)t;
+    const uint32_t t0 = g_ms;
+    for (size_t i = 0; i < len; i++) {
+        while (UART0_STATE & UART_TX_FULL) {
+            /* nobody reads the line (QEMU holds TX full while no agent has the pty open): give up, as a
+             * real UART would transmit into the void; XRCE's reliable stream resends, the ping notices */
+            if (g_ms - t0 > UART_TX_TIMEOUT_MS) {
+                *err = 1;
+                return i;
+            }
+        }
+        UART0_DATA = buf[i];
+    }
+    return len;
+}
+
+static size_t uart_read(struct uxrCustomTransport *t, uint8_t *buf, size_t len, int timeout_ms, uint8_t *err) {
+    (void)t;
+    (void)err;
+    const uint32_t t0 = g_ms;
+    size_t n = 0;
+    while (n < len) {
+        if (UART0_STATE & UART_RX_FULL) {
+            buf[n++] = (uint8_t)UART0_DATA;
+        } else if (n > 0 || (int32_t)(g_ms - t0) >= timeout_ms) {
+            break; /* return what has arrived; wait only while nothing has */
+        }
+    }
+    return n;
+}
+
+int board_transport_init(void) {
+    return rmw_uros_set_custom_transport(true, NULL, uart_open, uart_close, uart_write, uart_read) == RMW_RET_OK ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------------ sensor: dataset stream */
+int board_next_frame(uint8_t *pixels) {
+    static uint32_t next_i, due_ms;
+    if (next_i >= tinycl_stream_n) return -1;
+    if ((int32_t)(g_ms - due_ms) < 0) return 0;
+    memcpy(pixels, tinycl_stream_images + (size_t)next_i * 28u * 28u, 28u * 28u);
+    next_i++;
+    due_ms = g_ms + TINYCL_FRAME_PERIOD_MS;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------ start-up */
+void setup(void);
+void loop(void);
+
+void __libc_init_array(void);
+void _init(void);
+void _init(void) {} /* called by __libc_init_array; nothing to do without crt0 */
+void Reset_Handler(void);
+void Reset_Handler(void) {
+    mps2_init_memory_fpu();
+    __libc_init_array(); /* C++ static initialisers: micro-ROS's typesupport dispatch tables */
+    SYST_RVR = SYSCLK_HZ / 1000u - 1u;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, interrupt, enable */
+    setup();
+    for (;;) loop();
+}
+
+static void Fault_Handler(void) {
+    board_log("board: FAULT");
+    board_finish(3);
+}
+
+__attribute__((section(".vectors"), used)) static void (*const vectors[16])(void) = {
+    (void (*)(void))(&_stack_top), Reset_Handler, Fault_Handler, Fault_Handler, Fault_Handler,
+    Fault_Handler, Fault_Handler, 0, 0, 0, 0, Fault_Handler, Fault_Handler, 0, Fault_Handler, SysTick_Handler,
+};

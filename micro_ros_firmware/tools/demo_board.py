@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""`make demo-board`: the micro-ROS firmware on an emulated Cortex-M7 joins the Python graph through a
+real Micro XRCE-DDS agent, and the figures go to results/board.json.
+
+    QEMU mps2-an500 (firmware: app + C core + int8 model, MNIST test stream in flash)
+      ⇄ UART0 on a host pty ⇄ MicroXRCEAgent serial (Fast DDS) ⇄ Cyclone DDS ⇄ the Python graph:
+        this monitor (dds backend): decodes features, predictions, label requests and heads with the
+        project's converters, answers label requests with the true class (a person with the label app
+        would), publishes a fleet global head; the exporter node writes the board's head as ONNX + C.
+
+Mid-run the agent is stopped for --outage-s and restarted: the board keeps learning and reconnects.
+Checked at the end: per topic, messages the board sent (its own counters) and the graph received; the
+board's predictions against the host build of the same C core replaying the same stream and the same
+label answers / global head at the same frames (identical, prediction for prediction); its accuracy;
+the reconnect time. Bad input is sent too (an answer for an unknown request, a global head from another
+extractor): the board must log one line for each and drop it.
+
+Run DDS inside a private network namespace on a shared machine:
+    unshare -n bash -c 'ip link set lo up && .venv/bin/python micro_ros_firmware/tools/demo_board.py'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FW = Path(__file__).resolve().parents[1]
+REPO = FW.parent
+sys.path.insert(0, str(REPO))
+
+from tinycl_nodes.core.errors import TinyclError  # noqa: E402
+
+KIT = Path(os.environ.get("TINYCL_MICROROS_KIT", REPO.parent / "shared" / "kits" / "microros"))
+DEVICE = "board1"
+TOPICS = ("features", "predictions", "label_request", "head")
+
+
+class DemoError(TinyclError):
+    pass
+
+
+def sh(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise DemoError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+# ------------------------------------------------------------------------------------------ build
+def build_uros() -> dict[str, str]:
+    """Agent + libmicroros.a from the kit (cached under ~/.cache/tinycl by the hash of their inputs)."""
+    t0 = time.monotonic()
+    p = sh(["bash", str(FW / "tools" / "build-uros.sh")])
+    out = dict(ln.split("=", 1) for ln in p.stdout.splitlines() if "=" in ln)
+    out["seconds"] = f"{time.monotonic() - t0:.1f}"
+    return out
+
+
+def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,
+                   domain: int, data: str | None) -> tuple[Path, Any]:
+    """Generated sources (init samples, stream) + the app for mps2-an500 with -Wall -Wextra -Werror."""
+    from tinycl_nodes.export.c_board import board_data, parse_classes, write_sources
+
+    bd = board_data(data, n_stream, seed, 10, parse_classes(classes))
+    write_sources(work / "gen", bd)
+    build = work / "arm"
+    sh(["cmake", "-S", str(FW / "app"), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
+        f"-DLIBMICROROS={libmicroros}", f"-DTINYCL_BOARD_GEN={work / 'gen'}", f"-DTINYCL_DOMAIN_ID={domain}",
+        f"-DTINYCL_DEVICE={DEVICE}", f"-DTINYCL_FRAME_PERIOD_MS={period_ms}", f"-DTINYCL_PYTHON={sys.executable}",
+        "-DCMAKE_BUILD_TYPE=Release"])
+    sh(["cmake", "--build", str(build), "-j2"])
+    return build / "tinycl_board.elf", bd
+
+
+def elf_size(elf: Path) -> dict[str, int]:
+    text, data, bss = (int(v) for v in sh(["arm-none-eabi-size", "-B", str(elf)]).stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
+
+
+# ------------------------------------------------------------------------------------------ processes
+class Qemu:
+    """The emulated board; UART0 on a pty, semihosting log to a file."""
+
+    def __init__(self, elf: Path, log: Path) -> None:
+        self.log_path = log
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none",
+                                      "-serial", "pty", "-semihosting-config", "enable=on,target=native",
+                                      "-kernel", str(elf)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = re.search(r"/dev/pts/\d+", self.text())
+            if m:
+                self.pty = m.group(0)
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise DemoError(f"QEMU printed no pty: {self.text()[-500:]}")
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def lines(self) -> list[str]:
+        return [ln.strip() for ln in self.text().splitlines()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+
+class Agent:
+    """MicroXRCEAgent serial on the board's pty, Fast DDS on 127.0.0.1 only (the kit's profile)."""
+
+    def __init__(self, binary: str, pty: str, log: Path) -> None:
+        self.cmd = [binary, "serial", "--dev", pty, "-b", "115200", "-v4"]
+        self.env = {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(KIT / "agent_loopback.xml")}
+        self.log = open(log, "ab")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)   # vanishes as a crashed or unplugged agent does
+            self.proc.wait()
+        self.proc = None
+
+
+# ------------------------------------------------------------------------------------------ the graph side
+@dataclass
+class Monitor:
+    """The Python side on the dds backend: decodes every message of the board with the project's code."""
+
+    bus: Any
+    labels: np.ndarray                       # true class of sample_id − 1
+    extractor_hash: str
+    received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOPICS, 0))
+    predictions: dict[int, int] = field(default_factory=dict)
+    heads: list[Any] = field(default_factory=list)
+    answered: list[tuple[str, int]] = field(default_factory=list)
+    last_rx: float = 0.0
+    first_rx_after: dict[float, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        b = self.bus
+        b.create_subscription("features", "Features", self._guard("features", self.on_features), "reliable")
+        b.create_subscription("predictions", "Prediction", self._guard("predictions", self.on_prediction), "reliable")
+        b.create_subscription("label_request", "LabelRequest", self._guard("label_request", self.on_request), "reliable")
+        b.create_subscription("head", "Head", self._guard("head", self.on_head), "latched")
+        self.answer_pub = b.create_publisher("label_answer", "LabelAnswer", "reliable")
+        self.global_pub = b.create_publisher("global_head", "Head", "latched")
+
+    def _guard(self, topic: str, fn):
+        def cb(msg: Any) -> None:
+            self.received[topic] += 1
+            self.last_rx = time.monotonic()
+            try:
+                fn(msg)
+            except Exception as exc:  # noqa: BLE001 - counted and reported: the board sent something we refuse
+                self.errors.append(f"{topic}: {type(exc).__name__}: {exc}")
+        return cb
+
+    def on_features(self, msg: Any) -> None:
+        from tinycl_nodes.nodes.messages import features_of
+        features_of(msg, 64, self.extractor_hash)
+
+    def on_prediction(self, msg: Any) -> None:
+        self.predictions[int(msg.sample_id)] = int(msg.class_id)
+
+    def on_head(self, msg: Any) -> None:
+        from tinycl_nodes.interfaces.heads import from_msg
+        self.heads.append(from_msg(msg, self.extractor_hash, DEVICE))
+
+    def on_request(self, msg: Any) -> None:
+        """A person answers with the true class (a new class for the board included)."""
+        from tinycl_nodes.nodes.messages import features_of
+        features_of(msg.features, 64, self.extractor_hash)
+        sid = int(msg.features.sample_id)
+        label = int(self.labels[sid - 1])
+        self.answer(msg.request_id, label)
+        self.answered.append((msg.request_id, label))
+
+    def answer(self, request_id: str, label: int) -> None:
+        A = self.bus.msg("LabelAnswer")
+        self.answer_pub.publish(A(header=type(A().header)(stamp=self.bus.stamp(), frame_id=""), request_id=request_id,
+                                  class_id=label, new_class_name="", answered_by="demo_board"))
+
+
+def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, version: int = 1) -> tuple[Any, Any]:
+    """A fleet's global head: CWR* trained on 20 labelled training images of every digit (C-core features)."""
+    from tinycl_nodes.core.cwr import CWRStar
+    from tinycl_nodes.core.federated import snapshot_from_head
+    from tinycl_nodes.datasets import load_mnist
+    from tinycl_nodes.export.c_vectors import reference_features, reference_session
+    from tinycl_nodes.interfaces.heads import to_msg
+    from tinycl_nodes.presets import CWR_PARAMS
+
+    X, y = load_mnist("train", data)
+    rng = np.random.default_rng(seed + 1000)
+    idx = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(y == c), 20, replace=False) for c in range(10)]))
+    feats = reference_features(reference_session(), X[idx])
+    head = CWRStar(feats.shape[1], extractor_hash=extractor_hash, **CWR_PARAMS)
+    for f, c in zip(feats, y[idx]):
+        head.learn_one(f, int(c))
+    head.flush()
+    snap = snapshot_from_head(head, version=version, device="aggregator")
+    return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()), snap
+
+
+def oversized_head_msg(bus: Any, extractor_hash: str, version: int) -> Any:
+    """A well-formed global head with 12 classes: more than the board's buffers (11) and core (10) hold."""
+    from tinycl_nodes.core.federated import HeadSnapshot
+    from tinycl_nodes.interfaces.heads import to_msg
+
+    rng = np.random.default_rng(version)
+    snap = HeadSnapshot(list(range(12)), [str(i) for i in range(12)], [5] * 12, rng.normal(0, 0.1, (12, 64)),
+                        np.zeros(12), "CWRStar", extractor_hash, version, 60, "aggregator")
+    return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp())
+
+
+# ------------------------------------------------------------------------------------------ host reference
+def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: Any, n_frames: int) -> list[tuple[int, int]]:
+    """The host build of the same C core on the same frames, with the board's events at the same frames."""
+    from tinycl_nodes.firmware import Library, TinyNDCC
+    from tinycl_nodes.nodes.board import ensure_library
+    from tinycl_nodes.presets import CWR_PARAMS
+    import logging
+
+    lib: Library = ensure_library(None, True, logging.getLogger("demo_board"))
+    ndc = TinyNDCC(lib, lr=CWR_PARAMS["lr"], batch_size=CWR_PARAMS["batch_size"])
+    ndc.init_from_labelled(bd.init_x, bd.init_y)
+    xs = [lib.features(img) for img in bd.images[:n_frames]]
+    by_frame: dict[int, list] = {}
+    for ev in events:
+        by_frame.setdefault(ev[0], []).append(ev)
+    out = []
+    for i in range(n_frames):
+        for _, kind, a, b in by_frame.get(i, []):
+            if kind == "answer":
+                ndc.learn_label(xs[a - 1], b)
+            else:
+                ndc.load_linear(global_snap.class_ids, global_snap.counts, global_snap.weights, global_snap.extractor_hash)
+        pred, pseudo, _ = ndc.step(xs[i])
+        out.append((-1 if pred is None else pred, pseudo))
+    return out
+
+
+def parse_board_log(lines: list[str]) -> dict[str, Any]:
+    preds, events, sent, applied, logs = {}, [], {}, {}, []
+    for ln in lines:
+        f = ln.split()
+        if not f:
+            continue
+        if f[0] == "P" and len(f) == 5:
+            preds[int(f[1])] = (int(f[3]), int(f[4]))
+        elif f[0] == "EV" and len(f) >= 4:
+            events.append((int(f[1]), f[2], int(f[3]), int(f[4]) if len(f) > 4 else 0))
+        elif f[0] in ("SENT", "APPLIED"):
+            (sent if f[0] == "SENT" else applied).update({k: int(v) for k, v in (x.split("=") for x in f[1:])})
+        elif f[0] == "LOG":
+            logs.append(ln[4:])
+    return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs}
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed: int = 0, classes: str = "0-7",
+        data: str | None = None, work: Path | None = None, out: str | None = "results/board.json",
+        bad_input: bool = True, timeout_s: float = 600.0) -> dict:
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.dds_config import domain_id
+
+    work = Path(work or FW / "build-board")
+    work.mkdir(parents=True, exist_ok=True)
+    # a SIGTERM (timeout, Ctrl-C of make) unwinds like an error: QEMU, the agent and the exporter are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    domain = domain_id(None)
+    t0 = time.monotonic()
+    uros = build_uros()
+    t_uros = time.monotonic() - t0
+    elf, bd = build_firmware(work, uros["LIBMICROROS"], n_stream, seed, classes, period_ms, domain, data)
+    t_app = time.monotonic() - t0 - t_uros
+    model_hash = sh(["grep", "-o", 'TINYCL_MODEL_SHA256 "[0-9a-f]*"', str(work / "arm" / "gen" / "tinycl_model.h")]
+                    ).stdout.split('"')[1]
+
+    bus = create_bus("board_monitor", f"/{DEVICE}/tinycl", backend="dds", dds_config="loopback")
+    mon = Monitor(bus, bd.labels, model_hash)
+    exporter_dir = work / "export"
+    exporter = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.exporter", "--ros-args",
+                                 "-r", f"__ns:=/{DEVICE}/tinycl", "-p", "model:=mnist_0to5_int8",
+                                 "-p", f"out_dir:={exporter_dir}", "-p", "period_s:=1.0"],
+                                cwd=REPO, stdout=open(work / "exporter.log", "wb"), stderr=subprocess.STDOUT)
+    (work / "agent.log").unlink(missing_ok=True)
+    qemu = Qemu(elf, work / "board.log")
+    agent = Agent(uros["AGENT"], qemu.pty, work / "agent.log")
+    agent.start()
+    gmsg, gsnap = global_head_msg(bus, data, seed, model_hash)
+    phase, t_restart, t_stop, reconnect_graph_s = "run", None, None, None
+    global_at, outage_at = int(0.3 * n_stream), int(0.55 * n_stream)
+    try:
+        t_run = time.monotonic()
+        while "DONE" not in qemu.lines():
+            bus.spin_once(0.05)
+            if qemu.proc.poll() is not None and "DONE" not in qemu.lines():
+                raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
+            if time.monotonic() - t_run > timeout_s:
+                raise DemoError(f"no DONE from the board in {timeout_s:.0f} s")
+            n_pred = len(mon.predictions)
+            if phase == "run" and n_pred >= global_at:
+                if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
+                    for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
+                                       (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
+                                        "another extractor"),
+                                       (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
+                                        "could not be decoded")):
+                        send()
+                        deadline = time.monotonic() + 20.0
+                        while line not in qemu.text() and time.monotonic() < deadline:
+                            bus.spin_once(0.05)
+                mon.global_pub.publish(gmsg)
+                phase = "global"
+            elif phase == "global" and n_pred >= outage_at:
+                agent.stop()
+                t_stop = time.monotonic()
+                phase = "outage"
+            elif phase == "outage" and time.monotonic() - t_stop >= outage_s:
+                agent.start()
+                t_restart = time.monotonic()
+                seen = mon.received["features"]
+                phase = "restarted"
+            elif phase == "restarted" and mon.received["features"] > seen:
+                reconnect_graph_s = time.monotonic() - t_restart
+                phase = "reconnected"
+        deadline = time.monotonic() + 2.0   # the last messages in flight
+        while time.monotonic() < deadline:
+            bus.spin_once(0.05)
+    finally:
+        agent.stop()
+        qemu.stop()
+        exporter.send_signal(signal.SIGINT)
+        try:
+            exporter.wait(15)
+        except subprocess.TimeoutExpired:
+            exporter.kill()
+            exporter.wait()
+        bus.shutdown()
+    board = parse_board_log(qemu.lines())
+    n = len(board["predictions"])
+    host = host_replay(bd, board["events"], gsnap, n)
+    same = sum(board["predictions"].get(i) == host[i] for i in range(n))
+    preds = np.array([board["predictions"][i][0] for i in range(n)])
+    acc = float(np.mean(preds == bd.labels[:n])) if n else 0.0
+    reconnect_board = [float(m.group(1)) / 1e3 for ln in board["log"] if (m := re.search(r"reconnected (\d+) ms", ln))]
+    before = [i for i, kind, _, _ in board["events"] if kind == "global"]
+    g_at = before[0] if before else n
+    result = {
+        "chain": "QEMU mps2-an500 (Cortex-M7) ⇄ UART0 pty ⇄ MicroXRCEAgent v2.3.0 serial (Fast DDS 2.9) ⇄ Cyclone DDS (dds backend)",
+        "frames": n, "stream_length": n_stream, "frame_period_ms": period_ms, "init_classes": classes, "seed": seed,
+        "messages": {t: {"sent_by_board": board["sent"].get(t, 0), "received_by_graph": mon.received[t]} for t in TOPICS},
+        "publish_failures": board["sent"].get("failed", 0),
+        "decode_errors_on_graph": mon.errors[:10],
+        "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
+            "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
+            "n_seen": mon.heads[-1].n_seen},
+        "label_answers": {"sent": len(mon.answered), "applied_by_board": board["applied"].get("answers", 0)},
+        "global_head": {"applied_by_board": board["applied"].get("global", 0), "at_frame": g_at,
+                        "classes": gsnap.class_ids.tolist()},
+        "refused_by_board": board["applied"].get("refused", 0),
+        "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
+        "accuracy": {"board": round(100 * acc, 2),
+                     "before_global_head": round(100 * float(np.mean(preds[:g_at] == bd.labels[:g_at])), 2) if g_at else None,
+                     "after_global_head": round(100 * float(np.mean(preds[g_at:] == bd.labels[g_at:n])), 2) if g_at < n else None,
+                     "predicted_classes_after_global": sorted(set(preds[g_at:].tolist()))},
+        "host_build": {"identical_predictions_and_pseudo_labels": int(same), "of": n},
+        "agent_outage_s": outage_s,
+        "reconnect": {"board_s": reconnect_board, "graph_first_message_after_restart_s": reconnect_graph_s,
+                      "board_reconnects": board["applied"].get("reconnects", 0)},
+        "export": sorted(p.name for p in exporter_dir.glob("*")) if exporter_dir.exists() else [],
+        "firmware": {"elf": str(elf), **elf_size(elf)},
+        "build_s": {"uros_cached_or_built": round(t_uros, 1), "app": round(t_app, 1)},
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def report(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"micro-ROS board on the graph: {r['frames']} frames, agent stopped {r['agent_outage_s']:.0f} s mid-run")
+    for col in ("topic", "sent by the board", "received by the graph"):
+        t.add_column(col, justify="left" if col == "topic" else "right")
+    for topic, m in r["messages"].items():
+        t.add_row(topic, str(m["sent_by_board"]), str(m["received_by_graph"]))
+    c = Console()
+    c.print(t)
+    a = r["accuracy"]
+    c.print(f"board accuracy {a['board']:.2f}% (before the global head {a['before_global_head']}%, after "
+            f"{a['after_global_head']}%); identical to the host build: {r['host_build']['identical_predictions_and_pseudo_labels']}"
+            f" of {r['host_build']['of']} frames")
+    c.print(f"label answers applied {r['label_answers']['applied_by_board']} of {r['label_answers']['sent']}; global head "
+            f"applied {r['global_head']['applied_by_board']}; bad input refused by the board: {r['refused_by_board']}")
+    c.print(f"reconnect after the agent restart: board {r['reconnect']['board_s']} s, first message on the graph after "
+            f"{r['reconnect']['graph_first_message_after_restart_s']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stream", type=int, default=300)
+    ap.add_argument("--period-ms", type=int, default=100)
+    ap.add_argument("--outage-s", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--classes", default="0-7", help="classes the board starts with labelled samples of")
+    ap.add_argument("--data", default=os.environ.get("TINYCL_DATA"))
+    ap.add_argument("--out", default="results/board.json")
+    ap.add_argument("--build-only", action="store_true", help="build agent, libmicroros.a and the firmware, then stop")
+    a = ap.parse_args(argv)
+    if a.build_only:
+        t0 = time.monotonic()
+        uros = build_uros()
+        elf, _ = build_firmware(FW / "build-uros", uros["LIBMICROROS"], a.stream, a.seed, a.classes, a.period_ms,
+                                int(os.environ.get("ROS_DOMAIN_ID", "0") or 0), a.data)
+        print(f"agent {uros['AGENT']}\nlibmicroros {uros['LIBMICROROS']} ({uros['seconds']} s)\nfirmware {elf}: "
+              f"{elf_size(elf)} (total {time.monotonic() - t0:.1f} s)")
+        return 0
+    r = run(a.stream, a.period_ms, a.outage_s, a.seed, a.classes, a.data, out=a.out)
+    report(r)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
