@@ -6,8 +6,7 @@
 #   $CACHE/microros-venv-<h>    colcon venv (setup_host.sh)            h = setup_host.sh
 #   $CACHE/microros-agent-<h>   install/bin/MicroXRCEAgent             h = tarball + build_agent.sh
 #   $CACHE/libmicroros-<h>      libmicroros/{libmicroros.a,include/}   h = kit (tarball, scripts) + tinycl.meta
-#                                                                          + the message package (stage_msgs.py, package.xml,
-#                                                                            CMakeLists.txt, msg/*.msg)
+#                                                                          + the message package (stage_msgs.py, msg/*.msg)
 # Prints two lines on stdout, AGENT=<MicroXRCEAgent> and LIBMICROROS=<folder of libmicroros.a>; progress on
 # stderr. Builds run under `nice -n 10` with JOBS (default 2) workers; a lock serialises concurrent callers.
 # Environment: TINYCL_MICROROS_KIT (default ../shared/kits/microros beside the repository),
@@ -55,7 +54,7 @@ fi
 # ---- libmicroros.a with the tinycl_nodes messages ----
 # The message package is staged with only what its build reads (app/tools/stage_msgs.py, also PlatformIO's
 # pre-script), so the key covers every input.
-pkg_files=("$root/micro_ros_firmware/app/tools/stage_msgs.py" "$root/package.xml" "$root/CMakeLists.txt" "$root"/msg/*.msg)
+pkg_files=("$root/micro_ros_firmware/app/tools/stage_msgs.py" "$root"/msg/*.msg)
 lib=$cache/libmicroros-$(key "$tarball" "$kit/build_libmicroros.sh" "$kit/setup_host.sh" "$meta" "${pkg_files[@]}" \
   <(cd "$root" && ls msg/*.msg))
 if [ ! -f "$lib/.complete" ]; then

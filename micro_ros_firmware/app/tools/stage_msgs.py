@@ -1,5 +1,7 @@
-"""Stage the tinycl_nodes message package for a micro-ROS library build: package.xml, CMakeLists.txt and
-msg/ of the repository root (the ROS 2 package), plus the empty folders its CMakeLists installs.
+"""Stage the tinycl_nodes message package for a micro-ROS library build: msg/ of the repository root with a
+package.xml and CMakeLists.txt that build only the interfaces (written here, not copied: the root package's
+Python dependencies and install rules mean nothing to a micro-ROS build, and a change to them must not
+invalidate the cached library, whose key is this script and msg/*.msg).
 
 A copy, not a symlink: micro_ros_platformio copies extra_packages/ with shutil.copytree, and a link to the
 repository root (which contains extra_packages/) loops ("Too many levels of symbolic links").
@@ -21,14 +23,41 @@ def stage(repo: Path, dest_parent: Path) -> Path:
         dest.unlink()
     shutil.rmtree(dest, ignore_errors=True)
     (dest / "msg").mkdir(parents=True)
-    for name in ("package.xml", "CMakeLists.txt"):
-        shutil.copy2(repo / name, dest / name)
+    (dest / "package.xml").write_text(PACKAGE_XML)
+    (dest / "CMakeLists.txt").write_text(CMAKELISTS)
     for msg in sorted((repo / "msg").glob("*.msg")):
         shutil.copy2(msg, dest / "msg" / msg.name)
-    for folder in ("tinycl_nodes", "launch", "config"):   # installed by the root CMakeLists; empty here
-        (dest / folder).mkdir()
-        (dest / folder / ".keep").touch()
     return dest
+
+
+PACKAGE_XML = """<?xml version="1.0"?>
+<package format="3">
+  <name>tinycl_nodes</name>
+  <version>0.1.0</version>
+  <description>tinycl messages (interfaces only, for micro-ROS)</description>
+  <maintainer email="maintainers@tinycl.invalid">tinycl maintainers</maintainer>
+  <license>Apache-2.0</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+  <depend>std_msgs</depend>
+  <depend>sensor_msgs</depend>
+  <exec_depend>rosidl_default_runtime</exec_depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export><build_type>ament_cmake</build_type></export>
+</package>
+"""
+
+CMAKELISTS = """cmake_minimum_required(VERSION 3.8)
+project(tinycl_nodes)
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+find_package(std_msgs REQUIRED)
+find_package(sensor_msgs REQUIRED)
+file(GLOB msg_files RELATIVE "${CMAKE_CURRENT_SOURCE_DIR}" "msg/*.msg")
+rosidl_generate_interfaces(${PROJECT_NAME} ${msg_files} DEPENDENCIES std_msgs sensor_msgs)
+ament_export_dependencies(rosidl_default_runtime)
+ament_package()
+"""
 
 
 try:  # run by PlatformIO as a pre: extra script
