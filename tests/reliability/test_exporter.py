@@ -17,7 +17,8 @@ from tinycl_nodes.core.errors import InputError
 from tinycl_nodes.export.head_export import to_c_header
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.nodes.exporter import Exporter, ExporterParams
-from tinycl_nodes.nodes.messages import LinearHead, linear_head_of
+from tinycl_nodes.core.federated import HeadSnapshot
+from tinycl_nodes.interfaces.heads import from_msg
 from tinycl_nodes.presets import HEADS
 
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -57,7 +58,7 @@ def test_c_header_compiles_and_predicts_for_every_head_kind(kind, tmp_path):
         W, b = head.linear()
         classes, hkind = head.classes, head.kind
     names = (NASTY_NAMES * 3)[:len(classes)]
-    lin = LinearHead(list(classes), names, [1] * len(classes), W.astype(np.float32), b.astype(np.float32), hkind,
+    lin = HeadSnapshot(list(classes), names, [1] * len(classes), W.astype(np.float32), b.astype(np.float32), hkind,
                      "ab" * 32, 3, 40)
     got_names, preds = compile_and_run(tmp_path, to_c_header(lin), X)
     assert got_names == names                      # names round-trip byte for byte: nothing injected
@@ -74,9 +75,9 @@ def fake_head(kind: str, extractor_hash: str, **kw):
 @pytest.mark.parametrize("kind", ["CWRStar */ int evil(void){return 1;} /*", "x\ny", "", "a" * 65, "#include"])
 def test_a_head_kind_that_is_not_a_name_is_refused(kind):
     h = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
-    with pytest.raises(InputError, match="not a head kind name"):
-        linear_head_of(fake_head(kind, h), h)
-    lin = LinearHead([1], ["one"], [1], np.ones((1, 4), np.float32), np.zeros(1, np.float32), kind, h, 1, 1)
+    with pytest.raises(InputError, match="is not a head of the core"):
+        from_msg(fake_head(kind, h), h)
+    lin = HeadSnapshot([1], ["one"], [1], np.ones((1, 4), np.float32), np.zeros(1, np.float32), kind, h, 1, 1)
     with pytest.raises(ValueError, match="refused"):
         to_c_header(lin)
 
@@ -117,7 +118,7 @@ def test_exporter_keeps_its_last_head_across_a_restart(tmp_path):
                      bias=[0.0], extractor_hash=ex.hash, version=7, n_seen=5, kind="CWRStar"))
     ex.close()                                      # exit: saves
     again, bus2 = exporter(LocalGraph())            # a new graph: nobody publishes a head
-    assert again.head is not None and again.head.version == 7 and again.head.names == ["three"]
+    assert again.head is not None and again.head.version == 7 and again.head.class_names == ("three",)
     (tmp_path / "out" / "head.h").unlink()         # written at the first one's exit
     S = bus2.msg("std_msgs/msg/String")
     create_bus("peer", "/", backend="local", graph=bus2.graph).create_publisher("export_request", S).publish(S(data=""))
