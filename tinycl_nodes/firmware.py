@@ -54,6 +54,10 @@ class Library:
             raise FirmwareError(f"libtinycl not found at {path} (build micro_ros_firmware with CMake or set TINYCL_LIB)")
         self.path = path
         lib = self.lib = C.CDLL(str(path))
+        lib.tinycl_abi_version.restype, lib.tinycl_abi_version.argtypes = C.c_uint32, []
+        if lib.tinycl_abi_version() != ABI_VERSION:    # before binding: an old build lacks newer functions
+            raise FirmwareError(f"{path}: ABI version {lib.tinycl_abi_version()}, this wrapper speaks {ABI_VERSION} "
+                                "(rebuild micro_ros_firmware with CMake)")
         sig = {
             "tinycl_abi_version": (C.c_uint32, []), "tinycl_n_features": (C.c_uint32, []),
             "tinycl_max_classes": (C.c_uint32, []), "tinycl_sizeof_cwr": (C.c_size_t, []),
@@ -96,8 +100,6 @@ class Library:
         for name, (res, args) in sig.items():
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
-        if lib.tinycl_abi_version() != ABI_VERSION:
-            raise FirmwareError(f"{path}: ABI version {lib.tinycl_abi_version()}, this wrapper speaks {ABI_VERSION}")
         self.n_features = int(lib.tinycl_n_features())
         self.max_classes = int(lib.tinycl_max_classes())
         self.model_sha256 = lib.tinycl_model_sha256().decode()

@@ -75,26 +75,32 @@ class BoardParams(StateParams):
 
 
 def ensure_library(path: str | None, build: bool, log: Any) -> Library:
-    """Load libtinycl.so; build it with CMake when missing (one build at a time), else one clear error."""
+    """Load libtinycl.so; the default one is (re)built with CMake first, incrementally (one build at a
+    time; a no-op when up to date, so a library older than the C sources is never loaded), else one
+    clear error."""
     target = Path(path or os.environ.get("TINYCL_LIB") or DEFAULT_LIB)
-    if not target.is_file():
-        if not build or path or os.environ.get("TINYCL_LIB"):
-            raise TinyclError(f"board: libtinycl.so not found at {target}: {HOW}")
+    own = build and not path and not os.environ.get("TINYCL_LIB")
+    if not own and not target.is_file():
+        raise TinyclError(f"board: libtinycl.so not found at {target}: {HOW}")
+    if own:
         if shutil.which("cmake") is None or shutil.which("cc") is None and shutil.which("gcc") is None:
-            raise TinyclError(f"board: libtinycl.so not found at {target} and cmake/gcc are missing: {HOW}")
+            if not target.is_file():
+                raise TinyclError(f"board: libtinycl.so not found at {target} and cmake/gcc are missing: {HOW}")
+            return Library(target)
         build_dir = target.parent
         build_dir.mkdir(parents=True, exist_ok=True)
         with open(build_dir / ".board-build.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)        # two boards starting together build once
-            if not target.is_file():
-                log.info("building %s with CMake (once)", target)
-                import sys
-                for cmd in (["cmake", "-S", str(FW), "-B", str(build_dir), f"-DTINYCL_PYTHON={sys.executable}"],
-                            ["cmake", "--build", str(build_dir), "-j2", "--target", "tinycl"]):
-                    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                    if p.returncode != 0:
-                        last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["?"]
-                        raise TinyclError(f"board: building libtinycl.so failed ({' '.join(cmd[:2])}: {last[0]}): {HOW}")
+            import sys
+            cmds = [["cmake", "--build", str(build_dir), "-j2", "--target", "tinycl"]]
+            if not (build_dir / "CMakeCache.txt").is_file():
+                log.info("building %s with CMake", target)
+                cmds.insert(0, ["cmake", "-S", str(FW), "-B", str(build_dir), f"-DTINYCL_PYTHON={sys.executable}"])
+            for cmd in cmds:
+                p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if p.returncode != 0:
+                    last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["?"]
+                    raise TinyclError(f"board: building libtinycl.so failed ({' '.join(cmd[:2])}: {last[0]}): {HOW}")
     return Library(target)
 
 
