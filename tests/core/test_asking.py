@@ -77,11 +77,29 @@ def test_one_offs_are_dropped_unasked_and_state_round_trips():
     assert (dict(q.groups), q.next_gid) == before
 
 
+def test_lone_samples_are_asked_most_novel_first_within_their_share():
+    p = AskPolicy(0.5, "l2", min_size=3, max_wait_s=10.0, max_open=5, max_per_hour=10, lone_share=0.25)
+    for k, nov in enumerate([1.0, 3.0, 2.0, 0.5]):
+        p.offer(v(10.0 * k), nov, 0.0)                         # four lone samples, none alike
+    assert p.due(5.0) == []                                    # still waiting for company
+    asked = p.due(10.0)
+    assert [g.novelty_sum for g in asked] == [3.0]             # 0.25 × 4 offered: one, the most novel
+    assert p.counters["dropped"] == 3 and not [g for g in p.groups.values() if g.asked is None]
+    for k in range(4):
+        p.offer(v(100.0 + 10.0 * k), 1.0, 20.0)
+    assert len(p.due(30.0)) == 1                               # 8 offered: 2 questions in all
+    q = AskPolicy(0.5, "l2", min_size=3, max_wait_s=10.0)      # no share: one-offs are never asked
+    q.offer(v(0), 4.0, 0.0)
+    assert q.due(10.0) == [] and q.counters["dropped"] == 1
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(InputError, match="metric"):
         AskPolicy(1.0, "cosine")
     with pytest.raises(InputError, match="min_size=0"):
         AskPolicy(1.0, min_size=0)
+    with pytest.raises(InputError, match="lone_share=1.5"):
+        AskPolicy(1.0, lone_share=1.5)
 
 
 @pytest.mark.parametrize("Head", [StreamingNCM, StreamingLDA])

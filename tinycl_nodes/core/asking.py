@@ -4,7 +4,11 @@ Why: a robot that asks about every sample it cannot label floods the person with
 (a camera sees the same new object for many frames) and spends its hourly budget on them. Here
 novel samples that lie within ``radius`` of a group's centre join that group; a group becomes a
 question once it holds ``min_size`` samples (one that does not within ``max_wait_s`` was a
-one-off — a glitch, a passer-by — and is dropped unasked); among the groups ready,
+one-off — a glitch, a passer-by — and is dropped unasked, unless ``lone_share`` allows it: while
+the questions asked stay below ``lone_share`` × the novel samples offered, the most novel of these
+lone samples are asked about with what budget the full groups left — on a short stream, such as a
+new user's first minutes, the boundary samples the RCE cannot place are the informative ones, and
+this keeps their number a fixed share of what the old policy would ask); among the groups ready,
 the most informative (mean novelty × size) is asked first; at most ``max_open`` questions wait for
 an answer at once and at most ``max_per_hour`` are asked in any sliding hour — each one a distinct
 group. An answer labels every sample of its group. A sample within ``radius`` of a group answered
@@ -55,18 +59,21 @@ class AskPolicy:
 
     def __init__(self, radius: float, metric: str = "l2", *, min_size: int = 3, max_wait_s: float = 300.0,
                  max_open: int = 3, max_per_hour: int = 60, max_members: int = 32, max_groups: int = 200,
-                 recent_s: float = 600.0, queue: bool = True, fixed_centre: bool = False) -> None:
+                 recent_s: float = 600.0, queue: bool = True, fixed_centre: bool = False,
+                 lone_share: float = 0.0) -> None:
         if metric not in ("l1", "l2"):
             raise InputError(f"ask policy: metric must be 'l1' or 'l2', got {metric!r}")
         if not radius >= 0 or min_size < 1 or max_wait_s < 0 or max_open < 1 or max_per_hour < 0 \
-                or max_members < 1 or max_groups < 1 or recent_s < 0:
+                or max_members < 1 or max_groups < 1 or recent_s < 0 or not 0 <= lone_share <= 1:
             raise InputError(f"ask policy: bad settings radius={radius}, min_size={min_size}, "
                              f"max_wait_s={max_wait_s}, max_open={max_open}, max_per_hour={max_per_hour}, "
-                             f"max_members={max_members}, max_groups={max_groups}, recent_s={recent_s}")
+                             f"max_members={max_members}, max_groups={max_groups}, recent_s={recent_s}, "
+                             f"lone_share={lone_share}")
         self.radius, self.metric = float(radius), metric
         self.min_size, self.max_wait_s, self.max_open = int(min_size), float(max_wait_s), int(max_open)
         self.max_per_hour, self.max_members, self.max_groups = int(max_per_hour), int(max_members), int(max_groups)
         self.recent_s, self.queue, self.fixed_centre = float(recent_s), bool(queue), bool(fixed_centre)
+        self.lone_share = float(lone_share)
         self.groups: dict[int, Group] = {}
         self.asked_at: list[float] = []
         self.recent: list[tuple[float, np.ndarray, int, int]] = []   # (answered at, centre, class, gid) of answers
@@ -142,13 +149,18 @@ class AskPolicy:
 
     def due(self, now: float) -> list[Group]:
         """The groups to ask about now (marked asked), most informative first, within the budget."""
-        for g in [g for g in self.groups.values() if g.asked is None and g.seen < self.min_size
-                  and now - g.created >= self.max_wait_s]:
-            del self.groups[g.gid]
-            self.counters["dropped"] += 1
+        lone = [g for g in self.groups.values() if g.asked is None and g.seen < self.min_size
+                and now - g.created >= self.max_wait_s]
         ready = [g for g in self.groups.values() if g.asked is None and g.seen >= self.min_size]
         ready.sort(key=lambda g: (-g.score, g.created))
         out = ready[:self.budget_left(now)]
+        lone.sort(key=lambda g: (-g.score, g.created))       # the most novel lone samples first
+        room = min(self.budget_left(now) - len(out),
+                   int(self.lone_share * self.counters["offered"]) - self.counters["asked"] - len(out))
+        out += lone[:max(0, room)]
+        for g in lone[max(0, room):]:
+            del self.groups[g.gid]
+            self.counters["dropped"] += 1
         for g in out:
             g.asked = float(now)
             self.asked_at.append(float(now))

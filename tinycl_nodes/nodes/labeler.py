@@ -99,14 +99,18 @@ class LabelerParams(StateParams):
     dedupe_distance: float = Field(0.0, ge=0, description="grouped: radius of a question group (0: rce_r_max x "
                                                           "group_radius_factor); each: a sample this close to a "
                                                           "pending one joins it")
-    group_radius_factor: float = Field(0.75, gt=0, le=4, description="grouped, dedupe_distance 0: the group radius "
+    group_radius_factor: float = Field(0.85, gt=0, le=4, description="grouped, dedupe_distance 0: the group radius "
                                                                      "as a fraction of rce_r_max (chosen on "
                                                                      "validation: experiment asking)")
-    min_group: int = Field(3, ge=1, le=1000, description="grouped: samples a group needs before it is asked about")
-    group_wait_s: float = Field(300.0, ge=0, description="grouped: a smaller group is dropped unasked after this "
+    min_group: int = Field(2, ge=1, le=1000, description="grouped: samples a group needs before it is asked about")
+    group_wait_s: float = Field(10.0, ge=0, description="grouped: a smaller group is dropped unasked after this "
                                                          "many seconds (a one-off)")
-    max_open: int = Field(3, ge=1, le=1000, description="grouped: questions waiting for an answer at once")
-    recent_s: float = Field(600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
+    max_open: int = Field(1, ge=1, le=1000, description="grouped: questions waiting for an answer at once")
+    lone_share: float = Field(0.0, ge=0, le=1, description="grouped: a group still smaller than min_group after "
+                                                           "group_wait_s is asked about (most novel first) while "
+                                                           "the questions asked stay below this share of the novel "
+                                                           "samples seen; otherwise dropped")
+    recent_s: float = Field(3600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
                                                      "learned with that answer, not asked about again")
     max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
                                                            "(learned with the answer)")
@@ -336,7 +340,8 @@ def ask_policy(p: LabelerParams) -> AskPolicy | None:
         return None
     radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
     return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
-                     max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s)
+                     max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s,
+                     lone_share=p.lone_share)
 
 
 class RceLabeler(Labeler):
