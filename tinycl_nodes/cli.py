@@ -25,16 +25,17 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     from .experiments.report import tinyndc_tables
 
     console = Console(width=None if sys.stdout.isatty() else 132)
-    extractor = exp.load_extractor(args.model)
+    extractor = exp.load_extractor(args.model, args.dataset, args.split)
     with console.status(f"extracting features with {extractor.path.name} …"):
-        feats = exp.extract_features(extractor, args.data)
+        feats = exp.extract_features(extractor, args.data, args.dataset, args.split)
     protocol = exp.Protocol(labels_per_class=args.labels)
     sweep = tuple(int(k) for k in args.sweep.split(",")) if args.sweep else ()
     with console.status("running the stream …") as status:
         result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=sweep,
                                     progress=lambda msg: (console.log(msg), status.update(msg)))
     result["model"] = extractor.path.name
-    out = Path(args.out)
+    result["protocol"].update(dataset=args.dataset, split=args.split)
+    out = Path(args.out or f"results/tinyndc_{args.dataset}_{args.split}.json")
     exp.write_json(result, out)
     png = out.with_suffix(".png")
     exp.plot_curves(result, png)
@@ -96,10 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=5)
     t.add_argument("--labels", type=int, default=10, help="labelled samples per class (default 10)")
     t.add_argument("--sweep", default="1,10,50,100", help="labels-per-class sweep ('' to skip)")
-    t.add_argument("--model", default="mnist_0to5_fp32", help="frozen extractor: name or .onnx path")
+    t.add_argument("--model", default=None,
+                   help="frozen extractor: name or .onnx path (default: the protocol's, e.g. mnist_0to5_fp32)")
     t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
-    t.add_argument("--out", default="results/tinyndc.json")
+    t.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder")
+    t.add_argument("--split", default="test", choices=["test", "train", "holdout"],
+                   help="test: stream from the test split (MNIST); train: validation protocol from the "
+                        "training split (what selection uses); holdout: the training split's second stream pool")
+    t.add_argument("--out", default=None, help="default results/tinyndc_<dataset>_<split>.json")
     t.set_defaults(func=_experiment_tinyndc)
+
+    from .experiments import latent as _latent
+    from .experiments import select as _select
+
+    s = exp_sub.add_parser("select", help="choose every tuned constant on the training-split protocol")
+    _select.add_arguments(s)
+    s.set_defaults(func=lambda a: _select.main(a))
+    lr = exp_sub.add_parser("latent", help="latent replay at a layer of the frozen model vs final-feature replay and SLDA")
+    _latent.add_arguments(lr)
+    lr.set_defaults(func=lambda a: _latent.main(a))
 
     la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
     la.add_argument("graph", help="tinyndc | tinyrce")

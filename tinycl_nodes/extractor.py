@@ -68,9 +68,9 @@ class FrozenExtractor:
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in shape[1:])
         if not all(d > 0 for d in self.input_shape):
             raise ExtractorError(f"{self.path}: input shape {shape} must be fixed but for the batch axis")
-        out_dim = outputs[0].shape[-1]
-        self.n_features = int(out_dim) if isinstance(out_dim, int) else int(self.extract_one(
-            np.zeros(self.input_shape, np.float32)).shape[0])
+        out_dims = outputs[0].shape[1:]  # a latent (C, H, W) output is flattened: features are vectors
+        self.n_features = int(np.prod(out_dims)) if out_dims and all(isinstance(d, int) for d in out_dims) \
+            else int(self.extract_one(np.zeros(self.input_shape, np.float32)).shape[0])
 
     def _prepare(self, x: np.ndarray, batched: bool) -> np.ndarray:
         arr = np.asarray(x)
@@ -88,7 +88,7 @@ class FrozenExtractor:
 
     def extract_one(self, x: np.ndarray) -> np.ndarray:
         """Features of one sample (any shape with the model's number of values)."""
-        return self._session.run([self._output], {self._input: self._prepare(x, False)})[0][0]
+        return self._session.run([self._output], {self._input: self._prepare(x, False)})[0][0].reshape(-1)
 
     def extract(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Features of a batch ``(n, ...)``, run ``batch_size`` at a time."""
@@ -96,4 +96,4 @@ class FrozenExtractor:
         if arr.shape[0] == 0:
             return np.zeros((0, self.n_features), np.float32)
         return np.concatenate([self._session.run([self._output], {self._input: arr[i:i + batch_size]})[0]
-                               for i in range(0, arr.shape[0], batch_size)])
+                               .reshape(-1, self.n_features) for i in range(0, arr.shape[0], batch_size)])

@@ -24,7 +24,7 @@ from ._util import (add_zero_row, check_int, check_rows, expect_array,
                     expect_rows, label_dtype, meta_of, rng_from_state, rng_state)
 from .errors import InputError, StateError
 from .head import Head
-from .quantize import Int8Quantizer
+from .quantize import ChannelInt8Quantizer, Int8Quantizer, quantizer_from_dict
 from .validation import check_batch, check_positive
 
 
@@ -45,10 +45,14 @@ class ReplayBuffer:
     version = 1
 
     def __init__(self, capacity: int, n_features: int, *, quantized: bool = False,
-                 quantizer: Int8Quantizer | None = None, margin: float = 0.1, seed: int = 0) -> None:
+                 quantizer: Int8Quantizer | ChannelInt8Quantizer | None = None, margin: float = 0.1,
+                 seed: int = 0, channels: int = 1) -> None:
         self.capacity = check_int(capacity, "memory_size")
         self.n_features = check_int(n_features, "n_features")
-        if quantizer is not None and not isinstance(quantizer, Int8Quantizer):
+        self.channels = check_int(channels, "channels")
+        if self.n_features % self.channels:
+            raise InputError(f"channels: {self.channels} does not divide {self.n_features} features")
+        if quantizer is not None and not isinstance(quantizer, (Int8Quantizer, ChannelInt8Quantizer)):
             raise InputError(f"quantizer: must be an Int8Quantizer or None, got {type(quantizer).__name__}")
         self.quantized = bool(quantized) or quantizer is not None
         self.quantizer = quantizer
@@ -87,7 +91,8 @@ class ReplayBuffer:
         if n == 0:
             return 0
         if self.quantized and self.quantizer is None:
-            self.quantizer = Int8Quantizer.fit(X, self.margin)
+            self.quantizer = (ChannelInt8Quantizer.fit(X, self.channels, self.margin) if self.channels > 1
+                              else Int8Quantizer.fit(X, self.margin))
         self.ensure_classes(int(rows.max()) + 1)
         h = min(self.capacity // (self.n_batches + 1), n)
         if h:
@@ -102,11 +107,12 @@ class ReplayBuffer:
         self.last_kept = h
         return h
 
-    def features(self) -> np.ndarray:
-        """The stored patterns as float32 (dequantised when int8), oldest slot first."""
+    def features(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """The stored patterns (or slots ``idx``) as float32, dequantised when int8."""
+        x = self._x[:self.size] if idx is None else self._x[idx]
         if self.quantized:
-            return self.quantizer.dequantize(self._x[:self.size])
-        return self._x[:self.size].copy()
+            return self.quantizer.dequantize(x)
+        return x.copy()
 
     def rows(self) -> np.ndarray:
         """The class rows of the stored patterns (a copy)."""
@@ -121,6 +127,13 @@ class ReplayBuffer:
     def label_nbytes(self) -> int:
         """Bytes reserved for stored labels (capacity × 1 or 2)."""
         return int(self._rows.nbytes)
+
+    @property
+    def quantizer_nbytes(self) -> int:
+        """Bytes of the int8 grid(s): 8 per tensor, 8 per channel (0 for fp32)."""
+        if not self.quantized:
+            return 0
+        return self.quantizer.nbytes if isinstance(self.quantizer, ChannelInt8Quantizer) else 8
 
     # --- state ------------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -148,14 +161,14 @@ class ReplayBuffer:
             raise StateError(f"state: replay memory indexes {n_cls} classes, head has {n_classes}")
         check_rows(rows, n_cls, prefix + "rows")
         qd = meta.get("quantizer")
-        quantizer = Int8Quantizer.from_dict(qd) if qd is not None else None
+        quantizer = quantizer_from_dict(qd) if qd is not None else None
         if self.quantized and size and quantizer is None:
             raise StateError("state: int8 replay memory without its quantizer")
         if not self.quantized and quantizer is not None:
             raise StateError("state: holds an int8 replay memory, this buffer stores float32")
         rng = rng_from_state(meta.get("rng_state"), "replay rng_state")
         new = ReplayBuffer(self.capacity, self.n_features, quantized=self.quantized,
-                           quantizer=quantizer, margin=self.margin, seed=self.seed)
+                           quantizer=quantizer, margin=self.margin, seed=self.seed, channels=self.channels)
         new.rng, new.n_batches, new.size = rng, n_batches, size
         new.ensure_classes(max(n_cls, n_classes or 0))
         new._x[:size] = x
@@ -165,7 +178,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Versioned snapshot (usable on its own; heads embed the same arrays and meta)."""
         params = {"capacity": self.capacity, "quantized": self.quantized, "margin": self.margin,
-                  "seed": self.seed}
+                  "seed": self.seed, "channels": self.channels}
         meta = {"n_features": self.n_features, **self._meta()}
         return st.make_state(self.kind, self.version, params, self._state_arrays(), meta)
 

@@ -1,8 +1,8 @@
 """Loaders for the real datasets in ``../shared/data`` (never committed to this repo)."""
 
 from .paths import DataError, data_root
-from .mnist import load_mnist
+from .mnist import load_fashion_mnist, load_mnist
 from .har import HarWindows, load_har
 from .cwru import CwruWindows, load_cwru
 
-__all__ = ["CwruWindows", "DataError", "HarWindows", "data_root", "load_cwru", "load_har", "load_mnist"]
+__all__ = ["CwruWindows", "DataError", "HarWindows", "data_root", "load_cwru", "load_fashion_mnist", "load_har", "load_mnist"]

@@ -9,7 +9,12 @@ instance contrastive (SimCLR: each image closest to its own other view). The ins
 the within-class variety that a new class needs to be told apart, and the small random affine
 augmentations make features stable under the variations every handwritten digit has.
 
-Usage: python -m tinycl_nodes.training.train_frozen [--data DIR] [--epochs N] [--out DIR]
+With ``--split train`` the model is trained on the ``backbone`` part of the training split only
+(``experiments/protocol.py``): the images the validation protocol labels and streams are never
+seen, so constants can be selected on that protocol without the backbone having memorised it.
+
+Usage: python -m tinycl_nodes.training.train_frozen [--dataset mnist|fashion_mnist] [--split all|train]
+       [--data DIR] [--epochs N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import load_mnist
+from ..experiments.protocol import DATASETS, load_images, train_parts
 from ..extractor import MODELS_DIR
 
 TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
 EMBED_DIM = 64
-FP32_NAME = "mnist_0to5_fp32.onnx"
-INT8_NAME = "mnist_0to5_int8.onnx"
+
+
+def model_stem(dataset: str = "mnist", split: str = "all") -> str:
+    """File stem of the frozen model trained on ``dataset`` (``split`` all or train): one naming rule."""
+    return f"{dataset}_0to5" + ("_trainsplit" if split == "train" else "")
 
 
 def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES)):
@@ -83,17 +91,21 @@ def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weigh
     return F.cross_entropy(head(z1), y) + supcon + instance_weight * instance
 
 
-def train(data: str | None, epochs: int, seed: int, log=print):
-    """Train on training digits 0–5 (36,017 images); return the embedding network in eval mode."""
+def train(data: str | None, epochs: int, seed: int, log=print, dataset: str = "mnist", split: str = "all"):
+    """Train on training classes 0–5 (all of them, or the backbone part); return the embedding in eval mode."""
     import torch
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    X, y = load_mnist("train", data)
+    X, y = load_images(dataset, "train", data)
     keep = np.isin(y, TRAIN_CLASSES)
+    if split == "train":
+        part = np.zeros(y.size, bool)
+        part[train_parts(y)["backbone"]] = True
+        keep &= part
     Xt = torch.tensor(X[keep], dtype=torch.float32).unsqueeze(1) / 255.0
     yt = torch.tensor(y[keep].astype(np.int64))
-    log(f"training on {len(yt)} images of digits {TRAIN_CLASSES}")
+    log(f"training on {len(yt)} {dataset} images of classes {TRAIN_CLASSES} (split {split})")
     embed, head = build_model()
     params = list(embed.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, 2e-3, weight_decay=5e-4)
@@ -158,22 +170,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="data root holding mnist/ (default: $TINYCL_DATA or ../shared/data)")
+    ap.add_argument("--dataset", default="mnist", choices=DATASETS)
+    ap.add_argument("--split", default="all", choices=["all", "train"],
+                    help="all: every training image of 0–5; train: the backbone part only (validation protocol)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    embed, Xt = train(args.data, args.epochs, args.seed)
+    embed, Xt = train(args.data, args.epochs, args.seed, dataset=args.dataset, split=args.split)
     args.out.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = args.out / FP32_NAME, args.out / INT8_NAME
+    stem = model_stem(args.dataset, args.split)
+    fp32, int8 = args.out / f"{stem}_fp32.onnx", args.out / f"{stem}_int8.onnx"
     export_fp32(embed, fp32)
     rng = np.random.default_rng(args.seed)
     calib = Xt.numpy()[rng.choice(len(Xt), 512, replace=False)]
     export_int8(fp32, int8, calib)
-    meta = {"train_classes": list(TRAIN_CLASSES), "embed_dim": EMBED_DIM, "epochs": args.epochs,
+    meta = {"dataset": args.dataset, "split": args.split, "images": int(len(Xt)),
+            "train_classes": list(TRAIN_CLASSES), "embed_dim": EMBED_DIM, "epochs": args.epochs,
             "seed": args.seed, "torch": torch.__version__, "files": [fp32.name, int8.name]}
-    (args.out / "mnist_0to5.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {fp32} ({fp32.stat().st_size} B) and {int8} ({int8.stat().st_size} B)")
     return 0
 
