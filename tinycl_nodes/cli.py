@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("args", nargs=argparse.REMAINDER)
     df.set_defaults(func=_demo_fleet)
 
+    from .experiments import design as _design
+
+    dz = sub.add_parser("design", help="TyBox-style: cut, pruning, int8 frozen part and replay size for a RAM/flash budget")
+    _design.add_arguments(dz)
+    dz.set_defaults(func=lambda a: _design.main(a))
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=int, default=2000)

@@ -171,7 +171,7 @@ class LatentUpperHead(Head):
         """MACs to train on one pattern: forward + weight gradients + input gradients above the first trainable layer."""
         fwd_upper, fwd_cls = self.forward_macs(n_classes)
         if self.upper_lr_scale == 0 or not self.upper:
-            return 2 * fwd_cls
+            return fwd_upper + 2 * fwd_cls   # replays still pass through the (frozen) upper layers
         shape, first_done, total = self.latent_shape, False, 3 * fwd_cls
         for layer in self.upper:
             m = layer.macs(shape)
