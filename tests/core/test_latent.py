@@ -134,3 +134,30 @@ def test_bad_input_is_refused():
         _head(quantization="int4")
     with pytest.raises(InputError, match="conv"):
         LatentUpperHead((2, 5, 5), _upper())
+
+
+def test_split_of_the_shipped_model_and_onnx_export(tmp_path):
+    import onnxruntime as ort
+
+    from tinycl_nodes.export.latent_onnx import split_model, upper_to_onnx
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+    path = model_path("mnist_0to5_fp32")
+    split = split_model(path, "/features/features.7/MaxPool", tmp_path)
+    assert split.latent_shape == (64, 7, 7) and [layer.op for layer in split.upper] == [
+        "conv", "relu", "maxpool", "flatten", "linear"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 28, 28), dtype=np.uint8)
+    lat = FrozenExtractor(split.lower_path).extract(images)
+    head = LatentUpperHead(split.latent_shape, split.upper, batch_size=4, replay=4)
+    A = lat.reshape(8, *split.latent_shape)
+    for layer in head.upper:
+        A = layer.forward(A)
+    assert np.abs(A - FrozenExtractor(path).extract(images)).max() < 1e-3  # upper layers = the model's own
+    for i in range(8):
+        head.learn_one(lat[i], i % 3)
+    sess = ort.InferenceSession(upper_to_onnx(head).SerializeToString(), providers=["CPUExecutionProvider"])
+    scores = sess.run(None, {"latent": lat})[0]
+    assert np.abs(scores - head._forward(lat)).max() < 1e-4
+    with pytest.raises(InputError, match="no such layer"):
+        split_model(path, "nope", tmp_path)

@@ -92,8 +92,11 @@ def _predict(head: Head, X: np.ndarray) -> np.ndarray:
 
 
 def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final: exp.Features,
-               latent: exp.Features, seed: int, protocol: exp.Protocol, labels: int) -> dict:
-    """One head, one seed: learn the stream (true labels, or tinycl's pseudo-labels) and score it."""
+               latent: exp.Features, seed: int, protocol: exp.Protocol, labels: int,
+               keep: list[Head] | None = None) -> dict:
+    """One head, one seed: learn the stream (true labels, or tinycl's pseudo-labels) and score it.
+
+    The trained head is appended to ``keep`` when given (to export it)."""
     init, stream, held = exp.split(seed, final, protocol, labels)
     feats = latent if on_latent else final
     head = make_head(feats.n_features, feats.extractor_hash)
@@ -119,6 +122,8 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
             head.learn_valid(X[i], target)
         old_acc.append(accuracy_on(old_y, _predict(head, old_X), OLD_CLASSES))
     seconds = time.perf_counter() - t0
+    if keep is not None:
+        keep.append(head)
     tail = slice(max(0, y.size - protocol.score_last), y.size)
     return {**classification_scores(y[tail], preds[tail]),
             "accuracy_new_classes": accuracy_on(y[tail], preds[tail], NEW_CLASSES),
@@ -155,10 +160,6 @@ def _prepare(args) -> tuple[exp.Features, exp.Features, Split, FrozenExtractor]:
     final = exp.extract_features(full, args.data, args.dataset, args.split)
     latent = exp.extract_features(lower, args.data, args.dataset, args.split)
     return final, latent, split, full
-
-
-def _summ(runs: list[dict]) -> dict:
-    return exp.summarize(runs)
 
 
 def run_select(final: exp.Features, latent: exp.Features, split: Split, seeds: int, protocol: exp.Protocol,
@@ -202,18 +203,19 @@ def main(args) -> int:
         names = args.methods.split(",") if args.methods else list(methods(split))
         table = methods(split)
         result = {"methods": {}}
+        trained: list[Head] = []
         for name in names:
             maker, on_latent, unsup = table[name]
-            runs = [run_stream(maker, on_latent, unsup, final, latent, s, protocol, args.labels) for s in range(args.seeds)]
-            result["methods"][name] = _summ(runs)
+            runs = [run_stream(maker, on_latent, unsup, final, latent, s, protocol, args.labels,
+                               keep=trained if (on_latent and s == 0 and not trained) else None)
+                    for s in range(args.seeds)]
+            result["methods"][name] = exp.summarize(runs)
             console.log(f"{name}: {result['methods'][name]['accuracy']['mean']:.2f}% "
                         f"(new {result['methods'][name]['accuracy_new_classes']['mean']:.2f})")
-        probe = latent_maker(split)(latent.n_features, latent.extractor_hash)
-        y_init = final.train_y[:64] if final.train_y.size >= 64 else final.train_y
-        for x, y in zip(latent.train_rows(np.arange(y_init.size)), y_init):
-            probe.learn_one(x, int(y))
-        onnx_path = Path(args.out).parent / "latent_models" / f"{full.path.stem}.upper_head.onnx"
-        onnx_path.write_bytes(upper_to_onnx(probe).SerializeToString())
+        if trained:   # the first latent head trained (seed 0): its upper layers + classifier as ONNX
+            onnx_path = Path(args.out).parent / "latent_models" / f"{full.path.stem}.upper_head.onnx"
+            onnx_path.write_bytes(upper_to_onnx(trained[0]).SerializeToString())
+            result["exported_upper_onnx"] = str(onnx_path)
         m = result["methods"]
         if {"latent_fp32", "latent_int8_channel", "latent_int8_tensor"} <= m.keys():
             fp, q = m["latent_fp32"], m["latent_int8_channel"]
@@ -225,7 +227,6 @@ def main(args) -> int:
                              / q["replay_bytes_reserved_total"]["mean"],
                              "accuracy_loss_channel": round(fp["accuracy"]["mean"] - q["accuracy"]["mean"], 3),
                              "accuracy_loss_tensor": round(fp["accuracy"]["mean"] - m["latent_int8_tensor"]["accuracy"]["mean"], 3)}
-        result["exported_upper_onnx"] = str(onnx_path)
         t = Table(title=f"latent replay at {args.cut} — {args.dataset} split {args.split}, {args.seeds} seeds")
         for c in ("method", "accuracy", "new classes", "old classes", "forgetting old", "memory (B)", "learning MACs/sample"):
             t.add_column(c)
