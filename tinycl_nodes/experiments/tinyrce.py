@@ -82,9 +82,11 @@ class Config:
     new_user_seeds: int = 1       # the new-user scenario averaged over this many base-stream orders
 
     def rce_r_max(self) -> float:
-        # chosen on the single-user protocols (l1 metric over 64 standardised features):
-        # HAR 16/24/32 → 97.5/97.8/97.2%; CWRU 32/40/48 → 95.6/95.5/95.5% (3 orders)
-        return self.r_max or {"har": 24.0, "cwru": 40.0}[self.dataset]
+        # chosen by `tinycl experiment tinyrce --select` on validation folds of the training data
+        # only (R_MAX_GRID; results/select_tinyrce_<dataset>.json): HAR 12 (97.76% vs 96.68% at the
+        # old 24), CWRU 24 (96.79% vs 96.60% at the old 40). The old values had been read off
+        # the test executions.
+        return self.r_max or {"har": 12.0, "cwru": 24.0}[self.dataset]
 
 
 # --- the backprop baseline ---------------------------------------------------------------------
@@ -355,6 +357,62 @@ def run_cwru(extractor: FrozenExtractor, data: str | None, cfg: Config,
             "methods": methods}
 
 
+# --- selection of the RCE radius on training data only ----------------------------------------
+R_MAX_GRID = {"har": (6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0), "cwru": (12.0, 16.0, 20.0, 24.0, 32.0, 40.0)}
+
+
+def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: FrozenExtractor):
+    """(train features, labels, validation features, labels) folds drawn from training data only.
+
+    HAR: each *base* subject's training executions (the first ``train_fraction`` of them), split
+    again the same way — the test executions and the new subjects are never touched. CWRU: each
+    class's training windows, the first 70% against the rest, with a one-window gap so no
+    validation window overlaps a training one.
+    """
+    if dataset == "har":
+        h = load_har(data, device=cfg.device, subjects=cfg.base_subjects, step=cfg.har_step)
+        feats = extractor.extract(h.X)
+        for s in cfg.base_subjects:
+            tr, _ = user_split(h, s, cfg.train_fraction)
+            sub = h.select(np.isin(np.arange(len(h.y)), tr))
+            a, b = user_split(sub, s, cfg.train_fraction)
+            yield feats[tr][a], sub.y[a], feats[tr][b], sub.y[b]
+        return
+    tr = load_cwru(data, split="train")
+    feats = extractor.extract(tr.X)
+    fit, val = [], []
+    window = tr.X.shape[-1]
+    for c in np.unique(tr.y):
+        idx = np.flatnonzero(tr.y == c)
+        cut = tr.start[idx].min() + 0.7 * (tr.start[idx].max() - tr.start[idx].min())
+        fit.append(idx[tr.start[idx] < cut])
+        val.append(idx[tr.start[idx] >= cut + window])
+    fit_i = np.concatenate(fit)[np.random.default_rng(cfg.seed).permutation(sum(len(f) for f in fit))]
+    val_i = np.concatenate(val)
+    yield feats[fit_i], tr.y[fit_i], feats[val_i], tr.y[val_i]
+
+
+def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg: Config,
+                 progress: Callable[[str], None] = lambda m: None) -> dict:
+    """RCE accuracy on the validation folds for every r_max of the grid; the best is chosen."""
+    folds = list(validation_folds(dataset, data, cfg, extractor))
+    rows = []
+    for r in R_MAX_GRID[dataset]:
+        c = Config(**{**asdict(cfg), "r_max": r, "dataset": dataset})
+        accs = []
+        for Ftr, ytr, Fva, yva in folds:
+            rce = make_rce(c, Ftr.shape[1], extractor.hash)
+            rce_stream(rce, Ftr, ytr, active=False)
+            accs.append(_acc(rce.classify(Fva)[0], yva))
+        rows.append({"r_max": r, "accuracy": round(float(np.mean(accs)), 3), "folds": len(accs)})
+        progress(f"{dataset} r_max={r}: {rows[-1]['accuracy']:.2f}% over {len(accs)} validation folds")
+    best = max(rows, key=lambda row: row["accuracy"])
+    return {"dataset": dataset, "rows": rows, "chosen": best["r_max"],
+            "default_now": Config(dataset=dataset).rce_r_max(),
+            "protocol": "HAR: base subjects' training executions split 60/40 by execution; "
+                        "CWRU: training windows split 70/30 per class with a one-window gap"}
+
+
 # --- the whole experiment ----------------------------------------------------------------------
 def evaluate_targets(result: dict) -> dict:
     """The issue's targets, each with our value and whether it is met (no rounding in our favour)."""
@@ -480,6 +538,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cnn-epochs", type=int, default=30,
                     help="end-to-end CNN baseline epochs (PyTorch; 0 skips it)")
     ap.add_argument("--cnn-users", type=int, default=4, help="HAR: train the CNN for the first N users only")
+    ap.add_argument("--select", action="store_true",
+                    help="choose r_max on validation folds of the training data only (R_MAX_GRID) and stop")
 
 
 def _subjects(text: str) -> list[int]:
@@ -514,6 +574,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = Config(dataset=args.dataset, memory_bytes=args.memory, r_max=args.r_max, epochs=args.epochs,
                  device=args.device, label_budget=args.budget, base_subjects=base, new_subjects=new,
                  new_user_seeds=args.seeds, cnn_epochs=args.cnn_epochs, cnn_users=args.cnn_users)
+    if args.select:
+        sel = select_r_max(args.dataset, extractor, args.data, cfg, progress=console.log)
+        out = Path(args.out or f"results/select_tinyrce_{args.dataset}.json")
+        write_json(sel, out)
+        console.print(f"r_max chosen on training data: {sel['chosen']} (default now {sel['default_now']}); wrote {out}")
+        return 0
     with console.status("running …") as status:
         result = run_experiment(args.dataset, extractor, args.data, cfg,
                                 progress=lambda msg: (console.log(msg), status.update(msg)))
