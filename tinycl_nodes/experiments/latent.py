@@ -150,7 +150,7 @@ def methods(split: Split) -> dict[str, tuple[HeadMaker, bool, bool]]:
 
 
 # lr × upper-layer rate × replays per new batch: the grid --select runs (coordinate-free, full product)
-LATENT_GRID = {"lr": (0.01, 0.03, 0.1), "upper_lr_scale": (0.0, 0.1, 0.3, 1.0), "replay": (96,)}
+LATENT_GRID = {"lr": (0.01, 0.03), "upper_lr_scale": (0.0, 0.1, 0.3), "replay": (96,)}
 
 
 def _prepare(args) -> tuple[exp.Features, exp.Features, Split, FrozenExtractor]:
