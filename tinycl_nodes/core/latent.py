@@ -21,18 +21,18 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._linear import softmax_rows_
-from ._util import (add_zero_row, check_int, check_rows, expect_array, expect_rows, meta_of,
+from ._util import (add_zero_row, check_int, expect_array, meta_of,
                     rng_from_state, rng_state)
 from .errors import InputError, StateError
 from .head import Head
 from .layers import Conv2d, Layer, Linear, check_chain, layer_from_spec
-from .replay import ReplayBuffer
+from .replay import PendingBatch, ReplayBuffer
 from .validation import check_positive
 
 QUANTIZATION = ("none", "tensor", "channel")
 
 
-class LatentUpperHead(Head):
+class LatentUpperHead(PendingBatch, Head):
     """Upper layers + growing softmax classifier, trained on new samples mixed with latent replays."""
 
     kind = "LatentUpperHead"
@@ -65,9 +65,7 @@ class LatentUpperHead(Head):
                                    seed=int(buf_seq.generate_state(1)[0]))
         self._rng = np.random.default_rng(sgd_seq)
         self.classifier = Linear(np.zeros((0, self.embed_dim), np.float32), np.zeros(0, np.float32))
-        self.n_pending = 0
-        self._px = np.zeros((self.batch_size, self.n_features), np.float32)
-        self._prow = np.zeros(self.batch_size, np.int64)
+        self._init_pending()
 
     # --- forward / backward ----------------------------------------------------------------
     def _forward(self, X: np.ndarray) -> np.ndarray:
@@ -122,23 +120,11 @@ class LatentUpperHead(Head):
         self.buffer._add(Xn, rn)
         self.n_pending = 0
 
-    def flush(self) -> None:
-        """Train on the queued partial batch now (end of a stream, before export)."""
-        if self.n_pending:
-            self._train_batch()
-
     # --- Head -------------------------------------------------------------------------------
     def _add_class_rows(self) -> None:
         self.classifier.W = add_zero_row(self.classifier.W)
         self.classifier.b = add_zero_row(self.classifier.b)
         self.buffer.ensure_classes(len(self.classifier.b))
-
-    def _learn(self, x: np.ndarray, idx: int) -> None:
-        self._px[self.n_pending] = x
-        self._prow[self.n_pending] = idx
-        self.n_pending += 1
-        if self.n_pending >= self.batch_size:
-            self._train_batch()
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x[None])[0]
@@ -198,15 +184,12 @@ class LatentUpperHead(Head):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"head_W": self.classifier.W, "head_b": self.classifier.b,
-                                      "pending_x": self._px[:self.n_pending],
-                                      "pending_rows": self._prow[:self.n_pending],
-                                      **self.buffer._state_arrays("replay_")}
+                                      **self._pending_arrays(), **self.buffer._state_arrays("replay_")}
         for i, layer in enumerate(self.upper):
             out.update({f"upper{i}_{k}": v for k, v in layer.arrays().items()})
         return out
 
     def _load_arrays(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
-        F = self.n_features
         specs = state.get("params", {}).get("layers")
         if specs != [layer.spec() for layer in self.upper]:
             raise StateError("state: upper layers differ from this head's (another cut or model)")
@@ -217,17 +200,10 @@ class LatentUpperHead(Head):
             upper.append(layer_from_spec(layer.spec(), arrays))
         W = expect_array(state, "head_W", (n_classes, self.embed_dim), np.float32, nonneg=False)
         b = expect_array(state, "head_b", (n_classes,), np.float32, nonneg=False)
-        n_pending = expect_rows(state, "pending_x", self.batch_size - 1)
-        px = expect_array(state, "pending_x", (n_pending, F), np.float32, nonneg=False)
-        prow = expect_array(state, "pending_rows", (n_pending,), np.int64)
-        check_rows(prow, n_classes, "pending_rows")
         rng = rng_from_state(meta_of(state, "rng_state"))
         buffer = self.buffer._restored(state, meta_of(state, "replay"), n_classes, "replay_")
-        full_x = np.zeros((self.batch_size, F), np.float32)
-        full_row = np.zeros(self.batch_size, np.int64)
-        full_x[:n_pending], full_row[:n_pending] = px, prow
-        return {"upper": upper, "classifier": Linear(W, b), "_px": full_x, "_prow": full_row,
-                "n_pending": n_pending, "_rng": rng, "buffer": buffer}
+        return {"upper": upper, "classifier": Linear(W, b), **self._load_pending(state, n_classes),
+                "_rng": rng, "buffer": buffer}
 
 
 def fold_batchnorm(layer: Conv2d | Linear, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray,

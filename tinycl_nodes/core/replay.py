@@ -191,7 +191,54 @@ class ReplayBuffer:
         self.__dict__.update(self._restored(state, meta, None).__dict__)
 
 
-class LatentReplayHead(Head):
+class PendingBatch:
+    """Samples queued until a batch is complete: the replay heads learn ``batch_size`` at a time.
+
+    Subclasses set ``batch_size`` and ``n_features``, call :meth:`_init_pending` and implement
+    ``_train_batch`` (which trains on ``_px[:n_pending]`` / ``_prow[:n_pending]`` and resets
+    ``n_pending``). The queue is part of the state, so a restart loses no sample.
+    """
+
+    batch_size: int
+    n_features: int
+
+    def _init_pending(self) -> None:
+        self.n_pending = 0
+        self._px = np.zeros((self.batch_size, self.n_features), np.float32)
+        self._prow = np.zeros(self.batch_size, np.int64)
+
+    def _train_batch(self) -> None:
+        raise NotImplementedError
+
+    def _learn(self, x: np.ndarray, idx: int) -> None:
+        self._px[self.n_pending] = x
+        self._prow[self.n_pending] = idx
+        self.n_pending += 1
+        if self.n_pending >= self.batch_size:
+            self._train_batch()
+
+    def flush(self) -> None:
+        """Train on the queued partial batch now (e.g. at the end of a stream or before export)."""
+        if self.n_pending:
+            self._train_batch()
+
+    def _pending_arrays(self) -> dict[str, np.ndarray]:
+        return {"pending_x": self._px[:self.n_pending], "pending_rows": self._prow[:self.n_pending]}
+
+    def _load_pending(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
+        """Validated queue of ``state`` as attributes (``_px``, ``_prow``, ``n_pending``)."""
+        F = self.n_features
+        n_pending = expect_rows(state, "pending_x", self.batch_size - 1)
+        px = expect_array(state, "pending_x", (n_pending, F), np.float32)
+        prow = expect_array(state, "pending_rows", (n_pending,), np.int64)
+        check_rows(prow, n_classes, "pending_rows")
+        full_x = np.zeros((self.batch_size, F), np.float32)
+        full_row = np.zeros(self.batch_size, np.int64)
+        full_x[:n_pending], full_row[:n_pending] = px, prow
+        return {"_px": full_x, "_prow": full_row, "n_pending": n_pending}
+
+
+class LatentReplayHead(PendingBatch, Head):
     """Softmax linear layer + (optionally int8) latent replay memory.
 
     ``learn_one`` queues the sample; every ``batch_size`` samples the layer runs ``epochs``
@@ -231,9 +278,7 @@ class LatentReplayHead(Head):
         self._rng = np.random.default_rng(sgd_seq)
         self.W = np.zeros((0, n_features), np.float32)
         self.b = np.zeros(0, np.float32)
-        self.n_pending = 0
-        self._px = np.zeros((self.batch_size, n_features), np.float32)
-        self._prow = np.zeros(self.batch_size, np.int64)
+        self._init_pending()
 
     @property
     def memory_size(self) -> int:
@@ -253,23 +298,11 @@ class LatentReplayHead(Head):
         """Bytes reserved for replayed labels (same for fp32 and int8 memories)."""
         return self.buffer.label_nbytes
 
-    def flush(self) -> None:
-        """Train on the queued partial batch now (e.g. at the end of a stream or before export)."""
-        if self.n_pending:
-            self._train_batch()
-
     # --- Head -------------------------------------------------------------------------------
     def _add_class_rows(self) -> None:
         self.W = add_zero_row(self.W)
         self.b = add_zero_row(self.b)
         self.buffer.ensure_classes(len(self.b))
-
-    def _learn(self, x: np.ndarray, idx: int) -> None:
-        self._px[self.n_pending] = x
-        self._prow[self.n_pending] = idx
-        self.n_pending += 1
-        if self.n_pending >= self.batch_size:
-            self._train_batch()
 
     def _train_batch(self) -> None:
         n = self.n_pending
@@ -306,22 +339,12 @@ class LatentReplayHead(Head):
         return state
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"W": self.W, "b": self.b, "pending_x": self._px[:self.n_pending],
-                "pending_rows": self._prow[:self.n_pending], **self.buffer._state_arrays("replay_")}
+        return {"W": self.W, "b": self.b, **self._pending_arrays(), **self.buffer._state_arrays("replay_")}
 
     def _load_arrays(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
         F = self.n_features
         W = expect_array(state, "W", (n_classes, F), np.float32)
         b = expect_array(state, "b", (n_classes,), np.float32)
-        n_pending = expect_rows(state, "pending_x", self.batch_size - 1)
-        px = expect_array(state, "pending_x", (n_pending, F), np.float32)
-        prow = expect_array(state, "pending_rows", (n_pending,), np.int64)
-        check_rows(prow, n_classes, "pending_rows")
         rng = rng_from_state(meta_of(state, "rng_state"))
         buffer = self.buffer._restored(state, meta_of(state, "replay"), n_classes, "replay_")
-        full_x = np.zeros((self.batch_size, F), np.float32)
-        full_row = np.zeros(self.batch_size, np.int64)
-        full_x[:n_pending] = px
-        full_row[:n_pending] = prow
-        return {"W": W, "b": b, "_px": full_x, "_prow": full_row, "n_pending": n_pending,
-                "_rng": rng, "buffer": buffer}
+        return {"W": W, "b": b, **self._load_pending(state, n_classes), "_rng": rng, "buffer": buffer}
