@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen system-deps firmware-deps browser-deps clean
+.PHONY: demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen train-frozen-split system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -28,9 +28,23 @@ demo-fleet: $(STAMP) system-deps
 demo-rce: $(STAMP)
 	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli launch tinyrce
 
-# The full experiment of the paper (5 seeds, sweep, every head): results/tinyndc.{json,png}
+# Issue 14's order: (1) select every tuned constant on the Fashion-MNIST training-split protocol
+# (no test split is read; presets.py holds the chosen values; docs/selection.md), (2) the scored
+# runs once: MNIST test stream, Fashion-MNIST holdout stream (it has no test split), latent replay
+# vs final-feature replay and SLDA on Fashion, TinyRCE vs the end-to-end CNN (HAR, CWRU).
+# The *_trainsplit model comes from `make train-frozen-split` (committed for Fashion-MNIST).
 experiment: $(STAMP)
-	$(PY) -m tinycl_nodes.cli experiment tinyndc --data $(DATA) --seeds $(SEEDS) --out results/tinyndc.json
+	$(PY) -m pip install -q -e '.[train]'
+	$(PY) -m tinycl_nodes.cli experiment select --dataset fashion_mnist --seeds 2 --data $(DATA) --out results/select_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment latent --select --dataset fashion_mnist --seeds 1 --data $(DATA) --out results/select_latent_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --select --data $(DATA) --out results/select_tinyrce_har.json
+	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --select --data $(DATA) --out results/select_tinyrce_cwru.json
+	$(PY) -m tinycl_nodes.cli experiment tinyndc --data $(DATA) --seeds $(SEEDS) --sweep 1,10 --out results/tinyndc_mnist_test.json
+	$(PY) -m tinycl_nodes.cli experiment tinyndc --dataset fashion_mnist --split holdout --data $(DATA) --seeds $(SEEDS) --sweep 1,10 --out results/tinyndc_fashion_mnist_holdout.json
+	$(PY) -m tinycl_nodes.cli experiment latent --dataset fashion_mnist --split holdout --data $(DATA) --seeds 3 --out results/latent_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --data $(DATA) --seeds 5 --cnn-users 2 --out results/tinyrce_har.json
+	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --data $(DATA) --seeds 5 --cnn-epochs 0 --budget 25 --out results/tinyrce_har_budget25.json
+	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --data $(DATA) --cnn-epochs 5 --out results/tinyrce_cwru.json
 
 # Debian packages the tests need (Cyclone DDS C library + idlc for the interop check); idempotent.
 system-deps:
@@ -88,6 +102,12 @@ train-frozen: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m tinycl_nodes.training.train_frozen --data $(DATA) --dataset $(DATASET) --classes $(CLASSES) \
 	  --epochs $(EPOCHS) --name $(NAME)
+
+# The validation protocol's frozen models: trained on the backbone part of the training split only.
+train-frozen-split: $(STAMP)
+	$(PY) -m pip install -q -e '.[train]'
+	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 6 --data $(DATA)
+	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 4 --data $(DATA)
 
 clean:
 	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench \

@@ -27,7 +27,7 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     from .model_card import foreign_dataset_warning
 
     console = Console(width=None if sys.stdout.isatty() else 132)
-    extractor = exp.load_extractor(args.model)
+    extractor = exp.load_extractor(args.model, args.dataset, args.split)
     with console.status(f"extracting features with {extractor.path.name} …"):
         if args.folder:
             from .experiments.image_folder import folder_features
@@ -43,7 +43,9 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
                                                      pre.size if pre is not None else None)
             feats, dataset = split_features(extractor, images, y, args.test_fraction), Path(args.bag).name
         else:
-            feats, dataset, class_names = exp.extract_features(extractor, args.data), "MNIST", [str(c) for c in range(10)]
+            feats = exp.extract_features(extractor, args.data, args.dataset, args.split)
+            dataset = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(args.dataset, Path(args.dataset).name)
+            class_names = [str(c) for c in range(10)]
     warning = foreign_dataset_warning(extractor.card, extractor.path.name, dataset, class_names)
     if warning:
         console.print(warning, style="yellow")
@@ -56,9 +58,10 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
                                     progress=lambda msg: (console.log(msg), status.update(msg)))
     result["model"] = extractor.path.name
     result["dataset"], result["class_names"] = dataset, class_names
+    result["protocol"].update(dataset=dataset, split=args.split)
     if dataset != "MNIST":
         result["paper"] = {"sweep": {}}   # the paper's numbers are MNIST's
-    out = Path(args.out)
+    out = Path(args.out or f"results/tinyndc_{args.dataset}_{args.split}.json")
     exp.write_json(result, out)
     png = out.with_suffix(".png")
     exp.plot_curves(result, png)
@@ -195,10 +198,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream-length", type=int, default=8000, help="stream samples (default 8000)")
     t.add_argument("--score-last", type=int, default=1000, help="scoring window: the last N predictions")
     t.add_argument("--sweep", default="1,10,50,100", help="labels-per-class sweep ('' to skip)")
-    t.add_argument("--model", default="mnist_0to5_fp32", help="frozen extractor: name or .onnx path")
+    t.add_argument("--model", default=None,
+                   help="frozen extractor: name or .onnx path (default: the protocol's, e.g. mnist_0to5_fp32)")
     t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
-    t.add_argument("--out", default="results/tinyndc.json")
+    t.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder")
+    t.add_argument("--split", default="test", choices=["test", "train", "holdout"],
+                   help="test: stream from the test split (MNIST); train: validation protocol from the "
+                        "training split (what selection uses); holdout: the training split's second stream pool")
+    t.add_argument("--out", default=None, help="default results/tinyndc_<dataset>_<split>.json")
     t.set_defaults(func=_experiment_tinyndc)
+
+    from .experiments import latent as _latent
+    from .experiments import select as _select
+
+    s = exp_sub.add_parser("select", help="choose every tuned constant on the training-split protocol")
+    _select.add_arguments(s)
+    s.set_defaults(func=lambda a: _select.main(a))
+    lr = exp_sub.add_parser("latent", help="latent replay at a layer of the frozen model vs final-feature replay and SLDA")
+    _latent.add_arguments(lr)
+    lr.set_defaults(func=lambda a: _latent.main(a))
 
     la = sub.add_parser("launch", help="start a graph's nodes as processes (no ROS 2 needed)")
     la.add_argument("graph", help="a graph of tinycl_nodes/graphs.py: tinyndc, tinyrce, camera, …")
@@ -256,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import model_tools
 
     model_tools.add_arguments(sub.add_parser("model", help="bring your own backbone: import (cut) and quantize"))
+
+    from .experiments import design as _design
+
+    dz = sub.add_parser("design", help="TyBox-style: cut, pruning, int8 frozen part and replay size for a RAM/flash budget")
+    _design.add_arguments(dz)
+    dz.set_defaults(func=lambda a: _design.main(a))
 
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)

@@ -118,9 +118,10 @@ class FrozenExtractor:
         check_card(self.card, self.input_shape, [o.name for o in outputs], str(self.path))
         self.preprocessing = self.card.preprocessing or default_card(self.input_shape).preprocessing
         self._output = self.card.feature_output or outputs[0].name
-        out_dim = next(o for o in outputs if o.name == self._output).shape[-1]
-        self.n_features = int(out_dim) if isinstance(out_dim, int) else int(self.extract_one(
-            np.zeros(self.input_shape, np.float32)).shape[0])
+        # a latent (C, H, W) output is flattened: features are vectors
+        out_dims = next(o for o in outputs if o.name == self._output).shape[1:]
+        self.n_features = int(np.prod(out_dims)) if out_dims and all(isinstance(d, int) for d in out_dims) \
+            else int(self.extract_one(np.zeros(self.input_shape, np.float32)).shape[0])
 
     def _prepare(self, x: np.ndarray | list[np.ndarray], batched: bool) -> np.ndarray:
         pre = self.preprocessing
@@ -163,4 +164,5 @@ class FrozenExtractor:
         """The ONNX forward pass alone on prepared inputs ``(n, *input_shape)`` float32."""
         if self.fixed_batch and inputs.shape[0] != 1:
             return np.concatenate([self.run(inputs[i:i + 1]) for i in range(inputs.shape[0])])
-        return self._session.run([self._output], {self._input: inputs})[0]
+        out = self._session.run([self._output], {self._input: inputs})[0]
+        return out.reshape(out.shape[0], -1)

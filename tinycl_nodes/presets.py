@@ -20,9 +20,17 @@ from .core.tybox import TyBoxHead
 
 MethodFactory = Callable[[int, str], TinyNDC]
 
-# CWR* on these features (64-d, norm ≈ 10): lr 0.02, consolidation every 32 samples. Chosen over
-# lr ∈ {0.02, 0.05, 0.1} × batch ∈ {16, 32, 64} (all within 0.4 points; see docs/results.md).
-CWR_PARAMS = {"lr": 0.02, "batch_size": 32}
+# Every tuned constant below is chosen by `tinycl experiment select --dataset fashion_mnist
+# --seeds 2` on the training-split validation protocol (experiments/protocol.py: the frozen
+# model, the labels and the stream are disjoint parts of Fashion-MNIST's *training* split; no
+# test split is ever read), over the grids in experiments/select.py GRIDS (table in
+# /work/notes/issue-14.md and results/select_fashion_mnist.json). MNIST uses the same values:
+# they were not tuned on any MNIST stream. Update a value here only from a new selection run.
+CWR_PARAMS = {"lr": 0.05, "batch_size": 64}
+# tinycl's unsupervised variant: clusterer prior (prior_strength = prior_scale / labels per class),
+# when the head learns a pseudo-label, what moves the centroids.
+TINYCL = {"prior_scale": 8000.0, "min_confidence": 0.0, "cluster_update": "head"}
+HEAD_LR = {"tinyol": 0.005, "tybox": 0.005}
 
 
 def _cwr(n_features: int, extractor_hash: str) -> CWRStar:
@@ -50,34 +58,37 @@ def supervised_slda(n_features: int, extractor_hash: str) -> TinyNDC:
     return TinyNDC(None, StreamingLDA(n_features, refresh_every=25, extractor_hash=extractor_hash))
 
 
+def tinycl_with(prior_scale: float, min_confidence: float, cluster_update: str) -> MethodFactory:
+    """tinycl's loop with given constants (what the selection grid varies)."""
+    return lambda n, h: TinyNDC(TiedGaussianClusterer(n, prior_scale=prior_scale),
+                                StreamingLDA(n, refresh_every=25, extractor_hash=h),
+                                min_confidence=min_confidence, cluster_update=cluster_update)  # type: ignore[arg-type]
+
+
 def tinycl_best(n_features: int, extractor_hash: str) -> TinyNDC:
     """tinycl's unsupervised variant: TinyNDC's loop with a tied-Gaussian clusterer and an SLDA head.
 
     Pseudo-labels come from Mahalanobis distances under a shared covariance learned from the
     stream (not plain L2); the head is streaming LDA (not CWR*); centroids follow the head's
-    prediction as in the paper. Learning from every pseudo-label, with the centroids following
-    the head, was the most robust with 1 label per class (94.5 ± 3.7% vs 91–93% with confidence
-    gating, over 5 seeds); at 10 labels all variants were within 0.1 point.
+    prediction as in the paper. The constants (``TINYCL``) are the selection's.
     """
-    return TinyNDC(TiedGaussianClusterer(n_features),
-                   StreamingLDA(n_features, refresh_every=25, extractor_hash=extractor_hash),
-                   min_confidence=0.0, cluster_update="head")
+    return tinycl_with(**TINYCL)(n_features, extractor_hash)
 
 
 HeadFactory = Callable[[int, str], Head]
 
 # Every head of the core, learning the true labels of the same stream (the "supervised" setting),
-# to compare them on equal terms. Learning rates are for these features (norm ≈ 10), chosen
-# over {0.001, 0.005, 0.02} on 2 seeds; QLR and its fp32 twin share every setting but storage.
+# to compare them on equal terms. Learning rates: the selection's (HEAD_LR, REPLAY["lr"]); QLR
+# and its fp32 twin share every setting but storage.
 REPLAY = {"memory_size": 1500, "batch_size": 32, "epochs": 2, "lr": 0.02}
 HEADS: dict[str, HeadFactory] = {
     "cwr_star": lambda n, h: CWRStar(n, extractor_hash=h, **CWR_PARAMS),
-    "tinyol": lambda n, h: TinyOL(n, lr=0.02, extractor_hash=h),
+    "tinyol": lambda n, h: TinyOL(n, lr=HEAD_LR["tinyol"], extractor_hash=h),
     "ncm": lambda n, h: StreamingNCM(n, extractor_hash=h),
     "slda": lambda n, h: StreamingLDA(n, refresh_every=25, extractor_hash=h),
     "latent_replay_fp32": lambda n, h: LatentReplayHead(n, quantized=False, extractor_hash=h, **REPLAY),
     "latent_replay_int8": lambda n, h: LatentReplayHead(n, quantized=True, extractor_hash=h, **REPLAY),
-    "tybox_64k": lambda n, h: TyBoxHead(n, memory_bytes=64 * 1024, lr=0.02, extractor_hash=h),
+    "tybox_64k": lambda n, h: TyBoxHead(n, memory_bytes=64 * 1024, lr=HEAD_LR["tybox"], extractor_hash=h),
 }
 
 METHODS: dict[str, tuple[MethodFactory, bool]] = {
@@ -88,3 +99,9 @@ METHODS: dict[str, tuple[MethodFactory, bool]] = {
     "tinycl": (tinycl_best, False),
     "supervised_slda": (supervised_slda, True),
 }
+
+# Latent replay with trainable upper layers (core/latent.py): the cut (a node of the frozen ONNX
+# model: the output of the last conv block, 128×3×3), memory rule and training schedule; lr,
+# upper_lr_scale and replay are chosen by `tinycl experiment latent --select` (LATENT_GRID).
+LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_size": 32, "epochs": 4,
+          "lr": 0.01, "upper_lr_scale": 0.3, "replay": 96, "minibatch": 32}

@@ -40,12 +40,14 @@ def test_har_targets(har):
     assert t["accuracy_gap_single_user"]["met"], t
     assert t["state_bytes"]["met"] and t["state_bytes"]["value"] <= 40 * 1024
     assert m["rce"]["accuracy"] >= 97.0 and len(m["rce"]["accuracy_per_user"]) == 16
-    # learning cost: guards at what is reached (the 100x target is missed, see docs/tinyrce.md)
-    assert t["learning_ratio_vs_head"]["value"] >= 10, t
+    # learning cost: guards at what is reached (the 100x target is missed, see docs/tinyrce.md).
+    # r_max chosen on training data (12, issue 14) commits more prototypes than the old 24: 5.2x
+    assert t["learning_ratio_vs_head"]["value"] >= 4, t
+    assert 0 < m["rce"]["learning_macs_early_exit"] < 0.7 * m["rce"]["learning_macs"]
     assert t["learning_ratio_vs_cnn"]["value"] >= 80, t
     assert m["rce"]["training_ram_bytes"] < m["backprop"]["training_ram_bytes"]
-    # active labelling: far fewer labels, close accuracy
-    assert m["rce_active"]["labels_used"] < 0.3 * m["backprop"]["labels_used"]
+    # active labelling: fewer labels, close accuracy (r_max 12 asks for 54% of them, 24 asked < 30%)
+    assert m["rce_active"]["labels_used"] < 0.6 * m["backprop"]["labels_used"]
     assert m["rce_active"]["accuracy"] >= m["backprop"]["accuracy"] - 2.0
 
 
@@ -61,10 +63,10 @@ def test_har_new_user_learns_from_label_requests(har):
 
 def test_cwru_targets(cwru):
     t = cwru["targets"]
-    assert t["accuracy_gap"]["met"] and t["accuracy_gap"]["value"] >= -2.0, t        # measured −1.82
+    assert t["accuracy_gap"]["met"] and t["accuracy_gap"]["value"] >= -2.0, t        # measured −1.69
     assert t["state_bytes"]["met"]
     assert cwru["methods"]["rce"]["accuracy"] >= 95.0
-    assert t["learning_ratio_vs_head"]["value"] >= 8, t
+    assert t["learning_ratio_vs_head"]["value"] >= 4, t   # 4.71 with r_max 24 chosen on training data
     assert t["learning_ratio_vs_cnn"]["value"] >= 80, t
 
 

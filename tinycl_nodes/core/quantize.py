@@ -90,3 +90,70 @@ class Int8Quantizer:
 
     def __repr__(self) -> str:
         return f"Int8Quantizer(scale={self.scale!r}, zero_point={self.zero_point})"
+
+
+class ChannelInt8Quantizer:
+    """Per-channel affine int8 grid for flattened ``(C, S)`` activations (quantized latent replay).
+
+    Channel ``c`` is the slice ``[c·S, (c+1)·S)`` of a flattened NCHW activation; each has its own
+    :class:`Int8Quantizer` grid, so a channel with a small range is not crushed by a large one.
+    Costs 8 bytes per channel (scale + zero point) next to the codes.
+    """
+
+    def __init__(self, scales: Any, zero_points: Any, channel_size: int) -> None:
+        self.grids = [Int8Quantizer(float(s), int(z)) for s, z in zip(np.ravel(scales), np.ravel(zero_points))]
+        if not self.grids or len(self.grids) != np.size(zero_points):
+            raise InputError("channel quantizer: needs one scale and one zero point per channel")
+        if isinstance(channel_size, bool) or not isinstance(channel_size, numbers.Integral) or channel_size < 1:
+            raise InputError(f"channel_size: must be a positive int, got {channel_size!r}")
+        self.channel_size = int(channel_size)
+        self._scale = np.array([g.scale for g in self.grids], np.float32)[:, None]
+        self._zp = np.array([g.zero_point for g in self.grids], np.float32)[:, None]
+
+    @classmethod
+    def fit(cls, x: Any, channels: int, margin: float = 0.1) -> "ChannelInt8Quantizer":
+        """Calibrate one grid per channel on rows ``x`` (n, channels·S)."""
+        arr = np.asarray(x, np.float32)
+        if arr.ndim != 2 or arr.shape[1] % channels:
+            raise InputError(f"channel quantizer: {arr.shape} is not (n, {channels}·S)")
+        S = arr.shape[1] // channels
+        per = arr.reshape(arr.shape[0], channels, S)
+        grids = [Int8Quantizer.fit(per[:, c], margin) for c in range(channels)]
+        return cls([g.scale for g in grids], [g.zero_point for g in grids], S)
+
+    def _view(self, x: Any) -> np.ndarray:
+        arr = np.asarray(x, np.float32)
+        C = len(self.grids)
+        if arr.shape[-1] != C * self.channel_size:
+            raise InputError(f"channel quantizer: rows of {arr.shape[-1]} values, expected {C * self.channel_size}")
+        return arr.reshape(*arr.shape[:-1], C, self.channel_size)
+
+    def quantize(self, x: Any) -> np.ndarray:
+        v = self._view(x)
+        q = np.rint(v / self._scale) + self._zp
+        return np.clip(q, QMIN, QMAX).astype(np.int8).reshape(np.shape(x))
+
+    def dequantize(self, q: Any) -> np.ndarray:
+        v = self._view(q)
+        return ((v - self._zp) * self._scale).astype(np.float32).reshape(np.shape(q))
+
+    @property
+    def nbytes(self) -> int:
+        return 8 * len(self.grids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scales": [g.scale for g in self.grids], "zero_points": [g.zero_point for g in self.grids],
+                "channel_size": self.channel_size}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChannelInt8Quantizer) and self.to_dict() == other.to_dict()
+
+
+def quantizer_from_dict(d: Any) -> "Int8Quantizer | ChannelInt8Quantizer":
+    """Either grid from its ``to_dict`` form; StateError on anything malformed."""
+    if isinstance(d, dict) and "scales" in d:
+        try:
+            return ChannelInt8Quantizer(d["scales"], d["zero_points"], d["channel_size"])
+        except (KeyError, TypeError, ValueError, InputError) as exc:
+            raise StateError(f"state: bad channel quantizer ({exc})") from None
+    return Int8Quantizer.from_dict(d)

@@ -105,6 +105,7 @@ class TinyRCE(Head):
         self.hits = np.zeros(0, np.uint32)
         self.last_used = np.zeros(0, np.uint32)
         self.learning_macs = 0
+        self.learning_macs_early_exit = 0   # the same passes with early exit (see _early_exit_macs)
         self.counters = {"committed": 0, "grown": 0, "shrunk": 0, "pruned": 0, "evicted": 0, "dropped": 0}
 
     # --- capacity ---------------------------------------------------------------------------
@@ -206,6 +207,7 @@ class TinyRCE(Head):
         d = self._dist(x)
         self.learning_macs += P * self.n_features
         right = self.rows == idx
+        self.learning_macs_early_exit += self._early_exit_macs(x, right)
         fire = d < self.radii
         # shrink every wrong-class prototype that fires to the distance of x (factor d/r)
         wrong = np.flatnonzero(fire & ~right)
@@ -223,6 +225,26 @@ class TinyRCE(Head):
             self._commit(x, idx, radius, step)
         self._prune_dead()
 
+    def _early_exit_macs(self, x: np.ndarray, right: np.ndarray, chunk: int = 8) -> int:
+        """MACs of the learning distance pass when each distance stops early, ``chunk`` features at a time.
+
+        Learning only needs ``d_j`` exactly where it can matter: a right-class prototype up to
+        ``r_j·(1 + grow_margin)`` (fire or grow), any other up to ``r_max`` (fire, or the radius
+        ``min(nearest other, r_max)`` of a new prototype). Once the running sum of a distance
+        passes that bound the prototype can change nothing, so a device stops there: the
+        decisions are identical, only the count differs. (The growth check's center-to-center
+        distances are counted in full in both counters.)
+        """
+        diff = self.centers - x
+        part = np.abs(diff) if self.metric == "l1" else diff * diff
+        bound = np.where(right, self.radii * np.float32(1.0 + self.grow_margin), np.float32(self.r_max))
+        if self.metric == "l2":
+            bound = bound * bound
+        sums = np.add.reduceat(part, np.arange(0, self.n_features, chunk), axis=1).cumsum(axis=1)
+        over = sums > bound[:, None]
+        stop = np.where(over.any(axis=1), over.argmax(axis=1) + 1, sums.shape[1])
+        return int(np.minimum(stop * chunk, self.n_features).sum())
+
     def _grow(self, x: np.ndarray, d: np.ndarray, right: np.ndarray, step: np.uint32) -> bool:
         """Aging upward: let the right-class prototype with the smallest ``d/r`` below
         ``1 + grow_margin`` cover x, unless that would reach another class's center or r_max."""
@@ -239,6 +261,7 @@ class TinyRCE(Head):
         if others.size:
             dc = self._dist_rows(self.centers[j], others)
             self.learning_macs += int(others.size) * self.n_features
+            self.learning_macs_early_exit += int(others.size) * self.n_features
             if new_r >= float(dc.min()):
                 return False
         self.radii[j] = np.float32(new_r)
@@ -309,7 +332,8 @@ class TinyRCE(Head):
                 "grow_margin": self.grow_margin, "metric": self.metric}
 
     def _meta(self) -> dict[str, Any]:
-        return {"learning_macs": int(self.learning_macs), "counters": dict(self.counters)}
+        return {"learning_macs": int(self.learning_macs), "counters": dict(self.counters),
+                "learning_macs_early_exit": int(self.learning_macs_early_exit)}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"centers": self.centers, "radii": self.radii, "rows": self.rows,
@@ -342,5 +366,8 @@ class TinyRCE(Head):
         if not isinstance(counters, dict) or set(counters) != set(self.counters) or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counters.values()):
             raise StateError("state: meta 'counters' is malformed")
+        early = state["meta"].get("learning_macs_early_exit", 0)   # absent in states before it existed
+        if isinstance(early, bool) or not isinstance(early, int) or early < 0:
+            raise StateError(f"state: meta 'learning_macs_early_exit' must be a non-negative int, got {early!r}")
         return {"centers": centers, "radii": radii, "rows": rows, "hits": hits, "last_used": last_used,
-                "learning_macs": macs, "counters": dict(counters)}
+                "learning_macs": macs, "learning_macs_early_exit": early, "counters": dict(counters)}

@@ -24,7 +24,7 @@ from ._util import (add_zero_row, check_int, check_rows, expect_array,
                     expect_rows, label_dtype, meta_of, rng_from_state, rng_state)
 from .errors import InputError, StateError
 from .head import Head
-from .quantize import Int8Quantizer
+from .quantize import ChannelInt8Quantizer, Int8Quantizer, quantizer_from_dict
 from .validation import check_batch, check_positive
 
 
@@ -45,10 +45,14 @@ class ReplayBuffer:
     version = 1
 
     def __init__(self, capacity: int, n_features: int, *, quantized: bool = False,
-                 quantizer: Int8Quantizer | None = None, margin: float = 0.1, seed: int = 0) -> None:
+                 quantizer: Int8Quantizer | ChannelInt8Quantizer | None = None, margin: float = 0.1,
+                 seed: int = 0, channels: int = 1) -> None:
         self.capacity = check_int(capacity, "memory_size")
         self.n_features = check_int(n_features, "n_features")
-        if quantizer is not None and not isinstance(quantizer, Int8Quantizer):
+        self.channels = check_int(channels, "channels")
+        if self.n_features % self.channels:
+            raise InputError(f"channels: {self.channels} does not divide {self.n_features} features")
+        if quantizer is not None and not isinstance(quantizer, (Int8Quantizer, ChannelInt8Quantizer)):
             raise InputError(f"quantizer: must be an Int8Quantizer or None, got {type(quantizer).__name__}")
         self.quantized = bool(quantized) or quantizer is not None
         self.quantizer = quantizer
@@ -87,7 +91,8 @@ class ReplayBuffer:
         if n == 0:
             return 0
         if self.quantized and self.quantizer is None:
-            self.quantizer = Int8Quantizer.fit(X, self.margin)
+            self.quantizer = (ChannelInt8Quantizer.fit(X, self.channels, self.margin) if self.channels > 1
+                              else Int8Quantizer.fit(X, self.margin))
         self.ensure_classes(int(rows.max()) + 1)
         h = min(self.capacity // (self.n_batches + 1), n)
         if h:
@@ -102,11 +107,12 @@ class ReplayBuffer:
         self.last_kept = h
         return h
 
-    def features(self) -> np.ndarray:
-        """The stored patterns as float32 (dequantised when int8), oldest slot first."""
+    def features(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """The stored patterns (or slots ``idx``) as float32, dequantised when int8."""
+        x = self._x[:self.size] if idx is None else self._x[idx]
         if self.quantized:
-            return self.quantizer.dequantize(self._x[:self.size])
-        return self._x[:self.size].copy()
+            return self.quantizer.dequantize(x)
+        return x.copy()
 
     def rows(self) -> np.ndarray:
         """The class rows of the stored patterns (a copy)."""
@@ -121,6 +127,13 @@ class ReplayBuffer:
     def label_nbytes(self) -> int:
         """Bytes reserved for stored labels (capacity × 1 or 2)."""
         return int(self._rows.nbytes)
+
+    @property
+    def quantizer_nbytes(self) -> int:
+        """Bytes of the int8 grid(s): 8 per tensor, 8 per channel (0 for fp32)."""
+        if not self.quantized:
+            return 0
+        return self.quantizer.nbytes if isinstance(self.quantizer, ChannelInt8Quantizer) else 8
 
     # --- state ------------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -148,14 +161,14 @@ class ReplayBuffer:
             raise StateError(f"state: replay memory indexes {n_cls} classes, head has {n_classes}")
         check_rows(rows, n_cls, prefix + "rows")
         qd = meta.get("quantizer")
-        quantizer = Int8Quantizer.from_dict(qd) if qd is not None else None
+        quantizer = quantizer_from_dict(qd) if qd is not None else None
         if self.quantized and size and quantizer is None:
             raise StateError("state: int8 replay memory without its quantizer")
         if not self.quantized and quantizer is not None:
             raise StateError("state: holds an int8 replay memory, this buffer stores float32")
         rng = rng_from_state(meta.get("rng_state"), "replay rng_state")
         new = ReplayBuffer(self.capacity, self.n_features, quantized=self.quantized,
-                           quantizer=quantizer, margin=self.margin, seed=self.seed)
+                           quantizer=quantizer, margin=self.margin, seed=self.seed, channels=self.channels)
         new.rng, new.n_batches, new.size = rng, n_batches, size
         new.ensure_classes(max(n_cls, n_classes or 0))
         new._x[:size] = x
@@ -165,7 +178,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """Versioned snapshot (usable on its own; heads embed the same arrays and meta)."""
         params = {"capacity": self.capacity, "quantized": self.quantized, "margin": self.margin,
-                  "seed": self.seed}
+                  "seed": self.seed, "channels": self.channels}
         meta = {"n_features": self.n_features, **self._meta()}
         return st.make_state(self.kind, self.version, params, self._state_arrays(), meta)
 
@@ -178,7 +191,54 @@ class ReplayBuffer:
         self.__dict__.update(self._restored(state, meta, None).__dict__)
 
 
-class LatentReplayHead(Head):
+class PendingBatch:
+    """Samples queued until a batch is complete: the replay heads learn ``batch_size`` at a time.
+
+    Subclasses set ``batch_size`` and ``n_features``, call :meth:`_init_pending` and implement
+    ``_train_batch`` (which trains on ``_px[:n_pending]`` / ``_prow[:n_pending]`` and resets
+    ``n_pending``). The queue is part of the state, so a restart loses no sample.
+    """
+
+    batch_size: int
+    n_features: int
+
+    def _init_pending(self) -> None:
+        self.n_pending = 0
+        self._px = np.zeros((self.batch_size, self.n_features), np.float32)
+        self._prow = np.zeros(self.batch_size, np.int64)
+
+    def _train_batch(self) -> None:
+        raise NotImplementedError
+
+    def _learn(self, x: np.ndarray, idx: int) -> None:
+        self._px[self.n_pending] = x
+        self._prow[self.n_pending] = idx
+        self.n_pending += 1
+        if self.n_pending >= self.batch_size:
+            self._train_batch()
+
+    def flush(self) -> None:
+        """Train on the queued partial batch now (e.g. at the end of a stream or before export)."""
+        if self.n_pending:
+            self._train_batch()
+
+    def _pending_arrays(self) -> dict[str, np.ndarray]:
+        return {"pending_x": self._px[:self.n_pending], "pending_rows": self._prow[:self.n_pending]}
+
+    def _load_pending(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
+        """Validated queue of ``state`` as attributes (``_px``, ``_prow``, ``n_pending``)."""
+        F = self.n_features
+        n_pending = expect_rows(state, "pending_x", self.batch_size - 1)
+        px = expect_array(state, "pending_x", (n_pending, F), np.float32)
+        prow = expect_array(state, "pending_rows", (n_pending,), np.int64)
+        check_rows(prow, n_classes, "pending_rows")
+        full_x = np.zeros((self.batch_size, F), np.float32)
+        full_row = np.zeros(self.batch_size, np.int64)
+        full_x[:n_pending], full_row[:n_pending] = px, prow
+        return {"_px": full_x, "_prow": full_row, "n_pending": n_pending}
+
+
+class LatentReplayHead(PendingBatch, Head):
     """Softmax linear layer + (optionally int8) latent replay memory.
 
     ``learn_one`` queues the sample; every ``batch_size`` samples the layer runs ``epochs``
@@ -218,9 +278,7 @@ class LatentReplayHead(Head):
         self._rng = np.random.default_rng(sgd_seq)
         self.W = np.zeros((0, n_features), np.float32)
         self.b = np.zeros(0, np.float32)
-        self.n_pending = 0
-        self._px = np.zeros((self.batch_size, n_features), np.float32)
-        self._prow = np.zeros(self.batch_size, np.int64)
+        self._init_pending()
 
     @property
     def memory_size(self) -> int:
@@ -240,23 +298,11 @@ class LatentReplayHead(Head):
         """Bytes reserved for replayed labels (same for fp32 and int8 memories)."""
         return self.buffer.label_nbytes
 
-    def flush(self) -> None:
-        """Train on the queued partial batch now (e.g. at the end of a stream or before export)."""
-        if self.n_pending:
-            self._train_batch()
-
     # --- Head -------------------------------------------------------------------------------
     def _add_class_rows(self) -> None:
         self.W = add_zero_row(self.W)
         self.b = add_zero_row(self.b)
         self.buffer.ensure_classes(len(self.b))
-
-    def _learn(self, x: np.ndarray, idx: int) -> None:
-        self._px[self.n_pending] = x
-        self._prow[self.n_pending] = idx
-        self.n_pending += 1
-        if self.n_pending >= self.batch_size:
-            self._train_batch()
 
     def _train_batch(self) -> None:
         n = self.n_pending
@@ -293,22 +339,12 @@ class LatentReplayHead(Head):
         return state
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"W": self.W, "b": self.b, "pending_x": self._px[:self.n_pending],
-                "pending_rows": self._prow[:self.n_pending], **self.buffer._state_arrays("replay_")}
+        return {"W": self.W, "b": self.b, **self._pending_arrays(), **self.buffer._state_arrays("replay_")}
 
     def _load_arrays(self, state: dict[str, Any], n_classes: int) -> dict[str, Any]:
         F = self.n_features
         W = expect_array(state, "W", (n_classes, F), np.float32)
         b = expect_array(state, "b", (n_classes,), np.float32)
-        n_pending = expect_rows(state, "pending_x", self.batch_size - 1)
-        px = expect_array(state, "pending_x", (n_pending, F), np.float32)
-        prow = expect_array(state, "pending_rows", (n_pending,), np.int64)
-        check_rows(prow, n_classes, "pending_rows")
         rng = rng_from_state(meta_of(state, "rng_state"))
         buffer = self.buffer._restored(state, meta_of(state, "replay"), n_classes, "replay_")
-        full_x = np.zeros((self.batch_size, F), np.float32)
-        full_row = np.zeros(self.batch_size, np.int64)
-        full_x[:n_pending] = px
-        full_row[:n_pending] = prow
-        return {"W": W, "b": b, "_px": full_x, "_prow": full_row, "n_pending": n_pending,
-                "_rng": rng, "buffer": buffer}
+        return {"W": W, "b": b, **self._load_pending(state, n_classes), "_rng": rng, "buffer": buffer}

@@ -32,6 +32,16 @@ def load_mnist(split: str = "train", data: str | os.PathLike[str] | None = None,
     return _load(split, str(folder.resolve()), verify)
 
 
+def load_fashion_mnist(split: str = "train", data: str | os.PathLike[str] | None = None,
+                       verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (same idx layout as MNIST); only the training split is provided here."""
+    if split != "train":
+        raise DataError(f"Fashion-MNIST: only the 'train' split is available, got {split!r}")
+    root = data_root(data)
+    folder = root if (root / FILES[split][0]).exists() and root.name == "fashion_mnist" else root / "fashion_mnist"
+    return _load(split, str(folder.resolve()), verify)
+
+
 @lru_cache(maxsize=4)
 def _load(split: str, folder_str: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     folder = Path(folder_str)

@@ -95,6 +95,11 @@ def tinyrce_tables(result: dict) -> list[Table]:
         t.add_row(RCE_TITLES[name], f"{r['accuracy']:.2f}", f"{r['accuracy_single_user']:.2f}",
                   _macs(r["learning_macs"]), _kib(r["state_bytes"]), _kib(r["training_ram_bytes"]),
                   f"{r['labels_requested']:.0f} / {r['labels_used']:.0f}")
+    if "cnn_e2e" in m:
+        r = m["cnn_e2e"]
+        t.add_row(f"end-to-end CNN, PyTorch, {r['epochs']:.0f} epochs (measured)", f"{r['accuracy']:.2f}",
+                  f"{r['accuracy_single_user']:.2f}", _macs(r["learning_macs"]), _kib(4 * r["params"]),
+                  _kib(r["training_ram_bytes"]), f"– / {r['labels_used']:.0f}")
     if "backprop_cnn" in m:
         t.add_row(RCE_TITLES["backprop_cnn"], "–", "–", _macs(m["backprop_cnn"]["learning_macs"]), "–", "–", "–")
     t.add_row("paper: TinyRCE / CNN backprop", f"gap {paper['accuracy_gap_single_user'][1]:+.2f} to "

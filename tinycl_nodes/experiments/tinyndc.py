@@ -19,16 +19,16 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.metrics import accuracy_on, classification_scores, forgetting, rolling_accuracy
 from ..core.tinyndc import TinyNDC
-from ..datasets import load_mnist
 from ..extractor import FrozenExtractor, model_path
 from ..presets import HEADS, METHODS, HeadFactory, MethodFactory
 from ..storage import write_atomic
+from ..training.train_frozen import model_stem
+from .protocol import DATASETS, OLD_CLASSES, SPLITS, load_images, train_parts
 
-OLD_CLASSES = (0, 1, 2, 3, 4, 5)
 CHECKPOINT = 1000  # stream samples between two forgetting checkpoints
-NEW_CLASSES = (6, 7, 8, 9)
 
 PAPER = {  # Albanese et al., table 1 and the labelled-samples sweep (accuracy, %)
     "supervised": {"accuracy": 94.3, "precision": 95.0, "recall": 94.0, "f1": 94.0},
@@ -62,6 +62,8 @@ class Features:
     test_y: np.ndarray
     extractor_hash: str
     train_source: Callable[[np.ndarray], np.ndarray]
+    split: str = "test"
+    dataset: str = "mnist"
     _cache: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -81,12 +83,28 @@ def _supervised_with(make_head: HeadFactory) -> MethodFactory:
     return lambda n, h: TinyNDC(None, make_head(n, h))
 
 
-def extract_features(extractor: FrozenExtractor, data: str | None) -> Features:
-    """Run the frozen model once over MNIST train and test (batched; the stream reuses them)."""
-    Xtr, ytr = load_mnist("train", data)
-    Xte, yte = load_mnist("test", data)
+def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str = "mnist",
+                     split: str = "test") -> Features:
+    """Run the frozen model once over the stream pool (batched; every run reuses it).
+
+    ``split="test"``: labels from the training set, stream from the test set (the paper's layout,
+    MNIST). ``split="train"``: both from disjoint parts of the training split
+    (:func:`~.protocol.train_parts`) — the validation protocol that model selection uses;
+    ``split="holdout"``: the same labels, the stream from the training split's second pool.
+    """
+    if split == "test":
+        Xtr, ytr = load_images(dataset, "train", data)
+        Xte, yte = load_images(dataset, "test", data)
+    elif split in ("train", "holdout"):
+        X, y = load_images(dataset, "train", data)
+        parts = train_parts(y)
+        Xtr, ytr = X[parts["labels"]], y[parts["labels"]]
+        pool = parts["stream" if split == "train" else "holdout"]
+        Xte, yte = X[pool], y[pool]
+    else:
+        raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
     return Features(ytr.astype(np.int64), extractor.extract(Xte), yte.astype(np.int64), extractor.hash,
-                    train_source=lambda idx: extractor.extract(Xtr[idx]))
+                    train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset)
 
 
 def split(seed: int, feats: Features, protocol: Protocol, labels_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,6 +252,12 @@ def write_json(result: dict, path: Path) -> None:
     write_atomic(path, json.dumps(result, indent=1).encode())
 
 
-def load_extractor(model: str) -> FrozenExtractor:
-    """The frozen extractor by name (``mnist_0to5_fp32``/``int8``) or path."""
+def load_extractor(model: str | None, dataset: str = "mnist", split: str = "test") -> FrozenExtractor:
+    """The frozen extractor by name (``mnist_0to5_fp32``/``int8``) or path; None: the protocol's own.
+
+    The training-split protocol's default is the model trained on the backbone part only
+    (``<dataset>_0to5_trainsplit_fp32``), so no labelled or streamed image was seen in training.
+    """
+    if model is None:
+        model = f"{model_stem(dataset if dataset in DATASETS else 'mnist', 'all' if split == 'test' else 'train')}_fp32"
     return FrozenExtractor(model_path(model), threads=2)

@@ -16,8 +16,12 @@ names). It writes ``<name>_fp32.onnx``, ``<name>_int8.onnx`` and their card ``<n
 the dataset, the class list and the preprocessing — to a new name: a model that exists (the
 shipped ``mnist_0to5`` above all) is only replaced with ``--overwrite``.
 
-Usage: python -m tinycl_nodes.training.train_frozen --name NAME [--dataset D] [--classes 0,1,2]
-       [--epochs N] [--data DIR] [--out DIR] [--overwrite]
+With ``--split train`` (MNIST or Fashion-MNIST) it trains on the ``backbone`` part of the training split
+only (``experiments/protocol.py``): the images the validation protocol labels and streams are never
+seen, so constants can be selected on that protocol without the backbone having memorised it.
+
+Usage: python -m tinycl_nodes.training.train_frozen [--name NAME] [--dataset D] [--split all|train]
+       [--classes 0,1,2] [--epochs N] [--data DIR] [--out DIR] [--overwrite]
 """
 
 from __future__ import annotations
@@ -32,10 +36,16 @@ import numpy as np
 
 from ..core.errors import TinyclError
 from ..datasets import load_mnist
+from ..experiments.protocol import train_parts
 from ..extractor import MODELS_DIR
 
 TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
 EMBED_DIM = 64
+
+
+def model_stem(dataset: str = "mnist", split: str = "all") -> str:
+    """File stem of the frozen model trained on ``dataset`` (``split`` all or train): one naming rule."""
+    return f"{dataset}_0to5" + ("_trainsplit" if split == "train" else "")
 
 
 def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES)):
@@ -95,14 +105,18 @@ PREPROCESSING = {"layout": "NCHW", "size": [28, 28], "color": "gray", "resize": 
                  "scale": 1 / 255, "mean": [0.0], "std": [1.0]}
 
 
-def load_training_set(dataset: str, data: str | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """(images float32 (n, 1, 28, 28) in [0, 1], class ids, class names, dataset name)."""
+def load_training_set(dataset: str, data: str | None, split: str = "all") -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """(images float32 (n, 1, 28, 28) in [0, 1], class ids, class names, dataset name); ``split="train"``:
+    the backbone part of the training split only."""
     from ..datasets import data_root, load_image_folder, read_images
     from ..model_card import Preprocessing
     from ..preprocess import preprocess_batch
 
     if dataset in ("mnist", "fashion_mnist"):
         X, y = load_mnist("train", data_root(data) / dataset)
+        if split == "train":
+            keep = np.sort(train_parts(y)["backbone"])
+            X, y = X[keep], y[keep]
         return X[:, None].astype(np.float32) / 255.0, y.astype(np.int64), [str(c) for c in range(10)], dataset
     folder = load_image_folder(dataset)
     pre = Preprocessing(**PREPROCESSING)
@@ -173,16 +187,20 @@ def export_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> No
 def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--name", required=True, help="model name: writes <name>_fp32.onnx, <name>_int8.onnx, <name>.json")
+    ap.add_argument("--name", default=None, help="model name: writes <name>_fp32.onnx, <name>_int8.onnx, <name>.json "
+                                                 "(default: <dataset>_0to5, with _trainsplit for --split train)")
     ap.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder path")
     ap.add_argument("--classes", default="0,1,2,3,4,5", help="classes trained on: ids or names (default 0–5)")
     ap.add_argument("--data", default=None, help="data root holding mnist/ (default: $TINYCL_DATA or ../shared/data)")
+    ap.add_argument("--split", default="all", choices=["all", "train"],
+                    help="all: every training image of 0–5; train: the backbone part only (validation protocol)")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
     ap.add_argument("--overwrite", action="store_true", help="replace an existing model of that name")
     args = ap.parse_args(argv)
+    args.name = args.name or model_stem(Path(args.dataset).name, args.split)
     fp32, int8, card = (args.out / f"{args.name}_fp32.onnx", args.out / f"{args.name}_int8.onnx",
                         args.out / f"{args.name}.json")
     try:
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         existing = [p for p in (fp32, int8, card) if p.exists()]
         if existing and not args.overwrite:
             raise TinyclError(f"{existing[0]} exists: choose another --name (or --overwrite to replace it)")
-        X, y, names, dataset = load_training_set(args.dataset, args.data)
+        X, y, names, dataset = load_training_set(args.dataset, args.data, args.split)
         classes = parse_classes(args.classes, names)
     except TinyclError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     calib = Xt.numpy()[rng.choice(len(Xt), min(512, len(Xt)), replace=False)]
     export_int8(fp32, int8, calib)
     meta = {"dataset": dataset, "class_names": [names[c] for c in classes], "train_classes": list(classes),
-            "embed_dim": EMBED_DIM, "epochs": args.epochs, "seed": args.seed, "torch": torch.__version__,
+            "embed_dim": EMBED_DIM, "split": args.split, "images": int(len(Xt)), "epochs": args.epochs, "seed": args.seed, "torch": torch.__version__,
             "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
     card.write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {fp32} ({fp32.stat().st_size} B), {int8} ({int8.stat().st_size} B) and the card {card}")

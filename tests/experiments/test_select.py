@@ -1,0 +1,48 @@
+"""Model selection: the training-split protocol's parts are disjoint and the test split is never read."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+import numpy as np
+import pytest
+
+import tinycl_nodes.datasets as datasets
+from tinycl_nodes.experiments import select
+from tinycl_nodes.experiments.protocol import OLD_CLASSES, forbid_test_split, load_images, train_parts
+
+
+def test_training_split_parts_are_disjoint_and_balanced(data_dir):
+    _, y = load_images("mnist", "train", data_dir)
+    parts = train_parts(y)
+    every = np.concatenate(list(parts.values()))
+    assert np.unique(every).size == every.size                     # disjoint
+    assert np.bincount(y[parts["labels"]]).tolist() == [100] * 10
+    assert np.bincount(y[parts["stream"]]).tolist() == [1000] * 10
+    assert np.bincount(y[parts["holdout"]]).tolist() == [1000] * 10
+    assert set(np.unique(y[parts["backbone"]]).tolist()) == set(OLD_CLASSES)
+    assert np.array_equal(train_parts(y)["stream"], parts["stream"])  # fixed: same parts every time
+
+
+def test_selection_never_reads_the_test_split(monkeypatch, data_dir, tmp_path):
+    seen: list[str] = []
+    real = datasets.load_mnist
+
+    def spy(split="train", data=None, verify=True):
+        seen.append(split)
+        return real(split, data, verify)
+
+    monkeypatch.setattr(datasets, "load_mnist", spy)
+    out = tmp_path / "select.json"
+    args = Namespace(dataset="mnist", model="mnist_0to5_fp32", data=str(data_dir), seeds=1, stream=300,
+                     grids="tinyol.lr", out=str(out))
+    assert select.main(args) == 0
+    assert seen and set(seen) == {"train"}
+    result = json.loads(out.read_text())
+    grid = result["grids"]["tinyol.lr"]
+    assert result["protocol"]["split"] == "train"
+    assert [r["value"] for r in grid["rows"]] == list(select.GRIDS[3].values)
+    assert grid["chosen"] == max(grid["rows"], key=lambda r: r["objective"])["value"]
+    with forbid_test_split(), pytest.raises(AssertionError, match="test split"):
+        load_images("mnist", "test", data_dir)

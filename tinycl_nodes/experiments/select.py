@@ -1,0 +1,168 @@
+"""Model selection on the training-split validation protocol: every tuned constant, re-run.
+
+``tinycl experiment select --dataset mnist`` rebuilds the validation protocol from the training
+split alone (``protocol.train_parts``: the frozen model was trained on the ``backbone`` part, the
+labels and the stream are the ``labels`` and ``stream`` parts), runs every grid in ``GRIDS`` in
+order (coordinate ascent: a grid uses the values already chosen by the grids before it), and
+writes the table of every value tried with the value chosen. The test split is never read: the
+run holds :func:`~.protocol.forbid_test_split` for its whole length, and ``load_images`` refuses
+the test split while it is held.
+
+Objective of a grid: the mean accuracy on the last 1,000 stream predictions over ``seeds`` seeds
+and over the grid's labels-per-class settings (1 and 10 for the unsupervised constants, where the
+1-label case is the fragile one; 10 for heads learning true labels). Ties keep the earlier value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import presets
+from ..core.cwr import CWRStar
+from ..core.replay import LatentReplayHead
+from ..core.tinyndc import TinyNDC
+from ..core.tinyol import TinyOL
+from ..core.tybox import TyBoxHead
+from ..presets import MethodFactory
+from ..storage import write_atomic
+from . import tinyndc as exp
+from .protocol import forbid_test_split
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One tuned constant (or a tuple of them): where it lives, the values tried, how to build."""
+
+    name: str
+    preset: str                                   # the presets.py constant it sets
+    values: tuple[Any, ...]
+    build: Callable[[Any, dict[str, Any]], tuple[MethodFactory, bool]]  # (value, chosen) → (factory, supervised)
+    labels: tuple[int, ...]
+    why: str
+
+
+def _tinycl(chosen: dict[str, Any], **over: Any) -> MethodFactory:
+    p = {**presets.TINYCL, **{k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith("tinycl.")}, **over}
+    return presets.tinycl_with(p["prior_scale"], p["min_confidence"], p["cluster_update"])
+
+
+def _head(make) -> tuple[MethodFactory, bool]:
+    return (lambda n, h: TinyNDC(None, make(n, h))), True
+
+
+GRIDS: tuple[Grid, ...] = (
+    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0),
+         lambda v, c: (_tinycl(c, prior_scale=v), False), (1, 10),
+         "weight of the clusterer's isotropic prior (÷ labels per class)"),
+    Grid("tinycl.variant", "TINYCL['min_confidence'], TINYCL['cluster_update']",
+         ((0.0, "head"), (0.0, "self"), (0.0, "agree"), (0.5, "head"), (0.9, "head"), (0.5, "agree")),
+         lambda v, c: (_tinycl(c, min_confidence=v[0], cluster_update=v[1]), False), (1, 10),
+         "when the head learns a pseudo-label; what moves the centroids"),
+    Grid("cwr", "CWR_PARAMS['lr'], CWR_PARAMS['batch_size']",
+         tuple(itertools.product((0.005, 0.02, 0.05, 0.1), (16, 32, 64))),
+         lambda v, c: _head(lambda n, h: CWRStar(n, lr=v[0], batch_size=v[1], extractor_hash=h)), (10,),
+         "CWR* learning rate and consolidation batch (true labels)"),
+    Grid("tinyol.lr", "HEAD_LR['tinyol']", (0.005, 0.02, 0.05, 0.1),
+         lambda v, c: _head(lambda n, h: TinyOL(n, lr=v, extractor_hash=h)), (10,), "TinyOL learning rate"),
+    Grid("replay.lr", "REPLAY['lr']", (0.005, 0.02, 0.05),
+         lambda v, c: _head(lambda n, h: LatentReplayHead(n, extractor_hash=h, **{**presets.REPLAY, "lr": v})),
+         (10,), "final-feature replay head learning rate"),
+    Grid("tybox.lr", "HEAD_LR['tybox']", (0.005, 0.02, 0.05),
+         lambda v, c: _head(lambda n, h: TyBoxHead(n, memory_bytes=64 * 1024, lr=v, extractor_hash=h)),
+         (10,), "TyBox buffer-retrain learning rate"),
+)
+
+
+def current_preset(name: str) -> Any:
+    """The value presets.py holds now for grid ``name`` (to flag where it differs from the choice)."""
+    table = {"tinycl.prior_scale": presets.TINYCL["prior_scale"],
+             "tinycl.variant": (presets.TINYCL["min_confidence"], presets.TINYCL["cluster_update"]),
+             "cwr": (presets.CWR_PARAMS["lr"], presets.CWR_PARAMS["batch_size"]),
+             "tinyol.lr": presets.HEAD_LR["tinyol"], "replay.lr": presets.REPLAY["lr"],
+             "tybox.lr": presets.HEAD_LR["tybox"]}
+    return table.get(name)
+
+
+def run_select(feats: exp.Features, seeds: int = 3, grids: tuple[Grid, ...] = GRIDS,
+               protocol: exp.Protocol = exp.Protocol(),
+               progress: Callable[[str], None] = lambda m: None) -> dict:
+    """Run every grid on ``feats`` (which must come from the training split); return the table."""
+    if feats.split == "test":
+        raise AssertionError("model selection must not score on the test split")
+    chosen: dict[str, Any] = {}
+    out: dict[str, Any] = {"grids": {}, "chosen": chosen}
+    for grid in grids:
+        rows = []
+        t0 = time.perf_counter()
+        for value in grid.values:
+            factory, supervised = grid.build(value, chosen)
+            per = {}
+            for k in grid.labels:
+                accs = [exp.run_one(factory, supervised, feats, seed, protocol, k)["accuracy"] for seed in range(seeds)]
+                per[str(k)] = {"mean": round(float(np.mean(accs)), 3), "std": round(float(np.std(accs)), 3)}
+            objective = round(float(np.mean([v["mean"] for v in per.values()])), 3)
+            rows.append({"value": value, "objective": objective, "labels": per})
+            progress(f"{grid.name} = {value}: {objective:.2f}")
+        best = max(range(len(rows)), key=lambda i: (rows[i]["objective"], -i))
+        chosen[grid.name] = rows[best]["value"]
+        out["grids"][grid.name] = {"preset": grid.preset, "why": grid.why, "labels_per_class": list(grid.labels),
+                                   "rows": rows, "chosen": rows[best]["value"],
+                                   "presets_now": current_preset(grid.name),
+                                   "seconds": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+def main(args) -> int:
+    """``tinycl experiment select``: the grid on the training-split protocol, written to --out."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if __import__("sys").stdout.isatty() else 132)
+    names = set(args.grids.split(",")) if args.grids else None
+    grids = tuple(g for g in GRIDS if names is None or g.name in names)
+    with forbid_test_split():
+        extractor = exp.load_extractor(args.model, args.dataset, "train")
+        with console.status(f"extracting features with {extractor.path.name} …"):
+            feats = exp.extract_features(extractor, args.data, args.dataset, "train")
+        protocol = exp.Protocol(stream_length=args.stream)
+        result = run_select(feats, args.seeds, grids, protocol, progress=console.log)
+    result["protocol"] = {"dataset": args.dataset, "split": "train", "model": extractor.path.name,
+                          "seeds": args.seeds, **protocol.__dict__}
+    for name, g in result["grids"].items():
+        t = Table(title=f"{name} ({g['preset']}): {g['why']}")
+        t.add_column("value")
+        for k in g["labels_per_class"]:
+            t.add_column(f"{k} label(s)/class")
+        t.add_column("objective")
+        for r in g["rows"]:
+            mark = " ← chosen" if r["value"] == g["chosen"] else ""
+            t.add_row(str(r["value"]) + mark, *[f"{r['labels'][str(k)]['mean']:.2f} ± {r['labels'][str(k)]['std']:.2f}"
+                                               for k in g["labels_per_class"]], f"{r['objective']:.2f}")
+        console.print(t)
+        if g["presets_now"] is not None and _norm(g["presets_now"]) != _norm(g["chosen"]):
+            console.print(f"[yellow]presets.py has {g['presets_now']}, the selection chose {g['chosen']}[/]")
+    out = Path(args.out or f"results/select_{Path(args.dataset).name}.json")
+    write_atomic(out, json.dumps(result, indent=1).encode())
+    console.print(f"wrote {out}")
+    return 0
+
+
+def _norm(v: Any) -> Any:
+    return json.loads(json.dumps(v))
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder")
+    p.add_argument("--model", default=None, help="frozen extractor (default: <dataset>_0to5_trainsplit_fp32)")
+    p.add_argument("--data", default=None)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--stream", type=int, default=8000, help="stream length (shorter for a quick look)")
+    p.add_argument("--grids", default="", help="comma-separated grid names (default: all)")
+    p.add_argument("--out", default=None)
