@@ -69,7 +69,9 @@ def test_experiment_on_a_folder_names_the_dataset_and_warns(folder, tmp_path, ca
     assert r["protocol"]["new_classes"] == [1, 2] and r["protocol"]["stream_length"] == 50
     assert "my_digits" in printed and "MNIST" not in printed.split("warning")[-1].split("\n", 1)[1]
     assert "warning: mnist_0to5_fp32.onnx was made on mnist" in printed
-    assert r["methods"]["tinyndc"]["accuracy"]["mean"] > 50, r["methods"]["tinyndc"]
+    # CWR* (tinyndc) consolidates every 64 samples since the selection (presets.py): a 50-sample stream
+    # never completes a batch, so the learning check is on the per-sample streaming-LDA variant
+    assert r["methods"]["tinycl"]["accuracy"]["mean"] > 50, r["methods"]["tinycl"]
     assert main(["experiment", "tinyndc", "--folder", str(folder), "--old-classes", "eight", "--seeds", "1",
                  "--sweep", "", "--out", str(out)]) == 2
     assert "'eight' is not a class of the dataset" in capsys.readouterr().err
