@@ -30,11 +30,10 @@ from ..core.rce import TinyRCE
 from ..core.tinyndc import TinyNDC
 from ..datasets import load_mnist
 from ..extractor import FrozenExtractor, model_path
+from ..presets import CWR_PARAMS
 from . import c_state
 
 MODEL = "mnist_0to5_int8"
-# The MNIST experiment's CWR* settings (tinycl_nodes/presets.py CWR_PARAMS).
-CWR_PARAMS = {"lr": 0.02, "batch_size": 32}
 
 
 @dataclass
