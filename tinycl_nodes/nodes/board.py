@@ -109,6 +109,17 @@ class Board(Node):
 
     def __init__(self, bus: Any, params: BoardParams) -> None:
         super().__init__(bus, params)
+        # Subscribe before the slow part of the start (the CMake check/build of libtinycl.so, the
+        # model, the state): nobody waits for this node's readers (the labeler waits for one reader
+        # of `labeled`, usually the learner), and a reliable, volatile sample published before our
+        # reader is matched is lost. Callbacks only run once the node spins, after __init__; until
+        # then samples queue in the (keep-all) readers.
+        if params.input == "labeled":
+            bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
+        else:
+            self.join = TruthJoin(self._step, params.truth_timeout_s, params.expect_ground_truth, self.log)
+            bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
+            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
         self.lib = ensure_library(params.lib, params.build, self.log)
         if params.input == "image":
             model = params.model or "mnist_0to5_int8"
@@ -130,14 +141,9 @@ class Board(Node):
         self.head_pub = bus.create_publisher("head", self.HeadMsg, "latched")
         self.updates_since_publish = 0
         self.sample_id = 0
-        if params.input == "labeled":
-            bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
-        else:
+        if params.input == "image":
             self.Features = bus.msg("Features")
             self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
-            self.join = TruthJoin(self._step, params.truth_timeout_s, params.expect_ground_truth, self.log)
-            bus.create_subscription("ground_truth", "GroundTruth", self.on_truth, "reliable")
-            bus.create_subscription("image", "sensor_msgs/msg/Image", self.on_image, params.image_qos)
             bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
         bus.create_timer(params.publish_period_s, self._maybe_publish)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
