@@ -58,8 +58,11 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     state_dir = Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
-    for node in {"labeler", "learner", "board"} & set(GRAPHS[graph_name]):
-        ov.setdefault(node, {})["state_dir"] = str(state_dir)
+    from .launcher import node_parameters
+
+    for node in GRAPHS[graph_name]:            # every node that keeps state (exporter included)
+        if "state_dir" in node_parameters(node):
+            ov.setdefault(node, {})["state_dir"] = str(state_dir)
     export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
                       .get("out_dir") or "results/export")
     ov.setdefault("exporter", {})["out_dir"] = str(export_dir)

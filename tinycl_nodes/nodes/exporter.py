@@ -101,7 +101,12 @@ class Exporter(Node):
         return root / rel
 
     def _changed(self) -> bool:
-        return self.head is not None and self.head.version != self.written_version
+        """A head not written yet, or whose files are gone from the export folder (deleted, or a
+        new ``out_dir`` over the same state)."""
+        if self.head is None:
+            return False
+        folder = Path(state_dir(self.params.out_dir, self.bus.namespace, "export"))
+        return self.head.version != self.written_version or not (folder / f"{self.params.name}.onnx").is_file()
 
     def export(self, out_dir: Path | None = None) -> list[Path]:
         """Write ``<name>.onnx`` and ``<name>.h`` of the last head to ``out_dir`` (default: the export folder)."""
