@@ -20,7 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def domain() -> int:
-    return random.Random(os.getpid() * 7 + time.time_ns()).randint(150, 230)
+    """A random domain id that this test process has not configured yet (a domain keeps the config
+    it was first given, loopback or a network one: reusing it with another is an error)."""
+    from tinycl_nodes.bus.dds import configured_domains
+
+    used = configured_domains()
+    return random.Random(os.getpid() * 7 + time.time_ns()).choice([d for d in range(150, 231) if d not in used])
 
 
 class NodeProcess:

@@ -44,6 +44,12 @@ def _domain(did: int, uri: str | None) -> None:
         _DOMAINS[did] = (Domain(did, uri) if uri else None, uri)
 
 
+def configured_domains() -> set[int]:
+    """Domain ids this process has configured (each with one config for the rest of its life)."""
+    with _DOMAINS_LOCK:
+        return set(_DOMAINS)
+
+
 class DdsPublisher:
     def __init__(self, topic: str, writer: DataWriter, msg_type: type) -> None:
         self.topic, self.writer, self.msg_type = topic, writer, msg_type
