@@ -59,9 +59,9 @@ def test_exported_onnx_and_c_header_agree(demo, tmp_path):
     assert np.array_equal(c_cls, cls)
 
 
-def test_board_graph_equals_in_process(tmp_path):
+def test_board_graph_equals_in_process(tmp_path, domain):
     """The C learning core (the firmware's, via ctypes) in the learner's place: same predictions."""
-    os.environ["ROS_DOMAIN_ID"] = str(160 + os.getpid() % 10)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
     try:
         result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
                           out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")),
