@@ -151,6 +151,7 @@ class Monitor:
     labels: np.ndarray                       # true class of sample_id − 1
     extractor_hash: str
     received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOPICS, 0))
+    ids: dict[str, set[int]] = field(default_factory=lambda: {t: set() for t in TOPICS[:3]})   # sample ids received
     predictions: dict[int, int] = field(default_factory=dict)
     heads: list[Any] = field(default_factory=list)
     answered: list[tuple[str, int]] = field(default_factory=list)
@@ -180,9 +181,11 @@ class Monitor:
     def on_features(self, msg: Any) -> None:
         from tinycl_nodes.nodes.messages import features_of
         features_of(msg, 64, self.extractor_hash)
+        self.ids["features"].add(int(msg.sample_id))
 
     def on_prediction(self, msg: Any) -> None:
         self.predictions[int(msg.sample_id)] = int(msg.class_id)
+        self.ids["predictions"].add(int(msg.sample_id))
 
     def on_head(self, msg: Any) -> None:
         from tinycl_nodes.interfaces.heads import from_msg
@@ -193,6 +196,7 @@ class Monitor:
         from tinycl_nodes.nodes.messages import features_of
         features_of(msg.features, 64, self.extractor_hash)
         sid = int(msg.features.sample_id)
+        self.ids["label_request"].add(sid)
         label = int(self.labels[sid - 1])
         self.answer(msg.request_id, label)
         self.answered.append((msg.request_id, label))
@@ -263,20 +267,58 @@ def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: A
 
 
 def parse_board_log(lines: list[str]) -> dict[str, Any]:
-    preds, events, sent, applied, logs = {}, [], {}, {}, []
+    """The board's log: predictions per frame, events, counters, log lines, the sample ids of the label requests
+    the agent confirmed, and the connected spans of sample ids (a span ends at the frame whose publish failed)."""
+    preds, events, sent, applied, logs, asked, spans, failed = {}, [], {}, {}, [], set(), [], {}
+    last = 0   # sample id of the last frame logged
     for ln in lines:
         f = ln.split()
         if not f:
             continue
         if f[0] == "P" and len(f) == 5:
             preds[int(f[1])] = (int(f[3]), int(f[4]))
+            last = int(f[2])
+        elif f[0] == "A" and len(f) == 2:
+            asked.add(int(f[1]))
         elif f[0] == "EV" and len(f) >= 4:
             events.append((int(f[1]), f[2], int(f[3]), int(f[4]) if len(f) > 4 else 0))
         elif f[0] in ("SENT", "APPLIED"):
             (sent if f[0] == "SENT" else applied).update({k: int(v) for k, v in (x.split("=") for x in f[1:])})
         elif f[0] == "LOG":
             logs.append(ln[4:])
-    return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs}
+            if ln.startswith(("LOG connected", "LOG reconnected")):
+                spans.append([last + 1, None])
+            elif ln.startswith("LOG agent lost") and spans:
+                spans[-1][1] = last
+            elif m := re.match(r"LOG publish on (\w+) failed", ln):
+                failed.setdefault(m.group(1), set()).add(last)   # unconfirmed: it may or may not have arrived
+    if spans and spans[-1][1] is None:
+        spans[-1][1] = last
+    return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs, "asked": asked,
+            "spans": [tuple(x) for x in spans], "failed": failed}
+
+
+def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int], sent: set[int] | None = None
+             ) -> dict[str, Any]:
+    """Which of the board's messages the graph got, per connected span of sample ids.
+
+    A span starts when the board (re)created its entities on the agent; until the graph's DDS has discovered the
+    agent's new writers a volatile message has no reader and is lost (ROS 2 semantics, as for any new publisher):
+    ``discovery_frames`` counts those frames. After the first message received in a span every message must arrive,
+    but for the span's last frame, whose publish found the agent gone, and frames whose publish was not confirmed in
+    time (``failed``: they may or may not arrive). ``sent``: the ids actually published (label requests are not
+    sent every frame); by default every frame of the span."""
+    out: dict[str, list] = {"discovery_frames": [], "missing_after_discovery": []}
+    for k, (start, end) in enumerate(spans):
+        ids = [i for i in range(start, end + 1) if sent is None or i in sent]
+        got = [i for i in ids if i in received]
+        if not got:
+            out["discovery_frames"].append(None if ids else 0)
+            continue
+        out["discovery_frames"].append(got[0] - start)
+        last_sure = end if k == len(spans) - 1 else end - 1
+        out["missing_after_discovery"] += [i for i in ids if got[0] < i <= last_sure and i not in received | failed]
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -374,6 +416,9 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         "frames": n, "stream_length": n_stream, "frame_period_ms": period_ms, "init_classes": classes, "seed": seed,
         "messages": {t: {"sent_by_board": board["sent"].get(t, 0), "received_by_graph": mon.received[t]} for t in TOPICS},
         "publish_failures": board["sent"].get("failed", 0),
+        "delivery": {t: delivery(board["spans"], mon.ids[t], board["failed"].get(t, set()),
+                                 board["asked"] if t == "label_request" else None) for t in mon.ids},
+        "connected_spans": board["spans"],
         "decode_errors_on_graph": mon.errors[:10],
         "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
             "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
@@ -421,6 +466,9 @@ def report(r: dict) -> None:
             f"applied {r['global_head']['applied_by_board']}; bad input refused by the board: {r['refused_by_board']}")
     c.print(f"reconnect after the agent restart: board {r['reconnect']['board_s']} s, first message on the graph after "
             f"{r['reconnect']['graph_first_message_after_restart_s']} s")
+    d = r["delivery"]["features"]
+    c.print(f"frames the board published before the graph discovered the agent's writers, per connection: "
+            f"{d['discovery_frames']}; missing after discovery: {d['missing_after_discovery']}")
 
 
 def main(argv: list[str] | None = None) -> int:
