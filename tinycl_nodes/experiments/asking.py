@@ -16,7 +16,7 @@ Scenarios (the same data as the nodes and experiments):
   all ten classes (``split_indices``, seed 0) stream in; scored on the other 7,000 test digits.
 
 The grouped policy's settings (radius, group size, open questions, wait, share of lone samples
-asked, how long an answer is remembered: ``GRID``) are chosen per scenario and budget on
+asked, how long and how far an answer reaches: ``GRID``) are chosen per scenario and budget on
 validation data that is not scored: HAR subjects 11–12, 9–10 and 7–8 (three folds) as new users
 of a base of the other subjects of 1–12; MNIST a 3,000-sample stream from the training split
 scored on other training digits. ``old`` is the policy the labeler had (``AskPolicy`` legacy
@@ -62,9 +62,10 @@ def old_policy(dedupe: float, metric: str, max_per_hour: int) -> AskPolicy:
 
 
 def new_policy(radius: float, metric: str, max_per_hour: int, min_size: int = 3, max_wait_s: float = 300.0,
-               max_open: int = 3, lone_share: float = 0.0, recent_s: float = 600.0) -> AskPolicy:
+               max_open: int = 3, lone_share: float = 0.0, recent_s: float = 600.0,
+               recent_radius: float | None = None) -> AskPolicy:
     return AskPolicy(radius, metric, min_size=min_size, max_wait_s=max_wait_s, max_open=max_open,
-                     max_per_hour=max_per_hour, lone_share=lone_share, recent_s=recent_s)
+                     max_per_hour=max_per_hour, lone_share=lone_share, recent_s=recent_s, recent_radius=recent_radius)
 
 
 def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0, answer_delay_s: float = 20.0,
@@ -180,12 +181,14 @@ GRID = {"radius_factor": (0.25, 0.5, 0.75, 0.85, 1.0),    # × r_max
         "max_open": (1, 3),
         "max_wait_s": (10.0, 300.0),
         "lone_share": (0.0, 0.1),
-        "recent_s": (600.0, 3600.0)}
+        "recent_s": (3600.0,),
+        "recent_radius_factor": (0.0, 0.75, 1.0)}    # × r_max; 0: the group radius
 
 
 def _policy(s: dict, budget: int, p: dict) -> AskPolicy:
     return new_policy(p["radius_factor"] * s["r_max"], s["metric"], budget, p["min_size"], p["max_wait_s"],
-                      p["max_open"], p["lone_share"], p["recent_s"])
+                      p["max_open"], p["lone_share"], p["recent_s"],
+                      p["recent_radius_factor"] * s["r_max"] or None)
 
 
 def choose(name: str, data: str | None, budget: int, progress: Callable[[str], None]) -> dict:
