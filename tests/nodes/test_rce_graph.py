@@ -212,6 +212,46 @@ def _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlea
     assert learner.proc.poll() is None and labeler.proc.poll() is None
 
 
+def test_a_jpeg_on_the_compressed_transport_is_the_requests_picture(domain, tmp_path):
+    """A camera on ``image/compressed`` (sensor_msgs/CompressedImage, a real 1280x720 JPEG made by
+    libjpeg): the label request carries that frame as the picture (640 wide, the same pixels up to
+    JPEG loss), and the label app's PNG of it decodes to the same picture."""
+    import cv2
+
+    from tinycl_nodes.images import picture_png
+
+    t = Probe(domain)
+    frames = t.bus.create_publisher("image/compressed", "sensor_msgs/msg/CompressedImage", "reliable")
+    yy, xx = np.mgrid[0:720, 0:1280]
+    frame = np.stack([(xx * 255 // 1279), (yy * 255 // 719), np.full_like(xx, 64)], 2).astype(np.uint8)
+    cv2.circle(frame, (640, 360), 200, (250, 250, 250), -1)
+    jpeg = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    try:
+        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
+                  "ask_policy:=each", "image_qos:=reliable") as labeler:
+            assert t.ready(t.features, frames), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            ns = t.stamp + 1000
+            frames.publish(t.bus.msg("sensor_msgs/msg/CompressedImage")(header=t.header(ns), format="jpeg",
+                                                                          data=jpeg))
+            t.bus.spin_once(0.2)
+            assert t.send(2) == ns
+            assert spin_until(t.bus, lambda: t.requests, 15), labeler.lines[-10:]
+            pic = t.requests[-1].picture
+            assert (pic.width, pic.height, pic.encoding) == (640, 360, "rgb8"), labeler.lines[-10:]
+            got = np.frombuffer(bytes(pic.data), np.uint8).reshape(360, 640, 3).astype(int)
+            want = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA).astype(int)
+            assert np.abs(got - want).mean() < 4, np.abs(got - want).mean()
+            assert "no picture" not in t.requests[-1].reason
+            png = np.asarray(cv2.imdecode(np.frombuffer(picture_png(pic), np.uint8), cv2.IMREAD_COLOR))[:, :, ::-1]
+            assert np.array_equal(png, got.astype(np.uint8))
+        assert "Traceback" not in "\n".join(labeler.lines)
+    finally:
+        t.bus.shutdown()
+
+
 def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
     t = Probe(domain)
     common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "ask_policy:=each")

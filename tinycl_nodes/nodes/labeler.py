@@ -26,7 +26,8 @@ head's predictions from then on.
 
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
-becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, or a plot of the
+becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, raw on ``image`` or
+JPEG/PNG on ``<image>/compressed``, or a plot of the
 IMU / vibration window — the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
@@ -382,6 +383,8 @@ class RceLabeler(Labeler):
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
         bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
+        bus.create_subscription(bus.topic_name("image") + "/compressed", "sensor_msgs/msg/CompressedImage",
+                                self._on_raw_image, params.image_qos)     # either transport (image_transport)
         bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
@@ -553,7 +556,7 @@ class RceLabeler(Labeler):
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
         kind, raw = self._raw.get(stamp, (None, None))
         try:
-            if kind == "image":   # any camera encoding → rgb8/mono8 the phone shows, at most 640 wide
+            if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
                 img = camera_picture(raw, 640)
                 if img.nbytes <= MAX_PICTURE_BYTES:
                     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2
