@@ -142,13 +142,19 @@ def test_unlearn_restores_the_head_without_the_sample(Head):
         a.unlearn_valid(v(1), 42)
 
 
-def test_replay_undo_is_exact_for_rce():
-    rng = np.random.default_rng(1)
-    X, y = rng.normal(0, 3, (60, F)).astype(np.float32), rng.integers(0, 3, 60)
+def _rce_through_undo(seed: int, n: int, answer: tuple[int, ...]):
+    """A TinyRCE that learned ``n`` random samples through a ReplayUndo, those at ``answer`` tagged."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(0, 3, (n, F)).astype(np.float32), rng.integers(0, 3, n)
     rce = TinyRCE(F, r_max=4.0)
     undo = ReplayUndo(rce, max_samples=30)
     for i, (x, c) in enumerate(zip(X, y)):
-        undo.learn(x, int(c), "answer" if i in (40, 41) else "")
+        undo.learn(x, int(c), "answer" if i in answer else "")
+    return rng, X, y, rce, undo
+
+
+def test_replay_undo_is_exact_for_rce():
+    rng, X, y, rce, undo = _rce_through_undo(1, 60, (40, 41))
     ref = TinyRCE(F, r_max=4.0)
     for i, (x, c) in enumerate(zip(X, y)):
         if i not in (40, 41):
@@ -161,12 +167,7 @@ def test_replay_undo_is_exact_for_rce():
 
 
 def test_replay_undo_survives_its_state_and_refuses_a_log_of_another_head():
-    rng = np.random.default_rng(2)
-    X, y = rng.normal(0, 3, (50, F)).astype(np.float32), rng.integers(0, 3, 50)
-    rce = TinyRCE(F, r_max=4.0)
-    undo = ReplayUndo(rce, max_samples=30)
-    for i, (x, c) in enumerate(zip(X, y)):
-        undo.learn(x, int(c), "answer" if i == 45 else "")
+    rng, _, _, rce, undo = _rce_through_undo(2, 50, (45,))
     saved, saved_rce = st.from_bytes(st.to_bytes(undo.state_dict())), rce.state_dict()
     again = TinyRCE(F, r_max=4.0)                          # a restart: the head from its state, the log from its own
     again.load_state_dict(saved_rce)

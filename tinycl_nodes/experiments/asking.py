@@ -176,8 +176,8 @@ def evaluate(streams: list[Stream], factory: Callable[[], TinyRCE], make_policy:
     return {"mean": _mean(runs), "runs": {s.name: r for s, r in zip(streams, runs)}}
 
 
-GRID = {"radius_factor": (0.25, 0.5, 0.75, 0.85, 1.0),    # × r_max
-        "min_size": (1, 2, 3, 4),
+GRID = {"radius_factor": (0.25, 0.5, 0.85),    # × r_max
+        "min_size": (1, 2, 3),
         "max_open": (1, 3),
         "max_wait_s": (10.0, 300.0),
         "lone_share": (0.0, 0.1),
