@@ -37,6 +37,8 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     info = ros.run("ros2", "topic", "info", "--verbose", f"{NS}/image_raw").stdout
     sub = info.split("Subscription count")[1]
     assert "Node name: extractor" in sub and "Reliability: BEST_EFFORT" in sub and "History (Depth): KEEP_LAST" in sub, info
+    info = ros.run("ros2", "topic", "info", "--verbose", f"{NS}/image_raw/compressed").stdout
+    assert "Node name: labeler" in info.split("Subscription count")[1], info    # its pictures, either transport
     out = ros.tmp / "driver.json"
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
             "--rate", "30", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)

@@ -26,7 +26,8 @@ head's predictions from then on.
 
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
-becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, or a plot of the
+becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, raw on ``image`` or
+JPEG/PNG on ``<image>/compressed``, or a plot of the
 IMU / vibration window — the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
@@ -112,6 +113,11 @@ class LabelerParams(StateParams):
                                                            "samples seen; otherwise dropped")
     recent_s: float = Field(3600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
                                                      "learned with that answer, not asked about again")
+    recent_radius_factor: float = Field(0.0, ge=0, le=4, description="grouped: how far an answer reaches, as a "
+                                                                     "fraction of rce_r_max: a sample this close to "
+                                                                     "an answered sample is learned with it (0: the "
+                                                                     "group radius; chosen on validation: experiment "
+                                                                     "asking)")
     max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
                                                            "(learned with the answer)")
     undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
@@ -341,7 +347,7 @@ def ask_policy(p: LabelerParams) -> AskPolicy | None:
     radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
     return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
                      max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s,
-                     lone_share=p.lone_share)
+                     lone_share=p.lone_share, recent_radius=p.recent_radius_factor * p.rce_r_max or None)
 
 
 class RceLabeler(Labeler):
@@ -353,9 +359,13 @@ class RceLabeler(Labeler):
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
-                                                          "requests": self.requests.state_dict()})
+                                                          "requests": self.requests.state_dict(),
+                                                          "undo": self.undo.state_dict(),
+                                                          "answers": self._answers_state()})
+        self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
+        self._restore_answers()
         self.requests.set_names(params.class_names)
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._raw_bytes, self._warned_raw = 0, False
@@ -373,6 +383,8 @@ class RceLabeler(Labeler):
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
         bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
+        bus.create_subscription(bus.topic_name("image") + "/compressed", "sensor_msgs/msg/CompressedImage",
+                                self._on_raw_image, params.image_qos)     # either transport (image_transport)
         bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
@@ -390,6 +402,7 @@ class RceLabeler(Labeler):
         def apply(saved: dict[str, dict[str, Any]]) -> None:
             self._check_preset(saved)
             self.rce.load_state_dict(saved["rce"])
+            self._saved_undo = {k: saved[k] for k in ("undo", "answers") if k in saved}
             if "requests" in saved:
                 try:
                     self.requests.load_state_dict(saved["requests"], self.n_features)
@@ -400,6 +413,38 @@ class RceLabeler(Labeler):
             self.log.info("restored state from %s", self.state.path)
         else:   # a bad file was moved aside: drop whatever it half-restored
             self._fresh()
+
+    def _answers_state(self) -> dict[str, Any]:
+        """The answers a person may still change: request id, group, class, samples (with stamps)."""
+        meta, arrays = [], {}
+        for i, (rid, a) in enumerate(self._answers.items()):
+            meta.append({"request_id": rid, "gid": a["gid"], "class_id": a["class_id"], "class_name": a["class_name"],
+                         "stamps": [int(ns) for _, ns in a["samples"]]})
+            arrays[f"x{i}"] = np.stack([x for x, _ in a["samples"]]) if a["samples"] \
+                else np.zeros((0, self.n_features), np.float32)
+        return st.make_state("UndoableAnswers", 1, {}, arrays, {"answers": meta})
+
+    def _restore_answers(self) -> None:
+        """The undo log and the answers saved with the RCE: answers stay changeable across a restart."""
+        saved, self._saved_undo = self._saved_undo, {}
+        if not saved:
+            return
+        try:
+            state = st.check_state(saved.get("answers"), "UndoableAnswers", 1)
+            answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+            for i, a in enumerate((state.get("meta") or {}).get("answers", [])):
+                stamps = [int(ns) for ns in a["stamps"]]
+                X = st.expect_shape(state, f"x{i}", (len(stamps), self.n_features)).astype(np.float32)
+                answers[str(a["request_id"])] = {"gid": int(a["gid"]), "class_id": int(a["class_id"]),
+                                                 "class_name": str(a["class_name"]), "samples": list(zip(X, stamps))}
+            self.undo.load_state_dict(saved.get("undo"))
+        except (TinyclError, KeyError, TypeError, ValueError) as exc:
+            self.log.error("answers from before the restart cannot be changed any more (%s)",
+                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        self._answers = answers
+        self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
+                      len(answers), len(self.undo.log))
 
     def _fresh(self) -> None:  # type: ignore[override]
         p = self.params
@@ -511,7 +556,7 @@ class RceLabeler(Labeler):
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
         kind, raw = self._raw.get(stamp, (None, None))
         try:
-            if kind == "image":   # any camera encoding → rgb8/mono8 the phone shows, at most 640 wide
+            if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
                 img = camera_picture(raw, 640)
                 if img.nbytes <= MAX_PICTURE_BYTES:
                     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2
