@@ -34,7 +34,9 @@ def fc_layers(head: LatentUpperHead) -> list[tuple[Linear, bool]]:
     if layers and isinstance(layers[0], Flatten):
         layers = layers[1:]
     elif len(head.latent_shape) != 1:
-        raise ExportError("C latent head: the layers above the cut must start with a flatten")
+        op = layers[0].op if layers else "nothing"
+        raise ExportError(f"C latent head: trains fully connected layers (+ ReLU) only, not {op!r} after a "
+                          f"{len(head.latent_shape)}-d latent (cut after the last convolution block)")
     out: list[tuple[Linear, bool]] = []
     for layer in layers:
         if isinstance(layer, Linear):
