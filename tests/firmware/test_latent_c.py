@@ -22,6 +22,8 @@ from tinycl_nodes.export.c_latent import ExportError, c_params, generate, preset
 from tinycl_nodes.firmware import FirmwareError, Library
 from tinycl_nodes.firmware_latent import LatentUpperHeadC
 
+from .conftest import SAN_ENV, run
+
 SMALL = {"memory_size": 60, "batch_size": 16, "epochs": 2, "replay": 24, "minibatch": 8}
 
 
@@ -41,6 +43,11 @@ def latents(data_dir, tmp_path_factory):
     idx = np.random.default_rng(0).permutation(len(y))[:300]
     split = split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp_path_factory.mktemp("split"))
     return FrozenExtractor(split.lower_path).extract(X[idx]).astype(np.float32), y[idx].astype(np.int64)
+
+
+def test_c_unit_test_under_asan_and_ubsan(host_build):
+    p = run([host_build / "tinycl_latent_test"], env=SAN_ENV)
+    assert "all checks passed" in p.stdout
 
 
 def test_pcg32_draws_are_the_c_cores(lib):

@@ -104,21 +104,28 @@ static void quantize_row(const tinycl_latent_t *h, const float *x, int8_t *q) {
     }
 }
 
-static inline float dequant(const tinycl_latent_t *h, int8_t q, uint32_t f) {
-    const uint32_t g = f / GRID_SIZE(h);
-    return ((float)q - (float)h->q_zp[g]) * h->q_scale[g];
-}
 
 /* Element e of a training pass: new pattern e (< n_new) or replay slot pick[e − n_new]. */
 static const float *pattern(tinycl_latent_t *h, uint32_t e, uint32_t n_new, float *scratch) {
     if (e < n_new) return h->pend_x[e];
     const int8_t *q = h->mem_x[h->pick[e - n_new]];
-    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) scratch[f] = dequant(h, q[f], f);
+    const uint32_t S = GRID_SIZE(h);
+    for (uint32_t g = 0; g < h->n_grids; g++) {
+        const float z = (float)h->q_zp[g], sc = h->q_scale[g];
+        for (uint32_t f = g * S; f < (g + 1) * S; f++) scratch[f] = ((float)q[f] - z) * sc;
+    }
     return scratch;
 }
 
-static inline float pattern_value(const tinycl_latent_t *h, uint32_t e, uint32_t n_new, uint32_t f) {
-    return e < n_new ? h->pend_x[e][f] : dequant(h, h->mem_x[h->pick[e - n_new]][f], f);
+/* Column f of the patterns idx[0..m) into out (replayed values dequantised with f's grid). */
+static void gather_column(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32_t n_new, uint32_t f,
+                          float *out) {
+    const uint32_t g = h->n_grids ? f / GRID_SIZE(h) : 0;
+    const float z = (float)h->q_zp[g], sc = h->q_scale[g];
+    for (uint32_t j = 0; j < m; j++) {
+        const uint32_t e = idx[j];
+        out[j] = e < n_new ? h->pend_x[e][f] : ((float)h->mem_x[h->pick[e - n_new]][f] - z) * sc;
+    }
 }
 
 static uint8_t pattern_row(const tinycl_latent_t *h, uint32_t e, uint32_t n_new) {
@@ -126,6 +133,22 @@ static uint8_t pattern_row(const tinycl_latent_t *h, uint32_t e, uint32_t n_new)
 }
 
 /* ---- forward --------------------------------------------------------------------------------- */
+/* Σ a[i]·b[i] in four interleaved partial sums, (s0 + s1) + (s2 + s3), then the tail in order. */
+static inline float dot(const float *a, const float *b, uint32_t n) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    const uint32_t n4 = n & ~3u;
+    uint32_t i = 0;
+    for (; i < n4; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    float s = (s0 + s1) + (s2 + s3);
+    for (uint32_t t = 0; t < (n & 3u); t++) s += a[n4 + t] * b[n4 + t];
+    return s;
+}
+
 /* Upper layers (acts: every FC output after its ReLU) then the classifier logits. */
 static void forward(const tinycl_latent_t *h, const float *x, float *acts, float *logits) {
     const float *in = x;
@@ -134,9 +157,7 @@ static void forward(const tinycl_latent_t *h, const float *x, float *acts, float
     for (uint32_t l = 0; l < TINYCL_LATENT_N_FC; l++) {
         const uint32_t I = k_fc_in[l], O = k_fc_out[l];
         for (uint32_t o = 0; o < O; o++) {
-            const float *row = w + (size_t)o * I;
-            float acc = 0.0f;
-            for (uint32_t i = 0; i < I; i++) acc += in[i] * row[i];
+            float acc = dot(in, w + (size_t)o * I, I);
             acc += b[o];
             out[o] = (k_fc_relu[l] && !(acc > 0.0f)) ? 0.0f : acc;
         }
@@ -146,9 +167,7 @@ static void forward(const tinycl_latent_t *h, const float *x, float *acts, float
         out += O;
     }
     for (uint32_t c = 0; c < h->n_classes; c++) {
-        float acc = 0.0f;
-        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) acc += in[e] * h->cls_w[c][e];
-        logits[c] = acc + h->cls_b[c];
+        logits[c] = dot(in, h->cls_w[c], TINYCL_LATENT_EMBED) + h->cls_b[c];
     }
 }
 
@@ -229,22 +248,21 @@ static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32
                     Gp[j][i] = acc;
                 }
         }
-        /* W −= ulr·Gᵀ·X: one input column at a time (replayed values dequantised once per column) */
-        for (uint32_t i = 0; i < I; i++) {
-            if (l == 0)
-                for (uint32_t j = 0; j < m; j++) h->gather[j] = pattern_value(h, idx[j], n_new, i);
-            else
-                for (uint32_t j = 0; j < m; j++) h->gather[j] = layer_input(NULL, h->acts[j], l)[i];
-            for (uint32_t o = 0; o < O; o++) {
-                float acc = 0.0f;
-                for (uint32_t j = 0; j < m; j++) acc += G[j][o] * h->gather[j];
-                W[(size_t)o * I + i] -= ulr * acc;
-            }
-        }
+        /* W −= ulr·Gᵀ·X: one input column at a time, Gᵀ rows contiguous */
         for (uint32_t o = 0; o < O; o++) {
             float acc = 0.0f;
-            for (uint32_t j = 0; j < m; j++) acc += G[j][o];
+            for (uint32_t j = 0; j < m; j++) {
+                h->grad_t[o][j] = G[j][o];
+                acc += G[j][o];
+            }
             B[o] -= ulr * acc;
+        }
+        for (uint32_t i = 0; i < I; i++) {
+            if (l == 0)
+                gather_column(h, idx, m, n_new, i, h->gather);
+            else
+                for (uint32_t j = 0; j < m; j++) h->gather[j] = layer_input(NULL, h->acts[j], l)[i];
+            for (uint32_t o = 0; o < O; o++) W[(size_t)o * I + i] -= ulr * dot(h->grad_t[o], h->gather, m);
         }
         cur ^= 1;
     }
