@@ -121,3 +121,19 @@ class LatentUpperHeadC:
                 "replay_rows": _array(v.mem_row, v.mem_size, np.int64),
                 "scales": _array(v.q_scale, v.n_grids, np.float32), "zero_points": _array(v.q_zp, v.n_grids, np.int64),
                 "counts": np.array([v.n_seen, v.n_pending, v.mem_size, v.n_batches], np.int64)}
+
+    # --- state blob (export/c_state.py latent_to_bytes / latent_from_bytes) -------------------------
+    def to_bytes(self) -> bytes:
+        f = self.lib.lib
+        f.tinycl_latent_state_size.restype, f.tinycl_latent_state_size.argtypes = C.c_size_t, [C.c_void_p]
+        f.tinycl_latent_save.restype = C.c_int
+        f.tinycl_latent_save.argtypes = [C.c_void_p, C.c_char_p, C.c_size_t, C.POINTER(C.c_size_t)]
+        size = f.tinycl_latent_state_size(self._ptr)
+        buf, n = C.create_string_buffer(size), C.c_size_t()
+        self.lib.check(f.tinycl_latent_save(self._ptr, buf, size, C.byref(n)), "latent save")
+        return buf.raw[:n.value]
+
+    def load_bytes(self, payload: bytes) -> None:
+        f = self.lib.lib
+        f.tinycl_latent_load.restype, f.tinycl_latent_load.argtypes = C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t]
+        self.lib.check(f.tinycl_latent_load(self._ptr, bytes(payload), len(payload)), "latent load")

@@ -139,3 +139,38 @@ def test_bad_input_and_what_c_cannot_hold(lib, latents):
         generate(conv)
     with pytest.raises(ExportError, match="int8"):
         generate(preset_head(quantization="none"))
+
+
+def test_state_blob_both_ways(lib, latents):
+    """Python head → C blob → C head (and back): both continue exactly as the head they came from."""
+    from tinycl_nodes.core.errors import StateError
+    from tinycl_nodes.export.c_state import latent_from_bytes, latent_to_bytes
+
+    X, y = latents
+    head = preset_head(quantization="channel", **SMALL)
+    for i in range(40):   # two rounds + 8 pending
+        head.learn_one(X[i], int(y[i]))
+    ch = LatentUpperHeadC(lib, **SMALL)
+    ch.load_bytes(latent_to_bytes(head))
+    assert ch.to_bytes() == latent_to_bytes(head)   # byte for byte
+    for i in range(40, 72):
+        head.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    back = latent_from_bytes(ch.to_bytes(), like=preset_head(**SMALL))
+    assert back.n_seen == head.n_seen == 72 and back.n_pending == head.n_pending == 8
+    assert np.abs(back.classifier.W - head.classifier.W).max() < 1e-6
+    assert np.array_equal(back.buffer._x[:back.buffer.size], head.buffer._x[:head.buffer.size])
+    for i in range(72, 104):   # the restored Python head continues like the C one
+        back.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    assert np.array_equal(np.array([ch.predict_one(x) for x in X[200:]]), back.predict_batch(X[200:]))
+    blob = bytearray(ch.to_bytes())
+    before = ch.to_bytes()
+    for bad in (bytes(blob[:-9]), bytes(blob[:40]) + b"\x00" + bytes(blob[41:]), b"TCLS"):
+        with pytest.raises(StateError):
+            ch.load_bytes(bad)
+        with pytest.raises(StateError):
+            latent_from_bytes(bad, like=back)
+    assert ch.to_bytes() == before   # refusals changed nothing
+    with pytest.raises(StateError, match="pcg32"):
+        latent_to_bytes(LatentUpperHead(back.latent_shape, back.upper, quantization="tensor"))

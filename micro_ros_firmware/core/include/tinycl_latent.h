@@ -101,6 +101,21 @@ int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores);
 /** argmax of the logits (first maximum); TINYCL_EEMPTY before any class. */
 int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y);
 
+/* State blob (tinycl.h header "TCLS", kind TINYCL_KIND_LATENT; Python: export/c_state.py latent_*):
+ *   f64 lr | f64 upper_lr_scale | f64 margin | u32 memory_size | u32 batch_size | u32 epochs | u32 replay
+ *   | u32 minibatch | u32 quantization | u32 seed | u32 fc_weights | u32 fc_biases | u32 embed | u32 n_seen
+ *   | u32 n_batches | u32 mem_size M | u32 n_pending P | u32 n_grids G | u64 rng_mem state, inc
+ *   | u64 rng_sgd state, inc | i32 classes[C] | u32 class_seen[C] | f32 fc_w | f32 fc_b | f32 cls_w[C][embed]
+ *   | f32 cls_b[C] | f32 q_scale[G] | i32 q_zp[G] | f32 pend_x[P][F] | u8 pend_row[P] | i8 mem_x[M][F]
+ *   | u8 mem_row[M] — then the CRC-32. */
+#define TINYCL_KIND_LATENT 4
+#define TINYCL_LATENT_STATE_FIXED 116u
+size_t tinycl_latent_state_size(const tinycl_latent_t *h);
+int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_t *written);
+/** Refuses (head unchanged) a blob with a bad CRC/size/kind/version, another architecture, parameters
+ *  this build cannot hold, NaN, bad class rows, duplicate classes or bad int8 grids. */
+int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len);
+
 /* PCG32 and its two sampling algorithms (also used by the tests) */
 void tinycl_pcg32_seed(tinycl_pcg32_t *r, uint64_t seed, uint64_t stream);
 uint32_t tinycl_pcg32_next(tinycl_pcg32_t *r);

@@ -16,7 +16,8 @@ static int failures = 0;
         }                                                                        \
     } while (0)
 
-static tinycl_latent_t h;
+static tinycl_latent_t h, h2;
+static uint8_t blob[2u * 1024u * 1024u + 256u * 1024u];
 static tinycl_pcg32_t noise;
 
 /* class c: a bump on features [c·F/4, c·F/4 + F/8) over non-negative noise (post-ReLU latents) */
@@ -83,6 +84,20 @@ int main(void) {
     CHECK(h.n_pending == 0 && h.n_batches == 16);
     for (int c = 3; c < TINYCL_MAX_CLASSES; c++) CHECK(tinycl_latent_learn(&h, x, 100 + c) == TINYCL_OK);
     CHECK(tinycl_latent_learn(&h, x, 999) == TINYCL_EFULL && h.n_classes == TINYCL_MAX_CLASSES);
+    /* state blob: round trip, and a corrupt or truncated blob leaves the head unchanged */
+    size_t n = 0;
+    CHECK(h.n_pending == TINYCL_MAX_CLASSES - 3); /* the new classes' samples wait for their batch */
+    CHECK(tinycl_latent_state_size(&h) <= sizeof blob);
+    CHECK(tinycl_latent_save(&h, blob, 10, &n) == TINYCL_ESPACE);
+    CHECK(tinycl_latent_save(&h, blob, sizeof blob, &n) == TINYCL_OK && n == tinycl_latent_state_size(&h));
+    CHECK(tinycl_latent_load(&h2, blob, n) == TINYCL_OK);
+    CHECK(h2.n_seen == h.n_seen && h2.mem_size == h.mem_size && h2.n_pending == h.n_pending &&
+          memcmp(h2.fc_w, h.fc_w, sizeof h.fc_w) == 0 && memcmp(h2.mem_x, h.mem_x, sizeof h.mem_x) == 0);
+    const uint32_t seen = h2.n_seen;
+    blob[100] ^= 1u;
+    CHECK(tinycl_latent_load(&h2, blob, n) == TINYCL_ESTATE);
+    blob[100] ^= 1u;
+    CHECK(tinycl_latent_load(&h2, blob, n - 1) == TINYCL_ESTATE && h2.n_seen == seen);
     float s[TINYCL_MAX_CLASSES];
     CHECK(tinycl_latent_scores(&h, x, s) == TINYCL_OK && isfinite(s[TINYCL_MAX_CLASSES - 1]));
     if (failures) {
