@@ -10,6 +10,7 @@
  * "LATENT <struct bytes> <memory patterns> <rounds>" and DONE. */
 #include <stdint.h>
 
+#include "bench_util.h"
 #include "semihost.h"
 #include "tinycl_latent.h"
 
@@ -19,30 +20,11 @@ extern const float bl_scale;
 extern const int32_t bl_zp;
 extern const int32_t bl_y[];
 
-static volatile uint32_t g_stage;
-#define MARK(k, name) __attribute__((noinline, used)) void bench_mark_##name(void) { g_stage = k; }
 MARK(0, other)
 MARK(1, latent_learn)
 MARK(2, latent_predict)
 MARK(3, calib_a)
 MARK(4, calib_b)
-
-__attribute__((noinline)) static void spin(uint32_t n) {
-    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
-}
-
-static char *put_u(char *p, uint32_t v) {
-    char tmp[11];
-    int n = 0;
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-    while (n) *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_i(char *p, int32_t v) {
-    if (v < 0) { *p++ = '-'; return put_u(p, (uint32_t)(-(v + 1)) + 1u); }
-    return put_u(p, (uint32_t)v);
-}
 
 static void say(char tag, uint32_t i, int32_t v) {
     char line[32], *p = line;
@@ -63,13 +45,7 @@ static void latent(uint32_t i) {
 
 int main(void) {
     tinycl_latent_params_t prm;
-    bench_mark_other();
-    bench_mark_calib_a();
-    spin(1000);
-    bench_mark_other();
-    bench_mark_calib_b();
-    spin(101000);
-    bench_mark_other();
+    BENCH_CALIBRATE();
     tinycl_latent_default_params(&prm);
     if (tinycl_latent_init(&g_head, &prm)) {
         sh_puts("init failed\n");

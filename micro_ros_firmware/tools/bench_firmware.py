@@ -130,6 +130,33 @@ def arm_size(paths: list[Path]) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss}
 
 
+def run_counted(work: Path, elf: Path, marks: list[str], counts_name: str, timeout: int) -> tuple[list[str], dict]:
+    """Run ``elf`` on QEMU with the counting plugin: its output lines and {stage: (instructions, hits)}."""
+    syms = {}
+    for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines():
+        parts = ln.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    plugin = work / "libinsn_stages.so"
+    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
+         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
+    counts_file = work / counts_name
+    counts_file.unlink(missing_ok=True)
+    marks_arg = ":".join(hex(syms[f"bench_mark_{m}"]) for m in marks)
+    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
+             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+             "-plugin", f"{plugin},out={counts_file},marks={marks_arg}"], timeout=timeout)
+    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
+    if "DONE" not in lines:
+        raise BenchError(f"{elf.name} did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    stats = {}
+    for ln in counts_file.read_text().splitlines():
+        f = ln.split()
+        if f[0] == "stage" and int(f[1]) >= 0:
+            stats[marks[int(f[1])]] = (int(f[3]), int(f[5]))
+    return lines, stats
+
+
 def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: str | None = None,
           work: Path | None = None) -> dict:
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
@@ -147,36 +174,13 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     elf = arm / "bench.elf"
     core = arm_size([arm / "libtinycl_core.a"])
     image = arm_size([elf])
-    syms = {}
-    for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines():
-        parts = ln.split()
-        if len(parts) == 3:
-            syms[parts[2]] = int(parts[0], 16)
-    marks = [syms[f"bench_mark_{m}"] for m in MARKS]
     g_ndc = run(["arm-none-eabi-nm", "-S", str(elf)]).stdout
     m = re.search(r"^[0-9a-f]+ ([0-9a-f]+) [bB] g_ndc$", g_ndc, re.M)
     state_bytes = int(m.group(1), 16) if m else None
-
-    plugin = work / "libinsn_stages.so"
-    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
-         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
-    counts_file = work / "insn_stages.txt"
-    counts_file.unlink(missing_ok=True)
-    marks_arg = ":".join(hex(a) for a in marks)
-    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
-             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-             "-plugin", f"{plugin},out={counts_file},marks={marks_arg}"], timeout=900)
-    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
-    if "DONE" not in lines:
-        raise BenchError(f"benchmark image did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    lines, stats = run_counted(work, elf, MARKS, "insn_stages.txt", timeout=900)
     board = [tuple(int(v) for v in ln.split()[2:7]) for ln in lines if ln.startswith("S ")]
     state_line = next(ln for ln in lines if ln.startswith("STATE_BYTES"))
     rce_line = [int(v) for v in next(ln for ln in lines if ln.startswith("RCE ")).split()[1:]]
-    stats = {}
-    for ln in counts_file.read_text().splitlines():
-        f = ln.split()
-        if f[0] == "stage" and int(f[1]) >= 0:
-            stats[MARKS[int(f[1])]] = (int(f[3]), int(f[5]))
     calib = stats["calib_b"][0] - stats["calib_a"][0]
     timed = MARKS[1:10] + ["rce_decide", "rce_learn"]
     per = {name: stats[name][0] / max(stats[name][1], 1) for name in timed}
@@ -309,27 +313,9 @@ def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: 
     run(["cmake", "--build", str(arm), "-j2", "--target", "bench_latent.elf"])
     elf = arm / "bench_latent.elf"
     lib_size, image = arm_size([arm / "libtinycl_latent.a"]), arm_size([elf])
-    syms = {ln.split()[2]: int(ln.split()[0], 16) for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines()
-            if len(ln.split()) == 3}
-    plugin = work / "libinsn_stages.so"
-    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
-         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
-    counts_file = work / "insn_latent.txt"
-    counts_file.unlink(missing_ok=True)
-    marks = ":".join(hex(syms[f"bench_mark_{m}"]) for m in LATENT_MARKS)
-    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
-             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-             "-plugin", f"{plugin},out={counts_file},marks={marks}"], timeout=1800)
-    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]
-    if "DONE" not in lines:
-        raise BenchError(f"latent benchmark image did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    lines, stats = run_counted(work, elf, LATENT_MARKS, "insn_latent.txt", timeout=1800)
     board = [int(ln.split()[2]) for ln in lines if ln[:2] in ("L ", "P ")]
     struct_bytes, memory, rounds = (int(v) for v in next(ln for ln in lines if ln.startswith("LATENT ")).split()[1:])
-    stats = {}
-    for ln in counts_file.read_text().splitlines():
-        f = ln.split()
-        if f[0] == "stage" and int(f[1]) >= 0:
-            stats[LATENT_MARKS[int(f[1])]] = (int(f[3]), int(f[5]))
     calib = stats["calib_b"][0] - stats["calib_a"][0]
     if stats["latent_learn"][1] != n_learn or stats["latent_predict"][1] != n_learn + n_predict:
         raise BenchError(f"latent marker hits {stats}")

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.latent import LatentUpperHead
 from ..core.layers import Flatten, Linear, ReLU
-from .c_model import ExportError, _arr, _hexf
+from .c_model import ExportError, _arr, _hexf, write_sources
 
 QUANT_CODES = {"tensor": 1, "channel": 2}
 REPLAY_ALL = 0xFFFFFFFF
@@ -120,14 +120,7 @@ def preset_head(model: str = "mnist_0to5_fp32", cut: str | None = None, **overri
 
 def export(head: LatentUpperHead, out_dir: str | Path, source: str = "") -> tuple[Path, Path]:
     """Write ``tinycl_latent_model.h`` / ``.c`` into ``out_dir`` (only if changed)."""
-    header, src = generate(head, source)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = (out / "tinycl_latent_model.h", out / "tinycl_latent_model.c")
-    for path, text in zip(paths, (header, src)):
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    return paths
+    return write_sources(out_dir, "tinycl_latent_model", *generate(head, source))
 
 
 def main(argv: list[str] | None = None) -> None:

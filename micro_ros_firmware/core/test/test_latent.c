@@ -4,17 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "tinycl_latent.h"
 
 #define F TINYCL_LATENT_F
-static int failures = 0;
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
 
 static tinycl_latent_t h, h2;
 static uint8_t blob[2u * 1024u * 1024u + 256u * 1024u];
