@@ -12,6 +12,8 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             | u32 n_seen | u64 learning_macs | u32 counters[6] (committed, grown, shrunk, pruned,
             evicted, dropped) | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
             | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
+    latent  kind 4, the latent replay head's C form (layout in core/include/tinycl_latent.h):
+            hyper-parameters, PCG32 states, upper + classifier weights, pending batch, int8 memory
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
 
 A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
