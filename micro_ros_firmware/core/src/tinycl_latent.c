@@ -133,19 +133,20 @@ static uint8_t pattern_row(const tinycl_latent_t *h, uint32_t e, uint32_t n_new)
 }
 
 /* ---- forward --------------------------------------------------------------------------------- */
-/* Σ a[i]·b[i] in four interleaved partial sums, (s0 + s1) + (s2 + s3), then the tail in order. */
+/* Σ a[i]·b[i] in four interleaved partial sums, (s0 + s1) + (s2 + s3), then the tail in order; each
+ * step a fused multiply-add (fmaf: correctly rounded on every target, one VFMA on the M7). */
 static inline float dot(const float *a, const float *b, uint32_t n) {
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
     const uint32_t n4 = n & ~3u;
     uint32_t i = 0;
     for (; i < n4; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
+        s0 = fmaf(a[i], b[i], s0);
+        s1 = fmaf(a[i + 1], b[i + 1], s1);
+        s2 = fmaf(a[i + 2], b[i + 2], s2);
+        s3 = fmaf(a[i + 3], b[i + 3], s3);
     }
     float s = (s0 + s1) + (s2 + s3);
-    for (uint32_t t = 0; t < (n & 3u); t++) s += a[n4 + t] * b[n4 + t];
+    for (uint32_t t = 0; t < (n & 3u); t++) s = fmaf(a[n4 + t], b[n4 + t], s);
     return s;
 }
 
