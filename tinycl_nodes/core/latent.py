@@ -10,10 +10,11 @@ one grid per tensor or per channel, and follows the latent-replay memory rule of
 
 Training: every ``batch_size`` new (pseudo-)labelled samples, ``epochs`` passes of mini-batch
 SGD over the new batch mixed with ``replay`` patterns drawn from the memory (all of it when
-``replay`` is None); the replays, their order and the memory rule draw from numpy's Generator,
-or with ``draws="pcg32"`` from :class:`~.draws.Pcg32` as the C core does (same draws, same
-training: ``micro_ros_firmware/core/src/tinycl_latent.c``); the upper layers learn at ``lr · upper_lr_scale`` (slower than the fresh
-classifier: they start from the frozen model's weights), the classifier at ``lr``.
+``replay`` is None); the upper layers learn at ``lr · upper_lr_scale`` (slower than the fresh
+classifier: they start from the frozen model's weights), the classifier at ``lr``. The replays,
+their order and the memory rule draw from numpy's Generator, or with ``draws="pcg32"`` from
+:class:`~.draws.Pcg32` as the C core does (same draws, same training:
+``micro_ros_firmware/core/src/tinycl_latent.c``).
 """
 
 from __future__ import annotations
