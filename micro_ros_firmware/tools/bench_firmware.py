@@ -7,7 +7,10 @@ arm-none-eabi-gcc (-mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard) → flash/RA
 arm-none-eabi-size → run the image in QEMU with the instruction-counting plugin
 (tools/qemu_plugin/insn_stages.c) → check every prediction, pseudo-label and feature CRC against
 the host build of the same core (libtinycl through ctypes) → executed instructions per stage per
-sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1).
+sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1). Then the latent replay head
+(core/src/tinycl_latent.c) in its own image (bench_latent): instructions per learning step, per
+training round, per trained pattern and per prediction, flash/RAM, predictions checked against the
+host build and the numpy head ("latent" in the results).
 
 Usage: python micro_ros_firmware/tools/bench_firmware.py [--n-stream 200] [--out results/firmware.json]
 """
