@@ -269,11 +269,15 @@ def generate(model: Model, source: str = "") -> tuple[str, str]:
 
 def export(model_file: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``tinycl_model.h`` / ``tinycl_model.c`` for ``model_file`` into ``out_dir`` (only if changed)."""
-    model = parse(model_file)
-    header, source = generate(model, Path(model_file).name)
+    header, source = generate(parse(model_file), Path(model_file).name)
+    return write_sources(out_dir, "tinycl_model", header, source)
+
+
+def write_sources(out_dir: str | Path, stem: str, header: str, source: str) -> tuple[Path, Path]:
+    """``<stem>.h`` / ``<stem>.c`` in ``out_dir``, rewritten only when changed (no needless rebuilds)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = (out / "tinycl_model.h", out / "tinycl_model.c")
+    paths = (out / f"{stem}.h", out / f"{stem}.c")
     for p, text in zip(paths, (header, source)):
         if not p.exists() or p.read_text() != text:
             p.write_text(text)
