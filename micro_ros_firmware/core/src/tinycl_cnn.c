@@ -22,7 +22,7 @@
 #error "the last block's output does not match the Gemm input"
 #endif
 
-static int16_t s_pad[PAD_MAX];  /* (x − zp) of the current block's input, zero border */
+static int16_t s_pad[PAD_MAX] __attribute__((aligned(8))); /* (x − zp) of the current block's input, zero border */
 static int8_t s_act[OUT_MAX];   /* pooled int8 output of the last block run */
 
 typedef struct {
@@ -88,6 +88,12 @@ static inline uint32_t ld32(const void *p) {
     __builtin_memcpy(&v, p, 4);
     return v;
 }
+/* Two words in one LDRD: 4 int16 of s_pad, whose runs start on 8-byte boundaries (cin is a multiple of 4). */
+/* lo, hi = the 4 int16 at base + off (off constant where unrolled: an immediate offset). GCC splits 64-bit
+ * loads into two LDRs; the asm keeps them one LDRD. It reads s_pad behind GCC's back: volatile keeps it
+ * after the compiler barrier that follows pad_input (volatile asms stay in order). */
+#define LDRD(lo, hi, base, off)                                                                        \
+    __asm__ volatile("ldrd %0, %1, [%2, %3]" : "=r"(lo), "=r"(hi) : "r"(base), "i"(2 * (off)))
 static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended: one instruction */
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
@@ -97,22 +103,29 @@ static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended
 
 /* acc[0..3] += a run of n input values (a 3×3 row: 3 pixels × cin channels, contiguous in s_pad and in
  * the weights) at the four positions of a 2×2 pooling window: q is position (0,0), +o1 is x+1, +o2 is
- * y+1. n is a multiple of 4 (cin is). */
+ * y+1. n is a multiple of 4 (cin is) and a compile-time constant where this is inlined: the loop is
+ * unrolled (no loop counter, constant offsets), and on the M7 each position's 4 values are one LDRD. */
 static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const int16_t *q2 = q + o2;
+#else
     const int16_t *q1 = q + o1, *q2 = q + o2, *q3 = q + o2 + o1;
+#endif
+#pragma GCC unroll 64
     for (int c = 0; c < n; c += 4) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
         const uint32_t w = ld32(wk + c);
         const uint32_t w02 = __sxtb16(w), w13 = sxtb16_ror8(w);
-        a0 = __smlad(ld32(q + c), w02, a0);
-        a0 = __smlad(ld32(q + c + 2), w13, a0);
-        a1 = __smlad(ld32(q1 + c), w02, a1);
-        a1 = __smlad(ld32(q1 + c + 2), w13, a1);
-        a2 = __smlad(ld32(q2 + c), w02, a2);
-        a2 = __smlad(ld32(q2 + c + 2), w13, a2);
-        a3 = __smlad(ld32(q3 + c), w02, a3);
-        a3 = __smlad(ld32(q3 + c + 2), w13, a3);
+        uint32_t lo, hi; /* one pair live at a time (the volatile loads keep their order) */
+        LDRD(lo, hi, q, c);
+        a0 = __smlad(hi, w13, __smlad(lo, w02, a0));
+        LDRD(lo, hi, q, o1 + c);
+        a1 = __smlad(hi, w13, __smlad(lo, w02, a1));
+        LDRD(lo, hi, q2, c);
+        a2 = __smlad(hi, w13, __smlad(lo, w02, a2));
+        LDRD(lo, hi, q2, o1 + c);
+        a3 = __smlad(hi, w13, __smlad(lo, w02, a3));
 #else
         const int32_t w0 = wk[c], w1 = wk[c + 1], w2 = wk[c + 2], w3 = wk[c + 3];
         a0 += q[c] * w0 + q[c + 1] * w2 + q[c + 2] * w1 + q[c + 3] * w3;
@@ -123,6 +136,18 @@ static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int 
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t pack16(int8_t lo, int8_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+
+/* First block (one channel): acc[0] += r[0..2]·(w0,w1,w2) and acc[1] += r[1..3]·(w0,w1,w2) with two SMLAD and
+ * two halfword MACs; p = (w0,w1), h = w2 in the low half. r[1] is not word-aligned: the M7 loads it anyway. */
+static inline void row2(const int16_t *r, uint32_t p, uint32_t h, int32_t *acc) {
+    const uint32_t l01 = ld32(r), l12 = ld32(r + 1), l23 = ld32(r + 2);
+    acc[0] = __smlabb(l23, h, __smlad(l01, p, acc[0]));
+    acc[1] = __smlatb(l23, h, __smlad(l12, p, acc[1]));
+}
+#endif
 
 static inline int8_t pool_quantize(const int32_t *acc, float m, int zp) {
     int32_t a = acc[0] > acc[1] ? acc[0] : acc[1];
@@ -139,6 +164,26 @@ static inline void conv_block(const block_t *k, const int cin, const int w) {
         const int8_t *wco = k->wt + co * 9 * cin;
         const float m = k->mult[co];
         int8_t *out = s_act + co * ph * pw;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        if (cin == 1) { /* first block: the 9 weights as (w0,w1) pairs and w2 halves, for the whole plane */
+            const uint32_t p0 = pack16(wco[0], wco[1]), p1 = pack16(wco[3], wco[4]), p2 = pack16(wco[6], wco[7]);
+            const uint32_t h0 = (uint16_t)wco[2], h1 = (uint16_t)wco[5], h2 = (uint16_t)wco[8];
+            for (int py = 0; py < ph; py++)
+                for (int px = 0; px < pw; px++) {
+                    const int16_t *r0 = s_pad + (2 * py) * row + 2 * px, *r1 = r0 + row, *r2 = r1 + row, *r3 = r2 + row;
+                    int32_t acc[4] = {k->bias[co], k->bias[co], k->bias[co], k->bias[co]};
+                    /* input row j is kernel row j of the top positions and kernel row j−1 of the bottom ones */
+                    row2(r0, p0, h0, &acc[0]);
+                    row2(r1, p1, h1, &acc[0]);
+                    row2(r1, p0, h0, &acc[2]);
+                    row2(r2, p2, h2, &acc[0]);
+                    row2(r2, p1, h1, &acc[2]);
+                    row2(r3, p2, h2, &acc[2]);
+                    out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
+                }
+            continue;
+        }
+#else
         if (cin == 1) { /* first block: 9 weights for the whole plane */
             const int32_t w0 = wco[0], w1 = wco[1], w2 = wco[2], w3 = wco[3], w4 = wco[4], w5 = wco[5],
                           w6 = wco[6], w7 = wco[7], w8 = wco[8];
@@ -158,10 +203,12 @@ static inline void conv_block(const block_t *k, const int cin, const int w) {
                 }
             continue;
         }
+#endif
         for (int py = 0; py < ph; py++)
             for (int px = 0; px < pw; px++) {
                 int32_t acc[4] = {k->bias[co], k->bias[co], k->bias[co], k->bias[co]};
                 const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
+#pragma GCC unroll 3
                 for (int ky = 0; ky < 3; ky++) run4(base + ky * row, cin, row, wco + ky * 3 * cin, 3 * cin, acc);
                 out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
             }
@@ -171,6 +218,7 @@ static inline void conv_block(const block_t *k, const int cin, const int w) {
 void tinycl_cnn_block(int b) {
     const block_t *k = &k_blocks[b];
     pad_input(s_act, k->cin, k->h, k->w, k->in_zp);
+    __asm__ volatile("" ::: "memory"); /* s_pad is written before the kernels' LDRDs read it */
     switch (b) { /* one specialised copy per block */
     case 0: conv_block(k, TINYCL_B0_CIN, TINYCL_B0_W); break;
     case 1: conv_block(k, TINYCL_B1_CIN, TINYCL_B1_W); break;
@@ -182,13 +230,33 @@ void tinycl_cnn_block(int b) {
 #error "tinycl_cnn.c: the first block takes 1 channel, the others a multiple of 4"
 #endif
 
+#if TINYCL_FC_IN % 4
+#error "tinycl_cnn.c: the Gemm input is read 4 values per step"
+#endif
+
+/* Gemm (one row of int8 weights per feature) → BatchNorm → int8. The input (x − zp) is stored in groups of 4 as
+ * (x0, x2, x1, x3), like s_pad, so that on the M7 one LDRD + two SMLAD do 4 multiply-accumulates. */
 void tinycl_cnn_head(int8_t *features_q) {
     int16_t *xin = s_pad; /* (x − zp) of the flattened last block output */
-    for (int i = 0; i < TINYCL_FC_IN; i++) xin[i] = (int16_t)(s_act[i] - TINYCL_FC_IN_ZP);
+    for (int i = 0; i < TINYCL_FC_IN; i++) xin[perm4(i)] = (int16_t)(s_act[i] - TINYCL_FC_IN_ZP);
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    __asm__ volatile("" ::: "memory"); /* xin is written before the LDRDs below read it */
+#endif
     for (int f = 0; f < TINYCL_N_FEATURES; f++) {
         const int8_t *w = tinycl_fc_w + f * TINYCL_FC_IN;
         int32_t acc = tinycl_fc_bias[f];
-        for (int i = 0; i < TINYCL_FC_IN; i++) acc += xin[i] * w[i];
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        const int16_t *x = xin;
+#pragma GCC unroll 2
+        for (int i = 0; i < TINYCL_FC_IN; i += 4) {
+            const uint32_t wv = ld32(w + i);
+            uint32_t lo, hi;
+            __asm__ volatile("ldrd %0, %1, [%2], #8" : "=r"(lo), "=r"(hi), "+r"(x));
+            acc = __smlad(hi, sxtb16_ror8(wv), __smlad(lo, __sxtb16(wv), acc));
+        }
+#else
+        for (int i = 0; i < TINYCL_FC_IN; i++) acc += xin[perm4(i)] * w[i];
+#endif
         const int8_t q = quantize((float)acc * tinycl_fc_mult[f], TINYCL_FC_OUT_ZP);
         const float deq = (float)(q - TINYCL_FC_OUT_ZP) * TINYCL_FC_OUT_SCALE;
         const float y = deq * tinycl_bn_s[f] + tinycl_bn_b[f];
