@@ -27,7 +27,7 @@ static int8_t s_act[OUT_MAX];   /* pooled int8 output of the last block run */
 
 typedef struct {
     int cin, cout, h, w, in_zp, out_zp;
-    const int8_t *wt;
+    const void *wt; /* int8 for the first block (one channel), else int16 in (c0, c2, c1, c3) groups */
     const int32_t *bias;
     const float *mult;
 } block_t;
@@ -58,8 +58,9 @@ static inline int8_t quantize(float v, int zp) {
 /* s_pad layout: (h+2) × (w+2) pixels with a zero border, each pixel's cin values (x − zp) contiguous
  * (channels last), so that a 3×3 tap's reduction over input channels is one run of memory, like the
  * weights ([co][ky][kx][ci], generated so). When cin is a multiple of 4, each group of 4 channels is stored
- * as (c0, c2, c1, c3): the int16 pairs (c0,c2) and (c1,c3) meet the pairs SXTB16 unpacks from 4 int8
- * weights (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. Integer sums are exact in any
+ * as (c0, c2, c1, c3), and so are the (int16) weights of those blocks: the words (c0,c2) and (c1,c3) meet
+ * the words (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. The Gemm input uses the same
+ * order against int8 weights that SXTB16 unpacks into (w0,w2) and (w1,w3). Integer sums are exact in any
  * order, so the outputs are bit-identical to the plain loops. */
 static inline int perm4(int ci) { return (ci & ~3) | ((ci & 1) << 1) | ((ci & 2) >> 1); }
 
@@ -104,8 +105,9 @@ static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended
 /* acc[0..3] += a run of n input values (a 3×3 row: 3 pixels × cin channels, contiguous in s_pad and in
  * the weights) at the four positions of a 2×2 pooling window: q is position (0,0), +o1 is x+1, +o2 is
  * y+1. n is a multiple of 4 (cin is) and a compile-time constant where this is inlined: the loop is
- * unrolled (no loop counter, constant offsets), and on the M7 each position's 4 values are one LDRD. */
-static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int n, int32_t *acc) {
+ * unrolled (no loop counter, constant offsets). Weights are int16 in the input's (c0, c2, c1, c3) order
+ * (export/c_model.py), so on the M7 4 weights are one LDRD and each position's 4 values another. */
+static inline void run4(const int16_t *q, int o1, int o2, const int16_t *wk, int n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
     const int16_t *q2 = q + o2;
@@ -115,9 +117,8 @@ static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int 
 #pragma GCC unroll 64
     for (int c = 0; c < n; c += 4) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-        const uint32_t w = ld32(wk + c);
-        const uint32_t w02 = __sxtb16(w), w13 = sxtb16_ror8(w);
-        uint32_t lo, hi; /* one pair live at a time (the volatile loads keep their order) */
+        uint32_t w02, w13, lo, hi; /* one input pair live at a time (the volatile loads keep their order) */
+        LDRD(w02, w13, wk, c);
         LDRD(lo, hi, q, c);
         a0 = __smlad(hi, w13, __smlad(lo, w02, a0));
         LDRD(lo, hi, q, o1 + c);
@@ -128,10 +129,10 @@ static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int 
         a3 = __smlad(hi, w13, __smlad(lo, w02, a3));
 #else
         const int32_t w0 = wk[c], w1 = wk[c + 1], w2 = wk[c + 2], w3 = wk[c + 3];
-        a0 += q[c] * w0 + q[c + 1] * w2 + q[c + 2] * w1 + q[c + 3] * w3;
-        a1 += q1[c] * w0 + q1[c + 1] * w2 + q1[c + 2] * w1 + q1[c + 3] * w3;
-        a2 += q2[c] * w0 + q2[c + 1] * w2 + q2[c + 2] * w1 + q2[c + 3] * w3;
-        a3 += q3[c] * w0 + q3[c + 1] * w2 + q3[c + 2] * w1 + q3[c + 3] * w3;
+        a0 += q[c] * w0 + q[c + 1] * w1 + q[c + 2] * w2 + q[c + 3] * w3;
+        a1 += q1[c] * w0 + q1[c + 1] * w1 + q1[c + 2] * w2 + q1[c + 3] * w3;
+        a2 += q2[c] * w0 + q2[c + 1] * w1 + q2[c + 2] * w2 + q2[c + 3] * w3;
+        a3 += q3[c] * w0 + q3[c + 1] * w1 + q3[c + 2] * w2 + q3[c + 3] * w3;
 #endif
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
@@ -161,7 +162,8 @@ static inline int8_t pool_quantize(const int32_t *acc, float m, int zp) {
 static inline void conv_block(const block_t *k, const int cin, const int w) {
     const int row = (w + 2) * cin, ph = k->h / 2, pw = w / 2;
     for (int co = 0; co < k->cout; co++) {
-        const int8_t *wco = k->wt + co * 9 * cin;
+        const int8_t *wco = (const int8_t *)k->wt + co * 9 * cin;        /* cin == 1 */
+        const int16_t *wco16 = (const int16_t *)k->wt + co * 9 * cin;    /* cin a multiple of 4 */
         const float m = k->mult[co];
         int8_t *out = s_act + co * ph * pw;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -209,7 +211,7 @@ static inline void conv_block(const block_t *k, const int cin, const int w) {
                 int32_t acc[4] = {k->bias[co], k->bias[co], k->bias[co], k->bias[co]};
                 const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
 #pragma GCC unroll 3
-                for (int ky = 0; ky < 3; ky++) run4(base + ky * row, cin, row, wco + ky * 3 * cin, 3 * cin, acc);
+                for (int ky = 0; ky < 3; ky++) run4(base + ky * row, cin, row, wco16 + ky * 3 * cin, 3 * cin, acc);
                 out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
             }
     }
