@@ -247,8 +247,11 @@ def generate(model: Model, source: str = "") -> tuple[str, str]:
         # [co][ky][kx][ci]: the reduction over input channels is contiguous (SIMD over ci in tinycl_cnn.c)
         w = np.ascontiguousarray(blk.w.transpose(0, 2, 3, 1))
         ctype = "int8_t"
-        if cin % 4 == 0:   # int16, each group of 4 channels as (c0, c2, c1, c3) like the input: one LDRD = two SMLAD operands
-            w, ctype = w.reshape(*w.shape[:3], cin // 4, 4)[..., [0, 2, 1, 3]].astype(np.int16), "int16_t"
+        if cin % 4 == 0 and co % 2 == 0:
+            # int16, each group of 4 channels as (c0, c2, c1, c3) like the input (one LDRD = two SMLAD operands),
+            # output channels in pairs whose groups alternate: [co/2][ky][kx][ci/4][co%2][4] (tinycl_cnn.c run2x2)
+            w = w.reshape(co // 2, 2, 3, 3, cin // 4, 4)[..., [0, 2, 1, 3]].transpose(0, 2, 3, 4, 1, 5)
+            w, ctype = np.ascontiguousarray(w).astype(np.int16), "int16_t"
         h += [f"#define TINYCL_B{i}_CIN {cin}", f"#define TINYCL_B{i}_COUT {co}",
               f"#define TINYCL_B{i}_H {blk.in_hw[0]}", f"#define TINYCL_B{i}_W {blk.in_hw[1]}",
               f"#define TINYCL_B{i}_IN_ZP ({blk.in_zp})", f"#define TINYCL_B{i}_OUT_ZP ({blk.out_zp})",
