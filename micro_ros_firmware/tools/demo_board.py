@@ -89,6 +89,17 @@ def elf_size(elf: Path) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ processes
+def stop_node(p: subprocess.Popen) -> None:
+    """SIGINT (the node saves and exits), SIGKILL after 15 s."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 class Qemu:
     """The emulated board; UART0 on a pty, semihosting log to a file."""
 
@@ -312,13 +323,7 @@ class FleetRound:
 
     def close(self) -> None:
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_node(p)
         for dev, bb, bridge in self.peers:
             bridge.close()
             bb.shutdown()
@@ -518,12 +523,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     finally:
         agent.stop()
         qemu.stop()
-        exporter.send_signal(signal.SIGINT)
-        try:
-            exporter.wait(15)
-        except subprocess.TimeoutExpired:
-            exporter.kill()
-            exporter.wait()
+        stop_node(exporter)
         bus.shutdown()
         if fr is not None:
             fr.close()
