@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -286,6 +287,8 @@ class FleetRound:
         from tinycl_nodes.interfaces.heads import to_msg
         from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
+        for old in ("broker", "aggregator", "bridge_state"):   # a fresh fleet: no retained heads or state of a last run
+            shutil.rmtree(work / old, ignore_errors=True)
         self.setup = generate(work / "broker", FLEET, [DEVICE, *PEERS], port=free_port())
         self.broker = Broker(self.setup, log_path=work / "mosquitto.log").start()
         self.peers: list[tuple[Any, Any, Any]] = []
