@@ -89,10 +89,10 @@ static inline uint32_t ld32(const void *p) {
     __builtin_memcpy(&v, p, 4);
     return v;
 }
-/* Two words in one LDRD: 4 int16 of s_pad, whose runs start on 8-byte boundaries (cin is a multiple of 4). */
-/* lo, hi = the 4 int16 at base + off (off constant where unrolled: an immediate offset). GCC splits 64-bit
- * loads into two LDRs; the asm keeps them one LDRD. It reads s_pad behind GCC's back: volatile keeps it
- * after the compiler barrier that follows pad_input (volatile asms stay in order). */
+/* lo, hi = the 4 int16 at base + off (element offset, constant where unrolled: an immediate; runs of s_pad and
+ * of the weights start on 4-byte boundaries since cin is a multiple of 4). GCC splits 64-bit loads into two
+ * LDRs; the asm keeps them one LDRD. It reads s_pad behind GCC's back: volatile keeps it after the compiler
+ * barrier that follows pad_input (volatile asms stay in order). */
 #define LDRD(lo, hi, base, off)                                                                        \
     __asm__ volatile("ldrd %0, %1, [%2, %3]" : "=r"(lo), "=r"(hi) : "r"(base), "i"(2 * (off)))
 static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended: one instruction */
