@@ -87,9 +87,10 @@ firmware-uros: $(STAMP) firmware-deps
 	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --build-only
 
 # The firmware on the emulated board, through the real agent, into the Python graph → results/board.json.
+# FLEET=1: the board's global head comes from a real fleet round (its mqtt_bridge, TLS mosquitto, two peers, aggregator).
 # (On a shared machine run it in a private network: unshare -n bash -c 'ip link set lo up && make demo-board')
-demo-board: $(STAMP) firmware-deps
-	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --out results/board.json
+demo-board: $(STAMP) firmware-deps $(if $(FLEET),system-deps)
+	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py $(if $(FLEET),--fleet) --out results/board.json
 
 # Train a frozen extractor (needs the optional PyTorch extra; CPU is enough) on DATASET (mnist,
 # fashion_mnist or an image folder) and CLASSES, to a new model NAME with its card (an existing

@@ -244,14 +244,21 @@ def generate(model: Model, source: str = "") -> tuple[str, str]:
     cin = 1
     for i, blk in enumerate(model.blocks):
         co = blk.w.shape[0]
+        # [co][ky][kx][ci]: the reduction over input channels is contiguous (SIMD over ci in tinycl_cnn.c)
+        w = np.ascontiguousarray(blk.w.transpose(0, 2, 3, 1))
+        ctype = "int8_t"
+        if cin % 4 == 0 and co % 2 == 0:
+            # int16, each group of 4 channels as (c0, c2, c1, c3) like the input (one LDRD = two SMLAD operands),
+            # output channels in pairs whose groups alternate: [co/2][ky][kx][ci/4][co%2][4] (tinycl_cnn.c run2x2)
+            w = w.reshape(co // 2, 2, 3, 3, cin // 4, 4)[..., [0, 2, 1, 3]].transpose(0, 2, 3, 4, 1, 5)
+            w, ctype = np.ascontiguousarray(w).astype(np.int16), "int16_t"
         h += [f"#define TINYCL_B{i}_CIN {cin}", f"#define TINYCL_B{i}_COUT {co}",
               f"#define TINYCL_B{i}_H {blk.in_hw[0]}", f"#define TINYCL_B{i}_W {blk.in_hw[1]}",
               f"#define TINYCL_B{i}_IN_ZP ({blk.in_zp})", f"#define TINYCL_B{i}_OUT_ZP ({blk.out_zp})",
-              f"extern const int8_t tinycl_b{i}_w[{blk.w.size}];",
+              f"extern const {ctype} tinycl_b{i}_w[{blk.w.size}];",
               f"extern const int32_t tinycl_b{i}_bias[{co}];",
               f"extern const float tinycl_b{i}_mult[{co}];"]
-        # [co][ky][kx][ci]: the reduction over input channels is contiguous (SIMD over ci in tinycl_cnn.c)
-        s += [_arr("int8_t", f"tinycl_b{i}_w", np.ascontiguousarray(blk.w.transpose(0, 2, 3, 1))), _arr("int32_t", f"tinycl_b{i}_bias", blk.bias, per_line=8),
+        s += [_arr(ctype, f"tinycl_b{i}_w", w), _arr("int32_t", f"tinycl_b{i}_bias", blk.bias, per_line=8),
               _arr("float", f"tinycl_b{i}_mult", blk.mult, _hexf, per_line=4)]
         cin = co
     h += [f"#define TINYCL_FC_IN_ZP ({model.fc_in_zp})", f"#define TINYCL_FC_OUT_ZP ({model.fc_out_zp})",
