@@ -84,3 +84,24 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CWRU folder not found") and str(tmp_path / "missing") in err
     assert len(err.splitlines()) == 1
+
+
+def test_cwru_cheaper_distances(cwru):
+    """Constants chosen on validation folds (int8 ±6, cap 64); guards at the values measured on the scored split."""
+    m, ch = cwru["methods"], cwru["cheaper"]
+    rce, cap, q8 = m["rce"], m["rce_cap"], m["rce_int8"]
+    assert cap["learning_macs"] < 0.6 * rce["learning_macs"]                 # measured 8.43 M vs 15.28 M
+    assert cap["inference_macs"] == (len(cwru["classes"]) + 64) * 64 < rce["inference_macs"]
+    assert cap["accuracy"] >= rce["accuracy"] - 0.5                           # measured equal (96.11)
+    assert q8["state_bytes"] < 0.6 * rce["state_bytes"]                       # int8 centers: F + 14 B each
+    assert q8["accuracy"] >= rce["accuracy"] - 1.5                            # measured −1.17 points
+    assert ch["rce_int8_cap"]["ratio_vs_head"] > ch["rce"]["ratio_vs_head"]   # 8.48x vs 4.71x
+
+
+def test_har_cheaper_distances_where_the_budget_fills(har):
+    b = har["base_model_variants"]
+    assert b["rce"]["state_bytes"] <= 40 * 1024 and b["rce_int8"]["state_bytes"] <= 40 * 1024
+    assert b["rce_cap"]["learning_macs"] < b["rce"]["learning_macs"]
+    assert b["rce_int8_cap"]["inference_macs"] == (len(har["classes"]) + 128) * 64
+    for name in ("rce_int8", "rce_cap", "rce_int8_cap"):
+        assert b[name]["accuracy"] >= b["rce"]["accuracy"] - 2.0, (name, b)

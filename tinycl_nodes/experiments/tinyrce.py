@@ -104,10 +104,12 @@ CHEAP_VARIANTS = {"rce_int8": (True, False), "rce_cap": (False, True), "rce_int8
 RCE_RUNS = ("rce", "rce_active", *CHEAP_VARIANTS)
 # Chosen by `tinycl experiment tinyrce --dataset har|cwru --select` on the validation folds only
 # (results/select_tinyrce_<dataset>.json, grids INT8_RANGE_GRID / MAX_VISIT_GRID below):
-# HAR int8 ±8 (97.49% vs fp32 97.76%), cap 128 (97.49%; 64 gave 95.49%);
+# HAR int8 ±8 (per-user folds 97.49% vs fp32 97.76%; pooled full-budget fold 96.52% vs 91.18%),
+# cap 512 (the pooled fold needs it: 128 gave 77.86%, 256 91.67% — the class-centroid pre-filter
+# is a poor proxy once a class's prototypes come from 12 subjects);
 # CWRU int8 ±6 (96.60% vs fp32 96.79%), cap 64 (96.60%; 32 gave 94.90%).
 INT8_RANGE = {"har": 8.0, "cwru": 6.0}
-MAX_VISIT = {"har": 128, "cwru": 64}
+MAX_VISIT = {"har": 512, "cwru": 64}
 
 
 # --- the backprop baseline ---------------------------------------------------------------------
@@ -291,7 +293,25 @@ def run_har(extractor: FrozenExtractor, data: str | None, cfg: Config,
               "per_user": {f"s{s:02d}": r for s, r in per_user.items()}}
     if cfg.new_subjects:
         result["new_user"] = run_new_user_seeds(h, feats, extractor.hash, cfg, progress)
+    result["base_model_variants"] = base_model_variants(h, feats, extractor.hash, cfg)
     return result
+
+
+def base_model_variants(h: HarWindows, feats: np.ndarray, extractor_hash: str, cfg: Config) -> dict:
+    """Plain RCE and its cheaper variants where the budget fills up: one model learned on every
+    base subject's training executions (seed order), scored on their held-out executions."""
+    tr = np.concatenate([user_split(h, s, cfg.train_fraction)[0] for s in cfg.base_subjects])
+    te = np.concatenate([user_split(h, s, cfg.train_fraction)[1] for s in cfg.base_subjects])
+    tr = tr[np.random.default_rng(cfg.seed).permutation(len(tr))]
+    out = {"n_train": int(len(tr)), "n_test": int(len(te))}
+    for name, (int8, cap) in {"rce": (False, False), **CHEAP_VARIANTS}.items():
+        rce = make_rce(cfg, feats.shape[1], extractor_hash, int8, cap)
+        rce_stream(rce, feats[tr], h.y[tr], active=False)
+        out[name] = {"accuracy": _acc(rce.classify(feats[te])[0], h.y[te]), "learning_macs": int(rce.learning_macs),
+                     "learning_macs_early_exit": int(rce.learning_macs_early_exit),
+                     "inference_macs": int(rce.inference_macs), "state_bytes": int(rce.state_bytes),
+                     "prototypes": rce.n_prototypes, "evicted": rce.counters["evicted"]}
+    return out
 
 
 def run_new_user_seeds(h: HarWindows, feats: np.ndarray, extractor_hash: str, cfg: Config,
@@ -387,22 +407,33 @@ def run_cwru(extractor: FrozenExtractor, data: str | None, cfg: Config,
 R_MAX_GRID = {"har": (6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0), "cwru": (12.0, 16.0, 20.0, 24.0, 32.0, 40.0)}
 
 
-def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: FrozenExtractor):
+def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: FrozenExtractor,
+                     pooled: bool = False):
     """(train features, labels, validation features, labels) folds drawn from training data only.
 
     HAR: each *base* subject's training executions (the first ``train_fraction`` of them), split
-    again the same way — the test executions and the new subjects are never touched. CWRU: each
+    again the same way — the test executions and the new subjects are never touched; with
+    ``pooled`` one fold instead: every base subject's fit parts as one shuffled stream (the
+    regime where the memory budget fills up, as in the new-user base model), scored on all
+    their validation parts. CWRU (one fold either way): each
     class's training windows, the first 70% against the rest, with a one-window gap so no
     validation window overlaps a training one.
     """
     if dataset == "har":
         h = load_har(data, device=cfg.device, subjects=cfg.base_subjects, step=cfg.har_step)
         feats = extractor.extract(h.X)
+        parts = []
         for s in cfg.base_subjects:
             tr, _ = user_split(h, s, cfg.train_fraction)
             sub = h.select(np.isin(np.arange(len(h.y)), tr))
             a, b = user_split(sub, s, cfg.train_fraction)
-            yield feats[tr][a], sub.y[a], feats[tr][b], sub.y[b]
+            parts.append((feats[tr][a], sub.y[a], feats[tr][b], sub.y[b]))
+            if not pooled:
+                yield parts[-1]
+        if pooled:
+            Xa, ya = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            order = np.random.default_rng(cfg.seed).permutation(len(ya))
+            yield (Xa[order], ya[order], np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
         return
     tr = load_cwru(data, split="train")
     feats = extractor.extract(tr.X)
@@ -419,7 +450,7 @@ def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: Fro
 
 
 INT8_RANGE_GRID = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0)         # int8 clip range, feature units
-MAX_VISIT_GRID = (16, 32, 64, 128, 256)
+MAX_VISIT_GRID = (16, 32, 64, 128, 256, 512)
 CAP_TOLERANCE = 0.5   # points of validation accuracy a visit cap may cost (the smallest such cap wins)
 
 
@@ -440,8 +471,11 @@ def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg
                  progress: Callable[[str], None] = lambda m: None) -> dict:
     """On the validation folds only: r_max (best accuracy), then at that r_max the int8 clip
     range (best accuracy of the int8 variant), then the visit cap of the int8 variant (the
-    smallest whose accuracy is within CAP_TOLERANCE of the uncapped int8 one)."""
+    smallest whose accuracy is within CAP_TOLERANCE of the uncapped int8 one). HAR also scores
+    int8 ranges and caps on the pooled fold (the full-budget regime, where a cap binds): the int8
+    objective is the mean of both, and a cap must be within the tolerance on both."""
     folds = list(validation_folds(dataset, data, cfg, extractor))
+    full = list(validation_folds(dataset, data, cfg, extractor, pooled=True)) if dataset == "har" else []
     base = {**asdict(cfg), "dataset": dataset}
     rows = []
     for r in R_MAX_GRID[dataset]:
@@ -450,21 +484,36 @@ def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg
     best = max(rows, key=lambda row: row["accuracy"])
     base["r_max"] = best["r_max"]
     int8_rows = []
+    def both(c: Config, int8: bool, cap: bool) -> dict:
+        row = _validate(folds, c, extractor.hash, int8=int8, cap=cap)
+        if full:
+            row["pooled"] = _validate(full, c, extractor.hash, int8=int8, cap=cap)
+        row["objective"] = round((row["accuracy"] + row["pooled"]["accuracy"]) / 2, 3) if full else row["accuracy"]
+        return row
+
+    ref = both(Config(**base), False, False)
+    progress(f"{dataset} fp32 reference: {ref['objective']:.2f}%")
     for q in INT8_RANGE_GRID:
-        int8_rows.append({"int8_range": q, **_validate(folds, Config(**{**base, "int8_range": q}), extractor.hash, int8=True)})
-        progress(f"{dataset} int8_range={q}: {int8_rows[-1]['accuracy']:.2f}%")
-    best_q = max(int8_rows, key=lambda row: row["accuracy"])
+        int8_rows.append({"int8_range": q, **both(Config(**{**base, "int8_range": q}), True, False)})
+        progress(f"{dataset} int8_range={q}: {int8_rows[-1]['objective']:.2f}%")
+    best_q = max(int8_rows, key=lambda row: row["objective"])
     base["int8_range"] = best_q["int8_range"]
     cap_rows = []
     for k in MAX_VISIT_GRID:
-        cap_rows.append({"max_visit": k, **_validate(folds, Config(**{**base, "max_visit": k}), extractor.hash,
-                                                     int8=True, cap=True)})
-        progress(f"{dataset} max_visit={k} (int8): {cap_rows[-1]['accuracy']:.2f}%, "
-                 f"{cap_rows[-1]['inference_macs']:,} inference MACs")
-    ok = [r for r in cap_rows if r["accuracy"] >= best_q["accuracy"] - CAP_TOLERANCE]
+        cap_rows.append({"max_visit": k, **both(Config(**{**base, "max_visit": k}), True, True)})
+        progress(f"{dataset} max_visit={k} (int8): {cap_rows[-1]['accuracy']:.2f}% "
+                 + (f"(pooled {cap_rows[-1]['pooled']['accuracy']:.2f}%, {cap_rows[-1]['pooled']['inference_macs']:,} "
+                    "inference MACs)" if full else f"{cap_rows[-1]['inference_macs']:,} inference MACs"))
+
+    def within(r: dict) -> bool:
+        ok = r["accuracy"] >= best_q["accuracy"] - CAP_TOLERANCE
+        return ok and (not full or r["pooled"]["accuracy"] >= best_q["pooled"]["accuracy"] - CAP_TOLERANCE)
+
+    ok = [r for r in cap_rows if within(r)]
     chosen_cap = min(ok, key=lambda r: r["max_visit"])["max_visit"] if ok else 0
     now = Config(dataset=dataset)
     return {"dataset": dataset, "rows": rows, "chosen": best["r_max"], "default_now": now.rce_r_max(),
+            "fp32_reference": ref,
             "int8_rows": int8_rows, "chosen_int8_range": best_q["int8_range"],
             "int8_default_now": INT8_RANGE[dataset],
             "cap_rows": cap_rows, "chosen_max_visit": chosen_cap, "cap_tolerance": CAP_TOLERANCE,
