@@ -72,7 +72,8 @@ def test_cwru_targets(cwru):
 
 def test_cli_writes_json_png_and_tables(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert exp.main(["--dataset", "har", "--out", str(out)]) == 0
+    assert exp.main(["--dataset", "har", "--cnn-epochs", "0", "--base-subjects", "1-4", "--new-subjects", "13",
+                     "--seeds", "1", "--out", str(out)]) == 0   # no PyTorch run; a short new-user scenario
     r = json.loads(out.read_text())
     assert set(r["methods"]) >= {"rce", "backprop"} and out.with_suffix(".png").stat().st_size > 10_000
     text = capsys.readouterr().out
@@ -87,21 +88,23 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
 
 
 def test_cwru_cheaper_distances(cwru):
-    """Constants chosen on validation folds (int8 ±6, cap 64); guards at the values measured on the scored split."""
+    """Constants chosen on the validation fold (int8 ±12, cap 32); guards at the values measured on the test windows."""
     m, ch = cwru["methods"], cwru["cheaper"]
     rce, cap, q8 = m["rce"], m["rce_cap"], m["rce_int8"]
-    assert cap["learning_macs"] < 0.6 * rce["learning_macs"]                 # measured 8.43 M vs 15.28 M
-    assert cap["inference_macs"] == (len(cwru["classes"]) + 64) * 64 < rce["inference_macs"]
-    assert cap["accuracy"] >= rce["accuracy"] - 0.5                           # measured equal (96.11)
+    assert cap["learning_macs"] < 0.4 * rce["learning_macs"]                 # measured 4.94 M vs 15.28 M
+    assert cap["inference_macs"] == (len(cwru["classes"]) + 32) * 64 < rce["inference_macs"]
+    assert cap["accuracy"] >= rce["accuracy"] - 2.5                           # measured −1.95 points
     assert q8["state_bytes"] < 0.6 * rce["state_bytes"]                       # int8 centers: F + 14 B each
-    assert q8["accuracy"] >= rce["accuracy"] - 1.5                            # measured −1.17 points
-    assert ch["rce_int8_cap"]["ratio_vs_head"] > ch["rce"]["ratio_vs_head"]   # 8.48x vs 4.71x
+    assert q8["accuracy"] >= rce["accuracy"] - 0.5                            # measured +1.17 points
+    assert ch["rce_int8_cap"]["ratio_vs_head"] > 2.5 * ch["rce"]["ratio_vs_head"]   # 14.6x vs 4.71x
 
 
 def test_har_cheaper_distances_where_the_budget_fills(har):
+    """One model on all base subjects fills the 40 KiB: int8 centers hold ~3.5x the prototypes."""
     b = har["base_model_variants"]
-    assert b["rce"]["state_bytes"] <= 40 * 1024 and b["rce_int8"]["state_bytes"] <= 40 * 1024
-    assert b["rce_cap"]["learning_macs"] < b["rce"]["learning_macs"]
-    assert b["rce_int8_cap"]["inference_macs"] == (len(har["classes"]) + 128) * 64
-    for name in ("rce_int8", "rce_cap", "rce_int8_cap"):
-        assert b[name]["accuracy"] >= b["rce"]["accuracy"] - 2.0, (name, b)
+    for name in ("rce", "rce_int8", "rce_cap", "rce_int8_cap"):
+        assert b[name]["state_bytes"] <= 40 * 1024, (name, b[name])
+    assert b["rce_int8"]["prototypes"] > 3 * b["rce"]["prototypes"]              # measured 524 vs 151
+    assert b["rce_int8"]["accuracy"] >= b["rce"]["accuracy"] + 1.0                # measured 95.07 vs 92.25
+    assert b["rce_int8"]["learning_macs"] > b["rce"]["learning_macs"]             # more prototypes, more distances
+    assert b["rce_int8_cap"]["inference_macs"] <= (len(har["classes"]) + 512) * 64
