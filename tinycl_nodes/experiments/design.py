@@ -233,6 +233,9 @@ def main(args) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     ram, flash = parse_bytes(args.ram), parse_bytes(args.flash)
+    if args.finetune_epochs < 0 or args.finetune_images < 1:
+        raise InputError(f"--finetune-epochs must be >= 0 and --finetune-images >= 1, got "
+                         f"{args.finetune_epochs} and {args.finetune_images}")
     model = model_path(args.model) if not Path(args.model).exists() else Path(args.model)
     if not model.is_file():
         raise InputError(f"--model: {model} not found")

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import presets
+from ..core.errors import InputError
 from ..core.head import Head
 from ..datasets.cwru import load_cwru
 from ..datasets.har import load_har
@@ -73,6 +74,19 @@ def _image_parts(dataset: str, data: str | None, per_class_stream: int, per_clas
     return X, y, pick(parts["stream"], per_class_stream), pick(parts["holdout"], per_class_test)
 
 
+def _each_head(extractor: FrozenExtractor, Fs: np.ndarray, ys: np.ndarray, Ft: np.ndarray, yt: np.ndarray,
+               groups: dict[str, np.ndarray] | None = None) -> dict:
+    """Every head learns the stream ``Fs, ys`` in order; its prequential and held-out accuracy
+    (overall and per named group of held-out samples) and its learned state size."""
+    out = {}
+    for name in HEADS:
+        head = _make(name, Fs.shape[1], extractor.hash)
+        preq = _stream(head, Fs, ys)
+        out[name] = {"accuracy": _acc(head, Ft, yt), "prequential": preq, "state_bytes": _state_bytes(head),
+                     **{g: _acc(head, Ft[m], yt[m]) for g, m in (groups or {}).items()}}
+    return {"stream": int(len(ys)), "test": int(len(yt)), "heads": out}
+
+
 def incremental(extractor: FrozenExtractor, data: str | None, per_class: int, per_test: int, seed: int) -> dict:
     """Fashion-MNIST: classes 0–5 then 6–9 in the stream; scored on the holdout part."""
     X, y, s, t = _image_parts("fashion_mnist", data, per_class, per_test, seed)
@@ -82,14 +96,7 @@ def incremental(extractor: FrozenExtractor, data: str | None, per_class: int, pe
     order = np.concatenate([rng.permutation(old), rng.permutation(new)])
     Fs, Ft = extractor.extract(X[order]), extractor.extract(X[t])
     ys, yt = y[order].astype(np.int64), y[t].astype(np.int64)
-    out = {}
-    for name in HEADS:
-        head = _make(name, Fs.shape[1], extractor.hash)
-        preq = _stream(head, Fs, ys)
-        out[name] = {"accuracy": _acc(head, Ft, yt), "old_classes": _acc(head, Ft[yt < 6], yt[yt < 6]),
-                     "new_classes": _acc(head, Ft[yt >= 6], yt[yt >= 6]), "prequential": preq,
-                     "state_bytes": _state_bytes(head)}
-    return {"stream": int(len(ys)), "test": int(len(yt)), "heads": out}
+    return _each_head(extractor, Fs, ys, Ft, yt, {"old_classes": yt < 6, "new_classes": yt >= 6})
 
 
 def transfer(extractor: FrozenExtractor, data: str | None, per_class: int, per_test: int, seed: int) -> dict:
@@ -98,12 +105,7 @@ def transfer(extractor: FrozenExtractor, data: str | None, per_class: int, per_t
     s = np.random.default_rng(seed).permutation(s)
     Fs, Ft = extractor.extract(X[s]), extractor.extract(X[t])
     ys, yt = y[s].astype(np.int64), y[t].astype(np.int64)
-    out = {}
-    for name in HEADS:
-        head = _make(name, Fs.shape[1], extractor.hash)
-        preq = _stream(head, Fs, ys)
-        out[name] = {"accuracy": _acc(head, Ft, yt), "prequential": preq, "state_bytes": _state_bytes(head)}
-    return {"stream": int(len(ys)), "test": int(len(yt)), "heads": out}
+    return _each_head(extractor, Fs, ys, Ft, yt)
 
 
 def drift_har(data: str | None, seed: int, base: list[int], new: list[int], step: int = 10) -> dict:
@@ -140,14 +142,12 @@ def drift_cwru(data: str | None, seed: int) -> dict:
     Ftr, Fte = extractor.extract(tr.X), extractor.extract(te.X)
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(np.flatnonzero(tr.y == c)) for c in np.unique(tr.y)])  # class 0 = normal
-    out = {}
-    for name in HEADS:
-        head = _make(name, Ftr.shape[1], extractor.hash)
-        preq = _stream(head, Ftr[order], tr.y[order])
-        per_class = {int(c): _acc(head, Fte[te.y == c], te.y[te.y == c]) for c in np.unique(te.y)}
-        out[name] = {"accuracy": _acc(head, Fte, te.y), "prequential": preq, "per_class": per_class,
-                     "normal": per_class[0], "first_fault": per_class[1], "state_bytes": _state_bytes(head)}
-    return {"stream": int(len(order)), "test": int(len(te.y)), "heads": out}
+    classes = [int(c) for c in np.unique(te.y)]
+    r = _each_head(extractor, Ftr[order], tr.y[order], Fte, te.y, {f"class_{c}": te.y == c for c in classes})
+    for h in r["heads"].values():
+        h["per_class"] = {c: h.pop(f"class_{c}") for c in classes}
+        h["normal"], h["first_fault"] = h["per_class"][0], h["per_class"][1]
+    return r
 
 
 def run(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict:
@@ -200,6 +200,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.per_class < 1 or args.per_test < 1:
+        raise InputError(f"--per-class and --per-test must be positive, got {args.per_class} and {args.per_test}")
     result = run(args, progress=lambda m: print(m, file=sys.stderr))
     write_json(result, Path(args.out))
     print(markdown(result))
