@@ -63,3 +63,25 @@ def test_a_graph_ending_inside_a_block_is_refused(tmp_path):
     export_int8(split.lower_path, int8, np.zeros((32, 1, 28, 28), np.float32))
     with pytest.raises(c_model.ExportError):
         c_model.parse(int8)
+
+
+def test_pruned_whole_model_c_compiles_with_the_c_core(tmp_path):
+    """A design whose upper layers stay frozen writes the C of the whole pruned int8 model: the
+    C core's forward (micro_ros_firmware/core/src/tinycl_cnn.c) compiles against it."""
+    from pathlib import Path
+
+    from tinycl_nodes.experiments.design import prune_model
+
+    full = model_path("mnist_0to5_fp32")
+    cut = [n for n in cut_names(full) if "MaxPool" in n][-1]
+    pruned = prune_model(full, 0.25, cut, tmp_path / "pruned.onnx")
+    int8 = tmp_path / "pruned.int8.onnx"
+    export_int8(pruned, int8, np.random.default_rng(1).integers(0, 256, (64, 1, 28, 28)).astype(np.float32) / 255.0)
+    m = c_model.parse(int8)
+    assert [b.w.shape[0] for b in m.blocks] == [24, 48, 128] and m.fc_w is not None   # 32, 64 filters −25%
+    h, _ = c_model.export(int8, tmp_path / "c")
+    core = Path(__file__).resolve().parents[2] / "micro_ros_firmware" / "core"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    res = subprocess.run([cc, "-std=c99", "-c", f"-I{h.parent}", f"-I{core / 'include'}", f"-I{core / 'src'}",
+                          str(core / "src" / "tinycl_cnn.c"), "-o", str(tmp_path / "cnn.o")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -313,6 +313,12 @@ def main(args) -> int:
         c_files = c_model.export(best["int8_model"], work / "c")
         card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / "chosen_upper.onnx"),
                          "frozen_c": [str(p) for p in c_files]}
+        if not best["train_upper"]:   # the whole model is frozen: its int8 C runs on the C core as it is
+            from ..training.train_frozen import export_int8
+
+            full = work / "chosen_full.int8.onnx"
+            export_int8(Path(best["pruned_model"]), full, calib)
+            card["files"].update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / "c_full")])
         console.print(f"chosen: cut {best['cut']}, prune {best['prune']}, replay {best['replay']}, "
                       f"accuracy {best['accuracy']}%")
     else:
