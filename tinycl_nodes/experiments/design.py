@@ -16,7 +16,9 @@ then measures accuracy on the training-split validation protocol (true labels, a
 the int8 frozen part quantised by onnxruntime with calibration images from the labels part) for
 every candidate that fits, and writes the best one: the int8 frozen ONNX, the trained-from-here
 upper layers' ONNX, the C source of the int8 frozen part (``export/c_model.py``, the one
-generator: ``c/tinycl_model.h`` and ``.c``) and a card (JSON).
+generator: ``c/tinycl_model.h`` and ``.c``; when the upper layers stay frozen, also the C of the
+whole pruned int8 model in ``c_full/``, which the C core's forward runs) and a card (JSON).
+Each pruned model gets a short fine-tune first when PyTorch is installed (:func:`finetune`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
 from ..export import c_model
-from ..export.latent_onnx import cut_names, split_model, upper_to_onnx
+from ..export.latent_onnx import _safe, cut_names, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..storage import write_atomic
 from . import tinyndc as exp
@@ -217,10 +219,6 @@ def costs(lower_path: Path, split, minibatch: int, train_upper: bool = True) -> 
     return Costs(flash + 4 * up_params, ram, int(np.prod(split.latent_shape)), macs, upper_macs)
 
 
-def _tag(cut: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in cut).strip("_")
-
-
 def default_cuts(model: Path) -> list[str]:
     """MaxPool outputs (block ends) are the natural latent layers."""
     names = cut_names(model)
@@ -253,7 +251,7 @@ def main(args) -> int:
         for cut, ratio, train_upper in [(c, r, t) for c in cuts for r in ratios for t in (True, False)]:
                 row: dict[str, Any] = {"cut": cut, "prune": ratio, "train_upper": train_upper}
                 if (cut, ratio) not in pruned_models:
-                    pruned = prune_model(model, ratio, cut, work / f"cand_{_tag(cut)}_p{int(ratio * 100)}.onnx")
+                    pruned = prune_model(model, ratio, cut, work / f"cand_{_safe(cut)}_p{int(ratio * 100)}.onnx")
                     ft: Any = None
                     if ratio > 0 and args.finetune_epochs > 0:
                         ft = (finetune(pruned, X[backbone], y[backbone], args.finetune_epochs, pruned)
