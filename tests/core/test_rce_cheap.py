@@ -67,18 +67,20 @@ def test_int8_learner_matches_fp32_decisions_and_stores_int8_codes():
 
 
 def test_visit_cap_is_respected_when_learning_and_predicting():
-    cap = 12
-    r, X, y = _learned(max_visit=cap)
+    cap, K = 12, 8
+    r, X, y = _learned(max_visit=cap, prefix_features=K)
     assert r.n_prototypes > cap
-    C = len(r.classes)
     for x, c in zip(X[:50], y[:50]):
-        seen = r._visit(r._code(x), r._index[int(c)])
-        assert 0 < seen.size <= cap
-        assert r._index[int(c)] in set(r.rows[seen].tolist())     # the label's class is always visited
-        before = r.learning_macs
+        xc = r._code(x)
+        seen = r._visit(xc)
+        assert seen.size == cap
+        coarse = np.abs(r.centers[:, :K] - xc[:K]).sum(1)          # the cap nearest by the prefix pass
+        assert coarse[seen].max() <= np.sort(coarse)[cap - 1] + 1e-5
+        before, P = r.learning_macs, r.n_prototypes
         r.learn_one(x, int(c))
-        assert r.learning_macs - before <= (C + cap) * F
-    assert r.inference_macs == (C + cap) * F
+        grow = cap * F                                              # the growth check's center distances
+        assert r.learning_macs - before <= P * K + cap * (F - K) + grow
+    assert r.inference_macs == r.n_prototypes * K + cap * (F - K) < r.n_prototypes * F
     assert r.state_bytes <= r.memory_bytes
     Xt, yt = TEST
     pred, _ = r.classify(Xt)
@@ -94,7 +96,8 @@ def test_uncapped_learning_is_unchanged_below_the_cap():
 
 
 @pytest.mark.parametrize("kw", [{"int8_range": -1.0}, {"int8_range": float("nan")}, {"max_visit": -1},
-                                {"max_visit": 2.5}, {"max_visit": True}])
+                                {"max_visit": 2.5}, {"max_visit": True}, {"max_visit": 4, "prefix_features": 8},
+                                {"max_visit": 4, "prefix_features": 0}])
 def test_bad_cheap_hyper_parameters_fail_in_init(kw):
     with pytest.raises(InputError):
         TinyRCE(8, **kw)

@@ -35,12 +35,13 @@ Cheaper distances (both off by default, so the default matches the C core bit fo
   ``int8_range / 127``; centers are *stored* as those int8 codes (a prototype then costs
   ``F + 14`` bytes instead of ``4·F + 14``) and every distance is an integer sum (``|a−b|`` or
   ``(a−b)²`` in int32) times the scale — radii stay in feature units;
-- ``max_visit > 0``: at most ``max_visit`` prototypes get a distance per input. Past that many,
-  a nearest-centroid pre-filter (one centroid per class: the mean of its prototypes' centers,
-  kept in the state budget) orders the classes — when learning, the label's class first — and
-  prototypes are visited class by class (most hit first within a class) until the cap. An
-  unvisited prototype counts as not firing: decisions may differ from the full pass, which is
-  the trade the experiment measures. The ``C`` centroid distances are counted as MACs too.
+- ``max_visit > 0``: at most ``max_visit`` prototypes get a full distance per input. Past that
+  many, a coarse pass computes every prototype's distance on the first ``prefix_features``
+  features only and the ``max_visit`` nearest by it get the rest of their distance (the partial
+  sum is reused). An unvisited prototype counts as not firing: decisions may differ from the
+  full pass, which is the trade the experiment measures. MACs: ``P·K + max_visit·(F − K)``.
+  (A nearest-class-centroid pre-filter was tried first: on HAR, where a class's prototypes come
+  from many subjects, it lost up to 33 points at caps the prefix pass loses none.)
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class TinyRCE(Head):
 
     def __init__(self, n_features: int, memory_bytes: int = 40 * 1024, r_max: float = 8.0,
                  r_min: float = 0.0, grow_margin: float = 0.25, metric: str = "l2",
-                 int8_range: float = 0.0, max_visit: int = 0, extractor_hash: str = "") -> None:
+                 int8_range: float = 0.0, max_visit: int = 0, prefix_features: int = 8,
+                 extractor_hash: str = "") -> None:
         super().__init__(check_int(n_features, "n_features"), extractor_hash)
         self.memory_bytes = check_int(memory_bytes, "memory_bytes")
         self.r_max = check_positive(r_max, "r_max")
@@ -112,6 +114,9 @@ class TinyRCE(Head):
         self.int8_range = check_positive(int8_range, "int8_range", allow_zero=True)
         self.scale = np.float32(self.int8_range / 127.0) if self.int8_range else np.float32(1.0)
         self.max_visit = check_int(max_visit, "max_visit", minimum=0)
+        self.prefix_features = check_int(prefix_features, "prefix_features")
+        if self.max_visit and self.prefix_features >= n_features:
+            raise InputError(f"prefix_features: must be < n_features ({n_features}), got {prefix_features}")
         if self.max_prototypes < 1:
             raise InputError(f"memory_bytes: {memory_bytes} B does not hold one prototype of "
                              f"{self.prototype_bytes} B (plus one class id)")
@@ -123,7 +128,6 @@ class TinyRCE(Head):
         self.learning_macs = 0
         self.learning_macs_early_exit = 0   # the same passes with early exit (see _early_exit_macs)
         self.counters = {"committed": 0, "grown": 0, "shrunk": 0, "pruned": 0, "evicted": 0, "dropped": 0}
-        self._centroid_cache: np.ndarray | None = None   # derived from centers (see _centroids)
 
     # --- capacity ---------------------------------------------------------------------------
     @property
@@ -136,18 +140,12 @@ class TinyRCE(Head):
         (u16), hits, last use (u32)."""
         return np.dtype(self.center_dtype).itemsize * self.n_features + 4 + 2 + 4 + 4
 
-    @property
-    def class_bytes(self) -> int:
-        """Bytes per known class: its id, and its centroid when the pre-filter is on."""
-        centroid = np.dtype(self.center_dtype).itemsize * self.n_features if self.max_visit else 0
-        return CLASS_ID_BYTES + centroid
-
     def _capacity(self, n_classes: int) -> int:
-        return (self.memory_bytes - self.class_bytes * max(n_classes, 1)) // self.prototype_bytes
+        return (self.memory_bytes - CLASS_ID_BYTES * max(n_classes, 1)) // self.prototype_bytes
 
     @property
     def max_prototypes(self) -> int:
-        """Prototypes that fit in ``memory_bytes`` next to the per-class bytes of the classes known now."""
+        """Prototypes that fit in ``memory_bytes`` next to the ids of the classes known now."""
         return self._capacity(len(self.classes))
 
     @property
@@ -157,15 +155,19 @@ class TinyRCE(Head):
     @property
     def state_bytes(self) -> int:
         """Bytes of learned state (prototypes and class ids), what the memory budget bounds."""
-        return self.n_prototypes * self.prototype_bytes + self.class_bytes * len(self.classes)
+        return self.n_prototypes * self.prototype_bytes + CLASS_ID_BYTES * len(self.classes)
+
+    def _distance_macs(self, visited: int) -> int:
+        """MACs of one distance pass that gives ``visited`` prototypes their full distance."""
+        P, F, K = self.n_prototypes, self.n_features, self.prefix_features
+        if self.max_visit and P > self.max_visit:
+            return P * K + visited * (F - K)
+        return visited * F
 
     @property
     def inference_macs(self) -> int:
-        """Distance MACs one inference costs now (centroid pass included when the cap applies)."""
-        P, F = self.n_prototypes, self.n_features
-        if self.max_visit and P > self.max_visit:
-            return (len(self.classes) + self.max_visit) * F
-        return P * F
+        """Distance MACs one inference costs now (the coarse prefix pass included when the cap applies)."""
+        return self._distance_macs(min(self.n_prototypes, self.max_visit or self.n_prototypes))
 
     # --- inference ----------------------------------------------------------------------------
     def decide(self, x: Any) -> Decision:
@@ -248,11 +250,12 @@ class TinyRCE(Head):
         if P == 0:
             self._commit(x, idx, self.r_max, step)
             return
-        d, seen = self._visited_dist(x, idx)
-        extra = len(self.classes) * self.n_features if self.max_visit and P > self.max_visit else 0  # centroid pass
-        self.learning_macs += int(seen.size) * self.n_features + extra
+        d, seen = self._visited_dist(x)
+        self.learning_macs += self._distance_macs(int(seen.size))
         right = self.rows == idx
-        self.learning_macs_early_exit += self._early_exit_macs(x, right, rows=seen) + extra
+        coarse = P * self.prefix_features if self.max_visit and P > self.max_visit else 0
+        # early exit on the visited ones, counted from feature 0 (the prefix counted twice: an overcount)
+        self.learning_macs_early_exit += self._early_exit_macs(x, right, rows=seen) + coarse
         fire = d < self.radii
         # shrink every wrong-class prototype that fires to the distance of x (factor d/r)
         wrong = np.flatnonzero(fire & ~right)
@@ -334,7 +337,6 @@ class TinyRCE(Head):
         self.hits = np.append(self.hits, np.uint32(0))
         self.last_used = np.append(self.last_used, step)
         self.counters["committed"] += 1
-        self._centroid_cache = None
 
     def _evict(self) -> bool:
         """Make room: drop the least recently useful prototype whose class keeps another one."""
@@ -358,7 +360,6 @@ class TinyRCE(Head):
         keep[idx] = False
         self.centers, self.radii, self.rows = self.centers[keep], self.radii[keep], self.rows[keep]
         self.hits, self.last_used = self.hits[keep], self.last_used[keep]
-        self._centroid_cache = None
 
     # --- distances ----------------------------------------------------------------------------
     def _code(self, x: np.ndarray) -> np.ndarray:
@@ -396,44 +397,17 @@ class TinyRCE(Head):
             D = np.sqrt(np.maximum(sq, 0.0))
         return (D * self.scale).astype(np.float32)
 
-    def _centroids(self) -> np.ndarray:
-        """Per class row: mean of its prototypes' centers (coded like them); NaN rows for none."""
-        if self._centroid_cache is None:
-            C, rows = len(self.classes), self.rows.astype(np.intp)
-            sums = np.zeros((C, self.n_features), np.float64)
-            np.add.at(sums, rows, self.centers.astype(np.float64))
-            count = np.bincount(rows, minlength=C)[:, None]
-            mean = np.where(count > 0, sums / np.maximum(count, 1), np.nan)
-            if self.int8_range:
-                mean = np.where(count > 0, np.clip(np.rint(np.nan_to_num(mean)), -127, 127), np.nan)
-            self._centroid_cache = mean
-        return self._centroid_cache
-
-    def _visit(self, x: np.ndarray, first: int | None = None) -> np.ndarray:
-        """Indices of the prototypes that get a distance for ``x`` (see ``max_visit``)."""
-        P = self.n_prototypes
+    def _visit(self, x: np.ndarray) -> np.ndarray:
+        """Indices of the prototypes that get a full distance for ``x`` (see ``max_visit``)."""
+        P, K = self.n_prototypes, self.prefix_features
         if not self.max_visit or P <= self.max_visit:
             return np.arange(P)
-        cent = self._centroids()
-        have = np.flatnonzero(~np.isnan(cent[:, 0]))
-        dc = self._pair(cent[have].astype(np.int8 if self.int8_range else np.float32), x)
-        order = list(have[np.argsort(dc, kind="stable")])
-        if first is not None and first in order:
-            order.remove(first)
-            order.insert(0, first)
-        rows, out, left = self.rows.astype(np.intp), [], self.max_visit
-        for c in order:
-            members = np.flatnonzero(rows == c)
-            members = members[np.argsort(-self.hits[members].astype(np.int64), kind="stable")][:left]
-            out.append(members)
-            left -= members.size
-            if left <= 0:
-                break
-        return np.sort(np.concatenate(out))
+        coarse = self._pair(self.centers[:, :K], x[:K])
+        return np.sort(np.argpartition(coarse, self.max_visit - 1)[:self.max_visit])
 
-    def _visited_dist(self, x: np.ndarray, first: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _visited_dist(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance to every prototype, inf where not visited; the visited indices)."""
-        seen = self._visit(x, first)
+        seen = self._visit(x)
         if seen.size == self.n_prototypes:
             return self._dist(x), seen
         d = np.full(self.n_prototypes, np.inf, np.float32)
@@ -444,7 +418,8 @@ class TinyRCE(Head):
     def _params(self) -> dict[str, Any]:
         return {"memory_bytes": self.memory_bytes, "r_max": self.r_max, "r_min": self.r_min,
                 "grow_margin": self.grow_margin, "metric": self.metric,
-                "int8_range": self.int8_range, "max_visit": self.max_visit}
+                "int8_range": self.int8_range, "max_visit": self.max_visit,
+                "prefix_features": self.prefix_features}
 
     def _meta(self) -> dict[str, Any]:
         return {"learning_macs": int(self.learning_macs), "counters": dict(self.counters),
@@ -485,5 +460,4 @@ class TinyRCE(Head):
         if isinstance(early, bool) or not isinstance(early, int) or early < 0:
             raise StateError(f"state: meta 'learning_macs_early_exit' must be a non-negative int, got {early!r}")
         return {"centers": centers, "radii": radii, "rows": rows, "hits": hits, "last_used": last_used,
-                "_centroid_cache": None,
                 "learning_macs": macs, "learning_macs_early_exit": early, "counters": dict(counters)}

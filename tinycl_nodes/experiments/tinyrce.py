@@ -82,6 +82,7 @@ class Config:
     new_user_seeds: int = 1       # the new-user scenario averaged over this many base-stream orders
     int8_range: float = 0.0       # cheaper variants: int8 clip range (0: the dataset default)
     max_visit: int = 0            # cheaper variants: prototypes visited per input (0: the dataset default)
+    prefix_features: int = 0      # cheaper variants: features of the coarse pass (0: the dataset default)
 
     def rce_r_max(self) -> float:
         # chosen by `tinycl experiment tinyrce --select` on validation folds of the training data
@@ -95,22 +96,25 @@ class Config:
         return self.int8_range or INT8_RANGE[self.dataset]
 
     def rce_max_visit(self) -> int:
-        # chosen by `--select` (MAX_VISIT_GRID: the smallest cap within CAP_TOLERANCE of uncapped)
+        # chosen by `--select` (MAX_VISIT_GRID x PREFIX_GRID: the cheapest within CAP_TOLERANCE of uncapped)
         return self.max_visit or MAX_VISIT[self.dataset]
+
+    def rce_prefix_features(self) -> int:
+        return self.prefix_features or PREFIX_FEATURES[self.dataset]
 
 
 # The cheaper distance variants (TinyRCE's int8_range / max_visit), beside plain "rce".
 CHEAP_VARIANTS = {"rce_int8": (True, False), "rce_cap": (False, True), "rce_int8_cap": (True, True)}
 RCE_RUNS = ("rce", "rce_active", *CHEAP_VARIANTS)
 # Chosen by `tinycl experiment tinyrce --dataset har|cwru --select` on the validation folds only
-# (results/select_tinyrce_<dataset>.json, grids INT8_RANGE_GRID / MAX_VISIT_GRID below):
-# HAR int8 ±8 (per-user folds 97.49% vs fp32 97.76%; pooled full-budget fold 96.52% vs 91.18%),
-# cap 512 (the pooled fold needs it: 128 gave 77.86%, 256 91.67% — the class-centroid pre-filter
-# is a poor proxy once a class's prototypes come from 12 subjects);
-# CWRU int8 ±12 (96.97% vs fp32 96.79%; one fold of 527 windows: the grid is not monotone, 3 gave
-# 95.08%), cap 32 (96.60%; 16 gave 88.09%).
+# (results/select_tinyrce_<dataset>.json, grids INT8_RANGE_GRID, MAX_VISIT_GRID x PREFIX_GRID):
+# HAR int8 ±8 (per-user folds 97.49% vs fp32 97.76%; pooled full-budget fold 96.52% vs 91.17%),
+# cap 16 with an 8-feature coarse pass (97.61% / pooled 96.64%, 5,088 vs 32,864 inference MACs on
+# the pooled model); CWRU int8 ±12 (96.97% vs fp32 96.79%; one fold of 527 windows: the grid is
+# not monotone, 3 gave 95.08%), cap 32 with a 4-feature coarse pass (97.16%, 2,792 MACs vs 13,120).
 INT8_RANGE = {"har": 8.0, "cwru": 12.0}
-MAX_VISIT = {"har": 512, "cwru": 32}
+MAX_VISIT = {"har": 16, "cwru": 32}
+PREFIX_FEATURES = {"har": 8, "cwru": 4}
 
 
 # --- the backprop baseline ---------------------------------------------------------------------
@@ -151,7 +155,8 @@ def make_rce(cfg: Config, n_features: int, extractor_hash: str = "", int8: bool 
              cap: bool = False) -> TinyRCE:
     return TinyRCE(n_features, memory_bytes=cfg.memory_bytes, r_max=cfg.rce_r_max(), metric=cfg.metric,
                    grow_margin=cfg.grow_margin, int8_range=cfg.rce_int8_range() if int8 else 0.0,
-                   max_visit=cfg.rce_max_visit() if cap else 0, extractor_hash=extractor_hash)
+                   max_visit=cfg.rce_max_visit() if cap else 0, prefix_features=cfg.rce_prefix_features(),
+                   extractor_hash=extractor_hash)
 
 
 def rce_stream(rce: TinyRCE, X: np.ndarray, y: np.ndarray, active: bool, budget: int | None = None,
@@ -452,6 +457,7 @@ def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: Fro
 
 INT8_RANGE_GRID = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0)         # int8 clip range, feature units
 MAX_VISIT_GRID = (16, 32, 64, 128, 256, 512)
+PREFIX_GRID = (4, 8, 16)
 CAP_TOLERANCE = 0.5   # points of validation accuracy a visit cap may cost (the smallest such cap wins)
 
 
@@ -471,8 +477,9 @@ def _validate(folds, cfg: Config, extractor_hash: str, int8: bool = False, cap: 
 def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg: Config,
                  progress: Callable[[str], None] = lambda m: None) -> dict:
     """On the validation folds only: r_max (best accuracy), then at that r_max the int8 clip
-    range (best accuracy of the int8 variant), then the visit cap of the int8 variant (the
-    smallest whose accuracy is within CAP_TOLERANCE of the uncapped int8 one). HAR also scores
+    range (best accuracy of the int8 variant), then the visit cap × coarse-pass features of the
+    int8 variant (the fewest validation inference MACs among those within CAP_TOLERANCE of the
+    uncapped int8 accuracy). HAR also scores
     int8 ranges and caps on the pooled fold (the full-budget regime, where a cap binds): the int8
     objective is the mean of both, and a cap must be within the tolerance on both."""
     folds = list(validation_folds(dataset, data, cfg, extractor))
@@ -501,23 +508,29 @@ def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg
     base["int8_range"] = best_q["int8_range"]
     cap_rows = []
     for k in MAX_VISIT_GRID:
-        cap_rows.append({"max_visit": k, **both(Config(**{**base, "max_visit": k}), True, True)})
-        progress(f"{dataset} max_visit={k} (int8): {cap_rows[-1]['accuracy']:.2f}% "
-                 + (f"(pooled {cap_rows[-1]['pooled']['accuracy']:.2f}%, {cap_rows[-1]['pooled']['inference_macs']:,} "
-                    "inference MACs)" if full else f"{cap_rows[-1]['inference_macs']:,} inference MACs"))
+        for pf in PREFIX_GRID:
+            cap_rows.append({"max_visit": k, "prefix_features": pf,
+                             **both(Config(**{**base, "max_visit": k, "prefix_features": pf}), True, True)})
+            r = cap_rows[-1]
+            r["cost"] = r["pooled"]["inference_macs"] if full else r["inference_macs"]
+            progress(f"{dataset} max_visit={k} prefix={pf} (int8): {r['accuracy']:.2f}% "
+                     + (f"(pooled {r['pooled']['accuracy']:.2f}%) " if full else "") + f"{r['cost']:,} inference MACs")
 
     def within(r: dict) -> bool:
         ok = r["accuracy"] >= best_q["accuracy"] - CAP_TOLERANCE
         return ok and (not full or r["pooled"]["accuracy"] >= best_q["pooled"]["accuracy"] - CAP_TOLERANCE)
 
     ok = [r for r in cap_rows if within(r)]
-    chosen_cap = min(ok, key=lambda r: r["max_visit"])["max_visit"] if ok else 0
+    cheapest = min(ok, key=lambda r: (r["cost"], r["max_visit"], r["prefix_features"])) if ok else None
+    chosen_cap = cheapest["max_visit"] if cheapest else 0
+    chosen_prefix = cheapest["prefix_features"] if cheapest else PREFIX_GRID[0]
     now = Config(dataset=dataset)
     return {"dataset": dataset, "rows": rows, "chosen": best["r_max"], "default_now": now.rce_r_max(),
             "fp32_reference": ref,
             "int8_rows": int8_rows, "chosen_int8_range": best_q["int8_range"],
             "int8_default_now": INT8_RANGE[dataset],
-            "cap_rows": cap_rows, "chosen_max_visit": chosen_cap, "cap_tolerance": CAP_TOLERANCE,
+            "cap_rows": cap_rows, "chosen_max_visit": chosen_cap, "chosen_prefix_features": chosen_prefix,
+            "cap_tolerance": CAP_TOLERANCE,
             "max_visit_default_now": MAX_VISIT[dataset],
             "protocol": "HAR: base subjects' training executions split 60/40 by execution; "
                         "CWRU: training windows split 70/30 per class with a one-window gap"}
@@ -623,7 +636,7 @@ def run_experiment(dataset: str, extractor: FrozenExtractor, data: str | None = 
     result["extractor_hash"] = extractor.hash
     result["n_features"] = extractor.n_features
     result["config"] = {**asdict(cfg), "r_max": cfg.rce_r_max(), "int8_range": cfg.rce_int8_range(),
-                        "max_visit": cfg.rce_max_visit()}
+                        "max_visit": cfg.rce_max_visit(), "prefix_features": cfg.rce_prefix_features()}
     result["cheaper"] = cheaper_summary(result)
     result["paper"] = PAPER
     result["targets"] = evaluate_targets(result)
@@ -719,7 +732,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(sel, out)
         console.print(f"chosen on training data: r_max {sel['chosen']} (default now {sel['default_now']}), "
                       f"int8_range {sel['chosen_int8_range']} (now {sel['int8_default_now']}), "
-                      f"max_visit {sel['chosen_max_visit']} (now {sel['max_visit_default_now']}); wrote {out}")
+                      f"max_visit {sel['chosen_max_visit']} (now {sel['max_visit_default_now']}), prefix_features "
+                      f"{sel['chosen_prefix_features']} (now {PREFIX_FEATURES[args.dataset]}); wrote {out}")
         return 0
     with console.status("running …") as status:
         result = run_experiment(args.dataset, extractor, args.data, cfg,
