@@ -183,6 +183,8 @@ def rce_to_bytes(rce: TinyRCE) -> bytes:
     """The C blob of a TinyRCE (every prototype costs 4F + 14 bytes and every class 8, as its budget)."""
     if not isinstance(rce, TinyRCE):
         raise StateError("C state: not a TinyRCE")
+    if rce.int8_range or rce.max_visit:
+        raise StateError("C state: the C core holds fp32 TinyRCE without a visit cap (int8_range=0, max_visit=0)")
     P, F = rce.centers.shape
     sha = bytes.fromhex(rce.extractor_hash) if rce.extractor_hash else bytes(32)
     if len(sha) != 32:
