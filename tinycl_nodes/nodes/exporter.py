@@ -20,6 +20,7 @@ from pydantic import Field
 
 from ..export.head_export import to_c_header, to_onnx
 from ..core.federated import HeadSnapshot
+from ..core.latent import LatentUpperHead
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
 from ..storage import write_atomic
@@ -49,6 +50,7 @@ class Exporter(Node):
         self.hash = FrozenExtractor(model_path(params.model)).hash
         self.head: HeadSnapshot | None = None
         self.written_version = -1
+        self._refused_latent = False
         # the last head received and the version written: an export request after a restart works
         # before the learner publishes again, and an unchanged head is not written twice
         self.state = self.open_state("exporter", self.state_dicts)
@@ -59,6 +61,12 @@ class Exporter(Node):
             bus.create_timer(params.period_s, lambda: self.export() if self._changed() else None)
 
     def on_head(self, msg: Any) -> None:
+        if msg.kind == LatentUpperHead.kind:   # refused with one line, once
+            if self._refused_latent:
+                return
+            self._refused_latent = True
+            raise InputError(f"head v{msg.version} is a {msg.kind} (trained layers above the cut, not a linear head): "
+                             "not exported here; export/latent_onnx.upper_to_onnx writes its ONNX")
         self.head = from_msg(msg, self.hash)
         self.state.changed()
 
