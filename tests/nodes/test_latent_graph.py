@@ -5,7 +5,12 @@ learner trains the model's upper layers + classifier on the latents; its state s
 import os
 
 import numpy as np
+import onnxruntime as ort
 from rich.console import Console
+
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.presets import LATENT
 
 from tinycl_nodes.core.latent import LatentUpperHead
 from tinycl_nodes.demo import run_demo
@@ -50,3 +55,11 @@ def test_latent_head_learns_pseudo_labels_in_the_graph_and_resumes(tmp_path, dom
     assert second["graph"]["accuracy"] > 85, second["graph"]
     counts2 = np.asarray(head2["arrays"]["class_seen"])
     assert counts2.sum() >= counts.sum() + 0.9 * 200, (counts.sum(), counts2.sum())
+    # the exporter wrote the head as ONNX (upper layers + classifier on the activations at the cut)
+    sess = ort.InferenceSession(str(tmp_path / "export" / "head.onnx"), providers=["CPUExecutionProvider"])
+    classes = np.array(sess.get_modelmeta().custom_metadata_map["classes"].split(","), np.int64)
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut=LATENT["cut"])
+    X, y = load_mnist("test")
+    latents = np.stack([ex.extract_one_with_latent(img)[1] for img in X[:300]])
+    scores = sess.run(["scores"], {"latent": latents})[0]
+    assert np.mean(classes[scores.argmax(1)] == y[:300]) > 0.85

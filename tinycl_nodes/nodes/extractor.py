@@ -56,9 +56,9 @@ class ExtractorParams(ManagedParams):
                                                          "waits for its ground_truth")
     truth_timeout_s: float = Field(1.0, gt=0, description="seconds a sample waits for its ground truth before it "
                                                           "goes on without")
-    latent_head: bool = Field(False, description="also publish each image's activations at the latent head's cut "
-                                                 "(presets.LATENT) on latents (Features, same stamp and sample_id), "
-                                                 "from the same forward pass: what a learner with latent_head learns")
+    latent_head: bool = Field(False, description="also publish each image's activations at presets.LATENT's cut on "
+                                                 "latents (same stamp, sample_id; same forward pass): a learner's "
+                                                 "latent_head learns them")
 
 
 class Extractor(Node):

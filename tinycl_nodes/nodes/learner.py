@@ -67,10 +67,9 @@ class LearnerParams(ManagedParams, StateParams):
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
-    latent_head: bool = Field(False, description="learn a latent replay head (presets.latent_upper: the model's "
-                                                 "upper layers + classifier) on the extractor's latents (its "
-                                                 "latent_head on) in place of the preset's head; the labeler's "
-                                                 "pseudo-labels are the preset's")
+    latent_head: bool = Field(False, description="learn presets.latent_upper (the model's upper layers + a "
+                                                 "classifier) on the extractor's latents, not the preset's head; "
+                                                 "pseudo-labels stay the preset's")
     latent_wait_s: float = Field(2.0, gt=0, description="latent_head: seconds a labelled sample waits for its latent "
                                                         "before it is dropped")
 
