@@ -53,3 +53,24 @@ def test_bad_latents_are_refused():
         join.add_latent(_features(0, [0, np.nan, 2, 3]))  # NaN
     with pytest.raises(ExtractorMismatchError):
         join.add_latent(_features(0, [0, 1, 2, 3], h="other"))
+
+
+def test_switching_to_the_latent_head_over_a_state_dir_explains(tmp_path, caplog):
+    """A preset's head in state_dir, then the learner starts with latent_head: one line, a fresh latent head."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.learner import Learner, LearnerParams
+
+    first = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
+                    LearnerParams(state_dir=str(tmp_path), preset="tinycl"))
+    first.configure()
+    first.head.learn_one(np.ones(64, np.float32), 1)
+    first.close()
+    with caplog.at_level(logging.ERROR):
+        second = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
+                         LearnerParams(state_dir=str(tmp_path), latent_head=True))
+        second.configure()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and all(w in errors[0] for w in ("StreamingLDA", "LatentUpperHead", "latent_head:=false"))
+    assert second.head.kind == "LatentUpperHead" and second.head.n_features == 1152 and second.head.n_seen == 0
+    assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1

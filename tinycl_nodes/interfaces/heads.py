@@ -40,9 +40,9 @@ def snapshot_of(head: Any, names: Mapping[int, str] | None = None, version: int 
     counts = head.sample_counts()
     names = names or {}
     ids = list(head.classes)
+    rows = np.asarray(W, np.float32).reshape(len(ids), -1 if ids else head.n_features)
     return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], [int(counts.get(c, 0)) for c in ids],
-                        np.asarray(W, np.float32).reshape(len(ids), -1 if ids else head.n_features), b, check_kind(head.kind),
-                        head.extractor_hash, version, int(head.n_seen), device)
+                        rows, b, check_kind(head.kind), head.extractor_hash, version, int(head.n_seen), device)
 
 
 def to_msg(snap: HeadSnapshot, head_type: type, class_type: type, stamp: Any = None, state: bytes = b"") -> Any:
