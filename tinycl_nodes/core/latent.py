@@ -141,6 +141,12 @@ class LatentUpperHead(PendingBatch, Head):
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x[None])[0]
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's rows over this head's own embedding (``embed_dim`` wide: the output of its
+        *trained* upper layers), not over its input. What the ``Head`` message carries (``n_features`` =
+        ``embed_dim``; the upper layers travel in its state blob); a reader checks the kind."""
+        return self.classifier.W, self.classifier.b
+
     def predict_batch(self, X: np.ndarray) -> np.ndarray:
         """Class ids of a batch of latents (argmax), for evaluation."""
         out = [self._forward(np.asarray(X[i:i + 256], np.float32)).argmax(1) for i in range(0, len(X), 256)]

@@ -15,13 +15,13 @@ Usage: ``python -m tinycl_nodes.export.c_latent [--model mnist_0to5_fp32] [--cut
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..core.latent import LatentUpperHead
 from ..core.layers import Flatten, Linear, ReLU
+from ..presets import latent_upper as preset_head  # noqa: F401 - the generated head's defaults
 from .c_model import ExportError, _arr, _hexf, write_sources
 
 QUANT_CODES = {"tensor": 1, "channel": 2}
@@ -103,19 +103,6 @@ def generate(head: LatentUpperHead, source: str = "") -> tuple[str, str]:
          _arr("float", "tinycl_latent_init_w", init_w, _hexf, per_line=4),
          _arr("float", "tinycl_latent_init_b", init_b, _hexf, per_line=4)]
     return "\n".join(h), "\n".join(s)
-
-
-def preset_head(model: str = "mnist_0to5_fp32", cut: str | None = None, **overrides) -> LatentUpperHead:
-    """``presets.LATENT``'s head on ``model`` split at ``cut`` (int8 per-tensor memory, PCG32 draws)."""
-    from ..extractor import model_path
-    from ..presets import LATENT
-    from .latent_onnx import split_model
-
-    params = {k: v for k, v in LATENT.items() if k != "cut"}
-    params.update({"quantization": "tensor", "draws": "pcg32", **overrides})
-    with tempfile.TemporaryDirectory() as tmp:
-        split = split_model(model_path(model), cut or LATENT["cut"], tmp)
-    return LatentUpperHead(split.latent_shape, split.upper, **params)
 
 
 def export(head: LatentUpperHead, out_dir: str | Path, source: str = "") -> tuple[Path, Path]:

@@ -159,7 +159,7 @@ class Labeler(Node):
     def _resume(self) -> None:
         """Handle the samples held while waiting for the learner's head (it came, or the wait is over)."""
         if hasattr(self, "_resume_timer"):
-            self.bus.destroy(self._resume_timer)
+            self._resume_timer.cancel()     # rclpy and the dds/local buses: a timer cancels itself
             del self._resume_timer
         if not self.active:
             self.activate()
@@ -168,7 +168,14 @@ class Labeler(Node):
         """Keep the replica equal to the learner's head: the head is stamped with the last label it
         learned; if the replica held a different count after that label (the learner restarted
         from a checkpoint, or this node did), take the learner's state and re-apply the labels sent
-        since. In an uninterrupted run this never happens (the same labels, in the same order)."""
+        since. In an uninterrupted run this never happens (the same labels, in the same order). A head
+        of another kind (the learner's ``latent_head``) is not followed: the replica keeps its own state."""
+        if msg.kind != self.system.head.kind:
+            if not self._warned_follow:
+                self.log.info("the learner's head is a %s, the replica a %s: the replica keeps its own state",
+                              msg.kind, self.system.head.kind)
+                self._warned_follow = True
+            return self._resume()
         try:
             key, n = stamp_ns(msg.header), int(msg.n_seen)
             sent = self._sent.get(key)

@@ -38,6 +38,7 @@ from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import ns_to_time
 from ..interfaces.heads import from_msg
+from .latent_join import LatentJoin
 from .messages import features_of, head_message, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
@@ -66,6 +67,11 @@ class LearnerParams(ManagedParams, StateParams):
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
+    latent_head: bool = Field(False, description="learn presets.latent_upper (the model's upper layers + a "
+                                                 "classifier) on the extractor's latents, not the preset's head; "
+                                                 "pseudo-labels stay the preset's")
+    latent_wait_s: float = Field(2.0, gt=0, description="latent_head: seconds a labelled sample waits for its latent "
+                                                        "before it is dropped")
 
 
 class Learner(Node):
@@ -80,6 +86,12 @@ class Learner(Node):
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
+        self.latents = None
+        if params.latent_head:   # learns on the activations at the cut, paired with each labelled sample
+            self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log)
+            self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
+                                               "reliable"))
+            self.track(bus.create_timer(params.latent_wait_s / 2, self.latents.expire))
         self.Prediction = bus.msg("Prediction")
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
@@ -98,7 +110,8 @@ class Learner(Node):
         super().configure()
 
     def _fresh(self) -> None:
-        self.head = HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
+        self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash) if self.params.latent_head \
+            else HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
         self.version = 0
         self.global_round = 0                     # the last global round merged (saved with the state)
         self.last_label_ns = 0                    # stamp of the last label learned: the head's header stamp
@@ -117,6 +130,10 @@ class Learner(Node):
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         kind = saved.get("head", {}).get("kind")
+        if kind != self.head.kind and presets.LatentUpperHead.kind in (kind, self.head.kind):
+            raise StateError(f"it holds a {kind}, latent_head:={str(self.params.latent_head).lower()} needs a "
+                             f"{self.head.kind}: the old state is kept aside; to go on with it, run with "
+                             f"latent_head:={str(not self.params.latent_head).lower()}")
         if kind != self.head.kind:
             raise StateError(preset_switch(self.state.path, kind, self.head.kind, self.params.preset, HEAD_PRESETS,
                                            lambda f: f(1, "").head.kind))
@@ -135,8 +152,11 @@ class Learner(Node):
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state}
 
-    def on_labeled(self, msg: Any) -> None:
-        x = features_of(msg.features, self.n_features, self.hash, self.bound)
+    def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
+        """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in)."""
+        if self.latents is not None and latent is None:
+            return self.latents.add_labeled(msg)
+        x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if label != -1:
             check_label(label)
@@ -166,7 +186,8 @@ class Learner(Node):
 
     def on_unlearn(self, msg: Any) -> None:
         """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
-        x = features_of(msg.features, self.n_features, self.hash)
+        x = features_of(msg.features, self.n_features, self.hash) if self.latents is None else \
+            self.latents.latent_of(msg.features)
         label = check_label(int(msg.label))
         if self.replay is not None:
             self.replay.forget(x, label)
