@@ -2,7 +2,7 @@
 
 The same nodes and the same parameter file as ``launch/<graph>.launch.py``; each node is its own
 process on the dds backend. Their logs are printed with the node name in front; Ctrl-C, SIGTERM,
-SIGHUP (or the end of a finite run) stop them all with SIGINT so each saves its state, then
+SIGHUP (or the end of a finite run) stop them all with SIGTERM so each saves its state, then
 SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed.
 """
 
@@ -47,10 +47,14 @@ class Graph:
         return [n for n, p in self.procs.items() if p.poll() is None]
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
-        """SIGINT every node (they save state), then SIGKILL what is left after ``grace_s``."""
+        """SIGTERM every node (they save state), then SIGKILL what is left after ``grace_s``.
+
+        SIGTERM, not SIGINT: a node still starting (importing, creating its bus) has no handler yet, and
+        Python's default SIGINT prints a KeyboardInterrupt traceback there, while the default SIGTERM ends it
+        quietly (it has learned nothing yet); once running, the node's handler treats both alike."""
         for p in self.procs.values():
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)
         end = time.monotonic() + grace_s
         for name, p in self.procs.items():
             try:
@@ -220,5 +224,5 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str])
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-    bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
+    bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, -signal.SIGTERM)}
     return 1 if bad else 0

@@ -92,5 +92,5 @@ def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
     assert code != 0
     assert any("is a file, not a folder" in ln and "afile" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert any("exited with an error: stopping the graph" in ln for ln in launch.lines)
-    assert not any("Traceback" in ln for ln in launch.lines)
+    assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert (tmp_path / "afile").read_text() == "x"
