@@ -127,6 +127,8 @@ class DdsBus(BaseBus):
             Policy.Durability.TransientLocal if p.transient_local else Policy.Durability.Volatile,
             Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth),
         ]
+        if p.transient_local:   # what a late joiner gets: the history, as rmw_cyclonedds sets it (default: 1)
+            policies.append(Policy.DurabilityService(0, policies[2], -1, -1, -1))
         if p.lifespan_s > 0:
             policies.append(Policy.Lifespan(duration(seconds=p.lifespan_s)))
         if self.distro != "humble":
@@ -160,6 +162,13 @@ class DdsBus(BaseBus):
         self._subs.append(sub)
         self.discovery.add(reader, is_reader=True)
         return sub
+
+    def destroy(self, entity: Any) -> None:
+        """Remove a subscription (it is no longer served) or a timer."""
+        if isinstance(entity, DdsSubscription) and entity in self._subs:
+            self._waitset.detach(entity.condition)
+            self._subs.remove(entity)
+        super().destroy(entity)
 
     def count_publishers(self, topic: str) -> int:
         """Writers matched by our subscriptions on ``topic`` (e.g. to see that a replay has ended)."""

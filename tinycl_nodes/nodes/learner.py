@@ -5,7 +5,10 @@ learns the label if there is one (a pseudo-label, a person's answer, or ground t
 is published on ``head`` (latched) every ``publish_every`` updates, at most every
 ``publish_period_s``, and at exit; its state (``storage.StateStore``) is checkpointed every
 ``save_every`` samples / ``save_period_s`` seconds, before each published version, at exit and
-on SIGTERM, and reloaded on restart: version numbers keep increasing across restarts.
+on SIGTERM, and reloaded on restart: version numbers keep increasing across restarts. The first
+``keep_labelled`` ground-truth samples it learns are kept in that state and latched on
+``labelled_topic``: a labeler that lost its state recovers its clusters from them
+(``labelled_set.py``).
 
 In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
 aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
@@ -38,6 +41,7 @@ from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces import ns_to_time
 from ..interfaces.heads import from_msg
+from .labelled_set import LabelledSet
 from .messages import features_of, head_message, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
@@ -66,6 +70,12 @@ class LearnerParams(ManagedParams, StateParams):
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
+    labelled_topic: str = Field("labelled_init", description="the ground-truth samples learned (the labeler's "
+                                                             "initial ones), kept in the state and latched here: "
+                                                             "a labeler that lost its state recovers them (\"\" = "
+                                                             "not published)")
+    keep_labelled: int = Field(1000, ge=0, le=100_000, description="ground-truth samples kept for that (the first "
+                                                                  "ones learned; 0 = none)")
 
 
 class Learner(Node):
@@ -84,6 +94,8 @@ class Learner(Node):
         self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
         self.head_pub = self.track(bus.create_publisher("head", self.HeadMsg, "latched"))
+        if (labelled_pub := self.labelled.advertise(bus, params.labelled_topic)) is not None:
+            self.track(labelled_pub)
         self.updates_since_publish = 0
         self.latencies: list[int] = []
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
@@ -105,6 +117,7 @@ class Learner(Node):
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
         # learned state, saved with the head
         self.class_names: dict[int, str] = dict(self.params.class_names)
+        self.labelled = LabelledSet(self.n_features, self.params.keep_labelled)
 
     def load_state(self) -> None:
         """The saved head, or a fresh one (no file, or a bad one: moved aside, whatever it half-restored dropped)."""
@@ -126,6 +139,8 @@ class Learner(Node):
         self.global_round = int(meta.get("global_round", 0))
         self.last_label_ns = int(meta.get("last_label_ns", 0))
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
+        if "labelled" in saved:
+            self.labelled.load_state_dict(saved["labelled"])
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
@@ -133,7 +148,7 @@ class Learner(Node):
         state["meta"] |= {"published_version": self.version, "global_round": self.global_round,
                           "last_label_ns": self.last_label_ns,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
-        return {"head": state}
+        return {"head": state, "labelled": self.labelled.state_dict()}
 
     def on_labeled(self, msg: Any) -> None:
         x = features_of(msg.features, self.n_features, self.hash, self.bound)
@@ -156,6 +171,7 @@ class Learner(Node):
             else:
                 self.head.learn_valid(x, label)
             self.last_label_ns = stamp_ns(msg.header)
+            self.labelled.add(msg, x, label)
             self.updates_since_publish += 1
             self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
