@@ -176,6 +176,7 @@ class Board(Node):
             self._maybe_publish()
 
     def on_truth(self, msg: Any) -> None:
+        check_label(int(msg.label), "ground truth label")
         self.join.add_truth(stamp_ns(msg.header), msg)
 
     def on_image(self, msg: Any) -> None:
