@@ -16,13 +16,27 @@ from typing import Any
 
 import numpy as np
 
+from pydantic import Field
+
 from ..bus.qos import QosProfile
 from ..core import state as st
 from ..core.errors import StateError
 from ..interfaces import as_sequence, ns_to_time
 from .messages import stamp_ns
+from .runner import NodeParams
 
 KIND = "LabelledSet"
+
+
+class LabelledParams(NodeParams):
+    """Where the node that learns the labeler's labels (learner, board) keeps and latches them."""
+
+    labelled_topic: str = Field("labelled_init", description="the ground-truth samples learned (the labeler's "
+                                                             "initial ones), kept in the state and latched here: "
+                                                             "a labeler that lost its state recovers them (\"\" = "
+                                                             "not published)")
+    keep_labelled: int = Field(1000, ge=0, le=100_000, description="ground-truth samples kept for that (the first "
+                                                                  "ones learned; 0 = none)")
 
 
 class LabelledSet:
