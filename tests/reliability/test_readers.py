@@ -22,7 +22,7 @@ LABELED_READERS = {"learner", "board", "label_app"}
 CONFIGS = {"fleet_device": "fleet"}          # graph → its parameter file, where not the same name
 
 
-@pytest.mark.parametrize("preset", ["tinycl", "rce"])
+@pytest.mark.parametrize("preset", ["rce"])     # tinyrce: the learner and the label app (tinycl: the same wait)
 def test_labeler_waits_for_every_expected_reader_of_labeled(preset, domain, tmp_path, mnist_features):
     bus = create_bus("tester", "/", backend="dds", dds_config="loopback", domain=domain)
     Features, Time = bus.msg("Features"), bus.msg("builtin_interfaces/msg/Time")
