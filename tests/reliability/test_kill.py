@@ -47,7 +47,8 @@ def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path,
         assert after == sorted(set(after)) and all(v > version_at_kill for v in after), (version_at_kill, after)
         assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
         # a callback that raised is one "dropped" line: none here (the labeler's resume timer once did)
-        assert not any("timer: dropped" in ln or "dropped: AttributeError" in ln for p in g.procs.values() for ln in p.lines)
+        assert not any("timer: dropped" in ln or "dropped: AttributeError" in ln
+                       for p in g.procs.values() for ln in p.lines)
     X, y = held_out(mnist_features, STREAM)
     n, h = mnist_features.n_features, mnist_features.extractor_hash
     ref = accuracy(reference_head(mnist_features, preset, STREAM), X, y)
