@@ -42,7 +42,8 @@ class NodeFuzzer(Fuzzer):
 
     def truth(self):
         return self.GT(header=self.header(), label=int(self.pick(-2, -2**31, -1)),
-                       class_name=self.pick("", self.rare(HUGE, "y" * 64), "\u200d"), learnable=bool(self.rng.random() < .5))
+                       class_name=self.pick("", self.rare(HUGE, "y" * 64), "\u200d"),
+                       learnable=bool(self.rng.random() < .5))
 
     def prediction(self):
         return self.Prediction(header=self.header(), sample_id=int(self.rng.integers(0, 2**32)),
