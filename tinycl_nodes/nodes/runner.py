@@ -376,6 +376,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     from ..bus import create_bus, select_backend
     from ..bus.log import console_logging
 
+    process = argv is None              # the node is this process (its main), not a caller's function
     argv = sys.argv[1:] if argv is None else argv
     try:
         ros = parse_ros_args(argv, default_name)
@@ -420,7 +421,9 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
             except Exception as exc:  # noqa: BLE001 - report, still shut the bus down
                 bus.logger.error("while saving state: %s", exc)
         bus.shutdown()
-        stop.restore()
+        # a process that saved and shut down exits 0 even if a stop signal still comes (a launcher
+        # stopping the graph as this node ends by itself): not killed by it on the way out
+        stop.restore(ignore=process)
     return 0
 
 
@@ -433,6 +436,6 @@ class _Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, handler)
 
-    def restore(self) -> None:
+    def restore(self, ignore: bool = False) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if ignore else old)
