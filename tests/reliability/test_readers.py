@@ -1,6 +1,7 @@
 """Start-up race on ``labeled``: the labeler handles no sample before its expected readers are matched
 (the learner or board, and the label app in tinyrce), so a reader that starts late — the board takes
-seconds to import — loses nothing; the count per graph comes from the graph's nodes."""
+seconds to import — loses nothing; each graph's parameter file asks for as many readers as the
+graph has nodes that read ``labeled``."""
 
 from __future__ import annotations
 
