@@ -121,14 +121,15 @@ class DdsBus(BaseBus):
     # QoS ---------------------------------------------------------------------------------------------
     def qos(self, p: QosProfile, ros_type: str) -> Qos:
         """DDS QoS for a profile, with the type hash in USER_DATA as Iron and later expect."""
+        history = Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth)
         policies = [
             Policy.Reliability.Reliable(duration(seconds=p.max_blocking_s)) if p.reliable
             else Policy.Reliability.BestEffort,
             Policy.Durability.TransientLocal if p.transient_local else Policy.Durability.Volatile,
-            Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth),
+            history,
         ]
         if p.transient_local:   # what a late joiner gets: the history, as rmw_cyclonedds sets it (default: 1)
-            policies.append(Policy.DurabilityService(0, policies[2], -1, -1, -1))
+            policies.append(Policy.DurabilityService(0, history, -1, -1, -1))
         if p.lifespan_s > 0:
             policies.append(Policy.Lifespan(duration(seconds=p.lifespan_s)))
         if self.distro != "humble":
