@@ -45,6 +45,9 @@ experiment: $(STAMP)
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --data $(DATA) --seeds 5 --cnn-users 2 --out results/tinyrce_har.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --data $(DATA) --seeds 5 --cnn-epochs 0 --budget 25 --out results/tinyrce_har_budget25.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --data $(DATA) --cnn-epochs 5 --out results/tinyrce_cwru.json
+	$(PY) -m tinycl_nodes.cli experiment scenarios --data $(DATA) --out results/scenarios.json
+	$(PY) -m tinycl_nodes.cli design --model fashion_mnist_0to5_trainsplit_fp32 --ram 256KiB --flash 1MiB --dataset fashion_mnist \
+	  --data $(DATA) --cut /features/features.11/MaxPool --prune 0,0.25 --stream 3000 --finetune-epochs 1 --out results/design
 
 # Debian packages the tests need (Cyclone DDS C library + idlc for the interop check); idempotent.
 system-deps:
@@ -87,9 +90,10 @@ firmware-uros: $(STAMP) firmware-deps
 	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --build-only
 
 # The firmware on the emulated board, through the real agent, into the Python graph → results/board.json.
+# FLEET=1: the board's global head comes from a real fleet round (its mqtt_bridge, TLS mosquitto, two peers, aggregator).
 # (On a shared machine run it in a private network: unshare -n bash -c 'ip link set lo up && make demo-board')
-demo-board: $(STAMP) firmware-deps
-	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py --out results/board.json
+demo-board: $(STAMP) firmware-deps $(if $(FLEET),system-deps)
+	TINYCL_DATA=$(DATA) $(PY) micro_ros_firmware/tools/demo_board.py $(if $(FLEET),--fleet) --out results/board.json
 
 # Train a frozen extractor (needs the optional PyTorch extra; CPU is enough) on DATASET (mnist,
 # fashion_mnist or an image folder) and CLASSES, to a new model NAME with its card (an existing

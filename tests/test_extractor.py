@@ -96,3 +96,24 @@ def test_card_that_does_not_match_the_model_is_one_line(tmp_path):
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(CardError, match="cannot read it as JSON"):
         FrozenExtractor(copy)
+
+
+def test_latent_cut_gives_the_lower_models_activations_from_the_same_pass(fp32_extractor, data_dir, tmp_path):
+    """latent_head's extractor: one forward pass gives the features and the activations at the cut,
+    equal to the model split there (export/latent_onnx.py) and to the plain extractor's features."""
+    from tinycl_nodes.export.latent_onnx import split_model
+    from tinycl_nodes.model_tools import ModelToolError
+    from tinycl_nodes.presets import LATENT
+
+    both = FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut=LATENT["cut"])
+    lower = FrozenExtractor(split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp_path).lower_path)
+    X, _ = load_mnist("test", data_dir)
+    for img in X[:5]:
+        feats, latent = both.extract_one_with_latent(img)
+        assert latent.shape == (1152,) and np.array_equal(latent, lower.extract_one(img))
+        assert np.array_equal(feats, fp32_extractor.extract_one(img))
+    assert both.hash == fp32_extractor.hash
+    with pytest.raises(ModelToolError, match="cut point 'nope'"):
+        FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut="nope")
+    with pytest.raises(ExtractorError, match="without a latent cut"):
+        fp32_extractor.extract_one_with_latent(X[0])

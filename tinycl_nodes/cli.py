@@ -240,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     _tinyrce.add_arguments(r)
     r.set_defaults(func=_experiment_tinyrce)
 
+    from .experiments import scenarios as _scenarios
+
+    sc = exp_sub.add_parser("scenarios", help="TyBox vs TinyOL (latest sample only): incremental classes, drift "
+                                              "(HAR new subject, CWRU faults arriving), transfer to a new task")
+    _scenarios.add_arguments(sc)
+    sc.set_defaults(func=lambda a: _scenarios.main(a))
+
     from .experiments import asking as _asking
 
     q = exp_sub.add_parser("asking", help="questions per 1,000 samples and accuracy: grouped label requests vs "

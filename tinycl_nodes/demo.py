@@ -41,9 +41,12 @@ def _graph_params(cfg: Path, node: str) -> dict[str, Any]:
 
 def run_demo(config: str | None = None, overrides: list[str] | None = None, out: str = "results/demo.json",
              compare: bool = True, console: Console | None = None, graph_name: str = "tinyndc",
-             wrap: dict[str, list[str]] | None = None, monitor_dds_config: str | None = None) -> dict:
+             wrap: dict[str, list[str]] | None = None, monitor_dds_config: str | None = None,
+             state_dir: str | None = None) -> dict:
     """Run the graph and score it (see the module docstring).
 
+    ``state_dir``: the nodes' learned state is kept there (a second run resumes it); by default a
+    fresh folder, removed after the run.
     ``wrap`` (node → command prefix) places nodes on other hosts (``launcher.start_graph``);
     ``monitor_dds_config`` is the monitor's DDS configuration if not the nodes' one.
     """
@@ -57,12 +60,13 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     # the graph's readers of ground_truth (extractor, metrics) and this monitor
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
-    state_dir = Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
+    keep_state = state_dir is not None
+    folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
     from .launcher import node_parameters
 
     for node in GRAPHS[graph_name]:            # every node that keeps state (exporter included)
         if "state_dir" in node_parameters(node):
-            ov.setdefault(node, {})["state_dir"] = str(state_dir)
+            ov.setdefault(node, {})["state_dir"] = str(folder)
     export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
                       .get("out_dir") or "results/export")
     ov.setdefault("exporter", {})["out_dir"] = str(export_dir)
@@ -91,7 +95,8 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
         codes = graph.stop()
         bus.spin_once(0.5)
         bus.shutdown()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if not keep_state:
+            shutil.rmtree(folder, ignore_errors=True)
     wall = time.monotonic() - t0
     y, p = monitor.stream()
     scores = monitor.scores(1000)

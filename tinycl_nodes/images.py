@@ -151,10 +151,34 @@ def read_image_file(path: str, at_least: tuple[int, int] | None = None) -> np.nd
 
 
 def camera_picture(msg: Any, max_width: int) -> np.ndarray:
-    """A frame as a person sees it (a label request's picture): grey or RGB, at most ``max_width`` wide."""
-    img = image_of(msg)
+    """A frame as a person sees it (a label request's picture): grey or RGB, at most ``max_width`` wide.
+
+    ``msg`` is a ``sensor_msgs/Image`` or a ``CompressedImage`` (it has a ``format``): a camera on
+    either transport gives the same picture; a large JPEG is decoded reduced, no smaller than that.
+    """
+    img = compressed_image_of(msg, at_least=(1, max_width)) if hasattr(msg, "format") else image_of(msg)
     h, w = img.shape[:2]
     if w <= max_width:
         return np.ascontiguousarray(img)
     cv2 = _cv2()
     return cv2.resize(img, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """A PNG file of a uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB array (OpenCV's encoder)."""
+    img = np.ascontiguousarray(img, np.uint8)
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise InputError(f"a picture must be (H, W) grey or (H, W, 3) RGB, got shape {img.shape}")
+    cv2 = _cv2()
+    ok, enc = cv2.imencode(".png", img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"a picture of shape {img.shape} could not be encoded as PNG")
+    return enc.tobytes()
+
+
+def picture_png(msg: Any) -> bytes | None:
+    """A label request's picture (``sensor_msgs/Image``, any encoding :func:`image_of` reads) as PNG;
+    None when it carries none (0x0: the labeler could not keep one); InputError (one line) if bad."""
+    if int(msg.height) == 0 and int(msg.width) == 0:
+        return None
+    return png_bytes(image_of(msg))

@@ -57,6 +57,19 @@ def _cut_tensor(model: Any, cut: str) -> str:
                             f" ({len(nodes)} nodes, e.g. {', '.join(list(nodes)[-3:])})"))
 
 
+def with_output(payload: bytes, cut: str) -> tuple[bytes, str]:
+    """The model (serialized) with the tensor ``cut`` names (a tensor or a node) as one more graph
+    output, and that tensor's name: one forward pass gives the features and the activations at the cut."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(payload)
+    tensor = _cut_tensor(model, cut)
+    if tensor not in {o.name for o in model.graph.output}:
+        model.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+    return model.SerializeToString(), tensor
+
+
 def cut_model(model: Any, cut: str | None) -> Any:
     """The sub-graph from the input to ``cut`` (the model's first output when None), its output
     flattened to one vector per image (n, d): the model's only output."""

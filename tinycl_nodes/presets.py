@@ -6,11 +6,13 @@ and the in-process experiment learn exactly the same thing from the same stream.
 
 from __future__ import annotations
 
-from typing import Callable
+import tempfile
+from typing import Any, Callable
 
 from .core.clustering import NearestCentroid, TiedGaussianClusterer
 from .core.cwr import CWRStar
 from .core.head import Head
+from .core.latent import LatentUpperHead
 from .core.ncm import StreamingNCM
 from .core.replay import LatentReplayHead
 from .core.slda import StreamingLDA
@@ -109,3 +111,16 @@ METHODS: dict[str, tuple[MethodFactory, bool]] = {
 # upper_lr_scale and replay are chosen by `tinycl experiment latent --select` (LATENT_GRID).
 LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_size": 32, "epochs": 4,
           "lr": 0.01, "upper_lr_scale": 0.3, "replay": 96, "minibatch": 32}
+
+
+def latent_upper(model: str = "mnist_0to5_fp32", cut: str | None = None, **overrides: Any) -> LatentUpperHead:
+    """``LATENT``'s head on ``model`` (name or path) split at ``cut`` (default ``LATENT["cut"]``): int8
+    per-tensor replay memory and PCG32 draws, the form the C core trains too (``export/c_latent.py``)."""
+    from .export.latent_onnx import split_model
+    from .extractor import model_path
+
+    params = {k: v for k, v in LATENT.items() if k != "cut"}
+    params.update({"quantization": "tensor", "draws": "pcg32", **overrides})
+    with tempfile.TemporaryDirectory() as tmp:
+        split = split_model(model_path(model), cut or LATENT["cut"], tmp)
+    return LatentUpperHead(split.latent_shape, split.upper, **params)

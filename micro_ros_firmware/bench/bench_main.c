@@ -8,6 +8,7 @@
  * <TinyRCE label> <TinyRCE reason>" per sample. */
 #include <stdint.h>
 
+#include "bench_util.h"
 #include "semihost.h"
 #include "tinycl.h"
 
@@ -21,9 +22,6 @@ extern const int32_t bench_stream_y[];
 extern const uint32_t bench_rce_memory_bytes;
 extern const float bench_rce_r_max;
 
-/* One marker per stage; distinct bodies so the linker never folds them together. */
-static volatile uint32_t g_stage;
-#define MARK(k, name) __attribute__((noinline, used)) void bench_mark_##name(void) { g_stage = k; }
 MARK(0, other)
 MARK(1, frozen_input)
 MARK(2, frozen_conv1)
@@ -39,37 +37,12 @@ MARK(11, calib_b)
 MARK(12, rce_decide)
 MARK(13, rce_learn)
 
-/* exactly 2·n + constant instructions: subs + bne per iteration */
-__attribute__((noinline)) static void spin(uint32_t n) {
-    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc");
-}
-
-static char *put_u(char *p, uint32_t v) {
-    char tmp[11];
-    int n = 0;
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-    while (n) *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_i(char *p, int32_t v) {
-    if (v < 0) { *p++ = '-'; return put_u(p, (uint32_t)(-(v + 1)) + 1u); }
-    return put_u(p, (uint32_t)v);
-}
-
 static tinycl_ndc_t g_ndc;
 static tinycl_rce_t g_rce;
 
 int main(void) {
     char line[80], *p;
-    bench_mark_other();
-    /* calibration: the two runs differ by exactly 2·(CAL_B − CAL_A) instructions */
-    bench_mark_calib_a();
-    spin(1000);
-    bench_mark_other();
-    bench_mark_calib_b();
-    spin(101000);
-    bench_mark_other();
+    BENCH_CALIBRATE();
     if (tinycl_ndc_init(&g_ndc, bench_lr, bench_batch_size, 0) ||
         tinycl_ndc_init_from_labelled(&g_ndc, bench_init_x, bench_init_y, bench_n_init) ||
         tinycl_rce_init(&g_rce, bench_rce_memory_bytes, (double)bench_rce_r_max, 0.0, 0.25, TINYCL_RCE_L2)) {

@@ -7,7 +7,10 @@ arm-none-eabi-gcc (-mcpu=cortex-m7 -mfpu=fpv5-d16 -mfloat-abi=hard) → flash/RA
 arm-none-eabi-size → run the image in QEMU with the instruction-counting plugin
 (tools/qemu_plugin/insn_stages.c) → check every prediction, pseudo-label and feature CRC against
 the host build of the same core (libtinycl through ctypes) → executed instructions per stage per
-sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1).
+sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1). Then the latent replay head
+(core/src/tinycl_latent.c) in its own image (bench_latent): instructions per learning step, per
+training round, per trained pattern and per prediction, flash/RAM, predictions checked against the
+host build and the numpy head ("latent" in the results).
 
 Usage: python micro_ros_firmware/tools/bench_firmware.py [--n-stream 200] [--out results/firmware.json]
 """
@@ -130,6 +133,33 @@ def arm_size(paths: list[Path]) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss}
 
 
+def run_counted(work: Path, elf: Path, marks: list[str], counts_name: str, timeout: int) -> tuple[list[str], dict]:
+    """Run ``elf`` on QEMU with the counting plugin: its output lines and {stage: (instructions, hits)}."""
+    syms = {}
+    for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines():
+        parts = ln.split()
+        if len(parts) == 3:
+            syms[parts[2]] = int(parts[0], 16)
+    plugin = work / "libinsn_stages.so"
+    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
+         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
+    counts_file = work / counts_name
+    counts_file.unlink(missing_ok=True)
+    marks_arg = ":".join(hex(syms[f"bench_mark_{m}"]) for m in marks)
+    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
+             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+             "-plugin", f"{plugin},out={counts_file},marks={marks_arg}"], timeout=timeout)
+    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
+    if "DONE" not in lines:
+        raise BenchError(f"{elf.name} did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    stats = {}
+    for ln in counts_file.read_text().splitlines():
+        f = ln.split()
+        if f[0] == "stage" and int(f[1]) >= 0:
+            stats[marks[int(f[1])]] = (int(f[3]), int(f[5]))
+    return lines, stats
+
+
 def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: str | None = None,
           work: Path | None = None) -> dict:
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
@@ -147,36 +177,13 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     elf = arm / "bench.elf"
     core = arm_size([arm / "libtinycl_core.a"])
     image = arm_size([elf])
-    syms = {}
-    for ln in run(["arm-none-eabi-nm", str(elf)]).stdout.splitlines():
-        parts = ln.split()
-        if len(parts) == 3:
-            syms[parts[2]] = int(parts[0], 16)
-    marks = [syms[f"bench_mark_{m}"] for m in MARKS]
     g_ndc = run(["arm-none-eabi-nm", "-S", str(elf)]).stdout
     m = re.search(r"^[0-9a-f]+ ([0-9a-f]+) [bB] g_ndc$", g_ndc, re.M)
     state_bytes = int(m.group(1), 16) if m else None
-
-    plugin = work / "libinsn_stages.so"
-    run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin),
-         str(FW / "tools" / "qemu_plugin" / "insn_stages.c")])
-    counts_file = work / "insn_stages.txt"
-    counts_file.unlink(missing_ok=True)
-    marks_arg = ":".join(hex(a) for a in marks)
-    q = run(["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-serial", "none",
-             "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-             "-plugin", f"{plugin},out={counts_file},marks={marks_arg}"], timeout=900)
-    lines = [ln.strip() for ln in (q.stdout + q.stderr).splitlines()]  # semihosting writes to stderr
-    if "DONE" not in lines:
-        raise BenchError(f"benchmark image did not finish:\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}")
+    lines, stats = run_counted(work, elf, MARKS, "insn_stages.txt", timeout=900)
     board = [tuple(int(v) for v in ln.split()[2:7]) for ln in lines if ln.startswith("S ")]
     state_line = next(ln for ln in lines if ln.startswith("STATE_BYTES"))
     rce_line = [int(v) for v in next(ln for ln in lines if ln.startswith("RCE ")).split()[1:]]
-    stats = {}
-    for ln in counts_file.read_text().splitlines():
-        f = ln.split()
-        if f[0] == "stage" and int(f[1]) >= 0:
-            stats[MARKS[int(f[1])]] = (int(f[3]), int(f[5]))
     calib = stats["calib_b"][0] - stats["calib_a"][0]
     timed = MARKS[1:10] + ["rce_decide", "rce_learn"]
     per = {name: stats[name][0] / max(stats[name][1], 1) for name in timed}
@@ -233,6 +240,123 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     }
 
 
+# --- latent replay head (core/src/tinycl_latent.c): its own image, library and figures -------------
+LATENT_MARKS = ["other", "latent_learn", "latent_predict", "calib_a", "calib_b"]
+LATENT_MEMORY = 256   # int8 replay patterns the 1 MiB board holds beside the 295 KB upper layer (bench/CMakeLists.txt)
+
+
+def latent_data(n: int, seed: int, data: str | None):
+    """Real MNIST test latents at presets.LATENT's cut (fp32 lower part), as int8 codes of one grid."""
+    import tempfile
+
+    from tinycl_nodes.core.quantize import Int8Quantizer
+    from tinycl_nodes.datasets import load_mnist
+    from tinycl_nodes.export.latent_onnx import split_model
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+    from tinycl_nodes.presets import LATENT
+
+    X, y = load_mnist("test", data)
+    idx = np.random.default_rng(seed).permutation(len(y))[:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        lat = FrozenExtractor(split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp).lower_path).extract(X[idx])
+    grid = Int8Quantizer.fit(lat, margin=0.0)
+    codes = grid.quantize(lat)
+    return codes, np.float32(grid.scale), grid.zero_point, y[idx].astype(np.int32)
+
+
+def _patterns_trained(n_learn: int, batch: int, epochs: int, replay: int, memory: int) -> int:
+    """Patterns the training rounds pass through (new + replayed, all epochs), by the memory rule."""
+    size, total = 0, 0
+    for b in range(n_learn // batch):
+        total += epochs * (batch + min(replay, size))
+        size += min(min(memory // (b + 1), batch), memory - size)
+    return total
+
+
+def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: str | None = None,
+                 work: Path | None = None, numpy_check: bool = True) -> dict:
+    """The latent head on QEMU: instructions per learning step and per prediction, flash/RAM, host parity."""
+    need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+    from tinycl_nodes.export.c_latent import c_params, preset_head
+    from tinycl_nodes.firmware import Library
+    from tinycl_nodes.firmware_latent import LatentUpperHeadC
+
+    work = Path(work or FW / "build-bench")
+    work.mkdir(parents=True, exist_ok=True)
+    codes, scale, zp, labels = latent_data(n_learn + n_predict, seed, data)
+    hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
+    data_c = work / "bench_latent_data.c"
+    data_c.write_text("#include <stdint.h>\n"
+                      f"const uint32_t bl_n_learn = {n_learn}u, bl_n_predict = {n_predict}u;\n"
+                      f"const float bl_scale = {hexf(scale)};\nconst int32_t bl_zp = {zp};\n"
+                      + c_array("int8_t", "bl_x", codes, per_line=32) + c_array("int32_t", "bl_y", labels))
+    X = (codes.astype(np.float32) - np.float32(zp)) * scale   # what the board dequantises
+    head = preset_head(memory_size=LATENT_MEMORY)
+    prm = c_params(head)
+
+    # host: the same C through ctypes, and the numpy head with the same (PCG32) draws
+    host_dir = work / "host"
+    run(["cmake", "-S", str(FW), "-B", str(host_dir), "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", str(host_dir), "-j2", "--target", "tinycl"])
+    ch = LatentUpperHeadC(Library(host_dir / "libtinycl.so"), **prm)
+    host, py = [], []
+    for i in range(n_learn + n_predict):
+        host.append(-1 if ch.predict_one(X[i]) is None else ch.predict_one(X[i]))
+        if numpy_check:
+            py.append(-1 if head.predict_one(X[i]) is None else head.predict_one(X[i]))
+        if i < n_learn:
+            ch.learn_one(X[i], int(labels[i]))
+            if numpy_check:
+                head.learn_one(X[i], int(labels[i]))
+
+    arm = work / "arm"
+    run(["cmake", "-S", str(FW / "bench"), "-B", str(arm), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
+         f"-DTINYCL_LATENT_BENCH_DATA={data_c}", f"-DTINYCL_BENCH_LATENT_MEMORY={LATENT_MEMORY}",
+         "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", str(arm), "-j2", "--target", "bench_latent.elf"])
+    elf = arm / "bench_latent.elf"
+    lib_size, image = arm_size([arm / "libtinycl_latent.a"]), arm_size([elf])
+    lines, stats = run_counted(work, elf, LATENT_MARKS, "insn_latent.txt", timeout=1800)
+    board = [int(ln.split()[2]) for ln in lines if ln[:2] in ("L ", "P ")]
+    struct_bytes, memory, rounds = (int(v) for v in next(ln for ln in lines if ln.startswith("LATENT ")).split()[1:])
+    calib = stats["calib_b"][0] - stats["calib_a"][0]
+    if stats["latent_learn"][1] != n_learn or stats["latent_predict"][1] != n_learn + n_predict:
+        raise BenchError(f"latent marker hits {stats}")
+    learn_total, predict_total = stats["latent_learn"][0], stats["latent_predict"][0]
+    patterns = _patterns_trained(n_learn, prm["batch_size"], prm["epochs"], prm["replay"], memory)
+    n_cls = len(set(labels[:n_learn].tolist()))
+    fwd_upper, fwd_cls = head.forward_macs(n_cls)
+    ms = lambda n: round(n / CLOCK_HZ * 1e3, 4)  # noqa: E731
+    per_round = learn_total / max(rounds, 1)
+    held = slice(n_learn, n_learn + n_predict)
+    return {
+        "what": "latent replay head (tinycl_latent.c, float32): MNIST test latents at the cut "
+                f"{head.latent_shape} of mnist_0to5_fp32 → flatten → 1152→64 (trained) → classifier (trained); "
+                f"int8 per-tensor replay memory of {memory} patterns; presets.LATENT schedule",
+        "params": {k: (v if k != "replay" else int(v)) for k, v in prm.items()} | {"memory_size": memory},
+        "n_learn": n_learn, "n_predict": n_predict, "training_rounds": rounds, "patterns_trained": patterns,
+        "learn_step": {"instructions_per_sample": round(learn_total / n_learn, 1),
+                       "ms_at_480mhz": ms(learn_total / n_learn),
+                       "note": "tinycl_latent_learn averaged over the stream: queueing + every batch_size samples "
+                               "a training round (forward + backward + SGD over new + replayed patterns, memory rule)"},
+        "training_round": {"instructions": round(per_round), "ms_at_480mhz": ms(per_round)},
+        "per_trained_pattern": {"instructions": round(learn_total / max(patterns, 1), 1),
+                                "macs": head.train_macs_per_pattern(n_cls),
+                                "ms_at_480mhz": ms(learn_total / max(patterns, 1))},
+        "prediction": {"instructions_per_sample": round(predict_total / (n_learn + n_predict), 1),
+                       "ms_at_480mhz": ms(predict_total / (n_learn + n_predict)), "macs": fwd_upper + fwd_cls},
+        "learning_macs_per_sample_python": head.learning_macs_per_sample(n_cls),
+        "struct_bytes": struct_bytes,
+        "library": {"flash_bytes": lib_size["text"] + lib_size["data"], **lib_size},
+        "bench_image": {"flash_bytes": image["text"] + image["data"], "ram_bytes": image["data"] + image["bss"], **image},
+        "calibration_exact": calib == 2 * (CALIB[1] - CALIB[0]),
+        "predictions_match_host": board == host,
+        "predictions_match_numpy": (board == py) if numpy_check else None,
+        "prequential_accuracy_on_board": round(100 * float(np.mean([b == t for b, t in zip(board[1:n_learn], labels[1:n_learn])])), 2),
+        "held_out_accuracy_on_board": round(100 * float(np.mean(np.array(board[held]) == labels[held])), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-stream", type=int, default=200)
@@ -243,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         res = bench(args.n_stream, args.seed, data=args.data, work=Path(args.work) if args.work else None)
+        res["latent"] = bench_latent(seed=args.seed, data=args.data, work=Path(args.work) if args.work else None)
     except BenchError as exc:
         print(f"bench-firmware: {exc}", file=sys.stderr)
         return 1
@@ -264,8 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rce: decide {r['stages']['rce_decide']['instructions_per_sample']:.0f} + learn "
           f"{r['stages']['rce_learn']['instructions_per_sample']:.0f} insns = {r['ms_at_480mhz']} ms, "
           f"{r['n_prototypes']} prototypes, decisions match host: {r['decisions_match_host']}")
+    la = res["latent"]
+    print(f"latent: learn {la['learn_step']['instructions_per_sample']:.0f} insns/sample ({la['learn_step']['ms_at_480mhz']} ms; "
+          f"round {la['training_round']['ms_at_480mhz']} ms), predict {la['prediction']['instructions_per_sample']:.0f} insns "
+          f"({la['prediction']['ms_at_480mhz']} ms), flash {la['library']['flash_bytes']} B, RAM {la['struct_bytes']} B, "
+          f"matches host: {la['predictions_match_host']}, numpy: {la['predictions_match_numpy']}")
     print(f"wrote {out}")
-    return 0 if res["predictions_match_host"] and res["calibration"]["exact"] else 1
+    return 0 if (res["predictions_match_host"] and res["calibration"]["exact"] and la["predictions_match_host"]
+                 and la["calibration_exact"]) else 1
 
 
 if __name__ == "__main__":

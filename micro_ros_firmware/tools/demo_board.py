@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,17 @@ def elf_size(elf: Path) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ processes
+def stop_node(p: subprocess.Popen) -> None:
+    """SIGINT (the node saves and exits), SIGKILL after 15 s."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 class Qemu:
     """The emulated board; UART0 on a pty, semihosting log to a file."""
 
@@ -150,10 +162,13 @@ class Monitor:
     bus: Any
     labels: np.ndarray                       # true class of sample_id − 1
     extractor_hash: str
+    knows: tuple[int, ...] | None = None     # the classes the person answering knows (None: every class)
     received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOPICS, 0))
+    ids: dict[str, set[int]] = field(default_factory=lambda: {t: set() for t in TOPICS[:3]})   # sample ids received
     predictions: dict[int, int] = field(default_factory=dict)
     heads: list[Any] = field(default_factory=list)
     answered: list[tuple[str, int]] = field(default_factory=list)
+    unanswered: int = 0
     last_rx: float = 0.0
     first_rx_after: dict[float, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -180,9 +195,11 @@ class Monitor:
     def on_features(self, msg: Any) -> None:
         from tinycl_nodes.nodes.messages import features_of
         features_of(msg, 64, self.extractor_hash)
+        self.ids["features"].add(int(msg.sample_id))
 
     def on_prediction(self, msg: Any) -> None:
         self.predictions[int(msg.sample_id)] = int(msg.class_id)
+        self.ids["predictions"].add(int(msg.sample_id))
 
     def on_head(self, msg: Any) -> None:
         from tinycl_nodes.interfaces.heads import from_msg
@@ -193,7 +210,11 @@ class Monitor:
         from tinycl_nodes.nodes.messages import features_of
         features_of(msg.features, 64, self.extractor_hash)
         sid = int(msg.features.sample_id)
+        self.ids["label_request"].add(sid)
         label = int(self.labels[sid - 1])
+        if self.knows is not None and label not in self.knows:
+            self.unanswered += 1
+            return
         self.answer(msg.request_id, label)
         self.answered.append((msg.request_id, label))
 
@@ -203,24 +224,31 @@ class Monitor:
                                   class_id=label, new_class_name="", answered_by="demo_board"))
 
 
-def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, version: int = 1) -> tuple[Any, Any]:
-    """A fleet's global head: CWR* trained on 20 labelled training images of every digit (C-core features)."""
+def trained_head(data: str | None, seed: int, classes: Any, extractor_hash: str, version: int = 1,
+                 device: str = "aggregator") -> Any:
+    """A CWR* head trained on 20 labelled training images of each of ``classes`` (C-core features)."""
     from tinycl_nodes.core.cwr import CWRStar
     from tinycl_nodes.core.federated import snapshot_from_head
     from tinycl_nodes.datasets import load_mnist
     from tinycl_nodes.export.c_vectors import reference_features, reference_session
-    from tinycl_nodes.interfaces.heads import to_msg
     from tinycl_nodes.presets import CWR_PARAMS
 
     X, y = load_mnist("train", data)
     rng = np.random.default_rng(seed + 1000)
-    idx = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(y == c), 20, replace=False) for c in range(10)]))
+    idx = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(y == c), 20, replace=False) for c in classes]))
     feats = reference_features(reference_session(), X[idx])
     head = CWRStar(feats.shape[1], extractor_hash=extractor_hash, **CWR_PARAMS)
     for f, c in zip(feats, y[idx]):
         head.learn_one(f, int(c))
     head.flush()
-    snap = snapshot_from_head(head, version=version, device="aggregator")
+    return snapshot_from_head(head, version=version, device=device)
+
+
+def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, version: int = 1) -> tuple[Any, Any]:
+    """A stand-alone global head (no fleet round): CWR* trained on every digit."""
+    from tinycl_nodes.interfaces.heads import to_msg
+
+    snap = trained_head(data, seed, range(10), extractor_hash, version)
     return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()), snap
 
 
@@ -233,6 +261,102 @@ def oversized_head_msg(bus: Any, extractor_hash: str, version: int) -> Any:
     snap = HeadSnapshot(list(range(12)), [str(i) for i in range(12)], [5] * 12, rng.normal(0, 0.1, (12, 64)),
                         np.zeros(12), "CWRStar", extractor_hash, version, 60, "aggregator")
     return to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp())
+
+
+# ------------------------------------------------------------------------------------------ the fleet round
+FLEET = "boards"
+PEERS = {"devA": 8, "devB": 9}     # each peer device's own new digit (the board starts with 0-7)
+
+
+class FleetRound:
+    """The board as one device of a fleet, as ``make demo-fleet`` runs one.
+
+    A real mosquitto with TLS and one identity (certificate + password, ACL) per device and for the aggregator
+    (``fleet.broker.generate``, what ``tinycl fleet setup`` writes); the board's ``mqtt_bridge`` node (its own
+    process on the board's namespace, dds backend) takes the board's latched ``head`` to MQTT and hands the global
+    head back on ``global_head``; two peer devices, each its real bridge on its own bus, share a CWR* head learned
+    on digits 0-7 and their own new digit (``PEERS``); the aggregator (in this process) closes the round.
+    """
+
+    def __init__(self, work: Path, model_hash: str, data: str | None, seed: int, init_classes: tuple[int, ...],
+                 domain: int) -> None:
+        from tinycl_nodes.bus import LATCHED, create_bus
+        from tinycl_nodes.bus.local import LocalGraph
+        from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
+        from tinycl_nodes.fleet.broker import Broker, free_port, generate
+        from tinycl_nodes.interfaces.heads import to_msg
+        from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
+
+        for old in ("broker", "aggregator", "bridge_state"):   # a fresh fleet: no retained heads or state of a last run
+            shutil.rmtree(work / old, ignore_errors=True)
+        self.setup = generate(work / "broker", FLEET, [DEVICE, *PEERS], port=free_port())
+        self.broker = Broker(self.setup, log_path=work / "mosquitto.log").start()
+        self.peers: list[tuple[Any, Any, Any]] = []
+        self.procs: list[subprocess.Popen] = []
+        self.agg = None
+        try:
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "tinycl_nodes.nodes.mqtt_bridge", "--ros-args", "-r", f"__ns:=/{DEVICE}/tinycl",
+                 "-p", f"fleet:={FLEET}", "-p", f"device:={DEVICE}", "-p", f"broker_dir:={self.setup.directory}",
+                 "-p", f"extractor_hash:={model_hash}", "-p", "period_s:=1.0", "-p", "min_interval_s:=0.5",
+                 "-p", "poll_s:=0.02", "-p", f"state_dir:={work / 'bridge_state'}"],
+                cwd=REPO, env={**os.environ, "ROS_DOMAIN_ID": str(domain)}, stdout=open(work / "bridge.log", "wb"),
+                stderr=subprocess.STDOUT))
+            for name, digit in PEERS.items():
+                g = LocalGraph()
+                dev = create_bus("learner", f"/{name}/tinycl", backend="local", graph=g)
+                bb = create_bus("mqtt_bridge", f"/{name}/tinycl", backend="local", graph=g)
+                bridge = MqttBridge(bb, BridgeParams(fleet=FLEET, device=name, broker_dir=self.setup.directory,
+                                                     extractor_hash=model_hash, min_interval_s=0.0))
+                snap = trained_head(data, seed + digit, sorted({*init_classes, digit}), model_hash, device=name)
+                dev.create_publisher("head", "Head", LATCHED).publish(
+                    to_msg(snap, dev.msg("Head"), dev.msg("ClassInfo"), dev.stamp()))
+                bb.spin_once(0.2)           # the bridge takes the latched head (sent once its link is up)
+                self.peers.append((dev, bb, bridge))
+            self.agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=self.setup.directory, extractor_hash=model_hash,
+                                                   n_features=64, kind="CWRStar", min_devices=1 + len(PEERS),
+                                                   allowed_devices=[DEVICE, *PEERS], state_dir=str(work / "aggregator")))
+        except BaseException:
+            self.close()
+            raise
+
+    def ready(self) -> bool:
+        """Whether the aggregator holds a head of every device (the board's through its bridge)."""
+        return self.agg is not None and {DEVICE, *PEERS} <= set(self.agg.heads)
+
+    def close(self) -> None:
+        for p in self.procs:
+            stop_node(p)
+        for dev, bb, bridge in self.peers:
+            bridge.close()
+            bb.shutdown()
+            dev.shutdown()
+        if self.agg is not None:
+            self.agg.close()
+        self.broker.stop()
+
+
+def fleet_round(fr: FleetRound, bus: Any, qemu: Qemu, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Close one round with the board in it, once the aggregator holds every device's head (the board's through its
+    bridge); the caller times the global head's arrival on the board (``t_round``)."""
+    t0 = time.monotonic()
+    while not fr.ready():
+        if time.monotonic() - t0 > timeout_s:
+            held = sorted(fr.agg.heads) if fr.agg else []
+            raise DemoError(f"the aggregator got heads of {held} only in {timeout_s:.0f} s, not of every device "
+                            f"({DEVICE}, {', '.join(PEERS)}): see bridge.log / mosquitto.log")
+        if any(p.poll() is not None for p in fr.procs):
+            raise DemoError("the board's mqtt_bridge exited: see bridge.log")
+        bus.spin_once(0.05)
+    t_round = time.monotonic()
+    if not fr.agg.aggregate_now():
+        raise DemoError("the aggregator did not close the round (see the log)")
+    heads = {d: fr.agg.heads[d] for d in (DEVICE, *PEERS)}
+    return {"fleet": FLEET, "broker": f"mosquitto TLS 127.0.0.1:{fr.setup.port}, one certificate + password per device",
+            "round": fr.agg.round, "wait_for_every_head_s": round(t_round - t0, 2), "t_round": t_round,
+            "heads_in_round": {d: {"version": int(h.version), "classes": [int(c) for c in h.class_ids],
+                                   "samples": int(h.counts.sum())} for d, h in heads.items()},
+            "global_classes": [int(c) for c in fr.agg.global_head.class_ids]}
 
 
 # ------------------------------------------------------------------------------------------ host reference
@@ -263,26 +387,64 @@ def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: A
 
 
 def parse_board_log(lines: list[str]) -> dict[str, Any]:
-    preds, events, sent, applied, logs = {}, [], {}, {}, []
+    """The board's log: predictions per frame, events, counters, log lines, the sample ids of the label requests
+    the agent confirmed, and the connected spans of sample ids (a span ends at the frame whose publish failed)."""
+    preds, events, sent, applied, logs, asked, spans, failed = {}, [], {}, {}, [], set(), [], {}
+    last = 0   # sample id of the last frame logged
     for ln in lines:
         f = ln.split()
         if not f:
             continue
         if f[0] == "P" and len(f) == 5:
             preds[int(f[1])] = (int(f[3]), int(f[4]))
+            last = int(f[2])
+        elif f[0] == "A" and len(f) == 2:
+            asked.add(int(f[1]))
         elif f[0] == "EV" and len(f) >= 4:
             events.append((int(f[1]), f[2], int(f[3]), int(f[4]) if len(f) > 4 else 0))
         elif f[0] in ("SENT", "APPLIED"):
             (sent if f[0] == "SENT" else applied).update({k: int(v) for k, v in (x.split("=") for x in f[1:])})
         elif f[0] == "LOG":
             logs.append(ln[4:])
-    return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs}
+            if ln.startswith(("LOG connected", "LOG reconnected")):
+                spans.append([last + 1, None])
+            elif ln.startswith("LOG agent lost") and spans:
+                spans[-1][1] = last
+            elif m := re.match(r"LOG publish on (\w+) failed", ln):
+                failed.setdefault(m.group(1), set()).add(last)   # unconfirmed: it may or may not have arrived
+    if spans and spans[-1][1] is None:
+        spans[-1][1] = last
+    return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs, "asked": asked,
+            "spans": [tuple(x) for x in spans], "failed": failed}
+
+
+def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int], sent: set[int] | None = None
+             ) -> dict[str, Any]:
+    """Which of the board's messages the graph got, per connected span of sample ids.
+
+    A span starts when the board (re)created its entities on the agent; until the graph's DDS has discovered the
+    agent's new writers a volatile message has no reader and is lost (ROS 2 semantics, as for any new publisher):
+    ``discovery_frames`` counts those frames. After the first message received in a span every message must arrive,
+    but for the span's last frame, whose publish found the agent gone, and frames whose publish was not confirmed in
+    time (``failed``: they may or may not arrive). ``sent``: the ids actually published (label requests are not
+    sent every frame); by default every frame of the span."""
+    out: dict[str, list] = {"discovery_frames": [], "missing_after_discovery": []}
+    for k, (start, end) in enumerate(spans):
+        ids = [i for i in range(start, end + 1) if sent is None or i in sent]
+        got = [i for i in ids if i in received]
+        if not got:
+            out["discovery_frames"].append(None if ids else 0)
+            continue
+        out["discovery_frames"].append(got[0] - start)
+        last_sure = end if k == len(spans) - 1 else end - 1
+        out["missing_after_discovery"] += [i for i in ids if got[0] < i <= last_sure and i not in received | failed]
+    return out
 
 
 # ------------------------------------------------------------------------------------------ the run
 def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed: int = 0, classes: str = "0-7",
         data: str | None = None, work: Path | None = None, out: str | None = "results/board.json",
-        bad_input: bool = True, timeout_s: float = 600.0) -> dict:
+        bad_input: bool = True, timeout_s: float = 600.0, fleet: bool = False) -> dict:
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.bus.dds_config import domain_id
 
@@ -300,7 +462,11 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                     ).stdout.split('"')[1]
 
     bus = create_bus("board_monitor", f"/{DEVICE}/tinycl", backend="dds", dds_config="loopback")
-    mon = Monitor(bus, bd.labels, model_hash)
+    from tinycl_nodes.export.c_board import parse_classes
+    init_classes = parse_classes(classes)
+    # in a fleet round the person answering knows only the board's first classes: the others come from the fleet
+    mon = Monitor(bus, bd.labels, model_hash, knows=init_classes if fleet else None)
+    fr = FleetRound(work, model_hash, data, seed, init_classes, domain) if fleet else None
     exporter_dir = work / "export"
     exporter = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.exporter", "--ros-args",
                                  "-r", f"__ns:=/{DEVICE}/tinycl", "-p", "model:=mnist_0to5_int8",
@@ -310,8 +476,9 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     qemu = Qemu(elf, work / "board.log")
     agent = Agent(uros["AGENT"], qemu.pty, work / "agent.log")
     agent.start()
-    gmsg, gsnap = global_head_msg(bus, data, seed, model_hash)
+    gmsg, gsnap = (None, None) if fleet else global_head_msg(bus, data, seed, model_hash)
     phase, t_restart, t_stop, reconnect_graph_s = "run", None, None, None
+    fleet_info: dict[str, Any] = {}
     global_at, outage_at = int(0.3 * n_stream), int(0.55 * n_stream)
     try:
         t_run = time.monotonic()
@@ -333,7 +500,11 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                         deadline = time.monotonic() + 20.0
                         while line not in qemu.text() and time.monotonic() < deadline:
                             bus.spin_once(0.05)
-                mon.global_pub.publish(gmsg)
+                if fr is None:
+                    mon.global_pub.publish(gmsg)
+                else:
+                    fleet_info = fleet_round(fr, bus, qemu)
+                    gsnap = fr.agg.global_head
                 phase = "global"
             elif phase == "global" and n_pred >= outage_at:
                 agent.stop()
@@ -347,19 +518,18 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
             elif phase == "restarted" and mon.received["features"] > seen:
                 reconnect_graph_s = time.monotonic() - t_restart
                 phase = "reconnected"
+            if fleet_info.get("t_round") and "applied_s" not in fleet_info and re.search(r"EV \d+ global 1\b", qemu.text()):
+                fleet_info["applied_s"] = round(time.monotonic() - fleet_info.pop("t_round"), 2)
         deadline = time.monotonic() + 2.0   # the last messages in flight
         while time.monotonic() < deadline:
             bus.spin_once(0.05)
     finally:
         agent.stop()
         qemu.stop()
-        exporter.send_signal(signal.SIGINT)
-        try:
-            exporter.wait(15)
-        except subprocess.TimeoutExpired:
-            exporter.kill()
-            exporter.wait()
+        stop_node(exporter)
         bus.shutdown()
+        if fr is not None:
+            fr.close()
     board = parse_board_log(qemu.lines())
     n = len(board["predictions"])
     host = host_replay(bd, board["events"], gsnap, n)
@@ -374,6 +544,9 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         "frames": n, "stream_length": n_stream, "frame_period_ms": period_ms, "init_classes": classes, "seed": seed,
         "messages": {t: {"sent_by_board": board["sent"].get(t, 0), "received_by_graph": mon.received[t]} for t in TOPICS},
         "publish_failures": board["sent"].get("failed", 0),
+        "delivery": {t: delivery(board["spans"], mon.ids[t], board["failed"].get(t, set()),
+                                 board["asked"] if t == "label_request" else None) for t in mon.ids},
+        "connected_spans": board["spans"],
         "decode_errors_on_graph": mon.errors[:10],
         "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
             "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
@@ -386,8 +559,15 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         "accuracy": {"board": round(100 * acc, 2),
                      "before_global_head": round(100 * float(np.mean(preds[:g_at] == bd.labels[:g_at])), 2) if g_at else None,
                      "after_global_head": round(100 * float(np.mean(preds[g_at:] == bd.labels[g_at:n])), 2) if g_at < n else None,
+                     "new_classes_before_global": _acc_on(preds[:g_at], bd.labels[:g_at], init_classes),
+                     "new_classes_after_global": _acc_on(preds[g_at:], bd.labels[g_at:n], init_classes),
+                     "predicted_classes_before_global": sorted(set(preds[:g_at].tolist())),
                      "predicted_classes_after_global": sorted(set(preds[g_at:].tolist()))},
         "host_build": {"identical_predictions_and_pseudo_labels": int(same), "of": n},
+        "fleet_round": None if fr is None else {
+            **fleet_info, "board_head_classes_after": None if not mon.heads else mon.heads[-1].class_ids.tolist(),
+            "bridge_handed_global_to_board": "global head round 1" in (work / "bridge.log").read_text(errors="replace"),
+            "label_requests_left_unanswered": mon.unanswered},
         "agent_outage_s": outage_s,
         "reconnect": {"board_s": reconnect_board, "graph_first_message_after_restart_s": reconnect_graph_s,
                       "board_reconnects": board["applied"].get("reconnects", 0)},
@@ -400,6 +580,12 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=1))
     return result
+
+
+def _acc_on(preds: np.ndarray, labels: np.ndarray, init_classes: tuple[int, ...]) -> dict[str, Any]:
+    """Accuracy (%) on the frames of the classes the board had no labelled sample of at start."""
+    m = ~np.isin(labels, init_classes)
+    return {"frames": int(m.sum()), "accuracy": round(100 * float(np.mean(preds[m] == labels[m])), 2) if m.any() else None}
 
 
 def report(r: dict) -> None:
@@ -421,6 +607,16 @@ def report(r: dict) -> None:
             f"applied {r['global_head']['applied_by_board']}; bad input refused by the board: {r['refused_by_board']}")
     c.print(f"reconnect after the agent restart: board {r['reconnect']['board_s']} s, first message on the graph after "
             f"{r['reconnect']['graph_first_message_after_restart_s']} s")
+    if f := r.get("fleet_round"):
+        c.print(f"fleet round {f['round']} ({f['broker']}): heads of {', '.join(f['heads_in_round'])} merged, global "
+                f"classes {f['global_classes']}; global head applied on the board {f.get('applied_s')} s after the "
+                f"round closed; board head classes {f['heads_in_round'][DEVICE]['classes']} → "
+                f"{f['board_head_classes_after']}; predicted classes {a['predicted_classes_before_global']} → "
+                f"{a['predicted_classes_after_global']}; accuracy on the classes it had no sample of "
+                f"{a['new_classes_before_global']['accuracy']}% → {a['new_classes_after_global']['accuracy']}%")
+    d = r["delivery"]["features"]
+    c.print(f"frames the board published before the graph discovered the agent's writers, per connection: "
+            f"{d['discovery_frames']}; missing after discovery: {d['missing_after_discovery']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,6 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", default="0-7", help="classes the board starts with labelled samples of")
     ap.add_argument("--data", default=os.environ.get("TINYCL_DATA"))
     ap.add_argument("--out", default="results/board.json")
+    ap.add_argument("--fleet", action="store_true",
+                    help="the global head comes from a real fleet round: the board's mqtt_bridge, a TLS mosquitto, "
+                         "two peer devices and the aggregator (else the monitor publishes one)")
     ap.add_argument("--build-only", action="store_true", help="build agent, libmicroros.a and the firmware, then stop")
     a = ap.parse_args(argv)
     if a.build_only:
@@ -442,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agent {uros['AGENT']}\nlibmicroros {uros['LIBMICROROS']} ({uros['seconds']} s)\nfirmware {elf}: "
               f"{elf_size(elf)} (total {time.monotonic() - t0:.1f} s)")
         return 0
-    r = run(a.stream, a.period_ms, a.outage_s, a.seed, a.classes, a.data, out=a.out)
+    r = run(a.stream, a.period_ms, a.outage_s, a.seed, a.classes, a.data, out=a.out, fleet=a.fleet)
     report(r)
     return 0
 

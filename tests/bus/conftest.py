@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import time
@@ -13,13 +12,15 @@ from typing import Iterator
 
 import pytest
 
+from ..domains import free_domain
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def domain() -> int:
-    """A domain id unlikely to be used by a demo or another test run on this machine."""
-    return random.Random(os.getpid()).randint(150, 230)
+    """A domain id this test process has not configured (tests/domains.py)."""
+    return free_domain()
 
 
 def peer_env() -> dict[str, str]:

@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 
+from tinycl_nodes.core import state as st
 from tinycl_nodes.core.asking import AskPolicy
 from tinycl_nodes.core.errors import InputError, StateError
 from tinycl_nodes.core.names import check_class_name
@@ -38,6 +39,24 @@ def test_alike_samples_form_one_question_asked_when_big_enough():
     assert how == "recent" and r.extra["label"] == 7 and p.due(7.0) == []
     p.forget_answer(g.gid, None)                               # withdrawn: alike samples are new again
     assert p.offer(v(0.3), 1.0, 8.0)[0] == "new"
+
+
+def test_an_answer_reaches_from_each_answered_sample_as_far_as_recent_radius():
+    p = AskPolicy(1.0, "l2", min_size=2, max_open=1, max_per_hour=10, recent_radius=1.5)
+    p.offer(v(0), 1.5, 0.0)
+    p.offer(v(0.9), 1.5, 1.0)                                  # centre 0.45: one group spread along x
+    g = p.due(1.0)[0]
+    p.resolve(g.gid, 2.0, label=3)
+    how, r = p.offer(v(2.3), 1.0, 3.0)                         # 1.85 from the centre, 1.4 from a sample
+    assert how == "recent" and r.extra["label"] == 3
+    assert p.offer(v(2.5), 1.0, 4.0)[0] == "new"               # 1.6 from the nearest answered sample
+    q = AskPolicy(1.0, "l2", min_size=2, max_open=1, max_per_hour=10)   # reach = the group radius
+    q.offer(v(0), 1.5, 0.0)
+    q.offer(v(0.9), 1.5, 1.0)
+    q.resolve(q.due(1.0)[0].gid, 2.0, label=3)
+    assert q.offer(v(2.3), 1.0, 3.0)[0] == "new"
+    with pytest.raises(InputError, match="recent_radius=-1"):
+        AskPolicy(1.0, recent_radius=-1.0)
 
 
 def test_most_informative_first_and_the_budget_counts_distinct_groups():
@@ -123,13 +142,19 @@ def test_unlearn_restores_the_head_without_the_sample(Head):
         a.unlearn_valid(v(1), 42)
 
 
-def test_replay_undo_is_exact_for_rce():
-    rng = np.random.default_rng(1)
-    X, y = rng.normal(0, 3, (60, F)).astype(np.float32), rng.integers(0, 3, 60)
+def _rce_through_undo(seed: int, n: int, answer: tuple[int, ...]):
+    """A TinyRCE that learned ``n`` random samples through a ReplayUndo, those at ``answer`` tagged."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(0, 3, (n, F)).astype(np.float32), rng.integers(0, 3, n)
     rce = TinyRCE(F, r_max=4.0)
     undo = ReplayUndo(rce, max_samples=30)
     for i, (x, c) in enumerate(zip(X, y)):
-        undo.learn(x, int(c), "answer" if i in (40, 41) else "")
+        undo.learn(x, int(c), "answer" if i in answer else "")
+    return rng, X, y, rce, undo
+
+
+def test_replay_undo_is_exact_for_rce():
+    rng, X, y, rce, undo = _rce_through_undo(1, 60, (40, 41))
     ref = TinyRCE(F, r_max=4.0)
     for i, (x, c) in enumerate(zip(X, y)):
         if i not in (40, 41):
@@ -139,6 +164,23 @@ def test_replay_undo_is_exact_for_rce():
     assert np.array_equal(rce.classify(T)[0], ref.classify(T)[0]) and rce.n_prototypes == ref.n_prototypes
     with pytest.raises(InputError, match="cannot be changed"):
         undo.relabel("answer", 1)
+
+
+def test_replay_undo_survives_its_state_and_refuses_a_log_of_another_head():
+    rng, _, _, rce, undo = _rce_through_undo(2, 50, (45,))
+    saved, saved_rce = st.from_bytes(st.to_bytes(undo.state_dict())), rce.state_dict()
+    again = TinyRCE(F, r_max=4.0)                          # a restart: the head from its state, the log from its own
+    again.load_state_dict(saved_rce)
+    redo = ReplayUndo(again, max_samples=30)
+    redo.load_state_dict(saved)
+    redo.relabel("answer", None)
+    undo.relabel("answer", None)
+    T = rng.normal(0, 3, (50, F)).astype(np.float32)
+    assert np.array_equal(again.classify(T)[0], rce.classify(T)[0]) and again.n_prototypes == rce.n_prototypes
+    other = ReplayUndo(TinyRCE(F, r_max=4.0))              # a head the log does not lead to: refused, unchanged
+    with pytest.raises(StateError, match="does not lead to the saved head"):
+        other.load_state_dict(saved)
+    assert other.log == []
 
 
 @pytest.mark.parametrize("name, ok", [("  Tea   cup ", "Tea cup"), ("café", "café"), ("a\u200db", None),

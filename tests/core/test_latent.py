@@ -124,6 +124,33 @@ def test_state_round_trip_and_refusals():
         wrong_arch.load_state_dict(state)
 
 
+def test_pcg32_draws_survive_a_state_round_trip():
+    """With the C core's draws a restored head continues exactly as the original (state carries PCG32)."""
+    rng = np.random.default_rng(5)
+    X = np.abs(rng.normal(0, 1, (40, 75))).astype(np.float32)
+    head = _head(quantization="tensor", draws="pcg32", replay=6)
+    for i in range(20):
+        head.learn_one(X[i], i % 3)
+    other = _head(quantization="tensor", draws="pcg32", replay=6)
+    other.load_state_dict(head.state_dict())
+    assert head.state_dict()["meta"]["rng_state"]["bit_generator"] == "pcg32"
+    for i in range(20, 40):
+        head.learn_one(X[i], i % 3)
+        other.learn_one(X[i], i % 3)
+    assert np.array_equal(head.classifier.W, other.classifier.W)
+    assert np.array_equal(head.buffer._x, other.buffer._x)
+    numpy_head = _head(quantization="tensor", replay=6)
+    for i in range(40):
+        numpy_head.learn_one(X[i], i % 3)
+    assert not np.array_equal(numpy_head.classifier.W, head.classifier.W)   # other draws, other training
+    bad = head.state_dict()
+    bad["meta"]["rng_state"] = {"bit_generator": "pcg32", "state": 1, "inc": 2}
+    with pytest.raises(StateError, match="odd"):
+        _head(draws="pcg32").load_state_dict(bad)
+    with pytest.raises(InputError, match="draws"):
+        _head(draws="mt19937")
+
+
 def test_bad_input_is_refused():
     head = _head()
     with pytest.raises(InputError):

@@ -72,7 +72,8 @@ def test_cwru_targets(cwru):
 
 def test_cli_writes_json_png_and_tables(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert exp.main(["--dataset", "har", "--out", str(out)]) == 0
+    assert exp.main(["--dataset", "har", "--cnn-epochs", "0", "--base-subjects", "1-4", "--new-subjects", "13",
+                     "--seeds", "1", "--out", str(out)]) == 0   # no PyTorch run; a short new-user scenario
     r = json.loads(out.read_text())
     assert set(r["methods"]) >= {"rce", "backprop"} and out.with_suffix(".png").stat().st_size > 10_000
     text = capsys.readouterr().out
@@ -84,3 +85,34 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: CWRU folder not found") and str(tmp_path / "missing") in err
     assert len(err.splitlines()) == 1
+
+
+def test_cwru_cheaper_distances(cwru):
+    """Constants chosen on the validation fold (int8 ±12; cap 32 after a 4-feature coarse pass);
+    guards at the values measured on the test windows."""
+    m, ch = cwru["methods"], cwru["cheaper"]
+    rce, cap, q8 = m["rce"], m["rce_cap"], m["rce_int8"]
+    assert cap["learning_macs"] < 0.4 * rce["learning_macs"]                 # measured 4.50 M vs 15.28 M
+    assert cap["inference_macs"] == cap["prototypes"] * 4 + 32 * (64 - 4) < 0.3 * rce["inference_macs"]
+    assert cap["accuracy"] >= rce["accuracy"] - 0.5                           # measured +0.13 points
+    assert q8["state_bytes"] < 0.6 * rce["state_bytes"]                       # int8 centers: F + 14 B each
+    assert q8["accuracy"] >= rce["accuracy"] - 0.5                            # measured +1.17 points
+    assert m["rce_int8_cap"]["accuracy"] >= rce["accuracy"] - 0.5             # measured +0.78 points
+    assert ch["rce_int8_cap"]["ratio_vs_head"] > 2.5 * ch["rce"]["ratio_vs_head"]   # 14.9x vs 4.71x
+
+
+def test_har_cheaper_distances_where_the_budget_fills(har):
+    """One model on all base subjects fills the 40 KiB: int8 centers hold ~3.5x the prototypes,
+    and the visit cap (16 after an 8-feature coarse pass) gives back the distances they cost."""
+    b = har["base_model_variants"]
+    for name in ("rce", "rce_int8", "rce_cap", "rce_int8_cap"):
+        assert b[name]["state_bytes"] <= 40 * 1024, (name, b[name])
+    assert b["rce_int8"]["prototypes"] > 3 * b["rce"]["prototypes"]              # measured 524 vs 151
+    assert b["rce_int8"]["accuracy"] >= b["rce"]["accuracy"] + 1.0                # measured 95.07 vs 92.25
+    assert b["rce_int8"]["learning_macs"] > b["rce"]["learning_macs"]             # more prototypes, more distances
+    q = b["rce_int8_cap"]
+    assert q["inference_macs"] == q["prototypes"] * 8 + 16 * (64 - 8)
+    assert q["learning_macs"] < 0.6 * b["rce"]["learning_macs"]                  # measured 11.7 M vs 24.1 M
+    assert q["accuracy"] >= b["rce"]["accuracy"] + 1.0                            # measured 94.61 vs 92.25
+    per_user = har["cheaper"]["rce_int8_cap"]
+    assert per_user["ratio_vs_head"] > 2.5 * har["cheaper"]["rce"]["ratio_vs_head"]   # 15.07x vs 5.22x

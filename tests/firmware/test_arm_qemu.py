@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from .conftest import FW, need
 
 
@@ -20,10 +22,16 @@ def _bench_module():
     return mod
 
 
-def test_cortex_m7_board_matches_host_and_meets_targets(tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def bench_work(tmp_path_factory):
+    """One build directory for both images (the latent image reuses the configured core)."""
+    return tmp_path_factory.mktemp("bench")
+
+
+def test_cortex_m7_board_matches_host_and_meets_targets(bench_work, data_dir):
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
     bench = _bench_module()
-    res = bench.bench(n_stream=60, data=str(data_dir), work=tmp_path)
+    res = bench.bench(n_stream=60, data=str(data_dir), work=bench_work)
     assert res["calibration"]["exact"], res["calibration"]
     assert res["predictions_match_host"], res["mismatched_samples"]
     assert res["learning_within_target"], res["learning_ms_at_480mhz"]
@@ -32,3 +40,15 @@ def test_cortex_m7_board_matches_host_and_meets_targets(tmp_path, data_dir):
     assert all(v["instructions_per_sample"] > 0 for v in res["stages"].values())
     assert 0 < res["core_library"]["flash_bytes"] < 512 * 1024 and res["ram_bytes"] < 128 * 1024
     assert "-mfloat-abi=hard" in res["compiler"]
+
+
+def test_cortex_m7_latent_head_matches_host(bench_work, data_dir):
+    """The latent replay head (tinycl_latent.c) on the M7 image: one training round (32 new + the
+    preset's 4 epochs) then predictions, every prediction equal to the host build's; counts exact."""
+    need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+    res = _bench_module().bench_latent(n_learn=32, n_predict=8, data=str(data_dir), work=bench_work, numpy_check=False)
+    assert res["calibration_exact"] and res["predictions_match_host"]
+    assert res["training_rounds"] == 1 and res["patterns_trained"] == 4 * 32
+    assert res["training_round"]["instructions"] > res["patterns_trained"] * res["per_trained_pattern"]["macs"]
+    assert 0 < res["prediction"]["instructions_per_sample"] < res["learn_step"]["instructions_per_sample"]
+    assert res["struct_bytes"] < 1024 * 1024 and 0 < res["library"]["flash_bytes"] < 512 * 1024

@@ -20,6 +20,8 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
+from ..domains import free_domain
+
 N = 160
 
 
@@ -56,7 +58,7 @@ def stream(data_dir):
 
 def test_python_learner_and_board_learn_the_same(stream, host_build, tmp_path):
     x, y, sha = stream
-    domain = 150 + (os.getpid() * 7 + time.time_ns()) % 80
+    domain = free_domain()
     lib = host_build / "libtinycl.so"
     common = ("publish_every:=1000", "publish_period_s:=0.3")
     buses = {ns: create_bus("tester", ns, backend="dds", dds_config="loopback", domain=domain)

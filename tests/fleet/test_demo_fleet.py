@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tinycl_nodes.fleet.demo import NEW, run_demo_fleet
 
+from ..domains import free_domain
 from .conftest import _need_mosquitto
 
 
@@ -23,7 +24,7 @@ from .conftest import _need_mosquitto
 def fleet_run(tmp_path_factory):
     _need_mosquitto()
     tmp = tmp_path_factory.mktemp("fleet_demo")
-    domain = 150 + (os.getpid() * 13) % 80
+    domain = free_domain()
     with open(os.devnull, "w") as devnull:
         result = run_demo_fleet(stream_length=1500, out=str(tmp / "fleet.json"), domain=domain,
                                 console=Console(file=devnull, width=120))
@@ -66,7 +67,7 @@ def test_default_preset_joins_the_fleet_exactly(tmp_path) -> None:
     adding what the bridge hands over): after the round every device holds the global head (the
     head of all three devices' data) and the labelers' replicas stay equal to the learners' heads."""
     _need_mosquitto()
-    domain = 150 + ((os.getpid() * 13) % 80 + 40) % 80       # never the module fixture's domain
+    domain = free_domain()
     with open(os.devnull, "w") as devnull:
         r = run_demo_fleet(stream_length=600, policy="add", preset="tinycl", out=str(tmp_path / "fleet.json"),
                            domain=domain, console=Console(file=devnull, width=120))

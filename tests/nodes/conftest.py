@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -15,17 +14,15 @@ from typing import Iterator
 
 import pytest
 
+from ..domains import free_domain
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
 def domain() -> int:
-    """A random domain id that this test process has not configured yet (a domain keeps the config
-    it was first given, loopback or a network one: reusing it with another is an error)."""
-    from tinycl_nodes.bus.dds import configured_domains
-
-    used = configured_domains()
-    return random.Random(os.getpid() * 7 + time.time_ns()).choice([d for d in range(150, 231) if d not in used])
+    """A random domain id that this test process has not configured yet (tests/domains.py)."""
+    return free_domain()
 
 
 class NodeProcess:

@@ -13,11 +13,13 @@ from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.demo import run_demo
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
+from ..domains import free_domain
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    os.environ["ROS_DOMAIN_ID"] = str(140 + os.getpid() % 10)
+    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
     try:
         result = run_demo(None, ["sensor.stream_length:=600", f"exporter.out_dir:={tmp}"],
                           out=str(tmp / "demo.json"), console=Console(file=open(os.devnull, "w")))
@@ -81,7 +83,7 @@ def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path):
 
     assert parse_overrides(["preset:=tinyndc", "sensor.seed:=3"]) == {"*": {"preset": "tinyndc"},
                                                                         "sensor": {"seed": "3"}}
-    os.environ["ROS_DOMAIN_ID"] = str(170 + os.getpid() % 10)
+    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
     try:
         result = run_demo(None, ["preset:=tinyndc", "sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
                           out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tinycl_nodes.core.errors import InputError
-from tinycl_nodes.label_app.picture import image_png
+from tinycl_nodes.images import picture_png
 from tinycl_nodes.label_app.server import LabelServer
 from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore
 
@@ -31,7 +31,7 @@ CANDIDATES = [{"id": 0, "name": "zero", "sample_count": 5}, {"id": 3, "name": "t
 
 def _png(h: int = 4, w: int = 6) -> bytes:
     img = SimpleNamespace(height=h, width=w, encoding="mono8", step=w, data=bytes(range(h * w)))
-    return image_png(img)
+    return picture_png(img)
 
 
 def _request(rid: str, ttl: float = 60.0, png: bool = True) -> Pending:
@@ -325,14 +325,14 @@ def test_pictures_become_png(encoding, channels):
     img = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
     rows = np.concatenate([img.reshape(h, w * channels), np.zeros((h, pad), np.uint8)], axis=1)  # step > w*c
     msg = SimpleNamespace(height=h, width=w, encoding=encoding, step=w * channels + pad, data=rows.tobytes())
-    out = np.asarray(Image.open(io.BytesIO(image_png(msg))))
+    out = np.asarray(Image.open(io.BytesIO(picture_png(msg))))
     expect = img[:, :, 0] if channels == 1 else (img[:, :, ::-1] if encoding == "bgr8" else img)
     assert np.array_equal(out, expect)
-    assert image_png(SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")) is None
+    assert picture_png(SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")) is None
     with pytest.raises(InputError, match="not supported"):
-        image_png(SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, data=bytes(4)))
+        picture_png(SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, data=bytes(4)))
     with pytest.raises(InputError, match="bytes"):
-        image_png(SimpleNamespace(height=2, width=2, encoding="mono8", step=2, data=bytes(3)))
+        picture_png(SimpleNamespace(height=2, width=2, encoding="mono8", step=2, data=bytes(3)))
 
 
 def test_bad_parameters_end_the_node_at_start(tmp_path, capsys):

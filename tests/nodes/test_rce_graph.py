@@ -132,9 +132,10 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
 def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain, tmp_path):
     """The grouped policy: three alike novel samples are one question (no request before the group
     is big enough); one answer labels all three (HUMAN) and the learner predicts the new class; a
-    person withdraws the answer: the labeler replays its RCE without it, the learner unlearns the
-    samples (NCM subtracts exactly): its head loses the class and it predicts a known class again.
-    A class renamed by a person (rename_class) is predicted under its new name."""
+    person withdraws the answer — after the labeler was killed (-9) and restarted: the undo log is
+    in its state — the labeler replays its RCE without it, the learner unlearns the samples (NCM
+    subtracts exactly): its head loses the class and it predicts a known class again. A class
+    renamed by a person (rename_class) is predicted under its new name."""
     t = Probe(domain)
     corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
     renames = t.bus.create_publisher("rename_class", "ClassInfo", "reliable")
@@ -143,52 +144,110 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
     t.bus.create_subscription("head", "Head", heads.append, "latched")
     names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
     common = (f"model:={MODEL}", "preset:=rce")
+    labeler_params = (*common, f"state_dir:={tmp_path / 'r'}", "class_names:={0: walking, 1: seated}",
+                      "min_group:=3", "dedupe_distance:=3.0")
     try:
-        with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
-                node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}",
-                     "class_names:={0: walking, 1: seated}", "min_group:=3", "dedupe_distance:=3.0") as labeler:
-            assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]
-            time.sleep(1.0)
-            for i in range(6):
-                t.send(i % 2, label=i % 2)
-            assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
-            first = t.send(2)
-            t.bus.spin_once(0.5)
-            assert not t.requests                                     # a group of one: not asked yet
-            t.send(2)
-            t.send(2)
-            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
-            req = t.requests[0]
-            assert "3 alike samples" in req.reason and t.key(req.features.header) == first
-            t.answer(req.request_id, -1, "jumping")
-            human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
-            assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]
-            assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
-            assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
-            assert spin_until(t.bus, lambda: (2, "jumping") in names(), 10), names()
-            corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
-                                                         class_id=-2, new_class_name="", answered_by="test"))
-            assert spin_until(t.bus, lambda: any(s["status"] == "withdrawn" for s in t.status), 10), \
-                labeler.lines[-10:]
-            assert spin_until(t.bus, lambda: len(unlearned) == 3, 10), labeler.lines[-10:]
-            assert {m.label for m in unlearned} == {2}
-            assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
-            again = t.send(2)                     # novel again for the labeler: predicted, not learned
-            assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
-            assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
-            assert len(t.requests) == 1
-            # a person renames a class: the labeler checks the name (one rule) and the learner follows
-            ClassInfo = t.bus.msg("ClassInfo")
-            renames.publish(ClassInfo(id=0, name="seated", sample_count=0))   # taken by class 1: refused
-            assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
-            renames.publish(ClassInfo(id=0, name="  strolling ", sample_count=0))
-            labeler.wait_for_line("class 0 renamed 'strolling'", 10)
-            time.sleep(0.5)
-            walk = t.send(0)
-            assert spin_until(t.bus, lambda: walk in t.preds, 10), learner.lines[-10:]
-            assert t.preds[walk].class_name == "strolling"
-            assert learner.proc.poll() is None and labeler.proc.poll() is None
+        with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner:
+            with node("labeler", domain, *labeler_params) as labeler:
+                req = _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names)
+                labeler.proc.kill()                                   # kill -9 after the answer was learned
+                labeler.proc.wait(10)
+            with node("labeler", domain, *labeler_params) as labeler:
+                assert "1 answer(s) from before the restart can still be changed" in \
+                    labeler.wait_for_line("from before the restart", 20)
+                assert t.ready(corrections), labeler.lines[-10:]
+                time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
+                _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlearned, heads, req)
         assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
+    finally:
+        t.bus.shutdown()
+
+
+def _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names):
+    """Known classes 0, 1 from labels; three alike novel samples asked once, answered "jumping"."""
+    assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]
+    time.sleep(1.0)
+    for i in range(6):
+        t.send(i % 2, label=i % 2)
+    assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
+    first = t.send(2)
+    t.bus.spin_once(0.5)
+    assert not t.requests                                     # a group of one: not asked yet
+    t.send(2)
+    t.send(2)
+    assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+    req = t.requests[0]
+    assert "3 alike samples" in req.reason and t.key(req.features.header) == first
+    t.answer(req.request_id, -1, "jumping")
+    human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
+    assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]
+    assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
+    assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
+    assert spin_until(t.bus, lambda: (2, "jumping") in names(), 10), names()
+    return req
+
+
+def _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlearned, heads, req):
+    corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
+                                                 class_id=-2, new_class_name="", answered_by="test"))
+    assert spin_until(t.bus, lambda: any(s["status"] == "withdrawn" for s in t.status), 10), \
+        labeler.lines[-10:]
+    assert spin_until(t.bus, lambda: len(unlearned) == 3, 10), labeler.lines[-10:]
+    assert {m.label for m in unlearned} == {2}
+    assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+    again = t.send(2)                     # novel again for the labeler: predicted, not learned
+    assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
+    assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
+    assert len(t.requests) == 1
+    # a person renames a class: the labeler checks the name (one rule) and the learner follows
+    ClassInfo = t.bus.msg("ClassInfo")
+    renames.publish(ClassInfo(id=0, name="seated", sample_count=0))   # taken by class 1: refused
+    assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
+    renames.publish(ClassInfo(id=0, name="  strolling ", sample_count=0))
+    labeler.wait_for_line("class 0 renamed 'strolling'", 10)
+    time.sleep(0.5)
+    walk = t.send(0)
+    assert spin_until(t.bus, lambda: walk in t.preds, 10), learner.lines[-10:]
+    assert t.preds[walk].class_name == "strolling"
+    assert learner.proc.poll() is None and labeler.proc.poll() is None
+
+
+def test_a_jpeg_on_the_compressed_transport_is_the_requests_picture(domain, tmp_path):
+    """A camera on ``image/compressed`` (sensor_msgs/CompressedImage, a real 1280x720 JPEG made by
+    libjpeg): the label request carries that frame as the picture (640 wide, the same pixels up to
+    JPEG loss), and the label app's PNG of it decodes to the same picture."""
+    import cv2
+
+    from tinycl_nodes.images import picture_png
+
+    t = Probe(domain)
+    frames = t.bus.create_publisher("image/compressed", "sensor_msgs/msg/CompressedImage", "reliable")
+    yy, xx = np.mgrid[0:720, 0:1280]
+    frame = np.stack([(xx * 255 // 1279), (yy * 255 // 719), np.full_like(xx, 64)], 2).astype(np.uint8)
+    cv2.circle(frame, (640, 360), 200, (250, 250, 250), -1)
+    jpeg = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    try:
+        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
+                  "ask_policy:=each", "image_qos:=reliable") as labeler:
+            assert t.ready(t.features, frames), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            ns = t.stamp + 1000
+            frames.publish(t.bus.msg("sensor_msgs/msg/CompressedImage")(header=t.header(ns), format="jpeg",
+                                                                          data=jpeg))
+            t.bus.spin_once(0.2)
+            assert t.send(2) == ns
+            assert spin_until(t.bus, lambda: t.requests, 15), labeler.lines[-10:]
+            pic = t.requests[-1].picture
+            assert (pic.width, pic.height, pic.encoding) == (640, 360, "rgb8"), labeler.lines[-10:]
+            got = np.frombuffer(bytes(pic.data), np.uint8).reshape(360, 640, 3).astype(int)
+            want = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA).astype(int)
+            assert np.abs(got - want).mean() < 4, np.abs(got - want).mean()
+            assert "no picture" not in t.requests[-1].reason
+            png = np.asarray(cv2.imdecode(np.frombuffer(picture_png(pic), np.uint8), cv2.IMREAD_COLOR))[:, :, ::-1]
+            assert np.array_equal(png, got.astype(np.uint8))
+        assert "Traceback" not in "\n".join(labeler.lines)
     finally:
         t.bus.shutdown()
 

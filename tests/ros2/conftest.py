@@ -123,9 +123,16 @@ class Ros:
         self.procs: list[Proc] = []
 
     def run(self, *cmd: str, timeout_s: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
-        """A command (e.g. ``ros2 param get …``) to completion; SIGINT on timeout, as ros2cli wants."""
-        out = subprocess.run(["timeout", "-s", "INT", str(int(timeout_s)), *cmd], env=self.env, capture_output=True,
-                             text=True, timeout=timeout_s + 15)
+        """A command (e.g. ``ros2 param get …``) to completion; SIGINT on timeout, as ros2cli wants.
+
+        ``ros2 param`` gives its new node a fixed 5 s to discover the target's parameter service (ros2param
+        api: ``wait_for_service(timeout_sec=5.0)``); on a loaded machine discovery can take longer, so that one
+        message is retried (up to 3 tries), anything else is returned as it is."""
+        for _ in range(3):
+            out = subprocess.run(["timeout", "-s", "INT", str(int(timeout_s)), *cmd], env=self.env,
+                                 capture_output=True, text=True, timeout=timeout_s + 15)
+            if "Wait for service timed out" not in out.stdout + out.stderr:
+                break
         if check and out.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
         return out

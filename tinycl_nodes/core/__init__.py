@@ -9,6 +9,7 @@ from .cwr import CWRStar
 from .drift import DDM
 from .errors import ExtractorMismatchError, InputError, StateError, TinyclError
 from .head import Head
+from .latent import LatentUpperHead
 from .ncm import StreamingNCM
 from .quantize import Int8Quantizer
 from .rce import Decision, TinyRCE
@@ -19,8 +20,9 @@ from .tinyol import TinyOL
 from .tybox import TyBoxHead
 
 HEADS: dict[str, type[Head]] = {cls.kind: cls for cls in
-                                (CWRStar, TinyOL, StreamingNCM, StreamingLDA, LatentReplayHead, TyBoxHead)}
+                                (CWRStar, TinyOL, StreamingNCM, StreamingLDA, LatentReplayHead, TyBoxHead,
+                                 LatentUpperHead)}
 
 __all__ = ["CWRStar", "DDM", "ExtractorMismatchError", "HEADS", "Head", "InputError", "Int8Quantizer",
-           "LatentReplayHead", "NearestCentroid", "Decision", "TinyRCE", "ReplayBuffer", "StateError", "Step", "StreamingLDA",
+           "LatentReplayHead", "LatentUpperHead", "NearestCentroid", "Decision", "TinyRCE", "ReplayBuffer", "StateError", "Step", "StreamingLDA",
            "StreamingNCM", "TiedGaussianClusterer", "TinyNDC", "TinyOL", "TinyclError", "TyBoxHead"]

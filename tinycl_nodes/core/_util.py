@@ -88,13 +88,19 @@ def check_rows(labels: np.ndarray, n_classes: int, name: str) -> None:
 
 
 # --- rng state as JSON ---------------------------------------------------------------------------
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+def rng_state(rng: Any) -> dict[str, Any]:
     """The bit generator state: plain JSON (PCG64's 128-bit ints are exact Python ints)."""
+    if hasattr(rng, "state_dict"):   # core.draws.Pcg32, the C core's generator
+        return rng.state_dict()
     return json.loads(json.dumps(rng.bit_generator.state))
 
 
-def rng_from_state(obj: Any, name: str = "rng_state") -> np.random.Generator:
-    """A new Generator in state ``obj``; StateError if ``obj`` is not a PCG64 state."""
+def rng_from_state(obj: Any, name: str = "rng_state") -> Any:
+    """A new Generator in state ``obj`` (or a :class:`~.draws.Pcg32`); StateError if it is neither."""
+    from .draws import KIND, Pcg32
+
+    if isinstance(obj, dict) and obj.get("bit_generator") == KIND:
+        return Pcg32.from_state(obj, name)
     if not isinstance(obj, dict) or obj.get("bit_generator") != "PCG64":
         raise StateError(f"state: {name!r} is not a PCG64 generator state")
     rng = np.random.Generator(np.random.PCG64())

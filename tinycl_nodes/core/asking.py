@@ -11,9 +11,13 @@ new user's first minutes, the boundary samples the RCE cannot place are the info
 this keeps their number a fixed share of what the old policy would ask); among the groups ready,
 the most informative (mean novelty × size) is asked first; at most ``max_open`` questions wait for
 an answer at once and at most ``max_per_hour`` are asked in any sliding hour — each one a distinct
-group. An answer labels every sample of its group. A sample within ``radius`` of a group answered
-in the last ``recent_s`` seconds is not asked about again: it belongs to that group, and the
-caller may learn it with the group's answer (``("recent", g)`` with ``g.extra["label"]``).
+group. An answer labels every sample of its group. A sample within ``recent_radius`` (default
+``radius``) of any sample of a group answered in the last ``recent_s`` seconds is not asked about
+again — checked before it could join a group: it belongs to that answer, and the caller may learn it
+with the group's answer (``("recent", g)`` with ``g.extra["label"]``). Every answered sample, not
+the group's centre, is the reference: a group spread along a direction (a new user's walking windows
+vary more than one radius) keeps its reach, and the reach of an answer may be wider than what is
+grouped before an answer (``recent_radius`` > ``radius``: a person vouched for these samples).
 
 ``queue=False, min_size=1, max_wait_s=0, fixed_centre=True, recent_s=0`` is the policy the labeler
 had before (ask about each sample at once unless it is within the radius of a pending question's
@@ -32,6 +36,7 @@ import numpy as np
 from .errors import InputError, StateError
 
 NOVELTY_CAP = 4.0          # an "empty" or far-away sample is not worth more than 4 nearly-covered ones
+MAX_RECENT = 4096          # answered samples remembered at most (oldest forgotten first)
 
 
 @dataclass
@@ -60,23 +65,25 @@ class AskPolicy:
     def __init__(self, radius: float, metric: str = "l2", *, min_size: int = 3, max_wait_s: float = 300.0,
                  max_open: int = 3, max_per_hour: int = 60, max_members: int = 32, max_groups: int = 200,
                  recent_s: float = 600.0, queue: bool = True, fixed_centre: bool = False,
-                 lone_share: float = 0.0) -> None:
+                 lone_share: float = 0.0, recent_radius: float | None = None) -> None:
         if metric not in ("l1", "l2"):
             raise InputError(f"ask policy: metric must be 'l1' or 'l2', got {metric!r}")
         if not radius >= 0 or min_size < 1 or max_wait_s < 0 or max_open < 1 or max_per_hour < 0 \
-                or max_members < 1 or max_groups < 1 or recent_s < 0 or not 0 <= lone_share <= 1:
+                or max_members < 1 or max_groups < 1 or recent_s < 0 or not 0 <= lone_share <= 1 \
+                or (recent_radius is not None and not recent_radius >= 0):
             raise InputError(f"ask policy: bad settings radius={radius}, min_size={min_size}, "
                              f"max_wait_s={max_wait_s}, max_open={max_open}, max_per_hour={max_per_hour}, "
                              f"max_members={max_members}, max_groups={max_groups}, recent_s={recent_s}, "
-                             f"lone_share={lone_share}")
+                             f"lone_share={lone_share}, recent_radius={recent_radius}")
         self.radius, self.metric = float(radius), metric
         self.min_size, self.max_wait_s, self.max_open = int(min_size), float(max_wait_s), int(max_open)
         self.max_per_hour, self.max_members, self.max_groups = int(max_per_hour), int(max_members), int(max_groups)
         self.recent_s, self.queue, self.fixed_centre = float(recent_s), bool(queue), bool(fixed_centre)
         self.lone_share = float(lone_share)
+        self.recent_radius = self.radius if recent_radius is None else float(recent_radius)
         self.groups: dict[int, Group] = {}
         self.asked_at: list[float] = []
-        self.recent: list[tuple[float, np.ndarray, int, int]] = []   # (answered at, centre, class, gid) of answers
+        self.recent: list[tuple[float, np.ndarray, int, int]] = []   # (answered at, sample, class, gid) per answered sample
         self.next_gid = 1
         self.counters = {"offered": 0, "joined": 0, "grouped": 0, "recent": 0, "dropped": 0, "asked": 0}
 
@@ -100,6 +107,13 @@ class AskPolicy:
         self.counters["offered"] += 1
         nov = float(min(novelty, NOVELTY_CAP)) if np.isfinite(novelty) else NOVELTY_CAP
         self._forget(now)
+        if self.recent and self.recent_radius > 0:
+            rd = self._dist(np.stack([r[1] for r in self.recent]), x64)
+            j = int(rd.argmin())
+            if float(rd[j]) <= self.recent_radius:
+                self.counters["recent"] += 1
+                t, c, label, gid = self.recent[j]
+                return "recent", Group(gid, c, [], [], 0.0, t, t, extra={"label": label})
         g, d = self._nearest(x64)
         if g is not None and d <= self.radius:
             g.seen += 1
@@ -111,13 +125,6 @@ class AskPolicy:
                     g.centre += (x64 - g.centre) / len(g.samples)
             self.counters["joined"] += 1
             return "joined", g
-        if self.recent and self.radius > 0:
-            rd = self._dist(np.stack([r[1] for r in self.recent]), x64)
-            j = int(rd.argmin())
-            if float(rd[j]) <= self.radius:
-                self.counters["recent"] += 1
-                t, c, label, gid = self.recent[j]
-                return "recent", Group(gid, c, [], [], 0.0, t, t, extra={"label": label})
         if not self.queue and self.budget_left(now) <= 0:
             self.counters["dropped"] += 1
             return "dropped", None
@@ -138,7 +145,7 @@ class AskPolicy:
         return True
 
     def _forget(self, now: float) -> None:
-        self.recent = [r for r in self.recent if now - r[0] < self.recent_s]
+        self.recent = [r for r in self.recent if now - r[0] < self.recent_s][-MAX_RECENT:]
         self.asked_at = [t for t in self.asked_at if now - t < 3600.0]
 
     # --- questions ------------------------------------------------------------------------------
@@ -168,11 +175,12 @@ class AskPolicy:
         return out
 
     def resolve(self, gid: int, now: float, label: int | None = None) -> Group | None:
-        """A question is answered with class ``label`` (its centre and class are remembered for
+        """A question is answered with class ``label`` (its samples and class are remembered for
         ``recent_s``), or dropped (``label`` None)."""
         g = self.groups.pop(int(gid), None)
         if g is not None and label is not None and self.recent_s > 0:
-            self.recent.append((float(now), g.centre.copy(), int(label), g.gid))
+            self.recent += [(float(now), np.asarray(xs, np.float64), int(label), g.gid) for xs in g.samples]
+            del self.recent[:-MAX_RECENT]
         return g
 
     def forget_answer(self, gid: int, label: int | None = None) -> None:

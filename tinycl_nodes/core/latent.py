@@ -11,7 +11,10 @@ one grid per tensor or per channel, and follows the latent-replay memory rule of
 Training: every ``batch_size`` new (pseudo-)labelled samples, ``epochs`` passes of mini-batch
 SGD over the new batch mixed with ``replay`` patterns drawn from the memory (all of it when
 ``replay`` is None); the upper layers learn at ``lr · upper_lr_scale`` (slower than the fresh
-classifier: they start from the frozen model's weights), the classifier at ``lr``.
+classifier: they start from the frozen model's weights), the classifier at ``lr``. The replays,
+their order and the memory rule draw from numpy's Generator, or with ``draws="pcg32"`` from
+:class:`~.draws.Pcg32` as the C core does (same draws, same training:
+``micro_ros_firmware/core/src/tinycl_latent.c``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from ._linear import softmax_rows_
 from ._util import (add_zero_row, check_int, expect_array, meta_of,
                     rng_from_state, rng_state)
+from .draws import Pcg32
 from .errors import InputError, StateError
 from .head import Head
 from .layers import Conv2d, Layer, Linear, check_chain, layer_from_spec
@@ -30,6 +34,7 @@ from .replay import PendingBatch, ReplayBuffer
 from .validation import check_positive
 
 QUANTIZATION = ("none", "tensor", "channel")
+DRAWS = ("numpy", "pcg32")
 
 
 class LatentUpperHead(PendingBatch, Head):
@@ -41,7 +46,8 @@ class LatentUpperHead(PendingBatch, Head):
     def __init__(self, latent_shape: Sequence[int], upper: Sequence[Layer], memory_size: int = 1500,
                  batch_size: int = 32, epochs: int = 2, lr: float = 0.02, upper_lr_scale: float = 0.1,
                  replay: int | None = None, minibatch: int = 32, quantization: str = "none",
-                 calibration_margin: float = 0.1, seed: int = 0, extractor_hash: str = "") -> None:
+                 calibration_margin: float = 0.1, seed: int = 0, draws: str = "numpy",
+                 extractor_hash: str = "") -> None:
         self.latent_shape = tuple(check_int(d, "latent_shape") for d in latent_shape)
         super().__init__(int(np.prod(self.latent_shape)), extractor_hash)
         self.upper = list(upper)
@@ -63,7 +69,13 @@ class LatentUpperHead(PendingBatch, Head):
         self.buffer = ReplayBuffer(memory_size, self.n_features, quantized=quantization != "none",
                                    margin=calibration_margin, channels=channels,
                                    seed=int(buf_seq.generate_state(1)[0]))
-        self._rng = np.random.default_rng(sgd_seq)
+        if draws not in DRAWS:
+            raise InputError(f"draws: must be one of {DRAWS}, got {draws!r}")
+        self.draws = draws
+        if draws == "pcg32":   # the C core's generator: replay memory on stream 1, SGD on stream 2
+            self.buffer.rng, self._rng = Pcg32(self.seed, 1), Pcg32(self.seed, 2)
+        else:
+            self._rng = np.random.default_rng(sgd_seq)
         self.classifier = Linear(np.zeros((0, self.embed_dim), np.float32), np.zeros(0, np.float32))
         self._init_pending()
 
@@ -129,6 +141,12 @@ class LatentUpperHead(PendingBatch, Head):
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x[None])[0]
 
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's rows over this head's own embedding (``embed_dim`` wide: the output of its
+        *trained* upper layers), not over its input. What the ``Head`` message carries (``n_features`` =
+        ``embed_dim``; the upper layers travel in its state blob); a reader checks the kind."""
+        return self.classifier.W, self.classifier.b
+
     def predict_batch(self, X: np.ndarray) -> np.ndarray:
         """Class ids of a batch of latents (argmax), for evaluation."""
         out = [self._forward(np.asarray(X[i:i + 256], np.float32)).argmax(1) for i in range(0, len(X), 256)]
@@ -177,7 +195,7 @@ class LatentUpperHead(PendingBatch, Head):
                 "memory_size": self.buffer.capacity, "batch_size": self.batch_size,
                 "epochs": self.epochs, "lr": self.lr, "upper_lr_scale": self.upper_lr_scale,
                 "replay": self.replay, "minibatch": self.minibatch, "quantization": self.quantization,
-                "calibration_margin": self.buffer.margin, "seed": self.seed}
+                "calibration_margin": self.buffer.margin, "seed": self.seed, "draws": self.draws}
 
     def _meta(self) -> dict[str, Any]:
         return {"rng_state": rng_state(self._rng), "replay": self.buffer._meta()}

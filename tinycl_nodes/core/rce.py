@@ -28,6 +28,20 @@ TinyRCE's additions, as the paper lists them, and how they are read here:
 
 ``learning_macs`` counts, exactly, the multiply-accumulates (one per feature per distance)
 done by learning; :meth:`decide` says whether an input is known and why.
+
+Cheaper distances (both off by default, so the default matches the C core bit for bit):
+
+- ``int8_range > 0``: inputs are clipped to ``±int8_range`` and coded as int8 with the scale
+  ``int8_range / 127``; centers are *stored* as those int8 codes (a prototype then costs
+  ``F + 14`` bytes instead of ``4·F + 14``) and every distance is an integer sum (``|a−b|`` or
+  ``(a−b)²`` in int32) times the scale — radii stay in feature units;
+- ``max_visit > 0``: at most ``max_visit`` prototypes get a full distance per input. Past that
+  many, a coarse pass computes every prototype's distance on the first ``prefix_features``
+  features only and the ``max_visit`` nearest by it get the rest of their distance (the partial
+  sum is reused). An unvisited prototype counts as not firing: decisions may differ from the
+  full pass, which is the trade the experiment measures. MACs: ``P·K + max_visit·(F − K)``.
+  (A nearest-class-centroid pre-filter was tried first: on HAR, where a class's prototypes come
+  from many subjects, it lost up to 33 points at caps the prefix pass loses none.)
 """
 
 from __future__ import annotations
@@ -85,6 +99,7 @@ class TinyRCE(Head):
 
     def __init__(self, n_features: int, memory_bytes: int = 40 * 1024, r_max: float = 8.0,
                  r_min: float = 0.0, grow_margin: float = 0.25, metric: str = "l2",
+                 int8_range: float = 0.0, max_visit: int = 0, prefix_features: int = 8,
                  extractor_hash: str = "") -> None:
         super().__init__(check_int(n_features, "n_features"), extractor_hash)
         self.memory_bytes = check_int(memory_bytes, "memory_bytes")
@@ -96,10 +111,16 @@ class TinyRCE(Head):
         if metric not in ("l2", "l1"):
             raise InputError(f"metric: must be 'l2' or 'l1', got {metric!r}")
         self.metric = metric
+        self.int8_range = check_positive(int8_range, "int8_range", allow_zero=True)
+        self.scale = np.float32(self.int8_range / 127.0) if self.int8_range else np.float32(1.0)
+        self.max_visit = check_int(max_visit, "max_visit", minimum=0)
+        self.prefix_features = check_int(prefix_features, "prefix_features")
+        if self.max_visit and self.prefix_features >= n_features:
+            raise InputError(f"prefix_features: must be < n_features ({n_features}), got {prefix_features}")
         if self.max_prototypes < 1:
             raise InputError(f"memory_bytes: {memory_bytes} B does not hold one prototype of "
                              f"{self.prototype_bytes} B (plus one class id)")
-        self.centers = np.zeros((0, n_features), np.float32)
+        self.centers = np.zeros((0, n_features), self.center_dtype)
         self.radii = np.zeros(0, np.float32)
         self.rows = np.zeros(0, np.uint16)
         self.hits = np.zeros(0, np.uint32)
@@ -110,14 +131,22 @@ class TinyRCE(Head):
 
     # --- capacity ---------------------------------------------------------------------------
     @property
+    def center_dtype(self) -> type:
+        return np.int8 if self.int8_range else np.float32
+
+    @property
     def prototype_bytes(self) -> int:
-        """Bytes one prototype takes in the state: center + radius (f32), row (u16), hits, last use (u32)."""
-        return 4 * self.n_features + 4 + 2 + 4 + 4
+        """Bytes one prototype takes in the state: center (f32, or int8 codes), radius (f32), row
+        (u16), hits, last use (u32)."""
+        return np.dtype(self.center_dtype).itemsize * self.n_features + 4 + 2 + 4 + 4
+
+    def _capacity(self, n_classes: int) -> int:
+        return (self.memory_bytes - CLASS_ID_BYTES * max(n_classes, 1)) // self.prototype_bytes
 
     @property
     def max_prototypes(self) -> int:
         """Prototypes that fit in ``memory_bytes`` next to the ids of the classes known now."""
-        return (self.memory_bytes - CLASS_ID_BYTES * max(len(self.classes), 1)) // self.prototype_bytes
+        return self._capacity(len(self.classes))
 
     @property
     def n_prototypes(self) -> int:
@@ -128,6 +157,18 @@ class TinyRCE(Head):
         """Bytes of learned state (prototypes and class ids), what the memory budget bounds."""
         return self.n_prototypes * self.prototype_bytes + CLASS_ID_BYTES * len(self.classes)
 
+    def _distance_macs(self, visited: int) -> int:
+        """MACs of one distance pass that gives ``visited`` prototypes their full distance."""
+        P, F, K = self.n_prototypes, self.n_features, self.prefix_features
+        if self.max_visit and P > self.max_visit:
+            return P * K + visited * (F - K)
+        return visited * F
+
+    @property
+    def inference_macs(self) -> int:
+        """Distance MACs one inference costs now (the coarse prefix pass included when the cap applies)."""
+        return self._distance_macs(min(self.n_prototypes, self.max_visit or self.n_prototypes))
+
     # --- inference ----------------------------------------------------------------------------
     def decide(self, x: Any) -> Decision:
         """Known or unknown, and why: what the labeler needs to decide on a label request."""
@@ -137,7 +178,7 @@ class TinyRCE(Head):
         """:meth:`decide` for ``x`` already checked by ``check_features``."""
         if self.n_prototypes == 0:
             return Decision(None, None, "empty", float("inf"), float("inf"), ())
-        d = self._dist(x)
+        d, _ = self._visited_dist(self._code(x))
         ratio = d / np.maximum(self.radii, np.float32(1e-12))
         near = int(ratio.argmin())
         nearest = self.classes[int(self.rows[near])]
@@ -168,10 +209,14 @@ class TinyRCE(Head):
         n = Xv.shape[0]
         if self.n_prototypes == 0:
             return np.full(n, -1, np.int64), np.zeros(n, bool)
+        if self.max_visit and self.n_prototypes > self.max_visit:   # per-sample visit sets
+            decs = [self.decide_valid(x) for x in Xv]
+            return (np.array([d.label if d.known else d.nearest for d in decs], np.int64),
+                    np.array([d.known for d in decs], bool))
         ids = np.asarray(self.classes, np.int64)[self.rows.astype(np.intp)]
         out, known = np.empty(n, np.int64), np.empty(n, bool)
         for s in range(0, n, 256):
-            D = self._dist_batch(Xv[s:s + 256])
+            D = self._dist_batch(self._code(Xv[s:s + 256]))
             fire = D < self.radii
             closest = np.where(fire, D, np.inf).argmin(1)
             guess = (D / np.maximum(self.radii, np.float32(1e-12))).argmin(1)
@@ -184,7 +229,7 @@ class TinyRCE(Head):
         """Per class: −(smallest d/r over its prototypes); a class without prototypes gets −1e9."""
         best = np.full(len(self.classes), np.inf)
         if self.n_prototypes:
-            ratio = self._dist(x) / np.maximum(self.radii, np.float32(1e-12))
+            ratio = self._visited_dist(self._code(x))[0] / np.maximum(self.radii, np.float32(1e-12))
             np.minimum.at(best, self.rows.astype(np.intp), ratio.astype(np.float64))
         scores = np.where(np.isfinite(best), -best, -1e9)
         return scores
@@ -200,14 +245,17 @@ class TinyRCE(Head):
 
     def _learn(self, x: np.ndarray, idx: int) -> None:
         step = np.uint32(min(self.n_seen + 1, 2**32 - 1))
+        x = self._code(x)
         P = self.n_prototypes
         if P == 0:
             self._commit(x, idx, self.r_max, step)
             return
-        d = self._dist(x)
-        self.learning_macs += P * self.n_features
+        d, seen = self._visited_dist(x)
+        self.learning_macs += self._distance_macs(int(seen.size))
         right = self.rows == idx
-        self.learning_macs_early_exit += self._early_exit_macs(x, right)
+        coarse = P * self.prefix_features if self.max_visit and P > self.max_visit else 0
+        # early exit on the visited ones, counted from feature 0 (the prefix counted twice: an overcount)
+        self.learning_macs_early_exit += self._early_exit_macs(x, right, rows=seen) + coarse
         fire = d < self.radii
         # shrink every wrong-class prototype that fires to the distance of x (factor d/r)
         wrong = np.flatnonzero(fire & ~right)
@@ -219,13 +267,14 @@ class TinyRCE(Head):
             j = int(hit[d[hit].argmin()])
             self.hits[j] = min(int(self.hits[j]) + 1, 2**32 - 1)
             self.last_used[j] = step
-        elif not self._grow(x, d, right, step):
+        elif not self._grow(x, d, right, step, seen):
             others = d[~right]
             radius = min(float(others.min()) if others.size else self.r_max, self.r_max)
             self._commit(x, idx, radius, step)
         self._prune_dead()
 
-    def _early_exit_macs(self, x: np.ndarray, right: np.ndarray, chunk: int = 8) -> int:
+    def _early_exit_macs(self, x: np.ndarray, right: np.ndarray, chunk: int = 8,
+                         rows: np.ndarray | None = None) -> int:
         """MACs of the learning distance pass when each distance stops early, ``chunk`` features at a time.
 
         Learning only needs ``d_j`` exactly where it can matter: a right-class prototype up to
@@ -235,9 +284,10 @@ class TinyRCE(Head):
         decisions are identical, only the count differs. (The growth check's center-to-center
         distances are counted in full in both counters.)
         """
-        diff = self.centers - x
+        rows = np.arange(self.n_prototypes) if rows is None else rows
+        diff = (self.centers[rows].astype(np.float32) - x.astype(np.float32)) * self.scale
         part = np.abs(diff) if self.metric == "l1" else diff * diff
-        bound = np.where(right, self.radii * np.float32(1.0 + self.grow_margin), np.float32(self.r_max))
+        bound = np.where(right[rows], self.radii[rows] * np.float32(1.0 + self.grow_margin), np.float32(self.r_max))
         if self.metric == "l2":
             bound = bound * bound
         sums = np.add.reduceat(part, np.arange(0, self.n_features, chunk), axis=1).cumsum(axis=1)
@@ -245,9 +295,11 @@ class TinyRCE(Head):
         stop = np.where(over.any(axis=1), over.argmax(axis=1) + 1, sums.shape[1])
         return int(np.minimum(stop * chunk, self.n_features).sum())
 
-    def _grow(self, x: np.ndarray, d: np.ndarray, right: np.ndarray, step: np.uint32) -> bool:
+    def _grow(self, x: np.ndarray, d: np.ndarray, right: np.ndarray, step: np.uint32,
+              seen: np.ndarray | None = None) -> bool:
         """Aging upward: let the right-class prototype with the smallest ``d/r`` below
-        ``1 + grow_margin`` cover x, unless that would reach another class's center or r_max."""
+        ``1 + grow_margin`` cover x, unless that would reach another class's center (of the
+        prototypes visited) or r_max."""
         if self.grow_margin == 0.0:
             return False
         ratio = np.where(right, d / np.maximum(self.radii, np.float32(1e-12)), np.inf)
@@ -258,6 +310,8 @@ class TinyRCE(Head):
         if new_r > self.r_max:
             return False
         others = np.flatnonzero(~right)
+        if seen is not None:
+            others = np.intersect1d(others, seen)
         if others.size:
             dc = self._dist_rows(self.centers[j], others)
             self.learning_macs += int(others.size) * self.n_features
@@ -277,7 +331,7 @@ class TinyRCE(Head):
         if self.n_prototypes >= self.max_prototypes and not self._evict():
             self.counters["dropped"] += 1
             return
-        self.centers = np.concatenate([self.centers, x[None].astype(np.float32)])
+        self.centers = np.concatenate([self.centers, x[None].astype(self.center_dtype)])
         self.radii = np.append(self.radii, np.float32(radius))
         self.rows = np.append(self.rows, np.uint16(idx))
         self.hits = np.append(self.hits, np.uint32(0))
@@ -308,28 +362,64 @@ class TinyRCE(Head):
         self.hits, self.last_used = self.hits[keep], self.last_used[keep]
 
     # --- distances ----------------------------------------------------------------------------
+    def _code(self, x: np.ndarray) -> np.ndarray:
+        """Inputs as the distances see them: float32 unchanged, or int8 codes (clipped, scaled)."""
+        if not self.int8_range:
+            return x
+        return np.clip(np.rint(x / self.scale), -127, 127).astype(np.int8)
+
+    def _pair(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distances from the rows of ``A`` to ``b`` (same coding), in feature units."""
+        if not self.int8_range:
+            diff = A - b
+            if self.metric == "l1":
+                return np.abs(diff).sum(1)
+            return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        diff = A.astype(np.int32) - b.astype(np.int32)          # integer arithmetic: int32 sums
+        acc = np.abs(diff).sum(1) if self.metric == "l1" else np.einsum("ij,ij->i", diff, diff)
+        d = acc.astype(np.float32) if self.metric == "l1" else np.sqrt(acc.astype(np.float32))
+        return (d * self.scale).astype(np.float32)
+
     def _dist(self, x: np.ndarray) -> np.ndarray:
-        diff = self.centers - x
-        if self.metric == "l1":
-            return np.abs(diff).sum(1)
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        """Distances from ``x`` (already coded) to every prototype."""
+        return self._pair(self.centers, x)
 
     def _dist_rows(self, c: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        diff = self.centers[rows] - c
-        if self.metric == "l1":
-            return np.abs(diff).sum(1)
-        return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return self._pair(self.centers[rows], c)
 
     def _dist_batch(self, X: np.ndarray) -> np.ndarray:
+        C = self.centers.astype(np.float64) if self.int8_range else self.centers
+        Xf = X.astype(np.float64) if self.int8_range else X   # integer codes: exact in float64
         if self.metric == "l1":
-            return np.abs(X[:, None, :] - self.centers[None]).sum(2)
-        sq = (X * X).sum(1)[:, None] - 2.0 * X @ self.centers.T + (self.centers * self.centers).sum(1)[None]
-        return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
+            D = np.abs(Xf[:, None, :] - C[None]).sum(2)
+        else:
+            sq = (Xf * Xf).sum(1)[:, None] - 2.0 * Xf @ C.T + (C * C).sum(1)[None]
+            D = np.sqrt(np.maximum(sq, 0.0))
+        return (D * self.scale).astype(np.float32)
+
+    def _visit(self, x: np.ndarray) -> np.ndarray:
+        """Indices of the prototypes that get a full distance for ``x`` (see ``max_visit``)."""
+        P, K = self.n_prototypes, self.prefix_features
+        if not self.max_visit or P <= self.max_visit:
+            return np.arange(P)
+        coarse = self._pair(self.centers[:, :K], x[:K])
+        return np.sort(np.argpartition(coarse, self.max_visit - 1)[:self.max_visit])
+
+    def _visited_dist(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance to every prototype, inf where not visited; the visited indices)."""
+        seen = self._visit(x)
+        if seen.size == self.n_prototypes:
+            return self._dist(x), seen
+        d = np.full(self.n_prototypes, np.inf, np.float32)
+        d[seen] = self._dist_rows(x, seen)
+        return d, seen
 
     # --- state --------------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
         return {"memory_bytes": self.memory_bytes, "r_max": self.r_max, "r_min": self.r_min,
-                "grow_margin": self.grow_margin, "metric": self.metric}
+                "grow_margin": self.grow_margin, "metric": self.metric,
+                "int8_range": self.int8_range, "max_visit": self.max_visit,
+                "prefix_features": self.prefix_features}
 
     def _meta(self) -> dict[str, Any]:
         return {"learning_macs": int(self.learning_macs), "counters": dict(self.counters),
@@ -346,11 +436,11 @@ class TinyRCE(Head):
         P = int(np.asarray(arrays["radii"]).shape[0]) if np.asarray(arrays["radii"]).ndim == 1 else -1
         if P < 0:
             raise StateError("state: array 'radii' must be 1-d")
-        cap = (self.memory_bytes - CLASS_ID_BYTES * max(n_classes, 1)) // self.prototype_bytes
+        cap = self._capacity(n_classes)
         if P > cap:
             raise StateError(f"state: {P} prototypes exceed this TinyRCE's memory budget "
                              f"({self.memory_bytes} B holds {cap})")
-        centers = expect_array(state, "centers", (P, self.n_features), np.float32)
+        centers = expect_array(state, "centers", (P, self.n_features), self.center_dtype, nonneg=False)
         radii = expect_array(state, "radii", (P,), np.float32)
         rows = expect_array(state, "rows", (P,), np.uint16)
         hits = expect_array(state, "hits", (P,), np.uint32)

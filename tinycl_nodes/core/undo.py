@@ -5,7 +5,8 @@ Why: a person's wrong tap must not be learned for good. Heads whose statistics a
 (TinyRCE's prototypes shrink, grow and get committed in an order that matters) the only exact way
 back is to replay: restore the head as it was before the oldest sample still kept and learn the
 kept samples again, without (or relabelled) those of the withdrawn answer. The log keeps the last
-``max_samples`` samples; a correction of something older is refused (one line).
+``max_samples`` samples; a correction of something older is refused (one line). The base and the
+log are state (:meth:`state_dict`), so an answer stays changeable across a restart of its node.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from . import state as st
+from .errors import InputError, StateError
 from .head import Head
+
+KIND, VERSION = "ReplayUndo", 1
 
 
 class ReplayUndo:
@@ -69,6 +73,41 @@ class ReplayUndo:
                 self.relabel("\0forget", None)
                 return
         raise InputError(f"cannot take back a sample of class {y}: not among the {len(self.log)} kept")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base head (arrays under ``base/``) and the log (samples, classes, tags)."""
+        base = self.base.state_dict()
+        X = np.stack([x for x, _, _ in self.log]) if self.log else np.zeros((0, self.head.n_features), np.float32)
+        arrays = {"X": X, "y": np.asarray([y for _, y, _ in self.log], np.int64),
+                  **{f"base/{k}": v for k, v in base["arrays"].items()}}
+        meta = {"tags": [t for _, _, t in self.log], "base": {k: v for k, v in base.items() if k != "arrays"}}
+        return st.make_state(KIND, VERSION, {"max_samples": self.max_samples}, arrays, meta)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore base and log, checked against the head as it is now: replaying the log on the
+        base must give exactly the head (both are saved together); StateError (one line) otherwise,
+        and nothing changes."""
+        st.check_state(state, KIND, VERSION, ("X", "y"))
+        meta, arrays = state.get("meta") or {}, state["arrays"]
+        try:
+            tags = [str(t) for t in meta["tags"]]
+            base = copy.deepcopy(self.head)
+            base.load_state_dict({**meta["base"], "arrays": {k[5:]: v for k, v in arrays.items()
+                                                             if k.startswith("base/")}})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state: undo log is malformed ({type(exc).__name__}: {exc})") from None
+        X = st.expect_shape(state, "X", (len(tags), self.head.n_features)).astype(np.float32)
+        y = st.expect_shape(state, "y", (len(tags),)).astype(np.int64)
+        head = copy.deepcopy(base)
+        for x, c in zip(X, y):
+            head.learn_valid(x, int(c))
+        mine, replayed = self.head.state_dict()["arrays"], head.state_dict()["arrays"]
+        if mine.keys() != replayed.keys() or not all(np.array_equal(mine[k], replayed[k]) for k in mine):
+            raise StateError("state: the undo log does not lead to the saved head (saved apart?)")
+        self.base, self.log = base, [(x, int(c), t) for x, c, t in zip(X, y, tags)]
+        while len(self.log) > self.max_samples:
+            x0, y0, _ = self.log.pop(0)
+            self.base.learn_valid(x0, y0)
 
     def _replace(self, head: Any) -> None:
         """Make ``self.head`` (the object others hold) equal to ``head``."""

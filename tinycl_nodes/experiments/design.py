@@ -15,8 +15,10 @@ norm removed, with the next convolution's input channels) — it computes from t
 then measures accuracy on the training-split validation protocol (true labels, a short stream,
 the int8 frozen part quantised by onnxruntime with calibration images from the labels part) for
 every candidate that fits, and writes the best one: the int8 frozen ONNX, the trained-from-here
-upper layers' ONNX, and a card (JSON). No fine-tune after pruning (PyTorch not used here) and no
-C generation for the cut model yet: both are listed in the card's ``not_done``.
+upper layers' ONNX, the C source of the int8 frozen part (``export/c_model.py``, the one
+generator: ``c/tinycl_model.h`` and ``.c``; when the upper layers stay frozen, also the C of the
+whole pruned int8 model in ``c_full/``, which the C core's forward runs) and a card (JSON).
+Each pruned model gets a short fine-tune first when PyTorch is installed (:func:`finetune`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from .. import presets
 from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
-from ..export.latent_onnx import cut_names, split_model, upper_to_onnx
+from ..export import c_model
+from ..export.latent_onnx import _safe, cut_names, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..storage import write_atomic
 from . import tinyndc as exp
@@ -86,6 +89,90 @@ def prune_model(path: Path, ratio: float, cut: str, out: Path) -> Path:
         t.CopyFrom(numpy_helper.from_array(arr[name].astype(numpy_helper.to_array(t).dtype), name))
     onnx.save(model, str(out))
     return out
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def finetune(path: Path, X: np.ndarray, y: np.ndarray, epochs: int, out: Path, seed: int = 0,
+             lr: float = 1e-3, batch: int = 64) -> dict[str, Any]:
+    """Short fine-tune of a pruned model after pruning (TyBox): PyTorch, experiment time only.
+
+    The ONNX graph (Conv / Relu / MaxPool / Flatten / Gemm / BatchNormalization, as
+    ``train_frozen`` writes it) is run by torch.nn.functional with its initializers as
+    parameters; a temporary linear classifier on the embedding gives a cross-entropy loss on the
+    backbone part's labelled images (the classes the model was trained on); the weights are
+    written back into the same graph. BatchNormalization keeps its running statistics (eval
+    mode) and learns its scale and shift.
+    """
+    import onnx
+    import torch
+    import torch.nn.functional as tf
+    from onnx import helper, numpy_helper
+
+    torch.manual_seed(seed)
+    model = onnx.load(str(path))
+    g = model.graph
+    params = {t.name: torch.nn.Parameter(torch.from_numpy(numpy_helper.to_array(t).copy()))
+              for t in g.initializer if numpy_helper.to_array(t).dtype == np.float32}
+    attrs = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in g.node}
+    bn_stats = {n.input[i] for n in g.node if n.op_type == "BatchNormalization" for i in (3, 4)}
+    for name in bn_stats:
+        params[name].requires_grad_(False)
+
+    def forward(x: "torch.Tensor") -> "torch.Tensor":
+        env = {g.input[0].name: x}
+        for n in g.node:
+            a, ins = attrs[n.name], [env.get(i, params.get(i)) for i in n.input]
+            if n.op_type == "Conv":
+                z = tf.conv2d(ins[0], ins[1], ins[2] if len(ins) > 2 else None, stride=a.get("strides", [1, 1]),
+                              padding=a.get("pads", [0, 0, 0, 0])[:2])
+            elif n.op_type == "Relu":
+                z = tf.relu(ins[0])
+            elif n.op_type == "MaxPool":
+                z = tf.max_pool2d(ins[0], a["kernel_shape"], a.get("strides", a["kernel_shape"]))
+            elif n.op_type == "Flatten":
+                z = torch.flatten(ins[0], a.get("axis", 1))
+            elif n.op_type == "Gemm":
+                z = tf.linear(ins[0], ins[1] if a.get("transB", 0) else ins[1].T, ins[2])
+            elif n.op_type == "BatchNormalization":
+                z = tf.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], False, 0.0, a.get("epsilon", 1e-5))
+            else:
+                raise InputError(f"fine-tune: operator {n.op_type} ({n.name}) is not supported")
+            env[n.output[0]] = z
+        return env[g.output[0].name]
+
+    classes = np.unique(y)
+    with torch.no_grad():
+        dim = forward(torch.zeros((1, 1) + X.shape[1:])).shape[1]
+    clf = torch.nn.Linear(dim, len(classes))
+    trainable = [p for p in params.values() if p.requires_grad] + list(clf.parameters())
+    opt = torch.optim.Adam(trainable, lr=lr)
+    target = torch.from_numpy(np.searchsorted(classes, y).astype(np.int64))
+    images = torch.from_numpy(X.astype(np.float32)[:, None] / 255.0)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(epochs):
+        perm = rng.permutation(len(y))
+        for s in range(0, len(y), batch):
+            idx = torch.from_numpy(perm[s:s + batch])
+            loss = tf.cross_entropy(clf(forward(images[idx])), target[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    for t in g.initializer:
+        if t.name in params:
+            t.CopyFrom(numpy_helper.from_array(params[t.name].detach().numpy().astype(np.float32), t.name))
+    onnx.save(model, str(out))
+    k = max(len(losses) // 10, 1)
+    return {"epochs": epochs, "images": int(len(y)), "loss_first": round(float(np.mean(losses[:k])), 4),
+            "loss_last": round(float(np.mean(losses[-k:])), 4)}
 
 
 @dataclass
@@ -144,6 +231,9 @@ def main(args) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     ram, flash = parse_bytes(args.ram), parse_bytes(args.flash)
+    if args.finetune_epochs < 0 or args.finetune_images < 1:
+        raise InputError(f"--finetune-epochs must be >= 0 and --finetune-images >= 1, got "
+                         f"{args.finetune_epochs} and {args.finetune_images}")
     model = model_path(args.model) if not Path(args.model).exists() else Path(args.model)
     if not model.is_file():
         raise InputError(f"--model: {model} not found")
@@ -154,10 +244,21 @@ def main(args) -> int:
     rows: list[dict[str, Any]] = []
     with forbid_test_split():
         X, y = load_images(args.dataset, "train", args.data)
-        calib = X[train_parts(y)["labels"]][::4].astype(np.float32)[:, None] / 255.0
+        parts = train_parts(y)
+        calib = X[parts["labels"]][::4].astype(np.float32)[:, None] / 255.0
+        backbone = np.random.default_rng(0).permutation(parts["backbone"])[:args.finetune_images]
+        pruned_models: dict[tuple[str, float], tuple[Path, Any]] = {}
         for cut, ratio, train_upper in [(c, r, t) for c in cuts for r in ratios for t in (True, False)]:
                 row: dict[str, Any] = {"cut": cut, "prune": ratio, "train_upper": train_upper}
-                pruned = prune_model(model, ratio, cut, work / f"cand_p{int(ratio * 100)}.onnx")
+                if (cut, ratio) not in pruned_models:
+                    pruned = prune_model(model, ratio, cut, work / f"cand_{_safe(cut)}_p{int(ratio * 100)}.onnx")
+                    ft: Any = None
+                    if ratio > 0 and args.finetune_epochs > 0:
+                        ft = (finetune(pruned, X[backbone], y[backbone], args.finetune_epochs, pruned)
+                              if torch_available() else "skipped: PyTorch is not installed")
+                    pruned_models[(cut, ratio)] = (pruned, ft)
+                pruned, ft = pruned_models[(cut, ratio)]
+                row.update(pruned_model=str(pruned), finetune=ft)
                 split = split_model(pruned, cut, work)
                 c = costs(split.lower_path, split, presets.LATENT["minibatch"], train_upper)
                 n_replay = min((ram - c.ram_fixed) // (c.latent + 1), presets.LATENT["memory_size"])
@@ -186,25 +287,36 @@ def main(args) -> int:
                 console.log(row)
     fits = [r for r in rows if r.get("accuracy") is not None]
     t = Table(title=f"design for RAM {ram:,} B, flash {flash:,} B — {args.dataset} training-split protocol")
-    for col in ("cut", "prune", "train upper", "flash B", "RAM B", "replay", "frozen MACs", "upper MACs", "learn MACs/sample",
+    for col in ("cut", "prune", "fine-tune", "train upper", "flash B", "RAM B", "replay", "frozen MACs", "upper MACs", "learn MACs/sample",
                 "accuracy", "new classes", "fits"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["cut"].split("/")[-2], f"{r['prune']:.2f}", "yes" if r["train_upper"] else "no", f"{r['flash']:,}", f"{r['ram']:,}", str(r["replay"]),
+        ft = r["finetune"]
+        t.add_row(r["cut"].split("/")[-2], f"{r['prune']:.2f}",
+                  "–" if ft is None else ft if isinstance(ft, str) else f"{ft['epochs']} ep, loss {ft['loss_first']}→{ft['loss_last']}",
+                  "yes" if r["train_upper"] else "no", f"{r['flash']:,}", f"{r['ram']:,}", str(r["replay"]),
                   f"{r['frozen_macs']:,}", f"{r['upper_macs']:,}", f"{r.get('learning_macs', 0):,.0f}",
                   str(r.get("accuracy", "–")), str(r.get("accuracy_new", "–")), "yes" if r["fits"] else "no")
     console.print(t)
     card: dict[str, Any] = {"budget": {"ram": ram, "flash": flash}, "model": model.name, "dataset": args.dataset,
-                            "candidates": rows, "not_done": ["fine-tune after pruning", "C generation of the cut model"]}
+                            "candidates": rows, "finetune_epochs": args.finetune_epochs}
     if fits:
         best = max(fits, key=lambda r: (r["accuracy"], -r["flash"]))
         card["chosen"] = best
-        split = split_model(prune_model(model, best["prune"], best["cut"], work / "chosen_full.onnx"), best["cut"], work)
+        split = split_model(Path(best["pruned_model"]), best["cut"], work)
         head = LatentUpperHead(split.latent_shape, _fresh(split), upper_lr_scale=1.0 if best["train_upper"] else 0.0)
         for c in range(N_CLASSES):
             head._new_class(c)
         (work / "chosen_upper.onnx").write_bytes(upper_to_onnx(head).SerializeToString())
-        card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / "chosen_upper.onnx")}
+        c_files = c_model.export(best["int8_model"], work / "c")
+        card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / "chosen_upper.onnx"),
+                         "frozen_c": [str(p) for p in c_files]}
+        if not best["train_upper"]:   # the whole model is frozen: its int8 C runs on the C core as it is
+            from ..training.train_frozen import export_int8
+
+            full = work / "chosen_full.int8.onnx"
+            export_int8(Path(best["pruned_model"]), full, calib)
+            card["files"].update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / "c_full")])
         console.print(f"chosen: cut {best['cut']}, prune {best['prune']}, replay {best['replay']}, "
                       f"accuracy {best['accuracy']}%")
     else:
@@ -225,3 +337,7 @@ def add_arguments(p) -> None:
     p.add_argument("--stream", type=int, default=3000, help="validation stream length per candidate")
     p.add_argument("--min-replay", type=int, default=100, help="fewest replay patterns a candidate must hold")
     p.add_argument("--out", default="results/design", help="folder for the chosen model and its card")
+    p.add_argument("--finetune-epochs", type=int, default=1,
+                   help="short fine-tune of each pruned model (PyTorch, when installed; 0: none)")
+    p.add_argument("--finetune-images", type=int, default=6000,
+                   help="images of the backbone part (the classes the model was trained on) for the fine-tune")

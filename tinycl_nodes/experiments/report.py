@@ -123,6 +123,27 @@ def tinyrce_tables(result: dict) -> list[Table]:
         g.add_row(tg["what"], ours, need, paper_of.get(key, "–"),
                   "[green]yes[/green]" if tg["met"] else "[red]MISSED[/red]")
     tables.append(g)
+    ch = result.get("cheaper")
+    if ch:
+        cfg = result["config"]
+        c = Table(title=f"Cheaper TinyRCE distances (int8 range ±{cfg['int8_range']}, visit cap {cfg['max_visit']}) — "
+                        "learning ratios: baseline MACs / RCE MACs")
+        cols = ["variant", "accuracy %", "learning MACs", "early exit", "inference MACs", "state KiB", "prototypes",
+                "× vs head", "× vs head (early exit)"]
+        cnn = "ratio_vs_cnn" in next(iter(ch.values()))
+        if cnn:
+            cols += ["gap vs CNN", "× vs CNN", "× vs CNN (early exit)", "× vs CNN (+ forward)"]
+        for col in cols:
+            c.add_column(col, justify="left" if col == "variant" else "right")
+        for name, r in ch.items():
+            row = [name, f"{r['accuracy']:.2f}", _macs(r["learning_macs"]), _macs(r["learning_macs_early_exit"]),
+                   f"{r['inference_macs']:,.0f}", _kib(r["state_bytes"]), f"{r['prototypes']:.0f}",
+                   f"{r['ratio_vs_head']:.2f}", f"{r['ratio_vs_head_early_exit']:.2f}"]
+            if cnn:
+                row += [f"{r['gap_vs_cnn']:+.2f}", f"{r['ratio_vs_cnn']:.0f}", f"{r['ratio_vs_cnn_early_exit']:.0f}",
+                        f"{r['ratio_vs_cnn_with_forward']:.1f}"]
+            c.add_row(*row)
+        tables.append(c)
     nu = result.get("new_user")
     if nu:
         n = Table(title=f"New user: TinyRCE learned on subjects {nu['base_subjects'][0]}–{nu['base_subjects'][-1]} "

@@ -80,6 +80,9 @@ class Config:
     cnn_epochs: int = 0           # end-to-end CNN baseline epochs (PyTorch; 0 skips it; the CLI runs 30)
     cnn_users: int = 4            # HAR: the CNN is trained for the first this-many users only (CPU time)
     new_user_seeds: int = 1       # the new-user scenario averaged over this many base-stream orders
+    int8_range: float = 0.0       # cheaper variants: int8 clip range (0: the dataset default)
+    max_visit: int = 0            # cheaper variants: prototypes visited per input (0: the dataset default)
+    prefix_features: int = 0      # cheaper variants: features of the coarse pass (0: the dataset default)
 
     def rce_r_max(self) -> float:
         # chosen by `tinycl experiment tinyrce --select` on validation folds of the training data
@@ -87,6 +90,31 @@ class Config:
         # old 24), CWRU 24 (96.79% vs 96.60% at the old 40). The old values had been read off
         # the test executions.
         return self.r_max or {"har": 12.0, "cwru": 24.0}[self.dataset]
+
+    def rce_int8_range(self) -> float:
+        # chosen by `--select` (INT8_RANGE_GRID, best validation accuracy; results/select_tinyrce_<dataset>.json)
+        return self.int8_range or INT8_RANGE[self.dataset]
+
+    def rce_max_visit(self) -> int:
+        # chosen by `--select` (MAX_VISIT_GRID x PREFIX_GRID: the cheapest within CAP_TOLERANCE of uncapped)
+        return self.max_visit or MAX_VISIT[self.dataset]
+
+    def rce_prefix_features(self) -> int:
+        return self.prefix_features or PREFIX_FEATURES[self.dataset]
+
+
+# The cheaper distance variants (TinyRCE's int8_range / max_visit), beside plain "rce".
+CHEAP_VARIANTS = {"rce_int8": (True, False), "rce_cap": (False, True), "rce_int8_cap": (True, True)}
+RCE_RUNS = ("rce", "rce_active", *CHEAP_VARIANTS)
+# Chosen by `tinycl experiment tinyrce --dataset har|cwru --select` on the validation folds only
+# (results/select_tinyrce_<dataset>.json, grids INT8_RANGE_GRID, MAX_VISIT_GRID x PREFIX_GRID):
+# HAR int8 ±8 (per-user folds 97.49% vs fp32 97.76%; pooled full-budget fold 96.52% vs 91.17%),
+# cap 16 with an 8-feature coarse pass (97.61% / pooled 96.64%, 5,088 vs 32,864 inference MACs on
+# the pooled model); CWRU int8 ±12 (96.97% vs fp32 96.79%; one fold of 527 windows: the grid is
+# not monotone, 3 gave 95.08%), cap 32 with a 4-feature coarse pass (97.16%, 2,792 MACs vs 13,120).
+INT8_RANGE = {"har": 8.0, "cwru": 12.0}
+MAX_VISIT = {"har": 16, "cwru": 32}
+PREFIX_FEATURES = {"har": 8, "cwru": 4}
 
 
 # --- the backprop baseline ---------------------------------------------------------------------
@@ -123,9 +151,12 @@ class SoftmaxSGD:
         return 2 * self.state_bytes + self.n_train * (4 * n_features + 1)
 
 
-def make_rce(cfg: Config, n_features: int, extractor_hash: str = "") -> TinyRCE:
+def make_rce(cfg: Config, n_features: int, extractor_hash: str = "", int8: bool = False,
+             cap: bool = False) -> TinyRCE:
     return TinyRCE(n_features, memory_bytes=cfg.memory_bytes, r_max=cfg.rce_r_max(), metric=cfg.metric,
-                   grow_margin=cfg.grow_margin, extractor_hash=extractor_hash)
+                   grow_margin=cfg.grow_margin, int8_range=cfg.rce_int8_range() if int8 else 0.0,
+                   max_visit=cfg.rce_max_visit() if cap else 0, prefix_features=cfg.rce_prefix_features(),
+                   extractor_hash=extractor_hash)
 
 
 def rce_stream(rce: TinyRCE, X: np.ndarray, y: np.ndarray, active: bool, budget: int | None = None,
@@ -153,14 +184,17 @@ def compare(Ftr: np.ndarray, ytr: np.ndarray, Fte: np.ndarray, yte: np.ndarray, 
     """RCE (all labels), RCE (asked labels only) and backprop on one train/test split."""
     F = Ftr.shape[1]
     out = {}
-    for name, active in (("rce", False), ("rce_active", True)):
-        rce = make_rce(cfg, F, extractor_hash)
+    runs = {"rce": (False, False, False), "rce_active": (True, False, False),
+            **{k: (False, *v) for k, v in CHEAP_VARIANTS.items()}}
+    for name, (active, int8, cap) in runs.items():
+        rce = make_rce(cfg, F, extractor_hash, int8, cap)
         asked = rce_stream(rce, Ftr, ytr, active)
         pred, known = rce.classify(Fte)
         out[name] = {"accuracy": _acc(pred, yte), "known_fraction": 100.0 * float(known.mean()),
                      "accuracy_known_only": _acc(pred[known], yte[known]),
                      "learning_macs": int(rce.learning_macs),
                      "learning_macs_early_exit": int(rce.learning_macs_early_exit),
+                     "inference_macs": int(rce.inference_macs),
                      "state_bytes": int(rce.state_bytes),
                      "training_ram_bytes": int(rce.state_bytes), "prototypes": rce.n_prototypes,
                      "labels_requested": asked, "labels_used": asked if active else len(ytr),
@@ -176,7 +210,7 @@ def compare(Ftr: np.ndarray, ytr: np.ndarray, Fte: np.ndarray, yte: np.ndarray, 
 def _mean_runs(runs: list[dict]) -> dict:
     """Per method: mean of every scalar over runs (counters summed over nothing: dropped)."""
     out = {}
-    for name in ("rce", "rce_active", "backprop", "cnn_e2e"):
+    for name in (*RCE_RUNS, "backprop", "cnn_e2e"):
         if name not in runs[0]:
             continue
         keys = [k for k, v in runs[0][name].items() if isinstance(v, (int, float))]
@@ -265,7 +299,25 @@ def run_har(extractor: FrozenExtractor, data: str | None, cfg: Config,
               "per_user": {f"s{s:02d}": r for s, r in per_user.items()}}
     if cfg.new_subjects:
         result["new_user"] = run_new_user_seeds(h, feats, extractor.hash, cfg, progress)
+    result["base_model_variants"] = base_model_variants(h, feats, extractor.hash, cfg)
     return result
+
+
+def base_model_variants(h: HarWindows, feats: np.ndarray, extractor_hash: str, cfg: Config) -> dict:
+    """Plain RCE and its cheaper variants where the budget fills up: one model learned on every
+    base subject's training executions (seed order), scored on their held-out executions."""
+    tr = np.concatenate([user_split(h, s, cfg.train_fraction)[0] for s in cfg.base_subjects])
+    te = np.concatenate([user_split(h, s, cfg.train_fraction)[1] for s in cfg.base_subjects])
+    tr = tr[np.random.default_rng(cfg.seed).permutation(len(tr))]
+    out = {"n_train": int(len(tr)), "n_test": int(len(te))}
+    for name, (int8, cap) in {"rce": (False, False), **CHEAP_VARIANTS}.items():
+        rce = make_rce(cfg, feats.shape[1], extractor_hash, int8, cap)
+        rce_stream(rce, feats[tr], h.y[tr], active=False)
+        out[name] = {"accuracy": _acc(rce.classify(feats[te])[0], h.y[te]), "learning_macs": int(rce.learning_macs),
+                     "learning_macs_early_exit": int(rce.learning_macs_early_exit),
+                     "inference_macs": int(rce.inference_macs), "state_bytes": int(rce.state_bytes),
+                     "prototypes": rce.n_prototypes, "evicted": rce.counters["evicted"]}
+    return out
 
 
 def run_new_user_seeds(h: HarWindows, feats: np.ndarray, extractor_hash: str, cfg: Config,
@@ -342,7 +394,7 @@ def run_cwru(extractor: FrozenExtractor, data: str | None, cfg: Config,
     Ftr, Fte = extractor.extract(tr.X), extractor.extract(te.X)
     order = np.random.default_rng(cfg.seed).permutation(len(tr))
     res = compare(Ftr[order], tr.y[order], Fte, te.y, len(CWRU_CLASSES), cfg, extractor.hash)
-    methods = {k: res[k] for k in ("rce", "rce_active", "backprop")}
+    methods = {k: res[k] for k in (*RCE_RUNS, "backprop")}
     cnn = _cnn(cfg, extractor, tr.X[order], tr.y[order], te.X, te.y, len(CWRU_CLASSES))
     if cnn:
         methods["cnn_e2e"] = cnn
@@ -361,22 +413,33 @@ def run_cwru(extractor: FrozenExtractor, data: str | None, cfg: Config,
 R_MAX_GRID = {"har": (6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0), "cwru": (12.0, 16.0, 20.0, 24.0, 32.0, 40.0)}
 
 
-def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: FrozenExtractor):
+def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: FrozenExtractor,
+                     pooled: bool = False):
     """(train features, labels, validation features, labels) folds drawn from training data only.
 
     HAR: each *base* subject's training executions (the first ``train_fraction`` of them), split
-    again the same way — the test executions and the new subjects are never touched. CWRU: each
+    again the same way — the test executions and the new subjects are never touched; with
+    ``pooled`` one fold instead: every base subject's fit parts as one shuffled stream (the
+    regime where the memory budget fills up, as in the new-user base model), scored on all
+    their validation parts. CWRU (one fold either way): each
     class's training windows, the first 70% against the rest, with a one-window gap so no
     validation window overlaps a training one.
     """
     if dataset == "har":
         h = load_har(data, device=cfg.device, subjects=cfg.base_subjects, step=cfg.har_step)
         feats = extractor.extract(h.X)
+        parts = []
         for s in cfg.base_subjects:
             tr, _ = user_split(h, s, cfg.train_fraction)
             sub = h.select(np.isin(np.arange(len(h.y)), tr))
             a, b = user_split(sub, s, cfg.train_fraction)
-            yield feats[tr][a], sub.y[a], feats[tr][b], sub.y[b]
+            parts.append((feats[tr][a], sub.y[a], feats[tr][b], sub.y[b]))
+            if not pooled:
+                yield parts[-1]
+        if pooled:
+            Xa, ya = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            order = np.random.default_rng(cfg.seed).permutation(len(ya))
+            yield (Xa[order], ya[order], np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
         return
     tr = load_cwru(data, split="train")
     feats = extractor.extract(tr.X)
@@ -392,23 +455,83 @@ def validation_folds(dataset: str, data: str | None, cfg: Config, extractor: Fro
     yield feats[fit_i], tr.y[fit_i], feats[val_i], tr.y[val_i]
 
 
+INT8_RANGE_GRID = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0)         # int8 clip range, feature units
+MAX_VISIT_GRID = (16, 32, 64, 128, 256, 512)
+PREFIX_GRID = (4, 8, 16)
+CAP_TOLERANCE = 0.5   # points of validation accuracy a visit cap may cost (the smallest such cap wins)
+
+
+def _validate(folds, cfg: Config, extractor_hash: str, int8: bool = False, cap: bool = False) -> dict:
+    """Mean validation accuracy, learning and inference MACs of one RCE setting over the folds."""
+    accs, learn, infer = [], [], []
+    for Ftr, ytr, Fva, yva in folds:
+        rce = make_rce(cfg, Ftr.shape[1], extractor_hash, int8, cap)
+        rce_stream(rce, Ftr, ytr, active=False)
+        accs.append(_acc(rce.classify(Fva)[0], yva))
+        learn.append(rce.learning_macs)
+        infer.append(rce.inference_macs)
+    return {"accuracy": round(float(np.mean(accs)), 3), "learning_macs": int(np.mean(learn)),
+            "inference_macs": int(np.mean(infer)), "folds": len(accs)}
+
+
 def select_r_max(dataset: str, extractor: FrozenExtractor, data: str | None, cfg: Config,
                  progress: Callable[[str], None] = lambda m: None) -> dict:
-    """RCE accuracy on the validation folds for every r_max of the grid; the best is chosen."""
+    """On the validation folds only: r_max (best accuracy), then at that r_max the int8 clip
+    range (best accuracy of the int8 variant), then the visit cap × coarse-pass features of the
+    int8 variant (the fewest validation inference MACs among those within CAP_TOLERANCE of the
+    uncapped int8 accuracy). HAR also scores
+    int8 ranges and caps on the pooled fold (the full-budget regime, where a cap binds): the int8
+    objective is the mean of both, and a cap must be within the tolerance on both."""
     folds = list(validation_folds(dataset, data, cfg, extractor))
+    full = list(validation_folds(dataset, data, cfg, extractor, pooled=True)) if dataset == "har" else []
+    base = {**asdict(cfg), "dataset": dataset}
     rows = []
     for r in R_MAX_GRID[dataset]:
-        c = Config(**{**asdict(cfg), "r_max": r, "dataset": dataset})
-        accs = []
-        for Ftr, ytr, Fva, yva in folds:
-            rce = make_rce(c, Ftr.shape[1], extractor.hash)
-            rce_stream(rce, Ftr, ytr, active=False)
-            accs.append(_acc(rce.classify(Fva)[0], yva))
-        rows.append({"r_max": r, "accuracy": round(float(np.mean(accs)), 3), "folds": len(accs)})
-        progress(f"{dataset} r_max={r}: {rows[-1]['accuracy']:.2f}% over {len(accs)} validation folds")
+        rows.append({"r_max": r, **_validate(folds, Config(**{**base, "r_max": r}), extractor.hash)})
+        progress(f"{dataset} r_max={r}: {rows[-1]['accuracy']:.2f}% over {len(folds)} validation folds")
     best = max(rows, key=lambda row: row["accuracy"])
-    return {"dataset": dataset, "rows": rows, "chosen": best["r_max"],
-            "default_now": Config(dataset=dataset).rce_r_max(),
+    base["r_max"] = best["r_max"]
+    int8_rows = []
+    def both(c: Config, int8: bool, cap: bool) -> dict:
+        row = _validate(folds, c, extractor.hash, int8=int8, cap=cap)
+        if full:
+            row["pooled"] = _validate(full, c, extractor.hash, int8=int8, cap=cap)
+        row["objective"] = round((row["accuracy"] + row["pooled"]["accuracy"]) / 2, 3) if full else row["accuracy"]
+        return row
+
+    ref = both(Config(**base), False, False)
+    progress(f"{dataset} fp32 reference: {ref['objective']:.2f}%")
+    for q in INT8_RANGE_GRID:
+        int8_rows.append({"int8_range": q, **both(Config(**{**base, "int8_range": q}), True, False)})
+        progress(f"{dataset} int8_range={q}: {int8_rows[-1]['objective']:.2f}%")
+    best_q = max(int8_rows, key=lambda row: row["objective"])
+    base["int8_range"] = best_q["int8_range"]
+    cap_rows = []
+    for k in MAX_VISIT_GRID:
+        for pf in PREFIX_GRID:
+            cap_rows.append({"max_visit": k, "prefix_features": pf,
+                             **both(Config(**{**base, "max_visit": k, "prefix_features": pf}), True, True)})
+            r = cap_rows[-1]
+            r["cost"] = r["pooled"]["inference_macs"] if full else r["inference_macs"]
+            progress(f"{dataset} max_visit={k} prefix={pf} (int8): {r['accuracy']:.2f}% "
+                     + (f"(pooled {r['pooled']['accuracy']:.2f}%) " if full else "") + f"{r['cost']:,} inference MACs")
+
+    def within(r: dict) -> bool:
+        ok = r["accuracy"] >= best_q["accuracy"] - CAP_TOLERANCE
+        return ok and (not full or r["pooled"]["accuracy"] >= best_q["pooled"]["accuracy"] - CAP_TOLERANCE)
+
+    ok = [r for r in cap_rows if within(r)]
+    cheapest = min(ok, key=lambda r: (r["cost"], r["max_visit"], r["prefix_features"])) if ok else None
+    chosen_cap = cheapest["max_visit"] if cheapest else 0
+    chosen_prefix = cheapest["prefix_features"] if cheapest else PREFIX_GRID[0]
+    now = Config(dataset=dataset)
+    return {"dataset": dataset, "rows": rows, "chosen": best["r_max"], "default_now": now.rce_r_max(),
+            "fp32_reference": ref,
+            "int8_rows": int8_rows, "chosen_int8_range": best_q["int8_range"],
+            "int8_default_now": INT8_RANGE[dataset],
+            "cap_rows": cap_rows, "chosen_max_visit": chosen_cap, "chosen_prefix_features": chosen_prefix,
+            "cap_tolerance": CAP_TOLERANCE,
+            "max_visit_default_now": MAX_VISIT[dataset],
             "protocol": "HAR: base subjects' training executions split 60/40 by execution; "
                         "CWRU: training windows split 70/30 per class with a one-window gap"}
 
@@ -471,6 +594,33 @@ def evaluate_targets(result: dict) -> dict:
     return out
 
 
+def cheaper_summary(result: dict) -> dict:
+    """Plain RCE beside its cheaper variants: accuracy, learning / inference MACs, and the learning
+    ratios against both baselines — the softmax head on the same features and the end-to-end CNN
+    (on HAR, over the users the CNN was trained for), with and without one CNN forward per window."""
+    m = result["methods"]
+    e2e = m.get("cnn_e2e")
+    out = {}
+    for name in ("rce", *CHEAP_VARIANTS):
+        if name not in m:
+            continue
+        r = m[name]
+        row = {k: r[k] for k in ("accuracy", "learning_macs", "learning_macs_early_exit", "inference_macs",
+                                 "state_bytes", "prototypes")}
+        row["ratio_vs_head"] = round(m["backprop"]["learning_macs"] / max(r["learning_macs"], 1), 2)
+        row["ratio_vs_head_early_exit"] = round(m["backprop"]["learning_macs"] / max(r["learning_macs_early_exit"], 1), 2)
+        if e2e:
+            same = m.get(f"{name}_cnn_users", r)
+            fwd = e2e["forward_macs"] * e2e["n_train"]
+            row.update(accuracy_cnn_users=same["accuracy"],
+                       gap_vs_cnn=round(same["accuracy"] - e2e["accuracy"], 3),
+                       ratio_vs_cnn=round(e2e["learning_macs"] / max(same["learning_macs"], 1), 2),
+                       ratio_vs_cnn_early_exit=round(e2e["learning_macs"] / max(same["learning_macs_early_exit"], 1), 2),
+                       ratio_vs_cnn_with_forward=round(e2e["learning_macs"] / max(same["learning_macs"] + fwd, 1), 2))
+        out[name] = row
+    return out
+
+
 def run_experiment(dataset: str, extractor: FrozenExtractor, data: str | None = None,
                    cfg: Config | None = None, progress: Callable[[str], None] = lambda m: None) -> dict:
     """Run the comparison on ``dataset`` (``har`` or ``cwru``) and return the result dict."""
@@ -485,7 +635,9 @@ def run_experiment(dataset: str, extractor: FrozenExtractor, data: str | None = 
     result["model"] = extractor.path.name
     result["extractor_hash"] = extractor.hash
     result["n_features"] = extractor.n_features
-    result["config"] = {**asdict(cfg), "r_max": cfg.rce_r_max()}
+    result["config"] = {**asdict(cfg), "r_max": cfg.rce_r_max(), "int8_range": cfg.rce_int8_range(),
+                        "max_visit": cfg.rce_max_visit(), "prefix_features": cfg.rce_prefix_features()}
+    result["cheaper"] = cheaper_summary(result)
     result["paper"] = PAPER
     result["targets"] = evaluate_targets(result)
     return result
@@ -578,7 +730,10 @@ def run(args: argparse.Namespace) -> int:
         sel = select_r_max(args.dataset, extractor, args.data, cfg, progress=console.log)
         out = Path(args.out or f"results/select_tinyrce_{args.dataset}.json")
         write_json(sel, out)
-        console.print(f"r_max chosen on training data: {sel['chosen']} (default now {sel['default_now']}); wrote {out}")
+        console.print(f"chosen on training data: r_max {sel['chosen']} (default now {sel['default_now']}), "
+                      f"int8_range {sel['chosen_int8_range']} (now {sel['int8_default_now']}), "
+                      f"max_visit {sel['chosen_max_visit']} (now {sel['max_visit_default_now']}), prefix_features "
+                      f"{sel['chosen_prefix_features']} (now {PREFIX_FEATURES[args.dataset]}); wrote {out}")
         return 0
     with console.status("running …") as status:
         result = run_experiment(args.dataset, extractor, args.data, cfg,

@@ -12,6 +12,8 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             | u32 n_seen | u64 learning_macs | u32 counters[6] (committed, grown, shrunk, pruned,
             evicted, dropped) | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
             | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
+    latent  kind 4, the latent replay head's C form (layout in core/include/tinycl_latent.h):
+            hyper-parameters, PCG32 states, upper + classifier weights, pending batch, int8 memory
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
 
 A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
@@ -181,6 +183,8 @@ def rce_to_bytes(rce: TinyRCE) -> bytes:
     """The C blob of a TinyRCE (every prototype costs 4F + 14 bytes and every class 8, as its budget)."""
     if not isinstance(rce, TinyRCE):
         raise StateError("C state: not a TinyRCE")
+    if rce.int8_range or rce.max_visit:
+        raise StateError("C state: the C core holds fp32 TinyRCE without a visit cap (int8_range=0, max_visit=0)")
     P, F = rce.centers.shape
     sha = bytes.fromhex(rce.extractor_hash) if rce.extractor_hash else bytes(32)
     if len(sha) != 32:
@@ -228,3 +232,91 @@ def rce_from_bytes(payload: bytes) -> TinyRCE:
             "counters": dict(zip(RCE_COUNTERS, (int(c) for c in counters)))}
     rce.load_state_dict(st.make_state(rce.kind, rce.version, rce._params(), arrays, meta))
     return rce
+
+
+# --- latent replay head (core/src/tinycl_latent.c; format in tinycl_latent.h) -------------------
+KIND_LATENT = 4
+_LATENT_FIXED = struct.Struct("<ddd15I4Q")
+
+
+def latent_to_bytes(head) -> bytes:
+    """The C blob of a ``LatentUpperHead`` with PCG32 draws, an int8 memory and FC upper layers."""
+    from ..core.draws import Pcg32
+    from .c_latent import c_params, fc_layers
+
+    fcs = fc_layers(head)
+    p = c_params(head)
+    if not isinstance(head._rng, Pcg32) or not isinstance(head.buffer.rng, Pcg32):
+        raise StateError("C state: only a LatentUpperHead with draws='pcg32' has a C form")
+    buf, F, C = head.buffer, head.n_features, len(head.classes)
+    q = buf.quantizer.to_dict() if buf.quantizer is not None else None
+    scales = [] if q is None else q.get("scales", [q.get("scale")])
+    zps = [] if q is None else q.get("zero_points", [q.get("zero_point")])
+    fc_w = np.concatenate([fc.W.ravel() for fc, _ in fcs]).astype("<f4")
+    fc_b = np.concatenate([fc.b.ravel() for fc, _ in fcs]).astype("<f4")
+    body = (_HEADER.pack(MAGIC, KIND_LATENT, VERSION, F, C, 0)
+            + _LATENT_FIXED.pack(p["lr"], p["upper_lr_scale"], p["margin"], p["memory_size"], p["batch_size"],
+                                 p["epochs"], p["replay"], p["minibatch"], p["quantization"], p["seed"], fc_w.size,
+                                 fc_b.size, head.embed_dim, head.n_seen, buf.n_batches, buf.size, head.n_pending,
+                                 len(scales), buf.rng.state, buf.rng.inc, head._rng.state, head._rng.inc)
+            + _i32_classes(head.classes) + _u32(head.class_seen, "class_seen") + fc_w.tobytes() + fc_b.tobytes()
+            + np.ascontiguousarray(head.classifier.W, "<f4").tobytes() + np.ascontiguousarray(head.classifier.b, "<f4").tobytes()
+            + np.asarray(scales, "<f4").tobytes() + np.asarray(zps, "<i4").tobytes()
+            + np.ascontiguousarray(head._px[:head.n_pending], "<f4").tobytes()
+            + head._prow[:head.n_pending].astype("u1").tobytes()
+            + np.ascontiguousarray(buf._x[:buf.size], "i1").tobytes() + buf.rows().astype("u1").tobytes())
+    return _finish(body)
+
+
+def latent_from_bytes(payload: bytes, like):
+    """A ``LatentUpperHead`` from a C blob; ``like`` gives the architecture (upper layers, latent shape)."""
+    from ..core.latent import LatentUpperHead
+    from ..core.layers import Linear, layer_from_spec
+    from .c_latent import QUANT_CODES, REPLAY_ALL
+
+    F, C, body = _parse_header(payload, KIND_LATENT)
+    if F != like.n_features or len(body) < _LATENT_FIXED.size:
+        raise StateError(f"C state: latent head of {F} features, expected {like.n_features}")
+    (lr, uls, margin, memory, batch, epochs, replay, minibatch, quant, seed, n_w, n_b, embed, n_seen,
+     n_batches, M, P, G, ms, mi, ss, si) = _LATENT_FIXED.unpack_from(body)
+    fcs = [layer for layer in like.upper if isinstance(layer, Linear)]
+    if n_w != sum(fc.W.size for fc in fcs) or n_b != sum(fc.b.size for fc in fcs) or embed != like.embed_dim:
+        raise StateError("C state: the blob's upper layers differ from this head's (another cut or model)")
+    quantization = {v: k for k, v in QUANT_CODES.items()}.get(quant)
+    if quantization is None:
+        raise StateError(f"C state: latent quantization code {quant} unknown")
+    r = _Reader(body)
+    r.pos = _LATENT_FIXED.size
+    classes, class_seen = r.take("<i4", C).astype(np.int64), r.take("<u4", C).astype(np.int64)
+    fc_w, fc_b = r.take("<f4", n_w).astype(np.float32), r.take("<f4", n_b).astype(np.float32)
+    head_W, head_b = r.take("<f4", C * embed).reshape(C, embed).astype(np.float32), r.take("<f4", C).astype(np.float32)
+    scales, zps = r.take("<f4", G).astype(np.float64), r.take("<i4", G).astype(np.int64)
+    px, prow = r.take("<f4", P * F).reshape(P, F).astype(np.float32), r.take("u1", P).astype(np.int64)
+    mx, mrow = r.take("i1", M * F).reshape(M, F).astype(np.int8), r.take("u1", M).astype(np.uint8)
+    r.done()
+    try:
+        head = LatentUpperHead(like.latent_shape, [layer_from_spec(layer.spec(), layer.arrays()) for layer in like.upper],
+                               memory_size=int(memory), batch_size=int(batch), epochs=int(epochs), lr=float(lr),
+                               upper_lr_scale=float(uls), replay=None if replay == REPLAY_ALL else int(replay),
+                               minibatch=int(minibatch), quantization=quantization, calibration_margin=float(margin),
+                               seed=int(seed), draws="pcg32", extractor_hash=like.extractor_hash)
+    except InputError as exc:
+        raise StateError(f"C state: latent hyper-parameters refused: {exc}") from None
+    arrays = {"classes": classes, "class_seen": class_seen, "head_W": head_W, "head_b": head_b,
+              "pending_x": px, "pending_rows": prow, "replay_x": mx, "replay_rows": mrow}
+    w_off = b_off = 0
+    for i, layer in enumerate(head.upper):
+        for k, v in layer.arrays().items():
+            if k == "W":
+                arrays[f"upper{i}_W"], w_off = fc_w[w_off:w_off + v.size].reshape(v.shape), w_off + v.size
+            else:
+                arrays[f"upper{i}_b"], b_off = fc_b[b_off:b_off + v.size], b_off + v.size
+    S = F // max(G, 1)
+    quantizer = (None if G == 0 else {"scale": float(scales[0]), "zero_point": int(zps[0])} if quantization == "tensor"
+                 else {"scales": scales.tolist(), "zero_points": zps.tolist(), "channel_size": S})
+    meta = {"extractor_hash": like.extractor_hash, "n_seen": int(n_seen), "n_features": F,
+            "rng_state": {"bit_generator": "pcg32", "state": int(ss), "inc": int(si)},
+            "replay": {"n_batches": int(n_batches), "n_classes": C, "quantizer": quantizer,
+                       "rng_state": {"bit_generator": "pcg32", "state": int(ms), "inc": int(mi)}}}
+    head.load_state_dict(st.make_state(head.kind, head.version, head._params(), arrays, meta))
+    return head

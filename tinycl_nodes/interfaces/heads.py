@@ -34,14 +34,15 @@ def check_kind(kind: str) -> str:
 
 
 def snapshot_of(head: Any, names: Mapping[int, str] | None = None, version: int = 0, device: str = "") -> HeadSnapshot:
-    """A live core head as it is published: ``head.linear()`` and ``head.sample_counts()``."""
+    """A live core head as it is published: ``head.linear()`` and ``head.sample_counts()`` (a
+    ``LatentUpperHead``'s rows are over its own embedding, so as wide as that)."""
     W, b = head.linear()
     counts = head.sample_counts()
     names = names or {}
     ids = list(head.classes)
+    rows = np.asarray(W, np.float32).reshape(len(ids), -1 if ids else head.n_features)
     return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], [int(counts.get(c, 0)) for c in ids],
-                        np.asarray(W, np.float32).reshape(len(ids), head.n_features), b, check_kind(head.kind),
-                        head.extractor_hash, version, int(head.n_seen), device)
+                        rows, b, check_kind(head.kind), head.extractor_hash, version, int(head.n_seen), device)
 
 
 def to_msg(snap: HeadSnapshot, head_type: type, class_type: type, stamp: Any = None, state: bytes = b"") -> Any:

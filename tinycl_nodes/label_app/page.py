@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .picture import png_bytes
+from ..images import png_bytes
 
 PAGE = r"""<!doctype html>
 <html lang="en">

@@ -5,6 +5,12 @@ sub-folder of it (relative, no ``..``): a peer never chooses where files go outs
 A head trained on another frozen extractor, or whose kind is not a plain name, is refused with
 one line (nothing a peer sends is written into the C header unescaped); the files are written
 atomically.
+
+A ``LatentUpperHead`` (the learner's ``latent_head``) is not a linear head: it is rebuilt from the
+state blob its ``Head`` carries (``presets.latent_upper`` on this node's model, then its state:
+refused with one line if it does not fit) and ``<name>.onnx`` is its upper layers + classifier
+(``export/latent_onnx.upper_to_onnx``: input ``latent``, the activations at the cut, output
+``scores``); no C header (the C core's form is ``export/c_latent.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from .. import presets
 from ..export.head_export import to_c_header, to_onnx
+from ..export.latent_onnx import upper_to_onnx
 from ..core.federated import HeadSnapshot
+from ..core.latent import LatentUpperHead
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
 from ..storage import write_atomic
-from ..core.errors import InputError
+from ..core.errors import InputError, StateError
 from ..core import state as st
 from .runner import Node, StateParams, run_node, state_dir
 
@@ -49,6 +58,7 @@ class Exporter(Node):
         self.hash = FrozenExtractor(model_path(params.model)).hash
         self.head: HeadSnapshot | None = None
         self.written_version = -1
+        self.latent: LatentUpperHead | None = None     # a latent_head's upper layers + classifier
         # the last head received and the version written: an export request after a restart works
         # before the learner publishes again, and an unchanged head is not written twice
         self.state = self.open_state("exporter", self.state_dicts)
@@ -59,8 +69,20 @@ class Exporter(Node):
             bus.create_timer(params.period_s, lambda: self.export() if self._changed() else None)
 
     def on_head(self, msg: Any) -> None:
-        self.head = from_msg(msg, self.hash)
+        head = from_msg(msg, self.hash)
+        latent = None
+        if head.kind == LatentUpperHead.kind:
+            if not len(msg.state):
+                raise InputError(f"head v{msg.version} is a {head.kind} without its state (the learner's with_state): "
+                                 "its upper layers are in the state")
+            latent = self._latent_head(st.from_bytes(bytes(bytearray(msg.state))))
+        self.head, self.latent = head, latent
         self.state.changed()
+
+    def _latent_head(self, state: dict[str, Any]) -> LatentUpperHead:
+        head = presets.latent_upper(self.params.model, extractor_hash=self.hash)
+        head.load_state_dict(state)     # StateError (one line) if another cut, model or kind
+        return head
 
     def state_dicts(self) -> dict[str, dict[str, Any]] | None:
         h = self.head
@@ -70,7 +92,8 @@ class Exporter(Node):
         return {"head": st.make_state("LinearHead", 1, {}, {
             "classes": h.class_ids, "counts": h.counts, "weights": W, "bias": b},
             {"names": list(h.class_names), "kind": h.kind, "extractor_hash": h.extractor_hash,
-             "version": h.version, "n_seen": h.n_seen, "written_version": self.written_version})}
+             "version": h.version, "n_seen": h.n_seen, "written_version": self.written_version})} | \
+            ({"latent": self.latent.state_dict()} if self.latent is not None else {})
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         s = st.check_state(saved.get("head"), "LinearHead", 1, ("classes", "counts", "weights", "bias"))
@@ -83,6 +106,10 @@ class Exporter(Node):
                               extractor_hash=str(m["extractor_hash"]), version=int(m["version"]),
                               n_seen=int(m["n_seen"]), state=b"")
         self.head = from_msg(msg, self.hash)                # the same checks as a received head
+        if self.head.kind == LatentUpperHead.kind:
+            if "latent" not in saved:
+                raise StateError(f"a {LatentUpperHead.kind} without its latent state")
+            self.latent = self._latent_head(saved["latent"])
         self.written_version = int(m.get("written_version", -1))
         self.log.info("restored head v%d (%d classes) from %s", self.head.version, n, self.state.path)
 
@@ -116,6 +143,13 @@ class Exporter(Node):
         folder = out_dir or Path(state_dir(self.params.out_dir, self.bus.namespace, "export"))
         t0 = time.perf_counter()
         onnx_path, c_path = folder / f"{self.params.name}.onnx", folder / f"{self.params.name}.h"
+        if self.latent is not None:
+            write_atomic(onnx_path, upper_to_onnx(self.latent).SerializeToString())
+            self.written_version = self.head.version
+            self.state.changed()
+            self.log.info("exported latent head v%d (%d classes, upper layers + classifier) to %s",
+                          self.head.version, self.head.n_classes, onnx_path)
+            return [onnx_path]
         write_atomic(onnx_path, to_onnx(self.head))
         write_atomic(c_path, to_c_header(self.head, f"tinycl_{self.params.name}").encode())
         self.written_version = self.head.version

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from .. import presets
 from ..bus.base import run_guarded
 from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
@@ -55,6 +56,9 @@ class ExtractorParams(ManagedParams):
                                                          "waits for its ground_truth")
     truth_timeout_s: float = Field(1.0, gt=0, description="seconds a sample waits for its ground truth before it "
                                                           "goes on without")
+    latent_head: bool = Field(False, description="also publish each image's activations at presets.LATENT's cut on "
+                                                 "latents (same stamp, sample_id; same forward pass): a learner's "
+                                                 "latent_head learns them")
 
 
 class Extractor(Node):
@@ -65,7 +69,10 @@ class Extractor(Node):
 
     def configure(self) -> None:
         params, bus = self.params, self.bus
-        self.model = FrozenExtractor(model_path(params.model), threads=params.threads)
+        if params.latent_head and params.input != "image":
+            raise TinyclError("extractor: latent_head takes images (input: image), not IMU windows")
+        self.model = FrozenExtractor(model_path(params.model), threads=params.threads,
+                                     latent_cut=presets.LATENT["cut"] if params.latent_head else None)
         if params.input == "imu":
             if len(self.model.input_shape) != 2:
                 raise TinyclError(f"extractor: model input {self.model.input_shape} is not (channels, samples): "
@@ -77,6 +84,8 @@ class Extractor(Node):
         self.Features = bus.msg("Features")
         self.pub = self.track(bus.create_publisher("features", self.Features, "reliable"))
         self.downstream = [self.pub]
+        self.latent_pub = self.track(bus.create_publisher("latents", self.Features, "reliable")) \
+            if params.latent_head else None
         self.join = TruthJoin(self._emit, params.truth_timeout_s, params.expect_ground_truth, self.log)
         self._join_lock = threading.Lock()   # the newest-wins worker and the truth callback share the join
         self.sample_id = 0
@@ -175,18 +184,24 @@ class Extractor(Node):
         """Decode (InputError → one line, dropped), preprocess and extract, then join the truth."""
         pre = self.model.preprocessing
         image = compressed_image_of(msg, pre.size) if compressed else image_of(msg)
-        feats = self.model.extract_one(image)
+        # with latent_head the payload is (features, latent): one forward pass gives both
+        feats = self.model.extract_one(image) if self.latent_pub is None else self.model.extract_one_with_latent(image)
         self.frames["processed"] += 1
         with self._join_lock:
             self.join.add_sample(stamp_ns(msg.header), msg.header, feats)
 
-    def _emit(self, header: Any, feats: np.ndarray, truth: Any) -> None:
-        if feats.ndim != 1:   # an IMU window: its features are taken here
+    def _emit(self, header: Any, feats: Any, truth: Any) -> None:
+        latent = None
+        if isinstance(feats, tuple):   # latent_head: the latents leave first, the learner pairs them by sample
+            feats, latent = feats
+        elif feats.ndim != 1:   # an IMU window: its features are taken here
             feats = self.model.extract_one(feats)
-        self.pub.publish(self.Features(
-            header=header, data=as_sequence(feats, "f"), extractor_hash=self.model.hash, sample_id=self.sample_id,
-            true_label=-1 if truth is None else int(truth.label),
-            labelled=bool(truth is not None and truth.learnable)))
+        fields = dict(header=header, extractor_hash=self.model.hash, sample_id=self.sample_id,
+                      true_label=-1 if truth is None else int(truth.label),
+                      labelled=bool(truth is not None and truth.learnable))
+        if latent is not None:
+            self.latent_pub.publish(self.Features(data=as_sequence(latent, "f"), **fields))
+        self.pub.publish(self.Features(data=as_sequence(feats, "f"), **fields))
         self.sample_id += 1
 
 

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.errors import InputError, TinyclError
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
-from ..label_app.picture import image_png
+from ..images import picture_png
 from ..label_app.server import LabelServer
 from ..label_app.store import MAX_ID, NEW_CLASS, Answer, AnswerError, Pending, RequestStore
 from ..label_app.tls import ensure_certificate
@@ -147,7 +147,7 @@ class LabelApp(Node):
             raise InputError(f"label request id must be 1 to {MAX_ID} printable characters, got {rid[:40]!r}")
         png, width, height = None, int(msg.picture.width), int(msg.picture.height)
         try:
-            png = image_png(msg.picture)
+            png = picture_png(msg.picture)
         except InputError as exc:
             self.log.error("label request %s: picture dropped: %s", rid, exc)
         candidates = [{"id": int(c.id), "name": str(c.name) or str(int(c.id)), "sample_count": int(c.sample_count)}

@@ -289,7 +289,8 @@ class LabelRequests:
                            max_wait_s=self.policy.max_wait_s, max_open=self.policy.max_open,
                            max_per_hour=self.policy.max_per_hour, max_members=self.policy.max_members,
                            max_groups=self.policy.max_groups, recent_s=self.policy.recent_s, queue=self.policy.queue,
-                           fixed_centre=self.policy.fixed_centre, lone_share=self.policy.lone_share)
+                           fixed_centre=self.policy.fixed_centre, lone_share=self.policy.lone_share,
+                           recent_radius=self.policy.recent_radius)
         try:
             policy.load(meta.get("policy") or {}, {k[7:]: v for k, v in arrays.items() if k.startswith("policy/")},
                         n_features)

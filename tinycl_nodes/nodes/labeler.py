@@ -33,7 +33,8 @@ head's predictions from then on.
 
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
-becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, or a plot of the
+becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, raw on ``image`` or
+JPEG/PNG on ``<image>/compressed``, or a plot of the
 IMU / vibration window — the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
@@ -129,6 +130,11 @@ class LabelerParams(StateParams):
                                                            "samples seen; otherwise dropped")
     recent_s: float = Field(3600.0, ge=0, description="grouped: a sample alike to a group answered this recently is "
                                                      "learned with that answer, not asked about again")
+    recent_radius_factor: float = Field(0.0, ge=0, le=4, description="grouped: how far an answer reaches, as a "
+                                                                     "fraction of rce_r_max: a sample this close to "
+                                                                     "an answered sample is learned with it (0: the "
+                                                                     "group radius; chosen on validation: experiment "
+                                                                     "asking)")
     max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
                                                            "(learned with the answer)")
     undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
@@ -179,7 +185,7 @@ class Labeler(Node):
     def _resume(self) -> None:
         """Handle the samples held while waiting for the learner's head (it came, or the wait is over)."""
         if hasattr(self, "_resume_timer"):
-            self.bus.destroy(self._resume_timer)
+            self._resume_timer.cancel()     # rclpy and the dds/local buses: a timer cancels itself
             del self._resume_timer
         if not self.active:
             self.activate()
@@ -188,7 +194,14 @@ class Labeler(Node):
         """Keep the replica equal to the learner's head: the head is stamped with the last label it
         learned; if the replica held a different count after that label (the learner restarted
         from a checkpoint, or this node did), take the learner's state and re-apply the labels sent
-        since. In an uninterrupted run this never happens (the same labels, in the same order)."""
+        since. In an uninterrupted run this never happens (the same labels, in the same order). A head
+        of another kind (the learner's ``latent_head``) is not followed: the replica keeps its own state."""
+        if msg.kind != self.system.head.kind:
+            if not self._warned_follow:
+                self.log.info("the learner's head is a %s, the replica a %s: the replica keeps its own state",
+                              msg.kind, self.system.head.kind)
+                self._warned_follow = True
+            return self._resume()
         try:
             key, n = stamp_ns(msg.header), int(msg.n_seen)
             sent = self._sent.get(key)
@@ -422,7 +435,7 @@ def ask_policy(p: LabelerParams) -> AskPolicy | None:
     radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
     return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
                      max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s,
-                     lone_share=p.lone_share)
+                     lone_share=p.lone_share, recent_radius=p.recent_radius_factor * p.rce_r_max or None)
 
 
 class RceLabeler(Labeler):
@@ -434,9 +447,13 @@ class RceLabeler(Labeler):
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
-                                                          "requests": self.requests.state_dict()})
+                                                          "requests": self.requests.state_dict(),
+                                                          "undo": self.undo.state_dict(),
+                                                          "answers": self._answers_state()})
+        self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
+        self._restore_answers()
         self.requests.set_names(params.class_names)
         self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
         self._raw_bytes, self._warned_raw = 0, False
@@ -454,6 +471,8 @@ class RceLabeler(Labeler):
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
         bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
+        bus.create_subscription(bus.topic_name("image") + "/compressed", "sensor_msgs/msg/CompressedImage",
+                                self._on_raw_image, params.image_qos)     # either transport (image_transport)
         bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
@@ -471,6 +490,7 @@ class RceLabeler(Labeler):
         def apply(saved: dict[str, dict[str, Any]]) -> None:
             self._check_preset(saved)
             self.rce.load_state_dict(saved["rce"])
+            self._saved_undo = {k: saved[k] for k in ("undo", "answers") if k in saved}
             if "requests" in saved:
                 try:
                     self.requests.load_state_dict(saved["requests"], self.n_features)
@@ -481,6 +501,38 @@ class RceLabeler(Labeler):
             self.log.info("restored state from %s", self.state.path)
         else:   # a bad file was moved aside: drop whatever it half-restored
             self._fresh()
+
+    def _answers_state(self) -> dict[str, Any]:
+        """The answers a person may still change: request id, group, class, samples (with stamps)."""
+        meta, arrays = [], {}
+        for i, (rid, a) in enumerate(self._answers.items()):
+            meta.append({"request_id": rid, "gid": a["gid"], "class_id": a["class_id"], "class_name": a["class_name"],
+                         "stamps": [int(ns) for _, ns in a["samples"]]})
+            arrays[f"x{i}"] = np.stack([x for x, _ in a["samples"]]) if a["samples"] \
+                else np.zeros((0, self.n_features), np.float32)
+        return st.make_state("UndoableAnswers", 1, {}, arrays, {"answers": meta})
+
+    def _restore_answers(self) -> None:
+        """The undo log and the answers saved with the RCE: answers stay changeable across a restart."""
+        saved, self._saved_undo = self._saved_undo, {}
+        if not saved:
+            return
+        try:
+            state = st.check_state(saved.get("answers"), "UndoableAnswers", 1)
+            answers: OrderedDict[str, dict[str, Any]] = OrderedDict()
+            for i, a in enumerate((state.get("meta") or {}).get("answers", [])):
+                stamps = [int(ns) for ns in a["stamps"]]
+                X = st.expect_shape(state, f"x{i}", (len(stamps), self.n_features)).astype(np.float32)
+                answers[str(a["request_id"])] = {"gid": int(a["gid"]), "class_id": int(a["class_id"]),
+                                                 "class_name": str(a["class_name"]), "samples": list(zip(X, stamps))}
+            self.undo.load_state_dict(saved.get("undo"))
+        except (TinyclError, KeyError, TypeError, ValueError) as exc:
+            self.log.error("answers from before the restart cannot be changed any more (%s)",
+                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        self._answers = answers
+        self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
+                      len(answers), len(self.undo.log))
 
     def _fresh(self) -> None:  # type: ignore[override]
         p = self.params
@@ -592,7 +644,7 @@ class RceLabeler(Labeler):
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
         kind, raw = self._raw.get(stamp, (None, None))
         try:
-            if kind == "image":   # any camera encoding → rgb8/mono8 the phone shows, at most 640 wide
+            if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
                 img = camera_picture(raw, 640)
                 if img.nbytes <= MAX_PICTURE_BYTES:
                     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2

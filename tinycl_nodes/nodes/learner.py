@@ -41,8 +41,9 @@ from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
-from .labelled_set import LabelledParams, LabelledSet
 from .head_publisher import HeadParams, HeadPublisher
+from .labelled_set import LabelledParams, LabelledSet
+from .latent_join import LatentJoin
 from .messages import features_of, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
@@ -63,6 +64,11 @@ class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
+    latent_head: bool = Field(False, description="learn presets.latent_upper (the model's upper layers + a "
+                                                 "classifier) on the extractor's latents, not the preset's head; "
+                                                 "pseudo-labels stay the preset's")
+    latent_wait_s: float = Field(2.0, gt=0, description="latent_head: seconds a labelled sample waits for its latent "
+                                                        "before it is dropped")
 
 
 class Learner(Node):
@@ -78,6 +84,12 @@ class Learner(Node):
         self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round}))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
+        self.latents = None
+        if params.latent_head:   # learns on the activations at the cut, paired with each labelled sample
+            self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log)
+            self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
+                                               "reliable"))
+            self.track(bus.create_timer(params.latent_wait_s / 2, self.latents.expire))
         self.Prediction, self.HeadMsg = bus.msg("Prediction"), bus.msg("Head")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
         if (labelled_pub := self.labelled.advertise(bus, params.labelled_topic)) is not None:
@@ -94,7 +106,8 @@ class Learner(Node):
         super().configure()
 
     def _fresh(self) -> None:
-        self.head = HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
+        self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash) if self.params.latent_head \
+            else HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
@@ -113,6 +126,10 @@ class Learner(Node):
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         kind = saved.get("head", {}).get("kind")
+        if kind != self.head.kind and presets.LatentUpperHead.kind in (kind, self.head.kind):
+            raise StateError(f"it holds a {kind}, latent_head:={str(self.params.latent_head).lower()} needs a "
+                             f"{self.head.kind}: the old state is kept aside; to go on with it, run with "
+                             f"latent_head:={str(not self.params.latent_head).lower()}")
         if kind != self.head.kind:
             raise StateError(preset_switch(self.state.path, kind, self.head.kind, self.params.preset, HEAD_PRESETS,
                                            lambda f: f(1, "").head.kind))
@@ -131,8 +148,11 @@ class Learner(Node):
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state, "labelled": self.labelled.state_dict()}
 
-    def on_labeled(self, msg: Any) -> None:
-        x = features_of(msg.features, self.n_features, self.hash, self.bound)
+    def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
+        """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in)."""
+        if self.latents is not None and latent is None:
+            return self.latents.add_labeled(msg)
+        x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if label != -1:
             check_label(label)
@@ -152,7 +172,9 @@ class Learner(Node):
             else:
                 self.head.learn_valid(x, label)
             self.heads.learned(stamp_ns(msg.header))
-            self.labelled.add(msg, x, label)
+            if msg.source == msg.GROUND_TRUTH:   # kept for a labeler: its features, not a latent
+                self.labelled.add(msg, x if latent is None else
+                                  features_of(msg.features, self.n_features, self.hash, self.bound), label)
             self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
@@ -161,7 +183,8 @@ class Learner(Node):
 
     def on_unlearn(self, msg: Any) -> None:
         """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
-        x = features_of(msg.features, self.n_features, self.hash)
+        x = features_of(msg.features, self.n_features, self.hash) if self.latents is None else \
+            self.latents.latent_of(msg.features)
         label = check_label(int(msg.label))
         if self.replay is not None:
             self.replay.forget(x, label)

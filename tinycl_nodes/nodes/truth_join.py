@@ -96,4 +96,5 @@ class TruthJoin:
 
 
 def _size(payload: Any) -> int:
-    return int(getattr(payload, "nbytes", 0)) + ENTRY_BYTES
+    parts = payload if isinstance(payload, tuple) else (payload,)   # e.g. (features, latent)
+    return sum(int(getattr(p, "nbytes", 0)) for p in parts) + ENTRY_BYTES

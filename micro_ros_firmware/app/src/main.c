@@ -17,7 +17,8 @@
  *
  * Log lines (board_log) that tools read: "P <i> <sample_id> <prediction> <pseudo-label>" per frame,
  * "EV <i> answer <sample_id> <label>" / "EV <i> global <version>" when a message changed the learner
- * before frame i, "SENT ..." counters and "DONE" at the end of a replayed stream. */
+ * before frame i, "A <sample_id>" when the agent confirmed a label request, "SENT ..." counters and "DONE" at
+ * the end of a replayed stream. */
 #include <rcl/error_handling.h>
 #include <rcl/rcl.h>
 #include <rclc/executor.h>
@@ -291,7 +292,7 @@ static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
         n++;
     }
     m_req.candidates.size = n;
-    publish(&pub_req, &m_req, &g_sent_req, "label_request");
+    if (publish(&pub_req, &m_req, &g_sent_req, "label_request")) logf_("A %lu", (unsigned long)sample_id);
 }
 
 /* ------------------------------------------------------------------------------ received messages */

@@ -22,12 +22,12 @@
 #error "the last block's output does not match the Gemm input"
 #endif
 
-static int16_t s_pad[PAD_MAX];  /* (x − zp) of the current block's input, zero border */
+static int16_t s_pad[PAD_MAX] __attribute__((aligned(8))); /* (x − zp) of the current block's input, zero border */
 static int8_t s_act[OUT_MAX];   /* pooled int8 output of the last block run */
 
 typedef struct {
     int cin, cout, h, w, in_zp, out_zp;
-    const int8_t *wt;
+    const void *wt; /* int8 for the first block (one channel), else int16 in (c0, c2, c1, c3) groups */
     const int32_t *bias;
     const float *mult;
 } block_t;
@@ -58,8 +58,9 @@ static inline int8_t quantize(float v, int zp) {
 /* s_pad layout: (h+2) × (w+2) pixels with a zero border, each pixel's cin values (x − zp) contiguous
  * (channels last), so that a 3×3 tap's reduction over input channels is one run of memory, like the
  * weights ([co][ky][kx][ci], generated so). When cin is a multiple of 4, each group of 4 channels is stored
- * as (c0, c2, c1, c3): the int16 pairs (c0,c2) and (c1,c3) meet the pairs SXTB16 unpacks from 4 int8
- * weights (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. Integer sums are exact in any
+ * as (c0, c2, c1, c3), and so are the (int16) weights of those blocks: the words (c0,c2) and (c1,c3) meet
+ * the words (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. The Gemm input uses the same
+ * order against int8 weights that SXTB16 unpacks into (w0,w2) and (w1,w3). Integer sums are exact in any
  * order, so the outputs are bit-identical to the plain loops. */
 static inline int perm4(int ci) { return (ci & ~3) | ((ci & 1) << 1) | ((ci & 2) >> 1); }
 
@@ -88,6 +89,12 @@ static inline uint32_t ld32(const void *p) {
     __builtin_memcpy(&v, p, 4);
     return v;
 }
+/* lo, hi = the 4 int16 at base + off (element offset, constant where unrolled: an immediate; runs of s_pad and
+ * of the weights start on 4-byte boundaries since cin is a multiple of 4). GCC splits 64-bit loads into two
+ * LDRs; the asm keeps them one LDRD. It reads s_pad behind GCC's back: volatile keeps it after the compiler
+ * barrier that follows pad_input (volatile asms stay in order). */
+#define LDRD(lo, hi, base, off)                                                                        \
+    __asm__ volatile("ldrd %0, %1, [%2, %3]" : "=r"(lo), "=r"(hi) : "r"(base), "i"(2 * (off)))
 static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended: one instruction */
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
@@ -95,34 +102,52 @@ static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended
 }
 #endif
 
-/* acc[0..3] += a run of n input values (a 3×3 row: 3 pixels × cin channels, contiguous in s_pad and in
- * the weights) at the four positions of a 2×2 pooling window: q is position (0,0), +o1 is x+1, +o2 is
- * y+1. n is a multiple of 4 (cin is). */
-static inline void run4(const int16_t *q, int o1, int o2, const int8_t *wk, int n, int32_t *acc) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int16_t *q1 = q + o1, *q2 = q + o2, *q3 = q + o2 + o1;
+/* Two output channels a, b at two horizontally adjacent positions: a[0..1] += a run of n input values (a 3×3
+ * row: 3 pixels × cin channels, contiguous in s_pad) at q and q + o1 (x+1), b[0..1] the same. n is a multiple
+ * of 4 (cin is) and a compile-time constant where this is inlined: the loop is unrolled (no loop counter,
+ * constant offsets). The weights (export/c_model.py) are int16 in the input's (c0, c2, c1, c3) order, the
+ * two channels' groups of 4 alternating (wk[2c .. 2c+3] for a, wk[2c+4 .. 2c+7] for b): on the M7, per 4
+ * channels, 4 LDRD (2 positions, 2 channels) and 8 SMLAD, 12 instructions for 16 multiply-accumulates, in
+ * 4 + 4 + 2 + 2 registers. */
+static inline __attribute__((always_inline)) void run2x2(const int16_t *q, int o1, const int16_t *wk, int n,
+                                                         int32_t *a, int32_t *b) {
+    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#pragma GCC unroll 64 /* (not on the host: the unrolled sanitizer build took minutes) */
+#endif
     for (int c = 0; c < n; c += 4) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-        const uint32_t w = ld32(wk + c);
-        const uint32_t w02 = __sxtb16(w), w13 = sxtb16_ror8(w);
-        a0 = __smlad(ld32(q + c), w02, a0);
-        a0 = __smlad(ld32(q + c + 2), w13, a0);
-        a1 = __smlad(ld32(q1 + c), w02, a1);
-        a1 = __smlad(ld32(q1 + c + 2), w13, a1);
-        a2 = __smlad(ld32(q2 + c), w02, a2);
-        a2 = __smlad(ld32(q2 + c + 2), w13, a2);
-        a3 = __smlad(ld32(q3 + c), w02, a3);
-        a3 = __smlad(ld32(q3 + c + 2), w13, a3);
+        uint32_t l0, h0, l1, h1, wl, wh; /* the volatile loads keep their order: the two inputs, then each weight */
+        LDRD(l0, h0, q, c);
+        LDRD(l1, h1, q, o1 + c);
+        LDRD(wl, wh, wk, 2 * c);
+        a0 = __smlad(h0, wh, __smlad(l0, wl, a0));
+        a1 = __smlad(h1, wh, __smlad(l1, wl, a1));
+        LDRD(wl, wh, wk, 2 * c + 4);
+        b0 = __smlad(h0, wh, __smlad(l0, wl, b0));
+        b1 = __smlad(h1, wh, __smlad(l1, wl, b1));
 #else
-        const int32_t w0 = wk[c], w1 = wk[c + 1], w2 = wk[c + 2], w3 = wk[c + 3];
-        a0 += q[c] * w0 + q[c + 1] * w2 + q[c + 2] * w1 + q[c + 3] * w3;
-        a1 += q1[c] * w0 + q1[c + 1] * w2 + q1[c + 2] * w1 + q1[c + 3] * w3;
-        a2 += q2[c] * w0 + q2[c + 1] * w2 + q2[c + 2] * w1 + q2[c + 3] * w3;
-        a3 += q3[c] * w0 + q3[c + 1] * w2 + q3[c + 2] * w1 + q3[c + 3] * w3;
+        const int16_t *q1 = q + o1, *wa = wk + 2 * c, *wb = wa + 4;
+        for (int j = 0; j < 4; j++) {
+            a0 += q[c + j] * wa[j], a1 += q1[c + j] * wa[j];
+            b0 += q[c + j] * wb[j], b1 += q1[c + j] * wb[j];
+        }
 #endif
     }
-    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
 }
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline uint32_t pack16(int8_t lo, int8_t hi) { return (uint16_t)lo | ((uint32_t)(uint16_t)hi << 16); }
+
+/* First block (one channel): acc[0] += r[0..2]·(w0,w1,w2) and acc[1] += r[1..3]·(w0,w1,w2) with two SMLAD and
+ * two halfword MACs; p = (w0,w1), h = w2 in the low half. r[1] is not word-aligned: the M7 loads it anyway. */
+static inline void row2(const int16_t *r, uint32_t p, uint32_t h, int32_t *acc) {
+    const uint32_t l01 = ld32(r), l12 = ld32(r + 1), l23 = ld32(r + 2);
+    acc[0] = __smlabb(l23, h, __smlad(l01, p, acc[0]));
+    acc[1] = __smlatb(l23, h, __smlad(l12, p, acc[1]));
+}
+#endif
 
 static inline int8_t pool_quantize(const int32_t *acc, float m, int zp) {
     int32_t a = acc[0] > acc[1] ? acc[0] : acc[1];
@@ -131,39 +156,71 @@ static inline int8_t pool_quantize(const int32_t *acc, float m, int zp) {
     return quantize((float)a * m, zp);
 }
 
-/* Conv 3×3 pad 1 over s_pad, 2×2 max-pool of the int32 accumulators, one requantisation.
- * cin and w are compile-time constants where it is inlined (offsets become immediates). */
-static inline void conv_block(const block_t *k, const int cin, const int w) {
-    const int row = (w + 2) * cin, ph = k->h / 2, pw = w / 2;
+/* Conv 3×3 pad 1 over s_pad, 2×2 max-pool of the int32 accumulators, one requantisation per output.
+ * First block (one input channel): one output channel per pass. */
+static void conv_first(const block_t *k) {
+    const int w = TINYCL_B0_W, row = w + 2, ph = k->h / 2, pw = w / 2;
     for (int co = 0; co < k->cout; co++) {
-        const int8_t *wco = k->wt + co * 9 * cin;
+        const int8_t *wco = (const int8_t *)k->wt + co * 9;
         const float m = k->mult[co];
         int8_t *out = s_act + co * ph * pw;
-        if (cin == 1) { /* first block: 9 weights for the whole plane */
-            const int32_t w0 = wco[0], w1 = wco[1], w2 = wco[2], w3 = wco[3], w4 = wco[4], w5 = wco[5],
-                          w6 = wco[6], w7 = wco[7], w8 = wco[8];
-            for (int py = 0; py < ph; py++)
-                for (int px = 0; px < pw; px++) {
-                    const int16_t *r0 = s_pad + (2 * py) * row + 2 * px, *r1 = r0 + row, *r2 = r1 + row, *r3 = r2 + row;
-                    int32_t acc[4];
-                    acc[0] = k->bias[co] + r0[0] * w0 + r0[1] * w1 + r0[2] * w2 + r1[0] * w3 + r1[1] * w4 +
-                             r1[2] * w5 + r2[0] * w6 + r2[1] * w7 + r2[2] * w8;
-                    acc[1] = k->bias[co] + r0[1] * w0 + r0[2] * w1 + r0[3] * w2 + r1[1] * w3 + r1[2] * w4 +
-                             r1[3] * w5 + r2[1] * w6 + r2[2] * w7 + r2[3] * w8;
-                    acc[2] = k->bias[co] + r1[0] * w0 + r1[1] * w1 + r1[2] * w2 + r2[0] * w3 + r2[1] * w4 +
-                             r2[2] * w5 + r3[0] * w6 + r3[1] * w7 + r3[2] * w8;
-                    acc[3] = k->bias[co] + r1[1] * w0 + r1[2] * w1 + r1[3] * w2 + r2[1] * w3 + r2[2] * w4 +
-                             r2[3] * w5 + r3[1] * w6 + r3[2] * w7 + r3[3] * w8;
-                    out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
-                }
-            continue;
-        }
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        /* the 9 weights as (w0,w1) pairs and w2 halves, for the whole plane */
+        const uint32_t p0 = pack16(wco[0], wco[1]), p1 = pack16(wco[3], wco[4]), p2 = pack16(wco[6], wco[7]);
+        const uint32_t h0 = (uint16_t)wco[2], h1 = (uint16_t)wco[5], h2 = (uint16_t)wco[8];
         for (int py = 0; py < ph; py++)
             for (int px = 0; px < pw; px++) {
+                const int16_t *r0 = s_pad + (2 * py) * row + 2 * px, *r1 = r0 + row, *r2 = r1 + row, *r3 = r2 + row;
                 int32_t acc[4] = {k->bias[co], k->bias[co], k->bias[co], k->bias[co]};
-                const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
-                for (int ky = 0; ky < 3; ky++) run4(base + ky * row, cin, row, wco + ky * 3 * cin, 3 * cin, acc);
+                /* input row j is kernel row j of the top positions and kernel row j−1 of the bottom ones */
+                row2(r0, p0, h0, &acc[0]);
+                row2(r1, p1, h1, &acc[0]);
+                row2(r1, p0, h0, &acc[2]);
+                row2(r2, p2, h2, &acc[0]);
+                row2(r2, p1, h1, &acc[2]);
+                row2(r3, p2, h2, &acc[2]);
                 out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
+            }
+#else
+        const int32_t w0 = wco[0], w1 = wco[1], w2 = wco[2], w3 = wco[3], w4 = wco[4], w5 = wco[5],
+                      w6 = wco[6], w7 = wco[7], w8 = wco[8];
+        for (int py = 0; py < ph; py++)
+            for (int px = 0; px < pw; px++) {
+                const int16_t *r0 = s_pad + (2 * py) * row + 2 * px, *r1 = r0 + row, *r2 = r1 + row, *r3 = r2 + row;
+                int32_t acc[4];
+                acc[0] = k->bias[co] + r0[0] * w0 + r0[1] * w1 + r0[2] * w2 + r1[0] * w3 + r1[1] * w4 +
+                         r1[2] * w5 + r2[0] * w6 + r2[1] * w7 + r2[2] * w8;
+                acc[1] = k->bias[co] + r0[1] * w0 + r0[2] * w1 + r0[3] * w2 + r1[1] * w3 + r1[2] * w4 +
+                         r1[3] * w5 + r2[1] * w6 + r2[2] * w7 + r2[3] * w8;
+                acc[2] = k->bias[co] + r1[0] * w0 + r1[1] * w1 + r1[2] * w2 + r2[0] * w3 + r2[1] * w4 +
+                         r2[2] * w5 + r3[0] * w6 + r3[1] * w7 + r3[2] * w8;
+                acc[3] = k->bias[co] + r1[1] * w0 + r1[2] * w1 + r1[3] * w2 + r2[1] * w3 + r2[2] * w4 +
+                         r2[3] * w5 + r3[1] * w6 + r3[2] * w7 + r3[3] * w8;
+                out[py * pw + px] = pool_quantize(acc, m, k->out_zp);
+            }
+#endif
+    }
+}
+
+/* The other blocks (cin a multiple of 4): two output channels per pass. cin and w are compile-time
+ * constants where it is inlined (offsets become immediates). */
+static inline __attribute__((always_inline)) void conv_block(const block_t *k, const int cin, const int w) {
+    const int row = (w + 2) * cin, ph = k->h / 2, pw = w / 2;
+    for (int co = 0; co < k->cout; co += 2) {
+        const int16_t *wk = (const int16_t *)k->wt + co * 9 * cin; /* the pair co, co + 1 */
+        for (int py = 0; py < ph; py++)
+            for (int px = 0; px < pw; px++) {
+                int32_t acc[2][4] = {{k->bias[co], k->bias[co], k->bias[co], k->bias[co]},
+                                     {k->bias[co + 1], k->bias[co + 1], k->bias[co + 1], k->bias[co + 1]}};
+                const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
+#pragma GCC unroll 3
+                for (int ky = 0; ky < 3; ky++) {
+                    const int16_t *q = base + ky * row;
+                    run2x2(q, cin, wk + ky * 6 * cin, 3 * cin, &acc[0][0], &acc[1][0]);
+                    run2x2(q + row, cin, wk + ky * 6 * cin, 3 * cin, &acc[0][2], &acc[1][2]);
+                }
+                s_act[co * ph * pw + py * pw + px] = pool_quantize(acc[0], k->mult[co], k->out_zp);
+                s_act[(co + 1) * ph * pw + py * pw + px] = pool_quantize(acc[1], k->mult[co + 1], k->out_zp);
             }
     }
 }
@@ -171,24 +228,45 @@ static inline void conv_block(const block_t *k, const int cin, const int w) {
 void tinycl_cnn_block(int b) {
     const block_t *k = &k_blocks[b];
     pad_input(s_act, k->cin, k->h, k->w, k->in_zp);
+    __asm__ volatile("" ::: "memory"); /* s_pad is written before the kernels' LDRDs read it */
     switch (b) { /* one specialised copy per block */
-    case 0: conv_block(k, TINYCL_B0_CIN, TINYCL_B0_W); break;
+    case 0: conv_first(k); break;
     case 1: conv_block(k, TINYCL_B1_CIN, TINYCL_B1_W); break;
     default: conv_block(k, TINYCL_B2_CIN, TINYCL_B2_W); break;
     }
 }
 
-#if (TINYCL_B1_CIN % 4) || (TINYCL_B2_CIN % 4) || TINYCL_B0_CIN != 1
+#if (TINYCL_B1_CIN % 4) || (TINYCL_B2_CIN % 4) || TINYCL_B0_CIN != 1 || (TINYCL_B1_COUT % 2) || (TINYCL_B2_COUT % 2)
 #error "tinycl_cnn.c: the first block takes 1 channel, the others a multiple of 4"
 #endif
 
+#if TINYCL_FC_IN % 4
+#error "tinycl_cnn.c: the Gemm input is read 4 values per step"
+#endif
+
+/* Gemm (one row of int8 weights per feature) → BatchNorm → int8. The input (x − zp) is stored in groups of 4 as
+ * (x0, x2, x1, x3), like s_pad, so that on the M7 one LDRD + two SMLAD do 4 multiply-accumulates. */
 void tinycl_cnn_head(int8_t *features_q) {
     int16_t *xin = s_pad; /* (x − zp) of the flattened last block output */
-    for (int i = 0; i < TINYCL_FC_IN; i++) xin[i] = (int16_t)(s_act[i] - TINYCL_FC_IN_ZP);
+    for (int i = 0; i < TINYCL_FC_IN; i++) xin[perm4(i)] = (int16_t)(s_act[i] - TINYCL_FC_IN_ZP);
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    __asm__ volatile("" ::: "memory"); /* xin is written before the LDRDs below read it */
+#endif
     for (int f = 0; f < TINYCL_N_FEATURES; f++) {
         const int8_t *w = tinycl_fc_w + f * TINYCL_FC_IN;
         int32_t acc = tinycl_fc_bias[f];
-        for (int i = 0; i < TINYCL_FC_IN; i++) acc += xin[i] * w[i];
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+        const int16_t *x = xin;
+#pragma GCC unroll 2
+        for (int i = 0; i < TINYCL_FC_IN; i += 4) {
+            const uint32_t wv = ld32(w + i);
+            uint32_t lo, hi;
+            __asm__ volatile("ldrd %0, %1, [%2], #8" : "=r"(lo), "=r"(hi), "+r"(x));
+            acc = __smlad(hi, sxtb16_ror8(wv), __smlad(lo, __sxtb16(wv), acc));
+        }
+#else
+        for (int i = 0; i < TINYCL_FC_IN; i++) acc += xin[perm4(i)] * w[i];
+#endif
         const int8_t q = quantize((float)acc * tinycl_fc_mult[f], TINYCL_FC_OUT_ZP);
         const float deq = (float)(q - TINYCL_FC_OUT_ZP) * TINYCL_FC_OUT_SCALE;
         const float y = deq * tinycl_bn_s[f] + tinycl_bn_b[f];

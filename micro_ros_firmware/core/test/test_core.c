@@ -3,17 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "tinycl.h"
 
 #define F TINYCL_N_FEATURES
-static int failures = 0;
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                          \
-        }                                                                        \
-    } while (0)
 
 static tinycl_cwr_t h, h2;
 static tinycl_ncm_t c, c2;

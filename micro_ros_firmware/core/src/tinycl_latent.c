@@ -1,0 +1,618 @@
+/* Latent replay with trainable fully connected upper layers: port of tinycl_nodes/core/latent.py
+ * (LatentUpperHead) and of the int8 ReplayBuffer it keeps (core/replay.py, core/quantize.py).
+ * float32 arithmetic where numpy is float32 (forward, softmax, gradients, updates), double where
+ * Python computes in double (the int8 grid calibration, lr·upper_lr_scale). Sums run in index
+ * order: numpy's BLAS sums in blocks, so results agree to rounding, not bit for bit. */
+#include <math.h>
+#include <string.h>
+
+#include "tinycl_latent.h"
+
+#define QMIN (-128)
+#define QMAX 127
+
+#if TINYCL_LATENT_MEMORY > 65535 || TINYCL_LATENT_ORDER_CAP > 65535
+#error "replay indices are uint16"
+#endif
+#if TINYCL_MAX_CLASSES > 256
+#error "replay labels are uint8 class rows"
+#endif
+
+static const uint16_t k_fc_in[TINYCL_LATENT_N_FC] = TINYCL_LATENT_FC_IN_DIMS;
+static const uint16_t k_fc_out[TINYCL_LATENT_N_FC] = TINYCL_LATENT_FC_OUT_DIMS;
+static const uint8_t k_fc_relu[TINYCL_LATENT_N_FC] = TINYCL_LATENT_FC_RELU;
+
+/* ---- PCG32 (tinycl_nodes/core/draws.py) ------------------------------------------------------ */
+uint32_t tinycl_pcg32_next(tinycl_pcg32_t *r) {
+    const uint64_t old = r->state;
+    r->state = old * 6364136223846793005ULL + r->inc;
+    const uint32_t xs = (uint32_t)(((old >> 18u) ^ old) >> 27u);
+    const uint32_t rot = (uint32_t)(old >> 59u);
+    return (xs >> rot) | (xs << ((0u - rot) & 31u));
+}
+
+void tinycl_pcg32_seed(tinycl_pcg32_t *r, uint64_t seed, uint64_t stream) {
+    r->inc = (stream << 1u) | 1u;
+    r->state = 0;
+    (void)tinycl_pcg32_next(r);
+    r->state += seed;
+    (void)tinycl_pcg32_next(r);
+}
+
+static uint32_t below(tinycl_pcg32_t *r, uint32_t n) {
+    return (uint32_t)(((uint64_t)tinycl_pcg32_next(r) * n) >> 32);
+}
+
+void tinycl_pcg32_choice(tinycl_pcg32_t *r, uint32_t n, uint32_t k, uint16_t *out) {
+    uint32_t need = k, m = 0;
+    for (uint32_t i = 0; i < n && need; i++)
+        if (below(r, n - i) < need) {
+            out[m++] = (uint16_t)i;
+            need--;
+        }
+}
+
+void tinycl_pcg32_permutation(tinycl_pcg32_t *r, uint32_t n, uint16_t *out) {
+    for (uint32_t i = 0; i < n; i++) out[i] = (uint16_t)i;
+    for (uint32_t i = n; i-- > 1;) {
+        const uint32_t j = below(r, i + 1);
+        const uint16_t t = out[i];
+        out[i] = out[j];
+        out[j] = t;
+    }
+}
+
+/* ---- int8 grids (quantize.py) ---------------------------------------------------------------- */
+#define GRID_SIZE(h) ((h)->n_grids == 1 ? TINYCL_LATENT_F : (TINYCL_LATENT_HEIGHT * TINYCL_LATENT_WIDTH))
+
+static void fit_grids(tinycl_latent_t *h, uint32_t n) {
+    const uint32_t grids = h->p.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u;
+    const uint32_t S = TINYCL_LATENT_F / grids;
+    for (uint32_t g = 0; g < grids; g++) {
+        double lo = 0.0, hi = 0.0; /* the range always includes 0 */
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t f = g * S; f < (g + 1) * S; f++) {
+                const double v = h->pend_x[i][f];
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
+        lo *= 1.0 + h->p.margin;
+        hi *= 1.0 + h->p.margin;
+        if (hi - lo <= 0) {
+            h->q_scale[g] = 1.0f;
+            h->q_zp[g] = 0;
+            continue;
+        }
+        const double scale = (hi - lo) / (double)(QMAX - QMIN);
+        double zp = rint((double)QMIN - lo / scale);
+        if (zp < QMIN) zp = QMIN;
+        if (zp > QMAX) zp = QMAX;
+        h->q_scale[g] = (float)scale;
+        h->q_zp[g] = (int32_t)zp;
+    }
+    h->n_grids = grids;
+}
+
+static void quantize_row(const tinycl_latent_t *h, const float *x, int8_t *q) {
+    const uint32_t S = GRID_SIZE(h);
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) {
+        const uint32_t g = f / S;
+        float v = rintf(x[f] / h->q_scale[g]) + (float)h->q_zp[g];
+        if (v < (float)QMIN) v = (float)QMIN;
+        if (v > (float)QMAX) v = (float)QMAX;
+        q[f] = (int8_t)v;
+    }
+}
+
+
+/* Element e of a training pass: new pattern e (< n_new) or replay slot pick[e − n_new]. */
+static const float *pattern(tinycl_latent_t *h, uint32_t e, uint32_t n_new, float *scratch) {
+    if (e < n_new) return h->pend_x[e];
+    const int8_t *q = h->mem_x[h->pick[e - n_new]];
+    const uint32_t S = GRID_SIZE(h);
+    for (uint32_t g = 0; g < h->n_grids; g++) {
+        const float z = (float)h->q_zp[g], sc = h->q_scale[g];
+        for (uint32_t f = g * S; f < (g + 1) * S; f++) scratch[f] = ((float)q[f] - z) * sc;
+    }
+    return scratch;
+}
+
+/* Column f of the patterns idx[0..m) into out (replayed values dequantised with f's grid). */
+static void gather_column(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32_t n_new, uint32_t f,
+                          float *out) {
+    const uint32_t g = h->n_grids ? f / GRID_SIZE(h) : 0;
+    const float z = (float)h->q_zp[g], sc = h->q_scale[g];
+    for (uint32_t j = 0; j < m; j++) {
+        const uint32_t e = idx[j];
+        out[j] = e < n_new ? h->pend_x[e][f] : ((float)h->mem_x[h->pick[e - n_new]][f] - z) * sc;
+    }
+}
+
+static uint8_t pattern_row(const tinycl_latent_t *h, uint32_t e, uint32_t n_new) {
+    return e < n_new ? h->pend_row[e] : h->mem_row[h->pick[e - n_new]];
+}
+
+/* ---- forward --------------------------------------------------------------------------------- */
+/* Σ a[i]·b[i] in four interleaved partial sums, (s0 + s1) + (s2 + s3), then the tail in order; each
+ * step a fused multiply-add (fmaf: correctly rounded on every target, one VFMA on the M7). */
+static inline float dot(const float *a, const float *b, uint32_t n) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    const uint32_t n4 = n & ~3u;
+    uint32_t i = 0;
+    for (; i < n4; i += 4) {
+        s0 = fmaf(a[i], b[i], s0);
+        s1 = fmaf(a[i + 1], b[i + 1], s1);
+        s2 = fmaf(a[i + 2], b[i + 2], s2);
+        s3 = fmaf(a[i + 3], b[i + 3], s3);
+    }
+    float s = (s0 + s1) + (s2 + s3);
+    for (uint32_t t = 0; t < (n & 3u); t++) s = fmaf(a[n4 + t], b[n4 + t], s);
+    return s;
+}
+
+/* Upper layers (acts: every FC output after its ReLU) then the classifier logits. */
+static void forward(const tinycl_latent_t *h, const float *x, float *acts, float *logits) {
+    const float *in = x;
+    const float *w = h->fc_w, *b = h->fc_b;
+    float *out = acts;
+    for (uint32_t l = 0; l < TINYCL_LATENT_N_FC; l++) {
+        const uint32_t I = k_fc_in[l], O = k_fc_out[l];
+        for (uint32_t o = 0; o < O; o++) {
+            float acc = dot(in, w + (size_t)o * I, I);
+            acc += b[o];
+            out[o] = (k_fc_relu[l] && !(acc > 0.0f)) ? 0.0f : acc;
+        }
+        w += (size_t)O * I;
+        b += O;
+        in = out;
+        out += O;
+    }
+    for (uint32_t c = 0; c < h->n_classes; c++) {
+        logits[c] = dot(in, h->cls_w[c], TINYCL_LATENT_EMBED) + h->cls_b[c];
+    }
+}
+
+static const float *layer_input(const float *x, const float *acts, uint32_t l) {
+    if (l == 0) return x;
+    uint32_t off = 0;
+    for (uint32_t j = 0; j + 1 < l; j++) off += k_fc_out[j];
+    return acts + off;
+}
+
+/* ---- one SGD step on m patterns (latent.py _sgd_step / loss_and_grads) ------------------------- */
+static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32_t n_new) {
+    const uint32_t C = h->n_classes;
+    const float fm = (float)m; /* P /= np.float32(k) */
+    /* forward, softmax, (P − onehot) / m */
+    for (uint32_t j = 0; j < m; j++) {
+        const float *x = pattern(h, idx[j], n_new, h->x_row);
+        float *z = h->probs[j];
+        forward(h, x, h->acts[j], z);
+        float mx = z[0], sum = 0.0f;
+        for (uint32_t c = 1; c < C; c++)
+            if (z[c] > mx) mx = z[c];
+        for (uint32_t c = 0; c < C; c++) {
+            z[c] = expf(z[c] - mx);
+            sum += z[c];
+        }
+        for (uint32_t c = 0; c < C; c++) z[c] /= sum;
+        z[pattern_row(h, idx[j], n_new)] -= 1.0f;
+        for (uint32_t c = 0; c < C; c++) z[c] /= fm;
+    }
+    const int train_upper = h->p.upper_lr_scale > 0.0;
+    const float lr = (float)h->p.lr;
+    const float ulr = (float)(h->p.lr * h->p.upper_lr_scale);
+    uint32_t off_last = 0;
+    for (uint32_t l = 0; l + 1 < TINYCL_LATENT_N_FC; l++) off_last += k_fc_out[l];
+    /* gradient at the embedding, with the classifier's weights before its update */
+    int cur = 0;
+    if (train_upper)
+        for (uint32_t j = 0; j < m; j++)
+            for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) {
+                float acc = 0.0f;
+                for (uint32_t c = 0; c < C; c++) acc += h->probs[j][c] * h->cls_w[c][e];
+                h->grad[cur][j][e] = acc;
+            }
+    /* classifier update: W −= lr·Pᵀ·H, b −= lr·ΣP */
+    for (uint32_t c = 0; c < C; c++) {
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) {
+            float acc = 0.0f;
+            for (uint32_t j = 0; j < m; j++) acc += h->probs[j][c] * h->acts[j][off_last + e];
+            h->cls_w[c][e] -= lr * acc;
+        }
+        float acc = 0.0f;
+        for (uint32_t j = 0; j < m; j++) acc += h->probs[j][c];
+        h->cls_b[c] -= lr * acc;
+    }
+    if (!train_upper) return;
+    /* upper FC layers, last first: ReLU mask, input gradient (old weights), then the update */
+    size_t w_off = TINYCL_LATENT_FC_WEIGHTS, b_off = TINYCL_LATENT_FC_BIASES;
+    for (uint32_t l = TINYCL_LATENT_N_FC; l-- > 0;) {
+        const uint32_t I = k_fc_in[l], O = k_fc_out[l];
+        w_off -= (size_t)O * I;
+        b_off -= O;
+        float *W = h->fc_w + w_off, *B = h->fc_b + b_off;
+        float(*G)[TINYCL_LATENT_MAX_WIDTH] = h->grad[cur];
+        if (k_fc_relu[l]) {
+            uint32_t off = 0;
+            for (uint32_t j = 0; j < l; j++) off += k_fc_out[j];
+            for (uint32_t j = 0; j < m; j++)
+                for (uint32_t o = 0; o < O; o++)
+                    if (!(h->acts[j][off + o] > 0.0f)) G[j][o] = 0.0f;
+        }
+        if (l > 0) {
+            float(*Gp)[TINYCL_LATENT_MAX_WIDTH] = h->grad[cur ^ 1];
+            for (uint32_t j = 0; j < m; j++)
+                for (uint32_t i = 0; i < I; i++) {
+                    float acc = 0.0f;
+                    for (uint32_t o = 0; o < O; o++) acc += G[j][o] * W[(size_t)o * I + i];
+                    Gp[j][i] = acc;
+                }
+        }
+        /* W −= ulr·Gᵀ·X: one input column at a time, Gᵀ rows contiguous */
+        for (uint32_t o = 0; o < O; o++) {
+            float acc = 0.0f;
+            for (uint32_t j = 0; j < m; j++) {
+                h->grad_t[o][j] = G[j][o];
+                acc += G[j][o];
+            }
+            B[o] -= ulr * acc;
+        }
+        for (uint32_t i = 0; i < I; i++) {
+            if (l == 0)
+                gather_column(h, idx, m, n_new, i, h->gather);
+            else
+                for (uint32_t j = 0; j < m; j++) h->gather[j] = layer_input(NULL, h->acts[j], l)[i];
+            for (uint32_t o = 0; o < O; o++) W[(size_t)o * I + i] -= ulr * dot(h->grad_t[o], h->gather, m);
+        }
+        cur ^= 1;
+    }
+}
+
+/* ---- memory rule (replay.py ReplayBuffer._add) ----------------------------------------------- */
+static void memory_add(tinycl_latent_t *h, uint32_t n) {
+    if (n == 0) return;
+    if (h->n_grids == 0) fit_grids(h, n);
+    const uint32_t cap = h->p.memory_size;
+    uint32_t keep = cap / (h->n_batches + 1u);
+    if (keep > n) keep = n;
+    if (keep) {
+        tinycl_pcg32_choice(&h->rng_mem, n, keep, h->keep);
+        const uint32_t free_slots = cap - h->mem_size;
+        const uint32_t n_fill = keep < free_slots ? keep : free_slots;
+        for (uint32_t i = 0; i < n_fill; i++) h->slots[i] = (uint16_t)(h->mem_size + i);
+        tinycl_pcg32_choice(&h->rng_mem, h->mem_size, keep - n_fill, h->slots + n_fill);
+        for (uint32_t i = 0; i < keep; i++) {
+            quantize_row(h, h->pend_x[h->keep[i]], h->mem_x[h->slots[i]]);
+            h->mem_row[h->slots[i]] = h->pend_row[h->keep[i]];
+        }
+        h->mem_size += n_fill;
+    }
+    h->n_batches++;
+}
+
+static void train_batch(tinycl_latent_t *h) {
+    const uint32_t n = h->n_pending;
+    for (uint32_t ep = 0; ep < h->p.epochs; ep++) {
+        uint32_t k = 0;
+        if (h->mem_size && h->p.replay != 0) {
+            k = h->p.replay < h->mem_size ? h->p.replay : h->mem_size;
+            tinycl_pcg32_choice(&h->rng_sgd, h->mem_size, k, h->pick);
+        }
+        const uint32_t total = n + k;
+        tinycl_pcg32_permutation(&h->rng_sgd, total, h->order);
+        for (uint32_t s = 0; s < total; s += h->p.minibatch) {
+            const uint32_t m = total - s < h->p.minibatch ? total - s : h->p.minibatch;
+            sgd_step(h, h->order + s, m, n);
+        }
+    }
+    memory_add(h, n);
+    h->n_pending = 0;
+}
+
+/* ---- public API ------------------------------------------------------------------------------- */
+void tinycl_latent_default_params(tinycl_latent_params_t *p) {
+    p->lr = TINYCL_LATENT_DEFAULT_LR;
+    p->upper_lr_scale = TINYCL_LATENT_DEFAULT_UPPER_LR_SCALE;
+    p->margin = TINYCL_LATENT_DEFAULT_MARGIN;
+    p->memory_size = TINYCL_LATENT_DEFAULT_MEMORY < TINYCL_LATENT_MEMORY ? TINYCL_LATENT_DEFAULT_MEMORY
+                                                                         : TINYCL_LATENT_MEMORY;
+    p->batch_size = TINYCL_LATENT_DEFAULT_BATCH;
+    p->epochs = TINYCL_LATENT_DEFAULT_EPOCHS;
+    p->replay = TINYCL_LATENT_DEFAULT_REPLAY;
+    p->minibatch = TINYCL_LATENT_DEFAULT_MINIBATCH;
+    p->quantization = TINYCL_LATENT_DEFAULT_QUANT;
+    p->seed = TINYCL_LATENT_DEFAULT_SEED;
+}
+
+static int params_ok(const tinycl_latent_params_t *p) {
+    if (!p || !(p->lr > 0.0) || !isfinite(p->lr) || !(p->upper_lr_scale >= 0.0) || !isfinite(p->upper_lr_scale) ||
+        !(p->margin >= 0.0) || !isfinite(p->margin))
+        return 0;
+    if (p->memory_size < 1 || p->memory_size > TINYCL_LATENT_MEMORY || p->batch_size < 1 ||
+        p->batch_size > TINYCL_LATENT_MAX_BATCH || p->epochs < 1 || p->minibatch < 1 ||
+        p->minibatch > TINYCL_LATENT_MAX_MINIBATCH)
+        return 0;
+    const uint32_t k = p->replay < p->memory_size ? p->replay : p->memory_size;
+    if (k > TINYCL_LATENT_PICK_CAP) return 0;
+    return p->quantization == TINYCL_LATENT_QUANT_TENSOR || p->quantization == TINYCL_LATENT_QUANT_CHANNEL;
+}
+
+int tinycl_latent_init(tinycl_latent_t *h, const tinycl_latent_params_t *p) {
+    if (!h || !params_ok(p)) return TINYCL_EINVAL;
+    memset(h, 0, sizeof *h);
+    h->p = *p;
+    memcpy(h->fc_w, tinycl_latent_init_w, sizeof h->fc_w);
+    memcpy(h->fc_b, tinycl_latent_init_b, sizeof h->fc_b);
+    tinycl_pcg32_seed(&h->rng_mem, p->seed, 1u);
+    tinycl_pcg32_seed(&h->rng_sgd, p->seed, 2u);
+    return TINYCL_OK;
+}
+
+int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y) {
+    if (!h || !x || y < 0) return TINYCL_EINVAL;
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++)
+        if (!isfinite(x[f])) return TINYCL_EINVAL;
+    uint32_t row = 0;
+    while (row < h->n_classes && h->classes[row] != y) row++;
+    if (row == h->n_classes) {
+        if (h->n_classes >= TINYCL_MAX_CLASSES) return TINYCL_EFULL;
+        memset(h->cls_w[row], 0, sizeof h->cls_w[row]);
+        h->cls_b[row] = 0.0f;
+        h->classes[row] = y;
+        h->class_seen[row] = 0;
+        h->n_classes++;
+    }
+    memcpy(h->pend_x[h->n_pending], x, sizeof h->pend_x[0]);
+    h->pend_row[h->n_pending] = (uint8_t)row;
+    h->n_pending++;
+    if (h->n_pending >= h->p.batch_size) train_batch(h);
+    h->n_seen++;
+    h->class_seen[row]++;
+    return TINYCL_OK;
+}
+
+void tinycl_latent_flush(tinycl_latent_t *h) {
+    if (h && h->n_pending) train_batch(h);
+}
+
+int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores) {
+    if (!h || !x || !scores) return TINYCL_EINVAL;
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++)
+        if (!isfinite(x[f])) return TINYCL_EINVAL;
+    forward(h, x, h->acts[0], scores);
+    return TINYCL_OK;
+}
+
+int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y) {
+    if (!h || !y) return TINYCL_EINVAL;
+    if (h->n_classes == 0) return TINYCL_EEMPTY;
+    float *z = h->probs[0];
+    const int rc = tinycl_latent_scores(h, x, z);
+    if (rc) return rc;
+    uint32_t best = 0;
+    for (uint32_t c = 1; c < h->n_classes; c++)
+        if (z[c] > z[best]) best = c;
+    *y = h->classes[best];
+    return TINYCL_OK;
+}
+
+void tinycl_latent_view(const tinycl_latent_t *h, tinycl_latent_view_t *v) {
+    v->fc_w = h->fc_w;
+    v->fc_b = h->fc_b;
+    v->cls_w = &h->cls_w[0][0];
+    v->cls_b = h->cls_b;
+    v->classes = h->classes;
+    v->class_seen = h->class_seen;
+    v->mem_x = &h->mem_x[0][0];
+    v->mem_row = h->mem_row;
+    v->q_scale = h->q_scale;
+    v->q_zp = h->q_zp;
+    v->n_classes = h->n_classes;
+    v->n_seen = h->n_seen;
+    v->n_pending = h->n_pending;
+    v->mem_size = h->mem_size;
+    v->n_batches = h->n_batches;
+    v->n_grids = h->n_grids;
+}
+
+size_t tinycl_sizeof_latent(void) { return sizeof(tinycl_latent_t); }
+
+void tinycl_latent_build(uint32_t out[12]) {
+    const uint32_t v[12] = {TINYCL_LATENT_F, TINYCL_LATENT_CH, TINYCL_LATENT_HEIGHT, TINYCL_LATENT_WIDTH, TINYCL_LATENT_N_FC,
+                            TINYCL_LATENT_EMBED, TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES, TINYCL_LATENT_MEMORY,
+                            TINYCL_LATENT_MAX_BATCH, TINYCL_LATENT_MAX_MINIBATCH, TINYCL_LATENT_PICK_CAP};
+    memcpy(out, v, sizeof v);
+}
+
+void tinycl_latent_fc_dims(uint32_t *in_dims, uint32_t *out_dims, uint32_t *relu) {
+    for (uint32_t l = 0; l < TINYCL_LATENT_N_FC; l++) {
+        in_dims[l] = k_fc_in[l];
+        out_dims[l] = k_fc_out[l];
+        relu[l] = k_fc_relu[l];
+    }
+}
+
+/* ---- state blob (format in tinycl_latent.h), written byte by byte little-endian ---------------- */
+static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+static uint64_t get_le(const uint8_t **p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v |= (uint64_t)(*p)[i] << (8 * i);
+    *p += n;
+    return v;
+}
+static uint8_t *put_f(uint8_t *p, float f) {
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    return put_le(p, v, 4);
+}
+static float get_f(const uint8_t **p) {
+    const uint32_t v = (uint32_t)get_le(p, 4);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+static uint8_t *put_d(uint8_t *p, double d) {
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    return put_le(p, v, 8);
+}
+static double get_d(const uint8_t **p) {
+    const uint64_t v = get_le(p, 8);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+
+static size_t state_bytes(uint32_t C, uint32_t G, uint32_t P, uint32_t M) {
+    return 12u + TINYCL_LATENT_STATE_FIXED + 8u * C + 4u * (TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES) +
+           4u * C * (TINYCL_LATENT_EMBED + 1u) + 8u * G + (size_t)P * (4u * TINYCL_LATENT_F + 1u) +
+           (size_t)M * (TINYCL_LATENT_F + 1u) + 4u;
+}
+
+size_t tinycl_latent_state_size(const tinycl_latent_t *h) {
+    return state_bytes(h->n_classes, h->n_grids, h->n_pending, h->mem_size);
+}
+
+int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_t *written) {
+    if (!h || !buf) return TINYCL_EINVAL;
+    const size_t size = tinycl_latent_state_size(h);
+    if (cap < size) return TINYCL_ESPACE;
+    const uint32_t C = h->n_classes;
+    uint8_t *p = buf;
+    memcpy(p, "TCLS", 4);
+    p += 4;
+    p = put_le(p, TINYCL_KIND_LATENT, 1);
+    p = put_le(p, TINYCL_STATE_VERSION, 1);
+    p = put_le(p, TINYCL_LATENT_F, 2);
+    p = put_le(p, C, 2);
+    p = put_le(p, 0, 2);
+    p = put_d(p, h->p.lr);
+    p = put_d(p, h->p.upper_lr_scale);
+    p = put_d(p, h->p.margin);
+    const uint32_t u[] = {h->p.memory_size, h->p.batch_size, h->p.epochs, h->p.replay, h->p.minibatch,
+                          h->p.quantization, h->p.seed, TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES,
+                          TINYCL_LATENT_EMBED, h->n_seen, h->n_batches, h->mem_size, h->n_pending, h->n_grids};
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) p = put_le(p, u[i], 4);
+    p = put_le(p, h->rng_mem.state, 8);
+    p = put_le(p, h->rng_mem.inc, 8);
+    p = put_le(p, h->rng_sgd.state, 8);
+    p = put_le(p, h->rng_sgd.inc, 8);
+    for (uint32_t c = 0; c < C; c++) p = put_le(p, (uint32_t)h->classes[c], 4);
+    for (uint32_t c = 0; c < C; c++) p = put_le(p, h->class_seen[c], 4);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) p = put_f(p, h->fc_w[i]);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) p = put_f(p, h->fc_b[i]);
+    for (uint32_t c = 0; c < C; c++)
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) p = put_f(p, h->cls_w[c][e]);
+    for (uint32_t c = 0; c < C; c++) p = put_f(p, h->cls_b[c]);
+    for (uint32_t g = 0; g < h->n_grids; g++) p = put_f(p, h->q_scale[g]);
+    for (uint32_t g = 0; g < h->n_grids; g++) p = put_le(p, (uint32_t)h->q_zp[g], 4);
+    for (uint32_t i = 0; i < h->n_pending; i++)
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) p = put_f(p, h->pend_x[i][f]);
+    for (uint32_t i = 0; i < h->n_pending; i++) *p++ = h->pend_row[i];
+    for (uint32_t i = 0; i < h->mem_size; i++) {
+        memcpy(p, h->mem_x[i], TINYCL_LATENT_F);
+        p += TINYCL_LATENT_F;
+    }
+    for (uint32_t i = 0; i < h->mem_size; i++) *p++ = h->mem_row[i];
+    p = put_le(p, tinycl_crc32(buf, (size_t)(p - buf)), 4);
+    if (written) *written = (size_t)(p - buf);
+    return TINYCL_OK;
+}
+
+static int finite_run(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(get_f(&p))) return 0;
+    return 1;
+}
+
+/* Validates everything first (the head is untouched on any error), then copies. */
+int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
+    if (!h || !buf || len < 12u + TINYCL_LATENT_STATE_FIXED + 4u) return TINYCL_ESTATE;
+    const uint8_t *p = buf;
+    if (memcmp(p, "TCLS", 4) != 0) return TINYCL_ESTATE;
+    p += 4;
+    if (get_le(&p, 1) != TINYCL_KIND_LATENT || get_le(&p, 1) != TINYCL_STATE_VERSION ||
+        get_le(&p, 2) != TINYCL_LATENT_F)
+        return TINYCL_ESTATE;
+    const uint32_t C = (uint32_t)get_le(&p, 2);
+    if (get_le(&p, 2) != 0 || C > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
+    tinycl_latent_params_t prm;
+    prm.lr = get_d(&p);
+    prm.upper_lr_scale = get_d(&p);
+    prm.margin = get_d(&p);
+    uint32_t u[15];
+    for (int i = 0; i < 15; i++) u[i] = (uint32_t)get_le(&p, 4);
+    prm.memory_size = u[0], prm.batch_size = u[1], prm.epochs = u[2], prm.replay = u[3], prm.minibatch = u[4];
+    prm.quantization = u[5], prm.seed = u[6];
+    const uint32_t n_seen = u[10], n_batches = u[11], M = u[12], P = u[13], G = u[14];
+    if (!params_ok(&prm) || u[7] != TINYCL_LATENT_FC_WEIGHTS || u[8] != TINYCL_LATENT_FC_BIASES ||
+        u[9] != TINYCL_LATENT_EMBED || M > prm.memory_size || P >= prm.batch_size ||
+        (G != 0 && G != (prm.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u)) ||
+        ((M || P) && C == 0) || (M && G == 0))
+        return TINYCL_ESTATE;
+    if (len != state_bytes(C, G, P, M)) return TINYCL_ESTATE;
+    const uint8_t *crc_at = buf + len - 4;
+    if (get_le(&crc_at, 4) != tinycl_crc32(buf, len - 4)) return TINYCL_ESTATE;
+    tinycl_pcg32_t rm, rs;
+    rm.state = get_le(&p, 8), rm.inc = get_le(&p, 8), rs.state = get_le(&p, 8), rs.inc = get_le(&p, 8);
+    if (!(rm.inc & 1u) || !(rs.inc & 1u)) return TINYCL_ESTATE;
+    /* arrays: positions, then checks */
+    const uint8_t *cls = p, *seen = cls + 4u * C, *fcw = seen + 4u * C;
+    const uint8_t *fcb = fcw + 4u * TINYCL_LATENT_FC_WEIGHTS, *cw = fcb + 4u * TINYCL_LATENT_FC_BIASES;
+    const uint8_t *cb = cw + 4u * C * TINYCL_LATENT_EMBED, *qs = cb + 4u * C, *qz = qs + 4u * G;
+    const uint8_t *px = qz + 4u * G, *pr = px + (size_t)4u * P * TINYCL_LATENT_F, *mx = pr + P;
+    const uint8_t *mr = mx + (size_t)M * TINYCL_LATENT_F;
+    for (uint32_t c = 0; c < C; c++) {
+        const uint8_t *a = cls + 4u * c;
+        const int32_t id = (int32_t)(uint32_t)get_le(&a, 4);
+        if (id < 0) return TINYCL_ESTATE;
+        for (uint32_t d = 0; d < c; d++) {
+            const uint8_t *b = cls + 4u * d;
+            if ((int32_t)(uint32_t)get_le(&b, 4) == id) return TINYCL_ESTATE;
+        }
+    }
+    if (!finite_run(fcw, (size_t)TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES + (size_t)C * (TINYCL_LATENT_EMBED + 1u)) ||
+        !finite_run(px, (size_t)P * TINYCL_LATENT_F))
+        return TINYCL_ESTATE;
+    for (uint32_t g = 0; g < G; g++) {
+        const uint8_t *a = qs + 4u * g, *b = qz + 4u * g;
+        const float s = get_f(&a);
+        const int32_t z = (int32_t)(uint32_t)get_le(&b, 4);
+        if (!(s > 0.0f) || !isfinite(s) || z < QMIN || z > QMAX) return TINYCL_ESTATE;
+    }
+    for (uint32_t i = 0; i < P; i++)
+        if (pr[i] >= C) return TINYCL_ESTATE;
+    for (uint32_t i = 0; i < M; i++)
+        if (mr[i] >= C) return TINYCL_ESTATE;
+    /* valid: replace the head */
+    memset(h, 0, sizeof *h);
+    h->p = prm;
+    h->n_classes = C, h->n_seen = n_seen, h->n_batches = n_batches, h->mem_size = M, h->n_pending = P, h->n_grids = G;
+    h->rng_mem = rm, h->rng_sgd = rs;
+    for (uint32_t c = 0; c < C; c++) {
+        h->classes[c] = (int32_t)(uint32_t)get_le(&cls, 4);
+        h->class_seen[c] = (uint32_t)get_le(&seen, 4);
+    }
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) h->fc_w[i] = get_f(&fcw);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) h->fc_b[i] = get_f(&fcb);
+    for (uint32_t c = 0; c < C; c++)
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) h->cls_w[c][e] = get_f(&cw);
+    for (uint32_t c = 0; c < C; c++) h->cls_b[c] = get_f(&cb);
+    for (uint32_t g = 0; g < G; g++) {
+        h->q_scale[g] = get_f(&qs);
+        h->q_zp[g] = (int32_t)(uint32_t)get_le(&qz, 4);
+    }
+    for (uint32_t i = 0; i < P; i++) {
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->pend_x[i][f] = get_f(&px);
+        h->pend_row[i] = pr[i];
+    }
+    for (uint32_t i = 0; i < M; i++) {
+        memcpy(h->mem_x[i], mx + (size_t)i * TINYCL_LATENT_F, TINYCL_LATENT_F);
+        h->mem_row[i] = mr[i];
+    }
+    return TINYCL_OK;
+}

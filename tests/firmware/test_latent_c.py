@@ -1,0 +1,176 @@
+"""The C latent replay head (core/src/tinycl_latent.c) against the numpy LatentUpperHead it is generated from.
+
+Real MNIST latents (the shipped fp32 model cut at presets.LATENT's layer, 128×3×3), the preset's
+upper layers (flatten + the 1,152→64 embedding with BatchNorm folded) + classifier, PCG32 draws on
+both sides. Stated tolerances: logits within 1e-5 relative to their largest magnitude (C sums in
+index order, numpy's BLAS in blocks); after the same learning sequence every weight within 1e-6,
+the int8 replay memory (codes, rows, grids) identical, every prediction identical.
+"""
+
+from __future__ import annotations
+
+import ctypes as C
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.draws import Pcg32
+from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.core.latent import LatentUpperHead
+from tinycl_nodes.core.layers import Conv2d, Flatten, Linear, MaxPool2d
+from tinycl_nodes.export.c_latent import ExportError, c_params, generate, preset_head
+from tinycl_nodes.firmware import FirmwareError, Library
+from tinycl_nodes.firmware_latent import LatentUpperHeadC
+
+from .conftest import SAN_ENV, run
+
+SMALL = {"memory_size": 60, "batch_size": 16, "epochs": 2, "replay": 24, "minibatch": 8}
+
+
+@pytest.fixture(scope="module")
+def lib(host_build):
+    return Library(host_build / "libtinycl.so")
+
+
+@pytest.fixture(scope="module")
+def latents(data_dir, tmp_path_factory):
+    from tinycl_nodes.datasets import load_mnist
+    from tinycl_nodes.export.latent_onnx import split_model
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+    from tinycl_nodes.presets import LATENT
+
+    X, y = load_mnist("test", str(data_dir))
+    idx = np.random.default_rng(0).permutation(len(y))[:300]
+    split = split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp_path_factory.mktemp("split"))
+    return FrozenExtractor(split.lower_path).extract(X[idx]).astype(np.float32), y[idx].astype(np.int64)
+
+
+def test_c_unit_test_under_asan_and_ubsan(host_build):
+    p = run([host_build / "tinycl_latent_test"], env=SAN_ENV)
+    assert "all checks passed" in p.stdout
+
+
+def test_pcg32_draws_are_the_c_cores(lib):
+    f = lib.lib
+    f.tinycl_pcg32_seed.argtypes = [C.c_void_p, C.c_uint64, C.c_uint64]
+    f.tinycl_pcg32_choice.argtypes = [C.c_void_p, C.c_uint32, C.c_uint32, C.c_void_p]
+    f.tinycl_pcg32_permutation.argtypes = [C.c_void_p, C.c_uint32, C.c_void_p]
+    state = (C.c_uint64 * 2)()
+    f.tinycl_pcg32_seed(state, 7, 2)
+    py = Pcg32(7, 2)
+    for n, k in ((1500, 96), (40, 40), (10, 0), (33, 5)):
+        out = (C.c_uint16 * max(k, 1))()
+        f.tinycl_pcg32_choice(state, n, k, out)
+        want = py.choice(n, k)
+        assert list(out)[:k] == want.tolist() and np.all(np.diff(want) > 0)
+        perm = (C.c_uint16 * n)()
+        f.tinycl_pcg32_permutation(state, n, perm)
+        assert list(perm) == py.permutation(n).tolist()
+    assert sorted(py.permutation(50).tolist()) == list(range(50))
+
+
+def test_forward_equals_numpy(lib, latents):
+    X, y = latents
+    head = preset_head(**SMALL)
+    ch = LatentUpperHeadC(lib, **c_params(head))
+    assert np.array_equal(ch.state()["fc_W"], head.upper[1].W.ravel())   # generated = the head's weights
+    for i in range(SMALL["batch_size"]):   # one training round: a classifier with non-zero rows
+        head.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    got = np.array([ch.scores(x) for x in X[100:200]])
+    want = head._forward(X[100:200])
+    assert np.abs(want).max() > 0.1 and len(head.classes) >= 5
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("quantization", ["tensor", "channel"])
+def test_same_learning_as_numpy(lib, latents, quantization):
+    X, y = latents
+    head = preset_head(quantization=quantization, **SMALL)
+    ch = LatentUpperHeadC(lib, **c_params(head))
+    n = 128
+    for i in range(n):
+        if head.classes:
+            assert ch.predict_one(X[i]) == head.predict_one(X[i]), f"sample {i}"
+        head.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    st = ch.state()
+    assert st["counts"].tolist() == [n, head.n_pending, head.buffer.size, head.buffer.n_batches]
+    assert head.buffer.n_batches == n // SMALL["batch_size"] and head.buffer.size == SMALL["memory_size"]
+    assert st["classes"].tolist() == head.classes and st["class_seen"].tolist() == head.class_seen.tolist()
+    fc = head.upper[1]
+    assert np.abs(st["fc_W"].reshape(fc.W.shape) - fc.W).max() < 1e-6
+    assert np.abs(st["fc_b"] - fc.b).max() < 1e-6
+    assert np.abs(st["head_W"] - head.classifier.W).max() < 1e-6
+    assert np.abs(st["head_b"] - head.classifier.b).max() < 1e-6
+    assert np.abs(fc.W - preset_head(**SMALL).upper[1].W).max() > 1e-4   # the upper layer did learn
+    assert np.array_equal(st["replay_x"], head.buffer._x[:head.buffer.size])
+    assert np.array_equal(st["replay_rows"], head.buffer.rows())
+    q = head.buffer.quantizer.to_dict()
+    assert st["scales"].tolist() == np.float32(q.get("scales", [q.get("scale")])).tolist()
+    assert st["zero_points"].tolist() == list(q.get("zero_points", [q.get("zero_point")]))
+    held = X[n:]
+    c_pred = np.array([ch.predict_one(x) for x in held])
+    assert np.array_equal(c_pred, head.predict_batch(held))
+    assert np.mean(c_pred == y[n:]) > 0.8   # it learned ten digits from 128 samples
+
+
+def test_bad_input_and_what_c_cannot_hold(lib, latents):
+    X, _ = latents
+    ch = LatentUpperHeadC(lib, **SMALL)
+    bad = X[0].copy()
+    bad[5] = np.nan
+    with pytest.raises(InputError):
+        ch.learn_one(bad, 1)
+    with pytest.raises(InputError):
+        ch.learn_one(X[0], -3)
+    for c in range(lib.max_classes):
+        ch.learn_one(X[c], c)
+    with pytest.raises(InputError, match="too many classes"):
+        ch.learn_one(X[0], 99)
+    assert ch.state()["counts"][0] == lib.max_classes   # refusals learned nothing
+    with pytest.raises(FirmwareError, match="refused"):
+        LatentUpperHeadC(lib, memory_size=ch.capacity + 1)
+    with pytest.raises(InputError, match="unknown parameters"):
+        LatentUpperHeadC(lib, momentum=0.9)
+    conv = LatentUpperHead((2, 4, 4), [Conv2d(np.zeros((2, 2, 3, 3)), np.zeros(2), pad=1), MaxPool2d(2), Flatten(),
+                                       Linear(np.zeros((3, 8)), np.zeros(3))], quantization="tensor")
+    with pytest.raises(ExportError, match="fully connected layers"):
+        generate(conv)
+    with pytest.raises(ExportError, match="int8"):
+        generate(preset_head(quantization="none"))
+
+
+def test_state_blob_both_ways(lib, latents):
+    """Python head → C blob → C head (and back): both continue exactly as the head they came from."""
+    from tinycl_nodes.core.errors import StateError
+    from tinycl_nodes.export.c_state import latent_from_bytes, latent_to_bytes
+
+    X, y = latents
+    head = preset_head(quantization="channel", **SMALL)
+    for i in range(40):   # two rounds + 8 pending
+        head.learn_one(X[i], int(y[i]))
+    ch = LatentUpperHeadC(lib, **SMALL)
+    ch.load_bytes(latent_to_bytes(head))
+    assert ch.to_bytes() == latent_to_bytes(head)   # byte for byte
+    for i in range(40, 72):
+        head.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    back = latent_from_bytes(ch.to_bytes(), like=preset_head(**SMALL))
+    assert back.n_seen == head.n_seen == 72 and back.n_pending == head.n_pending == 8
+    assert np.abs(back.classifier.W - head.classifier.W).max() < 1e-6
+    assert np.array_equal(back.buffer._x[:back.buffer.size], head.buffer._x[:head.buffer.size])
+    for i in range(72, 104):   # the restored Python head continues like the C one
+        back.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    assert np.array_equal(np.array([ch.predict_one(x) for x in X[200:]]), back.predict_batch(X[200:]))
+    blob = bytearray(ch.to_bytes())
+    before = ch.to_bytes()
+    for bad in (bytes(blob[:-9]), bytes(blob[:40]) + b"\x00" + bytes(blob[41:]), b"TCLS"):
+        with pytest.raises(StateError):
+            ch.load_bytes(bad)
+        with pytest.raises(StateError):
+            latent_from_bytes(bad, like=back)
+    assert ch.to_bytes() == before   # refusals changed nothing
+    with pytest.raises(StateError, match="pcg32"):
+        latent_to_bytes(LatentUpperHead(back.latent_shape, back.upper, quantization="tensor"))

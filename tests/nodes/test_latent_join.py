@@ -1,0 +1,76 @@
+"""Pairing labelled samples with their latents (either order, bounded, bad latents refused)."""
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.errors import ExtractorMismatchError, InputError
+from tinycl_nodes.nodes.latent_join import LatentJoin
+
+
+def _features(i: int, data, h: str = "abc") -> SimpleNamespace:
+    stamp = SimpleNamespace(sec=1000 + i, nanosec=0)
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp), sample_id=i, data=np.asarray(data, np.float32),
+                           extractor_hash=h)
+
+
+def _labeled(i: int) -> SimpleNamespace:
+    return SimpleNamespace(features=_features(i, np.zeros(2)), label=i % 3)
+
+
+def test_pairs_in_either_order_and_expires(caplog):
+    used = []
+    join = LatentJoin(lambda m, x: used.append((m.features.sample_id, x[0])), 4, "abc", 0.05,
+                      logging.getLogger("t"), max_bytes=3 * (4 * 4 + 64))
+    join.add_latent(_features(0, [0, 1, 2, 3]))
+    join.add_labeled(_labeled(0))                 # latent first
+    join.add_labeled(_labeled(1))                 # labelled first: waits
+    assert used == [(0, 0.0)]
+    join.add_latent(_features(1, [1, 1, 1, 1]))
+    assert used == [(0, 0.0), (1, 1.0)]
+    assert join.latent_of(_features(1, [])).tolist() == [1, 1, 1, 1]   # kept for a take-back
+    for i in range(2, 6):                         # bounded: the oldest latents are forgotten
+        join.add_latent(_features(i, [i] * 4))
+    with pytest.raises(InputError, match="no latent kept for sample 0"):
+        join.latent_of(_features(0, []))
+    join.add_labeled(_labeled(9))                 # its latent never comes
+    import time
+    time.sleep(0.1)
+    with caplog.at_level(logging.WARNING):
+        join.expire()
+    assert "1 labelled sample(s) dropped" in caplog.text
+    join.add_latent(_features(9, [9] * 4))
+    assert len(used) == 2
+
+
+def test_bad_latents_are_refused():
+    join = LatentJoin(lambda m, x: None, 4, "abc", 1.0, logging.getLogger("t"))
+    with pytest.raises(InputError):
+        join.add_latent(_features(0, [0, 1, 2]))          # wrong size
+    with pytest.raises(InputError):
+        join.add_latent(_features(0, [0, np.nan, 2, 3]))  # NaN
+    with pytest.raises(ExtractorMismatchError):
+        join.add_latent(_features(0, [0, 1, 2, 3], h="other"))
+
+
+def test_switching_to_the_latent_head_over_a_state_dir_explains(tmp_path, caplog):
+    """A preset's head in state_dir, then the learner starts with latent_head: one line, a fresh latent head."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.learner import Learner, LearnerParams
+
+    first = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
+                    LearnerParams(state_dir=str(tmp_path), preset="tinycl"))
+    first.configure()
+    first.head.learn_one(np.ones(64, np.float32), 1)
+    first.close()
+    with caplog.at_level(logging.ERROR):
+        second = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
+                         LearnerParams(state_dir=str(tmp_path), latent_head=True))
+        second.configure()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and all(w in errors[0] for w in ("StreamingLDA", "LatentUpperHead", "latent_head:=false"))
+    assert second.head.kind == "LatentUpperHead" and second.head.n_features == 1152 and second.head.n_seen == 0
+    assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1
