@@ -61,7 +61,7 @@ def test_labeler_that_lost_its_state_recovers_the_labelled_samples(domain, tmp_p
     """kill -9 of the labeler and its state file deleted: the restarted labeler has no labelled sample
     of its own; it gets the learner's kept ones (latched ``labelled_init``), says so in one line,
     and labelling goes on — the graph still ends within 0.5 points of an uninterrupted run."""
-    stream, rate, kill_at = 1600, 200.0, 500           # slower: most of the stream is left after the restart
+    stream, rate, kill_at = 1600, 120.0, 400           # slow: most of the stream (~10 s) is left after the restart
     with ExitStack() as stack:
         g = Graph(stack, domain, tmp_path, stream, rate)
         g.start_all()
