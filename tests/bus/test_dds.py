@@ -145,3 +145,23 @@ def test_raising_callback_is_one_error_line_and_spin_goes_on(bus, domain, caplog
     assert seen == [0, 2]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "/tinycl_test/bad" in errors[0] and "NaN" in errors[0]
+
+
+def test_transient_local_serves_its_whole_history_to_a_late_reader(bus, domain) -> None:
+    """A latched topic of depth N gives a reader that joins later its last N samples (cyclonedds serves
+    the durability-service history, keep-last 1 unless set: as rmw_cyclonedds, it is the topic's)."""
+    writer = create_bus("writer", "/tinycl_test", backend="dds", domain=domain, dds_config="loopback")
+    try:
+        T = writer.msg("LabeledFeatures")
+        pub = writer.create_publisher("kept", T, QosProfile(reliable=True, transient_local=True, depth=50))
+        for i in range(80):
+            pub.publish(T(label=i))
+        got: list[int] = []
+        bus.create_subscription("kept", "LabeledFeatures", lambda m: got.append(int(m.label)),
+                                QosProfile(reliable=True, transient_local=True, depth=0))
+        end = time.monotonic() + 10
+        while len(got) < 50 and time.monotonic() < end:
+            bus.spin_once(0.05)
+        assert got == list(range(30, 80))
+    finally:
+        writer.shutdown()

@@ -46,9 +46,44 @@ def test_kill9_mid_stream_loses_at_most_one_checkpoint(victim, domain, tmp_path,
         after = g.head_versions[g.head_versions.index(version_at_kill) + 1:] if version_at_kill else g.head_versions
         assert after == sorted(set(after)) and all(v > version_at_kill for v in after), (version_at_kill, after)
         assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
+        # a callback that raised is one "dropped" line: none here (the labeler's resume timer once did)
+        assert not any("timer: dropped" in ln or "dropped: AttributeError" in ln
+                       for p in g.procs.values() for ln in p.lines)
     X, y = held_out(mnist_features, STREAM)
     n, h = mnist_features.n_features, mnist_features.extractor_hash
     ref = accuracy(reference_head(mnist_features, preset, STREAM), X, y)
     got = accuracy(saved_head(tmp_path, preset, n, h, learner), X, y)
     print(f"held-out accuracy: uninterrupted {ref:.2f} %, killed {victim} {got:.2f} % ({got - ref:+.2f} pt)")
+    assert abs(got - ref) <= 0.5
+
+
+def test_labeler_that_lost_its_state_recovers_the_labelled_samples(domain, tmp_path, mnist_features):
+    """kill -9 of the labeler and its state file deleted: the restarted labeler has no labelled sample
+    of its own; it gets the learner's kept ones (latched ``labelled_init``), says so in one line,
+    and labelling goes on — the graph still ends within 0.5 points of an uninterrupted run."""
+    stream, rate, kill_at = 1600, 120.0, 400           # slow: most of the stream (~10 s) is left after the restart
+    with ExitStack() as stack:
+        g = Graph(stack, domain, tmp_path, stream, rate)
+        g.start_all()
+        assert g.spin_until(lambda: g.labels >= kill_at, 90), f"only {g.labels} labels"
+        g.procs["labeler"].proc.kill()
+        g.procs["labeler"].proc.wait()
+        (tmp_path / "labeler.state").unlink()
+        labels_at_kill = g.labels
+        again = g.start("labeler")
+        line = again.wait_for_line("recovered ", 60)
+        assert re.search(r"recovered 100 labelled samples \(10 classes\) from /labelled_init", line), line
+        g.finish()
+        after = g.labels - labels_at_kill
+        print(f"labeler restarted without state: {line.split('] ')[-1]}; {after} labels sent after the restart "
+              f"({labels_at_kill} before)")
+        assert after >= 300, after                       # labelling went on (≥ 2 s of the stream)
+        assert not any("dropping unlabelled samples" in ln for ln in again.lines), again.lines[-20:]
+        assert not any("Traceback" in ln for p in g.procs.values() for ln in p.lines)
+    X, y = held_out(mnist_features, stream)
+    n, h = mnist_features.n_features, mnist_features.extractor_hash
+    ref = accuracy(reference_head(mnist_features, "tinycl", stream), X, y)
+    got = accuracy(saved_head(tmp_path, "tinycl", n, h), X, y)
+    print(f"held-out accuracy: uninterrupted {ref:.2f} %, labeler recovered without state {got:.2f} % "
+          f"({got - ref:+.2f} pt)")
     assert abs(got - ref) <= 0.5

@@ -51,6 +51,7 @@ def make_nodes(tmp_path):
             n.configure()
             for x, t in zip(X, y):
                 n.head.learn_one(x, int(t))
+            n.labelled.X, n.labelled.y, n.labelled.stamps = X[:10], y[:10].astype(np.int64), np.arange(10)
         elif name == "labeler":
             n.system.init_from_labelled(X, y)
             n._init_X, n._init_y, n.initialised = X, y, True
@@ -204,8 +205,8 @@ def test_state_file_fuzz_every_bad_file_moved_aside_with_one_line(tmp_path):
         assert not os.path.lexists(path) and os.path.lexists(aside), msg
         moved += 1
         # the node starts fresh: nothing half-restored
-        if hasattr(n, "head") and hasattr(n, "version"):
-            assert n.head.n_seen == 0 and n.version == 0
+        if hasattr(n, "head") and hasattr(n, "heads"):
+            assert n.head.n_seen == 0 and n.heads.version == 0 and not len(n.labelled)
         elif hasattr(n, "rce"):
             assert not n.rce.classes
         else:

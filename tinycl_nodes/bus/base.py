@@ -120,6 +120,11 @@ class BaseBus:
         heapq.heappush(self._timers, (time.monotonic_ns() + timer.period_ns, next(self._seq), timer))
         return timer
 
+    def destroy(self, entity: Any) -> None:
+        """Remove a timer (a backend also removes its subscriptions): a one-off wait, a managed node's cleanup."""
+        if isinstance(entity, Timer):
+            entity.cancel()
+
     def _next_timer_in_s(self) -> float | None:
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)

@@ -121,12 +121,15 @@ class DdsBus(BaseBus):
     # QoS ---------------------------------------------------------------------------------------------
     def qos(self, p: QosProfile, ros_type: str) -> Qos:
         """DDS QoS for a profile, with the type hash in USER_DATA as Iron and later expect."""
+        history = Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth)
         policies = [
             Policy.Reliability.Reliable(duration(seconds=p.max_blocking_s)) if p.reliable
             else Policy.Reliability.BestEffort,
             Policy.Durability.TransientLocal if p.transient_local else Policy.Durability.Volatile,
-            Policy.History.KeepAll if p.depth == 0 else Policy.History.KeepLast(p.depth),
+            history,
         ]
+        if p.transient_local:   # what a late joiner gets: the history, as rmw_cyclonedds sets it (default: 1)
+            policies.append(Policy.DurabilityService(0, history, -1, -1, -1))
         if p.lifespan_s > 0:
             policies.append(Policy.Lifespan(duration(seconds=p.lifespan_s)))
         if self.distro != "humble":
@@ -160,6 +163,13 @@ class DdsBus(BaseBus):
         self._subs.append(sub)
         self.discovery.add(reader, is_reader=True)
         return sub
+
+    def destroy(self, entity: Any) -> None:
+        """Remove a subscription (it is no longer served) or a timer."""
+        if isinstance(entity, DdsSubscription) and entity in self._subs:
+            self._waitset.detach(entity.condition)
+            self._subs.remove(entity)
+        super().destroy(entity)
 
     def count_publishers(self, topic: str) -> int:
         """Writers matched by our subscriptions on ``topic`` (e.g. to see that a replay has ended)."""

@@ -33,13 +33,15 @@ from pydantic import Field
 
 from .. import presets
 from ..core import state as st
-from ..core.errors import StateError, TinyclError
-from ..interfaces import as_sequence, ns_to_time
+from ..core.errors import TinyclError
+from ..interfaces import as_sequence
 from ..core.validation import check_label
 from ..export import c_state
 from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
-from .messages import features_of, head_message, image_pixels, stamp_ns
+from .head_publisher import HeadParams, HeadPublisher
+from .labelled_set import LabelledParams, LabelledSet
+from .messages import features_of, image_pixels, stamp_ns
 from .runner import ImageQos, Node, StateParams, run_node
 from .truth_join import TruthJoin
 
@@ -48,7 +50,7 @@ HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/buil
        "or point the `lib` parameter / TINYCL_LIB at a built libtinycl.so")
 
 
-class BoardParams(StateParams):
+class BoardParams(StateParams, HeadParams, LabelledParams):
     input: Literal["labeled", "image"] = Field(
         "labeled", description="labeled: learn LabeledFeatures like the learner | image: C features and the C "
                                "TinyNDC step on image + ground_truth")
@@ -61,13 +63,6 @@ class BoardParams(StateParams):
     lr: float = Field(presets.CWR_PARAMS["lr"], gt=0, description="learning rate of the C CWR* head")
     batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1,
                             description="C CWR* head: samples learned between two consolidations")
-    publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
-    publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
-                                                           "learned since it was last published")
-    with_state: bool = Field(True, description="also send the full core state (Python format) in Head.state (the "
-                                               "labeler's head replica follows it after a restart)")
-    class_names: dict[int, str] = Field(default_factory=dict,
-                                        description="class id → name of predictions and the head")
     truth_timeout_s: float = Field(1.0, gt=0, description="image: wait this long (seconds) for an image's ground "
                                                           "truth")
     expect_ground_truth: bool = Field(False, description="image: hold images until their ground truth arrives")
@@ -133,19 +128,18 @@ class Board(Node):
         if params.input == "image" and self.hash != self.lib.model_sha256:
             raise TinyclError(f"board: input image runs the C core's own model ({self.lib.model_sha256[:12]}), "
                               f"not {model} ({self.hash[:12]})")
+        self.heads = HeadPublisher(self, lambda: (self.python_head(), self.params.class_names, {}))
         self.state = self.open_state("board", self.state_dicts)
         self.load_state()
         self.Prediction = bus.msg("Prediction")
-        self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
         self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
-        self.head_pub = bus.create_publisher("head", self.HeadMsg, "latched")
-        self.updates_since_publish = 0
+        if params.input == "labeled":    # the labeler's labelled samples, for a labeler that lost them
+            self.labelled.advertise(bus, params.labelled_topic)
         self.sample_id = 0
         if params.input == "image":
             self.Features = bus.msg("Features")
             self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
             bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
-        bus.create_timer(params.publish_period_s, self._maybe_publish)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
                       self.lib.lib.tinycl_abi_version(), self.lib.n_features, self.lib.max_classes, params.input,
                       self.hash[:12])
@@ -169,13 +163,13 @@ class Board(Node):
         self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
         if label >= 0:
             self.head.learn_one(x, label)
-            self.last_label_ns = stamp_ns(msg.header)
-            self.updates_since_publish += 1
+            self.heads.learned(stamp_ns(msg.header))
+            self.labelled.add(msg, x, label)
             self.state.learned()
-        if self.updates_since_publish >= self.params.publish_every:
-            self._maybe_publish()
+        self.heads.check()
 
     def on_truth(self, msg: Any) -> None:
+        check_label(int(msg.label), "ground truth label")
         self.join.add_truth(stamp_ns(msg.header), msg)
 
     def on_image(self, msg: Any) -> None:
@@ -203,44 +197,25 @@ class Board(Node):
                 self.ncm.update(x, cls)
         else:
             return
-        self.last_label_ns = stamp_ns(header)
-        self.updates_since_publish += 1
+        self.heads.learned(stamp_ns(header))
         self.state.learned()
-        if self.updates_since_publish >= self.params.publish_every:
-            self._maybe_publish()
+        self.heads.check()
 
     def _publish_prediction(self, header: Any, sample_id: int, cls: int, conf: float) -> None:
         self.pred_pub.publish(self.Prediction(header=header, sample_id=sample_id, class_id=cls,
                                               class_name=self.params.class_names.get(cls, str(cls)), confidence=conf))
 
     # --- head and state -----------------------------------------------------------------------
-    def _maybe_publish(self) -> None:
-        if self.updates_since_publish:
-            self.publish_head()
-
     def python_head(self):
         """The C head as the Python CWRStar (through its C blob): what the Head message is made from."""
         return c_state.cwr_from_bytes(self.head.to_bytes())
-
-    def publish_head(self) -> None:
-        head = self.python_head()
-        if not head.classes:
-            return
-        self.version += 1
-        self.state.save()    # first saved, then published: a version number is never used twice
-        # stamped with the last label learned, as the learner's (the labeler's replica follows it)
-        stamp = ns_to_time(self.last_label_ns, self.bus.msg("builtin_interfaces/msg/Time"))
-        header = self.bus.msg("std_msgs/msg/Header")(stamp=stamp, frame_id="")
-        self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header,
-                                           self.params.class_names, self.params.with_state))
-        self.updates_since_publish = 0
 
     def load_state(self) -> None:
         """The saved C state, or a fresh one (no file, or a bad one: moved aside)."""
         self._fresh()
         if self.state.load(self._restore):
             self.log.info("restored C head (%d classes) from %s, head version %d, %d samples", self.head.n_classes,
-                          self.state.path, self.version, self.python_head().n_seen)
+                          self.state.path, self.heads.version, self.python_head().n_seen)
         else:
             self._fresh()
 
@@ -248,30 +223,28 @@ class Board(Node):
         self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
         self.head.set_extractor(self.hash)
         self.ncm = NearestCentroidC(self.lib) if self.params.input == "image" else None
-        self.version, self.last_label_ns = 0, 0
+        self.heads.reset()
+        self.labelled = LabelledSet(self.n_features, self.params.keep_labelled)
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """The C blobs (``export/c_state.py`` layout) as uint8 arrays, and the published version."""
         arrays = {"head": np.frombuffer(self.head.to_bytes(), np.uint8)}
         if self.ncm is not None:
             arrays["centroids"] = np.frombuffer(self.ncm.to_bytes(), np.uint8)
-        return {"board": st.make_state("board", 1, {"input": self.params.input}, arrays,
-                                       {"published_version": self.version, "last_label_ns": self.last_label_ns})}
+        return {"board": st.make_state("board", 1, {"input": self.params.input}, arrays, self.heads.meta()),
+                "labelled": self.labelled.state_dict()}
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         state = st.check_state(saved.get("board"), "board", 1, ("head",) + (("centroids",) if self.ncm else ()))
         self.head.load_bytes(np.asarray(state["arrays"]["head"], np.uint8).tobytes())
         if self.ncm is not None:
             self.ncm.load_bytes(np.asarray(state["arrays"]["centroids"], np.uint8).tobytes())
-        version = state["meta"].get("published_version", 0)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise StateError(f"state: published_version must be a non-negative int, got {version!r}")
-        self.version = version
-        self.last_label_ns = int(state["meta"].get("last_label_ns", 0))
+        self.heads.restore(state["meta"])
+        if "labelled" in saved:
+            self.labelled.load_state_dict(saved["labelled"])
 
     def close(self) -> None:
-        if self.updates_since_publish:
-            self.publish_head()
+        self.heads.maybe_publish()
         self.state.save()
 
 

@@ -11,8 +11,15 @@ with the last label it learned; this node logs the labels it sent (stamp → the
 count after it) and, when a learner head shows another count after that label (the learner
 restarted from a checkpoint, or this node did), takes the learner's state and re-applies the labels
 sent since (one log line). After its own restart it holds samples up to ``follow_wait_s`` for that
-head. Labelled samples (``Features.labelled``) initialise the clusters and are kept in the state;
-until one has arrived an unlabelled sample cannot be pseudo-labelled and is dropped with one line.
+head. Labelled samples (``Features.labelled``) initialise the clusters and are kept in the state.
+A labeler without any (its state file lost: deleted, or moved aside as corrupt) gets them back from
+the learner, which keeps the ground-truth samples it learned and latches them on ``recover_topic``
+(``labelled_set.py``): the first unlabelled sample is held (with those after it) until they came,
+at most ``follow_wait_s``, and one line says "recovered N labelled samples from …". With none
+there, an unlabelled sample cannot be pseudo-labelled and is dropped (one line).
+
+No sample is handled before ``labeled`` has ``wait_for_subscribers`` readers (the learner or board,
+and the label app in tinyrce): a reliable, volatile sample sent before its reader matched is lost.
 
 In a fleet the learner merges the fleet's global head into its head; the replica would then
 diverge. So this node subscribes ``global_head`` too and applies the *same* merge to its replica
@@ -47,7 +54,9 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
+from ..bus.qos import QosProfile
 from ..core.errors import InputError, StateError, TinyclError
+from ..core.validation import check_label
 from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
@@ -80,6 +89,14 @@ class LabelerParams(StateParams):
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
     global_policy: Literal["replace", "blend", "add"] = Field(
         "blend", description="how the global head is merged into the head replica; must be the learner's")
+    recover_topic: str = Field("labelled_init", description="the labelled samples the learner keeps (latched): "
+                                                            "without state, the clusters are initialised from "
+                                                            "them (\"\" = never)")
+    wait_for_subscribers: int = Field(1, ge=0, description="readers of labeled to wait for before the first "
+                                                           "sample is handled: the learner (or board), and the "
+                                                           "label app in tinyrce")
+    wait_timeout_s: float = Field(30.0, gt=0, description="handle samples anyway after this many seconds "
+                                                          "without those readers (one line)")
     # --- preset rce only: TinyRCE and label requests -------------------------------------------------
     rce_memory_bytes: int = Field(40 * 1024, ge=64, description="rce: memory cap of the prototypes in bytes (each "
                                                                 "costs 4 x features + 14 B)")
@@ -146,8 +163,17 @@ class Labeler(Node):
         self._warned_follow = False
         self.LabeledFeatures = bus.msg("LabeledFeatures")
         self.pub = bus.create_publisher("labeled", self.LabeledFeatures, "reliable")
-        self.downstream = [self.pub]
+        self.downstream = [(self.pub, params.wait_for_subscribers)]
         bus.create_subscription("features", "Features", self.gated(self.on_features), "reliable")
+        # recovery of the labelled samples (labelled_set.py): they come from the writer's history
+        self._recovered: list[tuple[np.ndarray, int]] = []
+        self._recovered_t = 0.0
+        self._recovery: dict[str, Any] = {}      # while unlabelled samples are held for them: deadline, timer
+        self._recovery_over = False
+        self._head_taken = False
+        if params.recover_topic:
+            bus.create_subscription(params.recover_topic, "LabeledFeatures", self.on_recovered,
+                                    QosProfile(reliable=True, transient_local=True, depth=0))
         if params.global_topic and self.system.head is not None:
             bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
         if params.follow_head and self.system.head is not None:
@@ -205,6 +231,7 @@ class Labeler(Node):
             head.learn_valid(x, label)
             self._sent[k] = (head.n_seen, x, label)
         self.system.head = head
+        self._head_taken = True
         self.global_round = max(self.global_round, merged)      # a round the learner merged is not merged again
         self.log.info("head replica taken from the learner's head v%d (%d samples), %d label(s) sent since "
                       "re-applied", msg.version, n, len(replay))
@@ -287,8 +314,11 @@ class Labeler(Node):
 
     def on_features(self, msg: Any) -> None:
         x = features_of(msg, self.n_features, self.hash, self.bound)
+        labelled = msg.labelled and msg.true_label >= 0
+        if not labelled and not self.initialised and not self._initialise(msg):
+            return
         self.n_samples += 1
-        if msg.labelled and msg.true_label >= 0:
+        if labelled:
             if not self.initialised:
                 if len(self._init_buffer) >= INIT_MAX:
                     self._init_buffer.pop(0)
@@ -302,17 +332,25 @@ class Labeler(Node):
                 self._remember_sent(stamp_ns(msg.header), x, int(msg.true_label))
             self.state.learned()
             return
-        if not self.initialised and not self._initialise():
-            return
         step = self.system.step(x)
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
         if step.learned and self.system.head is not None:
             self._remember_sent(stamp_ns(msg.header), x, int(step.pseudo_label))
         self.state.learned()
 
-    def _initialise(self) -> bool:
-        """Initialise the clusters from the labelled samples so far, and pass them on in order."""
+    def _initialise(self, msg: Any) -> bool:
+        """Initialise the clusters from the labelled samples so far, and pass them on in order; with
+        none, from the samples the learner kept (``recover_topic``): ``msg`` is held until they came."""
         if not self._init_buffer:
+            if self._recovered and self._recovery_over:
+                self._recover()
+                return True
+            if self.params.recover_topic and not self._recovery_over:
+                self.hold(self.on_features, msg)
+                if not self._recovery:
+                    self._recovery = {"deadline": time.monotonic() + self.params.follow_wait_s,
+                                      "timer": self.bus.create_timer(RECOVERY_POLL_S, self._poll_recovery)}
+                return False
             if not self._warned_uninitialised:
                 self.log.error("no labelled sample yet: cannot pseudo-label, dropping unlabelled samples")
                 self._warned_uninitialised = True
@@ -331,6 +369,47 @@ class Labeler(Node):
         self.state.save()
         return True
 
+    def on_recovered(self, msg: Any) -> None:
+        """A labelled sample the learner kept (``labelled_set.py``): used only by a labeler without any."""
+        if self.initialised or self._init_buffer or len(self._recovered) >= INIT_MAX:
+            return
+        x = features_of(msg.features, self.n_features, self.hash, self.bound)
+        self._recovered.append((x, check_label(int(msg.label))))
+        self._recovered_t = time.monotonic()
+
+    def _poll_recovery(self) -> None:
+        """While samples are held for the recovery: go on once the learner's samples (and head) came
+        and no more arrive, or once ``follow_wait_s`` is over (with what came, or none: one line)."""
+        now = time.monotonic()
+        came = self._recovered and now - self._recovered_t >= RECOVERY_QUIET_S
+        head = self._head_taken or not self.params.follow_head or self.system.head is None
+        if not (came and head) and now < self._recovery["deadline"]:
+            return
+        self.bus.destroy(self._recovery.pop("timer"))
+        self._recovery_over = True
+        if self._recovered:
+            self._recover()
+        else:
+            self.log.error("no labelled sample yet, and none came on %s within %.1f s: cannot pseudo-label, "
+                           "dropping unlabelled samples", self.bus.topic_name(self.params.recover_topic),
+                           self.params.follow_wait_s)
+            self._warned_uninitialised = True
+        self._resume()
+
+    def _recover(self) -> None:
+        """Initialise the clusters from the learner's kept samples (not passed on: it learned them)."""
+        X = np.stack([x for x, _ in self._recovered]).astype(np.float32)
+        y = np.asarray([label for _, label in self._recovered], np.int64)
+        if self._head_taken or self.system.head is None:   # the replica is the learner's head already
+            self.system.clusterer.init_from_labelled(X, y)
+        else:
+            self.system.init_from_labelled(X, y)
+        self._init_X, self._init_y, self._recovered = X, y, []
+        self.initialised = True
+        self.log.info("recovered %d labelled samples (%d classes) from %s: clusters initialised from them", y.size,
+                      len(set(y.tolist())), self.bus.topic_name(self.params.recover_topic))
+        self.state.save()
+
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
         self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
                                               confidence=confidence, source=source))
@@ -340,6 +419,8 @@ class Labeler(Node):
 
 
 INIT_MAX = 10_000          # labelled samples held until the clusters are initialised
+RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
+RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
@@ -386,7 +467,7 @@ class RceLabeler(Labeler):
         self.request_pub = bus.create_publisher("label_request", self.LabelRequest, "reliable")
         self.status_pub = bus.create_publisher("label_status", self.String, "reliable")
         self.unlearn_pub = bus.create_publisher("unlearn", self.LabeledFeatures, "reliable")
-        self.downstream = [self.pub]
+        self.downstream = [(self.pub, params.wait_for_subscribers)]
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
         bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)

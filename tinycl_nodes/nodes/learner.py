@@ -3,9 +3,13 @@
 For every sample it predicts first (prequential: the prediction the system would act on), then
 learns the label if there is one (a pseudo-label, a person's answer, or ground truth). The head
 is published on ``head`` (latched) every ``publish_every`` updates, at most every
-``publish_period_s``, and at exit; its state (``storage.StateStore``) is checkpointed every
-``save_every`` samples / ``save_period_s`` seconds, before each published version, at exit and
-on SIGTERM, and reloaded on restart: version numbers keep increasing across restarts.
+``publish_period_s``, and at exit (``head_publisher.py``: the board's protocol too); its state
+(``storage.StateStore``) is checkpointed every ``save_every`` samples / ``save_period_s``
+seconds, before each published version, at exit and on SIGTERM, and reloaded on restart:
+version numbers keep increasing across restarts. The first
+``keep_labelled`` ground-truth samples it learns are kept in that state and latched on
+``labelled_topic``: a labeler that lost its state recovers its clusters from them
+(``labelled_set.py``).
 
 In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
 aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
@@ -36,10 +40,11 @@ from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..extractor import FrozenExtractor, model_path
-from ..interfaces import ns_to_time
 from ..interfaces.heads import from_msg
+from .head_publisher import HeadParams, HeadPublisher
+from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
-from .messages import features_of, head_message, stamp_ns
+from .messages import features_of, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -48,20 +53,12 @@ HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "rce": lambda n, h: presets.TinyNDC(None, presets.HEADS["ncm"](n, h))}
 
 
-class LearnerParams(ManagedParams, StateParams):
+class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
     runtime_mutable = frozenset({"publish_every"})
 
     preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = Field("tinycl",
                                                                      description="the head of this preset")
     model: str = Field("mnist_0to5_fp32", description="the extractor the features come from (hash + size)")
-    publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
-    publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
-                                                           "learned since it was last published")
-    with_state: bool = Field(True, description="also send the full core state in Head.state (the labeler's head "
-                                               "replica follows it after a restart of either node)")
-    class_names: dict[int, str] = Field(default_factory=dict,
-                                        description="class id → name of predictions and the head (names learned "
-                                                    "later are added)")
     latency_log: str | None = Field(None, description="write latency stats (capture → update, JSON in ms) here at "
                                                       "exit; None: not measured")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
@@ -84,6 +81,7 @@ class Learner(Node):
         params, bus = self.params, self.bus
         extractor = FrozenExtractor(model_path(params.model))
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round}))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
         self.latents = None
@@ -92,11 +90,10 @@ class Learner(Node):
             self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
                                                "reliable"))
             self.track(bus.create_timer(params.latent_wait_s / 2, self.latents.expire))
-        self.Prediction = bus.msg("Prediction")
-        self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
+        self.Prediction, self.HeadMsg = bus.msg("Prediction"), bus.msg("Head")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
-        self.head_pub = self.track(bus.create_publisher("head", self.HeadMsg, "latched"))
-        self.updates_since_publish = 0
+        if (labelled_pub := self.labelled.advertise(bus, params.labelled_topic)) is not None:
+            self.track(labelled_pub)
         self.latencies: list[int] = []
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
         # a person's answer changed or withdrawn: exact for heads that can unlearn, else a short replay
@@ -106,25 +103,24 @@ class Learner(Node):
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
-        self.track(bus.create_timer(params.publish_period_s, self._maybe_publish))
         super().configure()
 
     def _fresh(self) -> None:
         self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash) if self.params.latent_head \
             else HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
-        self.version = 0
+        self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
-        self.last_label_ns = 0                    # stamp of the last label learned: the head's header stamp
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
         # learned state, saved with the head
         self.class_names: dict[int, str] = dict(self.params.class_names)
+        self.labelled = LabelledSet(self.n_features, self.params.keep_labelled)
 
     def load_state(self) -> None:
         """The saved head, or a fresh one (no file, or a bad one: moved aside, whatever it half-restored dropped)."""
         self._fresh()
         if self.state.load(self._restore):
             self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
-                          self.head.n_seen, self.state.path, self.version)
+                          self.head.n_seen, self.state.path, self.heads.version)
         else:
             self._fresh()
 
@@ -139,18 +135,18 @@ class Learner(Node):
                                            lambda f: f(1, "").head.kind))
         self.head.load_state_dict(saved["head"])
         meta = saved["head"]["meta"]
-        self.version = int(meta.get("published_version", 0))
+        self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
-        self.last_label_ns = int(meta.get("last_label_ns", 0))
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
+        if "labelled" in saved:
+            self.labelled.load_state_dict(saved["labelled"])
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
         state = self.head.state_dict()
-        state["meta"] |= {"published_version": self.version, "global_round": self.global_round,
-                          "last_label_ns": self.last_label_ns,
+        state["meta"] |= {**self.heads.meta(), "global_round": self.global_round,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
-        return {"head": state}
+        return {"head": state, "labelled": self.labelled.state_dict()}
 
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
         """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in)."""
@@ -175,14 +171,15 @@ class Learner(Node):
                 self.replay.learn(x, label)
             else:
                 self.head.learn_valid(x, label)
-            self.last_label_ns = stamp_ns(msg.header)
-            self.updates_since_publish += 1
+            self.heads.learned(stamp_ns(msg.header))
+            if msg.source == msg.GROUND_TRUTH:   # kept for a labeler: its features, not a latent
+                self.labelled.add(msg, x if latent is None else
+                                  features_of(msg.features, self.n_features, self.hash, self.bound), label)
             self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
             self.latencies.append(time.time_ns() - stamp_ns(msg.features.header))
-        if self.updates_since_publish >= self.params.publish_every:
-            self._maybe_publish()
+        self.heads.check()
 
     def on_unlearn(self, msg: Any) -> None:
         """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
@@ -193,13 +190,13 @@ class Learner(Node):
             self.replay.forget(x, label)
         else:
             self.head.unlearn_valid(x, label)
-        self.updates_since_publish += 1
+        self.heads.changed()
         self.log.info("one sample of class %d taken back (a changed answer)", label)
 
     def on_renamed(self, msg: Any) -> None:
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
         self.class_names[check_label(int(msg.id))] = str(msg.name)[:64]
-        self.updates_since_publish += 1
+        self.heads.changed()
 
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
@@ -218,30 +215,10 @@ class Learner(Node):
         self.log.info("global head round %d merged (%s): %d classes, %d new: %s", snap.version,
                       self.params.global_policy, len(self.head.classes), len(res.imported),
                       ", ".join(n for _, n in res.imported) or "-")
-        self.publish_head()
-
-    def _maybe_publish(self) -> None:
-        if self.updates_since_publish:
-            self.publish_head()
-
-    def publish_head(self) -> None:
-        if not self.head.classes:
-            return
-        self.version += 1
-        self.state.save()    # first saved, then published: a version number is never used twice
-        self.head_pub.publish(head_message(self.HeadMsg, self.ClassInfo, self.head, self.version, self._header(),
-                                           self.class_names, self.params.with_state,
-                                           {"global_round": self.global_round}))
-        self.updates_since_publish = 0
-
-    def _header(self) -> Any:
-        """Stamped with the last label learned: who follows this head knows which labels it holds."""
-        time_cls = self.bus.msg("builtin_interfaces/msg/Time")
-        return self.bus.msg("std_msgs/msg/Header")(stamp=ns_to_time(self.last_label_ns, time_cls), frame_id="")
+        self.heads.publish()
 
     def close(self) -> None:
-        if self.updates_since_publish:
-            self.publish_head()
+        self.heads.maybe_publish()
         self.state.save()
         if self.params.latency_log and self.latencies:
             lat = np.array(self.latencies, np.float64) / 1e6

@@ -59,10 +59,10 @@ class Metrics(Node):
         seen = (len(self.monitor.truth), self.monitor.received)
         if seen != self._seen:
             self._seen, self.last_change = seen, time.monotonic()
+        replaying = self.bus.count_publishers("ground_truth") > 0
+        self.saw_publisher |= replaying     # also before a truth came: a replay shorter than a tick ends too
         if not seen[0] or self.done:
             return
-        replaying = self.bus.count_publishers("ground_truth") > 0
-        self.saw_publisher |= replaying
         complete = self.monitor.received >= len(self.monitor.truth)
         idle = time.monotonic() - self.last_change > self.params.idle_timeout_s
         final = self.saw_publisher and not replaying and (complete or idle)

@@ -11,8 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.metrics import classification_scores
+from ..core.validation import check_label
 from .messages import stamp_ns
+
+MAX_SAMPLES = 200_000     # truths (and predictions) kept: a replay has at most 10,000 + labelled ones
 
 
 class Monitor:
@@ -29,11 +33,22 @@ class Monitor:
         bus.create_subscription("predictions", "Prediction", self._on_prediction, "reliable")
 
     def _on_truth(self, msg: Any) -> None:
+        """A sample's true class (refused: not a class id; the oldest dropped beyond ``MAX_SAMPLES``)."""
+        label = check_label(int(msg.label), "ground truth label")
         key = stamp_ns(msg.header)
-        self.truth[key] = (int(msg.label), bool(msg.learnable))
-        self.order.append(key)
+        if key not in self.truth:
+            self.order.append(key)
+        self.truth[key] = (label, bool(msg.learnable))
+        if len(self.order) > MAX_SAMPLES * 11 // 10:          # trimmed now and then, not at every sample
+            del self.order[:len(self.order) - MAX_SAMPLES]
+            self.truth = {k: self.truth[k] for k in self.order}
 
     def _on_prediction(self, msg: Any) -> None:
+        """A prediction (refused: a class id below -1, "no class"; the oldest dropped beyond ``MAX_SAMPLES``)."""
+        if int(msg.class_id) < -1:
+            raise InputError(f"prediction: class id must be -1 (none) or a class, got {int(msg.class_id)}")
+        if len(self.pred) >= MAX_SAMPLES:
+            del self.pred[next(iter(self.pred))]
         now = time.time_ns()
         self.first_ns = self.first_ns or now
         self.last_ns = now

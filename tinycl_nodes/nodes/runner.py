@@ -202,7 +202,8 @@ class Node:
         self.bus = bus
         self.params = params
         self.log = bus.logger
-        self.downstream: list[Any] = []   # publishers whose readers must be matched before spinning
+        # publishers whose readers must be matched before spinning: a publisher, or (publisher, readers)
+        self.downstream: list[Any] = []
         self.entities: list[Any] = []     # a managed node's publishers/subscriptions/timers (cleanup)
         self.configured = not self.managed
         self.active = not self.managed
@@ -222,6 +223,13 @@ class Node:
             callback, msg, size = self._held.popleft()
             self._held_bytes -= size
             run_guarded(callback, (msg,), "held message", self.log)
+
+    def hold(self, callback: Callable[[Any], None], msg: Any) -> None:
+        """Stop handling messages, ``msg`` first in line: ``activate()`` hands it to ``callback`` again."""
+        self.active = False
+        size = approx_bytes(msg)
+        self._held.appendleft((callback, msg, size))
+        self._held_bytes += size
 
     def deactivate(self) -> None:
         """Pause: nothing learned is lost, incoming messages are held until activate()."""
@@ -316,14 +324,20 @@ def state_dir(configured: str | None, namespace: str, sub: str = "") -> str:
 
 
 def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: logging.Logger) -> bool:
-    """Spin-free wait until every publisher has a matched subscription (or the timeout)."""
+    """Spin-free wait until every publisher has its matched subscriptions (or the timeout): a publisher,
+    or (publisher, readers expected) — one reader when not said."""
     import time
 
+    wanted = [p if isinstance(p, tuple) else (p, 1) for p in publishers]
+
+    def missing() -> list[str]:
+        return [f"{p.topic} ({p.get_subscription_count()} of {n})" for p, n in wanted
+                if p.get_subscription_count() < n]
+
     end = time.monotonic() + timeout_s
-    while bus.ok() and any(p.get_subscription_count() < 1 for p in publishers):
+    while bus.ok() and missing():
         if time.monotonic() > end:
-            log.warning("no reader on %s after %.0f s: starting anyway",
-                        ", ".join(p.topic for p in publishers if p.get_subscription_count() < 1), timeout_s)
+            log.warning("not all readers on %s after %.0f s: starting anyway", ", ".join(missing()), timeout_s)
             return False
         time.sleep(0.02)
     return True
@@ -362,6 +376,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     from ..bus import create_bus, select_backend
     from ..bus.log import console_logging
 
+    process = argv is None              # the node is this process (its main), not a caller's function
     argv = sys.argv[1:] if argv is None else argv
     try:
         ros = parse_ros_args(argv, default_name)
@@ -406,7 +421,9 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
             except Exception as exc:  # noqa: BLE001 - report, still shut the bus down
                 bus.logger.error("while saving state: %s", exc)
         bus.shutdown()
-        stop.restore()
+        # a process that saved and shut down exits 0 even if a stop signal still comes (a launcher
+        # stopping the graph as this node ends by itself): not killed by it on the way out
+        stop.restore(ignore=process)
     return 0
 
 
@@ -419,6 +436,6 @@ class _Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old[sig] = signal.signal(sig, handler)
 
-    def restore(self) -> None:
+    def restore(self, ignore: bool = False) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if ignore else old)

@@ -1,0 +1,99 @@
+"""How a node that owns a head (the learner, the board) publishes it: one protocol, one owner.
+
+The head goes out on ``head`` (latched) after ``publish_every`` learned samples, otherwise at most
+every ``publish_period_s`` when something changed (a sample, an unlearned one, a renamed class),
+and at exit. Each version number is first saved with the node's state, then published, so a
+version is never used twice, not even after a kill -9; the message is stamped with the last label
+the head learned, so who follows the head (the labeler's replica) knows which labels it holds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import Field
+
+from ..core.errors import StateError
+from ..core.head import Head
+from ..interfaces import ns_to_time
+from .messages import head_message
+from .runner import NodeParams
+
+#: what a node hands over to be published: its head, class names, and meta added to the state blob
+Snapshot = Callable[[], tuple[Head, dict[int, str], dict[str, Any]]]
+
+
+class HeadParams(NodeParams):
+    """The parameters of the head-publishing protocol (learner, board)."""
+
+    publish_every: int = Field(500, ge=1, description="publish the head after this many learned samples")
+    publish_period_s: float = Field(1.0, gt=0, description="seconds between checks that publish the head if it "
+                                                           "learned since it was last published")
+    with_state: bool = Field(True, description="also send the full core state in Head.state (the labeler's head "
+                                               "replica follows it after a restart of either node)")
+    class_names: dict[int, str] = Field(default_factory=dict,
+                                        description="class id → name of predictions and the head (the learner adds "
+                                                    "names learned later)")
+
+
+class HeadPublisher:
+    """``head`` of a node (``node.params`` a :class:`HeadParams`, ``node.state`` its StateStore)."""
+
+    def __init__(self, node: Any, snapshot: Snapshot) -> None:
+        bus = node.bus
+        self.node, self.snapshot = node, snapshot
+        self.HeadMsg, self.ClassInfo = bus.msg("Head"), bus.msg("ClassInfo")
+        self.Header, self.Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+        self.pub = node.track(bus.create_publisher("head", self.HeadMsg, "latched"))
+        node.track(bus.create_timer(node.params.publish_period_s, self.maybe_publish))
+        self.reset()
+
+    def reset(self) -> None:
+        """Nothing published, nothing learned (a fresh head)."""
+        self.version = 0            # the last version published (saved with the state)
+        self.last_label_ns = 0      # stamp of the last label learned: the header stamp of the head
+        self.updates = 0            # changes since the last version
+
+    # --- state --------------------------------------------------------------------------------------
+    def meta(self) -> dict[str, int]:
+        """What the node saves with its state."""
+        return {"published_version": self.version, "last_label_ns": self.last_label_ns}
+
+    def restore(self, meta: dict[str, Any]) -> None:
+        """Take back what :meth:`meta` saved (checked: a bad value raises StateError)."""
+        values = {k: meta.get(k, 0) for k in ("published_version", "last_label_ns")}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StateError(f"state: {key} must be a non-negative int, got {value!r}")
+        self.version, self.last_label_ns = values["published_version"], values["last_label_ns"]
+
+    # --- learning -----------------------------------------------------------------------------------
+    def learned(self, stamp_ns: int) -> None:
+        """The head learned the label stamped ``stamp_ns``."""
+        self.last_label_ns = stamp_ns
+        self.updates += 1
+
+    def changed(self) -> None:
+        """The head changed otherwise (a sample taken back, a class renamed): published by the timer."""
+        self.updates += 1
+
+    def check(self) -> None:
+        """After a message: publish once ``publish_every`` changes are in."""
+        if self.updates >= self.node.params.publish_every:
+            self.maybe_publish()
+
+    def maybe_publish(self) -> None:
+        if self.updates:
+            self.publish()
+
+    def publish(self) -> None:
+        """Save the next version with the state, then publish it (nothing before the first class)."""
+        head, names, meta = self.snapshot()
+        if not head.classes:
+            return
+        self.version += 1
+        self.node.state.save()    # first saved, then published: a version number is never used twice
+        header = self.Header(stamp=ns_to_time(self.last_label_ns, self.Time), frame_id="")
+        self.pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header, names,
+                                      self.node.params.with_state, meta))
+        self.updates = 0
