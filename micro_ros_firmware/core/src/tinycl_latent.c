@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "tinycl_bytes.h"
 #include "tinycl_latent.h"
 
 #define QMIN (-128)
@@ -16,6 +17,9 @@
 #endif
 #if TINYCL_MAX_CLASSES > 256
 #error "replay labels are uint8 class rows"
+#endif
+#if TINYCL_LATENT_F > 65535
+#error "the blob header's feature count is u16"
 #endif
 
 static const uint16_t k_fc_in[TINYCL_LATENT_N_FC] = TINYCL_LATENT_FC_IN_DIMS;
@@ -433,44 +437,11 @@ void tinycl_latent_fc_dims(uint32_t *in_dims, uint32_t *out_dims, uint32_t *relu
     }
 }
 
-/* ---- state blob (format in tinycl_latent.h), written byte by byte little-endian ---------------- */
-static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) *p++ = (uint8_t)(v >> (8 * i));
-    return p;
-}
-static uint64_t get_le(const uint8_t **p, int n) {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v |= (uint64_t)(*p)[i] << (8 * i);
-    *p += n;
-    return v;
-}
-static uint8_t *put_f(uint8_t *p, float f) {
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    return put_le(p, v, 4);
-}
-static float get_f(const uint8_t **p) {
-    const uint32_t v = (uint32_t)get_le(p, 4);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
-static uint8_t *put_d(uint8_t *p, double d) {
-    uint64_t v;
-    memcpy(&v, &d, 8);
-    return put_le(p, v, 8);
-}
-static double get_d(const uint8_t **p) {
-    const uint64_t v = get_le(p, 8);
-    double d;
-    memcpy(&d, &v, 8);
-    return d;
-}
-
+/* ---- state blob (format in tinycl_latent.h; bytes by tinycl_bytes.h) ---------------------------- */
 static size_t state_bytes(uint32_t C, uint32_t G, uint32_t P, uint32_t M) {
-    return 12u + TINYCL_LATENT_STATE_FIXED + 8u * C + 4u * (TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES) +
-           4u * C * (TINYCL_LATENT_EMBED + 1u) + 8u * G + (size_t)P * (4u * TINYCL_LATENT_F + 1u) +
-           (size_t)M * (TINYCL_LATENT_F + 1u) + 4u;
+    return TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 8u * C +
+           4u * (TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES) + 4u * C * (TINYCL_LATENT_EMBED + 1u) + 8u * G +
+           (size_t)P * (4u * TINYCL_LATENT_F + 1u) + (size_t)M * (TINYCL_LATENT_F + 1u) + 4u;
 }
 
 size_t tinycl_latent_state_size(const tinycl_latent_t *h) {
@@ -482,70 +453,63 @@ int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_
     const size_t size = tinycl_latent_state_size(h);
     if (cap < size) return TINYCL_ESPACE;
     const uint32_t C = h->n_classes;
-    uint8_t *p = buf;
-    memcpy(p, "TCLS", 4);
-    p += 4;
-    p = put_le(p, TINYCL_KIND_LATENT, 1);
-    p = put_le(p, TINYCL_STATE_VERSION, 1);
-    p = put_le(p, TINYCL_LATENT_F, 2);
-    p = put_le(p, C, 2);
-    p = put_le(p, 0, 2);
-    p = put_d(p, h->p.lr);
-    p = put_d(p, h->p.upper_lr_scale);
-    p = put_d(p, h->p.margin);
+    wr_t w = {buf};
+    put_header(&w, TINYCL_KIND_LATENT, TINYCL_LATENT_F, C);
+    put_f64(&w, h->p.lr);
+    put_f64(&w, h->p.upper_lr_scale);
+    put_f64(&w, h->p.margin);
     const uint32_t u[] = {h->p.memory_size, h->p.batch_size, h->p.epochs, h->p.replay, h->p.minibatch,
                           h->p.quantization, h->p.seed, TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES,
                           TINYCL_LATENT_EMBED, h->n_seen, h->n_batches, h->mem_size, h->n_pending, h->n_grids};
-    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) p = put_le(p, u[i], 4);
-    p = put_le(p, h->rng_mem.state, 8);
-    p = put_le(p, h->rng_mem.inc, 8);
-    p = put_le(p, h->rng_sgd.state, 8);
-    p = put_le(p, h->rng_sgd.inc, 8);
-    for (uint32_t c = 0; c < C; c++) p = put_le(p, (uint32_t)h->classes[c], 4);
-    for (uint32_t c = 0; c < C; c++) p = put_le(p, h->class_seen[c], 4);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) p = put_f(p, h->fc_w[i]);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) p = put_f(p, h->fc_b[i]);
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) put_u32(&w, u[i]);
+    put_u64(&w, h->rng_mem.state);
+    put_u64(&w, h->rng_mem.inc);
+    put_u64(&w, h->rng_sgd.state);
+    put_u64(&w, h->rng_sgd.inc);
+    for (uint32_t c = 0; c < C; c++) put_u32(&w, (uint32_t)h->classes[c]);
+    for (uint32_t c = 0; c < C; c++) put_u32(&w, h->class_seen[c]);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) put_f32(&w, h->fc_w[i]);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) put_f32(&w, h->fc_b[i]);
     for (uint32_t c = 0; c < C; c++)
-        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) p = put_f(p, h->cls_w[c][e]);
-    for (uint32_t c = 0; c < C; c++) p = put_f(p, h->cls_b[c]);
-    for (uint32_t g = 0; g < h->n_grids; g++) p = put_f(p, h->q_scale[g]);
-    for (uint32_t g = 0; g < h->n_grids; g++) p = put_le(p, (uint32_t)h->q_zp[g], 4);
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) put_f32(&w, h->cls_w[c][e]);
+    for (uint32_t c = 0; c < C; c++) put_f32(&w, h->cls_b[c]);
+    for (uint32_t g = 0; g < h->n_grids; g++) put_f32(&w, h->q_scale[g]);
+    for (uint32_t g = 0; g < h->n_grids; g++) put_u32(&w, (uint32_t)h->q_zp[g]);
     for (uint32_t i = 0; i < h->n_pending; i++)
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) p = put_f(p, h->pend_x[i][f]);
-    for (uint32_t i = 0; i < h->n_pending; i++) *p++ = h->pend_row[i];
-    for (uint32_t i = 0; i < h->mem_size; i++) {
-        memcpy(p, h->mem_x[i], TINYCL_LATENT_F);
-        p += TINYCL_LATENT_F;
-    }
-    for (uint32_t i = 0; i < h->mem_size; i++) *p++ = h->mem_row[i];
-    p = put_le(p, tinycl_crc32(buf, (size_t)(p - buf)), 4);
-    if (written) *written = (size_t)(p - buf);
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) put_f32(&w, h->pend_x[i][f]);
+    put_bytes(&w, h->pend_row, h->n_pending);
+    put_bytes(&w, h->mem_x, (size_t)h->mem_size * TINYCL_LATENT_F); /* rows are contiguous */
+    put_bytes(&w, h->mem_row, h->mem_size);
+    put_crc(&w, buf);
+    if (written) *written = (size_t)(w.p - buf);
     return TINYCL_OK;
 }
 
-static int finite_run(const uint8_t *p, size_t n) {
+static int finite_run(rd_t r, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (!isfinite(get_f(&p))) return 0;
+        if (!isfinite(get_f32(&r))) return 0;
     return 1;
+}
+
+/* The i-th little-endian u32 of the array at p. */
+static uint32_t u32_at(const uint8_t *p, uint32_t i) {
+    rd_t r = {p + 4u * i};
+    return get_u32(&r);
 }
 
 /* Validates everything first (the head is untouched on any error), then copies. */
 int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
-    if (!h || !buf || len < 12u + TINYCL_LATENT_STATE_FIXED + 4u) return TINYCL_ESTATE;
-    const uint8_t *p = buf;
-    if (memcmp(p, "TCLS", 4) != 0) return TINYCL_ESTATE;
-    p += 4;
-    if (get_le(&p, 1) != TINYCL_KIND_LATENT || get_le(&p, 1) != TINYCL_STATE_VERSION ||
-        get_le(&p, 2) != TINYCL_LATENT_F)
-        return TINYCL_ESTATE;
-    const uint32_t C = (uint32_t)get_le(&p, 2);
-    if (get_le(&p, 2) != 0 || C > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
+    if (!h || !buf || len < TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 4u) return TINYCL_ESTATE;
+    rd_t r = {buf};
+    const int n = get_header(&r, TINYCL_KIND_LATENT, TINYCL_LATENT_F);
+    if (n < 0) return n;
+    const uint32_t C = (uint32_t)n;
     tinycl_latent_params_t prm;
-    prm.lr = get_d(&p);
-    prm.upper_lr_scale = get_d(&p);
-    prm.margin = get_d(&p);
+    prm.lr = get_f64(&r);
+    prm.upper_lr_scale = get_f64(&r);
+    prm.margin = get_f64(&r);
     uint32_t u[15];
-    for (int i = 0; i < 15; i++) u[i] = (uint32_t)get_le(&p, 4);
+    for (int i = 0; i < 15; i++) u[i] = get_u32(&r);
     prm.memory_size = u[0], prm.batch_size = u[1], prm.epochs = u[2], prm.replay = u[3], prm.minibatch = u[4];
     prm.quantization = u[5], prm.seed = u[6];
     const uint32_t n_seen = u[10], n_batches = u[11], M = u[12], P = u[13], G = u[14];
@@ -554,34 +518,30 @@ int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
         (G != 0 && G != (prm.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u)) ||
         ((M || P) && C == 0) || (M && G == 0))
         return TINYCL_ESTATE;
-    if (len != state_bytes(C, G, P, M)) return TINYCL_ESTATE;
-    const uint8_t *crc_at = buf + len - 4;
-    if (get_le(&crc_at, 4) != tinycl_crc32(buf, len - 4)) return TINYCL_ESTATE;
+    if (len != state_bytes(C, G, P, M) || !crc_ok(buf, len)) return TINYCL_ESTATE;
     tinycl_pcg32_t rm, rs;
-    rm.state = get_le(&p, 8), rm.inc = get_le(&p, 8), rs.state = get_le(&p, 8), rs.inc = get_le(&p, 8);
+    rm.state = get_u64(&r), rm.inc = get_u64(&r), rs.state = get_u64(&r), rs.inc = get_u64(&r);
     if (!(rm.inc & 1u) || !(rs.inc & 1u)) return TINYCL_ESTATE;
     /* arrays: positions, then checks */
-    const uint8_t *cls = p, *seen = cls + 4u * C, *fcw = seen + 4u * C;
-    const uint8_t *fcb = fcw + 4u * TINYCL_LATENT_FC_WEIGHTS, *cw = fcb + 4u * TINYCL_LATENT_FC_BIASES;
-    const uint8_t *cb = cw + 4u * C * TINYCL_LATENT_EMBED, *qs = cb + 4u * C, *qz = qs + 4u * G;
-    const uint8_t *px = qz + 4u * G, *pr = px + (size_t)4u * P * TINYCL_LATENT_F, *mx = pr + P;
+    rd_t cls = r, seen = {cls.p + 4u * C}, fcw = {seen.p + 4u * C};
+    rd_t fcb = {fcw.p + 4u * TINYCL_LATENT_FC_WEIGHTS}, cw = {fcb.p + 4u * TINYCL_LATENT_FC_BIASES};
+    rd_t cb = {cw.p + 4u * C * TINYCL_LATENT_EMBED}, qs = {cb.p + 4u * C}, qz = {qs.p + 4u * G};
+    rd_t px = {qz.p + 4u * G};
+    const uint8_t *pr = px.p + (size_t)4u * P * TINYCL_LATENT_F, *mx = pr + P;
     const uint8_t *mr = mx + (size_t)M * TINYCL_LATENT_F;
     for (uint32_t c = 0; c < C; c++) {
-        const uint8_t *a = cls + 4u * c;
-        const int32_t id = (int32_t)(uint32_t)get_le(&a, 4);
+        const int32_t id = (int32_t)u32_at(cls.p, c);
         if (id < 0) return TINYCL_ESTATE;
-        for (uint32_t d = 0; d < c; d++) {
-            const uint8_t *b = cls + 4u * d;
-            if ((int32_t)(uint32_t)get_le(&b, 4) == id) return TINYCL_ESTATE;
-        }
+        for (uint32_t d = 0; d < c; d++)
+            if ((int32_t)u32_at(cls.p, d) == id) return TINYCL_ESTATE;
     }
     if (!finite_run(fcw, (size_t)TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES + (size_t)C * (TINYCL_LATENT_EMBED + 1u)) ||
         !finite_run(px, (size_t)P * TINYCL_LATENT_F))
         return TINYCL_ESTATE;
     for (uint32_t g = 0; g < G; g++) {
-        const uint8_t *a = qs + 4u * g, *b = qz + 4u * g;
-        const float s = get_f(&a);
-        const int32_t z = (int32_t)(uint32_t)get_le(&b, 4);
+        rd_t a = {qs.p + 4u * g};
+        const float s = get_f32(&a);
+        const int32_t z = (int32_t)u32_at(qz.p, g);
         if (!(s > 0.0f) || !isfinite(s) || z < QMIN || z > QMAX) return TINYCL_ESTATE;
     }
     for (uint32_t i = 0; i < P; i++)
@@ -594,25 +554,22 @@ int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
     h->n_classes = C, h->n_seen = n_seen, h->n_batches = n_batches, h->mem_size = M, h->n_pending = P, h->n_grids = G;
     h->rng_mem = rm, h->rng_sgd = rs;
     for (uint32_t c = 0; c < C; c++) {
-        h->classes[c] = (int32_t)(uint32_t)get_le(&cls, 4);
-        h->class_seen[c] = (uint32_t)get_le(&seen, 4);
+        h->classes[c] = (int32_t)get_u32(&cls);
+        h->class_seen[c] = get_u32(&seen);
     }
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) h->fc_w[i] = get_f(&fcw);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) h->fc_b[i] = get_f(&fcb);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) h->fc_w[i] = get_f32(&fcw);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) h->fc_b[i] = get_f32(&fcb);
     for (uint32_t c = 0; c < C; c++)
-        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) h->cls_w[c][e] = get_f(&cw);
-    for (uint32_t c = 0; c < C; c++) h->cls_b[c] = get_f(&cb);
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) h->cls_w[c][e] = get_f32(&cw);
+    for (uint32_t c = 0; c < C; c++) h->cls_b[c] = get_f32(&cb);
     for (uint32_t g = 0; g < G; g++) {
-        h->q_scale[g] = get_f(&qs);
-        h->q_zp[g] = (int32_t)(uint32_t)get_le(&qz, 4);
+        h->q_scale[g] = get_f32(&qs);
+        h->q_zp[g] = (int32_t)get_u32(&qz);
     }
-    for (uint32_t i = 0; i < P; i++) {
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->pend_x[i][f] = get_f(&px);
-        h->pend_row[i] = pr[i];
-    }
-    for (uint32_t i = 0; i < M; i++) {
-        memcpy(h->mem_x[i], mx + (size_t)i * TINYCL_LATENT_F, TINYCL_LATENT_F);
-        h->mem_row[i] = mr[i];
-    }
+    for (uint32_t i = 0; i < P; i++)
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->pend_x[i][f] = get_f32(&px);
+    memcpy(h->pend_row, pr, P);
+    memcpy(h->mem_x, mx, (size_t)M * TINYCL_LATENT_F);
+    memcpy(h->mem_row, mr, M);
     return TINYCL_OK;
 }

@@ -1,11 +1,15 @@
-/* State blobs of CWR* and NearestCentroid (format in tinycl.h and micro_ros_firmware/README.md).
- * Written and parsed byte by byte (little-endian), so the format does not depend on the target. */
+/* State blobs of CWR*, NearestCentroid and TinyRCE (format in tinycl.h and micro_ros_firmware/README.md),
+ * written and parsed with the byte writer/reader of tinycl_bytes.h; and the CRC-32 they end with. */
 #include <float.h>
 #include <string.h>
 
 #include "tinycl.h"
+#include "tinycl_bytes.h"
 
 #define F TINYCL_N_FEATURES
+#if TINYCL_N_FEATURES > 65535
+#error "the blob header's feature count is u16"
+#endif
 
 uint32_t tinycl_crc32(const uint8_t *data, size_t len) {
     uint32_t crc = 0xFFFFFFFFu;
@@ -16,39 +20,15 @@ uint32_t tinycl_crc32(const uint8_t *data, size_t len) {
     return ~crc;
 }
 
-typedef struct { uint8_t *p; } wr_t;
-typedef struct { const uint8_t *p; } rd_t;
-
-static void put_u8(wr_t *w, uint8_t v) { *w->p++ = v; }
-static void put_u16(wr_t *w, uint16_t v) { put_u8(w, (uint8_t)v); put_u8(w, (uint8_t)(v >> 8)); }
-static void put_u32(wr_t *w, uint32_t v) { put_u16(w, (uint16_t)v); put_u16(w, (uint16_t)(v >> 16)); }
-static void put_f32(wr_t *w, float f) { uint32_t v; memcpy(&v, &f, 4); put_u32(w, v); }
-static uint8_t get_u8(rd_t *r) { return *r->p++; }
-static uint16_t get_u16(rd_t *r) { uint16_t lo = get_u8(r); return (uint16_t)(lo | (uint16_t)get_u8(r) << 8); }
-static uint32_t get_u32(rd_t *r) { uint32_t lo = get_u16(r); return lo | (uint32_t)get_u16(r) << 16; }
-static float get_f32(rd_t *r) { uint32_t v = get_u32(r); float f; memcpy(&f, &v, 4); return f; }
-static void put_u64(wr_t *w, uint64_t v) { put_u32(w, (uint32_t)v); put_u32(w, (uint32_t)(v >> 32)); }
-static void put_f64(wr_t *w, double d) { uint64_t v; memcpy(&v, &d, 8); put_u64(w, v); }
-static uint64_t get_u64(rd_t *r) { uint64_t lo = get_u32(r); return lo | (uint64_t)get_u32(r) << 32; }
-static double get_f64(rd_t *r) { uint64_t v = get_u64(r); double d; memcpy(&d, &v, 8); return d; }
 static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
-
-static void put_header(wr_t *w, uint8_t kind, uint32_t n_classes) {
-    put_u8(w, 'T'); put_u8(w, 'C'); put_u8(w, 'L'); put_u8(w, 'S');
-    put_u8(w, kind); put_u8(w, TINYCL_STATE_VERSION);
-    put_u16(w, TINYCL_N_FEATURES); put_u16(w, (uint16_t)n_classes); put_u16(w, 0);
-}
 
 /* Checks magic, kind, version, feature count, class count, size and CRC; returns n_classes or <0. */
 static int check_header(rd_t *r, size_t len, uint8_t kind) {
     if (!r->p || len < 16) return TINYCL_ESTATE;
     const uint8_t *start = r->p;
-    if (memcmp(start, "TCLS", 4) != 0) return TINYCL_ESTATE;
-    r->p += 4;
-    if (get_u8(r) != kind || get_u8(r) != TINYCL_STATE_VERSION) return TINYCL_ESTATE;
-    if (get_u16(r) != TINYCL_N_FEATURES) return TINYCL_ESTATE;
-    uint32_t c = get_u16(r);
-    if (get_u16(r) != 0 || c > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
+    const int n = get_header(r, kind, TINYCL_N_FEATURES);
+    if (n < 0) return n;
+    const uint32_t c = (uint32_t)n;
     size_t want = kind == TINYCL_KIND_CWR ? TINYCL_CWR_STATE_BYTES(c) : TINYCL_NCM_STATE_BYTES(c);
     if (kind == TINYCL_KIND_RCE) { /* the prototype count P sits at byte 112 of the blob */
         if (len < TINYCL_RCE_STATE_BYTES(0u, 0u)) return TINYCL_ESTATE;
@@ -57,10 +37,8 @@ static int check_header(rd_t *r, size_t len, uint8_t kind) {
         if (P > TINYCL_RCE_MAX_PROTOTYPES) return TINYCL_ESTATE;
         want = TINYCL_RCE_STATE_BYTES(c, P);
     }
-    if (len != want) return TINYCL_ESTATE;
-    rd_t t = {start + len - 4};
-    if (get_u32(&t) != tinycl_crc32(start, len - 4)) return TINYCL_ESTATE;
-    return (int)c;
+    if (len != want || !crc_ok(start, len)) return TINYCL_ESTATE;
+    return n;
 }
 
 static int is_zero(const uint8_t sha[32]) {
@@ -82,10 +60,6 @@ static int same_extractor(const uint8_t blob[32], const uint8_t own[32]) {
     return memcmp(blob, own, 32) == 0;
 }
 
-static void put_crc(wr_t *w, uint8_t *start) {
-    put_u32(w, tinycl_crc32(start, (size_t)(w->p - start)));
-}
-
 size_t tinycl_cwr_state_size(const tinycl_cwr_t *h) { return h ? TINYCL_CWR_STATE_BYTES(h->n_classes) : 0; }
 size_t tinycl_ncm_state_size(const tinycl_ncm_t *c) { return c ? TINYCL_NCM_STATE_BYTES(c->n_classes) : 0; }
 
@@ -94,13 +68,12 @@ int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *wri
     const uint32_t C = h->n_classes;
     if (cap < TINYCL_CWR_STATE_BYTES(C)) return TINYCL_ESPACE;
     wr_t w = {buf};
-    put_header(&w, TINYCL_KIND_CWR, C);
+    put_header(&w, TINYCL_KIND_CWR, TINYCL_N_FEATURES, C);
     put_f32(&w, h->lr);
     put_u32(&w, h->batch_size);
     put_u32(&w, h->n_seen);
     put_u32(&w, h->n_batch);
-    memcpy(w.p, h->extractor_sha256, 32);
-    w.p += 32;
+    put_bytes(&w, h->extractor_sha256, 32);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, (uint32_t)h->classes[r]);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, h->past[r]);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, h->cur[r]);
@@ -123,8 +96,7 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     tmp.batch_size = get_u32(&r);
     tmp.n_seen = get_u32(&r);
     tmp.n_batch = get_u32(&r);
-    memcpy(tmp.extractor_sha256, r.p, 32);
-    r.p += 32;
+    get_bytes(&r, tmp.extractor_sha256, 32);
     if (!(tmp.lr > 0.0f) || !finite_f32(tmp.lr) || tmp.batch_size == 0 || tmp.n_batch >= tmp.batch_size)
         return TINYCL_ESTATE;
     uint64_t cur_sum = 0;
@@ -149,7 +121,7 @@ int tinycl_ncm_save(const tinycl_ncm_t *c, uint8_t *buf, size_t cap, size_t *wri
     const uint32_t C = c->n_classes;
     if (cap < TINYCL_NCM_STATE_BYTES(C)) return TINYCL_ESPACE;
     wr_t w = {buf};
-    put_header(&w, TINYCL_KIND_NCM, C);
+    put_header(&w, TINYCL_KIND_NCM, TINYCL_N_FEATURES, C);
     put_u32(&w, c->max_count);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, (uint32_t)c->classes[r]);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, c->counts[r]);
@@ -190,7 +162,7 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
     const uint32_t C = r->n_classes, P = r->n_prototypes;
     if (cap < TINYCL_RCE_STATE_BYTES(C, P)) return TINYCL_ESPACE;
     wr_t w = {buf};
-    put_header(&w, TINYCL_KIND_RCE, C);
+    put_header(&w, TINYCL_KIND_RCE, TINYCL_N_FEATURES, C);
     put_u32(&w, r->memory_bytes);
     put_f64(&w, r->r_max);
     put_f64(&w, r->r_min);
@@ -199,8 +171,7 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
     put_u32(&w, r->n_seen);
     put_u64(&w, r->learning_macs);
     for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) put_u32(&w, r->counters[k]);
-    memcpy(w.p, r->extractor_sha256, 32);
-    w.p += 32;
+    put_bytes(&w, r->extractor_sha256, 32);
     put_u32(&w, P);
     for (uint32_t c = 0; c < C; c++) put_u32(&w, (uint32_t)r->classes[c]);
     for (uint32_t c = 0; c < C; c++) put_u32(&w, r->class_seen[c]);
@@ -230,8 +201,7 @@ int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
     tmp.n_seen = get_u32(&rd);
     tmp.learning_macs = get_u64(&rd);
     for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) tmp.counters[k] = get_u32(&rd);
-    memcpy(tmp.extractor_sha256, rd.p, 32);
-    rd.p += 32;
+    get_bytes(&rd, tmp.extractor_sha256, 32);
     const uint32_t P = get_u32(&rd);
     tmp.n_prototypes = P;
     if (!tinycl_rce_params_ok(tmp.memory_bytes, tmp.r_max, tmp.r_min, tmp.grow_margin, tmp.metric)) return TINYCL_ESTATE;
