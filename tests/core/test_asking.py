@@ -59,6 +59,20 @@ def test_an_answer_reaches_from_each_answered_sample_as_far_as_recent_radius():
         AskPolicy(1.0, recent_radius=-1.0)
 
 
+def test_with_recent_agree_an_answer_reaches_only_samples_the_learner_guesses_as_its_class():
+    p = AskPolicy(1.0, "l2", min_size=1, max_open=1, max_per_hour=10, recent_agree=True)
+    p.offer(v(0), 1.5, 0.0, guess=3)
+    p.resolve(p.due(0.0)[0].gid, 1.0, label=3)
+    how, r = p.offer(v(0.5), 1.0, 2.0, guess=3)                # the learner agrees: learned with the answer
+    assert how == "recent" and r.extra["label"] == 3
+    assert p.offer(v(0.5), 1.0, 3.0, guess=4)[0] == "new"      # it guesses another class: asked about
+    assert p.offer(v(0.4), 1.0, 4.0)[0] == "recent"            # no guess given: the answer reaches it
+    q = AskPolicy(1.0, "l2", min_size=1, max_open=1, max_per_hour=10)   # default: the guess is not needed
+    q.offer(v(0), 1.5, 0.0, guess=3)
+    q.resolve(q.due(0.0)[0].gid, 1.0, label=3)
+    assert q.offer(v(0.5), 1.0, 2.0, guess=4)[0] == "recent"
+
+
 def test_most_informative_first_and_the_budget_counts_distinct_groups():
     p = AskPolicy(0.5, "l1", min_size=2, max_open=1, max_per_hour=2)
     for k in range(2):

@@ -63,9 +63,10 @@ def old_policy(dedupe: float, metric: str, max_per_hour: int) -> AskPolicy:
 
 def new_policy(radius: float, metric: str, max_per_hour: int, min_size: int = 3, max_wait_s: float = 300.0,
                max_open: int = 3, lone_share: float = 0.0, recent_s: float = 600.0,
-               recent_radius: float | None = None) -> AskPolicy:
+               recent_radius: float | None = None, recent_agree: bool = False) -> AskPolicy:
     return AskPolicy(radius, metric, min_size=min_size, max_wait_s=max_wait_s, max_open=max_open,
-                     max_per_hour=max_per_hour, lone_share=lone_share, recent_s=recent_s, recent_radius=recent_radius)
+                     max_per_hour=max_per_hour, lone_share=lone_share, recent_s=recent_s, recent_radius=recent_radius,
+                     recent_agree=recent_agree)
 
 
 def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0, answer_delay_s: float = 20.0,
@@ -88,7 +89,7 @@ def run_stream(s: Stream, rce: TinyRCE, policy: AskPolicy, period_s: float = 1.0
         policy.expire(now, ttl_s)
         dec = rce.decide_valid(x)
         if dec.wants_label:
-            how, g = policy.offer(x, dec.novelty, now, key=i)
+            how, g = policy.offer(x, dec.novelty, now, key=i, guess=dec.nearest)
             if how == "recent" and join_recent and g is not None:   # alike to what was just answered
                 rce.learn_valid(x, g.extra["label"])
                 learned += 1
@@ -176,24 +177,26 @@ def evaluate(streams: list[Stream], factory: Callable[[], TinyRCE], make_policy:
     return {"mean": _mean(runs), "runs": {s.name: r for s, r in zip(streams, runs)}}
 
 
-GRID = {"radius_factor": (0.25, 0.5, 0.85),    # × r_max
-        "min_size": (1, 2, 3),
-        "max_open": (1, 3),
+GRID = {"radius_factor": (0.5, 0.85, 1.0),    # × r_max
+        "min_size": (1, 2),
+        "max_open": (1, 3, 5),
         "max_wait_s": (10.0, 300.0),
         "lone_share": (0.0, 0.1),
         "recent_s": (3600.0,),
-        "recent_radius_factor": (0.0, 0.75, 1.0)}    # × r_max; 0: the group radius
+        "recent_radius_factor": (0.0, 0.5, 0.75),    # × r_max; 0: the group radius
+        "recent_agree": (False, True)}               # an answer reaches a sample only if the RCE's guess agrees
 #: MNIST re-chooses only how far an answer reaches, the wait and the lone share around what the full
 #: 320-setting selection chose there for both budgets (r 0.85, groups of 2, 1 open, 3600 s): an
 #: MNIST evaluation costs ~5× a HAR one, and this machine's CPU is shared
 GRIDS = {"har": GRID,
-         "mnist": {**GRID, "radius_factor": (0.85,), "min_size": (2,), "max_open": (1,)}}
+         "mnist": {**GRID, "radius_factor": (0.85,), "min_size": (2,), "max_open": (1,),
+                   "recent_radius_factor": (0.0, 0.75, 1.0)}}
 
 
 def _policy(s: dict, budget: int, p: dict) -> AskPolicy:
     return new_policy(p["radius_factor"] * s["r_max"], s["metric"], budget, p["min_size"], p["max_wait_s"],
                       p["max_open"], p["lone_share"], p["recent_s"],
-                      p["recent_radius_factor"] * s["r_max"] or None)
+                      p["recent_radius_factor"] * s["r_max"] or None, bool(p.get("recent_agree", False)))
 
 
 def choose(name: str, data: str | None, budget: int, progress: Callable[[str], None]) -> dict:
