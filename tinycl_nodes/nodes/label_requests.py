@@ -116,7 +116,8 @@ class LabelRequests:
 
     # --- asking -------------------------------------------------------------------------------
     def offer(self, x: np.ndarray, now: float, *, stamp_ns: int = 0, sample_id: int = 0, reason: str = "",
-              candidates: Iterable[int] = (), novelty: float = float("inf")) -> tuple[str, Pending | None]:
+              candidates: Iterable[int] = (), novelty: float = float("inf"),
+              guess: int | None = None) -> tuple[str, Pending | None]:
         """A sample the RCE cannot label: ``("asked", req)`` (asked at once), ``("grouped", req)`` (a new
         group, asked when it is ready), ``("joined", req)``, ``("recent", req-like)`` (alike to what was
         just answered: ``req.extra``… see :class:`AskPolicy`) or ``("over_budget", None)``.
@@ -125,7 +126,7 @@ class LabelRequests:
         """
         x = np.asarray(x, np.float32)
         self.expire(now)
-        how, g = self.policy.offer(x, novelty, now, key=int(stamp_ns))
+        how, g = self.policy.offer(x, novelty, now, key=int(stamp_ns), guess=guess)
         if how == "joined" and g is not None:
             self.counters["joined"] += 1
             req = self._requests[g.gid]
@@ -290,7 +291,7 @@ class LabelRequests:
                            max_per_hour=self.policy.max_per_hour, max_members=self.policy.max_members,
                            max_groups=self.policy.max_groups, recent_s=self.policy.recent_s, queue=self.policy.queue,
                            fixed_centre=self.policy.fixed_centre, lone_share=self.policy.lone_share,
-                           recent_radius=self.policy.recent_radius)
+                           recent_radius=self.policy.recent_radius, recent_agree=self.policy.recent_agree)
         try:
             policy.load(meta.get("policy") or {}, {k[7:]: v for k, v in arrays.items() if k.startswith("policy/")},
                         n_features)

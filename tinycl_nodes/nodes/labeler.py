@@ -135,6 +135,8 @@ class LabelerParams(StateParams):
                                                                      "an answered sample is learned with it (0: the "
                                                                      "group radius; chosen on validation: experiment "
                                                                      "asking)")
+    recent_agree: bool = Field(True, description="grouped: an answer reaches a sample only when the RCE's best "
+                                                 "guess for it (nearest prototype) is the answer's class")
     max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
                                                            "(learned with the answer)")
     undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
@@ -435,7 +437,8 @@ def ask_policy(p: LabelerParams) -> AskPolicy | None:
     radius = p.dedupe_distance or p.group_radius_factor * p.rce_r_max
     return AskPolicy(radius, p.rce_metric, min_size=p.min_group, max_wait_s=p.group_wait_s, max_open=p.max_open,
                      max_per_hour=p.max_requests_per_hour, max_members=p.max_joined + 1, recent_s=p.recent_s,
-                     lone_share=p.lone_share, recent_radius=p.recent_radius_factor * p.rce_r_max or None)
+                     lone_share=p.lone_share, recent_radius=p.recent_radius_factor * p.rce_r_max or None,
+                     recent_agree=p.recent_agree)
 
 
 class RceLabeler(Labeler):
@@ -587,7 +590,8 @@ class RceLabeler(Labeler):
         order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
         candidates = [self.rce.classes[int(i)] for i in order]
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
-                                           reason=self._reason(dec), candidates=candidates, novelty=dec.novelty)
+                                           reason=self._reason(dec), candidates=candidates, novelty=dec.novelty,
+                                           guess=dec.nearest)
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
             rid = self._rid_of_group(req.gid)
