@@ -277,9 +277,10 @@ def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: 
                  work: Path | None = None, numpy_check: bool = True) -> dict:
     """The latent head on QEMU: instructions per learning step and per prediction, flash/RAM, host parity."""
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
-    from tinycl_nodes.export.c_latent import c_params, preset_head
+    from tinycl_nodes.export.c_latent import c_params
     from tinycl_nodes.firmware import Library
     from tinycl_nodes.firmware_latent import LatentUpperHeadC
+    from tinycl_nodes.presets import latent_upper
 
     work = Path(work or FW / "build-bench")
     work.mkdir(parents=True, exist_ok=True)
@@ -291,7 +292,7 @@ def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: 
                       f"const float bl_scale = {hexf(scale)};\nconst int32_t bl_zp = {zp};\n"
                       + c_array("int8_t", "bl_x", codes, per_line=32) + c_array("int32_t", "bl_y", labels))
     X = (codes.astype(np.float32) - np.float32(zp)) * scale   # what the board dequantises
-    head = preset_head(memory_size=LATENT_MEMORY)
+    head = latent_upper(memory_size=LATENT_MEMORY)
     prm = c_params(head)
 
     # host: the same C through ctypes, and the numpy head with the same (PCG32) draws

@@ -18,9 +18,10 @@ from tinycl_nodes.core.draws import Pcg32
 from tinycl_nodes.core.errors import InputError
 from tinycl_nodes.core.latent import LatentUpperHead
 from tinycl_nodes.core.layers import Conv2d, Flatten, Linear, MaxPool2d
-from tinycl_nodes.export.c_latent import ExportError, c_params, generate, preset_head
+from tinycl_nodes.export.c_latent import ExportError, c_params, generate
 from tinycl_nodes.firmware import FirmwareError, Library
 from tinycl_nodes.firmware_latent import LatentUpperHeadC
+from tinycl_nodes.presets import latent_upper
 
 from .conftest import SAN_ENV, run
 
@@ -71,7 +72,7 @@ def test_pcg32_draws_are_the_c_cores(lib):
 
 def test_forward_equals_numpy(lib, latents):
     X, y = latents
-    head = preset_head(**SMALL)
+    head = latent_upper(**SMALL)
     ch = LatentUpperHeadC(lib, **c_params(head))
     assert np.array_equal(ch.state()["fc_W"], head.upper[1].W.ravel())   # generated = the head's weights
     for i in range(SMALL["batch_size"]):   # one training round: a classifier with non-zero rows
@@ -86,7 +87,7 @@ def test_forward_equals_numpy(lib, latents):
 @pytest.mark.parametrize("quantization", ["tensor", "channel"])
 def test_same_learning_as_numpy(lib, latents, quantization):
     X, y = latents
-    head = preset_head(quantization=quantization, **SMALL)
+    head = latent_upper(quantization=quantization, **SMALL)
     ch = LatentUpperHeadC(lib, **c_params(head))
     n = 128
     for i in range(n):
@@ -103,7 +104,7 @@ def test_same_learning_as_numpy(lib, latents, quantization):
     assert np.abs(st["fc_b"] - fc.b).max() < 1e-6
     assert np.abs(st["head_W"] - head.classifier.W).max() < 1e-6
     assert np.abs(st["head_b"] - head.classifier.b).max() < 1e-6
-    assert np.abs(fc.W - preset_head(**SMALL).upper[1].W).max() > 1e-4   # the upper layer did learn
+    assert np.abs(fc.W - latent_upper(**SMALL).upper[1].W).max() > 1e-4   # the upper layer did learn
     assert np.array_equal(st["replay_x"], head.buffer._x[:head.buffer.size])
     assert np.array_equal(st["replay_rows"], head.buffer.rows())
     q = head.buffer.quantizer.to_dict()
@@ -138,7 +139,7 @@ def test_bad_input_and_what_c_cannot_hold(lib, latents):
     with pytest.raises(ExportError, match="fully connected layers"):
         generate(conv)
     with pytest.raises(ExportError, match="int8"):
-        generate(preset_head(quantization="none"))
+        generate(latent_upper(quantization="none"))
 
 
 def test_state_blob_both_ways(lib, latents):
@@ -147,7 +148,7 @@ def test_state_blob_both_ways(lib, latents):
     from tinycl_nodes.export.c_state import latent_from_bytes, latent_to_bytes
 
     X, y = latents
-    head = preset_head(quantization="channel", **SMALL)
+    head = latent_upper(quantization="channel", **SMALL)
     for i in range(40):   # two rounds + 8 pending
         head.learn_one(X[i], int(y[i]))
     ch = LatentUpperHeadC(lib, **SMALL)
@@ -156,7 +157,7 @@ def test_state_blob_both_ways(lib, latents):
     for i in range(40, 72):
         head.learn_one(X[i], int(y[i]))
         ch.learn_one(X[i], int(y[i]))
-    back = latent_from_bytes(ch.to_bytes(), like=preset_head(**SMALL))
+    back = latent_from_bytes(ch.to_bytes(), like=latent_upper(**SMALL))
     assert back.n_seen == head.n_seen == 72 and back.n_pending == head.n_pending == 8
     assert np.abs(back.classifier.W - head.classifier.W).max() < 1e-6
     assert np.array_equal(back.buffer._x[:back.buffer.size], head.buffer._x[:head.buffer.size])

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core.latent import LatentUpperHead
 from ..core.layers import Flatten, Linear, ReLU
-from ..presets import latent_upper as preset_head  # noqa: F401 - the generated head's defaults
+from ..presets import latent_upper
 from .c_model import ExportError, _arr, _hexf, write_sources
 
 QUANT_CODES = {"tensor": 1, "channel": 2}
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cut", default=None, help="layer to cut at (default presets.LATENT['cut'])")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    head = preset_head(args.model, args.cut)
+    head = latent_upper(args.model, args.cut)
     for path in export(head, args.out, f"{Path(args.model).name} cut at {args.cut or 'the preset cut'}"):
         print(path)
 

@@ -187,7 +187,7 @@ class Labeler(Node):
     def _resume(self) -> None:
         """Handle the samples held while waiting for the learner's head (it came, or the wait is over)."""
         if hasattr(self, "_resume_timer"):
-            self._resume_timer.cancel()     # rclpy and the dds/local buses: a timer cancels itself
+            self.bus.destroy(self._resume_timer)
             del self._resume_timer
         if not self.active:
             self.activate()
