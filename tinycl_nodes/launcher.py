@@ -47,27 +47,33 @@ class Graph:
         return [n for n, p in self.procs.items() if p.poll() is None]
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
-        """SIGTERM every node (they save state), then SIGKILL what is left after ``grace_s``.
-
-        SIGTERM, not SIGINT: a node still starting (importing, creating its bus) has no handler yet, and
-        Python's default SIGINT prints a KeyboardInterrupt traceback there, while the default SIGTERM ends it
-        quietly (it has learned nothing yet); once running, the node's handler treats both alike."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        end = time.monotonic() + grace_s
-        for name, p in self.procs.items():
-            try:
-                p.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"[launch] {name} did not stop in {grace_s:.0f} s: killed", file=sys.stderr)
-                p.kill()
-                p.wait()
+        """Stop every node (``stop_processes``), then remove the launcher's threads and temporary files."""
+        codes = stop_processes(self.procs, grace_s)
         for t in self.threads:
             t.join(timeout=2)
         for f in self.temp_files:
             f.unlink(missing_ok=True)
-        return {n: p.returncode for n, p in self.procs.items()}
+        return codes
+
+
+def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0) -> dict[str, int]:
+    """SIGTERM every node process (each saves its state), SIGKILL what is left after ``grace_s``; exit codes.
+
+    SIGTERM, not SIGINT: a node still starting (importing, creating its bus) has no handler yet, and
+    Python's default SIGINT prints a KeyboardInterrupt traceback there, while the default SIGTERM ends it
+    quietly (it has learned nothing yet); once running, the node's handler treats both alike."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    end = time.monotonic() + grace_s
+    for name, p in procs.items():
+        try:
+            p.wait(timeout=max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"[launch] {name} did not stop in {grace_s:.0f} s: killed", file=sys.stderr)
+            p.kill()
+            p.wait()
+    return {n: p.returncode for n, p in procs.items()}
 
 
 def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:

@@ -41,6 +41,7 @@ REPO = FW.parent
 sys.path.insert(0, str(REPO))
 
 from tinycl_nodes.core.errors import TinyclError  # noqa: E402
+from tinycl_nodes.launcher import stop_processes  # noqa: E402
 
 KIT = Path(os.environ.get("TINYCL_MICROROS_KIT", REPO.parent / "shared" / "kits" / "microros"))
 DEVICE = "board1"
@@ -90,17 +91,6 @@ def elf_size(elf: Path) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ processes
-def stop_node(p: subprocess.Popen) -> None:
-    """SIGINT (the node saves and exits), SIGKILL after 15 s."""
-    if p.poll() is None:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 class Qemu:
     """The emulated board; UART0 on a pty, semihosting log to a file."""
 
@@ -292,16 +282,16 @@ class FleetRound:
         self.setup = generate(work / "broker", FLEET, [DEVICE, *PEERS], port=free_port())
         self.broker = Broker(self.setup, log_path=work / "mosquitto.log").start()
         self.peers: list[tuple[Any, Any, Any]] = []
-        self.procs: list[subprocess.Popen] = []
+        self.procs: dict[str, subprocess.Popen] = {}
         self.agg = None
         try:
-            self.procs.append(subprocess.Popen(
+            self.procs["mqtt_bridge"] = subprocess.Popen(
                 [sys.executable, "-m", "tinycl_nodes.nodes.mqtt_bridge", "--ros-args", "-r", f"__ns:=/{DEVICE}/tinycl",
                  "-p", f"fleet:={FLEET}", "-p", f"device:={DEVICE}", "-p", f"broker_dir:={self.setup.directory}",
                  "-p", f"extractor_hash:={model_hash}", "-p", "period_s:=1.0", "-p", "min_interval_s:=0.5",
                  "-p", "poll_s:=0.02", "-p", f"state_dir:={work / 'bridge_state'}"],
                 cwd=REPO, env={**os.environ, "ROS_DOMAIN_ID": str(domain)}, stdout=open(work / "bridge.log", "wb"),
-                stderr=subprocess.STDOUT))
+                stderr=subprocess.STDOUT)
             for name, digit in PEERS.items():
                 g = LocalGraph()
                 dev = create_bus("learner", f"/{name}/tinycl", backend="local", graph=g)
@@ -325,8 +315,7 @@ class FleetRound:
         return self.agg is not None and {DEVICE, *PEERS} <= set(self.agg.heads)
 
     def close(self) -> None:
-        for p in self.procs:
-            stop_node(p)
+        stop_processes(self.procs)
         for dev, bb, bridge in self.peers:
             bridge.close()
             bb.shutdown()
@@ -345,7 +334,7 @@ def fleet_round(fr: FleetRound, bus: Any, qemu: Qemu, timeout_s: float = 60.0) -
             held = sorted(fr.agg.heads) if fr.agg else []
             raise DemoError(f"the aggregator got heads of {held} only in {timeout_s:.0f} s, not of every device "
                             f"({DEVICE}, {', '.join(PEERS)}): see bridge.log / mosquitto.log")
-        if any(p.poll() is not None for p in fr.procs):
+        if any(p.poll() is not None for p in fr.procs.values()):
             raise DemoError("the board's mqtt_bridge exited: see bridge.log")
         bus.spin_once(0.05)
     t_round = time.monotonic()
@@ -526,7 +515,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     finally:
         agent.stop()
         qemu.stop()
-        stop_node(exporter)
+        stop_processes({"exporter": exporter})
         bus.shutdown()
         if fr is not None:
             fr.close()
