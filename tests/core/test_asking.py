@@ -199,7 +199,9 @@ def test_replay_undo_survives_its_state_and_refuses_a_log_of_another_head():
 
 @pytest.mark.parametrize("name, ok", [("  Tea   cup ", "Tea cup"), ("café", "café"), ("a\u200db", None),
                                       ("soft\u00adhyphen", None), ("c1\x9bcontrol", None), ("bell\x07", None),
-                                      ("rtl\u202eoverride", None), ("", None), ("x" * 65, None)])
+                                      ("rtl\u202eoverride", None), ("", None), ("x" * 65, None),
+                                      ("next\x85line", None), ("unit\x1fsep", None), ("line\u2028sep", None),
+                                      ("tab\tand\nnewline", "tab and newline")])
 def test_one_class_name_rule(name, ok):
     if ok is None:
         with pytest.raises(InputError):

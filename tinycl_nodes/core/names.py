@@ -18,21 +18,23 @@ MAX_NAME_CHARS = 64
 REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
                       "Cs": "a surrogate", "Co": "a private-use character", "Cn": "an unassigned character",
                       "Zl": "a line separator", "Zp": "a paragraph separator"}
+TYPED_SPACES = frozenset(" \t\n\r")   # control characters a person types as spacing: collapsed, not refused
 
 
 def check_class_name(name: Any) -> str:
     """The name cleaned, or InputError (one line, for the person) saying what is wrong with it."""
     if not isinstance(name, str):
         raise InputError(f"a class name must be text, got {type(name).__name__}")
-    clean = " ".join(unicodedata.normalize("NFC", name).split())
+    text = unicodedata.normalize("NFC", name)
+    for ch in text:   # before collapsing: str.split() also treats U+001C–U+001F, U+0085, U+2028/9 as spaces
+        what = None if ch in TYPED_SPACES else REFUSED_CATEGORIES.get(unicodedata.category(ch))
+        if what:
+            raise InputError(f"the class name contains {what} (U+{ord(ch):04X})")
+    clean = " ".join(text.split())
     if not clean:
         raise InputError("the class name is empty: type a name")
     if len(clean) > MAX_NAME_CHARS:
         raise InputError(f"the class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
-    for ch in clean:
-        what = REFUSED_CATEGORIES.get(unicodedata.category(ch))
-        if what:
-            raise InputError(f"the class name contains {what} (U+{ord(ch):04X})")
     return clean
 
 
