@@ -7,7 +7,6 @@ test-ros2``) the ROS 2 already sourced in the caller's shell is used instead of 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.domains import free_domain
 from tests.nodes.conftest import NodeProcess
 from tests.ros2_env import LOOPBACK, env_after, kit_env
 
@@ -67,7 +67,7 @@ def ros2_ws(ros2_base_env, tmp_path_factory) -> dict[str, str]:
 @pytest.fixture()
 def ros(ros2_ws, tmp_path) -> Iterator["Ros"]:
     """A private DDS domain with ROS_HOME in tmp_path; every process started is stopped at the end."""
-    r = Ros(ros2_ws, random.Random(time.time_ns()).randint(100, 140), tmp_path)
+    r = Ros(ros2_ws, free_domain(), tmp_path)
     try:
         yield r
     finally:
@@ -161,5 +161,11 @@ class Ros:
         return set(self.run("ros2", "node", "list", "--no-daemon", "--spin-time", "2", check=False).stdout.split())
 
     def stop_all(self) -> None:
+        """Stop every process started, then the domain's ros2 daemon that ``ros2`` commands started.
+
+        A daemon left behind outlives the test; killed later by anything but ``ros2 daemon stop``, it can keep
+        answering while its rclpy is shut down, and a later run drawing the same domain then fails with
+        ``!rclpy.ok()``."""
         for p in reversed(self.procs):
             p.stop()
+        subprocess.run(["ros2", "daemon", "stop"], env=self.env, capture_output=True, timeout=30, check=False)
