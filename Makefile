@@ -35,7 +35,7 @@ demo-rce: $(STAMP)
 # The *_trainsplit model comes from `make train-frozen-split` (committed for Fashion-MNIST).
 experiment: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m tinycl_nodes.cli experiment select --dataset fashion_mnist --seeds 2 --data $(DATA) --out results/select_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 2 --data $(DATA) --out results/select_mnist_fashion_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment latent --select --dataset fashion_mnist --seeds 1 --data $(DATA) --out results/select_latent_fashion_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --select --data $(DATA) --out results/select_tinyrce_har.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --select --data $(DATA) --out results/select_tinyrce_cwru.json

@@ -46,3 +46,22 @@ def test_selection_never_reads_the_test_split(monkeypatch, data_dir, tmp_path):
     assert grid["chosen"] == max(grid["rows"], key=lambda r: r["objective"])["value"]
     with forbid_test_split(), pytest.raises(AssertionError, match="test split"):
         load_images("mnist", "test", data_dir)
+
+
+def test_selection_over_two_datasets_averages_their_protocols(data_dir, tmp_path):
+    """presets.py holds one value per constant: chosen on MNIST's and Fashion-MNIST's validation protocols together."""
+    out = tmp_path / "select.json"
+    args = Namespace(dataset="mnist,fashion_mnist", model=None, data=str(data_dir), seeds=1, stream=300,
+                     grids="tinyol.lr", out=str(out))
+    with forbid_test_split():                 # neither dataset's test split is read
+        assert select.main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["protocol"]["model"] == "mnist_0to5_trainsplit_fp32.onnx,fashion_mnist_0to5_trainsplit_fp32.onnx"
+    rows = result["grids"]["tinyol.lr"]["rows"]
+    for r in rows:
+        per = r["datasets"]
+        assert set(per) == {"mnist", "fashion_mnist"}
+        assert r["objective"] == pytest.approx((per["mnist"]["10"] + per["fashion_mnist"]["10"]) / 2, abs=1e-3)
+    assert rows[0]["datasets"]["mnist"]["10"] > rows[0]["datasets"]["fashion_mnist"]["10"]   # two real, different protocols
+    with pytest.raises(Exception, match="one frozen model"):
+        select.main(Namespace(**{**vars(args), "model": "mnist_0to5_fp32"}))

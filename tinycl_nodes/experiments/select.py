@@ -11,6 +11,10 @@ the test split while it is held.
 Objective of a grid: the mean accuracy on the last 1,000 stream predictions over ``seeds`` seeds
 and over the grid's labels-per-class settings (1 and 10 for the unsupervised constants, where the
 1-label case is the fragile one; 10 for heads learning true labels). Ties keep the earlier value.
+
+``--dataset mnist,fashion_mnist`` selects on several validation protocols at once (the objective is
+the mean over the datasets): presets.py holds one default per constant for every user, so it is
+chosen where it works across data, not on one dataset's protocol.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from .. import presets
 from ..core.cwr import CWRStar
+from ..core.errors import TinyclError
 from ..core.replay import LatentReplayHead
 from ..core.tinyndc import TinyNDC
 from ..core.tinyol import TinyOL
@@ -90,11 +95,12 @@ def current_preset(name: str) -> Any:
     return table.get(name)
 
 
-def run_select(feats: exp.Features, seeds: int = 3, grids: tuple[Grid, ...] = GRIDS,
+def run_select(feats: exp.Features | dict[str, exp.Features], seeds: int = 3, grids: tuple[Grid, ...] = GRIDS,
                protocol: exp.Protocol = exp.Protocol(),
                progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Run every grid on ``feats`` (which must come from the training split); return the table."""
-    if feats.split == "test":
+    """Run every grid on ``feats`` (one dataset's, or several by name; training split only); return the table."""
+    sets = feats if isinstance(feats, dict) else {"": feats}
+    if any(f.split == "test" for f in sets.values()):
         raise AssertionError("model selection must not score on the test split")
     chosen: dict[str, Any] = {}
     out: dict[str, Any] = {"grids": {}, "chosen": chosen}
@@ -103,12 +109,17 @@ def run_select(feats: exp.Features, seeds: int = 3, grids: tuple[Grid, ...] = GR
         t0 = time.perf_counter()
         for value in grid.values:
             factory, supervised = grid.build(value, chosen)
-            per = {}
+            per, per_set = {}, {}
             for k in grid.labels:
-                accs = [exp.run_one(factory, supervised, feats, seed, protocol, k)["accuracy"] for seed in range(seeds)]
-                per[str(k)] = {"mean": round(float(np.mean(accs)), 3), "std": round(float(np.std(accs)), 3)}
+                accs = {name: [exp.run_one(factory, supervised, f, seed, protocol, k)["accuracy"] for seed in range(seeds)]
+                        for name, f in sets.items()}
+                per[str(k)] = {"mean": round(float(np.mean([np.mean(a) for a in accs.values()])), 3),
+                               "std": round(float(np.mean([np.std(a) for a in accs.values()])), 3)}
+                for name, a in accs.items():
+                    per_set.setdefault(name, {})[str(k)] = round(float(np.mean(a)), 3)
             objective = round(float(np.mean([v["mean"] for v in per.values()])), 3)
-            rows.append({"value": value, "objective": objective, "labels": per})
+            rows.append({"value": value, "objective": objective, "labels": per,
+                         **({"datasets": per_set} if len(sets) > 1 else {})})
             progress(f"{grid.name} = {value}: {objective:.2f}")
         best = max(range(len(rows)), key=lambda i: (rows[i]["objective"], -i))
         chosen[grid.name] = rows[best]["value"]
@@ -127,13 +138,19 @@ def main(args) -> int:
     console = Console(width=None if __import__("sys").stdout.isatty() else 132)
     names = set(args.grids.split(",")) if args.grids else None
     grids = tuple(g for g in GRIDS if names is None or g.name in names)
+    datasets = [d for d in args.dataset.split(",") if d]
+    if args.model and len(datasets) > 1:
+        raise TinyclError("--model names one frozen model: give it with one --dataset")
     with forbid_test_split():
-        extractor = exp.load_extractor(args.model, args.dataset, "train")
-        with console.status(f"extracting features with {extractor.path.name} …"):
-            feats = exp.extract_features(extractor, args.data, args.dataset, "train")
+        feats, models = {}, []
+        for dataset in datasets:
+            extractor = exp.load_extractor(args.model, dataset, "train")
+            with console.status(f"extracting {dataset} features with {extractor.path.name} …"):
+                feats[dataset] = exp.extract_features(extractor, args.data, dataset, "train")
+            models.append(extractor.path.name)
         protocol = exp.Protocol(stream_length=args.stream)
         result = run_select(feats, args.seeds, grids, protocol, progress=console.log)
-    result["protocol"] = {"dataset": args.dataset, "split": "train", "model": extractor.path.name,
+    result["protocol"] = {"dataset": ",".join(datasets), "split": "train", "model": ",".join(models),
                           "seeds": args.seeds, **protocol.__dict__}
     for name, g in result["grids"].items():
         t = Table(title=f"{name} ({g['preset']}): {g['why']}")
@@ -148,7 +165,7 @@ def main(args) -> int:
         console.print(t)
         if g["presets_now"] is not None and _norm(g["presets_now"]) != _norm(g["chosen"]):
             console.print(f"[yellow]presets.py has {g['presets_now']}, the selection chose {g['chosen']}[/]")
-    out = Path(args.out or f"results/select_{Path(args.dataset).name}.json")
+    out = Path(args.out or f"results/select_{'_'.join(Path(d).name for d in datasets)}.json")
     write_atomic(out, json.dumps(result, indent=1).encode())
     console.print(f"wrote {out}")
     return 0
@@ -159,7 +176,8 @@ def _norm(v: Any) -> Any:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--dataset", default="mnist", help="mnist | fashion_mnist | an image folder")
+    p.add_argument("--dataset", default="mnist,fashion_mnist",
+                   help="mnist | fashion_mnist | an image folder, or several, comma-separated (objective: their mean)")
     p.add_argument("--model", default=None, help="frozen extractor (default: <dataset>_0to5_trainsplit_fp32)")
     p.add_argument("--data", default=None)
     p.add_argument("--seeds", type=int, default=3)
