@@ -28,11 +28,11 @@ demo-fleet: $(STAMP) system-deps
 demo-rce: $(STAMP)
 	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli launch tinyrce
 
-# Issue 14's order: (1) select every tuned constant on the Fashion-MNIST training-split protocol
-# (no test split is read; presets.py holds the chosen values; docs/selection.md), (2) the scored
+# Issue 14's order: (1) select every tuned constant on the MNIST and Fashion-MNIST training-split
+# protocols together (no test split is read; presets.py holds the chosen values; docs/selection.md), (2) the scored
 # runs once: MNIST test stream, Fashion-MNIST holdout stream (it has no test split), latent replay
 # vs final-feature replay and SLDA on Fashion, TinyRCE vs the end-to-end CNN (HAR, CWRU).
-# The *_trainsplit model comes from `make train-frozen-split` (committed for Fashion-MNIST).
+# The *_trainsplit models come from `make train-frozen-split` (both committed).
 experiment: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 2 --data $(DATA) --out results/select_mnist_fashion_mnist.json
