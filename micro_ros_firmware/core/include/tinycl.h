@@ -34,7 +34,7 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 3 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr */
+#define TINYCL_ABI_VERSION 4 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr; 4: features_cut_q */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -50,6 +50,10 @@ extern "C" {
 
 /** Pixels (row-major TINYCL_IN_H × TINYCL_IN_W, 0..255) → int8 features (TINYCL_N_FEATURES). */
 void tinycl_features_q(const uint8_t *pixels, int8_t *features_q);
+
+/** The same forward pass, and the last conv block's pooled int8 output (TINYCL_CUT_F values, NCHW, grid
+ *  TINYCL_CUT_SCALE / TINYCL_CUT_ZP): the latent replay head's input on the board. */
+void tinycl_features_cut_q(const uint8_t *pixels, int8_t *features_q, int8_t *cut_q);
 
 /** int8 features → float, exactly as onnxruntime's DequantizeLinear: (q − zp) · scale. */
 void tinycl_dequantize(const int8_t *features_q, float *features);
@@ -262,6 +266,7 @@ uint32_t tinycl_crc32(const uint8_t *data, size_t len);
  * ------------------------------------------------------------------------------------------- */
 uint32_t tinycl_abi_version(void);
 uint32_t tinycl_n_features(void);
+void tinycl_cut_grid(uint32_t *n, float *scale, int32_t *zero_point); /**< TINYCL_CUT_F, _SCALE, _ZP */
 uint32_t tinycl_max_classes(void);
 size_t tinycl_sizeof_cwr(void);
 size_t tinycl_sizeof_ncm(void);

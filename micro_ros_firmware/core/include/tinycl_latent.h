@@ -101,6 +101,15 @@ int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores);
 /** argmax of the logits (first maximum); TINYCL_EEMPTY before any class. */
 int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y);
 
+/* int8 latents (the board: tinycl_features_cut_q's codes). The head's replay grid is fixed to the codes' grid
+ * before it learns anything (use_grid: per-tensor heads only; the first batch does not calibrate one then),
+ * so a code dequantised to (q − zp)·scale and requantised into the replay memory is the same code: the memory
+ * holds the CNN's own int8 activations, without a second rounding. learn_q / predict_q take codes on that
+ * grid (TINYCL_EINVAL before use_grid or for a per-channel head). */
+int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point);
+int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y);
+int tinycl_latent_predict_q(tinycl_latent_t *h, const int8_t *q, int32_t *y);
+
 /* State blob (tinycl.h header "TCLS", kind TINYCL_KIND_LATENT; Python: export/c_state.py latent_*):
  *   f64 lr | f64 upper_lr_scale | f64 margin | u32 memory_size | u32 batch_size | u32 epochs | u32 replay
  *   | u32 minibatch | u32 quantization | u32 seed | u32 fc_weights | u32 fc_biases | u32 embed | u32 n_seen

@@ -401,6 +401,38 @@ int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y) {
     return TINYCL_OK;
 }
 
+/* ---- int8 latents on the head's own grid (the board's CNN cut) ------------------------------------ */
+int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point) {
+    if (!h || !(scale > 0.0f) || !isfinite(scale) || zero_point < QMIN || zero_point > QMAX ||
+        h->p.quantization != TINYCL_LATENT_QUANT_TENSOR || h->n_seen || h->n_pending || h->mem_size)
+        return TINYCL_EINVAL;
+    h->q_scale[0] = scale;
+    h->q_zp[0] = zero_point;
+    h->n_grids = 1;
+    return TINYCL_OK;
+}
+
+/* (q − zp)·scale on the head's per-tensor grid into the scratch row: ReplayBuffer's dequantisation. */
+static const float *dequantized(tinycl_latent_t *h, const int8_t *q) {
+    if (!q || h->n_grids != 1 || h->p.quantization != TINYCL_LATENT_QUANT_TENSOR) return NULL;
+    const float z = (float)h->q_zp[0], sc = h->q_scale[0];
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->x_row[f] = ((float)q[f] - z) * sc;
+    return h->x_row;
+}
+
+int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y) {
+    if (!h) return TINYCL_EINVAL;
+    const float *x = dequantized(h, q);
+    return x ? tinycl_latent_learn(h, x, y) : TINYCL_EINVAL;
+}
+
+int tinycl_latent_predict_q(tinycl_latent_t *h, const int8_t *q, int32_t *y) {
+    if (!h) return TINYCL_EINVAL;
+    if (h->n_classes == 0) return TINYCL_EEMPTY;
+    const float *x = dequantized(h, q);
+    return x ? tinycl_latent_predict(h, x, y) : TINYCL_EINVAL;
+}
+
 void tinycl_latent_view(const tinycl_latent_t *h, tinycl_latent_view_t *v) {
     v->fc_w = h->fc_w;
     v->fc_b = h->fc_b;
