@@ -260,6 +260,12 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
  *  class rows, duplicate classes, or another extractor's hash. */
 int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len);
 uint32_t tinycl_crc32(const uint8_t *data, size_t len);
+/** The CRC-32 continued over more bytes (tinycl_crc32(d, n) = tinycl_crc32_update(0, d, n), as zlib's crc32). */
+uint32_t tinycl_crc32_update(uint32_t crc, const uint8_t *data, size_t len);
+/** Streams of large state blobs: a sink takes the next n bytes (0 = written); a source copies up to n bytes at
+ *  offset into dst and returns how many it copied. */
+typedef int (*tinycl_sink_fn)(void *ctx, const uint8_t *data, size_t n);
+typedef size_t (*tinycl_source_fn)(void *ctx, size_t offset, uint8_t *dst, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
  * ABI helpers for FFI callers (ctypes): sizes of the structs and build constants.
