@@ -45,6 +45,14 @@ REASONS = {0: "empty", 1: "unknown", 2: "ambiguous", 3: "covered"}
 COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
 
 
+def _pixels(pixels: np.ndarray, what: str) -> np.ndarray:
+    """One 28×28 uint8 image as the C frozen model reads it; InputError for another size."""
+    px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
+    if px.size != 784:
+        raise InputError(f"{what}: expected 784 pixels, got {px.size}")
+    return px
+
+
 class Library:
     """A loaded ``libtinycl``: checks the ABI version and exposes typed functions."""
 
@@ -115,21 +123,15 @@ class Library:
 
     def features_q(self, pixels: np.ndarray) -> np.ndarray:
         """int8 features of one 28×28 uint8 image, computed by the C frozen model."""
-        px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
-        if px.size != 784:
-            raise InputError(f"features_q: expected 784 pixels, got {px.size}")
         out = np.zeros(self.n_features, np.int8)
-        self.lib.tinycl_features_q(px, out)
+        self.lib.tinycl_features_q(_pixels(pixels, "features_q"), out)
         return out
 
     def features_cut_q(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """int8 features and the int8 activations at the cut (grid ``cut_scale`` / ``cut_zero_point``) of one
         28×28 uint8 image, from one forward pass of the C frozen model."""
-        px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
-        if px.size != 784:
-            raise InputError(f"features_cut_q: expected 784 pixels, got {px.size}")
         feats, cut = np.zeros(self.n_features, np.int8), np.zeros(self.cut_size, np.int8)
-        self.lib.tinycl_features_cut_q(px, feats, cut)
+        self.lib.tinycl_features_cut_q(_pixels(pixels, "features_cut_q"), feats, cut)
         return feats, cut
 
     def features(self, pixels: np.ndarray) -> np.ndarray:

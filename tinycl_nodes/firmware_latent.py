@@ -122,11 +122,15 @@ class LatentUpperHeadC:
         return out[:self.view().n_classes]
 
     def predict_one(self, x) -> int | None:
+        return self._predict(self.lib.lib.tinycl_latent_predict, self._vec(x), "latent predict")
+
+    def _predict(self, fn, arg: np.ndarray, what: str) -> int | None:
+        """The class id ``fn`` (a tinycl_latent_predict*) gives, None before any class."""
         y = C.c_int32()
-        rc = self.lib.lib.tinycl_latent_predict(self._ptr, self._vec(x), C.byref(y))
+        rc = fn(self._ptr, arg, C.byref(y))
         if rc == -3:
             return None
-        self.lib.check(rc, "latent predict")
+        self.lib.check(rc, what)
         return int(y.value)
 
     # --- int8 latents on the head's own grid (the board's CNN cut) --------------------------------
@@ -138,12 +142,7 @@ class LatentUpperHeadC:
         self.lib.check(self.lib.lib.tinycl_latent_learn_q(self._ptr, self._codes(q), int(y)), "latent learn_q")
 
     def predict_q(self, q) -> int | None:
-        y = C.c_int32()
-        rc = self.lib.lib.tinycl_latent_predict_q(self._ptr, self._codes(q), C.byref(y))
-        if rc == -3:
-            return None
-        self.lib.check(rc, "latent predict_q")
-        return int(y.value)
+        return self._predict(self.lib.lib.tinycl_latent_predict_q, self._codes(q), "latent predict_q")
 
     def _codes(self, q) -> np.ndarray:
         v = np.ascontiguousarray(q, np.int8).reshape(-1)

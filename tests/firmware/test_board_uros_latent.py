@@ -129,6 +129,15 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     assert restored and f"{board['applied']['answers']} samples" in restored[0], again["log"][:5]
     first = np.array([again["predictions"][i][0] for i in range(40)])
     assert float(np.mean(first == bd.labels[:40])) >= BOUND and not again["events"]
+    # the board's blob is the Python head's too (export/c_state.py): it predicts what the restored board did
+    from tinycl_nodes.export.c_state import latent_from_bytes
+    from tinycl_nodes.firmware_latent import board_head, cut_grid
+
+    back = latent_from_bytes(state.read_bytes(), like=board_head(memory_size=256))
+    assert back.n_seen == board["applied"]["answers"] and back.buffer.quantizer == cut_grid()
+    lib = Library(host_build / "libtinycl.so")
+    cuts = np.stack([lib.features_cut_q(img)[1] for img in bd.images[:40]])
+    assert back.predict_batch(cut_grid().dequantize(cuts)).tolist() == first.tolist()
 
 
 def test_link_refuses_an_image_beyond_the_ram(latent_app):
