@@ -269,6 +269,14 @@ static size_t state_source(void *ctx, size_t offset, uint8_t *dst, size_t n) {
     return board_state_read((uint32_t)offset, dst, (uint32_t)n);
 }
 
+/* An empty latent head with the generated hyper-parameters, its replay grid the CNN's cut grid. */
+static int fresh_latent(void) {
+    tinycl_latent_params_t prm;
+    tinycl_latent_default_params(&prm);
+    const int rc = tinycl_latent_init(&g_lat, &prm);
+    return rc ? rc : tinycl_latent_use_grid(&g_lat, TINYCL_CUT_SCALE, TINYCL_CUT_ZP);
+}
+
 /* The TCLS kind-4 blob to the board's storage (the last saved one stays if anything fails). */
 static void save_state(void) {
     const uint32_t t0 = board_millis();
@@ -297,10 +305,7 @@ static void restore_state(void) {
     if (rc == TINYCL_OK && (g_lat.n_grids != 1 || g_lat.q_scale[0] != TINYCL_CUT_SCALE || g_lat.q_zp[0] != TINYCL_CUT_ZP))
         rc = TINYCL_ESTATE; /* another model's codes */
     if (rc != TINYCL_OK) {
-        tinycl_latent_params_t prm;
-        tinycl_latent_default_params(&prm);
-        tinycl_latent_init(&g_lat, &prm);
-        tinycl_latent_use_grid(&g_lat, TINYCL_CUT_SCALE, TINYCL_CUT_ZP);
+        (void)fresh_latent(); /* accepted at start-up already */
         logf_("LOG state: the saved state (%ld bytes) was refused (%d): a fresh latent head", len, rc);
         return;
     }
@@ -641,9 +646,7 @@ void loop(void);
 void setup(void) {
     static_messages();
 #if TINYCL_APP_LATENT
-    tinycl_latent_params_t prm;
-    tinycl_latent_default_params(&prm);
-    if (tinycl_latent_init(&g_lat, &prm) != TINYCL_OK || tinycl_latent_use_grid(&g_lat, TINYCL_CUT_SCALE, TINYCL_CUT_ZP) != TINYCL_OK) {
+    if (fresh_latent() != TINYCL_OK) {
         board_log("LOG the latent head's parameters were refused by the core");
         board_finish(2);
     }
