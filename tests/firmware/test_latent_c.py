@@ -4,7 +4,9 @@ On the board's own network (tinycl_features_cut_q, the int8 CNN's last conv bloc
 as the features) against onnxruntime's int8 model cut (graph optimisations off, the QDQ definition, as the
 features are checked in test_core_c.py): the int8 codes agree to ≥ 99.9% (as the features) and never by more than one step
 (onnxruntime sums the convolution in float; a sum that lands on a rounding boundary can round the other
-way); the head learning from the C codes makes every prediction the numpy head makes from onnxruntime's.
+way); bit for bit, the C cut equals the int8 model's integer semantics (QLinearConv: exact int32 sums, the
+float32 requantisation, round half to even) computed in numpy from the model's quantised parameters; the head
+learning from the C codes makes every prediction the numpy head makes from onnxruntime's.
 
 Real MNIST latents (the shipped fp32 model cut at presets.LATENT's layer, 128×3×3), the preset's
 upper layers (flatten + the 1,152→64 embedding with BatchNorm folded) + classifier, PCG32 draws on
@@ -67,6 +69,25 @@ def board_cut(lib, data_dir):
             reference_features(session, X[idx], output=1), y[idx].astype(np.int64), X[idx])
 
 
+def integer_cut(model, images: np.ndarray) -> np.ndarray:
+    """The int8 model's last conv block output in its integer semantics, from ``c_model.parse``'s quantised
+    parameters (int8 weights, int32 biases, float32 multipliers, zero points): an oracle for the C kernels."""
+    q = model.in_lut[images.reshape(len(images), 1, *images.shape[1:]).astype(np.intp)].astype(np.int64)
+    for blk in model.blocks:
+        n, C, H, W = q.shape
+        pad = np.zeros((n, C, H + 2, W + 2), np.int64)
+        pad[:, :, 1:-1, 1:-1] = q - blk.in_zp
+        acc = np.zeros((n, blk.w.shape[0], H, W), np.int64) + blk.bias[None, :, None, None]
+        for ky in range(3):
+            for kx in range(3):
+                acc += np.einsum("oc,nchw->nohw", blk.w[:, :, ky, kx].astype(np.int64), pad[:, :, ky:ky + H, kx:kx + W])
+        h2, w2 = H // 2, W // 2   # 2×2 max-pool of the accumulators (the requantisation is monotone)
+        pooled = acc[:, :, :2 * h2, :2 * w2].reshape(n, -1, h2, 2, w2, 2).max(axis=(3, 5))
+        v = np.clip(pooled.astype(np.float32) * blk.mult[None, :, None, None], -128 - blk.out_zp, 127 - blk.out_zp)
+        q = np.rint(v).astype(np.int64) + blk.out_zp
+    return q.reshape(len(images), -1).astype(np.int8)
+
+
 def test_board_cut_is_the_int8_models_cut(lib, board_cut):
     feats, cuts, ort_feats, ort_cut, _, images = board_cut
     grid = cut_grid()
@@ -80,6 +101,10 @@ def test_board_cut_is_the_int8_models_cut(lib, board_cut):
     assert np.mean(diff == 0) >= 0.999 and diff.max() <= 1
     assert np.array_equal(grid.dequantize(cuts)[diff.max(1) == 0], ort_cut[diff.max(1) == 0])   # bit for bit there
     assert np.array_equal(feats, np.stack([lib.features_q(img) for img in images]))   # the same pass's features
+    from tinycl_nodes.export.c_model import parse
+    from tinycl_nodes.extractor import model_path
+
+    assert np.array_equal(cuts, integer_cut(parse(model_path("mnist_0to5_int8")), images))   # bit for bit
     assert cuts.min() == -128 and cuts.max() > 0 and len(np.unique(cuts)) > 100
 
 
