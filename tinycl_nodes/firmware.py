@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import InputError, StateError, TinyclError
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
            -4: "state blob malformed or for another model", -5: "buffer too small"}
@@ -45,6 +45,14 @@ REASONS = {0: "empty", 1: "unknown", 2: "ambiguous", 3: "covered"}
 COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
 
 
+def _pixels(pixels: np.ndarray, what: str) -> np.ndarray:
+    """One 28×28 uint8 image as the C frozen model reads it; InputError for another size."""
+    px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
+    if px.size != 784:
+        raise InputError(f"{what}: expected 784 pixels, got {px.size}")
+    return px
+
+
 class Library:
     """A loaded ``libtinycl``: checks the ABI version and exposes typed functions."""
 
@@ -64,6 +72,8 @@ class Library:
             "tinycl_sizeof_ncm": (C.c_size_t, []), "tinycl_sizeof_ndc": (C.c_size_t, []),
             "tinycl_model_sha256": (C.c_char_p, []),
             "tinycl_features_q": (None, [_u8p, _i8p]), "tinycl_dequantize": (None, [_i8p, _f32p]),
+            "tinycl_features_cut_q": (None, [_u8p, _i8p, _i8p]),
+            "tinycl_cut_grid": (None, [C.POINTER(C.c_uint32), C.POINTER(C.c_float), C.POINTER(C.c_int32)]),
             "tinycl_cwr_init": (C.c_int, [C.c_void_p, C.c_float, C.c_uint32]),
             "tinycl_cwr_learn": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
             "tinycl_cwr_predict": (C.c_int, [C.c_void_p, _f32p, C.POINTER(C.c_int32)]),
@@ -104,17 +114,25 @@ class Library:
         self.max_classes = int(lib.tinycl_max_classes())
         self.model_sha256 = lib.tinycl_model_sha256().decode()
         self.rce_capacity = int(lib.tinycl_rce_capacity())
+        n, scale, zp = C.c_uint32(), C.c_float(), C.c_int32()
+        lib.tinycl_cut_grid(C.byref(n), C.byref(scale), C.byref(zp))
+        #: the latent cut the C CNN exposes (its last conv block's int8 output): size, scale, zero point
+        self.cut_size, self.cut_scale, self.cut_zero_point = int(n.value), np.float32(scale.value), int(zp.value)
         if self.max_classes > 64:
             raise FirmwareError(f"{path}: built with TINYCL_MAX_CLASSES={self.max_classes}, this wrapper handles ≤ 64")
 
     def features_q(self, pixels: np.ndarray) -> np.ndarray:
         """int8 features of one 28×28 uint8 image, computed by the C frozen model."""
-        px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
-        if px.size != 784:
-            raise InputError(f"features_q: expected 784 pixels, got {px.size}")
         out = np.zeros(self.n_features, np.int8)
-        self.lib.tinycl_features_q(px, out)
+        self.lib.tinycl_features_q(_pixels(pixels, "features_q"), out)
         return out
+
+    def features_cut_q(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int8 features and the int8 activations at the cut (grid ``cut_scale`` / ``cut_zero_point``) of one
+        28×28 uint8 image, from one forward pass of the C frozen model."""
+        feats, cut = np.zeros(self.n_features, np.int8), np.zeros(self.cut_size, np.int8)
+        self.lib.tinycl_features_cut_q(_pixels(pixels, "features_cut_q"), feats, cut)
+        return feats, cut
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """Dequantised float32 features of one image (what the heads learn from)."""

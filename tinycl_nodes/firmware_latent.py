@@ -4,6 +4,11 @@ Same calls as :class:`~tinycl_nodes.core.latent.LatentUpperHead` (``learn_one``,
 ``predict_one``, scores) on C memory; the learned state is read through ``tinycl_latent_view``.
 Its hyper-parameters default to those of the head the library was generated from
 (``tinycl_nodes.export.c_latent``); :func:`params_of` gives them for any Python head.
+
+On a board the head learns from the C CNN's own int8 activations at the cut (``Library.features_cut_q``):
+:meth:`LatentUpperHeadC.use_grid` fixes its replay grid to theirs, ``learn_q`` / ``predict_q`` take the codes.
+:func:`board_head` is the numpy head that does the same (``presets.latent_upper`` with the int8 model's cut
+grid as its replay quantizer), fed onnxruntime's int8-model activations at the cut.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import ctypes as C
 import numpy as np
 
 from .core.errors import InputError
-from .firmware import FirmwareError, Library, _f32p
+from .core.latent import LatentUpperHead
+from .core.quantize import Int8Quantizer
+from .firmware import FirmwareError, Library, _f32p, _i8p
 
 _PARAM_FIELDS = ("lr", "upper_lr_scale", "margin", "memory_size", "batch_size", "epochs", "replay",
                  "minibatch", "quantization", "seed")
@@ -40,6 +47,27 @@ def params_of(head) -> dict[str, float | int]:
     return c_params(head)
 
 
+def cut_grid(model: str = "mnist_0to5_int8") -> Int8Quantizer:
+    """The int8 grid of the int8 model's last conv block output (the board's cut), as the C CNN is generated."""
+    from .export.c_model import parse
+    from .extractor import model_path
+
+    last = parse(model_path(model)).blocks[-1]
+    return Int8Quantizer(float(last.out_scale), int(last.out_zp))
+
+
+def board_head(model: str = "mnist_0to5_int8", **overrides) -> LatentUpperHead:
+    """``presets.latent_upper`` whose replay memory keeps the int8 model's codes at the cut: its quantizer is the
+    cut's grid from the start (no calibration on the first batch), as ``tinycl_latent_use_grid`` on the board."""
+    from .presets import latent_upper
+
+    head = latent_upper(**overrides)
+    if head.quantization != "tensor":
+        raise InputError(f"board_head: the CNN's codes have one grid per tensor, not {head.quantization!r}")
+    head.buffer.quantizer = cut_grid(model)
+    return head
+
+
 def _array(ptr, n: int, dtype) -> np.ndarray:
     return np.ctypeslib.as_array(ptr, (n,)).astype(dtype) if n else np.zeros(0, dtype)
 
@@ -57,7 +85,10 @@ class LatentUpperHeadC:
                "tinycl_latent_scores": (C.c_int, [C.c_void_p, _f32p, _f32p]),
                "tinycl_latent_predict": (C.c_int, [C.c_void_p, _f32p, C.POINTER(C.c_int32)]),
                "tinycl_latent_view": (None, [C.c_void_p, C.c_void_p]),
-               "tinycl_latent_build": (None, [C.c_void_p])}
+               "tinycl_latent_build": (None, [C.c_void_p]),
+               "tinycl_latent_use_grid": (C.c_int, [C.c_void_p, C.c_float, C.c_int32]),
+               "tinycl_latent_learn_q": (C.c_int, [C.c_void_p, _i8p, C.c_int32]),
+               "tinycl_latent_predict_q": (C.c_int, [C.c_void_p, _i8p, C.POINTER(C.c_int32)])}
         for name, (res, args) in sig.items():
             fn = getattr(f, name)
             fn.restype, fn.argtypes = res, args
@@ -91,12 +122,33 @@ class LatentUpperHeadC:
         return out[:self.view().n_classes]
 
     def predict_one(self, x) -> int | None:
+        return self._predict(self.lib.lib.tinycl_latent_predict, self._vec(x), "latent predict")
+
+    def _predict(self, fn, arg: np.ndarray, what: str) -> int | None:
+        """The class id ``fn`` (a tinycl_latent_predict*) gives, None before any class."""
         y = C.c_int32()
-        rc = self.lib.lib.tinycl_latent_predict(self._ptr, self._vec(x), C.byref(y))
+        rc = fn(self._ptr, arg, C.byref(y))
         if rc == -3:
             return None
-        self.lib.check(rc, "latent predict")
+        self.lib.check(rc, what)
         return int(y.value)
+
+    # --- int8 latents on the head's own grid (the board's CNN cut) --------------------------------
+    def use_grid(self, scale: float, zero_point: int) -> None:
+        """Fix the replay grid (before learning; a per-tensor head): int8 latents on it are stored as they are."""
+        self.lib.check(self.lib.lib.tinycl_latent_use_grid(self._ptr, float(scale), int(zero_point)), "latent use_grid")
+
+    def learn_q(self, q, y: int) -> None:
+        self.lib.check(self.lib.lib.tinycl_latent_learn_q(self._ptr, self._codes(q), int(y)), "latent learn_q")
+
+    def predict_q(self, q) -> int | None:
+        return self._predict(self.lib.lib.tinycl_latent_predict_q, self._codes(q), "latent predict_q")
+
+    def _codes(self, q) -> np.ndarray:
+        v = np.ascontiguousarray(q, np.int8).reshape(-1)
+        if v.size != self.n_features:
+            raise InputError(f"latent: expected {self.n_features} int8 codes, got {v.size}")
+        return v
 
     def _vec(self, x) -> np.ndarray:
         v = np.ascontiguousarray(x, np.float32).reshape(-1)

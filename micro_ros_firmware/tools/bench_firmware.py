@@ -8,9 +8,10 @@ arm-none-eabi-size → run the image in QEMU with the instruction-counting plugi
 (tools/qemu_plugin/insn_stages.c) → check every prediction, pseudo-label and feature CRC against
 the host build of the same core (libtinycl through ctypes) → executed instructions per stage per
 sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1). Then the latent replay head
-(core/src/tinycl_latent.c) in its own image (bench_latent): instructions per learning step, per
-training round, per trained pattern and per prediction, flash/RAM, predictions checked against the
-host build and the numpy head ("latent" in the results).
+(core/src/tinycl_latent.c) end to end in its own image (bench_latent): image → int8 CNN → the head on
+the CNN's own int8 activations at the cut; instructions of the CNN, per learning step, per training
+round, per trained pattern and per prediction, flash/RAM, the cut codes (CRC) and predictions checked
+against the host build, predictions against the numpy head on onnxruntime's cut ("latent" in the results).
 
 Usage: python micro_ros_firmware/tools/bench_firmware.py [--n-stream 200] [--out results/firmware.json]
 """
@@ -240,28 +241,18 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     }
 
 
-# --- latent replay head (core/src/tinycl_latent.c): its own image, library and figures -------------
-LATENT_MARKS = ["other", "latent_learn", "latent_predict", "calib_a", "calib_b"]
+# --- latent replay head (core/src/tinycl_latent.c) on the board's own CNN: its own image, library and figures -----
+LATENT_MARKS = ["other", "frozen", "latent_learn", "latent_predict", "calib_a", "calib_b"]
 LATENT_MEMORY = 256   # int8 replay patterns the 1 MiB board holds beside the 295 KB upper layer (bench/CMakeLists.txt)
 
 
-def latent_data(n: int, seed: int, data: str | None):
-    """Real MNIST test latents at presets.LATENT's cut (fp32 lower part), as int8 codes of one grid."""
-    import tempfile
-
-    from tinycl_nodes.core.quantize import Int8Quantizer
+def latent_images(n: int, seed: int, data: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """n real MNIST test images (seeded order) and their labels."""
     from tinycl_nodes.datasets import load_mnist
-    from tinycl_nodes.export.latent_onnx import split_model
-    from tinycl_nodes.extractor import FrozenExtractor, model_path
-    from tinycl_nodes.presets import LATENT
 
     X, y = load_mnist("test", data)
     idx = np.random.default_rng(seed).permutation(len(y))[:n]
-    with tempfile.TemporaryDirectory() as tmp:
-        lat = FrozenExtractor(split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp).lower_path).extract(X[idx])
-    grid = Int8Quantizer.fit(lat, margin=0.0)
-    codes = grid.quantize(lat)
-    return codes, np.float32(grid.scale), grid.zero_point, y[idx].astype(np.int32)
+    return np.ascontiguousarray(X[idx]), y[idx].astype(np.int32)
 
 
 def _patterns_trained(n_learn: int, batch: int, epochs: int, replay: int, memory: int) -> int:
@@ -275,40 +266,45 @@ def _patterns_trained(n_learn: int, batch: int, epochs: int, replay: int, memory
 
 def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: str | None = None,
                  work: Path | None = None, numpy_check: bool = True) -> dict:
-    """The latent head on QEMU: instructions per learning step and per prediction, flash/RAM, host parity."""
+    """Image → int8 CNN → latent head on QEMU: instructions per learned sample and per prediction (with and
+    without the frozen CNN), flash/RAM, parity with the host build and the numpy head."""
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
     from tinycl_nodes.export.c_latent import c_params
+    from tinycl_nodes.export.c_vectors import reference_features, reference_session
     from tinycl_nodes.firmware import Library
-    from tinycl_nodes.firmware_latent import LatentUpperHeadC
-    from tinycl_nodes.presets import latent_upper
+    from tinycl_nodes.firmware_latent import LatentUpperHeadC, board_head
+    from tinycl_nodes.presets import LATENT
 
     work = Path(work or FW / "build-bench")
     work.mkdir(parents=True, exist_ok=True)
-    codes, scale, zp, labels = latent_data(n_learn + n_predict, seed, data)
-    hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
+    n = n_learn + n_predict
+    images, labels = latent_images(n, seed, data)
     data_c = work / "bench_latent_data.c"
     data_c.write_text("#include <stdint.h>\n"
                       f"const uint32_t bl_n_learn = {n_learn}u, bl_n_predict = {n_predict}u;\n"
-                      f"const float bl_scale = {hexf(scale)};\nconst int32_t bl_zp = {zp};\n"
-                      + c_array("int8_t", "bl_x", codes, per_line=32) + c_array("int32_t", "bl_y", labels))
-    X = (codes.astype(np.float32) - np.float32(zp)) * scale   # what the board dequantises
-    head = latent_upper(memory_size=LATENT_MEMORY)
+                      + c_array("uint8_t", "bl_images", images, per_line=28) + c_array("int32_t", "bl_y", labels))
+    head = board_head(memory_size=LATENT_MEMORY)
     prm = c_params(head)
 
-    # host: the same C through ctypes, and the numpy head with the same (PCG32) draws
+    # host: the same C through ctypes (its CNN's cut codes), and the numpy head (PCG32 draws) on onnxruntime's cut
     host_dir = work / "host"
     run(["cmake", "-S", str(FW), "-B", str(host_dir), "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
     run(["cmake", "--build", str(host_dir), "-j2", "--target", "tinycl"])
-    ch = LatentUpperHeadC(Library(host_dir / "libtinycl.so"), **prm)
+    lib = Library(host_dir / "libtinycl.so")
+    ch = LatentUpperHeadC(lib, **prm)
+    ch.use_grid(lib.cut_scale, lib.cut_zero_point)
+    cuts = np.stack([lib.features_cut_q(img)[1] for img in images])
+    ort_latents = reference_features(reference_session(LATENT["cut"]), images, output=1) if numpy_check else None
     host, py = [], []
-    for i in range(n_learn + n_predict):
-        host.append(-1 if ch.predict_one(X[i]) is None else ch.predict_one(X[i]))
+    for i in range(n):
+        p = ch.predict_q(cuts[i])
+        host.append((-1 if p is None else p, zlib.crc32(cuts[i].tobytes()) & 0xFFFFFFFF))
         if numpy_check:
-            py.append(-1 if head.predict_one(X[i]) is None else head.predict_one(X[i]))
+            py.append(-1 if not head.classes else head.predict_one(ort_latents[i]))
         if i < n_learn:
-            ch.learn_one(X[i], int(labels[i]))
+            ch.learn_q(cuts[i], int(labels[i]))
             if numpy_check:
-                head.learn_one(X[i], int(labels[i]))
+                head.learn_one(ort_latents[i], int(labels[i]))
 
     arm = work / "arm"
     run(["cmake", "-S", str(FW / "bench"), "-B", str(arm), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
@@ -318,43 +314,51 @@ def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: 
     elf = arm / "bench_latent.elf"
     lib_size, image = arm_size([arm / "libtinycl_latent.a"]), arm_size([elf])
     lines, stats = run_counted(work, elf, LATENT_MARKS, "insn_latent.txt", timeout=1800)
-    board = [int(ln.split()[2]) for ln in lines if ln[:2] in ("L ", "P ")]
+    board = [(int(ln.split()[2]), int(ln.split()[3])) for ln in lines if ln[:2] in ("L ", "P ")]
     struct_bytes, memory, rounds = (int(v) for v in next(ln for ln in lines if ln.startswith("LATENT ")).split()[1:])
     calib = stats["calib_b"][0] - stats["calib_a"][0]
-    if stats["latent_learn"][1] != n_learn or stats["latent_predict"][1] != n_learn + n_predict:
+    if stats["latent_learn"][1] != n_learn or stats["latent_predict"][1] != n or stats["frozen"][1] != n:
         raise BenchError(f"latent marker hits {stats}")
-    learn_total, predict_total = stats["latent_learn"][0], stats["latent_predict"][0]
+    learn_total, predict_total, frozen_total = stats["latent_learn"][0], stats["latent_predict"][0], stats["frozen"][0]
     patterns = _patterns_trained(n_learn, prm["batch_size"], prm["epochs"], prm["replay"], memory)
     n_cls = len(set(labels[:n_learn].tolist()))
     fwd_upper, fwd_cls = head.forward_macs(n_cls)
-    ms = lambda n: round(n / CLOCK_HZ * 1e3, 4)  # noqa: E731
+    ms = lambda v: round(v / CLOCK_HZ * 1e3, 4)  # noqa: E731
     per_round = learn_total / max(rounds, 1)
-    held = slice(n_learn, n_learn + n_predict)
+    frozen, learn, predict = frozen_total / n, learn_total / n_learn, predict_total / n
+    held = slice(n_learn, n)
+    preds = [b[0] for b in board]
+    figure = lambda v: {"instructions_per_sample": round(v, 1), "ms_at_480mhz": ms(v)}  # noqa: E731
     return {
-        "what": "latent replay head (tinycl_latent.c, float32): MNIST test latents at the cut "
-                f"{head.latent_shape} of mnist_0to5_fp32 → flatten → 1152→64 (trained) → classifier (trained); "
-                f"int8 per-tensor replay memory of {memory} patterns; presets.LATENT schedule",
+        "what": "image → int8 CNN (tinycl_features_cut_q: features + the cut from one pass) → latent replay head "
+                f"(tinycl_latent.c, float32) on the cut's int8 codes {head.latent_shape} → flatten → 1152→64 (trained) → "
+                f"classifier (trained); int8 per-tensor replay memory of {memory} patterns on the CNN's own grid "
+                "(tinycl_latent_use_grid: the memory holds the CNN's codes); presets.LATENT schedule; MNIST test images",
         "params": {k: (v if k != "replay" else int(v)) for k, v in prm.items()} | {"memory_size": memory},
         "n_learn": n_learn, "n_predict": n_predict, "training_rounds": rounds, "patterns_trained": patterns,
-        "learn_step": {"instructions_per_sample": round(learn_total / n_learn, 1),
-                       "ms_at_480mhz": ms(learn_total / n_learn),
-                       "note": "tinycl_latent_learn averaged over the stream: queueing + every batch_size samples "
+        "frozen_model": figure(frozen),
+        "learn_step": {**figure(learn),
+                       "note": "tinycl_latent_learn_q averaged over the learned samples: queueing + every batch_size samples "
                                "a training round (forward + backward + SGD over new + replayed patterns, memory rule)"},
+        "learned_sample_with_frozen": {**figure(frozen + learn), "note": "CNN forward + learn step, per learned sample"},
+        "frame_learned_with_frozen": {**figure(frozen + predict + learn),
+                                      "note": "what the board spends on a labelled frame: CNN + prediction + learn step"},
         "training_round": {"instructions": round(per_round), "ms_at_480mhz": ms(per_round)},
         "per_trained_pattern": {"instructions": round(learn_total / max(patterns, 1), 1),
                                 "macs": head.train_macs_per_pattern(n_cls),
                                 "ms_at_480mhz": ms(learn_total / max(patterns, 1))},
-        "prediction": {"instructions_per_sample": round(predict_total / (n_learn + n_predict), 1),
-                       "ms_at_480mhz": ms(predict_total / (n_learn + n_predict)), "macs": fwd_upper + fwd_cls},
+        "prediction": {**figure(predict), "macs": fwd_upper + fwd_cls},
+        "prediction_with_frozen": figure(frozen + predict),
         "learning_macs_per_sample_python": head.learning_macs_per_sample(n_cls),
         "struct_bytes": struct_bytes,
         "library": {"flash_bytes": lib_size["text"] + lib_size["data"], **lib_size},
         "bench_image": {"flash_bytes": image["text"] + image["data"], "ram_bytes": image["data"] + image["bss"], **image},
         "calibration_exact": calib == 2 * (CALIB[1] - CALIB[0]),
-        "predictions_match_host": board == host,
-        "predictions_match_numpy": (board == py) if numpy_check else None,
-        "prequential_accuracy_on_board": round(100 * float(np.mean([b == t for b, t in zip(board[1:n_learn], labels[1:n_learn])])), 2),
-        "held_out_accuracy_on_board": round(100 * float(np.mean(np.array(board[held]) == labels[held])), 2),
+        "cut_codes_match_host": [b[1] for b in board] == [h[1] for h in host],
+        "predictions_match_host": preds == [h[0] for h in host],
+        "predictions_match_numpy": (preds == py) if numpy_check else None,
+        "prequential_accuracy_on_board": round(100 * float(np.mean([b == t for b, t in zip(preds[1:n_learn], labels[1:n_learn])])), 2),
+        "held_out_accuracy_on_board": round(100 * float(np.mean(np.array(preds[held]) == labels[held])), 2),
     }
 
 
@@ -391,13 +395,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['stages']['rce_learn']['instructions_per_sample']:.0f} insns = {r['ms_at_480mhz']} ms, "
           f"{r['n_prototypes']} prototypes, decisions match host: {r['decisions_match_host']}")
     la = res["latent"]
-    print(f"latent: learn {la['learn_step']['instructions_per_sample']:.0f} insns/sample ({la['learn_step']['ms_at_480mhz']} ms; "
-          f"round {la['training_round']['ms_at_480mhz']} ms), predict {la['prediction']['instructions_per_sample']:.0f} insns "
-          f"({la['prediction']['ms_at_480mhz']} ms), flash {la['library']['flash_bytes']} B, RAM {la['struct_bytes']} B, "
-          f"matches host: {la['predictions_match_host']}, numpy: {la['predictions_match_numpy']}")
+    print(f"latent (image → CNN → head): learned sample {la['learned_sample_with_frozen']['instructions_per_sample']:.0f} insns "
+          f"({la['learned_sample_with_frozen']['ms_at_480mhz']} ms; CNN {la['frozen_model']['instructions_per_sample']:.0f}, "
+          f"round {la['training_round']['ms_at_480mhz']} ms), prediction {la['prediction_with_frozen']['instructions_per_sample']:.0f} "
+          f"insns ({la['prediction_with_frozen']['ms_at_480mhz']} ms), flash {la['bench_image']['flash_bytes']} B, "
+          f"RAM {la['bench_image']['ram_bytes']} B, cut codes match host: {la['cut_codes_match_host']}, predictions match "
+          f"host: {la['predictions_match_host']}, numpy: {la['predictions_match_numpy']}")
     print(f"wrote {out}")
     return 0 if (res["predictions_match_host"] and res["calibration"]["exact"] and la["predictions_match_host"]
-                 and la["calibration_exact"]) else 1
+                 and la["cut_codes_match_host"] and la["calibration_exact"]) else 1
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def build_uros() -> dict[str, str]:
 
 
 def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,
-                   domain: int, data: str | None) -> tuple[Path, Any]:
-    """Generated sources (init samples, stream) + the app for mps2-an500 with -Wall -Wextra -Werror."""
+                   domain: int, data: str | None, options: tuple[str, ...] = ()) -> tuple[Path, Any]:
+    """Generated sources (init samples, stream) + the app for mps2-an500 with -Wall -Wextra -Werror
+    (``options``: more -D settings of app/CMakeLists.txt, e.g. ``-DTINYCL_APP_HEAD=latent``)."""
     from tinycl_nodes.export.c_board import board_data, parse_classes, write_sources
 
     bd = board_data(data, n_stream, seed, 10, parse_classes(classes))
@@ -80,7 +81,7 @@ def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, class
     sh(["cmake", "-S", str(FW / "app"), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
         f"-DLIBMICROROS={libmicroros}", f"-DTINYCL_BOARD_GEN={work / 'gen'}", f"-DTINYCL_DOMAIN_ID={domain}",
         f"-DTINYCL_DEVICE={DEVICE}", f"-DTINYCL_FRAME_PERIOD_MS={period_ms}", f"-DTINYCL_PYTHON={sys.executable}",
-        "-DCMAKE_BUILD_TYPE=Release"])
+        "-DCMAKE_BUILD_TYPE=Release", *options])
     sh(["cmake", "--build", str(build), "-j2"])
     return build / "tinycl_board.elf", bd
 

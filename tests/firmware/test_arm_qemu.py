@@ -43,12 +43,14 @@ def test_cortex_m7_board_matches_host_and_meets_targets(bench_work, data_dir):
 
 
 def test_cortex_m7_latent_head_matches_host(bench_work, data_dir):
-    """The latent replay head (tinycl_latent.c) on the M7 image: one training round (32 new + the
-    preset's 4 epochs) then predictions, every prediction equal to the host build's; counts exact."""
+    """Image → int8 CNN → latent replay head (tinycl_latent.c) on the CNN's cut codes, on the M7 image: one
+    training round (32 new + the preset's 4 epochs) then predictions; every cut (CRC) and every prediction equal
+    to the host build's; counts exact."""
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
     res = _bench_module().bench_latent(n_learn=32, n_predict=8, data=str(data_dir), work=bench_work, numpy_check=False)
-    assert res["calibration_exact"] and res["predictions_match_host"]
+    assert res["calibration_exact"] and res["cut_codes_match_host"] and res["predictions_match_host"]
     assert res["training_rounds"] == 1 and res["patterns_trained"] == 4 * 32
     assert res["training_round"]["instructions"] > res["patterns_trained"] * res["per_trained_pattern"]["macs"]
     assert 0 < res["prediction"]["instructions_per_sample"] < res["learn_step"]["instructions_per_sample"]
+    assert res["learned_sample_with_frozen"]["instructions_per_sample"] > res["frozen_model"]["instructions_per_sample"] > 1e6
     assert res["struct_bytes"] < 1024 * 1024 and 0 < res["library"]["flash_bytes"] < 512 * 1024

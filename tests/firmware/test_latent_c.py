@@ -1,5 +1,13 @@
 """The C latent replay head (core/src/tinycl_latent.c) against the numpy LatentUpperHead it is generated from.
 
+On the board's own network (tinycl_features_cut_q, the int8 CNN's last conv block output from the same pass
+as the features) against onnxruntime's int8 model cut (graph optimisations off, the QDQ definition, as the
+features are checked in test_core_c.py): the int8 codes agree to ≥ 99.9% (as the features) and never by more than one step
+(onnxruntime sums the convolution in float; a sum that lands on a rounding boundary can round the other
+way); bit for bit, the C cut equals the int8 model's integer semantics (QLinearConv: exact int32 sums, the
+float32 requantisation, round half to even) computed in numpy from the model's quantised parameters; the head
+learning from the C codes makes every prediction the numpy head makes from onnxruntime's.
+
 Real MNIST latents (the shipped fp32 model cut at presets.LATENT's layer, 128×3×3), the preset's
 upper layers (flatten + the 1,152→64 embedding with BatchNorm folded) + classifier, PCG32 draws on
 both sides. Stated tolerances: logits within 1e-5 relative to their largest magnitude (C sums in
@@ -20,7 +28,7 @@ from tinycl_nodes.core.latent import LatentUpperHead
 from tinycl_nodes.core.layers import Conv2d, Flatten, Linear, MaxPool2d
 from tinycl_nodes.export.c_latent import ExportError, c_params, generate
 from tinycl_nodes.firmware import FirmwareError, Library
-from tinycl_nodes.firmware_latent import LatentUpperHeadC
+from tinycl_nodes.firmware_latent import LatentUpperHeadC, board_head, cut_grid
 from tinycl_nodes.presets import latent_upper
 
 from .conftest import SAN_ENV, run
@@ -44,6 +52,91 @@ def latents(data_dir, tmp_path_factory):
     idx = np.random.default_rng(0).permutation(len(y))[:300]
     split = split_model(model_path("mnist_0to5_fp32"), LATENT["cut"], tmp_path_factory.mktemp("split"))
     return FrozenExtractor(split.lower_path).extract(X[idx]).astype(np.float32), y[idx].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def board_cut(lib, data_dir):
+    """300 real MNIST test images: the C CNN's features and cut codes, onnxruntime's features and cut."""
+    from tinycl_nodes.datasets import load_mnist
+    from tinycl_nodes.export.c_vectors import reference_features, reference_session
+    from tinycl_nodes.presets import LATENT
+
+    X, y = load_mnist("test", str(data_dir))
+    idx = np.random.default_rng(1).permutation(len(y))[:300]
+    pairs = [lib.features_cut_q(img) for img in X[idx]]
+    session = reference_session(LATENT["cut"])
+    return (np.stack([f for f, _ in pairs]), np.stack([c for _, c in pairs]), reference_features(session, X[idx]),
+            reference_features(session, X[idx], output=1), y[idx].astype(np.int64), X[idx])
+
+
+def integer_cut(model, images: np.ndarray) -> np.ndarray:
+    """The int8 model's last conv block output in its integer semantics, from ``c_model.parse``'s quantised
+    parameters (int8 weights, int32 biases, float32 multipliers, zero points): an oracle for the C kernels."""
+    q = model.in_lut[images.reshape(len(images), 1, *images.shape[1:]).astype(np.intp)].astype(np.int64)
+    for blk in model.blocks:
+        n, C, H, W = q.shape
+        pad = np.zeros((n, C, H + 2, W + 2), np.int64)
+        pad[:, :, 1:-1, 1:-1] = q - blk.in_zp
+        acc = np.zeros((n, blk.w.shape[0], H, W), np.int64) + blk.bias[None, :, None, None]
+        for ky in range(3):
+            for kx in range(3):
+                acc += np.einsum("oc,nchw->nohw", blk.w[:, :, ky, kx].astype(np.int64), pad[:, :, ky:ky + H, kx:kx + W])
+        h2, w2 = H // 2, W // 2   # 2×2 max-pool of the accumulators (the requantisation is monotone)
+        pooled = acc[:, :, :2 * h2, :2 * w2].reshape(n, -1, h2, 2, w2, 2).max(axis=(3, 5))
+        v = np.clip(pooled.astype(np.float32) * blk.mult[None, :, None, None], -128 - blk.out_zp, 127 - blk.out_zp)
+        q = np.rint(v).astype(np.int64) + blk.out_zp
+    return q.reshape(len(images), -1).astype(np.int8)
+
+
+def test_board_cut_is_the_int8_models_cut(lib, board_cut):
+    feats, cuts, ort_feats, ort_cut, _, images = board_cut
+    grid = cut_grid()
+    assert lib.cut_size == cuts.shape[1] == ort_cut.shape[1] == 128 * 3 * 3
+    assert lib.cut_scale == np.float32(grid.scale) and lib.cut_zero_point == grid.zero_point == -128   # after a ReLU
+    assert np.array_equal(grid.dequantize(grid.quantize(ort_cut)), ort_cut)   # onnxruntime's cut is on the int8 grid
+    ort_codes = grid.quantize(ort_cut)
+    diff = np.abs(ort_codes.astype(np.int32) - cuts)
+    print(f"cut codes: {np.mean(diff == 0):.5%} identical ({int((diff > 0).sum())} of {diff.size}, in "
+          f"{int((diff.max(1) > 0).sum())} of {len(diff)} images), max {diff.max()} step")
+    assert np.mean(diff == 0) >= 0.999 and diff.max() <= 1
+    assert np.array_equal(grid.dequantize(cuts)[diff.max(1) == 0], ort_cut[diff.max(1) == 0])   # bit for bit there
+    assert np.array_equal(feats, np.stack([lib.features_q(img) for img in images]))   # the same pass's features
+    from tinycl_nodes.export.c_model import parse
+    from tinycl_nodes.extractor import model_path
+
+    assert np.array_equal(cuts[:100], integer_cut(parse(model_path("mnist_0to5_int8")), images[:100]))   # bit for bit
+    assert cuts.min() == -128 and cuts.max() > 0 and len(np.unique(cuts)) > 100
+
+
+def test_board_head_learns_from_the_cnn_codes(lib, board_cut):
+    """The C head on the C CNN's codes, its replay grid the cut's: every prediction equal to the numpy head's on
+    onnxruntime's cut; the memory holds the CNN's own codes (the same as a numpy head fed the same codes)."""
+    _, cuts, _, ort_cut, y, _ = board_cut
+    grid = cut_grid()
+    head, twin = board_head(**SMALL), board_head(**SMALL)   # twin: fed the C codes, dequantised
+    ch = LatentUpperHeadC(lib, **c_params(head))
+    with pytest.raises(InputError):
+        ch.learn_q(cuts[0], 1)   # no grid yet
+    ch.use_grid(lib.cut_scale, lib.cut_zero_point)
+    n = 160
+    for i in range(n):
+        if head.classes:
+            assert ch.predict_q(cuts[i]) == head.predict_one(ort_cut[i]), f"sample {i}"
+        head.learn_one(ort_cut[i], int(y[i]))
+        twin.learn_one(grid.dequantize(cuts[i]), int(y[i]))
+        ch.learn_q(cuts[i], int(y[i]))
+    st = ch.state()
+    assert st["scales"].tolist() == [np.float32(grid.scale)] and st["zero_points"].tolist() == [-128]
+    assert np.array_equal(st["replay_x"], twin.buffer._x[:twin.buffer.size])
+    assert {r.tobytes() for r in st["replay_x"]} <= {c.tobytes() for c in cuts[:n]}   # the CNN's codes, kept as they are
+    held = np.array([ch.predict_q(c) for c in cuts[n:]])
+    assert np.array_equal(held, head.predict_batch(ort_cut[n:]))
+    assert np.mean(held == y[n:]) > 0.8
+    with pytest.raises(InputError):
+        ch.use_grid(0.5, 0)   # the grid is fixed before learning, never after
+    channel = LatentUpperHeadC(lib, **{**c_params(head), "quantization": 2})
+    with pytest.raises(InputError):
+        channel.use_grid(lib.cut_scale, lib.cut_zero_point)
 
 
 def test_c_unit_test_under_asan_and_ubsan(host_build):

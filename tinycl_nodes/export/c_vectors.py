@@ -62,23 +62,31 @@ def int8_qparams() -> tuple[float, int]:
     return float(init[q.input[1]]), int(init[q.input[2]])
 
 
-def reference_session():
-    """onnxruntime session of the int8 model with graph optimisations disabled (exact QDQ semantics)."""
+def reference_session(cut: str | None = None):
+    """onnxruntime session of the int8 model with graph optimisations disabled (exact QDQ semantics); with
+    ``cut`` the activations at that layer are a second output (``model_tools.with_output``: the same pass)."""
     import onnxruntime as ort
+
+    from ..model_tools import with_output
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
     so.log_severity_level = 3
-    return ort.InferenceSession(str(model_path(MODEL)), so, providers=["CPUExecutionProvider"])
+    payload = model_path(MODEL).read_bytes()
+    if cut:
+        payload, _ = with_output(payload, cut)
+    return ort.InferenceSession(payload, so, providers=["CPUExecutionProvider"])
 
 
-def reference_features(session, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Float features (dequantised int8) of uint8 images (n, 28, 28), as FrozenExtractor prepares them."""
+def reference_features(session, images: np.ndarray, batch: int = 256, output: int = 0) -> np.ndarray:
+    """Float features (dequantised int8) of uint8 images (n, 28, 28), as FrozenExtractor prepares them; ``output=1``
+    of a session with a cut: the activations there, flattened (float values on the int8 grid of the cut)."""
     x = images.astype(np.float32) * np.float32(1.0 / 255.0)
     x = x.reshape(x.shape[0], 1, *x.shape[1:])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, x.shape[0], batch)])
+    return np.concatenate([session.run(None, {name: x[i:i + batch]})[output].reshape(len(x[i:i + batch]), -1)
+                           for i in range(0, x.shape[0], batch)])
 
 
 def fused_features_q(images: np.ndarray) -> np.ndarray:

@@ -7,7 +7,9 @@
  *    framing; QEMU connects it to its first -serial backend (a host pty for MicroXRCEAgent serial);
  *  - sensor: frames of a real dataset stream (generated tinycl_stream.c: MNIST test images in a seeded
  *    order), one every TINYCL_FRAME_PERIOD_MS;
- *  - console: semihosting (SYS_WRITE0), exit through SYS_EXIT_EXTENDED.
+ *  - console: semihosting (SYS_WRITE0), exit through SYS_EXIT_EXTENDED;
+ *  - storage: the learner's state in a host file (semihosting file calls; TINYCL_STATE_FILE, an absolute path set
+ *    by CMake), written to TINYCL_STATE_FILE.tmp and renamed over it (host rename: the switch is atomic).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -35,6 +37,80 @@ void board_log(const char *line) {
 }
 
 void board_finish(int code) { mps2_exit(code); }
+
+/* ------------------------------------------------------------------------------ storage: semihosting files */
+#ifndef TINYCL_STATE_FILE
+#define TINYCL_STATE_FILE "tinycl_state.bin"
+#endif
+#define SH_OPEN 0x01
+#define SH_CLOSE 0x02
+#define SH_WRITE 0x05
+#define SH_READ 0x06
+#define SH_SEEK 0x0A
+#define SH_FLEN 0x0C
+#define SH_REMOVE 0x0E
+#define SH_RENAME 0x0F
+#define SH_MODE_RB 1u
+#define SH_MODE_WB 5u
+static const char k_state[] = TINYCL_STATE_FILE, k_state_tmp[] = TINYCL_STATE_FILE ".tmp";
+static long g_wr = -1, g_rd = -1;
+static int g_wr_failed;
+
+static long sh_open(const char *name, uint32_t len, uint32_t mode) {
+    const uint32_t a[3] = {(uint32_t)name, mode, len};
+    return mps2_semihost(SH_OPEN, a);
+}
+
+static void sh_close(long *fd) {
+    if (*fd < 0) return;
+    const uint32_t a[1] = {(uint32_t)*fd};
+    mps2_semihost(SH_CLOSE, a);
+    *fd = -1;
+}
+
+int board_state_open_write(void) {
+    sh_close(&g_wr);
+    g_wr = sh_open(k_state_tmp, sizeof k_state_tmp - 1u, SH_MODE_WB);
+    g_wr_failed = g_wr < 0;
+    return g_wr < 0 ? -1 : 0;
+}
+
+int board_state_write(const uint8_t *data, uint32_t n) {
+    const uint32_t a[3] = {(uint32_t)g_wr, (uint32_t)data, n};
+    if (g_wr < 0 || mps2_semihost(SH_WRITE, a) != 0) g_wr_failed = 1; /* returns the bytes not written */
+    return g_wr_failed ? -1 : 0;
+}
+
+int board_state_commit(int keep) {
+    const int ok = g_wr >= 0 && !g_wr_failed && keep;
+    sh_close(&g_wr);
+    if (!ok) {
+        const uint32_t r[2] = {(uint32_t)k_state_tmp, sizeof k_state_tmp - 1u};
+        mps2_semihost(SH_REMOVE, r);
+        return -1;
+    }
+    const uint32_t a[4] = {(uint32_t)k_state_tmp, sizeof k_state_tmp - 1u, (uint32_t)k_state, sizeof k_state - 1u};
+    return mps2_semihost(SH_RENAME, a) == 0 ? 0 : -1;
+}
+
+long board_state_open_read(void) {
+    sh_close(&g_rd);
+    g_rd = sh_open(k_state, sizeof k_state - 1u, SH_MODE_RB);
+    if (g_rd < 0) return -1;
+    const uint32_t a[1] = {(uint32_t)g_rd};
+    const long len = mps2_semihost(SH_FLEN, a);
+    if (len < 0) sh_close(&g_rd);
+    return len;
+}
+
+uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n) {
+    const uint32_t s[2] = {(uint32_t)g_rd, offset}, a[3] = {(uint32_t)g_rd, (uint32_t)dst, n};
+    if (g_rd < 0 || mps2_semihost(SH_SEEK, s) != 0) return 0;
+    const long left = mps2_semihost(SH_READ, a); /* the bytes not read */
+    return left < 0 || (uint32_t)left > n ? 0u : n - (uint32_t)left;
+}
+
+void board_state_close(void) { sh_close(&g_rd); }
 
 /* ------------------------------------------------------------------------------ SysTick clock */
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)

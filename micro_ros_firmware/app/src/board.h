@@ -14,6 +14,16 @@ uint32_t board_millis(void);
 int board_next_frame(uint8_t *pixels);
 /** One line for a person (no newline needed): semihosting on the emulator, SWO/ITM or nothing on a board. */
 void board_log(const char *line);
+/* Non-volatile storage of the learner's state (one blob, written as a stream). open_write starts a new copy
+ * beside the saved one; commit(1) replaces the saved one by it in one step (a reset mid-write keeps the last
+ * saved state), commit(0) drops it. All return 0 on success. open_read returns the saved blob's size (−1: none),
+ * read copies up to n bytes at offset and returns how many. */
+int board_state_open_write(void);
+int board_state_write(const uint8_t *data, uint32_t n);
+int board_state_commit(int keep);
+long board_state_open_read(void);
+uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n);
+void board_state_close(void);
 /** The app has nothing left to do (the replayed stream ended and was flushed); code is the exit status. */
 void board_finish(int code);
 #endif

@@ -13,6 +13,13 @@
  * not look like a lost agent) and on any failed publish; when it is gone the entities are destroyed and
  * recreated once it answers again. Learning never waits for the agent: the state lives in the core.
  * Every message buffer is static (sizes below); every rcl/rclc return value is checked.
+ * The learner is a build option (CMake TINYCL_APP_HEAD): cwr (TinyNDC: the clusterer's pseudo-labels and the
+ * answers train CWR* on the features; its head is published) or latent (TINYCL_APP_LATENT: the latent replay
+ * head of tinycl_latent.h trained on the CNN's own int8 activations at the cut, from the same forward pass as
+ * the features, by the answers only; its state, kept in the board's storage, is restored at start-up and
+ * saved after each training round and at the end; no head message: its upper layers and replay memory are
+ * ~0.6 MB, far beyond a micro-ROS message of this build, and a Head of its classifier rows alone is no head
+ * a reader could use; a global head is refused).
  * Board-specific code (clock, transport, sensor, console) is in boards/<board>.*, behind board.h.
  *
  * Log lines (board_log) that tools read: "P <i> <sample_id> <prediction> <pseudo-label>" per frame,
@@ -24,6 +31,7 @@
 #include <rclc/executor.h>
 #include <rclc/rclc.h>
 #include <rmw_microros/rmw_microros.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +46,15 @@
 #include "board.h"
 #include "tinycl.h"
 #include "tinycl_init.h"
+#ifndef TINYCL_APP_LATENT
+#define TINYCL_APP_LATENT 0
+#endif
+#if TINYCL_APP_LATENT
+#include "tinycl_latent.h"
+#if TINYCL_LATENT_F != TINYCL_CUT_F
+#error "the latent head's cut is not the CNN's last conv block output"
+#endif
+#endif
 
 #ifndef TINYCL_DEVICE
 #define TINYCL_DEVICE "board1"
@@ -70,6 +87,11 @@
 
 /* ------------------------------------------------------------------------------ state */
 static tinycl_ndc_t g_ndc;
+#if TINYCL_APP_LATENT
+static tinycl_latent_t g_lat;
+static int8_t g_cut[TINYCL_CUT_F]; /* the CNN's int8 activations at the cut, from the frame's forward pass */
+static float g_scores[MAXC];
+#endif
 static uint8_t g_pixels[PIX];
 static int8_t g_q[F];
 static float g_x[F];
@@ -82,7 +104,11 @@ static uint32_t g_n_names;
 
 typedef struct {
     uint32_t sample_id; /* 0 = free slot (sample ids start at 1) */
+#if TINYCL_APP_LATENT
+    int8_t cut[TINYCL_CUT_F]; /* what the latent head learns from */
+#else
     float x[F];
+#endif
 } pending_t;
 static pending_t g_pending[RING];
 static uint32_t g_pending_next;
@@ -229,6 +255,76 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
     t->nanosec = (uint32_t)(ns % 1000000000);
 }
 
+/* ------------------------------------------------------------------------------ the latent head's state */
+#if TINYCL_APP_LATENT
+static uint8_t g_io[512]; /* the state blob streams through this (it is ~0.6 MB: no second copy fits in RAM) */
+
+static int state_sink(void *ctx, const uint8_t *data, size_t n) {
+    (void)ctx;
+    return board_state_write(data, (uint32_t)n);
+}
+
+static size_t state_source(void *ctx, size_t offset, uint8_t *dst, size_t n) {
+    (void)ctx;
+    return board_state_read((uint32_t)offset, dst, (uint32_t)n);
+}
+
+/* An empty latent head with the generated hyper-parameters, its replay grid the CNN's cut grid. */
+static int fresh_latent(void) {
+    tinycl_latent_params_t prm;
+    tinycl_latent_default_params(&prm);
+    const int rc = tinycl_latent_init(&g_lat, &prm);
+    return rc ? rc : tinycl_latent_use_grid(&g_lat, TINYCL_CUT_SCALE, TINYCL_CUT_ZP);
+}
+
+/* The TCLS kind-4 blob to the board's storage (the last saved one stays if anything fails). */
+static void save_state(void) {
+    const uint32_t t0 = board_millis();
+    if (board_state_open_write() != 0) {
+        board_log("LOG state: the storage cannot be written: not saved");
+        return;
+    }
+    const int rc = tinycl_latent_save_to(&g_lat, state_sink, NULL, g_io, sizeof g_io);
+    if (board_state_commit(rc == TINYCL_OK) != 0) {
+        logf_("LOG state: writing failed (%d): the last saved state is kept", rc);
+        return;
+    }
+    logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)g_lat.n_seen,
+          (unsigned long)tinycl_latent_state_size(&g_lat), (unsigned long)(board_millis() - t0));
+}
+
+/* The saved state, if any and if the core accepts it and it codes latents on this CNN's cut grid. */
+static void restore_state(void) {
+    const long len = board_state_open_read();
+    if (len < 0) {
+        board_log("LOG state: none saved: a fresh latent head");
+        return;
+    }
+    int rc = tinycl_latent_load_from(&g_lat, state_source, NULL, (size_t)len, g_io, sizeof g_io);
+    board_state_close();
+    if (rc == TINYCL_OK && (g_lat.n_grids != 1 || g_lat.q_scale[0] != TINYCL_CUT_SCALE || g_lat.q_zp[0] != TINYCL_CUT_ZP))
+        rc = TINYCL_ESTATE; /* another model's codes */
+    if (rc != TINYCL_OK) {
+        (void)fresh_latent(); /* accepted at start-up already */
+        logf_("LOG state: the saved state (%ld bytes) was refused (%d): a fresh latent head", len, rc);
+        return;
+    }
+    logf_("LOG state restored: %lu samples, %lu classes, %lu bytes", (unsigned long)g_lat.n_seen,
+          (unsigned long)g_lat.n_classes, (unsigned long)len);
+}
+#endif
+
+/* ------------------------------------------------------------------------------ the learner's classes */
+#if TINYCL_APP_LATENT
+static uint32_t n_known(void) { return g_lat.n_classes; }
+static int32_t known_class(uint32_t r) { return g_lat.classes[r]; }
+static uint32_t known_count(uint32_t r) { return g_lat.class_seen[r]; }
+#else
+static uint32_t n_known(void) { return g_ndc.cwr.n_classes; }
+static int32_t known_class(uint32_t r) { return g_ndc.cwr.classes[r]; }
+static uint32_t known_count(uint32_t r) { return g_ndc.cwr.past[r] + g_ndc.cwr.cur[r]; }
+#endif
+
 /* ------------------------------------------------------------------------------ publishing */
 static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, const char *topic) {
     if (g_link != CONNECTED) return 0;
@@ -245,6 +341,9 @@ static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, con
 }
 
 static void publish_head(void) {
+#if TINYCL_APP_LATENT
+    return; /* no Head message for the latent head (see the top of this file) */
+#endif
     const tinycl_cwr_t *h = &g_ndc.cwr;
     char num[12];
     stamp_now(&m_head.header.stamp);
@@ -267,7 +366,11 @@ static void publish_head(void) {
 static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
     pending_t *p = &g_pending[g_pending_next++ % RING]; /* the oldest unanswered request is forgotten */
     p->sample_id = sample_id;
+#if TINYCL_APP_LATENT
+    memcpy(p->cut, g_cut, sizeof g_cut);
+#else
     memcpy(p->x, g_x, sizeof g_x);
+#endif
     snprintf(s_req_id, ID_CAP, "%s-%lu", TINYCL_DEVICE, (unsigned long)sample_id);
     m_req.request_id.size = strlen(s_req_id);
     m_req.header.stamp = m_feat.header.stamp;
@@ -277,18 +380,20 @@ static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
     m_req.features = m_feat;
     m_req.features.data.data = s_req_feat;
     memcpy(s_req_feat, g_x, sizeof g_x);
-    /* candidates: the clusterer's guess first, then the other known classes */
-    const tinycl_cwr_t *h = &g_ndc.cwr;
+    /* candidates: the best guess first (the clusterer's, or the latent head's prediction), then the other known classes */
+    const int32_t guess = TINYCL_APP_LATENT ? st->prediction : st->pseudo_label;
     char num[12];
     uint32_t n = 0;
-    s_req_cand[n].id = (uint32_t)st->pseudo_label;
-    set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(st->pseudo_label, num, sizeof num));
-    s_req_cand[n++].sample_count = 0;
-    for (uint32_t r = 0; r < h->n_classes && n < MAXC; r++) {
-        if (h->classes[r] == st->pseudo_label) continue;
-        s_req_cand[n].id = (uint32_t)h->classes[r];
-        s_req_cand[n].sample_count = h->past[r] + h->cur[r];
-        set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(h->classes[r], num, sizeof num));
+    if (guess >= 0) {
+        s_req_cand[n].id = (uint32_t)guess;
+        set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(guess, num, sizeof num));
+        s_req_cand[n++].sample_count = 0;
+    }
+    for (uint32_t r = 0; r < n_known() && n < MAXC; r++) {
+        if (known_class(r) == guess) continue;
+        s_req_cand[n].id = (uint32_t)known_class(r);
+        s_req_cand[n].sample_count = known_count(r);
+        set_str(&s_req_cand[n].name, s_head_names[n], NAME_CAP, class_name(known_class(r), num, sizeof num));
         n++;
     }
     m_req.candidates.size = n;
@@ -321,8 +426,8 @@ static void on_answer(const void *msg) {
             return;
         }
         label = 0; /* a new class takes the next free id */
-        for (uint32_t r = 0; r < g_ndc.cwr.n_classes; r++)
-            if (g_ndc.cwr.classes[r] >= label) label = g_ndc.cwr.classes[r] + 1;
+        for (uint32_t r = 0; r < n_known(); r++)
+            if (known_class(r) >= label) label = known_class(r) + 1;
         for (uint32_t i = 0; i < g_n_names; i++)
             if (strcmp(g_names[i], name) == 0) label = g_name_ids[i]; /* named before: the same class */
         remember_name(label, name);
@@ -331,7 +436,13 @@ static void on_answer(const void *msg) {
         logf_("LOG label answer '%.40s': class id %ld is not a class: dropped", rid, (long)label);
         return;
     }
+#if TINYCL_APP_LATENT
+    const uint32_t rounds = g_lat.n_batches;
+    const int rc = tinycl_latent_learn_q(&g_lat, p->cut, label);
+    if (rc == TINYCL_OK && g_lat.n_batches != rounds) save_state(); /* a training round: keep what it learned */
+#else
     const int rc = tinycl_ndc_learn_label(&g_ndc, p->x, label);
+#endif
     if (rc != TINYCL_OK) {
         g_refused++;
         logf_("LOG label answer '%.40s' (class %ld) refused by the core (%d): dropped", rid, (long)label, rc);
@@ -352,7 +463,8 @@ static void on_global(const void *msg) {
     const size_t n = h->classes.size;
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
     if (g_globals && h->version <= g_global_version) return; /* already applied (re-sent on reconnect) */
-    if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
+    if (TINYCL_APP_LATENT) why = "the latent head does not load a linear global head";
+    else if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
     else if (h->n_features != F) why = "another feature size";
     else if (n == 0) why = "no classes";
     else if (n > MAXC) why = "more classes than the board holds";
@@ -467,12 +579,39 @@ static void destroy_entities(void) {
 }
 
 /* ------------------------------------------------------------------------------ one frame */
+#if TINYCL_APP_LATENT
+/* The latent head's prediction (−1 before any class) and its softmax confidence; it learns only from answers. */
+static int latent_step(tinycl_step_t *st) {
+    st->prediction = st->pseudo_label = -1;
+    st->confidence = 0.0f;
+    if (g_lat.n_classes == 0) return TINYCL_OK;
+    const int rc = tinycl_latent_scores_q(&g_lat, g_cut, g_scores);
+    if (rc) return rc;
+    uint32_t best = 0;
+    for (uint32_t c = 1; c < g_lat.n_classes; c++)
+        if (g_scores[c] > g_scores[best]) best = c; /* the first maximum, as tinycl_latent_predict */
+    float sum = 0.0f;
+    for (uint32_t c = 0; c < g_lat.n_classes; c++) sum += expf(g_scores[c] - g_scores[best]);
+    st->prediction = g_lat.classes[best];
+    st->confidence = 1.0f / sum;
+    return TINYCL_OK;
+}
+#endif
+
 static void process_frame(void) {
     tinycl_step_t st;
+#if TINYCL_APP_LATENT
+    tinycl_features_cut_q(g_pixels, g_q, g_cut); /* one forward pass: the features and the cut */
+#else
     tinycl_features_q(g_pixels, g_q);
+#endif
     tinycl_dequantize(g_q, g_x);
     const uint32_t sample_id = ++g_frame;
+#if TINYCL_APP_LATENT
+    const int rc = latent_step(&st);
+#else
     const int rc = tinycl_ndc_step(&g_ndc, g_x, -1, &st);
+#endif
     if (rc != TINYCL_OK) {
         logf_("LOG frame %lu: core step failed (%d): dropped", (unsigned long)sample_id, rc);
         return;
@@ -491,12 +630,13 @@ static void process_frame(void) {
     m_pred.confidence = st.confidence;
     publish(&pub_feat, &m_feat, &g_sent_feat, "features");
     publish(&pub_pred, &m_pred, &g_sent_pred, "predictions");
-    const int unsure = st.confidence < TINYCL_ASK_BELOW || st.prediction != st.pseudo_label;
+    const int unsure = st.confidence < TINYCL_ASK_BELOW ||
+                       (TINYCL_APP_LATENT ? st.prediction < 0 : st.prediction != st.pseudo_label);
     if (unsure && g_frame - g_last_ask >= TINYCL_ASK_GAP) {
         g_last_ask = g_frame;
         ask_label(sample_id, &st);
     }
-    if (g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
+    if (!TINYCL_APP_LATENT && g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
 }
 
 /* ------------------------------------------------------------------------------ setup / loop */
@@ -505,20 +645,33 @@ void loop(void);
 
 void setup(void) {
     static_messages();
+#if TINYCL_APP_LATENT
+    if (fresh_latent() != TINYCL_OK) {
+        board_log("LOG the latent head's parameters were refused by the core");
+        board_finish(2);
+    }
+    restore_state();
+    logf_("LOG latent head: %lu classes, %lu samples learned, replay memory %lu of %lu", (unsigned long)g_lat.n_classes,
+          (unsigned long)g_lat.n_seen, (unsigned long)g_lat.mem_size, (unsigned long)g_lat.p.memory_size);
+#else
     if (tinycl_ndc_init(&g_ndc, TINYCL_INIT_LR, TINYCL_INIT_BATCH_SIZE, 0) != TINYCL_OK ||
         tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n) != TINYCL_OK) {
         board_log("LOG the initial labelled samples were refused by the core");
         board_finish(2);
     }
+#endif
     if (board_transport_init() != 0) {
         board_log("LOG no micro-ROS transport");
         board_finish(2);
     }
     logf_("LOG tinycl board %s: %lu initial samples, %lu classes, domain %d", TINYCL_DEVICE,
-          (unsigned long)tinycl_init_n, (unsigned long)g_ndc.cwr.n_classes, TINYCL_DOMAIN_ID);
+          (unsigned long)(TINYCL_APP_LATENT ? 0u : tinycl_init_n), (unsigned long)n_known(), TINYCL_DOMAIN_ID);
 }
 
 static void finish(void) {
+#if TINYCL_APP_LATENT
+    save_state();
+#endif
     logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
           (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
     logf_("APPLIED answers=%lu global=%lu refused=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,

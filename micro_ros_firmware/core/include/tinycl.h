@@ -34,7 +34,7 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 3 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr */
+#define TINYCL_ABI_VERSION 4 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr; 4: features_cut_q */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -50,6 +50,10 @@ extern "C" {
 
 /** Pixels (row-major TINYCL_IN_H × TINYCL_IN_W, 0..255) → int8 features (TINYCL_N_FEATURES). */
 void tinycl_features_q(const uint8_t *pixels, int8_t *features_q);
+
+/** The same forward pass, and the last conv block's pooled int8 output (TINYCL_CUT_F values, NCHW, grid
+ *  TINYCL_CUT_SCALE / TINYCL_CUT_ZP): the latent replay head's input on the board. */
+void tinycl_features_cut_q(const uint8_t *pixels, int8_t *features_q, int8_t *cut_q);
 
 /** int8 features → float, exactly as onnxruntime's DequantizeLinear: (q − zp) · scale. */
 void tinycl_dequantize(const int8_t *features_q, float *features);
@@ -256,12 +260,19 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
  *  class rows, duplicate classes, or another extractor's hash. */
 int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len);
 uint32_t tinycl_crc32(const uint8_t *data, size_t len);
+/** The CRC-32 continued over more bytes (tinycl_crc32(d, n) = tinycl_crc32_update(0, d, n), as zlib's crc32). */
+uint32_t tinycl_crc32_update(uint32_t crc, const uint8_t *data, size_t len);
+/** Streams of large state blobs: a sink takes the next n bytes (0 = written); a source copies up to n bytes at
+ *  offset into dst and returns how many it copied. */
+typedef int (*tinycl_sink_fn)(void *ctx, const uint8_t *data, size_t n);
+typedef size_t (*tinycl_source_fn)(void *ctx, size_t offset, uint8_t *dst, size_t n);
 
 /* ---------------------------------------------------------------------------------------------
  * ABI helpers for FFI callers (ctypes): sizes of the structs and build constants.
  * ------------------------------------------------------------------------------------------- */
 uint32_t tinycl_abi_version(void);
 uint32_t tinycl_n_features(void);
+void tinycl_cut_grid(uint32_t *n, float *scale, int32_t *zero_point); /**< TINYCL_CUT_F, _SCALE, _ZP */
 uint32_t tinycl_max_classes(void);
 size_t tinycl_sizeof_cwr(void);
 size_t tinycl_sizeof_ncm(void);

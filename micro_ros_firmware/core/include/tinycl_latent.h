@@ -101,6 +101,16 @@ int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores);
 /** argmax of the logits (first maximum); TINYCL_EEMPTY before any class. */
 int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y);
 
+/* int8 latents (the board: tinycl_features_cut_q's codes). The head's replay grid is fixed to the codes' grid
+ * before it learns anything (use_grid: per-tensor heads only; the first batch does not calibrate one then),
+ * so a code dequantised to (q − zp)·scale and requantised into the replay memory is the same code: the memory
+ * holds the CNN's own int8 activations, without a second rounding. learn_q / predict_q take codes on that
+ * grid (TINYCL_EINVAL before use_grid or for a per-channel head). */
+int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point);
+int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y);
+int tinycl_latent_predict_q(tinycl_latent_t *h, const int8_t *q, int32_t *y);
+int tinycl_latent_scores_q(tinycl_latent_t *h, const int8_t *q, float *scores);
+
 /* State blob (tinycl.h header "TCLS", kind TINYCL_KIND_LATENT; Python: export/c_state.py latent_*):
  *   f64 lr | f64 upper_lr_scale | f64 margin | u32 memory_size | u32 batch_size | u32 epochs | u32 replay
  *   | u32 minibatch | u32 quantization | u32 seed | u32 fc_weights | u32 fc_biases | u32 embed | u32 n_seen
@@ -115,6 +125,13 @@ int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_
 /** Refuses (head unchanged) a blob with a bad CRC/size/kind/version, another architecture, parameters
  *  this build cannot hold, NaN, bad class rows, duplicate classes or bad int8 grids. */
 int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len);
+/** The same blob as a stream (a board's storage: the blob is ~0.6 MB, too large for a second copy in RAM),
+ *  through a scratch buffer of cap bytes. save_to: TINYCL_ESPACE when the sink refused a chunk. load_from: the
+ *  len-byte blob read twice through source, checked (CRC, then every field) before the head is replaced; if
+ *  the source changes between the passes the head may be left half-loaded: re-initialise it then. */
+int tinycl_latent_save_to(const tinycl_latent_t *h, tinycl_sink_fn sink, void *ctx, uint8_t *scratch, size_t cap);
+int tinycl_latent_load_from(tinycl_latent_t *h, tinycl_source_fn source, void *ctx, size_t len, uint8_t *scratch,
+                            size_t cap);
 
 /* PCG32 and its two sampling algorithms (also used by the tests) */
 void tinycl_pcg32_seed(tinycl_pcg32_t *r, uint64_t seed, uint64_t stream);

@@ -13,24 +13,80 @@
 /* "TCLS", u8 kind, u8 version, u16 feature count, u16 class count, u16 0 */
 #define TINYCL_HEADER_BYTES 12u
 
-typedef struct { uint8_t *p; } wr_t;
-typedef struct { const uint8_t *p; } rd_t;
+/* A memory blob: p only (the other fields 0). A stream (large blobs, e.g. the latent head's ~0.6 MB to a board's
+ * storage): a writer's bytes go through buf..end and out by sink, the CRC kept running; a reader refills buf
+ * (cap bytes) from source at the stream offset next. */
+typedef struct {
+    uint8_t *p, *buf, *end;
+    tinycl_sink_fn sink;
+    void *ctx;
+    uint32_t crc;
+    int err;
+} wr_t;
+typedef struct {
+    const uint8_t *p, *end;
+    uint8_t *buf;
+    size_t cap, next;
+    tinycl_source_fn source;
+    void *ctx;
+    int err;
+} rd_t;
 
-static inline void put_u8(wr_t *w, uint8_t v) { *w->p++ = v; }
+#define WR_MEM(ptr) {(ptr), NULL, NULL, NULL, NULL, 0u, 0}
+#define RD_MEM(ptr) {(ptr), NULL, NULL, 0u, 0u, NULL, NULL, 0}
+
+static inline void wr_flush(wr_t *w) {
+    const size_t n = (size_t)(w->p - w->buf);
+    w->crc = tinycl_crc32_update(w->crc, w->buf, n);
+    if (n && w->sink(w->ctx, w->buf, n) != 0) w->err = 1;
+    w->p = w->buf;
+}
+
+static inline void rd_fill(rd_t *r) {
+    const size_t got = r->source(r->ctx, r->next, r->buf, r->cap);
+    if (got < r->cap) memset(r->buf + got, 0, r->cap - got); /* past the end: zeros (lengths are checked first) */
+    r->next += r->cap;
+    r->p = r->buf;
+    r->end = r->buf + r->cap;
+}
+
+static inline void put_u8(wr_t *w, uint8_t v) {
+    if (w->sink && w->p == w->end) wr_flush(w);
+    *w->p++ = v;
+}
 static inline void put_u16(wr_t *w, uint16_t v) { put_u8(w, (uint8_t)v); put_u8(w, (uint8_t)(v >> 8)); }
 static inline void put_u32(wr_t *w, uint32_t v) { put_u16(w, (uint16_t)v); put_u16(w, (uint16_t)(v >> 16)); }
 static inline void put_u64(wr_t *w, uint64_t v) { put_u32(w, (uint32_t)v); put_u32(w, (uint32_t)(v >> 32)); }
 static inline void put_f32(wr_t *w, float f) { uint32_t v; memcpy(&v, &f, 4); put_u32(w, v); }
 static inline void put_f64(wr_t *w, double d) { uint64_t v; memcpy(&v, &d, 8); put_u64(w, v); }
-static inline void put_bytes(wr_t *w, const void *src, size_t n) { memcpy(w->p, src, n); w->p += n; }
+static inline void put_bytes(wr_t *w, const void *src, size_t n) {
+    const uint8_t *s = (const uint8_t *)src;
+    while (n) {
+        if (w->sink && w->p == w->end) wr_flush(w);
+        const size_t k = w->sink && (size_t)(w->end - w->p) < n ? (size_t)(w->end - w->p) : n;
+        memcpy(w->p, s, k);
+        w->p += k, s += k, n -= k;
+    }
+}
 
-static inline uint8_t get_u8(rd_t *r) { return *r->p++; }
+static inline uint8_t get_u8(rd_t *r) {
+    if (r->source && r->p == r->end) rd_fill(r);
+    return *r->p++;
+}
 static inline uint16_t get_u16(rd_t *r) { uint16_t lo = get_u8(r); return (uint16_t)(lo | (uint16_t)get_u8(r) << 8); }
 static inline uint32_t get_u32(rd_t *r) { uint32_t lo = get_u16(r); return lo | (uint32_t)get_u16(r) << 16; }
 static inline uint64_t get_u64(rd_t *r) { uint64_t lo = get_u32(r); return lo | (uint64_t)get_u32(r) << 32; }
 static inline float get_f32(rd_t *r) { uint32_t v = get_u32(r); float f; memcpy(&f, &v, 4); return f; }
 static inline double get_f64(rd_t *r) { uint64_t v = get_u64(r); double d; memcpy(&d, &v, 8); return d; }
-static inline void get_bytes(rd_t *r, void *dst, size_t n) { memcpy(dst, r->p, n); r->p += n; }
+static inline void get_bytes(rd_t *r, void *dst, size_t n) {
+    uint8_t *d = (uint8_t *)dst;
+    while (n) {
+        if (r->source && r->p == r->end) rd_fill(r);
+        const size_t k = r->source && (size_t)(r->end - r->p) < n ? (size_t)(r->end - r->p) : n;
+        if (d) memcpy(d, r->p, k), d += k; /* dst NULL: skip */
+        r->p += k, n -= k;
+    }
+}
 
 static inline void put_header(wr_t *w, uint8_t kind, uint16_t n_features, uint32_t n_classes) {
     put_bytes(w, "TCLS", 4);
@@ -45,8 +101,9 @@ static inline void put_header(wr_t *w, uint8_t kind, uint16_t n_features, uint32
  * the class count, or TINYCL_ESTATE for another magic, kind, version or feature count, a nonzero
  * reserved field or more than TINYCL_MAX_CLASSES classes. */
 static inline int get_header(rd_t *r, uint8_t kind, uint16_t n_features) {
-    if (memcmp(r->p, "TCLS", 4) != 0) return TINYCL_ESTATE;
-    r->p += 4;
+    uint8_t magic[4];
+    get_bytes(r, magic, 4);
+    if (memcmp(magic, "TCLS", 4) != 0) return TINYCL_ESTATE;
     if (get_u8(r) != kind || get_u8(r) != TINYCL_STATE_VERSION) return TINYCL_ESTATE;
     if (get_u16(r) != n_features) return TINYCL_ESTATE;
     const uint32_t c = get_u16(r);
@@ -54,14 +111,20 @@ static inline int get_header(rd_t *r, uint8_t kind, uint16_t n_features) {
     return (int)c;
 }
 
-/* The CRC-32 of everything written since start, as the blob's last 4 bytes. */
+/* The CRC-32 of everything written since start (a stream: since its first byte), as the blob's last 4 bytes. */
 static inline void put_crc(wr_t *w, const uint8_t *start) {
-    put_u32(w, tinycl_crc32(start, (size_t)(w->p - start)));
+    if (!w->sink) {
+        put_u32(w, tinycl_crc32(start, (size_t)(w->p - start)));
+        return;
+    }
+    wr_flush(w);
+    put_u32(w, w->crc);
+    wr_flush(w);
 }
 
 /* 1 when the last 4 bytes of the len-byte blob (len >= 4) are the CRC-32 of the bytes before them. */
 static inline int crc_ok(const uint8_t *blob, size_t len) {
-    rd_t t = {blob + len - 4};
+    rd_t t = RD_MEM(blob + len - 4);
     return get_u32(&t) == tinycl_crc32(blob, len - 4);
 }
 #endif

@@ -18,7 +18,7 @@
 #if TINYCL_N_BLOCKS != 3
 #error "tinycl_cnn.c is written for 3 conv blocks; regenerate or extend the block table"
 #endif
-#if OUT2 != TINYCL_FC_IN
+#if OUT2 != TINYCL_FC_IN || OUT2 != TINYCL_CUT_F
 #error "the last block's output does not match the Gemm input"
 #endif
 
@@ -278,6 +278,12 @@ void tinycl_features_q(const uint8_t *pixels, int8_t *features_q) {
     tinycl_cnn_input(pixels);
     for (int b = 0; b < TINYCL_N_BLOCKS; b++) tinycl_cnn_block(b);
     tinycl_cnn_head(features_q);
+}
+
+/* The same forward pass; the last block's pooled output (s_act, which the head only reads) is the cut. */
+void tinycl_features_cut_q(const uint8_t *pixels, int8_t *features_q, int8_t *cut_q) {
+    tinycl_features_q(pixels, features_q);
+    for (int i = 0; i < TINYCL_CUT_F; i++) cut_q[i] = s_act[i];
 }
 
 void tinycl_dequantize(const int8_t *features_q, float *features) {

@@ -401,6 +401,44 @@ int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y) {
     return TINYCL_OK;
 }
 
+/* ---- int8 latents on the head's own grid (the board's CNN cut) ------------------------------------ */
+int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point) {
+    if (!h || !(scale > 0.0f) || !isfinite(scale) || zero_point < QMIN || zero_point > QMAX ||
+        h->p.quantization != TINYCL_LATENT_QUANT_TENSOR || h->n_seen || h->n_pending || h->mem_size)
+        return TINYCL_EINVAL;
+    h->q_scale[0] = scale;
+    h->q_zp[0] = zero_point;
+    h->n_grids = 1;
+    return TINYCL_OK;
+}
+
+/* (q − zp)·scale on the head's per-tensor grid into the scratch row: ReplayBuffer's dequantisation. */
+static const float *dequantized(tinycl_latent_t *h, const int8_t *q) {
+    if (!q || h->n_grids != 1 || h->p.quantization != TINYCL_LATENT_QUANT_TENSOR) return NULL;
+    const float z = (float)h->q_zp[0], sc = h->q_scale[0];
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->x_row[f] = ((float)q[f] - z) * sc;
+    return h->x_row;
+}
+
+int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y) {
+    if (!h) return TINYCL_EINVAL;
+    const float *x = dequantized(h, q);
+    return x ? tinycl_latent_learn(h, x, y) : TINYCL_EINVAL;
+}
+
+int tinycl_latent_scores_q(tinycl_latent_t *h, const int8_t *q, float *scores) {
+    if (!h) return TINYCL_EINVAL;
+    const float *x = dequantized(h, q);
+    return x ? tinycl_latent_scores(h, x, scores) : TINYCL_EINVAL;
+}
+
+int tinycl_latent_predict_q(tinycl_latent_t *h, const int8_t *q, int32_t *y) {
+    if (!h) return TINYCL_EINVAL;
+    if (h->n_classes == 0) return TINYCL_EEMPTY;
+    const float *x = dequantized(h, q);
+    return x ? tinycl_latent_predict(h, x, y) : TINYCL_EINVAL;
+}
+
 void tinycl_latent_view(const tinycl_latent_t *h, tinycl_latent_view_t *v) {
     v->fc_w = h->fc_w;
     v->fc_b = h->fc_b;
@@ -448,128 +486,161 @@ size_t tinycl_latent_state_size(const tinycl_latent_t *h) {
     return state_bytes(h->n_classes, h->n_grids, h->n_pending, h->mem_size);
 }
 
-int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_t *written) {
-    if (!h || !buf) return TINYCL_EINVAL;
-    const size_t size = tinycl_latent_state_size(h);
-    if (cap < size) return TINYCL_ESPACE;
+/* The blob's fields in order (to memory or to a stream): the one writer of the format. */
+static void write_state(const tinycl_latent_t *h, wr_t *w, const uint8_t *start) {
     const uint32_t C = h->n_classes;
-    wr_t w = {buf};
-    put_header(&w, TINYCL_KIND_LATENT, TINYCL_LATENT_F, C);
-    put_f64(&w, h->p.lr);
-    put_f64(&w, h->p.upper_lr_scale);
-    put_f64(&w, h->p.margin);
+    put_header(w, TINYCL_KIND_LATENT, TINYCL_LATENT_F, C);
+    put_f64(w, h->p.lr);
+    put_f64(w, h->p.upper_lr_scale);
+    put_f64(w, h->p.margin);
     const uint32_t u[] = {h->p.memory_size, h->p.batch_size, h->p.epochs, h->p.replay, h->p.minibatch,
                           h->p.quantization, h->p.seed, TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES,
                           TINYCL_LATENT_EMBED, h->n_seen, h->n_batches, h->mem_size, h->n_pending, h->n_grids};
-    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) put_u32(&w, u[i]);
-    put_u64(&w, h->rng_mem.state);
-    put_u64(&w, h->rng_mem.inc);
-    put_u64(&w, h->rng_sgd.state);
-    put_u64(&w, h->rng_sgd.inc);
-    for (uint32_t c = 0; c < C; c++) put_u32(&w, (uint32_t)h->classes[c]);
-    for (uint32_t c = 0; c < C; c++) put_u32(&w, h->class_seen[c]);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) put_f32(&w, h->fc_w[i]);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) put_f32(&w, h->fc_b[i]);
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) put_u32(w, u[i]);
+    put_u64(w, h->rng_mem.state);
+    put_u64(w, h->rng_mem.inc);
+    put_u64(w, h->rng_sgd.state);
+    put_u64(w, h->rng_sgd.inc);
+    for (uint32_t c = 0; c < C; c++) put_u32(w, (uint32_t)h->classes[c]);
+    for (uint32_t c = 0; c < C; c++) put_u32(w, h->class_seen[c]);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) put_f32(w, h->fc_w[i]);
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) put_f32(w, h->fc_b[i]);
     for (uint32_t c = 0; c < C; c++)
-        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) put_f32(&w, h->cls_w[c][e]);
-    for (uint32_t c = 0; c < C; c++) put_f32(&w, h->cls_b[c]);
-    for (uint32_t g = 0; g < h->n_grids; g++) put_f32(&w, h->q_scale[g]);
-    for (uint32_t g = 0; g < h->n_grids; g++) put_u32(&w, (uint32_t)h->q_zp[g]);
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) put_f32(w, h->cls_w[c][e]);
+    for (uint32_t c = 0; c < C; c++) put_f32(w, h->cls_b[c]);
+    for (uint32_t g = 0; g < h->n_grids; g++) put_f32(w, h->q_scale[g]);
+    for (uint32_t g = 0; g < h->n_grids; g++) put_u32(w, (uint32_t)h->q_zp[g]);
     for (uint32_t i = 0; i < h->n_pending; i++)
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) put_f32(&w, h->pend_x[i][f]);
-    put_bytes(&w, h->pend_row, h->n_pending);
-    put_bytes(&w, h->mem_x, (size_t)h->mem_size * TINYCL_LATENT_F); /* rows are contiguous */
-    put_bytes(&w, h->mem_row, h->mem_size);
-    put_crc(&w, buf);
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) put_f32(w, h->pend_x[i][f]);
+    put_bytes(w, h->pend_row, h->n_pending);
+    put_bytes(w, h->mem_x, (size_t)h->mem_size * TINYCL_LATENT_F); /* rows are contiguous */
+    put_bytes(w, h->mem_row, h->mem_size);
+    put_crc(w, start);
+}
+
+int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_t *written) {
+    if (!h || !buf) return TINYCL_EINVAL;
+    if (cap < tinycl_latent_state_size(h)) return TINYCL_ESPACE;
+    wr_t w = WR_MEM(buf);
+    write_state(h, &w, buf);
     if (written) *written = (size_t)(w.p - buf);
     return TINYCL_OK;
 }
 
-static int finite_run(rd_t r, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(get_f32(&r))) return 0;
-    return 1;
+int tinycl_latent_save_to(const tinycl_latent_t *h, tinycl_sink_fn sink, void *ctx, uint8_t *scratch, size_t cap) {
+    if (!h || !sink || !scratch || cap < 8u) return TINYCL_EINVAL;
+    wr_t w = {scratch, scratch, scratch + cap, sink, ctx, 0u, 0};
+    write_state(h, &w, scratch);
+    return w.err ? TINYCL_ESPACE : TINYCL_OK;
 }
 
-/* The i-th little-endian u32 of the array at p. */
-static uint32_t u32_at(const uint8_t *p, uint32_t i) {
-    rd_t r = {p + 4u * i};
-    return get_u32(&r);
-}
-
-/* Validates everything first (the head is untouched on any error), then copies. */
-int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
-    if (!h || !buf || len < TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 4u) return TINYCL_ESTATE;
-    rd_t r = {buf};
-    const int n = get_header(&r, TINYCL_KIND_LATENT, TINYCL_LATENT_F);
+/* Reads the blob's fields in order. dst NULL: checks everything (nothing written); else copies them into dst
+ * (a blob checked before). TINYCL_ESTATE on anything this build cannot hold or that is malformed. */
+static int read_state(rd_t *r, size_t len, tinycl_latent_t *dst) {
+    const int n = get_header(r, TINYCL_KIND_LATENT, TINYCL_LATENT_F);
     if (n < 0) return n;
     const uint32_t C = (uint32_t)n;
     tinycl_latent_params_t prm;
-    prm.lr = get_f64(&r);
-    prm.upper_lr_scale = get_f64(&r);
-    prm.margin = get_f64(&r);
+    prm.lr = get_f64(r);
+    prm.upper_lr_scale = get_f64(r);
+    prm.margin = get_f64(r);
     uint32_t u[15];
-    for (int i = 0; i < 15; i++) u[i] = get_u32(&r);
+    for (int i = 0; i < 15; i++) u[i] = get_u32(r);
     prm.memory_size = u[0], prm.batch_size = u[1], prm.epochs = u[2], prm.replay = u[3], prm.minibatch = u[4];
     prm.quantization = u[5], prm.seed = u[6];
-    const uint32_t n_seen = u[10], n_batches = u[11], M = u[12], P = u[13], G = u[14];
+    const uint32_t M = u[12], P = u[13], G = u[14];
     if (!params_ok(&prm) || u[7] != TINYCL_LATENT_FC_WEIGHTS || u[8] != TINYCL_LATENT_FC_BIASES ||
         u[9] != TINYCL_LATENT_EMBED || M > prm.memory_size || P >= prm.batch_size ||
         (G != 0 && G != (prm.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u)) ||
-        ((M || P) && C == 0) || (M && G == 0))
+        ((M || P) && C == 0) || (M && G == 0) || len != state_bytes(C, G, P, M))
         return TINYCL_ESTATE;
-    if (len != state_bytes(C, G, P, M) || !crc_ok(buf, len)) return TINYCL_ESTATE;
     tinycl_pcg32_t rm, rs;
-    rm.state = get_u64(&r), rm.inc = get_u64(&r), rs.state = get_u64(&r), rs.inc = get_u64(&r);
+    rm.state = get_u64(r), rm.inc = get_u64(r), rs.state = get_u64(r), rs.inc = get_u64(r);
     if (!(rm.inc & 1u) || !(rs.inc & 1u)) return TINYCL_ESTATE;
-    /* arrays: positions, then checks */
-    rd_t cls = r, seen = {cls.p + 4u * C}, fcw = {seen.p + 4u * C};
-    rd_t fcb = {fcw.p + 4u * TINYCL_LATENT_FC_WEIGHTS}, cw = {fcb.p + 4u * TINYCL_LATENT_FC_BIASES};
-    rd_t cb = {cw.p + 4u * C * TINYCL_LATENT_EMBED}, qs = {cb.p + 4u * C}, qz = {qs.p + 4u * G};
-    rd_t px = {qz.p + 4u * G};
-    const uint8_t *pr = px.p + (size_t)4u * P * TINYCL_LATENT_F, *mx = pr + P;
-    const uint8_t *mr = mx + (size_t)M * TINYCL_LATENT_F;
+    if (dst) {
+        memset(dst, 0, sizeof *dst);
+        dst->p = prm;
+        dst->n_classes = C, dst->n_seen = u[10], dst->n_batches = u[11], dst->mem_size = M, dst->n_pending = P;
+        dst->n_grids = G, dst->rng_mem = rm, dst->rng_sgd = rs;
+    }
+    int32_t ids[TINYCL_MAX_CLASSES];
     for (uint32_t c = 0; c < C; c++) {
-        const int32_t id = (int32_t)u32_at(cls.p, c);
-        if (id < 0) return TINYCL_ESTATE;
+        ids[c] = (int32_t)get_u32(r);
+        if (ids[c] < 0) return TINYCL_ESTATE;
         for (uint32_t d = 0; d < c; d++)
-            if ((int32_t)u32_at(cls.p, d) == id) return TINYCL_ESTATE;
+            if (ids[d] == ids[c]) return TINYCL_ESTATE;
+        if (dst) dst->classes[c] = ids[c];
     }
-    if (!finite_run(fcw, (size_t)TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES + (size_t)C * (TINYCL_LATENT_EMBED + 1u)) ||
-        !finite_run(px, (size_t)P * TINYCL_LATENT_F))
-        return TINYCL_ESTATE;
-    for (uint32_t g = 0; g < G; g++) {
-        rd_t a = {qs.p + 4u * g};
-        const float s = get_f32(&a);
-        const int32_t z = (int32_t)u32_at(qz.p, g);
-        if (!(s > 0.0f) || !isfinite(s) || z < QMIN || z > QMAX) return TINYCL_ESTATE;
-    }
-    for (uint32_t i = 0; i < P; i++)
-        if (pr[i] >= C) return TINYCL_ESTATE;
-    for (uint32_t i = 0; i < M; i++)
-        if (mr[i] >= C) return TINYCL_ESTATE;
-    /* valid: replace the head */
-    memset(h, 0, sizeof *h);
-    h->p = prm;
-    h->n_classes = C, h->n_seen = n_seen, h->n_batches = n_batches, h->mem_size = M, h->n_pending = P, h->n_grids = G;
-    h->rng_mem = rm, h->rng_sgd = rs;
     for (uint32_t c = 0; c < C; c++) {
-        h->classes[c] = (int32_t)get_u32(&cls);
-        h->class_seen[c] = get_u32(&seen);
+        const uint32_t v = get_u32(r);
+        if (dst) dst->class_seen[c] = v;
     }
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) h->fc_w[i] = get_f32(&fcw);
-    for (uint32_t i = 0; i < TINYCL_LATENT_FC_BIASES; i++) h->fc_b[i] = get_f32(&fcb);
-    for (uint32_t c = 0; c < C; c++)
-        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) h->cls_w[c][e] = get_f32(&cw);
-    for (uint32_t c = 0; c < C; c++) h->cls_b[c] = get_f32(&cb);
+    /* every float: the upper layers, the classifier, then (after the grids) the pending batch */
+    float *const fl[4] = {dst ? dst->fc_w : NULL, dst ? dst->fc_b : NULL, dst ? &dst->cls_w[0][0] : NULL,
+                          dst ? dst->cls_b : NULL};
+    const size_t nf[4] = {TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES, 0, C};
+    for (int k = 0; k < 4; k++) {
+        const size_t cnt = k == 2 ? (size_t)C * TINYCL_LATENT_EMBED : nf[k];
+        for (size_t i = 0; i < cnt; i++) {
+            const float v = get_f32(r);
+            if (!isfinite(v)) return TINYCL_ESTATE;
+            if (dst) fl[k][i] = v; /* cls_w rows are contiguous: row c at c·TINYCL_LATENT_EMBED */
+        }
+    }
     for (uint32_t g = 0; g < G; g++) {
-        h->q_scale[g] = get_f32(&qs);
-        h->q_zp[g] = (int32_t)get_u32(&qz);
+        const float v = get_f32(r);
+        if (!(v > 0.0f) || !isfinite(v)) return TINYCL_ESTATE;
+        if (dst) dst->q_scale[g] = v;
+    }
+    for (uint32_t g = 0; g < G; g++) {
+        const int32_t z = (int32_t)get_u32(r);
+        if (z < QMIN || z > QMAX) return TINYCL_ESTATE;
+        if (dst) dst->q_zp[g] = z;
     }
     for (uint32_t i = 0; i < P; i++)
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->pend_x[i][f] = get_f32(&px);
-    memcpy(h->pend_row, pr, P);
-    memcpy(h->mem_x, mx, (size_t)M * TINYCL_LATENT_F);
-    memcpy(h->mem_row, mr, M);
-    return TINYCL_OK;
+        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) {
+            const float v = get_f32(r);
+            if (!isfinite(v)) return TINYCL_ESTATE;
+            if (dst) dst->pend_x[i][f] = v;
+        }
+    for (uint32_t i = 0; i < P; i++) {
+        const uint8_t row = get_u8(r);
+        if (row >= C) return TINYCL_ESTATE;
+        if (dst) dst->pend_row[i] = row;
+    }
+    get_bytes(r, dst ? &dst->mem_x[0][0] : NULL, (size_t)M * TINYCL_LATENT_F); /* codes: any byte is valid */
+    for (uint32_t i = 0; i < M; i++) {
+        const uint8_t row = get_u8(r);
+        if (row >= C) return TINYCL_ESTATE;
+        if (dst) dst->mem_row[i] = row;
+    }
+    return r->err ? TINYCL_ESTATE : TINYCL_OK;
+}
+
+/* Checks everything first (the head is untouched on any error), then copies. */
+int tinycl_latent_load(tinycl_latent_t *h, const uint8_t *buf, size_t len) {
+    if (!h || !buf || len < TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 4u || !crc_ok(buf, len))
+        return TINYCL_ESTATE;
+    rd_t check = RD_MEM(buf), copy = check;
+    const int rc = read_state(&check, len, NULL);
+    return rc ? rc : read_state(&copy, len, h);
+}
+
+int tinycl_latent_load_from(tinycl_latent_t *h, tinycl_source_fn source, void *ctx, size_t len, uint8_t *scratch,
+                            size_t cap) {
+    if (!h || !source || !scratch || cap < 8u) return TINYCL_EINVAL;
+    if (len < TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 4u) return TINYCL_ESTATE;
+    uint32_t crc = 0u; /* of everything before the last 4 bytes */
+    for (size_t off = 0; off < len - 4u; off += cap) {
+        const size_t n = len - 4u - off < cap ? len - 4u - off : cap;
+        if (source(ctx, off, scratch, n) != n) return TINYCL_ESTATE;
+        crc = tinycl_crc32_update(crc, scratch, n);
+    }
+    uint8_t tail[4];
+    if (source(ctx, len - 4u, tail, 4u) != 4u) return TINYCL_ESTATE;
+    rd_t t = RD_MEM(tail);
+    if (get_u32(&t) != crc) return TINYCL_ESTATE;
+    rd_t check = {scratch, scratch, scratch, cap, 0, source, ctx, 0}, copy = check;
+    const int rc = read_state(&check, len, NULL);
+    return rc ? rc : read_state(&copy, len, h);
 }

@@ -331,6 +331,11 @@ int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_
 /* ------------------------------------------------------------------------------------- ABI */
 uint32_t tinycl_abi_version(void) { return TINYCL_ABI_VERSION; }
 uint32_t tinycl_n_features(void) { return TINYCL_N_FEATURES; }
+void tinycl_cut_grid(uint32_t *n, float *scale, int32_t *zero_point) {
+    *n = TINYCL_CUT_F;
+    *scale = TINYCL_CUT_SCALE;
+    *zero_point = TINYCL_CUT_ZP;
+}
 uint32_t tinycl_max_classes(void) { return TINYCL_MAX_CLASSES; }
 size_t tinycl_sizeof_cwr(void) { return sizeof(tinycl_cwr_t); }
 size_t tinycl_sizeof_ncm(void) { return sizeof(tinycl_ncm_t); }

@@ -11,14 +11,16 @@
 #error "the blob header's feature count is u16"
 #endif
 
-uint32_t tinycl_crc32(const uint8_t *data, size_t len) {
-    uint32_t crc = 0xFFFFFFFFu;
+uint32_t tinycl_crc32_update(uint32_t crc, const uint8_t *data, size_t len) {
+    crc = ~crc;
     for (size_t i = 0; i < len; i++) {
         crc ^= data[i];
         for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
     }
     return ~crc;
 }
+
+uint32_t tinycl_crc32(const uint8_t *data, size_t len) { return tinycl_crc32_update(0u, data, len); }
 
 static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
 
@@ -32,7 +34,7 @@ static int check_header(rd_t *r, size_t len, uint8_t kind) {
     size_t want = kind == TINYCL_KIND_CWR ? TINYCL_CWR_STATE_BYTES(c) : TINYCL_NCM_STATE_BYTES(c);
     if (kind == TINYCL_KIND_RCE) { /* the prototype count P sits at byte 112 of the blob */
         if (len < TINYCL_RCE_STATE_BYTES(0u, 0u)) return TINYCL_ESTATE;
-        rd_t pr = {start + 112};
+        rd_t pr = RD_MEM(start + 112);
         const uint32_t P = get_u32(&pr);
         if (P > TINYCL_RCE_MAX_PROTOTYPES) return TINYCL_ESTATE;
         want = TINYCL_RCE_STATE_BYTES(c, P);
@@ -67,7 +69,7 @@ int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *wri
     if (!h || !buf) return TINYCL_EINVAL;
     const uint32_t C = h->n_classes;
     if (cap < TINYCL_CWR_STATE_BYTES(C)) return TINYCL_ESPACE;
-    wr_t w = {buf};
+    wr_t w = WR_MEM(buf);
     put_header(&w, TINYCL_KIND_CWR, TINYCL_N_FEATURES, C);
     put_f32(&w, h->lr);
     put_u32(&w, h->batch_size);
@@ -87,7 +89,7 @@ int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *wri
 int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     static tinycl_cwr_t tmp; /* parsed completely before h is touched */
     if (!h) return TINYCL_EINVAL;
-    rd_t r = {buf};
+    rd_t r = RD_MEM(buf);
     int c = check_header(&r, len, TINYCL_KIND_CWR);
     if (c < 0) return c;
     memset(&tmp, 0, sizeof tmp);
@@ -120,7 +122,7 @@ int tinycl_ncm_save(const tinycl_ncm_t *c, uint8_t *buf, size_t cap, size_t *wri
     if (!c || !buf) return TINYCL_EINVAL;
     const uint32_t C = c->n_classes;
     if (cap < TINYCL_NCM_STATE_BYTES(C)) return TINYCL_ESPACE;
-    wr_t w = {buf};
+    wr_t w = WR_MEM(buf);
     put_header(&w, TINYCL_KIND_NCM, TINYCL_N_FEATURES, C);
     put_u32(&w, c->max_count);
     for (uint32_t r = 0; r < C; r++) put_u32(&w, (uint32_t)c->classes[r]);
@@ -134,7 +136,7 @@ int tinycl_ncm_save(const tinycl_ncm_t *c, uint8_t *buf, size_t cap, size_t *wri
 int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
     static tinycl_ncm_t tmp;
     if (!c) return TINYCL_EINVAL;
-    rd_t r = {buf};
+    rd_t r = RD_MEM(buf);
     int n = check_header(&r, len, TINYCL_KIND_NCM);
     if (n < 0) return n;
     memset(&tmp, 0, sizeof tmp);
@@ -161,7 +163,7 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
     if (!r || !buf) return TINYCL_EINVAL;
     const uint32_t C = r->n_classes, P = r->n_prototypes;
     if (cap < TINYCL_RCE_STATE_BYTES(C, P)) return TINYCL_ESPACE;
-    wr_t w = {buf};
+    wr_t w = WR_MEM(buf);
     put_header(&w, TINYCL_KIND_RCE, TINYCL_N_FEATURES, C);
     put_u32(&w, r->memory_bytes);
     put_f64(&w, r->r_max);
@@ -188,7 +190,7 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
 int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
     static tinycl_rce_t tmp; /* parsed completely before r is touched */
     if (!r) return TINYCL_EINVAL;
-    rd_t rd = {buf};
+    rd_t rd = RD_MEM(buf);
     int c = check_header(&rd, len, TINYCL_KIND_RCE);
     if (c < 0) return c;
     memset(&tmp, 0, sizeof tmp);

@@ -12,6 +12,24 @@
 static tinycl_latent_t h, h2;
 static uint8_t blob[2u * 1024u * 1024u + 256u * 1024u];
 static tinycl_pcg32_t noise;
+static uint8_t streamed[2u * 1024u * 1024u + 256u * 1024u];
+
+/* a storage for the streamed blob: a sink appending to `streamed`, a source reading it back */
+typedef struct { size_t len, cap; } store_t;
+static int sink(void *ctx, const uint8_t *data, size_t n) {
+    store_t *st = (store_t *)ctx;
+    if (st->len + n > st->cap) return 1;
+    memcpy(streamed + st->len, data, n);
+    st->len += n;
+    return 0;
+}
+static size_t source(void *ctx, size_t offset, uint8_t *dst, size_t n) {
+    const store_t *st = (const store_t *)ctx;
+    if (offset >= st->len) return 0;
+    if (n > st->len - offset) n = st->len - offset;
+    memcpy(dst, streamed + offset, n);
+    return n;
+}
 
 /* class c: a bump on features [c·F/4, c·F/4 + F/8) over non-negative noise (post-ReLU latents) */
 static void sample(float *x, int c) {
@@ -91,6 +109,21 @@ int main(void) {
     CHECK(tinycl_latent_load(&h2, blob, n) == TINYCL_ESTATE);
     blob[100] ^= 1u;
     CHECK(tinycl_latent_load(&h2, blob, n - 1) == TINYCL_ESTATE && h2.n_seen == seen);
+    /* the same blob as a stream through small scratch buffers (odd sizes: chunks split every field) */
+    uint8_t scratch[37];
+    store_t st = {0, sizeof streamed};
+    CHECK(tinycl_latent_save_to(&h, sink, &st, scratch, sizeof scratch) == TINYCL_OK && st.len == n &&
+          memcmp(streamed, blob, n) == 0);
+    store_t tiny = {0, 1000};
+    CHECK(tinycl_latent_save_to(&h, sink, &tiny, scratch, sizeof scratch) == TINYCL_ESPACE);
+    memset(&h2, 0, sizeof h2);
+    CHECK(tinycl_latent_load_from(&h2, source, &st, st.len, scratch, 29) == TINYCL_OK);
+    size_t n2 = 0;
+    CHECK(tinycl_latent_save(&h2, blob, sizeof blob, &n2) == TINYCL_OK && n2 == n && memcmp(blob, streamed, n) == 0);
+    streamed[n / 2] ^= 4u; /* a corrupt stream: refused, the head unchanged */
+    CHECK(tinycl_latent_load_from(&h2, source, &st, st.len, scratch, 29) == TINYCL_ESTATE && h2.n_seen == seen);
+    streamed[n / 2] ^= 4u;
+    CHECK(tinycl_latent_load_from(&h2, source, &st, st.len - 3, scratch, 29) == TINYCL_ESTATE && h2.n_seen == seen);
     float s[TINYCL_MAX_CLASSES];
     CHECK(tinycl_latent_scores(&h, x, s) == TINYCL_OK && isfinite(s[TINYCL_MAX_CLASSES - 1]));
     if (failures) {
