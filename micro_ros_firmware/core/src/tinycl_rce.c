@@ -87,6 +87,7 @@ static inline uint32_t ld32(const int8_t *p) {
     __builtin_memcpy(&v, p, 4);
     return v;
 }
+static inline uint32_t ror8(uint32_t v) { return v >> 8 | v << 24; } /* folds into SXTB16's ROR #8 */
 #endif
 
 /* int8: Σ |a − b| (l1) or Σ (a − b)² (l2) over features [from, to), exact in int32 */
@@ -102,7 +103,7 @@ static int32_t acc_q8(uint32_t metric, const int8_t *a, const int8_t *b, int fro
         for (; f + 4 <= to; f += 4) {
             const uint32_t wa = ld32(a + f), wb = ld32(b + f);
             const int16x2_t lo = __ssub16(__sxtb16(wa), __sxtb16(wb));               /* bytes 0, 2 */
-            const int16x2_t hi = __ssub16(__sxtb16(__ror(wa, 8)), __sxtb16(__ror(wb, 8))); /* bytes 1, 3 */
+            const int16x2_t hi = __ssub16(__sxtb16(ror8(wa)), __sxtb16(ror8(wb))); /* bytes 1, 3 */
             s = __smlad(hi, hi, __smlad(lo, lo, s));
         }
     }
@@ -152,52 +153,54 @@ static const void *center_of(const tinycl_rce_t *r, uint32_t j) {
 
 static int capped(const tinycl_rce_t *r) { return r->max_visit && r->n_prototypes > r->max_visit; }
 
-/* Distances from xc to every prototype: d[j] (inf where not visited) and seen[j] (1: visited); returns
- * the number visited. With the cap, the coarse prefix sums (order-preserving uint32 keys: the int32
- * sum, or the float32 sum's bits, both >= 0) go through a sorted list of the max_visit smallest
- * (stable: a later index never displaces an equal key); rce.py's _visit picks the same set. */
-static uint32_t distances(const tinycl_rce_t *r, const void *xc, float *d, uint8_t *seen) {
+/* Distances from xc to the prototypes: returns how many are visited, d[j] for every j (inf where not
+ * visited) and, with the cap, their indices in increasing order in vis (*all = 0; without the cap
+ * *all = 1: every j < P, vis unused). With the cap, the coarse prefix sums (order-preserving uint32 keys:
+ * the int32 sum, or the float32 sum's bits, both >= 0) go through a sorted list of the max_visit
+ * smallest (stable: a later index never displaces an equal key); rce.py's _visit picks the same set. */
+static uint32_t distances(const tinycl_rce_t *r, const void *xc, float *d, uint32_t *vis, int *all) {
     const uint32_t P = r->n_prototypes;
-    if (!capped(r)) {
-        for (uint32_t j = 0; j < P; j++) {
-            d[j] = dist_j(r, j, xc);
-            seen[j] = 1;
-        }
+    *all = !capped(r);
+    if (*all) {
+        for (uint32_t j = 0; j < P; j++) d[j] = dist_j(r, j, xc);
         return P;
     }
     const uint32_t m = r->max_visit;
-    const int K = (int)r->prefix_features;
-    uint32_t key[PMAX], best_key[PMAX], best_idx[PMAX], n = 0;
+    const int K = (int)r->prefix_features, q8 = r->int8_range != 0.0;
+    uint32_t best_key[PMAX], n = 0;
     for (uint32_t j = 0; j < P; j++) {
-        if (r->int8_range != 0.0) {
-            key[j] = (uint32_t)acc_q8(r->metric, r->centers.q8[j], (const int8_t *)xc, 0, K);
+        uint32_t k;
+        if (q8) {
+            k = (uint32_t)acc_q8(r->metric, r->centers.q8[j], (const int8_t *)xc, 0, K);
         } else {
             const float s = acc_f32(r, r->centers.f32[j], (const float *)xc, K);
-            memcpy(&key[j], &s, 4);
+            memcpy(&k, &s, 4);
         }
-        const uint32_t k = key[j];
+        d[j] = INFINITY;
         if (n == m && k >= best_key[m - 1]) continue;
         uint32_t i = n < m ? n++ : m - 1;
         for (; i > 0 && best_key[i - 1] > k; i--) {
             best_key[i] = best_key[i - 1];
-            best_idx[i] = best_idx[i - 1];
+            vis[i] = vis[i - 1];
         }
         best_key[i] = k;
-        best_idx[i] = j;
+        vis[i] = j;
     }
-    for (uint32_t j = 0; j < P; j++) {
-        d[j] = INFINITY;
-        seen[j] = 0;
+    for (uint32_t i = 0; i < m; i++) { /* the rest of each distance (the int8 prefix sum reused) */
+        const uint32_t j = vis[i];
+        d[j] = q8 ? q8_dist(r, (int32_t)best_key[i] + acc_q8(r->metric, r->centers.q8[j], (const int8_t *)xc, K, F))
+                  : dist_f32(r, r->centers.f32[j], (const float *)xc);
     }
-    for (uint32_t i = 0; i < m; i++) {
-        const uint32_t j = best_idx[i];
-        seen[j] = 1;
-        d[j] = r->int8_range != 0.0
-                   ? q8_dist(r, (int32_t)key[j] + acc_q8(r->metric, r->centers.q8[j], (const int8_t *)xc, K, F))
-                   : dist_f32(r, r->centers.f32[j], (const float *)xc);
+    for (uint32_t i = 1; i < m; i++) { /* indices in increasing order: the scans below keep numpy's ties */
+        const uint32_t v = vis[i];
+        uint32_t k = i;
+        for (; k > 0 && vis[k - 1] > v; k--) vis[k] = vis[k - 1];
+        vis[k] = v;
     }
     return m;
 }
+
+#define VIS(i) (all ? (i) : vis[i]) /* the i-th visited prototype */
 
 /* MACs of a distance pass that gives `visited` prototypes their full distance (rce.py _distance_macs) */
 static uint64_t distance_macs(const tinycl_rce_t *r, uint32_t visited) {
@@ -285,17 +288,21 @@ int tinycl_rce_decide(const tinycl_rce_t *r, const float *x, tinycl_rce_decision
         return TINYCL_OK;
     }
     float d[PMAX];
-    uint8_t seen[PMAX];
+    uint32_t vis[PMAX];
     int8_t q8[F];
-    distances(r, code(r, x, q8), d, seen);
+    int all;
+    const uint32_t n_vis = distances(r, code(r, x, q8), d, vis, &all);
     uint32_t near = 0;
-    float best_ratio = 0.0f;
+    float best_ratio = INFINITY;
     int32_t best_d_idx[TINYCL_MAX_CLASSES]; /* per class row: closest firing prototype */
     for (uint32_t c = 0; c < r->n_classes; c++) best_d_idx[c] = -1;
     int any = 0;
-    for (uint32_t j = 0; j < P; j++) { /* an unvisited prototype: d = inf, d/r = inf, never fires */
+    /* an unvisited prototype has d = inf, d/r = inf and never fires: only the visited ones can win
+     * (numpy's argmin: the first minimum; all inf: prototype 0) */
+    for (uint32_t i = 0; i < n_vis; i++) {
+        const uint32_t j = VIS(i);
         const float q = ratio_of(d[j], r->radii[j]);
-        if (j == 0 || q < best_ratio) {
+        if (q < best_ratio) {
             best_ratio = q;
             near = j;
         }
@@ -401,11 +408,13 @@ static void commit(tinycl_rce_t *r, const void *xc, uint32_t row, double radius,
 
 /* aging upward: the right-class prototype with the smallest d/r below 1 + grow_margin grows to
  * cover x, unless the new radius passes r_max or reaches another class's center (of those visited) */
-static int grow(tinycl_rce_t *r, const float *d, const uint8_t *seen, uint32_t row, uint32_t step) {
+static int grow(tinycl_rce_t *r, const float *d, const uint32_t *vis, int all, uint32_t n_vis, uint32_t row,
+                uint32_t step) {
     if (r->grow_margin == 0.0) return 0;
     int32_t j = -1;
     float best = INFINITY;
-    for (uint32_t k = 0; k < r->n_prototypes; k++) {
+    for (uint32_t i = 0; i < n_vis; i++) { /* unvisited: d/r = inf, never below 1 + grow_margin */
+        const uint32_t k = VIS(i);
         if (r->rows[k] != row) continue;
         const float q = ratio_of(d[k], r->radii[k]);
         if (j < 0 || q < best) {
@@ -418,8 +427,9 @@ static int grow(tinycl_rce_t *r, const float *d, const uint8_t *seen, uint32_t r
     if (new_r > r->r_max) return 0;
     float dc = INFINITY;
     uint32_t n_other = 0;
-    for (uint32_t k = 0; k < r->n_prototypes; k++) {
-        if (r->rows[k] == row || !seen[k]) continue;
+    for (uint32_t i = 0; i < n_vis; i++) {
+        const uint32_t k = VIS(i);
+        if (r->rows[k] == row) continue;
         const float v = dist_j(r, k, center_of(r, (uint32_t)j));
         if (n_other++ == 0 || v < dc) dc = v;
     }
@@ -467,12 +477,15 @@ static void learn_row(tinycl_rce_t *r, const float *x, uint32_t row, uint32_t st
         return;
     }
     float d[PMAX];
-    uint8_t seen[PMAX];
-    r->learning_macs += distance_macs(r, distances(r, xc, d, seen));
+    uint32_t vis[PMAX];
+    int all;
+    const uint32_t n_vis = distances(r, xc, d, vis, &all);
+    r->learning_macs += distance_macs(r, n_vis);
     int32_t hit = -1;
     float other_min = INFINITY;
     uint32_t n_other = 0;
-    for (uint32_t j = 0; j < P; j++) {
+    for (uint32_t i = 0; i < n_vis; i++) { /* unvisited: d = inf, no fire, no smaller other_min */
+        const uint32_t j = VIS(i);
         const int fire = d[j] < r->radii[j];
         if (r->rows[j] != row) {
             if (n_other++ == 0 || d[j] < other_min) other_min = d[j];
@@ -487,7 +500,7 @@ static void learn_row(tinycl_rce_t *r, const float *x, uint32_t row, uint32_t st
     if (hit >= 0) {
         r->hits[hit] = sat_inc(r->hits[hit]);
         r->last_used[hit] = step;
-    } else if (!grow(r, d, seen, row, step)) {
+    } else if (!grow(r, d, vis, all, n_vis, row, step)) {
         double radius = r->r_max;
         if (n_other && (double)other_min < radius) radius = (double)other_min;
         commit(r, xc, row, radius, step);
