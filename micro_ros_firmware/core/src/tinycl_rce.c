@@ -124,6 +124,41 @@ static float q8_dist(const tinycl_rce_t *r, int32_t acc) {
     return (r->metric == TINYCL_RCE_L1 ? d : sqrtf(d)) * r->scale;
 }
 
+/* int8 coarse pass: key[j] = the sum over features [0, K) for every prototype (acc_q8's sums). On
+ * the M7 x's words are prepared once (offset by 128 for USADA8; SXTB16 halves for SMLAD), so a
+ * prototype costs per 4 features one load and one USADA8 (+ EOR) or 2 SXTB16, 2 SSUB16, 2 SMLAD. */
+static void coarse_q8(const tinycl_rce_t *r, const int8_t *xc, int K, uint32_t *key) {
+    const uint32_t P = r->n_prototypes;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const int W = K / 4;
+    uint32_t xa[F / 4 + 1], xb[F / 4 + 1];
+    for (int w = 0; w < W; w++) {
+        const uint32_t v = ld32(xc + 4 * w);
+        xa[w] = r->metric == TINYCL_RCE_L1 ? v ^ 0x80808080u : (uint32_t)__sxtb16(v);
+        xb[w] = (uint32_t)__sxtb16(ror8(v));
+    }
+    for (uint32_t j = 0; j < P; j++) {
+        const int8_t *c = r->centers.q8[j];
+        int32_t s = 0;
+        if (r->metric == TINYCL_RCE_L1) {
+            uint32_t u = 0;
+            for (int w = 0; w < W; w++) u = __usada8(ld32(c + 4 * w) ^ 0x80808080u, xa[w], u);
+            s = (int32_t)u;
+        } else {
+            for (int w = 0; w < W; w++) {
+                const uint32_t v = ld32(c + 4 * w);
+                const int16x2_t lo = __ssub16(__sxtb16(v), (int16x2_t)xa[w]);
+                const int16x2_t hi = __ssub16(__sxtb16(ror8(v)), (int16x2_t)xb[w]);
+                s = __smlad(hi, hi, __smlad(lo, lo, s));
+            }
+        }
+        key[j] = (uint32_t)(s + (4 * W < K ? acc_q8(r->metric, c, xc, 4 * W, K) : 0));
+    }
+#else
+    for (uint32_t j = 0; j < P; j++) key[j] = (uint32_t)acc_q8(r->metric, r->centers.q8[j], xc, 0, K);
+#endif
+}
+
 static float dist_f32(const tinycl_rce_t *r, const float *c, const float *x) {
     const float s = acc_f32(r, c, x, F);
     return r->metric == TINYCL_RCE_L1 ? s : sqrtf(s);
@@ -167,16 +202,18 @@ static uint32_t distances(const tinycl_rce_t *r, const void *xc, float *d, uint3
     }
     const uint32_t m = r->max_visit;
     const int K = (int)r->prefix_features, q8 = r->int8_range != 0.0;
-    uint32_t best_key[PMAX], n = 0;
-    for (uint32_t j = 0; j < P; j++) {
-        uint32_t k;
-        if (q8) {
-            k = (uint32_t)acc_q8(r->metric, r->centers.q8[j], (const int8_t *)xc, 0, K);
-        } else {
+    uint32_t key[PMAX], best_key[PMAX], n = 0;
+    if (q8) {
+        coarse_q8(r, (const int8_t *)xc, K, key);
+    } else {
+        for (uint32_t j = 0; j < P; j++) {
             const float s = acc_f32(r, r->centers.f32[j], (const float *)xc, K);
-            memcpy(&k, &s, 4);
+            memcpy(&key[j], &s, 4);
         }
-        d[j] = INFINITY;
+    }
+    for (uint32_t j = 0; j < P; j++) d[j] = INFINITY;
+    for (uint32_t j = 0; j < P; j++) {
+        const uint32_t k = key[j];
         if (n == m && k >= best_key[m - 1]) continue;
         uint32_t i = n < m ? n++ : m - 1;
         for (; i > 0 && best_key[i - 1] > k; i--) {
