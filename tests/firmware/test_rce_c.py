@@ -22,7 +22,7 @@ import pytest
 
 from tinycl_nodes.core.errors import InputError, StateError
 from tinycl_nodes.export import c_state
-from tinycl_nodes.export.c_vectors import har_features, make_rce_vectors
+from tinycl_nodes.export.c_vectors import cwru_features, har_features, make_rce_vectors
 from tinycl_nodes.firmware import Library, TinyRCEC
 
 from .conftest import SAN_ENV, run
@@ -38,6 +38,8 @@ CHEAP = {
     "cap_l2_evict": {"memory_bytes": 8 * 1024, "r_max": 6.0, "r_min": 3.0, "metric": "l2", "max_visit": 8,
                      "prefix_features": 8},
     "int8_cap_har": {"memory_bytes": 40 * 1024, "r_max": 12.0, "metric": "l1", **HAR_CHEAP},
+    "int8_cap_cwru": {"memory_bytes": 40 * 1024, "r_max": 24.0, "metric": "l1", "int8_range": 12.0, "max_visit": 32,
+                      "prefix_features": 4},   # CWRU's chosen settings (experiments/tinyrce.py), 10 classes
     "int8_cap_l2_evict": {"memory_bytes": 2 * 1024, "r_max": 8.0, "r_min": 2.0, "metric": "l2", "int8_range": 8.0,
                           "max_visit": 8, "prefix_features": 5},
 }
@@ -49,13 +51,18 @@ def har(data_dir):
 
 
 @pytest.fixture(scope="module")
+def cwru(data_dir):
+    return cwru_features(str(data_dir))
+
+
+@pytest.fixture(scope="module")
 def lib(host_build):
     return Library(host_build / "libtinycl.so")
 
 
 @pytest.mark.parametrize("name", [*CONFIGS, *CHEAP])
-def test_rce_c_matches_python_on_har(name, har, host_build, tmp_path):
-    x, y, sha = har
+def test_rce_c_matches_python_on_har(name, request, host_build, tmp_path):
+    x, y, sha = request.getfixturevalue("cwru" if "cwru" in name else "har")
     v = make_rce_vectors(tmp_path, x, y, sha, **{**CONFIGS, **CHEAP}[name])
     run([host_build / "tinycl_run", "--rce", tmp_path], env=SAN_ENV)
     c = np.fromfile(tmp_path / "c_rce_decisions.bin", np.int32).reshape(-1, 5)
@@ -74,7 +81,7 @@ def test_rce_c_matches_python_on_har(name, har, host_build, tmp_path):
     np.testing.assert_allclose(back.centers, p.centers, rtol=1e-6)
     exact = np.array_equal(back.radii, p.radii) and np.array_equal(nov, py[:, 3].astype(np.float32))
     reasons = {r: int((py[:, 2] == k).sum()) for r, k in (("unknown", 1), ("ambiguous", 2), ("covered", 3))}
-    print(f"{name}: {len(y)} HAR samples, decisions identical {reasons}, {p.n_prototypes} prototypes, "
+    print(f"{name}: {len(y)} {'CWRU' if 'cwru' in name else 'HAR'} samples, decisions identical {reasons}, {p.n_prototypes} prototypes, "
           f"counters {p.counters}, radii/novelty bit-identical: {exact}")
     assert (tmp_path / "c_rce_roundtrip.bin").read_bytes() == (tmp_path / "py_rce.bin").read_bytes()
     if name == "l2_prune_evict":

@@ -155,6 +155,16 @@ def har_features(data: str | None = None, subjects: tuple[int, ...] = (1, 2), st
     return ext.extract(h.X).astype(np.float32)[order], h.y[order].astype(np.int32), ext.hash
 
 
+def cwru_features(data: str | None = None, n: int = 700, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """A shuffled labelled stream of ``n`` real CWRU training windows through ``cwru_elm.onnx`` (features, labels, hash)."""
+    from ..datasets.cwru import load_cwru
+
+    c = load_cwru(data, split="train")
+    ext = FrozenExtractor(model_path("cwru_elm"))
+    order = np.random.default_rng(seed).permutation(len(c.y))[:n]
+    return ext.extract(c.X[order]).astype(np.float32), c.y[order].astype(np.int32), ext.hash
+
+
 def make_rce_vectors(out_dir: str | Path, x: np.ndarray, y: np.ndarray, extractor_hash: str = "", *,
                      memory_bytes: int, r_max: float, r_min: float = 0.0, grow_margin: float = 0.25,
                      metric: str = "l2", int8_range: float = 0.0, max_visit: int = 0,
