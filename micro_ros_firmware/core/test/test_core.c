@@ -166,6 +166,17 @@ static void test_cnn_and_ndc(void) {
 static tinycl_rce_t rce, rce2;
 static uint8_t rce_blob[TINYCL_RCE_STATE_MAX_BYTES];
 
+/* rce saved into rce_blob (n bytes) loads into a fresh rce2 equal to it; a flipped byte at `at` (CRC)
+ * and the blob one byte short are refused */
+static void check_rce_blob(size_t n, size_t at) {
+    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    rce_blob[at] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
+    rce_blob[at] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
+}
+
 /* TinyRCE by hand on points along feature 0 (l2 = |Δ|), as tests/core/test_rce.py does in Python */
 static void test_rce(void) {
     float x[F];
@@ -205,13 +216,8 @@ static void test_rce(void) {
     /* state round trip, byte for byte, and refusals leave the object unchanged */
     CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK && n == tinycl_rce_state_size(&rce));
     CHECK(n == TINYCL_RCE_STATE_BYTES(2u, 2u));
-    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    check_rce_blob(n, 40);
     tinycl_rce_t before = rce2;
-    rce_blob[40] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
-    rce_blob[40] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
     CHECK(tinycl_rce_load(&rce2, rce_blob, 10) == TINYCL_ESTATE);
     uint8_t other[32];
     memset(other, 0xab, sizeof other);
@@ -267,13 +273,8 @@ static void test_rce_int8_cap(void) {
     /* state: version 2, int8 centers, byte round trip */
     CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK && n == tinycl_rce_state_size(&rce));
     CHECK(n == TINYCL_RCE_STATE_BYTES_EX(3u, 3u, 1) && rce_blob[5] == TINYCL_RCE_STATE_VERSION_EX);
-    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    check_rce_blob(n, 140);
     tinycl_rce_t before = rce2;
-    rce_blob[140] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
-    rce_blob[140] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
     rce_blob[5] = 1;                                               /* read as version 1: wrong size */
     CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE && memcmp(&before, &rce2, sizeof rce2) == 0);
 }
