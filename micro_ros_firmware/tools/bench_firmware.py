@@ -365,7 +365,7 @@ RCE_HAR_MARKS = ["other", "f32_decide", "f32_learn", "q8_decide", "q8_learn", "c
 RCE_HAR_FORMS = {"fp32": (False, False), "int8_cap": (True, True)}
 
 
-def rce_har_models(data: str | None, n_stream: int, seed: int = 0):
+def rce_har_models(data: str | None, n_stream: int, seed: int = 0, metric: str | None = None):
     """The HAR all-base-subjects TinyRCE (s01–s12 training executions, seed order, 40 KiB, the
     experiment's chosen settings) in both forms, as experiments/tinyrce.base_model_variants learns
     it, and a new subject's (s13) windows as the stream: (models, x, y, extractor hash, config)."""
@@ -373,7 +373,7 @@ def rce_har_models(data: str | None, n_stream: int, seed: int = 0):
     from tinycl_nodes.experiments.tinyrce import Config, make_rce, rce_stream, user_split
     from tinycl_nodes.extractor import FrozenExtractor, model_path
 
-    cfg = Config(seed=seed)
+    cfg = Config(seed=seed, **({"metric": metric} if metric else {}))
     new = cfg.new_subjects[0]
     h = load_har(data, device=cfg.device, subjects=[*cfg.base_subjects, new], step=cfg.har_step)
     ext = FrozenExtractor(model_path("har_elm"))
@@ -389,8 +389,10 @@ def rce_har_models(data: str | None, n_stream: int, seed: int = 0):
     return models, feats[stream], h.y[stream].astype(np.int32), ext.hash, cfg
 
 
-def bench_rce(n_stream: int = 100, seed: int = 0, data: str | None = None, work: Path | None = None) -> dict:
-    """Instructions per TinyRCE decide and learning step on the M7, fp32 vs int8 + cap, on the full HAR model."""
+def bench_rce(n_stream: int = 100, seed: int = 0, data: str | None = None, work: Path | None = None,
+              metric: str | None = None) -> dict:
+    """Instructions per TinyRCE decide and learning step on the M7, fp32 vs int8 + cap, on the full HAR model
+    (``metric``: the experiment's, l1, unless given)."""
     need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
     from tinycl_nodes.export import c_state
     from tinycl_nodes.export.c_vectors import REASON_CODES
@@ -398,7 +400,7 @@ def bench_rce(n_stream: int = 100, seed: int = 0, data: str | None = None, work:
 
     work = Path(work or FW / "build-bench")
     work.mkdir(parents=True, exist_ok=True)
-    models, x, y, sha, cfg = rce_har_models(data, n_stream, seed)
+    models, x, y, sha, cfg = rce_har_models(data, n_stream, seed, metric)
     blobs = {k: c_state.rce_to_bytes(m) for k, m in models.items()}
     hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
     data_c = work / "bench_rce_data.c"
@@ -443,7 +445,7 @@ def bench_rce(n_stream: int = 100, seed: int = 0, data: str | None = None, work:
     ends = {int(ln.split()[1]): [int(v) for v in ln.split()[2:]] for ln in lines if ln.startswith("RCE ")}
     ms = lambda n: round(n / CLOCK_HZ * 1e3, 4)  # noqa: E731
     out = {"what": "TinyRCE learned on every HAR base subject (s01–s12 training executions, seed order; "
-                   f"l1, r_max {cfg.rce_r_max()}, grow_margin {cfg.grow_margin}, budget {cfg.memory_bytes} B) in both "
+                   f"{cfg.metric}, r_max {cfg.rce_r_max()}, grow_margin {cfg.grow_margin}, budget {cfg.memory_bytes} B) in both "
                    "forms, loaded from its numpy-written state blob; then a new subject's (s13) windows: decide, "
                    "then learn the true label",
            "n_stream": len(y), "forms": {}}

@@ -30,8 +30,9 @@
 #define F TINYCL_N_FEATURES
 #define PMAX TINYCL_RCE_SLOTS
 
-/* Σ (a − b)² over the first n features in np.einsum's order (see top). */
-static float sumsq_einsum(const float *a, const float *b, int n) {
+/* Σ (a − b)² over the first n features in np.einsum's order (see top). Inlined: with n = F the loops
+ * are unrolled as before n existed. */
+static inline __attribute__((always_inline)) float sumsq_einsum(const float *a, const float *b, int n) {
     float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     int i = 0;
     for (; i + 16 <= n; i += 16)
@@ -71,7 +72,7 @@ static float pairwise(const float *a, int n) {
 }
 
 /* fp32: the sum before the root over the first n features (numpy's order: _acc in rce.py) */
-static float acc_f32(const tinycl_rce_t *r, const float *c, const float *x, int n) {
+static __attribute__((noinline)) float acc_f32(const tinycl_rce_t *r, const float *c, const float *x, int n) {
     if (r->metric == TINYCL_RCE_L1) {
         float t[F];
         for (int f = 0; f < n; f++) t[f] = fabsf(c[f] - x[f]);
@@ -127,32 +128,35 @@ static float q8_dist(const tinycl_rce_t *r, int32_t acc) {
 /* int8 coarse pass: key[j] = the sum over features [0, K) for every prototype (acc_q8's sums). On
  * the M7 x's words are prepared once (offset by 128 for USADA8; SXTB16 halves for SMLAD), so a
  * prototype costs per 4 features one load and one USADA8 (+ EOR) or 2 SXTB16, 2 SSUB16, 2 SMLAD. */
-static void coarse_q8(const tinycl_rce_t *r, const int8_t *xc, int K, uint32_t *key) {
+static __attribute__((noinline)) void coarse_q8(const tinycl_rce_t *r, const int8_t *xc, int K, uint32_t *key) {
     const uint32_t P = r->n_prototypes;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-    const int W = K / 4;
+    const int W = K / 4, tail = 4 * W < K;
+    const int8_t *c = r->centers.q8[0];
     uint32_t xa[F / 4 + 1], xb[F / 4 + 1];
-    for (int w = 0; w < W; w++) {
-        const uint32_t v = ld32(xc + 4 * w);
-        xa[w] = r->metric == TINYCL_RCE_L1 ? v ^ 0x80808080u : (uint32_t)__sxtb16(v);
-        xb[w] = (uint32_t)__sxtb16(ror8(v));
-    }
-    for (uint32_t j = 0; j < P; j++) {
-        const int8_t *c = r->centers.q8[j];
-        int32_t s = 0;
-        if (r->metric == TINYCL_RCE_L1) {
+    if (r->metric == TINYCL_RCE_L1) {
+        for (int w = 0; w < W; w++) xa[w] = ld32(xc + 4 * w) ^ 0x80808080u;
+        for (uint32_t j = 0; j < P; j++, c += F) {
             uint32_t u = 0;
             for (int w = 0; w < W; w++) u = __usada8(ld32(c + 4 * w) ^ 0x80808080u, xa[w], u);
-            s = (int32_t)u;
-        } else {
+            key[j] = u + (tail ? (uint32_t)acc_q8(TINYCL_RCE_L1, c, xc, 4 * W, K) : 0u);
+        }
+    } else {
+        for (int w = 0; w < W; w++) {
+            const uint32_t v = ld32(xc + 4 * w);
+            xa[w] = (uint32_t)__sxtb16(v);
+            xb[w] = (uint32_t)__sxtb16(ror8(v));
+        }
+        for (uint32_t j = 0; j < P; j++, c += F) {
+            int32_t s = 0;
             for (int w = 0; w < W; w++) {
                 const uint32_t v = ld32(c + 4 * w);
                 const int16x2_t lo = __ssub16(__sxtb16(v), (int16x2_t)xa[w]);
                 const int16x2_t hi = __ssub16(__sxtb16(ror8(v)), (int16x2_t)xb[w]);
                 s = __smlad(hi, hi, __smlad(lo, lo, s));
             }
+            key[j] = (uint32_t)(s + (tail ? acc_q8(TINYCL_RCE_L2, c, xc, 4 * W, K) : 0));
         }
-        key[j] = (uint32_t)(s + (4 * W < K ? acc_q8(r->metric, c, xc, 4 * W, K) : 0));
     }
 #else
     for (uint32_t j = 0; j < P; j++) key[j] = (uint32_t)acc_q8(r->metric, r->centers.q8[j], xc, 0, K);
@@ -160,8 +164,8 @@ static void coarse_q8(const tinycl_rce_t *r, const int8_t *xc, int K, uint32_t *
 }
 
 static float dist_f32(const tinycl_rce_t *r, const float *c, const float *x) {
-    const float s = acc_f32(r, c, x, F);
-    return r->metric == TINYCL_RCE_L1 ? s : sqrtf(s);
+    if (r->metric == TINYCL_RCE_L1) return acc_f32(r, c, x, F);
+    return sqrtf(sumsq_einsum(c, x, F)); /* unrolled for F */
 }
 
 /* x as the distances see it: a pointer to the float features, or to their int8 codes in q */
@@ -197,7 +201,10 @@ static uint32_t distances(const tinycl_rce_t *r, const void *xc, float *d, uint3
     const uint32_t P = r->n_prototypes;
     *all = !capped(r);
     if (*all) {
-        for (uint32_t j = 0; j < P; j++) d[j] = dist_j(r, j, xc);
+        if (r->int8_range == 0.0)
+            for (uint32_t j = 0; j < P; j++) d[j] = dist_f32(r, r->centers.f32[j], (const float *)xc);
+        else
+            for (uint32_t j = 0; j < P; j++) d[j] = dist_j(r, j, xc);
         return P;
     }
     const uint32_t m = r->max_visit;
