@@ -29,7 +29,7 @@ TinyRCE's additions, as the paper lists them, and how they are read here:
 ``learning_macs`` counts, exactly, the multiply-accumulates (one per feature per distance)
 done by learning; :meth:`decide` says whether an input is known and why.
 
-Cheaper distances (both off by default, so the default matches the C core bit for bit):
+Cheaper distances (both off by default):
 
 - ``int8_range > 0``: inputs are clipped to ``±int8_range`` and coded as int8 with the scale
   ``int8_range / 127``; centers are *stored* as those int8 codes (a prototype then costs
@@ -38,8 +38,9 @@ Cheaper distances (both off by default, so the default matches the C core bit fo
 - ``max_visit > 0``: at most ``max_visit`` prototypes get a full distance per input. Past that
   many, a coarse pass computes every prototype's distance on the first ``prefix_features``
   features only and the ``max_visit`` nearest by it (ties: the lower index) get the rest of
-  their distance (the partial sum is reused). An unvisited prototype counts as not firing: decisions may differ from the
-  full pass, which is the trade the experiment measures. MACs: ``P·K + max_visit·(F − K)``.
+  their distance (the partial sum is reused). An unvisited prototype counts as not firing:
+  decisions may differ from the full pass, which is the trade the experiment measures. MACs:
+  ``P·K + max_visit·(F − K)``. The C core (``tinycl_rce_init_ex``) makes the same decisions.
   (A nearest-class-centroid pre-filter was tried first: on HAR, where a class's prototypes come
   from many subjects, it lost up to 33 points at caps the prefix pass loses none.)
 """
