@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import InputError, StateError, TinyclError
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
            -4: "state blob malformed or for another model", -5: "buffer too small"}
@@ -99,6 +99,10 @@ class Library:
             "tinycl_sizeof_rce": (C.c_size_t, []), "tinycl_rce_capacity": (C.c_uint32, []),
             "tinycl_rce_budget_bytes": (C.c_uint32, [C.c_uint32]),
             "tinycl_rce_init": (C.c_int, [C.c_void_p, C.c_uint32, C.c_double, C.c_double, C.c_double, C.c_uint32]),
+            "tinycl_rce_init_ex": (C.c_int, [C.c_void_p, C.c_uint32, C.c_double, C.c_double, C.c_double, C.c_uint32,
+                                             C.c_double, C.c_uint32, C.c_uint32]),
+            "tinycl_rce_capacity_int8": (C.c_uint32, []),
+            "tinycl_rce_inference_macs": (C.c_uint64, [C.c_void_p]),
             "tinycl_rce_learn": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
             "tinycl_rce_decide": (C.c_int, [C.c_void_p, _f32p, C.c_void_p]),
             "tinycl_rce_max_prototypes": (C.c_int32, [C.c_void_p]),
@@ -118,6 +122,7 @@ class Library:
         lib.tinycl_cut_grid(C.byref(n), C.byref(scale), C.byref(zp))
         #: the latent cut the C CNN exposes (its last conv block's int8 output): size, scale, zero point
         self.cut_size, self.cut_scale, self.cut_zero_point = int(n.value), np.float32(scale.value), int(zp.value)
+        self.rce_capacity_int8 = int(lib.tinycl_rce_capacity_int8())
         if self.max_classes > 64:
             raise FirmwareError(f"{path}: built with TINYCL_MAX_CLASSES={self.max_classes}, this wrapper handles ≤ 64")
 
@@ -297,26 +302,33 @@ def _sha_bytes(sha256_hex: str) -> bytes:
 class TinyRCEC(_Obj):
     """The C TinyRCE, same semantics as ``core.rce.TinyRCE`` (``decide`` returns the same ``Decision``).
 
-    ``memory_bytes`` must hold at most ``lib.rce_capacity`` prototypes (the static arrays of this
-    build, ``TINYCL_RCE_MAX_PROTOTYPES``); None: exactly that many.
+    ``memory_bytes`` must hold at most ``lib.rce_capacity`` prototypes (``lib.rce_capacity_int8``
+    with ``int8_range > 0``: the static arrays of this build); None: exactly that many.
+    ``int8_range``, ``max_visit``, ``prefix_features``: the cheaper distances, as in ``TinyRCE``.
     """
 
     def __init__(self, lib: Library, memory_bytes: int | None = None, r_max: float = 8.0, r_min: float = 0.0,
-                 grow_margin: float = 0.25, metric: str = "l2") -> None:
+                 grow_margin: float = 0.25, metric: str = "l2", int8_range: float = 0.0, max_visit: int = 0,
+                 prefix_features: int = 8) -> None:
         super().__init__(lib, lib.lib.tinycl_sizeof_rce())
         if metric not in ("l2", "l1"):
             raise InputError(f"metric: must be 'l2' or 'l1', got {metric!r}")
+        proto = (1 if int8_range else 4) * lib.n_features + 14
+        capacity = lib.rce_capacity_int8 if int8_range else lib.rce_capacity
         if memory_bytes is None:
-            memory_bytes = int(lib.lib.tinycl_rce_budget_bytes(lib.rce_capacity))
-        if not 0 <= int(memory_bytes) <= 0xFFFFFFFF:
-            raise InputError(f"memory_bytes: out of range: {memory_bytes}")
+            memory_bytes = capacity * proto + 8
+        for name, v in (("memory_bytes", memory_bytes), ("max_visit", max_visit), ("prefix_features", prefix_features)):
+            if not 0 <= int(v) <= 0xFFFFFFFF:
+                raise InputError(f"{name}: out of range: {v}")
         self.memory_bytes, self.metric = int(memory_bytes), metric
-        rc = lib.lib.tinycl_rce_init(self.ptr, self.memory_bytes, float(r_max), float(r_min), float(grow_margin),
-                                     1 if metric == "l1" else 0)
+        rc = lib.lib.tinycl_rce_init_ex(self.ptr, self.memory_bytes, float(r_max), float(r_min), float(grow_margin),
+                                        1 if metric == "l1" else 0, float(int8_range), int(max_visit),
+                                        int(prefix_features))
         if rc:
             raise InputError(f"TinyRCE (C): bad parameters memory_bytes={memory_bytes} r_max={r_max} r_min={r_min} "
-                             f"grow_margin={grow_margin} (the budget must hold 1..{lib.rce_capacity} prototypes "
-                             f"of {4 * lib.n_features + 14} B)")
+                             f"grow_margin={grow_margin} int8_range={int8_range} max_visit={max_visit} "
+                             f"prefix_features={prefix_features} (the budget must hold 1..{capacity} prototypes "
+                             f"of {proto} B; prefix_features < {lib.n_features} with a visit cap)")
 
     def learn_one(self, x, y: int) -> None:
         self.core.check(self.core.lib.tinycl_rce_learn(self.ptr, self.core.vec(x), int(y)), "rce learn")
@@ -337,6 +349,11 @@ class TinyRCEC(_Obj):
     @property
     def max_prototypes(self) -> int:
         return int(self.core.lib.tinycl_rce_max_prototypes(self.ptr))
+
+    @property
+    def inference_macs(self) -> int:
+        """Distance MACs one decide costs now (``TinyRCE.inference_macs``)."""
+        return int(self.core.lib.tinycl_rce_inference_macs(self.ptr))
 
     def set_extractor(self, sha256_hex: str) -> None:
         self.core.check(self.core.lib.tinycl_rce_set_extractor(self.ptr, _sha_bytes(sha256_hex)), "rce set_extractor")

@@ -12,6 +12,9 @@ sample, and ms at 480 MHz assuming 1 instruction per cycle (IPC = 1). Then the l
 the CNN's own int8 activations at the cut; instructions of the CNN, per learning step, per training
 round, per trained pattern and per prediction, flash/RAM, the cut codes (CRC) and predictions checked
 against the host build, predictions against the numpy head on onnxruntime's cut ("latent" in the results).
+Then TinyRCE on the HAR all-base-subjects model, fp32 vs int8 centers + visit cap (bench_rce):
+instructions per decide and per learning step, state sizes, decisions checked against the host build
+and numpy ("rce_har").
 
 Usage: python micro_ros_firmware/tools/bench_firmware.py [--n-stream 200] [--out results/firmware.json]
 """
@@ -362,6 +365,128 @@ def bench_latent(n_learn: int = 160, n_predict: int = 100, seed: int = 0, data: 
     }
 
 
+# --- TinyRCE fp32 vs int8 centers + visit cap (bench/bench_rce.c) --------------------------------
+RCE_HAR_MARKS = ["other", "f32_decide", "f32_learn", "q8_decide", "q8_learn", "calib_a", "calib_b"]
+RCE_HAR_FORMS = {"fp32": (False, False), "int8_cap": (True, True)}
+
+
+def rce_har_models(data: str | None, n_stream: int, seed: int = 0, metric: str | None = None):
+    """The HAR all-base-subjects TinyRCE (s01–s12 training executions, seed order, 40 KiB, the
+    experiment's chosen settings) in both forms, as experiments/tinyrce.base_model_variants learns
+    it, and a new subject's (s13) windows as the stream: (models, x, y, extractor hash, config)."""
+    from tinycl_nodes.datasets.har import load_har
+    from tinycl_nodes.experiments.tinyrce import Config, make_rce, rce_stream, user_split
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+    cfg = Config(seed=seed, **({"metric": metric} if metric else {}))
+    new = cfg.new_subjects[0]
+    h = load_har(data, device=cfg.device, subjects=[*cfg.base_subjects, new], step=cfg.har_step)
+    ext = FrozenExtractor(model_path("har_elm"))
+    feats = ext.extract(h.X).astype(np.float32)
+    tr = np.concatenate([user_split(h, s, cfg.train_fraction)[0] for s in cfg.base_subjects])
+    tr = tr[np.random.default_rng(cfg.seed).permutation(len(tr))]
+    models = {}
+    for name, (int8, cap) in RCE_HAR_FORMS.items():
+        models[name] = make_rce(cfg, feats.shape[1], ext.hash, int8, cap)
+        rce_stream(models[name], feats[tr], h.y[tr], active=False)
+    stream = np.flatnonzero(h.subject == new)
+    stream = stream[np.random.default_rng(cfg.seed).permutation(len(stream))][:n_stream]
+    return models, feats[stream], h.y[stream].astype(np.int32), ext.hash, cfg
+
+
+def bench_rce(n_stream: int = 100, seed: int = 0, data: str | None = None, work: Path | None = None,
+              metric: str | None = None) -> dict:
+    """Instructions per TinyRCE decide and learning step on the M7, fp32 vs int8 + cap, on the full HAR model
+    (``metric``: the experiment's, l1, unless given)."""
+    need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+    from tinycl_nodes.export import c_state
+    from tinycl_nodes.export.c_vectors import REASON_CODES
+    from tinycl_nodes.firmware import Library, TinyRCEC
+
+    work = Path(work or FW / "build-bench")
+    work.mkdir(parents=True, exist_ok=True)
+    models, x, y, sha, cfg = rce_har_models(data, n_stream, seed, metric)
+    blobs = {k: c_state.rce_to_bytes(m) for k, m in models.items()}
+    hexf = lambda v: float(np.float32(v)).hex() + "f"  # noqa: E731
+    data_c = work / "bench_rce_data.c"
+    data_c.write_text("#include <stdint.h>\n"
+                      f"const uint32_t brce_n = {len(y)}u, brce_len[2] = {{{len(blobs['fp32'])}u, {len(blobs['int8_cap'])}u}};\n"
+                      + c_array("uint8_t", "brce_sha", np.frombuffer(bytes.fromhex(sha), np.uint8))
+                      + c_array("uint8_t", "brce_blob_f32", np.frombuffer(blobs["fp32"], np.uint8), per_line=32)
+                      + c_array("uint8_t", "brce_blob_q8", np.frombuffer(blobs["int8_cap"], np.uint8), per_line=32)
+                      + c_array("float", "brce_x", x, hexf, 8) + c_array("int32_t", "brce_y", y))
+
+    # numpy (from the blob: the state round trip) and the host C through ctypes, on the same stream
+    host_dir = work / "host"
+    run(["cmake", "-S", str(FW), "-B", str(host_dir), "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", str(host_dir), "-j2", "--target", "tinycl"])
+    lib = Library(host_dir / "libtinycl.so")
+    ref, macs = {}, {}
+    for k, blob in blobs.items():
+        py, c = c_state.rce_from_bytes(blob), TinyRCEC(lib)
+        c.set_extractor(sha)
+        c.load_bytes(blob)
+        ref[k] = {"numpy": [], "host": []}
+        macs[k] = {"inference_macs_start": py.inference_macs, "learning_macs_start": py.learning_macs}
+        for xi, yi in zip(x, y):
+            for who, obj in (("numpy", py), ("host", c)):
+                d = obj.decide_valid(xi) if who == "numpy" else obj.decide(xi)
+                ref[k][who].append((-1 if d.label is None else d.label, -1 if d.nearest is None else d.nearest,
+                                    REASON_CODES[d.reason]))
+            py.learn_valid(xi, int(yi))
+            c.learn_one(xi, int(yi))
+        macs[k]["learning_macs_per_step"] = (py.learning_macs - macs[k]["learning_macs_start"]) / len(y)
+        macs[k]["state_matches_host"] = c.to_bytes() == c_state.rce_to_bytes(py)
+
+    arm = work / "arm"
+    run(["cmake", "-S", str(FW / "bench"), "-B", str(arm), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
+         f"-DTINYCL_RCE_BENCH_DATA={data_c}", "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
+    run(["cmake", "--build", str(arm), "-j2", "--target", "bench_rce.elf"])
+    lines, stats = run_counted(work, arm / "bench_rce.elf", RCE_HAR_MARKS, "insn_rce.txt", timeout=1800)
+    if stats["calib_b"][0] - stats["calib_a"][0] != 2 * (CALIB[1] - CALIB[0]):
+        raise BenchError(f"rce bench calibration {stats['calib_a']} {stats['calib_b']}")
+    board = {k: [tuple(int(v) for v in ln.split()[3:6]) for ln in lines if ln.startswith(f"R {f} ")]
+             for f, k in enumerate(RCE_HAR_FORMS)}
+    ends = {int(ln.split()[1]): [int(v) for v in ln.split()[2:]] for ln in lines if ln.startswith("RCE ")}
+    ms = lambda n: round(n / CLOCK_HZ * 1e3, 4)  # noqa: E731
+    out = {"what": "TinyRCE learned on every HAR base subject (s01–s12 training executions, seed order; "
+                   f"{cfg.metric}, r_max {cfg.rce_r_max()}, grow_margin {cfg.grow_margin}, budget {cfg.memory_bytes} B) in both "
+                   "forms, loaded from its numpy-written state blob; then a new subject's (s13) windows: decide, "
+                   "then learn the true label",
+           "n_stream": len(y), "forms": {}}
+    for f, (k, tag) in enumerate(zip(RCE_HAR_FORMS, ("f32", "q8"))):
+        m = models[k]
+        for st in ("decide", "learn"):
+            if stats[f"{tag}_{st}"][1] != len(y):
+                raise BenchError(f"rce {k} {st}: {stats[f'{tag}_{st}'][1]} marker hits for {len(y)} samples")
+        dec, lrn = (stats[f"{tag}_{st}"][0] / len(y) for st in ("decide", "learn"))
+        P, state, _, inf_macs = ends[f]
+        out["forms"][k] = {
+            "int8_range": m.int8_range, "max_visit": m.max_visit, "prefix_features": m.prefix_features,
+            "prototypes_after_base": m.n_prototypes, "prototypes_after_stream": P,
+            "prototype_bytes": m.prototype_bytes, "state_blob_bytes_after_base": len(blobs[k]),
+            "state_blob_bytes_after_stream": state,
+            "decide": {"instructions": round(dec, 1), "ms_at_480mhz": ms(dec),
+                       "macs": macs[k]["inference_macs_start"]},
+            "learn_step": {"instructions": round(lrn, 1), "ms_at_480mhz": ms(lrn),
+                           "macs_numpy": round(macs[k]["learning_macs_per_step"], 1)},
+            "inference_macs_after_stream": inf_macs,
+            "decisions_match_host": board[k] == ref[k]["host"],
+            "decisions_match_numpy": board[k] == ref[k]["numpy"],
+            "host_state_matches_numpy": macs[k]["state_matches_host"],
+            "prequential_accuracy_on_board": round(100 * float(np.mean([(b[0] if b[0] >= 0 else b[1]) == t
+                                                                        for b, t in zip(board[k], y)])), 2),
+            "unknown_fraction": round(float(np.mean([b[2] == 1 for b in board[k]])), 3),
+        }
+    a, b = out["forms"]["fp32"], out["forms"]["int8_cap"]
+    out["ratio_fp32_over_int8_cap"] = {
+        "decide_instructions": round(a["decide"]["instructions"] / b["decide"]["instructions"], 2),
+        "learn_step_instructions": round(a["learn_step"]["instructions"] / b["learn_step"]["instructions"], 2),
+        "prototypes_in_budget": round(b["prototypes_after_base"] / a["prototypes_after_base"], 2),
+        "prototype_bytes": round(a["prototype_bytes"] / b["prototype_bytes"], 2)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-stream", type=int, default=200)
@@ -373,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = bench(args.n_stream, args.seed, data=args.data, work=Path(args.work) if args.work else None)
         res["latent"] = bench_latent(seed=args.seed, data=args.data, work=Path(args.work) if args.work else None)
+        res["rce_har"] = bench_rce(seed=args.seed, data=args.data, work=Path(args.work) if args.work else None)
     except BenchError as exc:
         print(f"bench-firmware: {exc}", file=sys.stderr)
         return 1
@@ -401,9 +527,16 @@ def main(argv: list[str] | None = None) -> int:
           f"insns ({la['prediction_with_frozen']['ms_at_480mhz']} ms), flash {la['bench_image']['flash_bytes']} B, "
           f"RAM {la['bench_image']['ram_bytes']} B, cut codes match host: {la['cut_codes_match_host']}, predictions match "
           f"host: {la['predictions_match_host']}, numpy: {la['predictions_match_numpy']}")
+    rh = res["rce_har"]
+    for k, v in rh["forms"].items():
+        print(f"rce HAR {k}: {v['prototypes_after_base']} prototypes, decide {v['decide']['instructions']:.0f} insns "
+              f"({v['decide']['macs']} MACs), learn {v['learn_step']['instructions']:.0f} insns, state "
+              f"{v['state_blob_bytes_after_base']} B, matches host/numpy: {v['decisions_match_host']}/{v['decisions_match_numpy']}")
+    print(f"rce HAR fp32 / int8+cap: {rh['ratio_fp32_over_int8_cap']}")
     print(f"wrote {out}")
+    rce_ok = all(v["decisions_match_host"] and v["decisions_match_numpy"] for v in rh["forms"].values())
     return 0 if (res["predictions_match_host"] and res["calibration"]["exact"] and la["predictions_match_host"]
-                 and la["cut_codes_match_host"] and la["calibration_exact"]) else 1
+                 and la["cut_codes_match_host"] and la["calibration_exact"] and rce_ok) else 1
 
 
 if __name__ == "__main__":

@@ -54,3 +54,22 @@ def test_cortex_m7_latent_head_matches_host(bench_work, data_dir):
     assert 0 < res["prediction"]["instructions_per_sample"] < res["learn_step"]["instructions_per_sample"]
     assert res["learned_sample_with_frozen"]["instructions_per_sample"] > res["frozen_model"]["instructions_per_sample"] > 1e6
     assert res["struct_bytes"] < 1024 * 1024 and 0 < res["library"]["flash_bytes"] < 512 * 1024
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_cortex_m7_rce_int8_cap_matches_host_and_numpy(bench_work, data_dir, metric):
+    """TinyRCE's int8 centers + visit cap on the M7 (the DSP paths: USADA8 for l1, SXTB16/SSUB16/SMLAD
+    for l2): the HAR all-base-subjects model from numpy's state blob, 30 new-subject windows decided
+    and learned, every decision equal to the host build's and numpy's, in both forms; the int8 + cap
+    form holds 3.5x the prototypes and decides in fewer instructions (the figures: make
+    bench-firmware, results/firmware.json)."""
+    need("cmake", "gcc", "arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+    res = _bench_module().bench_rce(n_stream=30, data=str(data_dir), work=bench_work, metric=metric)
+    fp32, q8 = res["forms"]["fp32"], res["forms"]["int8_cap"]
+    for form in (fp32, q8):
+        assert form["decisions_match_host"] and form["decisions_match_numpy"] and form["host_state_matches_numpy"]
+    if metric == "l1":   # the experiment's model: the 40 KiB budget full in both forms
+        assert (fp32["prototypes_after_base"], q8["prototypes_after_base"]) == (151, 524)
+    P = q8["prototypes_after_base"]
+    assert P > 4 * q8["max_visit"] and q8["decide"]["macs"] == P * 8 + 16 * (64 - 8)   # the cap binds
+    assert q8["decide"]["instructions"] < fp32["decide"]["instructions"]

@@ -29,7 +29,7 @@ TinyRCE's additions, as the paper lists them, and how they are read here:
 ``learning_macs`` counts, exactly, the multiply-accumulates (one per feature per distance)
 done by learning; :meth:`decide` says whether an input is known and why.
 
-Cheaper distances (both off by default, so the default matches the C core bit for bit):
+Cheaper distances (both off by default):
 
 - ``int8_range > 0``: inputs are clipped to ``±int8_range`` and coded as int8 with the scale
   ``int8_range / 127``; centers are *stored* as those int8 codes (a prototype then costs
@@ -37,9 +37,10 @@ Cheaper distances (both off by default, so the default matches the C core bit fo
   ``(a−b)²`` in int32) times the scale — radii stay in feature units;
 - ``max_visit > 0``: at most ``max_visit`` prototypes get a full distance per input. Past that
   many, a coarse pass computes every prototype's distance on the first ``prefix_features``
-  features only and the ``max_visit`` nearest by it get the rest of their distance (the partial
-  sum is reused). An unvisited prototype counts as not firing: decisions may differ from the
-  full pass, which is the trade the experiment measures. MACs: ``P·K + max_visit·(F − K)``.
+  features only and the ``max_visit`` nearest by it (ties: the lower index) get the rest of
+  their distance (the partial sum is reused). An unvisited prototype counts as not firing:
+  decisions may differ from the full pass, which is the trade the experiment measures. MACs:
+  ``P·K + max_visit·(F − K)``. The C core (``tinycl_rce_init_ex``) makes the same decisions.
   (A nearest-class-centroid pre-filter was tried first: on HAR, where a class's prototypes come
   from many subjects, it lost up to 33 points at caps the prefix pass loses none.)
 """
@@ -368,15 +369,20 @@ class TinyRCE(Head):
             return x
         return np.clip(np.rint(x / self.scale), -127, 127).astype(np.int8)
 
-    def _pair(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Distances from the rows of ``A`` to ``b`` (same coding), in feature units."""
+    def _acc(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Per row of ``A``, the sum a distance is made of (``|a−b|`` or ``(a−b)²`` summed): int32
+        for int8 codes, float32 otherwise; the distance is a non-decreasing function of it."""
         if not self.int8_range:
             diff = A - b
-            if self.metric == "l1":
-                return np.abs(diff).sum(1)
-            return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            return np.abs(diff).sum(1) if self.metric == "l1" else np.einsum("ij,ij->i", diff, diff)
         diff = A.astype(np.int32) - b.astype(np.int32)          # integer arithmetic: int32 sums
-        acc = np.abs(diff).sum(1) if self.metric == "l1" else np.einsum("ij,ij->i", diff, diff)
+        return np.abs(diff).sum(1) if self.metric == "l1" else np.einsum("ij,ij->i", diff, diff)
+
+    def _pair(self, A: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Distances from the rows of ``A`` to ``b`` (same coding), in feature units."""
+        acc = self._acc(A, b)
+        if not self.int8_range:
+            return acc if self.metric == "l1" else np.sqrt(acc)
         d = acc.astype(np.float32) if self.metric == "l1" else np.sqrt(acc.astype(np.float32))
         return (d * self.scale).astype(np.float32)
 
@@ -398,12 +404,16 @@ class TinyRCE(Head):
         return (D * self.scale).astype(np.float32)
 
     def _visit(self, x: np.ndarray) -> np.ndarray:
-        """Indices of the prototypes that get a full distance for ``x`` (see ``max_visit``)."""
-        P, K = self.n_prototypes, self.prefix_features
-        if not self.max_visit or P <= self.max_visit:
+        """Indices of the prototypes that get a full distance for ``x`` (see ``max_visit``): the
+        ``max_visit`` smallest sums over the first ``prefix_features`` features, ties to the lower
+        index (the C core keeps the same set in a sorted list)."""
+        P, K, m = self.n_prototypes, self.prefix_features, self.max_visit
+        if not m or P <= m:
             return np.arange(P)
-        coarse = self._pair(self.centers[:, :K], x[:K])
-        return np.sort(np.argpartition(coarse, self.max_visit - 1)[:self.max_visit])
+        coarse = self._acc(self.centers[:, :K], x[:K])
+        kth = np.partition(coarse, m - 1)[m - 1]
+        below = np.flatnonzero(coarse < kth)
+        return np.sort(np.concatenate([below, np.flatnonzero(coarse == kth)[:m - below.size]]))
 
     def _visited_dist(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance to every prototype, inf where not visited; the visited indices)."""

@@ -12,6 +12,9 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             | u32 n_seen | u64 learning_macs | u32 counters[6] (committed, grown, shrunk, pruned,
             evicted, dropped) | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
             | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
+            Version 2 (only for int8_range > 0 or max_visit > 0; the plain form stays version 1):
+            after P, f64 int8_range | u32 max_visit | u32 prefix_features, and the centers are
+            i8 codes [P][F] when int8_range > 0 (a prototype then costs F + 14 bytes)
     latent  kind 4, the latent replay head's C form (layout in core/include/tinycl_latent.h):
             hyper-parameters, PCG32 states, upper + classifier weights, pending batch, int8 memory
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
@@ -39,7 +42,9 @@ KIND_NCM = 2
 KIND_RCE = 3
 RCE_COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
 _RCE_FIXED = struct.Struct("<IdddIIQ6I32sI")
+_RCE_EX = struct.Struct("<dII")   # version 2: int8_range, max_visit, prefix_features
 VERSION = 1
+RCE_VERSION_EX = 2
 _HEADER = struct.Struct("<4sBBHHH")
 _CWR_FIXED = struct.Struct("<fIII32s")
 
@@ -62,7 +67,7 @@ def _i32_classes(classes) -> bytes:
     return arr.astype("<i4").tobytes()
 
 
-def _parse_header(payload: bytes, kind: int) -> tuple[int, int, memoryview]:
+def _parse_header(payload: bytes, kind: int, versions: tuple[int, ...] = (VERSION,)) -> tuple[int, int, memoryview]:
     if not isinstance(payload, (bytes, bytearray, memoryview)) or len(payload) < _HEADER.size + 4:
         raise StateError("C state: payload too short")
     payload = bytes(payload)
@@ -71,8 +76,8 @@ def _parse_header(payload: bytes, kind: int) -> tuple[int, int, memoryview]:
         raise StateError("C state: not a tinycl C state (bad magic)")
     if k != kind:
         raise StateError(f"C state: holds kind {k}, expected {kind}")
-    if version != VERSION:
-        raise StateError(f"C state: version {version} is not supported (this reads {VERSION})")
+    if version not in versions:
+        raise StateError(f"C state: version {version} is not supported (this reads {', '.join(map(str, versions))})")
     if reserved != 0 or F == 0:
         raise StateError("C state: malformed header")
     (crc,) = struct.unpack_from("<I", payload, len(payload) - 4)
@@ -180,39 +185,52 @@ def ncm_from_bytes(payload: bytes) -> NearestCentroid:
 
 
 def rce_to_bytes(rce: TinyRCE) -> bytes:
-    """The C blob of a TinyRCE (every prototype costs 4F + 14 bytes and every class 8, as its budget)."""
+    """The C blob of a TinyRCE (every prototype costs 4F + 14 bytes, F + 14 with int8 centers, and
+    every class 8, as its budget); version 1 for the plain form, 2 with int8 centers or a visit cap."""
     if not isinstance(rce, TinyRCE):
         raise StateError("C state: not a TinyRCE")
-    if rce.int8_range or rce.max_visit:
-        raise StateError("C state: the C core holds fp32 TinyRCE without a visit cap (int8_range=0, max_visit=0)")
     P, F = rce.centers.shape
     sha = bytes.fromhex(rce.extractor_hash) if rce.extractor_hash else bytes(32)
     if len(sha) != 32:
         raise StateError("C state: extractor_hash must be a sha256 hex digest")
     if not 0 <= rce.memory_bytes <= 0xFFFFFFFF or rce.n_seen > 0xFFFFFFFF or rce.learning_macs >= 2**64:
         raise StateError("C state: memory_bytes / n_seen / learning_macs do not fit the C format")
+    if rce.max_visit > 0xFFFFFFFF or rce.prefix_features > 0xFFFFFFFF:
+        raise StateError("C state: max_visit / prefix_features do not fit the C format's u32")
+    ex = bool(rce.int8_range or rce.max_visit)
     counters = [rce.counters[k] for k in RCE_COUNTERS]
-    body = (_HEADER.pack(MAGIC, KIND_RCE, VERSION, F, len(rce.classes), 0)
+    centers = np.ascontiguousarray(rce.centers, "i1" if rce.int8_range else "<f4")
+    body = (_HEADER.pack(MAGIC, KIND_RCE, RCE_VERSION_EX if ex else VERSION, F, len(rce.classes), 0)
             + _RCE_FIXED.pack(rce.memory_bytes, rce.r_max, rce.r_min, rce.grow_margin, 1 if rce.metric == "l1" else 0,
                               rce.n_seen, rce.learning_macs, *[min(int(c), 0xFFFFFFFF) for c in counters], sha, P)
+            + (_RCE_EX.pack(rce.int8_range, rce.max_visit, rce.prefix_features) if ex else b"")
             + _i32_classes(rce.classes) + _u32(rce.class_seen, "class_seen")
-            + np.ascontiguousarray(rce.centers, "<f4").tobytes() + np.ascontiguousarray(rce.radii, "<f4").tobytes()
+            + centers.tobytes() + np.ascontiguousarray(rce.radii, "<f4").tobytes()
             + np.ascontiguousarray(rce.rows, "<u2").tobytes() + _u32(rce.hits, "hits") + _u32(rce.last_used, "last_used"))
     return _finish(body)
 
 
 def rce_from_bytes(payload: bytes) -> TinyRCE:
     """A TinyRCE from a C blob (raises StateError on anything malformed; the Python object validates too)."""
-    F, C, body = _parse_header(payload, KIND_RCE)
-    if len(body) < _RCE_FIXED.size:
+    F, C, body = _parse_header(payload, KIND_RCE, (VERSION, RCE_VERSION_EX))
+    ex = bytes(payload)[5] == RCE_VERSION_EX
+    if len(body) < _RCE_FIXED.size + (_RCE_EX.size if ex else 0):
         raise StateError("C state: payload too short")
     mem, r_max, r_min, grow, metric, n_seen, macs, *rest = _RCE_FIXED.unpack_from(body)
     counters, sha, P = rest[:6], rest[6], rest[7]
+    int8_range, max_visit, prefix = _RCE_EX.unpack_from(body, _RCE_FIXED.size) if ex else (0.0, 0, 8)
+    if ex and not (int8_range or max_visit):
+        raise StateError("C state: a version 2 TinyRCE blob without int8 centers or a visit cap")
     r = _Reader(body)
-    r.pos = _RCE_FIXED.size
+    r.pos = _RCE_FIXED.size + (_RCE_EX.size if ex else 0)
     classes = r.take("<i4", C).astype(np.int64)
     class_seen = r.take("<u4", C).astype(np.int64)
-    centers = r.take("<f4", P * F).reshape(P, F).astype(np.float32)
+    if int8_range:
+        centers = r.take("i1", P * F).reshape(P, F).astype(np.int8)
+        if P and centers.min() < -127:
+            raise StateError("C state: int8 center code -128 (codes are clipped to ±127)")
+    else:
+        centers = r.take("<f4", P * F).reshape(P, F).astype(np.float32)
     radii = r.take("<f4", P).astype(np.float32)
     rows = r.take("<u2", P).astype(np.uint16)
     hits = r.take("<u4", P).astype(np.uint32)
@@ -223,7 +241,8 @@ def rce_from_bytes(payload: bytes) -> TinyRCE:
     extractor_hash = "" if sha == bytes(32) else sha.hex()
     try:
         rce = TinyRCE(F, memory_bytes=int(mem), r_max=float(r_max), r_min=float(r_min), grow_margin=float(grow),
-                      metric="l1" if metric else "l2", extractor_hash=extractor_hash)
+                      metric="l1" if metric else "l2", int8_range=float(int8_range), max_visit=int(max_visit),
+                      prefix_features=int(prefix), extractor_hash=extractor_hash)
     except InputError as exc:  # a blob with hyper-parameters the constructor refuses
         raise StateError(f"C state: TinyRCE hyper-parameters refused: {exc}") from None
     arrays = {"classes": classes, "class_seen": class_seen, "centers": centers, "radii": radii, "rows": rows,

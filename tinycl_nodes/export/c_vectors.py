@@ -163,16 +163,28 @@ def har_features(data: str | None = None, subjects: tuple[int, ...] = (1, 2), st
     return ext.extract(h.X).astype(np.float32)[order], h.y[order].astype(np.int32), ext.hash
 
 
+def cwru_features(data: str | None = None, n: int = 700, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    """A shuffled labelled stream of ``n`` real CWRU training windows through ``cwru_elm.onnx`` (features, labels, hash)."""
+    from ..datasets.cwru import load_cwru
+
+    c = load_cwru(data, split="train")
+    ext = FrozenExtractor(model_path("cwru_elm"))
+    order = np.random.default_rng(seed).permutation(len(c.y))[:n]
+    return ext.extract(c.X[order]).astype(np.float32), c.y[order].astype(np.int32), ext.hash
+
+
 def make_rce_vectors(out_dir: str | Path, x: np.ndarray, y: np.ndarray, extractor_hash: str = "", *,
                      memory_bytes: int, r_max: float, r_min: float = 0.0, grow_margin: float = 0.25,
-                     metric: str = "l2") -> RceVectors:
+                     metric: str = "l2", int8_range: float = 0.0, max_visit: int = 0,
+                     prefix_features: int = 8) -> RceVectors:
     """What ``tinycl_run --rce`` reads, and the Python TinyRCE's decision on each sample before learning it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x = np.ascontiguousarray(x, np.float32)
     y = np.ascontiguousarray(y, np.int32)
     rce = TinyRCE(x.shape[1], memory_bytes=memory_bytes, r_max=r_max, r_min=r_min, grow_margin=grow_margin,
-                  metric=metric, extractor_hash=extractor_hash)
+                  metric=metric, int8_range=int8_range, max_visit=max_visit, prefix_features=prefix_features,
+                  extractor_hash=extractor_hash)
     dec = np.zeros((len(y), 5), np.float64)
     for i, (xi, yi) in enumerate(zip(x, y)):
         d = rce.decide_valid(xi)
@@ -180,8 +192,9 @@ def make_rce_vectors(out_dir: str | Path, x: np.ndarray, y: np.ndarray, extracto
                   REASON_CODES[d.reason], d.novelty, d.distance)
         rce.learn_valid(xi, int(yi))
     sha = bytes.fromhex(extractor_hash) if extractor_hash else bytes(32)
-    (out / "rce_params.bin").write_bytes(struct.pack("<IIdddI32s", len(y), memory_bytes, r_max, r_min, grow_margin,
-                                                     1 if metric == "l1" else 0, sha))
+    (out / "rce_params.bin").write_bytes(struct.pack("<IIdddI32sdII", len(y), memory_bytes, r_max, r_min, grow_margin,
+                                                     1 if metric == "l1" else 0, sha, int8_range, max_visit,
+                                                     prefix_features))
     x.tofile(out / "rce_x.f32")
     y.tofile(out / "rce_y.i32")
     (out / "py_rce.bin").write_bytes(c_state.rce_to_bytes(rce))

@@ -34,7 +34,8 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 4 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr; 4: features_cut_q */
+#define TINYCL_ABI_VERSION 5 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
+                                  4: features_cut_q; 5: TinyRCE int8 centers + visit cap (rce_init_ex, state version 2) */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -161,15 +162,31 @@ int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinyc
  * r = min(distance to the nearest other-class prototype, r_max); prototypes with r <= r_min are
  * pruned; when the memory budget is full the least recently useful prototype of a class that
  * keeps another is evicted. decide() says covered / ambiguous (closest firing wins) / unknown.
- * Memory budget as in Python: a prototype costs TINYCL_RCE_PROTOTYPE_BYTES (4F + 14) and a known
- * class TINYCL_RCE_CLASS_BYTES (8); max prototypes = (memory_bytes − 8·max(C, 1)) // (4F + 14),
- * which must not exceed the static TINYCL_RCE_MAX_PROTOTYPES (default 152: the paper's 40 KiB
- * budget at 64 features holds 151).
+ * Memory budget as in Python: a prototype costs TINYCL_RCE_PROTOTYPE_BYTES (4F + 14; F + 14 with
+ * int8 centers) and a known class TINYCL_RCE_CLASS_BYTES (8); max prototypes = (memory_bytes −
+ * 8·max(C, 1)) // prototype bytes, which must not exceed the static TINYCL_RCE_MAX_PROTOTYPES
+ * (default 152: the paper's 40 KiB budget at 64 features holds 151), or
+ * TINYCL_RCE_MAX_PROTOTYPES_INT8 with int8 centers (default 4×: the same center bytes; 40 KiB holds 524).
+ *
+ * Cheaper distances (tinycl_rce_init_ex; rce.py's int8_range, max_visit, prefix_features):
+ *   int8_range > 0: x is clipped to ±int8_range and coded int8 (rint(x / s), s = int8_range / 127 in
+ *     float32); centers are stored as those codes, every distance is an int32 sum (|a−b| or (a−b)²)
+ *     times s (radii stay in feature units);
+ *   max_visit > 0: past max_visit prototypes, a coarse pass sums every prototype's first
+ *     prefix_features features, and the max_visit smallest sums (ties: the lower index) get their full
+ *     distance (the int8 partial sum reused); the others do not fire.
  * ------------------------------------------------------------------------------------------- */
 #ifndef TINYCL_RCE_MAX_PROTOTYPES
 #define TINYCL_RCE_MAX_PROTOTYPES 152
 #endif
+#ifndef TINYCL_RCE_MAX_PROTOTYPES_INT8
+#define TINYCL_RCE_MAX_PROTOTYPES_INT8 (4 * TINYCL_RCE_MAX_PROTOTYPES) /**< int8 centers in the fp32 centers' bytes */
+#endif
+/** per-prototype slots: the larger of the two capacities */
+#define TINYCL_RCE_SLOTS (TINYCL_RCE_MAX_PROTOTYPES_INT8 > TINYCL_RCE_MAX_PROTOTYPES ? TINYCL_RCE_MAX_PROTOTYPES_INT8 \
+                                                                                    : TINYCL_RCE_MAX_PROTOTYPES)
 #define TINYCL_RCE_PROTOTYPE_BYTES (4u * TINYCL_N_FEATURES + 14u)
+#define TINYCL_RCE_PROTOTYPE_BYTES_INT8 (TINYCL_N_FEATURES + 14u)
 #define TINYCL_RCE_CLASS_BYTES 8u
 #define TINYCL_RCE_L2 0u /**< Euclidean distance */
 #define TINYCL_RCE_L1 1u /**< Manhattan distance */
@@ -183,18 +200,25 @@ enum { TINYCL_RCE_COMMITTED, TINYCL_RCE_GROWN, TINYCL_RCE_SHRUNK, TINYCL_RCE_PRU
        TINYCL_RCE_DROPPED, TINYCL_RCE_N_COUNTERS };
 
 typedef struct {
-    float centers[TINYCL_RCE_MAX_PROTOTYPES][TINYCL_N_FEATURES];
-    float radii[TINYCL_RCE_MAX_PROTOTYPES];
-    uint32_t hits[TINYCL_RCE_MAX_PROTOTYPES];      /**< times it covered / grew to a sample */
-    uint32_t last_used[TINYCL_RCE_MAX_PROTOTYPES]; /**< step (n_seen + 1) of its last use */
-    uint16_t rows[TINYCL_RCE_MAX_PROTOTYPES];      /**< class row of each prototype */
-    int32_t classes[TINYCL_MAX_CLASSES];           /**< class id of each row, in order of appearance */
-    uint32_t class_seen[TINYCL_MAX_CLASSES];       /**< samples learned per class */
+    union {
+        float f32[TINYCL_RCE_MAX_PROTOTYPES][TINYCL_N_FEATURES];       /**< int8_range == 0 */
+        int8_t q8[TINYCL_RCE_MAX_PROTOTYPES_INT8][TINYCL_N_FEATURES];  /**< int8_range > 0: codes */
+    } centers;
+    float radii[TINYCL_RCE_SLOTS];
+    uint32_t hits[TINYCL_RCE_SLOTS];      /**< times it covered / grew to a sample */
+    uint32_t last_used[TINYCL_RCE_SLOTS]; /**< step (n_seen + 1) of its last use */
+    uint16_t rows[TINYCL_RCE_SLOTS];      /**< class row of each prototype */
+    int32_t classes[TINYCL_MAX_CLASSES];  /**< class id of each row, in order of appearance */
+    uint32_t class_seen[TINYCL_MAX_CLASSES]; /**< samples learned per class */
     uint32_t n_classes;
     uint32_t n_prototypes;
     uint32_t memory_bytes;
     uint32_t metric;      /**< TINYCL_RCE_L2 or TINYCL_RCE_L1 */
     double r_max, r_min, grow_margin;
+    double int8_range;        /**< 0: fp32 centers; > 0: int8 centers, inputs clipped to ±int8_range */
+    float scale;              /**< (float)(int8_range / 127) (1 when fp32) */
+    uint32_t max_visit;       /**< 0: every prototype gets a full distance */
+    uint32_t prefix_features; /**< features of the coarse pass (used when max_visit > 0) */
     uint32_t n_seen;
     uint32_t counters[TINYCL_RCE_N_COUNTERS];
     uint64_t learning_macs; /**< multiply-accumulates of learning (one per feature per distance) */
@@ -214,9 +238,16 @@ typedef struct {
 /** 1 if the hyper-parameters are valid for this build (as TinyRCE.__init__ checks, and the budget
  *  holds 1..TINYCL_RCE_MAX_PROTOTYPES prototypes), else 0. */
 int tinycl_rce_params_ok(uint32_t memory_bytes, double r_max, double r_min, double grow_margin, uint32_t metric);
+/** The same with the cheaper distances: int8_range >= 0 finite, prefix_features >= 1 and, when
+ *  max_visit > 0, < TINYCL_N_FEATURES; the budget holds 1..TINYCL_RCE_MAX_PROTOTYPES_INT8 int8 prototypes. */
+int tinycl_rce_params_ok_ex(uint32_t memory_bytes, double r_max, double r_min, double grow_margin, uint32_t metric,
+                            double int8_range, uint32_t max_visit, uint32_t prefix_features);
 /** Empty classifier; TINYCL_EINVAL if tinycl_rce_params_ok() says no. Copies the model's sha256. */
 int tinycl_rce_init(tinycl_rce_t *r, uint32_t memory_bytes, double r_max, double r_min, double grow_margin,
                     uint32_t metric);
+/** Empty classifier with the cheaper distances (int8_range 0, max_visit 0: tinycl_rce_init). */
+int tinycl_rce_init_ex(tinycl_rce_t *r, uint32_t memory_bytes, double r_max, double r_min, double grow_margin,
+                       uint32_t metric, double int8_range, uint32_t max_visit, uint32_t prefix_features);
 /** Learn one labelled sample (a new class id adds a class: TINYCL_EFULL beyond TINYCL_MAX_CLASSES). */
 int tinycl_rce_learn(tinycl_rce_t *r, const float *x, int32_t y);
 /** Known or unknown, and why (TinyRCE.decide). */
@@ -227,6 +258,9 @@ int tinycl_rce_predict(const tinycl_rce_t *r, const float *x, int32_t *y);
 int32_t tinycl_rce_max_prototypes(const tinycl_rce_t *r);
 /** memory_bytes that holds exactly n prototypes with one class (n·(4F + 14) + 8). */
 uint32_t tinycl_rce_budget_bytes(uint32_t n_prototypes);
+/** Distance multiply-accumulates (one per feature per distance) of one decide() now: P·F, or
+ *  P·K + max_visit·(F − K) when the visit cap applies (as TinyRCE.inference_macs). */
+uint64_t tinycl_rce_inference_macs(const tinycl_rce_t *r);
 int tinycl_rce_set_extractor(tinycl_rce_t *r, const uint8_t sha256[32]);
 
 /* ---------------------------------------------------------------------------------------------
@@ -244,8 +278,20 @@ int tinycl_rce_set_extractor(tinycl_rce_t *r, const uint8_t sha256[32]);
 /* TinyRCE body: u32 memory_bytes | f64 r_max | f64 r_min | f64 grow_margin | u32 metric | u32 n_seen
  *   | u64 learning_macs | u32 counters[6] | 32 B sha256 | u32 P | i32 classes[C] | u32 class_seen[C]
  *   | f32 centers[P][F] | f32 radii[P] | u16 rows[P] | u32 hits[P] | u32 last_used[P]
- * (every prototype costs exactly TINYCL_RCE_PROTOTYPE_BYTES and every class 8 bytes, as the budget counts) */
+ * (every prototype costs exactly TINYCL_RCE_PROTOTYPE_BYTES and every class 8 bytes, as the budget counts).
+ * Version 2 (TINYCL_RCE_STATE_VERSION_EX; written only for int8_range > 0 or max_visit > 0, so the plain
+ * form stays version 1 byte for byte): after P, f64 int8_range | u32 max_visit | u32 prefix_features, and
+ * the centers are i8 codes [P][F] when int8_range > 0. */
+#define TINYCL_RCE_STATE_VERSION_EX 2
 #define TINYCL_RCE_STATE_BYTES(C, P) (12u + 104u + (C) * TINYCL_RCE_CLASS_BYTES + (P) * TINYCL_RCE_PROTOTYPE_BYTES + 4u)
+#define TINYCL_RCE_STATE_BYTES_EX(C, P, INT8) \
+    (12u + 120u + (C) * TINYCL_RCE_CLASS_BYTES + (P) * ((INT8) ? TINYCL_RCE_PROTOTYPE_BYTES_INT8 : TINYCL_RCE_PROTOTYPE_BYTES) + 4u)
+/** the largest TinyRCE blob of this build */
+#define TINYCL_RCE_STATE_MAX_BYTES                                                                         \
+    (TINYCL_RCE_STATE_BYTES_EX(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES, 0) >                         \
+             TINYCL_RCE_STATE_BYTES_EX(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES_INT8, 1)              \
+         ? TINYCL_RCE_STATE_BYTES_EX(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES, 0)                     \
+         : TINYCL_RCE_STATE_BYTES_EX(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES_INT8, 1))
 
 size_t tinycl_cwr_state_size(const tinycl_cwr_t *h);
 int tinycl_cwr_save(const tinycl_cwr_t *h, uint8_t *buf, size_t cap, size_t *written);
@@ -279,6 +325,7 @@ size_t tinycl_sizeof_ncm(void);
 size_t tinycl_sizeof_ndc(void);
 size_t tinycl_sizeof_rce(void);
 uint32_t tinycl_rce_capacity(void); /**< TINYCL_RCE_MAX_PROTOTYPES of this build */
+uint32_t tinycl_rce_capacity_int8(void); /**< TINYCL_RCE_MAX_PROTOTYPES_INT8 of this build */
 const char *tinycl_model_sha256(void);
 
 #ifdef __cplusplus

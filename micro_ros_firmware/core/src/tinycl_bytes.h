@@ -88,27 +88,39 @@ static inline void get_bytes(rd_t *r, void *dst, size_t n) {
     }
 }
 
-static inline void put_header(wr_t *w, uint8_t kind, uint16_t n_features, uint32_t n_classes) {
+static inline void put_header_v(wr_t *w, uint8_t kind, uint8_t version, uint16_t n_features, uint32_t n_classes) {
     put_bytes(w, "TCLS", 4);
     put_u8(w, kind);
-    put_u8(w, TINYCL_STATE_VERSION);
+    put_u8(w, version);
     put_u16(w, n_features);
     put_u16(w, (uint16_t)n_classes);
     put_u16(w, 0);
 }
 
-/* Reads the header put_header wrote (the caller has checked the blob holds TINYCL_HEADER_BYTES):
- * the class count, or TINYCL_ESTATE for another magic, kind, version or feature count, a nonzero
- * reserved field or more than TINYCL_MAX_CLASSES classes. */
-static inline int get_header(rd_t *r, uint8_t kind, uint16_t n_features) {
+static inline void put_header(wr_t *w, uint8_t kind, uint16_t n_features, uint32_t n_classes) {
+    put_header_v(w, kind, TINYCL_STATE_VERSION, n_features, n_classes);
+}
+
+/* Reads the header put_header_v wrote (the caller has checked the blob holds TINYCL_HEADER_BYTES):
+ * the class count, or TINYCL_ESTATE for another magic, kind or feature count, a version outside
+ * 1..max_version, a nonzero reserved field or more than TINYCL_MAX_CLASSES classes. The version goes to *version. */
+static inline int get_header_v(rd_t *r, uint8_t kind, uint8_t max_version, uint16_t n_features, uint8_t *version) {
     uint8_t magic[4];
     get_bytes(r, magic, 4);
     if (memcmp(magic, "TCLS", 4) != 0) return TINYCL_ESTATE;
-    if (get_u8(r) != kind || get_u8(r) != TINYCL_STATE_VERSION) return TINYCL_ESTATE;
+    if (get_u8(r) != kind) return TINYCL_ESTATE;
+    *version = get_u8(r);
+    if (*version < 1 || *version > max_version) return TINYCL_ESTATE;
     if (get_u16(r) != n_features) return TINYCL_ESTATE;
     const uint32_t c = get_u16(r);
     if (get_u16(r) != 0 || c > TINYCL_MAX_CLASSES) return TINYCL_ESTATE;
     return (int)c;
+}
+
+/* get_header_v for the kinds that have only TINYCL_STATE_VERSION */
+static inline int get_header(rd_t *r, uint8_t kind, uint16_t n_features) {
+    uint8_t version;
+    return get_header_v(r, kind, TINYCL_STATE_VERSION, n_features, &version);
 }
 
 /* The CRC-32 of everything written since start (a stream: since its first byte), as the blob's last 4 bytes. */

@@ -28,16 +28,20 @@ static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX;
 static int check_header(rd_t *r, size_t len, uint8_t kind) {
     if (!r->p || len < 16) return TINYCL_ESTATE;
     const uint8_t *start = r->p;
-    const int n = get_header(r, kind, TINYCL_N_FEATURES);
+    uint8_t version = TINYCL_STATE_VERSION;
+    const int n = kind == TINYCL_KIND_RCE ? get_header_v(r, kind, TINYCL_RCE_STATE_VERSION_EX, TINYCL_N_FEATURES, &version)
+                                          : get_header(r, kind, TINYCL_N_FEATURES);
     if (n < 0) return n;
     const uint32_t c = (uint32_t)n;
     size_t want = kind == TINYCL_KIND_CWR ? TINYCL_CWR_STATE_BYTES(c) : TINYCL_NCM_STATE_BYTES(c);
-    if (kind == TINYCL_KIND_RCE) { /* the prototype count P sits at byte 112 of the blob */
-        if (len < TINYCL_RCE_STATE_BYTES(0u, 0u)) return TINYCL_ESTATE;
+    if (kind == TINYCL_KIND_RCE) { /* the prototype count P sits at byte 112 of the blob, int8_range at 116 (v2) */
+        const int ex = version == TINYCL_RCE_STATE_VERSION_EX;
+        if (len < (ex ? TINYCL_RCE_STATE_BYTES_EX(0u, 0u, 0) : TINYCL_RCE_STATE_BYTES(0u, 0u))) return TINYCL_ESTATE;
         rd_t pr = RD_MEM(start + 112);
         const uint32_t P = get_u32(&pr);
-        if (P > TINYCL_RCE_MAX_PROTOTYPES) return TINYCL_ESTATE;
-        want = TINYCL_RCE_STATE_BYTES(c, P);
+        const int int8 = ex && get_f64(&pr) != 0.0;
+        if (P > (int8 ? TINYCL_RCE_MAX_PROTOTYPES_INT8 : TINYCL_RCE_MAX_PROTOTYPES)) return TINYCL_ESTATE;
+        want = ex ? TINYCL_RCE_STATE_BYTES_EX(c, P, int8) : TINYCL_RCE_STATE_BYTES(c, P);
     }
     if (len != want || !crc_ok(start, len)) return TINYCL_ESTATE;
     return n;
@@ -155,16 +159,22 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
 }
 
 /* ------------------------------------------------------------------------------------- TinyRCE */
+/* the plain form (fp32, no cap) keeps version 1; the cheaper distances need version 2 */
+static int rce_ex(const tinycl_rce_t *r) { return r->int8_range != 0.0 || r->max_visit != 0; }
+
 size_t tinycl_rce_state_size(const tinycl_rce_t *r) {
-    return r ? TINYCL_RCE_STATE_BYTES(r->n_classes, r->n_prototypes) : 0;
+    if (!r) return 0;
+    return rce_ex(r) ? TINYCL_RCE_STATE_BYTES_EX(r->n_classes, r->n_prototypes, r->int8_range != 0.0)
+                     : TINYCL_RCE_STATE_BYTES(r->n_classes, r->n_prototypes);
 }
 
 int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *written) {
     if (!r || !buf) return TINYCL_EINVAL;
     const uint32_t C = r->n_classes, P = r->n_prototypes;
-    if (cap < TINYCL_RCE_STATE_BYTES(C, P)) return TINYCL_ESPACE;
+    if (cap < tinycl_rce_state_size(r)) return TINYCL_ESPACE;
+    const int ex = rce_ex(r), int8 = r->int8_range != 0.0;
     wr_t w = WR_MEM(buf);
-    put_header(&w, TINYCL_KIND_RCE, TINYCL_N_FEATURES, C);
+    put_header_v(&w, TINYCL_KIND_RCE, ex ? TINYCL_RCE_STATE_VERSION_EX : TINYCL_STATE_VERSION, TINYCL_N_FEATURES, C);
     put_u32(&w, r->memory_bytes);
     put_f64(&w, r->r_max);
     put_f64(&w, r->r_min);
@@ -175,9 +185,17 @@ int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *wri
     for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) put_u32(&w, r->counters[k]);
     put_bytes(&w, r->extractor_sha256, 32);
     put_u32(&w, P);
+    if (ex) {
+        put_f64(&w, r->int8_range);
+        put_u32(&w, r->max_visit);
+        put_u32(&w, r->prefix_features);
+    }
     for (uint32_t c = 0; c < C; c++) put_u32(&w, (uint32_t)r->classes[c]);
     for (uint32_t c = 0; c < C; c++) put_u32(&w, r->class_seen[c]);
-    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) put_f32(&w, r->centers[j][f]);
+    if (int8)
+        for (uint32_t j = 0; j < P; j++) put_bytes(&w, r->centers.q8[j], F);
+    else
+        for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) put_f32(&w, r->centers.f32[j][f]);
     for (uint32_t j = 0; j < P; j++) put_f32(&w, r->radii[j]);
     for (uint32_t j = 0; j < P; j++) put_u16(&w, r->rows[j]);
     for (uint32_t j = 0; j < P; j++) put_u32(&w, r->hits[j]);
@@ -206,7 +224,17 @@ int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
     get_bytes(&rd, tmp.extractor_sha256, 32);
     const uint32_t P = get_u32(&rd);
     tmp.n_prototypes = P;
-    if (!tinycl_rce_params_ok(tmp.memory_bytes, tmp.r_max, tmp.r_min, tmp.grow_margin, tmp.metric)) return TINYCL_ESTATE;
+    tmp.prefix_features = 8; /* rce.py's default; version 1 is the plain form */
+    if (buf[5] == TINYCL_RCE_STATE_VERSION_EX) {
+        tmp.int8_range = get_f64(&rd);
+        tmp.max_visit = get_u32(&rd);
+        tmp.prefix_features = get_u32(&rd);
+        if (tmp.int8_range == 0.0 && tmp.max_visit == 0) return TINYCL_ESTATE; /* the plain form is version 1 */
+    }
+    if (!tinycl_rce_params_ok_ex(tmp.memory_bytes, tmp.r_max, tmp.r_min, tmp.grow_margin, tmp.metric, tmp.int8_range,
+                                 tmp.max_visit, tmp.prefix_features))
+        return TINYCL_ESTATE;
+    tmp.scale = tmp.int8_range != 0.0 ? (float)(tmp.int8_range / 127.0) : 1.0f;
     if ((int64_t)P > (int64_t)tinycl_rce_max_prototypes(&tmp)) return TINYCL_ESTATE;
     for (int i = 0; i < c; i++) {
         tmp.classes[i] = (int32_t)get_u32(&rd);
@@ -215,7 +243,15 @@ int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
             if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
     }
     for (int i = 0; i < c; i++) tmp.class_seen[i] = get_u32(&rd);
-    for (uint32_t j = 0; j < P; j++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.centers[j][f] = get_f32(&rd))) return TINYCL_ESTATE;
+    if (tmp.int8_range != 0.0) {
+        for (uint32_t j = 0; j < P; j++) {
+            get_bytes(&rd, tmp.centers.q8[j], F);
+            for (int f = 0; f < F; f++) if (tmp.centers.q8[j][f] == -128) return TINYCL_ESTATE; /* codes are ±127 */
+        }
+    } else {
+        for (uint32_t j = 0; j < P; j++)
+            for (int f = 0; f < F; f++) if (!finite_f32(tmp.centers.f32[j][f] = get_f32(&rd))) return TINYCL_ESTATE;
+    }
     const float r_hi = (float)(tmp.r_max * (1.0 + 1e-3));
     for (uint32_t j = 0; j < P; j++) {
         tmp.radii[j] = get_f32(&rd);

@@ -6,7 +6,7 @@
  *        c_cwr.bin, c_ncm.bin, [c_cwr_roundtrip.bin, c_ncm_roundtrip.bin]
  * With --rce DIR (TinyRCE):
  *   in : rce_params.bin (u32 n, u32 memory_bytes, f64 r_max, f64 r_min, f64 grow_margin, u32 metric,
- *        32 B extractor sha256), rce_x.f32, rce_y.i32 (a labelled stream), [py_rce.bin]
+ *        32 B extractor sha256, f64 int8_range, u32 max_visit, u32 prefix_features), rce_x.f32, rce_y.i32 (a labelled stream), [py_rce.bin]
  *   out: c_rce_decisions.bin (per sample, decided before learning it: i32 label, i32 nearest,
  *        i32 reason, f32 novelty, f32 distance), c_rce.bin, [c_rce_roundtrip.bin] */
 #include <stdio.h>
@@ -56,16 +56,16 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
 }
 
 static tinycl_rce_t rce, rce_back;
-static uint8_t rce_blob[TINYCL_RCE_STATE_BYTES(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES)];
+static uint8_t rce_blob[TINYCL_RCE_STATE_MAX_BYTES];
 static uint8_t rce_in[sizeof rce_blob];
 static int32_t rce_y[MAX_STREAM];
 static int32_t rce_out[MAX_STREAM * 5];
 
 static int run_rce(const char *dir) {
-    uint8_t p[4 + 4 + 24 + 4 + 32];
+    uint8_t p[4 + 4 + 24 + 4 + 32 + 16];
     if (read_file(dir, "rce_params.bin", p, sizeof p, 0) != (long)sizeof p) return 1;
-    uint32_t n, mem, metric;
-    double r_max, r_min, grow;
+    uint32_t n, mem, metric, max_visit, prefix;
+    double r_max, r_min, grow, int8_range;
     uint8_t sha[32];
     memcpy(&n, p, 4);
     memcpy(&mem, p + 4, 4);
@@ -74,11 +74,14 @@ static int run_rce(const char *dir) {
     memcpy(&grow, p + 24, 8);
     memcpy(&metric, p + 32, 4);
     memcpy(sha, p + 36, 32);
+    memcpy(&int8_range, p + 68, 8);
+    memcpy(&max_visit, p + 76, 4);
+    memcpy(&prefix, p + 80, 4);
     if (n > MAX_STREAM) return 1;
     if (read_file(dir, "rce_x.f32", stream_x, sizeof(float) * n * F, 0) != (long)(sizeof(float) * n * F) ||
         read_file(dir, "rce_y.i32", rce_y, sizeof(int32_t) * n, 0) != (long)(sizeof(int32_t) * n))
         return 1;
-    int rc = tinycl_rce_init(&rce, mem, r_max, r_min, grow, metric);
+    int rc = tinycl_rce_init_ex(&rce, mem, r_max, r_min, grow, metric, int8_range, max_visit, prefix);
     if (!rc) rc = tinycl_rce_set_extractor(&rce, sha);
     for (uint32_t i = 0; !rc && i < n; i++) {
         tinycl_rce_decision_t d;

@@ -164,7 +164,18 @@ static void test_cnn_and_ndc(void) {
 }
 
 static tinycl_rce_t rce, rce2;
-static uint8_t rce_blob[TINYCL_RCE_STATE_BYTES(TINYCL_MAX_CLASSES, TINYCL_RCE_MAX_PROTOTYPES)];
+static uint8_t rce_blob[TINYCL_RCE_STATE_MAX_BYTES];
+
+/* rce saved into rce_blob (n bytes) loads into a fresh rce2 equal to it; a flipped byte at `at` (CRC)
+ * and the blob one byte short are refused */
+static void check_rce_blob(size_t n, size_t at) {
+    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    rce_blob[at] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
+    rce_blob[at] ^= 1;
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
+}
 
 /* TinyRCE by hand on points along feature 0 (l2 = |Δ|), as tests/core/test_rce.py does in Python */
 static void test_rce(void) {
@@ -205,13 +216,8 @@ static void test_rce(void) {
     /* state round trip, byte for byte, and refusals leave the object unchanged */
     CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK && n == tinycl_rce_state_size(&rce));
     CHECK(n == TINYCL_RCE_STATE_BYTES(2u, 2u));
-    CHECK(tinycl_rce_init(&rce2, 4096, 8.0, 0.0, 0.25, TINYCL_RCE_L1) == TINYCL_OK);
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_OK && memcmp(&rce, &rce2, sizeof rce) == 0);
+    check_rce_blob(n, 40);
     tinycl_rce_t before = rce2;
-    rce_blob[40] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE);
-    rce_blob[40] ^= 1;
-    CHECK(tinycl_rce_load(&rce2, rce_blob, n - 1) == TINYCL_ESTATE);
     CHECK(tinycl_rce_load(&rce2, rce_blob, 10) == TINYCL_ESTATE);
     uint8_t other[32];
     memset(other, 0xab, sizeof other);
@@ -233,6 +239,46 @@ static void test_rce(void) {
     CHECK(rce.counters[TINYCL_RCE_PRUNED] == 1 && rce.counters[TINYCL_RCE_DROPPED] == 1 && rce.n_prototypes == 0);
 }
 
+/* int8 centers and the visit cap by hand: int8_range 127 makes the scale exactly 1 (codes = rint(x)) */
+static void test_rce_int8_cap(void) {
+    float x[F];
+    tinycl_rce_decision_t d;
+    size_t n = 0;
+    const uint32_t mem3 = 3u * TINYCL_RCE_PROTOTYPE_BYTES_INT8 + 24u; /* 3 prototypes next to 3 classes */
+    CHECK(tinycl_rce_init_ex(&rce, mem3, 10.0, 0.0, 0.0, TINYCL_RCE_L1, -1.0, 0, 8) == TINYCL_EINVAL);
+    CHECK(tinycl_rce_init_ex(&rce, mem3, 10.0, 0.0, 0.0, TINYCL_RCE_L1, NAN, 0, 8) == TINYCL_EINVAL);
+    CHECK(tinycl_rce_init_ex(&rce, mem3, 10.0, 0.0, 0.0, TINYCL_RCE_L1, 127.0, 1, F) == TINYCL_EINVAL);
+    CHECK(tinycl_rce_init_ex(&rce, mem3, 10.0, 0.0, 0.0, TINYCL_RCE_L1, 127.0, 0, 0) == TINYCL_EINVAL);
+    CHECK(tinycl_rce_init_ex(&rce, (TINYCL_RCE_MAX_PROTOTYPES_INT8 + 1u) * TINYCL_RCE_PROTOTYPE_BYTES_INT8 + 8u, 10.0,
+                             0.0, 0.0, TINYCL_RCE_L1, 127.0, 0, 8) == TINYCL_EINVAL); /* more than static */
+    CHECK(tinycl_rce_init_ex(&rce, mem3, 10.0, 0.0, 0.0, TINYCL_RCE_L1, 127.0, 1, 1) == TINYCL_OK);
+    CHECK(tinycl_rce_max_prototypes(&rce) == 3 && rce.scale == 1.0f);
+    unit(x, 0, 0.0f);
+    CHECK(tinycl_rce_learn(&rce, x, 1) == TINYCL_OK);
+    unit(x, 0, 6.4f);                                              /* code 6 */
+    CHECK(tinycl_rce_learn(&rce, x, 2) == TINYCL_OK);              /* P0 fires at 6: shrunk; P1 at 6, r 6 */
+    CHECK(rce.n_prototypes == 2 && rce.centers.q8[1][0] == 6 && rce.radii[0] == 6.0f && rce.radii[1] == 6.0f);
+    CHECK(rce.learning_macs == (uint64_t)F);                       /* one prototype: no cap */
+    unit(x, 0, 3.0f);                                              /* coarse 3 and 3: the tie visits P0 only */
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_COVERED && d.label == 1);
+    CHECK(d.n_candidates == 1 && d.distance == 3.0f && tinycl_rce_inference_macs(&rce) == 2u + (F - 1u));
+    unit(x, 0, 1.0f);
+    x[1] = 9.0f;                                                   /* visits P0 (coarse 1 < 5): d 10, unknown */
+    CHECK(tinycl_rce_decide(&rce, x, &d) == TINYCL_OK && d.reason == TINYCL_RCE_UNKNOWN && d.nearest == 1);
+    CHECK(d.distance == 10.0f);
+    unit(x, 0, 200.0f);                                            /* clipped to code 127: visits P1 */
+    CHECK(tinycl_rce_learn(&rce, x, 3) == TINYCL_OK);
+    CHECK(rce.n_prototypes == 3 && rce.centers.q8[2][0] == 127 && rce.learning_macs == (uint64_t)F + 2u + (F - 1u));
+    CHECK(rce.radii[2] == 10.0f);                                  /* r_max: P1 (d 121) is farther */
+    /* state: version 2, int8 centers, byte round trip */
+    CHECK(tinycl_rce_save(&rce, rce_blob, sizeof rce_blob, &n) == TINYCL_OK && n == tinycl_rce_state_size(&rce));
+    CHECK(n == TINYCL_RCE_STATE_BYTES_EX(3u, 3u, 1) && rce_blob[5] == TINYCL_RCE_STATE_VERSION_EX);
+    check_rce_blob(n, 140);
+    tinycl_rce_t before = rce2;
+    rce_blob[5] = 1;                                               /* read as version 1: wrong size */
+    CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE && memcmp(&before, &rce2, sizeof rce2) == 0);
+}
+
 int main(void) {
     test_cwr_known_values();
     test_cwr_errors_and_capacity();
@@ -241,6 +287,7 @@ int main(void) {
     test_state_roundtrip();
     test_cnn_and_ndc();
     test_rce();
+    test_rce_int8_cap();
     if (failures) {
         fprintf(stderr, "tinycl_test: %d check(s) failed\n", failures);
         return 1;
