@@ -76,7 +76,9 @@ class FrozenExtractor:
     more than a small CNN's forward pass); give ``threads`` > 1 for large offline batches.
 
     A quantized (QDQ) model runs as its graph defines it — quantize, dequantize, float ops — so
-    its features are the same on every CPU and equal to the C core's on a board. With
+    its features are the same on every CPU and equal to the C core's on a board but for rare
+    rounding ties (onnxruntime sums a convolution in float, the C core in int32: measured, 4 of
+    the features of 300 MNIST images differ by one code step; tests/firmware states the bound). With
     ``int8_fast=True`` onnxruntime fuses real int8 kernels instead: about 2× faster here, but on
     CPUs without VNNI those kernels saturate intermediate sums, so the features depend on the
     machine (measured here: cosine 0.988 to the fp32 model's features, against 0.9997 exact).
