@@ -111,6 +111,9 @@ METHODS: dict[str, tuple[MethodFactory, bool]] = {
 # upper_lr_scale and replay are chosen by `tinycl experiment latent --select` (LATENT_GRID).
 LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_size": 32, "epochs": 4,
           "lr": 0.01, "upper_lr_scale": 0.3, "replay": 96, "minibatch": 32}
+# A latent head learns a labeler's pseudo-label only when the clusterer's confidence is at least
+# this (true labels always): chosen by `tinycl experiment latent --select` with LATENT's lr and rate.
+LATENT_MIN_CONFIDENCE = 0.0
 
 
 def latent_upper(model: str = "mnist_0to5_fp32", cut: str | None = None, **overrides: Any) -> LatentUpperHead:
