@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,7 +32,8 @@ from typing import Callable
 import numpy as np
 
 from .. import presets
-from ..extractor import FrozenExtractor
+from ..core.errors import InputError
+from ..extractor import MODELS_DIR, FrozenExtractor
 from ..storage import write_atomic
 from ..training.train_frozen import (Recipe, load_training_set, model_stem, parse_classes,
                                      write_model)
@@ -49,6 +51,8 @@ RECIPE_GRID: tuple[Recipe, ...] = (
     replace(BASE, embed_dim=128),
     replace(BASE, augment=0.5),
     replace(BASE, augment=1.5),
+    replace(BASE, epochs=1),
+    replace(BASE, instance_weight=3.0),
 )
 
 
@@ -79,12 +83,12 @@ def score_model(path: Path, dataset: str, data: str | None, seeds: int, stream: 
 def candidate(dataset: str, data: str | None, recipe: Recipe, work: Path, threads: int,
               log: Callable[[str], None]) -> Path:
     """The fp32 model of ``recipe`` in ``work``: trained on the backbone part unless already there."""
-    import torch
-
     stem = recipe_name(dataset, recipe)
     fp32, int8, card = work / f"{stem}_fp32.onnx", work / f"{stem}_int8.onnx", work / f"{stem}.json"
     if fp32.exists() and card.exists() and json.loads(card.read_text()).get("recipe") == asdict(recipe):
         return fp32
+    import torch
+
     torch.set_num_threads(threads)
     X, y, names, name = load_training_set(dataset, data, "train")
     t0 = time.perf_counter()
@@ -107,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion_mnist", choices=["mnist", "fashion_mnist"])
     ap.add_argument("--data", default=None)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per score (scoring is cheap, training is not)")
     ap.add_argument("--stream", type=int, default=8000)
     ap.add_argument("--recipes", default="", help="comma-separated row numbers of RECIPE_GRID (default: all)")
     ap.add_argument("--combine", action="store_true", help="then train and score the best-of-each-knob recipe")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("results/recipe_models"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--install", action="store_true",
+                    help="then copy the chosen candidate to the package's <dataset>_0to5_trainsplit model (replaces it)")
     args = ap.parse_args(argv)
     rows_i = [int(i) for i in args.recipes.split(",")] if args.recipes else range(len(RECIPE_GRID))
     out = args.out or Path(f"results/select_recipe_{args.dataset}.json")
@@ -139,8 +145,30 @@ def main(argv: list[str] | None = None) -> int:
             best = combined(rows)
             if all(r["recipe"] != asdict(best) for r in rows):
                 run(best)
-    print(f"wrote {out}; chosen {max(rows, key=lambda r: r['objective'])['recipe']}")
+    chosen = Recipe(**max(rows, key=lambda r: r["objective"])["recipe"])
+    print(f"wrote {out}; chosen {asdict(chosen)}")
+    if args.install:
+        for path in install(args.dataset, chosen, args.work):
+            print(f"installed {path}")
     return 0
+
+
+def install(dataset: str, recipe: Recipe, work: Path, models: Path = MODELS_DIR) -> list[Path]:
+    """Copy candidate ``recipe`` from ``work`` to ``models`` as the protocol's frozen model (fp32,
+    int8 and the card, its file names changed to the new ones)."""
+    src, dst = recipe_name(dataset, recipe), model_stem(dataset, "train")
+    card_path = work / f"{src}.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    if card.get("recipe") != asdict(recipe):
+        raise InputError(f"{card_path}: not the card of a trained candidate of recipe {asdict(recipe)}")
+    written = []
+    for kind in ("fp32", "int8"):
+        target = models / f"{dst}_{kind}.onnx"
+        shutil.copyfile(work / f"{src}_{kind}.onnx", target)
+        written.append(target)
+    card["files"] = [p.name for p in written]
+    (models / f"{dst}.json").write_text(json.dumps(card, indent=1) + "\n")
+    return [*written, models / f"{dst}.json"]
 
 
 if __name__ == "__main__":

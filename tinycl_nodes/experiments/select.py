@@ -58,7 +58,7 @@ def _head(make) -> tuple[MethodFactory, bool]:
 
 
 GRIDS: tuple[Grid, ...] = (
-    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0),
+    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0),
          lambda v, c: (_tinycl(c, prior_scale=v), False), (1, 10),
          "weight of the clusterer's isotropic prior (÷ labels per class)"),
     Grid("tinycl.variant", "TINYCL['min_confidence'], TINYCL['cluster_update']",
