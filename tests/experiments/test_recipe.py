@@ -6,21 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 
-import tinycl_nodes.datasets as datasets
 from tinycl_nodes.experiments import recipe
 from tinycl_nodes.experiments.protocol import forbid_test_split
 from tinycl_nodes.extractor import model_path
 
 
-def test_scored_on_the_training_split_only(monkeypatch, data_dir):
-    seen: list[str] = []
-    real = datasets.load_mnist
-
-    def spy(split="train", data=None, verify=True):
-        seen.append(split)
-        return real(split, data, verify)
-
-    monkeypatch.setattr(datasets, "load_mnist", spy)
+def test_scored_on_the_training_split_only(mnist_splits_read, data_dir):
+    seen = mnist_splits_read
     with forbid_test_split():
         score = recipe.score_model(model_path("mnist_0to5_fp32"), "mnist", str(data_dir), seeds=1, stream=300)
     assert set(seen) == {"train"}
