@@ -55,3 +55,13 @@ def test_install_copies_the_chosen_candidate_under_the_protocols_name(tmp_path):
     assert json.loads(written[2].read_text())["files"] == [p.name for p in written[:2]]
     with pytest.raises(InputError, match="not the card"):
         recipe.install("fashion_mnist", recipe.BASE, work, models)
+
+
+def test_bad_rows_are_one_line(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        recipe.main(["--recipes", "1,99"])
+    assert exit_.value.code == 2
+    assert "--recipes '1,99': row numbers 0–9" in capsys.readouterr().err
+    assert recipe.combined([]) == recipe.BASE   # nothing scored yet: the default recipe

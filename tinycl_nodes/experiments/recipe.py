@@ -102,6 +102,8 @@ def combined(rows: list[dict]) -> Recipe:
     best = asdict(BASE)
     for knob in best:
         tried = [r for r in rows if all(r["recipe"][k] == v for k, v in asdict(BASE).items() if k != knob)]
+        if not tried:
+            continue
         top = max(tried, key=lambda r: (r["objective"], r["recipe"][knob] == best[knob]))
         best[knob] = top["recipe"][knob]
     return Recipe(**best)
@@ -121,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--install", action="store_true",
                     help="then copy the chosen candidate to the package's <dataset>_0to5_trainsplit model (replaces it)")
     args = ap.parse_args(argv)
-    rows_i = [int(i) for i in args.recipes.split(",")] if args.recipes else range(len(RECIPE_GRID))
+    try:
+        rows_i = [int(i) for i in args.recipes.split(",")] if args.recipes else list(range(len(RECIPE_GRID)))
+        if any(not 0 <= i < len(RECIPE_GRID) for i in rows_i):
+            raise ValueError
+    except ValueError:
+        ap.error(f"--recipes {args.recipes!r}: row numbers 0–{len(RECIPE_GRID) - 1} of RECIPE_GRID, comma-separated")
     out = args.out or Path(f"results/select_recipe_{args.dataset}.json")
     previous = json.loads(out.read_text()) if out.exists() else {"rows": []}
     rows = [r for r in previous["rows"] if r.get("seeds") == args.seeds and r.get("stream") == args.stream]
