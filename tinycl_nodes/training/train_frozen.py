@@ -141,7 +141,7 @@ def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Recipe:
     """The frozen model's training recipe: tuned constants like any other, chosen on the
-    validation protocol (``training/select_recipe.py``, grid in docs/selection.md)."""
+    validation protocol (``experiments/recipe.py``, grid in docs/selection.md)."""
 
     epochs: int = 6
     instance_weight: float = 0.5   # weight of the instance-contrastive (SimCLR) term
