@@ -250,9 +250,10 @@ def main(args) -> int:
                       f"{r['forgetting_old']['mean']:.2f}", f"{int(r['state_bytes']['mean']):,}",
                       f"{r['learning_macs_per_sample']['mean']:,.0f}")
         console.print(t)
-    result["protocol"] = {"dataset": args.dataset, "split": args.split, "model": full.path.name, "cut": args.cut,
-                          "latent_shape": list(split.latent_shape), "upper": [layer.op for layer in split.upper],
-                          "seeds": args.seeds, **protocol.__dict__, "latent_preset": presets.LATENT}
+    result["protocol"] = {**protocol.__dict__, "dataset": args.dataset, "split": args.split, "model": full.path.name,
+                          "cut": args.cut, "latent_shape": list(split.latent_shape),
+                          "upper": [layer.op for layer in split.upper], "seeds": args.seeds,
+                          "latent_preset": presets.LATENT}
     write_atomic(Path(args.out), json.dumps(result, indent=1).encode())
     console.print(f"wrote {args.out}")
     return 0

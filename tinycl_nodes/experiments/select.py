@@ -133,8 +133,8 @@ def main(args) -> int:
             feats = exp.extract_features(extractor, args.data, args.dataset, "train")
         protocol = exp.Protocol(stream_length=args.stream)
         result = run_select(feats, args.seeds, grids, protocol, progress=console.log)
-    result["protocol"] = {"dataset": args.dataset, "split": "train", "model": extractor.path.name,
-                          "seeds": args.seeds, **protocol.__dict__}
+    result["protocol"] = {**protocol.__dict__, "dataset": args.dataset, "split": "train",
+                          "model": extractor.path.name, "seeds": args.seeds}  # the dataset given, not the Protocol's title
     for name, g in result["grids"].items():
         t = Table(title=f"{name} ({g['preset']}): {g['why']}")
         t.add_column("value")
