@@ -32,11 +32,13 @@ demo-rce: $(STAMP)
 # protocols together (no test split is read; presets.py holds the chosen values; docs/selection.md), (2) the scored
 # runs once: MNIST test stream, Fashion-MNIST holdout stream (it has no test split), latent replay
 # vs final-feature replay and SLDA on Fashion, TinyRCE vs the end-to-end CNN (HAR, CWRU).
-# The *_trainsplit models come from `make train-frozen-split` (both committed).
+# The *_trainsplit models come from `make train-frozen-split` (both committed); the Fashion recipe
+# (12 epochs) is chosen by experiments/recipe.py, which trains every candidate (add --install to replace it).
 experiment: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 2 --data $(DATA) --out results/select_mnist_fashion_mnist.json
-	$(PY) -m tinycl_nodes.cli experiment latent --select --dataset fashion_mnist --seeds 1 --data $(DATA) --out results/select_latent_fashion_mnist.json
+	$(PY) -m tinycl_nodes.experiments.recipe --dataset fashion_mnist --seeds 5 --data $(DATA) --out results/select_recipe_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 5 --data $(DATA) --out results/select_mnist_fashion_mnist.json
+	$(PY) -m tinycl_nodes.cli experiment latent --select --dataset fashion_mnist --seeds 2 --data $(DATA) --out results/select_latent_fashion_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --select --data $(DATA) --out results/select_tinyrce_har.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --select --data $(DATA) --out results/select_tinyrce_cwru.json
 	$(PY) -m tinycl_nodes.cli experiment tinyndc --data $(DATA) --seeds $(SEEDS) --sweep 1,10 --out results/tinyndc_mnist_test.json
@@ -110,7 +112,7 @@ train-frozen: $(STAMP)
 # The validation protocol's frozen models: trained on the backbone part of the training split only.
 train-frozen-split: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 6 --data $(DATA)
+	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 12 --data $(DATA)
 	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 4 --data $(DATA)
 
 clean:

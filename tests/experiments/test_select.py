@@ -8,7 +8,6 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-import tinycl_nodes.datasets as datasets
 from tinycl_nodes.experiments import select
 from tinycl_nodes.experiments.protocol import OLD_CLASSES, forbid_test_split, load_images, train_parts
 
@@ -25,15 +24,8 @@ def test_training_split_parts_are_disjoint_and_balanced(data_dir):
     assert np.array_equal(train_parts(y)["stream"], parts["stream"])  # fixed: same parts every time
 
 
-def test_selection_never_reads_the_test_split(monkeypatch, data_dir, tmp_path):
-    seen: list[str] = []
-    real = datasets.load_mnist
-
-    def spy(split="train", data=None, verify=True):
-        seen.append(split)
-        return real(split, data, verify)
-
-    monkeypatch.setattr(datasets, "load_mnist", spy)
+def test_selection_never_reads_the_test_split(mnist_splits_read, data_dir, tmp_path):
+    seen = mnist_splits_read
     out = tmp_path / "select.json"
     args = Namespace(dataset="mnist", model="mnist_0to5_fp32", data=str(data_dir), seeds=1, stream=300,
                      grids="tinyol.lr", out=str(out))

@@ -93,10 +93,15 @@ def _predict(head: Head, X: np.ndarray) -> np.ndarray:
 
 def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final: exp.Features,
                latent: exp.Features, seed: int, protocol: exp.Protocol, labels: int,
-               keep: list[Head] | None = None) -> dict:
+               keep: list[Head] | None = None, min_confidence: float | None = None) -> dict:
     """One head, one seed: learn the stream (true labels, or tinycl's pseudo-labels) and score it.
 
+    Unsupervised, a latent head learns only the pseudo-labels whose clusterer confidence is at
+    least ``min_confidence`` (default ``presets.LATENT_MIN_CONFIDENCE``, 0: the learner node has
+    no such gate yet); a head on the final features learns them all, as tinycl's own head does.
     The trained head is appended to ``keep`` when given (to export it)."""
+    if min_confidence is None:
+        min_confidence = presets.LATENT_MIN_CONFIDENCE if on_latent else 0.0
     init, stream, held = exp.split(seed, final, protocol, labels)
     feats = latent if on_latent else final
     head = make_head(feats.n_features, feats.extractor_hash)
@@ -118,7 +123,10 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
             preds[i] = -1 if p is None else p
             target = int(y[i])
             if labeler is not None:
-                target = labeler.step(Xf[i]).pseudo_label
+                step = labeler.step(Xf[i])
+                if step.confidence < min_confidence:
+                    continue
+                target = step.pseudo_label
             head.learn_valid(X[i], target)
         old_acc.append(accuracy_on(old_y, _predict(head, old_X), OLD_CLASSES))
     seconds = time.perf_counter() - t0
@@ -149,8 +157,10 @@ def methods(split: Split) -> dict[str, tuple[HeadMaker, bool, bool]]:
     }
 
 
-# lr × upper-layer rate × replays per new batch: the grid --select runs (coordinate-free, full product)
-LATENT_GRID = {"lr": (0.01, 0.03), "upper_lr_scale": (0.0, 0.1, 0.3), "replay": (96,)}
+# lr × upper-layer rate × replays per new batch × the pseudo-label confidence gate: the grid
+# --select runs (full product; the gate only changes the unsupervised runs)
+LATENT_GRID = {"lr": (0.01, 0.03), "upper_lr_scale": (0.1, 0.3, 1.0), "replay": (96,),
+               "min_confidence": (0.0, 0.9, 0.99)}
 
 
 def _prepare(args) -> tuple[exp.Features, exp.Features, Split, FrozenExtractor]:
@@ -173,18 +183,22 @@ def run_select(final: exp.Features, latent: exp.Features, split: Split, seeds: i
             for rep in LATENT_GRID["replay"]:
                 maker = latent_maker(split, lr=lr, upper_lr_scale=uls, replay=rep)
                 sup = [run_stream(maker, True, False, final, latent, s, protocol, protocol.labels_per_class) for s in range(seeds)]
-                uns = [run_stream(maker, True, True, final, latent, s, protocol, protocol.labels_per_class) for s in range(seeds)]
-                row = {"lr": lr, "upper_lr_scale": uls, "replay": rep,
-                       "supervised": round(float(np.mean([r["accuracy"] for r in sup])), 3),
-                       "supervised_new": round(float(np.mean([r["accuracy_new_classes"] for r in sup])), 3),
-                       "unsupervised": round(float(np.mean([r["accuracy"] for r in uns])), 3)}
-                row["objective"] = round((row["supervised"] + row["unsupervised"]) / 2, 3)
-                rows.append(row)
-                progress(f"latent lr={lr} upper×{uls} replay={rep}: {row}")
+                for gate in LATENT_GRID["min_confidence"]:
+                    uns = [run_stream(maker, True, True, final, latent, s, protocol, protocol.labels_per_class,
+                                      min_confidence=gate) for s in range(seeds)]
+                    row = {"lr": lr, "upper_lr_scale": uls, "replay": rep, "min_confidence": gate,
+                           "supervised": round(float(np.mean([r["accuracy"] for r in sup])), 3),
+                           "supervised_new": round(float(np.mean([r["accuracy_new_classes"] for r in sup])), 3),
+                           "unsupervised": round(float(np.mean([r["accuracy"] for r in uns])), 3),
+                           "unsupervised_new": round(float(np.mean([r["accuracy_new_classes"] for r in uns])), 3)}
+                    row["objective"] = round((row["supervised"] + row["unsupervised"]) / 2, 3)
+                    rows.append(row)
+                    progress(f"latent lr={lr} upper×{uls} replay={rep} gate={gate}: {row}")
     best = max(rows, key=lambda r: r["objective"])
     return {"grid": {k: list(v) for k, v in LATENT_GRID.items()}, "rows": rows,
-            "chosen": {k: best[k] for k in ("lr", "upper_lr_scale", "replay")},
-            "presets_now": {k: presets.LATENT[k] for k in ("lr", "upper_lr_scale", "replay")}}
+            "chosen": {k: best[k] for k in ("lr", "upper_lr_scale", "replay", "min_confidence")},
+            "presets_now": {**{k: presets.LATENT[k] for k in ("lr", "upper_lr_scale", "replay")},
+                            "min_confidence": presets.LATENT_MIN_CONFIDENCE}}
 
 
 def main(args) -> int:
@@ -236,9 +250,10 @@ def main(args) -> int:
                       f"{r['forgetting_old']['mean']:.2f}", f"{int(r['state_bytes']['mean']):,}",
                       f"{r['learning_macs_per_sample']['mean']:,.0f}")
         console.print(t)
-    result["protocol"] = {"dataset": args.dataset, "split": args.split, "model": full.path.name, "cut": args.cut,
-                          "latent_shape": list(split.latent_shape), "upper": [layer.op for layer in split.upper],
-                          "seeds": args.seeds, **protocol.__dict__, "latent_preset": presets.LATENT}
+    result["protocol"] = {**protocol.__dict__, "dataset": args.dataset, "split": args.split, "model": full.path.name,
+                          "cut": args.cut, "latent_shape": list(split.latent_shape),
+                          "upper": [layer.op for layer in split.upper], "seeds": args.seeds,
+                          "latent_preset": presets.LATENT}
     write_atomic(Path(args.out), json.dumps(result, indent=1).encode())
     console.print(f"wrote {args.out}")
     return 0

@@ -63,7 +63,7 @@ def _head(make) -> tuple[MethodFactory, bool]:
 
 
 GRIDS: tuple[Grid, ...] = (
-    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0),
+    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0),
          lambda v, c: (_tinycl(c, prior_scale=v), False), (1, 10),
          "weight of the clusterer's isotropic prior (÷ labels per class)"),
     Grid("tinycl.variant", "TINYCL['min_confidence'], TINYCL['cluster_update']",
@@ -150,8 +150,8 @@ def main(args) -> int:
             models.append(extractor.path.name)
         protocol = exp.Protocol(stream_length=args.stream)
         result = run_select(feats, args.seeds, grids, protocol, progress=console.log)
-    result["protocol"] = {"dataset": ",".join(datasets), "split": "train", "model": ",".join(models),
-                          "seeds": args.seeds, **protocol.__dict__}
+    result["protocol"] = {**protocol.__dict__, "dataset": ",".join(datasets), "split": "train",
+                          "model": ",".join(models), "seeds": args.seeds}  # the datasets given, not the Protocol's title
     for name, g in result["grids"].items():
         t = Table(title=f"{name} ({g['preset']}): {g['why']}")
         t.add_column("value")

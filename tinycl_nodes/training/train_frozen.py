@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,14 @@ def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = le
     return Embedding(), nn.Linear(embed_dim, n_classes)
 
 
-def random_affine(x, max_rot: float = 0.2, max_scale: float = 0.1, max_shift: float = 0.1):
-    """Small random rotation (rad), scale and shift (fraction of the image) per image."""
+def random_affine(x, max_rot: float = 0.2, max_scale: float = 0.1, max_shift: float = 0.1, strength: float = 1.0):
+    """Small random rotation (rad), scale and shift (fraction of the image) per image, each
+    range multiplied by ``strength`` (the recipe's augmentation strength)."""
     import torch
     import torch.nn.functional as F
 
     n = x.shape[0]
+    max_rot, max_scale, max_shift = strength * max_rot, strength * max_scale, strength * max_shift
     u = lambda m: (torch.rand(n) * 2 - 1) * m  # noqa: E731
     ang, sc, tx, ty = u(max_rot), 1 + u(max_scale), u(max_shift), u(max_shift)
     theta = torch.stack([torch.stack([sc * torch.cos(ang), -sc * torch.sin(ang), tx], 1),
@@ -81,12 +84,13 @@ def random_affine(x, max_rot: float = 0.2, max_scale: float = 0.1, max_shift: fl
     return F.grid_sample(x, F.affine_grid(theta, x.shape, align_corners=False), align_corners=False)
 
 
-def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weight: float = 0.5):
+def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weight: float = 0.5,
+                     augment: float = 1.0):
     """Cross-entropy + supervised contrastive + instance contrastive on two augmented views."""
     import torch
     import torch.nn.functional as F
 
-    z1, z2 = embed(random_affine(x)), embed(random_affine(x))
+    z1, z2 = embed(random_affine(x, strength=augment)), embed(random_affine(x, strength=augment))
     n = y.shape[0]
     a = F.normalize(torch.cat([z1, z2]), dim=1)
     sim = a @ a.t() / temperature
@@ -134,8 +138,24 @@ def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
     return out
 
 
-def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, seed: int, log=print):
-    """Train on the images of ``classes``; return the embedding network in eval mode."""
+@dataclass(frozen=True)
+class Recipe:
+    """The frozen model's training recipe: tuned constants like any other, chosen on the
+    validation protocol (``experiments/recipe.py``, grid in docs/selection.md)."""
+
+    epochs: int = 6
+    instance_weight: float = 0.5   # weight of the instance-contrastive (SimCLR) term
+    embed_dim: int = EMBED_DIM     # width of the linear embedding (the features)
+    augment: float = 1.0           # augmentation strength: multiplies the affine ranges
+
+
+def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, seed: int, log=print,
+          recipe: Recipe | None = None):
+    """Train on the images of ``classes``; return the embedding network in eval mode.
+
+    ``recipe`` gives the loss weights, width and augmentation (its ``epochs`` is ignored:
+    ``epochs`` rules)."""
+    recipe = recipe or Recipe(epochs=epochs)
     import torch
 
     torch.manual_seed(seed)
@@ -144,7 +164,7 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
     Xt = torch.tensor(X[keep], dtype=torch.float32)
     yt = torch.tensor(np.searchsorted(classes, y[keep]).astype(np.int64))
     log(f"training on {len(yt)} images of classes {classes}")
-    embed, head = build_model(n_classes=len(classes))
+    embed, head = build_model(embed_dim=recipe.embed_dim, n_classes=len(classes))
     params = list(embed.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, 2e-3, weight_decay=5e-4)
     batch = 128
@@ -157,7 +177,8 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
         total, n = 0.0, 0
         for i in range(0, len(yt) - batch + 1, batch):
             idx = perm[i:i + batch]
-            loss = contrastive_loss(embed, head, Xt[idx], yt[idx])
+            loss = contrastive_loss(embed, head, Xt[idx], yt[idx], instance_weight=recipe.instance_weight,
+                                    augment=recipe.augment)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -194,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="data root holding mnist/ (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--split", default="all", choices=["all", "train"],
                     help="all: every training image of 0–5; train: the backbone part only (validation protocol)")
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=Recipe.epochs)
+    ap.add_argument("--instance-weight", type=float, default=Recipe.instance_weight,
+                    help="weight of the instance-contrastive term")
+    ap.add_argument("--embed-dim", type=int, default=Recipe.embed_dim, help="embedding (feature) width")
+    ap.add_argument("--augment", type=float, default=Recipe.augment, help="augmentation strength (× the affine ranges)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
@@ -208,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             raise TinyclError(f"--name {args.name!r}: letters, digits, _ and - only")
         if args.epochs < 1:
             raise TinyclError(f"--epochs {args.epochs}: at least 1")
+        if args.embed_dim < 2 or not 0 <= args.instance_weight <= 10 or not 0 <= args.augment <= 3:
+            raise TinyclError(f"recipe out of range: --embed-dim {args.embed_dim} (≥ 2), --instance-weight "
+                              f"{args.instance_weight} (0–10), --augment {args.augment} (0–3)")
         existing = [p for p in (fp32, int8, card) if p.exists()]
         if existing and not args.overwrite:
             raise TinyclError(f"{existing[0]} exists: choose another --name (or --overwrite to replace it)")
@@ -223,19 +251,28 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    embed, Xt = train(X, y, classes, args.epochs, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    export_fp32(embed, fp32)
-    rng = np.random.default_rng(args.seed)
-    calib = Xt.numpy()[rng.choice(len(Xt), min(512, len(Xt)), replace=False)]
-    export_int8(fp32, int8, calib)
-    meta = {"dataset": dataset, "class_names": [names[c] for c in classes], "train_classes": list(classes),
-            "embed_dim": EMBED_DIM, "split": args.split, "images": int(len(Xt)), "epochs": args.epochs, "seed": args.seed, "torch": torch.__version__,
-            "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
-    card.write_text(json.dumps(meta, indent=1) + "\n")
+    recipe = Recipe(args.epochs, args.instance_weight, args.embed_dim, args.augment)
+    write_model(X, y, names, dataset, classes, recipe, args.seed, args.split, fp32, int8, card)
     print(f"wrote {fp32} ({fp32.stat().st_size} B), {int8} ({int8.stat().st_size} B) and the card {card}")
     return 0
 
+
+def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, classes: tuple[int, ...],
+                recipe: Recipe, seed: int, split: str, fp32: Path, int8: Path, card: Path, log=print) -> None:
+    """Train with ``recipe`` and write the fp32 and int8 ONNX models and their card."""
+    import torch
+
+    embed, Xt = train(X, y, classes, recipe.epochs, seed, log=log, recipe=recipe)
+    fp32.parent.mkdir(parents=True, exist_ok=True)
+    export_fp32(embed, fp32)
+    rng = np.random.default_rng(seed)
+    calib = Xt.numpy()[rng.choice(len(Xt), min(512, len(Xt)), replace=False)]
+    export_int8(fp32, int8, calib)
+    meta = {"dataset": dataset, "class_names": [names[c] for c in classes], "train_classes": list(classes),
+            "embed_dim": recipe.embed_dim, "split": split, "images": int(len(Xt)), "epochs": recipe.epochs,
+            "seed": seed, "recipe": asdict(recipe), "torch": torch.__version__,
+            "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
+    card.write_text(json.dumps(meta, indent=1) + "\n")
 
 if __name__ == "__main__":
     raise SystemExit(main())
