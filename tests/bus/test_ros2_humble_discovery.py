@@ -55,6 +55,7 @@ def node():
     finally:
         proc.kill()
         proc.wait(timeout=10)
+        ros2(["daemon", "stop"], timeout_s=30)   # none should run (every call here is --no-daemon); never leave one
 
 
 def test_humble_ros2_node_list_shows_default_dds_node(node) -> None:
@@ -83,6 +84,7 @@ def test_humble_ros2_node_info_lists_its_topics(node) -> None:
 
 
 def test_humble_receives_from_an_endpoint_with_type_hash_user_data(node) -> None:
-    out = ros2(["topic", "echo", "--once", "--qos-reliability", "reliable", f"{NS}/chatter", "std_msgs/msg/String"],
+    out = ros2(["topic", "echo", "--once", "--no-daemon", "--qos-reliability", "reliable", f"{NS}/chatter",
+                "std_msgs/msg/String"],
                timeout_s=20)
     assert out.returncode == 0 and "data: hello humble" in out.stdout, (out.stdout, out.stderr)
