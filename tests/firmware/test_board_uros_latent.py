@@ -102,7 +102,11 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     board = demo.parse_board_log(qemu.lines())
     preds = np.array([board["predictions"][i][0] for i in range(N_FRAMES)])
     answers = [ev for ev in board["events"] if ev[1] == "answer"]
-    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == board["applied"]["answers"] == len(mon.answered)
+    applied = board["applied"]
+    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"]
+    # every answer sent is applied, or refused with the board's one log line (seen once in ~8 runs: an answer
+    # that arrived undecodable, "could not be decoded … dropped"; the host replay below follows what was applied)
+    assert applied["answers"] + applied["refused"] == len(mon.answered) and applied["refused"] <= 2, applied
     assert mon.errors == []
     assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:5] == b"TCLS\x04"
     # the same C on the host, the same answers at the same frames: the same predictions
