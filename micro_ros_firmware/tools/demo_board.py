@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -361,18 +361,32 @@ def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: A
     ndc = TinyNDCC(lib, lr=CWR_PARAMS["lr"], batch_size=CWR_PARAMS["batch_size"])
     ndc.init_from_labelled(bd.init_x, bd.init_y)
     xs = [lib.features(img) for img in bd.images[:n_frames]]
+
+    def apply(kind: str, a: int, b: int) -> None:
+        if kind == "answer":
+            ndc.learn_label(xs[a - 1], b)
+        else:
+            ndc.load_linear(global_snap.class_ids, global_snap.counts, global_snap.weights, global_snap.extractor_hash)
+
+    def step(i: int) -> tuple[int, int]:
+        pred, pseudo, _ = ndc.step(xs[i])
+        return -1 if pred is None else pred, pseudo
+
+    return replay_events(events, n_frames, apply, step)
+
+
+def replay_events(events: list[tuple[int, str, int, int]], n_frames: int, apply: Callable[[str, int, int], None],
+                  step: Callable[[int], Any]) -> list[Any]:
+    """Frame by frame, the board's logged events at that frame (``apply(kind, a, b)``), then ``step(frame)``:
+    the one replay order every host reference of a board run follows."""
     by_frame: dict[int, list] = {}
     for ev in events:
         by_frame.setdefault(ev[0], []).append(ev)
     out = []
     for i in range(n_frames):
         for _, kind, a, b in by_frame.get(i, []):
-            if kind == "answer":
-                ndc.learn_label(xs[a - 1], b)
-            else:
-                ndc.load_linear(global_snap.class_ids, global_snap.counts, global_snap.weights, global_snap.extractor_hash)
-        pred, pseudo, _ = ndc.step(xs[i])
-        out.append((-1 if pred is None else pred, pseudo))
+            apply(kind, a, b)
+        out.append(step(i))
     return out
 
 

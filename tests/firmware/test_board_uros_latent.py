@@ -61,17 +61,16 @@ def _host_replay(lib, images: np.ndarray, events: list[tuple[int, str, int, int]
     ch = LatentUpperHeadC(lib, memory_size=256)
     ch.use_grid(lib.cut_scale, lib.cut_zero_point)
     cuts = [lib.features_cut_q(img)[1] for img in images[:n]]
-    by_frame: dict[int, list] = {}
-    for ev in events:
-        by_frame.setdefault(ev[0], []).append(ev)
-    out = []
-    for i in range(n):
-        for _, kind, sid, label in by_frame.get(i, []):
-            assert kind == "answer"
-            ch.learn_q(cuts[sid - 1], label)
+
+    def apply(kind: str, sid: int, label: int) -> None:
+        assert kind == "answer"
+        ch.learn_q(cuts[sid - 1], label)
+
+    def step(i: int) -> int:
         p = ch.predict_q(cuts[i])
-        out.append(-1 if p is None else p)
-    return out
+        return -1 if p is None else p
+
+    return _demo_module().replay_events(events, n, apply, step)
 
 
 def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_app, host_build, tmp_path):
