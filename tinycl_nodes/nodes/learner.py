@@ -69,6 +69,10 @@ class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
                                                  "pseudo-labels stay the preset's")
     latent_wait_s: float = Field(2.0, gt=0, description="latent_head: seconds a labelled sample waits for its latent "
                                                         "before it is dropped")
+    min_confidence: float | None = Field(
+        None, ge=0.0, le=1.0, description="a pseudo-label whose labeler confidence is below this is predicted, not "
+                                          "learned (answers and ground truth always are); None: the presets' "
+                                          "(LATENT_MIN_CONFIDENCE with latent_head, else 0: the labeler gates)")
 
 
 class Learner(Node):
@@ -85,6 +89,8 @@ class Learner(Node):
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
         self.latents = None
+        self.min_confidence = params.min_confidence if params.min_confidence is not None else \
+            presets.LATENT_MIN_CONFIDENCE if params.latent_head else 0.0
         if params.latent_head:   # learns on the activations at the cut, paired with each labelled sample
             self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log)
             self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
@@ -166,7 +172,7 @@ class Learner(Node):
         self.pred_pub.publish(self.Prediction(header=msg.features.header, sample_id=msg.features.sample_id,
                                               class_id=cls, class_name=self.class_names.get(cls, str(cls)),
                                               confidence=conf))
-        if label >= 0:
+        if label >= 0 and not (msg.source == msg.PSEUDO and float(msg.confidence) < self.min_confidence):
             if self.replay is not None:
                 self.replay.learn(x, label)
             else:
