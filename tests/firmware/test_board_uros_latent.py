@@ -102,10 +102,10 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     preds = np.array([board["predictions"][i][0] for i in range(N_FRAMES)])
     answers = [ev for ev in board["events"] if ev[1] == "answer"]
     applied = board["applied"]
-    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"]
-    # every answer sent is applied, or refused with the board's one log line (seen once in ~8 runs: an answer
-    # that arrived undecodable, "could not be decoded … dropped"; the host replay below follows what was applied)
-    assert applied["answers"] + applied["refused"] == len(mon.answered) and applied["refused"] <= 2, applied
+    # every answer sent is applied, none refused (the board's clock once stepped back, and rmw_microxrcedds then
+    # discarded an answer before the executor took it, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime)
+    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"] == len(mon.answered), applied
+    assert applied["refused"] == 0, [ln for ln in board["log"] if "dropped" in ln]
     assert mon.errors == []
     assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:5] == b"TCLS\x04"
     # the same C on the host, the same answers at the same frames: the same predictions

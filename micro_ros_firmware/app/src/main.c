@@ -505,11 +505,24 @@ static rmw_qos_profile_t latched_qos(void) {
     return q;
 }
 
+/* rcl's error text, when this build keeps one: micro-ROS builds rcutils with RCUTILS_AVOID_DYNAMIC_ALLOCATION,
+ * where RCL_SET_ERROR_MSG records nothing and the error string is a 1-byte array (no text, no terminator). */
+static const char *rcl_error_text(void) {
+#if RCUTILS_ERROR_MESSAGE_MAX_LENGTH > 1
+    static rcutils_error_string_t text;
+    if (!rcl_error_is_set()) return "no rcl error text"; /* rclc resets it before returning a take's error */
+    text = rcl_get_error_string();
+    return text.str;
+#else
+    return "no rcl error text in this build";
+#endif
+}
+
 #define TRY(call)                                                                 \
     do {                                                                          \
         const rcl_ret_t rc_ = (call);                                             \
         if (rc_ != RCL_RET_OK) {                                                  \
-            logf_("LOG %.40s failed (rcl %ld): %.100s", #call, (long)rc_, rcl_get_error_string().str); \
+            logf_("LOG %.40s failed (rcl %ld: %.100s)", #call, (long)rc_, rcl_error_text()); \
             rcl_reset_error();                                                    \
             return 0;                                                             \
         }                                                                         \
@@ -526,6 +539,10 @@ static int create_entities(void) {
     TRY(rcl_init_options_fini(&opts));
     TRY(rc);
     support_ok = 1;
+    /* before any subscription: the client stamps each received message with the session's epoch clock and
+     * rmw_microxrcedds discards one older than its 30 s lifespan; the sync moves that clock from board time to the
+     * agent's epoch, which would expire at once a message (a latched global head) received before it */
+    if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
     node_ok = 1;
     const rmw_qos_profile_t latched = latched_qos();
@@ -555,7 +572,6 @@ static int create_entities(void) {
     executor_ok = 1;
     TRY(rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA));
     TRY(rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA));
-    if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     return 1;
 }
 
@@ -724,9 +740,13 @@ void loop(void) {
     if (g_link == CONNECTED) {
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
+            /* rcl_take's RCL_RET_ERROR: rmw_microxrcedds could not deserialise the buffered message into the
+             * static receive buffers (a string or sequence longer than its capacity, or a malformed message). It
+             * also returned it for a message it discarded as stamped in the future: the board's clock went back
+             * (fixed in the board's clock_gettime: the clock is monotonic now). */
             g_refused++;
-            logf_("LOG a received message could not be decoded (truncated or larger than its buffer, rcl %ld): dropped",
-                  (long)rc);
+            logf_("LOG a received message could not be decoded into its receive buffers (larger than they are, or "
+                  "malformed; rcl %ld: %s): dropped", (long)rc, rcl_error_text());
             rcl_reset_error();
         }
     }
