@@ -103,16 +103,18 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     preds = np.array([board["predictions"][i][0] for i in range(N_FRAMES)])
     answers = [ev for ev in board["events"] if ev[1] == "answer"]
     applied = board["applied"]
-    # No take of a received answer fails (the board's clock once stepped back and rmw_microxrcedds then discarded
-    # an answer before the executor took it, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime): every answer
-    # is applied, but for the known limit of this libmicroros build (3 runs in 40): it buffers at most 4 received
-    # messages between the executor's takes (RMW_UXRCE_MAX_HISTORY), so when the graph side falls behind and then
-    # answers a backlog at once the newer answers are dropped silently, and the older ones kept may come after the
+    # Every answer sent is accounted for: applied, or refused or lost with the board's log line. None may fail in the
+    # executor's take (the board's clock once stepped back and rmw_microxrcedds then discarded an answer before it
+    # was taken, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime). Losses are a known limit of this
+    # libmicroros build (answers lost in 3 runs of 40): it keeps at most 4 received messages between the
+    # executor's takes (RMW_UXRCE_MAX_HISTORY), so when the graph side falls behind and answers a backlog at once,
+    # the newer answers are lost ("lost" in the board's counters) and the older ones kept may come after the
     # board's ring of 8 requests forgot them ("unknown request"). The cure is a libmicroros setting (README).
     refusals = [ln for ln in board["log"] if "dropped" in ln]
     assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"], applied
-    assert applied["answers"] + applied["refused"] <= len(mon.answered), applied
-    assert applied["answers"] >= 0.9 * len(mon.answered) and all("unknown request" in ln for ln in refusals), refusals
+    assert applied["answers"] + applied["refused"] + applied["lost"] == len(mon.answered), (applied, len(mon.answered))
+    assert all("unknown request" in ln for ln in refusals) and (applied["lost"] > 0 or not refusals), refusals
+    assert applied["answers"] >= 0.9 * len(mon.answered), applied
     assert mon.errors == []
     assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:6] == b"TCLS\x04\x02"
     # the same C on the host, the same answers at the same frames: the same predictions

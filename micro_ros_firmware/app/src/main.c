@@ -62,6 +62,9 @@
 #ifndef TINYCL_DOMAIN_ID
 #define TINYCL_DOMAIN_ID 0
 #endif
+#ifndef TINYCL_RMW_DROP_COUNT /* 1: the link wraps rmw_microxrcedds's receive buffer allocator (see below) */
+#define TINYCL_RMW_DROP_COUNT 0
+#endif
 #ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this, or head and clusterer disagree */
 #define TINYCL_ASK_BELOW 0.5f
 #endif
@@ -117,6 +120,7 @@ typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entiti
 static link_t g_link = WAITING;
 static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
+static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
 
@@ -655,6 +659,33 @@ static void process_frame(void) {
     if (!TINYCL_APP_LATENT && g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
 }
 
+/* ------------------------------------------------------------------------------ messages the middleware drops */
+#if TINYCL_RMW_DROP_COUNT
+/* rmw_microxrcedds keeps each received message in one of RMW_UXRCE_MAX_HISTORY static buffers (4 in this build,
+ * shared by the subscriptions) until the executor takes it, one per subscription and spin; a message that
+ * arrives when none is free (a burst of answers while the board publishes: the session runs until the agent
+ * confirms) is dropped in on_topic without a word (its trace needs RMW_UROS_ERROR_HANDLING, off in this build).
+ * The link wraps the buffer allocator (-Wl,--wrap, app/CMakeLists.txt) to count them. */
+struct rmw_uxrce_mempool_item_t;
+struct rmw_uxrce_mempool_item_t *__real_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos);
+struct rmw_uxrce_mempool_item_t *__wrap_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos);
+struct rmw_uxrce_mempool_item_t *__wrap_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos) {
+    struct rmw_uxrce_mempool_item_t *item = __real_rmw_uxrce_get_static_input_buffer_for_entity(entity, qos);
+    if (!item) g_lost++;
+    return item;
+}
+#endif
+
+static void log_lost(void) {
+    if (g_lost == g_lost_logged) return;
+    logf_("LOG %lu received message(s) lost: the middleware's receive buffers were full (RMW_UXRCE_MAX_HISTORY)",
+          (unsigned long)(g_lost - g_lost_logged));
+    g_lost_logged = g_lost;
+}
+
 /* ------------------------------------------------------------------------------ setup / loop */
 void setup(void);
 void loop(void);
@@ -690,8 +721,10 @@ static void finish(void) {
 #endif
     logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
           (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
-    logf_("APPLIED answers=%lu global=%lu refused=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
-          (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_reconnects, (unsigned long)g_frame);
+    log_lost();
+    logf_("APPLIED answers=%lu global=%lu refused=%lu lost=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
+          (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_lost, (unsigned long)g_reconnects,
+          (unsigned long)g_frame);
     board_log("DONE");
     board_finish(0);
 }
@@ -737,6 +770,7 @@ void loop(void) {
     } else if (now - ended_at >= TINYCL_FLUSH_MS && g_link == CONNECTED) {
         finish();
     }
+    log_lost();
     if (g_link == CONNECTED) {
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
