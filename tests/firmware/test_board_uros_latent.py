@@ -106,7 +106,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     # Every answer sent is accounted for: applied, or refused or lost with the board's log line. None may fail in the
     # executor's take (the board's clock once stepped back and rmw_microxrcedds then discarded an answer before it
     # was taken, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime). Losses are a known limit of this
-    # libmicroros build (answers lost in 3 runs of 40): it keeps at most 4 received messages between the
+    # libmicroros build (answers lost in 3 runs of 55): it keeps at most 4 received messages between the
     # executor's takes (RMW_UXRCE_MAX_HISTORY), so when the graph side falls behind and answers a backlog at once,
     # the newer answers are lost ("lost" in the board's counters) and the older ones kept may come after the
     # board's ring of 8 requests forgot them ("unknown request"). The cure is a libmicroros setting (README).
