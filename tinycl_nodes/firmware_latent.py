@@ -57,14 +57,15 @@ def cut_grid(model: str = "mnist_0to5_int8") -> Int8Quantizer:
 
 
 def board_head(model: str = "mnist_0to5_int8", **overrides) -> LatentUpperHead:
-    """``presets.latent_upper`` whose replay memory keeps the int8 model's codes at the cut: its quantizer is the
-    cut's grid from the start (no calibration on the first batch), as ``tinycl_latent_use_grid`` on the board."""
+    """``presets.latent_upper`` whose replay memory keeps the int8 model's codes at the cut: its grid is the cut's
+    from the start (no calibration on the first batch) and it queues new samples on it, as
+    ``tinycl_latent_use_grid`` on the board (``LatentUpperHead.use_grid``)."""
     from .presets import latent_upper
 
     head = latent_upper(**overrides)
     if head.quantization != "tensor":
         raise InputError(f"board_head: the CNN's codes have one grid per tensor, not {head.quantization!r}")
-    head.buffer.quantizer = cut_grid(model)
+    head.use_grid(cut_grid(model))
     return head
 
 

@@ -28,6 +28,7 @@ from .test_board_uros import _demo_module
 
 N_FRAMES = 160
 BOUND = 0.60
+MEMORY = 351   # replay patterns of the board's head (the app's default: the queue of new samples holds int8 codes)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def latent_app(demo, data_dir):
     state = work / "state.bin"
     state.unlink(missing_ok=True)   # each run starts with an empty board storage
     options = ("-DTINYCL_APP_HEAD=latent", "-DTINYCL_ASK_GAP=1", "-DTINYCL_ASK_BELOW=2", f"-DTINYCL_STATE_FILE={state}",
-               "-DTINYCL_RAM_RESERVE=65536")
+               "-DTINYCL_RAM_RESERVE=65536", f"-DTINYCL_APP_LATENT_MEMORY={MEMORY}")
     t0 = time.monotonic()
     elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 3, "0-9", 60, domain_id(None), str(data_dir), options)
     print(f"app build {time.monotonic() - t0:.1f} s")
@@ -58,7 +59,7 @@ def _host_replay(lib, images: np.ndarray, events: list[tuple[int, str, int, int]
     """The host build of the same C: the CNN's cut codes, the latent head learning the answers at the board's frames."""
     from tinycl_nodes.firmware_latent import LatentUpperHeadC
 
-    ch = LatentUpperHeadC(lib, memory_size=256)
+    ch = LatentUpperHeadC(lib, memory_size=MEMORY)
     ch.use_grid(lib.cut_scale, lib.cut_zero_point)
     cuts = [lib.features_cut_q(img)[1] for img in images[:n]]
 
@@ -102,12 +103,20 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     preds = np.array([board["predictions"][i][0] for i in range(N_FRAMES)])
     answers = [ev for ev in board["events"] if ev[1] == "answer"]
     applied = board["applied"]
-    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"]
-    # every answer sent is applied, or refused with the board's one log line (seen once in ~8 runs: an answer
-    # that arrived undecodable, "could not be decoded … dropped"; the host replay below follows what was applied)
-    assert applied["answers"] + applied["refused"] == len(mon.answered) and applied["refused"] <= 2, applied
+    # Every answer sent is accounted for: applied, or refused or lost with the board's log line. None may fail in the
+    # executor's take (the board's clock once stepped back and rmw_microxrcedds then discarded an answer before it
+    # was taken, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime). Losses are a known limit of this
+    # libmicroros build (answers lost in 3 runs of 55): it keeps at most 4 received messages between the
+    # executor's takes (RMW_UXRCE_MAX_HISTORY), so when the graph side falls behind and answers a backlog at once,
+    # the newer answers are lost ("lost" in the board's counters) and the older ones kept may come after the
+    # board's ring of 8 requests forgot them ("unknown request"). The cure is a libmicroros setting (README).
+    refusals = [ln for ln in board["log"] if "dropped" in ln]
+    assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"], applied
+    assert applied["answers"] + applied["refused"] + applied["lost"] == len(mon.answered), (applied, len(mon.answered))
+    assert all("unknown request" in ln for ln in refusals) and (applied["lost"] > 0 or not refusals), refusals
+    assert applied["answers"] >= 0.9 * len(mon.answered), applied
     assert mon.errors == []
-    assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:5] == b"TCLS\x04"
+    assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:6] == b"TCLS\x04\x02"
     # the same C on the host, the same answers at the same frames: the same predictions
     host = _host_replay(Library(host_build / "libtinycl.so"), bd.images, board["events"], N_FRAMES)
     assert preds.tolist() == host
@@ -136,7 +145,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     from tinycl_nodes.export.c_state import latent_from_bytes
     from tinycl_nodes.firmware_latent import board_head, cut_grid
 
-    back = latent_from_bytes(state.read_bytes(), like=board_head(memory_size=256))
+    back = latent_from_bytes(state.read_bytes(), like=board_head(memory_size=MEMORY))
     assert back.n_seen == board["applied"]["answers"] and back.buffer.quantizer == cut_grid()
     lib = Library(host_build / "libtinycl.so")
     cuts = np.stack([lib.features_cut_q(img)[1] for img in bd.images[:40]])

@@ -139,6 +139,57 @@ def test_board_head_learns_from_the_cnn_codes(lib, board_cut):
         channel.use_grid(lib.cut_scale, lib.cut_zero_point)
 
 
+def test_board_head_queues_codes_and_its_blob_holds_them(lib, board_cut):
+    """A head with a fixed grid (use_grid: the board) queues its new samples as int8 codes, and its blob (version 2)
+    holds them as codes: the same from C and numpy (queue, memory, counts and draws byte for byte; weights within
+    1e-6, as test_same_learning_as_numpy); each side loads the other's blob byte for byte and continues as it
+    would have. A version-1 blob (a float queue) is refused by both, the version named."""
+    import zlib
+
+    from tinycl_nodes.core.errors import StateError
+    from tinycl_nodes.export.c_state import latent_from_bytes, latent_to_bytes
+
+    _, cuts, _, _, y, _ = board_cut
+    grid, F = cut_grid(), cuts.shape[1]
+    head = board_head(**SMALL)
+    ch = LatentUpperHeadC(lib, **c_params(head))
+    ch.use_grid(lib.cut_scale, lib.cut_zero_point)
+
+    def tail(blob: bytes, M: int) -> bytes:   # queue codes [8][F] | queue rows [8] | memory [M][F] | rows [M]
+        return blob[len(blob) - 4 - M * (F + 1) - 8 * (F + 1):-4]
+
+    for i in range(40):   # two rounds + 8 queued
+        head.learn_one(grid.dequantize(cuts[i]), int(y[i]))
+        ch.learn_q(cuts[i], int(y[i]))
+    blob, py = ch.to_bytes(), latent_to_bytes(head)
+    M = head.buffer.size
+    assert head.pending_codes and blob[5] == 2 and len(blob) == len(py) and blob[:132] == py[:132]
+    assert tail(blob, M) == tail(py, M) and tail(blob, M)[:8 * F] == cuts[32:40].tobytes()   # the CNN's own codes
+    back = latent_from_bytes(blob, like=board_head(**SMALL))
+    assert back.pending_codes and back.n_pending == 8 and latent_to_bytes(back) == blob
+    assert np.abs(back.classifier.W - head.classifier.W).max() < 1e-6
+    again = board_head(**SMALL)
+    again.load_state_dict(back.state_dict())   # numpy's own state keeps the queue's form too
+    assert again.pending_codes and latent_to_bytes(again) == blob
+    ch2 = LatentUpperHeadC(lib, **c_params(head))
+    ch2.load_bytes(py)
+    assert ch2.to_bytes() == py
+    for i in range(40, 72):   # the numpy head from C's blob and the C head go on alike
+        back.learn_one(grid.dequantize(cuts[i]), int(y[i]))
+        ch.learn_q(cuts[i], int(y[i]))
+    assert tail(ch.to_bytes(), back.buffer.size) == tail(latent_to_bytes(back), back.buffer.size)
+    assert [ch.predict_q(c) for c in cuts[200:]] == back.predict_batch(grid.dequantize(cuts[200:])).tolist()
+    v1 = bytearray(blob[:-4])
+    v1[5] = 1
+    v1 = bytes(v1) + (zlib.crc32(bytes(v1)) & 0xFFFFFFFF).to_bytes(4, "little")
+    with pytest.raises(StateError, match="version 1 is not supported"):
+        latent_from_bytes(v1, like=back)
+    with pytest.raises(StateError):
+        ch2.load_bytes(v1)
+    with pytest.raises(InputError, match="fixed before"):
+        back.use_grid(grid)
+
+
 def test_c_unit_test_under_asan_and_ubsan(host_build):
     p = run([host_build / "tinycl_latent_test"], env=SAN_ENV)
     assert "all checks passed" in p.stdout

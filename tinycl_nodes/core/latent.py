@@ -30,6 +30,7 @@ from .draws import Pcg32
 from .errors import InputError, StateError
 from .head import Head
 from .layers import Conv2d, Layer, Linear, check_chain, layer_from_spec
+from .quantize import Int8Quantizer
 from .replay import PendingBatch, ReplayBuffer
 from .validation import check_positive
 
@@ -78,6 +79,26 @@ class LatentUpperHead(PendingBatch, Head):
             self._rng = np.random.default_rng(sgd_seq)
         self.classifier = Linear(np.zeros((0, self.embed_dim), np.float32), np.zeros(0, np.float32))
         self._init_pending()
+        self.pending_codes = False   # use_grid: new samples are queued on the replay grid
+
+    def use_grid(self, quantizer: Int8Quantizer) -> None:
+        """Fix the replay grid before learning (a per-tensor head), as ``tinycl_latent_use_grid`` on a board whose
+        CNN gives int8 codes on that grid: the first batch calibrates nothing, and new samples are queued on the
+        grid (each rounded to it: the C head queues their int8 codes, a quarter of the floats' RAM). On-grid input
+        (the codes dequantised) passes unchanged, so the training is the float training."""
+        if self.quantization != "tensor" or not isinstance(quantizer, Int8Quantizer):
+            raise InputError(f"use_grid: an Int8Quantizer for a per-tensor head, not {type(quantizer).__name__} "
+                             f"for quantization {self.quantization!r}")
+        if self.n_seen or self.n_pending or self.buffer.size:
+            raise InputError("use_grid: the grid is fixed before the head learns anything")
+        self.buffer.quantizer = quantizer
+        self.pending_codes = True
+
+    def _learn(self, x: np.ndarray, idx: int) -> None:
+        if self.pending_codes:
+            q = self.buffer.quantizer
+            x = q.dequantize(q.quantize(x))
+        super()._learn(x, idx)
 
     # --- forward / backward ----------------------------------------------------------------
     def _forward(self, X: np.ndarray) -> np.ndarray:
@@ -198,7 +219,7 @@ class LatentUpperHead(PendingBatch, Head):
                 "calibration_margin": self.buffer.margin, "seed": self.seed, "draws": self.draws}
 
     def _meta(self) -> dict[str, Any]:
-        return {"rng_state": rng_state(self._rng), "replay": self.buffer._meta()}
+        return {"rng_state": rng_state(self._rng), "replay": self.buffer._meta(), "pending_codes": self.pending_codes}
 
     def _arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"head_W": self.classifier.W, "head_b": self.classifier.b,
@@ -220,8 +241,11 @@ class LatentUpperHead(PendingBatch, Head):
         b = expect_array(state, "head_b", (n_classes,), np.float32, nonneg=False)
         rng = rng_from_state(meta_of(state, "rng_state"))
         buffer = self.buffer._restored(state, meta_of(state, "replay"), n_classes, "replay_")
+        coded = state["meta"].get("pending_codes", False)   # absent before the queue could hold codes
+        if not isinstance(coded, bool) or (coded and not isinstance(buffer.quantizer, Int8Quantizer)):
+            raise StateError(f"state: 'pending_codes' must be a bool, true only with a per-tensor grid, got {coded!r}")
         return {"upper": upper, "classifier": Linear(W, b), **self._load_pending(state, n_classes),
-                "_rng": rng, "buffer": buffer}
+                "_rng": rng, "buffer": buffer, "pending_codes": coded}
 
 
 def fold_batchnorm(layer: Conv2d | Linear, scale: np.ndarray, bias: np.ndarray, mean: np.ndarray,

@@ -15,8 +15,10 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             Version 2 (only for int8_range > 0 or max_visit > 0; the plain form stays version 1):
             after P, f64 int8_range | u32 max_visit | u32 prefix_features, and the centers are
             i8 codes [P][F] when int8_range > 0 (a prototype then costs F + 14 bytes)
-    latent  kind 4, the latent replay head's C form (layout in core/include/tinycl_latent.h):
-            hyper-parameters, PCG32 states, upper + classifier weights, pending batch, int8 memory
+    latent  kind 4, version 2, the latent replay head's C form (layout in core/include/tinycl_latent.h):
+            hyper-parameters, PCG32 states, upper + classifier weights, pending batch (int8 codes on the
+            replay grid for a head with a fixed grid, ``use_grid``; else f32), int8 memory. Version 1 (the
+            pending batch always f32, no flags) is refused.
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
 
 A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
@@ -34,6 +36,7 @@ from ..core import state as st
 from ..core.clustering import NearestCentroid
 from ..core.cwr import CWRStar
 from ..core.errors import InputError, StateError
+from ..core.quantize import Int8Quantizer
 from ..core.rce import TinyRCE
 
 MAGIC = b"TCLS"
@@ -255,7 +258,9 @@ def rce_from_bytes(payload: bytes) -> TinyRCE:
 
 # --- latent replay head (core/src/tinycl_latent.c; format in tinycl_latent.h) -------------------
 KIND_LATENT = 4
-_LATENT_FIXED = struct.Struct("<ddd15I4Q")
+LATENT_VERSION = 2
+LATENT_CODED = 1   # flags bit: the pending batch is int8 codes on the (one) replay grid
+_LATENT_FIXED = struct.Struct("<ddd16I4Q")
 
 
 def latent_to_bytes(head) -> bytes:
@@ -273,16 +278,19 @@ def latent_to_bytes(head) -> bytes:
     zps = [] if q is None else q.get("zero_points", [q.get("zero_point")])
     fc_w = np.concatenate([fc.W.ravel() for fc, _ in fcs]).astype("<f4")
     fc_b = np.concatenate([fc.b.ravel() for fc, _ in fcs]).astype("<f4")
-    body = (_HEADER.pack(MAGIC, KIND_LATENT, VERSION, F, C, 0)
+    P, coded = head.n_pending, head.pending_codes
+    pending = (buf.quantizer.quantize(head._px[:P]).astype("i1") if coded    # on the grid: the very codes
+               else np.ascontiguousarray(head._px[:P], "<f4"))
+    body = (_HEADER.pack(MAGIC, KIND_LATENT, LATENT_VERSION, F, C, 0)
             + _LATENT_FIXED.pack(p["lr"], p["upper_lr_scale"], p["margin"], p["memory_size"], p["batch_size"],
                                  p["epochs"], p["replay"], p["minibatch"], p["quantization"], p["seed"], fc_w.size,
-                                 fc_b.size, head.embed_dim, head.n_seen, buf.n_batches, buf.size, head.n_pending,
-                                 len(scales), buf.rng.state, buf.rng.inc, head._rng.state, head._rng.inc)
+                                 fc_b.size, head.embed_dim, head.n_seen, buf.n_batches, buf.size, P,
+                                 len(scales), LATENT_CODED if coded else 0, buf.rng.state, buf.rng.inc,
+                                 head._rng.state, head._rng.inc)
             + _i32_classes(head.classes) + _u32(head.class_seen, "class_seen") + fc_w.tobytes() + fc_b.tobytes()
             + np.ascontiguousarray(head.classifier.W, "<f4").tobytes() + np.ascontiguousarray(head.classifier.b, "<f4").tobytes()
             + np.asarray(scales, "<f4").tobytes() + np.asarray(zps, "<i4").tobytes()
-            + np.ascontiguousarray(head._px[:head.n_pending], "<f4").tobytes()
-            + head._prow[:head.n_pending].astype("u1").tobytes()
+            + pending.tobytes() + head._prow[:P].astype("u1").tobytes()
             + np.ascontiguousarray(buf._x[:buf.size], "i1").tobytes() + buf.rows().astype("u1").tobytes())
     return _finish(body)
 
@@ -293,24 +301,35 @@ def latent_from_bytes(payload: bytes, like):
     from ..core.layers import Linear, layer_from_spec
     from .c_latent import QUANT_CODES, REPLAY_ALL
 
-    F, C, body = _parse_header(payload, KIND_LATENT)
+    F, C, body = _parse_header(payload, KIND_LATENT, (LATENT_VERSION,))
     if F != like.n_features or len(body) < _LATENT_FIXED.size:
         raise StateError(f"C state: latent head of {F} features, expected {like.n_features}")
     (lr, uls, margin, memory, batch, epochs, replay, minibatch, quant, seed, n_w, n_b, embed, n_seen,
-     n_batches, M, P, G, ms, mi, ss, si) = _LATENT_FIXED.unpack_from(body)
+     n_batches, M, P, G, flags, ms, mi, ss, si) = _LATENT_FIXED.unpack_from(body)
     fcs = [layer for layer in like.upper if isinstance(layer, Linear)]
     if n_w != sum(fc.W.size for fc in fcs) or n_b != sum(fc.b.size for fc in fcs) or embed != like.embed_dim:
         raise StateError("C state: the blob's upper layers differ from this head's (another cut or model)")
     quantization = {v: k for k, v in QUANT_CODES.items()}.get(quant)
     if quantization is None:
         raise StateError(f"C state: latent quantization code {quant} unknown")
+    coded = flags == LATENT_CODED
+    if flags not in (0, LATENT_CODED) or (coded and (quantization != "tensor" or G != 1)):
+        raise StateError(f"C state: latent flags {flags} (codes need one per-tensor grid; quantization "
+                         f"{quantization}, {G} grids)")
     r = _Reader(body)
     r.pos = _LATENT_FIXED.size
     classes, class_seen = r.take("<i4", C).astype(np.int64), r.take("<u4", C).astype(np.int64)
     fc_w, fc_b = r.take("<f4", n_w).astype(np.float32), r.take("<f4", n_b).astype(np.float32)
     head_W, head_b = r.take("<f4", C * embed).reshape(C, embed).astype(np.float32), r.take("<f4", C).astype(np.float32)
     scales, zps = r.take("<f4", G).astype(np.float64), r.take("<i4", G).astype(np.int64)
-    px, prow = r.take("<f4", P * F).reshape(P, F).astype(np.float32), r.take("u1", P).astype(np.int64)
+    if coded:
+        try:
+            px = Int8Quantizer(float(scales[0]), int(zps[0])).dequantize(r.take("i1", P * F).reshape(P, F))
+        except InputError as exc:
+            raise StateError(f"C state: latent grid refused: {exc}") from None
+    else:
+        px = r.take("<f4", P * F).reshape(P, F).astype(np.float32)
+    prow = r.take("u1", P).astype(np.int64)
     mx, mrow = r.take("i1", M * F).reshape(M, F).astype(np.int8), r.take("u1", M).astype(np.uint8)
     r.done()
     try:
@@ -334,7 +353,7 @@ def latent_from_bytes(payload: bytes, like):
     quantizer = (None if G == 0 else {"scale": float(scales[0]), "zero_point": int(zps[0])} if quantization == "tensor"
                  else {"scales": scales.tolist(), "zero_points": zps.tolist(), "channel_size": S})
     meta = {"extractor_hash": like.extractor_hash, "n_seen": int(n_seen), "n_features": F,
-            "rng_state": {"bit_generator": "pcg32", "state": int(ss), "inc": int(si)},
+            "rng_state": {"bit_generator": "pcg32", "state": int(ss), "inc": int(si)}, "pending_codes": coded,
             "replay": {"n_batches": int(n_batches), "n_classes": C, "quantizer": quantizer,
                        "rng_state": {"bit_generator": "pcg32", "state": int(ms), "inc": int(mi)}}}
     head.load_state_dict(st.make_state(head.kind, head.version, head._params(), arrays, meta))

@@ -116,23 +116,42 @@ void board_state_close(void) { sh_close(&g_rd); }
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26) /* the SysTick exception is pending */
+#define SYST_RELOAD (SYSCLK_HZ / 1000u - 1u)
 static volatile uint32_t g_ms;
 
 static void SysTick_Handler(void) { g_ms++; }
 
 uint32_t board_millis(void) { return g_ms; }
 
+/* Monotonic time from the millisecond count and the SysTick counter within the millisecond. The counter
+ * reloads before its tick's exception has run (QEMU takes it at the end of the current translation block, or
+ * later when the host deschedules the vCPU; a chip, while interrupts are masked), so the new millisecond's count
+ * can pair with the old millisecond: a read up to 1 ms back in time. The XRCE client stamps each received
+ * message with this clock and rmw_microxrcedds discards a buffered message stamped after "now" just before
+ * taking it (rmw_uxrce_clean_expired_static_input_buffer): the take then fails (RCL_RET_ERROR) and the message
+ * is lost. So a pending tick whose counter has reloaded is counted, and no read is earlier than the last one (a
+ * vCPU descheduled for more than a tick). Only the main loop reads the clock (no interrupt handler does). */
 int clock_gettime(clockid_t clk, struct timespec *tp) {
+    static uint64_t last_ns;
+    static uint32_t last_ms, wraps; /* g_ms wraps after 49.7 days */
     (void)clk;
     if (!tp) { errno = EINVAL; return -1; }
-    uint32_t ms, cvr;
-    do { /* a tick between the two reads would pair a new count with an old millisecond */
+    uint32_t ms, cvr, pending;
+    do { /* a tick between the reads would pair a new count with an old millisecond */
         ms = g_ms;
         cvr = SYST_CVR;
+        pending = SCB_ICSR & ICSR_PENDSTSET;
     } while (ms != g_ms);
-    const uint32_t sub_ns = (SYSCLK_HZ / 1000u - 1u - cvr) * (1000000000u / SYSCLK_HZ);
-    tp->tv_sec = (time_t)(ms / 1000u);
-    tp->tv_nsec = (long)((ms % 1000u) * 1000000u + sub_ns);
+    if (pending && cvr > SYST_RELOAD / 2u) ms++; /* reloaded, its tick not counted yet */
+    if (ms < last_ms) wraps++;
+    last_ms = ms;
+    uint64_t ns = (((uint64_t)wraps << 32) | ms) * 1000000u + (uint64_t)(SYST_RELOAD - cvr) * (1000000000u / SYSCLK_HZ);
+    if (ns < last_ns) ns = last_ns;
+    last_ns = ns;
+    tp->tv_sec = (time_t)(ns / 1000000000u);
+    tp->tv_nsec = (long)(ns % 1000000000u);
     return 0;
 }
 
@@ -216,7 +235,7 @@ void Reset_Handler(void);
 void Reset_Handler(void) {
     mps2_init_memory_fpu();
     __libc_init_array(); /* C++ static initialisers: micro-ROS's typesupport dispatch tables */
-    SYST_RVR = SYSCLK_HZ / 1000u - 1u;
+    SYST_RVR = SYST_RELOAD;
     SYST_CVR = 0;
     SYST_CSR = 7u; /* processor clock, interrupt, enable */
     setup();

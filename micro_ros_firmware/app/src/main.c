@@ -62,6 +62,9 @@
 #ifndef TINYCL_DOMAIN_ID
 #define TINYCL_DOMAIN_ID 0
 #endif
+#ifndef TINYCL_RMW_DROP_COUNT /* 1: the link wraps rmw_microxrcedds's receive buffer allocator (see below) */
+#define TINYCL_RMW_DROP_COUNT 0
+#endif
 #ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this, or head and clusterer disagree */
 #define TINYCL_ASK_BELOW 0.5f
 #endif
@@ -117,6 +120,7 @@ typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entiti
 static link_t g_link = WAITING;
 static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
+static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
 
@@ -505,11 +509,24 @@ static rmw_qos_profile_t latched_qos(void) {
     return q;
 }
 
+/* rcl's error text, when this build keeps one: micro-ROS builds rcutils with RCUTILS_AVOID_DYNAMIC_ALLOCATION,
+ * where RCL_SET_ERROR_MSG records nothing and the error string is a 1-byte array (no text, no terminator). */
+static const char *rcl_error_text(void) {
+#if RCUTILS_ERROR_MESSAGE_MAX_LENGTH > 1
+    static rcutils_error_string_t text;
+    if (!rcl_error_is_set()) return "no rcl error text"; /* rclc resets it before returning a take's error */
+    text = rcl_get_error_string();
+    return text.str;
+#else
+    return "no rcl error text in this build";
+#endif
+}
+
 #define TRY(call)                                                                 \
     do {                                                                          \
         const rcl_ret_t rc_ = (call);                                             \
         if (rc_ != RCL_RET_OK) {                                                  \
-            logf_("LOG %.40s failed (rcl %ld): %.100s", #call, (long)rc_, rcl_get_error_string().str); \
+            logf_("LOG %.40s failed (rcl %ld: %.100s)", #call, (long)rc_, rcl_error_text()); \
             rcl_reset_error();                                                    \
             return 0;                                                             \
         }                                                                         \
@@ -526,6 +543,10 @@ static int create_entities(void) {
     TRY(rcl_init_options_fini(&opts));
     TRY(rc);
     support_ok = 1;
+    /* before any subscription: the client stamps each received message with the session's epoch clock and
+     * rmw_microxrcedds discards one older than its 30 s lifespan; the sync moves that clock from board time to the
+     * agent's epoch, which would expire at once a message (a latched global head) received before it */
+    if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
     node_ok = 1;
     const rmw_qos_profile_t latched = latched_qos();
@@ -555,7 +576,6 @@ static int create_entities(void) {
     executor_ok = 1;
     TRY(rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA));
     TRY(rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA));
-    if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     return 1;
 }
 
@@ -639,6 +659,33 @@ static void process_frame(void) {
     if (!TINYCL_APP_LATENT && g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
 }
 
+/* ------------------------------------------------------------------------------ messages the middleware drops */
+#if TINYCL_RMW_DROP_COUNT
+/* rmw_microxrcedds keeps each received message in one of RMW_UXRCE_MAX_HISTORY static buffers (4 in this build,
+ * shared by the subscriptions) until the executor takes it, one per subscription and spin; a message that
+ * arrives when none is free (a burst of answers while the board publishes: the session runs until the agent
+ * confirms) is dropped in on_topic without a word (its trace needs RMW_UROS_ERROR_HANDLING, off in this build).
+ * The link wraps the buffer allocator (-Wl,--wrap, app/CMakeLists.txt) to count them. */
+struct rmw_uxrce_mempool_item_t;
+struct rmw_uxrce_mempool_item_t *__real_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos);
+struct rmw_uxrce_mempool_item_t *__wrap_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos);
+struct rmw_uxrce_mempool_item_t *__wrap_rmw_uxrce_get_static_input_buffer_for_entity(void *entity,
+                                                                                     const rmw_qos_profile_t qos) {
+    struct rmw_uxrce_mempool_item_t *item = __real_rmw_uxrce_get_static_input_buffer_for_entity(entity, qos);
+    if (!item) g_lost++;
+    return item;
+}
+#endif
+
+static void log_lost(void) {
+    if (g_lost == g_lost_logged) return;
+    logf_("LOG %lu received message(s) lost: the middleware's receive buffers were full (RMW_UXRCE_MAX_HISTORY)",
+          (unsigned long)(g_lost - g_lost_logged));
+    g_lost_logged = g_lost;
+}
+
 /* ------------------------------------------------------------------------------ setup / loop */
 void setup(void);
 void loop(void);
@@ -674,8 +721,10 @@ static void finish(void) {
 #endif
     logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
           (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
-    logf_("APPLIED answers=%lu global=%lu refused=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
-          (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_reconnects, (unsigned long)g_frame);
+    log_lost();
+    logf_("APPLIED answers=%lu global=%lu refused=%lu lost=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
+          (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_lost, (unsigned long)g_reconnects,
+          (unsigned long)g_frame);
     board_log("DONE");
     board_finish(0);
 }
@@ -721,12 +770,17 @@ void loop(void) {
     } else if (now - ended_at >= TINYCL_FLUSH_MS && g_link == CONNECTED) {
         finish();
     }
+    log_lost();
     if (g_link == CONNECTED) {
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
+            /* rcl_take's RCL_RET_ERROR: rmw_microxrcedds could not deserialise the buffered message into the
+             * static receive buffers (a string or sequence longer than its capacity, or a malformed message). It
+             * also returned it for a message it discarded as stamped in the future: the board's clock went back
+             * (fixed in the board's clock_gettime: the clock is monotonic now). */
             g_refused++;
-            logf_("LOG a received message could not be decoded (truncated or larger than its buffer, rcl %ld): dropped",
-                  (long)rc);
+            logf_("LOG a received message could not be decoded into its receive buffers (larger than they are, or "
+                  "malformed; rcl %ld: %s): dropped", (long)rc, rcl_error_text());
             rcl_reset_error();
         }
     }

@@ -34,6 +34,17 @@ extern "C" {
 #define TINYCL_LATENT_QUANT_CHANNEL 2 /**< one int8 grid per channel (TINYCL_LATENT_CH grids) */
 #define TINYCL_LATENT_REPLAY_ALL 0xFFFFFFFFu /**< replay the whole memory (Python replay=None) */
 
+/* The queue of new samples of a head that calibrates its grid on the first batch holds floats (4 B a value);
+ * a head whose grid is fixed before it learns (use_grid) queues int8 codes. A build whose heads all take codes
+ * (the board) sets TINYCL_LATENT_FLOAT_BATCH to 0 and keeps no float queue: 3 B a value less
+ * (batch × F × 3: 110,592 B at 32 × 1,152); its heads learn only after use_grid. */
+#ifndef TINYCL_LATENT_FLOAT_BATCH
+#define TINYCL_LATENT_FLOAT_BATCH TINYCL_LATENT_MAX_BATCH
+#endif
+#if TINYCL_LATENT_FLOAT_BATCH != 0 && TINYCL_LATENT_FLOAT_BATCH != TINYCL_LATENT_MAX_BATCH
+#error "TINYCL_LATENT_FLOAT_BATCH is 0 (codes only) or TINYCL_LATENT_MAX_BATCH"
+#endif
+
 /* the replays of one pass and the order of new + replayed patterns */
 #define TINYCL_LATENT_PICK_CAP (TINYCL_LATENT_MAX_REPLAY < TINYCL_LATENT_MEMORY ? TINYCL_LATENT_MAX_REPLAY : TINYCL_LATENT_MEMORY)
 #define TINYCL_LATENT_ORDER_CAP (TINYCL_LATENT_MAX_BATCH + TINYCL_LATENT_PICK_CAP)
@@ -64,9 +75,15 @@ typedef struct {
     int32_t classes[TINYCL_MAX_CLASSES];
     uint32_t class_seen[TINYCL_MAX_CLASSES];
     uint32_t n_classes, n_seen;
-    float pend_x[TINYCL_LATENT_MAX_BATCH][TINYCL_LATENT_F]; /**< queued new samples (float, as Python) */
+    union { /**< queued new samples: codes on the fixed grid (coded), else floats (as Python) */
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+        float x[TINYCL_LATENT_FLOAT_BATCH][TINYCL_LATENT_F];
+#endif
+        int8_t q[TINYCL_LATENT_MAX_BATCH][TINYCL_LATENT_F];
+    } pend;
     uint8_t pend_row[TINYCL_LATENT_MAX_BATCH];
     uint32_t n_pending;
+    uint32_t coded; /**< 1 after use_grid: samples are queued as int8 codes on the replay grid */
     int8_t mem_x[TINYCL_LATENT_MEMORY][TINYCL_LATENT_F]; /**< replay memory, int8 codes */
     uint8_t mem_row[TINYCL_LATENT_MEMORY];
     uint32_t mem_size, n_batches;
@@ -91,8 +108,9 @@ typedef struct {
 void tinycl_latent_default_params(tinycl_latent_params_t *p);
 /** Empty head with the generated upper weights; TINYCL_EINVAL on parameters this build cannot hold. */
 int tinycl_latent_init(tinycl_latent_t *h, const tinycl_latent_params_t *p);
-/** Queue one labelled latent (TINYCL_LATENT_F floats); trains when batch_size are queued. A new
- *  class id adds a classifier row (TINYCL_EFULL beyond TINYCL_MAX_CLASSES). */
+/** Queue one labelled latent (TINYCL_LATENT_F floats; after use_grid, queued as its codes on the grid); trains
+ *  when batch_size are queued. A new class id adds a classifier row (TINYCL_EFULL beyond TINYCL_MAX_CLASSES).
+ *  TINYCL_EINVAL before use_grid in a build without a float queue (TINYCL_LATENT_FLOAT_BATCH 0). */
 int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y);
 /** Train on the queued partial batch now. */
 void tinycl_latent_flush(tinycl_latent_t *h);
@@ -102,24 +120,28 @@ int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores);
 int tinycl_latent_predict(tinycl_latent_t *h, const float *x, int32_t *y);
 
 /* int8 latents (the board: tinycl_features_cut_q's codes). The head's replay grid is fixed to the codes' grid
- * before it learns anything (use_grid: per-tensor heads only; the first batch does not calibrate one then),
- * so a code dequantised to (q − zp)·scale and requantised into the replay memory is the same code: the memory
- * holds the CNN's own int8 activations, without a second rounding. learn_q / predict_q take codes on that
- * grid (TINYCL_EINVAL before use_grid or for a per-channel head). */
+ * before it learns anything (use_grid: per-tensor heads only; the first batch does not calibrate one then);
+ * the head then queues its new samples as codes and trains on them dequantised ((q − zp)·scale, as before), and
+ * its replay memory keeps them as they are: the CNN's own int8 activations, without a second rounding.
+ * learn_q / predict_q take codes on that grid (TINYCL_EINVAL before a grid or for a per-channel head). */
 int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point);
 int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y);
 int tinycl_latent_predict_q(tinycl_latent_t *h, const int8_t *q, int32_t *y);
 int tinycl_latent_scores_q(tinycl_latent_t *h, const int8_t *q, float *scores);
 
-/* State blob (tinycl.h header "TCLS", kind TINYCL_KIND_LATENT; Python: export/c_state.py latent_*):
+/* State blob (tinycl.h header "TCLS", kind TINYCL_KIND_LATENT, version TINYCL_LATENT_STATE_VERSION; Python:
+ * export/c_state.py latent_*):
  *   f64 lr | f64 upper_lr_scale | f64 margin | u32 memory_size | u32 batch_size | u32 epochs | u32 replay
  *   | u32 minibatch | u32 quantization | u32 seed | u32 fc_weights | u32 fc_biases | u32 embed | u32 n_seen
- *   | u32 n_batches | u32 mem_size M | u32 n_pending P | u32 n_grids G | u64 rng_mem state, inc
- *   | u64 rng_sgd state, inc | i32 classes[C] | u32 class_seen[C] | f32 fc_w | f32 fc_b | f32 cls_w[C][embed]
- *   | f32 cls_b[C] | f32 q_scale[G] | i32 q_zp[G] | f32 pend_x[P][F] | u8 pend_row[P] | i8 mem_x[M][F]
- *   | u8 mem_row[M] — then the CRC-32. */
+ *   | u32 n_batches | u32 mem_size M | u32 n_pending P | u32 n_grids G | u32 flags (bit 0: coded)
+ *   | u64 rng_mem state, inc | u64 rng_sgd state, inc | i32 classes[C] | u32 class_seen[C] | f32 fc_w | f32 fc_b
+ *   | f32 cls_w[C][embed] | f32 cls_b[C] | f32 q_scale[G] | i32 q_zp[G] | pending[P][F] (i8 codes when coded,
+ *   else f32) | u8 pend_row[P] | i8 mem_x[M][F] | u8 mem_row[M] — then the CRC-32.
+ * Version 1 (no flags, the pending batch always f32) is refused: its blobs came from the boards before the
+ * codes, whose restart then starts a fresh head. */
 #define TINYCL_KIND_LATENT 4
-#define TINYCL_LATENT_STATE_FIXED 116u
+#define TINYCL_LATENT_STATE_VERSION 2
+#define TINYCL_LATENT_STATE_FIXED 120u
 size_t tinycl_latent_state_size(const tinycl_latent_t *h);
 int tinycl_latent_save(const tinycl_latent_t *h, uint8_t *buf, size_t cap, size_t *written);
 /** Refuses (head unchanged) a blob with a bad CRC/size/kind/version, another architecture, parameters

@@ -69,14 +69,18 @@ void tinycl_pcg32_permutation(tinycl_pcg32_t *r, uint32_t n, uint16_t *out) {
 /* ---- int8 grids (quantize.py) ---------------------------------------------------------------- */
 #define GRID_SIZE(h) ((h)->n_grids == 1 ? TINYCL_LATENT_F : (TINYCL_LATENT_HEIGHT * TINYCL_LATENT_WIDTH))
 
+/* The grid(s) of a head that calibrates them: on its first batch, queued as floats. */
 static void fit_grids(tinycl_latent_t *h, uint32_t n) {
+#if TINYCL_LATENT_FLOAT_BATCH == 0
+    (void)h, (void)n; /* never reached: heads of this build learn after use_grid only */
+#else
     const uint32_t grids = h->p.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u;
     const uint32_t S = TINYCL_LATENT_F / grids;
     for (uint32_t g = 0; g < grids; g++) {
         double lo = 0.0, hi = 0.0; /* the range always includes 0 */
         for (uint32_t i = 0; i < n; i++)
             for (uint32_t f = g * S; f < (g + 1) * S; f++) {
-                const double v = h->pend_x[i][f];
+                const double v = h->pend.x[i][f];
                 if (v < lo) lo = v;
                 if (v > hi) hi = v;
             }
@@ -95,6 +99,7 @@ static void fit_grids(tinycl_latent_t *h, uint32_t n) {
         h->q_zp[g] = (int32_t)zp;
     }
     h->n_grids = grids;
+#endif
 }
 
 static void quantize_row(const tinycl_latent_t *h, const float *x, int8_t *q) {
@@ -109,15 +114,21 @@ static void quantize_row(const tinycl_latent_t *h, const float *x, int8_t *q) {
 }
 
 
-/* Element e of a training pass: new pattern e (< n_new) or replay slot pick[e − n_new]. */
-static const float *pattern(tinycl_latent_t *h, uint32_t e, uint32_t n_new, float *scratch) {
-    if (e < n_new) return h->pend_x[e];
-    const int8_t *q = h->mem_x[h->pick[e - n_new]];
+/* (q − zp)·scale with each value's grid: ReplayBuffer's dequantisation. */
+static void dequantize_row(const tinycl_latent_t *h, const int8_t *q, float *out) {
     const uint32_t S = GRID_SIZE(h);
     for (uint32_t g = 0; g < h->n_grids; g++) {
         const float z = (float)h->q_zp[g], sc = h->q_scale[g];
-        for (uint32_t f = g * S; f < (g + 1) * S; f++) scratch[f] = ((float)q[f] - z) * sc;
+        for (uint32_t f = g * S; f < (g + 1) * S; f++) out[f] = ((float)q[f] - z) * sc;
     }
+}
+
+/* Element e of a training pass: new pattern e (< n_new) or replay slot pick[e − n_new]. */
+static const float *pattern(tinycl_latent_t *h, uint32_t e, uint32_t n_new, float *scratch) {
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+    if (e < n_new && !h->coded) return h->pend.x[e];
+#endif
+    dequantize_row(h, e < n_new ? h->pend.q[e] : h->mem_x[h->pick[e - n_new]], scratch);
     return scratch;
 }
 
@@ -128,7 +139,13 @@ static void gather_column(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, u
     const float z = (float)h->q_zp[g], sc = h->q_scale[g];
     for (uint32_t j = 0; j < m; j++) {
         const uint32_t e = idx[j];
-        out[j] = e < n_new ? h->pend_x[e][f] : ((float)h->mem_x[h->pick[e - n_new]][f] - z) * sc;
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+        if (e < n_new && !h->coded) {
+            out[j] = h->pend.x[e][f];
+            continue;
+        }
+#endif
+        out[j] = ((float)(e < n_new ? h->pend.q[e][f] : h->mem_x[h->pick[e - n_new]][f]) - z) * sc;
     }
 }
 
@@ -287,7 +304,12 @@ static void memory_add(tinycl_latent_t *h, uint32_t n) {
         for (uint32_t i = 0; i < n_fill; i++) h->slots[i] = (uint16_t)(h->mem_size + i);
         tinycl_pcg32_choice(&h->rng_mem, h->mem_size, keep - n_fill, h->slots + n_fill);
         for (uint32_t i = 0; i < keep; i++) {
-            quantize_row(h, h->pend_x[h->keep[i]], h->mem_x[h->slots[i]]);
+            if (h->coded) /* dequantised and quantised again on the same grid: the same code */
+                memcpy(h->mem_x[h->slots[i]], h->pend.q[h->keep[i]], TINYCL_LATENT_F);
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+            else
+                quantize_row(h, h->pend.x[h->keep[i]], h->mem_x[h->slots[i]]);
+#endif
             h->mem_row[h->slots[i]] = h->pend_row[h->keep[i]];
         }
         h->mem_size += n_fill;
@@ -353,10 +375,9 @@ int tinycl_latent_init(tinycl_latent_t *h, const tinycl_latent_params_t *p) {
     return TINYCL_OK;
 }
 
-int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y) {
-    if (!h || !x || y < 0) return TINYCL_EINVAL;
-    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++)
-        if (!isfinite(x[f])) return TINYCL_EINVAL;
+/* Queue a sample given as floats x (quantised on the grid when coded) or, on a coded head, as codes q. */
+static int learn_sample(tinycl_latent_t *h, const float *x, const int8_t *q, int32_t y) {
+    if (y < 0 || (!h->coded && h->p.batch_size > TINYCL_LATENT_FLOAT_BATCH)) return TINYCL_EINVAL;
     uint32_t row = 0;
     while (row < h->n_classes && h->classes[row] != y) row++;
     if (row == h->n_classes) {
@@ -367,13 +388,27 @@ int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y) {
         h->class_seen[row] = 0;
         h->n_classes++;
     }
-    memcpy(h->pend_x[h->n_pending], x, sizeof h->pend_x[0]);
+    if (q)
+        memcpy(h->pend.q[h->n_pending], q, TINYCL_LATENT_F);
+    else if (h->coded)
+        quantize_row(h, x, h->pend.q[h->n_pending]);
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+    else
+        memcpy(h->pend.x[h->n_pending], x, sizeof h->pend.x[0]);
+#endif
     h->pend_row[h->n_pending] = (uint8_t)row;
     h->n_pending++;
     if (h->n_pending >= h->p.batch_size) train_batch(h);
     h->n_seen++;
     h->class_seen[row]++;
     return TINYCL_OK;
+}
+
+int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y) {
+    if (!h || !x) return TINYCL_EINVAL;
+    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++)
+        if (!isfinite(x[f])) return TINYCL_EINVAL;
+    return learn_sample(h, x, NULL, y);
 }
 
 void tinycl_latent_flush(tinycl_latent_t *h) {
@@ -409,20 +444,21 @@ int tinycl_latent_use_grid(tinycl_latent_t *h, float scale, int32_t zero_point) 
     h->q_scale[0] = scale;
     h->q_zp[0] = zero_point;
     h->n_grids = 1;
+    h->coded = 1;
     return TINYCL_OK;
 }
 
 /* (q − zp)·scale on the head's per-tensor grid into the scratch row: ReplayBuffer's dequantisation. */
 static const float *dequantized(tinycl_latent_t *h, const int8_t *q) {
     if (!q || h->n_grids != 1 || h->p.quantization != TINYCL_LATENT_QUANT_TENSOR) return NULL;
-    const float z = (float)h->q_zp[0], sc = h->q_scale[0];
-    for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) h->x_row[f] = ((float)q[f] - z) * sc;
+    dequantize_row(h, q, h->x_row);
     return h->x_row;
 }
 
 int tinycl_latent_learn_q(tinycl_latent_t *h, const int8_t *q, int32_t y) {
     if (!h) return TINYCL_EINVAL;
-    const float *x = dequantized(h, q);
+    if (h->coded) return q ? learn_sample(h, NULL, q, y) : TINYCL_EINVAL;
+    const float *x = dequantized(h, q); /* a calibrated per-tensor grid: learnt as floats */
     return x ? tinycl_latent_learn(h, x, y) : TINYCL_EINVAL;
 }
 
@@ -476,26 +512,27 @@ void tinycl_latent_fc_dims(uint32_t *in_dims, uint32_t *out_dims, uint32_t *relu
 }
 
 /* ---- state blob (format in tinycl_latent.h; bytes by tinycl_bytes.h) ---------------------------- */
-static size_t state_bytes(uint32_t C, uint32_t G, uint32_t P, uint32_t M) {
+static size_t state_bytes(uint32_t C, uint32_t G, uint32_t P, uint32_t M, uint32_t coded) {
     return TINYCL_HEADER_BYTES + TINYCL_LATENT_STATE_FIXED + 8u * C +
            4u * (TINYCL_LATENT_FC_WEIGHTS + TINYCL_LATENT_FC_BIASES) + 4u * C * (TINYCL_LATENT_EMBED + 1u) + 8u * G +
-           (size_t)P * (4u * TINYCL_LATENT_F + 1u) + (size_t)M * (TINYCL_LATENT_F + 1u) + 4u;
+           (size_t)P * ((coded ? 1u : 4u) * TINYCL_LATENT_F + 1u) + (size_t)M * (TINYCL_LATENT_F + 1u) + 4u;
 }
 
 size_t tinycl_latent_state_size(const tinycl_latent_t *h) {
-    return state_bytes(h->n_classes, h->n_grids, h->n_pending, h->mem_size);
+    return state_bytes(h->n_classes, h->n_grids, h->n_pending, h->mem_size, h->coded);
 }
 
 /* The blob's fields in order (to memory or to a stream): the one writer of the format. */
 static void write_state(const tinycl_latent_t *h, wr_t *w, const uint8_t *start) {
     const uint32_t C = h->n_classes;
-    put_header(w, TINYCL_KIND_LATENT, TINYCL_LATENT_F, C);
+    put_header_v(w, TINYCL_KIND_LATENT, TINYCL_LATENT_STATE_VERSION, TINYCL_LATENT_F, C);
     put_f64(w, h->p.lr);
     put_f64(w, h->p.upper_lr_scale);
     put_f64(w, h->p.margin);
     const uint32_t u[] = {h->p.memory_size, h->p.batch_size, h->p.epochs, h->p.replay, h->p.minibatch,
                           h->p.quantization, h->p.seed, TINYCL_LATENT_FC_WEIGHTS, TINYCL_LATENT_FC_BIASES,
-                          TINYCL_LATENT_EMBED, h->n_seen, h->n_batches, h->mem_size, h->n_pending, h->n_grids};
+                          TINYCL_LATENT_EMBED, h->n_seen, h->n_batches, h->mem_size, h->n_pending, h->n_grids,
+                          h->coded};
     for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) put_u32(w, u[i]);
     put_u64(w, h->rng_mem.state);
     put_u64(w, h->rng_mem.inc);
@@ -510,8 +547,13 @@ static void write_state(const tinycl_latent_t *h, wr_t *w, const uint8_t *start)
     for (uint32_t c = 0; c < C; c++) put_f32(w, h->cls_b[c]);
     for (uint32_t g = 0; g < h->n_grids; g++) put_f32(w, h->q_scale[g]);
     for (uint32_t g = 0; g < h->n_grids; g++) put_u32(w, (uint32_t)h->q_zp[g]);
-    for (uint32_t i = 0; i < h->n_pending; i++)
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) put_f32(w, h->pend_x[i][f]);
+    if (h->coded)
+        put_bytes(w, h->pend.q, (size_t)h->n_pending * TINYCL_LATENT_F); /* rows are contiguous */
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+    else
+        for (uint32_t i = 0; i < h->n_pending; i++)
+            for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) put_f32(w, h->pend.x[i][f]);
+#endif
     put_bytes(w, h->pend_row, h->n_pending);
     put_bytes(w, h->mem_x, (size_t)h->mem_size * TINYCL_LATENT_F); /* rows are contiguous */
     put_bytes(w, h->mem_row, h->mem_size);
@@ -537,22 +579,26 @@ int tinycl_latent_save_to(const tinycl_latent_t *h, tinycl_sink_fn sink, void *c
 /* Reads the blob's fields in order. dst NULL: checks everything (nothing written); else copies them into dst
  * (a blob checked before). TINYCL_ESTATE on anything this build cannot hold or that is malformed. */
 static int read_state(rd_t *r, size_t len, tinycl_latent_t *dst) {
-    const int n = get_header(r, TINYCL_KIND_LATENT, TINYCL_LATENT_F);
+    uint8_t version;
+    const int n = get_header_v(r, TINYCL_KIND_LATENT, TINYCL_LATENT_STATE_VERSION, TINYCL_LATENT_F, &version);
     if (n < 0) return n;
+    if (version != TINYCL_LATENT_STATE_VERSION) return TINYCL_ESTATE; /* version 1: see tinycl_latent.h */
     const uint32_t C = (uint32_t)n;
     tinycl_latent_params_t prm;
     prm.lr = get_f64(r);
     prm.upper_lr_scale = get_f64(r);
     prm.margin = get_f64(r);
-    uint32_t u[15];
-    for (int i = 0; i < 15; i++) u[i] = get_u32(r);
+    uint32_t u[16];
+    for (int i = 0; i < 16; i++) u[i] = get_u32(r);
     prm.memory_size = u[0], prm.batch_size = u[1], prm.epochs = u[2], prm.replay = u[3], prm.minibatch = u[4];
     prm.quantization = u[5], prm.seed = u[6];
-    const uint32_t M = u[12], P = u[13], G = u[14];
+    const uint32_t M = u[12], P = u[13], G = u[14], coded = u[15];
     if (!params_ok(&prm) || u[7] != TINYCL_LATENT_FC_WEIGHTS || u[8] != TINYCL_LATENT_FC_BIASES ||
         u[9] != TINYCL_LATENT_EMBED || M > prm.memory_size || P >= prm.batch_size ||
         (G != 0 && G != (prm.quantization == TINYCL_LATENT_QUANT_CHANNEL ? TINYCL_LATENT_CH : 1u)) ||
-        ((M || P) && C == 0) || (M && G == 0) || len != state_bytes(C, G, P, M))
+        ((M || P) && C == 0) || (M && G == 0) || coded > 1u ||
+        (coded && (G != 1 || prm.quantization != TINYCL_LATENT_QUANT_TENSOR)) ||
+        (!coded && prm.batch_size > TINYCL_LATENT_FLOAT_BATCH) || len != state_bytes(C, G, P, M, coded))
         return TINYCL_ESTATE;
     tinycl_pcg32_t rm, rs;
     rm.state = get_u64(r), rm.inc = get_u64(r), rs.state = get_u64(r), rs.inc = get_u64(r);
@@ -561,7 +607,7 @@ static int read_state(rd_t *r, size_t len, tinycl_latent_t *dst) {
         memset(dst, 0, sizeof *dst);
         dst->p = prm;
         dst->n_classes = C, dst->n_seen = u[10], dst->n_batches = u[11], dst->mem_size = M, dst->n_pending = P;
-        dst->n_grids = G, dst->rng_mem = rm, dst->rng_sgd = rs;
+        dst->n_grids = G, dst->coded = coded, dst->rng_mem = rm, dst->rng_sgd = rs;
     }
     int32_t ids[TINYCL_MAX_CLASSES];
     for (uint32_t c = 0; c < C; c++) {
@@ -597,12 +643,17 @@ static int read_state(rd_t *r, size_t len, tinycl_latent_t *dst) {
         if (z < QMIN || z > QMAX) return TINYCL_ESTATE;
         if (dst) dst->q_zp[g] = z;
     }
-    for (uint32_t i = 0; i < P; i++)
-        for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) {
-            const float v = get_f32(r);
-            if (!isfinite(v)) return TINYCL_ESTATE;
-            if (dst) dst->pend_x[i][f] = v;
-        }
+    if (coded)
+        get_bytes(r, dst ? &dst->pend.q[0][0] : NULL, (size_t)P * TINYCL_LATENT_F); /* codes: any byte is valid */
+#if TINYCL_LATENT_FLOAT_BATCH > 0
+    else
+        for (uint32_t i = 0; i < P; i++)
+            for (uint32_t f = 0; f < TINYCL_LATENT_F; f++) {
+                const float v = get_f32(r);
+                if (!isfinite(v)) return TINYCL_ESTATE;
+                if (dst) dst->pend.x[i][f] = v;
+            }
+#endif
     for (uint32_t i = 0; i < P; i++) {
         const uint8_t row = get_u8(r);
         if (row >= C) return TINYCL_ESTATE;
