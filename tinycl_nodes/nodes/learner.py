@@ -70,9 +70,9 @@ class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
     latent_wait_s: float = Field(2.0, gt=0, description="latent_head: seconds a labelled sample waits for its latent "
                                                         "before it is dropped")
     min_confidence: float | None = Field(
-        None, ge=0.0, le=1.0, description="a pseudo-label whose labeler confidence is below this is predicted, not "
-                                          "learned (answers and ground truth always are); None: the presets' "
-                                          "(LATENT_MIN_CONFIDENCE with latent_head, else 0: the labeler gates)")
+        None, ge=0.0, le=1.0, description="pseudo-labels of labeler confidence below this are predicted, not learned "
+                                          "(answers, ground truth always are); None: presets.LATENT_MIN_CONFIDENCE "
+                                          "with latent_head, else 0")
 
 
 class Learner(Node):
