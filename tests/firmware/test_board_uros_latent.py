@@ -105,11 +105,11 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     applied = board["applied"]
     # Every answer sent is accounted for: applied, or refused or lost with the board's log line. None may fail in the
     # executor's take (the board's clock once stepped back and rmw_microxrcedds then discarded an answer before it
-    # was taken, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime). Losses are a known limit of this
-    # libmicroros build (answers lost in 3 runs of 55): it keeps at most 4 received messages between the
-    # executor's takes (RMW_UXRCE_MAX_HISTORY), so when the graph side falls behind and answers a backlog at once,
-    # the newer answers are lost ("lost" in the board's counters) and the older ones kept may come after the
-    # board's ring of 8 requests forgot them ("unknown request"). The cure is a libmicroros setting (README).
+    # was taken, in ~1 of 8 runs: app/boards/mps2_an500.c clock_gettime). rmw_microxrcedds keeps at most
+    # RMW_UXRCE_MAX_HISTORY received messages between the executor's takes (10 in this build; with 4, a graph side
+    # that fell behind and answered a backlog at once lost answers in 3 runs of 55): a message beyond them is
+    # "lost" in the board's counters, and an answer kept may still come after the board's ring of 8 requests
+    # forgot it ("unknown request").
     refusals = [ln for ln in board["log"] if "dropped" in ln]
     assert len(mon.answered) >= 0.8 * N_FRAMES and len(answers) == applied["answers"], applied
     assert applied["answers"] + applied["refused"] + applied["lost"] == len(mon.answered), (applied, len(mon.answered))

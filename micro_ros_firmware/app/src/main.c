@@ -661,7 +661,7 @@ static void process_frame(void) {
 
 /* ------------------------------------------------------------------------------ messages the middleware drops */
 #if TINYCL_RMW_DROP_COUNT
-/* rmw_microxrcedds keeps each received message in one of RMW_UXRCE_MAX_HISTORY static buffers (4 in this build,
+/* rmw_microxrcedds keeps each received message in one of RMW_UXRCE_MAX_HISTORY static buffers (10 in this build,
  * shared by the subscriptions) until the executor takes it, one per subscription and spin; a message that
  * arrives when none is free (a burst of answers while the board publishes: the session runs until the agent
  * confirms) is dropped in on_topic without a word (its trace needs RMW_UROS_ERROR_HANDLING, off in this build).
