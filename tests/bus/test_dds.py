@@ -165,3 +165,14 @@ def test_transient_local_serves_its_whole_history_to_a_late_reader(bus, domain) 
         assert got == list(range(30, 80))
     finally:
         writer.shutdown()
+
+
+def test_a_stop_signal_after_shutdown_is_harmless(domain) -> None:
+    """A node's stop handler (bus.request_stop) may run while or after shutdown deletes the participant — a
+    launcher stopping the graph as the node ends by itself; it raised DDSException from the deleted guard
+    condition (a traceback in a fresh-clone run)."""
+    b = create_bus("stopped_node", backend="dds", domain=domain, dds_config="loopback")
+    b.shutdown()
+    b.request_stop()
+    b.wake()
+    assert not b.ok()

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from cyclonedds._clayer import ddspy_take
-from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.core import DDSException, GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter, Publisher
 from cyclonedds.qos import Policy, Qos
@@ -226,8 +226,16 @@ class DdsBus(BaseBus):
                 break
 
     def wake(self) -> None:
-        """Make a blocked spin_once return (thread-safe)."""
-        self._wake.set(True)
+        """Make a blocked spin_once return (thread-safe). After shutdown began there is nothing to wake, and
+        the guard condition may be gone: a stop signal that lands while the participant is being deleted
+        (a launcher stopping the graph as this node ends by itself) must not raise from its handler."""
+        if self._shutdown:
+            return
+        try:
+            self._wake.set(True)
+        except DDSException:
+            if not self._shutdown:
+                raise
 
     def shutdown(self) -> None:
         if self._shutdown:
