@@ -118,6 +118,12 @@ LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_si
 LATENT_MIN_CONFIDENCE = 0.99
 
 
+def pseudo_label_gate(latent_head: bool) -> float:
+    """The labeler confidence a pseudo-label needs to be learned by a head: ``LATENT_MIN_CONFIDENCE`` for a latent
+    head; 0 for the others, whose pseudo-labels the labeler has already gated (``TINYCL['min_confidence']``)."""
+    return LATENT_MIN_CONFIDENCE if latent_head else 0.0
+
+
 def latent_upper(model: str = "mnist_0to5_fp32", cut: str | None = None, **overrides: Any) -> LatentUpperHead:
     """``LATENT``'s head on ``model`` (name or path) split at ``cut`` (default ``LATENT["cut"]``): int8
     per-tensor replay memory and PCG32 draws, the form the C core trains too (``export/c_latent.py``)."""

@@ -97,11 +97,11 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
     """One head, one seed: learn the stream (true labels, or tinycl's pseudo-labels) and score it.
 
     Unsupervised, a latent head learns only the pseudo-labels whose clusterer confidence is at
-    least ``min_confidence`` (default ``presets.LATENT_MIN_CONFIDENCE``, the learner node's default with
-    ``latent_head``: its ``min_confidence``); a head on the final features learns them all, as tinycl's own head does.
+    least ``min_confidence`` (default ``presets.pseudo_label_gate``, as the learner node's ``min_confidence``:
+    ``LATENT_MIN_CONFIDENCE``); a head on the final features learns them all, as tinycl's own head does.
     The trained head is appended to ``keep`` when given (to export it)."""
     if min_confidence is None:
-        min_confidence = presets.LATENT_MIN_CONFIDENCE if on_latent else 0.0
+        min_confidence = presets.pseudo_label_gate(on_latent)
     init, stream, held = exp.split(seed, final, protocol, labels)
     feats = latent if on_latent else final
     head = make_head(feats.n_features, feats.extractor_hash)

@@ -71,8 +71,8 @@ class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
                                                         "before it is dropped")
     min_confidence: float | None = Field(
         None, ge=0.0, le=1.0, description="pseudo-labels of labeler confidence below this are predicted, not learned "
-                                          "(answers, ground truth always are); None: presets.LATENT_MIN_CONFIDENCE "
-                                          "with latent_head, else 0")
+                                          "(answers, ground truth always are); None: presets.pseudo_label_gate "
+                                          "(LATENT_MIN_CONFIDENCE with latent_head, else 0)")
 
 
 class Learner(Node):
@@ -90,7 +90,7 @@ class Learner(Node):
         self.load_state()
         self.latents = None
         self.min_confidence = params.min_confidence if params.min_confidence is not None else \
-            presets.LATENT_MIN_CONFIDENCE if params.latent_head else 0.0
+            presets.pseudo_label_gate(params.latent_head)
         if params.latent_head:   # learns on the activations at the cut, paired with each labelled sample
             self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log)
             self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
