@@ -26,16 +26,22 @@ RANGES_FILE = "feature_ranges.json"
 MARGIN = 4.0
 
 
-def feature_bound(path: Path, sha256: str) -> float | None:
-    """MARGIN × the calibrated |feature| maximum of the model at ``path`` (None: not calibrated)."""
+def feature_bound(path: Path, model_hash: str, cut: str | None = None) -> float | None:
+    """MARGIN × the calibrated |feature| maximum of the model at ``path`` whose ``extractor_hash`` is
+    ``model_hash`` — with ``cut``, of its activations at that layer (None: not calibrated)."""
     try:
         ranges = json.loads((MODELS_DIR / RANGES_FILE).read_text())
         entry = ranges.get(path.name) or {}
+        if entry.get("sha256") != model_hash:
+            return None
+        if cut is not None:
+            entry = entry.get("latent") or {}
+            if entry.get("cut") != cut:
+                return None
+        peak = entry.get("abs_max")
     except (OSError, ValueError, AttributeError):
         return None
-    if entry.get("sha256") != sha256 or not isinstance(entry.get("abs_max"), (int, float)):
-        return None
-    return MARGIN * float(entry["abs_max"])
+    return MARGIN * float(peak) if isinstance(peak, (int, float)) else None
 
 
 class ExtractorError(TinyclError):
@@ -95,7 +101,7 @@ class FrozenExtractor:
         card, _ = model_card_of(self.path)
         self.hash = extractor_hash(self.path)
         #: the largest |feature| accepted from a message claiming this extractor (None: unknown model)
-        self.feature_bound = feature_bound(self.path, hashlib.sha256(payload).hexdigest())
+        self.feature_bound = feature_bound(self.path, self.hash)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -161,6 +167,10 @@ class FrozenExtractor:
         """Features of one sample: a uint8 image of any size (grey ``(H, W)`` or RGB ``(H, W, 3)``,
         preprocessed as the card says), or float input with the model's number of values."""
         return self.run(self._prepare(x, False))[0]
+
+    def latent_bound(self, cut: str) -> float | None:
+        """The largest |activation| at ``cut`` accepted from a ``latents`` message of this extractor (None: unknown)."""
+        return feature_bound(self.path, self.hash, cut)
 
     def extract_one_with_latent(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features and the flattened activations at ``latent_cut`` of one sample, from one forward pass."""

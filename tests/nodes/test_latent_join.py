@@ -55,6 +55,27 @@ def test_bad_latents_are_refused():
         join.add_latent(_features(0, [0, 1, 2, 3], h="other"))
 
 
+def test_latents_beyond_the_extractors_calibrated_range_are_refused():
+    """One latent of 1e5 (within MAX_ABS_FEATURE) took an MNIST latent head from 98.9 % to 35 %."""
+    from tinycl_nodes.datasets import load_mnist
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+    from tinycl_nodes.presets import LATENT
+
+    ex = FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut=LATENT["cut"])
+    bound = ex.latent_bound(LATENT["cut"])
+    assert bound is not None and 8 < bound < 100
+    _, latent = ex.extract_one_with_latent(load_mnist("test")[0][0])
+    used = []
+    join = LatentJoin(lambda m, x: used.append(x), latent.size, ex.hash, 1.0, logging.getLogger("t"), bound=bound)
+    join.add_latent(_features(0, latent, h=ex.hash))
+    join.add_labeled(_labeled(0))
+    assert len(used) == 1 and np.array_equal(used[0], latent)
+    with pytest.raises(InputError, match="beyond the extractor's range"):
+        join.add_latent(_features(1, np.full(latent.size, 1e5), h=ex.hash))
+    join.add_labeled(_labeled(1))                 # its poisoned latent was never kept: it waits, unused
+    assert len(used) == 1
+
+
 def test_switching_to_the_latent_head_over_a_state_dir_explains(tmp_path, caplog):
     """A preset's head in state_dir, then the learner starts with latent_head: one line, a fresh latent head."""
     from tinycl_nodes.bus import create_bus

@@ -9,8 +9,8 @@ import pytest
 from tinycl_nodes.core.errors import InputError
 from tinycl_nodes.core.slda import StreamingLDA
 from tinycl_nodes.core.validation import check_features
-from tinycl_nodes.extractor import FrozenExtractor, model_path
-from tinycl_nodes.presets import HEADS
+from tinycl_nodes.extractor import MODELS_DIR, FrozenExtractor, model_path
+from tinycl_nodes.presets import HEADS, LATENT
 
 
 def blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,17 @@ def test_extractor_range_is_calibrated_and_checked():
     assert check_features(ok, ex.n_features, bound=ex.feature_bound) is not None
     with pytest.raises(InputError, match="beyond the extractor's range"):
         check_features(ok * 3, ex.n_features, bound=ex.feature_bound)
+
+
+@pytest.mark.parametrize("path", sorted(MODELS_DIR.glob("*.onnx")), ids=lambda p: p.stem)
+def test_every_shipped_model_has_its_range_calibrated(path):
+    """A model retrained or re-carded without `python -m tinycl_nodes.training.feature_range` would lose
+    its bound silently (the trainsplit models had none); fp32 image models also bound their latents."""
+    ex = FrozenExtractor(path)
+    assert ex.feature_bound is not None, f"{path.name}: no calibrated range for its hash"
+    if path.stem.endswith("_fp32"):
+        assert ex.latent_bound(LATENT["cut"]) is not None, f"{path.name}: no calibrated latent range"
+        assert ex.latent_bound("/some/other/layer") is None
 
 
 def test_slda_update_is_all_or_nothing_when_the_solve_fails(monkeypatch):

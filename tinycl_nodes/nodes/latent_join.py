@@ -31,16 +31,18 @@ class LatentJoin:
     """Calls ``use(labelled_msg, latent)`` once a labelled sample and its latent are both in."""
 
     def __init__(self, use: Callable[[Any, np.ndarray], None], n_latent: int, extractor_hash: str, wait_s: float,
-                 log: logging.Logger, max_bytes: int = 32 << 20, max_waiting: int = 1024) -> None:
+                 log: logging.Logger, bound: float | None = None, max_bytes: int = 32 << 20,
+                 max_waiting: int = 1024) -> None:
         self.use, self.n_latent, self.hash, self.wait_s, self.log = use, n_latent, extractor_hash, wait_s, log
+        self.bound = bound   # the extractor's calibrated |activation| bound at the cut (None: MAX_ABS_FEATURE)
         self.max_latents = max(1, max_bytes // (4 * n_latent + 64))
         self.max_waiting = max_waiting
         self._latent: OrderedDict[Key, np.ndarray] = OrderedDict()
         self._waiting: OrderedDict[Key, tuple[Any, float]] = OrderedDict()
 
     def add_latent(self, msg: Any) -> None:
-        """A ``latents`` message (checked: size, finite, this extractor); frees a sample waiting for it."""
-        x = features_of(msg, self.n_latent, self.hash)
+        """A ``latents`` message (checked: size, finite, range, this extractor); frees a sample waiting for it."""
+        x = features_of(msg, self.n_latent, self.hash, self.bound)
         key = key_of(msg)
         self._latent[key] = x
         while len(self._latent) > self.max_latents:

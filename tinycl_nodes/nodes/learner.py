@@ -92,7 +92,8 @@ class Learner(Node):
         self.min_confidence = params.min_confidence if params.min_confidence is not None else \
             presets.pseudo_label_gate(params.latent_head)
         if params.latent_head:   # learns on the activations at the cut, paired with each labelled sample
-            self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log)
+            self.latents = LatentJoin(self.on_labeled, self.head.n_features, self.hash, params.latent_wait_s, self.log,
+                                      bound=extractor.latent_bound(presets.LATENT["cut"]))
             self.track(bus.create_subscription("latents", "Features", self.gated(self.latents.add_latent),
                                                "reliable"))
             self.track(bus.create_timer(params.latent_wait_s / 2, self.latents.expire))
