@@ -49,7 +49,7 @@ experiment: $(STAMP)
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset cwru --data $(DATA) --cnn-epochs 5 --out results/tinyrce_cwru.json
 	$(PY) -m tinycl_nodes.cli experiment scenarios --data $(DATA) --out results/scenarios.json
 	$(PY) -m tinycl_nodes.cli design --model fashion_mnist_0to5_trainsplit_fp32 --ram 256KiB --flash 1MiB --dataset fashion_mnist \
-	  --data $(DATA) --cut /features/features.11/MaxPool --prune 0,0.25 --stream 3000 --finetune-epochs 1 --out results/design
+	  --data $(DATA) --cut /features/features.11/MaxPool --prune 0,0.25 --stream 3000 --finetune-epochs 0,1 --out results/design
 
 # Debian packages the tests need (Cyclone DDS C library + idlc for the interop check); idempotent.
 system-deps:
