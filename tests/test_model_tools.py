@@ -108,3 +108,39 @@ def test_quantize_calibrates_on_a_folder_and_reports_cosine(models, calib, capsy
     print(line)
     assert main(["model", "quantize", str(src), "--calib", str(d / "nowhere"), "--out", str(d / "y.onnx")]) == 2
     assert "calibration folder not found" in capsys.readouterr().err
+
+
+def test_quantize_and_range_give_a_users_model_a_feature_bound(models, calib, capsys):
+    """A user's model had no range, so only |x| ≤ 1e6 was refused: 1e5 features poison a head.
+    quantize measures both models on its images; `model range` measures any model; a changed card voids it."""
+    from tinycl_nodes.core.errors import InputError
+    from tinycl_nodes.core.validation import check_features
+    from tinycl_nodes.model_range import MARGIN, range_path
+
+    d, clf, _, _ = models
+    src = d / "ranged.onnx"
+    assert main(["model", "import", str(clf), "--cut", "features", "--card", str(d / "rgb64.yaml"),
+                 "--out", str(src)]) == 0
+    assert FrozenExtractor(src).feature_bound is None                 # imported: not calibrated yet
+    out = d / "ranged_int8.onnx"
+    assert main(["model", "quantize", str(src), "--calib", str(calib), "--out", str(out)]) == 0
+    assert "feature ranges" in capsys.readouterr().out
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted(calib.rglob("*.jpg"))]
+    for model in (src, out):
+        ex = FrozenExtractor(model)
+        peak = float(np.abs(ex.extract(frames)).max())                 # every calibration image, as measured
+        assert ex.feature_bound == pytest.approx(MARGIN * peak, rel=1e-5)
+        assert json.loads(range_path(model).read_text())["samples"] == 60
+        with pytest.raises(InputError, match="beyond the extractor's range"):
+            check_features(np.full(ex.n_features, 1e5, np.float32), ex.n_features, bound=ex.feature_bound)
+    range_path(src).unlink()
+    assert main(["model", "range", str(src), "--images", str(calib), "--max-images", "20"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "over 20 images" in line and "refused" in line, line
+    assert FrozenExtractor(src).feature_bound is not None
+    card = json.loads(src.with_suffix(".json").read_text())          # another card: another extractor, no range
+    card["preprocessing"]["scale"] = 1 / 127.5
+    src.with_suffix(".json").write_text(json.dumps(card))
+    assert FrozenExtractor(src).feature_bound is None
+    assert main(["model", "range", str(src), "--images", str(d / "nowhere")]) == 2
+    assert "folder not found" in capsys.readouterr().err

@@ -9,41 +9,17 @@ Images are fed through the one preprocessing function (``preprocess``) the card 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from . import model_range
 from .core.errors import InputError, TinyclError
 from .preprocess import preprocess, preprocess_batch
 from .model_card import ModelCard, canonical, card_path, check_card, default_card, read_card
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-#: each shipped model's calibrated |feature| maximum (``training/feature_range.py``)
-RANGES_FILE = "feature_ranges.json"
-#: features beyond MARGIN × the calibrated maximum are refused (poisoned or broken messages)
-MARGIN = 4.0
-
-
-def feature_bound(path: Path, model_hash: str, cut: str | None = None) -> float | None:
-    """MARGIN × the calibrated |feature| maximum of the model at ``path`` whose ``extractor_hash`` is
-    ``model_hash`` — with ``cut``, of its activations at that layer (None: not calibrated)."""
-    try:
-        ranges = json.loads((MODELS_DIR / RANGES_FILE).read_text())
-        entry = ranges.get(path.name) or {}
-        if entry.get("sha256") != model_hash:
-            return None
-        if cut is not None:
-            entry = entry.get("latent") or {}
-            if entry.get("cut") != cut:
-                return None
-        peak = entry.get("abs_max")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return MARGIN * float(peak) if isinstance(peak, (int, float)) else None
-
-
 class ExtractorError(TinyclError):
     """The ONNX model is missing, corrupt, or not a feature extractor tinycl can run."""
 
@@ -101,7 +77,7 @@ class FrozenExtractor:
         card, _ = model_card_of(self.path)
         self.hash = extractor_hash(self.path)
         #: the largest |feature| accepted from a message claiming this extractor (None: unknown model)
-        self.feature_bound = feature_bound(self.path, self.hash)
+        self.feature_bound = model_range.bound(self.path, self.hash)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -170,7 +146,7 @@ class FrozenExtractor:
 
     def latent_bound(self, cut: str) -> float | None:
         """The largest |activation| at ``cut`` accepted from a ``latents`` message of this extractor (None: unknown)."""
-        return feature_bound(self.path, self.hash, cut)
+        return model_range.bound(self.path, self.hash, cut)
 
     def extract_one_with_latent(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features and the flattened activations at ``latent_cut`` of one sample, from one forward pass."""

@@ -1,11 +1,14 @@
-"""Bring your own backbone: ``tinycl model import`` and ``tinycl model quantize``.
+"""Bring your own backbone: ``tinycl model import``, ``tinycl model quantize`` and ``tinycl model range``.
 
 ``import``: a classifier the user trusts, cut at a layer (``onnx.utils.Extractor``: the sub-graph
 from the input to that tensor), flattened to one feature vector per image, checked to run in
 onnxruntime, and written with its model card beside it (the card the user gives, validated
 against the cut model's input). ``quantize``: its int8 version (onnxruntime static quantization,
 QDQ, per-channel weights) calibrated on images from a folder, fed through the one preprocessing
-function, with the cosine similarity of int8 to fp32 features on held-out images reported.
+function, with the cosine similarity of int8 to fp32 features on held-out images reported, and the
+feature range of the int8 model (and of the fp32 one when it has none) measured on those images
+(``model_range``). ``range``: the feature
+range of a model over a folder of images, so the nodes refuse poisoned features for it too.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import model_range
 from .core.errors import TinyclError
 from .model_card import ModelCard, Preprocessing, check_card, load_card_file
 from .storage import write_atomic
@@ -175,11 +179,12 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], calib: str | os.PathLike[str],
-                   held_out: float = 0.2, max_images: int = 512, seed: int = 0) -> dict[str, Any]:
-    """int8 ``out`` of ``src`` calibrated on images of ``calib``; cosine int8 vs fp32 on the held-out part."""
-    from .datasets.image_folder import log
+                   held_out: float = 0.2, max_images: int = 512, seed: int = 0,
+                   latent_cut: str | None = None) -> dict[str, Any]:
+    """int8 ``out`` of ``src`` calibrated on images of ``calib``; cosine int8 vs fp32 on the held-out part;
+    the feature range of ``out``, and of ``src`` unless it has one (with ``latent_cut``, also at that layer where
+    it can be split), on those images."""
     from .extractor import FrozenExtractor, model_card_of
-    from .images import read_image_file
 
     src_p, out_p = Path(src), Path(out)
     if out_p.suffix != ".onnx" or out_p.resolve() == src_p.resolve():
@@ -190,18 +195,8 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     pre: Preprocessing | None = fp32.preprocessing
     if pre is None:
         raise ModelToolError(f"{src_p}: not an image model (its card has no preprocessing)")
-    files = image_files(calib)
     rng = np.random.default_rng(seed)
-    files = [files[i] for i in np.sort(rng.permutation(len(files))[:max_images])]
-    images, names = [], []
-    for f in files:
-        try:
-            images.append(read_image_file(str(f), pre.size))
-            names.append(f.name)
-        except TinyclError as exc:
-            log.warning("skipped %s: %s", f, exc)
-    if len(images) < 10:
-        raise ModelToolError(f"calibration folder {calib}: {len(images)} readable images, at least 10 are needed")
+    images = read_images(calib, pre, max_images, rng)
     order = rng.permutation(len(images))
     n_test = max(1, int(round(held_out * len(images))))
     test_idx, cal_idx = order[:n_test], order[n_test:]
@@ -225,9 +220,46 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     card_doc["cosine_int8_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
                                     "held_out_images": int(n_test)}
     write_atomic(out_p.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
+    unranged = [out_p] if model_range.bound(src_p, fp32.hash) is not None else [src_p, out_p]   # keep a range it has
+    ranges = [model_range.write(m, model_range.measure(m, images, latent_cut, f"{len(images)} images of {calib}"))
+              for m in unranged]
     return {"model": str(out_p), "calibration_images": int(cal_idx.size), "held_out_images": int(n_test),
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-            "bytes_fp32": src_p.stat().st_size, "bytes_int8": out_p.stat().st_size}
+            "bytes_fp32": src_p.stat().st_size, "bytes_int8": out_p.stat().st_size, "ranges": [str(r) for r in ranges]}
+
+
+def read_images(folder: str | os.PathLike[str], pre: Preprocessing, max_images: int,
+                rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``max_images`` readable images of ``folder`` (a random draw, in file order), at the card's size;
+    an unreadable file is one warning line and skipped; fewer than 10 is an error."""
+    from .datasets.image_folder import log
+    from .images import read_image_file
+
+    files = image_files(folder)
+    files = [files[i] for i in np.sort(rng.permutation(len(files))[:max_images])]
+    images = []
+    for f in files:
+        try:
+            images.append(read_image_file(str(f), pre.size))
+        except TinyclError as exc:
+            log.warning("skipped %s: %s", f, exc)
+    if len(images) < 10:
+        raise ModelToolError(f"image folder {folder}: {len(images)} readable images, at least 10 are needed")
+    return images
+
+
+def measure_range(model: str | os.PathLike[str], images: str | os.PathLike[str], max_images: int = 2000,
+                  latent_cut: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Write ``model``'s feature range (``model_range``) measured on up to ``max_images`` images of a folder."""
+    from .extractor import FrozenExtractor
+
+    path = Path(model)
+    pre = FrozenExtractor(path).preprocessing
+    if pre is None:
+        raise ModelToolError(f"{path}: not an image model (its card has no preprocessing)")
+    X = read_images(images, pre, max_images, np.random.default_rng(seed))
+    entry = model_range.measure(path, X, latent_cut, f"{len(X)} images of {images}")
+    return {**entry, "path": str(model_range.write(path, entry))}
 
 
 def model_card_path(model: Path) -> Path:
@@ -257,6 +289,12 @@ def add_arguments(model_parser: Any) -> None:
                                                                "to measure int8 vs fp32 (default 0.2)")
     q.add_argument("--max-images", type=int, default=512)
     q.set_defaults(func=_quantize_cmd)
+    r = sub.add_parser("range", help="measure a model's feature range on a folder of images (nodes refuse features "
+                                     "beyond 4x it); quantize does it for both models")
+    r.add_argument("model", help="an .onnx with its card")
+    r.add_argument("--images", required=True, help="folder of .png/.jpg images (any depth), like the robot's")
+    r.add_argument("--max-images", type=int, default=2000)
+    r.set_defaults(func=_range_cmd)
 
 
 def _import_cmd(args: Any) -> int:
@@ -266,9 +304,21 @@ def _import_cmd(args: Any) -> int:
     return 0
 
 
+def _range_cmd(args: Any) -> int:
+    from .presets import LATENT
+
+    r = measure_range(args.model, args.images, args.max_images, LATENT["cut"])
+    latent = f", activations at {r['latent']['cut']} ≤ {r['latent']['abs_max']:.4g}" if "latent" in r else ""
+    print(f"wrote {r['path']}: |feature| ≤ {r['abs_max']:.4g} over {r['samples']} images{latent}; features beyond "
+          f"{model_range.MARGIN:g}x that are refused")
+    return 0
+
+
 def _quantize_cmd(args: Any) -> int:
-    r = quantize_model(args.model, args.out, args.calib, args.held_out, args.max_images)
+    from .presets import LATENT
+
+    r = quantize_model(args.model, args.out, args.calib, args.held_out, args.max_images, latent_cut=LATENT["cut"])
     print(f"wrote {r['model']} ({r['bytes_int8']} B, fp32 {r['bytes_fp32']} B), calibrated on "
           f"{r['calibration_images']} images; int8 vs fp32 features on {r['held_out_images']} held-out images: "
-          f"cosine mean {r['cosine_mean']:.4f}, min {r['cosine_min']:.4f}")
+          f"cosine mean {r['cosine_mean']:.4f}, min {r['cosine_min']:.4f}; feature ranges {', '.join(r['ranges'])}")
     return 0

@@ -9,9 +9,12 @@ if(NOT TINYCL_ONNX)
   set(TINYCL_ONNX "${TINYCL_REPO}/tinycl_nodes/models/mnist_0to5_int8.onnx")
 endif()
 set(TINYCL_GEN_DIR "${CMAKE_BINARY_DIR}/gen")
-# the model card beside the ONNX is part of the model (preprocessing and the extractor hash)
+# the model card beside the ONNX is part of the model (preprocessing and the extractor hash); the
+# feature-range sidecars (*.range.json) are not. Re-globbed at build time: a card added or removed
+# by a pull must not leave a rule on a file that is gone.
 get_filename_component(TINYCL_ONNX_DIR "${TINYCL_ONNX}" DIRECTORY)
-file(GLOB TINYCL_CARDS "${TINYCL_ONNX_DIR}/*.json")
+file(GLOB TINYCL_CARDS CONFIGURE_DEPENDS "${TINYCL_ONNX_DIR}/*.json")
+list(FILTER TINYCL_CARDS EXCLUDE REGEX "\\.range\\.json$")
 add_custom_command(
   OUTPUT "${TINYCL_GEN_DIR}/tinycl_model.h" "${TINYCL_GEN_DIR}/tinycl_model.c"
   COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${TINYCL_REPO}"

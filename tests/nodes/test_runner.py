@@ -61,3 +61,40 @@ def test_missing_model_is_one_line():
                            "-p", "bus:=local"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "extractor model not found: /nope/x.onnx" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_model_without_a_feature_range_is_said_once_and_its_range_then_used(tmp_path, caplog):
+    """A user's model had no range and nothing said so: only |x| > 1e6 was refused, which lets 1e5 poison a head."""
+    import logging
+    import shutil
+
+    import numpy as np
+
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.extractor import model_path
+    from tinycl_nodes.model_range import MARGIN, measure, write
+    from tinycl_nodes.nodes.learner import Learner
+
+    mine = tmp_path / "my_backbone.onnx"
+    shutil.copy(model_path("mnist_0to5_fp32"), mine)          # no card, no range: another extractor
+
+    def start(model: str) -> Learner:
+        node = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
+                       LearnerParams(state_dir=str(tmp_path / "state"), model=model))
+        node.configure()
+        node.close()
+        return node
+
+    with caplog.at_level(logging.WARNING):
+        node = start(str(mine))
+    said = [r.getMessage() for r in caplog.records if "no feature range" in r.getMessage()]
+    assert node.bound is None and len(said) == 1 and f"tinycl model range {mine}" in said[0], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert start("mnist_0to5_fp32").bound is not None
+    assert not [r for r in caplog.records if "no feature range" in r.getMessage()]
+    images = np.random.default_rng(0).integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    entry = measure(mine, images)
+    write(mine, entry)
+    assert start(str(mine)).bound == MARGIN * entry["abs_max"]

@@ -37,7 +37,6 @@ from ..core.errors import TinyclError
 from ..interfaces import as_sequence
 from ..core.validation import check_label
 from ..export import c_state
-from ..extractor import FrozenExtractor, model_path
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
@@ -120,8 +119,7 @@ class Board(Node):
             model = params.model or "mnist_0to5_int8"
         else:
             model = params.model or "mnist_0to5_fp32"
-        ext = FrozenExtractor(model_path(model))
-        self.hash, self.n_features, self.bound = ext.hash, ext.n_features, ext.feature_bound
+        self.use_extractor(model)
         if self.n_features != self.lib.n_features:
             raise TinyclError(f"board: model {model} has {self.n_features} features, {self.lib.path.name} "
                               f"was built for {self.lib.n_features}")

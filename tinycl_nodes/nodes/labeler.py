@@ -60,7 +60,6 @@ from ..core.validation import check_label
 from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
 from ..core.rce import AMBIGUOUS, TinyRCE
-from ..extractor import FrozenExtractor, model_path
 from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import ReplayUndo
@@ -154,8 +153,7 @@ class Labeler(Node):
 
     def __init__(self, bus: Any, params: LabelerParams) -> None:
         super().__init__(bus, params)
-        extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        self.use_extractor(params.model)
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
         self.state = self.open_state("labeler", self.state_dicts)
@@ -446,8 +444,7 @@ class RceLabeler(Labeler):
 
     def __init__(self, bus: Any, params: LabelerParams) -> None:  # not Labeler.__init__: no clusterer
         Node.__init__(self, bus, params)
-        extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        self.use_extractor(params.model)
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict(),

@@ -39,7 +39,6 @@ from ..core.errors import StateError
 from ..core.federated import HeadSnapshot, merge_into_head
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
-from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
@@ -83,8 +82,7 @@ class Learner(Node):
 
     def configure(self) -> None:
         params, bus = self.params, self.bus
-        extractor = FrozenExtractor(model_path(params.model))
-        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        extractor = self.use_extractor(params.model)
         self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round}))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()

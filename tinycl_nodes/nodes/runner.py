@@ -284,6 +284,20 @@ class Node:
         self.track(self.bus.create_timer(min(1.0, p.save_period_s), store.tick))
         return store
 
+    def use_extractor(self, model: str) -> Any:
+        """Open the frozen extractor whose features this node takes: sets ``hash``, ``n_features`` and
+        ``bound`` (its calibrated range, ``model_range``), and says once when the model has no range."""
+        from ..extractor import FrozenExtractor, model_path
+        from ..model_range import range_path
+
+        extractor = FrozenExtractor(model_path(model))
+        self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
+        if self.bound is None:
+            self.log.warning("%s has no feature range for this model and card (%s): features are only refused beyond "
+                             "|x| > 1e6; measure it with: tinycl model range %s --images DIR", extractor.path.name,
+                             range_path(extractor.path).name, extractor.path)
+        return extractor
+
     # parameters ---------------------------------------------------------------------------------
     def set_parameters(self, changes: dict[str, Any]) -> str | None:
         """Validate ``changes`` with the same model (then apply them) or return the one-line reason."""
