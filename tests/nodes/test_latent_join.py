@@ -95,3 +95,26 @@ def test_switching_to_the_latent_head_over_a_state_dir_explains(tmp_path, caplog
     assert len(errors) == 1 and all(w in errors[0] for w in ("StreamingLDA", "LatentUpperHead", "latent_head:=false"))
     assert second.head.kind == "LatentUpperHead" and second.head.n_features == 1152 and second.head.n_seen == 0
     assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1
+
+
+def test_the_extractor_waits_for_a_reader_of_latents_before_its_first_image():
+    """A fresh-clone run lost 180 of 300 samples: the learner restoring a large latent head subscribed to
+    ``latents`` after the stream began, and the extractor (which waited for ``features`` only) sent them."""
+    import threading
+
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.extractor import Extractor, ExtractorParams
+
+    graph = LocalGraph()
+    peer = create_bus("learner", "/", backend="local", graph=graph)
+    peer.create_subscription("features", "Features", lambda m: None)
+    ex = Extractor(create_bus("extractor", "/", backend="local", graph=graph), ExtractorParams(latent_head=True))
+    up = threading.Thread(target=ex.bring_up, daemon=True)
+    up.start()
+    up.join(0.5)
+    assert up.is_alive() and not ex.active          # features has its reader, latents not yet
+    peer.create_subscription("latents", "Features", lambda m: None)
+    up.join(5)
+    assert not up.is_alive() and ex.active
+    ex.bus.shutdown()

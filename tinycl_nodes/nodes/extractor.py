@@ -83,9 +83,11 @@ class Extractor(Node):
                               f"has no preprocessing (for IMU/vibration windows set input: imu)")
         self.Features = bus.msg("Features")
         self.pub = self.track(bus.create_publisher("features", self.Features, "reliable"))
-        self.downstream = [self.pub]
         self.latent_pub = self.track(bus.create_publisher("latents", self.Features, "reliable")) \
             if params.latent_head else None
+        # no image is handled before features (and latents) have a reader: a volatile sample sent before
+        # its reader matched is lost (a learner restoring a large latent head matched after the stream began)
+        self.downstream = [self.pub] if self.latent_pub is None else [self.pub, self.latent_pub]
         self.join = TruthJoin(self._emit, params.truth_timeout_s, params.expect_ground_truth, self.log)
         self._join_lock = threading.Lock()   # the newest-wins worker and the truth callback share the join
         self.sample_id = 0
