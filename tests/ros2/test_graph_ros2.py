@@ -229,3 +229,31 @@ def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
     preds, ref = np.asarray(result["stream_predictions"]), np.asarray(reference["predictions"])
     assert preds.shape == ref.shape and int((preds == ref).sum()) == ref.size
     assert len(board_preds) == 100 + STREAM and procs["board"].proc.poll() is None
+
+
+def test_launch_with_the_latent_head_learns_on_latents_over_rclpy(ros):
+    """`ros2 launch … latent_head: true`: the extractor publishes 1,152 activations per image beside the
+    features over rclpy, the learner trains the model's upper layers on them from the labeler's
+    pseudo-labels, nothing is lost, and its state and ONNX are the latent head's."""
+    import onnxruntime as ort
+
+    from tinycl_nodes.core.latent import LatentUpperHead
+    from tinycl_nodes.storage import load_states
+
+    out, state, export = ros.tmp / "metrics.json", ros.tmp / "state", ros.tmp / "export"
+    stream = 400
+    pf = params_file(ros.tmp, **{"/**": {"latent_head": True, "state_dir": str(state)}},
+                     sensor={"stream_length": stream}, metrics={"out": str(out)}, exporter={"out_dir": str(export)})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
+                       f"params_file:={pf}", name="ros2 launch tinyndc latent")
+    assert launch.wait(240) == 0
+    result = json.loads(out.read_text())
+    assert result["lost"] == 0 and result["predictions"] == 100 + stream, result
+    assert result["accuracy"] > 85, result                       # chance is 10 %: the latent head learned
+    assert "no latent came" not in launch.text and "Traceback" not in launch.text
+    head = load_states(next(state.rglob("learner.state")))["head"]
+    assert head["kind"] == LatentUpperHead.kind and head["params"]["latent_shape"] == [128, 3, 3]
+    assert np.asarray(head["arrays"]["class_seen"]).sum() >= 100 + 0.9 * stream
+    sess = ort.InferenceSession(str(export / "head.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["latent"]
+    print(f"ros2 launch with latent_head, {100 + stream} samples: accuracy {result['accuracy']:.2f}%, 0 lost")
