@@ -34,7 +34,8 @@ def device_link(setup, name: str, password: str | None = None, subs=(), on_messa
 
 
 def start_aggregator(setup, tmp_path, n_features: int, **kw) -> tuple[Aggregator, threading.Event, threading.Thread]:
-    values = dict(fleet=FLEET, broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH, n_features=n_features,
+    values = dict(fleet=FLEET, kind="CWRStar", broker_dir=setup.directory, min_interval_s=0.0, extractor_hash=XH,
+                  n_features=n_features,
                   state_dir=str(tmp_path / "agg"), tick_s=0.05, **FAST)
     values.update(kw)
     agg = Aggregator(AggregatorParams(**values))
@@ -255,7 +256,7 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
     finally:
         stop_aggregator(agg, stop, t)
         link.stop()
-    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+    again = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                         state_dir=str(tmp_path / "agg")), start=False)
     assert again.round == agg.round and again.heads["dev2"].version == 5
     np.testing.assert_array_equal(again.global_head.weights, agg.global_head.weights)
@@ -265,7 +266,7 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
                            "--state-dir", str(tmp_path / "agg"), "--extractor-hash", XH, "--n-features", "2"]) == 0
     # a corrupt state file is moved aside with one line; the aggregator starts fresh
     (tmp_path / "agg" / "aggregator.state").write_bytes(b"\x00garbage")
-    fresh = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+    fresh = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                         state_dir=str(tmp_path / "agg")), start=False)
     assert fresh.round == 0 and any(p.name.startswith("aggregator.state.bad-") for p in (tmp_path / "agg").iterdir())
     assert aggregate_main(["--fleet", FLEET, "--trim", "0.7"]) == 2
@@ -319,16 +320,16 @@ def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) ->
     # (moved aside with one line naming both, the aggregator starts fresh)
     from tinycl_nodes.core.errors import TinyclError
     caplog.clear()
-    other = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
+    other = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
                                         state_dir=str(tmp_path / "agg")), start=False)
     assert other.round == 0 and not other.heads
     assert any("holds a fleet of extractor" in r.message and "moved to" in r.message for r in caplog.records)
     with pytest.raises(TinyclError, match="configure the fleet's extractor"):
-        Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory), start=False)
+        Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory), start=False)
 
 
 def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_setup, tmp_path) -> None:
-    agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+    agg = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                       state_dir=str(tmp_path / "agg")), start=False)
     agg.accept("dev1", encode(head("dev1", [[1, 0], [0, 1]], counts=[10, 20]), FLEET, "dev1", opt_out=[1],
                               metrics={"accuracy": 90.0, "samples": 30.0}))
@@ -343,7 +344,7 @@ def test_aggregator_leaves_out_opted_out_classes_and_records_the_round(fleet_set
     from tinycl_nodes.fleet.payload import decode
     assert decode(agg.global_payload)[0].provenance == {"dev1": 1, "dev2": 1}
     agg.close()
-    again = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
+    again = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
                                         state_dir=str(tmp_path / "agg")), start=False)
     assert again.rounds == agg.rounds                 # the table survives a restart
 

@@ -156,13 +156,15 @@ def test_bad_global_head_is_refused_with_one_line_and_changes_nothing(tmp_path, 
     assert rig.learner.global_round == 3
 
 
-def test_slda_head_refuses_a_linear_global_head(tmp_path, xhash, caplog) -> None:
-    rig = Rig(tmp_path, xhash, preset="tinycl")
+@pytest.mark.parametrize("policy, words", [("blend", "CWR*"),              # only CWR* blends
+                                           ("auto", "head kind 'CWRStar'")])  # auto: SLDA adds statistics
+def test_slda_head_refuses_a_linear_global_head(tmp_path, xhash, caplog, policy, words) -> None:
+    rig = Rig(tmp_path, xhash, preset="tinycl", global_policy=policy)
     _teach(rig.learner.head, (0, 1), 40)
     with caplog.at_level(logging.ERROR):
         rig.send(_global(xhash))
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(lines) == 1 and "CWR*" in lines[0], lines
+    assert len(lines) == 1 and words in lines[0], lines
     assert rig.learner.global_round == 0 and rig.learner.head.classes == [0, 1]
 
 

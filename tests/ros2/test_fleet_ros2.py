@@ -13,11 +13,14 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.ros2.conftest import Proc, Ros, params_file
+from tinycl_nodes.core.federated import snapshot_from_state
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
 from tinycl_nodes.fleet.broker import Broker, BrokerSetup, free_port, generate
+from tinycl_nodes.storage import load_states
 
 STREAM = 300
 FLEET = "lab"
@@ -51,14 +54,15 @@ def _device(ros: Ros, setup: BrokerSetup, device: str, graph_config: str, sectio
     return launch, link, out
 
 
-def _round(ros: Ros, setup: BrokerSetup, devices: dict[str, tuple[Proc, Proc, Path]], kind: str) -> Aggregator:
-    """Every device's replay scored and its final head at the aggregator; one round closed."""
+def _round(ros: Ros, setup: BrokerSetup, devices: dict[str, tuple[Proc, Proc, Path]], kind: str | None) -> Aggregator:
+    """Every device's replay scored and its final head at the aggregator; one round closed (``kind``
+    None: the aggregator's default)."""
     for d, (_, _, out) in devices.items():
         ros.wait_until(f"{d}'s replay scored", out.exists, timeout_s=240)
         assert json.loads(out.read_text())["lost"] == 0
-    agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=setup.directory, kind=kind, model="mnist_0to5_fp32",
+    agg = Aggregator(AggregatorParams(fleet=FLEET, broker_dir=setup.directory, model="mnist_0to5_fp32",
                                       min_devices=len(devices), allowed_devices=list(devices),
-                                      state_dir=str(ros.tmp / "aggregator")))
+                                      state_dir=str(ros.tmp / "aggregator"), **({"kind": kind} if kind else {})))
     want = {d: json.loads(out.read_text())["predictions"] for d, (_, _, out) in devices.items()}   # all learned
     # each learner's final head (every sample learned) reaches it through rclpy, the bridge and mosquitto
     ros.wait_until("every device's final head at the aggregator",
@@ -82,3 +86,34 @@ def test_shipped_fleet_config_a_ros2_device_sends_its_head_and_merges_the_global
     finally:
         agg.close()
 
+
+
+def test_default_graph_two_ros2_devices_each_end_with_the_head_of_both_devices_data(ros, fleet):
+    """The README's fleet commands as they are: config/tinyndc.yaml (preset tinycl, streaming LDA), and
+    the bridge and the aggregator with no mode or kind given. The bridge sees an SLDA head and runs
+    exact, the learner adds (policy auto), the aggregator's default kind is the default preset's; each
+    device then holds exactly the statistics of both devices' learning."""
+    seen = {"robot1": [0, 1, 2, 3, 4, 5, 6, 7], "robot2": [0, 1, 2, 3, 4, 5, 8]}
+    devices = {d: _device(ros, fleet, d, "tinyndc", {"sensor": {"stream_classes": cs}}, [])
+               for d, cs in seen.items()}
+    agg = _round(ros, fleet, devices, None)
+    try:
+        glob = agg.global_head
+        assert glob is not None and glob.kind == "StreamingLDA"
+        total = {c: int(n) for c, n in zip(glob.class_ids, glob.counts)}
+        shared = {d: dict(zip(agg.heads[d].class_ids.tolist(), agg.heads[d].counts.tolist())) for d in devices}
+        assert total == {c: shared["robot1"].get(c, 0) + shared["robot2"].get(c, 0) for c in total}
+        r1, r2 = shared["robot1"], shared["robot2"]       # 10 labels of each class, then pseudo-labels:
+        assert r1[6] > r2[6] + 10 and r2[8] > r1[8] + 10    # 6 was streamed to robot1 only, 8 to robot2
+        for d, (launch, bridge, _) in devices.items():
+            ros.wait_until(f"{d}'s learner added round {glob.version}",
+                           lambda: f"global head round {glob.version} merged (add)" in launch.text, timeout_s=60)
+            assert "fleet mode: exact" in bridge.text and "Traceback" not in launch.text + bridge.text
+            mine = snapshot_from_state(load_states(ros.tmp / "state" / d / "learner.state")["head"])
+            assert dict(zip(mine.class_ids.tolist(), mine.counts.tolist())) == total
+            order = [list(glob.class_ids).index(c) for c in mine.class_ids]
+            np.testing.assert_allclose(mine.weights, glob.weights[order], rtol=1e-5, atol=1e-5)
+            print(f"ros2 device {d}: {sum(shared[d].values())} samples shared, round {glob.version} added: its "
+                  f"head holds both devices' {sum(total.values())}")
+    finally:
+        agg.close()

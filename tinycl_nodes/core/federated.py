@@ -88,6 +88,12 @@ MAX_NAME = 128
 #: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
 MAX_COUNT = 1 << 40
 SLDA_KIND = "StreamingLDA"
+
+
+def fleet_policy(kind: str) -> Literal["blend", "add"]:
+    """The merge a head of ``kind`` takes from the fleet by default (policy ``auto``): streaming LDA
+    only by ``add`` (its state is statistics; the bridge's exact mode), CWR* by ``blend``."""
+    return "add" if kind == SLDA_KIND else "blend"
 #: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
 SLDA_SHRINKAGE = 1e-4
 
@@ -430,6 +436,8 @@ class MergeResult:
     skipped: list[str] = field(default_factory=list)
     #: class keys that came from the global head only (new to this device)
     imported: list[ClassKey] = field(default_factory=list)
+    #: the policy applied (``auto`` resolved)
+    policy: str = ""
 
 
 def merge_global(local: HeadSnapshot, global_: HeadSnapshot,
@@ -498,7 +506,7 @@ def mergeable(head: Any, policy: str = "blend") -> bool:
     return kind == "CWRStar" or (kind == SLDA_KIND and policy == "add")
 
 
-def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace", "blend", "add"] = "blend",
+def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["auto", "replace", "blend", "add"] = "auto",
                     names: Mapping[int, str] | None = None, *,
                     max_norm: float | None = DEFAULT_MAX_NORM) -> MergeResult:
     """The device-side merge on a live head: check, consolidate, merge, load.
@@ -510,8 +518,10 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace",
     and loaded back. ``add`` (CWR* and streaming LDA): ``global_`` holds statistics to *add* — what
     the bridge's :class:`FleetMember` hands over, the other devices' learning not yet in this head
     (see :meth:`FleetMember.delta`). Deterministic: the same head and global head always give the
-    same result.
+    same result. ``auto``: :func:`fleet_policy` of the head's kind.
     """
+    if policy == "auto":
+        policy = fleet_policy(getattr(type(head), "kind", ""))
     if policy not in POLICIES:
         raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if not mergeable(head, policy):
@@ -533,6 +543,7 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["replace",
     else:
         res = merge_global(local, global_, policy)
     load_snapshot_into(head, res.head)
+    res.policy = policy
     return res
 
 

@@ -54,6 +54,7 @@ from ..core.federated import (
     aggregate,
     check_snapshot,
 )
+from ..nodes.learner import LearnerParams, head_kind
 from ..nodes.runner import Node, run_node, validate
 from ..core import state as st
 from ..storage import StateStore
@@ -91,7 +92,9 @@ class AggregatorParams(MqttNodeParams):
                                                                 "of another extractor are refused")
     n_features: int = Field(0, ge=0, le=MAX_FEATURES, description="the fleet's feature count (0: model's); heads "
                                                                   "of another size are refused")
-    kind: str = Field("CWRStar", min_length=1, max_length=64, description="the head kind the fleet aggregates")
+    kind: str = Field(default_factory=lambda: head_kind(LearnerParams.model_fields["preset"].default),
+                      min_length=1, max_length=64, description="the head kind the fleet aggregates (default: the "
+                                                               "learner's default preset's, StreamingLDA)")
     allowed_devices: list[FleetName] | None = Field(None, description="devices whose heads are accepted (None: any "
                                                                       "the broker admits)")
     state_dir: str = Field("", description="folder of aggregator.state (round, device heads, global head, round "
@@ -370,7 +373,8 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--model", default="", help="the fleet's extractor model (its hash and feature count)")
     ap.add_argument("--extractor-hash", default="")
     ap.add_argument("--n-features", type=int, default=0)
-    ap.add_argument("--kind", default="CWRStar", help="head kind of the fleet (CWRStar | StreamingLDA)")
+    ap.add_argument("--kind", default=None, help="head kind of the fleet: StreamingLDA (the default preset tinycl) "
+                                                 "| CWRStar (presets tinyndc, supervised)")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
     ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
@@ -387,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     values = {"fleet": a.fleet, "broker_dir": a.broker_dir, "method": a.method, "trim": a.trim,
               "min_devices": a.min_devices, "min_new_heads": a.min_new_heads, "min_interval_s": a.min_interval_s,
               "max_norm": a.max_norm, "max_bytes": a.max_bytes, "extractor_hash": a.extractor_hash,
-              "model": a.model, "n_features": a.n_features, "kind": a.kind,
+              "model": a.model, "n_features": a.n_features, **({"kind": a.kind} if a.kind else {}),
               "allowed_devices": [x for x in a.allow.split(",") if x] if a.allow is not None else None,
               "state_dir": a.state_dir or a.broker_dir,
               "mqtt_host": a.host, "mqtt_port": a.port}

@@ -73,8 +73,8 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
     with tempfile.TemporaryDirectory(prefix="tinycl-bench-") as d:
         setup = generate(d, "bench", names, port=free_port())
         with Broker(setup):
-            agg = Aggregator(AggregatorParams(fleet="bench", broker_dir=d, extractor_hash=HASH, n_features=n_features,
-                                              min_interval_s=3600),
+            agg = Aggregator(AggregatorParams(fleet="bench", kind="CWRStar", broker_dir=d, extractor_hash=HASH,
+                                              n_features=n_features, min_interval_s=3600),
                              logger=quiet)
             links = []
             try:
@@ -144,7 +144,8 @@ def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_f
         setup = generate(d, "bench", names, port=8883, host="cloud", ip=net.ip("cloud"))
         setup_s = time.perf_counter() - t_setup
         with Broker(setup, net=net, on="cloud"):
-            params = AggregatorParams(fleet="bench", broker_dir=d, mqtt_host=setup.ip, extractor_hash=HASH,
+            params = AggregatorParams(fleet="bench", kind="CWRStar", broker_dir=d, mqtt_host=setup.ip,
+                                      extractor_hash=HASH,
                                       n_features=n_features, min_new_heads=n_devices, min_interval_s=0.0,
                                       tick_s=0.005, max_norm=1e9)
             agg = net.call_in("cloud", lambda: Aggregator(params, logger=quiet))

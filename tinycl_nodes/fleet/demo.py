@@ -48,9 +48,10 @@ from rich.table import Table
 from ..bus import create_bus
 from ..bus.dds_config import network_config
 from ..core.errors import TinyclError
-from ..core.federated import HeadSnapshot
+from ..core.federated import HeadSnapshot, fleet_policy
 from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
+from ..nodes.learner import head_kind
 from ..interfaces.heads import from_msg
 
 OLD = list(range(6))
@@ -162,9 +163,9 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     names = list(devices)
     fleet = str(demo.get("fleet", "demo"))
     method = method or str(demo.get("method", "fedavg"))
-    policy = policy or str(common.get("global_policy", "blend"))
+    policy = policy or str(common.get("global_policy", "auto"))
     preset = preset or str(common.get("preset", "tinyndc"))
-    exact = policy == "add"
+    exact = (fleet_policy(head_kind(preset)) if policy == "auto" else policy) == "add"
     k = int(sensor_p.get("labels_per_class", 10))
     n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
     seed = int(seed if seed is not None else sensor_p.get("seed", 0))
@@ -260,7 +261,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         # 3. one round: the aggregator takes every device's final head from the broker, then aggregates
         agg = Aggregator(AggregatorParams(fleet=fleet, broker_dir=setup.directory, method=method,
                                           mqtt_host=setup.ip if net is not None else "",
-                                          kind="StreamingLDA" if preset == "tinycl" else "CWRStar",
+                                          kind=head_kind(preset),
                                           model=str(common.get("model", "mnist_0to5_fp32")),
                                           min_devices=len(names), allowed_devices=names,
                                           state_dir=str(work / "aggregator")))
@@ -416,10 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=None, help="parameter file (default: config/fleet.yaml)")
     ap.add_argument("--stream-length", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--policy", choices=["blend", "replace", "add"], default=None,
-                    help="add: the exact rule (bridges share only their own learning)")
+    ap.add_argument("--policy", choices=["auto", "blend", "replace", "add"], default=None,
+                    help="add: the exact rule (bridges share only their own learning); auto: add for streaming "
+                         "LDA, blend for CWR* (default: the config's)")
     ap.add_argument("--preset", choices=["tinyndc", "tinycl"], default=None,
-                    help="the devices' preset (tinycl, streaming LDA, needs --policy add)")
+                    help="the devices' preset (tinycl: streaming LDA, merged by add only)")
     ap.add_argument("--method", choices=["fedavg", "median", "trimmed_mean"], default=None)
     ap.add_argument("--data", default=None, help="dataset folder (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--out", default="results/fleet.json")

@@ -86,8 +86,8 @@ class LabelerParams(StateParams):
     follow_wait_s: float = Field(3.0, ge=0, description="after a restart, hold samples this long (at most) for the "
                                                         "learner's head")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
-    global_policy: Literal["replace", "blend", "add"] = Field(
-        "blend", description="how the global head is merged into the head replica; must be the learner's")
+    global_policy: Literal["auto", "replace", "blend", "add"] = Field(
+        "auto", description="how the global head is merged into the head replica; must be the learner's")
     recover_topic: str = Field("labelled_init", description="the labelled samples the learner keeps (latched): "
                                                             "without state, the clusters are initialised from "
                                                             "them (\"\" = never)")
@@ -249,10 +249,9 @@ class Labeler(Node):
         snap = global_snapshot(msg, self.hash)
         if snap.version <= self.global_round:
             return
-        merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
+        res = merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
         self.global_round = snap.version
-        self.log.info("global head round %d merged into the head replica (%s)", snap.version,
-                      self.params.global_policy)
+        self.log.info("global head round %d merged into the head replica (%s)", snap.version, res.policy)
 
     def _fresh(self) -> None:
         self.system = PRESETS[self.params.preset](self.n_features, self.hash)

@@ -20,8 +20,10 @@ dropped — a round already merged is skipped, and the rest is merged into the l
 ``add``: the statistics the bridge's exact mode hands over), after consolidating the pending batch
 so nothing learned is lost. The merged head is published at once; the last merged round is saved
 with the state. ``blend``/``replace`` need a CWR* head (presets ``tinyndc``, ``supervised``);
-``add`` also takes streaming LDA (preset ``tinycl``: run with ``with_state`` so the bridge sees its
-statistics; see docs/fleet.md).
+``add`` also takes streaming LDA (preset ``tinycl``; ``with_state``, the default, lets the bridge see
+its statistics; see docs/fleet.md). The default ``auto`` is ``federated.fleet_policy`` of the head's
+kind — ``add`` for streaming LDA, ``blend`` for CWR* — the same rule by which the bridge's default
+``exact`` chooses its mode, so a graph and its bridge agree without settings.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "rce": lambda n, h: presets.TinyNDC(None, presets.HEADS["ncm"](n, h))}
 
 
+def head_kind(preset: str) -> str:
+    """The kind of the head a learner of ``preset`` runs (what a fleet of such learners aggregates)."""
+    return HEAD_PRESETS[preset](1, "").head.kind
+
+
 class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
     runtime_mutable = frozenset({"publish_every"})
 
@@ -61,8 +68,9 @@ class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
     latency_log: str | None = Field(None, description="write latency stats (capture → update, JSON in ms) here at "
                                                       "exit; None: not measured")
     global_topic: str = Field("global_head", description="the fleet's merged head (\"\" = not in a fleet)")
-    global_policy: Literal["replace", "blend", "add"] = Field(
-        "blend", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset)")
+    global_policy: Literal["auto", "replace", "blend", "add"] = Field(
+        "auto", description="how it is merged (core/federated.py); add: the bridge's exact mode (any preset); "
+                            "auto: by the head's kind (streaming LDA add, CWR* blend), as the bridge")
     latent_head: bool = Field(False, description="learn presets.latent_upper (the model's upper layers + a "
                                                  "classifier) on the extractor's latents, not the preset's head; "
                                                  "pseudo-labels stay the preset's")
@@ -218,7 +226,7 @@ class Learner(Node):
         for reason in res.skipped:
             self.log.warning("global head round %d: %s", snap.version, reason)
         self.log.info("global head round %d merged (%s): %d classes, %d new: %s", snap.version,
-                      self.params.global_policy, len(self.head.classes), len(res.imported),
+                      res.policy, len(self.head.classes), len(res.imported),
                       ", ".join(n for _, n in res.imported) or "-")
         self.heads.publish()
 

@@ -19,7 +19,11 @@ MQTT side (paho-mqtt 2.x, MQTT 5, TLS + client certificate + password, see ``fle
 With ``exact`` (docs/fleet.md, "Rounds for weeks") the bridge keeps a
 :class:`~tinycl_nodes.core.federated.FleetMember`: it shares only the device's own learning
 (without ``opt_out`` classes) and republishes, instead of the global head, the statistics the
-learner must *add* to take the round in (learner and labeler ``global_policy: add``).
+learner must *add* to take the round in (learner and labeler ``global_policy: add``). By default
+(``exact`` unset) the mode follows the kind of the learner's first head, by the rule the learner's
+``global_policy: auto`` follows too (``federated.fleet_policy``): exact for streaming LDA (preset
+``tinycl``, which can only be merged exactly), a global head to blend for CWR*. A global head
+that arrives before the first local head waits for it.
 
 While the broker is unreachable the latest head is kept and sent on reconnect (persistent
 session, reconnect with backoff); an older unsent head is superseded, not queued.
@@ -42,7 +46,7 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import FleetMember, HeadSnapshot
+from ..core.federated import FleetMember, HeadSnapshot, fleet_policy
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..interfaces.heads import from_msg, to_msg
@@ -67,9 +71,9 @@ class BridgeParams(MqttNodeParams, StateParams):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, ge=1024, le=64 << 20,
                            description="largest payload sent or accepted (bytes)")
     poll_s: float = Field(0.05, gt=0, le=5, description="how often received global heads are handed to the bus")
-    exact: bool = Field(False, description="share only this device's own learning, hand the learner what to add "
-                                           "(no dilution over rounds); needs learner/labeler global_policy add, "
-                                           "an SLDA learner with_state")
+    exact: bool | None = Field(None, description="share only this device's own learning, hand the learner what to "
+                                                 "add (learner/labeler global_policy add or auto); unset: by the "
+                                                 "learner's head kind (streaming LDA exact, CWR* not)")
     opt_out: list[int] = Field(default_factory=list, description="exact mode: class ids learned here but never "
                                                                  "shared with the fleet")
 
@@ -93,13 +97,19 @@ class MqttBridge(Node):
         self.heads_sent = 0
         self.globals_received = 0
         self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
-        self.member = FleetMember(params.device, params.opt_out) if params.exact else None
+        self.exact: bool | None = params.exact          # None until the learner's first head decides
+        self._waiting: bytes | None = None              # a global payload that came before that head
+        self.member: FleetMember | None = None
         self.state = None
-        if self.member is not None:     # the bookkeeping survives restarts (else own learning is recounted)
+        if self.exact is not False:     # the bookkeeping survives restarts (else own learning is recounted)
+            self.member = FleetMember(params.device, params.opt_out)
             self.state = self.open_state("mqtt_bridge", self._states)
             if self.state.load(self._restore):
+                self.exact = True                       # it was exact before: it stays so
                 self.log.info("fleet bookkeeping restored from %s (%d report(s) kept)", self.state.path,
                               len(self.member.reported))
+            elif self.exact is None:
+                self.member = None
         self.out_topic = head_topic(params.fleet, params.device)
         self.in_topic = global_topic(params.fleet)
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
@@ -111,8 +121,10 @@ class MqttBridge(Node):
         if start:
             self.link.start()
 
-    def _states(self) -> dict[str, Any]:
+    def _states(self) -> dict[str, Any] | None:
         with self._lock:
+            if self.member is None:
+                return None
             member = self.member.state_dict()
             member["meta"]["global_round"] = self.global_round   # a round already handed over is not again
         return {"member": member}
@@ -133,12 +145,32 @@ class MqttBridge(Node):
                               f"runs {eh[:12]}: not shared")
         if snap.n_classes and not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
             raise TinyclError(f"head v{snap.version} contains NaN or inf: not shared")
+        waiting = self._decide_mode(snap.kind)
         with self._lock:
             self.latest = snap
             due = self._changed_enough(snap) and time.monotonic() - self._sent_at >= self.params.min_interval_s
         if due:
             self._send()
+        if waiting is not None:
+            self._on_mqtt(self.in_topic, waiting)
 
+    def _decide_mode(self, kind: str) -> bytes | None:
+        """With ``exact`` unset, the first head's kind decides the mode (once; a later head of a kind
+        that needs the other mode is refused). Returns a global payload that waited for it."""
+        with self._lock:
+            if self.params.exact is None and self.exact is not None and kind:
+                if (fleet_policy(kind) == "add") != self.exact:
+                    raise TinyclError(f"the learner's head is now a {kind}: this bridge runs in "
+                                      f"{'exact' if self.exact else 'blend'} mode: restart it; not shared")
+            if self.exact is not None or not kind:
+                return None
+            self.exact = fleet_policy(kind) == "add"
+            if self.exact:
+                self.member = FleetMember(self.params.device, self.params.opt_out)
+            waiting, self._waiting = self._waiting, None
+        self.log.info("fleet mode: %s (the learner's head is a %s)", "exact, the learner adds each round"
+                      if self.exact else "the learner blends the global head", kind)
+        return waiting
     def _changed_enough(self, snap: HeadSnapshot) -> bool:
         old = self.sent
         if old is None:
@@ -196,6 +228,9 @@ class MqttBridge(Node):
         with self._lock:
             if meta.round <= self.global_round:
                 return                                   # a re-delivery of a round we have
+            if self.exact is None:                       # the learner's first head decides the mode
+                self._waiting = data
+                return
             if self.member is not None:
                 if self.latest is None:
                     self.log.warning("global head round %d: no local head yet, taken in at the next round",
