@@ -379,3 +379,33 @@ def test_exact_bridge_shares_only_own_learning_also_after_a_restart(fleet_setup,
         d1.close()
         d2.close()
         stop_aggregator(agg, stop, t)
+
+
+def test_bridge_mode_follows_the_learners_head_kind(fleet_setup, broker, tmp_path, caplog) -> None:
+    """``exact`` unset: a global round that arrives before the learner's first head waits for it, the
+    head's kind (CWR*) then chooses blend and the round is handed over; a later head of a kind that needs
+    the other mode (streaming LDA: exact) is one error line and not shared."""
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+    d2 = Device(fleet_setup, "dev2", state_dir=str(tmp_path / "d2"))
+    d1 = None
+    try:
+        d2.publish(head("dev2", [[3, 0], [0, 3]], counts=[30, 5], ids=[0, 2]))
+        wait_for(lambda: agg.round >= 1)
+        d1 = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"))
+        wait_for(lambda: d1.bridge._waiting is not None)      # the retained round came: it waits
+        assert d1.bridge.exact is None and not d1.globals
+        mine = head("dev1", [[1, 0], [0, 1]], counts=[10, 10], ids=[0, 1])
+        d1.publish(mine)
+        wait_for(lambda: d1.globals)
+        assert d1.bridge.exact is False and d1.bridge.member is None
+        assert sorted(from_msg(d1.globals[-1]).class_ids.tolist()) == [0, 2]   # the global head itself
+        with caplog.at_level(logging.ERROR):
+            d1.publish(mine.copy(kind="StreamingLDA", version=2))
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and "StreamingLDA" in lines[0] and "restart" in lines[0], lines
+        assert d1.bridge.latest.version == 1
+    finally:
+        if d1 is not None:
+            d1.close()
+        d2.close()
+        stop_aggregator(agg, stop, t)
