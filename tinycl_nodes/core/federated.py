@@ -88,14 +88,19 @@ MAX_NAME = 128
 #: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
 MAX_COUNT = 1 << 40
 SLDA_KIND = "StreamingLDA"
+#: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
+SLDA_SHRINKAGE = 1e-4
 
 
 def fleet_policy(kind: str) -> Literal["blend", "add"]:
     """The merge a head of ``kind`` takes from the fleet by default (policy ``auto``): streaming LDA
     only by ``add`` (its state is statistics; the bridge's exact mode), CWR* by ``blend``."""
     return "add" if kind == SLDA_KIND else "blend"
-#: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
-SLDA_SHRINKAGE = 1e-4
+
+
+def resolve_policy(policy: str, kind: str) -> str:
+    """``policy`` as applied to a head of ``kind``: ``auto`` is :func:`fleet_policy`."""
+    return fleet_policy(kind) if policy == "auto" else policy
 
 
 class RefusedHead(TinyclError):
@@ -520,8 +525,7 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["auto", "r
     (see :meth:`FleetMember.delta`). Deterministic: the same head and global head always give the
     same result. ``auto``: :func:`fleet_policy` of the head's kind.
     """
-    if policy == "auto":
-        policy = fleet_policy(getattr(type(head), "kind", ""))
+    policy = resolve_policy(policy, getattr(type(head), "kind", ""))
     if policy not in POLICIES:
         raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     if not mergeable(head, policy):

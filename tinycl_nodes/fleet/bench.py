@@ -145,9 +145,8 @@ def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_f
         setup_s = time.perf_counter() - t_setup
         with Broker(setup, net=net, on="cloud"):
             params = AggregatorParams(fleet="bench", kind="CWRStar", broker_dir=d, mqtt_host=setup.ip,
-                                      extractor_hash=HASH,
-                                      n_features=n_features, min_new_heads=n_devices, min_interval_s=0.0,
-                                      tick_s=0.005, max_norm=1e9)
+                                      extractor_hash=HASH, n_features=n_features, min_new_heads=n_devices,
+                                      min_interval_s=0.0, tick_s=0.005, max_norm=1e9)
             agg = net.call_in("cloud", lambda: Aggregator(params, logger=quiet))
             stop = threading.Event()
             runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)

@@ -48,7 +48,7 @@ from rich.table import Table
 from ..bus import create_bus
 from ..bus.dds_config import network_config
 from ..core.errors import TinyclError
-from ..core.federated import HeadSnapshot, fleet_policy
+from ..core.federated import HeadSnapshot, resolve_policy
 from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
 from ..nodes.learner import head_kind
@@ -165,7 +165,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     method = method or str(demo.get("method", "fedavg"))
     policy = policy or str(common.get("global_policy", "auto"))
     preset = preset or str(common.get("preset", "tinyndc"))
-    exact = (fleet_policy(head_kind(preset)) if policy == "auto" else policy) == "add"
+    exact = resolve_policy(policy, head_kind(preset)) == "add"
     k = int(sensor_p.get("labels_per_class", 10))
     n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
     seed = int(seed if seed is not None else sensor_p.get("seed", 0))

@@ -171,6 +171,7 @@ class MqttBridge(Node):
         self.log.info("fleet mode: %s (the learner's head is a %s)", "exact, the learner adds each round"
                       if self.exact else "the learner blends the global head", kind)
         return waiting
+
     def _changed_enough(self, snap: HeadSnapshot) -> bool:
         old = self.sent
         if old is None:
