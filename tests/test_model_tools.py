@@ -144,3 +144,39 @@ def test_quantize_and_range_give_a_users_model_a_feature_bound(models, calib, ca
     assert FrozenExtractor(src).feature_bound is None
     assert main(["model", "range", str(src), "--images", str(d / "nowhere")]) == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+def test_range_of_an_imu_model_is_measured_on_a_file_of_windows(tmp_path, data_dir, capsys):
+    """An IMU model has no image preprocessing: `model range --windows` measures it on the windows its
+    sensor node hands over, and refuses a file it cannot use with one line."""
+    import shutil
+
+    from tinycl_nodes.datasets import load_har
+    from tinycl_nodes.model_range import MARGIN, range_path
+    from tinycl_nodes.extractor import model_path
+
+    src = tmp_path / "imu.onnx"
+    shutil.copy(model_path("har_elm.onnx"), src)
+    shutil.copy(model_path("har_elm").with_suffix(".json"), src.with_suffix(".json"))
+    assert FrozenExtractor(src).feature_bound is None
+    X = load_har(data_dir, subjects=[1]).X
+    np.save(tmp_path / "w.npy", X)
+    assert main(["model", "range", str(src), "--images", str(tmp_path)]) == 2
+    assert "not an image model" in capsys.readouterr().err
+    assert main(["model", "range", str(src), "--windows", str(tmp_path / "w.npy"), "--max-samples", "100000"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert f"over {len(X)} windows" in line, line
+    peak = float(np.abs(FrozenExtractor(src).extract(X)).max())
+    assert FrozenExtractor(src).feature_bound == pytest.approx(MARGIN * peak, rel=1e-5)
+    assert json.loads(range_path(src).read_text())["samples"] == len(X)
+    bad = X[:20].copy()
+    bad[3, 0, 0] = np.nan
+    for name, arr, problem in (("short.npy", X[:5], "at least 10"), ("shape.npy", X[:, :, :40], "the model takes"),
+                               ("nan.npy", bad, "NaN"), ("text.npy", np.array(["a"] * 20), "not numbers")):
+        np.save(tmp_path / name, arr)
+        assert main(["model", "range", str(src), "--windows", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1, err
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    assert main(["model", "range", str(src), "--windows", str(tmp_path / "junk.npy")]) == 2
+    assert "not a readable .npy" in capsys.readouterr().err

@@ -7,8 +7,8 @@ against the cut model's input). ``quantize``: its int8 version (onnxruntime stat
 QDQ, per-channel weights) calibrated on images from a folder, fed through the one preprocessing
 function, with the cosine similarity of int8 to fp32 features on held-out images reported, and the
 feature range of the int8 model (and of the fp32 one when it has none) measured on those images
-(``model_range``). ``range``: the feature
-range of a model over a folder of images, so the nodes refuse poisoned features for it too.
+(``model_range``). ``range``: the feature range of a model over a folder of images, or over a
+``.npy`` file of windows for an IMU or vibration model, so the nodes refuse poisoned features for it too.
 """
 
 from __future__ import annotations
@@ -248,17 +248,46 @@ def read_images(folder: str | os.PathLike[str], pre: Preprocessing, max_images: 
     return images
 
 
-def measure_range(model: str | os.PathLike[str], images: str | os.PathLike[str], max_images: int = 2000,
-                  latent_cut: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """Write ``model``'s feature range (``model_range``) measured on up to ``max_images`` images of a folder."""
+def read_windows(file: str | os.PathLike[str], shape: tuple[int, ...], max_windows: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Up to ``max_windows`` windows (a random draw, in order) of a ``.npy`` array ``(N, *shape)`` of
+    numbers — an IMU or vibration model's input, as its sensor node hands it over; at least 10."""
+    try:
+        arr = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ModelToolError(f"windows file {file}: not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise ModelToolError(f"windows file {file}: holds {getattr(arr, 'dtype', type(arr))}, not numbers")
+    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != int(np.prod(shape)):
+        raise ModelToolError(f"windows file {file}: shape {arr.shape}, the model takes (N, {', '.join(map(str, shape))})")
+    if len(arr) < 10:
+        raise ModelToolError(f"windows file {file}: {len(arr)} windows, at least 10 are needed")
+    arr = arr[np.sort(rng.permutation(len(arr))[:max_windows])].astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ModelToolError(f"windows file {file}: contains NaN or inf")
+    return arr.reshape(-1, *shape)
+
+
+def measure_range(model: str | os.PathLike[str], images: str | os.PathLike[str] | None = None,
+                  max_samples: int = 2000, latent_cut: str | None = None, seed: int = 0,
+                  windows: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Write ``model``'s feature range (``model_range``) measured on up to ``max_samples`` images of a
+    folder (an image model) or windows of a ``.npy`` file (an IMU or vibration model)."""
     from .extractor import FrozenExtractor
 
+    if (images is None) == (windows is None):
+        raise ModelToolError("model range: give a folder of images or a .npy file of windows (one of them)")
     path = Path(model)
-    pre = FrozenExtractor(path).preprocessing
-    if pre is None:
-        raise ModelToolError(f"{path}: not an image model (its card has no preprocessing)")
-    X = read_images(images, pre, max_images, np.random.default_rng(seed))
-    entry = model_range.measure(path, X, latent_cut, f"{len(X)} images of {images}")
+    ex, rng = FrozenExtractor(path), np.random.default_rng(seed)
+    if windows is not None:
+        X: Any = read_windows(windows, ex.input_shape, max_samples, rng)
+        source = f"{len(X)} windows of {windows}"
+    else:
+        if ex.preprocessing is None:
+            raise ModelToolError(f"{path}: not an image model (its card has no preprocessing): give --windows")
+        X = read_images(images, ex.preprocessing, max_samples, rng)
+        source = f"{len(X)} images of {images}"
+    entry = model_range.measure(path, X, latent_cut, source)
     return {**entry, "path": str(model_range.write(path, entry))}
 
 
@@ -289,11 +318,15 @@ def add_arguments(model_parser: Any) -> None:
                                                                "to measure int8 vs fp32 (default 0.2)")
     q.add_argument("--max-images", type=int, default=512)
     q.set_defaults(func=_quantize_cmd)
-    r = sub.add_parser("range", help="measure a model's feature range on a folder of images (nodes refuse features "
-                                     "beyond 4x it); quantize does it for both models")
+    r = sub.add_parser("range", help="measure a model's feature range on a folder of images or a file of windows "
+                                     "(nodes refuse features beyond 4x it); quantize does it for both models")
     r.add_argument("model", help="an .onnx with its card")
-    r.add_argument("--images", required=True, help="folder of .png/.jpg images (any depth), like the robot's")
-    r.add_argument("--max-images", type=int, default=2000)
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", help="folder of .png/.jpg images (any depth), like the robot's")
+    what.add_argument("--windows", help=".npy array (N, *the model's input), e.g. IMU windows (N, 6, 50) as the "
+                                        "sensor sends them")
+    r.add_argument("--max-images", "--max-samples", type=int, default=2000, dest="max_samples",
+                   help="at most this many images or windows")
     r.set_defaults(func=_range_cmd)
 
 
@@ -307,9 +340,10 @@ def _import_cmd(args: Any) -> int:
 def _range_cmd(args: Any) -> int:
     from .presets import LATENT
 
-    r = measure_range(args.model, args.images, args.max_images, LATENT["cut"])
+    r = measure_range(args.model, args.images, args.max_samples, LATENT["cut"], windows=args.windows)
     latent = f", activations at {r['latent']['cut']} ≤ {r['latent']['abs_max']:.4g}" if "latent" in r else ""
-    print(f"wrote {r['path']}: |feature| ≤ {r['abs_max']:.4g} over {r['samples']} images{latent}; features beyond "
+    what = "windows" if args.windows else "images"
+    print(f"wrote {r['path']}: |feature| ≤ {r['abs_max']:.4g} over {r['samples']} {what}{latent}; features beyond "
           f"{model_range.MARGIN:g}x that are refused")
     return 0
 
