@@ -409,3 +409,34 @@ def test_bridge_mode_follows_the_learners_head_kind(fleet_setup, broker, tmp_pat
             d1.close()
         d2.close()
         stop_aggregator(agg, stop, t)
+
+
+def test_a_bridge_kept_exact_by_its_saved_bookkeeping_says_which_file_to_delete(fleet_setup, broker, tmp_path,
+                                                                                 caplog) -> None:
+    """A bridge that ran exact (streaming LDA) saved its bookkeeping; its learner then switches to CWR*.
+    A restart alone keeps it exact, so the error line names the file; deleting it lets the bridge blend."""
+    state = str(tmp_path / "d1")
+    d1 = Device(fleet_setup, "dev1", state_dir=state)
+    sl = head("dev1", [[1, 0], [0, 1]], counts=[10, 10], ids=[0, 1]).copy(kind="StreamingLDA")
+    d1.publish(sl)
+    wait_for(lambda: d1.bridge.exact is True)
+    path = d1.bridge.state.path
+    d1.close()
+    assert path.is_file()
+    d1 = Device(fleet_setup, "dev1", state_dir=state)
+    try:
+        assert d1.bridge.exact is True
+        caplog.clear()                      # (the first run's head had no statistics to share: not the point)
+        with caplog.at_level(logging.ERROR):
+            d1.publish(sl.copy(kind="CWRStar", version=2))
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and str(path) in lines[0] and "exact:=false" in lines[0], lines
+    finally:
+        d1.close()
+    path.unlink()
+    d1 = Device(fleet_setup, "dev1", state_dir=state)
+    try:
+        d1.publish(sl.copy(kind="CWRStar", version=2))
+        wait_for(lambda: d1.bridge.exact is False)
+    finally:
+        d1.close()
