@@ -221,8 +221,11 @@ def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
             procs[name] = (ros.start(sys.executable, "-m", f"tinycl_nodes.nodes.{name}", *args, dds=True, name=name)
                            if dds else ros.start("ros2", "run", "tinycl_nodes", name, *args, name=name))
         assert procs["metrics"].wait(240) == 0
-        ros.wait_until("the board's predictions", lambda: (tester.spin_once(0.2), len(board_preds) >= 100 + STREAM)[1],
-                       timeout_s=30, every_s=0.0)
+        try:
+            ros.wait_until("the board's predictions", lambda: (tester.spin_once(0.2), len(board_preds) >= 100 + STREAM)[1],
+                           timeout_s=90, every_s=0.0)         # the board may trail the graph on a loaded machine
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {len(board_preds)} of {100 + STREAM} came") from None
     finally:
         tester.shutdown()
     result = json.loads(out.read_text())
