@@ -99,7 +99,6 @@ class MqttBridge(Node):
         self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
         self.exact: bool | None = params.exact          # None until the learner's first head decides
         self._waiting: bytes | None = None              # a global payload that came before that head
-        self._exact_from: Any = None                    # the saved bookkeeping that keeps it exact
         self.member: FleetMember | None = None
         self.state = None
         if self.exact is not False:     # the bookkeeping survives restarts (else own learning is recounted)
@@ -107,7 +106,6 @@ class MqttBridge(Node):
             self.state = self.open_state("mqtt_bridge", self._states)
             if self.state.load(self._restore):
                 self.exact = True                       # it was exact before: it stays so
-                self._exact_from = self.state.path
                 self.log.info("fleet bookkeeping restored from %s (%d report(s) kept)", self.state.path,
                               len(self.member.reported))
             elif self.exact is None:
@@ -162,8 +160,9 @@ class MqttBridge(Node):
         with self._lock:
             if self.params.exact is None and self.exact is not None and kind:
                 if (fleet_policy(kind) == "add") != self.exact:
-                    fix = (f"its saved bookkeeping {self._exact_from} keeps it so: delete that file (or set "
-                           f"exact:=false) and restart it" if self._exact_from else "restart it")
+                    # exact mode keeps its bookkeeping file, and a restart reads it back: exact again
+                    fix = (f"its saved bookkeeping {self.state.path} keeps it so: delete that file (or set "
+                           f"exact:=false) and restart it" if self.exact else "restart it")
                     raise TinyclError(f"the learner's head is now a {kind}: this bridge runs in "
                                       f"{'exact' if self.exact else 'blend'} mode, {fix}; not shared")
             if self.exact is not None or not kind:
