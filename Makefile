@@ -33,7 +33,7 @@ demo-rce: $(STAMP)
 # runs once: MNIST test stream, Fashion-MNIST holdout stream (it has no test split), latent replay
 # vs final-feature replay and SLDA on Fashion, TinyRCE vs the end-to-end CNN (HAR, CWRU).
 # The *_trainsplit models come from `make train-frozen-split` (both committed); the Fashion recipe
-# (20 epochs) is chosen by experiments/recipe.py, which trains every candidate (add --install to replace it).
+# (40 epochs) is chosen by experiments/recipe.py, which trains every candidate (add --install to replace it).
 experiment: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m tinycl_nodes.experiments.recipe --dataset fashion_mnist --seeds 5 --data $(DATA) --out results/select_recipe_fashion_mnist.json
@@ -112,7 +112,7 @@ train-frozen: $(STAMP)
 # The validation protocol's frozen models: trained on the backbone part of the training split only.
 train-frozen-split: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
-	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 20 --data $(DATA)
+	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 40 --data $(DATA)
 	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 4 --data $(DATA)
 
 clean:
