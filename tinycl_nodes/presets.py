@@ -26,7 +26,7 @@ MethodFactory = Callable[[int, str], TinyNDC]
 # --seeds 5` on the training-split validation protocols of both datasets together (the objective is
 # their mean; experiments/protocol.py: the frozen model, the labels and the stream are disjoint
 # parts of each *training* split; no test split is ever read; Fashion's frozen model has the recipe
-# experiments/recipe.py chose, 20 epochs; MNIST's is `make train-frozen-split`'s), over the grids in
+# experiments/recipe.py chose, 40 epochs; MNIST's is `make train-frozen-split`'s), over the grids in
 # experiments/select.py GRIDS (tables in docs/selection.md; `make experiment` writes
 # results/select_mnist_fashion_mnist.json). Update a value here only from a new selection run.
 # One exception, stated in docs/selection.md: CWR* keeps lr 0.02 / batch 32 (the selection chose
@@ -36,7 +36,7 @@ MethodFactory = Callable[[int, str], TinyNDC]
 CWR_PARAMS = {"lr": 0.02, "batch_size": 32}
 # tinycl's unsupervised variant: clusterer prior (prior_strength = prior_scale / labels per class),
 # when the head learns a pseudo-label, what moves the centroids.
-TINYCL = {"prior_scale": 4000.0, "min_confidence": 0.0, "cluster_update": "head"}
+TINYCL = {"prior_scale": 8000.0, "min_confidence": 0.0, "cluster_update": "head"}
 HEAD_LR = {"tinyol": 0.005, "tybox": 0.005}
 
 
@@ -111,7 +111,7 @@ METHODS: dict[str, tuple[MethodFactory, bool]] = {
 # model: the output of the last conv block, 128×3×3), memory rule and training schedule; lr,
 # upper_lr_scale and replay are chosen by `tinycl experiment latent --select` (LATENT_GRID).
 LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_size": 32, "epochs": 4,
-          "lr": 0.03, "upper_lr_scale": 0.1, "replay": 96, "minibatch": 32}
+          "lr": 0.03, "upper_lr_scale": 0.3, "replay": 96, "minibatch": 32}
 # A latent head learns a labeler's pseudo-label only when the clusterer's confidence is at least
 # this (true labels and answers always): `experiments/latent.run_stream` and the learner node's
 # `min_confidence` default with `latent_head`. Chosen with lr and rate by the same grid.
