@@ -14,3 +14,21 @@ def test_bench_writes_every_stage(tmp_path, data_dir):
         assert set(s["stages_us"]) == {"clustering", "active model", "active model update", "clustering update"}
         assert all(v > 0 for v in s["stages_us"].values())
         assert s["ratio_learning_to_frozen"] == sum(s["stages_us"].values()) / r["extract_us"]["mnist_0to5_fp32"]
+
+
+def test_camera_bench_takes_a_domain_this_process_has_not_configured(tmp_path):
+    """Cyclone keeps a domain's first config for the process's life: the bench, run in a process (a test
+    suite) that already configured its first-choice domain another way, must take another one."""
+    import os
+    import shutil
+
+    from tinycl_nodes.bus.dds import _domain, config_uri, configured_domains
+    from tinycl_nodes.camera_bench import bench_node_at_30fps
+
+    first = 200 + os.getpid() % 30
+    if first not in configured_domains():    # the same loopback settings under another file name: another config
+        other = tmp_path / "other-loopback.xml"
+        shutil.copyfile(config_uri("loopback").removeprefix("file://"), other)
+        _domain(first, f"file://{other}")
+    r = bench_node_at_30fps(seconds=2.0)
+    assert r["received"] > 0 and r["processed"] > 0, r
