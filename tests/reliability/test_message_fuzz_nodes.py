@@ -81,6 +81,7 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         ("/r/label_correction", fz.Answer, "reliable"), ("/r/rename_class", fz.CI, "reliable"))}
     truth_bus = create_bus("truths", "/", backend="dds", dds_config="loopback", domain=domain)
     truth_pub = truth_bus.create_publisher("/m/ground_truth", fz.GT, "reliable")   # gone = the replay ended
+    bus.create_subscription("/m/ground_truth", fz.GT, lambda m: None, "reliable")   # to see the writer go (below)
     heads: dict[str, list] = {"bl": [], "bi": []}
     for n in heads:
         bus.create_subscription(f"/{n}/head", "Head", heads[n].append, "latched")
@@ -167,7 +168,8 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         try:
             code = procs["m"].proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            code = "still running 60 s after the replay ended"
+            code = (f"still running 60 s after the replay ended; ground_truth writers the test still sees: "
+                    f"{bus.count_publishers('/m/ground_truth')}")
         assert code == 0, (code, procs["m"].lines[-10:])
         final = json.loads((tmp_path / "metrics.json").read_text())
         for name in ("bl", "bi", "r"):
