@@ -112,12 +112,9 @@ def bench_node_at_30fps(seconds: float = 8.0, rate: float = 30.0) -> dict[str, A
     import re
 
     from .bus import create_bus
-    from .bus.dds import configured_domains
+    from .bus.dds import unconfigured_domain
 
-    # a domain this process has not configured yet: Cyclone keeps a domain's first config for the process's
-    # life, so one a caller (a test) already set up with another config would refuse the loopback one
-    used = configured_domains()
-    domain = next(d for k in range(30) if (d := 200 + (os.getpid() + k) % 30) not in used)
+    domain = unconfigured_domain(200, 30)
     env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.extractor", "--ros-args", "-p",
                              "image_qos:=sensor_data", "-p", "drop_report_s:=1.0"], env=env,

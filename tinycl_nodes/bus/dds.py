@@ -8,6 +8,7 @@ ros_distro='humble'), `ros_discovery_info` for the node graph in the layout the 
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -48,6 +49,15 @@ def configured_domains() -> set[int]:
     """Domain ids this process has configured (each with one config for the rest of its life)."""
     with _DOMAINS_LOCK:
         return set(_DOMAINS)
+
+
+def unconfigured_domain(base: int, span: int) -> int:
+    """A domain id in ``[base, base + span)`` for a tool's own graph: ``base + pid % span``, or the next one
+    this process has not configured yet — Cyclone keeps a domain's first config for the process's life, so a
+    caller (a test suite) that already set one up another way would make ours fail."""
+    used = configured_domains()
+    start = os.getpid()
+    return next((d for k in range(span) if (d := base + (start + k) % span) not in used), base + start % span)
 
 
 class DdsPublisher:

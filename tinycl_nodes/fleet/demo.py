@@ -169,7 +169,10 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     k = int(sensor_p.get("labels_per_class", 10))
     n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
     seed = int(seed if seed is not None else sensor_p.get("seed", 0))
-    domain = int(domain if domain is not None else os.environ.get("ROS_DOMAIN_ID") or 100 + os.getpid() % 100)
+    if domain is None:
+        from ..bus.dds import unconfigured_domain
+        domain = os.environ.get("ROS_DOMAIN_ID") or unconfigured_domain(100, 100)
+    domain = int(domain)
 
     # what each device will replay, and the held-out samples nobody streams (scored in process)
     from ..datasets import load_mnist
@@ -425,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", choices=["fedavg", "median", "trimmed_mean"], default=None)
     ap.add_argument("--data", default=None, help="dataset folder (default: $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--out", default="results/fleet.json")
-    ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID, else 100 + pid %% 100)")
+    ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID, else 100 + pid %% 100 or the next one this process has not set up)")
     ap.add_argument("--hosts", action=argparse.BooleanOptionalAction, default=None,
                     help="devices and cloud on separate hosts (network namespaces, root); default: when possible")
     a = ap.parse_args(argv)
