@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ from tinycl_nodes.launcher import stop_processes  # noqa: E402
 KIT = Path(os.environ.get("TINYCL_MICROROS_KIT", REPO.parent / "shared" / "kits" / "microros"))
 DEVICE = "board1"
 TOPICS = ("features", "predictions", "label_request", "head")
+RECONNECT_TAIL_S = 4.0   # stream left after the agent's restart: the board's reconnect + the graph's discovery (≤ 3 s)
 
 
 class DemoError(TinyclError):
@@ -483,7 +485,14 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     gmsg, gsnap = (None, None) if fleet else global_head_msg(bus, data, seed, model_hash)
     phase, t_restart, t_stop, reconnect_graph_s = "run", None, None, None
     fleet_info: dict[str, Any] = {}
-    global_at, outage_at = int(0.3 * n_stream), int(0.55 * n_stream)
+    # the outage is placed so that the stream goes on for RECONNECT_TAIL_S after the restart: the board reconnects and
+    # the graph discovers the agent's new writers in that time (a fixed fraction of the stream left a 90-frame run
+    # 1 frame after its reconnect, and the graph none at all when reconnecting took longer)
+    global_at = int(0.3 * n_stream)
+    outage_at = n_stream - math.ceil((outage_s + RECONNECT_TAIL_S) * 1000 / period_ms)
+    if outage_at <= global_at:
+        raise DemoError(f"a stream of {n_stream} frames of {period_ms} ms is too short for a {outage_s:g} s outage: "
+                        f"it needs {RECONNECT_TAIL_S:g} s after the restart and the outage after frame {global_at}")
     try:
         t_run = time.monotonic()
         while "DONE" not in qemu.lines():
@@ -492,7 +501,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                 raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
             if time.monotonic() - t_run > timeout_s:
                 raise DemoError(f"no DONE from the board in {timeout_s:.0f} s")
-            n_pred = len(mon.predictions)
+            n_pred = max(mon.predictions, default=0)   # the board's frame (ids count from 1; early ones may be lost)
             if phase == "run" and n_pred >= global_at:
                 if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
                     for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
