@@ -60,7 +60,9 @@ class Metrics(Node):
         if seen != self._seen:
             self._seen, self.last_change = seen, time.monotonic()
         replaying = self.bus.count_publishers("ground_truth") > 0
-        self.saw_publisher |= replaying     # also before a truth came: a replay shorter than a tick ends too
+        # a truth received had a publisher (DDS delivers only from matched writers): a replay that ends before the
+        # first tick (a short one, or a fast graph) ends too; a publisher seen before any truth came counts as well
+        self.saw_publisher |= replaying or bool(seen[0])
         if not seen[0] or self.done:
             return
         complete = self.monitor.received >= len(self.monitor.truth)

@@ -1,0 +1,42 @@
+"""The metrics node (a process, dds backend) ends once a replay is scored — also a replay that is over
+before the node's first tick: its ground truth came and its publisher went between two ticks."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.nodes.conftest import node, spin_until
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.interfaces import ns_to_time
+
+
+def test_a_replay_over_before_the_first_tick_is_scored(domain, tmp_path):
+    out = tmp_path / "metrics.json"
+    # the first tick comes 5 s after the node started; the whole replay below is over well before
+    with node("metrics", domain, "publish_period_s:=5.0", "idle_timeout_s:=1.0", f"out:={out}",
+              remaps=("__ns:=/m",)) as metrics:
+        sensor = create_bus("sensor", "/m", backend="dds", dds_config="loopback", domain=domain)
+        learner = create_bus("learner", "/m", backend="dds", dds_config="loopback", domain=domain)
+        truth = sensor.create_publisher("ground_truth", "GroundTruth", "reliable")
+        preds = learner.create_publisher("predictions", "Prediction", "reliable")
+        assert spin_until(sensor, lambda: truth.get_subscription_count() and preds.get_subscription_count(), 60), \
+            metrics.lines[-5:]
+        GT, P, Header, Time = (sensor.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
+                                                          "builtin_interfaces/msg/Time"))
+        t0 = time.time_ns()
+        labels = [3, 1, 4, 1, 5]
+        for i, label in enumerate(labels):
+            h = Header(stamp=ns_to_time(t0 + i * 1000, Time))
+            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
+            preds.publish(P(header=h, sample_id=i, class_id=label if i else 9, class_name="", confidence=0.9))
+        sensor.shutdown()                                  # the replay ended: its ground_truth publisher is gone
+        ended_s = time.monotonic()
+        code = metrics.proc.wait(timeout=30)
+        learner.shutdown()
+    assert code == 0, metrics.lines[-10:]
+    final = json.loads(out.read_text())
+    assert final["stream_samples"] == final["predictions"] == len(labels) and final["lost"] == 0, final
+    assert abs(final["accuracy"] - 80.0) < 1e-6, final          # the first of five was wrong
+    print(f"metrics node: a {len(labels)}-sample replay over before its first tick scored and ended "
+          f"{time.monotonic() - ended_s:.1f} s after the replay's publisher went")
