@@ -42,7 +42,6 @@ class Metrics(Node):
         self.pub = bus.create_publisher("metrics", self.Metrics, "latched")
         self.last_change = time.monotonic()
         self._seen = (0, 0)
-        self.saw_publisher = False
         self.done = False
         bus.create_timer(params.publish_period_s, self.tick)
 
@@ -59,15 +58,14 @@ class Metrics(Node):
         seen = (len(self.monitor.truth), self.monitor.received)
         if seen != self._seen:
             self._seen, self.last_change = seen, time.monotonic()
-        replaying = self.bus.count_publishers("ground_truth") > 0
-        # a truth received had a publisher (DDS delivers only from matched writers): a replay that ends before the
-        # first tick (a short one, or a fast graph) ends too; a publisher seen before any truth came counts as well
-        self.saw_publisher |= replaying or bool(seen[0])
         if not seen[0] or self.done:
             return
+        # a truth received had a publisher (DDS delivers only from matched writers), so none left = the replay ended,
+        # also one that came and went between two ticks (a short replay, or a fast graph, before the first tick)
+        replaying = self.bus.count_publishers("ground_truth") > 0
         complete = self.monitor.received >= len(self.monitor.truth)
         idle = time.monotonic() - self.last_change > self.params.idle_timeout_s
-        final = self.saw_publisher and not replaying and (complete or idle)
+        final = not replaying and (complete or idle)
         scores = self.scores()
         self.publish(scores, final)
         if final:
