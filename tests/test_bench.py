@@ -19,16 +19,14 @@ def test_bench_writes_every_stage(tmp_path, data_dir):
 def test_camera_bench_takes_a_domain_this_process_has_not_configured(tmp_path):
     """Cyclone keeps a domain's first config for the process's life: the bench, run in a process (a test
     suite) that already configured its first-choice domain another way, must take another one."""
-    import os
     import shutil
 
-    from tinycl_nodes.bus.dds import _domain, config_uri, configured_domains
-    from tinycl_nodes.camera_bench import bench_node_at_30fps
+    from tinycl_nodes.bus.dds import _domain, config_uri, unconfigured_domain
+    from tinycl_nodes.camera_bench import BENCH_DOMAINS, bench_node_at_30fps
 
-    first = 200 + os.getpid() % 30
-    if first not in configured_domains():    # the same loopback settings under another file name: another config
-        other = tmp_path / "other-loopback.xml"
-        shutil.copyfile(config_uri("loopback").removeprefix("file://"), other)
-        _domain(first, f"file://{other}")
+    first = unconfigured_domain(*BENCH_DOMAINS)     # the domain the bench would take now
+    other = tmp_path / "other-loopback.xml"         # the same loopback settings under another name: another config
+    shutil.copyfile(config_uri("loopback").removeprefix("file://"), other)
+    _domain(first, f"file://{other}")
     r = bench_node_at_30fps(seconds=2.0)
     assert r["received"] > 0 and r["processed"] > 0, r

@@ -107,6 +107,9 @@ def bench_preprocessing(frames: int = 200) -> dict[str, Any]:
     return out
 
 
+BENCH_DOMAINS = (200, 30)   # base, span: the bench's own DDS domain is one of [200, 230), clear of a robot's graph (0)
+
+
 def bench_node_at_30fps(seconds: float = 8.0, rate: float = 30.0) -> dict[str, Any]:
     """The extractor node (dds backend, a process) fed 640x480 rgb8 at ``rate``: drops and latency."""
     import re
@@ -114,7 +117,7 @@ def bench_node_at_30fps(seconds: float = 8.0, rate: float = 30.0) -> dict[str, A
     from .bus import create_bus
     from .bus.dds import unconfigured_domain
 
-    domain = unconfigured_domain(200, 30)
+    domain = unconfigured_domain(*BENCH_DOMAINS)
     env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.extractor", "--ros-args", "-p",
                              "image_qos:=sensor_data", "-p", "drop_report_s:=1.0"], env=env,
