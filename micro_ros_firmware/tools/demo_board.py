@@ -501,8 +501,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                 raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
             if time.monotonic() - t_run > timeout_s:
                 raise DemoError(f"no DONE from the board in {timeout_s:.0f} s")
-            n_pred = max(mon.predictions, default=0)   # the board's frame (ids count from 1; early ones may be lost)
-            if phase == "run" and n_pred >= global_at:
+            frame = max(mon.predictions, default=0)   # the board's latest frame id (from 1; early ones may be lost)
+            if phase == "run" and frame >= global_at:
                 if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
                     for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
                                        (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
@@ -519,7 +519,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                     fleet_info = fleet_round(fr, bus, qemu)
                     gsnap = fr.agg.global_head
                 phase = "global"
-            elif phase == "global" and n_pred >= outage_at:
+            elif phase == "global" and frame >= outage_at:
                 agent.stop()
                 t_stop = time.monotonic()
                 phase = "outage"
