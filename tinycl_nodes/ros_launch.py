@@ -95,10 +95,13 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
 
 
 def _stop_when_scored(event: Any, context: LaunchContext) -> list[Any]:
-    """The metrics node exits once a replay is scored: the launch ends (unless already ending)."""
+    """The metrics node exits once a replay is scored: the launch ends (unless already ending).
+
+    It also exits on a Ctrl-C that reaches it before launch has handled its own, so the line does not claim a
+    score: the node's "final: accuracy …" line, just before, is the score."""
     if context.is_shutdown:
         return []
-    return [LogInfo(msg="tinycl: the replay is scored, stopping the graph"),
+    return [LogInfo(msg="tinycl: the metrics node has ended, stopping the graph"),
             EmitEvent(event=Shutdown(reason="replay finished"))]
 
 
