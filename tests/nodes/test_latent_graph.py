@@ -34,6 +34,9 @@ def _learner_head(state) -> dict:
 
 def test_latent_head_learns_pseudo_labels_in_the_graph_and_resumes(tmp_path, domain):
     state = tmp_path / "state"
+    stale = tmp_path / "export" / "head.h"    # an earlier (final-feature) head's C form in the same export folder
+    stale.parent.mkdir()
+    stale.write_text("/* an earlier head */\n")
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     try:
         first = _run(tmp_path, state, f"sensor.stream_length:={STREAM}")
@@ -59,7 +62,9 @@ def test_latent_head_learns_pseudo_labels_in_the_graph_and_resumes(tmp_path, dom
     pseudo = counts2.sum() - counts.sum() - 100
     print(f"gate 0.999: {pseudo} of 200 pseudo-labels learned")   # 190 here; without the gate, all 200
     assert 0 < pseudo < 200, (counts.sum(), counts2.sum())
-    # the exporter wrote the head as ONNX (upper layers + classifier on the activations at the cut)
+    # the exporter wrote the head as ONNX (upper layers + classifier on the activations at the cut), and no C header:
+    # the earlier head's is gone, so nothing beside head.onnx passes for this head's C form
+    assert not stale.exists() and first["export"] == {"onnx": str(tmp_path / "export" / "head.onnx"), "c_header": None}
     sess = ort.InferenceSession(str(tmp_path / "export" / "head.onnx"), providers=["CPUExecutionProvider"])
     classes = np.array(sess.get_modelmeta().custom_metadata_map["classes"].split(","), np.int64)
     ex = FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut=LATENT["cut"])

@@ -136,7 +136,8 @@ class Exporter(Node):
         return self.head.version != self.written_version or not (folder / f"{self.params.name}.onnx").is_file()
 
     def export(self, out_dir: Path | None = None) -> list[Path]:
-        """Write ``<name>.onnx`` and ``<name>.h`` of the last head to ``out_dir`` (default: the export folder)."""
+        """Write ``<name>.onnx`` and ``<name>.h`` of the last head to ``out_dir`` (default: the export folder); a latent
+        head writes ``<name>.onnx`` only, and removes the ``<name>.h`` an earlier head left there."""
         if self.head is None:
             self.log.warning("export requested but no head received yet")
             return []
@@ -145,6 +146,10 @@ class Exporter(Node):
         onnx_path, c_path = folder / f"{self.params.name}.onnx", folder / f"{self.params.name}.h"
         if self.latent is not None:
             write_atomic(onnx_path, upper_to_onnx(self.latent).SerializeToString())
+            if c_path.is_file():   # an earlier head's C form beside this head's ONNX would pass for this head's
+                c_path.unlink()
+                self.log.info("removed %s: the C form of an earlier head (a latent head has no C header here; "
+                              "its C form comes from export/c_latent.py)", c_path)
             self.written_version = self.head.version
             self.state.changed()
             self.log.info("exported latent head v%d (%d classes, upper layers + classifier) to %s",
