@@ -56,6 +56,7 @@ RECIPE_GRID: tuple[Recipe, ...] = (
     replace(BASE, epochs=40),   # 20 epochs was the grid's edge and its best: one step further
     replace(BASE, epochs=80),   # and 40 was again: one more (it did not beat 40)
     replace(BASE, epochs=40, instance_weight=1.5),   # the instance term at the chosen epochs (it helped at 6)
+    replace(BASE, epochs=40, embed_dim=128),         # a wider embedding at the chosen epochs (it helped at 6)
 )
 
 
