@@ -88,6 +88,11 @@ def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, class
     return build / "tinycl_board.elf", bd
 
 
+def model_sha(work: Path) -> str:
+    """The extractor hash the board's messages carry: the int8 model generated into ``work`` by build_firmware."""
+    return re.search(r'TINYCL_MODEL_SHA256 "([0-9a-f]+)"', (work / "arm" / "gen" / "tinycl_model.h").read_text())[1]
+
+
 def elf_size(elf: Path) -> dict[str, int]:
     text, data, bss = (int(v) for v in sh(["arm-none-eabi-size", "-B", str(elf)]).stdout.splitlines()[1].split()[:3])
     return {"text": text, "data": data, "bss": bss, "flash": text + data, "ram": data + bss}
@@ -147,6 +152,19 @@ class Agent:
         self.proc = None
 
 
+def spin_until_done(qemu: Qemu, bus: Any, timeout_s: float, check: Callable[[], None] = lambda: None) -> float:
+    """Spin the graph side until the board logs DONE (``check`` raises to stop earlier); the run's seconds."""
+    t0 = time.monotonic()
+    while "DONE" not in qemu.lines():
+        bus.spin_once(0.05)
+        if qemu.proc.poll() is not None and "DONE" not in qemu.lines():
+            raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
+        if time.monotonic() - t0 > timeout_s:
+            raise DemoError(f"no DONE from the board in {timeout_s:.0f} s: {qemu.text()[-1500:]}")
+        check()
+    return time.monotonic() - t0
+
+
 # ------------------------------------------------------------------------------------------ the graph side
 @dataclass
 class Monitor:
@@ -159,6 +177,7 @@ class Monitor:
     received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOPICS, 0))
     ids: dict[str, set[int]] = field(default_factory=lambda: {t: set() for t in TOPICS[:3]})   # sample ids received
     predictions: dict[int, int] = field(default_factory=dict)
+    stamps: dict[int, int] = field(default_factory=dict)   # sample id → the prediction's header stamp (s)
     heads: list[Any] = field(default_factory=list)
     answered: list[tuple[str, int]] = field(default_factory=list)
     unanswered: int = 0
@@ -192,6 +211,7 @@ class Monitor:
 
     def on_prediction(self, msg: Any) -> None:
         self.predictions[int(msg.sample_id)] = int(msg.class_id)
+        self.stamps[int(msg.sample_id)] = int(msg.header.stamp.sec)
         self.ids["predictions"].add(int(msg.sample_id))
 
     def on_head(self, msg: Any) -> None:
@@ -464,8 +484,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     t_uros = time.monotonic() - t0
     elf, bd = build_firmware(work, uros["LIBMICROROS"], n_stream, seed, classes, period_ms, domain, data)
     t_app = time.monotonic() - t0 - t_uros
-    model_hash = sh(["grep", "-o", 'TINYCL_MODEL_SHA256 "[0-9a-f]*"', str(work / "arm" / "gen" / "tinycl_model.h")]
-                    ).stdout.split('"')[1]
+    model_hash = model_sha(work)
 
     bus = create_bus("board_monitor", f"/{DEVICE}/tinycl", backend="dds", dds_config="loopback")
     from tinycl_nodes.export.c_board import parse_classes

@@ -16,7 +16,6 @@ The app is built incrementally in micro_ros_firmware/build-uros-latent (the firs
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 
@@ -81,7 +80,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     work, elf, bd, uros, state = latent_app
     size = demo.elf_size(elf)
     assert size["ram"] + 65536 <= 1024 * 1024, size   # what the link checked (boards/ram_check.ld)
-    model_hash = re.search(r'TINYCL_MODEL_SHA256 "([0-9a-f]+)"', (work / "arm" / "gen" / "tinycl_model.h").read_text())[1]
+    model_hash = demo.model_sha(work)
 
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
     mon = demo.Monitor(bus, bd.labels, model_hash)
@@ -89,12 +88,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
     agent.start()
     try:
-        t0 = time.monotonic()
-        while "DONE" not in qemu.lines():
-            bus.spin_once(0.05)
-            assert qemu.proc.poll() is None or "DONE" in qemu.lines(), qemu.text()[-1500:]
-            assert time.monotonic() - t0 < 150, f"no DONE: {qemu.text()[-1500:]}"
-        t_run = time.monotonic() - t0
+        t_run = demo.spin_until_done(qemu, bus, 150)
     finally:
         agent.stop()
         qemu.stop()

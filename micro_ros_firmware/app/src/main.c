@@ -509,6 +509,17 @@ static rmw_qos_profile_t latched_qos(void) {
     return q;
 }
 
+/* A subscription's QoS with a lifespan of 100 years. rmw_microxrcedds stamps each received message with the session's
+ * epoch clock and, at each wait and take, discards one older than the lifespan (30 s when unset; the lifespan stays on
+ * the board, the agent never sees it). After a failed rmw_uros_sync_session the agent's reply may still come late and
+ * step that clock from board time to the Unix epoch: with 30 s, every message received before it and not yet taken (a
+ * label answer that arrived while the board waited for a publish to be confirmed) would be dropped without a word.
+ * 100 years outlasts that step (until 2070) and cannot overflow stamp + lifespan in int64 ns (until 2170). */
+static rmw_qos_profile_t kept(rmw_qos_profile_t q) {
+    q.lifespan = (rmw_time_t){100LL * 365 * 24 * 3600, 0};
+    return q;
+}
+
 /* rcl's error text, when this build keeps one: micro-ROS builds rcutils with RCUTILS_AVOID_DYNAMIC_ALLOCATION,
  * where RCL_SET_ERROR_MSG records nothing and the error string is a 1-byte array (no text, no terminator). */
 static const char *rcl_error_text(void) {
@@ -543,9 +554,8 @@ static int create_entities(void) {
     TRY(rcl_init_options_fini(&opts));
     TRY(rc);
     support_ok = 1;
-    /* before any subscription: the client stamps each received message with the session's epoch clock and
-     * rmw_microxrcedds discards one older than its 30 s lifespan; the sync moves that clock from board time to the
-     * agent's epoch, which would expire at once a message (a latched global head) received before it */
+    /* before any subscription: the sync moves the session's epoch clock from board time to the agent's epoch (see
+     * kept() for what that clock does to received messages, and for a reply that comes after this call gave up) */
     if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
     TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
     node_ok = 1;
@@ -558,9 +568,10 @@ static int create_entities(void) {
     n_pubs = 3;
     TRY(rclc_publisher_init(&pub_head, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "head", &latched));
     n_pubs = 4;
-    TRY(rclc_subscription_init_default(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer"));
+    const rmw_qos_profile_t answers = kept(rmw_qos_profile_default), globals = kept(latched);
+    TRY(rclc_subscription_init(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer", &answers));
     n_subs = 1;
-    TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &latched));
+    TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
     rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
     for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
