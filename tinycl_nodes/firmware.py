@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import InputError, StateError, TinyclError
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
            -4: "state blob malformed or for another model", -5: "buffer too small"}
@@ -88,6 +88,9 @@ class Library:
             "tinycl_ncm_state_size": (C.c_size_t, [C.c_void_p]),
             "tinycl_ncm_save": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t, C.POINTER(C.c_size_t)]),
             "tinycl_ncm_load": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t]),
+            "tinycl_ndc_state_size": (C.c_size_t, [C.c_void_p]),
+            "tinycl_ndc_save": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t, C.POINTER(C.c_size_t)]),
+            "tinycl_ndc_load": (C.c_int, [C.c_void_p, C.c_char_p, C.c_size_t]),
             "tinycl_ndc_init": (C.c_int, [C.c_void_p, C.c_float, C.c_uint32, C.c_uint32]),
             "tinycl_ndc_init_from_labelled": (C.c_int, [C.c_void_p, _f32p, _i32p, C.c_uint32]),
             "tinycl_ndc_step": (C.c_int, [C.c_void_p, _f32p, C.c_int32, C.POINTER(_Step)]),
@@ -158,16 +161,35 @@ class Library:
 
 
 class _Obj:
-    """Caller-owned, 8-byte aligned memory for one C struct."""
+    """Caller-owned, 8-byte aligned memory for one C struct; ``STATE`` names its C state functions
+    (``tinycl_<STATE>_state_size`` / ``_save`` / ``_load``)."""
+
+    STATE = ""
 
     def __init__(self, lib: Library, size: int) -> None:
         self._mem = (C.c_uint64 * ((size + 7) // 8))()
         self.ptr = C.cast(self._mem, C.c_void_p)
         self.core = lib
 
+    def to_bytes(self) -> bytes:
+        """The C state blob (``export/c_state.py`` layout)."""
+        lib = self.core.lib
+        n = getattr(lib, f"tinycl_{self.STATE}_state_size")(self.ptr)
+        buf, written = C.create_string_buffer(n), C.c_size_t()
+        self.core.check(getattr(lib, f"tinycl_{self.STATE}_save")(self.ptr, buf, n, C.byref(written)),
+                        f"{self.STATE} save")
+        return buf.raw[:written.value]
+
+    def load_bytes(self, payload: bytes) -> None:
+        """Load a C state blob (refused, object unchanged, by the C core's checks)."""
+        self.core.check(getattr(self.core.lib, f"tinycl_{self.STATE}_load")(self.ptr, payload, len(payload)),
+                        f"{self.STATE} load")
+
 
 class CWRStarC(_Obj):
     """The C CWR* head (epochs = 1), same semantics as ``core.cwr.CWRStar``."""
+
+    STATE = "cwr"
 
     def __init__(self, lib: Library, lr: float = 1.0, batch_size: int = 16) -> None:
         super().__init__(lib, lib.lib.tinycl_sizeof_cwr())
@@ -205,18 +227,11 @@ class CWRStarC(_Obj):
         # state size = 64 + C·(12 + 8F) bytes (TINYCL_CWR_STATE_BYTES)
         return (int(self.core.lib.tinycl_cwr_state_size(self.ptr)) - 64) // (12 + 8 * self.core.n_features)
 
-    def to_bytes(self) -> bytes:
-        n = self.core.lib.tinycl_cwr_state_size(self.ptr)
-        buf, written = C.create_string_buffer(n), C.c_size_t()
-        self.core.check(self.core.lib.tinycl_cwr_save(self.ptr, buf, n, C.byref(written)), "cwr save")
-        return buf.raw[:written.value]
-
-    def load_bytes(self, payload: bytes) -> None:
-        self.core.check(self.core.lib.tinycl_cwr_load(self.ptr, payload, len(payload)), "cwr load")
-
 
 class NearestCentroidC(_Obj):
     """The C NearestCentroid clusterer, same semantics as ``core.clustering.NearestCentroid``."""
+
+    STATE = "ncm"
 
     def __init__(self, lib: Library, max_count: int | None = None) -> None:
         super().__init__(lib, lib.lib.tinycl_sizeof_ncm())
@@ -238,15 +253,6 @@ class NearestCentroidC(_Obj):
     def update(self, x, y: int) -> None:
         self.core.check(self.core.lib.tinycl_ncm_update(self.ptr, self.core.vec(x), int(y)), "ncm update")
 
-    def to_bytes(self) -> bytes:
-        n = self.core.lib.tinycl_ncm_state_size(self.ptr)
-        buf, written = C.create_string_buffer(n), C.c_size_t()
-        self.core.check(self.core.lib.tinycl_ncm_save(self.ptr, buf, n, C.byref(written)), "ncm save")
-        return buf.raw[:written.value]
-
-    def load_bytes(self, payload: bytes) -> None:
-        self.core.check(self.core.lib.tinycl_ncm_load(self.ptr, payload, len(payload)), "ncm load")
-
     def n_classes(self) -> int:
         # state size = 20 + C·(8 + 4F) bytes (TINYCL_NCM_STATE_BYTES)
         return (int(self.core.lib.tinycl_ncm_state_size(self.ptr)) - 20) // (8 + 4 * self.core.n_features)
@@ -254,6 +260,8 @@ class NearestCentroidC(_Obj):
 
 class TinyNDCC(_Obj):
     """The C TinyNDC loop (paper configuration), same semantics as ``core.tinyndc.TinyNDC``."""
+
+    STATE = "ndc"   # the clusterer's blob, then the head's (``c_state.ndc_to_bytes``)
 
     def __init__(self, lib: Library, lr: float = 0.02, batch_size: int = 32, max_count: int | None = None) -> None:
         super().__init__(lib, lib.lib.tinycl_sizeof_ndc())
@@ -307,6 +315,8 @@ class TinyRCEC(_Obj):
     ``int8_range``, ``max_visit``, ``prefix_features``: the cheaper distances, as in ``TinyRCE``.
     """
 
+    STATE = "rce"
+
     def __init__(self, lib: Library, memory_bytes: int | None = None, r_max: float = 8.0, r_min: float = 0.0,
                  grow_margin: float = 0.25, metric: str = "l2", int8_range: float = 0.0, max_visit: int = 0,
                  prefix_features: int = 8) -> None:
@@ -357,15 +367,6 @@ class TinyRCEC(_Obj):
 
     def set_extractor(self, sha256_hex: str) -> None:
         self.core.check(self.core.lib.tinycl_rce_set_extractor(self.ptr, _sha_bytes(sha256_hex)), "rce set_extractor")
-
-    def to_bytes(self) -> bytes:
-        n = self.core.lib.tinycl_rce_state_size(self.ptr)
-        buf, written = C.create_string_buffer(n), C.c_size_t()
-        self.core.check(self.core.lib.tinycl_rce_save(self.ptr, buf, n, C.byref(written)), "rce save")
-        return buf.raw[:written.value]
-
-    def load_bytes(self, payload: bytes) -> None:
-        self.core.check(self.core.lib.tinycl_rce_load(self.ptr, payload, len(payload)), "rce load")
 
     def to_python(self):
         """This state as a Python ``TinyRCE`` (through the C blob)."""

@@ -71,10 +71,16 @@ def build_uros() -> dict[str, str]:
     return out
 
 
+def state_file(work: Path) -> Path:
+    """The board's storage of its learned state (mps2-an500: a host file written through semihosting)."""
+    return work / "state.bin"
+
+
 def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,
                    domain: int, data: str | None, options: tuple[str, ...] = ()) -> tuple[Path, Any]:
     """Generated sources (init samples, stream) + the app for mps2-an500 with -Wall -Wextra -Werror
-    (``options``: more -D settings of app/CMakeLists.txt, e.g. ``-DTINYCL_APP_HEAD=latent``)."""
+    (``options``: more -D settings of app/CMakeLists.txt, e.g. ``-DTINYCL_APP_HEAD=latent``); its storage is
+    ``state_file(work)``."""
     from tinycl_nodes.export.c_board import board_data, parse_classes, write_sources
 
     bd = board_data(data, n_stream, seed, 10, parse_classes(classes))
@@ -83,7 +89,7 @@ def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, class
     sh(["cmake", "-S", str(FW / "app"), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={FW / 'cmake' / 'arm-none-eabi.cmake'}",
         f"-DLIBMICROROS={libmicroros}", f"-DTINYCL_BOARD_GEN={work / 'gen'}", f"-DTINYCL_DOMAIN_ID={domain}",
         f"-DTINYCL_DEVICE={DEVICE}", f"-DTINYCL_FRAME_PERIOD_MS={period_ms}", f"-DTINYCL_PYTHON={sys.executable}",
-        "-DCMAKE_BUILD_TYPE=Release", *options])
+        f"-DTINYCL_STATE_FILE={state_file(work)}", "-DCMAKE_BUILD_TYPE=Release", *options])
     sh(["cmake", "--build", str(build), "-j2"])
     return build / "tinycl_board.elf", bd
 
@@ -178,6 +184,7 @@ class Monitor:
     ids: dict[str, set[int]] = field(default_factory=lambda: {t: set() for t in TOPICS[:3]})   # sample ids received
     predictions: dict[int, int] = field(default_factory=dict)
     stamps: dict[int, int] = field(default_factory=dict)   # sample id → the prediction's header stamp (s)
+    names: dict[int, str] = field(default_factory=dict)    # class id → the name the board last predicted it with
     heads: list[Any] = field(default_factory=list)
     answered: list[tuple[str, int]] = field(default_factory=list)
     unanswered: int = 0
@@ -212,6 +219,7 @@ class Monitor:
     def on_prediction(self, msg: Any) -> None:
         self.predictions[int(msg.sample_id)] = int(msg.class_id)
         self.stamps[int(msg.sample_id)] = int(msg.header.stamp.sec)
+        self.names[int(msg.class_id)] = str(msg.class_name)
         self.ids["predictions"].add(int(msg.sample_id))
 
     def on_head(self, msg: Any) -> None:
@@ -372,8 +380,10 @@ def fleet_round(fr: FleetRound, bus: Any, qemu: Qemu, timeout_s: float = 60.0) -
 
 
 # ------------------------------------------------------------------------------------------ host reference
-def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: Any, n_frames: int) -> list[tuple[int, int]]:
-    """The host build of the same C core on the same frames, with the board's events at the same frames."""
+def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: Any, n_frames: int,
+                state: bytes | None = None) -> list[tuple[int, int]]:
+    """The host build of the same C core on the same frames, with the board's events at the same frames; from the
+    initial labelled samples, or from ``state`` (the TinyNDC state a board restored)."""
     from tinycl_nodes.firmware import Library, TinyNDCC
     from tinycl_nodes.nodes.board import ensure_library
     from tinycl_nodes.presets import CWR_PARAMS
@@ -382,6 +392,8 @@ def host_replay(bd: Any, events: list[tuple[int, str, int, int]], global_snap: A
     lib: Library = ensure_library(None, True, logging.getLogger("demo_board"))
     ndc = TinyNDCC(lib, lr=CWR_PARAMS["lr"], batch_size=CWR_PARAMS["batch_size"])
     ndc.init_from_labelled(bd.init_x, bd.init_y)
+    if state is not None:
+        ndc.load_bytes(state)
     xs = [lib.features(img) for img in bd.images[:n_frames]]
 
     def apply(kind: str, a: int, b: int) -> None:
@@ -498,6 +510,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                                  "-p", f"out_dir:={exporter_dir}", "-p", "period_s:=1.0"],
                                 cwd=REPO, stdout=open(work / "exporter.log", "wb"), stderr=subprocess.STDOUT)
     (work / "agent.log").unlink(missing_ok=True)
+    state_file(work).unlink(missing_ok=True)   # the host replay starts from the initial labelled samples, as the board
     qemu = Qemu(elf, work / "board.log")
     agent = Agent(uros["AGENT"], qemu.pty, work / "agent.log")
     agent.start()

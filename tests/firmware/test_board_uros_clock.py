@@ -66,6 +66,7 @@ def test_late_time_reply_costs_no_answer(relay_module, data_dir, tmp_path):
     elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 2, "0-7", 100, domain_id(None), str(data_dir),
                                   ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
     model_hash = demo.model_sha(work)
+    demo.state_file(work).unlink(missing_ok=True)   # the board starts from its initial labelled samples
 
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
     mon = demo.Monitor(bus, bd.labels, model_hash)

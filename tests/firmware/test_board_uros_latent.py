@@ -44,9 +44,9 @@ def latent_app(demo, data_dir):
     work = FW / "build-uros-latent"
     work.mkdir(exist_ok=True)
     uros = demo.build_uros()
-    state = work / "state.bin"
+    state = demo.state_file(work)
     state.unlink(missing_ok=True)   # each run starts with an empty board storage
-    options = ("-DTINYCL_APP_HEAD=latent", "-DTINYCL_ASK_GAP=1", "-DTINYCL_ASK_BELOW=2", f"-DTINYCL_STATE_FILE={state}",
+    options = ("-DTINYCL_APP_HEAD=latent", "-DTINYCL_ASK_GAP=1", "-DTINYCL_ASK_BELOW=2",
                "-DTINYCL_RAM_RESERVE=65536", f"-DTINYCL_APP_LATENT_MEMORY={MEMORY}")
     t0 = time.monotonic()
     elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 3, "0-9", 60, domain_id(None), str(data_dir), options)

@@ -63,6 +63,39 @@ def test_tinyndc_and_features_through_ctypes(lib, vectors):
     np.testing.assert_array_equal(q, np.fromfile(vectors.dir / "c_features.i8", np.int8).reshape(-1, 64)[:16])
 
 
+def test_tinyndc_state_round_trip_and_refusals(lib, vectors):
+    """The board's learned state (clusterer blob + head blob): Python reads it, a fresh system restored from it
+    goes on exactly as the original, and a damaged one is refused with the system unchanged."""
+    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
+    sysc.init_from_labelled(vectors.init_x, vectors.init_y)
+    for x in vectors.stream_x[:150]:
+        sysc.step(x)
+    sysc.learn_label(vectors.stream_x[0], 9)
+    blob = sysc.to_bytes()
+    ncm, head = c_state.ndc_from_bytes(blob)
+    assert c_state.ndc_to_bytes(ncm, head) == blob
+    assert head.n_batch == (len(vectors.init_y) + 151) % 32 and 9 in head.classes and 9 in ncm.classes
+    restored = TinyNDCC(lib, lr=0.5, batch_size=4)   # its own hyper-parameters give way to the blob's
+    restored.load_bytes(blob)
+    assert restored.to_bytes() == blob
+    later = vectors.stream_x[150:300]
+    expected = [sysc.step(x)[:2] for x in later]
+    assert [restored.step(x)[:2] for x in later] == expected
+    # the Python loop on the state Python read goes on as the C one does
+    sysp = TinyNDC(ncm, head, cluster_update="head")
+    assert [(p.prediction, p.pseudo_label) for p in map(sysp.step, later)] == expected
+    good = restored.to_bytes()
+    n_ncm = len(c_state.ncm_to_bytes(ncm))
+    flipped = bytearray(blob)
+    flipped[n_ncm + 40] ^= 1                                    # in the head's blob: its CRC fails
+    for bad in (blob[:-1], blob + b"\0", bytes(flipped), blob[n_ncm:] + blob[:n_ncm], blob[:n_ncm]):
+        with pytest.raises(StateError):
+            restored.load_bytes(bad)
+        assert restored.to_bytes() == good
+    with pytest.raises(StateError):
+        c_state.ndc_from_bytes(bytes(flipped))
+
+
 def test_bad_input_is_refused_and_state_kept(lib):
     h = CWRStarC(lib, lr=0.1, batch_size=4)
     h.learn_one(np.ones(64, np.float32), 3)

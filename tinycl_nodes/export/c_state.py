@@ -21,6 +21,9 @@ Format (little-endian; the C side is ``tinycl_state.c``)::
             pending batch always f32, no flags) is refused.
     trailer u32 CRC-32 (IEEE, as zlib.crc32) of every byte before it
 
+The TinyNDC loop (the micro-ROS board's default learner) is stored as its clusterer's blob followed
+by its head's (``ndc_to_bytes``; ``tinycl_ndc_save`` in C), each whole with its own CRC.
+
 A CWR* head in the middle of a batch keeps its training weights and per-class batch counts, so a
 board can be restarted mid-batch. Only ``epochs = 1`` heads (the streaming case) have a C form.
 """
@@ -185,6 +188,41 @@ def ncm_from_bytes(payload: bytes) -> NearestCentroid:
                                     {"classes": classes, "centroids": cent, "counts": counts},
                                     {"n_features": F}))
     return c
+
+
+def ndc_to_bytes(clusterer: NearestCentroid, head: CWRStar) -> bytes:
+    """The C TinyNDC state: the clusterer's blob, then the head's."""
+    return ncm_to_bytes(clusterer) + cwr_to_bytes(head)
+
+
+def _ncm_length(F: int, C: int) -> int:
+    return _HEADER.size + 4 + C * 8 + C * F * 4 + 4          # TINYCL_NCM_STATE_BYTES
+
+
+def _cwr_length(F: int, C: int) -> int:
+    return _HEADER.size + _CWR_FIXED.size + C * 12 + 2 * C * F * 4 + 4   # TINYCL_CWR_STATE_BYTES
+
+
+def ndc_length(payload: bytes) -> int:
+    """The length of the C TinyNDC state at the start of ``payload`` (a board's storage keeps its own record
+    after it), from the two blobs' headers; as ``tinycl_ndc_state_length``."""
+    if len(payload) < _HEADER.size:
+        raise StateError(f"C state: {len(payload)} bytes is too short for a TinyNDC state")
+    F, C = _HEADER.unpack_from(payload)[3:5]
+    n_ncm = _ncm_length(F, C)
+    if len(payload) < n_ncm + _HEADER.size:
+        raise StateError(f"C state: {len(payload)} bytes is too short for a TinyNDC state of {C} clusters")
+    F2, C2 = _HEADER.unpack_from(payload, n_ncm)[3:5]
+    return n_ncm + _cwr_length(F2, C2)
+
+
+def ndc_from_bytes(payload: bytes) -> tuple[NearestCentroid, CWRStar]:
+    """(clusterer, head) from a C TinyNDC state (exactly: no bytes after it)."""
+    payload = bytes(payload)
+    if len(payload) < _HEADER.size:
+        raise StateError(f"C state: {len(payload)} bytes is too short for a TinyNDC state")
+    n_ncm = _ncm_length(*_HEADER.unpack_from(payload)[3:5])
+    return ncm_from_bytes(payload[:n_ncm]), cwr_from_bytes(payload[n_ncm:])
 
 
 def rce_to_bytes(rce: TinyRCE) -> bytes:

@@ -4,7 +4,8 @@
 //    function, so this C++ file calls it for the C app (XRCE framing over Serial, 115200 baud);
 //  - clock: Arduino millis() (the framework provides clock_gettime for micro-ROS);
 //  - sensor: the replayed dataset stream generated into tinycl_stream.c (a camera driver would go here);
-//  - console: none (Serial carries the XRCE stream; a log on it would corrupt the framing).
+//  - console: none (Serial carries the XRCE stream; a log on it would corrupt the framing);
+//  - storage: none yet (below): the learned state is not kept across a reset on these boards.
 #include <Arduino.h>
 #include <micro_ros_platformio.h>
 #include <string.h>
@@ -38,6 +39,15 @@ extern "C" int board_next_frame(uint8_t *pixels) {
 }
 
 extern "C" void board_log(const char *line) { (void)line; }
+
+/* No state storage on these boards yet (a flash page with wear levelling per board): the app logs that its state
+ * is not saved and starts from its initial labelled samples after a reset. */
+extern "C" int board_state_open_write(void) { return -1; }
+extern "C" int board_state_write(const uint8_t *data, uint32_t n) { (void)data; (void)n; return -1; }
+extern "C" int board_state_commit(int keep) { (void)keep; return -1; }
+extern "C" long board_state_open_read(void) { return -1; }
+extern "C" uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n) { (void)offset; (void)dst; (void)n; return 0; }
+extern "C" void board_state_close(void) {}
 
 extern "C" void board_finish(int code) {
     (void)code;

@@ -14,7 +14,8 @@
  * recreated once it answers again. Learning never waits for the agent: the state lives in the core.
  * Every message buffer is static (sizes below); every rcl/rclc return value is checked.
  * The learner is a build option (CMake TINYCL_APP_HEAD): cwr (TinyNDC: the clusterer's pseudo-labels and the
- * answers train CWR* on the features; its head is published) or latent (TINYCL_APP_LATENT: the latent replay
+ * answers train CWR* on the features; its head is published; its state and the app's record — the global head
+ * applied, the class names — are kept in the board's storage, restored at start-up) or latent (TINYCL_APP_LATENT: the latent replay
  * head of tinycl_latent.h trained on the CNN's own int8 activations at the cut, from the same forward pass as
  * the features, by the answers only; its state, kept in the board's storage, is restored at start-up and
  * saved after each training round and at the end; no head message: its upper layers and replay memory are
@@ -77,6 +78,7 @@
 #define TINYCL_PING_TIMEOUT_MS 500
 #define TINYCL_PING_ATTEMPTS 3
 #define TINYCL_WAIT_PERIOD_MS 200u
+#define TINYCL_SAVE_PERIOD_MS 60000u /* the TinyNDC app saves a consolidated batch at most this often (flash wear) */
 #define TINYCL_FLUSH_MS 3000u /* after a replayed stream ends: time to deliver and receive the last messages */
 
 #define F TINYCL_N_FEATURES
@@ -123,6 +125,7 @@ static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
+static int g_global_restored;     /* the saved state had applied one (g_global_version is its version) */
 
 /* ------------------------------------------------------------------------------ messages (static memory) */
 static tinycl_nodes__msg__Features m_feat;
@@ -259,8 +262,92 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
     t->nanosec = (uint32_t)(ns % 1000000000);
 }
 
-/* ------------------------------------------------------------------------------ the latent head's state */
-#if TINYCL_APP_LATENT
+/* ------------------------------------------------------------------------------ the learner's state */
+#if !TINYCL_APP_LATENT
+/* The storage holds the TinyNDC state (tinycl_ndc_save: the clusterer's blob, then the head's) followed by the
+ * app's record: whether and which global head was applied (a latched one re-sent after a restart must not replace
+ * what was learned since) and the class names, then a CRC-32 of the record. Saved after each answer or global head
+ * applied, after a consolidated batch at most every TINYCL_SAVE_PERIOD_MS, and when the stream ends. */
+#define RECORD_BYTES (4u + 4u + 4u + MAXC * (4u + NAME_CAP) + 4u)
+static uint8_t g_state[TINYCL_NDC_STATE_MAX_BYTES + RECORD_BYTES];
+static uint32_t g_saved_at, g_saved_seen;
+
+static size_t put_record(uint8_t *out) {
+    uint8_t *p = out;
+    const uint32_t head[3] = {(uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
+    memcpy(p, head, sizeof head); /* little-endian, as the Cortex-M and the hosts this runs on */
+    p += sizeof head;
+    for (uint32_t i = 0; i < MAXC; i++) {
+        memcpy(p, &g_name_ids[i], 4);
+        memcpy(p + 4, g_names[i], NAME_CAP);
+        p += 4 + NAME_CAP;
+    }
+    const uint32_t crc = tinycl_crc32(out, (size_t)(p - out));
+    memcpy(p, &crc, 4);
+    return RECORD_BYTES;
+}
+
+static int get_record(const uint8_t *in, size_t len) {
+    uint32_t head[3], crc;
+    if (len != RECORD_BYTES) return 0;
+    memcpy(&crc, in + RECORD_BYTES - 4, 4);
+    memcpy(head, in, sizeof head);
+    if (crc != tinycl_crc32(in, RECORD_BYTES - 4) || head[0] > 1 || head[2] > MAXC) return 0;
+    g_global_restored = (int)head[0];
+    g_global_version = head[1];
+    g_n_names = head[2];
+    for (uint32_t i = 0; i < MAXC; i++) {
+        memcpy(&g_name_ids[i], in + 12 + i * (4 + NAME_CAP), 4);
+        memcpy(g_names[i], in + 16 + i * (4 + NAME_CAP), NAME_CAP);
+        g_names[i][NAME_CAP - 1] = '\0';
+    }
+    return 1;
+}
+
+static void save_state(void) {
+    const uint32_t t0 = board_millis();
+    size_t n = 0;
+    int rc = tinycl_ndc_save(&g_ndc, g_state, sizeof g_state - RECORD_BYTES, &n);
+    if (rc == TINYCL_OK) n += put_record(g_state + n);
+    if (rc != TINYCL_OK || board_state_open_write() != 0) {
+        logf_("LOG state: not saved (%s)", rc ? "the core refused" : "the storage cannot be written");
+        return;
+    }
+    if (board_state_commit(board_state_write(g_state, (uint32_t)n) == 0) != 0) {
+        board_log("LOG state: writing failed: the last saved state is kept");
+        return;
+    }
+    g_saved_at = t0;
+    g_saved_seen = g_ndc.cwr.n_seen;
+    logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)g_ndc.cwr.n_seen, (unsigned long)n,
+          (unsigned long)(board_millis() - t0));
+}
+
+/* The saved state, if any and if the core accepts it; else the system the initial labelled samples gave. */
+static void restore_state(void) {
+    const long len = board_state_open_read();
+    if (len < 0) {
+        board_log("LOG state: none saved: the initial labelled samples");
+        return;
+    }
+    const size_t got = (size_t)len <= sizeof g_state ? board_state_read(0, g_state, (uint32_t)len) : 0;
+    board_state_close();
+    const size_t n = got == (size_t)len ? tinycl_ndc_state_length(g_state, got) : 0;
+    int rc = n ? tinycl_ndc_load(&g_ndc, g_state, n) : TINYCL_ESTATE;
+    if (rc == TINYCL_OK && !get_record(g_state + n, got - n)) {
+        rc = TINYCL_ESTATE;
+        (void)tinycl_ndc_init(&g_ndc, TINYCL_INIT_LR, TINYCL_INIT_BATCH_SIZE, 0); /* accepted at start-up already */
+        (void)tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n);
+    }
+    if (rc != TINYCL_OK) {
+        logf_("LOG state: the saved state (%ld bytes) was refused (%d): the initial labelled samples", len, rc);
+        return;
+    }
+    g_saved_seen = g_ndc.cwr.n_seen;
+    logf_("LOG state restored: %lu samples, %lu classes, %ld bytes", (unsigned long)g_ndc.cwr.n_seen,
+          (unsigned long)g_ndc.cwr.n_classes, len);
+}
+#else
 static uint8_t g_io[512]; /* the state blob streams through this (it is ~0.6 MB: no second copy fits in RAM) */
 
 static int state_sink(void *ctx, const uint8_t *data, size_t n) {
@@ -455,6 +542,9 @@ static void on_answer(const void *msg) {
     logf_("EV %lu answer %lu %ld", (unsigned long)g_frame, (unsigned long)p->sample_id, (long)label);
     p->sample_id = 0;
     g_answers++;
+#if !TINYCL_APP_LATENT
+    save_state(); /* a person's answer is never lost */
+#endif
     publish_head();
 }
 
@@ -466,7 +556,7 @@ static void on_global(const void *msg) {
     const char *why = NULL;
     const size_t n = h->classes.size;
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
-    if (g_globals && h->version <= g_global_version) return; /* already applied (re-sent on reconnect) */
+    if ((g_globals || g_global_restored) && h->version <= g_global_version) return; /* already applied (re-sent) */
     if (TINYCL_APP_LATENT) why = "the latent head does not load a linear global head";
     else if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
     else if (h->n_features != F) why = "another feature size";
@@ -495,6 +585,9 @@ static void on_global(const void *msg) {
     for (size_t r = 0; r < n; r++) remember_name(ids[r], h->classes.data[r].name.data ? h->classes.data[r].name.data : "");
     logf_("EV %lu global %lu", (unsigned long)g_frame, (unsigned long)h->version);
     g_global_version = h->version;
+#if !TINYCL_APP_LATENT
+    save_state();
+#endif
     g_globals++;
     publish_head();
 }
@@ -667,7 +760,12 @@ static void process_frame(void) {
         g_last_ask = g_frame;
         ask_label(sample_id, &st);
     }
-    if (!TINYCL_APP_LATENT && g_ndc.cwr.n_batch == 0) publish_head(); /* a batch was just consolidated */
+#if !TINYCL_APP_LATENT
+    if (g_ndc.cwr.n_batch == 0) { /* a batch was just consolidated */
+        publish_head();
+        if (board_millis() - g_saved_at >= TINYCL_SAVE_PERIOD_MS) save_state();
+    }
+#endif
 }
 
 /* ------------------------------------------------------------------------------ messages the middleware drops */
@@ -717,6 +815,7 @@ void setup(void) {
         board_log("LOG the initial labelled samples were refused by the core");
         board_finish(2);
     }
+    restore_state();
 #endif
     if (board_transport_init() != 0) {
         board_log("LOG no micro-ROS transport");
@@ -729,6 +828,8 @@ void setup(void) {
 static void finish(void) {
 #if TINYCL_APP_LATENT
     save_state();
+#else
+    if (g_ndc.cwr.n_seen != g_saved_seen) save_state();
 #endif
     logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
           (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);

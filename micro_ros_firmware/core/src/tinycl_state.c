@@ -158,6 +158,49 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
     return TINYCL_OK;
 }
 
+/* ------------------------------------------------------------------------------------- TinyNDC */
+size_t tinycl_ndc_state_size(const tinycl_ndc_t *s) {
+    return s ? tinycl_ncm_state_size(&s->ncm) + tinycl_cwr_state_size(&s->cwr) : 0;
+}
+
+int tinycl_ndc_save(const tinycl_ndc_t *s, uint8_t *buf, size_t cap, size_t *written) {
+    if (!s || !buf) return TINYCL_EINVAL;
+    size_t a = 0, b = 0;
+    int rc = tinycl_ncm_save(&s->ncm, buf, cap, &a);
+    if (!rc) rc = tinycl_cwr_save(&s->cwr, buf + a, cap - a, &b);
+    if (!rc && written) *written = a + b;
+    return rc;
+}
+
+/* the class count in a blob's header (u16 at byte 8) */
+static uint32_t header_classes(const uint8_t *blob) {
+    rd_t r = RD_MEM(blob + 8);
+    return get_u16(&r);
+}
+
+size_t tinycl_ndc_state_length(const uint8_t *buf, size_t len) {
+    if (!buf || len < 12) return 0;
+    const size_t n_ncm = TINYCL_NCM_STATE_BYTES(header_classes(buf));
+    if (n_ncm + 12 > len) return 0;
+    const size_t n = n_ncm + TINYCL_CWR_STATE_BYTES(header_classes(buf + n_ncm));
+    return n <= len ? n : 0;
+}
+
+int tinycl_ndc_load(tinycl_ndc_t *s, const uint8_t *buf, size_t len) {
+    static tinycl_ndc_t tmp; /* both blobs accepted before s is touched */
+    if (!s || !buf) return TINYCL_EINVAL;
+    if (len < 12) return TINYCL_ESTATE;
+    /* the clusterer's class count says where the head's blob starts */
+    const size_t n_ncm = TINYCL_NCM_STATE_BYTES(header_classes(buf));
+    if (n_ncm >= len) return TINYCL_ESTATE;
+    tmp = *s;
+    int rc = tinycl_ncm_load(&tmp.ncm, buf, n_ncm);
+    if (!rc) rc = tinycl_cwr_load(&tmp.cwr, buf + n_ncm, len - n_ncm);
+    if (rc) return rc;
+    *s = tmp;
+    return TINYCL_OK;
+}
+
 /* ------------------------------------------------------------------------------------- TinyRCE */
 /* the plain form (fp32, no cap) keeps version 1; the cheaper distances need version 2 */
 static int rce_ex(const tinycl_rce_t *r) { return r->int8_range != 0.0 || r->max_visit != 0; }

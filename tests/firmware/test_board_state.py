@@ -1,0 +1,129 @@
+"""The TinyNDC board app keeps what it learned across a reset (real board on QEMU, real MicroXRCEAgent).
+
+Run 1: the board (initial labelled digits 0–8) learns the graph side's answers (a person's, with the true digit) and
+a fleet global head (version 5, which names class 9 "nine"); it saves its state
+(the TinyNDC blobs of ``c_state.ndc_to_bytes`` + the app's record: the global head's version, the class names) to
+its storage after each answer and global head and when the stream ends. Run 2, the same board booted again (a
+reset: the stream restarts at its first frame): it restores that state — the Python side reads the same file — and
+the latched global head, re-sent as the aggregator's writer does after a restart, is not applied over what it
+learned since; its predictions of class 9 still carry the name "nine"; every prediction equals the host build of
+the same C core loaded from the saved state and replaying the same frames and answers. A storage file that is
+corrupt is refused with one line and the board starts from its initial labelled samples.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .conftest import FW, need
+from .test_board_uros import _demo_module
+
+N_FRAMES = 80
+GLOBAL_VERSION = 5
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return _demo_module()
+
+
+@pytest.fixture(scope="module")
+def app(demo, data_dir):
+    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
+    from tinycl_nodes.bus.dds_config import domain_id
+
+    work = FW / "build-uros-state"
+    work.mkdir(exist_ok=True)
+    uros = demo.build_uros()
+    elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 4, "0-8", 100, domain_id(None), str(data_dir),
+                                  ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
+    return work, elf, bd, uros
+
+
+def _boot(demo, app, data: str, log, global_at: int) -> tuple[dict, object]:
+    """One run of the board with the agent and the graph side answering every label request with the true digit; a
+    fleet global head (version 5, class 9 named "nine") is published, latched, once the board has reached frame
+    ``global_at`` (0: from the start, as a writer that outlived the board's reset)."""
+    from dataclasses import replace
+
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.interfaces.heads import to_msg
+
+    work, elf, bd, uros = app
+    model_hash = demo.model_sha(work)
+    bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+    mon = demo.Monitor(bus, bd.labels, model_hash)
+    snap = demo.trained_head(data, 4, range(10), model_hash, GLOBAL_VERSION)
+    snap = replace(snap, class_names=["nine" if c == 9 else str(c) for c in snap.class_ids])
+    gmsg = to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp())
+    qemu = demo.Qemu(elf, log)
+    agent = demo.Agent(uros["AGENT"], qemu.pty, log.with_suffix(".agent.log"))
+    agent.start()
+    sent = False
+
+    def publish_global() -> None:
+        nonlocal sent
+        if not sent and max(mon.predictions, default=0) >= global_at:
+            mon.global_pub.publish(gmsg)
+            sent = True
+
+    try:
+        demo.spin_until_done(qemu, bus, 120, publish_global)
+    finally:
+        agent.stop()
+        qemu.stop()
+        bus.shutdown()
+    assert sent, "the global head was never published"
+    board = demo.parse_board_log(qemu.lines())
+    board["names"], board["answered"] = dict(mon.names), len(mon.answered)
+    return board, snap
+
+
+def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_path):
+    from tinycl_nodes.export import c_state
+
+    work, elf, bd, uros = app
+    state = demo.state_file(work)
+    state.unlink(missing_ok=True)
+    first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=30)
+    a1 = first["applied"]
+    assert a1["global"] == 1 and a1["answers"] >= 5 and a1["answers"] + a1["refused"] + a1["lost"] == first["answered"]
+    assert first["names"].get(9) == "nine", first["names"]
+    saved = [ln for ln in first["log"] if ln.startswith("state saved")]
+    assert len(saved) >= a1["answers"] + 1, first["log"]          # after each answer and the global head, and at the end
+    n_saved = int(re.match(r"state saved: (\d+) samples", saved[-1])[1])
+    # the Python side reads the board's storage: the TinyNDC state, then the app's record
+    blob = state.read_bytes()
+    n = c_state.ndc_length(blob)
+    ncm, head = c_state.ndc_from_bytes(blob[:n])
+    assert head.n_seen == n_saved and 9 in head.classes and 9 in ncm.classes and len(blob) > n
+
+    print(f"run 1: {a1['answers']} answers, global head applied, {len(saved)} saves, last {saved[-1]!r}; storage "
+          f"{len(blob)} B (TinyNDC state {n} B)")
+    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0)
+    restored = [ln for ln in second["log"] if ln.startswith("state restored")]
+    assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
+    assert second["applied"]["global"] == 0 and not [e for e in second["events"] if e[1] == "global"]
+    assert second["names"].get(9) == "nine", second["names"]     # the fleet's name survives (else "9", the id)
+    print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers; global head not applied again")
+    preds = [second["predictions"][i] for i in range(N_FRAMES)]
+    assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob[:n])
+
+    # a corrupt storage: one line, and the initial labelled samples
+    broken = bytearray(blob)
+    broken[n // 2] ^= 0xFF
+    state.write_bytes(bytes(broken))
+    qemu = demo.Qemu(elf, tmp_path / "corrupt.log")
+    try:
+        t0 = time.monotonic()
+        while len([ln for ln in qemu.lines() if ln.startswith("P ")]) < 20:
+            assert qemu.proc.poll() is None and time.monotonic() - t0 < 60, qemu.text()[-1500:]
+            time.sleep(0.1)
+    finally:
+        qemu.stop()
+    third = demo.parse_board_log(qemu.lines())
+    assert any(ln.startswith(f"state: the saved state ({len(blob)} bytes) was refused") for ln in third["log"]), third["log"][:5]
+    assert [third["predictions"][i] for i in range(20)] == demo.host_replay(bd, [], gsnap, 20)
