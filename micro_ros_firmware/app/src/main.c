@@ -274,9 +274,9 @@ static uint32_t g_saved_at, g_saved_seen;
 
 static size_t put_record(uint8_t *out) {
     uint8_t *p = out;
-    const uint32_t head[3] = {(uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
-    memcpy(p, head, sizeof head); /* little-endian, as the Cortex-M and the hosts this runs on */
-    p += sizeof head;
+    const uint32_t fixed[3] = {(uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
+    memcpy(p, fixed, sizeof fixed); /* little-endian, as the Cortex-M and the hosts this runs on */
+    p += sizeof fixed;
     for (uint32_t i = 0; i < MAXC; i++) {
         memcpy(p, &g_name_ids[i], 4);
         memcpy(p + 4, g_names[i], NAME_CAP);
@@ -288,14 +288,14 @@ static size_t put_record(uint8_t *out) {
 }
 
 static int get_record(const uint8_t *in, size_t len) {
-    uint32_t head[3], crc;
+    uint32_t fixed[3], crc;
     if (len != RECORD_BYTES) return 0;
     memcpy(&crc, in + RECORD_BYTES - 4, 4);
-    memcpy(head, in, sizeof head);
-    if (crc != tinycl_crc32(in, RECORD_BYTES - 4) || head[0] > 1 || head[2] > MAXC) return 0;
-    g_global_restored = (int)head[0];
-    g_global_version = head[1];
-    g_n_names = head[2];
+    memcpy(fixed, in, sizeof fixed);
+    if (crc != tinycl_crc32(in, RECORD_BYTES - 4) || fixed[0] > 1 || fixed[2] > MAXC) return 0;
+    g_global_restored = (int)fixed[0];
+    g_global_version = fixed[1];
+    g_n_names = fixed[2];
     for (uint32_t i = 0; i < MAXC; i++) {
         memcpy(&g_name_ids[i], in + 12 + i * (4 + NAME_CAP), 4);
         memcpy(g_names[i], in + 16 + i * (4 + NAME_CAP), NAME_CAP);
@@ -585,10 +585,10 @@ static void on_global(const void *msg) {
     for (size_t r = 0; r < n; r++) remember_name(ids[r], h->classes.data[r].name.data ? h->classes.data[r].name.data : "");
     logf_("EV %lu global %lu", (unsigned long)g_frame, (unsigned long)h->version);
     g_global_version = h->version;
-#if !TINYCL_APP_LATENT
-    save_state();
-#endif
     g_globals++;
+#if !TINYCL_APP_LATENT
+    save_state(); /* with the record saying it was applied: a reset now must not apply it again */
+#endif
     publish_head();
 }
 
