@@ -28,9 +28,11 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -74,6 +76,20 @@ def build_uros() -> dict[str, str]:
 def state_file(work: Path) -> Path:
     """The board's storage of its learned state (mps2-an500: a host file written through semihosting)."""
     return work / "state.bin"
+
+
+def read_storage(path: Path) -> tuple[bytes, dict[str, int]]:
+    """The board's storage (app/src/main.c): the learner's blob (``c_state``), then the app's record, which ends
+    with its own size and CRC-32: (blob, {boot, global_applied, global_version, names})."""
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise DemoError(f"{path}: {len(data)} bytes is no board storage")
+    size, crc = struct.unpack_from("<II", data, len(data) - 8)
+    record = data[len(data) - size:]
+    if not 24 <= size < len(data) or zlib.crc32(record[:-4]) != crc:
+        raise DemoError(f"{path}: the app's record at its end is malformed")
+    boot, applied, version, names = struct.unpack_from("<4I", record)
+    return data[:len(data) - size], {"boot": boot, "global_applied": applied, "global_version": version, "names": names}
 
 
 def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,

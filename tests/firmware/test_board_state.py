@@ -7,8 +7,10 @@ answer and global head, and is reset (killed) right after saving the global head
 again (the stream restarts at its first frame) and run to the stream's end: it restores that state — the Python side reads the same file — and
 the latched global head, re-sent as the aggregator's writer does after a restart, is not applied over what it
 learned since; its predictions of class 9 still carry the name "nine"; every prediction equals the host build of
-the same C core loaded from the saved state and replaying the same frames and answers. A storage file that is
-corrupt is refused with one line and the board starts from its initial labelled samples.
+the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
+number (``<device>-<boot>.<sample id>``): an answer to boot 1's request for a sample id that run 2 has just asked about
+again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt is refused with one line
+and the board starts from its initial labelled samples.
 """
 
 from __future__ import annotations
@@ -47,11 +49,15 @@ class _Reset(Exception):
     """The board is reset (QEMU killed) where the test says."""
 
 
-def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = False) -> tuple[dict, object]:
+def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = False,
+          stale_boot: int | None = None) -> tuple[dict, object]:
     """One run of the board with the agent and the graph side answering every label request with the true digit; a
     fleet global head (version 5, class 9 named "nine") is published, latched, once the board has reached frame
     ``global_at`` (0: from the start, as a writer that outlived the board's reset). ``reset_after_global``: the
-    board is killed as soon as it has saved its state after applying the global head, else the stream runs out."""
+    board is killed as soon as it has saved its state after applying the global head, else the stream runs out.
+    ``stale_boot``: when the board first asks for a label, the request of boot ``stale_boot`` for the same sample id
+    is answered too, first and with class 0 — what a label app still showing that request from before the reset
+    would send."""
     from dataclasses import replace
 
     from tinycl_nodes.bus import create_bus
@@ -60,7 +66,16 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
     work, elf, bd, uros = app
     model_hash = demo.model_sha(work)
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
-    mon = demo.Monitor(bus, bd.labels, model_hash)
+    class Person(demo.Monitor):
+        stale: str | None = None
+
+        def on_request(self, msg) -> None:
+            if stale_boot is not None and self.stale is None:   # while the board holds its own request for that id
+                self.stale = f"{demo.DEVICE}-{stale_boot}.{int(msg.features.sample_id)}"
+                self.answer(self.stale, 0)
+            super().on_request(msg)
+
+    mon = Person(bus, bd.labels, model_hash)
     snap = demo.trained_head(data, 4, range(10), model_hash, GLOBAL_VERSION)
     snap = replace(snap, class_names=["nine" if c == 9 else str(c) for c in snap.class_ids])
     gmsg = to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp())
@@ -88,8 +103,9 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
         qemu.stop()
         bus.shutdown()
     assert sent, "the global head was never published"
+    assert stale_boot is None or mon.stale, "the board never asked for a label"
     board = demo.parse_board_log(qemu.lines())
-    board["names"], board["answered"] = dict(mon.names), len(mon.answered)
+    board["names"], board["answered"], board["stale"] = dict(mon.names), [rid for rid, _ in mon.answered], mon.stale
     return board, snap
 
 
@@ -105,29 +121,38 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert [e[2] for e in first["events"] if e[1] == "global"] == [GLOBAL_VERSION] and len(answers) >= 3
     assert not first["applied"], "the board was to be reset before its stream ended (APPLIED is its last line)"
     saved = [ln for ln in first["log"] if ln.startswith("state saved")]
-    # after each answer and after the global head (the reset may fall between an answer's line and its save)
-    assert len(answers) <= len(saved) <= len(answers) + 1, first["log"]
+    # at boot, after each answer and after the global head (the reset may fall between an answer's line and its save)
+    assert len(answers) + 1 <= len(saved) <= len(answers) + 2, first["log"]
     n_saved = int(re.match(r"state saved: (\d+) samples", saved[-1])[1])
+    assert all(rid.startswith(f"{demo.DEVICE}-1.") for rid in first["answered"]), first["answered"][:3]  # boot 1
     # the Python side reads the board's storage: the TinyNDC state, then the app's record
-    blob = state.read_bytes()
-    n = c_state.ndc_length(blob)
-    ncm, head = c_state.ndc_from_bytes(blob[:n])
-    assert head.n_seen == n_saved and 9 in head.classes and 9 in ncm.classes and len(blob) > n
+    blob, record = demo.read_storage(state)
+    ncm, head = c_state.ndc_from_bytes(blob)
+    assert head.n_seen == n_saved and 9 in head.classes and len(ncm.classes) >= 9   # 9: from the global head
+    assert record == {"boot": 1, "global_applied": 1, "global_version": GLOBAL_VERSION, "names": record["names"]}
+    assert record["names"] >= 1
 
+    size = state.stat().st_size
     print(f"run 1: {len(answers)} answers, global head applied, {len(saved)} saves, last {saved[-1]!r}; storage "
-          f"{len(blob)} B (TinyNDC state {n} B); reset")
-    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0)
+          f"{size} B (TinyNDC state {len(blob)} B); reset")
+    # run 2: the same latched global head; and an answer to boot 1's request for the first sample id run 2 asks about
+    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=1)
+    stale = second["stale"]
     restored = [ln for ln in second["log"] if ln.startswith("state restored")]
     assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
+    assert restored[0].endswith(f"{size} bytes, boot 1") and demo.read_storage(state)[1]["boot"] == 2
+    assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot 2)")
+               for ln in second["log"]), second["log"]
+    assert all(rid.startswith(f"{demo.DEVICE}-2.") for rid in second["answered"]), second["answered"][:3]
     assert second["applied"]["global"] == 0 and not [e for e in second["events"] if e[1] == "global"]
     assert second["names"].get(9) == "nine", second["names"]     # the fleet's name survives (else "9", the id)
     print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers; global head not applied again")
     preds = [second["predictions"][i] for i in range(N_FRAMES)]
-    assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob[:n])
+    assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob)   # the stale answer: not learned
 
     # a corrupt storage: one line, and the initial labelled samples
-    broken = bytearray(blob)
-    broken[n // 2] ^= 0xFF
+    broken = bytearray(state.read_bytes())
+    broken[len(blob) // 2] ^= 0xFF
     state.write_bytes(bytes(broken))
     qemu = demo.Qemu(elf, tmp_path / "corrupt.log")
     try:
@@ -138,5 +163,5 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     finally:
         qemu.stop()
     third = demo.parse_board_log(qemu.lines())
-    assert any(ln.startswith(f"state: the saved state ({len(blob)} bytes) was refused") for ln in third["log"]), third["log"][:5]
+    assert any(ln.startswith(f"state: the saved state ({len(broken)} bytes) was refused") for ln in third["log"]), third["log"][:5]
     assert [third["predictions"][i] for i in range(20)] == demo.host_replay(bd, [], gsnap, 20)

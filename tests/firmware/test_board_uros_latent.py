@@ -139,7 +139,9 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     from tinycl_nodes.export.c_state import latent_from_bytes
     from tinycl_nodes.firmware_latent import board_head, cut_grid
 
-    back = latent_from_bytes(state.read_bytes(), like=board_head(memory_size=MEMORY))
+    blob, record = demo.read_storage(state)
+    assert record["boot"] == 2   # the second boot's number, saved at boot
+    back = latent_from_bytes(blob, like=board_head(memory_size=MEMORY))
     assert back.n_seen == board["applied"]["answers"] and back.buffer.quantizer == cut_grid()
     lib = Library(host_build / "libtinycl.so")
     cuts = np.stack([lib.features_cut_q(img)[1] for img in bd.images[:40]])

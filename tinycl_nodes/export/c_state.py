@@ -199,23 +199,6 @@ def _ncm_length(F: int, C: int) -> int:
     return _HEADER.size + 4 + C * 8 + C * F * 4 + 4          # TINYCL_NCM_STATE_BYTES
 
 
-def _cwr_length(F: int, C: int) -> int:
-    return _HEADER.size + _CWR_FIXED.size + C * 12 + 2 * C * F * 4 + 4   # TINYCL_CWR_STATE_BYTES
-
-
-def ndc_length(payload: bytes) -> int:
-    """The length of the C TinyNDC state at the start of ``payload`` (a board's storage keeps its own record
-    after it), from the two blobs' headers; as ``tinycl_ndc_state_length``."""
-    if len(payload) < _HEADER.size:
-        raise StateError(f"C state: {len(payload)} bytes is too short for a TinyNDC state")
-    F, C = _HEADER.unpack_from(payload)[3:5]
-    n_ncm = _ncm_length(F, C)
-    if len(payload) < n_ncm + _HEADER.size:
-        raise StateError(f"C state: {len(payload)} bytes is too short for a TinyNDC state of {C} clusters")
-    F2, C2 = _HEADER.unpack_from(payload, n_ncm)[3:5]
-    return n_ncm + _cwr_length(F2, C2)
-
-
 def ndc_from_bytes(payload: bytes) -> tuple[NearestCentroid, CWRStar]:
     """(clusterer, head) from a C TinyNDC state (exactly: no bytes after it)."""
     payload = bytes(payload)

@@ -14,7 +14,7 @@
  * recreated once it answers again. Learning never waits for the agent: the state lives in the core.
  * Every message buffer is static (sizes below); every rcl/rclc return value is checked.
  * The learner is a build option (CMake TINYCL_APP_HEAD): cwr (TinyNDC: the clusterer's pseudo-labels and the
- * answers train CWR* on the features; its head is published; its state and the app's record — the global head
+ * answers train CWR* on the features; its head is published; its state and the app's record — the boot number, the global head
  * applied, the class names — are kept in the board's storage, restored at start-up) or latent (TINYCL_APP_LATENT: the latent replay
  * head of tinycl_latent.h trained on the CNN's own int8 activations at the cut, from the same forward pass as
  * the features, by the answers only; its state, kept in the board's storage, is restored at start-up and
@@ -263,89 +263,72 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
 }
 
 /* ------------------------------------------------------------------------------ the learner's state */
-#if !TINYCL_APP_LATENT
-/* The storage holds the TinyNDC state (tinycl_ndc_save: the clusterer's blob, then the head's) followed by the
- * app's record: whether and which global head was applied (a latched one re-sent after a restart must not replace
- * what was learned since) and the class names, then a CRC-32 of the record. Saved after each answer or global head
- * applied, after a consolidated batch at most every TINYCL_SAVE_PERIOD_MS, and when the stream ends. */
-#define RECORD_BYTES (4u + 4u + 4u + MAXC * (4u + NAME_CAP) + 4u)
-static uint8_t g_state[TINYCL_NDC_STATE_MAX_BYTES + RECORD_BYTES];
+/* The board's storage holds the learner's blob — the TinyNDC state (tinycl_ndc_save: the clusterer's, then the
+ * head's) or the latent head's (kind 4, streamed) — followed by the app's record: the boot number (the middle part
+ * of this boot's request ids, so that an answer to a request made before a reset never meets another sample of the
+ * same id), whether and which global head was applied (a latched one re-sent after a reset must not replace what was
+ * learned since), the class names, the record's size and a CRC-32 of it. Saved at boot (a new boot number), after
+ * each answer and global head applied, after a consolidated TinyNDC batch at most every TINYCL_SAVE_PERIOD_MS or a
+ * latent training round, and when the stream ends; a failed save keeps the last saved state. */
+#define RECORD_BYTES (4u * 4u + MAXC * (4u + NAME_CAP) + 4u + 4u)
+static uint8_t g_record[RECORD_BYTES];
+static uint32_t n_known(void);
+static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
 static uint32_t g_saved_at, g_saved_seen;
 
-static size_t put_record(uint8_t *out) {
-    uint8_t *p = out;
-    const uint32_t fixed[3] = {(uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
+static void put_record(void) {
+    const uint32_t fixed[4] = {g_boot, (uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
+    uint8_t *p = g_record;
     memcpy(p, fixed, sizeof fixed); /* little-endian, as the Cortex-M and the hosts this runs on */
     p += sizeof fixed;
-    for (uint32_t i = 0; i < MAXC; i++) {
+    for (uint32_t i = 0; i < MAXC; i++, p += 4 + NAME_CAP) {
         memcpy(p, &g_name_ids[i], 4);
         memcpy(p + 4, g_names[i], NAME_CAP);
-        p += 4 + NAME_CAP;
     }
-    const uint32_t crc = tinycl_crc32(out, (size_t)(p - out));
-    memcpy(p, &crc, 4);
-    return RECORD_BYTES;
+    const uint32_t size = RECORD_BYTES, crc = tinycl_crc32(g_record, RECORD_BYTES - 4);
+    memcpy(p, &size, 4);
+    memcpy(p + 4, &crc, 4);
 }
 
-static int get_record(const uint8_t *in, size_t len) {
-    uint32_t fixed[3], crc;
-    if (len != RECORD_BYTES) return 0;
-    memcpy(&crc, in + RECORD_BYTES - 4, 4);
-    memcpy(fixed, in, sizeof fixed);
-    if (crc != tinycl_crc32(in, RECORD_BYTES - 4) || fixed[0] > 1 || fixed[2] > MAXC) return 0;
-    g_global_restored = (int)fixed[0];
-    g_global_version = fixed[1];
-    g_n_names = fixed[2];
+/* 0 unless the record is whole (size, CRC, values); then the boot number, the global head and the names are set. */
+static int get_record(void) {
+    uint32_t fixed[4], size, crc;
+    memcpy(fixed, g_record, sizeof fixed);
+    memcpy(&size, g_record + RECORD_BYTES - 8, 4);
+    memcpy(&crc, g_record + RECORD_BYTES - 4, 4);
+    if (size != RECORD_BYTES || crc != tinycl_crc32(g_record, RECORD_BYTES - 4) || fixed[1] > 1 || fixed[3] > MAXC)
+        return 0;
+    g_boot = fixed[0];
+    g_global_restored = (int)fixed[1];
+    g_global_version = fixed[2];
+    g_n_names = fixed[3];
     for (uint32_t i = 0; i < MAXC; i++) {
-        memcpy(&g_name_ids[i], in + 12 + i * (4 + NAME_CAP), 4);
-        memcpy(g_names[i], in + 16 + i * (4 + NAME_CAP), NAME_CAP);
+        const uint8_t *q = g_record + sizeof fixed + i * (4 + NAME_CAP);
+        memcpy(&g_name_ids[i], q, 4);
+        memcpy(g_names[i], q + 4, NAME_CAP);
         g_names[i][NAME_CAP - 1] = '\0';
     }
     return 1;
 }
 
-static void save_state(void) {
-    const uint32_t t0 = board_millis();
-    size_t n = 0;
-    int rc = tinycl_ndc_save(&g_ndc, g_state, sizeof g_state - RECORD_BYTES, &n);
-    if (rc == TINYCL_OK) n += put_record(g_state + n);
-    if (rc != TINYCL_OK || board_state_open_write() != 0) {
-        logf_("LOG state: not saved (%s)", rc ? "the core refused" : "the storage cannot be written");
-        return;
-    }
-    if (board_state_commit(board_state_write(g_state, (uint32_t)n) == 0) != 0) {
-        board_log("LOG state: writing failed: the last saved state is kept");
-        return;
-    }
-    g_saved_at = t0;
-    g_saved_seen = g_ndc.cwr.n_seen;
-    logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)g_ndc.cwr.n_seen, (unsigned long)n,
-          (unsigned long)(board_millis() - t0));
+#if !TINYCL_APP_LATENT
+static uint8_t g_blob[TINYCL_NDC_STATE_MAX_BYTES];
+
+static uint32_t learned(void) { return g_ndc.cwr.n_seen; }
+
+static int write_learner(size_t *bytes) {
+    const int rc = tinycl_ndc_save(&g_ndc, g_blob, sizeof g_blob, bytes);
+    return rc ? rc : board_state_write(g_blob, (uint32_t)*bytes) ? TINYCL_ESPACE : TINYCL_OK;
 }
 
-/* The saved state, if any and if the core accepts it; else the system the initial labelled samples gave. */
-static void restore_state(void) {
-    const long len = board_state_open_read();
-    if (len < 0) {
-        board_log("LOG state: none saved: the initial labelled samples");
-        return;
-    }
-    const size_t got = (size_t)len <= sizeof g_state ? board_state_read(0, g_state, (uint32_t)len) : 0;
-    board_state_close();
-    const size_t n = got == (size_t)len ? tinycl_ndc_state_length(g_state, got) : 0;
-    int rc = n ? tinycl_ndc_load(&g_ndc, g_state, n) : TINYCL_ESTATE;
-    if (rc == TINYCL_OK && !get_record(g_state + n, got - n)) {
-        rc = TINYCL_ESTATE;
-        (void)tinycl_ndc_init(&g_ndc, TINYCL_INIT_LR, TINYCL_INIT_BATCH_SIZE, 0); /* accepted at start-up already */
-        (void)tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n);
-    }
-    if (rc != TINYCL_OK) {
-        logf_("LOG state: the saved state (%ld bytes) was refused (%d): the initial labelled samples", len, rc);
-        return;
-    }
-    g_saved_seen = g_ndc.cwr.n_seen;
-    logf_("LOG state restored: %lu samples, %lu classes, %ld bytes", (unsigned long)g_ndc.cwr.n_seen,
-          (unsigned long)g_ndc.cwr.n_classes, len);
+static int read_learner(size_t len) {
+    if (len > sizeof g_blob || board_state_read(0, g_blob, (uint32_t)len) != len) return TINYCL_ESTATE;
+    return tinycl_ndc_load(&g_ndc, g_blob, len);
+}
+
+static void fresh_learner(void) { /* accepted at start-up already */
+    (void)tinycl_ndc_init(&g_ndc, TINYCL_INIT_LR, TINYCL_INIT_BATCH_SIZE, 0);
+    (void)tinycl_ndc_init_from_labelled(&g_ndc, tinycl_init_x, tinycl_init_y, tinycl_init_n);
 }
 #else
 static uint8_t g_io[512]; /* the state blob streams through this (it is ~0.6 MB: no second copy fits in RAM) */
@@ -368,42 +351,70 @@ static int fresh_latent(void) {
     return rc ? rc : tinycl_latent_use_grid(&g_lat, TINYCL_CUT_SCALE, TINYCL_CUT_ZP);
 }
 
-/* The TCLS kind-4 blob to the board's storage (the last saved one stays if anything fails). */
+static uint32_t learned(void) { return g_lat.n_seen; }
+
+static int write_learner(size_t *bytes) {
+    *bytes = tinycl_latent_state_size(&g_lat);
+    return tinycl_latent_save_to(&g_lat, state_sink, NULL, g_io, sizeof g_io);
+}
+
+/* The saved latent head, if the core accepts it and it codes latents on this CNN's cut grid. */
+static int read_learner(size_t len) {
+    const int rc = tinycl_latent_load_from(&g_lat, state_source, NULL, len, g_io, sizeof g_io);
+    if (rc == TINYCL_OK && (g_lat.n_grids != 1 || g_lat.q_scale[0] != TINYCL_CUT_SCALE || g_lat.q_zp[0] != TINYCL_CUT_ZP))
+        return TINYCL_ESTATE; /* another model's codes */
+    return rc;
+}
+
+static void fresh_learner(void) { (void)fresh_latent(); /* accepted at start-up already */ }
+#endif
+
 static void save_state(void) {
     const uint32_t t0 = board_millis();
+    size_t bytes = 0;
     if (board_state_open_write() != 0) {
         board_log("LOG state: the storage cannot be written: not saved");
         return;
     }
-    const int rc = tinycl_latent_save_to(&g_lat, state_sink, NULL, g_io, sizeof g_io);
-    if (board_state_commit(rc == TINYCL_OK) != 0) {
+    int rc = write_learner(&bytes);
+    if (rc == TINYCL_OK) {
+        put_record();
+        if (board_state_write(g_record, RECORD_BYTES) != 0) rc = TINYCL_ESPACE;
+    }
+    if (board_state_commit(rc == TINYCL_OK) != 0 || rc != TINYCL_OK) {
         logf_("LOG state: writing failed (%d): the last saved state is kept", rc);
         return;
     }
-    logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)g_lat.n_seen,
-          (unsigned long)tinycl_latent_state_size(&g_lat), (unsigned long)(board_millis() - t0));
+    g_saved_at = t0;
+    g_saved_seen = learned();
+    logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)learned(),
+          (unsigned long)(bytes + RECORD_BYTES), (unsigned long)(board_millis() - t0));
 }
 
-/* The saved state, if any and if the core accepts it and it codes latents on this CNN's cut grid. */
+/* The saved state, if any and if its record and the core accept it; else the learner as it starts (one line). The
+ * boot number of a whole record is kept even when its learner's blob is refused: request ids stay unique. */
 static void restore_state(void) {
     const long len = board_state_open_read();
     if (len < 0) {
-        board_log("LOG state: none saved: a fresh latent head");
+        board_log("LOG state: none saved: the learner starts afresh");
         return;
     }
-    int rc = tinycl_latent_load_from(&g_lat, state_source, NULL, (size_t)len, g_io, sizeof g_io);
+    int rc = TINYCL_ESTATE;
+    if ((size_t)len > RECORD_BYTES &&
+        board_state_read((uint32_t)len - RECORD_BYTES, g_record, RECORD_BYTES) == RECORD_BYTES && get_record())
+        rc = read_learner((size_t)len - RECORD_BYTES);
     board_state_close();
-    if (rc == TINYCL_OK && (g_lat.n_grids != 1 || g_lat.q_scale[0] != TINYCL_CUT_SCALE || g_lat.q_zp[0] != TINYCL_CUT_ZP))
-        rc = TINYCL_ESTATE; /* another model's codes */
     if (rc != TINYCL_OK) {
-        (void)fresh_latent(); /* accepted at start-up already */
-        logf_("LOG state: the saved state (%ld bytes) was refused (%d): a fresh latent head", len, rc);
+        fresh_learner();
+        g_global_restored = 0;
+        g_global_version = g_n_names = 0;
+        logf_("LOG state: the saved state (%ld bytes) was refused (%d): the learner starts afresh", len, rc);
         return;
     }
-    logf_("LOG state restored: %lu samples, %lu classes, %lu bytes", (unsigned long)g_lat.n_seen,
-          (unsigned long)g_lat.n_classes, (unsigned long)len);
+    g_saved_seen = learned();
+    logf_("LOG state restored: %lu samples, %lu classes, %ld bytes, boot %lu", (unsigned long)learned(),
+          (unsigned long)n_known(), len, (unsigned long)g_boot);
 }
-#endif
 
 /* ------------------------------------------------------------------------------ the learner's classes */
 #if TINYCL_APP_LATENT
@@ -462,7 +473,7 @@ static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
 #else
     memcpy(p->x, g_x, sizeof g_x);
 #endif
-    snprintf(s_req_id, ID_CAP, "%s-%lu", TINYCL_DEVICE, (unsigned long)sample_id);
+    snprintf(s_req_id, ID_CAP, "%s-%lu.%lu", TINYCL_DEVICE, (unsigned long)g_boot, (unsigned long)sample_id);
     m_req.request_id.size = strlen(s_req_id);
     m_req.header.stamp = m_feat.header.stamp;
     memcpy(s_req_pixels, g_pixels, PIX);
@@ -497,9 +508,16 @@ static void on_answer(const void *msg) {
     const size_t plen = strlen(TINYCL_DEVICE);
     const char *rid = a->request_id.data ? a->request_id.data : "";
     pending_t *p = NULL;
-    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) {
-        char *end = NULL;
-        const unsigned long sid = strtoul(rid + plen + 1, &end, 10);
+    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) { /* <device>-<boot>.<sample id> */
+        char *dot = NULL, *end = NULL;
+        const unsigned long boot = strtoul(rid + plen + 1, &dot, 10);
+        const unsigned long sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
+        if (sid && end && *end == '\0' && boot != g_boot) {
+            g_refused++;
+            logf_("LOG label answer '%.40s': asked before the board restarted (now boot %lu): dropped", rid,
+                  (unsigned long)g_boot);
+            return;
+        }
         for (uint32_t i = 0; i < RING && end && *end == '\0' && sid; i++)
             if (g_pending[i].sample_id == sid) p = &g_pending[i];
     }
@@ -817,6 +835,8 @@ void setup(void) {
     }
     restore_state();
 #endif
+    g_boot++; /* this boot's request ids differ from every earlier boot's; saved at once, before any request */
+    save_state();
     if (board_transport_init() != 0) {
         board_log("LOG no micro-ROS transport");
         board_finish(2);
@@ -826,11 +846,7 @@ void setup(void) {
 }
 
 static void finish(void) {
-#if TINYCL_APP_LATENT
-    save_state();
-#else
-    if (g_ndc.cwr.n_seen != g_saved_seen) save_state();
-#endif
+    if (learned() != g_saved_seen) save_state();
     logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
           (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
     log_lost();

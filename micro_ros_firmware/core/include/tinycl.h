@@ -36,7 +36,7 @@ extern "C" {
 
 #define TINYCL_ABI_VERSION 6 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
                                   4: features_cut_q; 5: TinyRCE int8 centers + visit cap (rce_init_ex, state version 2);
-                                  6: ndc_save / ndc_load / ndc_state_size / ndc_state_length */
+                                  6: ndc_save / ndc_load / ndc_state_size */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -306,9 +306,6 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len);
 size_t tinycl_ndc_state_size(const tinycl_ndc_t *s);
 int tinycl_ndc_save(const tinycl_ndc_t *s, uint8_t *buf, size_t cap, size_t *written);
 int tinycl_ndc_load(tinycl_ndc_t *s, const uint8_t *buf, size_t len);
-/** The length of the TinyNDC state at the start of buf, read from its two headers (0: not one, or cut short), for
- *  a storage that keeps more after it. */
-size_t tinycl_ndc_state_length(const uint8_t *buf, size_t len);
 #define TINYCL_NDC_STATE_MAX_BYTES (TINYCL_NCM_STATE_BYTES(TINYCL_MAX_CLASSES) + TINYCL_CWR_STATE_BYTES(TINYCL_MAX_CLASSES))
 size_t tinycl_rce_state_size(const tinycl_rce_t *r);
 int tinycl_rce_save(const tinycl_rce_t *r, uint8_t *buf, size_t cap, size_t *written);

@@ -178,14 +178,6 @@ static uint32_t header_classes(const uint8_t *blob) {
     return get_u16(&r);
 }
 
-size_t tinycl_ndc_state_length(const uint8_t *buf, size_t len) {
-    if (!buf || len < 12) return 0;
-    const size_t n_ncm = TINYCL_NCM_STATE_BYTES(header_classes(buf));
-    if (n_ncm + 12 > len) return 0;
-    const size_t n = n_ncm + TINYCL_CWR_STATE_BYTES(header_classes(buf + n_ncm));
-    return n <= len ? n : 0;
-}
-
 int tinycl_ndc_load(tinycl_ndc_t *s, const uint8_t *buf, size_t len) {
     static tinycl_ndc_t tmp; /* both blobs accepted before s is touched */
     if (!s || !buf) return TINYCL_EINVAL;
