@@ -66,7 +66,10 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
     work, elf, bd, uros = app
     model_hash = demo.model_sha(work)
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+
     class Person(demo.Monitor):
+        """Answers with the true digit; first, once, the earlier boot's request for the same sample id."""
+
         stale: str | None = None
 
         def on_request(self, msg) -> None:
@@ -129,7 +132,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     blob, record = demo.read_storage(state)
     ncm, head = c_state.ndc_from_bytes(blob)
     assert head.n_seen == n_saved and 9 in head.classes and len(ncm.classes) >= 9   # 9: from the global head
-    assert record == {"boot": 1, "global_applied": 1, "global_version": GLOBAL_VERSION, "names": record["names"]}
+    assert (record["boot"], record["global_applied"], record["global_version"]) == (1, 1, GLOBAL_VERSION)
     assert record["names"] >= 1
 
     size = state.stat().st_size
