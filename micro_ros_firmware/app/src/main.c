@@ -125,7 +125,7 @@ static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
-static int g_global_restored;     /* the saved state had applied one (g_global_version is its version) */
+static int g_global_applied;      /* one was applied, by this boot or a saved state (g_global_version is its version) */
 
 /* ------------------------------------------------------------------------------ messages (static memory) */
 static tinycl_nodes__msg__Features m_feat;
@@ -277,7 +277,7 @@ static uint32_t g_boot;                 /* boots of this board with this storage
 static uint32_t g_saved_at, g_saved_seen;
 
 static void put_record(void) {
-    const uint32_t fixed[4] = {g_boot, (uint32_t)(g_globals > 0 || g_global_restored), g_global_version, g_n_names};
+    const uint32_t fixed[4] = {g_boot, (uint32_t)g_global_applied, g_global_version, g_n_names};
     uint8_t *p = g_record;
     memcpy(p, fixed, sizeof fixed); /* little-endian, as the Cortex-M and the hosts this runs on */
     p += sizeof fixed;
@@ -299,7 +299,7 @@ static int get_record(void) {
     if (size != RECORD_BYTES || crc != tinycl_crc32(g_record, RECORD_BYTES - 4) || fixed[1] > 1 || fixed[3] > MAXC)
         return 0;
     g_boot = fixed[0];
-    g_global_restored = (int)fixed[1];
+    g_global_applied = (int)fixed[1];
     g_global_version = fixed[2];
     g_n_names = fixed[3];
     for (uint32_t i = 0; i < MAXC; i++) {
@@ -406,7 +406,7 @@ static void restore_state(void) {
     board_state_close();
     if (rc != TINYCL_OK) {
         fresh_learner();
-        g_global_restored = 0;
+        g_global_applied = 0;
         g_global_version = g_n_names = 0;
         logf_("LOG state: the saved state (%ld bytes) was refused (%d): the learner starts afresh", len, rc);
         return;
@@ -574,7 +574,7 @@ static void on_global(const void *msg) {
     const char *why = NULL;
     const size_t n = h->classes.size;
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
-    if ((g_globals || g_global_restored) && h->version <= g_global_version) return; /* already applied (re-sent) */
+    if (g_global_applied && h->version <= g_global_version) return; /* already applied (re-sent) */
     if (TINYCL_APP_LATENT) why = "the latent head does not load a linear global head";
     else if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
     else if (h->n_features != F) why = "another feature size";
@@ -603,6 +603,7 @@ static void on_global(const void *msg) {
     for (size_t r = 0; r < n; r++) remember_name(ids[r], h->classes.data[r].name.data ? h->classes.data[r].name.data : "");
     logf_("EV %lu global %lu", (unsigned long)g_frame, (unsigned long)h->version);
     g_global_version = h->version;
+    g_global_applied = 1;
     g_globals++;
 #if !TINYCL_APP_LATENT
     save_state(); /* with the record saying it was applied: a reset now must not apply it again */
