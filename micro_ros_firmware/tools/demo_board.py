@@ -541,46 +541,46 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     if outage_at <= global_at:
         raise DemoError(f"a stream of {n_stream} frames of {period_ms} ms is too short for a {outage_s:g} s outage: "
                         f"it needs {RECONNECT_TAIL_S:g} s after the restart and the outage after frame {global_at}")
+    seen = 0   # features received when the agent restarted
+
+    def step() -> None:
+        """The run's phases, advanced as the board's frames come: bad input and the global head, outage, restart."""
+        nonlocal phase, t_restart, t_stop, reconnect_graph_s, seen, fleet_info, gsnap
+        frame = max(mon.predictions, default=0)   # the board's latest frame id (from 1; early ones may be lost)
+        if phase == "run" and frame >= global_at:
+            if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
+                for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
+                                   (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
+                                    "another extractor"),
+                                   (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
+                                    "could not be decoded")):
+                    send()
+                    deadline = time.monotonic() + 20.0
+                    while line not in qemu.text() and time.monotonic() < deadline:
+                        bus.spin_once(0.05)
+            if fr is None:
+                mon.global_pub.publish(gmsg)
+            else:
+                fleet_info = fleet_round(fr, bus, qemu)
+                gsnap = fr.agg.global_head
+            phase = "global"
+        elif phase == "global" and frame >= outage_at:
+            agent.stop()
+            t_stop = time.monotonic()
+            phase = "outage"
+        elif phase == "outage" and time.monotonic() - t_stop >= outage_s:
+            agent.start()
+            t_restart = time.monotonic()
+            seen = mon.received["features"]
+            phase = "restarted"
+        elif phase == "restarted" and mon.received["features"] > seen:
+            reconnect_graph_s = time.monotonic() - t_restart
+            phase = "reconnected"
+        if fleet_info.get("t_round") and "applied_s" not in fleet_info and re.search(r"EV \d+ global 1\b", qemu.text()):
+            fleet_info["applied_s"] = round(time.monotonic() - fleet_info.pop("t_round"), 2)
+
     try:
-        t_run = time.monotonic()
-        while "DONE" not in qemu.lines():
-            bus.spin_once(0.05)
-            if qemu.proc.poll() is not None and "DONE" not in qemu.lines():
-                raise DemoError(f"the board stopped (exit {qemu.proc.returncode}): {qemu.text()[-1500:]}")
-            if time.monotonic() - t_run > timeout_s:
-                raise DemoError(f"no DONE from the board in {timeout_s:.0f} s")
-            frame = max(mon.predictions, default=0)   # the board's latest frame id (from 1; early ones may be lost)
-            if phase == "run" and frame >= global_at:
-                if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
-                    for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
-                                       (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
-                                        "another extractor"),
-                                       (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
-                                        "could not be decoded")):
-                        send()
-                        deadline = time.monotonic() + 20.0
-                        while line not in qemu.text() and time.monotonic() < deadline:
-                            bus.spin_once(0.05)
-                if fr is None:
-                    mon.global_pub.publish(gmsg)
-                else:
-                    fleet_info = fleet_round(fr, bus, qemu)
-                    gsnap = fr.agg.global_head
-                phase = "global"
-            elif phase == "global" and frame >= outage_at:
-                agent.stop()
-                t_stop = time.monotonic()
-                phase = "outage"
-            elif phase == "outage" and time.monotonic() - t_stop >= outage_s:
-                agent.start()
-                t_restart = time.monotonic()
-                seen = mon.received["features"]
-                phase = "restarted"
-            elif phase == "restarted" and mon.received["features"] > seen:
-                reconnect_graph_s = time.monotonic() - t_restart
-                phase = "reconnected"
-            if fleet_info.get("t_round") and "applied_s" not in fleet_info and re.search(r"EV \d+ global 1\b", qemu.text()):
-                fleet_info["applied_s"] = round(time.monotonic() - fleet_info.pop("t_round"), 2)
+        spin_until_done(qemu, bus, timeout_s, step)
         deadline = time.monotonic() + 2.0   # the last messages in flight
         while time.monotonic() < deadline:
             bus.spin_once(0.05)
