@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -27,6 +28,31 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
     if p.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+def tool_module(name: str):
+    """A script of micro_ros_firmware/tools (not a package) loaded as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, FW / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def board_app(work_name: str, n_frames: int, seed: int, classes: str, period_ms: int, data_dir,
+              options: tuple[str, ...] = ()) -> tuple[Path, Path, object, dict]:
+    """The micro-ROS board app for QEMU built (incrementally) in ``micro_ros_firmware/<work_name>`` on the DDS domain
+    of this test run: (work folder, ELF, the generated board data, the cached agent and libmicroros.a)."""
+    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
+    from tinycl_nodes.bus.dds_config import domain_id
+
+    demo = tool_module("demo_board")
+    work = FW / work_name
+    work.mkdir(exist_ok=True)
+    uros = demo.build_uros()
+    elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], n_frames, seed, classes, period_ms, domain_id(None),
+                                  str(data_dir), options)
+    return work, elf, bd, uros
 
 
 SAN_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",

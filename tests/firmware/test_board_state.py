@@ -20,8 +20,7 @@ import time
 
 import pytest
 
-from .conftest import FW, need
-from .test_board_uros import _demo_module
+from .conftest import board_app, tool_module
 
 N_FRAMES = 80
 GLOBAL_VERSION = 5
@@ -29,20 +28,13 @@ GLOBAL_VERSION = 5
 
 @pytest.fixture(scope="module")
 def demo():
-    return _demo_module()
+    return tool_module("demo_board")
 
 
 @pytest.fixture(scope="module")
-def app(demo, data_dir):
-    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
-    from tinycl_nodes.bus.dds_config import domain_id
-
-    work = FW / "build-uros-state"
-    work.mkdir(exist_ok=True)
-    uros = demo.build_uros()
-    elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 4, "0-8", 100, domain_id(None), str(data_dir),
-                                  ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
-    return work, elf, bd, uros
+def app(data_dir):
+    return board_app("build-uros-state", N_FRAMES, 4, "0-8", 100, data_dir,
+                     ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
 
 
 class _Reset(Exception):

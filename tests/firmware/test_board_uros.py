@@ -18,23 +18,13 @@ The first run builds the agent and libmicroros.a into ~/.cache/tinycl (minutes);
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 
-from .conftest import FW, need
-
-
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("demo_board", FW / "tools" / "demo_board.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+from .conftest import need, tool_module
 
 
 def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir):
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
-    demo = _demo_module()
+    demo = tool_module("demo_board")
     r = demo.run(n_stream=150, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
                  work=tmp_path, out=None, timeout_s=150, fleet=True)
     # sent = confirmed by the agent; a publish unconfirmed in time (publish_failures) may still arrive. Messages the

@@ -17,14 +17,11 @@ rmw_microxrcedds' default lifespan the answers delivered with the reply are miss
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 
 import pytest
 
-from .conftest import FW, need
-from .test_board_uros import _demo_module
+from .conftest import board_app, tool_module
 
 N_FRAMES = 100
 EPOCH_2020 = 1_577_836_800
@@ -32,11 +29,7 @@ EPOCH_2020 = 1_577_836_800
 
 @pytest.fixture(scope="module")
 def relay_module():
-    spec = importlib.util.spec_from_file_location("xrce_relay", FW / "tools" / "xrce_relay.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return tool_module("xrce_relay")
 
 
 def test_frame_splitter_and_submessage_ids(relay_module):
@@ -55,16 +48,11 @@ def test_frame_splitter_and_submessage_ids(relay_module):
 
 
 def test_late_time_reply_costs_no_answer(relay_module, data_dir, tmp_path):
-    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
     from tinycl_nodes.bus import create_bus
-    from tinycl_nodes.bus.dds_config import domain_id
 
-    demo = _demo_module()
-    work = FW / "build-uros-clock"
-    work.mkdir(exist_ok=True)
-    uros = demo.build_uros()
-    elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 2, "0-7", 100, domain_id(None), str(data_dir),
-                                  ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
+    work, elf, bd, uros = board_app("build-uros-clock", N_FRAMES, 2, "0-7", 100, data_dir,
+                                    ("-DTINYCL_ASK_GAP=4", "-DTINYCL_ASK_BELOW=2"))
+    demo = tool_module("demo_board")
     model_hash = demo.model_sha(work)
     demo.state_file(work).unlink(missing_ok=True)   # the board starts from its initial labelled samples
 

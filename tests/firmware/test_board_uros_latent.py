@@ -22,8 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import FW, need, run
-from .test_board_uros import _demo_module
+from .conftest import FW, board_app, run, tool_module
 
 N_FRAMES = 160
 BOUND = 0.60
@@ -32,25 +31,19 @@ MEMORY = 351   # replay patterns of the board's head (the app's default: the que
 
 @pytest.fixture(scope="module")
 def demo():
-    return _demo_module()
+    return tool_module("demo_board")
 
 
 @pytest.fixture(scope="module")
 def latent_app(demo, data_dir):
     """The app with the latent head (asks on every frame), built incrementally in build-uros-latent."""
-    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
-    from tinycl_nodes.bus.dds_config import domain_id
-
-    work = FW / "build-uros-latent"
-    work.mkdir(exist_ok=True)
-    uros = demo.build_uros()
-    state = demo.state_file(work)
-    state.unlink(missing_ok=True)   # each run starts with an empty board storage
     options = ("-DTINYCL_APP_HEAD=latent", "-DTINYCL_ASK_GAP=1", "-DTINYCL_ASK_BELOW=2",
                "-DTINYCL_RAM_RESERVE=65536", f"-DTINYCL_APP_LATENT_MEMORY={MEMORY}")
     t0 = time.monotonic()
-    elf, bd = demo.build_firmware(work, uros["LIBMICROROS"], N_FRAMES, 3, "0-9", 60, domain_id(None), str(data_dir), options)
+    work, elf, bd, uros = board_app("build-uros-latent", N_FRAMES, 3, "0-9", 60, data_dir, options)
     print(f"app build {time.monotonic() - t0:.1f} s")
+    state = demo.state_file(work)
+    state.unlink(missing_ok=True)   # each run starts with an empty board storage
     return work, elf, bd, uros, state
 
 
@@ -70,7 +63,7 @@ def _host_replay(lib, images: np.ndarray, events: list[tuple[int, str, int, int]
         p = ch.predict_q(cuts[i])
         return -1 if p is None else p
 
-    return _demo_module().replay_events(events, n, apply, step)
+    return tool_module("demo_board").replay_events(events, n, apply, step)
 
 
 def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_app, host_build, tmp_path):

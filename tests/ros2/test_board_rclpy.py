@@ -7,24 +7,14 @@ predictions, features and (transient-local, as the board publishes it) head.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("demo_board", REPO / "micro_ros_firmware" / "tools" / "demo_board.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod   # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+from ..firmware.conftest import tool_module
 
 
 def test_rclpy_decodes_the_micro_ros_board(ros, data_dir):
-    demo = _demo_module()
+    demo = tool_module("demo_board")
     uros = demo.build_uros()
     work = Path(tempfile.mkdtemp(dir=ros.tmp))
     elf, _ = demo.build_firmware(work, uros["LIBMICROROS"], 400, 0, "0-9", 100, ros.domain, str(data_dir))
