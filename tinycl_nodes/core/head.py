@@ -215,3 +215,19 @@ class Head(abc.ABC):
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max())
     return e / e.sum()
+
+
+class LinearLayer:
+    """Mixin (before :class:`Head`) for the heads whose learned layer is a softmax layer ``W`` (classes × F), ``b``:
+    their scores are ``W·x + b`` and their linear form is that layer as it is."""
+
+    W: np.ndarray
+    b: np.ndarray
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        z = self.W.dot(x)
+        z += self.b
+        return z
+
+    def linear(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.astype(np.float32), self.b.astype(np.float32)

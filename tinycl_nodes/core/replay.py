@@ -23,7 +23,7 @@ from ._linear import sgd_pass_
 from ._util import (add_zero_row, check_int, check_rows, expect_array,
                     expect_rows, label_dtype, meta_of, rng_from_state, rng_state)
 from .errors import InputError, StateError
-from .head import Head
+from .head import Head, LinearLayer
 from .quantize import ChannelInt8Quantizer, Int8Quantizer, quantizer_from_dict
 from .validation import check_batch, check_positive
 
@@ -238,7 +238,7 @@ class PendingBatch:
         return {"_px": full_x, "_prow": full_row, "n_pending": n_pending}
 
 
-class LatentReplayHead(PendingBatch, Head):
+class LatentReplayHead(PendingBatch, LinearLayer, Head):
     """Softmax linear layer + (optionally int8) latent replay memory.
 
     ``learn_one`` queues the sample; every ``batch_size`` samples the layer runs ``epochs``
@@ -317,14 +317,6 @@ class LatentReplayHead(PendingBatch, Head):
                       self._rng.permutation(X.shape[0]))
         self.buffer._add(Xn.copy(), rn.copy())
         self.n_pending = 0
-
-    def _scores(self, x: np.ndarray) -> np.ndarray:
-        z = self.W.dot(x)
-        z += self.b
-        return z
-
-    def linear(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.W.astype(np.float32), self.b.astype(np.float32)
 
     def _params(self) -> dict[str, Any]:
         return {"memory_size": self.buffer.capacity, "batch_size": self.batch_size,

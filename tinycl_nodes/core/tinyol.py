@@ -14,11 +14,11 @@ import numpy as np
 
 from ._linear import sgd_step_
 from ._util import add_zero_row, check_int, expect_array
-from .head import Head
+from .head import Head, LinearLayer
 from .validation import check_positive
 
 
-class TinyOL(Head):
+class TinyOL(LinearLayer, Head):
     """Softmax output layer trained by one SGD step per labelled sample.
 
     ``lr=0.5`` by default: with L2-normalised-ish features (``‖x‖ ≈ 1``) one step moves the true
@@ -44,14 +44,6 @@ class TinyOL(Head):
 
     def _learn(self, x: np.ndarray, idx: int) -> None:
         sgd_step_(self.W, self.b, x, idx, np.float32(self.lr), self._ones)
-
-    def _scores(self, x: np.ndarray) -> np.ndarray:
-        z = self.W.dot(x)
-        z += self.b
-        return z
-
-    def linear(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.W.astype(np.float32), self.b.astype(np.float32)
 
     def _params(self) -> dict[str, Any]:
         return {"lr": self.lr}

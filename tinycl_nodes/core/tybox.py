@@ -20,11 +20,11 @@ from ._util import (add_zero_row, check_int, check_rows, expect_array,
                     expect_rows, label_dtype, meta_of, rng_from_state, rng_state)
 from .drift import DDM, DRIFT, NONE, WARNING
 from .errors import InputError, StateError
-from .head import Head
+from .head import Head, LinearLayer
 from .validation import check_positive
 
 
-class TyBoxHead(Head):
+class TyBoxHead(LinearLayer, Head):
     """Softmax linear layer retrained on a memory-budgeted FIFO buffer, with DDM drift handling.
 
     Budget: each stored sample costs ``4·n_features`` bytes (fp32 features) plus its label
@@ -140,14 +140,6 @@ class TyBoxHead(Head):
         self._start = (self._start + k) % self.capacity
         self.size -= k
         self.n_dropped += k
-
-    def _scores(self, x: np.ndarray) -> np.ndarray:
-        z = self.W.dot(x)
-        z += self.b
-        return z
-
-    def linear(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.W.astype(np.float32), self.b.astype(np.float32)
 
     def _params(self) -> dict[str, Any]:
         return {"memory_bytes": self.memory_bytes, "model_bytes": self.model_bytes,
