@@ -78,18 +78,29 @@ def state_file(work: Path) -> Path:
     return work / "state.bin"
 
 
-def read_storage(path: Path) -> tuple[bytes, dict[str, int]]:
-    """The board's storage (app/src/main.c): the learner's blob (``c_state``), then the app's record, which ends
-    with its own size and CRC-32: (blob, {boot, global_applied, global_version, names})."""
+def read_storage(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The board's storage (app/src/main.c): the learner's blob (``c_state``), then the app's record, which carries its
+    own layout and ends with its size and CRC-32: (blob, {boot, global_applied, global_version, names, pending}),
+    ``pending`` the label requests awaiting an answer as (boot, sample id, the data the learner learns from)."""
     data = path.read_bytes()
     if len(data) < 8:
         raise DemoError(f"{path}: {len(data)} bytes is no board storage")
     size, crc = struct.unpack_from("<II", data, len(data) - 8)
     record = data[len(data) - size:]
-    if not 24 <= size < len(data) or zlib.crc32(record[:-4]) != crc:
+    if not 40 <= size < len(data) or zlib.crc32(record[:-4]) != crc:
         raise DemoError(f"{path}: the app's record at its end is malformed")
-    boot, applied, version, names = struct.unpack_from("<4I", record)
-    return data[:len(data) - size], {"boot": boot, "global_applied": applied, "global_version": version, "names": names}
+    boot, applied, version, names, max_classes, name_cap, ring, slot_data = struct.unpack_from("<8I", record)
+    at = 32 + max_classes * (4 + name_cap)
+    if at + ring * (8 + slot_data) + 8 != size:
+        raise DemoError(f"{path}: the app's record has {size} bytes, not what its layout says")
+    pending = []
+    for k in range(ring):
+        slot_boot, sample_id = struct.unpack_from("<2I", record, at + k * (8 + slot_data))
+        if sample_id:
+            start = at + k * (8 + slot_data) + 8
+            pending.append((slot_boot, sample_id, record[start:start + slot_data]))
+    return data[:len(data) - size], {"boot": boot, "global_applied": applied, "global_version": version,
+                                     "names": names, "pending": sorted(pending)}
 
 
 def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,

@@ -10,20 +10,25 @@ learned since; its predictions of class 9 still carry the name "nine"; every pre
 the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
 number (``<device>-<boot>.<sample id>``): an answer to boot 1's request for a sample id that run 2 has just asked about
 again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt is refused with one line
-and the board starts from its initial labelled samples.
+and the board starts from its initial labelled samples. The label request run 1 left unanswered at its reset is saved with
+the state and restored, and its answer, given after the reset with boot 1's id, is learned for the image it was asked
+about.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
+import numpy as np
 import pytest
 
 from .conftest import board_app, tool_module
 
 N_FRAMES = 80
 GLOBAL_VERSION = 5
+KEEP_FROM = 10   # run 1 leaves its first label request from this sample id on unanswered until after the reset
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +47,17 @@ class _Reset(Exception):
 
 
 def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = False,
-          stale_boot: int | None = None) -> tuple[dict, object]:
+          stale_boot: int | None = None, keep: bool = False,
+          late: tuple[str, int] | None = None) -> tuple[dict, object]:
     """One run of the board with the agent and the graph side answering every label request with the true digit; a
     fleet global head (version 5, class 9 named "nine") is published, latched, once the board has reached frame
     ``global_at`` (0: from the start, as a writer that outlived the board's reset). ``reset_after_global``: the
     board is killed as soon as it has saved its state after applying the global head, else the stream runs out.
     ``stale_boot``: when the board first asks for a label, the request of boot ``stale_boot`` for the same sample id
     is answered too, first and with class 0 — what a label app still showing that request from before the reset
-    would send."""
+    would send. ``keep``: the first request for a sample id from KEEP_FROM on is left unanswered (a person who has
+    not answered yet). ``late``: (request id, class) answered when the board first asks for a label — that person's
+    answer, after the reset."""
     from dataclasses import replace
 
     from tinycl_nodes.bus import create_bus
@@ -60,14 +68,25 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
 
     class Person(demo.Monitor):
-        """Answers with the true digit; first, once, the earlier boot's request for the same sample id."""
+        """Answers with the true digit; first, once, the earlier boot's request for the same sample id and the late
+        answer; leaves one request unanswered if asked to."""
 
         stale: str | None = None
+        kept: tuple[str, int] | None = None
+        late: tuple[str, int] | None = None
 
         def on_request(self, msg) -> None:
-            if stale_boot is not None and self.stale is None:   # while the board holds its own request for that id
-                self.stale = f"{demo.DEVICE}-{stale_boot}.{int(msg.features.sample_id)}"
+            sid = int(msg.features.sample_id)
+            stale = f"{demo.DEVICE}-{stale_boot}.{sid}"
+            if stale_boot is not None and self.stale is None and (late is None or stale != late[0]):
+                self.stale = stale   # while the board holds its own request for that id
                 self.answer(self.stale, 0)
+            if late is not None and self.late is None:
+                self.late = late
+                self.answer(*late)
+            if keep and self.kept is None and sid >= KEEP_FROM:
+                self.kept = (msg.request_id, int(self.labels[sid - 1]))
+                return
             super().on_request(msg)
 
     mon = Person(bus, bd.labels, model_hash)
@@ -101,19 +120,22 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
     assert stale_boot is None or mon.stale, "the board never asked for a label"
     board = demo.parse_board_log(qemu.lines())
     board["names"], board["answered"], board["stale"] = dict(mon.names), [rid for rid, _ in mon.answered], mon.stale
+    board["kept"], board["late"] = mon.kept, mon.late
     return board, snap
 
 
 def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_path):
     from tinycl_nodes.export import c_state
+    from tinycl_nodes.nodes.board import ensure_library
 
     work, elf, bd, uros = app
     state = demo.state_file(work)
     state.unlink(missing_ok=True)
     # run 1 is reset right after the board saved the global head it applied: the worst moment for its record
-    first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=30, reset_after_global=True)
+    first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=40, reset_after_global=True,
+                         keep=True)
     answers = [e for e in first["events"] if e[1] == "answer"]
-    assert [e[2] for e in first["events"] if e[1] == "global"] == [GLOBAL_VERSION] and len(answers) >= 3
+    assert [e[2] for e in first["events"] if e[1] == "global"] == [GLOBAL_VERSION] and len(answers) >= 2
     assert not first["applied"], "the board was to be reset before its stream ended (APPLIED is its last line)"
     saved = [ln for ln in first["log"] if ln.startswith("state saved")]
     # at boot, after each answer and after the global head (the reset may fall between an answer's line and its save)
@@ -126,22 +148,35 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert head.n_seen == n_saved and 9 in head.classes and len(ncm.classes) >= 9   # 9: from the global head
     assert (record["boot"], record["global_applied"], record["global_version"]) == (1, 1, GLOBAL_VERSION)
     assert record["names"] >= 1
+    # the request left unanswered is in the record, with the features the board computed for its image
+    assert first["kept"], "the board asked for no label from sample id KEEP_FROM on before its reset"
+    kept_sid = int(first["kept"][0].rsplit(".", 1)[1])
+    pending = {(b, sid): data for b, sid, data in record["pending"]}
+    assert (1, kept_sid) in pending, record["pending"]
+    lib = ensure_library(None, True, logging.getLogger("test_board_state"))
+    assert np.frombuffer(pending[1, kept_sid], "<f4").tolist() == lib.features(bd.images[kept_sid - 1]).tolist()
 
     size = state.stat().st_size
     print(f"run 1: {len(answers)} answers, global head applied, {len(saved)} saves, last {saved[-1]!r}; storage "
           f"{size} B (TinyNDC state {len(blob)} B); reset")
     # run 2: the same latched global head; and an answer to boot 1's request for the first sample id run 2 asks about
-    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=1)
+    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=1,
+                      late=first["kept"])
     stale = second["stale"]
     restored = [ln for ln in second["log"] if ln.startswith("state restored")]
     assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
-    assert restored[0].endswith(f"{size} bytes, boot 1") and demo.read_storage(state)[1]["boot"] == 2
-    assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot 2)")
+    assert restored[0].endswith(f"{size} bytes, boot 1, label requests awaiting an answer: {len(pending)}"), restored
+    assert demo.read_storage(state)[1]["boot"] == 2
+    assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot 2), not pending")
                for ln in second["log"]), second["log"]
+    # the answer to the request boot 1 kept is learned after the reset, for the image it was asked about
+    assert second["late"] == first["kept"]
+    assert (kept_sid, first["kept"][1]) in [(e[2], e[3]) for e in second["events"] if e[1] == "answer"], second["log"]
     assert all(rid.startswith(f"{demo.DEVICE}-2.") for rid in second["answered"]), second["answered"][:3]
     assert second["applied"]["global"] == 0 and not [e for e in second["events"] if e[1] == "global"]
     assert second["names"].get(9) == "nine", second["names"]     # the fleet's name survives (else "9", the id)
-    print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers; global head not applied again")
+    print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers (boot 1's request for sample {kept_sid} "
+          "among them); global head not applied again")
     preds = [second["predictions"][i] for i in range(N_FRAMES)]
     assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob)   # the stale answer: not learned
 

@@ -108,6 +108,7 @@ static int32_t g_name_ids[MAXC];
 static uint32_t g_n_names;
 
 typedef struct {
+    uint32_t boot;      /* the boot that asked (a restored request keeps its id across a reset) */
     uint32_t sample_id; /* 0 = free slot (sample ids start at 1) */
 #if TINYCL_APP_LATENT
     int8_t cut[TINYCL_CUT_F]; /* what the latent head learns from */
@@ -115,8 +116,12 @@ typedef struct {
     float x[F];
 #endif
 } pending_t;
+#if TINYCL_APP_LATENT
+#define PENDING_DATA sizeof(((pending_t *)0)->cut)
+#else
+#define PENDING_DATA sizeof(((pending_t *)0)->x)
+#endif
 static pending_t g_pending[RING];
-static uint32_t g_pending_next;
 
 typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entities still to destroy */
 static link_t g_link = WAITING;
@@ -267,17 +272,34 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
  * head's) or the latent head's (kind 4, streamed) — followed by the app's record: the boot number (the middle part
  * of this boot's request ids, so that an answer to a request made before a reset never meets another sample of the
  * same id), whether and which global head was applied (a latched one re-sent after a reset must not replace what was
- * learned since), the class names, the record's size and a CRC-32 of it. Saved at boot (a new boot number), after
- * each answer and global head applied, after a consolidated TinyNDC batch at most every TINYCL_SAVE_PERIOD_MS or a
- * latent training round, and when the stream ends; a failed save keeps the last saved state. */
-#define RECORD_BYTES (4u * 4u + MAXC * (4u + NAME_CAP) + 4u + 4u)
-static uint8_t g_record[RECORD_BYTES];
+ * learned since), the class names, the label requests awaiting an answer (their boot, sample id and what the learner
+ * learns from: an answer to one comes back after a reset too), the record's size and a CRC-32 of it. Little-endian
+ * u32s: boot, global applied, global version, names, then the layout (MAXC, NAME_CAP, RING, the bytes of a
+ * request's data) so that a reader needs no other fact; MAXC × (id, NAME_CAP bytes); RING × (boot, sample id, data);
+ * size; CRC. Saved at boot (a new boot number), after each answer and global head applied, after a consolidated
+ * TinyNDC batch at most every TINYCL_SAVE_PERIOD_MS or a latent training round, and when the stream ends; a failed
+ * save keeps the last saved state. */
+#define RECORD_FIXED 8u
+#define RECORD_HEAD (RECORD_FIXED * 4u + MAXC * (4u + NAME_CAP))
+#define RECORD_SLOT (8u + PENDING_DATA)
+#define RECORD_BYTES (RECORD_HEAD + RING * RECORD_SLOT + 4u + 4u)
+static uint8_t g_record[RECORD_HEAD]; /* the requests go to and from g_pending directly */
 static uint32_t n_known(void);
 static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
 static uint32_t g_saved_at, g_saved_seen;
 
-static void put_record(void) {
-    const uint32_t fixed[4] = {g_boot, (uint32_t)g_global_applied, g_global_version, g_n_names};
+static const void *slot_data(const pending_t *q) {
+#if TINYCL_APP_LATENT
+    return q->cut;
+#else
+    return q->x;
+#endif
+}
+
+/* Writes the record after the learner's blob (its CRC runs over the head, then the requests, then the size). */
+static int write_record(void) {
+    const uint32_t fixed[RECORD_FIXED] = {g_boot, (uint32_t)g_global_applied, g_global_version, g_n_names,
+                                          MAXC, NAME_CAP, RING, (uint32_t)PENDING_DATA};
     uint8_t *p = g_record;
     memcpy(p, fixed, sizeof fixed); /* little-endian, as the Cortex-M and the hosts this runs on */
     p += sizeof fixed;
@@ -285,19 +307,44 @@ static void put_record(void) {
         memcpy(p, &g_name_ids[i], 4);
         memcpy(p + 4, g_names[i], NAME_CAP);
     }
-    const uint32_t size = RECORD_BYTES, crc = tinycl_crc32(g_record, RECORD_BYTES - 4);
-    memcpy(p, &size, 4);
-    memcpy(p + 4, &crc, 4);
+    uint32_t crc = tinycl_crc32(g_record, RECORD_HEAD);
+    int rc = board_state_write(g_record, RECORD_HEAD);
+    for (uint32_t i = 0; i < RING && rc == 0; i++) {
+        const pending_t *q = &g_pending[i];
+        const uint32_t ids[2] = {q->boot, q->sample_id};
+        crc = tinycl_crc32_update(tinycl_crc32_update(crc, (const uint8_t *)ids, 8), slot_data(q), PENDING_DATA);
+        rc = board_state_write((const uint8_t *)ids, 8) || board_state_write(slot_data(q), PENDING_DATA);
+    }
+    const uint32_t size = RECORD_BYTES, tail[2] = {size, tinycl_crc32_update(crc, (const uint8_t *)&size, 4)};
+    return rc || board_state_write((const uint8_t *)tail, 8);
 }
 
-/* 0 unless the record is whole (size, CRC, values); then the boot number, the global head and the names are set. */
-static int get_record(void) {
-    uint32_t fixed[4], size, crc;
+/* 0 unless the record at `at` is whole (size, CRC, layout, values); then the boot number, the global head, the names
+ * and the requests awaiting an answer are set. Called at start-up only: g_pending holds no request yet, and is
+ * emptied again if the record is refused. */
+static int read_record(uint32_t at) {
+    uint32_t fixed[RECORD_FIXED], tail[2] = {0, 0};
+    int ok = board_state_read(at, g_record, RECORD_HEAD) == RECORD_HEAD &&
+             board_state_read(at + RECORD_BYTES - 8u, (uint8_t *)tail, 8) == 8;
+    uint32_t crc = tinycl_crc32(g_record, RECORD_HEAD);
     memcpy(fixed, g_record, sizeof fixed);
-    memcpy(&size, g_record + RECORD_BYTES - 8, 4);
-    memcpy(&crc, g_record + RECORD_BYTES - 4, 4);
-    if (size != RECORD_BYTES || crc != tinycl_crc32(g_record, RECORD_BYTES - 4) || fixed[1] > 1 || fixed[3] > MAXC)
+    for (uint32_t i = 0; i < RING && ok; i++) {
+        pending_t *q = &g_pending[i];
+        const uint32_t off = at + RECORD_HEAD + i * RECORD_SLOT;
+        uint32_t ids[2] = {0, 0};
+        ok = board_state_read(off, (uint8_t *)ids, 8) == 8 &&
+             board_state_read(off + 8u, (uint8_t *)slot_data(q), PENDING_DATA) == PENDING_DATA;
+        q->boot = ids[0];
+        q->sample_id = ids[1];
+        crc = tinycl_crc32_update(tinycl_crc32_update(crc, (const uint8_t *)ids, 8), slot_data(q), PENDING_DATA);
+        if (q->sample_id && q->boot > fixed[0]) ok = 0; /* asked by a boot that has not been */
+    }
+    if (!ok || tail[0] != RECORD_BYTES || tail[1] != tinycl_crc32_update(crc, (const uint8_t *)&tail[0], 4) ||
+        fixed[1] > 1 || fixed[3] > MAXC || fixed[4] != MAXC || fixed[5] != NAME_CAP || fixed[6] != RING ||
+        fixed[7] != PENDING_DATA) {
+        memset(g_pending, 0, sizeof g_pending);
         return 0;
+    }
     g_boot = fixed[0];
     g_global_applied = (int)fixed[1];
     g_global_version = fixed[2];
@@ -377,10 +424,7 @@ static void save_state(void) {
         return;
     }
     int rc = write_learner(&bytes);
-    if (rc == TINYCL_OK) {
-        put_record();
-        if (board_state_write(g_record, RECORD_BYTES) != 0) rc = TINYCL_ESPACE;
-    }
+    if (rc == TINYCL_OK && write_record() != 0) rc = TINYCL_ESPACE;
     if (board_state_commit(rc == TINYCL_OK) != 0 || rc != TINYCL_OK) {
         logf_("LOG state: writing failed (%d): the last saved state is kept", rc);
         return;
@@ -400,8 +444,7 @@ static void restore_state(void) {
         return;
     }
     int rc = TINYCL_ESTATE;
-    if ((size_t)len > RECORD_BYTES &&
-        board_state_read((uint32_t)len - RECORD_BYTES, g_record, RECORD_BYTES) == RECORD_BYTES && get_record())
+    if ((size_t)len > RECORD_BYTES && read_record((uint32_t)len - RECORD_BYTES))
         rc = read_learner((size_t)len - RECORD_BYTES);
     board_state_close();
     if (rc != TINYCL_OK) {
@@ -412,8 +455,10 @@ static void restore_state(void) {
         return;
     }
     g_saved_seen = learned();
-    logf_("LOG state restored: %lu samples, %lu classes, %ld bytes, boot %lu", (unsigned long)learned(),
-          (unsigned long)n_known(), len, (unsigned long)g_boot);
+    uint32_t asked = 0;
+    for (uint32_t i = 0; i < RING; i++) asked += g_pending[i].sample_id != 0;
+    logf_("LOG state restored: %lu samples, %lu classes, %ld bytes, boot %lu, label requests awaiting an answer: %lu",
+          (unsigned long)learned(), (unsigned long)n_known(), len, (unsigned long)g_boot, (unsigned long)asked);
 }
 
 /* ------------------------------------------------------------------------------ the learner's classes */
@@ -466,7 +511,12 @@ static void publish_head(void) {
 }
 
 static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
-    pending_t *p = &g_pending[g_pending_next++ % RING]; /* the oldest unanswered request is forgotten */
+    pending_t *p = &g_pending[0]; /* a free slot, else the oldest unanswered request is forgotten */
+    for (uint32_t i = 0; i < RING && p->sample_id; i++) {
+        pending_t *q = &g_pending[i];
+        if (!q->sample_id || q->boot < p->boot || (q->boot == p->boot && q->sample_id < p->sample_id)) p = q;
+    }
+    p->boot = g_boot;
     p->sample_id = sample_id;
 #if TINYCL_APP_LATENT
     memcpy(p->cut, g_cut, sizeof g_cut);
@@ -512,14 +562,14 @@ static void on_answer(const void *msg) {
         char *dot = NULL, *end = NULL;
         const unsigned long boot = strtoul(rid + plen + 1, &dot, 10);
         const unsigned long sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
-        if (sid && end && *end == '\0' && boot != g_boot) {
+        for (uint32_t i = 0; i < RING && end && *end == '\0' && sid; i++)
+            if (g_pending[i].sample_id == sid && g_pending[i].boot == boot) p = &g_pending[i];
+        if (!p && sid && end && *end == '\0' && boot != g_boot) {
             g_refused++;
-            logf_("LOG label answer '%.40s': asked before the board restarted (now boot %lu): dropped", rid,
-                  (unsigned long)g_boot);
+            logf_("LOG label answer '%.40s': asked before the board restarted (now boot %lu), not pending: dropped",
+                  rid, (unsigned long)g_boot);
             return;
         }
-        for (uint32_t i = 0; i < RING && end && *end == '\0' && sid; i++)
-            if (g_pending[i].sample_id == sid) p = &g_pending[i];
     }
     if (!p) {
         g_refused++;
