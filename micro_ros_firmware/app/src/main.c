@@ -15,7 +15,7 @@
  * Every message buffer is static (sizes below); every rcl/rclc return value is checked.
  * The learner is a build option (CMake TINYCL_APP_HEAD): cwr (TinyNDC: the clusterer's pseudo-labels and the
  * answers train CWR* on the features; its head is published; its state and the app's record — the boot number, the global head
- * applied, the class names — are kept in the board's storage, restored at start-up) or latent (TINYCL_APP_LATENT: the latent replay
+ * applied, the class names, the label requests awaiting an answer — are kept in the board's storage, restored at start-up) or latent (TINYCL_APP_LATENT: the latent replay
  * head of tinycl_latent.h trained on the CNN's own int8 activations at the cut, from the same forward pass as
  * the features, by the answers only; its state, kept in the board's storage, is restored at start-up and
  * saved after each training round and at the end; no head message: its upper layers and replay memory are
