@@ -66,7 +66,8 @@
 #ifndef TINYCL_RMW_DROP_COUNT /* 1: the link wraps rmw_microxrcedds's receive buffer allocator (see below) */
 #define TINYCL_RMW_DROP_COUNT 0
 #endif
-#ifndef TINYCL_ASK_BELOW /* ask a person when the clusterer's confidence is below this, or head and clusterer disagree */
+#ifndef TINYCL_ASK_BELOW /* ask a person when the confidence is below this, or (TinyNDC) head and clusterer disagree, or
+                          * (latent) the head has not trained yet */
 #define TINYCL_ASK_BELOW 0.5f
 #endif
 #ifndef TINYCL_ASK_GAP /* at most one label request every TINYCL_ASK_GAP frames */
@@ -78,7 +79,9 @@
 #define TINYCL_PING_TIMEOUT_MS 500
 #define TINYCL_PING_ATTEMPTS 3
 #define TINYCL_WAIT_PERIOD_MS 200u
-#define TINYCL_SAVE_PERIOD_MS 60000u /* the TinyNDC app saves a consolidated batch at most this often (flash wear) */
+#ifndef TINYCL_SAVE_PERIOD_MS /* the TinyNDC app saves a consolidated batch at most this often (flash wear) */
+#define TINYCL_SAVE_PERIOD_MS 60000u
+#endif
 #define TINYCL_FLUSH_MS 3000u /* after a replayed stream ends: time to deliver and receive the last messages */
 
 #define F TINYCL_N_FEATURES
@@ -464,6 +467,9 @@ static void restore_state(void) {
 /* ------------------------------------------------------------------------------ the learner's classes */
 #if TINYCL_APP_LATENT
 static uint32_t n_known(void) { return g_lat.n_classes; }
+/* Its softmax says nothing yet: no training round (the classifier's rows are zero, every class equally likely), or one
+ * class (a one-class softmax is 1): ask whatever the confidence. */
+static int latent_untrained(void) { return g_lat.n_batches == 0 || g_lat.n_classes < 2; }
 static int32_t known_class(uint32_t r) { return g_lat.classes[r]; }
 static uint32_t known_count(uint32_t r) { return g_lat.class_seen[r]; }
 #else
@@ -811,7 +817,11 @@ static void process_frame(void) {
     }
     logf_("P %lu %lu %ld %ld", (unsigned long)g_frame - 1u, (unsigned long)sample_id, (long)st.prediction,
           (long)st.pseudo_label);
-    if (g_link != CONNECTED) return; /* learning goes on; messages need the agent */
+#if !TINYCL_APP_LATENT
+    const int consolidated = g_ndc.cwr.n_batch == 0; /* a batch was just consolidated: kept, then published */
+    if (consolidated && board_millis() - g_saved_at >= TINYCL_SAVE_PERIOD_MS) save_state();
+#endif
+    if (g_link != CONNECTED) return; /* learning (and saving it) goes on; messages need the agent */
     char num[12];
     stamp_now(&m_feat.header.stamp);
     memcpy(s_feat, g_x, sizeof g_x);
@@ -823,17 +833,17 @@ static void process_frame(void) {
     m_pred.confidence = st.confidence;
     publish(&pub_feat, &m_feat, &g_sent_feat, "features");
     publish(&pub_pred, &m_pred, &g_sent_pred, "predictions");
-    const int unsure = st.confidence < TINYCL_ASK_BELOW ||
-                       (TINYCL_APP_LATENT ? st.prediction < 0 : st.prediction != st.pseudo_label);
+#if TINYCL_APP_LATENT
+    const int unsure = st.confidence < TINYCL_ASK_BELOW || st.prediction < 0 || latent_untrained();
+#else
+    const int unsure = st.confidence < TINYCL_ASK_BELOW || st.prediction != st.pseudo_label;
+#endif
     if (unsure && g_frame - g_last_ask >= TINYCL_ASK_GAP) {
         g_last_ask = g_frame;
         ask_label(sample_id, &st);
     }
 #if !TINYCL_APP_LATENT
-    if (g_ndc.cwr.n_batch == 0) { /* a batch was just consolidated */
-        publish_head();
-        if (board_millis() - g_saved_at >= TINYCL_SAVE_PERIOD_MS) save_state();
-    }
+    if (consolidated) publish_head();
 #endif
 }
 
@@ -945,6 +955,7 @@ void loop(void) {
             ended = 1;
             ended_at = now;
             logf_("LOG stream ended after %lu frames", (unsigned long)g_frame);
+            if (learned() != g_saved_seen) save_state(); /* now: the agent may not come back to end the run */
         }
     } else if (now - ended_at >= TINYCL_FLUSH_MS && g_link == CONNECTED) {
         finish();

@@ -1,0 +1,89 @@
+"""The board apps as built with their defaults, where a first version failed a firmware engineer trying them by hand
+(real board on QEMU; the real MicroXRCEAgent where there is one).
+
+- Without an agent the TinyNDC app learns on and keeps saving what it learns: the once-a-period save of a
+  consolidated batch and the save when the stream ends used to wait for the agent, so a board that never connected,
+  or lost the agent, kept nothing of what it learned meanwhile across a reset (the storage held 152 of 380 samples).
+- The latent app with its default asking threshold (TINYCL_ASK_BELOW 0.5) asks for labels until its head has
+  trained, and learns: it used to ask once, and then, a one-class softmax being 1 (and a head with zero rows 1/n),
+  never again, predicting one class for ever.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .conftest import board_app, tool_module
+from .test_board_uros_latent import _host_replay
+
+N_OFFLINE = 160     # frames of 50 ms: 5 consolidated batches of 32, 8 s
+SAVE_PERIOD_MS = 2000
+N_ASKING = 240      # frames of 60 ms
+ASK_GAP = 2         # the default threshold is what is under test; a shorter gap only shortens the run
+
+
+def test_tinyndc_board_saves_what_it_learns_without_an_agent(data_dir, tmp_path):
+    from tinycl_nodes.export import c_state
+
+    demo = tool_module("demo_board")
+    work, elf, bd, _ = board_app("build-uros-offline", N_OFFLINE, 5, "0-9", 50, data_dir,
+                                 (f"-DTINYCL_SAVE_PERIOD_MS={SAVE_PERIOD_MS}",))
+    state = demo.state_file(work)
+    state.unlink(missing_ok=True)
+    qemu = demo.Qemu(elf, tmp_path / "board.log")   # no agent, ever
+    try:
+        t0 = time.monotonic()
+        while not any(ln.startswith("LOG stream ended") for ln in qemu.lines()[-3:]) or \
+                not qemu.lines()[-1].startswith("LOG state saved"):
+            assert qemu.proc.poll() is None and time.monotonic() - t0 < 90, qemu.text()[-1500:]
+            time.sleep(0.1)
+    finally:
+        qemu.stop()
+    board = demo.parse_board_log(qemu.lines())
+    saved = [ln for ln in board["log"] if ln.startswith("state saved")]
+    assert not any(ln.startswith(("connected", "reconnected")) for ln in board["log"]), board["log"]
+    # at boot, at least twice while the stream ran (5 batches, 1.6 s apart, saved at most every 2 s), at its end
+    assert len(saved) >= 4, board["log"]
+    learned = int(saved[-1].split()[2])
+    assert learned > int(saved[0].split()[2]), saved      # what it learned after its boot is kept
+    blob, record = demo.read_storage(state)
+    _, head = c_state.ndc_from_bytes(blob)
+    assert head.n_seen == learned and record["boot"] == 1
+    preds = [board["predictions"][i] for i in range(N_OFFLINE)]
+    assert preds == demo.host_replay(bd, [], None, N_OFFLINE)
+    print(f"no agent: {len(saved)} saves, the last {saved[-1]!r}")
+
+
+def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_build, tmp_path):
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.firmware import Library
+
+    demo = tool_module("demo_board")
+    work, elf, bd, uros = board_app("build-uros-latent-asks", N_ASKING, 3, "0-9", 60, data_dir,
+                                    ("-DTINYCL_APP_HEAD=latent", f"-DTINYCL_ASK_GAP={ASK_GAP}"))
+    demo.state_file(work).unlink(missing_ok=True)
+    bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+    mon = demo.Monitor(bus, bd.labels, demo.model_sha(work))
+    qemu = demo.Qemu(elf, tmp_path / "board.log")
+    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+    agent.start()
+    try:
+        demo.spin_until_done(qemu, bus, 150)
+    finally:
+        agent.stop()
+        qemu.stop()
+        bus.shutdown()
+    board = demo.parse_board_log(qemu.lines())
+    answers = sorted(ev[0] for ev in board["events"] if ev[1] == "answer")
+    rounds = [ln for ln in board["log"] if ln.startswith("state saved")][1:]   # after each training round, at the end
+    # it asks until its head has trained (32 answers: one round), then when its softmax is unsure
+    assert len(answers) >= 48 and len(rounds) >= 2, (len(answers), board["log"])
+    preds = np.array([board["predictions"][i][0] for i in range(N_ASKING)])
+    assert preds.tolist() == _host_replay(Library(host_build / "libtinycl.so"), bd.images, board["events"], N_ASKING)
+    after = slice(answers[31] + 1, N_ASKING)             # the frames after its first training round
+    acc = float(np.mean(preds[after] == bd.labels[after]))
+    print(f"latent, default threshold: {len(answers)} answers in {N_ASKING} frames; after the first round "
+          f"{acc:.1%} right on {N_ASKING - answers[31] - 1} frames")
+    assert len(set(preds[after].tolist())) >= 5 and acc >= 0.4
