@@ -29,6 +29,7 @@ from .launcher import config_path, parse_overrides, start_graph
 from .nodes.monitor import Monitor
 
 STALL_S = 60.0
+SCORE_LAST = 1000   # scored on the last predictions of the unlabelled stream (as the experiment), or all of a shorter one
 
 
 def _graph_params(cfg: Path, node: str) -> dict[str, Any]:
@@ -99,14 +100,14 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
             shutil.rmtree(folder, ignore_errors=True)
     wall = time.monotonic() - t0
     y, p = monitor.stream()
-    scores = monitor.scores(1000)
+    scores = monitor.scores(SCORE_LAST)
     lost = int(np.sum(p == -2))
     span = (monitor.last_ns - monitor.first_ns) / 1e9 if monitor.received > 1 else float("nan")
     result = {"graph": {**scores, "samples": int(monitor.received), "lost": lost,
                         "throughput_samples_per_s": monitor.received / span if span else None,
                         "wall_s": wall, "exit_codes": codes},
               "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": shared.get("preset", "tinycl"),
-              "graph_name": graph_name}
+              "graph_name": graph_name, "scored_last": min(SCORE_LAST, int(y.size))}
     if compare:
         result["in_process"] = _in_process(result, shared, sensor, p)
     # what the exporter wrote: a latent head has no C header (its C form: export/c_latent.py)
@@ -136,7 +137,8 @@ def _in_process(result: dict, shared: dict, sensor: dict, graph_preds: np.ndarra
 
 def _report(console: Console, r: dict) -> None:
     t = Table(title=f"{r['graph_name']} graph on MNIST — preset {r['preset']}, seed {r['seed']}, "
-                    f"{r['labels_per_class']} labels/class, scores on the last 1000 of {r['stream_length']} (%)")
+                    f"{r['labels_per_class']} labels/class, scores on the last {r['scored_last']} of "
+                    f"{r['stream_length']} (%)")
     for col in ("run", "accuracy", "precision", "recall", "F1", "samples", "lost", "samples/s"):
         t.add_column(col, justify="left" if col == "run" else "right")
     g = r["graph"]
