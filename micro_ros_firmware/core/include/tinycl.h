@@ -46,6 +46,10 @@ extern "C" {
 #define TINYCL_ESTATE (-4)   /**< state blob malformed, wrong kind/version/sizes or bad CRC */
 #define TINYCL_ESPACE (-5)   /**< output buffer too small */
 
+/** The error code in words for a log line ("bad argument", "state blob malformed, …"; "ok" for TINYCL_OK,
+ *  "unknown error" for any other value); a static string. */
+const char *tinycl_error_name(int rc);
+
 /* ---------------------------------------------------------------------------------------------
  * Frozen extractor (int8 CNN generated from the ONNX model)
  * ------------------------------------------------------------------------------------------- */

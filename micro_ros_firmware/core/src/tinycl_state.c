@@ -1,5 +1,5 @@
 /* State blobs of CWR*, NearestCentroid and TinyRCE (format in tinycl.h and micro_ros_firmware/README.md),
- * written and parsed with the byte writer/reader of tinycl_bytes.h; and the CRC-32 they end with. */
+ * written and parsed with the byte writer/reader of tinycl_bytes.h; the CRC-32 they end with; the error codes in words. */
 #include <float.h>
 #include <string.h>
 
@@ -21,6 +21,18 @@ uint32_t tinycl_crc32_update(uint32_t crc, const uint8_t *data, size_t len) {
 }
 
 uint32_t tinycl_crc32(const uint8_t *data, size_t len) { return tinycl_crc32_update(0u, data, len); }
+
+const char *tinycl_error_name(int rc) {
+    switch (rc) {
+    case TINYCL_OK: return "ok";
+    case TINYCL_EINVAL: return "bad argument";
+    case TINYCL_EFULL: return "no room for another class";
+    case TINYCL_EEMPTY: return "no class known yet";
+    case TINYCL_ESTATE: return "state blob malformed (kind, version, sizes or CRC)";
+    case TINYCL_ESPACE: return "buffer or storage too small";
+    default: return "unknown error";
+    }
+}
 
 static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
 

@@ -279,6 +279,17 @@ static void test_rce_int8_cap(void) {
     CHECK(tinycl_rce_load(&rce2, rce_blob, n) == TINYCL_ESTATE && memcmp(&before, &rce2, sizeof rce2) == 0);
 }
 
+static void test_error_names(void) {
+    CHECK(strcmp(tinycl_error_name(TINYCL_OK), "ok") == 0);
+    CHECK(strcmp(tinycl_error_name(TINYCL_ESTATE), "state blob malformed (kind, version, sizes or CRC)") == 0);
+    CHECK(strcmp(tinycl_error_name(1), "unknown error") == 0 && strcmp(tinycl_error_name(-6), "unknown error") == 0);
+    const int codes[] = {TINYCL_EINVAL, TINYCL_EFULL, TINYCL_EEMPTY, TINYCL_ESTATE, TINYCL_ESPACE};
+    for (int i = 0; i < 5; i++) { /* each code its own words */
+        CHECK(strcmp(tinycl_error_name(codes[i]), "unknown error") != 0);
+        for (int j = 0; j < i; j++) CHECK(strcmp(tinycl_error_name(codes[i]), tinycl_error_name(codes[j])) != 0);
+    }
+}
+
 int main(void) {
     test_cwr_known_values();
     test_cwr_errors_and_capacity();
@@ -288,6 +299,7 @@ int main(void) {
     test_cnn_and_ndc();
     test_rce();
     test_rce_int8_cap();
+    test_error_names();
     if (failures) {
         fprintf(stderr, "tinycl_test: %d check(s) failed\n", failures);
         return 1;
