@@ -9,8 +9,10 @@ the latched global head, re-sent as the aggregator's writer does after a restart
 learned since; its predictions of class 9 still carry the name "nine"; every prediction equals the host build of
 the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
 number (``<device>-<boot>.<sample id>``): an answer to boot 1's request for a sample id that run 2 has just asked about
-again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt is refused with one line
-and the board starts from its initial labelled samples. The label request run 1 left unanswered at its reset is saved with
+again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt
+(the learner's blob, or the app's record) is refused with one line naming which, and the board starts from its initial
+labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
+``<file>.tmp``. The label request run 1 left unanswered at its reset is saved with
 the state and restored, and its answer, given after the reset with boot 1's id, is learned for the image it was asked
 about.
 """
@@ -166,6 +168,8 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     restored = [ln for ln in second["log"] if ln.startswith("state restored")]
     assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
     assert restored[0].endswith(f"{size} bytes, boot 1, label requests awaiting an answer: {len(pending)}"), restored
+    assert any(ln.startswith(f"tinycl board {demo.DEVICE}: restored learner, {n_saved} samples learned, ")
+               for ln in second["log"]), second["log"][:5]
     assert demo.read_storage(state)[1]["boot"] == 2
     assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot 2), not pending")
                for ln in second["log"]), second["log"]
@@ -180,18 +184,47 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     preds = [second["predictions"][i] for i in range(N_FRAMES)]
     assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob)   # the stale answer: not learned
 
-    # a corrupt storage: one line, and the initial labelled samples
-    broken = bytearray(state.read_bytes())
+    # a corrupt storage: one line naming why, and the initial labelled samples
+    saved_bytes = state.read_bytes()
+    broken = bytearray(saved_bytes)
     broken[len(blob) // 2] ^= 0xFF
     state.write_bytes(bytes(broken))
-    qemu = demo.Qemu(elf, tmp_path / "corrupt.log")
+    third = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "corrupt.log", 20))
+    assert f"state: the saved state ({len(broken)} bytes) was refused: state blob malformed (kind, version, sizes or " \
+           "CRC): the learner starts afresh" in third["log"], third["log"][:5]
+    assert any(ln.startswith(f"tinycl board {demo.DEVICE}: initial learner, {len(bd.init_y)} samples learned, ")
+               for ln in third["log"]), third["log"][:5]
+    assert [third["predictions"][i] for i in range(20)] == demo.host_replay(bd, [], gsnap, 20)
+    # the app's record damaged (its CRC): said so
+    broken = bytearray(saved_bytes)
+    broken[-20] ^= 0xFF
+    state.write_bytes(bytes(broken))
+    log = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "record.log", 1))["log"]
+    assert f"state: the saved state ({len(broken)} bytes) was refused: the app's record at its end is damaged (size, " \
+           "CRC or layout): the learner starts afresh" in log, log[:5]
+    # storage that cannot take the state (a directory where the file goes): the save says the commit failed, and no
+    # <file>.tmp is left behind
+    state.unlink()
+    state.mkdir()
+    try:
+        log = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "directory.log", 1))["log"]
+    finally:
+        state.rmdir()
+    # QEMU's semihosting opens a directory for reading: its size (the file system's: 4096 here), none of it readable
+    assert any(re.fullmatch(r"state: the saved state \(\d+ bytes\) was refused: (the storage could not be read|shorter "
+                            r"than the app's record): the learner starts afresh", ln) for ln in log), log[:5]
+    assert "state: the storage refused to commit the written state: not saved, it keeps what it held" in log, log[:5]
+    assert not any(ln.startswith("state saved") for ln in log) and not state.with_name(state.name + ".tmp").exists()
+
+
+def _boot_alone(demo, elf, log, n_frames: int) -> list[str]:
+    """The board booted without an agent until it has predicted ``n_frames`` frames: its log lines."""
+    qemu = demo.Qemu(elf, log)
     try:
         t0 = time.monotonic()
-        while len([ln for ln in qemu.lines() if ln.startswith("P ")]) < 20:
+        while len([ln for ln in qemu.lines() if ln.startswith("P ")]) < n_frames:
             assert qemu.proc.poll() is None and time.monotonic() - t0 < 60, qemu.text()[-1500:]
             time.sleep(0.1)
     finally:
         qemu.stop()
-    third = demo.parse_board_log(qemu.lines())
-    assert any(ln.startswith(f"state: the saved state ({len(broken)} bytes) was refused") for ln in third["log"]), third["log"][:5]
-    assert [third["predictions"][i] for i in range(20)] == demo.host_replay(bd, [], gsnap, 20)
+    return qemu.lines()

@@ -84,13 +84,10 @@ int board_state_write(const uint8_t *data, uint32_t n) {
 int board_state_commit(int keep) {
     const int ok = g_wr >= 0 && !g_wr_failed && keep;
     sh_close(&g_wr);
-    if (!ok) {
-        const uint32_t r[2] = {(uint32_t)k_state_tmp, sizeof k_state_tmp - 1u};
-        mps2_semihost(SH_REMOVE, r);
-        return -1;
-    }
     const uint32_t a[4] = {(uint32_t)k_state_tmp, sizeof k_state_tmp - 1u, (uint32_t)k_state, sizeof k_state - 1u};
-    return mps2_semihost(SH_RENAME, a) == 0 ? 0 : -1;
+    if (ok && mps2_semihost(SH_RENAME, a) == 0) return 0;
+    mps2_semihost(SH_REMOVE, a); /* dropped, or the rename failed (e.g. a directory at TINYCL_STATE_FILE): no .tmp left */
+    return -1;
 }
 
 long board_state_open_read(void) {

@@ -16,8 +16,8 @@ int board_next_frame(uint8_t *pixels);
 void board_log(const char *line);
 /* Non-volatile storage of the learner's state (one blob, written as a stream). open_write starts a new copy
  * beside the saved one; commit(1) replaces the saved one by it in one step (a reset mid-write keeps the last
- * saved state), commit(0) drops it. All return 0 on success. open_read returns the saved blob's size (−1: none),
- * read copies up to n bytes at offset and returns how many. */
+ * saved state; a commit that fails drops the new copy too), commit(0) drops it. All return 0 on success.
+ * open_read returns the saved blob's size (−1: none), read copies up to n bytes at offset and returns how many. */
 int board_state_open_write(void);
 int board_state_write(const uint8_t *data, uint32_t n);
 int board_state_commit(int keep);

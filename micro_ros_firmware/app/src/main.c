@@ -290,6 +290,8 @@ static uint8_t g_record[RECORD_HEAD]; /* the requests go to and from g_pending d
 static uint32_t n_known(void);
 static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
 static uint32_t g_saved_at, g_saved_seen;
+static int g_restored; /* the learner holds a saved state (else its initial one) */
+#define OTHER_GRID (-100) /* read_learner: a latent head whose codes are on another cut grid (not a core code) */
 
 static const void *slot_data(const pending_t *q) {
 #if TINYCL_APP_LATENT
@@ -322,13 +324,14 @@ static int write_record(void) {
     return rc || board_state_write((const uint8_t *)tail, 8);
 }
 
-/* 0 unless the record at `at` is whole (size, CRC, layout, values); then the boot number, the global head, the names
- * and the requests awaiting an answer are set. Called at start-up only: g_pending holds no request yet, and is
- * emptied again if the record is refused. */
+/* 1 if the record at `at` is whole (size, CRC, layout, values): then the boot number, the global head, the names and
+ * the requests awaiting an answer are set; 0 if it is not, -1 if the storage could not be read. Called at start-up
+ * only: g_pending holds no request yet, and is emptied again if the record is refused. */
 static int read_record(uint32_t at) {
     uint32_t fixed[RECORD_FIXED], tail[2] = {0, 0};
     int ok = board_state_read(at, g_record, RECORD_HEAD) == RECORD_HEAD &&
              board_state_read(at + RECORD_BYTES - 8u, (uint8_t *)tail, 8) == 8;
+    int readable = ok;
     uint32_t crc = tinycl_crc32(g_record, RECORD_HEAD);
     memcpy(fixed, g_record, sizeof fixed);
     for (uint32_t i = 0; i < RING && ok; i++) {
@@ -337,6 +340,7 @@ static int read_record(uint32_t at) {
         uint32_t ids[2] = {0, 0};
         ok = board_state_read(off, (uint8_t *)ids, 8) == 8 &&
              board_state_read(off + 8u, (uint8_t *)slot_data(q), PENDING_DATA) == PENDING_DATA;
+        readable = ok;
         q->boot = ids[0];
         q->sample_id = ids[1];
         crc = tinycl_crc32_update(tinycl_crc32_update(crc, (const uint8_t *)ids, 8), slot_data(q), PENDING_DATA);
@@ -346,7 +350,7 @@ static int read_record(uint32_t at) {
         fixed[1] > 1 || fixed[3] > MAXC || fixed[4] != MAXC || fixed[5] != NAME_CAP || fixed[6] != RING ||
         fixed[7] != PENDING_DATA) {
         memset(g_pending, 0, sizeof g_pending);
-        return 0;
+        return readable ? 0 : -1;
     }
     g_boot = fixed[0];
     g_global_applied = (int)fixed[1];
@@ -412,7 +416,7 @@ static int write_learner(size_t *bytes) {
 static int read_learner(size_t len) {
     const int rc = tinycl_latent_load_from(&g_lat, state_source, NULL, len, g_io, sizeof g_io);
     if (rc == TINYCL_OK && (g_lat.n_grids != 1 || g_lat.q_scale[0] != TINYCL_CUT_SCALE || g_lat.q_zp[0] != TINYCL_CUT_ZP))
-        return TINYCL_ESTATE; /* another model's codes */
+        return OTHER_GRID; /* another model's codes */
     return rc;
 }
 
@@ -428,8 +432,14 @@ static void save_state(void) {
     }
     int rc = write_learner(&bytes);
     if (rc == TINYCL_OK && write_record() != 0) rc = TINYCL_ESPACE;
-    if (board_state_commit(rc == TINYCL_OK) != 0 || rc != TINYCL_OK) {
-        logf_("LOG state: writing failed (%d): the last saved state is kept", rc);
+    if (rc != TINYCL_OK) {
+        (void)board_state_commit(0);
+        logf_("LOG state: writing failed (%s): not saved, the storage keeps what it held",
+              rc == TINYCL_ESPACE ? "the storage did not take every byte" : tinycl_error_name(rc));
+        return;
+    }
+    if (board_state_commit(1) != 0) {
+        board_log("LOG state: the storage refused to commit the written state: not saved, it keeps what it held");
         return;
     }
     g_saved_at = t0;
@@ -446,17 +456,27 @@ static void restore_state(void) {
         board_log("LOG state: none saved: the learner starts afresh");
         return;
     }
-    int rc = TINYCL_ESTATE;
-    if ((size_t)len > RECORD_BYTES && read_record((uint32_t)len - RECORD_BYTES))
-        rc = read_learner((size_t)len - RECORD_BYTES);
+    const char *why = NULL;
+    int rc = TINYCL_OK, record = 0;
+    if ((size_t)len <= RECORD_BYTES)
+        why = "shorter than the app's record";
+    else if ((record = read_record((uint32_t)len - RECORD_BYTES)) < 0)
+        why = "the storage could not be read";
+    else if (!record)
+        why = "the app's record at its end is damaged (size, CRC or layout)";
+    else if ((rc = read_learner((size_t)len - RECORD_BYTES)) == OTHER_GRID)
+        why = "the latent head codes another model's cut";
+    else if (rc != TINYCL_OK)
+        why = tinycl_error_name(rc);
     board_state_close();
-    if (rc != TINYCL_OK) {
+    if (why) {
         fresh_learner();
         g_global_applied = 0;
         g_global_version = g_n_names = 0;
-        logf_("LOG state: the saved state (%ld bytes) was refused (%d): the learner starts afresh", len, rc);
+        logf_("LOG state: the saved state (%ld bytes) was refused: %s: the learner starts afresh", len, why);
         return;
     }
+    g_restored = 1;
     g_saved_seen = learned();
     uint32_t asked = 0;
     for (uint32_t i = 0; i < RING; i++) asked += g_pending[i].sample_id != 0;
@@ -902,8 +922,8 @@ void setup(void) {
         board_log("LOG no micro-ROS transport");
         board_finish(2);
     }
-    logf_("LOG tinycl board %s: %lu initial samples, %lu classes, domain %d", TINYCL_DEVICE,
-          (unsigned long)(TINYCL_APP_LATENT ? 0u : tinycl_init_n), (unsigned long)n_known(), TINYCL_DOMAIN_ID);
+    logf_("LOG tinycl board %s: %s learner, %lu samples learned, %lu classes, domain %d", TINYCL_DEVICE,
+          g_restored ? "restored" : "initial", (unsigned long)learned(), (unsigned long)n_known(), TINYCL_DOMAIN_ID);
 }
 
 static void finish(void) {
