@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.cwr import CWRStar
+from ..core.errors import InputError, TinyclError
 from ..presets import CWR_PARAMS
 from .c_model import _arr, _hexf
 
@@ -72,12 +73,22 @@ def write_sources(out_dir: str | Path, bd: BoardData) -> list[Path]:
     return [header, source, stream]
 
 
-def parse_classes(text: str) -> tuple[int, ...]:
-    """'0-7' or '0,1,2' → class ids."""
+def parse_classes(text: str, n_classes: int = 10) -> tuple[int, ...]:
+    """'0-7' or '0,1,2' → class ids, each a digit 0 … ``n_classes`` − 1 given once; anything else: an InputError
+    naming the value."""
     out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi or lo) + 1))
+    for part in str(text).split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.strip().isdigit() or (dash and not hi.strip().isdigit()):
+            raise InputError(f"classes {text!r}: not class ids (write them as 0-7 or 0,1,2)")
+        first, last = int(lo), int(hi) if dash else int(lo)
+        if last < first:
+            raise InputError(f"classes {text!r}: the range {first}-{last} is empty")
+        out += range(first, last + 1)
+    if bad := sorted({c for c in out if c >= n_classes}):
+        raise InputError(f"classes {text!r}: {', '.join(map(str, bad))}: the classes are 0-{n_classes - 1}")
+    if twice := sorted({c for c in out if out.count(c) > 1}):
+        raise InputError(f"classes {text!r}: {', '.join(map(str, twice))} given twice")
     return tuple(out)
 
 
@@ -90,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stream", type=int, default=300, help="stream length (test images)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    bd = board_data(a.data, a.stream, a.seed, a.labels_per_class, parse_classes(a.classes))
+    try:
+        bd = board_data(a.data, a.stream, a.seed, a.labels_per_class, parse_classes(a.classes))
+    except TinyclError as exc:   # a bad --classes, a missing data folder: one line
+        ap.exit(2, f"c_board: {exc}\n")
     for p in write_sources(a.out, bd):
         print(p)
 
