@@ -63,7 +63,7 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     keep_state = state_dir is not None
     folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
-    from .launcher import node_parameters
+    from .nodes.runner import node_parameters
 
     for node in GRAPHS[graph_name]:            # every node that keeps state (exporter included)
         if "state_dir" in node_parameters(node):

@@ -24,6 +24,10 @@ REMAPS: dict[str, tuple[tuple[str, str], ...]] = {
     "camera": (("image", "image_raw"),),
 }
 
+#: every node executable's module (``scripts/<name>``, ``ros2 run tinycl_nodes <name>``; tests check the two agree)
+NODE_MODULES: dict[str, str] = {**{n: f"tinycl_nodes.nodes.{n}" for g in GRAPHS.values() for n in g},
+                                "aggregator": "tinycl_nodes.fleet.aggregator"}
+
 #: lifecycle nodes under rclpy (``Node.managed``; tests/ros2 checks the two agree)
 MANAGED = frozenset({"extractor", "learner"})
 

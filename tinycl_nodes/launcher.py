@@ -23,6 +23,7 @@ import yaml
 
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, REMAPS
+from .nodes.runner import node_parameters
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
@@ -122,18 +123,6 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         g.stop()           # nodes already started, and the temporary file
         raise
     return g
-
-
-def node_parameters(name: str) -> set[str]:
-    """The parameter names node ``name`` declares (its pydantic models)."""
-    import importlib
-
-    from .nodes.runner import NodeParams
-
-    mod = importlib.import_module(f"tinycl_nodes.nodes.{name}")
-    return {f for obj in vars(mod).values()
-            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__
-            for f in obj.model_fields}
 
 
 def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: list[str]) -> None:

@@ -2,8 +2,9 @@
 
 Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``params_file``,
 ``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Launch arguments that are node parameters
-go to the nodes in a ``/**`` parameter file, so each node takes the names it declares and no
-other. With ``camera_topic`` set, the robot's camera driver is the sensor: no replay node is
+go to the nodes in a ``/**`` parameter file after ``params_file``, so each node takes the names it declares and no
+other, and a launch argument outranks the parameter file's values (``runner.collect_parameters``: a later file
+outranks an earlier one). A node that exits with an error ends the launch (exit code 1). With ``camera_topic`` set, the robot's camera driver is the sensor: no replay node is
 started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
 the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
 the last prediction is scored (after logging the final scores), and so does the launch. The
@@ -52,10 +53,11 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
 
 
 def _lifecycle_events(node: LifecycleNode) -> list[Any]:
-    """configure at start, activate once inactive (the ros2/demos lifecycle launch pattern)."""
+    """configure at start, activate once inactive (the ros2/demos lifecycle launch pattern) — once: a later
+    ``ros2 lifecycle set … deactivate`` (or a configure after a cleanup) is the user's, and stays so."""
     def change(transition: int) -> EmitEvent:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
-    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive", handle_once=True,
                                                    entities=[change(Transition.TRANSITION_ACTIVATE)])),
             change(Transition.TRANSITION_CONFIGURE)]
 
@@ -89,8 +91,8 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
             actions.append(node)
         if name == FINISHER and not camera:
             actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_when_scored)))
-        if name == "sensor":
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_on_error)))
+        actions.append(RegisterEventHandler(OnProcessExit(
+            target_action=node, on_exit=lambda event, context, name=name: _stop_on_error(name, event, context))))
     return actions
 
 
@@ -105,12 +107,18 @@ def _stop_when_scored(event: Any, context: LaunchContext) -> list[Any]:
             EmitEvent(event=Shutdown(reason="replay finished"))]
 
 
-def _stop_on_error(event: Any, context: LaunchContext) -> list[Any]:
-    """A sensor that failed (a missing dataset, a camera that cannot be opened) ends the launch."""
+class NodeFailed(RuntimeError):
+    """A node of the graph exited with an error: the launch ends, and ``ros2 launch`` exits with 1."""
+
+
+def _stop_on_error(name: str, event: Any, context: LaunchContext) -> list[Any]:
+    """A node that failed (a misspelt parameter, a missing model or dataset, a camera that cannot be opened: its own
+    error line is above) ends the launch at once, rather than leaving a graph without it to run on — a replay would
+    otherwise be scored at 0 % with every prediction lost. Raised, so that ``ros2 launch`` exits with 1."""
     if event.returncode == 0 or context.is_shutdown:
         return []
-    return [LogInfo(msg=f"tinycl: the sensor exited with code {event.returncode}, stopping the graph"),
-            EmitEvent(event=Shutdown(reason="sensor failed"))]
+    raise NodeFailed(f"tinycl: the {name} node exited with code {event.returncode} (its error is above): "
+                     "the graph is stopped")
 
 
 def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,

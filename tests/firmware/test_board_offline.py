@@ -65,7 +65,7 @@ def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_
                                     ("-DTINYCL_APP_HEAD=latent", f"-DTINYCL_ASK_GAP={ASK_GAP}"))
     demo.state_file(work).unlink(missing_ok=True)
     bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
-    mon = demo.Monitor(bus, bd.labels, demo.model_sha(work))
+    _person = demo.Monitor(bus, bd.labels, demo.model_sha(work))   # answers every request with the true digit
     qemu = demo.Qemu(elf, tmp_path / "board.log")
     agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
     agent.start()

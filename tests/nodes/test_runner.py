@@ -7,7 +7,7 @@ import pytest
 
 from tinycl_nodes.core.errors import TinyclError
 from tinycl_nodes.nodes.learner import LearnerParams
-from tinycl_nodes.nodes.runner import load_params_file, parse_ros_args, validate
+from tinycl_nodes.nodes.runner import collect_parameters, load_params_file, parse_ros_args, validate
 from tinycl_nodes.nodes.sensor import SensorParams
 
 
@@ -34,6 +34,49 @@ def test_params_file_wildcard_and_node_sections(tmp_path):
     (tmp_path / "bad.yaml").write_text("learner: [1, 2\n")
     with pytest.raises(TinyclError, match="not valid YAML"):
         load_params_file(str(tmp_path / "bad.yaml"), "learner", "/")
+
+
+def test_a_later_file_outranks_an_earlier_ones_own_section(tmp_path):
+    """``ros2 launch camera_topic:=…`` passes its values in a ``/**`` file after the parameter file, whose own
+    ``extractor:`` section says reliable: the launch's value must win (it lost, and no best-effort frame arrived)."""
+    from tinycl_nodes.nodes.extractor import ExtractorParams
+
+    config, launch = tmp_path / "config.yaml", tmp_path / "launch.yaml"
+    config.write_text("/**:\n  ros__parameters:\n    model: mnist_0to5_int8\n"
+                      "extractor:\n  ros__parameters:\n    image_qos: reliable\n    expect_ground_truth: true\n"
+                      "    threads: 1\n")
+    launch.write_text("/**:\n  ros__parameters:\n    image_qos: sensor_data\n    expect_ground_truth: false\n"
+                      "    preset: tinycl\n")
+    ros = parse_ros_args(["--ros-args", "--params-file", str(config), "--params-file", str(launch),
+                          "-r", "__ns:=/cam", "-p", "threads:=2"], "extractor")
+    values = collect_parameters(ExtractorParams, ros)
+    assert (values["image_qos"], values["expect_ground_truth"], values["model"]) == ("sensor_data", False,
+                                                                                     "mnist_0to5_int8")
+    assert values["threads"] == 2 and "preset" not in values     # -p last; another node's name skipped
+    ros = parse_ros_args(["--ros-args", "--params-file", str(launch), "--params-file", str(config)], "extractor")
+    assert collect_parameters(ExtractorParams, ros)["image_qos"] == "reliable"    # the other order: the file's
+
+
+def test_a_shared_name_no_node_declares_is_an_error(tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    presett: tinyndc\n    model: mnist_0to5_fp32\n")
+    with pytest.raises(TinyclError, match=r"'/\*\*' parameter 'presett' is declared by no tinycl node "
+                                          r"\(did you mean 'preset'\?\)"):
+        collect_parameters(SensorParams, parse_ros_args(["--ros-args", "--params-file", str(f)], "sensor"))
+    f.write_text("/**:\n  ros__parameters:\n    preset: tinyndc\n    fleet: f1\n")   # other nodes' names
+    assert "preset" not in collect_parameters(SensorParams, parse_ros_args(["--ros-args", "--params-file", str(f)],
+                                                                           "sensor"))
+
+
+def test_every_node_script_is_a_node_module():
+    from pathlib import Path
+
+    from tinycl_nodes.graphs import NODE_MODULES
+
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    assert {p.name for p in scripts.iterdir()} == set(NODE_MODULES)
+    for name, module in NODE_MODULES.items():
+        assert f"from {module} import" in (scripts / name).read_text(), name
 
 
 def test_validation_names_every_bad_value():

@@ -130,19 +130,6 @@ def test_remapped_image_topic_on_both_backends(ros):
     assert "/r2/image" not in topics and "/r3/image" not in topics
 
 
-def test_camera_topic_launch_has_no_replay_node(ros):
-    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/cam",
-                       "camera_topic:=/usb_cam/image_raw", name="ros2 launch camera")
-    nodes = ros.wait_until("the camera graph's nodes",
-                           lambda: (lambda s: s if "/cam/learner" in s and "/cam/extractor" in s else None)(
-                               ros.node_list()), timeout_s=60)
-    assert "/cam/sensor" not in nodes
-    info = ros.run("ros2", "node", "info", "/cam/extractor").stdout
-    assert "/usb_cam/image_raw: sensor_msgs/msg/Image" in info.split("Publishers:")[0], info
-    assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
-    assert launch.stop() == 0
-
-
 def test_lifecycle_transitions_keep_state(ros, fp32_extractor):
     """deactivate holds samples and loses nothing; cleanup saves; configure restores the head."""
     from tinycl_nodes.bus import create_bus

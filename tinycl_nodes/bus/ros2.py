@@ -181,6 +181,15 @@ class Ros2Bus:
             raise RuntimeError("set_lifecycle_hooks on an unmanaged node")
         self.node.hooks = dict(hooks)
 
+    def bring_up(self) -> bool:
+        """configure, then activate, through the node's own state machine (``-p autostart:=true``): ``ros2
+        lifecycle get`` then says active and every later transition is the user's. False if one failed (its hook
+        has logged why)."""
+        from rclpy.lifecycle import TransitionCallbackReturn
+
+        return all(trigger() == TransitionCallbackReturn.SUCCESS
+                   for trigger in (self.node.trigger_configure, self.node.trigger_activate))
+
     # clock and spinning ----------------------------------------------------------------------
     def now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds

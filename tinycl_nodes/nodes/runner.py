@@ -357,18 +357,45 @@ def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: log
     return True
 
 
+def _params_classes(module: str) -> list[type[NodeParams]]:
+    import importlib
+
+    mod = importlib.import_module(module)
+    return [obj for obj in vars(mod).values()
+            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__]
+
+
+def node_parameters(name: str) -> set[str]:
+    """The parameter names node ``name`` declares (its pydantic models)."""
+    from ..graphs import NODE_MODULES
+
+    return {f for cls in _params_classes(NODE_MODULES[name]) for f in cls.model_fields}
+
+
+def parameters_of_every_node() -> set[str]:
+    """Every name some tinycl node declares (``use_sim_time`` included): what a ``/**`` section may hold."""
+    from ..graphs import NODE_MODULES
+
+    return set(NodeParams.model_fields).union(*(node_parameters(n) for n in NODE_MODULES)) | {"use_sim_time"}
+
+
 def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The node's values from its parameter files, ``extra`` and ``-p``, in that order.
 
-    Names under ``/**`` that the node does not declare are skipped (they are for other nodes); an
-    unknown name anywhere else is an error naming the closest declared one.
+    A later parameter file outranks an earlier one (``ros2 launch`` passes its arguments in one after the
+    ``params_file``), and within one file the node's own section outranks ``/**``. Names under ``/**`` that the
+    node does not declare are skipped (they are for other nodes) unless no tinycl node declares them (a misspelt
+    one would be dropped without a word); an unknown name anywhere else is an error naming the closest declared one.
     """
     declared = model.model_fields
     values: dict[str, Any] = {}
     own: dict[str, Any] = {}
+    stray: list[tuple[str, str]] = []
     for f in ros.params_files:
         wildcard, mine = load_params_file(f, ros.node_name, ros.namespace)
         values.update({k: v for k, v in wildcard.items() if k in declared})
+        stray += [(f, k) for k in wildcard if k not in declared and k != "use_sim_time"]
+        values.update({k: v for k, v in mine.items() if k != "use_sim_time"})
         own.update(mine)
     own.update(extra or {})
     own.update(ros.overrides)
@@ -378,9 +405,16 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
             close = get_close_matches(name, list(declared), n=1)
             unknown.append(f"{ros.node_name}: unknown parameter {name!r}"
                            + (f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(declared)})"))
+    if stray:
+        everywhere = parameters_of_every_node()
+        for f, name in stray:
+            if name not in everywhere:
+                close = get_close_matches(name, sorted(everywhere), n=1)
+                unknown.append(f"{ros.node_name}: {f}: '/**' parameter {name!r} is declared by no tinycl node"
+                               + (f" (did you mean {close[0]!r}?)" if close else ""))
     if unknown:
         raise TinyclError("\n".join(unknown))
-    values.update({k: v for k, v in own.items() if k != "use_sim_time"})
+    values.update({k: v for k, v in {**(extra or {}), **ros.overrides}.items() if k != "use_sim_time"})
     return values
 
 
@@ -416,12 +450,14 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     try:
         node = node_cls(bus, params)
         bus.declare_node_parameters(params, node.set_parameters)
-        if node.managed and (backend != "ros2" or getattr(params, "autostart", False)):
+        if node.managed and backend != "ros2":
             node.bring_up()
         elif node.managed:
             bus.set_lifecycle_hooks({"configure": node.configure, "activate": node.activate,
                                      "deactivate": node.deactivate, "cleanup": node.cleanup,
                                      "shutdown": lambda: None})
+            if getattr(params, "autostart", False) and not bus.bring_up():
+                return 2
         node.run()
     except TinyclError as exc:
         bus.logger.error("%s", exc)

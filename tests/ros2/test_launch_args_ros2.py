@@ -1,0 +1,121 @@
+"""What a robotics engineer meets first under ``ros2 launch`` (ROS 2 Humble, rclpy nodes), each once broken:
+
+- a launch argument outranks the parameter file: ``camera_topic:=`` with tinyndc.launch.py used to leave the
+  extractor reliable and waiting for ground truth (the file's own ``extractor:`` entries won over the launch's ``/**``
+  values), so a camera driver's best-effort frames never arrived; ``image_transport:=compressed`` was ignored by
+  camera.launch.py for the same reason;
+- the launch activates a lifecycle node once: a user's ``ros2 lifecycle set … deactivate`` used to be undone at once;
+- ``ros2 run … -p autostart:=true`` goes through the node's state machine (``ros2 lifecycle get`` said unconfigured);
+- a node that fails at start ends the launch with exit code 1 (a replay used to run on without it and be scored at
+  0 %), and a ``/**`` name no node declares is an error naming the closest (it used to be dropped without a word).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import yaml
+
+from tests.nodes.test_camera_extractor import camera_frame
+from tests.ros2.conftest import ROOT, params_file
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.fleet.broker import free_port
+
+from .test_camera_ros2 import DRIVER
+
+
+def _param(ros, node: str, name: str) -> str:
+    return ros.run("ros2", "param", "get", node, name).stdout.strip()
+
+
+def _lifecycle(ros, node: str, *transition: str) -> str:
+    return ros.run("ros2", "lifecycle", *(("set", node, *transition) if transition else ("get", node))).stdout
+
+
+def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp32_extractor, data_dir):
+    X, _ = load_mnist("test", data_dir)
+    frames = np.stack([camera_frame(X[i]) for i in range(3)])          # 480x640 rgb8
+    np.savez(ros.tmp / "frames.npz", rgb=frames)
+    shipped = yaml.safe_load((ROOT / "config" / "tinyndc.yaml").read_text())["extractor"]["ros__parameters"]
+    assert shipped["image_qos"] == "reliable" and shipped["expect_ground_truth"] is True   # what must be outranked
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/cam",
+                       "camera_topic:=/usb_cam/image_raw", name="ros2 launch camera")
+    try:
+        nodes = ros.wait_until("the camera graph's nodes",
+                               lambda: (lambda s: s if "/cam/learner" in s and "/cam/extractor" in s else None)(
+                                   ros.node_list()), timeout_s=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{launch.text[-3000:]}") from None
+    assert "/cam/sensor" not in nodes
+    info = ros.run("ros2", "node", "info", "/cam/extractor").stdout
+    assert "/usb_cam/image_raw: sensor_msgs/msg/Image" in info.split("Publishers:")[0], info
+    assert "sensor_data" in _param(ros, "/cam/extractor", "image_qos")
+    assert "False" in _param(ros, "/cam/extractor", "expect_ground_truth")
+    ros.wait_until("the extractor active", lambda: "active [3]" in _lifecycle(ros, "/cam/extractor"), timeout_s=60)
+    # a driver with sensor-data (best-effort) QoS: its frames become features
+    out = ros.tmp / "driver.json"
+    ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", "/usb_cam/image_raw",
+            "--rate", "20", "--seconds", "3", "--listen", "/cam/features", "--out", str(out), timeout_s=90)
+    result = json.loads(out.read_text())
+    got = result["features"]["/cam/features"]
+    assert result["sent"] >= 40 and len(got) >= result["sent"] // 3, (result["sent"], len(got), launch.text[-2000:])
+    assert "incompatible QoS" not in launch.text and "no ground truth" not in launch.text, launch.text[-2000:]
+    # the user's deactivate stays until the user's activate
+    ros.wait_until("the learner active", lambda: "active [3]" in _lifecycle(ros, "/cam/learner"), timeout_s=60)
+    assert "Transitioning successful" in _lifecycle(ros, "/cam/learner", "deactivate")
+    time.sleep(2.0)
+    assert "inactive [2]" in _lifecycle(ros, "/cam/learner")
+    assert "Transitioning successful" in _lifecycle(ros, "/cam/learner", "activate")
+    assert "active [3]" in _lifecycle(ros, "/cam/learner")
+    assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
+    assert launch.stop() == 0
+    print(f"camera_topic: {result['sent']} best-effort frames sent, {len(got)} features")
+
+
+def test_image_transport_argument_outranks_the_camera_file(ros):
+    shipped = yaml.safe_load((ROOT / "config" / "camera.yaml").read_text())["extractor"]["ros__parameters"]
+    assert shipped["image_transport"] == "raw"
+    pf = params_file(ros.tmp, "camera", label_app={"host": "127.0.0.1", "qr": False})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", "namespace:=/ct", f"port:={free_port()}",
+                       f"params_file:={pf}", "image_transport:=compressed", name="ros2 launch camera compressed")
+    ros.wait_until("the extractor", lambda: "/ct/extractor" in ros.node_list(), timeout_s=60)
+    assert "compressed" in _param(ros, "/ct/extractor", "image_transport")
+    info = ros.wait_until("the extractor's compressed subscription", lambda: (lambda t: t if "Node name: extractor" in t
+                          else None)(ros.run("ros2", "topic", "info", "--verbose", "/ct/image_raw/compressed").stdout))
+    assert "sensor_msgs/msg/CompressedImage" in info
+    assert launch.stop() == 0
+
+
+def test_autostart_goes_through_the_lifecycle(ros):
+    learner = ros.start("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-r", "__ns:=/as",
+                        "-p", f"state_dir:={ros.tmp / 'as_state'}", "-p", "autostart:=true", name="learner autostart")
+    ros.wait_until("the learner active", lambda: "active [3]" in ros.run(
+        "ros2", "lifecycle", "get", "/as/learner", check=False).stdout, timeout_s=60)
+    assert "Transitioning successful" in _lifecycle(ros, "/as/learner", "deactivate")
+    assert "inactive [2]" in _lifecycle(ros, "/as/learner")
+    assert learner.stop() == 0
+
+
+def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
+    bad = params_file(ros.tmp, "tinyndc", learner={"publish_evrey": 5})
+    t0 = time.monotonic()
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo",
+                       f"params_file:={bad}", name="ros2 launch typo")
+    code = launch.wait(90)
+    assert code == 1, launch.text[-3000:]
+    assert "unknown parameter 'publish_evrey' (did you mean 'publish_every'?)" in launch.text
+    assert "tinycl: the learner node exited with code 2 (its error is above): the graph is stopped" in launch.text
+    assert "final: accuracy" not in launch.text, launch.text[-3000:]    # no score of a run that learned nothing
+    print(f"a failing learner ended the launch in {time.monotonic() - t0:.1f} s")
+
+    doc = yaml.safe_load(bad.read_text())
+    del doc["learner"]["ros__parameters"]["publish_evrey"]
+    doc["/**"]["ros__parameters"]["presett"] = "tinyndc"
+    bad.write_text(yaml.safe_dump(doc))
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo2",
+                       f"params_file:={bad}", name="ros2 launch typo2")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?)" in launch.text, \
+        launch.text[-3000:]
