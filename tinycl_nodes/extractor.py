@@ -30,6 +30,15 @@ def model_path(name: str) -> Path:
     return p if p.suffix == ".onnx" and p.exists() else MODELS_DIR / (name if name.endswith(".onnx") else f"{name}.onnx")
 
 
+def model_not_found(path: Path) -> ExtractorError:
+    """The error for a model that is not there, naming the closest shipped model when the name is near one."""
+    from difflib import get_close_matches
+
+    shipped = sorted(m.stem for m in MODELS_DIR.glob("*.onnx"))
+    close = get_close_matches(path.stem, shipped, n=1, cutoff=0.8)
+    return ExtractorError(f"extractor model not found: {path}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
 def model_card_of(path: Path) -> tuple[ModelCard | None, bytes]:
     """The card of the model at ``path`` (None when it has none) and its canonical bytes."""
     cp = card_path(path)
@@ -43,7 +52,7 @@ def extractor_hash(path: str | os.PathLike[str]) -> str:
     """sha256 of the model file and its card (the model alone when it has no card)."""
     p = Path(path)
     if not p.is_file():
-        raise ExtractorError(f"extractor model not found: {p}")
+        raise model_not_found(p)
     digest = hashlib.sha256(p.read_bytes())
     _, card = model_card_of(p)
     if card:
@@ -72,7 +81,7 @@ class FrozenExtractor:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise ExtractorError(f"extractor model not found: {self.path}")
+            raise model_not_found(self.path)
         payload = self.path.read_bytes()
         card, _ = model_card_of(self.path)
         self.hash = extractor_hash(self.path)

@@ -104,6 +104,9 @@ def test_missing_model_is_one_line():
                            "-p", "bus:=local"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "extractor model not found: /nope/x.onnx" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "tinycl_nodes.nodes.exporter", "--ros-args", "-p",
+                           "model:=mnist_0to5_fp33", "-p", "bus:=local"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "(did you mean 'mnist_0to5_fp32'?)" in proc.stderr, proc.stderr
 
 
 def test_a_model_without_a_feature_range_is_said_once_and_its_range_then_used(tmp_path, caplog):
