@@ -106,6 +106,8 @@ class Extractor(Node):
             kind = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
             callback = (lambda msg: self.on_frame(msg, compressed)) if self.newest_wins else \
                 self.gated(lambda msg: self.on_image(msg, compressed))
+            self._frames_from = f"{kind} ({params.image_qos}) on {bus.topic_name(topic)}"
+            self._silent = 0    # reports in a row with no frame
             self.track(bus.create_subscription(topic, kind, callback, params.image_qos))
             if self.newest_wins:
                 self._worker = threading.Thread(target=self._work, name="extractor-frames", daemon=True)
@@ -150,6 +152,11 @@ class Extractor(Node):
         now = dict(self.frames)
         delta = {k: now[k] - self._reported[k] for k in now}
         self._reported = now
+        self._silent = 0 if delta["received"] else self._silent + 1
+        if self._silent == 1:   # once, until frames come: a driver elsewhere, or of another type, is silent in DDS
+            self.log.warning("no frame in the last %.0f s: nothing arrives as %s (is the camera driver publishing "
+                             "there, this type? a CompressedImage topic needs image_transport:=compressed)",
+                             self.params.drop_report_s, self._frames_from)
         if delta["received"]:
             self.log.info("frames in the last %.0f s: %d received, %d processed, %d dropped (newest wins), %d bad; "
                           "total %d dropped of %d", self.params.drop_report_s, delta["received"],
