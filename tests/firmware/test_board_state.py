@@ -50,14 +50,15 @@ class _Reset(Exception):
 
 def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = False,
           stale_boot: int | None = None, keep: bool = False,
-          late: tuple[str, int] | None = None) -> tuple[dict, object]:
+          late: tuple[str, int] | None = None, kept_ids: frozenset[str] = frozenset()) -> tuple[dict, object]:
     """One run of the board with the agent and the graph side answering every label request with the true digit; a
     fleet global head (version 5, class 9 named "nine") is published, latched, once the board has reached frame
     ``global_at`` (0: from the start, as a writer that outlived the board's reset). ``reset_after_global``: the
     board is killed as soon as it has saved its state after applying the global head, else the stream runs out.
     ``stale_boot``: when the board first asks for a label, the request of boot ``stale_boot`` for the same sample id
     is answered too, first and with class 0 — what a label app still showing that request from before the reset
-    would send. ``keep``: the first request for a sample id from KEEP_FROM on is left unanswered (a person who has
+    would send; not for a request the board kept across the reset (``kept_ids``: it is still pending, and its answer
+    learned). ``keep``: the first request for a sample id from KEEP_FROM on is left unanswered (a person who has
     not answered yet). ``late``: (request id, class) answered when the board first asks for a label — that person's
     answer, after the reset."""
     from dataclasses import replace
@@ -80,7 +81,7 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
         def on_request(self, msg) -> None:
             sid = int(msg.features.sample_id)
             stale = f"{demo.DEVICE}-{stale_boot}.{sid}"
-            if stale_boot is not None and self.stale is None and (late is None or stale != late[0]):
+            if stale_boot is not None and self.stale is None and stale not in kept_ids:
                 self.stale = stale   # while the board holds its own request for that id
                 self.answer(self.stale, 0)
             if late is not None and self.late is None:
@@ -163,7 +164,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
           f"{size} B (TinyNDC state {len(blob)} B); reset")
     # run 2: the same latched global head; and an answer to boot 1's request for the first sample id run 2 asks about
     second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=1,
-                      late=first["kept"])
+                      late=first["kept"], kept_ids=frozenset(f"{demo.DEVICE}-{b}.{sid}" for b, sid in pending))
     stale = second["stale"]
     restored = [ln for ln in second["log"] if ln.startswith("state restored")]
     assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
