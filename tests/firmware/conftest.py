@@ -55,6 +55,27 @@ def board_app(work_name: str, n_frames: int, seed: int, classes: str, period_ms:
     return work, elf, bd, uros
 
 
+def boot_alone(elf: Path, log: Path, until, timeout_s: float = 60.0) -> list[str]:
+    """The board app on QEMU without an agent until ``until(log lines)`` holds (the board stopped or ``timeout_s``
+    passed first: a failure showing its log's end); its log lines."""
+    import time
+
+    qemu = tool_module("demo_board").Qemu(elf, log)
+    try:
+        t0 = time.monotonic()
+        while not until(qemu.lines()):
+            assert qemu.proc.poll() is None and time.monotonic() - t0 < timeout_s, qemu.text()[-1500:]
+            time.sleep(0.1)
+    finally:
+        qemu.stop()
+    return qemu.lines()
+
+
+def predicted(lines: list[str]) -> int:
+    """Frames the board has predicted so far (its ``P`` lines)."""
+    return sum(ln.startswith("P ") for ln in lines)
+
+
 SAN_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
 

@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from .conftest import board_app, tool_module
+from .conftest import board_app, boot_alone, tool_module
 from .test_board_uros_latent import _host_replay
 
 N_OFFLINE = 160     # frames of 50 ms: 5 consolidated batches of 32, 8 s
@@ -32,16 +31,9 @@ def test_tinyndc_board_saves_what_it_learns_without_an_agent(data_dir, tmp_path)
                                  (f"-DTINYCL_SAVE_PERIOD_MS={SAVE_PERIOD_MS}",))
     state = demo.state_file(work)
     state.unlink(missing_ok=True)
-    qemu = demo.Qemu(elf, tmp_path / "board.log")   # no agent, ever
-    try:
-        t0 = time.monotonic()
-        while not any(ln.startswith("LOG stream ended") for ln in qemu.lines()[-3:]) or \
-                not qemu.lines()[-1].startswith("LOG state saved"):
-            assert qemu.proc.poll() is None and time.monotonic() - t0 < 90, qemu.text()[-1500:]
-            time.sleep(0.1)
-    finally:
-        qemu.stop()
-    board = demo.parse_board_log(qemu.lines())
+    lines = boot_alone(elf, tmp_path / "board.log", lambda lines: any(   # no agent, ever
+        ln.startswith("LOG stream ended") for ln in lines[-3:]) and lines[-1].startswith("LOG state saved"), 90)
+    board = demo.parse_board_log(lines)
     saved = [ln for ln in board["log"] if ln.startswith("state saved")]
     assert not any(ln.startswith(("connected", "reconnected")) for ln in board["log"]), board["log"]
     # at boot, at least twice while the stream ran (5 batches, 1.6 s apart, saved at most every 2 s), at its end

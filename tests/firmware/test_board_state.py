@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 import numpy as np
 import pytest
 
-from .conftest import board_app, tool_module
+from .conftest import board_app, boot_alone, predicted, tool_module
 
 N_FRAMES = 80
 GLOBAL_VERSION = 5
@@ -220,12 +219,4 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
 
 def _boot_alone(demo, elf, log, n_frames: int) -> list[str]:
     """The board booted without an agent until it has predicted ``n_frames`` frames: its log lines."""
-    qemu = demo.Qemu(elf, log)
-    try:
-        t0 = time.monotonic()
-        while len([ln for ln in qemu.lines() if ln.startswith("P ")]) < n_frames:
-            assert qemu.proc.poll() is None and time.monotonic() - t0 < 60, qemu.text()[-1500:]
-            time.sleep(0.1)
-    finally:
-        qemu.stop()
-    return qemu.lines()
+    return boot_alone(elf, log, lambda lines: predicted(lines) >= n_frames)

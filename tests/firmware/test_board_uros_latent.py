@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import FW, board_app, run, tool_module
+from .conftest import FW, board_app, boot_alone, predicted, run, tool_module
 
 N_FRAMES = 160
 BOUND = 0.60
@@ -115,15 +115,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     assert N_FRAMES - learned_at - 1 >= 20 and acc >= BOUND
 
     # boots again: the saved state is restored; no agent this time (learning does not wait for one)
-    qemu = demo.Qemu(elf, tmp_path / "board2.log")
-    try:
-        t0 = time.monotonic()
-        while len([ln for ln in qemu.lines() if ln.startswith("P ")]) < 40:
-            assert qemu.proc.poll() is None and time.monotonic() - t0 < 60, qemu.text()[-1500:]
-            time.sleep(0.1)
-    finally:
-        qemu.stop()
-    again = demo.parse_board_log(qemu.lines())
+    again = demo.parse_board_log(boot_alone(elf, tmp_path / "board2.log", lambda lines: predicted(lines) >= 40))
     restored = [ln for ln in again["log"] if ln.startswith("state restored")]
     assert restored and f"{board['applied']['answers']} samples" in restored[0], again["log"][:5]
     first = np.array([again["predictions"][i][0] for i in range(40)])
