@@ -103,6 +103,28 @@ def test_refusals_have_one_line_reasons() -> None:
         check_snapshot(huge, max_norm=1e4)
 
 
+def test_an_empty_head_or_absurd_statistics_are_refused() -> None:
+    """A 0-class head was accepted and then failed every later round (one device stalled the fleet); a scatter of
+    -1e300 (finite) or an asymmetric one was accepted and published in the global head."""
+    from dataclasses import replace
+
+    from tinycl_nodes.core.federated import snapshot_from_head
+
+    heads, _ = _slda_devices()
+    good = snapshot_from_head(heads[0], version=1)
+    check_snapshot(good, max_norm=1e4)
+    empty = replace(good, class_ids=[], class_names=[], counts=np.zeros(0), weights=np.zeros((0, good.n_features)),
+                    bias=np.zeros(0), shared=None)
+    cases = {"no classes: nothing to merge": empty,
+             "negative eigenvalue": replace(good, shared=np.full_like(good.shared, -1e300)),
+             "not symmetric": replace(good, shared=good.shared + np.triu(np.ones_like(good.shared), 1)),
+             "absurd statistics": replace(good, shared=good.shared * 1e12)}
+    for words, bad in cases.items():
+        with pytest.raises(RefusedHead, match=words) as e:
+            check_snapshot(bad, max_norm=1e4)
+        assert "\n" not in str(e.value)
+
+
 def test_snapshot_shape_checks() -> None:
     with pytest.raises(InputError, match="weight rows"):
         snap([0, 1], ["a"], [1], [[1.0]])

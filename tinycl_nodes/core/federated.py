@@ -312,14 +312,33 @@ def check_snapshot(snap: HeadSnapshot, *, extractor_hash: str | None = None,
         raise RefusedHead(f"{who}: {snap.n_features} features, the round has {n_features}")
     if kind is not None and snap.kind != kind:
         raise RefusedHead(f"{who}: head kind {snap.kind!r}, the round aggregates {kind!r}")
+    if snap.n_classes == 0:
+        raise RefusedHead(f"{who}: no classes: nothing to merge")
     if not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
         raise RefusedHead(f"{who}: weights contain NaN or inf")
-    if snap.kind == SLDA_KIND and snap.n_classes and (snap.shared is None or not np.isfinite(snap.shared).all()):
+    if snap.kind == SLDA_KIND and (snap.shared is None or not np.isfinite(snap.shared).all()):
         raise RefusedHead(f"{who}: a {SLDA_KIND} head must carry its finite statistics (scatter) to be merged")
     if max_norm is not None:
         norm = float(np.sqrt(np.sum(snap.weights.astype(np.float64) ** 2) + np.sum(snap.bias.astype(np.float64) ** 2)))
         if not norm <= max_norm:
             raise RefusedHead(f"{who}: weight norm {norm:.3g} exceeds the limit {max_norm:.3g} (absurd norm)")
+    if snap.kind == SLDA_KIND:
+        _check_scatter(snap.shared, int(snap.counts.sum()), max_norm, who)
+
+
+def _check_scatter(scatter: np.ndarray, n: int, max_norm: float | None, who: str) -> None:
+    """A within-class scatter is a sum of outer products: symmetric, positive semi-definite, and (per sample) no
+    larger than the weights may be — else one absurd device's statistics would enter every device's head."""
+    big = float(np.abs(scatter).max(initial=0.0))
+    if big and float(np.abs(scatter - scatter.T).max()) > 1e-6 * big:
+        raise RefusedHead(f"{who}: its scatter is not symmetric: no sum of outer products")
+    low = float(np.linalg.eigvalsh(scatter)[0]) if scatter.size else 0.0
+    if low < -1e-6 * max(big, 1.0):
+        raise RefusedHead(f"{who}: its scatter has a negative eigenvalue ({low:.3g}): no sum of outer products")
+    per_sample = float(np.trace(scatter)) / max(n, 1)
+    if max_norm is not None and not per_sample <= max_norm ** 2:
+        raise RefusedHead(f"{who}: its scatter's variance per sample {per_sample:.3g} exceeds {max_norm ** 2:.3g} "
+                          "(absurd statistics)")
 
 
 # --- aggregation ----------------------------------------------------------------------------------
