@@ -163,7 +163,9 @@ def _start_nodes(g: Graph, names: list[str], files: list[str], namespace: str,
         for key, value in overrides.get(name, {}).items():
             cmd += ["-p", f"{key}:={value}"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+                             # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
+                             # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
+                             stdin=subprocess.DEVNULL, process_group=0)
         g.procs[name] = p
         t = threading.Thread(target=_pump, args=(name, p.stdout, COLORS[i % len(COLORS)], out), daemon=True)
         t.start()

@@ -94,3 +94,31 @@ def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
     assert any("exited with an error: stopping the graph" in ln for ln in launch.lines)
     assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_the_label_app_shows_its_pairing_code_on_the_launch_terminal(tmp_path, domain):
+    """`tinycl launch tinyrce` on a terminal: the phone's pairing QR code and URL appear there (the nodes were in a
+    session of their own, without the terminal, so the label app could not show them)."""
+    import re
+    import shlex
+
+    env = {**os.environ, "ROS_HOME": str(tmp_path / "ros"), "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    cmd = shlex.join([sys.executable, "-m", "tinycl_nodes.cli", "launch", "tinyrce", "--namespace", "/pair",
+                      "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1", "-p", "sensor.rate_hz:=5"])
+    proc = subprocess.Popen(["script", "-qfec", cmd, "/dev/null"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    out = b""
+    try:
+        end = time.monotonic() + 90
+        os.set_blocking(proc.stdout.fileno(), False)
+        while time.monotonic() < end and not re.search(rb"label app: open \S+token=\S+", out):
+            assert proc.poll() is None, out.decode(errors="replace")[-3000:]
+            out += proc.stdout.read() or b""
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    text = out.decode(errors="replace")
+    assert "Scan with the phone to answer the robot's questions:" in text, text[-3000:]
+    assert re.search(r"label app: open https?://127\.0\.0\.1:\d+/\?token=", text), text[-3000:]
+    assert "\u2580" in text or "\u2584" in text or "\u2588" in text, text[-3000:]     # the QR code's blocks
