@@ -141,9 +141,8 @@ def _aggregate(args: argparse.Namespace) -> int:
 
 def _fleet(args: argparse.Namespace) -> int:
     from .fleet.broker import main as fleet_main
-    from .fleet.check import main as check_main
 
-    return check_main(args.args[1:]) if args.args[:1] == ["check"] else fleet_main(args.args)
+    return fleet_main(args.args)
 
 
 def _demo_fleet(args: argparse.Namespace) -> int:

@@ -440,3 +440,42 @@ def test_a_bridge_kept_exact_by_its_saved_bookkeeping_says_which_file_to_delete(
         wait_for(lambda: d1.bridge.exact is False)
     finally:
         d1.close()
+
+
+def test_a_device_bundle_works_wherever_it_is_copied_and_holds_only_its_own(fleet_setup, broker, tmp_path) -> None:
+    """`tinycl fleet setup` writes bundles/<name>: a robot with it alone reaches the broker, from any folder (the
+    broker directory's absolute paths made a copy fail, and a robot needed credentials.json: every password)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    copy = tmp_path / "robot" / "broker"
+    shutil.copytree(Path(fleet_setup.directory) / "bundles" / "dev1", copy)
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file())
+    assert files == ["ca.crt", "clients/dev1.crt", "clients/dev1.key", "credentials.json", "fleet.json"], files
+    assert list(json.loads((copy / "credentials.json").read_text())) == ["dev1"]
+    assert all((copy / f).stat().st_mode & 0o077 == 0 for f in ("clients/dev1.key", "credentials.json"))
+    check = [sys.executable, "-m", "tinycl_nodes.fleet.check", "--broker-dir", str(copy)]
+    p = subprocess.run([*check, "--identity", "dev1", "--publish", "tinycl/lab/dev1/head"], capture_output=True,
+                       text=True, timeout=60, cwd=tmp_path)
+    res = json.loads(p.stdout)
+    assert p.returncode == 0 and res["connect"] == "Success" and res["published"], (p.stdout, p.stderr)
+    p = subprocess.run([*check, "--identity", "dev2"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "holds no identity 'dev2' (it holds: dev1)" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([*check[:-1], str(tmp_path), "--identity", "dev1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "is no broker directory or bundle" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_node_of_another_fleet_is_refused_at_start(fleet_setup) -> None:
+    """An aggregator started with --fleet lab2 on fleet lab's files ran silently and took over the real one's
+    session (same certificate): one line now."""
+    from tinycl_nodes.core.errors import TinyclError
+    from tinycl_nodes.fleet.aggregator import AggregatorParams
+    from tinycl_nodes.fleet.link import mqtt_params
+
+    with pytest.raises(TinyclError, match=r"is fleet 'lab', not 'lab2'"):
+        mqtt_params(AggregatorParams(fleet="lab2", broker_dir=fleet_setup.directory), "aggregator")
+    assert mqtt_params(AggregatorParams(fleet="lab", broker_dir=fleet_setup.directory), "aggregator").port == \
+        fleet_setup.port

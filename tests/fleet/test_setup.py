@@ -33,3 +33,12 @@ def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
 def test_bench_small() -> None:
     res = bench.run(n_devices=50, relay_heads=60, round_devices=0)
     assert res["aggregate_ok"] and res["relay"]["heads"] == 60 and res["relay"]["refused"] == 0
+
+
+def test_no_generated_password_looks_like_an_option() -> None:
+    """One in 64 random passwords began with '-', and `tinycl fleet check --password <it>` then failed ("expected
+    one argument"): a fresh-clone run of tests/hosts hit it."""
+    from tinycl_nodes.fleet.broker import _password
+
+    pws = [_password() for _ in range(2000)]
+    assert not [p for p in pws if p.startswith("-")] and len(set(pws)) == 2000 and min(map(len, pws)) >= 24

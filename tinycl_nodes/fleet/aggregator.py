@@ -362,7 +362,7 @@ def node_main(argv: list[str] | None = None) -> int:
 def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description="federated aggregator of the fleet's heads over MQTT")
     ap.add_argument("--fleet", required=True)
-    ap.add_argument("--broker-dir", default="", help="directory made by tools/mosquitto/setup.sh (TLS files, password)")
+    ap.add_argument("--broker-dir", default="", help="directory of `tinycl fleet setup` or its bundles/aggregator (TLS files, password)")
     ap.add_argument("--method", default="fedavg", choices=["fedavg", "median", "trimmed_mean"])
     ap.add_argument("--trim", type=float, default=0.2)
     ap.add_argument("--min-devices", type=int, default=1)

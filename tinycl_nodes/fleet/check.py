@@ -88,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", default=None, help="topic to publish one QoS 1 message on")
     ap.add_argument("--hold", type=float, default=0.0, help="stay connected this many seconds")
     a = ap.parse_args(argv)
-    st = BrokerSetup.load(a.broker_dir)
-    cred = st.credentials(a.identity)
+    try:
+        st = BrokerSetup.load(a.broker_dir)
+        cred = st.credentials(a.identity)
+    except ValueError as exc:
+        print(f"tinycl fleet check: error: {exc}", file=sys.stderr)
+        return 2
     res = check(a.host or st.host, st.port, st.ca, a.cert or cred.certfile, a.key or cred.keyfile,
                 a.username or cred.username, a.password or cred.password,
                 a.client_id or f"tinycl-{st.fleet}-{a.identity}", a.publish, hold_s=a.hold)

@@ -229,12 +229,12 @@ class MqttLink:
 class MqttNodeParams(NodeParams):
     """What every fleet node (bridge, aggregator) needs to reach the broker.
 
-    ``broker_dir`` (made by tools/mosquitto/setup.sh) fills in port, CA, certificate and password
+    ``broker_dir`` (``tinycl fleet setup``'s directory or a bundle) fills in port, CA, certificate and password
     for the node's identity; explicit ``mqtt_*`` values override it.
     """
 
     fleet: FleetName = Field(description="the fleet's name: part of every MQTT topic (tinycl/<fleet>/...)")
-    broker_dir: str = Field("", description="folder made by tools/mosquitto/setup.sh: port, CA, certificate and "
+    broker_dir: str = Field("", description="folder of `tinycl fleet setup` (or a device's bundles/<name>): port, CA, certificate and "
                                             "password of this node's identity (empty: none)")
     mqtt_host: str = Field("", description="MQTT broker host name (verified against its certificate; empty: "
                                            "broker_dir's host, else 127.0.0.1)")
@@ -267,9 +267,10 @@ def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
         try:
             setup = BrokerSetup.load(p.broker_dir)
             cred = setup.credentials(identity)
-        except (OSError, ValueError, KeyError) as exc:
-            raise TinyclError(f"broker_dir {p.broker_dir}: no usable credentials for {identity!r} "
-                              f"({type(exc).__name__}: {exc})") from None
+        except ValueError as exc:
+            raise TinyclError(f"broker_dir {p.broker_dir}: no usable credentials for {identity!r} ({exc})") from None
+        if setup.fleet != p.fleet:   # else it runs on, and a second aggregator takes over the real one's session
+            raise TinyclError(f"broker_dir {p.broker_dir} is fleet {setup.fleet!r}, not {p.fleet!r}")
         values.update(host=setup.host, port=setup.port, ca_file=setup.ca, cert_file=cred.certfile, key_file=cred.keyfile,
                       password=cred.password)
     for field in ("host", "port", "tls", "ca_file", "cert_file", "key_file", "username", "password",

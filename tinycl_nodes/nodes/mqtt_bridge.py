@@ -31,7 +31,7 @@ session, reconnect with backoff); an older unsent head is superseded, not queued
     python -m tinycl_nodes.nodes.mqtt_bridge --ros-args -r __ns:=/robot1/tinycl \
         -p fleet:=lab -p device:=robot1 -p broker_dir:=/var/lib/tinycl/broker
 
-``broker_dir`` (a directory made by ``tools/mosquitto/setup.sh``) fills the TLS files and the
+``broker_dir`` (the broker directory of ``tinycl fleet setup`` or a device's bundle from it) fills the TLS files and the
 password of ``device`` from there; explicit ``mqtt_*`` parameters override it.
 """
 
