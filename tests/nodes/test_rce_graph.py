@@ -15,6 +15,7 @@ from tinycl_nodes.extractor import FrozenExtractor, model_path
 MODEL = "har_elm"
 RNG = np.random.default_rng(1)
 CENTERS = RNG.normal(0, 3, (3, 64))      # classes 0, 1 known from labels; 2 is novel
+OTHER = np.random.default_rng(7).normal(0, 3, 64)   # send(3): novel too, far from 2
 
 
 class Probe:
@@ -55,7 +56,7 @@ class Probe:
             self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
                                                        rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
             self.bus.spin_once(0.2)
-        x = (CENTERS[cls] + RNG.normal(0, 0.1, 64)).astype(np.float32)
+        x = ((CENTERS[cls] if cls < len(CENTERS) else OTHER) + RNG.normal(0, 0.1, 64)).astype(np.float32)
         self.features.publish(self.bus.msg("Features")(header=self.header(ns), data=x, extractor_hash=self.hash,
                                                        sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
         return ns
@@ -124,6 +125,33 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             t.answer(req.request_id, -1, "jumping")
             assert "already answered" in labeler.wait_for_line("already answered", 10)
             assert learner.proc.poll() is None and labeler.proc.poll() is None
+        assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
+    finally:
+        t.bus.shutdown()
+
+
+def test_a_question_offers_the_classes_known_when_it_is_asked(domain, tmp_path):
+    """A question whose group began before a person taught a new class offers it as one tap (the buttons were those
+    of the group's first sample, so the person had to type "jumping" again)."""
+    t = Probe(domain)
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
+                     "ask_policy:=grouped", "min_group:=1", "max_open:=1", "dedupe_distance:=3.0") as labeler:
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(6):
+                t.send(i % 2, label=i % 2)
+            assert spin_until(t.bus, lambda: len(t.preds) == 6, 20), (labeler.lines[-10:], learner.lines[-10:])
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            t.send(3)                                    # another novel thing: its question waits (max_open 1)
+            t.bus.spin_once(1.0)
+            assert len(t.requests) == 1
+            t.answer(t.requests[0].request_id, -1, "jumping")
+            assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
+            assert (2, "jumping") in [(c.id, c.name) for c in t.requests[1].candidates], t.requests[1].candidates
         assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
     finally:
         t.bus.shutdown()

@@ -583,10 +583,9 @@ class RceLabeler(Labeler):
             self._count()
             return
         now = time.time()
-        order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
-        candidates = [self.rce.classes[int(i)] for i in order]
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
-                                           reason=self._reason(dec), candidates=candidates, novelty=dec.novelty,
+                                           reason=self._reason(dec), candidates=self._candidates(x),
+                                           novelty=dec.novelty,
                                            guess=dec.nearest)
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
@@ -673,14 +672,20 @@ class RceLabeler(Labeler):
                              extractor_hash=self.hash,
                              sample_id=req.sample_id if i == 0 else 0, true_label=-1, labelled=False)
 
+    def _candidates(self, x: np.ndarray) -> list[int]:
+        """Every class known now, the most likely for ``x`` first: the answer buttons."""
+        order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
+        return [self.rce.classes[int(i)] for i in order]
+
     def _send_request(self, req: Pending) -> None:
         pic = req.picture
         picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
                              data=as_sequence(pic.get("data", b""), "B"))
         counts = self.rce.sample_counts()
+        # as known when sent, not when the group began: a class a person taught meanwhile is one tap too
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
-                      for c in req.candidates if c in self.rce.classes]
+                      for c in self._candidates(req.samples[0])]
         n = self.requests.group_size(req)
         reason = req.reason + (f" ({n} alike samples: your answer labels them all)" if n > 1 else "")
         if not pic:
