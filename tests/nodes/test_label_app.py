@@ -512,3 +512,21 @@ def test_beyond_localhost_it_serves_https_with_a_certificate_made_once(tmp_path)
     finally:
         app.close()
         bus.shutdown()
+
+
+def test_what_the_robot_knows_drops_the_pictures_of_changed_and_withdrawn_answers():
+    """A changed answer's picture stayed under its old class too, and a withdrawn one under its class."""
+    store = RequestStore(60.0)
+    for rid in ("a", "b"):
+        store.add(_request(rid))
+        store.commit(store.check_answer(rid, 0, None, "test"))
+        store.apply_status({"request_id": rid, "status": "learned", "class_id": 0, "class_name": "zero"})
+    examples = lambda: {c["id"]: c["examples"] for c in store.classes_view()["classes"]}  # noqa: E731
+    assert examples()[0] == ["image?id=b", "image?id=a"]
+    store.observe(3, "three", time.time())            # a labelled sample of class 3 on the bus
+    store.correct(store.answered["a"], store.check_correction(store.answered["a"], 3, None, "test"))
+    store.apply_status({"request_id": "a", "status": "learned", "class_id": 3, "class_name": "three"})
+    assert examples() == {0: ["image?id=b"], 3: ["image?id=a"]}
+    store.correct(store.answered["b"], None)
+    store.apply_status({"request_id": "b", "status": "withdrawn"})
+    assert examples() == {0: [], 3: ["image?id=a"]}

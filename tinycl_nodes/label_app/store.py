@@ -204,7 +204,9 @@ class RequestStore:
         return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
 
     def correct(self, old: Answer, new: Answer | None) -> None:
-        """Record a change (``new``) or a withdrawal (None) of ``old`` in the history."""
+        """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an
+        example of the class it was (a change puts it under the new class once the labeler has learned it)."""
+        self._drop_example(old.request_id)
         if new is None:
             old.status, old.message = "withdrawn", ""
         else:
@@ -219,6 +221,7 @@ class RequestStore:
         if a is None or what not in ("learned", "refused", "withdrawn"):
             return None
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
+        self._drop_example(a.request_id)
         if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:
             a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
             info = self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0,
@@ -227,6 +230,12 @@ class RequestStore:
                 info["examples"] = ([a.request_id] + info["examples"])[:3]
         self.dirty = True
         return a
+
+    def _drop_example(self, request_id: str) -> None:
+        for info in self.classes.values():
+            if request_id in info["examples"]:
+                info["examples"].remove(request_id)
+                self.dirty = True
 
     def observe(self, class_id: int, name: str, now: float) -> None:
         """A labelled sample on the bus: the class's count and last-seen time."""
