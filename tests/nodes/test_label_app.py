@@ -530,3 +530,15 @@ def test_what_the_robot_knows_drops_the_pictures_of_changed_and_withdrawn_answer
     store.correct(store.answered["b"], None)
     store.apply_status({"request_id": "b", "status": "withdrawn"})
     assert examples() == {0: [], 3: ["image?id=a"]}
+
+
+def test_a_rename_to_a_name_another_class_has_is_refused_on_the_phone():
+    """The labeler refused it ("class 6 has that name") in its log only; the page said "Sent: renaming to NINE"."""
+    store = RequestStore(60.0)
+    store.observe(6, "nine", time.time())
+    store.observe(7, "eight", time.time())
+    with pytest.raises(AnswerError, match=r"cannot rename class 7 to 'NINE': class 6 has that name"):
+        store.check_rename(7, "NINE")
+    assert store.check_rename(7, "  seven ") == "seven" and store.check_rename(6, "Nine") == "Nine"
+    with pytest.raises(AnswerError, match="not a class the robot knows"):
+        store.check_rename(9, "x")

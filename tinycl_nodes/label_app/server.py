@@ -39,7 +39,7 @@ from aiohttp import WSMsgType, web
 from ..core.errors import TinyclError
 from .page import MANIFEST, PAGE, PUBLIC, icon_png
 from .pairing import Pairing
-from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, clean_name, history_item
+from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, history_item
 
 COOKIE = "tinycl_phone"
 MAX_JSON_DEPTH = 32
@@ -426,9 +426,7 @@ class LabelServer:
 
     def _rename(self, class_id: Any, name: Any) -> dict[str, Any]:
         """Rename a class the robot knows; the labeler checks it and announces it (class_renamed)."""
-        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.store.classes:
-            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
-        clean = clean_name(name)
+        clean = self.store.check_rename(class_id, name)
         if self.on_rename is None:
             raise AnswerError("renaming is not supported here")
         self.on_rename(class_id, clean)

@@ -203,6 +203,18 @@ class RequestStore:
             raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
         return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
 
+    def check_rename(self, class_id: Any, name: Any) -> str:
+        """The clean new name of a class the robot knows, else AnswerError — the labeler's rule
+        (``label_requests.rename``) said here too, since the labeler's refusal never reaches the phone."""
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.classes:
+            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
+        clean = clean_name(name)
+        taken = [c for c, info in self.classes.items() if c != class_id
+                 and normalise_name(info["name"]) == normalise_name(clean)]
+        if taken:
+            raise AnswerError(f"cannot rename class {class_id} to {clean!r}: class {taken[0]} has that name")
+        return clean
+
     def correct(self, old: Answer, new: Answer | None) -> None:
         """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an
         example of the class it was (a change puts it under the new class once the labeler has learned it)."""
