@@ -483,8 +483,15 @@ def test_beyond_localhost_it_serves_https_with_a_certificate_made_once(tmp_path)
         assert app.url.startswith("https://") and key.stat().st_mode & 0o777 == 0o600
         fp = fingerprint(crt.read_bytes())
         assert json.loads((tmp_path / "pairing.json").read_text())["info"]["fingerprint"] == fp
+        from cryptography import x509
+        from urllib.parse import urlsplit
+
+        san = x509.load_pem_x509_certificate(crt.read_bytes()).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+        ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+        assert urlsplit(app.url).hostname in ips and "0.0.0.0" not in ips, (app.url, ips)   # the QR code's address
         ctx = ssl.create_default_context(cafile=str(crt))
-        ctx.check_hostname = False                     # the certificate names this host and 0.0.0.0, not 127.0.0.1
+        ctx.check_hostname = False                     # the certificate names the LAN address, not 127.0.0.1
 
         async def go():
             async with aiohttp.ClientSession() as s:

@@ -53,6 +53,11 @@ def lan_address() -> str:
         s.close()
 
 
+def reachable_host(host: str) -> str:
+    """The address a phone uses for a server bound to ``host``: a wildcard bind address is the LAN address."""
+    return lan_address() if host in ("", "0.0.0.0", "::") else host
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -68,7 +73,7 @@ def app_url(host: str, port: int, tls: bool, token: str, public_url: str | None 
     if public_url:
         base = public_url.rstrip("/")
     else:
-        shown = lan_address() if host in ("", "0.0.0.0", "::") else host
+        shown = reachable_host(host)
         try:
             if ipaddress.ip_address(shown).version == 6:
                 shown = f"[{shown}]"

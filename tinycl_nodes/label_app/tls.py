@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from ..storage import write_atomic
+from .pairing import reachable_host
 
 CERT, KEY = "label_app.crt", "label_app.key"
 
@@ -39,7 +40,7 @@ def ensure_certificate(state_dir: str | Path, hosts: list[str]) -> tuple[Path, P
         return cert_path, key_path, fingerprint(cert_path.read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(socket.gethostname())]
-    for h in hosts:
+    for h in map(reachable_host, hosts):   # the address in the pairing URL, never a wildcard 0.0.0.0
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
