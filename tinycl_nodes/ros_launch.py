@@ -4,8 +4,8 @@ Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``par
 ``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Launch arguments that are node parameters
 go to the nodes in a ``/**`` parameter file after ``params_file``, so each node takes the names it declares and no
 other, and a launch argument outranks the parameter file's values (``runner.collect_parameters``: a later file
-outranks an earlier one). A node that exits with an error ends the launch (exit code 1). With ``camera_topic`` set, the robot's camera driver is the sensor: no replay node is
-started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
+outranks an earlier one). A node that exits with an error ends the launch (exit code 1). With ``camera_topic``
+set, the robot's camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
 the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
 the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes, configured and activated by launch events.

@@ -357,19 +357,16 @@ def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: log
     return True
 
 
-def _params_classes(module: str) -> list[type[NodeParams]]:
-    import importlib
-
-    mod = importlib.import_module(module)
-    return [obj for obj in vars(mod).values()
-            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__]
-
-
 def node_parameters(name: str) -> set[str]:
     """The parameter names node ``name`` declares (its pydantic models)."""
+    import importlib
+
     from ..graphs import NODE_MODULES
 
-    return {f for cls in _params_classes(NODE_MODULES[name]) for f in cls.model_fields}
+    mod = importlib.import_module(NODE_MODULES[name])
+    return {f for obj in vars(mod).values()
+            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__
+            for f in obj.model_fields}
 
 
 def parameters_of_every_node() -> set[str]:
