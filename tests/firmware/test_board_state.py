@@ -10,8 +10,8 @@ learned since; its predictions of class 9 still carry the name "nine"; every pre
 the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
 number (``<device>-<boot>.<sample id>``): an answer to boot 1's request for a sample id that run 2 has just asked about
 again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt
-(the learner's blob, or the app's record) is refused with one line naming which, and the board starts from its initial
-labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
+(the learner's blob, or the app's record) is refused with one line naming which and kept aside (a save no longer
+overwrites it), and the board starts from its initial labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
 ``<file>.tmp``. The label request run 1 left unanswered at its reset is saved with
 the state and restored, and its answer, given after the reset with boot 1's id, is learned for the image it was asked
 about.
@@ -195,6 +195,9 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert any(ln.startswith(f"tinycl board {demo.DEVICE}: initial learner, {len(bd.init_y)} samples learned, ")
                for ln in third["log"]), third["log"][:5]
     assert [third["predictions"][i] for i in range(20)] == demo.host_replay(bd, [], gsnap, 20)
+    # kept aside, not overwritten by the boot's save (what was learned may still be recovered from it)
+    assert "state: the refused state is kept aside, not overwritten" in third["log"], third["log"][:5]
+    assert state.with_name(state.name + ".bad").read_bytes() == bytes(broken) != state.read_bytes()
     # the app's record damaged (its CRC): said so
     broken = bytearray(saved_bytes)
     broken[-20] ^= 0xFF
@@ -214,6 +217,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert any(re.fullmatch(r"state: the saved state \(\d+ bytes\) was refused: (the storage could not be read|shorter "
                             r"than the app's record): the learner starts afresh", ln) for ln in log), log[:5]
     assert "state: the storage refused to commit the written state: not saved, it keeps what it held" in log, log[:5]
+    assert "state: the refused state is kept aside, not overwritten" not in log     # nothing of it could be read
     assert not any(ln.startswith("state saved") for ln in log) and not state.with_name(state.name + ".tmp").exists()
 
 

@@ -48,6 +48,7 @@ extern "C" int board_state_commit(int keep) { (void)keep; return -1; }
 extern "C" long board_state_open_read(void) { return -1; }
 extern "C" uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n) { (void)offset; (void)dst; (void)n; return 0; }
 extern "C" void board_state_close(void) {}
+extern "C" int board_state_set_aside(void) { return -1; }
 
 extern "C" void board_finish(int code) {
     (void)code;

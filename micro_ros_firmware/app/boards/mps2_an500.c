@@ -109,6 +109,13 @@ uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n) {
 
 void board_state_close(void) { sh_close(&g_rd); }
 
+int board_state_set_aside(void) {
+    static const char k_bad[] = TINYCL_STATE_FILE ".bad";
+    const uint32_t a[4] = {(uint32_t)k_state, sizeof k_state - 1u, (uint32_t)k_bad, sizeof k_bad - 1u};
+    sh_close(&g_rd);
+    return mps2_semihost(SH_RENAME, a) == 0 ? 0 : -1;
+}
+
 /* ------------------------------------------------------------------------------ SysTick clock */
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)

@@ -24,6 +24,10 @@ int board_state_commit(int keep);
 long board_state_open_read(void);
 uint32_t board_state_read(uint32_t offset, uint8_t *dst, uint32_t n);
 void board_state_close(void);
+/** Keep the saved blob aside (the app refused it: damaged, or another build's), so that the next save does not
+ *  overwrite it and a person can still look at it; 0 on success (mps2-an500: renamed to TINYCL_STATE_FILE.bad,
+ *  replacing an older one). */
+int board_state_set_aside(void);
 /** The app has nothing left to do (the replayed stream ended and was flushed); code is the exit status. */
 void board_finish(int code);
 #endif

@@ -474,6 +474,8 @@ static void restore_state(void) {
         g_global_applied = 0;
         g_global_version = g_n_names = 0;
         logf_("LOG state: the saved state (%ld bytes) was refused: %s: the learner starts afresh", len, why);
+        if ((size_t)len > RECORD_BYTES && record >= 0 && board_state_set_aside() == 0) /* read, refused: kept */
+            board_log("LOG state: the refused state is kept aside, not overwritten");
         return;
     }
     g_restored = 1;
