@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            UnregisterEventHandler)
 from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
@@ -52,13 +53,24 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
     return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
 
 
-def _lifecycle_events(node: LifecycleNode) -> list[Any]:
+def _lifecycle_events(node: LifecycleNode, name: str) -> list[Any]:
     """configure at start, activate once inactive (the ros2/demos lifecycle launch pattern) — once: a later
-    ``ros2 lifecycle set … deactivate`` (or a configure after a cleanup) is the user's, and stays so."""
+    ``ros2 lifecycle set … deactivate`` (or a configure after a cleanup) is the user's, and stays so. A first
+    configure that fails (a missing model: the node's error line says which) ends the launch like a node that exits
+    with an error; once the node is active, a failed configure is the user's business."""
     def change(transition: int) -> EmitEvent:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
-    return [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive", handle_once=True,
+
+    def failed(_context: LaunchContext) -> None:
+        raise NodeFailed(f"tinycl: the {name} node could not be configured (its error is above): the graph is stopped")
+
+    start_failed = OnStateTransition(target_lifecycle_node=node, start_state="configuring", goal_state="unconfigured",
+                                     handle_once=True, entities=[OpaqueFunction(function=failed)])
+    return [RegisterEventHandler(start_failed),
+            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive", handle_once=True,
                                                    entities=[change(Transition.TRANSITION_ACTIVATE)])),
+            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="active", handle_once=True,
+                                                   entities=[UnregisterEventHandler(start_failed)])),
             change(Transition.TRANSITION_CONFIGURE)]
 
 
@@ -85,7 +97,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
                       arguments=["--ros-args", "--log-level", get("log_level")])
         if name in MANAGED:
             node = LifecycleNode(**kwargs)
-            actions += [node, *_lifecycle_events(node)]
+            actions += [node, *_lifecycle_events(node, name)]
         else:
             node = Node(**kwargs)
             actions.append(node)

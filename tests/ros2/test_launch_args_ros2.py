@@ -6,8 +6,9 @@
   camera.launch.py for the same reason;
 - the launch activates a lifecycle node once: a user's ``ros2 lifecycle set … deactivate`` used to be undone at once;
 - ``ros2 run … -p autostart:=true`` goes through the node's state machine (``ros2 lifecycle get`` said unconfigured);
-- a node that fails at start ends the launch with exit code 1 (a replay used to run on without it and be scored at
-  0 %), and a ``/**`` name no node declares is an error naming the closest (it used to be dropped without a word).
+- a node that fails at start (or a lifecycle node whose first configure fails) ends the launch with exit code 1 (a
+  replay used to run on without it and be scored at 0 %), and a ``/**`` name no node declares is an error naming the
+  closest (it used to be dropped without a word).
 """
 
 from __future__ import annotations
@@ -119,3 +120,14 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     assert launch.wait(60) == 1, launch.text[-3000:]
     assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?)" in launch.text, \
         launch.text[-3000:]
+
+    # a lifecycle node whose first configure fails stays up, unconfigured: that ends the launch too
+    del doc["/**"]["ros__parameters"]["presett"]
+    doc["extractor"]["ros__parameters"]["model"] = str(ros.tmp / "nope.onnx")
+    bad.write_text(yaml.safe_dump(doc))
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo3",
+                       f"params_file:={bad}", name="ros2 launch typo3")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert "extractor model not found" in launch.text
+    assert "tinycl: the extractor node could not be configured (its error is above): the graph is stopped" in \
+        launch.text, launch.text[-3000:]
