@@ -549,3 +549,22 @@ def test_a_rename_to_a_name_another_class_has_is_refused_on_the_phone():
     assert store.check_rename(7, "  seven ") == "seven" and store.check_rename(6, "Nine") == "Nine"
     with pytest.raises(AnswerError, match="not a class the robot knows"):
         store.check_rename(9, "x")
+
+
+def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
+    """"NINE" typed for a class the robot calls "nine": the labeler learns it as that class, and the history said
+    "new" all the same."""
+    from tinycl_nodes.label_app.store import history_item
+
+    store = RequestStore(60.0)
+    store.observe(6, "nine", time.time())
+    store.add(_request("r"))
+    store.commit(store.check_answer("r", None, "NINE", "test"))
+    assert history_item(store.answered["r"])["new"]                   # as sent: a name, not a button
+    store.apply_status({"request_id": "r", "status": "learned", "class_id": 6, "class_name": "nine"})
+    item = history_item(store.answered["r"])
+    assert (item["new"], item["class_id"], item["class_name"]) == (False, 6, "nine")
+    store.add(_request("s"))
+    store.commit(store.check_answer("s", None, "jumping", "test"))
+    store.apply_status({"request_id": "s", "status": "learned", "class_id": 7, "class_name": "jumping"})
+    assert history_item(store.answered["s"])["new"]                   # a class the robot did not know

@@ -235,6 +235,8 @@ class RequestStore:
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
         self._drop_example(a.request_id)
         if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:
+            if a.new_class_name and int(status["class_id"]) in self.classes:
+                a.new_class_name = ""   # the typed name was one the robot knew ("NINE" for "nine"): no new class
             a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
             info = self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0,
                                                          "examples": []})
