@@ -57,7 +57,7 @@ class Pending:
     stamp_ns: int                  # capture stamp of the sample asked about
     sample_id: int
     reason: str
-    candidates: list[int]          # known class ids, most likely first, when it was asked
+    candidates: list[int]          # known class ids, most likely first, as offered (the labeler: when last sent)
     samples: list[np.ndarray]      # [0] the sample asked about, then the joined ones
     stamps: list[int] = field(default_factory=list)   # capture stamps, aligned with samples
     picture: dict[str, Any] = field(default_factory=dict)  # {"height","width","encoding","data": uint8}

@@ -584,8 +584,7 @@ class RceLabeler(Labeler):
             return
         now = time.time()
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
-                                           reason=self._reason(dec), candidates=self._candidates(x),
-                                           novelty=dec.novelty,
+                                           reason=self._reason(dec), novelty=dec.novelty,
                                            guess=dec.nearest)
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
@@ -684,8 +683,9 @@ class RceLabeler(Labeler):
                              data=as_sequence(pic.get("data", b""), "B"))
         counts = self.rce.sample_counts()
         # as known when sent, not when the group began: a class a person taught meanwhile is one tap too
+        req.candidates = self._candidates(req.samples[0])
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
-                      for c in self._candidates(req.samples[0])]
+                      for c in req.candidates]
         n = self.requests.group_size(req)
         reason = req.reason + (f" ({n} alike samples: your answer labels them all)" if n > 1 else "")
         if not pic:
