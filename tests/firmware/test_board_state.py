@@ -189,7 +189,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     broken = bytearray(saved_bytes)
     broken[len(blob) // 2] ^= 0xFF
     state.write_bytes(bytes(broken))
-    third = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "corrupt.log", 20))
+    third = demo.parse_board_log(_boot_alone(elf, tmp_path / "corrupt.log", 20))
     assert f"state: the saved state ({len(broken)} bytes) was refused: state blob malformed (kind, version, sizes or " \
            "CRC): the learner starts afresh" in third["log"], third["log"][:5]
     assert any(ln.startswith(f"tinycl board {demo.DEVICE}: initial learner, {len(bd.init_y)} samples learned, ")
@@ -202,7 +202,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     broken = bytearray(saved_bytes)
     broken[-20] ^= 0xFF
     state.write_bytes(bytes(broken))
-    log = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "record.log", 1))["log"]
+    log = demo.parse_board_log(_boot_alone(elf, tmp_path / "record.log", 1))["log"]
     assert f"state: the saved state ({len(broken)} bytes) was refused: the app's record at its end is damaged (size, " \
            "CRC or layout): the learner starts afresh" in log, log[:5]
     # storage that cannot take the state (a directory where the file goes): the save says the commit failed, and no
@@ -210,7 +210,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     state.unlink()
     state.mkdir()
     try:
-        log = demo.parse_board_log(_boot_alone(demo, elf, tmp_path / "directory.log", 1))["log"]
+        log = demo.parse_board_log(_boot_alone(elf, tmp_path / "directory.log", 1))["log"]
     finally:
         state.rmdir()
     # QEMU's semihosting opens a directory for reading: its size (the file system's: 4096 here), none of it readable
@@ -221,6 +221,6 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert not any(ln.startswith("state saved") for ln in log) and not state.with_name(state.name + ".tmp").exists()
 
 
-def _boot_alone(demo, elf, log, n_frames: int) -> list[str]:
+def _boot_alone(elf, log, n_frames: int) -> list[str]:
     """The board booted without an agent until it has predicted ``n_frames`` frames: its log lines."""
     return boot_alone(elf, log, lambda lines: predicted(lines) >= n_frames)
