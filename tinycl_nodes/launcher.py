@@ -57,16 +57,27 @@ class Graph:
         return codes
 
 
-def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0) -> dict[str, int]:
-    """SIGTERM every node process (each saves its state), SIGKILL what is left after ``grace_s``; exit codes.
+def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0,
+                   handover_s: float = 3.0) -> dict[str, int]:
+    """SIGTERM the node processes in the reverse of their start order (sources first, sinks last), each once
+    the one before it has exited (or after ``handover_s``); SIGKILL what is left when ``grace_s`` has passed;
+    exit codes.
 
+    In turn: a node sends its last messages as it stops (the learner its final head), and the node that reads
+    them (the exporter, the fleet bridge) is still running to take them — stopped together, the exporter could
+    stop before the final head reached it and write none. A node that has exited already costs nothing; one
+    that hangs delays the next by ``handover_s`` at most.
     SIGTERM, not SIGINT: a node still starting (importing, creating its bus) has no handler yet, and
     Python's default SIGINT prints a KeyboardInterrupt traceback there, while the default SIGTERM ends it
     quietly (it has learned nothing yet); once running, the node's handler treats both alike."""
-    for p in procs.values():
+    end = time.monotonic() + grace_s
+    for p in reversed(procs.values()):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    end = time.monotonic() + grace_s
+            try:
+                p.wait(timeout=max(0.0, min(handover_s, end - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
     for name, p in procs.items():
         try:
             p.wait(timeout=max(0.1, end - time.monotonic()))

@@ -92,3 +92,20 @@ def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path):
     assert result["preset"] == "tinyndc"
     assert all(code == 0 for code in result["graph"]["exit_codes"].values()), result["graph"]["exit_codes"]
     assert result["in_process"]["identical_predictions"] == 300
+
+
+def test_head_sent_at_stop_is_exported(tmp_path):
+    """The learner publishes its head only as it stops and the exporter writes only what it has: the graph is
+    stopped in turn (sources first, the exporter last), so the exported head is the learner's final one — stopped
+    together, the exporter could stop before that head reached it and write none."""
+    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
+    try:
+        result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}", "exporter.period_s:=0",
+                                 "learner.publish_every:=1000000", "learner.publish_period_s:=100000"],
+                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
+    finally:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    assert all(code == 0 for code in result["graph"]["exit_codes"].values()), result["graph"]["exit_codes"]
+    meta = ort.InferenceSession(str(tmp_path / "head.onnx"),
+                                providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert (meta["version"], meta["n_seen"]) == ("1", str(10 * 10 + 300)), meta   # one version: the one at stop

@@ -122,3 +122,36 @@ def test_the_label_app_shows_its_pairing_code_on_the_launch_terminal(tmp_path, d
     assert "Scan with the phone to answer the robot's questions:" in text, text[-3000:]
     assert re.search(r"label app: open https?://127\.0\.0\.1:\d+/\?token=", text), text[-3000:]
     assert "\u2580" in text or "\u2584" in text or "\u2588" in text, text[-3000:]     # the QR code's blocks
+
+
+def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
+    """``stop_processes`` signals the nodes in the reverse of their start order, each once the one before it has
+    exited (a sink still runs while its writers send their last messages); a node that ignores SIGTERM delays the
+    next by the hand-over time only, and is killed when the grace time is up."""
+    from tinycl_nodes.launcher import stop_processes
+
+    log = tmp_path / "log"
+    node = ("import signal, sys, time\n"
+            "def term(*_):\n"
+            "    with open(sys.argv[2], 'a') as f: f.write(f'{sys.argv[1]} term {time.monotonic()}\\n')\n"
+            "    if sys.argv[1] == 'hangs': return\n"
+            "    time.sleep(0.4)\n"
+            "    with open(sys.argv[2], 'a') as f: f.write(f'{sys.argv[1]} exit {time.monotonic()}\\n')\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "print('up', flush=True)\n"
+            "while True: time.sleep(0.05)\n")
+    names = ("exporter", "learner", "hangs", "sensor")            # start order: sinks first
+    procs = {n: subprocess.Popen([sys.executable, "-c", node, n, str(log)], stdout=subprocess.PIPE, text=True)
+             for n in names}
+    for p in procs.values():
+        assert p.stdout.readline().strip() == "up"
+    t0 = time.monotonic()
+    codes = stop_processes(procs, grace_s=4.0, handover_s=1.0)
+    took = time.monotonic() - t0
+    events = {(w[0], w[1]): float(w[2]) for w in (ln.split() for ln in log.read_text().splitlines())}
+    assert codes == {"exporter": 0, "learner": 0, "hangs": -signal.SIGKILL, "sensor": 0}, codes
+    assert events[("sensor", "exit")] <= events[("hangs", "term")]
+    assert 0.9 <= events[("learner", "term")] - events[("hangs", "term")] < 3.0     # the hand-over time, not the grace
+    assert events[("learner", "exit")] <= events[("exporter", "term")]
+    assert 3.9 <= took < 8.0, took                                                   # the grace time, for them all
