@@ -60,9 +60,9 @@ def test_managed_nodes_match_the_graph_list():
 def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, reference):
     """ros2 launch: all nodes listed under the namespace, ros2 param get/set, the replay ends the
     launch by itself and its predictions equal the in-process run's, sample for sample."""
-    out = ros.tmp / "metrics.json"
-    pf = params_file(ros.tmp, sensor={"stream_length": STREAM, "rate_hz": 25.0},
-                     metrics={"out": str(out)})
+    out, state, export = ros.tmp / "metrics.json", ros.tmp / "replay_state", ros.tmp / "replay_export"
+    pf = params_file(ros.tmp, **{"/**": {"state_dir": str(state)}}, sensor={"stream_length": STREAM, "rate_hz": 25.0},
+                     metrics={"out": str(out)}, exporter={"out_dir": str(export), "period_s": 0.0})
     import tempfile
     shared_files = set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml"))
     t0 = time.monotonic()
@@ -102,6 +102,15 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     assert f"{reference['accuracy']:.2f}%" in final
     assert "process has finished cleanly" in launch.text
     assert "the metrics node has ended, stopping the graph" in launch.text
+    # the exporter (exporting only what it holds at its stop) wrote the head the learner published last, as it stopped
+    import onnxruntime as ort
+
+    from tinycl_nodes.storage import load_states
+    head = load_states(next(state.rglob("learner.state")))["head"]
+    meta = ort.InferenceSession(str(export / "head.onnx"),
+                                providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert (int(meta["version"]), int(meta["n_seen"])) == (head["meta"]["published_version"],
+                                                           head["meta"]["n_seen"]), (meta, head["meta"])
     print(f"ros2 launch tinyndc, {100 + STREAM} samples: {wall:.1f} s wall, accuracy {result['accuracy']:.2f}% "
           f"= in-process {reference['accuracy']:.2f}%, identical predictions {ref.size}/{ref.size}")
 
