@@ -147,6 +147,54 @@ def test_phone_answers_label_requests_over_the_bus(domain, tmp_path, phone):
         bus.shutdown()
 
 
+def test_a_tap_meant_for_the_card_that_left_does_not_answer_the_next(domain, tmp_path, phone):
+    """Two tabs: the second answers req-A; in the first, req-B's buttons slide up into req-A's place as its card
+    leaves. A button that has just moved ignores taps for a moment (page.SETTLE_MS): a tap there, meant for req-A,
+    answers nothing; once settled, a tap answers req-B. Before, that tap answered req-B with req-A's label."""
+    bus = create_bus("e2e_labeler", backend="dds", dds_config="loopback", domain=domain)
+    answers = []
+    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
+    pub = bus.create_publisher("label_request", "LabelRequest", "reliable")
+    params = ("host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path}", "qr:=false")
+    try:
+        with node("label_app", domain, *params) as app:
+            url = _url(app)
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
+            page, other = phone.new_page(), phone.new_page()
+            page.goto(url)
+            page.wait_for_selector("#status.live")
+            other.goto(url.split("?")[0])                                      # paired by the cookie
+            other.wait_for_selector("#status.live")
+            for rid in ("req-A", "req-B"):
+                pub.publish(_request(bus, rid, np.full((28, 28), 99, np.uint8), {4: "mug", 2: "bottle"}))
+            bottle = {rid: _card(page, rid).locator('button.cls[data-class-id="2"]') for rid in ("req-A", "req-B")}
+            assert _until(lambda: all(b.count() and b.is_enabled() for b in bottle.values()))
+            where = bottle["req-A"].bounding_box()
+            other.evaluate("window.tinycl.send({type: 'answer', request_id: 'req-A', class_id: 2})")
+            # in the page itself: frame by frame until req-B's button is where req-A's was, then its state
+            moved = page.evaluate("""async ([top, left]) => {
+                const b = () => document.querySelector('article.card[data-request-id="req-B"] button.cls[data-class-id="2"]');
+                for (const end = Date.now() + 10000; Date.now() < end; await new Promise(requestAnimationFrame)) {
+                    const r = b().getBoundingClientRect();
+                    if (Math.abs(r.top - top) < 1 && Math.abs(r.left - left) < 1) return {disabled: b().disabled};
+                }
+                return null;
+            }""", [where["y"], where["x"]])
+            assert moved == {"disabled": True}, moved
+            page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
+            still = page.evaluate("!!document.querySelector('article.card[data-request-id=\"req-B\"].settling')")
+            assert still, "the tap came after the buttons had settled: this machine took over 600 ms for one tap"
+            spin_until(bus, lambda: False, 1.0)
+            assert [(a.request_id, a.class_id) for a in answers] == [("req-A", 2)]   # the tab's answer, nothing more
+            assert _until(lambda: bottle["req-B"].is_enabled())
+            page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
+            assert spin_until(bus, lambda: len(answers) == 2, 10), app.lines[-10:]
+            assert (answers[1].request_id, answers[1].class_id) == ("req-B", 2)
+        assert "Traceback" not in "\n".join(app.lines)
+    finally:
+        bus.shutdown()
+
+
 def _mnist_sevens_and_seeds():
     """Real MNIST test digits: 5 each of 0, 1, 2 (known), the first 7 and the 7 nearest to it."""
     from tinycl_nodes.datasets.mnist import load_mnist

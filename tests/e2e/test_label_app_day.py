@@ -209,7 +209,7 @@ def test_a_day_with_the_phone(domain, tmp_path, phone, axe_js):
         assert spin_until(bus, lambda: len(requests) == 2, 15), procs[1].lines[-10:]
         card8 = _card(page, requests[1].request_id)
         card8.wait_for()
-        assert card8.locator("button.cls").first.is_enabled()
+        assert _until(lambda: card8.locator("button.cls").first.is_enabled())   # once settled
         procs[1].stop()
         page.locator("#offline").wait_for(state="visible", timeout=15_000)
         assert "unreachable" in page.locator("#offline").inner_text()

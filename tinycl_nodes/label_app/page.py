@@ -4,7 +4,9 @@ its web app manifest and icons (installable).
 Data never goes through innerHTML: names and reasons come from the robot and are set as text.
 Two views: the questions (with the history of answers, undo and change) and what the robot knows
 (classes, counts, examples, last seen, recent predictions). When the page or the robot is offline
-every answer control is disabled and the page says so: nothing is queued.
+every answer control is disabled and the page says so: nothing is queued. A button that has just
+appeared, or moved because a card or an answer above it came or went, ignores taps for SETTLE_MS: a tap
+aimed at the card that left lands on nothing rather than answering the one that took its place.
 """
 
 from functools import lru_cache
@@ -131,6 +133,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const $ = (s, el = document) => el.querySelector(s);
   const pendingEl = $("#pending"), historyEl = $("#history"), toastEl = $("#toast");
   const deadlines = new Map();          // request id -> ms deadline (local clock)
+  const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
   let ws = null, retry = 500, toastTimer = 0, stopped = false, robotOnline = true, undoS = 120, classes = [];
 
   function el(tag, props = {}, ...kids) {
@@ -162,8 +165,23 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     document.title = (n ? "(" + n + ") " : "") + "tinycl · label requests";
     const off = !online();
     $("#offline").hidden = !off || stopped;
-    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button"))
-      b.disabled = off || (b.closest(".card") && b.closest(".card").classList.contains("busy"));
+    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button")) {
+      const card = b.closest(".card");
+      b.disabled = off || (!!card && card.classList.contains("busy")) || (b.tagName === "BUTTON" && !!b.closest(".settling"));
+    }
+  }
+  function settle(items) {             // text fields stay usable: what the person types never jumps
+    for (const e of items) {
+      e.classList.add("settling");
+      clearTimeout(e.settleTimer);
+      e.settleTimer = setTimeout(() => { e.classList.remove("settling"); refresh(); }, SETTLE_MS);
+    }
+    refresh();
+  }
+  function after(e) {                  // the siblings below e: they move when it goes
+    const out = [];
+    for (let n = e.nextElementSibling; n; n = n.nextElementSibling) out.push(n);
+    return out;
   }
   function left(ms) {
     const s = Math.max(0, Math.round(ms / 1000));
@@ -179,7 +197,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function setBusy(card, busy) {
     card.classList.toggle("busy", busy);
-    for (const b of card.querySelectorAll("button, input")) b.disabled = busy || !online();
+    refresh();
   }
   function send(message) {
     if (!online()) { toast("The robot is unreachable: nothing was sent", true); return false; }
@@ -246,17 +264,18 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       input.value = was.value;
       old.replaceWith(card);
       if (focused) input.focus();
-      if (old.classList.contains("busy")) setBusy(card, true);
+      if (old.classList.contains("busy")) card.classList.add("busy");
     } else { pendingEl.append(card); notify(); }
-    refresh();
+    settle([card]);                     // new, or redrawn (its choices may have changed order)
   }
   function removeRequest(id) {
     deadlines.delete(id);
     const card = cardOf(id);
     if (!card) return;
-    card.classList.add("leaving");
+    card.classList.add("leaving", "busy");
     card.dataset.requestId = "";            // gone for the protocol at once, gone from view after the fade
-    setTimeout(() => { card.remove(); refresh(); }, 250);
+    refresh();
+    setTimeout(() => { const moved = after(card); card.remove(); settle(moved); }, 250);
   }
   const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
   function addHistory(item, atEnd) {
@@ -282,7 +301,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
     if (old) old.replaceWith(li); else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
-    refresh();
+    if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
   }
   function showClasses(m) {
     classes = m.classes;
