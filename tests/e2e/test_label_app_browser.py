@@ -19,7 +19,7 @@ import json
 import os
 import re
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,14 +68,26 @@ def _card(page, rid: str):
     return page.locator(f'article.card[data-request-id="{rid}"]')
 
 
+@contextmanager
+def _labeler(domain: int):
+    """The test in the labeler's place: (bus, its LabelRequest publisher, the LabelAnswers received)."""
+    bus = create_bus("e2e_labeler", backend="dds", dds_config="loopback", domain=domain)
+    answers: list = []
+    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
+    try:
+        yield bus, bus.create_publisher("label_request", "LabelRequest", "reliable"), answers
+    finally:
+        bus.shutdown()
+
+
+def _app_params(tmp_path: Path) -> tuple[str, ...]:
+    return ("host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path}", "qr:=false")
+
+
 def test_phone_answers_label_requests_over_the_bus(domain, tmp_path, phone):
     rng = np.random.default_rng(1)
-    bus = create_bus("e2e_labeler", backend="dds", dds_config="loopback", domain=domain)
-    answers = []
-    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
-    pub = bus.create_publisher("label_request", "LabelRequest", "reliable")
-    params = ("host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path}", "qr:=false")
-    try:
+    params = _app_params(tmp_path)
+    with _labeler(domain) as (bus, pub, answers):
         with node("label_app", domain, *params) as app:
             url = _url(app)
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
@@ -143,20 +155,14 @@ def test_phone_answers_label_requests_over_the_bus(domain, tmp_path, phone):
                 other.close()
             assert app.proc.poll() is None
         assert "Traceback" not in "\n".join(app.lines)
-    finally:
-        bus.shutdown()
 
 
 def test_a_tap_meant_for_the_card_that_left_does_not_answer_the_next(domain, tmp_path, phone):
     """Two tabs: the second answers req-A; in the first, req-B's buttons slide up into req-A's place as its card
     leaves. A button that has just moved ignores taps for a moment (page.SETTLE_MS): a tap there, meant for req-A,
     answers nothing; once settled, a tap answers req-B. Before, that tap answered req-B with req-A's label."""
-    bus = create_bus("e2e_labeler", backend="dds", dds_config="loopback", domain=domain)
-    answers = []
-    bus.create_subscription("label_answer", "LabelAnswer", answers.append, "reliable")
-    pub = bus.create_publisher("label_request", "LabelRequest", "reliable")
-    params = ("host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path}", "qr:=false")
-    try:
+    params = _app_params(tmp_path)
+    with _labeler(domain) as (bus, pub, answers):
         with node("label_app", domain, *params) as app:
             url = _url(app)
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
@@ -191,8 +197,6 @@ def test_a_tap_meant_for_the_card_that_left_does_not_answer_the_next(domain, tmp
             assert spin_until(bus, lambda: len(answers) == 2, 10), app.lines[-10:]
             assert (answers[1].request_id, answers[1].class_id) == ("req-B", 2)
         assert "Traceback" not in "\n".join(app.lines)
-    finally:
-        bus.shutdown()
 
 
 def _mnist_sevens_and_seeds():
