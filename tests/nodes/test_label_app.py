@@ -85,10 +85,17 @@ def test_token_refused_and_accepted(tmp_path):
                     await s.ws_connect(base + "/ws?token=wrong-token")
                 async with s.get(base + "/", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
                     assert r.status == 200 and "Label requests" in await r.text()
+                # a script calling the API with ?token= is let in, and pairs no phone however often it calls
+                async with aiohttp.ClientSession() as script:
+                    for _ in range(3):
+                        async with script.get(base + f"/api/state?token={TOKEN}", allow_redirects=False) as r:
+                            assert r.status == 200 and "pending" in await r.json() and "Set-Cookie" not in r.headers
+                assert server.pairing.devices == {}
                 # first visit with ?token=: a cookie, and a clean URL without the token
                 async with s.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:
                     assert r.status == 303 and r.headers["Location"] == "/"
                     assert "HttpOnly" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
+                assert len(server.pairing.devices) == 1
                 async with s.get(base + "/") as r:            # the cookie is enough from now on
                     assert r.status == 200
                     assert "default-src 'none'" in r.headers["Content-Security-Policy"]

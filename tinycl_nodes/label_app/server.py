@@ -6,10 +6,11 @@ touches the store (requests, answers, expiry, saving) runs in the loop thread, s
 answering the same request cannot both send. Answers are published from the loop thread by the
 ``publish`` callable the node gives (DDS writers are thread-safe).
 
-Access: every HTTP request and the WebSocket handshake need pairing: ``?token=<secret>`` pairs
-the phone (it gets a cookie of its own, then a redirect to a clean URL); later requests carry
-that cookie (revocable per phone), or the secret in an ``X-Tinycl-Token`` header or
-``Authorization: Bearer``. Wrong, missing, revoked or non-ASCII → 403 and no WebSocket. Malformed
+Access: every HTTP request and the WebSocket handshake need pairing: opening the page with
+``?token=<secret>`` (the QR code's URL) pairs the phone (it gets a cookie of its own, then a redirect
+to a clean URL); later requests carry that cookie (revocable per phone), or the secret in an
+``X-Tinycl-Token`` header, ``Authorization: Bearer`` or ``?token=`` on any other path (a script:
+allowed, and no phone is paired for it). Wrong, missing, revoked or non-ASCII → 403 and no WebSocket. Malformed
 bodies (not JSON, nested too deep, an unknown charset) → 400 with one line, never a 500.
 
 WebSocket messages (JSON). Server → page: ``snapshot`` {pending, history, classes, predictions,
@@ -227,10 +228,12 @@ class LabelServer:
 
     # access ------------------------------------------------------------------------------------------
     def _phone(self, request: web.Request) -> tuple[bool, str | None, bool]:
-        """(allowed, device id, pairing now) from the query token, a header or the phone's cookie."""
+        """(allowed, device id, pairing now) from the query token, a header or the phone's cookie. Only the
+        page itself pairs (GET /?token=…, the QR code's URL): a script's call with the token pairs nothing."""
         query = request.query.get("token")
         if query is not None:
-            return self.pairing.token_ok(query), None, self.pairing.token_ok(query)
+            ok = self.pairing.token_ok(query)
+            return ok, None, ok and request.method == "GET" and request.path == "/"
         auth = request.headers.get("Authorization", "")
         header = request.headers.get("X-Tinycl-Token") or (auth[7:] if auth.startswith("Bearer ") else None)
         if header is not None:
@@ -260,11 +263,7 @@ class LabelServer:
         if pairing:
             cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
             self.log.info("a phone was paired (%s)", cookie.split(".")[0])
-            if request.method == "GET" and request.path == "/":
-                resp = web.Response(status=303, headers={"Location": "/", **SECURITY_HEADERS})  # token out of the URL
-                self._set_cookie(resp, cookie)
-                return resp
-            resp = await handler(request)
+            resp = web.Response(status=303, headers={"Location": "/", **SECURITY_HEADERS})  # token out of the URL
             self._set_cookie(resp, cookie)
             return resp
         return await handler(request)
