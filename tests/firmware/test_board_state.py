@@ -61,7 +61,7 @@ def _boot(demo, app, data: str, log, global_at: int, reset_after_global: bool = 
     learned). ``keep``: the first request for a sample id from KEEP_FROM on is left unanswered (a person who has
     not answered yet). ``late``: (request id, class) answered as soon as the board is heard from — that person's
     answer, after the reset — and again each second until the board has taken it (an answer sent before the agent's
-    reader was matched is lost); the board's own request for that sample id is left to it, so that an answer event
+    reader was matched is lost); the board's own request for that sample id is left unanswered, so that an answer event
     for the sample id is the late answer's. Sent at once: the board asks new questions from its first frames, and a
     request that waits while RING newer ones are asked is forgotten (a slow discovery had it forgotten)."""
     from dataclasses import replace
