@@ -726,10 +726,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace) -> int:
+    from tinycl_nodes.bus.dds_config import domain_id
     from tinycl_nodes.datasets import load_mnist
     from tinycl_nodes.export.c_board import parse_classes
-
-    from tinycl_nodes.bus.dds_config import domain_id
 
     parse_classes(a.classes)   # before any build: a bad value, a missing data folder or domain id is said at once
     load_mnist("test", a.data)

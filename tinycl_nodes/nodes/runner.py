@@ -386,7 +386,7 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
     """
     declared = model.model_fields
     values: dict[str, Any] = {}
-    own: dict[str, Any] = {}
+    own: dict[str, Any] = {}              # every name given for this node: its own sections, extra and -p
     stray: list[tuple[str, str]] = []
     for f in ros.params_files:
         wildcard, mine = load_params_file(f, ros.node_name, ros.namespace)
@@ -394,8 +394,8 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
         stray += [(f, k) for k in wildcard if k not in declared and k != "use_sim_time"]
         values.update({k: v for k, v in mine.items() if k != "use_sim_time"})
         own.update(mine)
-    own.update(extra or {})
-    own.update(ros.overrides)
+    explicit = {**(extra or {}), **ros.overrides}
+    own.update(explicit)
     unknown = []
     for name in own:
         if name not in declared and name != "use_sim_time":
@@ -411,7 +411,7 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
                                + (f" (did you mean {close[0]!r}?)" if close else ""))
     if unknown:
         raise TinyclError("\n".join(unknown))
-    values.update({k: v for k, v in {**(extra or {}), **ros.overrides}.items() if k != "use_sim_time"})
+    values.update({k: v for k, v in explicit.items() if k != "use_sim_time"})
     return values
 
 
