@@ -151,7 +151,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     state = demo.state_file(work)
     state.unlink(missing_ok=True)
     # run 1 is reset right after the board saved the global head it applied: the worst moment for its record
-    first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=40, reset_after_global=True,
+    first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=60, reset_after_global=True,
                          keep=True)
     answers = [e for e in first["events"] if e[1] == "answer"]
     assert [e[2] for e in first["events"] if e[1] == "global"] == [GLOBAL_VERSION] and len(answers) >= 2
