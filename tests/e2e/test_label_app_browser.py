@@ -171,31 +171,52 @@ def test_a_tap_meant_for_the_card_that_left_does_not_answer_the_next(domain, tmp
             page.wait_for_selector("#status.live")
             other.goto(url.split("?")[0])                                      # paired by the cookie
             other.wait_for_selector("#status.live")
-            for rid in ("req-A", "req-B"):
-                pub.publish(_request(bus, rid, np.full((28, 28), 99, np.uint8), {4: "mug", 2: "bottle"}))
-            bottle = {rid: _card(page, rid).locator('button.cls[data-class-id="2"]') for rid in ("req-A", "req-B")}
-            assert _until(lambda: all(b.count() and b.is_enabled() for b in bottle.values()))
-            where = bottle["req-A"].bounding_box()
-            other.evaluate("window.tinycl.send({type: 'answer', request_id: 'req-A', class_id: 2})")
-            # in the page itself: frame by frame until req-B's button is where req-A's was, then its state
-            moved = page.evaluate("""async ([top, left]) => {
-                const b = () => document.querySelector('article.card[data-request-id="req-B"] button.cls[data-class-id="2"]');
-                for (const end = Date.now() + 10000; Date.now() < end; await new Promise(requestAnimationFrame)) {
-                    const r = b().getBoundingClientRect();
-                    if (Math.abs(r.top - top) < 1 && Math.abs(r.left - left) < 1) return {disabled: b().disabled};
-                }
-                return null;
-            }""", [where["y"], where["x"]])
-            assert moved == {"disabled": True}, moved
-            page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
-            still = page.evaluate("!!document.querySelector('article.card[data-request-id=\"req-B\"].settling')")
-            assert still, "the tap came after the buttons had settled: this machine took over 600 ms for one tap"
-            spin_until(bus, lambda: False, 1.0)
-            assert [(a.request_id, a.class_id) for a in answers] == [("req-A", 2)]   # the tab's answer, nothing more
-            assert _until(lambda: bottle["req-B"].is_enabled())
-            page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
-            assert spin_until(bus, lambda: len(answers) == 2, 10), app.lines[-10:]
-            assert (answers[1].request_id, answers[1].class_id) == ("req-B", 2)
+            # what the touch landed on, recorded by the page as the touch begins (not a round trip later)
+            page.evaluate("""() => { window.touched = []; addEventListener("touchstart", (e) => {
+                const t = document.elementFromPoint(e.touches[0].clientX, e.touches[0].clientY);
+                touched.push({card: t && t.closest("article.card") ? t.closest("article.card").dataset.requestId : null,
+                              settling: !!(t && t.closest(".settling")), disabled: !!(t && t.disabled)}); },
+                {capture: true}); }""")
+            proven, sent = False, []
+            for k in range(3):   # a machine too slow to tap within SETTLE_MS of the move: once more
+                a, b = f"req-A{k}", f"req-B{k}"
+                for rid in (a, b):
+                    pub.publish(_request(bus, rid, np.full((28, 28), 99, np.uint8), {4: "mug", 2: "bottle"}))
+                bottle = {rid: _card(page, rid).locator('button.cls[data-class-id="2"]') for rid in (a, b)}
+                assert _until(lambda: all(x.count() and x.is_enabled() for x in bottle.values()))
+                where = bottle[a].bounding_box()
+                other.evaluate(f"window.tinycl.send({{type: 'answer', request_id: '{a}', class_id: 2}})")
+                sent.append((a, 2))
+                # in the page itself: frame by frame until b's button is where a's was, then its state
+                moved = page.evaluate("""async ([rid, top, left]) => {
+                    const b = () => document.querySelector(`article.card[data-request-id="${rid}"] button.cls[data-class-id="2"]`);
+                    for (const end = Date.now() + 10000; Date.now() < end; await new Promise(requestAnimationFrame)) {
+                        const r = b().getBoundingClientRect();
+                        if (Math.abs(r.top - top) < 1 && Math.abs(r.left - left) < 1) return {disabled: b().disabled};
+                    }
+                    return null;
+                }""", [b, where["y"], where["x"]])
+                assert moved is not None, "req-B's button never took req-A's place"
+                page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
+                touch = page.evaluate("touched.pop()")
+                assert touch is not None and touch["card"] == b, touch          # the tap landed on b's card
+                if touch["settling"]:
+                    assert touch["disabled"], touch
+                    spin_until(bus, lambda: False, 1.0)
+                    assert [(x.request_id, x.class_id) for x in answers] == sent   # the tab's answer, nothing more
+                    proven = True
+                else:
+                    sent.append((b, 2))   # tapped after the buttons had settled: it answers b, as it should
+                assert _until(lambda: not bottle[b].count() or bottle[b].is_enabled())
+                if touch["settling"]:     # once settled, a tap answers b
+                    page.touchscreen.tap(where["x"] + where["width"] / 2, where["y"] + where["height"] / 2)
+                    sent.append((b, 2))
+                assert spin_until(bus, lambda: len(answers) == len(sent), 10), app.lines[-10:]
+                assert [(x.request_id, x.class_id) for x in answers] == sent
+                _card(page, b).wait_for(state="detached")
+                if proven:
+                    break
+            assert proven, "in 3 tries no tap began on a settling button (this machine too slow, or no settling)"
         assert "Traceback" not in "\n".join(app.lines)
 
 

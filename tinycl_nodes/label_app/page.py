@@ -5,8 +5,9 @@ Data never goes through innerHTML: names and reasons come from the robot and are
 Two views: the questions (with the history of answers, undo and change) and what the robot knows
 (classes, counts, examples, last seen, recent predictions). When the page or the robot is offline
 every answer control is disabled and the page says so: nothing is queued. A button that has just
-appeared, or moved because a card or an answer above it came or went, ignores taps for SETTLE_MS: a tap
-aimed at the card that left lands on nothing rather than answering the one that took its place.
+appeared, or moved because a card or an answer above it came or went, ignores taps for SETTLE_MS (a tap
+that began then is ignored even if the finger lifts later): a tap aimed at the card that left lands on
+nothing rather than answering the one that took its place.
 """
 
 from functools import lru_cache
@@ -178,6 +179,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     }
     refresh();
   }
+  // a press that began on a settling button: its click is dropped even if the button settles before the finger lifts
+  let pressedSettling = false;
+  for (const type of ["touchstart", "pointerdown", "mousedown", "keydown"])
+    addEventListener(type, (e) => { pressedSettling = type !== "keydown" && !!(e.target.closest && e.target.closest(".settling")); },
+                     {capture: true});
+  addEventListener("click", (e) => {
+    if (pressedSettling) { e.stopPropagation(); e.preventDefault(); }
+    pressedSettling = false;
+  }, {capture: true});
   function after(e) {                  // the siblings below e: they move when it goes
     const out = [];
     for (let n = e.nextElementSibling; n; n = n.nextElementSibling) out.push(n);
