@@ -200,7 +200,10 @@ def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
     from tinycl_nodes.bus import create_bus
 
     out = ros.tmp / "metrics.json"
-    pf = params_file(ros.tmp, sensor={"stream_length": STREAM}, metrics={"out": str(out)})
+    # `labeled` has two readers here, the learner and the board: the labeler waits for both, or on a loaded
+    # machine it starts before it has discovered the board and the board never gets the first samples
+    pf = params_file(ros.tmp, sensor={"stream_length": STREAM}, metrics={"out": str(out)},
+                     labeler={"wait_for_subscribers": 2})
     common = ["--ros-args", "--params-file", str(pf), "-r", "__ns:=/mixed"]
     tester = create_bus("mixed_tester", "/mixed", backend="dds", domain=ros.domain, dds_config="loopback")
     board_preds: list[int] = []
