@@ -546,16 +546,42 @@ def test_what_the_robot_knows_drops_the_pictures_of_changed_and_withdrawn_answer
     assert examples() == {0: [], 3: ["image?id=a"]}
 
 
-def test_a_rename_to_a_name_another_class_has_is_refused_on_the_phone():
-    """The labeler refused it ("class 6 has that name") in its log only; the page said "Sent: renaming to NINE"."""
-    store = RequestStore(60.0)
-    store.observe(6, "nine", time.time())
-    store.observe(7, "eight", time.time())
-    with pytest.raises(AnswerError, match=r"cannot rename class 7 to 'NINE': class 6 has that name"):
-        store.check_rename(7, "NINE")
-    assert store.check_rename(7, "  seven ") == "seven" and store.check_rename(6, "Nine") == "Nine"
-    with pytest.raises(AnswerError, match="not a class the robot knows"):
-        store.check_rename(9, "x")
+def test_a_rename_is_checked_for_form_only_and_a_silent_labeler_is_said():
+    """The app checks that a rename is well formed (nothing is sent otherwise); whether the class exists and the
+    name is free is the labeler's verdict (tests/nodes/test_label_app_rename.py). No verdict within
+    ``rename_reply_s``: the pages are told so, on the same red toast as a refusal."""
+    renames = []
+    with serving(None) as (server, _):
+        server.on_rename = lambda rid, cid, name: renames.append((rid, cid, name))
+        server.store.rename_reply_s = 0.3
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                await ws.receive_json(timeout=5)
+                for bad, why in (({"class_id": "3", "name": "mug"}, "class_id must be an integer"),
+                                 ({"class_id": True, "name": "mug"}, "class_id must be an integer"),
+                                 ({"class_id": 2**31, "name": "mug"}, "class_id must be an integer from 0"),
+                                 ({"class_id": -1, "name": "mug"}, "class_id must be an integer from 0"),
+                                 ({"class_id": 3, "name": 7}, "name must be text"),
+                                 ({"class_id": 3, "name": "m" * 257}, "at most 256 characters")):
+                    await ws.send_json({"type": "rename", **bad})
+                    assert why in (await _next(ws, "error"))["message"], bad
+                assert renames == []
+                # a class this app has never heard of, a name the robot's rule refuses: sent, the labeler judges
+                await ws.send_json({"type": "rename", "class_id": 9, "name": "mug\u200d"})
+                assert (await _next(ws, "ok"))["class_name"] == "renaming to mug\u200d…"
+                said = await _next(ws, "rename")
+                assert (said["status"], said["class_id"], said["request_id"]) == ("unanswered", 9, renames[0][0])
+                assert said["message"].startswith("No answer from the robot about renaming class 9")
+                server.submit(server.on_status, {"request_id": renames[0][0], "status": "refused", "message": "x"})
+                await ws.send_json({"type": "ping"})
+                assert (await ws.receive_json(timeout=5))["type"] == "pong"      # a late verdict: nothing more
+                await ws.close()
+
+        _run(go())
+    assert [(cid, name) for _, cid, name in renames] == [(9, "mug\u200d")] and renames[0][0].startswith("rename-")
 
 
 def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():

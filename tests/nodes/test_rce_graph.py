@@ -166,7 +166,7 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
     renamed by a person (rename_class) is predicted under its new name."""
     t = Probe(domain)
     corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
-    renames = t.bus.create_publisher("rename_class", "ClassInfo", "reliable")
+    renames = t.bus.create_publisher("rename_class", "LabelAnswer", "reliable")
     unlearned, heads = [], []
     t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
     t.bus.create_subscription("head", "Head", heads.append, "latched")
@@ -227,12 +227,20 @@ def _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlea
     assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
     assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
     assert len(t.requests) == 1
-    # a person renames a class: the labeler checks the name (one rule) and the learner follows
-    ClassInfo = t.bus.msg("ClassInfo")
-    renames.publish(ClassInfo(id=0, name="seated", sample_count=0))   # taken by class 1: refused
+    # a person renames a class: the labeler checks the name (one rule), says its verdict, and the learner follows
+    def rename(rid: str, class_id: int, name: str) -> None:
+        renames.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=rid, class_id=class_id,
+                                                 new_class_name=name, answered_by="test"))
+
+    verdict = lambda rid: next((s for s in t.status if s["request_id"] == rid), None)  # noqa: E731
+    rename("rename-1", 0, "seated")                                     # taken by class 1: refused
     assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
-    renames.publish(ClassInfo(id=0, name="  strolling ", sample_count=0))
+    assert spin_until(t.bus, lambda: verdict("rename-1"), 10)
+    assert verdict("rename-1")["status"] == "refused" and "class 1 has that name" in verdict("rename-1")["message"]
+    rename("rename-2", 0, "  strolling ")
     labeler.wait_for_line("class 0 renamed 'strolling'", 10)
+    assert spin_until(t.bus, lambda: verdict("rename-2"), 10)
+    assert (verdict("rename-2")["status"], verdict("rename-2")["class_name"]) == ("renamed", "strolling")
     time.sleep(0.5)
     walk = t.send(0)
     assert spin_until(t.bus, lambda: walk in t.preds, 10), learner.lines[-10:]

@@ -58,10 +58,12 @@ class NodeFuzzer(Fuzzer):
                            new_class_name=self.pick(*BAD_NAMES, "two"), answered_by=self.pick("", HUGE))
 
     def rename(self):
-        """A rename of an unknown class, or of a known one to a name the one rule refuses."""
-        cid = int(self.pick(0, 1, 7, 2**32 - 1, 12345))
-        return self.CI(id=cid, name=self.pick(*BAD_NAMES) if cid in (0, 1) else self.pick("seven", *BAD_NAMES),
-                       sample_count=int(self.rng.integers(0, 2**32)))
+        """A rename (a LabelAnswer on rename_class) of an unknown class, or of a known one to a name the one rule
+        refuses."""
+        cid = int(self.pick(0, 1, 7, 2**31 - 1, -2**31, NEW_CLASS, NO_CLASS, 12345))
+        return self.Answer(header=self.header(), request_id=self.pick("", "rename-1", HUGE, "\x00"), class_id=cid,
+                           new_class_name=self.pick(*BAD_NAMES) if cid in (0, 1) else self.pick("seven", *BAD_NAMES),
+                           answered_by=self.pick("", HUGE))
 
 
 def lines_with(proc, *words) -> int:
@@ -78,7 +80,7 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         ("/bi/image", fz.Image, "reliable"), ("/bi/ground_truth", fz.GT, "reliable"),
         ("/m/predictions", fz.Prediction, "reliable"),
         ("/r/features", fz.Features, "reliable"), ("/r/label_answer", fz.Answer, "reliable"),
-        ("/r/label_correction", fz.Answer, "reliable"), ("/r/rename_class", fz.CI, "reliable"))}
+        ("/r/label_correction", fz.Answer, "reliable"), ("/r/rename_class", fz.Answer, "reliable"))}
     truth_bus = create_bus("truths", "/", backend="dds", dds_config="loopback", domain=domain)
     truth_pub = truth_bus.create_publisher("/m/ground_truth", fz.GT, "reliable")   # gone = the replay ended
     bus.create_subscription("/m/ground_truth", fz.GT, lambda m: None, "reliable")   # to see the writer go (below)

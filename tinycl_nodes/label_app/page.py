@@ -350,6 +350,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       case "classes": showClasses(m); break;
       case "robot": robotOnline = m.online; setStatus(ws && ws.readyState === WebSocket.OPEN); break;
       case "ok": toast("Sent: " + m.class_name, false); break;
+      case "rename": toast(m.message, m.status !== "renamed"); break;   // the labeler's verdict, or its silence
       case "error": {
         const card = m.request_id ? cardOf(m.request_id) : null;
         if (card) { setBusy(card, false); $(".err", card).textContent = m.message; }

@@ -17,10 +17,11 @@ WebSocket messages (JSON). Server → page: ``snapshot`` {pending, history, clas
 robot}, ``request`` {request}, ``remove`` {id, why: answered|expired|dropped|skipped}, ``answered``
 {item} (again when the labeler's ``label_status`` says learned / refused), ``ok`` {request_id,
 class_name}, ``error`` {message, request_id?}, ``classes`` {classes, predictions}, ``robot``
-{online}. Page → server: ``{"type": "answer", "request_id": ..., "class_id": 3}`` or ``{...,
-"new_class_name": "cat"}``; ``{"type": "skip", "request_id": ..., "why": "skip"|"unsure"}``;
-``{"type": "undo", "request_id": ..., "class_id"?, "new_class_name"?}`` (no class: withdraw);
-``{"type": "rename", "class_id": 3, "name": "mug"}``; ``{"type": "ping"}``.
+{online}, ``rename`` {request_id, class_id, name, status: renamed|refused|unanswered, message} (the
+labeler's verdict on a rename, or its silence). Page → server: ``{"type": "answer", "request_id": ...,
+"class_id": 3}`` or ``{..., "new_class_name": "cat"}``; ``{"type": "skip", "request_id": ..., "why":
+"skip"|"unsure"}``; ``{"type": "undo", "request_id": ..., "class_id"?, "new_class_name"?}`` (no class:
+withdraw); ``{"type": "rename", "class_id": 3, "name": "mug"}``; ``{"type": "ping"}``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class LabelServer:
         self.undo_s = 120.0
         self.on_undo: Callable[[Answer, Answer | None], None] | None = None
         self.on_skip: Callable[[str, str], None] | None = None
-        self.on_rename: Callable[[int, str], None] | None = None
+        self.on_rename: Callable[[str, int, str], None] | None = None   # (rename id, class id, name)
         self.robot_online: Callable[[], bool] = lambda: True
         self._online = True
         self.host, self.port, self.ssl_context = host, port, ssl_context
@@ -170,6 +171,10 @@ class LabelServer:
                 for rid in self.store.expire(time.time()):
                     self.log.info("request %s expired unanswered", rid)
                     await self._broadcast({"type": "remove", "id": rid, "why": "expired"})
+                for rename in self.store.unanswered_renames(time.time()):
+                    self.log.warning("rename %s: no answer from the labeler in %.0f s", rename.request_id,
+                                     self.store.rename_reply_s)
+                    await self._broadcast(rename.public())
                 if self.pairing.load():     # changed on disk (`tinycl pair --revoke`): drop unpaired phones
                     for ws in list(self.clients):
                         dev = ws_device.get(id(ws))
@@ -424,12 +429,15 @@ class LabelServer:
         return {"type": "ok", "request_id": answer.request_id, "class_name": answer.class_name}
 
     def _rename(self, class_id: Any, name: Any) -> dict[str, Any]:
-        """Rename a class the robot knows; the labeler checks it and announces it (class_renamed)."""
-        clean = self.store.check_rename(class_id, name)
+        """Send a rename to the labeler, which owns class names: its verdict (renamed or refused, and why) reaches
+        the pages as a ``rename`` message when its label_status comes, or after ``rename_reply_s`` without one."""
         if self.on_rename is None:
             raise AnswerError("renaming is not supported here")
-        self.on_rename(class_id, clean)
-        return {"type": "ok", "class_name": f"renaming to {clean}"}
+        rename = self.store.check_rename(class_id, name)
+        self.on_rename(rename.request_id, rename.class_id, rename.name)
+        self.store.sent_rename(rename)
+        self.log.info("rename %s sent: class %d to %r", rename.request_id, rename.class_id, rename.name[:64])
+        return {"type": "ok", "class_name": f"renaming to {rename.name}…"}
 
     async def _skip(self, rid: Any, why: Any) -> dict[str, Any]:
         """'Skip' / 'not sure': the request leaves the page, the labeler drops it (nothing is learned)."""
@@ -473,7 +481,14 @@ class LabelServer:
                 pass
 
     def on_status(self, status: dict[str, Any]) -> None:
-        """The labeler's label_status: the answer in the history becomes learned or refused."""
+        """The labeler's label_status: a rename's verdict goes to the pages; an answer in the history becomes
+        learned or refused."""
+        rename = self.store.settle_rename(status)
+        if rename is not None:
+            self.log.info("rename %s %s%s", rename.request_id, rename.status,
+                          f": {rename.message}" if rename.message else f" (class {rename.class_id} {rename.name!r})")
+            self._spawn(self._broadcast(rename.public()))
+            return
         a = self.store.apply_status(status)
         if a is not None:
             self._spawn(self._broadcast({"type": "answered", "item": history_item(a)}))

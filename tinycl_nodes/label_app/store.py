@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ FORMAT, VERSION = "tinycl-label-app", 1
 NEW_CLASS = -1
 MAX_ID = 128
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
+MAX_CLASS_ID = 2**31 - 1   # LabelAnswer.class_id is an int32 (rename_class carries a LabelAnswer)
+MAX_RENAME_CHARS = 256     # a bound on the payload; the name itself is the labeler's to judge (core/names.py)
+RENAME_REPLY_S = 10.0      # the labeler answers in milliseconds; past DDS's retransmits, still while the person looks
 
 
 class AnswerError(ValueError):
@@ -81,6 +85,29 @@ class Answer(PngJson):
     reason: str = ""
 
 
+@dataclass
+class Rename:
+    """A rename sent to the labeler, keyed by its own request id (the labeler answers on label_status)."""
+    request_id: str
+    class_id: int
+    name: str
+    sent_s: float
+    status: str = "sent"           # sent | renamed | refused | unanswered
+    message: str = ""              # the labeler's reason for a refusal
+
+    def public(self) -> dict[str, Any]:
+        """What the pages get, with the line they show."""
+        if self.status == "renamed":
+            text = f"Renamed class {self.class_id} to {self.name}"
+        elif self.status == "refused":
+            text = f"The robot refused the rename: {self.message}"
+        else:
+            text = (f"No answer from the robot about renaming class {self.class_id} to {self.name}: "
+                    "the name may not have changed")
+        return {"type": "rename", "request_id": self.request_id, "class_id": self.class_id, "name": self.name,
+                "status": self.status, "message": text}
+
+
 def clean_name(name: Any) -> str:
     """A new class name as typed, by the labeler's rule (one rule: what the app accepts the labeler learns)."""
     try:
@@ -104,6 +131,8 @@ class RequestStore:
         # what the robot knows: class id -> {"name", "count", "last_s", "examples": [request ids]}
         self.classes: dict[int, dict[str, Any]] = {}
         self.predictions: deque[dict[str, Any]] = deque(maxlen=10)
+        self.renames: OrderedDict[str, Rename] = OrderedDict()   # sent, verdict awaited (not saved: short-lived)
+        self.rename_reply_s = RENAME_REPLY_S
         self.dirty = False
 
     # requests ------------------------------------------------------------------------------------
@@ -203,17 +232,38 @@ class RequestStore:
             raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
         return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
 
-    def check_rename(self, class_id: Any, name: Any) -> str:
-        """The clean new name of a class the robot knows, else AnswerError — the labeler's rule
-        (``label_requests.rename``) said here too, since the labeler's refusal never reaches the phone."""
-        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.classes:
-            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
-        clean = clean_name(name)
-        taken = [c for c, info in self.classes.items() if c != class_id
-                 and normalise_name(info["name"]) == normalise_name(clean)]
-        if taken:
-            raise AnswerError(f"cannot rename class {class_id} to {clean!r}: class {taken[0]} has that name")
-        return clean
+    def check_rename(self, class_id: Any, name: Any, now: float | None = None) -> Rename:
+        """A well-formed rename (an integer class id, a name of at most MAX_RENAME_CHARS characters), else
+        AnswerError. Whether the class exists and the name is free is the labeler's to say: it owns class names,
+        and the app's view of them may lag its own (its verdict comes back on label_status, see settle_rename)."""
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id <= MAX_CLASS_ID:
+            raise AnswerError(f"class_id must be an integer from 0 to {MAX_CLASS_ID}, got {class_id!r}"[:200])
+        if not isinstance(name, str) or len(name) > MAX_RENAME_CHARS:
+            raise AnswerError(f"name must be text of at most {MAX_RENAME_CHARS} characters")
+        return Rename(f"rename-{uuid.uuid4().hex}", class_id, name, time.time() if now is None else now)
+
+    def sent_rename(self, rename: Rename) -> None:
+        """The rename was sent: its verdict (or its silence) is waited for."""
+        self._remember(self.renames, rename.request_id, rename)
+
+    def settle_rename(self, status: dict[str, Any]) -> Rename | None:
+        """The labeler's ``label_status`` for a rename this app sent (None: not one): renamed or refused, and why."""
+        r = self.renames.get(str(status.get("request_id", "")))
+        if r is None or status.get("status") not in ("renamed", "refused"):
+            return None
+        del self.renames[r.request_id]
+        r.status, r.message = str(status["status"]), str(status.get("message", ""))[:200]
+        if r.status == "renamed":
+            r.name = str(status.get("class_name") or r.name)[:64]
+        return r
+
+    def unanswered_renames(self, now: float) -> list[Rename]:
+        """Renames the labeler did not answer within ``rename_reply_s``: no longer waited for."""
+        late = [r for r in self.renames.values() if now - r.sent_s >= self.rename_reply_s]
+        for r in late:
+            del self.renames[r.request_id]
+            r.status = "unanswered"
+        return late
 
     def correct(self, old: Answer, new: Answer | None) -> None:
         """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an

@@ -1,10 +1,11 @@
 """label_app node: label requests → a phone-first web page; a person's tap → LabelAnswer.
 
 Subscribes ``label_request`` (LabelRequest), ``label_status`` (the labeler's verdict on each
-answer: the page shows an answer as learned only when the labeler says so, and shows a refusal
-otherwise), ``labeled`` and ``predictions`` (the "what the robot knows" view); publishes
-``label_answer`` (LabelAnswer; ``class_id`` −2 = skipped / not sure) and ``label_correction``
-(LabelAnswer for an answered request: its new class, or −2 to withdraw it). All reliable.
+answer and each rename: the page shows an answer as learned only when the labeler says so, and
+shows a refusal otherwise), ``labeled``, ``predictions`` and ``class_renamed`` (the "what the robot
+knows" view); publishes ``label_answer`` (LabelAnswer; ``class_id`` −2 = skipped / not sure),
+``label_correction`` (LabelAnswer for an answered request: its new class, or −2 to withdraw it) and
+``rename_class`` (LabelAnswer: the rename's own request id, the class, its new name). All reliable.
 
 Serves the page over HTTP + WebSocket (aiohttp, in its own thread) on ``host:port``; the default
 ``127.0.0.1`` keeps it on this machine. Bound to another address it serves HTTPS with a
@@ -91,8 +92,7 @@ class LabelApp(Node):
         self.Header = bus.msg("std_msgs/msg/Header")
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
         self.correction_pub = bus.create_publisher("label_correction", self.LabelAnswer, "reliable")
-        self.ClassInfo = bus.msg("ClassInfo")
-        self.rename_pub = bus.create_publisher("rename_class", self.ClassInfo, "reliable")
+        self.rename_pub = bus.create_publisher("rename_class", self.LabelAnswer, "reliable")
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
         folder = Path(state_dir(params.state_dir, bus.namespace))
         state_path = folder / "label_app.json"
@@ -201,10 +201,8 @@ class LabelApp(Node):
     def publish_answer(self, answer: Answer) -> None:
         self._send(self.answer_pub, answer.request_id, answer.class_id, answer.new_class_name, answer.answered_by)
 
-    def publish_rename(self, class_id: int, name: str) -> None:
-        if self.rename_pub.get_subscription_count() < 1:
-            raise AnswerError("the robot is unreachable (no labeler is listening): nothing was sent, try again")
-        self.rename_pub.publish(self.ClassInfo(id=class_id, name=name, sample_count=0))
+    def publish_rename(self, rename_id: str, class_id: int, name: str) -> None:
+        self._send(self.rename_pub, rename_id, class_id, name, self.params.answered_by)
 
     def publish_skip(self, request_id: str, why: str) -> None:
         self._send(self.answer_pub, request_id, NO_CLASS, "", f"{self.params.answered_by} ({why})")

@@ -40,7 +40,8 @@ IMU / vibration window — the candidate classes, most likely first, and why) an
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
 ``label_requests.LabelRequests``, saved atomically with the RCE state. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
-learned|refused|expired, class_id, class_name, message).
+learned|refused|expired, class_id, class_name, message), and so is each rename's (``rename_class``,
+a LabelAnswer with the rename's own request id: renamed|refused).
 """
 
 from __future__ import annotations
@@ -476,7 +477,7 @@ class RceLabeler(Labeler):
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")
         bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
-        bus.create_subscription("rename_class", "ClassInfo", self.on_rename, "reliable")
+        bus.create_subscription("rename_class", "LabelAnswer", self.on_rename, "reliable")
         self.renamed_pub = bus.create_publisher("class_renamed", self.ClassInfo, "reliable")
         bus.create_timer(1.0, self._tick)
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
@@ -792,12 +793,20 @@ class RceLabeler(Labeler):
                       len(done["samples"]), old_id)
 
     def on_rename(self, msg: Any) -> None:
-        """A person renamed a class (``rename_class``): checked by the one name rule, then announced
-        on ``class_renamed`` (the learner and the app follow it)."""
-        name = self.requests.rename(int(msg.id), msg.name, self.rce.classes)
-        self.renamed_pub.publish(self.ClassInfo(id=int(msg.id), name=name, sample_count=0))
+        """A person renames a class (``rename_class``: a LabelAnswer with the rename's own request id, the class
+        and its new name). This node owns class names, so the verdict is said here only: on ``label_status``
+        under that id (renamed, or refused with the reason: the phone shows it), and an accepted name on
+        ``class_renamed`` (the learner and the app follow it)."""
+        rid, cid = str(msg.request_id), int(msg.class_id)
+        try:
+            name = self.requests.rename(cid, msg.new_class_name, self.rce.classes)
+        except AnswerError as exc:
+            self._status(rid, "refused", cid, message=str(exc))
+            raise
+        self.renamed_pub.publish(self.ClassInfo(id=cid, name=name, sample_count=0))
         self._save()
-        self.log.info("class %d renamed %r", int(msg.id), name)
+        self._status(rid, "renamed", cid, name)
+        self.log.info("class %d renamed %r%s", cid, name, f" by {str(msg.answered_by)[:40]}" if msg.answered_by else "")
 
     def _features_of(self, x: np.ndarray, ns: int) -> Any:
         return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,
