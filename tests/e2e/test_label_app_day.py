@@ -4,7 +4,8 @@ private DDS domain, real MNIST digits and their features from the frozen extract
 
 One scenario, in the order a person meets it: three alike 7s are one question (asked once the group
 is big enough); the answer "seven" labels all three and the history says "learned" only when the
-labeler's label_status says so; the classes view shows "seven" and renames "zero" to "nought"; "Undo" takes the answer back from
+labeler's label_status says so; the classes view shows "seven", the labeler's refusal of renaming "zero" to "ONE" (the
+name of class 1) and its acceptance of "nought"; "Undo" takes the answer back from
 the labeler and the learner (its head loses the class, the same 7 is predicted as before the
 answer); a restart of the label app keeps the phone paired (no token in the URL any more); when
 the labeler goes away the page says the robot is unreachable and every answer control is disabled.
@@ -174,9 +175,14 @@ def test_a_day_with_the_phone(domain, tmp_path, phone, axe_js):
         assert cls.locator(".name").inner_text() == "seven"
         assert _until(lambda: cls.locator("img.thumb").count() >= 1)
         assert page.locator('#classes li[data-class-id="0"] .name').inner_text() == "zero"
-        page.once("dialog", lambda d: d.accept("nought"))                  # rename: the labeler checks it
+        page.once("dialog", lambda d: d.accept("ONE"))                     # rename: the labeler judges it
+        page.locator('#classes li[data-class-id="0"] button.rename').tap()
+        page.locator("#toast.error", has_text="The robot refused the rename: cannot rename class 0 to 'ONE': "
+                                              "class 1 has that name").wait_for()
+        page.once("dialog", lambda d: d.accept("nought"))
         page.locator('#classes li[data-class-id="0"] button.rename').tap()
         page.locator('#classes li[data-class-id="0"] .name', has_text="nought").wait_for()
+        page.locator("#toast:not(.error)", has_text="Renamed class 0 to nought").wait_for()
         assert audit(page, axe_js) == []
         page.screenshot(path=str(SHOTS["know"]) if update_docs else None)
         page.locator("#tab-ask").tap()
