@@ -71,6 +71,32 @@ def boot_alone(elf: Path, log: Path, until, timeout_s: float = 60.0) -> list[str
     return qemu.lines()
 
 
+def latent_memory(work: Path) -> int:
+    """The replay patterns of the latent app built in ``work`` (its CMake cache: TINYCL_APP_LATENT_MEMORY)."""
+    cache = (work / "arm" / "CMakeCache.txt").read_text()
+    return int(cache.split("TINYCL_APP_LATENT_MEMORY:STRING=", 1)[1].split()[0])
+
+
+def latent_host_replay(lib, work: Path, images, events: list[tuple[int, str, int, int]], n: int) -> list[int]:
+    """The host build of the same C as the latent app built in ``work``: the CNN's cut codes, the latent head
+    learning the answers at the board's frames; its predictions (-1 before it has any)."""
+    from tinycl_nodes.firmware_latent import LatentUpperHeadC
+
+    ch = LatentUpperHeadC(lib, memory_size=latent_memory(work))
+    ch.use_grid(lib.cut_scale, lib.cut_zero_point)
+    cuts = [lib.features_cut_q(img)[1] for img in images[:n]]
+
+    def apply(kind: str, sid: int, label: int) -> None:
+        assert kind == "answer"
+        ch.learn_q(cuts[sid - 1], label)
+
+    def step(i: int) -> int:
+        p = ch.predict_q(cuts[i])
+        return -1 if p is None else p
+
+    return tool_module("demo_board").replay_events(events, n, apply, step)
+
+
 def predicted(lines: list[str]) -> int:
     """Frames the board has predicted so far (its ``P`` lines)."""
     return sum(ln.startswith("P ") for ln in lines)

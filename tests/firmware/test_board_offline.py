@@ -11,11 +11,9 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from .conftest import board_app, boot_alone, tool_module
-from .test_board_uros_latent import _host_replay
+from .conftest import board_app, boot_alone, latent_host_replay, tool_module
 
 N_OFFLINE = 160     # frames of 50 ms: 5 consolidated batches of 32, 8 s
 SAVE_PERIOD_MS = 2000
@@ -73,7 +71,8 @@ def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_
     # it asks until its head has trained (32 answers: one round), then when its softmax is unsure
     assert len(answers) >= 48 and len(rounds) >= 2, (len(answers), board["log"])
     preds = np.array([board["predictions"][i][0] for i in range(N_ASKING)])
-    assert preds.tolist() == _host_replay(Library(host_build / "libtinycl.so"), bd.images, board["events"], N_ASKING)
+    host = latent_host_replay(Library(host_build / "libtinycl.so"), work, bd.images, board["events"], N_ASKING)
+    assert preds.tolist() == host
     after = slice(answers[31] + 1, N_ASKING)             # the frames after its first training round
     acc = float(np.mean(preds[after] == bd.labels[after]))
     print(f"latent, default threshold: {len(answers)} answers in {N_ASKING} frames; after the first round "

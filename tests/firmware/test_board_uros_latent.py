@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from .conftest import FW, board_app, boot_alone, predicted, run, tool_module
+from .conftest import FW, board_app, boot_alone, latent_host_replay, predicted, run, tool_module
 
 N_FRAMES = 160
 BOUND = 0.60
@@ -45,25 +45,6 @@ def latent_app(demo, data_dir):
     state = demo.state_file(work)
     state.unlink(missing_ok=True)   # each run starts with an empty board storage
     return work, elf, bd, uros, state
-
-
-def _host_replay(lib, images: np.ndarray, events: list[tuple[int, str, int, int]], n: int) -> list[int]:
-    """The host build of the same C: the CNN's cut codes, the latent head learning the answers at the board's frames."""
-    from tinycl_nodes.firmware_latent import LatentUpperHeadC
-
-    ch = LatentUpperHeadC(lib, memory_size=MEMORY)
-    ch.use_grid(lib.cut_scale, lib.cut_zero_point)
-    cuts = [lib.features_cut_q(img)[1] for img in images[:n]]
-
-    def apply(kind: str, sid: int, label: int) -> None:
-        assert kind == "answer"
-        ch.learn_q(cuts[sid - 1], label)
-
-    def step(i: int) -> int:
-        p = ch.predict_q(cuts[i])
-        return -1 if p is None else p
-
-    return tool_module("demo_board").replay_events(events, n, apply, step)
 
 
 def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_app, host_build, tmp_path):
@@ -105,7 +86,7 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     assert mon.errors == []
     assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:6] == b"TCLS\x04\x02"
     # the same C on the host, the same answers at the same frames: the same predictions
-    host = _host_replay(Library(host_build / "libtinycl.so"), bd.images, board["events"], N_FRAMES)
+    host = latent_host_replay(Library(host_build / "libtinycl.so"), work, bd.images, board["events"], N_FRAMES)
     assert preds.tolist() == host
     learned_at = sorted(ev[0] for ev in answers)[95]      # the frame after which 96 answers were applied
     later = slice(learned_at + 1, N_FRAMES)
