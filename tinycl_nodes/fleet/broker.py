@@ -366,13 +366,16 @@ class Broker:
         self.proc = self.net.popen(self.on, cmd, **kw) if self.net is not None else subprocess.Popen(cmd, **kw)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {self.tail()}")
+            if self.proc.poll() is not None:     # e.g. a file it cannot read as its user: its log says which
+                code = self.proc.returncode
+                self.stop()
+                raise RuntimeError(f"mosquitto exited with {code}: {self.tail()}")
             if self._accepts():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {self.setup.ip}:{self.setup.port} within {timeout_s}s")
+        raise RuntimeError(f"mosquitto did not listen on {self.setup.ip}:{self.setup.port} within {timeout_s}s: "
+                           f"{self.tail()}")
 
     def _accepts(self) -> bool:
         def probe() -> bool:
