@@ -333,13 +333,15 @@ class FleetRound:
         from tinycl_nodes.bus import LATCHED, create_bus
         from tinycl_nodes.bus.local import LocalGraph
         from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
-        from tinycl_nodes.fleet.broker import Broker, free_port, generate
+        from tinycl_nodes.fleet.broker import Broker, current_user, free_port, generate
         from tinycl_nodes.interfaces.heads import to_msg
         from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
         for old in ("broker", "aggregator", "bridge_state"):   # a fresh fleet: no retained heads or state of a last run
             shutil.rmtree(work / old, ignore_errors=True)
-        self.setup = generate(work / "broker", FLEET, [DEVICE, *PEERS], port=free_port())
+        # a loopback broker for this run, in the build folder wherever the checkout is (maybe under 0700 /root):
+        # it runs as whoever runs the demo
+        self.setup = generate(work / "broker", FLEET, [DEVICE, *PEERS], port=free_port(), user=current_user())
         self.broker = Broker(self.setup, log_path=work / "mosquitto.log").start()
         self.peers: list[tuple[Any, Any, Any]] = []
         self.procs: dict[str, subprocess.Popen] = {}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tinycl_nodes.core.federated import HeadSnapshot
-from tinycl_nodes.fleet.broker import Broker, free_port, generate
+from tinycl_nodes.fleet.broker import Broker, current_user, free_port, generate
 
 FLEET = "lab"
 DEVICES = ["dev1", "dev2", "dev3", "dev4", "dev5", "evil"]
@@ -27,7 +27,9 @@ def _need_mosquitto() -> None:
 @pytest.fixture(scope="module")
 def fleet_setup(tmp_path_factory):
     _need_mosquitto()
-    return generate(tmp_path_factory.mktemp("broker"), FLEET, DEVICES, port=free_port())
+    # pytest's temp folders are 0700 (root's too): the broker runs as whoever runs the tests, not as mosquitto
+    # (test_broker_user.py runs one as mosquitto, in a folder it can reach)
+    return generate(tmp_path_factory.mktemp("broker"), FLEET, DEVICES, port=free_port(), user=current_user())
 
 
 @pytest.fixture

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tinycl_nodes.fleet import bench
-from tinycl_nodes.fleet.broker import BrokerSetup, generate
+from tinycl_nodes.fleet.broker import BrokerSetup, current_user, generate
 
 from .conftest import _need_mosquitto
 
 
 def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
     _need_mosquitto()
-    st = generate(tmp_path / "b", "lab", ["r1", "r2"], port=18999)
+    st = generate(tmp_path / "b", "lab", ["r1", "r2"], port=18999, user=current_user())   # tmp_path is 0700
     conf = (tmp_path / "b" / "mosquitto.conf").read_text().splitlines()
     assert [ln for ln in conf if ln.startswith("listener")] == ["listener 18999 127.0.0.1"], "plaintext off by default"
     for line in ("allow_anonymous false", "require_certificate true", "per_listener_settings true",
@@ -23,7 +23,7 @@ def test_generated_config_is_tls_on_loopback_with_acl(tmp_path) -> None:
     passwd = (tmp_path / "b" / "passwd").read_text()
     assert st.credentials("r1").password not in passwd, "password file is hashed"
     assert BrokerSetup.load(tmp_path / "b").credentials("r2").password == st.credentials("r2").password
-    generate(tmp_path / "c", "lab", ["r1"], port=18999, plaintext_port=18998)
+    generate(tmp_path / "c", "lab", ["r1"], port=18999, plaintext_port=18998, user=current_user())
     conf = (tmp_path / "c" / "mosquitto.conf").read_text()
     assert "listener 18998 127.0.0.1" in conf
     plain = conf.split("listener 18998 127.0.0.1")[1]

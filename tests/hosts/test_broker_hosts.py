@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tinycl_nodes.fleet.broker import Broker, generate, head_topic, make_ca, make_client_cert
+from tinycl_nodes.fleet.broker import Broker, current_user, generate, head_topic, make_ca, make_client_cert
 
 from .conftest import PY, py_env, run_py
 
@@ -21,7 +21,9 @@ DEVICES = ["robot1", "robot2", "robot3"]
 @pytest.fixture(scope="module")
 def cloud_broker(net, tmp_path_factory):
     d = tmp_path_factory.mktemp("cloud-broker")
-    setup = generate(d, FLEET, DEVICES, port=8883, host="cloud", ip=net.ip("cloud"))
+    # pytest's temp folders are 0700: the broker runs as whoever runs the tests (tests/fleet/test_broker_user.py
+    # runs one as mosquitto)
+    setup = generate(d, FLEET, DEVICES, port=8883, host="cloud", ip=net.ip("cloud"), user=current_user())
     b = Broker(setup, net=net, on="cloud").start()
     yield setup
     b.stop()

@@ -24,7 +24,7 @@ import numpy as np
 from tinycl_nodes.core.federated import FleetMember, HeadSnapshot, load_snapshot_into, snapshot_from_head
 from tinycl_nodes.core.slda import StreamingLDA
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
-from tinycl_nodes.fleet.broker import Broker, generate, global_topic, head_topic, rounds_topic
+from tinycl_nodes.fleet.broker import Broker, current_user, generate, global_topic, head_topic, rounds_topic
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
 from tinycl_nodes.fleet.payload import decode, encode
 
@@ -102,7 +102,8 @@ def test_twenty_rounds_exact_and_no_class_falls(net, tmp_path, fp32_extractor, d
     chunks = {d: np.array_split(data[d], ROUNDS) for d in NEW}
 
     # "observer": an identity of its own reads the per-round table (one connection per identity)
-    setup = generate(tmp_path / "broker", FLEET, [*NEW, "observer"], port=8883, host="cloud", ip=net.ip("cloud"))
+    setup = generate(tmp_path / "broker", FLEET, [*NEW, "observer"], port=8883, host="cloud", ip=net.ip("cloud"),
+                     user=current_user())   # tmp_path is 0700: the broker runs as whoever runs the tests
     broker = Broker(setup, net=net, on="cloud").start()
     params = AggregatorParams(fleet=FLEET, broker_dir=setup.directory, mqtt_host=setup.ip, kind="StreamingLDA",
                               extractor_hash=xhash, n_features=F, min_interval_s=0.0, round_timeout_s=1.5,

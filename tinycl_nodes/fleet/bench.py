@@ -60,7 +60,7 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
                 timeout_s: float = 60.0) -> dict[str, Any]:
     """Heads/s device → mosquitto (TLS) → aggregator (decode + checks), on loopback."""
     from .aggregator import Aggregator, AggregatorParams
-    from .broker import Broker, free_port, generate, head_topic
+    from .broker import Broker, current_user, free_port, generate, head_topic
     from .link import MqttLink, MqttParams
     from .payload import encode
 
@@ -71,7 +71,7 @@ def bench_relay(n_heads: int = 1000, devices: int = 10, n_classes: int = 10, n_f
     quiet = logging.getLogger("tinycl.bench")
     quiet.setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="tinycl-bench-") as d:
-        setup = generate(d, "bench", names, port=free_port())
+        setup = generate(d, "bench", names, port=free_port(), user=current_user())   # private temp folder (0700)
         with Broker(setup):
             agg = Aggregator(AggregatorParams(fleet="bench", kind="CWRStar", broker_dir=d, extractor_hash=HASH,
                                               n_features=n_features, min_interval_s=3600),
@@ -119,7 +119,7 @@ def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_f
 
     from ..netns import HostNet, available
     from .aggregator import Aggregator, AggregatorParams
-    from .broker import Broker, generate, global_topic, head_topic
+    from .broker import Broker, current_user, generate, global_topic, head_topic
     from .link import MqttLink, MqttParams
     from .payload import decode, encode
 
@@ -141,7 +141,8 @@ def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_f
         return cb
     with tempfile.TemporaryDirectory(prefix="tinycl-bench-round-") as d, HostNet(["cloud", *robots]) as net:
         t_setup = time.perf_counter()
-        setup = generate(d, "bench", names, port=8883, host="cloud", ip=net.ip("cloud"))
+        setup = generate(d, "bench", names, port=8883, host="cloud", ip=net.ip("cloud"),
+                         user=current_user())   # a private temp folder (0700): the broker runs as whoever benches
         setup_s = time.perf_counter() - t_setup
         with Broker(setup, net=net, on="cloud"):
             params = AggregatorParams(fleet="bench", kind="CWRStar", broker_dir=d, mqtt_host=setup.ip,

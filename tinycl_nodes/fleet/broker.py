@@ -19,8 +19,18 @@ wherever it is copied (``BrokerSetup.load``). A device needs no other device's f
 certificate is its identity, and a bundle holds no other password.
 
 Private keys, ``passwd`` and ``credentials.json`` are created mode 0600 (never readable by others,
-not even for a moment). Identity on the TLS listener is the certificate: ``require_certificate``
-(signed by the fleet CA), ``use_identity_as_username`` (the certificate's CN *is* the username,
+not even for a moment).
+
+mosquitto started as root drops to the ``user`` of mosquitto.conf (``broker_user``): set up as root, that is the
+unprivileged account ``mosquitto`` (a network-facing broker should not run as root), unless ``user`` is given. It
+opens ``BROKER_READS`` and writes ``data/`` only after dropping, so set-up gives those to it (``passwd`` and
+``server.key`` stay 0600, now its own); the CA key and ``credentials.json`` stay root's. Every folder on the way
+to the directory must let it pass (x): set-up refuses one it cannot reach (pytest's and ``mktemp -d``'s are
+0700), before writing anything. A throwaway broker in a private temp folder (tests, demos, bench) passes
+``user=current_user()``: it runs as whoever runs it, as mosquitto does when not started as root.
+
+Identity on the TLS listener is the certificate: ``require_certificate`` (signed by the fleet CA),
+``use_identity_as_username`` (the certificate's CN *is* the username,
 whatever username or password the client sends) and ``use_username_as_clientid`` (the client id
 is replaced by that username, so no client can take over another's session, e.g. the
 aggregator's, by reusing its client id). The ACL then binds topics to that identity. Clients
@@ -39,7 +49,8 @@ per-user ACL, so a fleet can outgrow one broker without changing devices (docs/f
 ``net=HostNet, on="cloud"`` it runs inside that host's network namespace (``tinycl_nodes.netns``).
 
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap these.
+[--plaintext-port Q] [--user NAME]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap
+these.
 """
 
 from __future__ import annotations
@@ -47,15 +58,16 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import getpass
 import hashlib
 import ipaddress
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -73,6 +85,9 @@ from .payload import check_name
 AGGREGATOR = "aggregator"
 HOST = "127.0.0.1"
 LOCAL_NAME = "localhost"
+BROKER_USER = "mosquitto"   # the account mosquitto's Debian package creates; mosquitto's own default
+# what mosquitto opens after dropping root (measured on mosquitto 2.0.11: each one, unreadable, stops it)
+BROKER_READS = ("passwd", "acl", "ca.crt", "server.crt", "server.key")
 
 
 def head_topic(fleet: str, device: str) -> str:
@@ -228,12 +243,82 @@ def _check_address(host: str, ip: str) -> None:
         raise ValueError(f"invalid broker address {ip!r}: an IPv4 or IPv6 address") from None
 
 
+def current_user() -> str:
+    """Whoever runs this process (by its uid: ``$USER`` is left as it was by ``su``)."""
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def broker_user(user: str | None = None) -> str:
+    """The account mosquitto runs as: ``user`` if given (it must exist); else, for root, the unprivileged
+    ``mosquitto``; else the current user (mosquitto not started as root does not switch user, and this one owns
+    the files if it ever is)."""
+    if user is None and os.geteuid() != 0:
+        return current_user()
+    name = user or BROKER_USER
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        fix = ("pass --user NAME of an existing account" if user else
+               "install mosquitto's package (tools/mosquitto/install.sh), which creates it, or pass --user NAME")
+        raise ValueError(f"no user {name!r} on this machine for the broker to run as: {fix}") from None
+    return name
+
+
+def _blocking_folder(d: Path, account: pwd.struct_passwd) -> Path | None:
+    """The first existing folder on the way to ``d`` that ``account`` may not pass (no x for it), or None.
+
+    Mode bits only (owner, else group, else others: the class that applies), no ACLs."""
+    groups = set(os.getgrouplist(account.pw_name, account.pw_gid))
+    for p in [*reversed(d.parents), d]:
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None        # generate creates the rest, passable by all
+        bit = (stat.S_IXUSR if st.st_uid == account.pw_uid else stat.S_IXGRP if st.st_gid in groups
+               else stat.S_IXOTH)
+        if not st.st_mode & bit:
+            return p
+    return None
+
+
+def _check_reachable(d: Path, account: pwd.struct_passwd) -> None:
+    blocked = _blocking_folder(d, account)
+    if blocked is not None:
+        st = blocked.stat()
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        raise ValueError(f"the broker runs as {account.pw_name!r} (root drops to it), which cannot reach {d}: "
+                         f"{blocked} is closed to it (mode {stat.S_IMODE(st.st_mode):04o}, owner {owner}); "
+                         f"choose a folder it can reach (e.g. under /srv or /var/lib), "
+                         f"or pass --user root to run the broker as root")
+
+
+def _mkdirs(d: Path, passable: bool) -> None:
+    """``d`` and its missing parents; with ``passable``, those created get x for all (whatever the umask), so
+    the broker user can pass them."""
+    missing = [p for p in [*reversed(d.parents), d] if not p.exists()]
+    d.mkdir(parents=True, exist_ok=True)
+    for p in missing if passable else []:
+        os.chmod(p, stat.S_IMODE(p.stat().st_mode) | 0o111)
+
+
+def _give_to(d: Path, account: pwd.struct_passwd) -> None:
+    """``BROKER_READS`` and ``data/`` (0700, with any old persistence in it) to the account mosquitto drops to."""
+    data = d / "data"
+    os.chmod(data, 0o700)
+    for p in [*(d / f for f in BROKER_READS), data, *data.iterdir()]:
+        os.chown(p, account.pw_uid, account.pw_gid)
+
+
 def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 8883,
              plaintext_port: int | None = None, aggregator: str = AGGREGATOR, days: int = 825,
              user: str | None = None, host: str = LOCAL_NAME, ip: str = HOST) -> BrokerSetup:
     """Generate CA, certificates, passwords, ACL and mosquitto.conf in ``directory`` (see module doc).
 
-    Re-running on the same directory regenerates everything (new CA, new passwords).
+    Re-running on the same directory regenerates everything (new CA, new passwords). ``user``: the account
+    mosquitto runs as when started as root (``broker_user``; module doc).
     """
     for n in [fleet, aggregator, *devices]:
         try:
@@ -244,7 +329,13 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         raise ValueError("device names must be unique and differ from the aggregator's")
     _check_address(host, ip)
     d = Path(directory).resolve()
-    (d / "clients").mkdir(parents=True, exist_ok=True)
+    user = broker_user(user)
+    account = pwd.getpwnam(user)
+    drops = os.geteuid() == 0 and account.pw_uid != 0       # mosquitto will switch to another account
+    if drops:
+        _check_reachable(d, account)                         # before writing anything
+    _mkdirs(d, passable=drops)
+    (d / "clients").mkdir(exist_ok=True)
     (d / "data").mkdir(exist_ok=True)
     make_ca(d, f"tinycl fleet {fleet} CA", days)
     make_server_cert(d, list(dict.fromkeys([host, ip])), d, days)
@@ -270,7 +361,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
                 "use_username_as_clientid true"]
     conf = [
         f"# generated by tinycl (tinycl_nodes.fleet.broker) for fleet {fleet} on {host} ({ip})",
-        f"user {user or getpass.getuser()}",
+        f"user {user}",
         "per_listener_settings true",
         "persistence true",
         f"persistence_location {d / 'data'}/",
@@ -299,6 +390,8 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         conf += ["# development only: plaintext on loopback (username + password from passwd)",
                  f"listener {plaintext_port} {HOST}", "protocol mqtt", *security, ""]
     (d / "mosquitto.conf").write_text("\n".join(conf))
+    if drops:
+        _give_to(d, account)
     setup = BrokerSetup(str(d), fleet, list(devices), port, plaintext_port, aggregator, str(d / "ca.crt"),
                         str(d / "mosquitto.conf"), host, ip)
     (d / "fleet.json").write_text(_fleet_json(setup, d))
@@ -440,7 +533,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     s.add_argument("--plaintext-port", type=int, default=None, help="also listen without TLS on 127.0.0.1 (dev)")
     s.add_argument("--aggregator", default=AGGREGATOR)
     s.add_argument("--days", type=int, default=825)
-    s.add_argument("--user", default=None, help="user mosquitto drops to when started as root (default: you)")
+    s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: "
+                   f"{BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
     sub.add_parser("check", help="connect as a device or the aggregator: reachable, certificate accepted? "
                                  "(`tinycl fleet check --help`)", add_help=False)
     r = sub.add_parser("run", help="run mosquitto on a generated directory (foreground)")

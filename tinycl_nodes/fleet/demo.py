@@ -150,7 +150,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
                     console: Console | None, domain: int | None, data_dir: str | None, log_file: str | None,
                     net: Any) -> dict:
     from .aggregator import Aggregator, AggregatorParams
-    from .broker import Broker, free_port, generate
+    from .broker import Broker, current_user, free_port, generate
 
     console = console or Console(width=None if sys.stdout.isatty() else 132)
     cfg = config_path("fleet", config)
@@ -188,12 +188,13 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - the node-log pumps write to it until the graphs stop
     dds_config = common.get("dds_config", "loopback")
+    me = current_user()      # a throwaway broker in a private temp folder (0700): it runs as whoever runs the demo
     if net is not None:      # devices on their own hosts, broker on cloud; DDS over the bridge (multicast)
-        setup = generate(work / "broker", fleet, names, port=8883, host="cloud", ip=net.ip("cloud"))
+        setup = generate(work / "broker", fleet, names, port=8883, host="cloud", ip=net.ip("cloud"), user=me)
         dds_config = str(work / "cyclonedds-net.xml")
         Path(dds_config).write_text(network_config("eth0"))
     else:
-        setup = generate(work / "broker", fleet, names, port=free_port())
+        setup = generate(work / "broker", fleet, names, port=free_port(), user=me)
     broker = Broker(setup, net=net, on="cloud").start()
     bus = create_bus("fleet_demo", "/", backend="dds", dds_config=dds_config, domain=domain)
     obs = _Observer(bus, names)
