@@ -6,6 +6,8 @@
 #
 #   [BROKER_HOST=edge1 BROKER_IP=192.168.1.10] tools/mosquitto/setup.sh DIR FLEET DEV1,DEV2,... [TLS_PORT] [PLAINTEXT_PORT]
 #
+# As root, the broker will run as the user mosquitto, which must be able to reach DIR (e.g. under
+# /srv or /var/lib, not /root); BROKER_USER=NAME picks another account (= --user; root keeps it root).
 # PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given.
 # Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running regenerates all
 # keys and passwords in DIR. Then: tools/mosquitto/start.sh DIR
@@ -23,4 +25,5 @@ args=(setup "$1" --fleet "$2" --devices "$3" --port "${4:-8883}")
 if [ -n "${5:-}" ]; then args+=(--plaintext-port "$5"); fi
 if [ -n "${BROKER_HOST:-}" ]; then args+=(--host "$BROKER_HOST"); fi
 if [ -n "${BROKER_IP:-}" ]; then args+=(--ip "$BROKER_IP"); fi
+if [ -n "${BROKER_USER:-}" ]; then args+=(--user "$BROKER_USER"); fi
 cd "$root" && exec "$PY" -m tinycl_nodes.fleet.broker "${args[@]}"
