@@ -123,3 +123,42 @@ def test_exporter_keeps_its_last_head_across_a_restart(tmp_path):
     S = bus2.msg("std_msgs/msg/String")
     create_bus("peer", "/", backend="local", graph=bus2.graph).create_publisher("export_request", S).publish(S(data=""))
     assert "tinycl_head_class_names" in (tmp_path / "out" / "head.h").read_text()
+
+
+def test_a_head_published_while_the_graph_stops_is_exported(domain, tmp_path):
+    """`ros2 launch` signals every node at once, and the learner publishes its final head as it stops: the exporter,
+    stopped first here, waits while the head's writer is up and exports the head sent 1 s after its own signal (it
+    waited 0.2 s and wrote nothing before)."""
+    import signal
+    import time
+
+    import onnxruntime as ort
+
+    from tinycl_nodes.core import CWRStar
+    from tinycl_nodes.nodes.messages import head_message
+
+    from .conftest import node
+
+    bus = create_bus("learner_stopping", backend="dds", dds_config="loopback", domain=domain)
+    pub = bus.create_publisher("head", "Head", "latched")
+    head = CWRStar(64, extractor_hash=FrozenExtractor(model_path("mnist_0to5_fp32")).hash, batch_size=1)
+    for c in range(3):
+        head.learn_one(np.eye(64, dtype=np.float32)[c] * 5, c)
+    try:
+        with node("exporter", domain, f"out_dir:={tmp_path}", "period_s:=0",
+                  f"state_dir:={tmp_path / 'state'}") as exporter:
+            end = time.monotonic() + 20
+            while pub.get_subscription_count() == 0 and time.monotonic() < end:
+                bus.spin_once(0.05)
+            assert pub.get_subscription_count() > 0, "the exporter did not subscribe to head"
+            exporter.proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            pub.publish(head_message(bus.msg("Head"), bus.msg("ClassInfo"), head, 7, bus.msg("std_msgs/msg/Header")()))
+            bus.spin_once(0.3)
+            bus.shutdown()                     # the learner's writer goes with its process
+            assert exporter.proc.wait(15) == 0, "\n".join(exporter.lines[-20:])
+    finally:
+        bus.shutdown()
+    meta = ort.InferenceSession(str(tmp_path / "head.onnx"),
+                                providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert meta["version"] == "7"

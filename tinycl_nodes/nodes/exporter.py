@@ -38,6 +38,8 @@ from .runner import Node, StateParams, run_node, state_dir
 
 
 SUB_FOLDER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-/]*")
+#: at its stop, how long the exporter waits for a head whose writer is still up (within launch's 5 s to SIGTERM)
+LAST_HEAD_WAIT_S = 3.0
 
 
 class ExporterParams(StateParams):
@@ -167,8 +169,13 @@ class Exporter(Node):
         self.bus.spin()
 
     def close(self) -> None:
-        # the last head may still be in flight when the graph stops: give it a moment
+        # The learner publishes its final head as it stops. `tinycl launch` stops the exporter after it; `ros2 launch`
+        # signals every node at once, so wait while a writer of `head` is still there (at most LAST_HEAD_WAIT_S: a
+        # writer that died without saying so is only seen when its lease ends) and export what came.
+        deadline = time.monotonic() + LAST_HEAD_WAIT_S
         self.bus.spin_once(0.2)
+        while self.bus.count_publishers("head") and time.monotonic() < deadline:
+            self.bus.spin_once(0.1)
         if self._changed():
             self.export()
         self.state.save()
