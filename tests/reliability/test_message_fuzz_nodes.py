@@ -18,7 +18,7 @@ from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.interfaces import as_sequence, ns_to_time
-from tinycl_nodes.nodes.label_requests import NEW_CLASS, NO_CLASS
+from tinycl_nodes.nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS, NO_CLASS
 
 from .test_message_fuzz import HUGE, Fuzzer
 
@@ -162,6 +162,9 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         assert spin_until(bus, lambda: any(s["status"] == "learned" for s in status), 20), procs["r"].lines[-10:]
         learned = next(s for s in status if s["status"] == "learned")
         assert learned["class_name"] == "two" and learned["class_id"] == 2, learned
+        # a 64 KB request id is refused in a status that does not echo it in full
+        assert sum(s["status"] == "refused" for s in status) > PER_TOPIC, len(status)
+        assert max(len(s["request_id"]) for s in status) == MAX_REQUEST_ID
         assert spin_until(bus, lambda: heads["bl"] and heads["bl"][-1].n_seen == 40, 30), \
             (heads["bl"][-1:] and heads["bl"][-1].n_seen, procs["bl"].lines[-10:])
         assert spin_until(bus, lambda: heads["bi"] and heads["bi"][-1].n_seen == 30, 30), \

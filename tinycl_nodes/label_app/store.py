@@ -20,13 +20,13 @@ from urllib.parse import quote
 
 from ..core.errors import InputError
 from ..core.names import check_class_name, normalise_name
+from ..core.validation import MAX_CLASS_ID
+from ..nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS  # noqa: F401 - NEW_CLASS re-exported
 from ..storage import write_atomic
 
 FORMAT, VERSION = "tinycl-label-app", 1
-NEW_CLASS = -1
-MAX_ID = 128
+MAX_ID = MAX_REQUEST_ID   # a request id is the labeler's: the same bound
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
-MAX_CLASS_ID = 2**31 - 1   # LabelAnswer.class_id is an int32 (rename_class carries a LabelAnswer)
 MAX_RENAME_CHARS = 256     # a bound on the payload; the name itself is the labeler's to judge (core/names.py)
 RENAME_REPLY_S = 10.0      # the labeler answers in milliseconds; past DDS's retransmits, still while the person looks
 

@@ -65,8 +65,8 @@ from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import ReplayUndo
 from ..images import camera_picture
-from .label_requests import (NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pending, Resolution, check_class_name,
-                             render_plot)
+from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pending, Resolution,
+                             check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
 from .runner import ImageQos, Node, StateParams, run_node
@@ -814,7 +814,7 @@ class RceLabeler(Labeler):
 
     def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
         self.status_pub.publish(self.String(data=json.dumps(
-            {"request_id": rid, "status": status, "class_id": class_id, "class_name": class_name, "message": message})))
+            {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name, "message": message})))
 
     def _tick(self) -> None:
         """Every second: expire old requests, resend the pending ones to a new reader, save if needed."""
