@@ -28,7 +28,7 @@ def as_root() -> pwd.struct_passwd:
     """The mosquitto account; only root drops to it (mosquitto not started as root keeps its user)."""
     _need_mosquitto()
     if os.geteuid() != 0:
-        pytest.skip("setup drops the broker to another user only as root")
+        pytest.fail("these tests need root: setup drops the broker to another user only as root (make test runs as root)")
     return pwd.getpwnam("mosquitto")
 
 

@@ -19,7 +19,7 @@ import pytest
 from tests.ros2.conftest import Proc, Ros, params_file
 from tinycl_nodes.core.federated import snapshot_from_state
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
-from tinycl_nodes.fleet.broker import Broker, BrokerSetup, free_port, generate
+from tinycl_nodes.fleet.broker import Broker, BrokerSetup, current_user, free_port, generate
 from tinycl_nodes.storage import load_states
 
 STREAM = 300
@@ -30,7 +30,8 @@ FLEET = "lab"
 def fleet(ros):
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.fail("mosquitto is not installed: run tools/mosquitto/install.sh (make system-deps)")
-    setup = generate(ros.tmp / "broker", FLEET, ["robot1", "robot2"], port=free_port())
+    # a throwaway broker in pytest's private (0700) folder: it runs as whoever runs the test
+    setup = generate(ros.tmp / "broker", FLEET, ["robot1", "robot2"], port=free_port(), user=current_user())
     broker = Broker(setup).start()
     yield setup
     ros.stop_all()
