@@ -9,6 +9,7 @@ machine ``NAME`` (address ``ADDR``) and its clients need (``tinycl fleet setup``
     passwd                           mosquitto password file (PBKDF2-SHA512, mosquitto's $7$ format)
     credentials.json                 the clear passwords (plaintext development listener only)
     acl                              device: write its own head, read global; aggregator: the rest
+    crl.pem                          revoked client certificates (devices removed or re-keyed), signed by the CA
     mosquitto.conf                   TLS listener on <ip>:<port> (+ optional plaintext one on loopback)
     fleet.json                       what was generated (fleet, host, ip, port, names, paths)
     bundles/<name>/                  what one device (or the aggregator) needs, to copy to it as is: ca.crt,
@@ -48,8 +49,12 @@ per-user ACL, so a fleet can outgrow one broker without changing devices (docs/f
 ``Broker(setup)`` starts/stops one mosquitto on that config (tests, demos, bench); with
 ``net=HostNet, on="cloud"`` it runs inside that host's network namespace (``tinycl_nodes.netns``).
 
+Run again on the same directory (same fleet), ``generate`` adds and removes devices and re-keys those in
+``rotate`` without touching the others: the CA and their identities are kept, so their bundles stay valid; a
+removed or rotated certificate is revoked in ``crl.pem`` (the listener's ``crlfile``). ``new_ca`` starts over.
+
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q] [--user NAME]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap
+[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap
 these.
 """
 
@@ -87,7 +92,7 @@ HOST = "127.0.0.1"
 LOCAL_NAME = "localhost"
 BROKER_USER = "mosquitto"   # the account mosquitto's Debian package creates; mosquitto's own default
 # what mosquitto opens after dropping root (measured on mosquitto 2.0.11: each one, unreadable, stops it)
-BROKER_READS = ("passwd", "acl", "ca.crt", "server.crt", "server.key")
+BROKER_READS = ("passwd", "acl", "ca.crt", "crl.pem", "server.crt", "server.key")
 
 
 def head_topic(fleet: str, device: str) -> str:
@@ -124,6 +129,7 @@ class BrokerSetup:
     host: str = LOCAL_NAME
     ip: str = HOST
     clients: dict[str, Credentials] = field(default_factory=dict)
+    changes: dict[str, list[str]] = field(default_factory=dict)   # of the last generate: kept, new, rotated, revoked
 
     def credentials(self, name: str) -> Credentials:
         if name not in self.clients:
@@ -140,7 +146,8 @@ class BrokerSetup:
             here = {k: str(d / meta[k]) if meta.get(k) else "" for k in ("ca", "config")}
             clients = {k: Credentials(v["username"], v["password"], str(d / v["certfile"]), str(d / v["keyfile"]))
                        for k, v in creds.items()}
-            return cls(**{**meta, **here, "directory": str(d), "clients": clients})
+            return cls(**{**{k: v for k, v in meta.items() if k != "changes"}, **here, "directory": str(d),
+                          "clients": clients})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{d} is no broker directory or bundle of `tinycl fleet setup` "
                              f"({type(exc).__name__}: {exc})") from None
@@ -223,6 +230,45 @@ def make_client_cert(d: Path, name: str, ca_dir: Path, days: int = 825) -> None:
 def make_server_cert(d: Path, names: list[str], ca_dir: Path, days: int = 825) -> None:
     """``server.crt`` / ``server.key`` with every name and address in ``names`` in its SAN."""
     _issue(d, "server", names[0], ca_dir, days, server_names=names)
+
+
+def _serial(certfile: Path) -> int | None:
+    try:
+        return x509.load_pem_x509_certificate(certfile.read_bytes()).serial_number
+    except (OSError, ValueError):
+        return None
+
+
+def write_crl(d: Path, revoke: list[int]) -> None:
+    """``crl.pem``: the serials already revoked in it plus ``revoke``, signed by the CA in ``d``, valid as long as
+    the CA (an expired CRL would make mosquitto refuse every client)."""
+    ca_cert, ca_key = _load_ca(d)
+    serials = set(revoke)
+    try:
+        serials |= {r.serial_number for r in x509.load_pem_x509_crl((d / "crl.pem").read_bytes())}
+    except (OSError, ValueError):
+        pass
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject)
+         .last_update(now - dt.timedelta(minutes=5)).next_update(ca_cert.not_valid_after_utc))
+    for sn in sorted(serials):
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(sn).revocation_date(now).build())
+    (d / "crl.pem").write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def _previous(d: Path, fleet: str, new_ca: bool) -> dict[str, Credentials]:
+    """The identities a directory already holds (to keep: its devices hold bundles signed by its CA); none with
+    ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``."""
+    if new_ca or not (d / "ca.key").exists() or not (d / "fleet.json").exists():
+        return {}
+    try:
+        old = BrokerSetup.load(d)
+    except ValueError:
+        return {}
+    if old.fleet != fleet:
+        raise ValueError(f"{d} holds fleet {old.fleet!r}, not {fleet!r}: choose another folder, or pass --new-ca "
+                         f"to start over (every device then needs its new bundle)")
+    return old.clients
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -314,11 +360,15 @@ def _give_to(d: Path, account: pwd.struct_passwd) -> None:
 
 def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 8883,
              plaintext_port: int | None = None, aggregator: str = AGGREGATOR, days: int = 825,
-             user: str | None = None, host: str = LOCAL_NAME, ip: str = HOST) -> BrokerSetup:
+             user: str | None = None, host: str = LOCAL_NAME, ip: str = HOST, rotate: list[str] | None = None,
+             new_ca: bool = False) -> BrokerSetup:
     """Generate CA, certificates, passwords, ACL and mosquitto.conf in ``directory`` (see module doc).
 
-    Re-running on the same directory regenerates everything (new CA, new passwords). ``user``: the account
-    mosquitto runs as when started as root (``broker_user``; module doc).
+    Re-running on a directory of the same fleet is how devices are added, removed and re-keyed without touching
+    the others (their bundles stay valid): the CA and every listed identity's certificate, key and password are
+    kept; a new name gets new ones; a name no longer listed, and each name in ``rotate`` (its old certificate),
+    is revoked in ``crl.pem``, which the broker checks at its next start. ``new_ca``: everything new (every device
+    then needs its new bundle). ``user``: the account mosquitto runs as when started as root (``broker_user``).
     """
     for n in [fleet, aggregator, *devices]:
         try:
@@ -327,8 +377,12 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
             raise ValueError(f"invalid name {n!r}: {exc}") from None
     if aggregator in devices or len(set(devices)) != len(devices):
         raise ValueError("device names must be unique and differ from the aggregator's")
+    rotate = list(rotate or [])
+    if unknown := sorted(set(rotate) - {aggregator, *devices}):
+        raise ValueError(f"cannot rotate {', '.join(unknown)}: not among the aggregator and the devices listed")
     _check_address(host, ip)
     d = Path(directory).resolve()
+    old = _previous(d, fleet, new_ca)
     user = broker_user(user)
     account = pwd.getpwnam(user)
     drops = os.geteuid() == 0 and account.pw_uid != 0       # mosquitto will switch to another account
@@ -337,13 +391,38 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     _mkdirs(d, passable=drops)
     (d / "clients").mkdir(exist_ok=True)
     (d / "data").mkdir(exist_ok=True)
-    make_ca(d, f"tinycl fleet {fleet} CA", days)
+    if not old:                                                   # a new CA: nothing of an older one stays
+        make_ca(d, f"tinycl fleet {fleet} CA", days)
+        (d / "crl.pem").unlink(missing_ok=True)
+        for stale in (d / "clients").iterdir():
+            stale.unlink()
+        shutil.rmtree(d / "bundles", ignore_errors=True)
     make_server_cert(d, list(dict.fromkeys([host, ip])), d, days)
     clients: dict[str, Credentials] = {}
-    for name in [aggregator, *devices]:
+    names = [aggregator, *devices]
+    changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": []}
+    revoke = []
+    for name in [n for n in old if n not in names]:                # removed: revoked, its files gone
+        crt = d / "clients" / f"{name}.crt"
+        if (sn := _serial(crt)) is not None:
+            revoke.append(sn)
+        crt.unlink(missing_ok=True)
+        (d / "clients" / f"{name}.key").unlink(missing_ok=True)
+        shutil.rmtree(d / "bundles" / name, ignore_errors=True)
+        changes["revoked"].append(name)
+    for name in names:
+        crt = d / "clients" / f"{name}.crt"
+        prev = old.get(name)
+        if prev is not None and name not in rotate and _serial(crt) is not None:
+            clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
+            changes["kept"].append(name)
+            continue
+        if prev is not None and (sn := _serial(crt)) is not None:
+            revoke.append(sn)
         make_client_cert(d / "clients", name, d, days)
-        clients[name] = Credentials(name, _password(), str(d / "clients" / f"{name}.crt"),
-                                    str(d / "clients" / f"{name}.key"))
+        clients[name] = Credentials(name, _password(), str(crt), str(d / "clients" / f"{name}.key"))
+        changes["rotated" if prev is not None else "new"].append(name)
+    write_crl(d, revoke)
     write_private(d / "passwd", "".join(f"{c.username}:{mosquitto_hash(c.password)}\n"
                                         for c in clients.values()).encode())
     write_private(d / "credentials.json", _credentials_json(clients, d))
@@ -380,6 +459,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         f"cafile {d / 'ca.crt'}",
         f"certfile {d / 'server.crt'}",
         f"keyfile {d / 'server.key'}",
+        f"crlfile {d / 'crl.pem'}",
         "require_certificate true",
         "use_identity_as_username true",
         "tls_version tlsv1.2",
@@ -395,7 +475,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     setup = BrokerSetup(str(d), fleet, list(devices), port, plaintext_port, aggregator, str(d / "ca.crt"),
                         str(d / "mosquitto.conf"), host, ip)
     (d / "fleet.json").write_text(_fleet_json(setup, d))
-    setup.clients = clients
+    setup.clients, setup.changes = clients, changes
     for name, cred in clients.items():
         _write_bundle(d / "bundles" / name, setup, name, cred)
     return setup
@@ -409,7 +489,7 @@ def _password() -> str:
 
 
 def _fleet_json(setup: BrokerSetup, d: Path, config: bool = True) -> str:
-    meta = {k: v for k, v in asdict(setup).items() if k not in ("clients", "directory")}
+    meta = {k: v for k, v in asdict(setup).items() if k not in ("clients", "directory", "changes")}
     meta |= {"ca": "ca.crt", "config": Path(setup.config).relative_to(d).as_posix() if config else ""}
     return json.dumps(meta, indent=1)
 
@@ -524,7 +604,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     s = sub.add_parser("setup", help="generate CA, certificates, passwords, ACL and mosquitto.conf")
     s.add_argument("directory")
     s.add_argument("--fleet", required=True)
-    s.add_argument("--devices", required=True, help="comma-separated device ids")
+    s.add_argument("--devices", required=True, help="comma-separated device ids: all of the fleet's (run again on "
+                   "the same directory to add or remove devices; the others keep their bundles)")
     s.add_argument("--host", default=LOCAL_NAME, help="the broker machine's name, as devices resolve it "
                                                       "(in the certificate's SAN; default localhost)")
     s.add_argument("--ip", default=HOST, help="the address the broker listens on (in the SAN too; "
@@ -535,6 +616,10 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     s.add_argument("--days", type=int, default=825)
     s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: "
                    f"{BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
+    s.add_argument("--rotate", default="", help="comma-separated names (devices or the aggregator) that get a new "
+                   "key, certificate and password; their old certificate is revoked")
+    s.add_argument("--new-ca", action="store_true", help="start over: a new CA and new identities for all (every "
+                   "device then needs its new bundle)")
     sub.add_parser("check", help="connect as a device or the aggregator: reachable, certificate accepted? "
                                  "(`tinycl fleet check --help`)", add_help=False)
     r = sub.add_parser("run", help="run mosquitto on a generated directory (foreground)")
@@ -544,11 +629,20 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
         if a.cmd == "setup":
             devices = [x for x in a.devices.split(",") if x]
             st = generate(a.directory, a.fleet, devices, a.port, a.plaintext_port, a.aggregator, a.days, a.user,
-                          host=a.host, ip=a.ip)
+                          host=a.host, ip=a.ip, rotate=[x for x in a.rotate.split(",") if x], new_ca=a.new_ca)
+            ch = st.changes
+            bundles = Path(st.directory) / "bundles"
             print(f"broker: fleet {st.fleet}, {len(devices)} device(s), TLS on {st.host} ({st.ip}):{st.port}"
                   + (f", plaintext on {HOST}:{st.plaintext_port}" if st.plaintext_port else "")
-                  + f"; config {st.config}; credentials in {Path(st.directory) / 'credentials.json'}; "
-                  f"copy {Path(st.directory) / 'bundles' / '<name>'} to each device (its files only)")
+                  + f"; config {st.config}; credentials in {Path(st.directory) / 'credentials.json'}")
+            if ch["kept"]:
+                print(f"kept (their bundles stay valid): {', '.join(ch['kept'])}")
+            if ch["new"] or ch["rotated"]:
+                print(f"copy {bundles}/<name> to each of: {', '.join(ch['new'] + ch['rotated'])} (its files only)")
+            if ch["revoked"] or ch["rotated"]:
+                print(f"revoked: {', '.join(ch['revoked'] + [n + ' (old certificate)' for n in ch['rotated']])}")
+            if ch["kept"] and (ch["new"] or ch["revoked"] or ch["rotated"]):
+                print("a running broker applies this when restarted (SIGHUP: for new connections only)")
             return 0
         st = BrokerSetup.load(a.directory)
         os.execvp(shutil.which("mosquitto") or "/usr/sbin/mosquitto", ["mosquitto", "-c", st.config])

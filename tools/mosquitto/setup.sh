@@ -9,8 +9,10 @@
 # As root, the broker will run as the user mosquitto, which must be able to reach DIR (e.g. under
 # /srv or /var/lib, not /root); BROKER_USER=NAME picks another account (= --user; root keeps it root).
 # PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given.
-# Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running regenerates all
-# keys and passwords in DIR. Then: tools/mosquitto/start.sh DIR
+# Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running on DIR with the
+# full device list adds and removes devices (a removed one is revoked), keeping the CA and the
+# others' keys: their bundles stay valid (`tinycl fleet setup --rotate/--new-ca` for the rest).
+# Then: tools/mosquitto/start.sh DIR
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

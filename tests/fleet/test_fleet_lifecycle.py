@@ -1,0 +1,76 @@
+"""The operator's days with a fleet, on a real TLS mosquitto: add a robot, remove (revoke) one, rotate one's
+credentials, by running `tinycl fleet setup` again on the broker's directory."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tinycl_nodes.fleet.broker import Broker, BrokerSetup, current_user, free_port, generate, head_topic
+from tinycl_nodes.fleet.check import check
+
+from .conftest import _need_mosquitto
+
+
+def _reach(bundle: Path, name: str) -> str:
+    """Connect (and publish its head) with the files of a copied bundle, as the robot holding it would."""
+    st = BrokerSetup.load(bundle)
+    c = st.credentials(name)
+    res = check(st.host, st.port, st.ca, c.certfile, c.keyfile, c.username, c.password, f"tinycl-lab-{name}",
+                publish=head_topic("lab", name), timeout_s=5)
+    return "ok" if res["connect"] == "Success" and res.get("published") else res["connect"]
+
+
+def test_adding_removing_and_rotating_devices_keeps_the_others_bundles(tmp_path) -> None:
+    """Before: a second `setup` made a new CA, so adding robot3 cut robot1 and robot2 off (their bundles failed the
+    TLS handshake: certificate signature failure) without a word; a removed device could not be cut off alone."""
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    generate(d, "lab", ["robot1", "robot2"], port=free_port(), user=current_user())
+    robots = tmp_path / "robots"                    # the bundles as copied to the robots on day one
+    shutil.copytree(d / "bundles", robots)
+    broker = Broker(BrokerSetup.load(d)).start()
+    try:
+        assert _reach(robots / "robot1", "robot1") == _reach(robots / "robot2", "robot2") == "ok"
+
+        st = generate(d, "lab", ["robot1", "robot2", "robot3"], port=broker.setup.port, user=current_user())
+        broker.stop()
+        broker.start()
+        assert _reach(robots / "robot1", "robot1") == "ok", "robot1's day-one bundle still works"
+        assert st.changes == {"kept": ["aggregator", "robot1", "robot2"], "new": ["robot3"], "rotated": [],
+                              "revoked": []}
+        shutil.copytree(d / "bundles" / "robot3", robots / "robot3")
+        assert _reach(robots / "robot3", "robot3") == "ok"
+
+        st = generate(d, "lab", ["robot1", "robot3"], port=broker.setup.port, user=current_user(), rotate=["robot1"])
+        assert st.changes["revoked"] == ["robot2"] and st.changes["rotated"] == ["robot1"]
+        assert not (d / "bundles" / "robot2").exists() and "robot2" not in (d / "acl").read_text()
+        broker.proc.send_signal(signal.SIGHUP)      # mosquitto reloads passwd, ACL and the CRL
+        time.sleep(0.5)
+        assert _reach(robots / "robot2", "robot2") != "ok", "a removed device is refused"
+        assert _reach(robots / "robot1", "robot1") != "ok", "a rotated device's old certificate is refused"
+        assert _reach(d / "bundles" / "robot1", "robot1") == "ok", "its new bundle works"
+        assert _reach(robots / "robot3", "robot3") == "ok", "the others are untouched"
+        log = broker.log_path.read_text()
+        assert log.count("certificate verify failed") >= 2, log[-2000:]
+    finally:
+        broker.stop()
+
+
+def test_setup_again_refuses_another_fleets_folder_and_new_ca_starts_over(tmp_path) -> None:
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    generate(d, "lab", ["robot1"], port=18999, user=current_user())
+    ca = (d / "ca.crt").read_bytes()
+    with pytest.raises(ValueError, match="holds fleet 'lab', not 'yard'.*--new-ca"):
+        generate(d, "yard", ["robot1"], port=18999, user=current_user())
+    assert (d / "ca.crt").read_bytes() == ca, "nothing written"
+    st = generate(d, "lab", ["robot9"], port=18999, user=current_user(), new_ca=True)
+    assert (d / "ca.crt").read_bytes() != ca and st.changes["new"] == ["aggregator", "robot9"]
+    assert sorted(p.name for p in (d / "bundles").iterdir()) == ["aggregator", "robot9"]
+    with pytest.raises(ValueError, match="cannot rotate robot1"):
+        generate(d, "lab", ["robot9"], port=18999, user=current_user(), rotate=["robot1"])
