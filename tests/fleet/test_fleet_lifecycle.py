@@ -74,3 +74,37 @@ def test_setup_again_refuses_another_fleets_folder_and_new_ca_starts_over(tmp_pa
     assert sorted(p.name for p in (d / "bundles").iterdir()) == ["aggregator", "robot9"]
     with pytest.raises(ValueError, match="cannot rotate robot1"):
         generate(d, "lab", ["robot9"], port=18999, user=current_user(), rotate=["robot1"])
+
+
+def test_a_device_no_longer_allowed_leaves_the_rounds_after_a_restart(tmp_path) -> None:
+    """The operator revokes robot2 and restarts the aggregator with --allow robot1: robot2's last head, held in the
+    aggregator's state, was still merged into every later round (only new heads were checked)."""
+    import numpy as np
+
+    from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
+    from tinycl_nodes.fleet.payload import encode
+
+    from .conftest import XH, head
+
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18999, user=current_user())
+
+    def agg(allow: list[str] | None) -> Aggregator:
+        return Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                           broker_dir=st.directory,
+                                           allowed_devices=allow, state_dir=str(tmp_path / "agg"), min_interval_s=0),
+                          start=False)
+    a = agg(None)
+    a.accept("robot1", encode(head("robot1", [[1, 0], [0, 1]], counts=[10, 10]), "lab", "robot1"))
+    a.accept("robot2", encode(head("robot2", [[9, 0], [0, 9]], counts=[30, 30]), "lab", "robot2"))
+    assert a.tick() and a.global_head.counts.tolist() == [40, 40]
+    a.close()
+    b = agg(["robot1"])
+    assert sorted(b.heads) == ["robot1"]
+    assert b.tick(), "a round without robot2 closes at once"
+    assert b.global_head.counts.tolist() == [10, 10]
+    np.testing.assert_allclose(b.global_head.weights, [[1, 0], [0, 1]])
+    assert b.rounds[-1]["devices"] == ["robot1"] and b.rounds[-1]["removed"] == ["robot2"]
+    assert not b.tick(), "nothing new: no further round"
+    b.close()
+    assert sorted(agg(["robot1"]).heads) == ["robot1"], "the state saved without robot2"

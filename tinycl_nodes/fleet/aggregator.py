@@ -25,7 +25,8 @@ saved after every round, at most every ``save_interval_s`` after accepted heads 
 yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
 on restart it is loaded and the last global head is offered again. A file that cannot be used —
 corrupt, or of another fleet or configuration — is moved aside with one line and the aggregator
-starts fresh.
+starts fresh. Held heads of devices not in ``allowed_devices`` (a device revoked since) are dropped at start and
+a round without them closes at once.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
@@ -152,6 +153,7 @@ class Aggregator:
         if self.store is not None and self.store.load(self._restore):
             self.log.info("state loaded from %s: round %d, %d device head(s)", self.store.path, self.round,
                           len(self.heads))
+        self.removed = self._drop_not_allowed()
         self.prefix = f"tinycl/{params.fleet}/"
         self.link = MqttLink(mqtt_params(params, params.identity), f"tinycl-{params.fleet}-{params.identity}",
                              [head_topic(params.fleet, "+")], self.on_message, self.log)
@@ -159,6 +161,23 @@ class Aggregator:
             self.link.offer(global_topic(params.fleet), self.global_payload, retain=True)
         if start:
             self.link.start()
+
+    def _drop_not_allowed(self) -> list[str]:
+        """Held heads of devices no longer in ``allowed_devices`` (e.g. revoked) leave the fleet: they were kept
+        in every round after a restart. The next round is closed without them at once."""
+        if self.p.allowed_devices is None:
+            return []
+        gone = sorted(set(self.heads) - set(self.p.allowed_devices))
+        for d in gone:
+            for held in (self.heads, self.payloads, self.metas):
+                held.pop(d, None)
+            self.fresh.discard(d)
+        if gone:
+            self.log.warning("device(s) %s not allowed any more: their held heads are left out from the next round "
+                             "on", ", ".join(gone))
+            if self.store is not None:
+                self.store.changed()
+        return gone
 
     # --- receiving ------------------------------------------------------------------------------
     def on_message(self, topic: str, data: bytes) -> None:
@@ -217,7 +236,7 @@ class Aggregator:
             now = time.monotonic()
             late = (p.round_timeout_s > 0 and self._first_fresh_t is not None and bool(self.fresh)
                     and now - self._first_fresh_t >= p.round_timeout_s)
-            due = ((len(self.fresh) >= p.min_new_heads or late) and len(self.heads) >= p.min_devices
+            due = ((len(self.fresh) >= p.min_new_heads or late or bool(self.removed)) and len(self.heads) >= p.min_devices
                    and now - self._last_round_t >= p.min_interval_s)
         return self.aggregate_now() if due else False
 
@@ -244,6 +263,7 @@ class Aggregator:
             self.global_head = res.head
             self.global_payload = payload
             self.fresh.clear()
+            self.removed = []
             self._first_fresh_t = None
             self._last_round_t = time.monotonic()
             self._save()
@@ -274,6 +294,7 @@ class Aggregator:
         weight = sum(w for _, w in accs)
         return {"round": rnd, "time": round(time.time(), 3), "devices": devices,
                 "new_heads": sorted(self.fresh), "stragglers": sorted(set(devices) - self.fresh),
+                **({"removed": list(self.removed)} if self.removed else {}),
                 "classes": head.n_classes, "samples": int(head.counts.sum()),
                 "accuracy": round(sum(a * w for a, w in accs) / weight, 3) if accs and weight > 0 else None,
                 "device_metrics": per_device,
@@ -375,7 +396,9 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--n-features", type=int, default=0)
     ap.add_argument("--kind", default=None, help="head kind of the fleet: StreamingLDA (the default preset tinycl) "
                                                  "| CWRStar (presets tinyndc, supervised)")
-    ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the ACL admits)")
+    ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the broker lets "
+                    "publish); a device left out is dropped from the held heads too (a revoked one's last head "
+                    "otherwise stays in every round)")
     ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
