@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     ag.set_defaults(func=_aggregate)
 
     fl = sub.add_parser("fleet", help="set up (setup DIR --host NAME --ip ADDR ...), run (run DIR) or reach (check "
-                                      "--broker-dir DIR --identity NAME) the fleet's TLS mosquitto", add_help=False)
+                                      "--broker-dir DIR --identity NAME) the fleet's TLS mosquitto; the fleet's "
+                                      "rounds and devices (status STATE_DIR)", add_help=False)
     fl.add_argument("args", nargs=argparse.REMAINDER, help="arguments of tinycl fleet (see --help)")
     fl.set_defaults(func=_fleet)
 

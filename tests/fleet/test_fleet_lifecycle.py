@@ -108,3 +108,39 @@ def test_a_device_no_longer_allowed_leaves_the_rounds_after_a_restart(tmp_path) 
     assert not b.tick(), "nothing new: no further round"
     b.close()
     assert sorted(agg(["robot1"]).heads) == ["robot1"], "the state saved without robot2"
+
+
+def test_fleet_status_shows_rounds_devices_and_versions(tmp_path) -> None:
+    """The operator had no way to see which devices reported, which round closed and what the global head holds
+    but the aggregator's log: `tinycl fleet status` was no command."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
+    from tinycl_nodes.fleet.payload import encode
+
+    from .conftest import XH, head
+
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18999, user=current_user())
+    a = Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2, broker_dir=st.directory,
+                                    state_dir=st.directory, min_interval_s=0), start=False)
+    a.accept("robot1", encode(head("robot1", [[1, 0], [0, 1]], counts=[10, 10], version=3), "lab", "robot1"))
+    assert a.tick()
+    a.accept("robot2", encode(head("robot2", [[1, 0], [0, 1]], counts=[5, 6], version=7), "lab", "robot2"))
+    a.close()                                        # robot2's head is held, not in a round yet
+
+    def status(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "status", *args],
+                              capture_output=True, text=True, timeout=60)
+    r = status(st.directory)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("fleet lab | round 1 | CWRStar | extractor eeeeeeeeeeee | 2 device(s)")
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:4]}
+    assert rows["robot1"][1:3] == ["v3", "v3"], "robot1's v3 is in the global head"
+    assert rows["robot2"][1:3] == ["v7", "-"], "robot2's v7 is held, not merged yet"
+    assert rows["robot2"][5] == "11"
+    assert lines[4].startswith("round 1 at ") and "1 device(s), new heads robot1" in lines[4]
+    r = status(str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no aggregator state" in r.stderr

@@ -353,6 +353,68 @@ class Aggregator:
         self.metas = metas
 
 
+# --- what the operator sees: tinycl fleet status ----------------------------------------------------------
+def status(state_dir: str) -> dict[str, Any]:
+    """The fleet as the aggregator last saved it (read only, also while it runs): round, the global head's
+    provenance, every device's held head and the latest rounds. TinyclError (one line) if there is none."""
+    from ..storage import load_states
+    path = f"{state_dir.rstrip('/') or '.'}/{STATE_KIND}.state"
+    saved = load_states(path)
+    if saved is None:
+        raise TinyclError(f"no aggregator state in {state_dir} ({path}): is it the aggregator's --state-dir "
+                          f"(default: its --broker-dir), and has the aggregator run there?")
+    state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
+    meta, arrays = state["meta"], state["arrays"]
+    glob = np.asarray(arrays["global"], np.uint8).tobytes()
+    provenance = decode(glob, max_bytes=1 << 30)[0].provenance if glob else {}
+    devices = {}
+    for key, arr in arrays.items():
+        if key.startswith("device/"):
+            m = decode(np.asarray(arr, np.uint8).tobytes(), max_bytes=1 << 30)[0]
+            devices[key[7:]] = {"version": m.version, "sent_at": m.sent_at, "classes": len(m.classes),
+                                "samples": int(sum(c.count for c in m.classes)), "in_global": provenance.get(key[7:]),
+                                "merged_round": m.round}
+    return {"fleet": meta.get("fleet"), "round": meta.get("round"), "kind": meta.get("head_kind"),
+            "extractor_hash": meta.get("extractor_hash"), "state": path, "devices": devices,
+            "rounds": meta.get("rounds", [])}
+
+
+def format_status(s: dict[str, Any], last: int = 5) -> str:
+    """``status`` for a terminal: one line for the fleet, one per device, the last rounds."""
+    t = (lambda x: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(x)) if x else "-")
+    lines = [f"fleet {s['fleet']} | round {s['round']} | {s['kind']} | extractor {str(s['extractor_hash'])[:12]} "
+             f"| {len(s['devices'])} device(s) | {s['state']}",
+             f"{'device':<20} {'head':>6} {'in global':>9} {'merged':>6} {'classes':>7} {'samples':>9}  sent at"]
+    for d, v in sorted(s["devices"].items()):
+        ing = "-" if v["in_global"] is None else f"v{v['in_global']}"
+        lines.append(f"{d:<20} {'v' + str(v['version']):>6} {ing:>9} {v['merged_round']:>6} {v['classes']:>7} "
+                     f"{v['samples']:>9}  {t(v['sent_at'])}")
+    for r in s["rounds"][-last:]:
+        acc = r.get("accuracy")
+        lines.append(f"round {r['round']} at {t(r.get('time'))}: {len(r['devices'])} device(s), new heads "
+                     f"{','.join(r['new_heads']) or '-'}, stragglers {','.join(r['stragglers']) or '-'}"
+                     + (f", removed {','.join(r['removed'])}" if r.get("removed") else "")
+                     + f", {r['samples']} samples" + ("" if acc is None else f", accuracy as reported {acc:.2f}%"))
+    return "\n".join(lines)
+
+
+def status_main(argv: list[str] | None = None) -> int:
+    """``tinycl fleet status DIR``: the fleet's state as the aggregator saved it."""
+    ap = argparse.ArgumentParser(prog="tinycl fleet status", description="which devices reported, which round, "
+                                 "which head versions are in the global head (from the aggregator's saved state)")
+    ap.add_argument("state_dir", help="the aggregator's --state-dir (default of tinycl aggregate: its --broker-dir)")
+    ap.add_argument("--json", action="store_true", help="everything, as JSON (the whole round table)")
+    ap.add_argument("--rounds", type=int, default=5, help="how many of the last rounds to show")
+    a = ap.parse_args(argv)
+    try:
+        s = status(a.state_dir)
+    except TinyclError as exc:
+        print(f"tinycl fleet status: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(s, indent=1) if a.json else format_status(s, a.rounds))
+    return 0
+
+
 # --- as a node on the bus ------------------------------------------------------------------------------
 class AggregatorNode(Node):
     Params = AggregatorParams

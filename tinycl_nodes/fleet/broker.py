@@ -592,12 +592,16 @@ class Broker:
 
 def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     """``tinycl fleet setup DIR ...`` (generate) and ``tinycl fleet run DIR`` (mosquitto, foreground); ``tinycl fleet
-    check`` is ``fleet.check`` (listed here)."""
+    check`` is ``fleet.check``, ``tinycl fleet status`` the aggregator's (listed here)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["check"]:
         from .check import main as check_main
 
         return check_main(argv[1:])
+    if argv[:1] == ["status"]:
+        from .aggregator import status_main
+
+        return status_main(argv[1:])
     p = argparse.ArgumentParser(prog=prog, description="generate or run the fleet's mosquitto; "
                                 "`tinycl fleet check --help`: can a device (or the aggregator) reach it?")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -622,6 +626,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                    "device then needs its new bundle)")
     sub.add_parser("check", help="connect as a device or the aggregator: reachable, certificate accepted? "
                                  "(`tinycl fleet check --help`)", add_help=False)
+    sub.add_parser("status", help="which devices reported, which round, which versions are in the global head "
+                                  "(`tinycl fleet status --help`)", add_help=False)
     r = sub.add_parser("run", help="run mosquitto on a generated directory (foreground)")
     r.add_argument("directory")
     a = p.parse_args(argv)
