@@ -219,7 +219,11 @@ class RequestStore:
         self.dirty = True
 
     def check_correction(self, old: Answer, class_id: Any, new_class_name: Any, answered_by: str) -> Answer | None:
-        """The corrected answer (None: withdraw), checked against the classes the request offered."""
+        """The corrected answer (None: withdraw), checked against the classes the request offered. A withdrawn
+        answer is refused here: the labeler no longer holds it and would refuse, and its refusal marked the
+        withdrawn answer "refused" on the phone (a second tap on Undo, Undo in two tabs)."""
+        if old.status == "withdrawn":
+            raise AnswerError(f"the answer {old.class_name} was already withdrawn: nothing was sent")
         if class_id is None and new_class_name in (None, ""):
             return None
         if new_class_name not in (None, ""):
