@@ -73,3 +73,32 @@ def test_a_double_tap_on_undo_withdraws_once_and_the_phone_says_withdrawn(domain
     states = [m["item"]["status"] for m in seen if m["type"] == "answered"]
     assert states and set(states) == {"withdrawn"}, seen            # never "refused"
     assert verdicts == ["learned", "withdrawn"]                     # the labeler got one withdrawal
+
+
+def test_undo_follows_the_robots_clock_not_the_phones(domain, tmp_path, phone):
+    """A robot without network time runs minutes behind the phone: the page compared the robot's answer time with
+    the phone's clock, so a fresh answer had no Undo and no "just now". And an Undo drawn once stayed after
+    ``undo_s``: its tap only got a refusal. Now the page counts from the answer's age the app gives."""
+    with robot(domain, tmp_path, "undo_s:=8") as r:
+        r.learn(0)
+        r.learn(1)
+        r.wait_app_knows({0: "walking", 1: "seated"})
+        page = phone.new_page()
+        page.clock.install(time=time.time() + 300)                    # the phone is 5 minutes ahead of the robot
+        page.goto(r.base + f"/?token={TOKEN}")
+        page.wait_for_selector("#status.live")
+        novel(r)
+        card = page.locator("article.card")
+        card.locator('button.cls[data-class-id="0"]').wait_for()
+        rid = card.get_attribute("data-request-id")
+        time.sleep(0.8)                                                # the new card's buttons settle
+        card.locator('button.cls[data-class-id="0"]').tap()
+        item = page.locator(f'#history li[data-request-id="{rid}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        assert item.locator(".when").inner_text() == "just now"
+        assert item.locator("button.undo").is_visible() and item.locator("button.change").is_visible()
+        item.locator("button.undo").wait_for(state="detached", timeout=15_000)   # undo_s is over: no dead button
+        assert item.locator("button.change").count() == 0
+        page.locator("#tab-know").tap()
+        seen = page.locator('#classes li[data-class-id="0"] .meta-c')
+        assert seen.inner_text().endswith("last seen just now"), seen.inner_text()

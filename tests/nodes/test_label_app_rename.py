@@ -73,13 +73,14 @@ class Robot:
 
 
 @contextmanager
-def robot(domain: int, tmp_path) -> Iterator[Robot]:
+def robot(domain: int, tmp_path, *app_params: str) -> Iterator[Robot]:
+    """The labeler and the app (with ``app_params`` beside the test's own) on ``domain``."""
     bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
     try:
         with node("labeler", domain, f"model:={MODEL}", "preset:=rce", NAMES, f"state_dir:={tmp_path / 'labeler'}",
                   "ask_policy:=each") as labeler, \
                 node("label_app", domain, "host:=127.0.0.1", "port:=0", f"token:={TOKEN}",
-                     f"state_dir:={tmp_path / 'app'}", "qr:=false") as app:
+                     f"state_dir:={tmp_path / 'app'}", "qr:=false", *app_params) as app:
             port = re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
             r = Robot(bus, f"http://127.0.0.1:{port}")
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]

@@ -199,7 +199,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     if (s >= 60) return "expires in " + Math.round(s / 60) + " min";
     return "expires in " + s + " s";
   }
-  function ago(t) {
+  function ago(t) {                    // t: seconds by the phone's clock (a robot's answer time is given as an age)
     const s = Math.max(0, Math.round(Date.now() / 1000 - t));
     if (s < 60) return "just now";
     if (s < 3600) return Math.round(s / 60) + " min ago";
@@ -291,7 +291,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   function addHistory(item, atEnd) {
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
-    if (item.status !== "withdrawn" && Date.now() / 1000 - item.answered_s < undoS) {
+    const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
+    if (item.status !== "withdrawn" && Date.now() / 1000 - at < undoS) {
       const undo = el("button", {type: "button", class: "undo", text: "Undo"});
       undo.setAttribute("aria-label", "Undo the answer " + item.class_name);
       undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
@@ -303,11 +304,11 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       });
       acts.append(undo, change);
     }
-    const li = el("li", {"data-request-id": item.id},
+    const li = el("li", {"data-request-id": item.id, "data-at": String(at)},
       item.image ? el("img", {class: "thumb", src: item.image, alt: "the sample you answered " + item.class_name}) : null,
       el("span", {class: "txt"}, el("span", {class: "name", text: item.class_name}),
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
-      el("span", {class: "when", text: ago(item.answered_s)}), acts);
+      el("span", {class: "when", text: ago(at)}), acts);
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
     if (old) old.replaceWith(li); else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
@@ -326,14 +327,14 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         if (name && name.trim() && name.trim() !== c.name) send({type: "rename", class_id: c.id, name: name.trim()});
       });
       list.append(el("li", {"data-class-id": String(c.id)}, el("div", {class: "name", text: c.name}),
-        el("div", {class: "meta-c", text: examples(c.count) + (c.last_s ? " · last seen " + ago(c.last_s) : "")}), ex,
+        el("div", {class: "meta-c", text: examples(c.count) + (c.last_age_s != null ? " · last seen " + ago(Date.now() / 1000 - c.last_age_s) : "")}), ex,
         el("div", {class: "alt"}, rename)));
     }
     $("#noclasses").hidden = m.classes.length > 0;
     const preds = $("#preds"); preds.textContent = "";
     for (const p of m.predictions)
       preds.append(el("li", {}, el("span", {text: p.class_name || "not sure yet"}),
-                      el("span", {text: Math.round(p.confidence * 100) + "% sure · " + ago(p.at_s)})));
+                      el("span", {text: Math.round(p.confidence * 100) + "% sure · " + ago(Date.now() / 1000 - p.age_s)})));
   }
   function onMessage(m) {
     switch (m.type) {
@@ -393,6 +394,11 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   setInterval(() => {
     const now = Date.now();
     for (const [id, t] of deadlines) { const c = cardOf(id); if (c) $(".left", c).textContent = left(t - now); }
+    for (const li of historyEl.children) {    // "ago" moves on; Undo and Change go when undo_s is over
+      const at = Number(li.dataset.at);
+      $(".when", li).textContent = ago(at);
+      if (now / 1000 - at >= undoS) $(".acts", li).textContent = "";
+    }
   }, 1000);
   window.tinycl = {send};               // for tests and the curious
   refresh();

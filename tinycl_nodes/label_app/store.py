@@ -319,12 +319,16 @@ class RequestStore:
                                      "class_name": name or self.classes.get(class_id, {}).get("name", ""),
                                      "confidence": round(float(confidence), 3), "at_s": now})
 
-    def classes_view(self) -> dict[str, Any]:
+    def classes_view(self, now: float | None = None) -> dict[str, Any]:
+        """The classes and the last predictions; ages by this machine's clock (the phone's may differ, see
+        history_item)."""
+        now = time.time() if now is None else now
         return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": i["last_s"],
+                             "last_age_s": max(0.0, now - i["last_s"]) if i["last_s"] else None,
                              "examples": [f"image?id={quote(r, safe='')}" for r in i["examples"]
                                           if r in self.answered and self.answered[r].png]}
                             for c, i in sorted(self.classes.items())],
-                "predictions": list(self.predictions)}
+                "predictions": [{**p, "age_s": max(0.0, now - p["at_s"])} for p in self.predictions]}
 
     # page ----------------------------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -388,8 +392,12 @@ class RequestStore:
             d.popitem(last=False)
 
 
-def history_item(a: Answer) -> dict[str, Any]:
+def history_item(a: Answer, now: float | None = None) -> dict[str, Any]:
+    """An answer as the page shows it. ``age_s`` (by this machine's clock) is what the page counts "ago" and the
+    undo window from: a robot's clock can be minutes off the phone's, so ``answered_s`` cannot be compared there."""
+    now = time.time() if now is None else now
     return {"id": a.request_id, "class_id": a.class_id, "class_name": a.class_name,
-            "new": bool(a.new_class_name), "answered_s": a.answered_s, "answered_by": a.answered_by,
+            "new": bool(a.new_class_name), "answered_s": a.answered_s, "age_s": max(0.0, now - a.answered_s),
+            "answered_by": a.answered_by,
             "status": a.status, "message": a.message,
             "image": f"image?id={quote(a.request_id, safe='')}" if a.png else None}
