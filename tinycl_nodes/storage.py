@@ -19,11 +19,15 @@ file or the new one, never a torn one; a file that cannot be used (corrupt, trun
 unreadable, a directory, of another kind, deeply nested…) is never overwritten and never a
 traceback: it is renamed ``<name>.state.bad-<time>``, one line names both paths, and the node
 starts fresh. A ``state_dir`` that exists but is not a folder is a start-up error
-(:class:`TinyclError`, the node exits 2).
+(:class:`TinyclError`, the node exits 2), and so is a state file that another running process holds:
+each store takes an advisory lock (``.<name>.state.lock``, holding its pid) for its process's life, so
+two graphs started on one state folder cannot overwrite each other's learning; the kernel releases it
+when the process dies, even by kill -9.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -147,6 +151,42 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+_held_locks: dict[Path, int] = {}     # state file -> this process's locked descriptor (kept until exit)
+
+
+def hold_lock(state_path: Path, log: logging.Logger) -> None:
+    """Lock ``state_path`` for this process (``.<name>.state.lock`` beside it, holding our pid), or TinyclError
+    naming the process that holds it. A store opened again in this process (a node configured again) keeps its
+    lock; a folder where no lock can be taken (read-only, a file system without locks) is said once and left."""
+    lock = state_path.with_name(f".{state_path.name}.lock")
+    key = lock.resolve()
+    if key in _held_locks:
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        log.warning("no lock on %s (%s): nothing stops a second node from using the same state file", state_path,
+                    one_line(exc))
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise TinyclError(f"state file {state_path} is in use by another running process (pid {holder}): two nodes "
+                          "on one state file overwrite each other's learning; stop that one, or give this one its "
+                          "own namespace or state_dir") from None
+    except OSError as exc:
+        os.close(fd)
+        log.warning("no lock on %s (%s): nothing stops a second node from using the same state file", state_path,
+                    one_line(exc))
+        return
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[key] = fd
+
+
 class StateStore:
     """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit."""
 
@@ -156,6 +196,7 @@ class StateStore:
         if folder.exists() and not folder.is_dir():
             raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
         self.path = folder / f"{name}.state"
+        hold_lock(self.path, log)
         self.log, self.snapshot = log, snapshot
         self.every_n, self.every_s = int(every_n), float(every_s)
         self.pending = 0                      # samples learned since the last checkpoint
