@@ -42,7 +42,7 @@ def test_adding_removing_and_rotating_devices_keeps_the_others_bundles(tmp_path)
         broker.start()
         assert _reach(robots / "robot1", "robot1") == "ok", "robot1's day-one bundle still works"
         assert st.changes == {"kept": ["aggregator", "robot1", "robot2"], "new": ["robot3"], "rotated": [],
-                              "revoked": []}
+                              "revoked": [], "readdressed": []}
         shutil.copytree(d / "bundles" / "robot3", robots / "robot3")
         assert _reach(robots / "robot3", "robot3") == "ok"
 
@@ -59,6 +59,25 @@ def test_adding_removing_and_rotating_devices_keeps_the_others_bundles(tmp_path)
         assert log.count("certificate verify failed") >= 2, log[-2000:]
     finally:
         broker.stop()
+
+
+def test_setup_again_on_a_new_address_says_which_bundles_to_copy_again(tmp_path, capsys) -> None:
+    """Before: setup again with a new --port (or --host, --ip) said the kept devices' bundles "stay valid", while
+    the fleet.json in each copy still pointed at the old address."""
+    from tinycl_nodes.fleet.broker import main
+
+    d = tmp_path / "broker"
+    args = ["setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--user", current_user()]
+    assert main([*args, "--port", "8883"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--port", "8884"]) == 0
+    out = capsys.readouterr().out
+    assert "kept (their bundles stay valid)" not in out, out
+    assert ("the broker's address is now localhost (127.0.0.1):8884: copy the bundles of aggregator, robot1, robot2 "
+            "again") in out, out
+    assert BrokerSetup.load(d / "bundles" / "robot1").port == 8884
+    assert main([*args, "--port", "8884"]) == 0                   # the same address again: nothing to copy
+    assert "kept (their bundles stay valid): aggregator, robot1, robot2" in capsys.readouterr().out
 
 
 def test_setup_again_refuses_another_fleets_folder_and_new_ca_starts_over(tmp_path) -> None:

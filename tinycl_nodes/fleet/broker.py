@@ -129,7 +129,8 @@ class BrokerSetup:
     host: str = LOCAL_NAME
     ip: str = HOST
     clients: dict[str, Credentials] = field(default_factory=dict)
-    changes: dict[str, list[str]] = field(default_factory=dict)   # of the last generate: kept, new, rotated, revoked
+    changes: dict[str, list[str]] = field(default_factory=dict)   # of the last generate: kept, new, rotated, revoked,
+    # readdressed (kept, but the broker's address changed: their bundles are to be copied again)
 
     def credentials(self, name: str) -> Credentials:
         if name not in self.clients:
@@ -256,19 +257,19 @@ def write_crl(d: Path, revoke: list[int]) -> None:
     (d / "crl.pem").write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
-def _previous(d: Path, fleet: str, new_ca: bool) -> dict[str, Credentials]:
-    """The identities a directory already holds (to keep: its devices hold bundles signed by its CA); none with
-    ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``."""
+def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
+    """The setup a directory already holds (its identities are kept: its devices hold bundles signed by its CA);
+    None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``."""
     if new_ca or not (d / "ca.key").exists() or not (d / "fleet.json").exists():
-        return {}
+        return None
     try:
         old = BrokerSetup.load(d)
     except ValueError:
-        return {}
+        return None
     if old.fleet != fleet:
         raise ValueError(f"{d} holds fleet {old.fleet!r}, not {fleet!r}: choose another folder, or pass --new-ca "
                          f"to start over (every device then needs its new bundle)")
-    return old.clients
+    return old
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -382,7 +383,10 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         raise ValueError(f"cannot rotate {', '.join(unknown)}: not among the aggregator and the devices listed")
     _check_address(host, ip)
     d = Path(directory).resolve()
-    old = _previous(d, fleet, new_ca)
+    before = _previous(d, fleet, new_ca)
+    old = before.clients if before is not None else {}
+    # a kept device's bundle holds the broker's address (fleet.json): a new one means copying it again
+    moved = before is not None and (before.host, before.ip, before.port) != (host, ip, port)
     user = broker_user(user)
     account = pwd.getpwnam(user)
     drops = os.geteuid() == 0 and account.pw_uid != 0       # mosquitto will switch to another account
@@ -400,7 +404,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     make_server_cert(d, list(dict.fromkeys([host, ip])), d, days)
     clients: dict[str, Credentials] = {}
     names = [aggregator, *devices]
-    changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": []}
+    changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": [], "readdressed": []}
     revoke = []
     for name in [n for n in old if n not in names]:                # removed: revoked, its files gone
         crt = d / "clients" / f"{name}.crt"
@@ -415,7 +419,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
         prev = old.get(name)
         if prev is not None and name not in rotate and _serial(crt) is not None:
             clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
-            changes["kept"].append(name)
+            changes["readdressed" if moved else "kept"].append(name)
             continue
         if prev is not None and (sn := _serial(crt)) is not None:
             revoke.append(sn)
@@ -643,11 +647,15 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                   + f"; config {st.config}; credentials in {Path(st.directory) / 'credentials.json'}")
             if ch["kept"]:
                 print(f"kept (their bundles stay valid): {', '.join(ch['kept'])}")
+            if ch["readdressed"]:
+                print(f"the broker's address is now {st.host} ({st.ip}):{st.port}: copy the bundles of "
+                      f"{', '.join(ch['readdressed'])} again (their identities are kept; the copies they hold point "
+                      "at the old address)")
             if ch["new"] or ch["rotated"]:
                 print(f"copy {bundles}/<name> to each of: {', '.join(ch['new'] + ch['rotated'])} (its files only)")
             if ch["revoked"] or ch["rotated"]:
                 print(f"revoked: {', '.join(ch['revoked'] + [n + ' (old certificate)' for n in ch['rotated']])}")
-            if ch["kept"] and (ch["new"] or ch["revoked"] or ch["rotated"]):
+            if (ch["kept"] or ch["readdressed"]) and (ch["new"] or ch["revoked"] or ch["rotated"] or ch["readdressed"]):
                 print("a running broker applies this when restarted (SIGHUP: for new connections only)")
             return 0
         st = BrokerSetup.load(a.directory)
