@@ -7,7 +7,9 @@ optionally publishes one QoS 1 message, and prints one JSON line::
      "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...}
 
 Exit code 0 if connected (and, with ``--publish``, the broker acknowledged it with a success
-code), else 1.
+code), else 1. The broker makes the client id the certificate's name, so on a live fleet a check as a
+device that is connected takes over its session for a moment: its bridge reconnects by itself (the
+global head is retained on the broker; nothing is lost).
 What it sends can be overridden to probe the broker's rules (the tests use it from other hosts):
 ``--cert``/``--key`` another certificate, ``--client-id`` another client id, ``--username`` /
 ``--password``.
@@ -76,7 +78,9 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="tinycl fleet check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="tinycl fleet check", description=__doc__.splitlines()[0] + " (as a "
+                                 "connected device, it takes over that device's session for a moment: its bridge "
+                                 "reconnects by itself)")
     ap.add_argument("--broker-dir", required=True)
     ap.add_argument("--identity", required=True, help="device (or aggregator) name whose files are used")
     ap.add_argument("--host", default=None, help="broker host name (default: the broker_dir's)")
