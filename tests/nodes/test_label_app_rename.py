@@ -66,6 +66,18 @@ class Robot:
             time.sleep(0.1)
         assert self.app_classes() == classes
 
+    def wait_online(self, timeout_s: float = 20.0) -> None:
+        """Until the app has discovered the labeler's readers: before, it refuses to send ("the robot is
+        unreachable"), and a phone acting at once got that instead of the reply it waited for."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            req = urllib.request.Request(self.base + "/api/state", headers={"X-Tinycl-Token": TOKEN})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if json.loads(r.read())["robot"]["online"]:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"the label app did not see the labeler within {timeout_s:.0f} s")
+
     def status_of(self, request_id: str) -> dict[str, Any]:
         """The labeler's own label_status for a request id (what the app passed on must be this)."""
         assert spin_until(self.bus, lambda: any(s["request_id"] == request_id for s in self.status), 10), self.status
@@ -84,6 +96,7 @@ def robot(domain: int, tmp_path, *app_params: str) -> Iterator[Robot]:
             port = re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
             r = Robot(bus, f"http://127.0.0.1:{port}")
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
+            r.wait_online()
             yield r
             assert "Traceback" not in "\n".join(labeler.lines + app.lines)
     finally:
