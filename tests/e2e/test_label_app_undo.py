@@ -9,6 +9,7 @@ as "refused" on a red toast, with Undo and Change back — the person believed t
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -102,3 +103,76 @@ def test_undo_follows_the_robots_clock_not_the_phones(domain, tmp_path, phone):
         page.locator("#tab-know").tap()
         seen = page.locator('#classes li[data-class-id="0"] .meta-c')
         assert seen.inner_text().endswith("last seen just now"), seen.inner_text()
+
+
+def test_a_change_the_labeler_refuses_leaves_the_answer_as_it_stood(domain, tmp_path):
+    """A labeler that no longer holds an answer (it lost its state, or 200 answers came since) refuses a change of
+    it; the phone then showed the answer itself as "refused", though the labeler's clusters and the learner still
+    hold it as it was. Now the answer stays as it stood ("learned", its class, its picture an example of it), with
+    the labeler's reason, and the phone says so."""
+    import shutil
+
+    import aiohttp
+
+    from tests.nodes.conftest import node
+    from tests.nodes.test_label_app_rename import MODEL, NAMES
+    from tinycl_nodes.bus import create_bus
+
+    state = tmp_path / "labeler"
+    labeler_args = (f"model:={MODEL}", "preset:=rce", NAMES, f"state_dir:={state}", "ask_policy:=each")
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+
+    def phone(base: str, send: dict[str, Any] | None, until) -> list[dict[str, Any]]:
+        """As the phone: connect, send ``send``, read until ``until(message)`` (in a thread of its own: a browser
+        test before this one may leave its event loop running in this one)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _phone(base, send, until)).result()
+
+    async def _phone(base: str, send: dict[str, Any] | None, until) -> list[dict[str, Any]]:
+        async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+            ws = await s.ws_connect(base + "/ws")
+            seen = [await ws.receive_json(timeout=5)]
+            if send is not None:
+                await ws.send_json(send)
+            while not until(seen[-1]):
+                try:
+                    seen.append(await ws.receive_json(timeout=15))
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"the phone waited 15 s; it got {seen}"[:3000]) from None
+            await ws.close()
+            return seen
+
+    try:
+        with node("label_app", domain, "host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path / 'app'}",
+                  "qr:=false") as app:
+            base = "http://127.0.0.1:" + re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
+            r = Robot(bus, base)
+            with node("labeler", domain, *labeler_args):
+                assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
+                r.learn(0)
+                r.learn(1)
+                r.wait_app_knows({0: "walking", 1: "seated"})
+                r.wait_online()
+                novel(r)
+                rid = phone(base, None, lambda m: m["type"] == "request" or (
+                    m["type"] == "snapshot" and m["pending"]))[-1]
+                rid = rid["request"]["id"] if rid["type"] == "request" else rid["pending"][0]["id"]
+                phone(base, {"type": "answer", "request_id": rid, "class_id": 0},
+                      lambda m: m["type"] == "answered" and m["item"]["status"] == "learned")
+            shutil.rmtree(state)                                        # the labeler lost its state
+            with node("labeler", domain, *labeler_args) as fresh:
+                assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), fresh.lines[-5:]
+                time.sleep(1.0)                                         # the app discovers it too
+                r.wait_online()
+                seen = phone(base, {"type": "undo", "request_id": rid, "class_id": 1},
+                             lambda m: m["type"] == "answered" and m["item"]["message"])
+                spin_until(bus, lambda: len([s for s in r.status if s["request_id"] == rid]) >= 2, 5)
+    finally:
+        bus.shutdown()
+    assert [m for m in seen if m["type"] in ("ok", "error")][0]["class_name"] == "changed to seated", seen
+    item = seen[-1]["item"]
+    assert (item["status"], item["class_id"], item["class_name"]) == ("learned", 0, "walking"), item
+    assert item["message"] == "change refused: the robot no longer holds this answer: it cannot be changed any more"
+    assert [s["status"] for s in r.status if s["request_id"] == rid] == ["learned", "refused"]

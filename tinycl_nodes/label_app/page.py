@@ -347,7 +347,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         refresh(); break;
       case "request": addRequest(m.request); break;
       case "remove": removeRequest(m.id); break;
-      case "answered": addHistory(m.item, false); if (m.item.status === "refused") toast("The robot refused " + m.item.class_name + ": " + m.item.message, true); break;
+      case "answered": addHistory(m.item, false);
+        if (m.item.status === "refused") toast("The robot refused " + m.item.class_name + ": " + m.item.message, true);
+        else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
+        break;
       case "classes": showClasses(m); break;
       case "robot": robotOnline = m.online; setStatus(ws && ws.readyState === WebSocket.OPEN); break;
       case "ok": toast("Sent: " + m.class_name, false); break;

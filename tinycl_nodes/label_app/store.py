@@ -83,6 +83,7 @@ class Answer(PngJson):
     message: str = ""              # the labeler's reason for a refusal
     png: bytes | None = None       # the picture that was answered (the history's thumbnail)
     reason: str = ""
+    before: dict[str, Any] | None = None   # the answer as it stood before a change the labeler has not judged yet
 
 
 @dataclass
@@ -273,6 +274,8 @@ class RequestStore:
         """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an
         example of the class it was (a change puts it under the new class once the labeler has learned it)."""
         self._drop_example(old.request_id)
+        old.before = {"class_id": old.class_id, "new_class_name": old.new_class_name, "class_name": old.class_name,
+                      "status": old.status}
         if new is None:
             old.status, old.message = "withdrawn", ""
         else:
@@ -281,11 +284,22 @@ class RequestStore:
         self.dirty = True
 
     def apply_status(self, status: dict[str, Any]) -> Answer | None:
-        """The labeler's ``label_status`` for an answer: learned (with the class id it got) or refused."""
+        """The labeler's ``label_status`` for an answer: learned (with the class id it got) or refused. A refused
+        change or withdrawal leaves the answer as it stood (the labeler and the learner still hold it), with the
+        labeler's reason: it is not the answer that was refused."""
         a = self.answered.get(str(status.get("request_id", "")))
         what = status.get("status")
         if a is None or what not in ("learned", "refused", "withdrawn"):
             return None
+        prior, a.before = a.before, None
+        if what == "refused" and prior is not None:
+            a.class_id, a.new_class_name, a.class_name = prior["class_id"], prior["new_class_name"], prior["class_name"]
+            a.status, a.message = prior["status"], f"change refused: {str(status.get('message', ''))[:180]}"
+            if a.status == "learned" and a.png is not None and a.class_id in self.classes:
+                info = self.classes[a.class_id]
+                info["examples"] = ([a.request_id] + info["examples"])[:3]
+            self.dirty = True
+            return a
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
         self._drop_example(a.request_id)
         if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:

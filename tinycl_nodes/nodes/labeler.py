@@ -744,7 +744,7 @@ class RceLabeler(Labeler):
         rid = str(msg.request_id).strip()
         done = self._answers.get(rid)
         if done is None:
-            self._status(rid, "refused", message=f"answer to {rid[:64]!r} cannot be changed any more")
+            self._status(rid, "refused", message="the robot no longer holds this answer: it cannot be changed any more")
             raise AnswerError(f"correction of label request {rid[:64]!r}: no such recent answer")
         cid = int(msg.class_id)
         if cid == NO_CLASS:
