@@ -151,35 +151,38 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
-_held_locks: dict[Path, int] = {}     # state file -> this process's locked descriptor (kept until exit)
+_held_locks: dict[Path, int] = {}     # lock file -> this process's locked descriptor (kept until exit)
 
 
-def hold_lock(state_path: Path, log: logging.Logger) -> None:
-    """Lock ``state_path`` for this process (``.<name>.state.lock`` beside it, holding our pid), or TinyclError
+def state_path(folder: str | os.PathLike[str], name: str) -> Path:
+    """Where node ``name`` keeps its state in ``folder`` (the store's, and what a reader such as
+    ``tinycl fleet status`` opens)."""
+    return Path(folder) / f"{name}.state"
+
+
+def hold_lock(path: Path, log: logging.Logger) -> None:
+    """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid), or TinyclError
     naming the process that holds it. A store opened again in this process (a node configured again) keeps its
     lock; a folder where no lock can be taken (read-only, a file system without locks) is said once and left."""
-    lock = state_path.with_name(f".{state_path.name}.lock")
+    lock = path.with_name(f".{path.name}.lock")
     key = lock.resolve()
     if key in _held_locks:
         return
+    fd = -1
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        log.warning("no lock on %s (%s): nothing stops a second node from using the same state file", state_path,
-                    one_line(exc))
-        return
-    try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError:                   # held by another process
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise TinyclError(f"state file {state_path} is in use by another running process (pid {holder}): two nodes "
+        raise TinyclError(f"state file {path} is in use by another running process (pid {holder}): two nodes "
                           "on one state file overwrite each other's learning; stop that one, or give this one its "
                           "own namespace or state_dir") from None
-    except OSError as exc:
-        os.close(fd)
-        log.warning("no lock on %s (%s): nothing stops a second node from using the same state file", state_path,
+    except OSError as exc:                    # no folder or lock file here, or no locks on this file system
+        if fd >= 0:
+            os.close(fd)
+        log.warning("no lock on %s (%s): nothing stops a second node from using the same state file", path,
                     one_line(exc))
         return
     os.ftruncate(fd, 0)
@@ -195,7 +198,7 @@ class StateStore:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
-        self.path = folder / f"{name}.state"
+        self.path = state_path(folder, name)
         hold_lock(self.path, log)
         self.log, self.snapshot = log, snapshot
         self.every_n, self.every_s = int(every_n), float(every_s)

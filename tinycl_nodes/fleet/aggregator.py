@@ -357,8 +357,8 @@ class Aggregator:
 def status(state_dir: str) -> dict[str, Any]:
     """The fleet as the aggregator last saved it (read only, also while it runs): round, the global head's
     provenance, every device's held head and the latest rounds. TinyclError (one line) if there is none."""
-    from ..storage import load_states
-    path = f"{state_dir.rstrip('/') or '.'}/{STATE_KIND}.state"
+    from ..storage import load_states, state_path
+    path = state_path(state_dir, STATE_KIND)
     saved = load_states(path)
     if saved is None:
         raise TinyclError(f"no aggregator state in {state_dir} ({path}): is it the aggregator's --state-dir "
@@ -375,7 +375,7 @@ def status(state_dir: str) -> dict[str, Any]:
                                 "samples": int(sum(c.count for c in m.classes)), "in_global": provenance.get(key[7:]),
                                 "merged_round": m.round}
     return {"fleet": meta.get("fleet"), "round": meta.get("round"), "kind": meta.get("head_kind"),
-            "extractor_hash": meta.get("extractor_hash"), "state": path, "devices": devices,
+            "extractor_hash": meta.get("extractor_hash"), "state": str(path), "devices": devices,
             "rounds": meta.get("rounds", [])}
 
 
