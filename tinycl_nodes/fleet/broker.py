@@ -147,8 +147,7 @@ class BrokerSetup:
             here = {k: str(d / meta[k]) if meta.get(k) else "" for k in ("ca", "config")}
             clients = {k: Credentials(v["username"], v["password"], str(d / v["certfile"]), str(d / v["keyfile"]))
                        for k, v in creds.items()}
-            return cls(**{**{k: v for k, v in meta.items() if k != "changes"}, **here, "directory": str(d),
-                          "clients": clients})
+            return cls(**{**meta, **here, "directory": str(d), "clients": clients})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{d} is no broker directory or bundle of `tinycl fleet setup` "
                              f"({type(exc).__name__}: {exc})") from None
@@ -417,11 +416,12 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     for name in names:
         crt = d / "clients" / f"{name}.crt"
         prev = old.get(name)
-        if prev is not None and name not in rotate and _serial(crt) is not None:
+        sn = _serial(crt) if prev is not None else None          # the identity it holds, if its certificate is whole
+        if sn is not None and name not in rotate:
             clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
             changes["readdressed" if moved else "kept"].append(name)
             continue
-        if prev is not None and (sn := _serial(crt)) is not None:
+        if sn is not None:
             revoke.append(sn)
         make_client_cert(d / "clients", name, d, days)
         clients[name] = Credentials(name, _password(), str(crt), str(d / "clients" / f"{name}.key"))
