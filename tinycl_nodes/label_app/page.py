@@ -292,7 +292,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
-    if (item.status !== "withdrawn" && Date.now() / 1000 - at < undoS) {
+    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
       const undo = el("button", {type: "button", class: "undo", text: "Undo"});
       undo.setAttribute("aria-label", "Undo the answer " + item.class_name);
       undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));

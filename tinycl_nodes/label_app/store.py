@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ..core.errors import InputError
 from ..core.names import check_class_name, normalise_name
 from ..core.validation import MAX_CLASS_ID
-from ..nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS  # noqa: F401 - NEW_CLASS re-exported
+from ..nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS
 from ..storage import write_atomic
 
 FORMAT, VERSION = "tinycl-label-app", 1
@@ -295,9 +295,8 @@ class RequestStore:
         if what == "refused" and prior is not None:
             a.class_id, a.new_class_name, a.class_name = prior["class_id"], prior["new_class_name"], prior["class_name"]
             a.status, a.message = prior["status"], f"change refused: {str(status.get('message', ''))[:180]}"
-            if a.status == "learned" and a.png is not None and a.class_id in self.classes:
-                info = self.classes[a.class_id]
-                info["examples"] = ([a.request_id] + info["examples"])[:3]
+            if a.status == "learned" and a.class_id in self.classes:
+                self._add_example(a)
             self.dirty = True
             return a
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
@@ -306,12 +305,16 @@ class RequestStore:
             if a.new_class_name and int(status["class_id"]) in self.classes:
                 a.new_class_name = ""   # the typed name was one the robot knew ("NINE" for "nine"): no new class
             a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
-            info = self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0,
-                                                         "examples": []})
-            if a.png is not None and a.request_id not in info["examples"]:
-                info["examples"] = ([a.request_id] + info["examples"])[:3]
+            self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0, "examples": []})
+            self._add_example(a)
         self.dirty = True
         return a
+
+    def _add_example(self, a: Answer) -> None:
+        """``a``'s picture first among the (at most 3) examples of its class, a class the robot knows."""
+        info = self.classes[a.class_id]
+        if a.png is not None and a.request_id not in info["examples"]:
+            info["examples"] = ([a.request_id] + info["examples"])[:3]
 
     def _drop_example(self, request_id: str) -> None:
         for info in self.classes.values():

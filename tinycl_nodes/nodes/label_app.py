@@ -34,9 +34,9 @@ from ..core.errors import InputError, TinyclError
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_png
 from ..label_app.server import LabelServer
-from ..label_app.store import MAX_ID, NEW_CLASS, Answer, AnswerError, Pending, RequestStore
+from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore
 from ..label_app.tls import ensure_certificate
-from .label_requests import NO_CLASS
+from .label_requests import NEW_CLASS, NO_CLASS
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200

@@ -814,7 +814,8 @@ class RceLabeler(Labeler):
 
     def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
         self.status_pub.publish(self.String(data=json.dumps(
-            {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name, "message": message})))
+            {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name,
+             "message": message})))
 
     def _tick(self) -> None:
         """Every second: expire old requests, resend the pending ones to a new reader, save if needed."""
