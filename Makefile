@@ -71,7 +71,7 @@ ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
 test: $(STAMP) system-deps firmware-deps browser-deps ros2-kit
-	TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) $(PY) -m pytest
+	TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) $(PY) -m pytest --durations=30
 
 # The ROS 2 suite against the ROS 2 sourced in your shell (Humble or later) instead of the kit.
 test-ros2: $(STAMP)
