@@ -3,7 +3,9 @@
 The same nodes and the same parameter file as ``launch/<graph>.launch.py``; each node is its own
 process on the dds backend. Their logs are printed with the node name in front; Ctrl-C, SIGTERM,
 SIGHUP (or the end of a finite run) stop them all with SIGTERM so each saves its state, then
-SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed.
+SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed. A node that
+dies while the graph runs is restarted from its last checkpoint, or stops the graph
+(``restarts.RestartPolicy``, the rule ``ros2 launch`` follows too).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 import yaml
 
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, REMAPS
 from .nodes.runner import node_parameters
+from .restarts import RestartPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
@@ -38,14 +41,29 @@ def config_path(graph: str, config: str | None) -> Path:
 
 @dataclass
 class Graph:
-    """Running node processes of one graph."""
+    """Running node processes of one graph, and how each was started (to restart one)."""
 
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
     temp_files: list[Path] = field(default_factory=list)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    log_stream: IO[str] = sys.stderr
 
     def alive(self) -> list[str]:
         return [n for n, p in self.procs.items() if p.poll() is None]
+
+    def start(self, name: str) -> None:
+        """Start (or restart) node ``name``; its log lines go to ``log_stream`` with its name in front."""
+        p = subprocess.Popen(self.commands[name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
+                             # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
+                             # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
+                             stdin=subprocess.DEVNULL, process_group=0)
+        self.procs[name] = p
+        color = COLORS[list(self.commands).index(name) % len(COLORS)]
+        t = threading.Thread(target=_pump, args=(name, p.stdout, color, self.log_stream), daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
         """Stop every node (``stop_processes``), then remove the launcher's threads and temporary files."""
@@ -113,8 +131,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     check_overrides(graph, overrides or {}, nodes or list(GRAPHS[graph]))
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
                **(env or {})}
-    g = Graph()
-    out = log_stream or sys.stderr
+    g = Graph(env=run_env, log_stream=log_stream or sys.stderr)
     files = [str(cfg)]
     shared = (overrides or {}).get("*")
     if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
@@ -128,8 +145,10 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         g.temp_files.append(Path(path))
         files.append(path)
     try:
-        _start_nodes(g, nodes or list(GRAPHS[graph]), files, namespace, overrides or {}, run_env, out, wrap or {},
-                     REMAPS.get(graph, ()))
+        for name in nodes or list(GRAPHS[graph]):
+            g.commands[name] = _command(name, files, namespace, (overrides or {}).get(name, {}), (wrap or {}).get(name, []),
+                                        REMAPS.get(graph, ()))
+            g.start(name)
     except BaseException:
         g.stop()           # nodes already started, and the temporary file
         raise
@@ -161,26 +180,17 @@ def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: lis
         raise TinyclError("\n".join(errors))
 
 
-def _start_nodes(g: Graph, names: list[str], files: list[str], namespace: str,
-                 overrides: dict[str, dict[str, str]], run_env: dict[str, str], out: IO[str],
-                 wrap: dict[str, list[str]], remaps: tuple[tuple[str, str], ...] | list) -> None:
-    for i, name in enumerate(names):
-        cmd = [*wrap.get(name, []), sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
-        for f in files:
-            cmd += ["--params-file", f]
-        cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
-        for src, dst in remaps:
-            cmd += ["-r", f"{src}:={dst}"]
-        for key, value in overrides.get(name, {}).items():
-            cmd += ["-p", f"{key}:={value}"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
-                             # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
-                             # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
-                             stdin=subprocess.DEVNULL, process_group=0)
-        g.procs[name] = p
-        t = threading.Thread(target=_pump, args=(name, p.stdout, COLORS[i % len(COLORS)], out), daemon=True)
-        t.start()
-        g.threads.append(t)
+def _command(name: str, files: list[str], namespace: str, overrides: dict[str, str], wrap: list[str],
+             remaps: tuple[tuple[str, str], ...]) -> list[str]:
+    cmd = [*wrap, sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args"]
+    for f in files:
+        cmd += ["--params-file", f]
+    cmd += ["-r", f"__node:={name}", "-r", f"__ns:={namespace}"]
+    for src, dst in remaps:
+        cmd += ["-r", f"{src}:={dst}"]
+    for key, value in overrides.items():
+        cmd += ["-p", f"{key}:={value}"]
+    return cmd
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -204,22 +214,41 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
+def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
+    """Until the graph is to stop: each node that exits is restarted or stops the graph (``policy``); returns when
+    the graph should stop, or when every node has exited by itself."""
+    seen: set[int] = set()           # pids whose exit has been judged
+    due: dict[str, float] = {}       # node → when it is restarted
+    while g.alive() or due:
+        time.sleep(0.2)
+        now = time.monotonic()
+        for name, p in list(g.procs.items()):
+            if p.poll() is None or p.pid in seen:
+                continue
+            seen.add(p.pid)
+            verdict = policy.on_exit(name, p.returncode, now)
+            if verdict.action == "ended":
+                continue
+            say(verdict.message)
+            if verdict.action != "restart":
+                return
+            due[name] = now + policy.delay_s
+        for name, when in list(due.items()):
+            if now >= when:
+                del due[name]
+                g.start(name)
+
+
 def launch(graph: str, config: str | None, namespace: str, overrides: list[str]) -> int:
-    """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly."""
+    """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly.
+    A node that dies meanwhile is restarted or stops the graph (``restarts.RestartPolicy``)."""
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     g: Graph | None = None
     try:
         g = start_graph(graph, config, namespace, parse_overrides(overrides))
         print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
-        while g.alive():
-            time.sleep(0.2)
-            failed = [n for n, p in g.procs.items() if p.poll() not in (None, 0)]
-            if failed:
-                print(f"[launch] {', '.join(failed)} exited with an error: stopping the graph", file=sys.stderr)
-                break
-            if FINISHER in g.procs and g.procs[FINISHER].poll() == 0:
-                print("[launch] the replay is scored: stopping the graph", file=sys.stderr)
-                break
+        policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
+        watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr))
     except KeyboardInterrupt:
         print("[launch] stopping …", file=sys.stderr)
     except _Stop as why:

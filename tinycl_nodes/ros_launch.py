@@ -4,7 +4,8 @@ Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``par
 ``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Launch arguments that are node parameters
 go to the nodes in a ``/**`` parameter file after ``params_file``, so each node takes the names it declares and no
 other, and a launch argument outranks the parameter file's values (``runner.collect_parameters``: a later file
-outranks an earlier one). A node that exits with an error ends the launch (exit code 1). With ``camera_topic``
+outranks an earlier one). A node that dies while the graph runs is restarted from its last checkpoint; one that
+exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``. With ``camera_topic``
 set, the robot's camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
 the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
 the last prediction is scored (after logging the final scores), and so does the launch. The
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from typing import Any
 
 import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
-                            UnregisterEventHandler)
+                            TimerAction, UnregisterEventHandler)
 from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown, matches_action
 from launch.substitutions import LaunchConfiguration
@@ -33,6 +35,7 @@ from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
+from .restarts import RestartPolicy
 
 PACKAGE = "tinycl_nodes"
 
@@ -87,6 +90,8 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     # the file is read by each node at its start; removed when the launch shuts down
     actions: list[Any] = [RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(
         function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
+    # with a camera the graph runs until Ctrl-C: the metrics node ending (no ground truth comes) does not end it
+    policy = RestartPolicy(finisher=None if camera else FINISHER)
     for name in GRAPHS[graph]:
         if camera and name == "sensor":
             continue
@@ -95,42 +100,50 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
                       remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
                       arguments=["--ros-args", "--log-level", get("log_level")])
-        if name in MANAGED:
-            node = LifecycleNode(**kwargs)
-            actions += [node, *_lifecycle_events(node, name)]
-        else:
-            node = Node(**kwargs)
-            actions.append(node)
-        if name == FINISHER and not camera:
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_stop_when_scored)))
-        actions.append(RegisterEventHandler(OnProcessExit(
-            target_action=node, on_exit=lambda event, context, name=name: _stop_on_error(name, event, context))))
+        actions += _node(name, kwargs, policy)
     return actions
 
 
-def _stop_when_scored(event: Any, context: LaunchContext) -> list[Any]:
-    """The metrics node exits once a replay is scored: the launch ends (unless already ending).
-
-    It also exits on a Ctrl-C that reaches it before launch has handled its own, so the line does not claim a
-    score: the node's "final: accuracy …" line, just before, is the score."""
-    if context.is_shutdown:
-        return []
-    return [LogInfo(msg="tinycl: the metrics node has ended, stopping the graph"),
-            EmitEvent(event=Shutdown(reason="replay finished"))]
+def _node(name: str, kwargs: dict[str, Any], policy: RestartPolicy, restart: bool = False) -> list[Any]:
+    """The node's action and what its exit does. A lifecycle node is configured and activated by launch events at the
+    launch's start; restarted, it brings itself up (``autostart``): launch's ``change_state`` request could go to the
+    killed process's service, which the graph lists until its lease ends, and never be answered (seen on Humble)."""
+    if name in MANAGED and restart:
+        node = LifecycleNode(**{**kwargs, "parameters": [*kwargs["parameters"], {"autostart": True}]})
+        actions: list[Any] = [node]
+    elif name in MANAGED:
+        node = LifecycleNode(**kwargs)
+        actions = [node, *_lifecycle_events(node, name)]
+    else:
+        node = Node(**kwargs)
+        actions = [node]
+    actions.append(RegisterEventHandler(OnProcessExit(
+        target_action=node, on_exit=lambda event, context: _on_exit(name, kwargs, policy, event, context))))
+    return actions
 
 
 class NodeFailed(RuntimeError):
     """A node of the graph exited with an error: the launch ends, and ``ros2 launch`` exits with 1."""
 
 
-def _stop_on_error(name: str, event: Any, context: LaunchContext) -> list[Any]:
-    """A node that failed (a misspelt parameter, a missing model or dataset, a camera that cannot be opened: its own
-    error line is above) ends the launch at once, rather than leaving a graph without it to run on — a replay would
-    otherwise be scored at 0 % with every prediction lost. Raised, so that ``ros2 launch`` exits with 1."""
-    if event.returncode == 0 or context.is_shutdown:
+def _on_exit(name: str, kwargs: dict[str, Any], policy: RestartPolicy, event: Any, context: LaunchContext) -> list[Any]:
+    """``restarts.RestartPolicy``'s verdict, as ``tinycl launch`` follows it: a node that died is started again after
+    a delay (a lifecycle node brings itself up again) and restores its last checkpoint; a node that failed
+    (a misspelt parameter, a missing model or dataset, a camera that cannot be opened: its own error line is above)
+    ends the launch at once, raised so that ``ros2 launch`` exits with 1, rather than leaving a graph without it to
+    run on; the metrics node's end ends a replay. Not launch's own ``respawn``: it restarts a node after any exit, a
+    user's mistake included."""
+    if context.is_shutdown:
         return []
-    raise NodeFailed(f"tinycl: the {name} node exited with code {event.returncode} (its error is above): "
-                     "the graph is stopped")
+    verdict = policy.on_exit(name, event.returncode, time.monotonic())
+    if verdict.action == "restart":
+        return [LogInfo(msg=f"tinycl: {verdict.message}"),
+                TimerAction(period=policy.delay_s, actions=_node(name, kwargs, policy, restart=True))]
+    if verdict.action == "finished":
+        return [LogInfo(msg=f"tinycl: {verdict.message}"), EmitEvent(event=Shutdown(reason="replay finished"))]
+    if verdict.action == "stop":
+        raise NodeFailed(f"tinycl: {verdict.message}")
+    return []
 
 
 def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,

@@ -1,9 +1,12 @@
 """`tinycl launch`: SIGTERM / SIGHUP stop every node cleanly (each saves its state), its temporary
-files are removed; a state_dir that is a file stops the launch with an error naming it."""
+files are removed; a state_dir that is a file stops the launch with an error naming it; a node killed
+mid-run is restarted from its checkpoint, a replay's sensor is not."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,26 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import alive, children, node_pid
+
 from .conftest import ROOT
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 class Launch:
@@ -91,7 +77,7 @@ def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
             launch.proc.kill()
     assert code != 0
     assert any("is a file, not a folder" in ln and "afile" in ln for ln in launch.lines), "\n".join(launch.lines)
-    assert any("exited with an error: stopping the graph" in ln for ln in launch.lines)
+    assert any("(exit code 2; its error is above): stopping the graph" in ln for ln in launch.lines)
     assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert (tmp_path / "afile").read_text() == "x"
 
@@ -155,3 +141,69 @@ def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
     assert 0.9 <= events[("learner", "term")] - events[("hangs", "term")] < 3.0     # the hand-over time, not the grace
     assert events[("learner", "exit")] <= events[("exporter", "term")]
     assert 3.9 <= took < 8.0, took                                                   # the grace time, for them all
+
+
+def test_a_node_killed_mid_replay_is_restarted_from_its_checkpoint_and_the_replay_is_scored(tmp_path, domain):
+    """kill -9 of the learner (an OOM kill, a crash): the launcher starts it again, it restores its last checkpoint,
+    the graph goes on and the replay ends by itself and is scored, every prediction after the restart arriving."""
+    out = tmp_path / "metrics.json"
+    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100",
+                    "-p", "sensor.stream_length:=2500", "-p", f"metrics.out:={out}")
+    try:
+        launch.wait_for("clusters initialised", 90)
+        time.sleep(3.0)                                        # ~300 samples learned, checkpointed every 100
+        first = node_pid(launch.proc.pid, "learner")
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        launch.wait_for("the learner node died (killed by SIGKILL): restarting it in 1 s from its last checkpoint", 10)
+        launch.wait_for("]: restored head (", 60)
+        second = node_pid(launch.proc.pid, "learner")
+        code = launch.proc.wait(timeout=120)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    text = "\n".join(launch.lines)
+    assert code == 0, text[-3000:]
+    assert second not in (None, first)
+    restored = next(ln for ln in launch.lines if ln.startswith("[learner]") and "restored head (" in ln)
+    assert int(re.search(r"(\d+) samples\)", restored).group(1)) >= 100, restored   # a checkpoint, not a blank head
+    assert "the metrics node has ended (the replay is scored): stopping the graph" in text
+    scores = json.loads(out.read_text())
+    predictions = scores["stream_predictions"]
+    assert len(predictions) == 2500 and -2 not in predictions[-1000:], scores["lost"]   # lost: while it restarted
+    assert scores["lost"] < 1000 and scores["accuracy"] >= 90.0, {k: v for k, v in scores.items()
+                                                                   if k != "stream_predictions"}
+    assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_replay_sensor_killed_is_not_restarted_and_stops_the_graph(tmp_path, domain):
+    """A replay's sensor started again would replay from its start: its death stops the graph, saying why."""
+    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100")
+    try:
+        launch.wait_for("clusters initialised", 90)
+        os.kill(node_pid(launch.proc.pid, "sensor"), signal.SIGKILL)
+        code = launch.proc.wait(timeout=60)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    assert code == 1, "\n".join(launch.lines[-20:])
+    assert any("the sensor node died (killed by SIGKILL) and is not restarted (a replay would start over): "
+               "stopping the graph" in ln for ln in launch.lines), "\n".join(launch.lines[-20:])
+    assert (tmp_path / "ros" / "tinycl" / "learner.state").is_file()     # the others stopped cleanly and saved
+
+
+def test_restart_policy_stops_a_crash_loop_a_users_mistake_and_run_once_nodes():
+    """The rule both launchers follow (their tests above and in tests/ros2 run it on real processes)."""
+    from tinycl_nodes.restarts import RestartPolicy
+
+    policy = RestartPolicy(limit=3, window_s=60.0)
+    assert [policy.on_exit("learner", -9, t).action for t in (0.0, 10.0, 20.0)] == ["restart"] * 3
+    loop = policy.on_exit("learner", 1, 30.0)                  # a 4th death within 60 s: it crashes at every start
+    assert loop.action == "stop" and "died (exit code 1) 4 times in 60 s" in loop.message
+    assert policy.on_exit("labeler", -9, 30.0).action == "restart"          # counted per node
+    assert policy.on_exit("learner", -11, 200.0).action == "restart"        # the old deaths are out of the window
+    assert policy.on_exit("extractor", 2, 0.0).action == "stop"             # a user's mistake: it would fail again
+    assert policy.on_exit("sensor", -9, 0.0).action == "stop"
+    assert policy.on_exit("sensor", 0, 0.0).action == "ended"               # a replay's end
+    assert policy.on_exit("metrics", 0, 0.0).action == "finished"
+    assert RestartPolicy(finisher=None).on_exit("metrics", 0, 0.0).action == "ended"    # a camera graph runs on

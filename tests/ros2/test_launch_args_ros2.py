@@ -107,7 +107,7 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     code = launch.wait(90)
     assert code == 1, launch.text[-3000:]
     assert "unknown parameter 'publish_evrey' (did you mean 'publish_every'?)" in launch.text
-    assert "tinycl: the learner node exited with code 2 (its error is above): the graph is stopped" in launch.text
+    assert "tinycl: the learner node failed (exit code 2; its error is above): stopping the graph" in launch.text
     assert "final: accuracy" not in launch.text, launch.text[-3000:]    # no score of a run that learned nothing
     print(f"a failing learner ended the launch in {time.monotonic() - t0:.1f} s")
 

@@ -183,7 +183,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     # nodes ended on their own SIGINT and the metrics node's exit ended the launch. Either way: exit 0, every node
     # process ended (below)
     assert ("user interrupted with ctrl-c (SIGINT)" in text
-            or "the metrics node has ended, stopping the graph" in text), text[-3000:]
+            or "the metrics node has ended (the replay is scored): stopping the graph" in text), text[-3000:]
     assert TOKEN not in text                          # the pairing secret never reaches the log
     assert "escalating to SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]
     for name, pid in started.items():

@@ -1,0 +1,38 @@
+"""A launcher's node processes, as /proc shows them (tests that signal one node of a running graph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running (not a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def node_pid(launcher: int, name: str) -> int | None:
+    """The running child of ``launcher`` that is node ``name`` (its ``-r __node:=name`` argument), if any."""
+    for pid in children(launcher):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"__node:={name}".encode() in args and alive(pid):
+            return pid
+    return None
