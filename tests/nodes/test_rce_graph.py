@@ -124,6 +124,12 @@ def test_novel_sample_asked_answered_and_learned_by_name(domain, tmp_path):
             # the same name again later maps to the same class; answering twice is refused
             t.answer(req.request_id, -1, "jumping")
             assert "already answered" in labeler.wait_for_line("already answered", 10)
+            t.answer(req.request_id, -2)                      # "skip" of a question no longer open
+            assert spin_until(t.bus, lambda: sum(s["status"] == "refused" for s in t.status) == 6, 10), t.status
+            # the phone shows the labeler's reason as is: words, never the raw request id (the log keeps it)
+            refused = [s for s in t.status if s["status"] == "refused"]
+            assert [s["message"] for s in refused if s["request_id"] in s["message"]] == []
+            assert req.request_id in labeler.wait_for_line("already answered", 10)
             assert learner.proc.poll() is None and labeler.proc.poll() is None
         assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
     finally:

@@ -47,7 +47,8 @@ KIND, VERSION = "LabelRequests", 2
 
 
 class AnswerError(InputError):
-    """A LabelAnswer that cannot be used: unknown or expired request, bad class id or name."""
+    """A LabelAnswer that cannot be used: unknown or expired request, bad class id or name. The message is said to
+    the person (label_status → the phone) in words, never with the request id: the labeler's log line adds it."""
 
 
 @dataclass
@@ -194,17 +195,17 @@ class LabelRequests:
         rid = request_id.strip()
         req = self.pending.get(rid)
         if req is not None and now - req.created >= self.ttl_s:
-            raise AnswerError(f"label request {rid} has expired (asked {now - req.created:.0f} s ago, "
-                              f"ttl {self.ttl_s:.0f} s): answer ignored")
+            raise AnswerError(f"the question has expired (asked {now - req.created:.0f} s ago, it waits "
+                              f"{self.ttl_s:.0f} s): answer ignored")
         if req is None:
             how = self.closed.get(rid)
             if how == "expired":
-                raise AnswerError(f"label request {rid} has expired: answer ignored")
+                raise AnswerError("the question has expired: answer ignored")
             if how == "answered":
-                raise AnswerError(f"label request {rid} was already answered: answer ignored")
-            raise AnswerError(f"unknown label request id {rid[:64]!r}: answer ignored")
+                raise AnswerError("the question was already answered: answer ignored")
+            raise AnswerError("the robot does not know this question (unknown label request id): answer ignored")
         if isinstance(class_id, (bool, np.bool_)) or not isinstance(class_id, (int, np.integer)):
-            raise AnswerError(f"label answer to {rid}: class id must be an integer, got {class_id!r}")
+            raise AnswerError(f"class id must be an integer, got {class_id!r}")
         cid = int(class_id)
         known_ids = set(int(k) for k in known) | set(self.names)
         if cid == NEW_CLASS:
@@ -214,10 +215,10 @@ class LabelRequests:
                 return Resolution(req, existing, self.names[existing], existing not in known_ids)
             new_id = max(known_ids, default=-1) + 1
             if new_id > MAX_CLASS_ID:
-                raise AnswerError(f"label answer to {rid}: no free class id left")
+                raise AnswerError("no free class id left for a new class")
             return Resolution(req, new_id, name, True)
         if cid < 0 or cid not in known_ids:
-            raise AnswerError(f"label answer to {rid}: unknown class id {cid} "
+            raise AnswerError(f"unknown class id {cid} "
                               f"(known: {', '.join(map(str, sorted(known_ids))) or 'none'}; "
                               f"use NEW_CLASS (-1) with a name for a new class)")
         return Resolution(req, cid, self.names.get(cid, str(cid)), False)
@@ -237,7 +238,7 @@ class LabelRequests:
         """'Skip' / 'not sure': the request is closed, nothing is learned; AnswerError if not pending."""
         req = self.pending.pop(str(request_id).strip(), None)
         if req is None:
-            raise AnswerError(f"cannot skip label request {str(request_id)[:64]!r}: not pending")
+            raise AnswerError("cannot skip the question: it is no longer open (answered, skipped or expired)")
         self._requests.pop(req.gid, None)
         self.policy.resolve(req.gid, req.created, None)
         self._close(req.request_id, "skipped")

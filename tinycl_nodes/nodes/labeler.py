@@ -702,7 +702,7 @@ class RceLabeler(Labeler):
                 req = self.requests.skip(rid)
             except AnswerError as exc:
                 self._status(rid, "refused", message=str(exc))
-                self.log.error("%s", exc)
+                self.log.error("label answer to %s refused: %s", rid[:64], exc)
                 return
             self._status(rid, "skipped")
             self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
@@ -715,7 +715,7 @@ class RceLabeler(Labeler):
         except AnswerError as exc:
             self.requests.counters["refused"] += 1
             self._status(rid, "refused", message=str(exc))
-            self.log.error("%s", exc)
+            self.log.error("label answer to %s refused: %s", rid[:64], exc)
             return
         self._learn_answer(res, str(msg.answered_by))
 
@@ -767,8 +767,9 @@ class RceLabeler(Labeler):
                 raise AnswerError(f"correction of {rid[:64]}: unknown class id {cid}")
         try:
             self.undo.relabel(rid, new_id)
-        except InputError as exc:
-            self._status(rid, "refused", message=str(exc))
+        except InputError:      # its text names the request id (the undo log's tag): the person gets words
+            self._status(rid, "refused", message="the robot no longer keeps what it learned from this answer: "
+                                                  "it cannot be changed any more")
             raise
         old_id = done["class_id"]
         for x, ns in done["samples"]:
