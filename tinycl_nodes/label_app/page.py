@@ -65,7 +65,7 @@ form.new { display:flex; gap:.5rem; }
 form.new input { flex:1; min-width:0; font:inherit; font-size:1rem; min-height:56px; padding:0 .8rem; border-radius:12px;
   border:2px solid var(--line); background:var(--bg); color:var(--ink); }
 form.new input:focus { outline:none; border-color:var(--new); }
-form.new button { background:var(--new); color:#fff; font-weight:650; min-width:6.5rem; }
+form.new button { background:var(--new); color:#fff; font-weight:650; min-width:5rem; }
 .err { color:var(--err); font-weight:600; margin-top:.5rem; }
 .err:empty { display:none; }
 h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:600; }
@@ -248,7 +248,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       choices.append(b);
     }
     const inputId = "new-" + Math.random().toString(36).slice(2);
-    const input = el("input", {name: "new", type: "text", placeholder: "Something new: its name", maxLength: 64,
+    const input = el("input", {name: "new", type: "text", placeholder: "Or type a new name", maxLength: 64,
                                autocomplete: "off", enterKeyHint: "send", id: inputId});
     const form = el("form", {class: "new"}, el("label", {class: "sr", htmlFor: inputId, text: "name of something new"}),
                     input, el("button", {type: "submit", text: "Add"}));
