@@ -1,12 +1,21 @@
 """What a phone-user trial met on a 390 px phone, in Chromium (390x844, touch) against the real TinyRCE labeler and
-label app as processes on a private DDS domain: the new-name field's placeholder was cut off.
+label app as processes on a private DDS domain: the new-name field's placeholder was cut off; a name being typed was
+lost when the page re-rendered (a reconnect's snapshot) or its question expired.
 """
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack
+
 import numpy as np
 
-from tests.nodes.test_label_app_rename import TOKEN, Robot, robot
+from tests.nodes.conftest import spin_until
+from tests.nodes.test_label_app_rename import TOKEN, Robot, app_node, labeler_node, robot
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.fleet.broker import free_port
+
+SETTLED_S = 0.8                  # a new card's buttons ignore taps for the page's SETTLE_MS (0.6 s)
 
 
 def ask(r: Robot, k: int) -> None:
@@ -43,3 +52,49 @@ def test_the_new_name_placeholder_fits_a_390px_phone(domain, tmp_path, phone):
         }""")
     assert page.viewport_size["width"] == 390
     assert text and width <= room, f"placeholder {text!r} is {width:.0f} px wide, the field shows {room:.0f} px"
+
+
+def test_a_name_being_typed_survives_a_reconnect_and_its_questions_expiry(domain, tmp_path, phone):
+    """The app restarts while the person types (the page reconnects and redraws from the snapshot): the name and the
+    focus stay. Then the question expires before it is sent: the page says so and the name waits in the next
+    question's field, where one tap on Add answers it."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    app_params = (f"port:={port}", "request_ttl_s:=12")
+    try:
+        with labeler_node(domain, tmp_path), ExitStack() as apps:
+            app = apps.enter_context(app_node(domain, tmp_path, *app_params))
+            app.wait_for_line("label app on", 30)
+            r = Robot(bus, f"http://127.0.0.1:{port}")
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
+            r.wait_online()
+            page = open_phone(phone, r)
+            ask(r, 1)
+            card = page.locator("article.card")
+            field = card.locator("input[name=new]")
+            field.tap()
+            page.keyboard.type("gira")
+            app.stop()                                                   # the app restarts as the person types
+            page.wait_for_selector("#status:not(.live)")
+            app = apps.enter_context(app_node(domain, tmp_path, *app_params))
+            page.wait_for_selector("#status.live", timeout=20_000)
+            assert card.count() == 1
+            assert field.input_value() == "gira"
+            assert field.evaluate("i => document.activeElement === i")   # still focused: the keyboard stays up
+            page.keyboard.type("ffe")
+            assert field.input_value() == "giraffe"
+            card.wait_for(state="detached", timeout=15_000)                # its time is up, unanswered
+            kept = page.locator("#kept")
+            assert kept.is_visible() and "expired" in kept.inner_text() and "“giraffe” is kept" in kept.inner_text()
+            ask(r, 2)
+            nxt = page.locator("article.card")
+            nxt.wait_for()
+            assert nxt.locator("input[name=new]").input_value() == "giraffe"   # typed once, not sent yet
+            rid = nxt.get_attribute("data-request-id")
+            time.sleep(SETTLED_S)
+            nxt.locator("form.new button").tap()
+            page.locator("#history li", has_text="giraffe").locator(".state", has_text="learned").wait_for()
+            assert r.status_of(rid)["class_name"] == "giraffe"
+            assert kept.is_hidden()
+    finally:
+        bus.shutdown()

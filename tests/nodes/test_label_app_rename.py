@@ -84,15 +84,24 @@ class Robot:
         return next(s for s in self.status if s["request_id"] == request_id)
 
 
+def labeler_node(domain: int, tmp_path, *params: str):
+    """The TinyRCE labeler on ``domain``, its state in ``tmp_path/labeler`` (a restart restores it)."""
+    return node("labeler", domain, f"model:={MODEL}", "preset:=rce", NAMES, f"state_dir:={tmp_path / 'labeler'}",
+                "ask_policy:=each", *params)
+
+
+def app_node(domain: int, tmp_path, *params: str):
+    """The label app on ``domain`` (any free port unless ``params`` say ``port:=``), its state in ``tmp_path/app``."""
+    return node("label_app", domain, "host:=127.0.0.1", "port:=0", f"token:={TOKEN}", f"state_dir:={tmp_path / 'app'}",
+                "qr:=false", *params)
+
+
 @contextmanager
 def robot(domain: int, tmp_path, *app_params: str) -> Iterator[Robot]:
     """The labeler and the app (with ``app_params`` beside the test's own) on ``domain``."""
     bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
     try:
-        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", NAMES, f"state_dir:={tmp_path / 'labeler'}",
-                  "ask_policy:=each") as labeler, \
-                node("label_app", domain, "host:=127.0.0.1", "port:=0", f"token:={TOKEN}",
-                     f"state_dir:={tmp_path / 'app'}", "qr:=false", *app_params) as app:
+        with labeler_node(domain, tmp_path) as labeler, app_node(domain, tmp_path, *app_params) as app:
             port = re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
             r = Robot(bus, f"http://127.0.0.1:{port}")
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]

@@ -4,10 +4,11 @@ its web app manifest and icons (installable).
 Data never goes through innerHTML: names and reasons come from the robot and are set as text.
 Two views: the questions (with the history of answers, undo and change) and what the robot knows
 (classes, counts, examples, last seen, recent predictions). When the page or the robot is offline
-every answer control is disabled and the page says so: nothing is queued. A button that has just
-appeared, or moved because a card or an answer above it came or went, ignores taps for SETTLE_MS (a tap
-that began then is ignored even if the finger lifts later): a tap aimed at the card that left lands on
-nothing rather than answering the one that took its place.
+every answer button is disabled and the page says so: nothing is queued (a name field stays editable). A
+name being typed survives a redraw of its question, and its question leaving before it was sent (keep()). A
+button that has just appeared, or moved because a card or an answer above it came or went, ignores taps for
+SETTLE_MS (a tap that began then is ignored even if the finger lifts later): a tap aimed at the card that left
+lands on nothing rather than answering the one that took its place.
 """
 
 from functools import lru_cache
@@ -83,6 +84,7 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
 nav { display:flex; gap:.4rem; max-width:34rem; margin:.6rem auto 0; padding:0 .8rem; }
 nav button { flex:1; background:var(--card); color:var(--ink); border:2px solid var(--line); min-height:48px; }
 nav button[aria-selected=true] { border-color:var(--accent); font-weight:700; }
+#kept { background:var(--card); border:2px solid var(--new); padding:.8rem 1rem; border-radius:12px; margin:0 0 1rem; font-weight:600; }
 #offline { background:#7f1d1d; color:#fff; padding:.9rem 1rem; border-radius:12px; margin-bottom:1rem; font-weight:600; }
 .cls-list { list-style:none; margin:0; padding:0; }
 .cls-list li { background:var(--card); border:1px solid var(--line); border-radius:12px; padding:.7rem .8rem; margin-bottom:.6rem; }
@@ -113,6 +115,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   <div id="unpaired" role="alert" hidden>This phone is not paired any more: scan the QR code in the robot's terminal again (<code>tinycl pair</code> shows it).</div>
   <div id="offline" role="alert" hidden>The robot is unreachable. Answering is off until it is back; nothing is queued.</div>
   <section id="view-ask" role="tabpanel" aria-labelledby="tab-ask">
+    <p id="kept" role="status" hidden></p>
     <section id="pending" aria-live="polite" aria-label="questions"></section>
     <p class="empty" id="empty">No questions right now.<br>New ones appear here as the robot asks.</p>
     <h2 id="h-history">Your recent answers</h2>
@@ -167,8 +170,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const off = !online();
     $("#offline").hidden = !off || stopped;
     for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button")) {
-      const card = b.closest(".card");
-      b.disabled = off || (!!card && card.classList.contains("busy")) || (b.tagName === "BUTTON" && !!b.closest(".settling"));
+      const card = b.closest(".card"), typing = b.tagName === "INPUT";   // a name being typed stays editable
+      b.disabled = (off && !typing) || (!!card && card.classList.contains("busy")) || (!typing && !!b.closest(".settling"));
     }
   }
   function settle(items) {             // text fields stay usable: what the person types never jumps
@@ -216,6 +219,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function answer(card, body) {
     $(".err", card).textContent = "";
+    $("#kept").hidden = true;
     setBusy(card, true);
     if (!send(Object.assign({type: "answer", request_id: card.dataset.requestId}, body))) setBusy(card, false);
   }
@@ -244,9 +248,40 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const b = el("button", {class: "cls", type: "button", "data-class-id": String(c.id)},
                    document.createTextNode(c.name), el("small", {text: examples(c.sample_count)}));
       b.setAttribute("aria-label", "It is " + c.name);
-      b.addEventListener("click", () => answer(card, {class_id: c.id}));
+      b.addEventListener("click", () => answer(b.closest(".card"), {class_id: c.id}));
       choices.append(b);
     }
+    const skip = el("button", {type: "button", class: "skip", text: "Skip"});
+    const unsure = el("button", {type: "button", class: "unsure", text: "Not sure"});
+    for (const [b, why] of [[skip, "skip"], [unsure, "unsure"]])
+      b.addEventListener("click", () => {
+        const card = b.closest(".card");
+        if (send({type: "skip", request_id: card.dataset.requestId, why})) { $("#kept").hidden = true; setBusy(card, true); }
+      });
+    const n = r.group_size > 1 ? " (" + r.group_size + " alike samples: one answer labels them all)" : "";
+    const old = cardOf(r.id);
+    // an update (or a snapshot after a reconnect) redraws around the name field: the field itself stays, with what
+    // is typed, the caret and the focus (a phone's keyboard stays up)
+    const form = old ? $("form.new", old) : nameForm();
+    const parts = [pic, el("div", {class: "why", text: (r.reason || "What is this?") + n}),
+      el("div", {class: "meta"}, el("span", {class: "left", text: left(r.expires_in_s * 1000)})),
+      r.candidates.length ? choices : null, form, el("div", {class: "alt"}, skip, unsure),
+      el("div", {class: "err", role: "status"})].filter(Boolean);
+    let card = old;
+    if (old) {
+      for (const k of [...old.children]) if (k !== form) k.remove();
+      const at = parts.indexOf(form);
+      form.before(...parts.slice(0, at));
+      form.after(...parts.slice(at + 1));
+    } else {
+      card = el("article", {class: "card", "data-request-id": r.id, "aria-label": "question"}, ...parts);
+      pendingEl.append(card);
+      offerKept(card);
+      notify();
+    }
+    settle([card]);                     // new, or redrawn (its choices may have changed order)
+  }
+  function nameForm() {
     const inputId = "new-" + Math.random().toString(36).slice(2);
     const input = el("input", {name: "new", type: "text", placeholder: "Or type a new name", maxLength: 64,
                                autocomplete: "off", enterKeyHint: "send", id: inputId});
@@ -254,38 +289,47 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
                     input, el("button", {type: "submit", text: "Add"}));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const name = input.value.trim();
+      const card = form.closest(".card"), name = input.value.trim();
       if (!name) { $(".err", card).textContent = "Type a name for the new thing."; input.focus(); return; }
       answer(card, {new_class_name: name});
     });
-    const skip = el("button", {type: "button", class: "skip", text: "Skip"});
-    const unsure = el("button", {type: "button", class: "unsure", text: "Not sure"});
-    skip.addEventListener("click", () => { if (send({type: "skip", request_id: card.dataset.requestId, why: "skip"})) setBusy(card, true); });
-    unsure.addEventListener("click", () => { if (send({type: "skip", request_id: card.dataset.requestId, why: "unsure"})) setBusy(card, true); });
-    const n = r.group_size > 1 ? " (" + r.group_size + " alike samples: one answer labels them all)" : "";
-    const card = el("article", {class: "card", "data-request-id": r.id, "aria-label": "question"}, pic,
-      el("div", {class: "why", text: (r.reason || "What is this?") + n}),
-      el("div", {class: "meta"}, el("span", {class: "left", text: left(r.expires_in_s * 1000)})),
-      r.candidates.length ? choices : null, form, el("div", {class: "alt"}, skip, unsure),
-      el("div", {class: "err", role: "status"}));
-    const old = cardOf(r.id);
-    if (old) {                          // an update: keep what the person is typing
-      const was = $("input[name=new]", old), focused = document.activeElement === was;
-      input.value = was.value;
-      old.replaceWith(card);
-      if (focused) input.focus();
-      if (old.classList.contains("busy")) card.classList.add("busy");
-    } else { pendingEl.append(card); notify(); }
-    settle([card]);                     // new, or redrawn (its choices may have changed order)
+    return form;
   }
-  function removeRequest(id) {
+  // A name typed for a question that left before it was sent (expired, answered or skipped elsewhere) is not thrown
+  // away: the page says so and puts it in the next question's name field (not sent: the person taps Add).
+  const LEFT = {expired: "expired", dropped: "was dropped (too many questions)", answered: "was answered elsewhere",
+                skipped: "was skipped elsewhere"};
+  let kept = "";
+  function keep(name, why) {
+    kept = name;
+    const k = $("#kept");
+    k.textContent = "The question you were typing for " + (LEFT[why] || "left") + " before you sent it: nothing was " +
+      "sent. \u201c" + name + "\u201d is kept: it waits in the name field of the next question.";
+    k.hidden = false;
+    for (const c of pendingEl.children) if (offerKept(c)) break;
+  }
+  function offerKept(card) {           // the kept name into this question's field, if it is free
+    const input = $("input[name=new]", card);
+    if (!kept || !card.dataset.requestId || card.classList.contains("busy") || input.value) return false;
+    input.value = kept;
+    kept = "";
+    return true;
+  }
+  function removeRequest(id, why) {
     deadlines.delete(id);
     const card = cardOf(id);
     if (!card) return;
+    const input = $("input[name=new]", card), typing = document.activeElement === input;
+    const draft = card.classList.contains("busy") ? "" : input.value.trim();   // busy: this page answered it
     card.classList.add("leaving", "busy");
     card.dataset.requestId = "";            // gone for the protocol at once, gone from view after the fade
     refresh();
     setTimeout(() => { const moved = after(card); card.remove(); settle(moved); }, 250);
+    if (draft) {
+      keep(draft, why);
+      const next = [...pendingEl.children].find(c => c.dataset.requestId && $("input[name=new]", c).value === draft);
+      if (typing && next) $("input[name=new]", next).focus();
+    }
   }
   const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
   function addHistory(item, atEnd) {
@@ -338,15 +382,21 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function onMessage(m) {
     switch (m.type) {
-      case "snapshot":
-        pendingEl.textContent = ""; historyEl.textContent = ""; deadlines.clear();
+      case "snapshot": {                // e.g. after a reconnect: the questions still open keep what is typed
         undoS = m.undo_s || undoS; robotOnline = m.robot ? m.robot.online : true;
+        const open = new Set(m.pending.map(r => r.id)), answered = new Set(m.history.map(h => h.id));
+        for (const c of [...pendingEl.children]) {
+          const id = c.dataset.requestId;
+          if (id && !open.has(id)) removeRequest(id, answered.has(id) ? "answered" : "expired");
+        }
         for (const r of m.pending) addRequest(r);
+        historyEl.textContent = "";
         for (const h of m.history) addHistory(h, true);
         showClasses(m);
         refresh(); break;
+      }
       case "request": addRequest(m.request); break;
-      case "remove": removeRequest(m.id); break;
+      case "remove": removeRequest(m.id, m.why); break;
       case "answered": addHistory(m.item, false);
         if (m.item.status === "refused") toast("The robot refused " + m.item.class_name + ": " + m.item.message, true);
         else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
