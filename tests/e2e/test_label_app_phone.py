@@ -1,6 +1,7 @@
 """What a phone-user trial met on a 390 px phone, in Chromium (390x844, touch) against the real TinyRCE labeler and
 label app as processes on a private DDS domain: the new-name field's placeholder was cut off; a name being typed was
-lost when the page re-rendered (a reconnect's snapshot) or its question expired.
+lost when the page re-rendered (a reconnect's snapshot) or its question expired; and whether an open page comes back
+by itself after the whole robot (labeler and app) was stopped and started again on its state.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from contextlib import ExitStack
 
 import numpy as np
 
+from tests.e2e.test_label_app_browser import _until
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import TOKEN, Robot, app_node, labeler_node, robot
 from tinycl_nodes.bus import create_bus
@@ -96,5 +98,38 @@ def test_a_name_being_typed_survives_a_reconnect_and_its_questions_expiry(domain
             page.locator("#history li", has_text="giraffe").locator(".state", has_text="learned").wait_for()
             assert r.status_of(rid)["class_name"] == "giraffe"
             assert kept.is_hidden()
+    finally:
+        bus.shutdown()
+
+
+def test_an_open_page_comes_back_after_the_whole_robot_restarts(domain, tmp_path, phone):
+    """Labeler and app stopped, then started again on the same state folders and port: the page that stayed open
+    goes live by itself and answers the next question."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    r = Robot(bus, f"http://127.0.0.1:{port}")
+    try:
+        with labeler_node(domain, tmp_path), app_node(domain, tmp_path, f"port:={port}") as app:
+            app.wait_for_line("label app on", 30)
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
+            r.wait_online()
+            page = open_phone(phone, r)
+        page.wait_for_selector("#status:not(.live)")
+        with labeler_node(domain, tmp_path) as labeler, app_node(domain, tmp_path, f"port:={port}") as app:
+            app.wait_for_line("label app on", 30)
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
+            r.wait_online()
+            page.wait_for_selector("#status.live", timeout=20_000)     # by itself: its retry backs off to 10 s
+            assert page.locator("#offline").is_hidden()
+            ask(r, 3)
+            card = page.locator("article.card")
+            card.locator('button.cls[data-class-id="1"]').wait_for()
+            rid = card.get_attribute("data-request-id")
+            time.sleep(SETTLED_S)
+            card.locator('button.cls[data-class-id="1"]').tap()
+            page.locator(f'#history li[data-request-id="{rid}"] .state', has_text="learned").wait_for()
+            assert r.status_of(rid)["class_name"] == "seated"
+            assert _until(lambda: page.locator("#status").inner_text() == "live")
+            assert "Traceback" not in "\n".join(labeler.lines + app.lines)
     finally:
         bus.shutdown()
