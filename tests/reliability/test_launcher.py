@@ -147,11 +147,11 @@ def test_a_node_killed_mid_replay_is_restarted_from_its_checkpoint_and_the_repla
     """kill -9 of the learner (an OOM kill, a crash): the launcher starts it again, it restores its last checkpoint,
     the graph goes on and the replay ends by itself and is scored, every prediction after the restart arriving."""
     out = tmp_path / "metrics.json"
-    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100",
-                    "-p", "sensor.stream_length:=2500", "-p", f"metrics.out:={out}")
+    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=120", "-p",
+                    "sensor.stream_length:=1800", "-p", "metrics.window:=500", "-p", f"metrics.out:={out}")
     try:
         launch.wait_for("clusters initialised", 90)
-        time.sleep(3.0)                                        # ~300 samples learned, checkpointed every 100
+        time.sleep(3.0)                                        # ~350 samples learned, checkpointed every 100
         first = node_pid(launch.proc.pid, "learner")
         assert first is not None
         os.kill(first, signal.SIGKILL)
@@ -170,10 +170,12 @@ def test_a_node_killed_mid_replay_is_restarted_from_its_checkpoint_and_the_repla
     assert "the metrics node has ended (the replay is scored): stopping the graph" in text
     scores = json.loads(out.read_text())
     predictions = scores["stream_predictions"]
-    assert len(predictions) == 2500 and -2 not in predictions[-1000:], scores["lost"]   # lost: while it restarted
-    assert scores["lost"] < 1000 and scores["accuracy"] >= 90.0, {k: v for k, v in scores.items()
-                                                                   if k != "stream_predictions"}
+    assert len(predictions) == 1800 and -2 not in predictions[-500:], scores["lost"]    # lost: while it restarted
+    assert scores["lost"] < 900 and scores["accuracy"] >= 90.0, {k: v for k, v in scores.items()
+                                                                  if k != "stream_predictions"}
     assert "Traceback" not in text, text[-3000:]
+    print(f"kill -9 learner: restarted, {scores['lost']} of 1800 predictions lost, none of the last 500; "
+          f"accuracy {scores['accuracy']:.2f} % on them")
 
 
 def test_a_replay_sensor_killed_is_not_restarted_and_stops_the_graph(tmp_path, domain):
