@@ -4,6 +4,7 @@ Modes:
   all <domain> <distro>        publish one sample list of every message type on /t/<Name>, once matched
   stream <domain> <n>          publish Features sample_id 0..n-1 reliably on /t/stream
   latched <domain>             publish Head versions 1..3 on /t/head (latched), then stay alive
+  reader <domain>              read /t/stream (reliable), once matched to a writer; to be killed
 Prints READY when its writers exist, DONE when everything is acknowledged; then idles until killed
 (so discovery data stays available), at most 30 s.
 """
@@ -53,6 +54,10 @@ def main() -> None:
         H = bus.msg("Head")
         for v in (1, 2, 3):
             pub.publish(H(version=v, kind="ncm", n_features=2, weights=[1.0, 2.0], bias=[0.5]))
+    elif mode == "reader":
+        sub = bus.create_subscription("/t/stream", "Features", lambda m: None, RELIABLE)
+        while sub.reader.get_subscription_matched_status().current_count == 0:
+            time.sleep(0.01)
     print("DONE", flush=True)
     end = time.monotonic() + 30
     while time.monotonic() < end:

@@ -176,3 +176,23 @@ def test_a_stop_signal_after_shutdown_is_harmless(domain) -> None:
     b.request_stop()
     b.wake()
     assert not b.ok()
+
+
+def test_a_reader_killed_costs_messages_not_sent_never_an_exception(bus, domain, caplog) -> None:
+    """kill -9 of a reading node: DDS keeps its reader matched until its lease ends, so reliable writes to it block
+    and time out. Each is one message not sent, said in one line per 10 s, and publish returns: a callback that
+    publishes (the learner predicts, then learns) goes on."""
+    import signal
+
+    pub = bus.create_publisher("/t/stream", "Features", RELIABLE)
+    F = bus.msg("Features")
+    with peer("reader", str(domain)) as p:
+        assert p.stdout.readline().strip() == "DONE"          # matched both ways
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        end = time.monotonic() + 20
+        while pub.not_sent < 3 and time.monotonic() < end:   # the history fills, then each write waits 1 s
+            pub.publish(F(sample_id=0, data=[0.25] * 64, extractor_hash="x"))
+    said = [r.getMessage() for r in caplog.records if "message(s) not sent" in r.getMessage()]
+    assert pub.not_sent >= 3 and len(said) == 1, (pub.not_sent, said)
+    assert said[0].startswith("/t/stream: 1 message(s) not sent: a reader took none"), said

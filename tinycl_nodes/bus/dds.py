@@ -8,8 +8,10 @@ ros_distro='humble'), `ros_discovery_info` for the node graph in the layout the 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 from typing import Any
 
 from cyclonedds._clayer import ddspy_take
@@ -61,13 +63,32 @@ def unconfigured_domain(base: int, span: int) -> int:
 
 
 class DdsPublisher:
-    def __init__(self, topic: str, writer: DataWriter, msg_type: type) -> None:
-        self.topic, self.writer, self.msg_type = topic, writer, msg_type
+    """A writer. A reliable write that times out is one message not sent, said in one line at most every
+    ``BLOCKED_SAY_S`` per topic, not an exception: a reader that takes nothing for ``max_blocking_s`` is almost always
+    a node that died (killed, crashed), which DDS keeps matched until its lease ends, and raising would abort the
+    caller's callback — the learner's prediction of a sample would then cost the learning of that sample."""
+
+    BLOCKED_SAY_S = 10.0
+
+    def __init__(self, topic: str, writer: DataWriter, msg_type: type, log: logging.Logger) -> None:
+        self.topic, self.writer, self.msg_type, self.log = topic, writer, msg_type, log
+        self.not_sent = 0                 #: writes that timed out
+        self._said: tuple[float, int] = (-self.BLOCKED_SAY_S, 0)   # when the line was last said, and the count then
 
     def publish(self, msg: Any) -> None:
         if type(msg) is not self.msg_type:
             raise TypeError(f"{self.topic}: expected {self.msg_type.__ros_type__}, got {type(msg).__name__}")
-        self.writer.write(msg)
+        try:
+            self.writer.write(msg)
+        except DDSException as exc:
+            if exc.code != DDSException.DDS_RETCODE_TIMEOUT:
+                raise
+            self.not_sent += 1
+            now = time.monotonic()
+            if now - self._said[0] >= self.BLOCKED_SAY_S:
+                count, self._said = self.not_sent - self._said[1], (now, self.not_sent)   # before: /rosout is one too
+                self.log.warning("%s: %d message(s) not sent: a reader took none for the blocking time (a node that "
+                                 "died stays matched until its DDS lease ends)", self.topic, count)
 
     def get_subscription_count(self) -> int:
         """Matched subscriptions (rclpy's name), e.g. to wait for readers before a replay starts."""
@@ -161,7 +182,7 @@ class DdsBus(BaseBus):
         name = self.topic_name(topic)
         writer = DataWriter(self._pub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
         self.discovery.add(writer, is_reader=False)
-        return DdsPublisher(name, writer, t)
+        return DdsPublisher(name, writer, t, self.logger)
 
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> DdsSubscription:
