@@ -6,8 +6,8 @@ graph. The graph is stopped instead when restarting cannot help or would do harm
 
 - the node exited with ``USER_ERROR`` (``runner.run_node``: a bad parameter, a missing model, a state file another
   process holds): it would fail the same way again, and its one-line error says what to fix;
-- the node runs once per launch (``RUN_ONCE``): a replay's sensor would replay from its start, and the metrics node
-  would score the rest of a run as if it were all of it;
+- the node runs once per finite run (``RUN_ONCE``, a replay): the sensor would replay from its start, and the metrics
+  node would score the rest of the run as if it were all of it;
 - the node died ``limit`` times within ``window_s``: it crashes at every start.
 
 A node that exits 0 by itself has finished (the replay's sensor at the end of its data); the finite run's
@@ -24,10 +24,11 @@ from typing import Literal
 
 from .graphs import FINISHER
 
-#: a node's exit code for a user's mistake (``runner.run_node``)
+#: a node process's exit code for a user's mistake (``runner.run_node``: a bad parameter, a missing file, a state
+#: file in use): restarting would fail the same way
 USER_ERROR = 2
 
-#: nodes that run once per launch (see the module's docstring)
+#: nodes that run once per finite run (see the module's docstring)
 RUN_ONCE = frozenset({"sensor", FINISHER})
 
 Action = Literal["restart", "stop", "finished", "ended"]
@@ -68,7 +69,7 @@ class RestartPolicy:
         how = how_it_ended(returncode)
         if returncode == USER_ERROR:
             return Verdict("stop", f"the {name} node failed ({how}; its error is above): stopping the graph")
-        if name in RUN_ONCE:
+        if name in RUN_ONCE and self.finisher is not None:
             why = "a replay would start over" if name == "sensor" else "it would score only the rest of the run"
             return Verdict("stop", f"the {name} node died ({how}) and is not restarted ({why}): stopping the graph")
         recent = [t for t in self.deaths.get(name, []) if now - t < self.window_s] + [now]

@@ -211,4 +211,6 @@ def test_restart_policy_stops_a_crash_loop_a_users_mistake_and_run_once_nodes():
     assert policy.on_exit("sensor", -9, 0.0).action == "stop"
     assert policy.on_exit("sensor", 0, 0.0).action == "ended"               # a replay's end
     assert policy.on_exit("metrics", 0, 0.0).action == "finished"
-    assert RestartPolicy(finisher=None).on_exit("metrics", 0, 0.0).action == "ended"    # a camera graph runs on
+    camera = RestartPolicy(finisher=None)                       # a camera graph runs until stopped: nothing to score
+    assert camera.on_exit("metrics", 0, 0.0).action == "ended" and camera.on_exit("metrics", -9, 0.0).action == \
+        "restart"

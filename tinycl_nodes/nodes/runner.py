@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
+from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
 from .messages import approx_bytes
 
@@ -417,7 +418,8 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
 
 def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = None,
              parameters: dict[str, Any] | None = None) -> int:
-    """Parse args, validate parameters, create the bus, run; exit code 2 on a user's mistake."""
+    """Parse args, validate parameters, create the bus, run; exit code ``USER_ERROR`` (2) on a user's mistake
+    (a launcher then stops the graph rather than restart the node: ``restarts``)."""
     from ..bus import create_bus, select_backend
     from ..bus.log import console_logging
 
@@ -429,7 +431,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         backend = select_backend(params.bus)
     except (TinyclError, ValueError) as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
-        return 2
+        return USER_ERROR
     console_logging(ros.log_level)
     options: dict[str, Any] = {"remaps": ros.remaps, "log_level": ros.log_level}
     if backend == "dds":
@@ -441,7 +443,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     except Exception as exc:  # noqa: BLE001 - a bad dds_config, ROS_DOMAIN_ID…: a start-up error, not a traceback
         hint = f" (dds_config {params.dds_config!r})" if backend == "dds" else ""
         print(f"error: {ros.node_name}: cannot start the {backend} bus{hint}: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return USER_ERROR
     node: Node | None = None
     stop = _Stopper(bus)
     try:
@@ -454,11 +456,11 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
                                      "deactivate": node.deactivate, "cleanup": node.cleanup,
                                      "shutdown": lambda: None})
             if getattr(params, "autostart", False) and not bus.bring_up():
-                return 2
+                return USER_ERROR
         node.run()
     except TinyclError as exc:
         bus.logger.error("%s", exc)
-        return 2
+        return USER_ERROR
     except KeyboardInterrupt:
         pass
     finally:   # our signal handlers stay until the state is saved: a second Ctrl-C cannot cut it short
