@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import cv2
 import numpy as np
 
 from tests.nodes.test_camera_extractor import camera_frame
+from tests.processes import node_pid
 from tests.ros2.conftest import params_file
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
@@ -56,8 +59,22 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     assert received == processed + dropped + bad and bad == 0, report
     assert processed <= len(got) + 1
     assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
+    # the extractor (a lifecycle node) killed, as an OOM kill would: launch starts it again, it brings itself up,
+    # and the camera's frames become features again without anyone restarting the robot's graph
+    first = node_pid(launch.proc.pid, "extractor")
+    os.kill(first, signal.SIGKILL)
+    launch.wait_for_line("tinycl: the extractor node died (killed by SIGKILL): restarting it in 1 s", 15)
+    ros.wait_until("the restarted extractor active", timeout_s=45, check=lambda: ros.run(
+        "ros2", "lifecycle", "get", f"{NS}/extractor", check=False).stdout.startswith("active"))
+    ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
+            "--rate", "30", "--seconds", "3", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
+    again = json.loads(out.read_text())["features"][f"{NS}/features"]
+    assert len(again) >= 10 and node_pid(launch.proc.pid, "extractor") not in (None, first), launch.text[-2000:]
+    for stamp, feats, _ in again:
+        np.testing.assert_allclose(feats, want[stamp % 3], rtol=1e-4, atol=1e-4)
     assert launch.stop() == 0
-    print(f"ros2 camera: {result['sent']} frames sent at 30/s, {len(got)} features, {dropped} dropped (newest wins)")
+    print(f"ros2 camera: {result['sent']} frames sent at 30/s, {len(got)} features, {dropped} dropped (newest wins); "
+          f"after a kill -9 of the extractor: {len(again)} features in 3 s")
 
 
 def test_compressed_png_from_ros2_topic_pub_on_both_backends(ros, fp32_extractor, data_dir):
