@@ -1,11 +1,13 @@
 """What a phone-user trial met on a 390 px phone, in Chromium (390x844, touch) against the real TinyRCE labeler and
 label app as processes on a private DDS domain: the new-name field's placeholder was cut off; a name being typed was
-lost when the page re-rendered (a reconnect's snapshot) or its question expired; and whether an open page comes back
-by itself after the whole robot (labeler and app) was stopped and started again on its state.
+lost when the page re-rendered (a reconnect's snapshot) or its question expired; whether an open page comes back
+by itself after the whole robot (labeler and app) was stopped and started again on its state; the app's own refusals
+quoted raw request ids to the person.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import ExitStack
 
@@ -29,12 +31,14 @@ def ask(r: Robot, k: int) -> None:
                                 extractor_hash=r.hash, sample_id=5000 + k, true_label=-1, labelled=False))
 
 
-def open_phone(phone, r: Robot):
-    """The paired page, live, with the classes the robot knows."""
+def open_phone(phone, r: Robot, received: list[dict] | None = None):
+    """The paired page, live, with the classes the robot knows (what the app sends it appended to ``received``)."""
     r.learn(0)
     r.learn(1)
     r.wait_app_knows({0: "walking", 1: "seated"})
     page = phone.new_page()
+    if received is not None:
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))))
     page.goto(r.base + f"/?token={TOKEN}")
     page.wait_for_selector("#status.live")
     return page
@@ -133,3 +137,40 @@ def test_an_open_page_comes_back_after_the_whole_robot_restarts(domain, tmp_path
             assert "Traceback" not in "\n".join(labeler.lines + app.lines)
     finally:
         bus.shutdown()
+
+
+def test_the_apps_refusals_say_words_never_a_request_id(domain, tmp_path, phone):
+    """What the app refuses by itself (a question already answered, one it is not asking, a class the question does
+    not offer, a change with no answer to change) reaches the phone in words; the request id is for its log only."""
+    received: list[dict] = []
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r, received)
+        ask(r, 1)
+        card = page.locator("article.card")
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="1"]').tap()
+        page.locator(f'#history li[data-request-id="{rid}"] .state', has_text="learned").wait_for()
+        ask(r, 2)
+        other = page.locator("article.card:not(.leaving)")
+        other.wait_for()
+        rid2 = other.get_attribute("data-request-id")
+        tries = [({"type": "answer", "request_id": rid, "class_id": 1},
+                  "this question was already answered (seated): nothing was sent"),
+                 ({"type": "skip", "request_id": "no-such-question", "why": "skip"},
+                  "the robot is not asking this question (any more): nothing was sent"),
+                 ({"type": "undo", "request_id": rid2}, "there is no answer to this question to change: nothing was sent"),
+                 ({"type": "answer", "request_id": rid2, "class_id": 7},
+                  "class 7 is not one of this question's choices: nothing was sent")]
+        shown = []
+        for message, text in tries:
+            page.evaluate("m => window.tinycl.send(m)", message)      # as a stale page, or a second tab, sends it
+            page.locator("#toast.error", has_text=text).wait_for()
+            shown.append(page.locator("#toast").inner_text())
+        shown.append(other.locator(".err").inner_text())
+        page.wait_for_timeout(200)                                   # the frames' events reach this thread
+    said = [m["message"] for m in received if m["type"] == "error"]
+    assert said == [text for _, text in tries]
+    assert shown == said + [said[-1]]                                # the toasts, and the card's own line
+    assert not [t for t in said + shown if rid in t or rid2 in t or "no-such-question" in t]

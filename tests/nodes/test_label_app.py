@@ -148,7 +148,8 @@ def test_websocket_flow(tmp_path):
                 # the same request again: already answered, nothing sent
                 await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 0})
                 err = await _next(ws, "error")
-                assert "already answered" in err["message"] and err["request_id"] == "r1"
+                assert err["message"] == "this question was already answered (three): nothing was sent"
+                assert err["request_id"] == "r1"                  # for the page to find the card, never shown
                 async with s.get(base + "/api/state") as r:
                     state = await r.json()
                 assert state["pending"] == [] and [h["id"] for h in state["history"]] == ["r3", "r2", "r1"]
@@ -179,7 +180,7 @@ def test_malformed_payloads_are_one_error_line_each(caplog):
                 assert "binary" in (await _next(ws, "error"))["message"]
                 # well-formed but wrong answers: a clear error, nothing sent
                 for payload, text in [({"class_id": "3"}, "must be an integer"), ({"class_id": True}, "integer"),
-                                      ({"class_id": 7}, "not a candidate"), ({}, "either a class"),
+                                      ({"class_id": 7}, "not one of this question's choices"), ({}, "either a class"),
                                       ({"class_id": 0, "new_class_name": "x"}, "either a class"),
                                       ({"new_class_name": "   "}, "type a name"),
                                       ({"new_class_name": "a\x07b"}, "control character"),
@@ -222,15 +223,25 @@ def test_unknown_and_expired_request_ids_send_nothing():
                 ws = await s.ws_connect(base + "/ws")
                 await _next(ws, "snapshot")
                 await ws.send_json({"type": "answer", "request_id": "nobody", "class_id": 0})
-                assert "unknown request nobody" in (await _next(ws, "error"))["message"]
+                said = [(await _next(ws, "error"))["message"]]
+                assert said[0] == "the robot is not asking this question (any more): nothing was sent"
                 server.submit_request(_request("old", ttl=0.4))
                 await _next(ws, "request")
                 assert await _next(ws, "remove") == {"type": "remove", "id": "old", "why": "expired"}
                 await ws.send_json({"type": "answer", "request_id": "old", "class_id": 0})
-                assert "request old has expired" in (await _next(ws, "error"))["message"]
+                said.append((await _next(ws, "error"))["message"])
+                assert said[-1] == "this question has expired: nothing was sent"
+                await ws.send_json({"type": "skip", "request_id": "old", "why": "skip"})
+                said.append((await _next(ws, "error"))["message"])
+                assert said[-1] == "this question has expired: nothing was sent"
+                await ws.send_json({"type": "undo", "request_id": "old"})
+                said.append((await _next(ws, "error"))["message"])
+                assert said[-1] == "there is no answer to this question to change: nothing was sent"
                 async with s.post(base + "/api/answer", json={"type": "answer", "request_id": "old",
                                                               "new_class_name": "late"}) as r:
-                    assert r.status == 400 and "expired" in (await r.json())["message"]
+                    said.append((await r.json())["message"])
+                    assert r.status == 400 and said[-1] == "this question has expired: nothing was sent"
+                assert not [m for m in said if "old" in m or "nobody" in m]      # words, never the request id
                 await ws.close()
 
         _run(go())

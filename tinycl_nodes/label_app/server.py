@@ -415,7 +415,8 @@ class LabelServer:
                                              self.answered_by)
             self.publish(answer)
         except AnswerError as exc:
-            self.log.warning("message from %s refused: %s", peer, exc)
+            self.log.warning("message from %s%s refused: %s", peer,   # the person's words; the log names the id
+                             f" about request {rid[:MAX_ID]}" if isinstance(rid, str) else "", exc)
             reply: dict[str, Any] = {"type": "error", "message": str(exc)}
             if isinstance(rid, str):
                 reply["request_id"] = rid[:128]
@@ -441,9 +442,7 @@ class LabelServer:
 
     async def _skip(self, rid: Any, why: Any) -> dict[str, Any]:
         """'Skip' / 'not sure': the request leaves the page, the labeler drops it (nothing is learned)."""
-        req = self.store.pending.get(rid) if isinstance(rid, str) else None
-        if req is None:
-            raise AnswerError(f"unknown request {str(rid)[:MAX_ID]}: nothing was sent")
+        req = self.store.open_request(rid, time.time())
         why = "unsure" if why == "unsure" else "skip"
         if self.on_skip is not None:
             self.on_skip(req.request_id, why)
@@ -456,7 +455,7 @@ class LabelServer:
         """Change or withdraw an answer within ``undo_s``: the labeler and the learner apply it."""
         old = self.store.answered.get(rid) if isinstance(rid, str) else None
         if old is None:
-            raise AnswerError(f"no answer to request {str(rid)[:MAX_ID]} to change")
+            raise AnswerError("there is no answer to this question to change: nothing was sent")
         if time.time() - old.answered_s > self.undo_s:
             raise AnswerError(f"the answer to {old.class_name} is older than {self.undo_s:.0f} s: it cannot be changed")
         new = self.store.check_correction(old, class_id, new_name, self.answered_by)

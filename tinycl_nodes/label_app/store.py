@@ -178,16 +178,7 @@ class RequestStore:
                      answered_by: str = "", now: float | None = None) -> Answer:
         """The answer to send, or AnswerError with a message for the person. Changes nothing."""
         now = time.time() if now is None else now
-        if not isinstance(request_id, str) or not request_id:
-            raise AnswerError("request_id must be a non-empty string")
-        rid = request_id[:MAX_ID]
-        req = self.pending.get(request_id)
-        if req is None or req.expires_s <= now:
-            if req is not None or request_id in self.expired:
-                raise AnswerError(f"request {rid} has expired: nothing was sent")
-            if request_id in self.answered:
-                raise AnswerError(f"request {rid} was already answered ({self.answered[request_id].class_name})")
-            raise AnswerError(f"unknown request {rid}: nothing was sent")
+        req = self.open_request(request_id, now)
         has_id, has_name = class_id is not None, new_class_name not in (None, "")
         if has_id == has_name:
             raise AnswerError("answer with either a class (class_id) or a new class name, not both")
@@ -202,7 +193,22 @@ class RequestStore:
         for c in req.candidates:
             if int(c["id"]) == class_id:
                 return Answer(request_id, class_id, "", c["name"], answered_by, now)
-        raise AnswerError(f"class {class_id} is not a candidate of request {rid}")
+        raise AnswerError(f"class {class_id} is not one of this question's choices: nothing was sent")
+
+    def open_request(self, request_id: Any, now: float) -> Pending:
+        """The open request ``request_id``, or AnswerError saying in words why not (expired, already answered,
+        unknown): the person reads it, so it never quotes the request id (the app's log line adds it)."""
+        if not isinstance(request_id, str) or not request_id:
+            raise AnswerError("request_id must be a non-empty string")
+        req = self.pending.get(request_id)
+        if req is not None and req.expires_s > now:
+            return req
+        if req is not None or request_id in self.expired:
+            raise AnswerError("this question has expired: nothing was sent")
+        if request_id in self.answered:
+            raise AnswerError(f"this question was already answered ({self.answered[request_id].class_name}): "
+                              "nothing was sent")
+        raise AnswerError("the robot is not asking this question (any more): nothing was sent")
 
     def commit(self, answer: Answer) -> None:
         """The answer was sent: the request leaves, the answer goes to the history (with its picture)."""
