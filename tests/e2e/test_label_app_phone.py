@@ -2,13 +2,15 @@
 label app as processes on a private DDS domain: the new-name field's placeholder was cut off; a name being typed was
 lost when the page re-rendered (a reconnect's snapshot) or its question expired; whether an open page comes back
 by itself after the whole robot (labeler and app) was stopped and started again on its state; the app's own refusals
-quoted raw request ids to the person.
+quoted raw request ids to the person; a question re-sent by the labeler got a new deadline (and one the app had let
+expire came back), and a question the labeler let expire stayed on the page.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from contextlib import ExitStack
 
 import numpy as np
@@ -174,3 +176,72 @@ def test_the_apps_refusals_say_words_never_a_request_id(domain, tmp_path, phone)
     assert said == [text for _, text in tries]
     assert shown == said + [said[-1]]                                # the toasts, and the card's own line
     assert not [t for t in said + shown if rid in t or rid2 in t or "no-such-question" in t]
+
+
+def pending(r: Robot) -> list[dict]:
+    """The questions the app shows (its /api/state), each with ``deadline``: when it leaves, by this machine's clock."""
+    req = urllib.request.Request(r.base + "/api/state", headers={"X-Tinycl-Token": TOKEN})
+    with urllib.request.urlopen(req, timeout=5) as got:
+        return [{**p, "deadline": time.time() + p["expires_in_s"]} for p in json.loads(got.read())["pending"]]
+
+
+def test_a_question_re_sent_by_the_labeler_keeps_its_deadline(domain, tmp_path):
+    """The labeler re-sends its open questions to a new reader: an app started afresh (its state lost) shows one with
+    the deadline it had, counted from when the labeler asked (the request's stamp), not a new one; once the app let
+    it expire, a restart of the app does not bring it back (the labeler, waiting longer, re-sends it again)."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    r = Robot(bus, f"http://127.0.0.1:{port}")
+    app_params = (f"port:={port}", "request_ttl_s:=6")
+    try:
+        with labeler_node(domain, tmp_path) as labeler:
+            with app_node(domain, tmp_path, *app_params) as app:
+                app.wait_for_line("label app on", 30)
+                assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
+                ask(r, 1)
+                assert _until(lambda: len(pending(r)) == 1)
+                first = pending(r)[0]
+            time.sleep(1.5)                            # the labeler's tick (1 s) sees its reader gone: the next is new
+            fresh = (f"state_dir:={tmp_path / 'fresh'}",)      # the app's state lost: it learns the question anew
+            with app_node(domain, tmp_path, *app_params, *fresh) as app:
+                app.wait_for_line(f"request {first['id']} pending", 20)       # re-sent by the labeler
+                again = pending(r)
+                assert [p["id"] for p in again] == [first["id"]]
+                assert abs(again[0]["deadline"] - first["deadline"]) < 1.0, (again[0]["deadline"] - first["deadline"])
+                app.wait_for_line(f"request {first['id']} expired", 10)       # its time is up at the app
+            time.sleep(1.5)
+            with app_node(domain, tmp_path, *app_params, *fresh) as app:
+                line = app.wait_for_line(f"request {first['id']}", 20)        # re-sent again: still open at the labeler
+                time.sleep(0.5)
+                assert pending(r) == [] and "not shown" in line, line
+            assert "Traceback" not in "\n".join(labeler.lines)
+    finally:
+        bus.shutdown()
+
+
+def test_a_question_the_labeler_let_expire_leaves_the_page_at_once(domain, tmp_path, phone):
+    """The labeler's deadline is the question's (its label_status says "expired"): the card leaves then, though the
+    app would have waited longer; what was typed for it is kept, and the page says the question expired."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    r = Robot(bus, f"http://127.0.0.1:{port}")
+    try:
+        with labeler_node(domain, tmp_path, "request_ttl_s:=3") as labeler, \
+                app_node(domain, tmp_path, f"port:={port}", "request_ttl_s:=60") as app:
+            app.wait_for_line("label app on", 30)
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
+            r.wait_online()
+            page = open_phone(phone, r)
+            ask(r, 1)
+            card = page.locator("article.card")
+            card.wait_for()
+            rid = card.get_attribute("data-request-id")
+            card.locator("input[name=new]").fill("gira")
+            card.wait_for(state="detached", timeout=8_000)       # the labeler's 3 s (and its 1 s tick), not the app's 60
+            assert r.status_of(rid)["status"] == "expired"
+            kept = page.locator("#kept")
+            assert "expired" in kept.inner_text() and "“gira” is kept" in kept.inner_text()
+            assert pending(r) == []
+            assert "Traceback" not in "\n".join(labeler.lines + app.lines)
+    finally:
+        bus.shutdown()

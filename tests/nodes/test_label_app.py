@@ -23,7 +23,7 @@ from PIL import Image
 from tinycl_nodes.core.errors import InputError
 from tinycl_nodes.images import picture_png
 from tinycl_nodes.label_app.server import LabelServer
-from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore
+from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore, deadline
 
 TOKEN = "test-token-123"
 CANDIDATES = [{"id": 0, "name": "zero", "sample_count": 5}, {"id": 3, "name": "three", "sample_count": 2}]
@@ -612,3 +612,18 @@ def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
     store.commit(store.check_answer("s", None, "jumping", "test"))
     store.apply_status({"request_id": "s", "status": "learned", "class_id": 7, "class_name": "jumping"})
     assert history_item(store.answered["s"])["new"]                   # a class the robot did not know
+
+
+def test_a_requests_deadline_counts_from_when_the_labeler_asked():
+    """The LabelRequest's stamp is when the labeler asked; a stamp that is no wall-clock time (a board without time
+    sync stamps its uptime, a script 0) or one ahead of this clock counts from arrival. One past its deadline (a
+    re-send of a question this app let expire) is not shown."""
+    now = 1_800_000_000.0
+    assert deadline(now - 100, now, 600) == now + 500
+    assert deadline(0.0, now, 600) == deadline(3600.0, now, 600) == deadline(now + 60, now, 600) == now + 600
+    store = RequestStore(600)
+    late = Pending("r", "novel", list(CANDIDATES), None, 0, 0, now, deadline(now - 700, now, 600))
+    assert store.add(late, now) == ("expired", []) and "r" in store.expired and not store.pending
+    assert store.add(Pending("s", "novel", list(CANDIDATES), None, 0, 0, now, now + 5), now) == ("new", [])
+    assert store.expired_at_labeler("s", now) and not store.pending and "s" in store.expired
+    assert not store.expired_at_labeler("s", now)

@@ -207,6 +207,9 @@ class LabelServer:
             return
         if what == "same":          # asked again (e.g. re-sent to a new reader): nothing to show
             return
+        if what == "expired":
+            self.log.info("request %s asked again past its deadline: not shown", req.request_id)
+            return
         if what == "new":
             self.log.info("request %s pending (%s, %d candidates)", req.request_id, req.reason or "no reason",
                           len(req.candidates))
@@ -480,13 +483,19 @@ class LabelServer:
                 pass
 
     def on_status(self, status: dict[str, Any]) -> None:
-        """The labeler's label_status: a rename's verdict goes to the pages; an answer in the history becomes
-        learned or refused."""
+        """The labeler's label_status: a rename's verdict goes to the pages; a question it let expire leaves them;
+        an answer in the history becomes learned or refused."""
         rename = self.store.settle_rename(status)
         if rename is not None:
             self.log.info("rename %s %s%s", rename.request_id, rename.status,
                           f": {rename.message}" if rename.message else f" (class {rename.class_id} {rename.name!r})")
             self._spawn(self._broadcast(rename.public()))
+            return
+        rid = str(status.get("request_id", ""))
+        if status.get("status") == "expired":
+            if self.store.expired_at_labeler(rid, time.time()):
+                self.log.info("request %s expired at the labeler", rid)
+                self._spawn(self._broadcast({"type": "remove", "id": rid, "why": "expired"}))
             return
         a = self.store.apply_status(status)
         if a is not None:

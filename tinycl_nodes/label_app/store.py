@@ -29,6 +29,16 @@ MAX_ID = MAX_REQUEST_ID   # a request id is the labeler's: the same bound
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
 MAX_RENAME_CHARS = 256     # a bound on the payload; the name itself is the labeler's to judge (core/names.py)
 RENAME_REPLY_S = 10.0      # the labeler answers in milliseconds; past DDS's retransmits, still while the person looks
+WALL_CLOCK_FROM_S = 1_577_836_800.0   # 2020-01-01: an earlier stamp is no wall-clock time (a board without time sync
+                                      # stamps its uptime, a bare script 0)
+
+
+def deadline(stamp_s: float, now: float, ttl_s: float) -> float:
+    """When a question leaves the page: ``ttl_s`` after the labeler asked it (the LabelRequest's stamp), so a request
+    re-sent later (to an app restarted or reconnected) keeps its deadline, as at the labeler. A stamp that is no
+    wall-clock time, or one in the future (another machine's clock), counts from now."""
+    asked = stamp_s if WALL_CLOCK_FROM_S <= stamp_s <= now else now
+    return asked + ttl_s
 
 
 class AnswerError(ValueError):
@@ -137,12 +147,14 @@ class RequestStore:
         self.dirty = False
 
     # requests ------------------------------------------------------------------------------------
-    def add(self, req: Pending) -> tuple[str, list[str]]:
-        """Take a request: ('new' | 'updated' | 'same' | 'answered', ids dropped to stay under max_pending).
+    def add(self, req: Pending, now: float | None = None) -> tuple[str, list[str]]:
+        """Take a request: ('new' | 'updated' | 'same' | 'answered' | 'expired', ids dropped to stay under max_pending).
 
         A request asked again keeps its deadline (duplicates collapse); one already answered is
-        not shown again (the caller re-sends the answer: the labeler may not have got it).
+        not shown again (the caller re-sends the answer: the labeler may not have got it), nor is one
+        past its deadline (:func:`deadline`: a re-send of a question this app already let expire).
         """
+        now = time.time() if now is None else now
         if req.request_id in self.answered:
             return "answered", []
         old = self.pending.get(req.request_id)
@@ -153,6 +165,9 @@ class RequestStore:
             self.pending[req.request_id] = req
             self.dirty = True
             return "updated", []
+        if req.expires_s <= now:
+            self._remember(self.expired, req.request_id, now)
+            return "expired", []
         self.expired.pop(req.request_id, None)
         self.pending[req.request_id] = req
         dropped = []
@@ -172,6 +187,15 @@ class RequestStore:
         if gone:
             self.dirty = True
         return gone
+
+    def expired_at_labeler(self, request_id: str, now: float) -> bool:
+        """The labeler says the question expired (its label_status): it leaves now (True), whatever this app's
+        deadline; remembered as expired to explain a late answer."""
+        if self.pending.pop(request_id, None) is None:
+            return False
+        self._remember(self.expired, request_id, now)
+        self.dirty = True
+        return True
 
     # answers -------------------------------------------------------------------------------------
     def check_answer(self, request_id: Any, class_id: Any = None, new_class_name: Any = None,

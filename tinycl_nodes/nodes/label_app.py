@@ -34,9 +34,10 @@ from ..core.errors import InputError, TinyclError
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_png
 from ..label_app.server import LabelServer
-from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore
+from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore, deadline
 from ..label_app.tls import ensure_certificate
-from .label_requests import NEW_CLASS, NO_CLASS
+from .label_requests import NEW_CLASS, NO_CLASS, REQUEST_TTL_S
+from .messages import stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
@@ -54,8 +55,9 @@ class LabelAppParams(NodeParams):
     undo_s: float = Field(120.0, ge=0, le=86400, description="seconds an answer can be changed or withdrawn")
     tls_key: str | None = Field(None, description="the PEM private key of tls_cert")
     public_url: str | None = Field(None, description="base URL for the QR code (e.g. behind a NAT or a name)")
-    request_ttl_s: float = Field(3600.0, gt=0, description="a request not answered in this time (seconds) leaves "
-                                                           "the page")
+    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, description="a request not answered this long (seconds) after "
+                                                                  "the labeler asked it leaves the page (set it as "
+                                                                  "the labeler's)")
     state_dir: str | None = Field(None, description="pending requests (label_app.json), the pairing secret "
                                                     "(pairing.json) and the TLS certificate are kept here (default "
                                                     "$ROS_HOME/tinycl/<namespace>)")
@@ -155,7 +157,7 @@ class LabelApp(Node):
         now = time.time()
         self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, png,
                                            width if png else 0, height if png else 0, now,
-                                           now + self.params.request_ttl_s))
+                                           deadline(stamp_ns(msg.header) / 1e9, now, self.params.request_ttl_s)))
 
     def on_status(self, msg: Any) -> None:
         try:

@@ -44,6 +44,8 @@ REMEMBERED_IDS = 1000      # answered / expired request ids kept to explain a la
 MAX_REQUEST_ID = 128       # characters of a request id: the labeler's (a UUID) and the label app's are shorter; a
                            # longer one is no request, and is never echoed in full (label_status, logs, the phone)
 KIND, VERSION = "LabelRequests", 2
+REQUEST_TTL_S = 600.0      # an unanswered question is dropped this long after it was asked: the labeler's and the
+                           # label app's default (one deadline per question: the app counts it from the request's stamp)
 
 
 class AnswerError(InputError):

@@ -65,8 +65,8 @@ from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import ReplayUndo
 from ..images import camera_picture
-from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, AnswerError, LabelRequests, Pending, Resolution,
-                             check_class_name, render_plot)
+from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
+                             Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
 from .runner import ImageQos, Node, StateParams, run_node
@@ -105,8 +105,8 @@ class LabelerParams(StateParams):
                                                               "also of dedupe_distance")
     rce_grow_margin: float = Field(0.25, ge=0, description="rce: a right-class prototype with d/r below 1 + margin "
                                                            "grows to cover the sample; 0: never grows")
-    request_ttl_s: float = Field(600.0, gt=0, description="an unanswered request is dropped after this many "
-                                                          "seconds")
+    request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, description="an unanswered request is dropped after this "
+                                                                  "many seconds")
     max_requests_per_hour: int = Field(60, ge=0, description="the budget of questions (sliding hour); 0: never "
                                                              "ask")
     max_pending: int = Field(50, ge=1, le=1000, description="requests waiting at once")
