@@ -3,7 +3,8 @@ label app as processes on a private DDS domain: the new-name field's placeholder
 lost when the page re-rendered (a reconnect's snapshot) or its question expired; whether an open page comes back
 by itself after the whole robot (labeler and app) was stopped and started again on its state; the app's own refusals
 quoted raw request ids to the person; a question re-sent by the labeler got a new deadline (and one the app had let
-expire came back), and a question the labeler let expire stayed on the page.
+expire came back), and a question the labeler let expire stayed on the page; a phone back online or back from the background waited for
+the page's retry backoff (up to 10 s) before it was live again.
 """
 
 from __future__ import annotations
@@ -243,5 +244,59 @@ def test_a_question_the_labeler_let_expire_leaves_the_page_at_once(domain, tmp_p
             assert "expired" in kept.inner_text() and "“gira” is kept" in kept.inner_text()
             assert pending(r) == []
             assert "Traceback" not in "\n".join(labeler.lines + app.lines)
+    finally:
+        bus.shutdown()
+
+
+def network(cdp, online: bool) -> None:
+    """The browser's network off or on, as DevTools emulates it: Chromium fires ``offline`` / ``online`` on the page.
+    "On" is an override with a (non-limiting) throughput: clearing the emulation (Playwright's set_offline(False))
+    falls back to the host's own state, and a test in a network namespace with loopback only is offline to Chromium,
+    so no ``online`` event would come."""
+    cdp.send("Network.emulateNetworkConditions", {"offline": not online, "latency": 0,
+                                                  "downloadThroughput": -1 if not online else 1e9,
+                                                  "uploadThroughput": -1 if not online else 1e9})
+
+
+def test_a_phone_back_from_the_background_or_online_reconnects_at_once(domain, tmp_path, phone):
+    """Offline, the page's retries fail and their delay doubles (0.5, 1, 2, 4, 8 s, at most 10 s); the app restarts
+    meanwhile. Back in the foreground (visibilitychange) the page tries at once, not when its backoff says; back online
+    (the browser's own ``online`` event) it is live again at once, with the answers on."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    r = Robot(bus, f"http://127.0.0.1:{port}")
+    attempts: list[float] = []
+    try:
+        with labeler_node(domain, tmp_path), ExitStack() as apps:
+            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
+            app.wait_for_line("label app on", 30)
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
+            r.wait_online()
+            page = open_phone(phone, r)
+            page.on("websocket", lambda ws: attempts.append(time.monotonic()))
+            cdp = phone.new_cdp_session(page)
+            cdp.send("Network.enable")
+            network(cdp, online=False)
+            app.stop()                                               # the page's connection goes: it retries, offline
+            page.wait_for_selector("#status:not(.live)")
+            apps.enter_context(app_node(domain, tmp_path, f"port:={port}")).wait_for_line("label app on", 30)
+            r.wait_online()
+            while len(attempts) < 4:                                 # after 0.5 + 1 + 2 + 4 s: the next in 8 s
+                page.wait_for_timeout(50)
+            due = attempts[-1] + min(0.5 * 2 ** len(attempts), 10.0)
+            shown = time.monotonic()
+            page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")   # the page is visible again
+            n = len(attempts)
+            while len(attempts) == n and time.monotonic() < due + 1:
+                page.wait_for_timeout(20)
+            tried = attempts[n] - shown
+            on = time.monotonic()
+            network(cdp, online=True)
+            page.wait_for_selector("#status.live", timeout=15_000)
+            live = time.monotonic() - on
+            print(f"backoff {due - shown:.1f} s left: tried after {tried:.2f} s; online: live after {live:.2f} s")
+            assert tried < 1.0 and due - shown >= 6.0, (tried, due - shown)
+            assert live < 3.0, live                                  # its backoff was at 10 s by then
+            assert page.locator("#offline").is_hidden()
     finally:
         bus.shutdown()

@@ -138,7 +138,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const pendingEl = $("#pending"), historyEl = $("#history"), toastEl = $("#toast");
   const deadlines = new Map();          // request id -> ms deadline (local clock)
   const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
-  let ws = null, retry = 500, toastTimer = 0, stopped = false, robotOnline = true, undoS = 120, classes = [];
+  let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, undoS = 120,
+      classes = [];
 
   function el(tag, props = {}, ...kids) {
     const e = document.createElement(tag);
@@ -429,21 +430,29 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   $("#tab-ask").addEventListener("click", () => tab("tab-ask"));
   $("#tab-know").addEventListener("click", () => tab("tab-know"));
   function connect() {
-    if (stopped) return;
-    ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    ws.onopen = () => { retry = 500; setStatus(true); };
-    ws.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
-    ws.onclose = async () => {
+    clearTimeout(retryTimer);
+    if (stopped || (ws && ws.readyState <= WebSocket.OPEN)) return;   // connecting or open already
+    const sock = ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    sock.onopen = () => { retry = 500; setStatus(true); };
+    sock.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
+    sock.onclose = async () => {
       setStatus(false);
       try {
         const r = await fetch("api/state", {cache: "no-store"});
         if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; refresh(); return; }
       } catch (e) { /* server down: retry */ }
-      setTimeout(connect, retry);
+      if (ws !== sock) return;          // a newer connection (see reconnectNow) retries for itself
+      retryTimer = setTimeout(connect, retry);
       retry = Math.min(retry * 2, 10000);
     };
   }
+  // Back online, or back from the background: try now, not when the backoff says (up to 10 s later).
+  function reconnectNow() {
+    if (ws && ws.readyState === WebSocket.OPEN) setStatus(true); else connect();
+  }
   window.addEventListener("offline", () => setStatus(false));
+  window.addEventListener("online", reconnectNow);
+  document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") reconnectNow(); });
   setInterval(() => {
     const now = Date.now();
     for (const [id, t] of deadlines) { const c = cardOf(id); if (c) $(".left", c).textContent = left(t - now); }
