@@ -124,7 +124,8 @@ def test_a_lifecycle_node_killed_mid_replay_is_restarted_configured_and_activate
     itself, scored, with every prediction after the restart."""
     out = ros.tmp / "metrics.json"
     pf = params_file(ros.tmp, **{"/**": {"state_dir": str(ros.tmp / "state")}},
-                     sensor={"stream_length": 1800, "rate_hz": 120.0}, metrics={"out": str(out), "window": 500})
+                     sensor={"stream_length": 1800, "rate_hz": 120.0},
+                     metrics={"out": str(out), "window": 500, "idle_timeout_s": 3.0})   # lost ones: ends 3 s after
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/r/tinycl",
                        f"params_file:={pf}", name="ros2 launch tinyndc")
     launch.wait_for_line("clusters initialised", 90)
