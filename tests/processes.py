@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 
@@ -36,3 +38,11 @@ def node_pid(launcher: int, name: str) -> int | None:
         if f"__node:={name}".encode() in args and alive(pid):
             return pid
     return None
+
+
+def kill9(launcher: int, name: str) -> int:
+    """kill -9 node ``name`` of ``launcher`` (as an OOM kill would); its pid."""
+    pid = node_pid(launcher, name)
+    assert pid is not None, f"no running {name} node under pid {launcher}"
+    os.kill(pid, signal.SIGKILL)
+    return pid

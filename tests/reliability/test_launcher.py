@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import alive, children, node_pid
+from tests.processes import alive, children, kill9, node_pid
 
 from .conftest import ROOT
 
@@ -153,9 +153,7 @@ def test_a_node_killed_mid_replay_is_restarted_from_its_checkpoint_and_the_repla
     try:
         launch.wait_for("clusters initialised", 90)
         time.sleep(3.0)                                        # ~350 samples learned, checkpointed every 100
-        first = node_pid(launch.proc.pid, "learner")
-        assert first is not None
-        os.kill(first, signal.SIGKILL)
+        first = kill9(launch.proc.pid, "learner")
         launch.wait_for("the learner node died (killed by SIGKILL): restarting it in 1 s from its last checkpoint", 10)
         launch.wait_for("]: restored head (", 60)
         second = node_pid(launch.proc.pid, "learner")
@@ -188,7 +186,7 @@ def test_a_replay_sensor_killed_is_not_restarted_and_stops_the_graph(tmp_path, d
     launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100")
     try:
         launch.wait_for("clusters initialised", 90)
-        os.kill(node_pid(launch.proc.pid, "sensor"), signal.SIGKILL)
+        kill9(launch.proc.pid, "sensor")
         code = launch.proc.wait(timeout=60)
     finally:
         if launch.proc.poll() is None:

@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import cv2
 import numpy as np
 
 from tests.nodes.test_camera_extractor import camera_frame
-from tests.processes import node_pid
+from tests.processes import kill9, node_pid
 from tests.ros2.conftest import params_file
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
@@ -61,8 +59,7 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
     # the extractor (a lifecycle node) killed, as an OOM kill would: launch starts it again, it brings itself up,
     # and the camera's frames become features again without anyone restarting the robot's graph
-    first = node_pid(launch.proc.pid, "extractor")
-    os.kill(first, signal.SIGKILL)
+    first = kill9(launch.proc.pid, "extractor")
     launch.wait_for_line("tinycl: the extractor node died (killed by SIGKILL): restarting it in 1 s", 15)
     ros.wait_until("the restarted extractor active", timeout_s=45, check=lambda: ros.run(
         "ros2", "lifecycle", "get", f"{NS}/extractor", check=False).stdout.startswith("active"))

@@ -4,9 +4,7 @@ and a graph mixing rclpy nodes with dds-backend nodes."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.processes import node_pid
+from tests.processes import kill9, node_pid
 from tests.ros2.conftest import params_file
 from tinycl_nodes.graphs import GRAPHS, MANAGED
 
@@ -130,9 +128,7 @@ def test_a_lifecycle_node_killed_mid_replay_is_restarted_configured_and_activate
                        f"params_file:={pf}", name="ros2 launch tinyndc")
     launch.wait_for_line("clusters initialised", 90)
     time.sleep(3.0)                                            # ~350 samples learned, checkpointed every 100
-    first = node_pid(launch.proc.pid, "learner")
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
+    first = kill9(launch.proc.pid, "learner")
     launch.wait_for_line("tinycl: the learner node died (killed by SIGKILL): restarting it in 1 s", 15)
     restored = launch.wait_for_line("restored head (", 60)
     assert int(re.search(r"(\d+) samples\)", restored).group(1)) >= 100, restored
