@@ -215,7 +215,8 @@ def test_malformed_payloads_are_one_error_line_each(caplog):
 
 
 def test_unknown_and_expired_request_ids_send_nothing():
-    with serving(None, ttl=0.4) as (server, sent):
+    # 1.5 s: a request already past its deadline when the server takes it is not shown at all (a loaded machine)
+    with serving(None, ttl=1.5) as (server, sent):
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
@@ -225,7 +226,7 @@ def test_unknown_and_expired_request_ids_send_nothing():
                 await ws.send_json({"type": "answer", "request_id": "nobody", "class_id": 0})
                 said = [(await _next(ws, "error"))["message"]]
                 assert said[0] == "the robot is not asking this question (any more): nothing was sent"
-                server.submit_request(_request("old", ttl=0.4))
+                server.submit_request(_request("old", ttl=1.5))
                 await _next(ws, "request")
                 assert await _next(ws, "remove") == {"type": "remove", "id": "old", "why": "expired"}
                 await ws.send_json({"type": "answer", "request_id": "old", "class_id": 0})
@@ -616,13 +617,17 @@ def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
 
 def test_a_requests_deadline_counts_from_when_the_labeler_asked():
     """The LabelRequest's stamp is when the labeler asked; a stamp that is no wall-clock time (a board without time
-    sync stamps its uptime, a script 0) or one ahead of this clock counts from arrival. One past its deadline (a
-    re-send of a question this app let expire) is not shown."""
+    sync stamps its uptime, a script 0) or one ahead of this clock counts from arrival; the age is measured on the
+    node's clock (a bag's simulated time under use_sim_time). One past its deadline (a re-send of a question this app
+    let expire) is not shown."""
     now = 1_800_000_000.0
-    assert deadline(now - 100, now, 600) == now + 500
-    assert deadline(0.0, now, 600) == deadline(3600.0, now, 600) == deadline(now + 60, now, 600) == now + 600
+    assert deadline(now - 100, now, now, 600) == now + 500
+    assert deadline(0.0, now, now, 600) == deadline(3600.0, now, now, 600) == deadline(now + 60, now, now, 600) \
+        == now + 600
+    sim = 1_700_000_000.0        # use_sim_time: a bag's clock, long ago; the stamp 100 s old on it
+    assert deadline(sim - 100, sim, now, 600) == now + 500
     store = RequestStore(600)
-    late = Pending("r", "novel", list(CANDIDATES), None, 0, 0, now, deadline(now - 700, now, 600))
+    late = Pending("r", "novel", list(CANDIDATES), None, 0, 0, now, deadline(now - 700, now, now, 600))
     assert store.add(late, now) == ("expired", []) and "r" in store.expired and not store.pending
     assert store.add(Pending("s", "novel", list(CANDIDATES), None, 0, 0, now, now + 5), now) == ("new", [])
     assert store.expired_at_labeler("s", now) and not store.pending and "s" in store.expired

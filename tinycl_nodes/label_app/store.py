@@ -33,12 +33,14 @@ WALL_CLOCK_FROM_S = 1_577_836_800.0   # 2020-01-01: an earlier stamp is no wall-
                                       # stamps its uptime, a bare script 0)
 
 
-def deadline(stamp_s: float, now: float, ttl_s: float) -> float:
-    """When a question leaves the page: ``ttl_s`` after the labeler asked it (the LabelRequest's stamp), so a request
-    re-sent later (to an app restarted or reconnected) keeps its deadline, as at the labeler. A stamp that is no
-    wall-clock time, or one in the future (another machine's clock), counts from now."""
-    asked = stamp_s if WALL_CLOCK_FROM_S <= stamp_s <= now else now
-    return asked + ttl_s
+def deadline(stamp_s: float, clock_s: float, now: float, ttl_s: float) -> float:
+    """When a question leaves the page (``now``'s wall clock): ``ttl_s`` after the labeler asked it (the LabelRequest's
+    stamp), so a request re-sent later (to an app restarted or reconnected) keeps its deadline, as at the labeler.
+    Its age is measured on the clock that stamped it, this node's ROS clock ``clock_s`` (simulated time under
+    ``use_sim_time``, as the labeler's stamps then are). A stamp that is no wall-clock time, or one ahead of that
+    clock (another machine's), counts from now."""
+    age = clock_s - stamp_s
+    return now + ttl_s - (age if stamp_s >= WALL_CLOCK_FROM_S and age >= 0 else 0.0)
 
 
 class AnswerError(ValueError):

@@ -157,7 +157,8 @@ class LabelApp(Node):
         now = time.time()
         self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, png,
                                            width if png else 0, height if png else 0, now,
-                                           deadline(stamp_ns(msg.header) / 1e9, now, self.params.request_ttl_s)))
+                                           deadline(stamp_ns(msg.header) / 1e9, self.bus.now_ns() / 1e9, now,
+                                                    self.params.request_ttl_s)))
 
     def on_status(self, msg: Any) -> None:
         try:
