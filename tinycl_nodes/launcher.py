@@ -3,13 +3,16 @@
 The same nodes and the same parameter file as ``launch/<graph>.launch.py``; each node is its own
 process on the dds backend. Their logs are printed with the node name in front; Ctrl-C, SIGTERM,
 SIGHUP (or the end of a finite run) stop them all with SIGTERM so each saves its state, then
-SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed. A node that
+SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed. A launcher
+that is killed itself takes its nodes with it (each gets SIGTERM and saves). A node that
 dies while the graph runs is restarted from its last checkpoint, or stops the graph
 (``restarts.RestartPolicy``, the rule ``ros2 launch`` follows too).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -58,7 +61,8 @@ class Graph:
         p = subprocess.Popen(self.commands[name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
                              # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
                              # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
-                             stdin=subprocess.DEVNULL, process_group=0)
+                             stdin=subprocess.DEVNULL, process_group=0,
+                             preexec_fn=functools.partial(_stop_with, os.getpid()))
         self.procs[name] = p
         color = COLORS[list(self.commands).index(name) % len(COLORS)]
         t = threading.Thread(target=_pump, args=(name, p.stdout, color, self.log_stream), daemon=True)
@@ -73,6 +77,19 @@ class Graph:
         for f in self.temp_files:
             f.unlink(missing_ok=True)
         return codes
+
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl    # looked up here: the child between fork and exec only calls it
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with(launcher: int) -> None:
+    """In a node's process before it runs: the kernel sends it SIGTERM when the launcher dies, even by kill -9 (an
+    OOM kill, a closed session), so it saves and stops instead of running on orphaned and holding its state file.
+    A launcher that died before this took effect has no child to wait for: the node stops at once."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher:
+        os._exit(0)
 
 
 def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0,

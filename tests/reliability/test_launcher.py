@@ -214,3 +214,27 @@ def test_restart_policy_stops_a_crash_loop_a_users_mistake_and_run_once_nodes():
     camera = RestartPolicy(finisher=None)                       # a camera graph runs until stopped: nothing to score
     assert camera.on_exit("metrics", 0, 0.0).action == "ended" and camera.on_exit("metrics", -9, 0.0).action == \
         "restart"
+
+
+def test_a_launcher_killed_stops_its_nodes_and_each_saves(tmp_path, domain):
+    """kill -9 of ``tinycl launch`` itself (an OOM kill, a closed session's SIGKILL): its nodes get SIGTERM from the
+    kernel (parent-death signal), save and stop, rather than run on orphaned, holding their state files."""
+    launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100")
+    try:
+        launch.wait_for("clusters initialised", 90)
+        nodes = children(launch.proc.pid)
+        assert len(nodes) == 6, nodes
+        t_kill = time.time()
+        launch.proc.kill()
+        launch.proc.wait(timeout=10)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and any(alive(p) for p in nodes):
+            time.sleep(0.2)
+        left = [p for p in nodes if alive(p)]
+    finally:
+        for p in nodes:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
+    assert left == [], "nodes left running after their launcher was killed"
+    for name in ("learner.state", "labeler.state"):                   # each saved on its way out
+        assert (tmp_path / "ros" / "tinycl" / name).stat().st_mtime >= t_kill, name
