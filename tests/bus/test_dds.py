@@ -187,7 +187,8 @@ def test_a_reader_killed_costs_messages_not_sent_never_an_exception(bus, domain,
     pub = bus.create_publisher("/t/stream", "Features", RELIABLE)
     F = bus.msg("Features")
     with peer("reader", str(domain)) as p:
-        assert p.stdout.readline().strip() == "DONE"          # matched both ways
+        assert p.stdout.readline().strip() == "DONE"          # its reader has matched our writer
+        assert wait_for(lambda: pub.get_subscription_count() >= 1, 10, bus.spin_once)   # and our writer its reader
         p.send_signal(signal.SIGKILL)
         p.wait()
         end = time.monotonic() + 20
