@@ -163,8 +163,8 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         files.append(path)
     try:
         for name in nodes or list(GRAPHS[graph]):
-            g.commands[name] = _command(name, files, namespace, (overrides or {}).get(name, {}), (wrap or {}).get(name, []),
-                                        REMAPS.get(graph, ()))
+            g.commands[name] = _command(name, files, namespace, (overrides or {}).get(name, {}),
+                                        (wrap or {}).get(name, []), REMAPS.get(graph, ()))
             g.start(name)
     except BaseException:
         g.stop()           # nodes already started, and the temporary file
@@ -234,15 +234,15 @@ def _raise_stop(signum: int, frame: object) -> None:
 def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
     """Until the graph is to stop: each node that exits is restarted or stops the graph (``policy``); returns when
     the graph should stop, or when every node has exited by itself."""
-    seen: set[int] = set()           # pids whose exit has been judged
-    due: dict[str, float] = {}       # node → when it is restarted
+    seen: set[subprocess.Popen] = set()   # processes whose exit has been judged (not pids: the kernel reuses them)
+    due: dict[str, float] = {}            # node → when it is restarted
     while g.alive() or due:
         time.sleep(0.2)
         now = time.monotonic()
         for name, p in list(g.procs.items()):
-            if p.poll() is None or p.pid in seen:
+            if p.poll() is None or p in seen:
                 continue
-            seen.add(p.pid)
+            seen.add(p)
             verdict = policy.on_exit(name, p.returncode, now)
             if verdict.action == "ended":
                 continue

@@ -9,7 +9,8 @@ exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``. W
 set, the robot's camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
 the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
 the last prediction is scored (after logging the final scores), and so does the launch. The
-extractor and the learner are lifecycle nodes, configured and activated by launch events.
+extractor and the learner are lifecycle nodes, configured and activated by launch events (a restarted one brings
+itself up: ``_node``).
 
 Needs ROS 2 (launch, launch_ros); imported only by launch files.
 """
