@@ -4,15 +4,13 @@ The same nodes and the same parameter file as ``launch/<graph>.launch.py``; each
 process on the dds backend. Their logs are printed with the node name in front; Ctrl-C, SIGTERM,
 SIGHUP (or the end of a finite run) stop them all with SIGTERM so each saves its state, then
 SIGKILL after ``grace_s`` for any that hang; the launcher's temporary files are removed. A launcher
-that is killed itself takes its nodes with it (each gets SIGTERM and saves). A node that
+that is killed itself takes its nodes with it (each gets SIGTERM and saves: ``parent_death``). A node that
 dies while the graph runs is restarted from its last checkpoint, or stops the graph
 (``restarts.RestartPolicy``, the rule ``ros2 launch`` follows too).
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import signal
 import subprocess
@@ -29,6 +27,7 @@ import yaml
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, REMAPS
 from .nodes.runner import node_parameters
+from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -61,8 +60,7 @@ class Graph:
         p = subprocess.Popen(self.commands[name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
                              # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
                              # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
-                             stdin=subprocess.DEVNULL, process_group=0,
-                             preexec_fn=functools.partial(_stop_with, os.getpid()))
+                             stdin=subprocess.DEVNULL, process_group=0)
         self.procs[name] = p
         color = COLORS[list(self.commands).index(name) % len(COLORS)]
         t = threading.Thread(target=_pump, args=(name, p.stdout, color, self.log_stream), daemon=True)
@@ -77,19 +75,6 @@ class Graph:
         for f in self.temp_files:
             f.unlink(missing_ok=True)
         return codes
-
-
-_prctl = ctypes.CDLL(None, use_errno=True).prctl    # looked up here: the child between fork and exec only calls it
-PR_SET_PDEATHSIG = 1
-
-
-def _stop_with(launcher: int) -> None:
-    """In a node's process before it runs: the kernel sends it SIGTERM when the launcher dies, even by kill -9 (an
-    OOM kill, a closed session), so it saves and stops instead of running on orphaned and holding its state file.
-    A launcher that died before this took effect has no child to wait for: the node stops at once."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != launcher:
-        os._exit(0)
 
 
 def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0,
@@ -147,7 +132,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     cfg = config_path(graph, config)
     check_overrides(graph, overrides or {}, nodes or list(GRAPHS[graph]))
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
-               **(env or {})}
+               **launcher_env(), **(env or {})}
     g = Graph(env=run_env, log_stream=log_stream or sys.stderr)
     files = [str(cfg)]
     shared = (overrides or {}).get("*")

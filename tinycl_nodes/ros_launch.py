@@ -5,10 +5,11 @@ Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``par
 go to the nodes in a ``/**`` parameter file after ``params_file``, so each node takes the names it declares and no
 other, and a launch argument outranks the parameter file's values (``runner.collect_parameters``: a later file
 outranks an earlier one). A node that dies while the graph runs is restarted from its last checkpoint; one that
-exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``. With ``camera_topic``
-set, the robot's camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken best-effort (sensor data QoS);
-the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics node exits once
-the last prediction is scored (after logging the final scores), and so does the launch. The
+exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a launch that is killed (even by
+kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
+camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken
+best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
+node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes, configured and activated by launch events (a restarted one brings
 itself up: ``_node``).
 
@@ -36,6 +37,7 @@ from launch_ros.substitutions import FindPackageShare
 from lifecycle_msgs.msg import Transition
 
 from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
+from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
 PACKAGE = "tinycl_nodes"
@@ -99,6 +101,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
         own = {k: LaunchConfiguration(v).perform(context) for k, v in node_params.get(name, {}).items()}
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
+                      additional_env=launcher_env(),   # a killed launch takes its nodes with it: parent_death
                       remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
                       arguments=["--ros-args", "--log-level", get("log_level")])
         actions += _node(name, kwargs, policy)

@@ -240,3 +240,22 @@ def test_a_launcher_killed_stops_its_nodes_and_each_saves(tmp_path, domain):
     assert left == [], "nodes left running after their launcher was killed"
     for name in ("learner.state", "labeler.state"):                   # each saved on its way out
         assert (tmp_path / "ros" / "tinycl" / name).stat().st_mtime >= t_kill, name
+
+
+def test_a_node_whose_launcher_has_gone_does_not_start_and_a_wrapped_one_does(tmp_path):
+    """The launcher's pid in a node's environment (``parent_death``): a node whose launcher died before the node could
+    ask for the parent-death signal does not start (nothing would stop it); a node that is not the launcher's own
+    child (``ros2 launch --launch-prefix``, a node's child) is left alone while the launcher lives."""
+    from tinycl_nodes.parent_death import LAUNCHER_PID, stop_with_launcher
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                     # reaped: its pid names no process
+    env = {**os.environ, LAUNCHER_PID: str(gone.pid), "ROS_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "tinycl_nodes.nodes.metrics"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stderr.strip() == \
+        f"metrics: the launcher that started it (pid {gone.pid}) has ended: not starting", run.stderr
+    environ = {LAUNCHER_PID: str(os.getpid())}      # alive, and not this process's parent
+    assert stop_with_launcher(environ) is None and environ == {}    # taken out: the node's children do not inherit it
+    environ = {LAUNCHER_PID: str(gone.pid)}
+    assert stop_with_launcher(environ) == gone.pid

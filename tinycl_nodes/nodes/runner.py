@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
+from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
 from .messages import approx_bytes
@@ -424,6 +425,9 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     from ..bus.log import console_logging
 
     process = argv is None              # the node is this process (its main), not a caller's function
+    if process and (gone := stop_with_launcher()) is not None:
+        print(f"{default_name}: the launcher that started it (pid {gone}) has ended: not starting", file=sys.stderr)
+        return 0
     argv = sys.argv[1:] if argv is None else argv
     try:
         ros = parse_ros_args(argv, default_name)
