@@ -23,7 +23,8 @@ State (round, the fleet's configuration, every device's latest payload, the last
 payload, the round table) is kept by ``storage.StateStore`` in ``<state_dir>/aggregator.state``:
 saved after every round, at most every ``save_interval_s`` after accepted heads (a head not saved
 yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
-on restart it is loaded and the last global head is offered again. A file that cannot be used —
+on restart it is loaded, the last global head is offered again, and the held heads the last global head does
+not contain (its provenance) count as new for the round under way (they came before the restart). A file that cannot be used —
 corrupt, or of another fleet or configuration — is moved aside with one line and the aggregator
 starts fresh. Held heads of devices not in ``allowed_devices`` (a device revoked since) are dropped at start and
 a round without them closes at once.
@@ -151,8 +152,8 @@ class Aggregator:
         self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s)
                       if params.state_dir else None)
         if self.store is not None and self.store.load(self._restore):
-            self.log.info("state loaded from %s: round %d, %d device head(s)", self.store.path, self.round,
-                          len(self.heads))
+            self.log.info("state loaded from %s: round %d, %d device head(s), new since round %d: %s", self.store.path,
+                          self.round, len(self.heads), self.round, ", ".join(sorted(self.fresh)) or "none")
         self.removed = self._drop_not_allowed()
         self.prefix = f"tinycl/{params.fleet}/"
         self.link = MqttLink(mqtt_params(params, params.identity), f"tinycl-{params.fleet}-{params.identity}",
@@ -344,13 +345,19 @@ class Aggregator:
                                                         extractor_hash=self.extractor_hash, fleet=self.p.fleet)
                 payloads[key[7:]] = data
         glob = np.asarray(state["arrays"]["global"], np.uint8).tobytes()
-        ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob)))[1] if glob else None
+        gmeta, ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob))) if glob else (None, None)
         rnd, rounds = meta.get("round"), meta.get("rounds", [])
         if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0 or not isinstance(rounds, list):
             raise TinyclError("round / rounds table malformed")
         self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.metas = metas
+        # new since the last round: a held head the last global head does not contain (its provenance). Saved
+        # before a restart, such a head comes back from the broker as one already held: it must still count,
+        # else a round waiting for min_new_heads waits for heads that arrived before the restart
+        prov = gmeta.provenance if gmeta is not None else {}
+        self.fresh = {d for d, h in heads.items() if d not in prov or h.version > prov[d]}
+        self._first_fresh_t = time.monotonic() if self.fresh else None
 
 
 # --- what the operator sees: tinycl fleet status ----------------------------------------------------------
