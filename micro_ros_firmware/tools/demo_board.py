@@ -457,8 +457,10 @@ def replay_events(events: list[tuple[int, str, int, int]], n_frames: int, apply:
 
 def parse_board_log(lines: list[str]) -> dict[str, Any]:
     """The board's log: predictions per frame, events, counters, log lines, the sample ids of the label requests
-    the agent confirmed, and the connected spans of sample ids (a span ends at the frame whose publish failed)."""
+    the agent confirmed, the connected spans of sample ids (a span ends at the frame whose publish failed), and the
+    boot number the agent's clock gave a board that had no saved one (else None)."""
     preds, events, sent, applied, logs, asked, spans, failed = {}, [], {}, {}, [], set(), [], {}
+    boot = None
     last = 0   # sample id of the last frame logged
     for ln in lines:
         f = ln.split()
@@ -481,10 +483,12 @@ def parse_board_log(lines: list[str]) -> dict[str, Any]:
                 spans[-1][1] = last
             elif m := re.match(r"LOG publish on (\w+) failed", ln):
                 failed.setdefault(m.group(1), set()).add(last)   # unconfirmed: it may or may not have arrived
+            elif m := re.match(r"LOG no saved boot number: this boot is numbered (\d+)", ln):
+                boot = int(m.group(1))
     if spans and spans[-1][1] is None:
         spans[-1][1] = last
     return {"predictions": preds, "events": events, "sent": sent, "applied": applied, "log": logs, "asked": asked,
-            "spans": [tuple(x) for x in spans], "failed": failed}
+            "spans": [tuple(x) for x in spans], "failed": failed, "boot": boot}
 
 
 def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int], sent: set[int] | None = None

@@ -8,12 +8,13 @@ again (the stream restarts at its first frame) and run to the stream's end: it r
 the latched global head, re-sent as the aggregator's writer does after a restart, is not applied over what it
 learned since; its predictions of class 9 still carry the name "nine"; every prediction equals the host build of
 the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
-number (``<device>-<boot>.<sample id>``): an answer to boot 1's request for a sample id that run 2 has just asked about
-again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt
+number (``<device>-<boot>.<sample id>``; a board with empty storage numbers its boot by the agent's clock, so that an
+erased board never repeats an earlier life's ids): an answer to run 1's request for a sample id that run 2 has just
+asked about again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt
 (the learner's blob, or the app's record) is refused with one line naming which and kept aside (a save no longer
 overwrites it), and the board starts from its initial labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
 ``<file>.tmp``. The label request run 1 left unanswered at its reset is saved with
-the state and restored, and its answer, given after the reset with boot 1's id, is learned for the image it was asked
+the state and restored, and its answer, given after the reset with run 1's id, is learned for the image it was asked
 about.
 """
 
@@ -150,6 +151,7 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     work, elf, bd, uros = app
     state = demo.state_file(work)
     state.unlink(missing_ok=True)
+    t0 = time.time()
     # run 1 is reset right after the board saved the global head it applied: the worst moment for its record
     first, gsnap = _boot(demo, app, str(data_dir), tmp_path / "first.log", global_at=60, reset_after_global=True,
                          keep=True)
@@ -157,46 +159,55 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert [e[2] for e in first["events"] if e[1] == "global"] == [GLOBAL_VERSION] and len(answers) >= 2
     assert not first["applied"], "the board was to be reset before its stream ended (APPLIED is its last line)"
     saved = [ln for ln in first["log"] if ln.startswith("state saved")]
-    # at boot, after each answer and after the global head (the reset may fall between an answer's line and its save)
-    assert len(answers) + 1 <= len(saved) <= len(answers) + 2, first["log"]
+    # at boot, once numbered by the agent's clock, after each answer and after the global head (the reset may fall
+    # between an answer's line and its save)
+    assert len(answers) + 2 <= len(saved) <= len(answers) + 3, first["log"]
     n_saved = int(re.match(r"state saved: (\d+) samples", saved[-1])[1])
-    assert all(rid.startswith(f"{demo.DEVICE}-1.") for rid in first["answered"]), first["answered"][:3]  # boot 1
+    # empty storage: the boot is numbered by the agent's clock (Unix seconds), so that a board whose storage was
+    # erased never asks with an earlier life's request ids (a label app remembers their answers)
+    boot = first["boot"]
+    assert boot is not None and t0 - 2 <= boot <= time.time() + 2, first["log"][:8]
+    assert first["answered"] and all(rid.startswith(f"{demo.DEVICE}-{boot}.") for rid in first["answered"]), \
+        first["answered"][:3]
     # the Python side reads the board's storage: the TinyNDC state, then the app's record
     blob, record = demo.read_storage(state)
     ncm, head = c_state.ndc_from_bytes(blob)
     assert head.n_seen == n_saved and 9 in head.classes and len(ncm.classes) >= 9   # 9: from the global head
-    assert (record["boot"], record["global_applied"], record["global_version"]) == (1, 1, GLOBAL_VERSION)
+    assert (record["boot"], record["global_applied"], record["global_version"]) == (boot, 1, GLOBAL_VERSION)
     assert record["names"] >= 1
     # the request left unanswered is in the record, with the features the board computed for its image
     assert first["kept"], "the board asked for no label from sample id KEEP_FROM on before its reset"
     kept_sid = int(first["kept"][0].rsplit(".", 1)[1])
     pending = {(b, sid): data for b, sid, data in record["pending"]}
-    assert (1, kept_sid) in pending, record["pending"]
+    assert (boot, kept_sid) in pending, record["pending"]
     lib = ensure_library(None, True, logging.getLogger("test_board_state"))
-    assert np.frombuffer(pending[1, kept_sid], "<f4").tolist() == lib.features(bd.images[kept_sid - 1]).tolist()
+    assert np.frombuffer(pending[boot, kept_sid], "<f4").tolist() == lib.features(bd.images[kept_sid - 1]).tolist()
 
     size = state.stat().st_size
     print(f"run 1: {len(answers)} answers, global head applied, {len(saved)} saves, last {saved[-1]!r}; storage "
           f"{size} B (TinyNDC state {len(blob)} B); reset")
-    # run 2: the same latched global head; and an answer to boot 1's request for the first sample id run 2 asks about
-    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=1,
+    # run 2: the same latched global head; and an answer to run 1's request for the first sample id run 2 asks about
+    second, _ = _boot(demo, app, str(data_dir), tmp_path / "second.log", global_at=0, stale_boot=boot,
                       late=first["kept"], kept_ids=frozenset(f"{demo.DEVICE}-{b}.{sid}" for b, sid in pending))
     stale = second["stale"]
     restored = [ln for ln in second["log"] if ln.startswith("state restored")]
     assert restored and restored[0].startswith(f"state restored: {n_saved} samples"), second["log"][:5]
-    assert restored[0].endswith(f"{size} bytes, boot 1, label requests awaiting an answer: {len(pending)}"), restored
+    assert restored[0].endswith(f"{size} bytes, boot {boot}, label requests awaiting an answer: {len(pending)}"), \
+        restored
+    assert second["boot"] is None                                   # a saved count goes on from it
     assert any(ln.startswith(f"tinycl board {demo.DEVICE}: restored learner, {n_saved} samples learned, ")
                for ln in second["log"]), second["log"][:5]
-    assert demo.read_storage(state)[1]["boot"] == 2
-    assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot 2), not pending")
+    assert demo.read_storage(state)[1]["boot"] == boot + 1
+    assert any(ln.startswith(f"label answer '{stale}': asked before the board restarted (now boot {boot + 1}), not "
+                             "pending")
                for ln in second["log"]), second["log"]
-    # the answer to the request boot 1 kept is learned after the reset, for the image it was asked about
+    # the answer to the request run 1 kept is learned after the reset, for the image it was asked about
     assert second["late"] == first["kept"]
     assert (kept_sid, first["kept"][1]) in [(e[2], e[3]) for e in second["events"] if e[1] == "answer"], second["log"]
-    assert all(rid.startswith(f"{demo.DEVICE}-2.") for rid in second["answered"]), second["answered"][:3]
+    assert all(rid.startswith(f"{demo.DEVICE}-{boot + 1}.") for rid in second["answered"]), second["answered"][:3]
     assert second["applied"]["global"] == 0 and not [e for e in second["events"] if e[1] == "global"]
     assert second["names"].get(9) == "nine", second["names"]     # the fleet's name survives (else "9", the id)
-    print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers (boot 1's request for sample {kept_sid} "
+    print(f"run 2: {restored[0]!r}; {second['applied']['answers']} answers (run 1's request for sample {kept_sid} "
           "among them); global head not applied again")
     preds = [second["predictions"][i] for i in range(N_FRAMES)]
     assert preds == demo.host_replay(bd, second["events"], gsnap, N_FRAMES, state=blob)   # the stale answer: not learned

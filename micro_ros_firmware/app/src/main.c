@@ -274,8 +274,8 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
 /* The board's storage holds the learner's blob — the TinyNDC state (tinycl_ndc_save: the clusterer's, then the
  * head's) or the latent head's (kind 4, streamed) — followed by the app's record: the boot number (the middle part
  * of this boot's request ids, so that an answer to a request made before a reset never meets another sample of the
- * same id), whether and which global head was applied (a latched one re-sent after a reset must not replace what was
- * learned since), the class names, the label requests awaiting an answer (their boot, sample id and what the learner
+ * same id; without a record, the agent's clock: number_boot_by_clock), whether and which global head was applied
+ * (a latched one re-sent after a reset must not replace what was learned since), the class names, the label requests awaiting an answer (their boot, sample id and what the learner
  * learns from: an answer to one comes back after a reset too), the record's size and a CRC-32 of it. Little-endian
  * u32s: boot, global applied, global version, names, then the layout (MAXC, NAME_CAP, RING, the bytes of a
  * request's data) so that a reader needs no other fact; MAXC × (id, NAME_CAP bytes); RING × (boot, sample id, data);
@@ -289,6 +289,7 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
 static uint8_t g_record[RECORD_HEAD]; /* the requests go to and from g_pending directly */
 static uint32_t n_known(void);
 static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
+static int g_boot_recounted;            /* no whole record: the count started again (number_boot_by_clock) */
 static uint32_t g_saved_at, g_saved_seen;
 static int g_restored; /* the learner holds a saved state (else its initial one) */
 #define OTHER_GRID (-100) /* read_learner: a latent head whose codes are on another cut grid (not a core code) */
@@ -733,6 +734,26 @@ static const char *rcl_error_text(void) {
         }                                                                         \
     } while (0)
 
+/* A board without a whole record (new or erased storage, a reflash that erased it, a damaged record) counts its boots
+ * from 1 again, so its request ids (<device>-<boot>.<sample id>) could be an earlier life's: a label app that
+ * remembers that life's answers would not show them again ("already answered"), and an answer to that life's request,
+ * still open on a phone, could be learned for another image. Once the agent's clock is known (before anything is sent)
+ * such a boot is numbered by it instead, in Unix seconds: above any count of boots, and two such starts at least a
+ * second apart differ. Saved at once; later boots count on from it. */
+static void number_boot_by_clock(void) {
+    const int64_t now_s = rmw_uros_epoch_millis() / 1000;
+    g_boot_recounted = 0;
+    if (now_s <= (int64_t)g_boot || now_s > (int64_t)UINT32_MAX) {
+        logf_("LOG no saved boot number and no usable clock from the agent: this boot stays boot %lu",
+              (unsigned long)g_boot);
+        return;
+    }
+    g_boot = (uint32_t)now_s;
+    logf_("LOG no saved boot number: this boot is numbered %lu, the agent's clock in seconds (its request ids cannot be "
+          "an earlier life's)", (unsigned long)g_boot);
+    save_state();
+}
+
 static int support_ok, node_ok, n_pubs, n_subs, executor_ok;
 
 static int create_entities(void) {
@@ -747,6 +768,7 @@ static int create_entities(void) {
     /* before any subscription: the sync moves the session's epoch clock from board time to the agent's epoch (see
      * kept() for what that clock does to received messages, and for a reply that comes after this call gave up) */
     if (rmw_uros_sync_session(1000) != RMW_RET_OK) board_log("LOG time sync with the agent failed: stamps are board time");
+    else if (g_boot_recounted) number_boot_by_clock();
     TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
     node_ok = 1;
     const rmw_qos_profile_t latched = latched_qos();
@@ -918,6 +940,7 @@ void setup(void) {
     }
     restore_state();
 #endif
+    g_boot_recounted = g_boot == 0;
     g_boot++; /* this boot's request ids differ from every earlier boot's; saved at once, before any request */
     save_state();
     if (board_transport_init() != 0) {
