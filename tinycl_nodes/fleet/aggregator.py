@@ -208,9 +208,12 @@ class Aggregator:
                            kind=p.kind)
             old = self.heads.get(device)
             if old is not None and snap.version <= old.version:
-                if snap.version < old.version:
+                if snap.version < old.version and meta.sent_at > self._meta_of(device).sent_at:
                     self.log.warning("head from %s v%d is older than the v%d held (version rollback: a restarted "
                                      "device without its state?): ignored", device, snap.version, old.version)
+                elif snap.version < old.version:      # e.g. mosquitto restarted on an autosave older than that
+                    self.log.debug("head from %s v%d: a copy of an older head (sent before the v%d held; the "
+                                   "broker's retained copy?): ignored", device, snap.version, old.version)
                 else:
                     self.log.debug("head from %s v%d: already have it", device, snap.version)
                 return False
