@@ -7,7 +7,9 @@ head; in round 2 the aggregator is killed (kill -9) after two devices' heads wer
 restarted after the third was sent; in round 3 the same with mosquitto. Every round closes with every
 device's head, every device receives rounds 1, 2, 3 exactly once, the last global head holds every sample of
 every device's last head, and the operator's log lines say what happened, without a traceback (mosquitto,
-restarted on its last autosave, hands out older copies of two heads: no "version rollback" warning).
+restarted on its last autosave, hands out older copies of two heads: no "version rollback" warning). In
+round 4 mosquitto is killed right after the round closed while robot3's bridge was away: robot3 still gets
+round 4 (the aggregator offers its retained global head again when it reconnects).
 """
 
 from __future__ import annotations
@@ -41,14 +43,7 @@ class Fleet:
         self.agg = self.start_aggregator()
         self.bridges, self.learners, self.globals = {}, {}, {d: [] for d in DEVICES}
         for i, d in enumerate(DEVICES):
-            self.bridges[d] = net.popen(d, [PY, "-m", "tinycl_nodes.nodes.mqtt_bridge", "--ros-args",
-                                            "-r", f"__ns:=/{d}/tinycl", "-p", f"fleet:={FLEET}", "-p", f"device:={d}",
-                                            "-p", f"broker_dir:={self.setup.directory}", "-p", "bus:=dds",
-                                            "-p", "dds_config:=loopback", "-p", f"state_dir:={tmp / d}",
-                                            "-p", "min_interval_s:=0.0", "-p", f"extractor_hash:={XH}",
-                                            "-p", "exact:=false"],
-                                        stdout=open(tmp / f"bridge-{d}.log", "wb"), stderr=subprocess.STDOUT,
-                                        env=self.env, cwd=str(ROOT))
+            self.bridges[d] = self.start_bridge(d, f"bridge-{d}.log")
             self.learners[d] = net.popen(d, [PY, str(Path(__file__).with_name("learner_side.py")), d, str(i + 1), XH],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=open(tmp / f"learner-{d}.log", "wb"), text=True, env=self.env)
@@ -61,6 +56,14 @@ class Fleet:
                                         "--min-new-heads", "3", "--min-interval", "0",
                                         "--state-dir", str(self.agg_state)],
                               stdout=open(self.agg_log, "ab"), stderr=subprocess.STDOUT, env=self.env, cwd=str(ROOT))
+
+    def start_bridge(self, d: str, log: str) -> subprocess.Popen:
+        return self.net.popen(d, [PY, "-m", "tinycl_nodes.nodes.mqtt_bridge", "--ros-args", "-r", f"__ns:=/{d}/tinycl",
+                                  "-p", f"fleet:={FLEET}", "-p", f"device:={d}",
+                                  "-p", f"broker_dir:={self.setup.directory}", "-p", "bus:=dds",
+                                  "-p", "dds_config:=loopback", "-p", f"state_dir:={self.tmp / d}",
+                                  "-p", "min_interval_s:=0.0", "-p", f"extractor_hash:={XH}", "-p", "exact:=false"],
+                              stdout=open(self.tmp / log, "wb"), stderr=subprocess.STDOUT, env=self.env, cwd=str(ROOT))
 
     def _read(self, d: str) -> None:
         for line in self.learners[d].stdout:
@@ -134,20 +137,43 @@ def test_broker_and_aggregator_killed_mid_round_on_separate_hosts(net, tmp_path)
                 fleet.broker.start()
             recover[victim] = wait_for(lambda: all(rnd in fleet.rounds(d) for d in DEVICES), 25,
                                        f"round {rnd} on every device after the {victim}'s restart")
+
+        # round 4 closes while robot3's bridge is away (its global head waits in its session), and mosquitto is
+        # killed before its next autosave: restarted, it holds round 3 as the retained global head, and no session
+        # queue. The aggregator offers round 4 again when it reconnects, so robot3 gets round 4 when it is back
+        wait_for(lambda: db.stat().st_mtime > time.time() - 0.5, 10, "mosquitto's autosave")
+        fleet.send("robot3", 4)
+        wait_for(lambda: "head from robot3 v4 accepted" in fleet.agg_log.read_text(), 10, "robot3's head v4")
+        fleet.bridges["robot3"].terminate()
+        fleet.bridges["robot3"].wait(10)
+        for d in DEVICES[:2]:
+            fleet.send(d, 4)
+        wait_for(lambda: all(4 in fleet.rounds(d) for d in DEVICES[:2]), 10, "round 4 on robot1, robot2")
+        t_round = time.time()
+        fleet.broker.proc.kill()
+        fleet.broker.proc.wait(10)
+        fleet.broker.stop()
+        assert db.stat().st_mtime < t_round - 0.1, "mosquitto saved round 4 before it was killed: not exercised"
+        fleet.broker.start()
+        fleet.bridges["robot3"] = fleet.start_bridge("robot3", "bridge-robot3-again.log")
+        recover["broker after the round"] = wait_for(lambda: 4 in fleet.rounds("robot3"), 25,
+                                                     "round 4 on robot3 after the broker's restart")
         time.sleep(0.5)                                 # a repeated round would arrive now
     finally:
         fleet.close()
     print(f"\nseconds from restart to the round on every device: {recover}")
-    for d in DEVICES:                                   # no round lost, none repeated
-        assert fleet.rounds(d) == [1, 2, 3], (d, fleet.rounds(d))
-        last = fleet.globals[d][-1]                     # every sample of every device's head v3: nothing lost
-        assert dict(zip(last["classes"], last["counts"])) == {0: 900, 1: 900, 11: 300, 12: 300, 13: 300}, last
+    # no round lost, none repeated (robot3's bridge, restarted, hands its learner the newest round it gets)
+    assert fleet.rounds("robot1") == fleet.rounds("robot2") == [1, 2, 3, 4], fleet.globals
+    assert fleet.rounds("robot3") == [1, 2, 3, 4], fleet.rounds("robot3")   # old code: [1, 2, 3, 3], no 4
+    for d in DEVICES:
+        last = fleet.globals[d][-1]                     # every sample of every device's head v4: nothing lost
+        assert dict(zip(last["classes"], last["counts"])) == {0: 1200, 1: 1200, 11: 400, 12: 400, 13: 400}, last
     table = status(str(fleet.agg_state))["rounds"]
-    assert [(r["round"], r["new_heads"]) for r in table] == [(r, DEVICES) for r in (1, 2, 3)], table
+    assert [(r["round"], r["new_heads"]) for r in table] == [(r, DEVICES) for r in (1, 2, 3, 4)], table
     agg_log = fleet.agg_log.read_text()
     assert "round 1, 3 device head(s), new since round 1: robot1, robot2" in agg_log, agg_log
     # mosquitto restarted on its last autosave hands out robot1's and robot2's round-2 heads again: a copy sent
     # before the head held, not a device restarted without its state
     assert "version rollback" not in agg_log, agg_log
-    logs = [agg_log, *((tmp_path / f"{k}-{d}.log").read_text() for k in ("bridge", "learner") for d in DEVICES)]
+    logs = [agg_log, *(f.read_text() for f in tmp_path.glob("*.log"))]
     assert not [text for text in logs if "Traceback" in text]

@@ -6,8 +6,10 @@
 - automatic reconnect with exponential backoff (paho's loop thread, ``reconnect_delay_set``);
 - "latest value" publishing: :meth:`MqttLink.offer` keeps the latest payload per topic; it is sent
   now if connected, else on the next connect; until the broker acknowledges it (PUBACK success) it
-  is sent again after every reconnect. Older unsent payloads of a topic are superseded, never
-  queued: a head is a cumulative snapshot, so the latest one loses nothing.
+  is sent again after every reconnect, and a retained one after every reconnect anyway: a broker
+  restarted on an older save (mosquitto killed between two autosaves) would otherwise go on handing
+  out an older value. Older unsent payloads of a topic are superseded, never queued: a head is a
+  cumulative snapshot, so the latest one loses nothing.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class _Pending:
     retain: bool
     mid: int | None = None
     acked: bool = False
+    refused: bool = False
 
 
 class MqttLink:
@@ -182,8 +185,8 @@ class MqttLink:
         for t in self.subscriptions:
             client.subscribe(t, qos=self.qos)
         self.connected.set()
-        with self._lock:
-            todo = [(t, p) for t, p in self._pending.items() if not p.acked]
+        with self._lock:   # retained: the broker may have lost it (restarted on an older autosave)
+            todo = [(t, p) for t, p in self._pending.items() if not p.acked or (p.retain and not p.refused)]
         for topic, p in todo:
             self._send(topic, p)
 
@@ -211,6 +214,7 @@ class MqttLink:
     def _acked(self, topic: str, p: _Pending, reason: Any) -> None:
         if reason is not None and getattr(reason, "is_failure", False):
             self.log.error("mqtt: broker refused publish on %s: %s", topic, reason)
+            p.refused = True
         p.acked = True        # success, or refused (retrying a refused publish would not help)
         cb = self._on_ack
         if cb is not None and not getattr(reason, "is_failure", False):
