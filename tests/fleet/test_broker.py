@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -180,9 +182,17 @@ def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker,
         for v in (2, 3):                    # learned while the broker is down
             d1.publish(head("dev1", [[v, 0], [0, v], [1, 1]], ids=[0, 1, 7], version=v))
         assert d1.bridge.link.unacked() == [head_topic(FLEET, "dev1")]
+        caplog.set_level(logging.DEBUG)
+        time.sleep(3)                       # down long enough for several attempts of each link (0.5, 1, 2 s)
         broker.start()
         wait_for(lambda: agg.heads["dev1"].version == 3, timeout_s=15)
         assert d1.bridge.link.connects >= 2 and agg.link.connects >= 2, "both reconnected by themselves"
+        # the operator's log: one warning per link for the outage, not one per attempt, and when it came back
+        tries = [r for r in caplog.records if "cannot reach" in r.getMessage()]
+        assert len([r for r in tries if r.levelno == logging.WARNING]) == 2 and len(tries) >= 4, \
+            [(r.levelname, r.getMessage()) for r in tries]
+        back = [r.getMessage() for r in caplog.records if "s after the connection was lost, after" in r.getMessage()]
+        assert len(back) == 2 and all(re.search(r"after \d+ failed attempts?\)$", m) for m in back), back
         wait_for(lambda: d1.globals and len(d1.globals[-1].classes) == 3, timeout_s=15)
         assert not d1.bridge.link.unacked()
     finally:

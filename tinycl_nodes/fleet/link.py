@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -95,6 +96,8 @@ class MqttLink:
         self.connected = threading.Event()
         self.connects = 0
         self.last_error = ""
+        self._failed_tries = 0       # connection attempts failed since the last connect (said once per outage)
+        self._lost_at: float | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._mid_topic: dict[int, tuple[str, _Pending]] = {}
@@ -180,8 +183,14 @@ class MqttLink:
             return
         self.connects += 1
         self.last_error = ""
-        self.log.info("mqtt: connected to %s:%d (session present: %s)", self.params.host, self.params.port,
-                      bool(getattr(flags, "session_present", False)))
+        after = ""
+        if self._lost_at is not None:
+            after = f", {time.monotonic() - self._lost_at:.1f} s after the connection was lost"
+        if self._failed_tries:
+            after += f", after {self._failed_tries} failed attempt{'s' * (self._failed_tries > 1)}"
+        self._failed_tries, self._lost_at = 0, None
+        self.log.info("mqtt: connected to %s:%d (session present: %s%s)", self.params.host, self.params.port,
+                      bool(getattr(flags, "session_present", False)), after)
         for t in self.subscriptions:
             client.subscribe(t, qos=self.qos)
         self.connected.set()
@@ -191,14 +200,19 @@ class MqttLink:
             self._send(topic, p)
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        """One warning per outage, not one per attempt: a broker down for an hour would fill the log."""
         self.last_error = "connection failed"
-        self.log.warning("mqtt: cannot reach %s:%d, retrying with backoff", self.params.host, self.params.port)
+        self._failed_tries += 1
+        say = self.log.warning if self._failed_tries == 1 else self.log.debug
+        say("mqtt: cannot reach %s:%d, retrying with backoff (%g s doubling to %g s between tries; one line again once connected)",
+            self.params.host, self.params.port, self.params.reconnect_min_s, self.params.reconnect_max_s)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self.connected.is_set()
         self.connected.clear()
         if was and self._started:
-            self.log.warning("mqtt: disconnected from %s:%d (%s), reconnecting", self.params.host,
+            self._lost_at = time.monotonic()
+            self.log.warning("mqtt: lost the connection to %s:%d (paho: %s), reconnecting", self.params.host,
                              self.params.port, reason)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:

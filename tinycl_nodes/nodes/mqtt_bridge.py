@@ -265,7 +265,7 @@ class MqttBridge(Node):
                 return
             self.global_pub.publish(to_msg(snap, self.Head, self.ClassInfo, self.bus.stamp()))
             self.globals_received += 1
-            self.log.info("global head round %d (%d classes, %d devices' data) handed to the learner",
+            self.log.info("global head round %d (%d classes, %d samples of the fleet's) handed to the learner",
                           meta.round, snap.n_classes, int(snap.counts.sum()))
 
     def close(self) -> None:
