@@ -170,6 +170,7 @@ def test_bad_certificate_is_refused(fleet_setup, broker, tmp_path) -> None:
 
 
 def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker, tmp_path, caplog) -> None:
+    log_from = broker.log_path.stat().st_size
     agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
     d1 = Device(fleet_setup, "dev1")
     try:
@@ -195,6 +196,10 @@ def test_broker_restart_loses_no_head_and_bridge_reconnects(fleet_setup, broker,
         assert len(back) == 2 and all(re.search(r"after \d+ failed attempts?\)$", m) for m in back), back
         wait_for(lambda: d1.globals and len(d1.globals[-1].classes) == 3, timeout_s=15)
         assert not d1.bridge.link.unacked()
+        # mosquitto's own log of the restart: the clients' connections, and no failed TLS handshake (the start-up
+        # check used to connect and leave: "Client connection from … failed: … unexpected eof")
+        mosquitto = broker.log_path.read_text(errors="replace")[log_from:]
+        assert "New client connected" in mosquitto and "failed" not in mosquitto, mosquitto
     finally:
         d1.close()
         stop_aggregator(agg, stop, t)
