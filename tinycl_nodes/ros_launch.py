@@ -10,8 +10,7 @@ kill -9) takes its nodes with it, each saving first (``parent_death``). With ``c
 camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken
 best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
-extractor and the learner are lifecycle nodes, configured and activated by launch events (a restarted one brings
-itself up: ``_node``).
+extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``).
 
 Needs ROS 2 (launch, launch_ros); imported only by launch files.
 """
@@ -25,16 +24,12 @@ from typing import Any
 
 import yaml
 from launch import LaunchContext, LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
-                            TimerAction, UnregisterEventHandler)
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler, TimerAction
 from launch.event_handlers import OnProcessExit, OnShutdown
-from launch.events import Shutdown, matches_action
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
 from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
 from .parent_death import launcher_env
@@ -57,27 +52,6 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
         **extra,
     }
     return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
-
-
-def _lifecycle_events(node: LifecycleNode, name: str) -> list[Any]:
-    """configure at start, activate once inactive (the ros2/demos lifecycle launch pattern) — once: a later
-    ``ros2 lifecycle set … deactivate`` (or a configure after a cleanup) is the user's, and stays so. A first
-    configure that fails (a missing model: the node's error line says which) ends the launch like a node that exits
-    with an error; once the node is active, a failed configure is the user's business."""
-    def change(transition: int) -> EmitEvent:
-        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
-
-    def failed(_context: LaunchContext) -> None:
-        raise NodeFailed(f"tinycl: the {name} node could not be configured (its error is above): the graph is stopped")
-
-    start_failed = OnStateTransition(target_lifecycle_node=node, start_state="configuring", goal_state="unconfigured",
-                                     handle_once=True, entities=[OpaqueFunction(function=failed)])
-    return [RegisterEventHandler(start_failed),
-            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive", handle_once=True,
-                                                   entities=[change(Transition.TRANSITION_ACTIVATE)])),
-            RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="active", handle_once=True,
-                                                   entities=[UnregisterEventHandler(start_failed)])),
-            change(Transition.TRANSITION_CONFIGURE)]
 
 
 def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]]) -> list[Any]:
@@ -108,22 +82,21 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     return actions
 
 
-def _node(name: str, kwargs: dict[str, Any], policy: RestartPolicy, restart: bool = False) -> list[Any]:
-    """The node's action and what its exit does. A lifecycle node is configured and activated by launch events at the
-    launch's start; restarted, it brings itself up (``autostart``): launch's ``change_state`` request could go to the
-    killed process's service, which the graph lists until its lease ends, and never be answered (seen on Humble)."""
-    if name in MANAGED and restart:
-        node = LifecycleNode(**{**kwargs, "parameters": [*kwargs["parameters"], {"autostart": True}]})
-        actions: list[Any] = [node]
-    elif name in MANAGED:
-        node = LifecycleNode(**kwargs)
-        actions = [node, *_lifecycle_events(node, name)]
+def _node(name: str, kwargs: dict[str, Any], policy: RestartPolicy) -> list[Any]:
+    """The node's action and what its exit does. A lifecycle node configures and activates itself, once, through its
+    own state machine (``autostart``; a transition set later is the user's, and stays), at the launch's start as after
+    a restart; a first configure that fails (a missing model: its error line says which) exits with ``USER_ERROR``,
+    which ends the launch. Not launch's ``ChangeState`` events: launch_ros waits for the node's ``change_state``
+    service in a thread, and a Ctrl-C while the node was still starting made that thread raise ("cannot use
+    Destroyable because destruction was requested") and ``ros2 launch`` exit with 1; after a restart the request could
+    go to the killed process's service, which the graph lists until its lease ends, and never be answered (both seen
+    on Humble)."""
+    if name in MANAGED:
+        node: Node = LifecycleNode(**{**kwargs, "parameters": [*kwargs["parameters"], {"autostart": True}]})
     else:
         node = Node(**kwargs)
-        actions = [node]
-    actions.append(RegisterEventHandler(OnProcessExit(
-        target_action=node, on_exit=lambda event, context: _on_exit(name, kwargs, policy, event, context))))
-    return actions
+    return [node, RegisterEventHandler(OnProcessExit(
+        target_action=node, on_exit=lambda event, context: _on_exit(name, kwargs, policy, event, context)))]
 
 
 class NodeFailed(RuntimeError):
@@ -142,7 +115,7 @@ def _on_exit(name: str, kwargs: dict[str, Any], policy: RestartPolicy, event: An
     verdict = policy.on_exit(name, event.returncode, time.monotonic())
     if verdict.action == "restart":
         return [LogInfo(msg=f"tinycl: {verdict.message}"),
-                TimerAction(period=policy.delay_s, actions=_node(name, kwargs, policy, restart=True))]
+                TimerAction(period=policy.delay_s, actions=_node(name, kwargs, policy))]
     if verdict.action == "finished":
         return [LogInfo(msg=f"tinycl: {verdict.message}"), EmitEvent(event=Shutdown(reason="replay finished"))]
     if verdict.action == "stop":

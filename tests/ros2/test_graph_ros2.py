@@ -57,14 +57,43 @@ def test_managed_nodes_match_the_graph_list():
     assert managed == set(MANAGED)
 
 
+def _ctrl_c_while_the_nodes_start(ros, pf: Path) -> None:
+    """Ctrl-C (SIGINT to the launch's process group, as a terminal sends it) once every node process is started
+    and still importing: ros2 launch exits 0 without a traceback or a dead node, and no node process is left.
+
+    Broken before: each node still importing printed a KeyboardInterrupt traceback (or a cyclonedds
+    ``RuntimeError: Error calling __set_name__``) and died with -2, and launch_ros's ``change_state`` thread, waiting
+    for a lifecycle node's service, raised "cannot use Destroyable because destruction was requested": exit code 1."""
+    import os
+    import signal
+
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
+                       f"params_file:={pf}", name="ros2 launch tinyndc (Ctrl-C)")
+    n = len(GRAPHS["tinyndc"])
+    started = ros.wait_until(f"{n} node processes started", lambda: (lambda s: s if len(s) == n else None)(
+        [int(m) for m in re.findall(r"process started with pid \[(\d+)\]", launch.text)]), timeout_s=60, every_s=0.1)
+    time.sleep(1.0)   # past each interpreter's own start-up (site): into the nodes' imports
+    t0 = time.monotonic()
+    os.killpg(launch.proc.pid, signal.SIGINT)
+    code = launch.wait(30)
+    launch._t.join(timeout=2)
+    assert code == 0, launch.text[-3000:]
+    for bad in ("Traceback", "process has died", "Caught exception", "Error calling"):
+        assert bad not in launch.text, launch.text[-3000:]
+    assert not [pid for pid in started if Path(f"/proc/{pid}").exists()], launch.text[-3000:]
+    print(f"Ctrl-C {1.0:.1f} s after the nodes' start: ros2 launch exited 0 in {time.monotonic() - t0:.1f} s")
+
+
 def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, reference):
     """ros2 launch: all nodes listed under the namespace, ros2 param get/set, the replay ends the
-    launch by itself and its predictions equal the in-process run's, sample for sample."""
+    launch by itself and its predictions equal the in-process run's, sample for sample — after a first launch on
+    the same state was stopped by Ctrl-C while its nodes were starting (``_ctrl_c_while_the_nodes_start``)."""
     out, state, export = ros.tmp / "metrics.json", ros.tmp / "replay_state", ros.tmp / "replay_export"
     pf = params_file(ros.tmp, **{"/**": {"state_dir": str(state)}}, sensor={"stream_length": STREAM, "rate_hz": 25.0},
                      metrics={"out": str(out)}, exporter={"out_dir": str(export), "period_s": 0.0})
     import tempfile
     shared_files = set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml"))
+    _ctrl_c_while_the_nodes_start(ros, pf)
     t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
                        f"params_file:={pf}", name="ros2 launch tinyndc")

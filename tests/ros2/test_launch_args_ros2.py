@@ -121,7 +121,7 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?)" in launch.text, \
         launch.text[-3000:]
 
-    # a lifecycle node whose first configure fails stays up, unconfigured: that ends the launch too
+    # a lifecycle node whose first configure fails (it brings itself up: autostart) exits 2: that ends the launch too
     del doc["/**"]["ros__parameters"]["presett"]
     doc["extractor"]["ros__parameters"]["model"] = str(ros.tmp / "nope.onnx")
     bad.write_text(yaml.safe_dump(doc))
@@ -129,5 +129,5 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
                        f"params_file:={bad}", name="ros2 launch typo3")
     assert launch.wait(60) == 1, launch.text[-3000:]
     assert "extractor model not found" in launch.text
-    assert "tinycl: the extractor node could not be configured (its error is above): the graph is stopped" in \
+    assert "tinycl: the extractor node failed (exit code 2; its error is above): stopping the graph" in \
         launch.text, launch.text[-3000:]
