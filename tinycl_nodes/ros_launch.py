@@ -10,7 +10,8 @@ kill -9) takes its nodes with it, each saving first (``parent_death``). With ``c
 camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken
 best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
-extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``).
+extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
+of the tinycl nodes' own loggers; rcl's and rmw's stay at their default.
 
 Needs ROS 2 (launch, launch_ros); imported only by launch files.
 """
@@ -31,6 +32,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
+from .bus.log import ros_logger_name
 from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -44,7 +46,8 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
         "params_file": ("", f"ROS 2 parameter file (default: share/{PACKAGE}/config/{graph}.yaml)"),
         "preset": ("", "learning preset (tinycl | tinyndc | supervised | rce); empty: the parameter file's"),
         "model": ("", "frozen extractor (a shipped name or an .onnx path); empty: the parameter file's"),
-        "log_level": ("info", "debug | info | warn | error | fatal"),
+        "log_level": ("info", "debug | info | warn | error | fatal: the tinycl nodes' own log lines (rcl's and "
+                              "rmw's stay at info; for those: ros2 run … --ros-args --log-level rcl:=debug)"),
         "use_sim_time": ("false", "use /clock (a bag played with --clock)"),
         "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor"),
         "image_transport": ("", "raw | compressed (CompressedImage on <camera topic>/compressed); empty: "
@@ -77,7 +80,10 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
                       additional_env=launcher_env(),   # a killed launch takes its nodes with it: parent_death
                       remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
-                      arguments=["--ros-args", "--log-level", get("log_level")])
+                      # the node's own logger only: a bare `--log-level debug` also set rcl's and rmw's, whose
+                      # debug lines (thousands a second) buried the nodes' own
+                      arguments=["--ros-args", "--log-level",
+                                 f"{ros_logger_name(name, namespace)}:={get('log_level')}"])
         actions += _node(name, kwargs, policy)
     return actions
 

@@ -13,7 +13,8 @@ replay is scored. Then, as a person (or another robot's software) would:
 - it is answered with a real ``ros2 topic pub … tinycl_nodes/msg/LabelAnswer`` naming a new
   class 'seven': the labeler reports it learned (label_status), the learner's latched head lists
   the class, and later predictions carry its name;
-- SIGINT (Ctrl-C) ends the launch and every node process in it.
+- SIGINT (Ctrl-C) ends the launch and every node process in it;
+- ``log_level:=debug`` shows the nodes' own debug lines, not rcl's and rmw's.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     params = _params_file(ros.tmp)
     # ros2cli processes below use --no-daemon: no ros2 daemon is left behind on the shared machine
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyrce.launch.py", f"namespace:={NS}", f"port:={port}",
-                       f"params_file:={params}", name="ros2 launch tinyrce")
+                       f"params_file:={params}", "log_level:=debug", name="ros2 launch tinyrce")
 
     # --- the label page: the pairing URL is kept in the state folder (0600), never printed to the log ----
     base = f"http://127.0.0.1:{port}"
@@ -185,6 +186,11 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     assert ("user interrupted with ctrl-c (SIGINT)" in text
             or "the metrics node has ended (the replay is scored): stopping the graph" in text), text[-3000:]
     assert TOKEN not in text                          # the pairing secret never reaches the log
+    # log_level:=debug: the nodes' own debug lines (the labeler's on its questions), not rcl's and rmw's (a bare
+    # --log-level debug printed thousands of those a second, and 20,000 in a 15 s replay)
+    assert re.search(r"\[DEBUG\] \[[\d.]+\] \[rce\.labeler\]: sample \d+ ", text), text[-3000:]
+    rcl_debug = re.findall(r"\[DEBUG\] \[[\d.]+\] \[(?:rcl|rmw)[\w.]*\]", text)
+    assert not rcl_debug, f"{len(rcl_debug)} debug lines of rcl / rmw"
     assert "escalating to SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]
     for name, pid in started.items():
         ended = rf"\[{name}-\d+\]: process has (finished cleanly|died) \[pid {pid}\b"
