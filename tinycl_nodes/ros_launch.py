@@ -48,7 +48,8 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
         "model": ("", "frozen extractor (a shipped name or an .onnx path); empty: the parameter file's"),
         "log_level": ("info", "debug | info | warn | error | fatal: the tinycl nodes' own log lines (rcl's and "
                               "rmw's stay at info; for those: ros2 run … --ros-args --log-level rcl:=debug)"),
-        "use_sim_time": ("false", "use /clock (a bag played with --clock)"),
+        "use_sim_time": ("false", "stamp messages with /clock (a bag played with --clock); the nodes' periods "
+                                  "(checkpoints, head publishing, scoring) stay wall time"),
         "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor"),
         "image_transport": ("", "raw | compressed (CompressedImage on <camera topic>/compressed); empty: "
                                 "the parameter file's"),

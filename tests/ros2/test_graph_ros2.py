@@ -87,7 +87,9 @@ def _ctrl_c_while_the_nodes_start(ros, pf: Path) -> None:
 def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, reference):
     """ros2 launch: all nodes listed under the namespace, ros2 param get/set, the replay ends the
     launch by itself and its predictions equal the in-process run's, sample for sample — after a first launch on
-    the same state was stopped by Ctrl-C while its nodes were starting (``_ctrl_c_while_the_nodes_start``)."""
+    the same state was stopped by Ctrl-C while its nodes were starting (``_ctrl_c_while_the_nodes_start``), and with
+    ``use_sim_time:=true`` and no /clock: the nodes' timers are wall time (with the node's clock they never fired:
+    the metrics node never scored, and the launch ran until killed)."""
     out, state, export = ros.tmp / "metrics.json", ros.tmp / "replay_state", ros.tmp / "replay_export"
     pf = params_file(ros.tmp, **{"/**": {"state_dir": str(state)}}, sensor={"stream_length": STREAM, "rate_hz": 25.0},
                      metrics={"out": str(out)}, exporter={"out_dir": str(export), "period_s": 0.0})
@@ -96,7 +98,7 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     _ctrl_c_while_the_nodes_start(ros, pf)
     t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
-                       f"params_file:={pf}", name="ros2 launch tinyndc")
+                       f"params_file:={pf}", "use_sim_time:=true", name="ros2 launch tinyndc")
     expected = {f"/robot1/tinycl/{n}" for n in GRAPHS["tinyndc"]}
     listed = ros.wait_until("all nodes in ros2 node list", lambda: expected <= ros.node_list(), timeout_s=60)
     assert listed

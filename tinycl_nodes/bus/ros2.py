@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -94,6 +95,7 @@ class Ros2Bus:
         self._overrides = dict(parameters or {})
         self._specs: dict[str, ParamSpec] = {}
         self._pending_shutdown = False
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)   # timers: create_timer
 
     # messages and topics ---------------------------------------------------------------------
     def msg(self, type_name: str) -> type:
@@ -119,7 +121,12 @@ class Ros2Bus:
         return self.node.create_subscription(self._resolve_type(msg_type), topic, safe, to_rclpy_qos(profile(qos)))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:
-        return self.node.create_timer(period_s, lambda: run_guarded(callback, (), "timer", self.logger))
+        """Every ``period_s`` of the steady clock, as on the other backends: the nodes' periods (checkpoints, head
+        publishing, scoring, timeouts) are wall time. Not the node's clock: with ``use_sim_time`` it follows /clock,
+        and these timers then stopped when /clock did (a bag paused, ended or played without --clock: a replay never
+        scored, a learned head never published)."""
+        return self.node.create_timer(period_s, lambda: run_guarded(callback, (), "timer", self.logger),
+                                      clock=self._steady)
 
     def count_publishers(self, topic: str) -> int:
         """Publishers on ``topic`` in the graph (e.g. to see that a replay has ended)."""
