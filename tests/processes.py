@@ -46,3 +46,22 @@ def kill9(launcher: int, name: str) -> int:
     assert pid is not None, f"no running {name} node under pid {launcher}"
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def kill9_launcher(launcher, timeout_s: float = 30.0) -> tuple[list[int], list[int], float]:
+    """kill -9 of a launcher (its ``subprocess.Popen``), as an OOM kill or a closed session's SIGKILL would: (its node
+    processes, those still running ``timeout_s`` later — then killed, so a test leaves nothing behind — and the
+    time.time() of the kill)."""
+    import time
+
+    nodes = children(launcher.pid)
+    t_kill = time.time()
+    launcher.kill()
+    launcher.wait(timeout=10)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and any(alive(p) for p in nodes):
+        time.sleep(0.2)
+    left = [p for p in nodes if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    return nodes, left, t_kill

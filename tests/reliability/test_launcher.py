@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import alive, children, kill9, node_pid
+from tests.processes import alive, children, kill9, kill9_launcher, node_pid
 
 from .conftest import ROOT
 
@@ -224,19 +224,9 @@ def test_a_launcher_killed_stops_its_nodes_and_each_saves(tmp_path, domain):
     launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100")
     try:
         launch.wait_for("clusters initialised", 90)
-        nodes = children(launch.proc.pid)
-        assert len(nodes) == 6, nodes
-        t_kill = time.time()
-        launch.proc.kill()
-        launch.proc.wait(timeout=10)
-        end = time.monotonic() + 30
-        while time.monotonic() < end and any(alive(p) for p in nodes):
-            time.sleep(0.2)
-        left = [p for p in nodes if alive(p)]
     finally:
-        for p in nodes:
-            if alive(p):
-                os.kill(p, signal.SIGKILL)
+        nodes, left, t_kill = kill9_launcher(launch.proc)
+    assert len(nodes) == 6, nodes
     assert left == [], "nodes left running after their launcher was killed"
     for name in ("learner.state", "labeler.state"):                   # each saved on its way out
         assert (tmp_path / "ros" / "tinycl" / name).stat().st_mtime >= t_kill, name

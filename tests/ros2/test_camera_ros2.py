@@ -5,18 +5,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from tests.nodes.test_camera_extractor import camera_frame
-from tests.processes import alive, children, kill9, node_pid
+from tests.processes import kill9, kill9_launcher, node_pid
 from tests.ros2.conftest import params_file
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
@@ -74,17 +71,8 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
         np.testing.assert_allclose(feats, want[stamp % 3], rtol=1e-4, atol=1e-4)
     # and kill -9 of `ros2 launch` itself (an OOM kill, a closed session's SIGKILL): its nodes get SIGTERM from the
     # kernel, save and stop, rather than run on orphaned, holding their state files (a next launch would refuse them)
-    nodes = children(launch.proc.pid)
+    nodes, left, t_kill = kill9_launcher(launch.proc)
     assert len(nodes) == len(GRAPHS["camera"]), nodes
-    t_kill = time.time()
-    launch.proc.kill()
-    launch.proc.wait(timeout=10)
-    end = time.monotonic() + 30
-    while time.monotonic() < end and any(alive(p) for p in nodes):
-        time.sleep(0.2)
-    left = [p for p in nodes if alive(p)]
-    for p in left:
-        os.kill(p, signal.SIGKILL)
     assert left == [], f"{len(left)} of {len(nodes)} nodes left running after ros2 launch was killed"
     saved = {f.name for f in ros.tmp.rglob("*.state") if f.stat().st_mtime >= t_kill}
     assert {"learner.state", "labeler.state"} <= saved, saved                 # each saved on its way out
