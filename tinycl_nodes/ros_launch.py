@@ -50,7 +50,9 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
                               "rmw's stay at info; for those: ros2 run … --ros-args --log-level rcl:=debug)"),
         "use_sim_time": ("false", "stamp messages with /clock (a bag played with --clock); the nodes' periods "
                                   "(checkpoints, head publishing, scoring) stay wall time"),
-        "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor"),
+        "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor" if "sensor" in
+                         GRAPHS[graph] else "a camera driver's sensor_msgs/Image topic; empty: image_raw in the "
+                         "namespace"),
         "image_transport": ("", "raw | compressed (CompressedImage on <camera topic>/compressed); empty: "
                                 "the parameter file's"),
         **extra,

@@ -87,6 +87,9 @@ def test_image_transport_argument_outranks_the_camera_file(ros):
                           else None)(ros.run("ros2", "topic", "info", "--verbose", "/ct/image_raw/compressed").stdout))
     assert "sensor_msgs/msg/CompressedImage" in info
     assert launch.stop() == 0
+    # --show-args: the camera graph has no replay sensor for camera_topic to replace; it reads image_raw
+    shown = ros.run("ros2", "launch", "tinycl_nodes", "camera.launch.py", "--show-args").stdout
+    assert "topic; empty: image_raw in the namespace" in shown and "replay sensor" not in shown, shown
 
 
 def test_autostart_goes_through_the_lifecycle(ros):
