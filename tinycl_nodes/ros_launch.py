@@ -64,6 +64,8 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     namespace, camera = get("namespace"), get("camera_topic")
     params_file = get("params_file") or str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")
+    if not os.path.isfile(params_file):   # launch_ros only warns, and every node then ran on its defaults
+        raise FileNotFoundError(f"tinycl: parameter file not found: {params_file} (params_file:=): no node started")
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
     if camera:   # frames as a camera driver sends them, no ground truth to wait for

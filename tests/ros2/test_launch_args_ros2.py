@@ -124,6 +124,14 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?)" in launch.text, \
         launch.text[-3000:]
 
+    # a misspelt params_file:= ends the launch before any node starts (launch_ros only warned, and the graph ran on
+    # the nodes' defaults: one labelled sample, a best-effort sensor at full speed, a replay scored at 0.20 %)
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo4",
+                       f"params_file:={ros.tmp / 'tinyndc_tset.yaml'}", name="ros2 launch typo4")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert f"tinycl: parameter file not found: {ros.tmp / 'tinyndc_tset.yaml'}" in launch.text, launch.text[-3000:]
+    assert "process started" not in launch.text, launch.text[-3000:]
+
     # a lifecycle node whose first configure fails (it brings itself up: autostart) exits 2: that ends the launch too
     del doc["/**"]["ros__parameters"]["presett"]
     doc["extractor"]["ros__parameters"]["model"] = str(ros.tmp / "nope.onnx")
