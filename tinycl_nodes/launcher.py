@@ -229,9 +229,9 @@ def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
                 continue
             seen.add(p)
             verdict = policy.on_exit(name, p.returncode, now)
+            say(verdict.message)
             if verdict.action == "ended":
                 continue
-            say(verdict.message)
             if verdict.action != "restart":
                 return
             due[name] = now + policy.delay_s

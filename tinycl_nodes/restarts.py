@@ -10,8 +10,9 @@ graph. The graph is stopped instead when restarting cannot help or would do harm
   node would score the rest of the run as if it were all of it;
 - the node died ``limit`` times within ``window_s``: it crashes at every start.
 
-A node that exits 0 by itself has finished (the replay's sensor at the end of its data); the finite run's
-``finisher`` exiting 0 has scored the replay, and the graph stops.
+A node that exits 0 has finished (the replay's sensor at the end of its data) or was stopped on purpose (a SIGTERM
+or SIGINT sent to it alone: it saved first): it is not restarted, and the launchers say so in one line, since the
+graph then goes on without it. The finite run's ``finisher`` exiting 0 has scored the replay, and the graph stops.
 
 Plain Python on purpose: ROS 2 launch files import it with ROS 2's own interpreter.
 """
@@ -65,7 +66,10 @@ class RestartPolicy:
         if returncode == 0:
             if name == self.finisher:
                 return Verdict("finished", f"the {name} node has ended (the replay is scored): stopping the graph")
-            return Verdict("ended", f"the {name} node has finished")
+            if name == "sensor":
+                return Verdict("ended", "the sensor node has finished (its data ended)")
+            return Verdict("ended", f"the {name} node has stopped (exit code 0: stopped on purpose, its state saved) "
+                                    "and is not restarted: the graph goes on without it")
         how = how_it_ended(returncode)
         if returncode == USER_ERROR:
             return Verdict("stop", f"the {name} node failed ({how}; its error is above): stopping the graph")

@@ -131,7 +131,7 @@ def _on_exit(name: str, kwargs: dict[str, Any], policy: RestartPolicy, event: An
         return [LogInfo(msg=f"tinycl: {verdict.message}"), EmitEvent(event=Shutdown(reason="replay finished"))]
     if verdict.action == "stop":
         raise NodeFailed(f"tinycl: {verdict.message}")
-    return []
+    return [LogInfo(msg=f"tinycl: {verdict.message}")]       # ended: not restarted, said
 
 
 def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,

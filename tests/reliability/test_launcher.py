@@ -47,6 +47,12 @@ def test_signal_stops_every_node_and_each_saves(sig, tmp_path, domain):
         time.sleep(1.0)
         nodes = children(launch.proc.pid)
         assert len(nodes) == 6, nodes
+        if sig == signal.SIGTERM:     # first one node stopped on purpose, alone: it saves, is not restarted, and is said
+            os.kill(node_pid(launch.proc.pid, "exporter"), signal.SIGTERM)
+            launch.wait_for("the exporter node has stopped (exit code 0: stopped on purpose, its state saved) and is "
+                            "not restarted: the graph goes on without it", 15)
+            nodes = [p for p in nodes if alive(p)]
+            assert len(nodes) == 5 and node_pid(launch.proc.pid, "exporter") is None
         t_signal = time.time()
         launch.proc.send_signal(sig)
         code = launch.proc.wait(timeout=40)
@@ -212,6 +218,8 @@ def test_restart_policy_stops_a_crash_loop_a_users_mistake_and_run_once_nodes():
     assert policy.on_exit("extractor", 2, 0.0).action == "stop"             # a user's mistake: it would fail again
     assert policy.on_exit("sensor", -9, 0.0).action == "stop"
     assert policy.on_exit("sensor", 0, 0.0).action == "ended"               # a replay's end
+    stopped = policy.on_exit("learner", 0, 0.0)                             # a SIGTERM sent to it alone: it saved
+    assert stopped.action == "ended" and "not restarted: the graph goes on without it" in stopped.message
     assert policy.on_exit("metrics", 0, 0.0).action == "finished"
     camera = RestartPolicy(finisher=None)                       # a camera graph runs until stopped: nothing to score
     assert camera.on_exit("metrics", 0, 0.0).action == "ended" and camera.on_exit("metrics", -9, 0.0).action == \
