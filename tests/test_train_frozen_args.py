@@ -21,8 +21,10 @@ def test_bad_dataset_classes_and_name_are_one_line(capsys, data_dir, tmp_path):
     for args, problem in ((["--dataset", str(tmp_path / "nowhere")], "image folder not found"),
                           ([*objects, "--classes", "cup,plate"], "'plate' is not a class of the dataset (ball, box, cup)"),
                           ([*objects, "--classes", "cup"], "at least 2 classes"),
-                          (["--name", "bad name!"], "letters, digits")):
+                          (["--name", "bad name!"], "letters, digits"),
+                          (["--projection", "-1"], "--projection -1 (0–4096)")):
         named = args if args[0] == "--name" else ["--name", "x", *args]
         assert main([*named, "--out", str(tmp_path), "--data", str(data_dir)]) == 2
         err = capsys.readouterr().err.strip()
         assert problem in err and len(err.splitlines()) == 1, err
+

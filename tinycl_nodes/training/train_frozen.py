@@ -49,8 +49,10 @@ def model_stem(dataset: str = "mnist", split: str = "all") -> str:
     return f"{dataset}_0to5" + ("_trainsplit" if split == "train" else "")
 
 
-def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES)):
-    """The CNN: three conv-BN-ReLU-maxpool blocks → linear 64-d embedding (BN, no ReLU) → linear head."""
+def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = len(TRAIN_CLASSES), projection: int = 0):
+    """The CNN: three conv-BN-ReLU-maxpool blocks → linear 64-d embedding (BN, no ReLU) → linear head; and the
+    projection the contrastive terms see: with ``projection`` > 0 an MLP (that many hidden units, ReLU) on the
+    embedding, used in training only, else the embedding itself."""
     import torch.nn as nn
 
     class Embedding(nn.Module):
@@ -66,7 +68,9 @@ def build_model(width: int = 32, embed_dim: int = EMBED_DIM, n_classes: int = le
         def forward(self, x):
             return self.features(x)
 
-    return Embedding(), nn.Linear(embed_dim, n_classes)
+    project = (nn.Sequential(nn.Linear(embed_dim, projection), nn.ReLU(), nn.Linear(projection, embed_dim))
+               if projection else nn.Identity())
+    return Embedding(), nn.Linear(embed_dim, n_classes), project
 
 
 def random_affine(x, max_rot: float = 0.2, max_scale: float = 0.1, max_shift: float = 0.1, strength: float = 1.0):
@@ -85,20 +89,28 @@ def random_affine(x, max_rot: float = 0.2, max_scale: float = 0.1, max_shift: fl
 
 
 def contrastive_loss(embed, head, x, y, temperature: float = 0.1, instance_weight: float = 0.5,
-                     augment: float = 1.0):
-    """Cross-entropy + supervised contrastive + instance contrastive on two augmented views."""
+                     augment: float = 1.0, project=None, project_supcon: bool = True):
+    """Cross-entropy (on the embedding) + supervised contrastive + instance contrastive of two augmented views; the
+    instance term (and, with ``project_supcon``, the supervised one) on ``project``'s output when given."""
     import torch
     import torch.nn.functional as F
 
     z1, z2 = embed(random_affine(x, strength=augment)), embed(random_affine(x, strength=augment))
     n = y.shape[0]
-    a = F.normalize(torch.cat([z1, z2]), dim=1)
-    sim = a @ a.t() / temperature
-    sim = sim - torch.eye(2 * n) * 1e9  # never compare a view with itself
+    z = torch.cat([z1, z2])
+    eye = torch.eye(2 * n)
+
+    def log_softmax_similarity(v):
+        a = F.normalize(v, dim=1)
+        sim = a @ a.t() / temperature - eye * 1e9   # never compare a view with itself
+        return sim, sim - torch.logsumexp(sim, 1, keepdim=True)
+
+    projected = project(z) if project is not None else z
+    sim, log_p = log_softmax_similarity(projected)
     labels = torch.cat([y, y])
-    positives = (labels[:, None] == labels[None]).float() - torch.eye(2 * n)
-    log_p = sim - torch.logsumexp(sim, 1, keepdim=True)
-    supcon = -((log_p * positives).sum(1) / positives.sum(1)).mean()
+    positives = (labels[:, None] == labels[None]).float() - eye
+    sup_log_p = log_p if project_supcon or project is None else log_softmax_similarity(z)[1]
+    supcon = -((sup_log_p * positives).sum(1) / positives.sum(1)).mean()
     other_view = (torch.arange(2 * n) + n) % (2 * n)
     instance = F.cross_entropy(sim, other_view)
     return F.cross_entropy(head(z1), y) + supcon + instance_weight * instance
@@ -147,6 +159,8 @@ class Recipe:
     instance_weight: float = 0.5   # weight of the instance-contrastive (SimCLR) term
     embed_dim: int = EMBED_DIM     # width of the linear embedding (the features)
     augment: float = 1.0           # augmentation strength: multiplies the affine ranges
+    projection: int = 0            # hidden units of the contrastive terms' projection MLP (SimCLR's); 0: none
+    project_supcon: bool = True    # the supervised term on the projection too (False: on the features, as without)
 
 
 def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, seed: int, log=print,
@@ -164,8 +178,9 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
     Xt = torch.tensor(X[keep], dtype=torch.float32)
     yt = torch.tensor(np.searchsorted(classes, y[keep]).astype(np.int64))
     log(f"training on {len(yt)} images of classes {classes}")
-    embed, head = build_model(embed_dim=recipe.embed_dim, n_classes=len(classes))
-    params = list(embed.parameters()) + list(head.parameters())
+    embed, head, project = build_model(embed_dim=recipe.embed_dim, n_classes=len(classes),
+                                       projection=recipe.projection)
+    params = list(embed.parameters()) + list(head.parameters()) + list(project.parameters())
     opt = torch.optim.AdamW(params, 2e-3, weight_decay=5e-4)
     batch = 128
     steps = epochs * (len(yt) // batch)
@@ -178,7 +193,7 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
         for i in range(0, len(yt) - batch + 1, batch):
             idx = perm[i:i + batch]
             loss = contrastive_loss(embed, head, Xt[idx], yt[idx], instance_weight=recipe.instance_weight,
-                                    augment=recipe.augment)
+                                    augment=recipe.augment, project=project, project_supcon=recipe.project_supcon)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -220,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="weight of the instance-contrastive term")
     ap.add_argument("--embed-dim", type=int, default=Recipe.embed_dim, help="embedding (feature) width")
     ap.add_argument("--augment", type=float, default=Recipe.augment, help="augmentation strength (× the affine ranges)")
+    ap.add_argument("--projection", type=int, default=Recipe.projection,
+                    help="hidden units of the projection MLP the contrastive terms see (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
@@ -233,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             raise TinyclError(f"--name {args.name!r}: letters, digits, _ and - only")
         if args.epochs < 1:
             raise TinyclError(f"--epochs {args.epochs}: at least 1")
-        if args.embed_dim < 2 or not 0 <= args.instance_weight <= 10 or not 0 <= args.augment <= 3:
+        if (args.embed_dim < 2 or not 0 <= args.instance_weight <= 10 or not 0 <= args.augment <= 3
+                or not 0 <= args.projection <= 4096):
             raise TinyclError(f"recipe out of range: --embed-dim {args.embed_dim} (≥ 2), --instance-weight "
-                              f"{args.instance_weight} (0–10), --augment {args.augment} (0–3)")
+                              f"{args.instance_weight} (0–10), --augment {args.augment} (0–3), --projection "
+                              f"{args.projection} (0–4096)")
         existing = [p for p in (fp32, int8, card) if p.exists()]
         if existing and not args.overwrite:
             raise TinyclError(f"{existing[0]} exists: choose another --name (or --overwrite to replace it)")
@@ -251,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    recipe = Recipe(args.epochs, args.instance_weight, args.embed_dim, args.augment)
+    recipe = Recipe(args.epochs, args.instance_weight, args.embed_dim, args.augment, args.projection)
     write_model(X, y, names, dataset, classes, recipe, args.seed, args.split, fp32, int8, card)
     print(f"wrote {fp32} ({fp32.stat().st_size} B), {int8} ({int8.stat().st_size} B) and the card {card}")
     return 0
