@@ -204,8 +204,9 @@ class MqttLink:
         self.last_error = "connection failed"
         self._failed_tries += 1
         say = self.log.warning if self._failed_tries == 1 else self.log.debug
-        say("mqtt: cannot reach %s:%d, retrying with backoff (%g s doubling to %g s between tries; one line again once connected)",
-            self.params.host, self.params.port, self.params.reconnect_min_s, self.params.reconnect_max_s)
+        say("mqtt: cannot reach %s:%d, retrying with backoff (%g s doubling to %g s between tries; one line again "
+            "once connected)", self.params.host, self.params.port, self.params.reconnect_min_s,
+            self.params.reconnect_max_s)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self.connected.is_set()
