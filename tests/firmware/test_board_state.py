@@ -10,9 +10,9 @@ learned since; its predictions of class 9 still carry the name "nine"; every pre
 the same C core loaded from the saved state and replaying the same frames and answers. Request ids carry the boot
 number (``<device>-<boot>.<sample id>``; a board with empty storage numbers its boot by the agent's clock, so that an
 erased board never repeats an earlier life's ids): an answer to run 1's request for a sample id that run 2 has just
-asked about again (on a camera another image) is refused with one line, never learned for the new sample. A storage file that is corrupt
-(the learner's blob, or the app's record) is refused with one line naming which and kept aside (a save no longer
-overwrites it), and the board starts from its initial labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
+asked about again (on a camera another image) is refused with one line, never learned for the new sample. A
+storage file that is corrupt (the learner's blob, or the app's record) is refused with one line naming which and
+kept aside (a save no longer overwrites it), and the board starts from its initial labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
 ``<file>.tmp``. The label request run 1 left unanswered at its reset is saved with
 the state and restored, and its answer, given after the reset with run 1's id, is learned for the image it was asked
 about.

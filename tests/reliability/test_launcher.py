@@ -47,7 +47,7 @@ def test_signal_stops_every_node_and_each_saves(sig, tmp_path, domain):
         time.sleep(1.0)
         nodes = children(launch.proc.pid)
         assert len(nodes) == 6, nodes
-        if sig == signal.SIGTERM:     # first one node stopped on purpose, alone: it saves, is not restarted, and is said
+        if sig == signal.SIGTERM:     # first one node stopped on purpose, alone: saved, not restarted, said
             os.kill(node_pid(launch.proc.pid, "exporter"), signal.SIGTERM)
             launch.wait_for("the exporter node has stopped (exit code 0: stopped on purpose, its state saved) and is "
                             "not restarted: the graph goes on without it", 15)

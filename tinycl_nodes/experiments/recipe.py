@@ -1,9 +1,10 @@
 """Select the frozen model's training recipe on the validation protocol: a tuned constant too.
 
 Each candidate recipe (``training.train_frozen.Recipe``: epochs, instance-contrastive weight,
-embedding width, augmentation strength, a projection head for the contrastive terms) trains a frozen model on the ``backbone`` part of the
-training split only, then is scored on the validation protocol (``--split train``: labels and
-stream from the ``labels`` and ``stream`` parts; the test split is refused for the whole run):
+embedding width, augmentation strength, a projection head for the contrastive terms) trains a
+frozen model on the ``backbone`` part of the training split only, then is scored on the
+validation protocol (``--split train``: labels and stream from the ``labels`` and ``stream``
+parts; the test split is refused for the whole run):
 
 * tinycl (unsupervised, the presets' constants) at 1 and 10 labels per class;
 * supervised SLDA on the same features at 10 labels per class (reported, and in the objective's

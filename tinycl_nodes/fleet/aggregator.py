@@ -26,8 +26,9 @@ yet is not lost: it is retained on the broker and delivered again after a restar
 on restart it is loaded, the last global head is offered again, and the held heads the last global
 head does not contain (its provenance) count as new for the round under way (they came before the
 restart). A file that cannot be used — corrupt, or of another fleet or configuration — is moved
-aside with one line and the aggregator starts fresh. Held heads of devices not in ``allowed_devices`` (a device revoked since) are dropped at start and
-a round without them closes at once.
+aside with one line and the aggregator starts fresh. Held heads of devices not in
+``allowed_devices`` (a device revoked since) are dropped at start and a round without them closes
+at once.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
