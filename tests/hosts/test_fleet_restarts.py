@@ -9,7 +9,8 @@ device's head, every device receives rounds 1, 2, 3 exactly once, the last globa
 every device's last head, and the operator's log lines say what happened, without a traceback (mosquitto,
 restarted on its last autosave, hands out older copies of two heads: no "version rollback" warning). In
 round 4 mosquitto is killed right after the round closed while robot3's bridge was away: robot3 still gets
-round 4 (the aggregator offers its retained global head again when it reconnects).
+round 4 (the aggregator offers its retained global head again when it reconnects); its restarted bridge may hand
+on the broker's retained round 3 first, which a learner skips as merged already.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def test_broker_and_aggregator_killed_mid_round_on_separate_hosts(net, tmp_path)
         wait_for(lambda: "head from robot3 v4 accepted" in fleet.agg_log.read_text(), 10, "robot3's head v4")
         fleet.bridges["robot3"].terminate()
         fleet.bridges["robot3"].wait(10)
+        before_restart = fleet.rounds("robot3")
         for d in DEVICES[:2]:
             fleet.send(d, 4)
         wait_for(lambda: all(4 in fleet.rounds(d) for d in DEVICES[:2]), 10, "round 4 on robot1, robot2")
@@ -162,9 +164,12 @@ def test_broker_and_aggregator_killed_mid_round_on_separate_hosts(net, tmp_path)
     finally:
         fleet.close()
     print(f"\nseconds from restart to the round on every device: {recover}")
-    # no round lost, none repeated (robot3's bridge, restarted, hands its learner the newest round it gets)
+    # no round lost, none repeated; robot3's bridge, restarted, holds no round (a blend-mode bridge keeps no state):
+    # it may hand on the broker's retained round 3 before the aggregator, reconnecting, offers round 4 again — a
+    # round the learner has merged already, which it skips (tests/fleet/test_learner_global.py)
     assert fleet.rounds("robot1") == fleet.rounds("robot2") == [1, 2, 3, 4], fleet.globals
-    assert fleet.rounds("robot3") == [1, 2, 3, 4], fleet.rounds("robot3")   # old code: [1, 2, 3, 3], no 4
+    assert before_restart == [1, 2, 3], before_restart
+    assert fleet.rounds("robot3")[3:] in ([4], [3, 4]), fleet.rounds("robot3")   # old code: [1, 2, 3, 3], no 4
     for d in DEVICES:
         last = fleet.globals[d][-1]                     # every sample of every device's head v4: nothing lost
         assert dict(zip(last["classes"], last["counts"])) == {0: 1200, 1: 1200, 11: 400, 12: 400, 13: 400}, last
