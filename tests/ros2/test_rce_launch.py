@@ -189,6 +189,10 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     # log_level:=debug: the nodes' own debug lines (the labeler's on its questions), not rcl's and rmw's (a bare
     # --log-level debug printed thousands of those a second, and 20,000 in a 15 s replay)
     assert re.search(r"\[DEBUG\] \[[\d.]+\] \[rce\.labeler\]: sample \d+ ", text), text[-3000:]
+    # and the learner's on each sample: what it predicted, what it learned and from whom
+    learner_debug = (r"\[DEBUG\] \[[\d.]+\] \[rce\.learner\]: sample \d+: predicted -?\d+ \([\d.]+\); "
+                     r"learned as \d+ \((?:pseudo-label|ground truth|a person's answer), confidence")
+    assert re.search(learner_debug, text), text[-3000:]
     rcl_debug = re.findall(r"\[DEBUG\] \[[\d.]+\] \[(?:rcl|rmw)[\w.]*\]", text)
     assert not rcl_debug, f"{len(rcl_debug)} debug lines of rcl / rmw"
     assert "escalating to SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]

@@ -333,6 +333,8 @@ class Labeler(Node):
             self.state.learned()
             return
         step = self.system.step(x)
+        self.log.debug("sample %d: pseudo-label %s (confidence %.3f)%s", msg.sample_id, step.pseudo_label,
+                       step.confidence, "" if step.learned else ", not passed on: below min_confidence")
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
         if step.learned and self.system.head is not None:
             self._remember_sent(stamp_ns(msg.header), x, int(step.pseudo_label))

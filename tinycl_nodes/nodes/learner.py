@@ -28,6 +28,8 @@ kind — ``add`` for streaming LDA, ``blend`` for CWR* — the same rule by whic
 
 from __future__ import annotations
 
+import logging
+
 import json
 import time
 from pathlib import Path
@@ -45,7 +47,7 @@ from ..interfaces.heads import from_msg
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
-from .messages import features_of, stamp_ns
+from .messages import features_of, label_source, stamp_ns
 from .runner import ManagedParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -179,7 +181,15 @@ class Learner(Node):
         self.pred_pub.publish(self.Prediction(header=msg.features.header, sample_id=msg.features.sample_id,
                                               class_id=cls, class_name=self.class_names.get(cls, str(cls)),
                                               confidence=conf))
-        if label >= 0 and not (msg.source == msg.PSEUDO and float(msg.confidence) < self.min_confidence):
+        learn = label >= 0 and not (msg.source == msg.PSEUDO and float(msg.confidence) < self.min_confidence)
+        if self.log.isEnabledFor(logging.DEBUG):
+            conf_label = float(msg.confidence)
+            self.log.debug("sample %d: predicted %d (%.3f); %s", msg.features.sample_id, cls, conf,
+                           f"learned as {label} ({label_source(msg)}, confidence {conf_label:.3f})" if learn else
+                           "not learned (no label)" if label < 0 else
+                           f"not learned (pseudo-label {label} at confidence {conf_label:.3f}, below "
+                           f"min_confidence {self.min_confidence})")
+        if learn:
             if self.replay is not None:
                 self.replay.learn(x, label)
             else:

@@ -19,6 +19,12 @@ def stamp_ns(header: Any) -> int:
     return int(time_to_ns(header.stamp))
 
 
+def label_source(msg: Any) -> str:
+    """A LabeledFeatures message's ``source`` in words (its constants: PSEUDO, HUMAN, GROUND_TRUTH)."""
+    return {msg.PSEUDO: "pseudo-label", msg.HUMAN: "a person's answer",
+            msg.GROUND_TRUTH: "ground truth"}.get(msg.source, f"source {msg.source}")
+
+
 #: the fields that make a message big (sequences and strings of our messages and sensor_msgs/Image)
 _BIG_FIELDS = ("data", "weights", "bias", "state", "classes", "encoding", "class_name", "label_name", "name",
                "reason", "candidates", "extractor_hash", "channel_names", "new_class_name", "request_id")
