@@ -53,6 +53,19 @@ def test_install_copies_the_chosen_candidate_under_the_protocols_name(tmp_path):
                                          "fashion_mnist_0to5_trainsplit.json"]
     assert (models / "fashion_mnist_0to5_trainsplit_int8.onnx").read_bytes() == b"int8"
     assert json.loads(written[2].read_text())["files"] == [p.name for p in written[:2]]
+    # the candidate's class statistics (model_prior.py) go with it, stamped with the installed model's hash
+    import numpy as np
+
+    from tinycl_nodes.extractor import extractor_hash
+    from tinycl_nodes.model_prior import fit_prior, load_prior, write_prior
+
+    src = work / f"{stem}_fp32.onnx"
+    rng = np.random.default_rng(0)
+    write_prior(src, fit_prior(rng.normal(size=(60, 4)).astype(np.float32), np.arange(60) % 3, extractor_hash(src)))
+    written = recipe.install("fashion_mnist", r, work, models)
+    dst = models / "fashion_mnist_0to5_trainsplit_fp32.onnx"
+    assert written[-1] == dst.with_suffix(".classes") and extractor_hash(dst) != extractor_hash(src)
+    assert load_prior(dst, extractor_hash(dst)).counts.tolist() == [20, 20, 20]
     with pytest.raises(InputError, match="not the card"):
         recipe.install("fashion_mnist", recipe.BASE, work, models)
 

@@ -54,8 +54,33 @@ class NearestCentroid:
         self.counts = np.array([np.sum(yv == c) for c in self.classes], np.float64)
         self._after_init(Xv, yv)
 
+    def init_from_statistics(self, classes: Any, means: Any, counts: Any, scatter: Any) -> None:
+        """Centroids from class statistics instead of samples: ``means`` (C, F), ``counts`` (C,) and the
+        within-class scatter ``Σ (x − μ_y)(x − μ_y)ᵀ`` (F, F) of the samples they summarise — e.g. the frozen
+        model's training classes together with the labelled samples (``TinyNDC.init_from_labelled``'s prior)."""
+        cls = [check_label(c, "class") for c in np.asarray(classes).ravel()]
+        M = check_batch(means, self.n_features, "class means")
+        n = np.asarray(counts, np.float64).ravel()
+        S = np.array(scatter, np.float64)
+        if len(set(cls)) != len(cls) or M.shape[0] != len(cls) or n.shape != (len(cls),) or not cls:
+            raise InputError(f"class statistics: {len(cls)} distinct class ids, {M.shape[0]} means and {n.size} "
+                             f"counts: they must match (and not be empty)")
+        if not (np.isfinite(n).all() and (n >= 1).all()):
+            raise InputError("class statistics: every count must be a finite number ≥ 1")
+        if S.shape != (self.n_features, self.n_features) or not np.isfinite(S).all():
+            raise InputError(f"class statistics: scatter must be a finite {self.n_features}×{self.n_features} "
+                             f"matrix, got shape {S.shape}")
+        order = np.argsort(cls)
+        self.classes = [cls[i] for i in order]
+        self.centroids = M[order].astype(np.float32)
+        self.counts = n[order]
+        self._after_statistics(S)
+
     def _after_init(self, X: np.ndarray, y: np.ndarray) -> None:
         """Hook for subclasses that learn more than centroids from the labelled samples."""
+
+    def _after_statistics(self, scatter: np.ndarray) -> None:
+        """Hook for subclasses that learn more than centroids from class statistics."""
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         """``−‖c − x‖² + ‖x‖²`` per centroid: same argmax and softmax as ``−‖c − x‖²``, one mat-vec."""
@@ -171,17 +196,28 @@ class TiedGaussianClusterer(NearestCentroid):
         self._b = np.zeros(0, np.float32)
 
     def _after_init(self, X: np.ndarray, y: np.ndarray) -> None:
+        R = X - self.centroids[np.searchsorted(self.classes, y)]
+        self._init_covariance((R.T @ R).astype(np.float64), float(R.shape[0]), float(X.var(0).mean()))
+
+    def _after_statistics(self, scatter: np.ndarray) -> None:
+        n = self.counts
+        N = float(n.sum())
+        mu = (n @ self.centroids.astype(np.float64)) / N
+        between = float(n @ ((self.centroids - mu) ** 2).sum(1))
+        self._init_covariance(scatter, N, (float(np.trace(scatter)) + between) / N / self.n_features)
+
+    def _init_covariance(self, scatter: np.ndarray, n: float, total_var: float) -> None:
+        """The shared covariance's start: the within-class ``scatter`` of ``n`` samples whose total
+        variance per feature is ``total_var``, and the isotropic prior's weight and variance."""
         fewest = int(self.counts.min())
         self.prior_weight = self.prior_strength or self.prior_scale / fewest
-        R = X - self.centroids[np.searchsorted(self.classes, y)]
         self._since_refresh = 0
-        self.scatter = (R.T @ R).astype(np.float64)
-        self.n_scatter = float(R.shape[0])
+        self.scatter = scatter
+        self.n_scatter = n
         # Isotropic prior scaled to the data: with 1 sample per class there is no within-class
         # spread yet, so fall back to a fraction of the total variance.
         within = float(np.trace(self.scatter) / max(self.n_scatter, 1.0) / self.n_features)
-        total = float(X.var(0).mean())
-        self.prior_var = within if within > 1e-12 else 0.25 * max(total, 1e-6)
+        self.prior_var = within if within > 1e-12 else 0.25 * max(total_var, 1e-6)
         self._refresh()
 
     def _flush_scatter(self) -> None:

@@ -616,6 +616,17 @@ class Moments:
             m = snap.shared + (s.T @ rows)
         return cls(list(snap.keys), n, s, m)
 
+    @classmethod
+    def of_samples(cls, X: np.ndarray, y: np.ndarray, names: Mapping[int, str] | None = None) -> "Moments":
+        """The SLDA statistics of labelled samples ``X`` (n, F), ``y`` (n,) (classes named by ``names``, else by
+        their id, as :func:`snapshot_from_head` names them)."""
+        names = names or {}
+        ids = sorted(set(int(v) for v in y))
+        X64, y = np.asarray(X, np.float64), np.asarray(y)
+        s = np.stack([X64[y == c].sum(0) for c in ids]) if ids else np.zeros((0, X64.shape[1]))
+        return cls([(c, names.get(c, str(c))) for c in ids], np.array([np.sum(y == c) for c in ids], np.float64), s,
+                   X64.T @ X64)
+
     def _aligned(self, other: "Moments", sign: float) -> "Moments":
         keys = list(dict.fromkeys([*self.keys, *other.keys]))
         idx = {k: i for i, k in enumerate(keys)}

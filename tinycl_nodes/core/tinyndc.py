@@ -23,6 +23,7 @@ import numpy as np
 
 from .clustering import NearestCentroid
 from .errors import InputError
+from .federated import SLDA_KIND, HeadSnapshot, Moments, load_snapshot_into
 from .head import Head
 from .validation import check_batch, check_features, check_label
 
@@ -43,7 +44,8 @@ class TinyNDC:
     """Clusterer + optional active head, run one sample at a time (predict, then learn)."""
 
     def __init__(self, clusterer: NearestCentroid | None, head: Head | None = None,
-                 min_confidence: float = 0.0, cluster_update: ClusterUpdate = "head") -> None:
+                 min_confidence: float = 0.0, cluster_update: ClusterUpdate = "head",
+                 model_prior: bool = False) -> None:
         if clusterer is None and head is None:
             raise InputError("TinyNDC needs a clusterer, a head, or both")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -56,23 +58,62 @@ class TinyNDC:
         self.head = head
         self.min_confidence = float(min_confidence)
         self.cluster_update = cluster_update
+        self.model_prior = bool(model_prior)
         self.n_features = (head or clusterer).n_features  # type: ignore[union-attr]
         self.n_pseudo = 0
         self.n_skipped = 0
         self.n_labels = 0
 
-    def init_from_labelled(self, X: Any, y: Any) -> None:
-        """Initialise centroids (and teach the head) from a few labelled samples per class."""
+    def init_from_labelled(self, X: Any, y: Any, prior: HeadSnapshot | None = None) -> None:
+        """Initialise centroids (and teach the head) from a few labelled samples per class.
+
+        ``prior``: the frozen model's class statistics (``model_prior.load_prior``: a streaming-LDA snapshot of
+        the classes the model was trained on, with their scatter), taken in with the labelled samples when this
+        system was made with ``model_prior=True`` (ignored otherwise): the clusterer starts from both together,
+        and a streaming-LDA head from the prior, then learns the labelled samples — exactly as if it had learned
+        the model's training features and them."""
+        Xv, yv = self.init_clusters(X, y, prior)
+        if self.head is not None:
+            self.take_prior(prior)
+            for x, label in zip(Xv, yv):
+                self.head.learn_one(x, label)
+
+    def init_clusters(self, X: Any, y: Any, prior: HeadSnapshot | None = None) -> tuple[np.ndarray, list[int]]:
+        """The clusterer's part of :meth:`init_from_labelled` (a labeler whose head replica came from the learner
+        initialises only its clusters); returns the checked samples and labels."""
         Xv = check_batch(X, self.n_features, "init features")
         yv = [check_label(v, "init label") for v in np.asarray(y).ravel()]
         if len(yv) != Xv.shape[0]:
             raise InputError(f"init: {Xv.shape[0]} samples but {len(yv)} labels")
-        if self.clusterer is not None:
+        if self.clusterer is not None and prior is not None and self._check_prior(prior):
+            names = dict(zip(prior.class_ids.tolist(), prior.class_names))
+            labelled = Moments.of_samples(Xv, np.asarray(yv, np.int64), names)
+            both = (Moments.of(prior) + labelled).snapshot(SLDA_KIND, prior.extractor_hash)
+            self.clusterer.init_from_statistics(both.class_ids, both.weights, both.counts, both.shared)
+        elif self.clusterer is not None:
             self.clusterer.init_from_labelled(Xv, yv)
-        if self.head is not None:
-            for x, label in zip(Xv, yv):
-                self.head.learn_one(x, label)
         self.n_labels += len(yv)
+        return Xv, yv
+
+    def take_prior(self, prior: HeadSnapshot | None) -> bool:
+        """Start the head from ``prior`` (with ``model_prior=True``; what a learner owning the head does at a fresh
+        start, before any labelled sample): True if it did."""
+        if self.head is None or prior is None or not self._check_prior(prior):
+            return False
+        load_snapshot_into(self.head, prior)
+        return True
+
+    def _check_prior(self, prior: HeadSnapshot) -> bool:
+        """Whether ``prior`` is to be taken in (``model_prior``); one that cannot be is an InputError."""
+        if not self.model_prior:
+            return False
+        if prior.kind != SLDA_KIND or prior.shared is None:
+            raise InputError(f"init: a model prior must be a {SLDA_KIND} snapshot with its scatter, got a {prior.kind}")
+        if prior.n_features != self.n_features:
+            raise InputError(f"init: the model prior has {prior.n_features} features, the system {self.n_features}")
+        if self.head is not None and type(self.head).kind != SLDA_KIND:
+            raise InputError(f"init: a model prior starts a {SLDA_KIND} head, not a {type(self.head).kind}")
+        return True
 
     def step(self, x: Any, label: int | None = None) -> Step:
         """Predict ``x``, then learn from it: from ``label`` if given, else from a pseudo-label."""

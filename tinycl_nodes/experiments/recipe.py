@@ -35,6 +35,7 @@ import numpy as np
 from .. import presets
 from ..core.errors import InputError
 from ..extractor import MODELS_DIR, FrozenExtractor
+from ..model_prior import copy_prior
 from ..storage import write_atomic
 from ..training.train_frozen import (Recipe, load_training_set, model_stem, parse_classes,
                                      write_model)
@@ -192,7 +193,8 @@ def install(dataset: str, recipe: Recipe, work: Path, models: Path = MODELS_DIR)
         written.append(target)
     card["files"] = [p.name for p in written]
     (models / f"{dst}.json").write_text(json.dumps(card, indent=1) + "\n")
-    return [*written, models / f"{dst}.json"]
+    prior = copy_prior(work / f"{src}_fp32.onnx", models / f"{dst}_fp32.onnx")   # after the card: its hash
+    return [*written, models / f"{dst}.json", *([prior] if prior else [])]
 
 
 if __name__ == "__main__":

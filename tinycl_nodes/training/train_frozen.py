@@ -276,6 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def write_class_statistics(fp32: Path, X: np.ndarray, y: np.ndarray, classes: tuple[int, ...]) -> Path:
+    """The model's class statistics on the images it was trained on (model_prior.py), beside it."""
+    from ..extractor import FrozenExtractor
+    from ..model_prior import fit_prior, write_prior
+
+    ext = FrozenExtractor(fp32)
+    keep = np.isin(y, classes)
+    Xk = X[keep].astype(np.float32)
+    feats = np.concatenate([ext.run(Xk[i:i + 512]) for i in range(0, len(Xk), 512)])
+    return write_prior(fp32, fit_prior(feats, y[keep], ext.hash))
+
+
 def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, classes: tuple[int, ...],
                 recipe: Recipe, seed: int, split: str, fp32: Path, int8: Path, card: Path, log=print) -> None:
     """Train with ``recipe`` and write the fp32 and int8 ONNX models and their card."""
@@ -292,6 +304,7 @@ def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, cl
             "seed": seed, "recipe": asdict(recipe), "torch": torch.__version__,
             "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
     card.write_text(json.dumps(meta, indent=1) + "\n")
+    write_class_statistics(fp32, X, y, classes)
 
 if __name__ == "__main__":
     raise SystemExit(main())

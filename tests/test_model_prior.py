@@ -1,0 +1,50 @@
+"""The class statistics shipped beside the frozen models (model_prior.py): each is what its model was trained on,
+of its own features; a missing one is None, a corrupt or foreign one one error naming the file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tinycl_nodes.core.errors import TinyclError
+from tinycl_nodes.extractor import MODELS_DIR, FrozenExtractor
+from tinycl_nodes.model_prior import load_prior, main, prior_path
+
+SHIPPED = sorted(p.with_suffix(".onnx").name for p in MODELS_DIR.glob("*.classes"))
+
+
+def test_the_fp32_models_ship_their_class_statistics():
+    assert {"mnist_0to5_fp32.onnx", "mnist_0to5_trainsplit_fp32.onnx",
+            "fashion_mnist_0to5_trainsplit_fp32.onnx"} <= set(SHIPPED), SHIPPED
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_a_shipped_prior_is_its_models_training_classes(model):
+    ext = FrozenExtractor(MODELS_DIR / model)
+    prior = load_prior(ext.path, ext.hash)
+    card = json.loads((MODELS_DIR / (model.rsplit("_", 1)[0] + ".json")).read_text())
+    assert sorted(prior.class_ids.tolist()) == card["train_classes"]
+    if "images" in card:                            # the backbone part it was trained on, every image of it
+        assert int(prior.counts.sum()) == card["images"]
+    assert prior.n_features == ext.n_features and prior.extractor_hash == ext.hash
+    assert np.linalg.eigvalsh(prior.shared)[0] > 0   # a within-class scatter of many samples: positive definite
+
+
+def test_a_missing_corrupt_or_foreign_prior(tmp_path, data_dir):
+    for f in ("mnist_0to5_trainsplit_fp32.onnx", "mnist_0to5_trainsplit.json"):
+        shutil.copy(MODELS_DIR / f, tmp_path / f)
+    model = tmp_path / "mnist_0to5_trainsplit_fp32.onnx"
+    ext = FrozenExtractor(model)
+    assert load_prior(model, ext.hash) is None      # a model without one: the labelled samples alone
+    assert main(["--model", str(model), "--data", str(data_dir)]) == 0      # the project's script writes it
+    prior = load_prior(model, ext.hash)
+    shipped = load_prior(MODELS_DIR / model.name, ext.hash)
+    np.testing.assert_allclose(prior.weights, shipped.weights, rtol=1e-5, atol=1e-6)   # and reproduces the shipped
+    with pytest.raises(TinyclError, match=r"model prior .*\.classes: .*extractor"):
+        load_prior(model, "0" * 64)                 # the features of another extractor
+    prior_path(model).write_bytes(b"PK\x03\x04 not a state")
+    with pytest.raises(TinyclError, match=r"model prior .*\.classes: state: payload is not a tinycl state file"):
+        load_prior(model, ext.hash)
