@@ -23,6 +23,7 @@ from . import presets
 from .datasets import load_mnist
 from .demo import run_demo
 from .extractor import FrozenExtractor, model_path
+from .model_prior import load_prior
 
 
 def in_process_rate(n: int, data: str | None = None, preset: str = "tinycl") -> float:
@@ -35,7 +36,7 @@ def in_process_rate(n: int, data: str | None = None, preset: str = "tinycl") -> 
     ex = FrozenExtractor(model_path("mnist_0to5_fp32"), threads=1)
     factory = {"tinycl": presets.tinycl_best, "tinyndc": presets.tinyndc_paper}[preset]
     system = factory(ex.n_features, ex.hash)
-    system.init_from_labelled(ex.extract(Xtr[init]), ytr[init].astype(np.int64))
+    system.init_from_labelled(ex.extract(Xtr[init]), ytr[init].astype(np.int64), load_prior(ex.path, ex.hash))
     t0 = time.perf_counter()
     for i in stream:
         system.step(ex.extract_one(Xte[i]))

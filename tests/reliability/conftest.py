@@ -48,7 +48,7 @@ def reference_head(feats, preset: str, stream_length: int, clean_stream: bool = 
     factory = {"tinycl": presets.tinycl_best, "tinyndc": presets.tinyndc_paper}[preset]
     init, stream, _ = exp.split(SEED, feats, exp.Protocol(LABELS, stream_length), LABELS)
     system = factory(feats.n_features, feats.extractor_hash)
-    system.init_from_labelled(feats.train_rows(init), feats.train_y[init])
+    system.init_from_labelled(feats.train_rows(init), feats.train_y[init], feats.prior)   # as the nodes start
     for x in feats.test[stream]:
         system.step(x)
     return system.head

@@ -111,7 +111,7 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
     labeler = None
     if unsupervised:
         labeler = presets.tinycl_best(final.n_features, final.extractor_hash)
-        labeler.init_from_labelled(final.train_rows(init), y0)
+        labeler.init_from_labelled(final.train_rows(init), y0, final.prior)
     old = held[np.isin(final.test_y[held], OLD_CLASSES)]
     old_X, old_y = feats.test[old], final.test_y[old]
     X, Xf, y = feats.test[stream], final.test[stream], final.test_y[stream]

@@ -55,7 +55,7 @@ class Grid:
 
 def _tinycl(chosen: dict[str, Any], **over: Any) -> MethodFactory:
     p = {**presets.TINYCL, **{k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith("tinycl.")}, **over}
-    return presets.tinycl_with(p["prior_scale"], p["min_confidence"], p["cluster_update"])
+    return presets.tinycl_with(p["prior_scale"], p["min_confidence"], p["cluster_update"], p["model_prior"])
 
 
 def _head(make) -> tuple[MethodFactory, bool]:
@@ -63,7 +63,11 @@ def _head(make) -> tuple[MethodFactory, bool]:
 
 
 GRIDS: tuple[Grid, ...] = (
-    Grid("tinycl.prior_scale", "TINYCL['prior_scale']", (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0),
+    Grid("tinycl.model_prior", "TINYCL['model_prior']", (False, True),
+         lambda v, c: (_tinycl(c, model_prior=v), False), (1, 10),
+         "start from the frozen model's class statistics (model_prior.py) with the labelled samples"),
+    Grid("tinycl.prior_scale", "TINYCL['prior_scale']",
+         (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0, 64000.0, 128000.0),
          lambda v, c: (_tinycl(c, prior_scale=v), False), (1, 10),
          "weight of the clusterer's isotropic prior (÷ labels per class)"),
     Grid("tinycl.variant", "TINYCL['min_confidence'], TINYCL['cluster_update']",
@@ -87,7 +91,7 @@ GRIDS: tuple[Grid, ...] = (
 
 def current_preset(name: str) -> Any:
     """The value presets.py holds now for grid ``name`` (to flag where it differs from the choice)."""
-    table = {"tinycl.prior_scale": presets.TINYCL["prior_scale"],
+    table = {"tinycl.model_prior": presets.TINYCL["model_prior"], "tinycl.prior_scale": presets.TINYCL["prior_scale"],
              "tinycl.variant": (presets.TINYCL["min_confidence"], presets.TINYCL["cluster_update"]),
              "cwr": (presets.CWR_PARAMS["lr"], presets.CWR_PARAMS["batch_size"]),
              "tinyol.lr": presets.HEAD_LR["tinyol"], "replay.lr": presets.REPLAY["lr"],

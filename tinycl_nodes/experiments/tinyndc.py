@@ -20,9 +20,11 @@ from typing import Callable
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.federated import HeadSnapshot
 from ..core.metrics import accuracy_on, classification_scores, forgetting, rolling_accuracy
 from ..core.tinyndc import TinyNDC
 from ..extractor import FrozenExtractor, model_path
+from ..model_prior import load_prior
 from ..presets import HEADS, METHODS, HeadFactory, MethodFactory
 from ..storage import write_atomic
 from ..training.train_frozen import model_stem
@@ -64,6 +66,7 @@ class Features:
     train_source: Callable[[np.ndarray], np.ndarray]
     split: str = "test"
     dataset: str = "mnist"
+    prior: HeadSnapshot | None = None            # the frozen model's class statistics (model_prior.py)
     _cache: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -104,7 +107,8 @@ def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str 
     else:
         raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
     return Features(ytr.astype(np.int64), extractor.extract(Xte), yte.astype(np.int64), extractor.hash,
-                    train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset)
+                    train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset,
+                    prior=load_prior(extractor.path, extractor.hash))
 
 
 def split(seed: int, feats: Features, protocol: Protocol, labels_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,7 +137,7 @@ def run_one(factory: MethodFactory, supervised: bool, feats: Features, seed: int
     """One method, one seed: scores on the last ``score_last`` predictions, forgetting, curve."""
     init, stream, held = split(seed, feats, protocol, labels_per_class)
     system = factory(feats.n_features, feats.extractor_hash)
-    system.init_from_labelled(feats.train_rows(init), feats.train_y[init])
+    system.init_from_labelled(feats.train_rows(init), feats.train_y[init], feats.prior)
     old_classes = list(protocol.old_classes)
     new_classes = np.setdiff1d(np.unique(feats.train_y), old_classes)
     old = held[np.isin(feats.test_y[held], old_classes)]
