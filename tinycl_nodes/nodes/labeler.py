@@ -69,12 +69,12 @@ from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
-from .runner import ImageQos, Node, StateParams, run_node
+from .runner import ImageQos, ModelPriorParams, Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
 
-class LabelerParams(StateParams):
+class LabelerParams(StateParams, ModelPriorParams):
     preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = Field(
         "tinycl", description="the TinyNDC loop of this preset (pseudo-labels by clustering), or rce: TinyRCE "
                               "labels and asks a person (label requests)")
@@ -154,7 +154,7 @@ class Labeler(Node):
 
     def __init__(self, bus: Any, params: LabelerParams) -> None:
         super().__init__(bus, params)
-        self.use_extractor(params.model)
+        self.prior = self.use_model_prior(self.use_extractor(params.model))
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
         self.state = self.open_state("labeler", self.state_dicts)
@@ -358,18 +358,26 @@ class Labeler(Node):
                 self._warned_uninitialised = True
             return False
         msgs, X, y = zip(*self._init_buffer)
-        self.system.init_from_labelled(np.stack(X), list(y))
+        self.system.init_from_labelled(np.stack(X), list(y), self.prior)
         self._init_X, self._init_y = np.stack(X).astype(np.float32), np.asarray(y, np.int64)
         n0 = self.system.head.n_seen - len(y) if self.system.head is not None else 0
         for i, (msg, x, label) in enumerate(self._init_buffer):
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
             if self.system.head is not None:
                 self._sent[stamp_ns(msg.header)] = (n0 + i + 1, x, label)
-        self.log.info("clusters initialised from %d labelled samples (%d classes)", len(y), len(set(y)))
+        self.log.info("clusters initialised from %d labelled samples (%d classes)%s", len(y), len(set(y)),
+                      self._prior_words())
         self._init_buffer.clear()
         self.initialised = True
         self.state.save()
         return True
+
+    def _prior_words(self) -> str:
+        """How the clusters started from the model's class statistics too (model_prior.py), if they did."""
+        if self.prior is None or not self.system.model_prior:
+            return ""
+        return (f" and the model's class statistics ({int(self.prior.counts.sum())} training images of classes "
+                f"{sorted(self.prior.class_ids.tolist())})")
 
     def on_recovered(self, msg: Any) -> None:
         """A labelled sample the learner kept (``labelled_set.py``): used only by a labeler without any."""
@@ -403,13 +411,13 @@ class Labeler(Node):
         X = np.stack([x for x, _ in self._recovered]).astype(np.float32)
         y = np.asarray([label for _, label in self._recovered], np.int64)
         if self._head_taken or self.system.head is None:   # the replica is the learner's head already
-            self.system.clusterer.init_from_labelled(X, y)
+            self.system.init_clusters(X, y, self.prior)
         else:
-            self.system.init_from_labelled(X, y)
+            self.system.init_from_labelled(X, y, self.prior)
         self._init_X, self._init_y, self._recovered = X, y, []
         self.initialised = True
-        self.log.info("recovered %d labelled samples (%d classes) from %s: clusters initialised from them", y.size,
-                      len(set(y.tolist())), self.bus.topic_name(self.params.recover_topic))
+        self.log.info("recovered %d labelled samples (%d classes) from %s: clusters initialised from them%s", y.size,
+                      len(set(y.tolist())), self.bus.topic_name(self.params.recover_topic), self._prior_words())
         self.state.save()
 
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:

@@ -48,7 +48,7 @@ from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
 from .messages import features_of, label_source, stamp_ns
-from .runner import ManagedParams, Node, StateParams, run_node
+from .runner import ManagedParams, ModelPriorParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "supervised": presets.supervised_cwr,
@@ -61,7 +61,7 @@ def head_kind(preset: str) -> str:
     return HEAD_PRESETS[preset](1, "").head.kind
 
 
-class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams):
+class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams, ModelPriorParams):
     runtime_mutable = frozenset({"publish_every"})
 
     preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = Field("tinycl",
@@ -93,6 +93,7 @@ class Learner(Node):
     def configure(self) -> None:
         params, bus = self.params, self.bus
         extractor = self.use_extractor(params.model)
+        self.prior = self.use_model_prior(extractor)
         self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round}))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
@@ -121,8 +122,14 @@ class Learner(Node):
         super().configure()
 
     def _fresh(self) -> None:
-        self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash) if self.params.latent_head \
-            else HEAD_PRESETS[self.params.preset](self.n_features, self.hash).head
+        if self.params.latent_head:
+            self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash)
+        else:
+            system = HEAD_PRESETS[self.params.preset](self.n_features, self.hash)
+            self.head = system.head
+            if system.take_prior(self.prior):     # as the labeler's replica does (TinyNDC.init_from_labelled)
+                self.log.info("the head starts from the model's class statistics (%d training images of classes %s)",
+                              int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()))
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —

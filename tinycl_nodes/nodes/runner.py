@@ -65,6 +65,15 @@ class StateParams(NodeParams):
     save_period_s: float = Field(10.0, gt=0, description="checkpoint learning at least this often (seconds)")
 
 
+class ModelPriorParams(NodeParams):
+    """A node whose learning may start from the frozen model's class statistics (``model_prior.py``)."""
+
+    model_prior: bool = Field(True, description="start from the model's class statistics (<model>.classes, the "
+                                                "classes it was trained on) when the preset does (tinycl) and the "
+                                                "model ships them; false when this robot's class ids are not the "
+                                                "model's training classes")
+
+
 class ManagedParams(NodeParams):
     """A lifecycle node's parameters: under rclpy it waits for configure/activate unless autostart."""
 
@@ -299,6 +308,19 @@ class Node:
                              "|x| > 1e6; measure it with: tinycl model range %s --images DIR", extractor.path.name,
                              range_path(extractor.path).name, extractor.path)
         return extractor
+
+    def use_model_prior(self, extractor: Any) -> Any:
+        """The class statistics shipped with ``extractor``'s model (``model_prior.py``) when ``model_prior`` is on,
+        else None; a corrupt or foreign file is one error line, and the node goes on from its labelled samples."""
+        from ..model_prior import load_prior
+
+        if not self.params.model_prior:
+            return None
+        try:
+            return load_prior(extractor.path, extractor.hash)
+        except TinyclError as exc:
+            self.log.error("%s: not used, learning starts from the labelled samples alone", str(exc).splitlines()[0])
+            return None
 
     # parameters ---------------------------------------------------------------------------------
     def set_parameters(self, changes: dict[str, Any]) -> str | None:
