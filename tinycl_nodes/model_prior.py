@@ -24,7 +24,7 @@ from .core.errors import StateError, TinyclError
 from .core.federated import HeadSnapshot, snapshot_from_head
 from .core.slda import StreamingLDA
 from .core.state import from_bytes, to_bytes
-from .extractor import FrozenExtractor, extractor_hash, model_path
+from .extractor import MODELS_DIR, FrozenExtractor, extractor_hash, model_path
 
 SUFFIX = ".classes"
 
@@ -77,6 +77,16 @@ def load_prior(model: str | Path, extractor_hash: str) -> HeadSnapshot | None:
     except (TinyclError, KeyError, TypeError) as exc:
         raise TinyclError(f"model prior {path}: {str(exc).splitlines()[0]}") from None
     return snapshot_from_head(head)
+
+
+def shipped_prior(extractor_hash_: str) -> HeadSnapshot | None:
+    """The class statistics, among the package's models, of the model whose extractor hash is ``extractor_hash_``
+    (a node that sees only heads, e.g. the fleet bridge, finds its learner's prior by the hash they carry)."""
+    for path in sorted(MODELS_DIR.glob(f"*{SUFFIX}")):
+        model = path.with_suffix(".onnx")
+        if model.is_file() and extractor_hash(model) == extractor_hash_:
+            return load_prior(model, extractor_hash_)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -293,3 +293,42 @@ def test_delta_keeps_what_the_head_learned_after_the_bridge_saw_it():
     assert heads[0].counts.tolist() == union.counts[order].tolist()
     np.testing.assert_allclose(heads[0].means, union.means[order], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(heads[0].covariance, union.covariance, rtol=1e-5, atol=1e-7)
+
+
+def test_a_model_prior_every_device_started_from_is_not_shared_and_comes_back_once():
+    """Each device's head starts from the frozen model's class statistics (the same on every device): the
+    fleet shares only what the devices learned, and after the round each device holds the prior once plus everybody's
+    data — the head of the prior's samples and the union of the devices' data, not the prior counted per device."""
+    from tinycl_nodes.core.federated import (FleetMember, Moments, aggregate_exact, load_snapshot_into,
+                                             merge_into_head, snapshot_from_head)
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    _, data = _slda_devices()
+    rng = np.random.default_rng(5)
+    Xp, yp = rng.normal(size=(90, 6)).astype(np.float32), np.arange(90) % 3       # the model's training classes
+    prior_head = StreamingLDA(6, extractor_hash="e" * 64)
+    for x, c in zip(Xp, yp):
+        prior_head.learn_one(x, int(c))
+    prior = snapshot_from_head(prior_head)
+    heads = []
+    for X, y in data:                                          # each device: the prior, then its own data
+        h = StreamingLDA(6, extractor_hash="e" * 64)
+        load_snapshot_into(h, prior)
+        for x, c in zip(X, y):
+            h.learn_one(x, int(c))
+        heads.append(h)
+    members = [FleetMember(f"d{i}", baseline=Moments.of(prior)) for i in range(3)]
+    reports = [m.report(snapshot_from_head(h), 1) for m, h in zip(members, heads)]
+    g = aggregate_exact(reports, 1)
+    assert int(g.counts.sum()) == sum(len(y) for _, y in data)          # the devices' learning, no prior
+    for m, h in zip(members, heads):
+        merge_into_head(h, m.delta(snapshot_from_head(h), g, 1), "add")
+    union = StreamingLDA(6, extractor_hash="e" * 64)
+    for X, y in [(Xp, yp), *data]:
+        for x, c in zip(X, y):
+            union.learn_one(x, int(c))
+    for h in heads:
+        order = [union.classes.index(c) for c in h.classes]
+        assert sorted(h.classes) == sorted(union.classes) and h.counts.tolist() == union.counts[order].tolist()
+        np.testing.assert_allclose(h.means, union.means[order], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(h.covariance, union.covariance, rtol=1e-5, atol=1e-7)

@@ -701,12 +701,18 @@ class FleetMember:
     now)``: every other device's learning plus all of its own, including what it learned after
     reporting (nothing is lost). The global head's ``provenance`` says which report of each
     device it contains. Classes in ``opt_out`` are learned locally but never shared.
+
+    ``baseline``: statistics every device's head started from and none learned — the frozen model's class
+    statistics (``model_prior.py``), the same on every device of a fleet. They are not shared (summed over N
+    devices they would count N times), and every head taken in gets them back.
     """
 
-    def __init__(self, device: str, opt_out: Iterable[int] = (), keep_reports: int = 16) -> None:
+    def __init__(self, device: str, opt_out: Iterable[int] = (), keep_reports: int = 16,
+                 baseline: Moments | None = None) -> None:
         self.device = device
         self.opt_out = frozenset(int(c) for c in opt_out)
         self.keep_reports = keep_reports
+        self.baseline = baseline
         self.own: Moments | None = None
         self._last: Moments | None = None
         self.reported: dict[int, Moments] = {}
@@ -754,7 +760,8 @@ class FleetMember:
     def observe(self, local: HeadSnapshot) -> None:
         """Account what the head learned since the last call (its statistics' change)."""
         now = Moments.of(local)
-        delta = now if self._last is None else now - self._last
+        start = self._last if self._last is not None else self.baseline
+        delta = now if start is None else now - start
         self.own = delta if self.own is None else self.own + delta
         self._last = now
 
@@ -777,10 +784,16 @@ class FleetMember:
             raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
                              f"which this device no longer holds")
         mine = self.reported.get(used_version) if used_version is not None else None
-        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        target = self._target(global_, mine)
         snap = target.snapshot(local.kind, local.extractor_hash, local.version, local.n_seen, local.device)
         self._last = Moments.of(snap)
         return snap
+
+    def _target(self, global_: HeadSnapshot, mine: Moments | None) -> Moments:
+        """The head a round makes: the others' learning in ``global_``, all of this device's, the baseline."""
+        assert self.own is not None
+        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        return target + self.baseline if self.baseline is not None else target
 
     def delta(self, local: HeadSnapshot, global_: HeadSnapshot, used_version: int | None) -> HeadSnapshot:
         """What to *add* to the device's head to take the round in (the ``add`` merge policy).
@@ -795,7 +808,7 @@ class FleetMember:
         if used_version is not None and mine is None:
             raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
                              f"which this device no longer holds")
-        target = Moments.of(global_) - mine + self.own if mine is not None else Moments.of(global_) + self.own
+        target = self._target(global_, mine)
         diff = target - self._last
         self._last = target
         return diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)

@@ -48,10 +48,11 @@ from rich.table import Table
 from ..bus import create_bus
 from ..bus.dds_config import network_config
 from ..core.errors import TinyclError
-from ..core.federated import HeadSnapshot, resolve_policy
+from ..core.federated import HeadSnapshot, Moments, resolve_policy
 from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
-from ..nodes.learner import head_kind
+from ..model_prior import load_prior
+from ..nodes.learner import HEAD_PRESETS, head_kind
 from ..interfaces.heads import from_msg
 
 OLD = list(range(6))
@@ -294,7 +295,12 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     shutil.rmtree(work, ignore_errors=True)
     assert glob is not None
 
-    result = _score(devices, seen, before, after, glob, Xh, yh)
+    # what a device holds after the round: the fleet's learning and, in exact mode, the class statistics its head
+    # started from (FleetMember.baseline: never shared, given back to every device)
+    prior = load_prior(extractor.path, extractor.hash) if exact and HEAD_PRESETS[preset](1, "").model_prior else None
+    held = glob if prior is None else (Moments.of(glob) + Moments.of(prior)).snapshot(
+        glob.kind, glob.extractor_hash, glob.version, glob.n_seen, "global")
+    result = _score(devices, seen, before, after, glob, held, Xh, yh)
     result.update({"fleet": fleet, "devices": {d: {"stream_classes": seen[d], "samples": expected[d]} for d in names},
                    "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": preset,
                    "hosts": (["cloud", *names] if net is not None else ["127.0.0.1"]),
@@ -331,11 +337,14 @@ def _replicas_in_sync(state_root: Path, names: list[str]) -> dict[str, bool | No
 
 
 def _score(devices: dict[str, list[int]], seen: dict[str, list[int]], before: dict[str, HeadSnapshot],
-           after: dict[str, HeadSnapshot], glob: HeadSnapshot, X: np.ndarray, y: np.ndarray) -> dict:
+           after: dict[str, HeadSnapshot], glob: HeadSnapshot, held: HeadSnapshot, X: np.ndarray,
+           y: np.ndarray) -> dict:
+    """Accuracies before and after the round; ``glob`` the aggregator's head, ``held`` the head it makes on a device
+    (with the class statistics the devices started from)."""
     names = list(devices)
     acc_b = {d: _accuracy(before[d], X, y) for d in names}
     acc_a = {d: _accuracy(after[d], X, y) for d in names}
-    acc_g = _accuracy(glob, X, y)
+    acc_g = _accuracy(held, X, y)
     # who learned each new class: the devices whose stream had it (best of them is the reference)
     owners = {c: [d for d in names if c in seen[d]] for c in NEW}
     ref = {c: max((acc_b[d][str(c)] for d in owners[c]), default=float("nan")) for c in NEW}

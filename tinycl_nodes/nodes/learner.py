@@ -94,7 +94,8 @@ class Learner(Node):
         params, bus = self.params, self.bus
         extractor = self.use_extractor(params.model)
         self.prior = self.use_model_prior(extractor)
-        self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round}))
+        self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round,
+                                                                                "model_prior": self.from_prior}))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
         self.latents = None
@@ -122,14 +123,13 @@ class Learner(Node):
         super().configure()
 
     def _fresh(self) -> None:
+        self.from_prior = False                   # the head started from the model's class statistics (saved)
         if self.params.latent_head:
             self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash)
         else:
             system = HEAD_PRESETS[self.params.preset](self.n_features, self.hash)
             self.head = system.head
-            if system.take_prior(self.prior):     # as the labeler's replica does (TinyNDC.init_from_labelled)
-                self.log.info("the head starts from the model's class statistics (%d training images of classes %s)",
-                              int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()))
+            self.from_prior = system.take_prior(self.prior)   # as the labeler's replica (TinyNDC.init_from_labelled)
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
@@ -145,6 +145,9 @@ class Learner(Node):
                           self.head.n_seen, self.state.path, self.heads.version)
         else:
             self._fresh()
+            if self.from_prior:
+                self.log.info("the head starts from the model's class statistics (%d training images of classes %s)",
+                              int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()))
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         kind = saved.get("head", {}).get("kind")
@@ -159,6 +162,7 @@ class Learner(Node):
         meta = saved["head"]["meta"]
         self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
+        self.from_prior = bool(meta.get("model_prior", False))
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
@@ -166,7 +170,7 @@ class Learner(Node):
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
         state = self.head.state_dict()
-        state["meta"] |= {**self.heads.meta(), "global_round": self.global_round,
+        state["meta"] |= {**self.heads.meta(), "global_round": self.global_round, "model_prior": self.from_prior,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state, "labelled": self.labelled.state_dict()}
 

@@ -46,10 +46,12 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..core.federated import FleetMember, HeadSnapshot, fleet_policy
+from ..core.federated import FleetMember, HeadSnapshot, Moments, fleet_policy
+from ..core.state import from_bytes
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..interfaces.heads import from_msg, to_msg
+from ..model_prior import load_prior, shipped_prior
 from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
 from .runner import Node, StateParams, run_node
 
@@ -61,6 +63,8 @@ class BridgeParams(MqttNodeParams, StateParams):
     global_topic: str = Field("global_head", description="bus topic the fleet's merged head is published on "
                                                          "(latched)")
     extractor_hash: str = Field("", description="if set, heads / global heads of another extractor are refused")
+    model: str = Field("", description="the learner's model (name or .onnx path) when its class statistics are not "
+                                       "among the package's models (\"\": found by the head's extractor hash)")
     period_s: float = Field(30.0, gt=0, le=86400, description="seconds between checks that send the latest head if "
                                                               "it changed at all")
     min_interval_s: float = Field(1.0, ge=0, le=86400, description="seconds at least between two sends on a "
@@ -146,6 +150,7 @@ class MqttBridge(Node):
         if snap.n_classes and not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
             raise TinyclError(f"head v{snap.version} contains NaN or inf: not shared")
         waiting = self._decide_mode(snap.kind)
+        self._take_baseline(msg, snap)
         with self._lock:
             self.latest = snap
             due = self._changed_enough(snap) and time.monotonic() - self._sent_at >= self.params.min_interval_s
@@ -153,6 +158,21 @@ class MqttBridge(Node):
             self._send()
         if waiting is not None:
             self._on_mqtt(self.in_topic, waiting)
+
+    def _take_baseline(self, msg: Any, snap: HeadSnapshot) -> None:
+        """A learner whose head started from its model's class statistics (its state's ``model_prior``): exact mode
+        shares only what it learned (``FleetMember.baseline``), so the statistics are found here by the model."""
+        if self.member is None or self.member.baseline is not None or not len(msg.state):
+            return
+        if not from_bytes(bytes(msg.state)).get("meta", {}).get("model_prior"):
+            return
+        prior = load_prior(self.params.model, snap.extractor_hash) if self.params.model else \
+            shipped_prior(snap.extractor_hash)
+        if prior is None:
+            raise TinyclError(f"head v{snap.version} started from its model's class statistics, which this bridge "
+                              f"cannot find (give it the learner's model:=): not shared")
+        with self._lock:
+            self.member.baseline = Moments.of(prior)
 
     def _decide_mode(self, kind: str) -> bytes | None:
         """With ``exact`` unset, the first head's kind decides the mode (once; a later head of a kind

@@ -68,10 +68,9 @@ class StateParams(NodeParams):
 class ModelPriorParams(NodeParams):
     """A node whose learning may start from the frozen model's class statistics (``model_prior.py``)."""
 
-    model_prior: bool = Field(True, description="start from the model's class statistics (<model>.classes, the "
-                                                "classes it was trained on) when the preset does (tinycl) and the "
-                                                "model ships them; false when this robot's class ids are not the "
-                                                "model's training classes")
+    model_prior: bool = Field(True, description="start from the model's class statistics (<model>.classes) where "
+                                                "the preset does (tinycl); false when this robot's class ids are not "
+                                                "the model's training classes")
 
 
 class ManagedParams(NodeParams):
