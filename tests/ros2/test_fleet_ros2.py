@@ -93,7 +93,8 @@ def test_default_graph_two_ros2_devices_each_end_with_the_head_of_both_devices_d
     """The README's fleet commands as they are: config/tinyndc.yaml (preset tinycl, streaming LDA), and
     the bridge and the aggregator with no mode or kind given. The bridge sees an SLDA head and runs
     exact, the learner adds (policy auto), the aggregator's default kind is the default preset's; each
-    device then holds exactly the statistics of both devices' learning."""
+    device then holds exactly the statistics of both devices' learning, and once the model's class statistics
+    its head started from (not shared)."""
     seen = {"robot1": [0, 1, 2, 3, 4, 5, 6, 7], "robot2": [0, 1, 2, 3, 4, 5, 8]}
     devices = {d: _device(ros, fleet, d, "tinyndc", {"sensor": {"stream_classes": cs}}, [])
                for d, cs in seen.items()}
@@ -106,14 +107,23 @@ def test_default_graph_two_ros2_devices_each_end_with_the_head_of_both_devices_d
         assert total == {c: shared["robot1"].get(c, 0) + shared["robot2"].get(c, 0) for c in total}
         r1, r2 = shared["robot1"], shared["robot2"]       # 10 labels of each class, then pseudo-labels:
         assert r1[6] > r2[6] + 10 and r2[8] > r1[8] + 10    # 6 was streamed to robot1 only, 8 to robot2
+        # the heads started from the model's class statistics, which are not shared (their sum would count them
+        # per device): each device holds them once plus the global head
+        from tinycl_nodes.core.federated import Moments
+        from tinycl_nodes.model_prior import shipped_prior
+
+        assert sum(total.values()) < 3000, total           # both devices' samples, not the 36,017 statistics
+        held = (Moments.of(glob) + Moments.of(shipped_prior(glob.extractor_hash))).snapshot(
+            glob.kind, glob.extractor_hash)
+        held_counts = {c: int(n) for c, n in zip(held.class_ids, held.counts)}
         for d, (launch, bridge, _) in devices.items():
             ros.wait_until(f"{d}'s learner added round {glob.version}",
                            lambda: f"global head round {glob.version} merged (add)" in launch.text, timeout_s=60)
             assert "fleet mode: exact" in bridge.text and "Traceback" not in launch.text + bridge.text
             mine = snapshot_from_state(load_states(ros.tmp / "state" / d / "learner.state")["head"])
-            assert dict(zip(mine.class_ids.tolist(), mine.counts.tolist())) == total
-            order = [list(glob.class_ids).index(c) for c in mine.class_ids]
-            np.testing.assert_allclose(mine.weights, glob.weights[order], rtol=1e-5, atol=1e-5)
+            assert dict(zip(mine.class_ids.tolist(), mine.counts.tolist())) == held_counts
+            order = [list(held.class_ids).index(c) for c in mine.class_ids]
+            np.testing.assert_allclose(mine.weights, held.weights[order], rtol=1e-5, atol=1e-5)
             print(f"ros2 device {d}: {sum(shared[d].values())} samples shared, round {glob.version} added: its "
                   f"head holds both devices' {sum(total.values())}")
     finally:
