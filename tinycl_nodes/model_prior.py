@@ -34,9 +34,9 @@ def prior_path(model: str | Path) -> Path:
     return model_path(str(model)).with_suffix(SUFFIX)
 
 
-def fit_prior(features: np.ndarray, labels: np.ndarray, extractor_hash: str) -> StreamingLDA:
-    """The streaming-LDA head of a model's training features (order-free: exact statistics)."""
-    head = StreamingLDA(features.shape[1], refresh_every=len(labels) + 1, extractor_hash=extractor_hash)
+def fit_prior(features: np.ndarray, labels: np.ndarray, xhash: str) -> StreamingLDA:
+    """The streaming-LDA head of a model's training features (order-free: exact statistics), for extractor ``xhash``."""
+    head = StreamingLDA(features.shape[1], refresh_every=len(labels) + 1, extractor_hash=xhash)
     for x, y in zip(features, labels):
         head.learn_one(x, int(y))
     head.refresh()
@@ -61,9 +61,9 @@ def copy_prior(src: Path, dst: Path) -> Path | None:
     return prior_path(dst)
 
 
-def load_prior(model: str | Path, extractor_hash: str) -> HeadSnapshot | None:
-    """The class statistics shipped beside ``model`` (None when it has none), checked against the extractor the
-    features come from; a corrupt file, or one of another extractor, is an error naming it."""
+def load_prior(model: str | Path, xhash: str) -> HeadSnapshot | None:
+    """The class statistics shipped beside ``model`` (None when it has none), checked against ``xhash``, the
+    extractor the features come from; a corrupt file, or one of another extractor, is an error naming it."""
     path = prior_path(model)
     if not path.is_file():
         return None
@@ -72,20 +72,20 @@ def load_prior(model: str | Path, extractor_hash: str) -> HeadSnapshot | None:
         n_features = state["meta"]["n_features"]
         if not isinstance(n_features, int) or not 0 < n_features <= 4096:
             raise StateError(f"state: n_features {n_features!r} is not a feature count")
-        head = StreamingLDA(n_features, extractor_hash=extractor_hash)
+        head = StreamingLDA(n_features, extractor_hash=xhash)
         head.load_state_dict(state)
     except (TinyclError, KeyError, TypeError) as exc:
         raise TinyclError(f"model prior {path}: {str(exc).splitlines()[0]}") from None
     return snapshot_from_head(head)
 
 
-def shipped_prior(extractor_hash_: str) -> HeadSnapshot | None:
-    """The class statistics, among the package's models, of the model whose extractor hash is ``extractor_hash_``
+def shipped_prior(xhash: str) -> HeadSnapshot | None:
+    """The class statistics, among the package's models, of the model whose extractor hash is ``xhash``
     (a node that sees only heads, e.g. the fleet bridge, finds its learner's prior by the hash they carry)."""
     for path in sorted(MODELS_DIR.glob(f"*{SUFFIX}")):
         model = path.with_suffix(".onnx")
-        if model.is_file() and extractor_hash(model) == extractor_hash_:
-            return load_prior(model, extractor_hash_)
+        if model.is_file() and extractor_hash(model) == xhash:
+            return load_prior(model, xhash)
     return None
 
 
