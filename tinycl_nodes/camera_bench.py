@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .extractor import FrozenExtractor, model_path
+from .model_prior import load_prior
 from .images import compressed_image_of, image_of
 
 
@@ -196,7 +197,8 @@ def bench_tinyndc_jpeg64(data: str | None, seeds: int = 5) -> dict[str, Any]:
         test64 = rgb64.extract(jpeg64(Xte))
         seconds = time.perf_counter() - t0
         feats64 = exp.Features(ytr.astype(np.int64), test64, yte.astype(np.int64), rgb64.hash,
-                               train_source=lambda idx: rgb64.extract(jpeg64(Xtr[idx])))
+                               train_source=lambda idx: rgb64.extract(jpeg64(Xtr[idx])),
+                               prior=load_prior(rgb64.path, rgb64.hash))
         feats28 = exp.extract_features(exp.load_extractor("mnist_0to5_fp32"), data)
         protocol = exp.Protocol()
         out: dict[str, Any] = {"seeds": seeds, "jpeg_quality": 90, "size": [64, 64],

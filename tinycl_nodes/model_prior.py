@@ -51,8 +51,9 @@ def write_prior(model: Path, head: StreamingLDA) -> Path:
 
 
 def copy_prior(src: Path, dst: Path) -> Path | None:
-    """The class statistics of model ``src`` as those of ``dst``, the same ONNX file under another card (an
-    installed candidate): the same features, stamped with ``dst``'s extractor hash. None if ``src`` has none."""
+    """The class statistics of model ``src`` as those of ``dst``, a model of the same features (the same ONNX under
+    another card: an installed candidate; an RGB re-export), stamped with ``dst``'s extractor hash. None if ``src``
+    has none."""
     if not prior_path(src).is_file():
         return None
     state = from_bytes(prior_path(src).read_bytes())

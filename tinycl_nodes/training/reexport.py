@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..extractor import model_card_of, model_path
+from ..model_prior import copy_prior
 from ..storage import write_atomic
 
 
@@ -61,6 +62,7 @@ def reexport_rgb(src: Path, out: Path, size: tuple[int, int] = (64, 64)) -> Path
                               "scale": 1 / 255, "mean": [0.0], "std": [1.0]},
             "feature_output": g.output[0].name, "reexported_from": src.name, "files": [out.name]}
     write_atomic(out.with_suffix(".json"), (json.dumps(doc, indent=1) + "\n").encode())
+    copy_prior(src, out)            # the same features of the same images: the same class statistics (model_prior)
     return out
 
 
