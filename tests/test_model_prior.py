@@ -11,7 +11,8 @@ import pytest
 
 from tinycl_nodes.core.errors import TinyclError
 from tinycl_nodes.extractor import MODELS_DIR, FrozenExtractor
-from tinycl_nodes.model_prior import load_prior, main, prior_path
+from tinycl_nodes.cli import main
+from tinycl_nodes.model_prior import load_prior, prior_path
 
 SHIPPED = sorted(p.with_suffix(".onnx").name for p in MODELS_DIR.glob("*.classes"))
 
@@ -33,18 +34,23 @@ def test_a_shipped_prior_is_its_models_training_classes(model):
     assert np.linalg.eigvalsh(prior.shared)[0] > 0   # a within-class scatter of many samples: positive definite
 
 
-def test_a_missing_corrupt_or_foreign_prior(tmp_path, data_dir):
+def test_a_missing_corrupt_or_foreign_prior(tmp_path, data_dir, capsys):
     for f in ("mnist_0to5_trainsplit_fp32.onnx", "mnist_0to5_trainsplit.json"):
         shutil.copy(MODELS_DIR / f, tmp_path / f)
     model = tmp_path / "mnist_0to5_trainsplit_fp32.onnx"
     ext = FrozenExtractor(model)
     assert load_prior(model, ext.hash) is None      # a model without one: the labelled samples alone
-    assert main(["--model", str(model), "--data", str(data_dir)]) == 0      # the project's script writes it
+    assert main(["model", "classes", str(model), "--data", str(data_dir)]) == 0   # the project's command writes it
     prior = load_prior(model, ext.hash)
     shipped = load_prior(MODELS_DIR / model.name, ext.hash)
     np.testing.assert_allclose(prior.weights, shipped.weights, rtol=1e-5, atol=1e-6)   # and reproduces the shipped
     with pytest.raises(TinyclError, match=r"model prior .*\.classes: .*extractor"):
         load_prior(model, "0" * 64)                 # the features of another extractor
+    card = tmp_path / "mnist_0to5_trainsplit.json"       # a card that does not say what the model learned from
+    card.write_text(json.dumps({k: v for k, v in json.loads(card.read_text()).items() if k != "train_classes"}))
+    assert main(["model", "classes", str(model), "--data", str(data_dir)]) == 2
+    assert "no train_classes: which images mnist_0to5_trainsplit_fp32.onnx was trained on is unknown" in \
+        capsys.readouterr().err
     prior_path(model).write_bytes(b"PK\x03\x04 not a state")
     with pytest.raises(TinyclError, match=r"model prior .*\.classes: state: payload is not a tinycl state file"):
         load_prior(model, ext.hash)

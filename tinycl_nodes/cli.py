@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import model_tools
 
-    model_tools.add_arguments(sub.add_parser("model", help="bring your own backbone: import (cut) and quantize"))
+    model_tools.add_arguments(sub.add_parser("model", help="bring your own backbone: import (cut), quantize, range, "
+                                                            "classes"))
 
     from .experiments import design as _design
 

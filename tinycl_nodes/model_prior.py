@@ -3,7 +3,7 @@
 A frozen extractor was trained with labels on some classes (its card's ``train_classes``). The statistics of
 its features on those training images — per class mean and count, and the shared within-class scatter — are
 exactly a streaming-LDA head's state (``core/slda.py``; the one head state format), written beside the model
-as ``<model>.classes`` by ``python -m tinycl_nodes.model_prior --model NAME`` (the card says which dataset,
+as ``<model>.classes`` by ``train_frozen`` and ``tinycl model classes NAME`` (the card says which dataset,
 split and classes the model was trained on). A TinyNDC system made with ``model_prior=True``
 (``presets.TINYCL``) starts its clusterer and its head from it together with the labelled samples
 (``TinyNDC.init_from_labelled``): with one label per class, the old classes then start from thousands of
@@ -15,7 +15,6 @@ training classes must not use it (``model_prior: false``).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -90,30 +89,26 @@ def shipped_prior(xhash: str) -> HeadSnapshot | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_from_card(model: str | Path, data: str | None = None) -> tuple[Path, str]:
+    """Compute and write ``model``'s class statistics from the images its card says it was trained on (the card's
+    ``dataset``, ``split`` and ``train_classes``; ``tinycl model classes``): the file and a one-line summary."""
     from .experiments.protocol import forbid_test_split, load_images, train_parts
     from .model_card import card_path, read_card
 
-    ap = argparse.ArgumentParser(prog="python -m tinycl_nodes.model_prior", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a shipped model's name (e.g. mnist_0to5_fp32) or an .onnx path")
-    ap.add_argument("--data", default=None, help="the datasets folder (default: ../shared/data or $TINYCL_DATA)")
-    a = ap.parse_args(argv)
-    path = model_path(a.model)
+    path = model_path(str(model))
     cp = card_path(path)
     if cp is None:
-        ap.error(f"{path} has no model card: which images it was trained on is unknown")
+        raise TinyclError(f"{path} has no model card: which images it was trained on is unknown")
     _, doc = read_card(cp)
+    missing = [k for k in ("dataset", "train_classes") if not doc.get(k)]
+    if missing:
+        raise TinyclError(f"{cp}: no {' or '.join(missing)}: which images {path.name} was trained on is unknown")
     split = doc.get("split", "all")                 # train: the backbone part of the training split
     with forbid_test_split():                       # a model's training images are training-split images
-        X, y = load_images(doc["dataset"], "train", a.data)
+        X, y = load_images(doc["dataset"], "train", data)
     keep = np.sort(train_parts(y)["backbone"]) if split == "train" else np.arange(y.size)
     keep = keep[np.isin(y[keep], doc["train_classes"])]
     ext = FrozenExtractor(path)
     out = write_prior(path, fit_prior(ext.extract(X[keep]), y[keep], ext.hash))
-    print(f"wrote {out} ({out.stat().st_size:,} bytes): {keep.size:,} training images of classes "
-          f"{sorted(set(y[keep].tolist()))} ({doc['dataset']}, split {split})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return out, (f"wrote {out} ({out.stat().st_size:,} bytes): {keep.size:,} training images of classes "
+                 f"{sorted(set(y[keep].tolist()))} ({doc['dataset']}, split {split})")

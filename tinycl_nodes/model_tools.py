@@ -301,7 +301,7 @@ def model_card_path(model: Path) -> Path:
 
 
 def add_arguments(model_parser: Any) -> None:
-    """``tinycl model import|quantize`` (cli.py keeps only the hook)."""
+    """``tinycl model import|quantize|range|classes`` (cli.py keeps only the hook)."""
     sub = model_parser.add_subparsers(dest="model_command", required=True)
     imp = sub.add_parser("import", help="cut a classifier into a feature extractor, check it, write its card")
     imp.add_argument("model", help="the ONNX classifier (or backbone)")
@@ -328,6 +328,18 @@ def add_arguments(model_parser: Any) -> None:
     r.add_argument("--max-images", "--max-samples", type=int, default=2000, dest="max_samples",
                    help="at most this many images or windows")
     r.set_defaults(func=_range_cmd)
+    c = sub.add_parser("classes", help="write the class statistics of the images the model was trained on "
+                                       "(<model>.classes: the tinycl preset starts from them; its card says which)")
+    c.add_argument("model", help="a shipped model's name (e.g. mnist_0to5_fp32) or an .onnx with its card")
+    c.add_argument("--data", default=None, help="the datasets folder (default: ../shared/data or $TINYCL_DATA)")
+    c.set_defaults(func=_classes_cmd)
+
+
+def _classes_cmd(args: Any) -> int:
+    from .model_prior import write_from_card
+
+    print(write_from_card(args.model, args.data)[1])
+    return 0
 
 
 def _import_cmd(args: Any) -> int:
