@@ -94,8 +94,7 @@ class Learner(Node):
         params, bus = self.params, self.bus
         extractor = self.use_extractor(params.model)
         self.prior = self.use_model_prior(extractor)
-        self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, {"global_round": self.global_round,
-                                                                                "model_prior": self.from_prior}))
+        self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, self._head_meta()))
         self.state = self.open_state("learner", self.state_dicts)
         self.load_state()
         self.latents = None
@@ -167,10 +166,14 @@ class Learner(Node):
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
 
+    def _head_meta(self) -> dict[str, Any]:
+        """What the head's state carries besides the head, published and saved alike (``_restore`` reads it)."""
+        return {"global_round": self.global_round, "model_prior": self.from_prior}
+
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
         state = self.head.state_dict()
-        state["meta"] |= {**self.heads.meta(), "global_round": self.global_round, "model_prior": self.from_prior,
+        state["meta"] |= {**self.heads.meta(), **self._head_meta(),
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state, "labelled": self.labelled.state_dict()}
 
