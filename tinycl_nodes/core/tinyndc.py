@@ -9,6 +9,9 @@ figure does, and exposes the knobs that tinycl's variant turns:
 * ``cluster_update`` — what moves the centroids: ``"head"`` (the active head's prediction, the
   paper), ``"self"`` (the clusterer's own pseudo-label: plain online clustering), or
   ``"agree"`` (only when head and clusterer agree, and the sample is confident).
+* ``model_prior`` / ``prior_z`` — start from the frozen model's class statistics with the labelled samples, weighed
+  by what those samples say they are worth on this data (``prior_worth.py``: a shift of ``prior_z`` standard
+  deviations from chance lowers their weight; ``inf``: always at full weight).
 
 With no head, the clusterer alone predicts and updates itself ("unsupervised CML" in the paper).
 A true label given to :meth:`step` (supervised CML, or a person's answer) overrides everything.
@@ -17,6 +20,7 @@ A true label given to :meth:`step` (supervised CML, or a person's answer) overri
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +29,7 @@ from .clustering import NearestCentroid
 from .errors import InputError
 from .federated import SLDA_KIND, HeadSnapshot, Moments, load_snapshot_into
 from .head import Head
+from .prior_worth import prior_worth, weighed
 from .validation import check_batch, check_features, check_label
 
 ClusterUpdate = Literal["head", "self", "agree"]
@@ -45,7 +50,7 @@ class TinyNDC:
 
     def __init__(self, clusterer: NearestCentroid | None, head: Head | None = None,
                  min_confidence: float = 0.0, cluster_update: ClusterUpdate = "head",
-                 model_prior: bool = False) -> None:
+                 model_prior: bool = False, prior_z: float = math.inf) -> None:
         if clusterer is None and head is None:
             raise InputError("TinyNDC needs a clusterer, a head, or both")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -59,6 +64,10 @@ class TinyNDC:
         self.min_confidence = float(min_confidence)
         self.cluster_update = cluster_update
         self.model_prior = bool(model_prior)
+        if not float(prior_z) >= 0.0:
+            raise InputError(f"prior_z: must be ≥ 0 (inf: the model prior always at full weight), got {prior_z}")
+        self.prior_z = float(prior_z)
+        self.prior_samples = math.inf   # what the model prior was worth, per class, when last weighed
         self.n_features = (head or clusterer).n_features  # type: ignore[union-attr]
         self.n_pseudo = 0
         self.n_skipped = 0
@@ -71,10 +80,11 @@ class TinyNDC:
         the classes the model was trained on, with their scatter), taken in with the labelled samples when this
         system was made with ``model_prior=True`` (ignored otherwise): the clusterer starts from both together,
         and a streaming-LDA head from the prior, then learns the labelled samples — exactly as if it had learned
-        the model's training features and them."""
+        the model's training features and them. The prior counts as much as the labelled samples say it is worth
+        (:meth:`weigh_prior`)."""
         Xv, yv = self.init_clusters(X, y, prior)
         if self.head is not None:
-            self.take_prior(prior)
+            self.take_prior(self.weigh_prior(prior, Xv, yv))
             for x, label in zip(Xv, yv):
                 self.head.learn_one(x, label)
 
@@ -85,6 +95,7 @@ class TinyNDC:
         yv = [check_label(v, "init label") for v in np.asarray(y).ravel()]
         if len(yv) != Xv.shape[0]:
             raise InputError(f"init: {Xv.shape[0]} samples but {len(yv)} labels")
+        prior = self.weigh_prior(prior, Xv, yv)
         if self.clusterer is not None and prior is not None and self._check_prior(prior):
             names = dict(zip(prior.class_ids.tolist(), prior.class_names))
             labelled = Moments.of_samples(Xv, np.asarray(yv, np.int64), names)
@@ -95,9 +106,17 @@ class TinyNDC:
         self.n_labels += len(yv)
         return Xv, yv
 
+    def weigh_prior(self, prior: HeadSnapshot | None, X: np.ndarray, y: Any) -> HeadSnapshot | None:
+        """``prior`` counting as many samples per class as the labelled samples ``X``, ``y`` say it is worth on this
+        data (``prior_worth.py``, ``prior_z``; recorded in ``prior_samples``); None or not taken: as given."""
+        if prior is None or not self._check_prior(prior):
+            return prior
+        self.prior_samples = prior_worth(prior, X, np.asarray(y, np.int64), self.prior_z)
+        return weighed(prior, self.prior_samples)
+
     def take_prior(self, prior: HeadSnapshot | None) -> bool:
         """Start the head from ``prior`` (with ``model_prior=True``; what a learner owning the head does at a fresh
-        start, before any labelled sample): True if it did."""
+        start, with the prior :meth:`weigh_prior` weighed by the labelled samples): True if it did."""
         if self.head is None or prior is None or not self._check_prior(prior):
             return False
         load_snapshot_into(self.head, prior)
@@ -114,6 +133,18 @@ class TinyNDC:
         if self.head is not None and type(self.head).kind != SLDA_KIND:
             raise InputError(f"init: a model prior starts a {SLDA_KIND} head, not a {type(self.head).kind}")
         return True
+
+    def take_classes(self, snap: HeadSnapshot) -> list[int]:
+        """Give the clusterer a centroid, at the class mean, for each class of streaming-LDA snapshot ``snap`` (a
+        fleet round's merged head) that it has none of; returns those classes. With ``cluster_update="head"`` the
+        centroids would follow the merged head's predictions; with ``"self"`` nothing else ever gives an imported
+        class a centroid, and the labeler would pseudo-label its samples as some other class."""
+        if self.clusterer is None or snap.kind != SLDA_KIND:
+            return []
+        new = [c for c in snap.class_ids.tolist() if c not in self.clusterer.classes]
+        for c in new:
+            self.clusterer.update_valid(snap.weights[snap.class_ids.tolist().index(c)].astype(np.float32), c)
+        return new
 
     def step(self, x: Any, label: int | None = None) -> Step:
         """Predict ``x``, then learn from it: from ``label`` if given, else from a pseudo-label."""
