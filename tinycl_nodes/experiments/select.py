@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,11 +52,18 @@ class Grid:
     build: Callable[[Any, dict[str, Any]], tuple[MethodFactory, bool]]  # (value, chosen) → (factory, supervised)
     labels: tuple[int, ...]
     why: str
+    keys: tuple[str, ...] = ()                    # the presets.TINYCL keys a (tuple) value sets, in order
+    shifted: bool = False                         # scored on the shifted protocols too (``shift.py``)
 
 
 def _tinycl(chosen: dict[str, Any], **over: Any) -> MethodFactory:
-    p = {**presets.TINYCL, **{k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith("tinycl.")}, **over}
-    return presets.tinycl_with(p["prior_scale"], p["min_confidence"], p["cluster_update"], p["model_prior"])
+    """tinycl with presets.TINYCL, the values the tinycl grids chose so far, then ``over``."""
+    p = dict(presets.TINYCL)
+    for grid in GRIDS:
+        if grid.keys and grid.name in chosen:
+            value = chosen[grid.name]
+            p.update(zip(grid.keys, value if len(grid.keys) > 1 else (value,)))
+    return presets.tinycl_with(**{**p, **over})
 
 
 def _head(make) -> tuple[MethodFactory, bool]:
@@ -63,17 +71,20 @@ def _head(make) -> tuple[MethodFactory, bool]:
 
 
 GRIDS: tuple[Grid, ...] = (
-    Grid("tinycl.model_prior", "TINYCL['model_prior']", (False, True),
-         lambda v, c: (_tinycl(c, model_prior=v), False), (1, 10),
-         "start from the frozen model's class statistics (model_prior.py) with the labelled samples"),
+    Grid("tinycl.model_prior", "TINYCL['model_prior'], TINYCL['prior_z']",
+         ((False, math.inf), (True, math.inf), (True, 0.0), (True, 1.0), (True, 2.0), (True, 3.0), (True, 4.0)),
+         lambda v, c: (_tinycl(c, model_prior=v[0], prior_z=v[1]), False), (1, 10),
+         "start from the frozen model's class statistics (model_prior.py) with the labelled samples; weighed by what "
+         "they are worth on the stream's images (core/prior_worth.py: inf = always at full weight)",
+         keys=("model_prior", "prior_z"), shifted=True),
     Grid("tinycl.prior_scale", "TINYCL['prior_scale']",
          (250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0, 32000.0, 64000.0, 128000.0),
          lambda v, c: (_tinycl(c, prior_scale=v), False), (1, 10),
-         "weight of the clusterer's isotropic prior (÷ labels per class)"),
+         "weight of the clusterer's isotropic prior (÷ labels per class)", keys=("prior_scale",)),
     Grid("tinycl.variant", "TINYCL['min_confidence'], TINYCL['cluster_update']",
          ((0.0, "head"), (0.0, "self"), (0.0, "agree"), (0.5, "head"), (0.9, "head"), (0.5, "agree")),
          lambda v, c: (_tinycl(c, min_confidence=v[0], cluster_update=v[1]), False), (1, 10),
-         "when the head learns a pseudo-label; what moves the centroids"),
+         "when the head learns a pseudo-label; what moves the centroids", keys=("min_confidence", "cluster_update")),
     Grid("cwr", "CWR_PARAMS['lr'], CWR_PARAMS['batch_size']",
          tuple(itertools.product((0.005, 0.02, 0.05, 0.1), (16, 32, 64))),
          lambda v, c: _head(lambda n, h: CWRStar(n, lr=v[0], batch_size=v[1], extractor_hash=h)), (10,),
@@ -91,9 +102,11 @@ GRIDS: tuple[Grid, ...] = (
 
 def current_preset(name: str) -> Any:
     """The value presets.py holds now for grid ``name`` (to flag where it differs from the choice)."""
-    table = {"tinycl.model_prior": presets.TINYCL["model_prior"], "tinycl.prior_scale": presets.TINYCL["prior_scale"],
-             "tinycl.variant": (presets.TINYCL["min_confidence"], presets.TINYCL["cluster_update"]),
-             "cwr": (presets.CWR_PARAMS["lr"], presets.CWR_PARAMS["batch_size"]),
+    grid = next((g for g in GRIDS if g.name == name and g.keys), None)
+    if grid is not None:
+        now = tuple(presets.TINYCL[k] for k in grid.keys)
+        return now if len(now) > 1 else now[0]
+    table = {"cwr": (presets.CWR_PARAMS["lr"], presets.CWR_PARAMS["batch_size"]),
              "tinyol.lr": presets.HEAD_LR["tinyol"], "replay.lr": presets.REPLAY["lr"],
              "tybox.lr": presets.HEAD_LR["tybox"]}
     return table.get(name)
@@ -101,14 +114,17 @@ def current_preset(name: str) -> Any:
 
 def run_select(feats: exp.Features | dict[str, exp.Features], seeds: int = 3, grids: tuple[Grid, ...] = GRIDS,
                protocol: exp.Protocol = exp.Protocol(),
-               progress: Callable[[str], None] = lambda m: None) -> dict:
-    """Run every grid on ``feats`` (one dataset's, or several by name; training split only); return the table."""
-    sets = feats if isinstance(feats, dict) else {"": feats}
-    if any(f.split == "test" for f in sets.values()):
+               progress: Callable[[str], None] = lambda m: None,
+               shifted: dict[str, exp.Features] | None = None) -> dict:
+    """Run every grid on ``feats`` (one dataset's, or several by name; training split only), a grid marked
+    ``shifted`` on the ``shifted`` protocols too (``shift.py``; by name); return the table."""
+    plain = feats if isinstance(feats, dict) else {"": feats}
+    if any(f.split == "test" for f in [*plain.values(), *(shifted or {}).values()]):
         raise AssertionError("model selection must not score on the test split")
     chosen: dict[str, Any] = {}
     out: dict[str, Any] = {"grids": {}, "chosen": chosen}
     for grid in grids:
+        sets = {**plain, **(shifted or {})} if grid.shifted else plain
         rows = []
         t0 = time.perf_counter()
         for value in grid.values:
@@ -142,18 +158,28 @@ def main(args) -> int:
     console = Console(width=None if __import__("sys").stdout.isatty() else 132)
     names = set(args.grids.split(",")) if args.grids else None
     grids = tuple(g for g in GRIDS if names is None or g.name in names)
+    if args.rows:   # a re-score of a grid's leading values with more seeds (its 1-label cells are noisy)
+        if len(grids) != 1:
+            raise TinyclError("--rows picks values of one grid: give it with --grids NAME")
+        rows = [int(i) for i in args.rows.split(",")]
+        if not all(0 <= i < len(grids[0].values) for i in rows):
+            raise TinyclError(f"--rows: {grids[0].name} has values 0–{len(grids[0].values) - 1}, got {args.rows}")
+        grids = (replace(grids[0], values=tuple(grids[0].values[i] for i in rows)),)
     datasets = [d for d in args.dataset.split(",") if d]
     if args.model and len(datasets) > 1:
         raise TinyclError("--model names one frozen model: give it with one --dataset")
     with forbid_test_split():
-        feats, models = {}, []
+        feats, shifted, models = {}, {}, []
         for dataset in datasets:
             extractor = exp.load_extractor(args.model, dataset, "train")
             with console.status(f"extracting {dataset} features with {extractor.path.name} …"):
                 feats[dataset] = exp.extract_features(extractor, args.data, dataset, "train")
+                if any(g.shifted for g in grids):
+                    shifted[f"{dataset} (shifted)"] = exp.extract_features(extractor, args.data, dataset, "train",
+                                                                          shift=True)
             models.append(extractor.path.name)
         protocol = exp.Protocol(stream_length=args.stream)
-        result = run_select(feats, args.seeds, grids, protocol, progress=console.log)
+        result = run_select(feats, args.seeds, grids, protocol, progress=console.log, shifted=shifted)
     result["protocol"] = {**protocol.__dict__, "dataset": ",".join(datasets), "split": "train",
                           "model": ",".join(models), "seeds": args.seeds}  # the datasets given, not the Protocol's title
     for name, g in result["grids"].items():
@@ -187,4 +213,5 @@ def add_arguments(p) -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--stream", type=int, default=8000, help="stream length (shorter for a quick look)")
     p.add_argument("--grids", default="", help="comma-separated grid names (default: all)")
+    p.add_argument("--rows", default="", help="with one --grids: only these of its values (indices, comma-separated)")
     p.add_argument("--out", default=None)

@@ -87,13 +87,14 @@ def _supervised_with(make_head: HeadFactory) -> MethodFactory:
 
 
 def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str = "mnist",
-                     split: str = "test") -> Features:
+                     split: str = "test", shift: bool = False) -> Features:
     """Run the frozen model once over the stream pool (batched; every run reuses it).
 
     ``split="test"``: labels from the training set, stream from the test set (the paper's layout,
     MNIST). ``split="train"``: both from disjoint parts of the training split
     (:func:`~.protocol.train_parts`) — the validation protocol that model selection uses;
     ``split="holdout"``: the same labels, the stream from the training split's second pool.
+    ``shift``: the labelled and stream images changed as another camera or hand would (``shift.py``).
     """
     if split == "test":
         Xtr, ytr = load_images(dataset, "train", data)
@@ -106,6 +107,9 @@ def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str 
         Xte, yte = X[pool], y[pool]
     else:
         raise InputError(f"--split: expected one of {', '.join(SPLITS)}, got {split!r}")
+    if shift:
+        from .shift import shifted
+        Xtr, Xte = shifted(Xtr, 1), shifted(Xte, 2)
     return Features(ytr.astype(np.int64), extractor.extract(Xte), yte.astype(np.int64), extractor.hash,
                     train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset,
                     prior=load_prior(extractor.path, extractor.hash))
