@@ -79,5 +79,8 @@ def test_default_preset_joins_the_fleet_exactly(tmp_path) -> None:
     # the heads started from the model's class statistics (36,017 images), which no device learned: the fleet
     # shares the devices' own samples only (3 × (100 labelled + 600 streamed)), not the statistics per device
     assert sum(r["global"]["counts"].values()) <= 3 * 700, r["global"]["counts"]
+    # each device weighed them by the same 100 labelled samples (core/prior_worth.py): all took them alike
+    assert len(set(map(str, r["model_prior_taken"].values()))) == 1 and \
+        list(r["model_prior_taken"].values())[0] is not False, r["model_prior_taken"]
     assert all(r["labeler_replica_equals_learner_head"].values()), r["labeler_replica_equals_learner_head"]
     assert all(code == 0 for codes in r["exit_codes"].values() for code in codes.values()), r["exit_codes"]

@@ -1,19 +1,28 @@
 """The learner node starts its head from the model's class statistics (model_prior.py) under the tinycl preset,
-not with ``model_prior:=false``, and a corrupt statistics file is one error line: the node runs on without it.
-(That the labeler's clusters and replica start from them too, the same way, is test_graph.py's in-process
-equality: the in-process loop takes the prior in.)"""
+weighed by the labelled samples that come first (core/prior_worth.py), not with ``model_prior:=false``, and a corrupt
+statistics file is one error line: the node runs on without it. (That the labeler's clusters and replica start from
+them too, the same way, is test_graph.py's in-process equality: the in-process loop takes the prior in.)"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
-from tinycl_nodes.extractor import MODELS_DIR
+import numpy as np
+
+from tests.nodes.conftest import spin_until
+from tests.nodes.test_bad_input import _sample
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.datasets import load_mnist
+from tinycl_nodes.experiments.shift import shifted
+from tinycl_nodes.extractor import MODELS_DIR, FrozenExtractor, model_path
 from tinycl_nodes.storage import load_states
 
 from .conftest import node
 
-STARTS = "the head starts from the model's class statistics (36017 training images of classes [0, 1, 2, 3, 4, 5])"
+WAITS = "the head will start from the model's class statistics, weighed by the labelled samples that come first"
+STARTS = "the head starts from the model's class statistics (36017 training images of classes [0, 1, 2, 3, 4, 5]; "
 
 
 def _saved_counts(state_dir) -> dict[int, int]:
@@ -24,7 +33,9 @@ def _saved_counts(state_dir) -> dict[int, int]:
 
 def test_learner_starts_from_the_models_class_statistics_unless_told_not_to(domain, tmp_path):
     with node("learner", domain, f"state_dir:={tmp_path / 'a'}") as learner:
-        learner.wait_for_line(STARTS)
+        learner.wait_for_line(WAITS)
+    # no labelled sample came: nothing says the statistics do not fit, all of them are taken at the stop
+    assert learner.wait_for_line(STARTS).endswith("all of them)"), learner.lines
     assert learner.proc.returncode == 0 and sum(_saved_counts(tmp_path / "a").values()) == 36017
     with node("learner", domain, f"state_dir:={tmp_path / 'b'}", "model_prior:=false") as learner:
         time.sleep(4)                                   # started and saved nothing learned yet at its stop
@@ -43,3 +54,47 @@ def test_a_corrupt_class_statistics_file_is_one_error_line_and_the_learner_runs_
         assert n.proc.poll() is None, n.lines
     assert n.proc.returncode == 0 and _saved_counts(tmp_path / "s") == {}, n.lines   # ran on from nothing
     assert not any("Traceback" in ln for ln in n.lines), n.lines
+
+
+def _labelled_start(learner_dir, domain, X: np.ndarray, y: np.ndarray, xhash: str) -> tuple[float, dict, list]:
+    """Run a learner on ground-truth ``X``, ``y`` then one pseudo-label (the stream's start): the samples per class
+    its log says the statistics counted as (inf: all), its saved counts, and the predictions it published."""
+    bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
+    preds: list = []
+    bus.create_subscription("predictions", "Prediction", preds.append, "reliable")
+    pub = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
+    try:
+        with node("learner", domain, f"state_dir:={learner_dir}") as learner:
+            learner.wait_for_line(WAITS)
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
+            stamp = time.time_ns()
+            for i, (x, label) in enumerate(zip(X, y)):
+                pub.publish(_sample(bus, x, int(label), xhash, stamp + i))
+            assert not spin_until(bus, lambda: preds, 1.0), "predicted while the statistics wait"
+            pseudo = _sample(bus, X[0], int(y[0]), xhash, stamp + len(y))
+            pseudo.source, pseudo.confidence = 0, 0.99
+            pub.publish(pseudo)
+            assert spin_until(bus, lambda: len(preds) == len(y) + 1, 20), learner.lines[-10:]
+            line = learner.wait_for_line(STARTS)
+    finally:
+        bus.shutdown()
+    found = re.search(r"counted as (\d+) per class", line)
+    return float(found.group(1)) if found else float("inf"), _saved_counts(learner_dir), preds
+
+
+def test_labelled_samples_of_another_camera_weigh_the_class_statistics_down(domain, tmp_path):
+    """Ten labelled MNIST training images per class: as they are, the statistics keep (nearly) their weight; with
+    strokes, slant, focus and exposure changed (experiments/shift.py, the shifted validation protocol), they lie far
+    from the statistics, which then count as a few samples per class, and the labelled samples lead the head."""
+    X, y = load_mnist("train")
+    rng = np.random.default_rng(0)      # drawn at random: MNIST's consecutive images often share a writer
+    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)])
+    ext = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    prior_counts = dict(zip(*np.unique(y[np.isin(y, range(6))], return_counts=True)))
+    worth = {}
+    for name, images in (("plain", X[pick]), ("shifted", shifted(X[pick], 0))):
+        worth[name], counts, preds = _labelled_start(tmp_path / name, domain, ext.extract(images), y[pick], ext.hash)
+        cap = max(1, int(round(worth[name]))) if worth[name] < 1e9 else 10**9
+        assert counts == {c: int(min(prior_counts.get(c, 0), cap)) + 10 + (c == y[pick][0]) for c in range(10)}
+        assert len(preds) == 101 and {p.class_id for p in preds} <= set(range(10))
+    assert worth["plain"] >= 30 and worth["shifted"] <= 10, worth

@@ -110,17 +110,22 @@ def test_default_graph_two_ros2_devices_each_end_with_the_head_of_both_devices_d
         # the heads started from the model's class statistics, which are not shared (their sum would count them
         # per device): each device holds them once plus the global head
         from tinycl_nodes.core.federated import Moments
+        from tinycl_nodes.core.prior_worth import prior_taken, weighed
         from tinycl_nodes.model_prior import shipped_prior
 
         assert sum(total.values()) < 3000, total           # both devices' samples, not the 36,017 statistics
-        held = (Moments.of(glob) + Moments.of(shipped_prior(glob.extractor_hash))).snapshot(
-            glob.kind, glob.extractor_hash)
-        held_counts = {c: int(n) for c, n in zip(held.class_ids, held.counts)}
         for d, (launch, bridge, _) in devices.items():
             ros.wait_until(f"{d}'s learner added round {glob.version}",
                            lambda: f"global head round {glob.version} merged (add)" in launch.text, timeout_s=60)
             assert "fleet mode: exact" in bridge.text and "Traceback" not in launch.text + bridge.text
-            mine = snapshot_from_state(load_states(ros.tmp / "state" / d / "learner.state")["head"])
+            state = load_states(ros.tmp / "state" / d / "learner.state")["head"]
+            mine = snapshot_from_state(state)
+            # the statistics as this device's labelled samples weighed them (core/prior_worth.py)
+            taken = prior_taken(state["meta"]["model_prior"])
+            assert taken is not False, state["meta"]
+            held = (Moments.of(glob) + Moments.of(weighed(shipped_prior(glob.extractor_hash), taken))).snapshot(
+                glob.kind, glob.extractor_hash)
+            held_counts = {c: int(n) for c, n in zip(held.class_ids, held.counts)}
             assert dict(zip(mine.class_ids.tolist(), mine.counts.tolist())) == held_counts
             order = [list(held.class_ids).index(c) for c in mine.class_ids]
             np.testing.assert_allclose(mine.weights, held.weights[order], rtol=1e-5, atol=1e-5)

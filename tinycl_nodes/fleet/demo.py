@@ -49,6 +49,7 @@ from ..bus import create_bus
 from ..bus.dds_config import network_config
 from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot, Moments, resolve_policy
+from ..core.prior_worth import prior_meta, prior_taken, weighed
 from ..graphs import GRAPHS
 from ..launcher import config_path, start_graph
 from ..model_prior import load_prior
@@ -292,20 +293,26 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         broker.stop()
         log.close()
     replicas = _replicas_in_sync(work / "state", names)
+    taken = _prior_taken(work / "state", names)
     shutil.rmtree(work, ignore_errors=True)
     assert glob is not None
 
     # what a device holds after the round: the fleet's learning and, in exact mode, the class statistics its head
-    # started from (FleetMember.baseline: never shared, given back to every device)
+    # started from, as its labelled samples weighed them (FleetMember.baseline: never shared, given back to every
+    # device); the devices start from the same labelled samples here, so the first one's stands for all
     prior = load_prior(extractor.path, extractor.hash) if exact and HEAD_PRESETS[preset](1, "").model_prior else None
-    held = glob if prior is None else (Moments.of(glob) + Moments.of(prior)).snapshot(
-        glob.kind, glob.extractor_hash, glob.version, glob.n_seen, "global")
+    if prior is not None and taken[names[0]] is not False:
+        held = (Moments.of(glob) + Moments.of(weighed(prior, taken[names[0]]))).snapshot(
+            glob.kind, glob.extractor_hash, glob.version, glob.n_seen, "global")
+    else:
+        held = glob
     result = _score(devices, seen, before, after, glob, held, Xh, yh)
     result.update({"fleet": fleet, "devices": {d: {"stream_classes": seen[d], "samples": expected[d]} for d in names},
                    "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": preset,
                    "hosts": (["cloud", *names] if net is not None else ["127.0.0.1"]),
                    "policy": policy, "method": method, "held_out": int(yh.size), "dds_domain": domain,
                    "labeler_replica_equals_learner_head": replicas,
+                   "model_prior_taken": {d: prior_meta(t) for d, t in taken.items()},
                    "timing_s": {"streams": round(stream_s, 2), "round_to_merged": round(merge_s, 2),
                                 "wall": round(time.monotonic() - t0, 2)},
                    "exit_codes": codes})
@@ -314,6 +321,14 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         Path(out).write_text(json.dumps(result, indent=1))
     report(console, result)
     return result
+
+
+def _prior_taken(state_root: Path, names: list[str]) -> dict[str, bool | float]:
+    """What each learner's head took of the model's class statistics (its saved meta's ``model_prior``)."""
+    from ..storage import load_states
+
+    return {d: prior_taken(load_states(state_root / d / "learner.state")["head"]["meta"].get("model_prior"))
+            for d in names}
 
 
 def _replicas_in_sync(state_root: Path, names: list[str]) -> dict[str, bool | None]:

@@ -28,8 +28,9 @@ each round once): a deterministic function of (head, global head), so both heads
 one caveat is timing: each node merges when the global head reaches it, and labelled samples in
 flight between the two at that moment are learned before the merge by the labeler and after it by
 the learner (none when the merge arrives between streams, as in ``make demo-fleet``). The
-centroids are not touched by a merge: with ``cluster_update="head"`` they follow the merged
-head's predictions from then on.
+centroids of known classes are not touched by a merge: with ``cluster_update="head"`` they follow the
+merged head's predictions from then on; a class the fleet brought gets a centroid at its mean
+(``TinyNDC.take_classes``), so that with ``"self"`` its samples are pseudo-labelled as it.
 
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
@@ -60,6 +61,7 @@ from ..core.errors import InputError, StateError, TinyclError
 from ..core.validation import check_label
 from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
+from ..core.prior_worth import worth_words
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
 from ..core.asking import AskPolicy
@@ -252,7 +254,9 @@ class Labeler(Node):
             return
         res = merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
         self.global_round = snap.version
-        self.log.info("global head round %d merged into the head replica (%s)", snap.version, res.policy)
+        seeded = self.system.take_classes(snap)
+        self.log.info("global head round %d merged into the head replica (%s)%s", snap.version, res.policy,
+                      f"; new clusters at the fleet's means of classes {seeded}" if seeded else "")
 
     def _fresh(self) -> None:
         self.system = PRESETS[self.params.preset](self.n_features, self.hash)
@@ -377,7 +381,7 @@ class Labeler(Node):
         if self.prior is None or not self.system.model_prior:
             return ""
         return (f" and the model's class statistics ({int(self.prior.counts.sum())} training images of classes "
-                f"{sorted(self.prior.class_ids.tolist())})")
+                f"{sorted(self.prior.class_ids.tolist())}; {worth_words(self.prior, self.system.prior_samples)})")
 
     def on_recovered(self, msg: Any) -> None:
         """A labelled sample the learner kept (``labelled_set.py``): used only by a labeler without any."""

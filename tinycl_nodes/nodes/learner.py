@@ -33,7 +33,7 @@ import logging
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field
@@ -41,6 +41,7 @@ from pydantic import Field
 from .. import presets
 from ..core.errors import StateError
 from ..core.federated import HeadSnapshot, merge_into_head
+from ..core.prior_worth import prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..interfaces.heads import from_msg
@@ -122,13 +123,18 @@ class Learner(Node):
         super().configure()
 
     def _fresh(self) -> None:
-        self.from_prior = False                   # the head started from the model's class statistics (saved)
+        self.from_prior: bool | float = False     # the head started from the model's class statistics (saved):
+        #                                           False, or the samples per class they count as (inf: all)
+        self.prior_wait: PriorWait | None = None
         if self.params.latent_head:
             self.head = presets.latent_upper(self.params.model, extractor_hash=self.hash)
         else:
             system = HEAD_PRESETS[self.params.preset](self.n_features, self.hash)
             self.head = system.head
-            self.from_prior = system.take_prior(self.prior)   # as the labeler's replica (TinyNDC.init_from_labelled)
+            if self.prior is not None and system.model_prior:
+                # weighed by the labelled samples that start the stream (TinyNDC.init_from_labelled, as the
+                # labeler's clusters): held until they are in, taken in _settle_prior
+                self.prior_wait = PriorWait(system, [])
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
@@ -144,9 +150,9 @@ class Learner(Node):
                           self.head.n_seen, self.state.path, self.heads.version)
         else:
             self._fresh()
-            if self.from_prior:
-                self.log.info("the head starts from the model's class statistics (%d training images of classes %s)",
-                              int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()))
+            if self.prior_wait is not None:
+                self.log.info("the head will start from the model's class statistics, weighed by the labelled samples "
+                              "that come first")
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         kind = saved.get("head", {}).get("kind")
@@ -161,14 +167,14 @@ class Learner(Node):
         meta = saved["head"]["meta"]
         self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
-        self.from_prior = bool(meta.get("model_prior", False))
+        self.from_prior = prior_taken(meta.get("model_prior", False))
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
 
     def _head_meta(self) -> dict[str, Any]:
         """What the head's state carries besides the head, published and saved alike (``_restore`` reads it)."""
-        return {"global_round": self.global_round, "model_prior": self.from_prior}
+        return {"global_round": self.global_round, "model_prior": prior_meta(self.from_prior)}
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
@@ -183,6 +189,11 @@ class Learner(Node):
             return self.latents.add_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
+        if self.prior_wait is not None:
+            if msg.source == msg.GROUND_TRUTH and label >= 0:
+                self.prior_wait.held.append((msg, check_label(label)))
+                return
+            self._settle_prior()
         if label != -1:
             check_label(label)
             if msg.label_name:   # a class named by the labeler (e.g. a person's new class)
@@ -238,6 +249,7 @@ class Learner(Node):
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
         snap = global_snapshot(msg, self.hash)
+        self._settle_prior()
         if snap.version <= self.global_round:
             self.log.debug("global head round %d already merged (at round %d): skipped", snap.version,
                            self.global_round)
@@ -254,7 +266,25 @@ class Learner(Node):
                       ", ".join(n for _, n in res.imported) or "-")
         self.heads.publish()
 
+    def _settle_prior(self) -> None:
+        """Take the model's class statistics in, weighed by the labelled samples held so far (the first message that
+        is not one of them, a global head or the end ends the wait: TinyNDC.weigh_prior), then learn those."""
+        if self.prior_wait is None:
+            return
+        system, held = self.prior_wait
+        self.prior_wait = None
+        X = np.stack([features_of(m.features, self.n_features, self.hash, self.bound) for m, _ in held]) if held else \
+            np.zeros((0, self.n_features), np.float32)
+        if system.take_prior(system.weigh_prior(self.prior, X, [label for _, label in held])):
+            self.from_prior = system.prior_samples
+            self.log.info("the head starts from the model's class statistics (%d training images of classes %s; %s)",
+                          int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()),
+                          worth_words(self.prior, system.prior_samples))
+        for msg, _ in held:
+            self.on_labeled(msg)
+
     def close(self) -> None:
+        self._settle_prior()
         self.heads.maybe_publish()
         self.state.save()
         if self.params.latency_log and self.latencies:
@@ -262,6 +292,13 @@ class Learner(Node):
             Path(self.params.latency_log).write_text(json.dumps({
                 "n": int(lat.size), "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
                 "max_ms": float(lat.max()), "mean_ms": float(lat.mean())}))
+
+
+class PriorWait(NamedTuple):
+    """A fresh head's wait for the labelled samples that weigh the model's class statistics."""
+
+    system: Any            # the preset's TinyNDC (its weigh_prior / take_prior)
+    held: list             # (LabeledFeatures, label) of ground truth, in order
 
 
 def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict[str, Any],

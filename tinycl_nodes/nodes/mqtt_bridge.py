@@ -47,6 +47,7 @@ from pydantic import Field
 
 from ..core.errors import TinyclError
 from ..core.federated import FleetMember, HeadSnapshot, Moments, fleet_policy
+from ..core.prior_worth import prior_taken, weighed
 from ..core.state import from_bytes
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
@@ -164,7 +165,8 @@ class MqttBridge(Node):
         shares only what it learned (``FleetMember.baseline``), so the statistics are found here by the model."""
         if self.member is None or self.member.baseline is not None or not len(msg.state):
             return
-        if not from_bytes(bytes(msg.state)).get("meta", {}).get("model_prior"):
+        taken = prior_taken(from_bytes(bytes(msg.state)).get("meta", {}).get("model_prior"))
+        if taken is False:
             return
         prior = load_prior(self.params.model, snap.extractor_hash) if self.params.model else \
             shipped_prior(snap.extractor_hash)
@@ -172,7 +174,7 @@ class MqttBridge(Node):
             raise TinyclError(f"head v{snap.version} started from its model's class statistics, which this bridge "
                               f"cannot find (give it the learner's model:=): not shared")
         with self._lock:
-            self.member.baseline = Moments.of(prior)
+            self.member.baseline = Moments.of(weighed(prior, taken))
 
     def _decide_mode(self, kind: str) -> bytes | None:
         """With ``exact`` unset, the first head's kind decides the mode (once; a later head of a kind
