@@ -28,7 +28,7 @@ def test_selection_never_reads_the_test_split(mnist_splits_read, data_dir, tmp_p
     seen = mnist_splits_read
     out = tmp_path / "select.json"
     args = Namespace(dataset="mnist", model="mnist_0to5_fp32", data=str(data_dir), seeds=1, stream=300,
-                     grids="tinyol.lr", out=str(out))
+                     grids="tinyol.lr", rows="", out=str(out))
     assert select.main(args) == 0
     assert seen and set(seen) == {"train"}
     result = json.loads(out.read_text())
@@ -44,7 +44,7 @@ def test_selection_over_two_datasets_averages_their_protocols(data_dir, tmp_path
     """presets.py holds one value per constant: chosen on MNIST's and Fashion-MNIST's validation protocols together."""
     out = tmp_path / "select.json"
     args = Namespace(dataset="mnist,fashion_mnist", model=None, data=str(data_dir), seeds=1, stream=300,
-                     grids="tinyol.lr", out=str(out))
+                     grids="tinyol.lr", rows="", out=str(out))
     with forbid_test_split():                 # neither dataset's test split is read
         assert select.main(args) == 0
     result = json.loads(out.read_text())
@@ -57,3 +57,23 @@ def test_selection_over_two_datasets_averages_their_protocols(data_dir, tmp_path
     assert rows[0]["datasets"]["mnist"]["10"] > rows[0]["datasets"]["fashion_mnist"]["10"]   # two real, different protocols
     with pytest.raises(Exception, match="one frozen model"):
         select.main(Namespace(**{**vars(args), "model": "mnist_0to5_fp32"}))
+
+
+def test_the_model_prior_grid_is_scored_on_the_shifted_protocol_too(data_dir, tmp_path):
+    """How far to trust the model's class statistics is chosen where the stream's images are not the model's
+    (experiments/shift.py): the grid scores each value on the plain and the shifted protocol, and ``--rows`` re-scores
+    only the values asked for."""
+    out = tmp_path / "select.json"
+    args = Namespace(dataset="mnist", model=None, data=str(data_dir), seeds=1, stream=300,
+                     grids="tinycl.model_prior", rows="1,2", out=str(out))
+    with forbid_test_split():
+        assert select.main(args) == 0
+    rows = json.loads(out.read_text())["grids"]["tinycl.model_prior"]["rows"]
+    assert [r["value"] for r in rows] == [[True, float("inf")], [True, 0.0]]
+    for r in rows:
+        assert set(r["datasets"]) == {"mnist", "mnist (shifted)"}
+    full, weighed = rows
+    # the statistics at full weight pin the head to means the shifted images do not have; weighed, they do not
+    assert weighed["datasets"]["mnist (shifted)"]["10"] > full["datasets"]["mnist (shifted)"]["10"] + 10
+    with pytest.raises(Exception, match="--rows"):
+        select.main(Namespace(**{**vars(args), "rows": "0,9"}))
