@@ -530,6 +530,22 @@ def mergeable(head: Any, policy: str = "blend") -> bool:
     return kind == "CWRStar" or (kind == SLDA_KIND and policy == "add")
 
 
+def check_merge(head: Any, global_: HeadSnapshot, policy: str = "auto", *,
+                max_norm: float | None = DEFAULT_MAX_NORM) -> str:
+    """What :func:`merge_into_head` refuses, checked without touching anything: the policy as applied to ``head``."""
+    policy = resolve_policy(policy, getattr(type(head), "kind", ""))
+    if policy not in POLICIES:
+        raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if not mergeable(head, policy):
+        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot take a global "
+                         f"head by {policy!r} (CWR* by any policy; streaming LDA by 'add', with the bridge's "
+                         f"exact mode)")
+    check_snapshot(global_, extractor_hash=head.extractor_hash or None,
+                   max_norm=None if policy == "add" else max_norm,
+                   n_features=head.n_features if global_.n_classes else None, kind=head.kind)
+    return policy
+
+
 def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["auto", "replace", "blend", "add"] = "auto",
                     names: Mapping[int, str] | None = None, *,
                     max_norm: float | None = DEFAULT_MAX_NORM) -> MergeResult:
@@ -544,16 +560,7 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["auto", "r
     (see :meth:`FleetMember.delta`). Deterministic: the same head and global head always give the
     same result. ``auto``: :func:`fleet_policy` of the head's kind.
     """
-    policy = resolve_policy(policy, getattr(type(head), "kind", ""))
-    if policy not in POLICIES:
-        raise InputError(f"merge: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    if not mergeable(head, policy):
-        raise InputError(f"merge: a {getattr(type(head), 'kind', type(head).__name__)} head cannot take a global "
-                         f"head by {policy!r} (CWR* by any policy; streaming LDA by 'add', with the bridge's "
-                         f"exact mode)")
-    check_snapshot(global_, extractor_hash=head.extractor_hash or None,
-                   max_norm=None if policy == "add" else max_norm,
-                   n_features=head.n_features if global_.n_classes else None, kind=head.kind)
+    policy = check_merge(head, global_, policy, max_norm=max_norm)
     if hasattr(head, "flush"):
         head.flush()
     local = snapshot_from_head(head, names)

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from .. import presets
 from ..core.errors import StateError
-from ..core.federated import HeadSnapshot, merge_into_head
+from ..core.federated import HeadSnapshot, check_merge, merge_into_head
 from ..core.prior_worth import prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
@@ -168,6 +168,7 @@ class Learner(Node):
         self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
         self.from_prior = prior_taken(meta.get("model_prior", False))
+        self.prior_wait = None                    # a saved head took the statistics in already, or never will
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
@@ -249,11 +250,12 @@ class Learner(Node):
     def on_global_head(self, msg: Any) -> None:
         """Merge the fleet's global head (one round once); a bad one raises: one line, dropped."""
         snap = global_snapshot(msg, self.hash)
-        self._settle_prior()
         if snap.version <= self.global_round:
             self.log.debug("global head round %d already merged (at round %d): skipped", snap.version,
                            self.global_round)
             return
+        check_merge(self.head, snap, self.params.global_policy)   # one refused changes nothing, not even the wait
+        self._settle_prior()
         res = merge_into_head(self.head, snap, self.params.global_policy, self.class_names)
         if self.replay is not None:
             self.replay.reset()            # learned before the merge: no longer taken back by replay
