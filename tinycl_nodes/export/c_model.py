@@ -297,13 +297,17 @@ def export(model_file: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def write_sources(out_dir: str | Path, stem: str, header: str, source: str) -> tuple[Path, Path]:
-    """``<stem>.h`` / ``<stem>.c`` in ``out_dir``, rewritten only when changed (no needless rebuilds)."""
+    """``<stem>.h`` / ``<stem>.c`` in ``out_dir``, rewritten only when changed (no needless rebuilds), else only
+    touched: make compares them with the inputs of the rule that made them (presets.py, say), and an input edited
+    without changing them would otherwise run the generator again at every build (4 s at each board start)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / f"{stem}.h", out / f"{stem}.c")
     for p, text in zip(paths, (header, source)):
         if not p.exists() or p.read_text() != text:
             p.write_text(text)
+        else:
+            p.touch()
     return paths
 
 
