@@ -86,8 +86,9 @@ def tinycl_best(n_features: int, extractor_hash: str) -> TinyNDC:
     """tinycl's unsupervised variant: TinyNDC's loop with a tied-Gaussian clusterer and an SLDA head.
 
     Pseudo-labels come from Mahalanobis distances under a shared covariance learned from the
-    stream (not plain L2); the head is streaming LDA (not CWR*); centroids follow the head's
-    prediction as in the paper. The constants (``TINYCL``) are the selection's.
+    stream (not plain L2); the head is streaming LDA (not CWR*) started from the model's class statistics weighed by
+    the labelled samples; centroids follow the clusterer's own pseudo-labels (the paper: the head's prediction). The
+    constants (``TINYCL``) are the selection's.
     """
     return tinycl_with(**TINYCL)(n_features, extractor_hash)
 
