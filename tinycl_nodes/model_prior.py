@@ -7,7 +7,8 @@ as ``<model>.classes`` by ``train_frozen`` and ``tinycl model classes NAME`` (th
 split and classes the model was trained on). A TinyNDC system made with ``model_prior=True``
 (``presets.TINYCL``) starts its clusterer and its head from it together with the labelled samples
 (``TinyNDC.init_from_labelled``): with one label per class, the old classes then start from thousands of
-samples and the shared covariance from all of them, instead of from one sample each.
+samples and the shared covariance from all of them, instead of from one sample each — weighed first by what the
+labelled samples say they are worth on the robot's images (``core/prior_worth.py``).
 
 The prior names classes by the card's ids: a robot whose label ids mean other things than the model's
 training classes must not use it (``model_prior: false``).
