@@ -56,9 +56,11 @@ def test_a_corrupt_class_statistics_file_is_one_error_line_and_the_learner_runs_
     assert not any("Traceback" in ln for ln in n.lines), n.lines
 
 
-def _labelled_start(learner_dir, domain, X: np.ndarray, y: np.ndarray, xhash: str) -> tuple[float, dict, list]:
-    """Run a learner on ground-truth ``X``, ``y`` then one pseudo-label (the stream's start): the samples per class
-    its log says the statistics counted as (inf: all), its saved counts, and the predictions it published."""
+def _labelled_start(learner_dir, domain, X: np.ndarray, y: np.ndarray, xhash: str,
+                    pseudo: bool) -> tuple[float, dict, list]:
+    """Run a learner on ground-truth ``X``, ``y``, then one pseudo-label (the stream's start) or nothing (the wait
+    ends after PRIOR_QUIET_S): the samples per class its log says the statistics counted as (inf: all), its saved
+    counts, and the predictions it published."""
     bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
     preds: list = []
     bus.create_subscription("predictions", "Prediction", preds.append, "reliable")
@@ -71,10 +73,11 @@ def _labelled_start(learner_dir, domain, X: np.ndarray, y: np.ndarray, xhash: st
             for i, (x, label) in enumerate(zip(X, y)):
                 pub.publish(_sample(bus, x, int(label), xhash, stamp + i))
             assert not spin_until(bus, lambda: preds, 1.0), "predicted while the statistics wait"
-            pseudo = _sample(bus, X[0], int(y[0]), xhash, stamp + len(y))
-            pseudo.source, pseudo.confidence = 0, 0.99
-            pub.publish(pseudo)
-            assert spin_until(bus, lambda: len(preds) == len(y) + 1, 20), learner.lines[-10:]
+            if pseudo:
+                first = _sample(bus, X[0], int(y[0]), xhash, stamp + len(y))
+                first.source, first.confidence = 0, 0.99
+                pub.publish(first)
+            assert spin_until(bus, lambda: len(preds) == len(y) + pseudo, 20), learner.lines[-10:]
             line = learner.wait_for_line(STARTS)
     finally:
         bus.shutdown()
@@ -92,9 +95,12 @@ def test_labelled_samples_of_another_camera_weigh_the_class_statistics_down(doma
     ext = FrozenExtractor(model_path("mnist_0to5_fp32"))
     prior_counts = dict(zip(*np.unique(y[np.isin(y, range(6))], return_counts=True)))
     worth = {}
-    for name, images in (("plain", X[pick]), ("shifted", shifted(X[pick], 0))):
-        worth[name], counts, preds = _labelled_start(tmp_path / name, domain, ext.extract(images), y[pick], ext.hash)
+    # plain: ground truth alone, the wait ends when it stops coming; shifted: the stream's first pseudo-label ends it
+    for name, images, pseudo in (("plain", X[pick], False), ("shifted", shifted(X[pick], 0), True)):
+        worth[name], counts, preds = _labelled_start(tmp_path / name, domain, ext.extract(images), y[pick], ext.hash,
+                                                     pseudo)
         cap = max(1, int(round(worth[name]))) if worth[name] < 1e9 else 10**9
-        assert counts == {c: int(min(prior_counts.get(c, 0), cap)) + 10 + (c == y[pick][0]) for c in range(10)}
-        assert len(preds) == 101 and {p.class_id for p in preds} <= set(range(10))
+        assert counts == {c: int(min(prior_counts.get(c, 0), cap)) + 10 + (pseudo and c == y[pick][0])
+                          for c in range(10)}
+        assert len(preds) == 100 + pseudo and {p.class_id for p in preds} <= set(range(10))
     assert worth["plain"] >= 30 and worth["shifted"] <= 10, worth

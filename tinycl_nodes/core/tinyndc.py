@@ -19,8 +19,8 @@ A true label given to :meth:`step` (supervised CML, or a person's answer) overri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np

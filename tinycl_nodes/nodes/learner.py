@@ -32,8 +32,9 @@ import logging
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -112,6 +113,7 @@ class Learner(Node):
         if (labelled_pub := self.labelled.advertise(bus, params.labelled_topic)) is not None:
             self.track(labelled_pub)
         self.latencies: list[int] = []
+        self.track(bus.create_timer(PRIOR_QUIET_S / 2, self._settle_if_quiet))
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
         # a person's answer changed or withdrawn: exact for heads that can unlearn, else a short replay
         self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
@@ -134,7 +136,7 @@ class Learner(Node):
             if self.prior is not None and system.model_prior:
                 # weighed by the labelled samples that start the stream (TinyNDC.init_from_labelled, as the
                 # labeler's clusters): held until they are in, taken in _settle_prior
-                self.prior_wait = PriorWait(system, [])
+                self.prior_wait = PriorWait(system)
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
@@ -191,8 +193,9 @@ class Learner(Node):
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if self.prior_wait is not None:
-            if msg.source == msg.GROUND_TRUTH and label >= 0:
+            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < PRIOR_HOLD_MAX:
                 self.prior_wait.held.append((msg, check_label(label)))
+                self.prior_wait.last = time.monotonic()
                 return
             self._settle_prior()
         if label != -1:
@@ -268,12 +271,18 @@ class Learner(Node):
                       ", ".join(n for _, n in res.imported) or "-")
         self.heads.publish()
 
+    def _settle_if_quiet(self) -> None:
+        """(timer) End a wait whose labelled samples stopped coming ``PRIOR_QUIET_S`` ago."""
+        if self.prior_wait is not None and self.prior_wait.held and \
+                time.monotonic() - self.prior_wait.last >= PRIOR_QUIET_S:
+            self._settle_prior()
+
     def _settle_prior(self) -> None:
         """Take the model's class statistics in, weighed by the labelled samples held so far (the first message that
         is not one of them, a global head or the end ends the wait: TinyNDC.weigh_prior), then learn those."""
         if self.prior_wait is None:
             return
-        system, held = self.prior_wait
+        system, held = self.prior_wait.system, self.prior_wait.held
         self.prior_wait = None
         X = np.stack([features_of(m.features, self.n_features, self.hash, self.bound) for m, _ in held]) if held else \
             np.zeros((0, self.n_features), np.float32)
@@ -296,11 +305,18 @@ class Learner(Node):
                 "max_ms": float(lat.max()), "mean_ms": float(lat.mean())}))
 
 
-class PriorWait(NamedTuple):
-    """A fresh head's wait for the labelled samples that weigh the model's class statistics."""
+@dataclass
+class PriorWait:
+    """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
+    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or ``PRIOR_HOLD_MAX``."""
 
-    system: Any            # the preset's TinyNDC (its weigh_prior / take_prior)
-    held: list             # (LabeledFeatures, label) of ground truth, in order
+    system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior)
+    held: list = field(default_factory=list)      # (LabeledFeatures, label) of ground truth, in order
+    last: float = 0.0                             # time.monotonic() of the last one
+
+
+PRIOR_QUIET_S = 2.0          # a stream of ground truth alone (no pseudo-label ever follows) is not held longer
+PRIOR_HOLD_MAX = 10_000      # nor beyond as many samples as a labeler holds to initialise (labeler.INIT_MAX)
 
 
 def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict[str, Any],
