@@ -82,4 +82,4 @@ def prior_taken(meta: object) -> bool | float:
 def worth_words(prior: HeadSnapshot, samples: float) -> str:
     """What the statistics were taken as, for a node's log line."""
     return "all of them" if samples >= prior.counts.max() else \
-        f"counted as {samples:.0f} per class: the labelled samples lie that far from them"
+        f"counted as {max(1, int(round(samples)))} per class: the labelled samples lie that far from them"
