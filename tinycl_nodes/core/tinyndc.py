@@ -82,20 +82,30 @@ class TinyNDC:
         and a streaming-LDA head from the prior, then learns the labelled samples — exactly as if it had learned
         the model's training features and them. The prior counts as much as the labelled samples say it is worth
         (:meth:`weigh_prior`)."""
-        Xv, yv = self.init_clusters(X, y, prior)
+        Xv, yv = self._checked_labelled(X, y)
+        prior = self.weigh_prior(prior, Xv, yv)
+        self._init_clusters(Xv, yv, prior)
         if self.head is not None:
-            self.take_prior(self.weigh_prior(prior, Xv, yv))
+            self.take_prior(prior)
             for x, label in zip(Xv, yv):
                 self.head.learn_one(x, label)
 
     def init_clusters(self, X: Any, y: Any, prior: HeadSnapshot | None = None) -> tuple[np.ndarray, list[int]]:
         """The clusterer's part of :meth:`init_from_labelled` (a labeler whose head replica came from the learner
         initialises only its clusters); returns the checked samples and labels."""
+        Xv, yv = self._checked_labelled(X, y)
+        self._init_clusters(Xv, yv, self.weigh_prior(prior, Xv, yv))
+        return Xv, yv
+
+    def _checked_labelled(self, X: Any, y: Any) -> tuple[np.ndarray, list[int]]:
         Xv = check_batch(X, self.n_features, "init features")
         yv = [check_label(v, "init label") for v in np.asarray(y).ravel()]
         if len(yv) != Xv.shape[0]:
             raise InputError(f"init: {Xv.shape[0]} samples but {len(yv)} labels")
-        prior = self.weigh_prior(prior, Xv, yv)
+        return Xv, yv
+
+    def _init_clusters(self, Xv: np.ndarray, yv: list[int], prior: HeadSnapshot | None) -> None:
+        """The clusterer from the checked labelled samples and the (weighed) prior."""
         if self.clusterer is not None and prior is not None and self._check_prior(prior):
             names = dict(zip(prior.class_ids.tolist(), prior.class_names))
             labelled = Moments.of_samples(Xv, np.asarray(yv, np.int64), names)
@@ -104,7 +114,6 @@ class TinyNDC:
         elif self.clusterer is not None:
             self.clusterer.init_from_labelled(Xv, yv)
         self.n_labels += len(yv)
-        return Xv, yv
 
     def weigh_prior(self, prior: HeadSnapshot | None, X: np.ndarray, y: Any) -> HeadSnapshot | None:
         """``prior`` counting as many samples per class as the labelled samples ``X``, ``y`` say it is worth on this

@@ -69,6 +69,7 @@ from ..core.undo import ReplayUndo
 from ..images import camera_picture
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
+from .labelled_set import INIT_MAX
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
 from .runner import ImageQos, ModelPriorParams, Node, StateParams, run_node
@@ -432,7 +433,6 @@ class Labeler(Node):
         self.state.save()
 
 
-INIT_MAX = 10_000          # labelled samples held until the clusters are initialised
 RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
 RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)

@@ -26,6 +26,8 @@ from .messages import stamp_ns
 from .runner import NodeParams
 
 KIND = "LabelledSet"
+INIT_MAX = 10_000   # labelled samples held at a stream's start: by a labeler to initialise its clusters, by a
+#                     learner to weigh the model's class statistics
 
 
 class LabelledParams(NodeParams):

@@ -47,7 +47,7 @@ from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..interfaces.heads import from_msg
 from .head_publisher import HeadParams, HeadPublisher
-from .labelled_set import LabelledParams, LabelledSet
+from .labelled_set import INIT_MAX, LabelledParams, LabelledSet
 from .latent_join import LatentJoin
 from .messages import features_of, label_source, stamp_ns
 from .runner import ManagedParams, ModelPriorParams, Node, StateParams, run_node
@@ -193,8 +193,8 @@ class Learner(Node):
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if self.prior_wait is not None:
-            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < PRIOR_HOLD_MAX:
-                self.prior_wait.held.append((msg, check_label(label)))
+            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < INIT_MAX:
+                self.prior_wait.held.append((msg, x, check_label(label)))
                 self.prior_wait.last = time.monotonic()
                 return
             self._settle_prior()
@@ -284,14 +284,13 @@ class Learner(Node):
             return
         system, held = self.prior_wait.system, self.prior_wait.held
         self.prior_wait = None
-        X = np.stack([features_of(m.features, self.n_features, self.hash, self.bound) for m, _ in held]) if held else \
-            np.zeros((0, self.n_features), np.float32)
-        if system.take_prior(system.weigh_prior(self.prior, X, [label for _, label in held])):
+        X = np.stack([x for _, x, _ in held]) if held else np.zeros((0, self.n_features), np.float32)
+        if system.take_prior(system.weigh_prior(self.prior, X, [label for _, _, label in held])):
             self.from_prior = system.prior_samples
             self.log.info("the head starts from the model's class statistics (%d training images of classes %s; %s)",
                           int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()),
                           worth_words(self.prior, system.prior_samples))
-        for msg, _ in held:
+        for msg, _, _ in held:
             self.on_labeled(msg)
 
     def close(self) -> None:
@@ -308,15 +307,14 @@ class Learner(Node):
 @dataclass
 class PriorWait:
     """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
-    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or ``PRIOR_HOLD_MAX``."""
+    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or ``INIT_MAX`` held."""
 
     system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior)
-    held: list = field(default_factory=list)      # (LabeledFeatures, label) of ground truth, in order
+    held: list = field(default_factory=list)      # (LabeledFeatures, features, label) of ground truth, in order
     last: float = 0.0                             # time.monotonic() of the last one
 
 
 PRIOR_QUIET_S = 2.0          # a stream of ground truth alone (no pseudo-label ever follows) is not held longer
-PRIOR_HOLD_MAX = 10_000      # nor beyond as many samples as a labeler holds to initialise (labeler.INIT_MAX)
 
 
 def preset_switch(path: Any, saved: Any, wanted: str, preset: str, presets: dict[str, Any],
