@@ -104,3 +104,47 @@ def test_labelled_samples_of_another_camera_weigh_the_class_statistics_down(doma
                           for c in range(10)}
         assert len(preds) == 100 + pseudo and {p.class_id for p in preds} <= set(range(10))
     assert worth["plain"] >= 30 and worth["shifted"] <= 10, worth
+
+
+def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_again(domain, tmp_path):
+    """kill -9 while the learner holds the ground truth that starts the stream (its wait for the statistics): what it
+    held was checkpointed with its labelled set, so the restarted learner weighs the statistics with those samples and
+    learns them — its head ends equal to that of a learner never killed. (Before, the held samples were lost: the
+    restarted learner took the statistics at full weight and never learned the labelled samples.)"""
+    X, y = load_mnist("train")
+    rng = np.random.default_rng(1)
+    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)])
+    ext = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    F, Y = ext.extract(shifted(X[pick], 1)), y[pick]          # shifted: the statistics are weighed down, visibly
+    # first (a killed reader stays matched until its DDS lease ends: a publisher after it would wait for it)
+    worth, counts, _ = _labelled_start(tmp_path / "never_killed", domain, F, Y, ext.hash, pseudo=False)
+    state = tmp_path / "killed"
+    bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
+    pub = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
+
+    def kept() -> int:
+        try:
+            return load_states(state / "learner.state")["labelled"]["arrays"]["y"].size
+        except Exception:        # not written yet
+            return 0
+
+    try:
+        with node("learner", domain, f"state_dir:={state}") as learner:   # save_every 100: a checkpoint at the 100th
+            learner.wait_for_line(WAITS)
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
+            stamp = time.time_ns()
+            for i, (x, label) in enumerate(zip(F, Y)):
+                pub.publish(_sample(bus, x, int(label), ext.hash, stamp + i))
+            # the wait ends PRIOR_QUIET_S (2 s) after the last one came: killed well before that
+            assert spin_until(bus, lambda: kept() == 100, 1.5), learner.lines[-10:]
+            learner.proc.kill()
+            learner.proc.wait()
+        assert not any(STARTS in ln for ln in learner.lines), learner.lines     # killed while it waited
+        with node("learner", domain, f"state_dir:={state}") as learner:
+            learner.wait_for_line("the wait for the labelled samples that start the stream goes on: 100 of them "
+                                  "restored from the state")
+            line = learner.wait_for_line(STARTS)                              # PRIOR_QUIET_S later
+    finally:
+        bus.shutdown()
+    assert re.search(r"counted as (\d+) per class", line) and f"counted as {int(worth)} per class" in line, line
+    assert _saved_counts(state) == counts and sum(counts.values()) < 36017 + 100, counts

@@ -59,8 +59,7 @@ class LabelledSet:
         """Create the latched publisher (none when ``topic`` is "" or ``keep`` 0) and publish what is kept."""
         if not topic or not self.keep:
             return None
-        self._types = bus.msg("LabeledFeatures"), bus.msg("Features"), bus.msg("std_msgs/msg/Header")
-        self._time = bus.msg("builtin_interfaces/msg/Time")
+        self._use(bus)
         self.pub = bus.create_publisher(topic, self._types[0], QosProfile(reliable=True, transient_local=True,
                                                                           depth=self.keep))
         for i in range(len(self)):
@@ -77,6 +76,16 @@ class LabelledSet:
         self.stamps = np.append(self.stamps, np.int64(stamp_ns(msg.header)))
         if self.pub is not None:
             self.pub.publish(self._message(len(self) - 1))
+
+    def samples(self, bus: Any) -> list[tuple[Any, np.ndarray, int]]:
+        """What is kept, in the order learned, as (LabeledFeatures, features, label): a learner that was killed while
+        it held them (its wait for the model's class statistics) takes them up again from here."""
+        self._use(bus)
+        return [(self._message(i), self.X[i], int(self.y[i])) for i in range(len(self))]
+
+    def _use(self, bus: Any) -> None:
+        self._types = bus.msg("LabeledFeatures"), bus.msg("Features"), bus.msg("std_msgs/msg/Header")
+        self._time = bus.msg("builtin_interfaces/msg/Time")
 
     def _message(self, i: int) -> Any:
         labeled, features, header = self._types

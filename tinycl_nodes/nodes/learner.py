@@ -150,6 +150,9 @@ class Learner(Node):
         if self.state.load(self._restore):
             self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
                           self.head.n_seen, self.state.path, self.heads.version)
+            if self.prior_wait is not None:
+                self.log.info("the wait for the labelled samples that start the stream goes on: %d of them "
+                              "restored from the state", len(self.prior_wait.held))
         else:
             self._fresh()
             if self.prior_wait is not None:
@@ -170,10 +173,17 @@ class Learner(Node):
         self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
         self.from_prior = prior_taken(meta.get("model_prior", False))
-        self.prior_wait = None                    # a saved head took the statistics in already, or never will
         self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
+        if meta.get("prior_wait"):
+            # killed while it held the labelled samples: the wait goes on with those its labelled set kept (learned
+            # without the statistics if this start takes none, e.g. model_prior:=false now)
+            self.prior_wait = self.prior_wait or PriorWait(None)
+            self.prior_wait.held = self.labelled.samples(self.bus)
+            self.prior_wait.last = time.monotonic()
+        else:
+            self.prior_wait = None                # a saved head took the statistics in already, or never will
 
     def _head_meta(self) -> dict[str, Any]:
         """What the head's state carries besides the head, published and saved alike (``_restore`` reads it)."""
@@ -182,7 +192,7 @@ class Learner(Node):
     def state_dicts(self) -> dict[str, dict[str, Any]]:
         """What is saved: the head, the last published version, the last global round, class names."""
         state = self.head.state_dict()
-        state["meta"] |= {**self.heads.meta(), **self._head_meta(),
+        state["meta"] |= {**self.heads.meta(), **self._head_meta(), "prior_wait": self.prior_wait is not None,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
         return {"head": state, "labelled": self.labelled.state_dict()}
 
@@ -196,8 +206,16 @@ class Learner(Node):
             if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < INIT_MAX:
                 self.prior_wait.held.append((msg, x, check_label(label)))
                 self.prior_wait.last = time.monotonic()
+                self.labelled.add(msg, x, label)   # saved with the state: a kill -9 now loses no more than later
+                self.state.learned()
                 return
             self._settle_prior()
+        self._predict_and_learn(msg, x, latent)
+
+    def _predict_and_learn(self, msg: Any, x: np.ndarray, latent: np.ndarray | None, kept: bool = False) -> None:
+        """Publish the prediction for ``x``, then learn the label if it is to be learned (``kept``: a sample the wait
+        held, already in the labelled set)."""
+        label = int(msg.label)
         if label != -1:
             check_label(label)
             if msg.label_name:   # a class named by the labeler (e.g. a person's new class)
@@ -224,7 +242,7 @@ class Learner(Node):
             else:
                 self.head.learn_valid(x, label)
             self.heads.learned(stamp_ns(msg.header))
-            if msg.source == msg.GROUND_TRUTH:   # kept for a labeler: its features, not a latent
+            if msg.source == msg.GROUND_TRUTH and not kept:   # kept for a labeler: its features, not a latent
                 self.labelled.add(msg, x if latent is None else
                                   features_of(msg.features, self.n_features, self.hash, self.bound), label)
             self.state.learned()
@@ -285,13 +303,13 @@ class Learner(Node):
         system, held = self.prior_wait.system, self.prior_wait.held
         self.prior_wait = None
         X = np.stack([x for _, x, _ in held]) if held else np.zeros((0, self.n_features), np.float32)
-        if system.take_prior(system.weigh_prior(self.prior, X, [label for _, _, label in held])):
+        if system is not None and system.take_prior(system.weigh_prior(self.prior, X, [label for _, _, label in held])):
             self.from_prior = system.prior_samples
             self.log.info("the head starts from the model's class statistics (%d training images of classes %s; %s)",
                           int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()),
                           worth_words(self.prior, system.prior_samples))
-        for msg, _, _ in held:
-            self.on_labeled(msg)
+        for msg, x, _ in held:
+            self._predict_and_learn(msg, x, None, kept=True)
 
     def close(self) -> None:
         self._settle_prior()
@@ -309,7 +327,8 @@ class PriorWait:
     """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
     message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or ``INIT_MAX`` held."""
 
-    system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior)
+    system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior); None: no
+    #                                               statistics to take, only the held samples to learn
     held: list = field(default_factory=list)      # (LabeledFeatures, features, label) of ground truth, in order
     last: float = 0.0                             # time.monotonic() of the last one
 
