@@ -70,10 +70,10 @@ browser-deps:
 ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
-# Two workers (pytest-xdist; tests/conftest.py groups them), then the tests with wall-clock bounds alone.
+# Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (tests/conftest.py).
 test: $(STAMP) system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
-	  $(PY) -m pytest -n 2 --dist loadgroup -m "not timed" --durations=30; parallel=$$?; \
+	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
 	  $(PY) -m pytest -m timed --durations=10; timed=$$?; \
 	  echo "make test: pytest exit codes $$parallel (two workers) and $$timed (timed tests alone)"; \
 	  test $$parallel -eq 0 -a $$timed -eq 0

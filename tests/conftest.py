@@ -9,12 +9,9 @@ from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
 
-#: test files that boot the board app on QEMU (all on the DDS domain built into the firmware, $ROS_DOMAIN_ID):
-#: one worker runs them one after another, or one board's graph hears the other's
-QEMU_BOARD_FILES = {"test_arm_qemu.py", "test_board_offline.py", "test_board_state.py", "test_board_uros.py",
-                    "test_board_uros_clock.py", "test_board_uros_latent.py", "test_board_rclpy.py"}
 #: test files whose bounds are wall-clock ones (samples lost between a kill -9 and the restart at a fixed stream
-#: rate, a DDS lease): marked ``timed``, `make test` runs them alone after the two workers are done
+#: rate, a DDS lease): marked ``timed``; `make test` runs them alone, after the two workers (pytest-xdist, a file's
+#: tests on one worker: ``--dist loadfile``; ``loadgroup`` groups nothing under pytest 9.2, pytest-xdist issue 1386)
 TIMED_FILES = {"test_kill.py", "test_launcher.py"}
 
 
@@ -22,17 +19,10 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "timed: wall-clock bounds; `make test` runs these alone, after the rest")
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
-    """`make test` runs on two workers (pytest-xdist, ``--dist loadgroup``): a file's tests stay on one worker (its
-    module fixtures are set up once), the QEMU board files share one group, and the ``timed`` files wait for a
-    second run of their own. Runs before xdist reads the groups."""
     for item in items:
-        name = item.path.name
-        if name in TIMED_FILES:
+        if item.path.name in TIMED_FILES:
             item.add_marker(pytest.mark.timed)
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group("qemu_board" if name in QEMU_BOARD_FILES else str(item.path)))
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ..domains import free_domain
+
 REPO = Path(__file__).resolve().parents[2]
 FW = REPO / "micro_ros_firmware"
 INSTALL = ("install it with `bash micro_ros_firmware/tools/install-toolchain.sh` (Debian packages cmake gcc "
@@ -104,6 +106,20 @@ def predicted(lines: list[str]) -> int:
 
 SAN_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_domain():
+    """Each firmware test file on a DDS domain of its own: $ROS_DOMAIN_ID is built into the board app and read by the
+    graph beside it, so two boards at once (two pytest workers) do not hear each other, and none runs on domain 0,
+    a robot's own. Module-scoped: set before a file's app is built."""
+    before = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
+    yield
+    if before is None:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    else:
+        os.environ["ROS_DOMAIN_ID"] = before
 
 
 @pytest.fixture(scope="session")
