@@ -9,20 +9,12 @@ from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
 
-#: test files whose bounds are wall-clock ones (samples lost between a kill -9 and the restart at a fixed stream
-#: rate, a DDS lease): marked ``timed``; `make test` runs them alone, after the two workers (pytest-xdist, a file's
-#: tests on one worker: ``--dist loadfile``; ``loadgroup`` groups nothing under pytest 9.2, pytest-xdist issue 1386)
-TIMED_FILES = {"test_kill.py", "test_launcher.py"}
-
-
 def pytest_configure(config) -> None:
+    # `make test` runs the suite on two workers (pytest-xdist, a file's tests on one: --dist loadfile; loadgroup
+    # groups nothing under pytest 9.2, pytest-xdist issue 1386), then the tests marked ``timed`` alone: their bounds
+    # are wall-clock ones (samples lost between a kill -9 and the restart at a fixed stream rate, a DDS lease, a
+    # hand-over time), which the other worker's load would move
     config.addinivalue_line("markers", "timed: wall-clock bounds; `make test` runs these alone, after the rest")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        if item.path.name in TIMED_FILES:
-            item.add_marker(pytest.mark.timed)
 
 
 @pytest.fixture(autouse=True)

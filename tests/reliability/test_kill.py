@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import Graph, accuracy, held_out, reference_head, saved_head
 
+pytestmark = pytest.mark.timed                # samples lost at a fixed stream rate: alone in `make test`
+
 STREAM, RATE, KILL_AT = 2000, 300.0, 1000     # kill after ~1,000 samples (~3 s into a ~7 s stream)
 IN_FLIGHT = 25                                # samples the node handled whose message had not reached us yet
 

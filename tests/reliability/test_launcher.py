@@ -116,6 +116,7 @@ def test_the_label_app_shows_its_pairing_code_on_the_launch_terminal(tmp_path, d
     assert "\u2580" in text or "\u2584" in text or "\u2588" in text, text[-3000:]     # the QR code's blocks
 
 
+@pytest.mark.timed
 def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
     """``stop_processes`` signals the nodes in the reverse of their start order, each once the one before it has
     exited (a sink still runs while its writers send their last messages); a node that ignores SIGTERM delays the
@@ -149,6 +150,7 @@ def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
     assert 3.9 <= took < 8.0, took                                                   # the grace time, for them all
 
 
+@pytest.mark.timed
 def test_a_node_killed_mid_replay_is_restarted_from_its_checkpoint_and_the_replay_is_scored(tmp_path, domain):
     """kill -9 of the learner (an OOM kill, a crash): the launcher starts it again, it restores its last checkpoint,
     the graph goes on and the replay ends by itself and is scored, every prediction after the restart arriving."""
