@@ -70,7 +70,7 @@ browser-deps:
 ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
-# Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (tests/conftest.py).
+# Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml).
 test: $(STAMP) system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
 	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \

@@ -9,14 +9,6 @@ from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 
 
-def pytest_configure(config) -> None:
-    # `make test` runs the suite on two workers (pytest-xdist, a file's tests on one: --dist loadfile; loadgroup
-    # groups nothing under pytest 9.2, pytest-xdist issue 1386), then the tests marked ``timed`` alone: their bounds
-    # are wall-clock ones (samples lost between a kill -9 and the restart at a fixed stream rate, a DDS lease, a
-    # hand-over time), which the other worker's load would move
-    config.addinivalue_line("markers", "timed: wall-clock bounds; `make test` runs these alone, after the rest")
-
-
 @pytest.fixture(autouse=True)
 def _private_ros_home(tmp_path, monkeypatch):
     """Nodes keep state under $ROS_HOME/tinycl/<namespace> by default: each test gets its own, so no

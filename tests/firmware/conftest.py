@@ -113,13 +113,9 @@ def _own_domain():
     """Each firmware test file on a DDS domain of its own: $ROS_DOMAIN_ID is built into the board app and read by the
     graph beside it, so two boards at once (two pytest workers) do not hear each other, and none runs on domain 0,
     a robot's own. Module-scoped: set before a file's app is built."""
-    before = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
-    yield
-    if before is None:
-        os.environ.pop("ROS_DOMAIN_ID", None)
-    else:
-        os.environ["ROS_DOMAIN_ID"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(free_domain()))
+        yield
 
 
 @pytest.fixture(scope="session")
