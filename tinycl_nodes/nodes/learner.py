@@ -203,7 +203,7 @@ class Learner(Node):
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if self.prior_wait is not None:
-            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < INIT_MAX:
+            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < self._wait_max:
                 self.prior_wait.held.append((msg, x, check_label(label)))
                 self.prior_wait.last = time.monotonic()
                 self.labelled.add(msg, x, label)   # saved with the state: a kill -9 now loses no more than later
@@ -245,7 +245,8 @@ class Learner(Node):
             if msg.source == msg.GROUND_TRUTH and not kept:   # kept for a labeler: its features, not a latent
                 self.labelled.add(msg, x if latent is None else
                                   features_of(msg.features, self.n_features, self.hash, self.bound), label)
-            self.state.learned()
+            if not kept:                                      # counted when it was held
+                self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
             self.latencies.append(time.time_ns() - stamp_ns(msg.features.header))
@@ -289,6 +290,12 @@ class Learner(Node):
                       ", ".join(n for _, n in res.imported) or "-")
         self.heads.publish()
 
+    @property
+    def _wait_max(self) -> int:
+        """Samples the wait holds at most: what the labelled set keeps (so a kill -9 loses none of them), or, when
+        it keeps none (``keep_labelled`` 0), INIT_MAX in memory only."""
+        return min(INIT_MAX, self.labelled.keep) or INIT_MAX
+
     def _settle_if_quiet(self) -> None:
         """(timer) End a wait whose labelled samples stopped coming ``PRIOR_QUIET_S`` ago."""
         if self.prior_wait is not None and self.prior_wait.held and \
@@ -325,7 +332,8 @@ class Learner(Node):
 @dataclass
 class PriorWait:
     """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
-    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or ``INIT_MAX`` held."""
+    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or as many held as the
+    learner's labelled set keeps (``keep_labelled``; INIT_MAX when it keeps none)."""
 
     system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior); None: no
     #                                               statistics to take, only the held samples to learn
