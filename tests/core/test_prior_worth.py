@@ -54,6 +54,28 @@ def test_shifted_class_means_give_about_as_many_samples_as_they_scatter(true_wor
     assert prior_worth(_prior(means, cov), X, y + 10, z=0.0) == math.inf
 
 
+def test_one_label_per_class_shows_a_shift_every_class_shares():
+    """With one labelled sample per class the per-class distances T cannot tell a small camera shift from chance;
+    the part every class shares (Tc, √k times less noisy) can: a shared shift is shown in nearly every draw, per-class
+    deviations of the same size (the same T) in few."""
+    means, cov = _model()
+    prior = _prior(means, cov)
+    L = np.linalg.cholesky(cov)
+    size = np.sqrt(1.8 * F / C)              # n‖δ‖²_Σ⁻¹ / F = 1.8: under 3 of T's standard deviations (2.1)
+    rng = np.random.default_rng(7)
+
+    def shown(shared: bool) -> int:
+        found = 0
+        for seed in range(20):
+            u = rng.normal(size=(1 if shared else C, F))
+            delta = (u / np.linalg.norm(u, axis=1, keepdims=True) * size) @ L.T
+            found += math.isfinite(prior_worth(prior, *_samples(means + delta, cov, 1, seed), z=3.0))
+        return found
+
+    assert shown(shared=True) >= 18
+    assert shown(shared=False) <= 10
+
+
 def test_weighed_caps_the_counts_and_scales_the_scatter_alike():
     means, cov = _model()
     prior = _prior(means, cov)
