@@ -17,9 +17,9 @@ from tinycl_nodes.model_prior import load_prior, prior_path
 SHIPPED = sorted(p.with_suffix(".onnx").name for p in MODELS_DIR.glob("*.classes"))
 
 
-def test_the_fp32_models_ship_their_class_statistics():
-    assert {"mnist_0to5_fp32.onnx", "mnist_0to5_trainsplit_fp32.onnx",
-            "fashion_mnist_0to5_trainsplit_fp32.onnx"} <= set(SHIPPED), SHIPPED
+def test_the_fp32_and_int8_models_ship_their_class_statistics():
+    assert {f"{stem}_{kind}.onnx" for stem in ("mnist_0to5", "mnist_0to5_trainsplit", "fashion_mnist_0to5_trainsplit")
+            for kind in ("fp32", "int8")} <= set(SHIPPED), SHIPPED
 
 
 @pytest.mark.parametrize("model", SHIPPED)

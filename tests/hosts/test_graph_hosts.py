@@ -23,7 +23,7 @@ STREAM = 300
 
 
 @pytest.mark.parametrize("multicast", [True, False], ids=["multicast", "unicast"])
-def test_graph_split_over_two_hosts_equals_in_process(tmp_path, multicast) -> None:
+def test_graph_split_over_two_hosts_equals_in_process(tmp_path, multicast, monkeypatch) -> None:
     need_hosts()
     with HostNet(["cloud", "robot1"], multicast=multicast) as net:
         # the nodes find each other by host name (unicast) or by multicast; the monitor (this
@@ -32,14 +32,11 @@ def test_graph_split_over_two_hosts_equals_in_process(tmp_path, multicast) -> No
         nodes_xml.write_text(network_config("eth0", [] if multicast else ["cloud", "robot1"], multicast))
         mon_xml = network_config("eth0", [] if multicast else [net.ip("cloud"), net.ip("robot1")], multicast)
         wrap = {node: net.command(host, []) for node, host in SPLIT.items()}
-        os.environ["ROS_DOMAIN_ID"] = str(30 + int(multicast))
-        try:
-            result = net.call_in("cloud", lambda: run_demo(
-                None, [f"sensor.stream_length:={STREAM}", f"exporter.out_dir:={tmp_path}", f"dds_config:={nodes_xml}"],
-                out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")), wrap=wrap,
-                monitor_dds_config=mon_xml), timeout=300)
-        finally:
-            os.environ.pop("ROS_DOMAIN_ID", None)
+        monkeypatch.setenv("ROS_DOMAIN_ID", str(30 + int(multicast)))
+        result = net.call_in("cloud", lambda: run_demo(
+            None, [f"sensor.stream_length:={STREAM}", f"exporter.out_dir:={tmp_path}", f"dds_config:={nodes_xml}"],
+            out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")), wrap=wrap,
+            monitor_dds_config=mon_xml), timeout=300)
     assert net.leftovers() == []
     g, ref = result["graph"], result["in_process"]
     assert g["samples"] == 10 * 10 + STREAM and g["lost"] == 0, g

@@ -19,12 +19,10 @@ from ..domains import free_domain
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROS_DOMAIN_ID", str(free_domain()))
         result = run_demo(None, ["sensor.stream_length:=600", f"exporter.out_dir:={tmp}"],
                           out=str(tmp / "demo.json"), console=Console(file=open(os.devnull, "w")))
-    finally:
-        os.environ.pop("ROS_DOMAIN_ID", None)
     return result, tmp
 
 
@@ -61,50 +59,41 @@ def test_exported_onnx_and_c_header_agree(demo, tmp_path):
     assert np.array_equal(c_cls, cls)
 
 
-def test_board_graph_equals_in_process(tmp_path, domain):
+def test_board_graph_equals_in_process(tmp_path, domain, monkeypatch):
     """The C learning core (the firmware's, via ctypes) in the learner's place: same predictions."""
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    try:
-        result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
-                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")),
-                          graph_name="tinyndc_board")
-    finally:
-        os.environ.pop("ROS_DOMAIN_ID", None)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
+                      out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")),
+                      graph_name="tinyndc_board")
     g, ref = result["graph"], result["in_process"]
     assert g["lost"] == 0 and all(code == 0 for code in g["exit_codes"].values()), g
     assert ref["identical_predictions"] == ref["of"] == 300
     assert (tmp_path / "head.onnx").is_file()
 
 
-def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path):
+def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path, monkeypatch):
     """`-p preset:=tinyndc` without a node name: like a `/**` parameter-file section, each node
     takes it if it declares `preset` (labeler, learner) and the others ignore it."""
     from tinycl_nodes.launcher import parse_overrides
 
     assert parse_overrides(["preset:=tinyndc", "sensor.seed:=3"]) == {"*": {"preset": "tinyndc"},
                                                                         "sensor": {"seed": "3"}}
-    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
-    try:
-        result = run_demo(None, ["preset:=tinyndc", "sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
-                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
-    finally:
-        os.environ.pop("ROS_DOMAIN_ID", None)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(free_domain()))
+    result = run_demo(None, ["preset:=tinyndc", "sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
+                      out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
     assert result["preset"] == "tinyndc"
     assert all(code == 0 for code in result["graph"]["exit_codes"].values()), result["graph"]["exit_codes"]
     assert result["in_process"]["identical_predictions"] == 300
 
 
-def test_head_sent_at_stop_is_exported(tmp_path):
+def test_head_sent_at_stop_is_exported(tmp_path, monkeypatch):
     """The learner publishes its head only as it stops and the exporter writes only what it has: the graph is
     stopped in turn (sources first, the exporter last), so the exported head is the learner's final one — stopped
     together, the exporter could stop before that head reached it and write none."""
-    os.environ["ROS_DOMAIN_ID"] = str(free_domain())
-    try:
-        result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}", "exporter.period_s:=0",
-                                 "learner.publish_every:=1000000", "learner.publish_period_s:=100000"],
-                          out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
-    finally:
-        os.environ.pop("ROS_DOMAIN_ID", None)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(free_domain()))
+    result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}", "exporter.period_s:=0",
+                             "learner.publish_every:=1000000", "learner.publish_period_s:=100000"],
+                      out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
     assert all(code == 0 for code in result["graph"]["exit_codes"].values()), result["graph"]["exit_codes"]
     meta = ort.InferenceSession(str(tmp_path / "head.onnx"),
                                 providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map

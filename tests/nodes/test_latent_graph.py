@@ -32,19 +32,16 @@ def _learner_head(state) -> dict:
     return saved["head"]
 
 
-def test_latent_head_learns_pseudo_labels_in_the_graph_and_resumes(tmp_path, domain):
+def test_latent_head_learns_pseudo_labels_in_the_graph_and_resumes(tmp_path, domain, monkeypatch):
     state = tmp_path / "state"
     stale = tmp_path / "export" / "head.h"    # an earlier (final-feature) head's C form in the same export folder
     stale.parent.mkdir()
     stale.write_text("/* an earlier head */\n")
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
-    try:
-        first = _run(tmp_path, state, f"sensor.stream_length:={STREAM}")
-        head1 = _learner_head(state)
-        second = _run(tmp_path, state, "sensor.stream_length:=200", "sensor.seed:=1", "learner.min_confidence:=0.999")
-        head2 = _learner_head(state)
-    finally:
-        os.environ.pop("ROS_DOMAIN_ID", None)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    first = _run(tmp_path, state, f"sensor.stream_length:={STREAM}")
+    head1 = _learner_head(state)
+    second = _run(tmp_path, state, "sensor.stream_length:=200", "sensor.seed:=1", "learner.min_confidence:=0.999")
+    head2 = _learner_head(state)
     for r in (first, second):
         g = r["graph"]
         assert g["lost"] == 0 and all(code == 0 for code in g["exit_codes"].values()), g

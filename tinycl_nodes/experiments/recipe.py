@@ -193,8 +193,9 @@ def install(dataset: str, recipe: Recipe, work: Path, models: Path = MODELS_DIR)
         written.append(target)
     card["files"] = [p.name for p in written]
     (models / f"{dst}.json").write_text(json.dumps(card, indent=1) + "\n")
-    prior = copy_prior(work / f"{src}_fp32.onnx", models / f"{dst}_fp32.onnx")   # after the card: its hash
-    return [*written, models / f"{dst}.json", *([prior] if prior else [])]
+    priors = [copy_prior(work / f"{src}_{kind}.onnx", models / f"{dst}_{kind}.onnx")   # after the card: its hash
+              for kind in ("fp32", "int8")]
+    return [*written, models / f"{dst}.json", *(p for p in priors if p)]
 
 
 if __name__ == "__main__":

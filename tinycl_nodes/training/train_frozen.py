@@ -276,16 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_class_statistics(fp32: Path, X: np.ndarray, y: np.ndarray, classes: tuple[int, ...]) -> Path:
-    """The model's class statistics on the images it was trained on (model_prior.py), beside it."""
+def write_class_statistics(model: Path, X: np.ndarray, y: np.ndarray, classes: tuple[int, ...]) -> Path:
+    """The model's class statistics on the images it was trained on (model_prior.py), of its own features, beside
+    it (the int8 model's features are not exactly the fp32 one's: each ships its own)."""
     from ..extractor import FrozenExtractor
     from ..model_prior import fit_prior, write_prior
 
-    ext = FrozenExtractor(fp32)
+    ext = FrozenExtractor(model)
     keep = np.isin(y, classes)
     Xk = X[keep].astype(np.float32)
     feats = np.concatenate([ext.run(Xk[i:i + 512]) for i in range(0, len(Xk), 512)])
-    return write_prior(fp32, fit_prior(feats, y[keep], ext.hash))
+    return write_prior(model, fit_prior(feats, y[keep], ext.hash))
 
 
 def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, classes: tuple[int, ...],
@@ -304,7 +305,8 @@ def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, cl
             "seed": seed, "recipe": asdict(recipe), "torch": torch.__version__,
             "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
     card.write_text(json.dumps(meta, indent=1) + "\n")
-    write_class_statistics(fp32, X, y, classes)
+    for model in (fp32, int8):
+        write_class_statistics(model, X, y, classes)
 
 if __name__ == "__main__":
     raise SystemExit(main())
