@@ -76,6 +76,20 @@ def test_one_label_per_class_shows_a_shift_every_class_shares():
     assert shown(shared=False) <= 10
 
 
+def test_only_the_first_labelled_samples_weigh_the_prior():
+    """The first WEIGH_MAX labelled samples weigh it — what the learner holds through its wait, so that labeler,
+    learner and the in-process loop weigh it alike: samples after them, however far off, change nothing."""
+    from tinycl_nodes.core.prior_worth import WEIGH_MAX
+
+    means, cov = _model()
+    prior = _prior(means, cov)
+    X, y = _samples(means, cov, WEIGH_MAX // C, 11)
+    far, far_y = _samples(means + 5.0, cov, 50, 12)
+    both = np.concatenate([X, far]), np.concatenate([y, far_y])
+    assert prior_worth(prior, *both, z=3.0) == prior_worth(prior, X, y, z=3.0) == math.inf
+    assert math.isfinite(prior_worth(prior, both[0][::-1], both[1][::-1], z=3.0))     # the far ones first
+
+
 def test_weighed_caps_the_counts_and_scales_the_scatter_alike():
     means, cov = _model()
     prior = _prior(means, cov)

@@ -150,40 +150,43 @@ def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_agai
     assert _saved_counts(state) == counts and sum(counts.values()) < 36017 + 100, counts
 
 
-def test_the_wait_holds_no_more_labelled_samples_than_the_learner_keeps(domain, tmp_path):
-    """keep_labelled:=30 and 100 ground-truth samples: the wait ends at the 30th (every sample it holds is in the
-    saved labelled set, so a kill -9 during it loses none), the statistics are weighed by those 30 exactly as
-    prior_worth weighs them in process, and the other 70 are predicted and learned at once. The first 30 come from
-    another camera (shift.py), the other 70 as they are: weighed by all 100, the statistics would count for more."""
+def test_the_wait_ends_with_the_labelled_samples_that_weigh_the_statistics(domain, tmp_path, monkeypatch):
+    """1,100 ground-truth samples: the wait ends at the WEIGH_MAX-th (1,000), every sample it held is in the saved
+    labelled set (so a kill -9 during it loses none), the statistics are weighed by those 1,000 exactly as
+    prior_worth weighs them in process (and the labeler and the in-process loop: the same first 1,000), and the other
+    100 are predicted and learned at once. The first 1,000 are the model's own training images, the last 100 come
+    from another camera (shift.py): weighed by all 1,100, the statistics would count for fewer samples."""
     from tinycl_nodes import presets
-    from tinycl_nodes.core.prior_worth import prior_worth
+    from tinycl_nodes.core import prior_worth as pw
     from tinycl_nodes.model_prior import load_prior
 
+    assert pw.WEIGH_MAX == 1000
     X, y = load_mnist("train")
-    rng = np.random.default_rng(2)
-    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)])
-    pick = rng.permutation(pick)                              # every class among the first 30
+    pick = np.random.default_rng(2).choice(y.size, 1100, replace=False)
     ext = FrozenExtractor(model_path("mnist_0to5_fp32"))
-    F, Y = np.concatenate([ext.extract(shifted(X[pick[:30]], 1)), ext.extract(X[pick[30:]])]), y[pick]
+    F, Y = np.concatenate([ext.extract(X[pick[:1000]]), ext.extract(shifted(X[pick[1000:]], 1))]), y[pick]
     prior = load_prior(model_path("mnist_0to5_fp32"), ext.hash)
-    expected = max(1, round(prior_worth(prior, F[:30], Y[:30], presets.TINYCL["prior_z"])))
-    assert expected != round(min(1e9, prior_worth(prior, F, Y, presets.TINYCL["prior_z"]))), "the test tells nothing"
+    z = presets.TINYCL["prior_z"]
+    assert pw.prior_worth(prior, F, Y, z) == pw.prior_worth(prior, F[:1000], Y[:1000], z) == float("inf")
+    with monkeypatch.context() as mp:
+        mp.setattr(pw, "WEIGH_MAX", 10**6)
+        assert pw.prior_worth(prior, F, Y, z) < 1000, "weighed by all 1,100 they must count less, or this tells nothing"
     bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
     preds: list = []
     bus.create_subscription("predictions", "Prediction", preds.append, "reliable")
     pub = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
     try:
-        with node("learner", domain, f"state_dir:={tmp_path}", "keep_labelled:=30") as learner:
+        with node("learner", domain, f"state_dir:={tmp_path}") as learner:
             learner.wait_for_line(WAITS)
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
             stamp = time.time_ns()
             for i, (x, label) in enumerate(zip(F, Y)):
                 pub.publish(_sample(bus, x, int(label), ext.hash, stamp + i))
-            assert spin_until(bus, lambda: len(preds) == 100, 20), learner.lines[-10:]
+            assert spin_until(bus, lambda: len(preds) == 1100, 30), learner.lines[-10:]
             line = learner.wait_for_line(STARTS)
     finally:
         bus.shutdown()
-    assert f"counted as {expected} per class" in line, (expected, line)
+    assert line.endswith("all of them)"), line
     saved = load_states(tmp_path / "learner.state")
-    assert saved["labelled"]["arrays"]["y"].tolist() == Y[:30].tolist()
-    assert sum(_saved_counts(tmp_path).values()) == sum(min(c, expected) for c in prior.counts.tolist()) + 100
+    assert saved["labelled"]["arrays"]["y"].tolist() == Y[:1000].tolist()
+    assert sum(_saved_counts(tmp_path).values()) == int(prior.counts.sum()) + 1100

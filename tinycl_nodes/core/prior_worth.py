@@ -34,19 +34,24 @@ import numpy as np
 
 from .federated import HeadSnapshot
 
+WEIGH_MAX = 1000   # the labelled samples that weigh the statistics: the first ones only, so that every node that
+#                    weighs them (labeler, learner, the in-process loop) takes the same, and a learner can hold and
+#                    keep them all through its wait (its labelled set keeps 1,000 by default); far more than the
+#                    estimate needs
+
 
 def prior_worth(prior: HeadSnapshot, X: np.ndarray, y: np.ndarray, z: float) -> float:
     """Samples per class the statistics ``prior`` (an SLDA snapshot with its scatter) are worth, given labelled
-    samples ``X`` (n, F), ``y`` (n,) (only those of the prior's classes count); ``math.inf`` when they do not show
-    a shift (neither statistic ``z`` standard deviations above chance; ``z = inf``: never), or when none is of the
-    prior's classes."""
+    samples ``X`` (n, F), ``y`` (n,) (the first WEIGH_MAX of them; only those of the prior's classes count);
+    ``math.inf`` when they do not show a shift (neither statistic ``z`` standard deviations above chance; ``z =
+    inf``: never), or when none is of the prior's classes."""
     if math.isinf(z) or prior.shared is None:
         return math.inf
     F = prior.weights.shape[1]
     cov = prior.shared / max(1.0, float(prior.counts.sum()))
     cov = cov + 1e-6 * float(np.trace(cov)) / F * np.eye(F)     # a feature the training images never varied
     means = prior.weights.astype(np.float64)
-    X, y = np.asarray(X, np.float64), np.asarray(y)
+    X, y = np.asarray(X, np.float64)[:WEIGH_MAX], np.asarray(y)[:WEIGH_MAX]
     d, n = [], 0
     for c, mu in zip(prior.class_ids.tolist(), means):
         sel = y == c

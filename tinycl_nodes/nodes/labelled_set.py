@@ -20,14 +20,14 @@ from pydantic import Field
 
 from ..bus.qos import QosProfile
 from ..core import state as st
+from ..core.prior_worth import WEIGH_MAX
 from ..core.errors import StateError
 from ..interfaces import as_sequence, ns_to_time
 from .messages import stamp_ns
 from .runner import NodeParams
 
 KIND = "LabelledSet"
-INIT_MAX = 10_000   # labelled samples held at a stream's start: by a labeler to initialise its clusters, by a
-#                     learner to weigh the model's class statistics
+INIT_MAX = 10_000   # labelled samples a labeler holds at a stream's start to initialise its clusters
 
 
 class LabelledParams(NodeParams):
@@ -37,8 +37,10 @@ class LabelledParams(NodeParams):
                                                              "initial ones), kept in the state and latched here: "
                                                              "a labeler that lost its state recovers them (\"\" = "
                                                              "not published)")
-    keep_labelled: int = Field(1000, ge=0, le=100_000, description="ground-truth samples kept for that (the first "
-                                                                  "ones learned; 0 = none)")
+    keep_labelled: int = Field(WEIGH_MAX, ge=0, le=100_000,
+                               description="ground-truth samples kept for that (the first ones learned; 0 = none); "
+                                           f"the learner's wait for the first {WEIGH_MAX}, which weigh the model's "
+                                           "class statistics, keeps no more than this through a crash")
 
 
 class LabelledSet:

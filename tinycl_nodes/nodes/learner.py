@@ -42,12 +42,12 @@ from pydantic import Field
 from .. import presets
 from ..core.errors import StateError
 from ..core.federated import HeadSnapshot, check_merge, merge_into_head
-from ..core.prior_worth import prior_meta, prior_taken, worth_words
+from ..core.prior_worth import WEIGH_MAX, prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..interfaces.heads import from_msg
 from .head_publisher import HeadParams, HeadPublisher
-from .labelled_set import INIT_MAX, LabelledParams, LabelledSet
+from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
 from .messages import features_of, label_source, stamp_ns
 from .runner import ManagedParams, ModelPriorParams, Node, StateParams, run_node
@@ -203,7 +203,7 @@ class Learner(Node):
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
         if self.prior_wait is not None:
-            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < self._wait_max:
+            if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < WEIGH_MAX:
                 self.prior_wait.held.append((msg, x, check_label(label)))
                 self.prior_wait.last = time.monotonic()
                 self.labelled.add(msg, x, label)   # saved with the state: a kill -9 now loses no more than later
@@ -290,12 +290,6 @@ class Learner(Node):
                       ", ".join(n for _, n in res.imported) or "-")
         self.heads.publish()
 
-    @property
-    def _wait_max(self) -> int:
-        """Samples the wait holds at most: what the labelled set keeps (so a kill -9 loses none of them), or, when
-        it keeps none (``keep_labelled`` 0), INIT_MAX in memory only."""
-        return min(INIT_MAX, self.labelled.keep) or INIT_MAX
-
     def _settle_if_quiet(self) -> None:
         """(timer) End a wait whose labelled samples stopped coming ``PRIOR_QUIET_S`` ago."""
         if self.prior_wait is not None and self.prior_wait.held and \
@@ -332,8 +326,8 @@ class Learner(Node):
 @dataclass
 class PriorWait:
     """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
-    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or as many held as the
-    learner's labelled set keeps (``keep_labelled``; INIT_MAX when it keeps none)."""
+    message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or WEIGH_MAX held (all
+    that weigh the statistics; the labelled set keeps that many by default, so a kill -9 during the wait loses none)."""
 
     system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior); None: no
     #                                               statistics to take, only the held samples to learn
