@@ -20,8 +20,8 @@ from pydantic import Field
 
 from ..bus.qos import QosProfile
 from ..core import state as st
-from ..core.prior_worth import WEIGH_MAX
 from ..core.errors import StateError
+from ..core.prior_worth import WEIGH_MAX
 from ..interfaces import as_sequence, ns_to_time
 from .messages import stamp_ns
 from .runner import NodeParams
