@@ -71,14 +71,14 @@ def test_board_graph_equals_in_process(tmp_path, domain, monkeypatch):
     assert (tmp_path / "head.onnx").is_file()
 
 
-def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path, monkeypatch):
+def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path, domain, monkeypatch):
     """`-p preset:=tinyndc` without a node name: like a `/**` parameter-file section, each node
     takes it if it declares `preset` (labeler, learner) and the others ignore it."""
     from tinycl_nodes.launcher import parse_overrides
 
     assert parse_overrides(["preset:=tinyndc", "sensor.seed:=3"]) == {"*": {"preset": "tinyndc"},
                                                                         "sensor": {"seed": "3"}}
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(free_domain()))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     result = run_demo(None, ["preset:=tinyndc", "sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}"],
                       out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))
     assert result["preset"] == "tinyndc"
@@ -86,11 +86,11 @@ def test_wildcard_parameter_reaches_the_nodes_that_declare_it(tmp_path, monkeypa
     assert result["in_process"]["identical_predictions"] == 300
 
 
-def test_head_sent_at_stop_is_exported(tmp_path, monkeypatch):
+def test_head_sent_at_stop_is_exported(tmp_path, domain, monkeypatch):
     """The learner publishes its head only as it stops and the exporter writes only what it has: the graph is
     stopped in turn (sources first, the exporter last), so the exported head is the learner's final one — stopped
     together, the exporter could stop before that head reached it and write none."""
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(free_domain()))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
     result = run_demo(None, ["sensor.stream_length:=300", f"exporter.out_dir:={tmp_path}", "exporter.period_s:=0",
                              "learner.publish_every:=1000000", "learner.publish_period_s:=100000"],
                       out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")))

@@ -108,10 +108,11 @@ def test_labelled_samples_of_another_camera_weigh_the_class_statistics_down(doma
 
 
 def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_again(domain, tmp_path):
-    """kill -9 while the learner holds the ground truth that starts the stream (its wait for the statistics): what it
-    held was checkpointed with its labelled set, so the restarted learner weighs the statistics with those samples and
-    learns them — its head ends equal to that of a learner never killed. (Before, the held samples were lost: the
-    restarted learner took the statistics at full weight and never learned the labelled samples.)"""
+    """kill -9 while the learner holds the ground truth that starts the stream (its wait for the statistics): all it
+    held was checkpointed, so the restarted learner weighs the statistics with those samples and learns them — its
+    head ends equal to that of a learner never killed, even one that keeps only 10 of them for a labeler
+    (keep_labelled). (Before, the held samples beyond keep_labelled were lost: with none kept, the restarted learner
+    took the statistics at full weight and never learned the labelled samples.)"""
     X, y = load_mnist("train")
     rng = np.random.default_rng(1)
     pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)])
@@ -123,25 +124,26 @@ def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_agai
     bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
     pub = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
 
-    def kept() -> int:
+    def held() -> int:
         try:
-            return load_states(state / "learner.state")["labelled"]["arrays"]["y"].size
+            return load_states(state / "learner.state")["held"]["arrays"]["y"].size
         except Exception:        # not written yet
             return 0
 
     try:
-        with node("learner", domain, f"state_dir:={state}") as learner:   # save_every 100: a checkpoint at the 100th
+        with node("learner", domain, f"state_dir:={state}", "keep_labelled:=10") as learner:   # save_every 100: a
+            #                                                                               checkpoint at the 100th
             learner.wait_for_line(WAITS)
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
             stamp = time.time_ns()
             for i, (x, label) in enumerate(zip(F, Y)):
                 pub.publish(_sample(bus, x, int(label), ext.hash, stamp + i))
             # the wait ends PRIOR_QUIET_S (2 s) after the last one came: killed well before that
-            assert spin_until(bus, lambda: kept() == 100, 1.5), learner.lines[-10:]
+            assert spin_until(bus, lambda: held() == 100, 1.5), learner.lines[-10:]
             learner.proc.kill()
             learner.proc.wait()
         assert not any(STARTS in ln for ln in learner.lines), learner.lines     # killed while it waited
-        with node("learner", domain, f"state_dir:={state}") as learner:
+        with node("learner", domain, f"state_dir:={state}", "keep_labelled:=10") as learner:
             learner.wait_for_line("the wait for the labelled samples that start the stream goes on: 100 of them "
                                   "restored from the state")
             line = learner.wait_for_line(STARTS)                              # PRIOR_QUIET_S later
@@ -149,11 +151,13 @@ def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_agai
         bus.shutdown()
     assert re.search(r"counted as (\d+) per class", line) and f"counted as {int(worth)} per class" in line, line
     assert _saved_counts(state) == counts and sum(counts.values()) < 36017 + 100, counts
+    saved = load_states(state / "learner.state")
+    assert "held" not in saved and saved["labelled"]["arrays"]["y"].tolist() == Y[:10].tolist()
 
 
 def test_the_wait_ends_with_the_labelled_samples_that_weigh_the_statistics(domain, tmp_path, monkeypatch):
-    """1,100 ground-truth samples: the wait ends at the WEIGH_MAX-th (1,000), every sample it held is in the saved
-    labelled set (so a kill -9 during it loses none), the statistics are weighed by those 1,000 exactly as
+    """1,100 ground-truth samples: the wait ends at the WEIGH_MAX-th (1,000), the saved labelled set keeps the first
+    1,000 learned, the statistics are weighed by those 1,000 exactly as
     prior_worth weighs them in process (and the labeler and the in-process loop: the same first 1,000), and the other
     100 are predicted and learned at once. The first 1,000 are the model's own training images, the last 100 come
     from another camera (shift.py): weighed by all 1,100, the statistics would count for fewer samples."""

@@ -38,9 +38,7 @@ class LabelledParams(NodeParams):
                                                              "a labeler that lost its state recovers them (\"\" = "
                                                              "not published)")
     keep_labelled: int = Field(WEIGH_MAX, ge=0, le=100_000,
-                               description="ground-truth samples kept for that (the first ones learned; 0 = none); "
-                                           f"the learner's wait for the first {WEIGH_MAX}, which weigh the model's "
-                                           "class statistics, keeps no more than this through a crash")
+                               description="ground-truth samples kept for that (the first ones learned; 0 = none)")
 
 
 class LabelledSet:

@@ -136,7 +136,7 @@ class Learner(Node):
             if self.prior is not None and system.model_prior:
                 # weighed by the labelled samples that start the stream (TinyNDC.init_from_labelled, as the
                 # labeler's clusters): held until they are in, taken in _settle_prior
-                self.prior_wait = PriorWait(system)
+                self.prior_wait = PriorWait(system, LabelledSet(self.n_features, WEIGH_MAX))
         self.heads.reset()                        # version, stamp of the last label learned
         self.global_round = 0                     # the last global round merged (saved with the state)
         # class names: configured ones, then those learned (a person's new class, the fleet's) —
@@ -177,11 +177,12 @@ class Learner(Node):
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
         if meta.get("prior_wait"):
-            # killed while it held the labelled samples: the wait goes on with those its labelled set kept (learned
-            # without the statistics if this start takes none, e.g. model_prior:=false now)
-            self.prior_wait = self.prior_wait or PriorWait(None)
-            self.prior_wait.held = self.labelled.samples(self.bus)
-            self.prior_wait.last = time.monotonic()
+            # killed while it held the labelled samples: the wait goes on with all it held (learned without the
+            # statistics if this start takes none, e.g. model_prior:=false now)
+            wait = self.prior_wait or PriorWait(None, LabelledSet(self.n_features, WEIGH_MAX))
+            wait.saved.load_state_dict(saved["held"])
+            wait.held, wait.last = wait.saved.samples(self.bus), time.monotonic()
+            self.prior_wait = wait
         else:
             self.prior_wait = None                # a saved head took the statistics in already, or never will
 
@@ -190,11 +191,13 @@ class Learner(Node):
         return {"global_round": self.global_round, "model_prior": prior_meta(self.from_prior)}
 
     def state_dicts(self) -> dict[str, dict[str, Any]]:
-        """What is saved: the head, the last published version, the last global round, class names."""
+        """What is saved: the head, the last published version, the last global round, class names, the labelled set,
+        and during the wait for the statistics what it holds."""
         state = self.head.state_dict()
         state["meta"] |= {**self.heads.meta(), **self._head_meta(), "prior_wait": self.prior_wait is not None,
                           "class_names": {str(k): v for k, v in self.class_names.items()}}
-        return {"head": state, "labelled": self.labelled.state_dict()}
+        held = {} if self.prior_wait is None else {"held": self.prior_wait.saved.state_dict()}
+        return {"head": state, "labelled": self.labelled.state_dict(), **held}
 
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
         """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in)."""
@@ -204,17 +207,15 @@ class Learner(Node):
         label = int(msg.label)
         if self.prior_wait is not None:
             if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < WEIGH_MAX:
-                self.prior_wait.held.append((msg, x, check_label(label)))
-                self.prior_wait.last = time.monotonic()
-                self.labelled.add(msg, x, label)   # saved with the state: a kill -9 now loses no more than later
-                self.state.learned()
+                self.prior_wait.hold(msg, x, check_label(label))
+                self.state.learned()               # saved with the state: a kill -9 now loses none of it
                 return
             self._settle_prior()
         self._predict_and_learn(msg, x, latent)
 
-    def _predict_and_learn(self, msg: Any, x: np.ndarray, latent: np.ndarray | None, kept: bool = False) -> None:
-        """Publish the prediction for ``x``, then learn the label if it is to be learned (``kept``: a sample the wait
-        held, already in the labelled set)."""
+    def _predict_and_learn(self, msg: Any, x: np.ndarray, latent: np.ndarray | None, held: bool = False) -> None:
+        """Publish the prediction for ``x``, then learn the label if it is to be learned (``held``: a sample the wait
+        held, counted toward ``save_every`` when it came)."""
         label = int(msg.label)
         if label != -1:
             check_label(label)
@@ -242,10 +243,10 @@ class Learner(Node):
             else:
                 self.head.learn_valid(x, label)
             self.heads.learned(stamp_ns(msg.header))
-            if msg.source == msg.GROUND_TRUTH and not kept:   # kept for a labeler: its features, not a latent
+            if msg.source == msg.GROUND_TRUTH:                # kept for a labeler: its features, not a latent
                 self.labelled.add(msg, x if latent is None else
                                   features_of(msg.features, self.n_features, self.hash, self.bound), label)
-            if not kept:                                      # counted when it was held
+            if not held:
                 self.state.learned()
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
@@ -310,7 +311,7 @@ class Learner(Node):
                           int(self.prior.counts.sum()), sorted(self.prior.class_ids.tolist()),
                           worth_words(self.prior, system.prior_samples))
         for msg, x, _ in held:
-            self._predict_and_learn(msg, x, None, kept=True)
+            self._predict_and_learn(msg, x, None, held=True)
 
     def close(self) -> None:
         self._settle_prior()
@@ -327,12 +328,19 @@ class Learner(Node):
 class PriorWait:
     """A fresh head's wait for the labelled samples that weigh the model's class statistics: it ends at the first
     message that is not one of them, a global head, the stop, ``PRIOR_QUIET_S`` without one, or WEIGH_MAX held (all
-    that weigh the statistics; the labelled set keeps that many by default, so a kill -9 during the wait loses none)."""
+    that weigh the statistics). What it holds is saved with the state, so a kill -9 during the wait loses none."""
 
     system: Any                                   # the preset's TinyNDC (its weigh_prior / take_prior); None: no
     #                                               statistics to take, only the held samples to learn
+    saved: LabelledSet                            # the held samples as saved (the state's "held" part)
     held: list = field(default_factory=list)      # (LabeledFeatures, features, label) of ground truth, in order
     last: float = 0.0                             # time.monotonic() of the last one
+
+    def hold(self, msg: Any, x: np.ndarray, label: int) -> None:
+        """Hold a ground-truth sample (``x`` its checked features) until the wait ends."""
+        self.held.append((msg, x, label))
+        self.saved.add(msg, x, label)
+        self.last = time.monotonic()
 
 
 PRIOR_QUIET_S = 2.0          # a stream of ground truth alone (no pseudo-label ever follows) is not held longer
