@@ -11,7 +11,8 @@ with the last label it learned; this node logs the labels it sent (stamp → the
 count after it) and, when a learner head shows another count after that label (the learner
 restarted from a checkpoint, or this node did), takes the learner's state and re-applies the labels
 sent since (one log line). After its own restart it holds samples up to ``follow_wait_s`` for that
-head. Labelled samples (``Features.labelled``) initialise the clusters and are kept in the state.
+head. Labelled samples (``Features.labelled``) initialise the clusters (the first ``INIT_MAX``; any after those
+are learned as they come) and are kept in the state.
 A labeler without any (its state file lost: deleted, or moved aside as corrupt) gets them back from
 the learner, which keeps the ground-truth samples it learned and latches them on ``recover_topic``
 (``labelled_set.py``): the first unlabelled sample is held (with those after it) until they came,
@@ -69,7 +70,6 @@ from ..core.undo import ReplayUndo
 from ..images import camera_picture
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
-from .labelled_set import INIT_MAX
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, stamp_ns
 from .runner import ImageQos, ModelPriorParams, Node, StateParams, run_node
@@ -325,11 +325,9 @@ class Labeler(Node):
         self.n_samples += 1
         if labelled:
             if not self.initialised:
-                if len(self._init_buffer) >= INIT_MAX:
-                    self._init_buffer.pop(0)
-                    self.log.warning("more than %d labelled samples before the first unlabelled one: the "
-                                     "oldest is dropped", INIT_MAX)
                 self._init_buffer.append((msg, x, int(msg.true_label)))
+                if len(self._init_buffer) == INIT_MAX:    # enough to start from: the rest are learned as they come
+                    self._initialise(msg)
                 return
             self.system.step(x, int(msg.true_label))
             self._publish(msg, int(msg.true_label), 1.0, self.LabeledFeatures.GROUND_TRUTH)
@@ -433,6 +431,7 @@ class Labeler(Node):
         self.state.save()
 
 
+INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)
 RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
 RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)

@@ -27,7 +27,6 @@ from .messages import stamp_ns
 from .runner import NodeParams
 
 KIND = "LabelledSet"
-INIT_MAX = 10_000   # labelled samples a labeler holds at a stream's start to initialise its clusters
 
 
 class LabelledParams(NodeParams):
