@@ -1,11 +1,16 @@
 """Atomic, versioned state files: written whole or not at all, a bad file never overwritten."""
 
 import logging
+import os
+import shutil
+import threading
 
 import numpy as np
 import pytest
 
+from tinycl_nodes import storage
 from tinycl_nodes.core import CWRStar, StateError
+from tinycl_nodes.core.state import make_state
 from tinycl_nodes.storage import StateStore, load_states, save_states, write_atomic
 
 
@@ -37,3 +42,61 @@ def test_bad_state_file_is_kept_aside_not_overwritten(tmp_path, caplog):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("learner.state.bad-")]
     assert len(aside) == 1 and aside[0].read_bytes() == b"garbage"
     assert "cannot be loaded" in caplog.text
+
+
+def _counter_store(tmp_path, counter: dict) -> StateStore:
+    """A store checkpointing after every sample, whose state is ``counter["v"]``."""
+    return StateStore(tmp_path, "learner", logging.getLogger("t"), every_n=1,
+                      snapshot=lambda: {"c": make_state("Counter", 1, {}, {"v": np.array([counter["v"]])}, {})})
+
+
+def test_a_checkpoint_does_not_wait_for_the_disk(tmp_path, monkeypatch):
+    """While the disk holds a checkpoint's fsync (an SD card can for hundreds of ms), the next samples' checkpoints
+    return at once: the file's writer thread writes them, the newest replacing any still waiting, in order; save()
+    returns once the newest is on disk. (Before, each checkpoint waited for its fsync on the node's message thread.)"""
+    gate, at_disk, real_fsync = threading.Event(), threading.Event(), os.fsync
+    fsyncs = []
+
+    def held_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        at_disk.set()
+        assert gate.wait(10), "the checkpoint waited for the disk"
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", held_fsync)
+    counter = {"v": 0}
+    store = _counter_store(tmp_path, counter)
+    for v in range(1, 21):
+        counter["v"] = v
+        assert store.learned()             # taken, not yet written: the gate is shut
+    assert at_disk.wait(10) and not (tmp_path / "learner.state").exists()
+    gate.set()
+    assert store.save()                    # now, and on disk when it returns
+    assert load_states(tmp_path / "learner.state")["c"]["arrays"]["v"].tolist() == [20]
+    assert len(fsyncs) <= 3 * 2, fsyncs    # 21 asked for, at most 3 written (file and folder fsync each)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_next_one_lands(tmp_path, caplog):
+    counter = {"v": 1}
+    folder = tmp_path / "s"
+    store = _counter_store(folder, counter)
+    assert store.save()
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")      # the state folder replaced by a file: no write can land
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "cannot save state" in r.getMessage()]
+
+    with caplog.at_level(logging.ERROR):
+        counter["v"] = 2
+        assert store.learned()             # taken; the writer thread says why it could not write it
+        for _ in range(500):
+            if lines():
+                break
+            threading.Event().wait(0.01)
+        assert len(lines()) == 1
+        assert not store.save()            # waits for its write: not written
+    assert len(lines()) == 2 and all(f"{folder / 'learner.state'}" in ln for ln in lines()), lines()
+    folder.unlink()
+    folder.mkdir()
+    counter["v"] = 3
+    assert store.save() and load_states(folder / "learner.state")["c"]["arrays"]["v"].tolist() == [3]
