@@ -172,8 +172,9 @@ class _Writer:
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
 
-    def write(self, payload: bytes, wait: bool) -> bool:
-        """Have ``payload`` written; with ``wait``, return once it is on disk: whether it could be written."""
+    def write(self, payload: bytes, wait: bool) -> tuple[int, bool]:
+        """Have ``payload`` written: its ticket (:meth:`written`) and, with ``wait``, once it is on disk, whether it
+        could be written (without, True: taken)."""
         with self._cond:
             self._payload = payload
             self._asked += 1
@@ -183,10 +184,15 @@ class _Writer:
                 self._thread.start()
             self._cond.notify_all()
             if not wait:
-                return True
+                return ticket, True
             while self._done < ticket:
                 self._cond.wait()
-            return self._ok
+            return ticket, self._ok
+
+    def written(self, ticket: int) -> bool:
+        """Whether the write of ``ticket`` is done (it, or a newer one that replaced it)."""
+        with self._cond:
+            return self._done >= ticket
 
     def flush(self) -> None:
         """Return once every write asked for so far is done."""
@@ -275,6 +281,7 @@ class StateStore:
         self.saved_at = time.monotonic()
         key = self.path.resolve()
         self._writer = _writers.setdefault(key, _Writer(key, log))
+        self.ticket = 0                       # the last write this store asked for (:meth:`written`)
         self._writer.flush()                  # a store of this file opened before (a node configured again)
         if folder.is_dir():                   # temp files of a write cut short by a kill
             for tmp in folder.glob(f".{self.path.name}.*.tmp"):
@@ -344,4 +351,13 @@ class StateStore:
             self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
             return False
         self.pending, self.dirty, self.saved_at = 0, False, time.monotonic()
-        return self._writer.write(payload, wait)
+        self.ticket, ok = self._writer.write(payload, wait)
+        return ok
+
+    def written(self, ticket: int) -> bool:
+        """Whether the save that got ``ticket`` (:attr:`ticket` after it) is on disk."""
+        return self._writer.written(ticket)
+
+    def flush(self) -> None:
+        """Return once every save asked for so far is on disk."""
+        self._writer.flush()

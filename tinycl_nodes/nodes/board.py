@@ -242,7 +242,7 @@ class Board(Node):
             self.labelled.load_state_dict(saved["labelled"])
 
     def close(self) -> None:
-        self.heads.maybe_publish()
+        self.heads.close()
         self.state.save()
 
 

@@ -3,12 +3,15 @@
 The head goes out on ``head`` (latched) after ``publish_every`` learned samples, otherwise at most
 every ``publish_period_s`` when something changed (a sample, an unlearned one, a renamed class),
 and at exit. Each version number is first saved with the node's state, then published, so a
-version is never used twice, not even after a kill -9; the message is stamped with the last label
+version is never used twice, not even after a kill -9: the checkpoint is written by the state's writer thread and
+the version goes out from the first message or timer tick after it landed, so the node's message thread does not
+wait for the disk (``storage.py``); at the node's stop it waits. The message is stamped with the last label
 the head learned, so who follows the head (the labeler's replica) knows which labels it holds.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 from pydantic import Field
@@ -46,6 +49,7 @@ class HeadPublisher:
         self.Header, self.Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
         self.pub = node.track(bus.create_publisher("head", self.HeadMsg, "latched"))
         node.track(bus.create_timer(node.params.publish_period_s, self.maybe_publish))
+        self._unsent: deque[tuple[int, Any]] = deque()   # (its checkpoint's ticket, message) of versions taken
         self.reset()
 
     def reset(self) -> None:
@@ -78,22 +82,38 @@ class HeadPublisher:
         self.updates += 1
 
     def check(self) -> None:
-        """After a message: publish once ``publish_every`` changes are in."""
+        """After a message: send what is saved; publish once ``publish_every`` changes are in."""
+        self.send_saved()
         if self.updates >= self.node.params.publish_every:
             self.maybe_publish()
 
     def maybe_publish(self) -> None:
+        self.send_saved()
         if self.updates:
             self.publish()
 
-    def publish(self) -> None:
-        """Save the next version with the state, then publish it (nothing before the first class)."""
+    def publish(self, wait: bool = False) -> None:
+        """Take the next version with the state's checkpoint, and publish it once that is on disk (``wait``: now,
+        waiting for the disk); nothing before the first class."""
         head, names, meta = self.snapshot()
         if not head.classes:
             return
         self.version += 1
-        self.node.state.save()    # first saved, then published: a version number is never used twice
+        self.node.state.save(wait=wait)    # first saved, then published: a version number is never used twice
         header = self.Header(stamp=ns_to_time(self.last_label_ns, self.Time), frame_id="")
-        self.pub.publish(head_message(self.HeadMsg, self.ClassInfo, head, self.version, header, names,
-                                      self.node.params.with_state, meta))
+        self._unsent.append((self.node.state.ticket, head_message(self.HeadMsg, self.ClassInfo, head, self.version,
+                                                                  header, names, self.node.params.with_state, meta)))
         self.updates = 0
+        self.send_saved()
+
+    def send_saved(self) -> None:
+        """Publish, in order, the versions whose checkpoint is on disk."""
+        while self._unsent and self.node.state.written(self._unsent[0][0]):
+            self.pub.publish(self._unsent.popleft()[1])
+
+    def close(self) -> None:
+        """At the node's stop: the last version too, every one published once on disk."""
+        if self.updates:
+            self.publish(wait=True)
+        self.node.state.flush()
+        self.send_saved()

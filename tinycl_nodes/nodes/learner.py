@@ -289,7 +289,7 @@ class Learner(Node):
         self.log.info("global head round %d merged (%s): %d classes, %d new: %s", snap.version,
                       res.policy, len(self.head.classes), len(res.imported),
                       ", ".join(n for _, n in res.imported) or "-")
-        self.heads.publish()
+        self.heads.publish(wait=True)      # the merged head at once
 
     def _settle_if_quiet(self) -> None:
         """(timer) End a wait whose labelled samples stopped coming ``PRIOR_QUIET_S`` ago."""
@@ -315,7 +315,7 @@ class Learner(Node):
 
     def close(self) -> None:
         self._settle_prior()
-        self.heads.maybe_publish()
+        self.heads.close()
         self.state.save()
         if self.params.latency_log and self.latencies:
             lat = np.array(self.latencies, np.float64) / 1e6
