@@ -1,5 +1,5 @@
 """The head-publishing protocol (head_publisher.py) with a slow disk: a version goes out only once its checkpoint is
-on disk, and the learner's message thread does not wait for that."""
+on disk, the learner's message thread does not wait for that, and a disk that hangs holds only the newest few."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tinycl_nodes import storage
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.nodes.head_publisher import UNSENT_MAX
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
 from tinycl_nodes.storage import load_states
 
@@ -42,13 +43,15 @@ def test_a_head_version_goes_out_once_its_checkpoint_is_on_disk_and_the_learner_
     pub = bus.create_publisher("labeled", "LabeledFeatures")
     xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
     rng = np.random.default_rng(0)
-    for i in range(5):                      # each one learned makes a version (publish_every 1)
+    n = UNSENT_MAX + 4
+    for i in range(n):                      # each one learned makes a version (publish_every 1)
         pub.publish(_sample(bus, rng.normal(size=64), i % 3, xhash, 10**18 + i))
-    assert learner.heads.version == 5 and sent == []   # taken, none out: the disk holds the first checkpoint
+    assert learner.heads.version == n and sent == []   # taken, none out: the disk holds the first checkpoint
     gate.set()
     learner.state.flush()
-    pub.publish(_sample(bus, rng.normal(size=64), 0, xhash, 10**18 + 5))   # the next message sends what is saved
-    assert [v for v, _ in sent][:5] == [1, 2, 3, 4, 5], sent
+    pub.publish(_sample(bus, rng.normal(size=64), 0, xhash, 10**18 + n))   # the next message sends what is saved
+    newest = list(range(n - UNSENT_MAX + 1, n + 1))
+    assert [v for v, _ in sent][:UNSENT_MAX] == newest, sent           # in order; the oldest were dropped
     assert all(on_disk >= v for v, on_disk in sent), sent               # never out before it was saved
     learner.close()
-    assert [v for v, _ in sent] == [1, 2, 3, 4, 5, 6], sent             # the stop sends the last one
+    assert [v for v, _ in sent] == newest + [n + 1], sent                # the stop sends the last one

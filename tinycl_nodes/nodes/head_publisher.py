@@ -5,7 +5,8 @@ every ``publish_period_s`` when something changed (a sample, an unlearned one, a
 and at exit. Each version number is first saved with the node's state, then published, so a
 version is never used twice, not even after a kill -9: the checkpoint is written by the state's writer thread and
 the version goes out from the first message or timer tick after it landed, so the node's message thread does not
-wait for the disk (``storage.py``); at the node's stop it waits. The message is stamped with the last label
+wait for the disk (``storage.py``); at the node's stop it waits. While the disk holds a checkpoint, at most
+``UNSENT_MAX`` versions wait (the oldest dropped). The message is stamped with the last label
 the head learned, so who follows the head (the labeler's replica) knows which labels it holds.
 """
 
@@ -39,6 +40,9 @@ class HeadParams(NodeParams):
                                                     "names learned later)")
 
 
+UNSENT_MAX = 8      # versions waiting for their checkpoint to land, at most
+
+
 class HeadPublisher:
     """``head`` of a node (``node.params`` a :class:`HeadParams`, ``node.state`` its StateStore)."""
 
@@ -49,7 +53,9 @@ class HeadPublisher:
         self.Header, self.Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
         self.pub = node.track(bus.create_publisher("head", self.HeadMsg, "latched"))
         node.track(bus.create_timer(node.params.publish_period_s, self.maybe_publish))
-        self._unsent: deque[tuple[int, Any]] = deque()   # (its checkpoint's ticket, message) of versions taken
+        # (its checkpoint's ticket, message) of the versions taken, not yet sent: bounded, so a disk that hangs costs a
+        # few messages of memory, not one per version (the oldest is dropped: the newer ones hold what it did)
+        self._unsent: deque[tuple[int, Any]] = deque(maxlen=UNSENT_MAX)
         self.reset()
 
     def reset(self) -> None:
