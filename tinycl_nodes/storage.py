@@ -11,12 +11,14 @@ array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
     store.load(apply)       # at start: apply(states) restores; a bad file is moved aside → fresh
     store.learned()         # after each learned sample: checkpoints every N samples or T seconds
     store.tick()            # from a timer (≤ every_s): checkpoints what changed T seconds ago
-    store.save()            # now, and on disk when it returns (before a head version is published, at exit)
+    store.save()            # now, and on disk when it returns (at exit, on SIGTERM)
+    store.save(wait=False)  # now, written by the file's writer thread (a head version: store.written(store.ticket))
 
 Why this shape: a kill -9 loses at most ``every_n`` samples or ``every_s`` seconds of learning;
 a write is temp file + fsync + rename + fsync of the folder, so a crash mid-write leaves the old
-file or the new one, never a torn one. The periodic checkpoints (``learned``, ``tick``) are serialised on the
-caller's thread and written by the file's own writer thread, in order: the node's message thread does not wait
+file or the new one, never a torn one. The periodic checkpoints (``learned``, ``tick``) and those of head versions
+(``head_publisher.py``, which publishes a version once :meth:`StateStore.written`) are serialised on the caller's
+thread and written by the file's own writer thread, in order: the node's message thread does not wait
 for the disk's fsync (6–16 ms on the bench machine, more on an SD card), and a kill -9 loses at most the one
 write under way on top of the above. A file that cannot be used (corrupt, truncated, empty,
 unreadable, a directory, of another kind, deeply nested…) is never overwritten and never a
