@@ -41,6 +41,19 @@ def test_features_match_onnxruntime_int8(vectors):
     assert same >= 0.99
 
 
+def test_features_equal_the_plain_integer_definition(vectors):
+    """The C kernels (Winograd tiles, packed channel orders, SMLAD on the M7) compute the int8 model's sums in
+    another form; they must equal the direct convolution's exactly, on every image (test_arm_qemu: the M7 = host)."""
+    from tinycl_nodes.export.c_model import integer_reference, parse
+    from tinycl_nodes.export.c_vectors import MODEL
+    from tinycl_nodes.extractor import model_path
+
+    c = np.fromfile(vectors.dir / "c_features.i8", np.int8).reshape(vectors.features_q.shape)
+    ref = integer_reference(parse(model_path(MODEL)), vectors.images)
+    assert ref.shape == c.shape
+    assert np.array_equal(c, ref), f"{int((c != ref).sum())} of {c.size} features differ from the direct convolution"
+
+
 def test_tinyndc_steps_identical_to_python(vectors):
     steps = np.fromfile(vectors.dir / "c_steps.bin", np.int32).reshape(-1, 3)
     assert steps.shape[0] == vectors.steps.shape[0] == 1000

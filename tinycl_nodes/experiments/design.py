@@ -4,7 +4,8 @@ For every candidate — a cut (the latent layer: below it frozen and int8, above
 online) × a structured-pruning ratio of the frozen convolutions (filters with the smallest L1
 norm removed, with the next convolution's input channels) — it computes from the layer shapes:
 
-* flash: int8 frozen part (1 B per weight, 4 B per bias and per output-channel scale) + the upper
+* flash: the frozen part as the generated C holds it (``export/c_model.conv_flash_bytes``: Winograd-transformed
+  int16 filters, 3.6 B per int8 weight, where the C runs them so; a bias and a scale per filter) + the upper
   layers' initial fp32 weights;
 * RAM: trainable fp32 upper layers and classifier with their gradients, one mini-batch of fp32
   activations and their gradients for the upper part, the frozen part's largest int8
@@ -202,7 +203,7 @@ def costs(lower_path: Path, split, minibatch: int, train_upper: bool = True) -> 
         peak = max(peak, size_in + size_out)
         if n.op_type == "Conv":
             W = inits[n.input[1]]
-            flash += W.size + 8 * W.shape[0]            # int8 weights + int32 bias + fp32 scale per filter
+            flash += c_model.conv_flash_bytes(W.shape[1], W.shape[0])   # what the generated C holds
             macs += size_out * int(np.prod(W.shape[1:]))
     head = LatentUpperHead(split.latent_shape, _fresh(split))
     up_params = sum(layer.W.size + layer.b.size for layer in head.upper if isinstance(layer, (Conv2d, Linear)))

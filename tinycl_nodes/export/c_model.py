@@ -21,8 +21,10 @@ QLinearConv / QGemm) computes:
 * the tail ``DQ → BatchNormalization → QuantizeLinear`` in float32 as ``x·s + b`` with
   ``s = γ·(1/sqrt(var + ε))``, ``b = β − mean·s`` and a division by the output scale.
 
-Every float is written as a C99 hex-float literal, so the C side uses the bit-identical value.
-Usage: ``python -m tinycl_nodes.export.c_model [model.onnx] --out DIR`` (writes
+The C kernels compute these sums in other forms (Winograd tiles for the blocks after the first: the filters are
+written transformed, ``WINOGRAD_G2``); :func:`integer_reference` is the same arithmetic by the plain definition,
+in numpy, that they must equal exactly. Every float is written as a C99 hex-float literal, so the C side uses the
+bit-identical value. Usage: ``python -m tinycl_nodes.export.c_model [model.onnx] --out DIR`` (writes
 ``tinycl_model.h`` and ``tinycl_model.c``).
 """
 
@@ -37,6 +39,23 @@ import numpy as np
 from ..extractor import extractor_hash, model_card_of, model_path
 from ..model_card import default_card
 from ..preprocess import pixel_lut
+
+# Winograd F(2×2, 3×3) (Lavin & Gray, 2016): a 2×2 output tile from its 4×4 input patch d and filter g is
+# Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A. G has halves; this is 2G, so the filters transform to integers (tinycl_cnn.c divides
+# the tile by 4, exactly). Bᵀ and Aᵀ (entries 0, ±1) are written out in tinycl_cnn.c.
+WINOGRAD_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
+
+
+def winograd_block(cin: int, cout: int) -> bool:
+    """Whether the generated C runs this conv block as Winograd tiles (tinycl_cnn.c conv_block: input channels in
+    groups of 4, output channels in pairs); else (the first block, one channel) direct, with int8 weights."""
+    return cin % 4 == 0 and cout % 2 == 0
+
+
+def conv_flash_bytes(cin: int, cout: int) -> int:
+    """Flash the generated C holds for a 3×3 conv block: its weights (Winograd: 16 int16 per channel pair, 3.6×
+    the int8 filters; else 9 int8), an int32 bias and a float32 multiplier per output channel."""
+    return (16 * 2 if winograd_block(cin, cout) else 9) * cin * cout + 8 * cout
 
 
 class ExportError(ValueError):
@@ -221,6 +240,37 @@ def parse(path: str | Path) -> Model:
     return model
 
 
+# --- the generated code's arithmetic, in numpy ---------------------------------------------------------------
+def _quantize(v: np.ndarray, zp: int) -> np.ndarray:
+    """tinycl_cnn.c ``quantize``: float32 clamped to the zero-point-shifted range, rounded half to even, + zp."""
+    v = np.clip(v.astype(np.float32), np.float32(-128 - zp), np.float32(127 - zp))
+    return (np.rint(v).astype(np.int32) + zp).astype(np.int8)
+
+
+def integer_reference(model: Model, pixels: np.ndarray) -> np.ndarray:
+    """The int8 features the generated C computes for images ``pixels`` (n, H, W) uint8, by the plain definition:
+    direct 3×3 convolutions in int64 (no Winograd, no packing), 2×2 max-pool of the accumulators, float32
+    requantisation. The C kernels reorder and transform these sums; this says what they must equal, exactly."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = model.in_lut[np.asarray(pixels, np.uint8)][:, None]              # (n, 1, H, W) int8
+    for blk in model.blocks:
+        n, _, h, w = x.shape
+        d = np.pad(x.astype(np.int64) - blk.in_zp, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        patches = sliding_window_view(d, (3, 3), axis=(2, 3))            # (n, cin, h, w, 3, 3)
+        acc = np.einsum("nchwab,ocab->nohw", patches, blk.w.astype(np.int64)) + blk.bias.astype(np.int64)[:, None, None]
+        ph, pw = h // 2, w // 2
+        pooled = acc[:, :, :2 * ph, :2 * pw].reshape(n, -1, ph, 2, pw, 2).max(axis=(3, 5))
+        x = _quantize(pooled.astype(np.float32) * blk.mult[:, None, None], blk.out_zp)
+    flat = x.reshape(x.shape[0], -1)
+    if model.fc_w is None:
+        return flat
+    acc = (flat.astype(np.int64) - model.fc_in_zp) @ model.fc_w.astype(np.int64).T + model.fc_bias
+    q = _quantize(acc.astype(np.float32) * model.fc_mult, model.fc_out_zp)
+    y = (q.astype(np.int32) - model.fc_out_zp).astype(np.float32) * np.float32(model.fc_out_scale)
+    return _quantize((y * model.bn_s + model.bn_b) / np.float32(model.out_scale), model.out_zp)
+
+
 # --- C emission ---------------------------------------------------------------------------------
 def _hexf(v: float) -> str:
     return float(np.float32(v)).hex() + "f"
@@ -261,15 +311,18 @@ def generate(model: Model, source: str = "") -> tuple[str, str]:
         # [co][ky][kx][ci]: the reduction over input channels is contiguous (SIMD over ci in tinycl_cnn.c)
         w = np.ascontiguousarray(blk.w.transpose(0, 2, 3, 1))
         ctype = "int8_t"
-        if cin % 4 == 0 and co % 2 == 0:
-            # int16, each group of 4 channels as (c0, c2, c1, c3) like the input (one LDRD = two SMLAD operands),
-            # output channels in pairs whose groups alternate: [co/2][ky][kx][ci/4][co%2][4] (tinycl_cnn.c run2x2)
-            w = w.reshape(co // 2, 2, 3, 3, cin // 4, 4)[..., [0, 2, 1, 3]].transpose(0, 2, 3, 4, 1, 5)
+        if winograd_block(cin, co):
+            # Winograd F(2×2, 3×3) (tinycl_cnn.c conv_block): the filters transformed, U = G' g G'ᵀ (16 values per
+            # channel pair, 4× the textbook U so that they are integers; |U| ≤ 9·128, int16), each group of 4
+            # input channels as (c0, c2, c1, c3) like the input (one LDRD = two SMLAD operands), output channels in
+            # pairs whose groups alternate: [co/2][16][ci/4][co%2][4] (tinycl_cnn.c run2x2)
+            u = np.einsum("ia,ocab,jb->oijc", WINOGRAD_G2, blk.w.astype(np.int64), WINOGRAD_G2).reshape(co, 16, cin)
+            w = u.reshape(co // 2, 2, 16, cin // 4, 4)[..., [0, 2, 1, 3]].transpose(0, 2, 3, 1, 4)
             w, ctype = np.ascontiguousarray(w).astype(np.int16), "int16_t"
         h += [f"#define TINYCL_B{i}_CIN {cin}", f"#define TINYCL_B{i}_COUT {co}",
               f"#define TINYCL_B{i}_H {blk.in_hw[0]}", f"#define TINYCL_B{i}_W {blk.in_hw[1]}",
               f"#define TINYCL_B{i}_IN_ZP ({blk.in_zp})", f"#define TINYCL_B{i}_OUT_ZP ({blk.out_zp})",
-              f"extern const {ctype} tinycl_b{i}_w[{blk.w.size}];",
+              f"extern const {ctype} tinycl_b{i}_w[{w.size}];",
               f"extern const int32_t tinycl_b{i}_bias[{co}];",
               f"extern const float tinycl_b{i}_mult[{co}];"]
         s += [_arr(ctype, f"tinycl_b{i}_w", w), _arr("int32_t", f"tinycl_b{i}_bias", blk.bias, per_line=8),

@@ -1,5 +1,6 @@
 /* The frozen int8 CNN: [conv3x3 + ReLU + maxpool2] × TINYCL_N_BLOCKS → Gemm → BatchNorm → int8.
- * Integer semantics of onnxruntime's QLinearConv / QGemm (see tinycl_nodes/export/c_model.py). */
+ * Integer semantics of onnxruntime's QLinearConv / QGemm (see tinycl_nodes/export/c_model.py; its
+ * integer_reference is the plain definition every kernel here must equal, exactly). */
 #include "tinycl.h"
 
 #define PAD_SIZE(C, H, W) ((C) * ((H) + 2) * ((W) + 2))
@@ -27,7 +28,7 @@ static int8_t s_act[OUT_MAX];   /* pooled int8 output of the last block run */
 
 typedef struct {
     int cin, cout, h, w, in_zp, out_zp;
-    const void *wt; /* int8 for the first block (one channel), else int16 in (c0, c2, c1, c3) groups */
+    const void *wt; /* int8 [co][ky][kx] for the first block (one channel), else Winograd-transformed int16 */
     const int32_t *bias;
     const float *mult;
 } block_t;
@@ -56,10 +57,10 @@ static inline int8_t quantize(float v, int zp) {
 }
 
 /* s_pad layout: (h+2) × (w+2) pixels with a zero border, each pixel's cin values (x − zp) contiguous
- * (channels last), so that a 3×3 tap's reduction over input channels is one run of memory, like the
- * weights ([co][ky][kx][ci], generated so). When cin is a multiple of 4, each group of 4 channels is stored
- * as (c0, c2, c1, c3), and so are the (int16) weights of those blocks: the words (c0,c2) and (c1,c3) meet
- * the words (w0,w2) and (w1,w3), and one SMLAD does two multiply-accumulates. The Gemm input uses the same
+ * (channels last), so that a reduction over input channels is one run of memory, like the (transformed)
+ * weights. When cin is a multiple of 4, each group of 4 channels is stored as (c0, c2, c1, c3), and so are the
+ * (int16) weights of those blocks: the words (c0,c2) and (c1,c3) meet the words (w0,w2) and (w1,w3), and one
+ * SMLAD does two multiply-accumulates. The Gemm input uses the same
  * order against int8 weights that SXTB16 unpacks into (w0,w2) and (w1,w3). Integer sums are exact in any
  * order, so the outputs are bit-identical to the plain loops. */
 static inline int perm4(int ci) { return (ci & ~3) | ((ci & 1) << 1) | ((ci & 2) >> 1); }
@@ -89,6 +90,7 @@ static inline uint32_t ld32(const void *p) {
     __builtin_memcpy(&v, p, 4);
     return v;
 }
+static inline void st32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 /* lo, hi = the 4 int16 at base + off (element offset, constant where unrolled: an immediate; runs of s_pad and
  * of the weights start on 4-byte boundaries since cin is a multiple of 4). GCC splits 64-bit loads into two
  * LDRs; the asm keeps them one LDRD. It reads s_pad behind GCC's back: volatile keeps it after the compiler
@@ -102,8 +104,9 @@ static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended
 }
 #endif
 
-/* Two output channels a, b at two horizontally adjacent positions: a[0..1] += a run of n input values (a 3×3
- * row: 3 pixels × cin channels, contiguous in s_pad) at q and q + o1 (x+1), b[0..1] the same. n is a multiple
+/* Two output channels a, b at two positions: a[0..1] = a run of n input values (one Winograd element of a tile:
+ * cin channels, contiguous in s_v) at q and q + o1 (the next tile; o1 = 0: one tile only, a[1] and b[1] are
+ * left alone) times channel a's weights, b[0..1] the same. n is a multiple
  * of 4 (cin is) and a compile-time constant where this is inlined: the loop is unrolled (no loop counter,
  * constant offsets). The weights (export/c_model.py) are int16 in the input's (c0, c2, c1, c3) order, the
  * two channels' groups of 4 alternating (wk[2c .. 2c+3] for a, wk[2c+4 .. 2c+7] for b): on the M7, per 4
@@ -111,21 +114,21 @@ static inline uint32_t sxtb16_ror8(uint32_t x) { /* bytes 1 and 3, sign-extended
  * 4 + 4 + 2 + 2 registers. */
 static inline __attribute__((always_inline)) void run2x2(const int16_t *q, int o1, const int16_t *wk, int n,
                                                          int32_t *a, int32_t *b) {
-    int32_t a0 = a[0], a1 = a[1], b0 = b[0], b1 = b[1];
+    int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 #pragma GCC unroll 64 /* (not on the host: the unrolled sanitizer build took minutes) */
 #endif
     for (int c = 0; c < n; c += 4) {
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-        uint32_t l0, h0, l1, h1, wl, wh; /* the volatile loads keep their order: the two inputs, then each weight */
+        uint32_t l0, h0, l1 = 0, h1 = 0, wl, wh; /* the volatile loads keep their order: inputs, then each weight */
         LDRD(l0, h0, q, c);
-        LDRD(l1, h1, q, o1 + c);
+        if (o1) LDRD(l1, h1, q, o1 + c);
         LDRD(wl, wh, wk, 2 * c);
         a0 = __smlad(h0, wh, __smlad(l0, wl, a0));
-        a1 = __smlad(h1, wh, __smlad(l1, wl, a1));
+        if (o1) a1 = __smlad(h1, wh, __smlad(l1, wl, a1));
         LDRD(wl, wh, wk, 2 * c + 4);
         b0 = __smlad(h0, wh, __smlad(l0, wl, b0));
-        b1 = __smlad(h1, wh, __smlad(l1, wl, b1));
+        if (o1) b1 = __smlad(h1, wh, __smlad(l1, wl, b1));
 #else
         const int16_t *q1 = q + o1, *wa = wk + 2 * c, *wb = wa + 4;
         for (int j = 0; j < 4; j++) {
@@ -134,7 +137,8 @@ static inline __attribute__((always_inline)) void run2x2(const int16_t *q, int o
         }
 #endif
     }
-    a[0] = a0, a[1] = a1, b[0] = b0, b[1] = b1;
+    a[0] = a0, b[0] = b0;
+    if (o1) a[1] = a1, b[1] = b1;
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -202,26 +206,98 @@ static void conv_first(const block_t *k) {
     }
 }
 
-/* The other blocks (cin a multiple of 4): two output channels per pass. cin and w are compile-time
- * constants where it is inlined (offsets become immediates). */
+/* The other blocks (cin a multiple of 4): Winograd F(2×2, 3×3) (Lavin & Gray, 2016). Each 2×2 max-pool window
+ * is one output tile, Aᵀ[U ⊙ V]A, from its 4×4 input patch d: V = Bᵀ d B (entries 0, ±1: |V| ≤ 4·255, int16)
+ * and the filters U = G' g G'ᵀ, transformed by the generator (export/c_model.py: G' = 2G, so U is 4× the
+ * textbook one and integer, |U| ≤ 1,152). Per tile and channel pair: 16 multiply-accumulates instead of 36.
+ * Every sum is exact in int32, so the tile is exactly 4× the direct convolution's and >> 2 gives it back: the
+ * outputs are bit-identical to the plain loops. Two tiles at a time: their V (16 runs of cin values each, in
+ * s_pad's channel order, the two tiles' runs of an element side by side) in s_v, then each output channel
+ * pair's 16 products by run2x2 (2 channels × 2 tiles). */
+#if TINYCL_B1_CIN > 128 || TINYCL_B2_CIN > 128
+#error "tinycl_cnn.c: a Winograd tile's int32 sums are exact up to 128 input channels (9 · 1,152 · 1,020 · 128 < 2^31)"
+#endif
+#define TILE_MAX MAX2(16 * TINYCL_B1_CIN, 16 * TINYCL_B2_CIN)
+static int16_t s_v[2 * TILE_MAX] __attribute__((aligned(8)));
+
+/* V of the tile whose patch starts at p (row: s_pad's row stride), into v: element e = 4i + j of channel c at
+ * v[e·es + c]. */
+static inline __attribute__((always_inline)) void tile_input(const int16_t *p, int row, int cin, int16_t *v,
+                                                             int es) {
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    for (int c = 0; c < cin; c += 2) { /* two channels per word: SADD16 / SSUB16 (no lane overflows) */
+        uint32_t t[4][4];
+        for (int j = 0; j < 4; j++) { /* Bᵀ d: rows d0 − d2, d1 + d2, d2 − d1, d1 − d3 */
+            const uint32_t d0 = ld32(p + j * cin + c), d1 = ld32(p + row + j * cin + c),
+                           d2 = ld32(p + 2 * row + j * cin + c), d3 = ld32(p + 3 * row + j * cin + c);
+            t[0][j] = __ssub16(d0, d2), t[1][j] = __sadd16(d1, d2), t[2][j] = __ssub16(d2, d1);
+            t[3][j] = __ssub16(d1, d3);
+        }
+        for (int i = 0; i < 4; i++) { /* (Bᵀ d) B: the same on columns */
+            int16_t *o = v + 4 * i * es + c;
+            st32(o, __ssub16(t[i][0], t[i][2]));
+            st32(o + es, __sadd16(t[i][1], t[i][2]));
+            st32(o + 2 * es, __ssub16(t[i][2], t[i][1]));
+            st32(o + 3 * es, __ssub16(t[i][1], t[i][3]));
+        }
+    }
+#else
+    for (int c = 0; c < cin; c++) {
+        int32_t t[4][4];
+        for (int j = 0; j < 4; j++) {
+            const int32_t d0 = p[j * cin + c], d1 = p[row + j * cin + c], d2 = p[2 * row + j * cin + c],
+                          d3 = p[3 * row + j * cin + c];
+            t[0][j] = d0 - d2, t[1][j] = d1 + d2, t[2][j] = d2 - d1, t[3][j] = d1 - d3;
+        }
+        for (int i = 0; i < 4; i++) {
+            v[(4 * i) * es + c] = (int16_t)(t[i][0] - t[i][2]);
+            v[(4 * i + 1) * es + c] = (int16_t)(t[i][1] + t[i][2]);
+            v[(4 * i + 2) * es + c] = (int16_t)(t[i][2] - t[i][1]);
+            v[(4 * i + 3) * es + c] = (int16_t)(t[i][1] - t[i][3]);
+        }
+    }
+#endif
+}
+
+/* Aᵀ M A of one tile's 16 products m[e·4] (stride 4: the products of 2 channels × 2 tiles interleave): its 4
+ * outputs ×4, max-pooled, then ÷ 4 (exact: they are multiples of 4), + bias, requantised. */
+static inline int8_t tile_output(const int32_t *m, int32_t bias, float mult, int zp) {
+    int32_t s0[4], s1[4], y[4];
+    for (int j = 0; j < 4; j++) { /* Aᵀ M: rows m0 + m1 + m2, m1 − m2 − m3 */
+        s0[j] = m[4 * j] + m[4 * (4 + j)] + m[4 * (8 + j)];
+        s1[j] = m[4 * (4 + j)] - m[4 * (8 + j)] - m[4 * (12 + j)];
+    }
+    y[0] = s0[0] + s0[1] + s0[2], y[1] = s0[1] - s0[2] - s0[3]; /* (Aᵀ M) A: the same on columns */
+    y[2] = s1[0] + s1[1] + s1[2], y[3] = s1[1] - s1[2] - s1[3];
+    int32_t mx = y[0] > y[1] ? y[0] : y[1];
+    if (y[2] > mx) mx = y[2];
+    if (y[3] > mx) mx = y[3];
+    return quantize((float)((mx >> 2) + bias) * mult, zp);
+}
+
+/* cin and w are compile-time constants where it is inlined (offsets become immediates). */
 static inline __attribute__((always_inline)) void conv_block(const block_t *k, const int cin, const int w) {
-    const int row = (w + 2) * cin, ph = k->h / 2, pw = w / 2;
-    for (int co = 0; co < k->cout; co += 2) {
-        const int16_t *wk = (const int16_t *)k->wt + co * 9 * cin; /* the pair co, co + 1 */
-        for (int py = 0; py < ph; py++)
-            for (int px = 0; px < pw; px++) {
-                int32_t acc[2][4] = {{k->bias[co], k->bias[co], k->bias[co], k->bias[co]},
-                                     {k->bias[co + 1], k->bias[co + 1], k->bias[co + 1], k->bias[co + 1]}};
-                const int16_t *base = s_pad + (2 * py) * row + 2 * px * cin;
-#pragma GCC unroll 3
-                for (int ky = 0; ky < 3; ky++) {
-                    const int16_t *q = base + ky * row;
-                    run2x2(q, cin, wk + ky * 6 * cin, 3 * cin, &acc[0][0], &acc[1][0]);
-                    run2x2(q + row, cin, wk + ky * 6 * cin, 3 * cin, &acc[0][2], &acc[1][2]);
-                }
-                s_act[co * ph * pw + py * pw + px] = pool_quantize(acc[0], k->mult[co], k->out_zp);
-                s_act[(co + 1) * ph * pw + py * pw + px] = pool_quantize(acc[1], k->mult[co + 1], k->out_zp);
+    const int row = (w + 2) * cin, tw = w / 2, nt = (k->h / 2) * tw, ts = 16 * cin; /* ts: a channel's U */
+    for (int t = 0; t < nt; t += 2) {
+        const int pair = t + 1 < nt; /* 0: an odd last tile, alone */
+        for (int n = 0; n <= pair; n++)
+            tile_input(s_pad + 2 * ((t + n) / tw) * row + 2 * ((t + n) % tw) * cin, row, cin, s_v + n * cin,
+                       2 * cin);
+        __asm__ volatile("" ::: "memory"); /* s_v is written before run2x2's LDRDs read it */
+        for (int co = 0; co < k->cout; co += 2) {
+            const int16_t *u = (const int16_t *)k->wt + co * ts; /* the pair co, co + 1: [16][cin/4][2][4] */
+            int32_t m[16 * 4]; /* per e: channel co at tiles t, t + 1, then co + 1 at both */
+            for (int e = 0; e < 16; e++) { /* the two tiles' runs are adjacent (offsets fit LDRD's immediate) */
+                if (pair)
+                    run2x2(s_v + 2 * e * cin, cin, u + 2 * e * cin, cin, &m[4 * e], &m[4 * e + 2]);
+                else
+                    run2x2(s_v + 2 * e * cin, 0, u + 2 * e * cin, cin, &m[4 * e], &m[4 * e + 2]);
             }
+            for (int n = 0; n <= pair; n++) {
+                s_act[co * nt + t + n] = tile_output(m + n, k->bias[co], k->mult[co], k->out_zp);
+                s_act[(co + 1) * nt + t + n] = tile_output(m + 2 + n, k->bias[co + 1], k->mult[co + 1], k->out_zp);
+            }
+        }
     }
 }
 
