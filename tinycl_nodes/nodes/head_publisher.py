@@ -88,7 +88,8 @@ class HeadPublisher:
         self.updates += 1
 
     def check(self) -> None:
-        """After a message: send what is saved; publish once ``publish_every`` changes are in."""
+        """After a message: send what is saved; publish once ``publish_every`` changes are in. (Sent first: a new
+        version taken while UNSENT_MAX wait would push out the oldest, though its checkpoint may be on disk now.)"""
         self.send_saved()
         if self.updates >= self.node.params.publish_every:
             self.maybe_publish()
