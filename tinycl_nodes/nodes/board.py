@@ -132,7 +132,8 @@ class Board(Node):
         self.Prediction = bus.msg("Prediction")
         self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
         if params.input == "labeled":    # the labeler's labelled samples, for a labeler that lost them
-            self.labelled.advertise(bus, params.labelled_topic)
+            for entity in self.labelled.advertise(bus, params.labelled_topic):
+                self.track(entity)
         self.sample_id = 0
         if params.input == "image":
             self.Features = bus.msg("Features")

@@ -12,7 +12,9 @@ count after it) and, when a learner head shows another count after that label (t
 restarted from a checkpoint, or this node did), takes the learner's state and re-applies the labels
 sent since (one log line). After its own restart it holds samples up to ``follow_wait_s`` for that
 head. Labelled samples (``Features.labelled``) initialise the clusters (the first ``INIT_MAX``; any after those
-are learned as they come) and are kept in the state.
+are learned as they come) and are kept in the state. They are passed on once the clusters start (not as they come:
+a labeler stopped before that keeps none of them, and a learner that held some would learn them twice when the
+replay comes again).
 A labeler without any (its state file lost: deleted, or moved aside as corrupt) gets them back from
 the learner, which keeps the ground-truth samples it learned and latches them on ``recover_topic``
 (``labelled_set.py``): the first unlabelled sample is held (with those after it) until they came,
@@ -372,7 +374,7 @@ class Labeler(Node):
                       self._prior_words())
         self._init_buffer.clear()
         self.initialised = True
-        self.state.save()
+        self.state.save(wait=False)               # by the writer thread: the first stream sample does not wait
         return True
 
     def _prior_words(self) -> str:

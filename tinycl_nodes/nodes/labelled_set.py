@@ -27,6 +27,9 @@ from .messages import stamp_ns
 from .runner import NodeParams
 
 KIND = "LabelledSet"
+PUBLISH_PERIOD_S = 0.05     # samples kept since the last tick are latched by a timer, at most PUBLISH_PER_TICK a tick:
+PUBLISH_PER_TICK = 10       # a learner that learns the 100 samples its wait held in one go does not also publish
+#                             them on the message thread then (half of that burst's cost); 200 samples/s
 
 
 class LabelledParams(NodeParams):
@@ -49,21 +52,31 @@ class LabelledSet:
         self.y = np.zeros(0, np.int64)
         self.stamps = np.zeros(0, np.int64)
         self.pub: Any = None
+        self._published = 0                      # of those kept, how many the latched topic has
         self._hash = ""                          # the extractor the kept features come from
 
     def __len__(self) -> int:
         return int(self.y.size)
 
-    def advertise(self, bus: Any, topic: str) -> Any:
-        """Create the latched publisher (none when ``topic`` is "" or ``keep`` 0) and publish what is kept."""
+    def advertise(self, bus: Any, topic: str) -> list[Any]:
+        """Create the latched publisher (none when ``topic`` is "" or ``keep`` 0), publish what is kept, and the
+        timer that publishes what is kept later; returns them (for the node to track)."""
         if not topic or not self.keep:
-            return None
+            return []
         self._use(bus)
         self.pub = bus.create_publisher(topic, self._types[0], QosProfile(reliable=True, transient_local=True,
                                                                           depth=self.keep))
-        for i in range(len(self)):
+        self._published = 0
+        self.publish_pending(len(self))
+        return [self.pub, bus.create_timer(PUBLISH_PERIOD_S, self.publish_pending)]
+
+    def publish_pending(self, at_most: int = PUBLISH_PER_TICK) -> None:
+        """(timer) Latch the samples kept since the last call, the oldest first, at most ``at_most``."""
+        if self.pub is None:
+            return
+        for i in range(self._published, min(len(self), self._published + at_most)):
             self.pub.publish(self._message(i))
-        return self.pub
+            self._published = i + 1
 
     def add(self, msg: Any, x: np.ndarray, label: int) -> None:
         """Keep a learned ground-truth sample (a LabeledFeatures ``msg`` whose checked features are ``x``)."""
@@ -73,8 +86,6 @@ class LabelledSet:
         self.X = np.vstack([self.X, x[None].astype(np.float32)])
         self.y = np.append(self.y, np.int64(label))
         self.stamps = np.append(self.stamps, np.int64(stamp_ns(msg.header)))
-        if self.pub is not None:
-            self.pub.publish(self._message(len(self) - 1))
 
     def samples(self, bus: Any) -> list[tuple[Any, np.ndarray, int]]:
         """What is kept, in the order learned, as (LabeledFeatures, features, label): a learner that was killed while

@@ -110,8 +110,8 @@ class Learner(Node):
             self.track(bus.create_timer(params.latent_wait_s / 2, self.latents.expire))
         self.Prediction, self.HeadMsg = bus.msg("Prediction"), bus.msg("Head")
         self.pred_pub = self.track(bus.create_publisher("predictions", self.Prediction, "reliable"))
-        if (labelled_pub := self.labelled.advertise(bus, params.labelled_topic)) is not None:
-            self.track(labelled_pub)
+        for entity in self.labelled.advertise(bus, params.labelled_topic):
+            self.track(entity)
         self.latencies: list[int] = []
         self.track(bus.create_timer(PRIOR_QUIET_S / 2, self._settle_if_quiet))
         self.track(bus.create_subscription("labeled", "LabeledFeatures", self.gated(self.on_labeled), "reliable"))
