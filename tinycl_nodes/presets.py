@@ -124,7 +124,7 @@ METHODS: dict[str, tuple[MethodFactory, bool]] = {
 # model: the output of the last conv block, 128×3×3), memory rule and training schedule; lr,
 # upper_lr_scale and replay are chosen by `tinycl experiment latent --select` (LATENT_GRID).
 LATENT = {"cut": "/features/features.11/MaxPool", "memory_size": 1500, "batch_size": 32, "epochs": 4,
-          "lr": 0.01, "upper_lr_scale": 1.0, "replay": 192, "minibatch": 32}
+          "lr": 0.01, "upper_lr_scale": 3.0, "replay": 192, "minibatch": 32}
 # A latent head learns a labeler's pseudo-label only when the clusterer's confidence is at least
 # this (true labels and answers always): `experiments/latent.run_stream` and the learner node's
 # `min_confidence` default with `latent_head`. Chosen with lr and rate by the same grid.

@@ -159,7 +159,7 @@ def methods(split: Split) -> dict[str, tuple[HeadMaker, bool, bool]]:
 
 # lr × upper-layer rate × replays per new batch × the pseudo-label confidence gate: the grid
 # --select runs (full product; the gate only changes the unsupervised runs)
-LATENT_GRID = {"lr": (0.01, 0.03, 0.1), "upper_lr_scale": (0.1, 0.3, 1.0), "replay": (96, 192, 288),
+LATENT_GRID = {"lr": (0.01, 0.03, 0.1), "upper_lr_scale": (0.1, 0.3, 1.0, 3.0, 10.0), "replay": (96, 192, 288),
                "min_confidence": (0.0, 0.9, 0.99)}
 
 
