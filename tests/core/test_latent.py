@@ -163,6 +163,37 @@ def test_bad_input_is_refused():
         LatentUpperHead((2, 5, 5), _upper())
 
 
+def test_a_diverging_batch_is_undone_and_refused():
+    """A learning rate far too high for the features makes the weights overflow: that batch raises, and the head
+    keeps the weights it had before it (finite, savable), so what it learned is not lost."""
+    head = _head(lr=10.0, upper_lr_scale=10.0, epochs=4)
+
+    def weights():
+        return [arr for layer in (head.classifier, head.upper[0], head.upper[4]) for arr in (layer.W, layer.b)]
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 30, (64, 75)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    before, stored = None, None
+    with np.errstate(all="ignore"):
+        for x, c in zip(X, y):
+            if head.n_pending == head.batch_size - 1:
+                before = [a.copy() for a in weights()]
+                stored = head.buffer.size
+            try:
+                head.learn_one(x, int(c))
+            except InputError as exc:
+                assert "diverged" in str(exc) and "lr 10" in str(exc)
+                break
+        else:
+            finite = all(np.isfinite(a).all() for a in weights())
+            pytest.fail(f"no batch was refused at lr 10 × 10 in 64 samples (weights finite: {finite})")
+    assert before is not None and all(np.array_equal(a, b) for a, b in zip(weights(), before))
+    assert head.n_pending == 0 and head.buffer.size == stored
+    assert np.isfinite(head.predict_proba(X[0])).all()
+    _head(lr=10.0, upper_lr_scale=10.0, epochs=4).load_state_dict(head.state_dict())  # NaN would be refused
+
+
 def test_split_of_the_shipped_model_and_onnx_export(tmp_path):
     import onnxruntime as ort
 

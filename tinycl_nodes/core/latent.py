@@ -136,9 +136,29 @@ class LatentUpperHead(PendingBatch, Head):
                     layer.W -= ulr * layer.dW  # type: ignore[attr-defined]
                     layer.b -= ulr * layer.db  # type: ignore[attr-defined]
 
+    def _trainables(self) -> list[np.ndarray]:
+        """Every array SGD changes (the classifier's, then the trainable upper layers')."""
+        layers = [self.classifier, *(layer for layer in self.upper if layer.trainable)]
+        return [arr for layer in layers for arr in (layer.W, layer.b)]  # type: ignore[attr-defined]
+
     def _train_batch(self) -> None:
+        """Train on the queued batch mixed with replays, then let the memory rule keep some of it. A batch that
+        leaves any weight NaN or inf (a learning rate too high for these features) is undone and dropped with an
+        InputError: the weights stay those before it, so nothing learned is lost."""
         n = self.n_pending
         Xn, rn = self._px[:n].copy(), self._prow[:n].copy()
+        before = [arr.copy() for arr in self._trainables()]
+        self._train_epochs(Xn, rn)
+        self.n_pending = 0
+        if not all(np.isfinite(arr).all() for arr in self._trainables()):
+            for arr, old in zip(self._trainables(), before):
+                arr[...] = old
+            raise InputError(f"latent head: training diverged (NaN/inf weights) at lr {self.lr:g} × upper "
+                             f"{self.upper_lr_scale:g}; the batch of {n} samples is dropped, the weights before it "
+                             f"kept: lower lr")
+        self.buffer._add(Xn, rn)
+
+    def _train_epochs(self, Xn: np.ndarray, rn: np.ndarray) -> None:
         for _ in range(self.epochs):
             X, rows = Xn, rn
             if self.buffer.size and self.replay != 0:
@@ -150,8 +170,6 @@ class LatentUpperHead(PendingBatch, Head):
             for s in range(0, order.size, self.minibatch):
                 sel = order[s:s + self.minibatch]
                 self._sgd_step(X[sel], rows[sel])
-        self.buffer._add(Xn, rn)
-        self.n_pending = 0
 
     # --- Head -------------------------------------------------------------------------------
     def _add_class_rows(self) -> None:
