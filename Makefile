@@ -33,10 +33,12 @@ demo-rce: $(STAMP)
 # runs once: MNIST test stream, Fashion-MNIST holdout stream (it has no test split), latent replay
 # vs final-feature replay and SLDA on Fashion, TinyRCE vs the end-to-end CNN (HAR, CWRU).
 # The *_trainsplit models come from `make train-frozen-split` (both committed); the Fashion recipe
-# (40 epochs) is chosen by experiments/recipe.py, which trains every candidate (add --install to replace it).
+# (40 epochs) and the MNIST one (6 epochs) are chosen by experiments/recipe.py, which trains every candidate (add
+# --install to replace the committed model).
 experiment: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m tinycl_nodes.experiments.recipe --dataset fashion_mnist --seeds 5 --data $(DATA) --out results/select_recipe_fashion_mnist.json
+	$(PY) -m tinycl_nodes.experiments.recipe --dataset mnist --seeds 5 --recipes 0,1,2,3,4,5,6,7,8,9 --combine --threads 2 --data $(DATA) --out results/select_recipe_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 5 --data $(DATA) --out results/select_mnist_fashion_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment latent --select --dataset fashion_mnist --seeds 2 --data $(DATA) --out results/select_latent_fashion_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment tinyrce --dataset har --select --data $(DATA) --out results/select_tinyrce_har.json
@@ -118,7 +120,7 @@ train-frozen: $(STAMP)
 train-frozen-split: $(STAMP)
 	$(PY) -m pip install -q -e '.[train]'
 	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 40 --data $(DATA)
-	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 4 --data $(DATA)
+	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 6 --data $(DATA)
 
 clean:
 	rm -rf $(VENV) results build install log *.egg-info micro_ros_firmware/build micro_ros_firmware/build-bench \
