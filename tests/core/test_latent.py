@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinycl_nodes.core.errors import InputError, StateError
+from tinycl_nodes.core.errors import DivergedError, InputError, StateError
 from tinycl_nodes.core.latent import LatentUpperHead
 from tinycl_nodes.core.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from tinycl_nodes.core.quantize import ChannelInt8Quantizer
@@ -182,8 +182,8 @@ def test_a_diverging_batch_is_undone_and_refused():
                 stored = head.buffer.size
             try:
                 head.learn_one(x, int(c))
-            except InputError as exc:
-                assert "diverged" in str(exc) and "lr 10" in str(exc)
+            except DivergedError as exc:   # an InputError: one line in a node's log
+                assert isinstance(exc, InputError) and "diverged" in str(exc) and "lr 10" in str(exc)
                 break
         else:
             finite = all(np.isfinite(a).all() for a in weights())

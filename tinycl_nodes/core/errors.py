@@ -19,3 +19,7 @@ class StateError(TinyclError):
 
 class ExtractorMismatchError(TinyclError):
     """Something was built on another frozen extractor than the one in use (hash differs)."""
+
+
+class DivergedError(InputError):
+    """Training made a weight NaN or inf (a learning rate too high for the features): the batch was undone."""

@@ -27,7 +27,7 @@ from ._linear import softmax_rows_
 from ._util import (add_zero_row, check_int, expect_array, meta_of,
                     rng_from_state, rng_state)
 from .draws import Pcg32
-from .errors import InputError, StateError
+from .errors import DivergedError, InputError, StateError
 from .head import Head
 from .layers import Conv2d, Layer, Linear, check_chain, layer_from_spec
 from .quantize import Int8Quantizer
@@ -143,8 +143,9 @@ class LatentUpperHead(PendingBatch, Head):
 
     def _train_batch(self) -> None:
         """Train on the queued batch mixed with replays, then let the memory rule keep some of it. A batch that
-        leaves any weight NaN or inf (a learning rate too high for these features) is undone and dropped with an
-        InputError: the weights stay those before it, so nothing learned is lost."""
+        leaves any weight NaN or inf (a learning rate too high for these features) is undone and dropped with a
+        DivergedError (an InputError: a node logs it in one line): the weights stay those before it, so nothing
+        learned is lost."""
         n = self.n_pending
         Xn, rn = self._px[:n].copy(), self._prow[:n].copy()
         before = [arr.copy() for arr in self._trainables()]
@@ -153,7 +154,7 @@ class LatentUpperHead(PendingBatch, Head):
         if not all(np.isfinite(arr).all() for arr in self._trainables()):
             for arr, old in zip(self._trainables(), before):
                 arr[...] = old
-            raise InputError(f"latent head: training diverged (NaN/inf weights) at lr {self.lr:g} × upper "
+            raise DivergedError(f"latent head: training diverged (NaN/inf weights) at lr {self.lr:g} × upper "
                              f"{self.upper_lr_scale:g}; the batch of {n} samples is dropped, the weights before it "
                              f"kept: lower lr")
         self.buffer._add(Xn, rn)

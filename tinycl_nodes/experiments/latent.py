@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import presets
+from ..core.errors import DivergedError
 from ..core.head import Head
 from ..core.latent import LatentUpperHead
 from ..core.metrics import accuracy_on, classification_scores, forgetting
@@ -105,9 +106,18 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
     init, stream, held = exp.split(seed, final, protocol, labels)
     feats = latent if on_latent else final
     head = make_head(feats.n_features, feats.extractor_hash)
+    refused = 0
+
+    def learn(x: np.ndarray, label: int, checked: bool = True) -> None:
+        nonlocal refused
+        try:
+            (head.learn_valid if checked else head.learn_one)(x, label)
+        except DivergedError:   # a diverged batch (latent head): dropped, as the learner node drops it
+            refused += 1
+
     y0 = final.train_y[init]
     for x, y in zip(feats.train_rows(init), y0):
-        head.learn_one(x, int(y))
+        learn(x, int(y), checked=False)
     labeler = None
     if unsupervised:
         labeler = presets.tinycl_best(final.n_features, final.extractor_hash)
@@ -127,7 +137,7 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
                 if step.confidence < min_confidence:
                     continue
                 target = step.pseudo_label
-            head.learn_valid(X[i], target)
+            learn(X[i], target)
         old_acc.append(accuracy_on(old_y, _predict(head, old_X), OLD_CLASSES))
     seconds = time.perf_counter() - t0
     if keep is not None:
@@ -138,7 +148,7 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
             "accuracy_old_classes": accuracy_on(y[tail], preds[tail], OLD_CLASSES),
             "forgetting_old": forgetting(max(old_acc), old_acc[-1]),
             "learning_macs_per_sample": learning_macs(head), **memory_bytes(head),
-            "us_per_sample": 1e6 * seconds / y.size}
+            "us_per_sample": 1e6 * seconds / y.size, "refused_batches": refused}
 
 
 def methods(split: Split) -> dict[str, tuple[HeadMaker, bool, bool]]:
@@ -192,6 +202,7 @@ def run_select(final: exp.Features, latent: exp.Features, split: Split, seeds: i
                            "unsupervised": round(float(np.mean([r["accuracy"] for r in uns])), 3),
                            "unsupervised_new": round(float(np.mean([r["accuracy_new_classes"] for r in uns])), 3)}
                     row["objective"] = round((row["supervised"] + row["unsupervised"]) / 2, 3)
+                    row["refused_batches"] = sum(r["refused_batches"] for r in sup + uns)
                     rows.append(row)
                     progress(f"latent lr={lr} upper×{uls} replay={rep} gate={gate}: {row}")
     best = max(rows, key=lambda r: r["objective"])
