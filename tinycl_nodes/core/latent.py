@@ -124,22 +124,24 @@ class LatentUpperHead(PendingBatch, Head):
             G = layer.backward(G, need_dx=i > first) if layer.trainable else layer.backward(G)
         return loss
 
-    def _sgd_step(self, X: np.ndarray, rows: np.ndarray) -> None:
-        self.loss_and_grads(X, rows)
-        c = self.classifier
-        c.W -= np.float32(self.lr) * c.dW
-        c.b -= np.float32(self.lr) * c.db
+    def _sgd_layers(self) -> list[tuple[Any, np.float32]]:
+        """The layers SGD changes, each with its rate: the classifier at ``lr``, then the trainable upper layers at
+        ``lr · upper_lr_scale`` (none when that is 0)."""
+        out = [(self.classifier, np.float32(self.lr))]
         if self.upper_lr_scale > 0:
             ulr = np.float32(self.lr * self.upper_lr_scale)
-            for layer in self.upper:
-                if layer.trainable:
-                    layer.W -= ulr * layer.dW  # type: ignore[attr-defined]
-                    layer.b -= ulr * layer.db  # type: ignore[attr-defined]
+            out += [(layer, ulr) for layer in self.upper if layer.trainable]
+        return out
+
+    def _sgd_step(self, X: np.ndarray, rows: np.ndarray) -> None:
+        self.loss_and_grads(X, rows)
+        for layer, lr in self._sgd_layers():
+            layer.W -= lr * layer.dW
+            layer.b -= lr * layer.db
 
     def _trainables(self) -> list[np.ndarray]:
-        """Every array SGD changes (the classifier's, then the trainable upper layers')."""
-        layers = [self.classifier, *(layer for layer in self.upper if layer.trainable)]
-        return [arr for layer in layers for arr in (layer.W, layer.b)]  # type: ignore[attr-defined]
+        """Every array SGD changes (``_sgd_layers``' weights and biases)."""
+        return [arr for layer, _ in self._sgd_layers() for arr in (layer.W, layer.b)]
 
     def _train_batch(self) -> None:
         """Train on the queued batch mixed with replays, then let the memory rule keep some of it. A batch that
