@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.errors import InputError, StateError, TinyclError
+from .core.errors import DivergedError, InputError, StateError, TinyclError
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
-_ERRORS = {-1: "invalid argument", -2: "too many classes", -3: "no class known yet",
-           -4: "state blob malformed or for another model", -5: "buffer too small"}
+_RAISES = {-1: InputError, -2: InputError, -4: StateError, -6: DivergedError}   # TINYCL_E*; the words: C's
 
 _f32p = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
@@ -70,7 +69,7 @@ class Library:
             "tinycl_abi_version": (C.c_uint32, []), "tinycl_n_features": (C.c_uint32, []),
             "tinycl_max_classes": (C.c_uint32, []), "tinycl_sizeof_cwr": (C.c_size_t, []),
             "tinycl_sizeof_ncm": (C.c_size_t, []), "tinycl_sizeof_ndc": (C.c_size_t, []),
-            "tinycl_model_sha256": (C.c_char_p, []),
+            "tinycl_model_sha256": (C.c_char_p, []), "tinycl_error_name": (C.c_char_p, [C.c_int]),
             "tinycl_features_q": (None, [_u8p, _i8p]), "tinycl_dequantize": (None, [_i8p, _f32p]),
             "tinycl_features_cut_q": (None, [_u8p, _i8p, _i8p]),
             "tinycl_cut_grid": (None, [C.POINTER(C.c_uint32), C.POINTER(C.c_float), C.POINTER(C.c_int32)]),
@@ -150,8 +149,7 @@ class Library:
 
     def check(self, rc: int, what: str) -> None:
         if rc:
-            err = StateError if rc == -4 else InputError if rc in (-1, -2) else FirmwareError
-            raise err(f"{what}: {_ERRORS.get(rc, f'error {rc}')}")
+            raise _RAISES.get(rc, FirmwareError)(f"{what}: {self.lib.tinycl_error_name(rc).decode()}")
 
     def vec(self, x) -> np.ndarray:
         arr = np.ascontiguousarray(x, np.float32)

@@ -82,7 +82,7 @@ class LatentUpperHeadC:
         sig = {"tinycl_sizeof_latent": (C.c_size_t, []), "tinycl_latent_default_params": (None, [C.c_void_p]),
                "tinycl_latent_init": (C.c_int, [C.c_void_p, C.c_void_p]),
                "tinycl_latent_learn": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
-               "tinycl_latent_flush": (None, [C.c_void_p]),
+               "tinycl_latent_flush": (C.c_int, [C.c_void_p]),
                "tinycl_latent_scores": (C.c_int, [C.c_void_p, _f32p, _f32p]),
                "tinycl_latent_predict": (C.c_int, [C.c_void_p, _f32p, C.POINTER(C.c_int32)]),
                "tinycl_latent_view": (None, [C.c_void_p, C.c_void_p]),
@@ -115,7 +115,7 @@ class LatentUpperHeadC:
         self.lib.check(self.lib.lib.tinycl_latent_learn(self._ptr, self._vec(x), int(y)), "latent learn")
 
     def flush(self) -> None:
-        self.lib.lib.tinycl_latent_flush(self._ptr)
+        self.lib.check(self.lib.lib.tinycl_latent_flush(self._ptr), "latent flush")
 
     def scores(self, x) -> np.ndarray:
         out = np.zeros(max(self.view().n_classes, 1), np.float32)

@@ -7,13 +7,16 @@
 - The latent app with its default asking threshold (TINYCL_ASK_BELOW 0.5) asks for labels until its head has
   trained, and learns: it used to ask once, and then, a one-class softmax being 1 (and a head with zero rows 1/n),
   never again, predicting one class for ever.
+- The latent app built with a learning rate far too high (TINYCL_APP_LATENT_LR) drops a diverging round and takes
+  back the head it saved after the last one: it used to train on into NaN weights and save them, a state its next
+  boot refused, so a reset lost everything it had learned.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .conftest import board_app, boot_alone, latent_host_replay, tool_module
+from .conftest import board_app, boot_alone, latent_host_replay, latent_memory, tool_module
 
 N_OFFLINE = 160     # frames of 50 ms: 5 consolidated batches of 32, 8 s
 SAVE_PERIOD_MS = 2000
@@ -47,25 +50,10 @@ def test_tinyndc_board_saves_what_it_learns_without_an_agent(data_dir, tmp_path)
 
 
 def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_build, tmp_path):
-    from tinycl_nodes.bus import create_bus
     from tinycl_nodes.firmware import Library
 
-    demo = tool_module("demo_board")
-    work, elf, bd, uros = board_app("build-uros-latent-asks", N_ASKING, 3, "0-9", 60, data_dir,
-                                    ("-DTINYCL_APP_HEAD=latent", f"-DTINYCL_ASK_GAP={ASK_GAP}"))
-    demo.state_file(work).unlink(missing_ok=True)
-    bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
-    _person = demo.Monitor(bus, bd.labels, demo.model_sha(work))   # answers every request with the true digit
-    qemu = demo.Qemu(elf, tmp_path / "board.log")
-    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
-    agent.start()
-    try:
-        demo.spin_until_done(qemu, bus, 150)
-    finally:
-        agent.stop()
-        qemu.stop()
-        bus.shutdown()
-    board = demo.parse_board_log(qemu.lines())
+    work, bd, board = latent_board_answered("build-uros-latent-asks", N_ASKING, data_dir, tmp_path,
+                                            (f"-DTINYCL_ASK_GAP={ASK_GAP}",))
     answers = sorted(ev[0] for ev in board["events"] if ev[1] == "answer")
     rounds = [ln for ln in board["log"] if ln.startswith("state saved")][1:]   # after each training round, at the end
     # it asks until its head has trained (32 answers: one round), then when its softmax is unsure
@@ -78,3 +66,52 @@ def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_
     print(f"latent, default threshold: {len(answers)} answers in {N_ASKING} frames; after the first round "
           f"{acc:.1%} right on {N_ASKING - answers[31] - 1} frames")
     assert len(set(preds[after].tolist())) >= 5 and acc >= 0.4
+
+
+N_DIVERGE = 160     # frames of 60 ms, a question each: five training rounds of 32 answers
+DIVERGE_LR = 10     # 1,000× the preset's 0.01: on real MNIST cut codes the C head diverges in its second round
+
+
+def test_latent_board_with_a_learning_rate_too_high_takes_its_saved_head_back(data_dir, tmp_path):
+    from tinycl_nodes.export.c_state import latent_from_bytes
+    from tinycl_nodes.firmware_latent import board_head
+
+    demo = tool_module("demo_board")
+    work, _, board = latent_board_answered("build-uros-latent-diverge", N_DIVERGE, data_dir, tmp_path,
+                                           ("-DTINYCL_ASK_GAP=1", "-DTINYCL_ASK_BELOW=2",
+                                            f"-DTINYCL_APP_LATENT_LR={DIVERGE_LR}"))
+    log = board["log"]
+    undone = [i for i, ln in enumerate(log) if ln.startswith("training diverged")]
+    assert undone, log
+    for i in undone:          # each time, the head saved after the round before (its samples) is taken back
+        saved = [ln for ln in log[:i] if ln.startswith("state saved")][-1]
+        assert "taken back" in log[i] and f"({saved.split()[2]} samples)" in log[i], (saved, log[i])
+    answers = [ev[0] for ev in board["events"] if ev[1] == "answer"]
+    assert len(answers) >= 96 and any(ln.startswith("stream ended") for ln in log), log  # it went on to the end
+    blob, _ = demo.read_storage(demo.state_file(work))
+    head = latent_from_bytes(blob, like=board_head(memory_size=latent_memory(work)))   # what a reset starts from
+    assert all(np.isfinite(a).all() for a in (head.classifier.W, head.classifier.b, *[
+        arr for layer in head.upper if layer.trainable for arr in (layer.W, layer.b)]))
+    print(f"lr {DIVERGE_LR}: {len(answers)} answers, {len(undone)} rounds dropped; {log[undone[0]]!r}")
+
+
+def latent_board_answered(work_name: str, n_frames: int, data_dir, tmp_path, options: tuple[str, ...]):
+    """The latent app (built in ``work_name`` with ``options``, its storage emptied) run on QEMU through the real
+    agent, a person answering every label request with the true digit: (work folder, board data, parsed log)."""
+    from tinycl_nodes.bus import create_bus
+
+    demo = tool_module("demo_board")
+    work, elf, bd, uros = board_app(work_name, n_frames, 3, "0-9", 60, data_dir, ("-DTINYCL_APP_HEAD=latent", *options))
+    demo.state_file(work).unlink(missing_ok=True)
+    bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+    _person = demo.Monitor(bus, bd.labels, demo.model_sha(work))
+    qemu = demo.Qemu(elf, tmp_path / "board.log")
+    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+    agent.start()
+    try:
+        demo.spin_until_done(qemu, bus, 150)
+    finally:
+        agent.stop()
+        qemu.stop()
+        bus.shutdown()
+    return work, bd, demo.parse_board_log(qemu.lines())

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from tinycl_nodes.core.draws import Pcg32
-from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.core.errors import DivergedError, InputError
 from tinycl_nodes.core.latent import LatentUpperHead
 from tinycl_nodes.core.layers import Conv2d, Flatten, Linear, MaxPool2d
 from tinycl_nodes.export.c_latent import ExportError, c_params, generate
@@ -271,7 +271,7 @@ def test_bad_input_and_what_c_cannot_hold(lib, latents):
         ch.learn_one(X[0], -3)
     for c in range(lib.max_classes):
         ch.learn_one(X[c], c)
-    with pytest.raises(InputError, match="too many classes"):
+    with pytest.raises(InputError, match="no room for another class"):
         ch.learn_one(X[0], 99)
     assert ch.state()["counts"][0] == lib.max_classes   # refusals learned nothing
     with pytest.raises(FirmwareError, match="refused"):
@@ -284,6 +284,33 @@ def test_bad_input_and_what_c_cannot_hold(lib, latents):
         generate(conv)
     with pytest.raises(ExportError, match="int8"):
         generate(latent_upper(quantization="none"))
+
+
+def test_a_diverging_batch_is_refused_and_no_weight_goes_nan(lib, latents):
+    """A learning rate far too high (lr 10 × 10, as the Python head's divergence test): C has no RAM to undo the
+    batch as latent.py does, so it never writes a non-finite weight and drops the rest of the batch — the error
+    comes out as Python's DivergedError, and the head's weights stay finite (far off: the board app then restores
+    its last saved state, test_board_offline.py), so it saves and loads."""
+    X, y = latents
+    ch = LatentUpperHeadC(lib, **SMALL, lr=10.0, upper_lr_scale=10.0)
+    refused, learned = 0, 0
+    for x, c in zip(X * 30.0, y):
+        _, _, mem_before, batches_before = ch.state()["counts"]
+        try:
+            ch.learn_one(x, int(c))
+            learned += 1
+        except DivergedError as exc:   # an InputError: one line in a node's log
+            assert isinstance(exc, InputError) and "diverged" in str(exc)
+            refused += 1
+            n_seen, n_pending, mem_size, n_batches = ch.state()["counts"]   # the batch is not kept in memory
+            assert (n_seen, n_pending, mem_size, n_batches) == (learned, 0, mem_before, batches_before)
+    assert refused, "no batch diverged at lr 10 × 10"
+    st = ch.state()
+    assert all(np.isfinite(st[k]).all() for k in ("fc_W", "fc_b", "head_W", "head_b"))
+    assert ch.predict_one(X[0]) is not None
+    again = LatentUpperHeadC(lib, **SMALL, lr=10.0, upper_lr_scale=10.0)
+    again.load_bytes(ch.to_bytes())                      # a blob with NaN would be refused (TINYCL_ESTATE)
+    assert np.array_equal(again.state()["head_W"], st["head_W"])
 
 
 def test_state_blob_both_ways(lib, latents):

@@ -88,7 +88,7 @@ def generate(head: LatentUpperHead, source: str = "") -> tuple[str, str]:
          f"#define TINYCL_LATENT_ACTS {sum(outs)}",
          *ifndef("TINYCL_LATENT_MEMORY", p["memory_size"]), *ifndef("TINYCL_LATENT_MAX_BATCH", p["batch_size"]),
          *ifndef("TINYCL_LATENT_MAX_MINIBATCH", p["minibatch"]), *ifndef("TINYCL_LATENT_MAX_REPLAY", replay),
-         f"#define TINYCL_LATENT_DEFAULT_LR {dbl(p['lr'])}",
+         *ifndef("TINYCL_LATENT_DEFAULT_LR", dbl(p["lr"])),   # a build may set its own (the app's TINYCL_APP_LATENT_LR)
          f"#define TINYCL_LATENT_DEFAULT_UPPER_LR_SCALE {dbl(p['upper_lr_scale'])}",
          f"#define TINYCL_LATENT_DEFAULT_MARGIN {dbl(p['margin'])}",
          f"#define TINYCL_LATENT_DEFAULT_MEMORY {p['memory_size']}u",

@@ -34,9 +34,9 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 6 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
+#define TINYCL_ABI_VERSION 7 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
                                   4: features_cut_q; 5: TinyRCE int8 centers + visit cap (rce_init_ex, state version 2);
-                                  6: ndc_save / ndc_load / ndc_state_size */
+                                  6: ndc_save / ndc_load / ndc_state_size; 7: TINYCL_EDIVERGED, latent_flush → int */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -45,6 +45,7 @@ extern "C" {
 #define TINYCL_EEMPTY (-3)   /**< no class known yet (predict / pseudo-label) */
 #define TINYCL_ESTATE (-4)   /**< state blob malformed, wrong kind/version/sizes or bad CRC */
 #define TINYCL_ESPACE (-5)   /**< output buffer too small */
+#define TINYCL_EDIVERGED (-6) /**< training diverged (NaN/inf): the batch was dropped, the weights kept finite */
 
 /** The error code in words for a log line ("bad argument", "state blob malformed, …"; "ok" for TINYCL_OK,
  *  "unknown error" for any other value); a static string. */

@@ -110,10 +110,13 @@ void tinycl_latent_default_params(tinycl_latent_params_t *p);
 int tinycl_latent_init(tinycl_latent_t *h, const tinycl_latent_params_t *p);
 /** Queue one labelled latent (TINYCL_LATENT_F floats; after use_grid, queued as its codes on the grid); trains
  *  when batch_size are queued. A new class id adds a classifier row (TINYCL_EFULL beyond TINYCL_MAX_CLASSES).
- *  TINYCL_EINVAL before use_grid in a build without a float queue (TINYCL_LATENT_FLOAT_BATCH 0). */
+ *  TINYCL_EINVAL before use_grid in a build without a float queue (TINYCL_LATENT_FLOAT_BATCH 0).
+ *  TINYCL_EDIVERGED when the batch this sample completed diverged (a learning rate too high for the features):
+ *  no weight is ever NaN or inf (the step that would make one is not taken, or that weight keeps its value), the
+ *  rest of the batch is dropped and not kept in memory; the head keeps its finite weights and goes on. */
 int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y);
-/** Train on the queued partial batch now. */
-void tinycl_latent_flush(tinycl_latent_t *h);
+/** Train on the queued partial batch now (TINYCL_EDIVERGED as for learn). */
+int tinycl_latent_flush(tinycl_latent_t *h);
 /** Logits (n_classes values) of one latent. Uses the head's scratch. */
 int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores);
 /** argmax of the logits (first maximum); TINYCL_EEMPTY before any class. */

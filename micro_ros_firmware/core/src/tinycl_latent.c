@@ -3,6 +3,7 @@
  * float32 arithmetic where numpy is float32 (forward, softmax, gradients, updates), double where
  * Python computes in double (the int8 grid calibration, lr·upper_lr_scale). Sums run in index
  * order: numpy's BLAS sums in blocks, so results agree to rounding, not bit for bit. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -200,8 +201,21 @@ static const float *layer_input(const float *x, const float *acts, uint32_t l) {
     return acts + off;
 }
 
+/* A weight update that keeps every weight finite: the new value, unless it is NaN or ±inf (then the old one
+ * stays and *bad is set). latent.py undoes a whole diverged batch from a copy of its weights; the C head has no
+ * RAM for that copy (~300 KB), so it never writes a non-finite weight and drops the rest of the batch instead. */
+static inline void update(float *w, float delta, int *bad) {
+    const float t = *w - delta;
+    if (fabsf(t) <= FLT_MAX)
+        *w = t;
+    else
+        *bad = 1;
+}
+
 /* ---- one SGD step on m patterns (latent.py _sgd_step / loss_and_grads) ------------------------- */
-static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32_t n_new) {
+/* TINYCL_EDIVERGED when the forward gives a NaN/inf probability (the step is not taken) or an update would
+ * (that weight keeps its value): the learning rate is too high for these features. */
+static int sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32_t n_new) {
     const uint32_t C = h->n_classes;
     const float fm = (float)m; /* P /= np.float32(k) */
     /* forward, softmax, (P − onehot) / m */
@@ -216,10 +230,12 @@ static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32
             z[c] = expf(z[c] - mx);
             sum += z[c];
         }
+        if (!(sum <= FLT_MAX)) return TINYCL_EDIVERGED; /* NaN/inf logits: nothing written yet */
         for (uint32_t c = 0; c < C; c++) z[c] /= sum;
         z[pattern_row(h, idx[j], n_new)] -= 1.0f;
         for (uint32_t c = 0; c < C; c++) z[c] /= fm;
     }
+    int bad = 0;
     const int train_upper = h->p.upper_lr_scale > 0.0;
     const float lr = (float)h->p.lr;
     const float ulr = (float)(h->p.lr * h->p.upper_lr_scale);
@@ -239,13 +255,13 @@ static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32
         for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) {
             float acc = 0.0f;
             for (uint32_t j = 0; j < m; j++) acc += h->probs[j][c] * h->acts[j][off_last + e];
-            h->cls_w[c][e] -= lr * acc;
+            update(&h->cls_w[c][e], lr * acc, &bad);
         }
         float acc = 0.0f;
         for (uint32_t j = 0; j < m; j++) acc += h->probs[j][c];
-        h->cls_b[c] -= lr * acc;
+        update(&h->cls_b[c], lr * acc, &bad);
     }
-    if (!train_upper) return;
+    if (!train_upper) return bad ? TINYCL_EDIVERGED : TINYCL_OK;
     /* upper FC layers, last first: ReLU mask, input gradient (old weights), then the update */
     size_t w_off = TINYCL_LATENT_FC_WEIGHTS, b_off = TINYCL_LATENT_FC_BIASES;
     for (uint32_t l = TINYCL_LATENT_N_FC; l-- > 0;) {
@@ -277,17 +293,18 @@ static void sgd_step(tinycl_latent_t *h, const uint16_t *idx, uint32_t m, uint32
                 h->grad_t[o][j] = G[j][o];
                 acc += G[j][o];
             }
-            B[o] -= ulr * acc;
+            update(&B[o], ulr * acc, &bad);
         }
         for (uint32_t i = 0; i < I; i++) {
             if (l == 0)
                 gather_column(h, idx, m, n_new, i, h->gather);
             else
                 for (uint32_t j = 0; j < m; j++) h->gather[j] = layer_input(NULL, h->acts[j], l)[i];
-            for (uint32_t o = 0; o < O; o++) W[(size_t)o * I + i] -= ulr * dot(h->grad_t[o], h->gather, m);
+            for (uint32_t o = 0; o < O; o++) update(&W[(size_t)o * I + i], ulr * dot(h->grad_t[o], h->gather, m), &bad);
         }
         cur ^= 1;
     }
+    return bad ? TINYCL_EDIVERGED : TINYCL_OK;
 }
 
 /* ---- memory rule (replay.py ReplayBuffer._add) ----------------------------------------------- */
@@ -317,7 +334,9 @@ static void memory_add(tinycl_latent_t *h, uint32_t n) {
     h->n_batches++;
 }
 
-static void train_batch(tinycl_latent_t *h) {
+/* Train on the queued batch mixed with replays, then let the memory rule keep some of it; a diverged step ends
+ * the batch, which is dropped (not kept in memory: latent.py's _train_batch). */
+static int train_batch(tinycl_latent_t *h) {
     const uint32_t n = h->n_pending;
     for (uint32_t ep = 0; ep < h->p.epochs; ep++) {
         uint32_t k = 0;
@@ -329,11 +348,15 @@ static void train_batch(tinycl_latent_t *h) {
         tinycl_pcg32_permutation(&h->rng_sgd, total, h->order);
         for (uint32_t s = 0; s < total; s += h->p.minibatch) {
             const uint32_t m = total - s < h->p.minibatch ? total - s : h->p.minibatch;
-            sgd_step(h, h->order + s, m, n);
+            if (sgd_step(h, h->order + s, m, n) != TINYCL_OK) {
+                h->n_pending = 0;
+                return TINYCL_EDIVERGED;
+            }
         }
     }
     memory_add(h, n);
     h->n_pending = 0;
+    return TINYCL_OK;
 }
 
 /* ---- public API ------------------------------------------------------------------------------- */
@@ -398,7 +421,7 @@ static int learn_sample(tinycl_latent_t *h, const float *x, const int8_t *q, int
 #endif
     h->pend_row[h->n_pending] = (uint8_t)row;
     h->n_pending++;
-    if (h->n_pending >= h->p.batch_size) train_batch(h);
+    if (h->n_pending >= h->p.batch_size && train_batch(h) != TINYCL_OK) return TINYCL_EDIVERGED;
     h->n_seen++;
     h->class_seen[row]++;
     return TINYCL_OK;
@@ -411,8 +434,9 @@ int tinycl_latent_learn(tinycl_latent_t *h, const float *x, int32_t y) {
     return learn_sample(h, x, NULL, y);
 }
 
-void tinycl_latent_flush(tinycl_latent_t *h) {
-    if (h && h->n_pending) train_batch(h);
+int tinycl_latent_flush(tinycl_latent_t *h) {
+    if (!h) return TINYCL_EINVAL;
+    return h->n_pending ? train_batch(h) : TINYCL_OK;
 }
 
 int tinycl_latent_scores(tinycl_latent_t *h, const float *x, float *scores) {

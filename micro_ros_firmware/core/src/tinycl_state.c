@@ -30,6 +30,7 @@ const char *tinycl_error_name(int rc) {
     case TINYCL_EEMPTY: return "no class known yet";
     case TINYCL_ESTATE: return "state blob malformed (kind, version, sizes or CRC)";
     case TINYCL_ESPACE: return "buffer or storage too small";
+    case TINYCL_EDIVERGED: return "training diverged (NaN/inf): the batch is dropped, lower lr";
     default: return "unknown error";
     }
 }

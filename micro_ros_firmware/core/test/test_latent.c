@@ -91,7 +91,7 @@ int main(void) {
     CHECK(h.n_seen == 120 && h.n_pending == 0);
     /* a partial batch, then flush; then classes up to the limit */
     CHECK(tinycl_latent_learn(&h, x, 11) == TINYCL_OK && h.n_pending == 1);
-    tinycl_latent_flush(&h);
+    CHECK(tinycl_latent_flush(&h) == TINYCL_OK);
     CHECK(h.n_pending == 0 && h.n_batches == 16);
     for (int c = 3; c < TINYCL_MAX_CLASSES; c++) CHECK(tinycl_latent_learn(&h, x, 100 + c) == TINYCL_OK);
     CHECK(tinycl_latent_learn(&h, x, 999) == TINYCL_EFULL && h.n_classes == TINYCL_MAX_CLASSES);
