@@ -423,20 +423,21 @@ static int read_learner(size_t len) {
 
 static void fresh_learner(void) { (void)fresh_latent(); /* accepted at start-up already */ }
 
-/* A training round that diverged (TINYCL_EDIVERGED: a learning rate too high for these features) left the head's
- * weights finite but far off. latent.py undoes such a round from a copy of its weights; the board has no RAM for
- * that copy, but it saved the head after its last round: take that back. Without a saved head (a board without
- * storage) the head keeps its finite weights. One line either way. */
-static void undo_diverged_round(void) {
+/* The answer ``rid`` completed a training round that diverged (TINYCL_EDIVERGED: a learning rate too high for these
+ * features), leaving the head's weights finite but far off. latent.py undoes such a round from a copy of its
+ * weights; the board has no RAM for that copy, but it saved the head after its last round: take that back. Without
+ * a saved head (a board without storage) the head keeps its finite weights. One line either way. */
+static void undo_diverged_round(const char *rid) {
     const long len = board_state_open_read();
     const int rc = len > (long)RECORD_BYTES ? read_learner((size_t)len - RECORD_BYTES) : TINYCL_ESTATE;
     if (len >= 0) board_state_close();
     if (rc == TINYCL_OK)
-        logf_("LOG training diverged (learning rate too high): the round is dropped, the head saved after the last "
-              "round taken back (%lu samples)", (unsigned long)learned());
+        logf_("LOG label answer '%.40s': training diverged (learning rate too high): the round is dropped, the head "
+              "saved after the last round taken back (%lu samples)", rid, (unsigned long)learned());
     else
-        logf_("LOG training diverged (learning rate too high): the round is dropped; no saved head to take back "
-              "(%s): the head keeps its last finite weights", len < 0 ? "none saved" : tinycl_error_name(rc));
+        logf_("LOG label answer '%.40s': training diverged (learning rate too high): the round is dropped; no saved "
+              "head to take back (%s): the head keeps its last finite weights", rid,
+              len < 0 ? "none saved" : tinycl_error_name(rc));
 }
 #endif
 
@@ -644,7 +645,11 @@ static void on_answer(const void *msg) {
     const uint32_t rounds = g_lat.n_batches;
     const int rc = tinycl_latent_learn_q(&g_lat, p->cut, label);
     if (rc == TINYCL_OK && g_lat.n_batches != rounds) save_state(); /* a training round: keep what it learned */
-    if (rc == TINYCL_EDIVERGED) undo_diverged_round();
+    if (rc == TINYCL_EDIVERGED) {
+        g_refused++;
+        undo_diverged_round(rid);
+        return;
+    }
 #else
     const int rc = tinycl_ndc_learn_label(&g_ndc, p->x, label);
 #endif
