@@ -126,6 +126,35 @@ int main(void) {
     CHECK(tinycl_latent_load_from(&h2, source, &st, st.len - 3, scratch, 29) == TINYCL_ESTATE && h2.n_seen == seen);
     float s[TINYCL_MAX_CLASSES];
     CHECK(tinycl_latent_scores(&h, x, s) == TINYCL_OK && isfinite(s[TINYCL_MAX_CLASSES - 1]));
+    /* a learning rate far too high: a batch is refused (TINYCL_EDIVERGED), dropped, and no weight is NaN/inf */
+    tinycl_latent_default_params(&p);
+    p.memory_size = 40;
+    p.batch_size = 8;
+    p.replay = 12;
+    p.minibatch = 4;
+    p.quantization = TINYCL_LATENT_QUANT_CHANNEL;
+    p.lr = 1e4;
+    p.upper_lr_scale = 10.0;
+    CHECK(tinycl_latent_init(&h, &p) == TINYCL_OK);
+    int diverged = 0;
+    for (int i = 0; i < 200 && !diverged; i++) {
+        sample(x, i % 3);
+        for (uint32_t f = 0; f < F; f++) x[f] *= 30.0f;
+        const uint32_t seen = h.n_seen, batches = h.n_batches, mem = h.mem_size;
+        const int rc = tinycl_latent_learn(&h, x, i % 3);
+        CHECK(rc == TINYCL_OK || rc == TINYCL_EDIVERGED);
+        if (rc == TINYCL_EDIVERGED) {
+            diverged = 1;
+            CHECK(h.n_seen == seen && h.n_batches == batches && h.mem_size == mem && h.n_pending == 0);
+        }
+    }
+    CHECK(diverged);
+    int finite = 1;
+    for (uint32_t i = 0; i < TINYCL_LATENT_FC_WEIGHTS; i++) finite &= isfinite(h.fc_w[i]) != 0;
+    for (uint32_t c = 0; c < h.n_classes; c++)
+        for (uint32_t e = 0; e < TINYCL_LATENT_EMBED; e++) finite &= isfinite(h.cls_w[c][e]) != 0;
+    CHECK(finite);
+    CHECK(tinycl_latent_save(&h, blob, sizeof blob, &n) == TINYCL_OK && tinycl_latent_load(&h2, blob, n) == TINYCL_OK);
     if (failures) {
         fprintf(stderr, "%d latent check(s) failed\n", failures);
         return 1;
