@@ -434,7 +434,11 @@ static void undo_diverged_round(const char *rid) {
     if (rc == TINYCL_OK)
         logf_("LOG label answer '%.40s': training diverged (learning rate too high): the round is dropped, the head "
               "saved after the last round taken back (%lu samples)", rid, (unsigned long)learned());
-    else
+    else if (rc == OTHER_GRID) { /* read_learner loaded it: as restore_state, another model's head is never kept */
+        fresh_learner();
+        logf_("LOG label answer '%.40s': training diverged (learning rate too high): the round is dropped; the saved "
+              "head codes another model's cut: the learner starts afresh", rid);
+    } else
         logf_("LOG label answer '%.40s': training diverged (learning rate too high): the round is dropped; no saved "
               "head to take back (%s): the head keeps its last finite weights", rid,
               len < 0 ? "none saved" : tinycl_error_name(rc));
