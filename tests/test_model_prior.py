@@ -51,6 +51,11 @@ def test_a_missing_corrupt_or_foreign_prior(tmp_path, data_dir, capsys):
     assert main(["model", "classes", str(model), "--data", str(data_dir)]) == 2
     assert "no train_classes: which images mnist_0to5_trainsplit_fp32.onnx was trained on is unknown" in \
         capsys.readouterr().err
+    assert main(["model", "classes", "mnist_0to5_fp3", "--data", str(data_dir)]) == 2   # a misspelt name
+    assert "extractor model not found" in (err := capsys.readouterr().err) and "did you mean 'mnist_0to5_fp32'" in err
+    card.unlink()
+    assert main(["model", "classes", str(model), "--data", str(data_dir)]) == 2
+    assert "has no model card" in capsys.readouterr().err
     prior_path(model).write_bytes(b"PK\x03\x04 not a state")
     with pytest.raises(TinyclError, match=r"model prior .*\.classes: state: payload is not a tinycl state file"):
         load_prior(model, ext.hash)

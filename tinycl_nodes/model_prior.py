@@ -24,7 +24,7 @@ from .core.errors import StateError, TinyclError
 from .core.federated import HeadSnapshot, snapshot_from_head
 from .core.slda import StreamingLDA
 from .core.state import from_bytes, to_bytes
-from .extractor import MODELS_DIR, FrozenExtractor, extractor_hash, model_path
+from .extractor import MODELS_DIR, FrozenExtractor, extractor_hash, model_not_found, model_path
 
 SUFFIX = ".classes"
 
@@ -97,6 +97,8 @@ def write_from_card(model: str | Path, data: str | None = None) -> tuple[Path, s
     from .model_card import card_path, read_card
 
     path = model_path(str(model))
+    if not path.is_file():
+        raise model_not_found(path)
     cp = card_path(path)
     if cp is None:
         raise TinyclError(f"{path} has no model card: which images it was trained on is unknown")

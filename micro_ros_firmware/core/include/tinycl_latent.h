@@ -14,7 +14,8 @@
  *
  * Memory: no malloc; the struct is sized by the generated header (TINYCL_LATENT_*) and the
  * capacities below (override with -D). The caller places it (static or a buffer).
- * Errors: TINYCL_OK or a negative TINYCL_E* code (tinycl.h); on error nothing is changed.
+ * Errors: TINYCL_OK or a negative TINYCL_E* code (tinycl.h); on error nothing is changed, except after
+ * TINYCL_EDIVERGED (learn, learn_q, flush: see tinycl_latent_learn).
  */
 #ifndef TINYCL_LATENT_H
 #define TINYCL_LATENT_H
