@@ -21,7 +21,10 @@ generator: ``c/tinycl_model.h`` and ``.c``; when the upper layers stay frozen, a
 whole pruned int8 model in ``c_full/``, which the C core's forward runs) and a card (JSON).
 A pruned model is tried as it is and after a short fine-tune of each ``--finetune-epochs`` count
 when PyTorch is installed (:func:`finetune`): the fine-tune is a candidate dimension chosen on the
-same validation protocol, not a fixed step (one hand-set epoch cost a pruned Fashion model 0.9 points).
+same validation protocol, not a fixed step (one hand-set epoch cost a pruned Fashion model 0.9 points); a
+fine-tune changes no shape, so a candidate that does not fit is not fine-tuned. The protocol is that of the model
+card's dataset unless ``--dataset`` names another. Each run replaces the previous choice in ``--out``; a budget
+that nothing fits leaves none.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ..core.layers import Conv2d, Linear
 from ..export import c_model
 from ..export.latent_onnx import _safe, cut_names, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
+from ..model_card import card_path, read_card
 from ..storage import write_atomic
 from . import tinyndc as exp
 from .latent import _fresh, learning_macs, run_stream
@@ -65,6 +69,23 @@ def parse_bytes(text: str) -> int:
     if value <= 0:
         raise InputError(f"size: must be positive, got {text!r}")
     return value
+
+
+def protocol_dataset(model: Path, given: str | None) -> tuple[str, str | None]:
+    """The dataset whose training-split protocol scores the candidates: ``--dataset``, else the one the model's card
+    names (an MNIST model scored on Fashion-MNIST by default would choose for the wrong images); and a note when the
+    model was trained on that whole training split, since its validation stream then holds the model's own
+    training images and every accuracy is optimistic."""
+    cp = card_path(model)
+    doc = read_card(cp)[1] if cp is not None else {}
+    dataset = given or doc.get("dataset")
+    if not dataset:
+        raise InputError(f"--dataset: {model.name}'s card names no dataset; say which images score the candidates")
+    if doc.get("dataset") == dataset and doc.get("split", "all") != "train":
+        return dataset, (f"{model.name} was trained on the whole {dataset} training split: the validation stream "
+                         f"holds its training images, so the accuracies are optimistic (a *_trainsplit model was "
+                         f"trained on the protocol's backbone part only)")
+    return dataset, None
 
 
 def prune_model(path: Path, ratio: float, cut: str, out: Path) -> Path:
@@ -228,6 +249,23 @@ def default_cuts(model: Path) -> list[str]:
     return [n for n in names if "MaxPool" in n]
 
 
+# what a design writes for its choice, in --out
+CHOSEN = UPPER, FULL_INT8, C_DIR, C_FULL_DIR = ("chosen_upper.onnx", "chosen_full.int8.onnx", "c", "c_full")
+
+
+def _clear_chosen(work: Path) -> None:
+    """Remove an earlier run's choice from ``work``, so that the folder never holds a model or C that this run's
+    card does not name (a budget that nothing fits would otherwise leave the last budget's C to be flashed)."""
+    import shutil
+
+    for name in CHOSEN:
+        p = work / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def main(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -247,6 +285,9 @@ def main(args) -> int:
     model = model_path(args.model) if not Path(args.model).exists() else Path(args.model)
     if not model.is_file():
         raise InputError(f"--model: {model} not found")
+    args.dataset, note = protocol_dataset(model, args.dataset)
+    if note:
+        console.log(f"[yellow]note: {note}[/]")
     cuts = [args.cut] if args.cut else default_cuts(model)
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -257,24 +298,21 @@ def main(args) -> int:
         parts = train_parts(y)
         calib = X[parts["labels"]][::4].astype(np.float32)[:, None] / 255.0
         backbone = np.random.default_rng(0).permutation(parts["backbone"])[:args.finetune_images]
-        pruned_models: dict[tuple[str, float, int], tuple[Path, Any]] = {}
+        pruned_models: dict[tuple[str, float], Path] = {}
+        tuned_models: dict[tuple[str, float, int], tuple[Path, Any]] = {}
         # the fine-tune's epochs are a candidate dimension like the rest (0: the pruned model as it is);
         # an unpruned model is never fine-tuned
         grid = [(c, r, e, t) for c in cuts for r in ratios for e in (ft_epochs if r > 0 else [0])
                 for t in (True, False)]
         for cut, ratio, epochs, train_upper in grid:
                 row: dict[str, Any] = {"cut": cut, "prune": ratio, "finetune_epochs": epochs, "train_upper": train_upper}
-                if (cut, ratio, epochs) not in pruned_models:
-                    stem = f"cand_{_safe(cut)}_p{int(ratio * 100)}"
-                    pruned = prune_model(model, ratio, cut, work / f"{stem}.onnx")
-                    ft: Any = None
-                    if epochs > 0:
-                        tuned = work / f"{stem}_ft{epochs}.onnx"
-                        ft = finetune(pruned, X[backbone], y[backbone], epochs, tuned)
-                        pruned = tuned
-                    pruned_models[(cut, ratio, epochs)] = (pruned, ft)
-                pruned, ft = pruned_models[(cut, ratio, epochs)]
+                stem = f"cand_{_safe(cut)}_p{int(ratio * 100)}"
+                if (cut, ratio) not in pruned_models:
+                    pruned_models[(cut, ratio)] = prune_model(model, ratio, cut, work / f"{stem}.onnx")
+                pruned, ft = pruned_models[(cut, ratio)], None
                 row.update(pruned_model=str(pruned), finetune=ft)
+                # a fine-tune changes weights, never shapes: the costs are the pruned model's, and a candidate
+                # that does not fit the budget is not fine-tuned
                 split = split_model(pruned, cut, work)
                 c = costs(split.lower_path, split, presets.LATENT["minibatch"], train_upper)
                 n_replay = min((ram - c.ram_fixed) // (c.latent + 1), presets.LATENT["memory_size"])
@@ -282,6 +320,14 @@ def main(args) -> int:
                            ram=int(c.ram_fixed + max(n_replay, 0) * (c.latent + 1)),
                            frozen_macs=c.lower_macs, upper_macs=c.upper_macs)
                 row["fits"] = bool(c.flash <= flash and n_replay >= args.min_replay)
+                if row["fits"] and epochs > 0:
+                    if (cut, ratio, epochs) not in tuned_models:
+                        tuned = work / f"{stem}_ft{epochs}.onnx"
+                        tuned_models[(cut, ratio, epochs)] = (tuned, finetune(pruned, X[backbone], y[backbone],
+                                                                                epochs, tuned))
+                    pruned, ft = tuned_models[(cut, ratio, epochs)]
+                    row.update(pruned_model=str(pruned), finetune=ft)
+                    split = split_model(pruned, cut, work)
                 if row["fits"]:
                     from ..training.train_frozen import export_int8
 
@@ -309,13 +355,15 @@ def main(args) -> int:
     for r in rows:
         ft = r["finetune"]
         t.add_row(r["cut"].split("/")[-2], f"{r['prune']:.2f}",
-                  "–" if ft is None else f"{ft['epochs']} ep, loss {ft['loss_first']}→{ft['loss_last']}",
+                  (f"{r['finetune_epochs']} ep, not run" if r["finetune_epochs"] else "–") if ft is None
+                  else f"{ft['epochs']} ep, loss {ft['loss_first']}→{ft['loss_last']}",
                   "yes" if r["train_upper"] else "no", f"{r['flash']:,}", f"{r['ram']:,}", str(r["replay"]),
                   f"{r['frozen_macs']:,}", f"{r['upper_macs']:,}", f"{r.get('learning_macs', 0):,.0f}",
                   str(r.get("accuracy", "–")), str(r.get("accuracy_new", "–")), "yes" if r["fits"] else "no")
     console.print(t)
     card: dict[str, Any] = {"budget": {"ram": ram, "flash": flash}, "model": model.name, "dataset": args.dataset,
                             "candidates": rows, "finetune_epochs": ft_epochs}
+    _clear_chosen(work)
     if fits:
         best = max(fits, key=lambda r: (r["accuracy"], -r["flash"]))
         card["chosen"] = best
@@ -323,16 +371,16 @@ def main(args) -> int:
         head = LatentUpperHead(split.latent_shape, _fresh(split), upper_lr_scale=1.0 if best["train_upper"] else 0.0)
         for c in range(N_CLASSES):
             head._new_class(c)
-        (work / "chosen_upper.onnx").write_bytes(upper_to_onnx(head).SerializeToString())
-        c_files = c_model.export(best["int8_model"], work / "c")
-        card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / "chosen_upper.onnx"),
+        (work / UPPER).write_bytes(upper_to_onnx(head).SerializeToString())
+        c_files = c_model.export(best["int8_model"], work / C_DIR)
+        card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / UPPER),
                          "frozen_c": [str(p) for p in c_files]}
         if not best["train_upper"]:   # the whole model is frozen: its int8 C runs on the C core as it is
             from ..training.train_frozen import export_int8
 
-            full = work / "chosen_full.int8.onnx"
+            full = work / FULL_INT8
             export_int8(Path(best["pruned_model"]), full, calib)
-            card["files"].update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / "c_full")])
+            card["files"].update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / C_FULL_DIR)])
         console.print(f"chosen: cut {best['cut']}, prune {best['prune']}, replay {best['replay']}, "
                       f"accuracy {best['accuracy']}%")
     else:
@@ -348,7 +396,8 @@ def add_arguments(p) -> None:
     p.add_argument("--flash", required=True, help="flash budget, e.g. 1MiB")
     p.add_argument("--cut", default=None, help="one latent layer (default: every MaxPool output)")
     p.add_argument("--prune", default="0,0.25,0.5", help="structured-pruning ratios to try")
-    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--dataset", default=None,
+                   help="whose training-split protocol scores the candidates (default: the model card's dataset)")
     p.add_argument("--data", default=None)
     p.add_argument("--stream", type=int, default=3000, help="validation stream length per candidate")
     p.add_argument("--min-replay", type=int, default=100, help="fewest replay patterns a candidate must hold")

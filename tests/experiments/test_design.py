@@ -1,0 +1,67 @@
+"""`tinycl design` end to end, as a firmware engineer runs it: the candidates are scored on the model card's own
+dataset, the chosen model and its C are written, and a budget that nothing fits leaves no earlier choice behind
+and fine-tunes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinycl_nodes.cli import main
+from tinycl_nodes.experiments import design
+
+SMALL = ["--cut", "/features/features.11/MaxPool", "--prune", "0,0.5", "--stream", "300"]
+
+
+def card_of(out) -> dict:
+    return json.loads((out / "card.json").read_text())
+
+
+def test_design_scores_on_the_cards_dataset_then_a_budget_nothing_fits_clears_the_choice(tmp_path, data_dir,
+                                                                                          capsys):
+    out = tmp_path / "design"
+    args = ["design", "--model", "mnist_0to5_trainsplit_fp32", "--ram", "256KiB", "--flash", "1MiB",
+            "--data", str(data_dir), "--out", str(out), "--finetune-epochs", "0", *SMALL]
+    assert main(args) == 0
+    card = card_of(out)
+    assert card["dataset"] == "mnist"               # the card's, not Fashion-MNIST
+    assert "optimistic" not in capsys.readouterr().out   # a backbone-part model: no note
+    chosen = card["chosen"]
+    assert chosen["fits"] and chosen["accuracy"] > 80 and chosen["ram"] <= 256 * 1024
+    for name in design.CHOSEN:
+        assert (out / name).exists(), name
+    assert (out / "c" / "tinycl_model.h").is_file()
+
+    assert main([*args[:3], "--ram", "1KiB", *args[5:]]) == 1        # nothing fits 1 KiB of RAM
+    card = card_of(out)
+    assert "chosen" not in card and not any(r["fits"] for r in card["candidates"])
+    assert card["budget"]["ram"] == 1024
+    for name in design.CHOSEN:                     # the 256 KiB choice is gone: nothing here to flash by mistake
+        assert not (out / name).exists(), name
+
+
+def test_a_model_trained_on_the_whole_split_gets_a_note_and_a_misfit_is_not_fine_tuned(tmp_path, data_dir,
+                                                                                       monkeypatch, capsys):
+    tuned = []
+    monkeypatch.setattr(design, "torch_available", lambda: True)
+    monkeypatch.setattr(design, "finetune", lambda *a, **k: tuned.append(a) or pytest.fail("fine-tuned a misfit"))
+    assert main(["design", "--model", "mnist_0to5_fp32", "--ram", "1KiB", "--flash", "1MiB", "--data",
+                 str(data_dir), "--out", str(tmp_path), "--finetune-epochs", "0,1", *SMALL]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "trained on the whole mnist training split" in text and "optimistic" in text
+    rows = card_of(tmp_path)["candidates"]
+    assert {(r["prune"], r["finetune_epochs"]) for r in rows} == {(0.0, 0), (0.5, 0), (0.5, 1)}
+    assert tuned == [] and all(r["finetune"] is None for r in rows)
+
+
+def test_a_model_whose_card_names_no_dataset_needs_dataset(tmp_path, data_dir, capsys):
+    import shutil
+
+    from tinycl_nodes.extractor import model_path
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(model_path("mnist_0to5_fp32"), model)           # no card beside it
+    assert main(["design", "--model", str(model), "--ram", "256KiB", "--flash", "1MiB", "--data", str(data_dir),
+                 "--out", str(tmp_path / "o"), *SMALL]) == 2
+    assert "--dataset: m.onnx's card names no dataset" in capsys.readouterr().err
