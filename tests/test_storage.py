@@ -100,3 +100,33 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_next_one_lands(
     folder.mkdir()
     counter["v"] = 3
     assert store.save() and load_states(folder / "learner.state")["c"]["arrays"]["v"].tolist() == [3]
+
+
+def test_a_file_that_keeps_failing_is_said_once_then_once_a_minute_and_its_recovery_once(tmp_path, caplog,
+                                                                                           monkeypatch):
+    counter = {"v": 1}
+    folder = tmp_path / "s"
+    store = _counter_store(folder, counter)
+    assert store.save()
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")      # every write fails with the same error, as on a full disk
+    with caplog.at_level(logging.WARNING):
+        for v in range(2, 40):             # 38 background checkpoints, each one failing
+            counter["v"] = v
+            store.learned()
+            store.flush()
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and "repeats are said once every 60 s" in errors[0], errors
+        monkeypatch.setattr(storage, "REPEAT_FAILURE_S", 0.0)   # a minute later
+        counter["v"] = 40
+        store.learned()
+        store.flush()
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 2 and "(39 failed writes in" in errors[1] and "37 not said" in errors[1], errors
+        folder.unlink()
+        folder.mkdir()
+        counter["v"] = 41
+        assert store.save()
+    again = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(again) == 1 and "again, after 39 failed writes" in again[0], again
+    assert load_states(folder / "learner.state")["c"]["arrays"]["v"].tolist() == [41]

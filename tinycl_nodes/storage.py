@@ -160,19 +160,30 @@ def one_line(exc: BaseException) -> str:
 
 _held_locks: dict[Path, int] = {}     # lock file -> this process's locked descriptor (kept until exit)
 
+#: while a state file cannot be written (a full disk), a failing checkpoint is said at most this often
+REPEAT_FAILURE_S = 60.0
+
 
 class _Writer:
     """The one thread that writes a state file (shared by every store of that file in this process, so its writes
     land in the order they were asked for). A write asked for while another waits replaces it: the newer bytes hold
-    everything the older ones did."""
+    everything the older ones did.
+
+    A file that cannot be written (a full disk) fails every checkpoint, several a second: the first failure is one
+    error line, repeats of the same error one line a minute with their count, and the write that lands again one
+    line saying how many failed. A write someone waits for (at exit) is always said when it fails."""
 
     def __init__(self, path: Path, log: logging.Logger) -> None:
         self.path, self.log = path, log
         self._cond = threading.Condition()
         self._payload: bytes | None = None
         self._asked = self._done = 0          # writes asked for / written (or failed), in order
+        self._waited = 0                      # the newest write asked for with wait
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
+        self._failed = self._unsaid = 0       # failed writes since the last that landed / of them not logged
+        self._failed_since = self._said_at = 0.0
+        self._said = ""                       # the error of the last failure logged
 
     def write(self, payload: bytes, wait: bool) -> tuple[int, bool]:
         """Have ``payload`` written: its ticket (:meth:`written`) and, with ``wait``, once it is on disk, whether it
@@ -181,6 +192,8 @@ class _Writer:
             self._payload = payload
             self._asked += 1
             ticket = self._asked
+            if wait:
+                self._waited = ticket
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"state writer {self.path.name}", daemon=True)
                 self._thread.start()
@@ -208,16 +221,38 @@ class _Writer:
                 while self._payload is None:
                     self._cond.wait()
                 payload, ticket, self._payload = self._payload, self._asked, None
+                waited = self._waited > self._done
             ok = False
             try:
                 write_atomic(self.path, payload)
                 ok = True
+                if self._failed:
+                    self.log.warning("saved state to %s again, after %d failed writes in %.0f s", self.path,
+                                     self._failed, time.monotonic() - self._failed_since)
+                    self._failed = self._unsaid = 0
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
-                self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
+                self._failure(one_line(exc), waited)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
                     self._cond.notify_all()
+
+
+    def _failure(self, error: str, waited: bool) -> None:
+        """Say a failed write: the first of a run, a new error, one waited for, else once a minute with a count."""
+        now = time.monotonic()
+        self._failed += 1
+        if self._failed == 1:
+            self._failed_since = now
+        if not (self._failed == 1 or waited or error != self._said or now - self._said_at >= REPEAT_FAILURE_S):
+            self._unsaid += 1
+            return
+        if self._failed == 1:
+            more = f"; until a write lands, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
+        else:
+            more = f" ({self._failed} failed writes in {now - self._failed_since:.0f} s, {self._unsaid} not said)"
+        self.log.error("cannot save state to %s: %s%s", self.path, error, more)
+        self._said, self._said_at, self._unsaid = error, now, 0
 
 
 _writers: dict[Path, _Writer] = {}    # state file -> its writer (kept until exit)
