@@ -164,6 +164,41 @@ _held_locks: dict[Path, int] = {}     # lock file -> this process's locked descr
 REPEAT_FAILURE_S = 60.0
 
 
+class RepeatedFailure:
+    """What to say of a write that may keep failing (a full disk fails every checkpoint, several a second): the
+    first failure of a run, a new error, or one that someone waits for, at once; the same error again at most once
+    every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line (None: say
+    nothing)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what                      # e.g. "save state to /x/learner.state"
+        self.failed_n = self.unsaid = 0       # failures since the last write that landed / of them not said
+        self.since = self.said_at = 0.0
+        self.said = ""                        # the error last said
+
+    def failed(self, error: str, always: bool = False) -> str | None:
+        now = time.monotonic()
+        self.failed_n += 1
+        if self.failed_n == 1:
+            self.since = now
+        if not (self.failed_n == 1 or always or error != self.said or now - self.said_at >= REPEAT_FAILURE_S):
+            self.unsaid += 1
+            return None
+        if self.failed_n == 1:
+            more = f"; until a write lands, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
+        else:
+            more = f" ({self.failed_n} failed writes in {now - self.since:.0f} s, {self.unsaid} not said)"
+        self.said, self.said_at, self.unsaid = error, now, 0
+        return f"cannot {self.what}: {error}{more}"
+
+    def landed(self) -> str | None:
+        if not self.failed_n:
+            return None
+        line = f"could {self.what} again, after {self.failed_n} failed writes in {time.monotonic() - self.since:.0f} s"
+        self.failed_n = self.unsaid = 0
+        return line
+
+
 class _Writer:
     """The one thread that writes a state file (shared by every store of that file in this process, so its writes
     land in the order they were asked for). A write asked for while another waits replaces it: the newer bytes hold
@@ -181,9 +216,7 @@ class _Writer:
         self._waited = 0                      # the newest write asked for with wait
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
-        self._failed = self._unsaid = 0       # failed writes since the last that landed / of them not logged
-        self._failed_since = self._said_at = 0.0
-        self._said = ""                       # the error of the last failure logged
+        self._failures = RepeatedFailure(f"save state to {path}")
 
     def write(self, payload: bytes, wait: bool) -> tuple[int, bool]:
         """Have ``payload`` written: its ticket (:meth:`written`) and, with ``wait``, once it is on disk, whether it
@@ -226,33 +259,15 @@ class _Writer:
             try:
                 write_atomic(self.path, payload)
                 ok = True
-                if self._failed:
-                    self.log.warning("saved state to %s again, after %d failed writes in %.0f s", self.path,
-                                     self._failed, time.monotonic() - self._failed_since)
-                    self._failed = self._unsaid = 0
+                if (line := self._failures.landed()) is not None:
+                    self.log.warning(line)
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
-                self._failure(one_line(exc), waited)
+                if (line := self._failures.failed(one_line(exc), always=waited)) is not None:
+                    self.log.error(line)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
                     self._cond.notify_all()
-
-
-    def _failure(self, error: str, waited: bool) -> None:
-        """Say a failed write: the first of a run, a new error, one waited for, else once a minute with a count."""
-        now = time.monotonic()
-        self._failed += 1
-        if self._failed == 1:
-            self._failed_since = now
-        if not (self._failed == 1 or waited or error != self._said or now - self._said_at >= REPEAT_FAILURE_S):
-            self._unsaid += 1
-            return
-        if self._failed == 1:
-            more = f"; until a write lands, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
-        else:
-            more = f" ({self._failed} failed writes in {now - self._failed_since:.0f} s, {self._unsaid} not said)"
-        self.log.error("cannot save state to %s: %s%s", self.path, error, more)
-        self._said, self._said_at, self._unsaid = error, now, 0
 
 
 _writers: dict[Path, _Writer] = {}    # state file -> its writer (kept until exit)

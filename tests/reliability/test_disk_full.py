@@ -1,8 +1,10 @@
-"""A full disk, for real: the learner's state folder is a 1 MiB tmpfs that a filler file fills up mid-stream.
+"""A full disk, for real: the learner's state folder and the exporter's folder are on a 1 MiB tmpfs that a filler
+file fills up mid-stream.
 
 The learner keeps predicting and learning, says the failure in one line (not one a checkpoint: at save_every 10
-that was 23 lines for 200 samples), leaves the last state that landed whole on disk, says so once a write lands
-again, and ends with every sample it learned saved. Needs root (mount), as make test runs."""
+that was 21 lines for 200 samples), leaves the last state that landed whole on disk, says so once a write lands
+again, and ends with every sample it learned saved. The exporter, exporting each changed head every 0.2 s, says
+its failure once too, and exports the newest head once there is room. Needs root (mount), as make test runs."""
 
 from __future__ import annotations
 
@@ -75,26 +77,35 @@ def test_a_full_disk_costs_no_learning_and_one_line(domain, small_disk):
     state = small_disk / "learner.state"
     try:
         with node("learner", domain, "preset:=supervised", f"state_dir:={small_disk}", "save_every:=10",
-                  "save_period_s:=0.2") as learner:
+                  "save_period_s:=0.2", "publish_period_s:=0.2") as learner, \
+             node("exporter", domain, f"state_dir:={small_disk}", f"out_dir:={small_disk / 'export'}",
+                  "period_s:=0.2") as exporter:
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
             send(50)
             assert spin_until(bus, lambda: state.is_file() and n_seen(state, xhash) == 50, 10)
+            exporter.wait_for_line("exported head")
             fill(small_disk)
             send(200)                          # 20 checkpoints' worth, none of which fits
+            learner.wait_for_line("cannot save state")
+            exporter.wait_for_line("cannot export the head")
             time.sleep(0.5)
             failed = [ln for ln in learner.lines if "cannot save state" in ln]
             assert len(failed) == 1, failed
             assert "No space left on device" in failed[0] and "repeats are said once every 60 s" in failed[0]
             assert n_seen(state, xhash) == 50  # the last write that landed, whole
+            unexported = [ln for ln in exporter.lines if "cannot export the head" in ln]
+            assert len(unexported) == 1 and "No space left on device" in unexported[0], exporter.lines[-5:]
             assert all(p.class_id == i % 3 for i, p in enumerate(preds[50:], 50))   # it went on learning
             (small_disk / "filler").unlink()
             send(10)
-            again = learner.wait_for_line("saved state to")
+            again = learner.wait_for_line("could save state to")
             assert "again, after" in again and "failed writes" in again, again
             assert spin_until(bus, lambda: n_seen(state, xhash) == 260, 10)
-            assert learner.proc.poll() is None
-        assert learner.proc.returncode == 0
+            assert "again, after" in exporter.wait_for_line("could export the head")
+            assert learner.proc.poll() is None and exporter.proc.poll() is None
+        assert learner.proc.returncode == 0 and exporter.proc.returncode == 0
         assert n_seen(state, xhash) == 260     # every sample learned, saved
-        assert "Traceback" not in "\n".join(learner.lines)
+        assert (small_disk / "export" / "head.onnx").is_file()
+        assert "Traceback" not in "\n".join(learner.lines + exporter.lines)
     finally:
         bus.shutdown()

@@ -31,7 +31,7 @@ from ..core.federated import HeadSnapshot
 from ..core.latent import LatentUpperHead
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
-from ..storage import write_atomic
+from ..storage import RepeatedFailure, one_line, write_atomic
 from ..core.errors import InputError, StateError
 from ..core import state as st
 from .runner import Node, StateParams, run_node, state_dir
@@ -67,8 +67,9 @@ class Exporter(Node):
         self.state.load(self._restore)
         bus.create_subscription("head", "Head", self.on_head, "latched")
         bus.create_subscription("export_request", "std_msgs/msg/String", self.on_request, "reliable")
+        self._failures = RepeatedFailure("export the head")   # a full disk fails every period: said once a minute
         if params.period_s > 0:
-            bus.create_timer(params.period_s, lambda: self.export() if self._changed() else None)
+            bus.create_timer(params.period_s, self._export_changed)
 
     def on_head(self, msg: Any) -> None:
         head = from_msg(msg, self.hash)
@@ -114,6 +115,19 @@ class Exporter(Node):
             self.latent = self._latent_head(saved["latent"])
         self.written_version = int(m.get("written_version", -1))
         self.log.info("restored head v%d (%d classes) from %s", self.head.version, n, self.state.path)
+
+    def _export_changed(self) -> None:
+        """The periodic export of a changed head (a request's or the last one's failure is said each time)."""
+        if not self._changed():
+            return
+        try:
+            self.export()
+        except OSError as exc:
+            if (line := self._failures.failed(one_line(exc))) is not None:
+                self.log.error(line)
+            return
+        if (line := self._failures.landed()) is not None:
+            self.log.warning(line)
 
     def on_request(self, msg: Any) -> None:
         self.export(self.request_folder(str(msg.data)))
