@@ -5,7 +5,9 @@ every ``publish_period_s`` when something changed (a sample, an unlearned one, a
 and at exit. Each version number is first saved with the node's state, then published, so a
 version is never used twice, not even after a kill -9: the checkpoint is written by the state's writer thread and
 the version goes out from the first message or timer tick after it landed, so the node's message thread does not
-wait for the disk (``storage.py``); at the node's stop it waits. While the disk holds a checkpoint, at most
+wait for the disk (``storage.py``); at the node's stop it waits. A checkpoint that could not be written (a full
+disk) still lets its version out, so that the graph keeps following the head; a kill -9 before a later write lands
+can then use that number again. While the disk holds a checkpoint, at most
 ``UNSENT_MAX`` versions wait (the oldest dropped). The message is stamped with the last label
 the head learned, so who follows the head (the labeler's replica) knows which labels it holds.
 """
