@@ -160,7 +160,7 @@ def one_line(exc: BaseException) -> str:
 
 _held_locks: dict[Path, int] = {}     # lock file -> this process's locked descriptor (kept until exit)
 
-#: while a state file cannot be written (a full disk), a failing checkpoint is said at most this often
+#: while a file cannot be written (a full disk), the same failure is said at most this often
 REPEAT_FAILURE_S = 60.0
 
 
@@ -194,19 +194,15 @@ class RepeatedFailure:
     def landed(self) -> str | None:
         if not self.failed_n:
             return None
-        line = f"could {self.what} again, after {self.failed_n} failed writes in {time.monotonic() - self.since:.0f} s"
-        self.failed_n = self.unsaid = 0
-        return line
+        n, self.failed_n, self.unsaid = self.failed_n, 0, 0
+        return f"could {self.what} again, after {n} failed writes in {time.monotonic() - self.since:.0f} s"
 
 
 class _Writer:
     """The one thread that writes a state file (shared by every store of that file in this process, so its writes
     land in the order they were asked for). A write asked for while another waits replaces it: the newer bytes hold
-    everything the older ones did.
-
-    A file that cannot be written (a full disk) fails every checkpoint, several a second: the first failure is one
-    error line, repeats of the same error one line a minute with their count, and the write that lands again one
-    line saying how many failed. A write someone waits for (at exit) is always said when it fails."""
+    everything the older ones did. Its failures are said as :class:`RepeatedFailure` says them; one that someone
+    waits for (at exit) always."""
 
     def __init__(self, path: Path, log: logging.Logger) -> None:
         self.path, self.log = path, log
