@@ -190,9 +190,11 @@ class Exporter(Node):
         self.bus.spin_once(0.2)
         while self.bus.count_publishers("head") and time.monotonic() < deadline:
             self.bus.spin_once(0.1)
-        if self._changed():
-            self.export()
-        self.state.save()
+        try:
+            if self._changed():
+                self.export()
+        finally:                      # an export that fails (a full disk) still leaves the head in the state
+            self.state.save()
 
 
 def main(argv: list[str] | None = None) -> int:
