@@ -14,6 +14,7 @@ feature range of the int8 model (and of the fp32 one when it has none) measured 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from difflib import get_close_matches
 from pathlib import Path
@@ -166,11 +167,23 @@ def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[
 
     pre = int8_path.with_suffix(".pre.onnx")
     quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)   # ONNX shape inference suffices: fixed image sizes
+    quiet = _PerTensorFallback()
+    logging.getLogger().addFilter(quiet)
     try:
         quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     finally:
+        logging.getLogger().removeFilter(quiet)
         pre.unlink(missing_ok=True)
+
+
+class _PerTensorFallback(logging.Filter):
+    """onnxruntime's QDQ quantizer, asked for per-channel weights, quantizes a rank-1 weight (BatchNormalization's)
+    per tensor, as wanted, but says "WARNING:root:Axis 1 is out-of-range for weight …" for it on the user's
+    terminal: that line, and only it, is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and "is out-of-range for weight" in record.getMessage())
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ def card_of(out) -> dict:
 
 
 def test_design_scores_on_the_cards_dataset_then_a_budget_nothing_fits_clears_the_choice(tmp_path, data_dir,
-                                                                                          capsys):
+                                                                                          capsys, caplog):
     out = tmp_path / "design"
     args = ["design", "--model", "mnist_0to5_trainsplit_fp32", "--ram", "256KiB", "--flash", "1MiB",
             "--data", str(data_dir), "--out", str(out), "--finetune-epochs", "0", *SMALL]
@@ -32,6 +32,8 @@ def test_design_scores_on_the_cards_dataset_then_a_budget_nothing_fits_clears_th
     for name in design.CHOSEN:
         assert (out / name).exists(), name
     assert (out / "c" / "tinycl_model.h").is_file()
+    # onnxruntime's per-tensor fallback for the BatchNormalization weight is not a warning on the user's terminal
+    assert not [r for r in caplog.records if "out-of-range for weight" in r.getMessage()]
 
     assert main([*args[:3], "--ram", "1KiB", *args[5:]]) == 1        # nothing fits 1 KiB of RAM
     card = card_of(out)
