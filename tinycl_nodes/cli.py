@@ -16,6 +16,7 @@ from pathlib import Path
 # leaves the cores to onnxruntime and the graph's processes (set before numpy is loaded).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from .arg_types import count, counts, number  # noqa: E402
 from .core.errors import TinyclError  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder or args.bag))
     protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
                             score_last=args.score_last, old_classes=old, dataset=dataset)
-    sweep = tuple(int(k) for k in args.sweep.split(",")) if args.sweep else ()
+    sweep = args.sweep
     with console.status("running the stream …") as status:
         result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=sweep,
                                     progress=lambda msg: (console.log(msg), status.update(msg)))
@@ -183,20 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     exp_sub = exp.add_subparsers(dest="experiment", required=True)
     t = exp_sub.add_parser("tinyndc", help="TinyNDC protocol on MNIST (digits 6–9 arrive as new classes) or "
                                            "an image folder")
-    t.add_argument("--seeds", type=int, default=5)
-    t.add_argument("--labels", type=int, default=10, help="labelled samples per class (default 10)")
+    t.add_argument("--seeds", type=count(1), default=5)
+    t.add_argument("--labels", type=count(1), default=10, help="labelled samples per class (default 10)")
     t.add_argument("--folder", default=None, help="an image folder root/<class name>/*.png|jpg instead of MNIST")
     t.add_argument("--bag", default=None, help="a rosbag2 of labelled camera images instead of MNIST")
     t.add_argument("--bag-topic", default="/camera/image_raw", help="bag: its Image or CompressedImage topic")
     t.add_argument("--truth-topic", default="/ground_truth", help="bag: its tinycl_nodes/GroundTruth topic "
                                                                    "(same stamps as the images)")
-    t.add_argument("--test-fraction", type=float, default=0.5,
+    t.add_argument("--test-fraction", type=number(0.01, 1.0), default=0.5,
                    help="folder or bag: share of each class that forms the stream and held-out part (default 0.5)")
     t.add_argument("--old-classes", default=None,
                    help="classes the backbone knows, ids or names (default: the model card's, MNIST 0–5)")
-    t.add_argument("--stream-length", type=int, default=8000, help="stream samples (default 8000)")
-    t.add_argument("--score-last", type=int, default=1000, help="scoring window: the last N predictions")
-    t.add_argument("--sweep", default="1,10,50,100", help="labels-per-class sweep ('' to skip)")
+    t.add_argument("--stream-length", type=count(1), default=8000, help="stream samples (default 8000)")
+    t.add_argument("--score-last", type=count(1), default=1000, help="scoring window: the last N predictions")
+    t.add_argument("--sweep", type=counts(1), default=(1, 10, 50, 100), help="labels-per-class sweep, "
+                                                                             "comma-separated ('' to skip)")
     t.add_argument("--model", default=None,
                    help="frozen extractor: name or .onnx path (default: the protocol's, e.g. mnist_0to5_fp32)")
     t.add_argument("--data", default=None, help="data root holding mnist/ (default $TINYCL_DATA or ../shared/data)")
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
-    b.add_argument("--samples", type=int, default=2000)
+    b.add_argument("--samples", type=count(1), default=2000)
     b.add_argument("--out", default="results/bench.json")
     b.add_argument("--no-graph", dest="graph", action="store_false", help="skip the multi-process graph bench")
     b.add_argument("--no-fleet", dest="fleet", action="store_false", help="skip the MQTT fleet bench")
@@ -310,9 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["demo-fleet"]:
         return _demo_fleet(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
-    if getattr(args, "seeds", 1) < 1:
-        print("error: --seeds must be at least 1", file=sys.stderr)
-        return 2
     try:
         return int(args.func(args) or 0)
     except TinyclError as exc:

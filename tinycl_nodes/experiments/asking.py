@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..arg_types import count, number
 from ..core.asking import AskPolicy
 from ..core.rce import TinyRCE
 from .tinyndc import write_json
@@ -258,8 +259,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--scenario", nargs="+", choices=("har", "mnist"), default=["har", "mnist"])
-    ap.add_argument("--budget", nargs="+", type=int, default=[60, 100000],
+    ap.add_argument("--budget", nargs="+", type=count(0), default=[60, 100000],
                     help="questions per hour (60: the labeler's default; 100000: no budget)")
-    ap.add_argument("--answer-delay", type=float, default=20.0, help="seconds a person takes to answer")
+    ap.add_argument("--answer-delay", type=number(0.0), default=20.0, help="seconds a person takes to answer")
     ap.add_argument("--data", default=None, help="datasets folder (default $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--out", default="results/asking.json")

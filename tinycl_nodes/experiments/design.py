@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import presets
+from ..arg_types import count, counts, numbers
 from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
@@ -272,13 +273,9 @@ def main(args) -> int:
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     ram, flash = parse_bytes(args.ram), parse_bytes(args.flash)
-    try:
-        ft_epochs = sorted({int(e) for e in str(args.finetune_epochs).split(",")})
-    except ValueError:
-        raise InputError(f"--finetune-epochs: comma-separated integers, got {args.finetune_epochs!r}") from None
-    if ft_epochs[0] < 0 or args.finetune_images < 1:
-        raise InputError(f"--finetune-epochs must be >= 0 and --finetune-images >= 1, got "
-                         f"{args.finetune_epochs} and {args.finetune_images}")
+    ft_epochs = sorted(set(args.finetune_epochs)) or [0]
+    if not args.prune:
+        raise InputError("--prune: give at least one ratio (0: no pruning)")
     if ft_epochs != [0] and not torch_available():
         console.log("PyTorch is not installed: pruned models are tried without a fine-tune")
         ft_epochs = [0]
@@ -291,7 +288,7 @@ def main(args) -> int:
     cuts = [args.cut] if args.cut else default_cuts(model)
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    ratios = tuple(float(r) for r in args.prune.split(","))
+    ratios = tuple(args.prune)
     rows: list[dict[str, Any]] = []
     with forbid_test_split():
         X, y = load_images(args.dataset, "train", args.data)
@@ -395,15 +392,16 @@ def add_arguments(p) -> None:
     p.add_argument("--ram", required=True, help="RAM budget, e.g. 256KiB")
     p.add_argument("--flash", required=True, help="flash budget, e.g. 1MiB")
     p.add_argument("--cut", default=None, help="one latent layer (default: every MaxPool output)")
-    p.add_argument("--prune", default="0,0.25,0.5", help="structured-pruning ratios to try")
+    p.add_argument("--prune", type=numbers(0.0, 1.0), default=(0.0, 0.25, 0.5),
+                   help="structured-pruning ratios to try, comma-separated, each in [0, 1)")
     p.add_argument("--dataset", default=None,
                    help="whose training-split protocol scores the candidates (default: the model card's dataset)")
     p.add_argument("--data", default=None)
-    p.add_argument("--stream", type=int, default=3000, help="validation stream length per candidate")
-    p.add_argument("--min-replay", type=int, default=100, help="fewest replay patterns a candidate must hold")
+    p.add_argument("--stream", type=count(1), default=3000, help="validation stream length per candidate")
+    p.add_argument("--min-replay", type=count(0), default=100, help="fewest replay patterns a candidate must hold")
     p.add_argument("--out", default="results/design", help="folder for the chosen model and its card")
-    p.add_argument("--finetune-epochs", default="0,1",
+    p.add_argument("--finetune-epochs", type=counts(0), default=(0, 1),
                    help="fine-tune epochs to try for each pruned model, comma-separated (PyTorch, when "
                         "installed; 0: the pruned model as it is); chosen on validation like the rest")
-    p.add_argument("--finetune-images", type=int, default=6000,
+    p.add_argument("--finetune-images", type=count(1), default=6000,
                    help="images of the backbone part (the classes the model was trained on) for the fine-tune")

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import presets
+from ..arg_types import count, names as names_of
 from ..core.errors import DivergedError
 from ..core.head import Head
 from ..core.latent import LatentUpperHead
@@ -151,8 +152,9 @@ def run_stream(make_head: HeadMaker, on_latent: bool, unsupervised: bool, final:
             "us_per_sample": 1e6 * seconds / y.size, "refused_batches": refused}
 
 
-def methods(split: Split) -> dict[str, tuple[HeadMaker, bool, bool]]:
-    """name → (head factory, on latent features, unsupervised)."""
+def methods(split: Split | None) -> dict[str, tuple[HeadMaker, bool, bool]]:
+    """name → (head factory, on latent features, unsupervised); the factories read ``split`` only when called, so
+    ``methods(None)`` names them before any model is cut."""
     return {
         "slda_final": (presets.HEADS["slda"], False, False),
         "replay_final_fp32": (presets.HEADS["latent_replay_fp32"], False, False),
@@ -225,8 +227,8 @@ def main(args) -> int:
             result = {"select": run_select(final, latent, split, args.seeds, protocol, console.log)}
     else:
         final, latent, split, full = _prepare(args)
-        names = args.methods.split(",") if args.methods else list(methods(split))
         table = methods(split)
+        names = list(args.methods) or list(table)
         result = {"methods": {}}
         trained: list[Head] = []
         for name in names:
@@ -276,9 +278,9 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=None, help="frozen model (default: the protocol's)")
     p.add_argument("--cut", default=presets.LATENT["cut"], help="node name of the latent layer (the replay layer)")
     p.add_argument("--data", default=None)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--labels", type=int, default=10)
-    p.add_argument("--stream", type=int, default=8000)
-    p.add_argument("--methods", default="", help="comma-separated subset (default: all)")
+    p.add_argument("--seeds", type=count(1), default=3)
+    p.add_argument("--labels", type=count(1), default=10)
+    p.add_argument("--stream", type=count(1), default=8000)
+    p.add_argument("--methods", type=names_of(methods(None)), default=(), help="comma-separated subset (default: all)")
     p.add_argument("--select", action="store_true", help="run the latent grid on the training-split protocol")
     p.add_argument("--out", default="results/latent.json")

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import presets
+from ..arg_types import count
 from ..core.errors import InputError
 from ..core.head import Head
 from ..datasets.cwru import load_cwru
@@ -193,9 +194,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default="fashion_mnist_0to5_trainsplit_fp32",
                     help="frozen image model (trained on the Fashion-MNIST training split's backbone part)")
     ap.add_argument("--data", default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-class", type=int, default=300, help="image scenarios: stream samples per class")
-    ap.add_argument("--per-test", type=int, default=200, help="image scenarios: scored samples per class")
+    ap.add_argument("--seed", type=count(0), default=0)
+    ap.add_argument("--per-class", type=count(1), default=300, help="image scenarios: stream samples per class")
+    ap.add_argument("--per-test", type=count(1), default=200, help="image scenarios: scored samples per class")
     ap.add_argument("--out", default="results/scenarios.json")
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import presets
+from ..arg_types import count, counts, names
 from ..core.cwr import CWRStar
 from ..core.errors import TinyclError
 from ..core.replay import LatentReplayHead
@@ -156,14 +157,14 @@ def main(args) -> int:
     from rich.table import Table
 
     console = Console(width=None if __import__("sys").stdout.isatty() else 132)
-    names = set(args.grids.split(",")) if args.grids else None
-    grids = tuple(g for g in GRIDS if names is None or g.name in names)
+    grids = tuple(g for g in GRIDS if not args.grids or g.name in args.grids)
     if args.rows:   # a re-score of a grid's leading values with more seeds (its 1-label cells are noisy)
         if len(grids) != 1:
             raise TinyclError("--rows picks values of one grid: give it with --grids NAME")
-        rows = [int(i) for i in args.rows.split(",")]
-        if not all(0 <= i < len(grids[0].values) for i in rows):
-            raise TinyclError(f"--rows: {grids[0].name} has values 0–{len(grids[0].values) - 1}, got {args.rows}")
+        rows = args.rows
+        if not all(i < len(grids[0].values) for i in rows):
+            raise TinyclError(f"--rows: {grids[0].name} has values 0–{len(grids[0].values) - 1}, got "
+                              f"{','.join(map(str, rows))}")
         grids = (replace(grids[0], values=tuple(grids[0].values[i] for i in rows)),)
     datasets = [d for d in args.dataset.split(",") if d]
     if args.model and len(datasets) > 1:
@@ -210,8 +211,10 @@ def add_arguments(p) -> None:
                    help="mnist | fashion_mnist | an image folder, or several, comma-separated (objective: their mean)")
     p.add_argument("--model", default=None, help="frozen extractor (default: <dataset>_0to5_trainsplit_fp32)")
     p.add_argument("--data", default=None)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--stream", type=int, default=8000, help="stream length (shorter for a quick look)")
-    p.add_argument("--grids", default="", help="comma-separated grid names (default: all)")
-    p.add_argument("--rows", default="", help="with one --grids: only these of its values (indices, comma-separated)")
+    p.add_argument("--seeds", type=count(1), default=3)
+    p.add_argument("--stream", type=count(1), default=8000, help="stream length (shorter for a quick look)")
+    p.add_argument("--grids", type=names(g.name for g in GRIDS), default=(),
+                   help="comma-separated grid names (default: all)")
+    p.add_argument("--rows", type=counts(0), default=(),
+                   help="with one --grids: only these of its values (indices, comma-separated)")
     p.add_argument("--out", default=None)

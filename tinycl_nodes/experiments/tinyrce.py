@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..arg_types import count, number
 from ..core._linear import logits, sgd_pass_
 from ..core.errors import TinyclError
 from ..core.rce import TinyRCE
@@ -680,16 +681,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data", default=None, help="data root (default $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--model", default=None, help="extractor: name or .onnx path (default <dataset>_elm)")
     ap.add_argument("--device", choices=("sp", "sw"), default="sp", help="HAR: phone or watch")
-    ap.add_argument("--memory", type=int, default=40 * 1024, help="RCE memory budget, bytes")
-    ap.add_argument("--r-max", type=float, default=0.0, help="RCE largest radius (0: dataset default)")
-    ap.add_argument("--epochs", type=int, default=30, help="backprop epochs")
-    ap.add_argument("--budget", type=int, default=40, help="HAR new user: labels that may be asked")
+    ap.add_argument("--memory", type=count(1), default=40 * 1024, help="RCE memory budget, bytes")
+    ap.add_argument("--r-max", type=number(0.0), default=0.0, help="RCE largest radius (0: dataset default)")
+    ap.add_argument("--epochs", type=count(1), default=30, help="backprop epochs")
+    ap.add_argument("--budget", type=count(0), default=40, help="HAR new user: labels that may be asked")
     ap.add_argument("--base-subjects", default="1-12", help="HAR new user: base subjects, e.g. 1-12 or 1,2,5")
     ap.add_argument("--new-subjects", default="13-16", help="HAR new user: new subjects ('' to skip)")
-    ap.add_argument("--seeds", type=int, default=5, help="HAR new user: base-stream orders averaged")
-    ap.add_argument("--cnn-epochs", type=int, default=30,
+    ap.add_argument("--seeds", type=count(1), default=5, help="HAR new user: base-stream orders averaged")
+    ap.add_argument("--cnn-epochs", type=count(0), default=30,
                     help="end-to-end CNN baseline epochs (PyTorch; 0 skips it)")
-    ap.add_argument("--cnn-users", type=int, default=4, help="HAR: train the CNN for the first N users only")
+    ap.add_argument("--cnn-users", type=count(1), default=4, help="HAR: train the CNN for the first N users only")
     ap.add_argument("--select", action="store_true",
                     help="choose r_max on validation folds of the training data only (R_MAX_GRID) and stop")
 
@@ -714,15 +715,11 @@ def run(args: argparse.Namespace) -> int:
 
     from .report import tinyrce_tables
 
-    if args.memory < 1 or args.epochs < 1 or args.budget < 0:
-        raise TinyclError("--memory and --epochs must be positive, --budget non-negative")
     console = Console(width=None if sys.stdout.isatty() else 132)
     extractor = FrozenExtractor(model_path(args.model or f"{args.dataset}_elm"), threads=1)
     base, new = _subjects(args.base_subjects), _subjects(args.new_subjects)
     if set(base) & set(new):
         raise TinyclError(f"--base-subjects and --new-subjects overlap: {sorted(set(base) & set(new))}")
-    if args.seeds < 1 or args.cnn_epochs < 0:
-        raise TinyclError("--seeds must be positive, --cnn-epochs non-negative")
     cfg = Config(dataset=args.dataset, memory_bytes=args.memory, r_max=args.r_max, epochs=args.epochs,
                  device=args.device, label_budget=args.budget, base_subjects=base, new_subjects=new,
                  new_user_seeds=args.seeds, cnn_epochs=args.cnn_epochs, cnn_users=args.cnn_users)

@@ -1,0 +1,33 @@
+"""A bad option value of a ``tinycl`` command is one line naming the option, exit 2, before anything runs or is
+written (these were tracebacks deep in a run, or, for ``select --grids``, an empty run written over the record)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinycl_nodes.cli import main
+
+CASES = [   # (argv, the option, words of the line)
+    (["experiment", "tinyndc", "--sweep", "1,abc"], "--sweep", ["whole number", "'abc'"]),
+    (["experiment", "tinyndc", "--sweep", "0"], "--sweep", ["at least 1"]),
+    (["experiment", "tinyndc", "--test-fraction", "1"], "--test-fraction", ["[0.01, 1)"]),
+    (["experiment", "scenarios", "--seed", "-1"], "--seed", ["at least 0"]),
+    (["experiment", "latent", "--methods", "latent_fp32,nope"], "--methods", ["unknown 'nope'", "latent_fp32"]),
+    (["experiment", "select", "--grids", "tinyol.lrr"], "--grids", ["unknown 'tinyol.lrr'", "tinyol.lr"]),
+    (["experiment", "tinyrce", "--memory", "0"], "--memory", ["at least 1"]),
+    (["experiment", "asking", "--budget", "60", "-1"], "--budget", ["at least 0"]),
+    (["design", "--model", "mnist_0to5_fp32", "--ram", "256KiB", "--flash", "1MiB", "--prune", "0,1.5"], "--prune",
+     ["[0, 1)", "1.5"]),
+    (["bench", "--samples", "0"], "--samples", ["at least 1"]),
+]
+
+
+@pytest.mark.parametrize("argv, option, words", CASES, ids=[" ".join(c[0][:3]) for c in CASES])
+def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys, argv, option, words):
+    out = tmp_path / "out.json"
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", str(out)])
+    assert stop.value.code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert f"error: argument {option}: " in err[-1] and all(w in err[-1] for w in words), err[-1]
