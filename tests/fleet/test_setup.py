@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tinycl_nodes.fleet import bench
 from tinycl_nodes.fleet.broker import BrokerSetup, current_user, generate
+from tinycl_nodes.fleet.broker import main as fleet_main
 
 from .conftest import _need_mosquitto
 
@@ -42,3 +43,16 @@ def test_no_generated_password_looks_like_an_option() -> None:
 
     pws = [_password() for _ in range(2000)]
     assert not [p for p in pws if p.startswith("-")] and len(set(pws)) == 2000 and min(map(len, pws)) >= 24
+
+
+def test_an_empty_device_list_revokes_nothing(tmp_path, capsys) -> None:
+    """`--devices "$DEVICES"` with the variable unset: run again on the fleet's directory, it revoked every device
+    (the list is all of the fleet's devices). Now one line, exit 2, and the directory as it was."""
+    _need_mosquitto()
+    folder = tmp_path / "b"
+    assert fleet_main(["setup", str(folder), "--fleet", "lab", "--devices", "r1,r2", "--user", current_user()]) == 0
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert fleet_main(["setup", str(folder), "--fleet", "lab", "--devices", "", "--user", current_user()]) == 2
+    assert "no devices listed" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert BrokerSetup.load(folder).devices == ["r1", "r2"]

@@ -370,6 +370,9 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     is revoked in ``crl.pem``, which the broker checks at its next start. ``new_ca``: everything new (every device
     then needs its new bundle). ``user``: the account mosquitto runs as when started as root (``broker_user``).
     """
+    if not devices:     # run again on a fleet's directory, no devices would revoke every device's certificate
+        raise ValueError("no devices listed: a fleet has at least one (the list is all of its devices: "
+                         "a name left out is revoked)")
     for n in [fleet, aggregator, *devices]:
         try:
             check_name(n)
