@@ -53,9 +53,8 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder or args.bag))
     protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
                             score_last=args.score_last, old_classes=old, dataset=dataset)
-    sweep = args.sweep
     with console.status("running the stream …") as status:
-        result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=sweep,
+        result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=args.sweep,
                                     progress=lambda msg: (console.log(msg), status.update(msg)))
     result["model"] = extractor.path.name
     result["dataset"], result["class_names"] = dataset, class_names
