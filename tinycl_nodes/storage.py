@@ -24,7 +24,8 @@ write under way on top of the above. A file that cannot be used (corrupt, trunca
 unreadable, a directory, of another kind, deeply nested…) is never overwritten and never a
 traceback: it is renamed ``<name>.state.bad-<time>``, one line names both paths, and the node
 starts fresh. A ``state_dir`` that exists but is not a folder is a start-up error
-(:class:`TinyclError`, the node exits 2), and so is a state file that another running process holds:
+(:class:`TinyclError`, the node exits 2), and so are a ``state_dir`` that cannot be created and a state file that
+another running process holds:
 each store takes an advisory lock (``.<name>.state.lock``, holding its pid) for its process's life, so
 two graphs started on one state folder cannot overwrite each other's learning; the kernel releases it
 when the process dies, even by kill -9.
@@ -320,6 +321,11 @@ class StateStore:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
+        try:            # a folder that cannot even be made would let the node learn without ever saving
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TinyclError(f"state_dir {folder} cannot be created ({one_line(exc)}): point state_dir at a folder "
+                              "this node can write") from None
         self.path = state_path(folder, name)
         hold_lock(self.path, log)
         self.log, self.snapshot = log, snapshot

@@ -38,6 +38,8 @@ CASES = {   # name: (node, args, env, words the one line must hold)
     "dataset missing": ("sensor", ["-p", "data_dir:={tmp}/nodata", "-p", "wait_timeout_s:=30"], {},
                         ["MNIST", "nodata"]),
     "state_dir is a file": ("learner", ["-p", "state_dir:={tmp}/afile"], {}, ["afile", "is a file"]),
+    "state_dir cannot be created": ("learner", ["-p", "state_dir:={tmp}/afile/sub"], {},
+                                    ["afile/sub", "cannot be created", "Not a directory"]),
 }
 
 
