@@ -37,16 +37,21 @@ def number(minimum: float = float("-inf"), below: float = float("inf")) -> Calla
     return parse
 
 
+def _items(text: str) -> tuple[str, ...]:
+    """The comma-separated items of ``text``, stripped; '' is none."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def counts(minimum: int = 0) -> Callable[[str], tuple[int, ...]]:
     """Comma-separated whole numbers ≥ ``minimum``; '' is none."""
     one = count(minimum)
-    return lambda text: tuple(one(part.strip()) for part in text.split(",") if part.strip())
+    return lambda text: tuple(map(one, _items(text)))
 
 
 def numbers(minimum: float = float("-inf"), below: float = float("inf")) -> Callable[[str], tuple[float, ...]]:
     """Comma-separated numbers in [``minimum``, ``below``); '' is none."""
     one = number(minimum, below)
-    return lambda text: tuple(one(part.strip()) for part in text.split(",") if part.strip())
+    return lambda text: tuple(map(one, _items(text)))
 
 
 def names(known: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
@@ -54,7 +59,7 @@ def names(known: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
     known = tuple(known)
 
     def parse(text: str) -> tuple[str, ...]:
-        given = tuple(part.strip() for part in text.split(",") if part.strip())
+        given = _items(text)
         unknown = [n for n in given if n not in known]
         if unknown:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))} (known: {', '.join(known)})")

@@ -168,35 +168,34 @@ REPEAT_FAILURE_S = 60.0
 class RepeatedFailure:
     """What to say of a write that may keep failing (a full disk fails every checkpoint, several a second): the
     first failure of a run, a new error, or one that someone waits for, at once; the same error again at most once
-    every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line (None: say
-    nothing)."""
+    every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line on ``log``."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what                      # e.g. "save state to /x/learner.state"
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self.what, self.log = what, log       # e.g. "save state to /x/learner.state"
         self.failed_n = self.unsaid = 0       # failures since the last write that landed / of them not said
         self.since = self.said_at = 0.0
         self.said = ""                        # the error last said
 
-    def failed(self, error: str, always: bool = False) -> str | None:
+    def failed(self, error: str, always: bool = False) -> None:
         now = time.monotonic()
         self.failed_n += 1
         if self.failed_n == 1:
             self.since = now
         if not (self.failed_n == 1 or always or error != self.said or now - self.said_at >= REPEAT_FAILURE_S):
             self.unsaid += 1
-            return None
+            return
         if self.failed_n == 1:
             more = f"; until a write lands, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
         else:
             more = f" ({self.failed_n} failed writes in {now - self.since:.0f} s, {self.unsaid} not said)"
         self.said, self.said_at, self.unsaid = error, now, 0
-        return f"cannot {self.what}: {error}{more}"
+        self.log.error("cannot %s: %s%s", self.what, error, more)
 
-    def landed(self) -> str | None:
-        if not self.failed_n:
-            return None
-        n, self.failed_n, self.unsaid = self.failed_n, 0, 0
-        return f"could {self.what} again, after {n} failed writes in {time.monotonic() - self.since:.0f} s"
+    def landed(self) -> None:
+        if self.failed_n:
+            self.log.warning("could %s again, after %d failed writes in %.0f s", self.what, self.failed_n,
+                             time.monotonic() - self.since)
+            self.failed_n = self.unsaid = 0
 
 
 class _Writer:
@@ -213,7 +212,7 @@ class _Writer:
         self._waited = 0                      # the newest write asked for with wait
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
-        self._failures = RepeatedFailure(f"save state to {path}")
+        self._failures = RepeatedFailure(f"save state to {path}", log)
 
     def write(self, payload: bytes, wait: bool) -> tuple[int, bool]:
         """Have ``payload`` written: its ticket (:meth:`written`) and, with ``wait``, once it is on disk, whether it
@@ -256,11 +255,9 @@ class _Writer:
             try:
                 write_atomic(self.path, payload)
                 ok = True
-                if (line := self._failures.landed()) is not None:
-                    self.log.warning(line)
+                self._failures.landed()
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
-                if (line := self._failures.failed(one_line(exc), always=waited)) is not None:
-                    self.log.error(line)
+                self._failures.failed(one_line(exc), always=waited)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
@@ -284,8 +281,8 @@ def state_path(folder: str | os.PathLike[str], name: str) -> Path:
 
 
 def hold_lock(path: Path, log: logging.Logger) -> None:
-    """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid), or TinyclError
-    naming the process that holds it. A store opened again in this process (a node configured again) keeps its
+    """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid; its folder made
+    by the store), or TinyclError naming the process that holds it. A store opened again in this process (a node configured again) keeps its
     lock; a folder where no lock can be taken (read-only, a file system without locks) is said once and left."""
     lock = path.with_name(f".{path.name}.lock")
     key = lock.resolve()
@@ -293,7 +290,6 @@ def hold_lock(path: Path, log: logging.Logger) -> None:
         return
     fd = -1
     try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:                   # held by another process

@@ -67,7 +67,7 @@ class Exporter(Node):
         self.state.load(self._restore)
         bus.create_subscription("head", "Head", self.on_head, "latched")
         bus.create_subscription("export_request", "std_msgs/msg/String", self.on_request, "reliable")
-        self._failures = RepeatedFailure("export the head")   # a full disk fails every period: said once a minute
+        self._failures = RepeatedFailure("export the head", self.log)   # a full disk fails every period
         if params.period_s > 0:
             bus.create_timer(params.period_s, self._export_changed)
 
@@ -123,11 +123,9 @@ class Exporter(Node):
         try:
             self.export()
         except OSError as exc:
-            if (line := self._failures.failed(one_line(exc))) is not None:
-                self.log.error(line)
+            self._failures.failed(one_line(exc))
             return
-        if (line := self._failures.landed()) is not None:
-            self.log.warning(line)
+        self._failures.landed()
 
     def on_request(self, msg: Any) -> None:
         self.export(self.request_folder(str(msg.data)))
