@@ -180,3 +180,41 @@ def test_range_of_an_imu_model_is_measured_on_a_file_of_windows(tmp_path, data_d
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
     assert main(["model", "range", str(src), "--windows", str(tmp_path / "junk.npy")]) == 2
     assert "not a readable .npy" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the broken card's, on purpose
+def test_an_existing_model_is_replaced_only_when_asked_and_only_by_one_that_works(models, calib, capsys):
+    """`--out` over a model that nodes use changes its extractor hash: their heads are then refused. It used to be
+    replaced silently, and a replacement that failed its check deleted the model that was there."""
+    from tinycl_nodes.model_prior import prior_path
+    from tinycl_nodes.model_range import range_path
+
+    d, clf, _, mob = models
+    out, int8 = d / "in_use.onnx", d / "in_use_int8.onnx"
+    base = ["model", "import", str(clf), "--cut", "features", "--card", str(d / "rgb64.yaml"), "--out", str(out)]
+    assert main(base) == 0
+    assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(int8)]) == 0
+    capsys.readouterr()
+    kept = {p: p.read_bytes() for p in (out, out.with_suffix(".json"), range_path(out), int8, int8.with_suffix(".json"))}
+
+    assert main(base) == 2
+    assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(int8)]) == 2
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert len(errs) == 2 and all("exists" in e and "--overwrite" in e for e in errs), errs
+
+    (d / "broken.yaml").write_text(yaml.safe_dump(dict(RGB64, preprocessing=dict(RGB64["preprocessing"], scale=1e38))))
+    assert main([*base[:5], "--card", str(d / "broken.yaml"), "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the cut model does not run" in err and len(err.splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in kept} == kept                  # the model in use, its card and range: as they were
+    assert not [p for p in d.iterdir() if p.name.startswith(".tinycl-")]
+
+    prior_path(out).write_bytes(b"statistics of the model replaced")
+    assert main(["model", "import", str(mob), "--cut", "gap", "--card", str(d / "mobile.yaml"), "--out", str(out),
+                 "--overwrite"]) == 0
+    assert FrozenExtractor(out).input_shape == (3, 96, 96)
+    assert not range_path(out).exists() and not prior_path(out).exists()   # they described the model replaced
+    assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(int8), "--overwrite"]) == 0
+    assert FrozenExtractor(int8).quantized and int8.read_bytes() != kept[int8]
+    assert json.loads(int8.with_suffix(".json").read_text())["quantized_from"] == out.name
+    assert range_path(out).exists() and range_path(int8).exists()

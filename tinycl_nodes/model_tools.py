@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -106,15 +109,42 @@ def _input_shape(model: Any) -> tuple[int, ...]:
     return tuple(int(d.dim_value) for d in dims)
 
 
+def _check_out(out_p: Path, overwrite: bool) -> None:
+    """``--out`` names a new model, or ``overwrite`` says to replace one: nodes that use a model would refuse their
+    heads once it changes (another extractor hash), so a mistyped ``--out`` must not replace it silently."""
+    taken = [p for p in (out_p, out_p.with_suffix(".json")) if p.exists()]
+    if taken and not overwrite:
+        raise ModelToolError(f"--out {out_p}: {taken[0]} exists (heads learned on it would be refused as from "
+                             f"another extractor); give --overwrite to replace it")
+
+
+@contextmanager
+def _staged(out_p: Path) -> Iterator[Path]:
+    """Where to write the model ``out_p`` and its sidecars (card, range): a private folder beside it. They replace
+    ``out_p``'s when the block ends without error, and the replaced model's range and class statistics go with it;
+    on an error nothing at ``out_p`` has changed."""
+    from .model_prior import prior_path
+
+    out_p.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".tinycl-", dir=out_p.parent))
+    try:
+        yield stage / out_p.name
+        for old in (model_range.range_path(out_p), prior_path(out_p)):
+            old.unlink(missing_ok=True)
+        for new in sorted(stage.iterdir()):
+            os.replace(new, out_p.parent / new.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_file: str | os.PathLike[str],
-                 cut: str | None = None) -> dict[str, Any]:
+                 cut: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Cut ``src`` at ``cut``, write ``out`` (.onnx) and its card (``out`` with .json); returns
     what was written (shape, features, card path)."""
-    from .extractor import FrozenExtractor
-
     src_p, out_p = Path(src), Path(out)
     if out_p.suffix != ".onnx":
         raise ModelToolError(f"--out {out_p}: expected a .onnx path")
+    _check_out(out_p, overwrite)
     card_doc = load_card_file(card_file)
     model = cut_model(_load(src_p), cut)
     card_doc["feature_output"] = model.graph.output[0].name
@@ -123,23 +153,28 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
         raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
     check_card(card, _input_shape(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
     card_doc |= {"source_model": src_p.name, "cut": cut, "files": [out_p.name]}
-    out_p.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out_p, model.SerializeToString())
-    card_path = out_p.with_suffix(".json")
-    write_atomic(card_path, (json.dumps(card_doc, indent=1) + "\n").encode())
-    try:   # it runs in onnxruntime, on an image through the one preprocessing function
-        ex = FrozenExtractor(out_p)
-        pre = card.preprocessing
+    with _staged(out_p) as staged:
+        write_atomic(staged, model.SerializeToString())
+        write_atomic(staged.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
+        ex = _runs(staged, card.preprocessing)
+    return {"model": str(out_p), "card": str(out_p.with_suffix(".json")), "input": list(ex.input_shape),
+            "n_features": ex.n_features, "hash": ex.hash}
+
+
+def _runs(path: Path, pre: Preprocessing) -> Any:
+    """The extractor of the cut model ``path``, checked to run in onnxruntime on an image through the one
+    preprocessing function and to give finite features."""
+    from .extractor import FrozenExtractor
+
+    try:
+        ex = FrozenExtractor(path)
         probe = np.random.default_rng(0).integers(0, 256, (*pre.size, 3), dtype=np.uint8)
         feats = ex.extract([probe, probe[::-1]])
         if not np.isfinite(feats).all():
             raise ModelToolError("the cut model gives NaN or inf features on a test image")
     except TinyclError as exc:
-        out_p.unlink(missing_ok=True)
-        card_path.unlink(missing_ok=True)
         raise ModelToolError(f"the cut model does not run: {exc}") from None
-    return {"model": str(out_p), "card": str(card_path), "input": list(ex.input_shape),
-            "n_features": ex.n_features, "hash": ex.hash}
+    return ex
 
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
@@ -193,7 +228,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], calib: str | os.PathLike[str],
                    held_out: float = 0.2, max_images: int = 512, seed: int = 0,
-                   latent_cut: str | None = None) -> dict[str, Any]:
+                   latent_cut: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """int8 ``out`` of ``src`` calibrated on images of ``calib``; cosine int8 vs fp32 on the held-out part;
     the feature range of ``out``, and of ``src`` unless it has one (with ``latent_cut``, also at that layer where
     it can be split), on those images."""
@@ -202,6 +237,7 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     src_p, out_p = Path(src), Path(out)
     if out_p.suffix != ".onnx" or out_p.resolve() == src_p.resolve():
         raise ModelToolError(f"--out {out_p}: expected a new .onnx path")
+    _check_out(out_p, overwrite)
     if not 0.0 < held_out < 1.0:
         raise ModelToolError(f"--held-out {held_out}: expected a fraction between 0 and 1")
     fp32 = FrozenExtractor(src_p)
@@ -216,26 +252,27 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     x_cal = fp32._prepare([images[i] for i in cal_idx], True)
     card, _ = model_card_of(src_p)
     batch = 1 if fp32.fixed_batch else 32
-    try:
-        quantize_static_qdq(src_p, out_p, [x_cal[i:i + batch] for i in range(0, len(x_cal), batch)], fp32.input_name)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many types
-        out_p.unlink(missing_ok=True)
-        raise ModelToolError(f"cannot quantize {src_p.name}: {str(exc).strip().splitlines()[0][:200]}") from None
     card_doc = json.loads(model_card_path(src_p).read_text()) if card is not None else \
         {"preprocessing": pre.model_dump(mode="json")}
     card_doc |= {"files": [out_p.name], "quantized_from": src_p.name,
                  "calibration": {"folder": Path(calib).name, "images": int(cal_idx.size), "held_out": int(n_test)}}
     test = [images[i] for i in test_idx]
-    a = fp32.extract(test)
-    write_atomic(out_p.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
-    b = FrozenExtractor(out_p).extract(test)
-    cos = cosine(a, b)
-    card_doc["cosine_int8_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
-                                    "held_out_images": int(n_test)}
-    write_atomic(out_p.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
-    unranged = [out_p] if model_range.bound(src_p, fp32.hash) is not None else [src_p, out_p]   # keep a range it has
-    ranges = [model_range.write(m, model_range.measure(m, images, latent_cut, f"{len(images)} images of {calib}"))
-              for m in unranged]
+    measured = f"{len(images)} images of {calib}"
+    with _staged(out_p) as staged:
+        try:
+            quantize_static_qdq(src_p, staged, [x_cal[i:i + batch] for i in range(0, len(x_cal), batch)],
+                                fp32.input_name)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many types
+            raise ModelToolError(f"cannot quantize {src_p.name}: {str(exc).strip().splitlines()[0][:200]}") from None
+        write_atomic(staged.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
+        cos = cosine(fp32.extract(test), FrozenExtractor(staged).extract(test))
+        card_doc["cosine_int8_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),
+                                        "held_out_images": int(n_test)}
+        write_atomic(staged.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
+        model_range.write(staged, model_range.measure(staged, images, latent_cut, measured))
+    ranges = [model_range.range_path(out_p)]
+    if model_range.bound(src_p, fp32.hash) is None:       # keep a range it has
+        ranges.insert(0, model_range.write(src_p, model_range.measure(src_p, images, latent_cut, measured)))
     return {"model": str(out_p), "calibration_images": int(cal_idx.size), "held_out_images": int(n_test),
             "cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
             "bytes_fp32": src_p.stat().st_size, "bytes_int8": out_p.stat().st_size, "ranges": [str(r) for r in ranges]}
@@ -313,6 +350,10 @@ def model_card_path(model: Path) -> Path:
     return p
 
 
+OVERWRITE_HELP = ("replace the model at --out (heads learned on it are then refused as from another extractor; "
+                  "its range and class statistics are removed)")
+
+
 def add_arguments(model_parser: Any) -> None:
     """``tinycl model import|quantize|range|classes`` (cli.py keeps only the hook)."""
     sub = model_parser.add_subparsers(dest="model_command", required=True)
@@ -322,11 +363,13 @@ def add_arguments(model_parser: Any) -> None:
                                                  "(default: the model's output)")
     imp.add_argument("--card", required=True, help="model card (YAML or JSON): preprocessing, dataset, class_names")
     imp.add_argument("--out", required=True, help="the .onnx to write; its card goes beside it (.json)")
+    imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.set_defaults(func=_import_cmd)
     q = sub.add_parser("quantize", help="int8 (static, per-channel QDQ) calibrated on a folder of images")
     q.add_argument("model", help="an fp32 .onnx with its card (e.g. from tinycl model import)")
     q.add_argument("--calib", required=True, help="folder of .png/.jpg images (any depth)")
     q.add_argument("--out", required=True, help="the int8 .onnx to write; its card goes beside it")
+    q.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     q.add_argument("--held-out", type=float, default=0.2, help="fraction of the images kept out of calibration "
                                                                "to measure int8 vs fp32 (default 0.2)")
     q.add_argument("--max-images", type=int, default=512)
@@ -356,7 +399,7 @@ def _classes_cmd(args: Any) -> int:
 
 
 def _import_cmd(args: Any) -> int:
-    r = import_model(args.model, args.out, args.card, args.cut)
+    r = import_model(args.model, args.out, args.card, args.cut, args.overwrite)
     print(f"wrote {r['model']} (input {tuple(r['input'])}, {r['n_features']} features, runs in onnxruntime) "
           f"and its card {r['card']}; extractor hash {r['hash'][:12]}…")
     return 0
@@ -376,7 +419,8 @@ def _range_cmd(args: Any) -> int:
 def _quantize_cmd(args: Any) -> int:
     from .presets import LATENT
 
-    r = quantize_model(args.model, args.out, args.calib, args.held_out, args.max_images, latent_cut=LATENT["cut"])
+    r = quantize_model(args.model, args.out, args.calib, args.held_out, args.max_images, latent_cut=LATENT["cut"],
+                       overwrite=args.overwrite)
     print(f"wrote {r['model']} ({r['bytes_int8']} B, fp32 {r['bytes_fp32']} B), calibrated on "
           f"{r['calibration_images']} images; int8 vs fp32 features on {r['held_out_images']} held-out images: "
           f"cosine mean {r['cosine_mean']:.4f}, min {r['cosine_min']:.4f}; feature ranges {', '.join(r['ranges'])}")
