@@ -39,7 +39,8 @@ merged head's predictions from then on; a class the fleet brought gets a centroi
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
 becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, raw on ``image`` or
 JPEG/PNG on ``<image>/compressed``, or a plot of the
-IMU / vibration window — the candidate classes, most likely first, and why) and is held; the
+IMU / vibration window, kept as JPEG or PNG while the question waits or its group forms and sent as raw pixels —
+the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
 ``label_requests.LabelRequests``, saved atomically with the RCE state. Each answer's outcome is
@@ -69,7 +70,7 @@ from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import ReplayUndo
-from ..images import camera_picture
+from ..images import camera_picture, decode_compressed, encoded
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
@@ -443,6 +444,26 @@ MAX_PICTURE_BYTES = 1 << 20
 RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
 
 
+def kept_picture(img: np.ndarray, kind: str) -> dict[str, Any]:
+    """A question's picture as the labeler keeps it while the question waits or its group forms, in memory and in
+    its state: compressed (``kind``: jpeg for a camera frame, png for a plot). Raw, the 200 groups a camera can
+    form held 184 MB of 640x480 frames, rewritten with the state at every checkpoint."""
+    return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2 else "rgb8",
+            "format": kind, "data": np.frombuffer(encoded(img, kind), np.uint8)}
+
+
+def shown_picture(pic: dict[str, Any]) -> dict[str, Any]:
+    """A kept picture as a ``LabelRequest`` carries it (sensor_msgs/Image fields: raw pixels); one kept raw (a state
+    from before pictures were compressed) as it is; {} for none."""
+    if not pic or "format" not in pic:
+        return pic
+    img = decode_compressed(bytes(np.asarray(pic["data"], np.uint8)), str(pic["format"]))
+    if pic.get("encoding") == "mono8":
+        img = img[:, :, 0]
+    return {"height": img.shape[0], "width": img.shape[1], "encoding": pic.get("encoding", "rgb8"),
+            "step": img.shape[1] * (1 if img.ndim == 2 else 3), "data": img.ravel()}
+
+
 def ask_policy(p: LabelerParams) -> AskPolicy | None:
     """The question policy of the parameters (None: the old one, LabelRequests' default)."""
     if p.ask_policy == "each":
@@ -661,17 +682,15 @@ class RceLabeler(Labeler):
             if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
                 img = camera_picture(raw, 640)
                 if img.nbytes <= MAX_PICTURE_BYTES:
-                    return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2
-                            else "rgb8", "step": img.shape[1] * (1 if img.ndim == 2 else 3), "data": img.ravel()}
+                    return kept_picture(img, "jpeg")
             if kind == "imu":
                 w, h = self.params.picture_size
                 n_ch = int(raw.n_channels)
                 values = np.asarray(raw.data, np.float32)
                 if n_ch < 1 or values.size % n_ch:
                     raise InputError(f"imu window of {values.size} values is not samples x {n_ch} channels")
-                rgb = render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
-                                  names=[str(c) for c in raw.channel_names])
-                return {"height": h, "width": w, "encoding": "rgb8", "step": 3 * w, "data": rgb.ravel()}
+                return kept_picture(render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
+                                                names=[str(c) for c in raw.channel_names]), "png")
         except TinyclError as exc:
             self.log.warning("cannot keep the picture of sample %d (%s): the request says so", stamp, exc)
         return {}
@@ -693,7 +712,12 @@ class RceLabeler(Labeler):
         return [self.rce.classes[int(i)] for i in order]
 
     def _send_request(self, req: Pending) -> None:
-        pic = req.picture
+        try:
+            pic = shown_picture(req.picture)
+        except InputError as exc:
+            self.log.warning("the picture kept for label request %s cannot be shown (%s): it is asked without it",
+                             req.request_id, exc)
+            pic = {}
         picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
                              data=as_sequence(pic.get("data", b""), "B"))
