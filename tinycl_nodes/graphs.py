@@ -33,3 +33,8 @@ MANAGED = frozenset({"extractor", "learner"})
 
 #: the node whose exit ends a finite run (a replay): it exits once every prediction is scored
 FINISHER = "metrics"
+
+#: the nodes only a replay needs: with a camera driver as the sensor (a launch's ``camera_topic``) they do not start —
+#: the replay itself, and the metrics node, which has no ground truth to score against (it would only hold the
+#: predictions: about 100 MB of a robot's memory)
+REPLAY_ONLY = frozenset({"sensor", FINISHER})

@@ -7,7 +7,7 @@ other, and a launch argument outranks the parameter file's values (``runner.coll
 outranks an earlier one). A node that dies while the graph runs is restarted from its last checkpoint; one that
 exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a launch that is killed (even by
 kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
-camera driver is the sensor: no replay node is started, ``image`` is remapped to that topic and frames are taken
+camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image`` is remapped to that topic and frames are taken
 best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
@@ -33,7 +33,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
-from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS
+from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS, REPLAY_ONLY
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -75,10 +75,10 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     # the file is read by each node at its start; removed when the launch shuts down
     actions: list[Any] = [RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(
         function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
-    # with a camera the graph runs until Ctrl-C: the metrics node ending (no ground truth comes) does not end it
+    # with a camera the graph runs until Ctrl-C: no replay, nothing to score
     policy = RestartPolicy(finisher=None if camera else FINISHER)
     for name in GRAPHS[graph]:
-        if camera and name == "sensor":
+        if camera and name in REPLAY_ONLY:
             continue
         own = {k: LaunchConfiguration(v).perform(context) for k, v in node_params.get(name, {}).items()}
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",

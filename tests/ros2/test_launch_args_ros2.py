@@ -63,6 +63,8 @@ def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp
     got = result["features"]["/cam/features"]
     assert result["sent"] >= 40 and len(got) >= result["sent"] // 3, (result["sent"], len(got), launch.text[-2000:])
     assert "incompatible QoS" not in launch.text and "no ground truth" not in launch.text, launch.text[-2000:]
+    # nor the metrics node: a replay's only, it has no ground truth to score (it held the predictions: ~100 MB)
+    assert "/cam/metrics" not in ros.node_list() and "[metrics-" not in launch.text, launch.text[-2000:]
     # the user's deactivate stays until the user's activate
     ros.wait_until("the learner active", lambda: "active [3]" in _lifecycle(ros, "/cam/learner"), timeout_s=60)
     assert "Transitioning successful" in _lifecycle(ros, "/cam/learner", "deactivate")
