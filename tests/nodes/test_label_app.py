@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tinycl_nodes.core.errors import InputError
-from tinycl_nodes.images import picture_png
+from tinycl_nodes.images import picture_file, picture_type
 from tinycl_nodes.label_app.server import LabelServer
 from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore, deadline
 
@@ -29,15 +29,15 @@ TOKEN = "test-token-123"
 CANDIDATES = [{"id": 0, "name": "zero", "sample_count": 5}, {"id": 3, "name": "three", "sample_count": 2}]
 
 
-def _png(h: int = 4, w: int = 6) -> bytes:
+def _picture(h: int = 4, w: int = 6) -> bytes:
     img = SimpleNamespace(height=h, width=w, encoding="mono8", step=w, data=bytes(range(h * w)))
-    return picture_png(img)
+    return picture_file(img)
 
 
-def _request(rid: str, ttl: float = 60.0, png: bool = True) -> Pending:
+def _request(rid: str, ttl: float = 60.0, picture: bool = True) -> Pending:
     now = time.time()
-    return Pending(rid, "novel", list(CANDIDATES), _png() if png else None, 6 if png else 0, 4 if png else 0,
-                   now, now + ttl)
+    return Pending(rid, "novel", list(CANDIDATES), _picture() if picture else None, 6 if picture else 0,
+                   4 if picture else 0, now, now + ttl)
 
 
 @contextmanager
@@ -122,15 +122,15 @@ def test_websocket_flow(tmp_path):
                 assert (await ws.receive_json(timeout=5))["pending"] == []
                 await other.receive_json(timeout=5)
                 server.submit_request(_request("r1"))        # as the bus thread does
-                server.submit_request(_request("r2", png=False))
+                server.submit_request(_request("r2", picture=False))
                 req = (await _next(ws, "request"))["request"]
                 assert req["id"] == "r1" and req["candidates"] == CANDIDATES and req["reason"] == "novel"
                 async with s.get(base + "/" + req["image"]) as r:
                     assert r.status == 200 and r.content_type == "image/png"
                     assert Image.open(io.BytesIO(await r.read())).size == (6, 4)
                 assert (await _next(ws, "request"))["request"]["image"] is None
-                server.submit_request(_request("r2", png=False))  # asked again, unchanged: nothing to show
-                changed = _request("r2", png=False)
+                server.submit_request(_request("r2", picture=False))  # asked again, unchanged: nothing to show
+                changed = _request("r2", picture=False)
                 changed.reason = "seen again"
                 server.submit_request(changed)                   # updated: redrawn
                 assert (await ws.receive_json(timeout=5))["request"]["reason"] == "seen again"
@@ -289,7 +289,7 @@ def test_pending_requests_survive_a_restart(tmp_path, caplog):
     assert state.is_file()
     with serving(state) as (server, sent):
         assert list(server.store.pending) == ["b", "c"]
-        assert server.store.pending["b"].png == _png()
+        assert server.store.pending["b"].picture == _picture()
         assert [h.class_name for h in server.store.history] == ["cup"]
         server.submit_request(_request("a"))                  # asked again just after: crossed, not re-sent
         time.sleep(0.3)
@@ -338,20 +338,38 @@ def test_tls_with_a_given_certificate(tmp_path):
 
 
 @pytest.mark.parametrize("encoding,channels", [("mono8", 1), ("8UC1", 1), ("rgb8", 3), ("bgr8", 3)])
-def test_pictures_become_png(encoding, channels):
+def test_pictures_become_image_files(encoding, channels):
     rng = np.random.default_rng(0)
     h, w, pad = 5, 7, 3
     img = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
     rows = np.concatenate([img.reshape(h, w * channels), np.zeros((h, pad), np.uint8)], axis=1)  # step > w*c
     msg = SimpleNamespace(height=h, width=w, encoding=encoding, step=w * channels + pad, data=rows.tobytes())
-    out = np.asarray(Image.open(io.BytesIO(picture_png(msg))))
+    data = picture_file(msg)
+    assert picture_type(data) == "image/png"                  # smaller than its JPEG, and exact
+    out = np.asarray(Image.open(io.BytesIO(data)))
     expect = img[:, :, 0] if channels == 1 else (img[:, :, ::-1] if encoding == "bgr8" else img)
     assert np.array_equal(out, expect)
-    assert picture_png(SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")) is None
+    assert picture_file(SimpleNamespace(height=0, width=0, encoding="", step=0, data=b"")) is None
     with pytest.raises(InputError, match="not supported"):
-        picture_png(SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, data=bytes(4)))
+        picture_file(SimpleNamespace(height=1, width=1, encoding="32FC1", step=4, data=bytes(4)))
     with pytest.raises(InputError, match="bytes"):
-        picture_png(SimpleNamespace(height=2, width=2, encoding="mono8", step=2, data=bytes(3)))
+        picture_file(SimpleNamespace(height=2, width=2, encoding="mono8", step=2, data=bytes(3)))
+
+
+def test_a_camera_frame_goes_to_the_phone_as_jpeg_and_old_saved_pictures_load():
+    """A 640x480 camera frame with sensor noise was a 486 KB PNG per question (and per saved question in
+    label_app.json, as base64); as JPEG it is 37 KB, the same picture up to JPEG loss."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:480, 0:640]
+    frame = np.clip(np.stack([xx * 200 // 639, yy * 200 // 479, np.full_like(xx, 90)], 2)
+                    + rng.normal(0, 3, (480, 640, 3)), 0, 255).astype(np.uint8)
+    data = picture_file(SimpleNamespace(height=480, width=640, encoding="rgb8", step=1920, data=frame.tobytes()))
+    out = np.asarray(Image.open(io.BytesIO(data)))
+    assert picture_type(data) == "image/jpeg" and len(data) < frame.nbytes / 16, len(data)
+    assert np.abs(out.astype(int) - frame).mean() < 3
+    old = Pending("r", "novel", [], data, 640, 480, 1.0, 2.0).to_json()    # label_app.json from before: "png"
+    old["png"] = old.pop("picture")
+    assert Pending.from_json(old).picture == data
 
 
 def test_bad_parameters_end_the_node_at_start(tmp_path, capsys):

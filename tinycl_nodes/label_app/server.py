@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from ..core.errors import TinyclError
+from ..images import picture_type
 from .page import MANIFEST, PAGE, PUBLIC, icon_png
 from .pairing import Pairing
 from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, history_item
@@ -294,10 +295,11 @@ class LabelServer:
     async def _image(self, request: web.Request) -> web.Response:
         rid = request.query.get("id", "")
         req = self.store.pending.get(rid)
-        png = req.png if req is not None else (self.store.answered[rid].png if rid in self.store.answered else None)
-        if png is None:
+        picture = req.picture if req is not None else (self.store.answered[rid].picture if rid in self.store.answered
+                                                       else None)
+        if picture is None:
             return web.Response(status=404, text="no such picture", headers=SECURITY_HEADERS)
-        return web.Response(body=png, content_type="image/png", headers=SECURITY_HEADERS)
+        return web.Response(body=picture, content_type=picture_type(picture), headers=SECURITY_HEADERS)
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(self._snapshot(), headers=SECURITY_HEADERS)

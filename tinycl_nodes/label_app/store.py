@@ -47,29 +47,31 @@ class AnswerError(ValueError):
     """An answer that cannot be sent: the message is shown on the page as is."""
 
 
-class PngJson:
-    """JSON of a dataclass with a ``png`` field (bytes as base64): one format for requests and answers."""
+class PictureJson:
+    """JSON of a dataclass with a ``picture`` field (an image file's bytes, as base64): one format for requests and
+    answers. A file saved before pictures could be JPEG calls it ``png``."""
 
-    png: bytes | None
+    picture: bytes | None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)  # type: ignore[call-overload]
-        d["png"] = base64.b64encode(self.png).decode() if self.png else None
+        d["picture"] = base64.b64encode(self.picture).decode() if self.picture else None
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Any:
         d = dict(d)
-        d["png"] = base64.b64decode(d["png"]) if d.get("png") else None
+        data = d.pop("png", None) if "picture" not in d else d["picture"]
+        d["picture"] = base64.b64decode(data) if data else None
         return cls(**d)
 
 
 @dataclass
-class Pending(PngJson):
+class Pending(PictureJson):
     request_id: str
     reason: str
     candidates: list[dict[str, Any]]            # {"id", "name", "sample_count"}, most likely first
-    png: bytes | None
+    picture: bytes | None                       # a PNG or JPEG file (images.picture_file), as the phone downloads it
     width: int
     height: int
     received_s: float
@@ -78,13 +80,13 @@ class Pending(PngJson):
     def public(self, now: float) -> dict[str, Any]:
         """What the page gets (no raw bytes: the picture is fetched from /image?id=<id>)."""
         return {"id": self.request_id, "reason": self.reason, "candidates": self.candidates,
-                "image": f"image?id={quote(self.request_id, safe='')}" if self.png else None,
+                "image": f"image?id={quote(self.request_id, safe='')}" if self.picture else None,
                 "width": self.width, "height": self.height, "received_s": self.received_s,
                 "expires_in_s": max(0.0, self.expires_s - now)}
 
 
 @dataclass
-class Answer(PngJson):
+class Answer(PictureJson):
     request_id: str
     class_id: int                  # an existing class id, or NEW_CLASS with new_class_name
     new_class_name: str = ""
@@ -93,7 +95,7 @@ class Answer(PngJson):
     answered_s: float = field(default_factory=time.time)
     status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn
     message: str = ""              # the labeler's reason for a refusal
-    png: bytes | None = None       # the picture that was answered (the history's thumbnail)
+    picture: bytes | None = None   # the picture that was answered (the history's thumbnail)
     reason: str = ""
     before: dict[str, Any] | None = None   # the answer as it stood before a change the labeler has not judged yet
 
@@ -161,7 +163,7 @@ class RequestStore:
             return "answered", []
         old = self.pending.get(req.request_id)
         if old is not None:
-            if (old.reason, old.candidates, old.png) == (req.reason, req.candidates, req.png):
+            if (old.reason, old.candidates, old.picture) == (req.reason, req.candidates, req.picture):
                 return "same", []
             req.received_s, req.expires_s = old.received_s, old.expires_s
             self.pending[req.request_id] = req
@@ -240,7 +242,7 @@ class RequestStore:
         """The answer was sent: the request leaves, the answer goes to the history (with its picture)."""
         req = self.pending.pop(answer.request_id, None)
         if req is not None:
-            answer.png, answer.reason = req.png, req.reason
+            answer.picture, answer.reason = req.picture, req.reason
         self.history.appendleft(answer)
         self._remember(self.answered, answer.request_id, answer)
         self.dirty = True
@@ -345,7 +347,7 @@ class RequestStore:
     def _add_example(self, a: Answer) -> None:
         """``a``'s picture first among the (at most 3) examples of its class, a class the robot knows."""
         info = self.classes[a.class_id]
-        if a.png is not None and a.request_id not in info["examples"]:
+        if a.picture is not None and a.request_id not in info["examples"]:
             info["examples"] = ([a.request_id] + info["examples"])[:3]
 
     def _drop_example(self, request_id: str) -> None:
@@ -375,7 +377,7 @@ class RequestStore:
         return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": i["last_s"],
                              "last_age_s": max(0.0, now - i["last_s"]) if i["last_s"] else None,
                              "examples": [f"image?id={quote(r, safe='')}" for r in i["examples"]
-                                          if r in self.answered and self.answered[r].png]}
+                                          if r in self.answered and self.answered[r].picture]}
                             for c, i in sorted(self.classes.items())],
                 "predictions": [{**p, "age_s": max(0.0, now - p["at_s"])} for p in self.predictions]}
 
@@ -449,4 +451,4 @@ def history_item(a: Answer, now: float | None = None) -> dict[str, Any]:
             "new": bool(a.new_class_name), "answered_s": a.answered_s, "age_s": max(0.0, now - a.answered_s),
             "answered_by": a.answered_by,
             "status": a.status, "message": a.message,
-            "image": f"image?id={quote(a.request_id, safe='')}" if a.png else None}
+            "image": f"image?id={quote(a.request_id, safe='')}" if a.picture else None}

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core.errors import InputError, TinyclError
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
-from ..images import picture_png
+from ..images import picture_file
 from ..label_app.server import LabelServer
 from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore, deadline
 from ..label_app.tls import ensure_certificate
@@ -143,20 +143,20 @@ class LabelApp(Node):
 
     # bus thread ---------------------------------------------------------------------------------------
     def on_request(self, msg: Any) -> None:
-        """A LabelRequest: checked and converted here (PNG encoding off the server's loop), then handed over."""
+        """A LabelRequest: checked and converted here (image encoding off the server's loop), then handed over."""
         rid = str(msg.request_id)
         if not rid or len(rid) > MAX_ID or not rid.isprintable():
             raise InputError(f"label request id must be 1 to {MAX_ID} printable characters, got {rid[:40]!r}")
-        png, width, height = None, int(msg.picture.width), int(msg.picture.height)
+        picture, width, height = None, int(msg.picture.width), int(msg.picture.height)
         try:
-            png = picture_png(msg.picture)
+            picture = picture_file(msg.picture)
         except InputError as exc:
             self.log.error("label request %s: picture dropped: %s", rid, exc)
         candidates = [{"id": int(c.id), "name": str(c.name) or str(int(c.id)), "sample_count": int(c.sample_count)}
                       for c in msg.candidates]
         now = time.time()
-        self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, png,
-                                           width if png else 0, height if png else 0, now,
+        self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, picture,
+                                           width if picture else 0, height if picture else 0, now,
                                            deadline(stamp_ns(msg.header) / 1e9, self.bus.now_ns() / 1e9, now,
                                                     self.params.request_ttl_s)))
 
