@@ -104,7 +104,7 @@ def test_a_paused_node_holds_messages_up_to_a_byte_bound(tmp_path, caplog):
     assert caplog.text.count("messages held: the oldest are dropped") == 1
 
 
-def test_the_pictures_of_forming_questions_are_kept_compressed(tmp_path, data_dir):
+def test_the_pictures_of_forming_questions_are_kept_compressed(tmp_path, data_dir, caplog):
     """A camera in front of new things forms up to 200 question groups, each keeping the picture it will show. Raw,
     a soak of camera.launch.py under ROS 2 (320x240 frames, 30/s) had 177 of them, 41 MB, in the labeler's state
     within 35 s, rewritten at every checkpoint; at 640x480 the 200 would be 184 MB. They are now kept as JPEG."""
@@ -137,6 +137,18 @@ def test_the_pictures_of_forming_questions_are_kept_compressed(tmp_path, data_di
     assert len(kept) >= 20, len(kept)                                  # that many groups formed, each with its picture
     assert all((p["width"], p["height"], p["format"]) == (640, 480, "jpeg") for p in kept)
     assert max(p["data"].size for p in kept) < raw / 8, [p["data"].size for p in kept]
+    req = next(r for r in lab.requests._requests.values() if r.picture)
+    sent = []
+    bus.create_subscription("label_request", "LabelRequest", sent.append, "reliable")
+    lab._send_request(req)                                             # decoded to raw pixels on the way out
+    assert (sent[-1].picture.width, sent[-1].picture.height, sent[-1].picture.encoding) == (640, 480, "rgb8")
+    assert len(bytes(sent[-1].picture.data)) == raw
+    req.picture["data"] = req.picture["data"][:500]                    # a picture that cannot be decoded
+    with caplog.at_level(logging.WARNING):
+        lab._send_request(req)
+        assert sent[-1].picture.width == 0 and "no picture could be kept" in sent[-1].reason
+        lab._send_request(req)                                         # dropped: said once
+    assert caplog.text.count("cannot be shown") == 1 and not req.picture
     lab.close()
     state = sum(f.stat().st_size for f in tmp_path.rglob("*.state"))
     print(f"{len(kept)} question groups: pictures {sum(p['data'].size for p in kept) / 1e6:.2f} MB kept "

@@ -717,7 +717,7 @@ class RceLabeler(Labeler):
         except InputError as exc:
             self.log.warning("the picture kept for label request %s cannot be shown (%s): it is asked without it",
                              req.request_id, exc)
-            pic = {}
+            pic = req.picture = {}
         picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
                              data=as_sequence(pic.get("data", b""), "B"))
