@@ -651,8 +651,7 @@ class RceLabeler(Labeler):
     def _ask(self, now: float) -> None:
         """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
         knows after a restart. (Samples that join or form groups are checkpointed by time, ``save_period_s``: they
-        are not learned until a person answers; counted as learned samples they made a camera graph rewrite the
-        labeler's state every 100 frames, 3.3 s at 30 frames/s, even when every frame was one it already knew.)"""
+        are not learned until a person answers.)"""
         ready = self.requests.ready(now)
         for req in ready:
             self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
@@ -863,7 +862,10 @@ class RceLabeler(Labeler):
              "message": message})))
 
     def _tick(self) -> None:
-        """Every second: expire old requests, resend the pending ones to a new reader, save if needed."""
+        """Every second: expire old requests, resend the pending ones to a new reader, ask the groups that are ready.
+        (Not a save whenever something changed: the store checkpoints a change every ``save_period_s``. Saving here,
+        with every sample passed on counted as a change, a camera graph's labeler wrote its whole state every second,
+        waiting for each write: tests/nodes/test_labeler_checkpoints.py.)"""
         for req in self.requests.expire(time.time()):
             self.log.info("label request %s expired unanswered (%d sample(s) dropped)", req.request_id,
                           len(req.samples))
@@ -875,8 +877,6 @@ class RceLabeler(Labeler):
                 self._send_request(req)
         self._request_readers = readers
         self._ask(time.time())
-        if self.state.dirty:
-            self._save()
 
     # --- labelled output and state ------------------------------------------------------------
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
