@@ -7,8 +7,8 @@ other, and a launch argument outranks the parameter file's values (``runner.coll
 outranks an earlier one). A node that dies while the graph runs is restarted from its last checkpoint; one that
 exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a launch that is killed (even by
 kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
-camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image`` is remapped to that topic and frames are taken
-best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
+camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image``
+is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
 of the tinycl nodes' own loggers; rcl's and rmw's stay at their default.
