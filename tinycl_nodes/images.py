@@ -164,12 +164,7 @@ def camera_picture(msg: Any, max_width: int) -> np.ndarray:
     return cv2.resize(img, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    """A PNG file of a uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB array (OpenCV's encoder)."""
-    return encoded(img, "png")
-
-
-def encoded(img: np.ndarray, kind: str = "png", jpeg_quality: int = 90) -> bytes:
+def encoded(img: np.ndarray, kind: str, jpeg_quality: int = 90) -> bytes:
     """A ``png`` or ``jpeg`` file of a uint8 ``(H, W)`` grey or ``(H, W, 3)`` RGB array (OpenCV's encoder): JPEG for
     a camera picture kept while it waits (a tenth of its raw bytes), PNG where every pixel counts (plots, icons)."""
     img = np.ascontiguousarray(img, np.uint8)

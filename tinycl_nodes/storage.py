@@ -281,9 +281,10 @@ def state_path(folder: str | os.PathLike[str], name: str) -> Path:
 
 
 def hold_lock(path: Path, log: logging.Logger) -> None:
-    """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid; its folder made
-    by the store), or TinyclError naming the process that holds it. A store opened again in this process (a node configured again) keeps its
-    lock; a folder where no lock can be taken (read-only, a file system without locks) is said once and left."""
+    """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid; its folder
+    made by the store), or TinyclError naming the process that holds it. A store opened again in this process (a node
+    configured again) keeps its lock; a folder where no lock can be taken (read-only, a file system without locks) is
+    said once and left."""
     lock = path.with_name(f".{path.name}.lock")
     key = lock.resolve()
     if key in _held_locks:

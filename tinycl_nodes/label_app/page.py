@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..images import png_bytes
+from ..images import encoded
 
 PAGE = r"""<!doctype html>
 <html lang="en">
@@ -492,4 +492,4 @@ def icon_png(size: int) -> bytes:
     stem = (np.abs(xx - 0.5) < 0.06) & (yy > 0.55) & (yy < 0.7)
     dot = np.hypot(xx - 0.5, yy - 0.8) < 0.06
     img[ring | stem | dot] = 255
-    return png_bytes(img)
+    return encoded(img, "png")

@@ -61,7 +61,7 @@ class PictureJson:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Any:
         d = dict(d)
-        data = d.pop("png", None) if "picture" not in d else d["picture"]
+        data = d.pop("picture", None) or d.pop("png", None)
         d["picture"] = base64.b64decode(data) if data else None
         return cls(**d)
 
