@@ -168,10 +168,12 @@ REPEAT_FAILURE_S = 60.0
 class RepeatedFailure:
     """What to say of a write that may keep failing (a full disk fails every checkpoint, several a second): the
     first failure of a run, a new error, or one that someone waits for, at once; the same error again at most once
-    every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line on ``log``."""
+    every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line on ``log``.
+    (Anything else that can fail for every message the same way too: ``attempts`` names what is counted.)"""
 
-    def __init__(self, what: str, log: logging.Logger) -> None:
+    def __init__(self, what: str, log: logging.Logger, attempts: str = "writes") -> None:
         self.what, self.log = what, log       # e.g. "save state to /x/learner.state"
+        self.attempts = attempts
         self.failed_n = self.unsaid = 0       # failures since the last write that landed / of them not said
         self.since = self.said_at = 0.0
         self.said = ""                        # the error last said
@@ -185,16 +187,16 @@ class RepeatedFailure:
             self.unsaid += 1
             return
         if self.failed_n == 1:
-            more = f"; until a write lands, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
+            more = f"; until one works again, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
         else:
-            more = f" ({self.failed_n} failed writes in {now - self.since:.0f} s, {self.unsaid} not said)"
+            more = f" ({self.failed_n} failed {self.attempts} in {now - self.since:.0f} s, {self.unsaid} not said)"
         self.said, self.said_at, self.unsaid = error, now, 0
         self.log.error("cannot %s: %s%s", self.what, error, more)
 
     def landed(self) -> None:
         if self.failed_n:
-            self.log.warning("could %s again, after %d failed writes in %.0f s", self.what, self.failed_n,
-                             time.monotonic() - self.since)
+            self.log.warning("could %s again, after %d failed %s in %.0f s", self.what, self.failed_n,
+                             self.attempts, time.monotonic() - self.since)
             self.failed_n = self.unsaid = 0
 
 

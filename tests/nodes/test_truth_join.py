@@ -62,3 +62,24 @@ def test_memory_bounded_by_bytes(caplog):
     assert [p.nbytes for _, p, _ in out] == [1 << 20] * 97        # the oldest went on, without truth
     assert caplog.text.count("ground truth without a sample") == 1
     assert caplog.text.count("wait for ground truth") == 1
+
+
+def test_samples_without_truth_are_said_once_not_once_each(caplog):
+    """A sensor that sends no ground truth (a live camera in a replay's graph) used to give one warning per frame
+    (900 lines for a 30 s video): now one line, the count within the minute after, and the recovery once."""
+    j, out = _join(timeout_s=0.0)
+    with caplog.at_level(logging.WARNING):
+        for k in range(900):
+            j.add_sample(k, f"h{k}", "p")
+        assert [r.getMessage() for r in caplog.records if "ground truth" in r.getMessage()] == [
+            "cannot pair the samples with their ground truth: no ground truth came within 0 s of a sample: sent "
+            "unlabelled (a live camera has none: expect_ground_truth false); until one works again, repeats are "
+            "said once every 60 s"]
+        j._unpaired.said_at -= 60                   # a minute later: the count
+        j.add_sample(900, "h900", "p")
+        j.add_truth(901, T(1))
+        j.add_sample(901, "h901", "p")              # paired again: said once
+    lines = [r.getMessage() for r in caplog.records if "ground truth" in r.getMessage()]
+    assert len(lines) == 3 and "(901 failed pairings in 0 s, 899 not said)" in lines[1], lines
+    assert lines[2].startswith("could pair the samples with their ground truth again, after 901 failed pairings"), lines
+    assert len(out) == 902 and out[-1] == ("h901", "p", T(1))

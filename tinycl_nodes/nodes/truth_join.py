@@ -11,6 +11,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple
 
+from ..storage import RepeatedFailure
+
 Emit = Callable[[Any, Any, Any], None]   # (header, payload, truth or None)
 ENTRY_BYTES = 200                        # bookkeeping per held sample or truth (dict entry, header, tuple)
 
@@ -26,7 +28,9 @@ class TruthJoin:
     """Releases samples in arrival order, each with its ground truth when one is known.
 
     With ``wait`` a sample holds back those behind it until its truth arrives or ``timeout_s``
-    passes (then it goes without, with a warning); without ``wait`` it goes at once with
+    passes (then it goes without: said as a repeated failure is, at once and then at most once a minute with
+    a count — a sensor with no ground truth, a live camera, would otherwise be one line per frame); without
+    ``wait`` it goes at once with
     whatever truth is already known. Memory is bounded by bytes: truths unmatched beyond
     ``max_truth_bytes`` are forgotten oldest first, samples waiting beyond ``max_waiting_bytes``
     go without their truth oldest first (one warning line each time it starts happening).
@@ -44,6 +48,7 @@ class TruthJoin:
         self._waiting: OrderedDict[int, tuple[Any, Any, float]] = OrderedDict()
         self._waiting_bytes = 0
         self._dropping = {"truth": False, "sample": False}
+        self._unpaired = RepeatedFailure("pair the samples with their ground truth", log, attempts="pairings")
 
     def add_truth(self, key: int, truth: Any) -> None:
         dropped = 0
@@ -91,7 +96,10 @@ class TruthJoin:
             del self._waiting[key]
             self._waiting_bytes -= _size(payload)
             if truth is None:
-                self.log.warning("no ground truth for the sample stamped %d: sent unlabelled", key)
+                self._unpaired.failed(f"no ground truth came within {self.timeout_s:g} s of a sample: sent "
+                                      "unlabelled (a live camera has none: expect_ground_truth false)")
+            else:
+                self._unpaired.landed()
             self.emit(header, payload, truth)
 
 
