@@ -38,3 +38,8 @@ FINISHER = "metrics"
 #: the replay itself, and the metrics node, which has no ground truth to score against (it would only hold the
 #: predictions: about 100 MB of a robot's memory)
 REPLAY_ONLY = frozenset({"sensor", FINISHER})
+
+#: what every node takes when the frames come live from a camera (a driver's topic as a launch's ``camera_topic``, or
+#: the sensor's own ``source: camera``): the camera's QoS (best effort), and no ground truth to wait for; nor is the
+#: metrics node started (``FINISHER``: nothing to score), and the graph runs until stopped
+LIVE_CAMERA_PARAMS = {"image_qos": "sensor_data", "expect_ground_truth": False}

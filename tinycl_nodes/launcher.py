@@ -25,8 +25,9 @@ from typing import IO, Callable
 import yaml
 
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS, REMAPS
+from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS
 from .nodes.runner import node_parameters
+from .param_files import sensor_reads_camera
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -135,19 +136,23 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                **launcher_env(), **(env or {})}
     g = Graph(env=run_env, log_stream=log_stream or sys.stderr)
     files = [str(cfg)]
-    shared = (overrides or {}).get("*")
+    try:
+        given = {node: {k: yaml.safe_load(v) for k, v in values.items()} for node, values in (overrides or {}).items()}
+    except yaml.YAMLError as exc:
+        raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
+    shared = given.get("*", {})
+    nodes = nodes or list(GRAPHS[graph])
+    if "sensor" in nodes and sensor_reads_camera(files, namespace, shared, given.get("sensor", {})):
+        shared = {**LIVE_CAMERA_PARAMS, **shared}     # taken as a camera driver's frames are; a -p still outranks
+        nodes = [n for n in nodes if n != FINISHER]
     if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
-        try:
-            values = {k: yaml.safe_load(v) for k, v in shared.items()}
-        except yaml.YAMLError as exc:
-            raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
         fd, path = tempfile.mkstemp(prefix="tinycl-launch-", suffix=".yaml")
         with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump({"/**": {"ros__parameters": values}}, fh)
+            yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
         g.temp_files.append(Path(path))
         files.append(path)
     try:
-        for name in nodes or list(GRAPHS[graph]):
+        for name in nodes:
             g.commands[name] = _command(name, files, namespace, (overrides or {}).get(name, {}),
                                         (wrap or {}).get(name, []), REMAPS.get(graph, ()))
             g.start(name)
@@ -249,6 +254,9 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str])
     try:
         g = start_graph(graph, config, namespace, parse_overrides(overrides))
         print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
+        if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
+            print(f"[launch] the sensor reads a camera: no {FINISHER} node (no ground truth to score); the graph runs "
+                  "until stopped", file=sys.stderr)
         policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
         watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr))
     except KeyboardInterrupt:

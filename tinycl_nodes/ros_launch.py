@@ -8,7 +8,9 @@ outranks an earlier one). A node that dies while the graph runs is restarted fro
 exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a launch that is killed (even by
 kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
 camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image``
-is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A replay ends the launch by itself: the metrics
+is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A
+sensor whose parameter file says ``source: camera`` is live too: it starts, the metrics node does not, and the nodes
+take its frames as a driver's (``graphs.LIVE_CAMERA_PARAMS``). A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
 of the tinycl nodes' own loggers; rcl's and rmw's stay at their default.
@@ -33,7 +35,8 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
-from .graphs import FINISHER, GRAPHS, MANAGED, REMAPS, REPLAY_ONLY
+from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, REPLAY_ONLY
+from .param_files import sensor_reads_camera
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -68,19 +71,24 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
         raise FileNotFoundError(f"tinycl: parameter file not found: {params_file} (params_file:=): no node started")
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
-    if camera:   # frames as a camera driver sends them, no ground truth to wait for
-        shared |= {"image_qos": "sensor_data", "expect_ground_truth": False}
+    own_params = {name: {k: LaunchConfiguration(v).perform(context) for k, v in params.items()}
+                  for name, params in node_params.items()}
+    # the sensor's own camera (source: camera) is live too: it stays, the rest is as for a camera driver
+    live = bool(camera) or ("sensor" in GRAPHS[graph] and sensor_reads_camera(
+        [params_file], namespace, shared, own_params.get("sensor", {})))
+    if live:   # frames as a camera driver sends them, no ground truth to wait for
+        shared |= LIVE_CAMERA_PARAMS
     with tempfile.NamedTemporaryFile("w", prefix=f"tinycl_{graph}_", suffix=".yaml", delete=False) as fh:
         yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
     # the file is read by each node at its start; removed when the launch shuts down
     actions: list[Any] = [RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(
         function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
     # with a camera the graph runs until Ctrl-C: no replay, nothing to score
-    policy = RestartPolicy(finisher=None if camera else FINISHER)
+    policy = RestartPolicy(finisher=None if live else FINISHER)
     for name in GRAPHS[graph]:
-        if camera and name in REPLAY_ONLY:
+        if (camera and name in REPLAY_ONLY) or (live and name == FINISHER):
             continue
-        own = {k: LaunchConfiguration(v).perform(context) for k, v in node_params.get(name, {}).items()}
+        own = own_params.get(name, {})
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
                       additional_env=launcher_env(),   # a killed launch takes its nodes with it: parent_death

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.processes import alive, children, kill9, kill9_launcher, node_pid
@@ -71,6 +72,51 @@ def test_signal_stops_every_node_and_each_saves(sig, tmp_path, domain):
         assert (state / name).stat().st_mtime >= t_signal, name
     assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert list((tmp_path / "tmp").glob("tinycl-*")) == []   # the launcher's temporary parameter file is gone
+
+
+def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, domain):
+    """`tinycl launch tinyndc -p sensor.source:=camera` (OpenCV's VideoCapture; a video file stands in for
+    /dev/video0): the replay's graph used to start the metrics node (~100 MB holding predictions it could never score)
+    and to keep the extractor waiting for ground truth, one warning line per frame (900 for a 30 s video). Now the
+    nodes take the frames as a camera driver's (``graphs.LIVE_CAMERA_PARAMS``), no metrics node starts, and the graph
+    runs on after the camera's frames end, until stopped."""
+    import cv2
+
+    from tinycl_nodes.bus import create_bus
+
+    video = tmp_path / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for i in range(150):
+        frame = np.full((240, 320, 3), 40, np.uint8)
+        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    bus = create_bus("camera_features", backend="dds", dds_config="loopback", domain=domain)
+    features = []
+    bus.create_subscription("/features", "Features", features.append, "reliable")
+    launch = Launch(tmp_path, domain, "-p", "sensor.source:=camera", "-p", f"sensor.camera_device:={video}",
+                    "-p", "sensor.rate_hz:=30")
+    try:
+        launch.wait_for("the sensor node has finished (its data ended)", 90)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            bus.spin_once(0.1)
+        assert launch.proc.poll() is None         # a camera's graph runs until stopped
+        nodes = children(launch.proc.pid)         # the sensor has finished: 4 nodes run on
+        launch.proc.send_signal(signal.SIGINT)
+        code = launch.proc.wait(timeout=40)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+        bus.shutdown()
+    text = "\n".join(launch.lines)
+    assert "[launch] tinyndc: exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
+    assert "the sensor reads a camera: no metrics node" in text and len(nodes) == 4, (nodes, text[-3000:])
+    assert "[metrics]" not in text and "ground truth" not in text.replace("no ground truth to score", ""), text[-3000:]
+    # best effort, newest frame wins: most of the 150 frames, each once, in order
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in features]
+    assert 100 <= len(features) <= 150 and stamps == sorted(set(stamps)), (len(features), text[-3000:])
+    assert code == 0 and "Traceback" not in text, text[-3000:]
 
 
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -75,6 +76,39 @@ def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp
     assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
     assert launch.stop() == 0
     print(f"camera_topic: {result['sent']} best-effort frames sent, {len(got)} features")
+
+
+def test_a_parameter_file_whose_sensor_reads_a_camera_launches_a_live_camera(ros):
+    """tinyndc.launch.py with a parameter file saying ``sensor: source: camera`` (OpenCV's VideoCapture; a video file
+    stands in for /dev/video0): as for ``camera_topic``, no metrics node (it used to start, to score nothing), frames
+    taken best-effort without waiting for ground truth (it used to be one warning per frame), and the graph runs on
+    when the frames end."""
+    import cv2
+
+    video = ros.tmp / "cam.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for i in range(90):
+        frame = np.full((240, 320, 3), 40, np.uint8)
+        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    pf = params_file(ros.tmp, "tinyndc", sensor={"source": "camera", "camera_device": str(video), "rate_hz": 30.0},
+                     extractor={"drop_report_s": 1.0})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/oc", f"params_file:={pf}",
+                       name="ros2 launch sensor camera")
+    try:
+        ros.wait_until("the camera's frames through the extractor", lambda: re.search(
+            r"total \d+ dropped of [1-9]", launch.text), timeout_s=90)
+        ros.wait_until("the sensor's end", lambda: "published 90 samples" in launch.text, timeout_s=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{launch.text[-3000:]}") from None
+    assert "False" in _param(ros, "/oc/extractor", "expect_ground_truth")
+    assert "sensor_data" in _param(ros, "/oc/extractor", "image_qos")
+    time.sleep(2.0)
+    assert "/oc/metrics" not in ros.node_list() and "[metrics-" not in launch.text, launch.text[-2000:]
+    assert "ground truth" not in launch.text and "incompatible QoS" not in launch.text, launch.text[-2000:]
+    assert launch.proc.poll() is None        # a camera's graph runs until Ctrl-C
+    assert launch.stop() == 0
 
 
 def test_image_transport_argument_outranks_the_camera_file(ros):

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..core.errors import TinyclError
+from ..param_files import node_sections
 from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
@@ -168,11 +169,9 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
         raise TinyclError(f"{node_name}: parameter file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise TinyclError(f"{node_name}: parameter file {p} must map node names to ros__parameters")
-    full = f"{namespace.rstrip('/')}/{node_name}"
     wildcard: dict[str, Any] = {}
     own: dict[str, Any] = {}
-    for key in ("/**", "**", node_name, full, full.lstrip("/")):
-        section = doc.get(key)
+    for key, section in node_sections(doc, node_name, namespace):
         if isinstance(section, dict):
             params = section.get("ros__parameters", {})
             if not isinstance(params, dict):
