@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -55,3 +56,50 @@ def test_a_head_version_goes_out_once_its_checkpoint_is_on_disk_and_the_learner_
     assert all(on_disk >= v for v, on_disk in sent), sent               # never out before it was saved
     learner.close()
     assert [v for v, _ in sent] == newest + [n + 1], sent                # the stop sends the last one
+
+
+def test_versions_are_taken_in_blocks_one_checkpoint_each_and_never_used_twice(tmp_path):
+    """A camera graph publishes a head version every second; each one used to cost a checkpoint of the whole state
+    first (a 72 KB learner state: about 6 GB a day). Now one checkpoint takes ``VERSION_BLOCK`` numbers: 250 versions
+    cost 3 writes, each goes out only once the state on disk holds a number at least its own (a kill -9 then goes on
+    after the block), and a clean stop saves the last version itself (a restart goes on without a gap)."""
+    from tinycl_nodes.nodes.head_publisher import VERSION_BLOCK
+
+    def start() -> tuple[Learner, Any, Any, list[tuple[int, int]]]:
+        graph = LocalGraph()
+        node = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                       LearnerParams(state_dir=str(tmp_path), preset="supervised", publish_every=1,
+                                     save_every=10**6, save_period_s=10**6))
+        node.bring_up()
+        bus = create_bus("tester", "/", backend="local", graph=graph)
+        sent: list[tuple[int, int]] = []       # (version published, version on disk as it went out)
+        bus.create_subscription("head", "Head", lambda msg: sent.append((int(msg.version), int(load_states(
+            next(tmp_path.rglob("learner.state")))["head"]["meta"]["published_version"]))), "latched")
+        return node, bus.create_publisher("labeled", "LabeledFeatures"), bus, sent
+
+    learner, pub, bus, sent = start()
+    saves = []
+    real_save = learner.state.save
+    learner.state.save = lambda *a, **k: saves.append(1) or real_save(*a, **k)
+    xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    rng = np.random.default_rng(0)
+    for i in range(250):                      # each one learned makes a version (publish_every 1)
+        pub.publish(_sample(bus, rng.normal(size=64), i % 3, xhash, 10**18 + i))
+        learner.state.flush()
+    learner.heads.maybe_publish()            # what the last checkpoint let out
+    assert len(saves) == 3 == -(-250 // VERSION_BLOCK), len(saves)
+    assert [v for v, _ in sent] == list(range(1, 251)), [v for v, _ in sent][-5:]
+    assert all(on_disk >= v for v, on_disk in sent), sent
+    assert [on_disk for _, on_disk in sent][-1] == 300
+    # a kill -9 now (nothing more saved): the state on disk took up to 300, a restarted learner goes on at 301
+    again = Learner(create_bus("again", "/", backend="local", graph=LocalGraph()),
+                    LearnerParams(state_dir=str(tmp_path / "copy"), preset="supervised"))
+    (tmp_path / "copy").mkdir()
+    state = next(tmp_path.rglob("learner.state"))
+    (tmp_path / "copy" / "learner.state").write_bytes(state.read_bytes())
+    again.bring_up()
+    assert again.heads.version == 300
+    again.close()
+    # a clean stop: the state says the last version itself
+    learner.close()
+    assert load_states(state)["head"]["meta"]["published_version"] == 250

@@ -2,12 +2,17 @@
 
 The head goes out on ``head`` (latched) after ``publish_every`` learned samples, otherwise at most
 every ``publish_period_s`` when something changed (a sample, an unlearned one, a renamed class),
-and at exit. Each version number is first saved with the node's state, then published, so a
-version is never used twice, not even after a kill -9: the checkpoint is written by the state's writer thread and
-the version goes out from the first message or timer tick after it landed, so the node's message thread does not
-wait for the disk (``storage.py``); at the node's stop it waits. A checkpoint that could not be written (a full
-disk) still lets its version out, so that the graph keeps following the head; a kill -9 before a later write lands
-can then use that number again. While the disk holds a checkpoint, at most
+and at exit. Version numbers are taken in blocks of ``VERSION_BLOCK``: the first version of a block is first saved
+with the node's state, the block's last number as ``published_version``, then published, and the rest of the block
+goes out without a write of its own. So a version is never used twice, not even after a kill -9 (the node then goes on
+after the block: a gap in the numbers, which only ever increase), and a camera graph that publishes every second
+writes its state for that once every ``VERSION_BLOCK`` versions, not at every one (a 72 KB learner state every second
+was about 6 GB a day; its own checkpoints, every ``save_every`` samples or ``save_period_s``, are apart). The
+checkpoint is written by the state's writer thread and a version goes out from the first message or timer tick after
+its block landed, so the node's message thread does not wait for the disk (``storage.py``); at the node's stop it
+waits, and saves the last version itself (a clean restart goes on without a gap). A checkpoint that could not be
+written (a full disk) still lets its versions out, so that the graph keeps following the head; a kill -9 before a
+later write lands can then use those numbers again. While the disk holds a checkpoint, at most
 ``UNSENT_MAX`` versions wait (the oldest dropped). The message is stamped with the last label
 the head learned, so who follows the head (the labeler's replica) knows which labels it holds.
 """
@@ -43,6 +48,7 @@ class HeadParams(NodeParams):
 
 
 UNSENT_MAX = 8      # versions waiting for their checkpoint to land, at most
+VERSION_BLOCK = 100  # version numbers taken with one checkpoint
 
 
 class HeadPublisher:
@@ -62,14 +68,16 @@ class HeadPublisher:
 
     def reset(self) -> None:
         """Nothing published, nothing learned (a fresh head)."""
-        self.version = 0            # the last version published (saved with the state)
+        self.version = 0            # the last version published
+        self.taken = 0              # versions up to this are taken (saved with the state: never used again)
+        self._taken_ticket = 0      # the checkpoint that holds ``taken``
         self.last_label_ns = 0      # stamp of the last label learned: the header stamp of the head
         self.updates = 0            # changes since the last version
 
     # --- state --------------------------------------------------------------------------------------
     def meta(self) -> dict[str, int]:
         """What the node saves with its state."""
-        return {"published_version": self.version, "last_label_ns": self.last_label_ns}
+        return {"published_version": self.taken, "last_label_ns": self.last_label_ns}
 
     def restore(self, meta: dict[str, Any]) -> None:
         """Take back what :meth:`meta` saved (checked: a bad value raises StateError)."""
@@ -77,7 +85,8 @@ class HeadPublisher:
         for key, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise StateError(f"state: {key} must be a non-negative int, got {value!r}")
-        self.version, self.last_label_ns = values["published_version"], values["last_label_ns"]
+        self.version = self.taken = values["published_version"]
+        self.last_label_ns = values["last_label_ns"]
 
     # --- learning -----------------------------------------------------------------------------------
     def learned(self, stamp_ns: int) -> None:
@@ -102,15 +111,18 @@ class HeadPublisher:
             self.publish()
 
     def publish(self, wait: bool = False) -> None:
-        """Take the next version with the state's checkpoint, and publish it once that is on disk (``wait``: now,
-        waiting for the disk); nothing before the first class."""
+        """Take the next version, and publish it once the checkpoint that took its block is on disk (``wait``: the
+        state saved now, waiting for the disk); nothing before the first class."""
         head, names, meta = self.snapshot()
         if not head.classes:
             return
         self.version += 1
-        self.node.state.save(wait=wait)    # first saved, then published: a version number is never used twice
+        if self.version > self.taken or wait:  # first saved, then published: a version number is never used twice
+            self.taken = max(self.taken, self.version + VERSION_BLOCK - 1)
+            self.node.state.save(wait=wait)
+            self._taken_ticket = self.node.state.ticket
         header = self.Header(stamp=ns_to_time(self.last_label_ns, self.Time), frame_id="")
-        self._unsent.append((self.node.state.ticket, head_message(self.HeadMsg, self.ClassInfo, head, self.version,
+        self._unsent.append((self._taken_ticket, head_message(self.HeadMsg, self.ClassInfo, head, self.version,
                                                                   header, names, self.node.params.with_state, meta)))
         self.updates = 0
         self.send_saved()
@@ -121,8 +133,10 @@ class HeadPublisher:
             self.pub.publish(self._unsent.popleft()[1])
 
     def close(self) -> None:
-        """At the node's stop: the last version too, every one published once on disk."""
+        """At the node's stop: the last version too, every one published once on disk; the state then says the last
+        version published (the node's own save at its stop), so a clean restart goes on from it."""
         if self.updates:
             self.publish(wait=True)
         self.node.state.flush()
         self.send_saved()
+        self.taken = self.version

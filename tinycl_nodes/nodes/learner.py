@@ -5,7 +5,7 @@ learns the label if there is one (a pseudo-label, a person's answer, or ground t
 is published on ``head`` (latched) every ``publish_every`` updates, at most every
 ``publish_period_s``, and at exit (``head_publisher.py``: the board's protocol too); its state
 (``storage.StateStore``) is checkpointed every ``save_every`` samples / ``save_period_s``
-seconds, before each published version, at exit and on SIGTERM, and reloaded on restart:
+seconds, before each block of published versions, at exit and on SIGTERM, and reloaded on restart:
 version numbers keep increasing across restarts. The first
 ``keep_labelled`` ground-truth samples it learns are kept in that state and latched on
 ``labelled_topic``: a labeler that lost its state recovers its clusters from them
