@@ -23,6 +23,19 @@ def camera_frame(digit: np.ndarray, h: int = 480, w: int = 640) -> np.ndarray:
     return frame
 
 
+def camera_video(path, n_frames: int) -> str:
+    """An MJPG video of a moving white disc, 320x240 at 30 frames/s: OpenCV's VideoCapture plays it as a camera
+    (``source: camera``, ``camera_device`` the file) where no /dev/video0 exists."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    assert writer.isOpened()
+    for i in range(n_frames):
+        frame = np.full((240, 320, 3), 40, np.uint8)
+        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+    return str(path)
+
+
 def image_msg(bus, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 64):
     Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
     h, w = rgb.shape[:2]

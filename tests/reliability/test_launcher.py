@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.processes import alive, children, kill9, kill9_launcher, node_pid
@@ -80,17 +79,10 @@ def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, dom
     and to keep the extractor waiting for ground truth, one warning line per frame (900 for a 30 s video). Now the
     nodes take the frames as a camera driver's (``graphs.LIVE_CAMERA_PARAMS``), no metrics node starts, and the graph
     runs on after the camera's frames end, until stopped."""
-    import cv2
-
+    from tests.nodes.test_camera_extractor import camera_video
     from tinycl_nodes.bus import create_bus
 
-    video = tmp_path / "cam.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for i in range(150):
-        frame = np.full((240, 320, 3), 40, np.uint8)
-        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
-        writer.write(frame)
-    writer.release()
+    video = camera_video(tmp_path / "cam.avi", 150)
     bus = create_bus("camera_features", backend="dds", dds_config="loopback", domain=domain)
     features = []
     bus.create_subscription("/features", "Features", features.append, "reliable")

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import yaml
 
-from tests.nodes.test_camera_extractor import camera_frame
+from tests.nodes.test_camera_extractor import camera_frame, camera_video
 from tests.ros2.conftest import ROOT, params_file
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
@@ -83,16 +83,8 @@ def test_a_parameter_file_whose_sensor_reads_a_camera_launches_a_live_camera(ros
     stands in for /dev/video0): as for ``camera_topic``, no metrics node (it used to start, to score nothing), frames
     taken best-effort without waiting for ground truth (it used to be one warning per frame), and the graph runs on
     when the frames end."""
-    import cv2
-
-    video = ros.tmp / "cam.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for i in range(90):
-        frame = np.full((240, 320, 3), 40, np.uint8)
-        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
-        writer.write(frame)
-    writer.release()
-    pf = params_file(ros.tmp, "tinyndc", sensor={"source": "camera", "camera_device": str(video), "rate_hz": 30.0},
+    video = camera_video(ros.tmp / "cam.avi", 90)
+    pf = params_file(ros.tmp, "tinyndc", sensor={"source": "camera", "camera_device": video, "rate_hz": 30.0},
                      extractor={"drop_report_s": 1.0})
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/oc", f"params_file:={pf}",
                        name="ros2 launch sensor camera")
