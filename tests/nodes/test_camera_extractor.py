@@ -235,3 +235,66 @@ def test_sensor_camera_source_publishes_native_frames(domain, digits, tmp_path):
         assert np.abs(first.astype(int) - camera_frame(digits[0])).mean() < 3
     finally:
         bus.shutdown()
+
+
+def test_sensor_reopens_a_camera_that_stops_delivering_frames(domain, tmp_path):
+    """A camera that stops mid-run (a USB camera unplugged, a network camera's stream cut) used to end the sensor with
+    exit code 2, which ends the robot's whole graph. Now it is reopened every second until it is back: one line when
+    it stops, one when it is back, frames again after. The camera here is OpenCV reading an MJPEG stream over HTTP
+    (multipart/x-mixed-replace, as IP cameras serve it) from a server in this test that cuts the stream after 30
+    frames and refuses it (503) for 3 s; the reopening is OpenCV's own, but a V4L2 camera unplugged is not tried here
+    (no /dev/video device on this machine)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"down_until": 0.0, "served": 0}
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if time.monotonic() < state["down_until"]:
+                self.send_error(503)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            first_stream = state["served"] == 0
+            for i in range(30 if first_stream else 10**6):
+                frame = np.full((240, 320, 3), 40 if first_stream else 90, np.uint8)
+                cv2.circle(frame, (60 + i % 200, 120), 40, (255, 255, 255), -1)
+                jpg = cv2.imencode(".jpg", frame)[1].tobytes()
+                try:
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%b\r\n"
+                                     % (len(jpg), jpg))
+                except OSError:
+                    return                     # the sensor stopped
+                state["served"] += 1
+                time.sleep(1 / 30)
+            state["down_until"] = time.monotonic() + 3.0     # the stream is cut, and refused for 3 s
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    bus = create_bus("camera_reader", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
+    try:
+        with node("sensor", domain, "source:=camera", f"camera_device:={url}", "qos:=reliable") as sensor:
+            stopped = sensor.wait_for_line("stopped delivering frames", 30)
+            back = sensor.wait_for_line(f"could read camera '{url}' again", 30)
+            assert spin_until(bus, lambda: sum(image_of(m).mean() > 60 for m in got) >= 20, 30), sensor.lines[-10:]
+            assert sensor.proc.poll() is None, sensor.lines[-10:]         # the sensor runs on
+        lines = [ln for ln in sensor.lines if "camera" in ln and ("stopped" in ln or "again" in ln)]
+        assert len(lines) == 2, lines                 # said once, and once when back: not once a reopening
+        assert f"cannot read camera '{url}': it stopped delivering frames: reopening it every 1 s" in stopped, stopped
+        reopenings, seconds = map(int, re.search(r"again, after (\d+) failed reopenings in (\d+) s", back).groups())
+        assert reopenings >= 2 and 2 <= seconds <= 30, back
+        before = sum(image_of(m).mean() < 60 for m in got)
+        assert 25 <= before <= 30 and {(m.height, m.width, m.encoding) for m in got} == {(240, 320, "bgr8")}, before
+        assert not any("Traceback" in ln for ln in sensor.lines)
+        print(f"camera cut after {before} frames: {back.split(': ', 1)[-1]}; {len(got) - before} frames after")
+    finally:
+        bus.shutdown()
+        server.shutdown()

@@ -7,7 +7,10 @@ dataset, ``ground_truth`` (GroundTruth, same stamp as the image).
 ``source: folder`` replays a user's image folder (``folder``: ``root/<class name>/*.png|jpg``):
 ``labels_per_class`` labelled images per class, then the other images in a random order (at
 most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`` or
-``CompressedImage`` topic, decoded. Replaying MNIST follows the TinyNDC protocol: first the
+``CompressedImage`` topic, decoded. ``source: camera`` reads ``camera_device`` through OpenCV (a
+device, or a network camera's URL) until stopped; a camera that stops delivering frames (unplugged,
+a stream cut) is reopened every second until it comes back, said once, then once a minute, and
+once when it is back. Replaying MNIST follows the TinyNDC protocol: first the
 k labelled training images per class (``learnable`` ground truth), then the test stream, in the
 same random order as ``tinycl experiment tinyndc`` for the same seed.
 
@@ -30,9 +33,13 @@ import numpy as np
 from pydantic import Field
 
 from ..core.errors import TinyclError
-from ..storage import one_line
+from ..storage import RepeatedFailure, one_line
 from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
+
+
+#: seconds between attempts to reopen a camera that stopped delivering frames
+CAMERA_REOPEN_S = 1.0
 
 
 class SensorParams(NodeParams):
@@ -219,17 +226,25 @@ class Sensor(Node):
             import cv2
         except ImportError:
             raise TinyclError("sensor: source 'camera' needs OpenCV (pip install opencv-python-headless)") from None
-        cap = cv2.VideoCapture(self.params.camera_device)
-        if not cap.isOpened():
-            raise TinyclError(f"sensor: camera {self.params.camera_device!r} cannot be opened")
+        device = self.params.camera_device
+        cap = cv2.VideoCapture(device)
+        if not cap.isOpened():   # at the start: a wrong device, said once, and the launch ends
+            raise TinyclError(f"sensor: camera {device!r} cannot be opened")
+        lost = RepeatedFailure(f"read camera {device!r}", self.log, attempts="reopenings")
         try:
             while self.bus.ok():
                 ok, frame = cap.read()
-                if not ok and isinstance(self.params.camera_device, str) and Path(self.params.camera_device).is_file():
+                if ok:
+                    lost.landed()
+                    yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
+                    continue
+                if isinstance(device, str) and Path(device).is_file():
                     return   # a video file played as a camera: its end is the end of the source
-                if not ok:
-                    raise TinyclError(f"sensor: camera {self.params.camera_device!r} stopped delivering frames")
-                yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
+                # a camera unplugged, a network camera's stream cut: the robot's graph goes on, the camera is reopened
+                lost.failed(f"it stopped delivering frames: reopening it every {CAMERA_REOPEN_S:g} s")
+                cap.release()
+                self.bus.spin(CAMERA_REOPEN_S)
+                cap = cv2.VideoCapture(device)
         finally:
             cap.release()
 
