@@ -70,6 +70,26 @@ def test_every_encoding_decodes_with_a_padded_step(encoding):
         np.testing.assert_array_equal(out, rgb)
 
 
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_a_bayer_mosaic_decodes_to_its_colours(pattern):
+    """bayer_<pattern>8 (machine-vision drivers: a colour sensor's raw mosaic, the top-left 2x2 block named): the
+    mosaic of a colour image, made here sample by sample, decodes back to it (demosaicing blurs edges only)."""
+    rgb = smooth_rgb(48, 64, seed=3)
+    h, w = rgb.shape[:2]
+    channel = {"r": 0, "g": 1, "b": 2}
+    mosaic = np.empty((h, w), np.uint8)
+    for k, c in enumerate(pattern):                          # block positions (0,0) (0,1) (1,0) (1,1)
+        dy, dx = divmod(k, 2)
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, channel[c]]
+    rows, step = padded(mosaic, pad=8)
+    out = image_of(msg(rows, h, w, f"bayer_{pattern}8", step))
+    assert out.shape == rgb.shape
+    inner = np.abs(out.astype(int) - rgb)[2:-2, 2:-2]
+    assert inner.mean() < 3, inner.mean()
+    swapped = np.abs(out[:, :, ::-1].astype(int) - rgb)[2:-2, 2:-2]    # a wrong pattern swaps red and blue
+    assert swapped.mean() > 3 * inner.mean(), (swapped.mean(), inner.mean())
+
+
 def test_big_endian_mono16():
     px = np.array([[0, 65535, 257 * 100]], np.uint16)
     out = image_of(msg(px.astype(">u2").view(np.uint8), 1, 3, "mono16", 6, big=1))

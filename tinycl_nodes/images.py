@@ -30,6 +30,8 @@ _RAW: dict[str, tuple[int, str | None, bool, bool]] = {
     "8UC4": (4, "COLOR_BGRA2RGB", False, False),
     "yuv422": (2, "COLOR_YUV2RGB_UYVY", False, False), "uyvy": (2, "COLOR_YUV2RGB_UYVY", False, False),
     "yuv422_yuy2": (2, "COLOR_YUV2RGB_YUY2", False, False), "yuyv": (2, "COLOR_YUV2RGB_YUY2", False, False),
+    # a colour sensor's raw mosaic, as machine-vision camera drivers send it (the name is the top-left 2x2 block)
+    **{f"bayer_{p}8": (1, f"COLOR_Bayer{p.upper()}2RGB", False, False) for p in ("rggb", "bggr", "gbrg", "grbg")},
 }
 ENCODINGS = tuple(_RAW)
 COMPRESSED_FORMATS = ("jpeg", "png")
