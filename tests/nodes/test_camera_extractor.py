@@ -1,5 +1,6 @@
 """The extractor node fed as a camera driver feeds it (dds backend): 640x480 rgb8 with a padded
-step, yuv422, JPEG CompressedImage on <image>/compressed; bad frames one line each; newest wins."""
+step, yuv422, JPEG CompressedImage on <image>/compressed; a bad frame one line, the same again once a minute;
+newest wins."""
 
 import re
 import time
@@ -93,9 +94,9 @@ def test_camera_frames_become_the_same_features_as_in_process(domain, digits, tr
                 spin_until(bus, lambda: len(got) > i, 5)
                 if i == 2:   # a bad frame between good ones: one line, dropped, the node goes on
                     pub.publish(jpeg_msg(bus, frame, t0 + 999, truncate=True) if compressed else
-                                bus.msg("sensor_msgs/msg/Image")(height=480, width=640, encoding="bayer_rggb8",
-                                                                 step=640, data=bytes(640 * 480)))
-                    ext.wait_for_line("truncated" if compressed else "encoding 'bayer_rggb8' not supported")
+                                bus.msg("sensor_msgs/msg/Image")(height=480, width=640, encoding="32FC1",
+                                                                 step=640 * 4, data=bytes(640 * 480 * 4)))
+                    ext.wait_for_line("truncated" if compressed else "encoding '32FC1' not supported")
             assert spin_until(bus, lambda: len(got) == len(digits), 20), (len(got), ext.lines[-10:])
             # the 1-s reports, summed: the frames may straddle two of them on a loaded machine
             def reported() -> tuple[int, ...]:
@@ -112,6 +113,38 @@ def test_camera_frames_become_the_same_features_as_in_process(domain, digits, tr
         feats = np.stack([np.asarray(m.data, np.float32) for m in got])
         np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-5)
         assert {m.extractor_hash for m in got} == {ex.hash}
+    finally:
+        bus.shutdown()
+
+
+def test_a_camera_that_keeps_sending_frames_the_extractor_cannot_take_is_said_once(domain, digits):
+    """A camera_topic pointed at a depth stream (32FC1) sends a frame the extractor cannot take 30 times a second: it
+    used to be one error line each. Now: one line, the same problem again at most once a minute, and one line when
+    frames are taken again; every bad frame still counted in the frame report."""
+    bus = create_bus("depth_driver", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("features", "Features", got.append, "reliable")
+    pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    depth = bus.msg("sensor_msgs/msg/Image")(height=240, width=320, encoding="32FC1", step=320 * 4,
+                                             data=bytes(320 * 240 * 4))
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", "drop_report_s:=1.0") as ext:
+            ext.wait_for_line("features;")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
+            for _ in range(60):
+                pub.publish(depth)
+                spin_until(bus, lambda: False, 0.02)
+            for i, digit in enumerate(digits[:3]):
+                pub.publish(image_msg(bus, camera_frame(digit), 1_700_000_000_000_000_000 + i))
+                assert spin_until(bus, lambda: len(got) > i, 10), ext.lines[-10:]
+            ext.wait_for_line("could take the camera's frames again, after")
+            spin_until(bus, lambda: False, 1.5)
+        said = [ln for ln in ext.lines if "camera's frames" in ln]
+        assert len(said) == 2, said
+        assert "cannot take the camera's frames: dropped: InputError: image encoding '32FC1' not supported" in said[0]
+        bad = sum(int(n) for n in re.findall(r"dropped \(newest wins\), (\d+) bad", "\n".join(ext.lines)))
+        assert re.search(r"again, after (\d+) failed frames", said[1]).group(1) == str(bad) and 30 <= bad <= 60, \
+            (bad, said)
     finally:
         bus.shutdown()
 

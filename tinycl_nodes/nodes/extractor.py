@@ -7,7 +7,9 @@ preprocessing function the model card parameterises (size, colour, resize, scale
 
 With ``image_qos: sensor_data`` (a camera) the newest frame wins: a frame that arrives while the
 previous one is still being processed replaces it, and how many were dropped that way is
-reported every ``drop_report_s`` seconds. At most one frame waits, never a queue. With
+reported every ``drop_report_s`` seconds. At most one frame waits, never a queue. A frame it cannot take is
+dropped and said as a repeated failure is (``storage.RepeatedFailure``: a camera sends the same bad frame 30
+times a second): at once, the same problem again once a minute with a count, and once when frames are taken again. With
 ``reliable`` (a replay) every frame is processed, in order.
 
 For a replayed dataset it joins each image with its ``ground_truth`` (same stamp) and passes the
@@ -30,11 +32,11 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..bus.base import run_guarded
 from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
+from ..storage import RepeatedFailure, one_line
 from .messages import stamp_ns
 from .runner import ImageQos, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
@@ -98,6 +100,9 @@ class Extractor(Node):
         self._stopping = False
         self.frames = {"received": 0, "processed": 0, "dropped": 0, "bad": 0}
         self._reported = dict(self.frames)
+        # a camera sends the same bad frame again and again (an encoding not taken, a depth topic): said once, then
+        # once a minute with a count, not 30 lines a second
+        self._bad_frames = RepeatedFailure("take the camera's frames", self.log, attempts="frames")
         if params.input == "imu":
             self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
@@ -142,10 +147,12 @@ class Extractor(Node):
                     return
                 msg, compressed = self._slot
                 self._slot = None
-            before = self.frames["processed"]
-            run_guarded(self.on_image, (msg, compressed), "image", self.log)
-            if self.frames["processed"] == before:
+            try:
+                self.on_image(msg, compressed)
+                self._bad_frames.landed()
+            except Exception as exc:  # noqa: BLE001 - a bad frame is dropped; the camera's next one may be fine
                 self.frames["bad"] += 1
+                self._bad_frames.failed(f"dropped: {one_line(exc)}")
 
     def report_frames(self) -> None:
         """One line every drop_report_s: frames received, processed and dropped (newest wins)."""
