@@ -154,7 +154,7 @@ def _demo_fleet(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace) -> int:
     from .launcher import launch
 
-    return launch(args.graph, args.config, args.namespace, args.param)
+    return launch(args.graph, args.config, args.namespace, args.param, args.camera)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
+    la.add_argument("--camera", metavar="DEVICE", default=None,
+                    help="this machine's camera is the sensor (OpenCV: an index such as 0, a device path, a network "
+                         "camera's URL): a sensor node reads it, also in the camera graph, which has no sensor of "
+                         "its own (without ROS 2 there is no camera driver to publish image_raw)")
     la.set_defaults(func=_launch)
 
     d = sub.add_parser("demo", help="the TinyNDC graph on MNIST, scored against the in-process run")

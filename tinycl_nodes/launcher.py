@@ -122,16 +122,23 @@ def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:
 def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                 overrides: dict[str, dict[str, str]] | None = None, env: dict[str, str] | None = None,
                 log_stream: IO[str] | None = None, nodes: list[str] | None = None,
-                wrap: dict[str, list[str]] | None = None) -> Graph:
+                wrap: dict[str, list[str]] | None = None, camera: str | None = None) -> Graph:
     """Start the graph's node processes (dds backend) and return at once.
 
     ``wrap``: a command prefix per node, e.g. ``["ip", "netns", "exec", "robot1"]`` to run it on
-    another (namespaced) host; the prefix must ``exec`` the node so signals reach it.
+    another (namespaced) host; the prefix must ``exec`` the node so signals reach it. ``camera``: an OpenCV
+    camera (index, device path or URL) read by a sensor node (added to a graph without one, such as the camera
+    graph; its ``image`` follows the graph's remaps, so it publishes what the graph reads).
     """
     if graph not in GRAPHS:
         raise TinyclError(f"launch: unknown graph {graph!r} (known: {', '.join(GRAPHS)})")
     cfg = config_path(graph, config)
-    check_overrides(graph, overrides or {}, nodes or list(GRAPHS[graph]))
+    nodes = list(nodes or GRAPHS[graph])
+    if camera is not None:
+        nodes += [] if "sensor" in nodes else ["sensor"]
+        overrides = {**(overrides or {})}
+        overrides["sensor"] = {**overrides.get("sensor", {}), "source": "camera", "camera_device": camera}
+    check_overrides(graph, overrides or {}, nodes)
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
                **launcher_env(), **(env or {})}
     g = Graph(env=run_env, log_stream=log_stream or sys.stderr)
@@ -141,7 +148,6 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     except yaml.YAMLError as exc:
         raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
     shared = given.get("*", {})
-    nodes = nodes or list(GRAPHS[graph])
     if "sensor" in nodes and sensor_reads_camera(files, namespace, shared, given.get("sensor", {})):
         shared = {**LIVE_CAMERA_PARAMS, **shared}     # taken as a camera driver's frames are; a -p still outranks
         nodes = [n for n in nodes if n != FINISHER]
@@ -246,13 +252,13 @@ def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
                 g.start(name)
 
 
-def launch(graph: str, config: str | None, namespace: str, overrides: list[str]) -> int:
+def launch(graph: str, config: str | None, namespace: str, overrides: list[str], camera: str | None = None) -> int:
     """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly.
     A node that dies meanwhile is restarted or stops the graph (``restarts.RestartPolicy``)."""
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     g: Graph | None = None
     try:
-        g = start_graph(graph, config, namespace, parse_overrides(overrides))
+        g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera)
         print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
         if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
             print(f"[launch] the sensor reads a camera: no {FINISHER} node (no ground truth to score); the graph runs "

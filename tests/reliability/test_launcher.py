@@ -22,11 +22,11 @@ from .conftest import ROOT
 
 
 class Launch:
-    def __init__(self, tmp_path: Path, domain: int, *params: str) -> None:
+    def __init__(self, tmp_path: Path, domain: int, *params: str, graph: str = "tinyndc") -> None:
         (tmp_path / "tmp").mkdir()
         env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "ROS_HOME": str(tmp_path / "ros"),
                "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "launch", "tinyndc", *params],
+        self.proc = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "launch", graph, *params],
                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         threading.Thread(target=lambda: self.lines.extend(ln.rstrip() for ln in self.proc.stderr), daemon=True).start()
@@ -109,6 +109,45 @@ def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, dom
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in features]
     assert 100 <= len(features) <= 150 and stamps == sorted(set(stamps)), (len(features), text[-3000:])
     assert code == 0 and "Traceback" not in text, text[-3000:]
+
+
+def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, domain):
+    """`tinycl launch camera --camera DEVICE`: without ROS 2 there is no camera driver to publish image_raw, and the
+    camera graph has no sensor of its own, so the README's `tinycl launch camera` had nothing to learn from. Now a
+    sensor node reads the camera (OpenCV; a 150-frame MJPG video stands in for /dev/video0) and publishes what the
+    graph reads: its frames become features, the labeler asks the label app about them, and the graph runs on when
+    the frames end. A device that cannot be opened ends the launch with its one line."""
+    from tests.nodes.test_camera_extractor import camera_video
+
+    video = camera_video(tmp_path / "cam.avi", 150)
+    launch = Launch(tmp_path, domain, "--camera", video, "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1",
+                    "-p", "sensor.rate_hz:=30", "-p", "extractor.drop_report_s:=1.0", graph="camera")
+    try:
+        launch.wait_for("the sensor node has finished (its data ended)", 90)
+        launch.wait_for("pending (I haven't learned anything yet", 30)   # a question from the camera's frames
+        time.sleep(2.0)
+        assert launch.proc.poll() is None         # runs on until stopped
+        launch.proc.send_signal(signal.SIGINT)
+        code = launch.proc.wait(timeout=40)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    text = "\n".join(launch.lines)
+    assert "[launch] camera: label_app, exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
+    received = sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
+    assert 100 <= received <= 150 and "ground truth" not in text, (received, text[-3000:])
+    assert code == 0 and "Traceback" not in text, text[-3000:]
+
+    (tmp_path / "wrong").mkdir()
+    wrong = Launch(tmp_path / "wrong", domain, "--camera", str(tmp_path / "no_such_camera"), graph="camera")
+    try:
+        assert wrong.proc.wait(timeout=90) == 1
+    finally:
+        if wrong.proc.poll() is None:
+            wrong.proc.kill()
+    said = "\n".join(wrong.lines)
+    assert f"camera '{tmp_path / 'no_such_camera'}' cannot be opened" in said, said[-2000:]
+    assert "the sensor node failed (exit code 2; its error is above): stopping the graph" in said, said[-2000:]
 
 
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
