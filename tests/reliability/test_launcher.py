@@ -105,6 +105,9 @@ def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, dom
     assert "[launch] tinyndc: exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
     assert "the sensor reads a camera: no metrics node" in text and len(nodes) == 4, (nodes, text[-3000:])
     assert "[metrics]" not in text and "ground truth" not in text.replace("no ground truth to score", ""), text[-3000:]
+    # a robot that starts from nothing: the labeler says once what it needs
+    assert sum("cannot pseudo-label" in ln for ln in launch.lines) == 1, text[-3000:]
+    assert "run the replay once in this namespace" in text and "camera.launch.py" in text, text[-3000:]
     # best effort, newest frame wins: most of the 150 frames, each once, in order
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in features]
     assert 100 <= len(features) <= 150 and stamps == sorted(set(stamps)), (len(features), text[-3000:])

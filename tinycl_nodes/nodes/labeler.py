@@ -360,7 +360,7 @@ class Labeler(Node):
                                       "timer": self.bus.create_timer(RECOVERY_POLL_S, self._poll_recovery)}
                 return False
             if not self._warned_uninitialised:
-                self.log.error("no labelled sample yet: cannot pseudo-label, dropping unlabelled samples")
+                self.log.error("no labelled sample yet: cannot pseudo-label, dropping unlabelled samples%s", START_HINT)
                 self._warned_uninitialised = True
             return False
         msgs, X, y = zip(*self._init_buffer)
@@ -407,8 +407,8 @@ class Labeler(Node):
             self._recover()
         else:
             self.log.error("no labelled sample yet, and none came on %s within %.1f s: cannot pseudo-label, "
-                           "dropping unlabelled samples", self.bus.topic_name(self.params.recover_topic),
-                           self.params.follow_wait_s)
+                           "dropping unlabelled samples%s", self.bus.topic_name(self.params.recover_topic),
+                           self.params.follow_wait_s, START_HINT)
             self._warned_uninitialised = True
         self._resume()
 
@@ -437,6 +437,9 @@ class Labeler(Node):
 INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)
 RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
 RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
+#: what a clustering labeler that has no labelled sample needs (a camera graph on a robot that starts from nothing)
+START_HINT = (" (clustering starts from labelled samples: run the replay once in this namespace, its state keeps "
+              "them; or learn from a person's answers with the camera graph, camera.launch.py)")
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
