@@ -13,6 +13,7 @@ from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.images import compressed_image_of, image_of
+from tinycl_nodes.nodes.sensor import CAMERA_TIMEOUT_S
 from tinycl_nodes.datasets import load_mnist
 
 
@@ -270,13 +271,16 @@ def test_sensor_camera_source_publishes_native_frames(domain, digits, tmp_path):
         bus.shutdown()
 
 
-def test_sensor_reopens_a_camera_that_stops_delivering_frames(domain, tmp_path):
+@pytest.mark.parametrize("fault", ["cut", "stall"])
+def test_sensor_reopens_a_camera_that_stops_delivering_frames(fault, domain, tmp_path):
     """A camera that stops mid-run (a USB camera unplugged, a network camera's stream cut) used to end the sensor with
-    exit code 2, which ends the robot's whole graph. Now it is reopened every second until it is back: one line when
-    it stops, one when it is back, frames again after. The camera here is OpenCV reading an MJPEG stream over HTTP
-    (multipart/x-mixed-replace, as IP cameras serve it) from a server in this test that cuts the stream after 30
-    frames and refuses it (503) for 3 s; the reopening is OpenCV's own, but a V4L2 camera unplugged is not tried here
-    (no /dev/video device on this machine)."""
+    exit code 2, which ends the robot's whole graph; a network camera's stream that stalls with its connection open
+    blocked the sensor's read for ever. Now it is reopened every second until it is back: one line when it stops, one
+    when it is back, frames again after. The camera here is OpenCV reading an MJPEG stream over HTTP
+    (multipart/x-mixed-replace, as IP cameras serve it) from a server in this test. After 30 frames it either cuts
+    the stream and refuses it (503) for 3 s, or stalls: the connection stays open and nothing comes (the sensor's
+    read gives up after CAMERA_TIMEOUT_S). The reopening is OpenCV's own, but a V4L2 camera unplugged is not tried
+    here (no /dev/video device on this machine)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -302,7 +306,10 @@ def test_sensor_reopens_a_camera_that_stops_delivering_frames(domain, tmp_path):
                     return                     # the sensor stopped
                 state["served"] += 1
                 time.sleep(1 / 30)
-            state["down_until"] = time.monotonic() + 3.0     # the stream is cut, and refused for 3 s
+            if fault == "stall":
+                time.sleep(20.0)                               # the connection open, nothing sent
+            else:
+                state["down_until"] = time.monotonic() + 3.0     # the stream is cut, and refused for 3 s
 
         def log_message(self, *args: object) -> None:
             pass
@@ -316,14 +323,22 @@ def test_sensor_reopens_a_camera_that_stops_delivering_frames(domain, tmp_path):
     try:
         with node("sensor", domain, "source:=camera", f"camera_device:={url}", "qos:=reliable") as sensor:
             stopped = sensor.wait_for_line("stopped delivering frames", 30)
+            t_stopped = time.monotonic()
             back = sensor.wait_for_line(f"could read camera '{url}' again", 30)
+            t_back = time.monotonic()
             assert spin_until(bus, lambda: sum(image_of(m).mean() > 60 for m in got) >= 20, 30), sensor.lines[-10:]
             assert sensor.proc.poll() is None, sensor.lines[-10:]         # the sensor runs on
         lines = [ln for ln in sensor.lines if "camera" in ln and ("stopped" in ln or "again" in ln)]
         assert len(lines) == 2, lines                 # said once, and once when back: not once a reopening
         assert f"cannot read camera '{url}': it stopped delivering frames: reopening it every 1 s" in stopped, stopped
         reopenings, seconds = map(int, re.search(r"again, after (\d+) failed reopenings in (\d+) s", back).groups())
-        assert reopenings >= 2 and 2 <= seconds <= 30, back
+        if fault == "cut":    # refused for 3 s: reopened every second until it is served again
+            assert reopenings >= 2 and 2 <= seconds <= 30, back
+        else:                 # the stalled read gave up after CAMERA_TIMEOUT_S; the first reopening finds it again
+            assert reopenings == 1 and seconds <= 3 and t_back - t_stopped < 5, back
+            said_at = float(re.search(r"\[(\d+\.\d+)\]", stopped).group(1))
+            last = max(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in got if image_of(m).mean() < 60)
+            assert CAMERA_TIMEOUT_S - 0.5 <= said_at - last <= CAMERA_TIMEOUT_S + 3, (said_at - last, stopped)
         before = sum(image_of(m).mean() < 60 for m in got)
         assert 25 <= before <= 30 and {(m.height, m.width, m.encoding) for m in got} == {(240, 320, "bgr8")}, before
         assert not any("Traceback" in ln for ln in sensor.lines)

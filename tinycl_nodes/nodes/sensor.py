@@ -9,8 +9,8 @@ dataset, ``ground_truth`` (GroundTruth, same stamp as the image).
 most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`` or
 ``CompressedImage`` topic, decoded. ``source: camera`` reads ``camera_device`` through OpenCV (a
 device, or a network camera's URL) until stopped; a camera that stops delivering frames (unplugged,
-a stream cut) is reopened every second until it comes back, said once, then once a minute, and
-once when it is back. Replaying MNIST follows the TinyNDC protocol: first the
+a stream cut, a network camera's stream silent for ``CAMERA_TIMEOUT_S``) is reopened every second
+until it comes back, said once, then once a minute, and once when it is back. Replaying MNIST follows the TinyNDC protocol: first the
 k labelled training images per class (``learnable`` ground truth), then the test stream, in the
 same random order as ``tinycl experiment tinyndc`` for the same seed.
 
@@ -40,6 +40,8 @@ from .runner import Node, NodeParams, run_node
 
 #: seconds between attempts to reopen a camera that stopped delivering frames
 CAMERA_REOPEN_S = 1.0
+#: a network camera's stream that sends nothing this long has stopped (opening it, too, takes at most this long)
+CAMERA_TIMEOUT_S = 5.0
 
 
 class SensorParams(NodeParams):
@@ -227,7 +229,7 @@ class Sensor(Node):
         except ImportError:
             raise TinyclError("sensor: source 'camera' needs OpenCV (pip install opencv-python-headless)") from None
         device = self.params.camera_device
-        cap = cv2.VideoCapture(device)
+        cap = _open_camera(cv2, device)
         if not cap.isOpened():   # at the start: a wrong device, said once, and the launch ends
             raise TinyclError(f"sensor: camera {device!r} cannot be opened")
         lost = RepeatedFailure(f"read camera {device!r}", self.log, attempts="reopenings")
@@ -244,7 +246,7 @@ class Sensor(Node):
                 lost.failed(f"it stopped delivering frames: reopening it every {CAMERA_REOPEN_S:g} s")
                 cap.release()
                 self.bus.spin(CAMERA_REOPEN_S)
-                cap = cv2.VideoCapture(device)
+                cap = _open_camera(cv2, device)
         finally:
             cap.release()
 
@@ -313,6 +315,16 @@ class Sensor(Node):
             self.bus.spin(p.linger_s)
         else:
             self.bus.spin()
+
+
+def _open_camera(cv2: Any, device: int | str) -> Any:
+    """OpenCV's capture of ``device``. A network camera's URL (FFmpeg) gets time limits: a stream that stalls with its
+    connection open would otherwise block a read for ever (no frames, no reopening, no stop on SIGTERM)."""
+    if isinstance(device, str) and "://" in device:
+        limit_ms = int(CAMERA_TIMEOUT_S * 1000)
+        return cv2.VideoCapture(device, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, limit_ms,
+                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, limit_ms])
+    return cv2.VideoCapture(device)
 
 
 def main(argv: list[str] | None = None) -> int:
