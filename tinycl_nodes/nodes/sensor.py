@@ -319,7 +319,7 @@ class Sensor(Node):
 
 def _open_camera(cv2: Any, device: int | str) -> Any:
     """OpenCV's capture of ``device``. A network camera's URL (FFmpeg) gets time limits: a stream that stalls with its
-    connection open would otherwise block a read for ever (no frames, no reopening, no stop on SIGTERM)."""
+    connection open would otherwise block a read for as long as it stalls (no frames, no reopening meanwhile)."""
     if isinstance(device, str) and "://" in device:
         limit_ms = int(CAMERA_TIMEOUT_S * 1000)
         return cv2.VideoCapture(device, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, limit_ms,
