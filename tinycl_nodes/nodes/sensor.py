@@ -10,9 +10,10 @@ most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`
 ``CompressedImage`` topic, decoded. ``source: camera`` reads ``camera_device`` through OpenCV (a
 device, or a network camera's URL) until stopped; a camera that stops delivering frames (unplugged,
 a stream cut, a network camera's stream silent for ``CAMERA_TIMEOUT_S``) is reopened every second
-until it comes back, said once, then once a minute, and once when it is back. Replaying MNIST follows the TinyNDC protocol: first the
-k labelled training images per class (``learnable`` ground truth), then the test stream, in the
-same random order as ``tinycl experiment tinyndc`` for the same seed.
+until it comes back, said once, then once a minute, and once when it is back. Replaying MNIST
+follows the TinyNDC protocol: first the k labelled training images per class (``learnable`` ground
+truth), then the test stream, in the same random order as ``tinycl experiment tinyndc`` for the
+same seed.
 
 IMU and vibration windows (``source: har`` | ``cwru``) go on ``imu`` (ImuWindow, samples x channels
 row-major, with the dataset's rate and channel names) with the same ``ground_truth``: first
