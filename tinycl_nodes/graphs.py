@@ -43,3 +43,10 @@ REPLAY_ONLY = frozenset({"sensor", FINISHER})
 #: the sensor's own ``source: camera``): the camera's QoS (best effort), and no ground truth to wait for; nor is the
 #: metrics node started (``FINISHER``: nothing to score), and the graph runs until stopped
 LIVE_CAMERA_PARAMS = {"image_qos": "sensor_data", "expect_ground_truth": False}
+
+
+def nodes_started(nodes: list[str] | tuple[str, ...], live: bool, camera_driver: bool = False) -> list[str]:
+    """The nodes a launch starts, in order: a live camera leaves out the metrics node (nothing to score); a camera
+    driver as the sensor (``camera_driver``, live too) leaves out every ``REPLAY_ONLY`` node."""
+    left_out = REPLAY_ONLY if camera_driver else frozenset({FINISHER}) if live else frozenset()
+    return [n for n in nodes if n not in left_out]

@@ -25,7 +25,7 @@ from typing import IO, Callable
 import yaml
 
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS
+from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, nodes_started
 from .nodes.runner import node_parameters
 from .param_files import sensor_reads_camera
 from .parent_death import launcher_env
@@ -150,7 +150,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     shared = given.get("*", {})
     if "sensor" in nodes and sensor_reads_camera(files, namespace, shared, given.get("sensor", {})):
         shared = {**LIVE_CAMERA_PARAMS, **shared}     # taken as a camera driver's frames are; a -p still outranks
-        nodes = [n for n in nodes if n != FINISHER]
+        nodes = nodes_started(nodes, live=True)
     if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
         fd, path = tempfile.mkstemp(prefix="tinycl-launch-", suffix=".yaml")
         with os.fdopen(fd, "w") as fh:

@@ -35,7 +35,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
-from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, REPLAY_ONLY
+from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, nodes_started
 from .param_files import sensor_reads_camera
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -85,9 +85,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
         function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
     # with a camera the graph runs until Ctrl-C: no replay, nothing to score
     policy = RestartPolicy(finisher=None if live else FINISHER)
-    for name in GRAPHS[graph]:
-        if (camera and name in REPLAY_ONLY) or (live and name == FINISHER):
-            continue
+    for name in nodes_started(GRAPHS[graph], live, camera_driver=bool(camera)):
         own = own_params.get(name, {})
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
                       emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
