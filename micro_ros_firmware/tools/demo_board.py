@@ -168,11 +168,13 @@ class Qemu:
 
 
 class Agent:
-    """MicroXRCEAgent serial on the board's pty, Fast DDS on 127.0.0.1 only (the kit's profile)."""
+    """MicroXRCEAgent serial on the board's pty, Fast DDS on 127.0.0.1 only (config/fastdds-agent-loopback.xml)."""
 
     def __init__(self, binary: str, pty: str, log: Path) -> None:
         self.cmd = [binary, "serial", "--dev", pty, "-b", "115200", "-v4"]
-        self.env = {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(KIT / "agent_loopback.xml")}
+        from tinycl_nodes.bus.dds_config import AGENT_PROFILE_NAME, shipped_config
+
+        self.env = {**os.environ, "FASTRTPS_DEFAULT_PROFILES_FILE": str(shipped_config(AGENT_PROFILE_NAME))}
         self.log = open(log, "ab")
         self.proc: subprocess.Popen | None = None
 
@@ -635,7 +637,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
             "n_seen": mon.heads[-1].n_seen},
         "label_answers": {"sent": len(mon.answered), "applied_by_board": board["applied"].get("answers", 0)},
         "global_head": {"applied_by_board": board["applied"].get("global", 0), "at_frame": g_at,
-                        "classes": gsnap.class_ids.tolist()},
+                        "classes": None if gsnap is None else gsnap.class_ids.tolist()},
         "refused_by_board": board["applied"].get("refused", 0),
         "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
         "accuracy": {"board": round(100 * acc, 2),

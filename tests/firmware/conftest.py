@@ -118,6 +118,35 @@ def _own_domain():
         yield
 
 
+#: a participant of its own on the test's domain, held until its stdin closes (the test ends, or pytest dies)
+_PARTICIPANT = ("import sys; from tinycl_nodes.bus import create_bus; "
+                "b = create_bus(sys.argv[1], '/robot', backend='dds', dds_config='loopback'); "
+                "print('ready', flush=True); sys.stdin.read()")
+
+
+@pytest.fixture
+def robot_processes():
+    """Start ``n`` other DDS processes on this test's domain first (a robot's own nodes), so that the graph's nodes
+    come after them in discovery (participant indices n and up)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(n: int) -> None:
+        for i in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-c", _PARTICIPANT, f"robot_node{i}"], cwd=REPO,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready", f"a robot process did not start (exit {p.poll()})"
+
+    yield start
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 @pytest.fixture(scope="session")
 def host_build(tmp_path_factory) -> Path:
     """Host build with -Wall -Wextra -Werror and -fsanitize=address,undefined (libtinycl.so without)."""

@@ -13,6 +13,9 @@ The global head comes from a real fleet round with the board as one device (``--
 the board's head over a TLS mosquitto (one identity per device) to the aggregator, which merges it with two peer
 devices' heads (each had one digit the board never gets an answer for); the global head comes back through the
 bridge and the agent, and the board then predicts those digits.
+The graph's side comes after five other DDS processes on the domain (a robot's own nodes): without multicast the agent
+finds a process only by announcing itself to its participant index, and Fast DDS's default announces to the first
+four (config/fastdds-agent-loopback.xml covers every index the graph's nodes can take).
 The first run builds the agent and libmicroros.a into ~/.cache/tinycl (minutes); later runs reuse them.
 """
 
@@ -22,8 +25,9 @@ from __future__ import annotations
 from .conftest import need, tool_module
 
 
-def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir):
+def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_processes):
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
+    robot_processes(5)
     demo = tool_module("demo_board")
     r = demo.run(n_stream=150, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
                  work=tmp_path, out=None, timeout_s=150, fleet=True)
@@ -55,7 +59,7 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir):
     refusals = " | ".join(r["board_log_refusals"])
     assert "unknown request 'board1-999999'" in refusals and "another extractor" in refusals
     assert "could not be decoded" in refusals   # 12 classes: larger than the receive buffers
-    assert {"head.onnx", "head.h"} <= set(r["export"])
+    assert {"head.onnx", "head.h"} <= set(r["export"]), (tmp_path / "exporter.log").read_text(errors="replace")[-2000:]
     # the fleet round: the board's head went through its bridge and the broker, was merged with the peers', and the
     # global head came back through the bridge to the board, which now knows and predicts the peers' digits
     f = r["fleet_round"]

@@ -9,18 +9,28 @@ from typing import Sequence
 from xml.etree import ElementTree
 
 LOOPBACK_CONFIG_NAME = "cyclonedds-loopback.xml"
+#: the micro-ROS agent's Fast DDS profile beside the graph: its announcements reach every index below
+AGENT_PROFILE_NAME = "fastdds-agent-loopback.xml"
+#: the highest participant index a node's process takes (one per process) in the configurations we write: a peer
+#: that discovers by unicast (the micro-ROS agent) must announce itself to indices 0 .. this
+MAX_AUTO_PARTICIPANT_INDEX = 60
 
 
-def loopback_config() -> Path:
-    """The shipped loopback-only configuration (source tree, or an ament install's share/)."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / LOOPBACK_CONFIG_NAME]
+def shipped_config(name: str) -> Path:
+    """A configuration file of ``config/`` (source tree, or an ament install's share/)."""
+    candidates = [Path(__file__).resolve().parents[2] / "config" / name]
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix:
-            candidates.append(Path(prefix) / "share" / "tinycl_nodes" / "config" / LOOPBACK_CONFIG_NAME)
+            candidates.append(Path(prefix) / "share" / "tinycl_nodes" / "config" / name)
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(f"{LOOPBACK_CONFIG_NAME} not found in {', '.join(map(str, candidates))}")
+    raise FileNotFoundError(f"{name} not found in {', '.join(map(str, candidates))}")
+
+
+def loopback_config() -> Path:
+    """The shipped loopback-only configuration."""
+    return shipped_config(LOOPBACK_CONFIG_NAME)
 
 
 def config_uri(config: str | Path | None) -> str | None:
@@ -86,7 +96,7 @@ def network_config(interface: str, peers: Sequence[str] = (), multicast: bool = 
     </General>
     <Discovery>
       <ParticipantIndex>auto</ParticipantIndex>
-      <MaxAutoParticipantIndex>60</MaxAutoParticipantIndex>
+      <MaxAutoParticipantIndex>{MAX_AUTO_PARTICIPANT_INDEX}</MaxAutoParticipantIndex>
       <Peers>{peer_xml}
       </Peers>
     </Discovery>

@@ -1,0 +1,25 @@
+"""The shipped DDS configurations agree on the participant indices the graph's processes take."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+from tinycl_nodes.bus.dds_config import (AGENT_PROFILE_NAME, LOOPBACK_CONFIG_NAME, MAX_AUTO_PARTICIPANT_INDEX,
+                                         network_config, shipped_config)
+
+
+def _text(root: ElementTree.Element, tag: str) -> str:
+    found = [e.text for e in root.iter() if e.tag.rsplit("}", 1)[-1] == tag]
+    assert len(found) == 1, (tag, found)
+    return found[0].strip()
+
+
+def test_the_agent_announces_itself_to_every_index_a_node_can_take():
+    """Without multicast the micro-ROS agent finds a node's process only at the indices it announces to
+    (tests/firmware/test_board_uros.py shows what happens past them: the graph never sees the board)."""
+    loopback = ElementTree.parse(shipped_config(LOOPBACK_CONFIG_NAME)).getroot()
+    network = ElementTree.fromstring(network_config("eth0", ["10.0.0.2"]))
+    agent = ElementTree.parse(shipped_config(AGENT_PROFILE_NAME)).getroot()
+    for cyclone in (loopback, network):
+        assert int(_text(cyclone, "MaxAutoParticipantIndex")) == MAX_AUTO_PARTICIPANT_INDEX
+    assert int(_text(agent, "maxInitialPeersRange")) >= MAX_AUTO_PARTICIPANT_INDEX + 1
