@@ -14,8 +14,14 @@ array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
     store.save()            # now, and on disk when it returns (at exit, on SIGTERM)
     store.save(wait=False)  # now, written by the file's writer thread (a head version: store.written(store.ticket))
 
-Why this shape: a kill -9 loses at most ``every_n`` samples or ``every_s`` seconds of learning;
-a write is temp file + fsync + rename + fsync of the folder, so a crash mid-write leaves the old
+A store opened with ``journal=True`` (the learner, the clustering labeler) also keeps what was learned since the
+last checkpoint (``journal.py``):
+
+    store.record(payload)   # after each message learned from: appended to the journal, no fsync
+    store.replay(learn)     # at the start, once the node can learn: learn(payload) for each record since
+
+Why this shape: a kill -9 loses at most ``every_n`` samples or ``every_s`` seconds of learning (with a journal,
+none); a write is temp file + fsync + rename + fsync of the folder, so a crash mid-write leaves the old
 file or the new one, never a torn one. The periodic checkpoints (``learned``, ``tick``) and those of head versions
 (``head_publisher.py``, which publishes a version once :meth:`StateStore.written`) are serialised on the caller's
 thread and written by the file's own writer thread, in order: the node's message thread does not wait
@@ -42,10 +48,12 @@ import stat
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 from .core import state as st
+from .journal import Journal
 from .core.errors import StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
@@ -159,6 +167,20 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+#: the state file's entry naming the first journal segment it does not hold
+JOURNAL_ENTRY = "_journal"
+
+
+def journal_segment(entry: dict[str, Any] | None) -> int | None:
+    """The first journal segment a checkpoint does not hold (None: it names none)."""
+    if entry is None:
+        return None
+    segment = st.check_state(entry, "Journal", 1)["meta"].get("segment")
+    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 0:
+        raise StateError(f"state: journal segment must be a non-negative int, got {segment!r}")
+    return segment
+
+
 _held_locks: dict[Path, int] = {}     # lock file -> this process's locked descriptor (kept until exit)
 
 #: while a file cannot be written (a full disk), the same failure is said at most this often
@@ -210,17 +232,18 @@ class _Writer:
         self.path, self.log = path, log
         self._cond = threading.Condition()
         self._payload: bytes | None = None
+        self._after: Callable[[], None] | None = None   # what the write of ``_payload`` is followed by, once on disk
         self._asked = self._done = 0          # writes asked for / written (or failed), in order
         self._waited = 0                      # the newest write asked for with wait
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
         self._failures = RepeatedFailure(f"save state to {path}", log)
 
-    def write(self, payload: bytes, wait: bool) -> tuple[int, bool]:
-        """Have ``payload`` written: its ticket (:meth:`written`) and, with ``wait``, once it is on disk, whether it
-        could be written (without, True: taken)."""
+    def write(self, payload: bytes, wait: bool, after: Callable[[], None] | None = None) -> tuple[int, bool]:
+        """Have ``payload`` written (then ``after()`` called, on this thread): its ticket (:meth:`written`) and, with
+        ``wait``, once it is on disk, whether it could be written (without, True: taken)."""
         with self._cond:
-            self._payload = payload
+            self._payload, self._after = payload, after
             self._asked += 1
             ticket = self._asked
             if wait:
@@ -251,19 +274,29 @@ class _Writer:
             with self._cond:
                 while self._payload is None:
                     self._cond.wait()
-                payload, ticket, self._payload = self._payload, self._asked, None
+                payload, after, ticket, self._payload = self._payload, self._after, self._asked, None
                 waited = self._waited > self._done
             ok = False
             try:
                 write_atomic(self.path, payload)
                 ok = True
                 self._failures.landed()
+                if after is not None:
+                    self._then(after)
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
                 self._failures.failed(one_line(exc), always=waited)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
                     self._cond.notify_all()
+
+    def _then(self, after: Callable[[], None]) -> None:
+        """What follows a write on disk (a journal's older segments deleted): its failure is one line, not the
+        write's."""
+        try:
+            after()
+        except Exception as exc:  # noqa: BLE001 - e.g. a segment that cannot be deleted: replayed once more
+            self.log.warning("after saving %s: %s", self.path.name, one_line(exc))
 
 
 _writers: dict[Path, _Writer] = {}    # state file -> its writer (kept until exit)
@@ -316,7 +349,8 @@ class StateStore:
     """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit."""
 
     def __init__(self, folder: str | os.PathLike[str], name: str, log: logging.Logger,
-                 snapshot: Callable[[], States] | None = None, every_n: int = 100, every_s: float = 10.0) -> None:
+                 snapshot: Callable[[], States] | None = None, every_n: int = 100, every_s: float = 10.0,
+                 journal: bool = False) -> None:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
@@ -339,6 +373,11 @@ class StateStore:
         if folder.is_dir():                   # temp files of a write cut short by a kill
             for tmp in folder.glob(f".{self.path.name}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+        # what was learned since the last checkpoint (``record``), learned again after a restart (``replay``)
+        self.journal = Journal(folder, name, log) if journal else None
+        self.replaying = False                # the node is learning its journal again: no records, no checkpoints
+        self._replay_from: int | None = None  # the first segment the loaded checkpoint does not hold
+        self._journal_failures = RepeatedFailure(f"append to the journal {folder / name}.journal-*", log)
 
     # --- loading ------------------------------------------------------------------------------------
     def load(self, apply: Callable[[States], None] | None = None) -> States | None:
@@ -349,11 +388,19 @@ class StateStore:
         """
         try:
             states = load_states(self.path)
+            entry = None if states is None else states.pop(JOURNAL_ENTRY, None)
             if states is not None and apply is not None:
                 apply(states)
+            # no checkpoint yet: every segment; one from before journals, or of a node without one: none is its
+            self._replay_from = 0 if states is None else journal_segment(entry)
             return states
         except Exception as exc:  # noqa: BLE001 - a state file never stops a node
-            self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
+            aside = self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
+            if self.journal is not None and self.journal.segments():   # learned after that checkpoint: no base
+                suffix = aside.name[len(self.path.name):] if aside else ".bad"
+                moved = self.journal.move_aside(suffix)
+                self.log.error("its journal (%d segments) moved aside with it: %s", len(moved), moved[0].name)
+            self._replay_from = None
             return None
 
     def move_aside(self, why: str) -> Path | None:
@@ -372,11 +419,52 @@ class StateStore:
         self.log.error("state file %s cannot be loaded (%s): moved to %s, starting fresh", self.path, why, aside)
         return aside
 
+    # --- the journal ----------------------------------------------------------------------------------
+    def record(self, payload: bytes) -> None:
+        """Append what the node just learned from to its journal (a store opened with ``journal``; not while it
+        replays). A disk that refuses it is said as a failing checkpoint is (:class:`RepeatedFailure`)."""
+        if self.journal is None or self.replaying:
+            return
+        try:
+            self.journal.append(payload)
+        except OSError as exc:
+            self._journal_failures.failed(one_line(exc))
+            return
+        self._journal_failures.landed()
+
+    def replay(self, learn: Callable[[bytes], None]) -> int:
+        """After :meth:`load`, with the node ready to learn: ``learn(payload)`` for each record the loaded checkpoint
+        does not hold, in order (with :attr:`replaying` set: the node publishes nothing and records nothing); how
+        many were learned. A record that raises is skipped (one line for them all)."""
+        if self.journal is None or self._replay_from is None:
+            return 0
+        first, self._replay_from = self._replay_from, None
+        done, failed, error = 0, 0, ""
+        self.replaying = True
+        try:
+            for payload in self.journal.records(first):
+                try:
+                    learn(payload)
+                    done += 1
+                except Exception as exc:  # noqa: BLE001 - a record the node refuses now (a changed parameter)
+                    failed, error = failed + 1, error or one_line(exc)
+        finally:
+            self.replaying = False
+        if failed:
+            self.log.error("journal: %d of %d records could not be learned again (the first: %s)", failed,
+                           failed + done, error)
+        self.journal.rotate()                 # what comes next goes after what was replayed
+        if done:
+            self.pending, self.dirty = self.pending + done, True
+        return done
+
     # --- checkpoints ----------------------------------------------------------------------------------
     def learned(self, n: int = 1) -> bool:
         """Count ``n`` learned samples; checkpoint when ``every_n`` are pending or ``every_s`` passed."""
         self.pending += n
         self.dirty = True
+        if self.replaying:
+            return False
         if self.pending >= self.every_n or time.monotonic() - self.saved_at >= self.every_s:
             return self.save(wait=False)
         return False
@@ -395,16 +483,23 @@ class StateStore:
         """Write the state now (``states``, else ``snapshot()``), taken here and written by the file's writer thread;
         ``wait``: return once it is on disk. A failure is one error line, not a crash (False: not written, or with
         ``wait`` False not taken)."""
+        if self.replaying:                    # the checkpoint comes after the replay
+            return False
         try:
             states = self.snapshot() if states is None else states
             if states is None:
                 return False
+            after = None
+            if self.journal is not None:      # what is learned from now on goes into a segment this one names
+                segment = self.journal.rotate()
+                states = {**states, JOURNAL_ENTRY: st.make_state("Journal", 1, {}, {}, {"segment": segment})}
+                after = partial(self.journal.drop_before, segment)
             payload = file_bytes(states)
         except Exception as exc:  # noqa: BLE001 - a state that cannot be serialised: keep learning, say so
             self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
             return False
         self.pending, self.dirty, self.saved_at = 0, False, time.monotonic()
-        self.ticket, ok = self._writer.write(payload, wait)
+        self.ticket, ok = self._writer.write(payload, wait, after)
         return ok
 
     def written(self, ticket: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from rosbags.interfaces import Nodetype
@@ -45,16 +45,16 @@ def to_rosbags(obj: Any, ros_type: str | None = None, distro: str = "jazzy") -> 
     return store.types[ros_type](**kwargs)
 
 
-def from_rosbags(msg: Any, distro: str = "jazzy") -> Any:
-    """rosbags object -> cyclonedds object of the same type."""
+def from_rosbags(msg: Any, distro: str = "jazzy", make: Callable[[str], type] | None = None) -> Any:
+    """rosbags object -> cyclonedds object of the same type (or of ``make(ros_type)``'s: a bus's own types)."""
     ros_type = msg.__msgtype__
-    cls = dds_class(ros_type, distro)
+    cls = dds_class(ros_type, distro) if make is None else make(ros_type)
     _, fields = typestore(distro).fielddefs[ros_type]
     kwargs = {}
     for name, (kind, arg) in fields:
         value = getattr(msg, name)
         if kind == Nodetype.NAME:
-            kwargs[name] = from_rosbags(value, distro)
+            kwargs[name] = from_rosbags(value, distro, make)
         elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             sub = arg[0]
             if _is_primitive(sub):
@@ -62,7 +62,7 @@ def from_rosbags(msg: Any, distro: str = "jazzy") -> Any:
                 kwargs[name] = arr.tobytes() if kind == Nodetype.ARRAY and sub[1][0] in ("uint8", "byte", "char") \
                     else arr.tolist()
             elif sub[0] == Nodetype.NAME:
-                kwargs[name] = [from_rosbags(v, distro) for v in value]
+                kwargs[name] = [from_rosbags(v, distro, make) for v in value]
             else:
                 kwargs[name] = list(value)
         else:

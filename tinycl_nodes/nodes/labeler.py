@@ -11,7 +11,8 @@ with the last label it learned; this node logs the labels it sent (stamp → the
 count after it) and, when a learner head shows another count after that label (the learner
 restarted from a checkpoint, or this node did), takes the learner's state and re-applies the labels
 sent since (one log line). After its own restart it holds samples up to ``follow_wait_s`` for that
-head. Labelled samples (``Features.labelled``) initialise the clusters (the first ``INIT_MAX``; any after those
+head. What it learned between its last checkpoint and a kill is in its journal (``journal.py``) and learned again
+first, sent to no one twice. Labelled samples (``Features.labelled``) initialise the clusters (the first ``INIT_MAX``; any after those
 are learned as they come) and are kept in the state. They are passed on once the clusters start (not as they come:
 a labeler stopped before that keeps none of them, and a learner that held some would learn them twice when the
 replay comes again).
@@ -74,7 +75,7 @@ from ..images import camera_picture, decode_compressed, encoded
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
-from .messages import features_of, stamp_ns
+from .messages import features_of, message_bytes, message_of, stamp_ns
 from .runner import ImageQos, ModelPriorParams, Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
@@ -163,7 +164,7 @@ class Labeler(Node):
         self.prior = self.use_model_prior(self.use_extractor(params.model))
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
-        self.state = self.open_state("labeler", self.state_dicts)
+        self.state = self.open_state("labeler", self.state_dicts, journal=True)
         self.load_state()
         # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
         self._sent: OrderedDict[int, tuple[int, np.ndarray, int]] = OrderedDict()
@@ -183,6 +184,11 @@ class Labeler(Node):
                                     QosProfile(reliable=True, transient_local=True, depth=0))
         if params.global_topic and self.system.head is not None:
             bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
+        relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
+        if self.restored or relearned:
+            self.log.info("restored state (%d samples, %d labelled ones kept) from %s%s", self.n_samples,
+                          len(self._init_y), self.state.path,
+                          f" and its journal ({relearned} samples learned again)" if relearned else "")
         if params.follow_head and self.system.head is not None:
             bus.create_subscription(params.follow_head, "Head", self.on_learner_head, "latched")
             if self.initialised and params.follow_wait_s > 0:   # a restart: wait for the learner's head
@@ -273,10 +279,8 @@ class Labeler(Node):
     def load_state(self) -> None:
         """The saved loop, or a fresh one (no file, or a bad one: moved aside, half-restored parts dropped)."""
         self._fresh()
-        if self.state.load(self._restore):
-            self.log.info("restored state (%d samples, %d labelled ones kept) from %s", self.n_samples,
-                          len(self._init_y), self.state.path)
-        else:
+        self.restored = self.state.load(self._restore) is not None
+        if not self.restored:
             self._fresh()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
@@ -320,11 +324,18 @@ class Labeler(Node):
             states["head"]["meta"]["global_round"] = self.global_round
         return states
 
+    def _relearn(self, payload: bytes) -> None:
+        """One journal record again (``StateStore.replay``, at the start: nothing is published)."""
+        self.on_features(message_of(self.bus, "Features", payload))
+
     def on_features(self, msg: Any) -> None:
+        """A sample: pseudo-labelled (or a labelled one learned) and passed on. Journaled once checked and counted,
+        before it is learned: a checkpoint it brings about holds it (one the clusters' start takes does not)."""
         x = features_of(msg, self.n_features, self.hash, self.bound)
         labelled = msg.labelled and msg.true_label >= 0
         if not labelled and not self.initialised and not self._initialise(msg):
             return
+        self.state.record(message_bytes(msg, "Features"))
         self.n_samples += 1
         if labelled:
             if not self.initialised:
@@ -427,6 +438,8 @@ class Labeler(Node):
         self.state.save()
 
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
+        if self.state.replaying:        # sent before the restart
+            return
         self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
                                               confidence=confidence, source=source))
 

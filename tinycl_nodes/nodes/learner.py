@@ -5,8 +5,9 @@ learns the label if there is one (a pseudo-label, a person's answer, or ground t
 is published on ``head`` (latched) every ``publish_every`` updates, at most every
 ``publish_period_s``, and at exit (``head_publisher.py``: the board's protocol too); its state
 (``storage.StateStore``) is checkpointed every ``save_every`` samples / ``save_period_s``
-seconds, before each block of published versions, at exit and on SIGTERM, and reloaded on restart:
-version numbers keep increasing across restarts. The first
+seconds, before each block of published versions, at exit and on SIGTERM, and reloaded on restart; each message it
+learns from between two checkpoints is journaled and learned again after a kill (``journal.py``, nothing published
+twice); version numbers keep increasing across restarts. The first
 ``keep_labelled`` ground-truth samples it learns are kept in that state and latched on
 ``labelled_topic``: a labeler that lost its state recovers its clusters from them
 (``labelled_set.py``).
@@ -46,10 +47,11 @@ from ..core.prior_worth import WEIGH_MAX, prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..interfaces.heads import from_msg
+from ..journal import pack, unpack
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
-from .messages import features_of, label_source, stamp_ns
+from .messages import features_of, label_source, message_bytes, message_of, stamp_ns
 from .runner import ManagedParams, ModelPriorParams, Node, StateParams, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -97,8 +99,8 @@ class Learner(Node):
         extractor = self.use_extractor(params.model)
         self.prior = self.use_model_prior(extractor)
         self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, self._head_meta()))
-        self.state = self.open_state("learner", self.state_dicts)
-        self.load_state()
+        self.state = self.open_state("learner", self.state_dicts, journal=True)
+        restored = self.load_state()
         self.latents = None
         self.min_confidence = params.min_confidence if params.min_confidence is not None else \
             presets.pseudo_label_gate(params.latent_head)
@@ -122,6 +124,12 @@ class Learner(Node):
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
+        relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
+        if restored or relearned:
+            self.log.info("restored head (%d classes, %d samples) from %s%s, head version %d", len(self.head.classes),
+                          self.head.n_seen, self.state.path,
+                          f" and its journal ({relearned} messages learned again)" if relearned else "",
+                          self.heads.version)
         super().configure()
 
     def _fresh(self) -> None:
@@ -144,20 +152,20 @@ class Learner(Node):
         self.class_names: dict[int, str] = dict(self.params.class_names)
         self.labelled = LabelledSet(self.n_features, self.params.keep_labelled)
 
-    def load_state(self) -> None:
-        """The saved head, or a fresh one (no file, or a bad one: moved aside, whatever it half-restored dropped)."""
+    def load_state(self) -> bool:
+        """The saved head, or a fresh one (no file, or a bad one: moved aside, whatever it half-restored dropped);
+        whether it was restored."""
         self._fresh()
         if self.state.load(self._restore):
-            self.log.info("restored head (%d classes, %d samples) from %s, head version %d", len(self.head.classes),
-                          self.head.n_seen, self.state.path, self.heads.version)
             if self.prior_wait is not None:
                 self.log.info("the wait for the labelled samples that start the stream goes on: %d of them "
                               "restored from the state", len(self.prior_wait.held))
-        else:
-            self._fresh()
-            if self.prior_wait is not None:
-                self.log.info("the head will start from the model's class statistics, weighed by the labelled samples "
-                              "that come first")
+            return True
+        self._fresh()
+        if self.prior_wait is not None:
+            self.log.info("the head will start from the model's class statistics, weighed by the labelled samples "
+                          "that come first")
+        return False
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         kind = saved.get("head", {}).get("kind")
@@ -200,22 +208,47 @@ class Learner(Node):
         return {"head": state, "labelled": self.labelled.state_dict(), **held}
 
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
-        """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in)."""
+        """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in). What changes the
+        node is journaled once checked, before it is learned: a checkpoint it brings about holds it."""
         if self.latents is not None and latent is None:
             return self.latents.add_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
         label = int(msg.label)
+        if label != -1:
+            check_label(label)
+        if self.prior_wait is not None or self._learns(msg):      # held, or the wait ended by it, or learned
+            self.state.record(pack(b"labeled", message_bytes(msg, "LabeledFeatures"),
+                                   b"" if latent is None else np.asarray(latent, "<f4").tobytes()))
         if self.prior_wait is not None:
             if msg.source == msg.GROUND_TRUTH and label >= 0 and len(self.prior_wait.held) < WEIGH_MAX:
-                self.prior_wait.hold(msg, x, check_label(label))
+                self.prior_wait.hold(msg, x, label)
                 self.state.learned()               # saved with the state: a kill -9 now loses none of it
                 return
             self._settle_prior()
         self._predict_and_learn(msg, x, latent)
 
+    def _learns(self, msg: Any) -> bool:
+        """Whether a labelled sample's label is learned (a pseudo-label of too low a confidence is not)."""
+        return int(msg.label) >= 0 and not (msg.source == msg.PSEUDO and float(msg.confidence) < self.min_confidence)
+
+    def _relearn(self, payload: bytes) -> None:
+        """Learn one journal record again (``StateStore.replay``, at the start: nothing is published)."""
+        op, *parts = unpack(payload)
+        if op == b"labeled" and len(parts) == 2:
+            self.on_labeled(message_of(self.bus, "LabeledFeatures", parts[0]),
+                            np.frombuffer(parts[1], "<f4").copy() if parts[1] else None)
+        elif op == b"unlearn" and len(parts) == 2:
+            self._unlearn(np.frombuffer(parts[0], "<f4").copy(), check_label(int(parts[1])))
+        elif op == b"renamed" and len(parts) == 1:
+            self.on_renamed(message_of(self.bus, "ClassInfo", parts[0]))
+        elif op == b"settled" and not parts:
+            self._settle_prior()
+        else:
+            raise StateError(f"journal: a record {op[:20]!r} of {len(parts)} parts is not the learner's")
+
     def _predict_and_learn(self, msg: Any, x: np.ndarray, latent: np.ndarray | None, held: bool = False) -> None:
-        """Publish the prediction for ``x``, then learn the label if it is to be learned (``held``: a sample the wait
-        held, counted toward ``save_every`` when it came)."""
+        """Publish the prediction for ``x`` (not while the journal is replayed), then learn the label if it is to be
+        learned (``held``: a sample the wait held, counted toward ``save_every`` when it came)."""
         label = int(msg.label)
         if label != -1:
             check_label(label)
@@ -226,10 +259,11 @@ class Learner(Node):
             cls, conf = -1, 0.0
         else:
             cls, conf = predicted, float(self.head.predict_proba(x)[self.head.classes.index(predicted)])
-        self.pred_pub.publish(self.Prediction(header=msg.features.header, sample_id=msg.features.sample_id,
-                                              class_id=cls, class_name=self.class_names.get(cls, str(cls)),
-                                              confidence=conf))
-        learn = label >= 0 and not (msg.source == msg.PSEUDO and float(msg.confidence) < self.min_confidence)
+        if not self.state.replaying:
+            self.pred_pub.publish(self.Prediction(header=msg.features.header, sample_id=msg.features.sample_id,
+                                                  class_id=cls, class_name=self.class_names.get(cls, str(cls)),
+                                                  confidence=conf))
+        learn = self._learns(msg)
         if self.log.isEnabledFor(logging.DEBUG):
             conf_label = float(msg.confidence)
             self.log.debug("sample %d: predicted %d (%.3f); %s", msg.features.sample_id, cls, conf,
@@ -248,6 +282,8 @@ class Learner(Node):
                                   features_of(msg.features, self.n_features, self.hash, self.bound), label)
             if not held:
                 self.state.learned()
+        if self.state.replaying:
+            return
         if self.params.latency_log is not None and msg.source == msg.PSEUDO:
             # stream samples only: labelled init samples wait in the labeler by design
             self.latencies.append(time.time_ns() - stamp_ns(msg.features.header))
@@ -258,16 +294,22 @@ class Learner(Node):
         x = features_of(msg.features, self.n_features, self.hash) if self.latents is None else \
             self.latents.latent_of(msg.features)
         label = check_label(int(msg.label))
+        self.state.record(pack(b"unlearn", np.asarray(x, "<f4").tobytes(), str(label).encode()))
+        self._unlearn(x, label)
+        self.log.info("one sample of class %d taken back (a changed answer)", label)
+
+    def _unlearn(self, x: np.ndarray, label: int) -> None:
         if self.replay is not None:
             self.replay.forget(x, label)
         else:
             self.head.unlearn_valid(x, label)
         self.heads.changed()
-        self.log.info("one sample of class %d taken back (a changed answer)", label)
 
     def on_renamed(self, msg: Any) -> None:
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
-        self.class_names[check_label(int(msg.id))] = str(msg.name)[:64]
+        class_id = check_label(int(msg.id))
+        self.state.record(pack(b"renamed", message_bytes(msg, "ClassInfo")))
+        self.class_names[class_id] = str(msg.name)[:64]
         self.heads.changed()
 
     def on_global_head(self, msg: Any) -> None:
@@ -295,6 +337,7 @@ class Learner(Node):
         """(timer) End a wait whose labelled samples stopped coming ``PRIOR_QUIET_S`` ago."""
         if self.prior_wait is not None and self.prior_wait.held and \
                 time.monotonic() - self.prior_wait.last >= PRIOR_QUIET_S:
+            self.state.record(pack(b"settled"))
             self._settle_prior()
 
     def _settle_prior(self) -> None:

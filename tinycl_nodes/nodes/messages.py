@@ -19,6 +19,25 @@ def stamp_ns(header: Any) -> int:
     return int(time_to_ns(header.stamp))
 
 
+def message_bytes(msg: Any, ros_type: str) -> bytes:
+    """A message as CDR bytes, whichever bus it came from (what a node's journal keeps: ``message_of``)."""
+    from ..interfaces.convert import to_rosbags
+    from ..interfaces.names import full_type_name
+    from ..interfaces.typestore import typestore
+
+    name = full_type_name(ros_type)
+    return bytes(typestore().serialize_cdr(to_rosbags(msg, name), name))
+
+
+def message_of(bus: Any, ros_type: str, data: bytes) -> Any:
+    """The message of :func:`message_bytes`, made of ``bus``'s own types (as its callbacks receive them)."""
+    from ..interfaces.convert import from_rosbags
+    from ..interfaces.names import full_type_name
+    from ..interfaces.typestore import typestore
+
+    return from_rosbags(typestore().deserialize_cdr(data, full_type_name(ros_type)), make=bus.msg)
+
+
 def label_source(msg: Any) -> str:
     """A LabeledFeatures message's ``source`` in words (its constants: PSEUDO, HUMAN, GROUND_TRUTH)."""
     return {msg.PSEUDO: "pseudo-label", msg.HUMAN: "a person's answer",

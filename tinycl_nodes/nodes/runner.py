@@ -285,11 +285,13 @@ class Node:
         self.entities.append(entity)
         return entity
 
-    def open_state(self, name: str, snapshot: Callable[[], dict[str, dict[str, Any]] | None]) -> StateStore:
-        """This node's ``StateStore`` (``<state_dir>/<name>.state``), checkpointed by a timer too."""
+    def open_state(self, name: str, snapshot: Callable[[], dict[str, dict[str, Any]] | None],
+                   journal: bool = False) -> StateStore:
+        """This node's ``StateStore`` (``<state_dir>/<name>.state``), checkpointed by a timer too; ``journal``: with
+        the journal of what it learned since (``journal.py``: the node records and replays)."""
         p = self.params
         store = StateStore(state_dir(p.state_dir, self.bus.namespace), name, self.log, snapshot,
-                           p.save_every, p.save_period_s)
+                           p.save_every, p.save_period_s, journal)
         self.track(self.bus.create_timer(min(1.0, p.save_period_s), store.tick))
         return store
 

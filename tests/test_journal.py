@@ -1,0 +1,98 @@
+"""The state store's journal (journal.py): what a node learned since its last checkpoint comes back after a kill, in
+order, exactly once; a kill's torn last record is dropped quietly, a damaged one is said; segments go once a checkpoint
+holds them."""
+
+from __future__ import annotations
+
+import logging
+
+from tinycl_nodes.core import state as st
+from tinycl_nodes.storage import StateStore
+
+LOG = logging.getLogger("test_journal")
+
+
+def _store(folder, learned: list[int]) -> StateStore:
+    """A store whose state is the list of numbers learned (a node in miniature)."""
+    return StateStore(folder, "node", LOG, lambda: {"n": st.make_state("N", 1, {}, {}, {"learned": list(learned)})},
+                      every_n=10**6, every_s=1e9, journal=True)
+
+
+def _restart(folder) -> tuple[list[int], int]:
+    """What a node restarted on ``folder`` holds: its checkpoint, then its journal; and how many records it replayed."""
+    learned: list[int] = []
+    store = _store(folder, learned)
+    store.load(lambda states: learned.extend(states["n"]["meta"]["learned"]))
+    replayed = store.replay(lambda payload: learned.append(int(payload)))
+    return learned, replayed
+
+
+def _learn(store: StateStore, learned: list[int], numbers) -> None:
+    for i in numbers:
+        learned.append(i)
+        store.record(str(i).encode())
+
+
+def _run(folder, checkpointed: range, after: range) -> StateStore:
+    """A fresh node learns ``checkpointed``, checkpoints them (none if empty), learns ``after``: its store."""
+    learned: list[int] = []
+    store = _store(folder, learned)
+    store.load()
+    _learn(store, learned, checkpointed)
+    if checkpointed:
+        assert store.save(wait=True)
+    _learn(store, learned, after)
+    return store
+
+
+def test_a_kill_after_a_checkpoint_loses_nothing_learned_since(tmp_path):
+    _run(tmp_path, range(5), range(5, 8))
+    # a kill -9: nothing more is written; a new process restarts from the files
+    assert _restart(tmp_path) == ([0, 1, 2, 3, 4, 5, 6, 7], 3)
+    assert _restart(tmp_path) == ([0, 1, 2, 3, 4, 5, 6, 7], 3)     # killed again before a checkpoint: the same
+
+
+def test_a_kill_before_the_first_checkpoint_replays_everything(tmp_path):
+    _run(tmp_path, range(0), range(4))
+    assert _restart(tmp_path) == ([0, 1, 2, 3], 4)
+
+
+def test_records_learned_again_are_not_learned_twice_after_the_next_checkpoint(tmp_path):
+    _run(tmp_path, range(3), range(3, 6))
+    again: list[int] = []                               # restarted: 3, 4, 5 replayed, then 6, 7 learned, then a kill
+    store = _store(tmp_path, again)
+    store.load(lambda states: again.extend(states["n"]["meta"]["learned"]))
+    assert store.replay(lambda payload: again.append(int(payload))) == 3
+    _learn(store, again, range(6, 8))
+    assert _restart(tmp_path) == (list(range(8)), 5)
+    store.save(wait=True)                               # a checkpoint holds all: its segments are gone
+    assert not list(tmp_path.glob("node.journal-*"))
+    assert _restart(tmp_path) == (list(range(8)), 0)
+
+
+def test_a_torn_last_record_is_dropped_quietly_and_a_damaged_one_is_said(tmp_path, caplog):
+    _run(tmp_path, range(0), range(3))
+    segment = next(tmp_path.glob("node.journal-*"))
+    whole = segment.read_bytes()
+    record = len(whole) // 3                                          # 8 bytes of frame + a 1-byte payload
+    for torn in (whole[:5], whole[:record - 1]):        # a kill mid-write: the frame, the payload cut
+        segment.write_bytes(whole + torn)
+        with caplog.at_level(logging.ERROR):
+            assert _restart(tmp_path) == ([0, 1, 2], 3)
+    assert not caplog.records
+    damaged = bytearray(whole)
+    damaged[record + 8] ^= 0xFF                                       # the second record's payload
+    segment.write_bytes(bytes(damaged))
+    with caplog.at_level(logging.ERROR):
+        learned, replayed = _restart(tmp_path)
+    assert learned == [0] and replayed == 1
+    assert len(caplog.records) == 1 and "fails its checksum" in caplog.records[0].getMessage()
+
+
+def test_a_state_file_that_cannot_be_used_takes_its_journal_aside_with_it(tmp_path, caplog):
+    _run(tmp_path, range(2), range(2, 4))
+    (tmp_path / "node.state").write_bytes(b"not a state")
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([], 0)          # no base for the records: none learned onto a fresh state
+    assert not list(tmp_path.glob("node.journal-?")) and len(list(tmp_path.glob("node.journal-*.bad-*"))) == 1
+    assert any("its journal (1 segments) moved aside" in r.getMessage() for r in caplog.records)
