@@ -62,7 +62,9 @@ class StateParams(NodeParams):
 
     state_dir: str | None = Field(None, description="state folder (default $ROS_HOME/tinycl/<namespace>)")
     save_every: int = Field(100, ge=1, description="checkpoint the learned state after this many learned samples "
-                                                   "(a kill -9 loses at most this many; also at exit and SIGTERM)")
+                                                   "(also at exit and SIGTERM); a kill -9 loses at most this many, "
+                                                   "or none where the node journals them (learner, clustering "
+                                                   "labeler): its restart learns them again")
     save_period_s: float = Field(10.0, gt=0, description="checkpoint learning at least this often (seconds)")
 
 
