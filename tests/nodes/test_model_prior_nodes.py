@@ -5,6 +5,7 @@ them too, the same way, is test_graph.py's in-process equality: the in-process l
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.experiments.shift import shifted
 from tinycl_nodes.extractor import MODELS_DIR, FrozenExtractor, model_path
+from tinycl_nodes.journal import Journal
 from tinycl_nodes.storage import load_states
 
 from .conftest import node
@@ -109,10 +111,11 @@ def test_labelled_samples_of_another_camera_weigh_the_class_statistics_down(doma
 
 def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_again(domain, tmp_path):
     """kill -9 while the learner holds the ground truth that starts the stream (its wait for the statistics): all it
-    held was checkpointed, so the restarted learner weighs the statistics with those samples and learns them — its
-    head ends equal to that of a learner never killed, even one that keeps only 10 of them for a labeler
-    (keep_labelled). (Before, the held samples beyond keep_labelled were lost: with none kept, the restarted learner
-    took the statistics at full weight and never learned the labelled samples.)"""
+    held is in its journal (no checkpoint came: one every 1,000 samples), so the restarted learner weighs the
+    statistics with those samples and learns them — its head ends equal to that of a learner never killed, even one
+    that keeps only 10 of them for a labeler (keep_labelled). (Before, the held samples beyond keep_labelled were lost:
+    with none kept, the restarted learner took the statistics at full weight and never learned the labelled
+    samples.)"""
     X, y = load_mnist("train")
     rng = np.random.default_rng(1)
     pick = np.concatenate([rng.choice(np.flatnonzero(y == c), 10, replace=False) for c in range(10)])
@@ -125,14 +128,11 @@ def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_agai
     pub = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
 
     def held() -> int:
-        try:
-            return load_states(state / "learner.state")["held"]["arrays"]["y"].size
-        except Exception:        # not written yet
-            return 0
+        """Samples the learner has journaled (one record each, as it holds them)."""
+        return sum(1 for _ in Journal(state, "learner", logging.getLogger("test")).records(0)) if state.is_dir() else 0
 
     try:
-        with node("learner", domain, f"state_dir:={state}", "keep_labelled:=10") as learner:   # save_every 100: a
-            #                                                                               checkpoint at the 100th
+        with node("learner", domain, f"state_dir:={state}", "keep_labelled:=10") as learner:
             learner.wait_for_line(WAITS)
             assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), learner.lines
             stamp = time.time_ns()
@@ -144,8 +144,7 @@ def test_a_learner_killed_while_it_holds_the_labelled_samples_takes_them_up_agai
             learner.proc.wait()
         assert not any(STARTS in ln for ln in learner.lines), learner.lines     # killed while it waited
         with node("learner", domain, f"state_dir:={state}", "keep_labelled:=10") as learner:
-            learner.wait_for_line("the wait for the labelled samples that start the stream goes on: 100 of them "
-                                  "restored from the state")
+            learner.wait_for_line("and its journal (100 messages learned again)")
             line = learner.wait_for_line(STARTS)                              # PRIOR_QUIET_S later
     finally:
         bus.shutdown()

@@ -58,7 +58,7 @@ from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .. import presets
 from ..bus.qos import QosProfile
@@ -76,12 +76,12 @@ from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, message_bytes, message_of, stamp_ns
-from .runner import ImageQos, ModelPriorParams, Node, StateParams, run_node
+from .runner import ImageQos, JournaledStateParams, ModelPriorParams, Node, StateParams, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
 
-class LabelerParams(StateParams, ModelPriorParams):
+class LabelerParams(JournaledStateParams, ModelPriorParams):
     preset: Literal["tinyndc", "tinycl", "clustering", "rce"] = Field(
         "tinycl", description="the TinyNDC loop of this preset (pseudo-labels by clustering), or rce: TinyRCE "
                               "labels and asks a person (label requests)")
@@ -151,6 +151,16 @@ class LabelerParams(StateParams, ModelPriorParams):
     picture_size: tuple[int, int] = Field((320, 200), description="width, height of the plot of an IMU window "
                                                                   "(time series with axes and units) in pixels")
     image_qos: ImageQos = "sensor_data"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rce_checkpoints(cls, data: Any) -> Any:
+        """TinyRCE keeps no journal: unless set, it checkpoints as a node without one does (``StateParams``: a
+        kill -9 loses at most that), not as the clustering labeler, which journals."""
+        if isinstance(data, dict) and data.get("preset") == "rce":
+            data = {**{name: StateParams.model_fields[name].default for name in ("save_every", "save_period_s")},
+                    **data}
+        return data
 
 
 class Labeler(Node):

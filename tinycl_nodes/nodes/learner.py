@@ -52,7 +52,7 @@ from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
 from .messages import features_of, label_source, message_bytes, message_of, stamp_ns
-from .runner import ManagedParams, ModelPriorParams, Node, StateParams, run_node
+from .runner import JournaledStateParams, ManagedParams, ModelPriorParams, Node, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
                 "supervised": presets.supervised_cwr,
@@ -65,7 +65,7 @@ def head_kind(preset: str) -> str:
     return HEAD_PRESETS[preset](1, "").head.kind
 
 
-class LearnerParams(ManagedParams, StateParams, HeadParams, LabelledParams, ModelPriorParams):
+class LearnerParams(ManagedParams, JournaledStateParams, HeadParams, LabelledParams, ModelPriorParams):
     runtime_mutable = frozenset({"publish_every"})
 
     preset: Literal["tinyndc", "tinycl", "supervised", "rce"] = Field("tinycl",
