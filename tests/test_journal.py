@@ -96,3 +96,19 @@ def test_a_state_file_that_cannot_be_used_takes_its_journal_aside_with_it(tmp_pa
         assert _restart(tmp_path) == ([], 0)          # no base for the records: none learned onto a fresh state
     assert not list(tmp_path.glob("node.journal-?")) and len(list(tmp_path.glob("node.journal-*.bad-*"))) == 1
     assert any("its journal (1 segments) moved aside" in r.getMessage() for r in caplog.records)
+
+
+def test_a_journal_whose_state_file_was_deleted_is_moved_aside_not_learned_onto_a_fresh_start(tmp_path, caplog):
+    _run(tmp_path, range(3), range(3, 5))
+    (tmp_path / "node.state").unlink()                 # someone starting over: the journal's base is gone
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([], 0)
+    assert any("without its state file" in r.getMessage() for r in caplog.records)
+    assert not list(tmp_path.glob("node.journal-?")) and list(tmp_path.glob("node.journal-*.orphan-*"))
+    # the fresh start journals from segment 1 again: killed before its first checkpoint, it loses nothing
+    learned: list[int] = []
+    store = _store(tmp_path, learned)
+    store.load()
+    store.replay(lambda payload: None)
+    _learn(store, learned, range(10, 12))
+    assert _restart(tmp_path) == ([10, 11], 2)

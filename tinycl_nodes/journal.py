@@ -6,7 +6,9 @@ each message the node learned from is one record appended to the current segment
 power cut may not; the checkpoints are what is fsynced). Each checkpoint starts a new segment and names it in the state,
 so a restart loads the checkpoint and hands the records of that segment and the later ones back to the node, which
 learns them again, in order (:meth:`StateStore.replay`). A segment is deleted once a checkpoint that holds all of it is
-on disk.
+on disk. A journal found without its state file is learned again only if it starts at segment 1 (the node was
+killed before its first checkpoint); otherwise its checkpoint is gone (the file deleted: someone starting over) and
+it is moved aside with one line.
 
 A record is a length, a CRC-32 and the payload (:func:`pack` parts). A kill cuts at most the last record short: the
 replay stops there without a word; a record whose checksum fails before the end is one line, and the segment's rest
@@ -104,7 +106,9 @@ class Journal:
             target = self.path(n).with_name(self.path(n).name + suffix)
             self.path(n).rename(target)
             moved.append(target)
-        return moved
+        self._close()
+        self.segment = 1                      # a journal from nothing starts at 1 (what a store without a state
+        return moved                          # file replays)
 
     def _close(self) -> None:
         if self._fd >= 0:

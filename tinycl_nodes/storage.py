@@ -388,11 +388,13 @@ class StateStore:
         """
         try:
             states = load_states(self.path)
-            entry = None if states is None else states.pop(JOURNAL_ENTRY, None)
-            if states is not None and apply is not None:
+            if states is None:
+                self._replay_from = self._journal_without_state()
+                return None
+            entry = states.pop(JOURNAL_ENTRY, None)
+            if apply is not None:
                 apply(states)
-            # no checkpoint yet: every segment; one from before journals, or of a node without one: none is its
-            self._replay_from = 0 if states is None else journal_segment(entry)
+            self._replay_from = journal_segment(entry)   # None: a file from before journals, or of a node without one
             return states
         except Exception as exc:  # noqa: BLE001 - a state file never stops a node
             aside = self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
@@ -402,6 +404,18 @@ class StateStore:
                 self.log.error("its journal (%d segments) moved aside with it: %s", len(moved), moved[0].name)
             self._replay_from = None
             return None
+
+    def _journal_without_state(self) -> int | None:
+        """No state file: the journal is learned again from its start if it has one (no checkpoint came yet: its
+        first segment is 1); else its checkpoint is gone (the file deleted) and it is moved aside, one line."""
+        segments = self.journal.segments() if self.journal is not None else []
+        if not segments or segments[0] == 1:
+            return 0
+        moved = self.journal.move_aside(f".orphan-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.log.error("journal of %s without its state file (deleted?): its %d segments hold what was learned after "
+                       "a checkpoint that is gone, and are moved aside (%s …); starting fresh", self.path,
+                       len(moved), moved[0].name)
+        return None
 
     def move_aside(self, why: str) -> Path | None:
         """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
@@ -453,9 +467,9 @@ class StateStore:
         if failed:
             self.log.error("journal: %d of %d records could not be learned again (the first: %s)", failed,
                            failed + done, error)
-        self.journal.rotate()                 # what comes next goes after what was replayed
-        if done:
-            self.pending, self.dirty = self.pending + done, True
+        if self.journal.segments():           # what comes next goes after what was replayed (a journal from
+            self.journal.rotate()             # nothing stays at segment 1)
+        self.dirty = self.dirty or done > 0    # (the node counted its samples as it learned them again)
         return done
 
     # --- checkpoints ----------------------------------------------------------------------------------

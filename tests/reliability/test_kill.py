@@ -66,8 +66,8 @@ def test_kill9_mid_stream_loses_nothing_journaled_and_at_most_one_checkpoint(vic
 
 
 def test_labeler_that_lost_its_state_recovers_the_labelled_samples(domain, tmp_path, mnist_features):
-    """kill -9 of the labeler and its state file deleted: the restarted labeler has no labelled sample
-    of its own; it gets the learner's kept ones (latched ``labelled_init``), says so in one line,
+    """kill -9 of the labeler and its state file deleted: the restarted labeler sets its journal aside (its base is
+    gone, one line) and has no labelled sample of its own; it gets the learner's kept ones (latched ``labelled_init``), says so in one line,
     and labelling goes on — the graph still ends within 0.5 points of an uninterrupted run."""
     stream, rate, kill_at = 1600, 120.0, 400           # slow: most of the stream (~10 s) is left after the restart
     with ExitStack() as stack:
@@ -80,6 +80,8 @@ def test_labeler_that_lost_its_state_recovers_the_labelled_samples(domain, tmp_p
         labels_at_kill = g.labels
         again = g.start("labeler")
         line = again.wait_for_line("recovered ", 60)
+        # what it journaled after its last checkpoint has no base without that file: set aside, not learned
+        assert any("without its state file (deleted?)" in ln for ln in again.lines), again.lines[:20]
         assert re.search(r"recovered 100 labelled samples \(10 classes\) from /labelled_init", line), line
         g.finish()
         after = g.labels - labels_at_kill
