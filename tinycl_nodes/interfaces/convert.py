@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -21,28 +22,48 @@ def _is_primitive(sub: tuple) -> bool:
     return sub[0] == Nodetype.BASE and sub[1][0] != "string"
 
 
-def to_rosbags(obj: Any, ros_type: str | None = None, distro: str = "jazzy") -> Any:
-    """cyclonedds object -> rosbags object (primitive arrays become numpy arrays, as rosbags wants)."""
-    ros_type = ros_type or type(obj).__ros_type__
+#: how a field is converted: a nested message, numbers (a numpy array), nested messages, other items, as it is
+_MESSAGE, _NUMBERS, _MESSAGES, _ITEMS, _VALUE = range(5)
+
+
+@lru_cache(maxsize=None)
+def _plan(ros_type: str, distro: str) -> tuple[type, tuple[tuple[str, int, Any], ...]]:
+    """The rosbags class of ``ros_type`` and how each of its fields converts (worked out once per type: a journal
+    converts every message a node learns from)."""
     store = typestore(distro)
     _, fields = store.fielddefs[ros_type]
-    kwargs = {}
+    steps = []
     for name, (kind, arg) in fields:
-        value = getattr(obj, name)
         if kind == Nodetype.NAME:
-            kwargs[name] = to_rosbags(value, arg, distro)
+            steps.append((name, _MESSAGE, arg))
         elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             sub = arg[0]
-            if _is_primitive(sub):
-                kwargs[name] = np.frombuffer(value, np.uint8).copy() if isinstance(value, (bytes, bytearray)) \
-                    else np.asarray(value, dtype=_NP[sub[1][0]])
-            elif sub[0] == Nodetype.NAME:
-                kwargs[name] = [to_rosbags(v, sub[1], distro) for v in value]
-            else:
-                kwargs[name] = list(value)
+            steps.append((name, _NUMBERS, _NP[sub[1][0]]) if _is_primitive(sub) else
+                         (name, _MESSAGES, sub[1]) if sub[0] == Nodetype.NAME else (name, _ITEMS, None))
         else:
+            steps.append((name, _VALUE, None))
+    return store.types[ros_type], tuple(steps)
+
+
+def to_rosbags(obj: Any, ros_type: str | None = None, distro: str = "jazzy") -> Any:
+    """cyclonedds object (or rclpy message) -> rosbags object (primitive arrays become numpy arrays, as rosbags
+    wants)."""
+    cls, steps = _plan(ros_type or type(obj).__ros_type__, distro)
+    kwargs = {}
+    for name, how, arg in steps:
+        value = getattr(obj, name)
+        if how == _VALUE:
             kwargs[name] = value
-    return store.types[ros_type](**kwargs)
+        elif how == _MESSAGE:
+            kwargs[name] = to_rosbags(value, arg, distro)
+        elif how == _NUMBERS:
+            kwargs[name] = np.frombuffer(value, np.uint8).copy() if isinstance(value, (bytes, bytearray)) \
+                else np.asarray(value, dtype=arg)
+        elif how == _MESSAGES:
+            kwargs[name] = [to_rosbags(v, arg, distro) for v in value]
+        else:
+            kwargs[name] = list(value)
+    return cls(**kwargs)
 
 
 def from_rosbags(msg: Any, distro: str = "jazzy", make: Callable[[str], type] | None = None) -> Any:

@@ -11,6 +11,9 @@ from ..core.errors import ExtractorMismatchError, InputError
 from ..core.head import Head
 from ..core.validation import check_features
 from ..interfaces import time_to_ns
+from ..interfaces.convert import from_rosbags, to_rosbags
+from ..interfaces.names import full_type_name
+from ..interfaces.typestore import typestore
 from ..interfaces.heads import snapshot_of, to_msg
 
 
@@ -21,20 +24,12 @@ def stamp_ns(header: Any) -> int:
 
 def message_bytes(msg: Any, ros_type: str) -> bytes:
     """A message as CDR bytes, whichever bus it came from (what a node's journal keeps: ``message_of``)."""
-    from ..interfaces.convert import to_rosbags
-    from ..interfaces.names import full_type_name
-    from ..interfaces.typestore import typestore
-
     name = full_type_name(ros_type)
     return bytes(typestore().serialize_cdr(to_rosbags(msg, name), name))
 
 
 def message_of(bus: Any, ros_type: str, data: bytes) -> Any:
     """The message of :func:`message_bytes`, made of ``bus``'s own types (as its callbacks receive them)."""
-    from ..interfaces.convert import from_rosbags
-    from ..interfaces.names import full_type_name
-    from ..interfaces.typestore import typestore
-
     return from_rosbags(typestore().deserialize_cdr(data, full_type_name(ros_type)), make=bus.msg)
 
 
