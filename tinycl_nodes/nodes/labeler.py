@@ -175,7 +175,7 @@ class Labeler(Node):
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
         self.state = self.open_state("labeler", self.state_dicts, journal=True)
-        self.load_state()
+        restored = self.load_state()
         # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
         self._sent: OrderedDict[int, tuple[int, np.ndarray, int]] = OrderedDict()
         self._warned_follow = False
@@ -195,7 +195,7 @@ class Labeler(Node):
         if params.global_topic and self.system.head is not None:
             bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
         relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
-        if self.restored or relearned:
+        if restored or relearned:
             self.log.info("restored state (%d samples, %d labelled ones kept) from %s%s", self.n_samples,
                           len(self._init_y), self.state.path,
                           f" and its journal ({relearned} samples learned again)" if relearned else "")
@@ -286,12 +286,14 @@ class Labeler(Node):
         self.global_round = 0
         self.n_samples = 0                        # samples labelled so far (saved: what a restart lost)
 
-    def load_state(self) -> None:
-        """The saved loop, or a fresh one (no file, or a bad one: moved aside, half-restored parts dropped)."""
+    def load_state(self) -> bool:
+        """The saved loop, or a fresh one (no file, or a bad one: moved aside, half-restored parts dropped); whether
+        it was restored."""
         self._fresh()
-        self.restored = self.state.load(self._restore) is not None
-        if not self.restored:
-            self._fresh()
+        if self.state.load(self._restore) is not None:
+            return True
+        self._fresh()
+        return False
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         self._check_preset(saved)

@@ -249,11 +249,9 @@ class Learner(Node):
     def _predict_and_learn(self, msg: Any, x: np.ndarray, latent: np.ndarray | None, held: bool = False) -> None:
         """Publish the prediction for ``x`` (not while the journal is replayed), then learn the label if it is to be
         learned (``held``: a sample the wait held, counted toward ``save_every`` when it came)."""
-        label = int(msg.label)
-        if label != -1:
-            check_label(label)
-            if msg.label_name:   # a class named by the labeler (e.g. a person's new class)
-                self.class_names[label] = msg.label_name[:64]
+        label = int(msg.label)           # checked by on_labeled (a held sample's when it was held)
+        if label != -1 and msg.label_name:   # a class named by the labeler (e.g. a person's new class)
+            self.class_names[label] = msg.label_name[:64]
         predicted = self.head.predict_valid(x)  # exactly what the in-process loop predicts
         if predicted is None:
             cls, conf = -1, 0.0
