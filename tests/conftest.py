@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -49,3 +52,30 @@ def blobs(n_per_class: int, classes: list[int], dim: int = 16, sep: float = 6.0,
     X, y = np.concatenate(X).astype(np.float32), np.asarray(y, np.int64)
     order = rng.permutation(len(y))
     return X[order], y[order]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (a real file system that runs out of space), unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"a full disk needs a tmpfs mount (make test runs as root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk) -> None:
+    st = os.statvfs(disk)
+    with open(disk / "filler", "wb") as fh:
+        try:
+            fh.write(b"\0" * (st.f_bavail * st.f_frsize))
+            fh.flush()
+        except OSError:
+            pass
+    with pytest.raises(OSError):               # nothing more fits
+        (disk / "probe").write_bytes(b"\0" * 8192)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from tests.conftest import fill
 from tinycl_nodes.core import state as st
 from tinycl_nodes.storage import StateStore
 
@@ -112,3 +113,22 @@ def test_a_journal_whose_state_file_was_deleted_is_moved_aside_not_learned_onto_
     store.replay(lambda payload: None)
     _learn(store, learned, range(10, 12))
     assert _restart(tmp_path) == ([10, 11], 2)
+
+
+def test_a_record_a_full_disk_cut_short_costs_that_record_alone(small_disk, caplog):
+    """On a real file system that runs out of space mid-record (a tmpfs): the torn record ends its segment, and what
+    is learned once there is room again comes back after a kill."""
+    learned: list[int] = []
+    store = _store(small_disk, learned)
+    store.load()
+    _learn(store, learned, range(3))
+    assert store.save(wait=True)
+    _learn(store, learned, range(3, 5))
+    fill(small_disk)
+    learned.append(99)
+    with caplog.at_level(logging.ERROR):
+        store.record(b" " * 6000 + b"99")              # larger than a page: part of it fits in the last one
+    assert [r.getMessage() for r in caplog.records if "bytes written" in r.getMessage()], caplog.records
+    (small_disk / "filler").unlink()
+    _learn(store, learned, range(5, 8))
+    assert _restart(small_disk) == ([0, 1, 2, 3, 4, 5, 6, 7], 5)

@@ -10,8 +10,9 @@ on disk. A journal found without its state file is learned again only if it star
 killed before its first checkpoint); otherwise its checkpoint is gone (the file deleted: someone starting over) and
 it is moved aside with one line.
 
-A record is a length, a CRC-32 and the payload (:func:`pack` parts). A kill cuts at most the last record short: the
-replay stops there without a word; a record whose checksum fails before the end is one line, and the segment's rest
+A record is a length, a CRC-32 and the payload (:func:`pack` parts). A kill cuts at most the last record short, and a
+full disk's partial write ends its segment the same way (the next record starts a new one): the replay of that segment
+stops there without a word; a record whose checksum fails before the end is one line, and the segment's rest
 is not trusted.
 """
 
@@ -83,8 +84,11 @@ class Journal:
             self._fd_segment = self.segment
         record = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
         written = os.write(self._fd, record)
-        if written != len(record):      # a full disk part-way: the torn end is what a replay stops at
-            raise OSError(f"journal {self.path(self.segment).name}: {written} of {len(record)} bytes written")
+        if written != len(record):      # a full disk part-way: the torn record ends its segment (a replay stops
+            torn = self.path(self.segment).name     # there) and the records after it go into the next one
+            self._close()
+            self.segment += 1
+            raise OSError(f"journal {torn}: {written} of {len(record)} bytes written")
 
     def rotate(self) -> int:
         """Start a new segment (at a checkpoint: what it holds is in the segments before); its number. (The last

@@ -8,13 +8,11 @@ its failure once too, and exports the newest head once there is room. Needs root
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import numpy as np
-import pytest
 
+from tests.conftest import fill
 from tests.nodes.conftest import node, spin_until
 from tests.nodes.test_bad_input import _sample
 from tinycl_nodes.bus import create_bus
@@ -23,37 +21,10 @@ from tinycl_nodes.nodes.learner import HEAD_PRESETS
 from tinycl_nodes.storage import load_states
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (a real file system that runs out of space), unmounted after the test."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.fail(f"a full disk needs a tmpfs mount (make test runs as root): {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
 def n_seen(path, extractor_hash: str) -> int:
     head = HEAD_PRESETS["supervised"](64, extractor_hash).head
     head.load_state_dict(load_states(path)["head"])
     return head.n_seen
-
-
-def fill(disk) -> None:
-    st = os.statvfs(disk)
-    with open(disk / "filler", "wb") as fh:
-        try:
-            fh.write(b"\0" * (st.f_bavail * st.f_frsize))
-            fh.flush()
-        except OSError:
-            pass
-    with pytest.raises(OSError):               # nothing more fits
-        (disk / "probe").write_bytes(b"\0" * 8192)
 
 
 def test_a_full_disk_costs_no_learning_and_one_line(domain, small_disk):
