@@ -19,6 +19,7 @@ from tests.nodes.conftest import ROOT, NodeProcess, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.storage import load_states
 
 from ..domains import free_domain
 
@@ -130,3 +131,59 @@ def test_missing_library_is_one_clear_line(tmp_path):
     assert p.returncode == 2
     err = [line for line in p.stderr.splitlines() if "ERROR" in line or "error" in line]
     assert len(err) == 1 and "make firmware-deps" in err[0] and "cmake -S" in err[0], p.stderr
+
+
+def test_an_image_board_killed_between_checkpoints_ends_as_one_never_killed(host_build, data_dir, tmp_path):
+    """input image (the firmware app's step: C features, then a learnable label or the C clusterer's pseudo-label):
+    two boards take the same frames; one is killed with -9 after its checkpoint of the 100th learned frame, restarts
+    and learns the frames since from its journal, publishing no prediction again; once both stop, their C states
+    (head and centroids) are the same bytes."""
+    X, y = load_mnist("test", str(data_dir))
+    idx = np.random.default_rng(1).permutation(y.size)[:160]
+    frames, labels = X[idx], y[idx].astype(int)
+    learnable = np.arange(frames.shape[0]) < 40                 # 40 labelled frames, then pseudo-labels only
+    domain = free_domain()
+    lib = host_build / "libtinycl.so"
+    common = (f"lib:={lib}", "input:=image", "image_qos:=reliable", "expect_ground_truth:=true",
+              "save_every:=100", "save_period_s:=3600", "publish_every:=100000", "publish_period_s:=3600")
+    bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    preds = {ns: [] for ns in ("killed", "kept")}
+    image_pubs, truth_pubs = [], []
+    for ns in preds:
+        bus.create_subscription(f"/{ns}/predictions", "Prediction", preds[ns].append, "reliable")
+        image_pubs.append(bus.create_publisher(f"/{ns}/image", "sensor_msgs/msg/Image", "reliable"))
+        truth_pubs.append(bus.create_publisher(f"/{ns}/ground_truth", "GroundTruth", "reliable"))
+    stamp = time.time_ns()
+    try:
+        with started("board", "board", "/killed", domain, f"state_dir:={tmp_path / 'killed'}", *common) as killed, \
+                started("board", "board", "/kept", domain, f"state_dir:={tmp_path / 'kept'}", *common) as kept:
+            assert spin_until(bus, lambda: all(p.get_subscription_count() for p in image_pubs + truth_pubs), 40), \
+                (killed.lines[-5:], kept.lines[-5:])
+            for i in range(frames.shape[0]):
+                h = Header(stamp=Time(sec=(stamp + i) // 10**9, nanosec=(stamp + i) % 10**9))
+                for pub in truth_pubs:
+                    pub.publish(bus.msg("GroundTruth")(header=h, label=int(labels[i]), class_name=str(labels[i]),
+                                                       learnable=bool(learnable[i])))
+                for pub in image_pubs:
+                    pub.publish(bus.msg("sensor_msgs/msg/Image")(header=h, height=28, width=28, encoding="mono8",
+                                                                 step=28, data=frames[i].tobytes()))
+                time.sleep(0.003)
+            assert spin_until(bus, lambda: all(len(p) == frames.shape[0] for p in preds.values()), 30), \
+                ({ns: len(p) for ns, p in preds.items()}, killed.lines[-5:])
+            spin_until(bus, lambda: False, 0.3)
+            killed.proc.kill()
+            killed.proc.wait()
+            assert sorted(p.name for p in (tmp_path / "killed").glob("board.journal-*")), "nothing journaled"
+        with started("board", "board", "/killed", domain, f"state_dir:={tmp_path / 'killed'}", *common) as again:
+            line = again.wait_for_line("restored C head (", 40)
+            spin_until(bus, lambda: False, 0.5)
+    finally:
+        bus.shutdown()
+    assert "and its journal (60 messages learned again)" in line, line      # frames 101-160 after the checkpoint
+    assert len(preds["killed"]) == frames.shape[0], "a prediction was published again by the replay"
+    assert again.proc.returncode == 0 and kept.proc.returncode == 0
+    got, want = (load_states(tmp_path / ns / "board.state")["board"]["arrays"] for ns in ("killed", "kept"))
+    assert set(got) == set(want) == {"head", "centroids"}
+    for k in want:
+        assert np.asarray(got[k]).tobytes() == np.asarray(want[k]).tobytes(), k

@@ -1,7 +1,7 @@
-"""kill -9 of a learning node mid-stream: the learner and the labeler restart from their last checkpoint and learn
-their journal again (journal.py: at most the one message being handled is lost), the board emulation from its last
-checkpoint (at most 100 samples or 10 s of learning lost, as the firmware); the labeler's head replica follows the
-learner's head again, and the graph ends within 0.5 points (held-out accuracy) of an uninterrupted run."""
+"""kill -9 of a learning node mid-stream: the learner, the labeler and the board node (the C core in the learner's
+place) restart from their last checkpoint and learn their journal again (journal.py: at most the one message being
+handled is lost); the labeler's head replica follows the learner's head again, and the graph ends within 0.5 points
+(held-out accuracy) of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -15,25 +15,26 @@ from .conftest import Graph, accuracy, held_out, reference_head, saved_head
 pytestmark = pytest.mark.timed                # samples lost at a fixed stream rate: alone in `make test`
 
 STREAM, RATE, KILL_AT = 2000, 300.0, 1000     # kill after ~1,000 samples (~3 s into a ~7 s stream)
-IN_FLIGHT = 25                                # samples the node handled whose message had not reached us yet
 
 
 @pytest.mark.parametrize("victim", ["learner", "labeler", "board"])
-def test_kill9_mid_stream_loses_nothing_journaled_and_at_most_one_checkpoint(victim, domain, tmp_path,
+def test_kill9_mid_stream_loses_nothing_journaled(victim, domain, tmp_path,
                                                                            mnist_features):
     # the board (the C core in the learner's place) learns CWR* as the tinyndc preset does
     learner, preset = ("board", "tinyndc") if victim == "board" else ("learner", "tinycl")
     with ExitStack() as stack:
         g = Graph(stack, domain, tmp_path, STREAM, RATE, preset, learner)
         g.start_all()
-        assert g.spin_until(lambda: g.labels >= KILL_AT, 90), f"only {g.labels} labels"
-        # what the victim had handled when killed: the labeler one LabeledFeatures per sample, the
-        # learner / board one prediction per sample (seen here a moment later: IN_FLIGHT)
-        at_kill = g.labeled if victim == "labeler" else g.learned
+        # what the victim has handled: the labeler one LabeledFeatures per sample, the learner / board one prediction
+        # per sample (seen here a moment later); a board that builds libtinycl.so at its start handles none for a
+        # while (its reader keeps them): the kill waits for what it handled, not for what was sent to it
+        handled = (lambda: g.labeled) if victim == "labeler" else (lambda: g.learned)
+        assert g.spin_until(lambda: handled() >= KILL_AT, 90), f"only {handled()} samples handled"
+        at_kill = handled()
         version_at_kill = max(g.head_versions, default=0)
         again = g.kill9_and_restart(victim)
         # (the labeler's head replica and the learner's head are equal again once the journal is learned: the
-        # replica takes the learner's head only if they are not, as after the board's restart from its checkpoint)
+        # replica takes the learner's head only if they are not)
         if victim == "labeler":
             line = again.wait_for_line("restored state (", 60)
             restored = int(re.search(r"\((\d+) samples", line).group(1))
@@ -42,14 +43,10 @@ def test_kill9_mid_stream_loses_nothing_journaled_and_at_most_one_checkpoint(vic
             restored = int(re.search(r"(\d+) samples", line).group(1))
             version = int(re.search(r"head version (\d+)", line).group(1))
             assert version >= version_at_kill, line       # head versions survive the kill: never reused
-        if victim == "board":       # the labeler's replica had learned what the board lost: it takes the board's state
-            g.procs["labeler"].wait_for_line("head replica taken from the learner's head", 60)
         lost = at_kill - restored
         print(f"kill -9 {victim} after {at_kill} samples learned: restored {restored}, lost {lost}")
         # journaled: a message is recorded once handled, after what it sent (seen here): that one may be lost
-        assert lost <= (100 + IN_FLIGHT if victim == "board" else 1), line
-        if victim != "board":
-            assert "and its journal (" in line, line
+        assert lost <= 1 and "and its journal (" in line, line
         g.finish()
         after = g.head_versions[g.head_versions.index(version_at_kill) + 1:] if version_at_kill else g.head_versions
         assert after == sorted(set(after)) and all(v > version_at_kill for v in after), (version_at_kill, after)

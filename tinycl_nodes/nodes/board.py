@@ -15,8 +15,11 @@ Two inputs, chosen by ``input``:
 Publishes ``predictions`` (Prediction) and ``head`` (Head, latched; same kind ``CWRStar``, linear
 form and extractor hash as the Python learner's, so exporter, MQTT bridge and aggregator take it
 unchanged). State (the C blobs, ``tinycl_nodes/export/c_state.py`` layout) is checkpointed in
-``state_dir`` (``board.state``, ``storage.StateStore``) and reloaded on restart. If ``libtinycl.so`` is missing it is built with CMake
-(``build: true``) or the node stops with one line saying how.
+``state_dir`` (``board.state``, ``storage.StateStore``) and reloaded on restart; what it learned since the last
+checkpoint is in its journal (``journal.py``: each labelled sample, or each frame it learned from) and learned again by
+the C core after a restart, so a kill -9 loses at most the one message being handled. (A board keeps only its flash
+checkpoints: this node is the host's C core, and keeps what a host can.) If ``libtinycl.so`` is missing it is built
+with CMake (``build: true``) or the node stops with one line saying how.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
@@ -33,15 +37,16 @@ from pydantic import Field
 
 from .. import presets
 from ..core import state as st
-from ..core.errors import TinyclError
+from ..core.errors import StateError, TinyclError
 from ..interfaces import as_sequence
 from ..core.validation import check_label
 from ..export import c_state
 from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
+from ..journal import pack, unpack
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
-from .messages import features_of, image_pixels, stamp_ns
-from .runner import ImageQos, Node, StateParams, run_node
+from .messages import features_of, image_pixels, message_bytes, message_of, stamp_ns
+from .runner import ImageQos, JournaledStateParams, Node, run_node
 from .truth_join import TruthJoin
 
 FW = Path(__file__).resolve().parents[2] / "micro_ros_firmware"
@@ -49,7 +54,7 @@ HOW = (f"run `make firmware-deps` (cmake, gcc), then `cmake -S {FW} -B {FW}/buil
        "or point the `lib` parameter / TINYCL_LIB at a built libtinycl.so")
 
 
-class BoardParams(StateParams, HeadParams, LabelledParams):
+class BoardParams(JournaledStateParams, HeadParams, LabelledParams):
     input: Literal["labeled", "image"] = Field(
         "labeled", description="labeled: learn LabeledFeatures like the learner | image: C features and the C "
                                "TinyNDC step on image + ground_truth")
@@ -127,8 +132,8 @@ class Board(Node):
             raise TinyclError(f"board: input image runs the C core's own model ({self.lib.model_sha256[:12]}), "
                               f"not {model} ({self.hash[:12]})")
         self.heads = HeadPublisher(self, lambda: (self.python_head(), self.params.class_names, {}))
-        self.state = self.open_state("board", self.state_dicts)
-        self.load_state()
+        self.state = self.open_state("board", self.state_dicts, journal=True)
+        restored = self.load_state()
         self.Prediction = bus.msg("Prediction")
         self.pred_pub = bus.create_publisher("predictions", self.Prediction, "reliable")
         if params.input == "labeled":    # the labeler's labelled samples, for a labeler that lost them
@@ -139,6 +144,11 @@ class Board(Node):
             self.Features = bus.msg("Features")
             self.feat_pub = bus.create_publisher("features", self.Features, "reliable")
             bus.create_timer(params.truth_timeout_s / 2, self.join.flush)
+        relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
+        if restored or relearned:
+            self.log.info("restored C head (%d classes) from %s%s, head version %d, %d samples", self.head.n_classes,
+                          self.state.path, f" and its journal ({relearned} messages learned again)" if relearned
+                          else "", self.heads.version, self.python_head().n_seen)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
                       self.lib.lib.tinycl_abi_version(), self.lib.n_features, self.lib.max_classes, params.input,
                       self.hash[:12])
@@ -154,18 +164,23 @@ class Board(Node):
         return int(y), float(p.max() / p.sum())
 
     def on_labeled(self, msg: Any) -> None:
+        """A labelled sample: predicted, then learned; journaled once checked, before it is learned."""
         x = features_of(msg.features, self.n_features, self.hash, self.bound)
         label = int(msg.label)
         if label != -1:
             check_label(label)
+        if label >= 0:
+            self.state.record(pack(b"labeled", message_bytes(msg, "LabeledFeatures")))
         cls, conf = self._predict(x)
-        self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
+        if not self.state.replaying:
+            self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
         if label >= 0:
             self.head.learn_one(x, label)
             self.heads.learned(stamp_ns(msg.header))
             self.labelled.add(msg, x, label)
             self.state.learned()
-        self.heads.check()
+        if not self.state.replaying:
+            self.heads.check()
 
     def on_truth(self, msg: Any) -> None:
         check_label(int(msg.label), "ground truth label")
@@ -186,19 +201,40 @@ class Board(Node):
                                             labelled=label >= 0))
         cls, conf = self._predict(x)
         self._publish_prediction(header, sid, cls, conf)
-        if label >= 0:                                   # tinycl_ndc_step with a label
+        self._learn_frame(px, x, label, cls, stamp_ns(header))
+
+    def _learn_frame(self, px: np.ndarray, x: np.ndarray, label: int, cls: int, stamp: int) -> None:
+        """tinycl_ndc_step's learning half (``cls``: the head's prediction before it); the frame is journaled first."""
+        if label < 0 and not self.ncm.n_classes():
+            return                                       # nothing to learn from yet
+        self.state.record(pack(b"frame", np.ascontiguousarray(px, np.uint8).tobytes(),
+                               struct.pack("<qi", stamp, label)))
+        if label >= 0:                                   # with a label
             self.head.learn_one(x, label)
             self.ncm.update(x, label)
-        elif self.ncm.n_classes():                        # pseudo-label; centroids follow the head
+        else:                                            # pseudo-label; centroids follow the head
             pseudo, _ = self.ncm.pseudo_label(x)
             self.head.learn_one(x, pseudo)
             if cls >= 0:
                 self.ncm.update(x, cls)
-        else:
-            return
-        self.heads.learned(stamp_ns(header))
+        self.heads.learned(stamp)
         self.state.learned()
-        self.heads.check()
+        if not self.state.replaying:
+            self.heads.check()
+
+    def _relearn(self, payload: bytes) -> None:
+        """Learn one journal record again (``StateStore.replay``, at the start: nothing is published)."""
+        op, *parts = unpack(payload)
+        if op == b"labeled" and len(parts) == 1 and self.params.input == "labeled":
+            self.on_labeled(message_of(self.bus, "LabeledFeatures", parts[0]))
+        elif op == b"frame" and len(parts) == 2 and self.params.input == "image" and len(parts[0]) == 28 * 28:
+            stamp, label = struct.unpack("<qi", parts[1])
+            px = np.frombuffer(parts[0], np.uint8).reshape(28, 28)
+            x = self.lib.features(px)
+            self._learn_frame(px, x, label, self._predict(x)[0], stamp)
+        else:
+            raise StateError(f"journal: a record {op[:20]!r} of {len(parts)} parts is not the board's "
+                              f"(input {self.params.input})")
 
     def _publish_prediction(self, header: Any, sample_id: int, cls: int, conf: float) -> None:
         self.pred_pub.publish(self.Prediction(header=header, sample_id=sample_id, class_id=cls,
@@ -209,14 +245,13 @@ class Board(Node):
         """The C head as the Python CWRStar (through its C blob): what the Head message is made from."""
         return c_state.cwr_from_bytes(self.head.to_bytes())
 
-    def load_state(self) -> None:
-        """The saved C state, or a fresh one (no file, or a bad one: moved aside)."""
+    def load_state(self) -> bool:
+        """The saved C state, or a fresh one (no file, or a bad one: moved aside); whether it restored."""
         self._fresh()
         if self.state.load(self._restore):
-            self.log.info("restored C head (%d classes) from %s, head version %d, %d samples", self.head.n_classes,
-                          self.state.path, self.heads.version, self.python_head().n_seen)
-        else:
-            self._fresh()
+            return True
+        self._fresh()
+        return False
 
     def _fresh(self) -> None:
         self.head = CWRStarC(self.lib, lr=self.params.lr, batch_size=self.params.batch_size)
