@@ -44,11 +44,15 @@ REASONS = {0: "empty", 1: "unknown", 2: "ambiguous", 3: "covered"}
 COUNTERS = ("committed", "grown", "shrunk", "pruned", "evicted", "dropped")
 
 
+#: the image the C frozen model reads (height, width; uint8 grey)
+IMAGE_SHAPE = (28, 28)
+
+
 def _pixels(pixels: np.ndarray, what: str) -> np.ndarray:
-    """One 28×28 uint8 image as the C frozen model reads it; InputError for another size."""
+    """One IMAGE_SHAPE uint8 image as the C frozen model reads it; InputError for another size."""
     px = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
-    if px.size != 784:
-        raise InputError(f"{what}: expected 784 pixels, got {px.size}")
+    if px.size != IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+        raise InputError(f"{what}: expected {IMAGE_SHAPE[0] * IMAGE_SHAPE[1]} pixels, got {px.size}")
     return px
 
 

@@ -41,7 +41,7 @@ from ..core.errors import StateError, TinyclError
 from ..interfaces import as_sequence
 from ..core.validation import check_label
 from ..export import c_state
-from ..firmware import DEFAULT_LIB, CWRStarC, Library, NearestCentroidC
+from ..firmware import DEFAULT_LIB, IMAGE_SHAPE, CWRStarC, Library, NearestCentroidC
 from ..journal import pack, unpack
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
@@ -171,9 +171,8 @@ class Board(Node):
             check_label(label)
         if label >= 0:
             self.state.record(pack(b"labeled", message_bytes(msg, "LabeledFeatures")))
-        cls, conf = self._predict(x)
-        if not self.state.replaying:
-            self._publish_prediction(msg.features.header, msg.features.sample_id, cls, conf)
+        if not self.state.replaying:                 # (CWR* learns without the prediction)
+            self._publish_prediction(msg.features.header, msg.features.sample_id, *self._predict(x))
         if label >= 0:
             self.head.learn_one(x, label)
             self.heads.learned(stamp_ns(msg.header))
@@ -187,7 +186,7 @@ class Board(Node):
         self.join.add_truth(stamp_ns(msg.header), msg)
 
     def on_image(self, msg: Any) -> None:
-        self.join.add_sample(stamp_ns(msg.header), msg.header, image_pixels(msg, (28, 28)))
+        self.join.add_sample(stamp_ns(msg.header), msg.header, image_pixels(msg, IMAGE_SHAPE))
 
     def _step(self, header: Any, px: np.ndarray, truth: Any) -> None:
         """The firmware app's frame step: C features → predict → learn (label or pseudo-label)."""
@@ -227,10 +226,10 @@ class Board(Node):
         op, *parts = unpack(payload)
         if op == b"labeled" and len(parts) == 1 and self.params.input == "labeled":
             self.on_labeled(message_of(self.bus, "LabeledFeatures", parts[0]))
-        elif op == b"frame" and len(parts) == 2 and self.params.input == "image" and len(parts[0]) == 28 * 28:
+        elif op == b"frame" and len(parts) == 2 and self.params.input == "image":
             stamp, label = struct.unpack("<qi", parts[1])
-            px = np.frombuffer(parts[0], np.uint8).reshape(28, 28)
-            x = self.lib.features(px)
+            px = np.frombuffer(parts[0], np.uint8)
+            x = self.lib.features(px)                    # (InputError for a record of another size)
             self._learn_frame(px, x, label, self._predict(x)[0], stamp)
         else:
             raise StateError(f"journal: a record {op[:20]!r} of {len(parts)} parts is not the board's "
