@@ -275,6 +275,7 @@ class Labeler(Node):
         res = merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
         self.global_round = snap.version
         seeded = self.system.take_classes(snap)
+        self.state.save()       # as the learner does: the journal's samples after it are learned again after it
         self.log.info("global head round %d merged into the head replica (%s)%s", snap.version, res.policy,
                       f"; new clusters at the fleet's means of classes {seeded}" if seeded else "")
 
