@@ -345,6 +345,11 @@ def hold_lock(path: Path, log: logging.Logger) -> None:
     _held_locks[key] = fd
 
 
+def journal_words(relearned: int) -> str:
+    """The end of a node's restore line: how many journal records :meth:`StateStore.replay` learned again, if any."""
+    return f" and its journal ({relearned} messages learned again)" if relearned else ""
+
+
 class StateStore:
     """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit."""
 

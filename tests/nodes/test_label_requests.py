@@ -39,6 +39,16 @@ def test_new_sample_asks_and_near_duplicate_joins():
     assert out == "joined" and d is c
 
 
+def test_a_request_takes_the_id_it_is_given_and_only_when_it_starts():
+    """The labeler gives the id it journaled with the sample: learned again after a kill, the question keeps it."""
+    r = LabelRequests(ttl_s=60, max_per_hour=10, dedupe_distance=0.5)
+    _, a = r.offer(vec(1.0), 0.0, stamp_ns=11, request_id="from-the-journal")
+    _, b = r.offer(vec(1.1), 1.0, stamp_ns=12, request_id="not-used")      # joins: no new request
+    _, c = r.offer(vec(3.0), 2.0, stamp_ns=13)
+    assert a.request_id == "from-the-journal" and b is a and list(r.pending) == ["from-the-journal", c.request_id]
+    assert len(c.request_id) == 36                                          # a fresh UUID
+
+
 def test_joined_samples_are_capped():
     r = LabelRequests(dedupe_distance=1.0, max_joined=2)
     _, a = r.offer(vec(0.0), 0.0)

@@ -16,6 +16,7 @@ MODEL = "har_elm"
 RNG = np.random.default_rng(1)
 CENTERS = RNG.normal(0, 3, (3, 64))      # classes 0, 1 known from labels; 2 is novel
 OTHER = np.random.default_rng(7).normal(0, 3, 64)   # send(3): novel too, far from 2
+FAR = np.random.default_rng(11).normal(0, 3, 64)    # send(4): novel too, far from all
 
 
 class Probe:
@@ -56,7 +57,7 @@ class Probe:
             self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
                                                        rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
             self.bus.spin_once(0.2)
-        x = ((CENTERS[cls] if cls < len(CENTERS) else OTHER) + RNG.normal(0, 0.1, 64)).astype(np.float32)
+        x = ([*CENTERS, OTHER, FAR][cls] + RNG.normal(0, 0.1, 64)).astype(np.float32)
         self.features.publish(self.bus.msg("Features")(header=self.header(ns), data=x, extractor_hash=self.hash,
                                                        sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
         return ns

@@ -43,6 +43,7 @@ from ..core.validation import check_label
 from ..export import c_state
 from ..firmware import DEFAULT_LIB, IMAGE_SHAPE, CWRStarC, Library, NearestCentroidC
 from ..journal import pack, unpack
+from ..storage import journal_words
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .messages import features_of, image_pixels, message_bytes, message_of, stamp_ns
@@ -147,8 +148,7 @@ class Board(Node):
         relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
         if restored or relearned:
             self.log.info("restored C head (%d classes) from %s%s, head version %d, %d samples", self.head.n_classes,
-                          self.state.path, f" and its journal ({relearned} messages learned again)" if relearned
-                          else "", self.heads.version, self.python_head().n_seen)
+                          self.state.path, journal_words(relearned), self.heads.version, self.python_head().n_seen)
         self.log.info("C core %s (ABI %d, %d features, ≤ %d classes), input %s, extractor %s…", self.lib.path,
                       self.lib.lib.tinycl_abi_version(), self.lib.n_features, self.lib.max_classes, params.input,
                       self.hash[:12])

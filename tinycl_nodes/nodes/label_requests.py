@@ -122,12 +122,14 @@ class LabelRequests:
     # --- asking -------------------------------------------------------------------------------
     def offer(self, x: np.ndarray, now: float, *, stamp_ns: int = 0, sample_id: int = 0, reason: str = "",
               candidates: Iterable[int] = (), novelty: float = float("inf"),
-              guess: int | None = None) -> tuple[str, Pending | None]:
+              guess: int | None = None, request_id: str = "") -> tuple[str, Pending | None]:
         """A sample the RCE cannot label: ``("asked", req)`` (asked at once), ``("grouped", req)`` (a new
         group, asked when it is ready), ``("joined", req)``, ``("recent", req-like)`` (alike to what was
         just answered: ``req.extra``… see :class:`AskPolicy`) or ``("over_budget", None)``.
 
-        The caller publishes the requests :meth:`ready` returns (and may attach a picture first).
+        The caller publishes the requests :meth:`ready` returns (and may attach a picture first). ``request_id``: the
+        id a new request gets (a fresh UUID if empty): a labeler that journals the sample gives it, so that learning
+        the journal again after a kill asks under the same id.
         """
         x = np.asarray(x, np.float32)
         self.expire(now)
@@ -142,7 +144,7 @@ class LabelRequests:
         if how == "dropped" or g is None:
             self.counters["over_budget"] += 1
             return "over_budget", None
-        req = Pending(str(uuid.uuid4()), float(now), int(stamp_ns), int(sample_id), reason,
+        req = Pending(request_id or str(uuid.uuid4()), float(now), int(stamp_ns), int(sample_id), reason,
                       [int(c) for c in candidates], g.samples, g.keys, gid=g.gid)
         self._requests[g.gid] = req
         self._ask(now)

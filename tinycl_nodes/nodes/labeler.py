@@ -44,7 +44,9 @@ IMU / vibration window, kept as JPEG or PNG while the question waits or its grou
 the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
-``label_requests.LabelRequests``, saved atomically with the RCE state. Each answer's outcome is
+``label_requests.LabelRequests``, saved atomically with the RCE state; what changed since the last checkpoint (the
+samples learned from their labels or held for a question, and the pictures kept) is in its journal, learned again
+after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
 learned|refused|expired, class_id, class_name, message), and so is each rename's (``rename_class``,
 a LabelAnswer with the rename's own request id: renamed|refused).
@@ -53,12 +55,14 @@ a LabelAnswer with the rename's own request id: renamed|refused).
 from __future__ import annotations
 
 import json
+import struct
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .. import presets
 from ..bus.qos import QosProfile
@@ -72,11 +76,13 @@ from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import ReplayUndo
 from ..images import camera_picture, decode_compressed, encoded
+from ..journal import pack, unpack
+from ..storage import journal_words
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, message_bytes, message_of, stamp_ns
-from .runner import ImageQos, JournaledStateParams, ModelPriorParams, Node, StateParams, run_node
+from .runner import ImageQos, JournaledStateParams, ModelPriorParams, Node, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
@@ -152,16 +158,6 @@ class LabelerParams(JournaledStateParams, ModelPriorParams):
                                                                   "(time series with axes and units) in pixels")
     image_qos: ImageQos = "sensor_data"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _rce_checkpoints(cls, data: Any) -> Any:
-        """TinyRCE keeps no journal: unless set, it checkpoints as a node without one does (``StateParams``: a
-        kill -9 loses at most that), not as the clustering labeler, which journals."""
-        if isinstance(data, dict) and data.get("preset") == "rce":
-            data = {**{name: StateParams.model_fields[name].default for name in ("save_every", "save_period_s")},
-                    **data}
-        return data
-
 
 class Labeler(Node):
     Params = LabelerParams
@@ -198,7 +194,7 @@ class Labeler(Node):
         if restored or relearned:
             self.log.info("restored state (%d samples, %d labelled ones kept) from %s%s", self.n_samples,
                           len(self._init_y), self.state.path,
-                          f" and its journal ({relearned} samples learned again)" if relearned else "")
+                          journal_words(relearned))
         if params.follow_head and self.system.head is not None:
             bus.create_subscription(params.follow_head, "Head", self.on_learner_head, "latched")
             if self.initialised and params.follow_wait_s > 0:   # a restart: wait for the learner's head
@@ -514,7 +510,7 @@ class RceLabeler(Labeler):
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict(),
                                                           "undo": self.undo.state_dict(),
-                                                          "answers": self._answers_state()})
+                                                          "answers": self._answers_state()}, journal=True)
         self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
@@ -545,8 +541,10 @@ class RceLabeler(Labeler):
         bus.create_subscription("rename_class", "LabelAnswer", self.on_rename, "reliable")
         self.renamed_pub = bus.create_publisher("class_renamed", self.ClassInfo, "reliable")
         bus.create_timer(1.0, self._tick)
-        self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests",
-                      len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending))
+        relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
+        self._awaiting.clear()                           # pictures that had not come before the kill: none will
+        self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests%s",
+                      len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending), journal_words(relearned))
 
     def load_state(self) -> None:
         """The saved RCE and requests, or fresh ones (no file, or a bad one: moved aside)."""
@@ -632,13 +630,22 @@ class RceLabeler(Labeler):
         req = self._awaiting.pop(key, None)
         if req is not None and not req.picture:
             req.picture = self._picture(key)
+            self._record_picture(req)
             if req.picture and req.request_id in self.requests.pending:
                 self._send_request(req)                  # asked already: send it again with its picture
 
     def on_features(self, msg: Any) -> None:
+        self._on_sample(msg, time.time(), "")
+
+    def _on_sample(self, msg: Any, now: float, request_id: str) -> None:
+        """A sample: learned (labelled), passed on (covered) or offered to the questions at wall-clock ``now``, under
+        ``request_id`` if it starts one (a new id if empty). Journaled with both before anything changes (but for a
+        covered sample, which changes nothing): learned again after a kill, it takes the same turns
+        (:meth:`_relearn`)."""
         x = features_of(msg, self.n_features, self.hash, self.bound)
         if msg.labelled and msg.true_label >= 0:
             label = int(msg.true_label)
+            self._record_sample(msg, now, "")
             self.undo.learn(x, label)
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
             self._count()
@@ -647,10 +654,11 @@ class RceLabeler(Labeler):
         if not dec.wants_label:        # covered: passed on, nothing learned here (no checkpoint is due for it)
             self._publish(msg, int(dec.label), float(max(0.0, 1.0 - dec.novelty)), self.LabeledFeatures.PSEUDO)
             return
-        now = time.time()
+        request_id = request_id or str(uuid.uuid4())
+        self._record_sample(msg, now, request_id)
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
                                            reason=self._reason(dec), novelty=dec.novelty,
-                                           guess=dec.nearest)
+                                           guess=dec.nearest, request_id=request_id)
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
             rid = self._rid_of_group(req.gid)
@@ -663,9 +671,10 @@ class RceLabeler(Labeler):
         self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
         if outcome in ("asked", "grouped") and req is not None:
             req.picture = self._picture(stamp_ns(msg.header))   # the sample shown, kept while the group forms
+            self._record_picture(req)
             if not req.picture:
                 self._awaiting[req.stamp_ns] = req               # its image may still be on the way
-                while len(self._awaiting) > RAW_CACHE:           # never came: the request says so
+                while len(self._awaiting) > RAW_CACHE and not self.state.replaying:   # never came: it says so
                     self._awaiting.pop(next(iter(self._awaiting)))
             self.state.changed()
         elif outcome == "joined" and req is not None:
@@ -677,11 +686,38 @@ class RceLabeler(Labeler):
             self.state.changed()
         self._ask(now)
 
+    # --- the journal (journal.py): what changed since the last checkpoint -------------------------
+    def _record_sample(self, msg: Any, now: float, request_id: str) -> None:
+        self.state.record(pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode()))
+
+    def _record_picture(self, req: Pending) -> None:
+        """A question's picture, once kept: the raw sample it was drawn from does not come again after a kill."""
+        if req.picture:
+            meta = {k: v for k, v in req.picture.items() if k != "data"}
+            self.state.record(pack(b"picture", struct.pack("<q", req.stamp_ns), json.dumps(meta).encode(),
+                                   np.asarray(req.picture["data"], np.uint8).tobytes()))
+
+    def _relearn(self, payload: bytes) -> None:
+        """One journal record again (``StateStore.replay``, at the start: nothing is published or asked)."""
+        op, *parts = unpack(payload)
+        if op == b"sample" and len(parts) == 3:
+            self._on_sample(message_of(self.bus, "Features", parts[0]), struct.unpack("<d", parts[1])[0],
+                            parts[2].decode())
+        elif op == b"picture" and len(parts) == 3:
+            (stamp,) = struct.unpack("<q", parts[0])
+            req = self._awaiting.pop(stamp, None)      # the replayed sample found no raw sample to draw
+            if req is not None:
+                req.picture = {**json.loads(parts[1]), "data": np.frombuffer(parts[2], np.uint8).copy()}
+        else:
+            raise StateError(f"journal record {op[:16]!r} with {len(parts)} parts is not the TinyRCE labeler's")
+
     def _ask(self, now: float) -> None:
         """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
         knows after a restart. (Samples that join or form groups are checkpointed by time, ``save_period_s``: they
         are not learned until a person answers.)"""
         ready = self.requests.ready(now)
+        if self.state.replaying:       # asked before the kill: sent again to the phone by the first tick
+            return
         for req in ready:
             self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
                           self.requests.group_size(req))
@@ -909,6 +945,8 @@ class RceLabeler(Labeler):
 
     # --- labelled output and state ------------------------------------------------------------
     def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
+        if self.state.replaying:        # sent before the restart
+            return
         self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
                                               confidence=confidence, source=source,
                                               label_name=self.requests.names.get(label, "") if label >= 0 else ""))

@@ -48,6 +48,7 @@ from ..core.undo import ReplayUndo
 from ..core.validation import check_label
 from ..interfaces.heads import from_msg
 from ..journal import pack, unpack
+from ..storage import journal_words
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
@@ -128,7 +129,7 @@ class Learner(Node):
         if restored or relearned:
             self.log.info("restored head (%d classes, %d samples) from %s%s, head version %d", len(self.head.classes),
                           self.head.n_seen, self.state.path,
-                          f" and its journal ({relearned} messages learned again)" if relearned else "",
+                          journal_words(relearned),
                           self.heads.version)
         super().configure()
 

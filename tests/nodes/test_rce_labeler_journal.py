@@ -1,0 +1,72 @@
+"""kill -9 of the TinyRCE labeler between two checkpoints loses nothing: the samples it learned from their labels and
+a question's group that was forming (with its picture) are in its journal (journal.py), learned again at the restart
+with the clock and the request id they had, publishing nothing twice. Before, it checkpointed every 10 s and lost
+what came since (a process on the dds backend, the synthetic features of test_rce_graph)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tests.nodes.test_rce_graph import MODEL, Probe
+
+from .conftest import node, spin_until
+
+
+def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_grouped(domain, tmp_path):
+    t = Probe(domain)
+    params = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
+              "ask_policy:=grouped", "min_group:=2", "dedupe_distance:=3.0", "wait_for_subscribers:=0",
+              "save_every:=100000", "save_period_s:=3600")
+    human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
+    try:
+        with node("labeler", domain, *params) as labeler:
+            assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            t.send(2, with_window=True)
+            t.send(2)                                    # a group of two: asked, and checkpointed with it
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            t.answer(t.requests[0].request_id, -1, "jumping")      # learned and checkpointed at once
+            assert spin_until(t.bus, lambda: len(human()) == 2, 10), labeler.lines[-10:]
+            t.bus.spin_once(0.5)
+            checkpoint = (tmp_path / "labeler.state").stat().st_mtime_ns
+            # after that checkpoint: a class from two labelled samples, and a novel sample whose group waits for a
+            # second one (min_group 2), with the picture drawn from its IMU window
+            t.send(3, label=3)
+            t.send(3, label=3)
+            far = t.send(4, with_window=True)
+            assert spin_until(t.bus, lambda: len(t.labeled) == 11, 10), labeler.lines[-10:]
+            t.bus.spin_once(0.3)
+            assert (tmp_path / "labeler.state").stat().st_mtime_ns == checkpoint, "a checkpoint came after the answer's"
+            labeler.proc.kill()
+            labeler.proc.wait(10)
+        with node("labeler", domain, *params) as labeler:
+            line = labeler.wait_for_line("TinyRCE labeler:", 30)
+            # the two labelled samples, the novel sample and its picture
+            assert "and its journal (4 messages learned again)" in line, line
+            assert len(t.labeled) == 11
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            time.sleep(1.0)
+            known = t.send(3)                          # class 3 came from the journal: covered, passed on as 3
+            assert spin_until(t.bus, lambda: len(t.labeled) == 12, 10), labeler.lines[-10:]
+            assert (t.key(t.labeled[-1].header), t.labeled[-1].label, t.labeled[-1].source) == \
+                (known, 3, t.labeled[-1].PSEUDO)
+            t.send(4)                                  # joins the group that was forming: it is asked now
+            assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
+            req = t.requests[1]
+            assert "2 alike samples" in req.reason and t.key(req.features.header) == far, req.reason
+            pic = req.picture
+            assert (pic.width, pic.height, pic.encoding) == (320, 200, "rgb8")    # the plot kept before the kill
+            px = np.frombuffer(bytes(pic.data), np.uint8)
+            assert px.min() < 128 < px.max()
+            t.answer(req.request_id, -1, "running")
+            assert spin_until(t.bus, lambda: len(human()) == 4, 10), labeler.lines[-10:]
+            assert {(m.label, m.label_name) for m in human()[2:]} == {(4, "running")}
+            assert len(t.labeled) == 15, "the replay published again"
+        assert labeler.proc.returncode == 0 and "Traceback" not in "\n".join(labeler.lines)
+        assert not list(tmp_path.glob("labeler.journal-*")), "the clean stop's checkpoint holds all: no segment is left"
+    finally:
+        t.bus.shutdown()
