@@ -713,8 +713,9 @@ class RceLabeler(Labeler):
 
     def _ask(self, now: float) -> None:
         """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
-        knows after a restart. (Samples that join or form groups are checkpointed by time, ``save_period_s``: they
-        are not learned until a person answers.)"""
+        knows after a restart. (Samples that join or form groups are journaled, and checkpointed by time,
+        ``save_period_s``: they are not learned until a person answers.) While the journal is learned again nothing is
+        sent: what it asks was asked before the kill, and the first tick sends the pending questions again."""
         ready = self.requests.ready(now)
         if self.state.replaying:       # asked before the kill: sent again to the phone by the first tick
             return
