@@ -294,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     _design.add_arguments(dz)
     dz.set_defaults(func=lambda a: _design.main(a))
 
+    from . import state_report
+
+    state_report.add_arguments(sub.add_parser(
+        "state", help="what the nodes have learned: each one's checkpoint and what its journal adds (read only)"))
+
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=count(1), default=2000)

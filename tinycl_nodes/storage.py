@@ -14,7 +14,7 @@ array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
     store.save()            # now, and on disk when it returns (at exit, on SIGTERM)
     store.save(wait=False)  # now, written by the file's writer thread (a head version: store.written(store.ticket))
 
-A store opened with ``journal=True`` (the learner, the clustering labeler) also keeps what was learned since the
+A store opened with ``journal=True`` (the learner, both labelers, the board node) also keeps what was learned since the
 last checkpoint (``journal.py``):
 
     store.record(payload)   # after each message learned from: appended to the journal, no fsync

@@ -1,0 +1,57 @@
+"""``tinycl state``: what a node's checkpoint holds and what its journal adds, read from the files a real learner
+wrote (on the local bus, in process), without starting it; a state file that cannot be used is said, not a
+traceback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tests.nodes.test_bad_input import _sample
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.cli import main
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.nodes.learner import Learner, LearnerParams
+
+
+def test_state_report_counts_the_checkpoint_and_the_journal_beyond_it(tmp_path, capsys):
+    xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                      LearnerParams(preset="supervised", state_dir=str(tmp_path), save_every=50,
+                                    save_period_s=3600.0, publish_every=10_000, publish_period_s=3600.0))
+    learner.bring_up()
+    tester = create_bus("tester", "/", backend="local", graph=graph)
+    pub = tester.create_publisher("labeled", "LabeledFeatures", "reliable")
+    rng = np.random.default_rng(0)
+    for i in range(70):                          # a checkpoint at the 50th, then 20 in the journal
+        pub.publish(_sample(tester, rng.normal(0, 1, 64), i % 3, xhash, 10**9 + i))
+    learner.state.flush()
+    assert learner.head.n_seen == 70
+
+    assert main(["state", "--state-dir", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (node,) = out["nodes"]
+    assert node["node"] == "learner" and not node["error"]
+    assert "3 classes" in node["parts"]["head"] and "50 samples" in node["parts"]["head"], node["parts"]
+    assert node["journal_records"] == 20 and node["journal_bytes"] > 20 * 64 * 4
+
+    (tmp_path / "board.state").write_bytes(b"not a state file")        # what a node would set aside
+    (tmp_path / "labeler.state.bad-20261204T000000").write_bytes(b"")
+    assert main(["state", "--state-dir", str(tmp_path), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    board = next(n for n in out["nodes"] if n["node"] == "board")
+    assert board["error"].startswith("state:") and not board["parts"], board
+    assert out["set_aside"] == ["labeler.state.bad-20261204T000000"]
+    assert main(["state", "--state-dir", str(tmp_path)]) == 1          # the table, with the same verdict
+    table = capsys.readouterr().out
+    assert "learner" in table and "20 records" in table and "cannot be used" in table, table
+    learner.close()
+
+
+def test_state_report_without_state_is_one_line(tmp_path, capsys):
+    assert main(["state", "--state-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no learned state in" in err, err
