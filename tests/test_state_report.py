@@ -40,11 +40,12 @@ def test_state_report_counts_the_checkpoint_and_the_journal_beyond_it(tmp_path, 
 
     (tmp_path / "board.state").write_bytes(b"not a state file")        # what a node would set aside
     (tmp_path / "labeler.state.bad-20261204T000000").write_bytes(b"")
+    (tmp_path / "labeler.journal-3.bad-20261204T000000").write_bytes(b"")     # its journal, set aside with it
     assert main(["state", "--state-dir", str(tmp_path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     board = next(n for n in out["nodes"] if n["node"] == "board")
     assert board["error"].startswith("state:") and not board["parts"], board
-    assert out["set_aside"] == ["labeler.state.bad-20261204T000000"]
+    assert out["set_aside"] == ["labeler.journal-3.bad-20261204T000000", "labeler.state.bad-20261204T000000"]
     assert main(["state", "--state-dir", str(tmp_path)]) == 1          # the table, with the same verdict
     table = capsys.readouterr().out
     assert "learner" in table and "20 records" in table and "cannot be used" in table, table

@@ -17,7 +17,7 @@ from typing import Any
 
 from .core.errors import TinyclError
 from .journal import Journal
-from .storage import JOURNAL_ENTRY, journal_segment, load_states
+from .storage import JOURNAL_ENTRY, journal_segment, load_states, set_aside
 
 
 @dataclass
@@ -71,8 +71,7 @@ def read_node(path: Path, log: logging.Logger) -> NodeState:
 def report(folder: Path, log: logging.Logger) -> tuple[list[NodeState], list[str]]:
     """Every node's state in ``folder``, and the names of the files set aside there."""
     nodes = [read_node(p, log) for p in sorted(folder.glob("*.state")) if p.is_file()]
-    aside = sorted(p.name for p in folder.iterdir() if ".state.bad-" in p.name or ".orphan-" in p.name)
-    return nodes, aside
+    return nodes, set_aside(folder)
 
 
 def print_report(folder: Path, nodes: list[NodeState], aside: list[str]) -> None:

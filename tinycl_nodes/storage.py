@@ -169,6 +169,14 @@ def one_line(exc: BaseException) -> str:
 
 #: the state file's entry naming the first journal segment it does not hold
 JOURNAL_ENTRY = "_journal"
+#: what follows the name of a file set aside: a state file that could not be used (and its journal, with the same
+#: suffix), a journal whose checkpoint is gone
+BAD, ORPHAN = ".bad-", ".orphan-"
+
+
+def set_aside(folder: Path) -> list[str]:
+    """The names of the files set aside in ``folder`` (:meth:`StateStore.move_aside`, orphaned journals), sorted."""
+    return sorted(p.name for p in folder.iterdir() if BAD in p.name or ORPHAN in p.name)
 
 
 def journal_segment(entry: dict[str, Any] | None) -> int | None:
@@ -416,7 +424,7 @@ class StateStore:
         segments = self.journal.segments() if self.journal is not None else []
         if not segments or segments[0] == 1:
             return 0
-        moved = self.journal.move_aside(f".orphan-{time.strftime('%Y%m%dT%H%M%S')}")
+        moved = self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
         self.log.error("journal of %s without its state file (deleted?): its %d segments hold what was learned after "
                        "a checkpoint that is gone, and are moved aside (%s …); starting fresh", self.path,
                        len(moved), moved[0].name)
@@ -425,10 +433,10 @@ class StateStore:
     def move_aside(self, why: str) -> Path | None:
         """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.bad-{stamp}")
+        aside = self.path.with_name(f"{self.path.name}{BAD}{stamp}")
         i = 1
         while aside.exists() or aside.is_symlink():
-            aside, i = self.path.with_name(f"{self.path.name}.bad-{stamp}-{i}"), i + 1
+            aside, i = self.path.with_name(f"{self.path.name}{BAD}{stamp}-{i}"), i + 1
         try:
             self.path.rename(aside)
         except OSError as exc:
