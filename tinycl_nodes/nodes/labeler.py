@@ -450,7 +450,11 @@ class Labeler(Node):
         if self.state.replaying:        # sent before the restart
             return
         self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
-                                              confidence=confidence, source=source))
+                                              confidence=confidence, source=source, label_name=self._name_of(label)))
+
+    def _name_of(self, label: int) -> str:
+        """The name a labelled sample goes out with (the learner names the class by it): none here."""
+        return ""
 
     def close(self) -> None:
         self.state.save()
@@ -945,12 +949,8 @@ class RceLabeler(Labeler):
         self._ask(time.time())
 
     # --- labelled output and state ------------------------------------------------------------
-    def _publish(self, features: Any, label: int, confidence: float, source: int) -> None:
-        if self.state.replaying:        # sent before the restart
-            return
-        self.pub.publish(self.LabeledFeatures(header=features.header, features=features, label=label,
-                                              confidence=confidence, source=source,
-                                              label_name=self.requests.names.get(label, "") if label >= 0 else ""))
+    def _name_of(self, label: int) -> str:
+        return self.requests.names.get(label, "") if label >= 0 else ""
 
     def _count(self) -> None:
         self.state.learned()
