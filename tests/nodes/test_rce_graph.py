@@ -52,15 +52,19 @@ class Probe:
         self.stamp += 1000
         ns = self.stamp
         if with_window:
-            t = np.linspace(0, 6.28, 50, dtype=np.float32)
-            window = np.stack([np.sin(t * (k + 1)) for k in range(6)], 1)   # samples x channels
-            self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
-                                                       rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
+            self.window(ns)
             self.bus.spin_once(0.2)
         x = ([*CENTERS, OTHER, FAR][cls] + RNG.normal(0, 0.1, 64)).astype(np.float32)
         self.features.publish(self.bus.msg("Features")(header=self.header(ns), data=x, extractor_hash=self.hash,
                                                        sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
         return ns
+
+    def window(self, ns: int) -> None:
+        """The IMU window of the sample stamped ``ns`` (what its picture is drawn from)."""
+        t = np.linspace(0, 6.28, 50, dtype=np.float32)
+        window = np.stack([np.sin(t * (k + 1)) for k in range(6)], 1)   # samples x channels
+        self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
+                                                   rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
 
     def answer(self, request_id: str, class_id: int = -1, name: str = "") -> None:
         self.answers.publish(self.bus.msg("LabelAnswer")(header=self.header(time.time_ns()), request_id=request_id,

@@ -164,6 +164,10 @@ class LabelRequests:
         out, self._just_asked = self._just_asked, []
         return out
 
+    def of_stamp(self, stamp_ns: int) -> Pending | None:
+        """The request (asked or forming) whose group began with the sample stamped ``stamp_ns``, if any."""
+        return next((r for r in self._requests.values() if r.stamp_ns == stamp_ns), None)
+
     def budget_left(self, now: float) -> int:
         return self.policy.budget_left(now)
 

@@ -45,8 +45,8 @@ the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
 ``label_requests.LabelRequests``, saved atomically with the RCE state; what changed since the last checkpoint (the
-samples learned from their labels or held for a question, and the pictures kept) is in its journal, learned again
-after a kill at the time and under the request id it first had. Each answer's outcome is
+samples learned from their labels or held for a question, and the pictures of the questions asked) is in its journal,
+learned again after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
 learned|refused|expired, class_id, class_name, message), and so is each rename's (``rename_class``,
 a LabelAnswer with the rename's own request id: renamed|refused).
@@ -634,8 +634,8 @@ class RceLabeler(Labeler):
         req = self._awaiting.pop(key, None)
         if req is not None and not req.picture:
             req.picture = self._picture(key)
-            self._record_picture(req)
             if req.picture and req.request_id in self.requests.pending:
+                self._record_picture(req)
                 self._send_request(req)                  # asked already: send it again with its picture
 
     def on_features(self, msg: Any) -> None:
@@ -675,7 +675,6 @@ class RceLabeler(Labeler):
         self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)   # predicted downstream, not learned
         if outcome in ("asked", "grouped") and req is not None:
             req.picture = self._picture(stamp_ns(msg.header))   # the sample shown, kept while the group forms
-            self._record_picture(req)
             if not req.picture:
                 self._awaiting[req.stamp_ns] = req               # its image may still be on the way
                 while len(self._awaiting) > RAW_CACHE and not self.state.replaying:   # never came: it says so
@@ -683,6 +682,8 @@ class RceLabeler(Labeler):
             self.state.changed()
         elif outcome == "joined" and req is not None:
             self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
+            if not req.picture:        # its first sample's was never kept, or not journaled before a kill: this one's
+                req.picture = self._picture(stamp_ns(msg.header))
             self.state.changed()
         else:
             self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
@@ -695,7 +696,10 @@ class RceLabeler(Labeler):
         self.state.record(pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode()))
 
     def _record_picture(self, req: Pending) -> None:
-        """A question's picture, once kept: the raw sample it was drawn from does not come again after a kill."""
+        """A question's picture, once it is asked: the raw sample it was drawn from does not come again after a kill.
+        Not while its group forms: most groups of a camera that shows something new expire unasked (a journal of
+        their pictures was 5 of a soak's 8.3 MB, docs/results.md). A group that loses its picture to a kill shows the
+        next sample that joins it (:meth:`_on_sample`)."""
         if req.picture:
             meta = {k: v for k, v in req.picture.items() if k != "data"}
             self.state.record(pack(b"picture", struct.pack("<q", req.stamp_ns), json.dumps(meta).encode(),
@@ -709,7 +713,7 @@ class RceLabeler(Labeler):
                             parts[2].decode())
         elif op == b"picture" and len(parts) == 3:
             (stamp,) = struct.unpack("<q", parts[0])
-            req = self._awaiting.pop(stamp, None)      # the replayed sample found no raw sample to draw
+            req = self.requests.of_stamp(stamp)        # the replayed samples found no raw sample to draw
             if req is not None:
                 req.picture = {**json.loads(parts[1]), "data": np.frombuffer(parts[2], np.uint8).copy()}
         else:
@@ -726,6 +730,7 @@ class RceLabeler(Labeler):
         for req in ready:
             self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
                           self.requests.group_size(req))
+            self._record_picture(req)
             self._send_request(req)
         if ready:
             self.state.save(wait=False)
