@@ -37,6 +37,17 @@ const char *tinycl_error_name(int rc) {
 
 static int finite_f32(float f) { return f == f && f <= FLT_MAX && f >= -FLT_MAX; }
 
+/* The class ids of a blob (u32 each): TINYCL_ESTATE unless every one is ≥ 0 and none repeats. */
+static int get_class_ids(rd_t *r, int32_t *ids, int n) {
+    for (int i = 0; i < n; i++) {
+        ids[i] = (int32_t)get_u32(r);
+        if (ids[i] < 0) return TINYCL_ESTATE;
+        for (int j = 0; j < i; j++)
+            if (ids[j] == ids[i]) return TINYCL_ESTATE;
+    }
+    return TINYCL_OK;
+}
+
 /* Checks magic, kind, version, feature count, class count, size and CRC; returns n_classes or <0. */
 static int check_header(rd_t *r, size_t len, uint8_t kind) {
     if (!r->p || len < 16) return TINYCL_ESTATE;
@@ -119,12 +130,7 @@ int tinycl_cwr_load(tinycl_cwr_t *h, const uint8_t *buf, size_t len) {
     if (!(tmp.lr > 0.0f) || !finite_f32(tmp.lr) || tmp.batch_size == 0 || tmp.n_batch >= tmp.batch_size)
         return TINYCL_ESTATE;
     uint64_t cur_sum = 0;
-    for (int i = 0; i < c; i++) {
-        tmp.classes[i] = (int32_t)get_u32(&r);
-        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
-        for (int j = 0; j < i; j++)
-            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
-    }
+    if (get_class_ids(&r, tmp.classes, c)) return TINYCL_ESTATE;
     for (int i = 0; i < c; i++) tmp.past[i] = get_u32(&r);
     for (int i = 0; i < c; i++) cur_sum += (tmp.cur[i] = get_u32(&r));
     if (cur_sum != tmp.n_batch) return TINYCL_ESTATE;
@@ -159,12 +165,7 @@ int tinycl_ncm_load(tinycl_ncm_t *c, const uint8_t *buf, size_t len) {
     memset(&tmp, 0, sizeof tmp);
     tmp.n_classes = (uint32_t)n;
     tmp.max_count = get_u32(&r);
-    for (int i = 0; i < n; i++) {
-        tmp.classes[i] = (int32_t)get_u32(&r);
-        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
-        for (int j = 0; j < i; j++)
-            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
-    }
+    if (get_class_ids(&r, tmp.classes, n)) return TINYCL_ESTATE;
     for (int i = 0; i < n; i++) if ((tmp.counts[i] = get_u32(&r)) == 0) return TINYCL_ESTATE;
     for (int i = 0; i < n; i++) for (int f = 0; f < F; f++) if (!finite_f32(tmp.centroids[i][f] = get_f32(&r))) return TINYCL_ESTATE;
     *c = tmp;
@@ -284,12 +285,7 @@ int tinycl_rce_load(tinycl_rce_t *r, const uint8_t *buf, size_t len) {
         return TINYCL_ESTATE;
     tmp.scale = tmp.int8_range != 0.0 ? (float)(tmp.int8_range / 127.0) : 1.0f;
     if ((int64_t)P > (int64_t)tinycl_rce_max_prototypes(&tmp)) return TINYCL_ESTATE;
-    for (int i = 0; i < c; i++) {
-        tmp.classes[i] = (int32_t)get_u32(&rd);
-        if (tmp.classes[i] < 0) return TINYCL_ESTATE;
-        for (int j = 0; j < i; j++)
-            if (tmp.classes[j] == tmp.classes[i]) return TINYCL_ESTATE;
-    }
+    if (get_class_ids(&rd, tmp.classes, c)) return TINYCL_ESTATE;
     for (int i = 0; i < c; i++) tmp.class_seen[i] = get_u32(&rd);
     if (tmp.int8_range != 0.0) {
         for (uint32_t j = 0; j < P; j++) {

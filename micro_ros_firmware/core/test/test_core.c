@@ -111,6 +111,13 @@ static void test_ncm(void) {
     CHECK(c2.centroids[1][0] == 2.0f + (1.0f - 2.0f) / 2.0f);
 }
 
+/* the little-endian u32 at byte `at` of the n-byte blob set to v, and its CRC made right again */
+static void put_u32_crc(uint8_t *b, size_t n, size_t at, uint32_t v) {
+    for (int k = 0; k < 4; k++) b[at + k] = (uint8_t)(v >> (8 * k));
+    const uint32_t crc = tinycl_crc32(b, n - 4);
+    for (int k = 0; k < 4; k++) b[n - 4 + k] = (uint8_t)(crc >> (8 * k));
+}
+
 static void test_state_roundtrip(void) {
     size_t n = 0;
     test_cwr_learns_blobs();
@@ -132,6 +139,14 @@ static void test_state_roundtrip(void) {
     CHECK(memcmp(&before, &h2, sizeof h2) == 0);
     test_ncm();
     CHECK(tinycl_ncm_save(&c, blob, sizeof blob, &n) == TINYCL_OK && n == TINYCL_NCM_STATE_BYTES(3));
+    CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_OK && memcmp(&c, &c2, sizeof c) == 0);
+    /* class ids (u32 from byte 16, after the 12-byte header and max_count): a repeated or a negative one is refused,
+     * with a valid CRC, and nothing is loaded */
+    put_u32_crc(blob, n, 20, (uint32_t)c.classes[0]);
+    CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_ESTATE);
+    put_u32_crc(blob, n, 20, (uint32_t)-5);
+    CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_ESTATE && memcmp(&c, &c2, sizeof c) == 0);
+    put_u32_crc(blob, n, 20, (uint32_t)c.classes[1]);
     CHECK(tinycl_ncm_load(&c2, blob, n) == TINYCL_OK && memcmp(&c, &c2, sizeof c) == 0);
     CHECK(tinycl_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
 }
