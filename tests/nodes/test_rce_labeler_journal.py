@@ -16,18 +16,35 @@ from tests.nodes.test_rce_graph import MODEL, Probe
 from .conftest import node, spin_until
 
 
+def labeler_params(state_dir, *policy: str) -> tuple[str, ...]:
+    """The labeler's parameters: no checkpoint by count or time within a test, so only what it saves at once is."""
+    return (f"model:={MODEL}", "preset:=rce", f"state_dir:={state_dir}", "class_names:={0: walking, 1: seated}",
+            *policy, "dedupe_distance:=3.0", "wait_for_subscribers:=0", "save_every:=100000", "save_period_s:=3600")
+
+
+def kill_after(t: Probe, labeler, state_dir, checkpoint: int) -> None:
+    """kill -9 of the labeler, once it has written no checkpoint since ``checkpoint`` (the state file's mtime)."""
+    t.bus.spin_once(0.3)
+    assert (state_dir / "labeler.state").stat().st_mtime_ns == checkpoint, "a checkpoint came after the last one"
+    labeler.proc.kill()
+    labeler.proc.wait(10)
+
+
+def teach_two_classes(t: Probe, labeler) -> None:
+    """Once the labeler reads the probe: classes 0 and 1 from two labelled samples each."""
+    assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
+    time.sleep(1.0)
+    for i in range(4):
+        t.send(i % 2, label=i % 2)
+
+
 def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_grouped(domain, tmp_path):
     t = Probe(domain)
-    params = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
-              "ask_policy:=grouped", "min_group:=2", "dedupe_distance:=3.0", "wait_for_subscribers:=0",
-              "save_every:=100000", "save_period_s:=3600")
+    params = labeler_params(tmp_path, "ask_policy:=grouped", "min_group:=2")
     human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
     try:
         with node("labeler", domain, *params) as labeler:
-            assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
-            time.sleep(1.0)
-            for i in range(4):
-                t.send(i % 2, label=i % 2)
+            teach_two_classes(t, labeler)
             t.send(2, with_window=True)
             t.send(2)                                    # a group of two: asked, and checkpointed with it
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
@@ -41,10 +58,7 @@ def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_gr
             t.send(3, label=3)
             far = t.send(4, with_window=True)
             assert spin_until(t.bus, lambda: len(t.labeled) == 11, 10), labeler.lines[-10:]
-            t.bus.spin_once(0.3)
-            assert (tmp_path / "labeler.state").stat().st_mtime_ns == checkpoint, "a checkpoint came after the answer's"
-            labeler.proc.kill()
-            labeler.proc.wait(10)
+            kill_after(t, labeler, tmp_path, checkpoint)        # the answer's
         with node("labeler", domain, *params) as labeler:
             line = labeler.wait_for_line("TinyRCE labeler:", 30)
             # the two labelled samples and the novel sample
@@ -78,15 +92,10 @@ def test_a_picture_that_came_after_its_question_is_journaled_and_shown_after_a_k
     """A question asked before its sample's raw window came (checkpointed without a picture); the window then comes,
     is drawn and sent again, and journaled: a kill -9 after that loses no picture."""
     t = Probe(domain)
-    params = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
-              "ask_policy:=each", "dedupe_distance:=3.0", "wait_for_subscribers:=0", "save_every:=100000",
-              "save_period_s:=3600")
+    params = labeler_params(tmp_path, "ask_policy:=each")
     try:
         with node("labeler", domain, *params) as labeler:
-            assert t.ready(t.features, t.answers, t.imu), labeler.lines[-10:]
-            time.sleep(1.0)
-            for i in range(4):
-                t.send(i % 2, label=i % 2)
+            teach_two_classes(t, labeler)
             far = t.send(4)                              # asked at once, its window not there yet
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             assert t.requests[0].picture.width == 0
@@ -95,10 +104,7 @@ def test_a_picture_that_came_after_its_question_is_journaled_and_shown_after_a_k
             t.window(far)                                # drawn now: the question is sent again with it
             assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
             assert t.requests[1].picture.width == 320 and t.requests[1].request_id == t.requests[0].request_id
-            t.bus.spin_once(0.3)
-            assert (tmp_path / "labeler.state").stat().st_mtime_ns == checkpoint, "a checkpoint came after the ask's"
-            labeler.proc.kill()
-            labeler.proc.wait(10)
+            kill_after(t, labeler, tmp_path, checkpoint)        # the question's
         with node("labeler", domain, *params) as labeler:
             line = labeler.wait_for_line("TinyRCE labeler:", 30)
             assert "1 pending label requests and its journal (1 messages learned again)" in line, line
