@@ -697,8 +697,8 @@ class RceLabeler(Labeler):
 
     def _record_picture(self, req: Pending) -> None:
         """A question's picture, once it is asked: the raw sample it was drawn from does not come again after a kill.
-        Not while its group forms: most groups of a camera that shows something new expire unasked (a journal of
-        their pictures was 5 of a soak's 8.3 MB, docs/results.md). A group that loses its picture to a kill shows the
+        Not while its group forms: most groups of a camera that shows something new expire unasked (their pictures were
+        5.6 of a camera soak's 7.2 MB of journal, docs/results.md). A group that loses its picture to a kill shows the
         next sample that joins it (:meth:`_on_sample`)."""
         if req.picture:
             meta = {k: v for k, v in req.picture.items() if k != "data"}
