@@ -24,7 +24,11 @@ def free_domain(avoid: tuple[int, ...] = ()) -> int:
     from tinycl_nodes.bus.dds import configured_domains
 
     used = set(configured_domains()) | set(avoid)
-    return random.Random(os.getpid() * 7 + time.time_ns()).choice([d for d in worker_share() if d not in used])
+    free = [d for d in worker_share() if d not in used]
+    if not free:
+        raise RuntimeError(f"tests/domains.py: every DDS domain id of this worker's share ({len(worker_share())}) is "
+                           "configured in this process already: widen RANGE")
+    return random.Random(os.getpid() * 7 + time.time_ns()).choice(free)
 
 
 def worker_share() -> tuple[int, ...]:
