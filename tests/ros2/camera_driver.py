@@ -8,7 +8,7 @@ Publishes the frames of ``frames.npz`` (``rgb``: (k, H, W, 3) uint8) round-robin
 sensor-data QoS, frame i stamped ``i`` nanoseconds after second 1; meanwhile it collects the
 ``tinycl_nodes/Features`` of every ``--listen`` topic and writes them (stamp → frame index) to
 ``--out`` as JSON. ``--publish none`` only listens (``--linger`` seconds, or until every topic
-has ``--expect`` messages).
+has ``--expect`` messages; with frames to publish, ``--expect`` ends the publishing too).
 """
 
 import argparse
@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--listen", default="")
     ap.add_argument("--wait-for", type=int, default=1, help="subscribers to wait for before publishing")
     ap.add_argument("--linger", type=float, default=3.0, help="seconds to go on listening after publishing")
-    ap.add_argument("--expect", type=int, default=0, help="stop listening once every topic has this many")
+    ap.add_argument("--expect", type=int, default=0,
+                    help="stop publishing and listening once every topic has this many")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     rclpy.init()
@@ -55,7 +56,8 @@ def main() -> None:
             rclpy.spin_once(node, timeout_sec=0.05)
         payloads = [array.array("B", rows[i].tobytes()) for i in range(k)]   # rclpy's fast path for uint8[]
         t0 = time.monotonic()
-        while time.monotonic() - t0 < args.seconds:
+        while time.monotonic() - t0 < args.seconds and not (args.expect and got and
+                                                              all(len(v) >= args.expect for v in got.values())):
             msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=step)
             msg.header.stamp.sec, msg.header.stamp.nanosec = 1, sent
             msg.header.frame_id = "camera"

@@ -56,13 +56,17 @@ def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp
     assert "sensor_data" in _param(ros, "/cam/extractor", "image_qos")
     assert "False" in _param(ros, "/cam/extractor", "expect_ground_truth")
     ros.wait_until("the extractor active", lambda: "active [3]" in _lifecycle(ros, "/cam/extractor"), timeout_s=60)
-    # a driver with sensor-data (best-effort) QoS: its frames become features
+    # a driver with sensor-data (best-effort) QoS: its frames become features. 30 of them, within 10 s at 20 frames/s:
+    # this is the wiring's test, not the rate's (make bench: the camera node at 30 frames/s); twice in fresh-clone runs
+    # of the whole suite, frames sent for 3 s at a fixed time gave 5 and 12 features of 60 (never reproduced alone)
     out = ros.tmp / "driver.json"
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", "/usb_cam/image_raw",
-            "--rate", "20", "--seconds", "3", "--listen", "/cam/features", "--out", str(out), timeout_s=90)
+            "--rate", "20", "--seconds", "10", "--expect", "30", "--listen", "/cam/features", "--out", str(out),
+            timeout_s=90)
     result = json.loads(out.read_text())
     got = result["features"]["/cam/features"]
-    assert result["sent"] >= 40 and len(got) >= result["sent"] // 3, (result["sent"], len(got), launch.text[-2000:])
+    frames_said = "\n".join(line for line in launch.text.splitlines() if "frames in the last" in line)
+    assert len(got) >= 30, f"{len(got)} features of {result['sent']} frames sent; the extractor said:\n{frames_said}"
     assert "incompatible QoS" not in launch.text and "no ground truth" not in launch.text, launch.text[-2000:]
     # nor the metrics node: a replay's only, it has no ground truth to score (it held the predictions: ~100 MB)
     assert "/cam/metrics" not in ros.node_list() and "[metrics-" not in launch.text, launch.text[-2000:]
