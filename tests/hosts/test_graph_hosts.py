@@ -11,6 +11,7 @@ import os
 import pytest
 from rich.console import Console
 
+from tests.domains import free_domain
 from tinycl_nodes.bus.dds_config import network_config
 from tinycl_nodes.demo import run_demo
 from tinycl_nodes.netns import HostNet
@@ -32,7 +33,7 @@ def test_graph_split_over_two_hosts_equals_in_process(tmp_path, multicast, monke
         nodes_xml.write_text(network_config("eth0", [] if multicast else ["cloud", "robot1"], multicast))
         mon_xml = network_config("eth0", [] if multicast else [net.ip("cloud"), net.ip("robot1")], multicast)
         wrap = {node: net.command(host, []) for node, host in SPLIT.items()}
-        monkeypatch.setenv("ROS_DOMAIN_ID", str(30 + int(multicast)))
+        monkeypatch.setenv("ROS_DOMAIN_ID", str(free_domain()))   # the monitor configures it here, with mon_xml
         result = net.call_in("cloud", lambda: run_demo(
             None, [f"sensor.stream_length:={STREAM}", f"exporter.out_dir:={tmp_path}", f"dds_config:={nodes_xml}"],
             out=str(tmp_path / "demo.json"), console=Console(file=open(os.devnull, "w")), wrap=wrap,
