@@ -3,7 +3,8 @@
 Cyclone DDS keeps, per process, the configuration a domain was first created with (loopback, or a network
 one for tests/hosts); a test that reuses a domain this process already configured with another config fails
 ("already configured"), and a fixed or pid-derived id can collide with another test's. So: random among the ids
-this process has not configured, and not one of ``avoid``; each pytest-xdist worker draws from its own share of the
+this process has not configured and no earlier test of it has had (a test whose nodes are all subprocesses configures
+nothing here, and a node it failed to stop would hear the next test's), and not one of ``avoid``; each pytest-xdist worker draws from its own share of the
 range, so that two tests running at once never share a domain (drawing from the whole range, two files running at
 once met 1 time in 91, and each then heard the other's nodes).
 """
@@ -18,9 +19,12 @@ import time
 # for each test that takes one, and never lets it go: with 140–230 alone (45 per worker) the suite's 851st test found
 # its worker's share used up. 1–99 also keep Cyclone's ports (7400 + 250·id) below Linux's ephemeral range.
 RANGE = (*range(1, 100), *range(140, 231))
+_HANDED_OUT: list[int] = []     # in the order handed out: tests whose processes alone used them
 
 
 def free_domain(avoid: tuple[int, ...] = ()) -> int:
+    """A domain id no test of this process has had yet, if one is left; else the one handed out longest ago that
+    this process has not configured itself (a domain only subprocesses used is free again once they are stopped)."""
     from tinycl_nodes.bus.dds import configured_domains
 
     used = set(configured_domains()) | set(avoid)
@@ -28,7 +32,13 @@ def free_domain(avoid: tuple[int, ...] = ()) -> int:
     if not free:
         raise RuntimeError(f"tests/domains.py: every DDS domain id of this worker's share ({len(worker_share())}) is "
                            "configured in this process already: widen RANGE")
-    return random.Random(os.getpid() * 7 + time.time_ns()).choice(free)
+    fresh = [d for d in free if d not in _HANDED_OUT]
+    domain = (random.Random(os.getpid() * 7 + time.time_ns()).choice(fresh) if fresh
+              else min(free, key=_HANDED_OUT.index))
+    if domain in _HANDED_OUT:
+        _HANDED_OUT.remove(domain)
+    _HANDED_OUT.append(domain)
+    return domain
 
 
 def worker_share() -> tuple[int, ...]:
