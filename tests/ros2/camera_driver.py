@@ -51,8 +51,11 @@ def main() -> None:
         rows = np.zeros((k, h, step), np.uint8)
         rows[:, :, : w * 3] = rgb.reshape(k, h, w * 3)
         pub = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
+        # both ways matched before the first frame: a best-effort frame sent before the extractor's reader knows this
+        # writer, or features sent before its writer knows our reader, are gone (discovery is slower on a busy host)
         end = time.monotonic() + 30
-        while pub.get_subscription_count() < args.wait_for and time.monotonic() < end:
+        while (pub.get_subscription_count() < args.wait_for or not all(node.count_publishers(t) for t in got)) \
+                and time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
         payloads = [array.array("B", rows[i].tobytes()) for i in range(k)]   # rclpy's fast path for uint8[]
         t0 = time.monotonic()

@@ -64,7 +64,8 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     ros.wait_until("the restarted extractor active", timeout_s=45, check=lambda: ros.run(
         "ros2", "lifecycle", "get", f"{NS}/extractor", check=False).stdout.startswith("active"))
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
-            "--rate", "30", "--seconds", "3", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
+            "--rate", "30", "--seconds", "10", "--expect", "10", "--listen", f"{NS}/features", "--out", str(out),
+            timeout_s=90)
     again = json.loads(out.read_text())["features"][f"{NS}/features"]
     assert len(again) >= 10 and node_pid(launch.proc.pid, "extractor") not in (None, first), launch.text[-2000:]
     for stamp, feats, _ in again:
@@ -77,7 +78,7 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     saved = {f.name for f in ros.tmp.rglob("*.state") if f.stat().st_mtime >= t_kill}
     assert {"learner.state", "labeler.state"} <= saved, saved                 # each saved on its way out
     print(f"ros2 camera: {result['sent']} frames sent at 30/s, {len(got)} features, {dropped} dropped (newest wins); "
-          f"after a kill -9 of the extractor: {len(again)} features in 3 s; ros2 launch killed: its {len(nodes)} "
+          f"after a kill -9 of the extractor: {len(again)} features; ros2 launch killed: its {len(nodes)} "
           f"nodes stopped, {len(saved)} saved")
 
 
