@@ -51,8 +51,9 @@ def main() -> None:
         rows = np.zeros((k, h, step), np.uint8)
         rows[:, :, : w * 3] = rgb.reshape(k, h, w * 3)
         pub = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
-        # both ways matched before the first frame: a best-effort frame sent before the extractor's reader knows this
-        # writer, or features sent before its writer knows our reader, are gone (discovery is slower on a busy host)
+        # discovery through before the first frame: our writer matched to a reader, the features' writer known to us
+        # (a frame sent before the extractor's reader knows this writer, or a feature before its writer knows our
+        # reader, is gone; discovery is slower on a busy host)
         end = time.monotonic() + 30
         while (pub.get_subscription_count() < args.wait_for or not all(node.count_publishers(t) for t in got)) \
                 and time.monotonic() < end:
