@@ -10,7 +10,8 @@ most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`
 ``CompressedImage`` topic, decoded. ``source: camera`` reads ``camera_device`` through OpenCV (a
 device, or a network camera's URL) until stopped; a camera that stops delivering frames (unplugged,
 a stream cut, a network camera's stream silent for ``CAMERA_TIMEOUT_S``) is reopened every second
-until it comes back, said once, then once a minute, and once when it is back. Replaying MNIST
+until it comes back, said once, then once a minute, and once when it is back; a video file plays as
+the camera it was recorded from, at its own frame rate (``rate_hz`` sets another), and ends. Replaying MNIST
 follows the TinyNDC protocol: first the k labelled training images per class (``learnable`` ground
 truth), then the test stream, in the same random order as ``tinycl experiment tinyndc`` for the
 same seed.
@@ -67,8 +68,8 @@ class SensorParams(NodeParams):
     har_labelled_subjects: list[int] = Field(default_factory=lambda: [1],
                                              description="har: users the labels come from")
     har_stream_subjects: list[int] = Field(default_factory=lambda: [13], description="har: the new user streamed")
-    rate_hz: float = Field(0.0, ge=0.0, description="samples per second; 0 = as fast as the reliable graph "
-                                                    "takes them")
+    rate_hz: float = Field(0.0, ge=0.0, description="samples per second; 0 = a video file's own frame rate, "
+                                                    "else as fast as the reliable graph takes them")
     qos: Literal["reliable", "sensor_data"] = Field(
         "sensor_data", description="QoS of image / imu: a camera may drop (sensor_data); a replay sets reliable")
     wait_for_subscribers: int = Field(1, ge=0, description="readers of image (imu for har/cwru) to wait for "
@@ -110,6 +111,7 @@ class Sensor(Node):
         self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
         self._last_ns = 0
         self.published = 0
+        self.own_rate_hz = 0.0      # the source's own pace where it has one (a video file's), when rate_hz is 0
 
     # --- sources ---------------------------------------------------------------------------
     def _mnist(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
@@ -233,6 +235,13 @@ class Sensor(Node):
         cap = _open_camera(cv2, device)
         if not cap.isOpened():   # at the start: a wrong device, said once, and the launch ends
             raise TinyclError(f"sensor: camera {device!r} cannot be opened")
+        is_file = isinstance(device, str) and Path(device).is_file()
+        if is_file and (fps := float(cap.get(cv2.CAP_PROP_FPS))) > 0:
+            # a recording played as the camera it came from: all at once, best-effort frames would mostly be dropped
+            self.own_rate_hz = fps
+            if not self.params.rate_hz:
+                self.log.info("camera %r is a video file: played at its own %g frames/s (rate_hz sets another)",
+                              device, fps)
         lost = RepeatedFailure(f"read camera {device!r}", self.log, attempts="reopenings")
         try:
             while self.bus.ok():
@@ -241,7 +250,7 @@ class Sensor(Node):
                     lost.landed()
                     yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
                     continue
-                if isinstance(device, str) and Path(device).is_file():
+                if is_file:
                     return   # a video file played as a camera: its end is the end of the source
                 # a camera unplugged, a network camera's stream cut: the robot's graph goes on, the camera is reopened
                 lost.failed(f"it stopped delivering frames: reopening it every {CAMERA_REOPEN_S:g} s")
@@ -304,10 +313,10 @@ class Sensor(Node):
         for pixels, label, learnable in source:
             if not self.bus.ok():
                 break
-            if self.params.rate_hz > 0:   # paced: serve callbacks (parameter requests…) while waiting
+            if rate := self.params.rate_hz or self.own_rate_hz:   # paced: serve callbacks (parameter requests…)
                 while (delay := next_t - time.perf_counter()) > 0 and self.bus.ok():
                     self.bus.spin_once(delay)
-                next_t = max(next_t + 1.0 / self.params.rate_hz, time.perf_counter() - 1.0)
+                next_t = max(next_t + 1.0 / rate, time.perf_counter() - 1.0)
             elif self.published % 256 == 0:
                 self.bus.spin_once(0.0)
             self.publish(pixels, label, learnable)
