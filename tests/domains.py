@@ -4,9 +4,9 @@ Cyclone DDS keeps, per process, the configuration a domain was first created wit
 one for tests/hosts); a test that reuses a domain this process already configured with another config fails
 ("already configured"), and a fixed or pid-derived id can collide with another test's. So: random among the ids
 this process has not configured and no earlier test of it has had (a test whose nodes are all subprocesses configures
-nothing here, and a node it failed to stop would hear the next test's), and not one of ``avoid``; each pytest-xdist worker draws from its own share of the
-range, so that two tests running at once never share a domain (drawing from the whole range, two files running at
-once met 1 time in 91, and each then heard the other's nodes).
+nothing here, and a node it failed to stop would hear the next test's), and not one of ``avoid``; each pytest-xdist
+worker draws from its own share of the range, so that two tests running at once never share a domain (drawing from
+the whole range, two files running at once met 1 time in 91, and each then heard the other's nodes).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 # for each test that takes one, and never lets it go: with 140–230 alone (45 per worker) the suite's 851st test found
 # its worker's share used up. 1–99 also keep Cyclone's ports (7400 + 250·id) below Linux's ephemeral range.
 RANGE = (*range(1, 100), *range(140, 231))
-_HANDED_OUT: list[int] = []     # in the order handed out: tests whose processes alone used them
+_HANDED_OUT: list[int] = []     # the ids handed out in this process, the oldest first
 
 
 def free_domain(avoid: tuple[int, ...] = ()) -> int:
