@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .core.errors import TinyclError
+from .validation_words import error_words
 
 #: channels of each colour order the preprocessing can produce
 CHANNELS = {"gray": 1, "rgb": 3, "bgr": 3}
@@ -111,9 +112,8 @@ def read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
     try:
         return ModelCard(**doc), doc
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise CardError(f"model card {path}: {loc}: {err['msg']}") from None
+        loc, msg = error_words(exc.errors()[0])
+        raise CardError(f"model card {path}: {loc}: {msg}") from None
 
 
 def load_card_file(path: str | Path) -> dict[str, Any]:
@@ -130,8 +130,8 @@ def load_card_file(path: str | Path) -> dict[str, Any]:
     try:
         ModelCard(**doc)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CardError(f"model card {p}: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+        loc, msg = error_words(exc.errors()[0])
+        raise CardError(f"model card {p}: {loc}: {msg}") from None
     return doc
 
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
+from ..validation_words import error_words
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -304,7 +305,7 @@ def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
     try:
         return MqttParams(**values)
     except ValidationError as exc:
-        lines = [(f"parameter mqtt_{'.'.join(str(x) for x in e['loc'])}" if e["loc"] else "mqtt parameters")
-                 + f": {e['msg']}" for e in exc.errors()]
+        lines = [(f"parameter mqtt_{loc}" if e["loc"] else "mqtt parameters") + f": {msg}"
+                 for e in exc.errors() for loc, msg in [error_words(e)]]
         raise TinyclError("\n".join(lines)) from None
 

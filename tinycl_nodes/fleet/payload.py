@@ -36,6 +36,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..core.errors import ExtractorMismatchError, TinyclError
 from ..core.federated import MAX_CLASSES, MAX_COUNT, MAX_FEATURES, MAX_NAME, HeadSnapshot
+from ..validation_words import error_words
 
 MAGIC = b"TCLH"
 SCHEMA_VERSION = 1
@@ -146,9 +147,8 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
     try:
         meta = PayloadMeta.model_validate_json(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "metadata"
-        raise PayloadError(f"payload: bad metadata {loc}: {err['msg']} ({exc.error_count()} error(s))") from None
+        loc, msg = error_words(exc.errors()[0], "metadata")
+        raise PayloadError(f"payload: bad metadata {loc}: {msg} ({exc.error_count()} error(s))") from None
     if meta.schema_version != schema:
         raise PayloadError(f"payload: header says schema {schema}, metadata says {meta.schema_version}")
     c, f = meta.shape

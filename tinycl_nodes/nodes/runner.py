@@ -29,6 +29,7 @@ from ..param_files import node_sections
 from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
+from ..validation_words import error_words
 from .messages import approx_bytes
 
 
@@ -199,9 +200,9 @@ def validate(model: type[NodeParams], values: dict[str, Any], node_name: str) ->
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = ".".join(str(x) for x in err["loc"]) or "?"
+            name, msg = error_words(err, "?")
             got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
-            lines.append(f"{node_name}: parameter {name}: {err['msg']}{got}")
+            lines.append(f"{node_name}: parameter {name}: {msg}{got}")
         raise TinyclError("\n".join(lines)) from None
 
 
