@@ -40,6 +40,12 @@ CASES = {   # name: (node, args, env, words the one line must hold)
     "state_dir is a file": ("learner", ["-p", "state_dir:={tmp}/afile"], {}, ["afile", "is a file"]),
     "state_dir cannot be created": ("learner", ["-p", "state_dir:={tmp}/afile/sub"], {},
                                     ["afile/sub", "cannot be created", "Not a directory"]),
+    # OpenCV 5.1 takes -1 for "any camera" and dies of SIGSEGV where there is none: the launcher restarted the sensor
+    "camera index -1": ("sensor", ["-p", "source:=camera", "-p", "camera_device:=-1"], {},
+                        ["sensor: parameter camera_device: not a camera: give an index 0, 1", "(got -1)"]),
+    "camera device empty": ("sensor", ["-p", "source:=camera", "-p", "camera_device:=''"], {},
+                            ["parameter camera_device: not a camera", "(got '')"]),
+    "rate_hz absurd": ("sensor", ["-p", "rate_hz:=1e308"], {}, ["parameter rate_hz", "less than or equal to 100000"]),
 }
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.errors import TinyclError
 from ..storage import RepeatedFailure, one_line
@@ -68,7 +68,7 @@ class SensorParams(NodeParams):
     har_labelled_subjects: list[int] = Field(default_factory=lambda: [1],
                                              description="har: users the labels come from")
     har_stream_subjects: list[int] = Field(default_factory=lambda: [13], description="har: the new user streamed")
-    rate_hz: float = Field(0.0, ge=0.0, description="samples per second; 0 = a video file's own frame rate, "
+    rate_hz: float = Field(0.0, ge=0.0, le=100_000.0, description="samples per second; 0 = a video file's own frame rate, "
                                                     "else as fast as the reliable graph takes them")
     qos: Literal["reliable", "sensor_data"] = Field(
         "sensor_data", description="QoS of image / imu: a camera may drop (sensor_data); a replay sets reliable")
@@ -91,6 +91,14 @@ class SensorParams(NodeParams):
                                                     "video URL")
     camera_invert: bool = Field(False, description="camera source: invert the frame (a digit written dark on "
                                                    "paper looks like MNIST's light on dark)")
+
+    @field_validator("camera_device")
+    @classmethod
+    def _a_camera(cls, v: int | str) -> int | str:
+        """OpenCV takes -1 for "any camera" and crashes (SIGSEGV, OpenCV 5.1) where there is none; "" opens nothing."""
+        if (isinstance(v, int) and v < 0) or (isinstance(v, str) and not v.strip()):
+            raise ValueError("not a camera: give an index 0, 1, …, a device path or a video URL")
+        return v
 
 
 class Sensor(Node):
