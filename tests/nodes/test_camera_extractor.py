@@ -110,6 +110,7 @@ def test_camera_frames_become_the_same_features_as_in_process(domain, digits, tr
                 time.sleep(0.1)
             assert reported() == (len(digits) + 1, len(digits), 0, 1), ext.lines[-10:]
         assert ext.proc.returncode == 0, ext.lines[-10:]
+        assert not any("repeat their stamp" in ln for ln in ext.lines), ext.lines   # each frame its own stamp
         want = ex.extract(sent)
         feats = np.stack([np.asarray(m.data, np.float32) for m in got])
         np.testing.assert_allclose(feats, want, rtol=1e-5, atol=1e-5)
@@ -146,6 +147,30 @@ def test_a_camera_that_keeps_sending_frames_the_extractor_cannot_take_is_said_on
         bad = sum(int(n) for n in re.findall(r"dropped \(newest wins\), (\d+) bad", "\n".join(ext.lines)))
         assert re.search(r"again, after (\d+) failed frames", said[1]).group(1) == str(bad) and 30 <= bad <= 60, \
             (bad, said)
+    finally:
+        bus.shutdown()
+
+
+def test_a_camera_that_stamps_every_frame_alike_is_said_once(domain, digits):
+    """A driver that leaves header.stamp at 0 (or repeats it): every frame still becomes features, but tinycl knows a
+    sample by its stamp (the labeler keeps the raw frames by it, to show a question's picture), so the extractor says
+    once what goes wrong and what to do; it used to say nothing."""
+    bus = create_bus("zero_stamp_driver", backend="dds", dds_config="loopback", domain=domain)
+    got = []
+    bus.create_subscription("features", "Features", got.append, "reliable")
+    pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", "expect_ground_truth:=false") as ext:
+            ext.wait_for_line("features;")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
+            for i, digit in enumerate(digits[:4]):
+                pub.publish(image_msg(bus, camera_frame(digit), 0))
+                assert spin_until(bus, lambda: len(got) > i, 10), ext.lines[-10:]
+            ext.wait_for_line("repeat their stamp")
+        said = [ln for ln in ext.lines if "repeat their stamp" in ln]
+        assert len(said) == 1 and "camera frames on /image repeat their stamp (0.000000000)" in said[0], said
+        assert "have the driver stamp each frame with its capture time" in said[0]
+        assert len(got) == 4 and {m.sample_id for m in got} == {0, 1, 2, 3}
     finally:
         bus.shutdown()
 

@@ -103,6 +103,8 @@ class Extractor(Node):
         # a camera sends the same bad frame again and again (an encoding not taken, a depth topic): said once, then
         # once a minute with a count, not 30 lines a second
         self._bad_frames = RepeatedFailure("take the camera's frames", self.log, attempts="frames")
+        self._last_stamp: int | None = None        # of the last camera frame: a driver that repeats it is said once
+        self._said_stamps = False
         if params.input == "imu":
             self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
@@ -111,7 +113,8 @@ class Extractor(Node):
             kind = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
             callback = (lambda msg: self.on_frame(msg, compressed)) if self.newest_wins else \
                 self.gated(lambda msg: self.on_image(msg, compressed))
-            self._frames_from = f"{kind} ({params.image_qos}) on {bus.topic_name(topic)}"
+            self._frames_topic = bus.topic_name(topic)
+            self._frames_from = f"{kind} ({params.image_qos}) on {self._frames_topic}"
             self._silent = 0    # reports in a row with no frame
             self.track(bus.create_subscription(topic, kind, callback, params.image_qos))
             if self.newest_wins:
@@ -131,6 +134,16 @@ class Extractor(Node):
     # newest wins (a camera) ---------------------------------------------------------------------
     def on_frame(self, msg: Any, compressed: bool) -> None:
         """A camera frame: kept as the one waiting frame (replacing an older one, counted)."""
+        stamp = stamp_ns(msg.header)
+        if stamp == self._last_stamp and not self._said_stamps:
+            # the labeler keeps the raw frames by stamp to show a question's picture: with one stamp for all, it
+            # would show whichever frame came last
+            self._said_stamps = True
+            self.log.warning("camera frames on %s repeat their stamp (%d.%09d): tinycl knows a sample by its stamp, "
+                             "so a question may show another frame than the one it asks about; have the driver "
+                             "stamp each frame with its capture time", self._frames_topic,
+                             stamp // 10**9, stamp % 10**9)
+        self._last_stamp = stamp
         with self._cv:
             self.frames["received"] += 1
             if self._slot is not None:
