@@ -55,7 +55,7 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
         launch.text), timeout_s=10)
     received, processed, dropped, bad = (sum(int(r[i]) for r in report) for i in range(4))
     assert received == processed + dropped + bad and bad == 0, report
-    assert "repeat their stamp" not in launch.text     # a driver that stamps each frame is not taken for one that does not
+    assert "repeat their stamp" not in launch.text   # each frame stamped: nothing said
     assert processed <= len(got) + 1
     assert launch.proc.poll() is None        # a camera graph runs until Ctrl-C
     # the extractor (a lifecycle node) killed, as an OOM kill would: launch starts it again, it brings itself up,
