@@ -68,8 +68,9 @@ class SensorParams(NodeParams):
     har_labelled_subjects: list[int] = Field(default_factory=lambda: [1],
                                              description="har: users the labels come from")
     har_stream_subjects: list[int] = Field(default_factory=lambda: [13], description="har: the new user streamed")
-    rate_hz: float = Field(0.0, ge=0.0, le=100_000.0, description="samples per second; 0 = a video file's own frame rate, "
-                                                    "else as fast as the reliable graph takes them")
+    rate_hz: float = Field(0.0, ge=0.0, le=100_000.0,
+                           description="samples per second; 0 = a video file's own frame rate, else as fast as the "
+                                       "reliable graph takes them")
     qos: Literal["reliable", "sensor_data"] = Field(
         "sensor_data", description="QoS of image / imu: a camera may drop (sensor_data); a replay sets reliable")
     wait_for_subscribers: int = Field(1, ge=0, description="readers of image (imu for har/cwru) to wait for "
