@@ -50,7 +50,7 @@ def test_graph_nodes_are_all_covered():
 @pytest.mark.parametrize("node, name, kind, lower, upper", [
     ("sensor", "stream_length", "integer", 1, 10000),
     ("sensor", "labels_per_class", "integer", 1, 1000),
-    ("sensor", "rate_hz", "double", 0.0, None),
+    ("sensor", "rate_hz", "double", 0.0, 100000.0),
     ("extractor", "threads", "integer", 1, 64),
     ("labeler", "max_pending", "integer", 1, 1000),
     ("label_app", "port", "integer", 0, 65535),
