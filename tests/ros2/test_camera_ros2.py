@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 from tests.nodes.test_camera_extractor import camera_frame
 from tests.processes import kill9, kill9_launcher, node_pid
 from tests.ros2.conftest import params_file
+from tinycl_nodes.bus.dds_config import SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
 from tinycl_nodes.graphs import GRAPHS
@@ -40,6 +42,12 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     assert "Node name: extractor" in sub and "Reliability: BEST_EFFORT" in sub and "History (Depth): KEEP_LAST" in sub, info
     info = ros.run("ros2", "topic", "info", "--verbose", f"{NS}/image_raw/compressed").stdout
     assert "Node name: labeler" in info.split("Subscription count")[1], info    # its pictures, either transport
+    # the rclpy extractor's sockets (rmw_cyclonedds, our loopback config) hold what the config asks, as far as the
+    # kernel allows: Linux doubles SO_RCVBUF for its bookkeeping. Cyclone's own default (1 MiB) lost 43-63 % of
+    # 1280x720 frames at 30 frames/s (tests/nodes/test_camera_extractor.py)
+    buffers = socket_receive_buffers(node_pid(launch.proc.pid, "extractor"))
+    want = 2 * min(SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max())
+    assert buffers and min(buffers) >= want, (buffers, want)
     out = ros.tmp / "driver.json"
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
             "--rate", "30", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
@@ -81,6 +89,12 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     print(f"ros2 camera: {result['sent']} frames sent at 30/s, {len(got)} features, {dropped} dropped (newest wins); "
           f"after a kill -9 of the extractor: {len(again)} features; ros2 launch killed: its {len(nodes)} "
           f"nodes stopped, {len(saved)} saved")
+
+
+def socket_receive_buffers(pid: int | None) -> list[int]:
+    """The receive buffer (bytes, ``ss``'s skmem rb) of each UDP socket of process ``pid``."""
+    out = subprocess.run(["ss", "-u", "-a", "-m", "-p", "-n"], capture_output=True, text=True, check=True).stdout
+    return [int(rb) for rb in re.findall(rf"pid={pid},[^\n]*\n\s*skmem:\(r\d+,rb(\d+),", out)]
 
 
 def test_compressed_png_from_ros2_topic_pub_on_both_backends(ros, fp32_extractor, data_dir):

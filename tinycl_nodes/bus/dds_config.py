@@ -14,6 +14,19 @@ AGENT_PROFILE_NAME = "fastdds-agent-loopback.xml"
 #: the highest participant index a node's process takes (one per process) in the configurations we write: a peer
 #: that discovers by unicast (the micro-ROS agent) must announce itself to indices 0 .. this
 MAX_AUTO_PARTICIPANT_INDEX = 60
+#: the socket receive buffer our configurations ask Cyclone for (it takes what net.core.rmem_max allows): a camera
+#: frame arrives as one burst of datagrams, and one that does not fit while the reader is late is lost (best effort)
+SOCKET_RECEIVE_BUFFER_BYTES = 8 << 20
+SOCKET_RECEIVE_BUFFER = f"{SOCKET_RECEIVE_BUFFER_BYTES >> 20}MiB"
+
+
+def kernel_rmem_max(path: str = "/proc/sys/net/core/rmem_max") -> int | None:
+    """The largest socket receive buffer Linux grants (bytes; Cyclone's request is capped there), None where it
+    cannot be read."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def shipped_config(name: str) -> Path:
@@ -94,6 +107,9 @@ def network_config(interface: str, peers: Sequence[str] = (), multicast: bool = 
       </Interfaces>
       <AllowMulticast>{"true" if multicast else "false"}</AllowMulticast>
     </General>
+    <Internal>
+      <SocketReceiveBufferSize max="{SOCKET_RECEIVE_BUFFER}" />
+    </Internal>
     <Discovery>
       <ParticipantIndex>auto</ParticipantIndex>
       <MaxAutoParticipantIndex>{MAX_AUTO_PARTICIPANT_INDEX}</MaxAutoParticipantIndex>
