@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
+from ..bus.dds_config import SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max
 from ..core.errors import InputError, TinyclError
 from ..extractor import FrozenExtractor, model_path
 from ..images import compressed_image_of, image_of
@@ -40,7 +41,6 @@ from ..storage import RepeatedFailure, one_line
 from .messages import stamp_ns
 from .runner import ImageQos, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
-
 
 
 class ExtractorParams(ManagedParams):
@@ -105,6 +105,7 @@ class Extractor(Node):
         self._bad_frames = RepeatedFailure("take the camera's frames", self.log, attempts="frames")
         self._last_stamp: int | None = None        # of the last camera frame: a driver that repeats it is said once
         self._said_stamps = False
+        self._rmem_max = kernel_rmem_max()          # a camera frame larger than this is lost whenever we are late
         if params.input == "imu":
             self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
@@ -143,6 +144,14 @@ class Extractor(Node):
                              "so a question may show another frame than the one it asks about; have the driver "
                              "stamp each frame with its capture time", self._frames_topic,
                              stamp // 10**9, stamp % 10**9)
+        if self._last_stamp is None:   # the first frame: can the socket hold one?
+            size = len(msg.data)
+            if self._rmem_max is not None and size > self._rmem_max:
+                self.log.warning("camera frames of %.1f MiB are larger than the socket receive buffer this kernel "
+                                 "allows (net.core.rmem_max %d KiB): DDS loses a best-effort frame whenever this "
+                                 "node is late to read it. Raise it: sudo sysctl -w net.core.rmem_max=%d (and in "
+                                 "/etc/sysctl.d/)", size / 2**20, self._rmem_max // 1024,
+                                 SOCKET_RECEIVE_BUFFER_BYTES)
         self._last_stamp = stamp
         with self._cv:
             self.frames["received"] += 1
