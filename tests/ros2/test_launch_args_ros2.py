@@ -58,7 +58,9 @@ def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp
     ros.wait_until("the extractor active", lambda: "active [3]" in _lifecycle(ros, "/cam/extractor"), timeout_s=60)
     # a driver with sensor-data (best-effort) QoS: its frames become features. 30 of them, within 10 s at 20 frames/s:
     # this is the wiring's test, not the rate's (make bench: the camera node at 30 frames/s); twice in fresh-clone runs
-    # of the whole suite, frames sent for 3 s at a fixed time gave 5 and 12 features of 60 (never reproduced alone)
+    # of the whole suite, frames sent for 3 s at a fixed time gave 5 and 12 features of 60 (never reproduced alone;
+    # the likely cause, a socket buffer of two frames with the extractor their only reader: dds_config's
+    # SOCKET_RECEIVE_BUFFER)
     out = ros.tmp / "driver.json"
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", "/usb_cam/image_raw",
             "--rate", "20", "--seconds", "10", "--expect", "30", "--listen", "/cam/features", "--out", str(out),

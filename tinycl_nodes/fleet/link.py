@@ -305,7 +305,7 @@ def mqtt_params(p: "MqttNodeParams", identity: str) -> MqttParams:
     try:
         return MqttParams(**values)
     except ValidationError as exc:
-        lines = [(f"parameter mqtt_{loc}" if e["loc"] else "mqtt parameters") + f": {msg}"
-                 for e in exc.errors() for loc, msg in [error_words(e)]]
+        lines = [f"parameter mqtt_{loc}: {msg}" if loc else f"mqtt parameters: {msg}"
+                 for loc, msg in map(error_words, exc.errors())]
         raise TinyclError("\n".join(lines)) from None
 
