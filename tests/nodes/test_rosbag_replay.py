@@ -1,5 +1,7 @@
 """The sensor replays a rosbag2 file (MCAP and SQLite3, written here with rosbags) onto the graph."""
 
+import time
+
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -10,14 +12,14 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 
 
-def _write_bag(path, images, plugin):
+def _write_bag(path, images, plugin, period_ns=10_000_000):
     store = get_typestore(Stores.ROS2_HUMBLE)
     Image, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
                                                     "builtin_interfaces/msg/Time"))
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conn = writer.add_connection("/camera/image_raw", Image.__msgtype__, typestore=store)
         for i, img in enumerate(images):
-            t = 1_700_000_000_000_000_000 + i * 10_000_000
+            t = 1_700_000_000_000_000_000 + i * period_ns
             msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"),
                         height=28, width=28, encoding="mono8", is_bigendian=0, step=28,
                         data=np.ascontiguousarray(img, np.uint8).ravel())
@@ -49,3 +51,28 @@ def test_missing_bag_is_one_line(tmp_path, domain):
         sensor.proc.wait(timeout=20)   # it exits by itself (leaving the block early would SIGINT it)
         assert "Traceback" not in "\n".join(sensor.lines)
     assert sensor.proc.returncode == 2, line
+
+
+@pytest.mark.parametrize("rate_hz", [0.0, 200.0])
+def test_a_bag_plays_at_the_pace_it_was_recorded_unless_rate_hz_says_otherwise(tmp_path, domain, rate_hz):
+    """A robot's bag replayed all at once would send its best-effort frames in one burst (most lost at a busy
+    extractor); like ros2 bag play, the sensor keeps the recorded gaps: 20 frames 50 ms apart take 0.95 s."""
+    X, _ = load_mnist("test")
+    bag = tmp_path / "bag"
+    _write_bag(bag, X[:20], StoragePlugin.MCAP, period_ns=50_000_000)
+    bus = create_bus("bag_reader", backend="dds", dds_config="loopback", domain=domain)
+    arrived = []
+    bus.create_subscription("image", "sensor_msgs/msg/Image", lambda _: arrived.append(time.monotonic()), "reliable")
+    try:
+        with node("sensor", domain, "source:=rosbag", f"bag:={bag}", "linger_s:=1.0", "qos:=reliable",
+                  f"rate_hz:={rate_hz}") as sensor:
+            assert spin_until(bus, lambda: len(arrived) == 20, 30), sensor.lines[-10:]
+            span = arrived[-1] - arrived[0]
+            if rate_hz:
+                assert span < 0.5, span      # 19 gaps of 5 ms
+            else:
+                assert 0.85 < span < 1.5, span
+                assert min(np.diff(arrived)) > 0.02, np.diff(arrived)   # no two frames sent together
+                sensor.wait_for_line("played at the pace they were recorded")
+    finally:
+        bus.shutdown()

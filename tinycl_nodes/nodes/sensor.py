@@ -11,7 +11,9 @@ most ``stream_length``). ``source: rosbag`` replays a bag's ``sensor_msgs/Image`
 device, or a network camera's URL) until stopped; a camera that stops delivering frames (unplugged,
 a stream cut, a network camera's stream silent for ``CAMERA_TIMEOUT_S``) is reopened every second
 until it comes back, said once, then once a minute, and once when it is back; a video file plays as
-the camera it was recorded from, at its own frame rate (``rate_hz`` sets another), and ends. Replaying MNIST
+the camera it was recorded from, and ends. A recording (a bag, a video file) plays at the
+pace it was recorded, as ``ros2 bag play`` does (``rate_hz`` sets another): best-effort frames sent all at once would
+mostly be lost. Replaying MNIST
 follows the TinyNDC protocol: first the k labelled training images per class (``learnable`` ground
 truth), then the test stream, in the same random order as ``tinycl experiment tinyndc`` for the
 same seed.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import itertools
 import time
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -44,6 +46,40 @@ from .runner import Node, NodeParams, run_node
 CAMERA_REOPEN_S = 1.0
 #: a network camera's stream that sends nothing this long has stopped (opening it, too, takes at most this long)
 CAMERA_TIMEOUT_S = 5.0
+#: a publisher that fell behind its pace sends at most this many seconds of backlog at once, then goes on from now
+MAX_BACKLOG_S = 1.0
+
+
+class Sample(NamedTuple):
+    """One sample of a source. ``at_s``: when the source recorded it, in seconds from its first sample (a bag's, a
+    video file's); None where the source has no pace of its own."""
+    pixels: np.ndarray
+    label: int | None
+    learnable: bool
+    at_s: float | None = None
+
+
+class Pace:
+    """When each sample is due: every ``1 / rate_hz`` s if a rate is set, else at the times its source recorded, else
+    at once (None). The rate can change between samples (``rate_hz`` is runtime-mutable)."""
+
+    def __init__(self) -> None:
+        self._next: float | None = None     # fixed rate: when the next sample is due
+        self._origin: float | None = None   # recorded times: the clock time of the source's time 0
+
+    def due(self, rate_hz: float, at_s: float | None, now: float) -> float | None:
+        if rate_hz:
+            self._origin = None
+            due = now if self._next is None else self._next
+            self._next = max(due + 1.0 / rate_hz, now - MAX_BACKLOG_S)
+            return due
+        self._next = None
+        if at_s is None:
+            return None
+        if self._origin is None:
+            self._origin = now - at_s
+        self._origin += max(0.0, now - MAX_BACKLOG_S - (self._origin + at_s))   # too far behind: go on from now
+        return self._origin + at_s
 
 
 class SensorParams(NodeParams):
@@ -69,8 +105,8 @@ class SensorParams(NodeParams):
                                              description="har: users the labels come from")
     har_stream_subjects: list[int] = Field(default_factory=lambda: [13], description="har: the new user streamed")
     rate_hz: float = Field(0.0, ge=0.0, le=100_000.0,
-                           description="samples per second; 0 = a video file's own frame rate, else as fast as the "
-                                       "reliable graph takes them")
+                           description="samples per second; 0 = a recording's own pace (a bag's, a video file's), "
+                                       "else as fast as the reliable graph takes them")
     qos: Literal["reliable", "sensor_data"] = Field(
         "sensor_data", description="QoS of image / imu: a camera may drop (sensor_data); a replay sets reliable")
     wait_for_subscribers: int = Field(1, ge=0, description="readers of image (imu for har/cwru) to wait for "
@@ -120,10 +156,9 @@ class Sensor(Node):
         self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
         self._last_ns = 0
         self.published = 0
-        self.own_rate_hz = 0.0      # the source's own pace where it has one (a video file's), when rate_hz is 0
 
     # --- sources ---------------------------------------------------------------------------
-    def _mnist(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _mnist(self) -> Iterator[Sample]:
         from ..datasets import load_mnist
         from ..experiments.tinyndc import split_indices
 
@@ -136,20 +171,20 @@ class Sensor(Node):
         self.log.info("MNIST replay: %d labelled + %d stream samples (seed %d)", init.size, stream.size, p.seed)
         for i in init:
             if p.labelled_classes is None or int(ytr[i]) in p.labelled_classes:
-                yield Xtr[i], int(ytr[i]), True
+                yield Sample(Xtr[i], int(ytr[i]), True)
         for i in stream:
-            yield Xte[i], int(yte[i]), False
+            yield Sample(Xte[i], int(yte[i]), False)
 
-    def _labelled_first(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, int, bool]]:
+    def _labelled_first(self, X: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> Iterator[Sample]:
         p = self.params
         for c in np.unique(y):
             if p.labelled_classes is not None and int(c) not in p.labelled_classes:
                 continue
             idx = np.flatnonzero(y == c)
             for i in np.sort(rng.choice(idx, min(p.labels_per_class, idx.size), replace=False)):
-                yield X[i], int(c), True
+                yield Sample(X[i], int(c), True)
 
-    def _har(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _har(self) -> Iterator[Sample]:
         from ..datasets.har import CHANNELS, CLASSES, load_har
 
         p = self.params
@@ -161,9 +196,9 @@ class Sensor(Node):
                       p.har_device, p.har_labelled_subjects, min(len(new), p.stream_length), p.har_stream_subjects)
         yield from self._labelled_first(lab.X, lab.y, rng)
         for i in range(min(len(new), p.stream_length)):
-            yield new.X[i], int(new.y[i]), False
+            yield Sample(new.X[i], int(new.y[i]), False)
 
-    def _cwru(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _cwru(self) -> Iterator[Sample]:
         from ..datasets.cwru import CLASSES, load_cwru
 
         p = self.params
@@ -174,9 +209,9 @@ class Sensor(Node):
         self.log.info("CWRU replay: labelled training windows, then %d test windows", order.size)
         yield from self._labelled_first(train.X, train.y, rng)
         for i in order:
-            yield test.X[i], int(test.y[i]), False
+            yield Sample(test.X[i], int(test.y[i]), False)
 
-    def _rosbag(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _rosbag(self) -> Iterator[Sample]:
         from rosbags.highlevel import AnyReader
         from rosbags.typesys import Stores, get_typestore
 
@@ -199,16 +234,23 @@ class Sensor(Node):
             if not kinds <= {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}:
                 raise TinyclError(f"sensor: {self.params.bag_topic} in {path} holds {', '.join(kinds)}, not "
                                   f"sensor_msgs/Image or CompressedImage")
-            for conn, _, raw in reader.messages(connections=conns):
+            if not self.params.rate_hz:
+                self.log.info("rosbag %s: %d messages on %s, played at the pace they were recorded (rate_hz sets "
+                              "another)", path, sum(c.msgcount for c in conns), self.params.bag_topic)
+            first_ns = None
+            for conn, ns, raw in reader.messages(connections=conns):   # ns: when the recorder received it
+                first_ns = ns if first_ns is None else first_ns
                 img = reader.deserialize(raw, conn.msgtype)
                 try:
-                    yield (image_of(img) if conn.msgtype.endswith("/Image") else compressed_image_of(img)), None, False
+                    pixels = image_of(img) if conn.msgtype.endswith("/Image") else compressed_image_of(img)
                 except TinyclError as exc:
                     self.log.error("bag message dropped: %s", exc)
+                    continue
+                yield Sample(pixels, None, False, (ns - first_ns) / 1e9)
         finally:
             reader.close()
 
-    def _folder(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _folder(self) -> Iterator[Sample]:
         from ..datasets import load_image_folder, read_images
 
         p = self.params
@@ -225,7 +267,7 @@ class Sensor(Node):
             for i in part:
                 images, kept = read_images(ds, [i])   # an unreadable file: one line, skipped
                 if kept.size:
-                    yield images[0], int(ds.y[i]), learnable
+                    yield Sample(images[0], int(ds.y[i]), learnable)
 
     def _bag_path(self) -> Path:
         if not self.params.bag:
@@ -235,7 +277,7 @@ class Sensor(Node):
             raise TinyclError(f"sensor: rosbag not found: {path}")
         return path
 
-    def _camera(self) -> Iterator[tuple[np.ndarray, int | None, bool]]:
+    def _camera(self) -> Iterator[Sample]:
         try:
             import cv2
         except ImportError:
@@ -245,19 +287,20 @@ class Sensor(Node):
         if not cap.isOpened():   # at the start: a wrong device, said once, and the launch ends
             raise TinyclError(f"sensor: camera {device!r} cannot be opened")
         is_file = isinstance(device, str) and Path(device).is_file()
-        if is_file and (fps := float(cap.get(cv2.CAP_PROP_FPS))) > 0:
-            # a recording played as the camera it came from: all at once, best-effort frames would mostly be dropped
-            self.own_rate_hz = fps
-            if not self.params.rate_hz:
-                self.log.info("camera %r is a video file: played at its own %g frames/s (rate_hz sets another)",
-                              device, fps)
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) if is_file else 0.0   # a recording plays as the camera it came from
+        if fps > 0 and not self.params.rate_hz:
+            self.log.info("camera %r is a video file: played at its own %g frames/s (rate_hz sets another)",
+                          device, fps)
         lost = RepeatedFailure(f"read camera {device!r}", self.log, attempts="reopenings")
         try:
-            while self.bus.ok():
+            for index in itertools.count():
+                if not self.bus.ok():
+                    return
                 ok, frame = cap.read()
                 if ok:
                     lost.landed()
-                    yield (255 - frame if self.params.camera_invert else frame), None, False   # BGR, native size
+                    yield Sample(255 - frame if self.params.camera_invert else frame, None, False,   # BGR, native size
+                                 index / fps if fps > 0 else None)
                     continue
                 if is_file:
                     return   # a video file played as a camera: its end is the end of the source
@@ -318,17 +361,16 @@ class Sensor(Node):
         if first is not None:
             source = itertools.chain([first], source)
         self._wait_for_readers()
-        next_t = time.perf_counter()
-        for pixels, label, learnable in source:
+        pace = Pace()
+        for sample in source:
             if not self.bus.ok():
                 break
-            if rate := self.params.rate_hz or self.own_rate_hz:   # paced: serve callbacks (parameter requests…)
-                while (delay := next_t - time.perf_counter()) > 0 and self.bus.ok():
+            if (due := pace.due(self.params.rate_hz, sample.at_s, time.perf_counter())) is not None:
+                while (delay := due - time.perf_counter()) > 0 and self.bus.ok():   # serve callbacks meanwhile
                     self.bus.spin_once(delay)
-                next_t = max(next_t + 1.0 / rate, time.perf_counter() - 1.0)
             elif self.published % 256 == 0:
                 self.bus.spin_once(0.0)
-            self.publish(pixels, label, learnable)
+            self.publish(sample.pixels, sample.label, sample.learnable)
         self.log.info("published %d samples", self.published)
         if p.exit_when_done:
             self.bus.spin(p.linger_s)
