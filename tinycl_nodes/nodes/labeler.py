@@ -470,6 +470,7 @@ SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
 MAX_PICTURE_BYTES = 1 << 20
+PICTURE_WIDTH = 640       # a camera frame shown to a person: at most this wide
 RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
 
 
@@ -617,13 +618,21 @@ class RceLabeler(Labeler):
 
     def _remember(self, header: Any, kind: str, msg: Any) -> None:
         """Keep raw samples to draw a request's picture: at most ``RAW_CACHE`` of them and
-        ``RAW_CACHE_BYTES`` in all (oldest dropped); one too big to draw is not kept at all."""
+        ``RAW_CACHE_BYTES`` in all (oldest dropped); one too big to draw is not kept at all.
+
+        A camera frame larger than a picture (a 1280x720 camera's raw frame is 2.8 MB) is reduced to its picture as it
+        comes, one resize: kept raw, three would fill the cache (and none over 1 MB was kept: no picture at all)."""
         size = _raw_bytes(kind, msg)
+        if kind == "image" and size > MAX_PICTURE_BYTES:
+            try:
+                msg = camera_picture(msg, PICTURE_WIDTH)
+            except TinyclError as exc:      # the extractor says it for every such frame; here, once
+                self._warn_raw_once(f"a camera frame cannot be shown in a label request: {exc}")
+                return
+            size = msg.nbytes
         if size > MAX_PICTURE_BYTES:
-            if not self._warned_raw:
-                self.log.warning("raw %s of %d bytes is too big to show in a label request: not kept "
-                                 "(at most %d bytes)", kind, size, MAX_PICTURE_BYTES)
-                self._warned_raw = True
+            self._warn_raw_once(f"raw {kind} of {size} bytes is too big to show in a label request: not kept "
+                                f"(at most {MAX_PICTURE_BYTES} bytes)")
             return
         key = stamp_ns(header)
         old = self._raw.pop(key, None)
@@ -753,13 +762,18 @@ class RceLabeler(Labeler):
     def _name(self, cid: int) -> str:
         return self.requests.names.get(int(cid), str(cid))
 
+    def _warn_raw_once(self, text: str) -> None:
+        if not self._warned_raw:
+            self.log.warning("%s", text)
+            self._warned_raw = True
+
     def _picture(self, stamp: int) -> dict[str, Any]:
         """The sample as a person can see it: the camera image, or the IMU window plotted over time
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
         kind, raw = self._raw.get(stamp, (None, None))
         try:
             if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
-                img = camera_picture(raw, 640)
+                img = raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_WIDTH)   # reduced already
                 if img.nbytes <= MAX_PICTURE_BYTES:
                     return kept_picture(img, "jpeg")
             if kind == "imu":
@@ -968,6 +982,8 @@ class RceLabeler(Labeler):
 
 
 def _raw_bytes(kind: str, msg: Any) -> int:
+    if isinstance(msg, np.ndarray):      # a camera frame reduced to its picture as it came
+        return msg.nbytes
     return len(msg.data) * (4 if kind == "imu" else 1)     # image: uint8; imu: float32
 
 
