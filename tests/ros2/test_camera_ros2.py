@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -130,3 +131,35 @@ def test_compressed_png_from_ros2_topic_pub_on_both_backends(ros, fp32_extractor
         assert len(got[topic]) == 2, got
         for _, feats, _ in got[topic]:
             np.testing.assert_allclose(feats, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_1280x720_cameras_question_shows_its_frame_on_the_phone(ros, data_dir):
+    """A robot's 1280x720 camera (raw rgb8, 2.8 MB a frame) under ``ros2 launch camera.launch.py``: the labeler's
+    question reaches the label app with the frame as its picture, 640x360. (Until 2026-12-04 a raw frame over 1 MB was
+    not kept: the question came with "no picture could be kept of this sample", measured here under ROS 2.)"""
+    X, _ = load_mnist("test", data_dir)
+    frames = np.stack([camera_frame(X[i], 720, 1280) for i in (3, 4)])
+    np.savez(ros.tmp / "frames.npz", rgb=frames)
+    port, token = free_port(), "pytest-pairing-token-0123"
+    pf = params_file(ros.tmp, "camera", label_app={"host": "127.0.0.1", "qr": False, "token": token})
+    ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", f"namespace:={NS}", f"port:={port}",
+              f"params_file:={pf}", name="ros2 launch camera")
+    ros.wait_until("the camera graph's nodes", lambda: {f"{NS}/{n}" for n in GRAPHS["camera"]} <= ros.node_list(),
+                   timeout_s=60)
+    out = ros.tmp / "driver.json"
+    ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
+            "--rate", "10", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
+    base, auth = f"http://127.0.0.1:{port}", {"X-Tinycl-Token": token}
+
+    def asked() -> dict | None:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/api/state", headers=auth), timeout=10) as resp:
+            return next(iter(json.loads(resp.read())["pending"]), None)
+
+    question = ros.wait_until("a question in the label app", asked, timeout_s=20)
+    assert (question["width"], question["height"]) == (640, 360) and question["image"], question
+    assert "no picture" not in question["reason"], question
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/{question['image']}", headers=auth)) as resp:
+        shown = decode_compressed(resp.read())                      # what the phone downloads: a JPEG
+    diffs = [np.abs(shown.astype(int) - cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)).mean()
+             for f in frames]
+    assert min(diffs) < 4, diffs                                    # one of the camera's frames, up to JPEG loss
