@@ -152,18 +152,20 @@ def read_image_file(path: str, at_least: tuple[int, int] | None = None) -> np.nd
         return decode_compressed(fh.read(), path.rsplit(".", 1)[-1] if "." in path else "", at_least)
 
 
-def camera_picture(msg: Any, max_width: int) -> np.ndarray:
-    """A frame as a person sees it (a label request's picture): grey or RGB, at most ``max_width`` wide.
+def camera_picture(msg: Any, max_side: int) -> np.ndarray:
+    """A frame as a person sees it (a label request's picture): grey or RGB, reduced to fit in ``max_side`` squared
+    (a 1280x720 frame at 640: 640x360; a portrait 1080x1920: 360x640), never enlarged.
 
     ``msg`` is a ``sensor_msgs/Image`` or a ``CompressedImage`` (it has a ``format``): a camera on
     either transport gives the same picture; a large JPEG is decoded reduced, no smaller than that.
     """
-    img = compressed_image_of(msg, at_least=(1, max_width)) if hasattr(msg, "format") else image_of(msg)
+    img = compressed_image_of(msg, at_least=(1, max_side)) if hasattr(msg, "format") else image_of(msg)
     h, w = img.shape[:2]
-    if w <= max_width:
+    if max(h, w) <= max_side:
         return np.ascontiguousarray(img)
+    scale = max_side / max(h, w)
     cv2 = _cv2()
-    return cv2.resize(img, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def encoded(img: np.ndarray, kind: str, jpeg_quality: int = 90) -> bytes:

@@ -59,31 +59,38 @@ def test_unmatched_ground_truth_with_64kb_names(caplog):
 
 
 def test_big_images_at_the_rce_labeler(tmp_path, caplog):
-    """Was: 64 images of 2 MB grew the RCE labeler by 100 MB. A wide one is kept as its 640-wide picture."""
+    """Was: 64 images of 2 MB grew the RCE labeler by 100 MB. Now each is kept as its picture (in 640x640)."""
     graph = LocalGraph()
     lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph),
                   LabelerParams(preset="rce", state_dir=str(tmp_path)))
     bus, Header, Time = peer(graph)
-    Image = bus.msg("sensor_msgs/msg/Image")
+    Image, ImuWindow = bus.msg("sensor_msgs/msg/Image"), bus.msg("ImuWindow")
     pub = bus.create_publisher("image", Image, "sensor_data")
+    imu = bus.create_publisher("imu", ImuWindow, "sensor_data")
 
     def flood():
-        for k in range(64):   # wide: reduced to 640x320 pictures as they come, kept
-            pub.publish(Image(header=Header(stamp=Time(sec=1, nanosec=k)), height=1024, width=2048,
-                              encoding="mono8", step=2048, data=as_sequence(np.zeros(2 << 20, np.uint8), "B")))
-        for k in range(64):   # tall: 512x4096 is too big a picture, not kept
-            pub.publish(Image(header=Header(stamp=Time(sec=2, nanosec=k)), height=4096, width=512,
-                              encoding="mono8", step=512, data=as_sequence(np.zeros(2 << 20, np.uint8), "B")))
-        for k in range(64):   # drawable ones: kept, up to the byte bound
+        for sec, (h, w) in enumerate([(1024, 2048), (4096, 512)], 1):   # wide, tall: reduced as they come, kept
+            for k in range(64):
+                pub.publish(Image(header=Header(stamp=Time(sec=sec, nanosec=k)), height=h, width=w,
+                                  encoding="mono8", step=w, data=as_sequence(np.zeros(2 << 20, np.uint8), "B")))
+        for k in range(64):   # drawable ones: kept raw, up to the byte bound
             pub.publish(Image(header=Header(stamp=Time(sec=3, nanosec=k)), height=600, width=1000,
                               encoding="mono8", step=1000, data=as_sequence(np.zeros(600_000, np.uint8), "B")))
+        for k in range(64):   # 1.6 MB windows: too big to plot, not kept
+            imu.publish(ImuWindow(header=Header(stamp=Time(sec=4, nanosec=k)), n_channels=1, rate_hz=100.0,
+                                  data=as_sequence(np.zeros(400_000, np.float32), "f")))
 
     with caplog.at_level(logging.WARNING):
         mb = grown_mb(flood)
-    print(f"RCE labeler after 128 images of 2 MB and 64 of 600 KB: +{mb:.1f} MB")
+    print(f"RCE labeler after 128 images of 2 MB, 64 of 600 KB and 64 IMU windows of 1.6 MB: +{mb:.1f} MB")
     assert mb < 12 and lab._raw_bytes <= 8 << 20
     assert caplog.text.count("too big to show") == 1
-    assert not any(stamp // 10**9 == 2 for stamp in lab._raw)
+    kept = {stamp // 10**9 for stamp in lab._raw}
+    assert kept == {3}, kept          # the newest images; no window
+    lab._raw.clear()
+    pub.publish(Image(header=Header(stamp=Time(sec=5, nanosec=0)), height=4096, width=512, encoding="mono8",
+                      step=512, data=as_sequence(np.zeros(2 << 20, np.uint8), "B")))
+    assert lab._picture(5 * 10**9)["height"] == 640 and lab._picture(5 * 10**9)["width"] == 80
 
 
 def test_a_paused_node_holds_messages_up_to_a_byte_bound(tmp_path, caplog):

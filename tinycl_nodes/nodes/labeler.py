@@ -469,8 +469,8 @@ START_HINT = (" (clustering starts from labelled samples: run the replay once in
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
-MAX_PICTURE_BYTES = 1 << 20
-PICTURE_WIDTH = 640       # a camera frame shown to a person: at most this wide
+PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
+MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
 
 
@@ -620,12 +620,12 @@ class RceLabeler(Labeler):
         """Keep raw samples to draw a request's picture: at most ``RAW_CACHE`` of them and
         ``RAW_CACHE_BYTES`` in all (oldest dropped); one too big to draw is not kept at all.
 
-        A camera frame larger than a picture (a 1280x720 camera's raw frame is 2.8 MB) is reduced to its picture as it
+        A camera frame larger than any picture (a 1280x720 camera's raw frame is 2.8 MB) is reduced to its picture as it
         comes, one resize: kept raw, three would fill the cache (and none over 1 MB was kept: no picture at all)."""
         size = _raw_bytes(kind, msg)
         if kind == "image" and size > MAX_PICTURE_BYTES:
             try:
-                msg = camera_picture(msg, PICTURE_WIDTH)
+                msg = camera_picture(msg, PICTURE_SIDE)
             except TinyclError as exc:      # the extractor says it for every such frame; here, once
                 self._warn_raw_once(f"a camera frame cannot be shown in a label request: {exc}")
                 return
@@ -772,10 +772,8 @@ class RceLabeler(Labeler):
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
         kind, raw = self._raw.get(stamp, (None, None))
         try:
-            if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, ≤ 640 wide
-                img = raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_WIDTH)   # reduced already
-                if img.nbytes <= MAX_PICTURE_BYTES:
-                    return kept_picture(img, "jpeg")
+            if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, in 640x640
+                return kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE), "jpeg")
             if kind == "imu":
                 w, h = self.params.picture_size
                 n_ch = int(raw.n_channels)
