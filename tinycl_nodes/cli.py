@@ -154,7 +154,7 @@ def _demo_fleet(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace) -> int:
     from .launcher import launch
 
-    return launch(args.graph, args.config, args.namespace, args.param, args.camera)
+    return launch(args.graph, args.config, args.namespace, args.param, args.camera, args.bag)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="this machine's camera is the sensor (OpenCV: an index such as 0, a device path, a network "
                          "camera's URL): a sensor node reads it, also in the camera graph, which has no sensor of "
                          "its own (without ROS 2 there is no camera driver to publish image_raw)")
+    la.add_argument("--bag", metavar="BAG", default=None,
+                    help="a rosbag2 (folder or .mcap) of camera frames is the sensor, played at the pace it was "
+                         "recorded, as --camera does a camera (its topic: -p sensor.bag_topic:=…, default "
+                         "/camera/image_raw)")
     la.set_defaults(func=_launch)
 
     d = sub.add_parser("demo", help="the TinyNDC graph on MNIST, scored against the in-process run")

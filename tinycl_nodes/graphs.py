@@ -39,6 +39,9 @@ FINISHER = "metrics"
 #: predictions: about 100 MB of a robot's memory)
 REPLAY_ONLY = frozenset({"sensor", FINISHER})
 
+#: the sensor's sources without ground truth, taken as a camera's frames: a camera, and a recording of one (a bag)
+LIVE_SOURCES = frozenset({"camera", "rosbag"})
+
 #: what every node takes when the frames come live from a camera (a driver's topic as a launch's ``camera_topic``, or
 #: the sensor's own ``source: camera``): the camera's QoS (best effort), and no ground truth to wait for; nor is the
 #: metrics node started (``FINISHER``: nothing to score), and the graph runs until stopped

@@ -27,7 +27,7 @@ import yaml
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, nodes_started
 from .nodes.runner import node_parameters
-from .param_files import sensor_reads_camera
+from .param_files import sensor_is_live
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -122,22 +122,27 @@ def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:
 def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                 overrides: dict[str, dict[str, str]] | None = None, env: dict[str, str] | None = None,
                 log_stream: IO[str] | None = None, nodes: list[str] | None = None,
-                wrap: dict[str, list[str]] | None = None, camera: str | None = None) -> Graph:
+                wrap: dict[str, list[str]] | None = None, camera: str | None = None, bag: str | None = None) -> Graph:
     """Start the graph's node processes (dds backend) and return at once.
 
     ``wrap``: a command prefix per node, e.g. ``["ip", "netns", "exec", "robot1"]`` to run it on
     another (namespaced) host; the prefix must ``exec`` the node so signals reach it. ``camera``: an OpenCV
     camera (index, device path or URL) read by a sensor node (added to a graph without one, such as the camera
-    graph; its ``image`` follows the graph's remaps, so it publishes what the graph reads).
+    graph; its ``image`` follows the graph's remaps, so it publishes what the graph reads); ``bag``: a rosbag2 that
+    sensor plays instead, as the camera it was recorded from.
     """
     if graph not in GRAPHS:
         raise TinyclError(f"launch: unknown graph {graph!r} (known: {', '.join(GRAPHS)})")
     cfg = config_path(graph, config)
     nodes = list(nodes or GRAPHS[graph])
-    if camera is not None:
+    if camera is not None and bag is not None:
+        raise TinyclError("launch: --camera or --bag, not both: the graph has one sensor")
+    own_sensor = ({"source": "camera", "camera_device": camera} if camera is not None
+                  else {"source": "rosbag", "bag": bag} if bag is not None else None)
+    if own_sensor:
         nodes += [] if "sensor" in nodes else ["sensor"]
         overrides = {**(overrides or {})}
-        overrides["sensor"] = {**overrides.get("sensor", {}), "source": "camera", "camera_device": camera}
+        overrides["sensor"] = {**overrides.get("sensor", {}), **own_sensor}
     check_overrides(graph, overrides or {}, nodes)
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
                **launcher_env(), **(env or {})}
@@ -148,7 +153,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     except yaml.YAMLError as exc:
         raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
     shared = given.get("*", {})
-    if "sensor" in nodes and sensor_reads_camera(files, namespace, shared, given.get("sensor", {})):
+    if "sensor" in nodes and sensor_is_live(files, namespace, shared, given.get("sensor", {})):
         shared = {**LIVE_CAMERA_PARAMS, **shared}     # taken as a camera driver's frames are; a -p still outranks
         nodes = nodes_started(nodes, live=True)
     if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
@@ -252,16 +257,17 @@ def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
                 g.start(name)
 
 
-def launch(graph: str, config: str | None, namespace: str, overrides: list[str], camera: str | None = None) -> int:
+def launch(graph: str, config: str | None, namespace: str, overrides: list[str], camera: str | None = None,
+           bag: str | None = None) -> int:
     """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly.
     A node that dies meanwhile is restarted or stops the graph (``restarts.RestartPolicy``)."""
     old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     g: Graph | None = None
     try:
-        g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera)
+        g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera, bag=bag)
         print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
         if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
-            print(f"[launch] the sensor reads a camera: no {FINISHER} node (no ground truth to score); the graph runs "
+            print(f"[launch] the sensor reads a camera or a recording of one: no {FINISHER} node (no ground truth to score); the graph runs "
                   "until stopped", file=sys.stderr)
         policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
         watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr))

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from .graphs import LIVE_SOURCES
+
 
 def node_sections(doc: dict[str, Any], node_name: str, namespace: str) -> list[tuple[str, Any]]:
     """(key, section) of every section of ``doc`` that applies to the node, in the order they apply (a later one
@@ -17,10 +19,10 @@ def node_sections(doc: dict[str, Any], node_name: str, namespace: str) -> list[t
     return [(key, doc[key]) for key in ("/**", "**", node_name, full, full.lstrip("/")) if key in doc]
 
 
-def sensor_reads_camera(files: list[str], namespace: str, shared: dict[str, Any], own: dict[str, Any]) -> bool:
+def sensor_is_live(files: list[str], namespace: str, shared: dict[str, Any], own: dict[str, Any]) -> bool:
     """Whether the sensor, started with these parameter files, then the ``/**`` values ``shared`` a launcher adds, then
-    its own ``-p`` values ``own``, reads a live camera (``source: camera``): launchers then start the graph as for a
-    camera driver (``graphs.LIVE_CAMERA_PARAMS``). A file that cannot be read counts as saying nothing: the sensor
+    its own ``-p`` values ``own``, reads a camera or a recording of one (``graphs.LIVE_SOURCES``): launchers then start
+    the graph as for a camera driver (``graphs.LIVE_CAMERA_PARAMS``). A file that cannot be read counts as saying nothing: the sensor
     itself says what is wrong with it when it starts."""
     source: Any = None
     for path in files:
@@ -34,4 +36,4 @@ def sensor_reads_camera(files: list[str], namespace: str, shared: dict[str, Any]
             if isinstance(params, dict) and "source" in params:
                 source = params["source"]
     source = own.get("source", shared.get("source", source))
-    return source == "camera"
+    return source in LIVE_SOURCES

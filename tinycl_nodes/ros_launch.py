@@ -9,7 +9,7 @@ exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a
 kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
 camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image``
 is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A
-sensor whose parameter file says ``source: camera`` is live too: it starts, the metrics node does not, and the nodes
+sensor whose parameter file says ``source: camera`` (or ``rosbag``: a recording of one) is live too: it starts, the metrics node does not, and the nodes
 take its frames as a driver's (``graphs.LIVE_CAMERA_PARAMS``). A replay ends the launch by itself: the metrics
 node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
 extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
@@ -36,7 +36,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, nodes_started
-from .param_files import sensor_reads_camera
+from .param_files import sensor_is_live
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -73,8 +73,9 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
     own_params = {name: {k: LaunchConfiguration(v).perform(context) for k, v in params.items()}
                   for name, params in node_params.items()}
-    # the sensor's own camera (source: camera) is live too: it stays, the rest is as for a camera driver
-    live = bool(camera) or ("sensor" in GRAPHS[graph] and sensor_reads_camera(
+    # the sensor's own camera (source: camera), or a bag played as one, is live too: it stays, the rest is as for a
+    # camera driver
+    live = bool(camera) or ("sensor" in GRAPHS[graph] and sensor_is_live(
         [params_file], namespace, shared, own_params.get("sensor", {})))
     if live:   # frames as a camera driver sends them, no ground truth to wait for
         shared |= LIVE_CAMERA_PARAMS

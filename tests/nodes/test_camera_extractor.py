@@ -26,16 +26,40 @@ def camera_frame(digit: np.ndarray, h: int = 480, w: int = 640) -> np.ndarray:
     return frame
 
 
+def _disc(i: int) -> np.ndarray:
+    """Frame ``i`` of a moving white disc, 320x240."""
+    frame = np.full((240, 320, 3), 40, np.uint8)
+    cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
+    return frame
+
+
 def camera_video(path, n_frames: int) -> str:
     """An MJPG video of a moving white disc, 320x240 at 30 frames/s: OpenCV's VideoCapture plays it as a camera
     (``source: camera``, ``camera_device`` the file) where no /dev/video0 exists."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
     assert writer.isOpened()
     for i in range(n_frames):
-        frame = np.full((240, 320, 3), 40, np.uint8)
-        cv2.circle(frame, (60 + i, 120), 30 + i % 40, (255, 255, 255), -1)
-        writer.write(frame)
+        writer.write(_disc(i))
     writer.release()
+    return str(path)
+
+
+def camera_bag(path, n_frames: int, topic: str = "/camera/image_raw") -> str:
+    """The same moving disc as a robot's recorded camera: a rosbag2 (MCAP) of rgb8 ``sensor_msgs/Image`` on ``topic``,
+    recorded 1/30 s apart (``source: rosbag``, ``bag`` the folder)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                    "builtin_interfaces/msg/Time"))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(topic, Image.__msgtype__, typestore=store)
+        for i in range(n_frames):
+            t = 1_700_000_000_000_000_000 + i * 1_000_000_000 // 30
+            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera"), height=240,
+                        width=320, encoding="rgb8", is_bigendian=0, step=960, data=_disc(i)[:, :, ::-1].ravel())
+            writer.write(conn, t, store.serialize_cdr(msg, Image.__msgtype__))
     return str(path)
 
 

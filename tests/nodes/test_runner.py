@@ -147,19 +147,21 @@ def test_a_model_without_a_feature_range_is_said_once_and_its_range_then_used(tm
 
 
 def test_whether_the_sensor_reads_a_camera_follows_the_order_the_node_reads_its_parameters(tmp_path):
-    """``param_files.sensor_reads_camera`` (what both launchers decide a live camera by) ranks as the node does:
+    """``param_files.sensor_is_live`` (what both launchers decide a live camera by: a camera, or a bag of one) ranks
+    as the node does:
     file's ``/**``, the file's own section (bare or namespaced), a later file, the launcher's ``/**`` values, ``-p``."""
-    from tinycl_nodes.param_files import sensor_reads_camera
+    from tinycl_nodes.param_files import sensor_is_live
 
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text("/**:\n  ros__parameters:\n    source: camera\n")
-    assert sensor_reads_camera([str(first)], "/", {}, {})
+    assert sensor_is_live([str(first)], "/", {}, {})
     first.write_text("/**:\n  ros__parameters:\n    source: camera\n/r1/sensor:\n  ros__parameters:\n"
                      "    source: mnist\n")
-    assert sensor_reads_camera([str(first)], "/", {}, {}) and not sensor_reads_camera([str(first)], "/r1", {}, {})
+    assert sensor_is_live([str(first)], "/", {}, {}) and not sensor_is_live([str(first)], "/r1", {}, {})
     second.write_text("sensor:\n  ros__parameters:\n    source: camera\n")
-    assert sensor_reads_camera([str(first), str(second)], "/r1", {}, {})
-    assert not sensor_reads_camera([str(first), str(second)], "/r1", {"source": "folder"}, {})
-    assert sensor_reads_camera([str(first)], "/r1", {"source": "folder"}, {"source": "camera"})
+    assert sensor_is_live([str(first), str(second)], "/r1", {}, {})
+    assert not sensor_is_live([str(first), str(second)], "/r1", {"source": "folder"}, {})
+    assert sensor_is_live([str(first)], "/r1", {"source": "folder"}, {"source": "camera"})
+    assert sensor_is_live([str(first)], "/r1", {}, {"source": "rosbag"})     # a recorded camera has no truth either
     (tmp_path / "bad.yaml").write_text("sensor: [unclosed\n")    # the sensor itself says what is wrong
-    assert not sensor_reads_camera([str(tmp_path / "bad.yaml"), str(tmp_path / "none.yaml")], "/", {}, {})
+    assert not sensor_is_live([str(tmp_path / "bad.yaml"), str(tmp_path / "none.yaml")], "/", {}, {})

@@ -103,7 +103,8 @@ def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, dom
         bus.shutdown()
     text = "\n".join(launch.lines)
     assert "[launch] tinyndc: exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
-    assert "the sensor reads a camera: no metrics node" in text and len(nodes) == 4, (nodes, text[-3000:])
+    assert "the sensor reads a camera or a recording of one: no metrics node" in text and len(nodes) == 4, \
+        (nodes, text[-3000:])
     assert "[metrics]" not in text and "ground truth" not in text.replace("no ground truth to score", ""), text[-3000:]
     # a robot that starts from nothing: the labeler says once what it needs
     assert sum("cannot pseudo-label" in ln for ln in launch.lines) == 1, text[-3000:]
@@ -154,6 +155,35 @@ def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, doma
     said = "\n".join(wrong.lines)
     assert f"camera '{tmp_path / 'no_such_camera'}' cannot be opened" in said, said[-2000:]
     assert "the sensor node failed (exit code 2; its error is above): stopping the graph" in said, said[-2000:]
+
+
+def test_the_camera_graph_plays_a_bag_without_ros2(tmp_path, domain):
+    """`tinycl launch camera --bag BAG`: a robot's recorded camera (a rosbag2 of 90 rgb8 frames, 1/30 s apart) is the
+    sensor, played at the pace it was recorded and taken as a camera's frames: no ground truth is waited for (the
+    extractor held each frame 1 s for one, said as an error), no metrics node waits for it to score, its frames become
+    features, the labeler asks about them, and the graph runs on when the bag ends."""
+    from tests.nodes.test_camera_extractor import camera_bag
+
+    bag = camera_bag(tmp_path / "robot_camera", 90, "/cam/image_raw")
+    launch = Launch(tmp_path, domain, "--bag", bag, "-p", "sensor.bag_topic:=/cam/image_raw",
+                    "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1", "-p", "extractor.drop_report_s:=1.0",
+                    graph="camera")
+    try:
+        launch.wait_for("the sensor node has finished (its data ended)", 90)
+        launch.wait_for("pending (I haven't learned anything yet", 30)   # a question from the bag's frames
+        time.sleep(2.0)
+        assert launch.proc.poll() is None         # runs on until stopped
+        launch.proc.send_signal(signal.SIGINT)
+        code = launch.proc.wait(timeout=40)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    text = "\n".join(launch.lines)
+    assert "[launch] camera: label_app, exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
+    assert f"rosbag {bag}: 90 messages on /cam/image_raw, played at the pace they were recorded" in text, text[-3000:]
+    received = sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
+    assert 60 <= received <= 90 and "ground truth" not in text, (received, text[-3000:])
+    assert code == 0 and "Traceback" not in text, text[-3000:]
 
 
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):

@@ -18,9 +18,10 @@ import re
 import time
 
 import numpy as np
+import pytest
 import yaml
 
-from tests.nodes.test_camera_extractor import camera_frame, camera_video
+from tests.nodes.test_camera_extractor import camera_bag, camera_frame, camera_video
 from tests.ros2.conftest import ROOT, params_file
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.fleet.broker import free_port
@@ -84,14 +85,15 @@ def test_camera_topic_outranks_the_parameter_file_and_a_deactivate_stays(ros, fp
     print(f"camera_topic: {result['sent']} best-effort frames sent, {len(got)} features")
 
 
-def test_a_parameter_file_whose_sensor_reads_a_camera_launches_a_live_camera(ros):
+@pytest.mark.parametrize("source", ["camera", "rosbag"])
+def test_a_parameter_file_whose_sensor_reads_a_camera_launches_a_live_camera(ros, source):
     """tinyndc.launch.py with a parameter file saying ``sensor: source: camera`` (OpenCV's VideoCapture; a video file
-    stands in for /dev/video0): as for ``camera_topic``, no metrics node (it used to start, to score nothing), frames
-    taken best-effort without waiting for ground truth (it used to be one warning per frame), and the graph runs on
-    when the frames end."""
-    video = camera_video(ros.tmp / "cam.avi", 90)
-    pf = params_file(ros.tmp, "tinyndc", sensor={"source": "camera", "camera_device": video, "rate_hz": 30.0},
-                     extractor={"drop_report_s": 1.0})
+    stands in for /dev/video0), or ``source: rosbag`` (a recording of a camera): as for ``camera_topic``, no metrics
+    node (it used to start, to score nothing), frames taken best-effort without waiting for ground truth (it used to be
+    one warning per frame; with a bag, one error and each frame held 1 s), and the graph runs on when the frames end."""
+    sensor = ({"source": "camera", "camera_device": camera_video(ros.tmp / "cam.avi", 90)} if source == "camera"
+              else {"source": "rosbag", "bag": camera_bag(ros.tmp / "cam_bag", 90)})
+    pf = params_file(ros.tmp, "tinyndc", sensor=sensor, extractor={"drop_report_s": 1.0})
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/oc", f"params_file:={pf}",
                        name="ros2 launch sensor camera")
     try:
