@@ -115,20 +115,15 @@ def test_a_sensor_that_reads_a_camera_is_launched_as_a_live_camera(tmp_path, dom
     assert code == 0 and "Traceback" not in text, text[-3000:]
 
 
-def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, domain):
-    """`tinycl launch camera --camera DEVICE`: without ROS 2 there is no camera driver to publish image_raw, and the
-    camera graph has no sensor of its own, so the README's `tinycl launch camera` had nothing to learn from. Now a
-    sensor node reads the camera (OpenCV; a 150-frame MJPG video stands in for /dev/video0) and publishes what the
-    graph reads: its frames become features, the labeler asks the label app about them, and the graph runs on when
-    the frames end. A device that cannot be opened ends the launch with its one line."""
-    from tests.nodes.test_camera_extractor import camera_video
-
-    video = camera_video(tmp_path / "cam.avi", 150)
-    launch = Launch(tmp_path, domain, "--camera", video, "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1",
+def _camera_graph_learns_from(tmp_path, domain, *sensor_args: str) -> tuple[str, int]:
+    """`tinycl launch camera` with a sensor of its own (``--camera …`` or ``--bag …``), until its frames have ended
+    and a question was asked; then Ctrl-C. Checks what every such run shows, returns (its log, frames the extractor
+    received)."""
+    launch = Launch(tmp_path, domain, *sensor_args, "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1",
                     "-p", "extractor.drop_report_s:=1.0", graph="camera")
     try:
         launch.wait_for("the sensor node has finished (its data ended)", 90)
-        launch.wait_for("pending (I haven't learned anything yet", 30)   # a question from the camera's frames
+        launch.wait_for("pending (I haven't learned anything yet", 30)   # a question from the sensor's frames
         time.sleep(2.0)
         assert launch.proc.poll() is None         # runs on until stopped
         launch.proc.send_signal(signal.SIGINT)
@@ -138,12 +133,24 @@ def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, doma
             launch.proc.kill()
     text = "\n".join(launch.lines)
     assert "[launch] camera: label_app, exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
+    assert code == 0 and "Traceback" not in text and "ground truth" not in text, text[-3000:]
+    return text, sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
+
+
+def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, domain):
+    """`tinycl launch camera --camera DEVICE`: without ROS 2 there is no camera driver to publish image_raw, and the
+    camera graph has no sensor of its own, so the README's `tinycl launch camera` had nothing to learn from. Now a
+    sensor node reads the camera (OpenCV; a 150-frame MJPG video stands in for /dev/video0) and publishes what the
+    graph reads: its frames become features, the labeler asks the label app about them, and the graph runs on when
+    the frames end. A device that cannot be opened ends the launch with its one line."""
+    from tests.nodes.test_camera_extractor import camera_video
+
+    video = camera_video(tmp_path / "cam.avi", 150)
+    text, received = _camera_graph_learns_from(tmp_path, domain, "--camera", video)
     # a video file plays at its own 30 frames/s, as the camera it stands for (it used to play all at once: about half
     # the best-effort frames were lost, and a third of what came dropped)
     assert f"camera '{video}' is a video file: played at its own 30 frames/s" in text, text[-3000:]
-    received = sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
-    assert 100 <= received <= 150 and "ground truth" not in text, (received, text[-3000:])
-    assert code == 0 and "Traceback" not in text, text[-3000:]
+    assert 100 <= received <= 150, (received, text[-3000:])
 
     (tmp_path / "wrong").mkdir()
     wrong = Launch(tmp_path / "wrong", domain, "--camera", str(tmp_path / "no_such_camera"), graph="camera")
@@ -165,25 +172,9 @@ def test_the_camera_graph_plays_a_bag_without_ros2(tmp_path, domain):
     from tests.nodes.test_camera_extractor import camera_bag
 
     bag = camera_bag(tmp_path / "robot_camera", 90, "/cam/image_raw")
-    launch = Launch(tmp_path, domain, "--bag", bag, "-p", "sensor.bag_topic:=/cam/image_raw",
-                    "-p", "label_app.port:=0", "-p", "label_app.host:=127.0.0.1", "-p", "extractor.drop_report_s:=1.0",
-                    graph="camera")
-    try:
-        launch.wait_for("the sensor node has finished (its data ended)", 90)
-        launch.wait_for("pending (I haven't learned anything yet", 30)   # a question from the bag's frames
-        time.sleep(2.0)
-        assert launch.proc.poll() is None         # runs on until stopped
-        launch.proc.send_signal(signal.SIGINT)
-        code = launch.proc.wait(timeout=40)
-    finally:
-        if launch.proc.poll() is None:
-            launch.proc.kill()
-    text = "\n".join(launch.lines)
-    assert "[launch] camera: label_app, exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
+    text, received = _camera_graph_learns_from(tmp_path, domain, "--bag", bag, "-p", "sensor.bag_topic:=/cam/image_raw")
     assert f"rosbag {bag}: 90 messages on /cam/image_raw, played at the pace they were recorded" in text, text[-3000:]
-    received = sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
-    assert 60 <= received <= 90 and "ground truth" not in text, (received, text[-3000:])
-    assert code == 0 and "Traceback" not in text, text[-3000:]
+    assert 60 <= received <= 90, (received, text[-3000:])
 
 
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
