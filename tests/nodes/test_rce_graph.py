@@ -312,6 +312,43 @@ def test_a_1280x720_camera_frame_is_the_requests_picture(domain, tmp_path, trans
         t.bus.shutdown()
 
 
+def test_a_frame_whose_features_come_late_is_still_the_requests_picture(domain, tmp_path):
+    """A slow backbone (a robot's CPU: 3 frames/s) sends a frame's features after 30 more 640x480 frames have come, past
+    the raw frames the labeler holds (eight, 8 MB): the question still shows that frame (kept as its picture, JPEG).
+    It used to come without one ("no picture could be kept"), measured with a 350 ms backbone under tinycl launch."""
+    from tests.nodes.test_camera_extractor import camera_frame
+    from tinycl_nodes.datasets import load_mnist
+
+    t = Probe(domain)
+    frames = t.bus.create_publisher("image", "sensor_msgs/msg/Image", "reliable")
+    X, _ = load_mnist("test")
+    shown = [camera_frame(X[k]) for k in range(31)]                       # 480x640 rgb8, 921,600 bytes each
+    try:
+        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
+                  "ask_policy:=each", "image_qos:=reliable") as labeler:
+            assert t.ready(t.features, frames), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            first = t.stamp + 1000
+            for k, rgb in enumerate(shown):
+                frames.publish(t.bus.msg("sensor_msgs/msg/Image")(
+                    header=t.header(first + k), height=480, width=640, encoding="rgb8", is_bigendian=0, step=1920,
+                    data=as_sequence(rgb, "B")))
+            t.bus.spin_once(1.0)
+            t.stamp = first - 1000
+            assert t.send(2) == first                                        # the first frame's features, last
+            assert spin_until(t.bus, lambda: t.requests, 15), labeler.lines[-10:]
+            pic = t.requests[-1].picture
+            assert (pic.width, pic.height) == (640, 480) and "no picture" not in t.requests[-1].reason, \
+                (pic.width, pic.height, t.requests[-1].reason)
+            got = np.frombuffer(bytes(pic.data), np.uint8).reshape(480, 640, 3).astype(int)
+            assert np.abs(got - shown[0]).mean() < 4, np.abs(got - shown[0]).mean()      # that frame, up to JPEG loss
+        assert "Traceback" not in "\n".join(labeler.lines)
+    finally:
+        t.bus.shutdown()
+
+
 def test_pending_requests_survive_restart_then_expire(domain, tmp_path):
     t = Probe(domain)
     common = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}", "ask_policy:=each")

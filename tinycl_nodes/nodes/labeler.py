@@ -78,6 +78,7 @@ from ..core.undo import ReplayUndo
 from ..images import camera_picture, decode_compressed, encoded
 from ..journal import pack, unpack
 from ..storage import journal_words
+from .frame_cache import Entry, FrameCache, entry_bytes
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
@@ -467,11 +468,10 @@ RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done
 START_HINT = (" (clustering starts from labelled samples: run the replay once in this namespace, its state keeps "
               "them; or learn from a person's answers with the camera graph, camera.launch.py)")
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
-RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request
+RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request (frame_cache.py)
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
 PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
 MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
-RAW_CACHE_BYTES = 8 << 20  # and at most this many bytes of them
 
 
 def kept_picture(img: np.ndarray, kind: str) -> dict[str, Any]:
@@ -521,8 +521,8 @@ class RceLabeler(Labeler):
         self.undo = ReplayUndo(self.rce, params.undo_samples)
         self._restore_answers()
         self.requests.set_names(params.class_names)
-        self._raw: OrderedDict[int, tuple[str, Any]] = OrderedDict()
-        self._raw_bytes, self._warned_raw = 0, False
+        self.frames = FrameCache(self._compact, raw_count=RAW_CACHE)
+        self._warned_raw = False
         self._awaiting: dict[int, Pending] = {}         # requests whose picture has not arrived yet
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
@@ -617,12 +617,16 @@ class RceLabeler(Labeler):
         self._remember(msg.header, "imu", msg)
 
     def _remember(self, header: Any, kind: str, msg: Any) -> None:
-        """Keep raw samples to draw a request's picture: at most ``RAW_CACHE`` of them and
-        ``RAW_CACHE_BYTES`` in all (oldest dropped); one too big to draw is not kept at all.
+        """Keep raw samples to draw a request's picture until their features come (``FrameCache``); one too big to
+        draw is not kept at all, nor one whose features came first and took no picture.
 
         A camera frame larger than any picture (a 1280x720 camera's raw frame is 2.8 MB) is reduced to its picture as it
         comes, one resize: kept raw, three would fill the cache (and none over 1 MB was kept: no picture at all)."""
-        size = _raw_bytes(kind, msg)
+        key = stamp_ns(header)
+        req = self._awaiting.pop(key, None)
+        if req is None and self.frames.is_done(key):
+            return
+        size = entry_bytes(kind, msg)
         if kind == "image" and size > MAX_PICTURE_BYTES:
             try:
                 msg = camera_picture(msg, PICTURE_SIDE)
@@ -634,21 +638,32 @@ class RceLabeler(Labeler):
             self._warn_raw_once(f"raw {kind} of {size} bytes is too big to show in a label request: not kept "
                                 f"(at most {MAX_PICTURE_BYTES} bytes)")
             return
-        key = stamp_ns(header)
-        old = self._raw.pop(key, None)
-        self._raw_bytes += size - (_raw_bytes(*old) if old else 0)
-        self._raw[key] = (kind, msg)
-        while self._raw and (len(self._raw) > RAW_CACHE or self._raw_bytes > RAW_CACHE_BYTES):
-            self._raw_bytes -= _raw_bytes(*self._raw.popitem(last=False)[1])
-        req = self._awaiting.pop(key, None)
+        self.frames.put(key, kind, msg)
         if req is not None and not req.picture:
             req.picture = self._picture(key)
             if req.picture and req.request_id in self.requests.pending:
                 self._record_picture(req)
                 self._send_request(req)                  # asked already: send it again with its picture
+        if req is not None:
+            self.frames.done(key)
+
+    def _compact(self, stamp: int, entry: Entry) -> Entry | None:
+        """A sample pushed out of the raw frames before its features came, as it is kept a while longer: a camera
+        frame as its picture, a compressed one as it came (already small); an IMU window not (plotted only if asked)."""
+        kind, raw = entry
+        if kind != "image":
+            return None
+        if hasattr(raw, "format"):
+            return entry
+        picture = self._draw(stamp, entry)
+        return ("picture", picture) if picture else None
 
     def on_features(self, msg: Any) -> None:
-        self._on_sample(msg, time.time(), "")
+        try:
+            self._on_sample(msg, time.time(), "")
+        finally:
+            if stamp_ns(msg.header) not in self._awaiting:
+                self.frames.done(stamp_ns(msg.header))   # its picture taken if it needed one: the frame is let go
 
     def _on_sample(self, msg: Any, now: float, request_id: str) -> None:
         """A sample: learned (labelled), passed on (covered) or offered to the questions at wall-clock ``now``, under
@@ -770,8 +785,14 @@ class RceLabeler(Labeler):
     def _picture(self, stamp: int) -> dict[str, Any]:
         """The sample as a person can see it: the camera image, or the IMU window plotted over time
         with axes and units; {} when the raw sample has not arrived (yet: :meth:`_remember` fills it in)."""
-        kind, raw = self._raw.get(stamp, (None, None))
+        entry = self.frames.get(stamp)
+        return self._draw(stamp, entry) if entry is not None else {}
+
+    def _draw(self, stamp: int, entry: Entry) -> dict[str, Any]:
+        kind, raw = entry
         try:
+            if kind == "picture":
+                return raw
             if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, in 640x640
                 return kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE), "jpeg")
             if kind == "imu":
@@ -977,12 +998,6 @@ class RceLabeler(Labeler):
 
     def close(self) -> None:
         self._save()
-
-
-def _raw_bytes(kind: str, msg: Any) -> int:
-    if isinstance(msg, np.ndarray):      # a camera frame reduced to its picture as it came
-        return msg.nbytes
-    return len(msg.data) * (4 if kind == "imu" else 1)     # image: uint8; imu: float32
 
 
 def main(argv: list[str] | None = None) -> int:
