@@ -5,6 +5,8 @@ Bad answers are one error line and change nothing; pending requests survive a re
 import importlib
 import json
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -261,6 +263,19 @@ def _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlea
     assert learner.proc.poll() is None and labeler.proc.poll() is None
 
 
+@contextmanager
+def _labeler_showing(t: Probe, domain: int, tmp_path, frames) -> Iterator:
+    """A TinyRCE labeler that asks about each novel sample and reads the camera's ``frames`` reliably (each counts),
+    with classes 0 and 1 learned from labels."""
+    with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
+              "ask_policy:=each", "image_qos:=reliable") as labeler:
+        assert t.ready(t.features, frames), labeler.lines[-10:]
+        time.sleep(1.0)
+        for i in range(4):
+            t.send(i % 2, label=i % 2)
+        yield labeler
+
+
 @pytest.mark.parametrize("transport", ["compressed", "raw"])
 def test_a_1280x720_camera_frame_is_the_requests_picture(domain, tmp_path, transport):
     """A 1280x720 camera on ``image/compressed`` (sensor_msgs/CompressedImage, a real JPEG made by libjpeg) or on
@@ -286,12 +301,7 @@ def test_a_1280x720_camera_frame_is_the_requests_picture(domain, tmp_path, trans
             header=t.header(ns), height=720, width=1280, encoding="bgr8", is_bigendian=0, step=1280 * 3,
             data=as_sequence(np.ascontiguousarray(frame[:, :, ::-1]), "B"))
     try:
-        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
-                  "ask_policy:=each", "image_qos:=reliable") as labeler:
-            assert t.ready(t.features, frames), labeler.lines[-10:]
-            time.sleep(1.0)
-            for i in range(4):
-                t.send(i % 2, label=i % 2)
+        with _labeler_showing(t, domain, tmp_path, frames) as labeler:
             ns = t.stamp + 1000
             frames.publish(frame_msg(ns))
             t.bus.spin_once(0.2)
@@ -324,12 +334,7 @@ def test_a_frame_whose_features_come_late_is_still_the_requests_picture(domain, 
     X, _ = load_mnist("test")
     shown = [camera_frame(X[k]) for k in range(31)]                       # 480x640 rgb8, 921,600 bytes each
     try:
-        with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
-                  "ask_policy:=each", "image_qos:=reliable") as labeler:
-            assert t.ready(t.features, frames), labeler.lines[-10:]
-            time.sleep(1.0)
-            for i in range(4):
-                t.send(i % 2, label=i % 2)
+        with _labeler_showing(t, domain, tmp_path, frames) as labeler:
             first = t.stamp + 1000
             for k, rgb in enumerate(shown):
                 frames.publish(t.bus.msg("sensor_msgs/msg/Image")(
