@@ -60,3 +60,12 @@ def test_an_entry_not_worth_keeping_compact_is_let_go():
     for k in range(5):
         cache.put(k, "imu", SimpleNamespace(data=[0.0] * 300))
     assert set(cache.raw.entries) == {3, 4} and not cache.kept.entries and cache.get(0) is None
+
+
+def test_a_driver_that_stamps_every_frame_alike_still_has_its_newest_frame_kept():
+    cache = FrameCache(drawn([]), raw_bytes=8 * FRAME)
+    for k in range(5):
+        cache.put(0, "image", frame(k))
+        cache.done(0)                     # the features of stamp 0 came (and took its picture if needed)
+    cache.put(0, "image", frame(5))
+    assert cache.get(0)[1].data[0] == 5 and cache.bytes == FRAME

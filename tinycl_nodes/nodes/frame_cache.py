@@ -61,11 +61,9 @@ class FrameCache:
     ``compact_bytes``) for those pushed out before their features came (:meth:`done`)."""
 
     def __init__(self, compact: Callable[[int, Entry], Entry | None], raw_count: int = 64, raw_bytes: int = 8 << 20,
-                 compact_count: int = 256, compact_bytes: int = 8 << 20, done_count: int = 1024) -> None:
+                 compact_count: int = 256, compact_bytes: int = 8 << 20) -> None:
         self.compact = compact
         self.raw, self.kept = _Tier(raw_count, raw_bytes), _Tier(compact_count, compact_bytes)
-        self._done: OrderedDict[int, None] = OrderedDict()
-        self.done_count = done_count
 
     def put(self, stamp: int, kind: str, payload: Any) -> None:
         for old, entry in self.raw.put(stamp, (kind, payload)):
@@ -76,15 +74,11 @@ class FrameCache:
         return self.raw.entries.get(stamp) or self.kept.entries.get(stamp)
 
     def done(self, stamp: int) -> None:
-        """The features of ``stamp`` came (and took its picture if they needed one): its sample is let go."""
+        """The features of ``stamp`` came (and took its picture if they needed one): its sample is let go. (One that
+        comes after its features is kept until pushed out: rare, and a driver that stamps every frame alike still
+        has its newest frame shown.)"""
         self.raw.pop(stamp)
         self.kept.pop(stamp)
-        self._done[stamp] = None
-        while len(self._done) > self.done_count:
-            self._done.popitem(last=False)
-
-    def is_done(self, stamp: int) -> bool:
-        return stamp in self._done
 
     @property
     def bytes(self) -> int:

@@ -618,14 +618,10 @@ class RceLabeler(Labeler):
 
     def _remember(self, header: Any, kind: str, msg: Any) -> None:
         """Keep raw samples to draw a request's picture until their features come (``FrameCache``); one too big to
-        draw is not kept at all, nor one whose features came first and took no picture.
+        draw is not kept at all.
 
         A camera frame larger than any picture (a 1280x720 camera's raw frame is 2.8 MB) is reduced to its picture as it
         comes, one resize: kept raw, three would fill the cache (and none over 1 MB was kept: no picture at all)."""
-        key = stamp_ns(header)
-        req = self._awaiting.pop(key, None)
-        if req is None and self.frames.is_done(key):
-            return
         size = entry_bytes(kind, msg)
         if kind == "image" and size > MAX_PICTURE_BYTES:
             try:
@@ -638,7 +634,9 @@ class RceLabeler(Labeler):
             self._warn_raw_once(f"raw {kind} of {size} bytes is too big to show in a label request: not kept "
                                 f"(at most {MAX_PICTURE_BYTES} bytes)")
             return
+        key = stamp_ns(header)
         self.frames.put(key, kind, msg)
+        req = self._awaiting.pop(key, None)
         if req is not None and not req.picture:
             req.picture = self._picture(key)
             if req.picture and req.request_id in self.requests.pending:
