@@ -223,14 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
-    la.add_argument("--camera", metavar="DEVICE", default=None,
-                    help="this machine's camera is the sensor (OpenCV: an index such as 0, a device path, a network "
-                         "camera's URL): a sensor node reads it, also in the camera graph, which has no sensor of "
-                         "its own (without ROS 2 there is no camera driver to publish image_raw)")
-    la.add_argument("--bag", metavar="BAG", default=None,
-                    help="a rosbag2 (folder or .mcap) of camera frames is the sensor, played at the pace it was "
-                         "recorded, as --camera does a camera (its topic: -p sensor.bag_topic:=…, default "
-                         "/camera/image_raw)")
+    own_sensor = la.add_mutually_exclusive_group()
+    own_sensor.add_argument("--camera", metavar="DEVICE", default=None,
+                            help="this machine's camera is the sensor (OpenCV: an index such as 0, a device path, a "
+                                 "network camera's URL): a sensor node reads it, also in the camera graph, which has "
+                                 "no sensor of its own (without ROS 2 there is no camera driver to publish image_raw)")
+    own_sensor.add_argument("--bag", metavar="BAG", default=None,
+                            help="a rosbag2 (folder or .mcap) of camera frames is the sensor, played at the pace it "
+                                 "was recorded, as --camera does a camera (its topic: -p sensor.bag_topic:=…, "
+                                 "default /camera/image_raw)")
     la.set_defaults(func=_launch)
 
     d = sub.add_parser("demo", help="the TinyNDC graph on MNIST, scored against the in-process run")

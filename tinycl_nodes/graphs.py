@@ -43,7 +43,7 @@ REPLAY_ONLY = frozenset({"sensor", FINISHER})
 LIVE_SOURCES = frozenset({"camera", "rosbag"})
 
 #: what every node takes when the frames come live from a camera (a driver's topic as a launch's ``camera_topic``, or
-#: the sensor's own ``source: camera``): the camera's QoS (best effort), and no ground truth to wait for; nor is the
+#: the sensor's own ``LIVE_SOURCES``): the camera's QoS (best effort), and no ground truth to wait for; nor is the
 #: metrics node started (``FINISHER``: nothing to score), and the graph runs until stopped
 LIVE_CAMERA_PARAMS = {"image_qos": "sensor_data", "expect_ground_truth": False}
 

@@ -267,8 +267,8 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str],
         g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera, bag=bag)
         print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
         if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
-            print(f"[launch] the sensor reads a camera or a recording of one: no {FINISHER} node (no ground truth to score); the graph runs "
-                  "until stopped", file=sys.stderr)
+            print(f"[launch] the sensor reads a camera or a recording of one: no {FINISHER} node (no ground truth to "
+                  "score); the graph runs until stopped", file=sys.stderr)
         policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
         watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr))
     except KeyboardInterrupt:

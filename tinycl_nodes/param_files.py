@@ -22,8 +22,8 @@ def node_sections(doc: dict[str, Any], node_name: str, namespace: str) -> list[t
 def sensor_is_live(files: list[str], namespace: str, shared: dict[str, Any], own: dict[str, Any]) -> bool:
     """Whether the sensor, started with these parameter files, then the ``/**`` values ``shared`` a launcher adds, then
     its own ``-p`` values ``own``, reads a camera or a recording of one (``graphs.LIVE_SOURCES``): launchers then start
-    the graph as for a camera driver (``graphs.LIVE_CAMERA_PARAMS``). A file that cannot be read counts as saying nothing: the sensor
-    itself says what is wrong with it when it starts."""
+    the graph as for a camera driver (``graphs.LIVE_CAMERA_PARAMS``). A file that cannot be read counts as saying
+    nothing: the sensor itself says what is wrong with it when it starts."""
     source: Any = None
     for path in files:
         try:

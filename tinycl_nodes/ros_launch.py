@@ -9,11 +9,11 @@ exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a
 kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
 camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image``
 is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A
-sensor whose parameter file says ``source: camera`` (or ``rosbag``: a recording of one) is live too: it starts, the metrics node does not, and the nodes
-take its frames as a driver's (``graphs.LIVE_CAMERA_PARAMS``). A replay ends the launch by itself: the metrics
-node exits once the last prediction is scored (after logging the final scores), and so does the launch. The
-extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``). ``log_level`` is the level
-of the tinycl nodes' own loggers; rcl's and rmw's stay at their default.
+sensor whose parameter file says ``source: camera`` (or ``rosbag``: a recording of one) is live too: it starts, the
+metrics node does not, and the nodes take its frames as a driver's (``graphs.LIVE_CAMERA_PARAMS``). A replay ends the
+launch by itself: the metrics node exits once the last prediction is scored (after logging the final scores), and so
+does the launch. The extractor and the learner are lifecycle nodes that bring themselves up, once (``_node``).
+``log_level`` is the level of the tinycl nodes' own loggers; rcl's and rmw's stay at their default.
 
 Needs ROS 2 (launch, launch_ros); imported only by launch files.
 """
