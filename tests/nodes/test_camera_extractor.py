@@ -44,23 +44,31 @@ def camera_video(path, n_frames: int) -> str:
     return str(path)
 
 
-def camera_bag(path, n_frames: int, topic: str = "/camera/image_raw") -> str:
-    """The same moving disc as a robot's recorded camera: a rosbag2 (MCAP) of rgb8 ``sensor_msgs/Image`` on ``topic``,
-    recorded 1/30 s apart (``source: rosbag``, ``bag`` the folder)."""
+def image_bag(path, images, plugin: str = "mcap", period_ns: int = 10_000_000,
+              topic: str = "/camera/image_raw") -> str:
+    """A rosbag2 (written with rosbags; ``plugin`` mcap or sqlite3) of ``sensor_msgs/Image`` on ``topic``: mono8 for
+    (H, W) images, rgb8 for (H, W, 3), recorded ``period_ns`` apart (``source: rosbag``, ``bag`` the folder)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     Image, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
                                                     "builtin_interfaces/msg/Time"))
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Writer(path, version=9, storage_plugin=StoragePlugin[plugin.upper()]) as writer:
         conn = writer.add_connection(topic, Image.__msgtype__, typestore=store)
-        for i in range(n_frames):
-            t = 1_700_000_000_000_000_000 + i * 1_000_000_000 // 30
-            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera"), height=240,
-                        width=320, encoding="rgb8", is_bigendian=0, step=960, data=_disc(i)[:, :, ::-1].ravel())
+        for i, img in enumerate(images):
+            t = 1_700_000_000_000_000_000 + i * period_ns
+            h, w = img.shape[:2]
+            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="camera"), height=h,
+                        width=w, encoding="mono8" if img.ndim == 2 else "rgb8", is_bigendian=0, step=img[0].size,
+                        data=np.ascontiguousarray(img, np.uint8).ravel())
             writer.write(conn, t, store.serialize_cdr(msg, Image.__msgtype__))
     return str(path)
+
+
+def camera_bag(path, n_frames: int, topic: str = "/camera/image_raw") -> str:
+    """The same moving disc as a robot's recorded camera: rgb8 frames recorded 1/30 s apart."""
+    return image_bag(path, (_disc(i)[:, :, ::-1] for i in range(n_frames)), period_ns=33_333_333, topic=topic)
 
 
 def image_msg(bus, rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", pad: int = 64):

@@ -4,33 +4,17 @@ import time
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-
 from tests.nodes.conftest import node, spin_until
+from tests.nodes.test_camera_extractor import image_bag
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 
 
-def _write_bag(path, images, plugin, period_ns=10_000_000):
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    Image, Header, Time = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
-                                                    "builtin_interfaces/msg/Time"))
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
-        conn = writer.add_connection("/camera/image_raw", Image.__msgtype__, typestore=store)
-        for i, img in enumerate(images):
-            t = 1_700_000_000_000_000_000 + i * period_ns
-            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"),
-                        height=28, width=28, encoding="mono8", is_bigendian=0, step=28,
-                        data=np.ascontiguousarray(img, np.uint8).ravel())
-            writer.write(conn, t, store.serialize_cdr(msg, Image.__msgtype__))
-
-
-@pytest.mark.parametrize("plugin", [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
+@pytest.mark.parametrize("plugin", ["mcap", "sqlite3"])
 def test_sensor_replays_a_rosbag(tmp_path, domain, plugin):
     X, _ = load_mnist("test")
-    bag = tmp_path / f"bag_{plugin.name.lower()}"
-    _write_bag(bag, X[:12], plugin)
+    bag = tmp_path / f"bag_{plugin}"
+    image_bag(bag, X[:12], plugin)
     bus = create_bus("bag_reader", backend="dds", dds_config="loopback", domain=domain)
     got = []
     bus.create_subscription("image", "sensor_msgs/msg/Image", got.append, "reliable")
@@ -59,7 +43,7 @@ def test_a_bag_plays_at_the_pace_it_was_recorded_unless_rate_hz_says_otherwise(t
     extractor); like ros2 bag play, the sensor keeps the recorded gaps: 20 frames 50 ms apart take 0.95 s."""
     X, _ = load_mnist("test")
     bag = tmp_path / "bag"
-    _write_bag(bag, X[:20], StoragePlugin.MCAP, period_ns=50_000_000)
+    image_bag(bag, X[:20], period_ns=50_000_000)
     bus = create_bus("bag_reader", backend="dds", dds_config="loopback", domain=domain)
     arrived = []
     bus.create_subscription("image", "sensor_msgs/msg/Image", lambda _: arrived.append(time.monotonic()), "reliable")
