@@ -660,8 +660,8 @@ class RceLabeler(Labeler):
         try:
             self._on_sample(msg, time.time(), "")
         finally:
-            if stamp_ns(msg.header) not in self._awaiting:
-                self.frames.done(stamp_ns(msg.header))   # its picture taken if it needed one: the frame is let go
+            if (key := stamp_ns(msg.header)) not in self._awaiting:
+                self.frames.done(key)        # its picture taken if it needed one: the frame is not kept past the raw
 
     def _on_sample(self, msg: Any, now: float, request_id: str) -> None:
         """A sample: learned (labelled), passed on (covered) or offered to the questions at wall-clock ``now``, under
