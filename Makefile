@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# PyTorch (CPU) for training, the design's fine-tune and the tests that run them: the `train` extra, once.
+TRAIN_STAMP := $(VENV)/.installed-train
+$(TRAIN_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[train]'
+	@touch $(TRAIN_STAMP)
+
 # The main job: the TinyNDC graph (5 processes over DDS) on MNIST, scored against the in-process run.
 demo: $(STAMP)
 	TINYCL_DATA=$(DATA) $(PY) -m tinycl_nodes.cli demo --out results/demo.json
@@ -35,8 +41,7 @@ demo-rce: $(STAMP)
 # The *_trainsplit models come from `make train-frozen-split` (both committed); the Fashion recipe
 # (40 epochs) and the MNIST one (6 epochs) are chosen by experiments/recipe.py, which trains every candidate (add
 # --install to replace the committed model).
-experiment: $(STAMP)
-	$(PY) -m pip install -q -e '.[train]'
+experiment: $(TRAIN_STAMP)
 	$(PY) -m tinycl_nodes.experiments.recipe --dataset fashion_mnist --seeds 5 --data $(DATA) --out results/select_recipe_fashion_mnist.json
 	$(PY) -m tinycl_nodes.experiments.recipe --dataset mnist --seeds 5 --recipes 0,1,2,3,4,5,6,7,8,9 --combine --threads 2 --data $(DATA) --out results/select_recipe_mnist.json
 	$(PY) -m tinycl_nodes.cli experiment select --dataset mnist,fashion_mnist --seeds 5 --data $(DATA) --out results/select_mnist_fashion_mnist.json
@@ -73,7 +78,7 @@ ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
 # Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml).
-test: $(STAMP) system-deps firmware-deps browser-deps ros2-kit
+test: $(TRAIN_STAMP) system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
 	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
 	  $(PY) -m pytest -m timed --durations=10; timed=$$?; \
@@ -111,14 +116,12 @@ DATASET ?= mnist
 CLASSES ?= 0,1,2,3,4,5
 EPOCHS  ?= 6
 NAME    ?= $(notdir $(DATASET))_frozen
-train-frozen: $(STAMP)
-	$(PY) -m pip install -q -e '.[train]'
+train-frozen: $(TRAIN_STAMP)
 	$(PY) -m tinycl_nodes.training.train_frozen --data $(DATA) --dataset $(DATASET) --classes $(CLASSES) \
 	  --epochs $(EPOCHS) --name $(NAME)
 
 # The validation protocol's frozen models: trained on the backbone part of the training split only.
-train-frozen-split: $(STAMP)
-	$(PY) -m pip install -q -e '.[train]'
+train-frozen-split: $(TRAIN_STAMP)
 	$(PY) -m tinycl_nodes.training.train_frozen --dataset fashion_mnist --split train --epochs 40 --data $(DATA)
 	$(PY) -m tinycl_nodes.training.train_frozen --dataset mnist --split train --epochs 6 --data $(DATA)
 

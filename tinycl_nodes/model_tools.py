@@ -42,12 +42,29 @@ def _load(path: Path) -> Any:
 
     if not path.is_file():
         raise ModelToolError(f"model not found: {path}")
+    missing = _missing_weight_files(path)
+    if missing:
+        raise ModelToolError(f"{path}: its weights are in {', '.join(missing)}, which is not beside it (an exporter "
+                             f"writes a large model's weights to a file of their own: copy it with the model)")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises several types for a bad file
         raise ModelToolError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
     return model
+
+
+def _missing_weight_files(path: Path) -> list[str]:
+    """The external data files (``torch.onnx.export``'s ``<model>.onnx.data``) ``path`` names that are not beside it."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not ONNX at all: the full load says so
+        return []
+    files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
+    return sorted(f for f in files if not (path.parent / f).is_file())
 
 
 def _cut_tensor(model: Any, cut: str) -> str:
@@ -85,10 +102,7 @@ def cut_model(model: Any, cut: str | None) -> Any:
     from onnx import helper
 
     g = model.graph
-    inits = {i.name for i in g.initializer}
-    inputs = [i.name for i in g.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelToolError(f"the model has {len(inputs)} inputs ({', '.join(inputs)}): a backbone takes one image")
+    inputs = [_image_input(model).name]
     target = _cut_tensor(model, cut) if cut else g.output[0].name
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -104,9 +118,37 @@ def cut_model(model: Any, cut: str | None) -> Any:
     return sub
 
 
-def _input_shape(model: Any) -> tuple[int, ...]:
+def _image_input(model: Any) -> Any:
+    """The model's one input that is not a weight (a legacy export lists its weights as inputs too)."""
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise ModelToolError(f"the model has {len(inputs)} inputs ({names}): a backbone takes one image")
+    return inputs[0]
+
+
+def pin_input(model: Any, shape: tuple[int, ...]) -> list[str]:
+    """Fix the input's dynamic axes but the batch (``torch.onnx.export`` with ``dynamic_axes`` or ``dynamic_shapes``
+    on height and width) to ``shape``, the size the model card feeds: the extractor, the quantizer and the C
+    export take fixed sizes. Returns the names of the axes fixed; an axis of fixed size is left for the card check."""
+    dims = _image_input(model).type.tensor_type.shape.dim
+    if len(dims) != len(shape) + 1:
+        return []
+    pinned = []
+    for dim, size in zip(dims[1:], shape):
+        if not dim.HasField("dim_value") or dim.dim_value <= 0:
+            pinned.append(dim.dim_param or "?")
+            dim.Clear()
+            dim.dim_value = size
+    if pinned:      # the exporter's shapes of inner tensors, in terms of the dynamic axes: inferred again
+        del model.graph.value_info[:]
+    return pinned
+
+
+def _input_shape(model: Any) -> tuple[int | str, ...]:
     dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
-    return tuple(int(d.dim_value) for d in dims)
+    return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
 def _check_out(out_p: Path, overwrite: bool) -> None:
@@ -146,19 +188,24 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
         raise ModelToolError(f"--out {out_p}: expected a .onnx path")
     _check_out(out_p, overwrite)
     card_doc = load_card_file(card_file)
-    model = cut_model(_load(src_p), cut)
+    pre = ModelCard(**card_doc).preprocessing
+    if pre is None:
+        raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
+    model = _load(src_p)
+    pinned = pin_input(model, pre.input_shape())
+    model = cut_model(model, cut)
     card_doc["feature_output"] = model.graph.output[0].name
     card = ModelCard(**card_doc)
-    if card.preprocessing is None:
-        raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
     check_card(card, _input_shape(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
     card_doc |= {"source_model": src_p.name, "cut": cut, "files": [out_p.name]}
+    if pinned:
+        card_doc["input_fixed"] = {"axes": pinned, "shape": list(pre.input_shape())}
     with _staged(out_p) as staged:
         write_atomic(staged, model.SerializeToString())
         write_atomic(staged.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
         ex = _runs(staged, card.preprocessing)
     return {"model": str(out_p), "card": str(out_p.with_suffix(".json")), "input": list(ex.input_shape),
-            "n_features": ex.n_features, "hash": ex.hash}
+            "n_features": ex.n_features, "hash": ex.hash, "pinned": pinned}
 
 
 def _runs(path: Path, pre: Preprocessing) -> Any:
@@ -222,8 +269,11 @@ class _PerTensorFallback(logging.Filter):
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity."""
-    return np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    """Row-wise cosine similarity, whatever the features' scale (a fixed floor under the norms' product read 0 for a
+    model whose features are all about 1e-10, as a randomly initialised torchvision MobileNetV3's logits are)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, 1) / np.maximum(norms, np.finfo(np.float64).tiny)
 
 
 def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], calib: str | os.PathLike[str],
@@ -400,7 +450,8 @@ def _classes_cmd(args: Any) -> int:
 
 def _import_cmd(args: Any) -> int:
     r = import_model(args.model, args.out, args.card, args.cut, args.overwrite)
-    print(f"wrote {r['model']} (input {tuple(r['input'])}, {r['n_features']} features, runs in onnxruntime) "
+    fixed = f"; its dynamic axes {', '.join(r['pinned'])} fixed to the card's size" if r["pinned"] else ""
+    print(f"wrote {r['model']} (input {tuple(r['input'])}, {r['n_features']} features, runs in onnxruntime{fixed}) "
           f"and its card {r['card']}; extractor hash {r['hash'][:12]}…")
     return 0
 

@@ -67,3 +67,17 @@ def test_a_model_whose_card_names_no_dataset_needs_dataset(tmp_path, data_dir, c
     assert main(["design", "--model", str(model), "--ram", "256KiB", "--flash", "1MiB", "--data", str(data_dir),
                  "--out", str(tmp_path / "o"), *SMALL]) == 2
     assert "--dataset: m.onnx's card names no dataset" in capsys.readouterr().err
+
+
+def test_a_pruned_candidate_is_fine_tuned_by_pytorch_and_wins_back_its_accuracy(tmp_path, data_dir, capsys):
+    """TyBox's short fine-tune after pruning, run by PyTorch (``make test`` installs it): half the filters pruned
+    by L1 norm cost about 20 points on the validation stream, one epoch of fine-tuning wins most of them back."""
+    assert main(["design", "--model", "mnist_0to5_trainsplit_fp32", "--ram", "256KiB", "--flash", "1MiB",
+                 "--data", str(data_dir), "--out", str(tmp_path), "--cut", "/features/features.11/MaxPool",
+                 "--prune", "0.5", "--finetune-epochs", "0,1", "--stream", "300"]) == 0
+    scored = {r["finetune_epochs"]: r for r in card_of(tmp_path)["candidates"] if "accuracy" in r}
+    assert set(scored) == {0, 1}, scored
+    tuned, pruned = scored[1], scored[0]
+    assert tuned["finetune"]["epochs"] == 1 and tuned["finetune"]["loss_last"] < tuned["finetune"]["loss_first"] / 2
+    assert tuned["accuracy"] > pruned["accuracy"] + 5, (pruned["accuracy"], tuned["accuracy"])
+    assert card_of(tmp_path)["chosen"]["finetune_epochs"] == 1

@@ -15,6 +15,7 @@ as ``params`` MACs per mini-batch for symmetry with the SGD head's count).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -47,15 +48,12 @@ def learning_macs(spec: ElmSpec, n_classes: int, n_train: int, epochs: int, mini
     return int(epochs * n_train * per_sample + epochs * math.ceil(n_train / minibatch) * n_params(spec, n_classes))
 
 
-def train_and_test(dataset: str, in_mean, in_std, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray,
-                   yte: np.ndarray, n_classes: int, epochs: int = 30, lr: float = 3e-3,
-                   minibatch: int = 32, seed: int = 0) -> dict:
-    """Train the CNN on (Xtr, ytr) windows, test on (Xte, yte); accuracy and exact learning MACs."""
+def network(spec: ElmSpec, n_classes: int, in_mean, in_std) -> tuple[Any, list[Any]]:
+    """The CNN (PyTorch, freshly initialised): its forward function on raw windows ``(n, channels, length)`` and its
+    trainable parameters."""
     import torch
     import torch.nn as nn
 
-    torch.manual_seed(seed)
-    spec = SPECS[dataset]
     layers: list[nn.Module] = []
     c_in = spec.channels
     for c_out, k, stride in spec.convs:
@@ -66,11 +64,23 @@ def train_and_test(dataset: str, in_mean, in_std, Xtr: np.ndarray, ytr: np.ndarr
     mean = torch.tensor(np.asarray(in_mean, np.float32)).reshape(1, -1, 1)
     std = torch.tensor(np.asarray(in_std, np.float32)).reshape(1, -1, 1)
 
-    def forward(x):
+    def forward(x: "torch.Tensor") -> "torch.Tensor":
         h = body((x - mean) / std)
         return head(torch.cat([h.mean(2), h.amax(2)], 1))
 
-    params = list(body.parameters()) + list(head.parameters())
+    return forward, list(body.parameters()) + list(head.parameters())
+
+
+def train_and_test(dataset: str, in_mean, in_std, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray,
+                   yte: np.ndarray, n_classes: int, epochs: int = 30, lr: float = 3e-3,
+                   minibatch: int = 32, seed: int = 0) -> dict:
+    """Train the CNN on (Xtr, ytr) windows, test on (Xte, yte); accuracy and exact learning MACs."""
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(seed)
+    spec = SPECS[dataset]
+    forward, params = network(spec, n_classes, in_mean, in_std)
     opt = torch.optim.Adam(params, lr)
     X = torch.tensor(np.asarray(Xtr, np.float32))
     y = torch.tensor(np.asarray(ytr, np.int64))

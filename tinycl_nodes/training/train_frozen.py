@@ -205,12 +205,20 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
 
 
 def export_fp32(embed, path: Path) -> None:
-    """ONNX opset 17, input ``image`` float32 (n, 1, 28, 28) in [0, 1], output ``features`` (n, 64)."""
+    """ONNX opset 17, input ``image`` float32 (n, 1, 28, 28) in [0, 1], output ``features`` (n, 64).
+
+    The TorchScript exporter, not PyTorch 2.13's default: its node names (``/features/features.11/MaxPool``) are
+    the cut points the presets, the model cards and the C export name. Its deprecation warning is therefore not
+    the user's to act on, and is not shown."""
+    import warnings
+
     import torch
 
-    torch.onnx.export(embed, torch.zeros(1, 1, 28, 28), str(path), dynamo=False, opset_version=17,
-                      input_names=["image"], output_names=["features"],
-                      dynamic_axes={"image": {0: "n"}, "features": {0: "n"}})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        torch.onnx.export(embed, torch.zeros(1, 1, 28, 28), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["features"],
+                          dynamic_axes={"image": {0: "n"}, "features": {0: "n"}})
 
 
 def export_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
