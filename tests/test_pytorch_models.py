@@ -25,7 +25,7 @@ from tinycl_nodes.cli import main
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.extractor import FrozenExtractor
 from tinycl_nodes.model_card import Preprocessing
-from tinycl_nodes.model_tools import cosine
+from tinycl_nodes.model_tools import cosine, layers
 from tinycl_nodes.preprocess import preprocess_batch
 
 SIZE = (64, 80)                                   # height, width: not square, so a swapped axis would show
@@ -141,6 +141,28 @@ def test_a_pytorch_export_imports_and_gives_what_pytorch_computes(tmp_path, fram
     int8 = tmp_path / "backbone_int8.onnx"
     assert main(["model", "quantize", str(out), "--calib", str(calib), "--out", str(int8)]) == 0
     assert cosine(FrozenExtractor(int8).extract(frames), got).mean() > 0.98
+
+
+def test_layers_shows_where_to_cut_a_pytorch_export(tmp_path, capsys):
+    """``tinycl model layers``: the default exporter's names say little (``node_mean_1``); the table gives each
+    node's output shape at the card's size and marks the vectors per image, the pooling layer first."""
+    src = tmp_path / "classifier.onnx"
+    export(backbone(), src, "dynamo", True)
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(CARD))
+    rows = layers(src, tmp_path / "card.yaml")
+    pool = next(r for r in rows if r["node"] == pooling_node(src))
+    assert pool["vector"] and pool["shape"][1:] == (32, 1, 1), pool
+    convs = [r for r in rows if r["op"] == "Conv"]
+    assert convs[0]["shape"][1:] == (16, 32, 40) and not convs[0]["vector"]   # stride 2 at the card's 64x80
+    # the vectors per image: the squeeze-excite's pooling, the backbone's, and the classifier's
+    assert [r["shape"][1] for r in rows if r["vector"] and r["op"] in ("ReduceMean", "Gemm")] == [32, 32, 10]
+    assert main(["model", "layers", str(src), "--card", str(tmp_path / "card.yaml"), "--last", "0"]) == 0
+    table = capsys.readouterr().out
+    assert any(pool["node"] in line and "32×1×1" in line and "one vector per image" in line
+               for line in table.splitlines()), table
+    assert main(["model", "import", str(src), "--cut", "/pool/GlobalAveragePool", "--card",
+                 str(tmp_path / "card.yaml"), "--out", str(tmp_path / "b.onnx")]) == 2
+    assert "`tinycl model layers` lists them" in capsys.readouterr().err
 
 
 def test_an_export_whose_weights_file_was_left_behind_is_one_line(tmp_path, capsys):

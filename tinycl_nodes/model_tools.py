@@ -79,7 +79,8 @@ def _cut_tensor(model: Any, cut: str) -> str:
     close = get_close_matches(cut, sorted(tensors | set(nodes)), n=3)
     raise ModelToolError(f"cut point {cut!r} is neither a node nor a tensor of the model"
                          + (f" (did you mean {', '.join(map(repr, close))}?)" if close else
-                            f" ({len(nodes)} nodes, e.g. {', '.join(list(nodes)[-3:])})"))
+                            f" ({len(nodes)} nodes, e.g. {', '.join(list(nodes)[-3:])};"
+                            f" `tinycl model layers` lists them with their shapes)"))
 
 
 def with_output(payload: bytes, cut: str) -> tuple[bytes, str]:
@@ -149,6 +150,36 @@ def pin_input(model: Any, shape: tuple[int, ...]) -> list[str]:
 def _input_shape(model: Any) -> tuple[int | str, ...]:
     dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
     return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
+def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Every named node of ``src`` in graph order: its name, operator, first output and that output's shape (at the
+    card's input size when ``card_file`` is given and the model's height and width are dynamic), and whether it is
+    one vector per image (a pooling or flattening layer's output: where a backbone is usually cut)."""
+    import onnx
+
+    model = _load(Path(src))
+    if card_file is not None:
+        pre = ModelCard(**load_card_file(card_file)).preprocessing
+        if pre is not None:
+            pin_input(model, pre.input_shape())
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - shapes are a help here: without them the names still are
+        pass
+    shapes = {v.name: tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                            for d in v.type.tensor_type.shape.dim)
+              for v in [*model.graph.value_info, *model.graph.output] if v.type.tensor_type.HasField("shape")}
+    rows = []
+    for node in model.graph.node:
+        if not node.name or not node.output:
+            continue
+        shape = shapes.get(node.output[0])
+        body = [d for d in shape[1:]] if shape else []
+        vector = bool(body) and body[0] != 1 and all(d == 1 for d in body[1:])
+        rows.append({"node": node.name, "op": node.op_type, "output": node.output[0], "shape": shape,
+                     "vector": vector})
+    return rows
 
 
 def _check_out(out_p: Path, overwrite: bool) -> None:
@@ -405,7 +436,7 @@ OVERWRITE_HELP = ("replace the model at --out (heads learned on it are then refu
 
 
 def add_arguments(model_parser: Any) -> None:
-    """``tinycl model import|quantize|range|classes`` (cli.py keeps only the hook)."""
+    """``tinycl model import|layers|quantize|range|classes`` (cli.py keeps only the hook)."""
     sub = model_parser.add_subparsers(dest="model_command", required=True)
     imp = sub.add_parser("import", help="cut a classifier into a feature extractor, check it, write its card")
     imp.add_argument("model", help="the ONNX classifier (or backbone)")
@@ -415,6 +446,13 @@ def add_arguments(model_parser: Any) -> None:
     imp.add_argument("--out", required=True, help="the .onnx to write; its card goes beside it (.json)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.set_defaults(func=_import_cmd)
+    lay = sub.add_parser("layers", help="the model's nodes with their output shapes, to choose --cut: the vectors "
+                                        "per image (pooling, flattening) are where a backbone is usually cut")
+    lay.add_argument("model", help="the ONNX classifier")
+    lay.add_argument("--card", default=None, help="its model card: shapes at the card's size when the model's "
+                                                  "height and width are dynamic")
+    lay.add_argument("--last", type=int, default=25, help="show the last N nodes (default 25; 0: all)")
+    lay.set_defaults(func=_layers_cmd)
     q = sub.add_parser("quantize", help="int8 (static, per-channel QDQ) calibrated on a folder of images")
     q.add_argument("model", help="an fp32 .onnx with its card (e.g. from tinycl model import)")
     q.add_argument("--calib", required=True, help="folder of .png/.jpg images (any depth)")
@@ -445,6 +483,25 @@ def _classes_cmd(args: Any) -> int:
     from .model_prior import write_from_card
 
     print(write_from_card(args.model, args.data)[1])
+    return 0
+
+
+def _layers_cmd(args: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.last < 0:
+        raise ModelToolError(f"--last {args.last}: expected 0 (all) or more")
+    rows = layers(args.model, args.card)
+    shown = rows[-args.last:] if args.last else rows
+    table = Table(title=f"{Path(args.model).name}: {len(rows)} nodes" + (f", the last {len(shown)}"
+                                                                          if len(shown) < len(rows) else ""))
+    for col in ("node (--cut)", "operator", "output shape", ""):
+        table.add_column(col)
+    for r in shown:
+        shape = "×".join(map(str, r["shape"])) if r["shape"] else "?"
+        table.add_row(r["node"], r["op"], shape, "one vector per image" if r["vector"] else "")
+    Console(width=160).print(table)
     return 0
 
 
