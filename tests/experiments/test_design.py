@@ -81,3 +81,21 @@ def test_a_pruned_candidate_is_fine_tuned_by_pytorch_and_wins_back_its_accuracy(
     assert tuned["finetune"]["epochs"] == 1 and tuned["finetune"]["loss_last"] < tuned["finetune"]["loss_first"] / 2
     assert tuned["accuracy"] > pruned["accuracy"] + 5, (pruned["accuracy"], tuned["accuracy"])
     assert card_of(tmp_path)["chosen"]["finetune_epochs"] == 1
+
+
+def test_a_model_the_design_cannot_take_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """A user's own backbone (a MobileNet-style PyTorch export) and an int8 model: one line saying what the design
+    takes. (Until 2026-12-04 the first printed an empty table and "no candidate fits the budget", the second failed
+    deep in a split with "QuantizeLinear above the cut is not supported".)"""
+    from tests.test_pytorch_models import backbone, export
+
+    mobile = tmp_path / "mobile.onnx"
+    export(backbone(), mobile, "torchscript", False)
+    for model, problem in ((str(mobile), "this one has operators Add, GlobalAveragePool, HardSigmoid, HardSwish, "
+                                         "Mul, ReduceMean; input 3x64x80; no max-pool block end to cut at"),
+                           ("mnist_0to5_int8", "an int8 model; give its fp32 model")):
+        assert main(["design", "--model", model, "--ram", "256KiB", "--flash", "1MiB", "--dataset", "mnist",
+                     "--out", str(tmp_path / "out"), *SMALL]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

@@ -89,6 +89,39 @@ def protocol_dataset(model: Path, given: str | None) -> tuple[str, str | None]:
     return dataset, None
 
 
+#: what a design reads, prunes, fine-tunes and generates C for: the frozen model as ``make train-frozen`` writes it
+DESIGN_OPS = frozenset({"Conv", "Relu", "MaxPool", "Flatten", "Gemm", "BatchNormalization"})
+DESIGN_INPUT = (1, 28, 28)
+
+
+def check_designable(model: Path) -> None:
+    """InputError, in one line, for a model the design cannot take: its pruning, fine-tune and C generator know the
+    layers ``make train-frozen`` writes (3x3 convolution, ReLU and 2x2 max-pool blocks, then a linear embedding) on
+    the protocol's 28x28 grey images. Without this, another model (a user's MobileNet) scored no candidate and was
+    reported as "no candidate fits the budget"."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(model)).graph
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
+        raise InputError(f"--model: {model} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    dims = tuple(d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:])
+    ops = {n.op_type for n in graph.node}
+    if "QuantizeLinear" in ops:
+        raise InputError(f"--model {model.name}: an int8 model; give its fp32 model (the design quantizes the "
+                         f"frozen part of each candidate itself)")
+    problems = sorted(ops - DESIGN_OPS)
+    what = [f"operators {', '.join(problems)}"] if problems else []
+    if dims != DESIGN_INPUT:
+        what.append(f"input {'x'.join(map(str, dims))}")
+    if not any(n.op_type == "MaxPool" for n in graph.node):
+        what.append("no max-pool block end to cut at")
+    if what:
+        raise InputError(f"--model {model.name}: tinycl design takes a model as `make train-frozen` writes it "
+                         f"(1x28x28 grey input; 3x3 convolution, ReLU and 2x2 max-pool blocks, then Flatten, Gemm, "
+                         f"BatchNormalization); this one has {'; '.join(what)}")
+
+
 def prune_model(path: Path, ratio: float, cut: str, out: Path) -> Path:
     """Remove ``ratio`` of the filters (smallest L1 norm) of every conv below the cut that feeds another conv below it."""
     import onnx
@@ -282,6 +315,7 @@ def main(args) -> int:
     model = model_path(args.model) if not Path(args.model).exists() else Path(args.model)
     if not model.is_file():
         raise InputError(f"--model: {model} not found")
+    check_designable(model)
     args.dataset, note = protocol_dataset(model, args.dataset)
     if note:
         console.log(f"[yellow]note: {note}[/]")
