@@ -13,7 +13,7 @@ from tinycl_nodes.core.names import check_class_name
 from tinycl_nodes.core.ncm import StreamingNCM
 from tinycl_nodes.core.rce import TinyRCE
 from tinycl_nodes.core.slda import StreamingLDA
-from tinycl_nodes.core.undo import ReplayUndo
+from tinycl_nodes.core.undo import PassedOn, ReplayUndo
 
 F = 4
 
@@ -208,3 +208,37 @@ def test_one_class_name_rule(name, ok):
             check_class_name(name)
     else:
         assert check_class_name(name) == ok
+
+
+def test_a_withdrawn_answer_takes_back_what_its_prototypes_labelled():
+    """Samples the RCE labelled by an answer's prototype are re-decided after the correction: those of the old class
+    that the corrected RCE leaves unknown or labels otherwise come back as revisions; the others stay."""
+    rce = TinyRCE(F, r_max=1.0)
+    undo = ReplayUndo(rce, max_samples=30)
+    undo.learn(v(0), 0)                          # class 0 from a label
+    undo.learn(v(5), 1, "answer")                # class 1 from a person's answer
+    passed = PassedOn(F, max_samples=4)
+
+    def decide(x):
+        d = rce.decide_valid(x)
+        return (None, 0.0) if d.wants_label else (int(d.label), 1.0 - d.novelty)
+
+    for x in (v(0.2), v(5.2), v(4.9), v(0.1)):
+        label, conf = decide(x)
+        passed.add(x, int(x[0] * 10), label, conf)
+    assert [e[2] for e in passed.log] == [0, 1, 1, 0]
+    undo.relabel("answer", None)                              # withdrawn: the class-1 prototype is gone
+    revised = passed.revise(1, decide)
+    assert [(r.stamp_ns, r.label, r.new_label) for r in revised] == [(52, 1, None), (49, 1, None)]
+    assert all(r.confidence > 0.5 for r in revised)           # as they were passed on
+    assert [e[2] for e in passed.log] == [0, 0]                # what the answer labelled is no longer kept
+    assert passed.revise(0, decide) == []                      # class 0's came from a label: unchanged
+
+    restored = PassedOn(F, max_samples=4)
+    restored.load_state_dict(passed.state_dict())
+    assert [(e[1], e[2]) for e in restored.log] == [(2, 0), (1, 0)]
+    for i in range(6):
+        passed.add(v(i), i, 0, 1.0)
+    assert len(passed.log) == 4 and passed.log[0][1] == 2      # the oldest go first
+    with pytest.raises(StateError):
+        restored.load_state_dict({**passed.state_dict(), "arrays": {"X": np.zeros((1, F), np.float32)}})

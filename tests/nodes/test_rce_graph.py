@@ -206,6 +206,45 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
         t.bus.shutdown()
 
 
+def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(domain, tmp_path):
+    """After a person's answer the RCE labels alike samples itself (covered: pseudo-labels, learned downstream). When
+    the answer is withdrawn, those go too: the labeler re-decides what it passed on lately and tells the learner to
+    take back each that is now unknown, so its head loses the class. (Until 2026-12-04 only the answered samples were
+    taken back: the learner kept "jumping" from the four pseudo-labels and still predicted it.)"""
+    t = Probe(domain)
+    corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
+    renames = t.bus.create_publisher("rename_class", "LabelAnswer", "reliable")
+    unlearned, heads = [], []
+    t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
+    t.bus.create_subscription("head", "Head", heads.append, "latched")
+    names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}", "min_group:=3",
+                     "class_names:={0: walking, 1: seated}", "dedupe_distance:=3.0") as labeler:
+            req = _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names)
+            covered = [t.send(2) for _ in range(4)]            # labelled by the answer's prototypes
+            assert spin_until(t.bus, lambda: all(k in t.preds for k in covered), 10), learner.lines[-10:]
+            pseudo = [m for m in t.labeled if t.key(m.features.header) in covered]
+            assert [(m.source, m.label) for m in pseudo] == [(0, 2)] * 4, pseudo       # PSEUDO
+            assert spin_until(t.bus, lambda: t.preds[covered[-1]].class_name == "jumping", 5)
+            corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
+                                                         class_id=-2, new_class_name="", answered_by="test"))
+            assert spin_until(t.bus, lambda: len(unlearned) == 7, 10), (len(unlearned), labeler.lines[-5:])
+            back = [m for m in unlearned if m.source == m.PSEUDO]
+            assert sorted(t.key(m.features.header) for m in back) == covered and {m.label for m in back} == {2}
+            assert "3 sample(s) taken back from class 2, and 4 pseudo-label(s) it had given" in \
+                labeler.wait_for_line("taken back from class 2", 10)
+            assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+            again = t.send(2)
+            assert spin_until(t.bus, lambda: again in t.preds, 10)
+            assert t.preds[again].class_name in ("walking", "seated")
+        assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
+    finally:
+        t.bus.shutdown()
+
+
 def _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names):
     """Known classes 0, 1 from labels; three alike novel samples asked once, answered "jumping"."""
     assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]

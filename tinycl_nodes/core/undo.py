@@ -7,12 +7,15 @@ back is to replay: restore the head as it was before the oldest sample still kep
 kept samples again, without (or relabelled) those of the withdrawn answer. The log keeps the last
 ``max_samples`` samples; a correction of something older is refused (one line). The base and the
 log are state (:meth:`state_dict`), so an answer stays changeable across a restart of its node.
+
+What the robot labelled *by* an answer goes too: :class:`PassedOn` keeps the pseudo-labels a labeler passed on
+lately, and after a correction each that the corrected model now labels otherwise is taken back.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -112,3 +115,68 @@ class ReplayUndo:
     def _replace(self, head: Any) -> None:
         """Make ``self.head`` (the object others hold) equal to ``head``."""
         self.head.load_state_dict(head.state_dict())
+
+
+class Revision(NamedTuple):
+    """A pseudo-label passed on that a correction changed: ``label`` at ``confidence`` is to be taken back, and
+    ``new_label`` (None: none) passed on at ``new_confidence`` instead."""
+    x: np.ndarray
+    stamp_ns: int
+    label: int
+    confidence: float
+    new_label: int | None
+    new_confidence: float
+
+
+PASSED_KIND, PASSED_VERSION = "PassedOn", 1
+
+
+class PassedOn:
+    """The last ``max_samples`` pseudo-labels a labeler passed on (features, stamp, label, confidence).
+
+    Why: TinyRCE labels a sample that falls inside a prototype, and a person's answer makes prototypes. When the
+    answer is withdrawn or changed, the samples its prototypes labelled were learned downstream under the wrong
+    class; :meth:`revise` re-decides those of the old class with the corrected model and returns the ones it now
+    labels otherwise (or not at all), which the labeler takes back from the learner."""
+
+    def __init__(self, n_features: int, max_samples: int = 1000) -> None:
+        if max_samples < 1:
+            raise InputError(f"max_samples must be >= 1, got {max_samples}")
+        self.n_features, self.max_samples = int(n_features), int(max_samples)
+        self.log: list[tuple[np.ndarray, int, int, float]] = []
+
+    def add(self, x: np.ndarray, stamp_ns: int, label: int, confidence: float) -> None:
+        self.log.append((np.asarray(x, np.float32).copy(), int(stamp_ns), int(label), float(confidence)))
+        if len(self.log) > self.max_samples:
+            del self.log[0]
+
+    def revise(self, label: int, decide: Callable[[np.ndarray], tuple[int | None, float]]) -> list[Revision]:
+        """Re-decide the samples passed on as ``label`` (``decide``: the corrected model's label, None for none, and
+        its confidence); those it labels otherwise are returned, relabelled here or dropped."""
+        changed, kept = [], []
+        for x, ns, y, conf in self.log:
+            if y == label:
+                new, new_conf = decide(x)
+                if new != y:
+                    changed.append(Revision(x, ns, y, conf, new, float(new_conf)))
+                    if new is None:
+                        continue
+                    y, conf = int(new), float(new_conf)
+            kept.append((x, ns, y, conf))
+        self.log = kept
+        return changed
+
+    def state_dict(self) -> dict[str, Any]:
+        X = np.stack([x for x, *_ in self.log]) if self.log else np.zeros((0, self.n_features), np.float32)
+        arrays = {"X": X, "stamp_ns": np.asarray([e[1] for e in self.log], np.int64),
+                  "label": np.asarray([e[2] for e in self.log], np.int64),
+                  "confidence": np.asarray([e[3] for e in self.log], np.float32)}
+        return st.make_state(PASSED_KIND, PASSED_VERSION, {"max_samples": self.max_samples}, arrays)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """StateError (one line) for a malformed log; nothing changes then."""
+        st.check_state(state, PASSED_KIND, PASSED_VERSION, ("X", "stamp_ns", "label", "confidence"))
+        n = int(np.asarray(state["arrays"]["label"]).shape[0])
+        X = st.expect_shape(state, "X", (n, self.n_features)).astype(np.float32)
+        ns, y, conf = (st.expect_shape(state, k, (n,)) for k in ("stamp_ns", "label", "confidence"))
+        self.log = [(x, int(a), int(b), float(c)) for x, a, b, c in zip(X, ns, y, conf)][-self.max_samples:]

@@ -74,7 +74,7 @@ from ..core.prior_worth import worth_words
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
 from ..core.asking import AskPolicy
-from ..core.undo import ReplayUndo
+from ..core.undo import PassedOn, ReplayUndo
 from ..images import camera_picture, decode_compressed, encoded
 from ..journal import pack, unpack
 from ..storage import journal_words
@@ -515,10 +515,12 @@ class RceLabeler(Labeler):
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict(),
                                                           "undo": self.undo.state_dict(),
-                                                          "answers": self._answers_state()}, journal=True)
+                                                          "answers": self._answers_state(),
+                                                          "passed_on": self.passed.state_dict()}, journal=True)
         self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
+        self.passed = PassedOn(self.n_features, params.undo_samples)   # what a changed answer's prototypes labelled
         self._restore_answers()
         self.requests.set_names(params.class_names)
         self.frames = FrameCache(self._compact, raw_count=RAW_CACHE)
@@ -558,7 +560,7 @@ class RceLabeler(Labeler):
         def apply(saved: dict[str, dict[str, Any]]) -> None:
             self._check_preset(saved)
             self.rce.load_state_dict(saved["rce"])
-            self._saved_undo = {k: saved[k] for k in ("undo", "answers") if k in saved}
+            self._saved_undo = {k: saved[k] for k in ("undo", "answers", "passed_on") if k in saved}
             if "requests" in saved:
                 try:
                     self.requests.load_state_dict(saved["requests"], self.n_features)
@@ -599,6 +601,12 @@ class RceLabeler(Labeler):
                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return
         self._answers = answers
+        if "passed_on" in saved:       # a state from before it has none: what it passed on is not taken back
+            try:
+                self.passed.load_state_dict(saved["passed_on"])
+            except TinyclError as exc:
+                self.log.error("pseudo-labels from before the restart will not be taken back with a changed answer "
+                               "(%s)", str(exc).splitlines()[0])
         self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
                       len(answers), len(self.undo.log))
 
@@ -678,7 +686,9 @@ class RceLabeler(Labeler):
             return
         dec = self.rce.decide_valid(x)
         if not dec.wants_label:        # covered: passed on, nothing learned here (no checkpoint is due for it)
-            self._publish(msg, int(dec.label), float(max(0.0, 1.0 - dec.novelty)), self.LabeledFeatures.PSEUDO)
+            label, confidence = self._covered(dec)
+            self.passed.add(x, stamp_ns(msg.header), label, confidence)   # a changed answer may take it back
+            self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
         request_id = request_id or str(uuid.uuid4())
         self._record_sample(msg, now, request_id)
@@ -887,9 +897,21 @@ class RceLabeler(Labeler):
                       f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
                       len(req.samples))
 
+    @staticmethod
+    def _covered(dec: Any) -> tuple[int, float]:
+        """The pseudo-label and confidence of a sample the RCE covers."""
+        return int(dec.label), float(max(0.0, 1.0 - dec.novelty))
+
+    def _decision(self, x: np.ndarray) -> tuple[int | None, float]:
+        """What the RCE labels ``x`` now: a covered sample's pseudo-label, or None (it would be asked about)."""
+        dec = self.rce.decide_valid(x)
+        return (None, 0.0) if dec.wants_label else self._covered(dec)
+
     def on_correction(self, msg: Any) -> None:
         """A person changed (class id / new name) or withdrew (NO_CLASS) an answer: the RCE replays
-        without it, the learner is told to unlearn the samples (``unlearn``) and learns the new class."""
+        without it, the learner is told to unlearn the samples (``unlearn``) and learns the new class; the
+        pseudo-labels passed on lately as the old class that the corrected RCE labels otherwise are taken back too
+        (and passed on with their new label): what the answer's prototypes labelled."""
         rid = str(msg.request_id).strip()
         done = self._answers.get(rid)
         if done is None:
@@ -929,6 +951,16 @@ class RceLabeler(Labeler):
                 self.pub.publish(self.LabeledFeatures(
                     header=self._header(), features=self._features_of(x, ns), label=new_id, confidence=1.0,
                     source=self.LabeledFeatures.HUMAN, label_name=new_name))
+        revised = self.passed.revise(old_id, self._decision)
+        for r in revised:
+            features = self._features_of(r.x, r.stamp_ns)
+            self.unlearn_pub.publish(self.LabeledFeatures(
+                header=self._header(), features=features, label=r.label, confidence=r.confidence,
+                source=self.LabeledFeatures.PSEUDO, label_name=done["class_name"]))
+            if r.new_label is not None:
+                self.pub.publish(self.LabeledFeatures(
+                    header=self._header(), features=features, label=r.new_label, confidence=r.new_confidence,
+                    source=self.LabeledFeatures.PSEUDO, label_name=self._name_of(r.new_label)))
         self.requests.policy.forget_answer(done["gid"], new_id)
         if new_id is None:
             del self._answers[rid]
@@ -938,9 +970,9 @@ class RceLabeler(Labeler):
             done["class_id"], done["class_name"] = new_id, new_name
             self._status(rid, "learned", new_id, new_name)
         self._save()
-        self.log.info("answer to %s %s: %d sample(s) taken back from class %d", rid,
-                      "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
-                      len(done["samples"]), old_id)
+        self.log.info("answer to %s %s: %d sample(s) taken back from class %d, and %d pseudo-label(s) it had given",
+                      rid, "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
+                      len(done["samples"]), old_id, len(revised))
 
     def on_rename(self, msg: Any) -> None:
         """A person renames a class (``rename_class``: a LabelAnswer with the rename's own request id, the class

@@ -289,10 +289,15 @@ class Learner(Node):
         self.heads.check()
 
     def on_unlearn(self, msg: Any) -> None:
-        """Take a sample back (``unlearn``: the labeler after a person changed an answer)."""
+        """Take a sample back (``unlearn``: the labeler after a person changed an answer). A pseudo-label is taken back
+        only if it was learned: its confidence, as it came, passed ``min_confidence``."""
+        label = check_label(int(msg.label))
+        if not self._learns(msg):
+            self.log.debug("a pseudo-label of class %d at confidence %.3f to take back: never learned", label,
+                           float(msg.confidence))
+            return
         x = features_of(msg.features, self.n_features, self.hash) if self.latents is None else \
             self.latents.latent_of(msg.features)
-        label = check_label(int(msg.label))
         self.state.record(pack(b"unlearn", np.asarray(x, "<f4").tobytes(), str(label).encode()))
         self._unlearn(x, label)
         self.log.info("one sample of class %d taken back (a changed answer)", label)
