@@ -154,7 +154,8 @@ class LabelerParams(JournaledStateParams, ModelPriorParams):
     max_joined: int = Field(31, ge=0, le=1000, description="samples kept per question besides the one shown "
                                                            "(learned with the answer)")
     undo_samples: int = Field(1000, ge=1, le=100000, description="samples learned lately that a changed or "
-                                                                 "withdrawn answer can still be taken out of")
+                                                                 "withdrawn answer can still be taken out of; as "
+                                                                 "many pseudo-labels of the classes answers taught")
     picture_size: tuple[int, int] = Field((320, 200), description="width, height of the plot of an IMU window "
                                                                   "(time series with axes and units) in pixels")
     image_qos: ImageQos = "sensor_data"
@@ -687,7 +688,8 @@ class RceLabeler(Labeler):
         dec = self.rce.decide_valid(x)
         if not dec.wants_label:        # covered: passed on, nothing learned here (no checkpoint is due for it)
             label, confidence = self._covered(dec)
-            self.passed.add(x, stamp_ns(msg.header), label, confidence)   # a changed answer may take it back
+            if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
+                self.passed.add(x, stamp_ns(msg.header), label, confidence)
             self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
         request_id = request_id or str(uuid.uuid4())
