@@ -180,27 +180,22 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
     subtracts exactly): its head loses the class and it predicts a known class again. A class
     renamed by a person (rename_class) is predicted under its new name."""
     t = Probe(domain)
-    corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
-    renames = t.bus.create_publisher("rename_class", "LabelAnswer", "reliable")
-    unlearned, heads = [], []
-    t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
-    t.bus.create_subscription("head", "Head", heads.append, "latched")
-    names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
+    c = Corrector(t)
     common = (f"model:={MODEL}", "preset:=rce")
     labeler_params = (*common, f"state_dir:={tmp_path / 'r'}", "class_names:={0: walking, 1: seated}",
                       "min_group:=3", "dedupe_distance:=3.0")
     try:
         with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner:
             with node("labeler", domain, *labeler_params) as labeler:
-                req = _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names)
+                req = _ask_and_answer_a_group(t, c, labeler, learner)
                 labeler.proc.kill()                                   # kill -9 after the answer was learned
                 labeler.proc.wait(10)
             with node("labeler", domain, *labeler_params) as labeler:
                 assert "1 answer(s) from before the restart can still be changed" in \
                     labeler.wait_for_line("from before the restart", 20)
-                assert t.ready(corrections), labeler.lines[-10:]
+                assert t.ready(c.corrections), labeler.lines[-10:]
                 time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
-                _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlearned, heads, req)
+                _withdraw_and_rename(t, c, labeler, learner, req)
         assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
     finally:
         t.bus.shutdown()
@@ -212,31 +207,25 @@ def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(dom
     take back each that is now unknown, so its head loses the class. (Until 2026-12-04 only the answered samples were
     taken back: the learner kept "jumping" from the four pseudo-labels and still predicted it.)"""
     t = Probe(domain)
-    corrections = t.bus.create_publisher("label_correction", "LabelAnswer", "reliable")
-    renames = t.bus.create_publisher("rename_class", "LabelAnswer", "reliable")
-    unlearned, heads = [], []
-    t.bus.create_subscription("unlearn", "LabeledFeatures", unlearned.append, "reliable")
-    t.bus.create_subscription("head", "Head", heads.append, "latched")
-    names = lambda: {(c.id, c.name) for c in heads[-1].classes} if heads else set()  # noqa: E731
+    c = Corrector(t)
     common = (f"model:={MODEL}", "preset:=rce")
     try:
         with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
                 node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}", "min_group:=3",
                      "class_names:={0: walking, 1: seated}", "dedupe_distance:=3.0") as labeler:
-            req = _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names)
+            req = _ask_and_answer_a_group(t, c, labeler, learner)
             covered = [t.send(2) for _ in range(4)]            # labelled by the answer's prototypes
             assert spin_until(t.bus, lambda: all(k in t.preds for k in covered), 10), learner.lines[-10:]
             pseudo = [m for m in t.labeled if t.key(m.features.header) in covered]
             assert [(m.source, m.label) for m in pseudo] == [(0, 2)] * 4, pseudo       # PSEUDO
             assert spin_until(t.bus, lambda: t.preds[covered[-1]].class_name == "jumping", 5)
-            corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
-                                                         class_id=-2, new_class_name="", answered_by="test"))
-            assert spin_until(t.bus, lambda: len(unlearned) == 7, 10), (len(unlearned), labeler.lines[-5:])
-            back = [m for m in unlearned if m.source == m.PSEUDO]
+            c.withdraw(req.request_id)
+            assert spin_until(t.bus, lambda: len(c.unlearned) == 7, 10), (len(c.unlearned), labeler.lines[-5:])
+            back = [m for m in c.unlearned if m.source == m.PSEUDO]
             assert sorted(t.key(m.features.header) for m in back) == covered and {m.label for m in back} == {2}
             assert "3 sample(s) taken back from class 2, and 4 pseudo-label(s) it had given" in \
                 labeler.wait_for_line("taken back from class 2", 10)
-            assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+            assert spin_until(t.bus, lambda: c.heads and 2 not in c.class_ids(), 10), c.names()
             again = t.send(2)
             assert spin_until(t.bus, lambda: again in t.preds, 10)
             assert t.preds[again].class_name in ("walking", "seated")
@@ -245,9 +234,38 @@ def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(dom
         t.bus.shutdown()
 
 
-def _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names):
+class Corrector:
+    """The phone's corrections on the probe's bus (changed or withdrawn answers, renames), with what the learner is
+    then told to take back and the heads it publishes."""
+
+    def __init__(self, t: Probe) -> None:
+        self.t, b = t, t.bus
+        self.corrections = b.create_publisher("label_correction", "LabelAnswer", "reliable")
+        self.renames = b.create_publisher("rename_class", "LabelAnswer", "reliable")
+        self.unlearned: list = []
+        self.heads: list = []
+        b.create_subscription("unlearn", "LabeledFeatures", self.unlearned.append, "reliable")
+        b.create_subscription("head", "Head", self.heads.append, "latched")
+
+    def names(self) -> set[tuple[int, str]]:
+        return {(c.id, c.name) for c in self.heads[-1].classes} if self.heads else set()
+
+    def class_ids(self) -> set[int]:
+        return {i for i, _ in self.names()}
+
+    def withdraw(self, request_id: str) -> None:
+        self.corrections.publish(self.t.bus.msg("LabelAnswer")(header=self.t.header(time.time_ns()),
+                                                               request_id=request_id, class_id=-2, new_class_name="",
+                                                               answered_by="test"))
+
+    def rename(self, rid: str, class_id: int, name: str) -> None:
+        self.renames.publish(self.t.bus.msg("LabelAnswer")(header=self.t.header(time.time_ns()), request_id=rid,
+                                                           class_id=class_id, new_class_name=name, answered_by="test"))
+
+
+def _ask_and_answer_a_group(t: Probe, c: Corrector, labeler, learner):
     """Known classes 0, 1 from labels; three alike novel samples asked once, answered "jumping"."""
-    assert t.ready(t.features, t.answers, corrections, renames), labeler.lines[-10:]
+    assert t.ready(t.features, t.answers, c.corrections, c.renames), labeler.lines[-10:]
     time.sleep(1.0)
     for i in range(6):
         t.send(i % 2, label=i % 2)
@@ -265,27 +283,23 @@ def _ask_and_answer_a_group(t, labeler, learner, corrections, renames, names):
     assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]
     assert {(m.label, m.label_name) for m in human()} == {(2, "jumping")}
     assert spin_until(t.bus, lambda: any(s["status"] == "learned" for s in t.status), 10)
-    assert spin_until(t.bus, lambda: (2, "jumping") in names(), 10), names()
+    assert spin_until(t.bus, lambda: (2, "jumping") in c.names(), 10), c.names()
     return req
 
 
-def _withdraw_and_rename(t, labeler, learner, corrections, renames, names, unlearned, heads, req):
-    corrections.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=req.request_id,
-                                                 class_id=-2, new_class_name="", answered_by="test"))
+def _withdraw_and_rename(t: Probe, c: Corrector, labeler, learner, req):
+    c.withdraw(req.request_id)
     assert spin_until(t.bus, lambda: any(s["status"] == "withdrawn" for s in t.status), 10), \
         labeler.lines[-10:]
-    assert spin_until(t.bus, lambda: len(unlearned) == 3, 10), labeler.lines[-10:]
-    assert {m.label for m in unlearned} == {2}
-    assert spin_until(t.bus, lambda: heads and 2 not in {c.id for c in heads[-1].classes}, 10), names()
+    assert spin_until(t.bus, lambda: len(c.unlearned) == 3, 10), labeler.lines[-10:]
+    assert {m.label for m in c.unlearned} == {2}
+    assert spin_until(t.bus, lambda: c.heads and 2 not in c.class_ids(), 10), c.names()
     again = t.send(2)                     # novel again for the labeler: predicted, not learned
     assert spin_until(t.bus, lambda: again in t.preds, 10), learner.lines[-10:]
     assert t.preds[again].class_name in ("walking", "seated")          # "jumping" is gone
     assert len(t.requests) == 1
     # a person renames a class: the labeler checks the name (one rule), says its verdict, and the learner follows
-    def rename(rid: str, class_id: int, name: str) -> None:
-        renames.publish(t.bus.msg("LabelAnswer")(header=t.header(time.time_ns()), request_id=rid, class_id=class_id,
-                                                 new_class_name=name, answered_by="test"))
-
+    rename = c.rename
     verdict = lambda rid: next((s for s in t.status if s["request_id"] == rid), None)  # noqa: E731
     rename("rename-1", 0, "seated")                                     # taken by class 1: refused
     assert "ERROR" in labeler.wait_for_line("class 1 has that name", 10)
