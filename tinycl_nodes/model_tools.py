@@ -147,9 +147,13 @@ def pin_input(model: Any, shape: tuple[int, ...]) -> list[str]:
     return pinned
 
 
-def _input_shape(model: Any) -> tuple[int | str, ...]:
-    dims = model.graph.input[0].type.tensor_type.shape.dim[1:]
+def _dims(dims: Any) -> tuple[int | str, ...]:
+    """An ONNX shape's axes: a size, or a dynamic axis's name ("?" when it has none)."""
     return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+
+
+def _input_shape(model: Any) -> tuple[int | str, ...]:
+    return _dims(model.graph.input[0].type.tensor_type.shape.dim[1:])
 
 
 def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -167,15 +171,14 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - shapes are a help here: without them the names still are
         pass
-    shapes = {v.name: tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
-                            for d in v.type.tensor_type.shape.dim)
+    shapes = {v.name: _dims(v.type.tensor_type.shape.dim)
               for v in [*model.graph.value_info, *model.graph.output] if v.type.tensor_type.HasField("shape")}
     rows = []
     for node in model.graph.node:
         if not node.name or not node.output:
             continue
         shape = shapes.get(node.output[0])
-        body = [d for d in shape[1:]] if shape else []
+        body = list(shape[1:]) if shape else []
         vector = bool(body) and body[0] != 1 and all(d == 1 for d in body[1:])
         rows.append({"node": node.name, "op": node.op_type, "output": node.output[0], "shape": shape,
                      "vector": vector})
