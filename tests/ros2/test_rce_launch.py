@@ -13,6 +13,8 @@ replay is scored. Then, as a person (or another robot's software) would:
 - it is answered with a real ``ros2 topic pub … tinycl_nodes/msg/LabelAnswer`` naming a new
   class 'seven': the labeler reports it learned (label_status), the learner's latched head lists
   the class, and later predictions carry its name;
+- the answer is withdrawn with ``ros2 topic pub … label_correction``: its samples (and the pseudo-labels its
+  prototypes gave since) are taken back, and the latched head no longer lists the class;
 - SIGINT (Ctrl-C) ends the launch and every node process in it;
 - ``log_level:=debug`` shows the nodes' own debug lines, not rcl's and rmw's.
 """
@@ -157,17 +159,28 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     assert f"class {len(KNOWN)} '{NEW_CLASS}' (new class)" in line, line
 
     # the learner's latched head names the new class (a late reader gets the last head)
-    def head_classes():
+    def head_classes(any_classes: bool = False):
         out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", f"{NS}/head", "--field", "classes",
                       timeout_s=30, check=False).stdout
         found = {int(i): n for i, n in re.findall(r"id=(\d+), name='([^']*)'", out)}
-        return found if found.get(len(KNOWN)) == NEW_CLASS else None
+        return found if any_classes or found.get(len(KNOWN)) == NEW_CLASS else None
     classes = ros.wait_until(f"class {NEW_CLASS!r} in the latched head", head_classes, timeout_s=40, every_s=1.0)
     assert classes == {**KNOWN, len(KNOWN): NEW_CLASS}, classes
 
     # later predictions carry the new class's name
     ros.wait_until(f"a prediction named {NEW_CLASS!r}",
                    lambda: NEW_CLASS in {b.strip() for b in _echo_blocks(preds.lines)}, timeout_s=40)
+
+    # --- Undo, from ROS 2: the answer withdrawn takes back its samples (and the pseudo-labels its prototypes gave
+    # since, if any: in a few seconds of this stream there may be none; tests/nodes/test_rce_graph.py has four) --------
+    ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_correction", "tinycl_nodes/msg/LabelAnswer",
+            f"{{request_id: '{request_id}', class_id: -2}}", timeout_s=45)
+    line = launch.wait_for_line(f"answer to {request_id} withdrawn", timeout_s=30)
+    taken = re.search(rf"(\d+) sample\(s\) taken back from class {len(KNOWN)}, and \d+ pseudo-label\(s\)", line)
+    assert taken and int(taken.group(1)) >= 1, line
+    ros.wait_until(f"class {NEW_CLASS!r} gone from the latched head",
+                   lambda: (c := head_classes(any_classes=True)) and NEW_CLASS not in c.values() and c,
+                   timeout_s=40, every_s=1.0)
 
     # --- Ctrl-C ends the launch and every node process in it -----------------------------------------
     for p in (status_echo, preds):
