@@ -37,34 +37,31 @@ class ModelToolError(TinyclError):
     """A model that cannot be cut, checked or quantized; one line naming the problem."""
 
 
-def _load(path: Path) -> Any:
+def load_model(path: Path) -> Any:
+    """The ONNX model at ``path``, checked, with the weights an exporter wrote beside it (``torch.onnx.export``'s
+    ``<model>.onnx.data``) read in; one line (ModelToolError) for a missing file, a missing weights file or a model
+    onnx cannot read. The file is parsed once."""
     import onnx
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
 
     if not path.is_file():
         raise ModelToolError(f"model not found: {path}")
-    missing = _missing_weight_files(path)
-    if missing:
-        raise ModelToolError(f"{path}: its weights are in {', '.join(missing)}, which is not beside it (an exporter "
-                             f"writes a large model's weights to a file of their own: copy it with the model)")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+        files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
+        missing = sorted(f for f in files if not (path.parent / f).is_file())
+        if missing:
+            raise ModelToolError(f"{path}: its weights are in {', '.join(missing)}, which is not beside it (an "
+                                 f"exporter writes a large model's weights to a file of their own: copy it with the "
+                                 f"model)")
+        if files:
+            load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
+    except ModelToolError:
+        raise
     except Exception as exc:  # onnx raises several types for a bad file
         raise ModelToolError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
     return model
-
-
-def _missing_weight_files(path: Path) -> list[str]:
-    """The external data files (``torch.onnx.export``'s ``<model>.onnx.data``) ``path`` names that are not beside it."""
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - not ONNX at all: the full load says so
-        return []
-    files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
-    return sorted(f for f in files if not (path.parent / f).is_file())
 
 
 def _cut_tensor(model: Any, cut: str) -> str:
@@ -162,7 +159,7 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
     one vector per image (a pooling or flattening layer's output: where a backbone is usually cut)."""
     import onnx
 
-    model = _load(Path(src))
+    model = load_model(Path(src))
     if card_file is not None:
         pre = ModelCard(**load_card_file(card_file)).preprocessing
         if pre is not None:
@@ -225,7 +222,7 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
     pre = ModelCard(**card_doc).preprocessing
     if pre is None:
         raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
-    model = _load(src_p)
+    model = load_model(src_p)
     pinned = pin_input(model, pre.input_shape())
     model = cut_model(model, cut)
     card_doc["feature_output"] = model.graph.output[0].name

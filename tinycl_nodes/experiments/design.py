@@ -99,12 +99,9 @@ def check_designable(model: Path) -> None:
     layers ``make train-frozen`` writes (3x3 convolution, ReLU and 2x2 max-pool blocks, then a linear embedding) on
     the protocol's 28x28 grey images. Without this, another model (a user's MobileNet) scored no candidate and was
     reported as "no candidate fits the budget"."""
-    import onnx
+    from ..model_tools import load_model
 
-    try:
-        graph = onnx.load(str(model)).graph
-    except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
-        raise InputError(f"--model: {model} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    graph = load_model(model).graph
     dims = tuple(d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:])
     ops = {n.op_type for n in graph.node}
     if "QuantizeLinear" in ops:
@@ -114,7 +111,7 @@ def check_designable(model: Path) -> None:
     what = [f"operators {', '.join(problems)}"] if problems else []
     if dims != DESIGN_INPUT:
         what.append(f"input {'x'.join(map(str, dims))}")
-    if not any(n.op_type == "MaxPool" for n in graph.node):
+    if "MaxPool" not in ops:
         what.append("no max-pool block end to cut at")
     if what:
         raise InputError(f"--model {model.name}: tinycl design takes a model as `make train-frozen` writes it "
