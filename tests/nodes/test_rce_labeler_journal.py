@@ -8,10 +8,12 @@ shows the next sample that joins it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from tests.nodes.test_rce_graph import MODEL, Probe
+from tinycl_nodes.storage import load_states
 
 from .conftest import node, spin_until
 
@@ -20,6 +22,21 @@ def labeler_params(state_dir, *policy: str) -> tuple[str, ...]:
     """The labeler's parameters: no checkpoint by count or time within a test, so only what it saves at once is."""
     return (f"model:={MODEL}", "preset:=rce", f"state_dir:={state_dir}", "class_names:={0: walking, 1: seated}",
             *policy, "dedupe_distance:=3.0", "wait_for_subscribers:=0", "save_every:=100000", "save_period_s:=3600")
+
+
+def checkpoint_holding(t: Probe, state_dir, holds: Callable[[dict], bool]) -> int:
+    """The mtime of the checkpoint whose label requests ``holds`` (their state's meta), once it is on disk. The labeler
+    saves after it publishes (the answer's samples, a question), and a question's save is by its writer thread: on
+    a loaded machine that took over 0.5 s, so a fixed wait found no state file."""
+    path = state_dir / "labeler.state"
+
+    def on_disk() -> bool:
+        try:
+            return holds(load_states(path)["requests"]["meta"])
+        except (OSError, KeyError, TypeError):
+            return False
+    assert spin_until(t.bus, on_disk, 15), "no checkpoint holds it"
+    return path.stat().st_mtime_ns
 
 
 def kill_after(t: Probe, labeler, state_dir, checkpoint: int) -> None:
@@ -50,8 +67,8 @@ def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_gr
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             t.answer(t.requests[0].request_id, -1, "jumping")      # learned and checkpointed at once
             assert spin_until(t.bus, lambda: len(human()) == 2, 10), labeler.lines[-10:]
-            t.bus.spin_once(0.5)
-            checkpoint = (tmp_path / "labeler.state").stat().st_mtime_ns
+            rid = t.requests[0].request_id
+            checkpoint = checkpoint_holding(t, tmp_path, lambda meta: rid in dict(meta["closed"]))
             # after that checkpoint: a class from two labelled samples, and a novel sample whose group waits for a
             # second one (min_group 2), with the picture drawn from its IMU window (kept in memory, not journaled)
             t.send(3, label=3)
@@ -99,8 +116,9 @@ def test_a_picture_that_came_after_its_question_is_journaled_and_shown_after_a_k
             far = t.send(4)                              # asked at once, its window not there yet
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             assert t.requests[0].picture.width == 0
-            t.bus.spin_once(0.5)
-            checkpoint = (tmp_path / "labeler.state").stat().st_mtime_ns
+            rid = t.requests[0].request_id
+            checkpoint = checkpoint_holding(t, tmp_path, lambda meta: any(r["id"] == rid and r["asked"]
+                                                                          for r in meta["requests"]))
             t.window(far)                                # drawn now: the question is sent again with it
             assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
             assert t.requests[1].picture.width == 320 and t.requests[1].request_id == t.requests[0].request_id
