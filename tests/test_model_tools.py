@@ -2,6 +2,7 @@
 project makes itself (tests/models/nets.py), with the bad inputs the issue names."""
 
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -72,18 +73,21 @@ def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models, calib
     assert json.loads((d / "mobile_int8.json").read_text())["cosine_int8_fp32"]["mean"] > 0.98   # fixed batch: 1 at a time
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["--cut", "gapp"], "cut point 'gapp' is neither a node nor a tensor of the model (did you mean 'gap'"),
-    (["--cut", "gap", "--card-size", "64"], "the model card says input (3, 64, 64)"),
+@pytest.mark.parametrize("args, preprocessing, problem", [
+    (["--cut", "gapp"], {}, "cut point 'gapp' is neither a node nor a tensor of the model (did you mean 'gap'"),
+    (["--cut", "gap"], {"size": [64, 64]}, "the model card says input (3, 64, 64)"),
+    # it printed NumPy's overflow warning, then "the cut model does not run"
+    (["--cut", "gap"], {"scale": 1e38}, "(pixel × scale − mean) / std reaches 1.14e+41, beyond what float32 holds"),
+    (["--cut", "gap"], {"std": [float("nan")] * 3}, "scale, mean and std must be finite numbers"),
 ])
-def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, problem):
+def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, preprocessing, problem):
     d, _, _, mob = models
-    card = dict(MOBILE, preprocessing=dict(MOBILE["preprocessing"]))
-    if "--card-size" in args:
-        card["preprocessing"]["size"] = [64, 64]
-        args = args[:2]
+    card = dict(MOBILE, preprocessing=dict(MOBILE["preprocessing"], **preprocessing))
     (d / "bad.yaml").write_text(yaml.safe_dump(card))
-    assert main(["model", "import", str(mob), *args, "--card", str(d / "bad.yaml"), "--out", str(d / "x.onnx")]) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["model", "import", str(mob), *args, "--card", str(d / "bad.yaml"), "--out", str(d / "x.onnx")]) \
+            == 2
     err = capsys.readouterr().err.strip()
     assert problem in err and len(err.splitlines()) == 1, err
     assert not (d / "x.onnx").exists()
@@ -182,7 +186,6 @@ def test_range_of_an_imu_model_is_measured_on_a_file_of_windows(tmp_path, data_d
     assert "not a readable .npy" in capsys.readouterr().err
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the broken card's, on purpose
 def test_an_existing_model_is_replaced_only_when_asked_and_only_by_one_that_works(models, calib, capsys):
     """`--out` over a model that nodes use changes its extractor hash: their heads are then refused. It used to be
     replaced silently, and a replacement that failed its check deleted the model that was there."""
@@ -202,7 +205,7 @@ def test_an_existing_model_is_replaced_only_when_asked_and_only_by_one_that_work
     errs = capsys.readouterr().err.strip().splitlines()
     assert len(errs) == 2 and all("exists" in e and "--overwrite" in e for e in errs), errs
 
-    (d / "broken.yaml").write_text(yaml.safe_dump(dict(RGB64, preprocessing=dict(RGB64["preprocessing"], scale=1e38))))
+    (d / "broken.yaml").write_text(yaml.safe_dump(dict(RGB64, preprocessing=dict(RGB64["preprocessing"], scale=1e36))))
     assert main([*base[:5], "--card", str(d / "broken.yaml"), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "the cut model does not run" in err and len(err.splitlines()) == 1, err

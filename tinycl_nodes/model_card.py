@@ -19,14 +19,18 @@ A card is found as ``<model stem>.json``, else as a ``*.json`` in the same folde
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .core.errors import TinyclError
 from .validation_words import error_words
 
+#: the largest float32: a model's input beyond it is inf
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: channels of each colour order the preprocessing can produce
 CHANNELS = {"gray": 1, "rgb": 3, "bgr": 3}
 
@@ -62,8 +66,14 @@ class Preprocessing(BaseModel):
             vals = getattr(self, name)
             if len(vals) not in (1, c):
                 raise ValueError(f"{name} has {len(vals)} values; {self.color} has {c} channel(s)")
+        if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
+            raise ValueError("scale, mean and std must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std {self.std} must be positive")
+        ends = [abs(p * self.scale - m) / s for p in (0, 255) for m in self.mean for s in self.std]
+        if max(ends) > FLOAT32_MAX:
+            raise ValueError(f"(pixel × scale − mean) / std reaches {max(ends):.3g}, beyond what float32 holds "
+                             f"({FLOAT32_MAX:.3g}): scale {self.scale:g}, mean {self.mean}, std {self.std}")
         return self
 
     @property
