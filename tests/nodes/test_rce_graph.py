@@ -5,7 +5,7 @@ Bad answers are one error line and change nothing; pending requests survive a re
 import importlib
 import json
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -201,24 +201,37 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
         t.bus.shutdown()
 
 
-def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(domain, tmp_path):
+@pytest.mark.parametrize("killed", [False, True], ids=["running", "after-kill-9"])
+def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(domain, tmp_path, killed):
     """After a person's answer the RCE labels alike samples itself (covered: pseudo-labels, learned downstream). When
     the answer is withdrawn, those go too: the labeler re-decides what it passed on lately and tells the learner to
     take back each that is now unknown, so its head loses the class. (Until 2026-12-04 only the answered samples were
-    taken back: the learner kept "jumping" from the four pseudo-labels and still predicted it.)"""
+    taken back: the learner kept "jumping" from the four pseudo-labels and still predicted it.) ``killed``: the
+    labeler is killed (-9) after passing them on, before any checkpoint holds them: its journal has them (before
+    2026-12-04 it had not, and only the 3 answered samples were taken back)."""
     t = Probe(domain)
     c = Corrector(t)
     common = (f"model:={MODEL}", "preset:=rce")
+    labeler_params = (*common, f"state_dir:={tmp_path / 'r'}", "min_group:=3", "class_names:={0: walking, 1: seated}",
+                      "dedupe_distance:=3.0", "save_period_s:=3600")
     try:
         with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner, \
-                node("labeler", domain, *common, f"state_dir:={tmp_path / 'r'}", "min_group:=3",
-                     "class_names:={0: walking, 1: seated}", "dedupe_distance:=3.0") as labeler:
+                ExitStack() as labelers:
+            labeler = labelers.enter_context(node("labeler", domain, *labeler_params))
             req = _ask_and_answer_a_group(t, c, labeler, learner)
             covered = [t.send(2) for _ in range(4)]            # labelled by the answer's prototypes
             assert spin_until(t.bus, lambda: all(k in t.preds for k in covered), 10), learner.lines[-10:]
             pseudo = [m for m in t.labeled if t.key(m.features.header) in covered]
             assert [(m.source, m.label) for m in pseudo] == [(0, 2)] * 4, pseudo       # PSEUDO
             assert spin_until(t.bus, lambda: t.preds[covered[-1]].class_name == "jumping", 5)
+            if killed:
+                labeler.proc.kill()
+                labeler.proc.wait(10)
+                labeler = labelers.enter_context(node("labeler", domain, *labeler_params))
+                line = labeler.wait_for_line("TinyRCE labeler:", 30)
+                assert "journal (4 messages learned again)" in line, line
+                assert t.ready(c.corrections), labeler.lines[-10:]
+                time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
             c.withdraw(req.request_id)
             assert spin_until(t.bus, lambda: len(c.unlearned) == 7, 10), (len(c.unlearned), labeler.lines[-5:])
             back = [m for m in c.unlearned if m.source == m.PSEUDO]

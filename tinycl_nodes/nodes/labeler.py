@@ -45,7 +45,8 @@ the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
 ``label_requests.LabelRequests``, saved atomically with the RCE state; what changed since the last checkpoint (the
-samples learned from their labels or held for a question, and the pictures of the questions asked) is in its journal,
+samples learned from their labels or held for a question, the pictures of the questions asked, and the
+pseudo-labels of classes an answer that can still change taught: ``core/undo.PassedOn``) is in its journal,
 learned again after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
 learned|refused|expired, class_id, class_name, message), and so is each rename's (``rename_class``,
@@ -471,6 +472,8 @@ START_HINT = (" (clustering starts from labelled samples: run the replay once in
 SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
 RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request (frame_cache.py)
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
+#: a journaled pseudo-label's stamp (ns), label and confidence, after its features
+PASSED = struct.Struct("<qid")
 PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
 MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 
@@ -689,7 +692,9 @@ class RceLabeler(Labeler):
         if not dec.wants_label:        # covered: passed on, nothing learned here (no checkpoint is due for it)
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
+                self._record_passed(x, stamp_ns(msg.header), label, confidence)
                 self.passed.add(x, stamp_ns(msg.header), label, confidence)
+                self.state.changed()
             self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
         request_id = request_id or str(uuid.uuid4())
@@ -729,6 +734,11 @@ class RceLabeler(Labeler):
     def _record_sample(self, msg: Any, now: float, request_id: str) -> None:
         self.state.record(pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode()))
 
+    def _record_passed(self, x: np.ndarray, stamp: int, label: int, confidence: float) -> None:
+        """A pseudo-label a changeable answer's prototypes gave (``PassedOn``): after a kill, a correction of that
+        answer still takes it back from the learner, which journaled it as learned."""
+        self.state.record(pack(b"passed", np.asarray(x, "<f4").tobytes(), PASSED.pack(stamp, label, confidence)))
+
     def _record_picture(self, req: Pending) -> None:
         """A question's picture, once it is asked: the raw sample it was drawn from does not come again after a kill.
         Not while its group forms: most groups of a camera that shows something new expire unasked (their pictures were
@@ -745,6 +755,8 @@ class RceLabeler(Labeler):
         if op == b"sample" and len(parts) == 3:
             self._on_sample(message_of(self.bus, "Features", parts[0]), struct.unpack("<d", parts[1])[0],
                             parts[2].decode())
+        elif op == b"passed" and len(parts) == 2 and len(parts[0]) == 4 * self.n_features:
+            self.passed.add(np.frombuffer(parts[0], "<f4"), *PASSED.unpack(parts[1]))
         elif op == b"picture" and len(parts) == 3:
             (stamp,) = struct.unpack("<q", parts[0])
             req = self.requests.of_stamp(stamp)        # the replayed samples found no raw sample to draw
