@@ -57,6 +57,7 @@ class Exporter(Node):
 
     def __init__(self, bus: Any, params: ExporterParams) -> None:
         super().__init__(bus, params)
+        import onnx  # noqa: F401 - at the start: the first export took 0.7 s more, importing it while heads queued
         self.hash = FrozenExtractor(model_path(params.model)).hash
         self.head: HeadSnapshot | None = None
         self.written_version = -1
