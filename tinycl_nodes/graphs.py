@@ -18,6 +18,12 @@ GRAPHS: dict[str, tuple[str, ...]] = {
     "camera": ("label_app", "exporter", "learner", "labeler", "extractor"),
 }
 
+#: nodes a launch stops before the others, though started first: the label app is the people's side of the graph,
+#: not a sink that must take the last messages (a question the labeler sends as it stops is kept in its state and
+#: sent again at the next start); stopped after the labeler, it told the phones and the terminal that "the labeler
+#: is unreachable" at every Ctrl-C
+STOP_FIRST = ("label_app",)
+
 #: topic remaps of every node of a graph, (from, to) as ``-r from:=to``: the camera graph reads
 #: ``image_raw`` relative to its namespace, as a driver publishes it (a remap points it elsewhere)
 REMAPS: dict[str, tuple[tuple[str, str], ...]] = {

@@ -25,7 +25,7 @@ from typing import IO, Callable
 import yaml
 
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, nodes_started
+from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, nodes_started
 from .nodes.runner import node_parameters
 from .param_files import sensor_is_live
 from .parent_death import launcher_env
@@ -80,7 +80,8 @@ class Graph:
 
 def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0,
                    handover_s: float = 3.0) -> dict[str, int]:
-    """SIGTERM the node processes in the reverse of their start order (sources first, sinks last), each once
+    """SIGTERM the node processes in the reverse of their start order (sources first, sinks last; but
+    ``graphs.STOP_FIRST`` first), each once
     the one before it has exited (or after ``handover_s``); SIGKILL what is left when ``grace_s`` has passed;
     exit codes.
 
@@ -92,7 +93,8 @@ def stop_processes(procs: dict[str, subprocess.Popen], grace_s: float = 15.0,
     Python's default SIGINT prints a KeyboardInterrupt traceback there, while the default SIGTERM ends it
     quietly (it has learned nothing yet); once running, the node's handler treats both alike."""
     end = time.monotonic() + grace_s
-    for p in reversed(procs.values()):
+    order = sorted(reversed(procs), key=lambda name: name not in STOP_FIRST)     # a stable sort
+    for p in (procs[name] for name in order):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:

@@ -134,6 +134,8 @@ def _camera_graph_learns_from(tmp_path, domain, *sensor_args: str) -> tuple[str,
     text = "\n".join(launch.lines)
     assert "[launch] camera: label_app, exporter, learner, labeler, extractor, sensor started" in text, text[-3000:]
     assert code == 0 and "Traceback" not in text and "ground truth" not in text, text[-3000:]
+    # the label app stops first: a Ctrl-C is not "the labeler is unreachable" (it was, as the labeler stopped before it)
+    assert "unreachable" not in text, [ln for ln in launch.lines if "unreachable" in ln]
     return text, sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
 
 
@@ -224,7 +226,8 @@ def test_the_label_app_shows_its_pairing_code_on_the_launch_terminal(tmp_path, d
 def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
     """``stop_processes`` signals the nodes in the reverse of their start order, each once the one before it has
     exited (a sink still runs while its writers send their last messages); a node that ignores SIGTERM delays the
-    next by the hand-over time only, and is killed when the grace time is up."""
+    next by the hand-over time only, and is killed when the grace time is up. The label app, started first, stops
+    first (``graphs.STOP_FIRST``)."""
     from tinycl_nodes.launcher import stop_processes
 
     log = tmp_path / "log"
@@ -238,7 +241,7 @@ def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
             "signal.signal(signal.SIGTERM, term)\n"
             "print('up', flush=True)\n"
             "while True: time.sleep(0.05)\n")
-    names = ("exporter", "learner", "hangs", "sensor")            # start order: sinks first
+    names = ("label_app", "exporter", "learner", "hangs", "sensor")            # start order: sinks first
     procs = {n: subprocess.Popen([sys.executable, "-c", node, n, str(log)], stdout=subprocess.PIPE, text=True)
              for n in names}
     for p in procs.values():
@@ -247,7 +250,8 @@ def test_nodes_are_stopped_in_turn_sources_first(tmp_path):
     codes = stop_processes(procs, grace_s=4.0, handover_s=1.0)
     took = time.monotonic() - t0
     events = {(w[0], w[1]): float(w[2]) for w in (ln.split() for ln in log.read_text().splitlines())}
-    assert codes == {"exporter": 0, "learner": 0, "hangs": -signal.SIGKILL, "sensor": 0}, codes
+    assert codes == {"label_app": 0, "exporter": 0, "learner": 0, "hangs": -signal.SIGKILL, "sensor": 0}, codes
+    assert events[("label_app", "exit")] <= events[("sensor", "term")]
     assert events[("sensor", "exit")] <= events[("hangs", "term")]
     assert 0.9 <= events[("learner", "term")] - events[("hangs", "term")] < 3.0     # the hand-over time, not the grace
     assert events[("learner", "exit")] <= events[("exporter", "term")]
