@@ -78,7 +78,7 @@ def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models, calib
     (["--cut", "gap"], {"size": [64, 64]}, "the model card says input (3, 64, 64)"),
     # it printed NumPy's overflow warning, then "the cut model does not run"
     (["--cut", "gap"], {"scale": 1e38}, "(pixel × scale − mean) / std reaches 1.14e+41, beyond what float32 holds"),
-    (["--cut", "gap"], {"std": [float("nan")] * 3}, "scale, mean and std must be finite numbers"),
+    (["--cut", "gap"], {"std": [float("nan")] * 3}, "preprocessing.std.0: Input should be a finite number"),
 ])
 def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, preprocessing, problem):
     d, _, _, mob = models

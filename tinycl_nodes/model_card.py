@@ -19,7 +19,6 @@ A card is found as ``<model stem>.json``, else as a ``*.json`` in the same folde
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +41,7 @@ class CardError(TinyclError):
 class Preprocessing(BaseModel):
     """How an image becomes the model's input tensor (one sample, no batch axis)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="axis order of the ONNX input")
     size: tuple[int, int] = Field(..., description="(height, width) of the model's input")
     color: Literal["gray", "rgb", "bgr"] = Field("gray", description="channel order the model expects")
@@ -66,8 +65,6 @@ class Preprocessing(BaseModel):
             vals = getattr(self, name)
             if len(vals) not in (1, c):
                 raise ValueError(f"{name} has {len(vals)} values; {self.color} has {c} channel(s)")
-        if not all(math.isfinite(v) for v in (self.scale, *self.mean, *self.std)):
-            raise ValueError("scale, mean and std must be finite numbers")
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std {self.std} must be positive")
         ends = [abs(p * self.scale - m) / s for p in (0, 255) for m in self.mean for s in self.std]

@@ -55,6 +55,10 @@ def _patch_meta(data: bytes, **changes) -> bytes:
     ("oversized", "exceeds the limit"),
     ("fleet", "from fleet 'other'"),
     ("nan", "NaN"),
+    # taken before 2026-12-04; the fleet status then failed to print the device's sent_at as a date
+    ("sent_at_infinite", "bad metadata sent_at: Input should be a finite number"),
+    ("sent_at_far", "bad metadata sent_at: Input should be less than or equal to 253402300799"),
+    ("metric_nan", "bad metadata metrics.accuracy: Input should be a finite number"),
 ])
 def test_bad_payloads_are_one_clear_line(case, words) -> None:
     good = encode(head("dev1", np.ones((3, 8))), "lab", "dev1")
@@ -70,6 +74,9 @@ def test_bad_payloads_are_one_clear_line(case, words) -> None:
         "oversized": good + b"\x00" * 2000,
         "fleet": encode(head("dev1", np.ones((3, 8))), "other", "dev1"),
         "nan": encode(head("dev1", np.ones((3, 8))), "lab", "dev1")[:-4] + np.float32(np.nan).tobytes(),
+        "sent_at_infinite": _patch_meta(good, sent_at=float("inf")),
+        "sent_at_far": _patch_meta(good, sent_at=1e300),
+        "metric_nan": _patch_meta(good, metrics={"accuracy": float("nan")}),
     }[case]
     with pytest.raises(PayloadError) as e:
         decode(bad, max_bytes=len(good) + 1000, fleet="lab")

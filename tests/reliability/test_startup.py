@@ -46,6 +46,11 @@ CASES = {   # name: (node, args, env, words the one line must hold)
     "camera device empty": ("sensor", ["-p", "source:=camera", "-p", "camera_device:=''"], {},
                             ["parameter camera_device: not a camera", "(got '')"]),
     "rate_hz absurd": ("sensor", ["-p", "rate_hz:=1e308"], {}, ["parameter rate_hz", "less than or equal to 100000"]),
+    # an infinite number was taken where only a lower bound is set
+    "period infinite": ("exporter", ["-p", "period_s:=.inf"], {},
+                        ["exporter: parameter period_s: Input should be a finite number (got inf)"]),
+    "radius infinite": ("labeler", ["-p", "preset:=rce", "-p", "rce_r_max:=.inf"], {},
+                        ["labeler: parameter rce_r_max: Input should be a finite number (got inf)"]),
 }
 
 

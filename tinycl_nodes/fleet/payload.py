@@ -44,6 +44,9 @@ _HEADER = struct.Struct("<4sHHI")
 #: default size limit of one payload (a 4096 × 64 head is ~1 MB; typical heads are a few kB)
 DEFAULT_MAX_BYTES = 1 << 20
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the latest wall-clock time a payload may say it was sent: 9999-12-31 (the fleet status prints it as a date; a device
+#: that sent 1e300 or Infinity would stop that with an OverflowError)
+LATEST_SENT_AT = 253_402_300_799.0
 
 
 def check_name(v: str) -> str:
@@ -71,7 +74,7 @@ class ClassEntry(BaseModel):
 class PayloadMeta(BaseModel):
     """Metadata of a head payload (the JSON part)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     schema_version: Literal[1] = Field(default=1, alias="schema")
     fleet: FleetName
     device: FleetName
@@ -83,10 +86,10 @@ class PayloadMeta(BaseModel):
     shape: tuple[int, int]
     dtype: Literal["<f4"] = "<f4"
     n_seen: int = Field(default=0, ge=0, le=MAX_COUNT)
-    sent_at: float = 0.0
+    sent_at: float = Field(default=0.0, ge=0, le=LATEST_SENT_AT, description="the device's clock when it sent it (s)")
     shared: bool = Field(default=False, description="a StreamingLDA scatter (F×F float64) follows the bias")
     opt_out: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=list, max_length=MAX_CLASSES)
-    metrics: dict[Annotated[str, Field(max_length=32)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
+    metrics: dict[Annotated[str, Field(max_length=32)], float] = Field(
         default_factory=dict, max_length=16, description="the device's evaluation on its own recent data")
     provenance: dict[FleetName, Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
         default_factory=dict, max_length=1 << 16, description="global head: device -> head version it contains")

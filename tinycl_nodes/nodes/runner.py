@@ -34,13 +34,14 @@ from .messages import approx_bytes
 
 
 class NodeParams(BaseModel):
-    """Base of every node's parameters: unknown names are errors, not silently ignored.
+    """Base of every node's parameters: unknown names are errors, not silently ignored, and so is a number that is
+    not finite (``.inf`` in a parameter file was taken: a timer of infinite period, a learning rate of inf).
 
     ``runtime_mutable`` names the fields a running node applies when they change (``ros2 param
     set``); every other parameter is read-only once the node runs.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     runtime_mutable: ClassVar[frozenset[str]] = frozenset()
     bus: Literal["ros2", "dds", "local"] | None = Field(
         None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
