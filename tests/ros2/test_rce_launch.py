@@ -13,8 +13,10 @@ replay is scored. Then, as a person (or another robot's software) would:
 - it is answered with a real ``ros2 topic pub … tinycl_nodes/msg/LabelAnswer`` naming a new
   class 'seven': the labeler reports it learned (label_status), the learner's latched head lists
   the class, and later predictions carry its name;
-- the answer is withdrawn with ``ros2 topic pub … label_correction``: its samples (and the pseudo-labels its
-  prototypes gave since) are taken back, and the latched head no longer lists the class;
+- the asked sample's features, published again (``ros2 topic pub … features``), are covered by the answer's
+  prototypes: a pseudo-label the learner learns as 'seven';
+- the answer is withdrawn with ``ros2 topic pub … label_correction``: its samples and the pseudo-labels its
+  prototypes gave since (that one at least) are taken back, and the latched head no longer lists the class;
 - SIGINT (Ctrl-C) ends the launch and every node process in it;
 - ``log_level:=debug`` shows the nodes' own debug lines, not rcl's and rmw's.
 """
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import signal
+import time
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
@@ -40,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NS = "/rce"
 TOKEN = "pytest-pairing-token-0123"
 NEW_CLASS = "seven"
+AGAIN_ID = 4_000_000_001                   # the asked sample's features published again, under this sample id
 KNOWN = {i: str(i) for i in range(6)}      # config/tinyrce.yaml: digits 0-5 labelled, named "0".."5"
 
 
@@ -116,9 +120,10 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     ros.wait_until("all tinyrce nodes in `ros2 node list`", lambda: expected <= ros.node_list(), timeout_s=45)
 
     # --- a label request on /rce/label_request (a new reader gets the pending ones re-sent) ------------
-    out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", f"{NS}/label_request", "--field", "request_id",
+    out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", "--full-length", f"{NS}/label_request",
                   timeout_s=90).stdout
-    request_id = out.split("\n---")[0].strip()
+    asked = yaml.safe_load(out.split("\n---")[0])
+    request_id = asked["request_id"]
     assert re.fullmatch(r"[0-9a-f-]{36}", request_id), out      # a uuid4, as the labeler makes them
     launch.wait_for_line(f"label request {request_id}: ", timeout_s=10)   # the labeler's log line
     # …and on the app's JSON API (the phone's view), with its picture
@@ -171,13 +176,25 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     ros.wait_until(f"a prediction named {NEW_CLASS!r}",
                    lambda: NEW_CLASS in {b.strip() for b in _echo_blocks(preds.lines)}, timeout_s=40)
 
-    # --- Undo, from ROS 2: the answer withdrawn takes back its samples (and the pseudo-labels its prototypes gave
-    # since, if any: in a few seconds of this stream there may be none; tests/nodes/test_rce_graph.py has four) --------
+    # --- the asked sample seen again: the answer's prototypes cover it, a pseudo-label the learner learns ---------
+    now = time.time_ns()
+    again = {**asked["features"], "sample_id": AGAIN_ID, "true_label": -1, "labelled": False,
+             "header": {"stamp": {"sec": now // 10**9, "nanosec": now % 10**9}, "frame_id": "again"}}
+    ros.run("ros2", "topic", "pub", "--once", f"{NS}/features", "tinycl_nodes/msg/Features", json.dumps(again),
+            timeout_s=45)
+    line = launch.wait_for_line(f"sample {AGAIN_ID}: predicted", timeout_s=30)       # the learner's debug line
+    assert f"learned as {len(KNOWN)} (pseudo-label" in line, line
+
+    # --- Undo, from ROS 2: the answer withdrawn takes back its samples and the pseudo-labels its prototypes gave
+    # since (that one, and any later 7 of the stream they covered) ------------------------------------------------
     ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_correction", "tinycl_nodes/msg/LabelAnswer",
             f"{{request_id: '{request_id}', class_id: -2}}", timeout_s=45)
     line = launch.wait_for_line(f"answer to {request_id} withdrawn", timeout_s=30)
-    taken = re.search(rf"(\d+) sample\(s\) taken back from class {len(KNOWN)}, and \d+ pseudo-label\(s\)", line)
-    assert taken and int(taken.group(1)) >= 1, line
+    taken = re.search(rf"(\d+) sample\(s\) taken back from class {len(KNOWN)}, and (\d+) pseudo-label\(s\)", line)
+    assert taken and int(taken.group(1)) >= 1 and int(taken.group(2)) >= 1, line
+    learner_took = lambda: launch.text.count(f"one sample of class {len(KNOWN)} taken back")  # noqa: E731
+    ros.wait_until("the learner taking back the answered samples and the pseudo-label it learned",
+                   lambda: learner_took() >= int(taken.group(1)) + 1, timeout_s=20)
     ros.wait_until(f"class {NEW_CLASS!r} gone from the latched head",
                    lambda: (c := head_classes(any_classes=True)) and NEW_CLASS not in c.values() and c,
                    timeout_s=40, every_s=1.0)
