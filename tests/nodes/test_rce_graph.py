@@ -330,11 +330,11 @@ def _withdraw_and_rename(t: Probe, c: Corrector, labeler, learner, req):
 
 
 @contextmanager
-def _labeler_showing(t: Probe, domain: int, tmp_path, frames) -> Iterator:
-    """A TinyRCE labeler that asks about each novel sample and reads the camera's ``frames`` reliably (each counts),
-    with classes 0 and 1 learned from labels."""
+def _labeler_showing(t: Probe, domain: int, tmp_path, frames, transport: str = "raw") -> Iterator:
+    """A TinyRCE labeler that asks about each novel sample and reads the camera's ``frames`` reliably (each counts)
+    on ``transport``, with classes 0 and 1 learned from labels."""
     with node("labeler", domain, f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path}",
-              "ask_policy:=each", "image_qos:=reliable") as labeler:
+              "ask_policy:=each", "image_qos:=reliable", f"image_transport:={transport}") as labeler:
         assert t.ready(t.features, frames), labeler.lines[-10:]
         time.sleep(1.0)
         for i in range(4):
@@ -367,7 +367,7 @@ def test_a_1280x720_camera_frame_is_the_requests_picture(domain, tmp_path, trans
             header=t.header(ns), height=720, width=1280, encoding="bgr8", is_bigendian=0, step=1280 * 3,
             data=as_sequence(np.ascontiguousarray(frame[:, :, ::-1]), "B"))
     try:
-        with _labeler_showing(t, domain, tmp_path, frames) as labeler:
+        with _labeler_showing(t, domain, tmp_path, frames, transport) as labeler:
             ns = t.stamp + 1000
             frames.publish(frame_msg(ns))
             t.bus.spin_once(0.2)

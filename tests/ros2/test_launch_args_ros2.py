@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -111,17 +112,43 @@ def test_a_parameter_file_whose_sensor_reads_a_camera_launches_a_live_camera(ros
     assert launch.stop() == 0
 
 
-def test_image_transport_argument_outranks_the_camera_file(ros):
-    shipped = yaml.safe_load((ROOT / "config" / "camera.yaml").read_text())["extractor"]["ros__parameters"]
+def test_image_transport_argument_outranks_the_camera_file(ros, data_dir):
+    """``image_transport:=compressed`` takes both readers of the camera to ``image_raw/compressed``: the extractor's
+    frames and the labeler's pictures. A driver publishing JPEG only is then learned from, and its question reaches the
+    phone with the frame. (The labeler used to read both transports, whatever the argument said: a driver that
+    publishes both, as image_transport does, cost it every raw frame too.)"""
+    shipped = yaml.safe_load((ROOT / "config" / "camera.yaml").read_text())["/**"]["ros__parameters"]
     assert shipped["image_transport"] == "raw"
-    pf = params_file(ros.tmp, "camera", label_app={"host": "127.0.0.1", "qr": False})
-    launch = ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", "namespace:=/ct", f"port:={free_port()}",
+    port, token = free_port(), "pytest-pairing-token-0123"
+    pf = params_file(ros.tmp, "camera", label_app={"host": "127.0.0.1", "qr": False, "token": token})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", "namespace:=/ct", f"port:={port}",
                        f"params_file:={pf}", "image_transport:=compressed", name="ros2 launch camera compressed")
-    ros.wait_until("the extractor", lambda: "/ct/extractor" in ros.node_list(), timeout_s=60)
-    assert "compressed" in _param(ros, "/ct/extractor", "image_transport")
-    info = ros.wait_until("the extractor's compressed subscription", lambda: (lambda t: t if "Node name: extractor" in t
-                          else None)(ros.run("ros2", "topic", "info", "--verbose", "/ct/image_raw/compressed").stdout))
-    assert "sensor_msgs/msg/CompressedImage" in info
+    ros.wait_until("the extractor and the labeler", lambda: {"/ct/extractor", "/ct/labeler"} <= ros.node_list(),
+                   timeout_s=60)
+    for name in ("extractor", "labeler"):
+        assert "compressed" in _param(ros, f"/ct/{name}", "image_transport")
+
+    def readers(topic: str) -> set[str]:
+        info = ros.run("ros2", "topic", "info", "--verbose", topic, check=False).stdout
+        return set(re.findall(r"Node name: (\w+)", info.split("Subscription count")[-1]))
+    ros.wait_until("both readers on the compressed topic",
+                   lambda: readers("/ct/image_raw/compressed") >= {"extractor", "labeler"}, timeout_s=30)
+    assert not readers("/ct/image_raw") & {"extractor", "labeler"}
+    X, _ = load_mnist("test", data_dir)
+    np.savez(ros.tmp / "frames.npz", rgb=np.stack([camera_frame(X[i]) for i in (3, 4)]))
+    ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", "/ct/image_raw",
+            "--publish", "compressed", "--rate", "10", "--seconds", "4", "--listen", "/ct/features",
+            "--out", str(ros.tmp / "driver.json"), timeout_s=90)
+    got = json.loads((ros.tmp / "driver.json").read_text())["features"]["/ct/features"]
+    assert got, launch.text[-3000:]                                   # the extractor learned from the JPEGs
+
+    def asked() -> dict | None:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers={"X-Tinycl-Token": token})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return next(iter(json.loads(resp.read())["pending"]), None)
+    question = ros.wait_until("a question in the label app", asked, timeout_s=20)
+    assert (question["width"], question["height"]) == (640, 480) and question["image"], question
+    assert "no picture" not in question["reason"], question
     assert launch.stop() == 0
     # --show-args: the camera graph has no replay sensor for camera_topic to replace; it reads image_raw
     shown = ros.run("ros2", "launch", "tinycl_nodes", "camera.launch.py", "--show-args").stdout

@@ -39,7 +39,7 @@ from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
 from ..storage import RepeatedFailure, one_line
 from .messages import stamp_ns
-from .runner import ImageQos, ManagedParams, Node, run_node
+from .runner import ImageQos, ImageTransport, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
 
 
@@ -49,9 +49,7 @@ class ExtractorParams(ManagedParams):
     input: Literal["image", "imu"] = Field("image", description="sensor_msgs/Image on image | ImuWindow on imu")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the model")
     image_qos: ImageQos = "sensor_data"
-    image_transport: Literal["raw", "compressed"] = Field(
-        "raw", description="raw: sensor_msgs/Image on image; compressed: CompressedImage (jpeg, png) on "
-                           "<image>/compressed (the image topic after remapping, as image_transport names it)")
+    image_transport: ImageTransport = "raw"
     drop_report_s: float = Field(10.0, gt=0, description="sensor_data: seconds between two reports of the frames "
                                                          "dropped because a newer one came (newest wins)")
     expect_ground_truth: bool = Field(False, description="true when a labelled dataset is replayed: a sample "

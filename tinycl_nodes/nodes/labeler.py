@@ -39,7 +39,7 @@ merged head's predictions from then on; a class the fleet brought gets a centroi
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
 becomes a ``LabelRequest`` on ``label_request`` (the picture — the camera image, raw on ``image`` or
-JPEG/PNG on ``<image>/compressed``, or a plot of the
+JPEG/PNG on ``<image>/compressed`` as ``image_transport`` says, or a plot of the
 IMU / vibration window, kept as JPEG or PNG while the question waits or its group forms and sent as raw pixels —
 the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
@@ -84,7 +84,7 @@ from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S,
                              Resolution, check_class_name, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, message_bytes, message_of, stamp_ns
-from .runner import ImageQos, JournaledStateParams, ModelPriorParams, Node, run_node
+from .runner import ImageQos, ImageTransport, JournaledStateParams, ModelPriorParams, Node, run_node
 
 PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best, "clustering": presets.clustering_only}
 
@@ -160,6 +160,7 @@ class LabelerParams(JournaledStateParams, ModelPriorParams):
     picture_size: tuple[int, int] = Field((320, 200), description="width, height of the plot of an IMU window "
                                                                   "(time series with axes and units) in pixels")
     image_qos: ImageQos = "sensor_data"
+    image_transport: ImageTransport = "raw"       # the pictures of questions: the extractor's frames, as it reads them
 
 
 class Labeler(Node):
@@ -542,9 +543,11 @@ class RceLabeler(Labeler):
         self.downstream = [(self.pub, params.wait_for_subscribers)]
         # raw samples first: the executor serves subscriptions in this order, so when an image and
         # its features are both waiting the image is cached before a request needs its picture
-        bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
-        bus.create_subscription(bus.topic_name("image") + "/compressed", "sensor_msgs/msg/CompressedImage",
-                                self._on_raw_image, params.image_qos)     # either transport (image_transport)
+        if params.image_transport == "compressed":     # one transport: a driver may publish both (image_transport)
+            bus.create_subscription(bus.topic_name("image") + "/compressed", "sensor_msgs/msg/CompressedImage",
+                                    self._on_raw_image, params.image_qos)
+        else:
+            bus.create_subscription("image", "sensor_msgs/msg/Image", self._on_raw_image, params.image_qos)
         bus.create_subscription("imu", "ImuWindow", self._on_raw_imu, params.image_qos)
         bus.create_subscription("features", "Features", self.on_features, "reliable")
         bus.create_subscription("label_answer", "LabelAnswer", self.on_answer, "reliable")

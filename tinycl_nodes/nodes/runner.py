@@ -57,6 +57,10 @@ class NodeParams(BaseModel):
 ImageQos = Annotated[Literal["reliable", "sensor_data"], Field(
     description="QoS of the image / imu subscription; sensor_data for a camera: the freshest frame wins "
                 "(a replay sets reliable, as its sensor does)")]
+#: which of a camera's transports a node reads its frames from (extractor, labeler), as image_transport names them
+ImageTransport = Annotated[Literal["raw", "compressed"], Field(
+    description="raw: sensor_msgs/Image on image; compressed: CompressedImage (jpeg, png) on <image>/compressed (the "
+                "image topic after remapping, as image_transport names it)")]
 
 
 class StateParams(NodeParams):
