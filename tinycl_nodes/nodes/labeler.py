@@ -692,12 +692,12 @@ class RceLabeler(Labeler):
             self._count()
             return
         dec = self.rce.decide_valid(x)
-        if not dec.wants_label:        # covered: passed on, nothing learned here (no checkpoint is due for it)
+        if not dec.wants_label:        # covered: passed on, nothing learned here
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
                 self._record_passed(x, stamp_ns(msg.header), label, confidence)
                 self.passed.add(x, stamp_ns(msg.header), label, confidence)
-                self.state.changed()
+                self.state.changed()       # checkpointed within save_period_s: the journal of them stays short
             self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
         request_id = request_id or str(uuid.uuid4())
