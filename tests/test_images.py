@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tinycl_nodes.core.errors import InputError
-from tinycl_nodes.images import MAX_PIXELS, compressed_image_of, decode_compressed, image_of
+from tinycl_nodes.images import MAX_PIXELS, camera_picture, compressed_image_of, decode_compressed, image_of
 from tinycl_nodes.model_card import CardError, ModelCard, Preprocessing, check_card
 from tinycl_nodes.preprocess import pixel_lut, preprocess, preprocess_batch
 
@@ -144,6 +144,21 @@ def test_huge_compressed_image_is_refused_before_decoding():
     Image.new("L", (12000, 9000)).save(buf, "PNG")    # 108 Mpx of zeros: a few hundred kB
     with pytest.raises(InputError, match="108 Mpx"):
         decode_compressed(buf.getvalue(), "png")
+
+
+@pytest.mark.parametrize("h, w, within", [(720, 1280, 0.0), (1080, 1920, 1.0), (1920, 1080, 1.0), (600, 800, 1.0),
+                                          (2160, 3840, 3.0)])
+def test_a_question_picture_is_the_frame_reduced_to_640(h, w, within):
+    """``camera_picture``: at most 640 a side, the aspect kept, and the area resize's picture up to ``within`` grey
+    levels on average (it halves, then bilinear for the rest: a 1920x1080 frame took 2.8 ms as one area resize,
+    ``make bench``). The 4K frame's detail (8-pixel blobs) is about one pixel of its picture: bilinear aliases more."""
+    frame = smooth_rgb(h, w)
+    got = camera_picture(msg(frame, h, w, "rgb8", w * 3), 640)
+    scale = 640 / max(h, w)
+    size = (round(w * scale), round(h * scale))
+    assert got.shape == (size[1], size[0], 3) and got.dtype == np.uint8
+    area = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(got.astype(int) - area).mean() <= within      # 1280x720: one halving is the area resize, exactly
 
 
 def test_preprocess_size_colour_crop_scale_mean_std():

@@ -8,7 +8,9 @@
 2. The extractor node (a process, dds backend) fed 640x480 rgb8 at 30 frames/s for ``seconds``:
    frames received, processed, dropped (newest wins), and the latency from publishing a frame to
    receiving its features — a queue would make it grow, newest-wins keeps it flat.
-3. The TinyNDC experiment on MNIST through the camera path: every image enlarged to 64x64
+3. The picture of a question (the TinyRCE labeler reduces each large raw frame to it as it comes): ms per frame
+   at 1280x720, 1920x1080 and 3840x2160, against one area resize measured in the same run.
+4. The TinyNDC experiment on MNIST through the camera path: every image enlarged to 64x64
    (area interpolation), made 3-channel and JPEG-encoded (quality 90), decoded and preprocessed
    as a CompressedImage would be, features from the MNIST CNN re-exported for 64x64 RGB —
    against today's 28x28 path, same seeds and protocol (target: within 0.5 points).
@@ -105,6 +107,33 @@ def bench_preprocessing(frames: int = 200) -> dict[str, Any]:
                 "jpeg_1280x720_ms": round(jpeg, 4), "jpeg_ratio_to_forward": round(jpeg / forward, 3),
                 "jpeg_1280x720_full_decode_ms": round(jpeg_full, 4),
                 "max_fps_rgb8": round(1e3 / (rgb8 + forward), 1), "max_fps_jpeg": round(1e3 / (jpeg + forward), 1)}
+    return out
+
+
+def bench_pictures(frames: int = 60, rate: float = 30.0) -> dict[str, Any]:
+    """What the TinyRCE labeler pays to reduce a raw frame to a question's picture (``images.camera_picture``, at
+    most 640 pixels a side; done as each large raw frame comes), per camera size, against one OpenCV area resize of
+    the same frame (what it did before), measured in the same run; and the share of one core at ``rate``."""
+    import cv2
+
+    from .images import camera_picture
+    from .nodes.labeler import PICTURE_SIDE
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"frames": frames, "rate_hz": rate}
+    for h, w in ((720, 1280), (1080, 1920), (2160, 3840)):
+        img = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h),
+                         interpolation=cv2.INTER_CUBIC)
+        msg = SimpleNamespace(height=h, width=w, encoding="rgb8", step=w * 3, is_bigendian=0, data=img.tobytes())
+        scale = PICTURE_SIDE / max(h, w)
+        size = (round(w * scale), round(h * scale))
+        ms = _median_ms(lambda: camera_picture(msg, PICTURE_SIDE), frames)
+        area = _median_ms(lambda: cv2.resize(image_of(msg), size, interpolation=cv2.INTER_AREA), frames)
+        diff = np.abs(camera_picture(msg, PICTURE_SIDE).astype(int)
+                      - cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(int)).mean()
+        out[f"{w}x{h}_rgb8"] = {"ms": round(ms, 3), "one_area_resize_ms": round(area, 3),
+                                "core_percent_at_rate": round(ms * rate / 10, 1),
+                                "mean_abs_difference_from_area": round(float(diff), 2)}
     return out
 
 
@@ -222,6 +251,8 @@ def run(data: str | None, seeds: int = 5, console: Any = None) -> dict[str, Any]
             say(f"camera {name}: forward {r['forward_ms']} ms; 640x480 rgb8 {r['rgb8_640x480_ms']} ms "
                 f"(x{r['rgb8_ratio_to_forward']}), 1280x720 jpeg {r['jpeg_1280x720_ms']} ms "
                 f"(x{r['jpeg_ratio_to_forward']}); max {r['max_fps_rgb8']} / {r['max_fps_jpeg']} frames/s")
+    result["pictures"] = bench_pictures()
+    say(f"question pictures from raw frames: {result['pictures']}")
     result["node_30fps"] = bench_node_at_30fps()
     say(f"camera node at 30 frames/s: {result['node_30fps']}")
     result["tinyndc_jpeg64"] = bench_tinyndc_jpeg64(data, seeds)

@@ -164,8 +164,23 @@ def camera_picture(msg: Any, max_side: int) -> np.ndarray:
     if max(h, w) <= max_side:
         return np.ascontiguousarray(img)
     scale = max_side / max(h, w)
+    return _reduced(img, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def _reduced(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` made ``width`` x ``height`` for a person's eyes: halved by OpenCV's fast 2x2 area path while it stays at
+    least that size, then bilinear for the rest (under 2x: little aliasing left). One area resize by a factor that is
+    not a power of two is slow: 2.8 ms for a 1920x1080 frame to 640x360 here, against 1.2 ms this way, with a mean
+    difference of about one grey level (``make bench``: ``pictures``). Not for the model's input: ``preprocess`` keeps
+    its own resize, which the features depend on."""
     cv2 = _cv2()
-    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    while h // 2 >= height and w // 2 >= width:
+        img = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+    if (h, w) == (height, width):
+        return np.ascontiguousarray(img)
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def encoded(img: np.ndarray, kind: str, jpeg_quality: int = 90) -> bytes:
