@@ -44,18 +44,19 @@ def _median_ms(fn: Callable[[], Any], n: int) -> float:
     return 1e3 * float(np.median(times))
 
 
-def test_frames(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A 480x640 RGB frame and a 720x1280 one: smooth content with edges, like a camera's."""
+def camera_like(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """An ``h`` x ``w`` RGB frame: smooth content with edges, like a camera's."""
     import cv2
 
+    img = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+    cv2.rectangle(img, (w // 4, h // 4), (w // 2, h // 2), (255, 255, 255), 8)
+    return img
+
+
+def test_frames(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 480x640 frame and a 720x1280 one (:func:`camera_like`)."""
     rng = np.random.default_rng(seed)
-    frames = []
-    for h, w in ((480, 640), (720, 1280)):
-        img = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h),
-                         interpolation=cv2.INTER_CUBIC)
-        cv2.rectangle(img, (w // 4, h // 4), (w // 2, h // 2), (255, 255, 255), 8)
-        frames.append(img)
-    return frames[0], frames[1]
+    return camera_like(480, 640, rng), camera_like(720, 1280, rng)
 
 
 def backbones(folder: Path) -> dict[str, Path]:
@@ -122,15 +123,13 @@ def bench_pictures(frames: int = 60, rate: float = 30.0) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {"frames": frames, "rate_hz": rate}
     for h, w in ((720, 1280), (1080, 1920), (2160, 3840)):
-        img = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h),
-                         interpolation=cv2.INTER_CUBIC)
+        img = camera_like(h, w, rng)
         msg = SimpleNamespace(height=h, width=w, encoding="rgb8", step=w * 3, is_bigendian=0, data=img.tobytes())
-        scale = PICTURE_SIDE / max(h, w)
-        size = (round(w * scale), round(h * scale))
+        picture = camera_picture(msg, PICTURE_SIDE)
+        size = picture.shape[1::-1]                                  # (width, height), as cv2.resize takes it
         ms = _median_ms(lambda: camera_picture(msg, PICTURE_SIDE), frames)
         area = _median_ms(lambda: cv2.resize(image_of(msg), size, interpolation=cv2.INTER_AREA), frames)
-        diff = np.abs(camera_picture(msg, PICTURE_SIDE).astype(int)
-                      - cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(int)).mean()
+        diff = np.abs(picture.astype(int) - cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(int)).mean()
         out[f"{w}x{h}_rgb8"] = {"ms": round(ms, 3), "one_area_resize_ms": round(area, 3),
                                 "core_percent_at_rate": round(ms * rate / 10, 1),
                                 "mean_abs_difference_from_area": round(float(diff), 2)}

@@ -149,8 +149,9 @@ def _dims(dims: Any) -> tuple[int | str, ...]:
     return tuple(int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
-def _input_shape(model: Any) -> tuple[int | str, ...]:
-    return _dims(model.graph.input[0].type.tensor_type.shape.dim[1:])
+def input_dims(model: Any) -> tuple[int | str, ...]:
+    """The image input's shape without the batch axis: sizes, or the names of dynamic axes."""
+    return _dims(_image_input(model).type.tensor_type.shape.dim[1:])
 
 
 def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
@@ -227,7 +228,7 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
     model = cut_model(model, cut)
     card_doc["feature_output"] = model.graph.output[0].name
     card = ModelCard(**card_doc)
-    check_card(card, _input_shape(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
+    check_card(card, input_dims(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
     card_doc |= {"source_model": src_p.name, "cut": cut, "files": [out_p.name]}
     if pinned:
         card_doc["input_fixed"] = {"axes": pinned, "shape": list(pre.input_shape())}

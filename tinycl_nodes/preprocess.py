@@ -19,12 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from .core.errors import InputError
+from .images import _cv2, halved
 from .model_card import Preprocessing
-
-
-def _cv2():
-    from .images import _cv2 as cv2
-    return cv2()
 
 
 def _fit(img: np.ndarray, pre: Preprocessing) -> np.ndarray:
@@ -47,9 +43,7 @@ def _fit(img: np.ndarray, pre: Preprocessing) -> np.ndarray:
     img = np.ascontiguousarray(img)
     if h < th or w < tw:
         return cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR)
-    while h // 2 >= 2 * th and w // 2 >= 2 * tw:   # halve first: OpenCV's fast exact 2x2 area path
-        img = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        h, w = img.shape[:2]
+    img = halved(img, 2 * tw, 2 * th)           # halve first while at least twice the target, then one area resize
     return cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
 
 

@@ -99,11 +99,11 @@ def check_designable(model: Path) -> None:
     layers ``make train-frozen`` writes (3x3 convolution, ReLU and 2x2 max-pool blocks, then a linear embedding) on
     the protocol's 28x28 grey images. Without this, another model (a user's MobileNet) scored no candidate and was
     reported as "no candidate fits the budget"."""
-    from ..model_tools import load_model
+    from ..model_tools import input_dims, load_model
 
-    graph = load_model(model).graph
-    dims = tuple(d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:])
-    ops = {n.op_type for n in graph.node}
+    onnx_model = load_model(model)
+    dims = input_dims(onnx_model)
+    ops = {n.op_type for n in onnx_model.graph.node}
     if "QuantizeLinear" in ops:
         raise InputError(f"--model {model.name}: an int8 model; give its fp32 model (the design quantizes the "
                          f"frozen part of each candidate itself)")

@@ -695,8 +695,9 @@ class RceLabeler(Labeler):
         if not dec.wants_label:        # covered: passed on, nothing learned here
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
-                self._record_passed(x, stamp_ns(msg.header), label, confidence)
-                self.passed.add(x, stamp_ns(msg.header), label, confidence)
+                stamp = stamp_ns(msg.header)
+                self._record_passed(x, stamp, label, confidence)
+                self.passed.add(x, stamp, label, confidence)
                 self.state.changed()       # checkpointed within save_period_s: the journal of them stays short
             self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
