@@ -114,7 +114,7 @@ def test_an_empty_head_or_absurd_statistics_are_refused() -> None:
     good = snapshot_from_head(heads[0], version=1)
     check_snapshot(good, max_norm=1e4)
     empty = replace(good, class_ids=[], class_names=[], counts=np.zeros(0), weights=np.zeros((0, good.n_features)),
-                    bias=np.zeros(0), shared=None)
+                    bias=np.zeros(0), shared=None, scoring=None)
     cases = {"no classes: nothing to merge": empty,
              "negative eigenvalue": replace(good, shared=np.full_like(good.shared, -1e300)),
              "not symmetric": replace(good, shared=good.shared + np.triu(np.ones_like(good.shared), 1)),

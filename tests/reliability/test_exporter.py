@@ -65,6 +65,39 @@ def test_c_header_compiles_and_predicts_for_every_head_kind(kind, tmp_path):
     assert preds == [str(classes[int(np.argmax(W @ x + b))]) for x in X]
 
 
+def test_an_slda_head_is_exported_as_it_predicts_between_refreshes(tmp_path):
+    """The learner's streaming-LDA head scores with a cache rebuilt every 25 samples; the exported ONNX and C head
+    are that cache (it was rebuilt from the statistics in the message's state, which predicted otherwise)."""
+    import onnxruntime as ort
+    from tinycl_nodes.core.slda import StreamingLDA
+    from tinycl_nodes.nodes.messages import head_message
+
+    bus = create_bus("exporter", "/", backend="local", graph=LocalGraph())
+    ex = Exporter(bus, ExporterParams(out_dir=str(tmp_path / "out"), period_s=0))
+    rng = np.random.default_rng(1)
+    head = StreamingLDA(64, refresh_every=25, extractor_hash=ex.hash)
+    centres = rng.normal(0, 1, (3, 64))
+    for i in range(3 * 25 + 12):
+        head.learn_one((centres[i % 3] + rng.normal(0, 1.5, 64)).astype(np.float32), i % 3)
+    assert head._stale > 0                    # samples learned since its cache was last rebuilt
+    X = (centres[rng.integers(0, 3, 3000)] + rng.normal(0, 1.5, (3000, 64))).astype(np.float32)
+    live = np.array([head.predict_one(x) for x in X])
+    fresh = HEADS["slda"](64, ex.hash)
+    fresh.load_state_dict(head.state_dict())
+    fresh.refresh()
+    assert (np.array([fresh.predict_one(x) for x in X]) != live).any()   # a fresh cache would predict otherwise
+    pub = create_bus("peer", "/", backend="local", graph=bus.graph)
+    Head, Header = pub.msg("Head"), type(pub.msg("Head")().header)
+    pub.create_publisher("head", Head, "latched").publish(
+        head_message(Head, pub.msg("ClassInfo"), head, 1, Header(), with_state=True))
+    S = pub.msg("std_msgs/msg/String")
+    pub.create_publisher("export_request", S).publish(S(data=""))
+    session = ort.InferenceSession(str(tmp_path / "out" / "head.onnx"), providers=["CPUExecutionProvider"])
+    assert (session.run(["class_id"], {"features": X})[0] == live).all()
+    _, c_preds = compile_and_run(tmp_path, (tmp_path / "out" / "head.h").read_text(), X[:300])
+    assert c_preds == [str(c) for c in live[:300]]
+
+
 def fake_head(kind: str, extractor_hash: str, **kw):
     ci = SimpleNamespace(id=1, name="one", sample_count=1)
     base = dict(classes=[ci], n_features=64, weights=[0.5] * 64, bias=[0.0], extractor_hash=extractor_hash,

@@ -122,7 +122,9 @@ class HeadSnapshot:
     ``weights`` are the class *means*, ``bias`` zeros, ``counts`` the class counts and ``shared``
     the within-class scatter ``N·Σ`` (features × features, float64); :meth:`linear` turns them
     into the scoring rows. (Without ``shared``, ``weights``/``bias`` are its scoring rows: enough
-    to predict, not to merge.)
+    to predict, not to merge.) ``scoring`` is a live streaming-LDA head's own scoring rows ``(W, b)``: its cache may
+    lag its statistics by up to ``refresh_every − 1`` samples, and what is exported or published must be what it
+    predicted with; a snapshot made from statistics alone (a merge) has none and is scored from them.
     """
 
     class_ids: np.ndarray
@@ -136,6 +138,7 @@ class HeadSnapshot:
     n_seen: int = 0
     device: str = ""
     shared: np.ndarray | None = None
+    scoring: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
@@ -145,6 +148,8 @@ class HeadSnapshot:
         self.bias = np.asarray(self.bias, np.float32).reshape(-1)
         if self.shared is not None:
             self.shared = np.asarray(self.shared, np.float64)
+        if self.scoring is not None:
+            self.scoring = (np.asarray(self.scoring[0], np.float32), np.asarray(self.scoring[1], np.float32))
         self.validate_shapes()
 
     # --- properties -----------------------------------------------------------------------------
@@ -184,12 +189,19 @@ class HeadSnapshot:
             raise InputError(f"head: only a {SLDA_KIND} snapshot carries a shared scatter, not {self.kind}")
         if self.shared is not None and self.shared.shape != (F, F):
             raise InputError(f"head: shared scatter has shape {self.shared.shape}, expected {(F, F)}")
+        if self.scoring is not None and (self.shared is None or self.scoring[0].shape != (C, F)
+                                         or self.scoring[1].shape != (C,)):
+            raise InputError(f"head: scoring rows of shape {self.scoring[0].shape} / {self.scoring[1].shape} "
+                             f"for a {C}x{F} {SLDA_KIND} snapshot")
 
     def copy(self, **changes: Any) -> "HeadSnapshot":
         base = dict(class_ids=self.class_ids.copy(), class_names=self.class_names, counts=self.counts.copy(),
                     weights=self.weights.copy(), bias=self.bias.copy(), kind=self.kind,
                     extractor_hash=self.extractor_hash, version=self.version, n_seen=self.n_seen,
-                    device=self.device, shared=None if self.shared is None else self.shared.copy())
+                    device=self.device, shared=None if self.shared is None else self.shared.copy(),
+                    scoring=None if self.scoring is None else (self.scoring[0].copy(), self.scoring[1].copy()))
+        if changes.keys() & {"class_ids", "counts", "weights", "shared"}:
+            base["scoring"] = None     # other statistics: scored from them, unless the change gives its own rows
         base.update(changes)
         return HeadSnapshot(**base)
 
@@ -198,6 +210,8 @@ class HeadSnapshot:
         ``W = μΛ``, ``b = −½ μΛμᵀ`` with ``Λ = inv((1 − ε)Σ + εI)`` (as ``StreamingLDA`` scores)."""
         if self.shared is None:
             return self.weights, self.bias
+        if self.scoring is not None:
+            return self.scoring
         N = float(self.counts.sum())
         F = self.n_features
         A = self.shared * ((1.0 - shrinkage) / N if N else 0.0)
@@ -220,7 +234,8 @@ class HeadSnapshot:
         keep = np.array([int(c) not in drop for c in self.class_ids], bool)
         return self.copy(class_ids=self.class_ids[keep], class_names=[n for n, k in zip(self.class_names, keep) if k],
                          counts=self.counts[keep], weights=self.weights[keep].reshape(-1, self.n_features),
-                         bias=self.bias[keep])
+                         bias=self.bias[keep],
+                         scoring=None if self.scoring is None else (self.scoring[0][keep], self.scoring[1][keep]))
 
 
 # --- from / to the core heads -----------------------------------------------------------------------
@@ -235,12 +250,14 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
     names = names or {}
     ids = list(head.classes)
     kind = type(head).kind
-    shared = None
+    shared = scoring = None
     if kind == "CWRStar":
         W, b, counts = head.cw, np.zeros(len(ids), np.float32), head.past
     elif kind == SLDA_KIND:      # sufficient statistics: means, counts, within-class scatter
         W, b, counts = head.means, np.zeros(len(ids), np.float32), head.counts
         shared = head.covariance * head.n_updates
+        rows = head.linear()     # what it predicts with (its cache), unless that is not built for these classes yet
+        scoring = rows if rows[0].shape == (len(ids), head.n_features) else None
     else:
         try:
             W, b = head.linear() if hasattr(head, "linear") else (head.W, head.b)
@@ -250,7 +267,8 @@ def snapshot_from_head(head: Any, names: Mapping[int, str] | None = None, versio
         if counts.shape != (len(ids),):
             counts = np.zeros(len(ids), np.int64)
     return HeadSnapshot(ids, [names.get(c, str(c)) for c in ids], counts, np.array(W, np.float32),
-                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device, shared)
+                        np.array(b, np.float32), kind, head.extractor_hash, version, int(head.n_seen), device, shared,
+                        scoring)
 
 
 def load_snapshot_into(head: Any, snap: HeadSnapshot) -> None:
