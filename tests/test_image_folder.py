@@ -115,3 +115,44 @@ def test_experiment_on_a_rosbag_of_labelled_camera_images(data_dir, tmp_path, ca
                  "--sweep", "", "--out", str(out)]) == 2
     assert "no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topic /camera/image_raw" in \
         capsys.readouterr().err
+
+
+def test_a_folder_is_a_dataset_for_the_training_split_protocol(data_dir, tmp_path, capsys, monkeypatch):
+    """`--dataset <folder>` (the experiment, `tinycl design`, a folder model's `tinycl model classes`) crashed with
+    "cannot unpack non-iterable ImageFolder", and the card of a model trained on a folder kept only the folder's
+    name, so from another directory its images were not found. Images in sub-folders of a class count too."""
+    from tinycl_nodes.experiments.protocol import LABEL_POOL, STREAM_POOL, load_images
+    from tinycl_nodes.training.train_frozen import main as train_main
+
+    X, y = load_mnist("train", data_dir)
+    per_class = LABEL_POOL + 2 * STREAM_POOL + 200
+    root = tmp_path / "digits"
+    for name, digit in (("nought", 0), ("one", 1), ("two", 2)):
+        for k, i in enumerate(np.flatnonzero(y == digit)[:per_class]):
+            sub = root / name / ("old" if k % 3 else "") / ("2025" if k % 5 == 0 else "")
+            sub.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(sub / f"{k:04d}.png"), X[i])
+    Xf, yf = load_images(str(root), "train")
+    assert Xf.shape == (3 * per_class, 28, 28) and Xf.dtype == np.uint8 and np.bincount(yf).tolist() == [per_class] * 3
+    assert np.array_equal(np.sort(Xf[yf == 1].reshape(per_class, -1), axis=0),
+                          np.sort(X[np.flatnonzero(y == 1)[:per_class]].reshape(per_class, -1), axis=0))
+    with pytest.raises(Exception, match="an image folder has no test split"):
+        load_images(str(root), "test")
+
+    models = tmp_path / "models"
+    assert train_main(["--dataset", str(root), "--classes", "nought,one", "--split", "train", "--epochs", "1",
+                       "--name", "digits_net", "--out", str(models)]) == 0
+    card = json.loads((models / "digits_net.json").read_text())
+    assert card["dataset"] == str(root.resolve()) and card["images"] == 2 * 200
+    monkeypatch.chdir(tmp_path / "models")                 # elsewhere: the card still finds the images
+    (models / "digits_net_fp32.classes").unlink()
+    assert main(["model", "classes", str(models / "digits_net_fp32.onnx")]) == 0
+    assert "400 training images of classes [0, 1]" in " ".join(capsys.readouterr().out.split())
+    out = tmp_path / "r.json"
+    assert main(["experiment", "tinyndc", "--dataset", str(root), "--split", "train", "--model",
+                 str(models / "digits_net_fp32.onnx"), "--labels", "5", "--seeds", "1", "--sweep", "",
+                 "--stream-length", "300", "--score-last", "200", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["dataset"] == "digits" and r["class_names"] == ["nought", "one", "two"]
+    assert r["protocol"]["old_classes"] == [0, 1] and r["protocol"]["new_classes"] == [2]
+    assert r["methods"]["tinycl"]["accuracy"]["mean"] > 80, r["methods"]["tinycl"]

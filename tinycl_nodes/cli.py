@@ -23,12 +23,14 @@ from .core.errors import TinyclError  # noqa: E402
 def _experiment_tinyndc(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from .datasets import load_image_folder
     from .experiments import tinyndc as exp
     from .experiments.report import tinyndc_tables
     from .model_card import foreign_dataset_warning
 
     console = Console(width=None if sys.stdout.isatty() else 132)
     extractor = exp.load_extractor(args.model, args.dataset, args.split)
+    folder_protocol = False
     with console.status(f"extracting features with {extractor.path.name} …"):
         if args.folder:
             from .experiments.image_folder import folder_features
@@ -46,11 +48,14 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
         else:
             feats = exp.extract_features(extractor, args.data, args.dataset, args.split)
             dataset = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(args.dataset, Path(args.dataset).name)
-            class_names = [str(c) for c in range(10)]
+            folder_protocol = args.dataset not in exp.DATASETS      # an image folder, by its training-split protocol
+            class_names = list(load_image_folder(args.dataset, verify=False).classes) if folder_protocol else \
+                [str(c) for c in range(10)]
     warning = foreign_dataset_warning(extractor.card, extractor.path.name, dataset, class_names)
     if warning:
         console.print(warning, style="yellow")
-    old = _old_classes(args.old_classes, extractor.card.class_names, class_names, bool(args.folder or args.bag))
+    old = _old_classes(args.old_classes, extractor.card.class_names, class_names,
+                       bool(args.folder or args.bag) or folder_protocol)
     protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
                             score_last=args.score_last, old_classes=old, dataset=dataset)
     with console.status("running the stream …") as status:

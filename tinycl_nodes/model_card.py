@@ -170,7 +170,7 @@ def canonical(doc: dict[str, Any]) -> bytes:
 def foreign_dataset_warning(card: ModelCard, model: str, dataset: str, classes: list[str]) -> str | None:
     """One line when ``model`` was made on another dataset or classes than the ones it is run on."""
     made = [str(c) for c in (card.class_names or [])]
-    if card.dataset and card.dataset.lower() != dataset.lower():
+    if card.dataset and Path(card.dataset).name.lower() != Path(dataset).name.lower():   # a folder: by its name
         return (f"warning: {model} was made on {card.dataset} (classes {', '.join(made) or '?'}); this run uses "
                 f"{dataset} (classes {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''})")
     missing = [c for c in made if c not in classes]

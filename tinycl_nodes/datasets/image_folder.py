@@ -1,6 +1,6 @@
-"""A user's own images: ``root/<class name>/*.png|jpg`` (the torchvision ImageFolder layout).
+"""A user's own images: ``root/<class name>/**/*.png|jpg`` (the torchvision ImageFolder layout).
 
-Classes are the sub-folders holding at least one image, sorted by name (class id = position).
+Classes are the sub-folders holding at least one image at any depth, sorted by name (class id = position).
 A ``SHA256SUMS`` at the root (``<hex>  <class>/<file>`` lines, as ``sha256sum */*`` writes) is
 verified — a listed file missing or changed is an error; a folder without one is accepted with a
 one-line note. A file that does not decode is one line and skipped (``read_images``).
@@ -47,7 +47,7 @@ def load_image_folder(root: str | os.PathLike[str], verify: bool = True) -> Imag
         raise DataError(f"image folder not found: {folder}")
     classes, files, ys = [], [], []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        imgs = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        imgs = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)   # any depth
         if imgs:
             ys += [len(classes)] * len(imgs)
             classes.append(sub.name)

@@ -65,12 +65,14 @@ def load_images(dataset: str, split: str, data: str | os.PathLike[str] | None = 
         return load_mnist(split, data)
     if dataset == "fashion_mnist":
         return load_fashion_mnist(split, data)
-    if Path(dataset).is_dir():
-        try:  # the image-folder loader (issue 11); absent on branches without it
-            from ..datasets import load_image_folder  # type: ignore[attr-defined]
-        except ImportError:
-            raise InputError(f"--dataset {dataset}: this build has no image-folder loader") from None
-        return load_image_folder(dataset, split)
+    if Path(dataset).expanduser().is_dir():
+        if split != "train":
+            raise InputError(f"--dataset {dataset}: an image folder has no {split} split; its protocol comes from "
+                             "its images alone (--split train or holdout)")
+        from ..training.train_frozen import load_training_set   # read and fitted as the folder's backbone was
+
+        X, y, _, _ = load_training_set(dataset, None)
+        return np.rint(X[:, 0] * 255.0).astype(np.uint8), y
     raise InputError(f"--dataset: expected one of {', '.join(DATASETS)} or an image folder, got {dataset!r}")
 
 
@@ -84,7 +86,8 @@ def train_parts(y: np.ndarray, label_pool: int = LABEL_POOL, stream_pool: int = 
         idx = rng.permutation(np.flatnonzero(y == c))
         end = label_pool + 2 * stream_pool
         if idx.size < end:
-            raise InputError(f"class {int(c)} has {idx.size} images, the protocol needs {end}")
+            raise InputError(f"class {int(c)} has {idx.size} images, the protocol needs {end} (fewer images: "
+                             "tinycl experiment tinyndc --folder)")
         parts["labels"].append(idx[:label_pool])
         parts["stream"].append(idx[label_pool:label_pool + stream_pool])
         parts["holdout"].append(idx[label_pool + stream_pool:end])

@@ -122,22 +122,26 @@ PREPROCESSING = {"layout": "NCHW", "size": [28, 28], "color": "gray", "resize": 
 
 
 def load_training_set(dataset: str, data: str | None, split: str = "all") -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """(images float32 (n, 1, 28, 28) in [0, 1], class ids, class names, dataset name); ``split="train"``:
-    the backbone part of the training split only."""
+    """(images float32 (n, 1, 28, 28) in [0, 1], class ids, class names, dataset: its name, or an image folder's
+    absolute path, which the card keeps so that its images are found from anywhere); ``split="train"``: the
+    backbone part of the training split only."""
     from ..datasets import data_root, load_image_folder, read_images
     from ..model_card import Preprocessing
     from ..preprocess import preprocess_batch
 
     if dataset in ("mnist", "fashion_mnist"):
         X, y = load_mnist("train", data_root(data) / dataset)
-        if split == "train":
-            keep = np.sort(train_parts(y)["backbone"])
-            X, y = X[keep], y[keep]
-        return X[:, None].astype(np.float32) / 255.0, y.astype(np.int64), [str(c) for c in range(10)], dataset
-    folder = load_image_folder(dataset)
-    pre = Preprocessing(**PREPROCESSING)
-    images, kept = read_images(folder, None, tuple(pre.size))
-    return preprocess_batch(images, pre), folder.y[kept], list(folder.classes), folder.name
+        X, names = X[:, None].astype(np.float32) / 255.0, [str(c) for c in range(10)]
+    else:
+        folder = load_image_folder(dataset)
+        pre = Preprocessing(**PREPROCESSING)
+        images, kept = read_images(folder, None, tuple(pre.size))
+        X, y, names, dataset = preprocess_batch(images, pre), folder.y[kept], list(folder.classes), \
+            str(folder.root.resolve())
+    if split == "train":
+        keep = np.sort(train_parts(y)["backbone"])
+        X, y = X[keep], y[keep]
+    return X, y.astype(np.int64), names, dataset
 
 
 def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
