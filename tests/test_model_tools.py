@@ -59,6 +59,29 @@ def test_import_cuts_the_classifier_back_to_its_features(models, calib, capsys):
     assert imported.hash != original.hash      # another file and card: another extractor
 
 
+def test_import_takes_the_output_the_card_names(models, calib, capsys):
+    """A model with its logits and its embedding as outputs, the card's feature_output naming the embedding: import
+    took the first output (the logits) whatever the card said, and a feature_output that is no output passed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    d, clf, ext, _ = models
+    two = onnx.load(str(clf))
+    two.graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 64]))
+    onnx.save(two, str(d / "two_outputs.onnx"))
+    for output, code in (("features", 0), ("embedding", 2)):
+        (d / "two.yaml").write_text(yaml.safe_dump(dict(RGB64, feature_output=output)))
+        out = d / f"two_{output}.onnx"
+        assert main(["model", "import", str(d / "two_outputs.onnx"), "--card", str(d / "two.yaml"),
+                     "--out", str(out)]) == code
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted(calib.rglob("*.jpg"))[:8]]
+    np.testing.assert_allclose(FrozenExtractor(d / "two_features.onnx").extract(frames),
+                               FrozenExtractor(ext).extract(frames), rtol=1e-5, atol=1e-5)
+    err = capsys.readouterr().err.strip()
+    assert "feature_output 'embedding' is not an output of the model (outputs: logits, features)" in err, err
+    assert len(err.splitlines()) == 1 and not (d / "two_embedding.onnx").exists()
+
+
 def test_import_a_mobilenet_at_a_node_and_run_it_on_a_camera_frame(models, calib):
     d, _, _, mob = models
     out = d / "mobile_features.onnx"

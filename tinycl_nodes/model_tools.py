@@ -93,15 +93,20 @@ def with_output(payload: bytes, cut: str) -> tuple[bytes, str]:
     return model.SerializeToString(), tensor
 
 
-def cut_model(model: Any, cut: str | None) -> Any:
-    """The sub-graph from the input to ``cut`` (the model's first output when None), its output
-    flattened to one vector per image (n, d): the model's only output."""
+def cut_model(model: Any, cut: str | None, output: str | None = None) -> Any:
+    """The sub-graph from the input to ``cut`` (else the model's output named ``output``, the card's
+    ``feature_output``; else its first), its output flattened to one vector per image (n, d): the model's only
+    output."""
     import onnx
     from onnx import helper
 
     g = model.graph
     inputs = [_image_input(model).name]
-    target = _cut_tensor(model, cut) if cut else g.output[0].name
+    outputs = [o.name for o in g.output]
+    if not cut and output is not None and output not in outputs:
+        raise ModelToolError(f"the model card's feature_output {output!r} is not an output of the model "
+                             f"(outputs: {', '.join(outputs)})")
+    target = _cut_tensor(model, cut) if cut else (output or outputs[0])
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
         sub = onnx.utils.Extractor(inferred).extract_model(inputs, [target])
@@ -225,7 +230,7 @@ def import_model(src: str | os.PathLike[str], out: str | os.PathLike[str], card_
         raise ModelToolError(f"model card {card_file}: no preprocessing section (input size, layout, colour, ...)")
     model = load_model(src_p)
     pinned = pin_input(model, pre.input_shape())
-    model = cut_model(model, cut)
+    model = cut_model(model, cut, card_doc.get("feature_output"))
     card_doc["feature_output"] = model.graph.output[0].name
     card = ModelCard(**card_doc)
     check_card(card, input_dims(model), [card.feature_output], f"{src_p.name} cut at {cut or 'its output'}")
