@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,22 @@ def test_corrupt_and_missing_models(tmp_path):
         FrozenExtractor(truncated)
     with pytest.raises(ExtractorError, match="not found"):
         FrozenExtractor(tmp_path / "nope.onnx")
+
+
+def test_a_model_named_without_its_suffix_is_found_where_it_was_written(tmp_path, monkeypatch):
+    """README: `tinycl model quantize … --out my_backbone_int8.onnx`, then `-p model:=my_backbone_int8`; the bare
+    name was looked up among the shipped models only ("extractor model not found: …/models/my_backbone_int8.onnx")."""
+    import shutil
+
+    shipped = model_path("mnist_0to5_fp32")
+    shutil.copy(shipped, tmp_path / "my_backbone_int8.onnx")
+    shutil.copy(shipped.with_name("mnist_0to5.json"), tmp_path / "my_backbone_int8.json")
+    monkeypatch.chdir(tmp_path)
+    assert model_path("my_backbone_int8") == model_path("my_backbone_int8.onnx") == Path("my_backbone_int8.onnx")
+    assert FrozenExtractor(model_path("my_backbone_int8")).n_features == 64
+    assert model_path("mnist_0to5_fp32") == shipped           # not here: the package's
+    with pytest.raises(ExtractorError, match="not found"):
+        FrozenExtractor(model_path("my_backbone_fp16"))
 
 
 def test_bad_input_shapes(fp32_extractor):

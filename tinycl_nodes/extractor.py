@@ -25,9 +25,12 @@ class ExtractorError(TinyclError):
 
 
 def model_path(name: str) -> Path:
-    """Path of a model shipped with the package (``tinycl_nodes/models/<name>``), or ``name`` itself."""
-    p = Path(name)
-    return p if p.suffix == ".onnx" and p.exists() else MODELS_DIR / (name if name.endswith(".onnx") else f"{name}.onnx")
+    """``name`` itself (``.onnx`` added when it has no suffix: ``model:=my_backbone_int8`` after ``tinycl model
+    quantize … --out my_backbone_int8.onnx``) when that file exists, else the package's model of that name
+    (``tinycl_nodes/models/<name>.onnx``)."""
+    file = name if name.endswith(".onnx") else f"{name}.onnx"
+    p = Path(file).expanduser()
+    return p if p.is_file() else MODELS_DIR / file
 
 
 def model_not_found(path: Path) -> ExtractorError:

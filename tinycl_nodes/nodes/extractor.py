@@ -44,8 +44,8 @@ from .truth_join import TruthJoin
 
 
 class ExtractorParams(ManagedParams):
-    model: str = Field("mnist_0to5_fp32", description="frozen ONNX feature model: a shipped name or path to an "
-                                                      ".onnx file")
+    model: str = Field("mnist_0to5_fp32", description="frozen ONNX feature model: an .onnx path (the suffix "
+                                                      "may be left out), else a shipped model's name")
     input: Literal["image", "imu"] = Field("image", description="sensor_msgs/Image on image | ImuWindow on imu")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads of the model")
     image_qos: ImageQos = "sensor_data"
