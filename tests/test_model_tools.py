@@ -258,3 +258,17 @@ def test_cosine_does_not_depend_on_the_features_scale():
         np.testing.assert_allclose(cosine(a * scale, b * scale), want, rtol=1e-5)
     np.testing.assert_allclose(cosine(a, -a), -1.0, rtol=1e-6)
     assert np.all(cosine(np.zeros((2, 8)), np.ones((2, 8))) == 0.0)
+
+
+def test_a_shipped_model_by_name_and_a_cut_too_wide_for_the_covariance_heads(tmp_path, capsys):
+    """`tinycl model layers/import mnist_0to5_fp32` said "model not found" (a path only, unlike every node's `model`
+    parameter); a cut before the pooling imported 3,136 features without a word, and the graph then stalled."""
+    from tinycl_nodes.extractor import MODELS_DIR
+
+    assert main(["model", "layers", "mnist_0to5_fp32"]) == 0
+    assert "/features/features.7/MaxPool" in capsys.readouterr().out
+    assert main(["model", "import", "mnist_0to5_fp32", "--cut", "/features/features.7/MaxPool", "--card",
+                 str(MODELS_DIR / "mnist_0to5.json"), "--out", str(tmp_path / "wide.onnx")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "3136 features" in out and "warning: tinycl's clusterer and streaming-LDA head: 3136 features, at most " \
+        "2048" in out, out

@@ -13,6 +13,8 @@ import pytest
 
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.extractor import MODELS_DIR, model_path
+from tinycl_nodes.model_tools import import_model
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
 
 from .conftest import ROOT
@@ -51,6 +53,11 @@ CASES = {   # name: (node, args, env, words the one line must hold)
                         ["exporter: parameter period_s: Input should be a finite number (got inf)"]),
     "radius infinite": ("labeler", ["-p", "preset:=rce", "-p", "rce_r_max:=.inf"], {},
                         ["labeler: parameter rce_r_max: Input should be a finite number (got inf)"]),
+    # a backbone cut before its pooling (3,136 features): the learner and the labeler sat on F×F matrices, silently
+    "features too wide, learner": ("learner", ["-p", "model:={tmp}/wide.onnx"], {},
+                                   ["3136 features, at most 2048", "global pooling"]),
+    "features too wide, labeler": ("labeler", ["-p", "model:={tmp}/wide.onnx"], {},
+                                   ["TiedGaussianClusterer: 3136 features, at most 2048"]),
 }
 
 
@@ -62,8 +69,12 @@ def test_bad_start_up_is_one_line_and_exit_2(case, tmp_path):
     (tmp_path / "emptybag").mkdir()
     (tmp_path / "afile").write_text("x")
     node, args, env, words = CASES[case]
+    if "wide" in case:
+        import_model(model_path("mnist_0to5_fp32"), tmp_path / "wide.onnx", MODELS_DIR / "mnist_0to5.json",
+                     cut="/features/features.7/MaxPool")
     own_state = ["-p", f"state_dir:={tmp_path}/s"] if node == "learner" and "state_dir" not in str(args) else []
     code, lines = run(node, tmp_path, *[a.format(tmp=tmp_path) for a in args], *own_state, env=env)
+    lines = [ln for ln in lines if "has no feature range" not in ln]      # an imported model's, said before
     assert code == 2, lines
     assert len(lines) == 1 and "Traceback" not in lines[0], lines
     assert all(w in lines[0] for w in words), lines[0]

@@ -24,6 +24,22 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+#: the widest features a head or clusterer that keeps an F×F covariance learns from: 2048 (ResNet-50's) is 32 MiB per
+#: matrix and about half a second of solve every ``refresh_every`` samples here (130 ms at 1280, docs/results.md);
+#: a backbone cut before its pooling (16,384 features: 2 GiB and minutes per solve) stalled its nodes without a word
+MAX_COVARIANCE_FEATURES = 2048
+
+
+def check_covariance_features(n_features: int, kind: str) -> int:
+    """``n_features`` if a ``kind`` that keeps an F×F covariance can learn from that many, else InputError."""
+    n = check_int(n_features, "n_features")
+    if n > MAX_COVARIANCE_FEATURES:
+        raise InputError(f"{kind}: {n} features, at most {MAX_COVARIANCE_FEATURES} (it solves a {n}x{n} covariance "
+                         f"every few samples: a stream would stall); cut the backbone after its global pooling "
+                         f"(tinycl model import --cut)")
+    return n
+
+
 def label_dtype(n_classes: int) -> np.dtype:
     """Smallest unsigned dtype holding class-row indices ``0..n_classes-1``.
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import state as st
+from ._util import check_covariance_features
 from .errors import InputError, StateError
 from .validation import check_batch, check_features, check_label, check_positive
 
@@ -174,7 +175,7 @@ class TiedGaussianClusterer(NearestCentroid):
 
     def __init__(self, n_features: int, shrinkage: float = 0.05, prior_strength: float | None = None,
                  prior_scale: float = 2000.0, refresh_every: int = 25, max_count: int | None = None) -> None:
-        super().__init__(n_features, max_count)
+        super().__init__(check_covariance_features(n_features, self.kind), max_count)
         self.shrinkage = check_positive(shrinkage, "shrinkage", allow_zero=True)
         if not 0.0 <= self.shrinkage < 1.0:
             raise InputError(f"shrinkage: must be in [0, 1), got {shrinkage}")

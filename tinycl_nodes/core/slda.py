@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._util import add_zero_row, check_int, expect_array, expect_int, expect_rows
+from ._util import add_zero_row, check_covariance_features, check_int, expect_array, expect_int, expect_rows
 from .errors import InputError, StateError
 from .head import Head
 from .validation import check_positive
@@ -56,7 +56,7 @@ class StreamingLDA(Head):
 
     def __init__(self, n_features: int, shrinkage: float = 1e-4, refresh_every: int = 1,
                  extractor_hash: str = "", scatter: str = "class") -> None:
-        super().__init__(check_int(n_features, "n_features"), extractor_hash)
+        super().__init__(check_covariance_features(n_features, self.kind), extractor_hash)
         self.shrinkage = check_positive(shrinkage, "shrinkage")
         if self.shrinkage > 1.0:
             raise InputError(f"shrinkage: must be in (0, 1], got {shrinkage}")
