@@ -99,3 +99,30 @@ def test_a_model_the_design_cannot_take_is_one_line_and_writes_nothing(tmp_path,
         err = capsys.readouterr().err.strip()
         assert problem in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_convolution_or_cut_the_c_generator_cannot_run_is_refused_before_scoring(tmp_path, capsys):
+    """A stride-2 or unpadded convolution, or a cut inside a block, scored every candidate and then ended in the C
+    generator's traceback ("only 3x3 pad-1 stride-1 convolutions", "expected a ReLU output")."""
+    import onnx
+    from onnx import helper
+
+    from tinycl_nodes.extractor import model_path
+
+    unpadded = onnx.load(str(model_path("mnist_0to5_trainsplit_fp32")))
+    conv = next(n for n in unpadded.graph.node if n.op_type == "Conv")
+    for a in conv.attribute:
+        if a.name == "pads":
+            a.CopyFrom(helper.make_attribute("pads", [0, 0, 0, 0]))
+    onnx.save(unpadded, str(tmp_path / "unpadded.onnx"))
+    for model, cut, problem in (
+            (str(tmp_path / "unpadded.onnx"), SMALL[1],
+             f"convolution {conv.name} is not 3x3 with stride 1 and padding 1"),
+            ("mnist_0to5_trainsplit_fp32", "/features/features.4/Conv",
+             "--cut /features/features.4/Conv: the design cuts at the end of a block, a max-pool's output "
+             "(/features/features.3/MaxPool, /features/features.7/MaxPool, /features/features.11/MaxPool)")):
+        assert main(["design", "--model", model, "--ram", "256KiB", "--flash", "1MiB", "--dataset", "mnist",
+                     "--out", str(tmp_path / "out"), "--cut", cut, *SMALL[2:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

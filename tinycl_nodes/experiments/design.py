@@ -113,10 +113,42 @@ def check_designable(model: Path) -> None:
         what.append(f"input {'x'.join(map(str, dims))}")
     if "MaxPool" not in ops:
         what.append("no max-pool block end to cut at")
+    what += _block_problems(onnx_model)
     if what:
         raise InputError(f"--model {model.name}: tinycl design takes a model as `make train-frozen` writes it "
                          f"(1x28x28 grey input; 3x3 convolution, ReLU and 2x2 max-pool blocks, then Flatten, Gemm, "
                          f"BatchNormalization); this one has {'; '.join(what)}")
+
+
+def _block_problems(onnx_model: Any) -> list[str]:
+    """The convolutions the C generator (``export/c_model.py``) cannot run: each must be 3x3, stride 1, padding 1,
+    one group, and feed a ReLU and then a 2x2 stride-2 max-pool (it scored every candidate before, then failed)."""
+    from onnx import helper
+
+    nodes = list(onnx_model.graph.node)
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+
+    def next_op(node: Any) -> Any:
+        after = consumers.get(node.output[0], [])
+        return after[0] if len(after) == 1 else None
+
+    problems = []
+    for n in (n for n in nodes if n.op_type == "Conv"):
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        relu = next_op(n)
+        pool = next_op(relu) if relu is not None and relu.op_type == "Relu" else None
+        pa = {x.name: helper.get_attribute_value(x) for x in pool.attribute} if pool is not None else {}
+        if (list(a.get("kernel_shape", [])) != [3, 3] or list(a.get("strides", [1, 1])) != [1, 1]
+                or list(a.get("pads", [0] * 4)) != [1] * 4 or a.get("group", 1) != 1
+                or list(a.get("dilations", [1, 1])) != [1, 1]):
+            problems.append(f"convolution {n.name} is not 3x3 with stride 1 and padding 1")
+        elif pool is None or pool.op_type != "MaxPool" or list(pa.get("kernel_shape", [])) != [2, 2] \
+                or list(pa.get("strides", [])) != [2, 2] or any(pa.get("pads", [0] * 4)):
+            problems.append(f"convolution {n.name} is not followed by a ReLU and a 2x2 stride-2 max-pool")
+    return problems[:3]
 
 
 def prune_model(path: Path, ratio: float, cut: str, out: Path) -> Path:
@@ -317,6 +349,9 @@ def main(args) -> int:
     if note:
         console.log(f"[yellow]note: {note}[/]")
     cuts = [args.cut] if args.cut else default_cuts(model)
+    if args.cut and args.cut not in default_cuts(model):
+        raise InputError(f"--cut {args.cut}: the design cuts at the end of a block, a max-pool's output "
+                         f"({', '.join(default_cuts(model))}): the generated C runs whole blocks")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     ratios = tuple(args.prune)
