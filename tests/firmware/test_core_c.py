@@ -80,3 +80,19 @@ def test_cwr_and_centroids_after_stream_match_python(vectors):
 def test_python_written_states_roundtrip_through_c_byte_identical(vectors):
     for kind in ("cwr", "ncm"):
         assert (vectors.dir / f"c_{kind}_roundtrip.bin").read_bytes() == (vectors.dir / f"py_{kind}.bin").read_bytes()
+
+
+def test_the_model_generator_refuses_in_one_line(tmp_path, capsys):
+    """`python -m tinycl_nodes.export.c_model` (micro_ros_firmware/README.md) ended in a traceback for a missing
+    file, a file that is not ONNX and a float model ("image: expected exactly one QuantizeLinear consumer")."""
+    from tinycl_nodes.export.c_model import main
+
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    for model, problem in ((str(tmp_path / "none.onnx"), "model not found"),
+                           (str(tmp_path / "junk.onnx"), "is not a valid ONNX model"),
+                           ("mnist_0to5_fp32", "mnist_0to5_fp32.onnx: a float model; the C generator takes its int8")):
+        assert main([model, "--out", str(tmp_path / "gen")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert problem in err and len(err.splitlines()) == 1, err
+    assert main(["mnist_0to5_int8", "--out", str(tmp_path / "gen")]) == 0
+    assert (tmp_path / "gen" / "tinycl_model.c").is_file()

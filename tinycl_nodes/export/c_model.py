@@ -31,11 +31,13 @@ bit-identical value. Usage: ``python -m tinycl_nodes.export.c_model [model.onnx]
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import TinyclError
 from ..extractor import extractor_hash, model_card_of, model_path
 from ..model_card import default_card
 from ..preprocess import pixel_lut
@@ -106,9 +108,13 @@ def parse(path: str | Path) -> Model:
     import onnx
     from onnx import numpy_helper
 
+    from ..model_tools import load_model
+
     path = Path(path)
-    payload = path.read_bytes()
-    g = onnx.load_from_string(payload).graph
+    g = load_model(path).graph          # a missing or unreadable file: one line (ModelToolError)
+    if not any(n.op_type == "QuantizeLinear" for n in g.node):
+        raise ExportError(f"{path.name}: a float model; the C generator takes its int8 QDQ model (`make "
+                          f"train-frozen` writes *_int8.onnx beside it)")
     init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     prod = {o: n for n in g.node for o in n.output}
     attrs = {id(n): {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in g.node}
@@ -364,14 +370,20 @@ def write_sources(out_dir: str | Path, stem: str, header: str, source: str) -> t
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default=str(model_path("mnist_0to5_int8")))
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    for p in export(args.model, args.out):
+    try:
+        paths = export(model_path(args.model), args.out)
+    except (ExportError, TinyclError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    for p in paths:
         print(p)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
