@@ -19,6 +19,11 @@ CASES = [   # (argv, the option, words of the line)
     (["design", "--model", "mnist_0to5_fp32", "--ram", "256KiB", "--flash", "1MiB", "--prune", "0,1.5"], "--prune",
      ["[0, 1)", "1.5"]),
     (["bench", "--samples", "0"], "--samples", ["at least 1"]),
+    # were accepted: the bag was ignored; all but the last 3 (1) images were used
+    (["experiment", "tinyndc", "--folder", "imgs", "--bag", "b"], "--bag", ["not allowed with argument --folder"]),
+    (["model", "quantize", "m.onnx", "--calib", "imgs", "--max-images", "-3"], "--max-images", ["at least 1", "-3"]),
+    (["model", "range", "m.onnx", "--images", "imgs", "--max-images", "-1"], "--max-images/--max-samples",
+     ["at least 1", "-1"]),
 ]
 
 

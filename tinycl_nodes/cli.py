@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "an image folder")
     t.add_argument("--seeds", type=count(1), default=5)
     t.add_argument("--labels", type=count(1), default=10, help="labelled samples per class (default 10)")
-    t.add_argument("--folder", default=None, help="an image folder root/<class name>/*.png|jpg instead of MNIST")
-    t.add_argument("--bag", default=None, help="a rosbag2 of labelled camera images instead of MNIST")
+    images = t.add_mutually_exclusive_group()
+    images.add_argument("--folder", default=None, help="an image folder root/<class name>/*.png|jpg instead of MNIST")
+    images.add_argument("--bag", default=None, help="a rosbag2 of labelled camera images instead of MNIST")
     t.add_argument("--bag-topic", default="/camera/image_raw", help="bag: its Image or CompressedImage topic")
     t.add_argument("--truth-topic", default="/ground_truth", help="bag: its tinycl_nodes/GroundTruth topic "
                                                                    "(same stamps as the images)")

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import model_range
+from .arg_types import count
 from .core._util import check_covariance_features
 from .core.errors import TinyclError
 from .model_card import ModelCard, Preprocessing, check_card, load_card_file
@@ -471,7 +472,7 @@ def add_arguments(model_parser: Any) -> None:
     q.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     q.add_argument("--held-out", type=float, default=0.2, help="fraction of the images kept out of calibration "
                                                                "to measure int8 vs fp32 (default 0.2)")
-    q.add_argument("--max-images", type=int, default=512)
+    q.add_argument("--max-images", type=count(1), default=512, help="at most this many images (default 512)")
     q.set_defaults(func=_quantize_cmd)
     r = sub.add_parser("range", help="measure a model's feature range on a folder of images or a file of windows "
                                      "(nodes refuse features beyond 4x it); quantize does it for both models")
@@ -480,7 +481,7 @@ def add_arguments(model_parser: Any) -> None:
     what.add_argument("--images", help="folder of .png/.jpg images (any depth), like the robot's")
     what.add_argument("--windows", help=".npy array (N, *the model's input), e.g. IMU windows (N, 6, 50) as the "
                                         "sensor sends them")
-    r.add_argument("--max-images", "--max-samples", type=int, default=2000, dest="max_samples",
+    r.add_argument("--max-images", "--max-samples", type=count(1), default=2000, dest="max_samples",
                    help="at most this many images or windows")
     r.set_defaults(func=_range_cmd)
     c = sub.add_parser("classes", help="write the class statistics of the images the model was trained on "
