@@ -19,6 +19,12 @@ CASES = [   # (argv, the option, words of the line)
     (["design", "--model", "mnist_0to5_fp32", "--ram", "256KiB", "--flash", "1MiB", "--prune", "0,1.5"], "--prune",
      ["[0, 1)", "1.5"]),
     (["bench", "--samples", "0"], "--samples", ["at least 1"]),
+    # were OverflowError tracebacks
+    (["design", "--model", "mnist_0to5_fp32", "--ram", "inf", "--flash", "1MiB"], "--ram", ["1B to 1TiB", "'inf'"]),
+    (["design", "--model", "mnist_0to5_fp32", "--ram", "256KiB", "--flash", "1e400KiB"], "--flash",
+     ["1B to 1TiB", "'1e400KiB'"]),
+    (["design", "--model", "mnist_0to5_fp32", "--ram", "256Kb", "--flash", "1MiB"], "--ram",
+     ["256KiB", "kB, MB, GB", "KiB, MiB, GiB", "'256Kb'"]),
     # were accepted: the bag was ignored; all but the last 3 (1) images were used
     (["experiment", "tinyndc", "--folder", "imgs", "--bag", "b"], "--bag", ["not allowed with argument --folder"]),
     (["model", "quantize", "m.onnx", "--calib", "imgs", "--max-images", "-3"], "--max-images", ["at least 1", "-3"]),
@@ -36,3 +42,13 @@ def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys, argv, optio
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
     assert f"error: argument {option}: " in err[-1] and all(w in err[-1] for w in words), err[-1]
+
+
+@pytest.mark.parametrize("text, size", [("256KiB", 256 * 1024), ("1MiB", 1024 ** 2), ("2GiB", 2 * 1024 ** 3),
+                                        ("64kB", 64_000), ("64KB", 64_000), ("1.5MB", 1_500_000), ("1GB", 10 ** 9),
+                                        ("300000", 300_000), ("512B", 512)])
+def test_a_size_takes_every_unit_its_message_names(text, size):
+    """The message says B, kB, MB, GB, KiB, MiB, GiB: GiB, kB and GB were refused."""
+    from tinycl_nodes.arg_types import byte_size
+
+    assert byte_size(text) == size

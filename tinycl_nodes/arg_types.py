@@ -37,6 +37,27 @@ def number(minimum: float = float("-inf"), below: float = float("inf")) -> Calla
     return parse
 
 
+#: a size's units: SI (powers of 1000) and binary (powers of 1024); a bare number is bytes
+SIZE_UNITS = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "kB": 1000, "KB": 1000, "MB": 1000 ** 2,
+              "GB": 1000 ** 3, "B": 1}
+#: the largest size taken (a memory budget beyond it is a typo, and inf or 1e400 was an OverflowError)
+MAX_SIZE = 1024 ** 4
+
+
+def byte_size(text: str) -> int:
+    """A size in bytes: ``256KiB``, ``1MiB``, ``2GB``, ``300000``; from 1 B to 1 TiB."""
+    t = text.strip()
+    unit = next((u for u in SIZE_UNITS if t.endswith(u)), "")
+    try:
+        value = float(t[:len(t) - len(unit)]) * SIZE_UNITS.get(unit, 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 256KiB (a number with B, kB, MB, GB or KiB, "
+                                         f"MiB, GiB), got {text!r}") from None
+    if not 1 <= value <= MAX_SIZE:       # NaN is not either
+        raise argparse.ArgumentTypeError(f"must be 1B to 1TiB, got {text!r}")
+    return int(value)
+
+
 def _items(text: str) -> tuple[str, ...]:
     """The comma-separated items of ``text``, stripped; '' is none."""
     return tuple(part.strip() for part in text.split(",") if part.strip())

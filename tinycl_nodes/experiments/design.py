@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .. import presets
-from ..arg_types import count, counts, numbers
+from ..arg_types import byte_size, count, counts, numbers
 from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
@@ -52,24 +52,6 @@ from .latent import _fresh, learning_macs, run_stream
 from .protocol import forbid_test_split, load_images, train_parts
 
 N_CLASSES = 10
-
-
-def parse_bytes(text: str) -> int:
-    """'256KiB', '1MiB', '300000' → bytes; InputError otherwise."""
-    t = text.strip()
-    for suffix, mult in (("KiB", 1024), ("MiB", 1024 ** 2), ("KB", 1000), ("MB", 1000 ** 2), ("B", 1)):
-        if t.endswith(suffix):
-            t, m = t[: -len(suffix)], mult
-            break
-    else:
-        m = 1
-    try:
-        value = int(float(t) * m)
-    except ValueError:
-        raise InputError(f"size: expected e.g. 256KiB or 1MiB, got {text!r}") from None
-    if value <= 0:
-        raise InputError(f"size: must be positive, got {text!r}")
-    return value
 
 
 def protocol_dataset(model: Path, given: str | None) -> tuple[str, str | None]:
@@ -334,7 +316,7 @@ def main(args) -> int:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 150)
-    ram, flash = parse_bytes(args.ram), parse_bytes(args.flash)
+    ram, flash = args.ram, args.flash
     ft_epochs = sorted(set(args.finetune_epochs)) or [0]
     if not args.prune:
         raise InputError("--prune: give at least one ratio (0: no pruning)")
@@ -455,8 +437,9 @@ def main(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="frozen ONNX model (name or path)")
-    p.add_argument("--ram", required=True, help="RAM budget, e.g. 256KiB")
-    p.add_argument("--flash", required=True, help="flash budget, e.g. 1MiB")
+    p.add_argument("--ram", type=byte_size, required=True,
+                   help="RAM budget, e.g. 256KiB (units B, kB, MB, GB, KiB, MiB, GiB)")
+    p.add_argument("--flash", type=byte_size, required=True, help="flash budget, e.g. 1MiB")
     p.add_argument("--cut", default=None, help="one latent layer (default: every MaxPool output)")
     p.add_argument("--prune", type=numbers(0.0, 1.0), default=(0.0, 0.25, 0.5),
                    help="structured-pruning ratios to try, comma-separated, each in [0, 1)")
