@@ -116,6 +116,16 @@ def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, preprocessing,
     assert not (d / "x.onnx").exists()
 
 
+def test_import_refuses_a_card_that_is_not_text(models, capsys):
+    """A binary file given as the card was a UnicodeDecodeError traceback."""
+    d, clf, _, _ = models
+    (d / "binary.card").write_bytes(bytes(range(256)))
+    assert main(["model", "import", str(clf), "--card", str(d / "binary.card"), "--out", str(d / "b.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "binary.card: cannot read it" in err and len(err.splitlines()) == 1, err
+    assert not (d / "b.onnx").exists()
+
+
 def test_quantize_calibrates_on_a_folder_and_reports_cosine(models, calib, capsys):
     d, clf, ext, _ = models
     src = d / "imported_q.onnx"

@@ -130,7 +130,7 @@ def load_card_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         doc = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:     # a binary file is not UTF-8
         raise CardError(f"model card {p}: cannot read it: {str(exc).splitlines()[0][:160]}") from None
     if not isinstance(doc, dict):
         raise CardError(f"model card {p}: expected a mapping")
