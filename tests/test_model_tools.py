@@ -12,7 +12,7 @@ import yaml
 from tests.models.nets import mnist_classifier_rgb, mobilenet_like
 from tinycl_nodes.cli import main
 from tinycl_nodes.datasets import load_mnist
-from tinycl_nodes.extractor import FrozenExtractor
+from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.model_tools import cosine
 
 RGB64 = {"preprocessing": {"layout": "NCHW", "size": [64, 64], "color": "rgb", "resize": "stretch",
@@ -124,6 +124,16 @@ def test_import_refuses_a_card_that_is_not_text(models, capsys):
     err = capsys.readouterr().err.strip()
     assert "binary.card: cannot read it" in err and len(err.splitlines()) == 1, err
     assert not (d / "b.onnx").exists()
+
+
+def test_quantize_refuses_a_model_that_is_already_int8(models, calib, capsys):
+    """It was onnxruntime's warnings, then "cannot load ONNX model … two nodes with same node name"."""
+    d = models[0]
+    int8 = model_path("mnist_0to5_int8")
+    assert main(["model", "quantize", str(int8), "--calib", str(calib), "--out", str(d / "twice.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mnist_0to5_int8.onnx is already quantized" in err and len(err.splitlines()) == 1, err
+    assert not (d / "twice.onnx").exists()
 
 
 def test_quantize_calibrates_on_a_folder_and_reports_cosine(models, calib, capsys):

@@ -334,6 +334,8 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     if not 0.0 < held_out < 1.0:
         raise ModelToolError(f"--held-out {held_out}: expected a fraction between 0 and 1")
     fp32 = FrozenExtractor(src_p)
+    if fp32.quantized:      # onnxruntime's quantizer would add its nodes again and write a model that cannot load
+        raise ModelToolError(f"{src_p.name} is already quantized (it has QuantizeLinear nodes): give its fp32 model")
     pre: Preprocessing | None = fp32.preprocessing
     if pre is None:
         raise ModelToolError(f"{src_p}: not an image model (its card has no preprocessing)")
