@@ -138,6 +138,15 @@ def test_export_request_cannot_leave_the_export_folder(request_path, tmp_path, c
     assert (out / "nightly" / "v2" / "head.h").is_file() and (out / "nightly" / "v2" / "head.onnx").is_file()
 
 
+def test_the_header_names_how_it_is_written_again():
+    """It said "regenerate with … `tinycl export`", a command there is not."""
+    lin = HeadSnapshot([1], ["one"], [1], np.ones((1, 4), np.float32), np.zeros(1, np.float32), "CWRStar", "ab" * 32,
+                       1, 1)
+    comment = to_c_header(lin).split("*/")[0]
+    assert "tinycl export" not in comment
+    assert "exporter node" in comment and "export_request" in comment and "period_s" in ExporterParams.model_fields
+
+
 def test_exporter_keeps_its_last_head_across_a_restart(tmp_path):
     """A request after a restart exports the last head even before the learner publishes again."""
     def exporter(graph):
