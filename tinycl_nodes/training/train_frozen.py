@@ -186,7 +186,7 @@ def train(X: np.ndarray, y: np.ndarray, classes: tuple[int, ...], epochs: int, s
                                        projection=recipe.projection)
     params = list(embed.parameters()) + list(head.parameters()) + list(project.parameters())
     opt = torch.optim.AdamW(params, 2e-3, weight_decay=5e-4)
-    batch = 128
+    batch = min(128, len(yt))     # a folder of fewer images: one batch of all of them per epoch (0 steps was an error)
     steps = epochs * (len(yt) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
     t0 = time.time()
@@ -272,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             raise TinyclError(f"{existing[0]} exists: choose another --name (or --overwrite to replace it)")
         X, y, names, dataset = load_training_set(args.dataset, args.data, args.split)
         classes = parse_classes(args.classes, names)
+        n_images = int(np.isin(y, classes).sum())
+        if n_images < 2:        # a batch's BatchNorm needs two
+            raise TinyclError(f"--classes {args.classes}: {dataset} has {n_images} readable image(s) of them, "
+                              f"training needs at least 2")
     except TinyclError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
