@@ -76,6 +76,21 @@ def test_experiment_on_a_folder_names_the_dataset_and_warns(folder, tmp_path, ca
     assert "'eight' is not a class of the dataset" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, problem", [
+    # numpy's "Cannot take a larger sample than population" traceback: 40 images a class, 20 in the training part
+    (["--labels", "30"], "--labels 30: class 'one' has 20 image(s) in the training part to draw 30 labelled samples "
+                         "from: give at most 20"),
+    (["--sweep", "1,25"], "--sweep 25: class 'one' has 20 image(s)"),
+])
+def test_a_folder_experiment_it_cannot_run_is_one_line(folder, tmp_path, capsys, args, problem):
+    out = tmp_path / "r.json"
+    assert main(["experiment", "tinyndc", "--folder", str(folder), "--old-classes", "zero,one", "--labels", "5",
+                 "--seeds", "1", "--sweep", "", "--stream-length", "50", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert problem in err[-1] and "Traceback" not in "\n".join(err), err
+    assert not out.exists()
+
+
 def test_experiment_on_a_rosbag_of_labelled_camera_images(data_dir, tmp_path, capsys):
     """A bag as `ros2 bag record` of a labelled session writes it: JPEG CompressedImage frames and
     tinycl_nodes/GroundTruth with the same stamps (one frame without a label, one corrupt)."""

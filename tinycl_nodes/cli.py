@@ -56,6 +56,8 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
         console.print(warning, style="yellow")
     old = _old_classes(args.old_classes, extractor.card.class_names, class_names,
                        bool(args.folder or args.bag) or folder_protocol)
+    exp.check_labelled(feats.train_y, class_names,
+                       {"--labels": args.labels, **({"--sweep": max(args.sweep)} if args.sweep else {})})
     protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
                             score_last=args.score_last, old_classes=old, dataset=dataset)
     with console.status("running the stream …") as status:

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -113,6 +113,18 @@ def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str 
     return Features(ytr.astype(np.int64), extractor.extract(Xte), yte.astype(np.int64), extractor.hash,
                     train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset,
                     prior=load_prior(extractor.path, extractor.hash))
+
+
+def check_labelled(train_y: np.ndarray, class_names: Sequence[str], wanted: dict[str, int]) -> None:
+    """InputError naming the class when one has fewer images in the training part than an option (``--labels``,
+    the largest ``--sweep`` count) draws labelled samples from it: it was numpy's "Cannot take a larger sample than
+    population" traceback."""
+    have = [int(np.count_nonzero(train_y == c)) for c in range(len(class_names))]
+    fewest = int(np.argmin(have))
+    for option, k in wanted.items():
+        if have[fewest] < k:
+            raise InputError(f"{option} {k}: class {class_names[fewest]!r} has {have[fewest]} image(s) in the training "
+                             f"part to draw {k} labelled samples from: give at most {have[fewest]}")
 
 
 def split(seed: int, feats: Features, protocol: Protocol, labels_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
