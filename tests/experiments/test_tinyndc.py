@@ -33,6 +33,15 @@ def test_protocol_split_follows_the_paper(feats):
     assert np.intersect1d(stream, held).size == 0
 
 
+def test_results_json_has_null_for_a_score_that_is_not_finite(tmp_path):
+    """A NaN forgetting was written as a bare NaN, which is not JSON."""
+    exp.write_json({"forgetting_old": {"mean": float("nan"), "std": np.float64("inf")}, "curve": [50.0, float("nan")]},
+                   tmp_path / "r.json")
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in {text}")) == \
+        {"forgetting_old": {"mean": None, "std": None}, "curve": [50.0, None]}
+
+
 def test_json_shape(result):
     for name in ("supervised", "clustering", "tinyndc", "tinycl"):
         for score in ("accuracy", "precision", "recall", "f1"):

@@ -12,10 +12,11 @@ head only ever gets better).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -267,9 +268,20 @@ def plot_curves(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and inf as None: JSON has neither (a forgetting with no old-class image held out is NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_json(result: dict, path: Path) -> None:
-    """Write the result JSON (curves included) atomically."""
-    write_atomic(path, json.dumps(result, indent=1).encode())
+    """Write the result JSON (curves included) atomically; a score that is NaN or inf is null (valid JSON)."""
+    write_atomic(path, json.dumps(_json_safe(result), indent=1, allow_nan=False).encode())
 
 
 def load_extractor(model: str | None, dataset: str = "mnist", split: str = "test") -> FrozenExtractor:
