@@ -91,6 +91,22 @@ def test_a_folder_experiment_it_cannot_run_is_one_line(folder, tmp_path, capsys,
     assert not out.exists()
 
 
+def test_a_stream_longer_than_the_folder_is_said_and_leaves_images_held_out(folder, tmp_path, capsys):
+    """The default 8,000 was cut to the folder's 80 test images without a word: none was held out, so forgetting was
+    NaN, written as a bare NaN (not JSON), under the title "scores on the last 1000 of 80"."""
+    out = tmp_path / "r.json"
+    assert main(["experiment", "tinyndc", "--folder", str(folder), "--old-classes", "zero,one", "--labels", "5",
+                 "--seeds", "1", "--sweep", "", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    note = [line for line in printed.splitlines() if line.startswith("note: my_digits")]
+    assert note == ["note: my_digits has 80 images to stream from: the stream is 64 of them, not 8000, and 16 are held "
+                    "out to measure forgetting; scores on all 64 predictions of the stream (--score-last 1000)"], printed
+    assert "scores on the last 64 of 64" in printed
+    r = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the results JSON"))
+    assert r["protocol"]["stream_length"] == 64 and r["protocol"]["score_last"] == 64
+    assert all(isinstance(m["forgetting_old"]["mean"], float) for m in r["methods"].values()), r["methods"]
+
+
 def test_experiment_on_a_rosbag_of_labelled_camera_images(data_dir, tmp_path, capsys):
     """A bag as `ros2 bag record` of a labelled session writes it: JPEG CompressedImage frames and
     tinycl_nodes/GroundTruth with the same stamps (one frame without a label, one corrupt)."""

@@ -58,8 +58,11 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
                        bool(args.folder or args.bag) or folder_protocol)
     exp.check_labelled(feats.train_y, class_names,
                        {"--labels": args.labels, **({"--sweep": max(args.sweep)} if args.sweep else {})})
-    protocol = exp.Protocol(labels_per_class=args.labels, stream_length=min(args.stream_length, feats.test_y.size),
-                            score_last=args.score_last, old_classes=old, dataset=dataset)
+    stream, score_last, note = exp.fit_stream(feats.test_y.size, args.stream_length, args.score_last, dataset)
+    if note:
+        console.print(note, style="yellow", soft_wrap=True)
+    protocol = exp.Protocol(labels_per_class=args.labels, stream_length=stream, score_last=score_last,
+                            old_classes=old, dataset=dataset)
     with console.status("running the stream …") as status:
         result = exp.run_experiment(feats, seeds=args.seeds, protocol=protocol, sweep=args.sweep,
                                     progress=lambda msg: (console.log(msg), status.update(msg)))

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from tinycl_nodes.core.errors import InputError
 from tinycl_nodes.experiments import tinyndc as exp
 
 
@@ -31,6 +32,24 @@ def test_protocol_split_follows_the_paper(feats):
     assert init.size == 100 and np.bincount(feats.train_y[init]).tolist() == [10] * 10
     assert stream.size == 8000 and held.size == 2000
     assert np.intersect1d(stream, held).size == 0
+
+
+@pytest.mark.parametrize("pool, asked, said", [
+    ((10000, 8000, 1000), (8000, 1000), None),                    # the paper's protocol: as asked
+    ((80, 79, 10), (79, 10), None),
+    ((80, 8000, 1000), (64, 64), "the stream is 64 of them, not 8000, and 16 are held out"),   # none was held out
+    ((80, 80, 10), (64, 10), "the stream is 64 of them, not 80"),
+    ((80, 50, 1000), (50, 50), "scores on all 50 predictions of the stream (--score-last 1000)"),
+])
+def test_the_stream_leaves_images_held_out_and_the_window_is_within_it(pool, asked, said):
+    *stream_and_window, note = exp.fit_stream(*pool, "my_digits")
+    assert tuple(stream_and_window) == asked
+    assert note == said if said is None else said in note and note.count("\n") == 0
+
+
+def test_a_pool_with_nothing_to_hold_out_is_refused():
+    with pytest.raises(InputError, match="my_digits has 1 image.*at least 2 are needed"):
+        exp.fit_stream(1, 8000, 1000, "my_digits")
 
 
 def test_results_json_has_null_for_a_score_that_is_not_finite(tmp_path):

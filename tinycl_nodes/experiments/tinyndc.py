@@ -32,6 +32,9 @@ from ..training.train_frozen import model_stem
 from .protocol import DATASETS, OLD_CLASSES, SPLITS, load_images, train_parts
 
 CHECKPOINT = 1000  # stream samples between two forgetting checkpoints
+#: the share of the stream pool held out when the stream asked for does not fit in it: the paper's 2,000 of MNIST's
+#: 10,000 test images (forgetting is measured on them)
+HELD_OUT_SHARE = 0.2
 
 PAPER = {  # Albanese et al., table 1 and the labelled-samples sweep (accuracy, %)
     "supervised": {"accuracy": 94.3, "precision": 95.0, "recall": 94.0, "f1": 94.0},
@@ -114,6 +117,25 @@ def extract_features(extractor: FrozenExtractor, data: str | None, dataset: str 
     return Features(ytr.astype(np.int64), extractor.extract(Xte), yte.astype(np.int64), extractor.hash,
                     train_source=lambda idx: extractor.extract(Xtr[idx]), split=split, dataset=dataset,
                     prior=load_prior(extractor.path, extractor.hash))
+
+
+def fit_stream(pool: int, stream_length: int, score_last: int, dataset: str) -> tuple[int, int, str | None]:
+    """(stream length, scoring window, a one-line note when either is shorter than asked) for a stream pool of
+    ``pool`` images: a stream as long as the pool left nothing held out (forgetting was NaN), so it then leaves
+    ``HELD_OUT_SHARE``; the window is within the stream (the title said "the last 1000 of 50")."""
+    said = []
+    if stream_length >= pool:
+        held = max(1, round(HELD_OUT_SHARE * pool))
+        if pool - held < 1:
+            raise InputError(f"--stream-length: {dataset} has {pool} image(s) to stream from; at least 2 are needed, "
+                             f"one streamed and one held out to measure forgetting")
+        said.append(f"{dataset} has {pool} images to stream from: the stream is {pool - held} of them, not "
+                    f"{stream_length}, and {held} are held out to measure forgetting")
+        stream_length = pool - held
+    if score_last > stream_length:
+        said.append(f"scores on all {stream_length} predictions of the stream (--score-last {score_last})")
+        score_last = stream_length
+    return stream_length, score_last, ("note: " + "; ".join(said)) if said else None
 
 
 def check_labelled(train_y: np.ndarray, class_names: Sequence[str], wanted: dict[str, int]) -> None:
