@@ -81,6 +81,8 @@ def test_experiment_on_a_folder_names_the_dataset_and_warns(folder, tmp_path, ca
     (["--labels", "30"], "--labels 30: class 'one' has 20 image(s) in the training part to draw 30 labelled samples "
                          "from: give at most 20"),
     (["--sweep", "1,25"], "--sweep 25: class 'one' has 20 image(s)"),
+    (["--old-classes", "zero,one,six,seven"], "--old-classes: one, seven, six, zero are all the classes of the "
+                                               "dataset, so no new class is left to learn"),
 ])
 def test_a_folder_experiment_it_cannot_run_is_one_line(folder, tmp_path, capsys, args, problem):
     out = tmp_path / "r.json"

@@ -82,18 +82,24 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
 
 
 def _old_classes(given: str | None, card_names: list[str] | None, names: list[str], folder: bool) -> tuple[int, ...]:
-    """``--old-classes`` (ids or names), else the card's classes found in the dataset, else MNIST's 0–5."""
+    """``--old-classes`` (ids or names), else the card's classes found in the dataset, else MNIST's 0–5; not every
+    class of the dataset (the protocol is about the new ones)."""
     if given:
         from .datasets import class_ids
 
-        return class_ids(given, names, "--old-classes")
-    known = [names.index(c) for c in (card_names or []) if c in names]
-    if known:
-        return tuple(sorted(known))
-    if folder:
-        raise TinyclError("--old-classes: the model card names no class of this folder: say which classes "
-                          "the backbone knows (names or ids)")
-    return (0, 1, 2, 3, 4, 5)
+        old = class_ids(given, names, "--old-classes")
+    else:
+        known = [names.index(c) for c in (card_names or []) if c in names]
+        if not known and folder:
+            raise TinyclError("--old-classes: the model card names no class of this folder: say which classes "
+                              "the backbone knows (names or ids)")
+        old = tuple(sorted(known)) if known else (0, 1, 2, 3, 4, 5)
+    if len(set(old)) >= len(names):
+        source = "--old-classes" if given else "--old-classes (the model card's)"
+        raise TinyclError(f"{source}: {', '.join(names[c] for c in sorted(set(old)))} are all the classes of the "
+                          f"dataset, so no new class is left to learn: give --old-classes with only those the backbone "
+                          f"knows")
+    return old
 
 
 def _experiment_tinyrce(args: argparse.Namespace) -> int:
