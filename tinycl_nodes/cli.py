@@ -71,7 +71,7 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     result["protocol"].update(dataset=dataset, split=args.split)
     if dataset != "MNIST":
         result["paper"] = {"sweep": {}}   # the paper's numbers are MNIST's
-    out = Path(args.out or f"results/tinyndc_{args.dataset}_{args.split}.json")
+    out = Path(args.out or f"results/tinyndc_{Path(args.dataset).name}_{args.split}.json")   # a folder: its name
     exp.write_json(result, out)
     png = out.with_suffix(".png")
     exp.plot_curves(result, png)
