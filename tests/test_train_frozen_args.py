@@ -58,4 +58,5 @@ def test_a_folder_smaller_than_a_batch_trains(capsys, data_dir, tmp_path):
     assert main(["--name", "x9", "--dataset", str(tmp_path / "tiny"), "--classes", "a,b", "--out", str(tmp_path),
                  "--data", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "error: --classes a,b: tiny has 1 readable image(s) of them, training needs at least 2", err
+    assert err[-1] == (f"error: --classes a,b: {(tmp_path / 'tiny').resolve()} has 1 readable image(s) of them, "
+                       "training needs at least 2"), err
