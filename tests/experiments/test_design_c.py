@@ -55,6 +55,22 @@ def test_cut_model_c_compiles(cut_int8, tmp_path):
     assert "tinycl_b2_mult" in nm and "tinycl_in_lut" in nm
 
 
+def test_the_c_core_says_it_needs_the_whole_model_not_the_part_below_the_cut(cut_int8, tmp_path):
+    """The design's c/ (the frozen part below the cut) given to the C core's forward failed with 'TINYCL_FC_IN_ZP
+    undeclared' and more; it now says in one #error which model the firmware takes."""
+    from pathlib import Path
+
+    h, _ = c_model.export(cut_int8[0], tmp_path / "c")
+    core = Path(__file__).resolve().parents[2] / "micro_ros_firmware" / "core"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    res = subprocess.run([cc, "-std=c99", "-c", f"-I{h.parent}", f"-I{core / 'include'}", f"-I{core / 'src'}",
+                          str(core / "src" / "tinycl_cnn.c"), "-o", str(tmp_path / "cnn.o")], capture_output=True,
+                         text=True)
+    assert res.returncode != 0
+    first = next(ln for ln in res.stderr.splitlines() if "error" in ln)
+    assert "#error" in first and "chosen_full.int8.onnx" in first, res.stderr[-2000:]
+
+
 def test_a_graph_ending_inside_a_block_is_refused(tmp_path):
     full = model_path("mnist_0to5_fp32")
     conv = [n for n in cut_names(full) if "Conv" in n][1]

@@ -316,6 +316,10 @@ void tinycl_cnn_block(int b) {
 #error "tinycl_cnn.c: the first block takes 1 channel, the others a multiple of 4"
 #endif
 
+#if !TINYCL_HAS_FC
+#error "tinycl_cnn.c runs the whole frozen model, its embedding included: build from the whole int8 model (tinycl design's chosen_full.int8.onnx, whose C is c_full/; its c/ is the part below the cut)"
+#endif
+
 #if TINYCL_FC_IN % 4
 #error "tinycl_cnn.c: the Gemm input is read 4 values per step"
 #endif
