@@ -179,6 +179,31 @@ def test_the_camera_graph_plays_a_bag_without_ros2(tmp_path, domain):
     assert 60 <= received <= 90, (received, text[-3000:])
 
 
+def test_an_image_folder_replay_names_the_exported_heads_classes_by_its_folders(tmp_path, domain, data_dir):
+    """The sensor sends each image's class name with its ground truth; the head and its exports named the classes
+    "0", "1", "2" all the same."""
+    import cv2
+    import numpy as np
+
+    from tinycl_nodes.datasets import load_mnist
+
+    X, y = load_mnist("test", data_dir)
+    for name, digit in (("nought", 0), ("one", 1), ("seven", 7)):
+        (tmp_path / "digits" / name).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(y == digit)[:30]):
+            cv2.imwrite(str(tmp_path / "digits" / name / f"{k}.png"), X[i])
+    launch = Launch(tmp_path, domain, "-p", "sensor.source:=folder", "-p", f"sensor.folder:={tmp_path / 'digits'}",
+                    "-p", "sensor.stream_length:=60", "-p", "sensor.rate_hz:=100")
+    try:
+        code = launch.proc.wait(timeout=120)
+    finally:
+        if launch.proc.poll() is None:
+            launch.proc.kill()
+    assert code == 0, "\n".join(launch.lines[-20:])
+    header = next((tmp_path / "ros").rglob("head.h")).read_text()
+    assert '"nought"' in header and '"one"' in header and '"seven"' in header, header[:2000]
+
+
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
     (tmp_path / "afile").write_text("x")
     launch = Launch(tmp_path, domain, "-p", f"state_dir:={tmp_path / 'afile'}")

@@ -122,6 +122,7 @@ class Learner(Node):
         self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
         self.track(bus.create_subscription("unlearn", "LabeledFeatures", self.gated(self.on_unlearn), "reliable"))
         self.track(bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable"))
+        self.track(bus.create_subscription("ground_truth", "GroundTruth", self.on_truth_name, "reliable"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
@@ -308,6 +309,13 @@ class Learner(Node):
         else:
             self.head.unlearn_valid(x, label)
         self.heads.changed()
+
+    def on_truth_name(self, msg: Any) -> None:
+        """A replayed dataset's class names (an image folder's sub-folders) name the classes it teaches, so heads and
+        exports carry them; a name a person or the parameters gave is kept."""
+        label, name = int(msg.label), str(msg.class_name)[:64]
+        if 0 <= label <= 2**31 - 1 and name and label not in self.class_names:
+            self.class_names[label] = name
 
     def on_renamed(self, msg: Any) -> None:
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
