@@ -58,7 +58,7 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     shared = {**_graph_params(cfg, "learner"), **ov.get("*", {}), **ov.get("learner", {})}
     k, n_stream, seed = int(sensor.get("labels_per_class", 10)), int(sensor.get("stream_length", 8000)), int(sensor.get("seed", 0))
     expected = 10 * k + n_stream
-    # the graph's readers of ground_truth (extractor, metrics) and this monitor
+    # the graph's readers of ground_truth (its parameter file counts them) and this monitor
     ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     keep_state = state_dir is not None

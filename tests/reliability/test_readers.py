@@ -20,6 +20,8 @@ from tests.nodes.conftest import node, spin_until
 
 #: the nodes that read the labeler's ``labeled``
 LABELED_READERS = {"learner", "board", "label_app"}
+#: the nodes that read the sensor's ``ground_truth`` (the learner for the class names)
+TRUTH_READERS = {"extractor", "metrics", "learner"}
 CONFIGS = {"fleet_device": "fleet"}          # graph → its parameter file, where not the same name
 
 
@@ -70,3 +72,12 @@ def test_each_graph_config_waits_for_its_readers_of_labeled(graph):
     doc = yaml.safe_load((CONFIG_DIR / f"{CONFIGS.get(graph, graph)}.yaml").read_text())
     wanted = doc.get("labeler", {}).get("ros__parameters", {}).get("wait_for_subscribers", 1)
     assert wanted == len(LABELED_READERS & set(GRAPHS[graph])), graph
+
+
+@pytest.mark.parametrize("graph", sorted(g for g, nodes in GRAPHS.items() if "sensor" in nodes))
+def test_each_graph_config_waits_for_its_readers_of_ground_truth(graph):
+    """The sensor starts once every reader of ``ground_truth`` is there: the learner reading it too (class names),
+    a count one short let the replay begin before the extractor's reader was matched."""
+    doc = yaml.safe_load((CONFIG_DIR / f"{CONFIGS.get(graph, graph)}.yaml").read_text())
+    wanted = doc.get("sensor", {}).get("ros__parameters", {}).get("wait_for_truth_subscribers", 1)
+    assert wanted == len(TRUTH_READERS & set(GRAPHS[graph])), graph

@@ -43,7 +43,8 @@ def _device(ros: Ros, setup: BrokerSetup, device: str, graph_config: str, sectio
     """One device: the TinyNDC graph under ros2 launch (staying up after its replay) and its bridge."""
     out, state = ros.tmp / f"metrics_{device}.json", ros.tmp / "state" / device
     sections = {**sections, "/**": {"state_dir": str(state), **sections.get("/**", {})},
-                "sensor": {"stream_length": STREAM, "wait_for_truth_subscribers": 2, **sections.get("sensor", {})},
+                "sensor": {"stream_length": STREAM, "wait_for_truth_subscribers": 3,   # extractor, metrics, learner
+                           **sections.get("sensor", {})},
                 "metrics": {"out": str(out), "exit_when_done": False}}
     pf = params_file(ros.tmp, graph_config, **sections).rename(ros.tmp / f"{device}.yaml")
     ns = f"/{device}/tinycl"

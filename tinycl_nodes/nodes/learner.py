@@ -122,7 +122,9 @@ class Learner(Node):
         self.replay = None if self.head.can_unlearn else ReplayUndo(self.head, 500)
         self.track(bus.create_subscription("unlearn", "LabeledFeatures", self.gated(self.on_unlearn), "reliable"))
         self.track(bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable"))
-        self.track(bus.create_subscription("ground_truth", "GroundTruth", self.on_truth_name, "reliable"))
+        # best effort: a name is on every sample, and a reliable reader killed with the learner would hold the
+        # sensor's writes (and the extractor's ground truth) until its lease runs out
+        self.track(bus.create_subscription("ground_truth", "GroundTruth", self.on_truth_name, "sensor_data"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
                                                "latched"))
