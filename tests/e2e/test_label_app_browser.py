@@ -321,3 +321,48 @@ def test_full_loop_labeler_learner_and_phone(domain, tmp_path, phone):
             assert proc.proc.returncode == 0 and "Traceback" not in "\n".join(proc.lines)
     finally:
         bus.shutdown()
+
+
+def _live_page(phone, url: str):
+    page = phone.new_page()
+    page.goto(url)
+    page.wait_for_selector("#status.live")
+    return page
+
+
+def _settled(button) -> None:
+    assert _until(lambda: button.count() == 1 and button.is_enabled()), "the button never became tappable"
+
+
+def test_a_phone_offline_has_answering_off_and_queues_nothing(domain, tmp_path, phone):
+    """The browser offline: before, the pill said "offline" but the answers stayed on and a tap was delivered once
+    the phone was back online. Now the banner says so, the answers are off and nothing is queued."""
+    from tests.e2e.test_label_app_phone import network
+
+    with _labeler(domain) as (bus, pub, answers), node("label_app", domain, *_app_params(tmp_path)) as app:
+        url = _url(app)
+        assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
+        page = _live_page(phone, url)
+        cdp = phone.new_cdp_session(page)
+        cdp.send("Network.enable")
+        pub.publish(_request(bus, "req-A", np.full((28, 28), 99, np.uint8), {4: "mug", 2: "bottle"}))
+        card = _card(page, "req-A")
+        mug = card.locator('button.cls[data-class-id="4"]')
+        _settled(mug)
+        network(cdp, online=False)
+        page.locator("#offline").wait_for(timeout=5_000)
+        assert page.locator("#status").inner_text() == "offline"
+        assert mug.is_disabled() and card.locator("button.skip").is_disabled()
+        assert card.locator("input[name=new]").is_editable()                   # what is typed is kept
+        assert page.evaluate("window.tinycl.send({type: 'answer', request_id: 'req-A', class_id: 4})") is False
+        page.locator("#toast.error", has_text="nothing was sent").wait_for()
+        spin_until(bus, lambda: False, 1.0)
+        network(cdp, online=True)
+        page.wait_for_selector("#status.live", timeout=10_000)
+        assert not spin_until(bus, lambda: answers, 1.0), [a.request_id for a in answers]   # nothing was queued
+        _settled(mug)
+        mug.tap()
+        assert spin_until(bus, lambda: answers, 10), app.lines[-10:]
+        assert [(a.request_id, a.class_id) for a in answers] == [("req-A", 4)]
+        assert "Traceback" not in "\n".join(app.lines)
+

@@ -138,7 +138,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const pendingEl = $("#pending"), historyEl = $("#history"), toastEl = $("#toast");
   const deadlines = new Map();          // request id -> ms deadline (local clock)
   const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
-  let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, undoS = 120,
+  let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, netOff = false,
+      undoS = 120,
       classes = [];
 
   function el(tag, props = {}, ...kids) {
@@ -161,7 +162,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const c of pendingEl.children) if (c.dataset.requestId === id) return c;
     return null;
   }
-  function online() { return !!ws && ws.readyState === WebSocket.OPEN && robotOnline; }
+  // netOff: the browser's own "offline" (no network at all), until its "online" or a socket that opens
+  function connected() { return !!ws && ws.readyState === WebSocket.OPEN && !netOff; }
+  function online() { return connected() && robotOnline; }
   function refresh() {
     const n = pendingEl.children.length;
     $("#count").textContent = String(n);
@@ -403,7 +406,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
         break;
       case "classes": showClasses(m); break;
-      case "robot": robotOnline = m.online; setStatus(ws && ws.readyState === WebSocket.OPEN); break;
+      case "robot": robotOnline = m.online; setStatus(); break;
       case "ok": toast("Sent: " + m.class_name, false); break;
       case "rename": toast(m.message, m.status !== "renamed"); break;   // the labeler's verdict, or its silence
       case "error": {
@@ -413,10 +416,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       }
     }
   }
-  function setStatus(live) {
-    const s = $("#status");
-    const ok = live && robotOnline;
-    s.textContent = ok ? "live" : (live ? "robot unreachable" : "offline");
+  function setStatus() {
+    const s = $("#status"), ok = online();
+    s.textContent = ok ? "live" : (connected() ? "robot unreachable" : "offline");
     s.className = ok ? "live" : "";
     refresh();
   }
@@ -433,10 +435,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     clearTimeout(retryTimer);
     if (stopped || (ws && ws.readyState <= WebSocket.OPEN)) return;   // connecting or open already
     const sock = ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    sock.onopen = () => { retry = 500; setStatus(true); };
+    sock.onopen = () => { retry = 500; netOff = false; setStatus(); };
     sock.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
     sock.onclose = async () => {
-      setStatus(false);
+      setStatus();
       try {
         const r = await fetch("api/state", {cache: "no-store"});
         if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; refresh(); return; }
@@ -448,10 +450,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   // Back online, or back from the background: try now, not when the backoff says (up to 10 s later).
   function reconnectNow() {
-    if (ws && ws.readyState === WebSocket.OPEN) setStatus(true); else connect();
+    if (ws && ws.readyState === WebSocket.OPEN) setStatus(); else connect();
   }
-  window.addEventListener("offline", () => setStatus(false));
-  window.addEventListener("online", reconnectNow);
+  window.addEventListener("offline", () => { netOff = true; setStatus(); });
+  window.addEventListener("online", () => { netOff = false; reconnectNow(); });
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") reconnectNow(); });
   setInterval(() => {
     const now = Date.now();
