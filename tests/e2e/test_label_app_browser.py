@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -323,6 +325,59 @@ def test_full_loop_labeler_learner_and_phone(domain, tmp_path, phone):
         bus.shutdown()
 
 
+class Link:
+    """A TCP relay between the page and the app whose link can drop the way Wi-Fi does: no FIN, no RST, what either
+    side sends is lost. Connections open at the drop, and those made during it, stay dead for good (by then the app
+    has given up on them); those made after ``restore()`` relay again."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream, self.down = upstream, False
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[dict] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            conn = {"dead": self.down, "socks": [client]}
+            if not self.down:
+                conn["socks"].append(socket.create_connection(("127.0.0.1", self.upstream)))
+            self.conns.append(conn)
+            socks = conn["socks"]
+            pairs = [(socks[0], socks[1]), (socks[1], socks[0])] if len(socks) == 2 else [(client, None)]
+            for a, b in pairs:
+                threading.Thread(target=self._pump, args=(a, b, conn), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket | None, conn: dict) -> None:
+        try:
+            while data := a.recv(65536):
+                if not conn["dead"]:
+                    b.sendall(data)
+            if not conn["dead"]:
+                b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def drop(self) -> None:
+        self.down = True
+        for conn in self.conns:
+            conn["dead"] = True
+
+    def restore(self) -> None:
+        self.down = False
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self.conns:
+            for s in conn["socks"]:
+                s.close()
+
+
 def _live_page(phone, url: str):
     page = phone.new_page()
     page.goto(url)
@@ -332,6 +387,47 @@ def _live_page(phone, url: str):
 
 def _settled(button) -> None:
     assert _until(lambda: button.count() == 1 and button.is_enabled()), "the button never became tappable"
+
+
+def test_a_link_that_drops_without_a_fin_is_noticed_and_an_answer_in_flight_ends(domain, tmp_path, phone):
+    """The robot's Wi-Fi drops: the page's TCP connection gets no FIN and its onclose never fires. Before, the pill
+    stayed "live", the answers on, and a tapped answer left its card grey for good, even once the link was back. Now
+    the page's own ping finds the silence: it says the robot is unreachable, turns answering off, tells that the
+    answer is not confirmed; it reconnects by itself when the link is back, and the question, not answered (its
+    answer was lost on the way), is asked again."""
+    with _labeler(domain) as (bus, pub, answers), node("label_app", domain, *_app_params(tmp_path)) as app:
+        url = _url(app)
+        assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 20), app.lines
+        link = Link(int(re.search(r":(\d+)/", url).group(1)))
+        try:
+            page = _live_page(phone, re.sub(r":\d+/", f":{link.port}/", url))
+            pub.publish(_request(bus, "req-A", np.full((28, 28), 99, np.uint8), {4: "mug", 2: "bottle"}))
+            mug = _card(page, "req-A").locator('button.cls[data-class-id="4"]')
+            _settled(mug)
+            link.drop()
+            mug.tap()
+            cut = time.monotonic()
+            page.locator("#offline").wait_for(timeout=15_000)
+            print(f"the silent link was noticed {time.monotonic() - cut:.1f} s after the tap")
+            assert page.locator("#status").inner_text() == "offline"
+            card = _card(page, "req-A")
+            assert "busy" not in card.get_attribute("class")
+            assert "not confirmed" in card.locator(".err").inner_text()
+            assert mug.is_disabled()
+            link.restore()
+            page.wait_for_selector("#status.live", timeout=30_000)
+            print(f"live again {time.monotonic() - cut:.1f} s after the tap")
+            assert page.locator("#offline").is_hidden()
+            assert "has not reached the robot" in card.locator(".err").inner_text()
+            assert not spin_until(bus, lambda: answers, 0.5)                    # lost on the way: nothing sent
+            _settled(mug)
+            mug.tap()
+            assert spin_until(bus, lambda: answers, 10), app.lines[-10:]
+            assert [(a.request_id, a.class_id) for a in answers] == [("req-A", 4)]
+            card.wait_for(state="detached")
+        finally:
+            link.close()
+        assert "Traceback" not in "\n".join(app.lines)
 
 
 def test_a_phone_offline_has_answering_off_and_queues_nothing(domain, tmp_path, phone):

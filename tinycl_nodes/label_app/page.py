@@ -141,6 +141,11 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, netOff = false,
       undoS = 120,
       classes = [];
+  // The page's own check that the app hears it: a link cut without a FIN (the robot's Wi-Fi drops) never fires
+  // onclose, and aiohttp's heartbeat pings are invisible to JS. The app replies to each message in order (ok, error
+  // or pong): no reply within REPLY_MS and the socket is given up; an idle page pings every PING_MS.
+  const PING_MS = 5000, REPLY_MS = 5000, CONNECT_MS = 8000;
+  let waiting = [], lastSent = 0;       // the messages whose reply is awaited, oldest first: {at, ping}
 
   function el(tag, props = {}, ...kids) {
     const e = document.createElement(tag);
@@ -218,8 +223,21 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function send(message) {
     if (!online()) { toast("The robot is unreachable: nothing was sent", true); return false; }
-    ws.send(typeof message === "string" ? message : JSON.stringify(message));
+    put(message);
     return true;
+  }
+  function put(message) {               // onto the socket, its reply awaited (see checkLink)
+    ws.send(typeof message === "string" ? message : JSON.stringify(message));
+    waiting.push({at: lastSent = Date.now(), ping: message.type === "ping"});
+  }
+  function ping() { if (ws && ws.readyState === WebSocket.OPEN) put({type: "ping"}); }
+  function checkLink() {
+    const sock = ws, now = Date.now();
+    if (!sock) return;
+    if (sock.readyState === WebSocket.CONNECTING) { if (now - sock.startedAt > CONNECT_MS) lost(sock); }
+    else if (sock.readyState !== WebSocket.OPEN) return;
+    else if (waiting.length) { if (now - waiting[0].at > REPLY_MS) lost(sock); }
+    else if (now - lastSent >= PING_MS) ping();
   }
   function answer(card, body) {
     $(".err", card).textContent = "";
@@ -324,7 +342,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const card = cardOf(id);
     if (!card) return;
     const input = $("input[name=new]", card), typing = document.activeElement === input;
-    const draft = card.classList.contains("busy") ? "" : input.value.trim();   // busy: this page answered it
+    // busy or unconfirmed: this page answered it (a reply lost with the link: the snapshot says it arrived)
+    const draft = card.classList.contains("busy") || card.dataset.unconfirmed ? "" : input.value.trim();
     card.classList.add("leaving", "busy");
     card.dataset.requestId = "";            // gone for the protocol at once, gone from view after the fade
     refresh();
@@ -385,6 +404,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
                       el("span", {text: Math.round(p.confidence * 100) + "% sure · " + ago(Date.now() / 1000 - p.age_s)})));
   }
   function onMessage(m) {
+    if (m.type === "ok" || m.type === "error" || m.type === "pong") waiting.shift();   // the replies
     switch (m.type) {
       case "snapshot": {                // e.g. after a reconnect: the questions still open keep what is typed
         undoS = m.undo_s || undoS; robotOnline = m.robot ? m.robot.online : true;
@@ -394,6 +414,11 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
           if (id && !open.has(id)) removeRequest(id, answered.has(id) ? "answered" : "expired");
         }
         for (const r of m.pending) addRequest(r);
+        for (const c of pendingEl.children)
+          if (c.dataset.unconfirmed && c.dataset.requestId) {   // its answer's reply was lost, and it is still asked
+            delete c.dataset.unconfirmed;
+            $(".err", c).textContent = "Your answer has not reached the robot: answer again.";
+          }
         historyEl.textContent = "";
         for (const h of m.history) addHistory(h, true);
         showClasses(m);
@@ -435,27 +460,46 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     clearTimeout(retryTimer);
     if (stopped || (ws && ws.readyState <= WebSocket.OPEN)) return;   // connecting or open already
     const sock = ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-    sock.onopen = () => { retry = 500; netOff = false; setStatus(); };
+    sock.startedAt = Date.now();
+    sock.onopen = () => { retry = 500; netOff = false; waiting = []; lastSent = Date.now(); setStatus(); };
     sock.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
-    sock.onclose = async () => {
-      setStatus();
-      try {
-        const r = await fetch("api/state", {cache: "no-store"});
-        if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; refresh(); return; }
-      } catch (e) { /* server down: retry */ }
-      if (ws !== sock) return;          // a newer connection (see reconnectNow) retries for itself
-      retryTimer = setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 10000);
-    };
+    sock.onclose = () => lost(sock);
   }
-  // Back online, or back from the background: try now, not when the backoff says (up to 10 s later).
+  // The socket is over: it closed, or it is silent (closed from here: over a dead link its onclose may never come).
+  // What was in flight is not confirmed: its card is answerable again once the snapshot says it is still asked.
+  async function lost(sock) {
+    if (ws !== sock) return;            // given up already, or replaced
+    sock.onopen = sock.onmessage = sock.onclose = null;
+    sock.close();
+    ws = null;
+    const unconfirmed = waiting.some(w => !w.ping);
+    waiting = [];
+    for (const c of pendingEl.children)
+      if (c.dataset.requestId && c.classList.contains("busy")) {
+        c.classList.remove("busy");
+        c.dataset.unconfirmed = "1";
+        $(".err", c).textContent = "No reply from the robot: your answer is not confirmed.";
+      }
+    setStatus();
+    if (unconfirmed) toast("No reply from the robot: what you sent is not confirmed. Reconnecting…", true);
+    try {                               // bounded: over a dead link a request may hang for minutes
+      const r = await fetch("api/state", {cache: "no-store", signal: AbortSignal.timeout(CONNECT_MS)});
+      if (r.status === 403) { stopped = true; $("#unpaired").hidden = false; refresh(); return; }
+    } catch (e) { /* server down or unreachable: retry */ }
+    if (ws || stopped) return;          // a newer connection (see reconnectNow) retries for itself
+    retryTimer = setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 10000);
+  }
+  // Back online, or back from the background: try now, not when the backoff says (up to 10 s later); an open socket
+  // is pinged, not trusted (after a sleep or a cut it may be silent).
   function reconnectNow() {
-    if (ws && ws.readyState === WebSocket.OPEN) setStatus(); else connect();
+    if (connected()) { setStatus(); ping(); } else connect();
   }
-  window.addEventListener("offline", () => { netOff = true; setStatus(); });
+  window.addEventListener("offline", () => { netOff = true; if (ws) lost(ws); else setStatus(); });
   window.addEventListener("online", () => { netOff = false; reconnectNow(); });
   document.addEventListener("visibilitychange", () => { if (document.visibilityState === "visible") reconnectNow(); });
   setInterval(() => {
+    checkLink();
     const now = Date.now();
     for (const [id, t] of deadlines) { const c = cardOf(id); if (c) $(".left", c).textContent = left(t - now); }
     for (const li of historyEl.children) {    // "ago" moves on; Undo and Change go when undo_s is over
