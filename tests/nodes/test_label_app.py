@@ -595,7 +595,8 @@ def test_a_rename_is_checked_for_form_only_and_a_silent_labeler_is_said():
                                  ({"class_id": 2**31, "name": "mug"}, "class_id must be an integer from 0"),
                                  ({"class_id": -1, "name": "mug"}, "class_id must be an integer from 0"),
                                  ({"class_id": 3, "name": 7}, "name must be text"),
-                                 ({"class_id": 3, "name": "m" * 257}, "at most 256 characters")):
+                                 ({"class_id": 3, "name": "m" * 65},       # the labeler's limit, said at once
+                                  "the class name is 65 characters long, at most 64")):
                     await ws.send_json({"type": "rename", **bad})
                     assert why in (await _next(ws, "error"))["message"], bad
                 assert renames == []

@@ -33,9 +33,16 @@ def check_class_name(name: Any) -> str:
     clean = " ".join(text.split())
     if not clean:
         raise InputError("the class name is empty: type a name")
-    if len(clean) > MAX_NAME_CHARS:
-        raise InputError(f"the class name is {len(clean)} characters long, at most {MAX_NAME_CHARS}")
+    if too_long := length_problem(clean):
+        raise InputError(too_long)
     return clean
+
+
+def length_problem(name: str) -> str:
+    """What is wrong with the name's length, "" if nothing: counted as the name is kept (NFC, spaces collapsed).
+    The phone app checks a rename with it (and its page gets MAX_NAME_CHARS): one limit everywhere."""
+    n = len(" ".join(unicodedata.normalize("NFC", name).split()))
+    return f"the class name is {n} characters long, at most {MAX_NAME_CHARS}" if n > MAX_NAME_CHARS else ""
 
 
 def normalise_name(name: str) -> str:

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..core.names import MAX_NAME_CHARS
 from ..images import encoded
 
 PAGE = r"""<!doctype html>
@@ -34,7 +35,7 @@ PAGE = r"""<!doctype html>
   :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d; }
 }
 * { box-sizing: border-box; }
-html, body { margin:0; background:var(--bg); color:var(--ink);
+html, body { margin:0; background:var(--bg); color:var(--ink); overflow-wrap:anywhere;   /* a name without spaces */
   font: 17px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; -webkit-text-size-adjust:100%; }
 header { position:sticky; top:0; z-index:2; display:flex; align-items:center; gap:.6rem;
   padding:.7rem 1rem; padding-top:max(.7rem, env(safe-area-inset-top)); background:#14532d; color:#fff; }
@@ -56,7 +57,7 @@ main { padding:.8rem; max-width:34rem; margin:0 auto; padding-bottom:6rem; }
 .meta { color:var(--mute); font-size:.85rem; display:flex; justify-content:flex-end; gap:.5rem; }
 .meta .left { white-space:nowrap; }
 .choices { display:grid; grid-template-columns:repeat(auto-fit, minmax(min(100%, 9rem), 1fr)); gap:.55rem; margin:.75rem 0 .6rem; }
-button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer; overflow-wrap:anywhere;
+button { font:inherit; border:0; border-radius:12px; min-height:56px; padding:.5rem .7rem; cursor:pointer;
   touch-action:manipulation; }
 button:disabled { cursor:default; }
 .cls { background:var(--accent); color:var(--accent-ink); font-weight:650; font-size:1.05rem; }
@@ -138,6 +139,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const pendingEl = $("#pending"), historyEl = $("#history"), toastEl = $("#toast");
   const deadlines = new Map();          // request id -> ms deadline (local clock)
   const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
+  const MAX_NAME = __MAX_NAME_CHARS__;  // the robot's limit (core/names.MAX_NAME_CHARS), put here by page.py
   let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, netOff = false,
       undoS = 120,
       classes = [];
@@ -245,6 +247,18 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     setBusy(card, true);
     if (!send(Object.assign({type: "answer", request_id: card.dataset.requestId}, body))) setBusy(card, false);
   }
+  // What is wrong with a name, in one line ("": nothing), counted as the robot keeps it (NFC, spaces collapsed).
+  function nameProblem(name) {
+    const n = [...name.normalize("NFC").trim().split(/\s+/).join(" ")].length;
+    return n > MAX_NAME ? "A name has at most " + MAX_NAME + " characters; this one has " + n : "";
+  }
+  function askName(question, current) {   // a name from a prompt, or null: cancelled, unchanged, or what is wrong said
+    const typed = prompt(question, current);
+    if (typed === null) return null;
+    const name = typed.trim(), problem = nameProblem(name);
+    if (problem) { toast(problem + ": nothing was sent", true); return null; }
+    return name && name !== current ? name : null;
+  }
   function examples(n) { return n === 1 ? "1 example" : n + " examples"; }
   let audio = null;                     // a sound needs a tap first (browsers' autoplay rule)
   document.addEventListener("pointerdown", () => {
@@ -305,7 +319,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function nameForm() {
     const inputId = "new-" + Math.random().toString(36).slice(2);
-    const input = el("input", {name: "new", type: "text", placeholder: "Or type a new name", maxLength: 64,
+    const input = el("input", {name: "new", type: "text", placeholder: "Or type a new name",
                                autocomplete: "off", enterKeyHint: "send", id: inputId});
     const form = el("form", {class: "new"}, el("label", {class: "sr", htmlFor: inputId, text: "name of something new"}),
                     input, el("button", {type: "submit", text: "Add"}));
@@ -313,7 +327,14 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       ev.preventDefault();
       const card = form.closest(".card"), name = input.value.trim();
       if (!name) { $(".err", card).textContent = "Type a name for the new thing."; input.focus(); return; }
+      const problem = nameProblem(name);
+      if (problem) { $(".err", card).textContent = problem; toast(problem + ": nothing was sent", true); return; }
       answer(card, {new_class_name: name});
+    });
+    // too long is said as it is typed (a maxLength cut a pasted name without a word); the text stays to be edited
+    input.addEventListener("input", () => {
+      const err = $(".err", form.closest(".card")), problem = nameProblem(input.value);
+      if (problem || err.dataset.name) { err.textContent = problem; err.dataset.name = problem ? "1" : ""; }
     });
     return form;
   }
@@ -366,8 +387,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const change = el("button", {type: "button", class: "change", text: "Change"});
       change.setAttribute("aria-label", "Change the answer " + item.class_name);
       change.addEventListener("click", () => {
-        const name = prompt("What is it instead?", "");
-        if (name && name.trim()) send({type: "undo", request_id: item.id, new_class_name: name.trim()});
+        const name = askName("What is it instead?", "");
+        if (name) send({type: "undo", request_id: item.id, new_class_name: name});
       });
       acts.append(undo, change);
     }
@@ -390,8 +411,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const rename = el("button", {type: "button", class: "rename", text: "Rename"});
       rename.setAttribute("aria-label", "Rename " + c.name);
       rename.addEventListener("click", () => {
-        const name = prompt("New name for " + c.name, c.name);
-        if (name && name.trim() && name.trim() !== c.name) send({type: "rename", class_id: c.id, name: name.trim()});
+        const name = askName("New name for " + c.name, c.name);
+        if (name) send({type: "rename", class_id: c.id, name});
       });
       list.append(el("li", {"data-class-id": String(c.id)}, el("div", {class: "name", text: c.name}),
         el("div", {class: "meta-c", text: examples(c.count) + (c.last_age_s != null ? " · last seen " + ago(Date.now() / 1000 - c.last_age_s) : "")}), ex,
@@ -515,7 +536,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
 </script>
 </body>
 </html>
-"""
+""".replace("__MAX_NAME_CHARS__", str(MAX_NAME_CHARS))
 
 MANIFEST = """{"name": "tinycl label requests", "short_name": "Label", "start_url": "/", "scope": "/",
  "display": "standalone", "background_color": "#f4f5f2", "theme_color": "#14532d",

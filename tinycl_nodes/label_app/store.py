@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.errors import InputError
-from ..core.names import check_class_name, normalise_name
+from ..core.names import MAX_NAME_CHARS, check_class_name, length_problem, normalise_name
 from ..core.validation import MAX_CLASS_ID
 from ..nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS
 from ..storage import write_atomic
@@ -27,7 +27,6 @@ from ..storage import write_atomic
 FORMAT, VERSION = "tinycl-label-app", 1
 MAX_ID = MAX_REQUEST_ID   # a request id is the labeler's: the same bound
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
-MAX_RENAME_CHARS = 256     # a bound on the payload; the name itself is the labeler's to judge (core/names.py)
 RENAME_REPLY_S = 10.0      # the labeler answers in milliseconds; past DDS's retransmits, still while the person looks
 WALL_CLOCK_FROM_S = 1_577_836_800.0   # 2020-01-01: an earlier stamp is no wall-clock time (a board without time sync
                                       # stamps its uptime, a bare script 0)
@@ -272,13 +271,15 @@ class RequestStore:
         return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
 
     def check_rename(self, class_id: Any, name: Any, now: float | None = None) -> Rename:
-        """A well-formed rename (an integer class id, a name of at most MAX_RENAME_CHARS characters), else
+        """A well-formed rename (an integer class id, a name within the labeler's MAX_NAME_CHARS), else
         AnswerError. Whether the class exists and the name is free is the labeler's to say: it owns class names,
         and the app's view of them may lag its own (its verdict comes back on label_status, see settle_rename)."""
         if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id <= MAX_CLASS_ID:
             raise AnswerError(f"class_id must be an integer from 0 to {MAX_CLASS_ID}, got {class_id!r}"[:200])
-        if not isinstance(name, str) or len(name) > MAX_RENAME_CHARS:
-            raise AnswerError(f"name must be text of at most {MAX_RENAME_CHARS} characters")
+        if not isinstance(name, str):
+            raise AnswerError("name must be text")
+        if too_long := length_problem(name):    # said at once: the labeler would refuse it for the same reason
+            raise AnswerError(too_long)
         return Rename(f"rename-{uuid.uuid4().hex}", class_id, name, time.time() if now is None else now)
 
     def sent_rename(self, rename: Rename) -> None:
@@ -293,7 +294,7 @@ class RequestStore:
         del self.renames[r.request_id]
         r.status, r.message = str(status["status"]), str(status.get("message", ""))[:200]
         if r.status == "renamed":
-            r.name = str(status.get("class_name") or r.name)[:64]
+            r.name = str(status.get("class_name") or r.name)[:MAX_NAME_CHARS]
         return r
 
     def unanswered_renames(self, now: float) -> list[Rename]:

@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from ..core.errors import InputError, TinyclError
+from ..core.names import MAX_NAME_CHARS
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_file
 from ..label_app.server import LabelServer
@@ -171,14 +172,14 @@ class LabelApp(Node):
 
     def on_labeled(self, msg: Any) -> None:
         if int(msg.label) >= 0:
-            self.server.submit(self._observe, int(msg.label), str(msg.label_name)[:64])
+            self.server.submit(self._observe, int(msg.label), str(msg.label_name)[:MAX_NAME_CHARS])
 
     def _observe(self, label: int, name: str) -> None:     # server loop
         self.store.observe(label, name, time.time())
         self.server.on_classes_changed()
 
     def on_renamed(self, msg: Any) -> None:
-        self.server.submit(self._renamed, int(msg.id), str(msg.name)[:64])
+        self.server.submit(self._renamed, int(msg.id), str(msg.name)[:MAX_NAME_CHARS])
 
     def _renamed(self, class_id: int, name: str) -> None:      # server loop
         if class_id in self.store.classes:
@@ -187,7 +188,7 @@ class LabelApp(Node):
         self.server.on_classes_changed()
 
     def on_prediction(self, msg: Any) -> None:
-        self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:64],
+        self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:MAX_NAME_CHARS],
                            float(msg.confidence))
 
     def _predicted(self, sample_id: int, class_id: int, name: str, confidence: float) -> None:   # server loop
