@@ -524,3 +524,55 @@ def test_a_long_name_wraps_on_a_390px_phone_and_one_too_long_is_said(domain, tmp
         assert (answers[1].request_id, answers[1].class_id) == ("req-B", 7)
         assert "Traceback" not in "\n".join(app.lines)
 
+def test_an_empty_name_is_said_and_a_stale_toast_goes(domain, tmp_path, phone):
+    """Add with an empty or a spaces-only name, and Rename to an empty name: before, nothing was sent and nothing
+    said where the person looks (the card's line was below the fold, under Skip), and the last rename's toast
+    stayed on screen as if it were the reply. Now the toast says what is wrong in one line."""
+    from tinycl_nodes.core.names import MAX_NAME_CHARS
+
+    with _labeler(domain) as (bus, pub, answers), node("label_app", domain, *_app_params(tmp_path)) as app:
+        url = _url(app)
+        labeled = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
+        renames: list = []
+        bus.create_subscription("rename_class", "LabelAnswer", renames.append, "reliable")
+        assert spin_until(bus, lambda: pub.get_subscription_count() > 0 and labeled.get_subscription_count() > 0,
+                          20), app.lines
+        page = _live_page(phone, url)
+        toast = page.locator("#toast")
+        shown = lambda: toast.evaluate("t => !t.hidden")                 # noqa: E731 - hidden is opacity 0
+        pub.publish(_request(bus, "req-A", np.full((28, 28), 99, np.uint8), {4: "mug"}))
+        card = _card(page, "req-A")
+        add = card.locator("form.new button")
+        _settled(add)
+        for typed in ("", "    "):
+            card.locator("input[name=new]").fill(typed)
+            add.tap()
+            assert _until(lambda: shown() and "empty" in toast.inner_text()), (typed, shown(), toast.inner_text())
+            assert "nothing was sent" in toast.inner_text() and "error" in toast.get_attribute("class")
+            box = toast.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"], box
+            assert "empty" in card.locator(".err").inner_text()
+            toast.evaluate("t => { t.hidden = true; }")
+        assert not spin_until(bus, lambda: answers, 0.5)
+        labeled.publish(_labeled(bus, 3, "mug"))
+        page.locator("#tab-know").tap()
+        rename = page.locator('#classes li[data-class-id="3"] button.rename')
+        rename.wait_for()
+        page.once("dialog", lambda d: d.accept("cup"))
+        rename.tap()
+        page.locator("#toast", has_text="renaming to cup").wait_for()
+        assert spin_until(bus, lambda: renames, 5)
+        for typed, said in (("", "empty"), ("   ", "empty"), ("x" * 500, f"at most {MAX_NAME_CHARS} characters")):
+            page.once("dialog", lambda d, typed=typed: d.accept(typed))
+            rename.tap()
+            assert _until(lambda: shown() and "renaming to cup" not in toast.inner_text()), toast.inner_text()
+            assert said in toast.inner_text() and "nothing was sent" in toast.inner_text(), toast.inner_text()
+        page.once("dialog", lambda d: d.accept("cup"))
+        rename.tap()
+        page.locator("#toast", has_text="renaming to cup").wait_for()
+        assert spin_until(bus, lambda: len(renames) == 2, 5)
+        page.once("dialog", lambda d: d.dismiss())                 # cancelled: nothing to say, the old toast goes
+        rename.tap()
+        assert _until(lambda: not shown())
+        assert not spin_until(bus, lambda: len(renames) > 2, 0.5)
+        assert "Traceback" not in "\n".join(app.lines)

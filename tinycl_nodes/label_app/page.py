@@ -158,11 +158,12 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const k of kids) if (k) e.append(k);
     return e;
   }
-  function toast(text, isError) {
+  function toast(text, isError) {      // "" hides it: one left from an earlier reply would read as the next one's
+    clearTimeout(toastTimer);
+    if (!text) { toastEl.hidden = true; return; }
     toastEl.textContent = text;
     toastEl.className = isError ? "error" : "";
     toastEl.hidden = false;
-    clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { toastEl.hidden = true; }, isError ? 6000 : 2500);
   }
   function cardOf(id) {
@@ -225,6 +226,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function send(message) {
     if (!online()) { toast("The robot is unreachable: nothing was sent", true); return false; }
+    toast("");                          // the reply to this one will say what happened to it
     put(message);
     return true;
   }
@@ -249,15 +251,18 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   // What is wrong with a name, in one line ("": nothing), counted as the robot keeps it (NFC, spaces collapsed).
   function nameProblem(name) {
-    const n = [...name.normalize("NFC").trim().split(/\s+/).join(" ")].length;
+    const clean = name.normalize("NFC").trim().split(/\s+/).join(" "), n = [...clean].length;
+    if (!clean) return "The name is empty: type one";
     return n > MAX_NAME ? "A name has at most " + MAX_NAME + " characters; this one has " + n : "";
   }
   function askName(question, current) {   // a name from a prompt, or null: cancelled, unchanged, or what is wrong said
+    toast("");
     const typed = prompt(question, current);
     if (typed === null) return null;
     const name = typed.trim(), problem = nameProblem(name);
     if (problem) { toast(problem + ": nothing was sent", true); return null; }
-    return name && name !== current ? name : null;
+    if (name === current) { toast("That is its name already: nothing was sent", false); return null; }
+    return name;
   }
   function examples(n) { return n === 1 ? "1 example" : n + " examples"; }
   let audio = null;                     // a sound needs a tap first (browsers' autoplay rule)
@@ -325,15 +330,18 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
                     input, el("button", {type: "submit", text: "Add"}));
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const card = form.closest(".card"), name = input.value.trim();
-      if (!name) { $(".err", card).textContent = "Type a name for the new thing."; input.focus(); return; }
-      const problem = nameProblem(name);
-      if (problem) { $(".err", card).textContent = problem; toast(problem + ": nothing was sent", true); return; }
+      const card = form.closest(".card"), name = input.value.trim(), problem = nameProblem(name);
+      if (problem) {                    // said on the card and on the toast (the card's line may be off screen)
+        $(".err", card).textContent = problem;
+        toast(problem + ": nothing was sent", true);
+        input.focus();
+        return;
+      }
       answer(card, {new_class_name: name});
     });
     // too long is said as it is typed (a maxLength cut a pasted name without a word); the text stays to be edited
     input.addEventListener("input", () => {
-      const err = $(".err", form.closest(".card")), problem = nameProblem(input.value);
+      const err = $(".err", form.closest(".card")), problem = input.value.trim() ? nameProblem(input.value) : "";
       if (problem || err.dataset.name) { err.textContent = problem; err.dataset.name = problem ? "1" : ""; }
     });
     return form;
