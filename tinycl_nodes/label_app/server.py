@@ -16,7 +16,7 @@ bodies (not JSON, nested too deep, an unknown charset) → 400 with one line, ne
 WebSocket messages (JSON). Server → page: ``snapshot`` {pending, history, classes, predictions,
 robot}, ``request`` {request}, ``remove`` {id, why: answered|expired|dropped|skipped}, ``answered``
 {item} (again when the labeler's ``label_status`` says learned / refused), ``ok`` {request_id,
-class_name}, ``error`` {message, request_id?}, ``classes`` {classes, predictions}, ``robot``
+class_name}, ``error`` {message, request_id?}, ``pong`` (to a ping), ``classes`` {classes, predictions}, ``robot``
 {online}, ``rename`` {request_id, class_id, name, status: renamed|refused|unanswered, message} (the
 labeler's verdict on a rename, or its silence). Page → server: ``{"type": "answer", "request_id": ...,
 "class_id": 3}`` or ``{..., "new_class_name": "cat"}``; ``{"type": "skip", "request_id": ..., "why":
