@@ -43,6 +43,7 @@ from pydantic import Field
 from .. import presets
 from ..core.errors import StateError
 from ..core.federated import HeadSnapshot, check_merge, merge_into_head
+from ..core.names import MAX_NAME_CHARS
 from ..core.prior_worth import WEIGH_MAX, prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
 from ..core.validation import check_label
@@ -185,7 +186,7 @@ class Learner(Node):
         self.heads.restore(meta)
         self.global_round = int(meta.get("global_round", 0))
         self.from_prior = prior_taken(meta.get("model_prior", False))
-        self.class_names.update({int(k): str(v)[:64] for k, v in (meta.get("class_names") or {}).items()})
+        self.class_names.update({int(k): str(v)[:MAX_NAME_CHARS] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
         if meta.get("prior_wait"):
@@ -255,7 +256,7 @@ class Learner(Node):
         learned (``held``: a sample the wait held, counted toward ``save_every`` when it came)."""
         label = int(msg.label)           # checked by on_labeled (a held sample's when it was held)
         if label != -1 and msg.label_name:   # a class named by the labeler (e.g. a person's new class)
-            self.class_names[label] = msg.label_name[:64]
+            self.class_names[label] = msg.label_name[:MAX_NAME_CHARS]
         predicted = self.head.predict_valid(x)  # exactly what the in-process loop predicts
         if predicted is None:
             cls, conf = -1, 0.0
@@ -315,7 +316,7 @@ class Learner(Node):
     def on_truth_name(self, msg: Any) -> None:
         """A replayed dataset's class names (an image folder's sub-folders) name the classes it teaches, so heads and
         exports carry them; a name a person or the parameters gave is kept."""
-        label, name = int(msg.label), str(msg.class_name)[:64]
+        label, name = int(msg.label), str(msg.class_name)[:MAX_NAME_CHARS]
         if 0 <= label <= 2**31 - 1 and name and label not in self.class_names:
             self.class_names[label] = name
 
@@ -323,7 +324,7 @@ class Learner(Node):
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
         class_id = check_label(int(msg.id))
         self.state.record(pack(b"renamed", message_bytes(msg, "ClassInfo")))
-        self.class_names[class_id] = str(msg.name)[:64]
+        self.class_names[class_id] = str(msg.name)[:MAX_NAME_CHARS]
         self.heads.changed()
 
     def on_global_head(self, msg: Any) -> None:
