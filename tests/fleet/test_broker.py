@@ -387,9 +387,10 @@ def test_exact_bridge_shares_only_own_learning_also_after_a_restart(fleet_setup,
         d1.close()                                          # the bridge restarts
         d1 = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"), **kw)
         d1.publish(merged)                                  # the learner's head after adding the round
-        wait_for(lambda: agg.heads["dev1"].version == 2)
+        wait_for(lambda: agg.metas["dev1"].round == 1)     # the round taken in, said with the head
         own = agg.heads["dev1"]
         assert own.counts.tolist() == [10, 10], "dev1 shares its own 20 samples, not dev2's 35 again"
+        assert own.version == 1, "its own learning did not change: the same report, no new round"
         np.testing.assert_allclose(own.weights, [[1, 0], [0, 1]], atol=1e-5)
     finally:
         d1.close()
@@ -495,3 +496,46 @@ def test_a_node_of_another_fleet_is_refused_at_start(fleet_setup) -> None:
         mqtt_params(AggregatorParams(fleet="lab2", broker_dir=fleet_setup.directory), "aggregator")
     assert mqtt_params(AggregatorParams(fleet="lab", broker_dir=fleet_setup.directory), "aggregator").port == \
         fleet_setup.port
+
+
+def test_exact_rounds_that_bring_nothing_are_acknowledged_not_handed_over(fleet_setup, broker, tmp_path, caplog) -> None:
+    """Exact mode: a round with nothing new from the others is taken in without handing the learner an empty head
+    (it refused it: one ERROR line each round) and the aggregator notes the round as merged; the learner's head after
+    adding a round holds no new learning of its own, so it starts no new round (it did: rounds without end)."""
+    from tinycl_nodes.core.federated import Moments
+    from tinycl_nodes.fleet.aggregator import status
+
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+    kw = dict(exact=True, period_s=0.2)
+    d1 = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"), **kw)
+    d2 = None
+    try:
+        v1 = head("dev1", [[1, 0], [0, 1]], counts=[10, 10], ids=[0, 1])
+        d1.publish(v1)
+        wait_for(lambda: d1.bridge.global_round == 1)           # round 1: dev1 alone, nothing from others
+        wait_for(lambda: agg.metas["dev1"].round == 1)          # ... acknowledged to the aggregator
+        time.sleep(0.3)
+        assert d1.globals == [], "an empty addition was handed to the learner"
+        d2 = Device(fleet_setup, "dev2", state_dir=str(tmp_path / "d2"), **kw)
+        v2 = head("dev2", [[3, 0], [0, 3]], counts=[30, 5], ids=[0, 2])
+        d2.publish(v2)
+        wait_for(lambda: agg.round >= 2 and d1.globals and d2.globals)
+        rnd = agg.round
+        for d, mine in ((d1, v1), (d2, v2)):                    # each learner adds what it was handed
+            added = [from_msg(m) for m in d.globals]
+            assert all(a.n_classes for a in added)
+            total = Moments.of(mine)
+            for a in added:
+                total = total + Moments.of(a)
+            d.publish(total.snapshot("CWRStar", XH, version=2, device=mine.device))
+        wait_for(lambda: all(agg.metas[n].round == rnd for n in ("dev1", "dev2")))
+        time.sleep(1.0)
+        assert agg.round == rnd, f"a head that only took a round in started round {agg.round}"
+        assert all(from_msg(m).n_classes for d in (d1, d2) for m in d.globals)
+        assert {n: v["merged_round"] for n, v in status(str(tmp_path / "agg"))["devices"].items()} == \
+            {"dev1": rnd, "dev2": rnd}
+    finally:
+        d1.close()
+        if d2 is not None:
+            d2.close()
+        stop_aggregator(agg, stop, t)

@@ -675,6 +675,21 @@ class Moments:
     def __sub__(self, other: "Moments") -> "Moments":
         return self._aligned(other, -1.0)
 
+    def same(self, other: "Moments | None", rtol: float = 1e-5) -> bool:
+        """Equal up to float32 round-off, a class of count 0 being no class: a head that took a round in and is
+        read back as float32 rows differs from the statistics it was given by that much, and learned nothing."""
+        if other is None:
+            return False
+        d = self - other
+        if np.abs(d.n).max(initial=0) >= 0.5:
+            return False
+        for diff, a, b in ((d.s, self.s, other.s), (d.m, self.m, other.m)):
+            if diff is not None:
+                scale = max(float(np.abs(x).max(initial=0)) for x in (a, b) if x is not None)
+                if np.abs(diff).max(initial=0) > rtol * scale:
+                    return False
+        return True
+
     def without(self, class_ids: Iterable[int]) -> "Moments":
         drop = set(int(c) for c in class_ids)
         keep = [i for i, k in enumerate(self.keys) if k[0] not in drop]
@@ -791,10 +806,15 @@ class FleetMember:
         self._last = now
 
     def report(self, local: HeadSnapshot, version: int) -> HeadSnapshot:
-        """The snapshot to share: this device's own statistics, without opted-out classes."""
+        """The snapshot to share: this device's own statistics, without opted-out classes. If they did not change
+        since the last report (the head only took a round in), that report again, with its version: a new
+        version would count as a new head at the aggregator and start a round that brings nothing."""
         self.observe(local)
         assert self.own is not None
         mine = self.own.without(self.opt_out)
+        last = max(self.reported) if self.reported else None
+        if last is not None and last <= version and mine.same(self.reported[last]):
+            return self.reported[last].snapshot(local.kind, local.extractor_hash, last, local.n_seen, self.device)
         self.reported[version] = mine
         for v in sorted(self.reported)[:-self.keep_reports]:
             del self.reported[v]

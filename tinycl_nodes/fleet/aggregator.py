@@ -5,7 +5,8 @@ head of every device. A head is refused — one warning line naming the device a
 aggregator keeps running — if its payload is malformed, oversized, of another schema version,
 of another fleet, built on another extractor, carries NaN/inf or an absurd norm, comes from a
 device not allowed, claims another device than its topic, or differs in kind / feature count
-from the fleet's. An older or equal version of a device's head than the one held is ignored.
+from the fleet's. An older or equal version of a device's head than the one held is ignored (an equal one
+with a later ``round`` notes that the device took that round in: its bridge's acknowledgement, no new round).
 
 The fleet's extractor hash, feature count and head kind are configured (``model``, or
 ``extractor_hash`` + ``n_features``; ``kind``) and saved with the state: no sender decides them.
@@ -215,6 +216,13 @@ class Aggregator:
                 elif snap.version < old.version:      # e.g. mosquitto restarted on an autosave older than that
                     self.log.debug("head from %s v%d: a copy of an older head (sent before the v%d held; the "
                                    "broker's retained copy?): ignored", device, snap.version, old.version)
+                elif meta.round > self._meta_of(device).round:
+                    # the same head sent again by a device that took a later round in (its bridge's
+                    # acknowledgement): the round it merged is noted, no new round for it
+                    self.metas[device], self.payloads[device] = meta, data
+                    if self.store is not None:
+                        self.store.changed()
+                    self.log.debug("head from %s v%d: round %d taken in", device, snap.version, meta.round)
                 else:
                     self.log.debug("head from %s v%d: already have it", device, snap.version)
                 return False

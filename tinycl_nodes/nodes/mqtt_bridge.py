@@ -98,6 +98,8 @@ class MqttBridge(Node):
         self.latest: HeadSnapshot | None = None      # latest head seen on the bus
         self.sent: HeadSnapshot | None = None        # latest head handed to MQTT
         self._sent_at = -1e18
+        self._offered: tuple[int, int] | None = None   # (head version, round) of the latest payload offered
+        self._shared: HeadSnapshot | None = None        # the snapshot it carried
         self.global_round = 0                        # latest global round handed to the bus
         self.heads_sent = 0
         self.globals_received = 0
@@ -221,7 +223,6 @@ class MqttBridge(Node):
                 return
             self.sent = snap
             self._sent_at = time.monotonic()
-            rnd = self.global_round
             if self.member is not None:           # exact mode: only this device's own learning
                 try:
                     snap = self.member.report(snap, snap.version)
@@ -229,6 +230,18 @@ class MqttBridge(Node):
                     self.log.error("head v%d not shared: %s", snap.version, exc)
                     return
                 self.state.save()                 # a report the aggregator may use is never forgotten
+        self._offer(snap)
+
+    def _offer(self, snap: HeadSnapshot | None) -> None:
+        """Hand ``snap`` to MQTT with the latest round taken in; None: the last one again if that round is newer
+        (not the latest head seen: it may not hold the round the learner is adding yet, exact mode would
+        account the difference as unlearned)."""
+        with self._lock:
+            snap = self._shared if snap is None else snap
+            rnd = self.global_round
+            if snap is None or (snap.version, rnd) == self._offered:
+                return                            # the same head and round again (exact mode, nothing new)
+            self._shared, self._offered = snap, (snap.version, rnd)
         payload = encode(snap, self.params.fleet, self.params.device, rnd, opt_out=self.params.opt_out)
         if len(payload) > self.params.max_bytes:
             self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
@@ -270,6 +283,14 @@ class MqttBridge(Node):
             self.global_round = meta.round
             if self.member is not None:
                 self.state.save()                        # the round and the bookkeeping, together
+            # exact mode, nothing new from the others (the usual round): taken in by adding nothing. The learner
+            # and labeler never see it (they refuse a head without classes); the aggregator learns the round
+            # was taken in from the head sent again with it (its version unchanged: no new round)
+            ack = self.member is not None and snap.n_classes == 0
+        if ack:
+            self.log.debug("global head round %d: nothing new from the other devices, taken in", meta.round)
+            self._offer(None)
+            return
         snap.version = meta.round
         try:
             # exact mode: an addition must reach the learner (it is accounted as added): wait for room
