@@ -3,7 +3,7 @@
 Connects once (MQTT 5, TLS with the fleet CA, the identity's certificate, host name verified),
 optionally publishes one QoS 1 message, and prints one JSON line::
 
-    {"connect": "Success" | "<MQTT reason>" | "TLS: <error>" | "no CONNACK", "puback": "<reason>",
+    {"connect": "Success" | "<MQTT reason>" | "<why it failed>" | "no CONNACK", "puback": "<reason>",
      "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...}
 
 Exit code 0 if connected (and, with ``--publish``, the broker acknowledged it with a success
@@ -29,6 +29,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from .broker import BrokerSetup
+from .link import connect_error
 
 
 def check(host: str, port: int, ca: str, cert: str | None, key: str | None, username: str, password: str,
@@ -54,17 +55,21 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
         out["disconnects"] += 1
         connected.set()
     c.on_disconnect = on_disconnect
+    errors: list[str] = []      # a certificate refused after the TLS handshake shows only in paho's log
+    c.on_log = lambda _c, _u, level, buf: errors.append(buf) if level == mqtt.MQTT_LOG_ERR else None
     try:
         c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.username_pw_set(username, password)
         c.connect(host, port, 10)
     except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as exc:
-        out["connect"] = f"TLS: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out["connect"] = connect_error(exc, host)
         return out
     c.loop_start()
     try:
         connected.wait(timeout_s)
+        if out["connect"] == "no CONNACK" and errors:
+            out["connect"] = connect_error(errors[0], host)      # the first: later ones are its consequences
         if publish and out["connect"] == "Success":
             c.publish(publish, payload, qos=1)
             acked.wait(timeout_s)

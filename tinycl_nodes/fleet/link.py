@@ -9,13 +9,17 @@
   is sent again after every reconnect, and a retained one after every reconnect anyway: a broker
   restarted on an older save (mosquitto killed between two autosaves) would otherwise go on handing
   out an older value. Older unsent payloads of a topic are superseded, never queued: a head is a
-  cumulative snapshot, so the latest one loses nothing.
+  cumulative snapshot, so the latest one loses nothing;
+- a failed connection is one line naming its likely cause (:func:`connect_error`), and another client taking
+  this identity's session (its bundle on two machines) one error line and a growing backoff.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +37,36 @@ from ..validation_words import error_words
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
+
+#: a connection lost this soon after it was made, reconnecting at once, is another client taking the session (plus
+#: twice the current first delay: each side's backoff grows, so each connection lasts about the other's delay)
+TAKEOVER_S = 5.0
+#: TLS alerts a broker sends when it refuses the client's certificate (after the handshake under TLS 1.3)
+_CERT_ALERTS = ("UNKNOWN_CA", "CERTIFICATE_REVOKED", "BAD_CERTIFICATE", "CERTIFICATE_REQUIRED",
+                "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE")
+
+
+def connect_error(exc: BaseException | str, host: str) -> str:
+    """Why a connection to the broker failed, in words naming the likely cause (one owner for the bridge, the
+    aggregator and ``tinycl fleet check``). ``exc``: the exception, or (a str) how a connection that passed the
+    TLS handshake ended before the broker's CONNACK: paho's log line, e.g. of a failed receive."""
+    text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    text = text.removeprefix("failed to receive on socket: ")
+    if isinstance(exc, socket.gaierror):
+        return f"the host name {host!r} does not resolve ({exc.strerror}): a typo, or no DNS / hosts entry?"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
+                f"from another fleet?) and {host!r} the broker's name?")
+    if any(a in text.upper() for a in _CERT_ALERTS):
+        return f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [{text}]"
+    if isinstance(exc, str):      # closed without a word (its alert not read in time): the same, most likely
+        return (f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [it "
+                f"closed the connection before answering: {text}]")
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: is the broker running, on this port?"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {text}"
+    return text
 
 
 class MqttParams(BaseModel):
@@ -98,7 +132,13 @@ class MqttLink:
         self.connects = 0
         self.last_error = ""
         self._failed_tries = 0       # connection attempts failed since the last connect (said once per outage)
+        self._said = ""              # the reason said for this outage (said again if it changes)
+        self._paho_error = ""        # paho's last error line (a refusal after the TLS handshake comes only there)
         self._lost_at: float | None = None
+        self._connected_at = 0.0
+        self._at_once = False        # the latest connect needed no failed attempt
+        self._taken_over = 0         # connections lost in a row soon after being made (another client's takeover)
+        self._first_delay = params.reconnect_min_s
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._mid_topic: dict[int, tuple[str, _Pending]] = {}
@@ -117,6 +157,7 @@ class MqttLink:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_connect_fail = self._on_connect_fail
+        c.on_log = self._on_log
         self.client = c
         self._started = False
 
@@ -184,6 +225,12 @@ class MqttLink:
             return
         self.connects += 1
         self.last_error = ""
+        self._connected_at, self._at_once, self._said = time.monotonic(), self._failed_tries == 0, ""
+        if self._taken_over >= 2:        # said once when the flapping started: each connect is a debug line
+            self._failed_tries, self._lost_at = 0, None
+            self.log.debug("mqtt: connected to %s:%d again", self.params.host, self.params.port)
+            self._subscribe_and_send(client)
+            return
         after = ""
         if self._lost_at is not None:
             after = f", {time.monotonic() - self._lost_at:.1f} s after the connection was lost"
@@ -192,6 +239,9 @@ class MqttLink:
         self._failed_tries, self._lost_at = 0, None
         self.log.info("mqtt: connected to %s:%d (session present: %s%s)", self.params.host, self.params.port,
                       bool(getattr(flags, "session_present", False)), after)
+        self._subscribe_and_send(client)
+
+    def _subscribe_and_send(self, client: Any) -> None:
         for t in self.subscriptions:
             client.subscribe(t, qos=self.qos)
         self.connected.set()
@@ -200,22 +250,58 @@ class MqttLink:
         for topic, p in todo:
             self._send(topic, p)
 
+    def _on_log(self, client: Any, userdata: Any, level: int, buf: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR and not self._paho_error:     # the first: later ones are its consequences
+            self._paho_error = buf
+
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        """One warning per outage, not one per attempt: a broker down for an hour would fill the log."""
-        self.last_error = "connection failed"
+        # paho calls this inside its ``except OSError`` without passing the exception: it is the one being handled
+        exc = sys.exc_info()[1]
+        self._failed(connect_error(exc, self.params.host) if exc is not None else "")
+
+    def _failed(self, reason: str) -> None:
+        """One warning per outage, not one per attempt (a broker down for an hour would fill the log); again if the
+        reason changes."""
+        self.last_error = reason or "connection failed"
         self._failed_tries += 1
-        say = self.log.warning if self._failed_tries == 1 else self.log.debug
-        say("mqtt: cannot reach %s:%d, retrying with backoff (%g s doubling to %g s between tries; one line again "
-            "once connected)", self.params.host, self.params.port, self.params.reconnect_min_s,
-            self.params.reconnect_max_s)
+        cause = reason.split(" [")[0]          # the details in brackets vary from one attempt to the next
+        say = self.log.warning if self._failed_tries == 1 or cause != self._said else self.log.debug
+        self._said = cause
+        say("mqtt: cannot connect to %s:%d%s; retrying with backoff (%g s doubling to %g s between tries; one line "
+            "again once connected)", self.params.host, self.params.port, f": {reason}" if reason else "",
+            self.params.reconnect_min_s, self.params.reconnect_max_s)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self.connected.is_set()
         self.connected.clear()
-        if was and self._started:
-            self._lost_at = time.monotonic()
-            self.log.warning("mqtt: lost the connection to %s:%d (paho: %s), reconnecting", self.params.host,
-                             self.params.port, reason)
+        if not self._started:
+            return
+        if not was:                      # refused after the TLS handshake (e.g. its certificate): no CONNACK
+            err, self._paho_error = self._paho_error, ""
+            self._failed(connect_error(err or f"paho: {reason}", self.params.host))
+            return
+        now = time.monotonic()
+        self._lost_at = now
+        if self._at_once and now - self._connected_at < TAKEOVER_S + 2 * self._first_delay:
+            self._taken_over += 1
+        else:
+            self._taken_over = 0
+        if self._taken_over >= 2:        # the other client reconnects as fast: back off further each time
+            self._first_delay = min(self._first_delay * 2, self.params.reconnect_max_s)
+            client.reconnect_delay_set(self._first_delay, self.params.reconnect_max_s)
+            if self._taken_over == 2:
+                self.last_error = "session taken over"
+                who = self.params.username or self.params.client_id or "this device"
+                self.log.error("mqtt: another client with this device's identity took over the session on %s:%d "
+                               "(the connection lost %.1f s after it was made, twice in a row): is %s's bundle on "
+                               "two robots? Reconnecting with a growing backoff (now %g s)", self.params.host,
+                               self.params.port, now - self._connected_at, who, self._first_delay)
+            return
+        if self._first_delay != self.params.reconnect_min_s:
+            self._first_delay = self.params.reconnect_min_s
+            client.reconnect_delay_set(self._first_delay, self.params.reconnect_max_s)
+        self.log.warning("mqtt: lost the connection to %s:%d (paho: %s), reconnecting", self.params.host,
+                         self.params.port, reason)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         with self._lock:

@@ -1,0 +1,88 @@
+"""What a fleet node says when the broker will not have it: through a real mosquitto, each failure named by its
+likely cause in one line (before: "cannot reach" with no reason, or nothing at all)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tinycl_nodes.fleet.broker import make_ca, make_client_cert
+from tinycl_nodes.fleet.check import check
+from tinycl_nodes.fleet.link import MqttLink, MqttParams
+
+from .conftest import wait_for
+
+
+def _link(setup, name: str = "dev1", **kw) -> MqttLink:
+    c = setup.credentials("dev1")
+    values = dict(host="localhost", port=setup.port, ca_file=setup.ca, cert_file=c.certfile, key_file=c.keyfile,
+                  username="dev1", password=c.password, reconnect_min_s=0.1, reconnect_max_s=1.0,
+                  client_id="tinycl-lab-dev1")
+    values.update(kw)
+    return MqttLink(MqttParams(**values), values["client_id"], [], None, logging.getLogger(f"test.{name}")).start()
+
+
+def _said(caplog, name: str, words: str, level: int = logging.WARNING) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == f"test.{name}" and r.levelno >= level and words in r.getMessage()]
+
+
+def _rogue(tmp_path):
+    rogue = tmp_path / "rogue"
+    make_ca(rogue, "rogue CA")
+    make_client_cert(rogue / "c", "dev1", rogue)
+    return rogue
+
+
+def test_a_refused_connection_is_said_with_its_likely_cause(fleet_setup, broker, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    rogue = _rogue(tmp_path)
+    links = [_link(fleet_setup, "othercert", cert_file=str(rogue / "c/dev1.crt"), key_file=str(rogue / "c/dev1.key")),
+             _link(fleet_setup, "otherca", ca_file=str(rogue / "ca.crt")),
+             _link(fleet_setup, "typo", host="edge11.invalid")]
+    try:
+        # a client certificate of another CA is refused after the TLS handshake: before, nothing was logged
+        wait_for(lambda: _said(caplog, "othercert", "refused this device's certificate (revoked, or "
+                                                    "not signed by the fleet's CA?)"), timeout_s=10)
+        # a bundle of another fleet: the broker's certificate is not signed by its CA
+        wait_for(lambda: _said(caplog, "otherca", "server certificate verify failed"), timeout_s=10)
+        wait_for(lambda: _said(caplog, "typo", "the host name 'edge11.invalid' does not resolve"), timeout_s=15)
+        time.sleep(1.0)
+        for name in ("othercert", "otherca", "typo"):     # still one line for the outage, not one per attempt
+            assert len([m for m in _said(caplog, name, "cannot connect")]) == 1, name
+        assert not any(link.connected.is_set() for link in links)
+    finally:
+        for link in links:
+            link.stop()
+    # tinycl fleet check says the same
+    c = fleet_setup.credentials("dev1")
+    res = check("localhost", fleet_setup.port, fleet_setup.ca, str(rogue / "c/dev1.crt"), str(rogue / "c/dev1.key"),
+                "dev1", c.password, "tinycl-lab-dev1", timeout_s=5)
+    assert "refused this device's certificate (revoked, or not signed by the fleet's CA?)" in res["connect"], res
+    res = check("edge11.invalid", fleet_setup.port, fleet_setup.ca, c.certfile, c.keyfile, "dev1", c.password,
+                "tinycl-lab-dev1", timeout_s=5)
+    assert res["connect"].startswith("the host name 'edge11.invalid' does not resolve"), res
+
+
+def test_two_clients_of_one_identity_are_named_and_back_off(fleet_setup, broker, caplog) -> None:
+    """The same device's bundle on two machines: the broker closes the older connection whenever the other connects.
+    Before: both reconnected at the first delay forever, a warning and an info line each time."""
+    caplog.set_level(logging.DEBUG)
+    a = _link(fleet_setup, "first", reconnect_max_s=2.0)
+    assert a.wait_connected(10)
+    b = _link(fleet_setup, "second", reconnect_max_s=2.0)
+    try:
+        wait_for(lambda: _said(caplog, "first", "another client with this device's identity took over the session",
+                               logging.ERROR) and _said(caplog, "second", "is dev1's bundle on two robots?",
+                                                        logging.ERROR), timeout_s=10)
+        time.sleep(3.0)
+        n0, t0 = a.connects + b.connects, time.monotonic()
+        time.sleep(4.0)
+        rate = (a.connects + b.connects - n0) / (time.monotonic() - t0)
+        assert rate <= 1.5, f"{rate:.1f} connections/s: the backoff does not grow"     # at 0.1 s: ~5/s
+        said = [r for r in caplog.records if r.name in ("test.first", "test.second") and r.levelno >= logging.INFO
+                and r.created >= time.time() - 4.0]
+        assert len(said) <= 2, [r.getMessage() for r in said]
+    finally:
+        a.stop()
+        b.stop()
