@@ -540,3 +540,22 @@ def test_exact_rounds_that_bring_nothing_are_acknowledged_not_handed_over(fleet_
             d2.close()
         stop_aggregator(agg, stop, t)
 
+
+def test_a_bridge_that_hears_no_learner_says_so(fleet_setup, broker, tmp_path, caplog) -> None:
+    """A learner the bridge's DDS does not reach (README's recipe left out dds_config: loopback) sent nothing and
+    nothing was logged; now a warning after learner_wait_s, and none for a bridge whose learner is heard."""
+    caplog.set_level(logging.INFO)
+    lonely = Device(fleet_setup, "dev1", state_dir=str(tmp_path / "d1"), learner_wait_s=0.5)
+    heard = Device(fleet_setup, "dev2", state_dir=str(tmp_path / "d2"), learner_wait_s=0.5)
+    try:
+        heard.publish(head("dev2", [[1, 0], [0, 1]]))
+        warned = lambda who: [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                              and r.name.startswith(who) and "no head from the learner" in r.getMessage()]
+        wait_for(lambda: warned("dev1"), timeout_s=5)
+        assert "/dev1/tinycl/head" in warned("dev1")[0] and "dds_config" in warned("dev1")[0]
+        time.sleep(1.2)
+        assert len(warned("dev1")) == 1, "once, then every few minutes"
+        assert not warned("dev2")
+    finally:
+        lonely.close()
+        heard.close()

@@ -57,6 +57,10 @@ from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
 from .runner import Node, StateParams, run_node
 
 
+#: seconds between two warnings that no learner head arrived
+LEARNER_REPEAT_S = 300.0
+
+
 class BridgeParams(MqttNodeParams, StateParams):
     device: FleetName = Field(description="this device's name: its MQTT identity and topic "
                                           "tinycl/<fleet>/<device>/head")
@@ -81,6 +85,8 @@ class BridgeParams(MqttNodeParams, StateParams):
                                                  "learner's head kind (streaming LDA exact, CWR* not)")
     opt_out: list[int] = Field(default_factory=list, description="exact mode: class ids learned here but never "
                                                                  "shared with the fleet")
+    learner_wait_s: float = Field(30.0, gt=0, le=86400, description="warn when no head of the learner came this "
+                                                                    "long after start (again every 5 minutes)")
 
 
     def mqtt(self) -> MqttParams:
@@ -125,6 +131,8 @@ class MqttBridge(Node):
         bus.create_subscription(params.head_topic, self.Head, self._on_head, "latched")
         bus.create_timer(params.period_s, self._on_period)
         bus.create_timer(params.poll_s, self.poll)
+        self._started_at, self._warned_at = time.monotonic(), None
+        bus.create_timer(params.learner_wait_s, self._check_learner)
         if start:
             self.link.start()
 
@@ -209,6 +217,19 @@ class MqttBridge(Node):
             return True
         ref = float(np.linalg.norm(old.weights)) or 1.0
         return float(np.linalg.norm(snap.weights - old.weights)) / ref >= self.params.min_change
+
+    def _check_learner(self) -> None:
+        """A learner on another host that this bridge's DDS does not reach (no ``dds_config``: loopback) sends
+        nothing and no error anywhere: say so, once and then every ``LEARNER_REPEAT_S``."""
+        now = time.monotonic()
+        if self.latest is not None or now - self._started_at < self.params.learner_wait_s or \
+                (self._warned_at is not None and now - self._warned_at < LEARNER_REPEAT_S):
+            return
+        self._warned_at = now
+        self.log.warning("no head from the learner on %s for %.0f s: is the learner running in this namespace, "
+                         "and reachable on the bus (the same dds_config:= / CYCLONEDDS_URI and ROS_DOMAIN_ID as "
+                         "the learner's host)?", self.bus.topic_name(self.params.head_topic),
+                         now - self._started_at)
 
     def _on_period(self) -> None:
         with self._lock:
