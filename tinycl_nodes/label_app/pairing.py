@@ -36,21 +36,63 @@ QUIET_ZONE = 4
 QR_ON, QR_OFF = "\x1b[38;5;16;48;5;231m", "\x1b[0m"
 
 
+log = logging.getLogger("tinycl.pairing")
+_SIOCGIFFLAGS, _SIOCGIFADDR, _IFF_UP = 0x8913, 0x8915, 0x1
+_warned_loopback = False
+
+
 def new_token() -> str:
     """A fresh random pairing secret (128 bits, URL-safe)."""
     return secrets.token_urlsafe(16)
 
 
 def lan_address() -> str:
-    """This machine's address on its default route (no packet is sent), else 127.0.0.1."""
+    """This machine's address on its default route (no packet is sent); without a default route (a robot network
+    often has none) the address of an interface that is up and not loopback; else 127.0.0.1, said in one warning."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.connect(("192.0.2.1", 9))   # TEST-NET-1: only picks the outgoing interface
         return s.getsockname()[0]
     except OSError:
-        return "127.0.0.1"
+        pass
     finally:
         s.close()
+    found = interface_addresses()
+    if found:
+        return found[0]
+    global _warned_loopback
+    if not _warned_loopback:
+        _warned_loopback = True
+        log.warning("no network address but loopback: the app's URL says 127.0.0.1, which no phone can open "
+                    "(connect this machine, or set public_url)")
+    return "127.0.0.1"
+
+
+def interface_addresses() -> list[str]:
+    """The IPv4 addresses of the interfaces that are up, loopback and link-local left out (Linux ioctls: no
+    dependency, no subprocess)."""
+    import fcntl
+    import struct
+
+    out = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _, name in socket.if_nameindex():
+            req = struct.pack("256s", name.encode()[:15])
+            try:
+                flags = struct.unpack("H", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req)[16:18])[0]
+                if not flags & _IFF_UP:
+                    continue
+                addr = ipaddress.ip_address(fcntl.ioctl(s.fileno(), _SIOCGIFADDR, req)[20:24])
+            except OSError:        # no IPv4 address on it
+                continue
+            if not (addr.is_loopback or addr.is_link_local or addr.is_unspecified):
+                out.append(str(addr))
+    except OSError:
+        return []
+    finally:
+        s.close()
+    return out
 
 
 def reachable_host(host: str) -> str:
