@@ -165,3 +165,28 @@ def test_fleet_status_shows_rounds_devices_and_versions(tmp_path) -> None:
     assert lines[4].startswith("round 1 at ") and "1 device(s), new heads robot1" in lines[4]
     r = status(str(tmp_path / "nowhere"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no aggregator state" in r.stderr
+
+
+def test_fleet_run_says_where_it_listens_or_which_address_is_wrong(tmp_path) -> None:
+    """Before: nothing on a normal start; on an address this host does not have only mosquitto's 'Error: Cannot
+    assign requested address'."""
+    import subprocess
+    import sys
+
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    cmd = [sys.executable, "-m", "tinycl_nodes.fleet.broker", "run", str(d)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import select
+        line = p.stdout.readline() if select.select([p.stdout], [], [], 15)[0] else "(nothing within 15 s)"
+        assert line.startswith(f"mosquitto listening on localhost (127.0.0.1):{st.port}"), (line, p.poll())
+        assert _reach(d / "bundles" / "robot1", "robot1") == "ok"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    assert p.returncode == 0
+    generate(d, "lab", ["robot1"], port=free_port(), user=current_user(), host="edge1", ip="198.51.100.7")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "198.51.100.7 is not an address of this host" in r.stderr, r.stderr

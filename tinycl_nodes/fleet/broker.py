@@ -54,7 +54,8 @@ Run again on the same directory (same fleet), ``generate`` adds and removes devi
 removed or rotated certificate is revoked in ``crl.pem`` (the listener's ``crlfile``). ``new_ca`` starts over.
 
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground). ``tools/mosquitto/*.sh`` wrap
+[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line once it listens, mosquitto's output in its
+``mosquitto.log``). ``tools/mosquitto/*.sh`` wrap
 these.
 """
 
@@ -607,6 +608,40 @@ class Broker:
         self.stop()
 
 
+def _not_here(ip: str) -> str:
+    """A hint when ``ip`` is none of this host's addresses (mosquitto says only "Cannot assign requested address")."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((ip, 0))
+    except OSError:
+        return (f"; {ip} is not an address of this host: run `tinycl fleet setup` on this directory again with "
+                f"--ip one of its addresses (`ip -br addr`), then copy the bundles again")
+    return ""
+
+
+def _run(st: BrokerSetup) -> int:
+    """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM."""
+    b = Broker(st)
+    try:
+        b.start()
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}{_not_here(st.ip)}") from None
+    print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
+          f"Ctrl-C stops it", flush=True)
+
+    def _stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _stop)
+    proc = b.proc
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()                         # SIGTERM: mosquitto saves its persistence file
+    return 0 if proc.returncode in (0, -signal.SIGTERM) else 1
+
+
 def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     """``tinycl fleet setup DIR ...`` (generate) and ``tinycl fleet run DIR`` (mosquitto, foreground); ``tinycl fleet
     check`` is ``fleet.check``, ``tinycl fleet status`` the aggregator's (listed here)."""
@@ -671,8 +706,7 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
             if (ch["kept"] or ch["readdressed"]) and (ch["new"] or ch["revoked"] or ch["rotated"] or ch["readdressed"]):
                 print("a running broker applies this when restarted (SIGHUP: for new connections only)")
             return 0
-        st = BrokerSetup.load(a.directory)
-        os.execvp(shutil.which("mosquitto") or "/usr/sbin/mosquitto", ["mosquitto", "-c", st.config])
+        return _run(BrokerSetup.load(a.directory))
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
