@@ -202,6 +202,11 @@ def test_an_image_folder_replay_names_the_exported_heads_classes_by_its_folders(
     assert code == 0, "\n".join(launch.lines[-20:])
     header = next((tmp_path / "ros").rglob("head.h")).read_text()
     assert '"nought"' in header and '"one"' in header and '"seven"' in header, header[:2000]
+    # the shipped MNIST model's statistics of its digit 0 are not of "nought" by name: said, once
+    said = [ln for ln in launch.lines if "but the class statistics of mnist_0to5_fp32.onnx" in ln]
+    assert len(said) == 1 and re.search(r"class \d of this stream is '(nought|one|seven)'", said[0]) and \
+        "model_prior:=false" in said[0], \
+        "\n".join(launch.lines[-30:])
 
 
 def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):

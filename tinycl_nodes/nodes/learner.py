@@ -100,6 +100,12 @@ class Learner(Node):
         params, bus = self.params, self.bus
         extractor = self.use_extractor(params.model)
         self.prior = self.use_model_prior(extractor)
+        card = extractor.card
+        made = (card.class_names or []) if self.prior is not None and card is not None else []
+        #: the class each of the model's statistics is of (its card's train_classes → class_names)
+        self._prior_names = {int(c): str(n) for c, n in zip(getattr(card, "train_classes", None) or range(len(made)),
+                                                             made)}
+        self._model_name, self._prior_name_said = extractor.path.name, False
         self.heads = HeadPublisher(self, lambda: (self.head, self.class_names, self._head_meta()))
         self.state = self.open_state("learner", self.state_dicts, journal=True)
         restored = self.load_state()
@@ -319,6 +325,13 @@ class Learner(Node):
         label, name = int(msg.label), str(msg.class_name)[:MAX_NAME_CHARS]
         if 0 <= label <= 2**31 - 1 and name and label not in self.class_names:
             self.class_names[label] = name
+        made = self._prior_names.get(label)
+        if made is not None and name and made != name and not self._prior_name_said:
+            self._prior_name_said = True
+            self.log.warning("class %d of this stream is %r, but the class statistics of %s (model_prior) start it as "
+                             "the model's class %r: the model was made on other classes; set model_prior:=false, or "
+                             "train a backbone on these images (make train-frozen DATASET=<folder>)", label, name,
+                             self._model_name, made)
 
     def on_renamed(self, msg: Any) -> None:
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
