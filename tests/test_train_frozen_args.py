@@ -48,6 +48,8 @@ def test_a_folder_smaller_than_a_batch_trains(capsys, data_dir, tmp_path):
     assert main(["--name", "x8", "--dataset", str(tmp_path / "small"), "--classes", "a,b", "--epochs", "1",
                  "--out", str(tmp_path), "--data", str(data_dir)]) == 0, capsys.readouterr().err
     card = json.loads((tmp_path / "x8.json").read_text())
+    for kind in ("fp32", "int8"):       # with its feature range: nodes warned "no feature range" for a new model
+        assert FrozenExtractor(tmp_path / f"x8_{kind}.onnx").feature_bound is not None, kind
     assert card["images"] == 120 and card["class_names"] == ["a", "b"]
     features = FrozenExtractor(tmp_path / "x8_int8.onnx").extract(X[:4, None].astype(np.float32) / 255)
     assert features.shape == (4, 64) and np.isfinite(features).all()

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import model_range
 from ..core.errors import TinyclError
 from ..datasets import load_mnist
 from ..experiments.protocol import train_parts
@@ -321,8 +322,15 @@ def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, cl
             "seed": seed, "recipe": asdict(recipe), "torch": torch.__version__,
             "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
     card.write_text(json.dumps(meta, indent=1) + "\n")
+    from ..presets import LATENT
+
+    images = np.rint(X[:, 0] * 255.0).astype(np.uint8)     # as a camera's images: the card scales them by 1/255
     for model in (fp32, int8):
         write_class_statistics(model, X, y, classes)
+        # its feature range, as the shipped models have theirs (training/feature_range.py): without it every node
+        # warned "no feature range" for the model just trained, and refused only |x| > 1e6
+        model_range.write(model, model_range.measure(model, images, LATENT["cut"],
+                                                     f"the {len(images)} images of {Path(dataset).name}"))
 
 if __name__ == "__main__":
     raise SystemExit(main())
