@@ -189,3 +189,18 @@ def test_a_folder_is_a_dataset_for_the_training_split_protocol(data_dir, tmp_pat
     assert r["dataset"] == "digits" and r["class_names"] == ["nought", "one", "two"]
     assert r["protocol"]["old_classes"] == [0, 1] and r["protocol"]["new_classes"] == [2]
     assert r["methods"]["tinycl"]["accuracy"]["mean"] > 80, r["methods"]["tinycl"]
+
+
+def test_a_model_trained_on_the_images_a_protocol_streams_gets_a_note(tmp_path):
+    """An experiment on the images a model was trained on (its card: that dataset or folder, split all) said nothing,
+    though every accuracy is then optimistic; the design said so (one rule now, model_card.trained_on_note)."""
+    from tinycl_nodes.model_card import ModelCard, trained_on_note
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    whole, part = ModelCard(dataset=str(folder.resolve())), ModelCard(dataset=str(folder.resolve()), split="train")
+    assert "trained on the whole digits training split" in trained_on_note(whole, "m.onnx", str(folder))
+    assert trained_on_note(part, "m.onnx", str(folder)) is None               # the backbone part only
+    assert trained_on_note(whole, "m.onnx", str(tmp_path / "other")) is None
+    assert "optimistic" in trained_on_note(ModelCard(dataset="mnist"), "m.onnx", "mnist")
+    assert trained_on_note(ModelCard(dataset="mnist"), "m.onnx", "fashion_mnist") is None

@@ -26,7 +26,7 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     from .datasets import load_image_folder
     from .experiments import tinyndc as exp
     from .experiments.report import tinyndc_tables
-    from .model_card import foreign_dataset_warning
+    from .model_card import foreign_dataset_warning, trained_on_note
 
     console = Console(width=None if sys.stdout.isatty() else 132)
     extractor = exp.load_extractor(args.model, args.dataset, args.split)
@@ -54,6 +54,10 @@ def _experiment_tinyndc(args: argparse.Namespace) -> int:
     warning = foreign_dataset_warning(extractor.card, extractor.path.name, dataset, class_names)
     if warning:
         console.print(warning, style="yellow")
+    own = trained_on_note(extractor.card, extractor.path.name, args.folder or args.dataset) \
+        if args.folder or (not args.bag and args.split != "test") else None
+    if own:
+        console.print(f"note: {own}", style="yellow", soft_wrap=True)
     old = _old_classes(args.old_classes, extractor.card.class_names, class_names,
                        bool(args.folder or args.bag) or folder_protocol)
     exp.check_labelled(feats.train_y, class_names,

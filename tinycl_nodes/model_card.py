@@ -167,6 +167,21 @@ def canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
+def trained_on_note(card: ModelCard | None, model: str, dataset: str) -> str | None:
+    """One line when ``model`` was trained on the whole training split of ``dataset`` (its card: that dataset, split
+    ``all``; an image folder by its path): a protocol drawn from those images streams the model's own training
+    images, so every accuracy is optimistic (a ``*_trainsplit`` model was trained on the backbone part only)."""
+    made = card.dataset if card is not None else None
+    if not made or (card.model_extra or {}).get("split", "all") == "train":
+        return None
+    same = made == dataset or (Path(made).is_absolute() and Path(dataset).expanduser().resolve() == Path(made))
+    if not same:
+        return None
+    return (f"{model} was trained on the whole {Path(made).name} training split: the validation stream holds its "
+            f"training images, so the accuracies are optimistic (a *_trainsplit model was trained on the protocol's "
+            f"backbone part only)")
+
+
 def foreign_dataset_warning(card: ModelCard, model: str, dataset: str, classes: list[str]) -> str | None:
     """One line when ``model`` was made on another dataset or classes than the ones it is run on."""
     made = [str(c) for c in (card.class_names or [])]

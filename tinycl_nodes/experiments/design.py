@@ -45,7 +45,7 @@ from ..core.layers import Conv2d, Linear
 from ..export import c_model
 from ..export.latent_onnx import _safe, cut_names, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
-from ..model_card import card_path, read_card
+from ..model_card import card_path, read_card, trained_on_note
 from ..storage import write_atomic
 from . import tinyndc as exp
 from .latent import _fresh, learning_macs, run_stream
@@ -60,15 +60,11 @@ def protocol_dataset(model: Path, given: str | None) -> tuple[str, str | None]:
     model was trained on that whole training split, since its validation stream then holds the model's own
     training images and every accuracy is optimistic."""
     cp = card_path(model)
-    doc = read_card(cp)[1] if cp is not None else {}
-    dataset = given or doc.get("dataset")
+    card = read_card(cp)[0] if cp is not None else None
+    dataset = given or (card.dataset if card is not None else None)
     if not dataset:
         raise InputError(f"--dataset: {model.name}'s card names no dataset; say which images score the candidates")
-    if doc.get("dataset") == dataset and doc.get("split", "all") != "train":
-        return dataset, (f"{model.name} was trained on the whole {dataset} training split: the validation stream "
-                         f"holds its training images, so the accuracies are optimistic (a *_trainsplit model was "
-                         f"trained on the protocol's backbone part only)")
-    return dataset, None
+    return dataset, trained_on_note(card, model.name, dataset)
 
 
 #: what a design reads, prunes, fine-tunes and generates C for: the frozen model as ``make train-frozen`` writes it
