@@ -48,8 +48,17 @@ def test_folder_classes_checksums_and_bad_files(folder, tmp_path, caplog):
         images, kept = read_images(ds2)
     assert len(images) == 2 and [ds2.files[i].name for i in kept] == ["ok.png", "ok.png"]
     assert [r.message for r in caplog.records if "broken.png" in r.message][0].count("\n") == 0
+    cv2.imwrite(str(bad / "b" / "new.png"), np.full((8, 8), 99, np.uint8))    # added after the sums: said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "tinycl.datasets"):
+        assert len(load_image_folder(bad)) == 4
+    assert [r.message for r in caplog.records if "not in its SHA256SUMS" in r.message][0].startswith(
+        "note: 1 image(s) of")
     cv2.imwrite(str(bad / "b" / "ok.png"), np.full((8, 8), 101, np.uint8))    # changed after the sums
     with pytest.raises(DataError, match="corrupt.*b/ok.png"):
+        load_image_folder(bad)
+    (bad / "SHA256SUMS").write_text(sums + "garbage line\n")                  # read as 'line' missing, before
+    with pytest.raises(DataError, match="SHA256SUMS: line 4 is not '<sha256>  <file>'"):
         load_image_folder(bad)
     (tmp_path / "one_class" / "cats").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "one_class" / "cats" / "c.png"), np.zeros((8, 8), np.uint8))

@@ -62,6 +62,10 @@ def load_image_folder(root: str | os.PathLike[str], verify: bool = True) -> Imag
             unverified_note(folder)
         for rel, digest in sums.items():
             verify_file(folder / rel, digest)
+        unlisted = [f for f in files if f.relative_to(folder).as_posix() not in sums]
+        if sums and unlisted:
+            log.warning("note: %d image(s) of %s are not in its SHA256SUMS (%s%s): used without a checksum check",
+                        len(unlisted), folder, unlisted[0].relative_to(folder), ", …" if len(unlisted) > 1 else "")
     return ImageFolder(folder, tuple(classes), tuple(files), np.asarray(ys, np.int64))
 
 

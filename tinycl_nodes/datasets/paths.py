@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 from ..core.errors import TinyclError
@@ -40,11 +41,18 @@ def read_sha256sums(folder: Path) -> dict[str, str]:
     if not sums.is_file():
         return {}
     out: dict[str, str] = {}
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[1].lstrip("*").removeprefix("./")] = parts[0].lower()
+    for n, line in enumerate(sums.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _SUM_LINE.match(line.rstrip("\r"))
+        if m is None:      # read as a hash of a file named by its second word, it said that file was missing
+            raise DataError(f"{sums}: line {n} is not '<sha256>  <file>' (as sha256sum writes it): {line[:60]!r}")
+        out[m.group(2).removeprefix("./")] = m.group(1).lower()
     return out
+
+
+#: a line of sha256sum's output: 64 hex digits, a space, then a space (text) or '*' (binary), then the file name
+_SUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 def unverified_note(folder: Path) -> None:
