@@ -163,6 +163,11 @@ def test_layers_shows_where_to_cut_a_pytorch_export(tmp_path, capsys):
     assert main(["model", "import", str(src), "--cut", "/pool/GlobalAveragePool", "--card",
                  str(tmp_path / "card.yaml"), "--out", str(tmp_path / "b.onnx")]) == 2
     assert "`tinycl model layers` lists them" in capsys.readouterr().err
+    grey = dict(CARD, preprocessing=dict(CARD["preprocessing"], color="gray", mean=[0.5], std=[0.25]))
+    (tmp_path / "grey.yaml").write_text(yaml.safe_dump(grey))         # shapes were listed for an input it cannot take
+    assert main(["model", "layers", str(src), "--card", str(tmp_path / "grey.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the model card says input (1, 64, 80)" in err and len(err.splitlines()) == 1, err
 
 
 def test_an_export_whose_weights_file_was_left_behind_is_one_line(tmp_path, capsys):

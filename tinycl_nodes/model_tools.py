@@ -171,9 +171,11 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
 
     model = load_model(model_path(str(src)))
     if card_file is not None:
-        pre = ModelCard(**load_card_file(card_file)).preprocessing
-        if pre is not None:
-            pin_input(model, pre.input_shape())
+        card = ModelCard(**load_card_file(card_file))
+        if card.preprocessing is not None:
+            pin_input(model, card.preprocessing.input_shape())
+            # the card's input against the model's (a grey card on a colour model listed shapes it cannot run)
+            check_card(card, input_dims(model), [str(card.feature_output)], Path(src).name)   # the input only
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - shapes are a help here: without them the names still are
