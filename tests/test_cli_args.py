@@ -52,3 +52,13 @@ def test_a_size_takes_every_unit_its_message_names(text, size):
     from tinycl_nodes.arg_types import byte_size
 
     assert byte_size(text) == size
+
+
+def test_the_demo_refuses_a_source_it_has_no_in_process_twin_for(tmp_path, capsys):
+    """`tinycl demo -p sensor.source:=folder` counted MNIST's 10 classes, waited 60 s for samples that never came and
+    failed with 'no prediction for 60 s'; it now says in one line what runs such a source."""
+    assert main(["demo", "-p", "sensor.source:=folder", "-p", f"sensor.folder:={tmp_path}",
+                 "--out", str(tmp_path / "d.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a folder source has none: tinycl launch tinyndc -p sensor.source:=folder" in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "d.json").exists()

@@ -56,6 +56,11 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     ov = parse_overrides(overrides or [])
     sensor = {**_graph_params(cfg, "sensor"), **ov.get("*", {}), **ov.get("sensor", {})}
     shared = {**_graph_params(cfg, "learner"), **ov.get("*", {}), **ov.get("learner", {})}
+    source = str(sensor.get("source", "mnist"))
+    if source != "mnist":          # it counted MNIST's 10 classes, waited for samples that never came, then failed
+        raise TinyclError(f"tinycl demo replays MNIST and scores the graph against the in-process run of the same "
+                          f"stream; a {source} source has none: tinycl launch {graph_name} -p sensor.source:={source} "
+                          f"runs it, and its metrics node scores a labelled one")
     k, n_stream, seed = int(sensor.get("labels_per_class", 10)), int(sensor.get("stream_length", 8000)), int(sensor.get("seed", 0))
     expected = 10 * k + n_stream
     # the graph's readers of ground_truth (its parameter file counts them) and this monitor
