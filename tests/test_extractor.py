@@ -75,6 +75,7 @@ def test_a_model_named_without_its_suffix_is_found_where_it_was_written(tmp_path
     assert model_path("my_backbone_int8") == model_path("my_backbone_int8.onnx") == Path("my_backbone_int8.onnx")
     assert FrozenExtractor(model_path("my_backbone_int8")).n_features == 64
     assert model_path("mnist_0to5_fp32") == shipped           # not here: the package's
+    assert model_path("sub/none.onnx") == Path("sub/none.onnx")   # a path is where it says, even when missing
     with pytest.raises(ExtractorError, match="not found"):
         FrozenExtractor(model_path("my_backbone_fp16"))
 

@@ -30,7 +30,9 @@ def model_path(name: str) -> Path:
     (``tinycl_nodes/models/<name>.onnx``)."""
     file = name if name.endswith(".onnx") else f"{name}.onnx"
     p = Path(file).expanduser()
-    return p if p.is_file() else MODELS_DIR / file
+    if p.is_file() or p.parent != Path("."):        # a path: where it says, there or not (an error names it)
+        return p
+    return MODELS_DIR / file
 
 
 def model_not_found(path: Path) -> ExtractorError:
