@@ -79,3 +79,17 @@ def test_defaults_choices_and_patterns_kept():
     with pytest.raises(ValueError):
         MODELS["mqtt_bridge"](fleet="lab", mqtt_tls=False)                  # device still required
     assert AggregatorParams(fleet="lab").identity == "aggregator"
+
+
+@pytest.mark.parametrize("node, name, value", [
+    ("sensor", "camera_device", 0), ("sensor", "camera_device", "/dev/video0"), ("sensor", "camera_device", "0"),
+    ("sensor", "domain_id", 7), ("learner", "min_confidence", 0.25), ("mqtt_bridge", "exact", True),
+    ("sensor", "camera_device", "a..."), ("learner", "class_names", {0: "cup", 1: "ball"}),
+])
+def test_yaml_text_is_one_value_without_a_document_end(node, name, value):
+    """``ros2 param get /r3/sensor camera_device`` said ``0\\n...`` (PyYAML's document end after a bare scalar), and
+    ``ros2 param dump`` wrote it into the file; the text is the value alone, and taken back as that value."""
+    spec = specs_of(MODELS[node])[name]
+    shown = spec.to_ros(value)
+    assert "\n" not in shown and not shown.endswith("\n...") and shown != "", shown
+    assert spec.from_ros(shown) == value

@@ -48,8 +48,9 @@ class ParamSpec:
 
     def to_ros(self, value: Any) -> Any:
         """The validated value as the ROS 2 parameter value of ``kind``."""
-        if self.yaml_text:
-            return "" if value is None else yaml.safe_dump(_plain(value), default_flow_style=True).strip()
+        if self.yaml_text:   # without the document end ("0\n...") PyYAML writes after a bare scalar
+            return "" if value is None else yaml.safe_dump(_plain(value), default_flow_style=True).removesuffix(
+                "\n...\n").strip()
         if self.none_is_empty and value is None:
             return ""
         if self.kind == "double":
