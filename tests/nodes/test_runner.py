@@ -165,3 +165,46 @@ def test_whether_the_sensor_reads_a_camera_follows_the_order_the_node_reads_its_
     assert sensor_is_live([str(first)], "/r1", {}, {"source": "rosbag"})     # a recorded camera has no truth either
     (tmp_path / "bad.yaml").write_text("sensor: [unclosed\n")    # the sensor itself says what is wrong
     assert not sensor_is_live([str(tmp_path / "bad.yaml"), str(tmp_path / "none.yaml")], "/", {}, {})
+
+
+def test_what_ros2_param_dump_writes_is_taken_back(tmp_path):
+    """A ``ros2 param dump`` file given back was refused: "" for a parameter not set (bus, domain_id, min_confidence,
+    stream_classes) and YAML text ('{}', '[320, 200]') went to pydantic as they were; file, ``-p`` and ``ros2 param
+    set`` now take a value the one way (``ParamSpec.from_ros``), and a real mapping or list still works."""
+    from tinycl_nodes.nodes.labeler import LabelerParams
+
+    dump = tmp_path / "dump.yaml"
+    dump.write_text("/r3/learner:\n  ros__parameters:\n    bus: ''\n    domain_id: ''\n    class_names: '{}'\n"
+                    "    min_confidence: ''\n    state_dir: ''\n    use_sim_time: false\n"
+                    "/r3/sensor:\n  ros__parameters:\n    stream_classes: ''\n    labelled_classes: '[1, 2]'\n"
+                    "    camera_device: '0'\n    domain_id: '7'\n"
+                    "/r3/labeler:\n  ros__parameters:\n    picture_size: '[320, 200]'\n"
+                    "    class_names: '{0: cup, 1: ball}'\n")
+
+    def params(model, node, *args):
+        ros = parse_ros_args(["--ros-args", "--params-file", str(dump), "-r", "__ns:=/r3", *args], node)
+        return validate(model, collect_parameters(model, ros), node)
+
+    learner = params(LearnerParams, "learner")
+    assert (learner.bus, learner.domain_id, learner.class_names, learner.min_confidence, learner.state_dir) == \
+        (None, None, {}, None, None)
+    sensor = params(SensorParams, "sensor")
+    assert (sensor.stream_classes, sensor.labelled_classes, sensor.camera_device, sensor.domain_id) == \
+        (None, [1, 2], 0, 7)
+    labeler = params(LabelerParams, "labeler")
+    assert (labeler.picture_size, labeler.class_names) == ((320, 200), {0: "cup", 1: "ball"})
+    # -p: YAML text, "" for not set, and the value itself
+    learner = params(LearnerParams, "learner", "-p", "min_confidence:=", "-p", 'class_names:="{0: cup}"')
+    assert (learner.min_confidence, learner.class_names) == (None, {0: "cup"})
+    learner = params(LearnerParams, "learner", "-p", "min_confidence:=0.5", "-p", "class_names:={3: mug}")
+    assert (learner.min_confidence, learner.class_names) == (0.5, {3: "mug"})
+    # real values in a file still work
+    dump.write_text("labeler:\n  ros__parameters:\n    picture_size: [640, 400]\n    class_names: {0: cup}\n")
+    labeler = params(LabelerParams, "labeler")
+    assert (labeler.picture_size, labeler.class_names) == ((640, 400), {0: "cup"})
+    # text that is not YAML: one line naming node, parameter and value
+    dump.write_text("labeler:\n  ros__parameters:\n    class_names: '{0: cup'\n")
+    with pytest.raises(TinyclError) as err:
+        params(LabelerParams, "labeler")
+    assert str(err.value).startswith("labeler: parameter class_names: not valid YAML text: ") and \
+        str(err.value).endswith("(got '{0: cup')") and "\n" not in str(err.value), err.value

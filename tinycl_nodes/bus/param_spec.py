@@ -62,14 +62,31 @@ class ParamSpec:
         return value
 
     def from_ros(self, value: Any) -> Any:
-        """A value set through ROS 2, as the model's field takes it (then validated by the model)."""
+        """A value given through ROS 2 — a parameter file, ``-p`` or ``ros2 param set`` — as the model's field takes
+        it (then validated by the model): the one conversion of every route, so what ``ros2 param get/dump`` shows
+        (``to_ros``) is taken back as it is. A YAML-text parameter takes its text ("" is not set) or the value itself
+        (a mapping or a list written as YAML in a file); text that is not YAML is a ValueError naming the parameter."""
         if self.yaml_text:
-            return None if value in ("", None) else yaml.safe_load(value)
+            if value is None or value == "":
+                return None
+            if not isinstance(value, str):
+                return list(value) if isinstance(value, (tuple, array.array)) else value
+            try:
+                return yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"parameter {self.name}: not valid YAML text: {str(exc).splitlines()[0]} "
+                                 f"(got {value!r})") from None
         if self.none_is_empty and value == "":
             return None
         if isinstance(value, (list, tuple, array.array)):   # rclpy hands arrays back as array.array
             return list(value)
         return value
+
+
+def from_ros_values(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """``ParamSpec.from_ros`` of every value the model declares (other names are left for the model to refuse)."""
+    specs = {s.name: s for s in param_specs(model)}
+    return {k: specs[k].from_ros(v) if k in specs else v for k, v in values.items()}
 
 
 def _plain(value: Any) -> Any:

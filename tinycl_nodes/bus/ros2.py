@@ -171,7 +171,10 @@ class Ros2Bus:
             self._specs[spec.name] = spec
 
         def on_set_parameters(changed: list[Any]) -> Any:
-            ours = {p.name: self._specs[p.name].from_ros(p.value) for p in changed if p.name in self._specs}
+            try:
+                ours = {p.name: self._specs[p.name].from_ros(p.value) for p in changed if p.name in self._specs}
+            except ValueError as exc:    # YAML text that does not parse
+                return SetParametersResult(successful=False, reason=f"{self.name}: {exc}")
             reason = on_set(ours) if (on_set and ours) else None
             return SetParametersResult(successful=reason is None, reason=reason or "")
 

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
+from ..bus.param_spec import from_ros_values
 from ..core.errors import TinyclError
 from ..param_files import node_sections
 from ..parent_death import stop_with_launcher
@@ -419,7 +420,8 @@ def parameters_of_every_node() -> set[str]:
 
 
 def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The node's values from its parameter files, ``extra`` and ``-p``, in that order.
+    """The node's values from its parameter files, ``extra`` and ``-p``, in that order, converted as ROS 2 hands them
+    (``ParamSpec.from_ros``: YAML text, "" for not set).
 
     A later parameter file outranks an earlier one (``ros2 launch`` passes its arguments in one after the
     ``params_file``), and within one file the node's own section outranks ``/**``. Names under ``/**`` that the
@@ -454,7 +456,10 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
     if unknown:
         raise TinyclError("\n".join(unknown))
     values.update({k: v for k, v in explicit.items() if k != "use_sim_time"})
-    return values
+    try:       # as ``ros2 param set`` takes them: what ``ros2 param dump`` wrote is taken back
+        return from_ros_values(model, values)
+    except ValueError as exc:
+        raise TinyclError(f"{ros.node_name}: {exc}") from None
 
 
 def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = None,
