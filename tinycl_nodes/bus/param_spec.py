@@ -35,7 +35,7 @@ class ParamSpec:
     upper: float | None = None
     choices: tuple[str, ...] = ()
     yaml_text: bool = False        # value carried as YAML text in a string parameter
-    none_is_empty: bool = False    # an optional string: None is ""
+    none_is_empty: bool = False    # an optional value: None is ""
 
     @property
     def constraints(self) -> str:
@@ -43,7 +43,7 @@ class ParamSpec:
         if self.choices:
             return "one of: " + ", ".join(self.choices)
         if self.yaml_text:
-            return "YAML text (empty: not set)"
+            return "YAML text (empty: not set)" if self.none_is_empty else "YAML text"
         return ""
 
     def to_ros(self, value: Any) -> Any:
@@ -65,10 +65,11 @@ class ParamSpec:
         """A value given through ROS 2 — a parameter file, ``-p`` or ``ros2 param set`` — as the model's field takes
         it (then validated by the model): the one conversion of every route, so what ``ros2 param get/dump`` shows
         (``to_ros``) is taken back as it is. A YAML-text parameter takes its text ("" is not set) or the value itself
-        (a mapping or a list written as YAML in a file); text that is not YAML is a ValueError naming the parameter."""
+        (a mapping or a list written as YAML in a file); text that is not YAML is a ValueError naming the parameter. ""
+        is None for an optional value; for another the model says what is wrong with it."""
         if self.yaml_text:
             if value is None or value == "":
-                return None
+                return None if self.none_is_empty else value
             if not isinstance(value, str):
                 return list(value) if isinstance(value, (tuple, array.array)) else value
             try:
@@ -132,7 +133,7 @@ def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
                 upper = float(m.le if isinstance(m, Le) else m.lt)
         desc = field.description or ""
         if kind is None or (optional and kind[0] != "string"):
-            specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True))
+            specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True, none_is_empty=optional))
         else:
             specs.append(ParamSpec(name, kind[0], desc, name not in mutable, lower, upper, kind[1],
                                    none_is_empty=optional))
