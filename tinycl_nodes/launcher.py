@@ -27,7 +27,7 @@ import yaml
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, nodes_started
 from .nodes.runner import node_parameters
-from .param_files import sensor_is_live
+from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -124,14 +124,17 @@ def _pump(name: str, stream: IO[bytes], color: str, out: IO[str]) -> None:
 def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                 overrides: dict[str, dict[str, str]] | None = None, env: dict[str, str] | None = None,
                 log_stream: IO[str] | None = None, nodes: list[str] | None = None,
-                wrap: dict[str, list[str]] | None = None, camera: str | None = None, bag: str | None = None) -> Graph:
+                wrap: dict[str, list[str]] | None = None, camera: str | None = None, bag: str | None = None,
+                other_sections: tuple[str, ...] = ()) -> Graph:
     """Start the graph's node processes (dds backend) and return at once.
 
     ``wrap``: a command prefix per node, e.g. ``["ip", "netns", "exec", "robot1"]`` to run it on
     another (namespaced) host; the prefix must ``exec`` the node so signals reach it. ``camera``: an OpenCV
     camera (index, device path or URL) read by a sensor node (added to a graph without one, such as the camera
     graph; its ``image`` follows the graph's remaps, so it publishes what the graph reads); ``bag``: a rosbag2 that
-    sensor plays instead, as the camera it was recorded from.
+    sensor plays instead, as the camera it was recorded from. A section of the parameter file naming no node of the
+    graph (a misspelt ``lerner:``, which left the learner on its defaults) is an error naming the closest node;
+    ``other_sections``: sections a tool reads, not a node (the fleet demo's ``demo_fleet``).
     """
     if graph not in GRAPHS:
         raise TinyclError(f"launch: unknown graph {graph!r} (known: {', '.join(GRAPHS)})")
@@ -146,6 +149,8 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         overrides = {**(overrides or {})}
         overrides["sensor"] = {**overrides.get("sensor", {}), **own_sensor}
     check_overrides(graph, overrides or {}, nodes)
+    if stray := unknown_sections(str(cfg), graph, [*GRAPHS[graph], *nodes], other_sections):
+        raise TinyclError("\n".join(f"launch: {line}" for line in stray))
     run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
                **launcher_env(), **(env or {})}
     g = Graph(env=run_env, log_stream=log_stream or sys.stderr)

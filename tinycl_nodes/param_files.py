@@ -5,11 +5,16 @@ own interpreter, which has none of the nodes' packages (pydantic, numpy).
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Any
 
 import yaml
 
-from .graphs import LIVE_SOURCES
+from .graphs import LIVE_SOURCES, NODE_MODULES
+
+#: how close a section's name must be to a tinycl node's to be taken for a misspelling of it (difflib's ratio:
+#: 'lerner', 'labler', 'sensr' are; 'planner', 'usb_cam', 'camera_driver' — other nodes of a shared file — are not)
+CLOSE = 0.8
 
 
 def node_sections(doc: dict[str, Any], node_name: str, namespace: str) -> list[tuple[str, Any]]:
@@ -37,3 +42,47 @@ def sensor_is_live(files: list[str], namespace: str, shared: dict[str, Any], own
                 source = params["source"]
     source = own.get("source", shared.get("source", source))
     return source in LIVE_SOURCES
+
+
+def node_section_names(doc: Any) -> list[tuple[str, str]]:
+    """(key, node name) of every node section of a parameter file (a mapping holding ``ros__parameters``), as rcl reads
+    ``name``, ``ns/name`` and ``/ns/name``; wildcard sections (``/**``) left out."""
+    if not isinstance(doc, dict):
+        return []
+    return [(str(key), str(key).rstrip("/").rpartition("/")[2]) for key, section in doc.items()
+            if isinstance(section, dict) and "ros__parameters" in section and "*" not in str(key)]
+
+
+def misspelt_sections(doc: Any, node_name: str) -> list[str]:
+    """For a node alone (it cannot know the graph): sections whose name is not a tinycl node's, nor contains one (a
+    renamed node: ``sensor2``, ``front_sensor``), but is close to one — a misspelling that left that node on its
+    defaults without a word (ROS 2 skips a section for another node: a file shared by several nodes is normal). One
+    line each, naming the closest node."""
+    known = set(NODE_MODULES) | {node_name}
+    lines = []
+    for key, name in node_section_names(doc):
+        if name in known or any(n in name for n in known):
+            continue
+        close = get_close_matches(name, sorted(known), n=1, cutoff=CLOSE)
+        if close:
+            lines.append(f"section {key!r} names no tinycl node (did you mean {close[0]!r}?)")
+    return lines
+
+
+def unknown_sections(path: str, graph: str, nodes: Any, others: Any = ()) -> list[str]:
+    """For a launcher, which knows the graph: the sections of parameter file ``path`` naming no node of it (``nodes``;
+    ``others``: sections a tool reads, not a node), one line each, naming the closest node. A file that cannot be read
+    gives none: each node says what is wrong with it when it starts."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    nodes = list(dict.fromkeys(nodes))
+    lines = []
+    for key, name in node_section_names(doc):
+        if name not in nodes and name not in others:
+            close = get_close_matches(name, nodes, n=1)
+            lines.append(f"{path}: section {key!r}: graph {graph} has no node {name!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else f" (nodes: {', '.join(nodes)})"))
+    return lines

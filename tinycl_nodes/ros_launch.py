@@ -36,7 +36,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, nodes_started
-from .param_files import sensor_is_live
+from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
@@ -69,6 +69,8 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     params_file = get("params_file") or str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")
     if not os.path.isfile(params_file):   # launch_ros only warns, and every node then ran on its defaults
         raise FileNotFoundError(f"tinycl: parameter file not found: {params_file} (params_file:=): no node started")
+    if stray := unknown_sections(params_file, graph, GRAPHS[graph]):   # launch_ros and rcl skip such a section
+        raise ValueError("\n".join(f"tinycl: {line}: no node started" for line in stray))
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
     own_params = {name: {k: LaunchConfiguration(v).perform(context) for k, v in params.items()}

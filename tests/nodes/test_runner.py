@@ -208,3 +208,20 @@ def test_what_ros2_param_dump_writes_is_taken_back(tmp_path):
         params(LabelerParams, "labeler")
     assert str(err.value).startswith("labeler: parameter class_names: not valid YAML text: ") and \
         str(err.value).endswith("(got '{0: cup')") and "\n" not in str(err.value), err.value
+
+
+def test_a_misspelt_node_section_is_an_error_and_other_nodes_sections_are_not(tmp_path):
+    """``lerner:`` left the learner on its defaults without a word; a file shared with other nodes (a camera driver, a
+    second sensor renamed with ``-r __node:=``) is normal, as ROS 2 has it."""
+    f = tmp_path / "p.yaml"
+    f.write_text("lerner:\n  ros__parameters:\n    publish_every: 7\n")
+    with pytest.raises(TinyclError) as err:
+        load_params_file(str(f), "learner", "/")
+    assert str(err.value) == f"learner: {f}: section 'lerner' names no tinycl node (did you mean 'learner'?)"
+    f.write_text("/r1/extractr:\n  ros__parameters:\n    threads: 2\n")
+    with pytest.raises(TinyclError, match=r"section '/r1/extractr' names no tinycl node \(did you mean 'extractor'"):
+        load_params_file(str(f), "sensor", "/r1")
+    f.write_text("usb_cam:\n  ros__parameters:\n    video_device: /dev/video0\n"
+                 "sensor2:\n  ros__parameters:\n    seed: 3\n/r1/front_sensor:\n  ros__parameters:\n    seed: 4\n"
+                 "learner:\n  ros__parameters:\n    publish_every: 7\n")
+    assert load_params_file(str(f), "learner", "/r1") == ({}, {"publish_every": 7})

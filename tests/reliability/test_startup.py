@@ -109,3 +109,18 @@ def test_preset_switch_over_a_state_dir_explains_and_keeps_learning(tmp_path, ca
     second.head.learn_one(np.ones(64, np.float32), 2)     # the graph goes on with a fresh head
     assert second.head.kind == "CWRStar" and second.head.n_seen == 1
     assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1
+
+
+@pytest.mark.parametrize("section, closest", [("lerner", "did you mean 'learner'?"), ("/r1/extractr", "extractor"),
+                                              ("usb_cam", "nodes: exporter, learner")])
+def test_launch_refuses_a_file_section_naming_no_node_of_the_graph(section, closest, tmp_path):
+    """``sed 's/^learner:/lerner:/'`` on the parameter file: the learner ran on its defaults, without a word."""
+    f = tmp_path / "wt5.yaml"
+    f.write_text((ROOT / "config" / "tinyndc.yaml").read_text() + f"{section}:\n  ros__parameters:\n    seed: 1\n")
+    p = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "launch", "tinyndc", "--config", str(f)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path)})
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: launch: {f}: section {section!r}: graph tinyndc has no node ") and \
+        closest in lines[0], lines[0]
+    assert not list(tmp_path.glob("tinycl-*"))     # nothing started, no temporary file left

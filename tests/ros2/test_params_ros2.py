@@ -3,6 +3,7 @@
 - what ``ros2 param dump`` writes is taken back by the node (``ros2 run … --params-file``) and by the launch
   (``params_file:=``): "" (not set) and YAML text ('{}', '[320, 200]') were refused by the model;
 - ``ros2 param get`` of a YAML-text parameter is its value alone (``0``, not ``0\\n...``);
+- a misspelt node section (``lerner:``) ends the launch before any node starts (the learner ran on its defaults).
 """
 
 from __future__ import annotations
@@ -56,3 +57,28 @@ def test_a_dump_is_taken_back_by_the_node_and_by_the_launch(ros):
     assert launch.stop() == 0, launch.text[-3000:]
     assert "error:" not in launch.text and "Traceback" not in launch.text, launch.text[-3000:]
 
+
+def test_a_misspelt_node_section_ends_the_launch_and_the_node(ros):
+    """``sed 's/^learner:/lerner:/'`` on the parameter file: ros2 launch exited 0 and the learner ran on its
+    defaults; ``ros2 run`` with the file did the same."""
+    text = (ROOT / "config" / "tinyndc.yaml").read_text()
+    bad = ros.tmp / "wt5.yaml"
+    bad.write_text(text.replace("\nlearner:", "\nlerner:"))
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/wt5",
+                       f"params_file:={bad}", name="ros2 launch wt5")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert f"tinycl: {bad}: section 'lerner': graph tinyndc has no node 'lerner' (did you mean 'learner'?)" \
+        in launch.text, launch.text[-3000:]
+    assert "process started" not in launch.text, launch.text[-3000:]
+    run = ros.run("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "--params-file", str(bad), check=False)
+    assert run.returncode == 2, run
+    assert run.stderr.strip() == f"error: learner: {bad}: section 'lerner' names no tinycl node " \
+                                 "(did you mean 'learner'?)", run.stderr
+    # a file shared with other nodes (a camera driver, a second sensor) is not refused by the node alone
+    bad.write_text(text + "usb_cam:\n  ros__parameters:\n    video_device: /dev/video0\n"
+                   "sensor2:\n  ros__parameters:\n    seed: 3\n")
+    node = ros.start("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-r", "__ns:=/wt6", "--params-file",
+                     str(bad), name="ros2 run learner, shared file")
+    ros.wait_until("/wt6/learner", lambda: "/wt6/learner" in ros.node_list() or node.proc.poll() is not None,
+                   timeout_s=60)
+    assert node.proc.poll() is None, node.text[-3000:]

@@ -225,7 +225,8 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
                 ov["*"] = {"dds_config": dds_config}
             wrap = {n: net.command(d, []) for n in GRAPHS["fleet_device"]} if net is not None else None
             graphs[d] = start_graph("tinyndc", str(cfg), f"/{d}/tinycl", ov, env={"ROS_DOMAIN_ID": str(domain)},
-                                    log_stream=log, nodes=list(GRAPHS["fleet_device"]), wrap=wrap)
+                                    log_stream=log, nodes=list(GRAPHS["fleet_device"]), wrap=wrap,
+                                    other_sections=("demo_fleet",))
         where = (f"each on its own host ({', '.join(names)}), mosquitto (TLS) and the aggregator on host cloud "
                  f"({setup.ip}:{setup.port})" if net is not None else f"mosquitto (TLS) on 127.0.0.1:{setup.port}")
         console.print(f"[bold]fleet {fleet!r}[/]: {len(names)} devices × {len(GRAPHS['fleet_device'])} processes on DDS "

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..bus.base import run_guarded
 from ..bus.param_spec import from_ros_values
 from ..core.errors import TinyclError
-from ..param_files import node_sections
+from ..param_files import misspelt_sections, node_sections
 from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
@@ -173,7 +173,8 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
     """(wildcard, own) parameters for one node from a ROS 2 YAML file.
 
     ``/**`` sections apply to every node, so a node ignores the names it does not declare there
-    (as rclpy does); ``name`` and ``/ns/name`` sections are its own, and a typo there is an error.
+    (as rclpy does); ``name`` and ``/ns/name`` sections are its own, and a typo there is an error, as is a section
+    whose name is close to a tinycl node's but names none (``param_files.misspelt_sections``).
     """
     p = Path(path)
     if not p.is_file():
@@ -188,6 +189,8 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
         raise TinyclError(f"{node_name}: parameter file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise TinyclError(f"{node_name}: parameter file {p} must map node names to ros__parameters")
+    if misspelt := misspelt_sections(doc, node_name):
+        raise TinyclError("\n".join(f"{node_name}: {p}: {line}" for line in misspelt))
     wildcard: dict[str, Any] = {}
     own: dict[str, Any] = {}
     for key, section in node_sections(doc, node_name, namespace):
