@@ -53,36 +53,36 @@ def node_section_names(doc: Any) -> list[tuple[str, str]]:
             if isinstance(section, dict) and "ros__parameters" in section and "*" not in str(key)]
 
 
-def misspelt_sections(doc: Any, node_name: str) -> list[str]:
-    """For a node alone (it cannot know the graph): sections whose name is not a tinycl node's, nor contains one (a
-    renamed node: ``sensor2``, ``front_sensor``), but is close to one — a misspelling that left that node on its
-    defaults without a word (ROS 2 skips a section for another node: a file shared by several nodes is normal). One
-    line each, naming the closest node."""
-    known = set(NODE_MODULES) | {node_name}
-    lines = []
+def _misspelt(doc: Any, known: Any, others: Any = ()) -> list[tuple[str, str, str]]:
+    """(key, name, closest) of each node section whose name is close to one of ``known`` but is none of them, nor
+    contains one (a renamed node: ``sensor2``, ``front_sensor``): a misspelling that left that node on its defaults
+    without a word. Sections of other nodes (a camera driver's, in a file shared by the whole robot) are left alone,
+    as ROS 2 does; ``others`` are sections a tool reads."""
+    known = sorted(set(known))
+    out = []
     for key, name in node_section_names(doc):
-        if name in known or any(n in name for n in known):
+        if name in known or name in others or any(n in name for n in known):
             continue
-        close = get_close_matches(name, sorted(known), n=1, cutoff=CLOSE)
+        close = get_close_matches(name, known, n=1, cutoff=CLOSE)
         if close:
-            lines.append(f"section {key!r} names no tinycl node (did you mean {close[0]!r}?)")
-    return lines
+            out.append((key, name, close[0]))
+    return out
+
+
+def misspelt_sections(doc: Any, node_name: str) -> list[str]:
+    """For a node alone (it cannot know the graph): one line for each section misspelling a tinycl node's name."""
+    return [f"section {key!r} names no tinycl node (did you mean {close!r}?)"
+            for key, _, close in _misspelt(doc, {*NODE_MODULES, node_name})]
 
 
 def unknown_sections(path: str, graph: str, nodes: Any, others: Any = ()) -> list[str]:
-    """For a launcher, which knows the graph: the sections of parameter file ``path`` naming no node of it (``nodes``;
-    ``others``: sections a tool reads, not a node), one line each, naming the closest node. A file that cannot be read
-    gives none: each node says what is wrong with it when it starts."""
+    """For a launcher, which knows the graph: one line for each section of parameter file ``path`` misspelling the
+    name of a node of it. A file that cannot be read gives none: each node says what is wrong with it when it
+    starts."""
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
-    nodes = list(dict.fromkeys(nodes))
-    lines = []
-    for key, name in node_section_names(doc):
-        if name not in nodes and name not in others:
-            close = get_close_matches(name, nodes, n=1)
-            lines.append(f"{path}: section {key!r}: graph {graph} has no node {name!r}"
-                         + (f" (did you mean {close[0]!r}?)" if close else f" (nodes: {', '.join(nodes)})"))
-    return lines
+    return [f"{path}: section {key!r}: graph {graph} has no node {name!r} (did you mean {close!r}?)"
+            for key, name, close in _misspelt(doc, nodes, others)]

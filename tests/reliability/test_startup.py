@@ -111,8 +111,7 @@ def test_preset_switch_over_a_state_dir_explains_and_keeps_learning(tmp_path, ca
     assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1
 
 
-@pytest.mark.parametrize("section, closest", [("lerner", "did you mean 'learner'?"), ("/r1/extractr", "extractor"),
-                                              ("usb_cam", "nodes: exporter, learner")])
+@pytest.mark.parametrize("section, closest", [("lerner", "did you mean 'learner'?"), ("/r1/extractr", "extractor")])
 def test_launch_refuses_a_file_section_naming_no_node_of_the_graph(section, closest, tmp_path):
     """``sed 's/^learner:/lerner:/'`` on the parameter file: the learner ran on its defaults, without a word."""
     f = tmp_path / "wt5.yaml"
