@@ -1,12 +1,14 @@
 """The ROS 2 launch description of a tinycl graph (used by ``launch/<graph>.launch.py``).
 
 Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``params_file``,
-``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Launch arguments that are node parameters
-go to the nodes in a ``/**`` parameter file after ``params_file``, so each node takes the names it declares and no
-other, and a launch argument outranks the parameter file's values (``runner.collect_parameters``: a later file
-outranks an earlier one). A node that dies while the graph runs is restarted from its last checkpoint; one that
-exits with an error ends the launch (exit code 1): ``restarts.RestartPolicy``; a launch that is killed (even by
-kill -9) takes its nodes with it, each saving first (``parent_death``). With ``camera_topic`` set, the robot's
+``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Each node reads the graph's shipped
+parameter file, then ``params_file`` (a user's file outranks the shipped one and needs to hold only what it changes),
+then the launch's own file (``_launch_parameters``): launch arguments that are node parameters under ``/**``, so
+each node takes the names it declares and no other, and a launch argument outranks both files
+(``runner.collect_parameters``: a later file outranks an earlier one). A node that dies while the graph runs is
+restarted from its last checkpoint; one that exits with an error ends the launch (exit code 1):
+``restarts.RestartPolicy``; a launch that is killed (even by kill -9) takes its nodes with it, each saving first
+(``parent_death``). With ``camera_topic`` set, the robot's
 camera driver is the sensor: neither the replay nor the metrics node is started (``graphs.REPLAY_ONLY``), ``image``
 is remapped to that topic and frames are taken best-effort (sensor data QoS); the graph then runs until Ctrl-C. A
 sensor whose parameter file says ``source: camera`` (or ``rosbag``: a recording of one) is live too: it starts, the
@@ -21,15 +23,15 @@ Needs ROS 2 (launch, launch_ros); imported only by launch files.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from typing import Any
 
 import yaml
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler, TimerAction
-from launch.event_handlers import OnProcessExit, OnShutdown
+from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
+from launch.logging import launch_config
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
@@ -46,13 +48,14 @@ PACKAGE = "tinycl_nodes"
 def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLaunchArgument]:
     args = {
         "namespace": ("/tinycl", "namespace of every node (one per robot, e.g. /robot1/tinycl)"),
-        "params_file": ("", f"ROS 2 parameter file (default: share/{PACKAGE}/config/{graph}.yaml)"),
+        "params_file": ("", f"ROS 2 parameter file read after the graph's own (share/{PACKAGE}/config/"
+                               f"{graph}.yaml): its values outrank that file's, the rest stays"),
         "preset": ("", "learning preset (tinycl | tinyndc | supervised | rce); empty: the parameter file's"),
         "model": ("", "frozen extractor (a shipped name or an .onnx path); empty: the parameter file's"),
         "log_level": ("info", "debug | info | warn | error | fatal: the tinycl nodes' own log lines (rcl's and "
                               "rmw's stay at info; for those: ros2 run … --ros-args --log-level rcl:=debug)"),
-        "use_sim_time": ("false", "stamp messages with /clock (a bag played with --clock); the nodes' periods "
-                                  "(checkpoints, head publishing, scoring) stay wall time"),
+        "use_sim_time": ("false", "true | false: stamp messages with /clock (a bag played with --clock); the "
+                                  "nodes' periods (checkpoints, head publishing, scoring) stay wall time"),
         "camera_topic": ("", "a camera driver's sensor_msgs/Image topic: replaces the replay sensor" if "sensor" in
                          GRAPHS[graph] else "a camera driver's sensor_msgs/Image topic; empty: image_raw in the "
                          "namespace"),
@@ -63,35 +66,44 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
     return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
 
 
+#: what ROS 2 reads as a boolean (rcl's YAML parameter parser): ``use_sim_time:=`` takes these and no other word
+ROS_BOOLEANS = {**dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"), True),
+                **dict.fromkeys(("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N"), False)}
+
+
 def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]]) -> list[Any]:
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     namespace, camera = get("namespace"), get("camera_topic")
-    params_file = get("params_file") or str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")
-    if not os.path.isfile(params_file):   # launch_ros only warns, and every node then ran on its defaults
-        raise FileNotFoundError(f"tinycl: parameter file not found: {params_file} (params_file:=): no node started")
-    if stray := unknown_sections(params_file, graph, GRAPHS[graph]):   # launch_ros and rcl skip such a section
-        raise ValueError("\n".join(f"tinycl: {line}: no node started" for line in stray))
+    # the graph's shipped file first, the user's after it: a user's file of a few lines changes those and keeps the
+    # rest (a later file outranks an earlier one: runner.collect_parameters, as for `tinycl launch`'s files)
+    files = [str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")] + (
+        [get("params_file")] if get("params_file") else [])
+    for path in files:
+        if not os.path.isfile(path):   # launch_ros only warns, and every node then ran on its defaults
+            raise FileNotFoundError(f"tinycl: parameter file not found: {path} (params_file:=): no node started")
+        if stray := unknown_sections(path, graph, GRAPHS[graph]):   # launch_ros and rcl skip such a section
+            raise ValueError("\n".join(f"tinycl: {line}: no node started" for line in stray))
+    if get("use_sim_time") not in ROS_BOOLEANS:
+        raise ValueError(f"tinycl: use_sim_time:={get('use_sim_time')}: expected true or false: no node started")
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
-    shared["use_sim_time"] = get("use_sim_time").lower() in ("true", "1", "yes")
-    own_params = {name: {k: LaunchConfiguration(v).perform(context) for k, v in params.items()}
+    shared["use_sim_time"] = ROS_BOOLEANS[get("use_sim_time")]
+    own_params = {name: {k: yaml.safe_load(LaunchConfiguration(v).perform(context)) for k, v in params.items()}
                   for name, params in node_params.items()}
     # the sensor's own camera (source: camera), or a bag played as one, is live too: it stays, the rest is as for a
     # camera driver
     live = bool(camera) or ("sensor" in GRAPHS[graph] and sensor_is_live(
-        [params_file], namespace, shared, own_params.get("sensor", {})))
+        files, namespace, shared, own_params.get("sensor", {})))
     if live:   # frames as a camera driver sends them, no ground truth to wait for
         shared |= LIVE_CAMERA_PARAMS
-    with tempfile.NamedTemporaryFile("w", prefix=f"tinycl_{graph}_", suffix=".yaml", delete=False) as fh:
-        yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
-    # the file is read by each node at its start; removed when the launch shuts down
-    actions: list[Any] = [RegisterEventHandler(OnShutdown(on_shutdown=[OpaqueFunction(
-        function=lambda _ctx: os.unlink(fh.name) if os.path.exists(fh.name) else None)]))]
+    started = nodes_started(GRAPHS[graph], live, camera_driver=bool(camera))
+    files.append(_launch_parameters(graph, namespace, shared, {
+        name: {**own_params.get(name, {}), **({"autostart": True} if name in MANAGED else {})} for name in started}))
     # with a camera the graph runs until Ctrl-C: no replay, nothing to score
     policy = RestartPolicy(finisher=None if live else FINISHER)
-    for name in nodes_started(GRAPHS[graph], live, camera_driver=bool(camera)):
-        own = own_params.get(name, {})
+    actions: list[Any] = []
+    for name in started:
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
-                      emulate_tty=True, parameters=[params_file, fh.name] + ([own] if own else []),
+                      emulate_tty=True, parameters=list(files),
                       additional_env=launcher_env(),   # a killed launch takes its nodes with it: parent_death
                       remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
                       # the node's own logger only: a bare `--log-level debug` also set rcl's and rmw's, whose
@@ -100,6 +112,22 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
                                  f"{ros_logger_name(name, namespace)}:={get('log_level')}"])
         actions += _node(name, kwargs, policy)
     return actions
+
+
+def _launch_parameters(graph: str, namespace: str, shared: dict[str, Any], own: dict[str, dict[str, Any]]) -> str:
+    """The launch's own parameters as one file, last of the node's parameter files: ``shared`` under ``/**`` (each
+    node takes the names it declares), each node's own values (its launch arguments, ``autostart``) in its section.
+    Written in this launch's log folder (``$ROS_HOME/log/<date>-<host>-<pid>/``, next to launch.log): nothing to
+    remove when the launch ends, however it ends — a temporary file was left in /tmp by a launch killed or
+    interrupted before its shutdown handler ran, and so was each ``launch_params_*`` file launch_ros writes for a
+    dict of parameters (never removed)."""
+    doc: dict[str, Any] = {"/**": {"ros__parameters": shared}}
+    prefix = "".join(f"/{part}" for part in namespace.split("/") if part)
+    doc |= {f"{prefix}/{name}": {"ros__parameters": values} for name, values in own.items() if values}
+    path = os.path.join(launch_config.log_dir, f"tinycl_{graph}_parameters.yaml")
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(doc, fh)
+    return path
 
 
 def _node(name: str, kwargs: dict[str, Any], policy: RestartPolicy) -> list[Any]:
@@ -111,8 +139,8 @@ def _node(name: str, kwargs: dict[str, Any], policy: RestartPolicy) -> list[Any]
     Destroyable because destruction was requested") and ``ros2 launch`` exit with 1; after a restart the request could
     go to the killed process's service, which the graph lists until its lease ends, and never be answered (both seen
     on Humble)."""
-    if name in MANAGED:
-        node: Node = LifecycleNode(**{**kwargs, "parameters": [*kwargs["parameters"], {"autostart": True}]})
+    if name in MANAGED:    # its `autostart: true` is in the launch's parameter file (_launch_parameters)
+        node: Node = LifecycleNode(**kwargs)
     else:
         node = Node(**kwargs)
     return [node, RegisterEventHandler(OnProcessExit(

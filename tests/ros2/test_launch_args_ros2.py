@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.request
 
@@ -205,3 +206,56 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     assert "extractor model not found" in launch.text
     assert "tinycl: the extractor node failed (exit code 2; its error is above): stopping the graph" in \
         launch.text, launch.text[-3000:]
+
+
+def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
+    """``params_file:=`` of a few lines changes those and keeps the graph's shipped file: a file that sets only the
+    sensor's rate (and a short stream, to keep the test short) replays losslessly with that rate in effect. It used
+    to replace the shipped file: the nodes then ran on their built-in defaults, a camera's (best-effort frames, no
+    waiting for ground truth), and 104 of 8100 samples were lost without an error."""
+    mine = ros.tmp / "r50.yaml"
+    mine.write_text("sensor:\n  ros__parameters:\n    rate_hz: 50.0\n    stream_length: 500\n")
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/pf",
+                       f"params_file:={mine}", name="ros2 launch small params file")
+    ros.wait_until("the sensor", lambda: "/pf/sensor" in ros.node_list(), timeout_s=60)
+    assert "Double value is: 50.0" in _param(ros, "/pf/sensor", "rate_hz")        # the user's value
+    assert "reliable" in _param(ros, "/pf/extractor", "image_qos")                # the shipped file's
+    assert launch.wait(120) == 0, launch.text[-3000:]
+    final = launch.wait_for_line("final: accuracy")
+    assert "of 500 stream samples (600 predictions, 0 lost)" in final, final
+
+
+@pytest.mark.parametrize("value", ["maybe", "1"])
+def test_use_sim_time_takes_true_or_false_only(ros, value):
+    """``use_sim_time:=maybe`` (or 1, an integer to ROS 2) is refused in one line before any node starts; it used to
+    mean false without a word."""
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/st",
+                       f"use_sim_time:={value}", name="ros2 launch use_sim_time")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert f"tinycl: use_sim_time:={value}: expected true or false: no node started" in launch.text, launch.text
+    assert "process started" not in launch.text, launch.text[-3000:]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
+def test_a_launch_leaves_no_parameter_file_in_tmp(ros, how):
+    """However the launch ends — Ctrl-C to its process group, or kill -9 of ``ros2 launch`` — no parameter file is
+    left in TMPDIR. The launch's own ``/**`` file used to be a temporary file removed only by a shutdown handler (left
+    by a kill -9 always, by a Ctrl-C often), and launch_ros wrote one more (``launch_params_*``, never removed) for
+    each lifecycle node's ``autostart`` dict."""
+    tmp = ros.tmp / "tmpdir"
+    tmp.mkdir()
+    ros.env["TMPDIR"] = str(tmp)
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/lt",
+                       "camera_topic:=/lt_camera/image_raw", name=f"ros2 launch {how}")
+    ros.wait_until("the graph's nodes", lambda: {"/lt/extractor", "/lt/learner"} <= ros.node_list(), timeout_s=60)
+    if how == "kill -9":
+        launch.proc.kill()
+        launch.proc.wait(timeout=10)
+        ros.wait_until("the nodes gone", lambda: not {"/lt/extractor", "/lt/learner"} & ros.node_list(),
+                       timeout_s=60)
+    else:
+        assert launch.stop(signal.SIGINT) == 0, launch.text[-3000:]
+    left = sorted(p.name for p in tmp.iterdir() if p.name.startswith(("tinycl_", "launch_params_")))
+    assert not left, left
+    log_dirs = list((ros.tmp / "ros_home" / "log").glob("*/tinycl_tinyndc_parameters.yaml"))
+    assert len(log_dirs) == 1 and "image_qos: sensor_data" in log_dirs[0].read_text()   # with the launch's logs
