@@ -438,3 +438,37 @@ def test_sensor_reopens_a_camera_that_stops_delivering_frames(fault, domain, tmp
     finally:
         bus.shutdown()
         server.shutdown()
+
+
+def test_a_camera_whose_frames_the_labeler_cannot_draw_is_said_once(domain, digits, tmp_path):
+    """The labeler keeps each camera frame's picture for a label request; a depth camera (32FC1) sends frames it cannot
+    draw 30 times a second. It used to be one warning per frame ("… the request says so", though no request existed):
+    now, as the extractor says it, one line, the same again at most once a minute, and one when frames can be drawn
+    again. (The labeler draws a frame as it leaves its cache of the last 64 with no features for it.)"""
+    bus = create_bus("depth_driver", backend="dds", dds_config="loopback", domain=domain)
+    pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    t0 = 1_700_000_000_000_000_000
+    try:
+        with node("labeler", domain, "preset:=rce", f"state_dir:={tmp_path}", "image_qos:=sensor_data",
+                  "wait_for_subscribers:=0") as labeler:
+            labeler.wait_for_line("TinyRCE labeler:")
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), labeler.lines[-10:]
+            for i in range(150):
+                pub.publish(bus.msg("sensor_msgs/msg/Image")(
+                    header=Header(stamp=Time(sec=(t0 + i) // 10**9, nanosec=(t0 + i) % 10**9)), height=48, width=64,
+                    encoding="32FC1", step=64 * 4, data=bytes(64 * 48 * 4)))
+                spin_until(bus, lambda: False, 0.01)
+            labeler.wait_for_line("cannot keep a camera frame's picture")
+            for i in range(80):           # frames it can draw push the last depth frames out of its cache
+                pub.publish(image_msg(bus, camera_frame(digits[i % len(digits)], 48, 64), t0 + 1000 + i))
+                spin_until(bus, lambda: False, 0.01)
+            labeler.wait_for_line("could keep a camera frame's picture for label requests again", 20)
+        said = [ln for ln in labeler.lines if "picture" in ln]
+        assert len(said) == 2, said
+        assert ("cannot keep a camera frame's picture for label requests: image encoding '32FC1' not supported"
+                in said[0] and "a label request about such a frame is asked without its picture" in said[0]), said
+        assert "request says so" not in "\n".join(labeler.lines)
+        assert int(re.search(r"again, after (\d+) failed pictures", said[1]).group(1)) >= 50, said
+    finally:
+        bus.shutdown()

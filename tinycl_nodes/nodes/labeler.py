@@ -78,7 +78,7 @@ from ..core.asking import AskPolicy
 from ..core.undo import PassedOn, ReplayUndo
 from ..images import camera_picture, decode_compressed, encoded
 from ..journal import pack, unpack
-from ..storage import journal_words
+from ..storage import RepeatedFailure, journal_words
 from .frame_cache import Entry, FrameCache, entry_bytes
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, check_class_name, render_plot)
@@ -530,6 +530,11 @@ class RceLabeler(Labeler):
         self.requests.set_names(params.class_names)
         self.frames = FrameCache(self._compact, raw_count=RAW_CACHE)
         self._warned_raw = False
+        # a camera whose frames cannot be drawn (a depth topic, 32FC1) fails on every frame: said once, then once
+        # a minute with a count, and once when a frame can be drawn again (as the extractor says the frames it
+        # cannot take)
+        self._bad_pictures = RepeatedFailure("keep a camera frame's picture for label requests", self.log,
+                                             attempts="pictures")
         self._awaiting: dict[int, Pending] = {}         # requests whose picture has not arrived yet
         self._request_readers = 0
         self.LabeledFeatures, self.LabelRequest = bus.msg("LabeledFeatures"), bus.msg("LabelRequest")
@@ -820,7 +825,10 @@ class RceLabeler(Labeler):
             if kind == "picture":
                 return raw
             if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, in 640x640
-                return kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE), "jpeg")
+                picture = kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE),
+                                       "jpeg")
+                self._bad_pictures.landed()
+                return picture
             if kind == "imu":
                 w, h = self.params.picture_size
                 n_ch = int(raw.n_channels)
@@ -830,7 +838,11 @@ class RceLabeler(Labeler):
                 return kept_picture(render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
                                                 names=[str(c) for c in raw.channel_names]), "png")
         except TinyclError as exc:
-            self.log.warning("cannot keep the picture of sample %d (%s): the request says so", stamp, exc)
+            if kind != "image":
+                self.log.warning("cannot keep the picture of sample %d (%s): a label request about it is asked "
+                                 "without one", stamp, exc)
+            else:
+                self._bad_pictures.failed(f"{exc}; a label request about such a frame is asked without its picture")
         return {}
 
     # --- requests and answers -----------------------------------------------------------------
