@@ -212,7 +212,8 @@ def test_a_camera_frame_larger_than_the_kernels_socket_buffer_is_said(domain):
     """A frame larger than net.core.rmem_max cannot sit whole in any socket buffer: DDS loses it (best effort)
     whenever the extractor is late. Measured under ROS 2 Humble (tinyndc.launch.py camera_topic, 1280x720 rgb8 at
     30 frames/s): 112 and 171 of 300 frames became features with Cyclone's 1 MiB default buffer, 300 of 300 with the
-    8 MiB our configurations ask for. A kernel that grants less than a frame is said once, with the command."""
+    8 MiB our configurations ask for. A kernel that grants less than a frame is said once, with the command — also
+    when the frames grow (a driver reconfigured from 64x64 to a larger size: only the first frame was checked)."""
     rmem_max = kernel_rmem_max()
     assert rmem_max is not None, "/proc/sys/net/core/rmem_max: this test is for Linux"
     big = rmem_max < (32 << 20)           # a frame larger than the kernel allows, or (a tuned kernel) a 4 MB one
@@ -221,15 +222,16 @@ def test_a_camera_frame_larger_than_the_kernels_socket_buffer_is_said(domain):
     got = []
     bus.create_subscription("features", "Features", got.append, "reliable")
     pub = bus.create_publisher("image", "sensor_msgs/msg/Image", "reliable")   # a best-effort reader takes it
-    frame = bus.msg("sensor_msgs/msg/Image")(height=side, width=side, encoding="mono8", step=side,
-                                             data=bytes(side * side))
+    Image = bus.msg("sensor_msgs/msg/Image")
+    small = Image(height=64, width=64, encoding="mono8", step=64, data=bytes(64 * 64))
+    frame = Image(height=side, width=side, encoding="mono8", step=side, data=bytes(side * side))
     try:
         with node("extractor", domain, "image_qos:=sensor_data", "expect_ground_truth:=false") as ext:
             ext.wait_for_line("features;")
             assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
-            for i in range(3):
-                frame.header.stamp.sec = i + 1
-                pub.publish(frame)
+            for i, each in enumerate([small, frame, frame, frame]):
+                each.header.stamp.sec = i + 1
+                pub.publish(each)
                 assert spin_until(bus, lambda: len(got) > i, 20), ext.lines[-10:]
         said = [ln for ln in ext.lines if "larger than the socket receive buffer" in ln]
         if big:

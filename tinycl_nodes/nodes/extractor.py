@@ -104,6 +104,7 @@ class Extractor(Node):
         self._last_stamp: int | None = None        # of the last camera frame: a driver that repeats it is said once
         self._said_stamps = False
         self._rmem_max = kernel_rmem_max()          # a camera frame larger than this is lost whenever we are late
+        self._largest_frame = 0                     # bytes of the largest camera frame so far
         if params.input == "imu":
             self.track(bus.create_subscription("imu", "ImuWindow", self.gated(self.on_imu), params.image_qos))
         else:
@@ -142,9 +143,13 @@ class Extractor(Node):
                              "so a question may show another frame than the one it asks about; have the driver "
                              "stamp each frame with its capture time", self._frames_topic,
                              stamp // 10**9, stamp % 10**9)
-        if self._last_stamp is None:   # the first frame: can the socket hold one?
-            size = len(msg.data)
-            if self._rmem_max is not None and size > self._rmem_max:
+        size = len(msg.data)
+        # can a socket hold it? Checked as the frames grow (the first, or a driver reconfigured to a larger size);
+        # said once, when they first outgrow the kernel's limit
+        if size > self._largest_frame:
+            larger_than_rmem = [self._rmem_max is not None and n > self._rmem_max for n in (self._largest_frame, size)]
+            self._largest_frame = size
+            if larger_than_rmem == [False, True]:
                 self.log.warning("camera frames of %.1f MiB are larger than the socket receive buffer this kernel "
                                  "allows (net.core.rmem_max %d KiB): DDS loses a best-effort frame whenever this "
                                  "node is late to read it. Raise it: sudo sysctl -w net.core.rmem_max=%d (and in "
