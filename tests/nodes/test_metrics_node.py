@@ -9,6 +9,7 @@ import time
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.interfaces import ns_to_time
+from tinycl_nodes.restarts import USER_ERROR
 
 
 def test_a_replay_over_before_the_first_tick_is_scored(domain, tmp_path):
@@ -40,3 +41,34 @@ def test_a_replay_over_before_the_first_tick_is_scored(domain, tmp_path):
     assert abs(final["accuracy"] - 80.0) < 1e-6, final          # the first of five was wrong
     print(f"metrics node: a {len(labels)}-sample replay over before its first tick scored and ended "
           f"{time.monotonic() - ended_s:.1f} s after the replay's publisher went")
+
+
+def test_a_window_without_a_prediction_is_not_scored_and_the_node_fails(domain, tmp_path):
+    """The extractor stopped mid-replay: the last ``window`` samples have no prediction. The final line used to be
+    'accuracy 0.00% …' and the node exited 0 (the launch ended as a success); now it says there is nothing to score, as
+    an error with no accuracy, and exits with USER_ERROR, which stops a launch as a failure."""
+    with node("metrics", domain, "publish_period_s:=0.5", "idle_timeout_s:=1.0", "window:=3",
+              remaps=("__ns:=/m",)) as metrics:
+        sensor = create_bus("sensor", "/m", backend="dds", dds_config="loopback", domain=domain)
+        learner = create_bus("learner", "/m", backend="dds", dds_config="loopback", domain=domain)
+        truth = sensor.create_publisher("ground_truth", "GroundTruth", "reliable")
+        preds = learner.create_publisher("predictions", "Prediction", "reliable")
+        assert spin_until(sensor, lambda: truth.get_subscription_count() and preds.get_subscription_count(), 60), \
+            metrics.lines[-5:]
+        GT, P, Header, Time = (sensor.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
+                                                          "builtin_interfaces/msg/Time"))
+        t0 = time.time_ns()
+        for i, label in enumerate([3, 1, 4, 1, 5]):
+            h = Header(stamp=ns_to_time(t0 + i * 1000, Time))
+            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
+            if i < 2:                                      # the last three never predicted
+                preds.publish(P(header=h, sample_id=i, class_id=label, class_name="", confidence=0.9))
+        spin_until(sensor, lambda: False, 0.5)
+        sensor.shutdown()
+        code = metrics.proc.wait(timeout=30)
+        learner.shutdown()
+    assert code == USER_ERROR, metrics.lines[-10:]
+    final = [ln for ln in metrics.lines if "final:" in ln]
+    assert len(final) == 1 and "[ERROR]" in final[0], metrics.lines[-10:]
+    assert ("final: no prediction for the last 3 of 5 stream samples (2 predictions, 3 lost): nothing to score"
+            in final[0]) and "accuracy" not in final[0], final

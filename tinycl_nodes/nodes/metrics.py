@@ -5,7 +5,9 @@ on ``metrics`` (Metrics, latched) every ``publish_period_s``. When the replay ha
 sensor's ``ground_truth`` publisher is gone) and every sample has its prediction — or no
 prediction came for ``idle_timeout_s`` — it logs the final scores (the numbers ``make demo``
 prints), publishes them with ``final`` set, writes them to ``out`` if given, and exits when
-``exit_when_done``: a launch file ends the graph on that exit. With a camera there is no ground
+``exit_when_done``: a launch file ends the graph on that exit. A window that holds no prediction at all (the
+extractor or the learner stopped mid-replay) is not scored as 0 %: the final line says so, as an error, and the node
+exits with ``USER_ERROR``, which ends the launch with an error too. With a camera there is no ground
 truth: it publishes nothing and keeps running.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ..core.errors import TinyclError
 from ..storage import write_atomic
 from .monitor import Monitor
 from .runner import Node, NodeParams, run_node
@@ -43,13 +46,16 @@ class Metrics(Node):
         self.last_change = time.monotonic()
         self._seen = (0, 0)
         self.done = False
+        self.nothing_scored = ""    # the final line, when the window held no prediction: the node then fails
         bus.create_timer(params.publish_period_s, self.tick)
 
     def scores(self) -> dict[str, Any]:
         y, p = self.monitor.stream()
         found = p != -2
+        window = min(self.params.window, int(y.size))
         out: dict[str, Any] = {"predictions": self.monitor.received, "stream_samples": int(y.size),
-                               "lost": int((~found).sum()), "window": min(self.params.window, int(y.size))}
+                               "lost": int((~found).sum()), "window": window,
+                               "window_predictions": int(found[y.size - window:].sum())}
         if y.size:   # a missing prediction (-2) counts as wrong
             out |= self.monitor.scores(self.params.window)
         return out
@@ -81,15 +87,29 @@ class Metrics(Node):
     def finish(self, s: dict[str, Any]) -> None:
         """Log the final scores, write them to ``out``, and stop if ``exit_when_done``."""
         self.done = True
-        self.log.info("final: accuracy %.2f%%, precision %.2f%%, recall %.2f%%, F1 %.2f%% on the last %d of %d "
-                      "stream samples (%d predictions, %d lost)", s.get("accuracy", 0.0), s.get("precision", 0.0),
-                      s.get("recall", 0.0), s.get("f1", 0.0), s["window"], s["stream_samples"], s["predictions"],
-                      s["lost"])
+        if s["window"] and not s["window_predictions"]:
+            line = (f"final: no prediction for the last {s['window']} of {s['stream_samples']} stream samples "
+                    f"({s['predictions']} predictions, {s['lost']} lost): nothing to score (did the extractor or the "
+                    "learner stop before the replay ended?)")
+            if self.params.exit_when_done:
+                self.nothing_scored = line     # said as the node fails (run)
+            else:
+                self.log.error("%s", line)
+        else:
+            self.log.info("final: accuracy %.2f%%, precision %.2f%%, recall %.2f%%, F1 %.2f%% on the last %d of %d "
+                          "stream samples (%d predictions, %d lost)", s.get("accuracy", 0.0), s.get("precision", 0.0),
+                          s.get("recall", 0.0), s.get("f1", 0.0), s["window"], s["stream_samples"], s["predictions"],
+                          s["lost"])
         if self.params.out:
             _, p = self.monitor.stream()
             write_atomic(Path(self.params.out), json.dumps({**s, "stream_predictions": p.tolist()}).encode())
         if self.params.exit_when_done:
             self.bus.request_stop()
+
+    def run(self) -> None:
+        super().run()
+        if self.nothing_scored:   # an error line, and an exit code that ends the launch as a failure
+            raise TinyclError(self.nothing_scored)
 
 
 def main(argv: list[str] | None = None) -> int:
