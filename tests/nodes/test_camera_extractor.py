@@ -474,3 +474,39 @@ def test_a_camera_whose_frames_the_labeler_cannot_draw_is_said_once(domain, digi
         assert int(re.search(r"again, after (\d+) failed pictures", said[1]).group(1)) >= 50, said
     finally:
         bus.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_no_frame_hints_fit_what_the_extractor_knows(domain, digits, transport):
+    """The "no frame" line fits the case: with ``image_transport: compressed`` set it no longer tells to set it; and
+    when frames came and their publisher has gone (a rosbag sensor whose bag ended) it says that, as information —
+    it used to warn as if the camera driver were missing."""
+    compressed = transport == "compressed"
+    learner = create_bus("learner", backend="dds", dds_config="loopback", domain=domain)
+    learner.create_subscription("features", "Features", lambda msg: None, "reliable")   # the extractor waits for it
+    try:
+        with node("extractor", domain, "image_qos:=sensor_data", f"image_transport:={transport}",
+                  "drop_report_s:=1.0") as ext:
+            line = ext.wait_for_line("no frame in the last 1 s", 30)
+            hint = "a CompressedImage topic needs image_transport:=compressed"
+            assert (hint not in line) if compressed else (hint in line), line
+            if compressed:
+                return
+            driver = create_bus("bag_sensor", backend="dds", dds_config="loopback", domain=domain)
+            pub = driver.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+            assert spin_until(driver, lambda: pub.get_subscription_count() >= 1, 20), ext.lines[-10:]
+            for i in range(3):
+                pub.publish(image_msg(driver, camera_frame(digits[i]), 1_700_000_000_000_000_000 + i))
+                spin_until(driver, lambda: False, 0.1)
+            ext.wait_for_line("frames in the last 1 s: ", 10)
+            driver.shutdown()                                  # the bag ended: the sensor's publisher is gone
+            n = len(ext.lines)
+            end = time.monotonic() + 10
+            while not any("no frame" in ln for ln in ext.lines[n:]) and time.monotonic() < end:
+                time.sleep(0.1)
+            said = [ln for ln in ext.lines[n:] if "no frame" in ln]
+    finally:
+        learner.shutdown()
+    assert len(said) == 1 and "[INFO]" in said[0], said
+    assert "the publisher of sensor_msgs/msg/Image (sensor_data) on /image has gone (a recording that ended" in said[0]
+    assert "is the camera driver publishing" not in said[0], said

@@ -185,10 +185,16 @@ class Extractor(Node):
         delta = {k: now[k] - self._reported[k] for k in now}
         self._reported = now
         self._silent = 0 if delta["received"] else self._silent + 1
-        if self._silent == 1:   # once, until frames come: a driver elsewhere, or of another type, is silent in DDS
+        if self._silent == 1 and now["received"] and not self.bus.count_publishers(self._frames_topic):
+            # frames came, and their publisher has gone: a recording that ended (the sensor says so), not a wrong topic
+            self.log.info("no frame in the last %.0f s: the publisher of %s has gone (a recording that ended, or a "
+                          "driver that stopped); frames are taken again when one publishes there",
+                          self.params.drop_report_s, self._frames_from)
+        elif self._silent == 1:   # once, until frames come: a driver elsewhere, or of another type, is silent in DDS
+            compressed = self.params.image_transport == "compressed"
             self.log.warning("no frame in the last %.0f s: nothing arrives as %s (is the camera driver publishing "
-                             "there, this type? a CompressedImage topic needs image_transport:=compressed)",
-                             self.params.drop_report_s, self._frames_from)
+                             "there, this type?%s)", self.params.drop_report_s, self._frames_from,
+                             "" if compressed else " a CompressedImage topic needs image_transport:=compressed")
         if delta["received"]:
             self.log.info("frames in the last %.0f s: %d received, %d processed, %d dropped (newest wins), %d bad; "
                           "total %d dropped of %d", self.params.drop_report_s, delta["received"],
