@@ -94,8 +94,9 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     out, state, export = ros.tmp / "metrics.json", ros.tmp / "replay_state", ros.tmp / "replay_export"
     pf = params_file(ros.tmp, **{"/**": {"state_dir": str(state)}}, sensor={"stream_length": STREAM, "rate_hz": 25.0},
                      metrics={"out": str(out)}, exporter={"out_dir": str(export), "period_s": 0.0})
-    import tempfile
-    shared_files = set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml"))
+    tmp = ros.tmp / "tmpdir"         # the launch's own TMPDIR: /tmp is shared with whatever else runs here
+    tmp.mkdir()
+    ros.env["TMPDIR"] = str(tmp)
     _ctrl_c_while_the_nodes_start(ros, pf)
     t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/robot1/tinycl",
@@ -124,7 +125,8 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
 
     assert launch.wait(180) == 0
     wall = time.monotonic() - t0
-    assert set(Path(tempfile.gettempdir()).glob("tinycl_tinyndc_*.yaml")) <= shared_files   # removed at shutdown
+    left = [p.name for p in tmp.iterdir() if p.name.startswith(("tinycl_", "launch_params_"))]
+    assert not left, left    # no parameter file left behind (ros_launch._launch_parameters)
     final = launch.wait_for_line("final: accuracy")
     result = json.loads(out.read_text())
     graph_preds = np.asarray(result["stream_predictions"])
