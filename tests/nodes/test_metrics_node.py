@@ -12,27 +12,37 @@ from tinycl_nodes.interfaces import ns_to_time
 from tinycl_nodes.restarts import USER_ERROR
 
 
+def replay(domain: int, metrics, labels: list[int], predicted, pause_s: float = 0.0):
+    """A replay to the metrics node in /m: ``labels`` as ground truth, ``predicted(i, label)`` as the learner's class
+    (None: no prediction), then the replay ends (its ground_truth publisher goes). Returns (when it ended, the
+    learner's bus, to shut down once the node has exited)."""
+    sensor = create_bus("sensor", "/m", backend="dds", dds_config="loopback", domain=domain)
+    learner = create_bus("learner", "/m", backend="dds", dds_config="loopback", domain=domain)
+    truth = sensor.create_publisher("ground_truth", "GroundTruth", "reliable")
+    preds = learner.create_publisher("predictions", "Prediction", "reliable")
+    assert spin_until(sensor, lambda: truth.get_subscription_count() and preds.get_subscription_count(), 60), \
+        metrics.lines[-5:]
+    GT, P, Header, Time = (sensor.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
+                                                      "builtin_interfaces/msg/Time"))
+    t0 = time.time_ns()
+    for i, label in enumerate(labels):
+        h = Header(stamp=ns_to_time(t0 + i * 1000, Time))
+        truth.publish(GT(header=h, label=label, class_name="", learnable=False))
+        if (cls := predicted(i, label)) is not None:
+            preds.publish(P(header=h, sample_id=i, class_id=cls, class_name="", confidence=0.9))
+    if pause_s:
+        spin_until(sensor, lambda: False, pause_s)
+    sensor.shutdown()
+    return time.monotonic(), learner
+
+
 def test_a_replay_over_before_the_first_tick_is_scored(domain, tmp_path):
     out = tmp_path / "metrics.json"
+    labels = [3, 1, 4, 1, 5]
     # the first tick comes 5 s after the node started; the whole replay below is over well before
     with node("metrics", domain, "publish_period_s:=5.0", "idle_timeout_s:=1.0", f"out:={out}",
               remaps=("__ns:=/m",)) as metrics:
-        sensor = create_bus("sensor", "/m", backend="dds", dds_config="loopback", domain=domain)
-        learner = create_bus("learner", "/m", backend="dds", dds_config="loopback", domain=domain)
-        truth = sensor.create_publisher("ground_truth", "GroundTruth", "reliable")
-        preds = learner.create_publisher("predictions", "Prediction", "reliable")
-        assert spin_until(sensor, lambda: truth.get_subscription_count() and preds.get_subscription_count(), 60), \
-            metrics.lines[-5:]
-        GT, P, Header, Time = (sensor.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
-                                                          "builtin_interfaces/msg/Time"))
-        t0 = time.time_ns()
-        labels = [3, 1, 4, 1, 5]
-        for i, label in enumerate(labels):
-            h = Header(stamp=ns_to_time(t0 + i * 1000, Time))
-            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
-            preds.publish(P(header=h, sample_id=i, class_id=label if i else 9, class_name="", confidence=0.9))
-        sensor.shutdown()                                  # the replay ended: its ground_truth publisher is gone
-        ended_s = time.monotonic()
+        ended_s, learner = replay(domain, metrics, labels, lambda i, label: label if i else 9)
         code = metrics.proc.wait(timeout=30)
         learner.shutdown()
     assert code == 0, metrics.lines[-10:]
@@ -49,22 +59,8 @@ def test_a_window_without_a_prediction_is_not_scored_and_the_node_fails(domain, 
     an error with no accuracy, and exits with USER_ERROR, which stops a launch as a failure."""
     with node("metrics", domain, "publish_period_s:=0.5", "idle_timeout_s:=1.0", "window:=3",
               remaps=("__ns:=/m",)) as metrics:
-        sensor = create_bus("sensor", "/m", backend="dds", dds_config="loopback", domain=domain)
-        learner = create_bus("learner", "/m", backend="dds", dds_config="loopback", domain=domain)
-        truth = sensor.create_publisher("ground_truth", "GroundTruth", "reliable")
-        preds = learner.create_publisher("predictions", "Prediction", "reliable")
-        assert spin_until(sensor, lambda: truth.get_subscription_count() and preds.get_subscription_count(), 60), \
-            metrics.lines[-5:]
-        GT, P, Header, Time = (sensor.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
-                                                          "builtin_interfaces/msg/Time"))
-        t0 = time.time_ns()
-        for i, label in enumerate([3, 1, 4, 1, 5]):
-            h = Header(stamp=ns_to_time(t0 + i * 1000, Time))
-            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
-            if i < 2:                                      # the last three never predicted
-                preds.publish(P(header=h, sample_id=i, class_id=label, class_name="", confidence=0.9))
-        spin_until(sensor, lambda: False, 0.5)
-        sensor.shutdown()
+        # the last three never predicted
+        _, learner = replay(domain, metrics, [3, 1, 4, 1, 5], lambda i, label: label if i < 2 else None, 0.5)
         code = metrics.proc.wait(timeout=30)
         learner.shutdown()
     assert code == USER_ERROR, metrics.lines[-10:]
