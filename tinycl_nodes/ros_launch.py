@@ -69,6 +69,8 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
 #: what ROS 2 reads as a boolean (rcl's YAML parameter parser): ``use_sim_time:=`` takes these and no other word
 ROS_BOOLEANS = {**dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"), True),
                 **dict.fromkeys(("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N"), False)}
+#: the severities rcutils takes for ``--log-level`` (in any case): ``log_level:=`` takes these and no other word
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]]) -> list[Any]:
@@ -85,6 +87,9 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
             raise ValueError("\n".join(f"tinycl: {line}: no node started" for line in stray))
     if get("use_sim_time") not in ROS_BOOLEANS:
         raise ValueError(f"tinycl: use_sim_time:={get('use_sim_time')}: expected true or false: no node started")
+    if get("log_level").lower() not in LOG_LEVELS:   # each node failed on its own, six rcl lines, the launch went on
+        raise ValueError(f"tinycl: log_level:={get('log_level')}: expected one of {', '.join(LOG_LEVELS)}: no node "
+                         f"started")
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = ROS_BOOLEANS[get("use_sim_time")]
     own_params = {name: {k: yaml.safe_load(LaunchConfiguration(v).perform(context)) for k, v in params.items()}

@@ -225,14 +225,17 @@ def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
     assert "of 500 stream samples (600 predictions, 0 lost)" in final, final
 
 
-@pytest.mark.parametrize("value", ["maybe", "1"])
-def test_use_sim_time_takes_true_or_false_only(ros, value):
+@pytest.mark.parametrize("arg, expected", [("use_sim_time:=maybe", "expected true or false"),
+                                           ("use_sim_time:=1", "expected true or false"),
+                                           ("log_level:=verbose", "expected one of debug, info, warn, error, fatal")])
+def test_use_sim_time_and_log_level_take_their_words_only(ros, arg, expected):
     """``use_sim_time:=maybe`` (or 1, an integer to ROS 2) is refused in one line before any node starts; it used to
-    mean false without a word."""
-    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/st",
-                       f"use_sim_time:={value}", name="ros2 launch use_sim_time")
+    mean false without a word. ``log_level:=verbose`` failed each node on its own (six rcl lines) and the launch went
+    on."""
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/st", arg,
+                       name=f"ros2 launch {arg}")
     assert launch.wait(60) == 1, launch.text[-3000:]
-    assert f"tinycl: use_sim_time:={value}: expected true or false: no node started" in launch.text, launch.text
+    assert f"tinycl: {arg}: {expected}: no node started" in launch.text, launch.text
     assert "process started" not in launch.text, launch.text[-3000:]
 
 
