@@ -11,11 +11,11 @@ dies while the graph runs is restarted from its last checkpoint, or stops the gr
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,7 +48,6 @@ class Graph:
 
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     threads: list[threading.Thread] = field(default_factory=list)
-    temp_files: list[Path] = field(default_factory=list)
     commands: dict[str, list[str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     log_stream: IO[str] = sys.stderr
@@ -69,12 +68,10 @@ class Graph:
         self.threads.append(t)
 
     def stop(self, grace_s: float = 15.0) -> dict[str, int]:
-        """Stop every node (``stop_processes``), then remove the launcher's threads and temporary files."""
+        """Stop every node (``stop_processes``), then join the launcher's threads."""
         codes = stop_processes(self.procs, grace_s)
         for t in self.threads:
             t.join(timeout=2)
-        for f in self.temp_files:
-            f.unlink(missing_ok=True)
         return codes
 
 
@@ -159,23 +156,21 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         given = {node: {k: yaml.safe_load(v) for k, v in values.items()} for node, values in (overrides or {}).items()}
     except yaml.YAMLError as exc:
         raise TinyclError(f"launch: a -p value is not valid YAML: {str(exc).splitlines()[0]}") from None
-    shared = given.get("*", {})
-    if "sensor" in nodes and sensor_is_live(files, namespace, shared, given.get("sensor", {})):
-        shared = {**LIVE_CAMERA_PARAMS, **shared}     # taken as a camera driver's frames are; a -p still outranks
+    shared = (overrides or {}).get("*", {})
+    if "sensor" in nodes and sensor_is_live(files, namespace, given.get("*", {}), given.get("sensor", {})):
+        # taken as a camera driver's frames are; a -p still outranks
+        shared = {**{k: json.dumps(v) for k, v in LIVE_CAMERA_PARAMS.items()}, **shared}
         nodes = nodes_started(nodes, live=True)
-    if shared:  # a `/**` parameter file: each node takes the names it declares, ignores the rest
-        fd, path = tempfile.mkstemp(prefix="tinycl-launch-", suffix=".yaml")
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump({"/**": {"ros__parameters": shared}}, fh)
-        g.temp_files.append(Path(path))
-        files.append(path)
     try:
         for name in nodes:
-            g.commands[name] = _command(name, files, namespace, (overrides or {}).get(name, {}),
+            # a name without a node goes to each node that declares it, as a `/**` section would (it went there as a
+            # temporary file, which a launcher killed with -9 left behind)
+            own = {k: v for k, v in shared.items() if k in node_parameters(name) | {"use_sim_time"}}
+            g.commands[name] = _command(name, files, namespace, {**own, **(overrides or {}).get(name, {})},
                                         (wrap or {}).get(name, []), REMAPS.get(graph, ()))
             g.start(name)
     except BaseException:
-        g.stop()           # nodes already started, and the temporary file
+        g.stop()           # the nodes already started
         raise
     return g
 

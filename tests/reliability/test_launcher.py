@@ -378,6 +378,8 @@ def test_a_launcher_killed_stops_its_nodes_and_each_saves(tmp_path, domain):
     assert left == [], "nodes left running after their launcher was killed"
     for name in ("learner.state", "labeler.state"):                   # each saved on its way out
         assert (tmp_path / "ros" / "tinycl" / name).stat().st_mtime >= t_kill, name
+    # `-p preset:=…` went to the nodes as a temporary parameter file, which nothing removed after a kill -9
+    assert list((tmp_path / "tmp").glob("tinycl-*")) == []
 
 
 def test_a_node_whose_launcher_has_gone_does_not_start_and_a_wrapped_one_does(tmp_path):
