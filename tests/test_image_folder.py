@@ -111,7 +111,8 @@ def test_a_stream_longer_than_the_folder_is_said_and_leaves_images_held_out(fold
     printed = capsys.readouterr().out
     note = [line for line in printed.splitlines() if line.startswith("note: my_digits")]
     assert note == ["note: my_digits has 80 images to stream from: the stream is 64 of them, not 8000, and 16 are held "
-                    "out to measure forgetting; scores on all 64 predictions of the stream (--score-last 1000)"], printed
+                    "out to measure forgetting; scores on all 64 predictions of the stream (--score-last 1000)"], \
+        printed
     assert "scores on the last 64 of 64" in printed
     r = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the results JSON"))
     assert r["protocol"]["stream_length"] == 64 and r["protocol"]["score_last"] == 64

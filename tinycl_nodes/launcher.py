@@ -165,7 +165,7 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         for name in nodes:
             # a name without a node goes to each node that declares it, as a `/**` section would (it went there as a
             # temporary file, which a launcher killed with -9 left behind)
-            own = {k: v for k, v in shared.items() if k in node_parameters(name) | {"use_sim_time"}}
+            own = {k: v for k, v in shared.items() if k in declared_parameters(name)}
             g.commands[name] = _command(name, files, namespace, {**own, **(overrides or {}).get(name, {})},
                                         (wrap or {}).get(name, []), REMAPS.get(graph, ()))
             g.start(name)
@@ -175,12 +175,17 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     return g
 
 
+def declared_parameters(node: str) -> set[str]:
+    """The parameter names ``node`` takes: its model's, and ROS 2's own ``use_sim_time``."""
+    return node_parameters(node) | {"use_sim_time"}
+
+
 def check_overrides(graph: str, overrides: dict[str, dict[str, str]], nodes: list[str]) -> None:
     """Every ``-p`` names a node of the graph and a parameter it declares (a name without a node:
     one that some node declares) — else one error naming the closest valid one."""
     from difflib import get_close_matches
 
-    declared = {n: node_parameters(n) | {"use_sim_time"} for n in nodes}
+    declared = {n: declared_parameters(n) for n in nodes}
     errors = []
     for node, values in overrides.items():
         if node != "*" and node not in declared:

@@ -151,13 +151,13 @@ def default_card(input_shape: tuple[int, ...]) -> ModelCard:
     return ModelCard()
 
 
-def check_card(card: ModelCard, input_shape: tuple[int, ...], outputs: list[str], where: str) -> None:
-    """CardError when the card does not describe this ONNX model's input or outputs."""
+def check_card(card: ModelCard, input_shape: tuple[int, ...], outputs: list[str] | None, where: str) -> None:
+    """CardError when the card does not describe this ONNX model's input or outputs (None: the input alone)."""
     pre = card.preprocessing
     if pre is not None and tuple(input_shape) != pre.input_shape():
         raise CardError(f"{where}: the model card says input {pre.input_shape()} ({pre.color}, {pre.layout}, "
                         f"{pre.size[0]}x{pre.size[1]}), the ONNX model takes {tuple(input_shape)}")
-    if card.feature_output is not None and card.feature_output not in outputs:
+    if outputs is not None and card.feature_output is not None and card.feature_output not in outputs:
         raise CardError(f"{where}: the model card's feature_output {card.feature_output!r} is not an output of "
                         f"the model (outputs: {', '.join(outputs)})")
 

@@ -175,7 +175,7 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
         if card.preprocessing is not None:
             pin_input(model, card.preprocessing.input_shape())
             # the card's input against the model's (a grey card on a colour model listed shapes it cannot run)
-            check_card(card, input_dims(model), [str(card.feature_output)], Path(src).name)   # the input only
+            check_card(card, input_dims(model), None, Path(src).name)
     try:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - shapes are a help here: without them the names still are

@@ -498,7 +498,8 @@ def test_a_node_of_another_fleet_is_refused_at_start(fleet_setup) -> None:
         fleet_setup.port
 
 
-def test_exact_rounds_that_bring_nothing_are_acknowledged_not_handed_over(fleet_setup, broker, tmp_path, caplog) -> None:
+def test_exact_rounds_that_bring_nothing_are_acknowledged_not_handed_over(fleet_setup, broker, tmp_path,
+                                                                          caplog) -> None:
     """Exact mode: a round with nothing new from the others is taken in without handing the learner an empty head
     (it refused it: one ERROR line each round) and the aggregator notes the round as merged; the learner's head after
     adding a round holds no new learning of its own, so it starts no new round (it did: rounds without end)."""

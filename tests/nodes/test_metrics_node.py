@@ -55,8 +55,8 @@ def test_a_replay_over_before_the_first_tick_is_scored(domain, tmp_path):
 
 def test_a_window_without_a_prediction_is_not_scored_and_the_node_fails(domain, tmp_path):
     """The extractor stopped mid-replay: the last ``window`` samples have no prediction. The final line used to be
-    'accuracy 0.00% …' and the node exited 0 (the launch ended as a success); now it says there is nothing to score, as
-    an error with no accuracy, and exits with USER_ERROR, which stops a launch as a failure."""
+    'accuracy 0.00% …' and the node exited 0 (the launch ended as a success); now it says there is nothing to score,
+    as an error with no accuracy, and exits with USER_ERROR, which stops a launch as a failure."""
     with node("metrics", domain, "publish_period_s:=0.5", "idle_timeout_s:=1.0", "window:=3",
               remaps=("__ns:=/m",)) as metrics:
         # the last three never predicted

@@ -102,7 +102,8 @@ class Graph:
                   # this watcher reads `labeled` too: the labeler waits for it and the learner / board
                   "labeler": (f"state_dir:={self.state_dir}", f"preset:={self.preset}", "wait_for_subscribers:=2"),
                   "sensor": (f"stream_length:={self.stream_length}", f"rate_hz:={self.rate_hz}",
-                             f"wait_for_truth_subscribers:={2 if self.learner == 'learner' else 1}", f"seed:={SEED}")}.get(name, ())
+                             f"wait_for_truth_subscribers:={2 if self.learner == 'learner' else 1}",
+                             f"seed:={SEED}")}.get(name, ())
         self.procs[name] = self.stack.enter_context(node(name, self.domain, *common, *params,
                                                          params_file=CONFIGS[self.learner]))
         return self.procs[name]

@@ -30,7 +30,7 @@ def check_class_name(name: Any) -> str:
         what = None if ch in TYPED_SPACES else REFUSED_CATEGORIES.get(unicodedata.category(ch))
         if what:
             raise InputError(f"the class name contains {what} (U+{ord(ch):04X})")
-    clean = " ".join(text.split())
+    clean = kept_form(text)
     if not clean:
         raise InputError("the class name is empty: type a name")
     if too_long := length_problem(clean):
@@ -41,10 +41,15 @@ def check_class_name(name: Any) -> str:
 def length_problem(name: str) -> str:
     """What is wrong with the name's length, "" if nothing: counted as the name is kept (NFC, spaces collapsed).
     The phone app checks a rename with it (and its page gets MAX_NAME_CHARS): one limit everywhere."""
-    n = len(" ".join(unicodedata.normalize("NFC", name).split()))
+    n = len(kept_form(name))
     return f"the class name is {n} characters long, at most {MAX_NAME_CHARS}" if n > MAX_NAME_CHARS else ""
+
+
+def kept_form(name: str) -> str:
+    """The name as it is kept: NFC, white space collapsed to single spaces, none at the ends."""
+    return " ".join(unicodedata.normalize("NFC", name).split())
 
 
 def normalise_name(name: str) -> str:
     """The key two names are compared by: case and spacing aside."""
-    return " ".join(unicodedata.normalize("NFC", name).split()).casefold()
+    return kept_form(name).casefold()

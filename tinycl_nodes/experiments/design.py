@@ -113,18 +113,16 @@ def _block_problems(onnx_model: Any) -> list[str]:
         after = consumers.get(node.output[0], [])
         return after[0] if len(after) == 1 else None
 
+    def attributes(node: Any) -> dict[str, Any]:
+        return {x.name: helper.get_attribute_value(x) for x in node.attribute}
+
     problems = []
     for n in (n for n in nodes if n.op_type == "Conv"):
-        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
         relu = next_op(n)
         pool = next_op(relu) if relu is not None and relu.op_type == "Relu" else None
-        pa = {x.name: helper.get_attribute_value(x) for x in pool.attribute} if pool is not None else {}
-        if (list(a.get("kernel_shape", [])) != [3, 3] or list(a.get("strides", [1, 1])) != [1, 1]
-                or list(a.get("pads", [0] * 4)) != [1] * 4 or a.get("group", 1) != 1
-                or list(a.get("dilations", [1, 1])) != [1, 1]):
+        if not c_model.conv_runs(attributes(n)):
             problems.append(f"convolution {n.name} is not 3x3 with stride 1 and padding 1")
-        elif pool is None or pool.op_type != "MaxPool" or list(pa.get("kernel_shape", [])) != [2, 2] \
-                or list(pa.get("strides", [])) != [2, 2] or any(pa.get("pads", [0] * 4)):
+        elif pool is None or pool.op_type != "MaxPool" or not c_model.pool_runs(attributes(pool)):
             problems.append(f"convolution {n.name} is not followed by a ReLU and a 2x2 stride-2 max-pool")
     return problems[:3]
 

@@ -69,10 +69,10 @@ def load_images(dataset: str, split: str, data: str | os.PathLike[str] | None = 
         if split != "train":
             raise InputError(f"--dataset {dataset}: an image folder has no {split} split; its protocol comes from "
                              "its images alone (--split train or holdout)")
-        from ..training.train_frozen import load_training_set   # read and fitted as the folder's backbone was
+        from ..training.train_frozen import as_pixels, load_training_set   # as the folder's backbone read them
 
         X, y, _, _ = load_training_set(dataset, None)
-        return np.rint(X[:, 0] * 255.0).astype(np.uint8), y
+        return as_pixels(X), y
     raise InputError(f"--dataset: expected one of {', '.join(DATASETS)} or an image folder, got {dataset!r}")
 
 

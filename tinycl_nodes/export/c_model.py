@@ -34,6 +34,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,20 @@ from ..preprocess import pixel_lut
 # Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A. G has halves; this is 2G, so the filters transform to integers (tinycl_cnn.c divides
 # the tile by 4, exactly). Bᵀ and Aᵀ (entries 0, ±1) are written out in tinycl_cnn.c.
 WINOGRAD_G2 = np.array([[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]], np.int64)
+
+
+def conv_runs(a: dict[str, Any]) -> bool:
+    """Whether the generated C runs a Conv of attributes ``a``: 3x3, padding 1, stride 1, one group, no dilation
+    (``tinycl design`` asks it of a float model before scoring its candidates)."""
+    return (list(a.get("kernel_shape", [])) == [3, 3] and list(a.get("pads", [0] * 4)) == [1] * 4
+            and list(a.get("strides", [1, 1])) == [1, 1] and a.get("group", 1) == 1
+            and list(a.get("dilations", [1, 1])) == [1, 1])
+
+
+def pool_runs(a: dict[str, Any]) -> bool:
+    """Whether the generated C runs a MaxPool of attributes ``a``: 2x2, stride 2, no padding."""
+    return list(a.get("kernel_shape", [])) == [2, 2] and list(a.get("strides", [])) == [2, 2] and \
+        not any(a.get("pads", [0] * 4))
 
 
 def winograd_block(cin: int, cout: int) -> bool:
@@ -174,8 +189,7 @@ def parse(path: str | Path) -> Model:
         node = nxt[0]
         a = attrs[id(node)]
         if node.op_type == "Conv":
-            if a.get("kernel_shape") != [3, 3] or a.get("pads") != [1, 1, 1, 1] or a.get("strides", [1, 1]) != [1, 1] \
-                    or a.get("group", 1) != 1:
+            if not conv_runs(a):
                 raise ExportError(f"{node.name}: only 3x3 pad-1 stride-1 convolutions are supported")
             w, ws, wzp = dq_const(node.input[1])
             b, bs, _ = dq_const(node.input[2])
@@ -192,8 +206,7 @@ def parse(path: str | Path) -> Model:
             pool = consumers(cur)
             if len(pool) != 1 or pool[0].op_type != "MaxPool":
                 raise ExportError(f"{node.name}: expected MaxPool after the convolution")
-            pa = attrs[id(pool[0])]
-            if pa.get("kernel_shape") != [2, 2] or pa.get("strides") != [2, 2] or any(pa.get("pads", [0]*4)):
+            if not pool_runs(attrs[id(pool[0])]):
                 raise ExportError("only 2x2 stride-2 max pooling is supported")
             ps, pzp, cur = consumer_q(pool[0].output[0])
             if ps != y_scale or pzp != y_zp:

@@ -54,8 +54,8 @@ Run again on the same directory (same fleet), ``generate`` adds and removes devi
 removed or rotated certificate is revoked in ``crl.pem`` (the listener's ``crlfile``). ``new_ca`` starts over.
 
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line once it listens, mosquitto's output in its
-``mosquitto.log``). ``tools/mosquitto/*.sh`` wrap
+[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line once
+it listens, mosquitto's output in its ``mosquitto.log``). ``tools/mosquitto/*.sh`` wrap
 these.
 """
 

@@ -147,9 +147,9 @@ class Extractor(Node):
         # can a socket hold it? Checked as the frames grow (the first, or a driver reconfigured to a larger size);
         # said once, when they first outgrow the kernel's limit
         if size > self._largest_frame:
-            larger_than_rmem = [self._rmem_max is not None and n > self._rmem_max for n in (self._largest_frame, size)]
+            outgrown = self._rmem_max is not None and size > self._rmem_max >= self._largest_frame
             self._largest_frame = size
-            if larger_than_rmem == [False, True]:
+            if outgrown:
                 self.log.warning("camera frames of %.1f MiB are larger than the socket receive buffer this kernel "
                                  "allows (net.core.rmem_max %d KiB): DDS loses a best-effort frame whenever this "
                                  "node is late to read it. Raise it: sudo sysctl -w net.core.rmem_max=%d (and in "

@@ -145,6 +145,12 @@ def load_training_set(dataset: str, data: str | None, split: str = "all") -> tup
     return X, y.astype(np.int64), names, dataset
 
 
+def as_pixels(X: np.ndarray) -> np.ndarray:
+    """The (n, 28, 28) uint8 images ``load_training_set`` gave as (n, 1, 28, 28) floats: what its card's scale
+    (1/255) makes of them again, as a camera's images are fed (exact: the floats are bytes / 255)."""
+    return np.rint(X[:, 0] * 255.0).astype(np.uint8)
+
+
 def parse_classes(given: str, names: list[str]) -> tuple[int, ...]:
     """``0,1,2`` or ``cat,dog`` → class ids; an unknown one is an error naming it."""
     from ..datasets import class_ids
@@ -311,6 +317,8 @@ def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, cl
     """Train with ``recipe`` and write the fp32 and int8 ONNX models and their card."""
     import torch
 
+    from ..presets import LATENT
+
     embed, Xt = train(X, y, classes, recipe.epochs, seed, log=log, recipe=recipe)
     fp32.parent.mkdir(parents=True, exist_ok=True)
     export_fp32(embed, fp32)
@@ -322,9 +330,7 @@ def write_model(X: np.ndarray, y: np.ndarray, names: list[str], dataset: str, cl
             "seed": seed, "recipe": asdict(recipe), "torch": torch.__version__,
             "preprocessing": PREPROCESSING, "feature_output": "features", "files": [fp32.name, int8.name]}
     card.write_text(json.dumps(meta, indent=1) + "\n")
-    from ..presets import LATENT
-
-    images = np.rint(X[:, 0] * 255.0).astype(np.uint8)     # as a camera's images: the card scales them by 1/255
+    images = as_pixels(X)
     for model in (fp32, int8):
         write_class_statistics(model, X, y, classes)
         # its feature range, as the shipped models have theirs (training/feature_range.py): without it every node
