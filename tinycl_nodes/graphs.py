@@ -16,6 +16,8 @@ GRAPHS: dict[str, tuple[str, ...]] = {
     "fleet_device": ("mqtt_bridge", "learner", "labeler", "extractor", "sensor"),
     # a robot's camera driver is the sensor: its frames on image_raw, people answer on the phone
     "camera": ("label_app", "exporter", "learner", "labeler", "extractor"),
+    # a robot's IMU driver: the sensor windows its readings (source: imu), people answer on the phone
+    "imu": ("label_app", "exporter", "learner", "labeler", "extractor", "sensor"),
 }
 
 #: nodes a launch stops before the others, though started first: the label app is the people's side of the graph,
@@ -45,8 +47,9 @@ FINISHER = "metrics"
 #: predictions: about 100 MB of a robot's memory)
 REPLAY_ONLY = frozenset({"sensor", FINISHER})
 
-#: the sensor's sources without ground truth, taken as a camera's frames: a camera, and a recording of one (a bag)
-LIVE_SOURCES = frozenset({"camera", "rosbag"})
+#: the sensor's sources without ground truth, taken as a camera's frames are: a camera, a recording of one (a bag),
+#: and a live IMU's windows
+LIVE_SOURCES = frozenset({"camera", "rosbag", "imu"})
 
 #: what every node takes when the frames come live from a camera (a driver's topic as a launch's ``camera_topic``, or
 #: the sensor's own ``LIVE_SOURCES``): the camera's QoS (best effort), and no ground truth to wait for; nor is the

@@ -92,7 +92,9 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
                          f"started")
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
     shared["use_sim_time"] = ROS_BOOLEANS[get("use_sim_time")]
-    own_params = {name: {k: yaml.safe_load(LaunchConfiguration(v).perform(context)) for k, v in params.items()}
+    # a node's launch argument left empty leaves the parameter files' value
+    own_params = {name: {k: yaml.safe_load(value) for k, v in params.items()
+                         if (value := LaunchConfiguration(v).perform(context)) != ""}
                   for name, params in node_params.items()}
     # the sensor's own camera (source: camera), or a bag played as one, is live too: it stays, the rest is as for a
     # camera driver

@@ -27,6 +27,10 @@ class QosProfile:
 
 #: camera frames, IMU windows: a late frame is worth less than a fresh one
 SENSOR_DATA = QosProfile(reliable=False, transient_local=False, depth=5)
+#: an IMU driver's readings (one reading each, 50–1,000 a second): best effort as drivers send them, but every one
+#: counts for its window, so up to a quarter of a second of a 1 kHz driver is queued while the reader is busy (at
+#: SENSOR_DATA's 5, any stall over 50 ms loses readings of a 100 Hz phone)
+IMU_READINGS = QosProfile(reliable=False, transient_local=False, depth=256)
 #: features, labels, predictions, label requests/answers: none lost, order kept
 RELIABLE = QosProfile(reliable=True, transient_local=False, depth=0)
 #: heads and class lists: a late joiner gets the latest one

@@ -29,6 +29,10 @@ CLASSES: tuple[str, ...] = ("WALKING", "TURNING", "SEATED", "SITTING_DOWN", "STA
 DEVICES = ("sp", "sw")
 CHANNELS = ("x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro")
 _HEADER = "x_acc,y_acc,z_acc,x_gyro,y_gyro,z_gyro,timestamp,label"
+#: the windows the shipped HAR model takes: every DECIMATE-th sample of the ~102 Hz recordings, so RATE_HZ, WINDOW
+#: samples (one second) each, a new one every STEP samples; a live IMU is resampled to the same (``imu_windows``)
+DECIMATE, WINDOW, STEP = 2, 50, 25
+RATE_HZ = 51.0
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,8 @@ def har_subjects(data: str | os.PathLike[str] | None = None) -> list[int]:
 
 
 def load_har(data: str | os.PathLike[str] | None = None, *, device: str = "sp",
-             subjects: list[int] | tuple[int, ...] | None = None, window: int = 50, step: int = 25,
-             decimate: int = 2, purity: float = 0.8, verify: bool = True) -> HarWindows:
+             subjects: list[int] | tuple[int, ...] | None = None, window: int = WINDOW, step: int = STEP,
+             decimate: int = DECIMATE, purity: float = 0.8, verify: bool = True) -> HarWindows:
     """Sliding windows of ``device`` for ``subjects`` (default: all present).
 
     A window is labelled with its most frequent activity and kept only when that activity covers

@@ -18,6 +18,11 @@ follows the TinyNDC protocol: first the k labelled training images per class (``
 truth), then the test stream, in the same random order as ``tinycl experiment tinyndc`` for the
 same seed.
 
+``source: imu`` windows a live IMU: a driver's ``sensor_msgs/Imu`` readings on ``imu_topic`` (acceleration and angular
+velocity, in m/s² and rad/s), resampled to ``imu_rate_hz`` and cut into windows of ``imu_window`` samples, a new one
+every ``imu_step`` (the defaults: the shipped HAR model's, ``datasets.har``), published as they fill (``imu_windows``);
+no ground truth. A driver silent for ``IMU_TIMEOUT_S`` is said once, then once a minute.
+
 IMU and vibration windows (``source: har`` | ``cwru``) go on ``imu`` (ImuWindow, samples x channels
 row-major, with the dataset's rate and channel names) with the same ``ground_truth``: first
 ``labels_per_class`` labelled windows per class (HAR: of ``har_labelled_subjects``; CWRU: of the
@@ -30,13 +35,17 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Iterator, Literal, NamedTuple
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from ..core.errors import TinyclError
+from ..bus.qos import IMU_READINGS
+from ..core.errors import InputError, TinyclError
+from ..datasets.har import RATE_HZ, STEP, WINDOW
+from ..imu_windows import ImuWindower, Window, reading_of
 from ..storage import RepeatedFailure, one_line
 from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
@@ -48,6 +57,10 @@ CAMERA_REOPEN_S = 1.0
 CAMERA_TIMEOUT_S = 5.0
 #: a publisher that fell behind its pace sends at most this many seconds of backlog at once, then goes on from now
 MAX_BACKLOG_S = 1.0
+#: an IMU driver that sends no reading this long is said to be silent (it sends 50–1,000 a second)
+IMU_TIMEOUT_S = 5.0
+#: at most this many IMU windows wait for the graph (newest win): about 30 s of the HAR model's
+IMU_BACKLOG = 64
 
 
 class Sample(NamedTuple):
@@ -84,9 +97,9 @@ class Pace:
 
 class SensorParams(NodeParams):
     runtime_mutable = frozenset({"rate_hz"})
-    source: Literal["mnist", "rosbag", "camera", "har", "cwru", "folder"] = Field(
-        "mnist", description="what is published: an MNIST replay, a rosbag2/MCAP file, a camera, "
-                             "HAR IMU windows, CWRU vibration windows or an image folder")
+    source: Literal["mnist", "rosbag", "camera", "imu", "har", "cwru", "folder"] = Field(
+        "mnist", description="what is published: an MNIST replay, a rosbag2/MCAP file, a camera, a live IMU's "
+                             "windows, HAR IMU windows, CWRU vibration windows or an image folder")
     folder: str | None = Field(None, description="folder source: root/<class name>/*.png|jpg (the torchvision "
                                                  "ImageFolder layout)")
     data_dir: str | None = Field(None, description="dataset folder (default: $TINYCL_DATA or ../shared/data)")
@@ -126,8 +139,24 @@ class SensorParams(NodeParams):
                                                             "CompressedImage topic replayed")
     camera_device: int | str = Field(0, description="camera source: OpenCV device index, or a device path or "
                                                     "video URL")
+    imu_topic: str = Field("imu_raw", description="imu source: the driver's sensor_msgs/Imu topic (relative: in "
+                                                 "the namespace)", min_length=1)
+    imu_rate_hz: float = Field(RATE_HZ, gt=0, le=100_000.0, description="imu source: the rate the readings are "
+                                                                        "resampled to (the model's)")
+    imu_window: int = Field(WINDOW, ge=2, le=100_000, description="imu source: samples per window (the model's)")
+    imu_step: int = Field(STEP, ge=1, le=100_000, description="imu source: a new window every this many samples "
+                                                              "(at most imu_window)")
+    imu_max_gap_s: float = Field(0.25, gt=0, le=60.0, description="imu source: a longer gap between readings (or a "
+                                                                  "time that goes back) drops the window being filled")
     camera_invert: bool = Field(False, description="camera source: invert the frame (a digit written dark on "
                                                    "paper looks like MNIST's light on dark)")
+
+    @model_validator(mode="after")
+    def _a_step_within_the_window(self) -> "SensorParams":
+        if self.imu_step > self.imu_window:
+            raise ValueError(f"imu_step {self.imu_step} is over imu_window {self.imu_window}: samples between windows "
+                             f"would be lost")
+        return self
 
     @field_validator("camera_device")
     @classmethod
@@ -147,7 +176,7 @@ class Sensor(Node):
         self.Header = bus.msg("std_msgs/msg/Header")
         self.GroundTruth = bus.msg("GroundTruth")
         self.image_pub = bus.create_publisher("image", self.Image, params.qos)
-        self.imu = params.source in ("har", "cwru")
+        self.imu = params.source in ("imu", "har", "cwru")
         self.class_names: tuple[str, ...] = ()
         if self.imu:
             self.ImuWindow = bus.msg("ImuWindow")
@@ -158,6 +187,45 @@ class Sensor(Node):
         self.published = 0
 
     # --- sources ---------------------------------------------------------------------------
+    def _imu(self) -> Iterator[Sample]:
+        from ..datasets.har import CHANNELS
+
+        p = self.params
+        topic = self.bus.topic_name(p.imu_topic)
+        windows = ImuWindower(p.imu_rate_hz, p.imu_window, p.imu_step, p.imu_max_gap_s)
+        ready: deque[Window] = deque(maxlen=IMU_BACKLOG)
+        refused = RepeatedFailure(f"take the IMU readings on {topic}", self.log, attempts="readings")
+        silent = RepeatedFailure(f"hear the IMU on {topic}", self.log, attempts="checks")
+        heard, gap_said = [time.monotonic()], [-1e9]
+
+        def on_reading(msg: Any) -> None:
+            heard[0] = time.monotonic()
+            silent.landed()
+            try:
+                t_ns, values = reading_of(msg, self.bus.now_ns())
+            except InputError as exc:
+                refused.failed(str(exc))
+                return
+            refused.landed()
+            restarts = windows.restarts
+            ready.extend(windows.add(t_ns, values))
+            if windows.restarts != restarts and heard[0] - gap_said[0] >= 60.0:   # once a minute at most
+                gap_said[0] = heard[0]
+                self.log.warning("IMU on %s: %s: the window being filled was dropped (%d such restarts so far)",
+                                 topic, windows.restart_reason, windows.restarts)
+
+        self.bus.create_subscription(p.imu_topic, "sensor_msgs/msg/Imu", on_reading, IMU_READINGS)
+        self.channel_names, self.rate_hz = list(CHANNELS), p.imu_rate_hz
+        self.log.info("IMU on %s: windows of %d samples at %g Hz, a new one every %d", topic, p.imu_window,
+                      p.imu_rate_hz, p.imu_step)
+        while self.bus.ok():
+            self.bus.spin_once(0.05)
+            while ready:
+                yield Sample(ready.popleft().values, None, False)
+            if time.monotonic() - heard[0] > IMU_TIMEOUT_S:
+                silent.failed(f"no reading for {IMU_TIMEOUT_S:g} s (is the driver running, and is this its topic? "
+                              f"imu_topic sets it)")
+
     def _mnist(self) -> Iterator[Sample]:
         from ..datasets import load_mnist
         from ..experiments.tinyndc import split_indices
@@ -185,13 +253,13 @@ class Sensor(Node):
                 yield Sample(X[i], int(c), True)
 
     def _har(self) -> Iterator[Sample]:
-        from ..datasets.har import CHANNELS, CLASSES, load_har
+        from ..datasets.har import CHANNELS, CLASSES, RATE_HZ, load_har
 
         p = self.params
         rng = np.random.default_rng(p.seed)
         lab = load_har(p.data_dir, device=p.har_device, subjects=p.har_labelled_subjects)
         new = load_har(p.data_dir, device=p.har_device, subjects=p.har_stream_subjects)
-        self.class_names, self.channel_names, self.rate_hz = CLASSES, list(CHANNELS), 51.0
+        self.class_names, self.channel_names, self.rate_hz = CLASSES, list(CHANNELS), RATE_HZ
         self.log.info("HAR replay (%s): labelled windows of subjects %s, then %d windows of subjects %s",
                       p.har_device, p.har_labelled_subjects, min(len(new), p.stream_length), p.har_stream_subjects)
         yield from self._labelled_first(lab.X, lab.y, rng)
@@ -348,14 +416,15 @@ class Sensor(Node):
                                  or (p.source in ("mnist", "har", "cwru", "folder") and self.truth_pub.get_subscription_count()
                                      < p.wait_for_truth_subscribers)):
             if time.monotonic() > end:
-                raise TinyclError(f"sensor: not enough subscribers on image/ground_truth after {p.wait_timeout_s:.0f} s")
+                raise TinyclError(f"sensor: not enough subscribers on {'imu' if self.imu else 'image'}/ground_truth "
+                                  f"after {p.wait_timeout_s:.0f} s")
             self.bus.spin_once(0.05)
         time.sleep(p.start_delay_s)
 
     def run(self) -> None:
         p = self.params
-        source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera, "har": self._har,
-                  "cwru": self._cwru, "folder": self._folder}[p.source]()
+        source = {"mnist": self._mnist, "rosbag": self._rosbag, "camera": self._camera, "imu": self._imu,
+                  "har": self._har, "cwru": self._cwru, "folder": self._folder}[p.source]()
         # open the source now (dataset, bag, camera): a bad one is one line at start-up, not after the wait
         first = next(source, None)
         if first is not None:

@@ -1,0 +1,23 @@
+"""ROS 2 launch: learning what a robot's IMU feels, people answering on a phone.
+
+    IMU driver ──imu_raw──▶ sensor (windows) ──▶ extractor ──▶ labeler (TinyRCE) ──▶ learner ──▶ exporter
+                                                                 │ label_request  ▲ label_answer
+                                                                 ▼                │
+                                                              label_app (phone web page)
+
+    ros2 launch tinycl_nodes imu.launch.py namespace:=/robot1/tinycl imu_topic:=/imu/data
+
+The sensor windows the driver's ``sensor_msgs/Imu`` readings (``imu_topic``, default ``imu_raw`` in the namespace)
+as the model takes them; no replay, no metrics node, the graph runs until Ctrl-C. Arguments and behaviour:
+tinycl_nodes/ros_launch.py, plus ``port`` (the label app's) and ``imu_topic``. Without ROS 2 the same nodes and
+parameter file run with ``tinycl launch imu``.
+"""
+
+from tinycl_nodes.ros_launch import launch_description
+
+
+def generate_launch_description():
+    return launch_description("imu", {"port": ("8080", "label app HTTP(S) port"),
+                                      "imu_topic": ("", "the IMU driver's sensor_msgs/Imu topic; empty: the parameter "
+                                                        "file's (imu_raw in the namespace)")},
+                              {"label_app": {"port": "port"}, "sensor": {"imu_topic": "imu_topic"}})
