@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinycl_nodes.core import state as st
+from tinycl_nodes.core.asking import AskPolicy
 from tinycl_nodes.core.errors import StateError
 from tinycl_nodes.nodes.label_requests import (
     MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, render_plot,
@@ -193,3 +194,44 @@ def test_render_plot_draws_the_window_over_time_with_units():
     assert not np.array_equal(img, no_units)                # axis labels (units, seconds) are drawn
     one = render_plot(np.r_[np.arange(49.0), np.nan][None, :], 100, 60)
     assert one.shape == (60, 100, 3) and (one < 200).any()
+
+
+def _grouped() -> LabelRequests:
+    """As the TinyRCE labeler asks: groups of 2, a lone sample dropped after 10 s, one open question."""
+    policy = AskPolicy(0.5, "l2", min_size=2, max_wait_s=10.0, max_open=1, recent_s=0.0)
+    return LabelRequests(ttl_s=600, policy=policy)
+
+
+def test_a_question_asked_survives_a_restart_after_a_lone_sample_was_dropped(tmp_path):
+    """A lone sample's group dropped by the policy left its request behind in the state, and loading that
+    state refused every request: the question the phone showed was lost at each restart of the labeler
+    (the phone's answer to it was then refused: 'the robot does not know this question')."""
+    r = _grouped()
+    _, a = r.offer(vec(1.0), 0.0, stamp_ns=1)
+    r.offer(vec(1.1), 1.0, stamp_ns=2)                     # a group of 2: asked
+    assert [q.request_id for q in r.ready(1.0)] == [a.request_id]
+    r.offer(vec(5.0), 2.0, stamp_ns=3)                     # a lone sample: its group forms
+    r.ready(20.0)                                          # waited 10 s alone: dropped by the policy
+    save_states(tmp_path / "labeler.state", {"requests": r.state_dict()})
+    again = _grouped()
+    again.load_state_dict(load_states(tmp_path / "labeler.state")["requests"], F)
+    assert list(again.pending) == [a.request_id]
+
+
+def test_a_state_that_kept_a_dropped_groups_request_still_restores_the_question_asked():
+    """States written before the fix hold such requests: the question asked is restored, the dropped one not."""
+    r = _grouped()
+    _, a = r.offer(vec(1.0), 0.0, stamp_ns=1)
+    r.offer(vec(1.1), 1.0, stamp_ns=2)
+    r.ready(1.0)
+    _, lone = r.offer(vec(5.0), 2.0, stamp_ns=3)
+    saved = r.state_dict()
+    orphan = dict(next(q for q in saved["meta"]["requests"] if q["id"] == lone.request_id), gid=999)
+    saved["meta"]["requests"].append(orphan)               # as a 2026-12-02 build saved it
+    again = _grouped()
+    again.load_state_dict(saved, F)
+    assert list(again.pending) == [a.request_id] and 999 not in again._requests
+    asked_orphan = copy.deepcopy(saved)
+    next(q for q in asked_orphan["meta"]["requests"] if q["id"] == a.request_id)["gid"] = 998
+    with pytest.raises(StateError, match="has no question group"):          # an asked one is still refused
+        _grouped().load_state_dict(asked_orphan, F)

@@ -157,6 +157,12 @@ class LabelRequests:
             self.pending[req.request_id] = req
             self.counters["asked"] += 1
             self._just_asked.append(req)
+        self._drop_orphans()                   # due() drops lone groups that waited too long
+
+    def _drop_orphans(self) -> None:
+        """Forget the forming requests whose group the policy dropped (a lone sample, a group evicted for room)."""
+        for gid in [gid for gid in self._requests if gid not in self.policy.groups]:
+            self._requests.pop(gid)
 
     def ready(self, now: float) -> list[Pending]:
         """The requests asked since the last call (most informative first): publish them."""
@@ -184,8 +190,7 @@ class LabelRequests:
             if req is not None and self.pending.pop(req.request_id, None) is not None:
                 self._close(req.request_id, "expired")
                 gone.append(req)
-        for gid in [gid for gid in self._requests if gid not in self.policy.groups]:   # dropped by the policy
-            self._requests.pop(gid)
+        self._drop_orphans()
         self.counters["expired"] += len(gone)
         return gone
 
@@ -281,6 +286,8 @@ class LabelRequests:
     def state_dict(self) -> dict[str, Any]:
         reqs, arrays = [], {}
         for r in self._requests.values():
+            if r.gid not in self.policy.groups:       # its group dropped since the last expire(): not a request
+                continue
             reqs.append({"id": r.request_id, "gid": r.gid, "asked": r.request_id in self.pending, "created": r.created,
                          "stamp_ns": r.stamp_ns, "sample_id": r.sample_id, "reason": r.reason,
                          "candidates": r.candidates, "picture": {k: v for k, v in r.picture.items() if k != "data"}})
@@ -310,6 +317,8 @@ class LabelRequests:
             pending: OrderedDict[str, Pending] = OrderedDict()
             for r in meta.get("requests", []):
                 g = policy.groups.get(int(r["gid"]))
+                if g is None and not r["asked"]:
+                    continue      # a forming request whose group the policy had dropped (saved by 2026-12-04 builds)
                 if g is None:
                     raise StateError(f"state: label request {str(r['id'])[:40]} has no question group")
                 pic = dict(r.get("picture") or {})
