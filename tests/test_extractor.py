@@ -136,3 +136,14 @@ def test_latent_cut_gives_the_lower_models_activations_from_the_same_pass(fp32_e
         FrozenExtractor(model_path("mnist_0to5_fp32"), latent_cut="nope")
     with pytest.raises(ExtractorError, match="without a latent cut"):
         fp32_extractor.extract_one_with_latent(X[0])
+
+
+def test_a_saved_head_of_another_extractor_names_both_hashes_the_right_way_round():
+    """Restarted with another model:=, the learner said 'head was trained on extractor <the new model>,
+    features come from <the one the state was learned on>': the two hashes swapped."""
+    saved = CWRStar(64, extractor_hash="a" * 64)
+    saved.learn_one(np.ones(64, np.float32), 1)
+    now = CWRStar(64, extractor_hash="b" * 64)
+    with pytest.raises(ExtractorMismatchError) as exc:
+        now.load_state_dict(saved.state_dict())
+    assert f"learned on extractor {'a' * 12}, this node's model is {'b' * 12}" in str(exc.value)
