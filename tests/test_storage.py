@@ -3,13 +3,14 @@
 import logging
 import os
 import shutil
+import subprocess
 import threading
 
 import numpy as np
 import pytest
 
 from tinycl_nodes import storage
-from tinycl_nodes.core import CWRStar, StateError
+from tinycl_nodes.core import CWRStar, StateError, TinyclError
 from tinycl_nodes.core.state import make_state
 from tinycl_nodes.storage import StateStore, load_states, save_states, write_atomic
 
@@ -131,3 +132,40 @@ def test_a_file_that_keeps_failing_is_said_once_then_once_a_minute_and_its_recov
     assert len(again) == 1 and "could save state to" in again[0], again
     assert "again, after 39 failed writes" in again[0], again
     assert load_states(folder / "learner.state")["c"]["arrays"]["v"].tolist() == [41]
+
+
+def test_a_state_learned_on_another_model_stops_the_node_and_stays(tmp_path):
+    """Restarted with another ``model:=``, the learner moved its state aside and started fresh: started again with the
+    right model, it had lost what it learned. Now it stops with one line, and the file stays where it is."""
+    from tinycl_nodes.core.ncm import StreamingNCM
+
+    learned = StreamingNCM(4, extractor_hash="a" * 64)
+    learned.learn_one(np.ones(4, np.float32), 1)
+    store = StateStore(tmp_path, "learner", logging.getLogger("t"), snapshot=lambda: {"head": learned.state_dict()})
+    store.save()
+    saved = (tmp_path / "learner.state").read_bytes()
+    other = StreamingNCM(4, extractor_hash="b" * 64)
+    store = StateStore(tmp_path, "learner", logging.getLogger("t"))
+    with pytest.raises(TinyclError) as err:
+        store.load(lambda states: other.load_state_dict(states["head"]))
+    said = str(err.value)
+    assert "\n" not in said and "aaaaaaaaaaaa" in said and "bbbbbbbbbbbb" in said and "state_dir" in said, said
+    assert (tmp_path / "learner.state").read_bytes() == saved
+    assert not [p for p in tmp_path.iterdir() if ".bad" in p.name]
+    same = StreamingNCM(4, extractor_hash="a" * 64)          # the right model again: all of it back
+    StateStore(tmp_path, "learner", logging.getLogger("t")).load(lambda states: same.load_state_dict(states["head"]))
+    assert same.n_seen == 1
+
+
+def test_a_state_dir_that_cannot_be_written_is_refused_at_start(tmp_path):
+    """A read-only mount was taken: every checkpoint then failed, and the run exited 0 with nothing saved."""
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    assert mounted.returncode == 0, f"a read-only folder needs a tmpfs mount (make test runs as root): {mounted.stderr}"
+    try:
+        with pytest.raises(TinyclError, match=r"state_dir .*/ro cannot be written \(.*Read-only file system"):
+            StateStore(disk, "learner", logging.getLogger("t"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -54,7 +54,7 @@ from typing import Any, Callable
 
 from .core import state as st
 from .journal import Journal
-from .core.errors import StateError, TinyclError
+from .core.errors import ExtractorMismatchError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
 #: a state file larger than this is refused unread (the biggest real one is a few MB)
@@ -372,6 +372,11 @@ class StateStore:
         except OSError as exc:
             raise TinyclError(f"state_dir {folder} cannot be created ({one_line(exc)}): point state_dir at a folder "
                               "this node can write") from None
+        try:            # nor one it cannot write (a read-only mount): every checkpoint failed, and the run exited 0
+            tempfile.TemporaryFile(dir=folder, prefix=".write-test.").close()
+        except OSError as exc:
+            raise TinyclError(f"state_dir {folder} cannot be written ({one_line(exc)}): point state_dir at a folder "
+                              "this node can write") from None
         self.path = state_path(folder, name)
         hold_lock(self.path, log)
         self.log, self.snapshot = log, snapshot
@@ -397,7 +402,9 @@ class StateStore:
         """The saved states (after ``apply(states)`` restored them), or None: no file, or a bad one.
 
         Whatever goes wrong reading, parsing or applying the file moves it aside with one error
-        line; the caller then starts fresh (rebuilding what ``apply`` may have half-restored).
+        line; the caller then starts fresh (rebuilding what ``apply`` may have half-restored). Except a state learned
+        on another extractor (``model:=`` changed): that file is sound, and moved aside it was lost to a user who
+        started again with the right model; the node stops instead, with one line saying what to do.
         """
         try:
             states = load_states(self.path)
@@ -409,7 +416,10 @@ class StateStore:
                 apply(states)
             self._replay_from = journal_segment(entry)   # None: a file from before journals, or of a node without one
             return states
-        except Exception as exc:  # noqa: BLE001 - a state file never stops a node
+        except ExtractorMismatchError as exc:
+            raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved: start the node with the model it "
+                              f"was learned on, or learn afresh in another state_dir") from None
+        except Exception as exc:  # noqa: BLE001 - a bad state file never stops a node
             aside = self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
             if self.journal is not None and self.journal.segments():   # learned after that checkpoint: no base
                 suffix = aside.name[len(self.path.name):] if aside else ".bad"

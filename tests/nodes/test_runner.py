@@ -127,7 +127,7 @@ def test_a_model_without_a_feature_range_is_said_once_and_its_range_then_used(tm
 
     def start(model: str) -> Learner:
         node = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
-                       LearnerParams(state_dir=str(tmp_path / "state"), model=model))
+                       LearnerParams(state_dir=str(tmp_path / f"state_{model.rsplit('/', 1)[-1]}"), model=model))
         node.configure()
         node.close()
         return node

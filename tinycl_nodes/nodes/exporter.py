@@ -32,7 +32,7 @@ from ..core.latent import LatentUpperHead
 from ..extractor import FrozenExtractor, model_path
 from ..interfaces.heads import from_msg
 from ..storage import RepeatedFailure, one_line, write_atomic
-from ..core.errors import InputError, StateError
+from ..core.errors import ExtractorMismatchError, InputError, StateError
 from ..core import state as st
 from .runner import Node, StateParams, run_node, state_dir
 
@@ -109,7 +109,10 @@ class Exporter(Node):
                               bias=st.expect_shape(s, "bias", (n,)), kind=str(m["kind"]),
                               extractor_hash=str(m["extractor_hash"]), version=int(m["version"]),
                               n_seen=int(m["n_seen"]), state=b"")
-        self.head = from_msg(msg, self.hash)                # the same checks as a received head
+        try:
+            self.head = from_msg(msg, self.hash)            # the same checks as a received head
+        except ExtractorMismatchError as exc:   # the learner's head, copied: another model's is moved aside, and the
+            raise StateError(str(exc)) from None  # learner (whose state it is) stops on it (storage.StateStore.load)
         if self.head.kind == LatentUpperHead.kind:
             if "latent" not in saved:
                 raise StateError(f"a {LatentUpperHead.kind} without its latent state")
