@@ -109,16 +109,16 @@ class Head(abc.ABC):
         meta = state.get("meta")
         if not isinstance(meta, dict):
             raise StateError("state: 'meta' must be a mapping")
-        if meta.get("n_features") != self.n_features:
-            raise StateError(f"state: {self.kind} has {meta.get('n_features')} features, "
-                             f"this head has {self.n_features}")
         saved_hash = str(meta.get("extractor_hash", ""))
-        if self.extractor_hash and saved_hash and saved_hash != self.extractor_hash:
+        if self.extractor_hash and saved_hash and saved_hash != self.extractor_hash:   # first: it explains the rest
             # check_extractor's words are for features reaching a trained head; here the trained head is the saved one
             raise ExtractorMismatchError(
                 f"the saved head was learned on extractor {saved_hash[:12]}, this node's model is "
                 f"{self.extractor_hash[:12]} (another model:=, or the model or its card changed): "
                 f"refusing to mix them")
+        if meta.get("n_features") != self.n_features:
+            raise StateError(f"state: {self.kind} has {meta.get('n_features')} features, "
+                             f"this head has {self.n_features}")
         raw = np.asarray(state["arrays"]["classes"])
         if raw.ndim != 1 or (raw.size and raw.dtype.kind not in "iu"):
             raise StateError(f"state: 'classes' must be a 1-d integer array, got {raw.dtype} {raw.shape}")

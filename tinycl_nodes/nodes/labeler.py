@@ -298,11 +298,11 @@ class Labeler(Node):
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         self._check_preset(saved)
-        if self.system.clusterer is not None:
-            self.system.clusterer.load_state_dict(saved["clusterer"])
-        if self.system.head is not None:
+        if self.system.head is not None:   # first: a head of another model stops the node (storage.StateStore.load)
             self.system.head.load_state_dict(saved["head"])
             self.global_round = int(saved["head"]["meta"].get("global_round", 0))
+        if self.system.clusterer is not None:
+            self.system.clusterer.load_state_dict(saved["clusterer"])
         if "labelled" in saved:
             X = st.expect_shape(saved["labelled"], "X", (len(saved["labelled"]["arrays"].get("y", ())), self.n_features))
             self._init_X, self._init_y = X.astype(np.float32), np.asarray(saved["labelled"]["arrays"]["y"], np.int64)
