@@ -132,3 +132,18 @@ def test_a_record_a_full_disk_cut_short_costs_that_record_alone(small_disk, capl
     (small_disk / "filler").unlink()
     _learn(store, learned, range(5, 8))
     assert _restart(small_disk) == ([0, 1, 2, 3, 4, 5, 6, 7], 5)
+
+
+def test_a_journal_beside_a_checkpoint_of_a_build_without_journals_is_moved_aside_and_said(tmp_path, caplog):
+    """Killed, then run by an older build (it knows no journal: its checkpoint names none), then by this one again:
+    the journal, whose records that checkpoint may or may not hold, was deleted without a word."""
+    _run(tmp_path, range(3), range(3, 6))
+    from tinycl_nodes.storage import JOURNAL_ENTRY, load_states, save_states
+    saved = load_states(tmp_path / "node.state")
+    del saved[JOURNAL_ENTRY]                                      # the checkpoint an older build writes
+    save_states(tmp_path / "node.state", saved)
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([0, 1, 2], 0)
+    said = [r.getMessage() for r in caplog.records if "does not know it" in r.getMessage()]
+    assert len(said) == 1 and "1 segments are moved aside" in said[0], said
+    assert not list(tmp_path.glob("node.journal-?")) and len(list(tmp_path.glob("node.journal-*.orphan-*"))) == 1

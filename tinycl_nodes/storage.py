@@ -415,6 +415,11 @@ class StateStore:
             if apply is not None:
                 apply(states)
             self._replay_from = journal_segment(entry)   # None: a file from before journals, or of a node without one
+            if self._replay_from is None and self.journal is not None and self.journal.segments():
+                moved = self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
+                self.log.error("journal of %s beside a checkpoint that does not know it (written by a build without "
+                               "journals: a downgrade?): its %d segments are moved aside (%s …), not learned onto it",
+                               self.path, len(moved), moved[0].name)
             return states
         except ExtractorMismatchError as exc:
             raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved: start the node with the model it "
