@@ -6,6 +6,9 @@ rclpy publishing ``sensor_msgs/Imu`` readings of a real phone (a HAR recording, 
   page with a plot of the window;
 - answered from ROS 2 with a new class name, it is learned (``label_status``) and later predictions carry the name;
 - the graph runs until Ctrl-C, which ends it with exit code 0.
+
+And without ROS 2: ``tinycl launch imu`` (the dds backend, on the DDS configuration the robot's ROS 2 uses) hears the
+same rclpy driver and asks about its windows.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 from pathlib import Path
 
 import yaml
 
 from tests.ros2.conftest import params_file
+from tests.ros2_env import LOOPBACK
 from tests.ros2.test_rce_launch import TOKEN, _echo_blocks, _get, _subscriptions
 from tinycl_nodes.datasets.har import har_folder
 from tinycl_nodes.fleet.broker import free_port
@@ -94,4 +99,25 @@ def test_imu_launch_learns_a_drivers_readings_from_a_persons_answer(ros, data_di
         assert bad not in launch.text, (bad, launch.text[-3000:])
     assert re.search(r"IMU on /phone/imu: windows of 50 samples at 51 Hz", launch.text), launch.text[-3000:]
     assert launch.proc.poll() is None
+    assert launch.stop(signal.SIGINT) == 0, launch.text[-3000:]
+
+
+def test_tinycl_launch_imu_hears_a_ros2_driver(ros, data_dir):
+    """Both sides on the DDS configuration of $CYCLONEDDS_URI, as on a robot that sets it for every process (the
+    shipped imu.yaml's dds_config null takes it; loopback-only here, so that nothing leaves the test machine). (By
+    hand, without $CYCLONEDDS_URI: a driver on CycloneDDS's default was heard with dds_config null, and never with
+    the other graphs' loopback-only config, "cannot hear the IMU".)"""
+    ros.dds_env["CYCLONEDDS_URI"] = LOOPBACK.as_uri()
+    port = free_port()
+    launch = ros.start(sys.executable, "-m", "tinycl_nodes.cli", "launch", "imu", "--namespace", "/imu_d",
+                       "-p", "sensor.imu_topic:=/phone/imu", "-p", f"state_dir:={ros.tmp / 'state'}",
+                       "-p", f"exporter.out_dir:={ros.tmp / 'export'}", "-p", "label_app.host:=127.0.0.1",
+                       "-p", f"label_app.port:={port}", "-p", "label_app.qr:=false", dds=True, name="tinycl launch imu")
+    launch.wait_for_line("IMU on /phone/imu: windows of 50 samples", timeout_s=60)
+    ros.start("python3", str(DRIVER), "--csv", str(har_folder(data_dir) / "DATA/s13/s13_01_sp.csv"),
+              "--topic", "/phone/imu", name="imu driver")
+    out = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", "/imu_d/label_request", "--field", "reason",
+                  timeout_s=90).stdout
+    assert "haven't learned anything yet" in out, out
+    assert "cannot hear the IMU" not in launch.text, launch.text[-3000:]
     assert launch.stop(signal.SIGINT) == 0, launch.text[-3000:]
