@@ -9,7 +9,7 @@ from tinycl_nodes.core import state as st
 from tinycl_nodes.core.asking import AskPolicy
 from tinycl_nodes.core.errors import StateError
 from tinycl_nodes.nodes.label_requests import (
-    MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, render_plot,
+    MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, render_plot, unit_of,
 )
 from tinycl_nodes.storage import load_states, save_states
 
@@ -194,6 +194,12 @@ def test_render_plot_draws_the_window_over_time_with_units():
     assert not np.array_equal(img, no_units)                # axis labels (units, seconds) are drawn
     one = render_plot(np.r_[np.arange(49.0), np.nan][None, :], 100, 60)
     assert one.shape == (60, 100, 3) and (one < 200).any()
+    # the units, as the y axes' labels left of the tick labels: for HAR's channel names too (the imu sensor's), which
+    # were drawn without them (the unit was found by the first letter alone)
+    har = render_plot(window, 320, 200, rate_hz=51.0, names=["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"])
+    unnamed = render_plot(window, 320, 200, rate_hz=51.0, names=[f"c{i}" for i in range(6)])
+    assert (har[:, :16] < 128).sum() > 50 and (unnamed[:, :16] < 128).sum() == 0
+    assert [unit_of(n) for n in ("gx", "x_acc", "angular_velocity.z", "ch0")] == ["rad/s", "m/s²", "rad/s", ""]
 
 
 def _grouped() -> LabelRequests:

@@ -261,7 +261,8 @@ def imu_window(msg: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError(f"imu window has {n_ch} channels, the extractor takes {channels} (x {samples} samples)")
     if data.size != channels * samples:
         raise InputError(f"imu window has {data.size} values, the extractor takes {channels} channels x "
-                         f"{samples} samples = {channels * samples}")
+                         f"{samples} samples = {channels * samples} (a live IMU's sensor: set imu_window to "
+                         f"{samples})")
     if not np.isfinite(data).all():
         raise InputError("imu window contains NaN or inf")
     return np.ascontiguousarray(data.reshape(samples, channels).T)

@@ -341,7 +341,16 @@ class LabelRequests:
         self.names, self.closed, self.counters = names, closed, counters
 
 
-UNITS = {"a": "m/s²", "g": "rad/s"}       # accelerometer / gyroscope channels by their first letter
+def unit_of(channel: str) -> str:
+    """The unit of an accelerometer (m/s²) or gyroscope (rad/s) channel by its name: ``ax``/``gx`` (a first letter),
+    ``x_acc``/``x_gyro`` (HAR's, what the imu sensor sends), ``linear_acceleration.x``/``angular_velocity.x``; else
+    none. (By the first letter alone, HAR's channels were plotted without units.)"""
+    name = channel.lower()
+    if "acc" in name or name[:1] == "a" and "ang" not in name:
+        return "m/s²"
+    if "gyr" in name or "ang" in name or name[:1] == "g":
+        return "rad/s"
+    return ""
 
 
 def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz: float = 0.0,
@@ -368,8 +377,7 @@ def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz
     for ax, g in zip(axes, groups):
         for c in range(g, min(g + 3, series.shape[0])):
             ax.plot(t, series[c], lw=0.9, color=colors[(c - g) % 3], label=names[c])
-        unit = UNITS.get(names[g][:1].lower(), "")
-        ax.set_ylabel(unit, fontsize=6)
+        ax.set_ylabel(unit_of(names[g]), fontsize=6)
         ax.tick_params(labelsize=5, length=2, pad=1)
         ax.legend(fontsize=5, loc="upper right", ncol=3, frameon=False, handlelength=1)
         ax.margins(x=0)
