@@ -70,7 +70,7 @@ def test_defaults_choices_and_patterns_kept():
     sensor = MODELS["sensor"]()
     assert (sensor.source, sensor.stream_length, sensor.har_labelled_subjects, sensor.camera_invert) == \
         ("mnist", 8000, [1], False)
-    assert specs_of(MODELS["sensor"])["source"].choices == ("mnist", "rosbag", "camera", "har", "cwru", "folder")
+    assert specs_of(MODELS["sensor"])["source"].choices == ("mnist", "rosbag", "camera", "imu", "har", "cwru", "folder")
     assert specs_of(MODELS["sensor"])["rate_hz"].read_only is False          # runtime_mutable kept
     with pytest.raises(ValueError):
         MODELS["exporter"](name="not an identifier")                        # pattern kept

@@ -155,7 +155,8 @@ def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, doma
     assert 100 <= received <= 150, (received, text[-3000:])
 
     (tmp_path / "wrong").mkdir()
-    wrong = Launch(tmp_path / "wrong", domain, "--camera", str(tmp_path / "no_such_camera"), graph="camera")
+    wrong = Launch(tmp_path / "wrong", domain, "--camera", str(tmp_path / "no_such_camera"), "-p", "label_app.port:=0",
+                   "-p", "label_app.host:=127.0.0.1", graph="camera")   # (not 8080: another label app may hold it)
     try:
         assert wrong.proc.wait(timeout=90) == 1
     finally:

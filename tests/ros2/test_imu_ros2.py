@@ -23,7 +23,7 @@ import yaml
 
 from tests.ros2.conftest import params_file
 from tests.ros2_env import LOOPBACK
-from tests.ros2.test_rce_launch import TOKEN, _echo_blocks, _get, _subscriptions
+from tests.ros2.test_rce_launch import TOKEN, _echo_blocks, _get, _subscriptions, answer_new_class
 from tinycl_nodes.datasets.har import har_folder
 from tinycl_nodes.fleet.broker import free_port
 from tinycl_nodes.graphs import GRAPHS
@@ -76,16 +76,7 @@ def test_imu_launch_learns_a_drivers_readings_from_a_persons_answer(ros, data_di
                       name="echo predictions")
     ros.wait_until("the echoes subscribed", lambda: _subscriptions(ros, f"{NS}/label_status") >= 1
                    and _subscriptions(ros, f"{NS}/predictions") >= 1, timeout_s=30)
-    ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_answer", "tinycl_nodes/msg/LabelAnswer",
-            f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{ACTIVITY}'}}", timeout_s=45)
-
-    def outcome():
-        for block in _echo_blocks(status_echo.lines):
-            data = json.loads(yaml.safe_load(block)["data"])
-            if data["request_id"] == request_id:
-                return data
-        return None
-    learned = ros.wait_until(f"label_status of {request_id}", outcome, timeout_s=30)
+    learned = answer_new_class(ros, NS, request_id, ACTIVITY, status_echo)
     assert learned["status"] == "learned" and learned["class_name"] == ACTIVITY, learned
     ros.wait_until(f"a prediction named {ACTIVITY!r}",
                    lambda: ACTIVITY in {b.strip() for b in _echo_blocks(preds.lines)}, timeout_s=40)

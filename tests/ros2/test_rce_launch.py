@@ -86,6 +86,21 @@ def _echo_blocks(lines: list[str]) -> list[str]:
     return blocks
 
 
+def answer_new_class(ros, ns: str, request_id: str, name: str, status_echo) -> dict:
+    """Answer ``request_id`` with a new class ``name`` by ``ros2 topic pub``; its outcome on ``label_status`` (read by
+    ``status_echo``, a ``ros2 topic echo --full-length`` of it started before)."""
+    ros.run("ros2", "topic", "pub", "--once", f"{ns}/label_answer", "tinycl_nodes/msg/LabelAnswer",
+            f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{name}'}}", timeout_s=45)
+
+    def outcome():
+        for block in _echo_blocks(status_echo.lines):
+            data = json.loads(yaml.safe_load(block)["data"])
+            if data["request_id"] == request_id:
+                return data
+        return None
+    return ros.wait_until(f"label_status of {request_id}", outcome, timeout_s=30)
+
+
 def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     port = free_port()
     params = _params_file(ros.tmp)
@@ -137,7 +152,8 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     assert status == 200 and ctype == "image/png" and png.startswith(b"\x89PNG"), (status, ctype, png[:16])
 
     # --- readers of the outcome, subscribed before the answer is sent ----------------------------------
-    status_echo = ros.start("ros2", "topic", "echo", "--no-daemon", f"{NS}/label_status", name="echo label_status")
+    status_echo = ros.start("ros2", "topic", "echo", "--no-daemon", "--full-length", f"{NS}/label_status",
+                            name="echo label_status")
     preds = ros.start("ros2", "topic", "echo", "--no-daemon", f"{NS}/predictions", "--field", "class_name",
                       name="echo predictions")
     ros.wait_until("the echo of label_status subscribed", lambda: _subscriptions(ros, f"{NS}/label_status") >= 1,
@@ -148,16 +164,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     assert NEW_CLASS not in {b.strip() for b in _echo_blocks(preds.lines)}
 
     # --- the answer, from ROS 2 itself ---------------------------------------------------------------
-    ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_answer", "tinycl_nodes/msg/LabelAnswer",
-            f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{NEW_CLASS}'}}", timeout_s=45)
-
-    def outcome_of_answer():
-        for block in _echo_blocks(status_echo.lines):
-            data = json.loads(yaml.safe_load(block)["data"])
-            if data["request_id"] == request_id:
-                return data
-        return None
-    outcome = ros.wait_until(f"label_status of {request_id}", outcome_of_answer, timeout_s=30)
+    outcome = answer_new_class(ros, NS, request_id, NEW_CLASS, status_echo)
     assert outcome["status"] == "learned", outcome
     assert outcome["class_name"] == NEW_CLASS and outcome["class_id"] == len(KNOWN), outcome  # the next free id
     line = launch.wait_for_line(f"label request {request_id} answered", timeout_s=10)
