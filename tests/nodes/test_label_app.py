@@ -651,3 +651,38 @@ def test_a_requests_deadline_counts_from_when_the_labeler_asked():
     assert store.add(Pending("s", "novel", list(CANDIDATES), None, 0, 0, now, now + 5), now) == ("new", [])
     assert store.expired_at_labeler("s", now) and not store.pending and "s" in store.expired
     assert not store.expired_at_labeler("s", now)
+
+
+def test_a_question_answered_over_ros2_leaves_the_phone():
+    """An answer from ROS 2 (``ros2 topic pub label_answer …``, as the README's IMU graph allows) was learned, but the
+    phone kept asking the question until its TTL, across restarts too ("restored 11 pending label request(s)", 6 of
+    them answered), and a tap on it was refused by the labeler: "the question was already answered". The labeler's
+    "learned" for a question pending here takes it off the page, into the history."""
+    with serving(None) as (server, sent):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                await ws.receive_json(timeout=5)
+                server.submit_request(_request("r1"))
+                assert (await _next(ws, "request"))["request"]["id"] == "r1"
+                server.submit(server.on_status, {"request_id": "r1", "status": "learned", "class_id": 0,
+                                                 "class_name": "walking", "message": ""})
+                removed = await _next(ws, "remove")
+                assert (removed["id"], removed["why"]) == ("r1", "answered")
+                item = (await _next(ws, "answered"))["item"]
+                assert (item["id"], item["class_name"], item["status"]) == ("r1", "walking", "learned"), item
+                await ws.send_json({"type": "answer", "request_id": "r1", "class_id": 0})
+                err = await _next(ws, "error")
+                assert "already answered (walking)" in err["message"], err
+                server.submit_request(_request("r1"))            # sent again (a reconnect): not asked again
+                await ws.send_json({"type": "ping"})
+                assert (await _next(ws, "pong"))["type"] == "pong"
+                async with s.get(base + "/api/state") as r:
+                    snap = await r.json()
+                assert snap["pending"] == [] and snap["history"][0]["id"] == "r1", snap
+                await ws.close()
+
+        _run(go())
+    assert sent == []                                              # nothing was sent to the labeler from here

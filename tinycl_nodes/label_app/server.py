@@ -499,7 +499,10 @@ class LabelServer:
                 self.log.info("request %s expired at the labeler", rid)
                 self._spawn(self._broadcast({"type": "remove", "id": rid, "why": "expired"}))
             return
+        was_pending = rid in self.store.pending
         a = self.store.apply_status(status)
+        if a is not None and was_pending and rid not in self.store.pending:      # answered elsewhere (ROS 2)
+            self._spawn(self._broadcast({"type": "remove", "id": rid, "why": "answered"}))
         if a is not None:
             self._spawn(self._broadcast({"type": "answered", "item": history_item(a)}))
             self.on_classes_changed()           # a learned answer is the class's example picture

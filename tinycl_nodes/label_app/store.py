@@ -324,6 +324,8 @@ class RequestStore:
         labeler's reason: it is not the answer that was refused."""
         a = self.answered.get(str(status.get("request_id", "")))
         what = status.get("status")
+        if a is None and what == "learned":
+            a = self._answered_elsewhere(status)
         if a is None or what not in ("learned", "refused", "withdrawn"):
             return None
         prior, a.before = a.before, None
@@ -343,6 +345,20 @@ class RequestStore:
             self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0, "examples": []})
             self._add_example(a)
         self.dirty = True
+        return a
+
+    def _answered_elsewhere(self, status: dict[str, Any]) -> Answer | None:
+        """A question still shown here that the labeler learned an answer to from elsewhere (``ros2 topic pub
+        label_answer``, a script, another app): it leaves the page and goes to the history as that answer, so
+        nobody is asked it again (their answer was refused: "the question was already answered"). None if it is not
+        pending here."""
+        rid = str(status.get("request_id", ""))
+        if rid not in self.pending or not isinstance(status.get("class_id"), int):
+            return None
+        a = Answer(rid, int(status["class_id"]), "", str(status.get("class_name") or status["class_id"]),
+                   "elsewhere (label_answer)")
+        self.commit(a)
+        self.log.info("request %s was answered elsewhere: %s", rid, a.class_name)
         return a
 
     def _add_example(self, a: Answer) -> None:
