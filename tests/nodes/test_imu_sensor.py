@@ -13,6 +13,7 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets.har import RATE_HZ, STEP, WINDOW, har_folder
 from tinycl_nodes.imu_windows import ImuWindower
 from tinycl_nodes.interfaces import ns_to_time
+from tinycl_nodes.nodes.messages import stamp_ns
 
 
 def recording(data_dir: str, name: str = "s13/s13_01_sp.csv") -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +26,7 @@ def test_the_sensor_windows_a_drivers_readings_and_says_what_it_cannot_take(doma
     t, values = recording(data_dir)
     t, values = t[:600], values[:600]                       # about 6 s of a phone at ~102 Hz
     windower = ImuWindower(RATE_HZ, WINDOW, STEP)
-    want = [w.values for i in range(t.size) for w in windower.add(int(t[i]), values[i])]
+    want = [w for i in range(t.size) for w in windower.add(int(t[i]), values[i])]
     bus = create_bus("imu_driver", "/", backend="dds", dds_config="loopback", domain=domain)
     Imu, Vector3, Time = (bus.msg(f"{k}") for k in ("sensor_msgs/msg/Imu", "geometry_msgs/msg/Vector3",
                                                      "builtin_interfaces/msg/Time"))
@@ -62,4 +63,19 @@ def test_the_sensor_windows_a_drivers_readings_and_says_what_it_cannot_take(doma
     assert len(got) == len(want) and len(want) >= 8, (len(got), len(want))   # 6 s: a window every 0.49 s
     for msg, w in zip(got, want):                           # row-major samples x channels, as the extractor reads it
         assert (msg.n_channels, msg.rate_hz) == (6, RATE_HZ) and list(msg.channel_names)[0] == "x_acc"
-        np.testing.assert_allclose(np.asarray(msg.data, np.float32).reshape(WINDOW, 6).T, w, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(msg.data, np.float32).reshape(WINDOW, 6).T, w.values, atol=1e-6)
+        # stamped on the driver's clock (2022 here: the recording's), the time of the window's first reading, not
+        # when the sensor sent it: under use_sim_time or from a bag, predictions and questions were stamped with the
+        # wall clock (1796431769 s beside a /clock at 1039 s)
+        assert stamp_ns(msg.header) == w.start_ns, (stamp_ns(msg.header), w.start_ns)
+
+
+def test_an_imu_topic_that_is_the_sensors_own_windows_topic_is_refused(domain):
+    """``imu_topic:=imu`` (a driver's usual name) in the graph's namespace is the sensor's own ``imu`` (ImuWindow): the
+    sensor subscribed to it as sensor_msgs/Imu, said only "cannot hear the IMU", and ``ros2 topic echo/hz`` of it then
+    fails ("it contains more than one type"). One line at start, exit code 2."""
+    with node("sensor", domain, "source:=imu", "imu_topic:=imu") as sensor:
+        line = sensor.wait_for_line("imu_topic 'imu' is /imu, the sensor's own 'imu' topic")
+        sensor.proc.wait(timeout=20)
+        assert "Traceback" not in "\n".join(sensor.lines)
+    assert sensor.proc.returncode == 2, line

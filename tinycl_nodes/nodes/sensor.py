@@ -70,6 +70,7 @@ class Sample(NamedTuple):
     label: int | None
     learnable: bool
     at_s: float | None = None
+    stamp_ns: int | None = None    #: the time the sample was taken (an IMU window's first reading, the driver's clock)
 
 
 class Pace:
@@ -192,6 +193,10 @@ class Sensor(Node):
 
         p = self.params
         topic = self.bus.topic_name(p.imu_topic)
+        own = {self.bus.topic_name(t): t for t in ("imu", "image", "ground_truth")}
+        if topic in own:
+            raise TinyclError(f"sensor: imu_topic {p.imu_topic!r} is {topic}, the sensor's own {own[topic]!r} topic "
+                              f"(the windows it sends): give the driver's topic in full (e.g. imu_topic:=/imu/data)")
         windows = ImuWindower(p.imu_rate_hz, p.imu_window, p.imu_step, p.imu_max_gap_s)
         ready: deque[Window] = deque(maxlen=IMU_BACKLOG)
         refused = RepeatedFailure(f"take the IMU readings on {topic}", self.log, attempts="readings")
@@ -221,7 +226,8 @@ class Sensor(Node):
         while self.bus.ok():
             self.bus.spin_once(0.05)
             while ready:
-                yield Sample(ready.popleft().values, None, False)
+                w = ready.popleft()
+                yield Sample(w.values, None, False, stamp_ns=w.start_ns)
             if time.monotonic() - heard[0] > IMU_TIMEOUT_S:
                 silent.failed(f"no reading for {IMU_TIMEOUT_S:g} s (is the driver running, and is this its topic? "
                               f"imu_topic sets it)")
@@ -381,15 +387,17 @@ class Sensor(Node):
             cap.release()
 
     # --- publishing ------------------------------------------------------------------------
-    def _stamp(self) -> Any:
-        ns = max(time.time_ns(), self._last_ns + 1)  # strictly increasing: stamps identify samples
+    def _stamp(self, at_ns: int | None = None) -> Any:
+        """The sample's header: stamped ``at_ns`` (when it was taken: an IMU window's first reading, on the driver's
+        clock, which is the simulated one under use_sim_time), else now; strictly increasing all the same."""
+        ns = max(time.time_ns() if at_ns is None else int(at_ns), self._last_ns + 1)  # stamps identify samples
         self._last_ns = ns
         return self.Header(stamp=self.bus.msg("builtin_interfaces/msg/Time")(sec=ns // 1_000_000_000,
                                                                           nanosec=ns % 1_000_000_000),
                            frame_id="camera")
 
-    def publish(self, pixels: np.ndarray, label: int | None, learnable: bool) -> None:
-        header = self._stamp()
+    def publish(self, pixels: np.ndarray, label: int | None, learnable: bool, stamp_ns: int | None = None) -> None:
+        header = self._stamp(stamp_ns)
         if label is not None:
             name = self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
             self.truth_pub.publish(self.GroundTruth(header=header, label=label, class_name=name,
@@ -439,7 +447,7 @@ class Sensor(Node):
                     self.bus.spin_once(delay)
             elif self.published % 256 == 0:
                 self.bus.spin_once(0.0)
-            self.publish(sample.pixels, sample.label, sample.learnable)
+            self.publish(sample.pixels, sample.label, sample.learnable, sample.stamp_ns)
         self.log.info("published %d samples", self.published)
         if p.exit_when_done:
             self.bus.spin(p.linger_s)
