@@ -79,3 +79,31 @@ def test_an_imu_topic_that_is_the_sensors_own_windows_topic_is_refused(domain):
         sensor.proc.wait(timeout=20)
         assert "Traceback" not in "\n".join(sensor.lines)
     assert sensor.proc.returncode == 2, line
+
+
+def test_bad_readings_that_come_and_go_are_not_two_lines_each(domain):
+    """A driver with a NaN reading now and then (here one every 0.25 s among 200 readings a second) was two lines for
+    each: "cannot take the IMU readings …" then "could take the IMU readings … again" (the trial's driver with one NaN
+    a second: 38 lines in 19 s). The first is said, the rest counted and said at most once a minute."""
+    bus = create_bus("imu_driver", "/", backend="dds", dds_config="loopback", domain=domain)
+    Imu, Vector3, Time = (bus.msg(f"{k}") for k in ("sensor_msgs/msg/Imu", "geometry_msgs/msg/Vector3",
+                                                     "builtin_interfaces/msg/Time"))
+    pub = bus.create_publisher("imu_raw", Imu, "sensor_data")
+    try:
+        with node("sensor", domain, "source:=imu", "wait_for_subscribers:=0") as sensor:
+            assert spin_until(bus, lambda: pub.get_subscription_count() >= 1, 30), sensor.lines[-10:]
+            start, t0 = time.monotonic(), time.time_ns()
+            for i in range(800):                            # 4 s at 200 Hz
+                while time.monotonic() - start < i / 200:
+                    bus.spin_once(0.002)
+                v = np.full(3, np.nan) if i % 50 == 25 else np.array([0.1 * np.sin(i / 10), 0.0, 9.81])
+                msg = Imu(linear_acceleration=Vector3(x=v[0], y=v[1], z=v[2]), angular_velocity=Vector3(x=0.0, y=0.0, z=0.0))
+                msg.header.stamp = ns_to_time(t0 + i * 5_000_000, Time)
+                pub.publish(msg)
+            sensor.wait_for_line("cannot take the IMU readings on /imu_raw")
+            bus.spin(1.0)
+            said = [ln for ln in sensor.lines if "take the IMU readings" in ln]
+            assert len(said) == 1 and "NaN or inf" in said[0], said
+            assert sensor.proc.poll() is None
+    finally:
+        bus.shutdown()
