@@ -54,3 +54,32 @@ def test_extractor_refuses_an_image_model_for_imu(domain):
             time.sleep(0.1)
         assert extractor.proc.returncode == 2
         assert "not (channels, samples)" in extractor.wait_for_line("input: imu")
+
+
+def test_windows_at_another_rate_than_the_models_are_refused_once(domain):
+    """A robotics engineer with a 200 Hz IMU sets the sensor's imu_rate_hz to 200 (it is the model's rate: the readings
+    are resampled to it): 50-sample windows of 0.25 s, 8 a second, went into har_elm, made on 1 s windows at 51 Hz,
+    and were learned and asked about without a word. They are dropped, said once (then once a minute)."""
+    bus = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
+    feats = []
+    bus.create_subscription("features", "Features", feats.append, "reliable")
+    imu = bus.create_publisher("imu", "ImuWindow", "reliable")
+    Header, Time = bus.msg("std_msgs/msg/Header"), bus.msg("builtin_interfaces/msg/Time")
+    window = np.random.default_rng(0).normal(0, 1, 300).astype(np.float32)
+    try:
+        with node("extractor", domain, "model:=har_elm", "input:=imu", "image_qos:=reliable") as extractor:
+            assert spin_until(bus, lambda: imu.get_subscription_count() > 0, 30), extractor.lines[-5:]
+            time.sleep(1.0)
+            for i in range(5):
+                imu.publish(bus.msg("ImuWindow")(header=Header(stamp=Time(sec=1, nanosec=i)), data=window,
+                                                 n_channels=6, rate_hz=200.0))
+            line = extractor.wait_for_line("windows at 200 Hz, the model har_elm was made on windows at 51 Hz", 10)
+            imu.publish(bus.msg("ImuWindow")(header=Header(stamp=Time(sec=2, nanosec=0)), data=window,
+                                             n_channels=6, rate_hz=51.0))
+            assert spin_until(bus, lambda: len(feats) >= 1, 10), extractor.lines[-5:]
+            bus.spin(0.5)
+            assert len(feats) == 1 and feats[0].header.stamp.sec == 2, [f.header.stamp for f in feats]
+            assert sum("Hz, the model har_elm" in ln for ln in extractor.lines) == 1, extractor.lines[-8:]
+            assert "imu_rate_hz" in line and extractor.proc.poll() is None
+    finally:
+        bus.shutdown()

@@ -26,6 +26,7 @@ as they are (the ELM models normalise inside the graph).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +35,8 @@ from pydantic import Field
 from .. import presets
 from ..bus.dds_config import SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max
 from ..core.errors import InputError, TinyclError
-from ..extractor import FrozenExtractor, model_path
+from ..datasets.har import RATE_HZ as HAR_RATE_HZ
+from ..extractor import FrozenExtractor, model_card_of, model_path
 from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
 from ..storage import RepeatedFailure, one_line
@@ -78,6 +80,9 @@ class Extractor(Node):
                 raise TinyclError(f"extractor: model input {self.model.input_shape} is not (channels, samples): "
                                   f"not an IMU/vibration model (input: imu)")
             self.shape = self.model.input_shape
+            self.window_rate_hz = model_window_rate(self.model.path)
+            self._bad_windows = RepeatedFailure(f"take the IMU windows on {bus.topic_name('imu')}", self.log,
+                                                attempts="windows")
         elif self.model.preprocessing is None:
             raise TinyclError(f"extractor: model input {self.model.input_shape} is not an image and its model card "
                               f"has no preprocessing (for IMU/vibration windows set input: imu)")
@@ -224,6 +229,15 @@ class Extractor(Node):
             self.join.flush()
 
     def on_imu(self, msg: Any) -> None:
+        rate = float(msg.rate_hz)
+        if self.window_rate_hz and rate > 0 and abs(rate - self.window_rate_hz) > 1e-3 * self.window_rate_hz:
+            # every window is wrong the same way: said once, then once a minute (not one line per window)
+            self._bad_windows.failed(
+                f"windows at {rate:g} Hz, the model {self.model.path.stem} was made on windows at "
+                f"{self.window_rate_hz:g} Hz: dropped (a live IMU's sensor: imu_rate_hz is the model's rate, not the "
+                f"IMU's; the readings are resampled to it at any rate the driver sends)")
+            return
+        self._bad_windows.landed()
         with self._join_lock:
             self.join.add_sample(stamp_ns(msg.header), msg.header, imu_window(msg, self.shape))
 
@@ -250,6 +264,22 @@ class Extractor(Node):
             self.latent_pub.publish(self.Features(data=as_sequence(latent, "f"), **fields))
         self.pub.publish(self.Features(data=as_sequence(feats, "f"), **fields))
         self.sample_id += 1
+
+
+#: the sample rate of the windows a model of a dataset was made on (``datasets.har``; CWRU's 12 kHz drive end)
+DATASET_RATE_HZ = {"har": HAR_RATE_HZ, "cwru": 12000.0}
+
+
+def model_window_rate(path: Path) -> float | None:
+    """The rate (Hz) of the windows the model at ``path`` was made on: its card's ``rate_hz``, else its dataset's;
+    None when unknown (no card, another dataset): then any rate is taken."""
+    card, _ = model_card_of(path)
+    if card is None:
+        return None
+    rate = getattr(card, "rate_hz", None)
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
+        return float(rate)
+    return DATASET_RATE_HZ.get(str(card.dataset or ""))
 
 
 def imu_window(msg: Any, shape: tuple[int, ...]) -> np.ndarray:
