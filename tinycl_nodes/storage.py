@@ -230,6 +230,48 @@ class RepeatedFailure:
             self.failed_n = self.unsaid = 0
 
 
+class IntermittentFailure:
+    """What to say of failures that come and go among successes, such as a driver's bad readings (NaN, no angular
+    velocity…): a NaN reading every second among 200 good ones was two lines a second with :class:`RepeatedFailure`
+    (each bad reading a failure, the next good one its end, said at once). The first is said at once; after it, bad
+    readings and the good ones after them are counted, and said at most once every :data:`REPEAT_FAILURE_S` (one
+    line with the count: still failing, or taken again). ``what``: what is taken, e.g. "the IMU readings on /imu"."""
+
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self.what, self.log = what, log
+        self.bad = self.unsaid = 0                  # bad readings since the last line said / of them not said
+        self.failing = False                        # a bad reading not yet followed by a line saying it is over
+        self.line_at = -1e18                        # when the last line was said (monotonic s)
+        self.since = 0.0                            # the first bad reading counted in ``bad``
+        self.said = ""
+
+    def failed(self, error: str) -> None:
+        now = time.monotonic()
+        if not self.bad:
+            self.since = now
+        self.bad += 1
+        self.failing = True
+        if now - self.line_at < REPEAT_FAILURE_S and error == self.said:
+            self.unsaid += 1
+            return
+        more = (f"; bad readings are dropped, and said at most once every {REPEAT_FAILURE_S:.0f} s"
+                if self.bad == 1 else f" ({self.bad} bad readings in {now - self.since:.0f} s)")
+        self.log.error("cannot take %s: %s%s", self.what, error, more)
+        self.said, self.line_at, self.unsaid = error, now, 0
+        self.bad = 0
+
+    def landed(self) -> None:
+        if not self.failing:
+            return
+        now = time.monotonic()
+        if now - self.line_at < REPEAT_FAILURE_S:
+            return
+        n = self.bad
+        self.log.warning("could take %s again%s", self.what,
+                         f" ({n} more bad readings dropped in {now - self.since:.0f} s)" if n else "")
+        self.failing, self.bad, self.unsaid, self.line_at, self.said = False, 0, 0, now, ""
+
+
 class _Writer:
     """The one thread that writes a state file (shared by every store of that file in this process, so its writes
     land in the order they were asked for). A write asked for while another waits replaces it: the newer bytes hold

@@ -36,6 +36,8 @@ FILES: dict[str, str] = {
 }
 CLASSES: tuple[str, ...] = tuple(FILES)
 SUBDIR = "0hp_10class"
+#: the drive end's sample rate (Hz)
+RATE_HZ = 12000.0
 SUMS_NAME = "SHA256SUMS.all"
 
 

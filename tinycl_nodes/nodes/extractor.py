@@ -35,6 +35,7 @@ from pydantic import Field
 from .. import presets
 from ..bus.dds_config import SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max
 from ..core.errors import InputError, TinyclError
+from ..datasets.cwru import RATE_HZ as CWRU_RATE_HZ
 from ..datasets.har import RATE_HZ as HAR_RATE_HZ
 from ..extractor import FrozenExtractor, model_card_of, model_path
 from ..images import compressed_image_of, image_of
@@ -266,8 +267,8 @@ class Extractor(Node):
         self.sample_id += 1
 
 
-#: the sample rate of the windows a model of a dataset was made on (``datasets.har``; CWRU's 12 kHz drive end)
-DATASET_RATE_HZ = {"har": HAR_RATE_HZ, "cwru": 12000.0}
+#: the sample rate of the windows a model of a dataset was made on
+DATASET_RATE_HZ = {"har": HAR_RATE_HZ, "cwru": CWRU_RATE_HZ}
 
 
 def model_window_rate(path: Path) -> float | None:

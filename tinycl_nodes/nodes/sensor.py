@@ -46,7 +46,7 @@ from ..bus.qos import IMU_READINGS
 from ..core.errors import InputError, TinyclError
 from ..datasets.har import RATE_HZ, STEP, WINDOW
 from ..imu_windows import ImuWindower, Window, reading_of
-from ..storage import REPEAT_FAILURE_S, RepeatedFailure, one_line
+from ..storage import IntermittentFailure, RepeatedFailure, one_line
 from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
 
@@ -61,48 +61,6 @@ MAX_BACKLOG_S = 1.0
 IMU_TIMEOUT_S = 5.0
 #: at most this many IMU windows wait for the graph (newest win): about 30 s of the HAR model's
 IMU_BACKLOG = 64
-
-
-class BadReadings:
-    """What to say of a driver's bad readings (NaN, no angular velocity…), which come and go: a NaN reading every
-    second among 200 good ones was two lines a second with :class:`RepeatedFailure` (each bad reading a failure, the
-    next good one its end). The first is said at once; after it, bad readings and the good ones after them are
-    counted, and said at most once every :data:`REPEAT_FAILURE_S` (one line with the count: still failing, or taken
-    again)."""
-
-    def __init__(self, what: str, log: Any) -> None:
-        self.what, self.log = what, log
-        self.bad = self.unsaid = 0                  # bad readings since the last line said / of them not said
-        self.failing = False                        # a bad reading not yet followed by a line saying it is over
-        self.line_at = -1e18                        # when the last line was said (monotonic s)
-        self.since = 0.0                            # the first bad reading counted in ``bad``
-        self.said = ""
-
-    def failed(self, error: str) -> None:
-        now = time.monotonic()
-        if not self.bad:
-            self.since = now
-        self.bad += 1
-        self.failing = True
-        if now - self.line_at < REPEAT_FAILURE_S and error == self.said:
-            self.unsaid += 1
-            return
-        more = (f"; bad readings are dropped, and said at most once every {REPEAT_FAILURE_S:.0f} s"
-                if self.bad == 1 else f" ({self.bad} bad readings in {now - self.since:.0f} s)")
-        self.log.error("cannot take %s: %s%s", self.what, error, more)
-        self.said, self.line_at, self.unsaid = error, now, 0
-        self.bad = 0
-
-    def landed(self) -> None:
-        if not self.failing:
-            return
-        now = time.monotonic()
-        if now - self.line_at < REPEAT_FAILURE_S:
-            return
-        n = self.bad
-        self.log.warning("could take %s again%s", self.what,
-                         f" ({n} more bad readings dropped in {now - self.since:.0f} s)" if n else "")
-        self.failing, self.bad, self.unsaid, self.line_at, self.said = False, 0, 0, now, ""
 
 
 class Sample(NamedTuple):
@@ -241,7 +199,7 @@ class Sensor(Node):
                               f"(the windows it sends): give the driver's topic in full (e.g. imu_topic:=/imu/data)")
         windows = ImuWindower(p.imu_rate_hz, p.imu_window, p.imu_step, p.imu_max_gap_s)
         ready: deque[Window] = deque(maxlen=IMU_BACKLOG)
-        refused = BadReadings(f"the IMU readings on {topic}", self.log)
+        refused = IntermittentFailure(f"the IMU readings on {topic}", self.log)
         silent = RepeatedFailure(f"hear the IMU on {topic}", self.log, attempts="checks")
         heard, gap_said = [time.monotonic()], [-1e9]
 
@@ -315,12 +273,12 @@ class Sensor(Node):
             yield Sample(new.X[i], int(new.y[i]), False)
 
     def _cwru(self) -> Iterator[Sample]:
-        from ..datasets.cwru import CLASSES, load_cwru
+        from ..datasets.cwru import CLASSES, RATE_HZ, load_cwru
 
         p = self.params
         rng = np.random.default_rng(p.seed)
         train, test = load_cwru(p.data_dir, split="train"), load_cwru(p.data_dir, split="test")
-        self.class_names, self.channel_names, self.rate_hz = CLASSES, ["drive_end_g"], 12000.0
+        self.class_names, self.channel_names, self.rate_hz = CLASSES, ["drive_end_g"], RATE_HZ
         order = rng.permutation(len(test))[:p.stream_length]
         self.log.info("CWRU replay: labelled training windows, then %d test windows", order.size)
         yield from self._labelled_first(train.X, train.y, rng)
