@@ -48,6 +48,8 @@ def test_imu_launch_learns_a_drivers_readings_from_a_persons_answer(ros, data_di
         raise AssertionError(f"{exc}\n{launch.text[-3000:]}") from None
     info = ros.run("ros2", "node", "info", f"{NS}/sensor").stdout
     assert "/phone/imu: sensor_msgs/msg/Imu" in info.split("Publishers:")[0], info
+    sends = info.split("Publishers:")[1].split("Service Servers:")[0]    # only what it sends: no image, no truth
+    assert f"{NS}/imu: tinycl_nodes/msg/ImuWindow" in sends and "image" not in sends and "ground_truth" not in sends, info
     driver = ros.start("python3", str(DRIVER), "--csv", str(har_folder(data_dir) / "DATA/s13/s13_01_sp.csv"),
                        "--topic", "/phone/imu", name="imu driver")
 

@@ -45,6 +45,7 @@ from pydantic import Field, field_validator, model_validator
 from ..bus.qos import IMU_READINGS
 from ..core.errors import InputError, TinyclError
 from ..datasets.har import RATE_HZ, STEP, WINDOW
+from ..graphs import LIVE_SOURCES
 from ..imu_windows import ImuWindower, Window, reading_of
 from ..storage import IntermittentFailure, RepeatedFailure, one_line
 from ..interfaces import as_sequence
@@ -176,14 +177,18 @@ class Sensor(Node):
         self.Image = bus.msg("sensor_msgs/msg/Image")
         self.Header = bus.msg("std_msgs/msg/Header")
         self.GroundTruth = bus.msg("GroundTruth")
-        self.image_pub = bus.create_publisher("image", self.Image, params.qos)
         self.imu = params.source in ("imu", "har", "cwru")
         self.class_names: tuple[str, ...] = ()
+        # only the topics this source sends (`ros2 node info` of a live IMU's sensor listed image and ground_truth)
         if self.imu:
             self.ImuWindow = bus.msg("ImuWindow")
             self.imu_pub = bus.create_publisher("imu", self.ImuWindow, params.qos)
             self.channel_names, self.rate_hz = [], 0.0
-        self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
+        else:
+            self.image_pub = bus.create_publisher("image", self.Image, params.qos)
+        self.labelled = params.source not in LIVE_SOURCES      # a dataset: ground truth with each sample
+        if self.labelled:
+            self.truth_pub = bus.create_publisher("ground_truth", self.GroundTruth, "reliable")
         self._last_ns = 0
         self.published = 0
 
@@ -421,7 +426,7 @@ class Sensor(Node):
         end = time.monotonic() + p.wait_timeout_s
         data_pub = self.imu_pub if self.imu else self.image_pub
         while self.bus.ok() and (data_pub.get_subscription_count() < p.wait_for_subscribers
-                                 or (p.source in ("mnist", "har", "cwru", "folder") and self.truth_pub.get_subscription_count()
+                                 or (self.labelled and self.truth_pub.get_subscription_count()
                                      < p.wait_for_truth_subscribers)):
             if time.monotonic() > end:
                 raise TinyclError(f"sensor: not enough subscribers on {'imu' if self.imu else 'image'}/ground_truth "
