@@ -44,7 +44,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..bus.qos import IMU_READINGS
 from ..core.errors import InputError, TinyclError
-from ..datasets.har import RATE_HZ, STEP, WINDOW
+from ..datasets import har
 from ..graphs import LIVE_SOURCES
 from ..imu_windows import ImuWindower, Window, reading_of
 from ..storage import IntermittentFailure, RepeatedFailure, one_line
@@ -143,10 +143,10 @@ class SensorParams(NodeParams):
                                                     "video URL")
     imu_topic: str = Field("imu_raw", description="imu source: the driver's sensor_msgs/Imu topic (relative: in "
                                                  "the namespace)", min_length=1)
-    imu_rate_hz: float = Field(RATE_HZ, gt=0, le=100_000.0, description="imu source: the rate the readings are "
+    imu_rate_hz: float = Field(har.RATE_HZ, gt=0, le=100_000.0, description="imu source: the rate the readings are "
                                                                         "resampled to (the model's)")
-    imu_window: int = Field(WINDOW, ge=2, le=100_000, description="imu source: samples per window (the model's)")
-    imu_step: int = Field(STEP, ge=1, le=100_000, description="imu source: a new window every this many samples "
+    imu_window: int = Field(har.WINDOW, ge=2, le=100_000, description="imu source: samples per window (the model's)")
+    imu_step: int = Field(har.STEP, ge=1, le=100_000, description="imu source: a new window every this many samples "
                                                               "(at most imu_window)")
     imu_max_gap_s: float = Field(0.25, gt=0, le=60.0, description="imu source: a longer gap between readings (or a "
                                                                   "time that goes back) drops the window being filled")
@@ -194,8 +194,6 @@ class Sensor(Node):
 
     # --- sources ---------------------------------------------------------------------------
     def _imu(self) -> Iterator[Sample]:
-        from ..datasets.har import CHANNELS
-
         p = self.params
         topic = self.bus.topic_name(p.imu_topic)
         own = {self.bus.topic_name(t): t for t in ("imu", "image", "ground_truth")}
@@ -225,7 +223,7 @@ class Sensor(Node):
                                  topic, windows.restart_reason, windows.restarts)
 
         self.bus.create_subscription(p.imu_topic, "sensor_msgs/msg/Imu", on_reading, IMU_READINGS)
-        self.channel_names, self.rate_hz = list(CHANNELS), p.imu_rate_hz
+        self.channel_names, self.rate_hz = list(har.CHANNELS), p.imu_rate_hz
         self.log.info("IMU on %s: windows of %d samples at %g Hz, a new one every %d", topic, p.imu_window,
                       p.imu_rate_hz, p.imu_step)
         while self.bus.ok():
@@ -264,13 +262,11 @@ class Sensor(Node):
                 yield Sample(X[i], int(c), True)
 
     def _har(self) -> Iterator[Sample]:
-        from ..datasets.har import CHANNELS, CLASSES, RATE_HZ, load_har
-
         p = self.params
         rng = np.random.default_rng(p.seed)
-        lab = load_har(p.data_dir, device=p.har_device, subjects=p.har_labelled_subjects)
-        new = load_har(p.data_dir, device=p.har_device, subjects=p.har_stream_subjects)
-        self.class_names, self.channel_names, self.rate_hz = CLASSES, list(CHANNELS), RATE_HZ
+        lab = har.load_har(p.data_dir, device=p.har_device, subjects=p.har_labelled_subjects)
+        new = har.load_har(p.data_dir, device=p.har_device, subjects=p.har_stream_subjects)
+        self.class_names, self.channel_names, self.rate_hz = har.CLASSES, list(har.CHANNELS), har.RATE_HZ
         self.log.info("HAR replay (%s): labelled windows of subjects %s, then %d windows of subjects %s",
                       p.har_device, p.har_labelled_subjects, min(len(new), p.stream_length), p.har_stream_subjects)
         yield from self._labelled_first(lab.X, lab.y, rng)
