@@ -202,6 +202,32 @@ def test_render_plot_draws_the_window_over_time_with_units():
     assert [unit_of(n) for n in ("gx", "x_acc", "angular_velocity.z", "ch0")] == ["rad/s", "m/s²", "rad/s", ""]
 
 
+
+def _line_rows(img: np.ndarray, top: int, bottom: int) -> int:
+    """Rows of img[top:bottom] (left of the legend) where a channel's coloured line is drawn."""
+    band = img[top:bottom, 45:150].astype(int)
+    coloured = (band.max(axis=2) - band.min(axis=2)) > 80
+    return int(coloured.any(axis=1).sum())
+
+
+def test_a_still_imu_is_drawn_flat_beside_a_moving_one():
+    """Found answering the imu graph's questions on a phone: the y axes were autoscaled, so a phone lying still (gyro
+    noise of +-0.1 rad/s) filled its rad/s panel as a walk (+-3 rad/s) does, and the person told them apart only by
+    the 7 px tick labels. An axis spans at least MIN_SPAN of its unit: still looks still, and the legend has room
+    above the lines (it was drawn over them)."""
+    rng = np.random.default_rng(0)
+    names = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
+    still = np.r_[np.array([[-2.0], [-2.0], [-9.5]]) + rng.normal(0, 0.05, (3, 50)), rng.normal(0, 0.05, (3, 50))]
+    t = np.linspace(0, 2 * np.pi, 50)
+    walk = np.r_[still[:3] + 6 * np.sin(3 * t), np.stack([2.5 * np.sin(2 * t + k) for k in range(3)])]
+    quiet = render_plot(still, 320, 200, rate_hz=51.0, names=names)
+    moving = render_plot(walk, 320, 200, rate_hz=51.0, names=names)
+    gyro_still, gyro_moving = _line_rows(quiet, 100, 170), _line_rows(moving, 100, 170)
+    assert gyro_still <= 12 and gyro_moving >= 35, (gyro_still, gyro_moving)
+    # the legend (upper right) sits above the lines: nothing coloured under its labels' row, but the handles
+    legend_row = moving[95:104, 200:316].astype(int)
+    assert ((legend_row.max(axis=2) - legend_row.min(axis=2)) > 80).sum() < 60
+
 def _grouped() -> LabelRequests:
     """As the TinyRCE labeler asks: groups of 2, a lone sample dropped after 10 s, one open question."""
     policy = AskPolicy(0.5, "l2", min_size=2, max_wait_s=10.0, max_open=1, recent_s=0.0)

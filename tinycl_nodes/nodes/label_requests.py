@@ -353,13 +353,19 @@ def unit_of(channel: str) -> str:
     return ""
 
 
+MIN_SPAN = {"m/s²": 4.0, "rad/s": 2.0}   # the least a plot's y axis spans, by unit: a phone still on a table (gyro
+                                        # noise of 0.2 rad/s) is drawn flat, a walk (1 to 6 rad/s) fills its panel
+
+
 def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz: float = 0.0,
                 names: list[str] | None = None) -> np.ndarray:
     """A signal window as a person can read it: ``series`` (channels, samples) → (height, width, 3) uint8.
 
     Channels are drawn in groups of three (e.g. accelerometer above gyroscope), each group on its
     own axis with its unit (m/s² for ``a*`` channels, rad/s for ``g*``) and a legend, over time in
-    seconds (``rate_hz``; sample index without it). Rendered by matplotlib's Agg canvas.
+    seconds (``rate_hz``; sample index without it). An axis spans at least :data:`MIN_SPAN` of its unit, so that a
+    still window looks still beside a moving one (autoscaled, 0.1 rad/s of noise filled the panel as a walk does),
+    with room above the lines for the legend. Rendered by matplotlib's Agg canvas.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -375,9 +381,16 @@ def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
     colors = ("#d62728", "#2ca02c", "#1f77b4")
     for ax, g in zip(axes, groups):
+        chans = series[g:min(g + 3, series.shape[0])]
         for c in range(g, min(g + 3, series.shape[0])):
             ax.plot(t, series[c], lw=0.9, color=colors[(c - g) % 3], label=names[c])
-        ax.set_ylabel(unit_of(names[g]), fontsize=6)
+        unit = unit_of(names[g])
+        lo, hi = float(chans.min()), float(chans.max())
+        span = max(hi - lo, MIN_SPAN.get(unit, 0.0), 1e-6)
+        mid = (lo + hi) / 2
+        # a still IMU's noise is drawn small, not stretched over the panel like a walk; the top 30 % is the legend's
+        ax.set_ylim(mid - 0.55 * span, mid + 0.55 * span + 0.35 * span)
+        ax.set_ylabel(unit, fontsize=6)
         ax.tick_params(labelsize=5, length=2, pad=1)
         ax.legend(fontsize=5, loc="upper right", ncol=3, frameon=False, handlelength=1)
         ax.margins(x=0)
