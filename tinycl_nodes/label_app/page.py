@@ -288,7 +288,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const c of r.candidates) {
       const b = el("button", {class: "cls", type: "button", "data-class-id": String(c.id)},
                    document.createTextNode(c.name), el("small", {text: examples(c.sample_count)}));
-      b.setAttribute("aria-label", "It is " + c.name);
+      nameButton(b, nameOf(c.id, c.name));
       b.addEventListener("click", () => answer(b.closest(".card"), {class_id: c.id}));
       choices.append(b);
     }
@@ -410,8 +410,22 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
     if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
   }
+  // A question's buttons carry the names its request was sent with: a class renamed since (here or on another phone)
+  // is shown by its new name, as the class list shows it (the buttons said "sitting" beside a class list's "seated").
+  function nameOf(id, sent) {
+    const known = classes.find(k => k.id === id);
+    return known ? known.name : sent;
+  }
+  function nameButton(b, name) {
+    b.firstChild.textContent = name;
+    b.setAttribute("aria-label", "It is " + name);
+  }
   function showClasses(m) {
     classes = m.classes;
+    for (const b of pendingEl.querySelectorAll("button.cls[data-class-id]")) {
+      const name = nameOf(Number(b.dataset.classId), "");
+      if (name && b.firstChild.textContent !== name) nameButton(b, name);
+    }
     const list = $("#classes"); list.textContent = "";
     for (const c of m.classes) {
       const ex = el("div", {class: "ex"});
