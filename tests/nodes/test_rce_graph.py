@@ -172,6 +172,32 @@ def test_a_question_offers_the_classes_known_when_it_is_asked(domain, tmp_path):
         t.bus.shutdown()
 
 
+def test_a_question_gives_the_reason_of_when_it_is_asked(domain, tmp_path):
+    """A robot that starts knowing nothing (the imu graph): a question whose group began then, asked once a person
+    taught a class, said "I haven't learned anything yet" beside that class's button (the phone trial saw it 10 minutes
+    after five classes were learned)."""
+    t = Probe(domain)
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("learner", domain, *common, "publish_every:=1") as learner, \
+                node("labeler", domain, *common, f"state_dir:={tmp_path}", "ask_policy:=grouped", "min_group:=1",
+                     "max_open:=1", "dedupe_distance:=3.0") as labeler:
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            time.sleep(1.0)
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            assert t.requests[0].reason.startswith("I haven't learned anything yet")    # (no picture: no window sent)
+            t.send(3)                                    # its group begins now; its question waits (max_open 1)
+            t.bus.spin_once(1.0)
+            t.answer(t.requests[0].request_id, -1, "jumping")
+            assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
+            assert t.requests[1].reason.startswith("I haven't seen anything like this"), t.requests[1].reason
+            assert [(c.id, c.name) for c in t.requests[1].candidates] == [(0, "jumping")]
+        assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
+    finally:
+        t.bus.shutdown()
+
+
 def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain, tmp_path):
     """The grouped policy: three alike novel samples are one question (no request before the group
     is big enough); one answer labels all three (HUMAN) and the learner predicts the new class; a
@@ -290,7 +316,7 @@ def _ask_and_answer_a_group(t: Probe, c: Corrector, labeler, learner):
     t.send(2)
     assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
     req = t.requests[0]
-    assert "3 alike samples" in req.reason and t.key(req.features.header) == first
+    assert "3 alike samples so far" in req.reason and t.key(req.features.header) == first
     t.answer(req.request_id, -1, "jumping")
     human = lambda: [m for m in t.labeled if m.source == m.HUMAN]  # noqa: E731
     assert spin_until(t.bus, lambda: len(human()) == 3, 10), labeler.lines[-10:]

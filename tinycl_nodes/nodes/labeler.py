@@ -872,12 +872,16 @@ class RceLabeler(Labeler):
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
                              data=as_sequence(pic.get("data", b""), "B"))
         counts = self.rce.sample_counts()
-        # as known when sent, not when the group began: a class a person taught meanwhile is one tap too
+        # as known when sent, not when the group began: a class a person taught meanwhile is one tap too, and the
+        # reason is the RCE's now ("I haven't learned anything yet" was sent minutes after classes were learned);
+        # a sample the classes taught since cover keeps its reason, the one it was asked for
         req.candidates = self._candidates(req.samples[0])
+        if (now := self.rce.decide_valid(req.samples[0])).wants_label:
+            req.reason = self._reason(now)
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                       for c in req.candidates]
         n = self.requests.group_size(req)
-        reason = req.reason + (f" ({n} alike samples: your answer labels them all)" if n > 1 else "")
+        reason = req.reason + (f" ({n} alike samples so far: your answer labels them all)" if n > 1 else "")
         if not pic:
             reason += " — no picture could be kept of this sample"
         self.request_pub.publish(self.LabelRequest(header=self._header(int(req.created * 1e9)),
