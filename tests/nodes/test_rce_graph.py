@@ -172,27 +172,35 @@ def test_a_question_offers_the_classes_known_when_it_is_asked(domain, tmp_path):
         t.bus.shutdown()
 
 
-def test_a_question_gives_the_reason_of_when_it_is_asked(domain, tmp_path):
-    """A robot that starts knowing nothing (the imu graph): a question whose group began then, asked once a person
-    taught a class, said "I haven't learned anything yet" beside that class's button (the phone trial saw it 10 minutes
-    after five classes were learned)."""
+@pytest.mark.parametrize("max_open", [1, 2])
+def test_a_question_gives_the_reason_and_buttons_of_now(domain, tmp_path, max_open):
+    """A robot that starts knowing nothing (the imu graph): a question whose group began then said "I haven't learned
+    anything yet", without buttons, after a person had taught a class (the phone trial saw it 10 minutes after five
+    classes were learned): asked once the class was taught (max_open 1: it waited), and asked before, still open
+    (max_open 2: it is sent again with the new class's button)."""
     t = Probe(domain)
     common = (f"model:={MODEL}", "preset:=rce")
     try:
         with node("learner", domain, *common, "publish_every:=1") as learner, \
                 node("labeler", domain, *common, f"state_dir:={tmp_path}", "ask_policy:=grouped", "min_group:=1",
-                     "max_open:=1", "dedupe_distance:=3.0") as labeler:
+                     f"max_open:={max_open}", "dedupe_distance:=3.0") as labeler:
             assert t.ready(t.features, t.answers), labeler.lines[-10:]
             time.sleep(1.0)
             t.send(2)
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
-            assert t.requests[0].reason.startswith("I haven't learned anything yet")    # (no picture: no window sent)
-            t.send(3)                                    # its group begins now; its question waits (max_open 1)
+            first = t.requests[0]
+            assert first.reason.startswith("I haven't learned anything yet")    # (no picture: no window sent)
+            t.send(3)                                    # its group begins now, before any class
+            if max_open == 2:                            # asked at once, before any class: no buttons
+                assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
+                assert not t.requests[1].candidates and t.requests[1].reason.startswith("I haven't learned")
             t.bus.spin_once(1.0)
-            t.answer(t.requests[0].request_id, -1, "jumping")
-            assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
-            assert t.requests[1].reason.startswith("I haven't seen anything like this"), t.requests[1].reason
-            assert [(c.id, c.name) for c in t.requests[1].candidates] == [(0, "jumping")]
+            t.answer(first.request_id, -1, "jumping")
+            latest = lambda: [r for r in t.requests if r.request_id != first.request_id][-1:]  # noqa: E731
+            assert spin_until(t.bus, lambda: latest() and latest()[0].candidates, 15), labeler.lines[-10:]
+            second = latest()[0]
+            assert second.reason.startswith("I haven't seen anything like this"), second.reason
+            assert [(c.id, c.name) for c in second.candidates] == [(0, "jumping")]
         assert labeler.proc.returncode == 0 and learner.proc.returncode == 0
     finally:
         t.bus.shutdown()

@@ -930,6 +930,16 @@ class RceLabeler(Labeler):
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
                       f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
                       len(req.samples))
+        if res.new_class:
+            self._ask_again()
+
+    def _ask_again(self) -> None:
+        """The open questions sent again with what is known now (their reason, buttons and counts: a class was learned
+        or taken back since they were sent): a question asked before anything was learned had no buttons, and said
+        "I haven't learned anything yet", for as long as it stayed open. The phone redraws each card around what is
+        being typed in it (label_app page)."""
+        for req in list(self.requests.pending.values()):
+            self._send_request(req)
 
     @staticmethod
     def _covered(dec: Any) -> tuple[int, float]:
@@ -1004,6 +1014,7 @@ class RceLabeler(Labeler):
             done["class_id"], done["class_name"] = new_id, new_name
             self._status(rid, "learned", new_id, new_name)
         self._save()
+        self._ask_again()
         self.log.info("answer to %s %s: %d sample(s) taken back from class %d, and %d pseudo-label(s) it had given",
                       rid, "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
                       len(done["samples"]), old_id, len(revised))
