@@ -201,9 +201,13 @@ class RepeatedFailure:
     every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line on ``log``.
     (Anything else that can fail for every message the same way too: ``attempts`` names what is counted.)"""
 
-    def __init__(self, what: str, log: logging.Logger, attempts: str = "writes") -> None:
+    def __init__(self, what: str, log: logging.Logger, attempts: str = "writes", intermittent: bool = False) -> None:
         self.what, self.log = what, log       # e.g. "save state to /x/learner.state"
         self.attempts = attempts
+        # failures that come and go among successes (a driver's NaN reading now and then among 200 good ones a
+        # second): a success is said, and ends the count, at most once every REPEAT_FAILURE_S too, else every bad
+        # reading was two lines ("cannot …", "could … again")
+        self.intermittent = intermittent
         self.failed_n = self.unsaid = 0       # failures since the last write that landed / of them not said
         self.since = self.said_at = 0.0
         self.said = ""                        # the error last said
@@ -217,59 +221,18 @@ class RepeatedFailure:
             self.unsaid += 1
             return
         if self.failed_n == 1:
-            more = f"; until one works again, repeats are said once every {REPEAT_FAILURE_S:.0f} s"
+            more = (f"; {'repeats' if self.intermittent else 'until one works again, repeats'} are said once every "
+                    f"{REPEAT_FAILURE_S:.0f} s")
         else:
             more = f" ({self.failed_n} failed {self.attempts} in {now - self.since:.0f} s, {self.unsaid} not said)"
         self.said, self.said_at, self.unsaid = error, now, 0
         self.log.error("cannot %s: %s%s", self.what, error, more)
 
     def landed(self) -> None:
-        if self.failed_n:
+        if self.failed_n and not (self.intermittent and time.monotonic() - self.said_at < REPEAT_FAILURE_S):
             self.log.warning("could %s again, after %d failed %s in %.0f s", self.what, self.failed_n,
                              self.attempts, time.monotonic() - self.since)
             self.failed_n = self.unsaid = 0
-
-
-class IntermittentFailure:
-    """What to say of failures that come and go among successes, such as a driver's bad readings (NaN, no angular
-    velocity…): a NaN reading every second among 200 good ones was two lines a second with :class:`RepeatedFailure`
-    (each bad reading a failure, the next good one its end, said at once). The first is said at once; after it, bad
-    readings and the good ones after them are counted, and said at most once every :data:`REPEAT_FAILURE_S` (one
-    line with the count: still failing, or taken again). ``what``: what is taken, e.g. "the IMU readings on /imu"."""
-
-    def __init__(self, what: str, log: logging.Logger) -> None:
-        self.what, self.log = what, log
-        self.bad = self.unsaid = 0                  # bad readings since the last line said / of them not said
-        self.failing = False                        # a bad reading not yet followed by a line saying it is over
-        self.line_at = -1e18                        # when the last line was said (monotonic s)
-        self.since = 0.0                            # the first bad reading counted in ``bad``
-        self.said = ""
-
-    def failed(self, error: str) -> None:
-        now = time.monotonic()
-        if not self.bad:
-            self.since = now
-        self.bad += 1
-        self.failing = True
-        if now - self.line_at < REPEAT_FAILURE_S and error == self.said:
-            self.unsaid += 1
-            return
-        more = (f"; bad readings are dropped, and said at most once every {REPEAT_FAILURE_S:.0f} s"
-                if self.bad == 1 else f" ({self.bad} bad readings in {now - self.since:.0f} s)")
-        self.log.error("cannot take %s: %s%s", self.what, error, more)
-        self.said, self.line_at, self.unsaid = error, now, 0
-        self.bad = 0
-
-    def landed(self) -> None:
-        if not self.failing:
-            return
-        now = time.monotonic()
-        if now - self.line_at < REPEAT_FAILURE_S:
-            return
-        n = self.bad
-        self.log.warning("could take %s again%s", self.what,
-                         f" ({n} more bad readings dropped in {now - self.since:.0f} s)" if n else "")
-        self.failing, self.bad, self.unsaid, self.line_at, self.said = False, 0, 0, now, ""
 
 
 class _Writer:

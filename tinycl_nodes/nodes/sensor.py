@@ -47,7 +47,7 @@ from ..core.errors import InputError, TinyclError
 from ..datasets import har
 from ..graphs import LIVE_SOURCES
 from ..imu_windows import ImuWindower, Window, reading_of
-from ..storage import IntermittentFailure, RepeatedFailure, one_line
+from ..storage import RepeatedFailure, one_line
 from ..interfaces import as_sequence
 from .runner import Node, NodeParams, run_node
 
@@ -202,7 +202,7 @@ class Sensor(Node):
                               f"(the windows it sends): give the driver's topic in full (e.g. imu_topic:=/imu/data)")
         windows = ImuWindower(p.imu_rate_hz, p.imu_window, p.imu_step, p.imu_max_gap_s)
         ready: deque[Window] = deque(maxlen=IMU_BACKLOG)
-        refused = IntermittentFailure(f"the IMU readings on {topic}", self.log)
+        refused = RepeatedFailure(f"take the IMU readings on {topic}", self.log, attempts="readings", intermittent=True)
         silent = RepeatedFailure(f"hear the IMU on {topic}", self.log, attempts="checks")
         heard, gap_said = [time.monotonic()], [-1e9]
 
