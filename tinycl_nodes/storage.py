@@ -421,7 +421,7 @@ class StateStore:
                 apply(states)
             self._replay_from = journal_segment(entry)   # None: a file from before journals, or of a node without one
             if self._replay_from is None and self.journal is not None and self.journal.segments():
-                moved = self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
+                moved = self._orphan_journal()
                 self.log.error("journal of %s beside a checkpoint that does not know it (written by a build without "
                                "journals: a downgrade?): its %d segments are moved aside (%s …), not learned onto it",
                                self.path, len(moved), moved[0].name)
@@ -444,11 +444,15 @@ class StateStore:
         segments = self.journal.segments() if self.journal is not None else []
         if not segments or segments[0] == 1:
             return 0
-        moved = self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
+        moved = self._orphan_journal()
         self.log.error("journal of %s without its state file (deleted?): its %d segments hold what was learned after "
                        "a checkpoint that is gone, and are moved aside (%s …); starting fresh", self.path,
                        len(moved), moved[0].name)
         return None
+
+    def _orphan_journal(self) -> list[Path]:
+        """Move the journal aside (``<name>.journal-<n>.orphan-<time>``): it has no checkpoint to be learned onto."""
+        return self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
 
     def move_aside(self, why: str) -> Path | None:
         """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
