@@ -381,9 +381,9 @@ def render_plot(series: np.ndarray, width: int = 320, height: int = 200, rate_hz
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
     colors = ("#d62728", "#2ca02c", "#1f77b4")
     for ax, g in zip(axes, groups):
-        chans = series[g:min(g + 3, series.shape[0])]
-        for c in range(g, min(g + 3, series.shape[0])):
-            ax.plot(t, series[c], lw=0.9, color=colors[(c - g) % 3], label=names[c])
+        chans = series[g:g + 3]
+        for k, row in enumerate(chans):
+            ax.plot(t, row, lw=0.9, color=colors[k], label=names[g + k])
         unit = unit_of(names[g])
         lo, hi = float(chans.min()), float(chans.max())
         span = max(hi - lo, MIN_SPAN.get(unit, 0.0), 1e-6)
