@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import math
 
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
 from tinycl_nodes.bus.param_spec import param_specs, range_step
 from tinycl_nodes.fleet.aggregator import AggregatorParams
@@ -64,6 +66,27 @@ def test_ranges_kept(node, name, kind, lower, upper):
     s = specs_of(MODELS[node])[name]
     assert (s.kind, s.lower, s.upper) == (kind, lower, upper)
     assert range_step(s) is not None
+
+
+class _Counts(BaseModel):
+    n: int = Field(1, gt=0, lt=10)
+
+
+@pytest.mark.parametrize("model, name, refused, ros_range, words", [
+    (MODELS["sensor"], "imu_rate_hz", 0.0, (math.nextafter(0.0, 1.0), 100_000.0), "greater than 0"),
+    (MODELS["sensor"], "imu_max_gap_s", 0.0, (math.nextafter(0.0, 1.0), 60.0), "greater than 0"),
+    (AggregatorParams, "trim", 0.5, (0.0, math.nextafter(0.5, 0.0)), "less than 0.5"),
+    (_Counts, "n", 0, (1, 9), "greater than 0, less than 10"),
+])
+def test_an_exclusive_bound_is_not_shown_as_allowed(model, name, refused, ros_range, words):
+    """ROS 2's ranges include their ends: ``ros2 param describe`` showed "Min value: 0.0" for ``imu_rate_hz``
+    (``gt=0``), a value the node refuses. The range is the first value inside the bound, and the words say it."""
+    spec = specs_of(model)[name]
+    lo, hi = range_step(spec)
+    assert (lo, hi) == ros_range and not lo <= refused <= hi, (lo, hi)
+    assert spec.constraints == words
+    with pytest.raises(ValidationError):
+        model.model_validate({**({"fleet": "lab"} if model is AggregatorParams else {}), name: refused})
 
 
 def test_defaults_choices_and_patterns_kept():

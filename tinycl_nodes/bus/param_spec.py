@@ -1,7 +1,8 @@
 """ROS 2 parameter descriptors derived from a node's pydantic parameter model (one definition).
 
 Each field becomes one ROS 2 parameter: its type (bool, integer, double, string, or an array of
-those), description, integer/floating-point range (from ``ge``/``le``/``gt``/``lt``), the allowed
+those), description, integer/floating-point range (from ``ge``/``le``/``gt``/``lt``; ROS 2's ranges include their ends, so an
+exclusive bound is the next value inside it, and ``additional_constraints`` says it in words), the allowed
 values of a ``Literal`` and read-only unless the model lists it in ``runtime_mutable``. A field
 ROS 2 has no type for (``None``-able lists, mappings, tuples, unions) is a string holding YAML, and
 ``None`` is the empty string, so ``ros2 param get/set/dump`` still show and take every value.
@@ -36,6 +37,8 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     yaml_text: bool = False        # value carried as YAML text in a string parameter
     none_is_empty: bool = False    # an optional value: None is ""
+    lower_open: bool = False       # gt: ``lower`` itself is refused
+    upper_open: bool = False       # lt: ``upper`` itself is refused
 
     @property
     def constraints(self) -> str:
@@ -44,7 +47,9 @@ class ParamSpec:
             return "one of: " + ", ".join(self.choices)
         if self.yaml_text:
             return "YAML text (empty: not set)" if self.none_is_empty else "YAML text"
-        return ""
+        words = ([f"greater than {_number(self.lower)}"] if self.lower_open and self.lower is not None else []) + (
+            [f"less than {_number(self.upper)}"] if self.upper_open and self.upper is not None else [])
+        return ", ".join(words)
 
     def to_ros(self, value: Any) -> Any:
         """The validated value as the ROS 2 parameter value of ``kind``."""
@@ -126,25 +131,38 @@ def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
         tp, optional = _unwrap_optional(field.annotation)
         kind = _kind(tp)
         lower = upper = None
+        lower_open = upper_open = False
         for m in field.metadata:
             if isinstance(m, (Ge, Gt)):
-                lower = float(m.ge if isinstance(m, Ge) else m.gt)
+                lower, lower_open = float(m.ge if isinstance(m, Ge) else m.gt), isinstance(m, Gt)
             elif isinstance(m, (Le, Lt)):
-                upper = float(m.le if isinstance(m, Le) else m.lt)
+                upper, upper_open = float(m.le if isinstance(m, Le) else m.lt), isinstance(m, Lt)
         desc = field.description or ""
         if kind is None or (optional and kind[0] != "string"):
             specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True, none_is_empty=optional))
         else:
             specs.append(ParamSpec(name, kind[0], desc, name not in mutable, lower, upper, kind[1],
-                                   none_is_empty=optional))
+                                   none_is_empty=optional, lower_open=lower_open, upper_open=upper_open))
     return specs
 
 
 def range_step(spec: ParamSpec) -> tuple[float, float] | tuple[int, int] | None:
-    """(from, to) for a ParameterDescriptor range, or None when the field is unbounded."""
+    """(from, to) for a ParameterDescriptor range, or None when the field is unbounded. ROS 2's ranges include both
+    ends (``ros2 param describe`` shows them as "Min value" / "Max value", and rclpy accepts them): an exclusive bound
+    (``gt``/``lt``) is the first value inside it — ``gt=0`` on an integer is 1, on a double the smallest double above
+    0 — so that no value the model refuses is shown as allowed (it showed "Min value: 0.0" for ``imu_rate_hz``)."""
     if spec.lower is None and spec.upper is None:
         return None
     if spec.kind == "integer":
         big = 2**63 - 1
-        return (int(spec.lower) if spec.lower is not None else -big, int(spec.upper) if spec.upper is not None else big)
-    return (spec.lower if spec.lower is not None else -math.inf, spec.upper if spec.upper is not None else math.inf)
+        lo = -big if spec.lower is None else math.floor(spec.lower) + 1 if spec.lower_open else math.ceil(spec.lower)
+        hi = big if spec.upper is None else math.ceil(spec.upper) - 1 if spec.upper_open else math.floor(spec.upper)
+        return lo, hi
+    lo_f = -math.inf if spec.lower is None else math.nextafter(spec.lower, math.inf) if spec.lower_open else spec.lower
+    hi_f = math.inf if spec.upper is None else math.nextafter(spec.upper, -math.inf) if spec.upper_open else spec.upper
+    return lo_f, hi_f
+
+
+def _number(value: float) -> str:
+    """0 rather than 0.0, 0.5 as it is: a bound as a person writes it."""
+    return str(int(value)) if value.is_integer() else repr(value)
