@@ -1,9 +1,9 @@
 """ROS 2 parameter descriptors derived from a node's pydantic parameter model (one definition).
 
 Each field becomes one ROS 2 parameter: its type (bool, integer, double, string, or an array of
-those), description, integer/floating-point range (from ``ge``/``le``/``gt``/``lt``; ROS 2's ranges include their ends, so an
-exclusive bound is the next value inside it, and ``additional_constraints`` says it in words), the allowed
-values of a ``Literal`` and read-only unless the model lists it in ``runtime_mutable``. A field
+those), description, integer/floating-point range (from ``ge``/``le``/``gt``/``lt``; ROS 2's ranges include their
+ends, so an exclusive bound is the next value inside it, and ``additional_constraints`` says it in words), the
+allowed values of a ``Literal`` and read-only unless the model lists it in ``runtime_mutable``. A field
 ROS 2 has no type for (``None``-able lists, mappings, tuples, unions) is a string holding YAML, and
 ``None`` is the empty string, so ``ros2 param get/set/dump`` still show and take every value.
 """
