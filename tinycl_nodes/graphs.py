@@ -20,6 +20,16 @@ GRAPHS: dict[str, tuple[str, ...]] = {
     "imu": ("label_app", "exporter", "learner", "labeler", "extractor", "sensor"),
 }
 
+#: graphs whose sensor is not a camera's (it windows an IMU's readings): their launch files take no ``camera_topic`` or
+#: ``image_transport`` (a camera_topic left out the IMU sensor and pointed the extractor at images it cannot take)
+NO_CAMERA = frozenset({"imu"})
+
+#: the presets a launch's ``preset:=`` can name: it sets the labeler's and the learner's, so those both take (each
+#: node's parameter model owns its own list; tests/nodes/test_param_descriptions.py keeps this in step). Plain
+#: names here: a launch file runs under ROS 2's own python, which cannot import the nodes' models (pydantic 2).
+#: (``supervised`` was offered, which every graph's labeler refuses.)
+LAUNCH_PRESETS = ("tinyndc", "tinycl", "rce")
+
 #: nodes a launch stops before the others, though started first: the label app is the people's side of the graph,
 #: not a sink that must take the last messages (a question the labeler sends as it stops is kept in its state and
 #: sent again at the next start); stopped after the labeler, it told the phones and the terminal that "the labeler

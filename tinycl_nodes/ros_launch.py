@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import time
+import typing
+from difflib import get_close_matches
 from typing import Any
 
 import yaml
@@ -37,7 +39,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
-from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, MANAGED, REMAPS, nodes_started
+from .graphs import FINISHER, GRAPHS, LAUNCH_PRESETS, LIVE_CAMERA_PARAMS, MANAGED, NO_CAMERA, REMAPS, nodes_started
 from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -46,11 +48,17 @@ PACKAGE = "tinycl_nodes"
 
 
 def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLaunchArgument]:
+    return [DeclareLaunchArgument(k, default_value=v, description=d)
+            for k, (v, d) in _argument_specs(graph, extra).items()]
+
+
+def _argument_specs(graph: str, extra: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """name → (default, description) of the graph's launch arguments."""
     args = {
         "namespace": ("/tinycl", "namespace of every node (one per robot, e.g. /robot1/tinycl)"),
         "params_file": ("", f"ROS 2 parameter file read after the graph's own (share/{PACKAGE}/config/"
                                f"{graph}.yaml): its values outrank that file's, the rest stays"),
-        "preset": ("", "learning preset (tinycl | tinyndc | supervised | rce); empty: the parameter file's"),
+        "preset": ("", f"learning preset ({' | '.join(LAUNCH_PRESETS)}); empty: the parameter file's"),
         "model": ("", "frozen extractor (a shipped name or an .onnx path); empty: the parameter file's"),
         "log_level": ("info", "debug | info | warn | error | fatal: the tinycl nodes' own log lines (rcl's and "
                               "rmw's stay at info; for those: ros2 run … --ros-args --log-level rcl:=debug)"),
@@ -63,7 +71,32 @@ def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLau
                                 "the parameter file's"),
         **extra,
     }
-    return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in args.items()]
+    if graph in NO_CAMERA:
+        del args["camera_topic"], args["image_transport"]
+    return args
+
+
+#: every launch argument of tinycl's launch files (``launch/*.launch.py`` add ``port`` and ``imu_topic``)
+KNOWN_ELSEWHERE = ("camera_topic", "image_transport", "port", "imu_topic")
+
+
+def _stray_arguments(context: LaunchContext, graph: str, ours: typing.Collection[str]) -> list[str]:
+    """The command line's ``name:=value`` that this launch file does not declare but mean one of tinycl's: a name close
+    to one of ours (``namepsace:=`` ran the graph in /tinycl, where it took over that namespace's state, without a
+    word: ``ros2 launch`` ignores an argument no launch file declares), or one another tinycl launch file takes and
+    this one does not (``port:=`` for a graph without a label app). Other names are left alone: they may be for a
+    launch file that includes this one."""
+    lines = []
+    for item in context.argv:
+        name, sep, value = str(item).partition(":=")
+        if not sep or name in ours:
+            continue
+        close = get_close_matches(name, list(ours), n=1, cutoff=0.8)
+        if close or name in KNOWN_ELSEWHERE:
+            hint = f"did you mean {close[0]!r}?" if close else f"not one of {graph}.launch.py's"
+            lines.append(f"tinycl: {name}:={value}: {graph}.launch.py has no argument {name!r} ({hint} "
+                         f"`ros2 launch {PACKAGE} {graph}.launch.py --show-args` lists them): no node started")
+    return lines
 
 
 #: what ROS 2 reads as a boolean (rcl's YAML parameter parser): ``use_sim_time:=`` takes these and no other word
@@ -73,9 +106,12 @@ ROS_BOOLEANS = {**dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "o
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
-def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]]) -> list[Any]:
+def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]],
+           declared: tuple[str, ...] = ()) -> list[Any]:
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    namespace, camera = get("namespace"), get("camera_topic")
+    if stray := _stray_arguments(context, graph, declared):
+        raise ValueError("\n".join(stray))
+    namespace, camera = get("namespace"), "" if graph in NO_CAMERA else get("camera_topic")
     # the graph's shipped file first, the user's after it: a user's file of a few lines changes those and keeps the
     # rest (a later file outranks an earlier one: runner.collect_parameters, as for `tinycl launch`'s files)
     files = [str(FindPackageShare(PACKAGE).perform(context) + f"/config/{graph}.yaml")] + (
@@ -90,7 +126,7 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     if get("log_level").lower() not in LOG_LEVELS:   # each node failed on its own, six rcl lines, the launch went on
         raise ValueError(f"tinycl: log_level:={get('log_level')}: expected one of {', '.join(LOG_LEVELS)}: no node "
                          f"started")
-    shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if get(k)}
+    shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if k in declared and get(k)}
     shared["use_sim_time"] = ROS_BOOLEANS[get("use_sim_time")]
     # a node's launch argument left empty leaves the parameter files' value
     own_params = {name: {k: yaml.safe_load(value) for k, v in params.items()
@@ -181,5 +217,6 @@ def _on_exit(name: str, kwargs: dict[str, Any], policy: RestartPolicy, event: An
 def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,
                        node_params: dict[str, dict[str, str]] | None = None) -> LaunchDescription:
     """The graph's nodes; ``node_params`` maps node → {parameter: launch argument} (e.g. the port)."""
-    return LaunchDescription(_arguments(graph, extra_args or {})
-                             + [OpaqueFunction(function=_graph, args=[graph, node_params or {}])])
+    arguments = _arguments(graph, extra_args or {})
+    declared = tuple(a.name for a in arguments)
+    return LaunchDescription(arguments + [OpaqueFunction(function=_graph, args=[graph, node_params or {}, declared])])

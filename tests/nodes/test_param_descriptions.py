@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tinycl_nodes.bus.param_spec import param_specs, range_step
 from tinycl_nodes.fleet.aggregator import AggregatorParams
-from tinycl_nodes.graphs import GRAPHS
+from tinycl_nodes.graphs import GRAPHS, LAUNCH_PRESETS
 from tinycl_nodes.nodes.runner import NodeParams
 
 NODES = sorted({name for nodes in GRAPHS.values() for name in nodes} | {"board", "mqtt_bridge"})
@@ -66,6 +66,12 @@ def test_ranges_kept(node, name, kind, lower, upper):
     s = specs_of(MODELS[node])[name]
     assert (s.kind, s.lower, s.upper) == (kind, lower, upper)
     assert range_step(s) is not None
+
+
+def test_a_launch_offers_the_presets_both_the_labeler_and_the_learner_take():
+    """A launch's ``preset:=`` sets both nodes'; ``--show-args`` offered ``supervised``, which the labeler refuses."""
+    both = set(specs_of(MODELS["labeler"])["preset"].choices) & set(specs_of(MODELS["learner"])["preset"].choices)
+    assert sorted(LAUNCH_PRESETS) == sorted(both)
 
 
 class _Counts(BaseModel):

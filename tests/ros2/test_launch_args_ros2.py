@@ -262,3 +262,30 @@ def test_a_launch_leaves_no_parameter_file_in_tmp(ros, how):
     assert not left, left
     log_dirs = list((ros.tmp / "ros_home" / "log").glob("*/tinycl_tinyndc_parameters.yaml"))
     assert len(log_dirs) == 1 and "image_qos: sensor_data" in log_dirs[0].read_text()   # with the launch's logs
+
+
+@pytest.mark.parametrize("graph, arg, expected", [
+    ("tinyndc", "namepsace:=/robot1/tinycl", "did you mean 'namespace'?"),
+    ("tinyndc", "port:=19000", "not one of tinyndc.launch.py's"),
+    ("imu", "camera_topic:=/camera/image_raw", "not one of imu.launch.py's"),
+])
+def test_a_misspelt_or_foreign_launch_argument_is_refused(ros, graph, arg, expected):
+    """``ros2 launch`` ignores an argument no launch file declares: ``namepsace:=/robot1/tinycl`` ran the graph in
+    /tinycl without a word (where it moved aside the state another graph had learned there), ``port:=`` on a graph
+    without a label app did nothing, and imu.launch.py took ``camera_topic:=``, which left out its IMU sensor."""
+    name = arg.split(":=")[0]
+    launch = ros.start("ros2", "launch", "tinycl_nodes", f"{graph}.launch.py", arg, name=f"ros2 launch {arg}")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert f"tinycl: {arg}: {graph}.launch.py has no argument '{name}' ({expected} `ros2 launch tinycl_nodes " \
+           f"{graph}.launch.py --show-args` lists them): no node started" in launch.text, launch.text
+    assert "process started" not in launch.text, launch.text[-3000:]
+
+
+def test_show_args_offer_what_the_graph_takes(ros):
+    """``preset`` listed ``supervised`` (the labeler refuses it); imu.launch.py offered ``camera_topic`` and
+    ``image_transport``, which make no sense for an IMU."""
+    shown = ros.run("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "--show-args").stdout
+    assert "learning preset (" in shown and "supervised" not in shown, shown
+    imu = ros.run("ros2", "launch", "tinycl_nodes", "imu.launch.py", "--show-args").stdout
+    assert "'imu_topic'" in imu and "'port'" in imu and "'camera_topic'" not in imu \
+        and "'image_transport'" not in imu, imu
