@@ -5,7 +5,7 @@ import pytest
 
 from tinycl_nodes.core import CWRStar, ExtractorMismatchError, InputError
 from tinycl_nodes.datasets import load_mnist
-from tinycl_nodes.extractor import ExtractorError, FrozenExtractor, model_path
+from tinycl_nodes.extractor import MODELS_DIR, ExtractorError, FrozenExtractor, model_path
 
 
 def test_shipped_models_run_one_and_batch(fp32_extractor, int8_extractor, data_dir):
@@ -76,8 +76,15 @@ def test_a_model_named_without_its_suffix_is_found_where_it_was_written(tmp_path
     assert FrozenExtractor(model_path("my_backbone_int8")).n_features == 64
     assert model_path("mnist_0to5_fp32") == shipped           # not here: the package's
     assert model_path("sub/none.onnx") == Path("sub/none.onnx")   # a path is where it says, even when missing
-    with pytest.raises(ExtractorError, match="not found"):
+    with pytest.raises(ExtractorError, match="not found") as missing:
         FrozenExtractor(model_path("my_backbone_fp16"))
+    # where it was looked for, both places, and what ships (it named only …/models/my_backbone_fp16.onnx)
+    assert str(missing.value) == (
+        f"extractor model not found: my_backbone_fp16.onnx is neither in the working directory ({tmp_path}) nor a "
+        f"shipped model ({', '.join(sorted(m.stem for m in MODELS_DIR.glob('*.onnx')))}): give the .onnx file's path")
+    with pytest.raises(ExtractorError, match=r"mnist_0to5_fp3\.onnx is neither .* shipped model \(did you mean "
+                                             r"'mnist_0to5_fp32'\?\): give"):
+        FrozenExtractor(model_path("mnist_0to5_fp3"))
 
 
 def test_bad_input_shapes(fp32_extractor):

@@ -36,12 +36,20 @@ def model_path(name: str) -> Path:
 
 
 def model_not_found(path: Path) -> ExtractorError:
-    """The error for a model that is not there, naming the closest shipped model when the name is near one."""
+    """The error for a model that is not there, naming the closest shipped model when the name is near one. A bare
+    name (``model:=my_backbone_int8``) was looked for in the working directory, then among the shipped models: the
+    error says both, and which models ship (it named only the package's path, ``…/models/my_backbone_int8.onnx``, as
+    if the working directory had not been looked in)."""
     from difflib import get_close_matches
 
     shipped = sorted(m.stem for m in MODELS_DIR.glob("*.onnx"))
     close = get_close_matches(path.stem, shipped, n=1, cutoff=0.8)
-    return ExtractorError(f"extractor model not found: {path}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if path.parent == MODELS_DIR and path.stem not in shipped:
+        return ExtractorError(f"extractor model not found: {path.name} is neither in the working directory "
+                              f"({Path.cwd()}) nor a shipped model{hint or ' (' + ', '.join(shipped) + ')'}: give "
+                              "the .onnx file's path")
+    return ExtractorError(f"extractor model not found: {path}{hint}")
 
 
 def model_card_of(path: Path) -> tuple[ModelCard | None, bytes]:
