@@ -116,6 +116,19 @@ def test_import_refuses_a_wrong_cut_or_card(models, capsys, args, preprocessing,
     assert not (d / "x.onnx").exists()
 
 
+def test_a_cards_class_names_as_a_mapping_is_refused_saying_the_form(models, capsys):
+    """``class_names: {0: cup, 1: ball}`` (the form the nodes' class_names parameter takes) said only "class_names:
+    Input should be a valid list"; the line now says what the card's class_names hold."""
+    d, _, _, mob = models
+    (d / "names.yaml").write_text(yaml.safe_dump(dict(MOBILE, class_names={0: "cup", 1: "ball"})))
+    assert main(["model", "import", str(mob), "--cut", "gap", "--card", str(d / "names.yaml"), "--out",
+                 str(d / "n.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("names.yaml: class_names: Input should be a valid list (class_names: the classes the "
+                        "backbone was made on, by name: a list in class-id order, e.g. [cup, ball])"), err
+    assert len(err.splitlines()) == 1 and not (d / "n.onnx").exists(), err
+
+
 def test_import_refuses_a_card_that_is_not_text(models, capsys):
     """A binary file given as the card was a UnicodeDecodeError traceback."""
     d, clf, _, _ = models

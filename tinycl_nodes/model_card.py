@@ -90,7 +90,8 @@ class ModelCard(BaseModel):
     preprocessing: Preprocessing | None = Field(None, description="image models: how to feed an image")
     feature_output: str | None = Field(None, description="name of the ONNX output with the features")
     dataset: str | None = Field(None, description="the dataset the backbone was made on")
-    class_names: list[str] | None = Field(None, description="the classes the backbone was made on, by name")
+    class_names: list[str] | None = Field(None, description="the classes the backbone was made on, by name: a list "
+                                                            "in class-id order, e.g. [cup, ball]")
 
 
 def card_path(model: Path) -> Path | None:
@@ -119,8 +120,16 @@ def read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
     try:
         return ModelCard(**doc), doc
     except ValidationError as exc:
-        loc, msg = error_words(exc.errors()[0])
-        raise CardError(f"model card {path}: {loc}: {msg}") from None
+        raise CardError(f"model card {path}: {_card_error(exc)}") from None
+
+
+def _card_error(exc: ValidationError) -> str:
+    """The first error of a card, with what a top-level field holds (``class_names: Input should be a valid list``
+    left a user who wrote ``{0: cup}``, as the nodes' ``class_names`` parameter takes it, to guess the form)."""
+    err = exc.errors()[0]
+    loc, msg = error_words(err)
+    field = ModelCard.model_fields.get(str(err["loc"][0])) if len(err["loc"]) == 1 else None
+    return f"{loc}: {msg}" + (f" ({loc}: {field.description})" if field and field.description else "")
 
 
 def load_card_file(path: str | Path) -> dict[str, Any]:
@@ -137,8 +146,7 @@ def load_card_file(path: str | Path) -> dict[str, Any]:
     try:
         ModelCard(**doc)
     except ValidationError as exc:
-        loc, msg = error_words(exc.errors()[0])
-        raise CardError(f"model card {p}: {loc}: {msg}") from None
+        raise CardError(f"model card {p}: {_card_error(exc)}") from None
     return doc
 
 
