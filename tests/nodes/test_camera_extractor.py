@@ -510,3 +510,16 @@ def test_no_frame_hints_fit_what_the_extractor_knows(domain, digits, transport):
     assert len(said) == 1 and "[INFO]" in said[0], said
     assert "the publisher of sensor_msgs/msg/Image (sensor_data) on /image has gone (a recording that ended" in said[0]
     assert "is the camera driver publishing" not in said[0], said
+
+
+@pytest.mark.parametrize("device, why", [
+    (63, "no /dev/video63 on this machine ("),
+    ("/no/such/camera", "no such file: give another camera_device (tinycl launch: --camera)"),
+])
+def test_a_camera_that_cannot_be_opened_says_why_in_its_one_line(domain, device, why):
+    """It said only "sensor: camera 63 cannot be opened" (after OpenCV's own warnings): the device missing, busy or a
+    wrong path was left to guess."""
+    with node("sensor", domain, "source:=camera", f"camera_device:={device}") as sensor:
+        assert sensor.proc.wait(timeout=60) == 2
+    said = [ln for ln in sensor.lines if "cannot be opened" in ln]
+    assert len(said) == 1 and f"sensor: camera {device!r} cannot be opened: {why}" in said[0], sensor.lines[-5:]

@@ -360,7 +360,7 @@ class Sensor(Node):
         device = self.params.camera_device
         cap = _open_camera(cv2, device)
         if not cap.isOpened():   # at the start: a wrong device, said once, and the launch ends
-            raise TinyclError(f"sensor: camera {device!r} cannot be opened")
+            raise TinyclError(f"sensor: camera {device!r} cannot be opened: {_why_not_opened(device)}")
         is_file = isinstance(device, str) and Path(device).is_file()
         fps = float(cap.get(cv2.CAP_PROP_FPS)) if is_file else 0.0   # a recording plays as the camera it came from
         if fps > 0 and not self.params.rate_hz:
@@ -454,6 +454,23 @@ class Sensor(Node):
             self.bus.spin(p.linger_s)
         else:
             self.bus.spin()
+
+
+def _why_not_opened(device: int | str) -> str:
+    """What a user can do about a camera that cannot be opened at the start (it said only "cannot be opened", after
+    OpenCV's own warnings: whether the device was missing, busy or a wrong path was left to guess)."""
+    other = "give another camera_device (tinycl launch: --camera): an index, a device path or a video URL"
+    index = device if isinstance(device, int) else int(device) if device.isdigit() else None
+    if index is not None:
+        path, there = Path(f"/dev/video{index}"), sorted(str(p) for p in Path("/dev").glob("video*"))
+        if not path.exists():
+            return f"no {path} on this machine ({', '.join(there) or 'no /dev/video* at all'}): {other}"
+        return f"{path} is there, but OpenCV cannot read it (another program holding it, or not a capture device)"
+    if "://" in device:
+        return "no video stream at this URL within the time allowed (the camera reachable? the stream's path?)"
+    if not Path(device).exists():
+        return f"no such file: {other}"
+    return f"OpenCV reads it neither as a camera nor as a video file: {other}"
 
 
 def _open_camera(cv2: Any, device: int | str) -> Any:
