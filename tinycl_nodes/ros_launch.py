@@ -23,6 +23,7 @@ Needs ROS 2 (launch, launch_ros); imported only by launch files.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import typing
 from difflib import get_close_matches
@@ -84,8 +85,11 @@ def _stray_arguments(context: LaunchContext, graph: str, ours: typing.Collection
     """The command line's ``name:=value`` that this launch file does not declare but mean one of tinycl's: a name close
     to one of ours (``namepsace:=`` ran the graph in /tinycl, where it took over that namespace's state, without a
     word: ``ros2 launch`` ignores an argument no launch file declares), or one another tinycl launch file takes and
-    this one does not (``port:=`` for a graph without a label app). Other names are left alone: they may be for a
-    launch file that includes this one."""
+    this one does not (``port:=`` for a graph without a label app). Other names are left alone, and so is everything
+    when this file is not the one ``ros2 launch`` was given (included by a user's launch file, the command line's
+    arguments are that file's)."""
+    if f"{graph}.launch.py" not in {os.path.basename(a) for a in sys.argv}:
+        return []
     lines = []
     for item in context.argv:
         name, sep, value = str(item).partition(":=")

@@ -289,3 +289,24 @@ def test_show_args_offer_what_the_graph_takes(ros):
     imu = ros.run("ros2", "launch", "tinycl_nodes", "imu.launch.py", "--show-args").stdout
     assert "'imu_topic'" in imu and "'port'" in imu and "'camera_topic'" not in imu \
         and "'image_transport'" not in imu, imu
+
+
+def test_an_including_launch_files_own_arguments_are_left_to_it(ros):
+    """The check above is the command line's, for the file ``ros2 launch`` was given: a user's launch file that takes
+    ``port:=`` itself and includes tinyndc.launch.py starts the graph."""
+    parent = ros.tmp / "bringup.launch.py"
+    parent.write_text(
+        "from launch import LaunchDescription\n"
+        "from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription\n"
+        "from launch.launch_description_sources import PythonLaunchDescriptionSource\n"
+        "from launch.substitutions import PathJoinSubstitution\n"
+        "from launch_ros.substitutions import FindPackageShare\n\n\n"
+        "def generate_launch_description():\n"
+        "    graph = PathJoinSubstitution([FindPackageShare('tinycl_nodes'), 'launch', 'tinyndc.launch.py'])\n"
+        "    return LaunchDescription([DeclareLaunchArgument('port', default_value='1'), IncludeLaunchDescription(\n"
+        "        PythonLaunchDescriptionSource(graph), launch_arguments={'namespace': '/inc'}.items())])\n")
+    launch = ros.start("ros2", "launch", str(parent), "port:=19000", name="ros2 launch bringup")
+    ros.wait_until("the included graph's nodes", lambda: {"/inc/learner", "/inc/sensor"} <= ros.node_list()
+                   or launch.proc.poll() is not None, timeout_s=90)
+    assert launch.proc.poll() is None and "no node started" not in launch.text, launch.text[-3000:]
+    assert launch.stop(signal.SIGINT) == 0, launch.text[-3000:]
