@@ -80,6 +80,20 @@ def test_cli_writes_json_png_and_tables(tmp_path, capsys):
     assert "Targets" in text and "paper" in text
 
 
+def test_cli_without_pytorch_says_the_cnn_baseline_is_left_out(tmp_path, capsys, monkeypatch):
+    """After `make demo` (no `train` extra), README's `tinycl experiment tinyrce --dataset cwru` left out the end-to-end
+    CNN's row and targets without a word; it says so once."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)          # an environment without PyTorch
+    assert exp.main(["--dataset", "cwru", "--out", str(tmp_path / "c.json")]) == 0
+    text = capsys.readouterr().out
+    assert text.count("note: no PyTorch here: the end-to-end CNN baseline is left out") == 1, text
+    assert "cnn_e2e" not in json.loads((tmp_path / "c.json").read_text())["methods"]
+    assert exp.main(["--dataset", "cwru", "--cnn-epochs", "0", "--out", str(tmp_path / "d.json")]) == 0
+    assert "no PyTorch" not in capsys.readouterr().out
+
+
 def test_cli_missing_data_is_one_line(tmp_path, capsys):
     assert exp.main(["--dataset", "cwru", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()

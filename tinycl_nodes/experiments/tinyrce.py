@@ -28,6 +28,7 @@ with backpropagation through the whole CNN; ``backprop_cnn`` gives that estimate
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
@@ -723,6 +724,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = Config(dataset=args.dataset, memory_bytes=args.memory, r_max=args.r_max, epochs=args.epochs,
                  device=args.device, label_budget=args.budget, base_subjects=base, new_subjects=new,
                  new_user_seeds=args.seeds, cnn_epochs=args.cnn_epochs, cnn_users=args.cnn_users)
+    if cfg.cnn_epochs and importlib.util.find_spec("torch") is None:   # _cnn leaves it out: its rows and targets
+        console.print("note: no PyTorch here: the end-to-end CNN baseline is left out (pip install -e '.[train]' "
+                      "adds it; --cnn-epochs 0 skips it without this note)")
     if args.select:
         sel = select_r_max(args.dataset, extractor, args.data, cfg, progress=console.log)
         out = Path(args.out or f"results/select_tinyrce_{args.dataset}.json")
