@@ -1,7 +1,9 @@
 """The ROS 2 launch description of a tinycl graph (used by ``launch/<graph>.launch.py``).
 
 Arguments, as ROS users expect them: ``namespace``, ``preset``, ``model``, ``params_file``,
-``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport``. Each node reads the graph's shipped
+``log_level``, ``use_sim_time``, ``camera_topic`` and ``image_transport`` (not for ``graphs.NO_CAMERA``); a misspelt
+one, or one another tinycl launch file takes, is refused before any node starts (``_stray_arguments``: ``ros2 launch``
+ignores an argument no file declares). Each node reads the graph's shipped
 parameter file, then ``params_file`` (a user's file outranks the shipped one and needs to hold only what it changes),
 then the launch's own file (``_launch_parameters``): launch arguments that are node parameters under ``/**``, so
 each node takes the names it declares and no other, and a launch argument outranks both files
