@@ -32,6 +32,10 @@ from .parent_death import launcher_env
 from .restarts import RestartPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+#: Popen's arguments that put a node in a process group of its own: ``process_group`` is Python 3.11's; on 3.10 (which
+#: pyproject.toml admits: Ubuntu 22.04's, ROS 2 Humble's) it was a TypeError at the first node, so `tinycl launch` and
+#: `make demo` started nothing
+OWN_PROCESS_GROUP: dict = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "bright_green"]
 
 
@@ -60,7 +64,7 @@ class Graph:
         p = subprocess.Popen(self.commands[name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env,
                              # a group of its own: Ctrl-C reaches the launcher alone (it stops the nodes with
                              # SIGTERM), while the node keeps the terminal (the label app's pairing QR code)
-                             stdin=subprocess.DEVNULL, process_group=0)
+                             stdin=subprocess.DEVNULL, **OWN_PROCESS_GROUP)
         self.procs[name] = p
         color = COLORS[list(self.commands).index(name) % len(COLORS)]
         t = threading.Thread(target=_pump, args=(name, p.stdout, color, self.log_stream), daemon=True)
