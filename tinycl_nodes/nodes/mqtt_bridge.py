@@ -164,11 +164,29 @@ class MqttBridge(Node):
         self._take_baseline(msg, snap)
         with self._lock:
             self.latest = snap
-            due = self._changed_enough(snap) and time.monotonic() - self._sent_at >= self.params.min_interval_s
+            merged = self._merged_only(snap)
+            if merged:
+                self.sent = snap                   # nothing of its own to share: not sent, not by the period either
+            due = not merged and self._changed_enough(snap) and \
+                time.monotonic() - self._sent_at >= self.params.min_interval_s
+        if merged:
+            self.log.debug("head v%d: round %d blended in, nothing learned since: acknowledged", snap.version,
+                           self.global_round)
+            self._offer(None)
         if due:
             self._send()
         if waiting is not None:
             self._on_mqtt(self.in_topic, waiting)
+
+    def _merged_only(self, snap: HeadSnapshot) -> bool:
+        """Blend mode: ``snap`` is the learner's head after blending a round in, with nothing learned since the head
+        last shared (same ``n_seen``). Shared as a new head it started another round, whose blend started the next:
+        a round every ``min_interval_s`` forever, each doubling the fleet's counts (a trial: 3,000 samples counted as
+        13 billion after 24 rounds in 5 minutes). The last head shared is sent again with the round instead: the
+        aggregator notes the round as merged and starts none for it, as in exact mode."""
+        sent, offered = self.sent, self._offered
+        return (self.exact is False and sent is not None and offered is not None and snap.n_seen == sent.n_seen
+                and self.global_round > offered[1])
 
     def _take_baseline(self, msg: Any, snap: HeadSnapshot) -> None:
         """A learner whose head started from its model's class statistics (its state's ``model_prior``): exact mode
