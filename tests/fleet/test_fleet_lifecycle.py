@@ -190,3 +190,26 @@ def test_fleet_run_says_where_it_listens_or_which_address_is_wrong(tmp_path) -> 
     generate(d, "lab", ["robot1"], port=free_port(), user=current_user(), host="edge1", ip="198.51.100.7")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "198.51.100.7 is not an address of this host" in r.stderr, r.stderr
+
+
+def test_fleet_run_beside_a_running_broker_says_so(tmp_path) -> None:
+    """The trial restarted the broker to apply a change while the old one still ran: `tinycl fleet run` printed
+    'mosquitto listening on …' (the old one listened; its own mosquitto logged 'Address already in use' and exited)
+    and ended 1 without a word, and the old broker went on with its old CRL. Now one line naming the port, exit 2."""
+    import subprocess
+    import sys
+
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    broker = Broker(BrokerSetup.load(d)).start()
+    try:
+        r = subprocess.run([sys.executable, "-m", "tinycl_nodes.fleet.broker", "run", str(d)], capture_output=True,
+                           text=True, timeout=30)
+        assert "listening on" not in r.stdout, r.stdout
+        err = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(err) == 1, (r.returncode, err)
+        assert f"127.0.0.1:{st.port} is in use: a broker" in err[0] and "stop it first" in err[0], err
+        assert broker.running and _reach(d / "bundles" / "robot1", "robot1") == "ok"
+    finally:
+        broker.stop()

@@ -556,6 +556,10 @@ class Broker:
             raise RuntimeError("mosquitto not found: run tools/mosquitto/install.sh")
         if self.proc is not None and self.proc.poll() is None:
             return self
+        if self._accepts():     # the old one still runs: ours failed to bind, its 'listening' was the old one's
+            raise RuntimeError(f"{self.setup.ip}:{self.setup.port} is in use: a broker (this directory's, not "
+                               f"stopped?) already listens there and goes on with its old CRL, ACL and passwords; "
+                               f"stop it first")
         self._log = open(self.log_path, "ab")
         cmd = [exe, "-c", self.setup.config]
         kw: dict[str, Any] = dict(stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -639,7 +643,10 @@ def _run(st: BrokerSetup) -> int:
         pass
     finally:
         b.stop()                         # SIGTERM: mosquitto saves its persistence file
-    return 0 if proc.returncode in (0, -signal.SIGTERM) else 1
+    if proc.returncode in (0, -signal.SIGTERM):
+        return 0
+    print(f"error: mosquitto exited with {proc.returncode}: {b.tail(3)}", file=sys.stderr, flush=True)
+    return 1
 
 
 def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
