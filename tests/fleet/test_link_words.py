@@ -86,3 +86,33 @@ def test_two_clients_of_one_identity_are_named_and_back_off(fleet_setup, broker,
     finally:
         a.stop()
         b.stop()
+
+
+def test_two_quick_broker_restarts_are_not_taken_for_another_client(fleet_setup, broker, caplog) -> None:
+    """The fleet trial restarted mosquitto twice, 2 s apart, a few seconds after the clients connected: each
+    reconnected at its first try, and every one of them (the aggregator too) said 'another client with this
+    device's identity took over the session … is dev1's bundle on two robots?' and backed off further. The broker's
+    uptime ($SYS, readable by every identity) going back now says it was a restart."""
+    caplog.set_level(logging.DEBUG)
+    names = ("dev1", "dev2", "aggregator")
+    links = []
+    for name in names:
+        c = fleet_setup.credentials(name)
+        links.append(_link(fleet_setup, name, cert_file=c.certfile, key_file=c.keyfile, username=name,
+                           password=c.password, client_id=f"tinycl-lab-{name}", reconnect_min_s=0.5,
+                           reconnect_max_s=30.0))
+    try:
+        assert all(link.wait_connected(10) for link in links)
+        for pause in (2.5, 2.0):
+            time.sleep(pause)
+            broker.stop()
+            broker.start()
+            wait_for(lambda: all(link.connected.is_set() for link in links), timeout_s=10)
+        time.sleep(3.0)
+        assert [link.connects for link in links] == [3, 3, 3]
+        for name in names:
+            assert not _said(caplog, name, "took over the session"), name
+            assert len(_said(caplog, name, "lost the connection")) == 2, name
+    finally:
+        for link in links:
+            link.stop()

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
+from .broker import SYS_INTERVAL_S, UPTIME_TOPIC
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -139,6 +140,8 @@ class MqttLink:
         self._at_once = False        # the latest connect needed no failed attempt
         self._taken_over = 0         # connections lost in a row soon after being made (another client's takeover)
         self._first_delay = params.reconnect_min_s
+        self._uptime: tuple[int, float] | None = None   # the broker's last uptime seen (s) and when (monotonic)
+        self._uptime_new = False     # the next uptime is the first of this connection: did the broker restart?
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self._mid_topic: dict[int, tuple[str, _Pending]] = {}
@@ -244,6 +247,8 @@ class MqttLink:
     def _subscribe_and_send(self, client: Any) -> None:
         for t in self.subscriptions:
             client.subscribe(t, qos=self.qos)
+        self._uptime_new = True
+        client.subscribe(UPTIME_TOPIC, qos=0)   # refused by a broker set up before this ACL line: no harm
         self.connected.set()
         with self._lock:   # retained: the broker may have lost it (restarted on an older autosave)
             todo = [(t, p) for t, p in self._pending.items() if not p.acked or (p.retain and not p.refused)]
@@ -322,7 +327,31 @@ class MqttLink:
         if cb is not None and not getattr(reason, "is_failure", False):
             cb(topic, p.payload)
 
+    def _on_uptime(self, payload: bytes) -> None:
+        """The broker's uptime ("N seconds"). The first one of a connection that went back, or whose broker started
+        later than the previous one's by more than its staleness, tells the connection lost before was the broker's
+        restart: not counted as another client's takeover (two restarts a few seconds apart, each reconnected at once,
+        said 'is robot1's bundle on two robots?' on every client, the aggregator too)."""
+        try:
+            up = int(payload.split()[0])
+        except (ValueError, IndexError):
+            return
+        now, last = time.monotonic(), self._uptime
+        self._uptime = (up, now)
+        first, self._uptime_new = self._uptime_new, False
+        if not first or last is None:
+            return
+        if up < last[0] or (now - up) - (last[1] - last[0]) > SYS_INTERVAL_S + 1.5:
+            self.log.debug("mqtt: the broker restarted (uptime %d s, was %d s): not a takeover", up, last[0])
+            self._taken_over = 0
+            if self._first_delay != self.params.reconnect_min_s:
+                self._first_delay = self.params.reconnect_min_s
+                self.client.reconnect_delay_set(self._first_delay, self.params.reconnect_max_s)
+
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if msg.topic == UPTIME_TOPIC:
+            self._on_uptime(bytes(msg.payload))
+            return
         if self.on_message is None:
             return
         try:
