@@ -560,3 +560,51 @@ def test_a_bridge_that_hears_no_learner_says_so(fleet_setup, broker, tmp_path, c
     finally:
         lonely.close()
         heard.close()
+
+
+def test_a_round_waiting_for_a_gone_robot_says_so_and_round_timeout_closes_it(fleet_setup, broker, tmp_path,
+                                                                              caplog) -> None:
+    """The fleet trial: --min-new-heads 2, robot2 gone for good, robot1's 2,671 new samples waited in a round that
+    never closed, without a word; and `tinycl aggregate` had no --round-timeout (only the node's parameter). Now one
+    warning names whom the round waits for and the ways out, and the CLI's --round-timeout closes it."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.fleet.aggregator import status
+
+    caplog.set_level(logging.INFO)
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2, min_devices=2, min_new_heads=2, wait_say_s=0.5)
+    d1, d2 = Device(fleet_setup, "dev1"), Device(fleet_setup, "dev2")
+    try:
+        d1.publish(head("dev1", [[1, 0], [0, 1]], version=1))
+        d2.publish(head("dev2", [[1, 0], [0, 1]], version=1))
+        wait_for(lambda: agg.round == 1)
+        d2.close()                                       # gone for good
+        d1.publish(head("dev1", [[2, 0], [0, 1]], counts=[20, 10], version=2))
+        said = lambda: [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING  # noqa: E731
+                        and "has waited" in r.getMessage()]
+        wait_for(said, timeout_s=5)
+        time.sleep(1.0)
+        assert len(said()) == 1 and agg.round == 1, said()
+        line = said()[0]
+        assert line.startswith("round 2 has waited") and "1 new head(s) (dev1) of the 2 needed" in line, line
+        assert "the others: dev2 (last head sent " in line and "--allow without it" in line, line
+    finally:
+        d1.close()
+        stop_aggregator(agg, stop, t)
+    # the operator's way out for a slow robot, from the command line
+    cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir",
+           fleet_setup.directory, "--extractor-hash", XH, "--n-features", "2", "--kind", "CWRStar",
+           "--min-devices", "2", "--min-new-heads", "2", "--min-interval", "0", "--round-timeout", "1",
+           "--state-dir", str(tmp_path / "agg2"), "--duration", "6"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d1 = Device(fleet_setup, "dev1")
+    try:
+        time.sleep(1.5)
+        d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
+        out = p.communicate(timeout=30)[0]
+    finally:
+        d1.close()
+    assert p.returncode == 0, out
+    assert "round 2 | 2 device(s) | stragglers: dev2" in out, out
+    assert status(str(tmp_path / "agg2"))["round"] == 2

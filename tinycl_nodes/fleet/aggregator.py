@@ -85,6 +85,8 @@ class AggregatorParams(MqttNodeParams):
     round_timeout_s: float = Field(0.0, ge=0, description="close a round this many seconds after its first new "
                                                           "head even if fewer than min_new_heads arrived "
                                                           "(stragglers: their previous head is used; 0: wait)")
+    wait_say_s: float = Field(60.0, gt=0, description="a round waiting this many seconds for its heads says whom it "
+                                                     "waits for (once per round)")
     rounds_kept: int = Field(100, ge=1, le=100000, description="rounds kept in the published per-round table")
     max_norm: float = Field(DEFAULT_MAX_NORM, gt=0, description="a head whose weight norm exceeds this is refused "
                                                                 "(absurd norm)")
@@ -147,6 +149,7 @@ class Aggregator:
         self.metas: dict[str, PayloadMeta] = {}
         self.rounds: list[dict[str, Any]] = []
         self._first_fresh_t: float | None = None
+        self._wait_said = False         # the round under way said once whom it waits for
         self.refused = 0
         self.accepted = 0
         self.last_refusal = ""
@@ -251,7 +254,23 @@ class Aggregator:
                     and now - self._first_fresh_t >= p.round_timeout_s)
             due = ((len(self.fresh) >= p.min_new_heads or late or bool(self.removed)) and len(self.heads) >= p.min_devices
                    and now - self._last_round_t >= p.min_interval_s)
+            if not due and self.fresh and not self._wait_said and self._first_fresh_t is not None and \
+                    now - self._first_fresh_t >= p.wait_say_s:
+                self._wait_said = True
+                self._say_wait(now - self._first_fresh_t)
         return self.aggregate_now() if due else False
+
+    def _say_wait(self, waited_s: float) -> None:  # lock held
+        """A round waiting for heads that may never come (a robot gone for good) waited without a word, its new
+        heads shared with no one; one line naming whom it waits for and the two ways out."""
+        p, silent = self.p, sorted(set(self.heads) - self.fresh)
+        at = lambda d: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self._meta_of(d).sent_at))  # noqa: E731
+        last = ", ".join(f"{d} (last head sent {at(d)})" for d in silent) or "none"
+        self.log.warning("round %d has waited %.0f s: %d new head(s) (%s) of the %d needed (min_new_heads), "
+                         "%d device(s) of the %d needed (min_devices); the others: %s. A robot gone for good: restart "
+                         "the aggregator with --allow without it; a slow one: --round-timeout", self.round + 1,
+                         waited_s, len(self.fresh), ", ".join(sorted(self.fresh)), p.min_new_heads, len(self.heads),
+                         p.min_devices, last)
 
     def aggregate_now(self) -> bool:
         """Close a round: merge every known device's latest head (opted-out classes left out), publish
@@ -278,6 +297,7 @@ class Aggregator:
             self.fresh.clear()
             self.removed = []
             self._first_fresh_t = None
+            self._wait_said = False
             self._last_round_t = time.monotonic()
             self._save()
             table = json.dumps({"fleet": self.p.fleet, "extractor_hash": self.extractor_hash,
@@ -470,6 +490,9 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--min-devices", type=int, default=1)
     ap.add_argument("--min-new-heads", type=int, default=1)
     ap.add_argument("--min-interval", type=float, default=1.0, dest="min_interval_s")
+    ap.add_argument("--round-timeout", type=float, default=0.0, dest="round_timeout_s",
+                    help="close a round this many seconds after its first new head even if fewer than "
+                         "--min-new-heads came (the silent devices' previous heads are used; 0: wait for them)")
     ap.add_argument("--max-norm", type=float, default=DEFAULT_MAX_NORM)
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
     ap.add_argument("--model", default="", help="the fleet's extractor model (its hash and feature count)")
@@ -494,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     values = {"fleet": a.fleet, "broker_dir": a.broker_dir, "method": a.method, "trim": a.trim,
               "min_devices": a.min_devices, "min_new_heads": a.min_new_heads, "min_interval_s": a.min_interval_s,
+              "round_timeout_s": a.round_timeout_s,
               "max_norm": a.max_norm, "max_bytes": a.max_bytes, "extractor_hash": a.extractor_hash,
               "model": a.model, "n_features": a.n_features, **({"kind": a.kind} if a.kind else {}),
               "allowed_devices": [x for x in a.allow.split(",") if x] if a.allow is not None else None,
