@@ -42,8 +42,8 @@ def test_a_refused_connection_is_said_with_its_likely_cause(fleet_setup, broker,
              _link(fleet_setup, "typo", host="edge11.invalid")]
     try:
         # a client certificate of another CA is refused after the TLS handshake: before, nothing was logged
-        wait_for(lambda: _said(caplog, "othercert", "refused this device's certificate (revoked, or "
-                                                    "not signed by the fleet's CA?)"), timeout_s=10)
+        wait_for(lambda: _said(caplog, "othercert", "refused this device's certificate: it is not signed by the "
+                                                    "fleet's CA (a bundle of another fleet"), timeout_s=10)
         # a bundle of another fleet: the broker's certificate is not signed by its CA
         wait_for(lambda: _said(caplog, "otherca", "server certificate verify failed"), timeout_s=10)
         wait_for(lambda: _said(caplog, "typo", "the host name 'edge11.invalid' does not resolve"), timeout_s=15)
@@ -58,7 +58,7 @@ def test_a_refused_connection_is_said_with_its_likely_cause(fleet_setup, broker,
     c = fleet_setup.credentials("dev1")
     res = check("localhost", fleet_setup.port, fleet_setup.ca, str(rogue / "c/dev1.crt"), str(rogue / "c/dev1.key"),
                 "dev1", c.password, "tinycl-lab-dev1", timeout_s=5)
-    assert "refused this device's certificate (revoked, or not signed by the fleet's CA?)" in res["connect"], res
+    assert "refused this device's certificate: it is not signed by the fleet's CA" in res["connect"], res
     res = check("edge11.invalid", fleet_setup.port, fleet_setup.ca, c.certfile, c.keyfile, "dev1", c.password,
                 "tinycl-lab-dev1", timeout_s=5)
     assert res["connect"].startswith("the host name 'edge11.invalid' does not resolve"), res
@@ -116,3 +116,48 @@ def test_two_quick_broker_restarts_are_not_taken_for_another_client(fleet_setup,
     finally:
         for link in links:
             link.stop()
+
+
+def _expired(setup, tmp_path, name: str = "dev1"):
+    """``name``'s certificate, signed by the fleet's CA, whose validity ended yesterday (a bundle past its 825 days)."""
+    import datetime as dt
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    d = Path(setup.directory)
+    ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    c = setup.credentials(name)
+    old = x509.load_pem_x509_certificate(Path(c.certfile).read_bytes())
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=826))
+         .not_valid_after(now - dt.timedelta(days=1)))
+    for ext in old.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    path = tmp_path / f"{name}-expired.crt"
+    path.write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path, now - dt.timedelta(days=1)
+
+
+def test_an_expired_certificate_is_named_with_its_date_and_the_way_out(fleet_setup, broker, tmp_path,
+                                                                       caplog) -> None:
+    """The fleet trial's robot2 with a certificate past its end: 'the broker refused this device's certificate
+    (revoked, or not signed by the fleet's CA?) [… alert certificate expired]', two wrong guesses before the right
+    cause. Now the cause, its date and what to do on the broker; the bridge's link and fleet check alike."""
+    caplog.set_level(logging.DEBUG)
+    crt, end = _expired(fleet_setup, tmp_path)
+    c = fleet_setup.credentials("dev1")
+    res = check("localhost", fleet_setup.port, fleet_setup.ca, str(crt), c.keyfile, "dev1", c.password,
+                "tinycl-lab-dev1", timeout_s=5)
+    want = f"the broker refused this device's certificate: it has expired on {end:%Y-%m-%d}"
+    assert res["connect"].startswith(want) and "--rotate" in res["connect"], res
+    link = _link(fleet_setup, "expired", cert_file=str(crt))
+    try:
+        wait_for(lambda: _said(caplog, "expired", want), timeout_s=10)
+        time.sleep(1.0)
+        assert len(_said(caplog, "expired", "cannot connect")) == 1 and not link.connected.is_set()
+    finally:
+        link.stop()

@@ -63,13 +63,13 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
         c.username_pw_set(username, password)
         c.connect(host, port, 10)
     except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as exc:
-        out["connect"] = connect_error(exc, host)
+        out["connect"] = connect_error(exc, host, cert, ca)
         return out
     c.loop_start()
     try:
         connected.wait(timeout_s)
         if out["connect"] == "no CONNACK" and errors:
-            out["connect"] = connect_error(errors[0], host)      # the first: later ones are its consequences
+            out["connect"] = connect_error(errors[0], host, cert, ca)      # the first: later ones are its consequences
         if publish and out["connect"] == "Success":
             c.publish(publish, payload, qos=1)
             acked.wait(timeout_s)

@@ -47,27 +47,70 @@ _CERT_ALERTS = ("UNKNOWN_CA", "CERTIFICATE_REVOKED", "BAD_CERTIFICATE", "CERTIFI
                 "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE")
 
 
-def connect_error(exc: BaseException | str, host: str) -> str:
-    """Why a connection to the broker failed, in words naming the likely cause (one owner for the bridge, the
-    aggregator and ``tinycl fleet check``). ``exc``: the exception, or (a str) how a connection that passed the
-    TLS handshake ended before the broker's CONNACK: paho's log line, e.g. of a failed receive."""
+#: what the broker's refusal of the client's certificate means (its TLS alert), and what to do, on which side
+_ALERT_WORDS = {
+    "CERTIFICATE_EXPIRED": "it has expired{when}: on the broker, `tinycl fleet setup` on its directory with --rotate "
+                           "and this device's name, then copy its new bundle to this device",
+    "CERTIFICATE_REVOKED": "it is revoked (the device was removed from the fleet, or its key rotated with --rotate: "
+                           "copy its new bundle from the broker's bundles/ to this device)",
+    "UNKNOWN_CA": "it is not signed by the fleet's CA (a bundle of another fleet, or of the CA before --new-ca: copy "
+                  "this device's bundle from the broker's bundles/ again)",
+}
+
+
+def _local_cause(cert_file: str, ca_file: str) -> str | None:
+    """Which of ``_ALERT_WORDS`` this client's own files tell, or None: the broker's alert is not always read before
+    the connection closes (then only 'EOF'), but an expired certificate, or one the bundle's CA did not sign, shows
+    in the files themselves; one the CA signed, in date, can only be revoked. ``' on <date>'`` of an expired one's
+    end is filled into its words."""
+    try:
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+        if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc):
+            end = cert.not_valid_after_utc
+            return _ALERT_WORDS["CERTIFICATE_EXPIRED"].format(when=f" on {end:%Y-%m-%d %H:%M} UTC ({cert_file})")
+        if ca_file:
+            try:
+                cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_file).read_bytes()))
+            except (InvalidSignature, ValueError, TypeError):      # signed by another key, or another issuer
+                return _ALERT_WORDS["UNKNOWN_CA"]
+            return _ALERT_WORDS["CERTIFICATE_REVOKED"]       # the CA's own, in date: what is left is its CRL
+    except (OSError, ValueError, ImportError):
+        return None
+    return None
+
+
+def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_file: str = "") -> str:
+    """Why a connection to the broker failed, in words naming the likely cause and where to act (one owner for the
+    bridge, the aggregator and ``tinycl fleet check``). ``exc``: the exception, or (a str) how a connection that
+    passed the TLS handshake ended before the broker's CONNACK: paho's log line, e.g. of a failed receive.
+    ``cert_file``, ``ca_file``: this client's certificate and CA, read when the broker refused the certificate."""
     text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     text = text.removeprefix("failed to receive on socket: ")
     if isinstance(exc, socket.gaierror):
         return f"the host name {host!r} does not resolve ({exc.strerror}): a typo, or no DNS / hosts entry?"
     if isinstance(exc, ssl.SSLCertVerificationError):
+        if "expired" in str(exc.verify_message):
+            return (f"the broker's certificate has expired: on the broker, `tinycl fleet setup` on its directory "
+                    f"again (it renews it, keeping every identity), then restart the broker [{exc.verify_message}]")
         return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
-                f"from another fleet?) and {host!r} the broker's name?")
-    if any(a in text.upper() for a in _CERT_ALERTS):
-        return f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [{text}]"
-    if isinstance(exc, str):      # closed without a word (its alert not read in time): the same, most likely
-        return (f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [it "
-                f"closed the connection before answering: {text}]")
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused: is the broker running, on this port?"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {text}"
-    return text
+                f"from another fleet, or of the CA before --new-ca?) and {host!r} the broker's name?")
+    alert = next((a for a in _CERT_ALERTS if a in text.upper()), None)
+    refused = alert is not None or isinstance(exc, str)      # a str: closed without a word (its alert not read)
+    if not refused:
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused: is the broker running, on this port?"
+        return f"TLS: {text}" if isinstance(exc, ssl.SSLError) else text
+    detail = text if alert is not None else f"it closed the connection before answering: {text}"
+    local = _local_cause(cert_file, ca_file) if cert_file else None
+    if alert in _ALERT_WORDS and (alert != "CERTIFICATE_EXPIRED" or local is None):
+        return f"the broker refused this device's certificate: {_ALERT_WORDS[alert].format(when='')} [{detail}]"
+    if local is not None:
+        return f"the broker refused this device's certificate: {local} [{detail}]"
+    return f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [{detail}]"
 
 
 class MqttParams(BaseModel):
@@ -262,7 +305,8 @@ class MqttLink:
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         # paho calls this inside its ``except OSError`` without passing the exception: it is the one being handled
         exc = sys.exc_info()[1]
-        self._failed(connect_error(exc, self.params.host) if exc is not None else "")
+        p = self.params
+        self._failed(connect_error(exc, p.host, p.cert_file, p.ca_file) if exc is not None else "")
 
     def _failed(self, reason: str) -> None:
         """One warning per outage, not one per attempt (a broker down for an hour would fill the log); again if the
@@ -283,7 +327,8 @@ class MqttLink:
             return
         if not was:                      # refused after the TLS handshake (e.g. its certificate): no CONNACK
             err, self._paho_error = self._paho_error, ""
-            self._failed(connect_error(err or f"paho: {reason}", self.params.host))
+            self._failed(connect_error(err or f"paho: {reason}", self.params.host, self.params.cert_file,
+                                        self.params.ca_file))
             return
         now = time.monotonic()
         self._lost_at = now
