@@ -3,6 +3,7 @@ credentials, by running `tinycl fleet setup` again on the broker's directory."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import time
@@ -164,6 +165,10 @@ def test_fleet_status_shows_rounds_devices_and_versions(tmp_path) -> None:
     assert rows["robot2"][1:3] == ["v7", "-"], "robot2's v7 is held, not merged yet"
     assert rows["robot2"][5] == "11"
     assert lines[4].startswith("round 1 at ") and "1 device(s), new heads robot1" in lines[4]
+    # how stale each head is, and what the round under way holds (the trial: a robot gone quiet did not show)
+    assert re.search(r" \(\d+ s ago\)$", lines[2]) and re.search(r" \(\d+ s ago\)$", lines[3]), lines[2:4]
+    assert re.fullmatch(r"round 2 under way: new heads from robot2; nothing new from robot1 \(last heard \d+ s ago\)",
+                        lines[-1]), lines[-1]
     r = status(str(tmp_path / "nowhere"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no aggregator state" in r.stderr
 

@@ -418,23 +418,40 @@ def status(state_dir: str) -> dict[str, Any]:
             "rounds": meta.get("rounds", [])}
 
 
-def format_status(s: dict[str, Any], last: int = 5) -> str:
-    """``status`` for a terminal: one line for the fleet, one per device, the last rounds."""
+def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) -> str:
+    """``status`` for a terminal: one line for the fleet, one per device (its head's age), the last rounds, the round
+    under way."""
     t = (lambda x: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(x)) if x else "-")
     lines = [f"fleet {s['fleet']} | round {s['round']} | {s['kind']} | extractor {str(s['extractor_hash'])[:12]} "
              f"| {len(s['devices'])} device(s) | {s['state']}",
              f"{'device':<20} {'head':>6} {'in global':>9} {'merged':>6} {'classes':>7} {'samples':>9}  sent at"]
+    now = time.time() if now is None else now
     for d, v in sorted(s["devices"].items()):
         ing = "-" if v["in_global"] is None else f"v{v['in_global']}"
         lines.append(f"{d:<20} {'v' + str(v['version']):>6} {ing:>9} {v['merged_round']:>6} {v['classes']:>7} "
-                     f"{v['samples']:>9}  {t(v['sent_at'])}")
+                     f"{v['samples']:>9}  {t(v['sent_at'])} ({_ago(now - v['sent_at'])})")
     for r in s["rounds"][-last:]:
         acc = r.get("accuracy")
         lines.append(f"round {r['round']} at {t(r.get('time'))}: {len(r['devices'])} device(s), new heads "
                      f"{','.join(r['new_heads']) or '-'}, stragglers {','.join(r['stragglers']) or '-'}"
                      + (f", removed {','.join(r['removed'])}" if r.get("removed") else "")
                      + f", {r['samples']} samples" + ("" if acc is None else f", accuracy as reported {acc:.2f}%"))
+    # what a round under way holds and whom it has heard nothing new from: a robot gone quiet shows here
+    new = sorted(d for d, v in s["devices"].items() if v["in_global"] is None or v["version"] > v["in_global"])
+    if new:
+        quiet = [f"{d} (last heard {_ago(now - v['sent_at'])})" for d, v in sorted(s["devices"].items())
+                 if d not in new]
+        lines.append(f"round {(s['round'] or 0) + 1} under way: new heads from {', '.join(new)}; nothing new from "
+                     f"{', '.join(quiet) or '-'}")
     return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    """'12 s ago', '3 min ago', '5 h ago', '2 days ago': how stale a head is, at a glance."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{max(seconds, 0):.0f} s ago"
 
 
 def status_main(argv: list[str] | None = None) -> int:
