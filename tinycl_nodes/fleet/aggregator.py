@@ -61,7 +61,7 @@ from ..core.federated import (
 from ..nodes.learner import LearnerParams, head_kind
 from ..nodes.runner import Node, run_node, validate
 from ..core import state as st
-from ..storage import StateStore
+from ..storage import RepeatedFailure, StateStore
 from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
@@ -150,6 +150,7 @@ class Aggregator:
         self.rounds: list[dict[str, Any]] = []
         self._first_fresh_t: float | None = None
         self._wait_said = False         # the round under way said once whom it waits for
+        self._refusals: dict[str, RepeatedFailure] = {}    # per device: its refused heads, said once a minute
         self.refused = 0
         self.accepted = 0
         self.last_refusal = ""
@@ -191,13 +192,18 @@ class Aggregator:
         if len(parts) != 4 or parts[0] != "tinycl" or parts[1] != self.p.fleet or parts[3] != "head":
             return
         device = parts[2]
+        said = self._refusals.get(device)
         try:
             self.accept(device, data)
         except TinyclError as exc:
-            reason = f"head from {device} refused: {exc}"
-            self.log.warning("%s", reason)            # logged before counted: a waiter sees both
-            self.last_refusal = reason
+            if said is None:      # a device sending the same bad head every second (another model:=), the retained
+                said = self._refusals[device] = RepeatedFailure(f"take {device}'s heads", self.log, "heads")
+            said.failed(str(exc))                     # its copy at each reconnect: one line, then once a minute
+            self.last_refusal = f"head from {device} refused: {exc}"     # said before counted: a waiter sees both
             self.refused += 1
+            return
+        if said is not None:
+            said.landed()
 
     def accept(self, device: str, data: bytes) -> bool:
         """Validate and store one device head; raise TinyclError with the reason if refused."""
