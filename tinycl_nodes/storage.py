@@ -54,7 +54,7 @@ from typing import Any, Callable
 
 from .core import state as st
 from .journal import Journal
-from .core.errors import ExtractorMismatchError, StateError, TinyclError
+from .core.errors import ExtractorMismatchError, OtherConfigError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
 #: a state file larger than this is refused unread (the biggest real one is a few MB)
@@ -408,8 +408,9 @@ class StateStore:
 
         Whatever goes wrong reading, parsing or applying the file moves it aside with one error
         line; the caller then starts fresh (rebuilding what ``apply`` may have half-restored). Except a state learned
-        on another extractor (``model:=`` changed): that file is sound, and moved aside it was lost to a user who
-        started again with the right model; the node stops instead, with one line saying what to do.
+        on another extractor (``model:=`` changed), or of another configuration (``OtherConfigError``): that file is
+        sound, and moved aside it was lost to a user who started again with the right model; the node stops instead,
+        with one line saying what to do.
         """
         try:
             states = load_states(self.path)
@@ -429,6 +430,8 @@ class StateStore:
         except ExtractorMismatchError as exc:
             raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved: start the node with the model it "
                               f"was learned on, or learn afresh in another state_dir") from None
+        except OtherConfigError as exc:        # its message says what to start it with
+            raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved") from None
         except Exception as exc:  # noqa: BLE001 - a bad state file never stops a node
             aside = self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
             if self.journal is not None and self.journal.segments():   # learned after that checkpoint: no base

@@ -279,7 +279,8 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
     # no temp file left (the lock is the store's, held while a process uses the state)
     # the CLI entry runs, refuses bad options in one line, and resumes from the same state folder
     assert aggregate_main(["--fleet", FLEET, "--broker-dir", fleet_setup.directory, "--duration", "0.3",
-                           "--state-dir", str(tmp_path / "agg"), "--extractor-hash", XH, "--n-features", "2"]) == 0
+                           "--state-dir", str(tmp_path / "agg"), "--extractor-hash", XH, "--n-features", "2",
+                           "--kind", "CWRStar"]) == 0
     # a corrupt state file is moved aside with one line; the aggregator starts fresh
     (tmp_path / "agg" / "aggregator.state").write_bytes(b"\x00garbage")
     fresh = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=2,
@@ -332,14 +333,31 @@ def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) ->
         stop_aggregator(agg, stop, t)
         for link in links.values():
             link.stop()
-    # the fleet's extractor and size are persisted: a state of another configuration is not taken
-    # (moved aside with one line naming both, the aggregator starts fresh)
+    # the fleet's extractor, size and kind are persisted: a state of another configuration is not taken, and stays.
+    # The trial restarted `tinycl aggregate` without --kind CWRStar: the state was moved aside, the rounds began again
+    # at 1 and every robot skipped them as merged already (it had merged round 6). Now one line, exit 2, nothing moved.
+    import subprocess
+    import sys
+
     from tinycl_nodes.core.errors import TinyclError
-    caplog.clear()
-    other = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH, n_features=8,
-                                        state_dir=str(tmp_path / "agg")), start=False)
-    assert other.round == 0 and not other.heads
-    assert any("holds a fleet of extractor" in r.message and "moved to" in r.message for r in caplog.records)
+    state = (tmp_path / "agg" / "aggregator.state").read_bytes()
+    (tmp_path / "moved").mkdir()                   # this process holds the lock of agg/ until it exits
+    (tmp_path / "moved" / "aggregator.state").write_bytes(state)
+    cli = [sys.executable, "-m", "tinycl_nodes.cli", "aggregate", "--fleet", FLEET, "--broker-dir",
+           fleet_setup.directory, "--extractor-hash", XH, "--n-features", "4", "--state-dir", str(tmp_path / "moved"),
+           "--duration", "0.5"]
+    r = subprocess.run(cli, capture_output=True, text=True, timeout=60)     # --kind left out: StreamingLDA
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and "configured for StreamingLDA" in err[0] and "--kind" in err[0], err
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == [".aggregator.state.lock", "aggregator.state"]
+    assert (tmp_path / "moved" / "aggregator.state").read_bytes() == state
+    r = subprocess.run(cli + ["--kind", "CWRStar"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and re.search(r"state loaded from .*: round [12],", r.stderr), r.stderr
+    with pytest.raises(TinyclError, match=r"holds round \d+ of a fleet of CWRStar heads on extractor eeeeeeeeeeee "
+                                          r"\(4 features\), this aggregator is configured for CWRStar on eeeeeeeeeeee "
+                                          r"\(8\).*Nothing was moved"):
+        Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH,
+                                    n_features=8, state_dir=str(tmp_path / "agg")), start=False)
     with pytest.raises(TinyclError, match="configure the fleet's extractor"):
         Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory), start=False)
 

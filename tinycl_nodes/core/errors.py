@@ -21,5 +21,10 @@ class ExtractorMismatchError(TinyclError):
     """Something was built on another frozen extractor than the one in use (hash differs)."""
 
 
+class OtherConfigError(TinyclError):
+    """A sound saved state of another configuration than the node's (another fleet, head kind or extractor): the node
+    stops and the file stays (moved aside, it was lost to whoever started again with the right configuration)."""
+
+
 class DivergedError(InputError):
     """Training made a weight NaN or inf (a learning rate too high for the features): the batch was undone."""

@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..core.errors import TinyclError
+from ..core.errors import OtherConfigError, TinyclError
 from ..core.federated import (
     DEFAULT_MAX_NORM,
     MAX_FEATURES,
@@ -366,15 +366,23 @@ class Aggregator:
             self.store.save()
 
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
-        """Apply a saved state; any problem raises (the store moves the file aside, we start fresh)."""
+        """Apply a saved state; any problem raises (the store moves the file aside, we start fresh; one of another
+        configuration stops the aggregator, the file in place)."""
         state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
         meta = state["meta"]
+        # a sound state of another configuration stops the aggregator (moved aside, the fleet's rounds began again at
+        # 1 and every robot skipped them as merged already, until they passed the round it had reached)
         if meta.get("fleet") != self.p.fleet:
-            raise TinyclError(f"it is the state of fleet {meta.get('fleet')!r}, this is {self.p.fleet!r}")
+            raise OtherConfigError(f"it is the state of fleet {meta.get('fleet')!r}, this is {self.p.fleet!r}: start "
+                                   f"it with --fleet {meta.get('fleet')}, or start fleet {self.p.fleet!r} in another "
+                                   f"--state-dir")
         conf = (meta.get("extractor_hash"), meta.get("n_features"), meta.get("head_kind"))
         if conf != (self.extractor_hash, self.n_features, self.p.kind):
-            raise TinyclError(f"it holds a fleet of extractor {str(conf[0])[:12]} / {conf[1]} features / {conf[2]}, "
-                              f"configured: {self.extractor_hash[:12]} / {self.n_features} / {self.p.kind}")
+            raise OtherConfigError(f"it holds round {meta.get('round')} of a fleet of {conf[2]} heads on extractor "
+                                   f"{str(conf[0])[:12]} ({conf[1]} features), this aggregator is configured for "
+                                   f"{self.p.kind} on {self.extractor_hash[:12]} ({self.n_features}): start it with "
+                                   f"the fleet's --kind and --model (or --extractor-hash and --n-features), or start a "
+                                   f"new fleet in another --state-dir")
         heads, payloads, metas = {}, {}, {}
         for key, arr in state["arrays"].items():
             if key.startswith("device/"):
