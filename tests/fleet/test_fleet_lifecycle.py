@@ -219,3 +219,29 @@ def test_fleet_run_beside_a_running_broker_says_so(tmp_path) -> None:
         assert broker.running and _reach(d / "bundles" / "robot1", "robot1") == "ok"
     finally:
         broker.stop()
+
+
+def test_setup_says_when_a_running_broker_must_be_restarted(tmp_path) -> None:
+    """The trial ran setup again on a directory of an older build (its ACL without the broker's uptime) and with
+    --new-ca: setup said nothing of the running broker, which went on serving the old ACL, or the old CA to robots
+    holding the new bundles. Now a restart is asked for whenever what a broker reads changed, and only then."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "b"
+
+    def setup(*extra: str) -> list[str]:
+        r = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "setup", str(d), "--fleet", "lab",
+                            "--devices", "robot1,robot2", "--port", "18889", "--user", current_user(), *extra],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+    restart = "a running broker applies this when restarted (SIGHUP: for new connections only)"
+    assert restart not in setup()                       # new: nothing runs yet
+    assert restart not in setup()                       # the same again: nothing changed
+    acl = d / "acl"
+    acl.write_text("".join(ln for ln in acl.read_text().splitlines(True) if "$SYS" not in ln))   # an older build's
+    assert restart in setup()
+    assert restart in setup("--new-ca")
+    assert restart in setup("--rotate", "robot1")
+    assert restart not in setup()

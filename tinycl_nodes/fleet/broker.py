@@ -634,6 +634,29 @@ def _not_here(ip: str) -> str:
     return ""
 
 
+def _served(directory: str | Path) -> dict[str, bytes] | None:
+    """The files a running broker read at its start (None: no broker set up there yet): what a restart would change.
+    The server certificate is re-issued at every set-up, so its issuer and names stand for it."""
+    d = Path(directory)
+    if not (d / "mosquitto.conf").is_file():
+        return None
+    files = {n: (d / n).read_bytes() if (d / n).is_file() else b"" for n in ("mosquitto.conf", "acl", "ca.crt")}
+    # the password file's salts and the CRL's signature are new at every set-up: their users and serials stand for them
+    users = (d / "passwd").read_bytes().splitlines() if (d / "passwd").is_file() else []
+    files["passwd"] = b",".join(sorted(line.split(b":")[0] for line in users if line))
+    try:
+        crl = x509.load_pem_x509_crl((d / "crl.pem").read_bytes())
+        files["crl"] = repr(sorted(r.serial_number for r in crl)).encode()
+    except (OSError, ValueError):
+        files["crl"] = b""
+    try:
+        crt = x509.load_pem_x509_certificate((d / "server.crt").read_bytes())
+        files["server"] = (crt.issuer.rfc4514_string() + repr(crt.extensions)).encode()
+    except (OSError, ValueError):
+        files["server"] = b""
+    return files
+
+
 def _run(st: BrokerSetup) -> int:
     """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM."""
     b = Broker(st)
@@ -704,6 +727,7 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     try:
         if a.cmd == "setup":
             devices = [x for x in a.devices.split(",") if x]
+            before = _served(a.directory)
             st = generate(a.directory, a.fleet, devices, a.port, a.plaintext_port, a.aggregator, a.days, a.user,
                           host=a.host, ip=a.ip, rotate=[x for x in a.rotate.split(",") if x], new_ca=a.new_ca)
             ch = st.changes
@@ -721,7 +745,9 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                 print(f"copy {bundles}/<name> to each of: {', '.join(ch['new'] + ch['rotated'])} (its files only)")
             if ch["revoked"] or ch["rotated"]:
                 print(f"revoked: {', '.join(ch['revoked'] + [n + ' (old certificate)' for n in ch['rotated']])}")
-            if (ch["kept"] or ch["readdressed"]) and (ch["new"] or ch["revoked"] or ch["rotated"] or ch["readdressed"]):
+            # what a running broker serves changed: a new CA, certificate, ACL, CRL, passwords or configuration (a
+            # --new-ca or an older build's ACL said nothing, and the broker went on with the old ones)
+            if before is not None and _served(a.directory) != before:
                 print("a running broker applies this when restarted (SIGHUP: for new connections only)")
             return 0
         return _run(BrokerSetup.load(a.directory))
