@@ -384,6 +384,9 @@ class MqttLink:
         now, last = time.monotonic(), self._uptime
         self._uptime = (up, now)
         first, self._uptime_new = self._uptime_new, False
+        if now - self._connected_at > TAKEOVER_S + 2 * self._first_delay:
+            # only a young connection's loss can be taken for a takeover: one a second for good was 5 MB a day
+            self.client.unsubscribe(UPTIME_TOPIC)
         if not first or last is None:
             return
         if up < last[0] or (now - up) - (last[1] - last[0]) > SYS_INTERVAL_S + 1.5:
