@@ -98,3 +98,25 @@ def test_head_sent_at_stop_is_exported(tmp_path, domain, monkeypatch):
     meta = ort.InferenceSession(str(tmp_path / "head.onnx"),
                                 providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     assert (meta["version"], meta["n_seen"]) == ("1", str(10 * 10 + 300)), meta   # one version: the one at stop
+
+
+def test_two_demos_at_once_on_one_domain_keep_to_themselves(tmp_path):
+    """Two `tinycl demo` run together on one DDS domain (three people setting up on one machine did): in the one
+    namespace ``/`` each fed the other's graph and heard its predictions (8,176 of 8,100 counted, 0 identical to the
+    in-process run). Each runs in a namespace of its own now, and both equal the in-process run."""
+    import json
+    import sys
+
+    env = {**os.environ, "ROS_DOMAIN_ID": str(free_domain())}
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"demo{i}"
+        cmd = [sys.executable, "-m", "tinycl_nodes.cli", "demo", "-p", "sensor.stream_length:=300",
+               "-p", f"exporter.out_dir:={out / 'export'}", "--out", str(out / "demo.json")]
+        runs.append((out, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    for out, proc in runs:
+        text, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, text[-2000:]
+        result = json.loads((out / "demo.json").read_text())
+        assert result["graph"]["samples"] == 400 and result["graph"]["lost"] == 0, result["graph"]
+        assert result["in_process"]["identical_predictions"] == result["in_process"]["of"] == 300
