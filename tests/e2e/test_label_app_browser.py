@@ -462,9 +462,10 @@ def test_a_phone_offline_has_answering_off_and_queues_nothing(domain, tmp_path, 
         assert [(a.request_id, a.class_id) for a in answers] == [("req-A", 4)]
         assert "Traceback" not in "\n".join(app.lines)
 
-def _labeled(bus, class_id: int, name: str):
-    """What the labeler publishes on ``labeled`` for a person's answer: the app's class list hears of the class."""
-    return bus.msg("LabeledFeatures")(label=class_id, label_name=name, confidence=1.0, source=1)
+def _classes(bus, names: dict[int, str]):
+    """What the labeler publishes on ``classes`` (latched) once a person taught a class: the app's class list."""
+    info = bus.msg("ClassInfo")
+    return bus.msg("ClassList")(classes=[info(id=c, name=n, sample_count=1) for c, n in names.items()])
 
 
 def test_a_long_name_wraps_on_a_390px_phone_and_one_too_long_is_said(domain, tmp_path, phone):
@@ -476,8 +477,8 @@ def test_a_long_name_wraps_on_a_390px_phone_and_one_too_long_is_said(domain, tmp
     long = "y" * MAX_NAME_CHARS
     with _labeler(domain) as (bus, pub, answers), node("label_app", domain, *_app_params(tmp_path)) as app:
         url = _url(app)
-        labeled = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
-        assert spin_until(bus, lambda: pub.get_subscription_count() > 0 and labeled.get_subscription_count() > 0,
+        classes = bus.create_publisher("classes", "ClassList", "latched")
+        assert spin_until(bus, lambda: pub.get_subscription_count() > 0 and classes.get_subscription_count() > 0,
                           20), app.lines
         page = _live_page(phone, url)
         width = page.viewport_size["width"]
@@ -489,7 +490,7 @@ def test_a_long_name_wraps_on_a_390px_phone_and_one_too_long_is_said(domain, tmp
         assert spin_until(bus, lambda: answers, 10), app.lines[-10:]
         assert answers[0].new_class_name == long
         page.locator("#toast", has_text="Sent: " + long).wait_for()
-        labeled.publish(_labeled(bus, 7, long))
+        classes.publish(_classes(bus, {7: long}))
         page.locator("#history li .name", has_text=long).wait_for()
         pub.publish(_request(bus, "req-B", np.full((28, 28), 9, np.uint8), {7: long, 4: "mug"}))
         b7 = _card(page, "req-B").locator('button.cls[data-class-id="7"]')
@@ -532,10 +533,10 @@ def test_an_empty_name_is_said_and_a_stale_toast_goes(domain, tmp_path, phone):
 
     with _labeler(domain) as (bus, pub, answers), node("label_app", domain, *_app_params(tmp_path)) as app:
         url = _url(app)
-        labeled = bus.create_publisher("labeled", "LabeledFeatures", "reliable")
+        classes = bus.create_publisher("classes", "ClassList", "latched")
         renames: list = []
         bus.create_subscription("rename_class", "LabelAnswer", renames.append, "reliable")
-        assert spin_until(bus, lambda: pub.get_subscription_count() > 0 and labeled.get_subscription_count() > 0,
+        assert spin_until(bus, lambda: pub.get_subscription_count() > 0 and classes.get_subscription_count() > 0,
                           20), app.lines
         page = _live_page(phone, url)
         toast = page.locator("#toast")
@@ -554,7 +555,7 @@ def test_an_empty_name_is_said_and_a_stale_toast_goes(domain, tmp_path, phone):
             assert "empty" in card.locator(".err").inner_text()
             toast.evaluate("t => { t.hidden = true; }")
         assert not spin_until(bus, lambda: answers, 0.5)
-        labeled.publish(_labeled(bus, 3, "mug"))
+        classes.publish(_classes(bus, {3: "mug"}))
         page.locator("#tab-know").tap()
         rename = page.locator('#classes li[data-class-id="3"] button.rename')
         rename.wait_for()

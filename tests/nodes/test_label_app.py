@@ -565,9 +565,10 @@ def test_what_the_robot_knows_drops_the_pictures_of_changed_and_withdrawn_answer
         store.add(_request(rid))
         store.commit(store.check_answer(rid, 0, None, "test"))
         store.apply_status({"request_id": rid, "status": "learned", "class_id": 0, "class_name": "zero"})
+    store.set_classes([(0, "zero", 2)])                # the labeler's classes
     examples = lambda: {c["id"]: c["examples"] for c in store.classes_view()["classes"]}  # noqa: E731
     assert examples()[0] == ["image?id=b", "image?id=a"]
-    store.observe(3, "three", time.time())            # a labelled sample of class 3 on the bus
+    store.set_classes([(0, "zero", 2), (3, "three", 1)])
     store.correct(store.answered["a"], store.check_correction(store.answered["a"], 3, None, "test"))
     store.apply_status({"request_id": "a", "status": "learned", "class_id": 3, "class_name": "three"})
     assert examples() == {0: ["image?id=b"], 3: ["image?id=a"]}
@@ -621,7 +622,7 @@ def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
     from tinycl_nodes.label_app.store import history_item
 
     store = RequestStore(60.0)
-    store.observe(6, "nine", time.time())
+    store.set_classes([(6, "nine", 1)])
     store.add(_request("r"))
     store.commit(store.check_answer("r", None, "NINE", "test"))
     assert history_item(store.answered["r"])["new"]                   # as sent: a name, not a button
@@ -632,6 +633,12 @@ def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
     store.commit(store.check_answer("s", None, "jumping", "test"))
     store.apply_status({"request_id": "s", "status": "learned", "class_id": 7, "class_name": "jumping"})
     assert history_item(store.answered["s"])["new"]                   # a class the robot did not know
+    store.add(_request("t"))
+    store.commit(store.check_answer("t", None, "hopping", "test"))
+    store.set_classes([(6, "nine", 1), (7, "jumping", 1), (8, "hopping", 1)])   # the labeler's list came first
+    store.apply_status({"request_id": "t", "status": "learned", "class_id": 8, "class_name": "hopping",
+                        "new_class": True})
+    assert history_item(store.answered["t"])["new"]                   # the labeler says it made the class
 
 
 def test_a_requests_deadline_counts_from_when_the_labeler_asked():

@@ -287,8 +287,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const choices = el("div", {class: "choices", role: "group", "aria-label": "known things"});
     for (const c of r.candidates) {
       const b = el("button", {class: "cls", type: "button", "data-class-id": String(c.id)},
-                   document.createTextNode(c.name), el("small", {text: examples(c.sample_count)}));
-      nameButton(b, nameOf(c.id, c.name));
+                   document.createTextNode(c.name), el("small"));
+      nameButton(b, nameOf(c.id, c.name), countOf(c.id, c.sample_count));
       b.addEventListener("click", () => answer(b.closest(".card"), {class_id: c.id}));
       choices.append(b);
     }
@@ -410,21 +410,30 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
     if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
   }
-  // A question's buttons carry the names its request was sent with: a class renamed since (here or on another phone)
-  // is shown by its new name, as the class list shows it (the buttons said "sitting" beside a class list's "seated").
+  // The labeler owns a class's name and count; the app passes its list on (m.classes). A question's buttons carry the
+  // name and count its request was sent with: a class renamed or taught since (here, on another phone, over ROS 2) is
+  // shown as the class list shows it ("sitting" on a button beside a list saying "seated", "7 examples" on a button
+  // beside "8" in the list).
   function nameOf(id, sent) {
     const known = classes.find(k => k.id === id);
     return known ? known.name : sent;
   }
-  function nameButton(b, name) {
+  function countOf(id, sent) {
+    const known = classes.find(k => k.id === id);
+    return known ? known.count : sent;
+  }
+  function nameButton(b, name, count) {
     b.firstChild.textContent = name;
+    b.lastChild.textContent = examples(count);
+    b.dataset.count = String(count);
     b.setAttribute("aria-label", "It is " + name);
   }
   function showClasses(m) {
     classes = m.classes;
     for (const b of pendingEl.querySelectorAll("button.cls[data-class-id]")) {
-      const name = nameOf(Number(b.dataset.classId), "");
-      if (name && b.firstChild.textContent !== name) nameButton(b, name);
+      const id = Number(b.dataset.classId), name = nameOf(id, b.firstChild.textContent);
+      const count = countOf(id, Number(b.dataset.count));
+      if (b.firstChild.textContent !== name || b.dataset.count !== String(count)) nameButton(b, name, count);
     }
     const list = $("#classes"); list.textContent = "";
     for (const c of m.classes) {

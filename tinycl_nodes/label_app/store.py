@@ -142,8 +142,11 @@ class RequestStore:
         self.history: deque[Answer] = deque(maxlen=history_size)
         self.answered: OrderedDict[str, Answer] = OrderedDict()
         self.expired: OrderedDict[str, float] = OrderedDict()
-        # what the robot knows: class id -> {"name", "count", "last_s", "examples": [request ids]}
+        # what the robot knows, as the labeler says it (its ``classes``): class id -> {"name", "count"}
         self.classes: dict[int, dict[str, Any]] = {}
+        # what this app saw of each class: last seen (a labelled sample on the bus), example pictures (request ids)
+        self.last_s: dict[int, float] = {}
+        self.examples: dict[int, list[str]] = {}
         self.predictions: deque[dict[str, Any]] = deque(maxlen=10)
         self.renames: OrderedDict[str, Rename] = OrderedDict()   # sent, verdict awaited (not saved: short-lived)
         self.rename_reply_s = RENAME_REPLY_S
@@ -253,7 +256,7 @@ class RequestStore:
         self.dirty = True
 
     def check_correction(self, old: Answer, class_id: Any, new_class_name: Any, answered_by: str) -> Answer | None:
-        """The corrected answer (None: withdraw), checked against the classes the request offered. A withdrawn
+        """The corrected answer (None: withdraw), checked for form (the labeler judges the class). A withdrawn
         answer is refused here: the labeler no longer holds it and would refuse, and its refusal marked the
         withdrawn answer "refused" on the phone (a second tap on Undo, Undo in two tabs)."""
         if old.status == "withdrawn":
@@ -266,9 +269,12 @@ class RequestStore:
             if known:
                 return Answer(old.request_id, known[0], "", self.classes[known[0]]["name"], answered_by)
             return Answer(old.request_id, NEW_CLASS, name, name, answered_by)
-        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id not in self.classes:
-            raise AnswerError(f"class {str(class_id)[:40]} is not a class the robot knows")
-        return Answer(old.request_id, class_id, "", self.classes[class_id]["name"], answered_by)
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or not 0 <= class_id <= MAX_CLASS_ID:
+            raise AnswerError(f"class_id must be an integer from 0 to {MAX_CLASS_ID}, got {str(class_id)[:40]}")
+        # whether the labeler knows the class is its to say (it refuses an unknown one, on label_status): the list
+        # this app has may lag it, or be that of a labeler which lost its state and no longer holds the answer
+        return Answer(old.request_id, class_id, "", self.classes.get(class_id, {}).get("name", str(class_id)),
+                      answered_by)
 
     def check_rename(self, class_id: Any, name: Any, now: float | None = None) -> Rename:
         """A well-formed rename (an integer class id, a name within the labeler's MAX_NAME_CHARS), else
@@ -332,17 +338,22 @@ class RequestStore:
         if what == "refused" and prior is not None:
             a.class_id, a.new_class_name, a.class_name = prior["class_id"], prior["new_class_name"], prior["class_name"]
             a.status, a.message = prior["status"], f"change refused: {str(status.get('message', ''))[:180]}"
-            if a.status == "learned" and a.class_id in self.classes:
+            if a.status == "learned":
                 self._add_example(a)
             self.dirty = True
             return a
+        cid = status.get("class_id")
+        if (what == "learned" and prior is None and a.status == "learned" and a.class_id == cid
+                and a.class_name == str(status.get("class_name") or a.class_name)):
+            return None                 # said again (to an app started again): nothing changed
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
         self._drop_example(a.request_id)
-        if what == "learned" and isinstance(status.get("class_id"), int) and status["class_id"] >= 0:
-            if a.new_class_name and int(status["class_id"]) in self.classes:
-                a.new_class_name = ""   # the typed name was one the robot knew ("NINE" for "nine"): no new class
-            a.class_id, a.class_name = int(status["class_id"]), str(status.get("class_name") or a.class_name)
-            self.classes.setdefault(a.class_id, {"name": a.class_name, "count": 0, "last_s": 0.0, "examples": []})
+        if what == "learned" and isinstance(cid, int) and cid >= 0:
+            # the typed name was one the robot knew ("NINE" for "nine"): no new class. The labeler says so (an older
+            # one did not: then by the classes it listed)
+            if a.new_class_name and not status.get("new_class", cid not in self.classes):
+                a.new_class_name = ""
+            a.class_id, a.class_name = cid, str(status.get("class_name") or a.class_name)
             self._add_example(a)
         self.dirty = True
         return a
@@ -362,25 +373,30 @@ class RequestStore:
         return a
 
     def _add_example(self, a: Answer) -> None:
-        """``a``'s picture first among the (at most 3) examples of its class, a class the robot knows."""
-        info = self.classes[a.class_id]
-        if a.picture is not None and a.request_id not in info["examples"]:
-            info["examples"] = ([a.request_id] + info["examples"])[:3]
+        """``a``'s picture first among the (at most 3) examples of its class."""
+        examples = self.examples.setdefault(a.class_id, [])
+        if a.picture is not None and a.request_id not in examples:
+            self.examples[a.class_id] = ([a.request_id] + examples)[:3]
 
     def _drop_example(self, request_id: str) -> None:
-        for info in self.classes.values():
-            if request_id in info["examples"]:
-                info["examples"].remove(request_id)
+        for examples in self.examples.values():
+            if request_id in examples:
+                examples.remove(request_id)
                 self.dirty = True
 
-    def observe(self, class_id: int, name: str, now: float) -> None:
-        """A labelled sample on the bus: the class's count and last-seen time."""
-        info = self.classes.setdefault(int(class_id), {"name": name or str(class_id), "count": 0, "last_s": 0.0,
-                                                       "examples": []})
-        if name:
-            info["name"] = name
-        info["count"] += 1
-        info["last_s"] = now
+    def observe(self, class_id: int, now: float) -> None:
+        """A labelled sample on the bus: when the class was last seen (its count is the labeler's, see set_classes)."""
+        self.last_s[int(class_id)] = now
+
+    def set_classes(self, classes: list[tuple[int, str, int]]) -> bool:
+        """The labeler's list of the classes it knows now (id, name, count: its ``classes``), which replaces this app's:
+        the labeler owns what a class is, its name and its count. True if anything shown changed."""
+        new = {int(c): {"name": str(n) or str(c), "count": int(k)} for c, n, k in classes}
+        if new == self.classes:
+            return False
+        self.classes = new
+        self.dirty = True
+        return True
 
     def observe_prediction(self, sample_id: int, class_id: int, name: str, confidence: float, now: float) -> None:
         self.predictions.appendleft({"sample_id": sample_id, "class_id": class_id,
@@ -391,9 +407,9 @@ class RequestStore:
         """The classes and the last predictions; ages by this machine's clock (the phone's may differ, see
         history_item)."""
         now = time.time() if now is None else now
-        return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": i["last_s"],
-                             "last_age_s": max(0.0, now - i["last_s"]) if i["last_s"] else None,
-                             "examples": [f"image?id={quote(r, safe='')}" for r in i["examples"]
+        return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": self.last_s.get(c, 0.0),
+                             "last_age_s": max(0.0, now - self.last_s[c]) if self.last_s.get(c) else None,
+                             "examples": [f"image?id={quote(r, safe='')}" for r in self.examples.get(c, [])
                                           if r in self.answered and self.answered[r].picture]}
                             for c, i in sorted(self.classes.items())],
                 "predictions": [{**p, "age_s": max(0.0, now - p["at_s"])} for p in self.predictions]}
@@ -409,7 +425,8 @@ class RequestStore:
                 "pending": [p.to_json() for p in self.pending.values()],
                 "history": [a.to_json() for a in self.history],
                 "answered": [a.request_id for a in self.answered.values()],
-                "classes": {str(k): v for k, v in self.classes.items()},
+                "classes": {str(k): {**v, "last_s": self.last_s.get(k, 0.0), "examples": self.examples.get(k, [])}
+                            for k, v in self.classes.items()},
                 "expired": list(self.expired.items())}
 
     def save(self, path: Path) -> None:
@@ -431,16 +448,17 @@ class RequestStore:
             by_id = {a.request_id: a for a in history}
             answered = [by_id.get(str(r)) or Answer(str(r), NEW_CLASS) for r in doc["answered"]]
             expired = [(str(k), float(v)) for k, v in doc["expired"]]
-            classes = {int(k): {"name": str(v["name"]), "count": int(v["count"]), "last_s": float(v["last_s"]),
-                                "examples": [str(r) for r in v["examples"]][:3]}
-                       for k, v in dict(doc.get("classes") or {}).items()}
+            saved = {int(k): v for k, v in dict(doc.get("classes") or {}).items()}
+            classes = {k: {"name": str(v["name"]), "count": int(v["count"])} for k, v in saved.items()}
+            last_s = {k: float(v["last_s"]) for k, v in saved.items()}
+            examples = {k: [str(r) for r in v["examples"]][:3] for k, v in saved.items()}
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
             path.rename(aside)
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
             return 0
-        self.classes = classes
+        self.classes, self.last_s, self.examples = classes, last_s, examples
         for p in pending:
             self.pending[p.request_id] = p
         self.history.extend(history)

@@ -2,10 +2,11 @@
 
 Subscribes ``label_request`` (LabelRequest), ``label_status`` (the labeler's verdict on each
 answer and each rename: the page shows an answer as learned only when the labeler says so, and
-shows a refusal otherwise), ``labeled``, ``predictions`` and ``class_renamed`` (the "what the robot
-knows" view); publishes ``label_answer`` (LabelAnswer; ``class_id`` −2 = skipped / not sure),
-``label_correction`` (LabelAnswer for an answered request: its new class, or −2 to withdraw it) and
-``rename_class`` (LabelAnswer: the rename's own request id, the class, its new name). All reliable.
+shows a refusal otherwise), ``classes`` (the labeler's classes, names and counts: latched), ``labeled`` (when a
+class was last seen) and ``predictions`` (the "what the robot knows" view); publishes ``label_answer``
+(LabelAnswer; ``class_id`` −2 = skipped / not sure), ``label_correction`` (LabelAnswer for an answered
+request: its new class, or −2 to withdraw it) and ``rename_class`` (LabelAnswer: the rename's own request id,
+the class, its new name). All reliable.
 
 Serves the page over HTTP + WebSocket (aiohttp, in its own thread) on ``host:port``; the default
 ``127.0.0.1`` keeps it on this machine. Bound to another address it serves HTTPS with a
@@ -140,7 +141,7 @@ class LabelApp(Node):
         bus.create_subscription("label_status", "std_msgs/msg/String", self.on_status, "reliable")
         bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
         bus.create_subscription("predictions", "Prediction", self.on_prediction, "reliable")
-        bus.create_subscription("class_renamed", "ClassInfo", self.on_renamed, "reliable")
+        bus.create_subscription("classes", "ClassList", self.on_classes, "latched")
 
     # bus thread ---------------------------------------------------------------------------------------
     def on_request(self, msg: Any) -> None:
@@ -171,21 +172,23 @@ class LabelApp(Node):
         self.server.submit(self.server.on_status, status)
 
     def on_labeled(self, msg: Any) -> None:
+        """A labelled sample: when its class was last seen (only that: the count is the labeler's, on ``classes``)."""
         if int(msg.label) >= 0:
-            self.server.submit(self._observe, int(msg.label), str(msg.label_name)[:MAX_NAME_CHARS])
+            self.server.submit(self._observe, int(msg.label))
 
-    def _observe(self, label: int, name: str) -> None:     # server loop
-        self.store.observe(label, name, time.time())
+    def _observe(self, label: int) -> None:     # server loop
+        self.store.observe(label, time.time())
         self.server.on_classes_changed()
 
-    def on_renamed(self, msg: Any) -> None:
-        self.server.submit(self._renamed, int(msg.id), str(msg.name)[:MAX_NAME_CHARS])
+    def on_classes(self, msg: Any) -> None:
+        """The labeler's classes (latched: also the list it sent before this app started): what the pages list, and
+        the names and counts on every question's buttons and in the history."""
+        self.server.submit(self._classes, [(int(c.id), str(c.name)[:MAX_NAME_CHARS], int(c.sample_count))
+                                           for c in msg.classes])
 
-    def _renamed(self, class_id: int, name: str) -> None:      # server loop
-        if class_id in self.store.classes:
-            self.store.classes[class_id]["name"] = name
-            self.store.dirty = True
-        self.server.on_classes_changed()
+    def _classes(self, classes: list[tuple[int, str, int]]) -> None:      # server loop
+        if self.store.set_classes(classes):
+            self.server.on_classes_changed()
 
     def on_prediction(self, msg: Any) -> None:
         self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:MAX_NAME_CHARS],

@@ -559,9 +559,13 @@ class RceLabeler(Labeler):
         bus.create_subscription("label_correction", "LabelAnswer", self.on_correction, "reliable")
         bus.create_subscription("rename_class", "LabelAnswer", self.on_rename, "reliable")
         self.renamed_pub = bus.create_publisher("class_renamed", self.ClassInfo, "reliable")
+        self.ClassList = bus.msg("ClassList")
+        self.classes_pub = bus.create_publisher("classes", self.ClassList, "latched")
+        self._classes_sent: list[tuple[int, str, int]] | None = None
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
+        self._publish_classes()
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests%s",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending), journal_words(relearned))
 
@@ -926,7 +930,8 @@ class RceLabeler(Labeler):
                                                   label=res.class_id, confidence=1.0,
                                                   source=self.LabeledFeatures.HUMAN, label_name=res.class_name))
         self._save()
-        self._status(req.request_id, "learned", res.class_id, res.class_name)
+        self._publish_classes()
+        self._status(req.request_id, "learned", res.class_id, res.class_name, new_class=res.new_class)
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
                       f" by {by}" if by else "", res.class_id, res.class_name, " (new class)" if res.new_class else "",
                       len(req.samples))
@@ -980,6 +985,7 @@ class RceLabeler(Labeler):
             else:
                 self._status(rid, "refused", message=f"unknown class id {cid}")
                 raise AnswerError(f"correction of {rid[:64]}: unknown class id {cid}")
+        made = new_id is not None and new_id not in self.rce.classes and new_id not in self.requests.names
         try:
             self.undo.relabel(rid, new_id)
         except InputError:      # its text names the request id (the undo log's tag): the person gets words
@@ -1012,8 +1018,9 @@ class RceLabeler(Labeler):
         else:
             self.requests.names.setdefault(new_id, new_name)
             done["class_id"], done["class_name"] = new_id, new_name
-            self._status(rid, "learned", new_id, new_name)
+            self._status(rid, "learned", new_id, new_name, new_class=made)
         self._save()
+        self._publish_classes()
         self._ask_again()
         self.log.info("answer to %s %s: %d sample(s) taken back from class %d, and %d pseudo-label(s) it had given",
                       rid, "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
@@ -1032,6 +1039,7 @@ class RceLabeler(Labeler):
             raise
         self.renamed_pub.publish(self.ClassInfo(id=cid, name=name, sample_count=0))
         self._save()
+        self._publish_classes()
         self._status(rid, "renamed", cid, name)
         self.log.info("class %d renamed %r%s", cid, name, f" by {str(msg.answered_by)[:40]}" if msg.answered_by else "")
 
@@ -1039,10 +1047,14 @@ class RceLabeler(Labeler):
         return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,
                              sample_id=0, true_label=-1, labelled=False)
 
-    def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> None:
-        self.status_pub.publish(self.String(data=json.dumps(
-            {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name,
-             "message": message})))
+    def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "",
+                new_class: bool | None = None) -> None:
+        """A verdict on ``label_status``; ``new_class``, with "learned": whether the answer made the class (the label
+        app tags it "new": it cannot tell by the classes it has heard of, which may already list it)."""
+        said = {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name,
+                "message": message}
+        self.status_pub.publish(self.String(data=json.dumps(said if new_class is None else {**said,
+                                                                                           "new_class": new_class})))
 
     def _tick(self) -> None:
         """Every second: expire old requests, resend the pending ones to a new reader, ask the groups that are ready.
@@ -1059,7 +1071,21 @@ class RceLabeler(Labeler):
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
+        self._publish_classes()      # counts changed by samples learned meanwhile (labelled, or alike to an answer)
         self._ask(time.time())
+
+    def _publish_classes(self) -> None:
+        """The classes this node knows, by its names and counts (the samples its RCE learned each from: the number a
+        question's buttons say), on ``classes`` (latched) when they changed: the label app shows this list, so a
+        class withdrawn, renamed or taught more is shown as the labeler knows it (the app counted the samples it saw
+        on ``labeled``, the robot's own pseudo-labels too, and kept a class whose only answer was withdrawn)."""
+        counts = self.rce.sample_counts()
+        now = [(int(c), self._name(c), min(int(counts.get(c, 0)), 2**32 - 1)) for c in sorted(self.rce.classes)]
+        if now == self._classes_sent:
+            return
+        self.classes_pub.publish(self.ClassList(header=self._header(), classes=[
+            self.ClassInfo(id=c, name=n, sample_count=k) for c, n, k in now]))
+        self._classes_sent = now
 
     # --- labelled output and state ------------------------------------------------------------
     def _name_of(self, label: int) -> str:

@@ -1,0 +1,93 @@
+"""What a person answering the imu graph's questions on a 390 px phone met (the phone trial of 2026-12-05), in Chromium
+against the real TinyRCE labeler and label app as processes on a private DDS domain:
+
+- the class list counted every labelled sample on the bus (the robot's own pseudo-labels too) while a question's
+  buttons counted the samples the labeler learned the class from, as of when the question was sent: "WALKING 8
+  examples" in the list beside a button "WALKING 7 examples", and an answer to a known class left the other open
+  questions' buttons at their old count;
+- a class whose only answer was withdrawn stayed in the list with its examples.
+
+The labeler owns what a class is, its name and its count: it publishes them on ``classes`` (latched), the app and the
+page show that list and nothing of their own.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tests.e2e.test_label_app_browser import _until
+from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
+
+
+def see(r: Robot, cls: int) -> None:
+    """An unlabelled sample close to ``cls``: the labeler covers it and passes it on as a pseudo-label (not learned)."""
+    Features, Header, Time = (r.bus.msg(t) for t in ("Features", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+    r.stamp += 1000
+    x = (CENTERS[cls] + np.random.default_rng(r.stamp % 997).normal(0, 0.05, 64)).astype(np.float32)
+    r.features.publish(Features(header=Header(stamp=Time(sec=r.stamp // 10**9, nanosec=r.stamp % 10**9)), data=x,
+                                extractor_hash=r.hash, sample_id=r.stamp % 10**6, true_label=-1, labelled=False))
+
+
+def class_line(page, cid: int) -> str:
+    """What the class list says of class ``cid`` (its name and count line), "" if it is not listed."""
+    item = page.locator(f'#classes li[data-class-id="{cid}"]')
+    return item.locator(".name").inner_text() + " | " + item.locator(".meta-c").inner_text() if item.count() else ""
+
+
+def button_line(card, cid: int) -> str:
+    return " | ".join(card.locator(f'button.cls[data-class-id="{cid}"]').inner_text().split("\n"))
+
+
+def test_the_class_list_and_the_buttons_say_the_labelers_counts(domain, tmp_path, phone):
+    """Two questions open; the person answers the first with a known class, and the robot passes on a pseudo-label of
+    it: the second question's button and the class list both say the labeler's count (learned samples: 2 labelled +
+    the answer's 1), not the count the question was sent with (2), nor the samples seen on the bus (4)."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)                       # classes 0 "walking", 1 "seated", 2 labelled samples each
+        ask(r, 1)
+        page.locator("article.card").first.wait_for()
+        ask(r, 2)
+        assert _until(lambda: page.locator("article.card").count() == 2)
+        rid, rid2 = (page.locator("article.card").nth(i).get_attribute("data-request-id") for i in (0, 1))
+        first, second = (page.locator(f'article.card[data-request-id="{i}"]') for i in (rid, rid2))
+        assert button_line(second, 0) == "walking | 2 examples"
+        time.sleep(SETTLED_S)
+        first.locator('button.cls[data-class-id="0"]').tap()
+        page.locator(f'#history li[data-request-id="{rid}"] .state', has_text="learned").wait_for()
+        see(r, 0)                                         # the robot's own guess: no example learned
+        time.sleep(1.5)
+        page.locator("#tab-know").tap()
+        assert _until(lambda: class_line(page, 0) == "walking | 3 examples · last seen just now"), class_line(page, 0)
+        page.locator("#tab-ask").tap()
+        assert _until(lambda: button_line(second, 0) == "walking | 3 examples"), button_line(second, 0)
+        assert button_line(second, 1) == "seated | 2 examples"
+
+
+def test_a_class_whose_only_answer_is_withdrawn_leaves_the_list(domain, tmp_path, phone):
+    """A new class taught by one answer, then Undo: the labeler no longer knows it, and neither does the page (its list
+    and the buttons of the question still open)."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        card.locator("input[name=new]").tap()
+        page.keyboard.type("stairs")
+        time.sleep(SETTLED_S)
+        card.locator("form.new button").tap()
+        done = page.locator(f'#history li[data-request-id="{rid}"]')
+        done.locator(".state", has_text="learned").wait_for()
+        ask(r, 2)
+        other = page.locator("article.card:not(.leaving)")
+        other.locator('button.cls[data-class-id="2"]').wait_for()      # stairs is one tap there
+        assert _until(lambda: class_line(page, 2).startswith("stairs | 1 example"))
+        time.sleep(SETTLED_S)
+        done.locator("button.undo").tap()
+        done.locator(".state", has_text="withdrawn").wait_for()
+        assert _until(lambda: class_line(page, 2) == ""), class_line(page, 2)
+        assert page.locator("#classes li").count() == 2
+        assert _until(lambda: other.locator('button.cls[data-class-id="2"]').count() == 0)
