@@ -5,7 +5,8 @@ against the real TinyRCE labeler and label app as processes on a private DDS dom
   buttons counted the samples the labeler learned the class from, as of when the question was sent: "WALKING 8
   examples" in the list beside a button "WALKING 7 examples", and an answer to a known class left the other open
   questions' buttons at their old count;
-- a class whose only answer was withdrawn stayed in the list with its examples.
+- a class whose only answer was withdrawn stayed in the list with its examples;
+- the history kept the old name of a class renamed since.
 
 The labeler owns what a class is, its name and its count: it publishes them on ``classes`` (latched), the app and the
 page show that list and nothing of their own.
@@ -91,3 +92,27 @@ def test_a_class_whose_only_answer_is_withdrawn_leaves_the_list(domain, tmp_path
         assert _until(lambda: class_line(page, 2) == ""), class_line(page, 2)
         assert page.locator("#classes li").count() == 2
         assert _until(lambda: other.locator('button.cls[data-class-id="2"]').count() == 0)
+
+
+def test_the_history_says_a_renamed_class_by_its_new_name(domain, tmp_path, phone):
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="1"]').tap()
+        item = page.locator(f'#history li[data-request-id="{rid}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        assert item.locator(".name").inner_text() == "seated"
+        page.once("dialog", lambda d: d.accept("sitting"))
+        page.locator("#tab-know").tap()
+        page.locator('#classes li[data-class-id="1"] button.rename').tap()
+        page.locator("#toast", has_text="Renamed class 1 to sitting").wait_for()
+        page.locator("#tab-ask").tap()
+        assert _until(lambda: item.locator(".name").inner_text() == "sitting"), item.locator(".name").inner_text()
+        assert item.locator("button.undo").get_attribute("aria-label") == "Undo the answer sitting"
+        page.reload()                                     # the snapshot's history item carries the old name
+        page.wait_for_selector("#status.live")
+        assert _until(lambda: item.locator(".name").inner_text() == "sitting")

@@ -385,24 +385,26 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
   function addHistory(item, atEnd) {
+    const name = nameOf(item.class_id, item.class_name);
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
     if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
       const undo = el("button", {type: "button", class: "undo", text: "Undo"});
-      undo.setAttribute("aria-label", "Undo the answer " + item.class_name);
+      undo.setAttribute("aria-label", "Undo the answer " + name);
       undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
       const change = el("button", {type: "button", class: "change", text: "Change"});
-      change.setAttribute("aria-label", "Change the answer " + item.class_name);
+      change.setAttribute("aria-label", "Change the answer " + name);
       change.addEventListener("click", () => {
         const name = askName("What is it instead?", "");
         if (name) send({type: "undo", request_id: item.id, new_class_name: name});
       });
       acts.append(undo, change);
     }
-    const li = el("li", {"data-request-id": item.id, "data-at": String(at)},
-      item.image ? el("img", {class: "thumb", src: item.image, alt: "the sample you answered " + item.class_name}) : null,
-      el("span", {class: "txt"}, el("span", {class: "name", text: item.class_name}),
+    const li = el("li", {"data-request-id": item.id, "data-at": String(at), "data-class-id": String(item.class_id),
+                         "data-sent-name": item.class_name},
+      item.image ? el("img", {class: "thumb", src: item.image, alt: "the sample you answered " + name}) : null,
+      el("span", {class: "txt"}, el("span", {class: "name", text: name}),
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
       el("span", {class: "when", text: ago(at)}), acts);
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
@@ -410,10 +412,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
     if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
   }
-  // The labeler owns a class's name and count; the app passes its list on (m.classes). A question's buttons carry the
-  // name and count its request was sent with: a class renamed or taught since (here, on another phone, over ROS 2) is
-  // shown as the class list shows it ("sitting" on a button beside a list saying "seated", "7 examples" on a button
-  // beside "8" in the list).
+  // The labeler owns a class's name and count; the app passes its list on (m.classes). A question's buttons and the
+  // history carry the name (and count) as of when they were sent: a class renamed or taught since (here, on another
+  // phone, over ROS 2) is shown as the class list shows it ("sitting" on a button beside a list saying "seated", "7
+  // examples" on a button beside "8" in the list, the history's old name after a rename).
   function nameOf(id, sent) {
     const known = classes.find(k => k.id === id);
     return known ? known.name : sent;
@@ -434,6 +436,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const id = Number(b.dataset.classId), name = nameOf(id, b.firstChild.textContent);
       const count = countOf(id, Number(b.dataset.count));
       if (b.firstChild.textContent !== name || b.dataset.count !== String(count)) nameButton(b, name, count);
+    }
+    for (const li of historyEl.querySelectorAll("li[data-class-id]")) {   // in place: a tap on Undo is not lost
+      const name = nameOf(Number(li.dataset.classId), li.dataset.sentName), n = $(".name", li);
+      if (n.textContent === name) continue;
+      n.textContent = name;
+      for (const [sel, what] of [["button.undo", "Undo the answer "], ["button.change", "Change the answer "]])
+        if ($(sel, li)) $(sel, li).setAttribute("aria-label", what + name);
+      const img = $("img.thumb", li);
+      if (img) img.alt = "the sample you answered " + name;
     }
     const list = $("#classes"); list.textContent = "";
     for (const c of m.classes) {
