@@ -6,7 +6,8 @@ against the real TinyRCE labeler and label app as processes on a private DDS dom
   examples" in the list beside a button "WALKING 7 examples", and an answer to a known class left the other open
   questions' buttons at their old count;
 - a class whose only answer was withdrawn stayed in the list with its examples;
-- the history kept the old name of a class renamed since.
+- the history kept the old name of a class renamed since;
+- a plot (an IMU question's 320x200 picture) was shown in the history as a 48 px thumbnail, with no way to see it.
 
 The labeler owns what a class is, its name and its count: it publishes them on ``classes`` (latched), the app and the
 page show that list and nothing of their own.
@@ -20,7 +21,10 @@ import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
+
+HAR_CHANNELS = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
 
 
 def see(r: Robot, cls: int) -> None:
@@ -116,3 +120,44 @@ def test_the_history_says_a_renamed_class_by_its_new_name(domain, tmp_path, phon
         page.reload()                                     # the snapshot's history item carries the old name
         page.wait_for_selector("#status.live")
         assert _until(lambda: item.locator(".name").inner_text() == "sitting")
+
+
+def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
+    """An IMU question (its picture a 320x200 plot) answered: its 48 px thumbnail in the history, and the one in the
+    class list, open the plot as wide as the phone (old: nothing to tap, the plot unreadable)."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        Imu, Header, Time = (r.bus.msg(t) for t in ("ImuWindow", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
+        imu = r.bus.create_publisher("imu", Imu, "reliable")
+        assert spin_until(r.bus, lambda: imu.get_subscription_count() > 0, 20)
+        time.sleep(0.5)                                    # the labeler's reader hears this writer too (best effort)
+        t = np.arange(50) / 51.0
+        window = np.stack([np.sin(2 * np.pi * (1 + k) * t) * (3 if k < 3 else 1) for k in range(6)], 1)
+        imu.publish(Imu(header=Header(stamp=Time(sec=(r.stamp + 1000) // 10**9, nanosec=(r.stamp + 1000) % 10**9)),
+                        data=window.astype(np.float32).ravel(), n_channels=6, rate_hz=51.0,
+                        channel_names=HAR_CHANNELS))
+        time.sleep(0.5)
+        ask(r, 1)                                          # its features, of the same stamp
+        card = page.locator("article.card").first
+        card.locator("img.pic").wait_for()
+        assert card.locator("img.pic").evaluate("i => i.naturalWidth") == 320
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="0"]').tap()
+        item = page.locator(f'#history li[data-request-id="{rid}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        time.sleep(SETTLED_S)
+        for where in (item, page.locator('#classes li[data-class-id="0"]')):
+            if where is not item:
+                page.locator("#tab-know").tap()
+            thumb = where.locator(".thumb")
+            assert thumb.bounding_box()["width"] <= 100                # small in the list
+            thumb.tap()
+            big = page.locator("#zoom img")
+            big.wait_for()
+            assert _until(lambda: big.evaluate("i => i.complete && i.naturalWidth") == 320)
+            box = big.bounding_box()
+            assert box["width"] >= 320 and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+            page.locator("#zoom").tap()                               # a tap anywhere closes it
+            page.locator("#zoom").wait_for(state="hidden")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -80,6 +80,12 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
 #history .acts { display:flex; gap:.4rem; }
 #history .acts button, .alt button { min-height:48px; min-width:48px; background:var(--bg); color:var(--ink); border:2px solid var(--line); font-size:.9rem; }
 .thumb { width:48px; height:48px; object-fit:contain; background:#000; border-radius:6px; image-rendering:pixelated; }
+button.zoom { min-height:48px; min-width:48px; padding:0; background:none; border-radius:6px; }
+#zoom { position:fixed; inset:0; z-index:4; background:rgba(0,0,0,.88); display:flex; flex-direction:column;
+  align-items:center; justify-content:center; gap:.8rem; padding:.8rem; color:#fff; }
+#zoom[hidden] { display:none; }
+#zoom img { width:100%; max-width:40rem; height:auto; background:#fff; border-radius:8px; }
+#zoom p { margin:0; font-weight:600; overflow-wrap:anywhere; text-align:center; }
 .alt { display:flex; gap:.55rem; margin-top:.55rem; }
 .alt button { flex:1; }
 nav { display:flex; gap:.4rem; max-width:34rem; margin:.6rem auto 0; padding:0 .8rem; }
@@ -132,6 +138,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   </section>
 </main>
 <div id="toast" role="alert" hidden></div>
+<div id="zoom" role="dialog" aria-modal="true" aria-label="the picture, larger" hidden><img alt=""><p></p>
+  <button type="button" class="alt-close">Close</button></div>
 <script>
 "use strict";
 (() => {
@@ -181,7 +189,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     document.title = (n ? "(" + n + ") " : "") + "tinycl · label requests";
     const off = !online();
     $("#offline").hidden = !off || stopped;
-    for (const b of document.querySelectorAll("#pending button, #pending input, #history .acts button, #classes button")) {
+    const buttons = "#pending button, #pending input, #history .acts button, #classes button.rename";
+    for (const b of document.querySelectorAll(buttons)) {
       const card = b.closest(".card"), typing = b.tagName === "INPUT";   // a name being typed stays editable
       b.disabled = (off && !typing) || (!!card && card.classList.contains("busy")) || (!typing && !!b.closest(".settling"));
     }
@@ -403,7 +412,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     }
     const li = el("li", {"data-request-id": item.id, "data-at": String(at), "data-class-id": String(item.class_id),
                          "data-sent-name": item.class_name},
-      item.image ? el("img", {class: "thumb", src: item.image, alt: "the sample you answered " + name}) : null,
+      item.image ? thumb(item.image, "the sample you answered " + name) : null,
       el("span", {class: "txt"}, el("span", {class: "name", text: name}),
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
       el("span", {class: "when", text: ago(at)}), acts);
@@ -430,6 +439,19 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     b.dataset.count = String(count);
     b.setAttribute("aria-label", "It is " + name);
   }
+  function thumb(src, alt) {            // a 320x200 plot is unreadable at 48 px: a tap shows it as wide as the phone
+    const b = el("button", {type: "button", class: "zoom", "aria-label": "Show larger: " + alt},
+                 el("img", {class: "thumb", src, alt}));
+    b.addEventListener("click", () => {
+      const z = $("#zoom");
+      $("img", z).src = src; $("img", z).alt = alt; $("p", z).textContent = alt;
+      z.hidden = false;
+      $("button", z).focus();
+    });
+    return b;
+  }
+  $("#zoom").addEventListener("click", () => { $("#zoom").hidden = true; });
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") $("#zoom").hidden = true; });
   function showClasses(m) {
     classes = m.classes;
     for (const b of pendingEl.querySelectorAll("button.cls[data-class-id]")) {
@@ -444,12 +466,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       for (const [sel, what] of [["button.undo", "Undo the answer "], ["button.change", "Change the answer "]])
         if ($(sel, li)) $(sel, li).setAttribute("aria-label", what + name);
       const img = $("img.thumb", li);
-      if (img) img.alt = "the sample you answered " + name;
+      if (img) {
+        img.alt = "the sample you answered " + name;
+        img.parentNode.setAttribute("aria-label", "Show larger: " + img.alt);
+      }
     }
     const list = $("#classes"); list.textContent = "";
     for (const c of m.classes) {
       const ex = el("div", {class: "ex"});
-      for (const src of c.examples) ex.append(el("img", {class: "thumb", src, alt: "an example of " + c.name}));
+      for (const src of c.examples) ex.append(thumb(src, "an example of " + c.name));
       const rename = el("button", {type: "button", class: "rename", text: "Rename"});
       rename.setAttribute("aria-label", "Rename " + c.name);
       rename.addEventListener("click", () => {
