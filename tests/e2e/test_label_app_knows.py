@@ -7,7 +7,8 @@ against the real TinyRCE labeler and label app as processes on a private DDS dom
   questions' buttons at their old count;
 - a class whose only answer was withdrawn stayed in the list with its examples;
 - the history kept the old name of a class renamed since;
-- a plot (an IMU question's 320x200 picture) was shown in the history as a 48 px thumbnail, with no way to see it.
+- a plot (an IMU question's 320x200 picture) was shown in the history as a 48 px thumbnail, with no way to see it;
+- a question answered (or skipped) over ROS 2 while the app was down stayed on the page when the app came back.
 
 The labeler owns what a class is, its name and its count: it publishes them on ``classes`` (latched), the app and the
 page show that list and nothing of their own.
@@ -16,13 +17,16 @@ page show that list and nothing of their own.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
 from tests.nodes.conftest import spin_until
-from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
+from tests.nodes.test_label_app_rename import CENTERS, TOKEN, Robot, app_node, labeler_node, robot
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.fleet.broker import free_port
 
 HAR_CHANNELS = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
 
@@ -161,3 +165,43 @@ def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
             page.locator("#zoom").tap()                               # a tap anywhere closes it
             page.locator("#zoom").wait_for(state="hidden")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp_path, phone):
+    """Two questions on the page; the app stops; one is answered over ROS 2 (ros2 topic pub label_answer), the other
+    skipped; the app starts again on its state: both leave the page, the answer goes to the history as learned
+    (old: both stayed, until their time was up, and a tap on them was refused)."""
+    port = free_port()
+    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    r = Robot(bus, f"http://127.0.0.1:{port}")
+    Answer, Header = bus.msg("LabelAnswer"), bus.msg("std_msgs/msg/Header")
+    answers = bus.create_publisher("label_answer", Answer, "reliable")
+    try:
+        with labeler_node(domain, tmp_path), ExitStack() as apps:
+            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
+            app.wait_for_line("label app on", 30)
+            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
+            r.wait_online()
+            page = open_phone(phone, r)
+            ask(r, 1)
+            ask(r, 2)
+            assert _until(lambda: page.locator("article.card").count() == 2)
+            rid1, rid2 = (page.locator("article.card").nth(i).get_attribute("data-request-id") for i in (0, 1))
+            app.stop()
+            page.wait_for_selector("#status:not(.live)")
+            apps.close()
+            assert spin_until(bus, lambda: answers.get_subscription_count() > 0, 10)
+            answers.publish(Answer(header=Header(), request_id=rid1, class_id=1, new_class_name="", answered_by="ros2"))
+            answers.publish(Answer(header=Header(), request_id=rid2, class_id=-2, new_class_name="",
+                                   answered_by="ros2 (skip)"))
+            assert r.status_of(rid1)["status"] == "learned" and r.status_of(rid2)["status"] == "skipped"
+            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
+            page.wait_for_selector("#status.live", timeout=20_000)
+            assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 0, 10), \
+                page.locator("#pending").inner_text()
+            item = page.locator(f'#history li[data-request-id="{rid1}"]')
+            assert item.locator(".name").inner_text() == "seated"
+            assert item.locator(".state").inner_text() == "learned"
+            assert "Traceback" not in "\n".join(app.lines)
+    finally:
+        bus.shutdown()

@@ -494,10 +494,10 @@ class LabelServer:
             self._spawn(self._broadcast(rename.public()))
             return
         rid = str(status.get("request_id", ""))
-        if status.get("status") == "expired":
+        if status.get("status") in ("expired", "skipped"):       # skipped: elsewhere (ros2 topic pub, another app)
             if self.store.expired_at_labeler(rid, time.time()):
-                self.log.info("request %s expired at the labeler", rid)
-                self._spawn(self._broadcast({"type": "remove", "id": rid, "why": "expired"}))
+                self.log.info("request %s %s at the labeler", rid, status["status"])
+                self._spawn(self._broadcast({"type": "remove", "id": rid, "why": status["status"]}))
             return
         was_pending = rid in self.store.pending
         a = self.store.apply_status(status)

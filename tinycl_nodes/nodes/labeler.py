@@ -562,6 +562,7 @@ class RceLabeler(Labeler):
         self.ClassList = bus.msg("ClassList")
         self.classes_pub = bus.create_publisher("classes", self.ClassList, "latched")
         self._classes_sent: list[tuple[int, str, int]] | None = None
+        self._status_readers = 0
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
@@ -1071,8 +1072,23 @@ class RceLabeler(Labeler):
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
+        status_readers = self.status_pub.get_subscription_count()
+        if status_readers > self._status_readers:
+            self._say_verdicts_again()
+        self._status_readers = status_readers
         self._publish_classes()      # counts changed by samples learned meanwhile (labelled, or alike to an answer)
         self._ask(time.time())
+
+    def _say_verdicts_again(self) -> None:
+        """The verdicts on the questions closed lately, to a new reader of ``label_status`` (a label app started
+        again): a question answered or skipped elsewhere (``ros2 topic pub label_answer``, another phone) while it was
+        down leaves its page instead of staying there until its time is up. An answer is said with its class as it
+        stands (a change, a rename since); one no longer held (withdrawn, or past the last ``MAX_UNDOABLE``) is not."""
+        for rid, how in list(self.requests.closed.items())[-MAX_UNDOABLE:]:
+            if how == "answered" and (a := self._answers.get(rid)) is not None:
+                self._status(rid, "learned", a["class_id"], self._name(a["class_id"]))
+            elif how in ("skipped", "expired"):
+                self._status(rid, how)
 
     def _publish_classes(self) -> None:
         """The classes this node knows, by its names and counts (the samples its RCE learned each from: the number a
