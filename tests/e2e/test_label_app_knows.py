@@ -170,7 +170,8 @@ def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
 def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp_path, phone):
     """Two questions on the page; the app stops; one is answered over ROS 2 (ros2 topic pub label_answer), the other
     skipped; the app starts again on its state: both leave the page, the answer goes to the history as learned
-    (old: both stayed, until their time was up, and a tap on them was refused)."""
+    (old: both stayed, until their time was up, and a tap on them was refused). A class taught on the phone and
+    renamed before keeps its "new" tag when the labeler says its verdict again (it lost it in the trial)."""
     port = free_port()
     bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
     r = Robot(bus, f"http://127.0.0.1:{port}")
@@ -183,10 +184,25 @@ def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
             r.wait_online()
             page = open_phone(phone, r)
+            ask(r, 3)                                      # taught on the phone as a new class, renamed since
+            card = page.locator("article.card").first
+            card.wait_for()
+            rid0 = card.get_attribute("data-request-id")
+            card.locator("input[name=new]").fill("hopping")
+            time.sleep(SETTLED_S)
+            card.locator("form.new button").tap()
+            taught = page.locator(f'#history li[data-request-id="{rid0}"]')
+            taught.locator(".state", has_text="learned").wait_for()
+            page.once("dialog", lambda d: d.accept("hop"))
+            page.locator("#tab-know").tap()
+            page.locator('#classes li[data-class-id="2"] button.rename').tap()
+            page.locator("#toast", has_text="Renamed class 2 to hop").wait_for()
+            page.locator("#tab-ask").tap()
             ask(r, 1)
             ask(r, 2)
-            assert _until(lambda: page.locator("article.card").count() == 2)
-            rid1, rid2 = (page.locator("article.card").nth(i).get_attribute("data-request-id") for i in (0, 1))
+            assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 2)
+            rid1, rid2 = (page.locator("article.card:not(.leaving)").nth(i).get_attribute("data-request-id")
+                          for i in (0, 1))
             app.stop()
             page.wait_for_selector("#status:not(.live)")
             apps.close()
@@ -202,6 +218,8 @@ def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp
             item = page.locator(f'#history li[data-request-id="{rid1}"]')
             assert item.locator(".name").inner_text() == "seated"
             assert item.locator(".state").inner_text() == "learned"
+            assert taught.locator(".name").inner_text() == "hop"
+            assert taught.locator(".tag").inner_text() == "new"    # the verdict said again did not take it away
             assert "Traceback" not in "\n".join(app.lines)
     finally:
         bus.shutdown()

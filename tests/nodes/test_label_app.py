@@ -639,6 +639,8 @@ def test_a_typed_name_the_robot_knew_is_not_shown_as_a_new_class():
     store.apply_status({"request_id": "t", "status": "learned", "class_id": 8, "class_name": "hopping",
                         "new_class": True})
     assert history_item(store.answered["t"])["new"]                   # the labeler says it made the class
+    store.apply_status({"request_id": "t", "status": "learned", "class_id": 8, "class_name": "hop"})
+    assert history_item(store.answered["t"])["new"]       # said again to an app started again, renamed since: still new
 
 
 def test_a_requests_deadline_counts_from_when_the_labeler_asked():

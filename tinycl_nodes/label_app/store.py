@@ -343,9 +343,8 @@ class RequestStore:
             self.dirty = True
             return a
         cid = status.get("class_id")
-        if (what == "learned" and prior is None and a.status == "learned" and a.class_id == cid
-                and a.class_name == str(status.get("class_name") or a.class_name)):
-            return None                 # said again (to an app started again): nothing changed
+        if what == "learned" and prior is None and a.status == "learned" and a.class_id == cid:
+            return None     # said again (to an app started again), maybe by a newer name: it stands as shown ("new")
         a.status, a.message = str(what), str(status.get("message", ""))[:200]
         self._drop_example(a.request_id)
         if what == "learned" and isinstance(cid, int) and cid >= 0:
