@@ -22,6 +22,7 @@ from contextlib import ExitStack
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
+from tests.e2e.test_label_app_day import audit, axe_js  # noqa: F401 - axe_js: a fixture
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, TOKEN, Robot, app_node, labeler_node, robot
@@ -223,3 +224,29 @@ def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp
             assert "Traceback" not in "\n".join(app.lines)
     finally:
         bus.shutdown()
+
+
+def test_in_dark_mode_the_new_tag_and_a_refusal_are_readable(domain, tmp_path, phone, axe_js):
+    """The phone in dark mode (prefers-color-scheme: dark): the history's blue "new" tag (#1d4ed8 on #1d2119, contrast
+    2.44) and the red lines of a refusal (#b91c1c) were hard to read; axe-core finds no serious violation now, with a
+    zoomed picture too."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        page.emulate_media(color_scheme="dark")
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        card.locator("input[name=new]").fill("hopping")
+        time.sleep(SETTLED_S)
+        card.locator("form.new button").tap()
+        page.locator(f'#history li[data-request-id="{rid}"] .tag', has_text="new").wait_for()
+        ask(r, 2)
+        other = page.locator("article.card:not(.leaving)")
+        other.wait_for()
+        page.evaluate("m => window.tinycl.send(m)", {"type": "answer", "request_id": other.get_attribute(
+            "data-request-id"), "class_id": 7})                  # the app's own refusal: the card's red line
+        other.locator(".err", has_text="is not one of this question's choices").wait_for()
+        page.locator("#toast").evaluate("t => { t.hidden = true; }")
+        assert _until(lambda: page.locator("article.card").count() == 1)      # the answered one has faded out
+        assert audit(page, axe_js) == []

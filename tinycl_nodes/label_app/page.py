@@ -30,9 +30,10 @@ PAGE = r"""<!doctype html>
 <title>tinycl · label requests</title>
 <style>
 :root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#166534; --accent-ink:#fff;
-        --line:#8a9184; --err:#b91c1c; --new:#1d4ed8; }
-@media (prefers-color-scheme: dark) {
-  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d; }
+        --line:#8a9184; --err:#b91c1c; --new:#1d4ed8; --err-ink:#b91c1c; --new-ink:#1d4ed8; }
+@media (prefers-color-scheme: dark) {   /* text in red or blue on the dark card: lighter (the fills stay) */
+  :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d;
+          --err-ink:#fca5a5; --new-ink:#93c5fd; }
 }
 * { box-sizing: border-box; }
 html, body { margin:0; background:var(--bg); color:var(--ink); overflow-wrap:anywhere;   /* a name without spaces */
@@ -68,7 +69,7 @@ form.new input { flex:1; min-width:0; font:inherit; font-size:1rem; min-height:5
   border:2px solid var(--line); background:var(--bg); color:var(--ink); }
 form.new input:focus { outline:none; border-color:var(--new); }
 form.new button { background:var(--new); color:#fff; font-weight:650; min-width:5rem; }
-.err { color:var(--err); font-weight:600; margin-top:.5rem; }
+.err { color:var(--err-ink); font-weight:600; margin-top:.5rem; }
 .err:empty { display:none; }
 h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:600; }
 #history { list-style:none; margin:0; padding:0; }
@@ -76,7 +77,7 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
   border:1px solid var(--line); border-radius:10px; margin-bottom:.4rem; font-size:.92rem; }
 #history .txt { flex:1; min-width:8rem; }
 #history .state { display:block; color:var(--mute); font-size:.8rem; }
-#history .state.refused { color:var(--err); font-weight:600; }
+#history .state.refused { color:var(--err-ink); font-weight:600; }
 #history .acts { display:flex; gap:.4rem; }
 #history .acts button, .alt button { min-height:48px; min-width:48px; background:var(--bg); color:var(--ink); border:2px solid var(--line); font-size:.9rem; }
 .thumb { width:48px; height:48px; object-fit:contain; background:#000; border-radius:6px; image-rendering:pixelated; }
@@ -102,7 +103,7 @@ nav button[aria-selected=true] { border-color:var(--accent); font-weight:700; }
 label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); }
 
 #history .name { font-weight:650; }
-#history .tag { color:var(--new); font-size:.75rem; margin-left:.35rem; }
+#history .tag { color:var(--new-ink); font-size:.75rem; margin-left:.35rem; }
 #history .when { color:var(--mute); white-space:nowrap; }
 #toast { position:fixed; left:.8rem; right:.8rem; bottom:max(.8rem, env(safe-area-inset-bottom)); z-index:3;
   padding:.9rem 1rem; border-radius:12px; background:#1c1f1a; color:#fff; font-weight:600;
