@@ -453,6 +453,30 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   $("#zoom").addEventListener("click", () => { $("#zoom").hidden = true; });
   document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") $("#zoom").hidden = true; });
+  function classItem(id) {              // one class of the list; Rename asks about the name it shows then
+    const rename = el("button", {type: "button", class: "rename", text: "Rename"});
+    const li = el("li", {"data-class-id": String(id)}, el("div", {class: "name"}), el("div", {class: "meta-c"}),
+                  el("div", {class: "ex"}), el("div", {class: "alt"}, rename));
+    rename.addEventListener("click", () => {
+      const name = askName("New name for " + li.dataset.name, li.dataset.name);
+      if (name) send({type: "rename", class_id: id, name});
+    });
+    return li;
+  }
+  function fillClass(li, c) {           // only what changed: a node replaced under a finger loses its tap
+    const last = c.last_age_s != null ? " · last seen " + ago(Date.now() / 1000 - c.last_age_s) : "";
+    const seen = examples(c.count) + last;
+    li.dataset.name = c.name;
+    for (const [sel, text] of [[".name", c.name], [".meta-c", seen]])
+      if ($(sel, li).textContent !== text) $(sel, li).textContent = text;
+    $("button.rename", li).setAttribute("aria-label", "Rename " + c.name);
+    const pictures = c.examples.join(" ") + " " + c.name;
+    if (li.dataset.pictures === pictures) return;
+    li.dataset.pictures = pictures;
+    const ex = $(".ex", li);
+    ex.textContent = "";
+    for (const src of c.examples) ex.append(thumb(src, "an example of " + c.name));
+  }
   function showClasses(m) {
     classes = m.classes;
     for (const b of pendingEl.querySelectorAll("button.cls[data-class-id]")) {
@@ -472,20 +496,20 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         img.parentNode.setAttribute("aria-label", "Show larger: " + img.alt);
       }
     }
-    const list = $("#classes"); list.textContent = "";
+    // in place, as the history: the list comes with every labelled sample (30 a second from a camera), and a press
+    // on Rename or a picture that spans a rebuild is lost
+    const list = $("#classes"), listed = new Set(m.classes.map(c => String(c.id)));
+    for (const li of [...list.children]) if (!listed.has(li.dataset.classId)) li.remove();
+    let prev = null, added = false;
     for (const c of m.classes) {
-      const ex = el("div", {class: "ex"});
-      for (const src of c.examples) ex.append(thumb(src, "an example of " + c.name));
-      const rename = el("button", {type: "button", class: "rename", text: "Rename"});
-      rename.setAttribute("aria-label", "Rename " + c.name);
-      rename.addEventListener("click", () => {
-        const name = askName("New name for " + c.name, c.name);
-        if (name) send({type: "rename", class_id: c.id, name});
-      });
-      list.append(el("li", {"data-class-id": String(c.id)}, el("div", {class: "name", text: c.name}),
-        el("div", {class: "meta-c", text: examples(c.count) + (c.last_age_s != null ? " · last seen " + ago(Date.now() / 1000 - c.last_age_s) : "")}), ex,
-        el("div", {class: "alt"}, rename)));
+      let li = list.querySelector('li[data-class-id="' + c.id + '"]');
+      if (!li) { li = classItem(c.id); added = true; }
+      fillClass(li, c);
+      const at = prev ? prev.nextSibling : list.firstChild;
+      if (at !== li) list.insertBefore(li, at);
+      prev = li;
     }
+    if (added) refresh();                // a new Rename is off while the robot is unreachable, as the others
     $("#noclasses").hidden = m.classes.length > 0;
     const preds = $("#preds"); preds.textContent = "";
     for (const p of m.predictions)
