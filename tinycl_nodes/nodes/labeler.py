@@ -49,8 +49,10 @@ samples learned from their labels or held for a question, the pictures of the qu
 pseudo-labels of classes an answer that can still change taught: ``core/undo.PassedOn``) is in its journal,
 learned again after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
-learned|refused|expired, class_id, class_name, message), and so is each rename's (``rename_class``,
-a LabelAnswer with the rename's own request id: renamed|refused).
+learned|refused|expired|skipped|withdrawn, class_id, class_name, message; new_class with an answer just learned), and
+so is each rename's (``rename_class``, a LabelAnswer with the rename's own request id: renamed|refused); a new reader
+of it is told the verdicts on the questions closed lately again. The classes it knows, with their names and counts,
+are on ``classes`` (ClassList, latched) whenever they change: what the label app shows.
 """
 
 from __future__ import annotations
