@@ -291,3 +291,26 @@ def test_a_press_on_rename_lands_while_the_robot_sees_its_classes(domain, tmp_pa
             eye.join(5)
         assert dialogs == ["New name for walking"] * 10, dialogs
         assert "last seen just now" in page.locator('#classes li[data-class-id="0"] .meta-c').inner_text()
+
+
+def test_what_the_robot_sees_30_times_a_second_reaches_the_phone_once_a_second(domain, tmp_path, phone):
+    """Each labelled sample on the bus, and each of the learner's predictions, sent the whole class list (and the last
+    predictions) to every phone: a camera's 30 a second, twice, for a "last seen" that counts in seconds. The pages
+    hear of them at most once a second."""
+    received: list[dict] = []
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r, received)
+        Prediction = r.bus.msg("Prediction")
+        learner = r.bus.create_publisher("predictions", Prediction, "reliable")
+        assert spin_until(r.bus, lambda: learner.get_subscription_count() > 0, 20)
+        time.sleep(1.0)
+        before = len([m for m in received if m["type"] == "classes"])
+        for i in range(60):                                # 3 s of a class seen 20 times a second
+            see(r, 0)
+            learner.publish(Prediction(sample_id=i, class_id=0, class_name="walking", confidence=0.9))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        page.wait_for_timeout(100)                         # the frames' events reach this thread
+        sent = len([m for m in received if m["type"] == "classes"]) - before
+        assert page.locator("#preds li").first.inner_text().startswith("walking")
+    assert 2 <= sent <= 5, sent

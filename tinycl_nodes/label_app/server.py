@@ -77,6 +77,8 @@ class LabelServer:
         self.on_skip: Callable[[str, str], None] | None = None
         self.on_rename: Callable[[str, int, str], None] | None = None   # (rename id, class id, name)
         self.robot_online: Callable[[], bool] = lambda: True
+        self.classes_every_s = 1.0          # a class seen, a prediction: the pages hear of them at most this often
+        self._classes_due: asyncio.TimerHandle | None = None
         self._online = True
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.state_path, self.answered_by = state_path, answered_by
@@ -510,6 +512,17 @@ class LabelServer:
 
     def on_classes_changed(self) -> None:
         self._spawn(self._broadcast({"type": "classes", **self.store.classes_view()}))
+
+    def classes_soon(self) -> None:
+        """A change the pages need not hear at once (a class seen again, a prediction): one ``classes`` within
+        ``classes_every_s`` for all of them. Each labelled sample and each prediction sent the whole list to every
+        phone: a camera's 30 a second, twice, for a "last seen" said in seconds."""
+        if self._classes_due is None and self.loop is not None:
+            self._classes_due = self.loop.call_later(self.classes_every_s, self._classes_now)
+
+    def _classes_now(self) -> None:
+        self._classes_due = None
+        self.on_classes_changed()
 
     def set_online(self, online: bool) -> None:
         if online != self._online:

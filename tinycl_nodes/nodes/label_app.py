@@ -178,7 +178,7 @@ class LabelApp(Node):
 
     def _observe(self, label: int) -> None:     # server loop
         self.store.observe(label, time.time())
-        self.server.on_classes_changed()
+        self.server.classes_soon()
 
     def on_classes(self, msg: Any) -> None:
         """The labeler's classes (latched: also the list it sent before this app started): what the pages list, and
@@ -196,7 +196,7 @@ class LabelApp(Node):
 
     def _predicted(self, sample_id: int, class_id: int, name: str, confidence: float) -> None:   # server loop
         self.store.observe_prediction(sample_id, class_id, name, confidence, time.time())
-        self.server.on_classes_changed()
+        self.server.classes_soon()
 
     # server thread ------------------------------------------------------------------------------------
     def _send(self, pub: Any, request_id: str, class_id: int, name: str, by: str) -> None:
