@@ -164,6 +164,8 @@ def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
             assert _until(lambda: big.evaluate("i => i.complete && i.naturalWidth") == 320)
             box = big.bounding_box()
             assert box["width"] >= 320 and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+            # its pixels as the question showed them (a 28x28 digit was a blur at 363 px)
+            assert big.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
             page.locator("#zoom").tap()                               # a tap anywhere closes it
             page.locator("#zoom").wait_for(state="hidden")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
