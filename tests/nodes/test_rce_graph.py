@@ -172,6 +172,35 @@ def test_a_question_offers_the_classes_known_when_it_is_asked(domain, tmp_path):
         t.bus.shutdown()
 
 
+def test_a_rename_sends_the_open_questions_again_with_the_new_name(domain, tmp_path):
+    """A question open when a class is renamed: its reason ("This looks like both 4 and 9") and its buttons carry the
+    names of when it was sent. The phone trial renamed a class under an open question; the page renames the buttons
+    from the class list, but the reason is the labeler's words: it sends the question again, in the new name."""
+    t = Probe(domain)
+    renames = t.bus.create_publisher("rename_class", "LabelAnswer", "reliable")
+    common = (f"model:={MODEL}", "preset:=rce")
+    try:
+        with node("labeler", domain, *common, f"state_dir:={tmp_path}", "class_names:={0: walking, 1: seated}",
+                  "ask_policy:=each", "wait_for_subscribers:=0") as labeler:
+            assert t.ready(t.features, t.answers, renames), labeler.lines[-10:]
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            t.send(2)
+            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            asked = t.requests[0]
+            assert (1, "seated") in [(c.id, c.name) for c in asked.candidates], asked.candidates
+            renames.publish(t.bus.msg("LabelAnswer")(request_id="rename-1", class_id=1, new_class_name="sitting",
+                                                      answered_by="phone"))
+            assert spin_until(t.bus, lambda: len(t.requests) == 2, 10), labeler.lines[-10:]
+            again = t.requests[1]
+            assert again.request_id == asked.request_id
+            assert (1, "sitting") in [(c.id, c.name) for c in again.candidates], again.candidates
+        assert labeler.proc.returncode == 0
+    finally:
+        t.bus.shutdown()
+
+
 @pytest.mark.parametrize("max_open", [1, 2])
 def test_a_question_gives_the_reason_and_buttons_of_now(domain, tmp_path, max_open):
     """A robot that starts knowing nothing (the imu graph): a question whose group began then said "I haven't learned

@@ -942,8 +942,8 @@ class RceLabeler(Labeler):
             self._ask_again()
 
     def _ask_again(self) -> None:
-        """The open questions sent again with what is known now (their reason, buttons and counts: a class was learned
-        or taken back since they were sent): a question asked before anything was learned had no buttons, and said
+        """The open questions sent again with what is known now (their reason, buttons and counts: a class was learned,
+        taken back or renamed since they were sent): a question asked before anything was learned had no buttons, and said
         "I haven't learned anything yet", for as long as it stayed open. The phone redraws each card around what is
         being typed in it (label_app page)."""
         for req in list(self.requests.pending.values()):
@@ -1044,6 +1044,7 @@ class RceLabeler(Labeler):
         self._save()
         self._publish_classes()
         self._status(rid, "renamed", cid, name)
+        self._ask_again()       # their reasons name the class ("This looks like both 4 and 9"): in its new name
         self.log.info("class %d renamed %r%s", cid, name, f" by {str(msg.answered_by)[:40]}" if msg.answered_by else "")
 
     def _features_of(self, x: np.ndarray, ns: int) -> Any:
