@@ -168,6 +168,15 @@ def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
             assert big.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
             page.locator("#zoom").tap()                               # a tap anywhere closes it
             page.locator("#zoom").wait_for(state="hidden")
+        thumb.tap()                                       # the phone's Back closes it and stays on the page
+        page.locator("#zoom img").wait_for()
+        page.go_back()
+        page.locator("#zoom").wait_for(state="hidden")
+        assert page.url.rstrip("/") == r.base and page.locator("#status.live").count() == 1, page.url
+        thumb.tap()                                       # closed by a tap: Back then leaves as before, not twice
+        page.locator("#zoom img").wait_for()
+        page.locator("#zoom").tap()
+        assert _until(lambda: page.evaluate("history.state") is None)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 

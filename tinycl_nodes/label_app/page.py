@@ -447,12 +447,20 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const z = $("#zoom");
       $("img", z).src = src; $("img", z).alt = alt; $("p", z).textContent = alt;
       z.hidden = false;
+      history.pushState({zoom: true}, "");   // the phone's Back closes it (it left the page)
       $("button", z).focus();
     });
     return b;
   }
-  $("#zoom").addEventListener("click", () => { $("#zoom").hidden = true; });
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") $("#zoom").hidden = true; });
+  function closeZoom() {
+    if ($("#zoom").hidden) return;
+    $("#zoom").hidden = true;
+    if (history.state && history.state.zoom) history.back();
+  }
+  if (history.state && history.state.zoom) history.replaceState(null, "");   // reloaded with it open
+  window.addEventListener("popstate", () => { $("#zoom").hidden = true; });
+  $("#zoom").addEventListener("click", closeZoom);
+  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeZoom(); });
   function classItem(id) {              // one class of the list; Rename asks about the name it shows then
     const rename = el("button", {type: "button", class: "rename", text: "Rename"});
     const li = el("li", {"data-class-id": String(id)}, el("div", {class: "name"}), el("div", {class: "meta-c"}),
