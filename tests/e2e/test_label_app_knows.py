@@ -168,6 +168,17 @@ def test_a_plots_thumbnail_opens_full_width(domain, tmp_path, phone):
             assert big.evaluate("i => getComputedStyle(i).imageRendering") == "pixelated"
             page.locator("#zoom").tap()                               # a tap anywhere closes it
             page.locator("#zoom").wait_for(state="hidden")
+        page.set_viewport_size({"width": 844, "height": 390})     # the phone turned: it fits, with its caption
+        thumb.tap()
+        big.wait_for()
+        assert _until(lambda: big.evaluate("i => i.complete && i.naturalWidth") == 320)
+        for part in (big, page.locator("#zoom p"), page.locator("#zoom button")):
+            box = part.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 390, (part, box)
+        assert big.bounding_box()["height"] >= 160                # as large as the height allows, not a thumbnail
+        page.locator("#zoom").tap()
+        page.locator("#zoom").wait_for(state="hidden")
+        page.set_viewport_size({"width": 390, "height": 844})
         thumb.tap()                                       # the phone's Back closes it and stays on the page
         page.locator("#zoom img").wait_for()
         page.go_back()

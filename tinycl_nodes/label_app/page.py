@@ -85,7 +85,8 @@ button.zoom { min-height:48px; min-width:48px; padding:0; background:none; borde
 #zoom { position:fixed; inset:0; z-index:4; background:rgba(0,0,0,.88); display:flex; flex-direction:column;
   align-items:center; justify-content:center; gap:.8rem; padding:.8rem; color:#fff; }
 #zoom[hidden] { display:none; }
-#zoom img { width:100%; max-width:40rem; height:auto; background:#fff; border-radius:8px; image-rendering:pixelated; }
+#zoom img { width:100%; max-width:40rem; height:auto; max-height:calc(100vh - 9rem); object-fit:contain;   /* turned */
+  min-height:0; border-radius:8px; image-rendering:pixelated; }
 #zoom p { margin:0; font-weight:600; overflow-wrap:anywhere; text-align:center; }
 .alt { display:flex; gap:.55rem; margin-top:.55rem; }
 .alt button { flex:1; }
