@@ -336,3 +336,23 @@ def test_what_the_robot_sees_30_times_a_second_reaches_the_phone_once_a_second(d
         sent = len([m for m in received if m["type"] == "classes"]) - before
         assert page.locator("#preds li").first.inner_text().startswith("walking")
     assert 2 <= sent <= 5, sent
+
+
+def test_a_question_comes_after_the_class_list_it_counts_with(domain, tmp_path, phone):
+    """Samples learned just before a question (within the labeler's 1 s tick): the class list the page had then was
+    the tick's, without them, so a button said "4 examples" of a question sent with 5 (test_full_loop, once). The
+    labeler sends its classes before the question: the page never shows the older count."""
+    received: list[dict] = []
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r, received)             # 2 labelled samples of each class
+        time.sleep(1.5)
+        r.learn(0, 3)                                      # 5 of walking, and at once a question
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        page.wait_for_timeout(100)                         # the frames' events reach this thread
+        at = next(i for i, m in enumerate(received) if m["type"] == "request")
+        sent = {c["id"]: c["sample_count"] for c in received[at]["request"]["candidates"]}
+        listed = [m for m in received[:at] if m["type"] in ("classes", "snapshot")][-1]
+        assert sent[0] == 5 and {c["id"]: c["count"] for c in listed["classes"]} == sent, (sent, listed["classes"])
+        assert button_line(card, 0) == "walking | 5 examples"

@@ -878,6 +878,9 @@ class RceLabeler(Labeler):
         picture = self.Image(header=self._header(req.stamp_ns), height=pic.get("height", 0), width=pic.get("width", 0),
                              encoding=pic.get("encoding", ""), is_bigendian=0, step=pic.get("step", 0),
                              data=as_sequence(pic.get("data", b""), "B"))
+        # the class list first: the page shows a button's count from it, and one of the last tick lacked the samples
+        # learned since (a button said "4 examples" of a question sent with 5)
+        self._publish_classes()
         counts = self.rce.sample_counts()
         # as known when sent, not when the group began: a class a person taught meanwhile is one tap too, and the
         # reason is the RCE's now ("I haven't learned anything yet" was sent minutes after classes were learned);
