@@ -946,9 +946,9 @@ class RceLabeler(Labeler):
 
     def _ask_again(self) -> None:
         """The open questions sent again with what is known now (their reason, buttons and counts: a class was learned,
-        taken back or renamed since they were sent): a question asked before anything was learned had no buttons, and said
-        "I haven't learned anything yet", for as long as it stayed open. The phone redraws each card around what is
-        being typed in it (label_app page)."""
+        taken back or renamed since they were sent): a question asked before anything was learned had no buttons, and
+        said "I haven't learned anything yet", for as long as it stayed open. The phone redraws each card around what
+        is being typed in it (label_app page)."""
         for req in list(self.requests.pending.values()):
             self._send_request(req)
 
