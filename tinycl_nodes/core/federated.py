@@ -825,14 +825,24 @@ class FleetMember:
         from the global's provenance; None if it contains none of this device's)."""
         self.observe(local)
         assert self.own is not None
-        if used_version is not None and used_version not in self.reported:
-            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
-                             f"which this device no longer holds")
-        mine = self.reported.get(used_version) if used_version is not None else None
-        target = self._target(global_, mine)
+        target = self._target(global_, self._mine(used_version))
         snap = target.snapshot(local.kind, local.extractor_hash, local.version, local.n_seen, local.device)
         self._last = Moments.of(snap)
         return snap
+
+    def _mine(self, used_version: int | None) -> Moments | None:
+        """This device's share in a global head that contains its report ``used_version``. A version newer than
+        every report held (none held: a device whose state was wiped) is an earlier lineage's of this name: learning
+        this device does not hold, which the global head carries as the fleet's (the aggregator keeps it as a retired
+        lineage), so it is taken in as the others' is. An older version not held any more cannot be subtracted."""
+        if used_version is None:
+            return None
+        if used_version in self.reported:
+            return self.reported[used_version]
+        if not self.reported or used_version > max(self.reported):
+            return None
+        raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
+                         f"which this device no longer holds")
 
     def _target(self, global_: HeadSnapshot, mine: Moments | None) -> Moments:
         """The head a round makes: the others' learning in ``global_``, all of this device's, the baseline."""
@@ -849,11 +859,7 @@ class FleetMember:
         """
         self.observe(local)
         assert self.own is not None and self._last is not None
-        mine = self.reported.get(used_version) if used_version is not None else None
-        if used_version is not None and mine is None:
-            raise InputError(f"merge: the global head contains report v{used_version} of {self.device}, "
-                             f"which this device no longer holds")
-        target = self._target(global_, mine)
+        target = self._target(global_, self._mine(used_version))
         diff = target - self._last
         self._last = target
         return diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)
