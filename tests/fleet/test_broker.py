@@ -323,12 +323,14 @@ def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) ->
         links["dev3"].offer(head_topic(FLEET, "dev3"), bytes(flagged))
         wait_for(lambda: agg.refused >= 3)
         assert "flags 0x0001" in agg.last_refusal
-        # a version rollback is a warning, and the older head is not used
+        # a version rollback sent later is a new lineage of the device (its state wiped): the held head is kept as
+        # a retired lineage, the older version is the device's head now (docs/fleet.md, "A robot that lost its state")
         links["dev1"].offer(head_topic(FLEET, "dev1"), encode(head("dev1", np.eye(2, 4), version=7), FLEET, "dev1"))
         wait_for(lambda: agg.heads["dev1"].version == 7)
         links["dev1"].offer(head_topic(FLEET, "dev1"), encode(head("dev1", np.eye(2, 4), version=2), FLEET, "dev1"))
-        wait_for(lambda: any("version rollback" in r.message and r.levelno == logging.WARNING for r in caplog.records))
-        assert agg.heads["dev1"].version == 7
+        wait_for(lambda: any("a new lineage of dev1" in r.message and r.levelno == logging.INFO
+                             for r in caplog.records))
+        assert agg.heads["dev1"].version == 2 and [h.version for _, h, _ in agg.retired["dev1"]] == [7]
     finally:
         stop_aggregator(agg, stop, t)
         for link in links.values():

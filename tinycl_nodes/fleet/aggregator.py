@@ -6,7 +6,12 @@ aggregator keeps running — if its payload is malformed, oversized, of another 
 of another fleet, built on another extractor, carries NaN/inf or an absurd norm, comes from a
 device not allowed, claims another device than its topic, or differs in kind / feature count
 from the fleet's. An older or equal version of a device's head than the one held is ignored (an equal one
-with a later ``round`` notes that the device took that round in: its bridge's acknowledgement, no new round).
+with a later ``round`` notes that the device took that round in: its bridge's acknowledgement, no new round), but
+for a *rollback*: an older version sent after the held head (a later ``sent_at``; a broker's stale retained copy was
+sent before it) is a new lineage of that device, whose state was wiped (new SD card, reflashed). The held head is then
+kept as a *retired lineage* of the device — merged into every later round as a device that stopped sending is, so
+nothing already learned leaves the fleet — and the new head is the device's current one. Retired lineages are saved
+with the state, shown by ``tinycl fleet status`` and dropped with their device when it is no longer allowed.
 
 The fleet's extractor hash, feature count and head kind are configured (``model``, or
 ``extractor_hash`` + ``n_features``; ``kind``) and saved with the state: no sender decides them.
@@ -147,6 +152,8 @@ class Aggregator:
         self.global_head: HeadSnapshot | None = None
         self.fresh: set[str] = set()
         self.metas: dict[str, PayloadMeta] = {}
+        # per device, the last heads of its earlier lineages (state wiped since), oldest first: merged in every round
+        self.retired: dict[str, list[tuple[PayloadMeta, HeadSnapshot, bytes]]] = {}
         self.rounds: list[dict[str, Any]] = []
         self._first_fresh_t: float | None = None
         self._wait_said = False         # the round under way said once whom it waits for
@@ -174,9 +181,9 @@ class Aggregator:
         in every round after a restart. The next round is closed without them at once."""
         if self.p.allowed_devices is None:
             return []
-        gone = sorted(set(self.heads) - set(self.p.allowed_devices))
-        for d in gone:
-            for held in (self.heads, self.payloads, self.metas):
+        gone = sorted((set(self.heads) | set(self.retired)) - set(self.p.allowed_devices))
+        for d in gone:                  # its retired lineages too: removal takes all of the device's learning out
+            for held in (self.heads, self.payloads, self.metas, self.retired):
                 held.pop(d, None)
             self.fresh.discard(d)
         if gone:
@@ -218,11 +225,15 @@ class Aggregator:
                            allowed_devices=p.allowed_devices, n_features=self.n_features if snap.n_classes else None,
                            kind=p.kind)
             old = self.heads.get(device)
-            if old is not None and snap.version <= old.version:
-                if snap.version < old.version and meta.sent_at > self._meta_of(device).sent_at:
-                    self.log.warning("head from %s v%d is older than the v%d held (version rollback: a restarted "
-                                     "device without its state?): ignored", device, snap.version, old.version)
-                elif snap.version < old.version:      # e.g. mosquitto restarted on an autosave older than that
+            lineage = old is not None and snap.version < old.version and meta.sent_at > self._meta_of(device).sent_at
+            if any(snap.version <= r.version and meta.sent_at <= m.sent_at for m, r, _ in self.retired.get(device, ())):
+                # a late copy of a retired lineage's head (a queued delivery): taken, it would replace the new lineage
+                self.log.debug("head from %s v%d: a copy of a retired lineage's head: ignored", device, snap.version)
+                return False
+            if lineage:
+                self._retire(device, snap.version)
+            elif old is not None and snap.version <= old.version:
+                if snap.version < old.version:      # e.g. mosquitto restarted on an autosave older than that
                     self.log.debug("head from %s v%d: a copy of an older head (sent before the v%d held; the "
                                    "broker's retained copy?): ignored", device, snap.version, old.version)
                 elif meta.round > self._meta_of(device).round:
@@ -247,6 +258,20 @@ class Aggregator:
         self.log.info("head from %s v%d accepted (%d classes, %d samples)", device, snap.version, snap.n_classes,
                       int(snap.counts.sum()))
         return True
+
+    def _retire(self, device: str, new_version: int) -> None:  # lock held
+        """A rollback: ``device`` restarted without its state. Its held head stays in the fleet as a retired lineage
+        (what it learned before is not lost), its new head becomes the current one (what it learns now is shared)."""
+        old = self.heads.pop(device)
+        meta, data = self._meta_of(device), self.payloads.pop(device)
+        self.metas.pop(device, None)
+        self.retired.setdefault(device, []).append((meta, old, data))
+        self.fresh.discard(device)
+        self.log.info("head from %s v%d sent after the v%d held (sent %s): a new lineage of %s (its state was "
+                      "wiped?); v%d is kept in every round as retired lineage %d of %s (%d samples), v%d is its head "
+                      "now", device, new_version, old.version, time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                            time.localtime(meta.sent_at)),
+                      device, old.version, len(self.retired[device]), device, int(old.counts.sum()), new_version)
 
     # --- rounds ---------------------------------------------------------------------------------
     def tick(self) -> bool:
@@ -286,6 +311,7 @@ class Aggregator:
             if not devices:
                 return False
             snaps = [self.heads[d].without(self._meta_of(d).opt_out) for d in devices]
+            snaps += [h.without(m.opt_out) for d in sorted(self.retired) for m, h, _ in self.retired[d]]
             rnd = self.round + 1
             try:
                 res = aggregate(snaps, self.p.method, self.p.trim, version=rnd, min_count=self.p.min_count)
@@ -334,6 +360,8 @@ class Aggregator:
         return {"round": rnd, "time": round(time.time(), 3), "devices": devices,
                 "new_heads": sorted(self.fresh), "stragglers": sorted(set(devices) - self.fresh),
                 **({"removed": list(self.removed)} if self.removed else {}),
+                **({"retired": {d: [h.version for _, h, _ in ls] for d, ls in sorted(self.retired.items())}}
+                   if self.retired else {}),
                 "classes": head.n_classes, "samples": int(head.counts.sum()),
                 "accuracy": round(sum(a * w for a, w in accs) / weight, 3) if accs and weight > 0 else None,
                 "device_metrics": per_device,
@@ -356,6 +384,8 @@ class Aggregator:
     def _states(self) -> dict[str, dict[str, Any]]:
         """The aggregator's state: every device's latest payload, the global payload, round, table."""
         arrays = {f"device/{d}": np.frombuffer(b, np.uint8) for d, b in self.payloads.items()}
+        arrays.update({f"retired/{d}/{i}": np.frombuffer(b, np.uint8) for d, ls in self.retired.items()
+                       for i, (_, _, b) in enumerate(ls)})
         arrays["global"] = np.frombuffer(self.global_payload, np.uint8)
         meta = {"fleet": self.p.fleet, "round": self.round, "extractor_hash": self.extractor_hash,
                 "n_features": self.n_features, "head_kind": self.p.kind, "rounds": self.rounds}
@@ -384,12 +414,17 @@ class Aggregator:
                                    f"the fleet's --kind and --model (or --extractor-hash and --n-features), or start a "
                                    f"new fleet in another --state-dir")
         heads, payloads, metas = {}, {}, {}
+        retired: dict[str, dict[int, tuple[PayloadMeta, HeadSnapshot, bytes]]] = {}
         for key, arr in state["arrays"].items():
-            if key.startswith("device/"):
+            if key.startswith(("device/", "retired/")):
                 data = np.asarray(arr, np.uint8).tobytes()
-                metas[key[7:]], heads[key[7:]] = decode(data, max_bytes=max(self.p.max_bytes, len(data)),
-                                                        extractor_hash=self.extractor_hash, fleet=self.p.fleet)
-                payloads[key[7:]] = data
+                m, h = decode(data, max_bytes=max(self.p.max_bytes, len(data)), extractor_hash=self.extractor_hash,
+                              fleet=self.p.fleet)
+                if key.startswith("device/"):
+                    metas[key[7:]], heads[key[7:]], payloads[key[7:]] = m, h, data
+                else:
+                    d, _, i = key[8:].partition("/")
+                    retired.setdefault(d, {})[int(i)] = (m, h, data)
         glob = np.asarray(state["arrays"]["global"], np.uint8).tobytes()
         gmeta, ghead = decode(glob, max_bytes=max(self.p.max_bytes, len(glob))) if glob else (None, None)
         rnd, rounds = meta.get("round"), meta.get("rounds", [])
@@ -398,11 +433,13 @@ class Aggregator:
         self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.metas = metas
+        self.retired = {d: [ls[i] for i in sorted(ls)] for d, ls in retired.items()}
         # new since the last round: a held head the last global head does not contain (its provenance). Saved
         # before a restart, such a head comes back from the broker as one already held: it must still count,
         # else a round waiting for min_new_heads waits for heads that arrived before the restart
         prov = gmeta.provenance if gmeta is not None else {}
-        self.fresh = {d for d, h in heads.items() if d not in prov or h.version > prov[d]}
+        # (a new lineage's head has a lower version than the provenance's: any other version is new)
+        self.fresh = {d for d, h in heads.items() if d not in prov or h.version != prov[d]}
         self._first_fresh_t = time.monotonic() if self.fresh else None
 
 
@@ -420,15 +457,20 @@ def status(state_dir: str) -> dict[str, Any]:
     meta, arrays = state["meta"], state["arrays"]
     glob = np.asarray(arrays["global"], np.uint8).tobytes()
     provenance = decode(glob, max_bytes=1 << 30)[0].provenance if glob else {}
-    devices = {}
-    for key, arr in arrays.items():
-        if key.startswith("device/"):
+    devices, retired = {}, {}
+    for key, arr in sorted(arrays.items()):
+        if key.startswith(("device/", "retired/")):
             m = decode(np.asarray(arr, np.uint8).tobytes(), max_bytes=1 << 30)[0]
-            devices[key[7:]] = {"version": m.version, "sent_at": m.sent_at, "classes": len(m.classes),
-                                "samples": int(sum(c.count for c in m.classes)), "in_global": provenance.get(key[7:]),
-                                "merged_round": m.round}
+            row = {"version": m.version, "sent_at": m.sent_at, "classes": len(m.classes),
+                   "samples": int(sum(c.count for c in m.classes))}
+            if key.startswith("device/"):
+                devices[key[7:]] = {**row, "in_global": provenance.get(key[7:]), "merged_round": m.round}
+            else:                            # retired/<device>/<lineage>: kept in every round since it was retired
+                d, _, i = key[8:].partition("/")
+                retired.setdefault(d, []).append((int(i), {**row, "lineage": int(i) + 1}))
     return {"fleet": meta.get("fleet"), "round": meta.get("round"), "kind": meta.get("head_kind"),
             "extractor_hash": meta.get("extractor_hash"), "state": str(path), "devices": devices,
+            "retired": {d: [r for _, r in sorted(ls, key=lambda x: x[0])] for d, ls in sorted(retired.items())},
             "rounds": meta.get("rounds", [])}
 
 
@@ -436,14 +478,22 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
     """``status`` for a terminal: one line for the fleet, one per device (its head's age), the last rounds, the round
     under way."""
     t = (lambda x: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(x)) if x else "-")
+    retired = s.get("retired", {})
+    n_retired = sum(len(ls) for ls in retired.values())
     lines = [f"fleet {s['fleet']} | round {s['round']} | {s['kind']} | extractor {str(s['extractor_hash'])[:12]} "
-             f"| {len(s['devices'])} device(s) | {s['state']}",
+             f"| {len(s['devices'])} device(s)" + (f", {n_retired} retired lineage(s)" if n_retired else "")
+             + f" | {s['state']}",
              f"{'device':<20} {'head':>6} {'in global':>9} {'merged':>6} {'classes':>7} {'samples':>9}  sent at"]
     now = time.time() if now is None else now
     for d, v in sorted(s["devices"].items()):
         ing = "-" if v["in_global"] is None else f"v{v['in_global']}"
         lines.append(f"{d:<20} {'v' + str(v['version']):>6} {ing:>9} {v['merged_round']:>6} {v['classes']:>7} "
                      f"{v['samples']:>9}  {t(v['sent_at'])} ({_ago(now - v['sent_at'])})")
+    for d, ls in sorted(retired.items()):        # a wiped device's earlier learning, in every round
+        for v in ls:
+            lines.append(f"{d:<20} {'v' + str(v['version']):>6} {'retired':>9} {'-':>6} {v['classes']:>7} "
+                         f"{v['samples']:>9}  {t(v['sent_at'])}: lineage {v['lineage']}, its state wiped since, "
+                         f"kept in every round")
     for r in s["rounds"][-last:]:
         acc = r.get("accuracy")
         lines.append(f"round {r['round']} at {t(r.get('time'))}: {len(r['devices'])} device(s), new heads "
@@ -451,7 +501,7 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
                      + (f", removed {','.join(r['removed'])}" if r.get("removed") else "")
                      + f", {r['samples']} samples" + ("" if acc is None else f", accuracy as reported {acc:.2f}%"))
     # what a round under way holds and whom it has heard nothing new from: a robot gone quiet shows here
-    new = sorted(d for d, v in s["devices"].items() if v["in_global"] is None or v["version"] > v["in_global"])
+    new = sorted(d for d, v in s["devices"].items() if v["in_global"] is None or v["version"] != v["in_global"])
     if new:
         quiet = [f"{d} (last heard {_ago(now - v['sent_at'])})" for d, v in sorted(s["devices"].items())
                  if d not in new]
