@@ -180,5 +180,7 @@ def test_broker_and_aggregator_killed_mid_round_on_separate_hosts(net, tmp_path)
     # mosquitto restarted on its last autosave hands out robot1's and robot2's round-2 heads again: a copy sent
     # before the head held, not a device restarted without its state
     assert "version rollback" not in agg_log, agg_log
+    # nor a new lineage: such a copy taken as one would retire the device's head and count its samples twice
+    assert "a new lineage" not in agg_log and status(str(fleet.agg_state))["retired"] == {}, agg_log
     logs = [agg_log, *(f.read_text() for f in tmp_path.glob("*.log"))]
     assert not [text for text in logs if "Traceback" in text]
