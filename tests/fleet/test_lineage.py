@@ -226,3 +226,40 @@ def test_a_member_without_state_takes_a_global_holding_its_earlier_lineage_in() 
     assert m.report(after, 2).counts.tolist() == [10], "its report is only what it learned itself"
     with pytest.raises(Exception, match="no longer holds"):
         m.delta(local, glob, 1)                     # an older report it does not hold: still refused
+
+
+def test_a_wiped_robot_in_a_blend_fleet_shares_again_and_its_old_classes_stay(fleet_setup, broker, tmp_path,
+                                                                               xhash) -> None:
+    """Blend (CWR*) mode, the real learners and bridges: dev1 learned class 2, dev2 class 3; dev1 is wiped and learns
+    class 4. Old code: its heads (v1, v2, … below the one held) were ignored, class 4 never reached dev2. Now the
+    next round brings class 4 to dev2, and class 2 (only dev1's old lineage learned it) stays in the global head."""
+    from .test_blend_rounds import Robot as BlendRobot
+    from .test_broker import start_aggregator, stop_aggregator
+
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, F, extractor_hash=xhash, min_devices=2,
+                                    min_interval_s=0.3)
+    robots = {"dev1": BlendRobot(fleet_setup, "dev1", tmp_path, xhash), "dev2": BlendRobot(fleet_setup, "dev2",
+                                                                                              tmp_path, xhash)}
+
+    def classes(r: BlendRobot) -> list[int]:
+        return sorted(int(k) for k in np.asarray(r.learner.head.state_dict()["arrays"]["classes"]))
+    try:
+        robots["dev1"].teach([0, 1, 2], 300, seed=1)
+        robots["dev2"].teach([0, 1, 3], 120, seed=2)
+        wait_for(lambda: all(classes(r) == [0, 1, 2, 3] for r in robots.values()), timeout_s=20)
+        old_version = wait_for(lambda: agg.heads["dev1"].n_seen == 300 and agg.heads["dev1"].version, timeout_s=10)
+        robots.pop("dev1").close()
+        shutil.rmtree(tmp_path / "dev1")
+        robots["dev1"] = BlendRobot(fleet_setup, "dev1", tmp_path, xhash)
+        robots["dev1"].teach([4], 60, seed=3)
+        wait_for(lambda: 4 in classes(robots["dev2"]), timeout_s=20)
+        assert [h.version for _, h, _ in agg.retired["dev1"]] == [old_version] and \
+            agg.heads["dev1"].version < old_version
+        g = agg.global_head
+        counts = dict(zip(g.class_ids.tolist(), g.counts.tolist()))
+        assert counts[2] >= 100 and counts[4] >= 60, counts       # the old lineage's class 2, the new one's class 4
+        wait_for(lambda: classes(robots["dev1"]) == [0, 1, 2, 3, 4], timeout_s=10)
+    finally:
+        for r in robots.values():
+            r.close()
+        stop_aggregator(agg, stop, t)
