@@ -187,8 +187,8 @@ class Aggregator:
                 held.pop(d, None)
             self.fresh.discard(d)
         if gone:
-            self.log.warning("device(s) %s not allowed any more: their held heads are left out from the next round "
-                             "on", ", ".join(gone))
+            self.log.warning("device(s) %s not allowed any more: their held heads and retired lineages are left out "
+                             "from the next round on", ", ".join(gone))
             if self.store is not None:
                 self.store.changed()
         return gone
@@ -582,8 +582,8 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--kind", default=None, help="head kind of the fleet: StreamingLDA (the default preset tinycl) "
                                                  "| CWRStar (presets tinyndc, supervised)")
     ap.add_argument("--allow", default=None, help="comma-separated allowed device ids (default: any the broker lets "
-                    "publish); a device left out is dropped from the held heads too (a revoked one's last head "
-                    "otherwise stays in every round)")
+                    "publish); a device left out is dropped from the held heads too, with its retired lineages (a "
+                    "revoked one's last head otherwise stays in every round)")
     ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
