@@ -332,3 +332,47 @@ def test_a_model_prior_every_device_started_from_is_not_shared_and_comes_back_on
         assert sorted(h.classes) == sorted(union.classes) and h.counts.tolist() == union.counts[order].tolist()
         np.testing.assert_allclose(h.means, union.means[order], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(h.covariance, union.covariance, rtol=1e-5, atol=1e-7)
+
+
+def test_a_few_samples_learned_in_a_large_exact_fleet_are_shared_and_taken_in():
+    """A device that learned fewer samples than there are features, in a fleet whose heads hold thousands: its own
+    statistics (its report) and what its peers are handed to add (their delta) are scatters of rank below the feature
+    count, computed from means that travel as float32. Their null directions came out slightly negative (-0.00015,
+    -0.0003 on MNIST features in a fleet of 2,540), the aggregator refused the report and the peers' learners the
+    delta ("negative eigenvalue"), and those samples never reached the fleet."""
+    from tinycl_nodes.core.federated import FleetMember, aggregate_exact, merge_into_head, snapshot_from_head
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    F, rng = 64, np.random.default_rng(0)
+    centers = rng.normal(0, 4, (5, F)) + 6.0              # features of a ReLU backbone: all positive, norms ~50
+    mix = rng.normal(0, 0.4, (F, F))
+
+    def samples(n):
+        y = rng.integers(0, 5, n)
+        return centers[y] + rng.normal(0, 1, (n, F)) @ mix, y
+
+    heads = [StreamingLDA(F, extractor_hash="e" * 64) for _ in range(3)]
+    members = [FleetMember(f"d{i}") for i in range(3)]
+    for i, n in ((0, 2000), (1, 500)):
+        for x, c in zip(*samples(n)):
+            heads[i].learn_one(x, int(c))
+
+    def round_(version, devices):
+        reports = {i: members[i].report(snapshot_from_head(heads[i], version=version), version) for i in devices}
+        for r in reports.values():
+            check_snapshot(r)                   # as the aggregator does
+        g = aggregate_exact(list(reports.values()), version)
+        for i in range(3):
+            if heads[i].classes:                # the report the global holds (its provenance), as the bridge reads it
+                d = members[i].delta(snapshot_from_head(heads[i]), g, reports[i].version if i in reports else None)
+                if d.n_classes:
+                    merge_into_head(heads[i], d, "add")
+        return g
+
+    round_(1, [0, 1])
+    for i in range(2):                  # the new device takes the fleet in, then learns 20 samples twice
+        for x, c in zip(*samples(20)):
+            heads[2].learn_one(x, int(c))
+        g = round_(2 + i, [0, 1, 2])
+    assert int(g.counts.sum()) == 2540
+    assert [int(np.sum(h.counts)) for h in heads] == [2540, 2540, 2540]
