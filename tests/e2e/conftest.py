@@ -5,6 +5,7 @@ failure that says how to install it, not a silent skip."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,13 @@ def phone(browser):
         yield ctx
     finally:
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def axe_js() -> str:
+    """axe-core from npm (tools/install-axe.sh, which make browser-deps runs)."""
+    out = subprocess.run(["bash", str(Path(__file__).resolve().parents[2] / "tools" / "install-axe.sh")],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        pytest.fail(f"axe-core missing and not installable: {out.stderr[-500:]} (run make browser-deps)")
+    return Path(out.stdout.strip()).read_text()

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.e2e.test_label_app_browser import TOKEN, _card, _image, _until, _url
 from tests.nodes.conftest import node, spin_until
@@ -31,15 +29,6 @@ from tinycl_nodes.fleet.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = {"ask": ROOT / "docs" / "label_app.png", "know": ROOT / "docs" / "label_app_classes.png"}
-
-
-@pytest.fixture(scope="module")
-def axe_js() -> str:
-    """axe-core from npm (tools/install-axe.sh, which make browser-deps runs)."""
-    out = subprocess.run(["bash", str(ROOT / "tools" / "install-axe.sh")], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        pytest.fail(f"axe-core missing and not installable: {out.stderr[-500:]} (run make browser-deps)")
-    return Path(out.stdout.strip()).read_text()
 
 
 def audit(page, axe_js: str) -> list:

@@ -23,10 +23,10 @@ from contextlib import ExitStack
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
-from tests.e2e.test_label_app_day import audit, axe_js  # noqa: F401 - axe_js: a fixture
+from tests.e2e.test_label_app_day import audit
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
 from tests.nodes.conftest import spin_until
-from tests.nodes.test_label_app_rename import CENTERS, TOKEN, Robot, app_node, labeler_node, robot
+from tests.nodes.test_label_app_rename import CENTERS, Robot, app_node, labeler_node, robot
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.fleet.broker import free_port
 

@@ -32,6 +32,14 @@ def fleet_setup(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("broker"), FLEET, DEVICES, port=free_port(), user=current_user())
 
 
+@pytest.fixture(scope="module")
+def xhash() -> str:
+    """The hash of the shipped model whose 64 features the fleet tests' learners take."""
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+
+    return FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+
+
 @pytest.fixture
 def broker(fleet_setup):
     """A fresh broker per test: no retained messages or sessions left by the previous test."""

@@ -11,67 +11,22 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
-from tinycl_nodes.bus import create_bus
-from tinycl_nodes.bus.local import LocalGraph
-from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.fleet.aggregator import status
-from tinycl_nodes.nodes.learner import Learner, LearnerParams
-from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
-from .conftest import FLEET, Spinner, wait_for
-from .test_broker import FAST, start_aggregator, stop_aggregator
+from .conftest import wait_for
+from .robot import F, Robot
+from .test_broker import start_aggregator, stop_aggregator
 
-F = 64
-CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def xhash() -> str:
-    return FrozenExtractor(model_path("mnist_0to5_fp32")).hash
-
-
-class Robot:
-    """The real learner (CWR*) and the real bridge on one local bus, and a labeller feeding the learner."""
-
-    def __init__(self, setup, name: str, tmp, xhash: str) -> None:
-        self.g, ns = LocalGraph(), f"/{name}/tinycl"
-        self.bus = create_bus("learner", ns, backend="local", graph=self.g)
-        self.learner = Learner(self.bus, LearnerParams(preset="supervised", state_dir=str(tmp / name),
-                                                       publish_every=20, model_prior=False))
-        self.learner.bring_up()
-        self.bridge_bus = create_bus("mqtt_bridge", ns, backend="local", graph=self.g)
-        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,
-                                                               state_dir=str(tmp / name), min_interval_s=0.0,
-                                                               period_s=0.2, poll_s=0.02, **FAST))
-        self.spinners = [Spinner(self.bus), Spinner(self.bridge_bus)]
-        self.teacher = create_bus("labeler", ns, backend="local", graph=self.g)
-        self.LF, self.Feat = self.teacher.msg("LabeledFeatures"), self.teacher.msg("Features")
-        self.pub = self.teacher.create_publisher("labeled", self.LF, "reliable")
-        self.xhash = xhash
-
-    def teach(self, classes: list[int], n: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        for i in range(n):
-            c = classes[i % len(classes)]
-            x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
-            self.pub.publish(self.LF(features=self.Feat(data=x.tolist(), extractor_hash=self.xhash), label=c,
-                                     label_name="", source=2, confidence=1.0))
-
-    def close(self) -> None:
-        for s in self.spinners:
-            s.stop()
-        self.bridge.close()
-        self.learner.close()
-        for b in (self.bus, self.bridge_bus, self.teacher):
-            b.shutdown()
+def robot(setup, name: str, tmp, xhash: str) -> Robot:
+    """The real learner (CWR*: preset supervised, the bridge blends) and bridge, state in ``tmp/name``."""
+    return Robot(setup, name, tmp / name, xhash, preset="supervised", publish_every=20)
 
 
 def test_blended_rounds_end_when_nothing_new_is_learned(fleet_setup, broker, tmp_path, xhash) -> None:
     agg, stop, t = start_aggregator(fleet_setup, tmp_path, F, extractor_hash=xhash, min_devices=2, min_new_heads=2,
                                     min_interval_s=0.3)
-    robots = [Robot(fleet_setup, "dev1", tmp_path, xhash), Robot(fleet_setup, "dev2", tmp_path, xhash)]
+    robots = [robot(fleet_setup, "dev1", tmp_path, xhash), robot(fleet_setup, "dev2", tmp_path, xhash)]
     try:
         robots[0].teach([0, 1, 2], 120, seed=1)
         robots[1].teach([0, 1, 3], 120, seed=2)

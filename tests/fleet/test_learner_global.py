@@ -15,7 +15,6 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.core.cwr import CWRStar
 from tinycl_nodes.core.federated import HeadSnapshot, snapshot_from_head
-from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.interfaces.heads import to_msg
 from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
@@ -24,10 +23,6 @@ from tinycl_nodes.presets import CWR_PARAMS
 NS = "/d1/tinycl"
 F = 64
 
-
-@pytest.fixture(scope="module")
-def xhash() -> str:
-    return FrozenExtractor(model_path("mnist_0to5_fp32")).hash
 
 
 CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)

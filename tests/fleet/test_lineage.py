@@ -18,70 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinycl_nodes.bus import create_bus
-from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.core.federated import FleetMember, Moments
-from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, format_status, status
 from tinycl_nodes.fleet.broker import current_user, generate
 from tinycl_nodes.fleet.payload import encode
-from tinycl_nodes.nodes.learner import Learner, LearnerParams
-from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
-from .conftest import FLEET, XH, Spinner, _need_mosquitto, head, wait_for
-from .test_broker import FAST
+from .conftest import FLEET, XH, _need_mosquitto, head, wait_for
+from .robot import F, Robot
 
-F = 64
-CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def xhash() -> str:
-    return FrozenExtractor(model_path("mnist_0to5_fp32")).hash
-
-
-class Robot:
-    """The real learner (streaming LDA, preset tinycl: the bridge's exact mode) and the real bridge on one local bus,
-    their state in ``state_dir``, and a labeller feeding the learner. It shares every 100 samples: a round that
-    adds fewer samples than the features (64) to a head holding many more is refused by the learner (float32 round-off
-    of the global head's means makes its rank-deficient scatter slightly negative; not a lineage matter)."""
-
-    def __init__(self, setup, name: str, state_dir: Path, xhash: str) -> None:
-        self.g, ns = LocalGraph(), f"/{name}/tinycl"
-        self.bus = create_bus("learner", ns, backend="local", graph=self.g)
-        self.learner = Learner(self.bus, LearnerParams(preset="tinycl", state_dir=str(state_dir), publish_every=100,
-                                                       model_prior=False))
-        self.learner.bring_up()
-        self.bridge_bus = create_bus("mqtt_bridge", ns, backend="local", graph=self.g)
-        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,
-                                                               state_dir=str(state_dir), min_interval_s=0.0,
-                                                               period_s=0.2, poll_s=0.02, **FAST))
-        self.spinners = [Spinner(self.bus), Spinner(self.bridge_bus)]
-        self.teacher = create_bus("labeler", ns, backend="local", graph=self.g)
-        self.LF, self.Feat = self.teacher.msg("LabeledFeatures"), self.teacher.msg("Features")
-        self.pub = self.teacher.create_publisher("labeled", self.LF, "reliable")
-        self.xhash = xhash
-
-    def teach(self, classes: list[int], n: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        for i in range(n):
-            c = classes[i % len(classes)]
-            x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
-            self.pub.publish(self.LF(features=self.Feat(data=x.tolist(), extractor_hash=self.xhash), label=c,
-                                     label_name="", source=2, confidence=1.0))
-
-    def counts(self) -> dict[int, int]:
-        """The learner's head: samples per class (its own and what it took in from the fleet)."""
-        h = self.learner.head
-        return {int(c): int(n) for c, n in zip(h.classes, h.counts)}
-
-    def close(self) -> None:
-        for s in self.spinners:
-            s.stop()
-        self.bridge.close()
-        self.learner.close()
-        for b in (self.bus, self.bridge_bus, self.teacher):
-            b.shutdown()
+def robot(setup, name: str, state_dir: Path, xhash: str) -> Robot:
+    """The real learner (streaming LDA, preset tinycl: the bridge's exact mode) and bridge, sharing every 100 samples
+    (a test of lineages, not of small rounds: those are tests/core/test_federated.py's)."""
+    return Robot(setup, name, state_dir, xhash, preset="tinycl", publish_every=100)
 
 
 def _aggregator(setup, state_dir: Path, xhash: str, log: Path) -> subprocess.Popen:
@@ -107,7 +55,7 @@ def test_a_wiped_robot_rejoins_as_a_new_lineage_and_nothing_learned_is_lost(flee
     aggregator is killed (-9) and restarted, the old lineage is still in the rounds."""
     agg_dir, log = tmp_path / "agg", tmp_path / "agg.log"
     agg = _aggregator(fleet_setup, agg_dir, xhash, log)
-    robots = {d: Robot(fleet_setup, d, tmp_path / d, xhash) for d in ("dev1", "dev2")}
+    robots = {d: robot(fleet_setup, d, tmp_path / d, xhash) for d in ("dev1", "dev2")}
     try:
         robots["dev1"].teach([0, 1], 600, seed=1)
         robots["dev2"].teach([2, 3], 100, seed=2)
@@ -119,7 +67,7 @@ def test_a_wiped_robot_rejoins_as_a_new_lineage_and_nothing_learned_is_lost(flee
 
         robots.pop("dev1").close()                      # the robot is reflashed: a new SD card, no state
         shutil.rmtree(tmp_path / "dev1")
-        robots["dev1"] = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash)
+        robots["dev1"] = robot(fleet_setup, "dev1", tmp_path / "dev1", xhash)
         robots["dev1"].teach([0, 4], 100, seed=3)
         new = {**old, 0: 350, 4: 50}                    # the old fleet's 700 samples + the 100 learned after the wipe
         wait_for(lambda: _last_round(agg_dir).get("samples") == 800 and all(r.counts() == new
@@ -233,15 +181,15 @@ def test_a_wiped_robot_in_a_blend_fleet_shares_again_and_its_old_classes_stay(fl
     """Blend (CWR*) mode, the real learners and bridges: dev1 learned class 2, dev2 class 3; dev1 is wiped and learns
     class 4. Old code: its heads (v1, v2, … below the one held) were ignored, class 4 never reached dev2. Now the
     next round brings class 4 to dev2, and class 2 (only dev1's old lineage learned it) stays in the global head."""
-    from .test_blend_rounds import Robot as BlendRobot
+    from .test_blend_rounds import robot as blend_robot
     from .test_broker import start_aggregator, stop_aggregator
 
     agg, stop, t = start_aggregator(fleet_setup, tmp_path, F, extractor_hash=xhash, min_devices=2,
                                     min_interval_s=0.3)
-    robots = {"dev1": BlendRobot(fleet_setup, "dev1", tmp_path, xhash), "dev2": BlendRobot(fleet_setup, "dev2",
+    robots = {"dev1": blend_robot(fleet_setup, "dev1", tmp_path, xhash), "dev2": blend_robot(fleet_setup, "dev2",
                                                                                               tmp_path, xhash)}
 
-    def classes(r: BlendRobot) -> list[int]:
+    def classes(r: Robot) -> list[int]:
         return sorted(int(k) for k in np.asarray(r.learner.head.state_dict()["arrays"]["classes"]))
     try:
         robots["dev1"].teach([0, 1, 2], 300, seed=1)
@@ -250,7 +198,7 @@ def test_a_wiped_robot_in_a_blend_fleet_shares_again_and_its_old_classes_stay(fl
         old_version = wait_for(lambda: agg.heads["dev1"].n_seen == 300 and agg.heads["dev1"].version, timeout_s=10)
         robots.pop("dev1").close()
         shutil.rmtree(tmp_path / "dev1")
-        robots["dev1"] = BlendRobot(fleet_setup, "dev1", tmp_path, xhash)
+        robots["dev1"] = blend_robot(fleet_setup, "dev1", tmp_path, xhash)
         robots["dev1"].teach([4], 60, seed=3)
         wait_for(lambda: 4 in classes(robots["dev2"]), timeout_s=20)
         assert [h.version for _, h, _ in agg.retired["dev1"]] == [old_version] and \
