@@ -695,3 +695,26 @@ def test_a_question_answered_over_ros2_leaves_the_phone():
 
         _run(go())
     assert sent == []                                              # nothing was sent to the labeler from here
+
+
+def test_a_question_newer_than_the_class_list_updates_it_before_it_is_shown():
+    """The labeler publishes its classes, then the question, but the two topics can reach the app in either order: a
+    page listed "walking 2" beside a question saying "walking | 5 examples" (tests/e2e, under load). The question's
+    counts, newer, go into the list, and the pages hear the list first."""
+    with serving(None) as (server, _):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                ws = await s.ws_connect(base + "/ws")
+                await ws.receive_json(timeout=5)
+                server.submit(server.store.set_classes, [(0, "zero", 2), (3, "three", 2)])   # the older list
+                server.submit_request(_request("r1"))          # says zero 5, three 2
+                seen = []
+                while not seen or seen[-1]["type"] != "request":
+                    seen.append(await ws.receive_json(timeout=5))
+                listed = [m for m in seen if m["type"] == "classes"]
+                assert listed and {c["id"]: c["count"] for c in listed[-1]["classes"]} == {0: 5, 3: 2}
+                await ws.close()
+
+        _run(go())

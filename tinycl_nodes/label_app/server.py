@@ -216,6 +216,8 @@ class LabelServer:
         if what == "new":
             self.log.info("request %s pending (%s, %d candidates)", req.request_id, req.reason or "no reason",
                           len(req.candidates))
+        if self.store.take_counts(req.candidates):      # the pages' list first: it counts as the buttons do
+            self.on_classes_changed()
         for rid in dropped:
             self.log.warning("too many pending requests: dropped the oldest, %s", rid)
         self._spawn(self._broadcast({"type": "request", "request": req.public(time.time())}))

@@ -397,6 +397,22 @@ class RequestStore:
         self.dirty = True
         return True
 
+    def take_counts(self, candidates: list[dict[str, Any]]) -> bool:
+        """A question's buttons (the labeler's classes as it sent the question), taken into the list where they are
+        newer than it: the labeler publishes its classes before the question, but the two topics can reach this app in
+        either order (a page showed "walking 2" in its list beside a question saying "walking | 5 examples"). A count
+        only grows between two lists unless an answer is taken back, which the labeler's next list says. True if
+        anything shown changed."""
+        changed = False
+        for c in candidates:
+            cid, count = int(c["id"]), int(c["sample_count"])
+            known = self.classes.get(cid)
+            if known is None or known["count"] < count:
+                self.classes[cid] = {"name": str(c["name"]) or str(cid), "count": count}
+                changed = True
+        self.dirty |= changed
+        return changed
+
     def observe_prediction(self, sample_id: int, class_id: int, name: str, confidence: float, now: float) -> None:
         self.predictions.appendleft({"sample_id": sample_id, "class_id": class_id,
                                      "class_name": name or self.classes.get(class_id, {}).get("name", ""),
