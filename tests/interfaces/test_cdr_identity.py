@@ -46,6 +46,8 @@ def samples(name: str, d: str) -> list:
         out += [t(header=_header(d, 1, 2, "ü"), sample_id=9, class_id=-1, class_name="neuf ∅", confidence=0.5)]
     elif short == "ClassInfo":
         out += _classes(d, 2)
+    elif short == "ClassList":
+        out += [t(header=_header(d, 6, 7), classes=_classes(d, 3)), t(classes=_classes(d, 1))]
     elif short == "Metrics":
         out += [t(header=_header(d, 4, 5), predictions=1100, stream_samples=1000, lost=2, window=1000,
                   accuracy=96.125, precision=96.0, recall=95.5, f1=95.75, final=True), t()]
