@@ -248,6 +248,12 @@ class TiedGaussianClusterer(NearestCentroid):
         i = int(s.argmax())
         return self.classes[i], float(1.0 / np.exp(s - s[i]).sum())
 
+    def mahalanobis(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(Px, d²)``: the precision times ``x``, and the squared Mahalanobis distance from ``x`` to the nearest class
+        mean (``xᵀPx − 2 max_c score_c``, as ``score_c = cᵀPx − ½cᵀPc``); one F×F product, for ``learn_gate``."""
+        Px = self._precision.dot(x)
+        return Px, max(0.0, float(x.astype(np.float64) @ Px) - 2.0 * float((self._W @ x + self._b).max()))
+
     def update_valid(self, x: np.ndarray, y: int) -> None:
         i = self._row(y, x)
         if i is None:

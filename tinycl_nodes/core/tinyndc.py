@@ -9,6 +9,9 @@ figure does, and exposes the knobs that tinycl's variant turns:
 * ``cluster_update`` — what moves the centroids: ``"head"`` (the active head's prediction, the
   paper), ``"self"`` (the clusterer's own pseudo-label: plain online clustering), or
   ``"agree"`` (only when head and clusterer agree, and the sample is confident).
+* ``outlier_factor`` / ``repeat_factor`` — with a tied-Gaussian clusterer, a pseudo-label is not learned for a
+  sample unlike every class (a grey wall) or for the view just learned again (a parked robot): ``learn_gate.py``.
+  ``inf`` / ``0`` turn them off (the paper has neither).
 * ``model_prior`` / ``prior_z`` — start from the frozen model's class statistics with the labelled samples, weighed
   by what those samples say they are worth on this data (``prior_worth.py``: a shift of ``prior_z`` standard
   deviations from chance lowers their weight; ``inf``: always at full weight).
@@ -29,6 +32,7 @@ from .clustering import NearestCentroid
 from .errors import InputError
 from .federated import SLDA_KIND, HeadSnapshot, Moments, load_snapshot_into
 from .head import Head
+from .learn_gate import LearnGate
 from .prior_worth import prior_worth, weighed
 from .validation import check_batch, check_features, check_label
 
@@ -43,6 +47,7 @@ class Step:
     pseudo_label: int | None
     confidence: float
     learned: bool
+    not_learned_because: str = ""   #: why a pseudo-label was not learned ("" if it was, or had a label)
 
 
 class TinyNDC:
@@ -50,7 +55,8 @@ class TinyNDC:
 
     def __init__(self, clusterer: NearestCentroid | None, head: Head | None = None,
                  min_confidence: float = 0.0, cluster_update: ClusterUpdate = "head",
-                 model_prior: bool = False, prior_z: float = math.inf) -> None:
+                 model_prior: bool = False, prior_z: float = math.inf, outlier_factor: float = math.inf,
+                 repeat_factor: float = 0.0) -> None:
         if clusterer is None and head is None:
             raise InputError("TinyNDC needs a clusterer, a head, or both")
         if not 0.0 <= float(min_confidence) <= 1.0:
@@ -67,6 +73,12 @@ class TinyNDC:
         if not float(prior_z) >= 0.0:
             raise InputError(f"prior_z: must be ≥ 0 (inf: the model prior always at full weight), got {prior_z}")
         self.prior_z = float(prior_z)
+        self.outlier_factor, self.repeat_factor = float(outlier_factor), float(repeat_factor)
+        gated = self.outlier_factor != math.inf or self.repeat_factor != 0.0
+        if gated and not hasattr(clusterer, "mahalanobis"):
+            raise InputError("outlier_factor / repeat_factor: need a clusterer with a covariance "
+                             "(TiedGaussianClusterer)")
+        self.gate = LearnGate(clusterer.n_features, self.outlier_factor, self.repeat_factor) if gated else None
         self.prior_samples = math.inf   # what the model prior was worth, per class, when last weighed
         self.n_features = (head or clusterer).n_features  # type: ignore[union-attr]
         self.n_pseudo = 0
@@ -171,11 +183,20 @@ class TinyNDC:
                 head.learn_valid(xv, label)
             if clusterer is not None:
                 clusterer.update_valid(xv, label)
+            if self.gate is not None:       # the camera staying on what a person just named is that view again
+                self.gate.remember(xv, clusterer.mahalanobis(xv)[0])  # type: ignore[union-attr]
             self.n_labels += 1
             return Step(prediction, pseudo, conf, True)
 
         if pseudo is None:
             raise InputError("TinyNDC without a clusterer learns only from labels: step(x, label)")
+        Px = None
+        if self.gate is not None:
+            Px, nearest = clusterer.mahalanobis(xv)  # type: ignore[union-attr]
+            why = self.gate.reason(xv, Px, nearest)
+            if why:
+                self.n_skipped += 1
+                return Step(prediction, pseudo, conf, False, why)
         confident = conf >= self.min_confidence
         learned = head is not None and confident
         if learned:
@@ -191,4 +212,6 @@ class TinyNDC:
             target = pseudo if (confident and prediction == pseudo) else None
         if target is not None:
             clusterer.update_valid(xv, target)  # type: ignore[union-attr]
-        return Step(prediction, pseudo, conf, learned)
+        if Px is not None and (learned or target is not None):
+            self.gate.remember(xv, Px)  # type: ignore[union-attr]
+        return Step(prediction, pseudo, conf, learned, "" if confident else "below min_confidence")

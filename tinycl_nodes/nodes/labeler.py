@@ -176,6 +176,7 @@ class Labeler(Node):
         self.prior = self.use_model_prior(self.use_extractor(params.model))
         self._init_buffer: list[tuple[Any, np.ndarray, int]] = []
         self._warned_uninitialised = False
+        self._not_learned = NotLearned(self.log)
         self.state = self.open_state("labeler", self.state_dicts, journal=True)
         restored = self.load_state()
         # labels learned by the replica and sent, oldest first: stamp → (replica n_seen after it, x, label)
@@ -365,8 +366,11 @@ class Labeler(Node):
             self.state.learned()
             return
         step = self.system.step(x)
+        why = step.not_learned_because
         self.log.debug("sample %d: pseudo-label %s (confidence %.3f)%s", msg.sample_id, step.pseudo_label,
-                       step.confidence, "" if step.learned else ", not passed on: below min_confidence")
+                       step.confidence, f", not passed on: {why}" if why else "")
+        if why:
+            self._not_learned.note(why)
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
         if step.learned and self.system.head is not None:
             self._remember_sent(stamp_ns(msg.header), x, int(step.pseudo_label))
@@ -464,6 +468,30 @@ class Labeler(Node):
 
     def close(self) -> None:
         self.state.save()
+
+
+class NotLearned:
+    """Pseudo-labels the loop held back (``TinyNDC.step``'s ``not_learned_because``): a parked robot's camera brings
+    30 a second, so the first is said at once, then at most once a minute, with the counts of each reason."""
+
+    EVERY_S = 60.0
+    WHY = {"unlike every class": "the camera sees what no class looks like: a wall, a covered lens",
+           "a repeat of a view just learned": "the camera stays on one view"}
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.counts: dict[str, int] = {}
+        self.said_at: float | None = None
+
+    def note(self, why: str) -> None:
+        self.counts[why] = self.counts.get(why, 0) + 1
+        now = time.monotonic()
+        if self.said_at is not None and now - self.said_at < self.EVERY_S:
+            return
+        since = "" if self.said_at is None else f" in the last {now - self.said_at:.0f} s"
+        self.log.info("pseudo-labels not learned%s: %s", since, "; ".join(
+            f"{n} {w}" + (f" ({self.WHY[w]})" if w in self.WHY else "") for w, n in sorted(self.counts.items())))
+        self.counts, self.said_at = {}, now
 
 
 INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)

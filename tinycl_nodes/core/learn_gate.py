@@ -1,0 +1,71 @@
+"""Which pseudo-labelled samples are worth learning: not a scene unlike every class, not the view just learned.
+
+A robot's camera is not a shuffled dataset. Parked in front of a grey wall it sends thousands of frames that belong
+to no class, and the clusterer files every one under its nearest class with full confidence; parked in front of one
+object it sends the same view thousands of times, and that class's centroid and count collapse onto it. Measured in
+process (MNIST, tinycl after its 8,000-sample stream; 18,000 frames = 10 minutes at 30 frames/s, sensor noise σ 6):
+a grey wall cost 4.9–5.4 points of held-out accuracy, one digit held in view 0.9–2.5, and neither came back with
+2,000 more digits. Both are told apart by squared Mahalanobis distances under the clusterer's tied covariance, in
+units of the feature count ``F`` (scale-free: a class's own samples lie near ``F`` from its mean):
+
+* ``outlier_factor`` — a sample farther than ``outlier_factor · F`` from every class mean is unlike every class
+  and is not learned. MNIST's held-out digits reach 2.4 F at the 99.9th percentile; a grey wall, texture or noise
+  lies at 3.6–4.3 F.
+* ``repeat_factor`` — a sample within ``repeat_factor · F`` of one of the ``recent`` samples last learned is that
+  view again and is not learned. Sensor noise moves a digit's features 0.01–0.1 F (σ 3–12 grey levels); a 1-pixel
+  shift 0.17 F; two different digits of one class lie 2 F apart (0.36 F at the closest of 360 pairs).
+
+A person's label is always learned: the gate sees only pseudo-labels. What was gated is counted, not kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+class LearnGate:
+    """The two tests above, on a sample ``x`` given ``Px`` (the clusterer's precision times ``x``) and its squared
+    distance to the nearest class mean; remembers the last ``recent`` samples learned, as ``(x, xᵀPx)``."""
+
+    OUTLIER = "unlike every class"
+    REPEAT = "a repeat of a view just learned"
+
+    def __init__(self, n_features: int, outlier_factor: float, repeat_factor: float, recent: int = 16) -> None:
+        if not (outlier_factor > 0 and np.isfinite(outlier_factor) or outlier_factor == np.inf):
+            raise InputError(f"outlier_factor: must be > 0 (inf: never an outlier), got {outlier_factor}")
+        if not 0 <= repeat_factor < outlier_factor:
+            raise InputError(f"repeat_factor: must be in [0, outlier_factor), got {repeat_factor}")
+        if not 1 <= int(recent) <= 4096:
+            raise InputError(f"recent: must be in [1, 4096], got {recent}")
+        self.n_features = int(n_features)
+        self.outlier_factor = float(outlier_factor)
+        self.repeat_factor = float(repeat_factor)
+        self.recent = int(recent)
+        self._X = np.zeros((self.recent, self.n_features), np.float32)
+        self._q = np.zeros(self.recent, np.float64)
+        self._n = 0          # samples remembered so far (the ring is full once it reaches ``recent``)
+        self.counts = {self.OUTLIER: 0, self.REPEAT: 0}
+
+    def reason(self, x: np.ndarray, Px: np.ndarray, nearest_d2: float) -> str:
+        """Why ``x`` is not to be learned ("" if it is); counted under that reason."""
+        F = self.n_features
+        why = ""
+        if nearest_d2 > self.outlier_factor * F:
+            why = self.OUTLIER
+        elif self._n and self.repeat_factor > 0:
+            k = min(self._n, self.recent)
+            d2 = float(x.astype(np.float64) @ Px) - 2.0 * (self._X[:k] @ Px) + self._q[:k]
+            if float(d2.min()) < self.repeat_factor * F:
+                why = self.REPEAT
+        if why:
+            self.counts[why] += 1
+        return why
+
+    def remember(self, x: np.ndarray, Px: np.ndarray) -> None:
+        """``x`` was learned: later samples too close to it are repeats."""
+        i = self._n % self.recent
+        self._X[i] = x
+        self._q[i] = float(x.astype(np.float64) @ Px)
+        self._n += 1
