@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -21,9 +23,10 @@ CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)
 
 class Robot:
     """``preset`` ``supervised`` (CWR*: the bridge blends) or ``tinycl`` (streaming LDA: the bridge's exact mode);
-    the learner publishes its head every ``publish_every`` samples."""
+    the learner publishes its head every ``publish_every`` samples; ``clock``: the bridge's wall clock (``sent_at``)."""
 
-    def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int) -> None:
+    def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self.g, ns = LocalGraph(), f"/{name}/tinycl"
         self.bus = create_bus("learner", ns, backend="local", graph=self.g)
         self.learner = Learner(self.bus, LearnerParams(preset=preset, state_dir=str(state_dir),
@@ -32,7 +35,7 @@ class Robot:
         self.bridge_bus = create_bus("mqtt_bridge", ns, backend="local", graph=self.g)
         self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,
                                                                state_dir=str(state_dir), min_interval_s=0.0,
-                                                               period_s=0.2, poll_s=0.02, **FAST))
+                                                               period_s=0.2, poll_s=0.02, **FAST), clock=clock)
         self.spinners = [Spinner(self.bus), Spinner(self.bridge_bus)]
         self.teacher = create_bus("labeler", ns, backend="local", graph=self.g)
         self.LF, self.Feat = self.teacher.msg("LabeledFeatures"), self.teacher.msg("Features")

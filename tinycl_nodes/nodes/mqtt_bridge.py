@@ -40,7 +40,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import Field
@@ -96,8 +96,12 @@ class BridgeParams(MqttNodeParams, StateParams):
 class MqttBridge(Node):
     Params = BridgeParams
 
-    def __init__(self, bus: Any, params: BridgeParams, start: bool = True) -> None:
+    def __init__(self, bus: Any, params: BridgeParams, start: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        """``clock``: the wall clock a head's ``sent_at`` is read from (a test sets it back as a board without RTC
+        has it after a reflash)."""
         super().__init__(bus, params)
+        self.clock = clock
         self.Head = bus.msg("Head")
         self.ClassInfo = bus.msg("ClassInfo")
         self._lock = threading.RLock()
@@ -281,7 +285,7 @@ class MqttBridge(Node):
             if snap is None or (snap.version, rnd) == self._offered:
                 return                            # the same head and round again (exact mode, nothing new)
             self._shared, self._offered = snap, (snap.version, rnd)
-        payload = encode(snap, self.params.fleet, self.params.device, rnd, opt_out=self.params.opt_out)
+        payload = encode(snap, self.params.fleet, self.params.device, rnd, self.clock(), opt_out=self.params.opt_out)
         if len(payload) > self.params.max_bytes:
             self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
                            self.params.max_bytes)
