@@ -77,7 +77,7 @@ def test_a_wiped_robot_rejoins_as_a_new_lineage_and_nothing_learned_is_lost(flee
         assert [r["version"] for r in s["retired"]["dev1"]] == [old_version]
         assert _last_round(agg_dir)["retired"] == {"dev1": [old_version]}
         text = log.read_text()
-        assert f"head from dev1 v{s['devices']['dev1']['version']}" in text and f"after the v{old_version} held" \
+        assert f"head from dev1 v{s['devices']['dev1']['version']}" in text and f"not the v{old_version} held's" \
             in text and "a new lineage of dev1" in text, text
         assert "version rollback" not in text and "no longer holds" not in text
 
@@ -146,7 +146,7 @@ def test_accept_retires_a_lineage_persists_it_and_removal_drops_it(tmp_path, cap
     b.close()
     s = status(str(tmp_path / "agg"))
     assert s["retired"] == {"robot1": [{"version": 63, "sent_at": pytest.approx(t0), "classes": 2, "samples": 100,
-                                        "lineage": 1}]}
+                                        "lineage_id": "", "lineage": 1}]}
     text = format_status(s)
     assert "2 device(s), 1 retired lineage(s)" in text.splitlines()[0]
     row = [ln for ln in text.splitlines() if ln.split()[:3] == ["robot1", "v63", "retired"]]
@@ -213,3 +213,119 @@ def test_a_wiped_robot_in_a_blend_fleet_shares_again_and_its_old_classes_stay(fl
         for r in robots.values():
             r.close()
         stop_aggregator(agg, stop, t)
+
+
+def test_a_reflashed_robot_without_a_clock_rejoins_by_its_lineage_id(fleet_setup, broker, tmp_path, xhash,
+                                                                      caplog) -> None:
+    """A board with no RTC and no time sync: after the reflash its wall clock starts near 1970, so every head of its
+    new lineage says it was sent before the head held. Old code took each for a broker's stale copy and ignored it
+    forever (the round never reached 800). Now the bridge's state carries a lineage id drawn when it was created, in
+    every head: another id is a new lineage whatever the clock says. Exact mode, the real mosquitto, learners and
+    bridges, the aggregator in this process."""
+    from .test_broker import start_aggregator, stop_aggregator
+    caplog.set_level(logging.INFO, logger="tinycl.aggregator")
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, F, extractor_hash=xhash, kind="StreamingLDA",
+                                    min_devices=2)
+    robots = {d: robot(fleet_setup, d, tmp_path / d, xhash) for d in ("dev1", "dev2")}
+    try:
+        robots["dev1"].teach([0, 1], 600, seed=1)
+        robots["dev2"].teach([2, 3], 100, seed=2)
+        old = {0: 300, 1: 300, 2: 50, 3: 50}
+        wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 700
+                 and all(r.counts() == old for r in robots.values()), timeout_s=30)
+        old_version, old_lineage = agg.heads["dev1"].version, agg.metas["dev1"].lineage
+        assert old_version >= 5 and len(old_lineage) == 32, (old_version, old_lineage)
+        assert robots["dev1"].bridge.lineage == old_lineage
+
+        robots.pop("dev1").close()                      # reflashed: no state, and the clock of a board without RTC
+        shutil.rmtree(tmp_path / "dev1")
+        boot = time.monotonic()
+        robots["dev1"] = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=100,
+                               clock=lambda: 86400.0 + time.monotonic() - boot)          # 1970-01-02
+        robots["dev1"].teach([0, 4], 100, seed=3)
+        new = {**old, 0: 350, 4: 50}
+        wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 800
+                 and all(r.counts() == new for r in robots.values()), timeout_s=30)
+        new_lineage = robots["dev1"].bridge.lineage
+        assert new_lineage != old_lineage and agg.metas["dev1"].lineage == new_lineage
+        assert agg.metas["dev1"].sent_at < 2 * 86400 and agg.heads["dev1"].version < old_version
+        assert [(m.lineage, h.version) for m, h, _ in agg.retired["dev1"]] == [(old_lineage, old_version)]
+        s = status(str(tmp_path / "agg"))
+        assert s["devices"]["dev1"]["lineage_id"] == new_lineage and s["retired"]["dev1"][0]["lineage_id"] == \
+            old_lineage
+        said = [r.getMessage() for r in caplog.records if "a new lineage of dev1" in r.getMessage()]
+        assert len(said) == 1 and f"of lineage {new_lineage[:8]}, not the v{old_version} held's" in said[0], said
+    finally:
+        for r in robots.values():
+            r.close()
+        stop_aggregator(agg, stop, t)
+
+
+def test_lineage_ids_tell_stale_copies_from_new_lives_whatever_the_clocks(tmp_path, caplog) -> None:
+    """Unit level: with lineage ids the clock decides nothing. A lower version of the held id is a stale copy even
+    sent later; another id is a new lineage even sent in 1970; a copy of the retired id is ignored even sent later
+    and of a higher version; a head without id still goes by its sent_at."""
+    caplog.set_level(logging.DEBUG)
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18997, user=current_user())
+    a = Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                    broker_dir=st.directory, state_dir=str(tmp_path / "agg"), min_interval_s=0),
+                   start=False)
+    A, B, now = "a" * 32, "b" * 32, time.time()
+
+    def send(version: int, lineage: str, sent_at: float, counts=(60, 40), device: str = "robot1") -> bool:
+        return a.accept(device, encode(head(device, np.eye(2), counts=list(counts), version=version), "lab", device,
+                                       sent_at=sent_at, lineage=lineage))
+    assert send(63, A, now)
+    assert not send(9, A, now + 50), "a lower version of the held lineage is a stale copy, whatever its clock"
+    assert "robot1" not in a.retired
+    assert send(1, B, 86400.0, counts=(7, 3)), "another lineage, its clock near 1970: a new lineage"
+    assert a.heads["robot1"].version == 1 and [(m.lineage, h.version) for m, h, _ in a.retired["robot1"]] == [(A, 63)]
+    assert not send(64, A, now + 100), "a copy of the retired lineage's head"
+    assert send(2, B, 86401.0, counts=(8, 3)) and a.heads["robot1"].version == 2
+    assert not send(1, B, 86500.0), "a lower version of the new lineage: a stale copy"
+    # a robot of a build without lineage ids: its clock tells, as before
+    assert send(40, "", now, device="robot2")
+    assert not send(5, "", now - 10, device="robot2") and "robot2" not in a.retired
+    assert send(1, "", now + 10, counts=(1, 1), device="robot2") and [h.version for _, h, _ in a.retired["robot2"]] \
+        == [40]
+    assert a.tick() and a.global_head.counts.tolist() == [60 + 8 + 60 + 1, 40 + 3 + 40 + 1]
+    a.close()
+    b = Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                    broker_dir=st.directory, state_dir=str(tmp_path / "agg"), min_interval_s=0),
+                   start=False)
+    assert b.metas["robot1"].lineage == B and [m.lineage for m, _, _ in b.retired["robot1"]] == [A]
+    b.link.stop()
+
+
+def test_the_bridge_keeps_its_lineage_id_across_restarts_and_draws_one_when_its_state_is_new(fleet_setup,
+                                                                                             tmp_path) -> None:
+    """A restart keeps the id (else a broker's stale copy, of the id before, would be taken for a new lineage); a
+    state_dir wiped draws a new one; blend mode (no bookkeeping) keeps one too; exact:=false keeps the exact mode's
+    bookkeeping in the file untouched."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
+    from tinycl_nodes.storage import load_states, state_path
+
+    def lineage_of(state_dir: Path, **kw) -> str:
+        bus = create_bus("mqtt_bridge", "/dev1/tinycl", backend="local", graph=LocalGraph())
+        b = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=fleet_setup.directory,
+                                         state_dir=str(state_dir), **kw), start=False)
+        try:
+            return b.lineage
+        finally:
+            b.close()
+            bus.shutdown()
+    first = lineage_of(tmp_path / "s", exact=True)
+    assert len(first) == 32 and lineage_of(tmp_path / "s", exact=True) == first
+    shutil.rmtree(tmp_path / "s")
+    second = lineage_of(tmp_path / "s", exact=True)
+    assert second != first and lineage_of(tmp_path / "s") == second
+    blend = lineage_of(tmp_path / "b", exact=False)
+    assert blend not in (first, second) and lineage_of(tmp_path / "b", exact=False) == blend
+    # the exact mode's bookkeeping (saved with the id) survives a run with exact:=false
+    member = load_states(state_path(tmp_path / "s", "mqtt_bridge"))["member"]
+    assert lineage_of(tmp_path / "s", exact=False) == second
+    kept = load_states(state_path(tmp_path / "s", "mqtt_bridge"))["member"]
+    assert kept["meta"] == member["meta"]

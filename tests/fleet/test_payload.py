@@ -106,3 +106,19 @@ def test_bridge_parameters_one_line_per_bad_value() -> None:
     with pytest.raises(TinyclError, match="file not found: /nonexistent/ca.crt") as e:
         p.mqtt()
     _one_line(e.value)
+
+
+def test_the_lineage_id_travels_and_a_head_without_it_is_the_old_format() -> None:
+    """A head with a lineage id carries it; one without has no ``lineage`` key at all, so a build from before lineage
+    ids (unknown keys refused) still reads it, e.g. the aggregator's global heads; a bad id is one line."""
+    from tinycl_nodes.fleet.payload import new_lineage
+    s = head("dev1", np.eye(2), version=3)
+    lid = new_lineage()
+    assert len(lid) == 32 and lid != new_lineage()
+    assert decode(encode(s, "lab", "dev1", lineage=lid))[0].lineage == lid
+    plain = encode(s, "lab", "dev1", sent_at=5.0)
+    m = struct.unpack_from("<I", plain, 8)[0]
+    assert "lineage" not in json.loads(plain[12:12 + m]) and decode(plain)[0].lineage == ""
+    with pytest.raises(PayloadError) as e:
+        decode(_patch_meta(plain, lineage="not hex!"))
+    assert "lineage" in _one_line(e.value)

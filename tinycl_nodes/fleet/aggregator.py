@@ -7,8 +7,9 @@ of another fleet, built on another extractor, carries NaN/inf or an absurd norm,
 device not allowed, claims another device than its topic, or differs in kind / feature count
 from the fleet's. An older or equal version of a device's head than the one held is ignored (an equal one
 with a later ``round`` notes that the device took that round in: its bridge's acknowledgement, no new round), but
-for a *rollback*: an older version sent after the held head (a later ``sent_at``; a broker's stale retained copy was
-sent before it) is a new lineage of that device, whose state was wiped (new SD card, reflashed). The held head is then
+for a *rollback*: an older version of another lineage id (the bridge's, drawn when its state was created; a head
+without one: sent after the held head, a broker's stale retained copy was sent before it) is a new lineage of that
+device, whose state was wiped (new SD card, reflashed; its clock, without RTC, may say 1970). The held head is then
 kept as a *retired lineage* of the device — merged into every later round as a device that stopped sending is, so
 nothing already learned leaves the fleet — and the new head is the device's current one. Retired lineages are saved
 with the state, shown by ``tinycl fleet status`` and dropped with their device when it is no longer allowed.
@@ -225,13 +226,21 @@ class Aggregator:
                            allowed_devices=p.allowed_devices, n_features=self.n_features if snap.n_classes else None,
                            kind=p.kind)
             old = self.heads.get(device)
-            lineage = old is not None and snap.version < old.version and meta.sent_at > self._meta_of(device).sent_at
-            if any(snap.version <= r.version and meta.sent_at <= m.sent_at for m, r, _ in self.retired.get(device, ())):
+            held = self._meta_of(device) if old is not None else None
+            retired = self.retired.get(device, ())
+            if meta.lineage:            # its life's id: a wiped robot's clock may be anything (no RTC: near 1970)
+                copy = held is not None and meta.lineage != held.lineage and any(meta.lineage == m.lineage
+                                                                                for m, _, _ in retired)
+                lineage = held is not None and snap.version < old.version and meta.lineage != held.lineage
+            else:                       # a build without lineage ids: its clock tells (sent after the held head)
+                copy = any(snap.version <= r.version and meta.sent_at <= m.sent_at for m, r, _ in retired)
+                lineage = held is not None and snap.version < old.version and meta.sent_at > held.sent_at
+            if copy:
                 # a late copy of a retired lineage's head (a queued delivery): taken, it would replace the new lineage
                 self.log.debug("head from %s v%d: a copy of a retired lineage's head: ignored", device, snap.version)
                 return False
             if lineage:
-                self._retire(device, snap.version)
+                self._retire(device, snap.version, meta.lineage)
             elif old is not None and snap.version <= old.version:
                 if snap.version < old.version:      # e.g. mosquitto restarted on an autosave older than that
                     self.log.debug("head from %s v%d: a copy of an older head (sent before the v%d held; the "
@@ -259,7 +268,7 @@ class Aggregator:
                       int(snap.counts.sum()))
         return True
 
-    def _retire(self, device: str, new_version: int) -> None:  # lock held
+    def _retire(self, device: str, new_version: int, new_lineage: str) -> None:  # lock held
         """A rollback: ``device`` restarted without its state. Its held head stays in the fleet as a retired lineage
         (what it learned before is not lost), its new head becomes the current one (what it learns now is shared)."""
         old = self.heads.pop(device)
@@ -267,11 +276,12 @@ class Aggregator:
         self.metas.pop(device, None)
         self.retired.setdefault(device, []).append((meta, old, data))
         self.fresh.discard(device)
-        self.log.info("head from %s v%d sent after the v%d held (sent %s): a new lineage of %s (its state was "
-                      "wiped?); v%d is kept in every round as retired lineage %d of %s (%d samples), v%d is its head "
-                      "now", device, new_version, old.version, time.strftime("%Y-%m-%d %H:%M:%S",
-                                                                            time.localtime(meta.sent_at)),
-                      device, old.version, len(self.retired[device]), device, int(old.counts.sum()), new_version)
+        why = (f"of lineage {new_lineage[:8]}, not the v{old.version} held's ({meta.lineage[:8] or 'none'})"
+               if new_lineage else f"sent after the v{old.version} held (sent "
+               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.sent_at))})")
+        self.log.info("head from %s v%d %s: a new lineage of %s (its state was wiped?); v%d is kept in every round as "
+                      "retired lineage %d of %s (%d samples), v%d is its head now", device, new_version, why, device,
+                      old.version, len(self.retired[device]), device, int(old.counts.sum()), new_version)
 
     # --- rounds ---------------------------------------------------------------------------------
     def tick(self) -> bool:
@@ -462,7 +472,7 @@ def status(state_dir: str) -> dict[str, Any]:
         if key.startswith(("device/", "retired/")):
             m = decode(np.asarray(arr, np.uint8).tobytes(), max_bytes=1 << 30)[0]
             row = {"version": m.version, "sent_at": m.sent_at, "classes": len(m.classes),
-                   "samples": int(sum(c.count for c in m.classes))}
+                   "samples": int(sum(c.count for c in m.classes)), "lineage_id": m.lineage}
             if key.startswith("device/"):
                 devices[key[7:]] = {**row, "in_global": provenance.get(key[7:]), "merged_round": m.round}
             else:                            # retired/<device>/<lineage>: kept in every round since it was retired

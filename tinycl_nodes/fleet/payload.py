@@ -15,7 +15,8 @@ Layout (all integers little-endian)::
 
 Metadata besides the head: ``opt_out`` (class ids this device keeps private: the aggregator
 leaves them out), ``metrics`` (the device's evaluation on its own recent data, e.g. accuracy),
-``provenance`` (a global head: which head version of each device it contains).
+``provenance`` (a global head: which head version of each device it contains), ``lineage`` (a device head: the id
+of its state's life, :func:`new_lineage`; left out when empty, so an older build reads the payload).
 
 A head of 10 classes × 64 features is ~3.4 kB (2.6 kB of floats). Decoding checks, in order:
 size limit (before anything is parsed), magic, schema version, metadata JSON and schema, that
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import struct
 import time
 from typing import Annotated, Literal
@@ -47,6 +49,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the latest wall-clock time a payload may say it was sent: 9999-12-31 (the fleet status prints it as a date; a device
 #: that sent 1e300 or Infinity would stop that with an OverflowError)
 LATEST_SENT_AT = 253_402_300_799.0
+#: a lineage id: hex digits, drawn by :func:`new_lineage` (empty: a head of a build before lineage ids)
+LINEAGE_RE = r"^[0-9a-f]{0,64}$"
+
+
+def new_lineage() -> str:
+    """A new life's lineage id (128 random bits): it tells a robot's heads after a wipe from its earlier ones without
+    its clock, which a board with no RTC and no time sync restarts near 1970 after every reflash."""
+    return secrets.token_hex(16)
 
 
 def check_name(v: str) -> str:
@@ -88,6 +98,9 @@ class PayloadMeta(BaseModel):
     n_seen: int = Field(default=0, ge=0, le=MAX_COUNT)
     sent_at: float = Field(default=0.0, ge=0, le=LATEST_SENT_AT, description="the device's clock when it sent it (s)")
     shared: bool = Field(default=False, description="a StreamingLDA scatter (F×F float64) follows the bias")
+    lineage: str = Field(default="", pattern=LINEAGE_RE, description="device head: the id of the device's state's "
+                                                                     "life, drawn when its state was created (empty: "
+                                                                     "a build without lineage ids)")
     opt_out: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=list, max_length=MAX_CLASSES)
     metrics: dict[Annotated[str, Field(max_length=32)], float] = Field(
         default_factory=dict, max_length=16, description="the device's evaluation on its own recent data")
@@ -107,8 +120,9 @@ class PayloadMeta(BaseModel):
 
 def encode(snap: HeadSnapshot, fleet: str, device: str, round: int = 0, sent_at: float | None = None, *,
            opt_out: list[int] | None = None, metrics: dict[str, float] | None = None,
-           provenance: dict[str, int] | None = None) -> bytes:
-    """Serialise a head snapshot (validated like a received one, so a bad head is never sent)."""
+           provenance: dict[str, int] | None = None, lineage: str = "") -> bytes:
+    """Serialise a head snapshot (validated like a received one, so a bad head is never sent). Without ``lineage``
+    the metadata has no such key: byte for byte a head of a build before lineage ids, which that build reads."""
     meta = PayloadMeta(schema=SCHEMA_VERSION, fleet=fleet, device=device, round=int(round), version=int(snap.version),
                        extractor_hash=snap.extractor_hash, kind=snap.kind,
                        classes=[ClassEntry(id=int(i), name=n, count=int(c)) for i, n, c in
@@ -116,8 +130,8 @@ def encode(snap: HeadSnapshot, fleet: str, device: str, round: int = 0, sent_at:
                        shape=(snap.n_classes, snap.n_features), n_seen=int(snap.n_seen),
                        sent_at=time.time() if sent_at is None else float(sent_at), shared=snap.shared is not None,
                        opt_out=sorted(int(c) for c in (opt_out or [])), metrics=dict(metrics or {}),
-                       provenance=dict(provenance or {}))
-    meta_bytes = meta.model_dump_json(by_alias=True).encode()
+                       provenance=dict(provenance or {}), lineage=lineage)
+    meta_bytes = meta.model_dump_json(by_alias=True, exclude=None if lineage else {"lineage"}).encode()
     parts = [_HEADER.pack(MAGIC, SCHEMA_VERSION, 0, len(meta_bytes)), meta_bytes,
              np.ascontiguousarray(snap.weights, "<f4").tobytes(), np.ascontiguousarray(snap.bias, "<f4").tobytes()]
     if snap.shared is not None:

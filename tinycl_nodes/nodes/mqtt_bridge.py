@@ -25,6 +25,10 @@ learner must *add* to take the round in (learner and labeler ``global_policy: ad
 ``tinycl``, which can only be merged exactly), a global head to blend for CWR*. A global head
 that arrives before the first local head waits for it.
 
+Every head carries the device's lineage id, drawn once when the bridge's state (``mqtt_bridge.state``, any mode) is
+created and kept with it: the aggregator tells a robot's heads after a wipe from a broker's stale copies by it, not
+by the robot's clock (docs/fleet.md, "A robot that lost its state").
+
 While the broker is unreachable the latest head is kept and sent on reconnect (persistent
 session, reconnect with backoff); an older unsent head is superseded, not queued.
 
@@ -38,6 +42,7 @@ password of ``device`` from there; explicit ``mqtt_*`` parameters override it.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -48,12 +53,13 @@ from pydantic import Field
 from ..core.errors import TinyclError
 from ..core.federated import FleetMember, HeadSnapshot, Moments, fleet_policy
 from ..core.prior_worth import prior_taken, weighed
+from ..core import state as st
 from ..core.state import from_bytes
 from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..interfaces.heads import from_msg, to_msg
 from ..model_prior import load_prior, shipped_prior
-from ..fleet.payload import DEFAULT_MAX_BYTES, FleetName, decode, encode
+from ..fleet.payload import DEFAULT_MAX_BYTES, LINEAGE_RE, FleetName, decode, encode, new_lineage
 from .runner import Node, StateParams, run_node
 
 
@@ -117,16 +123,22 @@ class MqttBridge(Node):
         self.exact: bool | None = params.exact          # None until the learner's first head decides
         self._waiting: bytes | None = None              # a global payload that came before that head
         self.member: FleetMember | None = None
-        self.state = None
+        self._kept_member: dict[str, Any] | None = None  # exact:=false: the exact mode's bookkeeping, kept as it is
+        self.lineage = ""                                # this state's life (fleet/payload.py: new_lineage)
         if self.exact is not False:     # the bookkeeping survives restarts (else own learning is recounted)
             self.member = FleetMember(params.device, params.opt_out)
-            self.state = self.open_state("mqtt_bridge", self._states)
-            if self.state.load(self._restore):
-                self.exact = True                       # it was exact before: it stays so
-                self.log.info("fleet bookkeeping restored from %s (%d report(s) kept)", self.state.path,
-                              len(self.member.reported))
-            elif self.exact is None:
-                self.member = None
+        self.state = self.open_state("mqtt_bridge", self._states)   # the lineage id in any mode
+        saved = self.state.load(self._restore)
+        if saved is not None and "member" in saved and self.member is not None:
+            self.exact = True                           # it was exact before: it stays so
+            self.log.info("fleet bookkeeping restored from %s (%d report(s) kept)", self.state.path,
+                          len(self.member.reported))
+        elif self.exact is None:
+            self.member = None
+        if not self.lineage:            # a new life of this device (no state, or one of a build before lineages)
+            self.lineage = new_lineage()
+            self.state.save()           # before any head carries it: a restart goes on with the same id
+            self.log.info("lineage %s: a new life of %s's state (%s)", self.lineage, params.device, self.state.path)
         self.out_topic = head_topic(params.fleet, params.device)
         self.in_topic = global_topic(params.fleet)
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
@@ -141,14 +153,28 @@ class MqttBridge(Node):
             self.link.start()
 
     def _states(self) -> dict[str, Any] | None:
+        states: dict[str, Any] = {"bridge": st.make_state("MqttBridge", 1, {}, {}, {"lineage": self.lineage})}
         with self._lock:
             if self.member is None:
-                return None
+                if self._kept_member is not None:
+                    states["member"] = self._kept_member
+                return states
             member = self.member.state_dict()
             member["meta"]["global_round"] = self.global_round   # a round already handed over is not again
-        return {"member": member}
+        return {**states, "member": member}
 
     def _restore(self, saved: dict[str, Any]) -> None:
+        """The lineage id (a file of a build before it has none: a new one is drawn) and exact mode's bookkeeping."""
+        if "bridge" in saved:
+            lineage = st.check_state(saved["bridge"], "MqttBridge", 1)["meta"].get("lineage")
+            if not isinstance(lineage, str) or not lineage or not re.match(LINEAGE_RE, lineage):
+                raise TinyclError(f"state: lineage {lineage!r} is not a lineage id")
+            self.lineage = lineage
+        if "member" not in saved:
+            return
+        if self.member is None:                         # exact:=false: not used, not lost either
+            self._kept_member = saved["member"]
+            return
         rnd = saved["member"]["meta"].get("global_round", 0)
         if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
             raise TinyclError(f"state: global_round {rnd!r} is not a round number")
@@ -285,7 +311,8 @@ class MqttBridge(Node):
             if snap is None or (snap.version, rnd) == self._offered:
                 return                            # the same head and round again (exact mode, nothing new)
             self._shared, self._offered = snap, (snap.version, rnd)
-        payload = encode(snap, self.params.fleet, self.params.device, rnd, self.clock(), opt_out=self.params.opt_out)
+        payload = encode(snap, self.params.fleet, self.params.device, rnd, self.clock(), opt_out=self.params.opt_out,
+                         lineage=self.lineage)
         if len(payload) > self.params.max_bytes:
             self.log.error("head v%d is %d bytes, over max_bytes %d: not shared", snap.version, len(payload),
                            self.params.max_bytes)
