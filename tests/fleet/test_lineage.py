@@ -329,3 +329,53 @@ def test_the_bridge_keeps_its_lineage_id_across_restarts_and_draws_one_when_its_
     assert lineage_of(tmp_path / "s", exact=False) == second
     kept = load_states(state_path(tmp_path / "s", "mqtt_bridge"))["member"]
     assert kept["meta"] == member["meta"]
+
+
+def test_a_version_1_aggregator_state_loads_with_its_retired_lineages_and_a_newer_one_stops_it(tmp_path) -> None:
+    """The state's version is 2 since retired lineages are in it: an aggregator of the release before them read a
+    version 1 file with retired/ arrays and dropped them without a word. This build reads a version 1 file written in
+    the old format (retired lineages kept), saves version 2, and stops on a version it does not know (one line, the
+    file in place: moved aside, the fleet's rounds began again at 1)."""
+    from tinycl_nodes.core import state as core_state
+    from tinycl_nodes.core.errors import TinyclError
+    from tinycl_nodes.fleet.aggregator import STATE_VERSION
+    from tinycl_nodes.storage import load_states, save_states, state_path
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18996, user=current_user())
+    t0 = time.time() - 100
+
+    def payload(device: str, counts: list[int], version: int, sent_at: float) -> np.ndarray:
+        return np.frombuffer(encode(head(device, np.eye(2), counts=counts, version=version), "lab", device,
+                                    sent_at=sent_at), np.uint8)
+    glob = encode(head("aggregator", np.eye(2), counts=[72, 48], version=3), "lab", "aggregator", 3,
+                  provenance={"robot1": 1, "robot2": 2})
+    arrays = {"device/robot1": payload("robot1", [7, 3], 1, t0 + 10), "device/robot2": payload("robot2", [5, 5], 2, t0),
+              "retired/robot1/0": payload("robot1", [60, 40], 63, t0), "global": np.frombuffer(glob, np.uint8)}
+    meta = {"fleet": "lab", "round": 3, "extractor_hash": XH, "n_features": 2, "head_kind": "CWRStar", "rounds": []}
+    path = state_path(tmp_path / "agg", "aggregator")
+    path.parent.mkdir()
+    save_states(path, {"aggregator": core_state.make_state("aggregator", 1, {}, arrays, meta)})
+
+    def agg() -> Aggregator:
+        return Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                           broker_dir=st.directory, state_dir=str(tmp_path / "agg"), min_interval_s=0),
+                          start=False)
+    a = agg()
+    assert a.round == 3 and [h.version for _, h, _ in a.retired["robot1"]] == [63] and not a.fresh
+    assert a.accept("robot2", encode(head("robot2", np.eye(2), counts=[6, 5], version=3), "lab", "robot2"))
+    assert a.tick() and a.round == 4 and a.global_head.counts.tolist() == [73, 48], "the retired lineage is in"
+    a.close()
+    saved = load_states(path)
+    assert saved["aggregator"]["version"] == STATE_VERSION == 2
+    assert status(str(tmp_path / "agg"))["retired"]["robot1"][0]["version"] == 63
+
+    saved["aggregator"]["version"] = 3                  # a newer release's state, met by this build
+    save_states(path, saved)
+    with pytest.raises(TinyclError) as e:
+        agg()
+    msg = str(e.value)
+    assert "\n" not in msg and "version 3" in msg and "newer release" in msg and "Nothing was moved" in msg, msg
+    assert path.exists() and not list(path.parent.glob("*.bad-*"))
+    with pytest.raises(TinyclError, match="version 3, written by a newer release") as e:
+        status(str(tmp_path / "agg"))
+    assert "\n" not in str(e.value)

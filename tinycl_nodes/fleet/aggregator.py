@@ -73,7 +73,9 @@ from .link import MqttLink, MqttNodeParams, mqtt_params
 from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
 
 STATE_KIND = "aggregator"
-STATE_VERSION = 1
+#: 2: retired lineages (``retired/<device>/<i>``). Version 1 files are read (:func:`saved_state`): those of the release
+#: before lineages have none, those of the release that added them under version 1 have them, in the same layout.
+STATE_VERSION = 2
 
 
 
@@ -118,6 +120,20 @@ class AggregatorParams(MqttNodeParams):
                                                       "(latched)")
 
 
+
+
+def saved_state(saved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The aggregator's part of a saved state, as this build's version: a version 1 file is read as it is (the layout
+    is the same; retired lineages, if any, are kept); one of a newer release stops the aggregator (OtherConfigError,
+    the file stays: moved aside, the fleet's rounds began again at 1 under the older build)."""
+    state = saved.get(STATE_KIND)
+    version = state.get("version") if isinstance(state, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > STATE_VERSION:
+        raise OtherConfigError(f"it is an aggregator state of version {version}, written by a newer release; this "
+                               f"build reads versions 1 to {STATE_VERSION}: run the release that wrote it")
+    if version == 1:
+        state = {**state, "version": STATE_VERSION}
+    return st.check_state(state, STATE_KIND, STATE_VERSION, ("global",))
 
 
 def fleet_extractor(p: AggregatorParams) -> tuple[str, int]:
@@ -408,7 +424,7 @@ class Aggregator:
     def _restore(self, saved: dict[str, dict[str, Any]]) -> None:
         """Apply a saved state; any problem raises (the store moves the file aside, we start fresh; one of another
         configuration stops the aggregator, the file in place)."""
-        state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
+        state = saved_state(saved)
         meta = state["meta"]
         # a sound state of another configuration stops the aggregator (moved aside, the fleet's rounds began again at
         # 1 and every robot skipped them as merged already, until they passed the round it had reached)
@@ -463,7 +479,10 @@ def status(state_dir: str) -> dict[str, Any]:
     if saved is None:
         raise TinyclError(f"no aggregator state in {state_dir} ({path}): is it the aggregator's --state-dir "
                           f"(default: its --broker-dir), and has the aggregator run there?")
-    state = st.check_state(saved.get(STATE_KIND), STATE_KIND, STATE_VERSION, ("global",))
+    try:
+        state = saved_state(saved)
+    except OtherConfigError as exc:
+        raise TinyclError(f"{path}: {exc}") from None
     meta, arrays = state["meta"], state["arrays"]
     glob = np.asarray(arrays["global"], np.uint8).tobytes()
     provenance = decode(glob, max_bytes=1 << 30)[0].provenance if glob else {}
