@@ -136,6 +136,9 @@ def test_accept_retires_a_lineage_persists_it_and_removal_drops_it(tmp_path, cap
     assert a.tick()
     assert a.global_head.counts.tolist() == [72, 48], "old lineage 60/40 + robot2 5/5 + new lineage 7/3"
     assert a.rounds[-1]["retired"] == {"robot1": [63]} and a.rounds[-1]["new_heads"] == ["robot1"]
+    # every lineage in the round: each device's current head (the global head's provenance) and the retired ones
+    assert a.rounds[-1]["provenance"] == {"robot1": 1, "robot2": 2}
+    assert "retired lineages robot1 v63, 120 samples" in format_status(status(str(tmp_path / "agg"))).splitlines()[-1]
     a.link.stop()                                   # no close(): as killed after the round's save
     b = agg()
     assert [h.version for _, h, _ in b.retired["robot1"]] == [63] and b.heads["robot1"].version == 1
@@ -379,3 +382,25 @@ def test_a_version_1_aggregator_state_loads_with_its_retired_lineages_and_a_newe
     with pytest.raises(TinyclError, match="version 3, written by a newer release") as e:
         status(str(tmp_path / "agg"))
     assert "\n" not in str(e.value)
+
+
+def test_min_devices_and_min_new_heads_count_robots_not_lineages(tmp_path) -> None:
+    """A wiped robot is one robot with two lineages: alone it closes no round of --min-devices 2, and its new
+    lineage's head is one new head, not two (the retired one is no longer new). The round that closes with a second
+    robot merges all three heads."""
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18994, user=current_user())
+    a = Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                    broker_dir=st.directory, min_devices=2, min_new_heads=2, min_interval_s=0),
+                   start=False)
+    A, B, C = "a" * 32, "b" * 32, "c" * 32
+    assert a.accept("robot1", encode(head("robot1", np.eye(2), counts=[60, 40], version=63), "lab", "robot1",
+                                     lineage=A))
+    assert not a.tick()
+    assert a.accept("robot1", encode(head("robot1", np.eye(2), counts=[7, 3], version=1), "lab", "robot1", lineage=B))
+    assert "robot1" in a.retired and a.fresh == {"robot1"}
+    assert not a.tick(), "one robot, two lineages: not two devices, not two new heads"
+    assert a.accept("robot2", encode(head("robot2", np.eye(2), counts=[5, 5], version=1), "lab", "robot2", lineage=C))
+    assert a.tick() and a.global_head.counts.tolist() == [72, 48]
+    assert a.rounds[-1]["devices"] == ["robot1", "robot2"] and a.rounds[-1]["retired"] == {"robot1": [63]}
+    a.link.stop()

@@ -345,9 +345,12 @@ class Aggregator:
                 self.log.error("round %d not aggregated: %s", rnd, exc)
                 self.fresh.clear()
                 return False
+            # the global head's provenance: each device's current head version, what a bridge compares its reports
+            # with (keys that are not device names would be refused by every robot of an older release); the retired
+            # lineages merged too are in the round's record, beside it
             provenance = {d: int(self.heads[d].version) for d in devices}
             payload = encode(res.head, self.p.fleet, self.p.identity, rnd, provenance=provenance)
-            record = self._round_record(rnd, devices, res.head)
+            record = self._round_record(rnd, devices, res.head, provenance)
             self.rounds = (self.rounds + [record])[-self.p.rounds_kept:]
             self.round = rnd
             self.global_head = res.head
@@ -378,12 +381,15 @@ class Aggregator:
             meta = self.metas[device] = decode(self.payloads[device], max_bytes=1 << 30)[0]
         return meta
 
-    def _round_record(self, rnd: int, devices: list[str], head: HeadSnapshot) -> dict[str, Any]:
-        """One row of the per-round table: devices, stragglers, classes, accuracy as devices report it."""
+    def _round_record(self, rnd: int, devices: list[str], head: HeadSnapshot,
+                      provenance: dict[str, int]) -> dict[str, Any]:
+        """One row of the per-round table: devices, stragglers, every lineage merged (``provenance``: each device's
+        current head version, ``retired``: its earlier lineages' last versions), classes, accuracy as devices
+        report it."""
         per_device = {d: self._meta_of(d).metrics for d in devices}
         accs = [(m["accuracy"], m.get("samples", 1.0)) for m in per_device.values() if "accuracy" in m]
         weight = sum(w for _, w in accs)
-        return {"round": rnd, "time": round(time.time(), 3), "devices": devices,
+        return {"round": rnd, "time": round(time.time(), 3), "devices": devices, "provenance": dict(provenance),
                 "new_heads": sorted(self.fresh), "stragglers": sorted(set(devices) - self.fresh),
                 **({"removed": list(self.removed)} if self.removed else {}),
                 **({"retired": {d: [h.version for _, h, _ in ls] for d, ls in sorted(self.retired.items())}}
@@ -528,6 +534,8 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
         lines.append(f"round {r['round']} at {t(r.get('time'))}: {len(r['devices'])} device(s), new heads "
                      f"{','.join(r['new_heads']) or '-'}, stragglers {','.join(r['stragglers']) or '-'}"
                      + (f", removed {','.join(r['removed'])}" if r.get("removed") else "")
+                     + (", retired lineages " + ",".join(f"{d} v{v}" for d, vs in r["retired"].items() for v in vs)
+                        if r.get("retired") else "")
                      + f", {r['samples']} samples" + ("" if acc is None else f", accuracy as reported {acc:.2f}%"))
     # what a round under way holds and whom it has heard nothing new from: a robot gone quiet shows here
     new = sorted(d for d, v in s["devices"].items() if v["in_global"] is None or v["version"] != v["in_global"])
