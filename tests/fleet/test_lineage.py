@@ -218,13 +218,18 @@ def test_a_wiped_robot_in_a_blend_fleet_shares_again_and_its_old_classes_stay(fl
         stop_aggregator(agg, stop, t)
 
 
+@pytest.mark.parametrize("lost", ["all, clock at 1970", "the learner's state"])
 def test_a_reflashed_robot_without_a_clock_rejoins_by_its_lineage_id(fleet_setup, broker, tmp_path, xhash,
-                                                                      caplog) -> None:
+                                                                      caplog, lost) -> None:
     """A board with no RTC and no time sync: after the reflash its wall clock starts near 1970, so every head of its
     new lineage says it was sent before the head held. Old code took each for a broker's stale copy and ignored it
     forever (the round never reached 800). Now the bridge's state carries a lineage id drawn when it was created, in
     every head: another id is a new lineage whatever the clock says. Exact mode, the real mosquitto, learners and
-    bridges, the aggregator in this process."""
+    bridges, the aggregator in this process.
+
+    Second case: only the learner's state is lost (deleted, or moved aside unreadable), the bridge's is kept: its
+    heads restart below the version it saw, and carried the kept id, so they were stale copies forever (before the
+    bridge started a new lineage on seeing them)."""
     from .test_broker import start_aggregator, stop_aggregator
     caplog.set_level(logging.INFO, logger="tinycl.aggregator")
     agg, stop, t = start_aggregator(fleet_setup, tmp_path, F, extractor_hash=xhash, kind="StreamingLDA",
@@ -240,18 +245,25 @@ def test_a_reflashed_robot_without_a_clock_rejoins_by_its_lineage_id(fleet_setup
         assert old_version >= 5 and len(old_lineage) == 32, (old_version, old_lineage)
         assert robots["dev1"].bridge.lineage == old_lineage
 
-        robots.pop("dev1").close()                      # reflashed: no state, and the clock of a board without RTC
-        shutil.rmtree(tmp_path / "dev1")
-        boot = time.monotonic()
+        robots.pop("dev1").close()
+        boot, clock = time.monotonic(), time.time
+        if lost == "the learner's state":
+            for f in (tmp_path / "dev1").glob("learner.*"):
+                f.unlink()
+            assert (tmp_path / "dev1" / "mqtt_bridge.state").exists()
+        else:                                           # reflashed: no state, and the clock of a board without RTC
+            shutil.rmtree(tmp_path / "dev1")
+            clock = lambda: 86400.0 + time.monotonic() - boot           # noqa: E731  1970-01-02
         robots["dev1"] = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=100,
-                               clock=lambda: 86400.0 + time.monotonic() - boot)          # 1970-01-02
+                               clock=clock)
         robots["dev1"].teach([0, 4], 100, seed=3)
         new = {**old, 0: 350, 4: 50}
         wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 800
                  and all(r.counts() == new for r in robots.values()), timeout_s=30)
         new_lineage = robots["dev1"].bridge.lineage
         assert new_lineage != old_lineage and agg.metas["dev1"].lineage == new_lineage
-        assert agg.metas["dev1"].sent_at < 2 * 86400 and agg.heads["dev1"].version < old_version
+        assert (agg.metas["dev1"].sent_at < 2 * 86400) == (clock is not time.time)
+        assert agg.heads["dev1"].version < old_version
         assert [(m.lineage, h.version) for m, h, _ in agg.retired["dev1"]] == [(old_lineage, old_version)]
         s = status(str(tmp_path / "agg"))
         assert s["devices"]["dev1"]["lineage_id"] == new_lineage and s["retired"]["dev1"][0]["lineage_id"] == \

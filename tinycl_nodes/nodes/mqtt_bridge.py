@@ -125,6 +125,7 @@ class MqttBridge(Node):
         self.member: FleetMember | None = None
         self._kept_member: dict[str, Any] | None = None  # exact:=false: the exact mode's bookkeeping, kept as it is
         self.lineage = ""                                # this state's life (fleet/payload.py: new_lineage)
+        self._top = 0                                    # the highest learner head version seen in it
         if self.exact is not False:     # the bookkeeping survives restarts (else own learning is recounted)
             self.member = FleetMember(params.device, params.opt_out)
         self.state = self.open_state("mqtt_bridge", self._states)   # the lineage id in any mode
@@ -153,8 +154,9 @@ class MqttBridge(Node):
             self.link.start()
 
     def _states(self) -> dict[str, Any] | None:
-        states: dict[str, Any] = {"bridge": st.make_state("MqttBridge", 1, {}, {}, {"lineage": self.lineage})}
         with self._lock:
+            states: dict[str, Any] = {"bridge": st.make_state("MqttBridge", 1, {}, {}, {"lineage": self.lineage,
+                                                                                      "top": self._top})}
             if self.member is None:
                 if self._kept_member is not None:
                     states["member"] = self._kept_member
@@ -166,10 +168,13 @@ class MqttBridge(Node):
     def _restore(self, saved: dict[str, Any]) -> None:
         """The lineage id (a file of a build before it has none: a new one is drawn) and exact mode's bookkeeping."""
         if "bridge" in saved:
-            lineage = st.check_state(saved["bridge"], "MqttBridge", 1)["meta"].get("lineage")
+            meta = st.check_state(saved["bridge"], "MqttBridge", 1)["meta"]
+            lineage, top = meta.get("lineage"), meta.get("top", 0)
             if not isinstance(lineage, str) or not lineage or not re.match(LINEAGE_RE, lineage):
                 raise TinyclError(f"state: lineage {lineage!r} is not a lineage id")
-            self.lineage = lineage
+            if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+                raise TinyclError(f"state: top {top!r} is not a head version")
+            self.lineage, self._top = lineage, top
         if "member" not in saved:
             return
         if self.member is None:                         # exact:=false: not used, not lost either
@@ -190,6 +195,7 @@ class MqttBridge(Node):
                               f"runs {eh[:12]}: not shared")
         if snap.n_classes and not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
             raise TinyclError(f"head v{snap.version} contains NaN or inf: not shared")
+        self._check_life(snap.version)
         waiting = self._decide_mode(snap.kind)
         self._take_baseline(msg, snap)
         with self._lock:
@@ -207,6 +213,29 @@ class MqttBridge(Node):
             self._send()
         if waiting is not None:
             self._on_mqtt(self.in_topic, waiting)
+
+    def _check_life(self, version: int) -> None:
+        """The learner's head versions only grow, across its restarts too: a lower one than this state has seen is a
+        learner whose state was lost (deleted, or moved aside unreadable) while this bridge's was kept. Its heads
+        would carry the id of the earlier life, below the version the aggregator holds of it: taken for a broker's
+        stale copies, forever. So a new lineage starts here too, as for a robot wiped whole: a new id, and exact
+        mode's bookkeeping and the last round handed over, which were of the earlier life, start afresh."""
+        with self._lock:
+            if version >= self._top:
+                if version > self._top:
+                    self._top = version
+                    self.state.changed()
+                return
+            top, self._top = self._top, version
+            self.lineage = new_lineage()
+            if self.member is not None:
+                self.member = FleetMember(self.params.device, self.params.opt_out)
+            self._kept_member, self.global_round = None, 0
+            self.sent = self._shared = self._offered = None
+        self.state.save()               # before any head carries the new id
+        self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this bridge's "
+                         "was kept); lineage %s: a new life of %s, its earlier one stays in the fleet's rounds",
+                         version, top, self.lineage, self.params.device)
 
     def _merged_only(self, snap: HeadSnapshot) -> bool:
         """Blend mode: ``snap`` is the learner's head after blending a round in, with nothing learned since the head
