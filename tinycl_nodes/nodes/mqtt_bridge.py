@@ -233,8 +233,9 @@ class MqttBridge(Node):
             self._kept_member, self.global_round = None, 0
             self.sent = self._shared = self._offered = None
         self.state.save()               # before any head carries the new id
-        self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this bridge's "
-                         "was kept); lineage %s: a new life of %s, its earlier one stays in the fleet's rounds",
+        self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this "
+                         "bridge's was kept); lineage %s: a new life of %s, its earlier one stays in the fleet's "
+                         "rounds",
                          version, top, self.lineage, self.params.device)
 
     def _merged_only(self, snap: HeadSnapshot) -> bool:
