@@ -164,9 +164,9 @@ def test_broker_and_aggregator_killed_mid_round_on_separate_hosts(net, tmp_path)
     finally:
         fleet.close()
     print(f"\nseconds from restart to the round on every device: {recover}")
-    # no round lost, none repeated; robot3's bridge, restarted, holds no round (a blend-mode bridge keeps no state):
-    # it may hand on the broker's retained round 3 before the aggregator, reconnecting, offers round 4 again — a
-    # round the learner has merged already, which it skips (tests/fleet/test_learner_global.py)
+    # no round lost, none repeated; robot3's bridge, restarted, holds no round (a blend-mode bridge keeps only its
+    # lineage id): it may hand on the broker's retained round 3 before the aggregator, reconnecting, offers round 4
+    # again — a round the learner has merged already, which it skips (tests/fleet/test_learner_global.py)
     assert fleet.rounds("robot1") == fleet.rounds("robot2") == [1, 2, 3, 4], fleet.globals
     assert before_restart == [1, 2, 3], before_restart
     assert fleet.rounds("robot3")[3:] in ([4], [3, 4]), fleet.rounds("robot3")   # old code: [1, 2, 3, 3], no 4
