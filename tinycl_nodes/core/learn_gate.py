@@ -16,18 +16,65 @@ units of the feature count ``F`` (scale-free: a class's own samples lie near ``F
   shift 0.17 F; two different digits of one class lie 2 F apart (0.36 F at the closest of 360 pairs).
 
 A person's label is always learned: the gate sees only pseudo-labels. What was gated is counted, not kept.
+:class:`RecentViews` is the repeat test alone, in any of the metrics the labelers use: TinyRCE's labeler (no
+covariance; its distances are L2 or L1) passes on no covered sample as learnable within ``rce_repeat_factor ·
+rce_r_max`` (0.05 · 8 = 0.4 for the MNIST camera) of one just passed on. Its nearest-class-mean learner lost 3.4 points
+after 100 s of one view; a still camera's frames (sensor noise σ 3–12 on a 320x240 frame) lie 0.04–0.12 apart, two
+different digits 2.0 or more.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 from .errors import InputError
 
+Metric = Literal["mahalanobis", "l2", "l1"]
+
+
+class RecentViews:
+    """The last ``recent`` samples learned, and whether a sample is one of them again: within ``radius`` of one,
+    in ``metric`` (``mahalanobis``: under a precision ``P``, given as ``Px`` to each call, so one F×F product per
+    sample serves every remembered view — each is kept with its ``xᵀPx``)."""
+
+    def __init__(self, n_features: int, radius: float, metric: Metric = "l2", recent: int = 16) -> None:
+        if not (np.isfinite(radius) and radius >= 0):
+            raise InputError(f"repeat radius: must be a finite number ≥ 0 (0: off), got {radius}")
+        if metric not in ("mahalanobis", "l2", "l1"):
+            raise InputError(f"repeat metric: must be mahalanobis, l2 or l1, got {metric!r}")
+        if not 1 <= int(recent) <= 4096:
+            raise InputError(f"recent: must be in [1, 4096], got {recent}")
+        self.radius, self.metric, self.recent = float(radius), metric, int(recent)
+        self._X = np.zeros((self.recent, int(n_features)), np.float32)
+        self._q = np.zeros(self.recent, np.float64)
+        self._n = 0          # samples remembered so far (the ring is full once it reaches ``recent``)
+
+    def seen(self, x: np.ndarray, Px: np.ndarray | None = None) -> bool:
+        """Whether ``x`` is within ``radius`` of a remembered view."""
+        if not self._n or self.radius == 0:
+            return False
+        R = self._X[:min(self._n, self.recent)]
+        if self.metric == "mahalanobis":
+            d2 = float(x.astype(np.float64) @ Px) - 2.0 * (R @ Px) + self._q[:len(R)]
+            return float(d2.min()) < self.radius ** 2
+        diff = R - x
+        d = np.abs(diff).sum(1) if self.metric == "l1" else np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return float(d.min()) < self.radius
+
+    def remember(self, x: np.ndarray, Px: np.ndarray | None = None) -> None:
+        """``x`` was learned: later samples too close to it are repeats."""
+        i = self._n % self.recent
+        self._X[i] = x
+        if self.metric == "mahalanobis":
+            self._q[i] = float(x.astype(np.float64) @ Px)
+        self._n += 1
+
 
 class LearnGate:
     """The two tests above, on a sample ``x`` given ``Px`` (the clusterer's precision times ``x``) and its squared
-    distance to the nearest class mean; remembers the last ``recent`` samples learned, as ``(x, xᵀPx)``."""
+    distance to the nearest class mean; counts what it held back, by reason."""
 
     OUTLIER = "unlike every class"
     REPEAT = "a repeat of a view just learned"
@@ -37,35 +84,23 @@ class LearnGate:
             raise InputError(f"outlier_factor: must be > 0 (inf: never an outlier), got {outlier_factor}")
         if not 0 <= repeat_factor < outlier_factor:
             raise InputError(f"repeat_factor: must be in [0, outlier_factor), got {repeat_factor}")
-        if not 1 <= int(recent) <= 4096:
-            raise InputError(f"recent: must be in [1, 4096], got {recent}")
         self.n_features = int(n_features)
         self.outlier_factor = float(outlier_factor)
         self.repeat_factor = float(repeat_factor)
-        self.recent = int(recent)
-        self._X = np.zeros((self.recent, self.n_features), np.float32)
-        self._q = np.zeros(self.recent, np.float64)
-        self._n = 0          # samples remembered so far (the ring is full once it reaches ``recent``)
+        self.views = RecentViews(n_features, float(np.sqrt(repeat_factor * n_features)), "mahalanobis", recent)
         self.counts = {self.OUTLIER: 0, self.REPEAT: 0}
 
     def reason(self, x: np.ndarray, Px: np.ndarray, nearest_d2: float) -> str:
         """Why ``x`` is not to be learned ("" if it is); counted under that reason."""
-        F = self.n_features
         why = ""
-        if nearest_d2 > self.outlier_factor * F:
+        if nearest_d2 > self.outlier_factor * self.n_features:
             why = self.OUTLIER
-        elif self._n and self.repeat_factor > 0:
-            k = min(self._n, self.recent)
-            d2 = float(x.astype(np.float64) @ Px) - 2.0 * (self._X[:k] @ Px) + self._q[:k]
-            if float(d2.min()) < self.repeat_factor * F:
-                why = self.REPEAT
+        elif self.views.seen(x, Px):
+            why = self.REPEAT
         if why:
             self.counts[why] += 1
         return why
 
     def remember(self, x: np.ndarray, Px: np.ndarray) -> None:
         """``x`` was learned: later samples too close to it are repeats."""
-        i = self._n % self.recent
-        self._X[i] = x
-        self._q[i] = float(x.astype(np.float64) @ Px)
-        self._n += 1
+        self.views.remember(x, Px)

@@ -73,6 +73,7 @@ from ..core.errors import InputError, StateError, TinyclError
 from ..core.validation import check_label
 from ..interfaces import as_sequence
 from ..core.federated import merge_into_head
+from ..core.learn_gate import LearnGate, RecentViews
 from ..core.prior_worth import worth_words
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
@@ -120,6 +121,10 @@ class LabelerParams(JournaledStateParams, ModelPriorParams):
     rce_r_max: float = Field(8.0, gt=0, description="rce: largest prototype radius (a distance in feature space)")
     rce_metric: Literal["l1", "l2"] = Field("l2", description="rce: distance, Manhattan (l1) or Euclidean (l2); "
                                                               "also of dedupe_distance")
+    rce_repeat_factor: float = Field(0.05, ge=0, lt=1, description="rce: a covered sample within this x rce_r_max "
+                                                                   "(rce_metric) of one of the last 16 learned is "
+                                                                   "that view again (a parked robot): predicted, not "
+                                                                   "learned; 0: off")
     rce_grow_margin: float = Field(0.25, ge=0, description="rce: a right-class prototype with d/r below 1 + margin "
                                                            "grows to cover the sample; 0: never grows")
     request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, description="an unanswered request is dropped after this "
@@ -475,8 +480,8 @@ class NotLearned:
     30 a second, so the first is said at once, then at most once a minute, with the counts of each reason."""
 
     EVERY_S = 60.0
-    WHY = {"unlike every class": "the camera sees what no class looks like: a wall, a covered lens",
-           "a repeat of a view just learned": "the camera stays on one view"}
+    WHY = {LearnGate.OUTLIER: "the camera sees what no class looks like: a wall, a covered lens",
+           LearnGate.REPEAT: "the camera stays on one view"}
 
     def __init__(self, log: Any) -> None:
         self.log = log
@@ -547,6 +552,9 @@ class RceLabeler(Labeler):
         Node.__init__(self, bus, params)
         self.use_extractor(params.model)
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
+        # what was just passed on to be learned: the same view again is passed on to be predicted only
+        self.views = RecentViews(self.n_features, params.rce_repeat_factor * params.rce_r_max, params.rce_metric)
+        self._not_learned = NotLearned(self.log)
         self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
                                                           "requests": self.requests.state_dict(),
                                                           "undo": self.undo.state_dict(),
@@ -728,11 +736,17 @@ class RceLabeler(Labeler):
             label = int(msg.true_label)
             self._record_sample(msg, now, "")
             self.undo.learn(x, label)
+            self.views.remember(x)
             self._publish(msg, label, 1.0, self.LabeledFeatures.GROUND_TRUTH)
             self._count()
             return
         dec = self.rce.decide_valid(x)
+        if not dec.wants_label and self.views.seen(x):     # covered, and the view just passed on: predicted only
+            self._not_learned.note(LearnGate.REPEAT)
+            self._publish(msg, -1, self._covered(dec)[1], self.LabeledFeatures.PSEUDO)
+            return
         if not dec.wants_label:        # covered: passed on, nothing learned here
+            self.views.remember(x)
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
                 stamp = stamp_ns(msg.header)
@@ -746,10 +760,16 @@ class RceLabeler(Labeler):
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
                                            reason=self._reason(dec), novelty=dec.novelty,
                                            guess=dec.nearest, request_id=request_id)
+        if outcome == "recent" and req is not None and self.views.seen(x):   # that answer's view, again
+            self._not_learned.note(LearnGate.REPEAT)
+            self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)
+            self.state.changed()
+            return
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
             rid = self._rid_of_group(req.gid)
             self.undo.learn(x, label, rid)
+            self.views.remember(x)
             if rid in self._answers:
                 self._answers[rid]["samples"].append((x.copy(), stamp_ns(msg.header)))
             self._publish(msg, label, 0.9, self.LabeledFeatures.PSEUDO)
