@@ -29,7 +29,7 @@ PAGE = r"""<!doctype html>
 <link rel="apple-touch-icon" href="/icon-192.png">
 <title>tinycl · label requests</title>
 <style>
-:root { --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#166534; --accent-ink:#fff;
+:root { --head:3.2rem; --bg:#f4f5f2; --card:#fff; --ink:#1c1f1a; --mute:#62685d; --accent:#166534; --accent-ink:#fff;
         --line:#8a9184; --err:#b91c1c; --new:#1d4ed8; --err-ink:#b91c1c; --new-ink:#1d4ed8; }
 @media (prefers-color-scheme: dark) {   /* text in red or blue on the dark card: lighter (the fills stay) */
   :root { --bg:#121410; --card:#1d2119; --ink:#eef0ea; --mute:#a2a99a; --line:#5c6455; --accent:#15803d;
@@ -38,7 +38,7 @@ PAGE = r"""<!doctype html>
 * { box-sizing: border-box; }
 html, body { margin:0; background:var(--bg); color:var(--ink); overflow-wrap:anywhere;   /* a name without spaces */
   font: 17px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; -webkit-text-size-adjust:100%; }
-header { position:sticky; top:0; z-index:2; display:flex; align-items:center; gap:.6rem;
+header { position:sticky; top:0; z-index:2; display:flex; align-items:center; gap:.6rem; min-height:var(--head);
   padding:.7rem 1rem; padding-top:max(.7rem, env(safe-area-inset-top)); background:#14532d; color:#fff; }
 header h1 { font-size:1.1rem; margin:0; flex:1; font-weight:650; letter-spacing:.01em; }
 #count { background:#fff; color:#14532d; border-radius:999px; padding:.1rem .6rem; font-weight:700; min-width:2rem; text-align:center; }
@@ -106,11 +106,13 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
 #history .name { font-weight:650; }
 #history .tag { color:var(--new-ink); font-size:.75rem; margin-left:.35rem; }
 #history .when { color:var(--mute); white-space:nowrap; }
-#toast { position:fixed; left:.8rem; right:.8rem; bottom:max(.8rem, env(safe-area-inset-bottom)); z-index:3;
-  padding:.9rem 1rem; border-radius:12px; background:#1c1f1a; color:#fff; font-weight:600;
-  box-shadow:0 4px 14px rgba(0,0,0,.3); transition:opacity .2s; max-width:34rem; margin:0 auto; }
+/* the toast lies on the header's band (the header is always at the top): at the bottom it hid the newest answer in
+   the history, or the buttons of the next question, for 2.5 s */
+#toast { position:fixed; top:0; left:0; right:0; z-index:3; min-height:var(--head); display:flex; align-items:center;
+  padding:.4rem 1rem; padding-top:max(.4rem, env(safe-area-inset-top)); background:#1c1f1a; color:#fff;
+  font-weight:600; line-height:1.25; box-shadow:0 2px 8px rgba(0,0,0,.3); transition:opacity .2s; }
 #toast.error { background:var(--err); }
-#toast[hidden] { display:block; opacity:0; pointer-events:none; }
+#toast[hidden] { display:flex; opacity:0; pointer-events:none; }
 #unpaired { background:#7f1d1d; color:#fff; padding:1rem; border-radius:12px; }
 </style>
 </head>

@@ -1,0 +1,52 @@
+"""An answer just given, on a 390x844 phone in Chromium against the real TinyRCE labeler and label app (processes on a
+private DDS domain): what its confirmation covers."""
+
+from __future__ import annotations
+
+import time
+
+from tests.e2e.test_label_app_browser import _until
+from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.nodes.test_label_app_rename import robot
+
+#: what a phone shows and a thumb taps in the page: the toast must lie on none of them
+SHOWN = "main button, main input, main img, main li, main .why, main h2, main .empty, main .err, nav button"
+
+
+def test_the_sent_toast_hides_nothing(domain, tmp_path, phone):
+    """The "Sent" toast lay over the bottom of the screen for 2.5 s, over the newest answer in the history (the one
+    it confirms) or the next question's buttons. It lies on the header's band now, over nothing of the page."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        ask(r, 2)
+        assert _until(lambda: page.locator("article.card").count() == 2)
+        card = page.locator("article.card").first
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="0"]').tap()
+        toast = page.locator("#toast", has_text="Sent: walking")
+        toast.wait_for()
+        newest = page.locator(f'#history li[data-request-id="{rid}"]')
+        newest.wait_for()
+        for block in ("end", "start", "center"):          # the answer wherever the person has scrolled it
+            newest.evaluate(f"li => li.scrollIntoView({{block: '{block}'}})")
+            page.wait_for_timeout(100)
+            assert toast.evaluate("t => !t.hidden")
+            covered = page.evaluate("""([shown]) => {
+                const t = document.querySelector("#toast").getBoundingClientRect(), out = [];
+                const head = document.querySelector("header").getBoundingClientRect();
+                for (const e of document.querySelectorAll(shown)) {
+                    const r = e.getBoundingClientRect();
+                    if (!r.width || !r.height || e.closest("[hidden]")) continue;
+                    const top = Math.max(r.top, t.top), bottom = Math.min(r.bottom, t.bottom);
+                    if (r.left >= t.right || t.left >= r.right || top >= bottom) continue;
+                    if (top >= head.top && bottom <= head.bottom) continue;   // under the sticky header anyway
+                    out.push(e.tagName + "." + e.className + " " + (e.textContent || "").slice(0, 30));
+                }
+                return out;
+            }""", [SHOWN])
+            assert covered == [], (block, covered)
+            box, head = toast.bounding_box(), page.locator("header").bounding_box()
+            assert box["y"] == 0 and box["height"] <= head["height"] + 1, (box, head)   # on the header's band
+
