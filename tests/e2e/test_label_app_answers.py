@@ -1,5 +1,5 @@
 """An answer just given, on a 390x844 phone in Chromium against the real TinyRCE labeler and label app (processes on a
-private DDS domain): what its confirmation covers."""
+private DDS domain): what its confirmation covers, and how the person takes back a mis-tap."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import robot
 
 #: what a phone shows and a thumb taps in the page: the toast must lie on none of them
@@ -50,3 +51,38 @@ def test_the_sent_toast_hides_nothing(domain, tmp_path, phone):
             box, head = toast.bounding_box(), page.locator("header").bounding_box()
             assert box["y"] == 0 and box["height"] <= head["height"] + 1, (box, head)   # on the header's band
 
+
+def test_after_a_mis_tap_change_comes_first_and_each_way_back_says_what_it_does(domain, tmp_path, phone):
+    """A mis-tap on "walking": the history showed "Undo" (which withdraws the answer and the question with it: nothing
+    learned, never asked again) before "Change", with nothing to tell them apart; a person took Undo for "let me answer
+    again". Now Change comes first and says it picks the right class (its prompt names them), Withdraw says the
+    question is not asked again; Change with "seated" makes the answer seated at the labeler."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="0"]').tap()            # meant "seated"
+        item = page.locator(f'#history li[data-request-id="{rid}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        acts = item.locator(".acts button")
+        said = [acts.nth(k).inner_text().split("\n") for k in range(acts.count())]
+        assert said == [["Change answer", "pick the right one"], ["Withdraw", "not asked again"]], said
+        assert [acts.nth(k).get_attribute("aria-label") for k in range(2)] == \
+            ["Change the answer walking", "Withdraw the answer walking"]
+        prompts: list[str] = []
+
+        def reply(d) -> None:
+            prompts.append(d.message)
+            d.accept("seated")
+
+        page.once("dialog", reply)
+        time.sleep(SETTLED_S)
+        acts.first.tap()
+        assert _until(lambda: item.locator(".name").inner_text() == "seated"), item.inner_text()
+        assert prompts == ["What is it instead? Type a class (seated) or a new name"], prompts
+        said = lambda: [s for s in r.status if s["request_id"] == rid]          # noqa: E731 - the labeler's verdicts
+        assert spin_until(r.bus, lambda: [(s["status"], s["class_name"]) for s in said()] == [("learned", "walking"),
+            ("learned", "seated")], 10), said()

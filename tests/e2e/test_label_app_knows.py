@@ -122,7 +122,7 @@ def test_the_history_says_a_renamed_class_by_its_new_name(domain, tmp_path, phon
         page.locator("#toast", has_text="Renamed class 1 to sitting").wait_for()
         page.locator("#tab-ask").tap()
         assert _until(lambda: item.locator(".name").inner_text() == "sitting"), item.locator(".name").inner_text()
-        assert item.locator("button.undo").get_attribute("aria-label") == "Undo the answer sitting"
+        assert item.locator("button.undo").get_attribute("aria-label") == "Withdraw the answer sitting"
         page.reload()                                     # the snapshot's history item carries the old name
         page.wait_for_selector("#status.live")
         assert _until(lambda: item.locator(".name").inner_text() == "sitting")

@@ -79,6 +79,7 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
 #history .state { display:block; color:var(--mute); font-size:.8rem; }
 #history .state.refused { color:var(--err-ink); font-weight:600; }
 #history .acts { display:flex; gap:.4rem; }
+#history .acts small { display:block; font-size:.75rem; color:var(--mute); }
 #history .acts button, .alt button { min-height:48px; min-width:48px; background:var(--bg); color:var(--ink); border:2px solid var(--line); font-size:.9rem; }
 .thumb { width:48px; height:48px; object-fit:contain; background:#000; border-radius:6px; image-rendering:pixelated; }
 button.zoom { min-height:48px; min-width:48px; padding:0; background:none; border-radius:6px; }
@@ -397,22 +398,29 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     }
   }
   const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
+  // An answer's two ways back, each saying what it does on the button: "Undo" withdrew the answer and the question with
+  // it (nothing learned, never asked again), where a person after a mis-tap wanted Change (the right class).
+  const ACTS = {change: "Change the answer ", undo: "Withdraw the answer "};
+  function act(kind, text, what, name) {
+    return el("button", {type: "button", class: kind, "aria-label": ACTS[kind] + name}, text,
+              el("small", {text: what}));
+  }
   function addHistory(item, atEnd) {
     const name = nameOf(item.class_id, item.class_name);
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
     if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
-      const undo = el("button", {type: "button", class: "undo", text: "Undo"});
-      undo.setAttribute("aria-label", "Undo the answer " + name);
-      undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
-      const change = el("button", {type: "button", class: "change", text: "Change"});
-      change.setAttribute("aria-label", "Change the answer " + name);
+      const change = act("change", "Change answer", "pick the right one", name);
       change.addEventListener("click", () => {
-        const name = askName("What is it instead?", "");
+        const others = classes.filter(k => k.id !== item.class_id).slice(0, 6).map(k => k.name);
+        const name = askName("What is it instead? Type " + (others.length ? "a class (" + others.join(", ") +
+                             ") or a new name" : "its name"), "");
         if (name) send({type: "undo", request_id: item.id, new_class_name: name});
       });
-      acts.append(undo, change);
+      const undo = act("undo", "Withdraw", "not asked again", name);
+      undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
+      acts.append(change, undo);      // after a mis-tap Change is the one wanted: first, where the thumb goes
     }
     const li = el("li", {"data-request-id": item.id, "data-at": String(at), "data-class-id": String(item.class_id),
                          "data-sent-name": item.class_name},
@@ -499,8 +507,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const name = nameOf(Number(li.dataset.classId), li.dataset.sentName), n = $(".name", li);
       if (n.textContent === name) continue;
       n.textContent = name;
-      for (const [sel, what] of [["button.undo", "Undo the answer "], ["button.change", "Change the answer "]])
-        if ($(sel, li)) $(sel, li).setAttribute("aria-label", what + name);
+      for (const b of li.querySelectorAll(".acts button")) b.setAttribute("aria-label", ACTS[b.className] + name);
       const img = $("img.thumb", li);
       if (img) {
         img.alt = "the sample you answered " + name;
