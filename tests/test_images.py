@@ -195,3 +195,23 @@ def test_card_must_match_the_model():
         check_card(card, (3, 64, 64), ["logits"], "m.onnx")
     with pytest.raises(ValueError, match="mean has 2 values"):
         Preprocessing(size=(8, 8), color="rgb", mean=(0.1, 0.2))
+
+
+def test_a_small_picture_or_a_plot_is_kept_exact_and_a_camera_photo_as_jpeg():
+    """images.picture_bytes decides how a question's picture is kept (labeler) and served (label app): a 32x32 photo
+    whose JPEG is half its PNG is still PNG, exact (the phone enlarges it 11 times); a plot is PNG whatever the sizes;
+    a 640x480 photo is JPEG, a fraction of its PNG. The labeler kept every camera frame as JPEG."""
+    from tinycl_nodes.images import picture_bytes
+    from tinycl_nodes.nodes.labeler import kept_picture, shown_picture
+
+    rng = np.random.default_rng(3)
+    small = np.clip(smooth_rgb(32, 32) + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+    assert len(encoded_jpeg := cv2.imencode(".jpg", small)[1]) < len(cv2.imencode(".png", small)[1]), len(encoded_jpeg)
+    kept = kept_picture(small)
+    assert kept["format"] == "png" and np.array_equal(shown_picture(kept)["data"].reshape(32, 32, 3), small)
+    assert picture_bytes(small)[1] == "png"
+    photo = np.clip(smooth_rgb(480, 640) + rng.normal(0, 4, (480, 640, 3)), 0, 255).astype(np.uint8)
+    data, kind = picture_bytes(photo)
+    assert kind == "jpeg" and len(data) < len(cv2.imencode(".png", photo)[1]) / 4
+    assert picture_bytes(photo, exact=True)[1] == "png"
+    assert kept_picture(photo)["format"] == "jpeg"

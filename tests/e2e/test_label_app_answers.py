@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
 from tests.nodes.conftest import spin_until
@@ -86,3 +88,30 @@ def test_after_a_mis_tap_change_comes_first_and_each_way_back_says_what_it_does(
         said = lambda: [s for s in r.status if s["request_id"] == rid]          # noqa: E731 - the labeler's verdicts
         assert spin_until(r.bus, lambda: [(s["status"], s["class_name"]) for s in said()] == [("learned", "walking"),
             ("learned", "seated")], 10), said()
+
+
+def test_a_small_picture_reaches_the_phone_exact(domain, tmp_path, phone):
+    """A 28x28 MNIST digit on ``image``: the labeler kept every camera frame as JPEG (quality 90: up to 18 grey levels
+    off), and the phone's enlargement (13x) showed the blocks' specks around the strokes. The picture on the page is
+    now the digit's very pixels (PNG, 340 bytes against 660 as JPEG)."""
+    from tests.e2e.test_label_app_browser import _image
+    from tinycl_nodes.datasets.mnist import load_mnist
+
+    digit = load_mnist("test")[0][1]
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        frames = r.bus.create_publisher("image", "sensor_msgs/msg/Image", "sensor_data")
+        assert spin_until(r.bus, lambda: frames.get_subscription_count() > 0, 20)
+        time.sleep(0.5)                                    # the labeler's reader hears this writer too (best effort)
+        frames.publish(_image(r.bus, digit, r.stamp + 1000))
+        time.sleep(0.3)
+        ask(r, 1)                                          # its features, of the same stamp
+        pic = page.locator("article.card img.pic")
+        pic.wait_for()
+        assert _until(lambda: pic.evaluate("i => i.complete && i.naturalWidth") == 28)
+        shown = pic.evaluate("""i => { const c = document.createElement("canvas"); c.width = c.height = 28;
+            const g = c.getContext("2d"); g.drawImage(i, 0, 0);
+            return Array.from(g.getImageData(0, 0, 28, 28).data.filter((_, k) => k % 4 === 0)); }""")
+        assert pic.evaluate("i => i.src").startswith(r.base + "/image")
+    off = abs(np.array(shown).reshape(28, 28) - digit.astype(int))
+    assert off.max() == 0, f"{int((off > 0).sum())} pixels off, by up to {off.max()} grey levels"

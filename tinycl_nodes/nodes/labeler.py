@@ -79,7 +79,7 @@ from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
 from ..core.asking import AskPolicy
 from ..core.undo import PassedOn, ReplayUndo
-from ..images import camera_picture, decode_compressed, encoded
+from ..images import camera_picture, decode_compressed, picture_bytes
 from ..journal import pack, unpack
 from ..storage import RepeatedFailure, journal_words
 from .frame_cache import Entry, FrameCache, entry_bytes
@@ -514,12 +514,15 @@ PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many p
 MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 
 
-def kept_picture(img: np.ndarray, kind: str) -> dict[str, Any]:
+def kept_picture(img: np.ndarray, exact: bool = False) -> dict[str, Any]:
     """A question's picture as the labeler keeps it while the question waits or its group forms, in memory and in
-    its state: compressed (``kind``: jpeg for a camera frame, png for a plot). Raw, the 200 groups a camera can
-    form held 184 MB of 640x480 frames, rewritten with the state at every checkpoint."""
+    its state: compressed as ``images.picture_bytes`` decides (PNG for a plot, ``exact``, and a small picture; JPEG
+    only for a camera-size photo). Raw, the 200 groups a camera can form held 184 MB of 640x480 frames, rewritten
+    with the state at every checkpoint; every camera frame was kept as JPEG, and a 28x28 digit showed JPEG's specks
+    on the phone (the app's own PNG of it kept them)."""
+    data, kind = picture_bytes(img, exact)
     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2 else "rgb8",
-            "format": kind, "data": np.frombuffer(encoded(img, kind), np.uint8)}
+            "format": kind, "data": np.frombuffer(data, np.uint8)}
 
 
 def shown_picture(pic: dict[str, Any]) -> dict[str, Any]:
@@ -880,8 +883,7 @@ class RceLabeler(Labeler):
             if kind == "picture":
                 return raw
             if kind == "image":   # any camera encoding, raw or JPEG/PNG → rgb8/mono8 the phone shows, in 640x640
-                picture = kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE),
-                                       "jpeg")
+                picture = kept_picture(raw if isinstance(raw, np.ndarray) else camera_picture(raw, PICTURE_SIDE))
                 self._bad_pictures.landed()
                 return picture
             if kind == "imu":
@@ -891,7 +893,7 @@ class RceLabeler(Labeler):
                 if n_ch < 1 or values.size % n_ch:
                     raise InputError(f"imu window of {values.size} values is not samples x {n_ch} channels")
                 return kept_picture(render_plot(values.reshape(-1, n_ch).T, w, h, rate_hz=float(raw.rate_hz),
-                                                names=[str(c) for c in raw.channel_names]), "png")
+                                                names=[str(c) for c in raw.channel_names]), exact=True)
         except TinyclError as exc:
             if kind != "image":
                 self.log.warning("cannot keep the picture of sample %d (%s): a label request about it is asked "
