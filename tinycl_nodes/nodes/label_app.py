@@ -2,7 +2,8 @@
 
 Subscribes ``label_request`` (LabelRequest), ``label_status`` (the labeler's verdict on each
 answer and each rename: the page shows an answer as learned only when the labeler says so, and
-shows a refusal otherwise), ``classes`` (the labeler's classes, names and counts: latched), ``labeled`` (when a
+shows a refusal otherwise), ``label_closed`` (its verdicts on the questions closed lately: latched, for this app
+started again), ``classes`` (the labeler's classes, names and counts: latched), ``labeled`` (when a
 class was last seen) and ``predictions`` (the "what the robot knows" view); publishes ``label_answer``
 (LabelAnswer; ``class_id`` −2 = skipped / not sure), ``label_correction`` (LabelAnswer for an answered
 request: its new class, or −2 to withdraw it) and ``rename_class`` (LabelAnswer: the rename's own request id,
@@ -43,6 +44,7 @@ from .messages import stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
+MAX_CLOSED_CHARS = 1 << 20   # label_closed: the labeler's last 200 verdicts are 20-60 KB
 
 
 class LabelAppParams(NodeParams):
@@ -139,6 +141,8 @@ class LabelApp(Node):
             show_pairing(self.url, fingerprint)
         bus.create_subscription("label_request", "LabelRequest", self.on_request, "reliable")
         bus.create_subscription("label_status", "std_msgs/msg/String", self.on_status, "reliable")
+        self._closed_seen: dict[str, tuple[Any, ...]] = {}
+        bus.create_subscription("label_closed", "std_msgs/msg/String", self.on_closed, "latched")
         bus.create_subscription("labeled", "LabeledFeatures", self.on_labeled, "reliable")
         bus.create_subscription("predictions", "Prediction", self.on_prediction, "reliable")
         bus.create_subscription("classes", "ClassList", self.on_classes, "latched")
@@ -170,6 +174,26 @@ class LabelApp(Node):
         if not isinstance(status, dict):
             raise InputError("label_status: expected a JSON object")
         self.server.submit(self.server.on_status, status)
+
+    def on_closed(self, msg: Any) -> None:
+        """The labeler's verdicts on the questions closed lately (``label_closed``, latched: the list it had before
+        this app started, then each change of it): each one new or changed since the last list goes the way a
+        ``label_status`` goes, so a question answered or skipped elsewhere while this app was down leaves the pages."""
+        text = str(msg.data)
+        if len(text) > MAX_CLOSED_CHARS:
+            raise InputError(f"label_closed: {len(text)} characters, more than the {MAX_CLOSED_CHARS} accepted")
+        try:
+            closed = json.loads(text).get("closed")
+        except (ValueError, AttributeError):
+            raise InputError("label_closed: not a JSON object") from None
+        if not isinstance(closed, list) or not all(isinstance(v, dict) for v in closed):
+            raise InputError("label_closed: expected {\"closed\": [verdict, ...]}")
+        seen = {str(v.get("request_id", "")): tuple(sorted((k, str(x)) for k, x in v.items())) for v in closed}
+        for v in closed:
+            rid = str(v.get("request_id", ""))
+            if self._closed_seen.get(rid) != seen[rid]:
+                self.server.submit(self.server.on_status, v)
+        self._closed_seen = seen
 
     def on_labeled(self, msg: Any) -> None:
         """A labelled sample: when its class was last seen (only that: the count is the labeler's, on ``classes``)."""

@@ -50,8 +50,9 @@ pseudo-labels of classes an answer that can still change taught: ``core/undo.Pas
 learned again after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
 learned|refused|expired|skipped|withdrawn, class_id, class_name, message; new_class with an answer just learned), and
-so is each rename's (``rename_class``, a LabelAnswer with the rename's own request id: renamed|refused); a new reader
-of it is told the verdicts on the questions closed lately again. The classes it knows, with their names and counts,
+so is each rename's (``rename_class``, a LabelAnswer with the rename's own request id: renamed|refused). The verdicts
+on the questions closed lately stand on ``label_closed`` (std_msgs/String, latched: one JSON message, for a label app
+started again). The classes it knows, with their names and counts,
 are on ``classes`` (ClassList, latched) whenever they change: what the label app shows.
 """
 
@@ -603,7 +604,8 @@ class RceLabeler(Labeler):
         self.ClassList = bus.msg("ClassList")
         self.classes_pub = bus.create_publisher("classes", self.ClassList, "latched")
         self._classes_sent: list[tuple[int, str, int]] | None = None
-        self._status_readers = 0
+        self.closed_pub = bus.create_publisher("label_closed", self.String, "latched")
+        self._closed_sent: list[dict[str, Any]] | None = None
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
@@ -1104,12 +1106,17 @@ class RceLabeler(Labeler):
         return self.Features(header=self._header(ns), data=as_sequence(x, "f"), extractor_hash=self.hash,
                              sample_id=0, true_label=-1, labelled=False)
 
+    @staticmethod
+    def _verdict(rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "") -> dict[str, Any]:
+        """One verdict as ``label_status`` and ``label_closed`` say it."""
+        return {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name,
+                "message": message}
+
     def _status(self, rid: str, status: str, class_id: int = -1, class_name: str = "", message: str = "",
                 new_class: bool | None = None) -> None:
         """A verdict on ``label_status``; ``new_class``, with "learned": whether the answer made the class (the label
         app tags it "new": it cannot tell by the classes it has heard of, which may already list it)."""
-        said = {"request_id": rid[:MAX_REQUEST_ID], "status": status, "class_id": class_id, "class_name": class_name,
-                "message": message}
+        said = self._verdict(rid, status, class_id, class_name, message)
         self.status_pub.publish(self.String(data=json.dumps(said if new_class is None else {**said,
                                                                                            "new_class": new_class})))
 
@@ -1128,23 +1135,26 @@ class RceLabeler(Labeler):
             for req in self.requests.pending.values():
                 self._send_request(req)
         self._request_readers = readers
-        status_readers = self.status_pub.get_subscription_count()
-        if status_readers > self._status_readers:
-            self._say_verdicts_again()
-        self._status_readers = status_readers
+        self._publish_closed()
         self._publish_classes()      # counts changed by samples learned meanwhile (labelled, or alike to an answer)
         self._ask(time.time())
 
-    def _say_verdicts_again(self) -> None:
-        """The verdicts on the questions closed lately, to a new reader of ``label_status`` (a label app started
-        again): a question answered or skipped elsewhere (``ros2 topic pub label_answer``, another phone) while it was
-        down leaves its page instead of staying there until its time is up. An answer is said with its class as it
-        stands (a change, a rename since); one no longer held (withdrawn, or past the last ``MAX_UNDOABLE``) is not."""
+    def _publish_closed(self) -> None:
+        """The verdicts on the questions closed lately, on ``label_closed`` (latched, when they changed): a label app
+        started again reads them, so a question answered or skipped elsewhere (``ros2 topic pub label_answer``, another
+        phone) while it was down leaves its page instead of staying there until its time is up. An answer is said with
+        its class as it stands (a change, a rename since); one no longer held (withdrawn, or past the last
+        ``MAX_UNDOABLE``) is not. They were said again on ``label_status`` to each new reader of it: up to 200
+        messages to every reader (``ros2 topic echo label_status`` saw them as if new) whenever one joined."""
+        closed = []
         for rid, how in list(self.requests.closed.items())[-MAX_UNDOABLE:]:
             if how == "answered" and (a := self._answers.get(rid)) is not None:
-                self._status(rid, "learned", a["class_id"], self._name(a["class_id"]))
+                closed.append(self._verdict(rid, "learned", a["class_id"], self._name(a["class_id"])))
             elif how in ("skipped", "expired"):
-                self._status(rid, how)
+                closed.append(self._verdict(rid, how))
+        if closed != self._closed_sent:
+            self.closed_pub.publish(self.String(data=json.dumps({"closed": closed})))
+            self._closed_sent = closed
 
     def _publish_classes(self) -> None:
         """The classes this node knows, by its names and counts (the samples its RCE learned each from: the number a
