@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
-from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.e2e.conftest import SETTLED_S, ask, open_phone
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import robot
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.e2e.conftest import SETTLED_S, ask, open_phone
 from tests.nodes.test_label_app_rename import robot
 
 

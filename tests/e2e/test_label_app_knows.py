@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import ExitStack
 
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_day import audit
-from tests.e2e.test_label_app_phone import SETTLED_S, ask, open_phone
+from tests.e2e.conftest import SETTLED_S, ask, labeler_app_phone, open_phone, teach
 from tests.nodes.conftest import spin_until
-from tests.nodes.test_label_app_rename import CENTERS, Robot, app_node, labeler_node, robot
-from tinycl_nodes.bus import create_bus
-from tinycl_nodes.fleet.broker import free_port
+from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
 
 HAR_CHANNELS = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
 
@@ -196,57 +193,40 @@ def test_a_question_answered_while_the_app_was_down_leaves_the_phone(domain, tmp
     skipped; the app starts again on its state: both leave the page, the answer goes to the history as learned
     (old: both stayed, until their time was up, and a tap on them was refused). A class taught on the phone and
     renamed before keeps its "new" tag when the labeler says its verdict again (it lost it in the trial)."""
-    port = free_port()
-    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
-    r = Robot(bus, f"http://127.0.0.1:{port}")
-    Answer, Header = bus.msg("LabelAnswer"), bus.msg("std_msgs/msg/Header")
-    answers = bus.create_publisher("label_answer", Answer, "reliable")
-    try:
-        with labeler_node(domain, tmp_path), ExitStack() as apps:
-            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
-            app.wait_for_line("label app on", 30)
-            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
-            r.wait_online()
-            page = open_phone(phone, r)
-            ask(r, 3)                                      # taught on the phone as a new class, renamed since
-            card = page.locator("article.card").first
-            card.wait_for()
-            rid0 = card.get_attribute("data-request-id")
-            card.locator("input[name=new]").fill("hopping")
-            time.sleep(SETTLED_S)
-            card.locator("form.new button").tap()
-            taught = page.locator(f'#history li[data-request-id="{rid0}"]')
-            taught.locator(".state", has_text="learned").wait_for()
-            page.once("dialog", lambda d: d.accept("hop"))
-            page.locator("#tab-know").tap()
-            page.locator('#classes li[data-class-id="2"] button.rename').tap()
-            page.locator("#toast", has_text="Renamed class 2 to hop").wait_for()
-            page.locator("#tab-ask").tap()
-            ask(r, 1)
-            ask(r, 2)
-            assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 2)
-            rid1, rid2 = (page.locator("article.card:not(.leaving)").nth(i).get_attribute("data-request-id")
-                          for i in (0, 1))
-            app.stop()
-            page.wait_for_selector("#status:not(.live)")
-            apps.close()
-            assert spin_until(bus, lambda: answers.get_subscription_count() > 0, 10)
-            answers.publish(Answer(header=Header(), request_id=rid1, class_id=1, new_class_name="", answered_by="ros2"))
-            answers.publish(Answer(header=Header(), request_id=rid2, class_id=-2, new_class_name="",
-                                   answered_by="ros2 (skip)"))
-            assert r.status_of(rid1)["status"] == "learned" and r.status_of(rid2)["status"] == "skipped"
-            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
-            page.wait_for_selector("#status.live", timeout=20_000)
-            assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 0, 10), \
-                page.locator("#pending").inner_text()
-            item = page.locator(f'#history li[data-request-id="{rid1}"]')
-            assert item.locator(".name").inner_text() == "seated"
-            assert item.locator(".state").inner_text() == "learned"
-            assert taught.locator(".name").inner_text() == "hop"
-            assert taught.locator(".tag").inner_text() == "new"    # the verdict said again did not take it away
-            assert "Traceback" not in "\n".join(app.lines)
-    finally:
-        bus.shutdown()
+    with labeler_app_phone(domain, tmp_path, phone) as rig:
+        r, page, app = rig.r, rig.page, rig.app
+        Answer, Header = r.bus.msg("LabelAnswer"), r.bus.msg("std_msgs/msg/Header")
+        answers = r.bus.create_publisher("label_answer", Answer, "reliable")
+        ask(r, 3)                                          # taught on the phone as a new class, renamed since
+        taught = teach(page, "hopping")
+        page.once("dialog", lambda d: d.accept("hop"))
+        page.locator("#tab-know").tap()
+        page.locator('#classes li[data-class-id="2"] button.rename').tap()
+        page.locator("#toast", has_text="Renamed class 2 to hop").wait_for()
+        page.locator("#tab-ask").tap()
+        ask(r, 1)
+        ask(r, 2)
+        assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 2)
+        rid1, rid2 = (page.locator("article.card:not(.leaving)").nth(i).get_attribute("data-request-id")
+                      for i in (0, 1))
+        app.stop()
+        page.wait_for_selector("#status:not(.live)")
+        rig.apps.close()
+        assert spin_until(r.bus, lambda: answers.get_subscription_count() > 0, 10)
+        answers.publish(Answer(header=Header(), request_id=rid1, class_id=1, new_class_name="", answered_by="ros2"))
+        answers.publish(Answer(header=Header(), request_id=rid2, class_id=-2, new_class_name="",
+                               answered_by="ros2 (skip)"))
+        assert r.status_of(rid1)["status"] == "learned" and r.status_of(rid2)["status"] == "skipped"
+        app = rig.start_app()
+        page.wait_for_selector("#status.live", timeout=20_000)
+        assert _until(lambda: page.locator("article.card:not(.leaving)").count() == 0, 10), \
+            page.locator("#pending").inner_text()
+        item = page.locator(f'#history li[data-request-id="{rid1}"]')
+        assert item.locator(".name").inner_text() == "seated"
+        assert item.locator(".state").inner_text() == "learned"
+        assert taught.locator(".name").inner_text() == "hop"
+        assert taught.locator(".tag").inner_text() == "new"    # the verdict said again did not take it away
+        assert "Traceback" not in "\n".join(app.lines)
 
 
 def test_in_dark_mode_the_new_tag_and_a_refusal_are_readable(domain, tmp_path, phone, axe_js):
@@ -257,13 +237,7 @@ def test_in_dark_mode_the_new_tag_and_a_refusal_are_readable(domain, tmp_path, p
         page = open_phone(phone, r)
         page.emulate_media(color_scheme="dark")
         ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
-        card.locator("input[name=new]").fill("hopping")
-        time.sleep(SETTLED_S)
-        card.locator("form.new button").tap()
-        page.locator(f'#history li[data-request-id="{rid}"] .tag', has_text="new").wait_for()
+        teach(page, "hopping").locator(".tag", has_text="new").wait_for()
         ask(r, 2)
         other = page.locator("article.card:not(.leaving)")
         other.wait_for()

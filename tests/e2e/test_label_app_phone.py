@@ -12,40 +12,13 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from contextlib import ExitStack
 
-import numpy as np
-
+from tests.e2e.conftest import SETTLED_S, ask, labeler_app_phone, open_phone
 from tests.e2e.test_label_app_browser import _until
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import TOKEN, Robot, app_node, labeler_node, robot
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.fleet.broker import free_port
-
-SETTLED_S = 0.8                  # a new card's buttons ignore taps for the page's SETTLE_MS (0.6 s)
-
-
-def ask(r: Robot, k: int) -> None:
-    """A sample far from both known classes and from the other asks (``k``): the labeler asks the phone about it."""
-    Features, Header, Time = (r.bus.msg(t) for t in ("Features", "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
-    r.stamp += 1000
-    x = np.random.default_rng(100 + k).normal(0, 6, 64).astype(np.float32)
-    r.features.publish(Features(header=Header(stamp=Time(sec=r.stamp // 10**9, nanosec=r.stamp % 10**9)), data=x,
-                                extractor_hash=r.hash, sample_id=5000 + k, true_label=-1, labelled=False))
-
-
-def open_phone(phone, r: Robot, received: list[dict] | None = None):
-    """The paired page, live, with the classes the robot knows (what the app sends it appended to ``received``)."""
-    r.learn(0)
-    r.learn(1)
-    r.wait_app_knows({0: "walking", 1: "seated"})
-    page = phone.new_page()
-    if received is not None:
-        page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))))
-    page.goto(r.base + f"/?token={TOKEN}")
-    page.wait_for_selector("#status.live")
-    return page
-
 
 def test_the_new_name_placeholder_fits_a_390px_phone(domain, tmp_path, phone):
     with robot(domain, tmp_path) as r:
@@ -67,46 +40,35 @@ def test_a_name_being_typed_survives_a_reconnect_and_its_questions_expiry(domain
     """The app restarts while the person types (the page reconnects and redraws from the snapshot): the name and the
     focus stay. Then the question expires before it is sent: the page says so and the name waits in the next
     question's field, where one tap on Add answers it."""
-    port = free_port()
-    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
-    app_params = (f"port:={port}", "request_ttl_s:=12")
-    try:
-        with labeler_node(domain, tmp_path), ExitStack() as apps:
-            app = apps.enter_context(app_node(domain, tmp_path, *app_params))
-            app.wait_for_line("label app on", 30)
-            r = Robot(bus, f"http://127.0.0.1:{port}")
-            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
-            r.wait_online()
-            page = open_phone(phone, r)
-            ask(r, 1)
-            card = page.locator("article.card")
-            field = card.locator("input[name=new]")
-            field.tap()
-            page.keyboard.type("gira")
-            app.stop()                                                   # the app restarts as the person types
-            page.wait_for_selector("#status:not(.live)")
-            app = apps.enter_context(app_node(domain, tmp_path, *app_params))
-            page.wait_for_selector("#status.live", timeout=20_000)
-            assert card.count() == 1
-            assert field.input_value() == "gira"
-            assert field.evaluate("i => document.activeElement === i")   # still focused: the keyboard stays up
-            page.keyboard.type("ffe")
-            assert field.input_value() == "giraffe"
-            card.wait_for(state="detached", timeout=15_000)                # its time is up, unanswered
-            kept = page.locator("#kept")
-            assert kept.is_visible() and "expired" in kept.inner_text() and "“giraffe” is kept" in kept.inner_text()
-            ask(r, 2)
-            nxt = page.locator("article.card")
-            nxt.wait_for()
-            assert nxt.locator("input[name=new]").input_value() == "giraffe"   # typed once, not sent yet
-            rid = nxt.get_attribute("data-request-id")
-            time.sleep(SETTLED_S)
-            nxt.locator("form.new button").tap()
-            page.locator("#history li", has_text="giraffe").locator(".state", has_text="learned").wait_for()
-            assert r.status_of(rid)["class_name"] == "giraffe"
-            assert kept.is_hidden()
-    finally:
-        bus.shutdown()
+    with labeler_app_phone(domain, tmp_path, phone, "request_ttl_s:=12") as rig:
+        r, page, app = rig.r, rig.page, rig.app
+        ask(r, 1)
+        card = page.locator("article.card")
+        field = card.locator("input[name=new]")
+        field.tap()
+        page.keyboard.type("gira")
+        app.stop()                                                   # the app restarts as the person types
+        page.wait_for_selector("#status:not(.live)")
+        rig.start_app()
+        page.wait_for_selector("#status.live", timeout=20_000)
+        assert card.count() == 1
+        assert field.input_value() == "gira"
+        assert field.evaluate("i => document.activeElement === i")   # still focused: the keyboard stays up
+        page.keyboard.type("ffe")
+        assert field.input_value() == "giraffe"
+        card.wait_for(state="detached", timeout=15_000)                # its time is up, unanswered
+        kept = page.locator("#kept")
+        assert kept.is_visible() and "expired" in kept.inner_text() and "“giraffe” is kept" in kept.inner_text()
+        ask(r, 2)
+        nxt = page.locator("article.card")
+        nxt.wait_for()
+        assert nxt.locator("input[name=new]").input_value() == "giraffe"   # typed once, not sent yet
+        rid = nxt.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        nxt.locator("form.new button").tap()
+        page.locator("#history li", has_text="giraffe").locator(".state", has_text="learned").wait_for()
+        assert r.status_of(rid)["class_name"] == "giraffe"
+        assert kept.is_hidden()
 
 
 def test_an_open_page_comes_back_after_the_whole_robot_restarts(domain, tmp_path, phone):
@@ -262,41 +224,31 @@ def test_a_phone_back_from_the_background_or_online_reconnects_at_once(domain, t
     """Offline, the page's retries fail and their delay doubles (0.5, 1, 2, 4, 8 s, at most 10 s); the app restarts
     meanwhile. Back in the foreground (visibilitychange) the page tries at once, not when its backoff says; back online
     (the browser's own ``online`` event) it is live again at once, with the answers on."""
-    port = free_port()
-    bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
-    r = Robot(bus, f"http://127.0.0.1:{port}")
     attempts: list[float] = []
-    try:
-        with labeler_node(domain, tmp_path), ExitStack() as apps:
-            app = apps.enter_context(app_node(domain, tmp_path, f"port:={port}"))
-            app.wait_for_line("label app on", 30)
-            assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20)
-            r.wait_online()
-            page = open_phone(phone, r)
-            page.on("websocket", lambda ws: attempts.append(time.monotonic()))
-            cdp = phone.new_cdp_session(page)
-            cdp.send("Network.enable")
-            network(cdp, online=False)
-            app.stop()                                               # the page's connection goes: it retries, offline
-            page.wait_for_selector("#status:not(.live)")
-            apps.enter_context(app_node(domain, tmp_path, f"port:={port}")).wait_for_line("label app on", 30)
-            r.wait_online()
-            while len(attempts) < 4:                                 # after 0.5 + 1 + 2 + 4 s: the next in 8 s
-                page.wait_for_timeout(50)
-            due = attempts[-1] + min(0.5 * 2 ** len(attempts), 10.0)
-            shown = time.monotonic()
-            page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")   # the page is visible again
-            n = len(attempts)
-            while len(attempts) == n and time.monotonic() < due + 1:
-                page.wait_for_timeout(20)
-            tried = attempts[n] - shown
-            on = time.monotonic()
-            network(cdp, online=True)
-            page.wait_for_selector("#status.live", timeout=15_000)
-            live = time.monotonic() - on
-            print(f"backoff {due - shown:.1f} s left: tried after {tried:.2f} s; online: live after {live:.2f} s")
-            assert tried < 1.0 and due - shown >= 6.0, (tried, due - shown)
-            assert live < 3.0, live                                  # its backoff was at 10 s by then
-            assert page.locator("#offline").is_hidden()
-    finally:
-        bus.shutdown()
+    with labeler_app_phone(domain, tmp_path, phone) as rig:
+        r, page, app = rig.r, rig.page, rig.app
+        page.on("websocket", lambda ws: attempts.append(time.monotonic()))
+        cdp = phone.new_cdp_session(page)
+        cdp.send("Network.enable")
+        network(cdp, online=False)
+        app.stop()                                               # the page's connection goes: it retries, offline
+        page.wait_for_selector("#status:not(.live)")
+        rig.start_app()
+        r.wait_online()
+        while len(attempts) < 4:                                 # after 0.5 + 1 + 2 + 4 s: the next in 8 s
+            page.wait_for_timeout(50)
+        due = attempts[-1] + min(0.5 * 2 ** len(attempts), 10.0)
+        shown = time.monotonic()
+        page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")   # the page is visible again
+        n = len(attempts)
+        while len(attempts) == n and time.monotonic() < due + 1:
+            page.wait_for_timeout(20)
+        tried = attempts[n] - shown
+        on = time.monotonic()
+        network(cdp, online=True)
+        page.wait_for_selector("#status.live", timeout=15_000)
+        live = time.monotonic() - on
+        print(f"backoff {due - shown:.1f} s left: tried after {tried:.2f} s; online: live after {live:.2f} s")
+        assert tried < 1.0 and due - shown >= 6.0, (tried, due - shown)
+        assert live < 3.0, live                                  # its backoff was at 10 s by then
+        assert page.locator("#offline").is_hidden()
