@@ -115,3 +115,19 @@ def test_a_small_picture_reaches_the_phone_exact(domain, tmp_path, phone):
         assert pic.evaluate("i => i.src").startswith(r.base + "/image")
     off = abs(np.array(shown).reshape(28, 28) - digit.astype(int))
     assert off.max() == 0, f"{int((off > 0).sum())} pixels off, by up to {off.max()} grey levels"
+
+
+def test_what_it_saw_last_claims_no_certainty_it_does_not_have(domain, tmp_path, phone):
+    """The learner's confidence is a softmax of distances: on MNIST (nearest class mean, 5 examples of 0-5) 95 % of its
+    predictions, 75 % of its mistakes and 88 % of the digits 6-9 it was never taught came out >= 0.995, which the page
+    said as "100% sure". It says what the robot saw and when, not how sure."""
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        learner = r.bus.create_publisher("predictions", r.bus.msg("Prediction"), "reliable")
+        assert spin_until(r.bus, lambda: learner.get_subscription_count() > 0, 20)
+        time.sleep(0.5)
+        learner.publish(r.bus.msg("Prediction")(sample_id=1, class_id=0, class_name="walking", confidence=0.9993))
+        page.locator("#tab-know").tap()
+        seen = page.locator("#preds li").first
+        seen.wait_for()
+        assert seen.inner_text().split("\n") == ["walking", "just now"], seen.inner_text()

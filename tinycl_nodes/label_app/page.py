@@ -529,10 +529,13 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     }
     if (added) refresh();                // a new Rename is off while the robot is unreachable, as the others
     $("#noclasses").hidden = m.classes.length > 0;
+    // what it saw and when, not how sure: the learner's confidence is a softmax of distances, not a probability
+    // (on MNIST 95 % of its predictions said "100% sure", and so did 75 % of its mistakes and 88 % of the digits
+    // it had never been taught)
     const preds = $("#preds"); preds.textContent = "";
     for (const p of m.predictions)
       preds.append(el("li", {}, el("span", {text: p.class_name || "not sure yet"}),
-                      el("span", {text: Math.round(p.confidence * 100) + "% sure · " + ago(Date.now() / 1000 - p.age_s)})));
+                      el("span", {text: ago(Date.now() / 1000 - p.age_s)})));
   }
   function onMessage(m) {
     if (m.type === "ok" || m.type === "error" || m.type === "pong") waiting.shift();   // the replies
