@@ -6,6 +6,7 @@ DDS domain."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 
@@ -57,3 +58,41 @@ def test_a_new_reader_of_label_status_hears_only_new_verdicts_and_label_closed_h
     assert closed == [{"closed": [
         {"request_id": rid1, "status": "learned", "class_id": 1, "class_name": "seated", "message": ""},
         {"request_id": rid2, "status": "skipped", "class_id": -1, "class_name": "", "message": ""}]}], closed
+
+
+def test_the_app_takes_label_closed_once_and_refuses_a_bad_one_in_a_line(domain, tmp_path):
+    """The label app reads ``label_closed``: a malformed one (not JSON, not ``{"closed": [...]}``, over 1 MiB) is
+    refused in one line naming the topic; a good one closes a question it shows, and the same list again (the labeler
+    publishes the whole list whenever it changes) does nothing twice."""
+    from tests.e2e.test_label_app_browser import _request
+    from tests.nodes.test_label_app_rename import app_node
+
+    bus = create_bus("closed_test", backend="dds", dds_config="loopback", domain=domain)
+    try:
+        with app_node(domain, tmp_path) as app:
+            app.wait_for_line("label app on", 30)
+            closed = bus.create_publisher("label_closed", "std_msgs/msg/String", "latched")
+            asks = bus.create_publisher("label_request", "LabelRequest", "reliable")
+            assert spin_until(bus, lambda: closed.get_subscription_count() > 0 and asks.get_subscription_count() > 0,
+                              20)
+            asks.publish(_request(bus, "q-1", np.full((28, 28), 9, np.uint8), {0: "walking"}))
+            app.wait_for_line("request q-1 pending", 10)
+            String = bus.msg("std_msgs/msg/String")
+            for bad in ("{not json", '["closed"]', '{"closed": 3}', '{"closed": ["' + "x" * (1 << 20) + '"]}'):
+                closed.publish(String(data=bad))
+                time.sleep(0.3)
+            good = json.dumps({"closed": [{"request_id": "q-1", "status": "skipped", "class_id": -1, "class_name": "",
+                                           "message": ""}]})
+            closed.publish(String(data=good))
+            app.wait_for_line("request q-1 skipped at the labeler", 10)
+            closed.publish(String(data=good))
+            time.sleep(1.0)
+            lines = list(app.lines)
+    finally:
+        bus.shutdown()
+    refused = [ln for ln in lines if "label_closed:" in ln]
+    assert len(refused) == 4, refused
+    assert "not a JSON object" in refused[0] and "not a JSON object" in refused[1], refused
+    assert 'expected {"closed": [verdict, ...]}' in refused[2] and "more than the 1048576 accepted" in refused[3]
+    assert len([ln for ln in lines if "q-1 skipped at the labeler" in ln]) == 1
+    assert "Traceback" not in "\n".join(lines)
