@@ -54,7 +54,7 @@ from typing import Any, Callable
 
 from .core import state as st
 from .journal import Journal
-from .core.errors import ExtractorMismatchError, OtherConfigError, StateError, TinyclError
+from .core.errors import OtherConfigError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
 #: a state file larger than this is refused unread (the biggest real one is a few MB)
@@ -427,11 +427,9 @@ class StateStore:
                                "journals: a downgrade?): its %d segments are moved aside (%s …), not learned onto it",
                                self.path, len(moved), moved[0].name)
             return states
-        except ExtractorMismatchError as exc:
-            raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved: start the node with the model it "
-                              f"was learned on, or learn afresh in another state_dir") from None
-        except OtherConfigError as exc:        # its message says what to start it with
-            raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved") from None
+        except OtherConfigError as exc:        # another extractor's (ExtractorMismatchError), fleet's, head kind's
+            advice = f": {exc.what_to_do}" if exc.what_to_do else ""
+            raise TinyclError(f"state file {self.path}: {exc}. Nothing was moved{advice}") from None
         except Exception as exc:  # noqa: BLE001 - a bad state file never stops a node
             aside = self.move_aside(one_line(exc) if not isinstance(exc, TinyclError) else str(exc).splitlines()[0])
             if self.journal is not None and self.journal.segments():   # learned after that checkpoint: no base

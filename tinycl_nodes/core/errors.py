@@ -17,13 +17,20 @@ class StateError(TinyclError):
     """A saved state cannot be loaded: other format, other version, other kind or shapes."""
 
 
-class ExtractorMismatchError(TinyclError):
-    """Something was built on another frozen extractor than the one in use (hash differs)."""
-
-
 class OtherConfigError(TinyclError):
     """A sound saved state of another configuration than the node's (another fleet, head kind or extractor): the node
-    stops and the file stays (moved aside, it was lost to whoever started again with the right configuration)."""
+    stops and the file stays (moved aside, it was lost to whoever started again with the right configuration).
+
+    ``what_to_do`` ends the node's line; empty when the message itself says what to start the node with."""
+
+    what_to_do: str = ""
+
+
+class ExtractorMismatchError(OtherConfigError):
+    """Something was built on another frozen extractor than the one in use (hash differs). A state file of such
+    a head is one kind of another configuration's state: it stays, and the node stops."""
+
+    what_to_do = "start the node with the model it was learned on, or learn afresh in another state_dir"
 
 
 class DivergedError(InputError):
