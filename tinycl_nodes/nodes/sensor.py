@@ -475,12 +475,22 @@ def _why_not_opened(device: int | str) -> str:
 
 def _open_camera(cv2: Any, device: int | str) -> Any:
     """OpenCV's capture of ``device``. A network camera's URL (FFmpeg) gets time limits: a stream that stalls with its
-    connection open would otherwise block a read for as long as it stalls (no frames, no reopening meanwhile)."""
-    if isinstance(device, str) and "://" in device:
-        limit_ms = int(CAMERA_TIMEOUT_S * 1000)
-        return cv2.VideoCapture(device, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, limit_ms,
-                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, limit_ms])
-    return cv2.VideoCapture(device)
+    connection open would otherwise block a read for as long as it stalls (no frames, no reopening meanwhile).
+
+    OpenCV's own log is silenced while it tries: a device that cannot be opened printed two warnings of its backends
+    (V4L2's "can't open camera by index", FFmpeg's "should be configured with libavdevice") before our one line, which
+    says what is wrong (``_why_not_opened``); and a camera being reopened every second repeated them each time."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        if isinstance(device, str) and "://" in device:
+            limit_ms = int(CAMERA_TIMEOUT_S * 1000)
+            return cv2.VideoCapture(device, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, limit_ms,
+                                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, limit_ms])
+        return cv2.VideoCapture(device)
+    finally:
+        log.setLogLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
