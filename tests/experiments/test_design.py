@@ -50,8 +50,12 @@ def test_a_model_trained_on_the_whole_split_gets_a_note_and_a_misfit_is_not_fine
     monkeypatch.setattr(design, "finetune", lambda *a, **k: tuned.append(a) or pytest.fail("fine-tuned a misfit"))
     assert main(["design", "--model", "mnist_0to5_fp32", "--ram", "1KiB", "--flash", "1MiB", "--data",
                  str(data_dir), "--out", str(tmp_path), "--finetune-epochs", "0,1", *SMALL]) == 1
-    text = " ".join(capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    text = " ".join(out.split())
     assert "trained on the whole mnist training split" in text and "optimistic" in text
+    # the table is the output: no candidate printed as a dict before it (rich's repr of a row, one line per key)
+    assert "'cut':" not in out and "{" not in out, out
+    assert "design for RAM 1,024 B, flash 1,048,576 B" in text and text.count("no candidate fits") == 1, out
     rows = card_of(tmp_path)["candidates"]
     assert {(r["prune"], r["finetune_epochs"]) for r in rows} == {(0.0, 0), (0.5, 0), (0.5, 1)}
     assert tuned == [] and all(r["finetune"] is None for r in rows)

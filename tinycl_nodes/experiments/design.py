@@ -385,7 +385,6 @@ def main(args) -> int:
                                learning_macs=round(learning_macs(maker(latent.n_features, "")), 0),
                                int8_model=str(int8))
                 rows.append(row)
-                console.log(row)
     fits = [r for r in rows if r.get("accuracy") is not None]
     t = Table(title=f"design for RAM {ram:,} B, flash {flash:,} B — {args.dataset} training-split protocol")
     for col in ("cut", "prune", "fine-tune", "train upper", "flash B", "RAM B", "replay", "frozen MACs", "upper MACs", "learn MACs/sample",
