@@ -10,13 +10,12 @@
 
 No sensor node: the extractor reads ``image_raw`` (relative: the namespace or ``camera_topic``
 points it at any driver) with sensor-data QoS, newest frame wins. Arguments and behaviour:
-tinycl_nodes/ros_launch.py, plus ``port`` (the label app's). Without ROS 2 the same nodes and
-parameter file run with ``tinycl launch camera``.
+tinycl_nodes/ros_launch.py, plus the graph's own (tinycl_nodes/graphs.py, LAUNCH_ARGUMENTS; `--show-args`
+lists them). Without ROS 2 the same nodes and parameter file run with ``tinycl launch camera``.
 """
 
 from tinycl_nodes.ros_launch import launch_description
 
 
 def generate_launch_description():
-    return launch_description("camera", {"port": ("8080", "label app HTTP(S) port")},
-                              {"label_app": {"port": "port"}})
+    return launch_description("camera")

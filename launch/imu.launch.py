@@ -9,15 +9,12 @@
 
 The sensor windows the driver's ``sensor_msgs/Imu`` readings (``imu_topic``, default ``imu_raw`` in the namespace)
 as the model takes them; no replay, no metrics node, the graph runs until Ctrl-C. Arguments and behaviour:
-tinycl_nodes/ros_launch.py, plus ``port`` (the label app's) and ``imu_topic``. Without ROS 2 the same nodes and
-parameter file run with ``tinycl launch imu``.
+tinycl_nodes/ros_launch.py, plus the graph's own (tinycl_nodes/graphs.py, LAUNCH_ARGUMENTS; `--show-args`
+lists them). Without ROS 2 the same nodes and parameter file run with ``tinycl launch imu``.
 """
 
 from tinycl_nodes.ros_launch import launch_description
 
 
 def generate_launch_description():
-    return launch_description("imu", {"port": ("8080", "label app HTTP(S) port"),
-                                      "imu_topic": ("", "the IMU driver's sensor_msgs/Imu topic; empty: the parameter "
-                                                        "file's (imu_raw in the namespace)")},
-                              {"label_app": {"port": "port"}, "sensor": {"imu_topic": "imu_topic"}})
+    return launch_description("imu")

@@ -7,13 +7,12 @@
 
     ros2 launch tinycl_nodes tinyrce.launch.py namespace:=/robot1/tinycl port:=8080
 
-Arguments and behaviour: tinycl_nodes/ros_launch.py, plus `port` (the label app's). Without
-ROS 2 the same nodes and parameter file run with `tinycl launch tinyrce`.
+Arguments and behaviour: tinycl_nodes/ros_launch.py, plus the graph's own (tinycl_nodes/graphs.py, LAUNCH_ARGUMENTS; `--show-args`
+lists them). Without ROS 2 the same nodes and parameter file run with `tinycl launch tinyrce`.
 """
 
 from tinycl_nodes.ros_launch import launch_description
 
 
 def generate_launch_description():
-    return launch_description("tinyrce", {"port": ("8080", "label app HTTP(S) port")},
-                              {"label_app": {"port": "port"}})
+    return launch_description("tinyrce")

@@ -1,10 +1,13 @@
-"""The graphs tinycl runs: one list of each graph's nodes, shared by the ROS 2 launch files
-(``ros_launch``), ``tinycl launch`` (``launcher``), ``make demo`` and the fleet demo.
+"""The graphs tinycl runs: one list of each graph's nodes (and of the launch arguments a graph takes beyond every
+graph's), shared by the ROS 2 launch files (``ros_launch``), ``tinycl launch`` (``launcher``), ``make demo`` and the
+fleet demo.
 
 Plain Python on purpose: ROS 2 launch files import it with ROS 2's own interpreter.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 #: nodes in start order — sinks first, so every reader exists before its writer sends
 GRAPHS: dict[str, tuple[str, ...]] = {
@@ -23,6 +26,31 @@ GRAPHS: dict[str, tuple[str, ...]] = {
 #: graphs whose sensor is not a camera's (it windows an IMU's readings): their launch files take no ``camera_topic`` or
 #: ``image_transport`` (a camera_topic left out the IMU sensor and pointed the extractor at images it cannot take)
 NO_CAMERA = frozenset({"imu"})
+
+
+class LaunchArgument(NamedTuple):
+    """A launch argument some graphs' launch files take beyond every graph's (``ros_launch``): it sets one parameter of
+    one node."""
+
+    default: str
+    description: str
+    node: str
+    parameter: str
+
+
+#: the label app's port, in every graph that has a label app
+PORT = LaunchArgument("8080", "label app HTTP(S) port; 0: any free port (logged)", "label_app", "port")
+
+#: graph → the launch arguments its launch file takes beyond every graph's (name → what it sets): the one list, which
+#: ``launch/<graph>.launch.py`` declares and by which ``ros2 launch`` refuses another graph's (``port:=`` for a graph
+#: without a label app)
+LAUNCH_ARGUMENTS: dict[str, dict[str, LaunchArgument]] = {
+    graph: {**({"port": PORT} if "label_app" in nodes else {}),
+            **({"imu_topic": LaunchArgument("", "the IMU driver's sensor_msgs/Imu topic; empty: the parameter file's "
+                                                "(imu_raw in the namespace)", "sensor", "imu_topic")}
+               if graph in NO_CAMERA else {})}
+    for graph, nodes in GRAPHS.items()
+}
 
 #: the presets a launch's ``preset:=`` can name: it sets the labeler's and the learner's, so those both take (each
 #: node's parameter model owns its own list; tests/nodes/test_param_descriptions.py keeps this in step). Plain

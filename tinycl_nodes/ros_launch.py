@@ -42,7 +42,8 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from .bus.log import ros_logger_name
-from .graphs import FINISHER, GRAPHS, LAUNCH_PRESETS, LIVE_CAMERA_PARAMS, MANAGED, NO_CAMERA, REMAPS, nodes_started
+from .graphs import (FINISHER, GRAPHS, LAUNCH_ARGUMENTS, LAUNCH_PRESETS, LIVE_CAMERA_PARAMS, MANAGED, NO_CAMERA, REMAPS,
+                     nodes_started)
 from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -50,13 +51,13 @@ from .restarts import RestartPolicy
 PACKAGE = "tinycl_nodes"
 
 
-def _arguments(graph: str, extra: dict[str, tuple[str, str]]) -> list[DeclareLaunchArgument]:
-    return [DeclareLaunchArgument(k, default_value=v, description=d)
-            for k, (v, d) in _argument_specs(graph, extra).items()]
+def _arguments(graph: str) -> list[DeclareLaunchArgument]:
+    return [DeclareLaunchArgument(k, default_value=v, description=d) for k, (v, d) in _argument_specs(graph).items()]
 
 
-def _argument_specs(graph: str, extra: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
-    """name → (default, description) of the graph's launch arguments."""
+def _argument_specs(graph: str) -> dict[str, tuple[str, str]]:
+    """name → (default, description) of the graph's launch arguments: every graph's, and its own
+    (``graphs.LAUNCH_ARGUMENTS``: the label app's ``port``, the IMU graph's ``imu_topic``)."""
     args = {
         "namespace": ("/tinycl", "namespace of every node (one per robot, e.g. /robot1/tinycl)"),
         "params_file": ("", f"ROS 2 parameter file read after the graph's own (share/{PACKAGE}/config/"
@@ -72,15 +73,16 @@ def _argument_specs(graph: str, extra: dict[str, tuple[str, str]]) -> dict[str, 
                          "namespace"),
         "image_transport": ("", "raw | compressed (CompressedImage on <camera topic>/compressed); empty: "
                                 "the parameter file's"),
-        **extra,
+        **{name: (a.default, a.description) for name, a in LAUNCH_ARGUMENTS[graph].items()},
     }
     if graph in NO_CAMERA:
         del args["camera_topic"], args["image_transport"]
     return args
 
 
-#: every launch argument of tinycl's launch files (``launch/*.launch.py`` add ``port`` and ``imu_topic``)
-KNOWN_ELSEWHERE = ("camera_topic", "image_transport", "port", "imu_topic")
+#: every launch argument of tinycl's launch files, whichever graph's (derived: ``graphs.LAUNCH_ARGUMENTS`` says which
+#: graph takes ``port`` and ``imu_topic``, ``graphs.NO_CAMERA`` which takes no ``camera_topic``)
+KNOWN_ELSEWHERE = frozenset(name for graph in GRAPHS for name in _argument_specs(graph))
 
 
 def _stray_arguments(context: LaunchContext, graph: str, ours: typing.Collection[str]) -> list[str]:
@@ -112,8 +114,7 @@ ROS_BOOLEANS = {**dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "o
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
-def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, str]],
-           declared: tuple[str, ...] = ()) -> list[Any]:
+def _graph(context: LaunchContext, graph: str, declared: tuple[str, ...] = ()) -> list[Any]:
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     if stray := _stray_arguments(context, graph, declared):
         raise ValueError("\n".join(stray))
@@ -135,9 +136,10 @@ def _graph(context: LaunchContext, graph: str, node_params: dict[str, dict[str, 
     shared: dict[str, Any] = {k: get(k) for k in ("preset", "model", "image_transport") if k in declared and get(k)}
     shared["use_sim_time"] = ROS_BOOLEANS[get("use_sim_time")]
     # a node's launch argument left empty leaves the parameter files' value
-    own_params = {name: {k: yaml.safe_load(value) for k, v in params.items()
-                         if (value := LaunchConfiguration(v).perform(context)) != ""}
-                  for name, params in node_params.items()}
+    own_params: dict[str, dict[str, Any]] = {}
+    for arg, a in LAUNCH_ARGUMENTS[graph].items():
+        if (value := get(arg)) != "":
+            own_params.setdefault(a.node, {})[a.parameter] = yaml.safe_load(value)
     # the sensor's own camera (source: camera), or a bag played as one, is live too: it stays, the rest is as for a
     # camera driver
     live = bool(camera) or ("sensor" in GRAPHS[graph] and sensor_is_live(
@@ -220,9 +222,8 @@ def _on_exit(name: str, kwargs: dict[str, Any], policy: RestartPolicy, event: An
     return [LogInfo(msg=f"tinycl: {verdict.message}")]       # ended: not restarted, said
 
 
-def launch_description(graph: str, extra_args: dict[str, tuple[str, str]] | None = None,
-                       node_params: dict[str, dict[str, str]] | None = None) -> LaunchDescription:
-    """The graph's nodes; ``node_params`` maps node → {parameter: launch argument} (e.g. the port)."""
-    arguments = _arguments(graph, extra_args or {})
+def launch_description(graph: str) -> LaunchDescription:
+    """The graph's launch arguments (``graphs.LAUNCH_ARGUMENTS``: those beyond every graph's) and nodes."""
+    arguments = _arguments(graph)
     declared = tuple(a.name for a in arguments)
-    return LaunchDescription(arguments + [OpaqueFunction(function=_graph, args=[graph, node_params or {}, declared])])
+    return LaunchDescription(arguments + [OpaqueFunction(function=_graph, args=[graph, declared])])
