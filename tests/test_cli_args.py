@@ -62,3 +62,11 @@ def test_the_demo_refuses_a_source_it_has_no_in_process_twin_for(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "a folder source has none: tinycl launch tinyndc -p sensor.source:=folder" in err, err
     assert len(err.splitlines()) == 1 and not (tmp_path / "d.json").exists()
+
+
+def test_launch_port_is_refused_for_a_graph_without_a_label_app(capsys):
+    """``tinycl launch --port`` is ros2 launch's ``port:=`` (graphs.LAUNCH_ARGUMENTS): a graph without a label app has
+    no port to set, said in one line before any node starts."""
+    assert main(["launch", "tinyndc", "--port", "9000"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: launch: --port: graph tinyndc has no label app (graphs with one: tinyrce, camera, imu)"]

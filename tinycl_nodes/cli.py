@@ -172,9 +172,17 @@ def _demo_fleet(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    from .graphs import LAUNCH_ARGUMENTS
     from .launcher import launch
 
-    return launch(args.graph, args.config, args.namespace, args.param, args.camera, args.bag)
+    params = list(args.param)
+    if args.port is not None:   # ros2 launch's port:= (graphs.LAUNCH_ARGUMENTS), as an option
+        port = LAUNCH_ARGUMENTS.get(args.graph, {}).get("port")
+        if port is None:
+            with_app = ", ".join(g for g, a in LAUNCH_ARGUMENTS.items() if "port" in a)
+            raise TinyclError(f"launch: --port: graph {args.graph} has no label app (graphs with one: {with_app})")
+        params.append(f"{port.node}.{port.parameter}:={args.port}")
+    return launch(args.graph, args.config, args.namespace, params, args.camera, args.bag)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -244,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--config", default=None, help="ROS 2 parameter file (default config/<graph>.yaml)")
     la.add_argument("--namespace", default="/", help="e.g. /robot1/tinycl")
     la.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
+    la.add_argument("--port", type=count(0), default=None,
+                    help="the label app's port (graphs with a label app; 0: any free port): ros2 launch's port:=")
     own_sensor = la.add_mutually_exclusive_group()
     own_sensor.add_argument("--camera", metavar="DEVICE", default=None,
                             help="this machine's camera is the sensor (OpenCV: an index such as 0, a device path, a "

@@ -718,3 +718,40 @@ def test_a_question_newer_than_the_class_list_updates_it_before_it_is_shown():
                 await ws.close()
 
         _run(go())
+
+
+@contextmanager
+def port_taken():
+    """A port this test process listens on (a real socket), as another program's would be."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["node", "tinycl launch"])
+def test_a_taken_port_is_one_line_naming_its_holder_and_how_to_choose_another(tmp_path, domain, how):
+    """A busy port was "cannot serve on 127.0.0.1:8080: [Errno 98] error while attempting to bind on address
+    ('127.0.0.1', 8080): address already in use": neither who held it nor how to give the label app another. Now one
+    line says both, for the node alone and for ``tinycl launch --port`` (which sets the label app's port)."""
+    import os
+    import sys
+
+    env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1",
+           "ROS_HOME": str(tmp_path / "ros_home")}
+    with port_taken() as port:
+        if how == "node":
+            cmd = [sys.executable, "-m", "tinycl_nodes.nodes.label_app", "--ros-args", "-p", f"port:={port}",
+                   "-p", f"state_dir:={tmp_path}", "-p", "qr:=false"]
+        else:
+            cmd = [sys.executable, "-m", "tinycl_nodes.cli", "launch", "tinyrce", "--port", str(port),
+                   "-p", "label_app.qr:=false", "-p", "sensor.stream_length:=50"]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    said = [ln for ln in (run.stdout + run.stderr).splitlines() if "is taken" in ln]
+    assert run.returncode != 0 and len(said) == 1, (run.stdout + run.stderr)[-3000:]
+    assert f"label app: port {port} on " in said[0] and " is taken by python" in said[0] \
+        and f"(pid {os.getpid()}): choose another with port:=N (ros2 launch), --port N (tinycl launch) or " \
+            f"-p port:=N (ros2 run); 0: any free port" in said[0], said
+    assert "Traceback" not in run.stdout + run.stderr and "Errno" not in said[0]

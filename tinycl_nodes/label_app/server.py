@@ -27,6 +27,7 @@ withdraw); ``{"type": "rename", "class_id": 3, "name": "mug"}``; ``{"type": "pin
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import ssl
@@ -40,6 +41,7 @@ from aiohttp import WSMsgType, web
 
 from ..core.errors import TinyclError
 from ..images import picture_type
+from ..ports import port_holder
 from .page import MANIFEST, PAGE, PUBLIC, icon_png
 from .pairing import Pairing
 from .store import MAX_ID, Answer, AnswerError, Pending, RequestStore, history_item
@@ -61,6 +63,11 @@ FORBIDDEN = ("<!doctype html><meta name=viewport content='width=device-width,ini
              "<title>403 · tinycl</title><body style='font:18px system-ui;margin:2em'>"
              "<h1>403 — not paired</h1><p>Wrong or missing pairing token. Scan the QR code printed "
              "in the robot's terminal by the <code>label_app</code> node.</p>")
+
+
+class PortTakenError(TinyclError):
+    """The port the server was to bind is another program's (or another label app's): the node says how to choose
+    another, as only it knows how it was started."""
 
 
 class LabelServer:
@@ -98,6 +105,10 @@ class LabelServer:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             raise TinyclError(f"label app: server did not start within {timeout_s:.0f} s")
+        if isinstance(self._error, OSError) and self._error.errno == errno.EADDRINUSE:
+            holder = port_holder(self.port)
+            raise PortTakenError(f"label app: port {self.port} on {self.host} is taken"
+                                 + (f" by {holder}" if holder else " (by another program)"))
         if self._error is not None:
             raise TinyclError(f"label app: cannot serve on {self.host}:{self.port}: {self._error}")
 

@@ -36,7 +36,7 @@ from ..core.errors import InputError, TinyclError
 from ..core.names import MAX_NAME_CHARS
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_file
-from ..label_app.server import LabelServer
+from ..label_app.server import LabelServer, PortTakenError
 from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore, deadline
 from ..label_app.tls import ensure_certificate
 from .label_requests import NEW_CLASS, NO_CLASS, REQUEST_TTL_S
@@ -45,6 +45,10 @@ from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
 MAX_CLOSED_CHARS = 1 << 20   # label_closed: the labeler's last 200 verdicts are 20-60 KB
+
+#: how to give the label app another port, whichever way it was started (it cannot tell ros2 launch from tinycl launch)
+CHOOSE_PORT = ("choose another with port:=N (ros2 launch), --port N (tinycl launch) or -p port:=N (ros2 run); "
+               "0: any free port")
 
 
 class LabelAppParams(NodeParams):
@@ -130,7 +134,10 @@ class LabelApp(Node):
         self.server.on_skip = self.publish_skip
         self.server.on_rename = self.publish_rename
         self.server.robot_online = lambda: self.answer_pub.get_subscription_count() > 0
-        self.server.start()
+        try:
+            self.server.start()
+        except PortTakenError as exc:
+            raise TinyclError(f"{exc}: {CHOOSE_PORT}") from None
         self.url = app_url(params.host, self.server.port, tls is not None, self.pairing.token, params.public_url)
         self.pairing.info = {"url": self.url, "fingerprint": fingerprint, "pid": os.getpid()}
         self.pairing.save()
