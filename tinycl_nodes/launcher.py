@@ -24,6 +24,7 @@ from typing import IO, Callable
 
 import yaml
 
+from .bus.dds_config import shipped_config
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, nodes_started
 from .nodes.runner import node_parameters
@@ -40,7 +41,15 @@ COLORS = ["cyan", "green", "yellow", "magenta", "blue", "red", "bright_cyan", "b
 
 
 def config_path(graph: str, config: str | None) -> Path:
-    path = Path(config) if config else CONFIG_DIR / f"{graph}.yaml"
+    """``config``, else the graph's shipped file: the checkout's ``config/``, or a colcon install's
+    ``share/tinycl_nodes/config/`` (not beside the installed package: ``tinycl launch`` found no file there)."""
+    if not config:
+        try:
+            return shipped_config(f"{graph}.yaml")
+        except FileNotFoundError:
+            raise TinyclError(f"launch: parameter file not found: {CONFIG_DIR / f'{graph}.yaml'} (nor in an ament "
+                              f"install's share/tinycl_nodes/config)") from None
+    path = Path(config)
     if not path.is_file():
         raise TinyclError(f"launch: parameter file not found: {path}")
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import sys
 import time
@@ -35,10 +36,33 @@ def reference(data_dir):
 def test_colcon_build_installs_every_executable(ros2_ws):
     ws = Path(ros2_ws["TINYCL_WS"])
     installed = {p.name for p in (ws / "install" / "lib" / "tinycl_nodes").iterdir()}
-    assert installed == {p.name for p in (ROOT / "scripts").iterdir()}
+    assert installed == {p.name for p in (ROOT / "scripts").iterdir()} | {"tinycl"}   # + the CLI (CMakeLists.txt)
     assert set(GRAPHS["tinyndc"]) | set(GRAPHS["tinyrce"]) | {"board", "mqtt_bridge", "aggregator"} <= installed
     assert (ws / "install" / "share" / "tinycl_nodes" / "launch" / "tinyndc.launch.py").is_file()
     print(f"colcon build: {ros2_ws['TINYCL_COLCON_BUILD_S']} s")
+
+
+def test_tinycl_runs_from_a_colcon_install_as_the_readme_shows(ros):
+    """Built with colcon and ``install/setup.bash`` sourced, there was no ``tinycl`` (README's ``tinycl pair``,
+    ``tinycl state``, ``tinycl launch``): CMake installs no console script, and ``tinycl launch`` looked for its
+    parameter files beside the installed package. Now ``tinycl`` is in install/bin (on the PATH) and in
+    lib/tinycl_nodes (``ros2 run tinycl_nodes tinycl``), and the launcher reads share/tinycl_nodes/config."""
+    from tinycl_nodes.label_app.pairing import Pairing
+
+    install = Path(ros.env["TINYCL_WS"]) / "install"
+    assert shutil.which("tinycl", path=ros.env["PATH"]) == str(install / "bin" / "tinycl")
+    folder = Path(ros.env["ROS_HOME"]) / "tinycl" / "robot1" / "tinycl"     # a label app's, under ros2 launch
+    folder.mkdir(parents=True)
+    pairing = Pairing(folder)
+    pairing.info = {"url": "https://robot1.local:8080/#pair"}
+    pairing.save()
+    for cmd in (["tinycl"], ["ros2", "run", "tinycl_nodes", "tinycl"]):
+        out = ros.run(*cmd, "pair", "--namespace", "/robot1/tinycl", "--plain")
+        assert "label app: open https://robot1.local:8080/#pair" in out.stdout, out.stdout
+    out = ros.run("tinycl", "state", "--namespace", "/robot1/tinycl", check=False)   # the same folder, nothing learned
+    assert out.returncode == 2 and f"no learned state in {folder} " in out.stderr, out.stderr[-2000:]
+    out = ros.run("tinycl", "launch", "tinyndc", "-p", "learner.nope:=1", check=False)   # refused before any start
+    assert out.returncode == 2 and "node learner has no parameter 'nope'" in out.stderr, out.stderr[-2000:]
 
 
 def test_managed_nodes_match_the_graph_list():
