@@ -164,3 +164,16 @@ def test_a_1280x720_cameras_question_shows_its_frame_on_the_phone(ros, data_dir)
     diffs = [np.abs(shown.astype(int) - cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)).mean()
              for f in frames]
     assert min(diffs) < 4, diffs                                    # one of the camera's frames, up to JPEG loss
+
+
+def test_a_camera_that_cannot_be_opened_is_our_one_line_under_ros2_run(ros):
+    """Under ROS 2's python the sensor imports OpenCV 4 (4.11 in the kit), whose log level is ``cv2.setLogLevel``, not
+    OpenCV 5's ``cv2.utils.logging``: the sensor opening a camera quietly must work with both, and show only our line
+    (OpenCV 4 said a V4L2 warning and an obsensor error before it)."""
+    out = ros.run("ros2", "run", "tinycl_nodes", "sensor", "--ros-args", "-p", "source:=camera",
+                  "-p", "camera_device:=63", check=False)
+    text = out.stdout + out.stderr
+    said = [ln for ln in text.splitlines() if "cannot be opened" in ln]
+    assert out.returncode == 2 and len(said) == 1 and "sensor: camera 63 cannot be opened: no /dev/video63" in said[0], \
+        text[-3000:]
+    assert "WARN:" not in text and "ERROR:0" not in text and "Traceback" not in text, text[-3000:]

@@ -473,6 +473,10 @@ def _why_not_opened(device: int | str) -> str:
     return f"OpenCV reads it neither as a camera nor as a video file: {other}"
 
 
+#: OpenCV's log level for nothing at all (cv2.utils.logging.LOG_LEVEL_SILENT; OpenCV 4 has no name for it)
+OPENCV_SILENT = 0
+
+
 def _open_camera(cv2: Any, device: int | str) -> Any:
     """OpenCV's capture of ``device``. A network camera's URL (FFmpeg) gets time limits: a stream that stalls with its
     connection open would otherwise block a read for as long as it stalls (no frames, no reopening meanwhile).
@@ -480,9 +484,11 @@ def _open_camera(cv2: Any, device: int | str) -> Any:
     OpenCV's own log is silenced while it tries: a device that cannot be opened printed two warnings of its backends
     (V4L2's "can't open camera by index", FFmpeg's "should be configured with libavdevice") before our one line, which
     says what is wrong (``_why_not_opened``); and a camera being reopened every second repeated them each time."""
-    log = cv2.utils.logging
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    log = getattr(getattr(cv2, "utils", None), "logging", None)   # OpenCV 5's; 4's (4.11: ROS 2 kit's) is cv2's own
+    get_level, set_level = (log.getLogLevel, log.setLogLevel) if log is not None else (cv2.getLogLevel,
+                                                                                        cv2.setLogLevel)
+    level = get_level()
+    set_level(OPENCV_SILENT)
     try:
         if isinstance(device, str) and "://" in device:
             limit_ms = int(CAMERA_TIMEOUT_S * 1000)
@@ -490,7 +496,7 @@ def _open_camera(cv2: Any, device: int | str) -> Any:
                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, limit_ms])
         return cv2.VideoCapture(device)
     finally:
-        log.setLogLevel(level)
+        set_level(level)
 
 
 def main(argv: list[str] | None = None) -> int:
