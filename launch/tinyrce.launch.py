@@ -7,8 +7,9 @@
 
     ros2 launch tinycl_nodes tinyrce.launch.py namespace:=/robot1/tinycl port:=8080
 
-Arguments and behaviour: tinycl_nodes/ros_launch.py, plus the graph's own (tinycl_nodes/graphs.py, LAUNCH_ARGUMENTS; `--show-args`
-lists them). Without ROS 2 the same nodes and parameter file run with `tinycl launch tinyrce`.
+Arguments and behaviour: tinycl_nodes/ros_launch.py, plus the graph's own (tinycl_nodes/graphs.py,
+LAUNCH_ARGUMENTS; `--show-args` lists them). Without ROS 2 the same nodes and parameter file run with
+`tinycl launch tinyrce`.
 """
 
 from tinycl_nodes.ros_launch import launch_description

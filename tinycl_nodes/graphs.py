@@ -41,9 +41,9 @@ class LaunchArgument(NamedTuple):
 #: the label app's port, in every graph that has a label app
 PORT = LaunchArgument("8080", "label app HTTP(S) port; 0: any free port (logged)", "label_app", "port")
 
-#: graph → the launch arguments its launch file takes beyond every graph's (name → what it sets): the one list, which
-#: ``launch/<graph>.launch.py`` declares and by which ``ros2 launch`` refuses another graph's (``port:=`` for a graph
-#: without a label app)
+#: graph → the launch arguments its launch file takes beyond every graph's (name → what it sets): the one list,
+#: which ``launch/<graph>.launch.py`` declares and by which ``ros2 launch`` refuses another graph's (``port:=`` for a
+#: graph without a label app)
 LAUNCH_ARGUMENTS: dict[str, dict[str, LaunchArgument]] = {
     graph: {**({"port": PORT} if "label_app" in nodes else {}),
             **({"imu_topic": LaunchArgument("", "the IMU driver's sensor_msgs/Imu topic; empty: the parameter file's "

@@ -174,6 +174,6 @@ def test_a_camera_that_cannot_be_opened_is_our_one_line_under_ros2_run(ros):
                   "-p", "camera_device:=63", check=False)
     text = out.stdout + out.stderr
     said = [ln for ln in text.splitlines() if "cannot be opened" in ln]
-    assert out.returncode == 2 and len(said) == 1 and "sensor: camera 63 cannot be opened: no /dev/video63" in said[0], \
-        text[-3000:]
+    assert out.returncode == 2 and len(said) == 1, text[-3000:]
+    assert "sensor: camera 63 cannot be opened: no /dev/video63" in said[0], said
     assert "WARN:" not in text and "ERROR:0" not in text and "Traceback" not in text, text[-3000:]
