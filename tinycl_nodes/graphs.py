@@ -39,7 +39,8 @@ class LaunchArgument(NamedTuple):
 
 
 #: the label app's port, in every graph that has a label app
-PORT = LaunchArgument("8080", "label app HTTP(S) port; 0: any free port (logged)", "label_app", "port")
+PORT = LaunchArgument("", "label app HTTP(S) port; empty: the parameter file's (8080 in the shipped ones); 0: any free "
+                          "port (logged)", "label_app", "port")
 
 #: graph → the launch arguments its launch file takes beyond every graph's (name → what it sets): the one list,
 #: which ``launch/<graph>.launch.py`` declares and by which ``ros2 launch`` refuses another graph's (``port:=`` for a

@@ -225,6 +225,21 @@ def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
     assert "of 500 stream samples (600 predictions, 0 lost)" in final, final
 
 
+def test_a_params_files_label_app_port_is_the_one_served(ros):
+    """A parameter file's ``label_app.port`` is the port, unless ``port:=`` says another: the launch argument's default
+    (8080) used to outrank every parameter file, so a robot's own port in its file was never used."""
+    port = free_port()
+    mine = ros.tmp / "port.yaml"
+    mine.write_text(f"label_app:\n  ros__parameters:\n    port: {port}\n    host: 127.0.0.1\n    qr: false\n")
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "camera.launch.py", "namespace:=/lp",
+                       f"params_file:={mine}", name="ros2 launch label app port")
+    ros.wait_until("the label app", lambda: "/lp/label_app" in ros.node_list(), timeout_s=60)
+    assert f"Integer value is: {port}" in _param(ros, "/lp/label_app", "port")
+    line = launch.wait_for_line("label app on", 30)
+    assert f":{port}" in line, line
+    launch.stop()
+
+
 @pytest.mark.parametrize("arg, expected", [("use_sim_time:=maybe", "expected true or false"),
                                            ("use_sim_time:=1", "expected true or false"),
                                            ("log_level:=verbose", "expected one of debug, info, warn, error, fatal")])
