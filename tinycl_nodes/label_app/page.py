@@ -107,6 +107,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
 #history .name { font-weight:650; }
 #history .tag { color:var(--new-ink); font-size:.75rem; margin-left:.35rem; }
 #history .when { color:var(--mute); white-space:nowrap; }
+#history .picker { flex-basis:100%; }          /* Change's choices: under the answer, the question's buttons */
+#history .picker .choices { margin:.1rem 0 0; }
+#history .acts button[aria-expanded=true] { border-color:var(--accent); }
 /* the toast lies on the header's band (the header is always at the top): at the bottom it hid the newest answer in
    the history, or the buttons of the next question, for 2.5 s */
 #toast { position:fixed; top:0; left:0; right:0; z-index:3; min-height:var(--head); display:flex; align-items:center;
@@ -194,7 +197,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     document.title = (n ? "(" + n + ") " : "") + "tinycl · label requests";
     const off = !online();
     $("#offline").hidden = !off || stopped;
-    const buttons = "#pending button, #pending input, #history .acts button, #classes button.rename";
+    const buttons = "#pending button, #pending input, #history .acts button, #history .picker .cls, " +
+                    "#history .picker .typed, #classes button.rename";   // Cancel works offline
     for (const b of document.querySelectorAll(buttons)) {
       const card = b.closest(".card"), typing = b.tagName === "INPUT";   // a name being typed stays editable
       b.disabled = (off && !typing) || (!!card && card.classList.contains("busy")) || (!typing && !!b.closest(".settling"));
@@ -299,13 +303,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       : el("div", {class: "nopic", text: "The robot could not keep a picture of this sample."});
     if (r.image && r.width && r.height) pic.style.aspectRatio = r.width + " / " + r.height;
     const choices = el("div", {class: "choices", role: "group", "aria-label": "known things"});
-    for (const c of r.candidates) {
-      const b = el("button", {class: "cls", type: "button", "data-class-id": String(c.id)},
-                   document.createTextNode(c.name), el("small"));
-      nameButton(b, nameOf(c.id, c.name), countOf(c.id, c.sample_count));
-      b.addEventListener("click", () => answer(b.closest(".card"), {class_id: c.id}));
-      choices.append(b);
-    }
+    for (const c of r.candidates)
+      choices.append(classButton(c.id, c.name, c.sample_count, (b) => answer(b.closest(".card"), {class_id: c.id})));
     const skip = el("button", {type: "button", class: "skip", text: "Skip"});
     const unsure = el("button", {type: "button", class: "unsure", text: "Not sure"});
     for (const [b, why] of [[skip, "skip"], [unsure, "unsure"]])
@@ -412,12 +411,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
     if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
       const change = act("change", "Change answer", "pick the right one", name);
-      change.addEventListener("click", () => {
-        const others = classes.filter(k => k.id !== item.class_id).slice(0, 6).map(k => k.name);
-        const name = askName("What is it instead? Type " + (others.length ? "a class (" + others.join(", ") +
-                             ") or a new name" : "its name"), "");
-        if (name) send({type: "undo", request_id: item.id, new_class_name: name});
-      });
+      change.setAttribute("aria-expanded", "false");
+      change.addEventListener("click", () => pick(change.closest("li"), true));
       const undo = act("undo", "Withdraw", "not asked again", name);
       undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
       acts.append(change, undo);      // after a mis-tap Change is the one wanted: first, where the thumb goes
@@ -429,9 +424,49 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
       el("span", {class: "when", text: ago(at)}), acts);
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
-    if (old) old.replaceWith(li); else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
+    if (old) {
+      old.replaceWith(li);
+      if ($(".picker", old) && $("button.change", li)) pick(li, false);   // its verdict came: still open
+    } else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
     if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
+  }
+  // Change answer: the known classes as the question's buttons (one tap, as answering), "New class…" (typed) and
+  // Cancel, under the answer; a second tap on Change closes them. A prompt asked to type a class's name instead.
+  function pick(li, toggle) {
+    const change = $("button.change", li), open = $(".picker", li), id = li.dataset.requestId;
+    const current = Number(li.dataset.classId);
+    for (const p of historyEl.querySelectorAll(".picker")) unpick(p);
+    if (open && toggle) { change.focus(); return; }
+    const choices = el("div", {class: "choices", role: "group", "aria-label": "what it is instead"});
+    for (const k of classes)
+      if (k.id !== current)
+        choices.append(classButton(k.id, k.name, k.count, () => {
+          if (send({type: "undo", request_id: id, class_id: k.id})) unpick(picker);
+        }));
+    const typed = el("button", {type: "button", class: "typed", text: "New class\u2026"});
+    typed.addEventListener("click", () => {
+      const name = askName("What is it instead? Type its name", "");
+      if (name && send({type: "undo", request_id: id, new_class_name: name})) unpick(picker);
+    });
+    const cancel = el("button", {type: "button", class: "cancel", text: "Cancel"});
+    cancel.addEventListener("click", () => { unpick(picker); change.focus(); });
+    const picker = el("div", {class: "picker", id: "pick-" + id, "data-classes": others(current)},
+                      choices.children.length ? choices : null, el("div", {class: "alt"}, typed, cancel));
+    li.append(picker);
+    change.setAttribute("aria-controls", picker.id);
+    change.setAttribute("aria-expanded", "true");
+    if (!toggle) { refresh(); return; }  // redrawn: the classes changed, or the answer's verdict came
+    toast("");                          // a toast left from before would read as the reply to this
+    settle([picker]);                   // a bounce of the tap on Change answers nothing
+  }
+  function others(current) {          // the classes Change offers, as a key: its choices are redrawn when they change
+    return classes.filter(k => k.id !== current).map(k => k.id).join(" ");
+  }
+  function unpick(picker) {
+    const change = $("button.change", picker.closest("li"));
+    if (change) change.setAttribute("aria-expanded", "false");
+    picker.remove();
   }
   // The labeler owns a class's name and count; the app passes its list on (m.classes). A question's buttons and the
   // history carry the name (and count) as of when they were sent: a class renamed or taught since (here, on another
@@ -444,6 +479,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   function countOf(id, sent) {
     const known = classes.find(k => k.id === id);
     return known ? known.count : sent;
+  }
+  // A known class as one large button, the same in a question and in Change's choices (showClasses keeps its name
+  // and count the labeler's)
+  function classButton(id, name, count, tapped) {
+    const b = el("button", {class: "cls", type: "button", "data-class-id": String(id)},
+                 document.createTextNode(name), el("small"));
+    nameButton(b, nameOf(id, name), countOf(id, count));
+    b.addEventListener("click", () => tapped(b));
+    return b;
   }
   function nameButton(b, name, count) {
     b.firstChild.textContent = name;
@@ -471,7 +515,12 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   if (history.state && history.state.zoom) history.replaceState(null, "");   // reloaded with it open
   window.addEventListener("popstate", () => { $("#zoom").hidden = true; });
   $("#zoom").addEventListener("click", closeZoom);
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeZoom(); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape") return;
+    if (!$("#zoom").hidden) { closeZoom(); return; }
+    const picker = $("#history .picker");
+    if (picker) { const change = $("button.change", picker.closest("li")); unpick(picker); if (change) change.focus(); }
+  });
   function classItem(id) {              // one class of the list; Rename asks about the name it shows then
     const rename = el("button", {type: "button", class: "rename", text: "Rename"});
     const li = el("li", {"data-class-id": String(id)}, el("div", {class: "name"}), el("div", {class: "meta-c"}),
@@ -498,7 +547,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function showClasses(m) {
     classes = m.classes;
-    for (const b of pendingEl.querySelectorAll("button.cls[data-class-id]")) {
+    for (const b of document.querySelectorAll("main button.cls[data-class-id]")) {   // questions, Change's choices
       const id = Number(b.dataset.classId), name = nameOf(id, b.firstChild.textContent);
       const count = countOf(id, Number(b.dataset.count));
       if (b.firstChild.textContent !== name || b.dataset.count !== String(count)) nameButton(b, name, count);
@@ -513,6 +562,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         img.alt = "the sample you answered " + name;
         img.parentNode.setAttribute("aria-label", "Show larger: " + img.alt);
       }
+    }
+    for (const p of historyEl.querySelectorAll(".picker")) {   // a class taught or gone meanwhile
+      const li = p.closest("li");
+      if (p.dataset.classes !== others(Number(li.dataset.classId))) pick(li, false);
     }
     // in place, as the history: the list comes with every labelled sample (30 a second from a camera), and a press
     // on Rename or a picture that spans a rebuild is lost
@@ -639,7 +692,10 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const li of historyEl.children) {    // "ago" moves on; Undo and Change go when undo_s is over
       const at = Number(li.dataset.at);
       $(".when", li).textContent = ago(at);
-      if (now / 1000 - at >= undoS) $(".acts", li).textContent = "";
+      if (now / 1000 - at < undoS) continue;
+      $(".acts", li).textContent = "";
+      const picker = $(".picker", li);
+      if (picker) picker.remove();
     }
   }, 1000);
   window.tinycl = {send};               // for tests and the curious
