@@ -192,3 +192,39 @@ def test_what_it_saw_last_claims_no_certainty_it_does_not_have(domain, tmp_path,
         seen = page.locator("#preds li").first
         seen.wait_for()
         assert seen.inner_text().split("\n") == ["walking", "just now"], seen.inner_text()
+
+
+def test_changes_choices_stay_open_through_a_reconnect(domain, tmp_path, phone):
+    """The phone's network blinks while Change's choices are open: the page reconnects and redraws the history from
+    the app's snapshot, and the choices were gone (the thumb on its way landed on whatever took their place). They
+    stay open now, as a name being typed does, and a tap on one still changes the answer."""
+    from tests.e2e.test_label_app_phone import network
+
+    with robot(domain, tmp_path) as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        card = page.locator("article.card").first
+        card.wait_for()
+        rid = card.get_attribute("data-request-id")
+        time.sleep(SETTLED_S)
+        card.locator('button.cls[data-class-id="0"]').tap()
+        item = page.locator(f'#history li[data-request-id="{rid}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        time.sleep(SETTLED_S)
+        item.locator("button.change").tap()
+        picker = item.locator(".picker")
+        picker.wait_for()
+        cdp = phone.new_cdp_session(page)
+        cdp.send("Network.enable")
+        network(cdp, online=False)
+        page.locator("#offline").wait_for(timeout=5_000)
+        assert picker.locator("button.cls").is_disabled() and picker.locator("button.cancel").is_enabled()
+        network(cdp, online=True)
+        page.wait_for_selector("#status.live", timeout=15_000)
+        assert picker.count() == 1 and item.locator("button.change").get_attribute("aria-expanded") == "true"
+        picker.locator('button.cls[data-class-id="1"]').wait_for()
+        time.sleep(SETTLED_S)
+        picker.locator('button.cls[data-class-id="1"]').tap()
+        assert _until(lambda: item.locator(".name").inner_text() == "seated"), item.inner_text()
+        said = lambda: [(s["status"], s["class_name"]) for s in r.status if s["request_id"] == rid]   # noqa: E731
+        assert spin_until(r.bus, lambda: said() == [("learned", "walking"), ("learned", "seated")], 10), said()

@@ -606,9 +606,13 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
             delete c.dataset.unconfirmed;
             $(".err", c).textContent = "Your answer has not reached the robot: answer again.";
           }
+        const picking = $("#history .picker"), pickedId = picking && picking.closest("li").dataset.requestId;
         historyEl.textContent = "";
         for (const h of m.history) addHistory(h, true);
         showClasses(m);
+        // Change's choices open across the redraw, as a name being typed: the thumb on its way finds them there
+        const picked = pickedId && historyEl.querySelector('li[data-request-id="' + CSS.escape(pickedId) + '"]');
+        if (picked && $("button.change", picked)) pick(picked, false);
         refresh(); break;
       }
       case "request": addRequest(m.request); break;
