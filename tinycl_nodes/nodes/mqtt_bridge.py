@@ -117,6 +117,10 @@ class MqttBridge(Node):
         self._offered: tuple[int, int] | None = None   # (head version, round) of the latest payload offered
         self._shared: HeadSnapshot | None = None        # the snapshot it carried
         self.global_round = 0                        # latest global round handed to the bus
+        self._handed = 0                             # exact mode: latest round handed with an addition (this run)
+        self._handed_at = 0.0                        # when (monotonic)
+        self._head_round: int | None = None          # the round the latest head had taken in (None: not said)
+        self._lag_said = 0                           # the handed round a lagging learner was warned about
         self.heads_sent = 0
         self.globals_received = 0
         self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
@@ -197,9 +201,11 @@ class MqttBridge(Node):
             raise TinyclError(f"head v{snap.version} contains NaN or inf: not shared")
         self._check_life(snap.version)
         waiting = self._decide_mode(snap.kind)
-        self._take_baseline(msg, snap)
+        meta = from_bytes(bytes(msg.state)).get("meta", {}) if self.member is not None and len(msg.state) else None
+        self._take_baseline(meta, snap)
+        head_round = self._merged_round(meta, snap.version)
         with self._lock:
-            self.latest = snap
+            self.latest, self._head_round = snap, head_round
             merged = self._merged_only(snap)
             if merged:
                 self.sent = snap                   # nothing of its own to share: not sent, not by the period either
@@ -230,7 +236,7 @@ class MqttBridge(Node):
             self.lineage = new_lineage()
             if self.member is not None:
                 self.member = FleetMember(self.params.device, self.params.opt_out)
-            self._kept_member, self.global_round = None, 0
+            self._kept_member, self.global_round, self._handed = None, 0, 0
             self.sent = self._shared = self._offered = None
         self.state.save()               # before any head carries the new id
         self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this "
@@ -248,12 +254,31 @@ class MqttBridge(Node):
         return (self.exact is False and sent is not None and offered is not None and snap.n_seen == sent.n_seen
                 and self.global_round > offered[1])
 
-    def _take_baseline(self, msg: Any, snap: HeadSnapshot) -> None:
+    @staticmethod
+    def _merged_round(meta: dict[str, Any] | None, version: int) -> int | None:
+        """Exact mode: the last round the learner had taken in when it published this head (``global_round`` in its
+        state's meta, ``learner._head_meta``); None when the head carries no state (nothing to tell it by)."""
+        if meta is None:
+            return None
+        rnd = meta.get("global_round", 0)
+        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
+            raise TinyclError(f"head v{version}: its state's global_round {rnd!r} is not a round number: not shared")
+        return rnd
+
+    def _lags(self) -> bool:
+        """Exact mode: the latest head does not hold yet the latest addition handed to the learner (a head published
+        before the learner took that round in, still on its way). Its own learning computed from it is short by the
+        addition, negative in the fleet's classes; such a report was sent clipped at 0 while kept unclipped as the
+        device's share in the next global head, so the next addition counted the fleet's samples again (a round of 700
+        samples ran on to 1,300). Such a head is not reported: the one that holds the round is."""
+        return self._head_round is not None and self._head_round < self._handed  # lock held
+
+    def _take_baseline(self, meta: dict[str, Any] | None, snap: HeadSnapshot) -> None:
         """A learner whose head started from its model's class statistics (its state's ``model_prior``): exact mode
         shares only what it learned (``FleetMember.baseline``), so the statistics are found here by the model."""
-        if self.member is None or self.member.baseline is not None or not len(msg.state):
+        if self.member is None or self.member.baseline is not None or meta is None:
             return
-        taken = prior_taken(from_bytes(bytes(msg.state)).get("meta", {}).get("model_prior"))
+        taken = prior_taken(meta.get("model_prior"))
         if taken is False:
             return
         prior = load_prior(self.params.model, snap.extractor_hash) if self.params.model else \
@@ -310,16 +335,35 @@ class MqttBridge(Node):
                          now - self._started_at)
 
     def _on_period(self) -> None:
+        self._check_lag()
         with self._lock:
             s, latest = self.sent, self.latest
         if latest is not None and (s is None or s.version != latest.version or s.keys != latest.keys):
             self._send()
+
+    def _check_lag(self) -> None:
+        """A learner that refused a round's addition (one error line in its log) never publishes a head holding it,
+        so this device's learning is not shared any more: say so once per round, ``learner_wait_s`` after it."""
+        with self._lock:
+            lags = self._lags() and self._lag_said != self._handed and \
+                time.monotonic() - self._handed_at >= self.params.learner_wait_s
+            if lags:
+                self._lag_said = self._handed
+            rnd, head_round, version = self._handed, self._head_round, self.latest.version if self.latest else 0
+        if lags:
+            self.log.warning("the learner has not taken round %d in (its head v%d holds round %d) %.0f s after it was "
+                             "handed over: did it refuse it (see its log)? This device's heads are not shared until "
+                             "one holds it", rnd, version, head_round, self.params.learner_wait_s)
 
     def _send(self) -> None:
         with self._lock:
             snap = self.latest
             if snap is None:
                 return
+            if self.member is not None and self._lags():
+                self.log.debug("head v%d not reported: it holds round %d, round %d's addition is not in it yet",
+                               snap.version, self._head_round, self._handed)
+                return                            # not ``sent``: the next head (or the period) reports
             self.sent = snap
             self._sent_at = time.monotonic()
             if self.member is not None:           # exact mode: only this device's own learning
@@ -381,6 +425,8 @@ class MqttBridge(Node):
                     self.log.error("global head round %d refused: %s", meta.round, exc)
                     return
             self.global_round = meta.round
+            if self.member is not None and snap.n_classes:
+                self._handed, self._handed_at = meta.round, time.monotonic()
             if self.member is not None:
                 self.state.save()                        # the round and the bookkeeping, together
             # exact mode, nothing new from the others (the usual round): taken in by adding nothing. The learner
