@@ -103,3 +103,47 @@ def test_versions_are_taken_in_blocks_one_checkpoint_each_and_never_used_twice(t
     # a clean stop: the state says the last version itself
     learner.close()
     assert load_states(state)["head"]["meta"]["published_version"] == 250
+
+
+
+def test_versions_go_out_in_order_when_two_threads_send(tmp_path, monkeypatch) -> None:
+    """The local bus runs a callback in its publisher's thread, so a learner in the fleet tests sent heads from the
+    test's thread, its timer's and the bridge's (which hands it the global head) at once. Under load the bridge got
+    v4 before v3: taken for a learner whose state was lost, a new lineage, the fleet's samples reported as its own
+    (tests/fleet/test_lineage.py, 1 run in ~8 under CPU load). Forced here: while the first version queued is being
+    delivered, another thread sends; old code delivered 2 and 3 inside 1's delivery (sent [2, 3, 1])."""
+    gate, real_fsync = threading.Event(), os.fsync
+
+    def held_fsync(fd: int) -> None:
+        assert gate.wait(10), "the learner waited for the disk"
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", held_fsync)
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                      LearnerParams(state_dir=str(tmp_path), preset="supervised", publish_every=1))
+    learner.bring_up()
+    bus = create_bus("tester", "/", backend="local", graph=graph)
+    done: list[int] = []                    # versions in the order their delivery finished (as a bridge takes them)
+    other: list[threading.Thread] = []
+
+    def on_head(msg) -> None:
+        if not other:                       # the first delivery: another thread sends meanwhile
+            other.append(threading.Thread(target=learner.heads.send_saved))
+            other[0].start()
+            other[0].join(1.0)
+        done.append(int(msg.version))
+
+    bus.create_subscription("head", "Head", on_head, "latched")
+    pub = bus.create_publisher("labeled", "LabeledFeatures")
+    xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    rng = np.random.default_rng(0)
+    for i in range(3):                      # three versions taken, none out: the disk holds their checkpoint
+        pub.publish(_sample(bus, rng.normal(size=64), i % 3, xhash, 10**18 + i))
+    assert learner.heads.version == 3 and done == []
+    gate.set()
+    learner.state.flush()
+    learner.heads.send_saved()              # this thread sends v1; the other thread tries during its delivery
+    other[0].join(10)
+    assert done == [1, 2, 3], done
+    learner.close()

@@ -19,6 +19,7 @@ the head learned, so who follows the head (the labeler's replica) knows which la
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Any, Callable
 
@@ -64,6 +65,11 @@ class HeadPublisher:
         # (its checkpoint's ticket, message) of the versions taken, not yet sent: bounded, so a disk that hangs costs a
         # few messages of memory, not one per version (the oldest is dropped: the newer ones hold what it did)
         self._unsent: deque[tuple[int, Any]] = deque(maxlen=UNSENT_MAX)
+        # a version taken and sent whole, in order, also when the node's callbacks run in more than one thread: the
+        # local bus runs a callback in its publisher's thread (the fleet tests' learner: the test's thread, its timer
+        # and the bridge's, which hands it the global head). Two threads sent v4 and v3 in that order, and the bridge
+        # took v3 for a learner whose state was lost (a new lineage: the fleet's samples counted as its own)
+        self._lock = threading.RLock()
         self.reset()
 
     def reset(self) -> None:
@@ -113,24 +119,27 @@ class HeadPublisher:
     def publish(self, wait: bool = False) -> None:
         """Take the next version, and publish it once the checkpoint that took its block is on disk (``wait``: the
         state saved now, waiting for the disk); nothing before the first class."""
-        head, names, meta = self.snapshot()
-        if not head.classes:
-            return
-        self.version += 1
-        if self.version > self.taken or wait:  # first saved, then published: a version number is never used twice
-            self.taken = max(self.taken, self.version + VERSION_BLOCK - 1)
-            self.node.state.save(wait=wait)
-            self._taken_ticket = self.node.state.ticket
-        header = self.Header(stamp=ns_to_time(self.last_label_ns, self.Time), frame_id="")
-        self._unsent.append((self._taken_ticket, head_message(self.HeadMsg, self.ClassInfo, head, self.version,
-                                                                  header, names, self.node.params.with_state, meta)))
-        self.updates = 0
-        self.send_saved()
+        with self._lock:
+            head, names, meta = self.snapshot()
+            if not head.classes:
+                return
+            self.version += 1
+            if self.version > self.taken or wait:  # first saved, then published: a version number is never used twice
+                self.taken = max(self.taken, self.version + VERSION_BLOCK - 1)
+                self.node.state.save(wait=wait)
+                self._taken_ticket = self.node.state.ticket
+            header = self.Header(stamp=ns_to_time(self.last_label_ns, self.Time), frame_id="")
+            self._unsent.append((self._taken_ticket, head_message(self.HeadMsg, self.ClassInfo, head, self.version,
+                                                                      header, names, self.node.params.with_state,
+                                                                      meta)))
+            self.updates = 0
+            self.send_saved()
 
     def send_saved(self) -> None:
         """Publish, in order, the versions whose checkpoint is on disk."""
-        while self._unsent and self.node.state.written(self._unsent[0][0]):
-            self.pub.publish(self._unsent.popleft()[1])
+        with self._lock:
+            while self._unsent and self.node.state.written(self._unsent[0][0]):
+                self.pub.publish(self._unsent.popleft()[1])
 
     def close(self) -> None:
         """At the node's stop: the last version too, every one published once on disk; the state then says the last
