@@ -128,6 +128,20 @@ def labeler_app_phone(domain_id: int, tmp_path: Path, phone, *app_params: str) -
         bus.shutdown()
 
 
+def answer(page, class_id: int, learned: bool = True) -> tuple[str, Any]:
+    """Tap class ``class_id`` on the first question on the page: its request id, and its history entry (with
+    ``learned``, once the labeler learned it)."""
+    card = page.locator("article.card").first
+    card.wait_for()
+    rid = card.get_attribute("data-request-id")
+    time.sleep(SETTLED_S)
+    card.locator(f'button.cls[data-class-id="{class_id}"]').tap()
+    item = page.locator(f'#history li[data-request-id="{rid}"]')
+    if learned:
+        item.locator(".state", has_text="learned").wait_for()
+    return rid, item
+
+
 def teach(page, name: str):
     """Answer the first question on the page with a new class ``name``; its history entry once the labeler learned
     it."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
-from tests.e2e.conftest import SETTLED_S, ask, open_phone
+from tests.e2e.conftest import SETTLED_S, answer, ask, open_phone
 from tests.e2e.test_label_app_day import audit
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import robot
@@ -29,13 +29,9 @@ def test_the_sent_toast_hides_nothing(domain, tmp_path, phone):
         ask(r, 1)
         ask(r, 2)
         assert _until(lambda: page.locator("article.card").count() == 2)
-        card = page.locator("article.card").first
-        rid = card.get_attribute("data-request-id")
-        time.sleep(SETTLED_S)
-        card.locator('button.cls[data-class-id="0"]').tap()
+        rid, newest = answer(page, 0, learned=False)
         toast = page.locator("#toast", has_text="Sent: walking")
         toast.wait_for()
-        newest = page.locator(f'#history li[data-request-id="{rid}"]')
         newest.wait_for()
         for block in ("end", "start", "center"):          # the answer wherever the person has scrolled it
             newest.evaluate(f"li => li.scrollIntoView({{block: '{block}'}})")
@@ -66,13 +62,7 @@ def test_after_a_mis_tap_change_comes_first_and_each_way_back_says_what_it_does(
     with robot(domain, tmp_path) as r:
         page = open_phone(phone, r)
         ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
-        time.sleep(SETTLED_S)
-        card.locator('button.cls[data-class-id="0"]').tap()            # meant "seated"
-        item = page.locator(f'#history li[data-request-id="{rid}"]')
-        item.locator(".state", has_text="learned").wait_for()
+        rid, item = answer(page, 0)  # meant "seated"
         acts = item.locator(".acts button")
         said = [acts.nth(k).inner_text().split("\n") for k in range(acts.count())]
         assert said == [["Change answer", "pick the right one"], ["Withdraw", "not asked again"]], said
@@ -95,12 +85,7 @@ def test_change_offers_the_known_classes_as_one_tap_buttons_and_cancel_changes_n
         ask(r, 1)
         ask(r, 2)
         assert _until(lambda: page.locator("article.card").count() == 2)
-        card = page.locator("article.card").first
-        rid = card.get_attribute("data-request-id")
-        time.sleep(SETTLED_S)
-        card.locator('button.cls[data-class-id="0"]').tap()            # meant "seated"
-        item = page.locator(f'#history li[data-request-id="{rid}"]')
-        item.locator(".state", has_text="learned").wait_for()
+        rid, item = answer(page, 0)                                     # meant "seated"
         said = lambda: [(s["status"], s["class_name"]) for s in r.status if s["request_id"] == rid]   # noqa: E731
         assert spin_until(r.bus, lambda: said() == [("learned", "walking")], 10), said()
         change = item.locator("button.change")
@@ -203,13 +188,7 @@ def test_changes_choices_stay_open_through_a_reconnect(domain, tmp_path, phone):
     with robot(domain, tmp_path) as r:
         page = open_phone(phone, r)
         ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
-        time.sleep(SETTLED_S)
-        card.locator('button.cls[data-class-id="0"]').tap()
-        item = page.locator(f'#history li[data-request-id="{rid}"]')
-        item.locator(".state", has_text="learned").wait_for()
+        rid, item = answer(page, 0)
         time.sleep(SETTLED_S)
         item.locator("button.change").tap()
         picker = item.locator(".picker")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_day import audit
-from tests.e2e.conftest import SETTLED_S, ask, labeler_app_phone, open_phone, teach
+from tests.e2e.conftest import SETTLED_S, answer, ask, labeler_app_phone, open_phone, teach
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
 
@@ -105,13 +105,7 @@ def test_the_history_says_a_renamed_class_by_its_new_name(domain, tmp_path, phon
     with robot(domain, tmp_path) as r:
         page = open_phone(phone, r)
         ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
-        time.sleep(SETTLED_S)
-        card.locator('button.cls[data-class-id="1"]').tap()
-        item = page.locator(f'#history li[data-request-id="{rid}"]')
-        item.locator(".state", has_text="learned").wait_for()
+        rid, item = answer(page, 1)
         assert item.locator(".name").inner_text() == "seated"
         page.once("dialog", lambda d: d.accept("sitting"))
         page.locator("#tab-know").tap()

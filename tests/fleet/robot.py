@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,6 +19,16 @@ from .test_broker import FAST
 
 F = 64
 CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)
+
+
+def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], n: int, seed: int) -> None:
+    """``n`` labelled samples around the centres of ``classes`` in turn, on ``pub`` (a learner's ``labeled``)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        c = classes[i % len(classes)]
+        x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
+        pub.publish(LF(features=Feat(data=x.tolist(), extractor_hash=xhash), label=c, label_name="", source=2,
+                       confidence=1.0))
 
 
 class Robot:
@@ -43,12 +53,7 @@ class Robot:
         self.xhash = xhash
 
     def teach(self, classes: list[int], n: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        for i in range(n):
-            c = classes[i % len(classes)]
-            x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
-            self.pub.publish(self.LF(features=self.Feat(data=x.tolist(), extractor_hash=self.xhash), label=c,
-                                     label_name="", source=2, confidence=1.0))
+        teach_learner(self.pub, self.LF, self.Feat, self.xhash, classes, n, seed)
 
     def counts(self) -> dict[int, int]:
         """The learner's head: samples per class (its own and what it took in from the fleet)."""

@@ -26,7 +26,7 @@ from tinycl_nodes.nodes.learner import Learner, LearnerParams
 from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
 from .conftest import FLEET
-from .robot import CENTERS, F
+from .robot import CENTERS, F, teach_learner
 
 NS = "/dev2/tinycl"
 
@@ -59,12 +59,7 @@ class Pair:
         self.xhash = xhash
 
     def teach(self, classes: list[int], n: int, seed: int) -> None:
-        rng = np.random.default_rng(seed)
-        for i in range(n):
-            c = classes[i % len(classes)]
-            x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
-            self.labeled.publish(self.LF(features=self.Feat(data=x.tolist(), extractor_hash=self.xhash), label=c,
-                                         label_name="", source=2, confidence=1.0))
+        teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
         self.learner.heads.publish(wait=True)
 
     def deliver(self, version: int) -> None:

@@ -20,8 +20,8 @@ from tinycl_nodes.storage import load_states
 from .test_bad_input import _sample
 
 
-def test_a_head_version_goes_out_once_its_checkpoint_is_on_disk_and_the_learner_does_not_wait(tmp_path,
-                                                                                                monkeypatch):
+def _learner_on_a_held_disk(tmp_path, monkeypatch) -> tuple[threading.Event, Learner, object]:
+    """A learner whose checkpoints wait at fsync until ``gate`` is set, and a tester's bus on its graph."""
     gate, real_fsync = threading.Event(), os.fsync
 
     def held_fsync(fd: int) -> None:
@@ -33,7 +33,12 @@ def test_a_head_version_goes_out_once_its_checkpoint_is_on_disk_and_the_learner_
     learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
                       LearnerParams(state_dir=str(tmp_path), preset="supervised", publish_every=1))
     learner.bring_up()
-    bus = create_bus("tester", "/", backend="local", graph=graph)
+    return gate, learner, create_bus("tester", "/", backend="local", graph=graph)
+
+
+def test_a_head_version_goes_out_once_its_checkpoint_is_on_disk_and_the_learner_does_not_wait(tmp_path,
+                                                                                                monkeypatch):
+    gate, learner, bus = _learner_on_a_held_disk(tmp_path, monkeypatch)
     sent: list[tuple[int, int]] = []       # (version published, version on disk as it went out)
 
     def on_head(msg) -> None:
@@ -112,18 +117,7 @@ def test_versions_go_out_in_order_when_two_threads_send(tmp_path, monkeypatch) -
     v4 before v3: taken for a learner whose state was lost, a new lineage, the fleet's samples reported as its own
     (tests/fleet/test_lineage.py, 1 run in ~8 under CPU load). Forced here: while the first version queued is being
     delivered, another thread sends; old code delivered 2 and 3 inside 1's delivery (sent [2, 3, 1])."""
-    gate, real_fsync = threading.Event(), os.fsync
-
-    def held_fsync(fd: int) -> None:
-        assert gate.wait(10), "the learner waited for the disk"
-        real_fsync(fd)
-
-    monkeypatch.setattr(storage.os, "fsync", held_fsync)
-    graph = LocalGraph()
-    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
-                      LearnerParams(state_dir=str(tmp_path), preset="supervised", publish_every=1))
-    learner.bring_up()
-    bus = create_bus("tester", "/", backend="local", graph=graph)
+    gate, learner, bus = _learner_on_a_held_disk(tmp_path, monkeypatch)
     done: list[int] = []                    # versions in the order their delivery finished (as a bridge takes them)
     other: list[threading.Thread] = []
 
