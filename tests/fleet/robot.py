@@ -1,5 +1,6 @@
 """A robot of a fleet test: the real learner and the real mqtt_bridge node on one local bus, their state in
-``state_dir``, and a labeller feeding the learner labelled features of ``CENTERS``' classes (64 features)."""
+``state_dir``, and a labeller feeding the learner labelled features of ``CENTERS``' classes (64 features); and
+:class:`Pair`, the same two on separate buses with the test carrying each message (a forced interleaving)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,19 @@ F = 64
 CENTERS = np.random.default_rng(0).normal(0, 3, (10, F)).astype(np.float32)
 
 
+def samples(classes: list[int], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples ``(X, y)`` around the centres of ``classes`` in turn (what :func:`teach_learner` teaches: a test
+    computes the statistics a head must hold from them)."""
+    rng = np.random.default_rng(seed)
+    y = np.array([classes[i % len(classes)] for i in range(n)])
+    X = np.stack([(CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32) for c in y]) if n else np.zeros((0, F))
+    return X, y
+
+
 def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], n: int, seed: int) -> None:
     """``n`` labelled samples around the centres of ``classes`` in turn, on ``pub`` (a learner's ``labeled``)."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        c = classes[i % len(classes)]
-        x = (CENTERS[c] + rng.normal(0, 0.3, F)).astype(np.float32)
-        pub.publish(LF(features=Feat(data=x.tolist(), extractor_hash=xhash), label=c, label_name="", source=2,
+    for x, c in zip(*samples(classes, n, seed)):
+        pub.publish(LF(features=Feat(data=x.tolist(), extractor_hash=xhash), label=int(c), label_name="", source=2,
                        confidence=1.0))
 
 
@@ -66,4 +73,57 @@ class Robot:
         self.bridge.close()
         self.learner.close()
         for b in (self.bus, self.bridge_bus, self.teacher):
+            b.shutdown()
+
+
+NS = "/dev2/tinycl"
+
+
+class Pair:
+    """dev2: a learner (preset tinycl: exact mode) and its bridge on separate local graphs; ``heads`` holds what the
+    learner published until :meth:`deliver` hands one to the bridge; a global head the bridge hands over goes to the
+    learner at once (as a bus would)."""
+
+    def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
+        self.lg, self.bg = LocalGraph(), LocalGraph()
+        self.bus = create_bus("learner", NS, backend="local", graph=self.lg)
+        self.learner = Learner(self.bus, LearnerParams(preset="tinycl", state_dir=str(tmp_path / "dev2"),
+                                                       publish_every=10_000, model_prior=False))
+        self.learner.bring_up()
+        self.bridge_bus = create_bus("mqtt_bridge", NS, backend="local", graph=self.bg)
+        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device="dev2",
+                                                               broker_dir=setup.directory,
+                                                               state_dir=str(tmp_path / "dev2"), min_interval_s=0.0),
+                                 start=False)
+        self.lt, self.bt = (create_bus("carrier", NS, backend="local", graph=g) for g in (self.lg, self.bg))
+        Head = self.lt.msg("Head")
+        self.heads: list = []
+        self.lt.create_subscription("head", Head, self.heads.append, "latched")
+        self.to_bridge = self.bt.create_publisher("head", Head, "latched")
+        to_learner = self.lt.create_publisher("global_head", Head, "latched")
+        self.bt.create_subscription("global_head", Head, to_learner.publish, "latched")
+        self.LF, self.Feat = self.lt.msg("LabeledFeatures"), self.lt.msg("Features")
+        self.labeled = self.lt.create_publisher("labeled", self.LF, "reliable")
+        self.xhash = xhash
+
+    def teach(self, classes: list[int], n: int, seed: int) -> None:
+        teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
+        self.learner.heads.publish(wait=True)
+
+    def deliver(self, version: int) -> None:
+        """The learner's head ``version`` reaches the bridge now."""
+        self.to_bridge.publish(next(m for m in self.heads if m.version == version))
+
+    def offered(self) -> bytes:
+        """The bridge's head payload offered to MQTT (the latest: a retained value)."""
+        return self.bridge.link._pending[self.bridge.out_topic].payload
+
+    def counts(self) -> dict[int, int]:
+        h = self.learner.head
+        return {int(c): int(n) for c, n in zip(h.classes, h.counts)}
+
+    def close(self) -> None:
+        self.bridge.close()
+        self.learner.close()
+        for b in (self.bus, self.bridge_bus, self.lt, self.bt):
             b.shutdown()

@@ -12,74 +12,15 @@ rounds, its global heads given to the bridge's MQTT handler."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from tinycl_nodes.bus import create_bus
-from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.core.federated import Moments
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
 from tinycl_nodes.fleet.broker import global_topic
 from tinycl_nodes.fleet.payload import encode
-from tinycl_nodes.nodes.learner import Learner, LearnerParams
-from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
 from .conftest import FLEET
-from .robot import CENTERS, F, teach_learner
-
-NS = "/dev2/tinycl"
-
-
-class Pair:
-    """dev2: a learner (preset tinycl: exact mode) and its bridge on separate local graphs; ``heads`` holds what the
-    learner published until :meth:`deliver` hands one to the bridge; a global head the bridge hands over goes to the
-    learner at once (as a bus would)."""
-
-    def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
-        self.lg, self.bg = LocalGraph(), LocalGraph()
-        self.bus = create_bus("learner", NS, backend="local", graph=self.lg)
-        self.learner = Learner(self.bus, LearnerParams(preset="tinycl", state_dir=str(tmp_path / "dev2"),
-                                                       publish_every=10_000, model_prior=False))
-        self.learner.bring_up()
-        self.bridge_bus = create_bus("mqtt_bridge", NS, backend="local", graph=self.bg)
-        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device="dev2",
-                                                               broker_dir=setup.directory,
-                                                               state_dir=str(tmp_path / "dev2"), min_interval_s=0.0),
-                                 start=False)
-        self.lt, self.bt = (create_bus("carrier", NS, backend="local", graph=g) for g in (self.lg, self.bg))
-        Head = self.lt.msg("Head")
-        self.heads: list = []
-        self.lt.create_subscription("head", Head, self.heads.append, "latched")
-        self.to_bridge = self.bt.create_publisher("head", Head, "latched")
-        to_learner = self.lt.create_publisher("global_head", Head, "latched")
-        self.bt.create_subscription("global_head", Head, to_learner.publish, "latched")
-        self.LF, self.Feat = self.lt.msg("LabeledFeatures"), self.lt.msg("Features")
-        self.labeled = self.lt.create_publisher("labeled", self.LF, "reliable")
-        self.xhash = xhash
-
-    def teach(self, classes: list[int], n: int, seed: int) -> None:
-        teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
-        self.learner.heads.publish(wait=True)
-
-    def deliver(self, version: int) -> None:
-        """The learner's head ``version`` reaches the bridge now."""
-        self.to_bridge.publish(next(m for m in self.heads if m.version == version))
-
-    def offered(self) -> bytes:
-        """The bridge's head payload offered to MQTT (the latest: a retained value)."""
-        return self.bridge.link._pending[self.bridge.out_topic].payload
-
-    def counts(self) -> dict[int, int]:
-        h = self.learner.head
-        return {int(c): int(n) for c, n in zip(h.classes, h.counts)}
-
-    def close(self) -> None:
-        self.bridge.close()
-        self.learner.close()
-        for b in (self.bus, self.bridge_bus, self.lt, self.bt):
-            b.shutdown()
-
+from .robot import CENTERS, F, Pair
 
 def test_a_head_published_before_a_round_was_taken_in_is_not_reported(fleet_setup, tmp_path, xhash) -> None:
     """dev1 (its reports made here) learns 579 then 600 samples of 0 and 1, dev2 (the real pair) 100 of 2 and 3.
