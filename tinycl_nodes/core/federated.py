@@ -70,7 +70,7 @@ never saw (``tinycl_nodes/fleet/demo.py``). ``median`` ignores counts and does n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
@@ -88,6 +88,8 @@ MAX_NAME = 128
 #: stay exact in int64 and float64 (a count of 2^63−1 would overflow the first sum)
 MAX_COUNT = 1 << 40
 SLDA_KIND = "StreamingLDA"
+#: the state kind of signed statistics (:meth:`Moments.state_dict`)
+MOMENTS_KIND = "Moments"
 #: the shrinkage a StreamingLDA snapshot is scored with (StreamingLDA's default)
 SLDA_SHRINKAGE = 1e-4
 
@@ -125,6 +127,10 @@ class HeadSnapshot:
     to predict, not to merge.) ``scoring`` is a live streaming-LDA head's own scoring rows ``(W, b)``: its cache may
     lag its statistics by up to ``refresh_every − 1`` samples, and what is exported or published must be what it
     predicted with; a snapshot made from statistics alone (a merge) has none and is scored from them.
+
+    ``moments``: an exact-mode addition's own statistics (:meth:`FleetMember.delta`), of either sign — samples that
+    left the fleet (a device removed, a peer's un-learning) are subtracted, which no head (counts ≥ 0, a positive
+    scatter) can say. The rest of such a snapshot is only their view: the classes that gain samples.
     """
 
     class_ids: np.ndarray
@@ -139,6 +145,7 @@ class HeadSnapshot:
     device: str = ""
     shared: np.ndarray | None = None
     scoring: tuple[np.ndarray, np.ndarray] | None = None
+    moments: "Moments | None" = None
 
     def __post_init__(self) -> None:
         self.class_ids = np.asarray(self.class_ids, np.int64).reshape(-1)
@@ -193,15 +200,19 @@ class HeadSnapshot:
                                          or self.scoring[1].shape != (C,)):
             raise InputError(f"head: scoring rows of shape {self.scoring[0].shape} / {self.scoring[1].shape} "
                              f"for a {C}x{F} {SLDA_KIND} snapshot")
+        if self.moments is not None and self.moments.s.shape[1:] != (F,):
+            raise InputError(f"head: statistics of {self.moments.s.shape[1:]} features for a {C}x{F} snapshot")
 
     def copy(self, **changes: Any) -> "HeadSnapshot":
         base = dict(class_ids=self.class_ids.copy(), class_names=self.class_names, counts=self.counts.copy(),
                     weights=self.weights.copy(), bias=self.bias.copy(), kind=self.kind,
                     extractor_hash=self.extractor_hash, version=self.version, n_seen=self.n_seen,
                     device=self.device, shared=None if self.shared is None else self.shared.copy(),
-                    scoring=None if self.scoring is None else (self.scoring[0].copy(), self.scoring[1].copy()))
+                    scoring=None if self.scoring is None else (self.scoring[0].copy(), self.scoring[1].copy()),
+                    moments=self.moments)
         if changes.keys() & {"class_ids", "counts", "weights", "shared"}:
             base["scoring"] = None     # other statistics: scored from them, unless the change gives its own rows
+            base["moments"] = None
         base.update(changes)
         return HeadSnapshot(**base)
 
@@ -330,8 +341,10 @@ def check_snapshot(snap: HeadSnapshot, *, extractor_hash: str | None = None,
         raise RefusedHead(f"{who}: {snap.n_features} features, the round has {n_features}")
     if kind is not None and snap.kind != kind:
         raise RefusedHead(f"{who}: head kind {snap.kind!r}, the round aggregates {kind!r}")
-    if snap.n_classes == 0:
+    if snap.n_classes == 0 and snap.moments is None:
         raise RefusedHead(f"{who}: no classes: nothing to merge")
+    if snap.moments is not None and not snap.moments.finite():
+        raise RefusedHead(f"{who}: its statistics contain NaN or inf")
     if not (np.isfinite(snap.weights).all() and np.isfinite(snap.bias).all()):
         raise RefusedHead(f"{who}: weights contain NaN or inf")
     if snap.kind == SLDA_KIND and (snap.shared is None or not np.isfinite(snap.shared).all()):
@@ -582,9 +595,10 @@ def merge_into_head(head: Any, global_: HeadSnapshot, policy: Literal["auto", "r
     if hasattr(head, "flush"):
         head.flush()
     local = snapshot_from_head(head, names)
-    if policy == "add":
-        new = (Moments.of(local) + Moments.of(global_)).snapshot(local.kind, local.extractor_hash, local.version,
-                                                                  local.n_seen, local.device)
+    if policy == "add":         # an exact addition's own statistics: samples that left the fleet are subtracted
+        add = global_.moments if global_.moments is not None else Moments.of(global_)
+        new = (Moments.of(local) + add).snapshot(local.kind, local.extractor_hash, local.version, local.n_seen,
+                                                 local.device)
         names_of = dict(zip(global_.class_ids.tolist(), global_.class_names))
         res = MergeResult(new, [], [(c, names_of[c]) for c in global_.class_ids.tolist()
                                     if c not in set(local.class_ids.tolist())])
@@ -671,6 +685,48 @@ class Moments:
 
     def __add__(self, other: "Moments") -> "Moments":
         return self._aligned(other, 1.0)
+
+    def finite(self) -> bool:
+        """No NaN or inf anywhere (statistics received from another node are checked before any is added)."""
+        return bool(np.isfinite(self.n).all() and np.isfinite(self.s).all()
+                    and (self.m is None or np.isfinite(self.m).all()))
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The arrays of a state dict (``<prefix>n``, ``s`` and, SLDA, ``m``); the keys go in its meta."""
+        out = {f"{prefix}n": self.n, f"{prefix}s": self.s}
+        return out if self.m is None else {**out, f"{prefix}m": self.m}
+
+    @classmethod
+    def from_arrays(cls, keys: Iterable[Sequence[Any]], arrays: Mapping[str, np.ndarray],
+                    prefix: str = "") -> "Moments":
+        """Back from :meth:`arrays` and the keys; StateError (one line) if they do not fit."""
+        from .errors import StateError
+
+        what = repr(prefix.rstrip("/")) if prefix else "to add"
+        try:
+            k = [(int(i), str(n)) for i, n in keys]
+            n, s = np.asarray(arrays[f"{prefix}n"], np.float64), np.asarray(arrays[f"{prefix}s"], np.float64)
+            m = np.asarray(arrays[f"{prefix}m"], np.float64) if f"{prefix}m" in arrays else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state: statistics {what} malformed ({type(exc).__name__})") from None
+        if n.shape != (len(k),) or s.ndim != 2 or s.shape[0] != len(k) or (m is not None and m.shape !=
+                                                                          (s.shape[1],) * 2):
+            raise StateError(f"state: statistics {what} have inconsistent shapes")
+        return cls(k, n, s, m)
+
+    def state_dict(self) -> dict[str, Any]:
+        """As a core state (what :func:`interfaces.heads.to_msg` puts in a ``Head`` that carries signed
+        statistics: an exact-mode addition)."""
+        from . import state as st
+
+        return st.make_state(MOMENTS_KIND, 1, {}, self.arrays(), {"keys": [list(k) for k in self.keys]})
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "Moments":
+        from . import state as st
+
+        st.check_state(state, MOMENTS_KIND, 1)
+        return cls.from_arrays(state["meta"].get("keys", ()), state["arrays"])
 
     def __sub__(self, other: "Moments") -> "Moments":
         return self._aligned(other, -1.0)
@@ -785,9 +841,7 @@ class FleetMember:
             if mom is None:
                 continue
             meta["moments"][name] = [list(k) for k in mom.keys]
-            arrays[f"{name}/n"], arrays[f"{name}/s"] = mom.n, mom.s
-            if mom.m is not None:
-                arrays[f"{name}/m"] = mom.m
+            arrays.update(mom.arrays(f"{name}/"))
         return st.make_state("FleetMember", 1, {}, arrays, meta)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -799,15 +853,9 @@ class FleetMember:
         meta, arrays = state["meta"], state["arrays"]
         if meta.get("device") != self.device:
             raise StateError(f"state: fleet bookkeeping of device {meta.get('device')!r}, this is {self.device!r}")
-        loaded: dict[str, Moments] = {}
         try:
-            for name, keys in dict(meta["moments"]).items():
-                k = [(int(i), str(n)) for i, n in keys]
-                n, s = np.asarray(arrays[f"{name}/n"], np.float64), np.asarray(arrays[f"{name}/s"], np.float64)
-                m = np.asarray(arrays[f"{name}/m"], np.float64) if f"{name}/m" in arrays else None
-                if n.shape != (len(k),) or s.ndim != 2 or s.shape[0] != len(k):
-                    raise StateError(f"state: moments {name!r} have inconsistent shapes")
-                loaded[name] = Moments(k, n, s, m)
+            loaded = {name: Moments.from_arrays(keys, arrays, f"{name}/")
+                      for name, keys in dict(meta["moments"]).items()}
             reported = {int(name.split("/", 1)[1]): mom for name, mom in loaded.items() if name.startswith("reported/")}
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"state: fleet bookkeeping malformed ({type(exc).__name__})") from None
@@ -871,11 +919,18 @@ class FleetMember:
 
         ``local`` is the latest head seen, which may lag the live head: adding the difference
         instead of loading a target keeps whatever the head learned meanwhile. The difference is
-        the statistics of the other devices' samples not in the head yet (non-negative counts).
+        the statistics of the other devices' samples not in the head yet, less those the head holds that left the
+        fleet (a removed device's, a peer's un-learned ones): carried exactly, of either sign, as the snapshot's
+        ``moments`` (none when nothing changed: no classes, the round taken in by adding nothing).
         """
         self.observe(local)
         assert self.own is not None and self._last is not None
         target = self._target(global_, self._mine(used_version))
-        diff = target - self._last
+        diff, same = target - self._last, target.same(self._last)
         self._last = target
-        return diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)
+        snap = diff.snapshot(local.kind, local.extractor_hash, global_.version, 0, self.device)
+        if same:                 # nothing new from the others (float32 round-off aside): no classes, nothing to add
+            return snap
+        # the difference's own statistics go with it: a removed device's or a peer's un-learned samples are negative
+        # (the snapshot alone, counts clipped at 0, dropped them: the learner kept them, this side counted them gone)
+        return replace(snap, moments=diff)

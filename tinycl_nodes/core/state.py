@@ -72,6 +72,18 @@ def to_bytes(state: dict[str, Any], compress: bool = True) -> bytes:
     return buf.getvalue()
 
 
+def kind_of(payload: bytes) -> str | None:
+    """The ``kind`` a :func:`to_bytes` payload holds, its header alone read (None: not a tinycl state): what a reader
+    of a message that may carry one of several kinds of state decides by, without decompressing every array."""
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            header = json.loads(bytes(npz[_HEADER]).decode())
+    except Exception:  # noqa: BLE001 - as from_bytes: anything unreadable is "not a state"
+        return None
+    kind = header.get("kind") if isinstance(header, dict) and header.get("format") == FORMAT else None
+    return kind if isinstance(kind, str) else None
+
+
 def from_bytes(payload: bytes) -> dict[str, Any]:
     """Parse what :func:`to_bytes` wrote; raise StateError on anything else."""
     try:

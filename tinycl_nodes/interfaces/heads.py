@@ -19,7 +19,8 @@ import numpy as np
 from ..core import HEADS
 from ..core import state as st
 from ..core.errors import ExtractorMismatchError, InputError, StateError
-from ..core.federated import MAX_CLASSES, MAX_FEATURES, SLDA_KIND, HeadSnapshot, snapshot_from_state
+from ..core.federated import (MAX_CLASSES, MAX_FEATURES, MOMENTS_KIND, SLDA_KIND, HeadSnapshot, Moments,
+                              snapshot_from_state)
 from .arrays import as_sequence
 
 #: head kind → core class: the names a ``Head.kind`` may carry
@@ -51,7 +52,9 @@ def to_msg(snap: HeadSnapshot, head_type: type, class_type: type, stamp: Any = N
     kw: dict[str, Any] = {}
     if stamp is not None:
         kw["header"] = type(head_type().header)(stamp=stamp, frame_id="")
-    if snap.shared is not None:
+    if snap.moments is not None:      # an exact-mode addition: its signed statistics, the rest their view
+        state = st.to_bytes(snap.moments.state_dict())
+    elif snap.shared is not None:
         from ..core.federated import load_snapshot_into
         from ..core.slda import StreamingLDA
         head = StreamingLDA(snap.n_features, extractor_hash=snap.extractor_hash)
@@ -89,9 +92,12 @@ def from_msg(msg: Any, extractor_hash: str = "", device: str = "") -> HeadSnapsh
     ids = [int(c.id) for c in msg.classes]
     if len(set(ids)) != n:
         raise InputError("head: duplicate class ids")
-    if msg.kind == SLDA_KIND and len(msg.state):
+    blob = bytes(bytearray(msg.state)) if len(msg.state) else b""
+    if blob and st.kind_of(blob) == MOMENTS_KIND:
+        return _addition(msg, blob, d, device)
+    if msg.kind == SLDA_KIND and blob:
         try:
-            snap = snapshot_from_state(st.from_bytes(bytes(bytearray(msg.state))),
+            snap = snapshot_from_state(st.from_bytes(blob),
                                        {c.id: c.name for c in msg.classes}, int(msg.version), device)
         except StateError as exc:
             raise InputError(f"head: state of a {SLDA_KIND} head unusable: {exc}") from None
@@ -99,3 +105,19 @@ def from_msg(msg: Any, extractor_hash: str = "", device: str = "") -> HeadSnapsh
         return snap
     return HeadSnapshot(ids, [c.name for c in msg.classes], [int(c.sample_count) for c in msg.classes],
                         W.reshape(n, d), b, msg.kind, msg.extractor_hash, int(msg.version), int(msg.n_seen), device)
+
+
+def _addition(msg: Any, blob: bytes, n_features: int, device: str) -> HeadSnapshot:
+    """An exact-mode addition (``to_msg`` of a snapshot with ``moments``): its signed statistics, and their view
+    made from them again (the same on every reader)."""
+    try:
+        mom = Moments.from_state_dict(st.from_bytes(blob))
+    except StateError as exc:
+        raise InputError(f"head: statistics to add unusable: {exc}") from None
+    if not mom.finite():
+        raise InputError("head: statistics to add contain NaN or inf")
+    if n_features and mom.s.shape[1] != n_features:
+        raise InputError(f"head: statistics to add of {mom.s.shape[1]} features, the head has {n_features}")
+    snap = mom.snapshot(msg.kind, msg.extractor_hash, int(msg.version), int(msg.n_seen), device)
+    snap.moments = mom
+    return snap

@@ -425,14 +425,16 @@ class MqttBridge(Node):
                     self.log.error("global head round %d refused: %s", meta.round, exc)
                     return
             self.global_round = meta.round
-            if self.member is not None and snap.n_classes:
+            # exact mode: an addition (samples to add, or to subtract: its ``moments``) or nothing new from the
+            # others (the usual round), taken in by adding nothing. The learner and labeler never see that (they
+            # refuse a head without classes); the aggregator learns the round was taken in from the head sent again
+            # with it (its version unchanged: no new round)
+            brings = snap.n_classes > 0 or snap.moments is not None
+            if self.member is not None and brings:
                 self._handed, self._handed_at = meta.round, time.monotonic()
             if self.member is not None:
                 self.state.save()                        # the round and the bookkeeping, together
-            # exact mode, nothing new from the others (the usual round): taken in by adding nothing. The learner
-            # and labeler never see it (they refuse a head without classes); the aggregator learns the round
-            # was taken in from the head sent again with it (its version unchanged: no new round)
-            ack = self.member is not None and snap.n_classes == 0
+            ack = self.member is not None and not brings
         if ack:
             self.log.debug("global head round %d: nothing new from the other devices, taken in", meta.round)
             self._offer(None)
@@ -454,8 +456,16 @@ class MqttBridge(Node):
                 return
             self.global_pub.publish(to_msg(snap, self.Head, self.ClassInfo, self.bus.stamp()))
             self.globals_received += 1
-            self.log.info("global head round %d (%d classes, %d samples of the fleet's) handed to the learner",
-                          meta.round, snap.n_classes, int(snap.counts.sum()))
+            if snap.moments is None:
+                self.log.info("global head round %d (%d classes, %d samples of the fleet's) handed to the learner",
+                              meta.round, snap.n_classes, int(snap.counts.sum()))
+                continue
+            n = np.rint(snap.moments.n)
+            gone = [f"{-int(c)} of {k[1]}" for k, c in zip(snap.moments.keys, n) if c < 0]
+            out = (f", {int(-n[n < 0].sum())} to take out ({', '.join(gone)}: a device removed, or a peer's "
+                   f"un-learning)" if gone else "")
+            self.log.info("global head round %d handed to the learner: %d samples to add%s", meta.round,
+                          int(n[n > 0].sum()), out)
 
     def close(self) -> None:
         self.link.stop()
