@@ -295,6 +295,24 @@ def test_delta_keeps_what_the_head_learned_after_the_bridge_saw_it():
     np.testing.assert_allclose(heads[0].covariance, union.covariance, rtol=1e-5, atol=1e-7)
 
 
+def test_an_addition_that_only_takes_samples_out_is_checked_like_any_other():
+    """An exact-mode addition of a round that only removed samples (a device left) has no class that gains any: its
+    view is empty, its signed statistics say it all. One of another feature count is refused in one line before
+    anything is touched (before, it passed unchecked and failed inside the sum with numpy's broadcasting error)."""
+    from tinycl_nodes.core.federated import Moments, check_merge
+    from tinycl_nodes.core.slda import StreamingLDA
+
+    head = StreamingLDA(4, extractor_hash=H)
+    head.learn_one(np.ones(4, np.float32), 0)
+    out = Moments([(0, "0")], np.array([-1.0]), -np.ones((1, 8)), -np.eye(8))
+    add = out.snapshot("StreamingLDA", H, 2)
+    assert add.n_classes == 0
+    add.moments = out
+    with pytest.raises(RefusedHead, match="8 features, the round has 4"):
+        check_merge(head, add, "add")
+    assert head.counts.tolist() == [1]
+
+
 def test_a_model_prior_every_device_started_from_is_not_shared_and_comes_back_once():
     """Each device's head starts from the frozen model's class statistics (the same on every device): the
     fleet shares only what the devices learned, and after the round each device holds the prior once plus everybody's

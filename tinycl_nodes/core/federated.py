@@ -573,7 +573,8 @@ def check_merge(head: Any, global_: HeadSnapshot, policy: str = "auto", *,
                          f"exact mode)")
     check_snapshot(global_, extractor_hash=head.extractor_hash or None,
                    max_norm=None if policy == "add" else max_norm,
-                   n_features=head.n_features if global_.n_classes else None, kind=head.kind)
+                   n_features=head.n_features if global_.n_classes or global_.moments is not None else None,
+                   kind=head.kind)
     return policy
 
 
