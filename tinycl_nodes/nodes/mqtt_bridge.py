@@ -19,7 +19,8 @@ MQTT side (paho-mqtt 2.x, MQTT 5, TLS + client certificate + password, see ``fle
 With ``exact`` (docs/fleet.md, "Rounds for weeks") the bridge keeps a
 :class:`~tinycl_nodes.core.federated.FleetMember`: it shares only the device's own learning
 (without ``opt_out`` classes) and republishes, instead of the global head, the statistics the
-learner must *add* to take the round in (learner and labeler ``global_policy: add``). By default
+learner must *add* to take the round in (learner and labeler ``global_policy: add``), of either sign: samples that
+left the fleet (a device removed, a peer's un-learning) are taken out. By default
 (``exact`` unset) the mode follows the kind of the learner's first head, by the rule the learner's
 ``global_policy: auto`` follows too (``federated.fleet_policy``): exact for streaming LDA (preset
 ``tinycl``, which can only be merged exactly), a global head to blend for CWR*. A global head
