@@ -10,10 +10,10 @@ units of the feature count ``F`` (scale-free: a class's own samples lie near ``F
 
 * ``outlier_factor`` — a sample farther than ``outlier_factor · F`` from every class mean is unlike every class
   and is not learned. MNIST's held-out digits reach 2.4 F at the 99.9th percentile; a grey wall, texture or noise
-  lies at 3.6–4.3 F.
+  lies at 3.5–4.3 F.
 * ``repeat_factor`` — a sample within ``repeat_factor · F`` of one of the ``recent`` samples last learned is that
-  view again and is not learned. Sensor noise moves a digit's features 0.01–0.1 F (σ 3–12 grey levels); a 1-pixel
-  shift 0.17 F; two different digits of one class lie 2 F apart (0.36 F at the closest of 360 pairs).
+  view again and is not learned. Sensor noise moves a digit's features 0.003–0.12 F (σ 3–12 grey levels); a 1-pixel
+  shift 0.17–0.35 F; two different digits of one class lie 2 F apart (0.36 F at the closest of 360 pairs).
 
 A person's label is always learned: the gate sees only pseudo-labels. What was gated is counted, not kept.
 :class:`RecentViews` is the repeat test alone, in any of the metrics the labelers use: TinyRCE's labeler (no
