@@ -11,7 +11,7 @@ import shutil
 import ssl
 import subprocess
 import time
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -64,6 +64,15 @@ async def _next(ws, kind: str) -> dict:
         msg = await ws.receive_json(timeout=5)
         if msg["type"] == kind:
             return msg
+
+
+@asynccontextmanager
+async def paired_socket(base: str):
+    """A paired phone: its HTTP session and its WebSocket, the first message (the snapshot) taken."""
+    async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+        ws = await s.ws_connect(base + "/ws")
+        assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+        yield s, ws
 
 
 def test_token_refused_and_accepted(tmp_path):
@@ -170,9 +179,7 @@ def test_malformed_payloads_are_one_error_line_each(caplog):
                "x" * 5000]
 
         async def go():
-            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
-                ws = await s.ws_connect(base + "/ws")
-                await _next(ws, "snapshot")
+            async with paired_socket(base) as (s, ws):
                 for text in bad:
                     await ws.send_str(text)
                     assert "malformed message" in (await _next(ws, "error"))["message"]
@@ -220,9 +227,7 @@ def test_unknown_and_expired_request_ids_send_nothing():
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
-            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
-                ws = await s.ws_connect(base + "/ws")
-                await _next(ws, "snapshot")
+            async with paired_socket(base) as (s, ws):
                 await ws.send_json({"type": "answer", "request_id": "nobody", "class_id": 0})
                 said = [(await _next(ws, "error"))["message"]]
                 assert said[0] == "the robot is not asking this question (any more): nothing was sent"
@@ -588,9 +593,7 @@ def test_a_rename_is_checked_for_form_only_and_a_silent_labeler_is_said():
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
-            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
-                ws = await s.ws_connect(base + "/ws")
-                await ws.receive_json(timeout=5)
+            async with paired_socket(base) as (s, ws):
                 for bad, why in (({"class_id": "3", "name": "mug"}, "class_id must be an integer"),
                                  ({"class_id": True, "name": "mug"}, "class_id must be an integer"),
                                  ({"class_id": 2**31, "name": "mug"}, "class_id must be an integer from 0"),
@@ -671,9 +674,7 @@ def test_a_question_answered_over_ros2_leaves_the_phone():
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
-            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
-                ws = await s.ws_connect(base + "/ws")
-                await ws.receive_json(timeout=5)
+            async with paired_socket(base) as (s, ws):
                 server.submit_request(_request("r1"))
                 assert (await _next(ws, "request"))["request"]["id"] == "r1"
                 server.submit(server.on_status, {"request_id": "r1", "status": "learned", "class_id": 0,
@@ -705,9 +706,7 @@ def test_a_question_newer_than_the_class_list_updates_it_before_it_is_shown():
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
-            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
-                ws = await s.ws_connect(base + "/ws")
-                await ws.receive_json(timeout=5)
+            async with paired_socket(base) as (s, ws):
                 server.submit(server.store.set_classes, [(0, "zero", 2), (3, "three", 2)])   # the older list
                 server.submit_request(_request("r1"))          # says zero 5, three 2
                 seen = []
