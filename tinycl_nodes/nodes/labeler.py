@@ -518,10 +518,11 @@ MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a s
 def kept_picture(img: np.ndarray, exact: bool = False) -> dict[str, Any]:
     """A question's picture as the labeler keeps it while the question waits or its group forms, in memory and in
     its state: compressed as ``images.picture_bytes`` decides (PNG for a plot, ``exact``, and a small picture; JPEG
-    only for a camera-size photo). Raw, the 200 groups a camera can form held 184 MB of 640x480 frames, rewritten
-    with the state at every checkpoint; every camera frame was kept as JPEG, and a 28x28 digit showed JPEG's specks
-    on the phone (the app's own PNG of it kept them)."""
-    data, kind = picture_bytes(img, exact)
+    for a camera-size photo, not tried as PNG: this runs for every frame the frame cache compacts). Raw, the 200
+    groups a camera can form held 184 MB of 640x480 frames, rewritten with the state at every checkpoint; every
+    camera frame was kept as JPEG, and a 28x28 digit showed JPEG's specks on the phone (the app's own PNG of it kept
+    them)."""
+    data, kind = picture_bytes(img, exact, smallest=False)
     return {"height": img.shape[0], "width": img.shape[1], "encoding": "mono8" if img.ndim == 2 else "rgb8",
             "format": kind, "data": np.frombuffer(data, np.uint8)}
 
