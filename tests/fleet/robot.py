@@ -82,29 +82,44 @@ NS = "/dev2/tinycl"
 class Pair:
     """dev2: a learner (preset tinycl: exact mode) and its bridge on separate local graphs; ``heads`` holds what the
     learner published until :meth:`deliver` hands one to the bridge; a global head the bridge hands over goes to the
-    learner at once (as a bus would)."""
+    learner at once (as a bus would), unless ``carry`` is False (the learner down, or the bridge killed before the
+    bus delivered it)."""
 
     def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
-        self.lg, self.bg = LocalGraph(), LocalGraph()
+        self.setup, self.state_dir, self.carry = setup, str(tmp_path / "dev2"), True
+        self.lg = LocalGraph()
         self.bus = create_bus("learner", NS, backend="local", graph=self.lg)
-        self.learner = Learner(self.bus, LearnerParams(preset="tinycl", state_dir=str(tmp_path / "dev2"),
+        self.learner = Learner(self.bus, LearnerParams(preset="tinycl", state_dir=self.state_dir,
                                                        publish_every=10_000, model_prior=False))
         self.learner.bring_up()
-        self.bridge_bus = create_bus("mqtt_bridge", NS, backend="local", graph=self.bg)
-        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device="dev2",
-                                                               broker_dir=setup.directory,
-                                                               state_dir=str(tmp_path / "dev2"), min_interval_s=0.0),
-                                 start=False)
-        self.lt, self.bt = (create_bus("carrier", NS, backend="local", graph=g) for g in (self.lg, self.bg))
+        self.lt = create_bus("carrier", NS, backend="local", graph=self.lg)
         Head = self.lt.msg("Head")
         self.heads: list = []
         self.lt.create_subscription("head", Head, self.heads.append, "latched")
-        self.to_bridge = self.bt.create_publisher("head", Head, "latched")
-        to_learner = self.lt.create_publisher("global_head", Head, "latched")
-        self.bt.create_subscription("global_head", Head, to_learner.publish, "latched")
+        self.to_learner = self.lt.create_publisher("global_head", Head, "latched")
         self.LF, self.Feat = self.lt.msg("LabeledFeatures"), self.lt.msg("Features")
         self.labeled = self.lt.create_publisher("labeled", self.LF, "reliable")
         self.xhash = xhash
+        self.start_bridge()
+
+    def start_bridge(self) -> None:
+        """The bridge (again: on its saved state) on a bus of its own, and the carrier's end there."""
+        self.bg = LocalGraph()
+        self.bridge_bus = create_bus("mqtt_bridge", NS, backend="local", graph=self.bg)
+        self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device="dev2",
+                                                               broker_dir=self.setup.directory,
+                                                               state_dir=self.state_dir, min_interval_s=0.0),
+                                 start=False)
+        self.bt = create_bus("carrier", NS, backend="local", graph=self.bg)
+        Head = self.bt.msg("Head")
+        self.to_bridge = self.bt.create_publisher("head", Head, "latched")
+        self.bt.create_subscription("global_head", Head, lambda m: self.carry and self.to_learner.publish(m),
+                                    "latched")
+
+    def kill_bridge(self) -> None:
+        """As kill -9: the bridge and its bus are gone, nothing closed or saved on the way out."""
+        for b in (self.bridge_bus, self.bt):
+            b.shutdown()
 
     def teach(self, classes: list[int], n: int, seed: int) -> None:
         teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
