@@ -46,6 +46,7 @@ import queue
 import re
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -118,7 +119,8 @@ class MqttBridge(Node):
         self._offered: tuple[int, int] | None = None   # (head version, round) of the latest payload offered
         self._shared: HeadSnapshot | None = None        # the snapshot it carried
         self.global_round = 0                        # latest global round handed to the bus
-        self._handed = 0                             # exact mode: latest round handed with an addition (this run)
+        self._handed = 0                             # exact mode: latest round handed with an addition (saved)
+        self._handed_add: HeadSnapshot | None = None  # that addition until a head holds it (saved: handed again)
         self._handed_at = 0.0                        # when (monotonic)
         self._head_round: int | None = None          # the round the latest head had taken in (None: not said)
         self._lag_said = 0                           # the handed round a lagging learner was warned about
@@ -150,6 +152,8 @@ class MqttBridge(Node):
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
                              self._on_mqtt, self.log)
         self.global_pub = bus.create_publisher(params.global_topic, self.Head, "latched")
+        if self._handed_add is not None:
+            self._hand_again()
         bus.create_subscription(params.head_topic, self.Head, self._on_head, "latched")
         bus.create_timer(params.period_s, self._on_period)
         bus.create_timer(params.poll_s, self.poll)
@@ -168,6 +172,11 @@ class MqttBridge(Node):
                 return states
             member = self.member.state_dict()
             member["meta"]["global_round"] = self.global_round   # a round already handed over is not again
+            member["meta"]["handed"] = self._handed
+            if self._handed_add is not None:                      # accounted as added: it must reach the learner
+                add = self._handed_add
+                states["handed"] = (add.moments or Moments.of(add)).state_dict()
+                states["handed"]["meta"].update(round=add.version, kind=add.kind, extractor_hash=add.extractor_hash)
         return {**states, "member": member}
 
     def _restore(self, saved: dict[str, Any]) -> None:
@@ -185,11 +194,39 @@ class MqttBridge(Node):
         if self.member is None:                         # exact:=false: not used, not lost either
             self._kept_member = saved["member"]
             return
-        rnd = saved["member"]["meta"].get("global_round", 0)
-        if isinstance(rnd, bool) or not isinstance(rnd, int) or rnd < 0:
-            raise TinyclError(f"state: global_round {rnd!r} is not a round number")
+        meta = saved["member"]["meta"]
+        rnd, handed = meta.get("global_round", 0), meta.get("handed", 0)
+        for name, value in (("global_round", rnd), ("handed", handed)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max(rnd, 0):
+                raise TinyclError(f"state: {name} {value!r} is not a round number (up to global_round)")
+        add = self._saved_addition(saved.get("handed"), handed)
         self.member.load_state_dict(saved["member"])
-        self.global_round = rnd
+        self.global_round, self._handed, self._handed_add = rnd, handed, add
+
+    def _saved_addition(self, state: dict[str, Any] | None, handed: int) -> HeadSnapshot | None:
+        """The addition of round ``handed`` as saved (``_states``), read back as a learner reads it off the bus."""
+        if state is None:
+            return None
+        mom = Moments.from_state_dict(state)
+        meta = state["meta"]
+        if meta.get("round") != handed or not isinstance(meta.get("kind"), str) or \
+                not isinstance(meta.get("extractor_hash"), str) or not mom.finite():
+            raise TinyclError(f"state: the addition handed over is not round {handed}'s, or malformed")
+        snap = mom.snapshot(meta["kind"], meta["extractor_hash"], handed, 0, self.params.device)
+        snap.moments = mom
+        return snap
+
+    def _hand_again(self) -> None:
+        """After a restart: the last addition handed over is published again. Accounted as added when it was handed,
+        it may not have reached the learner (killed, or the learner down, before it took it in: its head then lacked
+        the round for good, the bridge reported that head and kept a share short by the addition, negative in the
+        others' classes); a learner that took it in skips it (a round is merged once)."""
+        add = self._handed_add
+        assert add is not None
+        self._handed_at = time.monotonic()
+        self._inbox.put_nowait((SimpleNamespace(round=add.version), add))
+        self.log.info("round %d's addition handed to the learner again (handed before this restart; a learner that "
+                      "took it in skips it)", add.version)
 
     # --- bus → MQTT ---------------------------------------------------------------------------
     def _on_head(self, msg: Any) -> None:
@@ -207,6 +244,9 @@ class MqttBridge(Node):
         head_round = self._merged_round(meta, snap.version)
         with self._lock:
             self.latest, self._head_round = snap, head_round
+            if self._handed_add is not None and head_round is not None and head_round >= self._handed:
+                self._handed_add = None            # the learner holds it: not handed again after a restart
+                self.state.changed()
             merged = self._merged_only(snap)
             if merged:
                 self.sent = snap                   # nothing of its own to share: not sent, not by the period either
@@ -237,7 +277,7 @@ class MqttBridge(Node):
             self.lineage = new_lineage()
             if self.member is not None:
                 self.member = FleetMember(self.params.device, self.params.opt_out)
-            self._kept_member, self.global_round, self._handed = None, 0, 0
+            self._kept_member, self.global_round, self._handed, self._handed_add = None, 0, 0, None
             self.sent = self._shared = self._offered = None
         self.state.save()               # before any head carries the new id
         self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this "
@@ -431,8 +471,9 @@ class MqttBridge(Node):
             # refuse a head without classes); the aggregator learns the round was taken in from the head sent again
             # with it (its version unchanged: no new round)
             brings = snap.n_classes > 0 or snap.moments is not None
+            snap.version = meta.round
             if self.member is not None and brings:
-                self._handed, self._handed_at = meta.round, time.monotonic()
+                self._handed, self._handed_at, self._handed_add = meta.round, time.monotonic(), snap
             if self.member is not None:
                 self.state.save()                        # the round and the bookkeeping, together
             ack = self.member is not None and not brings
@@ -440,7 +481,6 @@ class MqttBridge(Node):
             self.log.debug("global head round %d: nothing new from the other devices, taken in", meta.round)
             self._offer(None)
             return
-        snap.version = meta.round
         try:
             # exact mode: an addition must reach the learner (it is accounted as added): wait for room
             self._inbox.put((meta, snap), timeout=10.0) if self.member is not None else self._inbox.put_nowait(

@@ -1,0 +1,139 @@
+"""Exact mode when the bridge is killed (kill -9) and started again between handing a round's addition to the learner
+and the learner's next head.
+
+The bridge accounts an addition as added when it hands it over (``FleetMember.delta``) and saves that; the round it
+handed, and the addition itself, were kept for that run only. Restarted, it skipped the round (saved as taken in) and
+took the learner's head that lacked it as the latest: the addition was gone if the learner had not got it yet (down,
+or the message lost with the killed bridge), the learner's head lacked the fleet's samples, and the bridge reported
+that head, keeping its own share short by the addition (negative in the other devices' classes).
+
+The real learner and bridge of dev2 (:class:`tests.fleet.robot.Pair`: the test carries each message, and kills the
+bridge as kill -9 does: nothing closed or saved on the way out), the real aggregator (not connected) closing the
+rounds, dev1's reports made from known samples: every statistic a head must hold is computed from the samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tinycl_nodes.core.federated import SLDA_KIND, HeadSnapshot, Moments, snapshot_from_head
+from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
+from tinycl_nodes.fleet.broker import global_topic
+from tinycl_nodes.fleet.payload import encode
+
+from .conftest import FLEET
+from .robot import F, Pair, samples
+from .test_exact_removal import assert_holds, stats
+
+DEV1, DEV1_MORE = samples([0, 1], 200, seed=11), samples([0, 1], 300, seed=11)   # the first 200, then 100 more
+DEV2, DEV2_MORE = samples([2, 3], 100, seed=2), samples([2, 3], 60, seed=5)
+
+
+class Fleet:
+    """dev2's pair and the aggregator; dev1 only reports."""
+
+    def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
+        self.xhash = xhash
+        self.agg = Aggregator(AggregatorParams(fleet=FLEET, kind="StreamingLDA", extractor_hash=xhash, n_features=F,
+                                               broker_dir=setup.directory, state_dir=str(tmp_path / "agg"),
+                                               min_devices=2, min_interval_s=0), start=False)
+        self.pair = Pair(setup, tmp_path, xhash)
+
+    def dev1(self, part: tuple[np.ndarray, np.ndarray], version: int) -> None:
+        snap = Moments.of_samples(*part).snapshot(SLDA_KIND, self.xhash, version, len(part[1]), "dev1")
+        assert self.agg.accept("dev1", encode(snap, FLEET, "dev1", self.agg.round))
+
+    def round_to_dev2(self) -> HeadSnapshot:
+        """The aggregator closes a round; dev2's bridge takes it (hands the learner what changed)."""
+        assert self.agg.tick(), "a round is due"
+        self.pair.bridge._on_mqtt(global_topic(FLEET), self.agg.link._pending[global_topic(FLEET)].payload)
+        self.pair.bridge.poll()
+        return self.agg.global_head
+
+    def latest_to_bridge(self) -> None:
+        """The learner's latest head reaches the bridge, whose report (if any) the aggregator takes."""
+        self.pair.deliver(self.pair.heads[-1].version)
+        self.agg.accept("dev2", self.pair.offered())
+
+    def restart_bridge(self) -> None:
+        self.pair.kill_bridge()
+        self.pair.carry = True
+        self.pair.start_bridge()
+        self.pair.bridge.poll()         # what the restarted bridge hands over at its start
+
+    def own_shares_never_negative(self) -> None:
+        for v, mom in self.pair.bridge.member.reported.items():
+            assert (mom.n > -0.5).all(), f"dev2's report v{v} kept as {dict(zip(mom.keys, mom.n))}"
+
+    def close(self) -> None:
+        self.pair.close()
+        self.agg.close()
+
+
+def test_the_addition_lost_with_the_killed_bridge_is_handed_again(fleet_setup, tmp_path, xhash) -> None:
+    """Round 1 (dev1's 200 samples + dev2's 100) is handed over, but the bridge is killed before the learner got it.
+    Restarted, the bridge hands the same addition again: dev2 holds all 300 samples, reports only its own 100, and
+    every later round is exact. Old code: dev2's learner stayed at its own 100 samples (the round was saved as taken
+    in, the retained global head skipped), and the restarted bridge kept its report v1 as 100 of 2, 3 and -100 of 0,
+    1."""
+    fleet = Fleet(fleet_setup, tmp_path, xhash)
+    pair = fleet.pair
+    try:
+        pair.teach([2, 3], 100, seed=2)
+        fleet.latest_to_bridge()
+        fleet.dev1(DEV1, 1)
+        pair.carry = False                                   # the learner does not get round 1's addition
+        assert_holds(fleet.round_to_dev2(), stats(DEV1, DEV2), "round 1")
+        assert pair.counts() == {2: 50, 3: 50}
+        fleet.restart_bridge()
+        assert_holds(snapshot_from_head(pair.learner.head), stats(DEV1, DEV2), "dev2 after its bridge's restart")
+        fleet.latest_to_bridge()
+        fleet.own_shares_never_negative()
+        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
+        assert not fleet.agg.fresh, "dev2 took round 1 in and learned nothing: no new round"
+
+        pair.teach([2, 3], 60, seed=5)                       # dev2 learns on: a round of exactly everyone's samples
+        fleet.latest_to_bridge()
+        assert_holds(fleet.agg.heads["dev2"], stats(DEV2, DEV2_MORE), "dev2's next report")
+        everyone = stats(DEV1, DEV2, DEV2_MORE)
+        assert_holds(fleet.round_to_dev2(), everyone, "round 2")
+        fleet.latest_to_bridge()
+        assert_holds(snapshot_from_head(pair.learner.head), everyone, "dev2 after round 2")
+        fleet.own_shares_never_negative()
+    finally:
+        fleet.close()
+
+
+def test_a_head_without_the_handed_round_is_not_reported_after_a_restart(fleet_setup, tmp_path, xhash) -> None:
+    """The learner takes round 1 in, but its head that holds it has not reached the bridge when the bridge is killed;
+    restarted, the bridge gets the learner's head before it first (as a latched topic can: the newer head published
+    just after the restarted bridge matched), and a round closes whose global head holds dev2's report v1. Now: that
+    head is not reported and every head stays exact. Old code: the restarted bridge reported that head as its own
+    learning, kept as report v1 with -100 samples of 0 and 1; round 2, which holds report v1, then handed dev2 300
+    samples to add where 100 were new: dev2 held 500 of 0 and 1 for dev1's 300 (and a round 3 took 200 out)."""
+    fleet = Fleet(fleet_setup, tmp_path, xhash)
+    pair = fleet.pair
+    try:
+        pair.teach([2, 3], 100, seed=2)
+        fleet.latest_to_bridge()
+        fleet.dev1(DEV1, 1)
+        assert_holds(fleet.round_to_dev2(), stats(DEV1, DEV2), "round 1")
+        assert [m.version for m in pair.heads] == [1, 2]     # v2 holds round 1; the bridge has not seen it
+        fleet.restart_bridge()
+        assert_holds(snapshot_from_head(pair.learner.head), stats(DEV1, DEV2), "dev2 after round 1 (once)")
+        pair.deliver(1)                                      # the head before round 1 reaches the restarted bridge
+        pending = pair.bridge.link._pending.get(pair.bridge.out_topic)
+        if pending is not None:                              # what the bridge reports of it (old code: its share)
+            fleet.agg.accept("dev2", pending.payload)
+        fleet.dev1(DEV1_MORE, 2)                             # dev1 learns 100 more: round 2
+        everyone = stats(DEV1_MORE, DEV2)
+        assert_holds(fleet.round_to_dev2(), everyone, "round 2")
+        pair.deliver(2)                                      # the head that holds round 1
+        fleet.latest_to_bridge()
+        assert_holds(snapshot_from_head(pair.learner.head), everyone, "dev2 after round 2")
+        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
+        assert not fleet.agg.fresh, "dev2 took round 2 in and learned nothing: no new round"
+        fleet.own_shares_never_negative()
+    finally:
+        fleet.close()
