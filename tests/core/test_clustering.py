@@ -99,3 +99,24 @@ def test_bad_input_refused_without_change():
     np.testing.assert_array_equal(c.centroids, snap)
     with pytest.raises(InputError, match="shrinkage"):
         TiedGaussianClusterer(4, shrinkage=1.5)
+
+
+@pytest.mark.parametrize("cls", [NearestCentroid, TiedGaussianClusterer])
+def test_drop_classes_forgets_their_centroids_and_nothing_else(cls):
+    """A class a fleet round took out of the head leaves the clusterer: a sample at its centroid is labelled as one of
+    the classes left, whose centroids, counts (and, tied, covariance) are unchanged; the state keeps the change."""
+    X = np.array([[0, 0], [1, 0], [10, 0], [11, 0], [0, 10], [1, 10]], np.float32)
+    c = cls(2)
+    c.init_from_labelled(X, [1, 1, 4, 4, 7, 7])
+    assert c.pseudo_label([10.5, 0])[0] == 4
+    kept = {k: v[[0, 2]].copy() for k, v in (("centroids", c.centroids), ("counts", c.counts))}
+    cov = c.covariance() if cls is TiedGaussianClusterer else None
+    assert c.drop_classes([4, 9]) == [4] and c.drop_classes([4]) == []
+    assert c.classes == [1, 7] and c.pseudo_label([10.5, 0])[0] in (1, 7)
+    np.testing.assert_array_equal(c.centroids, kept["centroids"])
+    np.testing.assert_array_equal(c.counts, kept["counts"])
+    if cov is not None:
+        np.testing.assert_allclose(c.covariance(), cov)
+    again = cls(2)
+    again.load_state_dict(c.state_dict())
+    assert again.classes == [1, 7]

@@ -124,6 +124,21 @@ class NearestCentroid:
         self.counts[i] = n
         self.centroids[i] += (x - self.centroids[i]) / n
 
+    def drop_classes(self, classes: Any) -> list[int]:
+        """Forget the centroids (and counts) of ``classes``; returns those it had. A class that left the head (a fleet
+        round took out the only samples of it) would otherwise go on pseudo-labelling samples as it."""
+        drop = {int(c) for c in classes}
+        keep = [i for i, c in enumerate(self.classes) if c not in drop]
+        gone = [c for c in self.classes if c in drop]
+        if gone:
+            self.classes = [self.classes[i] for i in keep]
+            self.centroids, self.counts = self.centroids[keep], self.counts[keep]
+            self._after_drop()
+        return gone
+
+    def _after_drop(self) -> None:
+        """Hook for subclasses that keep more per class than the centroid and count."""
+
     # --- state ------------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
         return {"max_count": self.max_count}
@@ -276,6 +291,11 @@ class TiedGaussianClusterer(NearestCentroid):
         else:  # the mean of class i moved: its row of W and b follow exactly; the precision lags
             w = self._W[i] = self._precision.dot(self.centroids[i])
             self._b[i] = -0.5 * float(w.dot(self.centroids[i]))
+
+    def _after_drop(self) -> None:
+        """The score rows of the classes left. The pooled scatter keeps the spread the dropped classes' samples had
+        about their means: it is not separable per class, and it is the shape of real samples in this feature space."""
+        self._refresh()
 
     def _params(self) -> dict[str, Any]:
         return {"max_count": self.max_count, "shrinkage": self.shrinkage, "prior_strength": self.prior_strength,

@@ -167,6 +167,13 @@ class TinyNDC:
             self.clusterer.update_valid(snap.weights[snap.class_ids.tolist().index(c)].astype(np.float32), c)
         return new
 
+    def drop_classes(self, classes: Any) -> list[int]:
+        """The clusterer forgets ``classes``: those a fleet round took out of the head (its samples left the fleet: a
+        device removed, a peer's un-learning, and this device has none of them); returns those it had. Kept, a
+        class the fleet had brought (its centroid at the fleet's class mean, :meth:`take_classes`) went on
+        pseudo-labelling new samples as it, which the head learned as this device's own and shared again."""
+        return [] if self.clusterer is None else self.clusterer.drop_classes(classes)
+
     def step(self, x: Any, label: int | None = None) -> Step:
         """Predict ``x``, then learn from it: from ``label`` if given, else from a pseudo-label."""
         xv = check_features(x, self.n_features)
