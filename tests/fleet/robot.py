@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
 from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
@@ -40,11 +41,17 @@ def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], 
 
 class Robot:
     """``preset`` ``supervised`` (CWR*: the bridge blends) or ``tinycl`` (streaming LDA: the bridge's exact mode);
-    the learner publishes its head every ``publish_every`` samples; ``clock``: the bridge's wall clock (``sent_at``)."""
+    the learner publishes its head every ``publish_every`` samples; ``clock``: the bridge's wall clock (``sent_at``);
+    ``labeler``: the real labeler of ``preset`` too (TinyNDC's loop: it pseudo-labels the features :meth:`feed`
+    gives it, for the learner), else the test labels for the learner (:meth:`teach`); "first": made before the
+    learner, a global head reaches it before the learner's head that took it in ("last": after it)."""
 
     def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "") -> None:
         self.g, ns = LocalGraph(), f"/{name}/tinycl"
+        self.labeler: Labeler | None = None
+        if labeler == "first":
+            self._start_labeler(ns, preset, state_dir)
         self.bus = create_bus("learner", ns, backend="local", graph=self.g)
         self.learner = Learner(self.bus, LearnerParams(preset=preset, state_dir=str(state_dir),
                                                        publish_every=publish_every, model_prior=False))
@@ -58,9 +65,31 @@ class Robot:
         self.LF, self.Feat = self.teacher.msg("LabeledFeatures"), self.teacher.msg("Features")
         self.pub = self.teacher.create_publisher("labeled", self.LF, "reliable")
         self.xhash = xhash
+        if labeler == "last":
+            self._start_labeler(ns, preset, state_dir)
+        if self.labeler is not None:
+            self.spinners.append(Spinner(self.labeler_bus))
+            self.features = self.teacher.create_publisher("features", self.Feat, "reliable")
+            self.Header = self.teacher.msg("std_msgs/msg/Header")
+            self.Time = self.teacher.msg("builtin_interfaces/msg/Time")
+            self.fed = 0
+
+    def _start_labeler(self, ns: str, preset: str, state_dir: Path) -> None:
+        self.labeler_bus = create_bus("labeler", ns, backend="local", graph=self.g)
+        self.labeler = Labeler(self.labeler_bus, LabelerParams(preset=preset, state_dir=str(state_dir),
+                                                               model_prior=False))
 
     def teach(self, classes: list[int], n: int, seed: int) -> None:
         teach_learner(self.pub, self.LF, self.Feat, self.xhash, classes, n, seed)
+
+    def feed(self, classes: list[int], n: int, seed: int, labelled: bool) -> None:
+        """``n`` features around the centres of ``classes`` in turn to the labeler, with their labels if ``labelled``
+        (it learns those), else unlabelled (it pseudo-labels them)."""
+        for x, c in zip(*samples(classes, n, seed)):
+            self.fed += 1
+            self.features.publish(self.Feat(header=self.Header(stamp=self.Time(sec=1, nanosec=self.fed)),
+                                            data=x.tolist(), extractor_hash=self.xhash, sample_id=self.fed,
+                                            true_label=int(c) if labelled else -1, labelled=labelled))
 
     def counts(self) -> dict[int, int]:
         """The learner's head: samples per class (its own and what it took in from the fleet)."""
@@ -71,6 +100,9 @@ class Robot:
         for s in self.spinners:
             s.stop()
         self.bridge.close()
+        if self.labeler is not None:
+            self.labeler.close()
+            self.labeler_bus.shutdown()
         self.learner.close()
         for b in (self.bus, self.bridge_bus, self.teacher):
             b.shutdown()

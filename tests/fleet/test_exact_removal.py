@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tinycl_nodes.core.federated import SLDA_KIND, HeadSnapshot, Moments, snapshot_from_head
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
@@ -117,3 +118,55 @@ def test_a_removed_device_and_a_peers_unlearning_leave_every_head_and_the_sums_s
         pair.close()
         box["agg"].close()
 
+
+
+@pytest.mark.parametrize("labeler", ["first", "last"])
+def test_a_class_only_a_removed_device_had_leaves_the_labelers_clusters(fleet_setup, broker, tmp_path, xhash,
+                                                                        labeler: str) -> None:
+    """Through the real mosquitto and the aggregator process: dev1 runs the real labeler (preset tinycl: TinyNDC's
+    loop), learner and bridge, and labels 10 samples each of 0, 1 and 5 then pseudo-labels 40 of 0 and 1; dev3 (learner
+    and bridge) learns 50 each of 0, 4 and 5. Round 1 brings class 4 to dev1, and a cluster at its mean to dev1's
+    labeler. dev3 is removed (the aggregator restarted with --allow dev1): dev1's head loses class 4 (only dev3 had
+    it), keeps 0 and 5 (dev1's own samples), and so must its labeler's clusters. Then dev1 sees 20 samples like
+    class 4. A round reaches the labeler before the learner's head that took it in (the labeler merges it) or after
+    it (the labeler takes the learner's head): a race, as on a robot; ``first`` (the labeler's subscriptions made
+    before the learner's) and ``last`` make each likelier. Old code: the labeler kept class 4's cluster (both), and
+    pseudo-labelled all 20 samples as 4, which the learner learned as dev1's own: {0: 30, 1: 30, 5: 10, 4: 20}
+    (``first``); when the replica took a round with the learner's head, class 4 got no cluster at all (a run of
+    ``last``: the first wait timed out)."""
+    from .robot import Robot
+    from .test_lineage import _aggregator, wait_for
+
+    agg_dir, log = tmp_path / "agg", tmp_path / "agg.log"
+    agg = _aggregator(fleet_setup, agg_dir, xhash, log)
+    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=20, labeler=labeler)
+    dev3 = Robot(fleet_setup, "dev3", tmp_path / "dev3", xhash, preset="tinycl", publish_every=50)
+    labeler = dev1.labeler
+    assert labeler is not None
+    said: list[int] = []
+    dev1.teacher.create_subscription("labeled", dev1.LF, lambda m: said.append(int(m.label)), "reliable")
+    try:
+        dev1.feed([0, 1, 5], 30, seed=1, labelled=True)
+        dev1.feed([0, 1], 40, seed=2, labelled=False)
+        dev3.teach([0, 4, 5], 150, seed=3)
+        wait_for(lambda: dev1.counts().get(4) == 50 and 4 in labeler.system.clusterer.classes, timeout_s=30)
+
+        agg.terminate()                                     # the operator removes dev3
+        agg.wait(10)
+        agg = _aggregator(fleet_setup, agg_dir, xhash, log, "--allow", "dev1", "--min-devices", "1")
+        wait_for(lambda: 4 not in dev1.counts() and 4 not in labeler.system.head.classes, timeout_s=30)
+        assert dev1.counts()[5] == 10 and dev1.counts()[0] > 10, dev1.counts()     # dev1's own samples stay
+        clusters = set(labeler.system.clusterer.classes)
+        assert 4 not in clusters and {0, 1, 5} <= clusters, f"the labeler's clusters: {sorted(clusters)}"
+
+        said.clear()
+        dev1.feed([4], 20, seed=4, labelled=False)
+        wait_for(lambda: len(said) == 20, timeout_s=10)
+        assert 4 not in said, f"pseudo-labels given to samples like class 4: {said}"
+        assert 4 not in dev1.counts() and 4 not in labeler.system.head.classes
+    finally:
+        dev1.close()
+        dev3.close()
+        if agg.poll() is None:
+            agg.terminate()
+            agg.wait(10)

@@ -32,10 +32,11 @@ def robot(setup, name: str, state_dir: Path, xhash: str) -> Robot:
     return Robot(setup, name, state_dir, xhash, preset="tinycl", publish_every=100)
 
 
-def _aggregator(setup, state_dir: Path, xhash: str, log: Path) -> subprocess.Popen:
+def _aggregator(setup, state_dir: Path, xhash: str, log: Path, *more: str) -> subprocess.Popen:
+    """The aggregator process (``more``: further arguments, a later one of an option given here wins)."""
     cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir", setup.directory,
            "--extractor-hash", xhash, "--n-features", str(F), "--kind", "StreamingLDA", "--min-devices", "2",
-           "--min-interval", "0", "--state-dir", str(state_dir)]
+           "--min-interval", "0", "--state-dir", str(state_dir), *more]
     return subprocess.Popen(cmd, stdout=open(log, "a"), stderr=subprocess.STDOUT, text=True)
 
 

@@ -34,7 +34,10 @@ flight between the two at that moment are learned before the merge by the labele
 the learner (none when the merge arrives between streams, as in ``make demo-fleet``). The
 centroids of known classes are not touched by a merge: with ``cluster_update="head"`` they follow the
 merged head's predictions from then on; a class the fleet brought gets a centroid at its mean
-(``TinyNDC.take_classes``), so that with ``"self"`` its samples are pseudo-labelled as it.
+(``TinyNDC.take_classes``), so that with ``"self"`` its samples are pseudo-labelled as it, and a class a round
+took out of the head (exact mode: only a removed device had samples of it) loses its centroid
+(``TinyNDC.drop_classes``), so that none is pseudo-labelled as it; both also when the replica takes a round in with
+the learner's head.
 
 ``preset: rce`` (:class:`RceLabeler`) labels with TinyRCE instead and asks a person about what it
 cannot label: a covered sample is passed on with its class (PSEUDO); an unknown or ambiguous one
@@ -73,7 +76,7 @@ from ..bus.qos import QosProfile
 from ..core.errors import InputError, StateError, TinyclError
 from ..core.validation import check_label
 from ..interfaces import as_sequence
-from ..core.federated import merge_into_head
+from ..core.federated import HeadSnapshot, merge_into_head, snapshot_from_head
 from ..core.learn_gate import LearnGate, RecentViews
 from ..core.prior_worth import worth_words
 from ..core.rce import AMBIGUOUS, TinyRCE
@@ -262,11 +265,12 @@ class Labeler(Node):
         for k, x, label in replay:
             head.learn_valid(x, label)
             self._sent[k] = (head.n_seen, x, label)
-        self.system.head = head
+        before, self.system.head = list(self.system.head.classes), head
         self._head_taken = True
+        words = self._clusters_follow(before, None) if merged > self.global_round else ""
         self.global_round = max(self.global_round, merged)      # a round the learner merged is not merged again
         self.log.info("head replica taken from the learner's head v%d (%d samples), %d label(s) sent since "
-                      "re-applied", msg.version, n, len(replay))
+                      "re-applied%s", msg.version, n, len(replay), words)
         self._resume()
 
     def _remember_sent(self, stamp: int, x: np.ndarray, label: int) -> None:
@@ -281,12 +285,25 @@ class Labeler(Node):
         snap = global_snapshot(msg, self.hash)
         if snap.version <= self.global_round:
             return
+        before = list(self.system.head.classes)
         res = merge_into_head(self.system.head, snap, self.params.global_policy, self.params.class_names)
         self.global_round = snap.version
-        seeded = self.system.take_classes(snap)
+        words = self._clusters_follow(before, snap)
         self.state.save()       # as the learner does: the journal's samples after it are learned again after it
-        self.log.info("global head round %d merged into the head replica (%s)%s", snap.version, res.policy,
-                      f"; new clusters at the fleet's means of classes {seeded}" if seeded else "")
+        self.log.info("global head round %d merged into the head replica (%s)%s", snap.version, res.policy, words)
+
+    def _clusters_follow(self, before: list[int], brought: HeadSnapshot | None) -> str:
+        """The clusters follow a fleet round the head replica took in (merged here, or with the learner's head that
+        merged it: ``brought`` None): a cluster at the fleet's class mean for each class it brought
+        (``TinyNDC.take_classes``), and none any more for each class in ``before`` it took out of the head (samples
+        that left the fleet: only a removed device had that class, this one has no samples of it). Kept, such a
+        cluster pseudo-labelled new samples as that class, and the head learned them as this device's own and shared
+        them again. Returns the words of the log line."""
+        seeded = self.system.take_classes(brought if brought is not None else snapshot_from_head(self.system.head))
+        dropped = self.system.drop_classes(set(before) - set(self.system.head.classes))
+        return ((f"; new clusters at the fleet's means of classes {seeded}" if seeded else "")
+                + (f"; the clusters of classes {dropped} dropped (no sample of them left in the head)" if dropped
+                   else ""))
 
     def _fresh(self) -> None:
         self.system = PRESETS[self.params.preset](self.n_features, self.hash)
