@@ -137,3 +137,68 @@ def test_a_head_without_the_handed_round_is_not_reported_after_a_restart(fleet_s
         fleet.own_shares_never_negative()
     finally:
         fleet.close()
+
+
+def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was_down(fleet_setup, broker, tmp_path,
+                                                                                      xhash) -> None:
+    """The same with the real processes: dev2's learner and bridge nodes on a private DDS domain, kill -9 of the
+    bridge, the aggregator process, mosquitto; dev1 the in-process learner and bridge. dev2 learns 100 samples, its
+    learner is stopped, dev1 learns 200: round 1 (300 samples) is handed to dev2's learner, which is down; the bridge is
+    killed (-9) and started again, then the learner. dev2's learner must hold all 300 samples, class by class, and
+    after it learns 60 more the next round 360. Old code: the learner stayed at its own 100 samples, {2: 50, 3: 50}
+    (round 1 saved as taken in, the retained global head skipped)."""
+    from ..domains import free_domain
+    from ..nodes.conftest import node
+    from .robot import Robot, teach_learner
+    from .test_lineage import _aggregator, _last_round, wait_for
+    from tinycl_nodes.bus import create_bus
+
+    domain, ns, state = free_domain(), "/dev2/tinycl", tmp_path / "dev2"
+    learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
+    bridge_args = ("fleet:=" + FLEET, "device:=dev2", f"broker_dir:={fleet_setup.directory}", f"state_dir:={state}",
+                   "min_interval_s:=0.0", "period_s:=0.2", "mqtt_reconnect_min_s:=0.1", "mqtt_reconnect_max_s:=0.5")
+    remap = (f"__ns:={ns}",)
+    agg = _aggregator(fleet_setup, tmp_path / "agg", xhash, tmp_path / "agg.log")
+    bus = create_bus("tester", ns, backend="dds", dds_config="loopback", domain=domain)
+    LF, Feat = bus.msg("LabeledFeatures"), bus.msg("Features")
+    labeled = bus.create_publisher("labeled", LF, "reliable")
+    heads: list = []
+    bus.create_subscription("head", "Head", heads.append, "latched")
+
+    def dev2_counts() -> dict[int, int]:
+        bus.spin_once(0.05)
+        return {int(c.id): int(c.sample_count) for c in heads[-1].classes} if heads else {}
+
+    def teach_dev2(classes: list[int], n: int, seed: int) -> None:
+        wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
+        teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
+
+    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+    try:
+        with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
+            with node("learner", domain, *learner_args, remaps=remap):
+                teach_dev2([2, 3], 100, seed=2)
+                wait_for(lambda: dev2_counts() == {2: 50, 3: 50}, timeout_s=30)
+                bridge.wait_for_line("fleet mode: exact", timeout_s=30)
+            dev1.teach([0, 1], 200, seed=1)                  # round 1, while dev2's learner is down
+            bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
+            bridge.proc.kill()                               # kill -9
+            bridge.proc.wait(10)
+        assert _last_round(tmp_path / "agg")["samples"] == 300
+        everyone = {0: 100, 1: 100, 2: 50, 3: 50}
+        with node("mqtt_bridge", domain, *bridge_args, remaps=remap), \
+                node("learner", domain, *learner_args, remaps=remap):
+            try:
+                wait_for(lambda: dev2_counts() == everyone, timeout_s=30)
+            except AssertionError:
+                raise AssertionError(f"dev2's learner holds {dev2_counts()}, not round 1's {everyone}") from None
+            teach_dev2([2, 3], 60, seed=5)
+            everyone = {0: 100, 1: 100, 2: 80, 3: 80}
+            wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 360 and dev2_counts() == everyone
+                     and dev1.counts() == everyone, timeout_s=30)
+    finally:
+        dev1.close()
+        bus.shutdown()
+        if agg.poll() is None:
+            agg.terminate()
+            agg.wait(10)
