@@ -130,10 +130,10 @@ def test_a_class_only_a_removed_device_had_leaves_the_labelers_clusters(fleet_se
     it), keeps 0 and 5 (dev1's own samples), and so must its labeler's clusters. Then dev1 sees 20 samples like
     class 4. A round reaches the labeler before the learner's head that took it in (the labeler merges it) or after
     it (the labeler takes the learner's head): a race, as on a robot; ``first`` (the labeler's subscriptions made
-    before the learner's) and ``last`` make each likelier (each took its path in 3 runs of 3 here). Old code: the labeler kept class 4's cluster (both), and
-    pseudo-labelled all 20 samples as 4, which the learner learned as dev1's own: {0: 30, 1: 30, 5: 10, 4: 20}
-    (``first``); when the replica took a round with the learner's head, class 4 got no cluster at all (a run of
-    ``last``: the first wait timed out)."""
+    before the learner's) and ``last`` make each likelier (each took its path in 3 runs of 3 here). Old code: the
+    labeler kept class 4's cluster (both), and pseudo-labelled all 20 samples as 4, which the learner learned as
+    dev1's own: {0: 30, 1: 30, 5: 10, 4: 20} (``first``); when the replica took a round with the learner's head,
+    class 4 got no cluster at all (a run of ``last``: the first wait timed out)."""
     from .robot import Robot
     from .test_lineage import _aggregator, wait_for
 
