@@ -8,7 +8,9 @@ import pytest
 
 from tests.conftest import blobs
 from tinycl_nodes.core import InputError, NearestCentroid, StreamingLDA, TiedGaussianClusterer, TinyNDC
-from tinycl_nodes.core.learn_gate import LearnGate
+from tinycl_nodes.core import state as st
+from tinycl_nodes.core.errors import StateError
+from tinycl_nodes.core.learn_gate import LearnGate, RecentViews
 
 
 def _system(**gate) -> TinyNDC:
@@ -81,3 +83,57 @@ def test_bad_gate_values_are_refused_in_one_line(kwargs, words):
 def test_the_gate_needs_a_covariance():
     with pytest.raises(InputError, match="TiedGaussianClusterer"):
         TinyNDC(NearestCentroid(16), StreamingLDA(16), outlier_factor=3.0)
+
+
+def test_the_views_remembered_are_state_the_last_recent_of_them_oldest_first():
+    rng = np.random.default_rng(2)
+    views = RecentViews(8, 0.5, "l2", recent=4)
+    X = rng.normal(size=(6, 8)).astype(np.float32)
+    for x in X:
+        views.remember(x)
+    state = st.from_bytes(st.to_bytes(views.state_dict()))
+    np.testing.assert_array_equal(state["arrays"]["X"], X[2:])           # 4 rows of F floats, oldest first
+    again = RecentViews(8, 0.5, "l2", recent=4)
+    again.load_state_dict(state)
+    assert all(again.seen(x) for x in X[2:]) and not again.seen(X[0])
+    again.remember(X[0])                                # the oldest (X[2]) makes room, as in the ring saved
+    assert again.seen(X[0]) and not again.seen(X[2]) and again.seen(X[3])
+    smaller = RecentViews(8, 0.5, "l2", recent=2)       # a smaller ring keeps the last views
+    smaller.load_state_dict(state)
+    assert smaller.seen(X[5]) and smaller.seen(X[4]) and not smaller.seen(X[3])
+    other = RecentViews(8, 0.5, "l1", recent=4)         # another metric: not comparable, none remembered
+    other.load_state_dict(state)
+    assert not any(other.seen(x) for x in X)
+
+
+def test_a_gate_restored_holds_back_the_held_view_as_the_one_it_was_saved_from():
+    X, y = blobs(200, [0, 1, 2, 3], dim=16, seed=9)
+    system, restarted = _system(outlier_factor=3.5, repeat_factor=0.1), _system(outlier_factor=3.5, repeat_factor=0.1)
+    _started(system, X, y)
+    assert system.step(X[3]).learned
+    restarted.clusterer.load_state_dict(system.clusterer.state_dict())
+    restarted.head.load_state_dict(system.head.state_dict())
+    assert restarted.step(X[3]).learned                 # without the views: the held view is learned once more
+    restarted.gate.views.load_state_dict(st.from_bytes(st.to_bytes(system.gate.views.state_dict())))
+    a, b = system.step(X[3]), restarted.step(X[3])
+    assert not a.learned and not b.learned and b.not_learned_because == LearnGate.REPEAT
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s["arrays"].update(X=np.zeros((2, 7), np.float32)), "'X' has shape"),
+    (lambda s: s["arrays"].update(q=np.zeros(3)), "'q' has shape"),
+    (lambda s: s["arrays"].update(X=np.full((2, 8), np.nan, np.float32)), "NaN"),
+    (lambda s: s["arrays"].pop("q"), "lacks array"),
+    (lambda s: s.update(kind="Head"), "cannot load it into a 'RecentViews'")])
+def test_bad_views_are_refused_in_one_line_and_change_nothing(change, words):
+    views = RecentViews(8, 0.5, "l2")
+    x = np.ones(8, np.float32)
+    views.remember(x)
+    other = RecentViews(8, 0.5, "l2")
+    other.remember(2 * x)
+    other.remember(3 * x)
+    state = other.state_dict()
+    change(state)
+    with pytest.raises(StateError, match=words):
+        views.load_state_dict(state)
+    assert views.seen(x) and not views.seen(2 * x)

@@ -15,7 +15,9 @@ units of the feature count ``F`` (scale-free: a class's own samples lie near ``F
   view again and is not learned. Sensor noise moves a digit's features 0.003–0.12 F (σ 3–12 grey levels); a 1-pixel
   shift 0.17–0.35 F; two different digits of one class lie 2 F apart (0.36 F at the closest of 360 pairs).
 
-A person's label is always learned: the gate sees only pseudo-labels. What was gated is counted, not kept.
+A person's label is always learned: the gate sees only pseudo-labels. What was gated is counted, not kept. The
+views remembered are kept: they are part of a labeler's state (:meth:`RecentViews.state_dict`), so a labeler started
+again does not learn the view it was parked in front of once more.
 :class:`RecentViews` is the repeat test alone, in any of the metrics the labelers use: TinyRCE's labeler (no
 covariance; its distances are L2 or L1) passes on no covered sample as learnable within ``rce_repeat_factor ·
 rce_r_max`` (0.05 · 8 = 0.4 for the MNIST camera) of one just passed on. Its nearest-class-mean learner lost 3.4 points
@@ -25,10 +27,11 @@ different digits 2.0 or more.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from . import state as st
 from .errors import InputError
 
 Metric = Literal["mahalanobis", "l2", "l1"]
@@ -70,6 +73,28 @@ class RecentViews:
         if self.metric == "mahalanobis":
             self._q[i] = float(x.astype(np.float64) @ Px)
         self._n += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The views remembered, oldest first (at most ``recent`` rows of F floats, each with its ``xᵀPx``)."""
+        k = min(self._n, self.recent)
+        order = (np.arange(k) + self._n - k) % self.recent
+        return st.make_state("RecentViews", 1, {"metric": self.metric}, {"X": self._X[order], "q": self._q[order]})
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Remember the views of :meth:`state_dict` (the last ``recent`` of them). Views kept under another metric
+        are not comparable: the ring starts empty then. A bad state is a StateError and changes nothing."""
+        st.check_state(state, "RecentViews", 1, ("X", "q"))
+        rows = np.asarray(state["arrays"]["X"])
+        k = rows.shape[0] if rows.ndim == 2 else -1            # -1: not rows of features, refused below
+        X = st.expect_shape(state, "X", (k, self._X.shape[1]))
+        q = st.expect_shape(state, "q", (k,))
+        if (state.get("params") or {}).get("metric") != self.metric:
+            k = 0
+        k = min(k, self.recent)
+        self._X[:] = 0.0
+        self._q[:] = 0.0
+        self._X[:k], self._q[:k] = X[len(X) - k:], q[len(q) - k:]
+        self._n = k
 
 
 class LearnGate:
