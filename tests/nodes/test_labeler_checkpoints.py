@@ -1,5 +1,6 @@
 """What makes the TinyRCE labeler write its state: what it learns and the questions it asks at once, samples that join
-a question's group every ``save_period_s``, not the samples it merely passes on. In a soak of camera.launch.py under
+a question's group and new views it passes on (its ring of recent views) every ``save_period_s``, not each sample it
+merely passes on. In a soak of camera.launch.py under
 ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each, waiting for each write): every
 second, since each sample it passed on counted as learned and its 1 s timer saved whatever had changed (a real node
 on the local bus here, MNIST digits through the real extractor)."""

@@ -333,6 +333,8 @@ class Labeler(Node):
             X = st.expect_shape(saved["labelled"], "X", (len(saved["labelled"]["arrays"].get("y", ())), self.n_features))
             self._init_X, self._init_y = X.astype(np.float32), np.asarray(saved["labelled"]["arrays"]["y"], np.int64)
             self.n_samples = int(saved["labelled"]["meta"].get("n_samples", 0))
+        if self.system.gate is not None:
+            restore_views(self.system.gate.views, saved, self.log)
         self.initialised = True
 
     def _check_preset(self, saved: dict[str, dict[str, Any]]) -> None:
@@ -361,6 +363,8 @@ class Labeler(Node):
         if self.system.head is not None:
             states["head"] = self.system.head.state_dict()
             states["head"]["meta"]["global_round"] = self.global_round
+        if self.system.gate is not None:
+            states[VIEWS] = self.system.gate.views.state_dict()
         return states
 
     def _relearn(self, payload: bytes) -> None:
@@ -556,6 +560,22 @@ def shown_picture(pic: dict[str, Any]) -> dict[str, Any]:
             "step": img.shape[1] * (1 if img.ndim == 2 else 3), "data": img.ravel()}
 
 
+#: the state part of the views a labeler last passed on to be learned (``learn_gate.RecentViews``)
+VIEWS = "recent_views"
+
+
+def restore_views(views: RecentViews, saved: dict[str, dict[str, Any]], log: Any) -> None:
+    """The views remembered before the restart, so the view in front of the camera is not learned once more; a state
+    from before they were kept has none (the ring starts empty), and a bad part is one line, not a lost state."""
+    if VIEWS not in saved:
+        return
+    try:
+        views.load_state_dict(saved[VIEWS])
+    except TinyclError as exc:
+        log.error("the views last learned were not restored (%s): the one in view may be learned once more",
+                  str(exc).splitlines()[0])
+
+
 def ask_policy(p: LabelerParams) -> AskPolicy | None:
     """The question policy of the parameters (None: the old one, LabelRequests' default)."""
     if p.ask_policy == "each":
@@ -581,7 +601,8 @@ class RceLabeler(Labeler):
                                                           "requests": self.requests.state_dict(),
                                                           "undo": self.undo.state_dict(),
                                                           "answers": self._answers_state(),
-                                                          "passed_on": self.passed.state_dict()}, journal=True)
+                                                          "passed_on": self.passed.state_dict(),
+                                                          VIEWS: self.views.state_dict()}, journal=True)
         self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
@@ -644,6 +665,7 @@ class RceLabeler(Labeler):
                     self.requests.load_state_dict(saved["requests"], self.n_features)
                 except TinyclError as exc:
                     self.log.error("pending label requests not restored (%s): the robot will ask again", exc)
+            restore_views(self.views, saved, self.log)      # last: nothing after it can fail and leave it half-done
 
         if self.state.load(apply):
             self.log.info("restored state from %s", self.state.path)
@@ -770,6 +792,7 @@ class RceLabeler(Labeler):
             return
         if not dec.wants_label:        # covered: passed on, nothing learned here
             self.views.remember(x)
+            self.state.changed()           # a new view (a repeat returned above): checkpointed within save_period_s
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
                 stamp = stamp_ns(msg.header)
