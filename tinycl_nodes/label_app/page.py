@@ -49,7 +49,7 @@ main { padding:.8rem; max-width:34rem; margin:0 auto; padding-bottom:6rem; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:16px; padding:.8rem; margin:0 0 1rem;
   box-shadow:0 1px 3px rgba(0,0,0,.06); transition:opacity .25s, transform .25s; }
 .card.leaving { opacity:0; transform:translateX(40px); }
-.card.busy { opacity:.6; }
+.card.busy, #history li.busy .acts, #history li.busy .picker { opacity:.6; }
 .pic { display:block; width:100%; height:auto; max-height:42vh; object-fit:contain; background:#000; border-radius:10px;
   image-rendering:pixelated; aspect-ratio:1/1; }
 .nopic { display:flex; align-items:center; justify-content:center; height:6rem; background:var(--bg);
@@ -203,6 +203,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       const card = b.closest(".card"), typing = b.tagName === "INPUT";   // a name being typed stays editable
       b.disabled = (off && !typing) || (!!card && card.classList.contains("busy")) || (!typing && !!b.closest(".settling"));
     }
+    for (const b of document.querySelectorAll("#history li.busy .acts button, #history li.busy .picker button"))
+      b.disabled = true;                // a change sent: off until its verdict (or a reconnect), Cancel too
   }
   function settle(items) {             // text fields stay usable: what the person types never jumps
     for (const e of items) {
@@ -240,6 +242,21 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   }
   function setBusy(card, busy) {
     card.classList.toggle("busy", busy);
+    refresh();
+  }
+  // A change or withdrawal sent: its answer's buttons (and Change's choices, left where they are) are off until the
+  // labeler's verdict, an error from the app or a reconnect. The choices closed at the first tap and the answer below
+  // moved up under the thumb: a bounce withdrew it, or changed it.
+  const changing = new Set();           // request ids whose change awaits its verdict
+  function changeSent(li) {
+    changing.add(li.dataset.requestId);
+    li.classList.add("busy");
+    refresh();
+  }
+  function changeDone(id) {              // a verdict, an error or a reconnect: the answer's buttons are on again
+    changing.delete(id);
+    const li = historyEl.querySelector('li[data-request-id="' + CSS.escape(id) + '"]');
+    if (li) li.classList.remove("busy");
     refresh();
   }
   function send(message) {
@@ -414,7 +431,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       change.setAttribute("aria-expanded", "false");
       change.addEventListener("click", () => pick(change.closest("li"), true));
       const undo = act("undo", "Withdraw", "not asked again", name);
-      undo.addEventListener("click", () => send({type: "undo", request_id: item.id}));
+      undo.addEventListener("click", () => {
+        if (send({type: "undo", request_id: item.id})) changeSent(undo.closest("li"));
+      });
       acts.append(change, undo);      // after a mis-tap Change is the one wanted: first, where the thumb goes
     }
     const li = el("li", {"data-request-id": item.id, "data-at": String(at), "data-class-id": String(item.class_id),
@@ -424,12 +443,19 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
       el("span", {class: "when", text: ago(at)}), acts);
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
+    // a change of this page's awaits its verdict while the answer says "sent"; the verdict closes Change's choices
+    const sentHere = changing.has(item.id), waits = sentHere && item.status === "sent";
+    if (waits) li.classList.add("busy"); else changing.delete(item.id);
     if (old) {
       old.replaceWith(li);
-      if ($(".picker", old) && $("button.change", li)) pick(li, false);   // its verdict came: still open
+      if ($(".picker", old) && $("button.change", li) && (waits || !sentHere)) pick(li, false);   // still open
     } else if (atEnd) historyEl.append(li); else historyEl.prepend(li);
     while (historyEl.children.length > 20) historyEl.lastChild.remove();
-    if (!old && !atEnd) settle(historyEl.children); else refresh();   // prepended: every answer below moved
+    if (!old && !atEnd) settle(historyEl.children);   // prepended: every answer below moved
+    // the verdict on this page's change closed its choices (a withdrawal, its buttons): the answers below move up,
+    // under a thumb that may still be bouncing
+    else if (old && sentHere && !waits) settle(after(li));
+    else refresh();
   }
   // Change answer: the known classes as the question's buttons (one tap, as answering), "New class…" (typed) and
   // Cancel, under the answer; a second tap on Change closes them. A prompt asked to type a class's name instead.
@@ -442,12 +468,12 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     for (const k of classes)
       if (k.id !== current)
         choices.append(classButton(k.id, k.name, k.count, () => {
-          if (send({type: "undo", request_id: id, class_id: k.id})) unpick(picker);
+          if (send({type: "undo", request_id: id, class_id: k.id})) changeSent(li);
         }));
     const typed = el("button", {type: "button", class: "typed", text: "New class\u2026"});
     typed.addEventListener("click", () => {
       const name = askName("What is it instead? Type its name", "");
-      if (name && send({type: "undo", request_id: id, new_class_name: name})) unpick(picker);
+      if (name && send({type: "undo", request_id: id, new_class_name: name})) changeSent(li);
     });
     const cancel = el("button", {type: "button", class: "cancel", text: "Cancel"});
     cancel.addEventListener("click", () => { unpick(picker); change.focus(); });
@@ -628,6 +654,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       case "error": {
         const card = m.request_id ? cardOf(m.request_id) : null;
         if (card) { setBusy(card, false); $(".err", card).textContent = m.message; }
+        if (m.request_id && changing.has(m.request_id)) changeDone(m.request_id);   // refused by the app: nothing sent
         toast(m.message, true); break;
       }
     }
@@ -665,6 +692,11 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     ws = null;
     const unconfirmed = waiting.some(w => !w.ping);
     waiting = [];
+    for (const id of [...changing]) {   // in flight: the snapshot says where the answer stands; Change is on again
+      const li = historyEl.querySelector('li[data-request-id="' + CSS.escape(id) + '"]');
+      if (li && $(".picker", li)) { unpick($(".picker", li)); settle(after(li)); }
+      changeDone(id);
+    }
     for (const c of pendingEl.children)
       if (c.dataset.requestId && c.classList.contains("busy")) {
         c.classList.remove("busy");
