@@ -120,3 +120,75 @@ def test_drop_classes_forgets_their_centroids_and_nothing_else(cls):
     again = cls(2)
     again.load_state_dict(c.state_dict())
     assert again.classes == [1, 7]
+
+
+def _largest_inverse(monkeypatch) -> list[int]:
+    """Record the size of every matrix ``np.linalg.inv``/``solve`` is given (the real functions still run)."""
+    sizes: list[int] = []
+    for name in ("inv", "solve"):
+        real = getattr(np.linalg, name)
+
+        def spy(a, *args, _real=real, **kw):
+            sizes.append(int(np.shape(a)[-1]))
+            return _real(a, *args, **kw)
+        monkeypatch.setattr(np.linalg, name, spy)
+    return sizes
+
+
+def test_tied_gaussian_stream_never_inverts_the_full_covariance(monkeypatch):
+    # at F = 1280 one inverse of the covariance was a 0.13-0.23 s stall every 25 samples: a stream's updates now
+    # follow it by rank-k (Woodbury) and a row block at a time, and the precision stays the exact inverse
+    from tests.core._blobs import Blobs
+
+    F = 64
+    X, y = Blobs(10, F, noise=0.6, seed=3).sample(range(10), 3100)
+    init = np.concatenate([np.flatnonzero(y[:100] == c)[:3] for c in range(10)])
+    c = TiedGaussianClusterer(F)
+    c.init_from_labelled(X[init], y[init])
+    sizes, seen = _largest_inverse(monkeypatch), []
+    for j, x in enumerate(X[100:], 1):
+        c.update(x, c.pseudo_label(x)[0])
+        if j % 1000 == 0:      # a refresh just happened (every 25)
+            seen += sizes
+            assert seen and max(seen) <= c.refresh_every, f"a stream update inverted a {max(seen)}² matrix"
+            exact = np.linalg.inv(c.covariance())
+            np.testing.assert_allclose(c.precision(), exact, rtol=0, atol=1e-6 * np.abs(exact).max())
+            sizes.clear()      # the check's own inverse
+
+
+def test_tied_gaussian_precision_exact_after_an_outlier():
+    # one sample far off the clusters moves the ridge (shrinkage towards the mean variance) too far for the series:
+    # that refresh inverts exactly, and the precision is still the covariance's inverse
+    from tests.core._blobs import Blobs
+
+    X, y = Blobs(5, 32, seed=4).sample(range(5), 200)
+    c = TiedGaussianClusterer(32, refresh_every=5)
+    c.init_from_labelled(X[:50], y[:50])
+    for x in X[50:]:
+        c.update(x, c.pseudo_label(x)[0])
+    c.update(X[0] * 1000.0, int(y[0]))
+    for x in X[50:59]:      # 150 + 1 + 9 updates: the last one refreshes (every 5)
+        c.update(x, c.pseudo_label(x)[0])
+    exact = np.linalg.inv(c.covariance())
+    np.testing.assert_allclose(c.precision(), exact, rtol=0, atol=1e-6 * np.abs(exact).max())
+
+
+def test_tied_gaussian_saving_state_changes_nothing_learned():
+    # the labeler saves the clusterer's state as it runs: that must not move when the precision refreshes (it did:
+    # saving flushed the queued scatter terms and restarted the count to the next refresh)
+    from tests.core._blobs import Blobs
+
+    X, y = Blobs(5, 16, noise=0.5, seed=5).sample(range(5), 150)
+    runs = []
+    for save in (False, True):
+        c = TiedGaussianClusterer(16, refresh_every=10)
+        c.init_from_labelled(X[:25], y[:25])
+        out = []
+        for j, x in enumerate(X[25:]):
+            if save and j % 7 == 3:
+                c.state_dict()
+            p, conf = c.pseudo_label(x)
+            out.append((p, conf))
+            c.update(x, p)
+        runs.append(out)
+    assert runs[0] == runs[1]
