@@ -25,8 +25,9 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
 
 
 #: the widest features a head or clusterer that keeps an F×F covariance learns from: 2048 (ResNet-50's) is 32 MiB per
-#: matrix and about half a second of solve every ``refresh_every`` samples here (130 ms at 1280, docs/results.md);
-#: a backbone cut before its pooling (16,384 features: 2 GiB and minutes per solve) stalled its nodes without a word
+#: matrix, and the SLDA head solves it every ``refresh_every`` samples (45 ms at 1280 here, docs/results.md; the
+#: clusterer's refresh is O(F²k) since 2026-12-05); a backbone cut before its pooling (16,384 features: 2 GiB and
+#: minutes per solve) stalled its nodes without a word
 MAX_COVARIANCE_FEATURES = 2048
 
 
