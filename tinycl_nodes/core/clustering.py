@@ -197,7 +197,8 @@ class TiedGaussianClusterer(NearestCentroid):
     kind = "TiedGaussianClusterer"
     #: start a fresh exact ``G`` when the ridge has drifted by this fraction of ``λ_G`` (series ratio ≤ this) ...
     REBASE_DRIFT = 0.02
-    #: ... or after this many Woodbury updates since the last one (bounds the rounding they accumulate)
+    #: ... or after this many Woodbury updates since the last one (bounds their rounding: alone, 800 of them drifted
+    #: 3e-14 from the exact inverse at F = 64-1280, ``tools/bench_wide.py --drift``)
     REBASE_UPDATES = 40
     #: a ridge drift beyond this fraction (one sample far off the clusters) is met by an exact inverse at once
     MAX_DRIFT = 0.25
