@@ -190,8 +190,9 @@ class TiedGaussianClusterer(NearestCentroid):
     ridge ``λ`` (prior and shrinkage towards the mean variance) grows with ``tr S``, a full-rank change. The precision
     is kept as ``G = inv(S + λ_G I)``, followed through the scatter terms by the Woodbury identity at each refresh
     (O(F²k)), and applied with the ridge's drift ``λ − λ_G`` as a short series (``core/_lowrank.py``); a fresh
-    ``G`` (resetting the drift and rounding) is built a block of rows a sample while the stream goes on. Nothing
-    costs O(F³) in one sample: at F = 1280 an inverse was a 0.13–0.23 s stall every 25 samples.
+    ``G`` (resetting the drift and rounding) is built a block of rows a sample while the stream goes on. No update
+    of a stream costs O(F³) (at F = 1280 an inverse was a 0.13–0.23 s stall every 25 samples); initialising,
+    loading, a ridge jump over ``MAX_DRIFT`` and a new class while a fresh ``G`` is being built still invert at once.
     """
 
     kind = "TiedGaussianClusterer"
@@ -228,7 +229,7 @@ class TiedGaussianClusterer(NearestCentroid):
         self._lam_G = 0.0
         self._delta = 0.0                              # λ − λ_G at the last refresh
         self._a = 1.0                                  # covariance = a·(S + λI)
-        self._terms = 1                                # products the precision takes (1 + the ridge drift's)
+        self._terms = 1                                # F×F products per precision product (the drift's series)
         self._woodburys = 0                            # Woodbury updates since G was last made exactly
         self._next_G: SteppedInverse | None = None     # a fresh G being built, one block a sample
         self._next_lam = 0.0
