@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def woodbury(G: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
     """``inv(inv(G) + UᵀV)`` from ``G`` (F×F) and the k rank-1 terms ``U``, ``V`` (k×F): O(F²k), not O(F³)."""
     GU = G @ U.T                                   # F×k

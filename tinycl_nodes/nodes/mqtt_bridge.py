@@ -46,7 +46,6 @@ import queue
 import re
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -126,7 +125,7 @@ class MqttBridge(Node):
         self._lag_said = 0                           # the handed round a lagging learner was warned about
         self.heads_sent = 0
         self.globals_received = 0
-        self._inbox: "queue.Queue[tuple[Any, HeadSnapshot]]" = queue.Queue(maxsize=16)
+        self._inbox: "queue.Queue[HeadSnapshot]" = queue.Queue(maxsize=16)   # global heads, version = round
         self.exact: bool | None = params.exact          # None until the learner's first head decides
         self._waiting: bytes | None = None              # a global payload that came before that head
         self.member: FleetMember | None = None
@@ -153,7 +152,7 @@ class MqttBridge(Node):
                              self._on_mqtt, self.log)
         self.global_pub = bus.create_publisher(params.global_topic, self.Head, "latched")
         if self._handed_add is not None:
-            self._hand_again()
+            self._hand_again(self._handed_add)
         bus.create_subscription(params.head_topic, self.Head, self._on_head, "latched")
         bus.create_timer(params.period_s, self._on_period)
         bus.create_timer(params.poll_s, self.poll)
@@ -216,15 +215,13 @@ class MqttBridge(Node):
         snap.moments = mom
         return snap
 
-    def _hand_again(self) -> None:
+    def _hand_again(self, add: HeadSnapshot) -> None:
         """After a restart: the last addition handed over is published again. Accounted as added when it was handed,
         it may not have reached the learner (killed, or the learner down, before it took it in: its head then lacked
         the round for good, the bridge reported that head and kept a share short by the addition, negative in the
         others' classes); a learner that took it in skips it (a round is merged once)."""
-        add = self._handed_add
-        assert add is not None
         self._handed_at = time.monotonic()
-        self._inbox.put_nowait((SimpleNamespace(round=add.version), add))
+        self._inbox.put_nowait(add)
         self.log.info("round %d's addition handed to the learner again (handed before this restart; a learner that "
                       "took it in skips it)", add.version)
 
@@ -483,8 +480,7 @@ class MqttBridge(Node):
             return
         try:
             # exact mode: an addition must reach the learner (it is accounted as added): wait for room
-            self._inbox.put((meta, snap), timeout=10.0) if self.member is not None else self._inbox.put_nowait(
-                (meta, snap))
+            self._inbox.put(snap, timeout=10.0) if self.member is not None else self._inbox.put_nowait(snap)
         except queue.Full:
             self.log.warning("global head round %d dropped: the bus is not keeping up", meta.round)
 
@@ -492,20 +488,20 @@ class MqttBridge(Node):
         """Publish received global heads on the bus (runs in the bus thread, from a timer)."""
         while True:
             try:
-                meta, snap = self._inbox.get_nowait()
+                snap = self._inbox.get_nowait()
             except queue.Empty:
                 return
             self.global_pub.publish(to_msg(snap, self.Head, self.ClassInfo, self.bus.stamp()))
             self.globals_received += 1
             if snap.moments is None:
                 self.log.info("global head round %d (%d classes, %d samples of the fleet's) handed to the learner",
-                              meta.round, snap.n_classes, int(snap.counts.sum()))
+                              snap.version, snap.n_classes, int(snap.counts.sum()))
                 continue
             n = np.rint(snap.moments.n)
             gone = [f"{-int(c)} of {k[1]}" for k, c in zip(snap.moments.keys, n) if c < 0]
             out = (f", {int(-n[n < 0].sum())} to take out ({', '.join(gone)}: a device removed, or a peer's "
                    f"un-learning)" if gone else "")
-            self.log.info("global head round %d handed to the learner: %d samples to add%s", meta.round,
+            self.log.info("global head round %d handed to the learner: %d samples to add%s", snap.version,
                           int(n[n > 0].sum()), out)
 
     def close(self) -> None:
