@@ -305,7 +305,7 @@ class TiedGaussianClusterer(NearestCentroid):
             if self._next_G is not None:      # started at the last refresh: the queued terms are the ones since
                 self._G, self._lam_G, self._woodburys = self._next_G.finish(), self._next_lam, 0
                 self._next_G = None
-            exact = lam - self._lam_G > self.MAX_DRIFT * self._lam_G
+            exact = abs(lam - self._lam_G) > self.MAX_DRIFT * self._lam_G
         if exact:
             self._next_G = None
             self._G = np.linalg.inv(self.scatter + lam * np.eye(self.n_features))
@@ -314,14 +314,14 @@ class TiedGaussianClusterer(NearestCentroid):
             if k:
                 self._G = woodbury(self._G, U, V)
                 self._woodburys += 1
-            if lam - self._lam_G > self.REBASE_DRIFT * self._lam_G or self._woodburys >= self.REBASE_UPDATES:
+            if abs(lam - self._lam_G) > self.REBASE_DRIFT * self._lam_G or self._woodburys >= self.REBASE_UPDATES:
                 A = self.scatter.copy()
                 A.reshape(-1)[::self.n_features + 1] += lam
                 self._next_G, self._next_lam = SteppedInverse(A, max(1, self.refresh_every - 1)), lam
         self._G32 = self._G.astype(np.float32)
         self._a, self._delta = a, lam - self._lam_G
         # ‖G‖ ≤ 1/λ_G (S is positive semi-definite): the series' ratio is at most δ/λ_G; 3e-8 is float32 rounding
-        self._terms = max(1, series_terms(self._delta / self._lam_G, 3e-8))
+        self._terms = max(1, series_terms(abs(self._delta) / self._lam_G, 3e-8))
         self._W = np.ascontiguousarray(self._apply(self.centroids.T).T)
         self._b = -0.5 * np.einsum("ij,ij->i", self._W, self.centroids)
 
