@@ -6,6 +6,8 @@ test-ros2``) the ROS 2 already sourced in the caller's shell is used instead of 
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -46,19 +48,37 @@ def ros2_base_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ros2_ws(ros2_base_env, tmp_path_factory) -> dict[str, str]:
-    """The package built with colcon in a fresh workspace; the environment with it sourced."""
-    ws = tmp_path_factory.mktemp("colcon_ws")
+def ros2_ws(ros2_base_env, tmp_path_factory, request) -> dict[str, str]:
+    """The package built with colcon in a fresh workspace; the environment with it sourced.
+
+    Built once per run: under pytest-xdist the workers of one run share the run's temporary folder, and the first to
+    get here builds while the other waits for it (two colcon builds at once took ~23 s each of the 2 cores)."""
+    if not hasattr(request.config, "workerinput"):        # one process: its own workspace
+        return _colcon_build(ros2_base_env, tmp_path_factory.mktemp("colcon_ws"))
+    shared = tmp_path_factory.getbasetemp().parent         # the run's folder, of every worker (not of other runs)
+    with open(shared / "colcon_ws.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)                   # released when the file closes
+        done = shared / "colcon_ws.json"
+        if not done.is_file():
+            ws = shared / "colcon_ws"
+            shutil.rmtree(ws, ignore_errors=True)          # a build that failed in the other worker
+            ws.mkdir()
+            done.write_text(json.dumps(_colcon_build(ros2_base_env, ws)))
+        return json.loads(done.read_text())
+
+
+def _colcon_build(base_env: dict[str, str], ws: Path) -> dict[str, str]:
+    """``colcon build`` of this repository (a symlink in ``ws/src``); the environment with the install sourced."""
     (ws / "src").mkdir()
     (ws / "src" / "tinycl_nodes").symlink_to(ROOT)
     t0 = time.monotonic()
     out = subprocess.run(["colcon", "build", "--merge-install", "--cmake-args",
                           f"-DPython3_EXECUTABLE={shutil.which('python3', path='/usr/bin') or '/usr/bin/python3'}",
-                          "-DBUILD_TESTING=OFF"], cwd=ws, env=ros2_base_env, capture_output=True, text=True,
+                          "-DBUILD_TESTING=OFF"], cwd=ws, env=base_env, capture_output=True, text=True,
                          timeout=600)
     if out.returncode != 0:
         pytest.fail(f"colcon build failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    env = env_after(f"source {ws}/install/setup.bash", ros2_base_env)
+    env = env_after(f"source {ws}/install/setup.bash", base_env)
     env["TINYCL_WS"] = str(ws)
     env["TINYCL_COLCON_BUILD_S"] = f"{time.monotonic() - t0:.1f}"
     return env
