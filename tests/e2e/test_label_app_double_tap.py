@@ -35,14 +35,19 @@ def double_tap(page, button) -> None:
     page.touchscreen.tap(x, y)
 
 
+def one_question(r, phone) -> tuple[Heard, Any, Any, str]:
+    """A phone open on the robot, asked about one sample: what the robot heard, the page, the question's card, its id."""
+    heard = Heard(r)
+    page = open_phone(phone, r)
+    ask(r, 1)
+    card = page.locator("article.card").first
+    card.wait_for()
+    return heard, page, card, card.get_attribute("data-request-id")
+
+
 def test_a_double_tap_on_a_questions_class_sends_one_answer(domain, tmp_path, phone):
     with robot(domain, tmp_path) as r:
-        heard = Heard(r)
-        page = open_phone(phone, r)
-        ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
+        heard, page, card, rid = one_question(r, phone)
         time.sleep(SETTLED_S)
         double_tap(page, card.locator('button.cls[data-class-id="0"]'))
         page.locator(f'#history li[data-request-id="{rid}"] .state', has_text="learned").wait_for()
@@ -52,12 +57,7 @@ def test_a_double_tap_on_a_questions_class_sends_one_answer(domain, tmp_path, ph
 
 def test_a_double_tap_on_add_sends_one_new_class(domain, tmp_path, phone):
     with robot(domain, tmp_path) as r:
-        heard = Heard(r)
-        page = open_phone(phone, r)
-        ask(r, 1)
-        card = page.locator("article.card").first
-        card.wait_for()
-        rid = card.get_attribute("data-request-id")
+        heard, page, card, rid = one_question(r, phone)
         card.locator("input[name=new]").fill("cat")
         time.sleep(SETTLED_S)
         double_tap(page, card.locator("form.new button"))
