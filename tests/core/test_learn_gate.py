@@ -101,8 +101,9 @@ def test_the_views_remembered_are_state_the_last_recent_of_them_oldest_first():
     smaller = RecentViews(8, 0.5, "l2", recent=2)       # a smaller ring keeps the last views
     smaller.load_state_dict(state)
     assert smaller.seen(X[5]) and smaller.seen(X[4]) and not smaller.seen(X[3])
-    other = RecentViews(8, 0.5, "l1", recent=4)         # another metric: not comparable, none remembered
-    other.load_state_dict(state)
+    other = RecentViews(8, 0.5, "l1", recent=4)         # another metric: not comparable, refused, none remembered
+    with pytest.raises(StateError, match="'l2' metric, this gate's is 'l1'"):
+        other.load_state_dict(state)
     assert not any(other.seen(x) for x in X)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import state as st
-from .errors import InputError
+from .errors import InputError, StateError
 
 Metric = Literal["mahalanobis", "l2", "l1"]
 
@@ -81,15 +81,16 @@ class RecentViews:
         return st.make_state("RecentViews", 1, {"metric": self.metric}, {"X": self._X[order], "q": self._q[order]})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Remember the views of :meth:`state_dict` (the last ``recent`` of them). Views kept under another metric
-        are not comparable: the ring starts empty then. A bad state is a StateError and changes nothing."""
+        """Remember the views of :meth:`state_dict` (the last ``recent`` of them). A bad state, or views kept under
+        another metric (their distances are not comparable), is a StateError and changes nothing."""
         st.check_state(state, "RecentViews", 1, ("X", "q"))
+        metric = (state.get("params") or {}).get("metric")
+        if metric != self.metric:
+            raise StateError(f"recent views kept under the {metric!r} metric, this gate's is {self.metric!r}")
         rows = np.asarray(state["arrays"]["X"])
         k = rows.shape[0] if rows.ndim == 2 else -1            # -1: not rows of features, refused below
         X = st.expect_shape(state, "X", (k, self._X.shape[1]))
         q = st.expect_shape(state, "q", (k,))
-        if (state.get("params") or {}).get("metric") != self.metric:
-            k = 0
         k = min(k, self.recent)
         self._X[:] = 0.0
         self._q[:] = 0.0
