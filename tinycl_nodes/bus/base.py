@@ -21,6 +21,11 @@ class Publisher(Protocol):
     def publish(self, msg: Any) -> None: ...
     def get_subscription_count(self) -> int: ...
 
+    def all_acked(self) -> bool:
+        """True once every matched reader is known to hold every sample written (a writer that goes away then loses
+        none): a reliable writer's readers acknowledge them; a best-effort writer's never do, so it is False."""
+        ...
+
 
 @runtime_checkable
 class Bus(Protocol):

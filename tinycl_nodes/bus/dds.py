@@ -70,8 +70,8 @@ class DdsPublisher:
 
     BLOCKED_SAY_S = 10.0
 
-    def __init__(self, topic: str, writer: DataWriter, msg_type: type, log: logging.Logger) -> None:
-        self.topic, self.writer, self.msg_type, self.log = topic, writer, msg_type, log
+    def __init__(self, topic: str, writer: DataWriter, msg_type: type, log: logging.Logger, reliable: bool) -> None:
+        self.topic, self.writer, self.msg_type, self.log, self.reliable = topic, writer, msg_type, log, reliable
         self.not_sent = 0                 #: writes that timed out
         self._said: tuple[float, int] = (-self.BLOCKED_SAY_S, 0)   # when the line was last said, and the count then
 
@@ -93,6 +93,17 @@ class DdsPublisher:
     def get_subscription_count(self) -> int:
         """Matched subscriptions (rclpy's name), e.g. to wait for readers before a replay starts."""
         return int(self.writer.get_publication_matched_status().current_count)
+
+    def all_acked(self) -> bool:
+        """base.Publisher's. Cyclone says yes at once for a best-effort writer: nothing acknowledges its samples.
+        The C call itself: cyclonedds-python 11.0.1's ``DataWriter.wait_for_acks`` raises AttributeError on a time-out
+        (it reads ``Exception.DDS_RETCODE_TIMEOUT``)."""
+        if not self.reliable:
+            return False
+        ret = self.writer._wait_for_acks(self.writer._ref, 0)
+        if ret not in (0, DDSException.DDS_RETCODE_TIMEOUT):
+            raise DDSException(ret, f"{self.topic}: waiting for acknowledgements")
+        return ret == 0
 
 
 class DdsSubscription:
@@ -180,9 +191,10 @@ class DdsBus(BaseBus):
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> DdsPublisher:
         t = self._resolve_type(msg_type)
         name = self.topic_name(topic)
-        writer = DataWriter(self._pub, self._topic(name, t), self.qos(profile(qos), t.__ros_type__))
+        p = profile(qos)
+        writer = DataWriter(self._pub, self._topic(name, t), self.qos(p, t.__ros_type__))
         self.discovery.add(writer, is_reader=False)
-        return DdsPublisher(name, writer, t, self.logger)
+        return DdsPublisher(name, writer, t, self.logger, p.reliable)
 
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> DdsSubscription:

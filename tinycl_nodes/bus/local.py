@@ -48,6 +48,10 @@ class LocalPublisher:
     def get_subscription_count(self) -> int:
         return len(self._t.subscribers)
 
+    def all_acked(self) -> bool:
+        """base.Publisher's: publish() hands each sample to every subscriber before it returns."""
+        return True
+
     def publish(self, msg: Any) -> None:
         if type(msg) is not self._t.msg_type:
             raise TypeError(f"{self.topic}: expected {self._t.msg_type.__name__}, got {type(msg).__name__}")

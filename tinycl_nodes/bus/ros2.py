@@ -39,6 +39,13 @@ def to_rclpy_qos(p: QosProfile) -> QoSProfile:
     )
 
 
+def _all_acked(pub: Any) -> bool:
+    """base.Publisher's ``all_acked`` for an rclpy publisher: rclpy's ``wait_for_all_acked`` (Humble and later) says
+    yes at once for a best-effort one, whose samples no reader acknowledges."""
+    return (pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+            and pub.wait_for_all_acked(Duration(nanoseconds=0)))
+
+
 def _managed_node_class() -> type:
     """An rclpy LifecycleNode whose transition callbacks call the hooks given by the tinycl node."""
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -112,6 +119,7 @@ class Ros2Bus:
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = RELIABLE) -> Any:
         pub = self.node.create_publisher(self._resolve_type(msg_type), topic, to_rclpy_qos(profile(qos)))
         pub.topic = pub.topic_name
+        pub.all_acked = lambda: _all_acked(pub)
         return pub
 
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,

@@ -132,10 +132,11 @@ class SensorParams(NodeParams):
                                                           "this many seconds")
     start_delay_s: float = Field(0.0, ge=0, description="seconds to wait once the readers are there, before the "
                                                         "first sample")
-    exit_when_done: bool = Field(True, description="exit when the source is exhausted (after linger_s); "
+    exit_when_done: bool = Field(True, description="exit when the source is exhausted (after linger_s at most); "
                                                    "false: keep running")
-    linger_s: float = Field(2.0, ge=0, description="seconds to keep the writer alive at the end so readers get "
-                                                   "the last samples")
+    linger_s: float = Field(2.0, ge=0, description="at most this many seconds to keep the writers alive at the end "
+                                                   "so readers get the last samples: less once every reliable "
+                                                   "reader has acknowledged them all (best-effort: all of it)")
     bag: str | None = Field(None, description="rosbag source: a rosbag2 folder or .mcap file")
     bag_topic: str = Field("/camera/image_raw", description="rosbag source: the sensor_msgs/Image or "
                                                             "CompressedImage topic replayed")
@@ -451,9 +452,20 @@ class Sensor(Node):
             self.publish(sample.pixels, sample.label, sample.learnable, sample.stamp_ns)
         self.log.info("published %d samples", self.published)
         if p.exit_when_done:
-            self.bus.spin(p.linger_s)
+            self._linger(p.linger_s)
         else:
             self.bus.spin()
+
+    def _linger(self, limit_s: float) -> None:
+        """Keep the writers until every reader holds all they wrote, ``limit_s`` at most. It was ``limit_s`` always:
+        every replay, and every graph waiting for its end (the metrics node), ended that much late. A best-effort
+        writer's readers never say (they do not acknowledge): it lingers the whole time."""
+        end = time.monotonic() + limit_s
+        writers = [self.imu_pub if self.imu else self.image_pub] + ([self.truth_pub] if self.labelled else [])
+        while self.bus.ok() and (left := end - time.monotonic()) > 0:
+            if all(w.all_acked() for w in writers):
+                return
+            self.bus.spin_once(min(left, 0.02))
 
 
 def _why_not_opened(device: int | str) -> str:
