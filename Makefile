@@ -77,12 +77,14 @@ browser-deps:
 ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
-# Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml).
+# Three workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml).
+# Three on CI's two cores: much of a test's time is waiting (node start-up, DDS discovery, a browser, a launch
+# stopping), and a third worker fills it; the CPU was still 10 % idle with three (a full run on 2 cores, 2026-12-05).
 test: $(TRAIN_STAMP) system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
-	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
+	  $(PY) -m pytest -n 3 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
 	  $(PY) -m pytest -m timed --durations=10; timed=$$?; \
-	  echo "make test: pytest exit codes $$parallel (two workers) and $$timed (timed tests alone)"; \
+	  echo "make test: pytest exit codes $$parallel (the workers) and $$timed (timed tests alone)"; \
 	  test $$parallel -eq 0 -a $$timed -eq 0
 
 # The ROS 2 suite against the ROS 2 sourced in your shell (Humble or later) instead of the kit.
