@@ -525,6 +525,16 @@ class StateStore:
         """Something other than a sample changed (a merge, a request): saved by the next tick."""
         self.dirty = True
 
+    def journaled(self) -> bool:
+        """Count a change that the journal holds and that asks for no checkpoint soon (a held camera view, for the
+        learn gate): a checkpoint comes after ``every_n`` of them, so that the journal a restart replays stays short,
+        but not ``every_s`` after the first: the TinyRCE labeler wrote its whole state (up to 1.8 MB) every minute a
+        camera moved (docs/results.md)."""
+        self.pending += 1
+        if not self.replaying and self.pending >= self.every_n:
+            return self.save(wait=False)
+        return False
+
     def tick(self) -> bool:
         """Call from a timer: checkpoint a change that is ``every_s`` old."""
         if self.dirty and time.monotonic() - self.saved_at >= self.every_s:

@@ -107,6 +107,26 @@ def test_the_views_remembered_are_state_the_last_recent_of_them_oldest_first():
     assert not any(other.seen(x) for x in X)
 
 
+@pytest.mark.parametrize("metric", ["l2", "l1", "mahalanobis"])
+def test_a_repeat_names_the_view_it_repeats_while_the_ring_holds_it(metric):
+    """``match`` gives the serial ``remember`` gave the view repeated (the nearest within the radius), ``view`` that
+    view back: the TinyRCE labeler journals a view once it is held. A view pushed out of the ring is not given."""
+    rng = np.random.default_rng(3)
+    P = np.eye(8)
+    views = RecentViews(8, 0.5, metric, recent=4)
+    X = (3 * rng.normal(size=(6, 8))).astype(np.float32)
+    Px = (lambda x: P @ x) if metric == "mahalanobis" else (lambda x: None)
+    assert [views.remember(x, Px(x)) for x in X] == [0, 1, 2, 3, 4, 5]
+    for i in (2, 3, 4, 5):
+        near = X[i] + np.float32(0.01)
+        assert views.match(near, Px(near)) == i
+        np.testing.assert_array_equal(views.view(i), X[i])
+    assert views.match(X[0], Px(X[0])) == -1 and views.view(0) is None and views.view(1) is None   # pushed out
+    assert views.view(6) is None and views.view(-1) is None
+    far = X[5] + np.float32(1.0)
+    assert views.match(far, Px(far)) == -1
+
+
 def test_a_gate_restored_holds_back_the_held_view_as_the_one_it_was_saved_from():
     X, y = blobs(200, [0, 1, 2, 3], dim=16, seed=9)
     system, restarted = _system(outlier_factor=3.5, repeat_factor=0.1), _system(outlier_factor=3.5, repeat_factor=0.1)

@@ -56,23 +56,42 @@ class RecentViews:
 
     def seen(self, x: np.ndarray, Px: np.ndarray | None = None) -> bool:
         """Whether ``x`` is within ``radius`` of a remembered view."""
+        return self.match(x, Px) >= 0
+
+    def match(self, x: np.ndarray, Px: np.ndarray | None = None) -> int:
+        """The serial number (:meth:`remember`'s) of the nearest remembered view within ``radius`` of ``x``, or -1:
+        a labeler journals a view once it is held (:meth:`view` gives it back)."""
         if not self._n or self.radius == 0:
-            return False
+            return -1
         R = self._X[:min(self._n, self.recent)]
         if self.metric == "mahalanobis":
             d2 = float(x.astype(np.float64) @ Px) - 2.0 * (R @ Px) + self._q[:len(R)]
-            return float(d2.min()) < self.radius ** 2
-        diff = R - x
-        d = np.abs(diff).sum(1) if self.metric == "l1" else np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        return float(d.min()) < self.radius
+            j = int(d2.argmin())
+            inside = float(d2[j]) < self.radius ** 2
+        else:
+            diff = R - x
+            d = np.abs(diff).sum(1) if self.metric == "l1" else np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            j = int(d.argmin())
+            inside = float(d[j]) < self.radius
+        if not inside:
+            return -1
+        newest = (self._n - 1) % self.recent          # slot j holds serial n-1 - ((newest - j) mod recent)
+        return self._n - 1 - (newest - j) % self.recent
 
-    def remember(self, x: np.ndarray, Px: np.ndarray | None = None) -> None:
-        """``x`` was learned: later samples too close to it are repeats."""
+    def view(self, serial: int) -> np.ndarray | None:
+        """The view remembered as ``serial``, while the ring still holds it (else None)."""
+        if not self._n - min(self._n, self.recent) <= serial < self._n:
+            return None
+        return self._X[serial % self.recent].copy()
+
+    def remember(self, x: np.ndarray, Px: np.ndarray | None = None) -> int:
+        """``x`` was learned: later samples too close to it are repeats. Its serial number (0, 1, …)."""
         i = self._n % self.recent
         self._X[i] = x
         if self.metric == "mahalanobis":
             self._q[i] = float(x.astype(np.float64) @ Px)
         self._n += 1
+        return self._n - 1
 
     def state_dict(self) -> dict[str, Any]:
         """The views remembered, oldest first (at most ``recent`` rows of F floats, each with its ``xᵀPx``)."""

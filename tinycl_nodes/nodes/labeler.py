@@ -596,13 +596,9 @@ class RceLabeler(Labeler):
         self._answers: OrderedDict[str, dict[str, Any]] = OrderedDict()   # answered requests that may change
         # what was just passed on to be learned: the same view again is passed on to be predicted only
         self.views = RecentViews(self.n_features, params.rce_repeat_factor * params.rce_r_max, params.rce_metric)
+        self._unsaved_views: set[int] = set()    # serials of views passed on since the last checkpoint, not journaled
         self._not_learned = NotLearned(self.log)
-        self.state = self.open_state("labeler", lambda: {"rce": self.rce.state_dict(),
-                                                          "requests": self.requests.state_dict(),
-                                                          "undo": self.undo.state_dict(),
-                                                          "answers": self._answers_state(),
-                                                          "passed_on": self.passed.state_dict(),
-                                                          VIEWS: self.views.state_dict()}, journal=True)
+        self.state = self.open_state("labeler", self._snapshot, journal=True)
         self._saved_undo: dict[str, Any] = {}
         self.load_state()
         self.undo = ReplayUndo(self.rce, params.undo_samples)
@@ -651,6 +647,13 @@ class RceLabeler(Labeler):
         self._publish_classes()
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests%s",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending), journal_words(relearned))
+
+    def _snapshot(self) -> dict[str, dict[str, Any]]:
+        """The state a checkpoint writes; the views passed on so far are in it (none left to journal)."""
+        self._unsaved_views.clear()
+        return {"rce": self.rce.state_dict(), "requests": self.requests.state_dict(), "undo": self.undo.state_dict(),
+                "answers": self._answers_state(), "passed_on": self.passed.state_dict(),
+                VIEWS: self.views.state_dict()}
 
     def load_state(self) -> None:
         """The saved RCE and requests, or fresh ones (no file, or a bad one: moved aside)."""
@@ -774,8 +777,8 @@ class RceLabeler(Labeler):
     def _on_sample(self, msg: Any, now: float, request_id: str) -> None:
         """A sample: learned (labelled), passed on (covered) or offered to the questions at wall-clock ``now``, under
         ``request_id`` if it starts one (a new id if empty). Journaled with both before anything changes (but for a
-        covered sample, which changes nothing): learned again after a kill, it takes the same turns
-        (:meth:`_relearn`)."""
+        covered sample, which changes only the views passed on: a view is journaled once it is held,
+        :meth:`_record_view`): learned again after a kill, it takes the same turns (:meth:`_relearn`)."""
         x = features_of(msg, self.n_features, self.hash, self.bound)
         if msg.labelled and msg.true_label >= 0:
             label = int(msg.true_label)
@@ -786,13 +789,16 @@ class RceLabeler(Labeler):
             self._count()
             return
         dec = self.rce.decide_valid(x)
-        if not dec.wants_label and self.views.seen(x):     # covered, and the view just passed on: predicted only
+        if not dec.wants_label and (held := self.views.match(x)) >= 0:   # covered, the view just passed on: predicted
             self._not_learned.note(LearnGate.REPEAT)
+            if held in self._unsaved_views:    # held in view: journaled now, so that a restart does not pass it on
+                self._unsaved_views.discard(held)    # again (:meth:`_record_view`)
+                self._record_view(self.views.view(held))
             self._publish(msg, -1, self._covered(dec)[1], self.LabeledFeatures.PSEUDO)
             return
         if not dec.wants_label:        # covered: passed on, nothing learned here
-            self.views.remember(x)
-            self.state.changed()           # a new view (a repeat returned above): checkpointed within save_period_s
+            serial = self.views.remember(x)
+            self._unsaved_views = {s for s in self._unsaved_views if s > serial - self.views.recent} | {serial}
             label, confidence = self._covered(dec)
             if any(a["class_id"] == label for a in self._answers.values()):   # a changed answer may take it back
                 stamp = stamp_ns(msg.header)
@@ -844,6 +850,15 @@ class RceLabeler(Labeler):
     def _record_sample(self, msg: Any, now: float, request_id: str) -> None:
         self.state.record(pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode()))
 
+    def _record_view(self, x: np.ndarray | None) -> None:
+        """A covered view passed on, recorded once the camera holds it (its first repeat): after a kill -9 the held
+        view is a repeat still, not learned twice. Not each new view as it is passed on (a moving camera's every
+        frame may be one), nor a checkpoint for it: the labeler wrote its whole state, up to 1.8 MB, every minute a
+        camera moved (docs/results.md). A view killed before its first repeat is passed on once more."""
+        if x is not None:
+            self.state.record(pack(b"view", np.asarray(x, "<f4").tobytes()))
+            self.state.journaled()
+
     def _record_passed(self, x: np.ndarray, stamp: int, label: int, confidence: float) -> None:
         """A pseudo-label a changeable answer's prototypes gave (``PassedOn``): after a kill, a correction of that
         answer still takes it back from the learner, which journaled it as learned."""
@@ -865,6 +880,8 @@ class RceLabeler(Labeler):
         if op == b"sample" and len(parts) == 3:
             self._on_sample(message_of(self.bus, "Features", parts[0]), struct.unpack("<d", parts[1])[0],
                             parts[2].decode())
+        elif op == b"view" and len(parts) == 1 and len(parts[0]) == 4 * self.n_features:
+            self.views.remember(np.frombuffer(parts[0], "<f4"))
         elif op == b"passed" and len(parts) == 2 and len(parts[0]) == 4 * self.n_features:
             self.passed.add(np.frombuffer(parts[0], "<f4"), *PASSED.unpack(parts[1]))
         elif op == b"picture" and len(parts) == 3:
