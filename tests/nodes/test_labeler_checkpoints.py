@@ -69,8 +69,9 @@ def test_the_rce_labeler_checkpoints_what_it_learns_and_asks_not_what_it_passes_
 def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_by_time(tmp_path, data_dir):
     """A camera moving over views the labeler covers: a view it holds (a repeat came) is one journal record, a view
     it only passes by none, and no checkpoint follows by time. Was: every new view asked for a checkpoint of the
-    whole state within ``save_period_s`` (1.8 MB a minute in a soak of camera.launch.py under ROS 2, docs/results.md).
-    After ``save_every`` held views one comes, so that the journal a restart learns again stays short."""
+    whole state within ``save_period_s`` (1.4 MB a minute in a soak of camera.launch.py under ROS 2, docs/results.md).
+    Once the views journaled weigh as much as the last checkpoint one comes: the journal a restart learns again stays
+    short, and the views cost at most twice their records' bytes."""
     X, y = load_mnist("test", data_dir)
     feats = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(X[y == 0][:80])
     camera = yaml.safe_load((Path(__file__).parents[2] / "config" / "camera.yaml").read_text())
@@ -107,7 +108,19 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
     assert not lab.state.tick() and lab.state.ticket == 2     # was 3: a checkpoint for the new views
     assert len(view_records()) == 9                   # each held view once, as passed on; none passed by
     assert np.array_equal(np.frombuffer(unpack(view_records()[0])[1], "<f4"), views[0])
-    send(views[16])
-    send(views[16] + np.float32(1e-3))                # the 10th held view: save_every of them, a checkpoint
-    assert lab.state.ticket == 3
+    lab.state.flush()                                 # the last checkpoint on disk: its size
+    size, record = (tmp_path / "labeler.state").stat().st_size, len(view_records()[0])
+    need = -(-size // record)                         # held views whose records weigh as much as that checkpoint
+    assert need > 20                                  # (not every save_every = 10: 1.4 MB every 5.5 minutes, was)
+    rng = np.random.default_rng(0)
+    held = 9
+    while lab.state.ticket == 2 and held <= need:
+        v = views[held % 17] + rng.normal(0, 1 / 8, 64).astype(np.float32)   # a new view, about 1.0 from the others
+        if lab.rce.decide(v).wants_label:             # one it would ask about (and checkpoint the question)
+            continue
+        first = len(labeled)
+        send(v)
+        send(v + np.float32(1e-3))
+        held += [m.label >= 0 for m in labeled[first:]] == [True, False]
+    assert held == need and lab.state.ticket == 3, (held, need, lab.state.ticket)
     lab.close()
