@@ -7,8 +7,10 @@
 ``tinyndc`` in the namespace, so that the labeler knows classes, then the camera graph
 (``camera.launch.py`` / ``tinyndc.launch.py camera_topic:=…``) fed by this script as an rclpy camera at 30 frames/s,
 320x240 rgb8, MNIST test digits in turns: ``--moving-s`` of digits each held ``--hold`` frames, then ``--parked-s``
-of one digit with pixel noise (sigma 3; a parked robot). This script also answers each label request with the
-digit shown (as a person would) and scores the learner's predictions against the digit of their frame.
+of one digit with pixel noise (sigma 3; a parked robot); ``--novel-s``: every test digit in turn first. This script
+also answers each label request with the digit shown, as a person would (one about a frame not its own, a group the
+replay formed, is skipped; ``--no-answer``: none), and scores the learner's predictions against the digit of their
+frame.
 
 Measured, per node: resident memory (after ``--early-s`` and at the end), open descriptors, CPU seconds, restarts;
 the extractor's frames received / processed / dropped (its own lines); each ``*.state`` file's writes (a new inode
@@ -154,7 +156,8 @@ class Writes:
             out[kind] = {"writes": writes, "MB": round(nbytes / 1e6, 3), "writes_per_min": round(writes / minutes, 2),
                          "MB_per_min": round(nbytes / 1e6 / minutes, 3),
                          "GB_per_day": round(nbytes / 1e9 / minutes * 1440, 2),
-                         "per_minute_MB": [round(cells.get(m, [0, 0])[1] / 1e6, 2) for m in range(int(minutes) + 1)]}
+                         "per_minute_MB": [round(cells.get(m, [0, 0])[1] / 1e6, 2) for m in range(int(minutes) + 1)],
+                         "per_minute_writes": [cells.get(m, [0, 0])[0] for m in range(int(minutes) + 1)]}
         return out
 
 
@@ -215,6 +218,9 @@ def main() -> None:
     ap.add_argument("--replay-samples", type=int, default=500)
     ap.add_argument("--scene", choices=["all", "covered"], default="all",
                     help="all: every test digit in turn; covered: only digits the replay's TinyRCE covers (camera)")
+    ap.add_argument("--novel-s", type=float, default=0.0,
+                    help="first this long every test digit in turn (questions form) before the scene")
+    ap.add_argument("--no-answer", action="store_true", help="answer no label request (nobody at the phone)")
     args = ap.parse_args()
     home = Path(args.home)
     home.mkdir(parents=True, exist_ok=True)
@@ -246,6 +252,7 @@ def main() -> None:
     if args.scene == "covered":
         pool = covered_digits(state_dir / "labeler.state", X, 300)
         print(f"scene: {len(pool)} covered digits", flush=True)
+    X_all, Y_all = X, Y
     X, Y = X[pool], Y[pool]
     launch = Launch(launch_args, env, home / "soak.log")
     rng = np.random.default_rng(0)
@@ -256,6 +263,7 @@ def main() -> None:
     preds = {"moving": [0, 0, 0], "parked": [0, 0, 0]}   # predictions, right, no class
     names: dict[str, int] = {}
     answered: list[str] = []
+    skipped: list[str] = []
 
     def on_prediction(m: Prediction) -> None:
         i = m.header.stamp.nanosec if m.header.stamp.sec == 1 else -1
@@ -277,7 +285,11 @@ def main() -> None:
     def on_request(m: LabelRequest) -> None:
         i = m.features.header.stamp.nanosec if m.features.header.stamp.sec == 1 else -1
         digit = labels_of.get(i)
-        if digit is None or m.request_id in answered:
+        if args.no_answer or m.request_id in answered or m.request_id in skipped:
+            return
+        if digit is None:        # not a frame of ours (a group the replay formed): skipped, as by a person unsure
+            answer_pub.publish(LabelAnswer(request_id=m.request_id, class_id=-2, answered_by="soak"))
+            skipped.append(m.request_id)
             return
         cid = names.get(str(digit), digit if digit < 6 else -1)
         answer_pub.publish(LabelAnswer(request_id=m.request_id, class_id=cid,
@@ -302,27 +314,31 @@ def main() -> None:
     watcher = threading.Thread(target=writes.run, daemon=True)
     watcher.start()
     stats: dict[str, dict] = {"early": {}, "end": {}}
+    rss_series: dict[str, list[float]] = {n: [] for n in NODES}     # each node's RSS (MB) every minute
+    next_minute = 60.0
     restarts: dict[str, set[int]] = {n: set() for n in NODES}
     step = (W * 3 + 63) // 64 * 64
-    sent, digit_i, parked_i = 0, 0, 0
+    sent, digit_i, parked_i, digit = 0, 0, 0, 0
     frame_payload: array.array | None = None
     parked_digit = 0
     cycle = args.moving_s + args.parked_s
     noisy: list[array.array] = []
     last_scan = 0.0
     while (t := time.monotonic() - t0) < args.minutes * 60:
-        moving = (t % cycle) < args.moving_s
+        novel = t < args.novel_s
+        moving = novel or ((t - args.novel_s) % cycle) < args.moving_s
         if moving:
             noisy = []
             if sent % args.hold == 0 or not frame_payload:
                 digit_i += 1
-                frame = camera_frame(X[digit_i % len(X)])
+                frame = camera_frame((X_all if novel else X)[digit_i % len(X_all if novel else X)])
                 rows = np.zeros((H, step), np.uint8)
                 rows[:, :W * 3] = frame.reshape(H, W * 3)
                 frame_payload = array.array("B", rows.tobytes())
-            digit = int(Y[digit_i % len(Y)])
+                digit = int((Y_all if novel else Y)[digit_i % len(Y_all if novel else Y)])
             payload = frame_payload
         else:
+            frame_payload = None        # moving again: a new digit at once
             if not noisy:       # a new parked view: 30 noisy frames of one digit, round-robin
                 parked_i += 1
                 k = (7919 * parked_i) % len(X)
@@ -340,9 +356,7 @@ def main() -> None:
         msg.header.frame_id = "camera"
         msg.data = payload
         truth[sent] = (digit, "moving" if moving else "parked")
-        labels_of[sent] = digit
-        if len(labels_of) > 3000:
-            labels_of.pop(next(iter(labels_of)))
+        labels_of[sent] = digit       # all of them: a question may show a frame of its group's first minutes
         pub.publish(msg)
         sent += 1
         if t - last_scan > 5:
@@ -354,6 +368,10 @@ def main() -> None:
                     stats["end"][name] = {**s, "pid": pid}
                     if t < args.early_s or name not in stats["early"]:
                         stats["early"][name] = {**s, "pid": pid, "t_s": round(t)}
+                    if t >= next_minute:
+                        rss_series[name].append(s["rss_mb"])
+            if t >= next_minute:
+                next_minute += 60.0
             for i in [i for i in truth if i < sent - 300]:
                 truth.pop(i)          # no prediction 10 s later: not coming
             if launch.proc.poll() is not None:
@@ -388,7 +406,8 @@ def main() -> None:
         "frames_sent": sent, "extractor_frames": dict(zip(("received", "processed", "dropped"), frames)),
         "predictions": {k: {"n": v[0], "right": v[1], "no_class": v[2],
                             "right_pct": round(100 * v[1] / max(1, v[0]), 2)} for k, v in preds.items()},
-        "questions_answered": len(answered), "nodes": stats,
+        "questions_answered": len(answered), "questions_skipped": len(skipped), "nodes": stats,
+        "rss_mb_each_minute": {n: v for n, v in rss_series.items() if v},
         "restarts": {n: len(p) - 1 for n, p in restarts.items() if p},
         "writes": writes.summary(minutes), "warn_error_lines": len(bad), "warn_error_first": bad[:20],
         "state_folder_kB_end": round(sum(p.stat().st_size for p in state_dir.glob("*") if p.is_file()) / 1e3, 1),
