@@ -530,13 +530,14 @@ class StateStore:
 
     def journaled(self, nbytes: int) -> bool:
         """Count a record of ``nbytes`` that the journal holds and that asks for no checkpoint soon (a held camera
-        view, for the learn gate): a checkpoint comes once such records weigh as much as the last checkpoint, so that
-        they cost at most twice their own bytes whatever the state's size, and a restart replays no more than a
-        checkpoint's worth. Not ``every_s`` after the first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB)
-        every minute a camera moved; nor every ``every_n``: at 3 held views a second that was still 1.4 MB every
-        5.5 minutes (docs/results.md)."""
+        view, for the learn gate): a checkpoint comes once such records weigh as much as the last checkpoint and it is
+        ``every_s`` old, so that they cost at most twice their own bytes whatever the state's size, no checkpoint comes
+        sooner than a change's would, and a restart replays about a checkpoint's worth. Not ``every_s`` after the
+        first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB) every minute a camera moved; nor every
+        ``every_n``: at 3 held views a second that was still 1.4 MB every 5.5 minutes (docs/results.md)."""
         self.journaled_bytes += int(nbytes)
-        if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes:
+        if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes \
+                and time.monotonic() - self.saved_at >= self.every_s:
             return self.save(wait=False)
         return False
 

@@ -123,4 +123,16 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
         send(v + np.float32(1e-3))
         held += [m.label >= 0 for m in labeled[first:]] == [True, False]
     assert held == need and lab.state.ticket == 3, (held, need, lab.state.ticket)
+    # as many again within save_period_s of that checkpoint: none comes sooner than a change's would (a small state's
+    # checkpoints, 19 kB here, would come more often than the old one a minute)
+    lab.state.every_s = 3600.0
+    while held < 2 * need + 5:
+        v = views[held % 17] + rng.normal(0, 1 / 8, 64).astype(np.float32)
+        if lab.rce.decide(v).wants_label:
+            continue
+        first = len(labeled)
+        send(v)
+        send(v + np.float32(1e-3))
+        held += [m.label >= 0 for m in labeled[first:]] == [True, False]
+    assert lab.state.ticket == 3
     lab.close()
