@@ -1,6 +1,6 @@
 """What makes the TinyRCE labeler write its state: what it learns and the questions it asks at once, samples that join
 a question's group every ``save_period_s``, not each sample it merely passes on, nor the views it passes on (its ring
-of recent views: a view the camera holds is a journal record, and a checkpoint comes after ``save_every`` of them).
+of recent views: a view the camera holds is a journal record; a checkpoint comes once they weigh as much as the last).
 In a soak of camera.launch.py under
 ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each, waiting for each write): every
 second, since each sample it passed on counted as learned and its 1 s timer saved whatever had changed (a real node
@@ -113,26 +113,25 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
     need = -(-size // record)                         # held views whose records weigh as much as that checkpoint
     assert need > 20                                  # (not every save_every = 10: 1.4 MB every 5.5 minutes, was)
     rng = np.random.default_rng(0)
-    held = 9
-    while lab.state.ticket == 2 and held <= need:
-        v = views[held % 17] + rng.normal(0, 1 / 8, 64).astype(np.float32)   # a new view, about 1.0 from the others
+
+    def hold_a_new_view(held: int) -> int:
+        """A new covered view (about 1.0 from the others), held for a second frame; the count of views held."""
+        v = views[held % 17] + rng.normal(0, 1 / 8, 64).astype(np.float32)
         if lab.rce.decide(v).wants_label:             # one it would ask about (and checkpoint the question)
-            continue
+            return held
         first = len(labeled)
         send(v)
         send(v + np.float32(1e-3))
-        held += [m.label >= 0 for m in labeled[first:]] == [True, False]
+        return held + ([m.label >= 0 for m in labeled[first:]] == [True, False])
+
+    held = 9
+    while lab.state.ticket == 2 and held <= need:
+        held = hold_a_new_view(held)
     assert held == need and lab.state.ticket == 3, (held, need, lab.state.ticket)
     # as many again within save_period_s of that checkpoint: none comes sooner than a change's would (a small state's
     # checkpoints, 19 kB here, would come more often than the old one a minute)
     lab.state.every_s = 3600.0
     while held < 2 * need + 5:
-        v = views[held % 17] + rng.normal(0, 1 / 8, 64).astype(np.float32)
-        if lab.rce.decide(v).wants_label:
-            continue
-        first = len(labeled)
-        send(v)
-        send(v + np.float32(1e-3))
-        held += [m.label >= 0 for m in labeled[first:]] == [True, False]
+        held = hold_a_new_view(held)
     assert lab.state.ticket == 3
     lab.close()
