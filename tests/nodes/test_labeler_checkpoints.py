@@ -1,14 +1,14 @@
-"""What makes the TinyRCE labeler write its state: what it learns and the questions it asks at once, samples that join
-a question's group every ``save_period_s``, not each sample it merely passes on, nor the views it passes on (its ring
-of recent views: a view the camera holds is a journal record; a checkpoint comes once they weigh as much as the last).
-In a soak of camera.launch.py under
-ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each, waiting for each write): every
-second, since each sample it passed on counted as learned and its 1 s timer saved whatever had changed (a real node
-on the local bus here, MNIST digits through the real extractor)."""
+"""What makes the TinyRCE labeler write its state: what it learns and the questions it asks at once, samples that join a
+question's group every ``save_period_s``, not each sample it merely passes on, nor the views it passes on (its ring of
+recent views: a view the camera holds is a journal record; a checkpoint comes once they weigh as much as the last). In a
+soak of camera.launch.py under ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each,
+waiting for each write): every second, since each sample it passed on counted as learned and its 1 s timer saved
+whatever had changed (a real node on the local bus here, MNIST digits through the real extractor)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -23,25 +23,34 @@ from tinycl_nodes.journal import unpack
 from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
 
 
+class CameraLabeler:
+    """The camera graph's labeler (config/camera.yaml, ``overrides`` on top) as a real node on the local bus, a peer
+    that sends it features (:meth:`send`) and what it published on ``labeled``."""
+
+    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
+        camera = yaml.safe_load((Path(__file__).parents[2] / "config" / "camera.yaml").read_text())
+        self.params = {**camera["/**"]["ros__parameters"], **camera["labeler"]["ros__parameters"],
+                       "wait_for_subscribers": 0, "state_dir": str(tmp_path), **overrides}
+        graph = LocalGraph()
+        self.lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph), LabelerParams(**self.params))
+        self.bus, self.Header, self.Time = peer(graph)
+        self.pub = self.bus.create_publisher("features", self.bus.msg("Features"), "reliable")
+        self.labeled: list[Any] = []
+        self.bus.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
+        self.stamp = iter(range(1, 10**6))
+
+    def send(self, f: np.ndarray, label: int = -1) -> None:
+        self.pub.publish(self.bus.msg("Features")(header=self.Header(stamp=self.Time(sec=1, nanosec=next(self.stamp))),
+                                                  data=as_sequence(f, "f"), extractor_hash=self.lab.hash,
+                                                  labelled=label >= 0, true_label=label))
+
+
 def test_the_rce_labeler_checkpoints_what_it_learns_and_asks_not_what_it_passes_on(tmp_path, data_dir):
     X, y = load_mnist("test", data_dir)
     zeros, others = X[y == 0][:20], X[y == 7][:1]
     feats = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(np.concatenate([zeros, others]))
-    camera = yaml.safe_load((Path(__file__).parents[2] / "config" / "camera.yaml").read_text())
-    params = {**camera["/**"]["ros__parameters"], **camera["labeler"]["ros__parameters"], "wait_for_subscribers": 0,
-              "state_dir": str(tmp_path), "save_every": 10, "save_period_s": 3600.0, "min_group": 1}
-    graph = LocalGraph()
-    lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph), LabelerParams(**params))
-    bus, Header, Time = peer(graph)
-    pub = bus.create_publisher("features", bus.msg("Features"), "reliable")
-    labeled = []
-    bus.create_subscription("labeled", "LabeledFeatures", labeled.append, "reliable")
-    stamp = iter(range(1, 10**6))
-
-    def send(f: np.ndarray, label: int = -1) -> None:
-        pub.publish(bus.msg("Features")(header=Header(stamp=Time(sec=1, nanosec=next(stamp))),
-                                        data=as_sequence(f, "f"), extractor_hash=lab.hash, labelled=label >= 0,
-                                        true_label=label))
+    cam = CameraLabeler(tmp_path, save_every=10, save_period_s=3600.0, min_group=1)
+    lab, send, labeled, params = cam.lab, cam.send, cam.labeled, cam.params
 
     for f in feats[:20]:                              # 20 zeros with their label: learned, 2 checkpoints
         send(f, 0)
@@ -74,21 +83,8 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
     short, and the views cost at most twice their records' bytes."""
     X, y = load_mnist("test", data_dir)
     feats = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(X[y == 0][:80])
-    camera = yaml.safe_load((Path(__file__).parents[2] / "config" / "camera.yaml").read_text())
-    params = {**camera["/**"]["ros__parameters"], **camera["labeler"]["ros__parameters"], "wait_for_subscribers": 0,
-              "state_dir": str(tmp_path), "save_every": 10, "save_period_s": 1.0}
-    graph = LocalGraph()
-    lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph), LabelerParams(**params))
-    bus, Header, Time = peer(graph)
-    pub = bus.create_publisher("features", bus.msg("Features"), "reliable")
-    labeled = []
-    bus.create_subscription("labeled", "LabeledFeatures", labeled.append, "reliable")
-    stamp = iter(range(1, 10**6))
-
-    def send(f: np.ndarray, label: int = -1) -> None:
-        pub.publish(bus.msg("Features")(header=Header(stamp=Time(sec=1, nanosec=next(stamp))),
-                                        data=as_sequence(f, "f"), extractor_hash=lab.hash, labelled=label >= 0,
-                                        true_label=label))
+    cam = CameraLabeler(tmp_path, save_every=10, save_period_s=1.0)
+    lab, send, labeled, params = cam.lab, cam.send, cam.labeled, cam.params
 
     def view_records() -> list[bytes]:
         return [r for r in lab.state.journal.records(1) if unpack(r)[0] == b"view"]
