@@ -387,7 +387,7 @@ class StateStore:
         self.log, self.snapshot = log, snapshot
         self.every_n, self.every_s = int(every_n), float(every_s)
         self.pending = 0                      # samples learned since the last checkpoint
-        self.journaled_bytes = 0              # records of :meth:`journaled` since the last checkpoint
+        self.journaled_bytes = 0              # bytes of :meth:`record_by_weight` since the last checkpoint
         self.checkpoint_bytes = 0             # the size of the last checkpoint (written, or loaded)
         self.dirty = False                    # something changed since the last checkpoint
         self.saved_at = time.monotonic()
@@ -528,14 +528,15 @@ class StateStore:
         """Something other than a sample changed (a merge, a request): saved by the next tick."""
         self.dirty = True
 
-    def journaled(self, nbytes: int) -> bool:
-        """Count a record of ``nbytes`` that the journal holds and that asks for no checkpoint soon (a held camera
-        view, for the learn gate): a checkpoint comes once such records weigh as much as the last checkpoint and it is
+    def record_by_weight(self, payload: bytes) -> bool:
+        """:meth:`record` a change that asks for no checkpoint soon (a held camera view, for the learn gate), and
+        count its bytes: a checkpoint comes once such records weigh as much as the last checkpoint and it is
         ``every_s`` old, so that they cost at most twice their own bytes whatever the state's size, no checkpoint comes
         sooner than a change's would, and a restart replays about a checkpoint's worth. Not ``every_s`` after the
         first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB) every minute a camera moved; nor every
         ``every_n``: at 3 held views a second that was still 1.4 MB every 5.5 minutes (docs/results.md)."""
-        self.journaled_bytes += int(nbytes)
+        self.record(payload)
+        self.journaled_bytes += len(payload)
         if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes \
                 and time.monotonic() - self.saved_at >= self.every_s:
             return self.save(wait=False)

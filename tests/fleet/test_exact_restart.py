@@ -56,6 +56,12 @@ class Fleet:
         self.pair.deliver(self.pair.heads[-1].version)
         self.agg.accept("dev2", self.pair.offered())
 
+    def first_reports(self) -> None:
+        """dev2 learns its 100 samples of 2 and 3 and reports them; dev1 reports its first 200 of 0 and 1."""
+        self.pair.teach([2, 3], 100, seed=2)
+        self.latest_to_bridge()
+        self.dev1(DEV1, 1)
+
     def restart_bridge(self) -> None:
         self.pair.kill_bridge()
         self.pair.carry = True
@@ -80,9 +86,7 @@ def test_the_addition_lost_with_the_killed_bridge_is_handed_again(fleet_setup, t
     fleet = Fleet(fleet_setup, tmp_path, xhash)
     pair = fleet.pair
     try:
-        pair.teach([2, 3], 100, seed=2)
-        fleet.latest_to_bridge()
-        fleet.dev1(DEV1, 1)
+        fleet.first_reports()
         pair.carry = False                                   # the learner does not get round 1's addition
         assert_holds(fleet.round_to_dev2(), stats(DEV1, DEV2), "round 1")
         assert pair.counts() == {2: 50, 3: 50}
@@ -115,9 +119,7 @@ def test_a_head_without_the_handed_round_is_not_reported_after_a_restart(fleet_s
     fleet = Fleet(fleet_setup, tmp_path, xhash)
     pair = fleet.pair
     try:
-        pair.teach([2, 3], 100, seed=2)
-        fleet.latest_to_bridge()
-        fleet.dev1(DEV1, 1)
+        fleet.first_reports()
         assert_holds(fleet.round_to_dev2(), stats(DEV1, DEV2), "round 1")
         assert [m.version for m in pair.heads] == [1, 2]     # v2 holds round 1; the bridge has not seen it
         fleet.restart_bridge()

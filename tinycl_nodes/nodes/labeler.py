@@ -856,9 +856,7 @@ class RceLabeler(Labeler):
         frame may be one), nor a checkpoint for it: the labeler wrote its whole state, up to 1.8 MB, every minute a
         camera moved (docs/results.md). A view killed before its first repeat is passed on once more."""
         if x is not None:
-            record = pack(b"view", np.asarray(x, "<f4").tobytes())
-            self.state.record(record)
-            self.state.journaled(len(record))
+            self.state.record_by_weight(pack(b"view", np.asarray(x, "<f4").tobytes()))
 
     def _record_passed(self, x: np.ndarray, stamp: int, label: int, confidence: float) -> None:
         """A pseudo-label a changeable answer's prototypes gave (``PassedOn``): after a kill, a correction of that
