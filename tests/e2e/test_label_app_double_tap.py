@@ -36,7 +36,7 @@ def double_tap(page, button) -> None:
 
 
 def one_question(r, phone) -> tuple[Heard, Any, Any, str]:
-    """A phone open on the robot, asked about one sample: what the robot heard, the page, the question's card, its id."""
+    """A phone open on the robot, one sample asked: what the robot heard, the page, the question's card, its id."""
     heard = Heard(r)
     page = open_phone(phone, r)
     ask(r, 1)
