@@ -41,8 +41,12 @@ def see(r: Robot, cls: int) -> None:
 
 def class_line(page, cid: int) -> str:
     """What the class list says of class ``cid`` (its name and count line), "" if it is not listed."""
-    item = page.locator(f'#classes li[data-class-id="{cid}"]')
-    return item.locator(".name").inner_text() + " | " + item.locator(".meta-c").inner_text() if item.count() else ""
+    # read in the page at once: an item counted, then removed by the list's redraw before its text was read, left
+    # inner_text waiting 15 s for it (seen in a fresh clone's make test)
+    return page.evaluate("""cid => {
+        const li = document.querySelector(`#classes li[data-class-id="${cid}"]`);
+        return li ? li.querySelector(".name").innerText + " | " + li.querySelector(".meta-c").innerText : "";
+    }""", cid)
 
 
 def button_line(card, cid: int) -> str:
