@@ -41,20 +41,23 @@ def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], 
 
 class Robot:
     """``preset`` ``supervised`` (CWR*: the bridge blends) or ``tinycl`` (streaming LDA: the bridge's exact mode);
-    the learner publishes its head every ``publish_every`` samples; ``clock``: the bridge's wall clock (``sent_at``);
+    the learner publishes its head every ``publish_every`` samples (sent, and a change published, on its
+    ``publish_period_s`` timer); ``clock``: the bridge's wall clock (``sent_at``);
     ``labeler``: the real labeler of ``preset`` too (TinyNDC's loop: it pseudo-labels the features :meth:`feed`
     gives it, for the learner), else the test labels for the learner (:meth:`teach`); "first": made before the
     learner, a global head reaches it before the learner's head that took it in ("last": after it)."""
 
     def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int,
-                 clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "") -> None:
+                 clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "",
+                 publish_period_s: float = 1.0) -> None:
         self.g, ns = LocalGraph(), f"/{name}/tinycl"
         self.labeler: Labeler | None = None
         if labeler == "first":
             self._start_labeler(ns, preset, state_dir)
         self.bus = create_bus("learner", ns, backend="local", graph=self.g)
         self.learner = Learner(self.bus, LearnerParams(preset=preset, state_dir=str(state_dir),
-                                                       publish_every=publish_every, model_prior=False))
+                                                       publish_every=publish_every, model_prior=False,
+                                                       publish_period_s=publish_period_s))
         self.learner.bring_up()
         self.bridge_bus = create_bus("mqtt_bridge", ns, backend="local", graph=self.g)
         self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,

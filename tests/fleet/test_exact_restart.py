@@ -175,7 +175,11 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
         wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
         teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
 
-    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+    # dev1's 200 samples should be one head, one round: its learner's 1 s timer once published one mid-way (3, then
+    # 197: two rounds while dev2's learner was down). A 5 s timer makes that rarer, not impossible; the timer is
+    # also what sends the head of 200 once its checkpoint is on disk, so it cannot be switched off.
+    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200,
+                 publish_period_s=5.0)
     try:
         with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
             with node("learner", domain, *learner_args, remaps=remap):
