@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -41,23 +42,21 @@ def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], 
 
 class Robot:
     """``preset`` ``supervised`` (CWR*: the bridge blends) or ``tinycl`` (streaming LDA: the bridge's exact mode);
-    the learner publishes its head every ``publish_every`` samples (sent, and a change published, on its
-    ``publish_period_s`` timer); ``clock``: the bridge's wall clock (``sent_at``);
+    the learner publishes its head every ``publish_every`` samples (sent, and a change published, on its 1 s timer);
+    ``clock``: the bridge's wall clock (``sent_at``);
     ``labeler``: the real labeler of ``preset`` too (TinyNDC's loop: it pseudo-labels the features :meth:`feed`
     gives it, for the learner), else the test labels for the learner (:meth:`teach`); "first": made before the
     learner, a global head reaches it before the learner's head that took it in ("last": after it)."""
 
     def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int,
-                 clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "",
-                 publish_period_s: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "") -> None:
         self.g, ns = LocalGraph(), f"/{name}/tinycl"
         self.labeler: Labeler | None = None
         if labeler == "first":
             self._start_labeler(ns, preset, state_dir)
         self.bus = create_bus("learner", ns, backend="local", graph=self.g)
         self.learner = Learner(self.bus, LearnerParams(preset=preset, state_dir=str(state_dir),
-                                                       publish_every=publish_every, model_prior=False,
-                                                       publish_period_s=publish_period_s))
+                                                       publish_every=publish_every, model_prior=False))
         self.learner.bring_up()
         self.bridge_bus = create_bus("mqtt_bridge", ns, backend="local", graph=self.g)
         self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,
@@ -82,8 +81,12 @@ class Robot:
         self.labeler = Labeler(self.labeler_bus, LabelerParams(preset=preset, state_dir=str(state_dir),
                                                                model_prior=False))
 
-    def teach(self, classes: list[int], n: int, seed: int) -> None:
-        teach_learner(self.pub, self.LF, self.Feat, self.xhash, classes, n, seed)
+    def teach(self, classes: list[int], n: int, seed: int, at_once: bool = False) -> None:
+        """``at_once``: no head goes out in the middle (the learner's timer, in a spinner's thread, waits for the head
+        publisher's lock, which the local bus's callbacks take in this thread): one version of all ``n``, as when
+        they come faster than the timer, a round's worth of samples that a test counts on being one round."""
+        with self.learner.heads._lock if at_once else contextlib.nullcontext():
+            teach_learner(self.pub, self.LF, self.Feat, self.xhash, classes, n, seed)
 
     def feed(self, classes: list[int], n: int, seed: int, labelled: bool) -> None:
         """``n`` features around the centres of ``classes`` in turn to the labeler, with their labels if ``labelled``

@@ -175,18 +175,15 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
         wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
         teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
 
-    # dev1's 200 samples should be one head, one round: its learner's 1 s timer once published one mid-way (3, then
-    # 197: two rounds while dev2's learner was down). A 5 s timer makes that rarer, not impossible; the timer is
-    # also what sends the head of 200 once its checkpoint is on disk, so it cannot be switched off.
-    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200,
-                 publish_period_s=5.0)
+    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
     try:
         with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
             with node("learner", domain, *learner_args, remaps=remap):
                 teach_dev2([2, 3], 100, seed=2)
                 wait_for(lambda: dev2_counts() == {2: 50, 3: 50}, timeout_s=30)
                 bridge.wait_for_line("fleet mode: exact", timeout_s=30)
-            dev1.teach([0, 1], 200, seed=1)                  # round 1, while dev2's learner is down
+            # round 1, while dev2's learner is down: one head of 200 (its timer once sent 3, then 197: two rounds)
+            dev1.teach([0, 1], 200, seed=1, at_once=True)
             bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
             bridge.proc.kill()                               # kill -9
             bridge.proc.wait(10)
