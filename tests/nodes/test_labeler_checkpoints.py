@@ -24,12 +24,13 @@ from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
 
 
 class CameraLabeler:
-    """The camera graph's labeler (config/camera.yaml, ``overrides`` on top) as a real node on the local bus, a peer
-    that sends it features (:meth:`send`) and what it published on ``labeled``."""
+    """The camera graph's labeler (config/camera.yaml, or ``config``'s, ``overrides`` on top) as a real node on the
+    local bus, a peer that sends it features (:meth:`send`) and what it published on ``labeled``."""
 
-    def __init__(self, tmp_path: Path, **overrides: Any) -> None:
-        camera = yaml.safe_load((Path(__file__).parents[2] / "config" / "camera.yaml").read_text())
-        self.params = {**camera["/**"]["ros__parameters"], **camera["labeler"]["ros__parameters"],
+    def __init__(self, tmp_path: Path, config: str = "camera", **overrides: Any) -> None:
+        camera = yaml.safe_load((Path(__file__).parents[2] / "config" / f"{config}.yaml").read_text())
+        shared = {k: v for k, v in camera["/**"]["ros__parameters"].items() if k in LabelerParams.model_fields}
+        self.params = {**shared, **camera.get("labeler", {}).get("ros__parameters", {}),
                        "wait_for_subscribers": 0, "state_dir": str(tmp_path), **overrides}
         graph = LocalGraph()
         self.lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph), LabelerParams(**self.params))
@@ -87,6 +88,7 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
     lab, send, labeled, params = cam.lab, cam.send, cam.labeled, cam.params
 
     def view_records() -> list[bytes]:
+        lab.state.flush()          # a checkpoint in flight removes the segments it holds: landed first
         return [r for r in lab.state.journal.records(1) if unpack(r)[0] == b"view"]
 
     for f in feats[:20]:                              # 20 zeros with their label: learned, 2 checkpoints
@@ -130,4 +132,41 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
     while held < 2 * need + 5:
         held = hold_a_new_view(held)
     assert lab.state.ticket == 3
+    lab.close()
+
+
+def test_the_tinyndc_labeler_writes_nothing_for_the_frames_its_gate_holds_back(tmp_path, data_dir):
+    """A robot parked in front of a 7 (tinyndc.launch.py's labeler, tinycl's gate): the first frame is learned, the
+    299 repeats the gate holds back change nothing and write nothing, neither journal records nor
+    checkpoints. Was: each was journaled (0.66 MB a minute at 30 frames/s) and counted toward ``save_every`` (a
+    checkpoint every 33 s). A labeler started on what the first left (as after kill -9) holds the same clusters and
+    head."""
+    Xtr, ytr = load_mnist("train", data_dir)
+    Xte, _ = load_mnist("test", data_dir)
+    extractor = FrozenExtractor(model_path("mnist_0to5_fp32"))
+    init = np.concatenate([np.flatnonzero(ytr == c)[:10] for c in range(10)])
+    rng = np.random.default_rng(0)               # sensor noise σ 6, as tests/test_parked_camera.py
+    frames = extractor.extract(np.clip(Xte[0] + rng.normal(0, 6, (300, 28, 28)), 0, 255).astype(np.uint8))
+    alone = {"follow_head": "", "recover_topic": "", "global_topic": ""}
+    cam = CameraLabeler(tmp_path, "tinyndc", save_every=100, save_period_s=3600.0, **alone)
+    lab = cam.lab
+    for f, c in zip(extractor.extract(Xtr[init]), ytr[init]):
+        cam.send(f, int(c))
+    cam.send(frames[0])           # the clusters start (a checkpoint), and learn the view
+    lab.state.flush()             # (a checkpoint in flight removes the journal segments it holds: landed first)
+    ticket, records = lab.state.ticket, len(list(lab.state.journal.records(0)))
+    for f in frames[1:]:
+        cam.send(f)
+    passed = [m.label for m in cam.labeled[len(init):]]
+    assert len(passed) == 300 and passed[0] >= 0 and passed[1:] == [-1] * 299, passed[:5]
+    lab.state.flush()
+    assert lab.state.ticket == ticket, (ticket, lab.state.ticket)                   # was 3 more: every 100 frames
+    assert len(list(lab.state.journal.records(0))) == records                        # was + 299
+    again = Labeler(create_bus("labeler", "/", backend="local", graph=LocalGraph()), LabelerParams(**cam.params))
+    for name in ("clusterer", "head"):
+        saved, restored = getattr(lab.system, name).state_dict(), getattr(again.system, name).state_dict()
+        assert saved["arrays"].keys() == restored["arrays"].keys()
+        assert all(np.array_equal(saved["arrays"][k], restored["arrays"][k]) for k in saved["arrays"]), name
+    assert again.system.gate.views.seen(frames[-1], again.system.clusterer.mahalanobis(frames[-1])[0])
+    again.close()
     lab.close()

@@ -372,15 +372,16 @@ class Labeler(Node):
         self.on_features(message_of(self.bus, "Features", payload))
 
     def on_features(self, msg: Any) -> None:
-        """A sample: pseudo-labelled (or a labelled one learned) and passed on. Journaled once checked and counted,
-        before it is learned: a checkpoint it brings about holds it (one the clusters' start takes does not)."""
+        """A sample: pseudo-labelled (or a labelled one learned) and passed on. What changes the clusters or the head
+        is journaled before it is passed on, and counted: a checkpoint it brings about holds it (one the clusters'
+        start takes does not); a pseudo-label the gate holds back changes nothing, and writes nothing."""
         x = features_of(msg, self.n_features, self.hash, self.bound)
         labelled = msg.labelled and msg.true_label >= 0
         if not labelled and not self.initialised and not self._initialise(msg):
             return
-        self.state.record(message_bytes(msg, "Features"))
         self.n_samples += 1
         if labelled:
+            self.state.record(message_bytes(msg, "Features"))
             if not self.initialised:
                 self._init_buffer.append((msg, x, int(msg.true_label)))
                 if len(self._init_buffer) == INIT_MAX:    # enough to start from: the rest are learned as they come
@@ -393,6 +394,8 @@ class Labeler(Node):
             self.state.learned()
             return
         step = self.system.step(x)
+        if step.changed:
+            self.state.record(message_bytes(msg, "Features"))
         why = step.not_learned_because
         self.log.debug("sample %d: pseudo-label %s (confidence %.3f)%s", msg.sample_id, step.pseudo_label,
                        step.confidence, f", not passed on: {why}" if why else "")
@@ -401,7 +404,8 @@ class Labeler(Node):
         self._publish(msg, step.pseudo_label if step.learned else -1, step.confidence, self.LabeledFeatures.PSEUDO)
         if step.learned and self.system.head is not None:
             self._remember_sent(stamp_ns(msg.header), x, int(step.pseudo_label))
-        self.state.learned()
+        if step.changed:
+            self.state.learned()
 
     def _initialise(self, msg: Any) -> bool:
         """Initialise the clusters from the labelled samples so far, and pass them on in order; with
