@@ -808,18 +808,16 @@ class RceLabeler(Labeler):
                 stamp = stamp_ns(msg.header)
                 self._record_passed(x, stamp, label, confidence)
                 self.passed.add(x, stamp, label, confidence)
-                self.state.changed()       # checkpointed within save_period_s: the journal of them stays short
             self._publish(msg, label, confidence, self.LabeledFeatures.PSEUDO)
             return
         request_id = request_id or str(uuid.uuid4())
-        self._record_sample(msg, now, request_id)
+        self._record_sample(msg, now, request_id, by_weight=True)
         outcome, req = self.requests.offer(x, now, stamp_ns=stamp_ns(msg.header), sample_id=int(msg.sample_id),
                                            reason=self._reason(dec), novelty=dec.novelty,
                                            guess=dec.nearest, request_id=request_id)
         if outcome == "recent" and req is not None and self.views.seen(x):   # that answer's view, again
             self._not_learned.note(LearnGate.REPEAT)
             self._publish(msg, -1, 0.0, self.LabeledFeatures.PSEUDO)
-            self.state.changed()
             return
         if outcome == "recent" and req is not None:      # alike to a group a person just answered
             label = int(req.extra["label"])              # type: ignore[attr-defined]
@@ -838,21 +836,27 @@ class RceLabeler(Labeler):
                 self._awaiting[req.stamp_ns] = req               # its image may still be on the way
                 while len(self._awaiting) > RAW_CACHE and not self.state.replaying:   # never came: it says so
                     self._awaiting.pop(next(iter(self._awaiting)))
-            self.state.changed()
         elif outcome == "joined" and req is not None:
             self.log.debug("sample %d joins label request %s", msg.sample_id, req.request_id)
             if not req.picture:        # its first sample's was never kept, or not journaled before a kill: this one's
                 req.picture = self._picture(stamp_ns(msg.header))
-            self.state.changed()
         else:
             self.log.debug("sample %d not asked about: request budget spent (%d this hour, %d pending)",
                            msg.sample_id, len(self.requests.asked_at), len(self.requests.pending))
-            self.state.changed()
         self._ask(now)
 
     # --- the journal (journal.py): what changed since the last checkpoint -------------------------
-    def _record_sample(self, msg: Any, now: float, request_id: str) -> None:
-        self.state.record(pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode()))
+    def _record_sample(self, msg: Any, now: float, request_id: str, by_weight: bool = False) -> None:
+        """A sample as it came (``by_weight``: one offered to the questions, which is learned only once a person
+        answers: a checkpoint comes once such records weigh as much as the last, ``StateStore.record_by_weight``. Was:
+        one within ``save_period_s``, the whole state with the waiting questions' pictures, 2.0-2.3 MB a minute while
+        questions formed, docs/results.md. A group killed before that checkpoint or its question keeps no picture: the
+        next sample that joins it gives one)."""
+        payload = pack(b"sample", message_bytes(msg, "Features"), struct.pack("<d", now), request_id.encode())
+        if by_weight:
+            self.state.record_by_weight(payload)
+        else:
+            self.state.record(payload)
 
     def _record_view(self, x: np.ndarray | None) -> None:
         """A covered view passed on, recorded once the camera holds it (its first repeat): after a kill -9 the held
@@ -864,8 +868,10 @@ class RceLabeler(Labeler):
 
     def _record_passed(self, x: np.ndarray, stamp: int, label: int, confidence: float) -> None:
         """A pseudo-label a changeable answer's prototypes gave (``PassedOn``): after a kill, a correction of that
-        answer still takes it back from the learner, which journaled it as learned."""
-        self.state.record(pack(b"passed", np.asarray(x, "<f4").tobytes(), PASSED.pack(stamp, label, confidence)))
+        answer still takes it back from the learner, which journaled it as learned. By weight, as the questions'
+        samples: a camera on an answered class passes one on each frame."""
+        self.state.record_by_weight(pack(b"passed", np.asarray(x, "<f4").tobytes(),
+                                         PASSED.pack(stamp, label, confidence)))
 
     def _record_picture(self, req: Pending) -> None:
         """A question's picture, once it is asked: the raw sample it was drawn from does not come again after a kill.
@@ -897,9 +903,9 @@ class RceLabeler(Labeler):
 
     def _ask(self, now: float) -> None:
         """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
-        knows after a restart. (Samples that join or form groups are journaled, and checkpointed by time,
-        ``save_period_s``: they are not learned until a person answers.) While the journal is learned again nothing is
-        sent: what it asks was asked before the kill, and the first tick sends the pending questions again."""
+        knows after a restart. (Samples that join or form groups are journaled, and checkpointed by weight,
+        :meth:`_record_sample`: they are not learned until a person answers.) While the journal is learned again
+        nothing is sent: what it asks was asked before the kill, and the first tick sends the pending questions again."""
         ready = self.requests.ready(now)
         if self.state.replaying:       # asked before the kill: sent again to the phone by the first tick
             return
