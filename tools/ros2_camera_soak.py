@@ -411,7 +411,7 @@ def main() -> None:
         "restarts": {n: len(p) - 1 for n, p in restarts.items() if p},
         "writes": writes.summary(minutes), "warn_error_lines": len(bad), "warn_error_first": bad[:20],
         "state_folder_kB_end": round(sum(p.stat().st_size for p in state_dir.glob("*") if p.is_file()) / 1e3, 1),
-        "not_learned_lines": [ln for ln in launch.lines if "held back" in ln][-3:],
+        "not_learned_lines": [ln for ln in launch.lines if "not learned" in ln][-3:],
         "tail": text[-1500:],
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
