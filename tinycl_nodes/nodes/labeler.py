@@ -905,7 +905,8 @@ class RceLabeler(Labeler):
         """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
         knows after a restart. (Samples that join or form groups are journaled, and checkpointed by weight,
         :meth:`_record_sample`: they are not learned until a person answers.) While the journal is learned again
-        nothing is sent: what it asks was asked before the kill, and the first tick sends the pending questions again."""
+        nothing is sent: what it asks was asked before the kill, and the first tick sends the pending questions
+        again."""
         ready = self.requests.ready(now)
         if self.state.replaying:       # asked before the kill: sent again to the phone by the first tick
             return
