@@ -41,6 +41,10 @@ class CameraLabeler:
         self.bus.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
         self.stamp = iter(range(1, 10**6))
 
+    def again(self) -> Labeler:
+        """Another labeler started on what this one left in its state folder (as after kill -9: nothing closed)."""
+        return Labeler(create_bus("labeler", "/", backend="local", graph=LocalGraph()), LabelerParams(**self.params))
+
     def send(self, f: np.ndarray, label: int = -1) -> None:
         self.pub.publish(self.bus.msg("Features")(header=self.Header(stamp=self.Time(sec=1, nanosec=next(self.stamp))),
                                                   data=as_sequence(f, "f"), extractor_hash=self.lab.hash,
@@ -77,7 +81,7 @@ def test_the_rce_labeler_checkpoints_what_it_learns_and_asks_not_what_it_passes_
     lab.state.flush()
     joined = [r for r in lab.state.journal.records(3) if unpack(r)[0] == b"sample"]
     assert len(joined) == 5 and lab.state.journaled_bytes - weight == sum(map(len, joined))   # checkpointed by weight
-    again = Labeler(create_bus("labeler", "/", backend="local", graph=LocalGraph()), LabelerParams(**params))
+    again = cam.again()
     assert again.requests.group_size(next(iter(again.requests.pending.values()))) == 6    # after a kill -9, too
     again.close()
     lab.close()
@@ -169,7 +173,7 @@ def test_the_tinyndc_labeler_writes_nothing_for_the_frames_its_gate_holds_back(t
     lab.state.flush()
     assert lab.state.ticket == ticket, (ticket, lab.state.ticket)                   # was 3 more: every 100 frames
     assert len(list(lab.state.journal.records(0))) == records                        # was + 299
-    again = Labeler(create_bus("labeler", "/", backend="local", graph=LocalGraph()), LabelerParams(**cam.params))
+    again = cam.again()
     for name in ("clusterer", "head"):
         saved, restored = getattr(lab.system, name).state_dict(), getattr(again.system, name).state_dict()
         assert saved["arrays"].keys() == restored["arrays"].keys()
