@@ -530,12 +530,13 @@ class StateStore:
 
     def record_by_weight(self, payload: bytes) -> bool:
         """:meth:`record` a change that asks for no checkpoint soon (the TinyRCE labeler's held camera views, the
-        samples of its forming questions, the pseudo-labels a changeable answer passed on), and count its bytes: a
-        checkpoint comes once such records weigh as much as the last checkpoint and it is ``every_s`` old, so that
-        they cost at most twice their own bytes whatever the state's size, no checkpoint comes sooner than a change's
-        would, and a restart replays about a checkpoint's worth. Not ``every_s`` after the first: the TinyRCE labeler
-        wrote its whole state (1.4-1.8 MB) every minute a camera moved; nor every ``every_n``: at 3 held views a
-        second that was still 1.4 MB every 5.5 minutes (docs/results.md)."""
+        samples of its forming questions, the questions it asks or a person skips and their pictures, the pseudo-labels
+        a changeable answer passed on), and count its bytes: a checkpoint comes once such records weigh as much as the
+        last checkpoint and it is ``every_s`` old, so that they cost at most twice their own bytes whatever the state's
+        size, no checkpoint comes sooner than a change's would, and a restart replays about a checkpoint's worth. Not
+        ``every_s`` after the first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB) every minute a camera
+        moved; nor every ``every_n``: at 3 held views a second that was still 1.4 MB every 5.5 minutes
+        (docs/results.md)."""
         self.record(payload)
         self.journaled_bytes += len(payload)
         if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes \

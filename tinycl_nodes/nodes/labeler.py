@@ -877,11 +877,11 @@ class RceLabeler(Labeler):
         """A question's picture, once it is asked: the raw sample it was drawn from does not come again after a kill.
         Not while its group forms: most groups of a camera that shows something new expire unasked (their pictures were
         5.6 of a camera soak's 7.2 MB of journal, docs/results.md). A group that loses its picture to a kill shows the
-        next sample that joins it (:meth:`_on_sample`)."""
+        next sample that joins it (:meth:`_on_sample`). By weight, as the question it shows (:meth:`_ask`)."""
         if req.picture:
             meta = {k: v for k, v in req.picture.items() if k != "data"}
-            self.state.record(pack(b"picture", struct.pack("<q", req.stamp_ns), json.dumps(meta).encode(),
-                                   np.asarray(req.picture["data"], np.uint8).tobytes()))
+            self.state.record_by_weight(pack(b"picture", struct.pack("<q", req.stamp_ns), json.dumps(meta).encode(),
+                                             np.asarray(req.picture["data"], np.uint8).tobytes()))
 
     def _relearn(self, payload: bytes) -> None:
         """One journal record again (``StateStore.replay``, at the start: nothing is published or asked)."""
@@ -893,6 +893,12 @@ class RceLabeler(Labeler):
             self.views.remember(np.frombuffer(parts[0], "<f4"))
         elif op == b"passed" and len(parts) == 2 and len(parts[0]) == 4 * self.n_features:
             self.passed.add(np.frombuffer(parts[0], "<f4"), *PASSED.unpack(parts[1]))
+        elif op == b"ask" and len(parts) == 1:
+            (now,) = struct.unpack("<d", parts[0])
+            self.requests.expire(now)                  # as the tick that asked did first
+            self.requests.ready(now)                   # the questions asked then, as they were
+        elif op == b"skip" and len(parts) == 1:
+            self.requests.skip(parts[0].decode())
         elif op == b"picture" and len(parts) == 3:
             (stamp,) = struct.unpack("<q", parts[0])
             req = self.requests.of_stamp(stamp)        # the replayed samples found no raw sample to draw
@@ -902,21 +908,22 @@ class RceLabeler(Labeler):
             raise StateError(f"journal record {op[:16]!r} with {len(parts)} parts is not the TinyRCE labeler's")
 
     def _ask(self, now: float) -> None:
-        """Send the questions that are ready, then checkpoint at once: a question the phone shows is one the labeler
-        knows after a restart. (Samples that join or form groups are journaled, and checkpointed by weight,
-        :meth:`_record_sample`: they are not learned until a person answers.) While the journal is learned again
-        nothing is sent: what it asks was asked before the kill, and the first tick sends the pending questions
-        again."""
+        """Send the questions that are ready, journaled first: a question the phone shows is one the labeler knows
+        after a kill, asked at the time it was (its deadline and the hour's budget count from it). The journal holds
+        the samples of its group already (:meth:`_record_sample`), so the question is one record of its time, by
+        weight: which groups are due then follows from them. Was: a checkpoint of the whole state at once, 1.2-2.2 MB
+        a question (up to 3 GB a day at the default 60 an hour). While the journal is learned again nothing is sent:
+        what it asks was asked before the kill, and the first tick sends the pending questions again."""
         ready = self.requests.ready(now)
         if self.state.replaying:       # asked before the kill: sent again to the phone by the first tick
             return
+        if ready:
+            self.state.record_by_weight(pack(b"ask", struct.pack("<d", now)))
         for req in ready:
             self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
                           self.requests.group_size(req))
             self._record_picture(req)
             self._send_request(req)
-        if ready:
-            self.state.save(wait=False)
 
     def _rid_of_group(self, gid: int) -> str:
         for rid, a in self._answers.items():
@@ -1027,10 +1034,11 @@ class RceLabeler(Labeler):
                 self._status(rid, "refused", message=str(exc))
                 self.log.error("label answer to %s refused: %s", rid[:64], exc)
                 return
+            # journaled, not checkpointed: nothing is learned (was: the whole state at once, as for an answer)
+            self.state.record_by_weight(pack(b"skip", req.request_id.encode()))
             self._status(rid, "skipped")
             self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
                           len(req.samples))
-            self._save()
             return
         try:
             res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes,
@@ -1193,7 +1201,8 @@ class RceLabeler(Labeler):
         (Not a save whenever something changed: the store checkpoints a change every ``save_period_s``. Saving here,
         with every sample passed on counted as a change, a camera graph's labeler wrote its whole state every second,
         waiting for each write: tests/nodes/test_labeler_checkpoints.py.)"""
-        for req in self.requests.expire(time.time()):
+        now = time.time()
+        for req in self.requests.expire(now):
             self.log.info("label request %s expired unanswered (%d sample(s) dropped)", req.request_id,
                           len(req.samples))
             self._status(req.request_id, "expired")
@@ -1205,7 +1214,7 @@ class RceLabeler(Labeler):
         self._request_readers = readers
         self._publish_closed()
         self._publish_classes()      # counts changed by samples learned meanwhile (labelled, or alike to an answer)
-        self._ask(time.time())
+        self._ask(now)
 
     def _publish_closed(self) -> None:
         """The verdicts on the questions closed lately, on ``label_closed`` (latched, when they changed): a label app
