@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tinycl_nodes.bus import LATCHED, RELIABLE, create_bus, select_backend
+from tinycl_nodes.bus import LATCHED, RELIABLE, ROUNDS, create_bus, select_backend
 from tinycl_nodes.bus.local import LocalGraph
 
 
@@ -37,6 +37,23 @@ def test_latched_late_joiner_and_wrong_type() -> None:
         pub.publish(a.msg("Features")())
     with pytest.raises(TypeError, match="carries"):
         a.create_subscription("/head", "Features", late.append)
+
+
+def test_a_late_joiner_of_the_rounds_topic_gets_the_last_16_in_order() -> None:
+    """``ROUNDS`` (the fleet's additions on ``global_head``) keeps 16 for a late reader, oldest first; a reader that
+    asks for one (``LATCHED``) gets the newest only."""
+    g = LocalGraph()
+    a = create_bus("mqtt_bridge", backend="local", graph=g)
+    pub = a.create_publisher("global_head", "Head", ROUNDS)
+    H = a.msg("Head")
+    for v in range(1, 21):
+        pub.publish(H(version=v))
+    late, newest = [], []
+    b = create_bus("learner", backend="local", graph=g)
+    b.create_subscription("/global_head", "Head", late.append, ROUNDS)
+    b.create_subscription("/global_head", "Head", newest.append, LATCHED)
+    assert [h.version for h in late] == list(range(5, 21))
+    assert [h.version for h in newest] == [20]
 
 
 def test_bad_callback_is_one_error_line_and_loop_continues(caplog) -> None:

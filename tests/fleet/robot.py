@@ -134,7 +134,7 @@ class Pair:
         Head = self.lt.msg("Head")
         self.heads: list = []
         self.lt.create_subscription("head", Head, self.heads.append, "latched")
-        self.to_learner = self.lt.create_publisher("global_head", Head, "latched")
+        self.to_learner = self.lt.create_publisher("global_head", Head, "rounds")
         self.LF, self.Feat = self.lt.msg("LabeledFeatures"), self.lt.msg("Features")
         self.labeled = self.lt.create_publisher("labeled", self.LF, "reliable")
         self.xhash = xhash
@@ -152,7 +152,7 @@ class Pair:
         Head = self.bt.msg("Head")
         self.to_bridge = self.bt.create_publisher("head", Head, "latched")
         self.bt.create_subscription("global_head", Head, lambda m: self.carry and self.to_learner.publish(m),
-                                    "latched")
+                                    "rounds")
 
     def kill_bridge(self) -> None:
         """As kill -9: the bridge and its bus are gone, nothing closed or saved on the way out."""

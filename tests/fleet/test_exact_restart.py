@@ -13,6 +13,7 @@ rounds, dev1's reports made from known samples: every statistic a head must hold
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,67 @@ def test_a_head_without_the_handed_round_is_not_reported_after_a_restart(fleet_s
         fleet.close()
 
 
+def dev1_part(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """What dev1 has learned by its report ``k``: 200 samples of 0 and 1, then 20 more before each report."""
+    return samples([0, 1], 200 + 20 * (k - 1), seed=11)
+
+
+def test_the_additions_of_two_rounds_the_learner_missed_are_both_handed_again(fleet_setup, tmp_path, xhash) -> None:
+    """Rounds 1 and 2 are handed over while the learner is down; the bridge is killed and started again. It hands
+    both again, in order: dev2 holds every sample of dev1's and its own. Old code: the bridge kept (and handed again)
+    the latest addition only, round 2's 20 samples: dev2 lacked round 1's 200."""
+    fleet = Fleet(fleet_setup, tmp_path, xhash)
+    pair = fleet.pair
+    try:
+        fleet.first_reports()
+        pair.carry = False
+        assert_holds(fleet.round_to_dev2(), stats(DEV1, DEV2), "round 1")
+        fleet.dev1(dev1_part(2), 2)
+        assert_holds(fleet.round_to_dev2(), stats(dev1_part(2), DEV2), "round 2")
+        assert pair.counts() == {2: 50, 3: 50}
+        fleet.restart_bridge()
+        assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(2), DEV2), "dev2 after the restart")
+        fleet.latest_to_bridge()
+        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
+        fleet.own_shares_never_negative()
+    finally:
+        fleet.close()
+
+
+def test_a_learner_down_for_more_rounds_than_the_topic_keeps_takes_every_round_in(fleet_setup, tmp_path, xhash,
+                                                                                  caplog) -> None:
+    """dev2's learner is down while 17 rounds close (dev1 learns 20 more samples before each). The bridge hands over
+    the first 16, which its ``global_head`` topic keeps for a reader that comes late (``bus.qos.ROUNDS``), and the
+    17th waits, said once, for a head that holds them. The learner, reading the topic late, gets the 16 in order and
+    takes each in; once its head reaches the bridge the 17th follows: dev2 holds every sample of the fleet. Old code:
+    the topic kept the newest addition only, so the learner came back to round 16's 20 samples and lacked 480, and
+    the bridge handed round 17 on top."""
+    fleet = Fleet(fleet_setup, tmp_path, xhash)
+    pair = fleet.pair
+    try:
+        fleet.first_reports()
+        pair.carry = False                                   # the learner is down
+        fleet.round_to_dev2()
+        for k in range(2, 18):
+            fleet.dev1(dev1_part(k), k)
+            fleet.round_to_dev2()
+        waits = [r.getMessage() for r in caplog.records if "waits" in r.getMessage()]
+        assert waits == ["global head round 17 waits: the learner has not taken the last 16 rounds in (rounds 1-16; "
+                         "is it running?); taken in once it holds them"], waits
+        assert pair.counts() == {2: 50, 3: 50}
+        pair.carry = True                                    # the learner is back: it reads the topic late
+        pair.bt.create_subscription("global_head", pair.bt.msg("Head"), pair.to_learner.publish, "rounds")
+        assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(16), DEV2), "dev2 after 16 rounds")
+        fleet.latest_to_bridge()                             # its head holds round 16: round 17 is handed now
+        pair.bridge.poll()
+        assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(17), DEV2), "dev2 after 17 rounds")
+        fleet.latest_to_bridge()
+        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
+        fleet.own_shares_never_negative()
+    finally:
+        fleet.close()
+
+
 def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was_down(fleet_setup, broker, tmp_path,
                                                                                       xhash) -> None:
     """The same with the real processes: dev2's learner and bridge nodes on a private DDS domain, kill -9 of the
@@ -199,6 +261,73 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
             everyone = {0: 100, 1: 100, 2: 80, 3: 80}
             wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 360 and dev2_counts() == everyone
                      and dev1.counts() == everyone, timeout_s=30)
+    finally:
+        dev1.close()
+        bus.shutdown()
+        if agg.poll() is None:
+            agg.terminate()
+            agg.wait(10)
+
+
+def test_processes_a_learner_down_while_two_rounds_close_takes_both_in(fleet_setup, broker, tmp_path, xhash) -> None:
+    """The real processes, as above (dds backend), the bridge alive throughout: dev2's learner is stopped, dev1 learns
+    200 samples (round 1), then 100 more (round 2); both additions are handed while the learner is down. Started
+    again, the learner reads both off ``global_head`` (transient-local, the last 16 kept) and holds every sample; no
+    round follows until dev2 learns more, and that one is exact. Old code (the topic kept its newest message): the
+    learner got round 2's 100 samples only, and its bridge, which had accounted both as added, reported the missing
+    200 as dev2's own learning, negative (-100 of 0 and 1): a round 3 made of that report, nothing new."""
+    from ..domains import free_domain
+    from ..nodes.conftest import node
+    from .robot import Robot, teach_learner
+    from .test_lineage import _aggregator, _last_round, wait_for
+    from tinycl_nodes.bus import create_bus
+
+    domain, ns, state = free_domain(), "/dev2/tinycl", tmp_path / "dev2"
+    learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
+    bridge_args = ("fleet:=" + FLEET, "device:=dev2", f"broker_dir:={fleet_setup.directory}", f"state_dir:={state}",
+                   "min_interval_s:=0.0", "period_s:=0.2")
+    remap = (f"__ns:={ns}",)
+    agg = _aggregator(fleet_setup, tmp_path / "agg", xhash, tmp_path / "agg.log")
+    bus = create_bus("tester", ns, backend="dds", dds_config="loopback", domain=domain)
+    LF, Feat = bus.msg("LabeledFeatures"), bus.msg("Features")
+    labeled = bus.create_publisher("labeled", LF, "reliable")
+    heads: list = []
+    bus.create_subscription("head", "Head", heads.append, "latched")
+
+    def dev2_counts() -> dict[int, int]:
+        bus.spin_once(0.05)
+        return {int(c.id): int(c.sample_count) for c in heads[-1].classes} if heads else {}
+
+    def teach_dev2(classes: list[int], n: int, seed: int) -> None:
+        wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
+        teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
+
+    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+    try:
+        with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
+            with node("learner", domain, *learner_args, remaps=remap):
+                teach_dev2([2, 3], 100, seed=2)
+                wait_for(lambda: dev2_counts() == {2: 50, 3: 50}, timeout_s=30)
+                bridge.wait_for_line("fleet mode: exact", timeout_s=30)
+            dev1.teach([0, 1], 200, seed=1, at_once=True)
+            bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
+            dev1.teach([0, 1], 100, seed=3, at_once=True)
+            bridge.wait_for_line("global head round 2 handed to the learner: 100 samples to add", timeout_s=30)
+            everyone = {0: 150, 1: 150, 2: 50, 3: 50}
+            with node("learner", domain, *learner_args, remaps=remap) as learner:
+                try:
+                    wait_for(lambda: dev2_counts() == everyone, timeout_s=30)
+                except AssertionError:
+                    raise AssertionError(f"dev2's learner holds {dev2_counts()}, not rounds 1 and 2's "
+                                         f"{everyone}") from None
+                learner.wait_for_line("global head round 2 merged", timeout_s=10)
+                assert "global head round 1 merged" in "\n".join(learner.lines)
+                time.sleep(2.0)                              # ten of the bridge's periods: its report, if any
+                assert _last_round(tmp_path / "agg")["round"] == 2, _last_round(tmp_path / "agg")
+                teach_dev2([2, 3], 60, seed=5)
+                everyone = {0: 150, 1: 150, 2: 80, 3: 80}
+                wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 460 and dev2_counts() == everyone
+                         and dev1.counts() == everyone, timeout_s=30)
     finally:
         dev1.close()
         bus.shutdown()

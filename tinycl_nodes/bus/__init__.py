@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from .base import Bus, Publisher, Timer
-from .qos import LATCHED, PROFILES, RELIABLE, SENSOR_DATA, QosProfile, profile
+from .qos import LATCHED, PROFILES, RELIABLE, ROUNDS, SENSOR_DATA, QosProfile, profile
 
 BACKENDS = ("ros2", "dds", "local")
 
@@ -48,5 +48,5 @@ def create_bus(name: str, namespace: str = "/", parameters: dict[str, Any] | Non
     return Ros2Bus(name, namespace, parameters, **options)
 
 
-__all__ = ["BACKENDS", "Bus", "LATCHED", "PROFILES", "Publisher", "QosProfile", "RELIABLE", "SENSOR_DATA",
+__all__ = ["BACKENDS", "Bus", "LATCHED", "PROFILES", "Publisher", "QosProfile", "RELIABLE", "ROUNDS", "SENSOR_DATA",
            "Timer", "create_bus", "profile", "select_backend"]

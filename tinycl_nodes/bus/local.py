@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from .qos import QosProfile, RELIABLE, profile
 class _Topic:
     msg_type: type
     subscribers: list["LocalSubscription"] = field(default_factory=list)
-    latched: Any = None
+    latched: deque = field(default_factory=deque)     # transient-local history, oldest first: what a late joiner gets
 
 
 class LocalGraph:
@@ -56,7 +57,9 @@ class LocalPublisher:
         if type(msg) is not self._t.msg_type:
             raise TypeError(f"{self.topic}: expected {self._t.msg_type.__name__}, got {type(msg).__name__}")
         if self._qos.transient_local:
-            self._t.latched = msg
+            self._t.latched.append(msg)
+            while self._qos.depth and len(self._t.latched) > self._qos.depth:
+                self._t.latched.popleft()
         for sub in list(self._t.subscribers):
             if not sub.bus._shutdown:
                 sub.bus._safe(sub.callback, msg, sub.topic)
@@ -90,8 +93,9 @@ class LocalBus(BaseBus):
         sub = LocalSubscription(name, callback, self, profile(qos))
         t.subscribers.append(sub)
         self._subs.append(sub)
-        if sub.qos.transient_local and t.latched is not None:
-            self._safe(callback, t.latched, name)
+        if sub.qos.transient_local:
+            for msg in list(t.latched)[-sub.qos.depth:] if sub.qos.depth else list(t.latched):
+                self._safe(callback, msg, name)
         return sub
 
     def spin_once(self, timeout_s: float = 0.0) -> None:

@@ -35,12 +35,16 @@ IMU_READINGS = QosProfile(reliable=False, transient_local=False, depth=256)
 RELIABLE = QosProfile(reliable=True, transient_local=False, depth=0)
 #: heads and class lists: a late joiner gets the latest one
 LATCHED = QosProfile(reliable=True, transient_local=True, depth=1)
+#: the fleet's rounds handed to a learner (``global_head``): a learner that was down while rounds closed gets the last
+#: 16, in order (each an addition to its head: one missed leaves it short; at depth 1 it got the newest only)
+ROUNDS = QosProfile(reliable=True, transient_local=True, depth=16)
 
-PROFILES: dict[str, QosProfile] = {"sensor_data": SENSOR_DATA, "reliable": RELIABLE, "latched": LATCHED}
+PROFILES: dict[str, QosProfile] = {"sensor_data": SENSOR_DATA, "reliable": RELIABLE, "latched": LATCHED,
+                                   "rounds": ROUNDS}
 
 
 def profile(qos: QosProfile | str) -> QosProfile:
-    """Accept a profile or its name ('sensor_data' | 'reliable' | 'latched')."""
+    """Accept a profile or its name ('sensor_data' | 'reliable' | 'latched' | 'rounds')."""
     if isinstance(qos, QosProfile):
         return qos
     try:

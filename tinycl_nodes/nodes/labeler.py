@@ -205,7 +205,7 @@ class Labeler(Node):
             bus.create_subscription(params.recover_topic, "LabeledFeatures", self.on_recovered,
                                     QosProfile(reliable=True, transient_local=True, depth=0))
         if params.global_topic and self.system.head is not None:
-            bus.create_subscription(params.global_topic, "Head", self.on_global_head, "latched")
+            bus.create_subscription(params.global_topic, "Head", self.on_global_head, "rounds")
         relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
         if restored or relearned:
             self.log.info("restored state (%d samples, %d labelled ones kept) from %s%s", self.n_samples,

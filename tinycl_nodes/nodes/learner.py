@@ -12,8 +12,9 @@ twice); version numbers keep increasing across restarts. The first
 ``labelled_topic``: a labeler that lost its state recovers its clusters from them
 (``labelled_set.py``).
 
-In a fleet it also subscribes ``global_head`` (Head, latched; the mqtt_bridge publishes the
-aggregator's merged head there, ``version`` = the aggregation round). A global head is checked
+In a fleet it also subscribes ``global_head`` (Head, ``bus.ROUNDS``: a learner that was down gets the last 16
+rounds, in order; the mqtt_bridge publishes the aggregator's merged head there, ``version`` = the aggregation
+round). A global head is checked
 (``interfaces.heads.from_msg``: sizes, finiteness, unique ids, this node's extractor; then
 ``federated.check_snapshot``: kind, feature count, norm) — a bad one is one error line and
 dropped — a round already merged is skipped, and the rest is merged into the local head by
@@ -134,7 +135,7 @@ class Learner(Node):
         self.track(bus.create_subscription("ground_truth", "GroundTruth", self.on_truth_name, "sensor_data"))
         if params.global_topic:
             self.track(bus.create_subscription(params.global_topic, self.HeadMsg, self.gated(self.on_global_head),
-                                               "latched"))
+                                               "rounds"))
         relearned = self.state.replay(self._relearn)     # what it learned after that checkpoint
         if restored or relearned:
             self.log.info("restored head (%d classes, %d samples) from %s%s, head version %d", len(self.head.classes),

@@ -3,7 +3,8 @@
 Bus side (in the device namespace, e.g. ``/robot1/tinycl``):
 
 - subscribes ``head`` (Head, latched) — what the learner publishes after updates;
-- publishes ``global_head`` (Head, latched) — the fleet's merged head; the learner merges it
+- publishes ``global_head`` (Head, ``bus.ROUNDS``: the last 16 kept for a learner that was down; the additions no
+  learner head holds yet are saved and handed again after a restart) — the fleet's merged head; the learner merges it
   with its own (policy: ``tinycl_nodes.core.federated.merge_global``). Its ``version`` is the
   aggregation round.
 
@@ -51,6 +52,7 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import Field
 
+from ..bus import ROUNDS
 from ..core.errors import TinyclError
 from ..core.federated import FleetMember, HeadSnapshot, Moments, fleet_policy
 from ..core.prior_worth import prior_taken, weighed
@@ -119,15 +121,17 @@ class MqttBridge(Node):
         self._shared: HeadSnapshot | None = None        # the snapshot it carried
         self.global_round = 0                        # latest global round handed to the bus
         self._handed = 0                             # exact mode: latest round handed with an addition (saved)
-        self._handed_add: HeadSnapshot | None = None  # that addition until a head holds it (saved: handed again)
+        self._unheld: list[HeadSnapshot] = []        # the additions handed that no head holds yet, oldest first
+                                                     # (saved: handed again after a restart)
         self._handed_at = 0.0                        # when (monotonic)
         self._head_round: int | None = None          # the round the latest head had taken in (None: not said)
         self._lag_said = 0                           # the handed round a lagging learner was warned about
         self.heads_sent = 0
         self.globals_received = 0
-        self._inbox: "queue.Queue[HeadSnapshot]" = queue.Queue(maxsize=16)   # global heads, version = round
+        self._inbox: "queue.Queue[HeadSnapshot]" = queue.Queue(maxsize=ROUNDS.depth)   # version = round
         self.exact: bool | None = params.exact          # None until the learner's first head decides
         self._waiting: bytes | None = None              # a global payload that came before that head
+        self._deferred: bytes | None = None             # the latest global payload, while ROUNDS.depth are unheld
         self.member: FleetMember | None = None
         self._kept_member: dict[str, Any] | None = None  # exact:=false: the exact mode's bookkeeping, kept as it is
         self.lineage = ""                                # this state's life (fleet/payload.py: new_lineage)
@@ -150,9 +154,9 @@ class MqttBridge(Node):
         self.in_topic = global_topic(params.fleet)
         self.link = MqttLink(params.mqtt(), f"tinycl-{params.fleet}-{params.device}", [self.in_topic],
                              self._on_mqtt, self.log)
-        self.global_pub = bus.create_publisher(params.global_topic, self.Head, "latched")
-        if self._handed_add is not None:
-            self._hand_again(self._handed_add)
+        self.global_pub = bus.create_publisher(params.global_topic, self.Head, ROUNDS)
+        if self._unheld:
+            self._hand_again(self._unheld)
         bus.create_subscription(params.head_topic, self.Head, self._on_head, "latched")
         bus.create_timer(params.period_s, self._on_period)
         bus.create_timer(params.poll_s, self.poll)
@@ -172,10 +176,10 @@ class MqttBridge(Node):
             member = self.member.state_dict()
             member["meta"]["global_round"] = self.global_round   # a round already handed over is not again
             member["meta"]["handed"] = self._handed
-            if self._handed_add is not None:                      # accounted as added: it must reach the learner
-                add = self._handed_add
-                states["handed"] = (add.moments or Moments.of(add)).state_dict()
-                states["handed"]["meta"].update(round=add.version, kind=add.kind, extractor_hash=add.extractor_hash)
+            for add in self._unheld:                              # accounted as added: each must reach the learner
+                key = "handed" if add is self._unheld[-1] else f"handed.{add.version}"
+                states[key] = (add.moments or Moments.of(add)).state_dict()
+                states[key]["meta"].update(round=add.version, kind=add.kind, extractor_hash=add.extractor_hash)
         return {**states, "member": member}
 
     def _restore(self, saved: dict[str, Any]) -> None:
@@ -198,14 +202,17 @@ class MqttBridge(Node):
         for name, value in (("global_round", rnd), ("handed", handed)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max(rnd, 0):
                 raise TinyclError(f"state: {name} {value!r} is not a round number (up to global_round)")
-        add = self._saved_addition(saved.get("handed"), handed)
+        earlier = sorted((int(k.split(".", 1)[1]), k) for k in saved if re.fullmatch(r"handed\.\d{1,12}", k))
+        unheld = [self._saved_addition(saved[k], rnd_k) for rnd_k, k in earlier if rnd_k < handed]
+        if len(unheld) != len(earlier) or ("handed" not in saved and earlier):
+            raise TinyclError(f"state: the additions handed over are not of rounds before round {handed}")
+        if "handed" in saved:
+            unheld.append(self._saved_addition(saved["handed"], handed))
         self.member.load_state_dict(saved["member"])
-        self.global_round, self._handed, self._handed_add = rnd, handed, add
+        self.global_round, self._handed, self._unheld = rnd, handed, unheld
 
-    def _saved_addition(self, state: dict[str, Any] | None, handed: int) -> HeadSnapshot | None:
+    def _saved_addition(self, state: dict[str, Any], handed: int) -> HeadSnapshot:
         """The addition of round ``handed`` as saved (``_states``), read back as a learner reads it off the bus."""
-        if state is None:
-            return None
         mom = Moments.from_state_dict(state)
         meta = state["meta"]
         if meta.get("round") != handed or not isinstance(meta.get("kind"), str) or \
@@ -215,15 +222,18 @@ class MqttBridge(Node):
         snap.moments = mom
         return snap
 
-    def _hand_again(self, add: HeadSnapshot) -> None:
-        """After a restart: the last addition handed over is published again. Accounted as added when it was handed,
-        it may not have reached the learner (killed, or the learner down, before it took it in: its head then lacked
-        the round for good, the bridge reported that head and kept a share short by the addition, negative in the
-        others' classes); a learner that took it in skips it (a round is merged once)."""
+    def _hand_again(self, unheld: list[HeadSnapshot]) -> None:
+        """After a restart: the additions handed over that no head held yet are published again, in order. Accounted
+        as added when they were handed, they may not have reached the learner (killed, or the learner down, before
+        it took them in: its head then lacked the rounds for good, the bridge reported that head and kept a share
+        short by them, negative in the others' classes); a learner that took one in skips it (a round is merged
+        once)."""
         self._handed_at = time.monotonic()
-        self._inbox.put_nowait(add)
-        self.log.info("round %d's addition handed to the learner again (handed before this restart; a learner that "
-                      "took it in skips it)", add.version)
+        for add in unheld:
+            self._inbox.put_nowait(add)
+        self.log.info("round%s %s's addition%s handed to the learner again (handed before this restart; a learner "
+                      "that took one in skips it)", "s" if len(unheld) > 1 else "",
+                      ", ".join(str(a.version) for a in unheld), "s" if len(unheld) > 1 else "")
 
     # --- bus → MQTT ---------------------------------------------------------------------------
     def _on_head(self, msg: Any) -> None:
@@ -241,9 +251,11 @@ class MqttBridge(Node):
         head_round = self._merged_round(meta, snap.version)
         with self._lock:
             self.latest, self._head_round = snap, head_round
-            if self._handed_add is not None and head_round is not None and head_round >= self._handed:
-                self._handed_add = None            # the learner holds it: not handed again after a restart
-                self.state.changed()
+            if head_round is not None and self._unheld and self._unheld[0].version <= head_round:
+                self._unheld = [a for a in self._unheld if a.version > head_round]   # the learner holds them:
+                self.state.changed()                                                 # not handed again
+            deferred = self._deferred if len(self._unheld) < ROUNDS.depth else None
+            self._deferred = None if deferred is not None else self._deferred
             merged = self._merged_only(snap)
             if merged:
                 self.sent = snap                   # nothing of its own to share: not sent, not by the period either
@@ -255,8 +267,9 @@ class MqttBridge(Node):
             self._offer(None)
         if due:
             self._send()
-        if waiting is not None:
-            self._on_mqtt(self.in_topic, waiting)
+        for payload in (waiting, deferred):
+            if payload is not None:
+                self._on_mqtt(self.in_topic, payload)
 
     def _check_life(self, version: int) -> None:
         """The learner's head versions only grow, across its restarts too: a lower one than this state has seen is a
@@ -274,7 +287,8 @@ class MqttBridge(Node):
             self.lineage = new_lineage()
             if self.member is not None:
                 self.member = FleetMember(self.params.device, self.params.opt_out)
-            self._kept_member, self.global_round, self._handed, self._handed_add = None, 0, 0, None
+            self._kept_member, self.global_round, self._handed, self._unheld = None, 0, 0, []
+            self._deferred = None
             self.sent = self._shared = self._offered = None
         self.state.save()               # before any head carries the new id
         self.log.warning("the learner's head v%d is below the v%d it published before: its state was lost (this "
@@ -452,6 +466,13 @@ class MqttBridge(Node):
             if self.exact is None:                       # the learner's first head decides the mode
                 self._waiting = data
                 return
+            if self.member is not None and len(self._unheld) >= ROUNDS.depth:
+                if self._deferred is None:           # said once until the learner catches up
+                    self.log.warning("global head round %d waits: the learner has not taken the last %d rounds in "
+                                     "(rounds %d-%d; is it running?); taken in once it holds them", meta.round,
+                                     len(self._unheld), self._unheld[0].version, self._unheld[-1].version)
+                self._deferred = data                # a learner that got only the newest would lack the rest
+                return
             if self.member is not None:
                 if self.latest is None:
                     self.log.warning("global head round %d: no local head yet, taken in at the next round",
@@ -470,7 +491,8 @@ class MqttBridge(Node):
             brings = snap.n_classes > 0 or snap.moments is not None
             snap.version = meta.round
             if self.member is not None and brings:
-                self._handed, self._handed_at, self._handed_add = meta.round, time.monotonic(), snap
+                self._handed, self._handed_at = meta.round, time.monotonic()
+                self._unheld.append(snap)
             if self.member is not None:
                 self.state.save()                        # the round and the bookkeeping, together
             ack = self.member is not None and not brings
