@@ -203,6 +203,70 @@ def test_a_learner_down_for_more_rounds_than_the_topic_keeps_takes_every_round_i
         fleet.close()
 
 
+class Dev2Processes:
+    """dev2 as processes (the learner and bridge nodes on a private DDS domain, the aggregator process, mosquitto; a
+    tester node that teaches dev2's learner and reads its heads), dev1 the in-process learner and bridge."""
+
+    def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
+        from ..domains import free_domain
+        from .robot import Robot
+        from .test_lineage import _aggregator
+        from tinycl_nodes.bus import create_bus
+
+        self.domain, self.xhash, self.agg_dir = free_domain(), xhash, tmp_path / "agg"
+        ns, state = "/dev2/tinycl", tmp_path / "dev2"
+        self.learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
+        self.bridge_args = ("fleet:=" + FLEET, "device:=dev2", f"broker_dir:={setup.directory}", f"state_dir:={state}",
+                            "min_interval_s:=0.0", "period_s:=0.2", "mqtt_reconnect_min_s:=0.1",
+                            "mqtt_reconnect_max_s:=0.5")
+        self.remap = (f"__ns:={ns}",)
+        self.agg = _aggregator(setup, self.agg_dir, xhash, tmp_path / "agg.log")
+        self.bus = create_bus("tester", ns, backend="dds", dds_config="loopback", domain=self.domain)
+        self.LF, self.Feat = self.bus.msg("LabeledFeatures"), self.bus.msg("Features")
+        self.labeled = self.bus.create_publisher("labeled", self.LF, "reliable")
+        self.heads: list = []
+        self.bus.create_subscription("head", "Head", self.heads.append, "latched")
+        self.dev1 = Robot(setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+
+    def bridge(self) -> Any:
+        from ..nodes.conftest import node
+        return node("mqtt_bridge", self.domain, *self.bridge_args, remaps=self.remap)
+
+    def learner(self) -> Any:
+        from ..nodes.conftest import node
+        return node("learner", self.domain, *self.learner_args, remaps=self.remap)
+
+    def counts(self) -> dict[int, int]:
+        """dev2's learner's latest head, class by class."""
+        self.bus.spin_once(0.05)
+        return {int(c.id): int(c.sample_count) for c in self.heads[-1].classes} if self.heads else {}
+
+    def teach(self, classes: list[int], n: int, seed: int) -> None:
+        from .robot import teach_learner
+        from .test_lineage import wait_for
+        wait_for(lambda: self.bus.spin_once(0.05) or self.labeled.get_subscription_count() > 0, timeout_s=30)
+        teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
+
+    def first_learning(self, bridge: Any) -> None:
+        """dev2's learner learns its 100 samples of 2 and 3, then stops (its ``with`` block ends in the caller)."""
+        from .test_lineage import wait_for
+        with self.learner():
+            self.teach([2, 3], 100, seed=2)
+            wait_for(lambda: self.counts() == {2: 50, 3: 50}, timeout_s=30)
+            bridge.wait_for_line("fleet mode: exact", timeout_s=30)
+
+    def last_round(self) -> dict:
+        from .test_lineage import _last_round
+        return _last_round(self.agg_dir)
+
+    def close(self) -> None:
+        self.dev1.close()
+        self.bus.shutdown()
+        if self.agg.poll() is None:
+            self.agg.terminate()
+            self.agg.wait(10)
+
+
 def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was_down(fleet_setup, broker, tmp_path,
                                                                                       xhash) -> None:
     """The same with the real processes: dev2's learner and bridge nodes on a private DDS domain, kill -9 of the
@@ -211,62 +275,30 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
     killed (-9) and started again, then the learner. dev2's learner must hold all 300 samples, class by class, and
     after it learns 60 more the next round 360. Old code: the learner stayed at its own 100 samples, {2: 50, 3: 50}
     (round 1 saved as taken in, the retained global head skipped)."""
-    from ..domains import free_domain
-    from ..nodes.conftest import node
-    from .robot import Robot, teach_learner
-    from .test_lineage import _aggregator, _last_round, wait_for
-    from tinycl_nodes.bus import create_bus
+    from .test_lineage import wait_for
 
-    domain, ns, state = free_domain(), "/dev2/tinycl", tmp_path / "dev2"
-    learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
-    bridge_args = ("fleet:=" + FLEET, "device:=dev2", f"broker_dir:={fleet_setup.directory}", f"state_dir:={state}",
-                   "min_interval_s:=0.0", "period_s:=0.2", "mqtt_reconnect_min_s:=0.1", "mqtt_reconnect_max_s:=0.5")
-    remap = (f"__ns:={ns}",)
-    agg = _aggregator(fleet_setup, tmp_path / "agg", xhash, tmp_path / "agg.log")
-    bus = create_bus("tester", ns, backend="dds", dds_config="loopback", domain=domain)
-    LF, Feat = bus.msg("LabeledFeatures"), bus.msg("Features")
-    labeled = bus.create_publisher("labeled", LF, "reliable")
-    heads: list = []
-    bus.create_subscription("head", "Head", heads.append, "latched")
-
-    def dev2_counts() -> dict[int, int]:
-        bus.spin_once(0.05)
-        return {int(c.id): int(c.sample_count) for c in heads[-1].classes} if heads else {}
-
-    def teach_dev2(classes: list[int], n: int, seed: int) -> None:
-        wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
-        teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
-
-    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+    dev2 = Dev2Processes(fleet_setup, tmp_path, xhash)
     try:
-        with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
-            with node("learner", domain, *learner_args, remaps=remap):
-                teach_dev2([2, 3], 100, seed=2)
-                wait_for(lambda: dev2_counts() == {2: 50, 3: 50}, timeout_s=30)
-                bridge.wait_for_line("fleet mode: exact", timeout_s=30)
+        with dev2.bridge() as bridge:
+            dev2.first_learning(bridge)
             # round 1, while dev2's learner is down: one head of 200 (its timer once sent 3, then 197: two rounds)
-            dev1.teach([0, 1], 200, seed=1, at_once=True)
+            dev2.dev1.teach([0, 1], 200, seed=1, at_once=True)
             bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
             bridge.proc.kill()                               # kill -9
             bridge.proc.wait(10)
-        assert _last_round(tmp_path / "agg")["samples"] == 300
+        assert dev2.last_round()["samples"] == 300
         everyone = {0: 100, 1: 100, 2: 50, 3: 50}
-        with node("mqtt_bridge", domain, *bridge_args, remaps=remap), \
-                node("learner", domain, *learner_args, remaps=remap):
+        with dev2.bridge(), dev2.learner():
             try:
-                wait_for(lambda: dev2_counts() == everyone, timeout_s=30)
+                wait_for(lambda: dev2.counts() == everyone, timeout_s=30)
             except AssertionError:
-                raise AssertionError(f"dev2's learner holds {dev2_counts()}, not round 1's {everyone}") from None
-            teach_dev2([2, 3], 60, seed=5)
+                raise AssertionError(f"dev2's learner holds {dev2.counts()}, not round 1's {everyone}") from None
+            dev2.teach([2, 3], 60, seed=5)
             everyone = {0: 100, 1: 100, 2: 80, 3: 80}
-            wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 360 and dev2_counts() == everyone
-                     and dev1.counts() == everyone, timeout_s=30)
+            wait_for(lambda: dev2.last_round().get("samples") == 360 and dev2.counts() == everyone
+                     and dev2.dev1.counts() == everyone, timeout_s=30)
     finally:
-        dev1.close()
-        bus.shutdown()
-        if agg.poll() is None:
-            agg.terminate()
-            agg.wait(10)
+        dev2.close()
 
 
 def test_processes_a_learner_down_while_two_rounds_close_takes_both_in(fleet_setup, broker, tmp_path, xhash) -> None:
@@ -276,61 +308,30 @@ def test_processes_a_learner_down_while_two_rounds_close_takes_both_in(fleet_set
     round follows until dev2 learns more, and that one is exact. Old code (the topic kept its newest message): the
     learner got round 2's 100 samples only, and its bridge, which had accounted both as added, reported the missing
     200 as dev2's own learning, negative (-100 of 0 and 1): a round 3 made of that report, nothing new."""
-    from ..domains import free_domain
-    from ..nodes.conftest import node
-    from .robot import Robot, teach_learner
-    from .test_lineage import _aggregator, _last_round, wait_for
-    from tinycl_nodes.bus import create_bus
+    from .test_lineage import wait_for
 
-    domain, ns, state = free_domain(), "/dev2/tinycl", tmp_path / "dev2"
-    learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
-    bridge_args = ("fleet:=" + FLEET, "device:=dev2", f"broker_dir:={fleet_setup.directory}", f"state_dir:={state}",
-                   "min_interval_s:=0.0", "period_s:=0.2")
-    remap = (f"__ns:={ns}",)
-    agg = _aggregator(fleet_setup, tmp_path / "agg", xhash, tmp_path / "agg.log")
-    bus = create_bus("tester", ns, backend="dds", dds_config="loopback", domain=domain)
-    LF, Feat = bus.msg("LabeledFeatures"), bus.msg("Features")
-    labeled = bus.create_publisher("labeled", LF, "reliable")
-    heads: list = []
-    bus.create_subscription("head", "Head", heads.append, "latched")
-
-    def dev2_counts() -> dict[int, int]:
-        bus.spin_once(0.05)
-        return {int(c.id): int(c.sample_count) for c in heads[-1].classes} if heads else {}
-
-    def teach_dev2(classes: list[int], n: int, seed: int) -> None:
-        wait_for(lambda: bus.spin_once(0.05) or labeled.get_subscription_count() > 0, timeout_s=30)
-        teach_learner(labeled, LF, Feat, xhash, classes, n, seed)
-
-    dev1 = Robot(fleet_setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
+    dev2 = Dev2Processes(fleet_setup, tmp_path, xhash)
     try:
-        with node("mqtt_bridge", domain, *bridge_args, remaps=remap) as bridge:
-            with node("learner", domain, *learner_args, remaps=remap):
-                teach_dev2([2, 3], 100, seed=2)
-                wait_for(lambda: dev2_counts() == {2: 50, 3: 50}, timeout_s=30)
-                bridge.wait_for_line("fleet mode: exact", timeout_s=30)
-            dev1.teach([0, 1], 200, seed=1, at_once=True)
+        with dev2.bridge() as bridge:
+            dev2.first_learning(bridge)
+            dev2.dev1.teach([0, 1], 200, seed=1, at_once=True)
             bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
-            dev1.teach([0, 1], 100, seed=3, at_once=True)
+            dev2.dev1.teach([0, 1], 100, seed=3, at_once=True)
             bridge.wait_for_line("global head round 2 handed to the learner: 100 samples to add", timeout_s=30)
             everyone = {0: 150, 1: 150, 2: 50, 3: 50}
-            with node("learner", domain, *learner_args, remaps=remap) as learner:
+            with dev2.learner() as learner:
                 try:
-                    wait_for(lambda: dev2_counts() == everyone, timeout_s=30)
+                    wait_for(lambda: dev2.counts() == everyone, timeout_s=30)
                 except AssertionError:
-                    raise AssertionError(f"dev2's learner holds {dev2_counts()}, not rounds 1 and 2's "
+                    raise AssertionError(f"dev2's learner holds {dev2.counts()}, not rounds 1 and 2's "
                                          f"{everyone}") from None
                 learner.wait_for_line("global head round 2 merged", timeout_s=10)
                 assert "global head round 1 merged" in "\n".join(learner.lines)
                 time.sleep(2.0)                              # ten of the bridge's periods: its report, if any
-                assert _last_round(tmp_path / "agg")["round"] == 2, _last_round(tmp_path / "agg")
-                teach_dev2([2, 3], 60, seed=5)
+                assert dev2.last_round()["round"] == 2, dev2.last_round()
+                dev2.teach([2, 3], 60, seed=5)
                 everyone = {0: 150, 1: 150, 2: 80, 3: 80}
-                wait_for(lambda: _last_round(tmp_path / "agg").get("samples") == 460 and dev2_counts() == everyone
-                         and dev1.counts() == everyone, timeout_s=30)
+                wait_for(lambda: dev2.last_round().get("samples") == 460 and dev2.counts() == everyone
+                         and dev2.dev1.counts() == everyone, timeout_s=30)
     finally:
-        dev1.close()
-        bus.shutdown()
-        if agg.poll() is None:
-            agg.terminate()
-            agg.wait(10)
+        dev2.close()
