@@ -69,6 +69,13 @@ class Fleet:
         self.pair.start_bridge()
         self.pair.bridge.poll()         # what the restarted bridge hands over at its start
 
+    def reports_its_own_only(self) -> None:
+        """dev2's latest head reaches the bridge, which reports exactly dev2's own 100 samples, and keeps every report
+        of its own share non-negative."""
+        self.latest_to_bridge()
+        assert_holds(self.agg.heads["dev2"], stats(DEV2), "dev2's report")
+        self.own_shares_never_negative()
+
     def own_shares_never_negative(self) -> None:
         for v, mom in self.pair.bridge.member.reported.items():
             assert (mom.n > -0.5).all(), f"dev2's report v{v} kept as {dict(zip(mom.keys, mom.n))}"
@@ -162,9 +169,7 @@ def test_the_additions_of_two_rounds_the_learner_missed_are_both_handed_again(fl
         assert pair.counts() == {2: 50, 3: 50}
         fleet.restart_bridge()
         assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(2), DEV2), "dev2 after the restart")
-        fleet.latest_to_bridge()
-        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
-        fleet.own_shares_never_negative()
+        fleet.reports_its_own_only()
     finally:
         fleet.close()
 
@@ -196,9 +201,7 @@ def test_a_learner_down_for_more_rounds_than_the_topic_keeps_takes_every_round_i
         fleet.latest_to_bridge()                             # its head holds round 16: round 17 is handed now
         pair.bridge.poll()
         assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(17), DEV2), "dev2 after 17 rounds")
-        fleet.latest_to_bridge()
-        assert_holds(fleet.agg.heads["dev2"], stats(DEV2), "dev2's report")
-        fleet.own_shares_never_negative()
+        fleet.reports_its_own_only()
     finally:
         fleet.close()
 
@@ -255,6 +258,11 @@ class Dev2Processes:
             wait_for(lambda: self.counts() == {2: 50, 3: 50}, timeout_s=30)
             bridge.wait_for_line("fleet mode: exact", timeout_s=30)
 
+    def dev1_round(self, bridge: Any, n: int, seed: int, rnd: int) -> None:
+        """dev1 learns ``n`` more samples of 0 and 1, as one head (a round), which dev2's bridge hands over."""
+        self.dev1.teach([0, 1], n, seed=seed, at_once=True)
+        bridge.wait_for_line(f"global head round {rnd} handed to the learner: {n} samples to add", timeout_s=30)
+
     def last_round(self) -> dict:
         from .test_lineage import _last_round
         return _last_round(self.agg_dir)
@@ -282,8 +290,7 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
         with dev2.bridge() as bridge:
             dev2.first_learning(bridge)
             # round 1, while dev2's learner is down: one head of 200 (its timer once sent 3, then 197: two rounds)
-            dev2.dev1.teach([0, 1], 200, seed=1, at_once=True)
-            bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
+            dev2.dev1_round(bridge, 200, seed=1, rnd=1)
             bridge.proc.kill()                               # kill -9
             bridge.proc.wait(10)
         assert dev2.last_round()["samples"] == 300
@@ -307,17 +314,15 @@ def test_processes_a_learner_down_while_two_rounds_close_takes_both_in(fleet_set
     again, the learner reads both off ``global_head`` (transient-local, the last 16 kept) and holds every sample; no
     round follows until dev2 learns more, and that one is exact. Old code (the topic kept its newest message): the
     learner got round 2's 100 samples only, and its bridge, which had accounted both as added, reported the missing
-    200 as dev2's own learning, negative (-100 of 0 and 1): a round 3 made of that report, nothing new."""
+    200 as dev2's own learning, negative: the learner merged a round 3 made of that report before dev2 learned more."""
     from .test_lineage import wait_for
 
     dev2 = Dev2Processes(fleet_setup, tmp_path, xhash)
     try:
         with dev2.bridge() as bridge:
             dev2.first_learning(bridge)
-            dev2.dev1.teach([0, 1], 200, seed=1, at_once=True)
-            bridge.wait_for_line("global head round 1 handed to the learner: 200 samples to add", timeout_s=30)
-            dev2.dev1.teach([0, 1], 100, seed=3, at_once=True)
-            bridge.wait_for_line("global head round 2 handed to the learner: 100 samples to add", timeout_s=30)
+            dev2.dev1_round(bridge, 200, seed=1, rnd=1)
+            dev2.dev1_round(bridge, 100, seed=3, rnd=2)
             everyone = {0: 150, 1: 150, 2: 50, 3: 50}
             with dev2.learner() as learner:
                 try:
