@@ -1063,7 +1063,7 @@ class RceLabeler(Labeler):
             self.pub.publish(self.LabeledFeatures(header=self._header(), features=self._features_msg(req, i),
                                                   label=res.class_id, confidence=1.0,
                                                   source=self.LabeledFeatures.HUMAN, label_name=res.class_name))
-        self._save()
+        self._save()       # at once, fsynced: a person's label survives a power cut (a journal record may not)
         self._publish_classes()
         self._status(req.request_id, "learned", res.class_id, res.class_name, new_class=res.new_class)
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
