@@ -33,6 +33,19 @@ MAX_RECORD_BYTES = 64 << 20
 _PART = struct.Struct("<I")
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make the names in ``folder`` (a file made or renamed there) survive a power cut; a file system that cannot sync
+    a folder is let be."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
 def pack(*parts: bytes) -> bytes:
     """Several byte strings as one record payload (each length-prefixed)."""
     return b"".join(_PART.pack(len(p)) + p for p in parts)
@@ -62,6 +75,7 @@ class Journal:
         self.segment = max(self.segments(), default=0) + 1   # appended to next (made at its first record)
         self._fd = -1
         self._fd_segment = 0
+        self._listed = 0                                      # the segment whose name the folder has on disk
 
     def path(self, segment: int) -> Path:
         return self.folder / f"{self.name}.journal-{segment}"
@@ -76,8 +90,10 @@ class Journal:
         return sorted(found)
 
     # --- writing ------------------------------------------------------------------------------------
-    def append(self, payload: bytes) -> None:
-        """One record at the end of the current segment (one ``write()``; OSError if the disk refuses it)."""
+    def append(self, payload: bytes, sync: bool = False) -> None:
+        """One record at the end of the current segment (one ``write()``; OSError if the disk refuses it). ``sync``:
+        on disk before it returns, with the records before it in the segment (``fsync``, and the folder's once for a
+        new segment): what must survive a power cut too."""
         if self._fd < 0 or self._fd_segment != self.segment:
             self._close()
             self._fd = os.open(self.path(self.segment), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -89,6 +105,11 @@ class Journal:
             self._close()
             self.segment += 1
             raise OSError(f"journal {torn}: {written} of {len(record)} bytes written")
+        if sync:
+            os.fsync(self._fd)
+            if self._listed != self.segment:
+                fsync_folder(self.folder)
+                self._listed = self.segment
 
     def rotate(self) -> int:
         """Start a new segment (at a checkpoint: what it holds is in the segments before); its number. (The last

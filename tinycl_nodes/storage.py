@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core import state as st
-from .journal import Journal
+from .journal import Journal, fsync_folder
 from .core.errors import OtherConfigError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
@@ -84,14 +84,7 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes, mode: int = 0o644
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:   # the rename itself survives a power cut only once the folder is synced
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    fsync_folder(path.parent)   # the rename itself survives a power cut only once the folder is synced
 
 
 def states_to_bytes(states: States) -> bytes:
@@ -475,13 +468,14 @@ class StateStore:
         return aside
 
     # --- the journal ----------------------------------------------------------------------------------
-    def record(self, payload: bytes) -> None:
+    def record(self, payload: bytes, sync: bool = False) -> None:
         """Append what the node just learned from to its journal (a store opened with ``journal``; not while it
-        replays). A disk that refuses it is said as a failing checkpoint is (:class:`RepeatedFailure`)."""
+        replays); ``sync``: see :meth:`record_durable`. A disk that refuses it is said as a failing checkpoint is
+        (:class:`RepeatedFailure`)."""
         if self.journal is None or self.replaying:
             return
         try:
-            self.journal.append(payload)
+            self.journal.append(payload, sync)
         except OSError as exc:
             self._journal_failures.failed(one_line(exc))
             return
@@ -528,7 +522,16 @@ class StateStore:
         """Something other than a sample changed (a merge, a request): saved by the next tick."""
         self.dirty = True
 
-    def record_by_weight(self, payload: bytes) -> bool:
+    def record_durable(self, payload: bytes) -> bool:
+        """:meth:`record_by_weight` a change that must survive a power cut, as a checkpoint does (the TinyRCE labeler's
+        answers: a person's label), for a few hundred bytes instead of the whole state: a checkpoint in flight lands
+        first (the records before it are in it), then the record and the rest of its segment are fsynced."""
+        if self.journal is None or self.replaying:
+            return False
+        self.flush()
+        return self.record_by_weight(payload, sync=True)
+
+    def record_by_weight(self, payload: bytes, sync: bool = False) -> bool:
         """:meth:`record` a change that asks for no checkpoint soon (the TinyRCE labeler's held camera views, the
         samples of its forming questions, the questions it asks or a person skips and their pictures, the pseudo-labels
         a changeable answer passed on), and count its bytes: a checkpoint comes once such records weigh as much as the
@@ -537,7 +540,7 @@ class StateStore:
         ``every_s`` after the first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB) every minute a camera
         moved; nor every ``every_n``: at 3 held views a second that was still 1.4 MB every 5.5 minutes
         (docs/results.md)."""
-        self.record(payload)
+        self.record(payload, sync)
         self.journaled_bytes += len(payload)
         if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes \
                 and time.monotonic() - self.saved_at >= self.every_s:

@@ -288,11 +288,14 @@ def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(dom
             assert [(m.source, m.label) for m in pseudo] == [(0, 2)] * 4, pseudo       # PSEUDO
             assert spin_until(t.bus, lambda: t.preds[covered[-1]].class_name == "jumping", 5)
             if killed:
+                assert not (tmp_path / "r" / "labeler.state").exists()   # the answer too is a journal record
                 labeler.proc.kill()
                 labeler.proc.wait(10)
                 labeler = labelers.enter_context(node("labeler", domain, *labeler_params))
                 line = labeler.wait_for_line("TinyRCE labeler:", 30)
-                assert "journal (4 messages learned again)" in line, line
+                # all of it from the journal: 6 labelled samples, the group's 3 samples, its question, the answer and
+                # the 4 pseudo-labels the answer's prototypes gave (before 2026-12-05, 4: the answer was a checkpoint)
+                assert "journal (15 messages learned again)" in line, line
                 assert t.ready(c.corrections), labeler.lines[-10:]
                 time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
             c.withdraw(req.request_id)

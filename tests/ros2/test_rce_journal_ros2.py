@@ -1,10 +1,10 @@
 """The TinyRCE labeler's journal under ``ros2 launch tinyrce.launch.py`` (rclpy, ROS 2 Humble): killed with -9 after
-a person's answer, launch starts it again and it learns what came after that answer's checkpoint from its journal
-(the records are rclpy messages' CDR bytes, read back as rclpy messages), with the answer still changeable.
+a person's answer, launch starts it again and it learns the answer and what came after it from its journal (the
+records are rclpy messages' CDR bytes, read back as rclpy messages), with the answer still changeable.
 
 One question an hour (``max_requests_per_hour: 1``) and no timed checkpoint within the test (``save_period_s``), so
-that after the answer's checkpoint every sample the labeler does not cover is journaled and none is checkpointed:
-the debug line of such a sample ("not asked about" over the budget, or "joins" the question) comes after its record.
+that after the answer every sample the labeler does not cover is journaled and none is checkpointed: the debug line of
+such a sample ("not asked about" over the budget, or "joins" the question) comes after its record.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def test_a_killed_rce_labeler_learns_its_journal_again_under_ros2(ros):
     request_id = out.split("\n---")[0].strip()
     ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_answer", "tinycl_nodes/msg/LabelAnswer",
             f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{NEW_CLASS}'}}", timeout_s=45)
-    answered = launch.wait_for_line(f"label request {request_id} answered", 30)      # logged after its checkpoint
+    answered = launch.wait_for_line(f"label request {request_id} answered", 30)      # logged after its record
     after = launch.text.index(answered)
     journaled = re.compile(r"\[rce\.labeler\]: sample \d+ (not asked about|joins label request)")
-    ros.wait_until("a sample journaled after the answer's checkpoint", every_s=0.05, timeout_s=30,
+    ros.wait_until("a sample journaled after the answer", every_s=0.05, timeout_s=30,
                    check=lambda: journaled.search(launch.text[after:]))
     kill9(launch.proc.pid, "labeler")
     launch.wait_for_line("the labeler node died (killed by SIGKILL): restarting it", 15)

@@ -536,6 +536,7 @@ RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture o
 MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
 #: a journaled pseudo-label's stamp (ns), label and confidence, after its features
 PASSED = struct.Struct("<qid")
+ANSWER = struct.Struct("<qd")      # a journaled answer's class id and wall-clock time
 PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
 MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 
@@ -648,6 +649,9 @@ class RceLabeler(Labeler):
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
+        if self._answers:                                # from the checkpoint and the journal
+            self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
+                          len(self._answers), len(self.undo.log))
         self._publish_classes()
         self.log.info("TinyRCE labeler: %d classes, %d prototypes, %d pending label requests%s",
                       len(self.rce.classes), self.rce.n_prototypes, len(self.requests.pending), journal_words(relearned))
@@ -714,8 +718,6 @@ class RceLabeler(Labeler):
             except TinyclError as exc:
                 self.log.error("pseudo-labels from before the restart will not be taken back with a changed answer "
                                "(%s)", str(exc).splitlines()[0])
-        self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
-                      len(answers), len(self.undo.log))
 
     def _fresh(self) -> None:  # type: ignore[override]
         p = self.params
@@ -899,6 +901,10 @@ class RceLabeler(Labeler):
             self.requests.ready(now)                   # the questions asked then, as they were
         elif op == b"skip" and len(parts) == 1:
             self.requests.skip(parts[0].decode())
+        elif op == b"answer" and len(parts) == 3:
+            class_id, now = ANSWER.unpack(parts[1])
+            self._take_answer(self.requests.check_answer(parts[0].decode(), class_id, parts[2].decode(),
+                                                         self.rce.classes, now), now)
         elif op == b"picture" and len(parts) == 3:
             (stamp,) = struct.unpack("<q", parts[0])
             req = self.requests.of_stamp(stamp)        # the replayed samples found no raw sample to draw
@@ -1034,36 +1040,46 @@ class RceLabeler(Labeler):
                 self._status(rid, "refused", message=str(exc))
                 self.log.error("label answer to %s refused: %s", rid[:64], exc)
                 return
-            # journaled, not checkpointed: nothing is learned (was: the whole state at once, as for an answer)
+            # journaled, not checkpointed: nothing is learned (was: the whole state at once)
             self.state.record_by_weight(pack(b"skip", req.request_id.encode()))
             self._status(rid, "skipped")
             self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
                           len(req.samples))
             return
+        now = time.time()
         try:
-            res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes,
-                                             time.time())
+            res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes, now)
         except AnswerError as exc:
             self.requests.counters["refused"] += 1
             self._status(rid, "refused", message=str(exc))
             self.log.error("label answer to %s refused: %s", rid[:64], exc)
             return
-        self._learn_answer(res, str(msg.answered_by))
+        # journaled first, and fsynced: a person's label survives a power cut, as it did when each answer wrote the
+        # whole state at once (up to 2.2 MB, docs/results.md); learned again after a restart (:meth:`_relearn`)
+        self.state.record_durable(pack(b"answer", rid.encode(), ANSWER.pack(int(msg.class_id), now),
+                                       str(msg.new_class_name).encode("utf-8", "replace")))
+        self._take_answer(res, now)
+        self._announce_answer(res, str(msg.answered_by))
 
-    def _learn_answer(self, res: Resolution, by: str) -> None:
+    def _take_answer(self, res: Resolution, now: float) -> None:
+        """What an accepted answer changes: its samples learned as its class, the question closed at ``now``, the
+        answer kept changeable."""
         req = res.request
         for x in req.samples:
             self.undo.learn(x, res.class_id, req.request_id)
-        self.requests.commit(res, time.time())
+        self.requests.commit(res, now)
         self._answers[req.request_id] = {"gid": req.gid, "class_id": res.class_id, "class_name": res.class_name,
                                          "samples": [(x, s) for x, s in zip(req.samples, req.stamps)]}
         while len(self._answers) > MAX_UNDOABLE:
             self._answers.popitem(last=False)
+
+    def _announce_answer(self, res: Resolution, by: str) -> None:
+        """An answer taken: its samples to the learner, the verdict to the phone, the classes and open questions."""
+        req = res.request
         for i in range(len(req.samples)):
             self.pub.publish(self.LabeledFeatures(header=self._header(), features=self._features_msg(req, i),
                                                   label=res.class_id, confidence=1.0,
                                                   source=self.LabeledFeatures.HUMAN, label_name=res.class_name))
-        self._save()       # at once, fsynced: a person's label survives a power cut (a journal record may not)
         self._publish_classes()
         self._status(req.request_id, "learned", res.class_id, res.class_name, new_class=res.new_class)
         self.log.info("label request %s answered%s: class %d %r%s, %d sample(s) learned", req.request_id,
