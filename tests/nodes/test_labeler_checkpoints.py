@@ -1,9 +1,8 @@
-"""What makes the TinyRCE labeler write its state: what it learns (a person's answer at once); not each sample it
-merely passes on, nor the samples that join or form a question's group, nor the questions it asks or a person skips,
-nor the views it passes on (its ring of recent views: a view the camera holds is a journal record, as such a sample,
-a question and a skip are; a checkpoint comes once they weigh as much as the last). And the TinyNDC labeler: not the
-frames its learn gate holds back. In a
-soak of camera.launch.py under ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each,
+"""What makes the TinyRCE labeler write its state: what it learns from labels; not each sample it merely passes on,
+nor the samples that join or form a question's group, nor the questions it asks, nor a person's answers (a journal
+record, fsynced) or skips, nor the views it passes on (its ring of recent views: a view the camera holds is a journal
+record, as such a sample, a question, an answer and a skip are; a checkpoint comes once they weigh as much as the
+last). And the TinyNDC labeler: not the frames its learn gate holds back. In a soak of camera.launch.py under ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each,
 waiting for each write): every second, since each sample it passed on counted as learned and its 1 s timer saved
 whatever had changed (a real node on the local bus here, MNIST digits through the real extractor)."""
 
@@ -40,6 +39,7 @@ class CameraLabeler:
         self.lab = Labeler(create_bus("labeler", "/", backend="local", graph=graph), LabelerParams(**self.params))
         self.bus, self.Header, self.Time = peer(graph)
         self.pub = self.bus.create_publisher("features", self.bus.msg("Features"), "reliable")
+        self.answers = self.bus.create_publisher("label_answer", self.bus.msg("LabelAnswer"), "reliable")
         self.labeled: list[Any] = []
         self.bus.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
         self.stamp = iter(range(1, 10**6))
@@ -47,6 +47,11 @@ class CameraLabeler:
     def again(self) -> Labeler:
         """Another labeler started on what this one left in its state folder (as after kill -9: nothing closed)."""
         return Labeler(create_bus("labeler", "/", backend="local", graph=LocalGraph()), LabelerParams(**self.params))
+
+    def answer(self, request_id: str, class_id: int, new_class_name: str = "") -> None:
+        """A person's answer (or skip: ``NO_CLASS``) on ``label_answer``, as the label app sends it."""
+        Answer = self.bus.msg("LabelAnswer")
+        self.answers.publish(Answer(request_id=request_id, class_id=class_id, new_class_name=new_class_name))
 
     def send(self, f: np.ndarray, label: int = -1) -> None:
         self.pub.publish(self.bus.msg("Features")(header=self.Header(stamp=self.Time(sec=1, nanosec=next(self.stamp))),
@@ -96,20 +101,25 @@ def test_the_rce_labeler_checkpoints_what_it_learns_not_what_it_asks_or_passes_o
     lab.close()
 
 
-def test_a_question_skipped_is_journaled_not_checkpointed_and_stays_skipped_after_a_kill(tmp_path, data_dir):
-    """'Skip' learns nothing: one journal record, not the whole state at once as an answer's (the 34 questions a
-    soak's script skipped were 34 checkpoints of up to 2.2 MB each, docs/results.md)."""
+def asked_about_a_seven(tmp_path: Path, data_dir: Any) -> tuple[CameraLabeler, Any]:
+    """A camera labeler that learned 10 zeros from their labels (one checkpoint) and then asked about a 7."""
     X, y = load_mnist("test", data_dir)
     feats = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(np.concatenate([X[y == 0][:10], X[y == 7][:1]]))
     cam = CameraLabeler(tmp_path, save_every=10, save_period_s=3600.0, min_group=1)
-    lab, send = cam.lab, cam.send
-    for f in feats[:10]:                              # 10 zeros with their label: one checkpoint
-        send(f, 0)
-    send(feats[-1])                                   # a 7: asked
-    (asked,) = lab.requests.pending.values()
+    for f in feats[:10]:
+        cam.send(f, 0)
+    cam.send(feats[-1])
+    (asked,) = cam.lab.requests.pending.values()
+    return cam, asked
+
+
+def test_a_question_skipped_is_journaled_not_checkpointed_and_stays_skipped_after_a_kill(tmp_path, data_dir):
+    """'Skip' learns nothing: one journal record, not the whole state at once (the 34 questions a
+    soak's script skipped were 34 checkpoints of up to 2.2 MB each, docs/results.md)."""
+    cam, asked = asked_about_a_seven(tmp_path, data_dir)
+    lab = cam.lab
     assert lab.state.ticket == 1
-    answer = cam.bus.create_publisher("label_answer", cam.bus.msg("LabelAnswer"), "reliable")
-    answer.publish(cam.bus.msg("LabelAnswer")(request_id=asked.request_id, class_id=NO_CLASS))
+    cam.answer(asked.request_id, NO_CLASS)
     assert not lab.requests.pending and lab.requests.closed[asked.request_id] == "skipped"
     lab.state.flush()
     assert lab.state.ticket == 1                      # was 2
@@ -125,20 +135,13 @@ def test_an_answer_is_an_fsynced_journal_record_and_is_learned_again_after_a_kil
     """A person's answer: one journal record, fsynced with its segment (a power cut keeps it, as it kept the whole
     state that each answer wrote before, up to 2.2 MB), learned again after a kill -9 as it was: its class, its
     samples, the question closed, the answer still changeable. The fsyncs are the real ones, listed as they happen."""
-    X, y = load_mnist("test", data_dir)
-    feats = FrozenExtractor(model_path("mnist_0to5_fp32")).extract(np.concatenate([X[y == 0][:10], X[y == 7][:1]]))
-    cam = CameraLabeler(tmp_path, save_every=10, save_period_s=3600.0, min_group=1)
-    lab, send = cam.lab, cam.send
-    for f in feats[:10]:                              # 10 zeros with their label: one checkpoint
-        send(f, 0)
-    send(feats[-1])                                   # a 7: asked
-    (asked,) = lab.requests.pending.values()
+    cam, asked = asked_about_a_seven(tmp_path, data_dir)
+    lab = cam.lab
     synced: list[str] = []
     fsync = os.fsync
     lab.state.flush()                                 # the checkpoint's write (its fsyncs) done
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
-    answer = cam.bus.create_publisher("label_answer", cam.bus.msg("LabelAnswer"), "reliable")
-    answer.publish(cam.bus.msg("LabelAnswer")(request_id=asked.request_id, class_id=NEW_CLASS, new_class_name="seven"))
+    cam.answer(asked.request_id, NEW_CLASS, "seven")
     assert lab.requests.closed[asked.request_id] == "answered" and 1 in lab.rce.classes
     assert lab.state.ticket == 1                      # was 2: the whole state, at once
     records = [unpack(r) for r in lab.state.journal.records(2)]
