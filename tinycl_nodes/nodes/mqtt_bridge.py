@@ -231,9 +231,8 @@ class MqttBridge(Node):
         self._handed_at = time.monotonic()
         for add in unheld:
             self._inbox.put_nowait(add)
-        self.log.info("round%s %s's addition%s handed to the learner again (handed before this restart; a learner "
-                      "that took one in skips it)", "s" if len(unheld) > 1 else "",
-                      ", ".join(str(a.version) for a in unheld), "s" if len(unheld) > 1 else "")
+        self.log.info("the addition of round %s handed to the learner again (handed before this restart; a learner "
+                      "that took one in skips it)", ", ".join(str(a.version) for a in unheld))
 
     # --- bus → MQTT ---------------------------------------------------------------------------
     def _on_head(self, msg: Any) -> None:
