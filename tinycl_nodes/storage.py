@@ -522,34 +522,35 @@ class StateStore:
         """Something other than a sample changed (a merge, a request): saved by the next tick."""
         self.dirty = True
 
-    def record_durable(self, payload: bytes) -> bool:
+    def record_durable(self, payload: bytes) -> None:
         """:meth:`record_by_weight` a change that must survive a power cut, as a checkpoint does (the TinyRCE labeler's
         answers: a person's label), for a few hundred bytes instead of the whole state: a checkpoint in flight lands
         first (the records before it are in it), then the record and the rest of its segment are fsynced."""
         if self.journal is None or self.replaying:
-            return False
+            return
         self.flush()
-        return self.record_by_weight(payload, sync=True)
+        self.record_by_weight(payload, sync=True)
 
-    def record_by_weight(self, payload: bytes, sync: bool = False) -> bool:
+    def record_by_weight(self, payload: bytes, sync: bool = False) -> None:
         """:meth:`record` a change that asks for no checkpoint soon (the TinyRCE labeler's held camera views, the
-        samples of its forming questions, the questions it asks or a person skips and their pictures, the pseudo-labels
-        a changeable answer passed on), and count its bytes: a checkpoint comes once such records weigh as much as the
-        last checkpoint and it is ``every_s`` old, so that they cost at most twice their own bytes whatever the state's
-        size, no checkpoint comes sooner than a change's would, and a restart replays about a checkpoint's worth. Not
-        ``every_s`` after the first: the TinyRCE labeler wrote its whole state (1.4-1.8 MB) every minute a camera
-        moved; nor every ``every_n``: at 3 held views a second that was still 1.4 MB every 5.5 minutes
-        (docs/results.md)."""
+        samples of its forming questions, the questions it asks, a person answers or skips and their pictures, the
+        pseudo-labels a changeable answer passed on), and count its bytes: the store's timer (:meth:`tick`)
+        checkpoints once such records weigh as much as the last checkpoint and it is ``every_s`` old, so that they
+        cost at most twice their own bytes whatever the state's size, no checkpoint comes sooner than a change's
+        would, and a restart replays about a checkpoint's worth. Not ``every_s`` after the first: the TinyRCE
+        labeler wrote its whole state (1.4-1.8 MB) every minute a camera moved; nor every ``every_n``: at 3 held
+        views a second that was still 1.4 MB every 5.5 minutes (docs/results.md). Nor here: a record is written
+        before the node applies what it says, so a checkpoint taken here lacked it, and dropped the segment that
+        held it once on disk (a kill -9 then lost it)."""
         self.record(payload, sync)
         self.journaled_bytes += len(payload)
-        if not self.replaying and self.journaled_bytes >= self.checkpoint_bytes \
-                and time.monotonic() - self.saved_at >= self.every_s:
-            return self.save(wait=False)
-        return False
 
     def tick(self) -> bool:
-        """Call from a timer: checkpoint a change that is ``every_s`` old."""
-        if self.dirty and time.monotonic() - self.saved_at >= self.every_s:
+        """Call from a timer (between the node's callbacks): checkpoint a change that is ``every_s`` old, or records
+        by weight (:meth:`record_by_weight`) that weigh as much as the last checkpoint."""
+        if self.replaying or time.monotonic() - self.saved_at < self.every_s:
+            return False
+        if self.dirty or (self.journaled_bytes and self.journaled_bytes >= self.checkpoint_bytes):
             return self.save(wait=False)
         return False
 

@@ -24,6 +24,7 @@ from tinycl_nodes.interfaces import as_sequence
 from tinycl_nodes.journal import unpack
 from tinycl_nodes.nodes.label_requests import NEW_CLASS, NO_CLASS
 from tinycl_nodes.nodes.labeler import Labeler, LabelerParams
+from tinycl_nodes.storage import load_states
 
 
 class CameraLabeler:
@@ -157,6 +158,27 @@ def test_an_answer_is_an_fsynced_journal_record_and_is_learned_again_after_a_kil
     lab.close()
 
 
+def test_a_checkpoint_by_weight_comes_from_the_timer_and_holds_the_answer_its_record_is_about(tmp_path, data_dir):
+    """An answer's record that brings the journal to the last checkpoint's weight: the checkpoint comes from the
+    store's timer, after the answer is learned, and holds it. Was: it came from inside the record, before the answer
+    was learned, so it lacked it, and it dropped the journal segment that held the record once on disk: a kill -9
+    then lost the answer (the question asked again, the new class gone)."""
+    cam, asked = asked_about_a_seven(tmp_path, data_dir)
+    lab = cam.lab
+    lab.state.flush()
+    lab.state.checkpoint_bytes = 1                    # the next record by weight is as heavy as the last checkpoint
+    lab.state.saved_at -= 2 * cam.params["save_period_s"]
+    cam.answer(asked.request_id, NEW_CLASS, "seven")
+    assert lab.state.ticket == 1                      # none inside the answer's callback
+    assert lab.state.tick() and lab.state.ticket == 2
+    lab.state.flush()
+    assert asked.request_id in dict(load_states(tmp_path / "labeler.state")["requests"]["meta"]["closed"])
+    again = cam.again()
+    assert again.requests.closed[asked.request_id] == "answered" and 1 in again.rce.classes
+    again.close()
+    lab.close()
+
+
 def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_by_time(tmp_path, data_dir):
     """A camera moving over views the labeler covers: a view it holds (a repeat came) is one journal record, a view
     it only passes by none, and no checkpoint follows by time. Was: every new view asked for a checkpoint of the
@@ -201,6 +223,7 @@ def test_the_rce_labeler_journals_the_views_a_camera_holds_and_checkpoints_none_
         first = len(labeled)
         send(v)
         send(v + np.float32(1e-3))
+        lab.state.tick()                              # the store's timer, between the node's callbacks
         return held + ([m.label >= 0 for m in labeled[first:]] == [True, False])
 
     held = 9
