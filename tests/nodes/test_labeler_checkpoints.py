@@ -2,9 +2,10 @@
 nor the samples that join or form a question's group, nor the questions it asks, nor a person's answers (a journal
 record, fsynced) or skips, nor the views it passes on (its ring of recent views: a view the camera holds is a journal
 record, as such a sample, a question, an answer and a skip are; a checkpoint comes once they weigh as much as the
-last). And the TinyNDC labeler: not the frames its learn gate holds back. In a soak of camera.launch.py under ROS 2 (30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each,
-waiting for each write): every second, since each sample it passed on counted as learned and its 1 s timer saved
-whatever had changed (a real node on the local bus here, MNIST digits through the real extractor)."""
+last). And the TinyNDC labeler: not the frames its learn gate holds back. In a soak of camera.launch.py under ROS 2
+(30 frames/s), its labeler wrote its whole state 245 times in 211 s (1.8 MB each, waiting for each write): every
+second, since each sample it passed on counted as learned and its 1 s timer saved whatever had changed (a real node
+on the local bus here, MNIST digits through the real extractor)."""
 
 from __future__ import annotations
 
