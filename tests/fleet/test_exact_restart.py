@@ -14,6 +14,7 @@ rounds, dev1's reports made from known samples: every statistic a head must hold
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from tinycl_nodes.core.federated import SLDA_KIND, HeadSnapshot, Moments, snapsh
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
 from tinycl_nodes.fleet.broker import global_topic
 from tinycl_nodes.fleet.payload import encode
+from tinycl_nodes.storage import file_bytes, load_states, write_atomic
 
 from .conftest import FLEET
 from .robot import F, Pair, samples
@@ -170,6 +172,33 @@ def test_the_additions_of_two_rounds_the_learner_missed_are_both_handed_again(fl
         fleet.restart_bridge()
         assert_holds(snapshot_from_head(pair.learner.head), stats(dev1_part(2), DEV2), "dev2 after the restart")
         fleet.reports_its_own_only()
+    finally:
+        fleet.close()
+
+
+def test_a_saved_addition_of_a_round_after_the_last_one_handed_is_one_error_line(fleet_setup, tmp_path, xhash,
+                                                                                   caplog) -> None:
+    """The additions the bridge saves for a learner that has not taken them in (``handed``, ``handed.<round>``) are
+    checked when it starts again: an earlier one named after a round not before the last one handed is refused with
+    one line naming it, and the file is moved aside (not a traceback, not an addition handed out of order)."""
+    fleet = Fleet(fleet_setup, tmp_path, xhash)
+    pair = fleet.pair
+    try:
+        fleet.first_reports()
+        pair.carry = False
+        fleet.round_to_dev2()
+        fleet.dev1(dev1_part(2), 2)
+        fleet.round_to_dev2()
+        pair.kill_bridge()
+        path = Path(pair.state_dir) / "mqtt_bridge.state"
+        states = load_states(path)
+        assert sorted(k for k in states if k.startswith("handed")) == ["handed", "handed.1"]
+        states["handed.7"] = states.pop("handed.1")
+        write_atomic(path, file_bytes(states))
+        pair.start_bridge()
+        lines = [r.getMessage() for r in caplog.records if "cannot be loaded" in r.getMessage()]
+        assert len(lines) == 1 and "the additions handed over are not of rounds before round 2" in lines[0], lines
+        assert not path.exists() and list(path.parent.glob("mqtt_bridge.state.bad-*"))
     finally:
         fleet.close()
 
