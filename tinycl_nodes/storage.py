@@ -10,7 +10,7 @@ array, JSON-able values in ``meta`` (:func:`core.state.make_state`).
                        every_n=100, every_s=10.0)
     store.load(apply)       # at start: apply(states) restores; a bad file is moved aside → fresh
     store.learned()         # after each learned sample: checkpoints every N samples or T seconds
-    store.tick()            # from a timer (≤ every_s): checkpoints what changed T seconds ago
+    store.tick()            # from a timer (≤ every_s): checkpoints what changed T seconds ago (records by weight too)
     store.save()            # now, and on disk when it returns (at exit, on SIGTERM)
     store.save(wait=False)  # now, written by the file's writer thread (a head version: store.written(store.ticket))
 

@@ -253,8 +253,9 @@ class MqttBridge(Node):
             if head_round is not None and self._unheld and self._unheld[0].version <= head_round:
                 self._unheld = [a for a in self._unheld if a.version > head_round]   # the learner holds them:
                 self.state.changed()                                                 # not handed again
-            deferred = self._deferred if len(self._unheld) < ROUNDS.depth else None
-            self._deferred = None if deferred is not None else self._deferred
+            deferred = None
+            if self._deferred is not None and len(self._unheld) < ROUNDS.depth:   # room again: the round waits no more
+                deferred, self._deferred = self._deferred, None
             merged = self._merged_only(snap)
             if merged:
                 self.sent = snap                   # nothing of its own to share: not sent, not by the period either
