@@ -19,19 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from tinycl_nodes.bus import create_bus
 from tinycl_nodes.core.federated import SLDA_KIND, HeadSnapshot, Moments, snapshot_from_head
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
 from tinycl_nodes.fleet.broker import global_topic
 from tinycl_nodes.fleet.payload import encode
 from tinycl_nodes.storage import file_bytes, load_states, write_atomic
 
-from ..domains import free_domain
-from ..nodes.conftest import node
-from .conftest import FLEET, wait_for
-from .robot import F, Pair, Robot, samples, teach_learner
+from .conftest import FLEET
+from .robot import F, Pair, samples
 from .test_exact_removal import assert_holds, stats
-from .test_lineage import _aggregator, _last_round
 
 DEV1, DEV1_MORE = samples([0, 1], 200, seed=11), samples([0, 1], 300, seed=11)   # the first 200, then 100 more
 DEV2, DEV2_MORE = samples([2, 3], 100, seed=2), samples([2, 3], 60, seed=5)
@@ -244,6 +240,11 @@ class Dev2Processes:
     tester node that teaches dev2's learner and reads its heads), dev1 the in-process learner and bridge."""
 
     def __init__(self, setup: Any, tmp_path: Any, xhash: str) -> None:
+        from ..domains import free_domain
+        from .robot import Robot
+        from .test_lineage import _aggregator
+        from tinycl_nodes.bus import create_bus
+
         self.domain, self.xhash, self.agg_dir = free_domain(), xhash, tmp_path / "agg"
         ns, state = "/dev2/tinycl", tmp_path / "dev2"
         self.learner_args = ("preset:=tinycl", f"state_dir:={state}", "publish_every:=50", "model_prior:=false")
@@ -260,9 +261,11 @@ class Dev2Processes:
         self.dev1 = Robot(setup, "dev1", tmp_path / "dev1", xhash, preset="tinycl", publish_every=200)
 
     def bridge(self) -> Any:
+        from ..nodes.conftest import node
         return node("mqtt_bridge", self.domain, *self.bridge_args, remaps=self.remap)
 
     def learner(self) -> Any:
+        from ..nodes.conftest import node
         return node("learner", self.domain, *self.learner_args, remaps=self.remap)
 
     def counts(self) -> dict[int, int]:
@@ -271,11 +274,14 @@ class Dev2Processes:
         return {int(c.id): int(c.sample_count) for c in self.heads[-1].classes} if self.heads else {}
 
     def teach(self, classes: list[int], n: int, seed: int) -> None:
+        from .robot import teach_learner
+        from .test_lineage import wait_for
         wait_for(lambda: self.bus.spin_once(0.05) or self.labeled.get_subscription_count() > 0, timeout_s=30)
         teach_learner(self.labeled, self.LF, self.Feat, self.xhash, classes, n, seed)
 
     def first_learning(self, bridge: Any) -> None:
         """dev2's learner learns its 100 samples of 2 and 3, then stops (its ``with`` block ends in the caller)."""
+        from .test_lineage import wait_for
         with self.learner():
             self.teach([2, 3], 100, seed=2)
             wait_for(lambda: self.counts() == {2: 50, 3: 50}, timeout_s=30)
@@ -287,6 +293,7 @@ class Dev2Processes:
         bridge.wait_for_line(f"global head round {rnd} handed to the learner: {n} samples to add", timeout_s=30)
 
     def last_round(self) -> dict:
+        from .test_lineage import _last_round
         return _last_round(self.agg_dir)
 
     def close(self) -> None:
@@ -305,6 +312,7 @@ def test_processes_the_bridge_killed_after_handing_a_round_while_the_learner_was
     killed (-9) and started again, then the learner. dev2's learner must hold all 300 samples, class by class, and
     after it learns 60 more the next round 360. Old code: the learner stayed at its own 100 samples, {2: 50, 3: 50}
     (round 1 saved as taken in, the retained global head skipped)."""
+    from .test_lineage import wait_for
 
     dev2 = Dev2Processes(fleet_setup, tmp_path, xhash)
     try:
@@ -336,6 +344,7 @@ def test_processes_a_learner_down_while_two_rounds_close_takes_both_in(fleet_set
     round follows until dev2 learns more, and that one is exact. Old code (the topic kept its newest message): the
     learner got round 2's 100 samples only, and its bridge, which had accounted both as added, reported the missing
     200 as dev2's own learning, negative: the learner merged a round 3 made of that report before dev2 learned more."""
+    from .test_lineage import wait_for
 
     dev2 = Dev2Processes(fleet_setup, tmp_path, xhash)
     try:
