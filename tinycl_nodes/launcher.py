@@ -244,21 +244,42 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGHUP reached the launcher: stop the graph as Ctrl-C does."""
+class StopSignals:
+    """Ctrl-C, SIGTERM and SIGHUP, noted by a handler of the launcher's own rather than raised as an exception.
+
+    Ctrl-C was Python's KeyboardInterrupt, which Python installs only when SIGINT is not ignored at start. A script
+    that starts ``tinycl launch … &`` starts it with SIGINT ignored (a non-interactive shell does so for a job in the
+    background), and such a launcher never heard ``kill -INT``: four launch tests hung in a `make test` started so.
+    And an exception raised by a signal lands wherever the main thread is, which could be inside ``Popen.poll()``
+    between taking and releasing the lock of its ``wait()``. Here each signal sets ``event`` (the first one names the
+    stop); one that comes while the graph stops changes nothing, so it cannot cut the nodes' saving short."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.name: str | None = None
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._old = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.name = self.name or signal.Signals(signum).name
+        self.event.set()
 
 
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
-def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None]) -> None:
-    """Until the graph is to stop: each node that exits is restarted or stops the graph (``policy``); returns when
-    the graph should stop, or when every node has exited by itself."""
+def watch(g: Graph, policy: RestartPolicy, say: Callable[[str], None], stop: threading.Event) -> None:
+    """Until the graph is to stop (``stop`` set, or ``policy``'s verdict): each node that exits is restarted or
+    stops the graph; returns then, or when every node has exited by itself."""
     seen: set[subprocess.Popen] = set()   # processes whose exit has been judged (not pids: the kernel reuses them)
     due: dict[str, float] = {}            # node → when it is restarted
-    while g.alive() or due:
-        time.sleep(0.2)
+    while (g.alive() or due) and not stop.wait(0.2):
         now = time.monotonic()
         for name, p in list(g.procs.items()):
             if p.poll() is None or p in seen:
@@ -281,27 +302,19 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str],
            bag: str | None = None) -> int:
     """Run until Ctrl-C / SIGTERM / SIGHUP (or until every node has exited); stop the rest cleanly.
     A node that dies meanwhile is restarted or stops the graph (``restarts.RestartPolicy``)."""
-    old = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     g: Graph | None = None
-    try:
-        g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera, bag=bag)
-        print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
-        if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
-            print(f"[launch] the sensor reads a camera or a recording of one: no {FINISHER} node (no ground truth to "
-                  "score); the graph runs until stopped", file=sys.stderr)
-        policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
-        watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr))
-    except KeyboardInterrupt:
-        print("[launch] stopping …", file=sys.stderr)
-    except _Stop as why:
-        print(f"[launch] {why}: stopping …", file=sys.stderr)
-    finally:
-        for sig in old:    # a second SIGTERM / SIGHUP cannot cut the stop (and the nodes' saving) short
-            signal.signal(sig, signal.SIG_IGN)
+    with StopSignals() as signals:
         try:
-            codes = g.stop() if g is not None else {}
+            g = start_graph(graph, config, namespace, parse_overrides(overrides), camera=camera, bag=bag)
+            print(f"[launch] {graph}: {', '.join(g.procs)} started (Ctrl-C stops them)", file=sys.stderr)
+            if FINISHER in GRAPHS[graph] and FINISHER not in g.procs:
+                print(f"[launch] the sensor reads a camera or a recording of one: no {FINISHER} node (no ground truth "
+                      "to score); the graph runs until stopped", file=sys.stderr)
+            policy = RestartPolicy(finisher=FINISHER if FINISHER in g.procs else None)
+            watch(g, policy, lambda message: print(f"[launch] {message}", file=sys.stderr), signals.event)
         finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+            if signals.name:
+                print(f"[launch] {signals.name}: stopping …", file=sys.stderr)
+            codes = g.stop() if g is not None else {}
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, -signal.SIGTERM)}
     return 1 if bad else 0

@@ -221,6 +221,31 @@ def test_fleet_run_beside_a_running_broker_says_so(tmp_path) -> None:
         broker.stop()
 
 
+def test_fleet_run_started_in_a_scripts_background_stops_on_sigint(tmp_path) -> None:
+    """`tinycl fleet run &` in a script starts with SIGINT ignored; it took Ctrl-C as Python's KeyboardInterrupt, which
+    Python does not install then: ``kill -INT`` did nothing. It has its own handler now: mosquitto stopped, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.reliability.test_launcher import IGNORING_SIGINT
+
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    p = subprocess.Popen([sys.executable, "-c", IGNORING_SIGINT, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in p.stdout.readline()
+        assert _reach(d / "bundles" / "robot1", "robot1") == "ok"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=15) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert _reach(d / "bundles" / "robot1", "robot1") != "ok", f"a broker still answers on {st.port}"
+
+
 def test_setup_says_when_a_running_broker_must_be_restarted(tmp_path) -> None:
     """The trial ran setup again on a directory of an older build (its ACL without the broker's uptime) and with
     --new-ca: setup said nothing of the running broker, which went on serving the old ACL, or the old CA to robots

@@ -669,7 +669,8 @@ def _run(st: BrokerSetup) -> int:
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM):     # SIGINT too: a script's `tinycl fleet run &` starts with it ignored
+        signal.signal(sig, _stop)
     proc = b.proc
     try:
         proc.wait()
