@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import numpy as np
@@ -17,6 +18,30 @@ def _private_ros_home(tmp_path, monkeypatch):
     """Nodes keep state under $ROS_HOME/tinycl/<namespace> by default: each test gets its own, so no
     test resumes what another (or an earlier run) learned."""
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# `make test &` in a script runs the suite with SIGINT ignored, and every process a test starts inherits that. The tests
+# stop their processes with Ctrl-C's signal, as a terminal does: give them what a terminal gives (a program started
+# with SIGINT ignored is tested on purpose: tests/reliability/test_launcher.py).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(autouse=True)
+def _signals_left_as_found():
+    """Fails a test that leaves a stop signal's handler changed, or a signal blocked, in its worker: every later test
+    there would run with it, and each process they start inherits a signal ignored or blocked."""
+    before = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    changed = {s.name: signal.getsignal(s) for s in _STOP_SIGNALS if signal.getsignal(s) != before[s]}
+    for s in _STOP_SIGNALS:
+        signal.signal(s, before[s])
+    assert not changed, f"the test left signal handlers changed: {changed}"
+    now_blocked = signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    assert now_blocked == blocked, f"the test left signals blocked: {sorted(now_blocked - blocked)}"
 
 
 @pytest.fixture(scope="session")

@@ -525,8 +525,6 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
 
     work = Path(work or FW / "build-board")
     work.mkdir(parents=True, exist_ok=True)
-    # a SIGTERM (timeout, Ctrl-C of make) unwinds like an error: QEMU, the agent and the exporter are stopped
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     domain = domain_id(None)
     t0 = time.monotonic()
     uros = build_uros()
@@ -752,6 +750,9 @@ def _main(a: argparse.Namespace) -> int:
         print(f"agent {uros['AGENT']}\nlibmicroros {uros['LIBMICROROS']} ({uros['seconds']} s)\nfirmware {elf}: "
               f"{elf_size(elf)} (total {time.monotonic() - t0:.1f} s)")
         return 0
+    # a SIGTERM (timeout, Ctrl-C of make) unwinds like an error: QEMU, the agent and the exporter are stopped (set
+    # here, not in run(): a test that calls run() in its own process keeps its handlers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     r = run(a.stream, a.period_ms, a.outage_s, a.seed, a.classes, a.data, out=a.out, fleet=a.fleet)
     report(r)
     return 0
