@@ -187,15 +187,17 @@ def test_a_rename_sends_the_open_questions_again_with_the_new_name(domain, tmp_p
             for i in range(4):
                 t.send(i % 2, label=i % 2)
             t.send(2)
-            assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
+            assert spin_until(t.bus, lambda: len(t.requests) >= 1, 15), labeler.lines[-10:]
             asked = t.requests[0]
             assert (1, "seated") in [(c.id, c.name) for c in asked.candidates], asked.candidates
             renames.publish(t.bus.msg("LabelAnswer")(request_id="rename-1", class_id=1, new_class_name="sitting",
                                                       answered_by="phone"))
-            assert spin_until(t.bus, lambda: len(t.requests) == 2, 10), labeler.lines[-10:]
-            again = t.requests[1]
-            assert again.request_id == asked.request_id
-            assert (1, "sitting") in [(c.id, c.name) for c in again.candidates], again.candidates
+            # not "the next request": the open questions go again to a reader matched late, in the old names (a
+            # fresh clone's make test once had that second copy before the rename)
+            def renamed() -> list:
+                return [r for r in t.requests if (1, "sitting") in [(c.id, c.name) for c in r.candidates]]
+            assert spin_until(t.bus, renamed, 10), ([r.candidates for r in t.requests], labeler.lines[-10:])
+            assert {r.request_id for r in renamed()} == {asked.request_id}
         assert labeler.proc.returncode == 0
     finally:
         t.bus.shutdown()
