@@ -36,11 +36,10 @@ def test_the_new_name_placeholder_fits_a_390px_phone(domain, tmp_path, phone):
     assert text and width <= room, f"placeholder {text!r} is {width:.0f} px wide, the field shows {room:.0f} px"
 
 
-def test_a_name_being_typed_survives_a_reconnect_and_its_questions_expiry(domain, tmp_path, phone):
+def test_a_name_being_typed_survives_a_reconnect(domain, tmp_path, phone):
     """The app restarts while the person types (the page reconnects and redraws from the snapshot): the name and the
-    focus stay. Then the question expires before it is sent: the page says so and the name waits in the next
-    question's field, where one tap on Add answers it."""
-    with labeler_app_phone(domain, tmp_path, phone, "request_ttl_s:=12") as rig:
+    focus stay."""
+    with labeler_app_phone(domain, tmp_path, phone) as rig:
         r, page, app = rig.r, rig.page, rig.app
         ask(r, 1)
         card = page.locator("article.card")
@@ -56,7 +55,21 @@ def test_a_name_being_typed_survives_a_reconnect_and_its_questions_expiry(domain
         assert field.evaluate("i => document.activeElement === i")   # still focused: the keyboard stays up
         page.keyboard.type("ffe")
         assert field.input_value() == "giraffe"
-        card.wait_for(state="detached", timeout=15_000)                # its time is up, unanswered
+
+
+def test_a_name_typed_for_a_question_that_expires_waits_in_the_next_one(domain, tmp_path, phone):
+    """The question expires before the name typed for it is sent: the page says so and the name waits in the next
+    question's field, where one tap on Add answers it. (With the reconnect above in the same 12 s lifetime, a loaded
+    machine's slow app restart once let the question expire before the page redrew it.)"""
+    with labeler_app_phone(domain, tmp_path, phone, "request_ttl_s:=12") as rig:
+        r, page = rig.r, rig.page
+        ask(r, 1)
+        card = page.locator("article.card")
+        field = card.locator("input[name=new]")
+        field.tap()
+        page.keyboard.type("giraffe")
+        assert field.input_value() == "giraffe"
+        card.wait_for(state="detached", timeout=20_000)                # its time is up, unanswered
         kept = page.locator("#kept")
         assert kept.is_visible() and "expired" in kept.inner_text() and "“giraffe” is kept" in kept.inner_text()
         ask(r, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import ssl
 import threading
 import time
@@ -618,19 +619,22 @@ def test_a_round_waiting_for_a_gone_robot_says_so_and_round_timeout_closes_it(fl
     cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir",
            fleet_setup.directory, "--extractor-hash", XH, "--n-features", "2", "--kind", "CWRStar",
            "--min-devices", "2", "--min-new-heads", "2", "--min-interval", "0", "--round-timeout", "1",
-           "--state-dir", str(tmp_path / "agg2"), "--duration", "6"]
+           "--state-dir", str(tmp_path / "agg2"), "--duration", "120"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     d1 = Device(fleet_setup, "dev1")
     try:
-        first = []
+        lines = []
         for line in p.stdout:            # round 1 of the retained heads first: a new head before it would be in it
-            first.append(line)
+            lines.append(line)
             if "round 1 |" in line:
-                break
-        d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
-        out = "".join(first) + p.communicate(timeout=30)[0]
+                d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
+            if "round 2 |" in line:      # closed by --round-timeout: stopped as an operator would, not by a clock
+                p.send_signal(signal.SIGINT)
+        out = "".join(lines) + p.communicate(timeout=30)[0]
     finally:
         d1.close()
+        if p.poll() is None:
+            p.kill()
     assert p.returncode == 0, out
     assert "round 2 | 2 device(s) | stragglers: dev2" in out, out
     assert status(str(tmp_path / "agg2"))["round"] == 2
