@@ -55,13 +55,15 @@ class Launch:
                                  + "\n".join(self.lines[-30:])) from None
 
 
-@pytest.mark.parametrize("sig, sigint_ignored", [(signal.SIGTERM, False), (signal.SIGHUP, False),
-                                                 (signal.SIGINT, True)],
-                         ids=["SIGTERM", "SIGHUP", "SIGINT to a launcher started with SIGINT ignored"])
-def test_signal_stops_every_node_and_each_saves(sig, sigint_ignored, tmp_path, domain):
-    """The last case: `tinycl launch … &` in a script starts it with SIGINT ignored. It relied on Python's Ctrl-C
-    exception, which Python does not install then: the launcher stayed deaf to SIGINT (``kill -INT``, and the tests'
-    own Ctrl-C when `make test` ran as such a job: four launch tests hung). Its own handler hears it now."""
+@pytest.mark.parametrize("sig, sigint_ignored, twice", [(signal.SIGTERM, False, False), (signal.SIGHUP, False, False),
+                                                        (signal.SIGINT, True, False), (signal.SIGINT, False, True)],
+                         ids=["SIGTERM", "SIGHUP", "SIGINT to a launcher started with SIGINT ignored",
+                              "Ctrl-C twice"])
+def test_signal_stops_every_node_and_each_saves(sig, sigint_ignored, twice, tmp_path, domain):
+    """SIGINT to a launcher started with it ignored: `tinycl launch … &` in a script starts it so. It relied on
+    Python's Ctrl-C exception, which Python does not install then: the launcher stayed deaf to SIGINT (``kill -INT``,
+    and the tests' own Ctrl-C when `make test` ran as such a job: four launch tests hung). Ctrl-C twice: the second,
+    raised as that exception inside the stop, cut the nodes' stopping short. The launcher's own handler takes both."""
     launch = Launch(tmp_path, domain, "-p", "preset:=tinycl", "-p", "sensor.rate_hz:=100",
                     sigint_ignored=sigint_ignored)
     try:
@@ -76,6 +78,9 @@ def test_signal_stops_every_node_and_each_saves(sig, sigint_ignored, tmp_path, d
             nodes = [p for p in nodes if alive(p)]
             assert len(nodes) == 5 and node_pid(launch.proc.pid, "exporter") is None
         t_signal = time.time()
+        if twice:
+            launch.proc.send_signal(sig)
+            launch.wait_for("stopping …", 10)
         code = launch.stop(sig)
     finally:
         if launch.proc.poll() is None:
