@@ -80,7 +80,9 @@ ros2-kit:
 # Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml).
 # Three were tried on 2 cores (2026-12-05): 763 s against 1102 s for the parallel part, but in a fresh clone's run
 # two tests' timings broke under the load (an aggregator that started after the head it was to wait for; a question
-# whose 12 s lifetime ran out before the page redrew it): two it is until such tests wait for events, not seconds.
+# whose 12 s lifetime ran out before the page redrew it). Those two wait for events now; three again in a fresh clone
+# (19:16 UTC): 1007 s against 981 s for two at 18:52, and 5 s without IMU readings under the load made
+# the IMU launch test's sensor say "cannot hear the IMU": two it is.
 test: $(TRAIN_STAMP) system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
 	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
