@@ -11,6 +11,7 @@ import pytest
 
 from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.nodes.runner import STOP_SIGNALS
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +20,6 @@ def _private_ros_home(tmp_path, monkeypatch):
     test resumes what another (or an earlier run) learned."""
     monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros_home"))
 
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # `make test &` in a script runs the suite with SIGINT ignored, and every process a test starts inherits that. The tests
 # stop their processes with Ctrl-C's signal, as a terminal does: give them what a terminal gives (a program started
@@ -33,11 +32,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def _signals_left_as_found():
     """Fails a test that leaves a stop signal's handler changed, or a signal blocked, in its worker: every later test
     there would run with it, and each process they start inherits a signal ignored or blocked."""
-    before = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     yield
-    changed = {s.name: signal.getsignal(s) for s in _STOP_SIGNALS if signal.getsignal(s) != before[s]}
-    for s in _STOP_SIGNALS:
+    changed = {s.name: signal.getsignal(s) for s in STOP_SIGNALS if signal.getsignal(s) != before[s]}
+    for s in STOP_SIGNALS:
         signal.signal(s, before[s])
     assert not changed, f"the test left signal handlers changed: {changed}"
     now_blocked = signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -6,6 +6,11 @@ import os
 import signal
 from pathlib import Path
 
+#: ``python -c IGNORING_SIGINT -m …`` runs ``python -m …`` with SIGINT ignored, as a non-interactive shell starts a job
+#: in the background (`… &` in a script)
+IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
 
 def children(pid: int) -> list[int]:
     """The pids whose parent is ``pid``."""

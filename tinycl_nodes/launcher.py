@@ -27,7 +27,7 @@ import yaml
 from .bus.dds_config import shipped_config
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, nodes_started
-from .nodes.runner import node_parameters
+from .nodes.runner import STOP_SIGNALS, node_parameters
 from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -254,15 +254,13 @@ class StopSignals:
     between taking and releasing the lock of its ``wait()``. Here each signal sets ``event`` (the first one names the
     stop); one that comes while the graph stops changes nothing, so it cannot cut the nodes' saving short."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __init__(self) -> None:
         self.event = threading.Event()
         self.name: str | None = None
         self._old: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
-        self._old = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+        self._old = {sig: signal.signal(sig, self._note) for sig in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -227,7 +227,7 @@ def test_fleet_run_started_in_a_scripts_background_stops_on_sigint(tmp_path) -> 
     import subprocess
     import sys
 
-    from tests.reliability.test_launcher import IGNORING_SIGINT
+    from tests.processes import IGNORING_SIGINT
 
     _need_mosquitto()
     d = tmp_path / "broker"

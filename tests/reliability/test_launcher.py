@@ -16,14 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import alive, children, kill9, kill9_launcher, node_pid
+from tests.processes import IGNORING_SIGINT, alive, children, kill9, kill9_launcher, node_pid
 
 from .conftest import ROOT
-
-
-#: starts a command with SIGINT ignored, as a non-interactive shell starts a job in the background (`… &` in a script)
-IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
 
 
 class Launch:

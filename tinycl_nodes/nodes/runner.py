@@ -528,13 +528,18 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     return 0
 
 
+#: what stops a node, and a launcher (``launcher.StopSignals``): Ctrl-C (and ``ros2 launch``'s SIGINT), SIGTERM
+#: (``tinycl launch``, systemd), a closed terminal's SIGHUP
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Stopper:
     """SIGINT/SIGTERM/SIGHUP stop the spin loop cleanly so ``close()`` can save state."""
 
     def __init__(self, bus: Any) -> None:
         self._old: dict[int, Any] = {}
         handler: Callable[[int, Any], None] = lambda signum, frame: bus.request_stop()  # noqa: E731
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             self._old[sig] = signal.signal(sig, handler)
 
     def restore(self, ignore: bool = False) -> None:
