@@ -103,21 +103,26 @@ def test_a_question_and_its_late_picture_are_journaled_and_shown_after_a_kill(do
             far = t.send(4)                              # asked at once, its window not there yet
             assert spin_until(t.bus, lambda: len(t.requests) == 1, 15), labeler.lines[-10:]
             assert t.requests[0].picture.width == 0
-            t.window(far)                                # drawn now: the question is sent again with it
-            assert spin_until(t.bus, lambda: len(t.requests) == 2, 15), labeler.lines[-10:]
-            assert t.requests[1].picture.width == 320 and t.requests[1].request_id == t.requests[0].request_id
+            # drawn now: the question is sent again with it (a copy without it may come first: the labeler sends the
+            # open questions again to a reader it matched late, as a label app started later)
+            drawn = lambda since: [r for r in t.requests[since:] if r.picture.width]  # noqa: E731
+            t.window(far)
+            assert spin_until(t.bus, lambda: drawn(1), 15), labeler.lines[-10:]
+            shown = drawn(1)[0]
+            assert shown.picture.width == 320 and shown.request_id == t.requests[0].request_id
             kill_after(t, labeler, tmp_path, None)       # no checkpoint yet: all of it is in the journal
+        before = len(t.requests)
         with node("labeler", domain, *params) as labeler:
             line = labeler.wait_for_line("TinyRCE labeler:", 30)
             # the 4 labelled samples, the novel one, its question and its picture
             assert "2 classes" in line and "1 pending label requests and its journal (7 messages learned again)" \
                 in line, line
             # the pending question goes to a reader again, with the picture from the journal
-            assert spin_until(t.bus, lambda: len(t.requests) == 3, 15), labeler.lines[-10:]
-            req = t.requests[2]
+            assert spin_until(t.bus, lambda: len(t.requests) > before, 15), labeler.lines[-10:]
+            req = t.requests[before]
             assert req.request_id == t.requests[0].request_id and t.key(req.features.header) == far
             assert (req.picture.width, req.picture.height) == (320, 200)
-            assert bytes(req.picture.data) == bytes(t.requests[1].picture.data)
+            assert bytes(req.picture.data) == bytes(shown.picture.data)
         assert labeler.proc.returncode == 0 and "Traceback" not in "\n".join(labeler.lines)
     finally:
         t.bus.shutdown()
