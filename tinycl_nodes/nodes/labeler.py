@@ -48,8 +48,9 @@ the candidate classes, most likely first, and why) and is held; the
 ``LabelAnswer`` on ``label_answer`` is learned by the RCE and passed on (HUMAN, with the class
 name, so the learner names it). The bookkeeping (dedupe, expiry, budget, class names) is
 ``label_requests.LabelRequests``, saved atomically with the RCE state; what changed since the last checkpoint (the
-samples learned from their labels or held for a question, the pictures of the questions asked, and the
-pseudo-labels of classes an answer that can still change taught: ``core/undo.PassedOn``) is in its journal,
+samples learned from their labels or held for a question, the questions asked, skipped and answered and their
+pictures, the answers changed or withdrawn, the classes renamed, and the pseudo-labels of classes an answer that can
+still change taught: ``core/undo.PassedOn``) is in its journal,
 learned again after a kill at the time and under the request id it first had. Each answer's outcome is
 also published as JSON on ``label_status`` (std_msgs/String: request_id, status
 learned|refused|expired|skipped|withdrawn, class_id, class_name, message; new_class with an answer just learned), and
@@ -66,6 +67,7 @@ import struct
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -82,7 +84,7 @@ from ..core.prior_worth import worth_words
 from ..core.rce import AMBIGUOUS, TinyRCE
 from ..core import state as st
 from ..core.asking import AskPolicy
-from ..core.undo import PassedOn, ReplayUndo
+from ..core.undo import PassedOn, ReplayUndo, Revision
 from ..images import camera_picture, decode_compressed, picture_bytes
 from ..journal import pack, unpack
 from ..storage import RepeatedFailure, journal_words
@@ -525,6 +527,28 @@ class NotLearned:
         self.counts, self.said_at = {}, now
 
 
+class Refused(AnswerError):
+    """A person's change of an answer that cannot be taken: ``said`` to the phone, the message to the log."""
+
+    def __init__(self, said: str, message: str) -> None:
+        super().__init__(message)
+        self.said = said
+
+
+@dataclass
+class Correction:
+    """A change of an answer taken (``RceLabeler._correct``): what the learner and the phone are told of it."""
+
+    rid: str
+    samples: list[tuple[np.ndarray, int]]    # the answer's samples and their stamps
+    old_id: int
+    old_name: str
+    new_id: int | None                       # None: withdrawn
+    new_name: str
+    made: bool                               # the change made the class
+    revised: list[Revision]                  # pseudo-labels of the old class the corrected RCE labels otherwise
+
+
 INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)
 RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
 RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
@@ -537,6 +561,7 @@ MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
 #: a journaled pseudo-label's stamp (ns), label and confidence, after its features
 PASSED = struct.Struct("<qid")
 ANSWER = struct.Struct("<qd")      # a journaled answer's class id and wall-clock time
+CLASS_ID = struct.Struct("<q")     # a journaled correction's or rename's class id
 PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
 MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 
@@ -905,6 +930,10 @@ class RceLabeler(Labeler):
             class_id, now = ANSWER.unpack(parts[1])
             self._take_answer(self.requests.check_answer(parts[0].decode(), class_id, parts[2].decode(),
                                                          self.rce.classes, now), now)
+        elif op == b"correct" and len(parts) == 3:
+            self._correct(parts[0].decode(), *CLASS_ID.unpack(parts[1]), parts[2].decode("utf-8", "replace"))
+        elif op == b"rename" and len(parts) == 2:
+            self.requests.rename(*CLASS_ID.unpack(parts[0]), parts[1].decode("utf-8"), self.rce.classes)
         elif op == b"picture" and len(parts) == 3:
             (stamp,) = struct.unpack("<q", parts[0])
             req = self.requests.of_stamp(stamp)        # the replayed samples found no raw sample to draw
@@ -1110,85 +1139,100 @@ class RceLabeler(Labeler):
         """A person changed (class id / new name) or withdrew (NO_CLASS) an answer: the RCE replays
         without it, the learner is told to unlearn the samples (``unlearn``) and learns the new class; the
         pseudo-labels passed on lately as the old class that the corrected RCE labels otherwise are taken back too
-        (and passed on with their new label): what the answer's prototypes labelled."""
-        rid = str(msg.request_id).strip()
+        (and passed on with their new label): what the answer's prototypes labelled. Taken, it is a journal record,
+        fsynced as an answer's is (was: the whole state at once, up to 2.2 MB, with the node waiting for it), and goes
+        out after that: a kill -9 before the record lands loses the change before anything was said of it."""
+        rid, cid, name = str(msg.request_id).strip(), int(msg.class_id), str(msg.new_class_name)
+        try:
+            fix = self._correct(rid, cid, name)
+        except Refused as exc:
+            self._status(rid, "refused", message=exc.said)
+            raise
+        self.state.record_durable(pack(b"correct", rid.encode(), CLASS_ID.pack(cid), name.encode("utf-8", "replace")))
+        self._announce_correction(fix)
+
+    def _correct(self, rid: str, cid: int, name: str) -> Correction:
+        """What a change of the answer to ``rid`` changes here (the RCE, the undo logs, the asking policy's reach, the
+        answer and the class names), or :class:`Refused` with nothing changed. Run again from the journal."""
         done = self._answers.get(rid)
         if done is None:
-            self._status(rid, "refused", message="the robot no longer holds this answer: it cannot be changed any more")
-            raise AnswerError(f"correction of label request {rid[:64]!r}: no such recent answer")
-        cid = int(msg.class_id)
+            raise Refused("the robot no longer holds this answer: it cannot be changed any more",
+                          f"correction of label request {rid[:64]!r}: no such recent answer")
         if cid == NO_CLASS:
             new_id, new_name = None, ""
+        elif cid == NEW_CLASS:
+            try:
+                clean = check_class_name(name)
+            except AnswerError as exc:
+                raise Refused(str(exc), str(exc)) from None
+            known = self.requests.id_of_name(clean)
+            new_id = known if known is not None else max(set(self.rce.classes) | set(self.requests.names),
+                                                         default=-1) + 1
+            new_name = self.requests.names.get(new_id, clean)
+        elif cid in self.rce.classes or cid in self.requests.names:
+            new_id, new_name = cid, self._name(cid)
         else:
-            if cid == NEW_CLASS:
-                try:
-                    name = check_class_name(msg.new_class_name)
-                except AnswerError as exc:
-                    self._status(rid, "refused", message=str(exc))
-                    raise
-                known = self.requests.id_of_name(name)
-                new_id = known if known is not None else max(set(self.rce.classes) | set(self.requests.names),
-                                                                 default=-1) + 1
-                new_name = self.requests.names.get(new_id, name)
-            elif cid in self.rce.classes or cid in self.requests.names:
-                new_id, new_name = cid, self._name(cid)
-            else:
-                self._status(rid, "refused", message=f"unknown class id {cid}")
-                raise AnswerError(f"correction of {rid[:64]}: unknown class id {cid}")
+            raise Refused(f"unknown class id {cid}", f"correction of {rid[:64]}: unknown class id {cid}")
         made = new_id is not None and new_id not in self.rce.classes and new_id not in self.requests.names
         try:
             self.undo.relabel(rid, new_id)
-        except InputError:      # its text names the request id (the undo log's tag): the person gets words
-            self._status(rid, "refused", message="the robot no longer keeps what it learned from this answer: "
-                                                  "it cannot be changed any more")
-            raise
-        old_id = done["class_id"]
-        for x, ns in done["samples"]:
+        except InputError as exc:   # its text names the request id (the undo log's tag): the person gets words
+            raise Refused("the robot no longer keeps what it learned from this answer: it cannot be changed any more",
+                          str(exc)) from None
+        fix = Correction(rid, list(done["samples"]), done["class_id"], done["class_name"], new_id, new_name, made,
+                         self.passed.revise(done["class_id"], self._decision))
+        self.requests.policy.forget_answer(done["gid"], new_id)
+        if new_id is None:
+            del self._answers[rid]
+        else:
+            self.requests.names.setdefault(new_id, new_name)
+            done["class_id"], done["class_name"] = new_id, new_name
+        return fix
+
+    def _announce_correction(self, fix: Correction) -> None:
+        """A change taken: the learner unlearns the answer's samples and the pseudo-labels it revised (and learns
+        their new labels), the phone gets the verdict, the classes and open questions."""
+        for x, ns in fix.samples:
             self.unlearn_pub.publish(self.LabeledFeatures(
-                header=self._header(), features=self._features_of(x, ns), label=old_id, confidence=1.0,
-                source=self.LabeledFeatures.HUMAN, label_name=done["class_name"]))
-            if new_id is not None:
+                header=self._header(), features=self._features_of(x, ns), label=fix.old_id, confidence=1.0,
+                source=self.LabeledFeatures.HUMAN, label_name=fix.old_name))
+            if fix.new_id is not None:
                 self.pub.publish(self.LabeledFeatures(
-                    header=self._header(), features=self._features_of(x, ns), label=new_id, confidence=1.0,
-                    source=self.LabeledFeatures.HUMAN, label_name=new_name))
-        revised = self.passed.revise(old_id, self._decision)
-        for r in revised:
+                    header=self._header(), features=self._features_of(x, ns), label=fix.new_id, confidence=1.0,
+                    source=self.LabeledFeatures.HUMAN, label_name=fix.new_name))
+        for r in fix.revised:
             features = self._features_of(r.x, r.stamp_ns)
             self.unlearn_pub.publish(self.LabeledFeatures(
                 header=self._header(), features=features, label=r.label, confidence=r.confidence,
-                source=self.LabeledFeatures.PSEUDO, label_name=done["class_name"]))
+                source=self.LabeledFeatures.PSEUDO, label_name=fix.old_name))
             if r.new_label is not None:
                 self.pub.publish(self.LabeledFeatures(
                     header=self._header(), features=features, label=r.new_label, confidence=r.new_confidence,
                     source=self.LabeledFeatures.PSEUDO, label_name=self._name_of(r.new_label)))
-        self.requests.policy.forget_answer(done["gid"], new_id)
-        if new_id is None:
-            del self._answers[rid]
-            self._status(rid, "withdrawn")
+        if fix.new_id is None:
+            self._status(fix.rid, "withdrawn")
         else:
-            self.requests.names.setdefault(new_id, new_name)
-            done["class_id"], done["class_name"] = new_id, new_name
-            self._status(rid, "learned", new_id, new_name, new_class=made)
-        self._save()
+            self._status(fix.rid, "learned", fix.new_id, fix.new_name, new_class=fix.made)
         self._publish_classes()
         self._ask_again()
         self.log.info("answer to %s %s: %d sample(s) taken back from class %d, and %d pseudo-label(s) it had given",
-                      rid, "withdrawn" if new_id is None else f"changed to class {new_id} {new_name!r}",
-                      len(done["samples"]), old_id, len(revised))
+                      fix.rid, "withdrawn" if fix.new_id is None else f"changed to class {fix.new_id} {fix.new_name!r}",
+                      len(fix.samples), fix.old_id, len(fix.revised))
 
     def on_rename(self, msg: Any) -> None:
         """A person renames a class (``rename_class``: a LabelAnswer with the rename's own request id, the class
         and its new name). This node owns class names, so the verdict is said here only: on ``label_status``
         under that id (renamed, or refused with the reason: the phone shows it), and an accepted name on
-        ``class_renamed`` (the learner and the app follow it)."""
+        ``class_renamed`` (the learner and the app follow it). Taken, it is a journal record, fsynced (was: the whole
+        state at once)."""
         rid, cid = str(msg.request_id), int(msg.class_id)
         try:
             name = self.requests.rename(cid, msg.new_class_name, self.rce.classes)
         except AnswerError as exc:
             self._status(rid, "refused", cid, message=str(exc))
             raise
+        self.state.record_durable(pack(b"rename", CLASS_ID.pack(cid), name.encode("utf-8")))
         self.renamed_pub.publish(self.ClassInfo(id=cid, name=name, sample_count=0))
-        self._save()
         self._publish_classes()
         self._status(rid, "renamed", cid, name)
         self._ask_again()       # their reasons name the class ("This looks like both 4 and 9"): in its new name
