@@ -1,6 +1,7 @@
 """The TinyRCE labeler's journal under ``ros2 launch tinyrce.launch.py`` (rclpy, ROS 2 Humble): killed with -9 after
-a person's answer, launch starts it again and it learns the answer and what came after it from its journal (the
-records are rclpy messages' CDR bytes, read back as rclpy messages), with the answer still changeable.
+a person's answer and a rename of the class it made, launch starts it again and it learns the answer, the rename and
+what came after them from its journal (the records are rclpy messages' CDR bytes, read back as rclpy messages), with
+the answer still changeable and the class under its new name on ``classes``.
 
 One question an hour (``max_requests_per_hour: 1``) and no timed checkpoint within the test (``save_period_s``), so
 that after the answer every sample the labeler does not cover is journaled and none is checkpointed: the debug line of
@@ -19,6 +20,7 @@ from tinycl_nodes.graphs import GRAPHS
 
 NS = "/rce"
 NEW_CLASS = "seven"
+RENAMED = "digit seven"      # a person renames it: a journal record too
 RESTARTED = re.compile(r"TinyRCE labeler: (\d+) classes, \d+ prototypes, \d+ pending label requests and its journal "
                        r"\((\d+) messages learned again\)")
 
@@ -39,6 +41,9 @@ def test_a_killed_rce_labeler_learns_its_journal_again_under_ros2(ros):
     ros.run("ros2", "topic", "pub", "--once", f"{NS}/label_answer", "tinycl_nodes/msg/LabelAnswer",
             f"{{request_id: '{request_id}', class_id: -1, new_class_name: '{NEW_CLASS}'}}", timeout_s=45)
     answered = launch.wait_for_line(f"label request {request_id} answered", 30)      # logged after its record
+    ros.run("ros2", "topic", "pub", "--once", f"{NS}/rename_class", "tinycl_nodes/msg/LabelAnswer",
+            f"{{request_id: 'rename-1', class_id: 6, new_class_name: '{RENAMED}'}}", timeout_s=45)
+    launch.wait_for_line(f"class 6 renamed '{RENAMED}'", 30)                          # logged after its record
     after = launch.text.index(answered)
     journaled = re.compile(r"\[rce\.labeler\]: sample \d+ (not asked about|joins label request)")
     ros.wait_until("a sample journaled after the answer", every_s=0.05, timeout_s=30,
@@ -49,6 +54,8 @@ def test_a_killed_rce_labeler_learns_its_journal_again_under_ros2(ros):
     classes, relearned = int(restarted.group(1)), int(restarted.group(2))
     assert classes == 7 and relearned >= 1, restarted.group(0)       # digits 0-5 and the person's new class
     assert "1 answer(s) from before the restart can still be changed" in launch.text, launch.text[-3000:]
+    classes_now = ros.run("ros2", "topic", "echo", "--once", "--no-daemon", f"{NS}/classes", timeout_s=60).stdout
+    assert f"name: {RENAMED}" in classes_now and f"name: {NEW_CLASS}" not in classes_now, classes_now
     ros.wait_until("the restarted labeler at work", lambda: re.search(
         r"\[rce\.labeler\]: sample \d+ ", launch.text[launch.text.index(restarted.group(0)):]), timeout_s=30)
     assert launch.stop(signal.SIGINT) == 0, launch.text[-3000:]
