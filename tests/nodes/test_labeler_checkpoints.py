@@ -180,17 +180,22 @@ CHANGES = {   # a person's change after answering "seven": (topic, class id, nam
 }
 
 
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["answer-journaled", "answer-checkpointed"])
 @pytest.mark.parametrize("change", CHANGES, ids=list(CHANGES))
-def test_a_persons_change_is_an_fsynced_journal_record_and_holds_after_a_kill(tmp_path, data_dir, monkeypatch, change):
+def test_a_persons_change_is_an_fsynced_journal_record_and_holds_after_a_kill(tmp_path, data_dir, monkeypatch, change,
+                                                                               checkpointed):
     """A person changes an answer, withdraws it or renames a class: one journal record, fsynced with its segment, not
     the whole state at once (was: a checkpoint, up to 2.2 MB, which the node's thread waited for). A labeler started on
     what is left (as after kill -9) holds what the change made: the RCE, the undo log, the changeable answers and the
-    class names equal the first labeler's."""
+    class names equal the first labeler's; ``checkpointed``: the answer is in the last checkpoint, not in the journal
+    with the change."""
     (topic, class_id, name), op, verdict = CHANGES[change]
     cam, asked = asked_about_a_seven(tmp_path, data_dir)
     lab = cam.lab
     rid = asked.request_id
     cam.answer(rid, NEW_CLASS, "seven")
+    if checkpointed:
+        lab.state.save()
     lab.state.flush()
     ticket = lab.state.ticket
     synced: list[str] = []
@@ -199,9 +204,11 @@ def test_a_persons_change_is_an_fsynced_journal_record_and_holds_after_a_kill(tm
     cam.change(topic, "rename-1" if topic == "rename_class" else rid, class_id, name)
     assert cam.status[-1]["status"] == verdict, cam.status[-1]
     assert lab.state.ticket == ticket                 # was ticket + 1: the whole state, at once
-    records = [unpack(r) for r in lab.state.journal.records(2)]
-    assert [r[0] for r in records] == [b"sample", b"ask", b"answer", op]
-    assert synced == [str(lab.state.journal.path(2))], synced        # the segment (its name was synced with the answer)
+    segment = 3 if checkpointed else 2
+    records = [unpack(r) for r in lab.state.journal.records(segment)]
+    assert [r[0] for r in records] == ([op] if checkpointed else [b"sample", b"ask", b"answer", op])
+    # the segment; and its name in the folder, but for a segment whose name was synced with the answer
+    assert synced == [str(lab.state.journal.path(segment))] + [str(tmp_path)] * checkpointed, synced
     again = cam.again()
     for part in ("rce", "undo"):
         before, after = getattr(lab, part).state_dict()["arrays"], getattr(again, part).state_dict()["arrays"]
