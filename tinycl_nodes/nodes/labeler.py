@@ -527,6 +527,23 @@ class NotLearned:
         self.counts, self.said_at = {}, now
 
 
+INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)
+RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
+RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
+#: what a clustering labeler that has no labelled sample needs (a camera graph on a robot that starts from nothing)
+START_HINT = (" (clustering starts from labelled samples: run the replay once in this namespace, its state keeps "
+              "them; or learn from a person's answers with the camera graph, camera.launch.py)")
+SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
+RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request (frame_cache.py)
+MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
+#: a journaled pseudo-label's stamp (ns), label and confidence, after its features
+PASSED = struct.Struct("<qid")
+ANSWER = struct.Struct("<qd")      # a journaled answer's class id and wall-clock time
+CLASS_ID = struct.Struct("<q")     # a journaled correction's or rename's class id
+PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
+MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
+
+
 class Refused(AnswerError):
     """A person's change of an answer that cannot be taken: ``said`` to the phone, the message to the log."""
 
@@ -547,23 +564,6 @@ class Correction:
     new_name: str
     made: bool                               # the change made the class
     revised: list[Revision]                  # pseudo-labels of the old class the corrected RCE labels otherwise
-
-
-INIT_MAX = 10_000          # labelled samples that start the clusters at most (those after them are learned as they come)
-RECOVERY_POLL_S = 0.1      # while held for the learner's kept samples: how often to look
-RECOVERY_QUIET_S = 0.3     # they come as one burst (the writer's history): done when none came this long
-#: what a clustering labeler that has no labelled sample needs (a camera graph on a robot that starts from nothing)
-START_HINT = (" (clustering starts from labelled samples: run the replay once in this namespace, its state keeps "
-              "them; or learn from a person's answers with the camera graph, camera.launch.py)")
-SENT_BYTES = 8 << 20      # labels kept to re-apply after the learner's head (26,000 of 64 features)
-RAW_CACHE = 64            # raw samples (image / imu) kept to draw the picture of a request (frame_cache.py)
-MAX_UNDOABLE = 200        # recent answers a person can still change or withdraw
-#: a journaled pseudo-label's stamp (ns), label and confidence, after its features
-PASSED = struct.Struct("<qid")
-ANSWER = struct.Struct("<qd")      # a journaled answer's class id and wall-clock time
-CLASS_ID = struct.Struct("<q")     # a journaled correction's or rename's class id
-PICTURE_SIDE = 640        # a camera frame shown to a person fits in this many pixels squared
-MAX_PICTURE_BYTES = PICTURE_SIDE * PICTURE_SIDE * 3   # the largest picture: a square colour frame
 
 
 def kept_picture(img: np.ndarray, exact: bool = False) -> dict[str, Any]:
