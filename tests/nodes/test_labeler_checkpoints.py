@@ -225,6 +225,27 @@ def test_a_persons_change_is_an_fsynced_journal_record_and_holds_after_a_kill(tm
     lab.close()
 
 
+def test_the_journal_keeps_a_new_class_name_as_taken_and_no_name_for_a_known_class(tmp_path, data_dir):
+    """An answer or a change carries a name whether it uses one or not, unchecked when the class is a known one, and a
+    new class's name is taken with its white space collapsed. The fsynced record keeps the name as taken: for an
+    answer "0" with a megabyte of name, none; for a change to a new class "bike" followed by a megabyte of spaces,
+    "bike". Was: the name as the message carried it, a megabyte fsynced each."""
+    cam, asked = asked_about_a_seven(tmp_path, data_dir)
+    lab = cam.lab
+    cam.answer(asked.request_id, 0, "x" * 1_000_000)          # a zero after all: the name is not used
+    assert lab.requests.closed[asked.request_id] == "answered"
+    cam.change("label_correction", asked.request_id, NEW_CLASS, "bike" + " " * 1_000_000)
+    assert cam.status[-1]["status"] == "learned" and cam.status[-1]["class_name"] == "bike", cam.status[-1]
+    lab.state.flush()
+    records = {unpack(r)[0]: r for r in lab.state.journal.records(2)}
+    assert unpack(records[b"answer"])[3] == b"" and len(records[b"answer"]) < 200
+    assert unpack(records[b"correct"])[3] == b"bike" and len(records[b"correct"]) < 200
+    again = cam.again()
+    assert {r: (a["class_id"], a["class_name"]) for r, a in again._answers.items()} == {asked.request_id: (1, "bike")}
+    again.close()
+    lab.close()
+
+
 def test_a_checkpoint_by_weight_comes_from_the_timer_and_holds_the_answer_its_record_is_about(tmp_path, data_dir):
     """An answer's record that brings the journal to the last checkpoint's weight: the checkpoint comes from the
     store's timer, after the answer is learned, and holds it. Was: it came from inside the record, before the answer

@@ -566,6 +566,12 @@ class Correction:
     revised: list[Revision]                  # pseudo-labels of the old class the corrected RCE labels otherwise
 
 
+def journaled_name(class_id: int, name: str) -> bytes:
+    """The name an answer's or a change's journal record keeps: a new class's name as taken (cleaned: taken again, it
+    gives the same class), none for a known class, whose name the message may carry anyway (unchecked, any size)."""
+    return name.encode("utf-8") if class_id == NEW_CLASS else b""
+
+
 def kept_picture(img: np.ndarray, exact: bool = False) -> dict[str, Any]:
     """A question's picture as the labeler keeps it while the question waits or its group forms, in memory and in
     its state: compressed as ``images.picture_bytes`` decides (PNG for a plot, ``exact``, and a small picture; JPEG
@@ -1086,7 +1092,7 @@ class RceLabeler(Labeler):
         # journaled first, and fsynced: a person's label survives a power cut, as it did when each answer wrote the
         # whole state at once (up to 2.2 MB, docs/results.md); learned again after a restart (:meth:`_relearn`)
         self.state.record_durable(pack(b"answer", rid.encode(), ANSWER.pack(int(msg.class_id), now),
-                                       str(msg.new_class_name).encode("utf-8", "replace")))
+                                       journaled_name(int(msg.class_id), res.class_name)))
         self._take_answer(res, now)
         self._announce_answer(res, str(msg.answered_by))
 
@@ -1148,7 +1154,7 @@ class RceLabeler(Labeler):
         except Refused as exc:
             self._status(rid, "refused", message=exc.said)
             raise
-        self.state.record_durable(pack(b"correct", rid.encode(), CLASS_ID.pack(cid), name.encode("utf-8", "replace")))
+        self.state.record_durable(pack(b"correct", rid.encode(), CLASS_ID.pack(cid), journaled_name(cid, fix.new_name)))
         self._announce_correction(fix)
 
     def _correct(self, rid: str, cid: int, name: str) -> Correction:
