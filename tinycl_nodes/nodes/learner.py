@@ -54,7 +54,7 @@ from ..storage import journal_words
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
-from .messages import features_of, label_source, message_bytes, message_of, stamp_ns
+from .messages import check_texts, features_of, label_source, message_bytes, message_of, stamp_ns
 from .runner import JournaledStateParams, ManagedParams, ModelPriorParams, Node, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -222,6 +222,7 @@ class Learner(Node):
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
         """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in). What changes the
         node is journaled once checked, before it is learned: a checkpoint it brings about holds it."""
+        check_texts(msg)
         if self.latents is not None and latent is None:
             return self.latents.add_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
@@ -337,6 +338,7 @@ class Learner(Node):
     def on_renamed(self, msg: Any) -> None:
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
         class_id = check_label(int(msg.id))
+        check_texts(msg)
         self.state.record(pack(b"renamed", message_bytes(msg, "ClassInfo")))
         self.class_names[class_id] = str(msg.name)[:MAX_NAME_CHARS]
         self.heads.changed()

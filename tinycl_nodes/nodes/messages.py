@@ -61,9 +61,28 @@ def approx_bytes(msg: Any, depth: int = 0) -> int:
     return total
 
 
+#: the longest text one field of a message a node learns from may hold (a frame id, a hash, a class name: tens of
+#: characters): such a message is journaled as it came, and one with a 64 KB frame id was 64 KB on disk
+MAX_TEXT_CHARS = 1024
+
+
+def check_texts(msg: Any, depth: int = 0) -> None:
+    """InputError naming the first text field of ``msg`` (or of its header or features) longer than MAX_TEXT_CHARS."""
+    for name in (*_BIG_FIELDS, "frame_id"):
+        value = getattr(msg, name, None)
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            where = "features." if depth and name != "frame_id" else ""
+            raise InputError(f"{where}{name} of {len(value)} characters, at most {MAX_TEXT_CHARS}: dropped")
+    for nested in ("features", "header"):
+        if depth < 2 and getattr(msg, nested, None) is not None:
+            check_texts(getattr(msg, nested), depth + 1)
+
+
 def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: float | None = None) -> np.ndarray:
     """The feature vector of a Features message, refused if wrong length, NaN, beyond ``bound`` (the
-    extractor's calibrated range with its margin) or from another extractor."""
+    extractor's calibrated range with its margin), from another extractor or with an oversized text
+    (:func:`check_texts`)."""
+    check_texts(msg)
     if extractor_hash and msg.extractor_hash != extractor_hash:   # no hash is not "any extractor"
         raise ExtractorMismatchError(f"features from extractor {msg.extractor_hash[:12] or '(none)'}, this node "
                                      f"uses {extractor_hash[:12]}: dropped")

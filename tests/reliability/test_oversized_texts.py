@@ -1,0 +1,80 @@
+"""A message a node learns from is journaled as it came (CDR bytes, before it is learned), so its texts are bounded
+before that: a label name, a frame id, an extractor hash or a renamed class's name longer than
+``messages.MAX_TEXT_CHARS`` is one error line naming the field, and the message is dropped. Was: learned, and each
+journaled whole, 64 KB on disk a sample (real nodes on the local bus: the learner, both labelers)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from tests.nodes.test_labeler_checkpoints import CameraLabeler
+from tests.reliability.test_memory import peer
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.interfaces import as_sequence
+from tinycl_nodes.nodes.learner import Learner, LearnerParams
+from tinycl_nodes.nodes.messages import MAX_TEXT_CHARS
+
+BIG = "n" * 65536
+
+
+def journaled(store) -> int:
+    store.flush()
+    return sum(1 for _ in store.journal.records(0))
+
+
+def test_the_learner_refuses_oversized_texts_before_its_journal(tmp_path, caplog):
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
+    learner.bring_up()
+    bus, Header, Time = peer(graph)
+    LF, F, Info = bus.msg("LabeledFeatures"), bus.msg("Features"), bus.msg("ClassInfo")
+    pub = bus.create_publisher("labeled", LF)
+    renames = bus.create_publisher("class_renamed", Info, "reliable")
+    x = as_sequence(np.random.default_rng(0).normal(0, 0.5, 64), "f")
+
+    def sample(k: int, label_name: str = "", frame: str = "", feature_frame: str = "", hash_: str | None = None):
+        return LF(header=Header(stamp=Time(sec=1, nanosec=k), frame_id=frame), label=1, confidence=1.0,
+                  source=LF.HUMAN, label_name=label_name,
+                  features=F(header=Header(stamp=Time(sec=1, nanosec=k), frame_id=feature_frame), data=x,
+                             extractor_hash=learner.hash if hash_ is None else hash_))
+
+    before = journaled(learner.state)
+    with caplog.at_level(logging.ERROR):
+        pub.publish(sample(1, label_name=BIG))
+        pub.publish(sample(2, frame=BIG))
+        pub.publish(sample(3, feature_frame=BIG))
+        pub.publish(sample(4, hash_=BIG))
+        renames.publish(Info(id=1, name=BIG, sample_count=0))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 5, said
+    for field, line in zip(["label_name", "frame_id", "frame_id", "features.extractor_hash", "name"], said):
+        assert f"{field} of 65536 characters, at most {MAX_TEXT_CHARS}: dropped" in line and "\n" not in line, line
+    assert journaled(learner.state) == before and int(learner.head.state_dict()["arrays"]["counts"].sum()) == 0
+    assert 1 not in learner.class_names
+    pub.publish(sample(5, label_name="cup"))                     # a clean one: learned, journaled, named
+    assert journaled(learner.state) == before + 1 and learner.class_names[1] == "cup"
+    learner.bus.shutdown()
+
+
+@pytest.mark.parametrize("config", ["tinyndc", "camera"], ids=["tinyndc labeler", "rce labeler"])
+def test_the_labelers_refuse_oversized_texts_before_their_journal(tmp_path, caplog, config):
+    cam = CameraLabeler(tmp_path, config, save_period_s=3600.0,
+                        **({"follow_head": "", "recover_topic": "", "global_topic": ""} if config == "tinyndc" else {}))
+    lab = cam.lab
+    x = np.random.default_rng(0).normal(0, 0.5, 64).astype(np.float32)
+    Features = cam.bus.msg("Features")
+    before = journaled(lab.state)
+    with caplog.at_level(logging.ERROR):
+        cam.pub.publish(Features(header=cam.Header(stamp=cam.Time(sec=1, nanosec=1), frame_id=BIG),
+                                 data=as_sequence(x, "f"), extractor_hash=lab.hash, labelled=True, true_label=0))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and f"frame_id of 65536 characters, at most {MAX_TEXT_CHARS}: dropped" in said[0], said
+    assert journaled(lab.state) == before and not cam.labeled
+    cam.send(x, 0)                                               # the same sample, a short frame id: learned
+    assert journaled(lab.state) == before + 1 and len(cam.labeled) == (1 if config == "camera" else 0)
+    lab.close()
