@@ -68,7 +68,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 from pydantic import Field
@@ -964,7 +964,8 @@ class RceLabeler(Labeler):
             self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
                           self.requests.group_size(req))
             self._record_picture(req)
-            self._send_request(req)
+        if ready:
+            self._send_requests(ready)
 
     def _rid_of_group(self, gid: int) -> str:
         for rid, a in self._answers.items():
@@ -1128,8 +1129,18 @@ class RceLabeler(Labeler):
         taken back or renamed since they were sent): a question asked before anything was learned had no buttons, and
         said "I haven't learned anything yet", for as long as it stayed open. The phone redraws each card around what
         is being typed in it (label_app page)."""
-        for req in list(self.requests.pending.values()):
+        self._send_requests(self.requests.pending.values())
+
+    def _send_requests(self, reqs: Iterable[Pending]) -> None:
+        """Send ``reqs``. Once every open question has gone out, the readers matched before the sending are owed none:
+        :meth:`_tick` sends them all again only to a reader matched later (a label app started after them). Was: the
+        tick's count of readers, up to 1 s old, so a question asked just after a reader matched went to it twice."""
+        readers = self.request_pub.get_subscription_count()     # before: a reader matched meanwhile is owed them
+        reqs = list(reqs)
+        for req in reqs:
             self._send_request(req)
+        if {r.request_id for r in reqs} >= set(self.requests.pending):
+            self._request_readers = readers
 
     @staticmethod
     def _covered(dec: Any) -> tuple[int, float]:
@@ -1275,8 +1286,7 @@ class RceLabeler(Labeler):
             self.state.changed()
         readers = self.request_pub.get_subscription_count()
         if readers > self._request_readers and self.requests.pending:
-            for req in self.requests.pending.values():
-                self._send_request(req)
+            self._send_requests(self.requests.pending.values())
         self._request_readers = readers
         self._publish_closed()
         self._publish_classes()      # counts changed by samples learned meanwhile (labelled, or alike to an answer)
