@@ -1,7 +1,8 @@
 """A message a node learns from is journaled as it came (CDR bytes, before it is learned), so its texts are bounded
 before that: a label name, a frame id, an extractor hash or a renamed class's name longer than
 ``messages.MAX_TEXT_CHARS`` is one error line naming the field, and the message is dropped. Was: learned, and each
-journaled whole, 64 KB on disk a sample (real nodes on the local bus: the learner, both labelers)."""
+journaled whole, 64 KB on disk a sample (real nodes on the local bus: the learner, both labelers). The extractor,
+whose features keep a frame's header, refuses such a frame id at the source.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.reliability.test_memory import peer
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.interfaces import as_sequence
+from tinycl_nodes.nodes.extractor import Extractor, ExtractorParams
 from tinycl_nodes.nodes.learner import Learner, LearnerParams
 from tinycl_nodes.nodes.messages import MAX_TEXT_CHARS
 
@@ -78,3 +80,26 @@ def test_the_labelers_refuse_oversized_texts_before_their_journal(tmp_path, capl
     cam.send(x, 0)                                               # the same sample, a short frame id: learned
     assert journaled(lab.state) == before + 1 and len(cam.labeled) == (1 if config == "camera" else 0)
     lab.close()
+
+
+def test_the_extractor_refuses_a_frame_id_its_features_would_carry(caplog):
+    graph = LocalGraph()
+    bus, Header, Time = peer(graph)
+    features: list = []
+    bus.create_subscription("features", "Features", features.append)
+    ex = Extractor(create_bus("extractor", "/", backend="local", graph=graph),
+                   ExtractorParams(expect_ground_truth=False, image_qos="reliable"))
+    ex.bring_up()
+    Image = bus.msg("sensor_msgs/msg/Image")
+    pub = bus.create_publisher("image", Image, "reliable")
+    frame = lambda k, frame_id: Image(header=Header(stamp=Time(sec=1, nanosec=k), frame_id=frame_id),  # noqa: E731
+                                      height=28, width=28, encoding="mono8", step=28,
+                                      data=as_sequence(np.full((28, 28), 100, np.uint8), "B"))
+    with caplog.at_level(logging.ERROR):
+        pub.publish(frame(1, BIG))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and f"frame_id of 65536 characters, at most {MAX_TEXT_CHARS}: dropped" in said[0], said
+    assert not features
+    pub.publish(frame(2, "camera_optical_frame"))
+    assert [f.header.frame_id for f in features] == ["camera_optical_frame"]
+    ex.bus.shutdown()

@@ -41,7 +41,7 @@ from ..extractor import FrozenExtractor, model_card_of, model_path
 from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
 from ..storage import RepeatedFailure, one_line
-from .messages import stamp_ns
+from .messages import check_texts, stamp_ns
 from .runner import ImageQos, ImageTransport, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
 
@@ -230,6 +230,7 @@ class Extractor(Node):
             self.join.flush()
 
     def on_imu(self, msg: Any) -> None:
+        check_texts(msg)
         rate = float(msg.rate_hz)
         if self.window_rate_hz and rate > 0 and abs(rate - self.window_rate_hz) > 1e-3 * self.window_rate_hz:
             # every window is wrong the same way: said once, then once a minute (not one line per window)
@@ -243,7 +244,9 @@ class Extractor(Node):
             self.join.add_sample(stamp_ns(msg.header), msg.header, imu_window(msg, self.shape))
 
     def on_image(self, msg: Any, compressed: bool = False) -> None:
-        """Decode (InputError → one line, dropped), preprocess and extract, then join the truth."""
+        """Decode (InputError → one line, dropped), preprocess and extract, then join the truth. The features keep the
+        frame's header: a frame id the nodes after it would refuse (:func:`messages.check_texts`) is refused here."""
+        check_texts(msg)
         pre = self.model.preprocessing
         image = compressed_image_of(msg, pre.size) if compressed else image_of(msg)
         # with latent_head the payload is (features, latent): one forward pass gives both
