@@ -14,6 +14,7 @@ import pytest
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.core.names import MAX_NAME_CHARS
 from tinycl_nodes.export.head_export import to_c_header
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.nodes.exporter import Exporter, ExporterParams
@@ -113,6 +114,16 @@ def test_a_head_kind_that_is_not_a_name_is_refused(kind):
     lin = HeadSnapshot([1], ["one"], [1], np.ones((1, 4), np.float32), np.zeros(1, np.float32), kind, h, 1, 1)
     with pytest.raises(ValueError, match="refused"):
         to_c_header(lin)
+
+
+def test_a_head_with_a_class_name_longer_than_a_learner_gives_is_refused():
+    """A learner cuts class names to MAX_NAME_CHARS; a head with a longer one (64 KB: any node may publish ``head``)
+    went into the exported C header and ONNX, and into the fleet's rounds."""
+    h = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    with pytest.raises(InputError, match=f"class 1's name is 65536 characters, at most {MAX_NAME_CHARS}"):
+        from_msg(fake_head("CWRStar", h, classes=[SimpleNamespace(id=1, name="n" * 65536, sample_count=1)]), h)
+    longest = [SimpleNamespace(id=1, name="n" * MAX_NAME_CHARS, sample_count=1)]
+    assert list(from_msg(fake_head("CWRStar", h, classes=longest), h).class_names) == ["n" * MAX_NAME_CHARS]
 
 
 @pytest.mark.parametrize("request_path", ["../outside", "/tmp/elsewhere", "a/../../b", "x" * 300, "sub\n/x",

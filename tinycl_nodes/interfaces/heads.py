@@ -19,6 +19,7 @@ import numpy as np
 from ..core import HEADS
 from ..core import state as st
 from ..core.errors import ExtractorMismatchError, InputError, StateError
+from ..core.names import MAX_NAME_CHARS
 from ..core.federated import (MAX_CLASSES, MAX_FEATURES, MOMENTS_KIND, SLDA_KIND, HeadSnapshot, Moments,
                               snapshot_from_state)
 from .arrays import as_sequence
@@ -78,6 +79,9 @@ def from_msg(msg: Any, extractor_hash: str = "", device: str = "") -> HeadSnapsh
     if n > MAX_CLASSES:
         raise InputError(f"head: {n} classes, at most {MAX_CLASSES}")
     check_kind(msg.kind)
+    long = next((c for c in msg.classes if len(c.name) > MAX_NAME_CHARS), None)
+    if long is not None:       # a learner cuts names to this: a longer one went into every export and fleet round
+        raise InputError(f"head: class {int(long.id)}'s name is {len(long.name)} characters, at most {MAX_NAME_CHARS}")
     if extractor_hash and msg.extractor_hash != extractor_hash:
         raise ExtractorMismatchError(f"head v{msg.version} was trained on extractor {msg.extractor_hash[:12] or '?'}, "
                                      f"this node uses {extractor_hash[:12]}: refused")
