@@ -41,16 +41,18 @@ class NodeFuzzer(Fuzzer):
             header=self.header(), data=as_sequence(x, "f"), extractor_hash=self.hash, sample_id=1, true_label=-1,
             labelled=False), label=int(self.pick(-2, -7, -2**31)), confidence=1.0, source=2, label_name="")
 
-    def labeled_big_text(self):
-        """Features and a label a node would learn, with a 64 KB text: a label name or a frame id (journaled as it
-        came, before the bound: 64 KB on disk a sample)."""
+    def labeled_malformed(self):
+        """Features and a label a node would learn, in a message no labeler sends: a 64 KB text (a label name or a
+        frame id: journaled as it came, 64 KB on disk a sample), a NaN or out-of-range confidence, or an unknown
+        source."""
         x = self.rng.normal(0, 1, self.n).astype(np.float32)
-        big = int(self.rng.integers(0, 3))
+        bad = int(self.rng.integers(0, 5))
         Header = self.Header
-        return self.Labeled(header=Header(frame_id=HUGE if big == 0 else ""), features=self.Features(
-            header=Header(frame_id=HUGE if big == 1 else ""), data=as_sequence(x, "f"), extractor_hash=self.hash,
-            sample_id=1, true_label=-1, labelled=False), label=int(self.pick(0, 3)), confidence=1.0, source=2,
-            label_name=HUGE if big == 2 else "")
+        return self.Labeled(header=Header(frame_id=HUGE if bad == 0 else ""), features=self.Features(
+            header=Header(frame_id=HUGE if bad == 1 else ""), data=as_sequence(x, "f"), extractor_hash=self.hash,
+            sample_id=1, true_label=-1, labelled=False), label=int(self.pick(0, 3)),
+            confidence=float(self.pick(np.nan, 1.5)) if bad == 3 else 1.0, source=9 if bad == 4 else 2,
+            label_name=HUGE if bad == 2 else "")
 
     def truth(self):
         return self.GT(header=self.header(), label=int(self.pick(-2, -2**31, -1)),
@@ -123,7 +125,7 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         assert spin_until(bus, lambda: all(p.get_subscription_count() for p in pub.values())
                           and truth_pub.get_subscription_count(), 90), {n: p.lines[-5:] for n, p in procs.items()}
         # --- the fuzz -----------------------------------------------------------------------------
-        labeled = (lambda: fz.message("labeled"),) * 6 + (fz.labeled_bad_label, fz.labeled_big_text)
+        labeled = (lambda: fz.message("labeled"),) * 6 + (fz.labeled_bad_label, fz.labeled_malformed)
         makers = {"/bl/labeled": lambda: fz.pick(*labeled)(),
                   "/bi/image": lambda: fz.message("image"), "/bi/ground_truth": fz.truth,
                   "/m/predictions": fz.prediction, "/r/features": fz.features,

@@ -46,7 +46,7 @@ from ..journal import pack, unpack
 from ..storage import journal_words
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
-from .messages import check_texts, features_of, image_pixels, message_bytes, message_of, stamp_ns
+from .messages import check_labeled, features_of, image_pixels, message_bytes, message_of, stamp_ns
 from .runner import ImageQos, JournaledStateParams, Node, run_node
 from .truth_join import TruthJoin
 
@@ -165,7 +165,7 @@ class Board(Node):
 
     def on_labeled(self, msg: Any) -> None:
         """A labelled sample: predicted, then learned; journaled once checked, before it is learned."""
-        check_texts(msg)
+        check_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound)
         label = int(msg.label)
         if label != -1:

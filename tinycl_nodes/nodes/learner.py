@@ -54,7 +54,7 @@ from ..storage import journal_words
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
-from .messages import check_texts, features_of, label_source, message_bytes, message_of, stamp_ns
+from .messages import check_labeled, check_texts, features_of, label_source, message_bytes, message_of, stamp_ns
 from .runner import JournaledStateParams, ManagedParams, ModelPriorParams, Node, run_node
 
 HEAD_PRESETS = {"tinyndc": presets.tinyndc_paper, "tinycl": presets.tinycl_best,
@@ -222,7 +222,7 @@ class Learner(Node):
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
         """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in). What changes the
         node is journaled once checked, before it is learned: a checkpoint it brings about holds it."""
-        check_texts(msg)
+        check_labeled(msg)
         if self.latents is not None and latent is None:
             return self.latents.add_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
@@ -303,6 +303,7 @@ class Learner(Node):
     def on_unlearn(self, msg: Any) -> None:
         """Take a sample back (``unlearn``: the labeler after a person changed an answer). A pseudo-label is taken back
         only if it was learned: its confidence, as it came, passed ``min_confidence``."""
+        check_labeled(msg)
         label = check_label(int(msg.label))
         if not self._learns(msg):
             self.log.debug("a pseudo-label of class %d at confidence %.3f to take back: never learned", label,

@@ -78,6 +78,19 @@ def check_texts(msg: Any, depth: int = 0) -> None:
             check_texts(getattr(msg, nested), depth + 1)
 
 
+def check_labeled(msg: Any) -> None:
+    """InputError for a LabeledFeatures message no labeler sends: an oversized text (:func:`check_texts`), a
+    confidence that is not a number from 0 to 1 (a NaN one passed every ``min_confidence``: it was learned), or a
+    source other than PSEUDO, HUMAN and GROUND_TRUTH."""
+    check_texts(msg)
+    conf = float(msg.confidence)
+    if not 0.0 <= conf <= 1.0:
+        raise InputError(f"confidence {conf:g}: must be from 0 to 1: dropped")
+    if msg.source not in (msg.PSEUDO, msg.HUMAN, msg.GROUND_TRUTH):
+        raise InputError(f"source {msg.source}: none of PSEUDO ({msg.PSEUDO}), HUMAN ({msg.HUMAN}) and GROUND_TRUTH "
+                         f"({msg.GROUND_TRUTH}): dropped")
+
+
 def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: float | None = None) -> np.ndarray:
     """The feature vector of a Features message, refused if wrong length, NaN, beyond ``bound`` (the
     extractor's calibrated range with its margin), from another extractor or with an oversized text

@@ -1,8 +1,9 @@
-"""A message a node learns from is journaled as it came (CDR bytes, before it is learned), so its texts are bounded
-before that: a label name, a frame id, an extractor hash or a renamed class's name longer than
-``messages.MAX_TEXT_CHARS`` is one error line naming the field, and the message is dropped. Was: learned, and each
-journaled whole, 64 KB on disk a sample (real nodes on the local bus: the learner, both labelers). The extractor,
-whose features keep a frame's header, refuses such a frame id at the source.)"""
+"""What a node learns from, it journals as it came (CDR bytes, before it is learned), so a message is checked before
+that. A label name, a frame id, an extractor hash or a renamed class's name longer than ``messages.MAX_TEXT_CHARS`` is
+one error line naming the field, and the message is dropped (was: learned, and journaled whole, 64 KB on disk a
+sample); so is a labelled sample whose confidence is not a number from 0 to 1 or whose source no labeler sends (was:
+learned). Real nodes on the local bus: the learner, both labelers, and the extractor, whose features keep a frame's
+header and which refuses such a frame id at the source."""
 
 from __future__ import annotations
 
@@ -103,3 +104,29 @@ def test_the_extractor_refuses_a_frame_id_its_features_would_carry(caplog):
     pub.publish(frame(2, "camera_optical_frame"))
     assert [f.header.frame_id for f in features] == ["camera_optical_frame"]
     ex.bus.shutdown()
+
+
+@pytest.mark.parametrize("bad", [dict(confidence=float("nan")), dict(confidence=1.5), dict(confidence=-0.1),
+                                 dict(confidence=float("inf")), dict(source=7)], ids=str)
+def test_the_learner_refuses_a_confidence_or_a_source_no_labeler_sends(tmp_path, caplog, bad):
+    """A pseudo-label of NaN confidence passed every ``min_confidence`` (NaN < x is false): it was learned."""
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
+    learner.bring_up()
+    bus, Header, Time = peer(graph)
+    LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
+    pub = bus.create_publisher("labeled", LF)
+    x = as_sequence(np.random.default_rng(0).normal(0, 0.5, 64), "f")
+    sample = lambda k, **kw: LF(**{"header": Header(stamp=Time(sec=1, nanosec=k)), "label": 1,  # noqa: E731
+                                   "confidence": 1.0, "source": LF.PSEUDO, "features": F(
+                                       header=Header(stamp=Time(sec=1, nanosec=k)), data=x,
+                                       extractor_hash=learner.hash), **kw})
+    with caplog.at_level(logging.ERROR):
+        pub.publish(sample(1, **bad))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and ("confidence" in said[0] if "confidence" in bad else "source 7" in said[0]), said
+    assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 0
+    pub.publish(sample(2))
+    assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 1
+    learner.bus.shutdown()
