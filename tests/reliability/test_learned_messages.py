@@ -130,3 +130,29 @@ def test_the_learner_refuses_a_confidence_or_a_source_no_labeler_sends(tmp_path,
     pub.publish(sample(2))
     assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 1
     learner.bus.shutdown()
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -50.0], ids=str)
+def test_the_extractor_refuses_an_imu_window_at_a_rate_that_is_no_rate(caplog, rate):
+    """Was: taken as a window whose rate is not said (0), its features learned downstream."""
+    graph = LocalGraph()
+    bus, Header, Time = peer(graph)
+    features: list = []
+    bus.create_subscription("features", "Features", features.append)
+    ex = Extractor(create_bus("extractor", "/", backend="local", graph=graph),
+                   ExtractorParams(input="imu", model="har_elm", expect_ground_truth=False, image_qos="reliable"))
+    ex.bring_up()
+    Window = bus.msg("ImuWindow")
+    pub = bus.create_publisher("imu", Window, "reliable")
+    channels, samples = ex.shape
+    window = lambda k, hz: Window(header=Header(stamp=Time(sec=1, nanosec=k)), n_channels=channels,  # noqa: E731
+                                  rate_hz=hz, data=as_sequence(np.zeros(channels * samples), "f"))
+    with caplog.at_level(logging.ERROR):
+        pub.publish(window(1, rate))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and "a rate must be a number from 0 (not said) up: dropped" in said[0], said
+    assert not features
+    pub.publish(window(2, 0.0))                                  # not said: taken
+    pub.publish(window(3, ex.window_rate_hz))
+    assert len(features) == 2
+    ex.bus.shutdown()

@@ -232,6 +232,8 @@ class Extractor(Node):
     def on_imu(self, msg: Any) -> None:
         check_texts(msg)
         rate = float(msg.rate_hz)
+        if not (np.isfinite(rate) and rate >= 0):      # 0: a sender that does not say its rate
+            raise InputError(f"imu window at {rate:g} Hz: a rate must be a number from 0 (not said) up: dropped")
         if self.window_rate_hz and rate > 0 and abs(rate - self.window_rate_hz) > 1e-3 * self.window_rate_hz:
             # every window is wrong the same way: said once, then once a minute (not one line per window)
             self._bad_windows.failed(
