@@ -9,7 +9,7 @@ from tinycl_nodes.core import state as st
 from tinycl_nodes.core.asking import AskPolicy
 from tinycl_nodes.core.errors import StateError
 from tinycl_nodes.nodes.label_requests import (
-    MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, render_plot, unit_of,
+    MAX_NAME_CHARS, NEW_CLASS, AnswerError, LabelRequests, next_class_id, render_plot, unit_of,
 )
 from tinycl_nodes.storage import load_states, save_states
 
@@ -132,6 +132,16 @@ def test_bad_answers_are_refused_and_change_nothing(rid, class_id, name, match):
         r.check_answer(rid, class_id, name, [0], 1.0)
     assert "\n" not in str(err.value)
     assert snapshot(r) == before and a.request_id in r.pending and len(a.samples) == 2
+
+
+def test_a_class_at_the_highest_id_leaves_new_classes_the_lowest_free_ids():
+    """A labelled sample of class 2³¹−1 (any node may publish features) took the id past which a new class would go:
+    every person's new class was then refused, "no free class id left for a new class"."""
+    r = LabelRequests(ttl_s=100)
+    _, a = r.offer(vec(1.0), 0.0)
+    res = r.check_answer(a.request_id, NEW_CLASS, "cup", [0, 1, 2**31 - 1], 1.0)
+    assert (res.class_id, res.new_class) == (2, True)
+    assert next_class_id([0, 2, 2**31 - 1]) == 1 and next_class_id([]) == 0 and next_class_id([4]) == 5
 
 
 def test_pending_requests_survive_a_restart(tmp_path):

@@ -106,30 +106,44 @@ def test_the_extractor_refuses_a_frame_id_its_features_would_carry(caplog):
     ex.bus.shutdown()
 
 
-@pytest.mark.parametrize("bad", [dict(confidence=float("nan")), dict(confidence=1.5), dict(confidence=-0.1),
-                                 dict(confidence=float("inf")), dict(source=7)], ids=str)
-def test_the_learner_refuses_a_confidence_or_a_source_no_labeler_sends(tmp_path, caplog, bad):
-    """A pseudo-label of NaN confidence passed every ``min_confidence`` (NaN < x is false): it was learned."""
-    graph = LocalGraph()
-    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
-                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
+BAD_LABELLED = {"confidence nan": dict(confidence=float("nan")), "confidence 1.5": dict(confidence=1.5),
+                "confidence -0.1": dict(confidence=-0.1), "confidence inf": dict(confidence=float("inf")),
+                "source 7": dict(source=7), "stamp -5 s": dict(sec=-5), "stamp 1e9 ns": dict(nanosec=10**9)}
+
+
+@pytest.mark.parametrize("bad", BAD_LABELLED, ids=list(BAD_LABELLED))
+def test_the_learner_refuses_a_confidence_a_source_or_a_stamp_no_labeler_sends(tmp_path, caplog, bad):
+    """A pseudo-label of NaN confidence passed every ``min_confidence`` (NaN < x is false): it was learned. A sample
+    stamped -5 s was learned, and its stamp saved with the head made the whole state file unloadable at the next start
+    (moved aside: everything learned was lost). A learner started again on what this one saved holds its sample."""
+    words, fields = bad, dict(BAD_LABELLED[bad])
+    stamp = {k: fields.pop(k) for k in ("sec", "nanosec") if k in fields}
+    params = LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0)
+    learner = Learner(create_bus("learner", "/", backend="local", graph=(graph := LocalGraph())), params)
     learner.bring_up()
     bus, Header, Time = peer(graph)
     LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
     pub = bus.create_publisher("labeled", LF)
     x = as_sequence(np.random.default_rng(0).normal(0, 0.5, 64), "f")
-    sample = lambda k, **kw: LF(**{"header": Header(stamp=Time(sec=1, nanosec=k)), "label": 1,  # noqa: E731
-                                   "confidence": 1.0, "source": LF.PSEUDO, "features": F(
-                                       header=Header(stamp=Time(sec=1, nanosec=k)), data=x,
-                                       extractor_hash=learner.hash), **kw})
+
+    def sample(k: int, sec: int = 1, nanosec: int | None = None, **kw):
+        header = Header(stamp=Time(sec=sec, nanosec=k if nanosec is None else nanosec))
+        return LF(**{"header": header, "label": 1, "confidence": 1.0, "source": LF.PSEUDO,
+                     "features": F(header=header, data=x, extractor_hash=learner.hash), **kw})
+
     with caplog.at_level(logging.ERROR):
-        pub.publish(sample(1, **bad))
+        pub.publish(sample(1, **stamp, **fields))
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(said) == 1 and ("confidence" in said[0] if "confidence" in bad else "source 7" in said[0]), said
+    assert len(said) == 1 and words.split()[0] in said[0] and "dropped" in said[0], said
     assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 0
     pub.publish(sample(2))
     assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 1
+    learner.close()
     learner.bus.shutdown()
+    again = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()), params)
+    again.bring_up()
+    assert int(again.head.state_dict()["arrays"]["counts"].sum()) == 1
+    again.bus.shutdown()
 
 
 @pytest.mark.parametrize("rate", [float("nan"), float("inf"), -50.0], ids=str)

@@ -84,6 +84,14 @@ class Resolution:
     new_class: bool                # a class id that was not known before this answer
 
 
+def next_class_id(known: Iterable[int]) -> int:
+    """The id a person's new class gets: one past the highest known, or the lowest free one once that is past
+    MAX_CLASS_ID (a labelled sample of class 2³¹−1 took it: every new class was then refused, "no free class id")."""
+    ids = set(known)
+    top = max(ids, default=-1) + 1
+    return top if top <= MAX_CLASS_ID else next(i for i in range(len(ids) + 1) if i not in ids)
+
+
 def check_class_name(name: Any) -> str:
     """A new class name by the one shared rule (:mod:`tinycl_nodes.core.names`); AnswerError if refused."""
     try:
@@ -226,10 +234,7 @@ class LabelRequests:
             existing = self.id_of_name(name)
             if existing is not None:
                 return Resolution(req, existing, self.names[existing], existing not in known_ids)
-            new_id = max(known_ids, default=-1) + 1
-            if new_id > MAX_CLASS_ID:
-                raise AnswerError("no free class id left for a new class")
-            return Resolution(req, new_id, name, True)
+            return Resolution(req, next_class_id(known_ids), name, True)
         if cid < 0 or cid not in known_ids:
             raise AnswerError(f"unknown class id {cid} "
                               f"(known: {', '.join(map(str, sorted(known_ids))) or 'none'}; "

@@ -18,7 +18,12 @@ from ..interfaces.heads import snapshot_of, to_msg
 
 
 def stamp_ns(header: Any) -> int:
-    """A header's stamp in integer nanoseconds (the identity of a sample across topics)."""
+    """A header's stamp in integer nanoseconds (the identity of a sample across topics); InputError for one no clock
+    gives (negative seconds, or a nanosecond part of a second or more): a learned sample's stamp is saved with the head,
+    and a negative one made the whole state file unloadable at the next start."""
+    sec, nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
+    if sec < 0 or not 0 <= nanosec < 1_000_000_000:
+        raise InputError(f"header stamp {sec} s {nanosec} ns: no clock gives it: dropped")
     return int(time_to_ns(header.stamp))
 
 
@@ -83,6 +88,7 @@ def check_labeled(msg: Any) -> None:
     confidence that is not a number from 0 to 1 (a NaN one passed every ``min_confidence``: it was learned), or a
     source other than PSEUDO, HUMAN and GROUND_TRUTH."""
     check_texts(msg)
+    stamp_ns(msg.header)
     conf = float(msg.confidence)
     if not 0.0 <= conf <= 1.0:
         raise InputError(f"confidence {conf:g}: must be from 0 to 1: dropped")
@@ -94,8 +100,9 @@ def check_labeled(msg: Any) -> None:
 def features_of(msg: Any, n_features: int, extractor_hash: str = "", bound: float | None = None) -> np.ndarray:
     """The feature vector of a Features message, refused if wrong length, NaN, beyond ``bound`` (the
     extractor's calibrated range with its margin), from another extractor or with an oversized text
-    (:func:`check_texts`)."""
+    (:func:`check_texts`) or a stamp no clock gives (:func:`stamp_ns`)."""
     check_texts(msg)
+    stamp_ns(msg.header)
     if extractor_hash and msg.extractor_hash != extractor_hash:   # no hash is not "any extractor"
         raise ExtractorMismatchError(f"features from extractor {msg.extractor_hash[:12] or '(none)'}, this node "
                                      f"uses {extractor_hash[:12]}: dropped")
