@@ -754,3 +754,39 @@ def test_a_taken_port_is_one_line_naming_its_holder_and_how_to_choose_another(tm
         and f"(pid {os.getpid()}): choose another with port:=N (ros2 launch), --port N (tinycl launch) or " \
             f"-p port:=N (ros2 run); 0: any free port" in said[0], said
     assert "Traceback" not in run.stdout + run.stderr and "Errno" not in said[0]
+
+
+def test_the_app_refuses_a_prediction_confidence_that_is_no_probability_and_a_class_list_beyond_a_heads(tmp_path,
+                                                                                                       caplog):
+    """A Prediction of NaN confidence went into the pages' JSON ("NaN", which a browser's JSON.parse refuses: new pages
+    showed no question until ten more predictions pushed it out); a class list of any length was kept, saved and sent
+    to every page. Each is one error line now, and the next good message is taken (the node on the local bus)."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.label_app import MAX_CLASS_LIST, LabelApp, LabelAppParams
+
+    graph = LocalGraph()
+    bus = create_bus("label_app", backend="local", graph=graph)
+    app = LabelApp(bus, LabelAppParams(host="127.0.0.1", port=0, state_dir=str(tmp_path), qr=False))
+    peer = create_bus("robot", backend="local", graph=graph)
+    P, CL, CI = peer.msg("Prediction"), peer.msg("ClassList"), peer.msg("ClassInfo")
+    preds = peer.create_publisher("predictions", P, "reliable")
+    classes = peer.create_publisher("classes", CL, "latched")
+    try:
+        with caplog.at_level(logging.ERROR):
+            for bad in (float("nan"), float("inf"), 1.5, -0.5):
+                preds.publish(P(sample_id=1, class_id=0, class_name="zero", confidence=bad))
+            classes.publish(CL(classes=[CI(id=i, name="c", sample_count=1) for i in range(MAX_CLASS_LIST + 1)]))
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(said) == 5 and all("dropped" in s for s in said[:4]), said
+        assert f"classes: {MAX_CLASS_LIST + 1} classes, at most {MAX_CLASS_LIST}: dropped" in said[4], said
+        preds.publish(P(sample_id=2, class_id=0, class_name="zero", confidence=0.75))
+        deadline_s = time.monotonic() + 5
+        while not app.store.predictions and time.monotonic() < deadline_s:
+            time.sleep(0.05)
+        assert [(p["sample_id"], p["confidence"]) for p in app.store.predictions] == [(2, 0.75)]
+        json.loads(json.dumps(app.store.classes_view(), allow_nan=False))    # what a page parses
+    finally:
+        app.close()
+        bus.shutdown()
+        peer.shutdown()

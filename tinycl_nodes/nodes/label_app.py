@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from ..core.errors import InputError, TinyclError
+from ..core.federated import MAX_CLASSES
 from ..core.names import MAX_NAME_CHARS
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_file
@@ -44,11 +45,20 @@ from .messages import stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
+MAX_CLASS_LIST = MAX_CLASSES   # classes on a question's buttons or in the class list: as many as a head holds
 MAX_CLOSED_CHARS = 1 << 20   # label_closed: the labeler's last 200 verdicts are 20-60 KB
 
 #: how to give the label app another port, whichever way it was started (it cannot tell ros2 launch from tinycl launch)
 CHOOSE_PORT = ("choose another with port:=N (ros2 launch), --port N (tinycl launch) or -p port:=N (ros2 run); "
                "0: any free port")
+
+
+def class_list(classes: Any, what: str) -> Any:
+    """A message's ClassInfo list, refused (InputError) when longer than a head's: it is kept, saved and sent to every
+    page."""
+    if len(classes) > MAX_CLASS_LIST:
+        raise InputError(f"{what}: {len(classes)} classes, at most {MAX_CLASS_LIST}: dropped")
+    return classes
 
 
 class LabelAppParams(NodeParams):
@@ -165,8 +175,8 @@ class LabelApp(Node):
             picture = picture_file(msg.picture)
         except InputError as exc:
             self.log.error("label request %s: picture dropped: %s", rid, exc)
-        candidates = [{"id": int(c.id), "name": str(c.name) or str(int(c.id)), "sample_count": int(c.sample_count)}
-                      for c in msg.candidates]
+        candidates = [{"id": int(c.id), "name": str(c.name)[:MAX_NAME_CHARS] or str(int(c.id)),
+                       "sample_count": int(c.sample_count)} for c in class_list(msg.candidates, "candidates")]
         now = time.time()
         self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, picture,
                                            width if picture else 0, height if picture else 0, now,
@@ -215,15 +225,20 @@ class LabelApp(Node):
         """The labeler's classes (latched: also the list it sent before this app started): what the pages list, and
         the names and counts on every question's buttons and in the history."""
         self.server.submit(self._classes, [(int(c.id), str(c.name)[:MAX_NAME_CHARS], int(c.sample_count))
-                                           for c in msg.classes])
+                                           for c in class_list(msg.classes, "classes")])
 
     def _classes(self, classes: list[tuple[int, str, int]]) -> None:      # server loop
         if self.store.set_classes(classes):
             self.server.on_classes_changed()
 
     def on_prediction(self, msg: Any) -> None:
+        """A prediction for the "what the robot knows" view; a confidence that is not a number from 0 to 1 is refused
+        (a NaN went into the pages' JSON, which a browser cannot parse: new pages showed no question)."""
+        confidence = float(msg.confidence)
+        if not 0.0 <= confidence <= 1.0:
+            raise InputError(f"prediction confidence {confidence:g}: must be from 0 to 1: dropped")
         self.server.submit(self._predicted, int(msg.sample_id), int(msg.class_id), str(msg.class_name)[:MAX_NAME_CHARS],
-                           float(msg.confidence))
+                           confidence)
 
     def _predicted(self, sample_id: int, class_id: int, name: str, confidence: float) -> None:   # server loop
         self.store.observe_prediction(sample_id, class_id, name, confidence, time.time())
