@@ -170,3 +170,28 @@ def test_the_extractor_refuses_an_imu_window_at_a_rate_that_is_no_rate(caplog, r
     pub.publish(window(3, ex.window_rate_hz))
     assert len(features) == 2
     ex.bus.shutdown()
+
+
+def test_the_learner_keeps_as_many_class_names_as_a_head_has_classes(tmp_path, caplog):
+    """Ground truth names the classes a replay teaches; one of 20,000 class ids, none of them a head's class, kept
+    20,000 names (1.6 MB more in every checkpoint). At most MAX_CLASSES are kept: the names past that are one line
+    each; a class already named can still be renamed."""
+    from tinycl_nodes.core.federated import MAX_CLASSES
+
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
+                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
+    learner.bring_up()
+    bus, Header, Time = peer(graph)
+    GT, Info = bus.msg("GroundTruth"), bus.msg("ClassInfo")
+    truths = bus.create_publisher("ground_truth", GT, "sensor_data")
+    renames = bus.create_publisher("class_renamed", Info, "reliable")
+    with caplog.at_level(logging.ERROR):
+        for i in range(MAX_CLASSES + 3):
+            truths.publish(GT(header=Header(stamp=Time(sec=1, nanosec=i)), label=1000 + i, class_name=f"c{i}"))
+        renames.publish(Info(id=7, name="seven", sample_count=0))          # a class with no name yet: no room
+        renames.publish(Info(id=1000, name="renamed", sample_count=0))    # one named already
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 4 and all(f"{MAX_CLASSES} classes have a name already" in s for s in said), said[:2]
+    assert len(learner.class_names) == MAX_CLASSES and learner.class_names[1000] == "renamed"
+    learner.bus.shutdown()

@@ -42,8 +42,8 @@ import numpy as np
 from pydantic import Field
 
 from .. import presets
-from ..core.errors import StateError
-from ..core.federated import HeadSnapshot, check_merge, merge_into_head
+from ..core.errors import InputError, StateError
+from ..core.federated import MAX_CLASSES, HeadSnapshot, check_merge, merge_into_head
 from ..core.names import MAX_NAME_CHARS
 from ..core.prior_worth import WEIGH_MAX, prior_meta, prior_taken, worth_words
 from ..core.undo import ReplayUndo
@@ -263,8 +263,8 @@ class Learner(Node):
         """Publish the prediction for ``x`` (not while the journal is replayed), then learn the label if it is to be
         learned (``held``: a sample the wait held, counted toward ``save_every`` when it came)."""
         label = int(msg.label)           # checked by on_labeled (a held sample's when it was held)
-        if label != -1 and msg.label_name:   # a class named by the labeler (e.g. a person's new class)
-            self.class_names[label] = msg.label_name[:MAX_NAME_CHARS]
+        if label != -1 and msg.label_name and (label in self.class_names or len(self.class_names) < MAX_CLASSES):
+            self.class_names[label] = msg.label_name[:MAX_NAME_CHARS]   # a class the labeler named (a person's)
         predicted = self.head.predict_valid(x)  # exactly what the in-process loop predicts
         if predicted is None:
             cls, conf = -1, 0.0
@@ -322,11 +322,19 @@ class Learner(Node):
             self.head.unlearn_valid(x, label)
         self.heads.changed()
 
+    def _check_room_for_name(self, label: int) -> None:
+        """InputError unless class ``label`` has a name or another may be kept: as many as a head has classes (the
+        ground truth of 20,000 class ids, no head class among them, kept 20,000 names: 1.6 MB more in the state)."""
+        if label not in self.class_names and len(self.class_names) >= MAX_CLASSES:
+            raise InputError(f"class {label}: {MAX_CLASSES} classes have a name already, as many as a head has: "
+                             f"its name is not kept")
+
     def on_truth_name(self, msg: Any) -> None:
         """A replayed dataset's class names (an image folder's sub-folders) name the classes it teaches, so heads and
         exports carry them; a name a person or the parameters gave is kept."""
         label, name = int(msg.label), str(msg.class_name)[:MAX_NAME_CHARS]
         if 0 <= label <= 2**31 - 1 and name and label not in self.class_names:
+            self._check_room_for_name(label)
             self.class_names[label] = name
         made = self._prior_names.get(label)
         if made is not None and name and made != name and not self._prior_name_said:
@@ -340,6 +348,7 @@ class Learner(Node):
         """The labeler accepted a person's new name for a class: predictions and heads carry it."""
         class_id = check_label(int(msg.id))
         check_texts(msg)
+        self._check_room_for_name(class_id)
         self.state.record(pack(b"renamed", message_bytes(msg, "ClassInfo")))
         self.class_names[class_id] = str(msg.name)[:MAX_NAME_CHARS]
         self.heads.changed()
