@@ -59,6 +59,9 @@ def _patch_meta(data: bytes, **changes) -> bytes:
     ("sent_at_infinite", "bad metadata sent_at: Input should be a finite number"),
     ("sent_at_far", "bad metadata sent_at: Input should be less than or equal to 253402300799"),
     ("metric_nan", "bad metadata metrics.accuracy: Input should be a finite number"),
+    # taken before 2026-12-05: the round table's accuracy became inf or NaN
+    ("metric_absurd", "metrics accuracy 1e+308: a percentage is from 0 to 100"),
+    ("metric_samples", "metrics samples -1e+308: from 0 to"),
 ])
 def test_bad_payloads_are_one_clear_line(case, words) -> None:
     good = encode(head("dev1", np.ones((3, 8))), "lab", "dev1")
@@ -77,6 +80,8 @@ def test_bad_payloads_are_one_clear_line(case, words) -> None:
         "sent_at_infinite": _patch_meta(good, sent_at=float("inf")),
         "sent_at_far": _patch_meta(good, sent_at=1e300),
         "metric_nan": _patch_meta(good, metrics={"accuracy": float("nan")}),
+        "metric_absurd": _patch_meta(good, metrics={"accuracy": 1e308, "samples": 1e308}),
+        "metric_samples": _patch_meta(good, metrics={"accuracy": 50.0, "samples": -1e308}),
     }[case]
     with pytest.raises(PayloadError) as e:
         decode(bad, max_bytes=len(good) + 1000, fleet="lab")

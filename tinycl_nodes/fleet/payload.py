@@ -109,6 +109,17 @@ class PayloadMeta(BaseModel):
 
 
     @model_validator(mode="after")
+    def _metrics(self) -> "PayloadMeta":
+        """The two metrics the aggregator reads: an accuracy in percent, the samples it weighs it by (1e308 of either
+        made the round table's accuracy inf or NaN, published retained and saved)."""
+        acc, n = self.metrics.get("accuracy", 0.0), self.metrics.get("samples", 0.0)
+        if not 0.0 <= acc <= 100.0:
+            raise ValueError(f"metrics accuracy {acc:g}: a percentage is from 0 to 100")
+        if not 0.0 <= n <= MAX_COUNT:
+            raise ValueError(f"metrics samples {n:g}: from 0 to {MAX_COUNT}")
+        return self
+
+    @model_validator(mode="after")
     def _shape(self) -> "PayloadMeta":
         c, f = self.shape
         if c != len(self.classes):
