@@ -19,7 +19,7 @@ from tinycl_nodes.export.head_export import to_c_header
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.nodes.exporter import Exporter, ExporterParams
 from tinycl_nodes.core.federated import HeadSnapshot
-from tinycl_nodes.interfaces.heads import from_msg
+from tinycl_nodes.interfaces.heads import MAX_WEIGHT, from_msg
 from tinycl_nodes.presets import HEADS
 
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -124,6 +124,16 @@ def test_a_head_with_a_class_name_longer_than_a_learner_gives_is_refused():
         from_msg(fake_head("CWRStar", h, classes=[SimpleNamespace(id=1, name="n" * 65536, sample_count=1)]), h)
     longest = [SimpleNamespace(id=1, name="n" * MAX_NAME_CHARS, sample_count=1)]
     assert list(from_msg(fake_head("CWRStar", h, classes=longest), h).class_names) == ["n" * MAX_NAME_CHARS]
+
+
+def test_a_head_whose_scores_would_overflow_is_refused():
+    """Weights of 1e38 (finite) were exported: the C header's and the ONNX's scores were inf, their probabilities
+    NaN."""
+    h = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    for weights, bias in (([1e38] * 64, [0.0]), ([0.5] * 64, [-1e38])):
+        with pytest.raises(InputError, match="its scores would overflow"):
+            from_msg(fake_head("CWRStar", h, weights=weights, bias=bias), h)
+    assert from_msg(fake_head("CWRStar", h, weights=[MAX_WEIGHT] * 64), h).weights.max() == np.float32(MAX_WEIGHT)
 
 
 @pytest.mark.parametrize("request_path", ["../outside", "/tmp/elsewhere", "a/../../b", "x" * 300, "sub\n/x",

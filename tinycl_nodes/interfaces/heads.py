@@ -20,6 +20,7 @@ from ..core import HEADS
 from ..core import state as st
 from ..core.errors import ExtractorMismatchError, InputError, StateError
 from ..core.names import MAX_NAME_CHARS
+from ..core.validation import MAX_ABS_FEATURE
 from ..core.federated import (MAX_CLASSES, MAX_FEATURES, MOMENTS_KIND, SLDA_KIND, HeadSnapshot, Moments,
                               snapshot_from_state)
 from .arrays import as_sequence
@@ -71,6 +72,11 @@ def to_msg(snap: HeadSnapshot, head_type: type, class_type: type, stamp: Any = N
                      n_seen=int(snap.n_seen), state=as_sequence(np.frombuffer(state, np.uint8), "B"), **kw)
 
 
+#: the largest |weight| or |bias| a head may carry: a score then stays finite in float32 for any feature vector the
+#: nodes take (MAX_FEATURES features of |x| ≤ MAX_ABS_FEATURE); weights of 1e38 were exported, their scores inf
+MAX_WEIGHT = float(np.finfo(np.float32).max) / 8 / (MAX_FEATURES * MAX_ABS_FEATURE)
+
+
 def from_msg(msg: Any, extractor_hash: str = "", device: str = "") -> HeadSnapshot:
     """Validate a ``Head`` message: kind, sizes, finiteness, unique classes, and (if given) the extractor."""
     n, d = len(msg.classes), int(msg.n_features)
@@ -93,6 +99,8 @@ def from_msg(msg: Any, extractor_hash: str = "", device: str = "") -> HeadSnapsh
         raise InputError(f"head: {b.size} biases for {n} classes")
     if not (np.isfinite(W).all() and np.isfinite(b).all()):
         raise InputError("head: weights contain NaN or inf")
+    if W.size and np.abs(W).max() > MAX_WEIGHT or b.size and np.abs(b).max() > MAX_WEIGHT:
+        raise InputError(f"head: weights beyond {MAX_WEIGHT:g}: its scores would overflow (no head learns such)")
     ids = [int(c.id) for c in msg.classes]
     if len(set(ids)) != n:
         raise InputError("head: duplicate class ids")
