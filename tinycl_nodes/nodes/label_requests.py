@@ -230,11 +230,8 @@ class LabelRequests:
         cid = int(class_id)
         known_ids = set(int(k) for k in known) | set(self.names)
         if cid == NEW_CLASS:
-            name = check_class_name(new_class_name)
-            existing = self.id_of_name(name)
-            if existing is not None:
-                return Resolution(req, existing, self.names[existing], existing not in known_ids)
-            return Resolution(req, next_class_id(known_ids), name, True)
+            new_id, name = self.class_for_name(new_class_name, known_ids)
+            return Resolution(req, new_id, name, new_id not in known_ids)
         if cid < 0 or cid not in known_ids:
             raise AnswerError(f"unknown class id {cid} "
                               f"(known: {', '.join(map(str, sorted(known_ids))) or 'none'}; "
@@ -262,6 +259,16 @@ class LabelRequests:
         self._close(req.request_id, "skipped")
         self.counters["skipped"] += 1
         return req
+
+    def class_for_name(self, name: Any, known: Iterable[int]) -> tuple[int, str]:
+        """The class a person's new class name stands for, with its name as kept: the class already so named, else a
+        new id (:func:`next_class_id` past ``known`` and the named classes); AnswerError for a name the rule refuses.
+        One rule for an answer and for a changed answer."""
+        clean = check_class_name(name)
+        existing = self.id_of_name(clean)
+        if existing is not None:
+            return existing, self.names[existing]
+        return next_class_id(set(known) | set(self.names)), clean
 
     def id_of_name(self, name: str) -> int | None:
         key = normalise_name(name)

@@ -90,7 +90,7 @@ from ..journal import pack, unpack
 from ..storage import RepeatedFailure, journal_words
 from .frame_cache import Entry, FrameCache, entry_bytes
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
-                             Resolution, check_class_name, next_class_id, render_plot)
+                             Resolution, render_plot)
 from .learner import global_snapshot, preset_switch
 from .messages import features_of, message_bytes, message_of, stamp_ns
 from .runner import ImageQos, ImageTransport, JournaledStateParams, ModelPriorParams, Node, run_node
@@ -1179,12 +1179,9 @@ class RceLabeler(Labeler):
             new_id, new_name = None, ""
         elif cid == NEW_CLASS:
             try:
-                clean = check_class_name(name)
+                new_id, new_name = self.requests.class_for_name(name, self.rce.classes)
             except AnswerError as exc:
                 raise Refused(str(exc), str(exc)) from None
-            known = self.requests.id_of_name(clean)
-            new_id = known if known is not None else next_class_id(set(self.rce.classes) | set(self.requests.names))
-            new_name = self.requests.names.get(new_id, clean)
         elif cid in self.rce.classes or cid in self.requests.names:
             new_id, new_name = cid, self._name(cid)
         else:
