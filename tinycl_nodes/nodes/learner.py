@@ -222,7 +222,8 @@ class Learner(Node):
     def on_labeled(self, msg: Any, latent: np.ndarray | None = None) -> None:
         """A labelled sample: predicted, then learned (latent_head: on its latent, once that is in). What changes the
         node is journaled once checked, before it is learned: a checkpoint it brings about holds it."""
-        check_labeled(msg)
+        if latent is None:            # (with its latent it comes again from the join: checked when it first came)
+            check_labeled(msg)
         if self.latents is not None and latent is None:
             return self.latents.add_labeled(msg)
         x = features_of(msg.features, self.n_features, self.hash, self.bound) if latent is None else latent
@@ -263,7 +264,7 @@ class Learner(Node):
         """Publish the prediction for ``x`` (not while the journal is replayed), then learn the label if it is to be
         learned (``held``: a sample the wait held, counted toward ``save_every`` when it came)."""
         label = int(msg.label)           # checked by on_labeled (a held sample's when it was held)
-        if label != -1 and msg.label_name and (label in self.class_names or len(self.class_names) < MAX_CLASSES):
+        if label != -1 and msg.label_name and self._room_for_name(label):
             self.class_names[label] = msg.label_name[:MAX_NAME_CHARS]   # a class the labeler named (a person's)
         predicted = self.head.predict_valid(x)  # exactly what the in-process loop predicts
         if predicted is None:
@@ -322,10 +323,14 @@ class Learner(Node):
             self.head.unlearn_valid(x, label)
         self.heads.changed()
 
+    def _room_for_name(self, label: int) -> bool:
+        """Whether class ``label`` has a name or another may be kept: as many as a head has classes (the ground truth
+        of 20,000 class ids, no head class among them, kept 20,000 names: 1.6 MB more in the state)."""
+        return label in self.class_names or len(self.class_names) < MAX_CLASSES
+
     def _check_room_for_name(self, label: int) -> None:
-        """InputError unless class ``label`` has a name or another may be kept: as many as a head has classes (the
-        ground truth of 20,000 class ids, no head class among them, kept 20,000 names: 1.6 MB more in the state)."""
-        if label not in self.class_names and len(self.class_names) >= MAX_CLASSES:
+        """InputError unless :meth:`_room_for_name`."""
+        if not self._room_for_name(label):
             raise InputError(f"class {label}: {MAX_CLASSES} classes have a name already, as many as a head has: "
                              f"its name is not kept")
 
