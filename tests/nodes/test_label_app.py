@@ -763,7 +763,8 @@ def test_the_app_refuses_a_prediction_confidence_that_is_no_probability_and_a_cl
     to every page. Each is one error line now, and the next good message is taken (the node on the local bus)."""
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.bus.local import LocalGraph
-    from tinycl_nodes.nodes.label_app import MAX_CLASS_LIST, LabelApp, LabelAppParams
+    from tinycl_nodes.core.federated import MAX_CLASSES
+    from tinycl_nodes.nodes.label_app import LabelApp, LabelAppParams
 
     graph = LocalGraph()
     bus = create_bus("label_app", backend="local", graph=graph)
@@ -776,10 +777,10 @@ def test_the_app_refuses_a_prediction_confidence_that_is_no_probability_and_a_cl
         with caplog.at_level(logging.ERROR):
             for bad in (float("nan"), float("inf"), 1.5, -0.5):
                 preds.publish(P(sample_id=1, class_id=0, class_name="zero", confidence=bad))
-            classes.publish(CL(classes=[CI(id=i, name="c", sample_count=1) for i in range(MAX_CLASS_LIST + 1)]))
+            classes.publish(CL(classes=[CI(id=i, name="c", sample_count=1) for i in range(MAX_CLASSES + 1)]))
         said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(said) == 5 and all("dropped" in s for s in said[:4]), said
-        assert f"classes: {MAX_CLASS_LIST + 1} classes, at most {MAX_CLASS_LIST}: dropped" in said[4], said
+        assert f"classes: {MAX_CLASSES + 1} classes, at most {MAX_CLASSES}: dropped" in said[4], said
         preds.publish(P(sample_id=2, class_id=0, class_name="zero", confidence=0.75))
         deadline_s = time.monotonic() + 5
         while not app.store.predictions and time.monotonic() < deadline_s:

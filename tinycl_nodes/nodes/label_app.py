@@ -45,7 +45,6 @@ from .messages import stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
 
 MAX_REASON = 200
-MAX_CLASS_LIST = MAX_CLASSES   # classes on a question's buttons or in the class list: as many as a head holds
 MAX_CLOSED_CHARS = 1 << 20   # label_closed: the labeler's last 200 verdicts are 20-60 KB
 
 #: how to give the label app another port, whichever way it was started (it cannot tell ros2 launch from tinycl launch)
@@ -54,10 +53,10 @@ CHOOSE_PORT = ("choose another with port:=N (ros2 launch), --port N (tinycl laun
 
 
 def class_list(classes: Any, what: str) -> Any:
-    """A message's ClassInfo list, refused (InputError) when longer than a head's: it is kept, saved and sent to every
-    page."""
-    if len(classes) > MAX_CLASS_LIST:
-        raise InputError(f"{what}: {len(classes)} classes, at most {MAX_CLASS_LIST}: dropped")
+    """A message's ClassInfo list (a question's buttons, the class list), refused (InputError) when longer than a head's
+    (MAX_CLASSES): it is kept, saved and sent to every page."""
+    if len(classes) > MAX_CLASSES:
+        raise InputError(f"{what}: {len(classes)} classes, at most {MAX_CLASSES}: dropped")
     return classes
 
 
