@@ -29,11 +29,21 @@ def journaled(store) -> int:
     return sum(1 for _ in store.journal.records(0))
 
 
+def started(node_cls, params, graph: LocalGraph):
+    """A real node of ``node_cls`` on ``graph``'s local bus, configured and active."""
+    node = node_cls(create_bus(node_cls.__name__.lower(), "/", backend="local", graph=graph), params)
+    node.bring_up()
+    return node
+
+
+def learner_on(graph: LocalGraph, tmp_path) -> Learner:
+    """The learner these tests feed: no class statistics (its head starts empty), no checkpoint by time."""
+    return started(Learner, LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0), graph)
+
+
 def test_the_learner_refuses_oversized_texts_before_its_journal(tmp_path, caplog):
     graph = LocalGraph()
-    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
-                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
-    learner.bring_up()
+    learner = learner_on(graph, tmp_path)
     bus, Header, Time = peer(graph)
     LF, F, Info = bus.msg("LabeledFeatures"), bus.msg("Features"), bus.msg("ClassInfo")
     pub = bus.create_publisher("labeled", LF)
@@ -88,9 +98,7 @@ def test_the_extractor_refuses_a_frame_id_its_features_would_carry(caplog):
     bus, Header, Time = peer(graph)
     features: list = []
     bus.create_subscription("features", "Features", features.append)
-    ex = Extractor(create_bus("extractor", "/", backend="local", graph=graph),
-                   ExtractorParams(expect_ground_truth=False, image_qos="reliable"))
-    ex.bring_up()
+    ex = started(Extractor, ExtractorParams(expect_ground_truth=False, image_qos="reliable"), graph)
     Image = bus.msg("sensor_msgs/msg/Image")
     pub = bus.create_publisher("image", Image, "reliable")
     frame = lambda k, frame_id: Image(header=Header(stamp=Time(sec=1, nanosec=k), frame_id=frame_id),  # noqa: E731
@@ -118,9 +126,7 @@ def test_the_learner_refuses_a_confidence_a_source_or_a_stamp_no_labeler_sends(t
     (moved aside: everything learned was lost). A learner started again on what this one saved holds its sample."""
     words, fields = bad, dict(BAD_LABELLED[bad])
     stamp = {k: fields.pop(k) for k in ("sec", "nanosec") if k in fields}
-    params = LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0)
-    learner = Learner(create_bus("learner", "/", backend="local", graph=(graph := LocalGraph())), params)
-    learner.bring_up()
+    learner = learner_on(graph := LocalGraph(), tmp_path)
     bus, Header, Time = peer(graph)
     LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
     pub = bus.create_publisher("labeled", LF)
@@ -140,8 +146,7 @@ def test_the_learner_refuses_a_confidence_a_source_or_a_stamp_no_labeler_sends(t
     assert int(learner.head.state_dict()["arrays"]["counts"].sum()) == 1
     learner.close()
     learner.bus.shutdown()
-    again = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()), params)
-    again.bring_up()
+    again = learner_on(LocalGraph(), tmp_path)
     assert int(again.head.state_dict()["arrays"]["counts"].sum()) == 1
     again.bus.shutdown()
 
@@ -153,9 +158,8 @@ def test_the_extractor_refuses_an_imu_window_at_a_rate_that_is_no_rate(caplog, r
     bus, Header, Time = peer(graph)
     features: list = []
     bus.create_subscription("features", "Features", features.append)
-    ex = Extractor(create_bus("extractor", "/", backend="local", graph=graph),
-                   ExtractorParams(input="imu", model="har_elm", expect_ground_truth=False, image_qos="reliable"))
-    ex.bring_up()
+    ex = started(Extractor, ExtractorParams(input="imu", model="har_elm", expect_ground_truth=False,
+                                            image_qos="reliable"), graph)
     Window = bus.msg("ImuWindow")
     pub = bus.create_publisher("imu", Window, "reliable")
     channels, samples = ex.shape
@@ -179,9 +183,7 @@ def test_the_learner_keeps_as_many_class_names_as_a_head_has_classes(tmp_path, c
     from tinycl_nodes.core.federated import MAX_CLASSES
 
     graph = LocalGraph()
-    learner = Learner(create_bus("learner", "/", backend="local", graph=graph),
-                      LearnerParams(state_dir=str(tmp_path), model_prior=False, save_period_s=3600.0))
-    learner.bring_up()
+    learner = learner_on(graph, tmp_path)
     bus, Header, Time = peer(graph)
     GT, Info = bus.msg("GroundTruth"), bus.msg("ClassInfo")
     truths = bus.create_publisher("ground_truth", GT, "sensor_data")
