@@ -156,6 +156,25 @@ def test_unlearn_restores_the_head_without_the_sample(Head):
         a.unlearn_valid(v(1), 42)
 
 
+def test_lda_refuses_to_take_back_a_sample_it_never_learned():
+    """One far from its class's mean made the covariance indefinite: 29 of 200 predictions changed (F = 16). The head
+    is unchanged, and takes back a sample it learned as before."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, F)), rng.integers(0, 3, 40)
+    a, b = StreamingLDA(F), StreamingLDA(F)
+    for x, c in zip(X, y):
+        a.learn_one(x, int(c))
+        b.learn_one(x, int(c))
+    with pytest.raises(InputError, match=f"a sample of class {int(y[0])} that was never learned"):
+        a.unlearn_valid(np.full(F, 10.0), int(y[0]))
+    T = rng.normal(size=(200, F))
+    assert [a.predict_one(t) for t in T] == [b.predict_one(t) for t in T] and a.sample_counts() == b.sample_counts()
+    assert all(np.array_equal(u, w) for u, w in zip(a.state_dict()["arrays"].values(),
+                                                    b.state_dict()["arrays"].values()))
+    a.unlearn_valid(X[-1], int(y[-1]))
+    assert a.sample_counts()[int(y[-1])] == b.sample_counts()[int(y[-1])] - 1
+
+
 def _rce_through_undo(seed: int, n: int, answer: tuple[int, ...]):
     """A TinyRCE that learned ``n`` random samples through a ReplayUndo, those at ``answer`` tagged."""
     rng = np.random.default_rng(seed)

@@ -197,3 +197,39 @@ def test_the_learner_keeps_as_many_class_names_as_a_head_has_classes(tmp_path, c
     assert len(said) == 4 and all(f"{MAX_CLASSES} classes have a name already" in s for s in said), said[:2]
     assert len(learner.class_names) == MAX_CLASSES and learner.class_names[1000] == "renamed"
     learner.bus.shutdown()
+
+
+def test_the_learner_refuses_to_take_back_a_sample_it_never_learned(tmp_path, caplog):
+    """``unlearn`` of a sample the learner never learned (it missed it, or a hostile writer): the streaming LDA head
+    refuses it, one line, and nothing is journaled; it was taken, and made the covariance indefinite. A learner started
+    again on what this one saved holds the same head and says no journal record failed."""
+    learner = learner_on(graph := LocalGraph(), tmp_path)
+    assert learner.head.kind == "StreamingLDA"
+    bus, Header, Time = peer(graph)
+    LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
+    pub, unlearn = bus.create_publisher("labeled", LF), bus.create_publisher("unlearn", LF, "reliable")
+    rng = np.random.default_rng(0)
+
+    def sample(k: int, x: np.ndarray, label: int):
+        header = Header(stamp=Time(sec=1, nanosec=k))
+        return LF(header=header, label=label, confidence=1.0, source=LF.HUMAN,
+                  features=F(header=header, data=as_sequence(x, "f"), extractor_hash=learner.hash))
+
+    for k in range(30):
+        pub.publish(sample(k, rng.normal(0, 0.5, 64), k % 3))
+    counts = learner.head.sample_counts()
+    before = journaled(learner.state)
+    with caplog.at_level(logging.ERROR):
+        unlearn.publish(sample(99, np.full(64, 10.0), 1))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and "a sample of class 1 that was never learned" in said[0], said
+    assert learner.head.sample_counts() == counts and journaled(learner.state) == before
+    W = learner.head.linear()[0]
+    learner.close()
+    learner.bus.shutdown()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        again = learner_on(LocalGraph(), tmp_path)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert again.head.sample_counts() == counts and np.array_equal(again.head.linear()[0], W)
+    again.bus.shutdown()

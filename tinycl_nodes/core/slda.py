@@ -142,17 +142,27 @@ class StreamingLDA(Head):
         """Class mean, count and scatter exactly as without ``x`` with ``scatter="class"`` (Welford's
         update is order-free); with ``scatter="total"`` the scatter is downdated by the rank-1 term
         with the current weight (exact for the latest sample, O(1/N) off for an old one: the public
-        update weights a sample by the number seen before it)."""
+        update weights a sample by the number seen before it).
+
+        A sample the head never learned (a learner that missed it, or a hostile ``unlearn``) can leave a scatter that
+        no samples give: one far from the class mean made the covariance indefinite and changed 29 of 200
+        predictions. So the covariance that scoring uses must still have a Cholesky factor, or nothing changes."""
         self._flush_scatter()
         n_c = int(self.counts[idx])
-        mu = self.means[idx]
-        mu_before = (mu * n_c - x) / (n_c - 1)
+        mu_before = (self.means[idx] * n_c - x) / (n_c - 1)
         d = x - mu_before
         n = n_c - 1 if self.scatter_update == "class" else self.n_updates - 1
-        self.scatter -= np.outer(d, d) * (n / (n + 1.0))
-        mu[:] = mu_before
-        self.counts[idx] = n_c - 1
+        scatter = self.scatter
+        self.scatter = scatter - np.outer(d, d) * (n / (n + 1.0))
         self.n_updates -= 1
+        try:
+            np.linalg.cholesky(self._shrunk())
+        except np.linalg.LinAlgError:
+            self.scatter, self.n_updates = scatter, self.n_updates + 1
+            raise InputError(f"{self.kind}: a sample of class {self.classes[idx]} that was never learned: taking it "
+                             f"back would leave a covariance no samples give; head unchanged") from None
+        self.means[idx] = mu_before
+        self.counts[idx] = n_c - 1
         self._refresh()
 
     def _class_rows(self) -> tuple[str, ...]:

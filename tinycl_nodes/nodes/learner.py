@@ -312,8 +312,8 @@ class Learner(Node):
             return
         x = features_of(msg.features, self.n_features, self.hash) if self.latents is None else \
             self.latents.latent_of(msg.features)
+        self._unlearn(x, label)         # first: what the head refuses (never learned) is not journaled
         self.state.record(pack(b"unlearn", np.asarray(x, "<f4").tobytes(), str(label).encode()))
-        self._unlearn(x, label)
         self.log.info("one sample of class %d taken back (a changed answer)", label)
 
     def _unlearn(self, x: np.ndarray, label: int) -> None:
