@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..domains import free_domain
+from ..once import once_per_run
 
 REPO = Path(__file__).resolve().parents[2]
 FW = REPO / "micro_ros_firmware"
@@ -148,14 +149,17 @@ def robot_processes():
 
 
 @pytest.fixture(scope="session")
-def host_build(tmp_path_factory) -> Path:
-    """Host build with -Wall -Wextra -Werror and -fsanitize=address,undefined (libtinycl.so without)."""
+def host_build(request, tmp_path_factory) -> Path:
+    """Host build with -Wall -Wextra -Werror and -fsanitize=address,undefined (libtinycl.so without), once per run."""
     need("cmake", "gcc")
-    build = tmp_path_factory.mktemp("fw-host")
-    run(["cmake", "-S", FW, "-B", build, "-DTINYCL_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-         f"-DTINYCL_PYTHON={sys.executable}"])
-    run(["cmake", "--build", build, "-j2"])
-    return build
+
+    def build(folder: Path) -> str:
+        run(["cmake", "-S", FW, "-B", folder, "-DTINYCL_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+             f"-DTINYCL_PYTHON={sys.executable}"])
+        run(["cmake", "--build", folder, "-j2"])
+        return str(folder)
+
+    return Path(once_per_run(request, tmp_path_factory, "fw-host", build))
 
 
 @pytest.fixture(scope="session")

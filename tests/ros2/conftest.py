@@ -6,8 +6,6 @@ test-ros2``) the ROS 2 already sourced in the caller's shell is used instead of 
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
 import signal
@@ -19,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from tests.domains import free_domain
+from tests.once import once_per_run
 from tests.nodes.conftest import NodeProcess
 from tests.ros2_env import LOOPBACK, env_after, kit_env
 
@@ -49,22 +48,8 @@ def ros2_base_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def ros2_ws(ros2_base_env, tmp_path_factory, request) -> dict[str, str]:
-    """The package built with colcon in a fresh workspace; the environment with it sourced.
-
-    Built once per run: under pytest-xdist the workers of one run share the run's temporary folder, and the first to
-    get here builds while the other waits for it (two colcon builds at once took ~23 s each of the 2 cores)."""
-    if not hasattr(request.config, "workerinput"):        # one process: its own workspace
-        return _colcon_build(ros2_base_env, tmp_path_factory.mktemp("colcon_ws"))
-    shared = tmp_path_factory.getbasetemp().parent         # the run's folder, of every worker (not of other runs)
-    with open(shared / "colcon_ws.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)                   # released when the file closes
-        done = shared / "colcon_ws.json"
-        if not done.is_file():
-            ws = shared / "colcon_ws"
-            shutil.rmtree(ws, ignore_errors=True)          # a build that failed in the other worker
-            ws.mkdir()
-            done.write_text(json.dumps(_colcon_build(ros2_base_env, ws)))
-        return json.loads(done.read_text())
+    """The package built with colcon in a fresh workspace, once per run; the environment with it sourced."""
+    return once_per_run(request, tmp_path_factory, "colcon_ws", lambda ws: _colcon_build(ros2_base_env, ws))
 
 
 def _colcon_build(base_env: dict[str, str], ws: Path) -> dict[str, str]:
