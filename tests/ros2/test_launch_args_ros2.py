@@ -309,6 +309,8 @@ def test_show_args_offer_what_the_graph_takes(ros):
 def test_an_including_launch_files_own_arguments_are_left_to_it(ros):
     """The check above is the command line's, for the file ``ros2 launch`` was given: a user's launch file that takes
     ``port:=`` itself and includes tinyndc.launch.py starts the graph."""
+    short = ros.tmp / "short.yaml"                   # a short replay: the graph's start is what is tested
+    short.write_text("sensor:\n  ros__parameters:\n    stream_length: 500\n")
     parent = ros.tmp / "bringup.launch.py"
     parent.write_text(
         "from launch import LaunchDescription\n"
@@ -319,8 +321,10 @@ def test_an_including_launch_files_own_arguments_are_left_to_it(ros):
         "def generate_launch_description():\n"
         "    graph = PathJoinSubstitution([FindPackageShare('tinycl_nodes'), 'launch', 'tinyndc.launch.py'])\n"
         "    return LaunchDescription([DeclareLaunchArgument('port', default_value='1'), IncludeLaunchDescription(\n"
-        "        PythonLaunchDescriptionSource(graph), launch_arguments={'namespace': '/inc'}.items())])\n")
+        "        PythonLaunchDescriptionSource(graph),\n"
+        f"        launch_arguments={{'namespace': '/inc', 'params_file': {str(short)!r}}}.items())])\n")
     launch = ros.start("ros2", "launch", str(parent), "port:=19000", name="ros2 launch bringup")
     assert launch.wait(180) == 0, launch.text[-3000:]              # the replay ran and was scored
     assert "no node started" not in launch.text and "[inc.metrics]: final: accuracy" in launch.text, \
         launch.text[-3000:]
+    assert "of 500 stream samples" in launch.text, launch.text[-3000:]
