@@ -17,8 +17,8 @@ from typing import Iterator
 import pytest
 
 from tests.domains import free_domain
-from tests.once import once_per_run
 from tests.nodes.conftest import NodeProcess
+from tests.once import once_per_run
 from tests.ros2_env import LOOPBACK, env_after, kit_env
 
 ROOT = Path(__file__).resolve().parents[2]
