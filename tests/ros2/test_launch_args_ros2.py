@@ -213,12 +213,12 @@ def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
     sensor's rate (and a short stream, to keep the test short) replays losslessly with that rate in effect. It used
     to replace the shipped file: the nodes then ran on their built-in defaults, a camera's (best-effort frames, no
     waiting for ground truth), and 104 of 8100 samples were lost without an error."""
-    mine = ros.tmp / "r50.yaml"
-    mine.write_text("sensor:\n  ros__parameters:\n    rate_hz: 50.0\n    stream_length: 500\n")
+    mine = ros.tmp / "r100.yaml"
+    mine.write_text("sensor:\n  ros__parameters:\n    rate_hz: 100.0\n    stream_length: 500\n")
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/pf",
                        f"params_file:={mine}", name="ros2 launch small params file")
     ros.wait_until("the sensor", lambda: "/pf/sensor" in ros.node_list(), timeout_s=60)
-    assert "Double value is: 50.0" in _param(ros, "/pf/sensor", "rate_hz")        # the user's value
+    assert "Double value is: 100.0" in _param(ros, "/pf/sensor", "rate_hz")       # the user's value
     assert "reliable" in _param(ros, "/pf/extractor", "image_qos")                # the shipped file's
     assert launch.wait(120) == 0, launch.text[-3000:]
     final = launch.wait_for_line("final: accuracy")
