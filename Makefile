@@ -23,8 +23,8 @@ $(TRAIN_STAMP): $(STAMP)
 	@touch $(TRAIN_STAMP)
 
 # Bytecode of the package and the test helpers, written now: where PYTHONDONTWRITEBYTECODE is set (as on CI's
-# machines) no process writes it, and each of the ~1,000 node processes a test run starts compiled the package again
-# (~50 ms each). compileall skips what is up to date.
+# machines) no process writes it, and each of the ~600 processes of ours a test run starts (nodes over DDS, helpers)
+# compiled the package again (~50 ms each). compileall skips what is up to date.
 bytecode: $(STAMP)
 	@$(PY) -m compileall -q -j 2 tinycl_nodes tests >/dev/null
 
