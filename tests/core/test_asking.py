@@ -126,6 +126,25 @@ def test_lone_samples_are_asked_most_novel_first_within_their_share():
     assert q.due(10.0) == [] and q.counters["dropped"] == 1
 
 
+def test_times_taken_before_the_clock_was_set_back_are_taken_as_now():
+    """A labeler's clock set back an hour across a restart: its budget, a forming question and a recent answer were
+    taken at times an hour ahead. Taken as is, they held the question, the budget spent and the answer's reach for an
+    hour more; ``not_after`` puts them at the new now."""
+    hour, t = 3600.0, 10 * 3600.0
+    p = AskPolicy(1.0, "l2", min_size=1, max_open=2, max_per_hour=1, recent_s=60.0)
+    p.offer(v(0), 1.0, t)
+    (asked,) = p.due(t)                               # the hour's one question
+    p.resolve(asked.gid, t, label=3)                  # answered: it reaches alike samples for 60 s
+    p.offer(v(5), 1.0, t)                             # forming: no budget left
+    back = copy.deepcopy(p)
+    back.not_after(t - hour)                          # restarted with the clock an hour behind
+    now = t - hour + 61
+    for policy, fixed in ((back, True), (p, False)):  # p: its times as saved, read on the clock set back
+        assert (len(policy.expire(now, ttl_s=60.0)) == 1) is fixed
+        assert (policy.offer(v(0.1), 1.0, now)[0] == "new") is fixed     # else "recent": the answer still reaches
+        assert (policy.budget_left(t - hour + 3601) == 1) is fixed       # the question left the sliding hour
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(InputError, match="metric"):
         AskPolicy(1.0, "cosine")

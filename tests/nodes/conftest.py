@@ -66,9 +66,9 @@ class NodeProcess:
 
 @contextmanager
 def node(name: str, domain: int, *params: str, params_file: str | None = None,
-         remaps: tuple[str, ...] = ()) -> Iterator[NodeProcess]:
+         remaps: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Iterator[NodeProcess]:
     """Start ``tinycl_nodes.nodes.<name>`` on the dds backend in ``domain`` with ``-p`` params
-    (and ``-r`` remaps)."""
+    (and ``-r`` remaps; ``env``: more environment variables)."""
     cmd = [sys.executable, "-m", f"tinycl_nodes.nodes.{name}", "--ros-args", "-r", f"__node:={name}"]
     for r in remaps:
         cmd += ["-r", r]
@@ -76,7 +76,7 @@ def node(name: str, domain: int, *params: str, params_file: str | None = None,
         cmd += ["--params-file", params_file]
     for p in params:
         cmd += ["-p", p]
-    env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "TINYCL_BUS": "dds", "ROS_DOMAIN_ID": str(domain), "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     n = NodeProcess(proc)
     try:

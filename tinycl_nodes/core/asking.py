@@ -208,6 +208,15 @@ class AskPolicy:
         return gone
 
     # --- state ----------------------------------------------------------------------------------
+    def not_after(self, now: float) -> None:
+        """Every time later than ``now`` (a group's, a question's, an answer's) taken as ``now``: the caller's clock
+        was set back since they were taken."""
+        for g in self.groups.values():
+            g.created = min(g.created, now)
+            g.asked = None if g.asked is None else min(g.asked, now)
+        self.asked_at = [min(t, now) for t in self.asked_at]
+        self.recent = [(min(t, now), c, label, gid) for t, c, label, gid in self.recent]
+
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able meta, arrays) of the groups, budget and recent answers."""
         meta: dict[str, Any] = {"next_gid": self.next_gid, "asked_at": self.asked_at, "counters": self.counters,

@@ -32,13 +32,13 @@ import json
 import logging
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .. import steady_wall
 from ..core.errors import TinyclError
 from ..images import picture_type
 from ..ports import port_holder
@@ -182,10 +182,10 @@ class LabelServer:
         while True:
             await asyncio.sleep(self.tick_s)
             try:
-                for rid in self.store.expire(time.time()):
+                for rid in self.store.expire(steady_wall.now()):
                     self.log.info("request %s expired unanswered", rid)
                     await self._broadcast({"type": "remove", "id": rid, "why": "expired"})
-                for rename in self.store.unanswered_renames(time.time()):
+                for rename in self.store.unanswered_renames(steady_wall.now()):
                     self.log.warning("rename %s: no answer from the labeler in %.0f s", rename.request_id,
                                      self.store.rename_reply_s)
                     await self._broadcast(rename.public())
@@ -211,7 +211,7 @@ class LabelServer:
         what, dropped = self.store.add(req)
         if what == "answered":
             answer = self.store.answered[req.request_id]
-            if time.time() - answer.answered_s < RESEND_AFTER_S:
+            if steady_wall.now() - answer.answered_s < RESEND_AFTER_S:
                 return              # crossed our answer on the way (a re-send to a new reader): not lost
             try:
                 self.publish(answer)
@@ -231,7 +231,7 @@ class LabelServer:
             self.on_classes_changed()
         for rid in dropped:
             self.log.warning("too many pending requests: dropped the oldest, %s", rid)
-        self._spawn(self._broadcast({"type": "request", "request": req.public(time.time())}))
+        self._spawn(self._broadcast({"type": "request", "request": req.public(steady_wall.now())}))
         for rid in dropped:
             self._spawn(self._broadcast({"type": "remove", "id": rid, "why": "dropped"}))
 
@@ -405,7 +405,7 @@ class LabelServer:
         return reply
 
     def _snapshot(self) -> dict[str, Any]:
-        snap = self.store.snapshot(time.time())
+        snap = self.store.snapshot(steady_wall.now())
         snap.update(self.store.classes_view(), robot={"online": self._online}, undo_s=self.undo_s)
         return snap
 
@@ -462,7 +462,7 @@ class LabelServer:
 
     async def _skip(self, rid: Any, why: Any) -> dict[str, Any]:
         """'Skip' / 'not sure': the request leaves the page, the labeler drops it (nothing is learned)."""
-        req = self.store.open_request(rid, time.time())
+        req = self.store.open_request(rid, steady_wall.now())
         why = "unsure" if why == "unsure" else "skip"
         if self.on_skip is not None:
             self.on_skip(req.request_id, why)
@@ -476,7 +476,7 @@ class LabelServer:
         old = self.store.answered.get(rid) if isinstance(rid, str) else None
         if old is None:
             raise AnswerError("there is no answer to this question to change: nothing was sent")
-        if time.time() - old.answered_s > self.undo_s:
+        if steady_wall.now() - old.answered_s > self.undo_s:
             raise AnswerError(f"the answer to {old.class_name} is older than {self.undo_s:.0f} s: it cannot be changed")
         new = self.store.check_correction(old, class_id, new_name, self.answered_by)
         if self.on_undo is None:
@@ -510,7 +510,7 @@ class LabelServer:
             return
         rid = str(status.get("request_id", ""))
         if status.get("status") in ("expired", "skipped"):       # skipped: elsewhere (ros2 topic pub, another app)
-            if self.store.expired_at_labeler(rid, time.time()):
+            if self.store.expired_at_labeler(rid, steady_wall.now()):
                 self.log.info("request %s %s at the labeler", rid, status["status"])
                 self._spawn(self._broadcast({"type": "remove", "id": rid, "why": status["status"]}))
             return

@@ -1,8 +1,8 @@
 """Pending label requests, answers and expiry: the app's state, saved as one JSON file.
 
 All methods run in one thread (the server's event loop); the bus thread only builds
-:class:`Pending` entries and hands them over. Times are wall-clock seconds (``time.time()``) so a
-request keeps its deadline across a restart of the app.
+:class:`Pending` entries and hands them over. Times are wall-clock seconds (:mod:`~tinycl_nodes.steady_wall`, which
+a step of the system clock does not move) so a request keeps its deadline across a restart of the app.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .. import steady_wall
 from ..core.errors import InputError
 from ..core.names import MAX_NAME_CHARS, check_class_name, length_problem, normalise_name
 from ..core.validation import MAX_CLASS_ID
@@ -91,7 +92,7 @@ class Answer(PictureJson):
     new_class_name: str = ""
     class_name: str = ""           # what the page shows
     answered_by: str = ""
-    answered_s: float = field(default_factory=time.time)
+    answered_s: float = field(default_factory=steady_wall.now)
     status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn
     message: str = ""              # the labeler's reason for a refusal
     picture: bytes | None = None   # the picture that was answered (the history's thumbnail)
@@ -160,7 +161,7 @@ class RequestStore:
         not shown again (the caller re-sends the answer: the labeler may not have got it), nor is one
         past its deadline (:func:`deadline`: a re-send of a question this app already let expire).
         """
-        now = time.time() if now is None else now
+        now = steady_wall.now() if now is None else now
         if req.request_id in self.answered:
             return "answered", []
         old = self.pending.get(req.request_id)
@@ -179,7 +180,7 @@ class RequestStore:
         dropped = []
         while len(self.pending) > self.max_pending:
             rid, _ = self.pending.popitem(last=False)
-            self._remember(self.expired, rid, time.time())
+            self._remember(self.expired, rid, steady_wall.now())
             dropped.append(rid)
         self.dirty = True
         return "new", dropped
@@ -207,7 +208,7 @@ class RequestStore:
     def check_answer(self, request_id: Any, class_id: Any = None, new_class_name: Any = None,
                      answered_by: str = "", now: float | None = None) -> Answer:
         """The answer to send, or AnswerError with a message for the person. Changes nothing."""
-        now = time.time() if now is None else now
+        now = steady_wall.now() if now is None else now
         req = self.open_request(request_id, now)
         has_id, has_name = class_id is not None, new_class_name not in (None, "")
         if has_id == has_name:
@@ -252,7 +253,7 @@ class RequestStore:
     def skip(self, request_id: str) -> None:
         """'Skip' / 'not sure': the request leaves the page (the labeler is told to drop it)."""
         self.pending.pop(request_id, None)
-        self._remember(self.expired, request_id, time.time())
+        self._remember(self.expired, request_id, steady_wall.now())
         self.dirty = True
 
     def check_correction(self, old: Answer, class_id: Any, new_class_name: Any, answered_by: str) -> Answer | None:
@@ -286,7 +287,7 @@ class RequestStore:
             raise AnswerError("name must be text")
         if too_long := length_problem(name):    # said at once: the labeler would refuse it for the same reason
             raise AnswerError(too_long)
-        return Rename(f"rename-{uuid.uuid4().hex}", class_id, name, time.time() if now is None else now)
+        return Rename(f"rename-{uuid.uuid4().hex}", class_id, name, steady_wall.now() if now is None else now)
 
     def sent_rename(self, rename: Rename) -> None:
         """The rename was sent: its verdict (or its silence) is waited for."""
@@ -421,7 +422,7 @@ class RequestStore:
     def classes_view(self, now: float | None = None) -> dict[str, Any]:
         """The classes and the last predictions; ages by this machine's clock (the phone's may differ, see
         history_item)."""
-        now = time.time() if now is None else now
+        now = steady_wall.now() if now is None else now
         return {"classes": [{"id": c, "name": i["name"], "count": i["count"], "last_s": self.last_s.get(c, 0.0),
                              "last_age_s": max(0.0, now - self.last_s[c]) if self.last_s.get(c) else None,
                              "examples": [f"image?id={quote(r, safe='')}" for r in self.examples.get(c, [])
@@ -473,14 +474,18 @@ class RequestStore:
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
             return 0
-        self.classes, self.last_s, self.examples = classes, last_s, examples
+        # times later than now were saved before the clock was set back: taken as now (a deadline: at most ttl_s on)
+        self.classes, self.last_s, self.examples = classes, {k: min(t, now) for k, t in last_s.items()}, examples
         for p in pending:
+            p.received_s, p.expires_s = min(p.received_s, now), min(p.expires_s, now + self.ttl_s)
             self.pending[p.request_id] = p
+        for a in history:
+            a.answered_s = min(a.answered_s, now)
         self.history.extend(history)
         for a in answered:
             self._remember(self.answered, a.request_id, a)
         for rid, t in expired:
-            self._remember(self.expired, rid, t)
+            self._remember(self.expired, rid, min(t, now))
         self.expire(now)
         self.dirty = False
         return len(self.pending)
@@ -496,7 +501,7 @@ class RequestStore:
 def history_item(a: Answer, now: float | None = None) -> dict[str, Any]:
     """An answer as the page shows it. ``age_s`` (by this machine's clock) is what the page counts "ago" and the
     undo window from: a robot's clock can be minutes off the phone's, so ``answered_s`` cannot be compared there."""
-    now = time.time() if now is None else now
+    now = steady_wall.now() if now is None else now
     return {"id": a.request_id, "class_id": a.class_id, "class_name": a.class_name,
             "new": bool(a.new_class_name), "answered_s": a.answered_s, "age_s": max(0.0, now - a.answered_s),
             "answered_by": a.answered_by,

@@ -26,12 +26,12 @@ import json
 import os
 import re
 import ssl
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from .. import steady_wall
 from ..core.errors import InputError, TinyclError
 from ..core.federated import MAX_CLASSES
 from ..core.names import MAX_NAME_CHARS
@@ -115,7 +115,7 @@ class LabelApp(Node):
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
         folder = Path(state_dir(params.state_dir, bus.namespace))
         state_path = folder / "label_app.json"
-        n = self.store.load(state_path, time.time())
+        n = self.store.load(state_path, steady_wall.now())
         if n or state_path.exists():
             self.log.info("restored %d pending label request(s) from %s", n, state_path)
         self.pairing = Pairing(folder, self.log, params.token)
@@ -176,7 +176,7 @@ class LabelApp(Node):
             self.log.error("label request %s: picture dropped: %s", rid, exc)
         candidates = [{"id": int(c.id), "name": str(c.name)[:MAX_NAME_CHARS] or str(int(c.id)),
                        "sample_count": int(c.sample_count)} for c in class_list(msg.candidates, "candidates")]
-        now = time.time()
+        now = steady_wall.now()
         self.server.submit_request(Pending(rid, str(msg.reason)[:MAX_REASON], candidates, picture,
                                            width if picture else 0, height if picture else 0, now,
                                            deadline(stamp_ns(msg.header) / 1e9, self.bus.now_ns() / 1e9, now,
@@ -217,7 +217,7 @@ class LabelApp(Node):
             self.server.submit(self._observe, int(msg.label))
 
     def _observe(self, label: int) -> None:     # server loop
-        self.store.observe(label, time.time())
+        self.store.observe(label, steady_wall.now())
         self.server.classes_soon()
 
     def on_classes(self, msg: Any) -> None:
@@ -240,7 +240,7 @@ class LabelApp(Node):
                            confidence)
 
     def _predicted(self, sample_id: int, class_id: int, name: str, confidence: float) -> None:   # server loop
-        self.store.observe_prediction(sample_id, class_id, name, confidence, time.time())
+        self.store.observe_prediction(sample_id, class_id, name, confidence, steady_wall.now())
         self.server.classes_soon()
 
     # server thread ------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class Pending:
     """One open request: the sample asked about and the samples that joined it."""
 
     request_id: str
-    created: float                 # wall-clock seconds (survives a restart, unlike monotonic time)
+    created: float                 # wall-clock seconds (steady_wall: survives a restart, no clock step)
     stamp_ns: int                  # capture stamp of the sample asked about
     sample_id: int
     reason: str
@@ -295,6 +295,13 @@ class LabelRequests:
             self.names.setdefault(int(cid), str(n))
 
     # --- state --------------------------------------------------------------------------------
+    def not_after(self, now: float) -> None:
+        """Times later than ``now`` taken as ``now``: saved (or journaled) before the wall clock was set back, they
+        would hold their questions open and the budget spent for as long as the step (:mod:`steady_wall`)."""
+        for r in self._requests.values():
+            r.created = min(r.created, now)
+        self.policy.not_after(now)
+
     def state_dict(self) -> dict[str, Any]:
         reqs, arrays = [], {}
         for r in self._requests.values():

@@ -73,7 +73,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 from pydantic import Field
 
-from .. import presets
+from .. import presets, steady_wall
 from ..bus.qos import QosProfile
 from ..core.errors import InputError, StateError, TinyclError
 from ..core.validation import check_label
@@ -679,6 +679,7 @@ class RceLabeler(Labeler):
         self._closed_sent: list[dict[str, Any]] | None = None
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
+        self.requests.not_after(steady_wall.now())       # times saved before the clock was set back
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
         if self._answers:                                # from the checkpoint and the journal
             self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
@@ -806,7 +807,7 @@ class RceLabeler(Labeler):
 
     def on_features(self, msg: Any) -> None:
         try:
-            self._on_sample(msg, time.time(), "")
+            self._on_sample(msg, steady_wall.now(), "")
         finally:
             if (key := stamp_ns(msg.header)) not in self._awaiting:
                 self.frames.done(key)        # its picture taken if it needed one: the frame is not kept past the raw
@@ -1082,7 +1083,7 @@ class RceLabeler(Labeler):
             self.log.info("label request %s skipped (%s): %d sample(s) dropped", rid, str(msg.answered_by)[:40],
                           len(req.samples))
             return
-        now = time.time()
+        now = steady_wall.now()
         try:
             res = self.requests.check_answer(rid, int(msg.class_id), msg.new_class_name, self.rce.classes, now)
         except AnswerError as exc:
@@ -1274,7 +1275,7 @@ class RceLabeler(Labeler):
         (Not a save whenever something changed: the store checkpoints a change every ``save_period_s``. Saving here,
         with every sample passed on counted as a change, a camera graph's labeler wrote its whole state every second,
         waiting for each write: tests/nodes/test_labeler_checkpoints.py.)"""
-        now = time.time()
+        now = steady_wall.now()
         for req in self.requests.expire(now):
             self.log.info("label request %s expired unanswered (%d sample(s) dropped)", req.request_id,
                           len(req.samples))

@@ -1,0 +1,115 @@
+"""The system clock steps; a TinyRCE labeler's questions, and the phone's label app, keep their deadlines.
+
+A robot without a real-time clock boots at the time it last saved, and NTP sets it forward minutes later; a person or
+a GPS fix can set it back. The labeler's deadlines are wall-clock seconds (a question keeps its deadline across a
+restart). Read from the system clock, a step forward expired every open question at once, and a step back held open
+questions, and so the budget of questions, for as long as the step: after the clock went back an hour, a labeler
+asked nothing new for an hour. The label app's page dropped every question at a step forward.
+
+The labeler and the label app run as a process over DDS under libfaketime (Debian's ``faketime``), whose offset file the test rewrites:
+the process's wall clock steps, its monotonic and boot-time clocks do not, as with an NTP step. (libfaketime 0.9.10
+fails ``time.sleep`` in such a process, EINVAL: ``wait_for_subscribers:=0`` keeps the runner from sleeping.)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+import urllib.request
+from contextlib import ExitStack
+
+from tests.nodes.conftest import node, spin_until
+from tests.nodes.test_rce_graph import MODEL, Probe
+from tinycl_nodes.fleet.broker import free_port
+
+TTL_S = 8.0        # the labeler's question lifetime
+APP_TTL_S = 60.0   # the page's: longer, so that it outlives the labeler's restart here
+TOKEN = "clock-step-token"
+
+
+def faketime(offset_file) -> dict[str, str]:
+    """The environment that runs a process on a wall clock ``offset_file`` sets ("+0", "-2h", …)."""
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert libs, "libfaketime is not installed (Debian package faketime: make test installs it)"
+    return {"LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
+    t = Probe(domain)
+    clock = tmp_path / "offset"
+    clock.write_text("+0\n")
+    params = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path / 'state'}", "wait_for_subscribers:=0",
+              "class_names:={0: walking, 1: seated}", "min_group:=1", "max_open:=1", "dedupe_distance:=3.0",
+              f"request_ttl_s:={TTL_S}")
+    port = free_port()
+    app_params = ("host:=127.0.0.1", f"port:={port}", f"token:={TOKEN}", "qr:=false", f"request_ttl_s:={APP_TTL_S}",
+                  f"state_dir:={tmp_path / 'app'}")
+
+    def on_the_page() -> dict[str, float]:
+        """The questions the phone's page shows: request id → seconds it has left."""
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers={"X-Tinycl-Token": TOKEN})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return {p["id"]: p["expires_in_s"] for p in json.loads(resp.read())["pending"]}
+
+    def page_shows(rid: str) -> bool:
+        return spin_until(t.bus, lambda: rid in on_the_page(), 15)
+
+    def asked(n: int, labeler) -> str:
+        assert spin_until(t.bus, lambda: len({r.request_id for r in t.requests}) >= n, 15), labeler.lines[-10:]
+        return list(dict.fromkeys(r.request_id for r in t.requests))[n - 1]
+
+    def status_of(rid: str) -> list[str]:
+        return [s["status"] for s in t.status if s["request_id"] == rid]
+
+    try:
+        with ExitStack() as stack:
+            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime(clock)))
+            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime(clock)))
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            app.wait_for_line(f"127.0.0.1:{port}", 30)
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            t.send(2)
+            first = asked(1, labeler)
+            assert page_shows(first), app.lines[-10:]
+
+            # forward an hour (NTP at boot): the question stays open, on the page too, and an answer is learned
+            clock.write_text("+1h\n")
+            t.bus.spin_once(2.5)                       # two ticks of the labeler's expiry, ten of the page's
+            assert first in on_the_page(), app.lines[-10:]
+            t.answer(first, -1, "jumping")
+            assert spin_until(t.bus, lambda: status_of(first), 10), labeler.lines[-10:]
+            assert status_of(first) == ["learned"], (t.status, labeler.lines[-10:])
+
+            # back two hours: the next question expires after its lifetime, not two hours later, and frees the
+            # one open question for the next novel thing
+            clock.write_text("-1h\n")
+            t.send(3)
+            second = asked(2, labeler)
+            stepped = time.monotonic()
+            assert spin_until(t.bus, lambda: "expired" in status_of(second), TTL_S + 5), \
+                (t.status, labeler.lines[-10:])
+            assert time.monotonic() - stepped >= TTL_S - 1.5
+            t.send(4)
+            third = asked(3, labeler)
+
+            assert page_shows(third), app.lines[-10:]
+
+            # set back another hour while both are down: the question each saved expires after its lifetime
+            assert labeler.stop() == 0 and app.stop() == 0, (labeler.lines[-10:], app.lines[-10:])
+            assert status_of(third) == [], t.status          # still open when the labeler stopped
+            clock.write_text("-2h\n")
+            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime(clock)))
+            app.wait_for_line(f"127.0.0.1:{port}", 30)
+            assert 0 < on_the_page()[third] <= APP_TTL_S, (on_the_page(), app.lines[-10:])
+            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime(clock)))
+            restarted = time.monotonic()
+            assert spin_until(t.bus, lambda: "expired" in status_of(third), TTL_S + 15), \
+                (t.status, labeler.lines[-10:])
+            assert not any("Traceback" in "\n".join(n.lines) for n in (labeler, app))
+    finally:
+        t.bus.shutdown()
+    print(f"restarted labeler let its question expire {time.monotonic() - restarted:.1f} s after it started")
