@@ -161,3 +161,47 @@ def test_an_expired_certificate_is_named_with_its_date_and_the_way_out(fleet_set
         assert len(_said(caplog, "expired", "cannot connect")) == 1 and not link.connected.is_set()
     finally:
         link.stop()
+
+
+def test_a_clock_that_is_wrong_is_named_not_the_ca_or_a_revocation(fleet_setup, tmp_path) -> None:
+    """A robot without a real-time clock boots at the time it last saved (or in 1970) and reaches the broker before
+    NTP sets it: its TLS finds the broker's certificate not valid yet. A broker whose clock is wrong finds the device's
+    certificate so. Before, the one was 'is the CA file this fleet's … and the broker's name?', the other 'it is
+    revoked (the device was removed from the fleet …)'. Real mosquitto and TLS; each clock set with libfaketime."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.faketime import faketime_env
+    from tinycl_nodes.fleet.broker import Broker, listening
+
+    def fleet_check(env: dict[str, str] | None = None) -> str:
+        out = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "check", "--broker-dir",
+                              fleet_setup.directory, "--identity", "dev1", "--host", "localhost"],
+                             env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                             timeout=60)
+        return json.loads(out.stdout.strip().splitlines()[-1])["connect"]
+
+    broker = Broker(fleet_setup).start()
+    try:
+        said = fleet_check(faketime_env("-400d"))           # the device's clock a year and a month behind
+        assert said.startswith("the broker's certificate is not valid yet by this machine's clock, which says "), said
+        assert "timedatectl" in said and "CA file" not in said, said
+        assert fleet_check() == "Success"
+    finally:
+        broker.stop()
+    log = open(tmp_path / "mosquitto.log", "wb")
+    for offset, alert in (("-1d", "bad certificate"), ("+1000d", "certificate expired")):   # the broker's clock
+        mosquitto = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", fleet_setup.config],
+                                     env={**os.environ, **faketime_env(offset)}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: listening(fleet_setup.ip, fleet_setup.port), timeout_s=10)
+            said = fleet_check()
+            assert said.startswith("the broker refused this device's certificate: by its dates, though it is the "
+                                   "fleet CA's and in date here") and "broker's clock wrong" in said, said
+            assert alert in said and "revoked" not in said, said
+        finally:
+            mosquitto.terminate()
+            mosquitto.wait(10)

@@ -6,19 +6,19 @@ restart). Read from the system clock, a step forward expired every open question
 questions, and so the budget of questions, for as long as the step: after the clock went back an hour, a labeler
 asked nothing new for an hour. The label app's page dropped every question at a step forward.
 
-The labeler and the label app run as a process over DDS under libfaketime (Debian's ``faketime``), whose offset file the test rewrites:
-the process's wall clock steps, its monotonic and boot-time clocks do not, as with an NTP step. (libfaketime 0.9.10
-fails ``time.sleep`` in such a process, EINVAL: ``wait_for_subscribers:=0`` keeps the runner from sleeping.)
+The labeler and the label app run as processes over DDS on a wall clock the test steps (``tests/faketime.py``,
+libfaketime: their monotonic and boot-time clocks do not step, as with NTP); ``wait_for_subscribers:=0`` keeps the
+labeler's runner from ``time.sleep``, which libfaketime 0.9.10 breaks.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import time
 import urllib.request
 from contextlib import ExitStack
 
+from tests.faketime import faketime_env
 from tests.nodes.conftest import node, spin_until
 from tests.nodes.test_rce_graph import MODEL, Probe
 from tinycl_nodes.fleet.broker import free_port
@@ -26,14 +26,6 @@ from tinycl_nodes.fleet.broker import free_port
 TTL_S = 8.0        # the labeler's question lifetime
 APP_TTL_S = 60.0   # the page's: longer, so that it outlives the labeler's restart here
 TOKEN = "clock-step-token"
-
-
-def faketime(offset_file) -> dict[str, str]:
-    """The environment that runs a process on a wall clock ``offset_file`` sets ("+0", "-2h", …)."""
-    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
-    assert libs, "libfaketime is not installed (Debian package faketime: make test installs it)"
-    return {"LD_PRELOAD": libs[0], "FAKETIME_TIMESTAMP_FILE": str(offset_file), "FAKETIME_NO_CACHE": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
 def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
@@ -65,8 +57,8 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
 
     try:
         with ExitStack() as stack:
-            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime(clock)))
-            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime(clock)))
+            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime_env(clock)))
+            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime_env(clock)))
             assert t.ready(t.features, t.answers), labeler.lines[-10:]
             app.wait_for_line(f"127.0.0.1:{port}", 30)
             time.sleep(1.0)
@@ -102,10 +94,10 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
             assert labeler.stop() == 0 and app.stop() == 0, (labeler.lines[-10:], app.lines[-10:])
             assert status_of(third) == [], t.status          # still open when the labeler stopped
             clock.write_text("-2h\n")
-            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime(clock)))
+            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime_env(clock)))
             app.wait_for_line(f"127.0.0.1:{port}", 30)
             assert 0 < on_the_page()[third] <= APP_TTL_S, (on_the_page(), app.lines[-10:])
-            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime(clock)))
+            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime_env(clock)))
             restarted = time.monotonic()
             assert spin_until(t.bus, lambda: "expired" in status_of(third), TTL_S + 15), \
                 (t.status, labeler.lines[-10:])

@@ -58,11 +58,28 @@ _ALERT_WORDS = {
 }
 
 
-def _local_cause(cert_file: str, ca_file: str) -> str | None:
+#: TLS alerts a broker sends when the client's certificate is out of date by the broker's clock (OpenSSL: expired;
+#: not yet valid, or its CRL not yet valid, is a bad certificate)
+_DATE_ALERTS = ("CERTIFICATE_EXPIRED", "BAD_CERTIFICATE")
+
+
+def _utc(when: Any) -> str:
+    return f"{when:%Y-%m-%d %H:%M} UTC"
+
+
+def clock_now() -> str:
+    """What this machine's clock says, as a person compares it with theirs."""
+    import datetime as dt
+
+    return _utc(dt.datetime.now(dt.timezone.utc))
+
+
+def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
     """Which of ``_ALERT_WORDS`` this client's own files tell, or None: the broker's alert is not always read before
     the connection closes (then only 'EOF'), but an expired certificate, or one the bundle's CA did not sign, shows
-    in the files themselves; one the CA signed, in date, can only be revoked. ``' on <date>'`` of an expired one's
-    end is filled into its words."""
+    in the files themselves; one the CA signed, in date, can only be revoked, unless the broker's alert was about its
+    dates (``_DATE_ALERTS``): then the broker's clock and this one disagree. ``' on <date>'`` of an expired one's end
+    is filled into its words."""
     try:
         import datetime as dt
 
@@ -71,12 +88,17 @@ def _local_cause(cert_file: str, ca_file: str) -> str | None:
         cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
         if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc):
             end = cert.not_valid_after_utc
-            return _ALERT_WORDS["CERTIFICATE_EXPIRED"].format(when=f" on {end:%Y-%m-%d %H:%M} UTC ({cert_file})")
+            return _ALERT_WORDS["CERTIFICATE_EXPIRED"].format(when=f" on {_utc(end)} ({cert_file})")
         if ca_file:
             try:
                 cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_file).read_bytes()))
             except (InvalidSignature, ValueError, TypeError):      # signed by another key, or another issuer
                 return _ALERT_WORDS["UNKNOWN_CA"]
+            if alert in _DATE_ALERTS:
+                valid = f"{_utc(cert.not_valid_before_utc)} to {_utc(cert.not_valid_after_utc)}"
+                return (f"by its dates, though it is the fleet CA's and in date here (valid {valid}; this machine's "
+                        f"clock says {clock_now()}): is the broker's clock wrong? (on the broker: `timedatectl`, NTP "
+                        f"synchronised)")
             return _ALERT_WORDS["CERTIFICATE_REVOKED"]       # the CA's own, in date: what is left is its CRL
     except (OSError, ValueError, ImportError):
         return None
@@ -93,9 +115,14 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
     if isinstance(exc, socket.gaierror):
         return f"the host name {host!r} does not resolve ({exc.strerror}): a typo, or no DNS / hosts entry?"
     if isinstance(exc, ssl.SSLCertVerificationError):
+        if "not yet valid" in str(exc.verify_message):     # a robot that booted at the time it last saved
+            return (f"the broker's certificate is not valid yet by this machine's clock, which says "
+                    f"{clock_now()}: is it set? (`timedatectl`: NTP synchronised; a robot without a real-time clock "
+                    f"starts at the time it last saved, or in 1970) [{exc.verify_message}]")
         if "expired" in str(exc.verify_message):
-            return (f"the broker's certificate has expired: on the broker, `tinycl fleet setup` on its directory "
-                    f"again (it renews it, keeping every identity), then restart the broker [{exc.verify_message}]")
+            return (f"the broker's certificate has expired (this machine's clock says {clock_now()}): on the "
+                    f"broker, `tinycl fleet setup` on its directory again (it renews it, keeping every identity), "
+                    f"then restart the broker [{exc.verify_message}]")
         return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
                 f"from another fleet, or of the CA before --new-ca?) and {host!r} the broker's name?")
     alert = next((a for a in _CERT_ALERTS if a in text.upper()), None)
@@ -105,7 +132,7 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
             return "connection refused: is the broker running, on this port?"
         return f"TLS: {text}" if isinstance(exc, ssl.SSLError) else text
     detail = text if alert is not None else f"it closed the connection before answering: {text}"
-    local = _local_cause(cert_file, ca_file) if cert_file else None
+    local = _local_cause(cert_file, ca_file, alert) if cert_file else None
     if alert in _ALERT_WORDS and (alert != "CERTIFICATE_EXPIRED" or local is None):
         return f"the broker refused this device's certificate: {_ALERT_WORDS[alert].format(when='')} [{detail}]"
     if local is not None:
