@@ -82,9 +82,9 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
             t.send(3)
             second = asked(2, labeler)
             stepped = time.monotonic()
-            assert spin_until(t.bus, lambda: "expired" in status_of(second), TTL_S + 5), \
+            assert spin_until(t.bus, lambda: "expired" in status_of(second), TTL_S + 10), \
                 (t.status, labeler.lines[-10:])
-            assert time.monotonic() - stepped >= TTL_S - 1.5
+            assert time.monotonic() - stepped >= TTL_S / 2      # its lifetime, not at once
             t.send(4)
             third = asked(3, labeler)
 
@@ -98,8 +98,9 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
             app.wait_for_line(f"127.0.0.1:{port}", 30)
             assert 0 < on_the_page()[third] <= APP_TTL_S, (on_the_page(), app.lines[-10:])
             labeler = stack.enter_context(node("labeler", domain, *params, env=faketime_env(clock)))
+            labeler.wait_for_line("TinyRCE labeler:", 60)      # started: the question restored
             restarted = time.monotonic()
-            assert spin_until(t.bus, lambda: "expired" in status_of(third), TTL_S + 15), \
+            assert spin_until(t.bus, lambda: "expired" in status_of(third), TTL_S + 10), \
                 (t.status, labeler.lines[-10:])
             assert not any("Traceback" in "\n".join(n.lines) for n in (labeler, app))
     finally:
