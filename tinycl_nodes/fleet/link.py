@@ -67,7 +67,7 @@ def _utc(when: Any) -> str:
     return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
-def clock_now() -> str:
+def _clock_now() -> str:
     """What this machine's clock says, as a person compares it with theirs."""
     import datetime as dt
 
@@ -97,7 +97,7 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
             if alert in _DATE_ALERTS:
                 valid = f"{_utc(cert.not_valid_before_utc)} to {_utc(cert.not_valid_after_utc)}"
                 return (f"by its dates, though it is the fleet CA's and in date here (valid {valid}; this machine's "
-                        f"clock says {clock_now()}): is the broker's clock wrong? (on the broker: `timedatectl`, NTP "
+                        f"clock says {_clock_now()}): is the broker's clock wrong? (on the broker: `timedatectl`, NTP "
                         f"synchronised)")
             return _ALERT_WORDS["CERTIFICATE_REVOKED"]       # the CA's own, in date: what is left is its CRL
     except (OSError, ValueError, ImportError):
@@ -117,10 +117,10 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
     if isinstance(exc, ssl.SSLCertVerificationError):
         if "not yet valid" in str(exc.verify_message):     # a robot that booted at the time it last saved
             return (f"the broker's certificate is not valid yet by this machine's clock, which says "
-                    f"{clock_now()}: is it set? (`timedatectl`: NTP synchronised; a robot without a real-time clock "
+                    f"{_clock_now()}: is it set? (`timedatectl`: NTP synchronised; a robot without a real-time clock "
                     f"starts at the time it last saved, or in 1970) [{exc.verify_message}]")
         if "expired" in str(exc.verify_message):
-            return (f"the broker's certificate has expired (this machine's clock says {clock_now()}): on the "
+            return (f"the broker's certificate has expired (this machine's clock says {_clock_now()}): on the "
                     f"broker, `tinycl fleet setup` on its directory again (it renews it, keeping every identity), "
                     f"then restart the broker [{exc.verify_message}]")
         return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
