@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tinycl_nodes.bus.param_spec import param_specs, range_step
 from tinycl_nodes.fleet.aggregator import AggregatorParams
 from tinycl_nodes.graphs import GRAPHS, LAUNCH_PRESETS
-from tinycl_nodes.nodes.runner import NodeParams
+from tinycl_nodes.nodes.runner import MAX_DURATION_S, NodeParams
 
 NODES = sorted({name for nodes in GRAPHS.values() for name in nodes} | {"board", "mqtt_bridge"})
 
@@ -56,7 +56,9 @@ def test_graph_nodes_are_all_covered():
     ("extractor", "threads", "integer", 1, 64),
     ("labeler", "max_pending", "integer", 1, 1000),
     ("label_app", "port", "integer", 0, 65535),
-    ("exporter", "period_s", "double", 0.0, None),
+    ("exporter", "period_s", "double", 0.0, MAX_DURATION_S),       # a duration: at most a year, unless it says
+    ("learner", "publish_period_s", "double", 0.0, MAX_DURATION_S),
+    ("mqtt_bridge", "mqtt_session_expiry_s", "integer", 0, 2**32 - 1),   # its own bound (MQTT's), kept
     ("mqtt_bridge", "mqtt_keepalive_s", "integer", 5, 3600),
     ("mqtt_bridge", "max_bytes", "integer", 1024, 64 << 20),
     ("aggregator", "trim", "double", 0.0, 0.5),          # lt=0.5: upper bound, exclusive

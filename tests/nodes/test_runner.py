@@ -99,6 +99,18 @@ def test_node_with_bad_parameter_exits_with_one_line_per_value():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("module, duration", [("learner", "publish_period_s"), ("labeler", "request_ttl_s")])
+def test_a_duration_no_timer_can_hold_is_one_line(module, duration, tmp_path):
+    """``publish_period_s:=1e300`` passed the parameters (finite, above 0) and ended the learner with an OverflowError
+    traceback where its timer took it in nanoseconds; a year is the most any duration without its own bound takes."""
+    proc = subprocess.run([sys.executable, "-m", f"tinycl_nodes.nodes.{module}", "--ros-args", "-p", "bus:=local",
+                           "-p", f"state_dir:={tmp_path}", "-p", f"{duration}:=1e300"],
+                          capture_output=True, text=True, timeout=60)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
+    assert err[0].startswith(f"error: {module}: parameter {duration}: Input should be less than or equal to 31536000")
+
+
 def test_missing_model_is_one_line():
     proc = subprocess.run([sys.executable, "-m", "tinycl_nodes.nodes.exporter", "--ros-args", "-p", "model:=/nope/x.onnx",
                            "-p", "bus:=local"], capture_output=True, text=True, timeout=60)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import yaml
+from annotated_types import Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
@@ -34,9 +35,15 @@ from ..validation_words import error_words
 from .messages import approx_bytes
 
 
+#: the longest duration a node parameter (a field named ``*_s``) may give, unless its field bounds it itself
+MAX_DURATION_S = 365 * 86400.0
+
+
 class NodeParams(BaseModel):
     """Base of every node's parameters: unknown names are errors, not silently ignored, and so is a number that is
-    not finite (``.inf`` in a parameter file was taken: a timer of infinite period, a learning rate of inf).
+    not finite (``.inf`` in a parameter file was taken: a timer of infinite period, a learning rate of inf), or a
+    duration (a field named ``*_s``) beyond ``MAX_DURATION_S`` where its field sets no bound of its own: a timer holds
+    its period in 64-bit nanoseconds, and ``publish_period_s:=1e300`` ended the learner with an OverflowError.
 
     ``runtime_mutable`` names the fields a running node applies when they change (``ros2 param
     set``); every other parameter is read-only once the node runs.
@@ -44,6 +51,18 @@ class NodeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     runtime_mutable: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Every duration without an upper bound gets ``MAX_DURATION_S``, in its field: the one check, and the range
+        ``ros2 param describe`` shows."""
+        super().__pydantic_init_subclass__(**kwargs)
+        unbounded = [f for name, f in cls.model_fields.items() if name.endswith("_s")
+                     and not any(isinstance(m, (Le, Lt)) for m in f.metadata)]
+        for f in unbounded:
+            f.metadata.append(Le(MAX_DURATION_S))
+        if unbounded:
+            cls.model_rebuild(force=True)
     bus: Literal["ros2", "dds", "local"] | None = Field(
         None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
     dds_config: str | None = Field(
