@@ -122,7 +122,7 @@ class LabelApp(Node):
         tls, fingerprint = None, ""
         cert, key = params.tls_cert, params.tls_key
         if cert is None and not is_loopback(params.host) and not params.plain_http:
-            c, k, fingerprint = ensure_certificate(folder, [params.host])
+            c, k, fingerprint = ensure_certificate(folder, [params.host], self.log)
             cert, key = str(c), str(k)
         if cert:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
