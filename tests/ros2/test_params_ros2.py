@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import yaml
 
 from tests.ros2.conftest import ROOT, params_file
@@ -25,7 +27,9 @@ def test_a_dump_is_taken_back_by_the_node_and_by_the_launch(ros):
     for name in ("camera_device", "domain_id"):
         got = ros.run("ros2", "param", "get", "/dp/sensor", name).stdout.strip()
         assert got == {"camera_device": "String value is: 0", "domain_id": "String value is:"}[name], got
-    dumps = {n: ros.run("ros2", "param", "dump", f"/dp/{n}", "--print").stdout for n in nodes}
+    with ThreadPoolExecutor(len(nodes)) as pool:     # at once: each ros2 command spends its seconds on discovery
+        dumps = dict(zip(nodes, pool.map(lambda n: ros.run("ros2", "param", "dump", f"/dp/{n}", "--print").stdout,
+                                         nodes)))
     assert launch.stop() == 0, launch.text[-3000:]
     for n, text in dumps.items():
         assert f"/dp/{n}:" in text and "..." not in text, text
