@@ -7,10 +7,10 @@ person or a GPS fix can set it back. Read from ``time.time()``, a step forward e
 and a step back kept questions open, and the budget spent, for as long as the step: after the clock went back an
 hour, a labeler asked nothing new for an hour (tests/nodes/test_labeler_clock_step.py).
 
-So the wall clock is read once, when the process starts, and advanced by ``CLOCK_BOOTTIME``, which no one sets and
-which goes on while the machine sleeps. A step moves nothing while the process runs; the next process takes the clock
-as it is then. A time saved before the clock was set back lies in that process's future: its owner takes it as
-:func:`now` when it loads it. What a person reads as a date (a log line, a report) stays ``time.time()``.
+So the wall clock is read once, when the process starts (imports this module), and advanced by ``CLOCK_BOOTTIME``,
+which no one sets and which goes on while the machine sleeps. A step moves nothing while the process runs; the next
+process takes the clock as it is then. A time saved before the clock was set back lies in that process's future: its
+owner takes it as :func:`now` when it loads it. What a person reads as a date (a log line, a report) stays ``time.time()``.
 """
 
 from __future__ import annotations
@@ -22,5 +22,5 @@ _ORIGIN = time.time() - time.clock_gettime(_BOOT)
 
 
 def now() -> float:
-    """Wall-clock seconds as the system clock said when this process started, advanced without steps."""
+    """Wall-clock seconds as the system clock said when this process started, advanced without its steps."""
     return _ORIGIN + time.clock_gettime(_BOOT)

@@ -51,6 +51,14 @@ class NodeParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     runtime_mutable: ClassVar[frozenset[str]] = frozenset()
+    bus: Literal["ros2", "dds", "local"] | None = Field(
+        None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
+    dds_config: str | None = Field(
+        "loopback", description="dds backend: CycloneDDS config (loopback | a path | empty: $CYCLONEDDS_URI)")
+    domain_id: int | None = Field(None, ge=0, le=232,
+                                  description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
+    ros_distro: Literal["auto", "humble", "jazzy"] = Field(
+        "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -63,14 +71,6 @@ class NodeParams(BaseModel):
             f.metadata.append(Le(MAX_DURATION_S))
         if unbounded:
             cls.model_rebuild(force=True)
-    bus: Literal["ros2", "dds", "local"] | None = Field(
-        None, description="ros2 | dds | local; default: $TINYCL_BUS, else ros2 where rclpy imports, else dds")
-    dds_config: str | None = Field(
-        "loopback", description="dds backend: CycloneDDS config (loopback | a path | empty: $CYCLONEDDS_URI)")
-    domain_id: int | None = Field(None, ge=0, le=232,
-                                  description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
-    ros_distro: Literal["auto", "humble", "jazzy"] = Field(
-        "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
 
 
 #: how a node subscribes raw samples (extractor, board); the sensor publishes with the same choice
