@@ -10,7 +10,8 @@ hour, a labeler asked nothing new for an hour (tests/nodes/test_labeler_clock_st
 So the wall clock is read once, when the process starts (imports this module), and advanced by ``CLOCK_BOOTTIME``,
 which no one sets and which goes on while the machine sleeps. A step moves nothing while the process runs; the next
 process takes the clock as it is then. A time saved before the clock was set back lies in that process's future: its
-owner takes it as :func:`now` when it loads it. What a person reads as a date (a log line, a report) stays ``time.time()``.
+owner takes it as :func:`now` when it loads it. What a person reads as a date (a log line, a report) stays
+``time.time()``.
 """
 
 from __future__ import annotations
