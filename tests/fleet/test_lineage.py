@@ -417,3 +417,35 @@ def test_min_devices_and_min_new_heads_count_robots_not_lineages(tmp_path) -> No
     assert a.tick() and a.global_head.counts.tolist() == [72, 48]
     assert a.rounds[-1]["devices"] == ["robot1", "robot2"] and a.rounds[-1]["retired"] == {"robot1": [63]}
     a.link.stop()
+
+
+def test_status_says_when_the_aggregator_heard_a_device_not_what_its_clock_said(tmp_path) -> None:
+    """A robot whose clock is 30 days behind (its RTC battery gone flat; the fleet's certificates are older, so TLS
+    lets it in) sends a head now: `tinycl fleet status` said "sent … (30 days ago)", and "nothing new from robot1
+    (last heard 30 days ago)" for a robot heard a moment before. Now: when this aggregator took the head (saved with
+    its state), and what the robot's clock said beside it."""
+    _need_mosquitto()
+    st = generate(tmp_path / "broker", "lab", ["robot1", "robot2"], port=18997, user=current_user())
+
+    def agg() -> Aggregator:
+        return Aggregator(AggregatorParams(fleet="lab", kind="CWRStar", extractor_hash=XH, n_features=2,
+                                           broker_dir=st.directory, state_dir=str(tmp_path / "agg"), min_interval_s=0),
+                          start=False)
+    behind = time.time() - 30 * 86400
+    a = agg()
+    assert a.accept("robot1", encode(head("robot1", np.eye(2), counts=[6, 4], version=3), "lab", "robot1",
+                                     sent_at=behind))
+    assert a.tick()
+    assert a.accept("robot2", encode(head("robot2", np.eye(2), counts=[5, 5], version=2), "lab", "robot2"))
+    a.close()
+    b = agg()                                         # kept with the state
+    assert set(b.heard) == {"robot1", "robot2"} and abs(b.heard["robot1"] - time.time()) < 60, b.heard
+    b.close()
+    text = format_status(status(str(tmp_path / "agg")))
+    row = next(ln for ln in text.splitlines() if ln.startswith("robot1 "))
+    assert " s ago; its clock said " in row and "days ago" not in row, text
+    assert time.strftime("%Y-%m-%d", time.localtime(behind)) in row, row
+    under_way = text.splitlines()[-1]
+    assert under_way.startswith("round 2 under way: new heads from robot2; nothing new from robot1 (last heard "), text
+    assert "days ago" not in under_way, text
+    print(text)

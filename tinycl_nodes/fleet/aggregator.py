@@ -169,6 +169,9 @@ class Aggregator:
         self.global_head: HeadSnapshot | None = None
         self.fresh: set[str] = set()
         self.metas: dict[str, PayloadMeta] = {}
+        # per device, when this aggregator last took a head of it (its own wall clock: a device's sent_at is its own
+        # clock's, days off on a robot whose clock is): what `tinycl fleet status` says as "last heard"
+        self.heard: dict[str, float] = {}
         # per device, the last heads of its earlier lineages (state wiped since), oldest first: merged in every round
         self.retired: dict[str, list[tuple[PayloadMeta, HeadSnapshot, bytes]]] = {}
         self.rounds: list[dict[str, Any]] = []
@@ -200,7 +203,7 @@ class Aggregator:
             return []
         gone = sorted((set(self.heads) | set(self.retired)) - set(self.p.allowed_devices))
         for d in gone:                  # its retired lineages too: removal takes all of the device's learning out
-            for held in (self.heads, self.payloads, self.metas, self.retired):
+            for held in (self.heads, self.payloads, self.metas, self.retired, self.heard):
                 held.pop(d, None)
             self.fresh.discard(d)
         if gone:
@@ -265,6 +268,7 @@ class Aggregator:
                     # the same head sent again by a device that took a later round in (its bridge's
                     # acknowledgement): the round it merged is noted, no new round for it
                     self.metas[device], self.payloads[device] = meta, data
+                    self.heard[device] = time.time()
                     if self.store is not None:
                         self.store.changed()
                     self.log.debug("head from %s v%d: round %d taken in", device, snap.version, meta.round)
@@ -274,6 +278,7 @@ class Aggregator:
             self.heads[device] = snap
             self.metas[device] = meta
             self.payloads[device] = data
+            self.heard[device] = time.time()
             if not self.fresh:
                 self._first_fresh_t = time.monotonic()
             self.fresh.add(device)
@@ -420,7 +425,8 @@ class Aggregator:
                        for i, (_, _, b) in enumerate(ls)})
         arrays["global"] = np.frombuffer(self.global_payload, np.uint8)
         meta = {"fleet": self.p.fleet, "round": self.round, "extractor_hash": self.extractor_hash,
-                "n_features": self.n_features, "head_kind": self.p.kind, "rounds": self.rounds}
+                "n_features": self.n_features, "head_kind": self.p.kind, "rounds": self.rounds,
+                "heard_at": {d: t for d, t in self.heard.items() if d in self.heads}}
         return {STATE_KIND: st.make_state(STATE_KIND, STATE_VERSION, {}, arrays, meta)}
 
     def _save(self) -> None:  # lock held
@@ -465,6 +471,9 @@ class Aggregator:
         self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
         self.metas = metas
+        heard = meta.get("heard_at") or {}           # none in a state saved before it was kept
+        self.heard = {d: float(t) for d, t in heard.items() if d in heads and isinstance(t, (int, float))} \
+            if isinstance(heard, dict) else {}
         self.retired = {d: [ls[i] for i in sorted(ls)] for d, ls in retired.items()}
         # new since the last round: a held head the last global head does not contain (its provenance). Saved
         # before a restart, such a head comes back from the broker as one already held: it must still count,
@@ -493,13 +502,15 @@ def status(state_dir: str) -> dict[str, Any]:
     glob = np.asarray(arrays["global"], np.uint8).tobytes()
     provenance = decode(glob, max_bytes=1 << 30)[0].provenance if glob else {}
     devices, retired = {}, {}
+    heard = meta.get("heard_at") if isinstance(meta.get("heard_at"), dict) else {}
     for key, arr in sorted(arrays.items()):
         if key.startswith(("device/", "retired/")):
             m = decode(np.asarray(arr, np.uint8).tobytes(), max_bytes=1 << 30)[0]
             row = {"version": m.version, "sent_at": m.sent_at, "classes": len(m.classes),
                    "samples": int(sum(c.count for c in m.classes)), "lineage_id": m.lineage}
             if key.startswith("device/"):
-                devices[key[7:]] = {**row, "in_global": provenance.get(key[7:]), "merged_round": m.round}
+                devices[key[7:]] = {**row, "in_global": provenance.get(key[7:]), "merged_round": m.round,
+                                    "heard_at": heard.get(key[7:])}
             else:                            # retired/<device>/<lineage>: kept in every round since it was retired
                 d, _, i = key[8:].partition("/")
                 retired.setdefault(d, []).append((int(i), {**row, "lineage": int(i) + 1}))
@@ -518,12 +529,15 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
     lines = [f"fleet {s['fleet']} | round {s['round']} | {s['kind']} | extractor {str(s['extractor_hash'])[:12]} "
              f"| {len(s['devices'])} device(s)" + (f", {n_retired} retired lineage(s)" if n_retired else "")
              + f" | {s['state']}",
-             f"{'device':<20} {'head':>6} {'in global':>9} {'merged':>6} {'classes':>7} {'samples':>9}  sent at"]
+             f"{'device':<20} {'head':>6} {'in global':>9} {'merged':>6} {'classes':>7} {'samples':>9}  heard"]
     now = time.time() if now is None else now
     for d, v in sorted(s["devices"].items()):
         ing = "-" if v["in_global"] is None else f"v{v['in_global']}"
+        heard = _heard(v)
+        off = "" if v.get("heard_at") is None or abs(v["sent_at"] - heard) < CLOCK_OFF_S else \
+            f"; its clock said {t(v['sent_at'])}"
         lines.append(f"{d:<20} {'v' + str(v['version']):>6} {ing:>9} {v['merged_round']:>6} {v['classes']:>7} "
-                     f"{v['samples']:>9}  {t(v['sent_at'])} ({_ago(now - v['sent_at'])})")
+                     f"{v['samples']:>9}  {t(heard)} ({_ago(now - heard)}{off})")
     for d, ls in sorted(retired.items()):        # a wiped device's earlier learning, in every round
         for v in ls:
             lines.append(f"{d:<20} {'v' + str(v['version']):>6} {'retired':>9} {'-':>6} {v['classes']:>7} "
@@ -540,11 +554,21 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
     # what a round under way holds and whom it has heard nothing new from: a robot gone quiet shows here
     new = sorted(d for d, v in s["devices"].items() if v["in_global"] is None or v["version"] != v["in_global"])
     if new:
-        quiet = [f"{d} (last heard {_ago(now - v['sent_at'])})" for d, v in sorted(s["devices"].items())
+        quiet = [f"{d} (last heard {_ago(now - _heard(v))})" for d, v in sorted(s["devices"].items())
                  if d not in new]
         lines.append(f"round {(s['round'] or 0) + 1} under way: new heads from {', '.join(new)}; nothing new from "
                      f"{', '.join(quiet) or '-'}")
     return "\n".join(lines)
+
+
+#: a device's own send time this far from when it was heard is said beside it (its clock is off, or the head waited
+#: for this aggregator at the broker)
+CLOCK_OFF_S = 300.0
+
+
+def _heard(device: dict[str, Any]) -> float:
+    """When this aggregator took the device's head; its own send time in a state saved before that was kept."""
+    return device["heard_at"] if device.get("heard_at") is not None else device["sent_at"]
 
 
 def _ago(seconds: float) -> str:
