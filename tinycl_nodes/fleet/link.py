@@ -78,8 +78,8 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
     """Which of ``_ALERT_WORDS`` this client's own files tell, or None: the broker's alert is not always read before
     the connection closes (then only 'EOF'), but an expired certificate, or one the bundle's CA did not sign, shows
     in the files themselves; one the CA signed, in date, can only be revoked, unless the broker's alert was about its
-    dates (``_DATE_ALERTS``): then the broker's clock and this one disagree. ``' on <date>'`` of an expired one's end
-    is filled into its words."""
+    dates (``_DATE_ALERTS``): then the broker's clock and this one disagree; with no alert read, either.
+    ``' on <date>'`` of an expired one's end is filled into its words."""
     try:
         import datetime as dt
 
@@ -94,11 +94,14 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
                 cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_file).read_bytes()))
             except (InvalidSignature, ValueError, TypeError):      # signed by another key, or another issuer
                 return _ALERT_WORDS["UNKNOWN_CA"]
+            dates = (f"valid {_utc(cert.not_valid_before_utc)} to {_utc(cert.not_valid_after_utc)}; this "
+                     f"machine's clock says {_clock_now()}")
             if alert in _DATE_ALERTS:
-                valid = f"{_utc(cert.not_valid_before_utc)} to {_utc(cert.not_valid_after_utc)}"
-                return (f"by its dates, though it is the fleet CA's and in date here (valid {valid}; this machine's "
-                        f"clock says {_clock_now()}): is the broker's clock wrong? (on the broker: `timedatectl`, NTP "
-                        f"synchronised)")
+                return (f"by its dates, though it is the fleet CA's and in date here ({dates}): is the broker's clock "
+                        f"wrong? (on the broker: `timedatectl`, NTP synchronised)")
+            if alert is None:       # closed before its alert was read: its CRL, or its dates by the broker's clock
+                return (f"{_ALERT_WORDS['CERTIFICATE_REVOKED']}; or, as it is the fleet CA's and in date here "
+                        f"({dates}), the broker's clock is wrong (on the broker: `timedatectl`, NTP synchronised)")
             return _ALERT_WORDS["CERTIFICATE_REVOKED"]       # the CA's own, in date: what is left is its CRL
     except (OSError, ValueError, ImportError):
         return None
