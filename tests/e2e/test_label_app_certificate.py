@@ -70,24 +70,10 @@ def test_chromium_opens_the_page_over_a_certificate_made_while_the_clock_said_19
 
 def test_chromium_refuses_a_certificate_made_with_ten_years_from_1970(tmp_path):
     """The contrast: what the app made before on such a robot, served as is (given as tls_cert, so not made again)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from tests.nodes.test_label_app import ten_year_certificate
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tinycl label app made in 1970")])
-    start = dt.datetime(1970, 12, 20, tzinfo=dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
     crt, pem_key = tmp_path / "old.crt", tmp_path / "old.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    ten_year_certificate(crt, pem_key, dt.datetime(1970, 12, 20, tzinfo=dt.timezone.utc))
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.nodes.label_app import LabelApp, LabelAppParams
 

@@ -563,6 +563,31 @@ def test_beyond_localhost_it_serves_https_with_a_certificate_made_once(tmp_path)
         bus.shutdown()
 
 
+def ten_year_certificate(crt: Path, key: Path, start) -> bytes:
+    """What the app made before at its first start with the clock at ``start``: self-signed (EC P-256, for localhost),
+    valid ten years; written to ``crt`` and ``key``, its PEM returned."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tinycl label app")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(private, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    crt.write_bytes(pem)
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return pem
+
+
 def test_a_certificate_out_of_date_is_made_again_and_said(tmp_path, domain):
     """One that an earlier build made on a robot that booted in 1970 (ten years from the clock at first start: 1971 to
     1981) is made again at start, valid whatever the clock says, with one warning and the new fingerprint for the
@@ -572,25 +597,14 @@ def test_a_certificate_out_of_date_is_made_again_and_said(tmp_path, domain):
     import socket
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     from tests.nodes.conftest import node
     from tinycl_nodes.fleet.broker import free_port
     from tinycl_nodes.label_app.tls import NOT_AFTER, NOT_BEFORE, fingerprint
 
     port = free_port()
-    crt, key = tmp_path / "label_app.crt", tmp_path / "label_app.key"
-    old_key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tinycl label app")])
-    start = dt.datetime(1971, 1, 1, tzinfo=dt.timezone.utc)
-    old = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(old_key.public_key())
-           .serial_number(x509.random_serial_number()).not_valid_before(start)
-           .not_valid_after(start + dt.timedelta(days=3650)).sign(old_key, hashes.SHA256()))
-    crt.write_bytes(old.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(old_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    crt = tmp_path / "label_app.crt"
+    old = ten_year_certificate(crt, tmp_path / "label_app.key", dt.datetime(1971, 1, 1, tzinfo=dt.timezone.utc))
     with node("label_app", domain, "host:=0.0.0.0", f"port:={port}", f"state_dir:={tmp_path}", "qr:=false") as app:
         said = app.wait_for_line("a new one is made", 60)
         assert "valid from 1971-01-01 to 1980-12-29" in said and "WARN" in said, said
@@ -601,7 +615,7 @@ def test_a_certificate_out_of_date_is_made_again_and_said(tmp_path, domain):
             assert tls.version() is not None
         made = x509.load_pem_x509_certificate(crt.read_bytes())
         assert (made.not_valid_before_utc, made.not_valid_after_utc) == (NOT_BEFORE, NOT_AFTER)
-        assert fingerprint(crt.read_bytes()) != fingerprint(old.public_bytes(serialization.Encoding.PEM))
+        assert fingerprint(crt.read_bytes()) != fingerprint(old)
         assert json.loads((tmp_path / "pairing.json").read_text())["info"]["fingerprint"] == fingerprint(
             crt.read_bytes())
 
