@@ -1,12 +1,13 @@
 """One way for every test to pick a DDS domain id.
 
-Cyclone DDS keeps, per process, the configuration a domain was first created with (loopback, or a network
-one for tests/hosts); a test that reuses a domain this process already configured with another config fails
-("already configured"), and a fixed or pid-derived id can collide with another test's. So: random among the ids
-this process has not configured and no earlier test of it has had (a test whose nodes are all subprocesses configures
-nothing here, and a node it failed to stop would hear the next test's), and not one of ``avoid``; each pytest-xdist
-worker draws from its own share of the range, so that two tests running at once never share a domain (drawing from
-the whole range, two files running at once met 1 time in 91, and each then heard the other's nodes).
+Cyclone DDS keeps, per process, the configuration a domain was created with (loopback, or a network one for
+tests/hosts) while a participant of the process is on it; a test that takes a domain this process still uses with
+another config fails ("already configured"), and a fixed or pid-derived id can collide with another test's. So:
+random among the ids this process is not using and no earlier test of it has had (a test whose nodes are all
+subprocesses uses nothing here, and a node it failed to stop would hear the next test's), and not one of ``avoid``;
+each pytest-xdist worker draws from its own share of the range, so that two tests running at once never share a
+domain (drawing from the whole range, two files running at once met 1 time in 91, and each then heard the other's
+nodes).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import os
 import random
 import time
 
-# Clear of 0 (a robot's own graph) and of the fleet demo's default 100–199. A test's process configures a new domain
-# for each test that takes one, and never lets it go: with 140–230 alone (45 per worker) the suite's 851st test found
-# its worker's share used up. 1–99 also keep Cyclone's ports (7400 + 250·id) below Linux's ephemeral range.
+# Clear of 0 (a robot's own graph) and of most of the fleet demo's default 100–199. Until 2026-12-06 the dds backend
+# never let a domain go, and a worker's share ran out (with 140–230 alone at the suite's 851st test; with all of this,
+# 91 ids a worker, in a CI run): the last bus on a domain now releases it. 1–99 also keep Cyclone's ports
+# (7400 + 250·id) below Linux's ephemeral range.
 # 41–48 are left out: the discovery tests (tests/bus/test_ros2_humble_discovery.py, test_discovery_layouts.py) take
 # them by number, and a random test's Humble node on 46 made test_no_ros2_reader_no_announcement see a ROS 2 peer (a
 # fresh-clone run, 2026-12-05).
@@ -27,14 +29,14 @@ _HANDED_OUT: list[int] = []     # the ids handed out in this process, the oldest
 
 def free_domain(avoid: tuple[int, ...] = ()) -> int:
     """A domain id no test of this process has had yet, if one is left; else the one handed out longest ago that
-    this process has not configured itself (a domain only subprocesses used is free again once they are stopped)."""
+    this process is not using (a domain is free again once the test's buses and subprocesses are stopped)."""
     from tinycl_nodes.bus.dds import configured_domains
 
     used = set(configured_domains()) | set(avoid)
     free = [d for d in worker_share() if d not in used]
     if not free:
         raise RuntimeError(f"tests/domains.py: every DDS domain id of this worker's share ({len(worker_share())}) is "
-                           "configured in this process already: widen RANGE")
+                           "in use in this process: are earlier tests' buses shut down?")
     fresh = [d for d in free if d not in _HANDED_OUT]
     domain = (random.Random(os.getpid() * 7 + time.time_ns()).choice(fresh) if fresh
               else min(free, key=_HANDED_OUT.index))

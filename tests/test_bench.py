@@ -18,18 +18,21 @@ def test_bench_writes_every_stage(tmp_path, data_dir):
 
 
 def test_camera_bench_takes_a_domain_this_process_has_not_configured(tmp_path):
-    """Cyclone keeps a domain's first config for the process's life: the bench, run in a process (a test
-    suite) that already configured its first-choice domain another way, must take another one."""
+    """Cyclone keeps a domain's config while the process uses it: the bench, run in a process (a test suite) that
+    holds its first-choice domain configured another way, must take another one."""
     import shutil
 
-    from tinycl_nodes.bus.dds import _domain, config_uri, unconfigured_domain
+    from tinycl_nodes.bus.dds import acquire_domain, config_uri, release_domain, unconfigured_domain
     from tinycl_nodes.camera_bench import BENCH_DOMAINS, bench_node_at_30fps
 
     first = unconfigured_domain(*BENCH_DOMAINS)     # the domain the bench would take now
     other = tmp_path / "other-loopback.xml"         # the same loopback settings under another name: another config
     shutil.copyfile(config_uri("loopback").removeprefix("file://"), other)
-    _domain(first, f"file://{other}")
-    r = bench_node_at_30fps(seconds=2.0)
+    acquire_domain(first, f"file://{other}")
+    try:
+        r = bench_node_at_30fps(seconds=2.0)
+    finally:
+        release_domain(first)
     assert r["received"] > 0 and r["processed"] > 0, r
 
 

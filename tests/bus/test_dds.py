@@ -197,3 +197,38 @@ def test_a_reader_killed_costs_messages_not_sent_never_an_exception(bus, domain,
     said = [r.getMessage() for r in caplog.records if "message(s) not sent" in r.getMessage()]
     assert pub.not_sent >= 3 and len(said) == 1, (pub.not_sent, said)
     assert said[0].startswith("/t/stream: 1 message(s) not sent: a reader took none"), said
+
+
+def test_a_domain_is_let_go_when_its_last_bus_shuts_down(tmp_path) -> None:
+    """Cyclone keeps a domain's config while the domain lives in the process. Before, the dds backend kept every
+    domain it configured for the process's life, so a process that runs graph after graph used the ids up: a CI
+    worker of the suite configured 91 in a row and its 92nd test could not start (2026-12-06). The last bus on a
+    domain now lets it go, and the id can then be configured anew."""
+    from tinycl_nodes.bus.dds import configured_domains, config_uri
+
+    from ..domains import free_domain
+
+    did = free_domain()
+    other = tmp_path / "other-loopback.xml"          # the loopback settings under another name: another config
+    other.write_bytes(open(config_uri("loopback").removeprefix("file://"), "rb").read())
+    first, second = (create_bus(n, backend="dds", domain=did, dds_config="loopback") for n in ("first", "second"))
+    with pytest.raises(RuntimeError, match=f"DDS domain {did} already configured in this process with another"):
+        create_bus("third", backend="dds", domain=did, dds_config=str(other))
+    first.shutdown()
+    assert did in configured_domains()              # the second bus is still on it
+    second.shutdown()
+    assert did not in configured_domains()
+    heard: list[int] = []
+    reader, writer = (create_bus(n, backend="dds", domain=did, dds_config=str(other)) for n in ("reader", "writer"))
+    try:
+        reader.create_subscription("/t/n", "Features", lambda m: heard.append(m.sample_id), RELIABLE)
+        pub = writer.create_publisher("/t/n", "Features", RELIABLE)
+        Features = writer.msg("Features")
+
+        def tick(_: float) -> None:
+            pub.publish(Features(sample_id=len(heard)))
+            reader.spin_once(0.05)
+        assert wait_for(lambda: bool(heard), 10, tick), "two buses on the domain configured anew did not meet"
+    finally:
+        reader.shutdown(), writer.shutdown()
+    assert did not in configured_domains()

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from cyclonedds._clayer import ddspy_take
@@ -30,33 +31,59 @@ from .discovery import DiscoveryInfo
 from .log import RosoutHandler
 from .qos import QosProfile, RELIABLE, profile
 
-_DOMAINS: dict[int, tuple[Domain | None, str | None]] = {}
+_DOMAINS: dict[int, "_ConfiguredDomain"] = {}
 _DOMAINS_LOCK = threading.Lock()
 _ANY = SampleState.Any | ViewState.Any | InstanceState.Any
 TAKE_BATCH = 64
 MAX_ROUNDS = 64   # batches per subscription in one spin_once, then control returns to the caller
 
 
-def _domain(did: int, uri: str | None) -> None:
-    """Create the process's Domain with our config once (cyclonedds allows one config per domain id)."""
+@dataclass
+class _ConfiguredDomain:
+    """A domain id this process uses: Cyclone's Domain made with our config (None: $CYCLONEDDS_URI's, made by the
+    first participant), and how many of this process's buses are on it."""
+
+    entity: Domain | None
+    uri: str | None
+    users: int = 0
+
+
+def acquire_domain(did: int, uri: str | None) -> None:
+    """Configure domain ``did`` with ``uri`` for one more user. Cyclone allows one config per domain id while the
+    domain lives in a process, so another config while it is in use is refused; once its last user released it,
+    the id can be configured anew (a long-lived process that runs graphs one after another, a test suite)."""
     with _DOMAINS_LOCK:
-        if did in _DOMAINS:
-            if _DOMAINS[did][1] != uri:
-                raise RuntimeError(f"DDS domain {did} already configured in this process with another config")
+        known = _DOMAINS.get(did)
+        if known is not None and known.uri != uri:
+            raise RuntimeError(f"DDS domain {did} already configured in this process with another config")
+        if known is None:
+            known = _DOMAINS[did] = _ConfiguredDomain(Domain(did, uri) if uri else None, uri)
+        known.users += 1
+
+
+def release_domain(did: int) -> None:
+    """One user of ``did`` is done (its participant deleted); the last one deletes the domain and its config."""
+    with _DOMAINS_LOCK:
+        known = _DOMAINS.get(did)
+        if known is None:
             return
-        _DOMAINS[did] = (Domain(did, uri) if uri else None, uri)
+        known.users -= 1
+        if known.users <= 0:
+            del _DOMAINS[did]
+            if known.entity is not None:
+                known.entity.__del__()
 
 
 def configured_domains() -> set[int]:
-    """Domain ids this process has configured (each with one config for the rest of its life)."""
+    """Domain ids this process has configured and still uses (each with one config while it does)."""
     with _DOMAINS_LOCK:
         return set(_DOMAINS)
 
 
 def unconfigured_domain(base: int, span: int) -> int:
     """A domain id in ``[base, base + span)`` for a tool's own graph: ``base + pid % span``, or the next one
-    this process has not configured yet — Cyclone keeps a domain's first config for the process's life, so a
-    caller (a test suite) that already set one up another way would make ours fail."""
+    this process is not using — Cyclone keeps a domain's config while it is in use, so a caller (a test suite)
+    that holds one set up another way would make ours fail."""
     used = configured_domains()
     start = os.getpid()
     return next((d for k in range(span) if (d := base + (start + k) % span) not in used), base + start % span)
@@ -145,8 +172,12 @@ class DdsBus(BaseBus):
         self.ros_distro = ros_distro
         self.distro = "humble" if ros_distro == "humble" else "jazzy"
         self.domain_id = domain_id(domain)
-        _domain(self.domain_id, config_uri(dds_config))
-        self.participant = DomainParticipant(self.domain_id, qos=Qos(Policy.Userdata(data=b"enclave=/;")))
+        acquire_domain(self.domain_id, config_uri(dds_config))
+        try:
+            self.participant = DomainParticipant(self.domain_id, qos=Qos(Policy.Userdata(data=b"enclave=/;")))
+        except BaseException:
+            release_domain(self.domain_id)
+            raise
         self._pub = Publisher(self.participant)
         self._sub = Subscriber(self.participant)
         self._topics: dict[str, Topic] = {}
@@ -293,4 +324,7 @@ class DdsBus(BaseBus):
         self._wake.set(True)
         self._subs.clear()
         participant, self.participant = self.participant, None
-        participant.__del__()  # deletes the participant and all its readers/writers now, not at GC time
+        try:
+            participant.__del__()  # deletes the participant and all its readers/writers now, not at GC time
+        finally:
+            release_domain(self.domain_id)
