@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from tests.label_page import page_state
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.extractor import FrozenExtractor, model_path
@@ -56,9 +57,7 @@ class Robot:
                                            true_label=cls, labelled=True))
 
     def app_classes(self) -> dict[int, str]:
-        req = urllib.request.Request(self.base + "/api/state", headers={"X-Tinycl-Token": TOKEN})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return {c["id"]: c["name"] for c in json.loads(r.read())["classes"]}
+        return {c["id"]: c["name"] for c in page_state(self.base, TOKEN, timeout_s=5)["classes"]}
 
     def wait_app_knows(self, classes: dict[int, str], timeout_s: float = 20.0) -> None:
         end = time.monotonic() + timeout_s

@@ -13,12 +13,11 @@ labeler's runner from ``time.sleep``, which libfaketime 0.9.10 breaks.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from contextlib import ExitStack
 
 from tests.faketime import faketime_env
+from tests.label_page import page_state
 from tests.nodes.conftest import node, spin_until
 from tests.nodes.test_rce_graph import MODEL, Probe
 from tinycl_nodes.fleet.broker import free_port
@@ -41,9 +40,7 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
 
     def on_the_page() -> dict[str, float]:
         """The questions the phone's page shows: request id → seconds it has left."""
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers={"X-Tinycl-Token": TOKEN})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return {p["id"]: p["expires_in_s"] for p in json.loads(resp.read())["pending"]}
+        return {p["id"]: p["expires_in_s"] for p in page_state(f"http://127.0.0.1:{port}", TOKEN)["pending"]}
 
     def page_shows(rid: str) -> bool:
         return spin_until(t.bus, lambda: rid in on_the_page(), 15)

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tests.label_page import first_question
 from tests.nodes.test_camera_extractor import camera_frame
 from tests.processes import kill9, kill9_launcher, node_pid
 from tests.ros2.conftest import params_file
@@ -152,11 +153,7 @@ def test_a_1280x720_cameras_question_shows_its_frame_on_the_phone(ros, data_dir)
             "--rate", "10", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
     base, auth = f"http://127.0.0.1:{port}", {"X-Tinycl-Token": token}
 
-    def asked() -> dict | None:
-        with urllib.request.urlopen(urllib.request.Request(f"{base}/api/state", headers=auth), timeout=10) as resp:
-            return next(iter(json.loads(resp.read())["pending"]), None)
-
-    question = ros.wait_until("a question in the label app", asked, timeout_s=20)
+    question = ros.wait_until("a question in the label app", lambda: first_question(base, token), timeout_s=20)
     assert (question["width"], question["height"]) == (640, 360) and question["image"], question
     assert "no picture" not in question["reason"], question
     with urllib.request.urlopen(urllib.request.Request(f"{base}/{question['image']}", headers=auth)) as resp:

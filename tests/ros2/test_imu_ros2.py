@@ -13,7 +13,6 @@ same rclpy driver and asks about its windows.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import sys
@@ -24,6 +23,7 @@ import yaml
 from tests.ros2.conftest import params_file
 from tests.ros2_env import LOOPBACK
 from tests.ros2.test_rce_launch import TOKEN, _echo_blocks, _get, _subscriptions, answer_new_class
+from tests.label_page import page_state
 from tinycl_nodes.datasets.har import har_folder
 from tinycl_nodes.fleet.broker import free_port
 from tinycl_nodes.graphs import GRAPHS
@@ -71,8 +71,7 @@ def test_imu_launch_learns_a_drivers_readings_from_a_persons_answer(ros, data_di
     assert _get(f"{base}/?token={TOKEN}", opener=phone)[0] == 200
 
     def app_pending():
-        snap = json.loads(_get(f"{base}/api/state", opener=phone)[2])
-        return next((p for p in snap["pending"] if p["id"] == request_id), None)
+        return next((p for p in page_state(base, opener=phone)["pending"] if p["id"] == request_id), None)
     pending = ros.wait_until(f"request {request_id} pending in the label app", app_pending, timeout_s=20)
     assert (pending["width"], pending["height"]) == (320, 200) and not pending["candidates"], pending  # a plot
     status, ctype, picture = _get(f"{base}/{pending['image']}", opener=phone)

@@ -17,12 +17,12 @@ import json
 import re
 import signal
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 import yaml
 
+from tests.label_page import first_question
 from tests.nodes.test_camera_extractor import camera_bag, camera_frame, camera_video
 from tests.ros2.conftest import ROOT, params_file
 from tinycl_nodes.datasets import load_mnist
@@ -143,11 +143,8 @@ def test_image_transport_argument_outranks_the_camera_file(ros, data_dir):
     got = json.loads((ros.tmp / "driver.json").read_text())["features"]["/ct/features"]
     assert got, launch.text[-3000:]                                   # the extractor learned from the JPEGs
 
-    def asked() -> dict | None:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/state", headers={"X-Tinycl-Token": token})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return next(iter(json.loads(resp.read())["pending"]), None)
-    question = ros.wait_until("a question in the label app", asked, timeout_s=20)
+    question = ros.wait_until("a question in the label app", lambda: first_question(f"http://127.0.0.1:{port}", token),
+                              timeout_s=20)
     assert (question["width"], question["height"]) == (640, 480) and question["image"], question
     assert "no picture" not in question["reason"], question
     assert launch.stop() == 0

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.label_page import page_state
 from tests.ros2.conftest import params_file
 from tinycl_nodes.fleet.broker import free_port
 from tinycl_nodes.graphs import GRAPHS
@@ -143,8 +144,7 @@ def test_tinyrce_launch_label_page_request_and_ros2_answer(ros):
     launch.wait_for_line(f"label request {request_id}: ", timeout_s=10)   # the labeler's log line
     # …and on the app's JSON API (the phone's view), with its picture
     def app_pending():
-        snap = json.loads(_get(f"{base}/api/state", opener=phone)[2])
-        return next((p for p in snap["pending"] if p["id"] == request_id), None)
+        return next((p for p in page_state(base, opener=phone)["pending"] if p["id"] == request_id), None)
     pending = ros.wait_until(f"request {request_id} pending in the label app", app_pending, timeout_s=20)
     assert pending["image"] and (pending["width"], pending["height"]) == (28, 28), pending   # the MNIST frame
     assert pending["candidates"] and {c["name"] for c in pending["candidates"]} <= set(KNOWN.values()), pending
