@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tinycl_nodes.bus.param_spec import param_specs, range_step
 from tinycl_nodes.fleet.aggregator import AggregatorParams
 from tinycl_nodes.graphs import GRAPHS, LAUNCH_PRESETS
-from tinycl_nodes.nodes.runner import MAX_DURATION_S, NodeParams
+from tinycl_nodes.nodes.runner import MAX_DURATION_S, MIN_DURATION_S, NodeParams
 
 NODES = sorted({name for nodes in GRAPHS.values() for name in nodes} | {"board", "mqtt_bridge"})
 
@@ -57,7 +57,7 @@ def test_graph_nodes_are_all_covered():
     ("labeler", "max_pending", "integer", 1, 1000),
     ("label_app", "port", "integer", 0, 65535),
     ("exporter", "period_s", "double", 0.0, MAX_DURATION_S),       # a duration: at most a year, unless it says
-    ("learner", "publish_period_s", "double", 0.0, MAX_DURATION_S),
+    ("learner", "publish_period_s", "double", MIN_DURATION_S, MAX_DURATION_S),   # gt=0 as a duration: 1 ms
     ("mqtt_bridge", "mqtt_session_expiry_s", "integer", 0, 2**32 - 1),   # its own bound (MQTT's), kept
     ("mqtt_bridge", "mqtt_keepalive_s", "integer", 5, 3600),
     ("mqtt_bridge", "max_bytes", "integer", 1024, 64 << 20),
@@ -82,7 +82,6 @@ class _Counts(BaseModel):
 
 @pytest.mark.parametrize("model, name, refused, ros_range, words", [
     (MODELS["sensor"], "imu_rate_hz", 0.0, (math.nextafter(0.0, 1.0), 100_000.0), "greater than 0"),
-    (MODELS["sensor"], "imu_max_gap_s", 0.0, (math.nextafter(0.0, 1.0), 60.0), "greater than 0"),
     (AggregatorParams, "trim", 0.5, (0.0, math.nextafter(0.5, 0.0)), "less than 0.5"),
     (_Counts, "n", 0, (1, 9), "greater than 0, less than 10"),
 ])
@@ -95,6 +94,20 @@ def test_an_exclusive_bound_is_not_shown_as_allowed(model, name, refused, ros_ra
     assert spec.constraints == words
     with pytest.raises(ValidationError):
         model.model_validate({**({"fleet": "lab"} if model is AggregatorParams else {}), name: refused})
+
+
+@pytest.mark.parametrize("model, name, refused, ros_range, words", [
+    (MODELS["sensor"], "imu_max_gap_s", 0.0005, (MIN_DURATION_S, 60.0), ""),            # gt=0: at least 1 ms
+    (MODELS["exporter"], "period_s", 0.0005, (0.0, MAX_DURATION_S), "0, or at least 0.001"),   # 0 is "off"
+])
+def test_a_duration_is_1_ms_at_least_or_0_where_0_is_allowed(model, name, refused, ros_range, words):
+    """A duration that is above 0, and not 0, is 1 ms at least, and ``ros2 param describe`` shows it: in the range, or
+    in words where the range cannot (0 allowed, what lies between refused)."""
+    spec = specs_of(model)[name]
+    assert range_step(spec) == ros_range and spec.constraints == words
+    with pytest.raises(ValidationError):
+        model.model_validate({name: refused})
+    assert getattr(model.model_validate({name: MIN_DURATION_S}), name) == MIN_DURATION_S
 
 
 def test_defaults_choices_and_patterns_kept():

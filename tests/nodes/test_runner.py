@@ -99,16 +99,23 @@ def test_node_with_bad_parameter_exits_with_one_line_per_value():
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("module, duration", [("learner", "publish_period_s"), ("labeler", "request_ttl_s")])
-def test_a_duration_no_timer_can_hold_is_one_line(module, duration, tmp_path):
+@pytest.mark.parametrize("module, duration, value, words", [
+    ("learner", "publish_period_s", "1e300", "Input should be less than or equal to 31536000"),
+    ("labeler", "request_ttl_s", "1e300", "Input should be less than or equal to 31536000"),
+    ("learner", "publish_period_s", "1e-9", "Input should be greater than or equal to 0.001"),
+    ("exporter", "period_s", "1e-9", "a duration is 0 or at least 0.001 s, not 1e-09")])
+def test_a_duration_no_timer_can_hold_is_one_line(module, duration, value, words, tmp_path):
     """``publish_period_s:=1e300`` passed the parameters (finite, above 0) and ended the learner with an OverflowError
-    traceback where its timer took it in nanoseconds; a year is the most any duration without its own bound takes."""
+    traceback where its timer took it in nanoseconds; a year is the most any duration without its own bound takes.
+    ``publish_period_s:=1e-9`` passed too, and the learner's timer then took a whole core (6.0 s of CPU in 6 s, against
+    0.7 s at its default 1 s): a duration is 0, where its field allows it (the exporter's 0 is "off"), or 1 ms at
+    least."""
     proc = subprocess.run([sys.executable, "-m", f"tinycl_nodes.nodes.{module}", "--ros-args", "-p", "bus:=local",
-                           "-p", f"state_dir:={tmp_path}", "-p", f"{duration}:=1e300"],
+                           "-p", f"state_dir:={tmp_path}", "-p", f"{duration}:={value}"],
                           capture_output=True, text=True, timeout=60)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
-    assert err[0].startswith(f"error: {module}: parameter {duration}: Input should be less than or equal to 31536000")
+    assert err[0].startswith(f"error: {module}: parameter {duration}: {words}"), err
 
 
 def test_missing_model_is_one_line():

@@ -90,14 +90,15 @@ def test_a_misspelt_node_section_ends_the_launch_and_the_node(ros):
 
 def test_describe_shows_no_refused_value_as_allowed(ros):
     """``ros2 param describe`` of an IMU sensor said "Min value: 0.0" for ``imu_rate_hz`` (``gt=0``: 0 is refused;
-    ROS 2's ranges include their ends). Now the first double above 0, and the bound in words."""
+    ROS 2's ranges include their ends). Now the first double above 0, and the bound in words; a duration's, 1 ms."""
     node = ros.start("ros2", "run", "tinycl_nodes", "sensor", "--ros-args", "-r", "__ns:=/pd", "-p", "source:=imu",
                      "-p", "imu_topic:=/pd_imu", name="ros2 run sensor (imu)")
     ros.wait_until("/pd/sensor", lambda: "/pd/sensor" in ros.node_list() or node.proc.poll() is not None,
                    timeout_s=60)
     assert node.proc.poll() is None, node.text[-3000:]
-    for name in ("imu_rate_hz", "imu_max_gap_s"):
-        text = ros.run("ros2", "param", "describe", "/pd/sensor", name).stdout
-        assert "Min value: 0.0" not in text and "Min value: 5e-324" in text, text
-        assert "Additional constraints: greater than 0" in text, text
+    text = ros.run("ros2", "param", "describe", "/pd/sensor", "imu_rate_hz").stdout
+    assert "Min value: 0.0" not in text and "Min value: 5e-324" in text, text
+    assert "Additional constraints: greater than 0" in text, text
+    text = ros.run("ros2", "param", "describe", "/pd/sensor", "imu_max_gap_s").stdout   # a duration: 1 ms at least
+    assert "Min value: 0.001" in text and "Max value: 60.0" in text, text
     assert node.stop() == 0, node.text[-3000:]

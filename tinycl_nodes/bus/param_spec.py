@@ -39,6 +39,7 @@ class ParamSpec:
     none_is_empty: bool = False    # an optional value: None is ""
     lower_open: bool = False       # gt: ``lower`` itself is refused
     upper_open: bool = False       # lt: ``upper`` itself is refused
+    rule: str = ""                 # a validator's own rule in words (its function's ``words``), which no range shows
 
     @property
     def constraints(self) -> str:
@@ -48,7 +49,8 @@ class ParamSpec:
         if self.yaml_text:
             return "YAML text (empty: not set)" if self.none_is_empty else "YAML text"
         words = ([f"greater than {_number(self.lower)}"] if self.lower_open and self.lower is not None else []) + (
-            [f"less than {_number(self.upper)}"] if self.upper_open and self.upper is not None else [])
+            [f"less than {_number(self.upper)}"] if self.upper_open and self.upper is not None else []) + (
+            [self.rule] if self.rule else [])
         return ", ".join(words)
 
     def to_ros(self, value: Any) -> Any:
@@ -132,6 +134,7 @@ def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
         kind = _kind(tp)
         lower = upper = None
         lower_open = upper_open = False
+        rule = "; ".join(w for m in field.metadata if (w := getattr(getattr(m, "func", None), "words", "")))
         for m in field.metadata:
             if isinstance(m, (Ge, Gt)):
                 lower, lower_open = float(m.ge if isinstance(m, Ge) else m.gt), isinstance(m, Gt)
@@ -142,7 +145,8 @@ def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
             specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True, none_is_empty=optional))
         else:
             specs.append(ParamSpec(name, kind[0], desc, name not in mutable, lower, upper, kind[1],
-                                   none_is_empty=optional, lower_open=lower_open, upper_open=upper_open))
+                                   none_is_empty=optional, lower_open=lower_open, upper_open=upper_open,
+                                   rule=rule))
     return specs
 
 

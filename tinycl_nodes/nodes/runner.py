@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import yaml
-from annotated_types import Le, Lt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
 from ..bus.param_spec import from_ros_values
@@ -37,13 +37,26 @@ from .messages import approx_bytes
 
 #: the longest duration a node parameter (a field named ``*_s``) may give, unless its field bounds it itself
 MAX_DURATION_S = 365 * 86400.0
+#: the shortest one but 0 (where its field allows 0, often "off"): no timer of a node keeps a shorter period, and a
+#: tick that is always due takes a core (``publish_period_s:=1e-9``)
+MIN_DURATION_S = 1e-3
+
+
+def _zero_or_a_duration(seconds: float) -> float:
+    if 0 < seconds < MIN_DURATION_S:
+        raise ValueError(f"a duration is 0 or at least {MIN_DURATION_S:g} s, not {seconds:g}")
+    return seconds
+
+
+_zero_or_a_duration.words = f"0, or at least {MIN_DURATION_S:g}"    # ros2 param describe's constraints (param_spec)
 
 
 class NodeParams(BaseModel):
     """Base of every node's parameters: unknown names are errors, not silently ignored, and so is a number that is
     not finite (``.inf`` in a parameter file was taken: a timer of infinite period, a learning rate of inf), or a
-    duration (a field named ``*_s``) beyond ``MAX_DURATION_S`` where its field sets no bound of its own: a timer holds
-    its period in 64-bit nanoseconds, and ``publish_period_s:=1e300`` ended the learner with an OverflowError.
+    duration (a field named ``*_s``) beyond ``MAX_DURATION_S`` where its field sets no bound of its own (a timer holds
+    its period in 64-bit nanoseconds, and ``publish_period_s:=1e300`` ended the learner with an OverflowError), or
+    below ``MIN_DURATION_S`` but 0 where its field allows 0.
 
     ``runtime_mutable`` names the fields a running node applies when they change (``ros2 param
     set``); every other parameter is read-only once the node runs.
@@ -62,14 +75,24 @@ class NodeParams(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        """Every duration without an upper bound gets ``MAX_DURATION_S``, in its field: the one check, and the range
-        ``ros2 param describe`` shows."""
+        """Every duration without an upper bound gets ``MAX_DURATION_S``; one bounded below by "above 0" gets
+        ``MIN_DURATION_S`` instead, and one that may be 0 is 0 or at least that. In its field: the one check, and
+        the range ``ros2 param describe`` shows."""
         super().__pydantic_init_subclass__(**kwargs)
-        unbounded = [f for name, f in cls.model_fields.items() if name.endswith("_s")
-                     and not any(isinstance(m, (Le, Lt)) for m in f.metadata)]
-        for f in unbounded:
-            f.metadata.append(Le(MAX_DURATION_S))
-        if unbounded:
+        changed = False
+        for name, f in cls.model_fields.items():
+            if not name.endswith("_s"):
+                continue
+            bounds = [Ge(MIN_DURATION_S) if isinstance(m, Gt) and m.gt == 0 else m for m in f.metadata]
+            zero_or = AfterValidator(_zero_or_a_duration)
+            if any(isinstance(m, Ge) and m.ge == 0 for m in bounds) and zero_or not in bounds:
+                bounds.append(zero_or)
+            if not any(isinstance(m, (Le, Lt)) for m in bounds):
+                bounds.append(Le(MAX_DURATION_S))
+            if bounds != f.metadata:
+                f.metadata[:] = bounds
+                changed = True
+        if changed:
             cls.model_rebuild(force=True)
 
 
