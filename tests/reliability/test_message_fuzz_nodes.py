@@ -114,8 +114,12 @@ def test_board_metrics_and_rce_labeler_survive_hostile_inputs(domain, tmp_path, 
         procs = {
             "bl": stack.enter_context(node("board", domain, f"state_dir:={tmp_path / 'bl'}", "publish_every:=1",
                                            remaps=ns("bl"))),
+            # a replay's board holds each image for its ground truth: by default (a live camera's) an image that came
+            # before its truth went unlabelled, and, with the truths' reader behind the fuzz's 64 KB names, a fresh
+            # clone's run learned 10 of the 30 clean images
             "bi": stack.enter_context(node("board", domain, "input:=image", f"state_dir:={tmp_path / 'bi'}",
-                                           "image_qos:=reliable", "publish_every:=1", remaps=ns("bi"))),
+                                           "image_qos:=reliable", "expect_ground_truth:=true", "truth_timeout_s:=20",
+                                           "publish_every:=1", remaps=ns("bi"))),
             "m": stack.enter_context(node("metrics", domain, "window:=50", "idle_timeout_s:=2",
                                           f"out:={tmp_path / 'metrics.json'}", remaps=ns("m"))),
             "r": stack.enter_context(node("labeler", domain, "preset:=rce", f"state_dir:={tmp_path / 'r'}",
