@@ -66,7 +66,7 @@ class BoardParams(JournaledStateParams, HeadParams, LabelledParams):
     build: bool = Field(True, description="build libtinycl.so with CMake when it is missing (lib and $TINYCL_LIB "
                                           "unset)")
     lr: float = Field(presets.CWR_PARAMS["lr"], gt=0, description="learning rate of the C CWR* head")
-    batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1,
+    batch_size: int = Field(presets.CWR_PARAMS["batch_size"], ge=1, le=2**32 - 1,   # the C core's uint32_t
                             description="C CWR* head: samples learned between two consolidations")
     truth_timeout_s: float = Field(1.0, gt=0, description="image: wait this long (seconds) for an image's ground "
                                                           "truth")

@@ -42,6 +42,11 @@ MAX_DURATION_S = 365 * 86400.0
 MIN_DURATION_S = 1e-3
 
 
+#: the largest integer a parameter may give, unless its field bounds it itself: a ROS 2 integer parameter is 64-bit,
+#: and the dds and local backends took any integer (``publish_every:=1000000000000000000000``)
+MAX_INTEGER = 2**63 - 1
+
+
 def _zero_or_a_duration(seconds: float) -> float:
     if 0 < seconds < MIN_DURATION_S:
         raise ValueError(f"a duration is 0 or at least {MIN_DURATION_S:g} s, not {seconds:g}")
@@ -56,7 +61,7 @@ class NodeParams(BaseModel):
     not finite (``.inf`` in a parameter file was taken: a timer of infinite period, a learning rate of inf), or a
     duration (a field named ``*_s``) beyond ``MAX_DURATION_S`` where its field sets no bound of its own (a timer holds
     its period in 64-bit nanoseconds, and ``publish_period_s:=1e300`` ended the learner with an OverflowError), or
-    below ``MIN_DURATION_S`` but 0 where its field allows 0.
+    below ``MIN_DURATION_S`` but 0 where its field allows 0, or an integer beyond ROS 2's 64 bits.
 
     ``runtime_mutable`` names the fields a running node applies when they change (``ros2 param
     set``); every other parameter is read-only once the node runs.
@@ -75,12 +80,15 @@ class NodeParams(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        """Every duration without an upper bound gets ``MAX_DURATION_S``; one bounded below by "above 0" gets
-        ``MIN_DURATION_S`` instead, and one that may be 0 is 0 or at least that. In its field: the one check, and
-        the range ``ros2 param describe`` shows."""
+        """Every integer without an upper bound gets ``MAX_INTEGER``, every duration ``MAX_DURATION_S``; a duration
+        bounded below by "above 0" gets ``MIN_DURATION_S`` instead, and one that may be 0 is 0 or at least that. In
+        its field: the one check, and the range ``ros2 param describe`` shows."""
         super().__pydantic_init_subclass__(**kwargs)
         changed = False
         for name, f in cls.model_fields.items():
+            if f.annotation is int and not any(isinstance(m, (Le, Lt)) for m in f.metadata):
+                f.metadata.append(Le(MAX_INTEGER))
+                changed = True
             if not name.endswith("_s"):
                 continue
             bounds = [Ge(MIN_DURATION_S) if isinstance(m, Gt) and m.gt == 0 else m for m in f.metadata]
