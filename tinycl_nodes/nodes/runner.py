@@ -40,8 +40,6 @@ MAX_DURATION_S = 365 * 86400.0
 #: the shortest one but 0 (where its field allows 0, often "off"): no timer of a node keeps a shorter period, and a
 #: tick that is always due takes a core (``publish_period_s:=1e-9``)
 MIN_DURATION_S = 1e-3
-
-
 #: the largest integer a parameter may give, unless its field bounds it itself: a ROS 2 integer parameter is 64-bit,
 #: and the dds and local backends took any integer (``publish_every:=1000000000000000000000``)
 MAX_INTEGER = 2**63 - 1
@@ -85,18 +83,17 @@ class NodeParams(BaseModel):
         its field: the one check, and the range ``ros2 param describe`` shows."""
         super().__pydantic_init_subclass__(**kwargs)
         changed = False
+        zero_or = AfterValidator(_zero_or_a_duration)
         for name, f in cls.model_fields.items():
-            if f.annotation is int and not any(isinstance(m, (Le, Lt)) for m in f.metadata):
-                f.metadata.append(Le(MAX_INTEGER))
-                changed = True
-            if not name.endswith("_s"):
-                continue
-            bounds = [Ge(MIN_DURATION_S) if isinstance(m, Gt) and m.gt == 0 else m for m in f.metadata]
-            zero_or = AfterValidator(_zero_or_a_duration)
-            if any(isinstance(m, Ge) and m.ge == 0 for m in bounds) and zero_or not in bounds:
-                bounds.append(zero_or)
-            if not any(isinstance(m, (Le, Lt)) for m in bounds):
-                bounds.append(Le(MAX_DURATION_S))
+            bounds = list(f.metadata)
+            if name.endswith("_s"):
+                bounds = [Ge(MIN_DURATION_S) if isinstance(m, Gt) and m.gt == 0 else m for m in bounds]
+                if any(isinstance(m, Ge) and m.ge == 0 for m in bounds) and zero_or not in bounds:
+                    bounds.append(zero_or)
+                if not any(isinstance(m, (Le, Lt)) for m in bounds):
+                    bounds.append(Le(MAX_DURATION_S))
+            if f.annotation is int and not any(isinstance(m, (Le, Lt)) for m in bounds):
+                bounds.append(Le(MAX_INTEGER))
             if bounds != f.metadata:
                 f.metadata[:] = bounds
                 changed = True
