@@ -32,8 +32,8 @@ class ParamSpec:
     kind: str
     description: str
     read_only: bool
-    lower: float | None = None
-    upper: float | None = None
+    lower: int | float | None = None     # as the field gives it: an integer's bound stays exact (2**63 - 1 is no float)
+    upper: int | float | None = None
     choices: tuple[str, ...] = ()
     yaml_text: bool = False        # value carried as YAML text in a string parameter
     none_is_empty: bool = False    # an optional value: None is ""
@@ -137,9 +137,9 @@ def param_specs(model: type[BaseModel]) -> list[ParamSpec]:
         rule = "; ".join(w for m in field.metadata if (w := getattr(getattr(m, "func", None), "words", "")))
         for m in field.metadata:
             if isinstance(m, (Ge, Gt)):
-                lower, lower_open = float(m.ge if isinstance(m, Ge) else m.gt), isinstance(m, Gt)
+                lower, lower_open = (m.ge if isinstance(m, Ge) else m.gt), isinstance(m, Gt)
             elif isinstance(m, (Le, Lt)):
-                upper, upper_open = float(m.le if isinstance(m, Le) else m.lt), isinstance(m, Lt)
+                upper, upper_open = (m.le if isinstance(m, Le) else m.lt), isinstance(m, Lt)
         desc = field.description or ""
         if kind is None or (optional and kind[0] != "string"):
             specs.append(ParamSpec(name, "string", desc, name not in mutable, yaml_text=True, none_is_empty=optional))
@@ -157,16 +157,17 @@ def range_step(spec: ParamSpec) -> tuple[float, float] | tuple[int, int] | None:
     0 — so that no value the model refuses is shown as allowed (it showed "Min value: 0.0" for ``imu_rate_hz``)."""
     if spec.lower is None and spec.upper is None:
         return None
-    if spec.kind == "integer":
+    if spec.kind == "integer":     # exact, and within the int64 an IntegerRange holds
         big = 2**63 - 1
         lo = -big if spec.lower is None else math.floor(spec.lower) + 1 if spec.lower_open else math.ceil(spec.lower)
         hi = big if spec.upper is None else math.ceil(spec.upper) - 1 if spec.upper_open else math.floor(spec.upper)
-        return lo, hi
-    lo_f = -math.inf if spec.lower is None else math.nextafter(spec.lower, math.inf) if spec.lower_open else spec.lower
-    hi_f = math.inf if spec.upper is None else math.nextafter(spec.upper, -math.inf) if spec.upper_open else spec.upper
+        return max(lo, -big - 1), min(hi, big)
+    lower, upper = (None if b is None else float(b) for b in (spec.lower, spec.upper))
+    lo_f = -math.inf if lower is None else math.nextafter(lower, math.inf) if spec.lower_open else lower
+    hi_f = math.inf if upper is None else math.nextafter(upper, -math.inf) if spec.upper_open else upper
     return lo_f, hi_f
 
 
-def _number(value: float) -> str:
+def _number(value: int | float) -> str:
     """0 rather than 0.0, 0.5 as it is: a bound as a person writes it."""
-    return str(int(value)) if value.is_integer() else repr(value)
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
