@@ -22,12 +22,13 @@ def test_camera_bench_takes_a_domain_this_process_has_not_configured(tmp_path):
     holds its first-choice domain configured another way, must take another one."""
     import shutil
 
-    from tinycl_nodes.bus.dds import acquire_domain, config_uri, release_domain, unconfigured_domain
+    from tinycl_nodes.bus.dds import acquire_domain, release_domain, unconfigured_domain
+    from tinycl_nodes.bus.dds_config import loopback_config
     from tinycl_nodes.camera_bench import BENCH_DOMAINS, bench_node_at_30fps
 
     first = unconfigured_domain(*BENCH_DOMAINS)     # the domain the bench would take now
     other = tmp_path / "other-loopback.xml"         # the same loopback settings under another name: another config
-    shutil.copyfile(config_uri("loopback").removeprefix("file://"), other)
+    shutil.copyfile(loopback_config(), other)
     acquire_domain(first, f"file://{other}")
     try:
         r = bench_node_at_30fps(seconds=2.0)

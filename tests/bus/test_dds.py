@@ -204,13 +204,16 @@ def test_a_domain_is_let_go_when_its_last_bus_shuts_down(tmp_path) -> None:
     domain it configured for the process's life, so a process that runs graph after graph used the ids up: a CI
     worker of the suite configured 91 in a row and its 92nd test could not start (2026-12-06). The last bus on a
     domain now lets it go, and the id can then be configured anew."""
-    from tinycl_nodes.bus.dds import configured_domains, config_uri
+    import shutil
+
+    from tinycl_nodes.bus.dds import configured_domains
+    from tinycl_nodes.bus.dds_config import loopback_config
 
     from ..domains import free_domain
 
     did = free_domain()
     other = tmp_path / "other-loopback.xml"          # the loopback settings under another name: another config
-    other.write_bytes(open(config_uri("loopback").removeprefix("file://"), "rb").read())
+    shutil.copyfile(loopback_config(), other)
     first, second = (create_bus(n, backend="dds", domain=did, dds_config="loopback") for n in ("first", "second"))
     with pytest.raises(RuntimeError, match=f"DDS domain {did} already configured in this process with another"):
         create_bus("third", backend="dds", domain=did, dds_config=str(other))

@@ -21,6 +21,9 @@ import yaml
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 
+#: the largest value a ROS 2 integer parameter (and an IntegerRange) holds: int64
+INT64_MAX = 2**63 - 1
+
 SCALARS = {bool: "bool", int: "integer", float: "double", str: "string"}
 
 
@@ -158,7 +161,7 @@ def range_step(spec: ParamSpec) -> tuple[float, float] | tuple[int, int] | None:
     if spec.lower is None and spec.upper is None:
         return None
     if spec.kind == "integer":     # exact, and within the int64 an IntegerRange holds
-        big = 2**63 - 1
+        big = INT64_MAX
         lo = -big if spec.lower is None else math.floor(spec.lower) + 1 if spec.lower_open else math.ceil(spec.lower)
         hi = big if spec.upper is None else math.ceil(spec.upper) - 1 if spec.upper_open else math.floor(spec.upper)
         return max(lo, -big - 1), min(hi, big)

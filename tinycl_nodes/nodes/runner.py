@@ -25,7 +25,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ..bus.base import run_guarded
-from ..bus.param_spec import from_ros_values
+from ..bus.param_spec import INT64_MAX, from_ros_values
 from ..core.errors import TinyclError
 from ..param_files import misspelt_sections, node_sections
 from ..parent_death import stop_with_launcher
@@ -42,7 +42,7 @@ MAX_DURATION_S = 365 * 86400.0
 MIN_DURATION_S = 1e-3
 #: the largest integer a parameter may give, unless its field bounds it itself: a ROS 2 integer parameter is 64-bit,
 #: and the dds and local backends took any integer (``publish_every:=1000000000000000000000``)
-MAX_INTEGER = 2**63 - 1
+MAX_INTEGER = INT64_MAX
 
 
 def _zero_or_a_duration(seconds: float) -> float:
