@@ -3,9 +3,14 @@ written (these were tracebacks deep in a run, or, for ``select --grids``, an emp
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import yaml
 
 from tinycl_nodes.cli import main
+from tinycl_nodes.core.errors import TinyclError
+from tinycl_nodes.launcher import CONFIG_DIR
 
 CASES = [   # (argv, the option, words of the line)
     (["experiment", "tinyndc", "--sweep", "1,abc"], "--sweep", ["whole number", "'abc'"]),
@@ -70,3 +75,94 @@ def test_launch_port_is_refused_for_a_graph_without_a_label_app(capsys):
     assert main(["launch", "tinyndc", "--port", "9000"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: launch: --port: graph tinyndc has no label app (graphs with one: tinyrce, camera, imu)"]
+
+
+def _place(tmp_path, kind: str) -> str:
+    """An --out no file can be written to: a folder, a path under a file, a path under /proc."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    return {"folder": str(tmp_path / "a_folder"), "under a file": str(tmp_path / "a_file" / "r.json"),
+            "under /proc": "/proc/tinycl-no-such/r.json"}[kind]
+
+
+OUT_COMMANDS = [["experiment", "tinyndc"], ["experiment", "latent"], ["experiment", "tinyrce", "--dataset", "har"],
+                ["demo"], ["bench"], ["model", "import", "mnist_0to5_fp32"], ["demo-fleet", "--no-hosts"]]
+
+
+@pytest.mark.parametrize("kind", ["folder", "under a file", "under /proc"])
+@pytest.mark.parametrize("argv", OUT_COMMANDS, ids=[" ".join(c[:2]) for c in OUT_COMMANDS])
+def test_an_out_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, argv, kind):
+    """Each was a traceback (FileNotFoundError, IsADirectoryError), most of them after the whole run."""
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", _place(tmp_path, kind)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and "Traceback" not in "\n".join(err), err
+    assert "error: argument --out: " in err[-1] and ("folder" in err[-1] or "cannot write in" in err[-1]), err[-1]
+
+
+def test_a_design_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "a.onnx").write_text("x")
+    with pytest.raises(SystemExit) as stop:
+        main(["design", "--model", "mnist_0to5_fp32", "--ram", "256KiB", "--flash", "1MiB", "--out",
+              str(tmp_path / "a.onnx")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"{tmp_path / 'a.onnx'} is a file, not a folder")
+    assert (tmp_path / "a.onnx").read_text() == "x"
+
+
+def test_an_out_in_a_new_folder_is_made(tmp_path):
+    from tinycl_nodes.arg_types import output_file
+
+    assert output_file(str(tmp_path / "new" / "deeper" / "r.json")) == str(tmp_path / "new" / "deeper" / "r.json")
+    assert (tmp_path / "new" / "deeper").is_dir()
+
+
+BAD_GRAPH_VALUES = [   # (argv beyond the command, the one line): each started every node, or stalled 60 s
+    (["-p", "learner.publish_every:=nan"], "error: learner: parameter publish_every: Input should be a valid integer"),
+    (["-p", "sensor.stream_length:=-5"],
+     "error: sensor: parameter stream_length: Input should be greater than or equal to 1 (got -5)"),
+    (["-p", "seed:=1e3"], "error: sensor: parameter seed: Input should be a valid integer"),
+    (["--config", "BAD_YAML"], "error: launch: parameter file BAD_YAML is not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("command", [["launch", "tinyndc"], ["demo"]])
+@pytest.mark.parametrize("extra, line", BAD_GRAPH_VALUES, ids=[c[1][1].split(":=")[0] if len(c[0]) > 1 else "yaml"
+                                                              for c in BAD_GRAPH_VALUES])
+def test_a_bad_node_parameter_is_one_line_before_any_node_starts(tmp_path, capsys, command, extra, line):
+    """`tinycl launch` and `tinycl demo` check every node's parameters as the node will (``launcher.node_settings``)
+    before starting any: a bad one started all six nodes, each printing its error, and the launch exited 1; the demo
+    failed on int('nan') in a traceback, or, for a bad stream length, waited 60 s for a sensor that had exited."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learner:\n  ros__parameters:\n    publish_every: [\n")
+    extra = [str(bad) if a == "BAD_YAML" else a for a in extra]
+    started = time.monotonic()
+    assert main([*command, *extra, *(["--out", str(tmp_path / "d.json")] if command == ["demo"] else [])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line.replace("BAD_YAML", str(bad))), err
+    assert time.monotonic() - started < 20 and not (tmp_path / "d.json").exists()
+
+
+def test_a_problem_of_every_nodes_shared_file_is_said_once(tmp_path):
+    from tinycl_nodes.launcher import graph_commands, node_settings
+
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("/**:\n  ros__parameters:\n    dds_config: [1, 2]\n")
+    with pytest.raises(TinyclError) as err:
+        node_settings(graph_commands("tinyndc", str(cfg)))
+    lines = str(err.value).splitlines()
+    assert lines == ["launch: parameter dds_config: Input should be a valid string (got [1, 2])"], lines
+
+
+def test_demo_fleet_refuses_a_bad_parameter_file_or_replay_before_anything_starts(tmp_path, capsys):
+    bad, short = tmp_path / "bad.yaml", tmp_path / "short.yaml"
+    bad.write_text("a: [\n")
+    doc = yaml.safe_load(CONFIG_DIR.joinpath("fleet.yaml").read_text())
+    doc.setdefault("sensor", {}).setdefault("ros__parameters", {})["stream_length"] = -5
+    short.write_text(yaml.safe_dump(doc))
+    assert main(["demo-fleet", "--no-hosts", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: demo_fleet: parameter file {bad} is not valid YAML: while parsing a flow node"]
+    assert main(["demo-fleet", "--no-hosts", "--config", str(short)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: sensor: parameter stream_length: Input should be greater than or equal to 1 (got -5)"]

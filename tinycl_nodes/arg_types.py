@@ -8,6 +8,9 @@ real one (``experiment select --grids`` with a misspelt name did), are what they
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable, Iterable
 
 
@@ -86,3 +89,33 @@ def names(known: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
             raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, unknown))} (known: {', '.join(known)})")
         return given
     return parse
+
+
+def _writable_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parents) and write a file in it, or say why not: a check on the user's path before
+    the work, whose results were lost at its end (``--out /proc/x/r.json`` after a whole experiment)."""
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def output_file(text: str) -> str:
+    """A file to write: not a folder, in a folder that is (or can be made) writable."""
+    path = Path(os.path.expanduser(text))
+    if not text.strip() or path.is_dir() or text.endswith(os.sep):
+        raise argparse.ArgumentTypeError(f"expected a file to write, got the folder {text!r}")
+    _writable_folder(path.parent)
+    return text
+
+
+def output_folder(text: str) -> str:
+    """A folder to write in, made if missing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got ''")
+    _writable_folder(Path(os.path.expanduser(text)))
+    return text

@@ -16,7 +16,7 @@ from pathlib import Path
 # leaves the cores to onnxruntime and the graph's processes (set before numpy is loaded).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from .arg_types import count, counts, number  # noqa: E402
+from .arg_types import count, counts, number, output_file  # noqa: E402
 from .core.errors import TinyclError  # noqa: E402
 
 
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", default="test", choices=["test", "train", "holdout"],
                    help="test: stream from the test split (MNIST); train: validation protocol from the "
                         "training split (what selection uses); holdout: the training split's second stream pool")
-    t.add_argument("--out", default=None, help="default results/tinyndc_<dataset>_<split>.json")
+    t.add_argument("--out", type=output_file, default=None, help="default results/tinyndc_<dataset>_<split>.json")
     t.set_defaults(func=_experiment_tinyndc)
 
     from .experiments import latent as _latent
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tinyndc, or tinyndc_board (the C core as the learner)")
     d.add_argument("--config", default=None)
     d.add_argument("-p", "--param", action="append", default=[], help="node.name:=value (repeatable)")
-    d.add_argument("--out", default="results/demo.json")
+    d.add_argument("--out", type=output_file, default="results/demo.json")
     d.add_argument("--no-compare", action="store_true", help="skip the in-process run")
     d.set_defaults(func=_demo)
 
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="per-stage time per sample, in process")
     b.add_argument("--data", default=None)
     b.add_argument("--samples", type=count(1), default=2000)
-    b.add_argument("--out", default="results/bench.json")
+    b.add_argument("--out", type=output_file, default="results/bench.json")
     b.add_argument("--no-graph", dest="graph", action="store_false", help="skip the multi-process graph bench")
     b.add_argument("--no-fleet", dest="fleet", action="store_false", help="skip the MQTT fleet bench")
     b.add_argument("--no-camera", dest="camera", action="store_false",
@@ -349,14 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["aggregate"]:  # these parse their own arguments (and their --help)
-        return _aggregate(argparse.Namespace(args=argv[1:]))
-    if argv[:1] == ["fleet"]:
-        return _fleet(argparse.Namespace(args=argv[1:]))
-    if argv[:1] == ["demo-fleet"]:
-        return _demo_fleet(argparse.Namespace(args=argv[1:]))
-    args = build_parser().parse_args(argv)
+    own_parser = {"aggregate": _aggregate, "fleet": _fleet, "demo-fleet": _demo_fleet}  # their own --help, too
     try:
+        if argv[:1] and argv[0] in own_parser:
+            return int(own_parser[argv[0]](argparse.Namespace(args=argv[1:])) or 0)
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except TinyclError as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)

@@ -15,18 +15,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .bus import create_bus
 from .core.errors import TinyclError
-from .graphs import FINISHER, GRAPHS
-from .launcher import config_path, parse_overrides, start_graph
+from .graphs import FINISHER
+from .launcher import config_path, graph_commands, node_settings, parse_overrides, start_graph
 from .nodes.monitor import Monitor
 
 STALL_S = 60.0
@@ -38,14 +36,6 @@ def demo_namespace() -> str:
     fed any tinycl graph running on the machine and domain (a robot's camera graph would learn digits), and heard its
     predictions: two ``make demo`` at once counted 8,176 predictions of 8,100, 0 identical to the in-process run."""
     return f"/tinycl_demo_{os.getpid()}"
-
-
-def _graph_params(cfg: Path, node: str) -> dict[str, Any]:
-    doc = yaml.safe_load(cfg.read_text()) or {}
-    out: dict[str, Any] = {}
-    for key in ("/**", node):
-        out.update((doc.get(key) or {}).get("ros__parameters", {}))
-    return out
 
 
 def run_demo(config: str | None = None, overrides: list[str] | None = None, out: str = "results/demo.json",
@@ -62,31 +52,28 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     console = console or Console()
     cfg = config_path(graph_name, config)
     ov = parse_overrides(overrides or [])
-    sensor = {**_graph_params(cfg, "sensor"), **ov.get("*", {}), **ov.get("sensor", {})}
-    shared = {**_graph_params(cfg, "learner"), **ov.get("*", {}), **ov.get("learner", {})}
-    source = str(sensor.get("source", "mnist"))
-    if source != "mnist":          # it counted MNIST's 10 classes, waited for samples that never came, then failed
+    namespace = demo_namespace()
+    settings = node_settings(graph_commands(graph_name, str(cfg), namespace, ov))     # a bad value: nothing starts
+    sensor = settings.get("sensor")
+    if sensor is None or sensor.source != "mnist":   # it counted MNIST's 10 classes, waited for samples that never came
+        source = sensor.source if sensor is not None else "camera driver"
         raise TinyclError(f"tinycl demo replays MNIST and scores the graph against the in-process run of the same "
                           f"stream; a {source} source has none: tinycl launch {graph_name} -p sensor.source:={source} "
                           f"runs it, and its metrics node scores a labelled one")
-    k, n_stream, seed = int(sensor.get("labels_per_class", 10)), int(sensor.get("stream_length", 8000)), int(sensor.get("seed", 0))
+    k, n_stream, seed = sensor.labels_per_class, sensor.stream_length, sensor.seed
     expected = 10 * k + n_stream
     # the graph's readers of ground_truth (its parameter file counts them) and this monitor
-    ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(int(sensor.get("wait_for_truth_subscribers", 1)) + 1)
+    ov.setdefault("sensor", {})["wait_for_truth_subscribers"] = str(sensor.wait_for_truth_subscribers + 1)
     # a demo starts from nothing learned: a fresh state folder (a restarted graph would resume)
     keep_state = state_dir is not None
     folder = Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="tinycl-demo-state-"))
-    from .nodes.runner import node_parameters
-
-    for node in GRAPHS[graph_name]:            # every node that keeps state (exporter included)
-        if "state_dir" in node_parameters(node):
+    for node, values in settings.items():            # every node that keeps state (exporter included)
+        if "state_dir" in type(values).model_fields:
             ov.setdefault(node, {})["state_dir"] = str(folder)
-    export_dir = Path({**_graph_params(cfg, "exporter"), **ov.get("*", {}), **ov.get("exporter", {})}
-                      .get("out_dir") or "results/export")
+    export_dir = Path(settings["exporter"].out_dir or "results/export")
     ov.setdefault("exporter", {})["out_dir"] = str(export_dir)
-    namespace = demo_namespace()
     bus = create_bus("monitor", namespace, backend="dds",
-                     dds_config=monitor_dds_config or shared.get("dds_config", "loopback"))
+                     dds_config=monitor_dds_config or sensor.dds_config)
     monitor = Monitor(bus)
     graph = start_graph(graph_name, str(cfg), namespace, ov, wrap=wrap)
     t0 = time.monotonic()
@@ -101,7 +88,9 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
                     last_n, last_change = monitor.received, time.monotonic()
                     rate = monitor.received / max(1e-9, (monitor.last_ns - monitor.first_ns) / 1e9) if monitor.received > 1 else 0
                     bar.update(task, completed=monitor.received, rate=f"{rate:,.0f} samples/s")
-                dead = [n for n, p in graph.procs.items() if p.poll() is not None and n not in ("sensor", FINISHER)]
+                # the replay and the metrics node end by themselves, with 0; any other end is a failure
+                dead = [n for n, p in graph.procs.items()
+                        if p.poll() is not None and (p.returncode != 0 or n not in ("sensor", FINISHER))]
                 if dead:
                     raise TinyclError(f"demo: node(s) {', '.join(dead)} exited before the stream ended")
                 if time.monotonic() - last_change > STALL_S:
@@ -120,10 +109,10 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     result = {"graph": {**scores, "samples": int(monitor.received), "lost": lost,
                         "throughput_samples_per_s": monitor.received / span if span else None,
                         "wall_s": wall, "exit_codes": codes},
-              "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": shared.get("preset", "tinycl"),
+              "seed": seed, "labels_per_class": k, "stream_length": n_stream, "preset": settings["labeler"].preset,
               "graph_name": graph_name, "scored_last": min(SCORE_LAST, int(y.size))}
     if compare:
-        result["in_process"] = _in_process(result, shared, sensor, p)
+        result["in_process"] = _in_process(result, settings["extractor"].model, sensor.data_dir, p)
     # what the exporter wrote: a latent head has no C header (its C form: export/c_latent.py)
     result["export"] = {kind: str(path) if path.is_file() else None
                         for kind, path in (("onnx", export_dir / "head.onnx"), ("c_header", export_dir / "head.h"))}
@@ -133,13 +122,13 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     return result
 
 
-def _in_process(result: dict, shared: dict, sensor: dict, graph_preds: np.ndarray) -> dict:
+def _in_process(result: dict, model: str, data_dir: str | None, graph_preds: np.ndarray) -> dict:
     """The same preset, seed and stream through the in-process loop, prediction by prediction."""
     from . import presets
     from .experiments import tinyndc as exp
 
-    extractor = exp.load_extractor(str(shared.get("model", "mnist_0to5_fp32")))
-    feats = exp.extract_features(extractor, sensor.get("data_dir"))
+    extractor = exp.load_extractor(model)
+    feats = exp.extract_features(extractor, data_dir)
     factory = {"tinycl": presets.tinycl_best, "tinyndc": presets.tinyndc_paper}[result["preset"]]
     protocol = exp.Protocol(labels_per_class=result["labels_per_class"], stream_length=result["stream_length"])
     r = exp.run_one(factory, False, feats, result["seed"], protocol, result["labels_per_class"], keep_predictions=True)

@@ -27,7 +27,7 @@ import yaml
 from .bus.dds_config import shipped_config
 from .core.errors import TinyclError
 from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, nodes_started
-from .nodes.runner import STOP_SIGNALS, node_parameters
+from .nodes.runner import STOP_SIGNALS, NodeParams, node_arguments, node_parameters, node_params_model
 from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
 from .restarts import RestartPolicy
@@ -136,7 +136,27 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
                 log_stream: IO[str] | None = None, nodes: list[str] | None = None,
                 wrap: dict[str, list[str]] | None = None, camera: str | None = None, bag: str | None = None,
                 other_sections: tuple[str, ...] = ()) -> Graph:
-    """Start the graph's node processes (dds backend) and return at once.
+    """Start the graph's node processes (dds backend) and return at once; the arguments are ``graph_commands``'.
+    Every node's parameters are checked first (``node_settings``): a bad one starts no node."""
+    commands = graph_commands(graph, config, namespace, overrides, nodes, wrap, camera, bag, other_sections)
+    node_settings(commands)
+    run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
+               **launcher_env(), **(env or {})}
+    g = Graph(commands=commands, env=run_env, log_stream=log_stream or sys.stderr)
+    try:
+        for name in commands:
+            g.start(name)
+    except BaseException:
+        g.stop()           # the nodes already started
+        raise
+    return g
+
+
+def graph_commands(graph: str, config: str | None = None, namespace: str = "/",
+                   overrides: dict[str, dict[str, str]] | None = None, nodes: list[str] | None = None,
+                   wrap: dict[str, list[str]] | None = None, camera: str | None = None, bag: str | None = None,
+                   other_sections: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """The command line of each node the graph starts (dds backend), in start order.
 
     ``wrap``: a command prefix per node, e.g. ``["ip", "netns", "exec", "robot1"]`` to run it on
     another (namespaced) host; the prefix must ``exec`` the node so signals reach it. ``camera``: an OpenCV
@@ -161,9 +181,6 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
     check_overrides(graph, overrides or {}, nodes)
     if stray := unknown_sections(str(cfg), graph, [*GRAPHS[graph], *nodes], other_sections):
         raise TinyclError("\n".join(f"launch: {line}" for line in stray))
-    run_env = {**os.environ, "TINYCL_BUS": os.environ.get("TINYCL_BUS", "dds"), "PYTHONUNBUFFERED": "1",
-               **launcher_env(), **(env or {})}
-    g = Graph(env=run_env, log_stream=log_stream or sys.stderr)
     files = [str(cfg)]
     try:
         given = {node: {k: yaml.safe_load(v) for k, v in values.items()} for node, values in (overrides or {}).items()}
@@ -174,18 +191,32 @@ def start_graph(graph: str, config: str | None = None, namespace: str = "/",
         # taken as a camera driver's frames are; a -p still outranks
         shared = {**{k: json.dumps(v) for k, v in LIVE_CAMERA_PARAMS.items()}, **shared}
         nodes = nodes_started(nodes, live=True)
-    try:
-        for name in nodes:
-            # a name without a node goes to each node that declares it, as a `/**` section would (it went there as a
-            # temporary file, which a launcher killed with -9 left behind)
-            own = {k: v for k, v in shared.items() if k in declared_parameters(name)}
-            g.commands[name] = _command(name, files, namespace, {**own, **(overrides or {}).get(name, {})},
-                                        (wrap or {}).get(name, []), REMAPS.get(graph, ()))
-            g.start(name)
-    except BaseException:
-        g.stop()           # the nodes already started
-        raise
-    return g
+    # a name without a node goes to each node that declares it, as a `/**` section would (it went there as a
+    # temporary file, which a launcher killed with -9 left behind)
+    return {name: _command(name, files, namespace,
+                           {**{k: v for k, v in shared.items() if k in declared_parameters(name)},
+                            **(overrides or {}).get(name, {})},
+                           (wrap or {}).get(name, []), REMAPS.get(graph, ()))
+            for name in nodes}
+
+
+def node_settings(commands: dict[str, list[str]]) -> dict[str, NodeParams]:
+    """Each node's parameters as it will take them from its command line (``_command``), checked before any node
+    starts: a bad value (``publish_every:=nan``) or a parameter file that is not YAML is then one error line, and no node
+    runs — rather than every node started, each printing its error, and the launch ending with 1. A problem every node
+    has (their shared file) is said once."""
+    settings: dict[str, NodeParams] = {}
+    errors: dict[str, list[str]] = {}          # the problem, without the node's name → the nodes that have it
+    for name, cmd in commands.items():
+        try:
+            _, settings[name] = node_arguments(node_params_model(name), name, cmd[cmd.index("--ros-args"):])
+        except TinyclError as exc:
+            for line in str(exc).splitlines():
+                errors.setdefault(line.removeprefix(f"{name}: "), []).append(name)
+    if errors:
+        raise TinyclError("\n".join(f"{names[0]}: {problem}" if len(names) == 1 else f"launch: {problem}"
+                                     for problem, names in errors.items()))
+    return settings
 
 
 def declared_parameters(node: str) -> set[str]:

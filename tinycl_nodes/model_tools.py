@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import model_range
-from .arg_types import count
+from .arg_types import count, output_file
 from .core._util import check_covariance_features
 from .core.errors import TinyclError
 from .model_card import ModelCard, Preprocessing, check_card, load_card_file
@@ -459,7 +459,7 @@ def add_arguments(model_parser: Any) -> None:
     imp.add_argument("--cut", default=None, help="node or tensor name whose output are the features "
                                                  "(default: the model's output)")
     imp.add_argument("--card", required=True, help="model card (YAML or JSON): preprocessing, dataset, class_names")
-    imp.add_argument("--out", required=True, help="the .onnx to write; its card goes beside it (.json)")
+    imp.add_argument("--out", type=output_file, required=True, help="the .onnx to write; its card goes beside it (.json)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.set_defaults(func=_import_cmd)
     lay = sub.add_parser("layers", help="the model's nodes with their output shapes, to choose --cut: the vectors "
@@ -472,7 +472,7 @@ def add_arguments(model_parser: Any) -> None:
     q = sub.add_parser("quantize", help="int8 (static, per-channel QDQ) calibrated on a folder of images")
     q.add_argument("model", help="an fp32 .onnx with its card (e.g. from tinycl model import)")
     q.add_argument("--calib", required=True, help="folder of .png/.jpg images (any depth)")
-    q.add_argument("--out", required=True, help="the int8 .onnx to write; its card goes beside it")
+    q.add_argument("--out", type=output_file, required=True, help="the int8 .onnx to write; its card goes beside it")
     q.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     q.add_argument("--held-out", type=float, default=0.2, help="fraction of the images kept out of calibration "
                                                                "to measure int8 vs fp32 (default 0.2)")

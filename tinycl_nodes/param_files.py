@@ -24,6 +24,16 @@ def node_sections(doc: dict[str, Any], node_name: str, namespace: str) -> list[t
     return [(key, doc[key]) for key in ("/**", "**", node_name, full, full.lstrip("/")) if key in doc]
 
 
+def _readable(path: str) -> Any:
+    """The YAML document of ``path``, or None if it cannot be read (a launcher's look ahead: each node says what is
+    wrong with the file when it reads it: ``runner.load_params_file``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):     # RecursionError: nested too deep
+        return None
+
+
 def sensor_is_live(files: list[str], namespace: str, shared: dict[str, Any], own: dict[str, Any]) -> bool:
     """Whether the sensor, started with these parameter files, then the ``/**`` values ``shared`` a launcher adds, then
     its own ``-p`` values ``own``, reads a camera or a recording of one (``graphs.LIVE_SOURCES``): launchers then start
@@ -31,11 +41,7 @@ def sensor_is_live(files: list[str], namespace: str, shared: dict[str, Any], own
     nothing: the sensor itself says what is wrong with it when it starts."""
     source: Any = None
     for path in files:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                doc = yaml.safe_load(fh)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
+        doc = _readable(path)
         for _, section in node_sections(doc if isinstance(doc, dict) else {}, "sensor", namespace):
             params = section.get("ros__parameters") if isinstance(section, dict) else None
             if isinstance(params, dict) and "source" in params:
@@ -79,10 +85,6 @@ def unknown_sections(path: str, graph: str, nodes: Any, others: Any = ()) -> lis
     """For a launcher, which knows the graph: one line for each section of parameter file ``path`` misspelling the
     name of a node of it. A file that cannot be read gives none: each node says what is wrong with it when it
     starts."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
+    doc = _readable(path)
     return [f"{path}: section {key!r}: graph {graph} has no node {name!r} (did you mean {close!r}?)"
             for key, name, close in _misspelt(doc, nodes, others)]

@@ -248,3 +248,29 @@ def test_a_misspelt_node_section_is_an_error_and_other_nodes_sections_are_not(tm
                  "sensor2:\n  ros__parameters:\n    seed: 3\n/r1/front_sensor:\n  ros__parameters:\n    seed: 4\n"
                  "learner:\n  ros__parameters:\n    publish_every: 7\n")
     assert load_params_file(str(f), "learner", "/r1") == ({}, {"publish_every": 7})
+
+
+BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 8))
+
+
+@pytest.mark.parametrize("text, words", [
+    # were a RecursionError traceback (node and launcher), skipped without a word, and a line of 32 MB
+    ("learner:\n  ros__parameters:\n    save_every: " + "[" * 100_000 + "]" * 100_000 + "\n",
+     "is nested too deep to be parameters"),
+    ("learner:\n  save_every: -5\n", "section 'learner' holds no ros__parameters"),
+    ("learner: 5\n", "section 'learner' holds no ros__parameters"),
+    (BOMB + "learner:\n  ros__parameters:\n    save_every: *a7\n", "parameter save_every: Input should be a valid"),
+])
+def test_a_parameter_file_a_node_cannot_use_is_one_short_line(tmp_path, text, words):
+    from tinycl_nodes.launcher import graph_commands, node_settings
+
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(TinyclError) as err:
+        ros = parse_ros_args(["--ros-args", "--params-file", str(f)], "learner")
+        validate(LearnerParams, collect_parameters(LearnerParams, ros), "learner")
+    assert words in str(err.value) and len(str(err.value)) < 400 and "\n" not in str(err.value), str(err.value)[:400]
+    with pytest.raises(TinyclError) as err:          # the launcher's look ahead at the file, too
+        node_settings(graph_commands("tinyndc", str(f)))
+    assert words in str(err.value) and len(str(err.value)) < 400, str(err.value)[:400]

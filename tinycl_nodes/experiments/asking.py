@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..arg_types import count, number
+from ..arg_types import count, number, output_file
 from ..core.asking import AskPolicy
 from ..core.rce import TinyRCE
 from .tinyndc import write_json
@@ -263,4 +263,4 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="questions per hour (60: the labeler's default; 100000: no budget)")
     ap.add_argument("--answer-delay", type=number(0.0), default=20.0, help="seconds a person takes to answer")
     ap.add_argument("--data", default=None, help="datasets folder (default $TINYCL_DATA or ../shared/data)")
-    ap.add_argument("--out", default="results/asking.json")
+    ap.add_argument("--out", type=output_file, default="results/asking.json")

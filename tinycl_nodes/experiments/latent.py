@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import presets
-from ..arg_types import count, names as names_of
+from ..arg_types import count, names as names_of, output_file
 from ..core.errors import DivergedError
 from ..core.head import Head
 from ..core.latent import LatentUpperHead
@@ -283,4 +283,4 @@ def add_arguments(p) -> None:
     p.add_argument("--stream", type=count(1), default=8000)
     p.add_argument("--methods", type=names_of(methods(None)), default=(), help="comma-separated subset (default: all)")
     p.add_argument("--select", action="store_true", help="run the latent grid on the training-split protocol")
-    p.add_argument("--out", default="results/latent.json")
+    p.add_argument("--out", type=output_file, default="results/latent.json")

@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import presets
-from ..arg_types import count
+from ..arg_types import count, output_file
 from ..core.errors import InputError
 from ..core.head import Head
 from ..datasets.cwru import load_cwru
@@ -197,7 +197,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=count(0), default=0)
     ap.add_argument("--per-class", type=count(1), default=300, help="image scenarios: stream samples per class")
     ap.add_argument("--per-test", type=count(1), default=200, help="image scenarios: scored samples per class")
-    ap.add_argument("--out", default="results/scenarios.json")
+    ap.add_argument("--out", type=output_file, default="results/scenarios.json")
 
 
 def main(args: argparse.Namespace) -> int:

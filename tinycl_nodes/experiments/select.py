@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import presets
-from ..arg_types import count, counts, names
+from ..arg_types import count, counts, names, output_file
 from ..core.cwr import CWRStar
 from ..core.errors import TinyclError
 from ..core.replay import LatentReplayHead
@@ -217,4 +217,4 @@ def add_arguments(p) -> None:
                    help="comma-separated grid names (default: all)")
     p.add_argument("--rows", type=counts(0), default=(),
                    help="with one --grids: only these of its values (indices, comma-separated)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", type=output_file, default=None)

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..arg_types import count, number
+from ..arg_types import count, number, output_file
 from ..core._linear import logits, sgd_pass_
 from ..core.errors import TinyclError
 from ..core.rce import TinyRCE
@@ -678,7 +678,7 @@ def plot_new_user(result: dict, path: Path) -> None:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``tinycl experiment tinyrce``."""
     ap.add_argument("--dataset", choices=("har", "cwru"), default="har")
-    ap.add_argument("--out", default=None, help="result JSON (default results/tinyrce_<dataset>.json; PNG beside it)")
+    ap.add_argument("--out", type=output_file, default=None, help="result JSON (default results/tinyrce_<dataset>.json; PNG beside it)")
     ap.add_argument("--data", default=None, help="data root (default $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--model", default=None, help="extractor: name or .onnx path (default <dataset>_elm)")
     ap.add_argument("--device", choices=("sp", "sw"), default="sp", help="HAR: phone or watch")

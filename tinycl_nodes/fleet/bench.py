@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arg_types import output_file
 from ..core.federated import HeadSnapshot, aggregate
 
 HASH = "b" * 64
@@ -221,7 +222,7 @@ def run(out: str | Path | None = None, n_devices: int = 10000, relay_heads: int 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tinycl_nodes.fleet.bench")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", type=output_file, default=None)
     ap.add_argument("--devices", type=int, default=10000)
     ap.add_argument("--relay-heads", type=int, default=1000)
     ap.add_argument("--round-devices", type=int, default=200)

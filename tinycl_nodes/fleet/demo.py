@@ -51,15 +51,24 @@ from ..core.errors import TinyclError
 from ..core.federated import HeadSnapshot, Moments, resolve_policy
 from ..core.prior_worth import prior_meta, prior_taken, weighed
 from ..graphs import GRAPHS
-from ..launcher import config_path, start_graph
+from ..arg_types import count, output_file
+from ..launcher import config_path, graph_commands, node_settings, start_graph
 from ..model_prior import load_prior
 from ..nodes.learner import HEAD_PRESETS, head_kind
+from ..nodes.runner import load_params_file
 from ..interfaces.heads import from_msg
 
 OLD = list(range(6))
 NEW = [6, 7, 8, 9]
 TARGET_RATIO = 0.9
 STALL_S = 60.0
+
+
+def _config(cfg: Path) -> dict[str, Any]:
+    """The fleet's parameter file, read as each node reads it (``runner.load_params_file``: one error line naming the
+    file if it is not YAML, or not sections of ``ros__parameters``)."""
+    load_params_file(str(cfg), "demo_fleet", "/")      # its own section: demo_fleet
+    return yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
 
 
 def _section(doc: dict, key: str) -> dict[str, Any]:
@@ -140,7 +149,7 @@ def run_demo_fleet(config: str | None = None, devices: dict[str, list[int]] | No
         return _run_demo_fleet(config, devices, stream_length, seed, policy, preset, method, out, console, domain,
                                data_dir, log_file, None)
     cfg = config_path("fleet", config)
-    names = list(devices or _section(yaml.safe_load(cfg.read_text()) or {}, "demo_fleet").get("devices") or {})
+    names = list(devices or _section(_config(cfg), "demo_fleet").get("devices") or {})
     with HostNet(["cloud", *map(str, names)]) as net:
         return net.call_in("cloud", lambda: _run_demo_fleet(config, devices, stream_length, seed, policy, preset,
                                                             method, out, console, domain, data_dir, log_file, net),
@@ -156,9 +165,9 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
 
     console = console or Console(width=None if sys.stdout.isatty() else 132)
     cfg = config_path("fleet", config)
-    doc = yaml.safe_load(cfg.read_text()) or {}
+    doc = _config(cfg)
     demo = _section(doc, "demo_fleet")
-    common, sensor_p = _section(doc, "/**"), _section(doc, "sensor")
+    common = _section(doc, "/**")
     devices = {str(d): [int(c) for c in cs] for d, cs in (devices or demo.get("devices") or {}).items()}
     if len(devices) < 2:
         raise TinyclError("demo-fleet: at least two devices are needed")
@@ -168,9 +177,11 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     policy = policy or str(common.get("global_policy", "auto"))
     preset = preset or str(common.get("preset", "tinyndc"))
     exact = resolve_policy(policy, head_kind(preset)) == "add"
-    k = int(sensor_p.get("labels_per_class", 10))
-    n_stream = int(stream_length if stream_length is not None else sensor_p.get("stream_length", 8000))
-    seed = int(seed if seed is not None else sensor_p.get("seed", 0))
+    # the devices' replay, checked as their sensor nodes will take it (a stream length of -5 started them all)
+    given = {"stream_length": stream_length, "seed": seed, "data_dir": data_dir}
+    sensor = node_settings(graph_commands("tinyndc", str(cfg), "/", {"sensor": {
+        k: str(v) for k, v in given.items() if v is not None}}, nodes=["sensor"], other_sections=("demo_fleet",)))["sensor"]
+    k, n_stream, seed = sensor.labels_per_class, sensor.stream_length, sensor.seed
     if domain is None:
         from ..bus.dds import unconfigured_domain
         domain = os.environ.get("ROS_DOMAIN_ID") or unconfigured_domain(100, 100)
@@ -209,6 +220,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     spinner.start()
     graphs: dict[str, Any] = {}
     agg = None
+    finished = False
     t0 = time.monotonic()
     try:
         for d in names:
@@ -234,7 +246,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
 
         def check_alive() -> None:
             for d, g in graphs.items():
-                dead = [n for n, p in g.procs.items() if p.poll() is not None and n != "sensor"]
+                dead = [n for n, p in g.procs.items() if p.poll() is not None and (p.returncode != 0 or n != "sensor")]
                 if dead:
                     raise TinyclError(f"demo-fleet: {d}: node(s) {', '.join(dead)} exited (see {log_path})")
 
@@ -284,6 +296,7 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
               "not every device merged the global head", check_alive)
         merge_s = time.monotonic() - t_round
         after = {d: obs.latest(d) for d in names}
+        finished = True
     finally:
         codes = {d: g.stop() for d, g in graphs.items()}
         if agg is not None:
@@ -293,6 +306,8 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
         bus.shutdown()
         broker.stop()
         log.close()
+        if not finished:       # an error or Ctrl-C: the devices' states and the broker's files are of no more use
+            shutil.rmtree(work, ignore_errors=True)
     replicas = _replicas_in_sync(work / "state", names)
     taken = _prior_taken(work / "state", names)
     shutil.rmtree(work, ignore_errors=True)
@@ -444,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     """``tinycl demo-fleet``."""
     ap = argparse.ArgumentParser(prog="tinycl demo-fleet", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=None, help="parameter file (default: config/fleet.yaml)")
-    ap.add_argument("--stream-length", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--stream-length", type=count(1), default=None)
+    ap.add_argument("--seed", type=count(0), default=None)
     ap.add_argument("--policy", choices=["auto", "blend", "replace", "add"], default=None,
                     help="add: the exact rule (bridges share only their own learning); auto: add for streaming "
                          "LDA, blend for CWR* (default: the config's)")
@@ -453,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the devices' preset (tinycl: streaming LDA, merged by add only)")
     ap.add_argument("--method", choices=["fedavg", "median", "trimmed_mean"], default=None)
     ap.add_argument("--data", default=None, help="dataset folder (default: $TINYCL_DATA or ../shared/data)")
-    ap.add_argument("--out", default="results/fleet.json")
+    ap.add_argument("--out", type=output_file, default="results/fleet.json")
     ap.add_argument("--domain", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID, else 100 + pid %% 100 or the next one this process has not set up)")
     ap.add_argument("--hosts", action=argparse.BooleanOptionalAction, default=None,
                     help="devices and cloud on separate hosts (network namespaces, root); default: when possible")
@@ -463,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                            method=a.method,
                            out=a.out, domain=a.domain, data_dir=a.data, hosts=a.hosts)
     except TinyclError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)      # one line each, unwrapped
         return 2
     return 0 if r["targets"]["ratio_met"] and r["targets"]["global_knows_every_learned_class"] else 1
 

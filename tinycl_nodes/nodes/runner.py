@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import reprlib
 import signal
 import sys
 from collections import deque
@@ -234,6 +235,8 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
         raise TinyclError(f"{node_name}: parameter file {p} cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise TinyclError(f"{node_name}: parameter file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise TinyclError(f"{node_name}: parameter file {p} is nested too deep to be parameters") from None
     if not isinstance(doc, dict):
         raise TinyclError(f"{node_name}: parameter file {p} must map node names to ros__parameters")
     if misspelt := misspelt_sections(doc, node_name):
@@ -241,12 +244,28 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
     wildcard: dict[str, Any] = {}
     own: dict[str, Any] = {}
     for key, section in node_sections(doc, node_name, namespace):
-        if isinstance(section, dict):
-            params = section.get("ros__parameters", {})
-            if not isinstance(params, dict):
-                raise TinyclError(f"{node_name}: {p}: '{key}: ros__parameters' must be a mapping")
-            (wildcard if "*" in key else own).update(params)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or (section and "ros__parameters" not in section):
+            # `learner: {save_every: -5}` was skipped without a word, the node on its defaults
+            raise TinyclError(f"{node_name}: {p}: section '{key}' holds no ros__parameters: a node's values go under "
+                              f"'{key}: ros__parameters:'")
+        params = section.get("ros__parameters") or {}
+        if not isinstance(params, dict):
+            raise TinyclError(f"{node_name}: {p}: '{key}: ros__parameters' must be a mapping")
+        (wildcard if "*" in key else own).update(params)
     return wildcard, own
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 120, 120
+
+
+def _shown(value: Any) -> str:
+    """A refused value as its error line shows it, 200 characters at most: a YAML alias bomb of 381 bytes made a line
+    of 32 MB."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def validate(model: type[NodeParams], values: dict[str, Any], node_name: str) -> NodeParams:
@@ -257,7 +276,7 @@ def validate(model: type[NodeParams], values: dict[str, Any], node_name: str) ->
         lines = []
         for err in exc.errors():
             name, msg = error_words(err, "?")
-            got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
+            got = f" (got {_shown(err['input'])})" if err["type"] != "missing" and "input" in err else ""
             lines.append(f"{node_name}: parameter {name}: {msg}{got}")
         raise TinyclError("\n".join(lines)) from None
 
@@ -368,14 +387,14 @@ class Node:
         """Open the frozen extractor whose features this node takes: sets ``hash``, ``n_features`` and
         ``bound`` (its calibrated range, ``model_range``), and says once when the model has no range."""
         from ..extractor import FrozenExtractor, model_path
-        from ..model_range import range_path
+        from ..model_range import missing_words
 
         extractor = FrozenExtractor(model_path(model))
         self.hash, self.n_features, self.bound = extractor.hash, extractor.n_features, extractor.feature_bound
         if self.bound is None:
             self.log.warning("%s has no feature range for this model and card (%s): features are only refused beyond "
                              "|x| > 1e6; measure it with: tinycl model range %s --images DIR", extractor.path.name,
-                             range_path(extractor.path).name, extractor.path)
+                             missing_words(extractor.path, extractor.hash), extractor.path)
         return extractor
 
     def use_model_prior(self, extractor: Any) -> Any:
@@ -450,16 +469,24 @@ def wait_for_readers(bus: Any, publishers: list[Any], timeout_s: float, log: log
     return True
 
 
-def node_parameters(name: str) -> set[str]:
-    """The parameter names node ``name`` declares (its pydantic models)."""
+def node_params_model(name: str) -> type[NodeParams]:
+    """The parameter model of node ``name``: the ``Params`` of the node classes its module defines (one model: the
+    labeler's two classes share theirs)."""
     import importlib
 
     from ..graphs import NODE_MODULES
 
     mod = importlib.import_module(NODE_MODULES[name])
-    return {f for obj in vars(mod).values()
-            if isinstance(obj, type) and issubclass(obj, NodeParams) and obj.__module__ == mod.__name__
-            for f in obj.model_fields}
+    models = {obj.Params for obj in vars(mod).values()
+              if isinstance(obj, type) and issubclass(obj, Node) and obj.__module__ == mod.__name__}
+    if len(models) != 1:
+        raise TypeError(f"{mod.__name__}: its node classes have {len(models)} parameter models, not one")
+    return models.pop()
+
+
+def node_parameters(name: str) -> set[str]:
+    """The parameter names node ``name`` declares."""
+    return set(node_params_model(name).model_fields)
 
 
 def parameters_of_every_node() -> set[str]:
@@ -512,6 +539,14 @@ def collect_parameters(model: type[NodeParams], ros: RosArgs, extra: dict[str, A
         raise TinyclError(f"{ros.node_name}: {exc}") from None
 
 
+def node_arguments(model: type[NodeParams], default_name: str, argv: list[str],
+                   extra: dict[str, Any] | None = None) -> tuple[RosArgs, NodeParams]:
+    """A node's command line (``--ros-args …``) read and its parameters validated, as the node does at its start: a
+    launcher checks every node's with it before it starts any (``launcher.start_graph``)."""
+    ros = parse_ros_args(argv, default_name)
+    return ros, validate(model, collect_parameters(model, ros, extra), ros.node_name)
+
+
 def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = None,
              parameters: dict[str, Any] | None = None) -> int:
     """Parse args, validate parameters, create the bus, run; exit code ``USER_ERROR`` (2) on a user's mistake
@@ -525,8 +560,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         return 0
     argv = sys.argv[1:] if argv is None else argv
     try:
-        ros = parse_ros_args(argv, default_name)
-        params = validate(node_cls.Params, collect_parameters(node_cls.Params, ros, parameters), ros.node_name)
+        ros, params = node_arguments(node_cls.Params, default_name, argv, parameters)
         backend = select_backend(params.bus)
     except (TinyclError, ValueError) as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
