@@ -154,3 +154,25 @@ def test_a_saved_head_of_another_extractor_names_both_hashes_the_right_way_round
     with pytest.raises(ExtractorMismatchError) as exc:
         now.load_state_dict(saved.state_dict())
     assert f"learned on extractor {'a' * 12}, this node's model is {'b' * 12}" in str(exc.value)
+
+
+@pytest.mark.parametrize("damage", [b"", b"{\"files\": [\"mnist_0to5_fp32.onnx\"", b"[" * 100_000])
+def test_a_shared_card_that_cannot_be_read_is_said_not_skipped(tmp_path, damage):
+    """`mnist_0to5.json` is the card of two models (its ``files``). Empty, cut short or nested too deep, it was
+    skipped: the model ran on the default card, with another hash and, for Fashion-MNIST, another preprocessing."""
+    import shutil
+
+    from tinycl_nodes.extractor import FrozenExtractor, model_path
+    from tinycl_nodes.model_card import CardError
+
+    src = tmp_path / "mnist_0to5_fp32.onnx"
+    shutil.copy(model_path("mnist_0to5_fp32"), src)
+    shutil.copy(model_path("mnist_0to5_fp32").with_name("mnist_0to5.json"), tmp_path / "mnist_0to5.json")
+    (tmp_path / "mnist_0to5_fp32.range.json").write_bytes(b"not json")      # a range file is never a card
+    shipped = FrozenExtractor(src).hash
+    assert shipped == FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    (tmp_path / "mnist_0to5.json").write_bytes(damage)
+    with pytest.raises(CardError) as err:
+        FrozenExtractor(src)
+    assert "mnist_0to5_fp32.onnx has no card of its own (mnist_0to5_fp32.json) and mnist_0to5.json" in str(err.value)
+    assert "range" not in str(err.value)

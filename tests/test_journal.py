@@ -5,9 +5,11 @@ holds them."""
 from __future__ import annotations
 
 import logging
+import time
 
 from tests.conftest import fill
 from tinycl_nodes.core import state as st
+from tinycl_nodes.journal import Journal
 from tinycl_nodes.storage import StateStore
 
 LOG = logging.getLogger("test_journal")
@@ -84,10 +86,34 @@ def test_a_torn_last_record_is_dropped_quietly_and_a_damaged_one_is_said(tmp_pat
     damaged = bytearray(whole)
     damaged[record + 8] ^= 0xFF                                       # the second record's payload
     segment.write_bytes(bytes(damaged))
+    for _ in range(2):                                                # a restart before the next checkpoint: again
+        with caplog.at_level(logging.ERROR):
+            learned, replayed = _restart(tmp_path)
+        assert learned == [0, 2] and replayed == 2                    # the record after it is learned again
+        assert len(caplog.records) == 1 and "1 record(s) failed their checksum and were skipped" in caplog.text
+        kept = list(tmp_path.glob("node.journal-*.bad-*"))           # the checkpoint deletes the segment: a copy stays
+        assert len(kept) == 1 and kept[0].read_bytes() == bytes(damaged) and kept[0].name in caplog.text
+        caplog.clear()
+    cut = bytearray(whole)
+    cut[record] = 2                                                   # the second record's length: nothing to trust
+    segment.write_bytes(bytes(cut))
     with caplog.at_level(logging.ERROR):
-        learned, replayed = _restart(tmp_path)
-    assert learned == [0] and replayed == 1
-    assert len(caplog.records) == 1 and "fails its checksum" in caplog.records[0].getMessage()
+        assert _restart(tmp_path) == ([0], 1)
+    assert "the rest of the segment" in caplog.text and "is not replayed" in caplog.text
+
+
+def test_zeros_a_power_cut_left_end_the_replay_at_once(tmp_path, caplog):
+    """Each 8 zero bytes framed an empty record whose CRC-32 (0) held: 300 MB of them replayed for minutes, deaf to
+    Ctrl-C, and the line named no file."""
+    _run(tmp_path, range(0), range(3))
+    segment = next(tmp_path.glob("node.journal-*"))
+    with open(segment, "ab") as fh:
+        fh.truncate(segment.stat().st_size + (64 << 20))              # 64 MB of zeros, sparse
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([0, 1, 2], 3)
+    assert time.monotonic() - started < 5
+    assert len(caplog.records) == 1 and f"journal {segment.name}: a record of 0 bytes at byte 27" in caplog.text
 
 
 def test_a_state_file_that_cannot_be_used_takes_its_journal_aside_with_it(tmp_path, caplog):
@@ -147,3 +173,23 @@ def test_a_journal_beside_a_checkpoint_of_a_build_without_journals_is_moved_asid
     said = [r.getMessage() for r in caplog.records if "does not know it" in r.getMessage()]
     assert len(said) == 1 and "1 segments are moved aside" in said[0], said
     assert not list(tmp_path.glob("node.journal-?")) and len(list(tmp_path.glob("node.journal-*.orphan-*"))) == 1
+
+
+def test_records_the_node_refuses_to_learn_again_are_kept_aside(tmp_path, caplog):
+    """A replay whose records the node now refuses (a changed parameter: a range file that bounds every feature at 0
+    refused all 300 of a learner's) deleted them with their segment at the next checkpoint: they are kept aside."""
+    _run(tmp_path, range(2), range(2, 5))
+    learned: list[int] = []
+    store = _store(tmp_path, learned)
+    store.load(lambda states: learned.extend(states["n"]["meta"]["learned"]))
+
+    def refuse(payload: bytes) -> None:
+        raise ValueError(f"beyond the range: {int(payload)}")
+    with caplog.at_level(logging.ERROR):
+        assert store.replay(refuse) == 0
+    assert "3 of 3 records could not be learned again (the first: ValueError: beyond the range: 2)" in caplog.text
+    kept = list(tmp_path.glob("node.journal-*.bad-*"))
+    assert len(kept) == 1 and kept[0].name in caplog.text
+    assert store.save(wait=True) and not list(tmp_path.glob("node.journal-?"))     # the checkpoint deleted the segment
+    aside = Journal(tmp_path, "node", LOG)._read(kept[0])                          # the copy holds every record
+    assert [int(p) for p in aside] == [2, 3, 4]

@@ -232,7 +232,9 @@ def test_range_of_an_imu_model_is_measured_on_a_file_of_windows(tmp_path, data_d
     bad = X[:20].copy()
     bad[3, 0, 0] = np.nan
     for name, arr, problem in (("short.npy", X[:5], "at least 10"), ("shape.npy", X[:, :, :40], "the model takes"),
-                               ("nan.npy", bad, "NaN"), ("text.npy", np.array(["a"] * 20), "not numbers")):
+                               ("nan.npy", bad, "NaN"), ("text.npy", np.array(["a"] * 20), "not numbers"),
+                               # finite windows whose features overflow: "abs_max": Infinity was written, exit 0
+                               ("huge.npy", np.full_like(X[:20], 1e38), "peak at inf")):
         np.save(tmp_path / name, arr)
         assert main(["model", "range", str(src), "--windows", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err.strip()
@@ -305,3 +307,33 @@ def test_a_shipped_model_by_name_and_a_cut_too_wide_for_the_covariance_heads(tmp
     out = " ".join(capsys.readouterr().out.split())
     assert "3136 features" in out and "warning: tinycl's clusterer and streaming-LDA head: 3136 features, at most " \
         "2048" in out, out
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "no imu.range.json"),
+    (b"\x00\xff garbage", "imu.range.json cannot be read"),
+    (b"[" * 100_000 + b"]" * 100_000, "imu.range.json cannot be read (RecursionError"),   # was a traceback
+    (b"[1, 2]", "imu.range.json is not a JSON object"),
+    (b'{"extractor_hash": "other", "abs_max": 1.0}', "measured for another model or card"),
+    (b'{"extractor_hash": "HASH", "abs_max": 0}', "abs_max must be a number above 0, got 0"),     # refused every
+    (b'{"extractor_hash": "HASH", "abs_max": true}', "abs_max must be a number above 0, got True"),  # feature
+    (b'{"extractor_hash": "HASH", "abs_max": Infinity}', "abs_max must be a number above 0, got inf"),
+])
+def test_a_range_file_that_cannot_be_used_bounds_nothing_and_says_why(tmp_path, content, words):
+    """A corrupt sidecar read as missing, without a word of why; a peak of 0 was taken, and the learner then refused
+    every record of its journal and every sample."""
+    import shutil
+
+    from tinycl_nodes.extractor import model_path
+    from tinycl_nodes.model_range import bound, missing_words, range_path
+
+    src = tmp_path / "imu.onnx"
+    shutil.copy(model_path("har_elm.onnx"), src)
+    shutil.copy(model_path("har_elm").with_suffix(".json"), src.with_suffix(".json"))
+    h = FrozenExtractor(src).hash
+    if content is not None:
+        range_path(src).write_bytes(content.replace(b"HASH", h.encode()))
+    assert bound(src, h) is None and FrozenExtractor(src).feature_bound is None
+    assert words in missing_words(src, h)
+    range_path(src).write_text(json.dumps({"extractor_hash": h, "abs_max": 2.5}))
+    assert bound(src, h) == 2.5 * 4 and missing_words(src, h) == ""

@@ -95,25 +95,33 @@ class ModelCard(BaseModel):
 
 
 def card_path(model: Path) -> Path | None:
-    """The card of ``model``: ``<stem>.json``, else a JSON in its folder whose ``files`` lists it."""
+    """The card of ``model``: ``<stem>.json``, else a JSON in its folder whose ``files`` lists it. When neither is
+    found and a JSON there cannot be read (it may be the card: ``mnist_0to5.json`` serves three models), a CardError
+    says so: the model ran on the default card without a word, with another hash and another preprocessing."""
     own = model.with_suffix(".json")
     if own.is_file():
         return own
+    unreadable = []
     for cand in sorted(model.parent.glob("*.json")):
         try:
-            doc = json.loads(cand.read_text())
-        except (OSError, ValueError):
+            doc = json.loads(cand.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            if not cand.name.endswith(".range.json"):       # a feature range (model_range), never a card
+                unreadable.append(cand.name)
             continue
         if isinstance(doc, dict) and model.name in (doc.get("files") or []):
             return cand
+    if unreadable:
+        raise CardError(f"{model.name} has no card of its own ({own.name}) and {', '.join(unreadable)} in its folder "
+                        f"cannot be read as JSON: if it is the card that lists it, mend it; if not, move it away")
     return None
 
 
 def read_card(path: Path) -> tuple[ModelCard, dict[str, Any]]:
     """The validated card and its raw JSON; CardError (one line) when it is not a valid card."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
         raise CardError(f"model card {path}: cannot read it as JSON: {str(exc).splitlines()[0][:160]}") from None
     if not isinstance(doc, dict):
         raise CardError(f"model card {path}: expected a JSON object")
@@ -139,7 +147,7 @@ def load_card_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         doc = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:     # a binary file is not UTF-8
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:   # binary: not UTF-8
         raise CardError(f"model card {p}: cannot read it: {str(exc).splitlines()[0][:160]}") from None
     if not isinstance(doc, dict):
         raise CardError(f"model card {p}: expected a mapping")

@@ -36,18 +36,35 @@ def range_path(model: Path) -> Path:
 def bound(model: Path, model_hash: str, cut: str | None = None) -> float | None:
     """MARGIN × the calibrated |feature| maximum of ``model`` whose ``extractor_hash`` is ``model_hash``
     — with ``cut``, of its activations at that layer (None: not calibrated for this model and card)."""
+    return _read(model, model_hash, cut)[0]
+
+
+def missing_words(model: Path, model_hash: str, cut: str | None = None) -> str:
+    """Why :func:`bound` is None, for the line that says so: no sidecar, one for another model or card, or one that
+    cannot be used (corrupt, or a peak that is not a number above 0: a peak of 0 refused every feature)."""
+    return _read(model, model_hash, cut)[1]
+
+
+def _read(model: Path, model_hash: str, cut: str | None) -> tuple[float | None, str]:
+    path = range_path(model)
+    if not path.exists():
+        return None, f"no {path.name}"
     try:
-        entry = json.loads(range_path(model).read_text())
-        if entry.get("extractor_hash") != model_hash:
-            return None
-        if cut is not None:
-            entry = entry.get("latent") or {}
-            if entry.get("cut") != cut:
-                return None
-        peak = entry.get("abs_max")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return MARGIN * float(peak) if isinstance(peak, (int, float)) and np.isfinite(peak) else None
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:     # RecursionError: JSON nested 100,000 deep
+        return None, f"{path.name} cannot be read ({type(exc).__name__}: {str(exc)[:100]})"
+    if not isinstance(entry, dict):
+        return None, f"{path.name} is not a JSON object"
+    if entry.get("extractor_hash") != model_hash:
+        return None, f"{path.name} was measured for another model or card"
+    if cut is not None:
+        entry = entry.get("latent")
+        if not isinstance(entry, dict) or entry.get("cut") != cut:
+            return None, f"{path.name} has no range at layer {cut}"
+    peak = entry.get("abs_max")
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not 0 < peak < float("inf"):
+        return None, f"{path.name}: abs_max must be a number above 0, got {peak!r}"
+    return MARGIN * float(peak), ""
 
 
 def measure(model: Path, inputs: np.ndarray | Sequence[np.ndarray], latent_cut: str | None = None,
@@ -59,8 +76,11 @@ def measure(model: Path, inputs: np.ndarray | Sequence[np.ndarray], latent_cut: 
     from .extractor import FrozenExtractor
 
     ex = FrozenExtractor(model, threads=2)
-    entry: dict[str, Any] = {"extractor_hash": ex.hash, "abs_max": float(np.abs(ex.extract(inputs)).max()),
-                             "samples": len(inputs), "source": source}
+    peak = float(np.abs(ex.extract(inputs)).max())
+    if not 0 < peak < float("inf"):     # inputs of 1e38 wrote "abs_max": Infinity, which bounds nothing
+        raise InputError(f"{Path(model).name}: its features over these inputs peak at {peak}: a range is a "
+                         f"number above 0 (are the inputs what the model takes?)")
+    entry: dict[str, Any] = {"extractor_hash": ex.hash, "abs_max": peak, "samples": len(inputs), "source": source}
     if latent_cut:
         with tempfile.TemporaryDirectory() as tmp:
             try:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core import state as st
-from .journal import Journal, fsync_folder
+from .journal import BAD, ORPHAN, Journal, fsync_folder
 from .core.errors import OtherConfigError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
@@ -162,13 +162,11 @@ def one_line(exc: BaseException) -> str:
 
 #: the state file's entry naming the first journal segment it does not hold
 JOURNAL_ENTRY = "_journal"
-#: what follows the name of a file set aside: a state file that could not be used (and its journal, with the same
-#: suffix), a journal whose checkpoint is gone
-BAD, ORPHAN = ".bad-", ".orphan-"
 
 
 def set_aside(folder: Path) -> list[str]:
-    """The names of the files set aside in ``folder`` (:meth:`StateStore.move_aside`, orphaned journals), sorted."""
+    """The names of the files set aside in ``folder`` (:meth:`StateStore.move_aside`, orphaned journals, copies of
+    damaged journal segments), sorted."""
     return sorted(p.name for p in folder.iterdir() if BAD in p.name or ORPHAN in p.name)
 
 
@@ -499,9 +497,9 @@ class StateStore:
                     failed, error = failed + 1, error or one_line(exc)
         finally:
             self.replaying = False
-        if failed:
-            self.log.error("journal: %d of %d records could not be learned again (the first: %s)", failed,
-                           failed + done, error)
+        if failed:      # not lost with the segments at the next checkpoint: a changed parameter can take them again
+            self.log.error("journal: %d of %d records could not be learned again (the first: %s); %s", failed,
+                           failed + done, error, self.journal.keep_segments_aside(first))
         if self.journal.segments():           # what comes next goes after what was replayed (a journal from
             self.journal.rotate()             # nothing stays at segment 1)
         self.dirty = self.dirty or done > 0    # (the node counted its samples as it learned them again)
