@@ -195,7 +195,8 @@ class Journal:
                 skipped += 1
             else:
                 self.log.error("journal %s: the record at byte %d fails its checksum: the rest of the segment "
-                               "(%d bytes) is not replayed%s", path.name, at, len(data) - at, self.keep_aside(path, data))
+                               "(%d bytes) is not replayed%s", path.name, at, len(data) - at,
+                               self.keep_aside(path, data))
                 return
             at = end
         if skipped:

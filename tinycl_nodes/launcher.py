@@ -202,9 +202,9 @@ def graph_commands(graph: str, config: str | None = None, namespace: str = "/",
 
 def node_settings(commands: dict[str, list[str]]) -> dict[str, NodeParams]:
     """Each node's parameters as it will take them from its command line (``_command``), checked before any node
-    starts: a bad value (``publish_every:=nan``) or a parameter file that is not YAML is then one error line, and no node
-    runs — rather than every node started, each printing its error, and the launch ending with 1. A problem every node
-    has (their shared file) is said once."""
+    starts: a bad value (``publish_every:=nan``) or a parameter file that is not YAML is then one error line, and no
+    node runs — rather than every node started, each printing its error, and the launch ending with 1. A problem every
+    node has (their shared file) is said once."""
     settings: dict[str, NodeParams] = {}
     errors: dict[str, list[str]] = {}          # the problem, without the node's name → the nodes that have it
     for name, cmd in commands.items():

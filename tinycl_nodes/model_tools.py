@@ -459,7 +459,8 @@ def add_arguments(model_parser: Any) -> None:
     imp.add_argument("--cut", default=None, help="node or tensor name whose output are the features "
                                                  "(default: the model's output)")
     imp.add_argument("--card", required=True, help="model card (YAML or JSON): preprocessing, dataset, class_names")
-    imp.add_argument("--out", type=output_file, required=True, help="the .onnx to write; its card goes beside it (.json)")
+    imp.add_argument("--out", type=output_file, required=True,
+                     help="the .onnx to write; its card goes beside it (.json)")
     imp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     imp.set_defaults(func=_import_cmd)
     lay = sub.add_parser("layers", help="the model's nodes with their output shapes, to choose --cut: the vectors "

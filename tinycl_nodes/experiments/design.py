@@ -441,7 +441,8 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None)
     p.add_argument("--stream", type=count(1), default=3000, help="validation stream length per candidate")
     p.add_argument("--min-replay", type=count(0), default=100, help="fewest replay patterns a candidate must hold")
-    p.add_argument("--out", type=output_folder, default="results/design", help="folder for the chosen model and its card")
+    p.add_argument("--out", type=output_folder, default="results/design",
+                   help="folder for the chosen model and its card")
     p.add_argument("--finetune-epochs", type=counts(0), default=(0, 1),
                    help="fine-tune epochs to try for each pruned model, comma-separated (PyTorch, when "
                         "installed; 0: the pruned model as it is); chosen on validation like the rest")

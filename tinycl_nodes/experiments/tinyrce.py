@@ -678,7 +678,8 @@ def plot_new_user(result: dict, path: Path) -> None:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of ``tinycl experiment tinyrce``."""
     ap.add_argument("--dataset", choices=("har", "cwru"), default="har")
-    ap.add_argument("--out", type=output_file, default=None, help="result JSON (default results/tinyrce_<dataset>.json; PNG beside it)")
+    ap.add_argument("--out", type=output_file, default=None,
+                    help="result JSON (default results/tinyrce_<dataset>.json; PNG beside it)")
     ap.add_argument("--data", default=None, help="data root (default $TINYCL_DATA or ../shared/data)")
     ap.add_argument("--model", default=None, help="extractor: name or .onnx path (default <dataset>_elm)")
     ap.add_argument("--device", choices=("sp", "sw"), default="sp", help="HAR: phone or watch")

@@ -179,8 +179,9 @@ def _run_demo_fleet(config: str | None, devices: dict[str, list[int]] | None, st
     exact = resolve_policy(policy, head_kind(preset)) == "add"
     # the devices' replay, checked as their sensor nodes will take it (a stream length of -5 started them all)
     given = {"stream_length": stream_length, "seed": seed, "data_dir": data_dir}
-    sensor = node_settings(graph_commands("tinyndc", str(cfg), "/", {"sensor": {
-        k: str(v) for k, v in given.items() if v is not None}}, nodes=["sensor"], other_sections=("demo_fleet",)))["sensor"]
+    replay = {"sensor": {name: str(v) for name, v in given.items() if v is not None}}
+    sensor = node_settings(graph_commands("tinyndc", str(cfg), "/", replay, nodes=["sensor"],
+                                          other_sections=("demo_fleet",)))["sensor"]
     k, n_stream, seed = sensor.labels_per_class, sensor.stream_length, sensor.seed
     if domain is None:
         from ..bus.dds import unconfigured_domain
