@@ -56,3 +56,19 @@ def test_state_report_without_state_is_one_line(tmp_path, capsys):
     assert main(["state", "--state-dir", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no learned state in" in err, err
+
+
+def test_a_state_of_odd_shapes_and_a_journal_segment_that_is_a_folder_are_reported(tmp_path, capsys, caplog):
+    """A checkpoint whose ``classes`` is a 0-d array was a TypeError (len() of unsized object); a folder named like a
+    journal segment an IsADirectoryError, in `tinycl state` and in the learner's replay."""
+    from tinycl_nodes.core.state import make_state
+    from tinycl_nodes.storage import JOURNAL_ENTRY, save_states
+
+    save_states(tmp_path / "learner.state", {
+        "head": make_state("CWRStar", 1, {}, {"classes": np.array(3), "y": np.array(1), "X": np.zeros(2)}, {}),
+        JOURNAL_ENTRY: make_state("Journal", 1, {}, {}, {"segment": 2})})
+    (tmp_path / "learner.journal-2").mkdir()
+    assert main(["state", "--state-dir", str(tmp_path), "--json"]) == 0
+    (node,) = json.loads(capsys.readouterr().out)["nodes"]
+    assert node["parts"]["head"] == "CWRStar, 1 classes, 1 labelled samples kept" and node["journal_records"] == 0
+    assert "learner.journal-2 cannot be read (Is a directory)" in caplog.text

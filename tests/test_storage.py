@@ -46,6 +46,20 @@ def test_bad_state_file_is_kept_aside_not_overwritten(tmp_path, caplog):
     assert "cannot be loaded" in caplog.text
 
 
+
+def test_a_state_file_or_lock_that_is_a_symlink_loop_is_set_aside_not_a_traceback(tmp_path, caplog):
+    """Path.resolve() raised RuntimeError('Symlink loop') in the store: the learner, labeler and exporter died."""
+    (tmp_path / "learner.state").symlink_to("learner.state")
+    (tmp_path / ".learner.state.lock").symlink_to(".learner.state.lock")
+    counter = {"v": 3}
+    with caplog.at_level(logging.WARNING):
+        sf = _counter_store(tmp_path, counter)
+        assert sf.load() is None
+    assert "no lock on" in caplog.text and "cannot be loaded" in caplog.text
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("learner.state.bad-")]
+    assert sf.save(wait=True) and load_states(tmp_path / "learner.state")["c"]["arrays"]["v"][0] == 3
+
+
 def _counter_store(tmp_path, counter: dict) -> StateStore:
     """A store checkpointing after every sample, whose state is ``counter["v"]``."""
     return StateStore(tmp_path, "learner", logging.getLogger("t"), every_n=1,

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .core.errors import TinyclError
 from .journal import Journal
 from .storage import JOURNAL_ENTRY, journal_segment, load_states, set_aside
@@ -39,14 +41,14 @@ def part_words(state: dict[str, Any]) -> str:
     words = [str(state.get("kind", "?"))]
     arrays, meta = state.get("arrays") or {}, state.get("meta") or {}
     if "classes" in arrays:
-        words.append(f"{len(arrays['classes'])} classes")
+        words.append(f"{np.size(arrays['classes'])} classes")     # np.size: a 0-d array has no len()
     if isinstance(meta.get("n_seen"), int):
         words.append(f"{meta['n_seen']:,} samples")
     if isinstance(meta.get("requests"), list):
         asked = sum(bool(r.get("asked")) for r in meta["requests"] if isinstance(r, dict))
         words.append(f"{asked} questions asked, {len(meta['requests']) - asked} groups forming")
     if "y" in arrays and "X" in arrays:
-        words.append(f"{len(arrays['y'])} labelled samples kept")
+        words.append(f"{np.size(arrays['y'])} labelled samples kept")
     return ", ".join(words)
 
 

@@ -325,7 +325,7 @@ def hold_lock(path: Path, log: logging.Logger) -> None:
     configured again) keeps its lock; a folder where no lock can be taken (read-only, a file system without locks) is
     said once and left."""
     lock = path.with_name(f".{path.name}.lock")
-    key = lock.resolve()
+    key = Path(os.path.realpath(lock))       # not Path.resolve(): a symlink loop is a RuntimeError there
     if key in _held_locks:
         return
     fd = -1
@@ -382,7 +382,7 @@ class StateStore:
         self.checkpoint_bytes = 0             # the size of the last checkpoint (written, or loaded)
         self.dirty = False                    # something changed since the last checkpoint
         self.saved_at = time.monotonic()
-        key = self.path.resolve()
+        key = Path(os.path.realpath(self.path))     # a symlink loop: the load says so (Path.resolve raised)
         self._writer = _writers.setdefault(key, _Writer(key, log))
         self.ticket = 0                       # the last write this store asked for (:meth:`written`)
         self._writer.flush()                  # a store of this file opened before (a node configured again)
