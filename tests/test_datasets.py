@@ -49,3 +49,16 @@ def test_env_var_is_used(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYCL_DATA", str(tmp_path / "elsewhere"))
     with pytest.raises(DataError, match="elsewhere"):
         load_mnist("train")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00"])
+def test_a_users_mnist_file_shorter_than_its_header_is_one_line(tmp_path, data_dir, content):
+    """A folder of one's own (no SHA256SUMS) with an empty or 2-byte gzip: numpy's 'buffer is smaller than requested
+    size' in a traceback, in the sensor node and in `experiment tinyndc --data`."""
+    d = tmp_path / "mnist"
+    d.mkdir()
+    shutil.copy(data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", d)
+    with gzip.open(d / "t10k-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(content)
+    with pytest.raises(DataError, match=f"t10k-images-idx3-ubyte.gz: not an idx3 file \\({len(content)} bytes"):
+        load_mnist("test", tmp_path)

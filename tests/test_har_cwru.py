@@ -74,6 +74,9 @@ def test_cwru_missing_data_named(tmp_path, data_dir):
     shutil.copy(data_dir / "cwru_12k_de" / "0hp_10class" / "normal_0_97.mat", d)
     with pytest.raises(DataError, match="12k_Drive_End_B007_0_118.mat"):
         load_cwru(tmp_path)
+    (tmp_path / "cwru_12k_de" / "SHA256SUMS.all").write_bytes(bytes(range(256)))    # was a UnicodeDecodeError
+    with pytest.raises(DataError, match="SHA256SUMS.all cannot be read"):
+        load_cwru(tmp_path)
     with pytest.raises(DataError, match="split"):
         load_cwru(data_dir, split="valid")
 

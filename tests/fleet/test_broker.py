@@ -508,6 +508,34 @@ def test_a_device_bundle_works_wherever_it_is_copied_and_holds_only_its_own(flee
     assert p.returncode == 2 and "is no broker directory or bundle" in p.stderr and "Traceback" not in p.stderr
 
 
+
+@pytest.mark.parametrize("damaged, words", [("ca.crt", "the CA certificate {d}/ca.crt cannot be loaded"),
+                                            ("clients/dev1.key", "the certificate {d}/clients/dev1.crt and its key "
+                                                                 "{d}/clients/dev1.key cannot be loaded as a pair"),
+                                            ("clients/dev1.crt", "the certificate {d}/clients/dev1.crt")])
+def test_a_tls_file_that_cannot_be_loaded_is_named(fleet_setup, tmp_path, damaged, words) -> None:
+    """An empty or foreign certificate or key ended the bridge (and `tinycl aggregate`) in ssl.SSLError: "[SSL] PEM
+    lib", naming no file."""
+    import shutil
+    from pathlib import Path
+
+    from tinycl_nodes.core.errors import TinyclError
+    from tinycl_nodes.fleet.broker import BrokerSetup
+
+    d = tmp_path / "bundle"
+    shutil.copytree(Path(fleet_setup.directory) / "bundles" / "dev1", d)
+    (d / damaged).write_bytes(b"")
+    setup = BrokerSetup.load(d)
+    c = setup.credentials("dev1")
+    p = MqttParams(port=setup.port, ca_file=setup.ca, cert_file=c.certfile, key_file=c.keyfile, username="dev1",
+                   password=c.password)
+    with pytest.raises(TinyclError) as err:
+        MqttLink(p, "x", [], None, logging.getLogger("test"))
+    assert str(err.value).startswith(f"MQTT TLS: {words.format(d=d)}"), err.value
+    (d / "fleet.json").write_text("[1]")                     # AttributeError: 'list' object has no attribute 'get'
+    with pytest.raises(ValueError, match="is no broker directory or bundle"):
+        BrokerSetup.load(d)
+
 def test_a_node_of_another_fleet_is_refused_at_start(fleet_setup) -> None:
     """An aggregator started with --fleet lab2 on fleet lab's files ran silently and took over the real one's
     session (same certificate): one line now."""

@@ -848,3 +848,29 @@ def test_the_app_refuses_a_prediction_confidence_that_is_no_probability_and_a_cl
         app.close()
         bus.shutdown()
         peer.shutdown()
+
+
+@pytest.mark.parametrize("crt, key", [(b"", None), (None, b"not a key"), (b"-----BEGIN CERTIFICATE-----\nAAAA\n", None)])
+def test_a_certificate_or_key_that_cannot_be_read_is_made_again_and_said(tmp_path, caplog, crt, key):
+    """An empty or foreign label_app.crt ended the label app in a ValueError traceback at start."""
+    from cryptography import x509
+
+    from tinycl_nodes.label_app.tls import ensure_certificate
+
+    cert_path, key_path, fp = ensure_certificate(tmp_path, ["127.0.0.1"])
+    for path, content in ((cert_path, crt), (key_path, key)):
+        if content is not None:
+            path.write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        again = ensure_certificate(tmp_path, ["127.0.0.1"])
+    assert "cannot be read: a new pair is made" in caplog.text and again[2] != fp
+    x509.load_pem_x509_certificate(cert_path.read_bytes())
+
+
+def test_a_certificate_that_is_a_folder_is_one_line(tmp_path):
+    from tinycl_nodes.core.errors import TinyclError
+    from tinycl_nodes.label_app.tls import ensure_certificate
+
+    (tmp_path / "label_app.crt").mkdir()
+    with pytest.raises(TinyclError, match=r"label_app.crt is not a file: move it away"):
+        ensure_certificate(tmp_path, ["127.0.0.1"])

@@ -121,7 +121,11 @@ def _read_sums(folder: Path) -> dict[str, str]:
     for sums in (folder.parent / SUMS_NAME, folder / "SHA256SUMS"):
         if sums.is_file():
             out = {}
-            for line in sums.read_text().splitlines():
+            try:
+                text = sums.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError(f"CWRU: checksum file {sums} cannot be read ({type(exc).__name__})") from None
+            for line in text.splitlines():
                 parts = line.split()
                 if len(parts) == 2:
                     rel = parts[1].lstrip("*").removeprefix("./")

@@ -70,6 +70,8 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raw = gzip.open(path).read()
     except (OSError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
+    if len(raw) < 4 * (1 + ndim):       # an empty or cut-short file: frombuffer raised "buffer is smaller"
+        raise DataError(f"{path}: not an idx{ndim} file ({len(raw)} bytes, shorter than its header)")
     header = np.frombuffer(raw, ">i4", count=1 + ndim)
     if header[0] != _MAGIC[ndim]:
         raise DataError(f"{path}: not an idx{ndim} file (magic {header[0]})")

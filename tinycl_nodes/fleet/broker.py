@@ -157,7 +157,7 @@ class BrokerSetup:
             clients = {k: Credentials(v["username"], v["password"], str(d / v["certfile"]), str(d / v["keyfile"]))
                        for k, v in creds.items()}
             return cls(**{**meta, **here, "directory": str(d), "clients": clients})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:   # AttributeError: a list, no dict
             raise ValueError(f"{d} is no broker directory or bundle of `tinycl fleet setup` "
                              f"({type(exc).__name__}: {exc})") from None
 

@@ -143,6 +143,21 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
     return f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [{detail}]"
 
 
+
+def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None) -> str:
+    """Which of a client's TLS files cannot be used (an empty, cut or foreign file), in words: ssl's own error
+    ("[SSL] PEM lib") names none."""
+    try:
+        ssl.create_default_context(cafile=ca_file or None)
+    except (ssl.SSLError, OSError, ValueError):
+        return f"the CA certificate {ca_file} cannot be loaded"
+    if cert_file:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file or None)
+        except (ssl.SSLError, OSError, ValueError):
+            return f"the certificate {cert_file} and its key {key_file} cannot be loaded as a pair"
+    return "its certificates cannot be loaded"
+
 class MqttParams(BaseModel):
     """Connection parameters (pydantic; also the ``mqtt_*`` part of the node parameters)."""
 
@@ -223,8 +238,12 @@ class MqttLink:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=params.client_id or client_id,
                         protocol=mqtt.MQTTv5)
         if params.tls:
-            c.tls_set(ca_certs=params.ca_file, certfile=params.cert_file, keyfile=params.key_file,
-                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                c.tls_set(ca_certs=params.ca_file, certfile=params.cert_file, keyfile=params.key_file,
+                          cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (ssl.SSLError, OSError, ValueError) as exc:      # "[SSL] PEM lib" named no file
+                raise TinyclError(f"MQTT TLS: {tls_problem(params.ca_file, params.cert_file, params.key_file)} "
+                                  f"({exc})") from None
         if params.username:
             c.username_pw_set(params.username, params.secret())
         c.reconnect_delay_set(params.reconnect_min_s, params.reconnect_max_s)

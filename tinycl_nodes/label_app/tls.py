@@ -17,6 +17,7 @@ import logging
 import socket
 from pathlib import Path
 
+from ..core.errors import TinyclError
 from ..storage import write_atomic
 from .pairing import reachable_host
 
@@ -45,16 +46,26 @@ def ensure_certificate(state_dir: str | Path, hosts: list[str],
     from cryptography.x509.oid import NameOID
 
     cert_path, key_path = Path(state_dir) / CERT, Path(state_dir) / KEY
+    log = log or logging.getLogger(__name__)
+    for path in (cert_path, key_path):
+        if path.exists() and not path.is_file():     # a folder: the new file's rename failed, IsADirectoryError
+            raise TinyclError(f"the label app's {path} is not a file: move it away (its certificate is kept there)")
     if cert_path.is_file() and key_path.is_file():
         pem = cert_path.read_bytes()
-        old = x509.load_pem_x509_certificate(pem)
-        now = datetime.datetime.now(UTC)
-        if old.not_valid_before_utc <= now <= old.not_valid_after_utc:
-            return cert_path, key_path, fingerprint(pem)
-        (log or logging.getLogger(__name__)).warning(
-            "the label app's certificate %s is valid from %s to %s, and this machine's clock says %s: a new one is "
-            "made, valid whatever the clock says; the phone warns once more, check the new fingerprint", cert_path,
-            f"{old.not_valid_before_utc:%Y-%m-%d}", f"{old.not_valid_after_utc:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M} UTC")
+        try:
+            old = x509.load_pem_x509_certificate(pem)
+            serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (ValueError, TypeError):    # empty, cut or foreign: was a ValueError traceback at start
+            log.warning("the label app's certificate %s or its key %s cannot be read: a new pair is made; the phone "
+                        "warns once more, check the new fingerprint", cert_path, key_path)
+        else:
+            now = datetime.datetime.now(UTC)
+            if old.not_valid_before_utc <= now <= old.not_valid_after_utc:
+                return cert_path, key_path, fingerprint(pem)
+            log.warning("the label app's certificate %s is valid from %s to %s, and this machine's clock says %s: a "
+                        "new one is made, valid whatever the clock says; the phone warns once more, check the new "
+                        "fingerprint", cert_path, f"{old.not_valid_before_utc:%Y-%m-%d}",
+                        f"{old.not_valid_after_utc:%Y-%m-%d}", f"{now:%Y-%m-%d %H:%M} UTC")
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(socket.gethostname())]
     for h in map(reachable_host, hosts):   # the address in the pairing URL, never a wildcard 0.0.0.0
