@@ -114,13 +114,19 @@ def _experiment_tinyrce(args: argparse.Namespace) -> int:
 
 def _pair(args: argparse.Namespace) -> int:
     """The label app's pairing URL and QR code again; list, revoke or renew paired phones."""
-    from .label_app.pairing import FILE, Pairing, qr_text
+    from .label_app.pairing import FILE, Pairing, qr_text, read_pairing
     from .nodes.runner import state_dir
 
     folder = Path(state_dir(args.state_dir, args.namespace))
     if not (folder / FILE).is_file():
         print(f"tinycl pair: no pairing in {folder} (start the label_app first, or give --state-dir)",
               file=sys.stderr)
+        return 2
+    try:
+        read_pairing(folder / FILE)       # a file the app would set aside: said, and left to the app
+    except ValueError as exc:
+        print(f"tinycl pair: {folder / FILE} cannot be used ({exc}): the label_app sets it aside and makes a new "
+              f"secret when it starts", file=sys.stderr)
         return 2
     pairing = Pairing(folder)
     if args.revoke:
@@ -297,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("pair", help="the label app's pairing QR code and URL again; list / revoke paired phones")
     pr.add_argument("--state-dir", default=None, help="the label_app's state_dir (default $ROS_HOME/tinycl/<ns>)")
     pr.add_argument("--namespace", default="/", help="the graph's namespace (for the default state folder)")
-    pr.add_argument("--list", action="store_true", help="list the paired phones")
-    pr.add_argument("--revoke", metavar="ID", help="unpair one phone (its id from --list)")
-    pr.add_argument("--renew", action="store_true", help="a new pairing secret: unpairs every phone")
+    what = pr.add_mutually_exclusive_group()      # --list --renew renewed without a word
+    what.add_argument("--list", action="store_true", help="list the paired phones")
+    what.add_argument("--revoke", metavar="ID", help="unpair one phone (its id from --list)")
+    what.add_argument("--renew", action="store_true", help="a new pairing secret: unpairs every phone")
     pr.add_argument("--plain", action="store_true", help="QR code without terminal colours (light terminals only)")
     pr.set_defaults(func=_pair)
 

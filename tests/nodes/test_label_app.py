@@ -874,3 +874,41 @@ def test_a_certificate_that_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "label_app.crt").mkdir()
     with pytest.raises(TinyclError, match=r"label_app.crt is not a file: move it away"):
         ensure_certificate(tmp_path, ["127.0.0.1"])
+
+
+def test_a_paired_phone_entry_without_its_times_is_kept_and_listed(tmp_path, capsys):
+    """An entry without ``paired_s`` / ``seen_s`` (or with text there) was a KeyError or TypeError in `tinycl pair
+    --list`, and a KeyError in the app's eviction of the oldest phone."""
+    from tinycl_nodes.cli import main
+    from tinycl_nodes.label_app.pairing import FILE, Pairing
+
+    p = Pairing(tmp_path)
+    cookie = p.pair("phone A")
+    doc = json.loads((tmp_path / FILE).read_text())
+    device = cookie.split(".")[0]
+    doc["devices"][device] = {"agent": "phone A", "seen_s": "yesterday"}
+    (tmp_path / FILE).write_text(json.dumps(doc))
+    assert main(["pair", "--state-dir", str(tmp_path), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{device}  paired ") and "phone A" in out, out
+    again = Pairing(tmp_path)
+    assert again.device_of(cookie) == device            # still paired
+    for i in range(20):                                  # evicting the oldest works with it among them
+        again.pair(f"p{i}", now=1000.0 + i)
+
+
+def test_pair_shows_nothing_from_a_pairing_file_it_cannot_use_and_leaves_it_to_the_app(tmp_path, capsys):
+    """`tinycl pair` set a bad pairing.json aside and wrote a new secret (every phone unpaired behind the running
+    app's back), then said the app had not written its address."""
+    from tinycl_nodes.cli import main
+    from tinycl_nodes.label_app.pairing import FILE
+
+    (tmp_path / FILE).write_text("{cut")
+    for extra in ([], ["--list"]):
+        assert main(["pair", "--state-dir", str(tmp_path), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{tmp_path / FILE} cannot be used" in err[0], err
+    assert (tmp_path / FILE).read_text() == "{cut" and [p.name for p in tmp_path.iterdir()] == [FILE]
+    with pytest.raises(SystemExit) as stop:
+        main(["pair", "--state-dir", str(tmp_path), "--list", "--renew"])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

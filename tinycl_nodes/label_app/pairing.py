@@ -151,6 +151,37 @@ def qr_text(data: str, colour: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_pairing(path: Path) -> tuple[str, dict[str, dict[str, Any]], list[str], dict[str, Any]]:
+    """``(token, devices, revoked, info)`` of a pairing file, or ValueError (one line) for one that cannot be used.
+    Read only: ``tinycl pair`` shows and lists with it (a bad file set aside by the command, with a new secret, had
+    unpaired every phone behind the running app's back)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+            raise ValueError("not a tinycl pairing file of version 1")
+        token = doc["token"]
+        if not isinstance(token, str) or not 8 <= len(token) <= 128 or not token.isascii():
+            raise ValueError("bad pairing secret")
+        devices = {str(k): _device(v) for k, v in dict(doc.get("devices") or {}).items()}
+        revoked = [str(r) for r in doc.get("revoked") or []]
+        return token, devices, revoked[-1000:], dict(doc.get("info") or {})
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ValueError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _device(entry: Any) -> dict[str, Any]:
+    """A paired phone's entry as :meth:`Pairing.pair` writes it, from what the file holds: a time that is missing or
+    not a number is 0 (the phone stays paired: its cookie depends on its id alone). One without ``seen_s`` was a
+    KeyError in the app's eviction and in ``tinycl pair --list``."""
+    entry = dict(entry)
+
+    def seconds(value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11   # NaN is not
+        return float(value) if ok else 0.0
+    return {**entry, "agent": str(entry.get("agent", ""))[:120], "paired_s": seconds(entry.get("paired_s")),
+            "seen_s": seconds(entry.get("seen_s"))}
+
+
 class Pairing:
     """The pairing secret and the paired phones of one label app, kept in ``<state_dir>/pairing.json``."""
 
@@ -185,23 +216,13 @@ class Pairing:
         if st.st_mtime == self._mtime:
             return False
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-                raise ValueError("not a tinycl pairing file of version 1")
-            token = doc["token"]
-            if not isinstance(token, str) or not 8 <= len(token) <= 128 or not token.isascii():
-                raise ValueError("bad pairing secret")
-            devices = {str(k): dict(v) for k, v in dict(doc.get("devices") or {}).items()}
-            revoked = [str(r) for r in doc.get("revoked") or []]
-            info = dict(doc.get("info") or {})
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            self.token, self.devices, self.revoked, self.info = read_pairing(self.path)
+        except ValueError as exc:
             aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
             self.path.rename(aside)
             self.log.error("pairing file %s cannot be loaded (%s): kept as %s, a new secret is made (pair the "
-                           "phones again)", self.path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                           aside.name)
+                           "phones again)", self.path, exc, aside.name)
             return False
-        self.token, self.devices, self.revoked, self.info = token, devices, revoked[-1000:], info
         self._mtime = st.st_mtime
         return True
 
