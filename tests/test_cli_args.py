@@ -37,6 +37,25 @@ CASES = [   # (argv, the option, words of the line)
      ["at least 1", "-1"]),
 ]
 
+FLEET_SETUP = ["fleet", "setup", "DIR", "--fleet", "f1", "--devices", "d1"]
+FLEET_CASES = [   # were written into mosquitto.conf, certificates already expired, or an OverflowError traceback
+    (["--port", "99999"], "argument --port: must be at most 65535"),
+    (["--plaintext-port", "-3"], "argument --plaintext-port: must be at least 1"),
+    (["--port", "0"], "argument --port: must be at least 1"),
+    (["--days", "0"], "argument --days: must be at least 1"),
+    (["--days", "99999999"], "argument --days: must be at most 36500"),
+    (["--port", "8883", "--plaintext-port", "8883"], "--plaintext-port: 8883 is the TLS port too"),
+]
+
+
+@pytest.mark.parametrize("extra, words", FLEET_CASES, ids=[c[0][0] + c[0][1] for c in FLEET_CASES])
+def test_fleet_setup_refuses_a_port_or_lifetime_out_of_reach(tmp_path, capsys, extra, words):
+    with pytest.raises(SystemExit) as stop:
+        main([a.replace("DIR", str(tmp_path / "b")) for a in FLEET_SETUP] + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and words in err[-1], err
+    assert not (tmp_path / "b").exists()
+
 
 @pytest.mark.parametrize("argv, option, words", CASES, ids=[" ".join(c[0][:3]) for c in CASES])
 def test_a_bad_option_value_is_one_line_and_exit_2(tmp_path, capsys, argv, option, words):

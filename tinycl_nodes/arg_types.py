@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 
-def count(minimum: int = 1) -> Callable[[str], int]:
-    """A whole number ≥ ``minimum``."""
+def count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number ≥ ``minimum`` (and ≤ ``maximum``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -23,6 +23,8 @@ def count(minimum: int = 1) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
     return parse
 

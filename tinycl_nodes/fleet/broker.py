@@ -86,6 +86,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..arg_types import count
 from .payload import check_name
 
 AGGREGATOR = "aggregator"
@@ -708,10 +709,12 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                                                       "(in the certificate's SAN; default localhost)")
     s.add_argument("--ip", default=HOST, help="the address the broker listens on (in the SAN too; "
                                               "default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8883)
-    s.add_argument("--plaintext-port", type=int, default=None, help="also listen without TLS on 127.0.0.1 (dev)")
+    s.add_argument("--port", type=count(1, 65535), default=8883)     # -3, 0 and 99999 went into mosquitto.conf
+    s.add_argument("--plaintext-port", type=count(1, 65535), default=None,
+                   help="also listen without TLS on 127.0.0.1 (dev)")
     s.add_argument("--aggregator", default=AGGREGATOR)
-    s.add_argument("--days", type=int, default=825)
+    s.add_argument("--days", type=count(1, 36500), default=825,     # 0: already expired; 99999999: OverflowError
+                   help="how long the certificates are valid")
     s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: "
                    f"{BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
     s.add_argument("--rotate", default="", help="comma-separated names (devices or the aggregator) that get a new "
@@ -725,6 +728,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     r = sub.add_parser("run", help="run mosquitto on a generated directory (foreground)")
     r.add_argument("directory")
     a = p.parse_args(argv)
+    if a.cmd == "setup" and a.plaintext_port == a.port:
+        p.error(f"--plaintext-port: {a.port} is the TLS port too")
     try:
         if a.cmd == "setup":
             devices = [x for x in a.devices.split(",") if x]
