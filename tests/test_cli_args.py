@@ -185,3 +185,24 @@ def test_demo_fleet_refuses_a_bad_parameter_file_or_replay_before_anything_start
     assert main(["demo-fleet", "--no-hosts", "--config", str(short)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: sensor: parameter stream_length: Input should be greater than or equal to 1 (got -5)"]
+
+
+EXPERIMENT_CASES = [   # (argv, the line): tracebacks after seconds of work, or a run on nothing written as a result
+    (["experiment", "tinyrce", "--dataset", "har", "--base-subjects", "98,99", "--new-subjects", ""],
+     "no subject(s) [98, 99] in the HAR data"),
+    (["experiment", "tinyrce", "--dataset", "har", "--base-subjects", "5-1"], "'5-1' is no range of subject numbers"),
+    (["experiment", "tinyrce", "--dataset", "har", "--new-subjects", "13-3000000"], "'13-3000000' is no range"),
+    (["experiment", "tinyrce", "--dataset", "har", "--base-subjects", ""], "--base-subjects: none given"),
+    (["experiment", "select", "--dataset", ","], "--dataset: no dataset in ','"),
+    (["experiment", "tinyndc", "--old-classes", ","], "--old-classes: no class in ','"),
+    (["experiment", "latent", "--methods", "slda_final", "--seeds", "1", "--stream", "10", "--labels", "100000"],
+     "--labels 100000: class '0' has"),
+]
+
+
+@pytest.mark.parametrize("argv, words", EXPERIMENT_CASES, ids=[" ".join(c[0][1:4]) for c in EXPERIMENT_CASES])
+def test_an_experiment_option_the_data_cannot_meet_is_one_line(tmp_path, capsys, data_dir, argv, words):
+    out = tmp_path / "r.json"
+    assert main([*argv, "--data", str(data_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and not out.exists(), err

@@ -92,6 +92,8 @@ def _old_classes(given: str | None, card_names: list[str] | None, names: list[st
         from .datasets import class_ids
 
         old = class_ids(given, names, "--old-classes")
+        if not old:          # ',' made every class new, without a word (forgetting then null)
+            raise TinyclError(f"--old-classes: no class in {given!r}: give those the backbone knows (names or ids)")
     else:
         known = [names.index(c) for c in (card_names or []) if c in names]
         if not known and folder:

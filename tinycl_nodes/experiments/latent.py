@@ -184,6 +184,18 @@ def _prepare(args) -> tuple[exp.Features, exp.Features, Split, FrozenExtractor]:
     return final, latent, split, full
 
 
+def _protocol(args, final: exp.Features, console) -> exp.Protocol:
+    """The protocol the options ask for, fitted to the data as ``experiment tinyndc``'s (``--labels`` beyond a class's
+    images was numpy's "Cannot take a larger sample than population"; a ``--stream`` beyond the pool was recorded as
+    asked, and left no held-out image: forgetting was written as bare NaN, which is not JSON)."""
+    classes = [str(c) for c in range(int(final.train_y.max()) + 1)]
+    exp.check_labelled(final.train_y, classes, {"--labels": args.labels})
+    stream, score_last, note = exp.fit_stream(final.test_y.size, args.stream, exp.Protocol().score_last, args.dataset)
+    if note:
+        console.print(note, style="yellow", soft_wrap=True)
+    return exp.Protocol(stream_length=stream, labels_per_class=args.labels, score_last=score_last)
+
+
 def run_select(final: exp.Features, latent: exp.Features, split: Split, seeds: int, protocol: exp.Protocol,
                progress: Callable[[str], None]) -> dict:
     """The latent grid on the training-split protocol (true labels and tinycl pseudo-labels)."""
@@ -219,14 +231,15 @@ def main(args) -> int:
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 140)
-    protocol = exp.Protocol(stream_length=args.stream, labels_per_class=args.labels)
     if args.select:
         args.split = "train"
         with forbid_test_split():
             final, latent, split, full = _prepare(args)
+            protocol = _protocol(args, final, console)
             result = {"select": run_select(final, latent, split, args.seeds, protocol, console.log)}
     else:
         final, latent, split, full = _prepare(args)
+        protocol = _protocol(args, final, console)
         table = methods(split)
         names = list(args.methods) or list(table)
         result = {"methods": {}}

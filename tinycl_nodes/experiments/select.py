@@ -167,6 +167,8 @@ def main(args) -> int:
                               f"{','.join(map(str, rows))}")
         grids = (replace(grids[0], values=tuple(grids[0].values[i] for i in rows)),)
     datasets = [d for d in args.dataset.split(",") if d]
+    if not datasets:        # ',' scored every grid on no data (NaN) and wrote a choice
+        raise TinyclError(f"--dataset: no dataset in {args.dataset!r} (e.g. mnist,fashion_mnist)")
     if args.model and len(datasets) > 1:
         raise TinyclError("--model names one frozen model: give it with one --dataset")
     with forbid_test_split():

@@ -700,14 +700,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def _subjects(text: str) -> list[int]:
     """'1-12' or '1,3,5' → subject numbers; TinyclError on anything else."""
     out: list[int] = []
-    try:
-        for part in filter(None, text.replace(" ", "").split(",")):
-            a, _, b = part.partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    except ValueError:
-        raise TinyclError(f"subjects: expected e.g. '1-12' or '1,3,5', got {text!r}") from None
-    if any(s < 1 for s in out):
-        raise TinyclError(f"subjects: numbers start at 1, got {text!r}")
+    for part in filter(None, text.replace(" ", "").split(",")):
+        a, _, b = part.partition("-")
+        try:
+            first, last = int(a), int(b) if b else int(a)
+        except ValueError:
+            raise TinyclError(f"subjects: expected e.g. '1-12' or '1,3,5', got {text!r}") from None
+        if not 1 <= first <= last <= 999:       # 5-1 and 13-3000000 failed deep in the run
+            raise TinyclError(f"subjects: {part!r} is no range of subject numbers (1 to 999, the first first)")
+        out += range(first, last + 1)
     return out
 
 
@@ -722,6 +723,14 @@ def run(args: argparse.Namespace) -> int:
     base, new = _subjects(args.base_subjects), _subjects(args.new_subjects)
     if set(base) & set(new):
         raise TinyclError(f"--base-subjects and --new-subjects overlap: {sorted(set(base) & set(new))}")
+    if args.dataset == "har":
+        from ..datasets.har import har_subjects
+
+        if not base:
+            raise TinyclError("--base-subjects: none given (the base model's subjects, e.g. 1-12)")
+        if unknown := sorted(set(base + new) - set(har_subjects(args.data))):
+            raise TinyclError(f"--base-subjects / --new-subjects: no subject(s) {unknown} in the HAR data "
+                              f"(it has {', '.join(map(str, har_subjects(args.data)))})")
     cfg = Config(dataset=args.dataset, memory_bytes=args.memory, r_max=args.r_max, epochs=args.epochs,
                  device=args.device, label_budget=args.budget, base_subjects=base, new_subjects=new,
                  new_user_seeds=args.seeds, cnn_epochs=args.cnn_epochs, cnn_users=args.cnn_users)
