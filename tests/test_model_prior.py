@@ -59,3 +59,11 @@ def test_a_missing_corrupt_or_foreign_prior(tmp_path, data_dir, capsys):
     prior_path(model).write_bytes(b"PK\x03\x04 not a state")
     with pytest.raises(TinyclError, match=r"model prior .*\.classes: state: payload is not a tinycl state file"):
         load_prior(model, ext.hash)
+    prior_path(model).unlink()
+    prior_path(model).mkdir()                       # a folder or a symlink loop was taken for no statistics
+    with pytest.raises(TinyclError, match=r"model prior .*\.classes: cannot be read \(Is a directory\)"):
+        load_prior(model, ext.hash)
+    prior_path(model).rmdir()
+    prior_path(model).symlink_to(prior_path(model).name)
+    with pytest.raises(TinyclError, match=r"model prior .*\.classes: cannot be read \(Too many levels"):
+        load_prior(model, ext.hash)

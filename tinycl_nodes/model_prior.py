@@ -66,8 +66,8 @@ def load_prior(model: str | Path, xhash: str) -> HeadSnapshot | None:
     """The class statistics shipped beside ``model`` (None when it has none), checked against ``xhash``, the
     extractor the features come from; a corrupt file, or one of another extractor, is an error naming it."""
     path = prior_path(model)
-    if not path.is_file():
-        return None
+    if not path.is_file() and not path.is_symlink() and not path.exists():
+        return None                 # (a folder or a symlink loop there was taken for none, without a word)
     try:
         state = from_bytes(path.read_bytes())
         n_features = state["meta"]["n_features"]
@@ -75,6 +75,8 @@ def load_prior(model: str | Path, xhash: str) -> HeadSnapshot | None:
             raise StateError(f"state: n_features {n_features!r} is not a feature count")
         head = StreamingLDA(n_features, extractor_hash=xhash)
         head.load_state_dict(state)
+    except OSError as exc:
+        raise TinyclError(f"model prior {path}: cannot be read ({exc.strerror or exc})") from None
     except (TinyclError, KeyError, TypeError) as exc:
         raise TinyclError(f"model prior {path}: {str(exc).splitlines()[0]}") from None
     return snapshot_from_head(head)

@@ -1,5 +1,6 @@
 """Start-up of a node: ROS-style arguments, ROS 2 parameter files, one line per bad value."""
 
+import re
 import subprocess
 import sys
 
@@ -274,3 +275,17 @@ def test_a_parameter_file_a_node_cannot_use_is_one_short_line(tmp_path, text, wo
     with pytest.raises(TinyclError) as err:          # the launcher's look ahead at the file, too
         node_settings(graph_commands("tinyndc", str(f)))
     assert words in str(err.value) and len(str(err.value)) < 400, str(err.value)[:400]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["-r", "__ns:=bad!ns"], "namespace 'bad!ns': a namespace is /, or /-separated names"),   # ran, made its folder
+    (["-r", "__ns:=/robot1/"], "namespace '/robot1/'"),
+    (["-r", "__ns:=/1robot"], "namespace '/1robot'"),
+    (["-r", "__node:=my-learner"], "node name 'my-learner': letters, digits and _"),
+    (["-p", "publish_every:=["], "-p publish_every: '[' is not a YAML value"),                    # was a traceback
+])
+def test_a_name_ros2_would_refuse_or_a_value_that_is_not_yaml_is_one_line(argv, words):
+    with pytest.raises(TinyclError, match=re.escape(words)):
+        parse_ros_args(["--ros-args", *argv], "learner")
+    for good in ("/", "/robot1/tinycl", "robot1", "/_r2"):
+        assert parse_ros_args(["--ros-args", "-r", f"__ns:={good}"], "learner").namespace == good

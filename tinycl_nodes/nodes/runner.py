@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import reprlib
 import signal
 import sys
@@ -150,6 +151,10 @@ class ManagedParams(NodeParams):
 
 #: rcl flags that take a value / take none, accepted on every backend (the dds backend ignores
 #: those about rcl's own logging and security)
+#: ROS 2's rule for a node's name and each token of a namespace (rcl's: rmw_validate_node_name, _namespace)
+_ROS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROS_NAMESPACE = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+_NAME_RULE = "letters, digits and _, not starting with a digit"
 _FLAGS_WITH_VALUE = {"-e", "--enclave", "--log-config-file", "--log-file-name"}
 _FLAGS = {"--disable-rosout-logs", "--enable-rosout-logs", "--disable-stdout-logs", "--enable-stdout-logs",
           "--disable-external-lib-logs", "--enable-external-lib-logs"}
@@ -192,7 +197,11 @@ def parse_ros_args(argv: list[str], default_name: str) -> RosArgs:
                 key, sep, raw = value.partition(":=")
                 if not sep or not key:
                     raise TinyclError(f"{default_name}: -p expects name:=value, got {value!r}")
-                args.overrides[key] = yaml.safe_load(raw) if raw else ""
+                try:
+                    args.overrides[key] = yaml.safe_load(raw) if raw else ""
+                except yaml.YAMLError as exc:     # was a traceback
+                    raise TinyclError(f"{default_name}: -p {key}: {raw!r} is not a YAML value "
+                                      f"({str(exc).splitlines()[0]})") from None
             elif tok in ("-r", "--remap"):
                 rule, sep, dst = value.partition(":=")
                 if not sep or not rule or not dst:
@@ -214,6 +223,11 @@ def parse_ros_args(argv: list[str], default_name: str) -> RosArgs:
             args.namespace = dst
         else:
             args.remaps.append((src, dst))
+    if not _ROS_NAME.fullmatch(args.node_name):
+        raise TinyclError(f"{default_name}: node name {args.node_name!r}: {_NAME_RULE}")
+    if args.namespace != "/" and not _ROS_NAMESPACE.fullmatch(args.namespace):   # 'bad!ns' ran, and made a state
+        raise TinyclError(f"{default_name}: namespace {args.namespace!r}: a namespace is /, or /-separated names, "
+                          f"each {_NAME_RULE}")                                      # folder of that name
     return args
 
 
