@@ -129,11 +129,12 @@ def test_a_design_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert (tmp_path / "a.onnx").read_text() == "x"
 
 
-def test_an_out_in_a_new_folder_is_made(tmp_path):
-    from tinycl_nodes.arg_types import output_file
+def test_an_out_in_a_new_folder_is_taken_and_nothing_is_made_before_the_work(tmp_path):
+    from tinycl_nodes.arg_types import output_file, output_folder
 
     assert output_file(str(tmp_path / "new" / "deeper" / "r.json")) == str(tmp_path / "new" / "deeper" / "r.json")
-    assert (tmp_path / "new" / "deeper").is_dir()
+    assert output_folder(str(tmp_path / "new2")) == str(tmp_path / "new2")
+    assert list(tmp_path.iterdir()) == []
 
 
 BAD_GRAPH_VALUES = [   # (argv beyond the command, the one line): each started every node, or stalled 60 s

@@ -94,13 +94,16 @@ def names(known: Iterable[str]) -> Callable[[str], tuple[str, ...]]:
 
 
 def _writable_folder(folder: Path) -> None:
-    """Make ``folder`` (and its parents) and write a file in it, or say why not: a check on the user's path before
-    the work, whose results were lost at its end (``--out /proc/x/r.json`` after a whole experiment)."""
-    if folder.exists() and not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"{folder} is a file, not a folder")
+    """Say why ``folder`` cannot be written in (or made), before the work, whose results were lost at its end
+    (``--out /proc/x/r.json`` after a whole experiment). Nothing is left behind: a file made and removed in the
+    nearest folder that exists; a refused run makes no folder."""
+    there = folder
+    while not there.exists() and not there.is_symlink() and there != there.parent:
+        there = there.parent
+    if not there.is_dir():
+        raise argparse.ArgumentTypeError(f"{there} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=there):
             pass
     except OSError as exc:
         raise argparse.ArgumentTypeError(f"cannot write in {folder}: {exc.strerror or exc}") from None
@@ -116,7 +119,7 @@ def output_file(text: str) -> str:
 
 
 def output_folder(text: str) -> str:
-    """A folder to write in, made if missing."""
+    """A folder to write in (made by the work, if missing)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a folder, got ''")
     _writable_folder(Path(os.path.expanduser(text)))
