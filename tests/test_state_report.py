@@ -72,3 +72,37 @@ def test_a_state_of_odd_shapes_and_a_journal_segment_that_is_a_folder_are_report
     (node,) = json.loads(capsys.readouterr().out)["nodes"]
     assert node["parts"]["head"] == "CWRStar, 1 classes, 1 labelled samples kept" and node["journal_records"] == 0
     assert "learner.journal-2 cannot be read (Is a directory)" in caplog.text
+
+
+def test_a_learner_whose_labelled_samples_cannot_be_used_keeps_its_head(tmp_path, caplog):
+    """A checkpoint whose checksum holds but whose labelled part has another shape (a build that kept them otherwise)
+    was set aside whole: the head's 70 samples were lost with it."""
+    import logging
+
+    from tinycl_nodes.storage import load_states, save_states
+
+    xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    params = LearnerParams(preset="supervised", state_dir=str(tmp_path), save_every=10, publish_every=10_000,
+                           publish_period_s=3600.0)
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/", backend="local", graph=graph), params)
+    learner.bring_up()
+    tester = create_bus("tester", "/", backend="local", graph=graph)
+    pub = tester.create_publisher("labeled", "LabeledFeatures", "reliable")
+    rng = np.random.default_rng(0)
+    for i in range(70):
+        pub.publish(_sample(tester, rng.normal(0, 1, 64), i % 3, xhash, 10**9 + i))
+    learner.close()
+    saved = load_states(tmp_path / "learner.state")
+    assert saved["labelled"]["arrays"]["X"].shape[1] == 64 and saved["head"]["meta"]["n_seen"] == 70
+    saved["labelled"]["arrays"]["X"] = np.zeros((len(saved["labelled"]["arrays"]["y"]), 10), np.float32)
+    save_states(tmp_path / "learner.state", saved)
+    with caplog.at_level(logging.ERROR):
+        again = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()), params)
+        again.bring_up()
+    assert again.head.n_seen == 70                                  # the head is back
+    assert "its labelled samples cannot be used" in caplog.text and "the head is restored without them" in caplog.text
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("learner.state.bad-")]
+    assert len(kept) == 1 and kept[0].name in caplog.text
+    assert load_states(kept[0])["labelled"]["arrays"]["X"].shape[1] == 10       # the file as it was
+    again.close()

@@ -44,6 +44,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import tempfile
 import threading
@@ -449,13 +450,27 @@ class StateStore:
         """Move the journal aside (``<name>.journal-<n>.orphan-<time>``): it has no checkpoint to be learned onto."""
         return self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
 
-    def move_aside(self, why: str) -> Path | None:
-        """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
+    def _aside(self) -> Path:
+        """A free name ``<name>.state.bad-<time>`` (never one that exists)."""
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}{BAD}{stamp}")
-        i = 1
+        aside, i = self.path.with_name(f"{self.path.name}{BAD}{stamp}"), 1
         while aside.exists() or aside.is_symlink():
             aside, i = self.path.with_name(f"{self.path.name}{BAD}{stamp}-{i}"), i + 1
+        return aside
+
+    def keep_copy(self) -> str:
+        """Copy the state file aside as it is (``<name>.state.bad-<time>``) before the node saves over it: a node that
+        restored what it could of it (one part could not be used). The words that say where."""
+        aside = self._aside()
+        try:
+            shutil.copy2(self.path, aside)
+        except OSError as exc:
+            return f"no copy of the file could be kept ({one_line(exc)})"
+        return f"the file as it was is kept as {aside.name}"
+
+    def move_aside(self, why: str) -> Path | None:
+        """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
+        aside = self._aside()
         try:
             self.path.rename(aside)
         except OSError as exc:

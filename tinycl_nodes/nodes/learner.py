@@ -195,7 +195,11 @@ class Learner(Node):
         self.from_prior = prior_taken(meta.get("model_prior", False))
         self.class_names.update({int(k): str(v)[:MAX_NAME_CHARS] for k, v in (meta.get("class_names") or {}).items()})
         if "labelled" in saved:
-            self.labelled.load_state_dict(saved["labelled"])
+            try:
+                self.labelled.load_state_dict(saved["labelled"])
+            except StateError as exc:     # the head is what was learned (these only restart a labeler): it was
+                self.log.error("state file %s: its labelled samples cannot be used (%s): the head is restored "
+                               "without them; %s", self.state.path, exc, self.state.keep_copy())   # set aside whole
         if meta.get("prior_wait"):
             # killed while it held the labelled samples: the wait goes on with all it held (learned without the
             # statistics if this start takes none, e.g. model_prior:=false now)
