@@ -30,7 +30,7 @@ from .graphs import FINISHER, GRAPHS, LIVE_CAMERA_PARAMS, REMAPS, STOP_FIRST, no
 from .nodes.runner import STOP_SIGNALS, NodeParams, node_arguments, node_parameters, node_params_model
 from .param_files import sensor_is_live, unknown_sections
 from .parent_death import launcher_env
-from .restarts import RestartPolicy
+from .restarts import USER_ERROR, RestartPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 #: Popen's arguments that put a node in a process group of its own: ``process_group`` is Python 3.11's; on 3.10 (which
@@ -346,4 +346,6 @@ def launch(graph: str, config: str | None, namespace: str, overrides: list[str],
                 print(f"[launch] {signals.name}: stopping …", file=sys.stderr)
             codes = g.stop() if g is not None else {}
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, -signal.SIGTERM)}
-    return 1 if bad else 0
+    # a node's one-line refusal (a bag or camera that is not there, a state_dir that is a file) is the user's mistake
+    # as a refused -p is: exit code 2, as the node's own
+    return USER_ERROR if USER_ERROR in bad.values() else 1 if bad else 0

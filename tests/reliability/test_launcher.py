@@ -177,7 +177,7 @@ def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, doma
     wrong = Launch(tmp_path / "wrong", domain, "--camera", str(tmp_path / "no_such_camera"), "-p", "label_app.port:=0",
                    "-p", "label_app.host:=127.0.0.1", graph="camera")   # (not 8080: another label app may hold it)
     try:
-        assert wrong.proc.wait(timeout=90) == 1
+        assert wrong.proc.wait(timeout=90) == 2         # the camera that is not there: a user error
     finally:
         if wrong.proc.poll() is None:
             wrong.proc.kill()
@@ -237,7 +237,7 @@ def test_state_dir_that_is_a_file_stops_the_launch(tmp_path, domain):
     finally:
         if launch.proc.poll() is None:
             launch.proc.kill()
-    assert code != 0
+    assert code == 2                  # the node's user error is the launch's (it was 1, as for a crash)
     assert any("is a file, not a folder" in ln and "afile" in ln for ln in launch.lines), "\n".join(launch.lines)
     assert any("(exit code 2; its error is above): stopping the graph" in ln for ln in launch.lines)
     assert not any("Traceback" in ln for ln in launch.lines), "\n".join(launch.lines)
