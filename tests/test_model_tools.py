@@ -337,3 +337,15 @@ def test_a_range_file_that_cannot_be_used_bounds_nothing_and_says_why(tmp_path, 
     assert words in missing_words(src, h)
     range_path(src).write_text(json.dumps({"extractor_hash": h, "abs_max": 2.5}))
     assert bound(src, h) == 2.5 * 4 and missing_words(src, h) == ""
+
+
+def test_a_model_path_that_is_a_folder_is_said_so_not_missing(tmp_path, monkeypatch, capsys):
+    """`model layers dir.onnx` (a folder of that name here) said "model not found: …/tinycl_nodes/models/dir.onnx"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.onnx").mkdir()
+    assert main(["model", "layers", "x.onnx"]) == 2
+    assert capsys.readouterr().err.strip() == "error: model x.onnx is not a file"
+    from tinycl_nodes.extractor import ExtractorError, model_path
+
+    with pytest.raises(ExtractorError, match="extractor model x.onnx is not a file"):
+        FrozenExtractor(model_path("x"))

@@ -30,8 +30,8 @@ def model_path(name: str) -> Path:
     (``tinycl_nodes/models/<name>.onnx``)."""
     file = name if name.endswith(".onnx") else f"{name}.onnx"
     p = Path(file).expanduser()
-    if p.is_file() or p.parent != Path("."):        # a path: where it says, there or not (an error names it)
-        return p
+    if p.exists() or p.is_symlink() or p.parent != Path("."):   # a path: where it says, there or not (an error
+        return p                                                 # names it)
     return MODELS_DIR / file
 
 
@@ -45,6 +45,8 @@ def model_not_found(path: Path) -> ExtractorError:
     shipped = sorted(m.stem for m in MODELS_DIR.glob("*.onnx"))
     close = get_close_matches(path.stem, shipped, n=1, cutoff=0.8)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if path.exists() or path.is_symlink():       # a folder of that name, a symlink loop: "not found" misled
+        return ExtractorError(f"extractor model {path} is not a file")
     if path.parent == MODELS_DIR and path.stem not in shipped:
         return ExtractorError(f"extractor model not found: {path.name} is neither in the working directory "
                               f"({Path.cwd()}) nor a shipped model{hint or ' (' + ', '.join(shipped) + ')'}: give "

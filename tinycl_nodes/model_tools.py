@@ -47,7 +47,8 @@ def load_model(path: Path) -> Any:
     from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
 
     if not path.is_file():
-        raise ModelToolError(f"model not found: {path}")
+        raise ModelToolError(f"model {path} is not a file" if path.exists() or path.is_symlink()
+                             else f"model not found: {path}")
     try:
         model = onnx.load(str(path), load_external_data=False)
         files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}

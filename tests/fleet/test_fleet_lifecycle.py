@@ -171,6 +171,10 @@ def test_fleet_status_shows_rounds_devices_and_versions(tmp_path) -> None:
                         lines[-1]), lines[-1]
     r = status(str(tmp_path / "nowhere"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no aggregator state" in r.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "aggregator.state").write_bytes(b"")          # "state: empty file" named no file
+    r = status(str(tmp_path / "empty"))
+    assert r.returncode == 2 and f"{tmp_path / 'empty' / 'aggregator.state'}: state: empty file" in r.stderr, r.stderr
 
 
 def test_fleet_run_says_where_it_listens_or_which_address_is_wrong(tmp_path) -> None:

@@ -490,7 +490,10 @@ def status(state_dir: str) -> dict[str, Any]:
     provenance, every device's held head and the latest rounds. TinyclError (one line) if there is none."""
     from ..storage import load_states, state_path
     path = state_path(state_dir, STATE_KIND)
-    saved = load_states(path)
+    try:
+        saved = load_states(path)
+    except TinyclError as exc:          # "state: empty file" named no file
+        raise TinyclError(f"{path}: {exc}") from None
     if saved is None:
         raise TinyclError(f"no aggregator state in {state_dir} ({path}): is it the aggregator's --state-dir "
                           f"(default: its --broker-dir), and has the aggregator run there?")
