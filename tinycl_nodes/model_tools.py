@@ -346,6 +346,9 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     images = read_images(calib, pre, max_images, rng)
     order = rng.permutation(len(images))
     n_test = max(1, int(round(held_out * len(images))))
+    if n_test >= len(images):       # onnxruntime's own "No data is collected" said nothing of it
+        raise ModelToolError(f"--held-out {held_out}: of {len(images)} images none is left to calibrate on: give a "
+                             f"smaller fraction, or more images")
     test_idx, cal_idx = order[:n_test], order[n_test:]
     x_cal = fp32._prepare([images[i] for i in cal_idx], True)
     card, _ = model_card_of(src_p)
