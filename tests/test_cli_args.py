@@ -207,3 +207,13 @@ def test_an_experiment_option_the_data_cannot_meet_is_one_line(tmp_path, capsys,
     assert main([*argv, "--data", str(data_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and not out.exists(), err
+
+
+@pytest.mark.parametrize("argv, words", [(["aggregate", "--fleet", "f", "--duration", "nan"], "argument --duration"),
+                                         (["fleet", "check", "--broker-dir", "x", "--identity", "a", "--hold", "-1"],
+                                          "argument --hold")])
+def test_a_duration_that_is_no_number_of_seconds_is_one_line(capsys, argv, words):
+    """Both were taken as floats: nan and -1 ran."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and f"{words}: must be in [0, inf)" in capsys.readouterr().err

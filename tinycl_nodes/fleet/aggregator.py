@@ -55,6 +55,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from ..arg_types import number
 from ..core.errors import OtherConfigError, TinyclError
 from ..core.federated import (
     DEFAULT_MAX_NORM,
@@ -651,7 +652,7 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
     ap.add_argument("--state-dir", default="", help="folder of aggregator.state (default: <broker-dir>)")
     ap.add_argument("--host", default="", help="broker host name (default: the broker_dir's, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None)
-    ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run)")
+    ap.add_argument("--duration", type=number(0), default=None, help="stop after this many seconds (default: run)")
     ap.add_argument("--log-level", default="info")
     return ap
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from ..arg_types import number
 from .broker import BrokerSetup
 from .link import connect_error
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--username", default=None)
     ap.add_argument("--password", default=None)
     ap.add_argument("--publish", default=None, help="topic to publish one QoS 1 message on")
-    ap.add_argument("--hold", type=float, default=0.0, help="stay connected this many seconds")
+    ap.add_argument("--hold", type=number(0), default=0.0, help="stay connected this many seconds")
     a = ap.parse_args(argv)
     try:
         st = BrokerSetup.load(a.broker_dir)
