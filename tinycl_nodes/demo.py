@@ -54,12 +54,11 @@ def run_demo(config: str | None = None, overrides: list[str] | None = None, out:
     ov = parse_overrides(overrides or [])
     namespace = demo_namespace()
     settings = node_settings(graph_commands(graph_name, str(cfg), namespace, ov))     # a bad value: nothing starts
-    sensor = settings.get("sensor")
-    if sensor is None or sensor.source != "mnist":   # it counted MNIST's 10 classes, waited for samples that never came
-        source = sensor.source if sensor is not None else "camera driver"
+    sensor = settings["sensor"]
+    if sensor.source != "mnist":       # it counted MNIST's 10 classes, waited for samples that never came, then failed
         raise TinyclError(f"tinycl demo replays MNIST and scores the graph against the in-process run of the same "
-                          f"stream; a {source} source has none: tinycl launch {graph_name} -p sensor.source:={source} "
-                          f"runs it, and its metrics node scores a labelled one")
+                          f"stream; a {sensor.source} source has none: tinycl launch {graph_name} -p "
+                          f"sensor.source:={sensor.source} runs it, and its metrics node scores a labelled one")
     k, n_stream, seed = sensor.labels_per_class, sensor.stream_length, sensor.seed
     expected = 10 * k + n_stream
     # the graph's readers of ground_truth (its parameter file counts them) and this monitor
