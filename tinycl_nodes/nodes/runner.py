@@ -149,12 +149,12 @@ class ManagedParams(NodeParams):
         False, description="ros2 backend: configure and activate at start (the dds backend always does)")
 
 
-#: rcl flags that take a value / take none, accepted on every backend (the dds backend ignores
-#: those about rcl's own logging and security)
 #: ROS 2's rule for a node's name and each token of a namespace (rcl's: rmw_validate_node_name, _namespace)
 _ROS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ROS_NAMESPACE = re.compile(r"/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 _NAME_RULE = "letters, digits and _, not starting with a digit"
+#: rcl flags that take a value / take none, accepted on every backend (the dds backend ignores
+#: those about rcl's own logging and security)
 _FLAGS_WITH_VALUE = {"-e", "--enclave", "--log-config-file", "--log-file-name"}
 _FLAGS = {"--disable-rosout-logs", "--enable-rosout-logs", "--disable-stdout-logs", "--enable-stdout-logs",
           "--disable-external-lib-logs", "--enable-external-lib-logs"}
