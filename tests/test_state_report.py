@@ -72,6 +72,10 @@ def test_a_state_of_odd_shapes_and_a_journal_segment_that_is_a_folder_are_report
     (node,) = json.loads(capsys.readouterr().out)["nodes"]
     assert node["parts"]["head"] == "CWRStar, 1 classes, 1 labelled samples kept" and node["journal_records"] == 0
     assert "learner.journal-2 cannot be read (Is a directory)" in caplog.text
+    (tmp_path / "labeler.state").symlink_to("labeler.state")          # skipped without a word, exit 0
+    assert main(["state", "--state-dir", str(tmp_path), "--json"]) == 1
+    nodes = {n["node"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert nodes["labeler"]["error"] == "state: labeler.state is not a file" and not nodes["learner"]["error"]
 
 
 def test_a_learner_whose_labelled_samples_cannot_be_used_keeps_its_head(tmp_path, caplog):

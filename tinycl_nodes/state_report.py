@@ -54,8 +54,12 @@ def part_words(state: dict[str, Any]) -> str:
 
 def read_node(path: Path, log: logging.Logger) -> NodeState:
     """``path`` (``<node>.state``) and the records of its journal that the checkpoint does not hold."""
+    node = NodeState(path.name[:-len(".state")], str(path), 0, 0.0)
+    if not path.is_file():                  # a folder, a symlink loop: the node would set it aside
+        node.error = f"state: {path.name} is not a file"
+        return node
     info = path.stat()
-    node = NodeState(path.name[:-len(".state")], str(path), info.st_size, info.st_mtime)
+    node.bytes, node.saved_s = info.st_size, info.st_mtime
     first = None
     try:
         states = load_states(path) or {}
@@ -72,7 +76,7 @@ def read_node(path: Path, log: logging.Logger) -> NodeState:
 
 def report(folder: Path, log: logging.Logger) -> tuple[list[NodeState], list[str]]:
     """Every node's state in ``folder``, and the names of the files set aside there."""
-    nodes = [read_node(p, log) for p in sorted(folder.glob("*.state")) if p.is_file()]
+    nodes = [read_node(p, log) for p in sorted(folder.glob("*.state"))]
     return nodes, set_aside(folder)
 
 
@@ -85,8 +89,8 @@ def print_report(folder: Path, nodes: list[NodeState], aside: list[str]) -> None
         table.add_column(col)
     now = time.time()
     for n in nodes:
-        saved = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(n.saved_s))} ({_ago(now - n.saved_s)})\n" \
-                f"{n.bytes:,} B"
+        saved = "-" if not n.saved_s else \
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(n.saved_s))} ({_ago(now - n.saved_s)})\n{n.bytes:,} B"
         holds = f"[red]cannot be used: {n.error}[/red]" if n.error else "\n".join(
             f"{part}: {words}" for part, words in n.parts.items())
         journal = f"{n.journal_records:,} records, {n.journal_bytes:,} B" if n.journal_records else "-"
