@@ -912,3 +912,14 @@ def test_pair_shows_nothing_from_a_pairing_file_it_cannot_use_and_leaves_it_to_t
     with pytest.raises(SystemExit) as stop:
         main(["pair", "--state-dir", str(tmp_path), "--list", "--renew"])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_pairing_file_that_is_a_symlink_loop_is_set_aside_and_said(tmp_path, caplog):
+    """It was replaced by a new secret without a word (every phone unpaired, no line saying why)."""
+    from tinycl_nodes.label_app.pairing import FILE, Pairing
+
+    (tmp_path / FILE).symlink_to(FILE)
+    with caplog.at_level(logging.ERROR):
+        p = Pairing(tmp_path)
+    assert "cannot be loaded (Too many levels of symbolic links)" in caplog.text and p.token
+    assert [q.name for q in tmp_path.glob(f"{FILE}.bad-*")] and (tmp_path / FILE).is_file()

@@ -211,20 +211,26 @@ class Pairing:
             return False
         try:
             st = self.path.stat()
-        except OSError:
+        except FileNotFoundError:
             return False
+        except OSError as exc:      # a symlink loop, a folder's permissions: was replaced by a new secret unsaid
+            return self._set_aside(exc.strerror or str(exc))
         if st.st_mtime == self._mtime:
             return False
         try:
             self.token, self.devices, self.revoked, self.info = read_pairing(self.path)
         except ValueError as exc:
-            aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
-            self.path.rename(aside)
-            self.log.error("pairing file %s cannot be loaded (%s): kept as %s, a new secret is made (pair the "
-                           "phones again)", self.path, exc, aside.name)
-            return False
+            return self._set_aside(str(exc))
         self._mtime = st.st_mtime
         return True
+
+    def _set_aside(self, why: str) -> bool:
+        """A pairing file that cannot be used, renamed aside and said; False (nothing was read)."""
+        aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
+        self.path.rename(aside)
+        self.log.error("pairing file %s cannot be loaded (%s): kept as %s, a new secret is made (pair the phones "
+                       "again)", self.path, why, aside.name)
+        return False
 
     def save(self) -> None:
         if self.path is None:
