@@ -657,7 +657,9 @@ def test_a_rename_is_checked_for_form_only_and_a_silent_labeler_is_said():
                                  ({"class_id": -1, "name": "mug"}, "class_id must be an integer from 0"),
                                  ({"class_id": 3, "name": 7}, "name must be text"),
                                  ({"class_id": 3, "name": "m" * 65},       # the labeler's limit, said at once
-                                  "the class name is 65 characters long, at most 64")):
+                                  "the class name is 65 characters long, at most 64"),
+                                 ({"class_id": 3, "name": "mug\ud800"},     # cannot be sent: was a 500, a traceback
+                                  "not text that can be sent")):
                     await ws.send_json({"type": "rename", **bad})
                     assert why in (await _next(ws, "error"))["message"], bad
                 assert renames == []
@@ -923,3 +925,70 @@ def test_a_pairing_file_that_is_a_symlink_loop_is_set_aside_and_said(tmp_path, c
         p = Pairing(tmp_path)
     assert "cannot be loaded (Too many levels of symbolic links)" in caplog.text and p.token
     assert [q.name for q in tmp_path.glob(f"{FILE}.bad-*")] and (tmp_path / FILE).is_file()
+
+
+def test_a_withdrawn_answer_is_not_sent_again_when_the_question_comes_back(caplog):
+    """A labeler that asks again (restarted, or a new reader) got the withdrawn answer re-sent as an answer: learned
+    after the person had taken it back."""
+    undone = []
+    with serving(None) as (server, sent):
+        server.on_undo = lambda old, new: undone.append((old.request_id, new))
+        server.submit_request(_request("a"))
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def answer_then_withdraw():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                for _ in range(50):
+                    async with s.get(base + "/api/state") as r:
+                        if (await r.json())["pending"]:
+                            break
+                    await asyncio.sleep(0.05)
+                for body in ({"type": "answer", "request_id": "a", "new_class_name": "cup"},
+                             {"type": "undo", "request_id": "a"}):
+                    async with s.post(base + "/api/answer", json=body) as r:
+                        assert r.status == 200, await r.text()
+
+        _run(answer_then_withdraw())
+        assert [x.request_id for x in sent] == ["a"] and undone == [("a", None)]
+        assert server.store.answered["a"].status == "withdrawn"
+        before = len(sent)
+        server.store.answered["a"].answered_s -= 60           # asked again a minute later
+        with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
+            server.submit_request(_request("a"))
+            for _ in range(50):
+                if "its answer was withdrawn" in caplog.text:
+                    break
+                time.sleep(0.02)
+        assert len(sent) == before and "request a asked again: its answer was withdrawn, nothing is sent" in caplog.text
+
+
+def test_http_details_an_unpaired_client_or_a_script_meets(caplog):
+    """A ping by POST was a 400 with its pong; a revoke of [1] a 404 "no such paired phone"; a path with a newline
+    wrote a line of its own into the log; a 10 KB URL logged aiohttp's traceback."""
+    with serving(None) as (server, _):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def go():
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                async with s.post(base + "/api/answer", json={"type": "ping"}) as r:
+                    assert r.status == 200 and (await r.json())["type"] == "pong"
+                async with s.post(base + "/api/revoke", json=[1]) as r:
+                    assert r.status == 400 and "expected" in (await r.json())["message"]
+                async with s.post(base + "/api/revoke", json={"id": "nobody"}) as r:
+                    assert r.status == 404
+            async with aiohttp.ClientSession() as stranger:
+                async with stranger.get(base + "/x%0a%5BERROR%5D%20forged") as r:
+                    assert r.status == 403
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            assert b" 400 " in (await reader.read(100))
+            writer.close()
+
+        with caplog.at_level(logging.INFO):
+            _run(go())
+            time.sleep(0.2)
+    lines = caplog.text.splitlines()
+    assert not any(ln.startswith("[ERROR] forged") or ln.lstrip().startswith("[ERROR] forged") for ln in lines)
+    assert "refused GET /x\\n[ERROR] forged from 127.0.0.1: not paired" in caplog.text
+    assert "Traceback" not in caplog.text and "LineTooLong" in caplog.text

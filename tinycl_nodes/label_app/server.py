@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import steady_wall
 from ..core.errors import TinyclError
@@ -64,6 +65,25 @@ FORBIDDEN = ("<!doctype html><meta name=viewport content='width=device-width,ini
              "<h1>403 — not paired</h1><p>Wrong or missing pairing token. Scan the QR code printed "
              "in the robot's terminal by the <code>label_app</code> node.</p>")
 
+
+
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp's own log of a request it could not parse (a 10 KB URL or header, a control character in one) or of a
+    client gone mid-body: one line, not a traceback an unpaired client can write as often as it likes. An error of
+    ours still comes with its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (HttpProcessingError, ConnectionResetError)):
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:160]!r}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _logged_path(request: web.Request) -> str:
+    """A request's path as the log shows it: escaped, so that a client cannot write a line of its own into the log
+    (``/x%0a[ERROR] …`` did), and cut at 200 characters. (Never its query: the pairing token is there.)"""
+    return request.path[:200].encode("unicode_escape").decode("ascii")
 
 class PortTakenError(TinyclError):
     """The port the server was to bind is another program's (or another label app's): the node says how to choose
@@ -159,6 +179,9 @@ class LabelServer:
         app.router.add_get("/api/state", self._state)
         app.router.add_post("/api/answer", self._answer_http)
         app.router.add_get("/ws", self._ws)
+        server_log = logging.getLogger("aiohttp.server")
+        if not any(isinstance(f, _ClientErrorsInOneLine) for f in server_log.filters):
+            server_log.addFilter(_ClientErrorsInOneLine())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
@@ -211,6 +234,9 @@ class LabelServer:
         what, dropped = self.store.add(req)
         if what == "answered":
             answer = self.store.answered[req.request_id]
+            if answer.status == "withdrawn":    # it was re-sent as an answer: learned after the person took it back
+                self.log.info("request %s asked again: its answer was withdrawn, nothing is sent", req.request_id)
+                return
             if steady_wall.now() - answer.answered_s < RESEND_AFTER_S:
                 return              # crossed our answer on the way (a re-send to a new reader): not lost
             try:
@@ -272,15 +298,16 @@ class LabelServer:
         try:
             allowed, device, pairing = self._phone(request)
         except (UnicodeError, ValueError) as exc:      # undecodable header or cookie
-            self.log.warning("refused %s %s from %s: unreadable credentials (%s)", request.method, request.path,
-                             request.remote, type(exc).__name__)
+            self.log.warning("refused %s %s from %s: unreadable credentials (%s)", request.method,
+                             _logged_path(request), request.remote, type(exc).__name__)
             allowed, device, pairing = False, None, False
         if not allowed:
-            self.log.warning("refused %s %s from %s: not paired", request.method, request.path, request.remote)
+            self.log.warning("refused %s %s from %s: not paired", request.method, _logged_path(request),
+                             request.remote)
             return web.Response(status=403, text=FORBIDDEN, content_type="text/html", headers=SECURITY_HEADERS)
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
-            self.log.warning("refused %s %s: cross-origin request from %s", request.method, request.path,
+            self.log.warning("refused %s %s: cross-origin request from %s", request.method, _logged_path(request),
                              origin[:80].encode("ascii", "replace").decode())
             return web.Response(status=403, text="cross-origin request refused", headers=SECURITY_HEADERS)
         request[DEVICE] = device
@@ -328,7 +355,10 @@ class LabelServer:
         if err is not None:
             return err
         device = payload.get("id") if isinstance(payload, dict) else None
-        if not isinstance(device, str) or not self.pairing.revoke(device):
+        if not isinstance(device, str):        # a 404 "no such paired phone" said nothing of the form
+            return web.json_response({"type": "error", "message": 'expected {"id": "<paired phone id>"}'},
+                                     status=400, headers=SECURITY_HEADERS)
+        if not self.pairing.revoke(device):
             return web.json_response({"type": "error", "message": "no such paired phone"}, status=404,
                                      headers=SECURITY_HEADERS)
         self.log.info("paired phone %s revoked", device)
@@ -338,7 +368,12 @@ class LabelServer:
     async def _json_body(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """The JSON body, or a 400 response with one line: not JSON, nested too deep, unknown charset."""
         try:
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except ConnectionResetError:      # the client went away mid-body (a traceback in the log)
+                self.log.info("%s %s from %s: the client went away before its body came", request.method,
+                              _logged_path(request), request.remote)
+                return None, web.Response(status=400, headers=SECURITY_HEADERS)
             charset = request.charset or "utf-8"
             try:
                 text = raw.decode(charset)
@@ -348,7 +383,7 @@ class LabelServer:
         except (ValueError, UnicodeDecodeError) as exc:
             why = str(exc).splitlines()[0][:120] if isinstance(exc, MalformedJSON) or "charset" in str(exc) \
                 else "not JSON"
-            self.log.error("%s %s from %s: malformed payload dropped: %s", request.method, request.path,
+            self.log.error("%s %s from %s: malformed payload dropped: %s", request.method, _logged_path(request),
                            request.remote, why)
             return None, web.json_response({"type": "error", "message": f"malformed payload: {why}"}, status=400,
                                            headers=SECURITY_HEADERS)
@@ -358,7 +393,8 @@ class LabelServer:
         if err is not None:
             return err
         reply = await self._handle(payload, request.remote)
-        return web.json_response(reply, status=200 if reply["type"] == "ok" else 400, headers=SECURITY_HEADERS)
+        return web.json_response(reply, status=200 if reply["type"] in ("ok", "pong") else 400,
+                                 headers=SECURITY_HEADERS)
 
     # WebSocket -----------------------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.StreamResponse:

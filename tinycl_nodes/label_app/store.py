@@ -287,6 +287,10 @@ class RequestStore:
             raise AnswerError("name must be text")
         if too_long := length_problem(name):    # said at once: the labeler would refuse it for the same reason
             raise AnswerError(too_long)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:          # a lone surrogate cannot be sent at all: it was a 500 and a traceback
+            raise AnswerError("the class name is not text that can be sent (a lone surrogate)") from None
         return Rename(f"rename-{uuid.uuid4().hex}", class_id, name, steady_wall.now() if now is None else now)
 
     def sent_rename(self, rename: Rename) -> None:
