@@ -992,3 +992,22 @@ def test_http_details_an_unpaired_client_or_a_script_meets(caplog):
     assert not any(ln.startswith("[ERROR] forged") or ln.lstrip().startswith("[ERROR] forged") for ln in lines)
     assert "refused GET /x\\n[ERROR] forged from 127.0.0.1: not paired" in caplog.text
     assert "Traceback" not in caplog.text and "LineTooLong" in caplog.text
+
+
+def test_a_labeler_that_comes_up_after_the_app_is_no_warning_and_one_that_goes_is(caplog):
+    """A graph starts the label app before the labeler: under load the app said "the labeler is unreachable", then
+    "reachable again", at a plain launch (a fresh clone's launcher test failed on it)."""
+    listening = {"now": False}
+    with serving(None) as (server, _):
+        server.robot_online = lambda: listening["now"]
+        with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
+            for state, words in ((False, "no labeler is listening yet"), (True, "the labeler is reachable"),
+                                 (False, "the labeler is unreachable"), (True, "the labeler is reachable again")):
+                listening["now"] = state
+                for _ in range(100):
+                    if words in caplog.text:
+                        break
+                    time.sleep(0.02)
+                assert words in caplog.text, caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned == ["the labeler is unreachable", "the labeler is reachable again"], warned

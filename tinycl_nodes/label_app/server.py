@@ -107,6 +107,7 @@ class LabelServer:
         self.classes_every_s = 1.0          # a class seen, a prediction: the pages hear of them at most this often
         self._classes_due: asyncio.TimerHandle | None = None
         self._online = True
+        self._reached = False               # the labeler was seen listening since this app started
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.state_path, self.answered_by = state_path, answered_by
         self.log = log or logging.getLogger("tinycl.label_app")
@@ -576,8 +577,13 @@ class LabelServer:
     def set_online(self, online: bool) -> None:
         if online != self._online:
             self._online = online
-            self.log.warning("the labeler is %s", "reachable again" if online else "unreachable")
+            if self._reached:
+                self.log.warning("the labeler is %s", "reachable again" if online else "unreachable")
+            else:   # a graph starts the app before the labeler: a warning then, and "again", at every launch
+                self.log.info("the labeler is reachable" if online else "no labeler is listening yet: answers "
+                              "wait until one is")
             self._spawn(self._broadcast({"type": "robot", "online": online}))
+        self._reached = self._reached or online
 
 
 ws_device: dict[int, str | None] = {}
