@@ -1011,3 +1011,11 @@ def test_a_labeler_that_comes_up_after_the_app_is_no_warning_and_one_that_goes_i
                 assert words in caplog.text, caplog.text
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warned == ["the labeler is unreachable", "the labeler is reachable again"], warned
+
+
+def test_a_requests_file_that_is_a_symlink_loop_is_set_aside_and_said(tmp_path, caplog):
+    state = tmp_path / "label_app.json"
+    state.symlink_to(state.name)
+    with caplog.at_level(logging.ERROR, logger="tinycl.label_app"), serving(state) as (server, _):
+        assert not server.store.pending
+    assert "cannot be loaded (" in caplog.text and list(tmp_path.glob("label_app.json.bad-*"))

@@ -454,8 +454,9 @@ class RequestStore:
         self.dirty = False
 
     def load(self, path: Path, now: float) -> int:
-        """Restore from ``path`` (missing: nothing); a bad file is kept aside, never overwritten."""
-        if not path.exists():
+        """Restore from ``path`` (missing: nothing); a bad file is kept aside, never overwritten (a symlink loop too:
+        it was taken for no file, without a word)."""
+        if not path.exists() and not path.is_symlink():
             return 0
         try:
             doc = json.loads(path.read_text())
