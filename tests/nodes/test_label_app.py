@@ -1019,3 +1019,40 @@ def test_a_requests_file_that_is_a_symlink_loop_is_set_aside_and_said(tmp_path, 
     with caplog.at_level(logging.ERROR, logger="tinycl.label_app"), serving(state) as (server, _):
         assert not server.store.pending
     assert "cannot be loaded (" in caplog.text and list(tmp_path.glob("label_app.json.bad-*"))
+
+
+def test_a_connection_that_sends_no_whole_request_is_closed_and_a_websocket_is_not(monkeypatch):
+    """A socket that sent nothing, or a header line every few seconds, was held open for as long as the client liked
+    (aiohttp's default: an hour), unpaired."""
+    monkeypatch.setattr(LabelServer, "IDLE_CLOSE_S", 1.0)
+    with serving(None) as (server, _):
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def closed(reader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(), 5) == b""
+            except ConnectionError:               # closed while this side was still writing
+                return True
+
+        async def go():
+            silent = await asyncio.open_connection("127.0.0.1", server.port)
+            trickle = await asyncio.open_connection("127.0.0.1", server.port)
+            async with paired_socket(base) as (_, ws):
+                started = time.monotonic()
+                trickle[1].write(b"GET / HTTP/1.1\r\n")
+                try:
+                    for _ in range(8):                      # a line every 0.5 s, until the server has closed it
+                        await asyncio.sleep(0.5)
+                        trickle[1].write(b"X-Slow: 1\r\n")
+                        await trickle[1].drain()
+                except ConnectionError:
+                    pass
+                assert await closed(silent[0]) and await closed(trickle[0])      # by the server
+                assert time.monotonic() - started < 4
+                await ws.send_json({"type": "ping"})                               # the page's socket lives on
+                assert (await ws.receive_json(timeout=5))["type"] == "pong"
+                await ws.close()
+            for _, writer in (silent, trickle):
+                writer.close()
+
+        _run(go())

@@ -168,6 +168,11 @@ class LabelServer:
             loop.run_until_complete(self._shutdown())
             loop.close()
 
+    #: a connection with no whole request (nothing sent, or a header trickled line by line) is closed after this
+    #: long, as is a keep-alive one left idle: aiohttp 3.14's default, an hour, held every such socket a client opened
+    #: (three for 130 s in the audit, and on). A page's WebSocket is a request in progress, never closed by it.
+    IDLE_CLOSE_S = 30.0
+
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
         app.router.add_get("/", self._page)
@@ -183,7 +188,8 @@ class LabelServer:
         server_log = logging.getLogger("aiohttp.server")
         if not any(isinstance(f, _ClientErrorsInOneLine) for f in server_log.filters):
             server_log.addFilter(_ClientErrorsInOneLine())
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                                     keepalive_timeout=self.IDLE_CLOSE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
