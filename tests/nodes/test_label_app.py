@@ -852,7 +852,8 @@ def test_the_app_refuses_a_prediction_confidence_that_is_no_probability_and_a_cl
         peer.shutdown()
 
 
-@pytest.mark.parametrize("crt, key", [(b"", None), (None, b"not a key"), (b"-----BEGIN CERTIFICATE-----\nAAAA\n", None)])
+@pytest.mark.parametrize("crt, key", [(b"", None), (None, b"not a key"),
+                                      (b"-----BEGIN CERTIFICATE-----\nAAAA\n", None)])
 def test_a_certificate_or_key_that_cannot_be_read_is_made_again_and_said(tmp_path, caplog, crt, key):
     """An empty or foreign label_app.crt ended the label app in a ValueError traceback at start."""
     from cryptography import x509
