@@ -96,7 +96,7 @@ class ModelCard(BaseModel):
 
 def card_path(model: Path) -> Path | None:
     """The card of ``model``: ``<stem>.json``, else a JSON in its folder whose ``files`` lists it. When neither is
-    found and a JSON there cannot be read (it may be the card: ``mnist_0to5.json`` serves three models), a CardError
+    found and a JSON there cannot be read (it may be the card: ``mnist_0to5.json`` serves two models), a CardError
     says so: the model ran on the default card without a word, with another hash and another preprocessing."""
     own = model.with_suffix(".json")
     if own.is_file():
