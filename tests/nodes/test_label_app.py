@@ -1057,3 +1057,23 @@ def test_a_connection_that_sends_no_whole_request_is_closed_and_a_websocket_is_n
                 writer.close()
 
         _run(go())
+
+
+def test_a_body_that_trickles_in_is_dropped_with_408(monkeypatch, caplog):
+    """A paired POST that sent 1 byte of a 100-byte body held its connection, and a handler, as long as it liked."""
+    monkeypatch.setattr(LabelServer, "BODY_READ_S", 1.0)
+    with serving(None) as (server, _):
+        async def go():
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"POST /api/answer HTTP/1.1\r\nHost: x\r\nX-Tinycl-Token: " + TOKEN.encode() +
+                         b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+            started = time.monotonic()
+            head = await asyncio.wait_for(reader.read(200), 5)
+            writer.close()
+            return head, time.monotonic() - started
+
+        with caplog.at_level(logging.WARNING, logger="tinycl.label_app"):
+            head, took = _run(go())
+    assert head.startswith(b"HTTP/1.1 408") and took < 4, (head, took)
+    assert "its body did not come within 1 s: dropped" in caplog.text

@@ -172,6 +172,8 @@ class LabelServer:
     #: long, as is a keep-alive one left idle: aiohttp 3.14's default, an hour, held every such socket a client opened
     #: (three for 130 s in the audit, and on). A page's WebSocket is a request in progress, never closed by it.
     IDLE_CLOSE_S = 30.0
+    #: how long a request's body (64 KB at most: an answer, a revoke) may take to come in
+    BODY_READ_S = 10.0
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
@@ -376,11 +378,16 @@ class LabelServer:
         """The JSON body, or a 400 response with one line: not JSON, nested too deep, unknown charset."""
         try:
             try:
-                raw = await request.read()
+                raw = await asyncio.wait_for(request.read(), self.BODY_READ_S)
             except ConnectionResetError:      # the client went away mid-body (a traceback in the log)
                 self.log.info("%s %s from %s: the client went away before its body came", request.method,
                               _logged_path(request), request.remote)
                 return None, web.Response(status=400, headers=SECURITY_HEADERS)
+            except asyncio.TimeoutError:      # a body trickled in, or never came: its connection was held open
+                self.log.warning("%s %s from %s: its body did not come within %.0f s: dropped", request.method,
+                                 _logged_path(request), request.remote, self.BODY_READ_S)
+                return None, web.json_response({"type": "error", "message": "the request's body did not come in "
+                                                "time"}, status=408, headers=SECURITY_HEADERS)
             charset = request.charset or "utf-8"
             try:
                 text = raw.decode(charset)
