@@ -37,6 +37,16 @@ _PART = struct.Struct("<I")
 BAD, ORPHAN = ".bad-", ".orphan-"
 
 
+def aside_path(path: Path) -> Path:
+    """A free name for a file set aside beside ``path``: ``<name>.bad-<time>``, with ``-1``, ``-2`` … after it when
+    that is taken (never one that exists)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside, i = path.with_name(f"{path.name}{BAD}{stamp}"), 1
+    while aside.exists() or aside.is_symlink():
+        aside, i = path.with_name(f"{path.name}{BAD}{stamp}-{i}"), i + 1
+    return aside
+
+
 def fsync_folder(folder: Path) -> None:
     """Make the names in ``folder`` (a file made or renamed there) survive a power cut; a file system that cannot sync
     a folder is let be."""
@@ -210,17 +220,13 @@ class Journal:
         for kept in self.folder.glob(f"{path.name}{BAD}*"):
             if kept.is_file() and kept.stat().st_size == len(data) and kept.read_bytes() == data:
                 return f"; a copy is kept as {kept.name}"
-        stamp, i = time.strftime("%Y%m%dT%H%M%S"), 0
-        while True:
-            aside = path.with_name(f"{path.name}{BAD}{stamp}" + (f"-{i}" if i else ""))
-            try:
-                with open(aside, "xb") as fh:
-                    fh.write(data)
-                return f"; a copy is kept as {aside.name}"
-            except FileExistsError:
-                i += 1
-            except OSError as exc:
-                return f" (no copy could be kept: {exc.strerror or exc})"
+        aside = aside_path(path)
+        try:
+            with open(aside, "xb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            return f" (no copy could be kept: {exc.strerror or exc})"
+        return f"; a copy is kept as {aside.name}"
 
 
 def _sound_frame(data: bytes, at: int) -> bool:

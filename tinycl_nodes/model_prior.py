@@ -66,7 +66,7 @@ def load_prior(model: str | Path, xhash: str) -> HeadSnapshot | None:
     """The class statistics shipped beside ``model`` (None when it has none), checked against ``xhash``, the
     extractor the features come from; a corrupt file, or one of another extractor, is an error naming it."""
     path = prior_path(model)
-    if not path.is_file() and not path.is_symlink() and not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None                 # (a folder or a symlink loop there was taken for none, without a word)
     try:
         state = from_bytes(path.read_bytes())

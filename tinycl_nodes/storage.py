@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .core import state as st
-from .journal import BAD, ORPHAN, Journal, fsync_folder
+from .journal import BAD, ORPHAN, Journal, aside_path, fsync_folder
 from .core.errors import OtherConfigError, StateError, TinyclError
 
 States = dict[str, dict[str, Any]]
@@ -450,18 +450,10 @@ class StateStore:
         """Move the journal aside (``<name>.journal-<n>.orphan-<time>``): it has no checkpoint to be learned onto."""
         return self.journal.move_aside(f"{ORPHAN}{time.strftime('%Y%m%dT%H%M%S')}")
 
-    def _aside(self) -> Path:
-        """A free name ``<name>.state.bad-<time>`` (never one that exists)."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside, i = self.path.with_name(f"{self.path.name}{BAD}{stamp}"), 1
-        while aside.exists() or aside.is_symlink():
-            aside, i = self.path.with_name(f"{self.path.name}{BAD}{stamp}-{i}"), i + 1
-        return aside
-
     def keep_copy(self) -> str:
         """Copy the state file aside as it is (``<name>.state.bad-<time>``) before the node saves over it: a node that
         restored what it could of it (one part could not be used). The words that say where."""
-        aside = self._aside()
+        aside = aside_path(self.path)
         try:
             shutil.copy2(self.path, aside)
         except OSError as exc:
@@ -470,7 +462,7 @@ class StateStore:
 
     def move_aside(self, why: str) -> Path | None:
         """Rename the state file ``<name>.state.bad-<time>`` (never overwritten) and say so in one line."""
-        aside = self._aside()
+        aside = aside_path(self.path)
         try:
             self.path.rename(aside)
         except OSError as exc:
