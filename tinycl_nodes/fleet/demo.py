@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -55,7 +54,7 @@ from ..arg_types import count, output_file
 from ..launcher import config_path, graph_commands, node_settings, start_graph
 from ..model_prior import load_prior
 from ..nodes.learner import HEAD_PRESETS, head_kind
-from ..nodes.runner import load_params_file
+from ..nodes.runner import read_params_file, sections_params
 from ..interfaces.heads import from_msg
 
 OLD = list(range(6))
@@ -65,10 +64,11 @@ STALL_S = 60.0
 
 
 def _config(cfg: Path) -> dict[str, Any]:
-    """The fleet's parameter file, read as each node reads it (``runner.load_params_file``: one error line naming the
-    file if it is not YAML, or not sections of ``ros__parameters``)."""
-    load_params_file(str(cfg), "demo_fleet", "/")      # its own section: demo_fleet
-    return yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+    """The fleet's parameter file, read once and checked as each node checks it (``runner.read_params_file``: one
+    error line naming the file if it is not YAML, or not sections of ``ros__parameters``)."""
+    doc = read_params_file(cfg, "demo_fleet")
+    sections_params(doc, cfg, "demo_fleet", "/")      # its own section, demo_fleet, and /**
+    return doc
 
 
 def _section(doc: dict, key: str) -> dict[str, Any]:

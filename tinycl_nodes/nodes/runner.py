@@ -231,14 +231,9 @@ def parse_ros_args(argv: list[str], default_name: str) -> RosArgs:
     return args
 
 
-def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(wildcard, own) parameters for one node from a ROS 2 YAML file.
-
-    ``/**`` sections apply to every node, so a node ignores the names it does not declare there
-    (as rclpy does); ``name`` and ``/ns/name`` sections are its own, and a typo there is an error, as is a section
-    whose name is close to a tinycl node's but names none (``param_files.misspelt_sections``).
-    """
-    p = Path(path)
+def read_params_file(p: Path, node_name: str) -> dict[str, Any]:
+    """A ROS 2 parameter file's sections, or one error line per problem naming ``node_name`` (whoever reads it) and
+    the file: missing, not UTF-8 or YAML, nested too deep, not a mapping, a section misspelling a tinycl node."""
     if not p.is_file():
         raise TinyclError(f"{node_name}: parameter file not found: {p}")
     try:
@@ -255,6 +250,24 @@ def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[st
         raise TinyclError(f"{node_name}: parameter file {p} must map node names to ros__parameters")
     if misspelt := misspelt_sections(doc, node_name):
         raise TinyclError("\n".join(f"{node_name}: {p}: {line}" for line in misspelt))
+    return doc
+
+
+def load_params_file(path: str, node_name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(wildcard, own) parameters for one node from a ROS 2 YAML file.
+
+    ``/**`` sections apply to every node, so a node ignores the names it does not declare there
+    (as rclpy does); ``name`` and ``/ns/name`` sections are its own, and a typo there is an error, as is a section
+    whose name is close to a tinycl node's but names none (``param_files.misspelt_sections``).
+    """
+    p = Path(path)
+    return sections_params(read_params_file(p, node_name), p, node_name, namespace)
+
+
+def sections_params(doc: dict[str, Any], p: Path, node_name: str, namespace: str) -> tuple[dict[str, Any],
+                                                                                           dict[str, Any]]:
+    """(wildcard, own) parameters of ``node_name`` in the sections of parameter file ``p`` (``read_params_file``'s
+    ``doc``); a section of its own without ``ros__parameters`` is an error."""
     wildcard: dict[str, Any] = {}
     own: dict[str, Any] = {}
     for key, section in node_sections(doc, node_name, namespace):
