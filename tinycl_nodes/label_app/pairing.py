@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..journal import aside_path
 from ..storage import write_atomic
 
 FILE = "pairing.json"
@@ -226,7 +227,7 @@ class Pairing:
 
     def _set_aside(self, why: str) -> bool:
         """A pairing file that cannot be used, renamed aside and said; False (nothing was read)."""
-        aside = self.path.with_name(f"{self.path.name}.bad-{int(time.time())}")
+        aside = aside_path(self.path)
         self.path.rename(aside)
         self.log.error("pairing file %s cannot be loaded (%s): kept as %s, a new secret is made (pair the phones "
                        "again)", self.path, why, aside.name)

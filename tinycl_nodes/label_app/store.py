@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import steady_wall
+from ..journal import aside_path
 from ..core.errors import InputError
 from ..core.names import MAX_NAME_CHARS, check_class_name, length_problem, normalise_name
 from ..core.validation import MAX_CLASS_ID
@@ -474,7 +474,7 @@ class RequestStore:
             last_s = {k: float(v["last_s"]) for k, v in saved.items()}
             examples = {k: [str(r) for r in v["examples"]][:3] for k, v in saved.items()}
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
+            aside = aside_path(path)
             path.rename(aside)
             self.log.error("pending requests file %s cannot be loaded (%s): kept as %s, starting empty",
                            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, aside.name)
