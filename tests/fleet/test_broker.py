@@ -292,6 +292,34 @@ def test_aggregator_state_survives_restart_and_cli(fleet_setup, broker, tmp_path
     assert aggregate_main(["--fleet", FLEET, "--trim", "0.7"]) == 2
 
 
+def test_an_aggregator_without_its_state_goes_on_from_the_brokers_round(fleet_setup, broker, tmp_path, caplog) -> None:
+    """An aggregator whose state was lost (deleted, moved aside as corrupt, a new host) numbered its rounds from 1
+    again, taking every device's retained head as new; the real bridge, which had merged round 2, skipped rounds 1
+    and 2 as merged already, without a word. Now the broker's retained global head gives the round to go on from."""
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+    d1 = Device(fleet_setup, "dev1")
+    try:
+        for v, w in ((1, [[1, 0], [0, 1]]), (2, [[3, 0], [0, 3]])):
+            d1.publish(head("dev1", w, counts=[10 * v, 10 * v], version=v))
+            wait_for(lambda v=v: d1.globals and d1.globals[-1].version == v)
+        stop_aggregator(agg, stop, t)
+        (tmp_path / "agg" / "aggregator.state").unlink()
+        with caplog.at_level(logging.INFO, logger="tinycl.aggregator"):
+            agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+            wait_for(lambda: agg.round == 2)
+            time.sleep(Aggregator.RESUME_WAIT_S + 0.5)      # dev1's retained v2 came back: it is in round 2
+            assert agg.round == 2 and agg.heads["dev1"].version == 2 and not agg.fresh
+            said = [r.getMessage() for r in caplog.records if "the broker holds" in r.getMessage()]
+            assert said == ["the broker holds the fleet's round 2, this aggregator has no state (lost, deleted or "
+                            "moved aside?): rounds go on from round 3"], said
+            d1.publish(head("dev1", [[5, 0], [0, 5]], counts=[30, 30], version=3))
+            wait_for(lambda: d1.globals[-1].version == 3)    # the bridge took the new aggregator's round in
+        np.testing.assert_allclose(from_msg(d1.globals[-1]).weights, [[5, 0], [0, 5]])
+    finally:
+        d1.close()
+        stop_aggregator(agg, stop, t)
+
+
 def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) -> None:
     """Issue 10 item 6: huge counts, a tiny first head, flags, rollbacks — through the real broker."""
     import struct

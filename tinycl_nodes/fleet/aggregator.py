@@ -32,10 +32,10 @@ saved after every round, at most every ``save_interval_s`` after accepted heads 
 yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
 on restart it is loaded, the last global head is offered again, and the held heads the last global
 head does not contain (its provenance) count as new for the round under way (they came before the
-restart). A file that cannot be used — corrupt, or of another fleet or configuration — is moved
-aside with one line and the aggregator starts fresh. Held heads of devices not in
-``allowed_devices`` (a device revoked since) are dropped at start and a round without them closes
-at once.
+restart). A corrupt file is moved aside with one line (one of another fleet or configuration stops the
+aggregator) and the aggregator starts fresh, from the round the broker holds: its retained global head, which the
+first round of a run waits for (robots skip a round numbered at or below the one they merged). Held heads of devices
+not in ``allowed_devices`` (a device revoked since) are dropped at start and a round without them closes at once.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
@@ -168,6 +168,7 @@ class Aggregator:
         self.payloads: dict[str, bytes] = {}
         self.global_payload: bytes = b""
         self.global_head: HeadSnapshot | None = None
+        self.provenance: dict[str, int] = {}        # the global head's: each device's head version in it
         self.fresh: set[str] = set()
         self.metas: dict[str, PayloadMeta] = {}
         # per device, when this aggregator last took a head of it (its own wall clock: a device's sent_at is its own
@@ -183,6 +184,10 @@ class Aggregator:
         self.accepted = 0
         self.last_refusal = ""
         self._last_round_t = -1e18
+        # the first round of this run waits for the broker's retained global head (the fleet's last round) or
+        # RESUME_WAIT_S after the connection; without a broker link (start=False) none can come
+        self._round_known = not start
+        self._connected_t: float | None = None
         self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s)
                       if params.state_dir else None)
         if self.store is not None and self.store.load(self._restore):
@@ -190,8 +195,10 @@ class Aggregator:
                           self.round, len(self.heads), self.round, ", ".join(sorted(self.fresh)) or "none")
         self.removed = self._drop_not_allowed()
         self.prefix = f"tinycl/{params.fleet}/"
+        # the global topic first: mosquitto sends its retained head before the devices' (each subscription's
+        # retained messages follow its acknowledgement)
         self.link = MqttLink(mqtt_params(params, params.identity), f"tinycl-{params.fleet}-{params.identity}",
-                             [head_topic(params.fleet, "+")], self.on_message, self.log)
+                             [global_topic(params.fleet), head_topic(params.fleet, "+")], self.on_message, self.log)
         if self.global_payload:
             self.link.offer(global_topic(params.fleet), self.global_payload, retain=True)
         if start:
@@ -216,6 +223,9 @@ class Aggregator:
 
     # --- receiving ------------------------------------------------------------------------------
     def on_message(self, topic: str, data: bytes) -> None:
+        if topic == global_topic(self.p.fleet):
+            self._on_broker_global(data)
+            return
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != "tinycl" or parts[1] != self.p.fleet or parts[3] != "head":
             return
@@ -280,9 +290,10 @@ class Aggregator:
             self.metas[device] = meta
             self.payloads[device] = data
             self.heard[device] = time.time()
-            if not self.fresh:
-                self._first_fresh_t = time.monotonic()
-            self.fresh.add(device)
+            if lineage or self._new_since_global(device, snap.version):    # a new lineage's head is new whatever
+                if not self.fresh:                                         # its version
+                    self._first_fresh_t = time.monotonic()
+                self.fresh.add(device)
             self.accepted += 1
             if self.store is not None:
                 self.store.changed()        # a head not saved yet is still retained on the broker
@@ -305,6 +316,61 @@ class Aggregator:
                       "retired lineage %d of %s (%d samples), v%d is its head now", device, new_version, why, device,
                       old.version, len(self.retired[device]), device, int(old.counts.sum()), new_version)
 
+    def _new_since_global(self, device: str, version: int) -> bool:  # lock held
+        """Whether ``device``'s head ``version`` is new to the last global head (not its provenance's): a head the
+        broker hands out again (retained) to an aggregator that holds none of it yet is in the last round already."""
+        return self.provenance.get(device) != version
+
+    #: how long the first round of a run waits, after the broker connection, for the broker's retained global head
+    RESUME_WAIT_S = 2.0
+
+    def _on_broker_global(self, data: bytes) -> None:
+        """The broker's retained global head: the fleet's last round. Heard before this run's first round, a later
+        round than the state's (none: the state lost, deleted, or moved aside as corrupt; an older copy) is where the
+        rounds go on: started fresh, the aggregator numbered them from 1 again, and every robot, which had merged the
+        last round, skipped each new one as merged already, without a word, until the numbers passed it. The head
+        and its provenance become the last round's, when of the fleet's configuration, so the devices' retained heads
+        it contains are not new."""
+        with self._lock:
+            if self._round_known:
+                return                    # this aggregator's own global heads, and re-deliveries
+            self._round_known = True
+            try:
+                meta, snap = decode(data, max_bytes=max(self.p.max_bytes, len(data)), fleet=self.p.fleet)
+            except TinyclError as exc:
+                self.log.warning("the broker's global head cannot be read (%s): rounds go on from round %d", exc,
+                                 self.round + 1)
+                return
+            if meta.round <= self.round:
+                return
+            before, self.round = self.round, meta.round
+            same = (snap.extractor_hash == self.extractor_hash and snap.kind == self.p.kind
+                    and (snap.n_classes == 0 or snap.n_features == self.n_features))
+            if same:
+                self.global_payload, self.global_head, self.provenance = data, snap, dict(meta.provenance)
+                self.fresh = {d for d in self.fresh if self._new_since_global(d, self.heads[d].version)}
+                self._first_fresh_t = self._first_fresh_t if self.fresh else None
+            if self.store is not None:
+                self.store.changed()
+        self.log.warning("the broker holds the fleet's round %d, %s: rounds go on from round %d%s", meta.round,
+                         f"this aggregator's state round {before}" if before else "this aggregator has no state "
+                         "(lost, deleted or moved aside?)", meta.round + 1,
+                         "" if same else f" (its head is of another configuration: {snap.kind} on extractor "
+                         f"{snap.extractor_hash[:12]}; not merged)")
+
+    def _waits_for_broker(self, now: float) -> bool:  # lock held
+        """Whether the first round of this run still waits for the broker's retained global head."""
+        if self._round_known:
+            return False
+        if not self.link.connected.is_set():
+            return True
+        if self._connected_t is None:
+            self._connected_t = now
+        if now - self._connected_t < self.RESUME_WAIT_S:
+            return True
+        self._round_known = True          # the broker holds none: a new fleet, or a broker that lost it
+        return False
+
     # --- rounds ---------------------------------------------------------------------------------
     def tick(self) -> bool:
         """Close a round if due; return whether one was published."""
@@ -313,6 +379,8 @@ class Aggregator:
             if self.store is not None:
                 self.store.tick()
             now = time.monotonic()
+            if self._waits_for_broker(now):
+                return False
             late = (p.round_timeout_s > 0 and self._first_fresh_t is not None and bool(self.fresh)
                     and now - self._first_fresh_t >= p.round_timeout_s)
             due = ((len(self.fresh) >= p.min_new_heads or late or bool(self.removed)) and len(self.heads) >= p.min_devices
@@ -359,8 +427,7 @@ class Aggregator:
             record = self._round_record(rnd, devices, res.head, provenance)
             self.rounds = (self.rounds + [record])[-self.p.rounds_kept:]
             self.round = rnd
-            self.global_head = res.head
-            self.global_payload = payload
+            self.global_head, self.global_payload, self.provenance = res.head, payload, provenance
             self.fresh.clear()
             self.removed = []
             self._first_fresh_t = None
@@ -471,6 +538,7 @@ class Aggregator:
             raise TinyclError("round / rounds table malformed")
         self.round, self.rounds = rnd, rounds[-self.p.rounds_kept:]
         self.heads, self.payloads, self.global_payload, self.global_head = heads, payloads, glob, ghead
+        self.provenance = dict(gmeta.provenance) if gmeta is not None else {}
         self.metas = metas
         heard = meta.get("heard_at") or {}           # none in a state saved before it was kept
         self.heard = {d: float(t) for d, t in heard.items() if d in heads and isinstance(t, (int, float))} \
@@ -479,9 +547,8 @@ class Aggregator:
         # new since the last round: a held head the last global head does not contain (its provenance). Saved
         # before a restart, such a head comes back from the broker as one already held: it must still count,
         # else a round waiting for min_new_heads waits for heads that arrived before the restart
-        prov = gmeta.provenance if gmeta is not None else {}
         # (a new lineage's head has a lower version than the provenance's: any other version is new)
-        self.fresh = {d for d, h in heads.items() if d not in prov or h.version != prov[d]}
+        self.fresh = {d for d, h in heads.items() if self._new_since_global(d, h.version)}
         self._first_fresh_t = time.monotonic() if self.fresh else None
 
 
