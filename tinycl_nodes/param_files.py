@@ -12,6 +12,22 @@ import yaml
 
 from .graphs import LIVE_SOURCES, NODE_MODULES
 
+#: PyYAML's libyaml reader where it has one: the pure-Python one took 2 s, for each node, to refuse a file nested a
+#: few thousand deep, and libyaml refuses nesting past 1,000 in a line (``exceeded maximum nesting depth``)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def yaml_document(text: str) -> Any:
+    """A parameter file's YAML document (yaml.YAMLError, or RecursionError where the pure-Python reader is used, when
+    it is not one)."""
+    return yaml.load(text, Loader=_LOADER)
+
+
+def nested_too_deep(exc: BaseException) -> bool:
+    """Whether reading a YAML document failed because it nests too deep (either reader's words)."""
+    return isinstance(exc, RecursionError) or "exceeded maximum nesting depth" in str(exc)
+
+
 #: how close a section's name must be to a tinycl node's to be taken for a misspelling of it (difflib's ratio:
 #: 'lerner', 'labler', 'sensr' are; 'planner', 'usb_cam', 'camera_driver' — other nodes of a shared file — are not)
 CLOSE = 0.8
@@ -29,7 +45,7 @@ def _readable(path: str) -> Any:
     wrong with the file when it reads it: ``runner.load_params_file``)."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yaml_document(fh.read())
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):     # RecursionError: nested too deep
         return None
 

@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ..bus.base import run_guarded
 from ..bus.param_spec import INT64_MAX, from_ros_values
 from ..core.errors import TinyclError
-from ..param_files import misspelt_sections, node_sections
+from ..param_files import misspelt_sections, nested_too_deep, node_sections, yaml_document
 from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
@@ -237,15 +237,15 @@ def read_params_file(p: Path, node_name: str) -> dict[str, Any]:
     if not p.is_file():
         raise TinyclError(f"{node_name}: parameter file not found: {p}")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        doc = yaml_document(p.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError as exc:
         raise TinyclError(f"{node_name}: parameter file {p} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise TinyclError(f"{node_name}: parameter file {p} cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
+        if nested_too_deep(exc):
+            raise TinyclError(f"{node_name}: parameter file {p} is nested too deep to be parameters") from None
         raise TinyclError(f"{node_name}: parameter file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except RecursionError:
-        raise TinyclError(f"{node_name}: parameter file {p} is nested too deep to be parameters") from None
     if not isinstance(doc, dict):
         raise TinyclError(f"{node_name}: parameter file {p} must map node names to ros__parameters")
     if misspelt := misspelt_sections(doc, node_name):
