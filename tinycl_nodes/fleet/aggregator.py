@@ -358,6 +358,11 @@ class Aggregator:
                          "" if same else f" (its head is of another configuration: {snap.kind} on extractor "
                          f"{snap.extractor_hash[:12]}; not merged)")
 
+    @property
+    def round_known(self) -> bool:
+        """Whether this run knows the round to go on from (the broker's retained global head heard, or waited for)."""
+        return self._round_known
+
     def _waits_for_broker(self, now: float) -> bool:  # lock held
         """Whether the first round of this run still waits for the broker's retained global head."""
         if self._round_known:

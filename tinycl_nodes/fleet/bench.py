@@ -173,6 +173,8 @@ def bench_round(n_devices: int = 200, n_hosts: int = 4, n_classes: int = 10, n_f
                 snaps = _heads(n_devices, n_classes, n_features, seed=2)
                 payloads = [encode(snaps[i].copy(device=n), "bench", n) for i, n in enumerate(names)]
                 time.sleep(0.5)                         # subscriptions acknowledged
+                while not agg.round_known and time.monotonic() < end:
+                    time.sleep(0.01)                    # a run's first round waits for the broker's last round
                 t0 = time.perf_counter()
                 for link, n, data in zip(links, names, payloads):
                     link.offer(head_topic("bench", n), data)
