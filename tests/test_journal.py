@@ -7,6 +7,9 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+import pytest
+
 from tests.conftest import fill
 from tinycl_nodes.core import state as st
 from tinycl_nodes.journal import Journal
@@ -90,16 +93,72 @@ def test_a_torn_last_record_is_dropped_quietly_and_a_damaged_one_is_said(tmp_pat
         with caplog.at_level(logging.ERROR):
             learned, replayed = _restart(tmp_path)
         assert learned == [0, 2] and replayed == 2                    # the record after it is learned again
-        assert len(caplog.records) == 1 and "1 record(s) failed their checksum and were skipped" in caplog.text
+        assert len(caplog.records) == 1 and "1 damaged stretch(es) (9 bytes) skipped" in caplog.text
         kept = list(tmp_path.glob("node.journal-*.bad-*"))           # the checkpoint deletes the segment: a copy stays
         assert len(kept) == 1 and kept[0].read_bytes() == bytes(damaged) and kept[0].name in caplog.text
         caplog.clear()
-    cut = bytearray(whole)
-    cut[record] = 2                                                   # the second record's length: nothing to trust
-    segment.write_bytes(bytes(cut))
+
+
+@pytest.mark.parametrize("length", [2, 0, 255, 2**31])
+def test_a_damaged_length_costs_its_record_alone(tmp_path, caplog, length):
+    """A wrong length field (2 for 1; 0; one past the end; absurd): the rest of the segment was not replayed, and one
+    pointing past the end was taken for a kill's torn record, without a word. The next sound record is found."""
+    _run(tmp_path, range(0), range(4))
+    segment = next(tmp_path.glob("node.journal-*"))
+    whole = bytearray(segment.read_bytes())
+    whole[9:13] = length.to_bytes(4, "little")                       # the second record's length (9 bytes each)
+    segment.write_bytes(bytes(whole))
     with caplog.at_level(logging.ERROR):
-        assert _restart(tmp_path) == ([0], 1)
-    assert "the rest of the segment" in caplog.text and "is not replayed" in caplog.text
+        assert _restart(tmp_path) == ([0, 2, 3], 3)
+    assert len(caplog.records) == 1 and "1 damaged stretch(es) (9 bytes) skipped to the next sound record" in \
+        caplog.text
+
+
+def test_zeros_in_the_middle_of_a_segment_cost_no_record(tmp_path, caplog):
+    """A power cut can leave a block of zeros with sound blocks after it (written back out of order): the records after
+    the zeros were not replayed."""
+    _run(tmp_path, range(0), range(4))
+    segment = next(tmp_path.glob("node.journal-*"))
+    whole = segment.read_bytes()
+    segment.write_bytes(whole[:18] + bytes(4096) + whole[18:])
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([0, 1, 2, 3], 4)
+    assert len(caplog.records) == 1 and "(4096 bytes) skipped" in caplog.text
+
+
+def test_a_damaged_sector_in_a_large_segment_costs_its_records_alone(tmp_path, caplog):
+    """40 KB of random bytes in the middle of a 16 MB segment of 64 KB records: the two records it touches are lost,
+    the rest is replayed, in a bounded time."""
+    learned: list[int] = []
+    store = _store(tmp_path, learned)
+    store.load()
+    for i in range(256):
+        store.record(str(i).encode().rjust(64 << 10))
+    segment = next(tmp_path.glob("node.journal-*"))
+    whole = bytearray(segment.read_bytes())
+    at = 100 * ((64 << 10) + 8) + 30_000                               # inside record 100, into record 101
+    whole[at:at + 40_000] = np.random.default_rng(1).bytes(40_000)
+    segment.write_bytes(bytes(whole))
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR):
+        learned, replayed = _restart(tmp_path)
+    assert time.monotonic() - started < 10
+    assert learned == [i for i in range(256) if i not in (100, 101)] and replayed == 254
+    assert len(caplog.records) == 1 and "1 damaged stretch(es)" in caplog.text
+
+
+def test_garbage_after_the_records_is_given_up_on_in_a_bounded_time(tmp_path, caplog):
+    """16 MB of random bytes after the records: the search for a sound record stops after RESYNC_BYTES of looking."""
+    _run(tmp_path, range(0), range(3))
+    segment = next(tmp_path.glob("node.journal-*"))
+    with open(segment, "ab") as fh:
+        fh.write(np.random.default_rng(0).bytes(16 << 20))
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR):
+        assert _restart(tmp_path) == ([0, 1, 2], 3)
+    took = time.monotonic() - started
+    assert took < 10, took
+    assert len(caplog.records) == 1 and "no sound record after it: the rest of the segment" in caplog.text
 
 
 def test_zeros_a_power_cut_left_end_the_replay_at_once(tmp_path, caplog):
