@@ -315,9 +315,38 @@ def test_an_aggregator_without_its_state_goes_on_from_the_brokers_round(fleet_se
             d1.publish(head("dev1", [[5, 0], [0, 5]], counts=[30, 30], version=3))
             wait_for(lambda: d1.globals[-1].version == 3)    # the bridge took the new aggregator's round in
         np.testing.assert_allclose(from_msg(d1.globals[-1]).weights, [[5, 0], [0, 5]])
+        # the broker's retained global head lost too (cleared by an empty retained message): dev1's retained head v3,
+        # new to this aggregator, is a round, numbered two past the round 2 that dev1's head says its robot merged (it
+        # was sent before the robot merged round 3, and no blended head acknowledged that round: none is made here)
+        stop_aggregator(agg, stop, t)
+        (tmp_path / "agg" / "aggregator.state").unlink()
+        clear = device_link(fleet_setup, "aggregator")
+        clear.offer(global_topic(FLEET), b"", retain=True)
+        wait_for(lambda: not clear.unacked())
+        clear.stop()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="tinycl.aggregator"):
+            agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+            wait_for(lambda: d1.globals[-1].version == 4)
+        assert agg.round == 4 and agg.rounds[-1]["provenance"] == {"dev1": 3}
+        assert any("round numbering goes on from round 4: most devices (1 of 1) merged round 2 or later, this "
+                   "aggregator's last round is 0" in r.getMessage() for r in caplog.records), caplog.text
     finally:
         d1.close()
         stop_aggregator(agg, stop, t)
+
+
+def test_a_minority_of_devices_cannot_push_the_round_numbers(fleet_setup, tmp_path) -> None:
+    """The round a device says it merged moves the numbering only when most devices say so: one saying round
+    2^32 - 1 would have ended the rounds (a round number past the payload's limit)."""
+    agg = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", broker_dir=fleet_setup.directory, extractor_hash=XH,
+                                      n_features=2), start=False)
+    for dev, said in (("dev1", 0), ("dev2", 0), ("evil", 2**32 - 1)):
+        assert agg.accept(dev, encode(head(dev, np.eye(2)), FLEET, dev, round=said))
+    assert agg.aggregate_now() and agg.round == 1
+    for dev, said in (("dev1", 7), ("dev2", 9)):    # two of three (dev2, evil) say 9 or later: two past it
+        assert agg.accept(dev, encode(head(dev, np.eye(2), version=2), FLEET, dev, round=said))
+    assert agg.aggregate_now() and agg.round == 11
 
 
 def test_no_sender_can_block_the_fleet(fleet_setup, broker, tmp_path, caplog) -> None:

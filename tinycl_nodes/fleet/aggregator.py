@@ -34,7 +34,8 @@ on restart it is loaded, the last global head is offered again, and the held hea
 head does not contain (its provenance) count as new for the round under way (they came before the
 restart). A corrupt file is moved aside with one line (one of another fleet or configuration stops the
 aggregator) and the aggregator starts fresh, from the round the broker holds: its retained global head, which the
-first round of a run waits for (robots skip a round numbered at or below the one they merged). Held heads of devices
+first round of a run waits for (robots skip a round numbered at or below the one they merged); without one, from the
+round most devices' heads say they merged. Held heads of devices
 not in ``allowed_devices`` (a device revoked since) are dropped at start and a round without them closes at once.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
@@ -417,7 +418,7 @@ class Aggregator:
                 return False
             snaps = [self.heads[d].without(self._meta_of(d).opt_out) for d in devices]
             snaps += [h.without(m.opt_out) for d in sorted(self.retired) for m, h, _ in self.retired[d]]
-            rnd = self.round + 1
+            rnd = self._devices_round(devices) + 1
             try:
                 res = aggregate(snaps, self.p.method, self.p.trim, version=rnd, min_count=self.p.min_count)
             except TinyclError as exc:
@@ -452,6 +453,22 @@ class Aggregator:
         if self.on_global is not None:
             self.on_global(res.head)
         return True
+
+    def _devices_round(self, devices: list[str]) -> int:  # lock held
+        """The round to number the next one after: this aggregator's last, unless most of ``devices`` say (each head
+        carries the last round its robot took in) they merged a later one. Then the aggregator lost its state and the
+        broker its retained global head both: numbered from 1 again, every new round was skipped as merged already.
+        One more is added: a robot may have merged a round since its last head (a blended head is acknowledged with
+        the next one sent); a gap in the numbers costs nothing. A minority cannot push it up (a device saying it merged
+        round 2^32 - 1 would end the rounds)."""
+        merged = sorted((self._meta_of(d).round for d in devices), reverse=True)
+        most = merged[len(merged) // 2]
+        if most <= self.round:
+            return self.round
+        self.log.warning("round numbering goes on from round %d: most devices (%d of %d) merged round %d or later, "
+                         "this aggregator's last round is %d (its state and the broker's global head lost?)", most + 2,
+                         sum(r >= most for r in merged), len(merged), most, self.round)
+        return most + 1
 
     def _meta_of(self, device: str) -> PayloadMeta:
         meta = self.metas.get(device)
