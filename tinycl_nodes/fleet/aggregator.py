@@ -35,8 +35,8 @@ head does not contain (its provenance) count as new for the round under way (the
 restart). A corrupt file is moved aside with one line (one of another fleet or configuration stops the
 aggregator) and the aggregator starts fresh, from the round the broker holds: its retained global head, which the
 first round of a run waits for (robots skip a round numbered at or below the one they merged); without one, from the
-round most devices' heads say they merged. Held heads of devices
-not in ``allowed_devices`` (a device revoked since) are dropped at start and a round without them closes at once.
+round most devices' heads say they merged. Held heads of devices not in ``allowed_devices`` (a device revoked since)
+are dropped at start and a round without them closes at once.
 
 Run: ``tinycl aggregate --broker-dir DIR --fleet F [--method median] [--state-file PATH]``, or
 as a node on the bus (``python -m tinycl_nodes.fleet.aggregator --ros-args -p fleet:=F ...``),
