@@ -214,11 +214,15 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     }
     refresh();
   }
-  // a press that began on a settling button: its click is dropped even if the button settles before the finger lifts
+  // a press that began on a settling button: its click is dropped even if the button settles before the finger lifts.
+  // pointerdown starts every press; the same press's later events only add to it: a tap's mousedown comes after the
+  // finger lifts, and, the button settled by then, it cleared the flag and the click answered the card that moved in
   let pressedSettling = false;
-  for (const type of ["touchstart", "pointerdown", "mousedown", "keydown"])
-    addEventListener(type, (e) => { pressedSettling = type !== "keydown" && !!(e.target.closest && e.target.closest(".settling")); },
-                     {capture: true});
+  const onSettling = (e) => !!(e.target.closest && e.target.closest(".settling"));
+  addEventListener("pointerdown", (e) => { pressedSettling = onSettling(e); }, {capture: true});
+  for (const type of ["touchstart", "mousedown"])
+    addEventListener(type, (e) => { pressedSettling = pressedSettling || onSettling(e); }, {capture: true});
+  addEventListener("keydown", () => { pressedSettling = false; }, {capture: true});
   addEventListener("click", (e) => {
     if (pressedSettling) { e.stopPropagation(); e.preventDefault(); }
     pressedSettling = false;
