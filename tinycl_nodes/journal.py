@@ -201,11 +201,10 @@ class Journal:
                 continue
             if 0 < n <= MAX_RECORD_BYTES and end > len(data):
                 break                                          # the last record, cut by a kill
-            what = (f"a record of {n} bytes" if n == 0 or n > MAX_RECORD_BYTES or end > len(data)
-                    else "the record") + f" at byte {at}"
-            self.log.error("journal %s: %s%s, and no sound record after it: the rest of the segment (%d bytes) is "
-                           "not replayed%s", path.name, what, "" if what.startswith("a ") else " fails its checksum",
-                           len(data) - at, self.keep_aside(path, data))
+            what = (f"a record of {n} bytes at byte {at}" if n == 0 or n > MAX_RECORD_BYTES or end > len(data)
+                    else f"the record at byte {at} fails its checksum")
+            self.log.error("journal %s: %s, and no sound record after it: the rest of the segment (%d bytes) is not "
+                           "replayed%s", path.name, what, len(data) - at, self.keep_aside(path, data))
             return
         if skipped:
             self.log.error("journal %s: %d damaged stretch(es) (%d bytes) skipped to the next sound record; the rest "
@@ -261,5 +260,5 @@ def _frame_can_start(data: bytes, at: int) -> bool:
     length fits."""
     if at + _FRAME.size > len(data):
         return True
-    (n,) = _PART.unpack_from(data, at)
+    n, _ = _FRAME.unpack_from(data, at)
     return n == 0 or (n <= MAX_RECORD_BYTES and at + _FRAME.size + n <= len(data))
