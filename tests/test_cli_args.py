@@ -3,6 +3,9 @@ written (these were tracebacks deep in a run, or, for ``select --grids``, an emp
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -172,6 +175,28 @@ def test_a_problem_of_every_nodes_shared_file_is_said_once(tmp_path):
         node_settings(graph_commands("tinyndc", str(cfg)))
     lines = str(err.value).splitlines()
     assert lines == ["launch: parameter dds_config: Input should be a valid string (got [1, 2])"], lines
+
+
+@pytest.mark.parametrize("stdin, code, lines", [
+    ("GOOD", 0, []),
+    ("BOGUS", 2, ["learner: parameter preset: Input should be 'tinyndc', 'tinycl', 'supervised' or 'rce' (got 'bogus')",
+                  "labeler: parameter preset: Input should be 'tinyndc', 'tinycl', 'clustering' or 'rce' (got 'bogus')"]),
+    ("[1, 2]", 2, ["parameter_check: its input is not a node → arguments JSON object: expected {node: [ROS arguments]}"]),
+    ("{", 2, ["parameter_check: its input is not a node → arguments JSON object: Expecting property name enclosed in "
+              "double quotes: line 1 column 2 (char 1)"]),
+], ids=["good", "bad value", "not an object", "not JSON"])
+def test_parameter_check_is_the_launchers_check_in_a_process_of_its_own(tmp_path, stdin, code, lines):
+    """What ``ros2 launch`` runs in the nodes' Python before it starts any (``ros_launch._check_parameters``; the
+    launch file's own Python may lack pydantic 2): exit 0, or 2 with one line per problem on stdout."""
+    bogus = tmp_path / "bogus.yaml"
+    bogus.write_text("/**:\n  ros__parameters:\n    preset: bogus\n")
+    files = [str(CONFIG_DIR / "tinyndc.yaml")] + ([str(bogus)] if stdin == "BOGUS" else [])
+    if stdin in ("GOOD", "BOGUS"):
+        stdin = json.dumps({name: ["--ros-args", *(a for f in files for a in ("--params-file", f)), "-r",
+                                   f"__node:={name}"] for name in ("learner", "labeler", "extractor")})
+    run = subprocess.run([sys.executable, "-m", "tinycl_nodes.parameter_check"], input=stdin, capture_output=True,
+                         text=True, timeout=60)
+    assert (run.returncode, run.stdout.splitlines()) == (code, lines), run.stderr[-2000:]
 
 
 def test_demo_fleet_refuses_a_bad_parameter_file_or_replay_before_anything_starts(tmp_path, capsys):

@@ -7,7 +7,8 @@ ignores an argument no file declares). Each node reads the graph's shipped
 parameter file, then ``params_file`` (a user's file outranks the shipped one and needs to hold only what it changes),
 then the launch's own file (``_launch_parameters``): launch arguments that are node parameters under ``/**``, so
 each node takes the names it declares and no other, and a launch argument outranks both files
-(``runner.collect_parameters``: a later file outranks an earlier one). A node that dies while the graph runs is
+(``runner.collect_parameters``: a later file outranks an earlier one); every node's parameters are checked before any
+node starts (``_check_parameters``). A node that dies while the graph runs is
 restarted from its last checkpoint; one that exits with an error ends the launch (exit code 1):
 ``restarts.RestartPolicy``; a launch that is killed (even by kill -9) takes its nodes with it, each saving first
 (``parent_death``). With ``camera_topic`` set, the robot's
@@ -24,7 +25,10 @@ Needs ROS 2 (launch, launch_ros); imported only by launch files.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import typing
@@ -149,6 +153,8 @@ def _graph(context: LaunchContext, graph: str, declared: tuple[str, ...] = ()) -
     started = nodes_started(GRAPHS[graph], live, camera_driver=bool(camera))
     files.append(_launch_parameters(graph, namespace, shared, {
         name: {**own_params.get(name, {}), **({"autostart": True} if name in MANAGED else {})} for name in started}))
+    remaps = [("image", camera)] if camera else list(REMAPS.get(graph, ()))
+    _check_parameters(started, files, namespace, remaps)
     # with a camera the graph runs until Ctrl-C: no replay, nothing to score
     policy = RestartPolicy(finisher=None if live else FINISHER)
     actions: list[Any] = []
@@ -156,13 +162,35 @@ def _graph(context: LaunchContext, graph: str, declared: tuple[str, ...] = ()) -
         kwargs = dict(package=PACKAGE, executable=name, name=name, namespace=namespace, output="screen",
                       emulate_tty=True, parameters=list(files),
                       additional_env=launcher_env(),   # a killed launch takes its nodes with it: parent_death
-                      remappings=[("image", camera)] if camera else list(REMAPS.get(graph, ())),
+                      remappings=remaps,
                       # the node's own logger only: a bare `--log-level debug` also set rcl's and rmw's, whose
                       # debug lines (thousands a second) buried the nodes' own
                       arguments=["--ros-args", "--log-level",
                                  f"{ros_logger_name(name, namespace)}:={get('log_level')}"])
         actions += _node(name, kwargs, policy)
     return actions
+
+
+def _check_parameters(nodes: list[str], files: list[str], namespace: str, remaps: list[tuple[str, str]]) -> None:
+    """Every node's parameters checked, as the node will read them, before any node starts (``launcher.node_settings``,
+    as ``tinycl launch`` does): ``preset:=bogus`` or a misspelt name in ``params_file`` is one line and no node runs.
+    Each node used to start, say its own error, and end the launch with 1 after the others had started. Run by the
+    nodes' ``python3``, not in this process (``parameter_check``: ``ros2`` runs on the system's Python)."""
+    ros_args = ["--ros-args", *(a for f in files for a in ("--params-file", f)), "-r", f"__ns:={namespace}",
+                *(a for src, dst in remaps for a in ("-r", f"{src}:={dst}"))]
+    python = shutil.which("python3") or "python3"      # the node executables' `#!/usr/bin/env python3`
+    try:
+        run = subprocess.run([python, "-m", f"{PACKAGE}.parameter_check"], capture_output=True, text=True,
+                             timeout=120, input=json.dumps({name: [*ros_args, "-r", f"__node:={name}"]
+                                                            for name in nodes}))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"tinycl: cannot check the nodes' parameters with {python}: {exc}: no node started") \
+            from None
+    if run.returncode != 0:
+        lines = run.stdout.strip().splitlines() or [
+            f"cannot check the nodes' parameters with {python} (exit {run.returncode}): "
+            f"{(run.stderr.strip().splitlines() or ['no output'])[-1]}"]
+        raise ValueError("\n".join(f"tinycl: {line}: no node started" for line in lines))
 
 
 def _launch_parameters(graph: str, namespace: str, shared: dict[str, Any], own: dict[str, dict[str, Any]]) -> str:

@@ -163,17 +163,17 @@ def test_autostart_goes_through_the_lifecycle(ros):
     assert learner.stop() == 0
 
 
-def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
+def test_a_bad_parameter_starts_no_node_and_a_failing_node_ends_the_launch(ros):
+    """A parameter a node would refuse is refused before any node starts, in one line each (``preset:=bogus`` used to
+    start the graph, fail the labeler and the learner each on its own and end the launch after the others had
+    started); a node that fails once started (a missing model) ends the launch."""
     bad = params_file(ros.tmp, "tinyndc", learner={"publish_evrey": 5})
-    t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo",
                        f"params_file:={bad}", name="ros2 launch typo")
-    code = launch.wait(90)
-    assert code == 1, launch.text[-3000:]
-    assert "unknown parameter 'publish_evrey' (did you mean 'publish_every'?)" in launch.text
-    assert "tinycl: the learner node failed (exit code 2; its error is above): stopping the graph" in launch.text
-    assert "final: accuracy" not in launch.text, launch.text[-3000:]    # no score of a run that learned nothing
-    print(f"a failing learner ended the launch in {time.monotonic() - t0:.1f} s")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    assert "tinycl: learner: unknown parameter 'publish_evrey' (did you mean 'publish_every'?): no node started" \
+        in launch.text, launch.text[-3000:]
+    assert "process started" not in launch.text, launch.text[-3000:]
 
     doc = yaml.safe_load(bad.read_text())
     del doc["learner"]["ros__parameters"]["publish_evrey"]
@@ -182,8 +182,18 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo2",
                        f"params_file:={bad}", name="ros2 launch typo2")
     assert launch.wait(60) == 1, launch.text[-3000:]
-    assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?)" in launch.text, \
-        launch.text[-3000:]
+    assert "'/**' parameter 'presett' is declared by no tinycl node (did you mean 'preset'?): no node started" \
+        in launch.text, launch.text[-3000:]
+    assert "process started" not in launch.text, launch.text[-3000:]
+
+    # a launch argument's value that the nodes taking it refuse: each says which presets it takes
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo5", "preset:=bogus",
+                       name="ros2 launch preset bogus")
+    assert launch.wait(60) == 1, launch.text[-3000:]
+    refusals = [line for line in launch.lines if "parameter preset: Input should be" in line]
+    assert sorted(re.search(r"tinycl: (\w+): parameter preset", line)[1] for line in refusals) == ["labeler", "learner"]
+    assert all(line.endswith("(got 'bogus'): no node started") for line in refusals), launch.text[-3000:]
+    assert "process started" not in launch.text, launch.text[-3000:]
 
     # a misspelt params_file:= ends the launch before any node starts (launch_ros only warned, and the graph ran on
     # the nodes' defaults: one labelled sample, a best-effort sensor at full speed, a replay scored at 0.20 %)
@@ -197,9 +207,12 @@ def test_a_failing_node_or_a_misspelt_shared_name_ends_the_launch(ros):
     del doc["/**"]["ros__parameters"]["presett"]
     doc["extractor"]["ros__parameters"]["model"] = str(ros.tmp / "nope.onnx")
     bad.write_text(yaml.safe_dump(doc))
+    t0 = time.monotonic()
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/typo3",
                        f"params_file:={bad}", name="ros2 launch typo3")
     assert launch.wait(60) == 1, launch.text[-3000:]
+    assert "final: accuracy" not in launch.text, launch.text[-3000:]    # no score of a run that learned nothing
+    print(f"a failing extractor ended the launch in {time.monotonic() - t0:.1f} s")
     assert "extractor model not found" in launch.text
     assert "tinycl: the extractor node failed (exit code 2; its error is above): stopping the graph" in \
         launch.text, launch.text[-3000:]
