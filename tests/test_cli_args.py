@@ -179,9 +179,10 @@ def test_a_problem_of_every_nodes_shared_file_is_said_once(tmp_path):
 
 @pytest.mark.parametrize("stdin, code, lines", [
     ("GOOD", 0, []),
-    ("BOGUS", 2, ["learner: parameter preset: Input should be 'tinyndc', 'tinycl', 'supervised' or 'rce' (got 'bogus')",
-                  "labeler: parameter preset: Input should be 'tinyndc', 'tinycl', 'clustering' or 'rce' (got 'bogus')"]),
-    ("[1, 2]", 2, ["parameter_check: its input is not a node → arguments JSON object: expected {node: [ROS arguments]}"]),
+    ("BOGUS", 2, [f"{node}: parameter preset: Input should be 'tinyndc', 'tinycl', '{third}' or 'rce' (got 'bogus')"
+                  for node, third in (("learner", "supervised"), ("labeler", "clustering"))]),
+    ("[1, 2]", 2, ["parameter_check: its input is not a node → arguments JSON object: expected {node: [ROS "
+                   "arguments]}"]),
     ("{", 2, ["parameter_check: its input is not a node → arguments JSON object: Expecting property name enclosed in "
               "double quotes: line 1 column 2 (char 1)"]),
 ], ids=["good", "bad value", "not an object", "not JSON"])
