@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import DivergedError, InputError, StateError, TinyclError
 
-ABI_VERSION = 7
+ABI_VERSION = 8
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _RAISES = {-1: InputError, -2: InputError, -4: StateError, -6: DivergedError}   # TINYCL_E*; the words: C's
 
@@ -102,6 +102,7 @@ class Library:
             "tinycl_cwr_load_linear": (C.c_int, [C.c_void_p, C.c_uint32, _i32p, _u32p, _f32p, C.c_char_p]),
             "tinycl_ndc_learn_label": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
             "tinycl_ndc_cwr": (C.c_void_p, [C.c_void_p]),
+            "tinycl_next_class_id": (C.c_int32, [_i32p, C.c_uint32]),
             "tinycl_sizeof_rce": (C.c_size_t, []), "tinycl_rce_capacity": (C.c_uint32, []),
             "tinycl_rce_budget_bytes": (C.c_uint32, [C.c_uint32]),
             "tinycl_rce_init": (C.c_int, [C.c_void_p, C.c_uint32, C.c_double, C.c_double, C.c_double, C.c_uint32]),

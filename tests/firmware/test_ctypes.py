@@ -140,3 +140,55 @@ def test_board_loads_a_global_head_and_late_answers_like_python(lib, vectors):
     for x in vectors.stream_x[241:400]:
         p, c = sysp.step(x), sysc.step(x)
         assert (p.prediction, p.pseudo_label) == c[:2]
+
+
+def test_a_count_at_the_u32_limit_stays_there(lib):
+    """A clusterer blob whose count is 2^32 − 1 (any u32 is a valid blob): the next sample wrapped the count to 0, the
+    centroid became inf (÷ 0), and the blob the board then saved was refused at its next boot. The count now stops
+    there, the centroid moves by the sample's share, and the blob loads again."""
+    py = NearestCentroid(64)
+    py.init_from_labelled(np.stack([np.zeros(64, np.float32), np.ones(64, np.float32)]), np.array([0, 1]))
+    py.counts[0] = 2**32 - 1
+    c = NearestCentroidC(lib)
+    c.load_bytes(c_state.ncm_to_bytes(py))
+    c.update(np.full(64, 2.0**32, np.float32), 0)      # moves the centroid by about 1 in each feature
+    back = c_state.ncm_from_bytes(c.to_bytes())
+    assert back.counts[0] == 2**32 - 1 and np.all(np.isfinite(back.centroids)), back.centroids[0, :4]
+    assert np.allclose(back.centroids[0], 1.0, atol=1e-3) and np.array_equal(back.centroids[1], py.centroids[1])
+    NearestCentroidC(lib).load_bytes(c.to_bytes())     # the board's next boot takes it
+
+
+def test_an_answer_neither_table_can_hold_changes_nothing(lib, vectors):
+    """TinyNDC learns a person's label in the head and the clusterer, both or neither: with the clusterer full (10
+    classes) and a fleet's global head holding a class it lacks (11), an answer of class 11 was learned by the head
+    and then refused by the clusterer, and the call said it failed (the board left it pending, learned)."""
+    from tinycl_nodes.core.federated import snapshot_from_head
+
+    x, y = vectors.init_x, vectors.init_y
+    firsts = [int(np.flatnonzero(y == k)[0]) for k in range(10)]
+    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
+    sysc.init_from_labelled(x[firsts], y[firsts])
+    donor = CWRStar(64, lr=0.02, batch_size=8, extractor_hash=lib.model_sha256)
+    for i in firsts:
+        donor.learn_one(x[i], 11 if int(y[i]) == 9 else int(y[i]))
+    donor.flush()
+    snap = snapshot_from_head(donor)
+    sysc.load_linear(snap.class_ids, snap.counts, snap.weights, snap.extractor_hash)
+    before = sysc.to_bytes()
+    for label in (11, 9, 12):      # 11: the clusterer has no row; 9: the head has none; 12: neither
+        with pytest.raises(InputError, match="no room for another class"):
+            sysc.learn_label(x[firsts[9]], label)
+        assert sysc.to_bytes() == before, label
+    sysc.learn_label(x[firsts[9]], 3)                  # a class both hold: learned
+    assert sysc.to_bytes() != before
+
+
+@pytest.mark.parametrize("known", [[], [0, 1, 2], [7], [3, 3], [2**31 - 1], [2**31 - 1, 0, 1, 3], [2**31 - 1, 0, 1, 2],
+                                   [5, 2**31 - 2]])
+def test_the_boards_new_class_id_is_the_labelers(lib, known):
+    """A person's new class on the board gets the id the Python labeler gives it (``next_class_id``): the board took
+    the highest id + 1, which overflowed after class 2^31 − 1 (then every new class was refused)."""
+    from tinycl_nodes.nodes.label_requests import next_class_id
+
+    ids = np.asarray(known, np.int32)
+    assert lib.lib.tinycl_next_class_id(ids, ids.size) == next_class_id(known)

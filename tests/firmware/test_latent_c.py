@@ -346,3 +346,26 @@ def test_state_blob_both_ways(lib, latents):
     assert ch.to_bytes() == before   # refusals changed nothing
     with pytest.raises(StateError, match="pcg32"):
         latent_to_bytes(LatentUpperHead(back.latent_shape, back.upper, quantization="tensor"))
+
+
+def test_a_blob_past_four_billion_batches_trains_on(lib, latents):
+    """A latent blob whose batch count is 2^32 − 1 (any u32 loads): the memory rule's cap / (n_batches + 1) divided by
+    zero in uint32 (SIGFPE on the host, the board's UDIV gives 0) and the count wrapped to 0, which made the board ask
+    as if untrained. Now the count stops there and the batch trains as numpy's does: nothing more is kept in memory
+    (cap / 2^32 is 0 in both)."""
+    from tinycl_nodes.export.c_state import latent_from_bytes, latent_to_bytes
+
+    X, y = latents
+    head = latent_upper(**SMALL)
+    for i in range(40):
+        head.learn_one(X[i], int(y[i]))
+    head.buffer.n_batches = 2**32 - 1
+    ch = LatentUpperHeadC(lib, **SMALL)
+    ch.load_bytes(latent_to_bytes(head))
+    for i in range(40, 56):                            # one batch of 16
+        head.learn_one(X[i], int(y[i]))
+        ch.learn_one(X[i], int(y[i]))
+    back = latent_from_bytes(ch.to_bytes(), like=latent_upper(**SMALL))
+    assert back.buffer.n_batches == 2**32 - 1 and head.buffer.n_batches == 2**32
+    assert np.array_equal(back.buffer._x[:back.buffer.size], head.buffer._x[:head.buffer.size])
+    assert np.abs(back.classifier.W - head.classifier.W).max() < 1e-6

@@ -192,8 +192,11 @@ def test_cheap_rce_through_ctypes_state_both_ways_and_refusals(lib, har, cheap):
         c.learn_one(np.full(64, np.inf, np.float32), 1)
     with pytest.raises(InputError):
         TinyRCEC(lib, **{**cfg, "memory_bytes": (lib.rce_capacity_int8 + 1) * 78 + 8})
-    with pytest.raises(InputError):
-        TinyRCEC(lib, **{**cfg, "int8_range": float("nan")})
+    for absurd in (float("nan"), 1e300, 1e-300):     # 1e300: an inf scale (every distance NaN); 1e-300: a scale of 0
+        with pytest.raises(InputError):
+            TinyRCEC(lib, **{**cfg, "int8_range": absurd})
+        with pytest.raises(InputError, match="int8_range"):
+            TinyRCE(64, **{**cfg, "int8_range": absurd})
     assert c.to_bytes() == good
 
 

@@ -113,7 +113,11 @@ class TinyRCE(Head):
             raise InputError(f"metric: must be 'l2' or 'l1', got {metric!r}")
         self.metric = metric
         self.int8_range = check_positive(int8_range, "int8_range", allow_zero=True)
-        self.scale = np.float32(self.int8_range / 127.0) if self.int8_range else np.float32(1.0)
+        with np.errstate(over="ignore"):
+            self.scale = np.float32(self.int8_range / 127.0) if self.int8_range else np.float32(1.0)
+        if not 0 < self.scale < np.inf:     # 1e300: an inf scale made every distance NaN (the C core checks the same)
+            raise InputError(f"int8_range: its scale int8_range / 127 must be a float32 above 0 and finite, got "
+                             f"{int8_range}")
         self.max_visit = check_int(max_visit, "max_visit", minimum=0)
         self.prefix_features = check_int(prefix_features, "prefix_features")
         if self.max_visit and self.prefix_features >= n_features:

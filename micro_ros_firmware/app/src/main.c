@@ -131,6 +131,7 @@ static link_t g_link = WAITING;
 static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
+static uint32_t g_not_learned; /* frames predicted, published, not learned: no row for their class in a full head */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
 static int g_global_applied;      /* one was applied, by this boot or a saved state (g_global_version is its version) */
@@ -627,19 +628,21 @@ static void on_answer(const void *msg) {
         return;
     }
     int32_t label = a->class_id;
+    const char *new_name = NULL; /* kept once learned: a refused answer left its name in the saved record */
     if (label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS) {
-        const char *name = a->new_class_name.data ? a->new_class_name.data : "";
-        if (!name[0]) {
+        new_name = a->new_class_name.data ? a->new_class_name.data : "";
+        if (!new_name[0]) {
             g_refused++;
             logf_("LOG label answer '%.40s': a new class without a name: dropped", rid);
             return;
         }
-        label = 0; /* a new class takes the next free id */
-        for (uint32_t r = 0; r < n_known(); r++)
-            if (known_class(r) >= label) label = known_class(r) + 1;
+        static int32_t known[2 * MAXC];
+        uint32_t n = 0;
+        for (uint32_t r = 0; r < n_known(); r++) known[n++] = known_class(r);
+        for (uint32_t i = 0; i < g_n_names; i++) known[n++] = g_name_ids[i];
+        label = tinycl_next_class_id(known, n); /* one past the highest: max + 1 overflowed after class 2^31 − 1 */
         for (uint32_t i = 0; i < g_n_names; i++)
-            if (strcmp(g_names[i], name) == 0) label = g_name_ids[i]; /* named before: the same class */
-        remember_name(label, name);
+            if (strcmp(g_names[i], new_name) == 0) label = g_name_ids[i]; /* named before: the same class */
     } else if (label < 0) {
         g_refused++;
         logf_("LOG label answer '%.40s': class id %ld is not a class: dropped", rid, (long)label);
@@ -663,6 +666,7 @@ static void on_answer(const void *msg) {
               tinycl_error_name(rc));
         return;
     }
+    if (new_name) remember_name(label, new_name);
     logf_("EV %lu answer %lu %ld", (unsigned long)g_frame, (unsigned long)p->sample_id, (long)label);
     p->sample_id = 0;
     g_answers++;
@@ -882,7 +886,13 @@ static void process_frame(void) {
 #else
     const int rc = tinycl_ndc_step(&g_ndc, g_x, -1, &st);
 #endif
-    if (rc != TINYCL_OK) {
+    if (rc == TINYCL_EFULL) { /* the pseudo-label's class has no row in a full head (a global head brought classes the
+                                 * clusterer lacks): the prediction stands and is published, the frame is not learned */
+        if (g_not_learned++ % 100u == 0)
+            logf_("LOG frame %lu: class %ld has no row in the head (%u classes, full): predicted, not learned "
+                  "(%lu such frame(s))", (unsigned long)sample_id, (long)st.pseudo_label, (unsigned)n_known(),
+                  (unsigned long)g_not_learned);
+    } else if (rc != TINYCL_OK) {
         logf_("LOG frame %lu: core step failed (%d): dropped", (unsigned long)sample_id, rc);
         return;
     }

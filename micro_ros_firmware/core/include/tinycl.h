@@ -34,9 +34,10 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 7 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
+#define TINYCL_ABI_VERSION 8 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
                                   4: features_cut_q; 5: TinyRCE int8 centers + visit cap (rce_init_ex, state version 2);
-                                  6: ndc_save / ndc_load / ndc_state_size; 7: TINYCL_EDIVERGED, latent_flush → int */
+                                  6: ndc_save / ndc_load / ndc_state_size; 7: TINYCL_EDIVERGED, latent_flush → int;
+                                  8: next_class_id */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -151,7 +152,7 @@ int tinycl_ndc_init_from_labelled(tinycl_ndc_t *s, const float *X, const int32_t
 int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_t *out);
 /* The stages of tinycl_ndc_step (unlabelled), as measured by the benchmark. */
 /** Learn a true label for a sample seen earlier (a person's answer): CWR* and its centroid, no prediction.
- *  A new class id adds a row and a centroid. */
+ *  A new class id adds a row and a centroid; TINYCL_EFULL, nothing changed, when either table has no row for it. */
 int tinycl_ndc_learn_label(tinycl_ndc_t *s, const float *x, int32_t label);
 /** The system's CWR* head (ABI helper for ctypes: the struct's layout stays private to C). */
 tinycl_cwr_t *tinycl_ndc_cwr(tinycl_ndc_t *s);
@@ -329,6 +330,10 @@ typedef size_t (*tinycl_source_fn)(void *ctx, size_t offset, uint8_t *dst, size_
 /* ---------------------------------------------------------------------------------------------
  * ABI helpers for FFI callers (ctypes): sizes of the structs and build constants.
  * ------------------------------------------------------------------------------------------- */
+/** The id a person's new class gets: one past the highest of ids[0..n), or the lowest free one once that would
+ *  pass INT32_MAX (tinycl_nodes/nodes/label_requests.py next_class_id); -1 for ids NULL with n > 0. */
+int32_t tinycl_next_class_id(const int32_t *ids, uint32_t n);
+
 uint32_t tinycl_abi_version(void);
 uint32_t tinycl_n_features(void);
 void tinycl_cut_grid(uint32_t *n, float *scale, int32_t *zero_point); /**< TINYCL_CUT_F, _SCALE, _ZP */

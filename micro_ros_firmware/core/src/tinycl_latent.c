@@ -9,6 +9,7 @@
 
 #include "tinycl_bytes.h"
 #include "tinycl_latent.h"
+#include "tinycl_util.h"
 
 #define QMIN (-128)
 #define QMAX 127
@@ -312,7 +313,7 @@ static void memory_add(tinycl_latent_t *h, uint32_t n) {
     if (n == 0) return;
     if (h->n_grids == 0) fit_grids(h, n);
     const uint32_t cap = h->p.memory_size;
-    uint32_t keep = cap / (h->n_batches + 1u);
+    uint32_t keep = (uint32_t)(cap / ((uint64_t)h->n_batches + 1u)); /* Python's ints: no wrap to ÷ 0 */
     if (keep > n) keep = n;
     if (keep) {
         tinycl_pcg32_choice(&h->rng_mem, n, keep, h->keep);
@@ -331,7 +332,7 @@ static void memory_add(tinycl_latent_t *h, uint32_t n) {
         }
         h->mem_size += n_fill;
     }
-    h->n_batches++;
+    h->n_batches = tinycl_sat_inc(h->n_batches); /* kept 0 from 1,500 batches on: the same at 2^32 − 1 */
 }
 
 /* Train on the queued batch mixed with replays, then let the memory rule keep some of it; a diverged step ends
@@ -422,8 +423,8 @@ static int learn_sample(tinycl_latent_t *h, const float *x, const int8_t *q, int
     h->pend_row[h->n_pending] = (uint8_t)row;
     h->n_pending++;
     if (h->n_pending >= h->p.batch_size && train_batch(h) != TINYCL_OK) return TINYCL_EDIVERGED;
-    h->n_seen++;
-    h->class_seen[row]++;
+    h->n_seen = tinycl_sat_inc(h->n_seen);
+    h->class_seen[row] = tinycl_sat_inc(h->class_seen[row]);
     return TINYCL_OK;
 }
 

@@ -74,7 +74,7 @@ static void cwr_consolidate(tinycl_cwr_t *h) {
         const double w = sqrt((double)h->past[r] / (double)h->cur[r]);
         for (int f = 0; f < F; f++)
             h->cw[r][f] = (float)(((double)h->cw[r][f] * w + ((double)h->tw[r][f] - mean)) / (w + 1.0));
-        h->past[r] += h->cur[r];
+        h->past[r] = tinycl_sat_add(h->past[r], h->cur[r]);
     }
 }
 
@@ -119,7 +119,7 @@ int tinycl_cwr_learn(tinycl_cwr_t *h, const float *x, int32_t y) {
         float *w = h->tw[r];
         for (int f = 0; f < F; f++) w[f] -= g * x[f];
     }
-    h->n_seen++;
+    h->n_seen = tinycl_sat_inc(h->n_seen);
     if (h->n_batch >= h->batch_size) tinycl_cwr_flush(h);
     return TINYCL_OK;
 }
@@ -243,7 +243,7 @@ int tinycl_ncm_update(tinycl_ncm_t *c, const float *x, int32_t y) {
         c->counts[i] = 1;
         return TINYCL_OK;
     }
-    uint32_t n = c->counts[i] + 1;
+    uint32_t n = tinycl_sat_inc(c->counts[i]); /* a blob's 2^32 − 1 wrapped to 0: centroid ÷ 0 */
     float *m = c->centroids[i];
     if (c->max_count && n > c->max_count) {
         /* Python: min(n, float(max_count)) is a Python float → the division stays float32 */
@@ -293,7 +293,7 @@ int tinycl_ndc_stage_predict(const tinycl_ndc_t *s, const float *x, tinycl_step_
 
 int tinycl_ndc_stage_learn(tinycl_ndc_t *s, const float *x, const tinycl_step_t *st) {
     int rc = tinycl_cwr_learn(&s->cwr, x, st->pseudo_label);
-    if (!rc) s->n_pseudo++;
+    if (!rc) s->n_pseudo = tinycl_sat_inc(s->n_pseudo);
     return rc;
 }
 
@@ -301,11 +301,20 @@ int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinyc
     return st->prediction >= 0 ? tinycl_ncm_update(&s->ncm, x, st->prediction) : TINYCL_OK;
 }
 
+/* Whether class y is in the table or a row is free for it. */
+static int has_room(const int32_t *classes, uint32_t n, int32_t y) {
+    return n < TINYCL_MAX_CLASSES || find_class(classes, n, y) >= 0;
+}
+
 int tinycl_ndc_learn_label(tinycl_ndc_t *s, const float *x, int32_t label) {
     if (!s || label < 0 || !tinycl_finite_vec(x)) return TINYCL_EINVAL;
+    /* both tables first: the head learned a label the clusterer then had no row for, and the call said it failed
+     * (a global head can give the head classes the clusterer lacks) */
+    if (!has_room(s->cwr.classes, s->cwr.n_classes, label) || !has_room(s->ncm.classes, s->ncm.n_classes, label))
+        return TINYCL_EFULL;
     int rc = tinycl_cwr_learn(&s->cwr, x, label);
     if (!rc) rc = tinycl_ncm_update(&s->ncm, x, label);
-    if (!rc) s->n_labels++;
+    if (!rc) s->n_labels = tinycl_sat_inc(s->n_labels);
     return rc;
 }
 
@@ -326,6 +335,19 @@ int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_
     }
     *out = st;
     return rc;
+}
+
+int32_t tinycl_next_class_id(const int32_t *ids, uint32_t n) {
+    if (!ids && n) return -1;
+    int64_t top = -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] > top) top = ids[i];
+    if (top < INT32_MAX) return (int32_t)(top + 1);
+    for (int32_t c = 0;; c++) { /* n + 1 candidates hold a free one */
+        uint32_t i = 0;
+        while (i < n && ids[i] != c) i++;
+        if (i == n) return c;
+    }
 }
 
 /* ------------------------------------------------------------------------------------- ABI */

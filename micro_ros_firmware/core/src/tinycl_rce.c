@@ -260,8 +260,6 @@ uint64_t tinycl_rce_inference_macs(const tinycl_rce_t *r) {
 
 static float ratio_of(float d, float radius) { return d / (radius > 1e-12f ? radius : 1e-12f); }
 
-static uint32_t sat_inc(uint32_t v) { return v == UINT32_MAX ? v : v + 1u; }
-
 /* Python: (memory_bytes − 8·max(C, 1)) // prototype bytes (4F + 14, or F + 14 int8), floor division */
 static int32_t cap_for(uint32_t memory_bytes, uint32_t n_classes, int int8) {
     const int64_t num = (int64_t)memory_bytes - (int64_t)TINYCL_RCE_CLASS_BYTES * (n_classes > 1 ? n_classes : 1);
@@ -277,7 +275,8 @@ int tinycl_rce_params_ok_ex(uint32_t memory_bytes, double r_max, double r_min, d
     if (!(grow_margin >= 0.0) || grow_margin > DBL_MAX) return 0;
     if (metric != TINYCL_RCE_L2 && metric != TINYCL_RCE_L1) return 0;
     if (!(int8_range >= 0.0) || int8_range > DBL_MAX || prefix_features < 1) return 0;
-    if (int8_range != 0.0 && !((float)(int8_range / 127.0) > 0.0f)) return 0; /* a scale float32 holds */
+    if (int8_range != 0.0 && !((float)(int8_range / 127.0) > 0.0f && (float)(int8_range / 127.0) <= FLT_MAX))
+        return 0; /* a scale float32 holds: neither 0 nor inf (1e300 made every distance NaN) */
     if (max_visit && prefix_features >= (uint32_t)F) return 0;
     const int int8 = int8_range != 0.0;
     const int32_t cap = cap_for(memory_bytes, 1, int8);
@@ -483,7 +482,7 @@ static int grow(tinycl_rce_t *r, const float *d, const uint32_t *vis, int all, u
     }
     r->radii[j] = (float)new_r;
     r->last_used[j] = step;
-    r->hits[j] = sat_inc(r->hits[j]);
+    r->hits[j] = tinycl_sat_inc(r->hits[j]);
     r->counters[TINYCL_RCE_GROWN]++;
     return 1;
 }
@@ -542,7 +541,7 @@ static void learn_row(tinycl_rce_t *r, const float *x, uint32_t row, uint32_t st
         }
     }
     if (hit >= 0) {
-        r->hits[hit] = sat_inc(r->hits[hit]);
+        r->hits[hit] = tinycl_sat_inc(r->hits[hit]);
         r->last_used[hit] = step;
     } else if (!grow(r, d, vis, all, n_vis, row, step)) {
         double radius = r->r_max;
@@ -563,9 +562,9 @@ int tinycl_rce_learn(tinycl_rce_t *r, const float *x, int32_t y) {
         r->classes[idx] = y;
         r->class_seen[idx] = 0;
     }
-    learn_row(r, x, (uint32_t)idx, sat_inc(r->n_seen));
-    r->n_seen = sat_inc(r->n_seen);
-    r->class_seen[idx] = sat_inc(r->class_seen[idx]);
+    learn_row(r, x, (uint32_t)idx, tinycl_sat_inc(r->n_seen));
+    r->n_seen = tinycl_sat_inc(r->n_seen);
+    r->class_seen[idx] = tinycl_sat_inc(r->class_seen[idx]);
     return TINYCL_OK;
 }
 
