@@ -353,3 +353,89 @@ def test_a_model_path_that_is_a_folder_is_said_so_not_missing(tmp_path, monkeypa
 
     with pytest.raises(ExtractorError, match="extractor model x.onnx is not a file"):
         FrozenExtractor(model_path("x"))
+
+
+def _small_convnet(path, *, opset: int = 17, input_type: int = 1, label_first: bool = False,
+                   external: bool = False) -> None:
+    """A user's model as onnx.helper writes it: conv, ReLU, global pooling to 8 features for 3×64×64 input (an input
+    of another type is cast first; ``label_first``: an int64 argmax is the first output, the features the second)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, x = [], "x"
+    if input_type != TensorProto.FLOAT:
+        nodes.append(helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT, name="cast"))
+        x = "xf"
+    nodes += [helper.make_node("Conv", [x, "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+              helper.make_node("Relu", ["c"], ["r"], name="relu"),
+              helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+              helper.make_node("Flatten", ["g"], ["features"], axis=1, name="flatten")]
+    outputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 8])]
+    if label_first:
+        nodes.append(helper.make_node("ArgMax", ["features"], ["label"], axis=1, keepdims=0, name="argmax"))
+        outputs.insert(0, helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]))
+    weights = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w"),
+               numpy_helper.from_array(np.zeros(8, np.float32), "b")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", input_type, ["N", 3, 64, 64])],
+                              outputs, weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path), save_as_external_data=external, location=f"{path.name}.data", size_threshold=0)
+
+
+def test_a_model_of_opset_11_is_quantized_at_opset_13(models, calib, capsys, tmp_path):
+    """int8 per-channel weights need opset 13's DequantizeLinear: a model exported at opset 11 was quantized as it
+    was, and the int8 model it wrote could not be loaded ("Unrecognized attribute: axis"), the error naming a deleted
+    temporary file."""
+    _small_convnet(tmp_path / "op11.onnx", opset=11)
+    src, out = tmp_path / "op11_fp32.onnx", tmp_path / "op11_int8.onnx"
+    assert main(["model", "import", str(tmp_path / "op11.onnx"), "--card", str(models[0] / "rgb64.yaml"),
+                 "--out", str(src)]) == 0
+    assert main(["model", "quantize", str(src), "--calib", str(calib), "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    int8 = FrozenExtractor(out)
+    assert int8.quantized and int8.n_features == 8
+    frames = [cv2.imread(str(p))[:, :, ::-1] for p in sorted(calib.rglob("*.jpg"))[:10]]
+    assert cosine(int8.extract(frames), FrozenExtractor(src).extract(frames)).mean() > 0.99
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("uint8 input", "input 'x' is tensor(uint8); tinycl feeds tensor(float)"),
+    ("float16 input", "input 'x' is tensor(float16); tinycl feeds tensor(float)"),
+    ("label first", "output 'label' is tensor(int64), not float32 features: name a float output (features)"),
+    ("external data", "its weights are in a separate file (ONNX external data): `tinycl model import "),
+])
+def test_a_model_the_extractor_cannot_use_is_refused_in_one_line(tmp_path, kind, words):
+    """Each was taken: an integer or float16 input made every frame fail in onnxruntime (one error per frame, the
+    node's graph fed nothing); an int64 class label as the first output was read as one feature; weights kept beside
+    the model (external data) failed to load with onnxruntime's "escapes working directory", and the extractor's hash
+    would not have covered them."""
+    from onnx import TensorProto
+
+    from tinycl_nodes.extractor import ExtractorError
+
+    path = tmp_path / "m.onnx"
+    _small_convnet(path, input_type={"uint8 input": TensorProto.UINT8, "float16 input": TensorProto.FLOAT16}.get(
+        kind, TensorProto.FLOAT), label_first=kind == "label first", external=kind == "external data")
+    with pytest.raises(ExtractorError) as err:
+        FrozenExtractor(path)
+    assert words in str(err.value) and "\n" not in str(err.value), err.value
+
+
+def test_import_embeds_a_models_external_weights(models, tmp_path):
+    """What the external-data refusal tells the user to run: the imported model is one self-contained file."""
+    _small_convnet(tmp_path / "ext.onnx", external=True)
+    out = tmp_path / "own.onnx"
+    assert main(["model", "import", str(tmp_path / "ext.onnx"), "--card", str(models[0] / "rgb64.yaml"),
+                 "--out", str(out)]) == 0
+    (tmp_path / "ext.onnx.data").unlink()
+    assert FrozenExtractor(out).n_features == 8
+
+
+def test_layers_lists_nodes_without_names_by_their_output(capsys):
+    """The shipped ELMs name no node: `tinycl model layers har_elm` listed "0 nodes", and a wrong cut's hint named
+    none, though a cut at an output tensor works."""
+    assert main(["model", "layers", "har_elm"]) == 0
+    out = capsys.readouterr().out
+    assert "har_elm: 12 nodes" in out and "GlobalAveragePool" in out and " gap " in out, out

@@ -118,10 +118,18 @@ class FrozenExtractor:
         try:
             self._session = ort.InferenceSession(payload, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+            if "external data" in str(exc).lower():   # its extractor hash would not cover the weights either
+                raise ExtractorError(f"{self.path}: its weights are in a separate file (ONNX external data): "
+                                     f"`tinycl model import {self.path.name} --card CARD.yaml --out NAME.onnx` "
+                                     f"writes one self-contained model") from None
             raise ExtractorError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}") from None
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:
             raise ExtractorError(f"{self.path}: expected 1 input and at least 1 output")
+        if inputs[0].type != "tensor(float)":    # every frame then failed in onnxruntime, one error each
+            raise ExtractorError(f"{self.path}: input {inputs[0].name!r} is {inputs[0].type}; tinycl feeds "
+                                 f"tensor(float) (images as the card's preprocessing makes them): re-export the "
+                                 f"model with a float32 input")
         self._input = inputs[0].name
         shape = inputs[0].shape
         if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
@@ -133,8 +141,14 @@ class FrozenExtractor:
         check_card(self.card, self.input_shape, [o.name for o in outputs], str(self.path))
         self.preprocessing = self.card.preprocessing or default_card(self.input_shape).preprocessing
         self._output = self.card.feature_output or outputs[0].name
+        feature = next(o for o in outputs if o.name == self._output)
+        if feature.type != "tensor(float)":      # a class label (int64) was taken for one feature
+            others = [o.name for o in outputs if o.type == "tensor(float)"]
+            raise ExtractorError(f"{self.path}: output {feature.name!r} is {feature.type}, not float32 features"
+                                 + (f": name a float output ({', '.join(others)}) as the card's feature_output, or "
+                                    f"`tinycl model import --cut` the layer to use" if others else ""))
         # a latent (C, H, W) output is flattened: features are vectors
-        out_dims = next(o for o in outputs if o.name == self._output).shape[1:]
+        out_dims = feature.shape[1:]
         self.n_features = int(np.prod(out_dims)) if out_dims and all(isinstance(d, int) for d in out_dims) \
             else int(self.extract_one(np.zeros(self.input_shape, np.float32)).shape[0])
 

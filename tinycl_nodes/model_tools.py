@@ -77,9 +77,10 @@ def _cut_tensor(model: Any, cut: str) -> str:
     if cut in nodes:
         return nodes[cut].output[0]
     close = get_close_matches(cut, sorted(tensors | set(nodes)), n=3)
+    names = [n.name or n.output[0] for n in g.node if n.output]      # a node without a name: its output tensor
     raise ModelToolError(f"cut point {cut!r} is neither a node nor a tensor of the model"
                          + (f" (did you mean {', '.join(map(repr, close))}?)" if close else
-                            f" ({len(nodes)} nodes, e.g. {', '.join(list(nodes)[-3:])};"
+                            f" ({len(names)} nodes, e.g. {', '.join(names[-3:])};"
                             f" `tinycl model layers` lists them with their shapes)"))
 
 
@@ -185,12 +186,13 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
               for v in [*model.graph.value_info, *model.graph.output] if v.type.tensor_type.HasField("shape")}
     rows = []
     for node in model.graph.node:
-        if not node.name or not node.output:
+        if not node.output:
             continue
         shape = shapes.get(node.output[0])
         body = list(shape[1:]) if shape else []
         vector = bool(body) and body[0] != 1 and all(d == 1 for d in body[1:])
-        rows.append({"node": node.name, "op": node.op_type, "output": node.output[0], "shape": shape,
+        # a node without a name (the shipped ELMs': none has one) is cut at by its output tensor's name
+        rows.append({"node": node.name or node.output[0], "op": node.op_type, "output": node.output[0], "shape": shape,
                      "vector": vector})
     return rows
 
@@ -265,8 +267,8 @@ def _runs(path: Path, pre: Preprocessing) -> Any:
         feats = ex.extract([probe, probe[::-1]])
         if not np.isfinite(feats).all():
             raise ModelToolError("the cut model gives NaN or inf features on a test image")
-    except TinyclError as exc:
-        raise ModelToolError(f"the cut model does not run: {exc}") from None
+    except TinyclError as exc:    # the staged file's path would name a file that is gone by the time it is read
+        raise ModelToolError(f"the cut model does not run: {str(exc).replace(f'{path}: ', '')}") from None
     return ex
 
 
@@ -294,7 +296,12 @@ def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[
             return next(self._it, None)
 
     pre = int8_path.with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)   # ONNX shape inference suffices: fixed image sizes
+    source = _at_least_opset(fp32_path, QDQ_OPSET, int8_path.with_suffix(".opset.onnx"))
+    try:
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)   # ONNX shape inference: fixed image sizes
+    finally:
+        if source != fp32_path:
+            source.unlink(missing_ok=True)
     quiet = _PerTensorFallback()
     logging.getLogger().addFilter(quiet)
     try:
@@ -303,6 +310,29 @@ def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[
     finally:
         logging.getLogger().removeFilter(quiet)
         pre.unlink(missing_ok=True)
+
+
+#: per-channel DequantizeLinear (its ``axis``) is opset 13's: a model of opset 11 or 12 quantized as it is gave an int8
+#: model that onnxruntime refuses ("Unrecognized attribute: axis for operator DequantizeLinear")
+QDQ_OPSET = 13
+
+
+def _at_least_opset(path: Path, opset: int, staged: Path) -> Path:
+    """``path``, or its conversion to ``opset`` written to ``staged`` when the model's ONNX opset is older."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(path))
+    current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=opset)
+    if current >= opset:
+        return path
+    try:
+        onnx.save(version_converter.convert_version(model, opset), str(staged))
+    except Exception as exc:  # noqa: BLE001 - the converter raises several types
+        raise ModelToolError(f"{path.name}: opset {current} cannot be converted to opset {opset}, which int8 "
+                             f"quantization needs ({str(exc).splitlines()[0][:160]}): re-export it at opset "
+                             f"{opset} or later") from None
+    return staged
 
 
 class _PerTensorFallback(logging.Filter):
