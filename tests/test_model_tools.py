@@ -167,7 +167,7 @@ def test_quantize_calibrates_on_a_folder_and_reports_cosine(models, calib, capsy
     assert cosine(int8.extract(frames), FrozenExtractor(src).extract(frames)).mean() > 0.99
     print(line)
     assert main(["model", "quantize", str(src), "--calib", str(d / "nowhere"), "--out", str(d / "y.onnx")]) == 2
-    assert "calibration folder not found" in capsys.readouterr().err
+    assert f"image folder not found: {d / 'nowhere'}" in capsys.readouterr().err
     # all 60 images held out: onnxruntime's "No data is collected", naming no option
     assert main(["model", "quantize", str(src), "--calib", str(calib), "--held-out", "0.995",
                  "--out", str(d / "z.onnx")]) == 2

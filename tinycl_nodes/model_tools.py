@@ -278,7 +278,7 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
 
     root = Path(folder)
     if not root.is_dir():
-        raise ModelToolError(f"calibration folder not found: {root}")
+        raise ModelToolError(f"image folder not found: {root}")   # --calib, and `model range --images`
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
