@@ -10,9 +10,14 @@
 - The latent app built with a learning rate far too high (TINYCL_APP_LATENT_LR) drops a diverging round and takes
   back the head it saved after the last one: it used to train on into NaN weights and save them, a state its next
   boot refused, so a reset lost everything it had learned.
+- Through the real agent, the TinyNDC app whose head a fleet's global head filled with classes its clusterer lacks
+  predicts and publishes every frame (a frame of a class without a row was dropped whole), and numbers a person's new
+  class as the Python labeler does (after class 2^31 − 1 it overflowed, and the answer was learned as class 8).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -47,6 +52,71 @@ def test_tinyndc_board_saves_what_it_learns_without_an_agent(data_dir, tmp_path)
     preds = [board["predictions"][i] for i in range(N_OFFLINE)]
     assert preds == demo.host_replay(bd, [], None, N_OFFLINE)
     print(f"no agent: {len(saved)} saves, the last {saved[-1]!r}")
+
+
+def test_tinyndc_board_with_a_full_head_predicts_every_frame_and_numbers_a_new_class_as_the_labeler(data_dir,
+                                                                                                        tmp_path):
+    """Through the real agent, the same build: a fleet's global head holds ten classes, 0–8 and 2^31 − 1 (where the
+    clusterer has 9), so the board's head is full and lacks the clusterer's class 9.
+
+    - A frame the clusterer labels 9 was dropped whole ("core step failed (-2)"): no features, no prediction, until
+      another global head. It is predicted and published now, not learned, and the board says so.
+    - A person's new class took the highest known id + 1, which overflows after 2^31 − 1 (undefined behaviour: the
+      old build learned the answer as class 8). It takes the id the Python labeler gives (``next_class_id``): here 9,
+      which the full head has no row for, so the answer is refused, and the new class's name is not kept."""
+    from dataclasses import replace
+
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.interfaces.heads import to_msg
+    from tinycl_nodes.nodes.label_requests import next_class_id
+
+    demo = tool_module("demo_board")
+    work, elf, bd, uros = board_app("build-uros-offline", N_OFFLINE, 5, "0-9", 50, data_dir,
+                                    (f"-DTINYCL_SAVE_PERIOD_MS={SAVE_PERIOD_MS}",))
+    demo.state_file(work).unlink(missing_ok=True)
+    model_hash = demo.model_sha(work)
+    bus = create_bus("board_monitor", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+    mon = demo.Monitor(bus, bd.labels, model_hash, knows=())      # answers nothing by itself
+    requests: list[str] = []
+    bus.create_subscription("label_request", "LabelRequest", lambda msg: requests.append(str(msg.request_id)),
+                            "reliable")
+    snap = demo.trained_head(str(data_dir), 5, range(10), model_hash)
+    ids = np.where(snap.class_ids == 9, 2**31 - 1, snap.class_ids)
+    snap = replace(snap, class_ids=ids, class_names=tuple("top" if i == 2**31 - 1 else n
+                                                          for i, n in zip(ids.tolist(), snap.class_names)))
+    mon.global_pub.publish(to_msg(snap, bus.msg("Head"), bus.msg("ClassInfo"), bus.stamp()))   # latched
+    qemu = demo.Qemu(elf, tmp_path / "board.log")
+    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+    agent.start()
+    asked: list[str] = []
+
+    def answer_once_the_head_is_applied() -> None:
+        if not asked and requests and re.search(r"^EV \d+ global ", qemu.text(), re.M):
+            asked.append(requests[-1])         # a request the board keeps awaiting an answer
+            A = bus.msg("LabelAnswer")
+            mon.answer_pub.publish(A(header=type(A().header)(stamp=bus.stamp(), frame_id=""), request_id=asked[0],
+                                     class_id=A.NEW_CLASS, new_class_name="cup", answered_by="test"))
+    try:
+        demo.spin_until_done(qemu, bus, 90, answer_once_the_head_is_applied)
+    finally:
+        agent.stop()
+        qemu.stop()
+        bus.shutdown()
+    board = demo.parse_board_log(qemu.lines())
+    applied_at = next(ev[0] for ev in board["events"] if ev[1] == "global")
+    assert not any("core step failed" in ln for ln in board["log"]), board["log"]
+    assert sorted(board["predictions"]) == list(range(N_OFFLINE)), len(board["predictions"])
+    unlearned = [i for i, (_, pseudo) in board["predictions"].items() if i >= applied_at and pseudo == 9]
+    said = [ln for ln in board["log"] if "has no row in the head (10 classes, full): predicted, not learned" in ln]
+    assert unlearned and said and said[0].startswith("frame ") and " class 9 " in said[0], (unlearned, said)
+    assert {i + 1 for i in unlearned} & mon.ids["features"] & mon.ids["predictions"], (unlearned, mon.ids)
+    assert asked, "no label request came after the global head"
+    expected = next_class_id(set(ids.tolist()))
+    refused = [ln for ln in board["log"] if asked[0] in ln]
+    assert expected == 9 and len(refused) == 1 and f"(class {expected}) refused by the core (no room for another " \
+        "class)" in refused[0], refused
+    assert b"cup" not in demo.state_file(work).read_bytes()         # a refused answer's name is not kept
+    print(f"full head: {len(unlearned)} frames predicted, not learned; the new class numbered {expected}")
 
 
 def test_latent_board_with_its_default_threshold_asks_and_learns(data_dir, host_build, tmp_path):
