@@ -21,7 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -282,34 +282,42 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[np.ndarray], input_name: str) -> None:
-    """onnxruntime static quantization: QDQ, per-channel int8 weights, int8 activations,
-    calibrated (min/max) on batches of prepared inputs."""
+def quantize_static_qdq(fp32_path: Path, int8_path: Path, images: np.ndarray) -> None:
+    """onnxruntime static quantization: QDQ, per-channel int8 weights, int8 activations, calibrated (min/max) on
+    ``images`` (prepared inputs, one per row), fed under the model's own input name (PyTorch exports name it
+    ``input``, ``input.1``, ``x``) and one at a time to a model exported with a fixed batch of 1 (onnxruntime refused
+    a batch of 32 there). Any failure of the quantizer (many types, many lines) is one ModelToolError line."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    model = load_model(fp32_path)
+    image = _image_input(model)
+    batch_dim = image.type.tensor_type.shape.dim[0]
+    step = 1 if batch_dim.HasField("dim_value") and batch_dim.dim_value > 0 else 32
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter([{input_name: batch} for batch in calibration])
+            self._it = iter([{image.name: images[i:i + step]} for i in range(0, len(images), step)])
 
         def get_next(self):
             return next(self._it, None)
 
     pre = int8_path.with_suffix(".pre.onnx")
-    source = _at_least_opset(fp32_path, QDQ_OPSET, int8_path.with_suffix(".opset.onnx"))
-    try:
-        quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)   # ONNX shape inference: fixed image sizes
-    finally:
-        if source != fp32_path:
-            source.unlink(missing_ok=True)
+    source = _at_least_opset(model, fp32_path, QDQ_OPSET, int8_path.with_suffix(".opset.onnx"))
     quiet = _PerTensorFallback()
     logging.getLogger().addFilter(quiet)
     try:
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)   # ONNX shape inference: fixed image sizes
         quantize_static(str(pre), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many types
+        raise ModelToolError(f"cannot quantize {fp32_path.name}: "
+                             f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}") from None
     finally:
         logging.getLogger().removeFilter(quiet)
         pre.unlink(missing_ok=True)
+        if source != fp32_path:
+            source.unlink(missing_ok=True)
 
 
 #: per-channel DequantizeLinear (its ``axis``) is opset 13's: a model of opset 11 or 12 quantized as it is gave an int8
@@ -317,12 +325,11 @@ def quantize_static_qdq(fp32_path: Path, int8_path: Path, calibration: Iterable[
 QDQ_OPSET = 13
 
 
-def _at_least_opset(path: Path, opset: int, staged: Path) -> Path:
-    """``path``, or its conversion to ``opset`` written to ``staged`` when the model's ONNX opset is older."""
+def _at_least_opset(model: Any, path: Path, opset: int, staged: Path) -> Path:
+    """``path`` (``model`` loaded), or its conversion to ``opset`` written to ``staged`` if its ONNX opset is older."""
     import onnx
     from onnx import version_converter
 
-    model = onnx.load(str(path))
     current = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=opset)
     if current >= opset:
         return path
@@ -382,7 +389,6 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     test_idx, cal_idx = order[:n_test], order[n_test:]
     x_cal = fp32._prepare([images[i] for i in cal_idx], True)
     card, _ = model_card_of(src_p)
-    batch = 1 if fp32.fixed_batch else 32
     card_doc = json.loads(model_card_path(src_p).read_text()) if card is not None else \
         {"preprocessing": pre.model_dump(mode="json")}
     card_doc |= {"files": [out_p.name], "quantized_from": src_p.name,
@@ -390,11 +396,7 @@ def quantize_model(src: str | os.PathLike[str], out: str | os.PathLike[str], cal
     test = [images[i] for i in test_idx]
     measured = f"{len(images)} images of {calib}"
     with _staged(out_p) as staged:
-        try:
-            quantize_static_qdq(src_p, staged, [x_cal[i:i + batch] for i in range(0, len(x_cal), batch)],
-                                fp32.input_name)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many types
-            raise ModelToolError(f"cannot quantize {src_p.name}: {str(exc).strip().splitlines()[0][:200]}") from None
+        quantize_static_qdq(src_p, staged, x_cal)
         write_atomic(staged.with_suffix(".json"), (json.dumps(card_doc, indent=1) + "\n").encode())
         cos = cosine(fp32.extract(test), FrozenExtractor(staged).extract(test))
         card_doc["cosine_int8_fp32"] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5),

@@ -24,7 +24,7 @@ when PyTorch is installed (:func:`finetune`): the fine-tune is a candidate dimen
 same validation protocol, not a fixed step (one hand-set epoch cost a pruned Fashion model 0.9 points); a
 fine-tune changes no shape, so a candidate that does not fit is not fine-tuned. The protocol is that of the model
 card's dataset unless ``--dataset`` names another. Each run replaces the previous choice in ``--out``; a budget
-that nothing fits leaves none.
+that nothing fits, or a run that fails, leaves none (and no card).
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
 from ..export import c_model
-from ..export.latent_onnx import _safe, cut_names, split_model, upper_to_onnx
+from ..export.latent_onnx import _safe, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..model_card import card_path, read_card, trained_on_note
 from ..storage import write_atomic
+from ..training.train_frozen import export_int8
 from . import tinyndc as exp
 from .latent import _fresh, learning_macs, run_stream
 from .protocol import forbid_test_split, load_images, train_parts
@@ -92,6 +93,8 @@ def check_designable(model: Path) -> None:
     if "MaxPool" not in ops:
         what.append("no max-pool block end to cut at")
     what += _block_problems(onnx_model)
+    if "MaxPool" in ops:
+        what += _tail_problems(onnx_model)
     if what:
         raise InputError(f"--model {model.name}: tinycl design takes a model as `make train-frozen` writes it "
                          f"(1x28x28 grey input; 3x3 convolution, ReLU and 2x2 max-pool blocks, then Flatten, Gemm, "
@@ -121,10 +124,35 @@ def _block_problems(onnx_model: Any) -> list[str]:
         relu = next_op(n)
         pool = next_op(relu) if relu is not None and relu.op_type == "Relu" else None
         if not c_model.conv_runs(attributes(n)):
-            problems.append(f"convolution {n.name} is not 3x3 with stride 1 and padding 1")
+            problems.append(f"convolution {n.name or n.output[0]} is not 3x3 with stride 1 and padding 1")
         elif pool is None or pool.op_type != "MaxPool" or not c_model.pool_runs(attributes(pool)):
-            problems.append(f"convolution {n.name} is not followed by a ReLU and a 2x2 stride-2 max-pool")
+            problems.append(f"convolution {n.name or n.output[0]} is not followed by a ReLU and a 2x2 stride-2 "
+                            f"max-pool")
     return problems[:3]
+
+
+#: what follows the last block: the C generator runs a Gemm only with the BatchNormalization after it
+DESIGN_TAIL = ("Flatten", "Gemm", "BatchNormalization")
+
+
+def _tail_problems(onnx_model: Any) -> list[str]:
+    """What follows the last max-pool if it is not Flatten, Gemm, BatchNormalization, then the output: a model without
+    the BatchNormalization (a PyTorch export of Linear alone) scored every candidate, then failed in the C generator
+    ("features: expected one consumer") with the new choice's files written beside the last run's card."""
+    nodes = list(onnx_model.graph.node)
+    last = max(i for i, n in enumerate(nodes) if n.op_type == "MaxPool")
+    tail, cur = [], nodes[last].output[0]
+    outputs = {o.name for o in onnx_model.graph.output}
+    while cur not in outputs:
+        after = [n for n in nodes if cur in n.input]
+        if len(after) != 1:
+            tail.append(f"{len(after)} branches")
+            break
+        tail.append(after[0].op_type)
+        cur = after[0].output[0]
+    if tuple(tail) == DESIGN_TAIL:
+        return []
+    return [f"{', '.join(tail) or 'nothing'} after its last max-pool, not {', '.join(DESIGN_TAIL)}"]
 
 
 def prune_model(path: Path, ratio: float, cut: str, out: Path) -> Path:
@@ -183,15 +211,16 @@ def finetune(path: Path, X: np.ndarray, y: np.ndarray, epochs: int, out: Path, s
     g = model.graph
     params = {t.name: torch.nn.Parameter(torch.from_numpy(numpy_helper.to_array(t).copy()))
               for t in g.initializer if numpy_helper.to_array(t).dtype == np.float32}
-    attrs = {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute} for n in g.node}
+    # by position: nodes without a name (or with one name twice) would share one node's attributes
+    attrs = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in g.node]
     bn_stats = {n.input[i] for n in g.node if n.op_type == "BatchNormalization" for i in (3, 4)}
     for name in bn_stats:
         params[name].requires_grad_(False)
 
     def forward(x: "torch.Tensor") -> "torch.Tensor":
         env = {g.input[0].name: x}
-        for n in g.node:
-            a, ins = attrs[n.name], [env.get(i, params.get(i)) for i in n.input]
+        for n, a in zip(g.node, attrs):
+            ins = [env.get(i, params.get(i)) for i in n.input]
             if n.op_type == "Conv":
                 z = tf.conv2d(ins[0], ins[1], ins[2] if len(ins) > 2 else None, stride=a.get("strides", [1, 1]),
                               padding=a.get("pads", [0, 0, 0, 0])[:2])
@@ -206,7 +235,7 @@ def finetune(path: Path, X: np.ndarray, y: np.ndarray, epochs: int, out: Path, s
             elif n.op_type == "BatchNormalization":
                 z = tf.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], False, 0.0, a.get("epsilon", 1e-5))
             else:
-                raise InputError(f"fine-tune: operator {n.op_type} ({n.name}) is not supported")
+                raise InputError(f"fine-tune: operator {n.op_type} ({n.name or n.output[0]}) is not supported")
             env[n.output[0]] = z
         return env[g.output[0].name]
 
@@ -283,21 +312,39 @@ def costs(lower_path: Path, split, minibatch: int, train_upper: bool = True) -> 
 
 
 def default_cuts(model: Path) -> list[str]:
-    """MaxPool outputs (block ends) are the natural latent layers."""
-    names = cut_names(model)
-    return [n for n in names if "MaxPool" in n]
+    """MaxPool outputs (block ends) are the natural latent layers: each by its node's name, or by its output tensor's
+    for a node without one (matched on the operator: exporters name nodes ``maxpool2``, ``MaxPool_5`` or not at
+    all, and a name test found no cut in such a model, reported as "no candidate fits the budget")."""
+    return [name for name, _ in _pool_outputs(model)]
+
+
+def _pool_outputs(model: Path) -> list[tuple[str, str]]:
+    """(cut name, output tensor) of each max-pool: the name is the node's, else its output's."""
+    import onnx
+
+    nodes = onnx.load(str(model), load_external_data=False).graph.node
+    return [(n.name or n.output[0], n.output[0]) for n in nodes if n.op_type == "MaxPool"]
+
+
+def _label(cut: str) -> str:
+    """A cut's short name in the table: the block of a PyTorch 2 name (``/features/features.11/MaxPool``), else
+    the whole name (an older exporter's ``MaxPool_5`` has no "/")."""
+    parts = [p for p in cut.split("/") if p]
+    return parts[-2] if len(parts) >= 2 else cut
 
 
 # what a design writes for its choice, in --out
 CHOSEN = UPPER, FULL_INT8, C_DIR, C_FULL_DIR = ("chosen_upper.onnx", "chosen_full.int8.onnx", "c", "c_full")
+CARD = "card.json"
 
 
 def _clear_chosen(work: Path) -> None:
-    """Remove an earlier run's choice from ``work``, so that the folder never holds a model or C that this run's
-    card does not name (a budget that nothing fits would otherwise leave the last budget's C to be flashed)."""
+    """Remove an earlier run's choice and card from ``work``, so that the folder never holds a model or C that its
+    card does not name (a budget that nothing fits would otherwise leave the last budget's C to be flashed, and a
+    run that failed after its choice left its files beside the last run's card)."""
     import shutil
 
-    for name in CHOSEN:
+    for name in (*CHOSEN, CARD):
         p = work / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -318,6 +365,8 @@ def main(args) -> int:
         console.log("PyTorch is not installed: pruned models are tried without a fine-tune")
         ft_epochs = [0]
     model = model_path(args.model) if not Path(args.model).exists() else Path(args.model)
+    if model.is_dir():
+        raise InputError(f"--model {model}: a directory; give the .onnx file")
     if not model.is_file():
         raise InputError(f"--model: {model} not found")
     check_designable(model)
@@ -325,11 +374,12 @@ def main(args) -> int:
     if note:
         console.log(f"[yellow]note: {note}[/]")
     cuts = [args.cut] if args.cut else default_cuts(model)
-    if args.cut and args.cut not in default_cuts(model):
+    if args.cut and not any(args.cut in pool for pool in _pool_outputs(model)):   # a node or its output tensor
         raise InputError(f"--cut {args.cut}: the design cuts at the end of a block, a max-pool's output "
                          f"({', '.join(default_cuts(model))}): the generated C runs whole blocks")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
+    _clear_chosen(work)     # this run writes the candidates' files again: the last run's card would name them
     ratios = tuple(args.prune)
     rows: list[dict[str, Any]] = []
     with forbid_test_split():
@@ -368,8 +418,6 @@ def main(args) -> int:
                     row.update(pruned_model=str(pruned), finetune=ft)
                     split = split_model(pruned, cut, work)
                 if row["fits"]:
-                    from ..training.train_frozen import export_int8
-
                     int8 = split.lower_path.with_name(split.lower_path.stem + ".int8.onnx")
                     export_int8(split.lower_path, int8, calib)
                     lower = FrozenExtractor(int8, threads=2)
@@ -392,7 +440,7 @@ def main(args) -> int:
         t.add_column(col)
     for r in rows:
         ft = r["finetune"]
-        t.add_row(r["cut"].split("/")[-2], f"{r['prune']:.2f}",
+        t.add_row(_label(r["cut"]), f"{r['prune']:.2f}",
                   (f"{r['finetune_epochs']} ep, not run" if r["finetune_epochs"] else "–") if ft is None
                   else f"{ft['epochs']} ep, loss {ft['loss_first']}→{ft['loss_last']}",
                   "yes" if r["train_upper"] else "no", f"{r['flash']:,}", f"{r['ram']:,}", str(r["replay"]),
@@ -401,31 +449,39 @@ def main(args) -> int:
     console.print(t)
     card: dict[str, Any] = {"budget": {"ram": ram, "flash": flash}, "model": model.name, "dataset": args.dataset,
                             "candidates": rows, "finetune_epochs": ft_epochs}
-    _clear_chosen(work)
     if fits:
         best = max(fits, key=lambda r: (r["accuracy"], -r["flash"]))
         card["chosen"] = best
-        split = split_model(Path(best["pruned_model"]), best["cut"], work)
-        head = LatentUpperHead(split.latent_shape, _fresh(split), upper_lr_scale=1.0 if best["train_upper"] else 0.0)
-        for c in range(N_CLASSES):
-            head._new_class(c)
-        (work / UPPER).write_bytes(upper_to_onnx(head).SerializeToString())
-        c_files = c_model.export(best["int8_model"], work / C_DIR)
-        card["files"] = {"frozen_int8": best["int8_model"], "upper": str(work / UPPER),
-                         "frozen_c": [str(p) for p in c_files]}
-        if not best["train_upper"]:   # the whole model is frozen: its int8 C runs on the C core as it is
-            from ..training.train_frozen import export_int8
-
-            full = work / FULL_INT8
-            export_int8(Path(best["pruned_model"]), full, calib)
-            card["files"].update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / C_FULL_DIR)])
+        try:
+            card["files"] = _write_choice(best, work, calib, model.name)
+        except BaseException:   # no half choice without its card
+            _clear_chosen(work)
+            raise
         console.print(f"chosen: cut {best['cut']}, prune {best['prune']}, replay {best['replay']}, "
                       f"accuracy {best['accuracy']}%")
     else:
         console.print("[red]no candidate fits the budget[/]")
-    write_atomic(work / "card.json", json.dumps(card, indent=1).encode())
-    console.print(f"wrote {work / 'card.json'}")
+    write_atomic(work / CARD, json.dumps(card, indent=1).encode())
+    console.print(f"wrote {work / CARD}")
     return 0 if fits else 1
+
+
+def _write_choice(best: dict[str, Any], work: Path, calib: np.ndarray, model: str) -> dict[str, Any]:
+    """The chosen candidate's files in ``work`` (the upper layers' ONNX, the C of its int8 frozen part; when the upper
+    layers stay frozen, the whole int8 model and its C) and the card's list of them."""
+    split = split_model(Path(best["pruned_model"]), best["cut"], work)
+    head = LatentUpperHead(split.latent_shape, _fresh(split), upper_lr_scale=1.0 if best["train_upper"] else 0.0)
+    for c in range(N_CLASSES):
+        head._new_class(c)
+    (work / UPPER).write_bytes(upper_to_onnx(head).SerializeToString())
+    c_files = c_model.export(best["int8_model"], work / C_DIR)
+    files: dict[str, Any] = {"frozen_int8": best["int8_model"], "upper": str(work / UPPER),
+                             "frozen_c": [str(p) for p in c_files]}
+    if not best["train_upper"]:   # the whole model is frozen: its int8 C runs on the C core as it is
+        full = work / FULL_INT8
+        export_int8(Path(best["pruned_model"]), full, calib)
+        files.update(full_int8=str(full), full_c=[str(p) for p in c_model.export(full, work / C_FULL_DIR)])
+    return files
 
 
 def add_arguments(p) -> None:

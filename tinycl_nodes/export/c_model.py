@@ -75,8 +75,9 @@ def conv_flash_bytes(cin: int, cout: int) -> int:
     return (16 * 2 if winograd_block(cin, cout) else 9) * cin * cout + 8 * cout
 
 
-class ExportError(ValueError):
-    """The ONNX model is not a graph this exporter knows how to turn into C."""
+class ExportError(TinyclError):
+    """The ONNX model is not a graph this exporter knows how to turn into C: one line, as every TinyclError (the CLI
+    prints it; as a plain ValueError it was a traceback at the end of ``tinycl design``). Still a ValueError."""
 
 
 @dataclass

@@ -233,10 +233,11 @@ def export_fp32(embed, path: Path) -> None:
 
 
 def export_int8(fp32_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on training images of 0–5."""
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on training images of 0–5 (``tinycl design``
+    quantizes a user's models with it too: ``quantize_static_qdq`` takes their input names and fixed batches)."""
     from ..model_tools import quantize_static_qdq
 
-    quantize_static_qdq(fp32_path, int8_path, [calibration[i:i + 32] for i in range(0, len(calibration), 32)], "image")
+    quantize_static_qdq(Path(fp32_path), Path(int8_path), calibration)
 
 
 def main(argv: list[str] | None = None) -> int:
