@@ -135,7 +135,6 @@ class FrozenExtractor:
         if not all(isinstance(d, int) and d > 0 for d in shape[1:]):
             raise ExtractorError(f"{self.path}: input shape {shape} must be fixed but for the batch axis")
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in shape[1:])
-        self.input_name: str = inputs[0].name
         self.fixed_batch = isinstance(shape[0], int)   # a model exported with a fixed batch of 1
         self.card: ModelCard = card if card is not None else default_card(self.input_shape)
         check_card(self.card, self.input_shape, [o.name for o in outputs], str(self.path))
