@@ -192,3 +192,31 @@ def test_the_boards_new_class_id_is_the_labelers(lib, known):
 
     ids = np.asarray(known, np.int32)
     assert lib.lib.tinycl_next_class_id(ids, ids.size) == next_class_id(known)
+
+
+def test_a_frame_whose_class_has_no_row_is_predicted_and_learned_by_neither(lib, vectors):
+    """The same full tables, unlabelled frames: a step whose pseudo-label the head lacks, or whose prediction the
+    clusterer lacks, learns nothing (the head learned the pseudo-label, then the clusterer refused the prediction's
+    class, and the step said it failed) and still gives its prediction."""
+    from tinycl_nodes.core.federated import snapshot_from_head
+
+    x, y = vectors.init_x, vectors.init_y
+    firsts = [int(np.flatnonzero(y == k)[0]) for k in range(10)]
+    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
+    sysc.init_from_labelled(x[firsts], y[firsts])
+    donor = CWRStar(64, lr=0.02, batch_size=8, extractor_hash=lib.model_sha256)
+    for i in firsts:
+        donor.learn_one(x[i], 11 if int(y[i]) == 9 else int(y[i]))
+    donor.flush()
+    snap = snapshot_from_head(donor)
+    sysc.load_linear(snap.class_ids, snap.counts, snap.weights, snap.extractor_hash)
+    refused = 0
+    for xi in vectors.stream_x[:300]:
+        before = sysc.to_bytes()
+        try:
+            sysc.step(xi)
+        except InputError as exc:
+            assert "no room for another class" in str(exc)
+            assert sysc.to_bytes() == before
+            refused += 1
+    assert refused > 0

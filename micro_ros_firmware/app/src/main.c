@@ -886,12 +886,12 @@ static void process_frame(void) {
 #else
     const int rc = tinycl_ndc_step(&g_ndc, g_x, -1, &st);
 #endif
-    if (rc == TINYCL_EFULL) { /* the pseudo-label's class has no row in a full head (a global head brought classes the
-                                 * clusterer lacks): the prediction stands and is published, the frame is not learned */
+    if (rc == TINYCL_EFULL) { /* a global head filled the head with classes the clusterer lacks (or the reverse): the
+                                 * prediction stands and is published, the frame is not learned */
         if (g_not_learned++ % 100u == 0)
-            logf_("LOG frame %lu: class %ld has no row in the head (%u classes, full): predicted, not learned "
-                  "(%lu such frame(s))", (unsigned long)sample_id, (long)st.pseudo_label, (unsigned)n_known(),
-                  (unsigned long)g_not_learned);
+            logf_("LOG frame %lu: no row for pseudo-label %ld in the head or prediction %ld in the clusterer (%u "
+                  "classes each at most): predicted, not learned (%lu such frame(s))", (unsigned long)sample_id,
+                  (long)st.pseudo_label, (long)st.prediction, (unsigned)MAXC, (unsigned long)g_not_learned);
     } else if (rc != TINYCL_OK) {
         logf_("LOG frame %lu: core step failed (%d): dropped", (unsigned long)sample_id, rc);
         return;

@@ -148,7 +148,8 @@ typedef struct {
 int tinycl_ndc_init(tinycl_ndc_t *s, float lr, uint32_t batch_size, uint32_t max_count);
 /** Centroids from the labelled samples, and the head learns them in order. */
 int tinycl_ndc_init_from_labelled(tinycl_ndc_t *s, const float *X, const int32_t *y, uint32_t n);
-/** Predict x, then learn from label (if label ≥ 0) or from the clusterer's pseudo-label. */
+/** Predict x, then learn from label (if label ≥ 0) or from the clusterer's pseudo-label. TINYCL_EFULL when a full
+ *  table has no row for what would be learned: out holds the step's prediction and pseudo-label, nothing learned. */
 int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_t *out);
 /* The stages of tinycl_ndc_step (unlabelled), as measured by the benchmark. */
 /** Learn a true label for a sample seen earlier (a person's answer): CWR* and its centroid, no prediction.

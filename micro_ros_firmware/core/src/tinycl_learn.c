@@ -329,6 +329,10 @@ int tinycl_ndc_step(tinycl_ndc_t *s, const float *x, int32_t label, tinycl_step_
     if (rc) return rc;
     if (label >= 0) {
         rc = tinycl_ndc_learn_label(s, x, label);
+    } else if (!has_room(s->cwr.classes, s->cwr.n_classes, st.pseudo_label) ||
+               (st.prediction >= 0 && !has_room(s->ncm.classes, s->ncm.n_classes, st.prediction))) {
+        rc = TINYCL_EFULL; /* no row for the pseudo-label in the head or for the prediction in the clusterer: neither
+                            * learns (the head learned, then the clusterer refused) */
     } else {
         rc = tinycl_ndc_stage_learn(s, x, &st);
         if (!rc) rc = tinycl_ndc_stage_cluster_update(s, x, &st);
