@@ -158,10 +158,9 @@ def test_a_count_at_the_u32_limit_stays_there(lib):
     NearestCentroidC(lib).load_bytes(c.to_bytes())     # the board's next boot takes it
 
 
-def test_an_answer_neither_table_can_hold_changes_nothing(lib, vectors):
-    """TinyNDC learns a person's label in the head and the clusterer, both or neither: with the clusterer full (10
-    classes) and a fleet's global head holding a class it lacks (11), an answer of class 11 was learned by the head
-    and then refused by the clusterer, and the call said it failed (the board left it pending, learned)."""
+def _full_tables(lib, vectors) -> tuple[TinyNDCC, np.ndarray]:
+    """A board's TinyNDC with both tables full: the clusterer holds 0–9 (one labelled sample each), the head a fleet's
+    global head of 0–8 and 11 (made of the same samples, 9 named 11); and a sample of 9."""
     from tinycl_nodes.core.federated import snapshot_from_head
 
     x, y = vectors.init_x, vectors.init_y
@@ -174,12 +173,20 @@ def test_an_answer_neither_table_can_hold_changes_nothing(lib, vectors):
     donor.flush()
     snap = snapshot_from_head(donor)
     sysc.load_linear(snap.class_ids, snap.counts, snap.weights, snap.extractor_hash)
+    return sysc, x[firsts[9]]
+
+
+def test_an_answer_neither_table_can_hold_changes_nothing(lib, vectors):
+    """TinyNDC learns a person's label in the head and the clusterer, both or neither: with the clusterer full (10
+    classes) and a fleet's global head holding a class it lacks (11), an answer of class 11 was learned by the head
+    and then refused by the clusterer, and the call said it failed (the board left it pending, learned)."""
+    sysc, x9 = _full_tables(lib, vectors)
     before = sysc.to_bytes()
     for label in (11, 9, 12):      # 11: the clusterer has no row; 9: the head has none; 12: neither
         with pytest.raises(InputError, match="no room for another class"):
-            sysc.learn_label(x[firsts[9]], label)
+            sysc.learn_label(x9, label)
         assert sysc.to_bytes() == before, label
-    sysc.learn_label(x[firsts[9]], 3)                  # a class both hold: learned
+    sysc.learn_label(x9, 3)                            # a class both hold: learned
     assert sysc.to_bytes() != before
 
 
@@ -198,18 +205,7 @@ def test_a_frame_whose_class_has_no_row_is_predicted_and_learned_by_neither(lib,
     """The same full tables, unlabelled frames: a step whose pseudo-label the head lacks, or whose prediction the
     clusterer lacks, learns nothing (the head learned the pseudo-label, then the clusterer refused the prediction's
     class, and the step said it failed) and still gives its prediction."""
-    from tinycl_nodes.core.federated import snapshot_from_head
-
-    x, y = vectors.init_x, vectors.init_y
-    firsts = [int(np.flatnonzero(y == k)[0]) for k in range(10)]
-    sysc = TinyNDCC(lib, lr=0.02, batch_size=32)
-    sysc.init_from_labelled(x[firsts], y[firsts])
-    donor = CWRStar(64, lr=0.02, batch_size=8, extractor_hash=lib.model_sha256)
-    for i in firsts:
-        donor.learn_one(x[i], 11 if int(y[i]) == 9 else int(y[i]))
-    donor.flush()
-    snap = snapshot_from_head(donor)
-    sysc.load_linear(snap.class_ids, snap.counts, snap.weights, snap.extractor_hash)
+    sysc, _ = _full_tables(lib, vectors)
     refused = 0
     for xi in vectors.stream_x[:300]:
         before = sysc.to_bytes()
