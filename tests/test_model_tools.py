@@ -439,3 +439,15 @@ def test_layers_lists_nodes_without_names_by_their_output(capsys):
     assert main(["model", "layers", "har_elm"]) == 0
     out = capsys.readouterr().out
     assert "har_elm: 12 nodes" in out and "GlobalAveragePool" in out and " gap " in out, out
+
+
+def test_an_empty_model_file_is_said_to_be_empty(tmp_path, capsys):
+    """A zero-byte .onnx (a copy cut short) was "does not have an ir_version set properly"."""
+    from tinycl_nodes.extractor import ExtractorError
+
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ExtractorError, match=r"empty\.onnx is empty \(0 bytes\)"):
+        FrozenExtractor(empty)
+    assert main(["model", "layers", str(empty)]) == 2
+    assert f"{empty} is empty (0 bytes)" in capsys.readouterr().err

@@ -98,6 +98,8 @@ class FrozenExtractor:
         if not self.path.is_file():
             raise model_not_found(self.path)
         payload = self.path.read_bytes()
+        if not payload:                   # onnxruntime said "does not have an ir_version set properly"
+            raise ExtractorError(f"{self.path} is empty (0 bytes)")
         card, _ = model_card_of(self.path)
         self.hash = extractor_hash(self.path)
         #: the largest |feature| accepted from a message claiming this extractor (None: unknown model)

@@ -49,6 +49,8 @@ def load_model(path: Path) -> Any:
     if not path.is_file():
         raise ModelToolError(f"model {path} is not a file" if path.exists() or path.is_symlink()
                              else f"model not found: {path}")
+    if path.stat().st_size == 0:      # onnx said "does not have an ir_version set properly"
+        raise ModelToolError(f"{path} is empty (0 bytes)")
     try:
         model = onnx.load(str(path), load_external_data=False)
         files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
