@@ -129,3 +129,17 @@ def test_a_file_mosquitto_cannot_read_is_named_by_its_own_log(open_dir, as_root)
     with pytest.raises(RuntimeError, match=r"mosquitto exited with \d+: .*Unable to open pwfile .*passwd"):
         broker.start()
     assert not broker.running
+
+
+def test_setup_again_without_user_keeps_the_brokers_user(open_dir, as_root, capsys) -> None:
+    """Set up with --user root, then again without --user to add a device: the broker was switched to mosquitto (the
+    option left off took a new directory's default) and its files handed over. Left off, the user is kept now; given,
+    it still changes."""
+    d = open_dir / "broker"
+    assert fleet_main(["setup", str(d), *SETUP, "--user", "root"]) == 0
+    assert fleet_main(["setup", str(d), "--fleet", FLEET, "--devices", "dev1,dev2,dev3"]) == 0, capsys.readouterr().err
+    assert "user root" in (d / "mosquitto.conf").read_text().splitlines()
+    assert (d / "passwd").stat().st_uid == 0
+    assert fleet_main(["setup", str(d), "--fleet", FLEET, "--devices", "dev1,dev2,dev3", "--user", "mosquitto"]) == 0
+    assert "user mosquitto" in (d / "mosquitto.conf").read_text().splitlines()
+    assert (d / "passwd").stat().st_uid == as_root.pw_uid

@@ -52,11 +52,13 @@ per-user ACL, so a fleet can outgrow one broker without changing devices (docs/f
 Run again on the same directory (same fleet), ``generate`` adds and removes devices and re-keys those in
 ``rotate`` without touching the others: the CA and their identities are kept, so their bundles stay valid; a
 removed or rotated certificate is revoked in ``crl.pem`` (the listener's ``crlfile``). ``new_ca`` starts over.
+An option left off (address, port, aggregator's name, lifetime, user) keeps the directory's current value. A CA
+whose ``fleet.json`` or ``credentials.json`` cannot be read is refused unless ``new_ca``.
 
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line once
-it listens, mosquitto's output in its ``mosquitto.log``). ``tools/mosquitto/*.sh`` wrap
-these.
+[--plaintext-port Q|off] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line
+once it listens, mosquitto's output in its ``mosquitto.log``; it reads only ``mosquitto.conf`` and what that names).
+``tools/mosquitto/*.sh`` wrap these.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -140,7 +143,8 @@ class BrokerSetup:
     ip: str = HOST
     clients: dict[str, Credentials] = field(default_factory=dict)
     changes: dict[str, list[str]] = field(default_factory=dict)   # of the last generate: kept, new, rotated, revoked,
-    # readdressed (kept, but the broker's address changed: their bundles are to be copied again)
+    # readdressed (kept, but the broker's address changed: their bundles are to be copied again), unrevoked (removed
+    # or re-keyed, but the old certificate could not be read, so it was not revoked: the old bundle still connects)
 
     def credentials(self, name: str) -> Credentials:
         if name not in self.clients:
@@ -249,6 +253,15 @@ def _serial(certfile: Path) -> int | None:
         return None
 
 
+def _old_serial(d: Path, name: str) -> int | None:
+    """The serial of ``name``'s certificate, to revoke it: from ``clients/``, else from its bundle's copy (what the
+    device holds). None if neither can be read: then nothing can be revoked, and set-up must not say it was."""
+    for crt in (d / "clients" / f"{name}.crt", d / "bundles" / name / "clients" / f"{name}.crt"):
+        if (sn := _serial(crt)) is not None:
+            return sn
+    return None
+
+
 def write_crl(d: Path, revoke: list[int]) -> None:
     """``crl.pem``: the serials already revoked in it plus ``revoke``, signed by the CA in ``d``, valid as long as
     the CA (an expired CRL would make mosquitto refuse every client)."""
@@ -266,19 +279,63 @@ def write_crl(d: Path, revoke: list[int]) -> None:
     (d / "crl.pem").write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
+def _unreadable(d: Path) -> str:
+    """Which of a directory's state files cannot be read, and why (for a refusal naming it)."""
+    for p in (d / "fleet.json", d / "credentials.json"):
+        try:
+            if not isinstance(json.loads(p.read_text()), dict):
+                return f"{p} holds no settings"
+        except FileNotFoundError:
+            return f"{p} is missing"
+        except (OSError, ValueError) as exc:
+            return f"{p} cannot be read ({type(exc).__name__}: {exc})"
+    return f"{d / 'fleet.json'} or {d / 'credentials.json'} is incomplete"
+
+
 def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     """The setup a directory already holds (its identities are kept: its devices hold bundles signed by its CA);
-    None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``."""
-    if new_ca or not (d / "ca.key").exists() or not (d / "fleet.json").exists():
+    None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``, and so is a
+    CA whose fleet's state cannot be read: going on would replace the CA and every identity, cutting off every
+    device, without anyone asking for it."""
+    if new_ca or not (d / "ca.key").exists():
         return None
     try:
         old = BrokerSetup.load(d)
     except ValueError:
-        return None
+        raise ValueError(f"{_unreadable(d)}, but {d} holds the fleet's CA (ca.key): set-up would replace the CA "
+                         f"and every identity, cutting off every device; restore the file, or pass --new-ca to "
+                         f"start over (every device then needs its new bundle)") from None
     if old.fleet != fleet:
         raise ValueError(f"{d} holds fleet {old.fleet!r}, not {fleet!r}: choose another folder, or pass --new-ca "
                          f"to start over (every device then needs its new bundle)")
     return old
+
+
+def _saved(d: Path) -> dict[str, Any]:
+    """The settings of a directory's last set-up, which an option left off on a re-run keeps (a re-run to add a
+    device moved the broker to localhost:8883 and renamed the aggregator, cutting every robot off): the address and
+    the aggregator's name from ``fleet.json``, the broker's account from ``mosquitto.conf``, the certificates'
+    lifetime from ``server.crt`` (issued at every set-up). Empty for a new folder; none of them goes into a bundle's
+    ``fleet.json``, which older devices read."""
+    out: dict[str, Any] = {}
+    try:
+        meta = json.loads((d / "fleet.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict):
+        out |= {k: meta[k] for k in ("host", "ip", "port", "plaintext_port", "aggregator") if k in meta}
+    try:
+        users = [ln.split()[1] for ln in (d / "mosquitto.conf").read_text().splitlines()
+                 if ln.startswith("user ") and len(ln.split()) == 2]
+        out |= {"user": users[0]} if users else {}
+    except OSError:
+        pass
+    try:
+        crt = x509.load_pem_x509_certificate((d / "server.crt").read_bytes())
+        out["days"] = max(1, round((crt.not_valid_after_utc - crt.not_valid_before_utc).total_seconds() / 86400))
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -368,10 +425,10 @@ def _give_to(d: Path, account: pwd.struct_passwd) -> None:
         os.chown(p, account.pw_uid, account.pw_gid)
 
 
-def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 8883,
-             plaintext_port: int | None = None, aggregator: str = AGGREGATOR, days: int = 825,
-             user: str | None = None, host: str = LOCAL_NAME, ip: str = HOST, rotate: list[str] | None = None,
-             new_ca: bool = False) -> BrokerSetup:
+def generate(directory: str | Path, fleet: str, devices: list[str], port: int | None = None,
+             plaintext_port: int | None = None, aggregator: str | None = None, days: int | None = None,
+             user: str | None = None, host: str | None = None, ip: str | None = None,
+             rotate: list[str] | None = None, new_ca: bool = False) -> BrokerSetup:
     """Generate CA, certificates, passwords, ACL and mosquitto.conf in ``directory`` (see module doc).
 
     Re-running on a directory of the same fleet is how devices are added, removed and re-keyed without touching
@@ -379,7 +436,23 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     kept; a new name gets new ones; a name no longer listed, and each name in ``rotate`` (its old certificate),
     is revoked in ``crl.pem``, which the broker checks at its next start. ``new_ca``: everything new (every device
     then needs its new bundle). ``user``: the account mosquitto runs as when started as root (``broker_user``).
+
+    An option left as None (``port``, ``plaintext_port``, ``aggregator``, ``days``, ``user``, ``host``, ``ip``)
+    keeps the directory's current value (``_saved``), also with ``new_ca``; a new folder takes the defaults
+    (8883, none, ``aggregator``, 825 days, ``broker_user``, localhost, 127.0.0.1). ``plaintext_port=0``: none.
     """
+    d = Path(directory).resolve()
+    saved = _saved(d)
+    port = saved.get("port", 8883) if port is None else port
+    plaintext_port = saved.get("plaintext_port") if plaintext_port is None else plaintext_port or None
+    aggregator = saved.get("aggregator", AGGREGATOR) if aggregator is None else aggregator
+    days = saved.get("days", 825) if days is None else days
+    user = saved.get("user") if user is None else user
+    host = saved.get("host", LOCAL_NAME) if host is None else host
+    ip = saved.get("ip", HOST) if ip is None else ip
+    if plaintext_port == port:
+        raise ValueError(f"the plaintext port {port} is the TLS port too: pass another --plaintext-port, "
+                         f"or --plaintext-port off")
     if not devices:     # run again on a fleet's directory, no devices would revoke every device's certificate
         raise ValueError("no devices listed: a fleet has at least one (the list is all of its devices: "
                          "a name left out is revoked)")
@@ -394,7 +467,6 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     if unknown := sorted(set(rotate) - {aggregator, *devices}):
         raise ValueError(f"cannot rotate {', '.join(unknown)}: not among the aggregator and the devices listed")
     _check_address(host, ip)
-    d = Path(directory).resolve()
     before = _previous(d, fleet, new_ca)
     old = before.clients if before is not None else {}
     # a kept device's bundle holds the broker's address (fleet.json): a new one means copying it again
@@ -416,26 +488,28 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int = 
     make_server_cert(d, list(dict.fromkeys([host, ip])), d, days)
     clients: dict[str, Credentials] = {}
     names = [aggregator, *devices]
-    changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": [], "readdressed": []}
+    changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": [], "readdressed": [],
+                                     "unrevoked": []}
     revoke = []
     for name in [n for n in old if n not in names]:                # removed: revoked, its files gone
         crt = d / "clients" / f"{name}.crt"
-        if (sn := _serial(crt)) is not None:
-            revoke.append(sn)
+        sn = _old_serial(d, name)
+        revoke += [sn] if sn is not None else []
         crt.unlink(missing_ok=True)
         (d / "clients" / f"{name}.key").unlink(missing_ok=True)
         shutil.rmtree(d / "bundles" / name, ignore_errors=True)
-        changes["revoked"].append(name)
+        changes["revoked" if sn is not None else "unrevoked"].append(name)
     for name in names:
         crt = d / "clients" / f"{name}.crt"
         prev = old.get(name)
-        sn = _serial(crt) if prev is not None else None          # the identity it holds, if its certificate is whole
-        if sn is not None and name not in rotate:
+        if prev is not None and _serial(crt) is not None and name not in rotate:   # its identity, whole: kept
             clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
             changes["readdressed" if moved else "kept"].append(name)
             continue
-        if sn is not None:
-            revoke.append(sn)
+        if prev is not None:                # re-keyed (asked for, or its certificate unreadable): the old one revoked
+            sn = _old_serial(d, name)
+            revoke += [sn] if sn is not None else []
+            changes["unrevoked"] += [name] if sn is None else []
         make_client_cert(d / "clients", name, d, days)
         clients[name] = Credentials(name, _password(), str(crt), str(d / "clients" / f"{name}.key"))
         changes["rotated" if prev is not None else "new"].append(name)
@@ -561,6 +635,7 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(log_path or Path(setup.directory) / "mosquitto.log")
         self._log = None
+        self._log_from = 0      # the log's size when this run started: its errors are what it wrote after that
 
     def start(self, timeout_s: float = 10.0) -> "Broker":
         exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
@@ -573,6 +648,7 @@ class Broker:
                                f"stopped?) already listens there and goes on with its old CRL, ACL and passwords; "
                                f"stop it first")
         self._log = open(self.log_path, "ab")
+        self._log_from = os.fstat(self._log.fileno()).st_size
         cmd = [exe, "-c", self.setup.config]
         kw: dict[str, Any] = dict(stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.proc = self.net.popen(self.on, cmd, **kw) if self.net is not None else subprocess.Popen(cmd, **kw)
@@ -612,10 +688,16 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def tail(self, n: int = 5) -> str:
+        """The last ``n`` lines this run wrote to the log (an earlier run's lines, e.g. its fault since fixed, would
+        be taken for this one's)."""
         try:
-            return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-n:])
+            with open(self.log_path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(self._log_from if self._log_from <= size else 0)     # emptied meanwhile: all of it is ours
+                text = f.read().decode(errors="replace")
         except OSError:
             return ""
+        return " | ".join(text.strip().splitlines()[-n:])
 
     def __enter__(self) -> "Broker":
         return self.start()
@@ -658,6 +740,30 @@ def _served(directory: str | Path) -> dict[str, bytes] | None:
     return files
 
 
+def _runnable(directory: str | Path) -> BrokerSetup:
+    """What ``tinycl fleet run`` needs, from ``mosquitto.conf`` alone: mosquitto reads neither ``fleet.json`` nor
+    ``credentials.json``, and refusing a directory without them invited a set-up that replaced every key. A device
+    bundle (no ``mosquitto.conf``) is refused in words: mosquitto said "Unable to open config file ."."""
+    d = Path(directory).resolve()
+    conf = d / "mosquitto.conf"
+    if not conf.is_file():
+        if (d / "fleet.json").is_file() and not (d / "ca.key").exists():
+            broker = d.parent.parent if d.parent.name == "bundles" else None
+            where = f" {broker}" if broker is not None and (broker / "mosquitto.conf").is_file() else \
+                " (the folder whose bundles/ it was copied from)"
+            raise ValueError(f"{d} is a device bundle, not a broker directory: run `tinycl fleet run` on the "
+                             f"broker's directory{where}")
+        raise ValueError(f"{d} is no broker directory of `tinycl fleet setup`: it holds no mosquitto.conf")
+    lines = conf.read_text().splitlines()
+    listeners = [ln.split() for ln in lines if ln.startswith("listener ")]
+    if not listeners or len(listeners[0]) != 3 or not listeners[0][1].isdigit():
+        raise ValueError(f"{conf} has no `listener PORT ADDRESS` line: run `tinycl fleet setup` on {d} again")
+    port, ip = int(listeners[0][1]), listeners[0][2]
+    head = re.search(r"for fleet (\S+) on (\S+) \(", lines[0]) if lines else None
+    fleet, host = (head.group(1), head.group(2)) if head else ("?", ip)
+    return BrokerSetup(str(d), fleet, [], port, None, AGGREGATOR, str(d / "ca.crt"), str(conf), host, ip)
+
+
 def _run(st: BrokerSetup) -> int:
     """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM."""
     b = Broker(st)
@@ -685,6 +791,11 @@ def _run(st: BrokerSetup) -> int:
     return 1
 
 
+def _port_or_off(text: str) -> int:
+    """``--plaintext-port``: a port, or ``off`` (0) to drop the listener a directory has (left off, it is kept)."""
+    return 0 if text == "off" else count(1, 65535)(text)
+
+
 def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     """``tinycl fleet setup DIR ...`` (generate) and ``tinycl fleet run DIR`` (mosquitto, foreground); ``tinycl fleet
     check`` is ``fleet.check``, ``tinycl fleet status`` the aggregator's (listed here)."""
@@ -705,18 +816,20 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     s.add_argument("--fleet", required=True)
     s.add_argument("--devices", required=True, help="comma-separated device ids: all of the fleet's (run again on "
                    "the same directory to add or remove devices; the others keep their bundles)")
-    s.add_argument("--host", default=LOCAL_NAME, help="the broker machine's name, as devices resolve it "
-                                                      "(in the certificate's SAN; default localhost)")
-    s.add_argument("--ip", default=HOST, help="the address the broker listens on (in the SAN too; "
-                                              "default 127.0.0.1)")
-    s.add_argument("--port", type=count(1, 65535), default=8883)     # -3, 0 and 99999 went into mosquitto.conf
-    s.add_argument("--plaintext-port", type=count(1, 65535), default=None,
-                   help="also listen without TLS on 127.0.0.1 (dev)")
-    s.add_argument("--aggregator", default=AGGREGATOR)
-    s.add_argument("--days", type=count(1, 36500), default=825,     # 0: already expired; 99999999: OverflowError
-                   help="how long the certificates are valid")
-    s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: "
-                   f"{BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
+    # an option left off keeps the directory's current value (a re-run to add a device moved the broker to
+    # localhost:8883 and renamed the aggregator); the defaults named are a new directory's
+    s.add_argument("--host", help="the broker machine's name, as devices resolve it (in the certificate's SAN; "
+                                  "default: kept, else localhost)")
+    s.add_argument("--ip", help="the address the broker listens on (in the SAN too; default: kept, else 127.0.0.1)")
+    s.add_argument("--port", type=count(1, 65535),     # -3, 0 and 99999 went into mosquitto.conf
+                   help="the TLS port (default: kept, else 8883)")
+    s.add_argument("--plaintext-port", type=_port_or_off,
+                   help="also listen without TLS on 127.0.0.1 (dev); off: no longer (default: kept, else off)")
+    s.add_argument("--aggregator", help=f"the aggregator's identity (default: kept, else {AGGREGATOR})")
+    s.add_argument("--days", type=count(1, 36500),     # 0: already expired; 99999999: OverflowError
+                   help="how long the certificates issued now are valid (default: kept, else 825)")
+    s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: kept, "
+                   f"else {BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
     s.add_argument("--rotate", default="", help="comma-separated names (devices or the aggregator) that get a new "
                    "key, certificate and password; their old certificate is revoked")
     s.add_argument("--new-ca", action="store_true", help="start over: a new CA and new identities for all (every "
@@ -728,7 +841,7 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
     r = sub.add_parser("run", help="run mosquitto on a generated directory (foreground)")
     r.add_argument("directory")
     a = p.parse_args(argv)
-    if a.cmd == "setup" and a.plaintext_port == a.port:
+    if a.cmd == "setup" and a.port is not None and a.plaintext_port == a.port:
         p.error(f"--plaintext-port: {a.port} is the TLS port too")
     try:
         if a.cmd == "setup":
@@ -749,14 +862,19 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                       "at the old address)")
             if ch["new"] or ch["rotated"]:
                 print(f"copy {bundles}/<name> to each of: {', '.join(ch['new'] + ch['rotated'])} (its files only)")
-            if ch["revoked"] or ch["rotated"]:
-                print(f"revoked: {', '.join(ch['revoked'] + [n + ' (old certificate)' for n in ch['rotated']])}")
+            if revoked := ch["revoked"] + [n + " (old certificate)" for n in ch["rotated"] if n not in ch["unrevoked"]]:
+                print(f"revoked: {', '.join(revoked)}")
+            if ch["unrevoked"]:
+                names = [n if n in st.clients else f"{n} (removed)" for n in ch["unrevoked"]]
+                print(f"not revoked: {', '.join(names)}: the old certificate could be read neither in clients/ nor "
+                      f"in the bundle, so it was not revoked and the old bundle still connects, until the CA changes "
+                      f"(--new-ca: every device then needs its new bundle)")
             # what a running broker serves changed: a new CA, certificate, ACL, CRL, passwords or configuration (a
             # --new-ca or an older build's ACL said nothing, and the broker went on with the old ones)
             if before is not None and _served(a.directory) != before:
                 print("a running broker applies this when restarted (SIGHUP: for new connections only)")
             return 0
-        return _run(BrokerSetup.load(a.directory))
+        return _run(_runnable(a.directory))
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
