@@ -320,11 +320,16 @@ def state_path(folder: str | os.PathLike[str], name: str) -> Path:
     return Path(folder) / f"{name}.state"
 
 
-def hold_lock(path: Path, log: logging.Logger) -> None:
+#: what gives a node of the graph another state file, in its parameters' words (its namespace: another default folder)
+ELSEWHERE = "namespace or state_dir"
+
+
+def hold_lock(path: Path, log: logging.Logger, elsewhere: str = ELSEWHERE) -> None:
     """Lock the state file ``path`` for this process (``.<name>.state.lock`` beside it, holding our pid; its folder
     made by the store), or TinyclError naming the process that holds it. A store opened again in this process (a node
     configured again) keeps its lock; a folder where no lock can be taken (read-only, a file system without locks) is
-    said once and left."""
+    said once and left. ``elsewhere``: what the user can give this one to use another file, as it was started (a
+    node's ``state_dir`` parameter, a command's ``--state-dir`` option)."""
     lock = path.with_name(f".{path.name}.lock")
     key = Path(os.path.realpath(lock))       # not Path.resolve(): a symlink loop is a RuntimeError there
     if key in _held_locks:
@@ -337,8 +342,8 @@ def hold_lock(path: Path, log: logging.Logger) -> None:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise TinyclError(f"state file {path} is in use by another running process (pid {holder}): two nodes "
-                          "on one state file overwrite each other's learning; stop that one, or give this one its "
-                          "own namespace or state_dir") from None
+                          f"on one state file overwrite each other's learning; stop that one, or give this one its "
+                          f"own {elsewhere}") from None
     except OSError as exc:                    # no folder or lock file here, or no locks on this file system
         if fd >= 0:
             os.close(fd)
@@ -360,7 +365,7 @@ class StateStore:
 
     def __init__(self, folder: str | os.PathLike[str], name: str, log: logging.Logger,
                  snapshot: Callable[[], States] | None = None, every_n: int = 100, every_s: float = 10.0,
-                 journal: bool = False) -> None:
+                 journal: bool = False, elsewhere: str = ELSEWHERE) -> None:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
@@ -375,7 +380,7 @@ class StateStore:
             raise TinyclError(f"state_dir {folder} cannot be written ({one_line(exc)}): point state_dir at a folder "
                               "this node can write") from None
         self.path = state_path(folder, name)
-        hold_lock(self.path, log)
+        hold_lock(self.path, log, elsewhere)
         self.log, self.snapshot = log, snapshot
         self.every_n, self.every_s = int(every_n), float(every_s)
         self.pending = 0                      # samples learned since the last checkpoint

@@ -749,3 +749,104 @@ def test_a_device_sending_the_same_bad_head_again_is_said_once(fleet_setup, brok
     finally:
         link.stop()
         stop_aggregator(agg, stop, t)
+
+
+def test_fleet_status_of_an_aggregator_that_got_no_head_yet_says_round_0(fleet_setup, broker, tmp_path,
+                                                                         capsys) -> None:
+    """`tinycl fleet status` right after `tinycl aggregate` connected was exit 2, "no aggregator state … has the
+    aggregator run there?": nothing was saved until the first head. Its empty state is saved at its start now."""
+    from tinycl_nodes.fleet.aggregator import status, status_main
+
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+    try:
+        assert status_main([str(tmp_path / "agg")]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("fleet lab | round 0 | CWRStar | extractor eeeeeeeeeeee | 0 device(s)"), out
+        assert out[-1] == "no device has reported yet: round 1 waits for the first head", out
+    finally:
+        stop_aggregator(agg, stop, t)
+    # what a run that got no head saved holds nothing: a start with another configuration (the wrong --kind first,
+    # then the right one) replaces it instead of stopping at "start it with the fleet's --kind"
+    d = fleet_setup.directory
+    other = Aggregator(AggregatorParams(fleet=FLEET, kind="StreamingLDA", extractor_hash=XH, n_features=2, broker_dir=d,
+                                        state_dir=str(tmp_path / "agg")), start=False)
+    other.close()
+    assert status(str(tmp_path / "agg"))["kind"] == "StreamingLDA"
+    again = Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", extractor_hash=XH, n_features=2, broker_dir=d,
+                                        state_dir=str(tmp_path / "agg")), start=False)
+    again.close()
+    assert status(str(tmp_path / "agg"))["kind"] == "CWRStar"
+
+
+def test_fleet_status_rounds_0_lists_no_round_and_a_negative_count_is_refused(tmp_path, capsys) -> None:
+    """`tinycl fleet status D --rounds 0` listed every round (``rounds[-0:]``)."""
+    from tinycl_nodes.fleet.aggregator import format_status, status_main
+
+    s = {"fleet": FLEET, "round": 3, "kind": "CWRStar", "extractor_hash": XH, "state": "x", "devices": {},
+         "retired": {}, "rounds": [{"round": r, "time": 0.0, "devices": ["dev1"], "new_heads": ["dev1"],
+                                    "stragglers": [], "samples": 10} for r in (1, 2, 3)]}
+    assert [ln for ln in format_status(s, 2).splitlines() if ln.startswith("round ")] == \
+        ["round 2 at -: 1 device(s), new heads dev1, stragglers -, 10 samples",
+         "round 3 at -: 1 device(s), new heads dev1, stragglers -, 10 samples"]
+    assert not [ln for ln in format_status(s, 0).splitlines() if ln.startswith("round ")]
+    with pytest.raises(SystemExit) as exc:
+        status_main([str(tmp_path), "--rounds", "-1"])
+    assert exc.value.code == 2 and "argument --rounds: must be at least 0" in capsys.readouterr().err
+
+
+def test_fleet_check_publish_on_a_device_head_topic_is_no_error_at_the_aggregator(fleet_setup, broker, tmp_path,
+                                                                                 caplog, capsys) -> None:
+    """`tinycl fleet check --publish tinycl/lab/robot1/head` (the one topic a device may write) sent b"probe": the
+    running aggregator said "cannot take robot1's heads: payload: malformed, 5 bytes". The probe is ignored quietly
+    now; a topic the ACL refuses still fails the check."""
+    import json
+
+    from tinycl_nodes.fleet.check import main as check_main
+
+    caplog.set_level(logging.DEBUG, logger="tinycl.aggregator")
+    agg, stop, t = start_aggregator(fleet_setup, tmp_path, 2)
+    link = device_link(fleet_setup, "dev2")
+    try:
+        link.offer(head_topic(FLEET, "dev2"), encode(head("dev2", np.eye(2)), FLEET, "dev2"))
+        wait_for(lambda: "dev2" in agg.heads)          # the aggregator's subscription is active: the probe reaches it
+        argv = ["--broker-dir", fleet_setup.directory, "--identity", "dev1", "--client-id", "check-dev1"]
+        assert check_main([*argv, "--publish", head_topic(FLEET, "dev1")]) == 0, capsys.readouterr()
+        wait_for(lambda: agg.refused or any("a probe of tinycl fleet check on dev1's head topic" in r.getMessage()
+                                            for r in caplog.records))
+        assert check_main([*argv, "--publish", head_topic(FLEET, "dev2")]) == 1    # not its topic: refused
+        res = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert res["published"] is False and "Not authorized" in res["puback"], res
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert agg.refused == 0 and "dev1" not in agg.heads and not said, said
+    finally:
+        link.stop()
+        stop_aggregator(agg, stop, t)
+
+
+def test_a_second_aggregator_on_one_state_file_is_told_the_option_it_was_started_with(tmp_path, capsys) -> None:
+    """It was told "give this one its own namespace or state_dir": `tinycl aggregate` has --state-dir, and an
+    aggregator node no namespace that moves its state."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.core.errors import TinyclError
+
+    folder = tmp_path / "agg"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import logging, sys, time; from pathlib import Path; "
+                               "from tinycl_nodes.storage import hold_lock; "
+                               "hold_lock(Path(sys.argv[1]), logging.getLogger()); print('held', flush=True); "
+                               "time.sleep(60)", str(folder / "aggregator.state")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TinyclError) as err:           # as a node: its parameter
+            Aggregator(AggregatorParams(fleet=FLEET, kind="CWRStar", extractor_hash=XH, n_features=2,
+                                        state_dir=str(folder)), start=False)
+        assert str(err.value).endswith("stop that one, or give this one its own state_dir"), err.value
+        assert aggregate_main(["--fleet", FLEET, "--state-dir", str(folder), "--extractor-hash", XH,
+                               "--n-features", "2", "--kind", "CWRStar", "--duration", "0"]) == 2
+        err_lines = capsys.readouterr().err.strip().splitlines()
+        assert len(err_lines) == 1 and err_lines[0].endswith("give this one its own --state-dir"), err_lines
+    finally:
+        holder.kill()
+        holder.wait(10)

@@ -208,3 +208,85 @@ def test_a_clock_that_is_wrong_is_named_not_the_ca_or_a_revocation(fleet_setup, 
         finally:
             mosquitto.terminate()
             mosquitto.wait(10)
+
+
+def test_fleet_check_names_the_tls_file_it_cannot_load(fleet_setup, tmp_path) -> None:
+    """`tinycl fleet check` on a bundle without ca.crt said "FileNotFoundError: [Errno 2] No such file or directory",
+    with a damaged key "TLS: SSLError: [SSL] PEM lib": no file named."""
+    import shutil
+    from pathlib import Path
+
+    from tinycl_nodes.fleet.broker import BrokerSetup
+
+    d = tmp_path / "bundle"
+    shutil.copytree(Path(fleet_setup.directory) / "bundles" / "dev1", d)
+    c = BrokerSetup.load(d).credentials("dev1")
+
+    def said() -> str:
+        return check("localhost", fleet_setup.port, str(d / "ca.crt"), c.certfile, c.keyfile, "dev1", c.password,
+                     "tinycl-lab-dev1", timeout_s=5)["connect"]
+    (d / "ca.crt").unlink()
+    assert said().startswith(f"TLS: the CA certificate {d}/ca.crt does not exist (FileNotFoundError"), said()
+    shutil.copy(Path(fleet_setup.directory) / "ca.crt", d / "ca.crt")
+    Path(c.keyfile).write_text("-----BEGIN PRIVATE KEY-----\ncut\n")
+    assert said().startswith(f"TLS: the certificate {c.certfile} and its key {c.keyfile} cannot be loaded as a pair "
+                             f"(SSLError"), said()
+
+
+def test_fleet_check_and_a_link_say_when_the_port_is_not_a_tls_listener(fleet_setup, tmp_path, caplog) -> None:
+    """On a plain (non-TLS) mosquitto's port `tinycl fleet check` said "ConnectionResetError: [Errno 104] Connection
+    reset by peer", and a bridge or the aggregator the same in its log: no cause."""
+    import shutil
+    import subprocess
+
+    from tinycl_nodes.fleet.broker import free_port, listening
+
+    c = fleet_setup.credentials("dev1")
+
+    def said(port: int) -> str:
+        return check("localhost", port, fleet_setup.ca, c.certfile, c.keyfile, "dev1", c.password, "tinycl-lab-dev1",
+                     timeout_s=5)["connect"]
+    port = free_port()
+    (tmp_path / "plain.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    plain = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp_path / "plain.conf")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    link = None
+    try:
+        wait_for(lambda: listening("127.0.0.1", port), timeout_s=10)
+        assert said(port).startswith("the TLS handshake failed: not a TLS listener? (a plain MQTT port"), said(port)
+        caplog.set_level(logging.DEBUG)
+        link = _link(fleet_setup, "plain", port=port)          # the bridge and the aggregator say the same
+        wait_for(lambda: _said(caplog, "plain", "not a TLS listener?"), timeout_s=10)
+    finally:
+        if link is not None:
+            link.stop()
+        plain.terminate()
+        plain.wait(10)
+
+
+def test_fleet_check_counts_only_unexpected_disconnects_and_fails_when_the_connection_did_not_hold(
+        fleet_setup, broker, capsys) -> None:
+    """Every healthy check said "disconnects": 1 (its own disconnect at the end); one whose connection another client
+    took during --hold said "still_connected": false, "disconnects": 2 and exited 0."""
+    import json
+    import threading
+
+    from tinycl_nodes.fleet.check import main as check_main
+
+    argv = ["--broker-dir", fleet_setup.directory, "--identity", "dev1", "--host", "localhost"]
+    assert check_main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert (res["connect"], res["disconnects"], res["still_connected"]) == ("Success", 0, True), res
+    rc: list[int] = []
+    held = threading.Thread(target=lambda: rc.append(check_main([*argv, "--hold", "3"])))
+    held.start()
+    try:
+        time.sleep(1.0)                                   # connected by then (in-process: about 0.1 s)
+        c = fleet_setup.credentials("dev1")
+        other = check("localhost", fleet_setup.port, fleet_setup.ca, c.certfile, c.keyfile, "dev1", c.password,
+                      "tinycl-lab-dev1", timeout_s=5)     # the same identity: the broker closes the first one
+        assert other["connect"] == "Success", other
+    finally:
+        held.join(15)
+    res = json.loads(capsys.readouterr().out)
+    assert rc == [1] and res["still_connected"] is False and res["disconnects"] >= 1, (rc, res)

@@ -127,3 +127,56 @@ def test_the_lineage_id_travels_and_a_head_without_it_is_the_old_format() -> Non
     with pytest.raises(PayloadError) as e:
         decode(_patch_meta(plain, lineage="not hex!"))
     assert "lineage" in _one_line(e.value)
+
+
+def test_a_name_ending_in_a_newline_is_refused(tmp_path) -> None:
+    """``re.match`` with ``^…$`` let "lab\\n" through (``$`` matches before a final newline): `tinycl fleet setup
+    --fleet $'lab\\n'` wrote ACL lines split in two. Names are matched whole now, and so is a lineage id."""
+    from tinycl_nodes.fleet.broker import current_user, free_port, generate
+    from tinycl_nodes.fleet.payload import check_name
+
+    for bad in ("lab\n", "robot1\n", "\nlab"):
+        with pytest.raises(ValueError, match="must be 1-64 of letters"):
+            check_name(bad)
+    assert check_name("lab-2_x") == "lab-2_x"
+    with pytest.raises(PayloadError, match="metadata fleet"):
+        decode(_patch_meta(encode(head("dev1", np.eye(2)), "lab", "dev1"), fleet="lab\n"))
+    with pytest.raises(PayloadError, match="lineage"):
+        decode(_patch_meta(encode(head("dev1", np.eye(2)), "lab", "dev1"), lineage="ab\n"))
+    for fleet, devices in (("lab\n", ["robot1"]), ("lab", ["robot1\n"])):
+        with pytest.raises(ValueError, match=r"invalid name '.*\\n'"):
+            generate(tmp_path / "broker", fleet, devices, port=free_port(), user=current_user())
+        assert not (tmp_path / "broker" / "acl").exists()
+
+
+def test_the_probe_of_fleet_check_is_named_not_taken_for_a_malformed_head() -> None:
+    """What `tinycl fleet check --publish` sends is said to be its probe by whoever decodes it (a bridge, given it on
+    the global topic), not "malformed, 5 bytes"."""
+    from tinycl_nodes.fleet.payload import PROBE
+
+    with pytest.raises(PayloadError) as e:
+        decode(PROBE)
+    assert _one_line(e.value) == "payload: a probe of `tinycl fleet check`, not a head"
+
+
+def test_a_bridge_ignores_the_probe_of_fleet_check_on_the_global_topic(fleet_setup, tmp_path, xhash, caplog) -> None:
+    """`tinycl fleet check --identity aggregator --publish tinycl/<fleet>/global` made every robot's bridge log
+    "global head refused" at ERROR: the probe is no head, and is passed over without a word."""
+    import logging
+
+    from tinycl_nodes.fleet.broker import global_topic
+    from tinycl_nodes.fleet.payload import PROBE
+
+    from .conftest import FLEET
+    from .robot import Pair
+
+    pair = Pair(fleet_setup, tmp_path, xhash)
+    try:
+        caplog.set_level(logging.DEBUG)
+        pair.bridge._on_mqtt(global_topic(FLEET), PROBE)
+        pair.bridge._on_mqtt(global_topic(FLEET), b"tinycl fleet check: a probe, not a head!")   # not the probe
+        refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(refused) == 1 and "global head refused" in refused[0], refused
+        assert pair.bridge.global_round == 0
+    finally:
+        pair.close()

@@ -29,7 +29,8 @@ samples, accuracy as the devices report it) is published retained on ``tinycl/<f
 State (round, the fleet's configuration, every device's latest payload, the last global
 payload, the round table) is kept by ``storage.StateStore`` in ``<state_dir>/aggregator.state``:
 saved after every round, at most every ``save_interval_s`` after accepted heads (a head not saved
-yet is not lost: it is retained on the broker and delivered again after a restart) and on close;
+yet is not lost: it is retained on the broker and delivered again after a restart), on close, and at the start while
+it holds nothing (``tinycl fleet status`` then says round 0; such a state of another configuration is replaced);
 on restart it is loaded, the last global head is offered again, and the held heads the last global
 head does not contain (its provenance) count as new for the round under way (they came before the
 restart). A corrupt file is moved aside with one line (one of another fleet or configuration stops the
@@ -56,7 +57,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..arg_types import number
+from ..arg_types import count, number
 from ..core.errors import OtherConfigError, TinyclError
 from ..core.federated import (
     DEFAULT_MAX_NORM,
@@ -72,7 +73,7 @@ from ..core import state as st
 from ..storage import RepeatedFailure, StateStore
 from .broker import AGGREGATOR, global_topic, head_topic, rounds_topic
 from .link import MqttLink, MqttNodeParams, mqtt_params
-from .payload import DEFAULT_MAX_BYTES, FleetName, PayloadMeta, decode, encode
+from .payload import DEFAULT_MAX_BYTES, PROBE, FleetName, PayloadMeta, decode, encode
 
 STATE_KIND = "aggregator"
 #: 2: retired lineages (``retired/<device>/<i>``). Version 1 files are read (:func:`saved_state`): those of the release
@@ -158,7 +159,9 @@ class Aggregator:
     """MQTT side and rounds; thread-safe (messages come from paho's thread, ``tick`` from the caller)."""
 
     def __init__(self, params: AggregatorParams, logger: logging.Logger | None = None,
-                 on_global: Any = None, start: bool = True) -> None:
+                 on_global: Any = None, start: bool = True, state_option: str = "state_dir") -> None:
+        """``state_option``: what the user gives to use another state folder, as it was started (the node's parameter
+        ``state_dir``, ``tinycl aggregate --state-dir``): a second aggregator on one state file is told that."""
         self.p = params
         self.log = logger or logging.getLogger("tinycl.aggregator")
         self.on_global = on_global
@@ -189,11 +192,16 @@ class Aggregator:
         # RESUME_WAIT_S after the connection; without a broker link (start=False) none can come
         self._round_known = not start
         self._connected_t: float | None = None
-        self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s)
-                      if params.state_dir else None)
+        self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s,
+                                 elsewhere=state_option) if params.state_dir else None)
         if self.store is not None and self.store.load(self._restore):
             self.log.info("state loaded from %s: round %d, %d device head(s), new since round %d: %s", self.store.path,
                           self.round, len(self.heads), self.round, ", ".join(sorted(self.fresh)) or "none")
+        if self.store is not None and self._holds_nothing():
+            # saved now, not at the first head: `tinycl fleet status` of a running aggregator says round 0, no device
+            # yet, instead of "has the aggregator run there?". The round the broker holds still wins (the first round
+            # of a run waits for it whatever the state says)
+            self.store.save()
         self.removed = self._drop_not_allowed()
         self.prefix = f"tinycl/{params.fleet}/"
         # the global topic first: mosquitto sends its retained head before the devices' (each subscription's
@@ -204,6 +212,10 @@ class Aggregator:
             self.link.offer(global_topic(params.fleet), self.global_payload, retain=True)
         if start:
             self.link.start()
+
+    def _holds_nothing(self) -> bool:
+        """No round, no head, no retired lineage: a state that is saved or replaced loses nothing learned."""
+        return self.round == 0 and not self.heads and not self.retired and not self.global_payload
 
     def _drop_not_allowed(self) -> list[str]:
         """Held heads of devices no longer in ``allowed_devices`` (e.g. revoked) leave the fleet: they were kept
@@ -231,6 +243,9 @@ class Aggregator:
         if len(parts) != 4 or parts[0] != "tinycl" or parts[1] != self.p.fleet or parts[3] != "head":
             return
         device = parts[2]
+        if data == PROBE:             # `tinycl fleet check --publish` proving the device may write its topic
+            self.log.debug("a probe of tinycl fleet check on %s's head topic: no head, ignored", device)
+            return
         said = self._refusals.get(device)
         try:
             self.accept(device, data)
@@ -528,13 +543,21 @@ class Aggregator:
         configuration stops the aggregator, the file in place)."""
         state = saved_state(saved)
         meta = state["meta"]
+        conf = (meta.get("extractor_hash"), meta.get("n_features"), meta.get("head_kind"))
+        arrays = state["arrays"]
+        if meta.get("round") == 0 and not len(arrays["global"]) and \
+                not any(k.startswith(("device/", "retired/")) for k in arrays) and \
+                (meta.get("fleet"), *conf) != (self.p.fleet, self.extractor_hash, self.n_features, self.p.kind):
+            # saved at the start of a run that got no head (e.g. started with the wrong --kind): nothing to keep
+            self.log.info("the saved state holds no round and no head (of fleet %s, %s heads on extractor %s): "
+                          "replaced by this configuration's", meta.get("fleet"), conf[2], str(conf[0])[:12])
+            return
         # a sound state of another configuration stops the aggregator (moved aside, the fleet's rounds began again at
         # 1 and every robot skipped them as merged already, until they passed the round it had reached)
         if meta.get("fleet") != self.p.fleet:
             raise OtherConfigError(f"it is the state of fleet {meta.get('fleet')!r}, this is {self.p.fleet!r}: start "
                                    f"it with --fleet {meta.get('fleet')}, or start fleet {self.p.fleet!r} in another "
                                    f"--state-dir")
-        conf = (meta.get("extractor_hash"), meta.get("n_features"), meta.get("head_kind"))
         if conf != (self.extractor_hash, self.n_features, self.p.kind):
             raise OtherConfigError(f"it holds round {meta.get('round')} of a fleet of {conf[2]} heads on extractor "
                                    f"{str(conf[0])[:12]} ({conf[1]} features), this aggregator is configured for "
@@ -636,7 +659,9 @@ def format_status(s: dict[str, Any], last: int = 5, now: float | None = None) ->
             lines.append(f"{d:<20} {'v' + str(v['version']):>6} {'retired':>9} {'-':>6} {v['classes']:>7} "
                          f"{v['samples']:>9}  {t(v['sent_at'])}: lineage {v['lineage']}, its state wiped since, "
                          f"kept in every round")
-    for r in s["rounds"][-last:]:
+    if not s["devices"] and not retired and not s["rounds"]:     # saved at its start: no head came yet
+        lines.append(f"no device has reported yet: round {(s['round'] or 0) + 1} waits for the first head")
+    for r in s["rounds"][-last:] if last > 0 else []:      # [-0:] is every round
         acc = r.get("accuracy")
         lines.append(f"round {r['round']} at {t(r.get('time'))}: {len(r['devices'])} device(s), new heads "
                      f"{','.join(r['new_heads']) or '-'}, stragglers {','.join(r['stragglers']) or '-'}"
@@ -678,7 +703,7 @@ def status_main(argv: list[str] | None = None) -> int:
                                  "which head versions are in the global head (from the aggregator's saved state)")
     ap.add_argument("state_dir", help="the aggregator's --state-dir (default of tinycl aggregate: its --broker-dir)")
     ap.add_argument("--json", action="store_true", help="everything, as JSON (the whole round table)")
-    ap.add_argument("--rounds", type=int, default=5, help="how many of the last rounds to show")
+    ap.add_argument("--rounds", type=count(0), default=5, help="how many of the last rounds to show (0: none)")
     a = ap.parse_args(argv)
     try:
         s = status(a.state_dir)
@@ -762,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="[%(name)s] %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         params = validate(AggregatorParams, values, "aggregate")
-        agg = Aggregator(params)
+        agg = Aggregator(params, state_option="--state-dir")
     except TinyclError as exc:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
         return 2

@@ -1,12 +1,14 @@
 """``tinycl fleet check``: can this machine reach the fleet's broker as a given identity?
 
 Connects once (MQTT 5, TLS with the fleet CA, the identity's certificate, host name verified),
-optionally publishes one QoS 1 message, and prints one JSON line::
+optionally publishes one QoS 1 message (``payload.PROBE``, not retained: the aggregator ignores it on a device's head
+topic), and prints one JSON line::
 
     {"connect": "Success" | "<MQTT reason>" | "<why it failed>" | "no CONNACK", "puback": "<reason>",
      "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...}
 
-Exit code 0 if connected (and, with ``--publish``, the broker acknowledged it with a success
+``disconnects``: the connection's losses this check did not ask for (another client taking the client id). Exit code 0
+if connected and still connected at the end (and, with ``--publish``, the broker acknowledged it with a success
 code), else 1. The broker makes the client id the certificate's name, so on a live fleet a check as a
 device that is connected takes over its session for a moment: its bridge reconnects by itself (the
 global head is retained on the broker; nothing is lost).
@@ -30,11 +32,12 @@ import paho.mqtt.client as mqtt
 
 from ..arg_types import number
 from .broker import BrokerSetup
-from .link import connect_error
+from .link import connect_error, tls_problem
+from .payload import PROBE
 
 
 def check(host: str, port: int, ca: str, cert: str | None, key: str | None, username: str, password: str,
-          client_id: str, publish: str | None = None, payload: bytes = b"probe", timeout_s: float = 10.0,
+          client_id: str, publish: str | None = None, payload: bytes = PROBE, timeout_s: float = 10.0,
           hold_s: float = 0.0) -> dict[str, Any]:
     out: dict[str, Any] = {"host": host, "port": port, "connect": "no CONNACK", "puback": None}
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -51,9 +54,11 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
         acked.set()
     c.on_connect, c.on_publish = on_connect, on_publish
     out["disconnects"] = 0
+    closing = threading.Event()         # our own disconnect at the end: not a loss of the connection
 
     def on_disconnect(*_a: Any) -> None:                # e.g. another client took this client id
-        out["disconnects"] += 1
+        if out["connect"] == "Success" and not closing.is_set():
+            out["disconnects"] += 1
         connected.set()
     c.on_disconnect = on_disconnect
     errors: list[str] = []      # a certificate refused after the TLS handshake shows only in paho's log
@@ -61,6 +66,10 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
     try:
         c.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    except (ssl.SSLError, OSError, ValueError) as exc:      # "[SSL] PEM lib", "[Errno 2] …": no file named
+        out["connect"] = f"TLS: {tls_problem(ca, cert, key)} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        return out
+    try:
         c.username_pw_set(username, password)
         c.connect(host, port, 10)
     except (ssl.SSLError, ssl.CertificateError, OSError, ValueError) as exc:
@@ -78,6 +87,7 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
             threading.Event().wait(hold_s)
         out["still_connected"] = c.is_connected() and out["disconnects"] == 0
     finally:
+        closing.set()
         c.disconnect()
         c.loop_stop()
     return out
@@ -95,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--client-id", default=None)
     ap.add_argument("--username", default=None)
     ap.add_argument("--password", default=None)
-    ap.add_argument("--publish", default=None, help="topic to publish one QoS 1 message on")
+    ap.add_argument("--publish", default=None, help="topic to publish one QoS 1 probe on (not retained; "
+                    "no head: the aggregator ignores it), proving the identity may write it")
     ap.add_argument("--hold", type=number(0), default=0.0, help="stay connected this many seconds")
     a = ap.parse_args(argv)
     try:
@@ -108,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 a.username or cred.username, a.password or cred.password,
                 a.client_id or f"tinycl-{st.fleet}-{a.identity}", a.publish, hold_s=a.hold)
     print(json.dumps(res), flush=True)
-    ok = res["connect"] == "Success" and (a.publish is None or bool(res.get("published")))
+    held = bool(res.get("still_connected")) and not res["disconnects"]       # another client took the client id
+    ok = res["connect"] == "Success" and held and (a.publish is None or bool(res.get("published")))
     return 0 if ok else 1
 
 

@@ -45,6 +45,9 @@ TAKEOVER_S = 5.0
 #: TLS alerts a broker sends when it refuses the client's certificate (after the handshake under TLS 1.3)
 _CERT_ALERTS = ("UNKNOWN_CA", "CERTIFICATE_REVOKED", "BAD_CERTIFICATE", "CERTIFICATE_REQUIRED",
                 "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE")
+#: how the TLS handshake ends with a listener that does not speak TLS: an answer that is no TLS record (ssl's words);
+#: a plain MQTT listener resets the connection instead (it drops the ClientHello as a malformed packet)
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
 
 
 #: what the broker's refusal of the client's certificate means (its TLS alert), and what to do, on which side
@@ -133,6 +136,10 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
     if not refused:
         if isinstance(exc, ConnectionRefusedError):
             return "connection refused: is the broker running, on this port?"
+        if isinstance(exc, ConnectionResetError) or (isinstance(exc, ssl.SSLError)
+                                                      and any(w in text.upper() for w in _NOT_TLS)):
+            return (f"the TLS handshake failed: not a TLS listener? (a plain MQTT port, or another service, on this "
+                    f"port: is it the broker's TLS port?) [{text}]")
         return f"TLS: {text}" if isinstance(exc, ssl.SSLError) else text
     detail = text if alert is not None else f"it closed the connection before answering: {text}"
     local = _local_cause(cert_file, ca_file, alert) if cert_file else None
@@ -145,8 +152,11 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
 
 
 def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None) -> str:
-    """Which of a client's TLS files cannot be used (an empty, cut or foreign file), in words: ssl's own error
-    ("[SSL] PEM lib") names none."""
+    """Which of a client's TLS files cannot be used (missing, or an empty, cut or foreign file), in words: ssl's own
+    error ("[SSL] PEM lib", or a bare "[Errno 2] No such file or directory") names none."""
+    for what, path in (("the CA certificate", ca_file), ("the certificate", cert_file), ("the key", key_file)):
+        if path and not Path(path).is_file():
+            return f"{what} {path} " + ("is not a file" if Path(path).exists() else "does not exist")
     try:
         ssl.create_default_context(cafile=ca_file or None)
     except (ssl.SSLError, OSError, ValueError):

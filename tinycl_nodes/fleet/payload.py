@@ -45,12 +45,15 @@ SCHEMA_VERSION = 1
 _HEADER = struct.Struct("<4sHHI")
 #: default size limit of one payload (a 4096 × 64 head is ~1 MB; typical heads are a few kB)
 DEFAULT_MAX_BYTES = 1 << 20
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")     # whole names only (fullmatch): "lab\n" passed ``^…$``
 #: the latest wall-clock time a payload may say it was sent: 9999-12-31 (the fleet status prints it as a date; a device
 #: that sent 1e300 or Infinity would stop that with an OverflowError)
 LATEST_SENT_AT = 253_402_300_799.0
 #: a lineage id: hex digits, drawn by :func:`new_lineage` (empty: a head of a build before lineage ids)
 LINEAGE_RE = r"^[0-9a-f]{0,64}$"
+#: what ``tinycl fleet check --publish`` sends, never retained: it proves the identity may write that topic, and is no
+#: head (the aggregator ignores it on a device's head topic without a word; 5 bytes of b"probe" were an error there)
+PROBE = b"tinycl fleet check: a probe, not a head"
 
 
 def new_lineage() -> str:
@@ -61,7 +64,7 @@ def new_lineage() -> str:
 
 def check_name(v: str) -> str:
     """A fleet, device or aggregator name: it becomes part of MQTT topics, usernames, file names."""
-    if not NAME_RE.match(v):
+    if not NAME_RE.fullmatch(v):
         raise ValueError("must be 1-64 of letters, digits, '_' or '-'")
     return v
 
@@ -154,6 +157,8 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, extractor_hash: s
            fleet: str | None = None) -> tuple[PayloadMeta, HeadSnapshot]:
     """Parse and validate a payload; raise PayloadError / ExtractorMismatchError with one line."""
     n = len(data)
+    if data == PROBE:
+        raise PayloadError("payload: a probe of `tinycl fleet check`, not a head")
     if n > max_bytes:
         raise PayloadError(f"payload: {n} bytes exceeds the limit of {max_bytes}")
     if n < _HEADER.size:

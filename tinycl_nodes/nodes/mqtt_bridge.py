@@ -62,7 +62,7 @@ from ..fleet.broker import global_topic, head_topic
 from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..interfaces.heads import from_msg, to_msg
 from ..model_prior import load_prior, shipped_prior
-from ..fleet.payload import DEFAULT_MAX_BYTES, LINEAGE_RE, FleetName, decode, encode, new_lineage
+from ..fleet.payload import DEFAULT_MAX_BYTES, LINEAGE_RE, PROBE, FleetName, decode, encode, new_lineage
 from .runner import Node, StateParams, run_node
 
 
@@ -453,6 +453,9 @@ class MqttBridge(Node):
     # --- MQTT → bus ---------------------------------------------------------------------------
     def _on_mqtt(self, topic: str, data: bytes) -> None:   # paho's thread
         if topic != self.in_topic:
+            return
+        if data == PROBE:         # `tinycl fleet check --identity aggregator --publish …/global`: no head, no error
+            self.log.debug("a probe of `tinycl fleet check` on the global topic: ignored")
             return
         try:
             meta, snap = decode(data, max_bytes=self.params.max_bytes, fleet=self.params.fleet,
