@@ -8,7 +8,8 @@
 #
 # As root, the broker will run as the user mosquitto, which must be able to reach DIR (e.g. under
 # /srv or /var/lib, not /root); BROKER_USER=NAME picks another account (= --user; root keeps it root).
-# PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given.
+# PLAINTEXT_PORT (development only, loopback, passwords still required) is off unless given. On a re-run, a port or
+# BROKER_* left unset keeps DIR's value.
 # Installs mosquitto first if missing (tools/mosquitto/install.sh). Re-running on DIR with the
 # full device list adds and removes devices (a removed one is revoked), keeping the CA and the
 # others' keys: their bundles stay valid (`tinycl fleet setup --rotate/--new-ca` for the rest).
@@ -23,7 +24,9 @@ if [ $# -lt 3 ]; then
   exit 2
 fi
 bash "$here/install.sh"
-args=(setup "$1" --fleet "$2" --devices "$3" --port "${4:-8883}")
+args=(setup "$1" --fleet "$2" --devices "$3")
+# left off, each keeps DIR's value when it holds a fleet (8883, no plaintext port, localhost for a new one)
+if [ -n "${4:-}" ]; then args+=(--port "$4"); fi
 if [ -n "${5:-}" ]; then args+=(--plaintext-port "$5"); fi
 if [ -n "${BROKER_HOST:-}" ]; then args+=(--host "$BROKER_HOST"); fi
 if [ -n "${BROKER_IP:-}" ]; then args+=(--ip "$BROKER_IP"); fi
