@@ -234,3 +234,22 @@ def test_fleet_run_error_shows_only_this_runs_log(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert 'Unknown configuration variable "no_such_option"' in err, err
     assert "server key" not in err, "the earlier run's lines are not this run's"
+
+
+@pytest.mark.parametrize("where", ["a bundle", "a directory whose ca.key is gone"])
+def test_setup_refuses_a_fleet_directory_without_its_ca_key(tmp_path, capsys, where) -> None:
+    """Setup on a device bundle, or on the broker's directory after ca.key was deleted, made a new CA in silence: every
+    device's bundle then failed. Refused in one line, nothing written; --new-ca still starts over."""
+    d = tmp_path / "b"
+    generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    target = d / "bundles" / "robot1" if where == "a bundle" else d
+    if where != "a bundle":
+        (d / "ca.key").unlink()
+    before = _files(target)
+    assert fleet_main(["setup", str(target), "--fleet", "lab", "--devices", "robot1", "--user", current_user()]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "without the fleet's CA key (ca.key)" in err, err
+    assert ("is a device bundle" in err) == (where == "a bundle"), err
+    assert _files(target) == before
+    assert fleet_main(["setup", str(target), "--fleet", "lab", "--devices", "robot1", "--user", current_user(),
+                       "--new-ca"]) == 0

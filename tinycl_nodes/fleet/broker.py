@@ -296,8 +296,16 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     """The setup a directory already holds (its identities are kept: its devices hold bundles signed by its CA);
     None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``, and so is a
     CA whose fleet's state cannot be read: going on would replace the CA and every identity, cutting off every
-    device, without anyone asking for it."""
-    if new_ca or not (d / "ca.key").exists():
+    device, without anyone asking for it. So is a fleet's directory whose CA key is gone (deleted, or a device bundle,
+    which holds ``fleet.json`` and no key): a new CA there cut off every device without a word."""
+    if new_ca:
+        return None
+    if not (d / "ca.key").exists():
+        if (d / "fleet.json").exists():
+            what = "a fleet's directory" if (d / "mosquitto.conf").exists() else "a device bundle"
+            raise ValueError(f"{d} is {what} without the fleet's CA key (ca.key): set-up would make a new CA, cutting "
+                             f"off every device; run it on the broker's directory, restore ca.key, or pass --new-ca "
+                             f"to start over (every device then needs its new bundle)")
         return None
     try:
         old = BrokerSetup.load(d)
