@@ -29,6 +29,7 @@ from . import model_range
 from .arg_types import count, output_file
 from .core._util import check_covariance_features
 from .core.errors import TinyclError
+from .export.latent_onnx import node_name
 from .model_card import ModelCard, Preprocessing, check_card, load_card_file
 from .storage import write_atomic
 
@@ -79,7 +80,7 @@ def _cut_tensor(model: Any, cut: str) -> str:
     if cut in nodes:
         return nodes[cut].output[0]
     close = get_close_matches(cut, sorted(tensors | set(nodes)), n=3)
-    names = [n.name or n.output[0] for n in g.node if n.output]      # a node without a name: its output tensor
+    names = [node_name(n) for n in g.node if n.output]
     raise ModelToolError(f"cut point {cut!r} is neither a node nor a tensor of the model"
                          + (f" (did you mean {', '.join(map(repr, close))}?)" if close else
                             f" ({len(names)} nodes, e.g. {', '.join(names[-3:])};"
@@ -193,8 +194,7 @@ def layers(src: str | os.PathLike[str], card_file: str | os.PathLike[str] | None
         shape = shapes.get(node.output[0])
         body = list(shape[1:]) if shape else []
         vector = bool(body) and body[0] != 1 and all(d == 1 for d in body[1:])
-        # a node without a name (the shipped ELMs': none has one) is cut at by its output tensor's name
-        rows.append({"node": node.name or node.output[0], "op": node.op_type, "output": node.output[0], "shape": shape,
+        rows.append({"node": node_name(node), "op": node.op_type, "output": node.output[0], "shape": shape,
                      "vector": vector})
     return rows
 

@@ -43,7 +43,7 @@ from ..core.errors import InputError
 from ..core.latent import LatentUpperHead
 from ..core.layers import Conv2d, Linear
 from ..export import c_model
-from ..export.latent_onnx import _safe, split_model, upper_to_onnx
+from ..export.latent_onnx import _safe, node_name, split_model, upper_to_onnx
 from ..extractor import FrozenExtractor, model_path
 from ..model_card import card_path, read_card, trained_on_note
 from ..storage import write_atomic
@@ -124,9 +124,9 @@ def _block_problems(onnx_model: Any) -> list[str]:
         relu = next_op(n)
         pool = next_op(relu) if relu is not None and relu.op_type == "Relu" else None
         if not c_model.conv_runs(attributes(n)):
-            problems.append(f"convolution {n.name or n.output[0]} is not 3x3 with stride 1 and padding 1")
+            problems.append(f"convolution {node_name(n)} is not 3x3 with stride 1 and padding 1")
         elif pool is None or pool.op_type != "MaxPool" or not c_model.pool_runs(attributes(pool)):
-            problems.append(f"convolution {n.name or n.output[0]} is not followed by a ReLU and a 2x2 stride-2 "
+            problems.append(f"convolution {node_name(n)} is not followed by a ReLU and a 2x2 stride-2 "
                             f"max-pool")
     return problems[:3]
 
@@ -235,7 +235,7 @@ def finetune(path: Path, X: np.ndarray, y: np.ndarray, epochs: int, out: Path, s
             elif n.op_type == "BatchNormalization":
                 z = tf.batch_norm(ins[0], ins[3], ins[4], ins[1], ins[2], False, 0.0, a.get("epsilon", 1e-5))
             else:
-                raise InputError(f"fine-tune: operator {n.op_type} ({n.name or n.output[0]}) is not supported")
+                raise InputError(f"fine-tune: operator {n.op_type} ({node_name(n)}) is not supported")
             env[n.output[0]] = z
         return env[g.output[0].name]
 
@@ -323,7 +323,7 @@ def _pool_outputs(model: Path) -> list[tuple[str, str]]:
     import onnx
 
     nodes = onnx.load(str(model), load_external_data=False).graph.node
-    return [(n.name or n.output[0], n.output[0]) for n in nodes if n.op_type == "MaxPool"]
+    return [(node_name(n), n.output[0]) for n in nodes if n.op_type == "MaxPool"]
 
 
 def _label(cut: str) -> str:
@@ -373,10 +373,11 @@ def main(args) -> int:
     args.dataset, note = protocol_dataset(model, args.dataset)
     if note:
         console.log(f"[yellow]note: {note}[/]")
-    cuts = [args.cut] if args.cut else default_cuts(model)
-    if args.cut and not any(args.cut in pool for pool in _pool_outputs(model)):   # a node or its output tensor
+    pools = _pool_outputs(model)
+    cuts = [args.cut] if args.cut else [name for name, _ in pools]
+    if args.cut and not any(args.cut in pool for pool in pools):   # a node or its output tensor
         raise InputError(f"--cut {args.cut}: the design cuts at the end of a block, a max-pool's output "
-                         f"({', '.join(default_cuts(model))}): the generated C runs whole blocks")
+                         f"({', '.join(name for name, _ in pools)}): the generated C runs whole blocks")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     _clear_chosen(work)     # this run writes the candidates' files again: the last run's card would name them

@@ -30,11 +30,17 @@ class Split:
     upper: list[Layer]
 
 
+def node_name(node) -> str:
+    """A node as a cut names it: its name, or its first output tensor's for a node without one (exporters leave them
+    unnamed: the shipped ELMs); :func:`split_model` takes either."""
+    return node.name or node.output[0]
+
+
 def cut_names(path: str | Path) -> list[str]:
     """Node names a model can be cut at (each node's output is a possible latent layer)."""
     import onnx
 
-    return [n.name for n in onnx.load(str(path)).graph.node]
+    return [node_name(n) for n in onnx.load(str(path)).graph.node]
 
 
 def split_model(path: str | Path, cut: str, out_dir: str | Path) -> Split:
