@@ -129,6 +129,21 @@ class Credentials:
     keyfile: str
 
 
+class NotASetup(ValueError):
+    """A folder that is no broker directory or bundle of ``tinycl fleet setup``: ``file`` is the one that could not
+    be used, ``error`` why (set-up's refusal to replace a CA names them)."""
+
+    def __init__(self, directory: Path, file: Path, error: Exception) -> None:
+        super().__init__(f"{directory} is no broker directory or bundle of `tinycl fleet setup` "
+                         f"({type(error).__name__}: {error})")
+        self.file, self.error = file, error
+
+    def what(self) -> str:
+        """The file and its fault, in words."""
+        return (f"{self.file} is missing" if isinstance(self.error, FileNotFoundError) else
+                f"{self.file} cannot be read ({type(self.error).__name__}: {self.error})")
+
+
 @dataclass
 class BrokerSetup:
     directory: str
@@ -155,16 +170,18 @@ class BrokerSetup:
     def load(cls, directory: str | Path) -> "BrokerSetup":
         """A broker directory or a bundle (``tinycl fleet setup``); its relative paths resolved against it."""
         d = Path(directory).resolve()
+        reading = d / "fleet.json"      # the file the error is in: set-up's refusal names it
         try:
-            meta = json.loads((d / "fleet.json").read_text())
-            creds = json.loads((d / "credentials.json").read_text())
+            meta = json.loads(reading.read_text())
             here = {k: str(d / meta[k]) if meta.get(k) else "" for k in ("ca", "config")}
+            reading = d / "credentials.json"
+            creds = json.loads(reading.read_text())
             clients = {k: Credentials(v["username"], v["password"], str(d / v["certfile"]), str(d / v["keyfile"]))
                        for k, v in creds.items()}
+            reading = d / "fleet.json"
             return cls(**{**meta, **here, "directory": str(d), "clients": clients})
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:   # AttributeError: a list, no dict
-            raise ValueError(f"{d} is no broker directory or bundle of `tinycl fleet setup` "
-                             f"({type(exc).__name__}: {exc})") from None
+            raise NotASetup(d, reading, exc) from None
 
 
 def free_port() -> int:
@@ -279,19 +296,6 @@ def write_crl(d: Path, revoke: list[int]) -> None:
     (d / "crl.pem").write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
-def _unreadable(d: Path) -> str:
-    """Which of a directory's state files cannot be read, and why (for a refusal naming it)."""
-    for p in (d / "fleet.json", d / "credentials.json"):
-        try:
-            if not isinstance(json.loads(p.read_text()), dict):
-                return f"{p} holds no settings"
-        except FileNotFoundError:
-            return f"{p} is missing"
-        except (OSError, ValueError) as exc:
-            return f"{p} cannot be read ({type(exc).__name__}: {exc})"
-    return f"{d / 'fleet.json'} or {d / 'credentials.json'} is incomplete"
-
-
 def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     """The setup a directory already holds (its identities are kept: its devices hold bundles signed by its CA);
     None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``, and so is a
@@ -309,8 +313,8 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
         return None
     try:
         old = BrokerSetup.load(d)
-    except ValueError:
-        raise ValueError(f"{_unreadable(d)}, but {d} holds the fleet's CA (ca.key): set-up would replace the CA "
+    except NotASetup as exc:
+        raise ValueError(f"{exc.what()}, but {d} holds the fleet's CA (ca.key): set-up would replace the CA "
                          f"and every identity, cutting off every device; restore the file, or pass --new-ca to "
                          f"start over (every device then needs its new bundle)") from None
     if old.fleet != fleet:
