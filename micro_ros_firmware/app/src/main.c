@@ -131,7 +131,7 @@ static link_t g_link = WAITING;
 static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
-static uint32_t g_not_learned; /* frames predicted, published, not learned: no row for their class in a full head */
+static uint32_t g_not_learned; /* frames predicted and published, not learned: a full table had no row for them */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
 static uint32_t g_global_version; /* last global head applied: a latched one re-sent after a reconnect is not applied twice */
 static int g_global_applied;      /* one was applied, by this boot or a saved state (g_global_version is its version) */
