@@ -107,10 +107,7 @@ def _block_problems(onnx_model: Any) -> list[str]:
     from onnx import helper
 
     nodes = list(onnx_model.graph.node)
-    consumers: dict[str, list[Any]] = {}
-    for n in nodes:
-        for name in n.input:
-            consumers.setdefault(name, []).append(n)
+    consumers = _consumers(nodes)
 
     def next_op(node: Any) -> Any:
         after = consumers.get(node.output[0], [])
@@ -131,6 +128,15 @@ def _block_problems(onnx_model: Any) -> list[str]:
     return problems[:3]
 
 
+def _consumers(nodes: list[Any]) -> dict[str, list[Any]]:
+    """tensor name → the nodes that read it (each once, in graph order)."""
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for name in dict.fromkeys(n.input):
+            consumers.setdefault(name, []).append(n)
+    return consumers
+
+
 #: what follows the last block: the C generator runs a Gemm only with the BatchNormalization after it
 DESIGN_TAIL = ("Flatten", "Gemm", "BatchNormalization")
 
@@ -140,11 +146,12 @@ def _tail_problems(onnx_model: Any) -> list[str]:
     the BatchNormalization (a PyTorch export of Linear alone) scored every candidate, then failed in the C generator
     ("features: expected one consumer") with the new choice's files written beside the last run's card."""
     nodes = list(onnx_model.graph.node)
+    consumers = _consumers(nodes)
     last = max(i for i, n in enumerate(nodes) if n.op_type == "MaxPool")
     tail, cur = [], nodes[last].output[0]
     outputs = {o.name for o in onnx_model.graph.output}
     while cur not in outputs:
-        after = [n for n in nodes if cur in n.input]
+        after = consumers.get(cur, [])
         if len(after) != 1:
             tail.append(f"{len(after)} branches")
             break
