@@ -361,24 +361,28 @@ def journal_words(relearned: int) -> str:
 
 
 class StateStore:
-    """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit."""
+    """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit.
+
+    ``option``: the setting that names ``folder``, as this process was started (a node's ``state_dir`` parameter,
+    ``tinycl aggregate --state-dir``), in the errors about the folder; ``elsewhere``: what gives it another state file
+    (:func:`hold_lock`)."""
 
     def __init__(self, folder: str | os.PathLike[str], name: str, log: logging.Logger,
                  snapshot: Callable[[], States] | None = None, every_n: int = 100, every_s: float = 10.0,
-                 journal: bool = False, elsewhere: str = ELSEWHERE) -> None:
+                 journal: bool = False, option: str = "state_dir", elsewhere: str = ELSEWHERE) -> None:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
-            raise TinyclError(f"state_dir {folder} is a file, not a folder: point state_dir at a folder")
+            raise TinyclError(f"{option} {folder} is a file, not a folder: point {option} at a folder")
         try:            # a folder that cannot even be made would let the node learn without ever saving
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TinyclError(f"state_dir {folder} cannot be created ({one_line(exc)}): point state_dir at a folder "
-                              "this node can write") from None
+            raise TinyclError(f"{option} {folder} cannot be created ({one_line(exc)}): point {option} at a folder "
+                              "this process can write") from None
         try:            # nor one it cannot write (a read-only mount): every checkpoint failed, and the run exited 0
             tempfile.TemporaryFile(dir=folder, prefix=".write-test.").close()
         except OSError as exc:
-            raise TinyclError(f"state_dir {folder} cannot be written ({one_line(exc)}): point state_dir at a folder "
-                              "this node can write") from None
+            raise TinyclError(f"{option} {folder} cannot be written ({one_line(exc)}): point {option} at a folder "
+                              "this process can write") from None
         self.path = state_path(folder, name)
         hold_lock(self.path, log, elsewhere)
         self.log, self.snapshot = log, snapshot

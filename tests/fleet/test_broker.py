@@ -850,3 +850,9 @@ def test_a_second_aggregator_on_one_state_file_is_told_the_option_it_was_started
     finally:
         holder.kill()
         holder.wait(10)
+    afile = tmp_path / "afile"          # the folder's own errors named the node's parameter too ("point state_dir")
+    afile.write_text("")
+    assert aggregate_main(["--fleet", FLEET, "--state-dir", str(afile), "--extractor-hash", XH,
+                           "--n-features", "2", "--kind", "CWRStar", "--duration", "0"]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert err_lines == [f"error: --state-dir {afile} is a file, not a folder: point --state-dir at a folder"], err_lines

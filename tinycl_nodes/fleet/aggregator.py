@@ -193,7 +193,7 @@ class Aggregator:
         self._round_known = not start
         self._connected_t: float | None = None
         self.store = (StateStore(params.state_dir, STATE_KIND, self.log, self._states, every_s=params.save_interval_s,
-                                 elsewhere=state_option) if params.state_dir else None)
+                                 option=state_option, elsewhere=state_option) if params.state_dir else None)
         if self.store is not None and self.store.load(self._restore):
             self.log.info("state loaded from %s: round %d, %d device head(s), new since round %d: %s", self.store.path,
                           self.round, len(self.heads), self.round, ", ".join(sorted(self.fresh)) or "none")
