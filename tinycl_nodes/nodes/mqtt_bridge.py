@@ -187,7 +187,7 @@ class MqttBridge(Node):
         if "bridge" in saved:
             meta = st.check_state(saved["bridge"], "MqttBridge", 1)["meta"]
             lineage, top = meta.get("lineage"), meta.get("top", 0)
-            if not isinstance(lineage, str) or not lineage or not re.match(LINEAGE_RE, lineage):
+            if not isinstance(lineage, str) or not lineage or not re.fullmatch(LINEAGE_RE, lineage):
                 raise TinyclError(f"state: lineage {lineage!r} is not a lineage id")
             if isinstance(top, bool) or not isinstance(top, int) or top < 0:
                 raise TinyclError(f"state: top {top!r} is not a head version")
