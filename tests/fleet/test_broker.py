@@ -855,4 +855,5 @@ def test_a_second_aggregator_on_one_state_file_is_told_the_option_it_was_started
     assert aggregate_main(["--fleet", FLEET, "--state-dir", str(afile), "--extractor-hash", XH,
                            "--n-features", "2", "--kind", "CWRStar", "--duration", "0"]) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
-    assert err_lines == [f"error: --state-dir {afile} is a file, not a folder: point --state-dir at a folder"], err_lines
+    want = f"error: --state-dir {afile} is a file, not a folder: point --state-dir at a folder"
+    assert err_lines == [want], err_lines
