@@ -43,7 +43,7 @@ def test_adding_removing_and_rotating_devices_keeps_the_others_bundles(tmp_path)
         broker.start()
         assert _reach(robots / "robot1", "robot1") == "ok", "robot1's day-one bundle still works"
         assert st.changes == {"kept": ["aggregator", "robot1", "robot2"], "new": ["robot3"], "rotated": [],
-                              "revoked": [], "readdressed": [], "unrevoked": []}
+                              "revoked": [], "readdressed": [], "unrevoked": [], "renewed": []}
         shutil.copytree(d / "bundles" / "robot3", robots / "robot3")
         assert _reach(robots / "robot3", "robot3") == "ok"
 

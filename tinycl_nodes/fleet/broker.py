@@ -3,9 +3,10 @@
 ``generate(directory, fleet, devices, host=NAME, ip=ADDR)`` writes everything a broker on the
 machine ``NAME`` (address ``ADDR``) and its clients need (``tinycl fleet setup``)::
 
-    ca.crt ca.key                    the fleet's CA (EC P-256, made with ``cryptography``)
+    ca.crt ca.key                    the fleet's CA (EC P-256, made with ``cryptography``), outliving its leaves
     server.crt server.key            the broker's certificate, SAN = DNS:<host>, IP:<ip> (its real names)
     clients/<name>.crt/.key          one client certificate per device and for the aggregator, CN = name
+    clients/<name>.renewed.pem       its certificates replaced by a renewal and not ended yet (revoked with it)
     passwd                           mosquitto password file (PBKDF2-SHA512, mosquitto's $7$ format)
     credentials.json                 the clear passwords (plaintext development listener only)
     acl                              device: write its own head, read global; aggregator: the rest
@@ -52,6 +53,10 @@ per-user ACL, so a fleet can outgrow one broker without changing devices (docs/f
 Run again on the same directory (same fleet), ``generate`` adds and removes devices and re-keys those in
 ``rotate`` without touching the others: the CA and their identities are kept, so their bundles stay valid; a
 removed or rotated certificate is revoked in ``crl.pem`` (the listener's ``crlfile``). ``new_ca`` starts over.
+A kept identity whose certificate has ended or ends soon (``renewal_due``) is renewed: new key and certificate, same
+name and password, the old certificate not revoked (the device works on with it until it ends). The CA lives
+``ca_days(days)`` (10 x, 10 to 100 years) and no certificate outlives it; once it has ended, a re-run refuses and
+names ``--new-ca``.
 An option left off (address, port, aggregator's name, lifetime, user) keeps the directory's current value. A CA
 whose ``fleet.json`` or ``credentials.json`` cannot be read is refused unless ``new_ca``.
 
@@ -98,6 +103,11 @@ LOCAL_NAME = "localhost"
 BROKER_USER = "mosquitto"   # the account mosquitto's Debian package creates; mosquitto's own default
 # what mosquitto opens after dropping root (measured on mosquitto 2.0.11: each one, unreadable, stops it)
 BROKER_READS = ("passwd", "acl", "ca.crt", "crl.pem", "server.crt", "server.key")
+DAYS = 825              # a new directory's certificate lifetime (--days)
+#: a certificate is renewed this many days before its end, or a third of its lifetime before if that is shorter
+RENEW_DAYS = 30
+#: mosquitto.conf's record of --days: ``server.crt``'s own lifetime is cut short once the CA ends first
+_DAYS_LINE = "# client and server certificates are issued for {days} days (--days); the CA lasts longer"
 
 
 #: the broker's uptime, which every identity may read (ACL ``pattern``): a link told by it that the broker restarted
@@ -159,7 +169,8 @@ class BrokerSetup:
     clients: dict[str, Credentials] = field(default_factory=dict)
     changes: dict[str, list[str]] = field(default_factory=dict)   # of the last generate: kept, new, rotated, revoked,
     # readdressed (kept, but the broker's address changed: their bundles are to be copied again), unrevoked (removed
-    # or re-keyed, but the old certificate could not be read, so it was not revoked: the old bundle still connects)
+    # or re-keyed, but the old certificate could not be read, so it was not revoked: the old bundle still connects),
+    # renewed (kept, with a new certificate: their bundles are to be copied again)
 
     def credentials(self, name: str) -> Credentials:
         if name not in self.clients:
@@ -217,7 +228,7 @@ def _issue(d: Path, name: str, cn: str, ca_dir: Path, days: int, server_names: l
     now = dt.datetime.now(dt.timezone.utc)
     b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
          .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(leaf_end(ca_cert, now, days))
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server_names is not None
                                                else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
@@ -234,8 +245,27 @@ def _issue(d: Path, name: str, cn: str, ca_dir: Path, days: int, server_names: l
     (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_ca(d: Path, cn: str, days: int = 825) -> None:
-    """A self-signed EC CA ``ca.crt`` / ``ca.key`` (0600) in ``d``."""
+def ca_days(days: int) -> int:
+    """The lifetime of a CA whose certificates live ``days``: 10 times longer, at least 10 years (3653 days) and at
+    most 100 (36500, ``--days``' own bound), so that certificates are renewed many times under one CA: a CA that
+    ended with them left nothing to renew them with (every device then needs a new bundle)."""
+    return min(36500, max(3653, 10 * days))
+
+
+def leaf_end(ca_cert: x509.Certificate, now: dt.datetime, days: int) -> dt.datetime:
+    """When a certificate issued ``now`` for ``days`` ends: never after its CA (a chain is no longer than its CA)."""
+    return min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
+
+
+def renewal_due(cert: x509.Certificate, now: dt.datetime) -> bool:
+    """Whether ``cert`` has ended or ends within ``RENEW_DAYS``, or within a third of its lifetime if that is
+    shorter (a 1-day certificate renewed 30 days ahead would be new at every run, and never copied in time)."""
+    life = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return cert.not_valid_after_utc - now <= min(dt.timedelta(days=RENEW_DAYS), life / 3)
+
+
+def make_ca(d: Path, cn: str, days: int = ca_days(DAYS)) -> None:
+    """A self-signed EC CA ``ca.crt`` / ``ca.key`` (0600) in ``d``, valid ``days`` (``ca_days``)."""
     d.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -252,22 +282,44 @@ def make_ca(d: Path, cn: str, days: int = 825) -> None:
     (d / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_client_cert(d: Path, name: str, ca_dir: Path, days: int = 825) -> None:
+def make_client_cert(d: Path, name: str, ca_dir: Path, days: int = DAYS) -> None:
     """A client certificate whose CN is the identity ``name`` (the broker's username for it)."""
     d.mkdir(parents=True, exist_ok=True)
     _issue(d, name, name, ca_dir, days)
 
 
-def make_server_cert(d: Path, names: list[str], ca_dir: Path, days: int = 825) -> None:
+def make_server_cert(d: Path, names: list[str], ca_dir: Path, days: int = DAYS) -> None:
     """``server.crt`` / ``server.key`` with every name and address in ``names`` in its SAN."""
     _issue(d, "server", names[0], ca_dir, days, server_names=names)
 
 
-def _serial(certfile: Path) -> int | None:
+def _cert(certfile: Path) -> x509.Certificate | None:
     try:
-        return x509.load_pem_x509_certificate(certfile.read_bytes()).serial_number
+        return x509.load_pem_x509_certificate(certfile.read_bytes())
     except (OSError, ValueError):
         return None
+
+
+def _serial(certfile: Path) -> int | None:
+    return cert.serial_number if (cert := _cert(certfile)) is not None else None
+
+
+def _superseded(d: Path, name: str) -> list[x509.Certificate]:
+    """``name``'s certificates replaced by a renewal and not revoked (``clients/<name>.renewed.pem``): a device may
+    still hold one, so removing or re-keying it revokes them too."""
+    try:
+        return x509.load_pem_x509_certificates((d / "clients" / f"{name}.renewed.pem").read_bytes())
+    except (OSError, ValueError):
+        return []
+
+
+def _supersede(d: Path, name: str, old: x509.Certificate, now: dt.datetime) -> None:
+    """Add ``old`` to ``name``'s replaced certificates, dropping those ended (no broker takes them any more)."""
+    keep = [c for c in [*_superseded(d, name), old] if c.not_valid_after_utc > now]
+    path = d / "clients" / f"{name}.renewed.pem"
+    path.unlink(missing_ok=True)
+    if keep:
+        path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in keep))
 
 
 def _old_serial(d: Path, name: str) -> int | None:
@@ -301,7 +353,9 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     None with ``new_ca`` or in a fresh folder. A folder of another fleet is refused unless ``new_ca``, and so is a
     CA whose fleet's state cannot be read: going on would replace the CA and every identity, cutting off every
     device, without anyone asking for it. So is a fleet's directory whose CA key is gone (deleted, or a device bundle,
-    which holds ``fleet.json`` and no key): a new CA there cut off every device without a word."""
+    which holds ``fleet.json`` and no key): a new CA there cut off every device without a word. So is a CA that has
+    ended: nothing can be renewed under it (its CRL failed to sign half-way, leaving a server key the broker's
+    account could not read)."""
     if new_ca:
         return None
     if not (d / "ca.key").exists():
@@ -320,15 +374,23 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     if old.fleet != fleet:
         raise ValueError(f"{d} holds fleet {old.fleet!r}, not {fleet!r}: choose another folder, or pass --new-ca "
                          f"to start over (every device then needs its new bundle)")
+    if (ca := _cert(d / "ca.crt")) is None:
+        raise ValueError(f"{d / 'ca.crt'} is missing or cannot be read, but {d} holds the fleet's CA key (ca.key): "
+                         f"restore it, or pass --new-ca to start over (every device then needs its new bundle)")
+    if ca.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
+        raise ValueError(f"the fleet's CA ({d / 'ca.crt'}) ended on {ca.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: "
+                         f"no certificate can be issued or renewed under it; pass --new-ca to start over (every "
+                         f"device then needs its new bundle)")
     return old
 
 
 def _saved(d: Path) -> dict[str, Any]:
     """The settings of a directory's last set-up, which an option left off on a re-run keeps (a re-run to add a
     device moved the broker to localhost:8883 and renamed the aggregator, cutting every robot off): the address and
-    the aggregator's name from ``fleet.json``, the broker's account from ``mosquitto.conf``, the certificates'
-    lifetime from ``server.crt`` (issued at every set-up). Empty for a new folder; none of them goes into a bundle's
-    ``fleet.json``, which older devices read."""
+    the aggregator's name from ``fleet.json``, the broker's account and the certificates' lifetime from
+    ``mosquitto.conf`` (``_DAYS_LINE``; ``server.crt``'s own lifetime, in a directory of an older build, which never
+    cut it short to the CA's end). Empty for a new folder; none of them goes into a bundle's ``fleet.json``, which
+    older devices read."""
     out: dict[str, Any] = {}
     try:
         meta = json.loads((d / "fleet.json").read_text())
@@ -337,16 +399,16 @@ def _saved(d: Path) -> dict[str, Any]:
     if isinstance(meta, dict):
         out |= {k: meta[k] for k in ("host", "ip", "port", "plaintext_port", "aggregator") if k in meta}
     try:
-        users = [ln.split()[1] for ln in (d / "mosquitto.conf").read_text().splitlines()
-                 if ln.startswith("user ") and len(ln.split()) == 2]
-        out |= {"user": users[0]} if users else {}
+        lines = (d / "mosquitto.conf").read_text().splitlines()
     except OSError:
-        pass
-    try:
-        crt = x509.load_pem_x509_certificate((d / "server.crt").read_bytes())
+        lines = []
+    users = [ln.split()[1] for ln in lines if ln.startswith("user ") and len(ln.split()) == 2]
+    out |= {"user": users[0]} if users else {}
+    days = re.compile(re.escape(_DAYS_LINE).replace(re.escape("{days}"), r"(\d+)"))
+    if recorded := [int(m.group(1)) for ln in lines if (m := days.fullmatch(ln))]:
+        out["days"] = max(1, min(36500, recorded[0]))
+    elif (crt := _cert(d / "server.crt")) is not None:
         out["days"] = max(1, round((crt.not_valid_after_utc - crt.not_valid_before_utc).total_seconds() / 86400))
-    except (OSError, ValueError):
-        pass
     return out
 
 
@@ -430,11 +492,14 @@ def _mkdirs(d: Path, passable: bool) -> None:
 
 
 def _give_to(d: Path, account: pwd.struct_passwd) -> None:
-    """``BROKER_READS`` and ``data/`` (0700, with any old persistence in it) to the account mosquitto drops to."""
+    """``BROKER_READS`` and ``data/`` (0700, with any old persistence in it) to the account mosquitto drops to: those
+    there (a set-up that failed half-way gives what it wrote)."""
     data = d / "data"
-    os.chmod(data, 0o700)
-    for p in [*(d / f for f in BROKER_READS), data, *data.iterdir()]:
-        os.chown(p, account.pw_uid, account.pw_gid)
+    if data.is_dir():
+        os.chmod(data, 0o700)
+    for p in [*(d / f for f in BROKER_READS), *([data, *data.iterdir()] if data.is_dir() else [])]:
+        if p.exists():
+            os.chown(p, account.pw_uid, account.pw_gid)
 
 
 def generate(directory: str | Path, fleet: str, devices: list[str], port: int | None = None,
@@ -448,17 +513,20 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
     kept; a new name gets new ones; a name no longer listed, and each name in ``rotate`` (its old certificate),
     is revoked in ``crl.pem``, which the broker checks at its next start. ``new_ca``: everything new (every device
     then needs its new bundle). ``user``: the account mosquitto runs as when started as root (``broker_user``).
+    A kept identity whose certificate ``renewal_due`` gets a new key and certificate (if that ends later), the same
+    password, and its old certificate stays valid until it ends (``changes["renewed"]``: bundles to copy).
+    The CA lives ``ca_days(days)``; a certificate never outlives it, and a CA that has ended is refused (``_previous``).
 
     An option left as None (``port``, ``plaintext_port``, ``aggregator``, ``days``, ``user``, ``host``, ``ip``)
     keeps the directory's current value (``_saved``), also with ``new_ca``; a new folder takes the defaults
-    (8883, none, ``aggregator``, 825 days, ``broker_user``, localhost, 127.0.0.1). ``plaintext_port=0``: none.
+    (8883, none, ``aggregator``, ``DAYS``, ``broker_user``, localhost, 127.0.0.1). ``plaintext_port=0``: none.
     """
     d = Path(directory).resolve()
     saved = _saved(d)
     port = saved.get("port", 8883) if port is None else port
     plaintext_port = saved.get("plaintext_port") if plaintext_port is None else plaintext_port or None
     aggregator = saved.get("aggregator", AGGREGATOR) if aggregator is None else aggregator
-    days = saved.get("days", 825) if days is None else days
+    days = saved.get("days", DAYS) if days is None else days
     user = saved.get("user") if user is None else user
     host = saved.get("host", LOCAL_NAME) if host is None else host
     ip = saved.get("ip", HOST) if ip is None else ip
@@ -489,10 +557,26 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
     if drops:
         _check_reachable(d, account)                         # before writing anything
     _mkdirs(d, passable=drops)
+    try:
+        setup = _write(d, fleet, devices, port, plaintext_port, aggregator, days, user, host, ip, rotate, old, moved)
+    finally:        # whatever was written, a broker dropping root can read it (a failure left it root's)
+        if drops:
+            _give_to(d, account)
+    (d / "fleet.json").write_text(_fleet_json(setup, d))
+    for name, cred in setup.clients.items():
+        _write_bundle(d / "bundles" / name, setup, name, cred)
+    return setup
+
+
+def _write(d: Path, fleet: str, devices: list[str], port: int, plaintext_port: int | None, aggregator: str,
+           days: int, user: str, host: str, ip: str, rotate: list[str], old: dict[str, Credentials],
+           moved: bool) -> BrokerSetup:
+    """``generate``'s files that the broker reads (its arguments settled): apart, so that whatever it wrote before a
+    failure is still given to the broker's account (a failure half-way left a server key it could not read)."""
     (d / "clients").mkdir(exist_ok=True)
     (d / "data").mkdir(exist_ok=True)
     if not old:                                                   # a new CA: nothing of an older one stays
-        make_ca(d, f"tinycl fleet {fleet} CA", days)
+        make_ca(d, f"tinycl fleet {fleet} CA", ca_days(days))
         (d / "crl.pem").unlink(missing_ok=True)
         for stale in (d / "clients").iterdir():
             stale.unlink()
@@ -501,26 +585,36 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
     clients: dict[str, Credentials] = {}
     names = [aggregator, *devices]
     changes: dict[str, list[str]] = {"kept": [], "new": [], "rotated": [], "revoked": [], "readdressed": [],
-                                     "unrevoked": []}
+                                     "unrevoked": [], "renewed": []}
     revoke = []
+    now = dt.datetime.now(dt.timezone.utc)
+    renewed_end = leaf_end(_load_ca(d)[0], now, days)               # a renewed certificate's end
     for name in [n for n in old if n not in names]:                # removed: revoked, its files gone
         crt = d / "clients" / f"{name}.crt"
         sn = _old_serial(d, name)
         revoke += [sn] if sn is not None else []
-        crt.unlink(missing_ok=True)
-        (d / "clients" / f"{name}.key").unlink(missing_ok=True)
+        revoke += [c.serial_number for c in _superseded(d, name)]
+        for f in (crt, d / "clients" / f"{name}.key", d / "clients" / f"{name}.renewed.pem"):
+            f.unlink(missing_ok=True)
         shutil.rmtree(d / "bundles" / name, ignore_errors=True)
         changes["revoked" if sn is not None else "unrevoked"].append(name)
     for name in names:
         crt = d / "clients" / f"{name}.crt"
-        prev = old.get(name)
-        if prev is not None and _serial(crt) is not None and name not in rotate:   # its identity, whole: kept
+        prev, cert = old.get(name), _cert(crt)
+        if prev is not None and cert is not None and name not in rotate:   # its identity, whole: kept
             clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
-            changes["readdressed" if moved else "kept"].append(name)
+            if renewal_due(cert, now) and renewed_end > cert.not_valid_after_utc:   # the old one left valid
+                make_client_cert(d / "clients", name, d, days)
+                _supersede(d, name, cert, now)
+                changes["renewed"].append(name)
+            else:
+                changes["readdressed" if moved else "kept"].append(name)
             continue
         if prev is not None:                # re-keyed (asked for, or its certificate unreadable): the old one revoked
             sn = _old_serial(d, name)
             revoke += [sn] if sn is not None else []
+            revoke += [c.serial_number for c in _superseded(d, name)]
+            (d / "clients" / f"{name}.renewed.pem").unlink(missing_ok=True)
             changes["unrevoked"] += [name] if sn is None else []
         make_client_cert(d / "clients", name, d, days)
         clients[name] = Credentials(name, _password(), str(crt), str(d / "clients" / f"{name}.key"))
@@ -545,6 +639,7 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
                 "use_username_as_clientid true"]
     conf = [
         f"# generated by tinycl (tinycl_nodes.fleet.broker) for fleet {fleet} on {host} ({ip})",
+        _DAYS_LINE.format(days=days),
         f"user {user}",
         "per_listener_settings true",
         "persistence true",
@@ -576,14 +671,9 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
         conf += ["# development only: plaintext on loopback (username + password from passwd)",
                  f"listener {plaintext_port} {HOST}", "protocol mqtt", *security, ""]
     (d / "mosquitto.conf").write_text("\n".join(conf))
-    if drops:
-        _give_to(d, account)
     setup = BrokerSetup(str(d), fleet, list(devices), port, plaintext_port, aggregator, str(d / "ca.crt"),
                         str(d / "mosquitto.conf"), host, ip)
-    (d / "fleet.json").write_text(_fleet_json(setup, d))
     setup.clients, setup.changes = clients, changes
-    for name, cred in clients.items():
-        _write_bundle(d / "bundles" / name, setup, name, cred)
     return setup
 
 
@@ -731,11 +821,14 @@ def _not_here(ip: str) -> str:
 
 def _served(directory: str | Path) -> dict[str, bytes] | None:
     """The files a running broker read at its start (None: no broker set up there yet): what a restart would change.
-    The server certificate is re-issued at every set-up, so its issuer and names stand for it."""
+    The server certificate is re-issued at every set-up, so its issuer, its names and whether it is due for renewal
+    (a broker serving one that ends soon is to be restarted) stand for it; mosquitto.conf's comments change nothing."""
     d = Path(directory)
     if not (d / "mosquitto.conf").is_file():
         return None
-    files = {n: (d / n).read_bytes() if (d / n).is_file() else b"" for n in ("mosquitto.conf", "acl", "ca.crt")}
+    files = {n: (d / n).read_bytes() if (d / n).is_file() else b"" for n in ("acl", "ca.crt")}
+    files["mosquitto.conf"] = b"\n".join(ln for ln in (d / "mosquitto.conf").read_bytes().splitlines()
+                                         if not ln.startswith(b"#"))
     # the password file's salts and the CRL's signature are new at every set-up: their users and serials stand for them
     users = (d / "passwd").read_bytes().splitlines() if (d / "passwd").is_file() else []
     files["passwd"] = b",".join(sorted(line.split(b":")[0] for line in users if line))
@@ -746,7 +839,8 @@ def _served(directory: str | Path) -> dict[str, bytes] | None:
         files["crl"] = b""
     try:
         crt = x509.load_pem_x509_certificate((d / "server.crt").read_bytes())
-        files["server"] = (crt.issuer.rfc4514_string() + repr(crt.extensions)).encode()
+        due = renewal_due(crt, dt.datetime.now(dt.timezone.utc))
+        files["server"] = (crt.issuer.rfc4514_string() + repr(crt.extensions) + repr(due)).encode()
     except (OSError, ValueError):
         files["server"] = b""
     return files
@@ -803,6 +897,27 @@ def _run(st: BrokerSetup) -> int:
     return 1
 
 
+def _renewed_words(d: Path, names: list[str]) -> str:
+    """What a renewal asks of the operator: which bundles to copy again, and until when the copies held work."""
+    until: dict[str, list[str]] = {}
+    for name in names:
+        held = _superseded(d, name)     # the one just replaced is the last; an ended one is not kept
+        when = f"work until {held[-1].not_valid_after_utc:%Y-%m-%d %H:%M} UTC" if held else "have ended"
+        until.setdefault(when, []).append(name)
+    return (f"renewed (certificate ended or ending; same names and passwords): copy {d / 'bundles'}/<name> to each "
+            f"of: {', '.join(names)} again; the bundles they hold " +
+            "; ".join(f"{when} ({', '.join(who)})" for when, who in until.items()))
+
+
+def _ca_end_caps(d: Path) -> dt.datetime | None:
+    """The fleet CA's end if it cut the server certificate just issued short (it ends first): then every
+    certificate ends with it, and only --new-ca goes on."""
+    ca, server = _cert(d / "ca.crt"), _cert(d / "server.crt")
+    if ca is None or server is None or server.not_valid_after_utc < ca.not_valid_after_utc:
+        return None
+    return ca.not_valid_after_utc
+
+
 def _port_or_off(text: str) -> int:
     """``--plaintext-port``: a port, or ``off`` (0) to drop the listener a directory has (left off, it is kept)."""
     return 0 if text == "off" else count(1, 65535)(text)
@@ -839,7 +954,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                    help="also listen without TLS on 127.0.0.1 (dev); off: no longer (default: kept, else off)")
     s.add_argument("--aggregator", help=f"the aggregator's identity (default: kept, else {AGGREGATOR})")
     s.add_argument("--days", type=count(1, 36500),     # 0: already expired; 99999999: OverflowError
-                   help="how long the certificates issued now are valid (default: kept, else 825)")
+                   help=f"how long the certificates issued now are valid (default: kept, else {DAYS}); the CA "
+                        "lives 10 times longer (10 to 100 years), and a re-run renews a certificate ending soon")
     s.add_argument("--user", default=None, help="account mosquitto runs as when started as root (default: kept, "
                    f"else {BROKER_USER} if set up as root, else you); set up as root, it gets the files it reads")
     s.add_argument("--rotate", default="", help="comma-separated names (devices or the aggregator) that get a new "
@@ -874,6 +990,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                       "at the old address)")
             if ch["new"] or ch["rotated"]:
                 print(f"copy {bundles}/<name> to each of: {', '.join(ch['new'] + ch['rotated'])} (its files only)")
+            if ch["renewed"]:
+                print(_renewed_words(Path(st.directory), ch["renewed"]))
             if revoked := ch["revoked"] + [n + " (old certificate)" for n in ch["rotated"] if n not in ch["unrevoked"]]:
                 print(f"revoked: {', '.join(revoked)}")
             if ch["unrevoked"]:
@@ -881,6 +999,9 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                 print(f"not revoked: {', '.join(names)}: the old certificate could be read neither in clients/ nor "
                       f"in the bundle, so it was not revoked and the old bundle still connects, until the CA changes "
                       f"(--new-ca: every device then needs its new bundle)")
+            if (ca_end := _ca_end_caps(Path(st.directory))) is not None:
+                print(f"certificates now end with the fleet's CA on {ca_end:%Y-%m-%d %H:%M} UTC: run this set-up "
+                      f"with --new-ca before then (every device then needs its new bundle)")
             # what a running broker serves changed: a new CA, certificate, ACL, CRL, passwords or configuration (a
             # --new-ca or an older build's ACL said nothing, and the broker went on with the old ones)
             if before is not None and _served(a.directory) != before:

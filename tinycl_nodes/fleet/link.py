@@ -52,8 +52,8 @@ _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_L
 
 #: what the broker's refusal of the client's certificate means (its TLS alert), and what to do, on which side
 _ALERT_WORDS = {
-    "CERTIFICATE_EXPIRED": "it has expired{when}: on the broker, `tinycl fleet setup` on its directory with --rotate "
-                           "and this device's name, then copy its new bundle to this device",
+    "CERTIFICATE_EXPIRED": "it has expired{when}: on the broker, `tinycl fleet setup` on its directory again (it "
+                           "renews it), then copy this device's new bundle to this device",
     "CERTIFICATE_REVOKED": "it is revoked (the device was removed from the fleet, or its key rotated with --rotate: "
                            "copy its new bundle from the broker's bundles/ to this device)",
     "UNKNOWN_CA": "it is not signed by the fleet's CA (a bundle of another fleet, or of the CA before --new-ca: copy "
@@ -127,8 +127,9 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
                     f"starts at the time it last saved, or in 1970) [{exc.verify_message}]")
         if "expired" in str(exc.verify_message):
             return (f"the broker's certificate has expired (this machine's clock says {_clock_now()}): on the "
-                    f"broker, `tinycl fleet setup` on its directory again (it renews it, keeping every identity), "
-                    f"then restart the broker [{exc.verify_message}]")
+                    f"broker, `tinycl fleet setup` on its directory again (it renews it, keeping every identity; "
+                    f"if the fleet's CA has ended, it says so: then --new-ca), then restart the broker "
+                    f"[{exc.verify_message}]")
         return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
                 f"from another fleet, or of the CA before --new-ca?) and {host!r} the broker's name?")
     alert = next((a for a in _CERT_ALERTS if a in text.upper()), None)

@@ -1,0 +1,156 @@
+"""Certificates that end: the CA outlives them, a re-run renews them (the old bundle works on until its end), and a CA
+that has ended is refused in words. Each later day is a real process on a wall clock moved by libfaketime: set-up,
+mosquitto and `tinycl fleet check`, over real TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from cryptography import x509
+
+from tests.faketime import faketime_env
+from tinycl_nodes.fleet.broker import BrokerSetup, current_user, free_port, listening
+
+from .conftest import _need_mosquitto, wait_for
+from .test_setup import _days, _files, _setup
+
+
+def _cli(offset: str, *args: str) -> subprocess.CompletedProcess:
+    """`tinycl fleet ARGS` in a process whose wall clock is ``offset`` off."""
+    return subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", *args], capture_output=True, text=True,
+                          env={**os.environ, **faketime_env(offset)}, timeout=120)
+
+
+def _check(folder: Path, name: str, offset: str) -> str:
+    """`tinycl fleet check` with ``folder``'s files (a broker directory or a bundle) on that clock: its ``connect``."""
+    res = _cli(offset, "check", "--broker-dir", str(folder), "--identity", name, "--host", "localhost")
+    return json.loads(res.stdout.strip().splitlines()[-1])["connect"]
+
+
+@contextlib.contextmanager
+def _broker_at(d: Path, offset: str) -> Iterator[None]:
+    """The real mosquitto on ``d``'s config, its wall clock ``offset`` off."""
+    st = BrokerSetup.load(d)
+    with open(d / "mosquitto.log", "ab") as log:
+        p = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", st.config],
+                             env={**os.environ, **faketime_env(offset)}, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: listening(st.ip, st.port) or p.poll() is not None, timeout_s=10)
+            assert p.poll() is None, (d / "mosquitto.log").read_text()[-2000:]
+            yield
+        finally:
+            p.terminate()
+            p.wait(10)
+
+
+def _cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _revoked(d: Path) -> set[int]:
+    return {r.serial_number for r in x509.load_pem_x509_crl((d / "crl.pem").read_bytes())}
+
+
+def _new_fleet(tmp_path: Path, days: str) -> Path:
+    _need_mosquitto()
+    d = tmp_path / "b"
+    code, out, err = _setup(d, "--devices", "robot1,robot2", "--days", days, "--port", str(free_port()), "--host",
+                            "localhost", "--user", current_user())       # tmp_path is 0700: the broker runs as us
+    assert code == 0, err
+    return d
+
+
+def test_a_rerun_after_the_certificates_ended_renews_them_and_the_broker_serves_again(tmp_path) -> None:
+    """CA and certificates had the same --days: once ended, the advice given ("setup again / with --rotate") failed
+    ("The next update date must be after the last update date") and left a server.key the broker's account could not
+    read. Now the CA lives >= 10 years, and the re-run renews every certificate, keeping names and passwords."""
+    d = _new_fleet(tmp_path, "100")
+    assert _days(d / "ca.crt") >= 3652, "the CA outlives its certificates"
+    assert round(_days(d / "clients" / "robot1.crt")) == round(_days(d / "server.crt")) == 100
+    old = tmp_path / "robot1-old"                                   # what robot1 holds
+    shutil.copytree(d / "bundles" / "robot1", old)
+    passwords = {n: c.password for n, c in BrokerSetup.load(d).clients.items()}
+    res = _cli("+101d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    assert res.returncode == 0, res.stderr
+    assert (f"renewed (certificate ended or ending; same names and passwords): copy {d / 'bundles'}/<name> to each "
+            f"of: aggregator, robot1, robot2 again; the bundles they hold have ended (aggregator, robot1, robot2)"
+            ) in res.stdout, res.stdout
+    assert {n: c.password for n, c in BrokerSetup.load(d).clients.items()} == passwords
+    assert not (d / "clients" / "robot1.renewed.pem").exists(), "an ended certificate is not kept to be revoked"
+    with _broker_at(d, "+101d"):
+        assert _check(d, "robot1", "+101d") == "Success"
+        assert _check(d / "bundles" / "robot2", "robot2", "+101d") == "Success"
+        said = _check(old, "robot1", "+101d")
+        assert "it has expired on" in said and "fleet setup` on its directory again (it renews it)" in said, said
+
+
+def test_a_renewal_before_the_end_leaves_the_old_bundle_working_until_then(tmp_path) -> None:
+    """A re-run never renewed a kept certificate, however near its end (only --rotate did, revoking the old one: the
+    device cut off until its new bundle is copied). Within 30 days of its end it is renewed and the old one is not
+    revoked; removing the device later revokes both."""
+    d = _new_fleet(tmp_path, "100")
+    old = tmp_path / "robot1-old"
+    shutil.copytree(d / "bundles" / "robot1", old)
+    old_cert, password = _cert(d / "clients" / "robot1.crt"), BrokerSetup.load(d).credentials("robot1").password
+    res = _cli("+50d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    assert res.returncode == 0 and "renewed" not in res.stdout, (res.stdout, res.stderr)   # 50 days left: not yet
+    res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    assert res.returncode == 0, res.stderr
+    until = f"{old_cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    assert (f"each of: aggregator, robot1, robot2 again; the bundles they hold work until {until} (aggregator, "
+            f"robot1, robot2)") in res.stdout, res.stdout
+    new_cert = _cert(d / "clients" / "robot1.crt")
+    assert new_cert.serial_number != old_cert.serial_number and old_cert.serial_number not in _revoked(d)
+    assert new_cert.not_valid_after_utc > old_cert.not_valid_after_utc
+    assert BrokerSetup.load(d).credentials("robot1").password == password
+    with _broker_at(d, "+80d"):
+        assert _check(old, "robot1", "+80d") == "Success", "the bundle robot1 holds works until it ends"
+        assert _check(d / "bundles" / "robot1", "robot1", "+80d") == "Success"
+    res = _cli("+81d", "setup", str(d), "--fleet", "lab", "--devices", "robot2")     # robot1 leaves the fleet
+    assert res.returncode == 0 and "revoked: robot1" in res.stdout, (res.stdout, res.stderr)
+    assert {old_cert.serial_number, new_cert.serial_number} <= _revoked(d), "both bundles it may hold"
+    with _broker_at(d, "+81d"):
+        assert "it is revoked" in _check(old, "robot1", "+81d")
+
+
+def test_a_ca_that_has_ended_is_refused_in_one_line_and_nothing_is_written(tmp_path) -> None:
+    """Past the CA's end, set-up failed half-way with "The next update date must be after the last update date",
+    a new server.key written. Now one line with the date and --new-ca, the directory as it was; --new-ca goes on."""
+    d = _new_fleet(tmp_path, "1")
+    end = _cert(d / "ca.crt").not_valid_after_utc
+    before = _files(d)
+    res = _cli("+4000d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert f"CA ({d / 'ca.crt'}) ended on {end:%Y-%m-%d %H:%M} UTC" in lines[0] and "--new-ca" in lines[0], lines
+    assert _files(d) == before, "nothing written"
+    res = _cli("+4000d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca")
+    assert res.returncode == 0, res.stderr
+
+
+def test_certificates_end_with_a_ca_ending_first_and_the_lifetime_is_kept_past_it(tmp_path) -> None:
+    """A CA ending within --days: certificates end with it (none outlives its CA), set-up says so and names --new-ca;
+    that cut-short server.crt is not taken for the fleet's --days by the --new-ca re-run."""
+    d = _new_fleet(tmp_path, "1000")
+    ca_end = _cert(d / "ca.crt").not_valid_after_utc
+    assert round(_days(d / "ca.crt")) == 10000
+    res = _cli("+9500d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    assert res.returncode == 0, res.stderr
+    assert "renewed" in res.stdout, res.stdout
+    assert (f"certificates now end with the fleet's CA on {ca_end:%Y-%m-%d %H:%M} UTC: run this set-up with --new-ca "
+            f"before then") in res.stdout, res.stdout
+    for crt in (d / "server.crt", d / "clients" / "robot1.crt"):
+        assert _cert(crt).not_valid_after_utc == ca_end
+    res = _cli("+9990d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+    assert res.returncode == 0 and "renewed" not in res.stdout, res.stdout    # due, but nothing later to renew them to
+    assert "certificates now end with the fleet's CA" in res.stdout, res.stdout
+    res = _cli("+9990d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca")
+    assert res.returncode == 0 and "end with the fleet's CA" not in res.stdout, (res.stdout, res.stderr)
+    assert round(_days(d / "clients" / "robot1.crt")) == round(_days(d / "server.crt")) == 1000
