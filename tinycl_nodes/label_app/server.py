@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import logging
+import socket
 import ssl
+import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,132 @@ def _logged_path(request: web.Request) -> str:
     """A request's path as the log shows it: escaped, so that a client cannot write a line of its own into the log
     (``/x%0a[ERROR] …`` did), and cut at 200 characters. (Never its query: the pairing token is there.)"""
     return request.path[:200].encode("unicode_escape").decode("ascii")
+
+
+class _ConnectionCaps:
+    """Connections open per client address and in all, counted from the TCP accept, before any TLS handshake (so a
+    socket that never starts one counts): one past a cap is refused. A refusal is said once a minute at most per
+    address (and for the total), with how many were refused meanwhile: an attacker must not write the log.
+    Used from the server's loop thread only."""
+
+    SAY_EVERY_S = 60.0
+
+    def __init__(self, per_peer: int, total: int, log: logging.Logger) -> None:
+        self.per_peer, self.total, self.log = per_peer, total, log
+        self.open: dict[str, int] = {}
+        self.count = 0
+        self._said: dict[str, tuple[float, int]] = {}      # address, or "" for the total → (said at, refused since)
+
+    def admit(self, peer: str) -> bool:
+        held = self.open.get(peer, 0)
+        if held >= self.per_peer:
+            self._refused(peer, f"label app: {peer} holds {held} connections (the cap): closing its new ones")
+            return False
+        if self.count >= self.total:
+            self._refused("", f"label app: {self.count} connections open (the cap for all clients): closing new ones")
+            return False
+        self.open[peer] = held + 1
+        self.count += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        held = self.open.pop(peer, 0) - 1
+        if held > 0:
+            self.open[peer] = held
+        self.count -= 1
+
+    def _refused(self, key: str, line: str) -> None:
+        now = time.monotonic()
+        said, since = self._said.get(key, (-self.SAY_EVERY_S, 0))
+        if now - said < self.SAY_EVERY_S:
+            self._said[key] = (said, since + 1)
+            return
+        self._said = {k: v for k, v in self._said.items() if now - v[0] < self.SAY_EVERY_S}   # the quiet ones go
+        self._said[key] = (now, 0)
+        self.log.warning("%s%s", line, f" ({since} more refused since the last such line)" if since else "")
+
+
+_RESET = struct.pack("ii", 1, 0)    # SO_LINGER on, 0 s: close() sends a reset and keeps no TIME_WAIT
+
+
+class _PeerSocket(socket.socket):
+    """An accepted connection that gives its place back when it is closed, however its connection ended (the client,
+    a TLS handshake timed out, aiohttp): asyncio closes the socket itself in every case."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, listener: socket.socket, fd: int, release: Callable[[], None]) -> None:
+        super().__init__(listener.family, listener.type, listener.proto, fileno=fd)
+        self._release: Callable[[], None] | None = release
+
+    def close(self) -> None:
+        release, self._release = getattr(self, "_release", None), None
+        super().close()
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        """One dropped without a close (an error making its transport) gives its place back too."""
+        self.close()
+
+
+class _CappedListener(socket.socket):
+    """A listening socket whose accept() keeps to the caps. asyncio's server calls it for each new connection before
+    reading anything from it (a TLS handshake): the one place where the peer's address is known that early."""
+
+    __slots__ = ("caps",)
+    REFUSE_AT_ONCE = 128        # then the loop's other work comes first; the rest wait for its next turn
+
+    def __init__(self, plain: socket.socket, caps: _ConnectionCaps) -> None:
+        super().__init__(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        self.caps = caps
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """The next connection within the caps; one past them is reset at once (BlockingIOError: none waiting)."""
+        for _ in range(self.REFUSE_AT_ONCE):
+            fd, addr = self._accept()
+            peer = str(addr[0])
+            if self.caps.admit(peer):
+                return _PeerSocket(self, fd, functools.partial(self.caps.release, peer)), addr
+            refused = socket.socket(self.family, self.type, self.proto, fileno=fd)
+            refused.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            refused.close()
+        raise BlockingIOError(errno.EAGAIN, "connections past the caps refused; the rest at the loop's next turn")
+
+
+def _listen(host: str, port: int, caps: _ConnectionCaps, backlog: int = 128) -> list[_CappedListener]:
+    """Every address ``host`` names, bound and listening as asyncio's create_server binds them (SO_REUSEADDR, an IPv6
+    socket for IPv6 only), each a _CappedListener."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[_CappedListener] = []
+    try:
+        for family, sockaddr in dict.fromkeys((info[0], info[4]) for info in infos):
+            bound.append(_CappedListener(socket.create_server(sockaddr, family=family, backlog=backlog), caps))
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+class _CappedSite(web.SockSite):
+    """aiohttp's SockSite with a TLS handshake timeout: its start passes none to create_server (asyncio's default,
+    60 s, then holds a socket that never starts one), nor does TCPSite's."""
+
+    __slots__ = ("_handshake_s",)
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, ssl_context: ssl.SSLContext | None,
+                 handshake_s: float) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._handshake_s = handshake_s
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)      # registers the site with its runner
+        assert self._runner.server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._runner.server, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_s if self._ssl_context else None)
+
 
 class PortTakenError(TinyclError):
     """The port the server was to bind is another program's (or another label app's): the node says how to choose
@@ -174,6 +304,16 @@ class LabelServer:
     IDLE_CLOSE_S = 30.0
     #: how long a request's body (64 KB at most: an answer, a revoke) may take to come in
     BODY_READ_S = 10.0
+    #: connections one client address may hold at once, counted from the TCP accept (so half-open ones count); one
+    #: more is closed at once. A phone's browser opens up to 6 HTTP/1.1 connections and the WebSocket, and as many
+    #: again on a reload or in a second tab while the old ones idle out (IDLE_CLOSE_S); phones behind one NAT share it.
+    MAX_CONNECTIONS_PER_PEER = 32
+    #: connections from all addresses at once: a quarter of the usual 1024 file descriptors, so that many addresses
+    #: cannot take the ones the node needs (its state, its journal, DDS)
+    MAX_CONNECTIONS = 256
+    #: a TLS handshake not done in this long closes its connection (asyncio's default, 60 s, let a socket that never
+    #: starts one hold its place in the caps)
+    TLS_HANDSHAKE_S = 10.0
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024)
@@ -193,8 +333,9 @@ class LabelServer:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
                                      keepalive_timeout=self.IDLE_CLOSE_S)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
-        await site.start()
+        caps = _ConnectionCaps(self.MAX_CONNECTIONS_PER_PEER, self.MAX_CONNECTIONS, self.log)
+        for sock in _listen(self.host, self.port, caps):
+            await _CappedSite(self._runner, sock, self.ssl_context, self.TLS_HANDSHAKE_S).start()
         for addr in self._runner.addresses:
             if isinstance(addr, tuple):
                 self.port = int(addr[1])
