@@ -229,28 +229,51 @@ def test_a_model_without_its_batchnorm_is_refused_up_front(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_choice_that_fails_is_one_line_and_leaves_no_card_beside_its_files(tmp_path, data_dir, monkeypatch,
+def test_a_run_that_fails_or_is_stopped_leaves_the_previous_choice_as_it_was(tmp_path, data_dir, monkeypatch,
                                                                              capsys):
     """The C generator's refusal (ExportError) was a traceback, and the folder kept the last run's card.json beside
-    this run's chosen_upper.onnx and c/: a card naming files it did not describe."""
+    this run's chosen_upper.onnx and c/: a card naming files it did not describe. Then a run cleared the previous
+    choice at its start, so one that failed, or was stopped with Ctrl-C while scoring, left no choice at all. Now a
+    run works in a folder of its own and replaces the previous choice only with its result."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
     from tinycl_nodes.export import c_model
 
     model = exported(tmp_path / "m.onnx")
     out = tmp_path / "out"
-    (out / "c").mkdir(parents=True)                # an earlier run's choice
-    (out / "c" / "tinycl_model.h").write_text("/* an earlier run's */")
-    (out / "card.json").write_text(json.dumps({"chosen": {"cut": "earlier"}}))
+    args = ["design", "--model", str(model), "--data", str(data_dir), "--out", str(out), "--cut",
+            "/net/MaxPool_8/MaxPool", *QUICK]
+    assert main(args) == 0                          # the previous choice
+    previous = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert "card.json" in previous and "c/tinycl_model.h" in previous
+    assert json.loads(previous["card.json"])["files"]["upper"] == str(out / design.UPPER), "the card names out's files"
 
     def refuse(model_file, out_dir):
         raise c_model.ExportError("features: expected one consumer")
 
-    monkeypatch.setattr(c_model, "export", refuse)
-    assert main(["design", "--model", str(model), "--data", str(data_dir), "--out", str(out), "--cut",
-                 "/net/MaxPool_8/MaxPool", *QUICK]) == 2
+    with monkeypatch.context() as m:
+        m.setattr(c_model, "export", refuse)
+        assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: features: expected one consumer", err
-    for name in (*design.CHOSEN, "card.json"):
-        assert not (out / name).exists(), name
+
+    def unchanged() -> None:
+        now = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert now == previous, sorted(set(now) ^ set(previous))
+    unchanged()
+    run = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    end = time.monotonic() + 60
+    while not list(out.glob(f"{design.STAGE_PREFIX}*/cand_*.onnx")) and run.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert run.poll() is None, run.stderr.read()    # scoring: its candidates are being written
+    run.send_signal(signal.SIGINT)                  # Ctrl-C
+    assert run.wait(60) != 0
+    unchanged()                                     # nor its own folder left behind
 
 
 def test_a_quantizer_failure_and_a_folder_given_as_model_are_one_line(tmp_path, data_dir, monkeypatch, capsys):

@@ -23,14 +23,17 @@ A pruned model is tried as it is and after a short fine-tune of each ``--finetun
 when PyTorch is installed (:func:`finetune`): the fine-tune is a candidate dimension chosen on the
 same validation protocol, not a fixed step (one hand-set epoch cost a pruned Fashion model 0.9 points); a
 fine-tune changes no shape, so a candidate that does not fit is not fine-tuned. The protocol is that of the model
-card's dataset unless ``--dataset`` names another. Each run replaces the previous choice in ``--out``; a budget
-that nothing fits, or a run that fails, leaves none (and no card).
+card's dataset unless ``--dataset`` names another. A run works in a folder of its own inside ``--out`` and, once it
+has a result, replaces the previous choice with it (:func:`_publish`): a budget that nothing fits leaves no choice
+(a card saying so), and a run that fails or is stopped leaves the previous choice and its card as they were.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,26 +348,36 @@ CHOSEN = UPPER, FULL_INT8, C_DIR, C_FULL_DIR = ("chosen_upper.onnx", "chosen_ful
 CARD = "card.json"
 
 
-def _clear_chosen(work: Path) -> None:
-    """Remove an earlier run's choice and card from ``work``, so that the folder never holds a model or C that its
-    card does not name (a budget that nothing fits would otherwise leave the last budget's C to be flashed, and a
-    run that failed after its choice left its files beside the last run's card)."""
-    import shutil
+STAGE_PREFIX = ".design-"      # a run's own folder inside --out
 
-    for name in (*CHOSEN, CARD):
-        p = work / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _publish(stage: Path, work: Path, card: dict[str, Any]) -> None:
+    """This run's files and card, from its own folder ``stage`` into ``work``, in place of the previous choice: the
+    card goes first and comes back last, so that the folder never holds a card naming files it does not describe
+    (a budget that nothing fits would otherwise leave the last budget's C to be flashed). Paths in the card are
+    ``work``'s. Before, a run cleared the previous choice at its start: one that failed or was stopped while scoring
+    left none."""
+    (work / CARD).unlink(missing_ok=True)
+    for name in CHOSEN:
+        _remove(work / name)
+    for p in stage.iterdir():
+        _remove(work / p.name)
+        p.rename(work / p.name)
+    text = json.dumps(card, indent=1).replace(json.dumps(str(stage))[1:-1], json.dumps(str(work))[1:-1])
+    write_atomic(work / CARD, text.encode())
 
 
 def main(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 150)
-    ram, flash = args.ram, args.flash
     ft_epochs = sorted(set(args.finetune_epochs)) or [0]
     if not args.prune:
         raise InputError("--prune: give at least one ratio (0: no pruning)")
@@ -387,7 +400,20 @@ def main(args) -> int:
                          f"({', '.join(name for name, _ in pools)}): the generated C runs whole blocks")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    _clear_chosen(work)     # this run writes the candidates' files again: the last run's card would name them
+    for old in work.glob(f"{STAGE_PREFIX}*"):     # of a run killed before it could remove its own
+        shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=work))
+    try:
+        return _design(args, model, cuts, ft_epochs, stage, work, console)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _design(args, model: Path, cuts: list[str], ft_epochs: list[int], stage: Path, work: Path, console) -> int:
+    """Score every candidate with files in ``stage``, print the table, then publish the choice and card in ``work``."""
+    from rich.table import Table
+
+    ram, flash = args.ram, args.flash
     ratios = tuple(args.prune)
     rows: list[dict[str, Any]] = []
     with forbid_test_split():
@@ -405,12 +431,12 @@ def main(args) -> int:
                 row: dict[str, Any] = {"cut": cut, "prune": ratio, "finetune_epochs": epochs, "train_upper": train_upper}
                 stem = f"cand_{_safe(cut)}_p{int(ratio * 100)}"
                 if (cut, ratio) not in pruned_models:
-                    pruned_models[(cut, ratio)] = prune_model(model, ratio, cut, work / f"{stem}.onnx")
+                    pruned_models[(cut, ratio)] = prune_model(model, ratio, cut, stage / f"{stem}.onnx")
                 pruned, ft = pruned_models[(cut, ratio)], None
                 row.update(pruned_model=str(pruned), finetune=ft)
                 # a fine-tune changes weights, never shapes: the costs are the pruned model's, and a candidate
                 # that does not fit the budget is not fine-tuned
-                split = split_model(pruned, cut, work)
+                split = split_model(pruned, cut, stage)
                 c = costs(split.lower_path, split, presets.LATENT["minibatch"], train_upper)
                 n_replay = min((ram - c.ram_fixed) // (c.latent + 1), presets.LATENT["memory_size"])
                 row.update(flash=c.flash, ram_fixed=c.ram_fixed, latent=c.latent, replay=int(max(n_replay, 0)),
@@ -419,12 +445,12 @@ def main(args) -> int:
                 row["fits"] = bool(c.flash <= flash and n_replay >= args.min_replay)
                 if row["fits"] and epochs > 0:
                     if (cut, ratio, epochs) not in tuned_models:
-                        tuned = work / f"{stem}_ft{epochs}.onnx"
+                        tuned = stage / f"{stem}_ft{epochs}.onnx"
                         tuned_models[(cut, ratio, epochs)] = (tuned, finetune(pruned, X[backbone], y[backbone],
                                                                                 epochs, tuned))
                     pruned, ft = tuned_models[(cut, ratio, epochs)]
                     row.update(pruned_model=str(pruned), finetune=ft)
-                    split = split_model(pruned, cut, work)
+                    split = split_model(pruned, cut, stage)
                 if row["fits"]:
                     int8 = split.lower_path.with_name(split.lower_path.stem + ".int8.onnx")
                     export_int8(split.lower_path, int8, calib)
@@ -460,16 +486,12 @@ def main(args) -> int:
     if fits:
         best = max(fits, key=lambda r: (r["accuracy"], -r["flash"]))
         card["chosen"] = best
-        try:
-            card["files"] = _write_choice(best, work, calib, model.name)
-        except BaseException:   # no half choice without its card
-            _clear_chosen(work)
-            raise
+        card["files"] = _write_choice(best, stage, calib, model.name)
         console.print(f"chosen: cut {best['cut']}, prune {best['prune']}, replay {best['replay']}, "
                       f"accuracy {best['accuracy']}%")
     else:
         console.print("[red]no candidate fits the budget[/]")
-    write_atomic(work / CARD, json.dumps(card, indent=1).encode())
+    _publish(stage, work, card)
     console.print(f"wrote {work / CARD}")
     return 0 if fits else 1
 
