@@ -16,10 +16,17 @@ import numpy as np
 
 
 def woodbury(G: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """``inv(inv(G) + UᵀV)`` from ``G`` (F×F) and the k rank-1 terms ``U``, ``V`` (k×F): O(F²k), not O(F³)."""
+    """``inv(inv(G) + UᵀV)`` from ``G`` (F×F) and the k rank-1 terms ``U``, ``V`` (k×F): O(F²k), not O(F³).
+
+    ``V`` may instead be k weights ``w`` (``V = diag(w)·U``) when ``G`` is symmetric: ``VG`` is then ``GUᵀ``'s
+    rows scaled, two F×F×k products instead of three."""
     GU = G @ U.T                                   # F×k
-    VG = V @ G                                     # k×F
-    K = np.eye(U.shape[0]) + V @ GU                # k×k
+    if V.ndim == 1:
+        VG = V[:, None] * GU.T                     # k×F
+        K = np.eye(U.shape[0]) + V[:, None] * (U @ GU)
+    else:
+        VG = V @ G
+        K = np.eye(U.shape[0]) + V @ GU            # k×k
     return G - GU @ np.linalg.solve(K, VG)
 
 
@@ -47,12 +54,18 @@ def ridge_solve(G: np.ndarray, delta: float, Y: np.ndarray, terms: int) -> np.nd
 
 class SteppedInverse:
     """``inv(A)`` by bordering: after step j the inverse of ``A``'s leading j·m×j·m block is known; a step adds the
-    next ``m`` rows and columns (Schur complement, O(F²m)). ``A`` need not be symmetric (a scatter summed from
-    float32 rank-1 terms is not, to rounding); it is kept, not copied. Exact up to rounding, as ``np.linalg.inv``."""
+    next ``m`` rows and columns (Schur complement, O(F²m); ``balanced``: blocks of about equal cost instead). ``A``
+    need not be symmetric (a scatter summed from float32 rank-1 terms is not, to rounding); it is kept, not copied.
+    Exact up to rounding, as ``np.linalg.inv``."""
 
-    def __init__(self, A: np.ndarray, steps: int) -> None:
+    def __init__(self, A: np.ndarray, steps: int, balanced: bool = False) -> None:
         self.A = A
-        self.m = max(1, -(-A.shape[0] // max(1, steps)))
+        F, steps = A.shape[0], max(1, steps)
+        self.m = max(1, -(-F // steps))
+        # ``balanced``: blocks end at F·(j/steps)^(1/3). A step with k rows done costs ~6k²m, so equal m makes the
+        # last steps the dearest (F³/4 each at 24 steps); equal cubes make every step ~2F³/steps
+        self.ends = None if not balanced else \
+            np.unique(np.clip(np.ceil(F * (np.arange(1, steps + 1) / steps) ** (1 / 3)), 1, F).astype(np.int64))
         self.k = 0
         self.out = np.empty_like(A)
 
@@ -63,7 +76,10 @@ class SteppedInverse:
     def step(self) -> bool:
         """Add the next block of rows; True once the inverse is complete."""
         A, out, k = self.A, self.out, self.k
-        e = min(k + self.m, A.shape[0])
+        if self.ends is None:
+            e = min(k + self.m, A.shape[0])
+        else:
+            e = int(self.ends[np.searchsorted(self.ends, k, side="right")]) if k < A.shape[0] else k
         if k == 0:
             out[:e, :e] = np.linalg.inv(A[:e, :e])
         elif e > k:
