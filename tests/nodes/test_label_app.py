@@ -1077,3 +1077,44 @@ def test_a_body_that_trickles_in_is_dropped_with_408(monkeypatch, caplog):
             head, took = _run(go())
     assert head.startswith(b"HTTP/1.1 408") and took < 4, (head, took)
     assert "its body did not come within 1 s: dropped" in caplog.text
+
+
+def test_the_phone_forgotten_past_64_is_the_one_used_longest_ago_and_a_second_scan_pairs_no_other(tmp_path):
+    """A phone's "last seen" stayed its pairing time, so past 64 phones the first paired, the one in daily use, was
+    forgotten (403); and opening the QR code again on a paired phone paired it once more, a second entry each time.
+    Now a use moves a phone to the end of the order (``seen_n``: a count, not the robot's clock), kept in the file."""
+    from tinycl_nodes.label_app.pairing import MAX_DEVICES, Pairing
+
+    store = RequestStore(60.0, history_size=5)
+    pairing = Pairing(tmp_path, token=TOKEN)
+    server = LabelServer(store, [].append, pairing, host="127.0.0.1", port=0, tick_s=0.05)
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+
+    async def go():
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as daily:
+            for _ in range(2):                               # paired, then the QR code scanned again
+                async with daily.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:
+                    assert r.status == 303 and r.headers["Location"] == "/"
+            assert len(pairing.devices) == 1, pairing.devices
+            mine = next(iter(pairing.devices))
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as others:
+                for _ in range(MAX_DEVICES - 1):             # the list is full
+                    async with others.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:
+                        assert r.status == 303
+                second = min((d for d in pairing.devices if d != mine), key=lambda d: pairing.devices[d]["seen_n"])
+                async with daily.get(base + "/") as r:       # the daily phone is used
+                    assert r.status == 200
+                async with others.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:   # one more
+                    assert r.status == 303
+            assert len(pairing.devices) == MAX_DEVICES and mine in pairing.devices and second not in pairing.devices
+            async with daily.get(base + "/") as r:
+                assert r.status == 200
+        return mine
+
+    try:
+        mine = _run(go())
+    finally:
+        server.stop()
+    saved = Pairing(tmp_path).devices                        # the order outlives the app
+    assert max(saved, key=lambda d: saved[d]["seen_n"]) == mine

@@ -5,7 +5,8 @@ a phone stays paired across restarts of the app. Opening the pairing URL (``?tok
 pairs a phone: it gets a cookie of its own (``<device id>.<HMAC(secret, device id)>``), and each
 paired phone can be revoked on its own (``tinycl pair --revoke ID``, or from the page) without
 unpairing the others. ``tinycl pair`` prints the URL and QR code again at any time (the app writes
-the URL and the TLS fingerprint into the same file).
+the URL and the TLS fingerprint into the same file). Past ``MAX_DEVICES`` the phone used longest ago is forgotten:
+by the order of use (``seen_n``, a count the file keeps), not by a date, which a robot's clock may have moved.
 
 QR code per ISO/IEC 18004: a quiet zone of 4 modules, dark modules dark — drawn with explicit
 black-on-white terminal colours so it reads the same in a light and in a dark terminal.
@@ -32,6 +33,7 @@ from ..storage import write_atomic
 FILE = "pairing.json"
 FORMAT, VERSION = "tinycl-pairing", 1
 MAX_DEVICES = 64
+SEEN_SAVE_S = 60.0      # a phone's use is written at most this often (it moves it in the eviction order only)
 QUIET_ZONE = 4
 # 256-colour black on white; reset at the end of each line
 QR_ON, QR_OFF = "\x1b[38;5;16;48;5;231m", "\x1b[0m"
@@ -172,15 +174,18 @@ def read_pairing(path: Path) -> tuple[str, dict[str, dict[str, Any]], list[str],
 
 def _device(entry: Any) -> dict[str, Any]:
     """A paired phone's entry as :meth:`Pairing.pair` writes it, from what the file holds: a time that is missing or
-    not a number is 0 (the phone stays paired: its cookie depends on its id alone). One without ``seen_s`` was a
-    KeyError in the app's eviction and in ``tinycl pair --list``."""
+    not a number is 0 (the phone stays paired: its cookie depends on its id alone), and so is a use order
+    (``seen_n``) that is not a count (a file of a build before it has none). One without ``seen_s`` was a KeyError in
+    the app's eviction and in ``tinycl pair --list``."""
     entry = dict(entry)
 
     def seconds(value: Any) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e11   # NaN is not
         return float(value) if ok else 0.0
+    n = entry.get("seen_n")
     return {**entry, "agent": str(entry.get("agent", ""))[:120], "paired_s": seconds(entry.get("paired_s")),
-            "seen_s": seconds(entry.get("seen_s"))}
+            "seen_s": seconds(entry.get("seen_s")),
+            "seen_n": n if isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**53 else 0}
 
 
 class Pairing:
@@ -195,6 +200,8 @@ class Pairing:
         self.revoked: list[str] = []
         self.info: dict[str, Any] = {}        # url, fingerprint: what `tinycl pair` prints
         self._mtime = 0.0
+        self._used: dict[str, tuple[float, int]] = {}     # phones used since the last save: (seen_s, seen_n)
+        self._used_saved = time.monotonic()
         self.load()
         if token and token != self.token:     # a configured token wins (and unpairs the others)
             self.token, self.devices = token, {}
@@ -225,6 +232,10 @@ class Pairing:
         self._mtime = st.st_mtime
         return True
 
+    def _order(self) -> int:
+        """The latest use's number (``seen_n``), in the file or since."""
+        return max([0, *(d["seen_n"] for d in self.devices.values()), *(n for _, n in self._used.values())])
+
     def _set_aside(self, why: str) -> bool:
         """A pairing file that cannot be used, renamed aside and said; False (nothing was read)."""
         aside = aside_path(self.path)
@@ -234,6 +245,11 @@ class Pairing:
         return False
 
     def save(self) -> None:
+        """Write the file, with the phones' uses since the last save (those still paired)."""
+        for device, (seen_s, seen_n) in self._used.items():
+            if device in self.devices:
+                self.devices[device].update(seen_s=seen_s, seen_n=seen_n)
+        self._used, self._used_saved = {}, time.monotonic()
         if self.path is None:
             return
         doc = {"format": FORMAT, "version": VERSION, "token": self.token, "devices": self.devices,
@@ -250,14 +266,29 @@ class Pairing:
         return bool(given) and given.isascii() and hmac.compare_digest(given.encode(), self.token.encode())
 
     def pair(self, agent: str = "", now: float | None = None) -> str:
-        """A new phone: its cookie value (the oldest phone is forgotten past MAX_DEVICES)."""
+        """A new phone: its cookie value (past MAX_DEVICES, the phone used longest ago is forgotten)."""
         device = secrets.token_hex(4)
         now = time.time() if now is None else now
-        self.devices[device] = {"agent": agent[:120], "paired_s": now, "seen_s": now}
+        self.devices[device] = {"agent": agent[:120], "paired_s": now, "seen_s": now, "seen_n": self._order() + 1}
+        for used, (seen_s, seen_n) in self._used.items():     # the order as it is now, not as last saved
+            if used in self.devices:
+                self.devices[used].update(seen_s=seen_s, seen_n=seen_n)
         while len(self.devices) > MAX_DEVICES:
-            self.devices.pop(min(self.devices, key=lambda d: self.devices[d]["seen_s"]))
+            self.devices.pop(min(self.devices, key=lambda d: self.devices[d]["seen_n"]))
         self.save()
         return f"{device}.{self._mac(device)}"
+
+    def seen(self, device: str, now: float | None = None) -> None:
+        """A paired phone used the app: it becomes the last to be forgotten (in memory: :meth:`save_used` writes it).
+        Before, a phone's "last seen" stayed its pairing time, so the first phone paired, the one in daily use, was
+        the first forgotten."""
+        self._used[device] = (time.time() if now is None else now, self._order() + 1)
+
+    def save_used(self, now: bool = False) -> None:
+        """Write the phones' uses if any and the last write is ``SEEN_SAVE_S`` old, or ``now`` (the app stopping):
+        a request must not write the file, and a kill loses at most that much of the order."""
+        if self._used and (now or time.monotonic() - self._used_saved >= SEEN_SAVE_S):
+            self.save()
 
     def device_of(self, cookie: str | None) -> str | None:
         """The paired phone a cookie belongs to; None if unknown, revoked, forged or not ASCII."""

@@ -350,6 +350,10 @@ class LabelServer:
         if self._runner is not None:
             await self._runner.cleanup()
         self._save()
+        try:
+            self.pairing.save_used(now=True)
+        except OSError as exc:
+            self.log.error("cannot save the phones' last use to %s: %s", self.pairing.path, exc)
 
     async def _tick(self) -> None:
         while True:
@@ -367,6 +371,7 @@ class LabelServer:
                         dev = ws_device.get(id(ws))
                         if dev is not None and dev not in self.pairing.devices:
                             await ws.close(code=4403, message=b"this phone was unpaired")
+                self.pairing.save_used()
                 self.set_online(bool(self.robot_online()))
                 self._save()
             except Exception as exc:  # noqa: BLE001 - the server keeps running
@@ -433,12 +438,18 @@ class LabelServer:
         query = request.query.get("token")
         if query is not None:
             ok = self.pairing.token_ok(query)
+            held = self.pairing.device_of(request.cookies.get(COOKIE))
+            if ok and held is not None:     # the QR code opened again on a paired phone: the same phone, not one more
+                self.pairing.seen(held)
+                return True, held, request.method == "GET" and request.path == "/"
             return ok, None, ok and request.method == "GET" and request.path == "/"
         auth = request.headers.get("Authorization", "")
         header = request.headers.get("X-Tinycl-Token") or (auth[7:] if auth.startswith("Bearer ") else None)
         if header is not None:
             return self.pairing.token_ok(header), None, False
         device = self.pairing.device_of(request.cookies.get(COOKIE))
+        if device is not None:
+            self.pairing.seen(device)
         return device is not None, device, False
 
     @web.middleware
@@ -462,10 +473,11 @@ class LabelServer:
             return web.Response(status=403, text="cross-origin request refused", headers=SECURITY_HEADERS)
         request[DEVICE] = device
         if pairing:
-            cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
-            self.log.info("a phone was paired (%s)", cookie.split(".")[0])
             resp = web.Response(status=303, headers={"Location": "/", **SECURITY_HEADERS})  # token out of the URL
-            self._set_cookie(resp, cookie)
+            if device is None:
+                cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
+                self.log.info("a phone was paired (%s)", cookie.split(".")[0])
+                self._set_cookie(resp, cookie)
             return resp
         return await handler(request)
 
