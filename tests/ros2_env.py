@@ -4,7 +4,8 @@
     subprocess.run(["ros2", "node", "list", "--no-daemon"], env=env, ...)
 
 The kit folder is $TINYCL_ROS2_CACHE, else what `tools/ros2/install-kit.sh` prints (it unpacks the
-kit into a cache once; fast when already done). A missing kit fails the test, naming where it looked.
+kit into a cache once; fast when already done). A missing kit fails the test, naming where it looked. The kit has no
+diagnostic_msgs: the overlay install-kit.sh builds of it (``<kit>/overlay``) is sourced after the kit.
 """
 
 from __future__ import annotations
@@ -57,9 +58,20 @@ def env_after(script: str, base: dict[str, str]) -> dict[str, str]:
 def _sourced(kit: Path) -> tuple[tuple[str, str], ...]:
     """Everything activating the kit's venv and `source install/setup.bash` set, from a clean
     environment (computed once): `python3` is then the venv's, which has tinycl's dependencies."""
-    env = env_after(f'source "{kit}/venv/bin/activate" && source "{kit}/install/setup.bash"',
+    env = env_after(f'source "{kit}/venv/bin/activate" && source "{kit}/install/setup.bash"{_overlay(kit)}',
                     {"HOME": os.environ.get("HOME", "/root"), "PATH": BASE_PATH})
     return tuple(env.items())
+
+
+def _overlay(kit: Path) -> str:
+    """Sourcing the kit's diagnostic_msgs overlay after it (what install-kit.sh builds where the kit has none: the
+    nodes publish /diagnostics); nothing where the kit has the package itself."""
+    if (kit / "install" / "share" / "diagnostic_msgs").is_dir():
+        return ""
+    overlay = kit / "overlay"
+    if not (overlay / ".key").is_file():
+        pytest.fail(f"ROS 2 kit {kit} has no diagnostic_msgs and no overlay built ({overlay}): run {INSTALL_KIT}")
+    return f' && source "{overlay}/install/setup.bash"'
 
 
 def kit_env() -> dict[str, str]:

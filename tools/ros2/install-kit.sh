@@ -2,6 +2,9 @@
 # install-kit.sh: the ROS 2 Humble kit from ../shared/kits/ros2-humble, unpacked into a cache, and a
 # venv on Debian's python for tinycl's PyPI dependencies beside it. Idempotent: a cache entry is
 # keyed by the kit's checksum and by pyproject.toml, so it is rebuilt only when either changes.
+# Where the kit has no diagnostic_msgs (the nodes publish /diagnostics), the vendored one
+# (tools/ros2/diagnostic_msgs) is built with colcon as an overlay, <cache entry>/overlay/install,
+# keyed by the vendored files' hash; source it after the kit (tests/ros2_env.py does).
 #
 #   tools/ros2/install-kit.sh            # prints the folder to use as TINYCL_ROS2_CACHE
 #
@@ -49,5 +52,29 @@ EOF
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   "$venv/bin/python" -m pip install -q -c "$venv/constraints.txt" "${reqs[@]}" >&2
   echo "$deps_key" > "$venv/.deps"
+fi
+# diagnostic_msgs, where the kit lacks it: an overlay built in place (colcon's install is not moved
+# after a build), complete once its .key is written; a lock keeps two runs from building it at once.
+overlay=$dest/overlay
+if [ ! -d "$dest/install/share/diagnostic_msgs" ]; then
+  vendored=$root/tools/ros2/diagnostic_msgs
+  ov_key=$(cd "$vendored" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+  exec 9>"$dest/.overlay.lock"
+  flock 9
+  if [ "$(cat "$overlay/.key" 2>/dev/null)" != "$ov_key" ]; then
+    echo "install-kit: building diagnostic_msgs (vendored, $vendored) as an overlay in $overlay" >&2
+    rm -rf "$overlay" && mkdir -p "$overlay"
+    if ! (cd "$overlay" && env -i HOME="$HOME" PATH=/usr/bin:/bin bash -c \
+          'source "$1/install/setup.bash" && colcon build --merge-install --base-paths "$2" \
+             --build-base build --install-base install --cmake-args -DPython3_EXECUTABLE=/usr/bin/python3 \
+             -DBUILD_TESTING=OFF' _ "$dest" "$vendored") > "$overlay/build.log" 2>&1; then
+      echo "install-kit: colcon build of diagnostic_msgs failed; last lines of $overlay/build.log:" >&2
+      tail -n 30 "$overlay/build.log" >&2
+      exit 1
+    fi
+    rm -rf "$overlay/build" "$overlay/log"
+    echo "$ov_key" > "$overlay/.key"
+  fi
+  exec 9>&-
 fi
 echo "$dest"
