@@ -49,6 +49,7 @@ import stat
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -243,6 +244,9 @@ class _Writer:
         self._ok = True                       # whether the last write succeeded
         self._thread: threading.Thread | None = None
         self._failures = RepeatedFailure(f"save state to {path}", log)
+        self.landed_at = 0.0                  # wall-clock time the last write landed (0: none in this process)
+        self.failed_total = 0                 # writes that failed, in all
+        self.error = ""                       # why the last write failed; "" once one lands
 
     def write(self, payload: bytes, wait: bool, after: Callable[[], None] | None = None) -> tuple[int, bool]:
         """Have ``payload`` written (then ``after()`` called, on this thread): its ticket (:meth:`written`) and, with
@@ -285,11 +289,13 @@ class _Writer:
             try:
                 write_atomic(self.path, payload)
                 ok = True
+                self.landed_at, self.error = time.time(), ""
                 self._failures.landed()
                 if after is not None:
                     self._then(after)
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
-                self._failures.failed(one_line(exc), always=waited)
+                self.failed_total, self.error = self.failed_total + 1, one_line(exc)
+                self._failures.failed(self.error, always=waited)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
@@ -360,6 +366,17 @@ def journal_words(relearned: int) -> str:
     return f" and its journal ({relearned} messages learned again)" if relearned else ""
 
 
+@dataclass(frozen=True)
+class StoreHealth:
+    """What a node's diagnostics say of its state file (:meth:`StateStore.health`)."""
+
+    path: Path
+    saved_at: float        # wall-clock time of the last checkpoint on disk (this run's, else the file's); 0: none
+    failed_total: int      # checkpoints that could not be saved, in all (this process)
+    error: str             # why the state cannot be saved now; "" while it can
+    journal_error: str     # why the journal cannot be appended to now; "" while it can
+
+
 class StateStore:
     """One node's learned state: load once, checkpoint every N samples or T seconds, save at exit.
 
@@ -404,6 +421,7 @@ class StateStore:
         self.replaying = False                # the node is learning its journal again: no records, no checkpoints
         self._replay_from: int | None = None  # the first segment the loaded checkpoint does not hold
         self._journal_failures = RepeatedFailure(f"append to the journal {folder / name}.journal-*", log)
+        self._unsaveable = ""                 # why the last snapshot could not be made into a checkpoint, if so
 
     # --- loading ------------------------------------------------------------------------------------
     def load(self, apply: Callable[[States], None] | None = None) -> States | None:
@@ -585,12 +603,27 @@ class StateStore:
                 after = partial(self.journal.drop_before, segment)
             payload = file_bytes(states)
         except Exception as exc:  # noqa: BLE001 - a state that cannot be serialised: keep learning, say so
-            self.log.error("cannot save state to %s: %s", self.path, one_line(exc))
+            self._unsaveable = one_line(exc)
+            self.log.error("cannot save state to %s: %s", self.path, self._unsaveable)
             return False
+        self._unsaveable = ""
         self.pending, self.dirty, self.saved_at = 0, False, time.monotonic()
         self.journaled_bytes, self.checkpoint_bytes = 0, len(payload)
         self.ticket, ok = self._writer.write(payload, wait, after)
         return ok
+
+    def health(self) -> StoreHealth:
+        """When a checkpoint last reached the disk, and whether saving (or journaling) fails now: for the node's
+        diagnostics, read once a period (a checkpoint of an earlier run: the file's time, one stat)."""
+        w = self._writer
+        saved_at = w.landed_at
+        if not saved_at:
+            try:
+                saved_at = self.path.stat().st_mtime
+            except OSError:
+                saved_at = 0.0
+        journal = self._journal_failures.said if self._journal_failures.failed_n else ""
+        return StoreHealth(self.path, saved_at, w.failed_total, self._unsaveable or w.error, journal)
 
     def written(self, ticket: int) -> bool:
         """Whether the save that got ``ticket`` (:attr:`ticket` after it) is on disk."""

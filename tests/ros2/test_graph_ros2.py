@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros2.conftest import params_file
+from tests.ros2.conftest import Proc, params_file
 from tinycl_nodes.graphs import GRAPHS, MANAGED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,54 @@ def reference(data_dir):
     r = exp.run_one(presets.tinycl_best, False, feats, 0, exp.Protocol(labels_per_class=10, stream_length=STREAM),
                     10, keep_predictions=True)
     return r
+
+
+def echo_diagnostics(ros) -> Proc:
+    """``ros2 topic echo /diagnostics`` (the ROS 2 tool, the type named: it need not wait to discover it) in the
+    background: ``diagnostics(proc.text)`` reads what it printed."""
+    return ros.start("ros2", "topic", "echo", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
+                     name="ros2 topic echo /diagnostics")
+
+
+def diagnostics(text: str) -> dict[str, list[dict]]:
+    """Node name → every DiagnosticStatus of it in ``ros2 topic echo``'s YAML output, oldest first (``level`` as an
+    int, ``values`` as a dict); a message cut short by the end of the output is left out."""
+    import yaml
+
+    out: dict[str, list[dict]] = {}
+    for doc in text.split("\n---\n")[:-1]:
+        msg = yaml.safe_load(doc[doc.find("header:"):])
+        for st in msg["status"]:
+            st["level"] = ord(st["level"]) if isinstance(st["level"], str) else int(st["level"])
+            st["values"] = {kv["key"]: kv["value"] for kv in st["values"] or []}
+            out.setdefault(st["name"], []).append(st)
+    return out
+
+
+def check_diagnostics(echo, nodes: set[str], timeout_s: float = 30.0) -> dict[str, list[dict]]:
+    """Until every one of ``nodes`` (fully qualified names) has said its health on /diagnostics, then stop the echo:
+    each at level OK with the values every node gives, from this host; what each said."""
+    import socket
+
+    seen = lambda: (lambda d: d if nodes <= set(d) else None)(diagnostics(echo.text))  # noqa: E731
+    t0 = time.monotonic()
+    try:
+        got = echo.proc.poll() is None and seen() or None
+        end = t0 + timeout_s
+        while got is None and time.monotonic() < end and echo.proc.poll() is None:
+            time.sleep(0.5)
+            got = seen()
+        assert got, f"/diagnostics: not every one of {sorted(nodes)} heard; echo said:\n{echo.text[-3000:]}"
+    finally:
+        echo.stop()
+    print(f"/diagnostics: {len(nodes)} nodes heard, {time.monotonic() - t0:.1f} s waited for them")
+    for name in nodes:
+        for st in got[name]:
+            assert st["level"] == 0 and st["message"] == "OK", (name, st)
+            assert st["hardware_id"] == socket.gethostname(), st
+            assert {"uptime_s", "messages_received", "bad_input_dropped"} <= set(st["values"]), st
+            assert st["values"]["bad_input_dropped"] == "0", st
+    return got
 
 
 def test_colcon_build_installs_every_executable(ros2_ws):
@@ -128,6 +176,7 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     expected = {f"/robot1/tinycl/{n}" for n in GRAPHS["tinyndc"]}
     listed = ros.wait_until("all nodes in ros2 node list", lambda: expected <= ros.node_list(), timeout_s=60)
     assert listed
+    echo = echo_diagnostics(ros)        # read while the params are checked: every node's health, the ROS way
 
     ro = ros.run("ros2", "param", "set", "/robot1/tinycl/learner", "preset", "tinyndc", check=False)
     assert "Setting parameter failed" in ro.stdout + ro.stderr and "read-only" in (ro.stdout + ro.stderr).lower(), ro
@@ -148,6 +197,15 @@ def test_launch_replay_ends_by_itself_with_the_in_process_predictions(ros, refer
     ok = ros.run("ros2", "param", "set", "/robot1/tinycl/sensor", "rate_hz", "24.0").stdout
     assert "Set parameter successful" in ok, ok
     assert "Double value is: 24.0" in ros.run("ros2", "param", "get", "/robot1/tinycl/sensor", "rate_hz").stdout
+    health = check_diagnostics(echo, expected)
+    last = {name.rsplit("/", 1)[1]: sts[-1]["values"] for name, sts in health.items()}
+    for name in MANAGED:
+        assert last[name]["lifecycle_state"] == "active", last[name]
+    for name in ("learner", "labeler", "exporter"):
+        assert last[name]["state_file"] == str(state / f"{name}.state") and "last_checkpoint" in last[name], last
+    assert int(last["learner"]["samples_learned"]) > 0 and int(last["learner"]["classes_known"]) > 0, last
+    assert int(last["learner"]["messages_received"]) > 0 and int(last["sensor"]["samples_published"]) > 0, last
+    assert last["labeler"]["initialised"] == "yes", last["labeler"]
     ok = ros.run("ros2", "param", "set", "/robot1/tinycl/sensor", "rate_hz", "200.0").stdout
     assert "Set parameter successful" in ok, ok
 
@@ -284,6 +342,7 @@ def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
     tester.create_subscription("board_predictions", "Prediction", lambda m: board_preds.append(m.class_id),
                                "reliable")
     procs = {}
+    echo = echo_diagnostics(ros)      # both backends' nodes on /diagnostics, as ROS 2 tools read it
     try:
         for name, dds in (("exporter", True), ("learner", True), ("labeler", True), ("board", True),
                           ("extractor", False), ("metrics", False), ("sensor", False)):
@@ -300,8 +359,14 @@ def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):
                            timeout_s=90, every_s=0.0)         # the board may trail the graph on a loaded machine
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {len(board_preds)} of {100 + STREAM} came") from None
+        health = check_diagnostics(echo, {f"/mixed/{n}" for n in ("learner", "labeler", "board", "exporter",
+                                                                   "extractor")})
     finally:
         tester.shutdown()
+    for name in ("learner", "board"):                   # dds backend: what it learned, as the rclpy nodes say theirs
+        said = health[f"/mixed/{name}"][-1]["values"]
+        assert int(said["classes_known"]) >= 6 and said["state_file"].endswith(f"/mixed/{name}.state"), said
+    assert health["/mixed/extractor"][-1]["values"]["lifecycle_state"] == "active"   # rclpy, managed
     result = json.loads(out.read_text())
     preds, ref = np.asarray(result["stream_predictions"]), np.asarray(reference["predictions"])
     assert preds.shape == ref.shape and int((preds == ref).sum()) == ref.size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import threading
 import time
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -35,6 +36,7 @@ class Bus(Protocol):
     name: str
     namespace: str
     logger: Any
+    inputs: InputCounts
 
     def msg(self, type_name: str) -> type: ...
     def create_publisher(self, topic: str, msg_type: type | str, qos: QosProfile | str = ...) -> Publisher: ...
@@ -53,13 +55,41 @@ class Bus(Protocol):
     def shutdown(self) -> None: ...
 
 
-def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: logging.Logger) -> None:
+class InputCounts:
+    """What a node's subscriptions took: messages handed to its callbacks, and those dropped as bad (a callback that
+    raised, a sample that did not decode, or one a node drops itself: ``drop``). Counted where every backend hands a
+    message over, so each node need not: the node's health on /diagnostics reads them (``nodes/diagnostics.py``)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.dropped = 0
+        self.last_drop = ""           # why the last one was dropped, one line
+        self._lock = threading.Lock()   # a node's own worker thread may drop too (the extractor's frames)
+
+    def take(self) -> None:
+        with self._lock:
+            self.received += 1
+
+    def drop(self, why: str) -> None:
+        with self._lock:
+            self.dropped += 1
+            self.last_drop = why[:200]
+
+
+def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: logging.Logger,
+                inputs: InputCounts | None = None) -> bool:
     """Run a user callback; an exception is one error line naming ``where``, never the end of the
-    loop (every backend's subscriptions and timers, and a managed node's held messages)."""
+    loop (every backend's subscriptions and timers, and a managed node's held messages), and with ``inputs`` (a
+    message's callback) one more dropped. False if it raised."""
     try:
         callback(*args)
     except Exception as exc:  # noqa: BLE001 - a node must survive bad input
-        log.error("%s: dropped: %s: %s", where, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.error("%s: dropped: %s", where, why)
+        if inputs is not None:
+            inputs.drop(f"{where}: {why}")
+        return False
+    return True
 
 
 class Timer:
@@ -95,6 +125,7 @@ class BaseBus:
         self._seq = itertools.count()
         self._shutdown = False
         self._stop = False
+        self.inputs = InputCounts()
 
     # parameters --------------------------------------------------------------------------
     def declare_parameter(self, name: str, default: Any = None) -> Any:
@@ -148,7 +179,11 @@ class BaseBus:
 
     # callbacks -------------------------------------------------------------------------------
     def _safe(self, callback: Callable, msg: Any, where: str) -> None:
-        run_guarded(callback, () if where == "timer" else (msg,), where, self.logger)
+        if where == "timer":
+            run_guarded(callback, (), where, self.logger)
+            return
+        self.inputs.take()
+        run_guarded(callback, (msg,), where, self.logger, self.inputs)
 
     def request_stop(self) -> None:
         """Make spin() return soon; safe from a signal handler. The bus stays usable (close() may

@@ -271,6 +271,8 @@ class DdsBus(BaseBus):
             except Exception as exc:  # noqa: BLE001 - malformed input from the wire
                 self.logger.error("%s: dropped malformed %s (%d bytes): %s", sub.topic,
                                   sub.msg_type.__ros_type__, len(data), exc)
+                self.inputs.take()
+                self.inputs.drop(f"{sub.topic}: malformed {sub.msg_type.__ros_type__} ({len(data)} bytes)")
                 continue
             self._safe(sub.callback, msg, sub.topic)
         return len(batch)

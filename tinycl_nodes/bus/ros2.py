@@ -21,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..interfaces import full_type_name
-from .base import Callback, run_guarded
+from .base import Callback, InputCounts, run_guarded
 from .log import node_logger
 from .param_spec import ParamSpec, param_specs, range_step
 from .qos import QosProfile, RELIABLE, profile
@@ -103,6 +103,7 @@ class Ros2Bus:
         self._specs: dict[str, ParamSpec] = {}
         self._pending_shutdown = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)   # timers: create_timer
+        self.inputs = InputCounts()
 
     # messages and topics ---------------------------------------------------------------------
     def msg(self, type_name: str) -> type:
@@ -125,7 +126,8 @@ class Ros2Bus:
     def create_subscription(self, topic: str, msg_type: type | str, callback: Callback,
                             qos: QosProfile | str = RELIABLE) -> Any:
         def safe(msg: Any) -> None:
-            run_guarded(callback, (msg,), topic, self.logger)
+            self.inputs.take()
+            run_guarded(callback, (msg,), topic, self.logger, self.inputs)
         return self.node.create_subscription(self._resolve_type(msg_type), topic, safe, to_rclpy_qos(profile(qos)))
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Any:

@@ -725,6 +725,7 @@ class AggregatorNode(Node):
         pub = bus.create_publisher(params.bus_topic, Head, "latched")
         self._pending: list[HeadSnapshot] = []
         self.agg = Aggregator(params, self.log, on_global=self._pending.append)
+        self.stores += [self.agg.store] if self.agg.store is not None else []   # its health on /diagnostics
 
         def tick() -> None:
             self.agg.tick()

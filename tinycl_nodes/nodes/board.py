@@ -44,6 +44,7 @@ from ..export import c_state
 from ..firmware import DEFAULT_LIB, IMAGE_SHAPE, CWRStarC, Library, NearestCentroidC
 from ..journal import pack, unpack
 from ..storage import journal_words
+from .diagnostics import Status
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .messages import check_labeled, features_of, image_pixels, message_bytes, message_of, stamp_ns
@@ -276,6 +277,10 @@ class Board(Node):
         self.heads.restore(state["meta"])
         if "labelled" in saved:
             self.labelled.load_state_dict(saved["labelled"])
+
+    def status(self) -> Status:
+        """Classes the C head knows and the head version published."""
+        return Status(values={"classes_known": str(self.head.n_classes), "head_version": str(self.heads.version)})
 
     def close(self) -> None:
         self.heads.close()

@@ -34,6 +34,7 @@ from ..interfaces.heads import from_msg
 from ..storage import RepeatedFailure, one_line, write_atomic
 from ..core.errors import ExtractorMismatchError, InputError, StateError
 from ..core import state as st
+from .diagnostics import WARN, Status
 from .runner import Node, StateParams, run_node, state_dir
 
 
@@ -183,6 +184,14 @@ class Exporter(Node):
 
     def run(self) -> None:
         self.bus.spin()
+
+    def status(self) -> Status:
+        """The head version held and the one last exported; WARN while exports fail (a full disk)."""
+        st = Status(values={"head_version": str(self.head.version) if self.head is not None else "none yet",
+                            "exported_version": str(self.written_version) if self.written_version >= 0 else "none"})
+        if self._failures.failed_n:
+            st.add(WARN, f"cannot export the head: {self._failures.said}")
+        return st
 
     def close(self) -> None:
         # The learner publishes its final head as it stops. `tinycl launch` stops the exporter after it; `ros2 launch`

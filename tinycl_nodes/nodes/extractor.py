@@ -41,6 +41,7 @@ from ..extractor import FrozenExtractor, model_card_of, model_path
 from ..images import compressed_image_of, image_of
 from ..interfaces import as_sequence
 from ..storage import RepeatedFailure, one_line
+from .diagnostics import Status
 from .messages import check_texts, stamp_ns
 from .runner import ImageQos, ImageTransport, ManagedParams, Node, run_node
 from .truth_join import TruthJoin
@@ -184,6 +185,7 @@ class Extractor(Node):
             except Exception as exc:  # noqa: BLE001 - a bad frame is dropped; the camera's next one may be fine
                 self.frames["bad"] += 1
                 self._bad_frames.failed(f"dropped: {one_line(exc)}")
+                self.bus.inputs.drop(f"{self._frames_topic}: {one_line(exc)}")
 
     def report_frames(self) -> None:
         """One line every drop_report_s: frames received, processed and dropped (newest wins)."""
@@ -205,6 +207,12 @@ class Extractor(Node):
             self.log.info("frames in the last %.0f s: %d received, %d processed, %d dropped (newest wins), %d bad; "
                           "total %d dropped of %d", self.params.drop_report_s, delta["received"],
                           delta["processed"], delta["dropped"], delta["bad"], now["dropped"], now["received"])
+
+    def status(self) -> Status:
+        """A camera's frames (newest wins): received, processed, dropped for a newer one, bad."""
+        if not getattr(self, "newest_wins", False):    # a managed node has none until configured
+            return Status()
+        return Status(values={f"frames_{k}": str(v) for k, v in self.frames.items()})
 
     def activate(self) -> None:
         super().activate()

@@ -40,6 +40,7 @@ from ..images import picture_file
 from ..label_app.server import LabelServer, PortTakenError
 from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore, deadline
 from ..label_app.tls import ensure_certificate
+from .diagnostics import Status
 from .label_requests import NEW_CLASS, NO_CLASS, REQUEST_TTL_S
 from .messages import stamp_ns
 from .runner import Node, NodeParams, run_node, state_dir
@@ -265,6 +266,11 @@ class LabelApp(Node):
         else:
             self._send(self.correction_pub, old.request_id, new.class_id,
                        new.new_class_name if new.class_id == NEW_CLASS else "", self.params.answered_by)
+
+    def status(self) -> Status:
+        """Phones connected (pages open) and the questions they show."""
+        return Status(values={"phones_connected": str(len(self.server.clients)),
+                              "questions_shown": str(len(self.store.pending))})
 
     def close(self) -> None:
         self.server.stop()

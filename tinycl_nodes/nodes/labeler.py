@@ -88,6 +88,7 @@ from ..core.undo import PassedOn, ReplayUndo, Revision
 from ..images import camera_picture, decode_compressed, picture_bytes
 from ..journal import pack, unpack
 from ..storage import RepeatedFailure, journal_words
+from .diagnostics import Status
 from .frame_cache import Entry, FrameCache, entry_bytes
 from .label_requests import (MAX_REQUEST_ID, NEW_CLASS, NO_CLASS, REQUEST_TTL_S, AnswerError, LabelRequests, Pending,
                              Resolution, render_plot)
@@ -498,6 +499,12 @@ class Labeler(Node):
     def _name_of(self, label: int) -> str:
         """The name a labelled sample goes out with (the learner names the class by it): none here."""
         return ""
+
+    def status(self) -> Status:
+        """Whether it pseudo-labels yet (it needs labelled samples first), the classes its head knows."""
+        head = self.system.head
+        return Status(values={"initialised": "yes" if self.initialised else "no (waiting for labelled samples)",
+                              "classes_known": str(len(head.classes) if head is not None else 0)})
 
     def close(self) -> None:
         self.state.save()
@@ -1328,6 +1335,11 @@ class RceLabeler(Labeler):
 
     def _save(self) -> None:
         self.state.save()
+
+    def status(self) -> Status:
+        """Classes and prototypes known, and the questions a person has not answered yet."""
+        return Status(values={"classes_known": str(len(self.rce.classes)), "prototypes": str(self.rce.n_prototypes),
+                              "questions_pending": str(len(self.requests.pending))})
 
     def close(self) -> None:
         self._save()

@@ -51,6 +51,7 @@ from ..core.validation import check_label
 from ..interfaces.heads import from_msg
 from ..journal import pack, unpack
 from ..storage import journal_words
+from .diagnostics import Status
 from .head_publisher import HeadParams, HeadPublisher
 from .labelled_set import LabelledParams, LabelledSet
 from .latent_join import LatentJoin
@@ -405,6 +406,14 @@ class Learner(Node):
                           worth_words(self.prior, system.prior_samples))
         for msg, x, _ in held:
             self._predict_and_learn(msg, x, None, held=True)
+
+    def status(self) -> Status:
+        """Classes known, samples learned and the head version published, on /diagnostics."""
+        head = getattr(self, "head", None)      # a managed node has none until configured
+        if head is None:
+            return Status()
+        return Status(values={"classes_known": str(len(head.classes)), "samples_learned": str(head.n_seen),
+                              "head_version": str(self.heads.version)})
 
     def close(self) -> None:
         self._settle_prior()

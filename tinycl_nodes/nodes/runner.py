@@ -34,6 +34,7 @@ from ..parent_death import stop_with_launcher
 from ..restarts import USER_ERROR
 from ..storage import StateStore, one_line
 from ..validation_words import error_words
+from .diagnostics import Diagnostics, Status
 from .messages import approx_bytes
 
 
@@ -77,6 +78,9 @@ class NodeParams(BaseModel):
                                   description="dds backend: DDS domain (default $ROS_DOMAIN_ID, else 0)")
     ros_distro: Literal["auto", "humble", "jazzy"] = Field(
         "auto", description="dds backend: discovery layout ROS 2 tools read; auto follows the peers")
+    diagnostics_period_s: float = Field(
+        1.0, ge=0, description="publish this node's health on /diagnostics (diagnostic_msgs/DiagnosticArray) this "
+                               "often, seconds; 0: off")
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -333,6 +337,18 @@ class Node:
         self.active = not self.managed
         self._held: deque[tuple[Callable[[Any], None], Any, int]] = deque()
         self._held_bytes, self._dropping = 0, False
+        self.stores: list[StateStore] = []   # its state files (``open_state``): their health is on /diagnostics
+
+    @property
+    def lifecycle_state(self) -> str:
+        """unconfigured | inactive | active: a managed node's lifecycle state, as ``ros2 lifecycle get`` names it."""
+        return "active" if self.active else "inactive" if self.configured else "unconfigured"
+
+    def status(self) -> Status:
+        """Hook: this node's own part of its health on /diagnostics (``diagnostics.py``): values a person looks at
+        (classes known, questions pending…) and a finding if something is wrong. The runner adds what every node
+        has (uptime, messages, bad input, state file and checkpoints)."""
+        return Status()
 
     # lifecycle (managed nodes override configure/cleanup) ------------------------------------
     def configure(self) -> None:
@@ -346,7 +362,7 @@ class Node:
         while self._held and self.active:
             callback, msg, size = self._held.popleft()
             self._held_bytes -= size
-            run_guarded(callback, (msg,), "held message", self.log)
+            run_guarded(callback, (msg,), "held message", self.log, self.bus.inputs)
 
     def hold(self, callback: Callable[[Any], None], msg: Any) -> None:
         """Stop handling messages, ``msg`` first in line: ``activate()`` hands it to ``callback`` again."""
@@ -407,6 +423,7 @@ class Node:
         p = self.params
         store = StateStore(state_dir(p.state_dir, self.bus.namespace), name, self.log, snapshot,
                            p.save_every, p.save_period_s, journal)
+        self.stores = [s for s in self.stores if s.path != store.path] + [store]   # configured again: the new one
         self.track(self.bus.create_timer(min(1.0, p.save_period_s), store.tick))
         return store
 
@@ -609,6 +626,8 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
     try:
         node = node_cls(bus, params)
         bus.declare_node_parameters(params, node.set_parameters)
+        if params.diagnostics_period_s > 0:
+            Diagnostics(node, params.diagnostics_period_s)
         if node.managed and backend != "ros2":
             node.bring_up()
         elif node.managed:

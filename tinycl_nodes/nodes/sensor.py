@@ -49,6 +49,7 @@ from ..graphs import LIVE_SOURCES
 from ..imu_windows import ImuWindower, Window, reading_of
 from ..storage import RepeatedFailure, one_line
 from ..interfaces import as_sequence
+from .diagnostics import Status
 from .runner import Node, NodeParams, run_node
 
 
@@ -417,6 +418,10 @@ class Sensor(Node):
         self.image_pub.publish(self.Image(header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
                                           step=w * channels, data=as_sequence(np.ascontiguousarray(pixels), "B")))
         self.published += 1
+
+    def status(self) -> Status:
+        """Samples sent so far."""
+        return Status(values={"samples_published": str(self.published)})
 
     def _wait_for_readers(self) -> None:
         p = self.params

@@ -1,0 +1,109 @@
+"""A node's health as the runner puts it on /diagnostics (nodes/diagnostics.py), built from a real learner on the local
+bus: bad input dropped in the last period is WARN with its count, a state folder that can no longer be written is
+ERROR naming the file, and both clear again. (tests/ros2/test_graph_ros2.py reads /diagnostics with ``ros2 topic
+echo`` from every node of a launch and from dds-backend nodes.)"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.nodes.test_bad_input import _sample
+from tinycl_nodes.bus import create_bus
+from tinycl_nodes.bus.local import LocalGraph
+from tinycl_nodes.extractor import FrozenExtractor, model_path
+from tinycl_nodes.nodes.diagnostics import ERROR, OK, WARN, Diagnostics
+from tinycl_nodes.nodes.learner import Learner, LearnerParams
+
+
+class Folder:
+    """A state folder that :meth:`read_only` turns read-only while a node runs on it (a bind mount of itself, ro: the
+    files it holds open stay as they were, as on a file system remounted read-only) and :meth:`writable` turns back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.mounted = path, False
+
+    def read_only(self) -> None:
+        for args in (["--bind"], ["-o", "remount,bind,ro"]):
+            out = subprocess.run(["mount", *args, *([str(self.path)] * (2 if args == ["--bind"] else 1))],
+                                 capture_output=True, text=True)
+            assert out.returncode == 0, f"a read-only folder needs a bind mount (make test runs as root): {out.stderr}"
+            self.mounted = True
+
+    def writable(self) -> None:
+        subprocess.run(["umount", str(self.path)], check=True)
+        self.mounted = False
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = Folder(tmp_path / "state")
+    f.path.mkdir()
+    try:
+        yield f
+    finally:
+        if f.mounted:
+            subprocess.run(["umount", "-l", str(f.path)], check=False)
+
+
+def test_bad_input_is_warn_with_its_count_and_an_unwritable_state_folder_is_error(folder):
+    graph = LocalGraph()
+    learner = Learner(create_bus("learner", "/r1/tinycl", backend="local", graph=graph),
+                      LearnerParams(state_dir=str(folder.path), preset="supervised"))
+    learner.bring_up()
+    diag = Diagnostics(learner, 1.0)
+    bus = create_bus("tester", "/r1/tinycl", backend="local", graph=graph)
+    got: list = []
+    bus.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", got.append, "reliable")
+    pub = bus.create_publisher("labeled", "LabeledFeatures")
+    xhash = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(6):
+            pub.publish(_sample(bus, rng.normal(size=64) + 3 * (i % 2), i % 2, xhash, 10**18 + i))
+        learner.state.save()
+        st = diag.status()
+        assert st.level == OK and st.message == "OK", st
+        v = st.values
+        assert (v["lifecycle_state"], v["messages_received"], v["bad_input_dropped"]) == ("active", "6", "0"), v
+        assert (v["classes_known"], v["samples_learned"]) == ("2", "6"), v
+        assert v["state_file"] == str(folder.path / "learner.state") and v["last_checkpoint"] != "none yet", v
+
+        for stamp in (10**18 + 100, 10**18 + 101):     # two of the wrong size, one good: dropped, said, learned
+            pub.publish(_sample(bus, np.ones(10), 1, xhash, stamp))
+        pub.publish(_sample(bus, rng.normal(size=64), 0, xhash, 10**18 + 102))
+        st = diag.status()
+        assert st.level == WARN and st.message.startswith("2 bad input(s) dropped in the last 1 s (last: "), st
+        assert "expected shape (64,)" in st.message, st
+        assert (st.values["messages_received"], st.values["bad_input_dropped"]) == ("9", "2"), st.values
+        assert diag.status().level == OK                # a period without: OK again, the total stays
+        assert diag.status().values["bad_input_dropped"] == "2"
+
+        folder.read_only()                              # the folder can no longer be written
+        pub.publish(_sample(bus, rng.normal(size=64), 1, xhash, 10**18 + 103))
+        assert learner.state.save() is False
+        st = diag.status()
+        assert st.level == ERROR, st
+        assert st.message.startswith(f"state cannot be saved to {folder.path / 'learner.state'}: "), st
+        assert "Read-only file system" in st.message, st
+        diag.publish()                                  # as the timer does: the message ROS 2 tools read
+        s = got[-1].status[0]
+        assert (s.level, s.name, s.message) == (ERROR, "/r1/tinycl/learner", st.message), s
+        assert {kv.key: kv.value for kv in s.values}["state_file"] == str(folder.path / "learner.state")
+
+        folder.writable()                               # writable again: the next checkpoint lands, OK again
+        assert learner.state.save() is True
+        assert diag.status().level == OK
+        folder.read_only()                              # a failure within one period, then a checkpoint that lands
+        assert learner.state.save() is False
+        folder.writable()
+        assert learner.state.save() is True
+        st = diag.status()
+        assert st.level == WARN and st.message == "1 checkpoint(s) of learner.state failed in the last 1 s", st
+    finally:
+        learner.close()
+        bus.shutdown()
+        learner.bus.shutdown()
