@@ -290,3 +290,47 @@ def test_fleet_check_counts_only_unexpected_disconnects_and_fails_when_the_conne
         held.join(15)
     res = json.loads(capsys.readouterr().out)
     assert rc == [1] and res["still_connected"] is False and res["disconnects"] >= 1, (rc, res)
+
+
+def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setup, broker, tmp_path) -> None:
+    """A robot's engineer looking at /diagnostics saw nothing of the fleet link beyond what every node has: a bridge or
+    an aggregator cut off from the broker was OK. Now each is WARN while not connected, saying which broker and why."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.nodes.diagnostics import OK, WARN, Diagnostics
+    from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
+
+    from .conftest import FLEET
+
+    from tinycl_nodes.fleet.aggregator import AggregatorNode, AggregatorParams
+
+    graph = LocalGraph()
+    bus, hub = create_bus("mqtt_bridge", "/dev1/tinycl", backend="local", graph=graph), \
+        create_bus("aggregator", "/fleet", backend="local", graph=graph)
+    bridge = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=fleet_setup.directory,
+                                          state_dir=str(tmp_path / "s")))
+    aggregator = AggregatorNode(hub, AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, kind="CWRStar",
+                                                      extractor_hash="x" * 16, n_features=4,
+                                                      state_dir=str(tmp_path / "a")))
+    health = [Diagnostics(bridge, 1.0), Diagnostics(aggregator, 1.0)]
+    try:
+        assert wait_for(lambda: bridge.link.connected.is_set() and aggregator.agg.link.connected.is_set())
+        for h in health:
+            st = h.status()
+            assert st.level == OK and st.values["connected"] == "yes", (st.level, st.message, st.values)
+            assert st.values["broker"].endswith(f":{fleet_setup.port}")
+        assert health[0].status().values["lineage"] == bridge.lineage
+        assert health[1].status().values["round"] == "0"
+        broker.stop()
+        assert wait_for(lambda: all(h.status().level == WARN for h in health))
+        for h, name in zip(health, ("/dev1/tinycl/mqtt_bridge", "/fleet/aggregator"), strict=True):
+            st = h.status()
+            assert st.values["connected"] == "no" and st.message.startswith(f"not connected to the broker "
+                                                                            f"{st.values['broker']}"), st.message
+            msg = h.message(st)                  # the DiagnosticArray as published
+            assert msg.status[0].name == name and msg.status[0].message == st.message
+    finally:
+        bridge.close()
+        aggregator.close()
+        bus.shutdown()
+        hub.shutdown()

@@ -67,6 +67,7 @@ from ..core.federated import (
     aggregate,
     check_snapshot,
 )
+from ..nodes.diagnostics import Status, link_status
 from ..nodes.learner import LearnerParams, head_kind
 from ..nodes.runner import Node, run_node, validate
 from ..core import state as st
@@ -732,6 +733,13 @@ class AggregatorNode(Node):
             while self._pending:
                 pub.publish(to_msg(self._pending.pop(0), Head, ClassInfo, bus.stamp()))
         bus.create_timer(params.tick_s, tick)
+
+    def status(self) -> Status:
+        """The fleet link on /diagnostics (``link_status``), the round and the device heads it holds."""
+        st = link_status(self.agg.link)
+        st.values.update({"round": str(self.agg.round), "device_heads": str(len(self.agg.heads)),
+                          "heads_refused": str(self.agg.refused)})
+        return st
 
     def close(self) -> None:
         self.agg.close()

@@ -58,6 +58,19 @@ class Status:
         return "; ".join(m for _, m in found) or LEVEL_NAMES[self.level]
 
 
+def link_status(link: Any) -> Status:
+    """A fleet node's MQTT link (``fleet.link.MqttLink``: the bridge's, the aggregator's): the broker and whether it
+    is connected; WARN while not, saying why (a node cut off from its fleet was OK on /diagnostics)."""
+    p = link.params
+    broker = f"{p.host}:{p.port}"
+    up = link.connected.is_set()
+    st = Status(values={"broker": broker, "connected": "yes" if up else "no"})
+    if not up:
+        st.add(WARN, f"not connected to the broker {broker}" + (f": {link.last_error}" if link.last_error else
+                                                                 " (yet)"))
+    return st
+
+
 def when(wall_s: float) -> str:
     """A wall-clock time as a person reads it (local, ISO 8601, to the second)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(wall_s))

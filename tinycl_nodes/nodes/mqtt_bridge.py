@@ -63,6 +63,7 @@ from ..fleet.link import MqttLink, MqttNodeParams, MqttParams, mqtt_params
 from ..interfaces.heads import from_msg, to_msg
 from ..model_prior import load_prior, shipped_prior
 from ..fleet.payload import DEFAULT_MAX_BYTES, LINEAGE_RE, PROBE, FleetName, decode, encode, new_lineage
+from .diagnostics import Status, link_status
 from .runner import Node, StateParams, run_node
 
 
@@ -528,6 +529,15 @@ class MqttBridge(Node):
                    f"un-learning)" if gone else "")
             self.log.info("global head round %d handed to the learner: %d samples to add%s", snap.version,
                           int(n[n > 0].sum()), out)
+
+    def status(self) -> Status:
+        """The fleet link on /diagnostics (``link_status``), the heads shared and the global rounds handed over."""
+        st = link_status(self.link)
+        st.values.update({"lineage": self.lineage, "heads_shared": str(self.heads_sent),
+                          "head_version_shared": str(self._shared.version) if self._shared is not None else "none",
+                          "global_rounds_received": str(self.globals_received),
+                          "global_round": str(self.global_round)})
+        return st
 
     def close(self) -> None:
         self.link.stop()
