@@ -334,3 +334,31 @@ def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setu
         aggregator.close()
         bus.shutdown()
         hub.shutdown()
+
+
+def test_a_renewed_certificate_copied_over_the_old_one_is_taken_at_the_next_attempt(fleet_setup, broker, tmp_path,
+                                                                                    caplog) -> None:
+    """`tinycl fleet setup` renews a certificate, and the operator copies the new bundle over the one a robot holds;
+    the bridge kept its first TLS context, so an expired certificate went on failing until the node was restarted.
+    Now a failed or lost connection reads the files again when they changed, and the next attempt takes them."""
+    import shutil
+    from pathlib import Path
+
+    caplog.set_level(logging.INFO, logger="test.renewed")
+    crt, _ = _expired(fleet_setup, tmp_path)
+    held = tmp_path / "bundle"                       # what the robot holds: its certificate has ended
+    held.mkdir()
+    shutil.copy(crt, held / "dev1.crt")
+    c = fleet_setup.credentials("dev1")
+    shutil.copy(c.keyfile, held / "dev1.key")
+    link = _link(fleet_setup, "renewed", cert_file=str(held / "dev1.crt"), key_file=str(held / "dev1.key"))
+    try:
+        assert wait_for(lambda: _said(caplog, "renewed", "it has expired"), timeout_s=10)
+        assert not link.connected.is_set()
+        shutil.copy(c.certfile, held / "dev1.crt.new")   # the renewed one, copied in as a copy tool does
+        (held / "dev1.crt.new").replace(held / "dev1.crt")
+        assert wait_for(link.connected.is_set, timeout_s=10), link.last_error
+        assert _said(caplog, "renewed", "the TLS files changed on disk", level=logging.INFO)
+        assert Path(held / "dev1.crt").read_bytes() == Path(c.certfile).read_bytes()
+    finally:
+        link.stop()

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -248,13 +249,17 @@ class MqttLink:
         self._on_ack: Callable[[str, bytes], None] | None = None
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=params.client_id or client_id,
                         protocol=mqtt.MQTTv5)
+        self._tls: ssl.SSLContext | None = None
+        self._tls_files: tuple[tuple[int, int], ...] = ()
         if params.tls:
             try:
-                c.tls_set(ca_certs=params.ca_file, certfile=params.cert_file, keyfile=params.key_file,
-                          cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+                self._tls = ssl.create_default_context(cafile=params.ca_file)     # CERT_REQUIRED, host name checked
+                self._tls.load_cert_chain(params.cert_file, params.key_file or None)
             except (ssl.SSLError, OSError, ValueError) as exc:      # "[SSL] PEM lib" named no file
                 raise TinyclError(f"MQTT TLS: {tls_problem(params.ca_file, params.cert_file, params.key_file)} "
                                   f"({exc})") from None
+            self._tls_files = self._tls_stamp()
+            c.tls_set_context(self._tls)
         if params.username:
             c.username_pw_set(params.username, params.secret())
         c.reconnect_delay_set(params.reconnect_min_s, params.reconnect_max_s)
@@ -368,9 +373,39 @@ class MqttLink:
         p = self.params
         self._failed(connect_error(exc, p.host, p.cert_file, p.ca_file) if exc is not None else "")
 
+    def _tls_stamp(self) -> tuple[tuple[int, int], ...]:
+        """The TLS files' modification times and sizes: how a bundle copied again is seen."""
+        out = []
+        for path in (self.params.ca_file, self.params.cert_file, self.params.key_file):
+            try:
+                st = os.stat(path)
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((0, 0))
+        return tuple(out)
+
+    def _take_new_tls_files(self) -> None:
+        """After a failed or lost connection: the bundle's files again if they changed on disk, for the next attempt
+        (a renewed certificate copied to a robot running for months was taken only at a restart, and an expired one
+        kept failing). The CA file is added to those trusted (a new CA's broker is taken; the old CA stays trusted
+        until a restart); a pair that does not load (copied half-way) is tried again at the next failure."""
+        if self._tls is None or (stamp := self._tls_stamp()) == self._tls_files:
+            return
+        p = self.params
+        try:
+            self._tls.load_cert_chain(p.cert_file, p.key_file or None)
+            self._tls.load_verify_locations(cafile=p.ca_file)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            self.log.warning("mqtt: the TLS files changed but cannot be used yet: %s (%s)",
+                             tls_problem(p.ca_file, p.cert_file, p.key_file), exc)
+            return
+        self._tls_files = stamp
+        self.log.info("mqtt: the TLS files changed on disk (%s): the next connection uses them", p.cert_file)
+
     def _failed(self, reason: str) -> None:
         """One warning per outage, not one per attempt (a broker down for an hour would fill the log); again if the
-        reason changes."""
+        reason changes. The TLS files are read again if they changed (:meth:`_take_new_tls_files`)."""
+        self._take_new_tls_files()
         self.last_error = reason or "connection failed"
         self._failed_tries += 1
         cause = reason.split(" [")[0]          # the details in brackets vary from one attempt to the next
@@ -390,6 +425,7 @@ class MqttLink:
             self._failed(connect_error(err or f"paho: {reason}", self.params.host, self.params.cert_file,
                                         self.params.ca_file))
             return
+        self._take_new_tls_files()
         now = time.monotonic()
         self._lost_at = now
         if self._at_once and now - self._connected_at < TAKEOVER_S + 2 * self._first_delay:
