@@ -362,3 +362,28 @@ def test_a_renewed_certificate_copied_over_the_old_one_is_taken_at_the_next_atte
         assert Path(held / "dev1.crt").read_bytes() == Path(c.certfile).read_bytes()
     finally:
         link.stop()
+
+
+def test_a_bundle_copied_half_way_leaves_the_pair_in_use(fleet_setup, broker, tmp_path, caplog) -> None:
+    """A network blip while the operator copies a renewed bundle (the certificate copied, not yet its key): the link
+    loaded the mismatched pair into the context it connects with, lost the working one, and every attempt was refused
+    until the key came too. Now the new pair is tried apart first; the one in use stays."""
+    import shutil
+
+    caplog.set_level(logging.INFO, logger="test.half")
+    c, other = fleet_setup.credentials("dev1"), fleet_setup.credentials("dev2")
+    held = tmp_path / "bundle"
+    held.mkdir()
+    shutil.copy(c.certfile, held / "dev1.crt")
+    shutil.copy(c.keyfile, held / "dev1.key")
+    link = _link(fleet_setup, "half", cert_file=str(held / "dev1.crt"), key_file=str(held / "dev1.key"))
+    try:
+        assert wait_for(link.connected.is_set, timeout_s=10), link.last_error
+        shutil.copy(other.certfile, held / "dev1.crt")   # a certificate whose key is not there yet
+        broker.stop()                                    # the blip
+        assert wait_for(lambda: not link.connected.is_set(), timeout_s=10)
+        broker.start()
+        assert wait_for(link.connected.is_set, timeout_s=15), link.last_error   # on the pair in use
+        assert _said(caplog, "half", "the TLS files changed but cannot be used yet")
+    finally:
+        link.stop()

@@ -254,6 +254,9 @@ class MqttLink:
         if params.tls:
             try:
                 self._tls = ssl.create_default_context(cafile=params.ca_file)     # CERT_REQUIRED, host name checked
+                # Python 3.13 makes the default strict (RFC 5280): it refused every fleet's certificates, which have
+                # no key identifiers (paho's tls_set, used before, never asked for strict either)
+                self._tls.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
                 self._tls.load_cert_chain(params.cert_file, params.key_file or None)
             except (ssl.SSLError, OSError, ValueError) as exc:      # "[SSL] PEM lib" named no file
                 raise TinyclError(f"MQTT TLS: {tls_problem(params.ca_file, params.cert_file, params.key_file)} "
@@ -388,11 +391,13 @@ class MqttLink:
         """After a failed or lost connection: the bundle's files again if they changed on disk, for the next attempt
         (a renewed certificate copied to a robot running for months was taken only at a restart, and an expired one
         kept failing). The CA file is added to those trusted (a new CA's broker is taken; the old CA stays trusted
-        until a restart); a pair that does not load (copied half-way) is tried again at the next failure."""
+        until a restart); a pair that does not load (copied half-way) leaves the old one in use, and is tried again
+        at the next failure."""
         if self._tls is None or (stamp := self._tls_stamp()) == self._tls_files:
             return
         p = self.params
-        try:
+        try:        # a trial first: a pair that fails in the context in use leaves it with none (the old one lost)
+            ssl.create_default_context(cafile=p.ca_file).load_cert_chain(p.cert_file, p.key_file or None)
             self._tls.load_cert_chain(p.cert_file, p.key_file or None)
             self._tls.load_verify_locations(cafile=p.ca_file)
         except (ssl.SSLError, OSError, ValueError) as exc:
