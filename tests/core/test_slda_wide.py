@@ -54,9 +54,16 @@ def test_wide_cache_is_the_exact_solve_through_unlearn_new_class_and_state():
         i = _learn_to_refresh(head, X, y, i)
         _check_exact(head)
         checked += 1
-    for j in (3, 50, 900):                 # take back learned samples: the downdate goes through G too
-        head.unlearn_valid(X[j], int(y[j]))
-        _check_exact(head)
+    for j in (3, 50, 900):                 # take back learned samples: G is dropped (a downdate magnified its
+        head.unlearn_valid(X[j], int(y[j]))     # rounding), the refresh solves, and a fresh G is built after
+        assert head._G is None and head._stale == 0
+        W = np.linalg.solve(head._shrunk(), head.means.T).T
+        assert _rel(head._W, W) < TOL
+    while head._G is None:
+        head.learn_valid(X[i], int(y[i]))
+        i += 1
+    i = _learn_to_refresh(head, X, y, i)
+    _check_exact(head)
     head.learn_valid(X[i] + 3.0, 10)        # a new class: an early refresh
     i += 1
     _check_exact(head)

@@ -53,7 +53,8 @@ class StreamingLDA(Head):
     ``λ − λ_G`` as a series (``core/_lowrank.py``, as the clusterer); a fresh ``G``, for a ridge a little ahead,
     is built a block of rows a sample between refreshes: a refresh at F = 1280 costs ~18 ms instead of ~45.
     Scores equal the solve's to float32 rounding (8e-7). Until a ``G`` is at hand (the first ~70 samples, a loaded
-    head's first refresh if it comes early) or when the ridge drifted too far, it solves as before.
+    head's first refresh if it comes early, the refresh after an unlearned sample) or when the ridge drifted too far,
+    it solves as before.
 
     ``shrinkage`` (ε, in (0, 1]) keeps Σ invertible before it has F independent directions;
     1e-4 is the public code's default.
@@ -203,13 +204,8 @@ class StreamingLDA(Head):
             self.scatter, self.n_updates = scatter, self.n_updates + 1
             raise InputError(f"{self.kind}: a sample of class {self.classes[idx]} that was never learned: taking it "
                              f"back would leave a covariance no samples give; head unchanged") from None
-        if self._wide:     # G follows the downdate too (the scatter has it already)
-            self._make_room()
-            k = self._n_pend
-            self._pend_u[k] = d
-            np.multiply(d, -n / (n + 1.0), out=self._pend_v[k])
-            self._pend_w[k] = -n / (n + 1.0)
-            self._n_pend = self._flushed = k + 1
+        if self._wide:     # no downdate of G: a negative Woodbury term magnified its rounding (1e-4 relative after
+            self._G = self._G32 = self._next = None    # four); the refresh solves (the check above cost as much)
         self.means[idx] = mu_before
         self.counts[idx] = n_c - 1
         self._refresh()
@@ -283,9 +279,10 @@ class StreamingLDA(Head):
     def _start_next(self, n_ready: int) -> tuple[SteppedInverse | None, float]:
         """A fresh ``G`` to build over the samples until the refresh at ``N = n_ready`` (the queue is empty now).
         It aims at the ridge there plus ``MAX_DRIFT`` (``D``), so it serves from ``n_ready`` up to ``n_ready·(1+D)²``;
-        none if that spans under two refreshes (the first ~``R/2D`` samples solve), nor with no samples between."""
+        none if that spans under two refreshes (the first ~``R/2D`` samples solve), nor with no samples between, nor
+        when a refresh queues more than F/8 terms (``_absorb`` would drop it: a Woodbury update then costs more)."""
         R, D, eps = self.refresh_every, self.MAX_DRIFT, self.shrinkage
-        if R < 2 or n_ready * (2 * D + D * D) < R:
+        if R < 2 or n_ready * (2 * D + D * D) < R or 8 * R > self.n_features:   # the last: _absorb would drop it
             return None, 0.0
         n_G = n_ready * (1 + D)
         A = self.scatter.copy()
