@@ -247,7 +247,12 @@ def test_a_run_that_fails_or_is_stopped_leaves_the_previous_choice_as_it_was(tmp
     out = tmp_path / "out"
     args = ["design", "--model", str(model), "--data", str(data_dir), "--out", str(out), "--cut",
             "/net/MaxPool_8/MaxPool", *QUICK]
+    out.mkdir()
+    live, dead = out / f"{design.STAGE_PREFIX}{os.getpid()}-a", out / f"{design.STAGE_PREFIX}999999999-b"
+    live.mkdir(), dead.mkdir()                      # a run going on in the same --out, and one that was killed
     assert main(args) == 0                          # the previous choice
+    assert live.is_dir() and not dead.exists(), "another run's folder is left to it"
+    live.rmdir()
     previous = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert "card.json" in previous and "c/tinycl_model.h" in previous
     assert json.loads(previous["card.json"])["files"]["upper"] == str(out / design.UPPER), "the card names out's files"

@@ -31,6 +31,7 @@ has a result, replaces the previous choice with it (:func:`_publish`): a budget 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -351,6 +352,17 @@ CARD = "card.json"
 STAGE_PREFIX = ".design-"      # a run's own folder inside --out
 
 
+def _running(pid: str) -> bool:
+    """Whether the process ``pid`` (a stage's owner, from its name) still runs."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:     # another user's
+        return True
+    return True
+
+
 def _remove(p: Path) -> None:
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
@@ -400,9 +412,10 @@ def main(args) -> int:
                          f"({', '.join(name for name, _ in pools)}): the generated C runs whole blocks")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    for old in work.glob(f"{STAGE_PREFIX}*"):     # of a run killed before it could remove its own
-        shutil.rmtree(old, ignore_errors=True)
-    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=work))
+    for old in work.glob(f"{STAGE_PREFIX}*"):     # of a run killed before it could remove its own (not one going on)
+        if not _running(old.name.removeprefix(STAGE_PREFIX).split("-")[0]):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=work))
     try:
         return _design(args, model, cuts, ft_epochs, stage, work, console)
     finally:
