@@ -1093,10 +1093,13 @@ def test_the_phone_forgotten_past_64_is_the_one_used_longest_ago_and_a_second_sc
 
     async def go():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as daily:
+            cookies = []
             for _ in range(2):                               # paired, then the QR code scanned again
                 async with daily.get(base + f"/?token={TOKEN}", allow_redirects=False) as r:
                     assert r.status == 303 and r.headers["Location"] == "/"
+                    cookies.append(r.cookies["tinycl_phone"])
             assert len(pairing.devices) == 1, pairing.devices
+            assert cookies[0].value == cookies[1].value and cookies[1]["max-age"], "the same phone, for another year"
             mine = next(iter(pairing.devices))
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as others:
                 for _ in range(MAX_DEVICES - 1):             # the list is full

@@ -183,16 +183,25 @@ class _CappedListener(socket.socket):
 
 def _listen(host: str, port: int, caps: _ConnectionCaps, backlog: int = 128) -> list[_CappedListener]:
     """Every address ``host`` names, bound and listening as asyncio's create_server binds them (SO_REUSEADDR, an IPv6
-    socket for IPv6 only), each a _CappedListener."""
+    socket for IPv6 only; a family this machine has no sockets of, IPv6 switched off, is skipped, as there), each a
+    _CappedListener."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     bound: list[_CappedListener] = []
     try:
         for family, sockaddr in dict.fromkeys((info[0], info[4]) for info in infos):
-            bound.append(_CappedListener(socket.create_server(sockaddr, family=family, backlog=backlog), caps))
+            try:
+                sock = socket.create_server(sockaddr, family=family, backlog=backlog)
+            except OSError as exc:
+                if exc.errno != errno.EAFNOSUPPORT:
+                    raise
+                continue
+            bound.append(_CappedListener(sock, caps))
     except BaseException:
         for sock in bound:
             sock.close()
         raise
+    if not bound:
+        raise OSError(errno.EAFNOSUPPORT, f"no address family of {host or 'any address'!r} is supported here")
     return bound
 
 
@@ -477,7 +486,9 @@ class LabelServer:
             if device is None:
                 cookie = self.pairing.pair(request.headers.get("User-Agent", ""))
                 self.log.info("a phone was paired (%s)", cookie.split(".")[0])
-                self._set_cookie(resp, cookie)
+            else:               # a paired phone scanning again: its cookie again, for another year
+                cookie = request.cookies[COOKIE]
+            self._set_cookie(resp, cookie)
             return resp
         return await handler(request)
 
