@@ -221,6 +221,11 @@ class RepeatedFailure:
         self.said, self.said_at, self.unsaid = error, now, 0
         self.log.error("cannot %s: %s%s", self.what, error, more)
 
+    @property
+    def error(self) -> str:
+        """Why it fails now (the latest error: a new one is always said), "" once a write landed again."""
+        return self.said if self.failed_n else ""
+
     def landed(self) -> None:
         if self.failed_n and not (self.intermittent and time.monotonic() - self.said_at < REPEAT_FAILURE_S):
             self.log.warning("could %s again, after %d failed %s in %.0f s", self.what, self.failed_n,
@@ -246,7 +251,11 @@ class _Writer:
         self._failures = RepeatedFailure(f"save state to {path}", log)
         self.landed_at = 0.0                  # wall-clock time the last write landed (0: none in this process)
         self.failed_total = 0                 # writes that failed, in all
-        self.error = ""                       # why the last write failed; "" once one lands
+
+    @property
+    def error(self) -> str:
+        """Why writing fails now; "" while it does not."""
+        return self._failures.error
 
     def write(self, payload: bytes, wait: bool, after: Callable[[], None] | None = None) -> tuple[int, bool]:
         """Have ``payload`` written (then ``after()`` called, on this thread): its ticket (:meth:`written`) and, with
@@ -289,13 +298,13 @@ class _Writer:
             try:
                 write_atomic(self.path, payload)
                 ok = True
-                self.landed_at, self.error = time.time(), ""
+                self.landed_at = time.time()
                 self._failures.landed()
                 if after is not None:
                     self._then(after)
             except Exception as exc:  # noqa: BLE001 - disk full, folder gone: the node keeps learning, says so
-                self.failed_total, self.error = self.failed_total + 1, one_line(exc)
-                self._failures.failed(self.error, always=waited)
+                self.failed_total += 1
+                self._failures.failed(one_line(exc), always=waited)
             finally:                  # whatever happened, who waits for this write is told
                 with self._cond:
                     self._done, self._ok = ticket, ok
@@ -622,8 +631,8 @@ class StateStore:
                 saved_at = self.path.stat().st_mtime
             except OSError:
                 saved_at = 0.0
-        journal = self._journal_failures.said if self._journal_failures.failed_n else ""
-        return StoreHealth(self.path, saved_at, w.failed_total, self._unsaveable or w.error, journal)
+        return StoreHealth(self.path, saved_at, w.failed_total, self._unsaveable or w.error,
+                           self._journal_failures.error)
 
     def written(self, ticket: int) -> bool:
         """Whether the save that got ``ticket`` (:attr:`ticket` after it) is on disk."""

@@ -189,8 +189,8 @@ class Exporter(Node):
         """The head version held and the one last exported; WARN while exports fail (a full disk)."""
         st = Status(values={"head_version": str(self.head.version) if self.head is not None else "none yet",
                             "exported_version": str(self.written_version) if self.written_version >= 0 else "none"})
-        if self._failures.failed_n:
-            st.add(WARN, f"cannot export the head: {self._failures.said}")
+        if self._failures.error:
+            st.add(WARN, f"cannot export the head: {self._failures.error}")
         return st
 
     def close(self) -> None:
