@@ -244,12 +244,17 @@ class Pairing:
                        "again)", self.path, why, aside.name)
         return False
 
-    def save(self) -> None:
-        """Write the file, with the phones' uses since the last save (those still paired)."""
+    def _take_uses(self) -> None:
+        """The phones' uses since the last save into their entries (those still paired)."""
         for device, (seen_s, seen_n) in self._used.items():
             if device in self.devices:
                 self.devices[device].update(seen_s=seen_s, seen_n=seen_n)
-        self._used, self._used_saved = {}, time.monotonic()
+        self._used = {}
+
+    def save(self) -> None:
+        """Write the file, with the phones' uses since the last save."""
+        self._take_uses()
+        self._used_saved = time.monotonic()
         if self.path is None:
             return
         doc = {"format": FORMAT, "version": VERSION, "token": self.token, "devices": self.devices,
@@ -270,9 +275,7 @@ class Pairing:
         device = secrets.token_hex(4)
         now = time.time() if now is None else now
         self.devices[device] = {"agent": agent[:120], "paired_s": now, "seen_s": now, "seen_n": self._order() + 1}
-        for used, (seen_s, seen_n) in self._used.items():     # the order as it is now, not as last saved
-            if used in self.devices:
-                self.devices[used].update(seen_s=seen_s, seen_n=seen_n)
+        self._take_uses()                                      # the order as it is now, not as last saved
         while len(self.devices) > MAX_DEVICES:
             self.devices.pop(min(self.devices, key=lambda d: self.devices[d]["seen_n"]))
         self.save()
