@@ -115,14 +115,12 @@ class StreamingLDA(Head):
     def _make_room(self) -> None:
         """A free row in the term queue (it holds a refresh's worth: only a state loaded mid-way can fill it)."""
         if self._n_pend == self._pend_u.shape[0]:
+            self._flush_scatter()
             if self._wide:
-                self._flush_scatter()
                 self._G, self._N_G = self._absorb()
                 self._next = None
                 self._G32 = None if self._G is None else self._G.astype(np.float32)
                 self._n_pend = self._flushed = 0
-            else:
-                self._flush_scatter()
 
     @property
     def covariance(self) -> np.ndarray:
