@@ -103,3 +103,61 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
     finally:
         t.bus.shutdown()
     print(f"restarted labeler let its question expire {time.monotonic() - restarted:.1f} s after it started")
+
+
+def test_a_node_started_before_ntp_keeps_its_questions_when_restarted_after_it(domain, tmp_path):
+    """The robot without a real-time clock: the labeler and the label app start three hours behind, NTP sets the
+    clock right, and then both restart (the labeler killed). Each read the deadlines it saved on the clock of its
+    start, three hours off: the question expired at once. One origin per boot (``steady_wall``, kept in the runtime
+    folder, here the test's own: a fresh boot) keeps it open for the rest of its lifetime, on the page too."""
+    t = Probe(domain)
+    clock = tmp_path / "offset"
+    clock.write_text("-3h\n")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**faketime_env(clock), "XDG_RUNTIME_DIR": str(runtime)}
+    ttl_s = 40.0
+    params = (f"model:={MODEL}", "preset:=rce", f"state_dir:={tmp_path / 'state'}", "wait_for_subscribers:=0",
+              "class_names:={0: walking, 1: seated}", "min_group:=1", "max_open:=1", "dedupe_distance:=3.0",
+              f"request_ttl_s:={ttl_s}")
+    port = free_port()
+    app_params = ("host:=127.0.0.1", f"port:={port}", f"token:={TOKEN}", "qr:=false", f"request_ttl_s:={APP_TTL_S}",
+                  f"state_dir:={tmp_path / 'app'}")
+
+    def on_the_page() -> dict[str, float]:
+        return {p["id"]: p["expires_in_s"] for p in page_state(f"http://127.0.0.1:{port}", TOKEN)["pending"]}
+
+    def status_of(rid: str) -> list[str]:
+        return [s["status"] for s in t.status if s["request_id"] == rid]
+
+    try:
+        with ExitStack() as stack:
+            labeler = stack.enter_context(node("labeler", domain, *params, env=env))
+            app = stack.enter_context(node("label_app", domain, *app_params, env=env))
+            assert t.ready(t.features, t.answers), labeler.lines[-10:]
+            app.wait_for_line(f"127.0.0.1:{port}", 30)
+            time.sleep(1.0)
+            for i in range(4):
+                t.send(i % 2, label=i % 2)
+            t.send(2)
+            assert spin_until(t.bus, lambda: t.requests, 15), labeler.lines[-10:]
+            rid = t.requests[0].request_id
+            assert spin_until(t.bus, lambda: rid in on_the_page(), 15), app.lines[-10:]
+
+            clock.write_text("+0\n")                   # NTP: three hours forward
+            labeler.proc.kill()
+            labeler.proc.wait()
+            assert app.stop() == 0, app.lines[-10:]
+            app = stack.enter_context(node("label_app", domain, *app_params, env=env))
+            app.wait_for_line(f"127.0.0.1:{port}", 30)
+            assert 0 < on_the_page().get(rid, 0) <= APP_TTL_S, (on_the_page(), app.lines[-10:])
+            labeler = stack.enter_context(node("labeler", domain, *params, env=env))
+            labeler.wait_for_line("TinyRCE labeler:", 60)
+            t.bus.spin_once(3.0)                       # three ticks of the labeler's expiry
+            assert status_of(rid) == [], (t.status, labeler.lines[-10:])
+            t.answer(rid, -1, "jumping")
+            assert spin_until(t.bus, lambda: status_of(rid), 10), labeler.lines[-10:]
+            assert status_of(rid) == ["learned"], (t.status, labeler.lines[-10:])
+            assert not any("Traceback" in "\n".join(n.lines) for n in (labeler, app))
+    finally:
+        t.bus.shutdown()
