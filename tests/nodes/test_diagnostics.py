@@ -107,3 +107,42 @@ def test_bad_input_is_warn_with_its_count_and_an_unwritable_state_folder_is_erro
         learner.close()
         bus.shutdown()
         learner.bus.shutdown()
+
+
+def test_the_metrics_node_says_its_running_scores_and_warns_when_predictions_stop():
+    """The metrics node's own values: the scores it last published (stream samples, predictions, accuracy over its
+    window); WARN once its window holds no prediction (the extractor or the learner stopped mid-replay)."""
+    from tinycl_nodes.interfaces import ns_to_time
+    from tinycl_nodes.nodes.metrics import Metrics, MetricsParams
+
+    graph = LocalGraph()
+    metrics = Metrics(create_bus("metrics", "/m", backend="local", graph=graph),
+                      MetricsParams(window=4, exit_when_done=False))
+    metrics.bring_up()
+    diag = Diagnostics(metrics, 1.0)
+    bus = create_bus("replay", "/m", backend="local", graph=graph)
+    truth, preds = bus.create_publisher("ground_truth", "GroundTruth"), bus.create_publisher("predictions",
+                                                                                            "Prediction")
+    GT, P, Header, Time = (bus.msg(t) for t in ("GroundTruth", "Prediction", "std_msgs/msg/Header",
+                                                "builtin_interfaces/msg/Time"))
+    try:
+        assert diag.status().values["stream_samples"] == "0"
+        for i, label in enumerate([3, 1, 4, 1, 5, 9, 2, 6]):
+            h = Header(stamp=ns_to_time(10**18 + i * 1000, Time))
+            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
+            if i < 4:                                   # the learner stops after four, one of them wrong
+                preds.publish(P(header=h, sample_id=i, class_id=label if i else 0, class_name="", confidence=0.9))
+            if i == 3:
+                metrics.tick()
+                st = diag.status()
+                assert st.level == OK, st
+                assert (st.values["stream_samples"], st.values["predictions"], st.values["accuracy_pct"]) == \
+                    ("4", "4", "75.00"), st.values
+        metrics.tick()
+        st = diag.status()
+        assert st.level == WARN and st.message == "no prediction for the last 4 stream samples", st
+        assert (st.values["stream_samples"], st.values["window_predictions"]) == ("8", "0"), st.values
+    finally:
+        metrics.close()
+        bus.shutdown()
+        metrics.bus.shutdown()

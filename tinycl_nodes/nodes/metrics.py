@@ -22,6 +22,7 @@ from pydantic import Field
 
 from ..core.errors import TinyclError
 from ..storage import write_atomic
+from .diagnostics import WARN, Status
 from .monitor import Monitor
 from .runner import Node, NodeParams, run_node
 
@@ -47,6 +48,7 @@ class Metrics(Node):
         self._seen = (0, 0)
         self.done = False
         self.nothing_scored = ""    # the final line, when the window held no prediction: the node then fails
+        self.last: dict[str, Any] = {}   # the scores last published (on /diagnostics too)
         bus.create_timer(params.publish_period_s, self.tick)
 
     def scores(self) -> dict[str, Any]:
@@ -72,7 +74,7 @@ class Metrics(Node):
         complete = self.monitor.received >= len(self.monitor.truth)
         idle = time.monotonic() - self.last_change > self.params.idle_timeout_s
         final = not replaying and (complete or idle)
-        scores = self.scores()
+        scores = self.last = self.scores()
         self.publish(scores, final)
         if final:
             self.finish(scores)
@@ -105,6 +107,20 @@ class Metrics(Node):
             write_atomic(Path(self.params.out), json.dumps({**s, "stream_predictions": p.tolist()}).encode())
         if self.params.exit_when_done:
             self.bus.request_stop()
+
+    def status(self) -> Status:
+        """The scores last published, on /diagnostics: WARN while the window holds predictions for none of its
+        samples (the extractor or the learner stopped)."""
+        s = self.last
+        if not s:
+            return Status(values={"stream_samples": "0"})
+        st = Status(values={"stream_samples": str(s["stream_samples"]), "predictions": str(s["predictions"]),
+                            "window": str(s["window"]), "window_predictions": str(s["window_predictions"]),
+                            "accuracy_pct": f"{s.get('accuracy', 0.0):.2f}", "f1_pct": f"{s.get('f1', 0.0):.2f}",
+                            "final": "yes" if self.done else "no"})
+        if s["window"] and not s["window_predictions"]:
+            st.add(WARN, f"no prediction for the last {s['window']} stream samples")
+        return st
 
     def run(self) -> None:
         super().run()
