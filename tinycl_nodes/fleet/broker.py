@@ -588,7 +588,7 @@ def _write(d: Path, fleet: str, devices: list[str], port: int, plaintext_port: i
                                      "unrevoked": [], "renewed": []}
     revoke = []
     now = dt.datetime.now(dt.timezone.utc)
-    renewed_end = leaf_end(_load_ca(d)[0], now, days)               # a renewed certificate's end
+    renewed_end = leaf_end(x509.load_pem_x509_certificate((d / "ca.crt").read_bytes()), now, days)   # a renewal's end
     for name in [n for n in old if n not in names]:                # removed: revoked, its files gone
         crt = d / "clients" / f"{name}.crt"
         sn = _old_serial(d, name)
