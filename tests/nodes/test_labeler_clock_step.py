@@ -8,7 +8,8 @@ asked nothing new for an hour. The label app's page dropped every question at a 
 
 The labeler and the label app run as processes over DDS on a wall clock the test steps (``tests/faketime.py``,
 libfaketime: their monotonic and boot-time clocks do not step, as with NTP); ``wait_for_subscribers:=0`` keeps the
-labeler's runner from ``time.sleep``, which libfaketime 0.9.10 breaks.
+labeler's runner from ``time.sleep``, which libfaketime 0.9.10 breaks. A boot's clock origin is kept in the
+runtime folder (``steady_wall``): a fresh ``XDG_RUNTIME_DIR`` is a new boot.
 """
 
 from __future__ import annotations
@@ -52,10 +53,16 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
     def status_of(rid: str) -> list[str]:
         return [s["status"] for s in t.status if s["request_id"] == rid]
 
+    def boot(name: str) -> dict[str, str]:
+        """The processes' environment in a boot of their own: its runtime folder keeps the boot's clock origin."""
+        (tmp_path / name).mkdir(mode=0o700)
+        return {**faketime_env(clock), "XDG_RUNTIME_DIR": str(tmp_path / name)}
+
     try:
         with ExitStack() as stack:
-            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime_env(clock)))
-            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime_env(clock)))
+            env = boot("boot1")
+            labeler = stack.enter_context(node("labeler", domain, *params, env=env))
+            app = stack.enter_context(node("label_app", domain, *app_params, env=env))
             assert t.ready(t.features, t.answers), labeler.lines[-10:]
             app.wait_for_line(f"127.0.0.1:{port}", 30)
             time.sleep(1.0)
@@ -85,16 +92,18 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
             t.send(4)
             third = asked(3, labeler)
 
-            # set back another hour while both are down: the question each saved expires after its lifetime
+            # a reboot, the clock set back another hour meanwhile: the question each saved lies in the new boot's
+            # future, and expires after its lifetime
             assert labeler.stop() == 0, labeler.lines[-10:]
             assert status_of(third) == [], t.status          # still open when the labeler stopped
             assert page_shows(third), app.lines[-10:]
             assert app.stop() == 0, app.lines[-10:]
             clock.write_text("-2h\n")
-            app = stack.enter_context(node("label_app", domain, *app_params, env=faketime_env(clock)))
+            env = boot("boot2")
+            app = stack.enter_context(node("label_app", domain, *app_params, env=env))
             app.wait_for_line(f"127.0.0.1:{port}", 30)
             assert 0 < on_the_page()[third] <= APP_TTL_S, (on_the_page(), app.lines[-10:])
-            labeler = stack.enter_context(node("labeler", domain, *params, env=faketime_env(clock)))
+            labeler = stack.enter_context(node("labeler", domain, *params, env=env))
             labeler.wait_for_line("TinyRCE labeler:", 60)      # started: the question restored
             restarted = time.monotonic()
             assert spin_until(t.bus, lambda: "expired" in status_of(third), TTL_S + 10), \
