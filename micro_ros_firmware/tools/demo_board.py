@@ -222,6 +222,7 @@ class Monitor:
     last_rx: float = 0.0
     first_rx_after: dict[float, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)   # the board's DiagnosticStatus on /diagnostics
 
     def __post_init__(self) -> None:
         b = self.bus
@@ -229,6 +230,7 @@ class Monitor:
         b.create_subscription("predictions", "Prediction", self._guard("predictions", self.on_prediction), "reliable")
         b.create_subscription("label_request", "LabelRequest", self._guard("label_request", self.on_request), "reliable")
         b.create_subscription("head", "Head", self._guard("head", self.on_head), "latched")
+        b.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self.on_diagnostics, "reliable")
         self.answer_pub = b.create_publisher("label_answer", "LabelAnswer", "reliable")
         self.global_pub = b.create_publisher("global_head", "Head", "latched")
 
@@ -256,6 +258,14 @@ class Monitor:
     def on_head(self, msg: Any) -> None:
         from tinycl_nodes.interfaces.heads import from_msg
         self.heads.append(from_msg(msg, self.extractor_hash, DEVICE))
+
+    def on_diagnostics(self, msg: Any) -> None:
+        """The board's health (app/src/main.c publish_diagnostics): level, message, hardware id and values."""
+        for st in msg.status:
+            if st.name == f"/{DEVICE}/tinycl/tinycl_board":
+                level = st.level if isinstance(st.level, int) else int.from_bytes(bytes(st.level), "little")
+                self.statuses.append({"level": level, "message": str(st.message), "hardware_id": str(st.hardware_id),
+                                      "values": {str(kv.key): str(kv.value) for kv in st.values}})
 
     def on_request(self, msg: Any) -> None:
         """A person answers with the true class (a new class for the board included)."""
@@ -630,6 +640,14 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                                  board["asked"] if t == "label_request" else None) for t in mon.ids},
         "connected_spans": board["spans"],
         "decode_errors_on_graph": mon.errors[:10],
+        "diagnostics": {"statuses": len(mon.statuses), "sent_by_board": board["sent"].get("diagnostics", 0),
+                        "levels": sorted({st["level"] for st in mon.statuses}),
+                        "hardware_ids": sorted({st["hardware_id"] for st in mon.statuses}),
+                        "messages": sorted({st["message"] for st in mon.statuses if st["level"]}),
+                        "max": {k: max(int(st["values"][k]) for st in mon.statuses) for k in
+                                ("messages_received", "bad_input_dropped", "agent_reconnects", "publish_failures")
+                                if mon.statuses},
+                        "last": mon.statuses[-1] if mon.statuses else None},
         "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
             "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
             "n_seen": mon.heads[-1].n_seen},

@@ -59,6 +59,16 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     refusals = " | ".join(r["board_log_refusals"])
     assert "unknown request 'board1-999999'" in refusals and "another extractor" in refusals
     assert "could not be decoded" in refusals   # 12 classes: larger than the receive buffers
+    # its health on /diagnostics, read by the graph: the hardware id its board layer reads, and the bad input sent to
+    # it reported as WARN with its count (the level goes back to OK in a period without)
+    d = r["diagnostics"]
+    assert d["statuses"] >= 3 and d["hardware_ids"] == ["mps2-an500 scc-id 0x41045000"], d
+    assert d["levels"][0] == 0 and 1 in d["levels"] and 2 not in d["levels"], d
+    assert any("bad input(s) dropped in the last" in m for m in d["messages"]), d
+    assert d["max"]["bad_input_dropped"] >= 3 and d["max"]["messages_received"] >= 3, d
+    assert d["max"]["agent_reconnects"] == 1, d      # the outage: a status after the reconnection reached the graph
+    if d["max"]["publish_failures"]:                  # and said what failed in it (repeated until the graph sees it)
+        assert any("publish(es) failed in the last" in m for m in d["messages"]), d
     assert {"head.onnx", "head.h"} <= set(r["export"]), (tmp_path / "exporter.log").read_text(errors="replace")[-2000:]
     # the fleet round: the board's head went through its bridge and the broker, was merged with the peers', and the
     # global head came back through the bridge to the board, which now knows and predicts the peers' digits

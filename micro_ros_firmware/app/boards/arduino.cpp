@@ -5,9 +5,12 @@
 //  - clock: Arduino millis() (the framework provides clock_gettime for micro-ROS);
 //  - sensor: the replayed dataset stream generated into tinycl_stream.c (a camera driver would go here);
 //  - console: none (Serial carries the XRCE stream; a log on it would corrupt the framing);
+//  - identity: the STM32's 96-bit unique id (UID_BASE of the CMSIS device header, on stm32duino and on the
+//    mbed core of the Portenta alike); a platform without UID_BASE says so (below);
 //  - storage: none yet (below): the learned state is not kept across a reset on these boards.
 #include <Arduino.h>
 #include <micro_ros_platformio.h>
+#include <stdio.h>
 #include <string.h>
 
 extern "C" {
@@ -40,9 +43,27 @@ extern "C" int board_next_frame(uint8_t *pixels) {
 
 extern "C" void board_log(const char *line) { (void)line; }
 
+// The hardware_id on /diagnostics. STM32 chips carry a 96-bit unique id, written at manufacture (wafer position,
+// wafer and lot number) in three read-only words at UID_BASE (STM32H7: 0x1FF1E800), printed here in address order.
+// UID_BASE comes with the device header Arduino.h includes on STM32 cores; another platform has no such id that this
+// file knows how to read, and its id says exactly that rather than a made-up one.
+extern "C" const char *board_id(void) {
+#if defined(UID_BASE)
+    static char id[40];
+    if (!id[0]) {
+        const volatile uint32_t *uid = reinterpret_cast<const volatile uint32_t *>(UID_BASE);
+        snprintf(id, sizeof id, "stm32-uid-%08lx%08lx%08lx", static_cast<unsigned long>(uid[0]),
+                 static_cast<unsigned long>(uid[1]), static_cast<unsigned long>(uid[2]));
+    }
+    return id;
+#else
+    return "arduino (no unique id known on this platform)";
+#endif
+}
+
 /* No state storage on these boards yet (a flash page with wear levelling per board): the app logs that its state
  * is not saved and starts from its initial labelled samples after a reset. */
-extern "C" int board_state_open_write(void) { return -1; }
+extern "C" int board_state_open_write(void) { return BOARD_NO_STORAGE; }
 extern "C" int board_state_write(const uint8_t *data, uint32_t n) { (void)data; (void)n; return -1; }
 extern "C" int board_state_commit(int keep) { (void)keep; return -1; }
 extern "C" long board_state_open_read(void) { return -1; }

@@ -8,11 +8,13 @@
  *  - sensor: frames of a real dataset stream (generated tinycl_stream.c: MNIST test images in a seeded
  *    order), one every TINYCL_FRAME_PERIOD_MS;
  *  - console: semihosting (SYS_WRITE0), exit through SYS_EXIT_EXTENDED;
+ *  - identity: the FPGA image's id from the SCC's SCC_ID register (no unique id on an MPS2, emulated or not);
  *  - storage: the learner's state in a host file (semihosting file calls; TINYCL_STATE_FILE, an absolute path set
  *    by CMake), written to TINYCL_STATE_FILE.tmp and renamed over it (host rename: the switch is atomic).
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +39,19 @@ void board_log(const char *line) {
 }
 
 void board_finish(int code) { mps2_exit(code); }
+
+/* ------------------------------------------------------------------------------ identity */
+/* An MPS2 has no unique id (every board with the AN500 image is the same to its software, and so is every QEMU
+ * instance). What identifies it is the board and the FPGA image, and that is read from the hardware: the Serial
+ * Communication Controller (0x4002F000) holds the image's id in SCC_ID (offset 0xFFC; 0x41045000 for AN500:
+ * implementer 0x41 Arm, image 0x500), so a firmware run on another image or machine says so in its hardware_id. */
+#define SCC_ID (*(volatile uint32_t *)0x4002FFFCu)
+
+const char *board_id(void) {
+    static char id[32];
+    if (!id[0]) snprintf(id, sizeof id, "mps2-an500 scc-id 0x%08lx", (unsigned long)SCC_ID);
+    return id;
+}
 
 /* ------------------------------------------------------------------------------ storage: semihosting files */
 #ifndef TINYCL_STATE_FILE

@@ -14,10 +14,16 @@ uint32_t board_millis(void);
 int board_next_frame(uint8_t *pixels);
 /** One line for a person (no newline needed): semihosting on the emulator, SWO/ITM or nothing on a board. */
 void board_log(const char *line);
+/** This board's identity, the hardware_id of its status on /diagnostics: a unique id the chip gives where it has one
+ *  (STM32: its 96-bit unique id), else what names the board and how that was found. A NUL-terminated string that
+ *  stays valid and does not change while the board runs; the app keeps at most its first 47 characters. */
+const char *board_id(void);
 /* Non-volatile storage of the learner's state (one blob, written as a stream). open_write starts a new copy
  * beside the saved one; commit(1) replaces the saved one by it in one step (a reset mid-write keeps the last
- * saved state; a commit that fails drops the new copy too), commit(0) drops it. All return 0 on success.
+ * saved state; a commit that fails drops the new copy too), commit(0) drops it. All return 0 on success;
+ * open_write returns BOARD_NO_STORAGE where the board has none at all (not a failure: the app says so once).
  * open_read returns the saved blob's size (−1: none), read copies up to n bytes at offset and returns how many. */
+#define BOARD_NO_STORAGE (-2)
 int board_state_open_write(void);
 int board_state_write(const uint8_t *data, uint32_t n);
 int board_state_commit(int keep);

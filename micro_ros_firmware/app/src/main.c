@@ -6,6 +6,8 @@
  *              label_request  tinycl_nodes/msg/LabelRequest  reliable (a sample the board is unsure of)
  *              head           tinycl_nodes/msg/Head          reliable + transient local, depth 1 (the
  *                                                            exporter's and fleet bridge's "latched" reader)
+ *   and        /diagnostics   diagnostic_msgs/msg/DiagnosticArray  reliable, about once a second: the board's
+ *                                                            health beside every other node's (see below)
  *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id)
  *              global_head    tinycl_nodes/msg/Head          the fleet's head, loaded from its linear form
  * Connection: waits for the agent, creates the entities, pings it every TINYCL_PING_PERIOD_MS while
@@ -21,7 +23,7 @@
  * saved after each training round and at the end; no head message: its upper layers and replay memory are
  * ~0.6 MB, far beyond a micro-ROS message of this build, and a Head of its classifier rows alone is no head
  * a reader could use; a global head is refused).
- * Board-specific code (clock, transport, sensor, console) is in boards/<board>.*, behind board.h.
+ * Board-specific code (clock, transport, sensor, console, identity, storage) is in boards/<board>.*, behind board.h.
  *
  * Log lines (board_log) that tools read: "P <i> <sample_id> <prediction> <pseudo-label>" per frame,
  * "EV <i> answer <sample_id> <label>" / "EV <i> global <version>" when a message changed the learner
@@ -38,6 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <diagnostic_msgs/msg/diagnostic_array.h>
+#include <diagnostic_msgs/msg/diagnostic_status.h>
+#include <diagnostic_msgs/msg/key_value.h>
 #include <tinycl_nodes/msg/features.h>
 #include <tinycl_nodes/msg/head.h>
 #include <tinycl_nodes/msg/label_answer.h>
@@ -83,6 +88,8 @@
 #define TINYCL_SAVE_PERIOD_MS 60000u
 #endif
 #define TINYCL_FLUSH_MS 3000u /* after a replayed stream ends: time to deliver and receive the last messages */
+#define TINYCL_DIAG_PERIOD_MS 1000u /* the board's status on /diagnostics, as the Python nodes' diagnostics_period_s */
+#define TINYCL_DIAG_HOLD_MS 10000u  /* after a (re)connection a report's findings are repeated this long (see below) */
 
 #define F TINYCL_N_FEATURES
 #define MAXC TINYCL_MAX_CLASSES
@@ -128,8 +135,10 @@ static pending_t g_pending[RING];
 
 typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entities still to destroy */
 static link_t g_link = WAITING;
-static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_failed;
+static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_sent_diag, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
+static uint32_t g_received; /* messages handed to on_answer / on_global, applied or not (messages_received) */
+static uint64_t g_uptime_ms; /* since boot, summed from board_millis() steps in the loop: board_millis() wraps */
 static uint32_t g_lost, g_lost_logged; /* received messages the middleware dropped (no free receive buffer) */
 static uint32_t g_not_learned; /* frames predicted and published, not learned: a full table had no row for them */
 static uint32_t g_lost_at; /* board_millis() when the agent was lost (0 = never) */
@@ -152,11 +161,25 @@ static char s_hash[] = TINYCL_MODEL_SHA256, s_kind[] = TINYCL_HEAD_KIND, s_mono8
 static char s_reason[] = "low confidence";
 static char a_frame[NAME_CAP], a_req[ID_CAP], a_name[NAME_CAP], a_by[NAME_CAP];
 static char g_frame_id[NAME_CAP], g_kind[NAME_CAP], g_hash[HASH_CAP];
+/* /diagnostics: one status of at most DIAG_VALUES key/value pairs (publish_diagnostics) */
+#define DIAG_VALUES 20u     /* key/value pairs at most */
+#define DIAG_KEY_CAP 24u
+#define DIAG_VALUE_CAP 16u  /* a u32 in decimal, "none yet" */
+#define DIAG_MSG_CAP 160u
+#define DIAG_NAME_CAP 64u   /* the node's fully qualified name */
+#define DIAG_ID_CAP 48u     /* board_id() */
+
+static diagnostic_msgs__msg__DiagnosticArray m_diag;
+static diagnostic_msgs__msg__DiagnosticStatus s_diag;
+static diagnostic_msgs__msg__KeyValue s_diag_kv[DIAG_VALUES];
+static char s_diag_keys[DIAG_VALUES][DIAG_KEY_CAP], s_diag_vals[DIAG_VALUES][DIAG_VALUE_CAP];
+static char s_diag_name[DIAG_NAME_CAP], s_diag_msg[DIAG_MSG_CAP], s_diag_hw[DIAG_ID_CAP];
 
 static rcl_allocator_t allocator;
 static rclc_support_t support;
 static rcl_node_t node;
-static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req;
+static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_diag;
+#define N_PUBS 5 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
 static rcl_subscription_t sub_answer, sub_global;
 static rclc_executor_t executor;
 
@@ -245,6 +268,14 @@ static void static_messages(void) {
     m_global.bias.capacity = RX_CLASSES;
     m_global.state.data = s_glob_state;
     m_global.state.capacity = sizeof s_glob_state;
+
+    set_str(&m_diag.header.frame_id, s_empty, 1, "");
+    m_diag.status.data = &s_diag;
+    m_diag.status.size = m_diag.status.capacity = 1;
+    set_str(&s_diag.name, s_diag_name, DIAG_NAME_CAP, ""); /* the node's name once it exists (create_entities) */
+    set_str(&s_diag.hardware_id, s_diag_hw, DIAG_ID_CAP, board_id());
+    s_diag.values.data = s_diag_kv;
+    s_diag.values.capacity = DIAG_VALUES;
 }
 
 /* ------------------------------------------------------------------------------ class names */
@@ -292,6 +323,9 @@ static uint32_t n_known(void);
 static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
 static int g_boot_recounted;            /* no whole record: the count started again (number_boot_by_clock) */
 static uint32_t g_saved_at, g_saved_seen;
+static uint32_t g_saves, g_save_failures, g_saved_frame; /* this boot's saves landed / failed; g_frame at the last */
+static const char *g_save_error; /* why the last save failed; NULL once one landed (/diagnostics: ERROR while set) */
+static int g_no_storage; /* the board has none (BOARD_NO_STORAGE): /diagnostics WARNs, as it is no failure */
 static int g_restored; /* the learner holds a saved state (else its initial one) */
 #define OTHER_GRID (-100) /* read_learner: a latent head whose codes are on another cut grid (not a core code) */
 
@@ -446,11 +480,23 @@ static void undo_diverged_round(const char *rid) {
 }
 #endif
 
+static void save_failed(const char *why) {
+    g_save_failures++;
+    g_save_error = why;
+}
+
 static void save_state(void) {
     const uint32_t t0 = board_millis();
     size_t bytes = 0;
-    if (board_state_open_write() != 0) {
+    const int opened = board_state_open_write();
+    if (opened == BOARD_NO_STORAGE) {
+        if (!g_no_storage) board_log("LOG state: this board has no storage: what it learns is lost at a reset");
+        g_no_storage = 1;
+        return;
+    }
+    if (opened != 0) {
         board_log("LOG state: the storage cannot be written: not saved");
+        save_failed("the storage cannot be written");
         return;
     }
     int rc = write_learner(&bytes);
@@ -459,14 +505,19 @@ static void save_state(void) {
         (void)board_state_commit(0);
         logf_("LOG state: writing failed (%s): not saved, the storage keeps what it held",
               rc == TINYCL_ESPACE ? "the storage did not take every byte" : tinycl_error_name(rc));
+        save_failed(rc == TINYCL_ESPACE ? "the storage did not take every byte" : "the learner could not be written");
         return;
     }
     if (board_state_commit(1) != 0) {
         board_log("LOG state: the storage refused to commit the written state: not saved, it keeps what it held");
+        save_failed("the storage refused to commit it");
         return;
     }
     g_saved_at = t0;
     g_saved_seen = learned();
+    g_saves++;
+    g_saved_frame = g_frame;
+    g_save_error = NULL;
     logf_("LOG state saved: %lu samples, %lu bytes, %lu ms", (unsigned long)learned(),
           (unsigned long)(bytes + RECORD_BYTES), (unsigned long)(board_millis() - t0));
 }
@@ -603,9 +654,126 @@ static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
     if (publish(&pub_req, &m_req, &g_sent_req, "label_request")) logf_("A %lu", (unsigned long)sample_id);
 }
 
+/* ------------------------------------------------------------------------------ health on /diagnostics */
+/* The board's status beside every other node's (`ros2 topic echo /diagnostics`, rqt_robot_monitor, the aggregator):
+ * a DiagnosticArray with one DiagnosticStatus, as tinycl_nodes/nodes/diagnostics.py builds it for the Python nodes.
+ * name: the node's fully qualified name; hardware_id: board_id(); values with the Python nodes' keys where the meaning
+ * is the same (uptime_s, messages_received, bad_input_dropped, samples_learned, classes_known, head_version,
+ * questions_pending, checkpoint_age_s), then the board's own counters. Level ERROR while the state cannot be saved (the
+ * last save failed: what was learned since is not in the storage), WARN while the period since the last report
+ * dropped bad input, had a publish or a save fail, or lost received messages in the middleware; the message says why
+ * in a few words, "OK" otherwise. Static buffers, every string bounded (a longer text is cut, never overflows). */
+static uint32_t g_diag_due;   /* board_millis() of the last report tried (the next is due a period later) */
+static uint32_t g_diag_since; /* board_millis() of the last report published: the period its findings cover */
+static uint32_t g_diag_refused, g_diag_failed, g_diag_lost, g_diag_save_failures; /* the counters then */
+static uint32_t g_connected_at; /* board_millis() when the entities were last created */
+
+static void diag_value(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diag_value(const char *key, const char *fmt, ...) {
+    const size_t i = s_diag.values.size;
+    if (i == DIAG_VALUES) return; /* more values than buffers: the rest is left out, nothing written past them */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s_diag_vals[i], DIAG_VALUE_CAP, fmt, ap);
+    va_end(ap);
+    set_str(&s_diag_kv[i].key, s_diag_keys[i], DIAG_KEY_CAP, key);
+    set_str(&s_diag_kv[i].value, s_diag_vals[i], DIAG_VALUE_CAP, s_diag_vals[i]);
+    s_diag.values.size = i + 1;
+}
+
+/* A finding: the level is its worst one, the message its texts joined by "; " (the worst is added first). */
+static void diag_finding(uint8_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diag_finding(uint8_t level, const char *fmt, ...) {
+    size_t n = strlen(s_diag_msg);
+    if (n && n + 3 < DIAG_MSG_CAP) {
+        memcpy(s_diag_msg + n, "; ", 3);
+        n += 2;
+    }
+    if (n + 1 < DIAG_MSG_CAP) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s_diag_msg + n, DIAG_MSG_CAP - n, fmt, ap);
+        va_end(ap);
+    }
+    if (level > s_diag.level) s_diag.level = level;
+}
+
+static void publish_diagnostics(void) {
+    const uint32_t now = board_millis(); /* not the loop's: a frame, a save or a reconnection may have come since */
+    const unsigned long period_s = (now - g_diag_since + 999u) / 1000u; /* "in the last 2 s", never "0 s" */
+    uint32_t pending = 0;
+    for (uint32_t i = 0; i < RING; i++) pending += g_pending[i].sample_id != 0;
+    g_diag_due = now;
+    s_diag.level = diagnostic_msgs__msg__DiagnosticStatus__OK;
+    s_diag_msg[0] = '\0';
+    if (g_save_error)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__ERROR, "state cannot be saved: %s", g_save_error);
+    else if (g_no_storage)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__WARN, "no storage on this board: what it learns is lost "
+                     "at a reset");
+    else if (g_save_failures != g_diag_save_failures)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__WARN, "%lu state save(s) failed in the last %lu s",
+                     (unsigned long)(g_save_failures - g_diag_save_failures), period_s);
+    if (g_refused != g_diag_refused)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__WARN, "%lu bad input(s) dropped in the last %lu s",
+                     (unsigned long)(g_refused - g_diag_refused), period_s);
+    if (g_failed != g_diag_failed)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__WARN, "%lu publish(es) failed in the last %lu s",
+                     (unsigned long)(g_failed - g_diag_failed), period_s);
+#if TINYCL_RMW_DROP_COUNT
+    if (g_lost != g_diag_lost)
+        diag_finding(diagnostic_msgs__msg__DiagnosticStatus__WARN, "%lu received message(s) lost by the middleware "
+                     "in the last %lu s", (unsigned long)(g_lost - g_diag_lost), period_s);
+#endif
+    set_str(&s_diag.message, s_diag_msg, DIAG_MSG_CAP, s_diag_msg[0] ? s_diag_msg : "OK");
+    s_diag.values.size = 0;
+    diag_value("uptime_s", "%lu", (unsigned long)(g_uptime_ms / 1000u));
+    diag_value("messages_received", "%lu", (unsigned long)g_received);
+    diag_value("bad_input_dropped", "%lu", (unsigned long)g_refused);
+    diag_value("samples_learned", "%lu", (unsigned long)learned());
+    diag_value("classes_known", "%lu", (unsigned long)n_known());
+#if !TINYCL_APP_LATENT
+    diag_value("head_version", "%lu", (unsigned long)g_head_version); /* the latent app publishes no head */
+#endif
+    diag_value("questions_pending", "%lu", (unsigned long)pending);
+    diag_value("frames_processed", "%lu", (unsigned long)g_frame);
+    diag_value("frames_not_learned", "%lu", (unsigned long)g_not_learned);
+    diag_value("answers_applied", "%lu", (unsigned long)g_answers);
+    diag_value("global_heads_applied", "%lu", (unsigned long)g_globals);
+    diag_value("messages_published", "%lu",
+               (unsigned long)(g_sent_feat + g_sent_pred + g_sent_head + g_sent_req + g_sent_diag));
+    diag_value("publish_failures", "%lu", (unsigned long)g_failed);
+#if TINYCL_RMW_DROP_COUNT
+    diag_value("received_messages_lost", "%lu", (unsigned long)g_lost); /* counted only where the link wraps rmw */
+#endif
+    diag_value("agent_reconnects", "%lu", (unsigned long)g_reconnects);
+    diag_value("boot", "%lu", (unsigned long)g_boot);
+    diag_value("state_saves", "%lu", (unsigned long)g_saves);
+    diag_value("state_save_failures", "%lu", (unsigned long)g_save_failures);
+    if (g_saves) {
+        diag_value("last_checkpoint_frame", "%lu", (unsigned long)g_saved_frame);
+        diag_value("checkpoint_age_s", "%lu", (unsigned long)((now - g_saved_at) / 1000u));
+    } else {
+        diag_value("last_checkpoint_frame", "none yet");
+    }
+    stamp_now(&m_diag.header.stamp);
+    /* The period's findings are reported until a report reached the graph: one that failed leaves them to the next.
+     * So are those of the reports just after a (re)connection: the graph has not discovered the agent's new writer yet
+     * (volatile: such a report reaches no one, though the agent confirms it; 3-4 s after a reconnection in demo_board's
+     * runs), and the first report after an outage is the one that says what failed in it. */
+    const uint32_t refused = g_refused, failed = g_failed, lost = g_lost, save_failures = g_save_failures;
+    if (!publish(&pub_diag, &m_diag, &g_sent_diag, "diagnostics") || now - g_connected_at < TINYCL_DIAG_HOLD_MS) return;
+    g_diag_since = now;
+    g_diag_refused = refused;
+    g_diag_failed = failed;
+    g_diag_lost = lost;
+    g_diag_save_failures = save_failures;
+}
+
 /* ------------------------------------------------------------------------------ received messages */
 static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
+    g_received++;
     const size_t plen = strlen(TINYCL_DEVICE);
     const char *rid = a->request_id.data ? a->request_id.data : "";
     pending_t *p = NULL;
@@ -684,6 +852,7 @@ static void on_global(const void *msg) {
     const char *why = NULL;
     const size_t n = h->classes.size;
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
+    g_received++;
     if (g_global_applied && h->version <= g_global_version) return; /* already applied (re-sent) */
     if (TINYCL_APP_LATENT) why = "the latent head does not load a linear global head";
     else if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
@@ -802,6 +971,8 @@ static int create_entities(void) {
     else if (g_boot_recounted) number_boot_by_clock();
     TRY(rclc_node_init_default(&node, "tinycl_board", TINYCL_DEVICE "/tinycl", &support));
     node_ok = 1;
+    const char *fq_name = rcl_node_get_fully_qualified_name(&node); /* as rcl made it: /<device>/tinycl/tinycl_board */
+    set_str(&s_diag.name, s_diag_name, DIAG_NAME_CAP, fq_name ? fq_name : "");
     const rmw_qos_profile_t latched = latched_qos();
     TRY(rclc_publisher_init_default(&pub_feat, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Features), "features"));
     n_pubs = 1;
@@ -811,13 +982,18 @@ static int create_entities(void) {
     n_pubs = 3;
     TRY(rclc_publisher_init(&pub_head, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "head", &latched));
     n_pubs = 4;
+    /* absolute, outside the node's namespace, reliable + volatile depth 10: as ROS's diagnostic_updater and the Python
+     * nodes publish it (diagnostic_aggregator and rqt_robot_monitor read /diagnostics) */
+    const rosidl_message_type_support_t *diag_type = ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray);
+    TRY(rclc_publisher_init_default(&pub_diag, &node, diag_type, "/diagnostics"));
+    n_pubs = 5;
     const rmw_qos_profile_t answers = kept(rmw_qos_profile_default), globals = kept(latched);
     TRY(rclc_subscription_init(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer", &answers));
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
-    rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
-    for (int i = 0; i < 4; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
+    rcl_publisher_t *pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
+    for (int i = 0; i < N_PUBS; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
         if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]),
                                                    pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
             RMW_RET_OK) {
@@ -840,7 +1016,7 @@ static void destroy_entities(void) {
     if (support_ok &&
         rmw_uros_set_context_entity_destroy_session_timeout(rcl_context_get_rmw_context(&support.context), 0) != RMW_RET_OK)
         failed++;
-    rcl_publisher_t *pubs[4] = {&pub_feat, &pub_pred, &pub_req, &pub_head};
+    rcl_publisher_t *pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
     for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(pubs[i], &node) != RCL_RET_OK;
     if (n_subs >= 2) failed += rcl_subscription_fini(&sub_global, &node) != RCL_RET_OK;
     if (n_subs >= 1) failed += rcl_subscription_fini(&sub_answer, &node) != RCL_RET_OK;
@@ -990,8 +1166,9 @@ void setup(void) {
 
 static void finish(void) {
     if (learned() != g_saved_seen) save_state();
-    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu failed=%lu", (unsigned long)g_sent_feat,
-          (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req, (unsigned long)g_failed);
+    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu diagnostics=%lu failed=%lu",
+          (unsigned long)g_sent_feat, (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req,
+          (unsigned long)g_sent_diag, (unsigned long)g_failed);
     log_lost();
     logf_("APPLIED answers=%lu global=%lu refused=%lu lost=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
           (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_lost, (unsigned long)g_reconnects,
@@ -1001,9 +1178,11 @@ static void finish(void) {
 }
 
 void loop(void) {
-    static uint32_t last_check, ended_at;
+    static uint32_t last_check, ended_at, last_now;
     static int ended;
     const uint32_t now = board_millis();
+    g_uptime_ms += now - last_now; /* modulo 2^32: right across board_millis()'s wrap */
+    last_now = now;
     if (g_link == LOST) {
         destroy_entities();
         g_link = WAITING;
@@ -1015,6 +1194,7 @@ void loop(void) {
         if (rmw_uros_ping_agent(100, 1) == RMW_RET_OK) {
             if (create_entities()) {
                 g_link = CONNECTED;
+                g_connected_at = board_millis();
                 if (g_lost_at) {
                     g_reconnects++;
                     logf_("LOG reconnected %lu ms after the agent was lost", (unsigned long)(board_millis() - g_lost_at));
@@ -1043,6 +1223,7 @@ void loop(void) {
         finish();
     }
     log_lost();
+    if (g_link == CONNECTED && now - g_diag_due >= TINYCL_DIAG_PERIOD_MS) publish_diagnostics();
     if (g_link == CONNECTED) {
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
