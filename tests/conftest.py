@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
 
+from tinycl_nodes import steady_wall
 from tinycl_nodes.datasets import data_root
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.nodes.runner import STOP_SIGNALS
+
+# steady_wall keeps the boot's clock origin in the user's state folder, taken by the boot's first process. The suite
+# keeps its own, taken here from the real clock: a node a test runs on a clock it sets (libfaketime) would otherwise
+# write its clock there for every later process of the user, real nodes too.
+os.environ["XDG_STATE_HOME"] = _state_home = tempfile.mkdtemp(prefix="tinycl-test-state-")
+atexit.register(shutil.rmtree, _state_home, True)
+steady_wall.now()
 
 
 @pytest.fixture(autouse=True)

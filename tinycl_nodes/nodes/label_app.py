@@ -116,6 +116,8 @@ class LabelApp(Node):
         self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
         folder = Path(state_dir(params.state_dir, bus.namespace))
         state_path = folder / "label_app.json"
+        if words := steady_wall.unshared_words():
+            self.log.warning("%s", words)
         n = self.store.load(state_path, steady_wall.now())
         if n or state_path.exists():
             self.log.info("restored %d pending label request(s) from %s", n, state_path)

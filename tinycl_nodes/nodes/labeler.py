@@ -686,7 +686,9 @@ class RceLabeler(Labeler):
         self._closed_sent: list[dict[str, Any]] | None = None
         bus.create_timer(1.0, self._tick)
         relearned = self.state.replay(self._relearn)     # what it learned and grouped after that checkpoint
-        self.requests.not_after(steady_wall.now())       # times saved before the clock was set back
+        if words := steady_wall.unshared_words():
+            self.log.warning("%s", words)
+        self.requests.not_after(steady_wall.now())       # times saved in an earlier boot's future
         self._awaiting.clear()                           # pictures that had not come before the kill: none will
         if self._answers:                                # from the checkpoint and the journal
             self.log.info("%d answer(s) from before the restart can still be changed (%d samples in the undo log)",
