@@ -127,17 +127,31 @@ def test_the_metrics_node_says_its_running_scores_and_warns_when_predictions_sto
                                                 "builtin_interfaces/msg/Time"))
     try:
         assert diag.status().values["stream_samples"] == "0"
-        for i, label in enumerate([3, 1, 4, 1, 5, 9, 2, 6]):
-            h = Header(stamp=ns_to_time(10**18 + i * 1000, Time))
-            truth.publish(GT(header=h, label=label, class_name="", learnable=False))
-            if i < 4:                                   # the learner stops after four, one of them wrong
-                preds.publish(P(header=h, sample_id=i, class_id=label if i else 0, class_name="", confidence=0.9))
-            if i == 3:
-                metrics.tick()
-                st = diag.status()
-                assert st.level == OK, st
-                assert (st.values["stream_samples"], st.values["predictions"], st.values["accuracy_pct"]) == \
-                    ("4", "4", "75.00"), st.values
+        labels = [3, 1, 4, 1, 5, 9, 2, 6]
+        heads = [Header(stamp=ns_to_time(10**18 + i * 1000, Time)) for i in range(len(labels))]
+
+        def truths(idx: range) -> None:
+            for i in idx:
+                truth.publish(GT(header=heads[i], label=labels[i], class_name="", learnable=False))
+
+        def predictions(idx: range) -> None:                # one of them wrong (the first)
+            for i in idx:
+                preds.publish(P(header=heads[i], sample_id=i, class_id=labels[i] if i else 0, class_name="",
+                                confidence=0.9))
+
+        truths(range(2))                                # no prediction yet: the graph warming up, not a stop
+        metrics.tick()
+        st = diag.status()
+        assert st.level == OK and (st.values["stream_samples"], st.values["predictions"]) == ("2", "0"), st
+        predictions(range(2))
+        truths(range(2, 4))
+        predictions(range(2, 4))
+        metrics.tick()
+        st = diag.status()
+        assert st.level == OK, st
+        assert (st.values["stream_samples"], st.values["predictions"], st.values["accuracy_pct"]) == \
+            ("4", "4", "75.00"), st.values
+        truths(range(4, 8))                             # the learner has stopped
         metrics.tick()
         st = diag.status()
         assert st.level == WARN and st.message == "no prediction for the last 4 stream samples", st

@@ -110,7 +110,8 @@ class Metrics(Node):
 
     def status(self) -> Status:
         """The scores last published, on /diagnostics: WARN while the window holds predictions for none of its
-        samples (the extractor or the learner stopped)."""
+        samples once predictions had come, or the replay ended, or more than a window of samples came without one
+        (the extractor or the learner stopped; not the graph warming up at the start of a replay)."""
         s = self.last
         if not s:
             return Status(values={"stream_samples": "0"})
@@ -118,7 +119,8 @@ class Metrics(Node):
                             "window": str(s["window"]), "window_predictions": str(s["window_predictions"]),
                             "accuracy_pct": f"{s.get('accuracy', 0.0):.2f}", "f1_pct": f"{s.get('f1', 0.0):.2f}",
                             "final": "yes" if self.done else "no"})
-        if s["window"] and not s["window_predictions"]:
+        stopped = s["predictions"] or self.done or s["stream_samples"] > s["window"]
+        if s["window"] and not s["window_predictions"] and stopped:
             st.add(WARN, f"no prediction for the last {s['window']} stream samples")
         return st
 
