@@ -260,12 +260,17 @@ class Monitor:
         self.heads.append(from_msg(msg, self.extractor_hash, DEVICE))
 
     def on_diagnostics(self, msg: Any) -> None:
-        """The board's health (app/src/main.c publish_diagnostics): level, message, hardware id and values."""
-        for st in msg.status:
-            if st.name == f"/{DEVICE}/tinycl/tinycl_board":
-                level = st.level if isinstance(st.level, int) else int.from_bytes(bytes(st.level), "little")
-                self.statuses.append({"level": level, "message": str(st.message), "hardware_id": str(st.hardware_id),
-                                      "values": {str(kv.key): str(kv.value) for kv in st.values}})
+        """The board's health (app/src/main.c publish_diagnostics): level, message, hardware id and values. Not a
+        topic of TOPICS (no per-message delivery check, no receive time): a status it cannot read is an error."""
+        try:
+            for st in msg.status:
+                if st.name == f"/{DEVICE}/tinycl/tinycl_board":
+                    level = st.level if isinstance(st.level, int) else int.from_bytes(bytes(st.level), "little")
+                    self.statuses.append({"level": level, "message": str(st.message),
+                                          "hardware_id": str(st.hardware_id),
+                                          "values": {str(kv.key): str(kv.value) for kv in st.values}})
+        except Exception as exc:  # noqa: BLE001 - counted and reported, as _guard does for TOPICS
+            self.errors.append(f"diagnostics: {type(exc).__name__}: {exc}")
 
     def on_request(self, msg: Any) -> None:
         """A person answers with the true class (a new class for the board included)."""

@@ -5,13 +5,20 @@
 //  - clock: Arduino millis() (the framework provides clock_gettime for micro-ROS);
 //  - sensor: the replayed dataset stream generated into tinycl_stream.c (a camera driver would go here);
 //  - console: none (Serial carries the XRCE stream; a log on it would corrupt the framing);
-//  - identity: the STM32's 96-bit unique id (UID_BASE of the CMSIS device header, on stm32duino and on the
-//    mbed core of the Portenta alike); a platform without UID_BASE says so (below);
+//  - identity: the STM32's 96-bit unique id (UID_BASE of the CMSIS device header: stm32duino's Arduino.h includes
+//    it; elsewhere stm32h7xx.h where the core has it, as mbed's Portenta core should: not checked on one); a platform
+//    without UID_BASE says so (below);
 //  - storage: none yet (below): the learned state is not kept across a reset on these boards.
 #include <Arduino.h>
 #include <micro_ros_platformio.h>
 #include <stdio.h>
 #include <string.h>
+
+#if !defined(UID_BASE) && defined(__has_include)
+#if __has_include("stm32h7xx.h")
+#include "stm32h7xx.h"  // the device header, where Arduino.h did not bring it (UID_BASE)
+#endif
+#endif
 
 extern "C" {
 #include "board.h"

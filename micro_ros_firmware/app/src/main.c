@@ -88,7 +88,9 @@
 #define TINYCL_SAVE_PERIOD_MS 60000u
 #endif
 #define TINYCL_FLUSH_MS 3000u /* after a replayed stream ends: time to deliver and receive the last messages */
-#define TINYCL_DIAG_PERIOD_MS 1000u /* the board's status on /diagnostics, as the Python nodes' diagnostics_period_s */
+#ifndef TINYCL_DIAG_PERIOD_MS /* the board's status on /diagnostics, as the Python nodes' diagnostics_period_s: */
+#define TINYCL_DIAG_PERIOD_MS 1000u /* ~720 B reliable, ~65 ms of a 115,200-baud UART: a slow link may want longer */
+#endif
 #define TINYCL_DIAG_HOLD_MS 10000u  /* after a (re)connection a report's findings are repeated this long (see below) */
 
 #define F TINYCL_N_FEATURES
@@ -685,17 +687,16 @@ static void diag_value(const char *key, const char *fmt, ...) {
 static void diag_finding(uint8_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void diag_finding(uint8_t level, const char *fmt, ...) {
     size_t n = strlen(s_diag_msg);
-    if (n && n + 3 < DIAG_MSG_CAP) {
+    if (level > s_diag.level) s_diag.level = level;
+    if (n && n + 3 >= DIAG_MSG_CAP) return; /* no room for "; " and a word: the level says it, the text is full */
+    if (n) {
         memcpy(s_diag_msg + n, "; ", 3);
         n += 2;
     }
-    if (n + 1 < DIAG_MSG_CAP) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(s_diag_msg + n, DIAG_MSG_CAP - n, fmt, ap);
-        va_end(ap);
-    }
-    if (level > s_diag.level) s_diag.level = level;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s_diag_msg + n, DIAG_MSG_CAP - n, fmt, ap);
+    va_end(ap);
 }
 
 static void publish_diagnostics(void) {
@@ -854,8 +855,14 @@ static void on_global(const void *msg) {
     const char *hash = h->extractor_hash.data ? h->extractor_hash.data : "";
     g_received++;
     if (g_global_applied && h->version <= g_global_version) return; /* already applied (re-sent) */
-    if (TINYCL_APP_LATENT) why = "the latent head does not load a linear global head";
-    else if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
+    if (TINYCL_APP_LATENT) { /* by design, not bad input: said once, and no WARN at each of the fleet's rounds */
+        static int said;
+        if (!said) logf_("LOG global head v%lu: the latent head does not load a linear global head: not applied, "
+                         "and no later one (said once)", (unsigned long)h->version);
+        said = 1;
+        return;
+    }
+    if (strcmp(hash, TINYCL_MODEL_SHA256) != 0) why = "made on another extractor";
     else if (h->n_features != F) why = "another feature size";
     else if (n == 0) why = "no classes";
     else if (n > MAXC) why = "more classes than the board holds";
@@ -984,16 +991,24 @@ static int create_entities(void) {
     n_pubs = 4;
     /* absolute, outside the node's namespace, reliable + volatile depth 10: as ROS's diagnostic_updater and the Python
      * nodes publish it (diagnostic_aggregator and rqt_robot_monitor read /diagnostics) */
+    /* Optional: a libmicroros built for 4 publishers (micro_ros_platformio keeps its built library when the meta
+     * changes: `pio run -t clean_microros`) refuses a fifth, and the board then runs on without its health. */
     const rosidl_message_type_support_t *diag_type = ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray);
-    TRY(rclc_publisher_init_default(&pub_diag, &node, diag_type, "/diagnostics"));
-    n_pubs = 5;
+    const rcl_ret_t diag_rc = rclc_publisher_init_default(&pub_diag, &node, diag_type, "/diagnostics");
+    if (diag_rc == RCL_RET_OK) {
+        n_pubs = 5;
+    } else {
+        logf_("LOG no health on /diagnostics: its publisher was refused (rcl %ld: %.100s; a libmicroros built for "
+              "RMW_UXRCE_MAX_PUBLISHERS=4?)", (long)diag_rc, rcl_error_text());
+        rcl_reset_error();
+    }
     const rmw_qos_profile_t answers = kept(rmw_qos_profile_default), globals = kept(latched);
     TRY(rclc_subscription_init(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer", &answers));
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
     rcl_publisher_t *pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
-    for (int i = 0; i < N_PUBS; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
+    for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
         if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]),
                                                    pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
             RMW_RET_OK) {
@@ -1223,7 +1238,7 @@ void loop(void) {
         finish();
     }
     log_lost();
-    if (g_link == CONNECTED && now - g_diag_due >= TINYCL_DIAG_PERIOD_MS) publish_diagnostics();
+    if (g_link == CONNECTED && n_pubs == N_PUBS && now - g_diag_due >= TINYCL_DIAG_PERIOD_MS) publish_diagnostics();
     if (g_link == CONNECTED) {
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
