@@ -5,7 +5,9 @@ echo`` from every node of a launch and from dds-backend nodes.)"""
 
 from __future__ import annotations
 
+import re
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,13 +113,14 @@ def test_bad_input_is_warn_with_its_count_and_an_unwritable_state_folder_is_erro
 
 def test_the_metrics_node_says_its_running_scores_and_warns_when_predictions_stop():
     """The metrics node's own values: the scores it last published (stream samples, predictions, accuracy over its
-    window); WARN once its window holds no prediction (the extractor or the learner stopped mid-replay)."""
+    window); WARN once stream samples came and no prediction for ``idle_timeout_s`` (the extractor or the learner
+    stopped mid-replay), not while the graph is starting or its predictions lag their ground truth."""
     from tinycl_nodes.interfaces import ns_to_time
     from tinycl_nodes.nodes.metrics import Metrics, MetricsParams
 
     graph = LocalGraph()
     metrics = Metrics(create_bus("metrics", "/m", backend="local", graph=graph),
-                      MetricsParams(window=4, exit_when_done=False))
+                      MetricsParams(window=4, exit_when_done=False, idle_timeout_s=0.3))
     metrics.bring_up()
     diag = Diagnostics(metrics, 1.0)
     bus = create_bus("replay", "/m", backend="local", graph=graph)
@@ -153,8 +156,12 @@ def test_the_metrics_node_says_its_running_scores_and_warns_when_predictions_sto
             ("4", "4", "75.00"), st.values
         truths(range(4, 8))                             # the learner has stopped
         metrics.tick()
+        assert diag.status().level == OK                # not yet: a prediction comes after its ground truth
+        time.sleep(0.4)
+        metrics.tick()
         st = diag.status()
-        assert st.level == WARN and st.message == "no prediction for the last 4 stream samples", st
+        assert st.level == WARN and re.fullmatch(r"no prediction for \d+ s while 4 stream sample\(s\) came",
+                                                 st.message), st
         assert (st.values["stream_samples"], st.values["window_predictions"]) == ("8", "0"), st.values
     finally:
         metrics.close()

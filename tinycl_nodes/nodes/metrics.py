@@ -49,6 +49,7 @@ class Metrics(Node):
         self.done = False
         self.nothing_scored = ""    # the final line, when the window held no prediction: the node then fails
         self.last: dict[str, Any] = {}   # the scores last published (on /diagnostics too)
+        self._quiet_since: tuple[float, int] | None = None   # (when, truths then): the last prediction, or first truth
         bus.create_timer(params.publish_period_s, self.tick)
 
     def scores(self) -> dict[str, Any]:
@@ -65,6 +66,8 @@ class Metrics(Node):
     def tick(self) -> None:
         seen = (len(self.monitor.truth), self.monitor.received)
         if seen != self._seen:
+            if seen[1] != self._seen[1] or self._quiet_since is None:
+                self._quiet_since = (time.monotonic(), seen[0])
             self._seen, self.last_change = seen, time.monotonic()
         if not seen[0] or self.done:
             return
@@ -109,9 +112,9 @@ class Metrics(Node):
             self.bus.request_stop()
 
     def status(self) -> Status:
-        """The scores last published, on /diagnostics: WARN while the window holds predictions for none of its
-        samples once predictions had come, or the replay ended, or more than a window of samples came without one
-        (the extractor or the learner stopped; not the graph warming up at the start of a replay)."""
+        """The scores last published, on /diagnostics: WARN while stream samples keep coming and no prediction has
+        for ``idle_timeout_s`` (the extractor or the learner stopped). A prediction comes some samples after its
+        ground truth, so the newest samples lacking one is no finding (nor is a graph still starting)."""
         s = self.last
         if not s:
             return Status(values={"stream_samples": "0"})
@@ -119,9 +122,11 @@ class Metrics(Node):
                             "window": str(s["window"]), "window_predictions": str(s["window_predictions"]),
                             "accuracy_pct": f"{s.get('accuracy', 0.0):.2f}", "f1_pct": f"{s.get('f1', 0.0):.2f}",
                             "final": "yes" if self.done else "no"})
-        stopped = s["predictions"] or self.done or s["stream_samples"] > s["window"]
-        if s["window"] and not s["window_predictions"] and stopped:
-            st.add(WARN, f"no prediction for the last {s['window']} stream samples")
+        if self._quiet_since is not None:
+            since, truths = self._quiet_since
+            quiet_s, unpredicted = time.monotonic() - since, len(self.monitor.truth) - truths
+            if unpredicted and quiet_s > self.params.idle_timeout_s:
+                st.add(WARN, f"no prediction for {quiet_s:.0f} s while {unpredicted} stream sample(s) came")
         return st
 
     def run(self) -> None:
