@@ -46,7 +46,7 @@ class Scene:
 
     def boot(self, name: str) -> dict[str, str]:
         """The processes' environment in a boot of their own: its state folder keeps the boot's clock origin."""
-        (self.tmp_path / name).mkdir(mode=0o700)
+        (self.tmp_path / name).mkdir(mode=0o700, exist_ok=True)
         return {**faketime_env(self.clock), "XDG_STATE_HOME": str(self.tmp_path / name)}
 
     def labeler(self, stack: ExitStack, env: dict[str, str]):
@@ -73,14 +73,19 @@ class Scene:
     def status_of(self, rid: str) -> list[str]:
         return [s["status"] for s in self.t.status if s["request_id"] == rid]
 
-    def first_question(self, labeler) -> str:
-        """Two known classes taught, then a novel window: the question it asks."""
+    def start(self, stack: ExitStack):
+        """The first boot: both started, two known classes taught, then a novel window: (labeler, app, the question
+        it asks, shown on the page)."""
+        env = self.boot("boot1")
+        labeler, app = self.labeler(stack, env), self.app(stack, env)
         assert self.t.ready(self.t.features, self.t.answers), labeler.lines[-10:]
         time.sleep(1.0)
         for i in range(4):
             self.t.send(i % 2, label=i % 2)
         self.t.send(2)
-        return self.asked(1, labeler)
+        rid = self.asked(1, labeler)
+        assert self.page_shows(rid), app.lines[-10:]
+        return labeler, app, rid
 
 
 def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
@@ -88,10 +93,7 @@ def test_a_clock_step_moves_no_deadline_of_a_question(domain, tmp_path):
     t, clock, status_of = sc.t, sc.clock, sc.status_of
     try:
         with ExitStack() as stack:
-            env = sc.boot("boot1")
-            labeler, app = sc.labeler(stack, env), sc.app(stack, env)
-            first = sc.first_question(labeler)
-            assert sc.page_shows(first), app.lines[-10:]
+            labeler, app, first = sc.start(stack)
 
             # forward an hour (NTP at boot): the question stays open, on the page too, and an answer is learned
             clock.write_text("+1h\n")
@@ -145,10 +147,8 @@ def test_a_node_started_before_ntp_keeps_its_questions_when_restarted_after_it(d
     t, status_of = sc.t, sc.status_of
     try:
         with ExitStack() as stack:
-            env = sc.boot("boot1")
-            labeler, app = sc.labeler(stack, env), sc.app(stack, env)
-            rid = sc.first_question(labeler)
-            assert sc.page_shows(rid), app.lines[-10:]
+            labeler, app, rid = sc.start(stack)
+            env = sc.boot("boot1")                     # the same boot as the start's
 
             sc.clock.write_text("+0\n")                # NTP: three hours forward
             labeler.proc.kill()
