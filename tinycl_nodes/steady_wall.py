@@ -14,7 +14,7 @@ for the boot's later processes in the user's state folder (``$XDG_STATE_HOME/tin
 service, a shell or tmux, and it outlives a logout. So a node started before NTP, restarted after it, reads its saved
 deadlines on the clock that wrote them, and a step moves nothing until the next boot. Where the file cannot be kept
 (no home, a read-only one, a file there that is not the user's own regular file), each process takes the clock as it
-is when it first asks, and :data:`unshared` says why. A time saved in an earlier boot (or so) can lie in the future:
+is when it first asks, and :data:`unshared` says why. A time saved in an earlier boot can lie in the future:
 its owner takes it as :func:`now` when it loads it. What a person reads as a date (a log line, a report) stays
 ``time.time()``.
 """
