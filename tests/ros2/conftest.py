@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
 from tests.domains import free_domain
 from tests.nodes.conftest import NodeProcess
@@ -26,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
     """The shipped config/<graph>.yaml with ``sections`` merged in (node → {name: value})."""
-    import yaml
 
     doc = yaml.safe_load((ROOT / "config" / f"{graph}.yaml").read_text())
     for node, values in sections.items():
@@ -77,6 +77,19 @@ def ros(ros2_ws, tmp_path) -> Iterator["Ros"]:
         yield r
     finally:
         r.stop_all()
+
+
+def diagnostics(text: str) -> dict[str, list[dict]]:
+    """Node name → every DiagnosticStatus of it in ``ros2 topic echo``'s YAML output, oldest first (``level`` as an
+    int, ``values`` as a dict); a message cut short by the end of the output is left out."""
+    out: dict[str, list[dict]] = {}
+    for doc in text.split("\n---\n")[:-1]:
+        msg = yaml.safe_load(doc[doc.find("header:"):])
+        for st in msg["status"]:
+            st["level"] = ord(st["level"]) if isinstance(st["level"], str) else int(st["level"])
+            st["values"] = {kv["key"]: kv["value"] for kv in st["values"] or []}
+            out.setdefault(st["name"], []).append(st)
+    return out
 
 
 class Proc(NodeProcess):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros2.conftest import Proc, params_file
+from tests.ros2.conftest import Proc, diagnostics, params_file
 from tinycl_nodes.graphs import GRAPHS, MANAGED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,21 +38,6 @@ def echo_diagnostics(ros) -> Proc:
     background: ``diagnostics(proc.text)`` reads what it printed."""
     return ros.start("ros2", "topic", "echo", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
                      name="ros2 topic echo /diagnostics")
-
-
-def diagnostics(text: str) -> dict[str, list[dict]]:
-    """Node name → every DiagnosticStatus of it in ``ros2 topic echo``'s YAML output, oldest first (``level`` as an
-    int, ``values`` as a dict); a message cut short by the end of the output is left out."""
-    import yaml
-
-    out: dict[str, list[dict]] = {}
-    for doc in text.split("\n---\n")[:-1]:
-        msg = yaml.safe_load(doc[doc.find("header:"):])
-        for st in msg["status"]:
-            st["level"] = ord(st["level"]) if isinstance(st["level"], str) else int(st["level"])
-            st["values"] = {kv["key"]: kv["value"] for kv in st["values"] or []}
-            out.setdefault(st["name"], []).append(st)
-    return out
 
 
 def check_diagnostics(echo, nodes: set[str], timeout_s: float = 30.0) -> dict[str, list[dict]]:
