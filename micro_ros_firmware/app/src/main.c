@@ -182,6 +182,8 @@ static rclc_support_t support;
 static rcl_node_t node;
 static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_diag;
 #define N_PUBS 5 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
+/* in the order create_entities makes them: the first n_pubs exist */
+static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
 static rcl_subscription_t sub_answer, sub_global;
 static rclc_executor_t executor;
 
@@ -1007,10 +1009,9 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
-    rcl_publisher_t *pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
     for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
-        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(pubs[i]),
-                                                   pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
+        if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(g_pubs[i]),
+                                                   g_pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
             RMW_RET_OK) {
             board_log("LOG setting the publish timeout failed");
             return 0;
@@ -1031,8 +1032,7 @@ static void destroy_entities(void) {
     if (support_ok &&
         rmw_uros_set_context_entity_destroy_session_timeout(rcl_context_get_rmw_context(&support.context), 0) != RMW_RET_OK)
         failed++;
-    rcl_publisher_t *pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
-    for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(pubs[i], &node) != RCL_RET_OK;
+    for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(g_pubs[i], &node) != RCL_RET_OK;
     if (n_subs >= 2) failed += rcl_subscription_fini(&sub_global, &node) != RCL_RET_OK;
     if (n_subs >= 1) failed += rcl_subscription_fini(&sub_answer, &node) != RCL_RET_OK;
     if (executor_ok) failed += rclc_executor_fini(&executor) != RCL_RET_OK;
