@@ -7,20 +7,27 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: bytecode demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen train-frozen-split system-deps firmware-deps browser-deps clean
+.PHONY: bytecode site-bytecode demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen train-frozen-split system-deps firmware-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  bash tools/apt-ensure.sh venv python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
+	@$(MAKE) -s site-bytecode
 	@touch $(STAMP)
 
 # PyTorch (CPU) for training, the design's fine-tune and the tests that run them: the `train` extra, once.
 TRAIN_STAMP := $(VENV)/.installed-train
 $(TRAIN_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[train]'
+	$(PY) -m pip install -q --no-compile -e '.[train]'
+	@$(MAKE) -s site-bytecode
 	@touch $(TRAIN_STAMP)
+
+# The installed packages' bytecode, on every core: pip writes it one file at a time (40 of the 67 s that installing
+# .[dev] and .[train] took, against 23 s here, 2026-12-06). Like pip, a file that does not compile is left as it is.
+site-bytecode:
+	@$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null || true
 
 # Bytecode of the package and the test helpers, written now: where PYTHONDONTWRITEBYTECODE is set (as on CI's
 # machines) no process writes it, and each of the ~600 processes of ours a test run starts (nodes over DDS, helpers)
@@ -83,19 +90,29 @@ browser-deps:
 ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
-# Two workers (pytest-xdist, a file's tests on one), then the tests with wall-clock bounds alone (pyproject.toml),
-# collected from the files that mark any (collecting all ~160 files again took 8 s).
+# Two workers (pytest-xdist, a file's tests on one) and, beside them, the files marked `waits` in one more pytest: a
+# profile of the suite (CPU time against wall time, per test, 2026-12-06) found the 2 cores 28 % idle on average, and
+# these files 172 s of a worker's time for 30 s of CPU. A DDS domain id is then one of 3 slots' (tests/domains.py).
+# Then the tests with wall-clock bounds apart from the rest
+# (pyproject.toml), collected from the files that mark any (collecting all ~160 files again took 8 s), two at a time:
+# alone they left 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s against 108-116 s with the
+# same margins (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points).
 # Three were tried on 2 cores (2026-12-05): 763 s against 1102 s for the parallel part, but in a fresh clone's run
 # two tests' timings broke under the load (an aggregator that started after the head it was to wait for; a question
 # whose 12 s lifetime ran out before the page redrew it). Those two wait for events now; three again in a fresh clone
 # (19:16 UTC): 1007 s against 981 s for two at 18:52, and 5 s without IMU readings under the load made
 # the IMU launch test's sensor say "cannot hear the IMU": two it is.
 test: $(TRAIN_STAMP) bytecode system-deps firmware-deps browser-deps ros2-kit
-	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null); \
-	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed" --durations=30; parallel=$$?; \
-	  $(PY) -m pytest -m timed --durations=10 $$(grep -rl --include='test_*.py' 'mark\.timed' tests); timed=$$?; \
-	  echo "make test: pytest exit codes $$parallel (the workers) and $$timed (timed tests alone)"; \
-	  test $$parallel -eq 0 -a $$timed -eq 0
+	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) \
+	    TINYCL_DOMAIN_SLOTS=3; lane=$$(mktemp); \
+	  TINYCL_DOMAIN_SLOT=2 $(PY) -m pytest -p no:cacheprovider -m "waits and not timed" --durations=10 \
+	    $$(grep -rl --include='test_*.py' 'mark\.waits' tests) > $$lane 2>&1 & lane_pid=$$!; \
+	  trap 'kill $$lane_pid 2>/dev/null; rm -f $$lane; exit 130' INT TERM; \
+	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed and not waits" --durations=30; parallel=$$?; \
+	  wait $$lane_pid; waits=$$?; echo "--- the tests that mostly wait, run beside the workers:"; cat $$lane; rm -f $$lane; \
+	  $(PY) -m pytest -n 2 --dist load -m timed --durations=10 $$(grep -rl --include='test_*.py' 'mark\.timed' tests); timed=$$?; \
+	  echo "make test: pytest exit codes $$parallel (the workers), $$waits (beside them) and $$timed (the timed tests)"; \
+	  test $$parallel -eq 0 -a $$waits -eq 0 -a $$timed -eq 0
 
 # The ROS 2 suite against the ROS 2 sourced in your shell (Humble or later) instead of the kit.
 test-ros2: $(STAMP)

@@ -47,9 +47,14 @@ def free_domain(avoid: tuple[int, ...] = ()) -> int:
 
 
 def worker_share() -> tuple[int, ...]:
-    """The ids this pytest-xdist worker draws from (gwN of K: every K-th id from the N-th); all of them outside
-    xdist."""
+    """The ids this process draws from: slot N of K takes every K-th id from the N-th.
+
+    A pytest-xdist worker gwN of K is slot N of K; a pytest run beside the workers (``make test``'s lane of tests
+    that mostly wait) names its own slot and the count of all of them in ``TINYCL_DOMAIN_SLOT`` and
+    ``TINYCL_DOMAIN_SLOTS``, which its workers read too. Outside xdist and with no slot set, all of them."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
-    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 0):
+    slot = os.environ.get("TINYCL_DOMAIN_SLOT") or (worker[2:] if worker.startswith("gw") else "")
+    slots = os.environ.get("TINYCL_DOMAIN_SLOTS") or count
+    if not (slot.isdigit() and slots.isdigit() and int(slots) > int(slot)):
         return RANGE
-    return RANGE[int(worker[2:]) % int(count)::int(count)]
+    return RANGE[int(slot)::int(slots)]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from tinycl_nodes.fleet.aggregator import status
 
 from .conftest import wait_for
 from .robot import F, Robot
 from .test_broker import start_aggregator, stop_aggregator
+
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
 
 def robot(setup, name: str, tmp, xhash: str) -> Robot:
     """The real learner (CWR*: preset supervised, the bridge blends) and bridge, state in ``tmp/name``."""

@@ -26,6 +26,8 @@ from tinycl_nodes.fleet.payload import encode
 from .conftest import FLEET, XH, _need_mosquitto, head, wait_for
 from .robot import F, Robot
 
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+
 def robot(setup, name: str, state_dir: Path, xhash: str) -> Robot:
     """The real learner (streaming LDA, preset tinycl: the bridge's exact mode) and bridge, sharing every 100 samples
     (a test of lineages, not of small rounds: those are tests/core/test_federated.py's)."""

@@ -6,11 +6,15 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
+
 from tinycl_nodes.fleet.broker import make_ca, make_client_cert
 from tinycl_nodes.fleet.check import check
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
 
 from .conftest import wait_for
+
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
 
 
 def _link(setup, name: str = "dev1", **kw) -> MqttLink:

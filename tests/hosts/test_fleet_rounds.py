@@ -20,6 +20,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from tinycl_nodes.core.federated import FleetMember, HeadSnapshot, load_snapshot_into, snapshot_from_head
 from tinycl_nodes.core.slda import StreamingLDA
@@ -27,6 +28,8 @@ from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams
 from tinycl_nodes.fleet.broker import Broker, current_user, generate, global_topic, head_topic, rounds_topic
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
 from tinycl_nodes.fleet.payload import decode, encode
+
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
 
 FLEET = "weeks"
 ROUNDS = 20

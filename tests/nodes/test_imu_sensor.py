@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
@@ -14,6 +15,8 @@ from tinycl_nodes.datasets.har import RATE_HZ, STEP, WINDOW, har_folder
 from tinycl_nodes.imu_windows import ImuWindower
 from tinycl_nodes.interfaces import ns_to_time
 from tinycl_nodes.nodes.messages import stamp_ns
+
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
 
 
 def recording(data_dir: str, name: str = "s13/s13_01_sp.csv") -> tuple[np.ndarray, np.ndarray]:

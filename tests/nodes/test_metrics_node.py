@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.interfaces import ns_to_time
 from tinycl_nodes.restarts import USER_ERROR
+
+pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
 
 
 def replay(domain: int, metrics, labels: list[int], predicted, pause_s: float = 0.0):

@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import Graph, accuracy, held_out, reference_head, saved_head
 
-pytestmark = pytest.mark.timed                # samples lost at a fixed stream rate: alone in `make test`
+pytestmark = pytest.mark.timed                # samples lost at a fixed stream rate: apart from the rest in `make test`
 
 STREAM, RATE, KILL_AT = 2000, 300.0, 1000     # kill after ~1,000 samples (~3 s into a ~7 s stream)
 
