@@ -7,27 +7,27 @@ STAMP  := $(VENV)/.installed
 DATA   ?= $(or $(TINYCL_DATA),../shared/data)
 SEEDS  ?= 5
 
-.PHONY: bytecode site-bytecode demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen train-frozen-split system-deps firmware-deps browser-deps clean
+.PHONY: bytecode demo demo-fleet demo-rce demo-board firmware-uros test test-ros2 ros2-kit bench bench-firmware experiment train-frozen train-frozen-split system-deps firmware-deps browser-deps clean
+
+# The installed packages' bytecode, on every core: pip writes it one file at a time (40 of the 67 s that installing
+# .[dev] and .[train] took, against 23 s this way, 2026-12-06). Like pip, a file that does not compile is left as it is.
+SITE_BYTECODE = $(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+	>/dev/null || true
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  bash tools/apt-ensure.sh venv python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
-	@$(MAKE) -s site-bytecode
+	@$(SITE_BYTECODE)
 	@touch $(STAMP)
 
 # PyTorch (CPU) for training, the design's fine-tune and the tests that run them: the `train` extra, once.
 TRAIN_STAMP := $(VENV)/.installed-train
 $(TRAIN_STAMP): $(STAMP)
 	$(PY) -m pip install -q --no-compile -e '.[train]'
-	@$(MAKE) -s site-bytecode
+	@$(SITE_BYTECODE)
 	@touch $(TRAIN_STAMP)
-
-# The installed packages' bytecode, on every core: pip writes it one file at a time (40 of the 67 s that installing
-# .[dev] and .[train] took, against 23 s here, 2026-12-06). Like pip, a file that does not compile is left as it is.
-site-bytecode:
-	@$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null || true
 
 # Bytecode of the package and the test helpers, written now: where PYTHONDONTWRITEBYTECODE is set (as on CI's
 # machines) no process writes it, and each of the ~600 processes of ours a test run starts (nodes over DDS, helpers)

