@@ -90,13 +90,15 @@ browser-deps:
 ros2-kit:
 	@bash tools/ros2/install-kit.sh >/dev/null
 
+# The test files that mark their tests `$(1)` (collecting all ~160 files to select them took 8 s).
+marked = $$(grep -rl --include='test_*.py' 'mark\.$(1)' tests)
+
 # Two workers (pytest-xdist, a file's tests on one) and, beside them, the files marked `waits` in one more pytest: a
 # profile of the suite (CPU time against wall time, per test, 2026-12-06) found the 2 cores 28 % idle on average, and
 # these files 172 s of a worker's time for 30 s of CPU. Each of the three takes its DDS domain ids from a slot of its
 # own (tests/domains.py). Then the tests with wall-clock bounds (pyproject.toml), apart from the rest and two at a
-# time, collected from the files that mark any (collecting all ~160 files again took 8 s): one at a time they left
-# 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s against 108-116 s with the same margins
-# (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points).
+# time: one at a time they left 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s against 108-116 s
+# with the same margins (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points).
 # Three were tried on 2 cores (2026-12-05): 763 s against 1102 s for the parallel part, but in a fresh clone's run
 # two tests' timings broke under the load (an aggregator that started after the head it was to wait for; a question
 # whose 12 s lifetime ran out before the page redrew it). Those two wait for events now; three again in a fresh clone
@@ -106,12 +108,12 @@ test: $(TRAIN_STAMP) bytecode system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) \
 	    TINYCL_DOMAIN_SLOTS=3; lane=$$(mktemp); \
 	  TINYCL_DOMAIN_SLOT=2 $(PY) -m pytest -p no:cacheprovider -m "waits and not timed" --durations=10 \
-	    $$(grep -rl --include='test_*.py' 'mark\.waits' tests) > $$lane 2>&1 & lane_pid=$$!; \
+	    $(call marked,waits) > $$lane 2>&1 & lane_pid=$$!; \
 	  trap 'kill $$lane_pid 2>/dev/null; rm -f $$lane; exit 130' INT TERM; \
 	  $(PY) -m pytest -n 2 --dist loadfile -m "not timed and not waits" --durations=30; parallel=$$?; \
 	  wait $$lane_pid; waits=$$?; \
 	  echo "--- the tests that mostly wait, run beside the workers:"; cat $$lane; rm -f $$lane; \
-	  $(PY) -m pytest -n 2 --dist load -m timed --durations=10 $$(grep -rl --include='test_*.py' 'mark\.timed' tests); timed=$$?; \
+	  $(PY) -m pytest -n 2 --dist load -m timed --durations=10 $(call marked,timed); timed=$$?; \
 	  echo "make test: pytest exit codes $$parallel (the workers), $$waits (beside them) and $$timed (the timed tests)"; \
 	  test $$parallel -eq 0 -a $$waits -eq 0 -a $$timed -eq 0
 

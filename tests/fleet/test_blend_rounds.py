@@ -19,7 +19,7 @@ from .conftest import wait_for
 from .robot import F, Robot
 from .test_broker import start_aggregator, stop_aggregator
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 def robot(setup, name: str, tmp, xhash: str) -> Robot:
     """The real learner (CWR*: preset supervised, the bridge blends) and bridge, state in ``tmp/name``."""

@@ -25,7 +25,7 @@ from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
 from .conftest import FLEET, XH, Spinner, head, wait_for
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 FAST = dict(mqtt_reconnect_min_s=0.1, mqtt_reconnect_max_s=0.5)
 

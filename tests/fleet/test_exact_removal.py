@@ -23,7 +23,7 @@ from tinycl_nodes.fleet.payload import encode
 from .conftest import FLEET
 from .robot import F, Pair, samples
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 #: each device's samples: dev1 and dev3 share class 0 (its count falls when dev3 leaves), class 4 is dev3's alone
 DEV1, DEV3 = samples([0, 1], 200, seed=11), samples([0, 4], 100, seed=13)

@@ -26,7 +26,7 @@ from tinycl_nodes.fleet.payload import encode
 from .conftest import FLEET, XH, _need_mosquitto, head, wait_for
 from .robot import F, Robot
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 def robot(setup, name: str, state_dir: Path, xhash: str) -> Robot:
     """The real learner (streaming LDA, preset tinycl: the bridge's exact mode) and bridge, sharing every 100 samples

@@ -14,7 +14,7 @@ from tinycl_nodes.fleet.link import MqttLink, MqttParams
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 def _link(setup, name: str = "dev1", **kw) -> MqttLink:

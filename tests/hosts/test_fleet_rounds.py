@@ -29,7 +29,7 @@ from tinycl_nodes.fleet.broker import Broker, current_user, generate, global_top
 from tinycl_nodes.fleet.link import MqttLink, MqttParams
 from tinycl_nodes.fleet.payload import decode, encode
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 FLEET = "weeks"
 ROUNDS = 20

@@ -16,7 +16,7 @@ from tinycl_nodes.imu_windows import ImuWindower
 from tinycl_nodes.interfaces import ns_to_time
 from tinycl_nodes.nodes.messages import stamp_ns
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 def recording(data_dir: str, name: str = "s13/s13_01_sp.csv") -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import Robot, labeler_node
 from tinycl_nodes.bus import create_bus
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 def test_a_new_reader_of_label_status_hears_only_new_verdicts_and_label_closed_has_them_all(domain, tmp_path):

@@ -13,7 +13,7 @@ from tinycl_nodes.bus import create_bus
 from tinycl_nodes.interfaces import ns_to_time
 from tinycl_nodes.restarts import USER_ERROR
 
-pytestmark = pytest.mark.waits      # mostly waiting, little CPU: `make test` runs it beside the workers
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 def replay(domain: int, metrics, labels: list[int], predicted, pause_s: float = 0.0):

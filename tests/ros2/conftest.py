@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
     """The shipped config/<graph>.yaml with ``sections`` merged in (node → {name: value})."""
-
     doc = yaml.safe_load((ROOT / "config" / f"{graph}.yaml").read_text())
     for node, values in sections.items():
         doc.setdefault(node, {}).setdefault("ros__parameters", {}).update(values)
