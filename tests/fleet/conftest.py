@@ -69,12 +69,21 @@ def head(device: str, W, counts=None, ids=None, names=None, version: int = 1, h:
 
 
 class Spinner:
-    """Spin a local bus in a thread (the bridge's timers hand global heads to the bus)."""
+    """Spin a local bus in a thread (the bridge's timers hand global heads to the bus). ``lock``: held while the bus
+    runs its due timers. The local bus delivers inside publish(), so a timer's callback and those of every node it
+    publishes to run in this thread; a robot's spinners and its test share one lock, so that its nodes take one
+    message at a time, as a process's nodes do under its one executor."""
 
-    def __init__(self, bus) -> None:
-        self.bus = bus
-        self.t = threading.Thread(target=bus.spin, daemon=True)
+    def __init__(self, bus, lock: threading.RLock | None = None) -> None:
+        self.bus, self.lock = bus, lock
+        self.t = threading.Thread(target=bus.spin if lock is None else self._spin_locked, daemon=True)
         self.t.start()
+
+    def _spin_locked(self) -> None:
+        while self.bus.ok():
+            with self.lock:
+                self.bus.spin_once(0.0)
+            time.sleep(0.005)
 
     def stop(self) -> None:
         self.bus.request_stop() if hasattr(self.bus, "request_stop") else self.bus.shutdown()

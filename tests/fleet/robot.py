@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -40,6 +41,17 @@ def teach_learner(pub: Any, LF: Any, Feat: Any, xhash: str, classes: list[int], 
                        confidence=1.0))
 
 
+class _Locked:
+    """A publisher whose every message goes out under ``lock`` (the local bus delivers it inside publish())."""
+
+    def __init__(self, pub: Any, lock: threading.RLock) -> None:
+        self.pub, self.lock = pub, lock
+
+    def publish(self, msg: Any) -> None:
+        with self.lock:
+            self.pub.publish(msg)
+
+
 class Robot:
     """``preset`` ``supervised`` (CWR*: the bridge blends) or ``tinycl`` (streaming LDA: the bridge's exact mode);
     the learner publishes its head every ``publish_every`` samples (sent, and a change published, on its 1 s timer);
@@ -51,6 +63,9 @@ class Robot:
     def __init__(self, setup, name: str, state_dir: Path, xhash: str, preset: str, publish_every: int,
                  clock: Callable[[], float] = time.time, labeler: Literal["", "first", "last"] = "") -> None:
         self.g, ns = LocalGraph(), f"/{name}/tinycl"
+        # one message at a time into the robot's nodes, from its spinners' timers and from the test (Spinner): the
+        # bridge's timer handed the learner a global head while the test taught it, and 19 of 100 samples raised
+        self.lock = threading.RLock()
         self.labeler: Labeler | None = None
         if labeler == "first":
             self._start_labeler(ns, preset, state_dir)
@@ -62,7 +77,7 @@ class Robot:
         self.bridge = MqttBridge(self.bridge_bus, BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory,
                                                                state_dir=str(state_dir), min_interval_s=0.0,
                                                                period_s=0.2, poll_s=0.02, **FAST), clock=clock)
-        self.spinners = [Spinner(self.bus), Spinner(self.bridge_bus)]
+        self.spinners = [Spinner(self.bus, self.lock), Spinner(self.bridge_bus, self.lock)]
         self.teacher = create_bus("labeler", ns, backend="local", graph=self.g)
         self.LF, self.Feat = self.teacher.msg("LabeledFeatures"), self.teacher.msg("Features")
         self.pub = self.teacher.create_publisher("labeled", self.LF, "reliable")
@@ -70,7 +85,7 @@ class Robot:
         if labeler == "last":
             self._start_labeler(ns, preset, state_dir)
         if self.labeler is not None:
-            self.spinners.append(Spinner(self.labeler_bus))
+            self.spinners.append(Spinner(self.labeler_bus, self.lock))
             self.features = self.teacher.create_publisher("features", self.Feat, "reliable")
             self.Header = self.teacher.msg("std_msgs/msg/Header")
             self.Time = self.teacher.msg("builtin_interfaces/msg/Time")
@@ -82,25 +97,27 @@ class Robot:
                                                                model_prior=False))
 
     def teach(self, classes: list[int], n: int, seed: int, at_once: bool = False) -> None:
-        """``at_once``: no head goes out in the middle (the learner's timer, in a spinner's thread, waits for the head
-        publisher's lock, which the local bus's callbacks take in this thread): one version of all ``n``, as when
-        they come faster than the timer, a round's worth of samples that a test counts on being one round."""
-        with self.learner.heads._lock if at_once else contextlib.nullcontext():
-            teach_learner(self.pub, self.LF, self.Feat, self.xhash, classes, n, seed)
+        """``at_once``: no head goes out in the middle (the learner's timer waits for the robot's lock, held for all
+        ``n``): one version of all ``n``, as when they come faster than the timer, a round's worth of samples that a
+        test counts on being one round."""
+        with self.lock if at_once else contextlib.nullcontext():
+            teach_learner(_Locked(self.pub, self.lock), self.LF, self.Feat, self.xhash, classes, n, seed)
 
     def feed(self, classes: list[int], n: int, seed: int, labelled: bool) -> None:
         """``n`` features around the centres of ``classes`` in turn to the labeler, with their labels if ``labelled``
         (it learns those), else unlabelled (it pseudo-labels them)."""
         for x, c in zip(*samples(classes, n, seed)):
             self.fed += 1
-            self.features.publish(self.Feat(header=self.Header(stamp=self.Time(sec=1, nanosec=self.fed)),
-                                            data=x.tolist(), extractor_hash=self.xhash, sample_id=self.fed,
-                                            true_label=int(c) if labelled else -1, labelled=labelled))
+            with self.lock:
+                self.features.publish(self.Feat(header=self.Header(stamp=self.Time(sec=1, nanosec=self.fed)),
+                                                data=x.tolist(), extractor_hash=self.xhash, sample_id=self.fed,
+                                                true_label=int(c) if labelled else -1, labelled=labelled))
 
     def counts(self) -> dict[int, int]:
         """The learner's head: samples per class (its own and what it took in from the fleet)."""
-        h = self.learner.head
-        return {int(c): int(n) for c, n in zip(h.classes, h.counts)}
+        with self.lock:
+            h = self.learner.head
+            return {int(c): int(n) for c, n in zip(h.classes, h.counts)}
 
     def close(self) -> None:
         for s in self.spinners:
