@@ -72,10 +72,12 @@ class Device:
         params = BridgeParams(fleet=FLEET, device=name, broker_dir=setup.directory, min_interval_s=0.0,
                               extractor_hash=XH, poll_s=0.02, **FAST, **kw)
         self.bridge = MqttBridge(self.bus, params)
-        self.spinner = Spinner(self.bus)
+        self.lock = threading.RLock()      # the bridge takes a head from the test or runs its timer, not both at once
+        self.spinner = Spinner(self.bus, self.lock)
 
     def publish(self, snap) -> None:
-        self.pub.publish(to_msg(snap, self.Head, self.ClassInfo))
+        with self.lock:
+            self.pub.publish(to_msg(snap, self.Head, self.ClassInfo))
 
     def close(self) -> None:
         self.spinner.stop()
