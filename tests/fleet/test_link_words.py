@@ -122,8 +122,9 @@ def test_two_quick_broker_restarts_are_not_taken_for_another_client(fleet_setup,
             link.stop()
 
 
-def _expired(setup, tmp_path, name: str = "dev1"):
-    """``name``'s certificate, signed by the fleet's CA, whose validity ended yesterday (a bundle past its 825 days)."""
+def _reissued(setup, tmp_path, ends_in_days: float, name: str = "dev1"):
+    """``name``'s certificate again, signed by the fleet's CA with its key, of set-up's 825 days, ending
+    ``ends_in_days`` from now (< 0: ended), and its end."""
     import datetime as dt
     from pathlib import Path
 
@@ -135,15 +136,20 @@ def _expired(setup, tmp_path, name: str = "dev1"):
     ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
     c = setup.credentials(name)
     old = x509.load_pem_x509_certificate(Path(c.certfile).read_bytes())
-    now = dt.datetime.now(dt.timezone.utc)
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=ends_in_days)
     b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=826))
-         .not_valid_after(now - dt.timedelta(days=1)))
+         .serial_number(x509.random_serial_number()).not_valid_before(end - dt.timedelta(days=825))
+         .not_valid_after(end))
     for ext in old.extensions:
         b = b.add_extension(ext.value, ext.critical)
-    path = tmp_path / f"{name}-expired.crt"
+    path = tmp_path / f"{name}-{ends_in_days:g}d.crt"
     path.write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    return path, now - dt.timedelta(days=1)
+    return path, end
+
+
+def _expired(setup, tmp_path, name: str = "dev1"):
+    """``name``'s certificate, signed by the fleet's CA, whose validity ended yesterday (a bundle past its 825 days)."""
+    return _reissued(setup, tmp_path, -1, name)
 
 
 def test_an_expired_certificate_is_named_with_its_date_and_the_way_out(fleet_setup, broker, tmp_path,
@@ -338,6 +344,35 @@ def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setu
         aggregator.close()
         bus.shutdown()
         hub.shutdown()
+
+
+def test_a_certificate_that_ends_soon_is_said_at_the_connection_and_on_diagnostics(fleet_setup, broker, tmp_path,
+                                                                                   caplog) -> None:
+    """Nothing said that a device's certificate was about to end until the broker refused it and the device was cut
+    off. Within set-up's renewal window, the link says it at each connection (and `fleet check`: test_renewal.py) and
+    /diagnostics shows it as WARN while it lasts. Real mosquitto and TLS; a certificate of the fleet's CA that ends in
+    5 days (its key the device's)."""
+    from tinycl_nodes.nodes.diagnostics import WARN, link_status
+
+    caplog.set_level(logging.INFO)
+    crt, end = _reissued(fleet_setup, tmp_path, 5.0)
+    link = _link(fleet_setup, "ending", cert_file=str(crt))
+    try:
+        assert link.wait_connected(10)
+        words = (f"this device's certificate ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC (in 5 days): on the broker, "
+                 "`tinycl fleet setup` on its directory again renews it (if not done yet), then copy this device's "
+                 "new bundle to this device")
+        assert _said(caplog, "ending", words) == [f"mqtt: {words}"], _said(caplog, "ending", "")
+        st = link_status(link)
+        assert st.level == WARN and st.message == words and st.values["connected"] == "yes", st
+    finally:
+        link.stop()
+    link = _link(fleet_setup, "in_date")           # set-up's own, 825 days: nothing to say
+    try:
+        assert link.wait_connected(10) and not link.ending and link_status(link).findings == []
+        assert not _said(caplog, "in_date", "ends on")
+    finally:
+        link.stop()
 
 
 def test_a_renewed_certificate_copied_over_the_old_one_is_taken_at_the_next_attempt(fleet_setup, broker, tmp_path,

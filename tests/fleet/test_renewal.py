@@ -154,3 +154,47 @@ def test_certificates_end_with_a_ca_ending_first_and_the_lifetime_is_kept_past_i
     res = _cli("+9990d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca")
     assert res.returncode == 0 and "end with the fleet's CA" not in res.stdout, (res.stdout, res.stderr)
     assert round(_days(d / "clients" / "robot1.crt")) == round(_days(d / "server.crt")) == 1000
+
+
+def _checked(folder: Path, name: str, offset: str) -> tuple[dict, list[str]]:
+    """`tinycl fleet check` as in :func:`_check`: its JSON line and its warnings (stderr)."""
+    res = _cli(offset, "check", "--broker-dir", str(folder), "--identity", name, "--host", "localhost")
+    return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr.strip().splitlines()
+
+
+def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_renewed_one_from_its_restart(tmp_path):
+    """mosquitto reads its certificate at its start: renewed on disk, the old one is what every device meets until it
+    ends and the fleet stops. A second set-up run (nothing more to renew) said nothing of it, and nothing said a
+    certificate was about to end before it had. Now `fleet check` and the aggregator's (and a bridge's) link say the
+    broker's certificate and their own ahead, within the window in which set-up renews them, until the broker is
+    restarted and the devices hold their new bundles."""
+    d = _new_fleet(tmp_path, "100")
+    old = _cert(d / "server.crt").not_valid_after_utc
+    with _broker_at(d, "+80d"):
+        out, warnings = _checked(d, "robot1", "+80d")
+        assert out["connect"] == "Success" and out["broker_certificate_ends"] == f"{old:%Y-%m-%d %H:%M} UTC", out
+        assert len(warnings) == 2 and warnings == [f"tinycl fleet check: warning: {w}" for w in out["ending"]]
+        assert f"the broker's certificate ends on {old:%Y-%m-%d %H:%M} UTC (in 20 days): on the broker, `tinycl " \
+               "fleet setup` on its directory again renews it (if not done yet), then restart the broker" in \
+               warnings[0], warnings
+        assert f"this device's certificate ({d / 'clients' / 'robot1.crt'}) ends on" in warnings[1] and \
+               "then copy this device's new bundle to this device" in warnings[1], warnings
+        agg = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "aggregate", "--fleet", "lab", "--broker-dir",
+                              str(d), "--host", "localhost", "--model", "mnist_0to5_fp32", "--duration", "2",
+                              "--state-dir", str(tmp_path / "agg")],
+                             capture_output=True, text=True, env={**os.environ, **faketime_env("+80d")}, timeout=120)
+        said = [ln for ln in agg.stderr.splitlines() if "ends on" in ln]
+        assert agg.returncode == 0 and len(said) == 2 and "WARNING" in said[0], agg.stderr[-2000:]
+        assert "the broker's certificate ends on" in said[0] and "this device's certificate" in said[1], said
+        for _ in range(2):      # the renewal, then a run with nothing left to renew: the broker still serves the old
+            res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+            assert res.returncode == 0, res.stderr
+            out, warnings = _checked(d, "robot1", "+80d")
+            assert out["broker_certificate_ends"] == f"{old:%Y-%m-%d %H:%M} UTC" and len(warnings) == 1, warnings
+            assert "the broker's certificate ends on" in warnings[0], warnings
+    new = _cert(d / "server.crt").not_valid_after_utc
+    assert new > old
+    with _broker_at(d, "+80d"):                         # restarted: it serves the renewed one; robot1 holds its own
+        out, warnings = _checked(d, "robot1", "+80d")
+        assert out["connect"] == "Success" and not warnings and not out["ending"], (out, warnings)
+        assert out["broker_certificate_ends"] == f"{new:%Y-%m-%d %H:%M} UTC", out

@@ -5,7 +5,12 @@ optionally publishes one QoS 1 message (``payload.PROBE``, not retained: the agg
 topic), and prints one JSON line::
 
     {"connect": "Success" | "<MQTT reason>" | "<why it failed>" | "no CONNACK", "puback": "<reason>",
-     "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...}
+     "published": true | false, "disconnects": n, "still_connected": ..., "host": ..., "port": ...,
+     "broker_certificate_ends": "<date> UTC", "ending": ["<words>", ...]}
+
+``ending``: the broker's certificate (the one it serves now, which a renewal on disk changes only at its next start)
+and this identity's, where either ends within the window in which set-up renews it, in words also printed on stderr
+as warnings (the bridge and the aggregator log them at each connection).
 
 ``disconnects``: the connection's losses this check did not ask for (another client taking the client id). Exit code 0
 if connected and still connected at the end (and, with ``--publish``, the broker acknowledged it with a success
@@ -29,10 +34,11 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
 
 from ..arg_types import number
 from .broker import BrokerSetup
-from .link import connect_error, tls_problem
+from .link import connect_error, ending_soon, served_certificate, tls_problem
 from .payload import PROBE
 
 
@@ -80,6 +86,12 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
         connected.wait(timeout_s)
         if out["connect"] == "no CONNACK" and errors:
             out["connect"] = connect_error(errors[0], host, cert, ca)      # the first: later ones are its consequences
+        if out["connect"] == "Success":
+            served = served_certificate(c)
+            if served is not None:
+                end = x509.load_der_x509_certificate(served).not_valid_after_utc
+                out["broker_certificate_ends"] = f"{end:%Y-%m-%d %H:%M} UTC"
+            out["ending"] = ending_soon(served, cert or "")
         if publish and out["connect"] == "Success":
             c.publish(publish, payload, qos=1)
             acked.wait(timeout_s)
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 a.username or cred.username, a.password or cred.password,
                 a.client_id or f"tinycl-{st.fleet}-{a.identity}", a.publish, hold_s=a.hold)
     print(json.dumps(res), flush=True)
+    for words in res.get("ending", []):
+        print(f"tinycl fleet check: warning: {words}", file=sys.stderr)
     held = bool(res.get("still_connected")) and not res["disconnects"]       # another client took the client id
     ok = res["connect"] == "Success" and held and (a.publish is None or bool(res.get("published")))
     return 0 if ok else 1

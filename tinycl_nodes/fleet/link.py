@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -35,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
-from .broker import SYS_INTERVAL_S, UPTIME_TOPIC
+from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, renewal_due
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -73,8 +76,6 @@ def _utc(when: Any) -> str:
 
 def _clock_now() -> str:
     """What this machine's clock says, as a person compares it with theirs."""
-    import datetime as dt
-
     return _utc(dt.datetime.now(dt.timezone.utc))
 
 
@@ -85,10 +86,6 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
     dates (``_DATE_ALERTS``): then the broker's clock and this one disagree; with no alert read, either.
     ``' on <date>'`` of an expired one's end is filled into its words."""
     try:
-        import datetime as dt
-
-        from cryptography import x509
-        from cryptography.exceptions import InvalidSignature
         cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
         if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc):
             end = cert.not_valid_after_utc
@@ -107,7 +104,7 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
                 return (f"{_ALERT_WORDS['CERTIFICATE_REVOKED']}; or, as it is the fleet CA's and in date here "
                         f"({dates}), the broker's clock is wrong (on the broker: `timedatectl`, NTP synchronised)")
             return _ALERT_WORDS["CERTIFICATE_REVOKED"]       # the CA's own, in date: what is left is its CRL
-    except (OSError, ValueError, ImportError):
+    except (OSError, ValueError):
         return None
     return None
 
@@ -151,6 +148,43 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
         return f"the broker refused this device's certificate: {local} [{detail}]"
     return f"the broker refused this device's certificate (revoked, or not signed by the fleet's CA?) [{detail}]"
 
+
+
+def ending_soon(served_der: bytes | None, cert_file: str) -> list[str]:
+    """The certificates of a connection that end soon (``broker.renewal_due``: the window in which set-up renews
+    them), each in words that say when and what to do before the fleet stops at its end: the one the broker serves
+    (``served_der``, from the TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served
+    only from its next start) and this device's own (``cert_file``). An unreadable file is left to connect_error."""
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def when(cert: x509.Certificate) -> str:
+        hours = (cert.not_valid_after_utc - now).total_seconds() / 3600
+        left = f"{round(hours / 24)} days" if hours >= 48 else f"{max(0, round(hours))} hours"
+        return f"ends on {_utc(cert.not_valid_after_utc)} (in {left})"
+    words = []
+    try:
+        served = x509.load_der_x509_certificate(served_der) if served_der else None
+    except ValueError:
+        served = None
+    if served is not None and renewal_due(served, now):
+        words.append(f"the broker's certificate {when(served)}: on the broker, `tinycl fleet setup` on its directory "
+                     f"again renews it (if not done yet), then restart the broker (it serves a renewed certificate "
+                     f"from its next start)")
+    try:
+        own = x509.load_pem_x509_certificate(Path(cert_file).read_bytes()) if cert_file else None
+    except (OSError, ValueError):
+        own = None
+    if own is not None and renewal_due(own, now):
+        words.append(f"this device's certificate ({cert_file}) {when(own)}: on the broker, `tinycl fleet setup` on "
+                     f"its directory again renews it (if not done yet), then copy this device's new bundle to this "
+                     f"device")
+    return words
+
+
+def served_certificate(client: mqtt.Client) -> bytes | None:
+    """The certificate the broker presented on ``client``'s connection (DER), None without TLS or a connection."""
+    sock = client.socket()
+    return sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
 
 
 def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None) -> str:
@@ -232,6 +266,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.connects = 0
         self.last_error = ""
+        self.ending: list[str] = []     # of the last connection: ending_soon's words (said, and on /diagnostics)
         self._failed_tries = 0       # connection attempts failed since the last connect (said once per outage)
         self._said = ""              # the reason said for this outage (said again if it changes)
         self._paho_error = ""        # paho's last error line (a refusal after the TLS handshake comes only there)
@@ -353,6 +388,9 @@ class MqttLink:
         self._failed_tries, self._lost_at = 0, None
         self.log.info("mqtt: connected to %s:%d (session present: %s%s)", self.params.host, self.params.port,
                       bool(getattr(flags, "session_present", False)), after)
+        self.ending = ending_soon(served_certificate(client), self.params.cert_file)
+        for words in self.ending:
+            self.log.warning("mqtt: %s", words)
         self._subscribe_and_send(client)
 
     def _subscribe_and_send(self, client: Any) -> None:
