@@ -34,11 +34,10 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from cryptography import x509
 
 from ..arg_types import number
 from .broker import BrokerSetup
-from .link import connect_error, ending_soon, served_certificate, tls_problem
+from .link import connect_error, ending_soon, served_certificate, tls_problem, utc_text
 from .payload import PROBE
 
 
@@ -89,8 +88,7 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
         if out["connect"] == "Success":
             served = served_certificate(c)
             if served is not None:
-                end = x509.load_der_x509_certificate(served).not_valid_after_utc
-                out["broker_certificate_ends"] = f"{end:%Y-%m-%d %H:%M} UTC"
+                out["broker_certificate_ends"] = utc_text(served.not_valid_after_utc)
             out["ending"] = ending_soon(served, cert or "")
         if publish and out["connect"] == "Success":
             c.publish(publish, payload, qos=1)

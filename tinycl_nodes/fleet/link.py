@@ -70,13 +70,13 @@ _ALERT_WORDS = {
 _DATE_ALERTS = ("CERTIFICATE_EXPIRED", "BAD_CERTIFICATE")
 
 
-def _utc(when: Any) -> str:
+def utc_text(when: Any) -> str:
     return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
 def _clock_now() -> str:
     """What this machine's clock says, as a person compares it with theirs."""
-    return _utc(dt.datetime.now(dt.timezone.utc))
+    return utc_text(dt.datetime.now(dt.timezone.utc))
 
 
 def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
@@ -89,13 +89,13 @@ def _local_cause(cert_file: str, ca_file: str, alert: str | None) -> str | None:
         cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
         if cert.not_valid_after_utc < dt.datetime.now(dt.timezone.utc):
             end = cert.not_valid_after_utc
-            return _ALERT_WORDS["CERTIFICATE_EXPIRED"].format(when=f" on {_utc(end)} ({cert_file})")
+            return _ALERT_WORDS["CERTIFICATE_EXPIRED"].format(when=f" on {utc_text(end)} ({cert_file})")
         if ca_file:
             try:
                 cert.verify_directly_issued_by(x509.load_pem_x509_certificate(Path(ca_file).read_bytes()))
             except (InvalidSignature, ValueError, TypeError):      # signed by another key, or another issuer
                 return _ALERT_WORDS["UNKNOWN_CA"]
-            dates = (f"valid {_utc(cert.not_valid_before_utc)} to {_utc(cert.not_valid_after_utc)}; this "
+            dates = (f"valid {utc_text(cert.not_valid_before_utc)} to {utc_text(cert.not_valid_after_utc)}; this "
                      f"machine's clock says {_clock_now()}")
             if alert in _DATE_ALERTS:
                 return (f"by its dates, though it is the fleet CA's and in date here ({dates}): is the broker's clock "
@@ -150,41 +150,37 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
 
 
 
-def ending_soon(served_der: bytes | None, cert_file: str) -> list[str]:
+def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[str]:
     """The certificates of a connection that end soon (``broker.renewal_due``: the window in which set-up renews
     them), each in words that say when and what to do before the fleet stops at its end: the one the broker serves
-    (``served_der``, from the TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served
-    only from its next start) and this device's own (``cert_file``). An unreadable file is left to connect_error."""
+    (``served``, from the TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served only
+    from its next start) and this device's own (``cert_file``). An unreadable file is left to connect_error."""
     now = dt.datetime.now(dt.timezone.utc)
-
-    def when(cert: x509.Certificate) -> str:
-        hours = (cert.not_valid_after_utc - now).total_seconds() / 3600
-        left = f"{round(hours / 24)} days" if hours >= 48 else f"{max(0, round(hours))} hours"
-        return f"ends on {_utc(cert.not_valid_after_utc)} (in {left})"
-    words = []
-    try:
-        served = x509.load_der_x509_certificate(served_der) if served_der else None
-    except ValueError:
-        served = None
-    if served is not None and renewal_due(served, now):
-        words.append(f"the broker's certificate {when(served)}: on the broker, `tinycl fleet setup` on its directory "
-                     f"again renews it (if not done yet), then restart the broker (it serves a renewed certificate "
-                     f"from its next start)")
     try:
         own = x509.load_pem_x509_certificate(Path(cert_file).read_bytes()) if cert_file else None
     except (OSError, ValueError):
         own = None
-    if own is not None and renewal_due(own, now):
-        words.append(f"this device's certificate ({cert_file}) {when(own)}: on the broker, `tinycl fleet setup` on "
-                     f"its directory again renews it (if not done yet), then copy this device's new bundle to this "
-                     f"device")
+    renew = "on the broker, `tinycl fleet setup` on its directory again renews it (if not done yet), then"
+    certs = [(served, "the broker's certificate",
+              "restart the broker (it serves a renewed certificate from its next start)"),
+             (own, f"this device's certificate ({cert_file})", "copy this device's new bundle to this device")]
+    words = []
+    for cert, whose, then in certs:
+        if cert is not None and renewal_due(cert, now):
+            hours = (cert.not_valid_after_utc - now).total_seconds() / 3600
+            left = f"{round(hours / 24)} days" if hours >= 48 else f"{max(0, round(hours))} hours"
+            words.append(f"{whose} ends on {utc_text(cert.not_valid_after_utc)} (in {left}): {renew} {then}")
     return words
 
 
-def served_certificate(client: mqtt.Client) -> bytes | None:
-    """The certificate the broker presented on ``client``'s connection (DER), None without TLS or a connection."""
+def served_certificate(client: mqtt.Client) -> x509.Certificate | None:
+    """The certificate the broker presented on ``client``'s connection, None without TLS or a connection."""
     sock = client.socket()
-    return sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    try:
+        return x509.load_der_x509_certificate(der) if der else None
+    except ValueError:
+        return None
 
 
 def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None) -> str:
