@@ -10,20 +10,21 @@ import pytest
 
 from tinycl_nodes.fleet.broker import make_ca, make_client_cert
 from tinycl_nodes.fleet.check import check
-from tinycl_nodes.fleet.link import MqttLink, MqttParams
+from tinycl_nodes.fleet.link import ENDING_RECHECK_S, MqttLink, MqttParams
 
 from .conftest import wait_for
 
 pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
-def _link(setup, name: str = "dev1", **kw) -> MqttLink:
+def _link(setup, name: str = "dev1", recheck_ending_s: float = ENDING_RECHECK_S, **kw) -> MqttLink:
     c = setup.credentials("dev1")
     values = dict(host="localhost", port=setup.port, ca_file=setup.ca, cert_file=c.certfile, key_file=c.keyfile,
                   username="dev1", password=c.password, reconnect_min_s=0.1, reconnect_max_s=1.0,
                   client_id="tinycl-lab-dev1")
     values.update(kw)
-    return MqttLink(MqttParams(**values), values["client_id"], [], None, logging.getLogger(f"test.{name}")).start()
+    return MqttLink(MqttParams(**values), values["client_id"], [], None, logging.getLogger(f"test.{name}"),
+                    recheck_ending_s=recheck_ending_s).start()
 
 
 def _said(caplog, name: str, words: str, level: int = logging.WARNING) -> list[str]:
@@ -122,8 +123,8 @@ def test_two_quick_broker_restarts_are_not_taken_for_another_client(fleet_setup,
             link.stop()
 
 
-def _reissued(setup, tmp_path, ends_in_days: float, name: str = "dev1"):
-    """``name``'s certificate again, signed by the fleet's CA with its key, of set-up's 825 days, ending
+def _reissued(setup, tmp_path, ends_in_days: float, name: str = "dev1", lasts_days: float = 825):
+    """``name``'s certificate again, signed by the fleet's CA with its key, of ``lasts_days`` (set-up's 825), ending
     ``ends_in_days`` from now (< 0: ended), and its end."""
     import datetime as dt
     from pathlib import Path
@@ -138,7 +139,7 @@ def _reissued(setup, tmp_path, ends_in_days: float, name: str = "dev1"):
     old = x509.load_pem_x509_certificate(Path(c.certfile).read_bytes())
     end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=ends_in_days)
     b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(end - dt.timedelta(days=825))
+         .serial_number(x509.random_serial_number()).not_valid_before(end - dt.timedelta(days=lasts_days))
          .not_valid_after(end))
     for ext in old.extensions:
         b = b.add_extension(ext.value, ext.critical)
@@ -371,6 +372,33 @@ def test_a_certificate_that_ends_soon_is_said_at_the_connection_and_on_diagnosti
     try:
         assert link.wait_connected(10) and not link.ending and link_status(link).findings == []
         assert not _said(caplog, "in_date", "ends on")
+    finally:
+        link.stop()
+
+
+def test_a_certificate_that_comes_into_its_window_during_a_connection_is_said_then(fleet_setup, broker, tmp_path,
+                                                                                    caplog) -> None:
+    """A robot's connection lasts weeks: its certificates' end was looked at only when it connected, so one that came
+    into the renewal window later was said by nothing but its end. The link looks again every ``recheck_ending_s``
+    (an hour) from its owner's timer, and says what is new once. Real mosquitto and TLS; a certificate of 12 s, its
+    window the last third (4 s), looked at every 0.2 s."""
+    from tinycl_nodes.nodes.diagnostics import WARN, link_status
+
+    caplog.set_level(logging.INFO)
+    crt, end = _reissued(fleet_setup, tmp_path, 11 / 86400, lasts_days=12 / 86400)
+    link = _link(fleet_setup, "window", cert_file=str(crt), recheck_ending_s=0.2)
+    try:
+        assert link.wait_connected(6)
+        link.recheck_ending()
+        assert not link.ending and not _said(caplog, "window", "ends on"), link.ending
+        assert wait_for(lambda: link.recheck_ending() or link.ending, timeout_s=12), "never said"
+        words = (f"this device's certificate ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC (in 0 minutes): on the broker, "
+                 "`tinycl fleet setup` on its directory again renews it")
+        assert link.ending[0].startswith(words) and link_status(link).level == WARN, link.ending
+        for _ in range(5):                     # looked at again: the same words, not said again
+            time.sleep(0.25)
+            link.recheck_ending()
+        assert _said(caplog, "window", "ends on") == [f"mqtt: {link.ending[0]}"], _said(caplog, "window", "")
     finally:
         link.stop()
 

@@ -397,6 +397,7 @@ class Aggregator:
     def tick(self) -> bool:
         """Close a round if due; return whether one was published."""
         p = self.p
+        self.link.recheck_ending()
         with self._lock:
             if self.store is not None:
                 self.store.tick()

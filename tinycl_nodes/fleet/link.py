@@ -46,6 +46,8 @@ OnMessage = Callable[[str, bytes], None]
 #: a connection lost this soon after it was made, reconnecting at once, is another client taking the session (plus
 #: twice the current first delay: each side's backoff grows, so each connection lasts about the other's delay)
 TAKEOVER_S = 5.0
+#: a connection lasts weeks: how often its certificates' end is looked at again (``MqttLink.recheck_ending``)
+ENDING_RECHECK_S = 3600.0
 #: TLS alerts a broker sends when it refuses the client's certificate (after the handshake under TLS 1.3)
 _CERT_ALERTS = ("UNKNOWN_CA", "CERTIFICATE_REVOKED", "BAD_CERTIFICATE", "CERTIFICATE_REQUIRED",
                 "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED", "UNSUPPORTED_CERTIFICATE")
@@ -168,7 +170,8 @@ def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[str]:
     for cert, whose, then in certs:
         if cert is not None and renewal_due(cert, now):
             hours = (cert.not_valid_after_utc - now).total_seconds() / 3600
-            left = f"{round(hours / 24)} days" if hours >= 48 else f"{max(0, round(hours))} hours"
+            left = (f"{round(hours / 24)} days" if hours >= 48 else f"{round(hours)} hours" if hours >= 2
+                    else f"{max(0, round(hours * 60))} minutes")
             words.append(f"{whose} ends on {utc_text(cert.not_valid_after_utc)} (in {left}): {renew} {then}")
     return words
 
@@ -253,8 +256,9 @@ class MqttLink:
     """A paho client with the policies above; thread-safe ``offer``; callbacks in paho's thread."""
 
     def __init__(self, params: MqttParams, client_id: str, subscriptions: list[str], on_message: OnMessage | None,
-                 logger: logging.Logger | None = None, qos: int = 1) -> None:
+                 logger: logging.Logger | None = None, qos: int = 1, recheck_ending_s: float = ENDING_RECHECK_S) -> None:
         self.params = params
+        self.recheck_ending_s = recheck_ending_s
         self.log = logger or logging.getLogger("tinycl.mqtt")
         self.qos = qos
         self.subscriptions = list(subscriptions)
@@ -263,6 +267,8 @@ class MqttLink:
         self.connects = 0
         self.last_error = ""
         self.ending: list[str] = []     # of the last connection: ending_soon's words (said, and on /diagnostics)
+        self._served: x509.Certificate | None = None    # the certificate the broker served on the last connection
+        self._ending_at = 0.0        # when (monotonic) ``ending`` was last worked out
         self._failed_tries = 0       # connection attempts failed since the last connect (said once per outage)
         self._said = ""              # the reason said for this outage (said again if it changes)
         self._paho_error = ""        # paho's last error line (a refusal after the TLS handshake comes only there)
@@ -384,10 +390,23 @@ class MqttLink:
         self._failed_tries, self._lost_at = 0, None
         self.log.info("mqtt: connected to %s:%d (session present: %s%s)", self.params.host, self.params.port,
                       bool(getattr(flags, "session_present", False)), after)
-        self.ending = ending_soon(served_certificate(client), self.params.cert_file)
-        for words in self.ending:
-            self.log.warning("mqtt: %s", words)
+        self._served, self.ending = served_certificate(client), []
+        self._say_ending()                       # each connection says them all
         self._subscribe_and_send(client)
+
+    def recheck_ending(self) -> None:
+        """``ending`` worked out again if ``recheck_ending_s`` has passed, saying the words that are new (each day's
+        count, each hour's in the last two days): a connection opened before the renewal window would otherwise say
+        nothing until it ends. Called from the owner's timer (the bridge's period, the aggregator's tick)."""
+        if self.connected.is_set() and time.monotonic() - self._ending_at >= self.recheck_ending_s:
+            self._say_ending()
+
+    def _say_ending(self) -> None:
+        words = ending_soon(self._served, self.params.cert_file)
+        with self._lock:
+            new, self.ending, self._ending_at = [w for w in words if w not in self.ending], words, time.monotonic()
+        for w in new:
+            self.log.warning("mqtt: %s", w)
 
     def _subscribe_and_send(self, client: Any) -> None:
         for t in self.subscriptions:

@@ -389,6 +389,7 @@ class MqttBridge(Node):
 
     def _on_period(self) -> None:
         self._check_lag()
+        self.link.recheck_ending()
         with self._lock:
             s, latest = self.sent, self.latest
         if latest is not None and (s is None or s.version != latest.version or s.keys != latest.keys):
