@@ -96,17 +96,19 @@ marked = $$(grep -rl --include='test_*.py' 'mark\.$(1)' tests)
 # Two workers (pytest-xdist, a file's tests on one) and, beside them, the files marked `waits` in one more pytest: a
 # profile of the suite (CPU time against wall time, per test, 2026-12-06) found the 2 cores 28 % idle on average, and
 # these files 172 s of a worker's time for 30 s of CPU. Each of the three takes its DDS domain ids from a slot of its
-# own (tests/domains.py). Then the tests with wall-clock bounds (pyproject.toml), apart from the rest and two at a
-# time: one at a time they left 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s against 108-116 s
-# with the same margins (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points). A file's tests on one
-# worker (the kill -9 tests one after another, the launcher's beside them): on a slower machine (2026-12-07), two
-# kill -9 tests at once left the killed board 0.20-0.59 points below the uninterrupted run in 4 runs (bound 0.5; one
-# failed); a file to a worker, 0.01-0.39 in 3 runs, in the same 75-79 s.
-# Three were tried on 2 cores (2026-12-05): 763 s against 1102 s for the parallel part, but in a fresh clone's run
-# two tests' timings broke under the load (an aggregator that started after the head it was to wait for; a question
-# whose 12 s lifetime ran out before the page redrew it). Those two wait for events now; three again in a fresh clone
-# (19:16 UTC): 1007 s against 981 s for two at 18:52, and 5 s without IMU readings under the load made
-# the IMU launch test's sensor say "cannot hear the IMU": two it is.
+# own (tests/domains.py). The phone's browser tests and two labeler files joined them (2026-12-07: 12-67 s a file,
+# 40-55 % of it CPU, measured alone): make test 16:35 against 18:36 in fresh clones an hour apart, the workers 860 s
+# against 980 s, the lane 556 s beside them. Then the tests with wall-clock bounds (pyproject.toml), apart from the
+# rest and two at a time: one at a time they left 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s
+# against 108-116 s with the same margins (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points). A
+# file's tests on one worker (the kill -9 tests one after another, the launcher's beside them): on a slower machine
+# (2026-12-07), two kill -9 tests at once left the killed board 0.20-0.59 points below the uninterrupted run in 4 runs
+# (bound 0.5; one failed); a file to a worker, 0.01-0.39 in 3 runs, in the same 75-79 s. Three were tried on 2 cores
+# (2026-12-05): 763 s against 1102 s for the parallel part, but in a fresh clone's run two tests' timings broke under
+# the load (an aggregator that started after the head it was to wait for; a question whose 12 s lifetime ran out
+# before the page redrew it). Those two wait for events now; three again in a fresh clone (19:16 UTC): 1007 s against
+# 981 s for two at 18:52, and 5 s without IMU readings under the load made the IMU launch test's sensor say "cannot
+# hear the IMU": two it is.
 test: $(TRAIN_STAMP) bytecode system-deps firmware-deps browser-deps ros2-kit
 	@export TINYCL_DATA=$(abspath $(DATA)) TINYCL_ROS2_CACHE=$$(bash tools/ros2/install-kit.sh 2>/dev/null) \
 	    TINYCL_DOMAIN_SLOTS=3; lane=$$(mktemp); \

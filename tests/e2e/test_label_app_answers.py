@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.conftest import SETTLED_S, answer, ask, open_phone
 from tests.e2e.test_label_app_day import audit
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import robot
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 #: what a phone shows and a thumb taps in the page: the toast must lie on none of them
 #: the page with Change's choices open: written only with TINYCL_UPDATE_DOCS=1 (a test run leaves the checkout as it is)

@@ -25,9 +25,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-pairing-token"

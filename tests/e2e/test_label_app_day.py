@@ -21,11 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.e2e.test_label_app_browser import TOKEN, _card, _image, _until, _url
 from tests.nodes.conftest import node, spin_until
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.fleet.broker import free_port
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = {"ask": ROOT / "docs" / "label_app.png", "know": ROOT / "docs" / "label_app_classes.png"}

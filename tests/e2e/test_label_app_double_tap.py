@@ -8,10 +8,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.e2e.conftest import SETTLED_S, answer, ask, open_phone, teach
 from tests.e2e.test_label_app_browser import _until
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import Robot, robot
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 class Heard:

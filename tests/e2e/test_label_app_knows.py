@@ -20,12 +20,15 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from tests.e2e.test_label_app_browser import _until
 from tests.e2e.test_label_app_day import audit
 from tests.e2e.conftest import SETTLED_S, answer, ask, labeler_app_phone, open_phone, teach
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, Robot, robot
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 HAR_CHANNELS = ["x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro"]
 

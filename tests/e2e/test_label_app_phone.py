@@ -13,12 +13,16 @@ import json
 import time
 import urllib.request
 
+import pytest
+
 from tests.e2e.conftest import SETTLED_S, ask, labeler_app_phone, open_phone
 from tests.e2e.test_label_app_browser import _until
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import TOKEN, Robot, app_node, labeler_node, robot
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.fleet.broker import free_port
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 def test_the_new_name_placeholder_fits_a_390px_phone(domain, tmp_path, phone):
     with robot(domain, tmp_path) as r:

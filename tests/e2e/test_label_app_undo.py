@@ -14,9 +14,12 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, TOKEN, Robot, robot
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 
 def novel(r: Robot) -> None:

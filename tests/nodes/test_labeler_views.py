@@ -19,6 +19,8 @@ from tinycl_nodes.interfaces import as_sequence
 from tinycl_nodes.nodes.labeler import VIEWS
 from tinycl_nodes.storage import load_states, save_states
 
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
+
 FRAMES = 12                   # frames of the held view before the restart, and as many after
 
 

@@ -11,6 +11,7 @@ import shutil
 import time
 
 import numpy as np
+import pytest
 
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_bad_input import _sample
@@ -22,6 +23,8 @@ from tinycl_nodes.journal import Journal
 from tinycl_nodes.storage import load_states
 
 from .conftest import node
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 WAITS = "the head will start from the model's class statistics, weighed by the labelled samples that come first"
 STARTS = "the head starts from the model's class statistics (36017 training images of classes [0, 1, 2, 3, 4, 5]; "
