@@ -31,7 +31,7 @@ class Camera:
         self.bus = b = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
         self.hash = FrozenExtractor(model_path(model)).hash
         self.passed: dict[int, int] = {}
-        b.create_subscription("labeled", "LabeledFeatures", self._on_labeled, "reliable")
+        self.labeled = b.create_subscription("labeled", "LabeledFeatures", self._on_labeled, "reliable")
         self.features = b.create_publisher("features", "Features", "reliable")
         self.stamp = time.time_ns()
 
@@ -47,9 +47,21 @@ class Camera:
             extractor_hash=self.hash, sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
         return ns
 
+    def matches(self) -> tuple[int, int]:
+        """Matches ever made with a labeler (DDS total counts): its reader of our features, its writer of labeled."""
+        return (self.features.writer.get_publication_matched_status().total_count,
+                self.labeled.reader.get_subscription_matched_status().total_count)
+
+    def wait_for_labeler(self, labeler, since: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+        """Until a labeler reads our features and we read what it passes on (both ways: what it publishes before
+        our reader matched is lost to us); ``since``: the counts before a restart, as a labeler killed with -9 stays
+        matched until its lease ends (frames sent then went to it alone: one fresh clone's run in the lane)."""
+        assert spin_until(self.bus, lambda: all(n > s for n, s in zip(self.matches(), since)), 30), \
+            (self.matches(), since, labeler.lines[-10:])
+        return self.matches()
+
     def held(self, frames: np.ndarray, labeler) -> list[int]:
-        """The frames of the held view, once the labeler reads them; what it passed on for each (-1: not learned)."""
-        assert spin_until(self.bus, lambda: self.features.get_subscription_count() > 0, 30), labeler.lines[-10:]
+        """The frames of the held view; what the labeler passed on for each (-1: not learned)."""
         sent = [self.send(x) for x in frames]
         assert spin_until(self.bus, lambda: all(k in self.passed for k in sent), 30), labeler.lines[-10:]
         return [self.passed[k] for k in sent]
@@ -86,7 +98,7 @@ def test_a_tinyndc_labeler_started_again_does_not_learn_the_held_view_once_more(
             "save_every:=1", "save_period_s:=1.0")
     try:
         with node("labeler", domain, *args) as labeler:
-            assert spin_until(t.bus, lambda: t.features.get_subscription_count() > 0, 30), labeler.lines[-10:]
+            seen = t.wait_for_labeler(labeler)
             for x, y in zip(labelled, ytr[init]):
                 t.send(x, int(y))
             before = t.held(frames[:FRAMES], labeler)
@@ -94,6 +106,7 @@ def test_a_tinyndc_labeler_started_again_does_not_learn_the_held_view_once_more(
             _restart(stop, labeler, tmp_path)
         with node("labeler", domain, *args) as again:
             again.wait_for_line("restored state (", 30)
+            t.wait_for_labeler(again, seen)
             after = t.held(frames[FRAMES:], again)
             if stop == "older file":         # it loads, with no view remembered: the first frame is learned again
                 assert after[0] >= 0 and after[1:] == [-1] * (FRAMES - 1), after
@@ -118,7 +131,7 @@ def test_an_rce_labeler_started_again_does_not_pass_the_held_view_on_once_more(s
             "global_topic:=''", "save_period_s:=1.0")
     try:
         with node("labeler", domain, *args) as labeler:
-            assert spin_until(t.bus, lambda: t.features.get_subscription_count() > 0, 30), labeler.lines[-10:]
+            seen = t.wait_for_labeler(labeler)
             taught = [t.send((centers[i % 2] + rng.normal(0, 0.1, 64)).astype(np.float32), i % 2) for i in range(6)]
             assert spin_until(t.bus, lambda: all(k in t.passed for k in taught), 30), labeler.lines[-10:]
             if stop == "kill -9":
@@ -128,6 +141,7 @@ def test_an_rce_labeler_started_again_does_not_pass_the_held_view_on_once_more(s
             _restart(stop, labeler, tmp_path)
         with node("labeler", domain, *args) as again:
             again.wait_for_line("restored state from", 30)
+            t.wait_for_labeler(again, seen)
             after = t.held(frames[FRAMES:], again)
             assert after == [-1] * FRAMES, after                 # was: its first frame passed on to be learned again
         assert not any("Traceback" in ln for ln in labeler.lines + again.lines)
