@@ -222,15 +222,26 @@ def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
     """``params_file:=`` of a few lines changes those and keeps the graph's shipped file: a file that sets only the
     sensor's rate (and a short stream, to keep the test short) replays losslessly with that rate in effect. It used
     to replace the shipped file: the nodes then ran on their built-in defaults, a camera's (best-effort frames, no
-    waiting for ground truth), and 104 of 8100 samples were lost without an error."""
+    waiting for ground truth), and 104 of 8100 samples were lost without an error. The replay waits for one more
+    reader of its ground truth, the test's, until ``ros2 param get`` has read the rate: on a loaded machine it once
+    reached the sensor as the sensor exited at the stream's end, and waited for an answer until killed (60 s)."""
+    from tinycl_nodes.bus import create_bus
+
     mine = ros.tmp / "r100.yaml"
-    mine.write_text("sensor:\n  ros__parameters:\n    rate_hz: 100.0\n    stream_length: 500\n")
+    mine.write_text("sensor:\n  ros__parameters:\n    rate_hz: 100.0\n    stream_length: 500\n"
+                    "    wait_for_truth_subscribers: 4\n    wait_timeout_s: 300.0\n")
     launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/pf",
                        f"params_file:={mine}", name="ros2 launch small params file")
     ros.wait_until("the sensor", lambda: "/pf/sensor" in ros.node_list(), timeout_s=60)
     assert "Double value is: 100.0" in _param(ros, "/pf/sensor", "rate_hz")       # the user's value
     assert "reliable" in _param(ros, "/pf/extractor", "image_qos")                # the shipped file's
-    assert launch.wait(120) == 0, launch.text[-3000:]
+    assert "published" not in launch.text, launch.text[-3000:]                    # the replay has not started
+    bus = create_bus("truth_reader", "/pf", backend="dds", domain=ros.domain, dds_config="loopback")
+    try:
+        bus.create_subscription("ground_truth", "GroundTruth", lambda m: None, "reliable")   # the fourth: it starts
+        assert launch.wait(120) == 0, launch.text[-3000:]
+    finally:
+        bus.shutdown()
     final = launch.wait_for_line("final: accuracy")
     assert "of 500 stream samples (600 predictions, 0 lost)" in final, final
 
