@@ -235,7 +235,7 @@ def test_a_users_small_params_file_layers_on_the_shipped_one(ros):
     ros.wait_until("the sensor", lambda: "/pf/sensor" in ros.node_list(), timeout_s=60)
     assert "Double value is: 100.0" in _param(ros, "/pf/sensor", "rate_hz")       # the user's value
     assert "reliable" in _param(ros, "/pf/extractor", "image_qos")                # the shipped file's
-    assert "published" not in launch.text, launch.text[-3000:]                    # the replay has not started
+    assert "published 600 samples" not in launch.text, launch.text[-3000:]        # the replay is held, not ended
     bus = create_bus("truth_reader", "/pf", backend="dds", domain=ros.domain, dds_config="loopback")
     try:
         bus.create_subscription("ground_truth", "GroundTruth", lambda m: None, "reliable")   # the fourth: it starts

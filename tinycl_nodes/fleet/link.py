@@ -256,7 +256,8 @@ class MqttLink:
     """A paho client with the policies above; thread-safe ``offer``; callbacks in paho's thread."""
 
     def __init__(self, params: MqttParams, client_id: str, subscriptions: list[str], on_message: OnMessage | None,
-                 logger: logging.Logger | None = None, qos: int = 1, recheck_ending_s: float = ENDING_RECHECK_S) -> None:
+                 logger: logging.Logger | None = None, qos: int = 1,
+                 recheck_ending_s: float = ENDING_RECHECK_S) -> None:
         self.params = params
         self.recheck_ending_s = recheck_ending_s
         self.log = logger or logging.getLogger("tinycl.mqtt")
