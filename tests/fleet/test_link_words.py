@@ -379,10 +379,12 @@ def test_a_certificate_that_ends_soon_is_said_at_the_connection_and_on_diagnosti
 def test_a_certificate_that_comes_into_its_window_during_a_connection_is_said_then(fleet_setup, broker, tmp_path,
                                                                                     caplog) -> None:
     """A robot's connection lasts weeks: its certificates' end was looked at only when it connected, so one that came
-    into the renewal window later was said by nothing but its end. The link looks again every ``recheck_ending_s``
-    (an hour) from its owner's timer, and says what is new once. Real mosquitto and TLS; a certificate of 12 s, its
-    window the last third (4 s), looked at every 0.2 s."""
-    from tinycl_nodes.nodes.diagnostics import WARN, link_status
+    into the renewal window later was said by nothing but its end, and one that ended was said by nothing at all (TLS
+    checks it only at the handshake: the connection went on, the next was refused). The link looks again every
+    ``recheck_ending_s`` (an hour) from its owner's timer, and says what is new once; an ended one is an error and
+    ERROR on /diagnostics. Real mosquitto and TLS; a certificate of 12 s, its window the last third (4 s), looked at
+    every 0.2 s; the broker restarted after its end refuses the link, as the words say."""
+    from tinycl_nodes.nodes.diagnostics import ERROR, WARN, link_status
 
     caplog.set_level(logging.INFO)
     crt, end = _reissued(fleet_setup, tmp_path, 11 / 86400, lasts_days=12 / 86400)
@@ -392,15 +394,77 @@ def test_a_certificate_that_comes_into_its_window_during_a_connection_is_said_th
         link.recheck_ending()
         assert not link.ending and not _said(caplog, "window", "ends on"), link.ending
         assert wait_for(lambda: link.recheck_ending() or link.ending, timeout_s=12), "never said"
-        words = (f"this device's certificate ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC (in 0 minutes): on the broker, "
-                 "`tinycl fleet setup` on its directory again renews it")
-        assert link.ending[0].startswith(words) and link_status(link).level == WARN, link.ending
+        start = f"this device's certificate ({crt})"
+        words = (f"{start} ends on {end:%Y-%m-%d %H:%M} UTC (in 0 minutes): on the broker, `tinycl fleet setup` on "
+                 "its directory again renews it")
+        assert link.ending[0].words.startswith(words) and link_status(link).level == WARN, link.ending
         for _ in range(5):                     # looked at again: the same words, not said again
             time.sleep(0.25)
             link.recheck_ending()
-        assert _said(caplog, "window", "ends on") == [f"mqtt: {link.ending[0]}"], _said(caplog, "window", "")
+        assert _said(caplog, "window", "ends on") == [f"mqtt: {link.ending[0].words}"], _said(caplog, "window", "")
+        assert wait_for(lambda: link.recheck_ending() or any(e.ended for e in link.ending), timeout_s=6), link.ending
+        words = (f"{start} ended on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago): the broker refuses this device's next "
+                 "connection (this one goes on until it is lost); on the broker, `tinycl fleet setup`")
+        st = link_status(link)
+        assert link.ending[0].words.startswith(words) and st.level == ERROR and st.values["connected"] == "yes", st
+        for _ in range(5):
+            time.sleep(0.25)
+            link.recheck_ending()
+        assert _said(caplog, "window", "ended on", logging.ERROR) == [f"mqtt: {link.ending[0].words}"]
+        broker.stop()
+        broker.start()
+        assert wait_for(lambda: _said(caplog, "window", "the broker refused this device's certificate: it has expired"),
+                        timeout_s=10)
+        assert not link.connected.is_set()
     finally:
         link.stop()
+
+
+def test_the_bridge_and_the_aggregator_look_again_at_their_certificates(fleet_setup, broker, tmp_path) -> None:
+    """The link's second look (above) is called by its owners' timers, the bridge's period and the aggregator's tick:
+    with certificates of 40 s that end 10 s after the test starts (in their window, the last third, when the nodes
+    connect), both nodes' /diagnostics go from WARN to ERROR at their end, during the connection. Each link looks
+    every 0.2 s here (an hour by default)."""
+    from tinycl_nodes.bus import create_bus
+    from tinycl_nodes.bus.local import LocalGraph
+    from tinycl_nodes.fleet.aggregator import AggregatorNode, AggregatorParams
+    from tinycl_nodes.nodes.diagnostics import ERROR, WARN, Diagnostics
+    from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
+
+    from .conftest import FLEET
+
+    (dev, _), (agg, _) = (_reissued(fleet_setup, tmp_path, 10 / 86400, name, lasts_days=40 / 86400)
+                          for name in ("dev1", "aggregator"))
+    graph = LocalGraph()
+    bus, hub = create_bus("mqtt_bridge", "/dev1/tinycl", backend="local", graph=graph), \
+        create_bus("aggregator", "/fleet", backend="local", graph=graph)
+    bridge = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=fleet_setup.directory,
+                                          mqtt_cert_file=str(dev), period_s=0.1, state_dir=str(tmp_path / "s")))
+    aggregator = AggregatorNode(hub, AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, kind="CWRStar",
+                                                      mqtt_cert_file=str(agg), extractor_hash="x" * 16, n_features=4,
+                                                      state_dir=str(tmp_path / "a")))
+    links = (bridge.link, aggregator.agg.link)
+    for link in links:
+        link.recheck_ending_s = 0.2
+    health = [Diagnostics(bridge, 1.0), Diagnostics(aggregator, 1.0)]
+
+    def levels() -> list[int]:
+        for b in (bus, hub):
+            b.spin_once(0.05)
+        return [h.status().level for h in health]
+
+    try:
+        assert wait_for(lambda: all(link.connected.is_set() for link in links))
+        assert levels() == [WARN, WARN], [h.status().message for h in health]
+        assert wait_for(lambda: levels() == [ERROR, ERROR], timeout_s=15), [h.status().message for h in health]
+        for h, whose in zip(health, (dev, agg), strict=True):
+            st = h.status()
+            assert st.values["connected"] == "yes" and f"this device's certificate ({whose}) ended on" in st.message
+    finally:
+        bridge.close()
+        aggregator.close()
+        bus.shutdown()
+        hub.shutdown()
 
 
 def test_a_renewed_certificate_copied_over_the_old_one_is_taken_at_the_next_attempt(fleet_setup, broker, tmp_path,

@@ -192,9 +192,34 @@ def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_ren
             out, warnings = _checked(d, "robot1", "+80d")
             assert out["broker_certificate_ends"] == f"{old:%Y-%m-%d %H:%M} UTC" and len(warnings) == 1, warnings
             assert "the broker's certificate ends on" in warnings[0], warnings
-    new = _cert(d / "server.crt").not_valid_after_utc
+            # and set-up says so itself, having looked at what the running broker serves (before: the second run
+            # said nothing)
+            new = _cert(d / "server.crt").not_valid_after_utc
+            assert _stale(res) == [f"warning: the broker listening on localhost (127.0.0.1):{_port(d)} serves the "
+                                   f"certificate that ends on {old:%Y-%m-%d %H:%M} UTC (in 20 days), not the renewed "
+                                   f"one in {d / 'server.crt'} (ends on {new:%Y-%m-%d %H:%M} UTC): every device is cut "
+                                   "off at its end unless you restart it (Ctrl-C and `tinycl fleet run` again, or its "
+                                   "service): mosquitto reads its certificate at its start"], res.stdout
     assert new > old
     with _broker_at(d, "+80d"):                         # restarted: it serves the renewed one; robot1 holds its own
         out, warnings = _checked(d, "robot1", "+80d")
         assert out["connect"] == "Success" and not warnings and not out["ending"], (out, warnings)
         assert out["broker_certificate_ends"] == f"{new:%Y-%m-%d %H:%M} UTC", out
+        res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+        assert res.returncode == 0 and _stale(res) == [], res.stdout      # it serves what set-up would have it serve
+        res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca")
+        assert res.returncode == 0 and _stale(res) == [f"warning: the broker listening on localhost (127.0.0.1):"
+                                                       f"{_port(d)} serves a certificate of another CA (the fleet's "
+                                                       "before --new-ca?): no device with a new bundle connects until "
+                                                       "you restart it (Ctrl-C and `tinycl fleet run` again, or its "
+                                                       "service): mosquitto reads its certificate at its start"], \
+            res.stdout
+
+
+def _stale(res: subprocess.CompletedProcess) -> list[str]:
+    """Set-up's words on what the running broker serves (``broker.stale_served``)."""
+    return [ln for ln in res.stdout.splitlines() if ln.startswith("warning: the broker listening on")]
+
+
+def _port(d: Path) -> int:
+    return BrokerSetup.load(d).port

@@ -81,6 +81,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -90,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -264,6 +266,18 @@ def renewal_due(cert: x509.Certificate, now: dt.datetime) -> bool:
     return cert.not_valid_after_utc - now <= min(dt.timedelta(days=RENEW_DAYS), life / 3)
 
 
+def utc_text(when: dt.datetime) -> str:
+    """A certificate's end as the fleet's words give it (to the minute, UTC)."""
+    return f"{when:%Y-%m-%d %H:%M} UTC"
+
+
+def span_words(seconds: float) -> str:
+    """A time left or past as a person counts it: days from 48 h, hours from 2 h, else minutes."""
+    hours = seconds / 3600
+    return (f"{round(hours / 24)} days" if hours >= 48 else f"{round(hours)} hours" if hours >= 2
+            else f"{round(hours * 60)} minutes")
+
+
 def make_ca(d: Path, cn: str, days: int = ca_days(DAYS)) -> None:
     """A self-signed EC CA ``ca.crt`` / ``ca.key`` (0600) in ``d``, valid ``days`` (``ca_days``)."""
     d.mkdir(parents=True, exist_ok=True)
@@ -378,7 +392,7 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
         raise ValueError(f"{d / 'ca.crt'} is missing or cannot be read, but {d} holds the fleet's CA key (ca.key): "
                          f"restore it, or pass --new-ca to start over (every device then needs its new bundle)")
     if ca.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
-        raise ValueError(f"the fleet's CA ({d / 'ca.crt'}) ended on {ca.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: "
+        raise ValueError(f"the fleet's CA ({d / 'ca.crt'}) ended on {utc_text(ca.not_valid_after_utc)}: "
                          f"no certificate can be issued or renewed under it; pass --new-ca to start over (every "
                          f"device then needs its new bundle)")
     return old
@@ -902,7 +916,7 @@ def _renewed_words(d: Path, names: list[str]) -> str:
     until: dict[str, list[str]] = {}
     for name in names:
         held = _superseded(d, name)     # the one just replaced is the last; an ended one is not kept
-        when = f"work until {held[-1].not_valid_after_utc:%Y-%m-%d %H:%M} UTC" if held else "have ended"
+        when = f"work until {utc_text(held[-1].not_valid_after_utc)}" if held else "have ended"
         until.setdefault(when, []).append(name)
     return (f"renewed (certificate ended or ending; same names and passwords): copy {d / 'bundles'}/<name> to each "
             f"of: {', '.join(names)} again; the bundles they hold " +
@@ -916,6 +930,42 @@ def _ca_end_caps(d: Path) -> dt.datetime | None:
     if ca is None or server is None or server.not_valid_after_utc < ca.not_valid_after_utc:
         return None
     return ca.not_valid_after_utc
+
+
+def stale_served(st: BrokerSetup, timeout_s: float = 3.0) -> str | None:
+    """Words for a broker listening at set-up's address that serves a certificate a restart would replace, and must:
+    one of the CA before ``--new-ca``, or one in its renewal window that set-up has renewed on disk. mosquitto reads
+    its certificate at its start, and a set-up run with nothing left to renew said nothing of a broker still serving
+    the old one, until every device was cut off at its end. None: no broker answers there, or it serves what it may.
+    Read without verifying it (it may be of another CA): only its dates and issuer are looked at. Only at an address
+    of this host (set-up runs on the broker's machine): another would cost the timeout when nothing answers."""
+    if _not_here(st.ip):
+        return None
+    try:
+        served = x509.load_pem_x509_certificate(ssl.get_server_certificate((st.ip, st.port), timeout=timeout_s)
+                                                .encode())
+    except (OSError, ValueError):            # none listens, not TLS (ssl.SSLError is an OSError), or no certificate
+        return None
+    d = Path(st.directory)
+    ca, disk = _cert(d / "ca.crt"), _cert(d / "server.crt")
+    if ca is None or disk is None:
+        return None
+    where = f"the broker listening on {st.host} ({st.ip}):{st.port}"
+    restart = ("restart it (Ctrl-C and `tinycl fleet run` again, or its service): mosquitto reads its certificate at "
+               "its start")
+    try:
+        served.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
+        return (f"{where} serves a certificate of another CA (the fleet's before --new-ca?): no device with a new "
+                f"bundle connects until you {restart}")
+    now = dt.datetime.now(dt.timezone.utc)
+    end = served.not_valid_after_utc
+    if renewal_due(served, now) and disk.not_valid_after_utc > end:
+        left = (f"ends on {utc_text(end)} (in {span_words((end - now).total_seconds())})" if end > now
+                else f"ended on {utc_text(end)}")
+        return (f"{where} serves the certificate that {left}, not the renewed one in {d / 'server.crt'} (ends on "
+                f"{utc_text(disk.not_valid_after_utc)}): every device is cut off at its end unless you {restart}")
+    return None
 
 
 def _port_or_off(text: str) -> int:
@@ -1000,12 +1050,14 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                       f"in the bundle, so it was not revoked and the old bundle still connects, until the CA changes "
                       f"(--new-ca: every device then needs its new bundle)")
             if (ca_end := _ca_end_caps(Path(st.directory))) is not None:
-                print(f"certificates now end with the fleet's CA on {ca_end:%Y-%m-%d %H:%M} UTC: run this set-up "
+                print(f"certificates now end with the fleet's CA on {utc_text(ca_end)}: run this set-up "
                       f"with --new-ca before then (every device then needs its new bundle)")
             # what a running broker serves changed: a new CA, certificate, ACL, CRL, passwords or configuration (a
             # --new-ca or an older build's ACL said nothing, and the broker went on with the old ones)
             if before is not None and _served(a.directory) != before:
                 print("a running broker applies this when restarted (SIGHUP: for new connections only)")
+            if (stale := stale_served(st)) is not None:
+                print(f"warning: {stale}")
             return 0
         return _run(_runnable(a.directory))
     except (ValueError, RuntimeError, OSError) as exc:

@@ -36,8 +36,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ..arg_types import number
-from .broker import BrokerSetup
-from .link import connect_error, ending_soon, served_certificate, tls_problem, utc_text
+from .broker import BrokerSetup, utc_text
+from .link import connect_error, ending_soon, served_certificate, tls_problem
 from .payload import PROBE
 
 
@@ -89,7 +89,7 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
             served = served_certificate(c)
             if served is not None:
                 out["broker_certificate_ends"] = utc_text(served.not_valid_after_utc)
-            out["ending"] = ending_soon(served, cert or "")
+            out["ending"] = [e.words for e in ending_soon(served, cert or "")]
         if publish and out["connect"] == "Success":
             c.publish(publish, payload, qos=1)
             acked.wait(timeout_s)

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
-from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, renewal_due
+from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, renewal_due, span_words, utc_text
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -70,10 +70,6 @@ _ALERT_WORDS = {
 #: TLS alerts a broker sends when the client's certificate is out of date by the broker's clock (OpenSSL: expired;
 #: not yet valid, or its CRL not yet valid, is a bad certificate)
 _DATE_ALERTS = ("CERTIFICATE_EXPIRED", "BAD_CERTIFICATE")
-
-
-def utc_text(when: Any) -> str:
-    return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
 def _clock_now() -> str:
@@ -152,28 +148,41 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
 
 
 
-def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[str]:
+class CertificateEnd(NamedTuple):
+    """One certificate of a connection that ends soon or has ended: the words that say when and what to do, and
+    whether it has ended (the connection goes on, TLS checks a certificate only at the handshake, but the next one is
+    refused: /diagnostics says ERROR, not WARN)."""
+
+    words: str
+    ended: bool
+
+
+def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[CertificateEnd]:
     """The certificates of a connection that end soon (``broker.renewal_due``: the window in which set-up renews
-    them), each in words that say when and what to do before the fleet stops at its end: the one the broker serves
-    (``served``, from the TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served only
-    from its next start) and this device's own (``cert_file``). An unreadable file is left to connect_error."""
+    them) or have ended, each in words that say when and what to do: the one the broker serves (``served``, from the
+    TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served only from its next start)
+    and this device's own (``cert_file``). An unreadable file is left to connect_error."""
     now = dt.datetime.now(dt.timezone.utc)
     try:
         own = x509.load_pem_x509_certificate(Path(cert_file).read_bytes()) if cert_file else None
     except (OSError, ValueError):
         own = None
     renew = "on the broker, `tinycl fleet setup` on its directory again renews it (if not done yet), then"
-    certs = [(served, "the broker's certificate",
+    certs = [(served, "the broker's certificate", "every device refuses its next connection to the broker",
               "restart the broker (it serves a renewed certificate from its next start)"),
-             (own, f"this device's certificate ({cert_file})", "copy this device's new bundle to this device")]
-    words = []
-    for cert, whose, then in certs:
-        if cert is not None and renewal_due(cert, now):
-            hours = (cert.not_valid_after_utc - now).total_seconds() / 3600
-            left = (f"{round(hours / 24)} days" if hours >= 48 else f"{round(hours)} hours" if hours >= 2
-                    else f"{max(0, round(hours * 60))} minutes")
-            words.append(f"{whose} ends on {utc_text(cert.not_valid_after_utc)} (in {left}): {renew} {then}")
-    return words
+             (own, f"this device's certificate ({cert_file})", "the broker refuses this device's next connection",
+              "copy this device's new bundle to this device")]
+    ends = []
+    for cert, whose, refused, then in certs:
+        if cert is None or not renewal_due(cert, now):
+            continue
+        end, left = utc_text(cert.not_valid_after_utc), (cert.not_valid_after_utc - now).total_seconds()
+        if left > 0:
+            ends.append(CertificateEnd(f"{whose} ends on {end} (in {span_words(left)}): {renew} {then}", False))
+        else:
+            ends.append(CertificateEnd(f"{whose} ended on {end} ({span_words(-left)} ago): {refused} "
+                                       f"(this one goes on until it is lost); {renew} {then}", True))
+    return ends
 
 
 def served_certificate(client: mqtt.Client) -> x509.Certificate | None:
@@ -267,7 +276,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.connects = 0
         self.last_error = ""
-        self.ending: list[str] = []     # of the last connection: ending_soon's words (said, and on /diagnostics)
+        self.ending: list[CertificateEnd] = []   # of the last connection: ending_soon's (said, and on /diagnostics)
         self._served: x509.Certificate | None = None    # the certificate the broker served on the last connection
         self._ending_at = 0.0        # when (monotonic) ``ending`` was last worked out
         self._failed_tries = 0       # connection attempts failed since the last connect (said once per outage)
@@ -397,17 +406,18 @@ class MqttLink:
 
     def recheck_ending(self) -> None:
         """``ending`` worked out again if ``recheck_ending_s`` has passed, saying the words that are new (each day's
-        count, each hour's in the last two days): a connection opened before the renewal window would otherwise say
-        nothing until it ends. Called from the owner's timer (the bridge's period, the aggregator's tick)."""
+        count, each hour's in the last two days, and once a certificate has ended, error lines counting since): a
+        connection opened before the renewal window would otherwise say nothing until it ends, nor that it has ended
+        while it lasts. Called from the owner's timer (the bridge's period, the aggregator's tick)."""
         if self.connected.is_set() and time.monotonic() - self._ending_at >= self.recheck_ending_s:
             self._say_ending()
 
     def _say_ending(self) -> None:
-        words = ending_soon(self._served, self.params.cert_file)
+        ends = ending_soon(self._served, self.params.cert_file)
         with self._lock:
-            new, self.ending, self._ending_at = [w for w in words if w not in self.ending], words, time.monotonic()
-        for w in new:
-            self.log.warning("mqtt: %s", w)
+            new, self.ending, self._ending_at = [e for e in ends if e not in self.ending], ends, time.monotonic()
+        for e in new:
+            self.log.log(logging.ERROR if e.ended else logging.WARNING, "mqtt: %s", e.words)
 
     def _subscribe_and_send(self, client: Any) -> None:
         for t in self.subscriptions:

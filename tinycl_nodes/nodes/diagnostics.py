@@ -61,7 +61,8 @@ class Status:
 def link_status(link: Any) -> Status:
     """A fleet node's MQTT link (``fleet.link.MqttLink``: the bridge's, the aggregator's): the broker and whether it
     is connected; WARN while not, saying why (a node cut off from its fleet was OK on /diagnostics), and while a
-    certificate of its last connection ends soon (``link.ending``: the fleet stops at its end)."""
+    certificate of its last connection ends soon (``link.ending``: the fleet stops at its end); ERROR once one has
+    ended (the next connection is refused)."""
     p = link.params
     broker = f"{p.host}:{p.port}"
     up = link.connected.is_set()
@@ -69,8 +70,8 @@ def link_status(link: Any) -> Status:
     if not up:
         st.add(WARN, f"not connected to the broker {broker}" + (f": {link.last_error}" if link.last_error else
                                                                  " (yet)"))
-    for words in link.ending:
-        st.add(WARN, words)
+    for end in link.ending:
+        st.add(ERROR if end.ended else WARN, end.words)
     return st
 
 
