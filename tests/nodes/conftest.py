@@ -92,3 +92,19 @@ def spin_until(bus, predicate, timeout_s: float) -> bool:
         if predicate():
             return True
     return predicate()
+
+
+def matches_made(*ends) -> tuple[int, ...]:
+    """DDS total match counts (ever made) of our publishers and subscriptions (dds backend). A node killed with -9
+    stays matched (the current count) until its DDS lease ends, so only a total above the one before its kill shows
+    that the node started again has matched: messages sent before that went to the dead one alone (volatile)."""
+    return tuple(int(e.writer.get_publication_matched_status().total_count if hasattr(e, "writer")
+                     else e.reader.get_subscription_matched_status().total_count) for e in ends)
+
+
+def wait_for_new_matches(bus, ends: tuple, since: tuple[int, ...], n: "NodeProcess") -> tuple[int, ...]:
+    """Until each of ``ends`` has matched once more than ``since`` (zeros: once), with the node ``n``'s last lines
+    if not within 30 s; the counts then."""
+    assert spin_until(bus, lambda: all(m > s for m, s in zip(matches_made(*ends), since, strict=True)), 30), \
+        (matches_made(*ends), since, n.lines[-10:])
+    return matches_made(*ends)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.faketime import faketime_env
 from tests.label_page import page_state
-from tests.nodes.conftest import node, spin_until
+from tests.nodes.conftest import matches_made, node, spin_until, wait_for_new_matches
 from tests.nodes.test_rce_graph import MODEL, Probe
 from tinycl_nodes.fleet.broker import free_port
 
@@ -151,6 +151,7 @@ def test_a_node_started_before_ntp_keeps_its_questions_when_restarted_after_it(d
             env = sc.boot("boot1")                     # the same boot as the start's
 
             sc.clock.write_text("+0\n")                # NTP: three hours forward
+            seen = matches_made(*t.labeler_ends())
             labeler.proc.kill()
             labeler.proc.wait()
             assert app.stop() == 0, app.lines[-10:]
@@ -158,6 +159,7 @@ def test_a_node_started_before_ntp_keeps_its_questions_when_restarted_after_it(d
             assert 0 < sc.on_the_page().get(rid, 0) <= ttl_s, (sc.on_the_page(), app.lines[-10:])
             labeler = sc.labeler(stack, env)
             labeler.wait_for_line("TinyRCE labeler:", 60)
+            wait_for_new_matches(t.bus, t.labeler_ends(), seen, labeler)
             t.bus.spin_once(3.0)                       # three ticks of the labeler's expiry
             assert status_of(rid) == [], (t.status, labeler.lines[-10:])
             t.answer(rid, -1, "jumping")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.nodes.conftest import node, spin_until
+from tests.nodes.conftest import node, spin_until, wait_for_new_matches
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.extractor import FrozenExtractor, model_path
@@ -47,18 +47,10 @@ class Camera:
             extractor_hash=self.hash, sample_id=ns % 10**6, true_label=label, labelled=label >= 0))
         return ns
 
-    def matches(self) -> tuple[int, int]:
-        """Matches ever made with a labeler (DDS total counts): its reader of our features, its writer of labeled."""
-        return (self.features.writer.get_publication_matched_status().total_count,
-                self.labeled.reader.get_subscription_matched_status().total_count)
-
     def wait_for_labeler(self, labeler, since: tuple[int, int] = (0, 0)) -> tuple[int, int]:
         """Until a labeler reads our features and we read what it passes on (both ways: what it publishes before
-        our reader matched is lost to us); ``since``: the counts before a restart, as a labeler killed with -9 stays
-        matched until its lease ends (frames sent then went to it alone: one fresh clone's run in the lane)."""
-        assert spin_until(self.bus, lambda: all(n > s for n, s in zip(self.matches(), since)), 30), \
-            (self.matches(), since, labeler.lines[-10:])
-        return self.matches()
+        our reader matched is lost to us); ``since``: the counts before a restart (``matches_made``)."""
+        return wait_for_new_matches(self.bus, (self.features, self.labeled), since, labeler)
 
     def held(self, frames: np.ndarray, labeler) -> list[int]:
         """The frames of the held view; what the labeler passed on for each (-1: not learned)."""

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from tests.nodes.conftest import node, spin_until
+from tests.nodes.conftest import matches_made, node, spin_until, wait_for_new_matches
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.extractor import FrozenExtractor, model_path
 from tinycl_nodes.interfaces import as_sequence
@@ -30,12 +30,12 @@ class Probe:
         self.bus = b = create_bus("tester", backend="dds", dds_config="loopback", domain=domain)
         self.hash = FrozenExtractor(model_path(MODEL)).hash
         self.requests, self.preds, self.labeled, self.status = [], {}, [], []
-        b.create_subscription("label_request", "LabelRequest", self.requests.append, "reliable")
+        self.request_reader = b.create_subscription("label_request", "LabelRequest", self.requests.append, "reliable")
         b.create_subscription("predictions", "Prediction", lambda m: self.preds.__setitem__(self.key(m.header), m),
                               "reliable")
-        b.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
-        b.create_subscription("label_status", "std_msgs/msg/String", lambda m: self.status.append(json.loads(m.data)),
-                              "reliable")
+        self.labeled_reader = b.create_subscription("labeled", "LabeledFeatures", self.labeled.append, "reliable")
+        self.status_reader = b.create_subscription("label_status", "std_msgs/msg/String",
+                                                   lambda m: self.status.append(json.loads(m.data)), "reliable")
         self.features = b.create_publisher("features", "Features", "reliable")
         self.imu = b.create_publisher("imu", "ImuWindow", "reliable")
         self.answers = b.create_publisher("label_answer", "LabelAnswer", "reliable")
@@ -69,6 +69,11 @@ class Probe:
         window = np.stack([np.sin(t * (k + 1)) for k in range(6)], 1)   # samples x channels
         self.imu.publish(self.bus.msg("ImuWindow")(header=self.header(ns), data=window.ravel(), n_channels=6,
                                                    rate_hz=51.0, channel_names=["ax", "ay", "az", "gx", "gy", "gz"]))
+
+    def labeler_ends(self) -> tuple:
+        """Every topic between the probe and the labeler, both ways (``matches_made``: a labeler started again after
+        kill -9 has matched all of them once their counts have grown)."""
+        return (self.features, self.imu, self.answers, self.request_reader, self.labeled_reader, self.status_reader)
 
     def answer(self, request_id: str, class_id: int = -1, name: str = "") -> None:
         self.answers.publish(self.bus.msg("LabelAnswer")(header=self.header(time.time_ns()), request_id=request_id,
@@ -253,13 +258,14 @@ def test_group_asked_once_answer_labels_it_and_a_withdrawal_takes_it_back(domain
         with node("learner", domain, *common, "publish_every:=1", f"state_dir:={tmp_path / 'l'}") as learner:
             with node("labeler", domain, *labeler_params) as labeler:
                 req = _ask_and_answer_a_group(t, c, labeler, learner)
+                seen = matches_made(*c.labeler_ends())
                 labeler.proc.kill()                                   # kill -9 after the answer was learned
                 labeler.proc.wait(10)
             with node("labeler", domain, *labeler_params) as labeler:
                 assert "1 answer(s) from before the restart can still be changed" in \
                     labeler.wait_for_line("from before the restart", 20)
-                assert t.ready(c.corrections), labeler.lines[-10:]
-                time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
+                wait_for_new_matches(t.bus, c.labeler_ends(), seen, labeler)
+                time.sleep(1.0)   # and its unlearn writer the learner's reader (not seen from here)
                 _withdraw_and_rename(t, c, labeler, learner, req)
         assert "Traceback" not in "\n".join(labeler.lines + learner.lines)
     finally:
@@ -291,6 +297,7 @@ def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(dom
             assert spin_until(t.bus, lambda: t.preds[covered[-1]].class_name == "jumping", 5)
             if killed:
                 assert not (tmp_path / "r" / "labeler.state").exists()   # the answer too is a journal record
+                seen = matches_made(*c.labeler_ends())
                 labeler.proc.kill()
                 labeler.proc.wait(10)
                 labeler = labelers.enter_context(node("labeler", domain, *labeler_params))
@@ -298,8 +305,8 @@ def test_a_withdrawn_answer_takes_back_the_pseudo_labels_its_prototypes_gave(dom
                 # all of it from the journal: 6 labelled samples, the group's 3 samples, its question, the answer and
                 # the 4 pseudo-labels the answer's prototypes gave (before 2026-12-05, 4: the answer was a checkpoint)
                 assert "journal (15 messages learned again)" in line, line
-                assert t.ready(c.corrections), labeler.lines[-10:]
-                time.sleep(1.0)   # and its status / unlearn writers matched the probe's readers
+                wait_for_new_matches(t.bus, c.labeler_ends(), seen, labeler)
+                time.sleep(1.0)   # and its unlearn writer the learner's reader (not seen from here)
             c.withdraw(req.request_id)
             assert spin_until(t.bus, lambda: len(c.unlearned) == 7, 10), (len(c.unlearned), labeler.lines[-5:])
             back = [m for m in c.unlearned if m.source == m.PSEUDO]
@@ -361,8 +368,12 @@ class Corrector:
         self.renames = b.create_publisher("rename_class", "LabelAnswer", "reliable")
         self.unlearned: list = []
         self.heads: list = []
-        b.create_subscription("unlearn", "LabeledFeatures", self.unlearned.append, "reliable")
+        self.unlearn_reader = b.create_subscription("unlearn", "LabeledFeatures", self.unlearned.append, "reliable")
         b.create_subscription("head", "Head", self.heads.append, "latched")
+
+    def labeler_ends(self) -> tuple:
+        """The probe's ``labeler_ends`` and the corrector's."""
+        return (*self.t.labeler_ends(), self.corrections, self.renames, self.unlearn_reader)
 
     def names(self) -> set[tuple[int, str]]:
         return {(c.id, c.name) for c in self.heads[-1].classes} if self.heads else set()

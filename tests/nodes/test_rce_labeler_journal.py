@@ -14,7 +14,7 @@ import numpy as np
 
 from tests.nodes.test_rce_graph import MODEL, Probe
 
-from .conftest import node, spin_until
+from .conftest import matches_made, node, spin_until, wait_for_new_matches
 
 
 def labeler_params(state_dir, *policy: str) -> tuple[str, ...]:
@@ -23,14 +23,16 @@ def labeler_params(state_dir, *policy: str) -> tuple[str, ...]:
             *policy, "dedupe_distance:=3.0", "wait_for_subscribers:=0", "save_every:=100000", "save_period_s:=3600")
 
 
-def kill_after(t: Probe, labeler, state_dir, checkpoint: int | None) -> None:
+def kill_after(t: Probe, labeler, state_dir, checkpoint: int | None) -> tuple[int, ...]:
     """kill -9 of the labeler, once it has written no checkpoint since ``checkpoint`` (the state file's mtime; None:
-    it has written none)."""
+    it has written none); the probe's matches before it (``matches_made``)."""
     t.bus.spin_once(0.3)
     path = state_dir / "labeler.state"
     assert (path.stat().st_mtime_ns if path.exists() else None) == checkpoint, "a checkpoint came after the last one"
+    seen = matches_made(*t.labeler_ends())
     labeler.proc.kill()
     labeler.proc.wait(10)
+    return seen
 
 
 def teach_two_classes(t: Probe, labeler) -> None:
@@ -59,7 +61,7 @@ def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_gr
             t.send(3, label=3)
             far = t.send(4, with_window=True)
             assert spin_until(t.bus, lambda: len(t.labeled) == 11, 10), labeler.lines[-10:]
-            kill_after(t, labeler, tmp_path, None)       # no checkpoint: all of it is in the journal
+            seen = kill_after(t, labeler, tmp_path, None)       # no checkpoint: all of it is in the journal
         with node("labeler", domain, *params) as labeler:
             line = labeler.wait_for_line("TinyRCE labeler:", 30)
             # 4 + 2 labelled samples, the group's 2 samples, its question, picture and answer, and the novel sample
@@ -67,8 +69,7 @@ def test_a_rce_labeler_killed_between_checkpoints_loses_nothing_it_learned_or_gr
             assert "1 answer(s) from before the restart can still be changed (8 samples in the undo log)" in \
                 "\n".join(labeler.lines)
             assert len(t.labeled) == 11
-            assert t.ready(t.features, t.answers), labeler.lines[-10:]
-            time.sleep(1.0)
+            wait_for_new_matches(t.bus, t.labeler_ends(), seen, labeler)
             known = t.send(3)                          # class 3 came from the journal: covered, passed on as 3
             assert spin_until(t.bus, lambda: len(t.labeled) == 12, 10), labeler.lines[-10:]
             assert (t.key(t.labeled[-1].header), t.labeled[-1].label, t.labeled[-1].source) == \
