@@ -50,6 +50,29 @@ def broker(fleet_setup):
     b.stop()
 
 
+def reissue(directory: str | Path, cert: Path, out: Path, ends_in_days: float, lasts_days: float = 825):
+    """``cert`` signed again by the fleet's CA of ``directory`` (its subject, key and extensions), lasting
+    ``lasts_days`` and ending ``ends_in_days`` from now (< 0: ended), written to ``out``: a real certificate of the
+    fleet near or past its end, without moving any clock. Its end."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    d = Path(directory)
+    ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
+    old = x509.load_pem_x509_certificate(cert.read_bytes())
+    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=ends_in_days)
+    b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(end - dt.timedelta(days=lasts_days))
+         .not_valid_after(end))
+    for ext in old.extensions:
+        b = b.add_extension(ext.value, ext.critical)
+    out.write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return end
+
+
 def wait_for(cond: Callable[[], Any], timeout_s: float = 10.0, step_s: float = 0.02) -> Any:
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:

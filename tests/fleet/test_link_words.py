@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from tinycl_nodes.fleet.broker import make_ca, make_client_cert
 from tinycl_nodes.fleet.check import check
 from tinycl_nodes.fleet.link import ENDING_RECHECK_S, MqttLink, MqttParams
 
-from .conftest import wait_for
+from .conftest import reissue, wait_for
 
 pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
@@ -124,28 +125,10 @@ def test_two_quick_broker_restarts_are_not_taken_for_another_client(fleet_setup,
 
 
 def _reissued(setup, tmp_path, ends_in_days: float, name: str = "dev1", lasts_days: float = 825):
-    """``name``'s certificate again, signed by the fleet's CA with its key, of ``lasts_days`` (set-up's 825), ending
-    ``ends_in_days`` from now (< 0: ended), and its end."""
-    import datetime as dt
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-
-    d = Path(setup.directory)
-    ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
-    c = setup.credentials(name)
-    old = x509.load_pem_x509_certificate(Path(c.certfile).read_bytes())
-    end = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=ends_in_days)
-    b = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject).public_key(old.public_key())
-         .serial_number(x509.random_serial_number()).not_valid_before(end - dt.timedelta(days=lasts_days))
-         .not_valid_after(end))
-    for ext in old.extensions:
-        b = b.add_extension(ext.value, ext.critical)
+    """``name``'s certificate again (``reissue``), of ``lasts_days`` (set-up's 825), ending ``ends_in_days`` from now
+    (< 0: ended): its file and its end."""
     path = tmp_path / f"{name}-{ends_in_days:g}d.crt"
-    path.write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-    return path, end
+    return path, reissue(setup.directory, Path(setup.credentials(name).certfile), path, ends_in_days, lasts_days)
 
 
 def _expired(setup, tmp_path, name: str = "dev1"):

@@ -18,7 +18,7 @@ from cryptography import x509
 from tests.faketime import faketime_env
 from tinycl_nodes.fleet.broker import BrokerSetup, current_user, free_port, listening
 
-from .conftest import _need_mosquitto, wait_for
+from .conftest import _need_mosquitto, reissue, wait_for
 from .test_setup import _days, _files, _setup
 
 
@@ -223,3 +223,34 @@ def _stale(res: subprocess.CompletedProcess) -> list[str]:
 
 def _port(d: Path) -> int:
     return BrokerSetup.load(d).port
+
+
+def test_fleet_run_says_when_the_certificate_it_serves_ends(tmp_path) -> None:
+    """`tinycl fleet run` started mosquitto with a certificate in its renewal window, or one that had ended, without a
+    word: the devices then refused it at its end. It says so on stderr once it listens, and nothing of one in date.
+    The real `tinycl fleet run` and mosquitto; the broker's certificate signed again by the fleet's CA to end soon,
+    then to have ended (libfaketime cannot move this one's clock: Python's time.sleep fails under it)."""
+    d = _new_fleet(tmp_path, "100")
+    crt = d / "server.crt"
+    assert _fleet_run(d) == []
+    tail = ("every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it, "
+            "then restart the broker")
+    end = reissue(d, crt, crt, 2.5, lasts_days=12)          # its window: the last third, 4 days
+    assert _fleet_run(d) == [f"warning: the certificate this broker serves ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC "
+                             f"(in 2 days): {tail}"]
+    end = reissue(d, crt, crt, -1, lasts_days=12)
+    assert _fleet_run(d) == [f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC "
+                             f"(24 hours ago): {tail}"]
+
+
+def _fleet_run(d: Path) -> list[str]:
+    """`tinycl fleet run` on ``d``, stopped once it listens: what it said on stderr."""
+    p = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("mosquitto listening on"), p.stderr.read() if p.poll() else ""
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=10)
+    assert p.returncode == 0, err
+    return err.strip().splitlines()

@@ -278,6 +278,13 @@ def span_words(seconds: float) -> str:
             else f"{round(hours * 60)} minutes")
 
 
+def end_words(end: dt.datetime, now: dt.datetime) -> str:
+    """A certificate's end as the fleet says it: "ends on DATE (in N days)", or "ended on DATE (N days ago)"."""
+    left = (end - now).total_seconds()
+    return f"ends on {utc_text(end)} (in {span_words(left)})" if left > 0 else \
+        f"ended on {utc_text(end)} ({span_words(-left)} ago)"
+
+
 def make_ca(d: Path, cn: str, days: int = ca_days(DAYS)) -> None:
     """A self-signed EC CA ``ca.crt`` / ``ca.key`` (0600) in ``d``, valid ``days`` (``ca_days``)."""
     d.mkdir(parents=True, exist_ok=True)
@@ -891,15 +898,17 @@ def _run(st: BrokerSetup) -> int:
         b.start()
     except RuntimeError as exc:
         raise RuntimeError(f"{exc}{_not_here(st.ip)}") from None
-    print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
-          f"Ctrl-C stops it", flush=True)
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
     for sig in (signal.SIGINT, signal.SIGTERM):     # SIGINT too: a script's `tinycl fleet run &` starts with it ignored
-        signal.signal(sig, _stop)
+        signal.signal(sig, _stop)                   # before the line: a SIGTERM right after it stops it cleanly too
     proc = b.proc
     try:
+        if (ending := serving_ending(Path(st.directory))) is not None:      # said before the line that it listens
+            print(f"warning: {ending}", file=sys.stderr, flush=True)
+        print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
+              f"Ctrl-C stops it", flush=True)
         proc.wait()
     except KeyboardInterrupt:
         pass
@@ -961,11 +970,21 @@ def stale_served(st: BrokerSetup, timeout_s: float = 3.0) -> str | None:
     now = dt.datetime.now(dt.timezone.utc)
     end = served.not_valid_after_utc
     if renewal_due(served, now) and disk.not_valid_after_utc > end:
-        left = (f"ends on {utc_text(end)} (in {span_words((end - now).total_seconds())})" if end > now
-                else f"ended on {utc_text(end)}")
-        return (f"{where} serves the certificate that {left}, not the renewed one in {d / 'server.crt'} (ends on "
-                f"{utc_text(disk.not_valid_after_utc)}): every device is cut off at its end unless you {restart}")
+        return (f"{where} serves the certificate that {end_words(end, now)}, not the renewed one in "
+                f"{d / 'server.crt'} (ends on {utc_text(disk.not_valid_after_utc)}): every device is cut off at its "
+                f"end unless you {restart}")
     return None
+
+
+def serving_ending(d: Path) -> str | None:
+    """``tinycl fleet run``'s words when the certificate it is about to serve is in its renewal window or has ended
+    (mosquitto starts with it all the same, and the devices refuse it at its end): None otherwise."""
+    crt, now = _cert(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
+    if crt is None or not renewal_due(crt, now):
+        return None
+    return (f"the certificate this broker serves ({d / 'server.crt'}) {end_words(crt.not_valid_after_utc, now)}: "
+            f"every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it, "
+            f"then restart the broker")
 
 
 def _port_or_off(text: str) -> int:

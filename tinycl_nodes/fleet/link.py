@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
-from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, renewal_due, span_words, utc_text
+from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, end_words, renewal_due, utc_text
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -176,12 +176,10 @@ def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[Certifi
     for cert, whose, refused, then in certs:
         if cert is None or not renewal_due(cert, now):
             continue
-        end, left = utc_text(cert.not_valid_after_utc), (cert.not_valid_after_utc - now).total_seconds()
-        if left > 0:
-            ends.append(CertificateEnd(f"{whose} ends on {end} (in {span_words(left)}): {renew} {then}", False))
-        else:
-            ends.append(CertificateEnd(f"{whose} ended on {end} ({span_words(-left)} ago): {refused} "
-                                       f"(this one goes on until it is lost); {renew} {then}", True))
+        ended = cert.not_valid_after_utc <= now
+        now_words = f"{refused} (this one goes on until it is lost); " if ended else ""
+        ends.append(CertificateEnd(f"{whose} {end_words(cert.not_valid_after_utc, now)}: {now_words}{renew} {then}",
+                                   ended))
     return ends
 
 
