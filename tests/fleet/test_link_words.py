@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -286,28 +288,44 @@ def test_fleet_check_counts_only_unexpected_disconnects_and_fails_when_the_conne
     assert rc == [1] and res["still_connected"] is False and res["disconnects"] >= 1, (rc, res)
 
 
-def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setup, broker, tmp_path) -> None:
-    """A robot's engineer looking at /diagnostics saw nothing of the fleet link beyond what every node has: a bridge or
-    an aggregator cut off from the broker was OK. Now each is WARN while not connected, saying which broker and why."""
+@contextmanager
+def _bridge_and_aggregator(setup, tmp_path, bridge_cert: str = "", aggregator_cert: str = "",
+                           bridge_period_s: float = 30.0) -> Iterator[tuple]:
+    """A real MqttBridge (dev1) and AggregatorNode of the fleet, on one local graph, each with its /diagnostics
+    (``Diagnostics``), their certificates the broker directory's unless given: (bridge, aggregator, [the two
+    Diagnostics], (their buses)); closed after."""
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.bus.local import LocalGraph
-    from tinycl_nodes.nodes.diagnostics import OK, WARN, Diagnostics
+    from tinycl_nodes.fleet.aggregator import AggregatorNode, AggregatorParams
+    from tinycl_nodes.nodes.diagnostics import Diagnostics
     from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
 
     from .conftest import FLEET
 
-    from tinycl_nodes.fleet.aggregator import AggregatorNode, AggregatorParams
-
     graph = LocalGraph()
     bus, hub = create_bus("mqtt_bridge", "/dev1/tinycl", backend="local", graph=graph), \
         create_bus("aggregator", "/fleet", backend="local", graph=graph)
-    bridge = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=fleet_setup.directory,
+    bridge = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=setup.directory,
+                                          mqtt_cert_file=bridge_cert, period_s=bridge_period_s,
                                           state_dir=str(tmp_path / "s")))
-    aggregator = AggregatorNode(hub, AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, kind="CWRStar",
-                                                      extractor_hash="x" * 16, n_features=4,
-                                                      state_dir=str(tmp_path / "a")))
-    health = [Diagnostics(bridge, 1.0), Diagnostics(aggregator, 1.0)]
+    aggregator = AggregatorNode(hub, AggregatorParams(fleet=FLEET, broker_dir=setup.directory, kind="CWRStar",
+                                                      mqtt_cert_file=aggregator_cert, extractor_hash="x" * 16,
+                                                      n_features=4, state_dir=str(tmp_path / "a")))
     try:
+        yield bridge, aggregator, [Diagnostics(bridge, 1.0), Diagnostics(aggregator, 1.0)], (bus, hub)
+    finally:
+        bridge.close()
+        aggregator.close()
+        bus.shutdown()
+        hub.shutdown()
+
+
+def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setup, broker, tmp_path) -> None:
+    """A robot's engineer looking at /diagnostics saw nothing of the fleet link beyond what every node has: a bridge or
+    an aggregator cut off from the broker was OK. Now each is WARN while not connected, saying which broker and why."""
+    from tinycl_nodes.nodes.diagnostics import OK, WARN
+
+    with _bridge_and_aggregator(fleet_setup, tmp_path) as (bridge, aggregator, health, _):
         assert wait_for(lambda: bridge.link.connected.is_set() and aggregator.agg.link.connected.is_set())
         for h in health:
             st = h.status()
@@ -323,11 +341,6 @@ def test_the_bridge_says_on_diagnostics_whether_it_reaches_the_broker(fleet_setu
                                                                             f"{st.values['broker']}"), st.message
             msg = h.message(st)                  # the DiagnosticArray as published
             assert msg.status[0].name == name and msg.status[0].message == st.message
-    finally:
-        bridge.close()
-        aggregator.close()
-        bus.shutdown()
-        hub.shutdown()
 
 
 def test_a_certificate_that_ends_soon_is_said_at_the_connection_and_on_diagnostics(fleet_setup, broker, tmp_path,
@@ -408,46 +421,27 @@ def test_the_bridge_and_the_aggregator_look_again_at_their_certificates(fleet_se
     with certificates of 40 s that end 10 s after the test starts (in their window, the last third, when the nodes
     connect), both nodes' /diagnostics go from WARN to ERROR at their end, during the connection. Each link looks
     every 0.2 s here (an hour by default)."""
-    from tinycl_nodes.bus import create_bus
-    from tinycl_nodes.bus.local import LocalGraph
-    from tinycl_nodes.fleet.aggregator import AggregatorNode, AggregatorParams
-    from tinycl_nodes.nodes.diagnostics import ERROR, WARN, Diagnostics
-    from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
-
-    from .conftest import FLEET
+    from tinycl_nodes.nodes.diagnostics import ERROR, WARN
 
     (dev, _), (agg, _) = (_reissued(fleet_setup, tmp_path, 10 / 86400, name, lasts_days=40 / 86400)
                           for name in ("dev1", "aggregator"))
-    graph = LocalGraph()
-    bus, hub = create_bus("mqtt_bridge", "/dev1/tinycl", backend="local", graph=graph), \
-        create_bus("aggregator", "/fleet", backend="local", graph=graph)
-    bridge = MqttBridge(bus, BridgeParams(fleet=FLEET, device="dev1", broker_dir=fleet_setup.directory,
-                                          mqtt_cert_file=str(dev), period_s=0.1, state_dir=str(tmp_path / "s")))
-    aggregator = AggregatorNode(hub, AggregatorParams(fleet=FLEET, broker_dir=fleet_setup.directory, kind="CWRStar",
-                                                      mqtt_cert_file=str(agg), extractor_hash="x" * 16, n_features=4,
-                                                      state_dir=str(tmp_path / "a")))
-    links = (bridge.link, aggregator.agg.link)
-    for link in links:
-        link.recheck_ending_s = 0.2
-    health = [Diagnostics(bridge, 1.0), Diagnostics(aggregator, 1.0)]
+    with _bridge_and_aggregator(fleet_setup, tmp_path, str(dev), str(agg), bridge_period_s=0.1) as \
+            (bridge, aggregator, health, buses):
+        links = (bridge.link, aggregator.agg.link)
+        for link in links:
+            link.recheck_ending_s = 0.2
 
-    def levels() -> list[int]:
-        for b in (bus, hub):
-            b.spin_once(0.05)
-        return [h.status().level for h in health]
+        def levels() -> list[int]:
+            for b in buses:
+                b.spin_once(0.05)
+            return [h.status().level for h in health]
 
-    try:
         assert wait_for(lambda: all(link.connected.is_set() for link in links))
         assert levels() == [WARN, WARN], [h.status().message for h in health]
         assert wait_for(lambda: levels() == [ERROR, ERROR], timeout_s=15), [h.status().message for h in health]
         for h, whose in zip(health, (dev, agg), strict=True):
             st = h.status()
             assert st.values["connected"] == "yes" and f"this device's certificate ({whose}) ended on" in st.message
-    finally:
-        bridge.close()
-        aggregator.close()
-        bus.shutdown()
-        hub.shutdown()
 
 
 def test_a_renewed_certificate_copied_over_the_old_one_is_taken_at_the_next_attempt(fleet_setup, broker, tmp_path,
