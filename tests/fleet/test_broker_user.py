@@ -91,6 +91,16 @@ def test_setup_as_root_runs_the_broker_as_mosquitto(open_dir, as_root, capsys) -
         links = [agg]
         wait_for(lambda: got)
         assert got == [(head_topic(FLEET, "dev1"), b"head of dev1")], got
+        # set-up again (root) adds dev3: the broker, as mosquitto, reads the files set-up gave it again (SIGHUP)
+        capsys.readouterr()
+        assert fleet_main(["setup", str(d), "--fleet", FLEET, "--devices", "dev1,dev2,dev3"]) == 0
+        out = capsys.readouterr().out
+        assert f"the running broker (mosquitto, pid {broker.proc.pid}) read its files again (SIGHUP)" in out, out
+        dev3 = device_link(BrokerSetup.load(d), "dev3", subs=[global_topic(FLEET)],
+                           on_message=lambda tp, b: got.append((tp, b)))
+        links.append(dev3)
+        assert dev3.wait_connected(10), dev3.last_error
+        assert agg.connected.is_set() and _uids(broker.proc.pid) == [as_root.pw_uid] * 4
     finally:
         for link in links:
             link.stop()

@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import ssl
 import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tinycl_nodes.fleet.broker import Broker, BrokerSetup, current_user, free_port, generate, head_topic
 from tinycl_nodes.fleet.check import check
 
-from .conftest import _need_mosquitto
+from .conftest import _need_mosquitto, reissue, wait_for
 
 
 def _reach(bundle: Path, name: str) -> str:
@@ -250,27 +252,137 @@ def test_fleet_run_started_in_a_scripts_background_stops_on_sigint(tmp_path) -> 
     assert _reach(d / "bundles" / "robot1", "robot1") != "ok", f"a broker still answers on {st.port}"
 
 
-def test_setup_says_when_a_running_broker_must_be_restarted(tmp_path) -> None:
-    """The trial ran setup again on a directory of an older build (its ACL without the broker's uptime) and with
-    --new-ca: setup said nothing of the running broker, which went on serving the old ACL, or the old CA to robots
-    holding the new bundles. Now a restart is asked for whenever what a broker reads changed, and only then."""
+def _setup_cli(d: Path, devices: str, *extra: str) -> list[str]:
+    """`tinycl fleet setup` on ``d`` as the operator runs it (a process): its lines."""
     import subprocess
     import sys
 
-    d = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "setup", str(d), "--fleet", "lab",
+                        "--devices", devices, "--user", current_user(), *extra], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
 
-    def setup(*extra: str) -> list[str]:
-        r = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "setup", str(d), "--fleet", "lab",
-                            "--devices", "robot1,robot2", "--port", "18889", "--user", current_user(), *extra],
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.splitlines()
-    restart = "a running broker applies this when restarted (SIGHUP: for new connections only)"
-    assert restart not in setup()                       # new: nothing runs yet
-    assert restart not in setup()                       # the same again: nothing changed
+
+def test_setup_says_when_a_broker_it_finds_no_running_must_read_its_files_again(tmp_path) -> None:
+    """The trial ran setup again on a directory of an older build (its ACL without the broker's uptime) and with
+    --new-ca: setup said nothing of the running broker, which went on serving the old ACL, or the old CA to robots
+    holding the new bundles. A broker running here is now told itself (the next test); with none, set-up says that one
+    running elsewhere applies the change once it reads its files again, whenever what a broker reads changed, and
+    only then."""
+    d = tmp_path / "b"
+    setup = lambda *extra: _setup_cli(d, "robot1,robot2", "--port", "18889", *extra)  # noqa: E731
+    elsewhere = ("no broker runs on this directory here: one running on it elsewhere applies this once it reads its "
+                 "files again (`kill -HUP` its mosquitto) or restarts")
+    assert elsewhere not in setup()                     # new: nothing runs yet
+    assert elsewhere not in setup()                     # the same again: nothing changed
     acl = d / "acl"
     acl.write_text("".join(ln for ln in acl.read_text().splitlines(True) if "$SYS" not in ln))   # an older build's
-    assert restart in setup()
-    assert restart in setup("--new-ca")
-    assert restart in setup("--rotate", "robot1")
-    assert restart not in setup()
+    assert elsewhere in setup()
+    assert elsewhere in setup("--new-ca")
+    assert elsewhere in setup("--rotate", "robot1")
+    assert elsewhere not in setup()
+
+
+class _Open:
+    """A connection held open with a copied bundle, as a robot's link holds it for weeks: whether the broker ever cut
+    it, and the fleet's messages it received."""
+
+    def __init__(self, bundle: Path, name: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        st = BrokerSetup.load(bundle)
+        c = st.credentials(name)
+        self.cuts: list[str] = []
+        self.got: list[bytes] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"tinycl-lab-{name}")
+        self.client.tls_set(ca_certs=st.ca, certfile=c.certfile, keyfile=c.keyfile)
+        self.client.on_disconnect = lambda *a: self.cuts.append(str(a[3]))
+        self.client.on_message = lambda _c, _u, m: self.got.append(m.payload)
+        self.client.connect(st.host, st.port)
+        self.client.loop_start()
+        wait_for(self.client.is_connected)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_setup_has_the_running_broker_apply_its_change_and_no_open_connection_is_cut(tmp_path) -> None:
+    """Before, set-up said "a running broker applies this when restarted": an operator who added a robot restarted
+    the broker, which cut every robot off, or forgot to, and a renewed certificate was never served (the fleet
+    stopped at the old one's end). Now set-up finds the mosquitto running on its directory and has it read its files
+    again (SIGHUP): a device added connects, a removed one is refused and its open connection can no longer use the
+    fleet's topics, a renewed certificate and a new CA are served, and the open connections stay up throughout.
+    The real mosquitto, set-up as a process, paho connections held open with the robots' copies of their bundles."""
+    from cryptography import x509
+
+    _need_mosquitto()
+    d = tmp_path / "b"
+    _setup_cli(d, "robot1,robot2", "--port", str(free_port()))
+    robots = tmp_path / "robots"
+    shutil.copytree(d / "bundles", robots)
+    broker = Broker(BrokerSetup.load(d)).start()
+    told = f"the running broker (mosquitto, pid {broker.proc.pid}) read its files again (SIGHUP) and applies this"
+    opened = []
+    try:
+        agg, r1, r2 = opened = [_Open(robots / n, n) for n in ("aggregator", "robot1", "robot2")]
+        agg.client.subscribe(head_topic("lab", "+"), qos=1)
+
+        def heads_reach() -> list[bytes]:
+            """Both robots' open connections publish their head: what the aggregator's receives."""
+            agg.got.clear()
+            for who, r in (("robot1", r1), ("robot2", r2)):
+                r.client.publish(head_topic("lab", who), who.encode(), qos=1).wait_for_publish(5)
+            wait_for(lambda: agg.got, timeout_s=5)
+            time.sleep(0.5)
+            return sorted(agg.got)
+        assert heads_reach() == [b"robot1", b"robot2"]
+        assert not [ln for ln in _setup_cli(d, "robot1,robot2") if "running broker" in ln], "nothing changed"
+
+        lines = _setup_cli(d, "robot1,robot3")                  # robot3 added, robot2 removed
+        assert [ln for ln in lines if "running broker" in ln] == [
+            f"{told} from now on: the connections open are kept (a removed device's can no longer use the fleet's "
+            "topics; a restart would cut them all)"], lines
+        shutil.copytree(d / "bundles" / "robot3", robots / "robot3")
+        assert _reach(robots / "robot3", "robot3") == "ok", "added: it connects, the broker not restarted"
+        assert "it is revoked" in _reach(robots / "robot2", "robot2"), "removed: a new connection is refused"
+        assert heads_reach() == [b"robot1"], "the removed robot's open connection no longer reaches the fleet"
+
+        crt = d / "server.crt"      # the broker serves a certificate in its renewal window (the operator's reload)
+        ends = reissue(d, crt, crt, 2.5, lasts_days=12)
+        broker.proc.send_signal(signal.SIGHUP)
+        st = BrokerSetup.load(d)
+        served = lambda: x509.load_pem_x509_certificate(ssl.get_server_certificate((st.ip, st.port)).encode())  # noqa
+        wait_for(lambda: served().not_valid_after_utc == ends.replace(microsecond=0), timeout_s=5)
+        lines = _setup_cli(d, "robot1,robot3", "--no-reload")   # set-up renews it on disk; the broker left alone
+        assert f"the running broker (mosquitto, pid {broker.proc.pid}) goes on with the files it read (--no-reload): " \
+               f"`kill -HUP {broker.proc.pid}` applies them without cutting a connection" in lines, lines
+        assert [ln for ln in lines if ln.startswith("warning: ")] == [
+            f"warning: the broker listening on localhost (127.0.0.1):{st.port} serves the certificate that ends on "
+            f"{ends:%Y-%m-%d %H:%M} UTC (in 2 days), not the renewed one in {crt} (ends on "
+            f"{x509.load_pem_x509_certificate(crt.read_bytes()).not_valid_after_utc:%Y-%m-%d %H:%M} UTC): every "
+            "device is cut off at its end unless you reload it (`kill -HUP` its mosquitto, as its user or root) or "
+            "restart it"], lines
+        lines = _setup_cli(d, "robot1,robot3")      # nothing left to renew: told all the same, as it serves the old one
+        assert told in lines[-1] and not [ln for ln in lines if ln.startswith("warning: ")], lines
+        assert served().public_bytes(serialization.Encoding.PEM) == crt.read_bytes(), "it serves the renewed one"
+
+        lines = _setup_cli(d, "robot1,robot3", "--new-ca")
+        assert f"{told} from now on (the new CA's: only the new bundles connect from now on)" in lines[-1], lines
+        assert _reach(d / "bundles" / "robot3", "robot3") == "ok", "robot3's new bundle connects"
+        assert "verify failed" in _reach(robots / "robot3", "robot3"), "its old bundle no longer does"
+        assert heads_reach() == [b"robot1"], "robot1's connection opened with the old CA goes on"
+
+        lines = _setup_cli(d, "robot1,robot3", "--port", str(free_port()))
+        assert lines[-1] == ("mosquitto.conf changed (the address, a port or the user): a running broker applies that "
+                             "only when restarted (Ctrl-C and `tinycl fleet run` again, or restart its service; every "
+                             "connection is cut then)"), lines
+        assert agg.cuts == r1.cuts == [] and agg.client.is_connected() and r1.client.is_connected(), \
+            "no connection was cut"
+        log = broker.log_path.read_text()
+        assert "reloading certificate" not in log and "Unable to load" not in log, log[-2000:]
+    finally:
+        for o in opened:
+            o.close()
+        broker.stop()

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -162,12 +163,13 @@ def _checked(folder: Path, name: str, offset: str) -> tuple[dict, list[str]]:
     return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr.strip().splitlines()
 
 
-def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_renewed_one_from_its_restart(tmp_path):
-    """mosquitto reads its certificate at its start: renewed on disk, the old one is what every device meets until it
-    ends and the fleet stops. A second set-up run (nothing more to renew) said nothing of it, and nothing said a
-    certificate was about to end before it had. Now `fleet check` and the aggregator's (and a bridge's) link say the
-    broker's certificate and their own ahead, within the window in which set-up renews them, until the broker is
-    restarted and the devices hold their new bundles."""
+def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_renewed_one_once_told(tmp_path):
+    """mosquitto reads its certificate at its start and on SIGHUP: renewed on disk, the old one is what every device
+    meets until it ends and the fleet stops. A second set-up run (nothing more to renew) said nothing of it, and nothing
+    said a certificate was about to end before it had. Now `fleet check` and the aggregator's (and a bridge's) link say
+    the broker's certificate and their own ahead, within the window in which set-up renews them, until the broker reads
+    its files again (set-up tells a broker running on its directory; left alone with --no-reload, set-up says what it
+    serves) and the devices hold their new bundles."""
     d = _new_fleet(tmp_path, "100")
     old = _cert(d / "server.crt").not_valid_after_utc
     with _broker_at(d, "+80d"):
@@ -175,8 +177,9 @@ def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_ren
         assert out["connect"] == "Success" and out["broker_certificate_ends"] == f"{old:%Y-%m-%d %H:%M} UTC", out
         assert len(warnings) == 2 and warnings == [f"tinycl fleet check: warning: {w}" for w in out["ending"]]
         assert f"the broker's certificate ends on {old:%Y-%m-%d %H:%M} UTC (in 20 days): on the broker, `tinycl " \
-               "fleet setup` on its directory again renews it (if not done yet), then restart the broker" in \
-               warnings[0], warnings
+               "fleet setup` on its directory again renews it (if not done yet), then the broker serves the renewed " \
+               "one: set-up has a broker running on that directory serve it at once (SIGHUP: no connection is cut); " \
+               "a broker it cannot reach: `kill -HUP` its mosquitto" in warnings[0], warnings
         assert f"this device's certificate ({d / 'clients' / 'robot1.crt'}) ends on" in warnings[1] and \
                "then copy this device's new bundle to this device" in warnings[1], warnings
         agg = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "aggregate", "--fleet", "lab", "--broker-dir",
@@ -186,8 +189,8 @@ def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_ren
         said = [ln for ln in agg.stderr.splitlines() if "ends on" in ln]
         assert agg.returncode == 0 and len(said) == 2 and "WARNING" in said[0], agg.stderr[-2000:]
         assert "the broker's certificate ends on" in said[0] and "this device's certificate" in said[1], said
-        for _ in range(2):      # the renewal, then a run with nothing left to renew: the broker still serves the old
-            res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
+        for _ in range(2):      # the renewal, then a run with nothing left to renew, each leaving the broker alone
+            res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--no-reload")
             assert res.returncode == 0, res.stderr
             out, warnings = _checked(d, "robot1", "+80d")
             assert out["broker_certificate_ends"] == f"{old:%Y-%m-%d %H:%M} UTC" and len(warnings) == 1, warnings
@@ -198,26 +201,23 @@ def test_certificates_that_end_soon_are_said_ahead_and_the_broker_serves_the_ren
             assert _stale(res) == [f"warning: the broker listening on localhost (127.0.0.1):{_port(d)} serves the "
                                    f"certificate that ends on {old:%Y-%m-%d %H:%M} UTC (in 20 days), not the renewed "
                                    f"one in {d / 'server.crt'} (ends on {new:%Y-%m-%d %H:%M} UTC): every device is cut "
-                                   "off at its end unless you restart it (Ctrl-C and `tinycl fleet run` again, or its "
-                                   "service): mosquitto reads its certificate at its start"], res.stdout
-    assert new > old
+                                   "off at its end unless you reload it (`kill -HUP` its mosquitto, as its user or "
+                                   "root) or restart it"], res.stdout
+        assert new > old
     with _broker_at(d, "+80d"):                         # restarted: it serves the renewed one; robot1 holds its own
-        out, warnings = _checked(d, "robot1", "+80d")
+        out, warnings = _checked(d, "robot1", "+80d")     # (told to reload, it does too: test_fleet_lifecycle.py)
         assert out["connect"] == "Success" and not warnings and not out["ending"], (out, warnings)
         assert out["broker_certificate_ends"] == f"{new:%Y-%m-%d %H:%M} UTC", out
-        res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2")
-        assert res.returncode == 0 and _stale(res) == [], res.stdout      # it serves what set-up would have it serve
-        res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca")
+        res = _cli("+80d", "setup", str(d), "--fleet", "lab", "--devices", "robot1,robot2", "--new-ca", "--no-reload")
         assert res.returncode == 0 and _stale(res) == [f"warning: the broker listening on localhost (127.0.0.1):"
                                                        f"{_port(d)} serves a certificate of another CA (the fleet's "
                                                        "before --new-ca?): no device with a new bundle connects until "
-                                                       "you restart it (Ctrl-C and `tinycl fleet run` again, or its "
-                                                       "service): mosquitto reads its certificate at its start"], \
-            res.stdout
+                                                       "you reload it (`kill -HUP` its mosquitto, as its user or root) "
+                                                       "or restart it"], res.stdout
 
 
 def _stale(res: subprocess.CompletedProcess) -> list[str]:
-    """Set-up's words on what the running broker serves (``broker.stale_served``)."""
+    """Set-up's words on what the running broker serves (``served.stale_served``)."""
     return [ln for ln in res.stdout.splitlines() if ln.startswith("warning: the broker listening on")]
 
 
@@ -233,14 +233,50 @@ def test_fleet_run_says_when_the_certificate_it_serves_ends(tmp_path) -> None:
     d = _new_fleet(tmp_path, "100")
     crt = d / "server.crt"
     assert _fleet_run(d) == []
-    tail = ("every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it, "
-            "then restart the broker")
+    tail = _RUN_TAIL
     end = reissue(d, crt, crt, 2.5, lasts_days=12)          # its window: the last third, 4 days
     assert _fleet_run(d) == [f"warning: the certificate this broker serves ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC "
                              f"(in 2 days): {tail}"]
     end = reissue(d, crt, crt, -1, lasts_days=12)
     assert _fleet_run(d) == [f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC "
                              f"(24 hours ago): {tail}"]
+
+
+_RUN_TAIL = ("every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it: "
+             "set-up has a broker running on that directory serve it at once (SIGHUP: no connection is cut); a broker "
+             "it cannot reach: `kill -HUP` its mosquitto")
+
+
+def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_ends(tmp_path) -> None:
+    """A broker runs for months, and `tinycl fleet run` looked at its certificate only at its start: it said nothing
+    when the certificate came into its renewal window, nor when it ended. It now says each at its moment. A
+    certificate of 30 s, whose window is its last 10 s, ending 14 s after `fleet run` starts."""
+    import threading
+
+    d = _new_fleet(tmp_path, "100")
+    crt = d / "server.crt"
+    end = reissue(d, crt, crt, 14 / 86400, lasts_days=30 / 86400)
+    p = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    said: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: said.extend((time.monotonic(), ln.strip()) for ln in p.stderr),
+                              daemon=True)
+    try:
+        assert p.stdout.readline().startswith("mosquitto listening on"), p.stderr.read() if p.poll() else ""
+        start = time.monotonic()
+        reader.start()
+        wait_for(lambda: len(said) >= 2 or p.poll() is not None, timeout_s=30)
+    finally:
+        p.terminate()
+        p.wait(10)
+    reader.join(5)
+    assert p.returncode == 0 and [ln for _, ln in said] == [
+        f"warning: the certificate this broker serves ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC (in 0 minutes): "
+        f"{_RUN_TAIL}",
+        f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago): "
+        f"{_RUN_TAIL}"], said
+    opened, ended = (t - start for t, _ in said)
+    assert 1.5 < opened < 6 and 11 < ended < 16, (opened, ended)     # at their moments: ~4 s and ~14 s
 
 
 def _fleet_run(d: Path) -> list[str]:

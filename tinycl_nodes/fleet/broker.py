@@ -61,7 +61,8 @@ An option left off (address, port, aggregator's name, lifetime, user) keeps the 
 whose ``fleet.json`` or ``credentials.json`` cannot be read is refused unless ``new_ca``.
 
 CLI: ``tinycl fleet setup DIR --fleet F --devices a,b,c --host NAME --ip ADDR [--port P]
-[--plaintext-port Q|off] [--user NAME] [--rotate a] [--new-ca]`` and ``tinycl fleet run DIR`` (foreground: one line
+[--plaintext-port Q|off] [--user NAME] [--rotate a] [--new-ca] [--no-reload]`` (a broker running on the directory is
+told to read its files again: ``served.apply_to_running``) and ``tinycl fleet run DIR`` (foreground: one line
 once it listens, mosquitto's output in its ``mosquitto.log``; it reads only ``mosquitto.conf`` and what that names).
 ``tools/mosquitto/*.sh`` wrap these.
 """
@@ -81,7 +82,6 @@ import secrets
 import shutil
 import signal
 import socket
-import ssl
 import stat
 import subprocess
 import sys
@@ -91,7 +91,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -109,6 +108,10 @@ DAYS = 825              # a new directory's certificate lifetime (--days)
 #: a certificate is renewed this many days before its end, or a third of its lifetime before if that is shorter
 RENEW_DAYS = 30
 #: mosquitto.conf's record of --days: ``server.crt``'s own lifetime is cut short once the CA ends first
+#: how a certificate renewed on disk comes to be served (set-up's CLI: ``served.apply_to_running``): the words of
+#: set-up, `fleet run` and the links
+SERVED_ONCE_RELOADED = ("set-up has a broker running on that directory serve it at once (SIGHUP: no connection is "
+                        "cut); a broker it cannot reach: `kill -HUP` its mosquitto")
 _DAYS_LINE = "# client and server certificates are issued for {days} days (--days); the CA lasts longer"
 
 
@@ -259,11 +262,16 @@ def leaf_end(ca_cert: x509.Certificate, now: dt.datetime, days: int) -> dt.datet
     return min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
 
 
-def renewal_due(cert: x509.Certificate, now: dt.datetime) -> bool:
-    """Whether ``cert`` has ended or ends within ``RENEW_DAYS``, or within a third of its lifetime if that is
+def renewal_opens(cert: x509.Certificate) -> dt.datetime:
+    """When ``cert``'s renewal window opens: ``RENEW_DAYS`` before its end, or a third of its lifetime if that is
     shorter (a 1-day certificate renewed 30 days ahead would be new at every run, and never copied in time)."""
     life = cert.not_valid_after_utc - cert.not_valid_before_utc
-    return cert.not_valid_after_utc - now <= min(dt.timedelta(days=RENEW_DAYS), life / 3)
+    return cert.not_valid_after_utc - min(dt.timedelta(days=RENEW_DAYS), life / 3)
+
+
+def renewal_due(cert: x509.Certificate, now: dt.datetime) -> bool:
+    """Whether ``cert`` has ended or is in its renewal window (``renewal_opens``)."""
+    return now >= renewal_opens(cert)
 
 
 def utc_text(when: dt.datetime) -> str:
@@ -314,7 +322,8 @@ def make_server_cert(d: Path, names: list[str], ca_dir: Path, days: int = DAYS) 
     _issue(d, "server", names[0], ca_dir, days, server_names=names)
 
 
-def _cert(certfile: Path) -> x509.Certificate | None:
+def read_certificate(certfile: Path) -> x509.Certificate | None:
+    """The PEM certificate in ``certfile``; None when it is missing or unreadable."""
     try:
         return x509.load_pem_x509_certificate(certfile.read_bytes())
     except (OSError, ValueError):
@@ -322,7 +331,7 @@ def _cert(certfile: Path) -> x509.Certificate | None:
 
 
 def _serial(certfile: Path) -> int | None:
-    return cert.serial_number if (cert := _cert(certfile)) is not None else None
+    return cert.serial_number if (cert := read_certificate(certfile)) is not None else None
 
 
 def _superseded(d: Path, name: str) -> list[x509.Certificate]:
@@ -395,7 +404,7 @@ def _previous(d: Path, fleet: str, new_ca: bool) -> BrokerSetup | None:
     if old.fleet != fleet:
         raise ValueError(f"{d} holds fleet {old.fleet!r}, not {fleet!r}: choose another folder, or pass --new-ca "
                          f"to start over (every device then needs its new bundle)")
-    if (ca := _cert(d / "ca.crt")) is None:
+    if (ca := read_certificate(d / "ca.crt")) is None:
         raise ValueError(f"{d / 'ca.crt'} is missing or cannot be read, but {d} holds the fleet's CA key (ca.key): "
                          f"restore it, or pass --new-ca to start over (every device then needs its new bundle)")
     if ca.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
@@ -428,7 +437,7 @@ def _saved(d: Path) -> dict[str, Any]:
     days = re.compile(re.escape(_DAYS_LINE).replace(re.escape("{days}"), r"(\d+)"))
     if recorded := [int(m.group(1)) for ln in lines if (m := days.fullmatch(ln))]:
         out["days"] = max(1, min(36500, recorded[0]))
-    elif (crt := _cert(d / "server.crt")) is not None:
+    elif (crt := read_certificate(d / "server.crt")) is not None:
         out["days"] = max(1, round((crt.not_valid_after_utc - crt.not_valid_before_utc).total_seconds() / 86400))
     return out
 
@@ -532,7 +541,8 @@ def generate(directory: str | Path, fleet: str, devices: list[str], port: int | 
     Re-running on a directory of the same fleet is how devices are added, removed and re-keyed without touching
     the others (their bundles stay valid): the CA and every listed identity's certificate, key and password are
     kept; a new name gets new ones; a name no longer listed, and each name in ``rotate`` (its old certificate),
-    is revoked in ``crl.pem``, which the broker checks at its next start. ``new_ca``: everything new (every device
+    is revoked in ``crl.pem`` (``tinycl fleet setup`` has a broker running on the directory read it again:
+    ``served.apply_to_running``). ``new_ca``: everything new (every device
     then needs its new bundle). ``user``: the account mosquitto runs as when started as root (``broker_user``).
     A kept identity whose certificate ``renewal_due`` gets a new key and certificate (if that ends later), the same
     password, and its old certificate stays valid until it ends (``changes["renewed"]``: bundles to copy).
@@ -621,7 +631,7 @@ def _write(d: Path, fleet: str, devices: list[str], port: int, plaintext_port: i
         changes["revoked" if sn is not None else "unrevoked"].append(name)
     for name in names:
         crt = d / "clients" / f"{name}.crt"
-        prev, cert = old.get(name), _cert(crt)
+        prev, cert = old.get(name), read_certificate(crt)
         if prev is not None and cert is not None and name not in rotate:   # its identity, whole: kept
             clients[name] = Credentials(name, prev.password, str(crt), str(d / "clients" / f"{name}.key"))
             if renewal_due(cert, now) and renewed_end > cert.not_valid_after_utc:   # the old one left valid
@@ -829,7 +839,7 @@ class Broker:
         self.stop()
 
 
-def _not_here(ip: str) -> str:
+def not_here(ip: str) -> str:
     """A hint when ``ip`` is none of this host's addresses (mosquitto says only "Cannot assign requested address")."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -838,33 +848,6 @@ def _not_here(ip: str) -> str:
         return (f"; {ip} is not an address of this host: run `tinycl fleet setup` on this directory again with "
                 f"--ip one of its addresses (`ip -br addr`), then copy the bundles again")
     return ""
-
-
-def _served(directory: str | Path) -> dict[str, bytes] | None:
-    """The files a running broker read at its start (None: no broker set up there yet): what a restart would change.
-    The server certificate is re-issued at every set-up, so its issuer, its names and whether it is due for renewal
-    (a broker serving one that ends soon is to be restarted) stand for it; mosquitto.conf's comments change nothing."""
-    d = Path(directory)
-    if not (d / "mosquitto.conf").is_file():
-        return None
-    files = {n: (d / n).read_bytes() if (d / n).is_file() else b"" for n in ("acl", "ca.crt")}
-    files["mosquitto.conf"] = b"\n".join(ln for ln in (d / "mosquitto.conf").read_bytes().splitlines()
-                                         if not ln.startswith(b"#"))
-    # the password file's salts and the CRL's signature are new at every set-up: their users and serials stand for them
-    users = (d / "passwd").read_bytes().splitlines() if (d / "passwd").is_file() else []
-    files["passwd"] = b",".join(sorted(line.split(b":")[0] for line in users if line))
-    try:
-        crl = x509.load_pem_x509_crl((d / "crl.pem").read_bytes())
-        files["crl"] = repr(sorted(r.serial_number for r in crl)).encode()
-    except (OSError, ValueError):
-        files["crl"] = b""
-    try:
-        crt = x509.load_pem_x509_certificate((d / "server.crt").read_bytes())
-        due = renewal_due(crt, dt.datetime.now(dt.timezone.utc))
-        files["server"] = (crt.issuer.rfc4514_string() + repr(crt.extensions) + repr(due)).encode()
-    except (OSError, ValueError):
-        files["server"] = b""
-    return files
 
 
 def _runnable(directory: str | Path) -> BrokerSetup:
@@ -892,24 +875,35 @@ def _runnable(directory: str | Path) -> BrokerSetup:
 
 
 def _run(st: BrokerSetup) -> int:
-    """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM."""
+    """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM; a warning
+    on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and at its
+    end."""
+    from .served import next_ending_look, serving_ending
+
     b = Broker(st)
     try:
         b.start()
     except RuntimeError as exc:
-        raise RuntimeError(f"{exc}{_not_here(st.ip)}") from None
+        raise RuntimeError(f"{exc}{not_here(st.ip)}") from None
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
     for sig in (signal.SIGINT, signal.SIGTERM):     # SIGINT too: a script's `tinycl fleet run &` starts with it ignored
         signal.signal(sig, _stop)                   # before the line: a SIGTERM right after it stops it cleanly too
-    proc = b.proc
+    proc, d = b.proc, Path(st.directory)
     try:
-        if (ending := serving_ending(Path(st.directory))) is not None:      # said before the line that it listens
-            print(f"warning: {ending}", file=sys.stderr, flush=True)
+        if (said := serving_ending(d)) is not None:      # said before the line that it listens
+            print(f"warning: {said}", file=sys.stderr, flush=True)
         print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
               f"Ctrl-C stops it", flush=True)
-        proc.wait()
+        while True:         # a broker runs for months: its certificate's window opens, and it ends, meanwhile
+            try:
+                proc.wait(next_ending_look(d))
+                break
+            except subprocess.TimeoutExpired:
+                if (ending := serving_ending(d)) is not None and ending != said:
+                    print(f"warning: {ending}", file=sys.stderr, flush=True)
+                said = ending
     except KeyboardInterrupt:
         pass
     finally:
@@ -935,56 +929,10 @@ def _renewed_words(d: Path, names: list[str]) -> str:
 def _ca_end_caps(d: Path) -> dt.datetime | None:
     """The fleet CA's end if it cut the server certificate just issued short (it ends first): then every
     certificate ends with it, and only --new-ca goes on."""
-    ca, server = _cert(d / "ca.crt"), _cert(d / "server.crt")
+    ca, server = read_certificate(d / "ca.crt"), read_certificate(d / "server.crt")
     if ca is None or server is None or server.not_valid_after_utc < ca.not_valid_after_utc:
         return None
     return ca.not_valid_after_utc
-
-
-def stale_served(st: BrokerSetup, timeout_s: float = 3.0) -> str | None:
-    """Words for a broker listening at set-up's address that serves a certificate a restart would replace, and must:
-    one of the CA before ``--new-ca``, or one in its renewal window that set-up has renewed on disk. mosquitto reads
-    its certificate at its start, and a set-up run with nothing left to renew said nothing of a broker still serving
-    the old one, until every device was cut off at its end. None: no broker answers there, or it serves what it may.
-    Read without verifying it (it may be of another CA): only its dates and issuer are looked at. Only at an address
-    of this host (set-up runs on the broker's machine): another would cost the timeout when nothing answers."""
-    if _not_here(st.ip):
-        return None
-    try:
-        served = x509.load_pem_x509_certificate(ssl.get_server_certificate((st.ip, st.port), timeout=timeout_s)
-                                                .encode())
-    except (OSError, ValueError):            # none listens, not TLS (ssl.SSLError is an OSError), or no certificate
-        return None
-    d = Path(st.directory)
-    ca, disk = _cert(d / "ca.crt"), _cert(d / "server.crt")
-    if ca is None or disk is None:
-        return None
-    where = f"the broker listening on {st.host} ({st.ip}):{st.port}"
-    restart = ("restart it (Ctrl-C and `tinycl fleet run` again, or its service): mosquitto reads its certificate at "
-               "its start")
-    try:
-        served.verify_directly_issued_by(ca)
-    except (InvalidSignature, ValueError, TypeError):
-        return (f"{where} serves a certificate of another CA (the fleet's before --new-ca?): no device with a new "
-                f"bundle connects until you {restart}")
-    now = dt.datetime.now(dt.timezone.utc)
-    end = served.not_valid_after_utc
-    if renewal_due(served, now) and disk.not_valid_after_utc > end:
-        return (f"{where} serves the certificate that {end_words(end, now)}, not the renewed one in "
-                f"{d / 'server.crt'} (ends on {utc_text(disk.not_valid_after_utc)}): every device is cut off at its "
-                f"end unless you {restart}")
-    return None
-
-
-def serving_ending(d: Path) -> str | None:
-    """``tinycl fleet run``'s words when the certificate it is about to serve is in its renewal window or has ended
-    (mosquitto starts with it all the same, and the devices refuse it at its end): None otherwise."""
-    crt, now = _cert(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
-    if crt is None or not renewal_due(crt, now):
-        return None
-    return (f"the certificate this broker serves ({d / 'server.crt'}) {end_words(crt.not_valid_after_utc, now)}: "
-            f"every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it, "
-            f"then restart the broker")
 
 
 def _port_or_off(text: str) -> int:
@@ -1031,6 +979,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
                    "key, certificate and password; their old certificate is revoked")
     s.add_argument("--new-ca", action="store_true", help="start over: a new CA and new identities for all (every "
                    "device then needs its new bundle)")
+    s.add_argument("--no-reload", action="store_true", help="leave a broker running on this directory with the files "
+                   "it read (by default it is told to read them again: SIGHUP, no connection is cut)")
     sub.add_parser("check", help="connect as a device or the aggregator: reachable, certificate accepted? "
                                  "(`tinycl fleet check --help`)", add_help=False)
     sub.add_parser("status", help="which devices reported, which round, which versions are in the global head "
@@ -1042,8 +992,10 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
         p.error(f"--plaintext-port: {a.port} is the TLS port too")
     try:
         if a.cmd == "setup":
+            from .served import apply_to_running, broker_reads
+
             devices = [x for x in a.devices.split(",") if x]
-            before = _served(a.directory)
+            before = broker_reads(a.directory)
             st = generate(a.directory, a.fleet, devices, a.port, a.plaintext_port, a.aggregator, a.days, a.user,
                           host=a.host, ip=a.ip, rotate=[x for x in a.rotate.split(",") if x], new_ca=a.new_ca)
             ch = st.changes
@@ -1071,12 +1023,8 @@ def main(argv: list[str] | None = None, prog: str = "tinycl fleet") -> int:
             if (ca_end := _ca_end_caps(Path(st.directory))) is not None:
                 print(f"certificates now end with the fleet's CA on {utc_text(ca_end)}: run this set-up "
                       f"with --new-ca before then (every device then needs its new bundle)")
-            # what a running broker serves changed: a new CA, certificate, ACL, CRL, passwords or configuration (a
-            # --new-ca or an older build's ACL said nothing, and the broker went on with the old ones)
-            if before is not None and _served(a.directory) != before:
-                print("a running broker applies this when restarted (SIGHUP: for new connections only)")
-            if (stale := stale_served(st)) is not None:
-                print(f"warning: {stale}")
+            for line in apply_to_running(st, before, reload=not a.no_reload):
+                print(line)
             return 0
         return _run(_runnable(a.directory))
     except (ValueError, RuntimeError, OSError) as exc:

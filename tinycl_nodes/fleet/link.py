@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
-from .broker import SYS_INTERVAL_S, UPTIME_TOPIC, end_words, renewal_due, utc_text
+from .broker import (SERVED_ONCE_RELOADED, SYS_INTERVAL_S, UPTIME_TOPIC, end_words, renewal_due,
+                     utc_text)
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
@@ -124,7 +125,7 @@ def connect_error(exc: BaseException | str, host: str, cert_file: str = "", ca_f
         if "expired" in str(exc.verify_message):
             return (f"the broker's certificate has expired (this machine's clock says {_clock_now()}): on the "
                     f"broker, `tinycl fleet setup` on its directory again (it renews it, keeping every identity; "
-                    f"if the fleet's CA has ended, it says so: then --new-ca), then restart the broker "
+                    f"if the fleet's CA has ended, it says so: then --new-ca); {SERVED_ONCE_RELOADED} "
                     f"[{exc.verify_message}]")
         return (f"server certificate verify failed: {exc.verify_message}: is the CA file this fleet's (a bundle "
                 f"from another fleet, or of the CA before --new-ca?) and {host!r} the broker's name?")
@@ -160,7 +161,7 @@ class CertificateEnd(NamedTuple):
 def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[CertificateEnd]:
     """The certificates of a connection that end soon (``broker.renewal_due``: the window in which set-up renews
     them) or have ended, each in words that say when and what to do: the one the broker serves (``served``, from the
-    TLS handshake; mosquitto reads its certificate at its start, so a renewed one is served only from its next start)
+    TLS handshake; mosquitto reads its certificate at its start and on SIGHUP, so a renewed one is served only then)
     and this device's own (``cert_file``). An unreadable file is left to connect_error."""
     now = dt.datetime.now(dt.timezone.utc)
     try:
@@ -169,7 +170,7 @@ def ending_soon(served: x509.Certificate | None, cert_file: str) -> list[Certifi
         own = None
     renew = "on the broker, `tinycl fleet setup` on its directory again renews it (if not done yet), then"
     certs = [(served, "the broker's certificate", "every device refuses its next connection to the broker",
-              "restart the broker (it serves a renewed certificate from its next start)"),
+              f"the broker serves the renewed one: {SERVED_ONCE_RELOADED}"),
              (own, f"this device's certificate ({cert_file})", "the broker refuses this device's next connection",
               "copy this device's new bundle to this device")]
     ends = []

@@ -1,0 +1,204 @@
+"""The broker running on a set-up directory: found among this host's processes, told to apply set-up's changes, and
+what it serves.
+
+mosquitto 2.0 reads its certificate, key, CA, CRL, password file and ACL again on SIGHUP (with a ``crlfile``, as
+set-up writes, it makes its TLS context anew: a new CA applies too) and keeps every connection already open. Such a
+connection keeps the certificate it was opened with, and one of a device removed from the fleet loses its ACL entry:
+it can neither write nor read the fleet's topics any more. The listener (address, port, the plaintext one) and the
+user change only at a restart, which cuts every connection. Before, set-up said only "a running broker applies this
+when restarted": an operator who added a robot restarted the broker and cut every robot off, or did not, and the
+renewed certificate was never served (the fleet stopped at the old one's end).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from .broker import (SERVED_ONCE_RELOADED, BrokerSetup, end_words, not_here, read_certificate, renewal_due,
+                     renewal_opens, utc_text)
+
+#: what a running broker applies only at a restart: the listeners and the user are in mosquitto.conf
+RESTART_ONLY = ("mosquitto.conf",)
+
+
+def broker_reads(directory: str | Path) -> dict[str, bytes] | None:
+    """The files a running broker read (None: no broker set up there yet): what a reload or a restart would change.
+    The server certificate is re-issued at every set-up, so its issuer, its names and whether it is due for renewal
+    stand for it; mosquitto.conf's comments change nothing."""
+    d = Path(directory)
+    if not (d / "mosquitto.conf").is_file():
+        return None
+    files = {n: (d / n).read_bytes() if (d / n).is_file() else b"" for n in ("acl", "ca.crt")}
+    files["mosquitto.conf"] = b"\n".join(ln for ln in (d / "mosquitto.conf").read_bytes().splitlines()
+                                         if not ln.startswith(b"#"))
+    # the password file's salts and the CRL's signature are new at every set-up: their users and serials stand for them
+    users = (d / "passwd").read_bytes().splitlines() if (d / "passwd").is_file() else []
+    files["passwd"] = b",".join(sorted(line.split(b":")[0] for line in users if line))
+    try:
+        crl = x509.load_pem_x509_crl((d / "crl.pem").read_bytes())
+        files["crl"] = repr(sorted(r.serial_number for r in crl)).encode()
+    except (OSError, ValueError):
+        files["crl"] = b""
+    crt = read_certificate(d / "server.crt")
+    files["server"] = b"" if crt is None else (crt.issuer.rfc4514_string() + repr(crt.extensions) +
+                                               repr(renewal_due(crt, dt.datetime.now(dt.timezone.utc)))).encode()
+    return files
+
+
+def running_brokers(directory: str | Path) -> list[int]:
+    """The process ids of the mosquittos running here on ``directory``'s mosquitto.conf (``-c``), as `tinycl fleet
+    run`, a service or a test starts them; in any network namespace of this host."""
+    conf = (Path(directory) / "mosquitto.conf").resolve()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = [os.fsdecode(a) for a in (proc / "cmdline").read_bytes().split(b"\0")]
+        except OSError:                                  # gone meanwhile
+            continue
+        if Path(argv[0]).name != "mosquitto":
+            continue
+        for flag, value in zip(argv, argv[1:]):
+            if flag in ("-c", "--config-file"):
+                try:
+                    path = Path(value) if os.path.isabs(value) else Path(os.readlink(proc / "cwd")) / value
+                except OSError:
+                    continue
+                if path.resolve() == conf:
+                    pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def served_certificate(st: BrokerSetup, timeout_s: float = 3.0) -> x509.Certificate | None:
+    """The certificate the broker listening at ``st``'s address serves, read without verifying it (it may be of
+    another CA); None when nothing answers there, or the address is not one of this host's (set-up runs on the
+    broker's machine: another would cost the timeout when nothing answers). mosquitto logs the probe as a client that
+    sent no certificate."""
+    if not_here(st.ip):
+        return None
+    try:
+        return x509.load_pem_x509_certificate(ssl.get_server_certificate((st.ip, st.port), timeout=timeout_s)
+                                              .encode())
+    except (OSError, ValueError):            # none listens, not TLS (ssl.SSLError is an OSError), or no certificate
+        return None
+
+
+def stale_served(st: BrokerSetup, served: x509.Certificate | None) -> str | None:
+    """Words for a broker at set-up's address that serves (``served``) a certificate it must not go on serving: one
+    of the CA before ``--new-ca``, or one in its renewal window that set-up has renewed on disk (a set-up run with
+    nothing left to renew said nothing of it, and every device was cut off at its end). None: it serves what it may.
+    Only its dates and issuer are looked at."""
+    d = Path(st.directory)
+    ca, disk = read_certificate(d / "ca.crt"), read_certificate(d / "server.crt")
+    if served is None or ca is None or disk is None:
+        return None
+    where = f"the broker listening on {st.host} ({st.ip}):{st.port}"
+    reload = "reload it (`kill -HUP` its mosquitto, as its user or root) or restart it"
+    try:
+        served.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
+        return (f"{where} serves a certificate of another CA (the fleet's before --new-ca?): no device with a new "
+                f"bundle connects until you {reload}")
+    now = dt.datetime.now(dt.timezone.utc)
+    end = served.not_valid_after_utc
+    if renewal_due(served, now) and disk.not_valid_after_utc > end:
+        return (f"{where} serves the certificate that {end_words(end, now)}, not the renewed one in "
+                f"{d / 'server.crt'} (ends on {utc_text(disk.not_valid_after_utc)}): every device is cut off at its "
+                f"end unless you {reload}")
+    return None
+
+
+def _serves_disk(st: BrokerSetup, wait_s: float) -> tuple[bool, x509.Certificate | None]:
+    """Whether the broker serves ``server.crt`` as on disk (re-issued at every set-up, so a broker that read it again
+    serves exactly it), looked at until ``wait_s`` has passed (a reload is done in mosquitto's loop, not at once);
+    and the certificate it served last (None: nothing answered)."""
+    disk = read_certificate(Path(st.directory) / "server.crt")
+    want = disk.public_bytes(serialization.Encoding.DER) if disk is not None else b""
+    end = time.monotonic() + wait_s
+    while True:
+        time.sleep(0.2)
+        served = served_certificate(st)
+        ok = served is not None and served.public_bytes(serialization.Encoding.DER) == want
+        if ok or time.monotonic() > end:
+            return ok, served
+
+
+def apply_to_running(st: BrokerSetup, before: dict[str, bytes] | None, reload: bool = True) -> list[str]:
+    """Set-up's lines on the broker running on its directory, after it wrote it (``before``: ``broker_reads`` then).
+    A broker running here whose files changed, or that serves a certificate it must not (``stale_served``), is told
+    to read them again (SIGHUP, unless ``reload`` is False) and then looked at: it serves the new certificate."""
+    d = Path(st.directory)
+    after = broker_reads(d) or {}
+    changed = before is not None and after != before
+    restart = before is not None and any(before.get(n) != after.get(n) for n in RESTART_ONLY)
+    pids = running_brokers(d)
+    served = served_certificate(st)
+    stale = stale_served(st, served)
+    lines = []
+    which = f"the running broker (mosquitto, pid {', '.join(map(str, pids))})"
+    if pids and (changed or stale) and not reload:
+        lines.append(f"{which} goes on with the files it read (--no-reload): `kill -HUP {' '.join(map(str, pids))}` "
+                     f"applies them without cutting a connection")
+    elif pids and (changed or stale):
+        failed = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                failed.append(pid)
+        if failed:
+            lines.append(f"warning: {which} could not be told to read its files again (not permitted to signal pid "
+                         f"{', '.join(map(str, failed))}): run set-up as its user or root, or `kill -HUP` it so")
+        else:
+            ok, served = _serves_disk(st, wait_s=3.0) if served is not None else (True, None)
+            new_ca = " (the new CA's: only the new bundles connect from now on)" if changed and \
+                before.get("ca.crt") != after.get("ca.crt") else ""  # type: ignore[union-attr]
+            lines.append(f"{which} read its files again (SIGHUP) and applies this from now on{new_ca}: the connections "
+                         f"open are kept (a removed device's can no longer use the fleet's topics; a restart would cut "
+                         f"them all)" if ok else
+                         f"warning: {which} was told to read its files again (SIGHUP) but does not serve "
+                         f"{d / 'server.crt'}: its log says why ({d / 'mosquitto.log'} under `tinycl fleet run`)")
+            stale = stale_served(st, served)
+    elif changed:
+        lines.append("no broker runs on this directory here: one running on it elsewhere applies this once it reads "
+                     "its files again (`kill -HUP` its mosquitto) or restarts")
+    if restart:
+        lines.append("mosquitto.conf changed (the address, a port or the user): a running broker applies that only "
+                     "when restarted (Ctrl-C and `tinycl fleet run` again, or restart its service; every connection "
+                     "is cut then)")
+    if stale is not None:
+        lines.append(f"warning: {stale}")
+    return lines
+
+
+def serving_ending(d: Path) -> str | None:
+    """``tinycl fleet run``'s words when the certificate in ``server.crt`` is in its renewal window or has ended
+    (mosquitto starts with it all the same, and the devices refuse it at its end): None otherwise."""
+    crt, now = read_certificate(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
+    if crt is None or not renewal_due(crt, now):
+        return None
+    return (f"the certificate this broker serves ({d / 'server.crt'}) {end_words(crt.not_valid_after_utc, now)}: "
+            f"every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it: "
+            f"{SERVED_ONCE_RELOADED}")
+
+
+def next_ending_look(d: Path, most_s: float = 3600.0) -> float:
+    """Seconds until ``serving_ending``'s words may next change: the certificate's renewal window opens, or it ends
+    (each said at its moment, not up to an hour late); else at most ``most_s`` (the count of days or hours)."""
+    crt, now = read_certificate(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
+    if crt is None:
+        return most_s
+    left = [(t - now).total_seconds() for t in (renewal_opens(crt), crt.not_valid_after_utc)]
+    return min([most_s, *(s + 0.05 for s in left if s > 0)])
