@@ -3,6 +3,7 @@ credentials, by running `tinycl fleet setup` again on the broker's directory."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -250,6 +251,36 @@ def test_fleet_run_started_in_a_scripts_background_stops_on_sigint(tmp_path) -> 
             p.kill()
             p.wait()
     assert _reach(d / "bundles" / "robot1", "robot1") != "ok", f"a broker still answers on {st.port}"
+
+
+def test_fleet_run_stops_its_broker_on_sighup(tmp_path) -> None:
+    """A closed terminal (or `kill -HUP`) killed `tinycl fleet run` at once and left its mosquitto running, its child
+    re-parented, still holding the port: the next `fleet run` found it "already listens there". SIGHUP now stops it
+    as Ctrl-C does (as it stops `tinycl launch` and the nodes): mosquitto saves its persistence file and exits."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.fleet.served import running_brokers
+
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    p = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in p.stdout.readline()
+        assert len(running_brokers(d)) == 1
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=15) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for pid in running_brokers(d):       # the bug's orphan, not to outlive the test
+            os.kill(pid, signal.SIGKILL)
+    assert running_brokers(d) == [] and _reach(d / "bundles" / "robot1", "robot1") != "ok", \
+        f"a broker still answers on {st.port}"
+    assert (d / "data" / "mosquitto.db").is_file(), "mosquitto saved its persistence file: it was stopped cleanly"
 
 
 def _setup_cli(d: Path, devices: str, *extra: str) -> list[str]:

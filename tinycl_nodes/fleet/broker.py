@@ -875,23 +875,26 @@ def _runnable(directory: str | Path) -> BrokerSetup:
 
 
 def _run(st: BrokerSetup) -> int:
-    """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C or SIGTERM; a warning
-    on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and at its
-    end."""
+    """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C, SIGTERM or SIGHUP; a
+    warning on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and
+    at its end."""
     from .served import next_ending_look, serving_ending
-
-    b = Broker(st)
-    try:
-        b.start()
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}{not_here(st.ip)}") from None
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
-    for sig in (signal.SIGINT, signal.SIGTERM):     # SIGINT too: a script's `tinycl fleet run &` starts with it ignored
-        signal.signal(sig, _stop)                   # before the line: a SIGTERM right after it stops it cleanly too
-    proc, d = b.proc, Path(st.directory)
+    # SIGINT too: a script's `tinycl fleet run &` starts with it ignored. SIGHUP (a closed terminal, `kill -HUP`) killed
+    # this process and left mosquitto running on the port; it stops it now, as it stops `tinycl launch` and the nodes
+    # (a broker is told to read its files again by set-up, which signals mosquitto itself). Set before mosquitto
+    # starts: a signal at any moment after it stops it cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+    b, d = Broker(st), Path(st.directory)
     try:
+        try:
+            b.start()
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}{not_here(st.ip)}") from None
+        proc = b.proc
         if (said := serving_ending(d)) is not None:      # said before the line that it listens
             print(f"warning: {said}", file=sys.stderr, flush=True)
         print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
@@ -905,10 +908,10 @@ def _run(st: BrokerSetup) -> int:
                     print(f"warning: {ending}", file=sys.stderr, flush=True)
                 said = ending
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         b.stop()                         # SIGTERM: mosquitto saves its persistence file
-    if proc.returncode in (0, -signal.SIGTERM):
+    if proc.returncode in (0, -signal.SIGTERM):      # stopped by another's SIGTERM (a service's whole group)
         return 0
     print(f"error: mosquitto exited with {proc.returncode}: {b.tail(3)}", file=sys.stderr, flush=True)
     return 1
