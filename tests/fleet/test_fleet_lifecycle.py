@@ -227,55 +227,36 @@ def test_fleet_run_beside_a_running_broker_says_so(tmp_path) -> None:
         broker.stop()
 
 
-def test_fleet_run_started_in_a_scripts_background_stops_on_sigint(tmp_path) -> None:
+@pytest.mark.parametrize("sig, started_ignoring_sigint", [(signal.SIGINT, True), (signal.SIGHUP, False)],
+                         ids=["SIGINT, started in a script's background", "SIGHUP"])
+def test_fleet_run_stops_its_broker_on_signals(tmp_path, sig, started_ignoring_sigint) -> None:
     """`tinycl fleet run &` in a script starts with SIGINT ignored; it took Ctrl-C as Python's KeyboardInterrupt, which
-    Python does not install then: ``kill -INT`` did nothing. It has its own handler now: mosquitto stopped, exit 0."""
+    Python does not install then: ``kill -INT`` did nothing. A closed terminal (or `kill -HUP`) killed it at once and
+    left its mosquitto running, re-parented, on the port: the next `fleet run` found it "already listens there". It
+    has its own handler for both now, as `tinycl launch` and the nodes: mosquitto stopped (saving its persistence
+    file), exit 0."""
     import subprocess
     import sys
 
     from tests.processes import IGNORING_SIGINT
-
-    _need_mosquitto()
-    d = tmp_path / "broker"
-    st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
-    p = subprocess.Popen([sys.executable, "-c", IGNORING_SIGINT, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening on" in p.stdout.readline()
-        assert _reach(d / "bundles" / "robot1", "robot1") == "ok"
-        p.send_signal(signal.SIGINT)
-        assert p.wait(timeout=15) == 0, p.stderr.read()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert _reach(d / "bundles" / "robot1", "robot1") != "ok", f"a broker still answers on {st.port}"
-
-
-def test_fleet_run_stops_its_broker_on_sighup(tmp_path) -> None:
-    """A closed terminal (or `kill -HUP`) killed `tinycl fleet run` at once and left its mosquitto running, its child
-    re-parented, still holding the port: the next `fleet run` found it "already listens there". SIGHUP now stops it
-    as Ctrl-C does (as it stops `tinycl launch` and the nodes): mosquitto saves its persistence file and exits."""
-    import subprocess
-    import sys
-
     from tinycl_nodes.fleet.served import running_brokers
 
     _need_mosquitto()
     d = tmp_path / "broker"
     st = generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
-    p = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, *(("-c", IGNORING_SIGINT) if started_ignoring_sigint else ()), "-m",
+                          "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
     try:
         assert "listening on" in p.stdout.readline()
-        assert len(running_brokers(d)) == 1
-        p.send_signal(signal.SIGHUP)
+        assert _reach(d / "bundles" / "robot1", "robot1") == "ok" and len(running_brokers(d)) == 1
+        p.send_signal(sig)
         assert p.wait(timeout=15) == 0, p.stderr.read()
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-        for pid in running_brokers(d):       # the bug's orphan, not to outlive the test
+        for pid in running_brokers(d):       # an orphan, not to outlive the test
             os.kill(pid, signal.SIGKILL)
     assert running_brokers(d) == [] and _reach(d / "bundles" / "robot1", "robot1") != "ok", \
         f"a broker still answers on {st.port}"
