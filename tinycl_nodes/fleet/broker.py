@@ -107,11 +107,11 @@ BROKER_READS = ("passwd", "acl", "ca.crt", "crl.pem", "server.crt", "server.key"
 DAYS = 825              # a new directory's certificate lifetime (--days)
 #: a certificate is renewed this many days before its end, or a third of its lifetime before if that is shorter
 RENEW_DAYS = 30
-#: mosquitto.conf's record of --days: ``server.crt``'s own lifetime is cut short once the CA ends first
 #: how a certificate renewed on disk comes to be served (set-up's CLI: ``served.apply_to_running``): the words of
 #: set-up, `fleet run` and the links
 SERVED_ONCE_RELOADED = ("set-up has a broker running on that directory serve it at once (SIGHUP: no connection is "
                         "cut); a broker it cannot reach: `kill -HUP` its mosquitto")
+#: mosquitto.conf's record of --days: ``server.crt``'s own lifetime is cut short once the CA ends first
 _DAYS_LINE = "# client and server certificates are issued for {days} days (--days); the CA lasts longer"
 
 

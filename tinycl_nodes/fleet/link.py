@@ -38,8 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..core.errors import TinyclError
 from ..nodes.runner import NodeParams
 from ..validation_words import error_words
-from .broker import (SERVED_ONCE_RELOADED, SYS_INTERVAL_S, UPTIME_TOPIC, end_words, renewal_due,
-                     utc_text)
+from .broker import SERVED_ONCE_RELOADED, SYS_INTERVAL_S, UPTIME_TOPIC, end_words, renewal_due, utc_text
 from .payload import FleetName
 
 OnMessage = Callable[[str, bytes], None]
