@@ -729,6 +729,40 @@ def test_a_round_waiting_for_a_gone_robot_says_so_and_round_timeout_closes_it(fl
     assert status(str(tmp_path / "agg2"))["round"] == 2
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_tinycl_aggregate_saves_what_it_took_and_stops_on_a_closed_terminal(fleet_setup, broker, tmp_path,
+                                                                           sig) -> None:
+    """A closed terminal's SIGHUP killed `tinycl aggregate` at once: a head it had taken since its last save was not in
+    its state, its connection not closed. It stops on SIGHUP as on Ctrl-C and SIGTERM now (the nodes' stop signals),
+    and saves. The real command and mosquitto; a round waits for a second device, so the head is only held."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.fleet.aggregator import status
+
+    cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir",
+           fleet_setup.directory, "--extractor-hash", XH, "--n-features", "2", "--kind", "CWRStar",
+           "--min-devices", "2", "--state-dir", str(tmp_path / "agg"), "--duration", "120"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    d1 = Device(fleet_setup, "dev1")
+    try:
+        lines = []
+        for line in p.stdout:
+            lines.append(line)
+            if "mqtt: connected" in line:
+                d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
+            if "head from dev1 v3 accepted" in line:
+                p.send_signal(sig)
+                break
+        out = "".join(lines) + p.communicate(timeout=30)[0]
+    finally:
+        d1.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out
+    assert status(str(tmp_path / "agg"))["devices"]["dev1"]["version"] == 3, out
+
+
 def test_a_device_sending_the_same_bad_head_again_is_said_once(fleet_setup, broker, tmp_path, caplog) -> None:
     """The fleet trial's robot3 ran another model (mnist_0to5_int8): each of its heads, and its retained head again at
     every reconnect of the aggregator, was one 'head from robot3 refused: … extractor …' warning; learning on a

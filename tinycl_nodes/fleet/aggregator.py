@@ -782,8 +782,10 @@ def build_parser(prog: str = "tinycl aggregate") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``tinycl aggregate``: run the aggregator until Ctrl-C / SIGTERM (or ``--duration``)."""
+    """``tinycl aggregate``: run the aggregator until Ctrl-C, SIGTERM or SIGHUP (or ``--duration``); it saves then."""
     import signal
+
+    from ..nodes.runner import STOP_SIGNALS
     a = build_parser().parse_args(argv)
     values = {"fleet": a.fleet, "broker_dir": a.broker_dir, "method": a.method, "trim": a.trim,
               "min_devices": a.min_devices, "min_new_heads": a.min_new_heads, "min_interval_s": a.min_interval_s,
@@ -802,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}".replace("\n", "\nerror: "), file=sys.stderr)
         return 2
     stop = threading.Event()
-    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}   # SIGHUP killed it, unsaved
     try:
         agg.run(stop, a.duration)
     finally:

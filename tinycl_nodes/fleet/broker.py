@@ -878,6 +878,7 @@ def _run(st: BrokerSetup) -> int:
     """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C, SIGTERM or SIGHUP; a
     warning on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and
     at its end."""
+    from ..nodes.runner import STOP_SIGNALS
     from .served import next_ending_look, serving_ending
 
     def _stop(*_: Any) -> None:
@@ -886,7 +887,7 @@ def _run(st: BrokerSetup) -> int:
     # this process and left mosquitto running on the port; it stops it now, as it stops `tinycl launch` and the nodes
     # (a broker is told to read its files again by set-up, which signals mosquitto itself). Set before mosquitto
     # starts: a signal at any moment after it stops it cleanly.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, _stop)
     b, d = Broker(st), Path(st.directory)
     try:
