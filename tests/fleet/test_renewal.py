@@ -250,22 +250,25 @@ _RUN_TAIL = ("every device refuses to connect from its end; `tinycl fleet setup`
 def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_ends(tmp_path) -> None:
     """A broker runs for months, and `tinycl fleet run` looked at its certificate only at its start: it said nothing
     when the certificate came into its renewal window, nor when it ended. It now says each at its moment. A
-    certificate of 30 s, whose window is its last 10 s, ending 14 s after `fleet run` starts."""
+    certificate of 30 s, whose window is its last 10 s, ending 20 s after it is made: each line comes at its moment
+    (on the wall clock, whatever the time `fleet run` took to start on a loaded machine)."""
     import threading
 
     d = _new_fleet(tmp_path, "100")
     crt = d / "server.crt"
-    end = reissue(d, crt, crt, 14 / 86400, lasts_days=30 / 86400)
+    end = reissue(d, crt, crt, 20 / 86400, lasts_days=30 / 86400)
+    cert = _cert(crt)                   # its dates in whole seconds, as `fleet run` reads them
+    moments = [(cert.not_valid_after_utc - (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3).timestamp(),
+               cert.not_valid_after_utc.timestamp()]          # the window opens, it ends
     p = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     said: list[tuple[float, str]] = []
-    reader = threading.Thread(target=lambda: said.extend((time.monotonic(), ln.strip()) for ln in p.stderr),
-                              daemon=True)
+    reader = threading.Thread(target=lambda: said.extend((time.time(), ln.strip()) for ln in p.stderr), daemon=True)
     try:
         assert p.stdout.readline().startswith("mosquitto listening on"), p.stderr.read() if p.poll() else ""
-        start = time.monotonic()
+        started = time.time()
         reader.start()
-        wait_for(lambda: len(said) >= 2 or p.poll() is not None, timeout_s=30)
+        wait_for(lambda: len(said) >= 2 or p.poll() is not None, timeout_s=40)
     finally:
         p.terminate()
         p.wait(10)
@@ -275,8 +278,8 @@ def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_e
         f"{_RUN_TAIL}",
         f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago): "
         f"{_RUN_TAIL}"], said
-    opened, ended = (t - start for t, _ in said)
-    assert 1.5 < opened < 6 and 11 < ended < 16, (opened, ended)     # at their moments: ~4 s and ~14 s
+    for (at, _), moment in zip(said, moments):      # not before its moment, and then within seconds, not an hour
+        assert moment - 0.5 <= at <= max(moment, started) + 5, (at - moment, started - moment)
 
 
 def _fleet_run(d: Path) -> list[str]:
