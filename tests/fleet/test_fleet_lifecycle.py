@@ -263,6 +263,46 @@ def test_fleet_run_stops_its_broker_on_signals(tmp_path, sig, started_ignoring_s
     assert (d / "data" / "mosquitto.db").is_file(), "mosquitto saved its persistence file: it was stopped cleanly"
 
 
+def test_fleet_run_after_one_killed_with_9_stops_the_broker_it_left_and_starts_anew(tmp_path) -> None:
+    """A `tinycl fleet run` killed with -9 (or by the OOM killer) cannot stop its mosquitto: it went on holding the port,
+    and the next `fleet run` refused to start beside it ("already listens there") until someone found and killed it.
+    Now the next one stops it (SIGTERM: it saves its persistence file), says so, and starts; a mosquitto started
+    otherwise on the directory is left alone (the refusal as before). The real commands and mosquitto."""
+    import subprocess
+    import sys
+
+    from tinycl_nodes.fleet.served import running_brokers
+
+    _need_mosquitto()
+    d = tmp_path / "broker"
+    generate(d, "lab", ["robot1"], port=free_port(), user=current_user())
+    run = [sys.executable, "-m", "tinycl_nodes.cli", "fleet", "run", str(d)]
+    first = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "listening on" in first.stdout.readline()
+    [left] = running_brokers(d)
+    first.kill()
+    first.wait()
+    assert running_brokers(d) == [left] and _reach(d / "bundles" / "robot1", "robot1") == "ok", "it goes on alone"
+    second = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in second.stdout.readline(), second.stderr.read() if second.poll() else ""
+        [now] = running_brokers(d)
+        assert now != left and _reach(d / "bundles" / "robot1", "robot1") == "ok"
+    finally:
+        second.terminate()
+        _, err = second.communicate(timeout=15)
+        for pid in running_brokers(d):
+            os.kill(pid, signal.SIGKILL)
+    assert err.strip().splitlines() == [f"warning: stopped mosquitto (pid {left}), left running on this directory by a "
+                                        f"`tinycl fleet run` (pid {first.pid}) that is gone (killed?): it saved its "
+                                        "persistence file; starting anew"], err
+    assert second.returncode == 0 and running_brokers(d) == []
+    with Broker(BrokerSetup.load(d)):                   # one of another starter (a test's, a service's) is left alone
+        third = subprocess.run(run, capture_output=True, text=True, timeout=30)
+        assert third.returncode == 2 and "already listens there" in third.stderr, third.stderr
+        assert len(running_brokers(d)) == 1
+
+
 def _setup_cli(d: Path, devices: str, *extra: str) -> list[str]:
     """`tinycl fleet setup` on ``d`` as the operator runs it (a process): its lines."""
     import subprocess

@@ -758,13 +758,15 @@ def listening(ip: str, port: int) -> bool:
 class Broker:
     """One mosquitto process on a generated config; ``start()`` waits until it accepts connections.
 
-    ``net``/``on``: run it in host ``on`` of a :class:`tinycl_nodes.netns.HostNet` (else here).
+    ``net``/``on``: run it in host ``on`` of a :class:`tinycl_nodes.netns.HostNet` (else here). ``env``: variables
+    added to mosquitto's environment.
     """
 
     def __init__(self, setup: BrokerSetup, log_path: str | Path | None = None, net: Any = None,
-                 on: str | None = None) -> None:
+                 on: str | None = None, env: dict[str, str] | None = None) -> None:
         self.setup = setup
         self.net, self.on = net, on
+        self.env = env
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(log_path or Path(setup.directory) / "mosquitto.log")
         self._log = None
@@ -783,7 +785,8 @@ class Broker:
         self._log = open(self.log_path, "ab")
         self._log_from = os.fstat(self._log.fileno()).st_size
         cmd = [exe, "-c", self.setup.config]
-        kw: dict[str, Any] = dict(stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        kw: dict[str, Any] = dict(stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, **self.env} if self.env else None)
         self.proc = self.net.popen(self.on, cmd, **kw) if self.net is not None else subprocess.Popen(cmd, **kw)
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
@@ -879,7 +882,7 @@ def _run(st: BrokerSetup) -> int:
     warning on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and
     at its end."""
     from ..nodes.runner import STOP_SIGNALS
-    from .served import next_ending_look, serving_ending
+    from .served import RUN_PID, next_ending_look, serving_ending, stop_left_running
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -889,8 +892,10 @@ def _run(st: BrokerSetup) -> int:
     # starts: a signal at any moment after it stops it cleanly.
     for sig in STOP_SIGNALS:
         signal.signal(sig, _stop)
-    b, d = Broker(st), Path(st.directory)
+    b, d = Broker(st, env={RUN_PID: str(os.getpid())}), Path(st.directory)
     try:
+        for said in stop_left_running(d):       # a fleet run killed with -9 could not stop its mosquitto
+            print(f"warning: {said}", file=sys.stderr, flush=True)
         try:
             b.start()
         except RuntimeError as exc:

@@ -30,6 +30,8 @@ from .broker import (SERVED_ONCE_RELOADED, BrokerSetup, end_words, not_here, rea
 
 #: what a running broker applies only at a restart: the listeners and the user are in mosquitto.conf
 RESTART_ONLY = ("mosquitto.conf",)
+#: in the environment of the mosquitto that `tinycl fleet run` starts: that fleet run's pid
+RUN_PID = "TINYCL_FLEET_RUN_PID"
 
 
 def broker_reads(directory: str | Path) -> dict[str, bytes] | None:
@@ -79,6 +81,47 @@ def running_brokers(directory: str | Path) -> list[int]:
                 if path.resolve() == conf:
                     pids.append(int(proc.name))
     return sorted(pids)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited and not reaped yet, does not: a container's first process may
+    never reap it)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] != b"Z"
+
+
+def stop_left_running(directory: str | Path, wait_s: float = 10.0) -> list[str]:
+    """Stop the mosquittos on ``directory`` whose `tinycl fleet run` is gone: one killed with -9 (or by the OOM killer)
+    could not stop its mosquitto, which went on holding the port, and the next `fleet run` refused to start beside it
+    ("already listens there") until someone found and killed it. SIGTERM: mosquitto saves its persistence file. A
+    mosquitto started otherwise (a service, ``start.sh``), or by a `fleet run` still running, is not touched. One line
+    for each stopped."""
+    said = []
+    for pid in running_brokers(directory):
+        try:
+            env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        mark = next((e.split(b"=", 1)[1] for e in env if e.startswith(RUN_PID.encode() + b"=")), b"")
+        if not mark.isdigit() or _alive(int(mark)):     # not a fleet run's, or its fleet run is still there
+            continue
+        saved = "it saved its persistence file"
+        try:
+            os.kill(pid, signal.SIGTERM)
+            end = time.monotonic() + wait_s
+            while _alive(pid) and time.monotonic() < end:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                saved = f"killed: it did not stop within {wait_s:g} s of SIGTERM"
+        except ProcessLookupError:
+            pass
+        said.append(f"stopped mosquitto (pid {pid}), left running on this directory by a `tinycl fleet run` (pid "
+                    f"{int(mark)}) that is gone (killed?): {saved}; starting anew")
+    return said
 
 
 def served_certificate(st: BrokerSetup, timeout_s: float = 3.0) -> x509.Certificate | None:
