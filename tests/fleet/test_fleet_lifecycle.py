@@ -430,9 +430,10 @@ def test_setup_has_the_running_broker_apply_its_change_and_no_open_connection_is
         assert heads_reach() == [b"robot1"], "robot1's connection opened with the old CA goes on"
 
         lines = _setup_cli(d, "robot1,robot3", "--port", str(free_port()))
-        assert lines[-1] == ("mosquitto.conf changed (the address, a port or the user): a running broker applies that "
+        assert lines[-1] == ("mosquitto.conf changed (the address, a port or the user): a running broker applies this "
                              "only when restarted (Ctrl-C and `tinycl fleet run` again, or restart its service; every "
-                             "connection is cut then)"), lines
+                             "connection is cut then), and goes on with the files it read until then"), lines
+        assert not [ln for ln in lines if "running broker (mosquitto" in ln], "not told: a restart applies it"
         assert agg.cuts == r1.cuts == [] and agg.client.is_connected() and r1.client.is_connected(), \
             "no connection was cut"
         log = broker.log_path.read_text()

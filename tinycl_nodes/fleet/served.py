@@ -197,7 +197,8 @@ def _serves_disk(st: BrokerSetup, wait_s: float) -> tuple[bool, x509.Certificate
 def apply_to_running(st: BrokerSetup, before: dict[str, bytes] | None, reload: bool = True) -> list[str]:
     """Set-up's lines on the broker running on its directory, after it wrote it (``before``: ``broker_reads`` then).
     A broker running here whose files changed, or that serves a certificate it must not (``stale_served``), is told
-    to read them again (SIGHUP, unless ``reload`` is False) and then looked at: it serves the new certificate."""
+    to read them again (SIGHUP, unless ``reload`` is False) and then looked at: it serves the new certificate. Not
+    when mosquitto.conf changed: that takes a restart, which applies everything."""
     d = Path(st.directory)
     after = broker_reads(d) or {}
     changed = before is not None and after != before
@@ -207,7 +208,9 @@ def apply_to_running(st: BrokerSetup, before: dict[str, bytes] | None, reload: b
     stale = stale_served(st, served)
     lines = []
     which = f"the running broker (mosquitto, pid {', '.join(map(str, pids))})"
-    if pids and (changed or stale) and not reload:
+    if restart:     # not told: a new user's files are not the running one's to read (a reload broke its listener)
+        pass
+    elif pids and (changed or stale) and not reload:
         lines.append(f"{which} goes on with the files it read (--no-reload): `kill -HUP {' '.join(map(str, pids))}` "
                      f"applies them without cutting a connection")
     elif pids and (changed or stale):
@@ -236,9 +239,9 @@ def apply_to_running(st: BrokerSetup, before: dict[str, bytes] | None, reload: b
         lines.append("no broker runs on this directory here: one running on it elsewhere applies this once it reads "
                      "its files again (`kill -HUP` its mosquitto) or restarts")
     if restart:
-        lines.append("mosquitto.conf changed (the address, a port or the user): a running broker applies that only "
+        lines.append("mosquitto.conf changed (the address, a port or the user): a running broker applies this only "
                      "when restarted (Ctrl-C and `tinycl fleet run` again, or restart its service; every connection "
-                     "is cut then)")
+                     "is cut then), and goes on with the files it read until then")
     if stale is not None:
         lines.append(f"warning: {stale}")
     return lines
