@@ -350,9 +350,16 @@ class _Open:
         self.client.tls_set(ca_certs=st.ca, certfile=c.certfile, keyfile=c.keyfile)
         self.client.on_disconnect = lambda *a: self.cuts.append(str(a[3]))
         self.client.on_message = lambda _c, _u, m: self.got.append(m.payload)
+        self.subscribed: list[int] = []
+        self.client.on_subscribe = lambda _c, _u, mid, *_: self.subscribed.append(mid)
         self.client.connect(st.host, st.port)
         self.client.loop_start()
         wait_for(self.client.is_connected)
+
+    def subscribe(self, topic: str) -> None:
+        """Subscribed once the broker has said so (SUBACK): a message published before that is not this reader's."""
+        _, mid = self.client.subscribe(topic, qos=1)
+        wait_for(lambda: mid in self.subscribed)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -380,7 +387,7 @@ def test_setup_has_the_running_broker_apply_its_change_and_no_open_connection_is
     opened = []
     try:
         agg, r1, r2 = opened = [_Open(robots / n, n) for n in ("aggregator", "robot1", "robot2")]
-        agg.client.subscribe(head_topic("lab", "+"), qos=1)
+        agg.subscribe(head_topic("lab", "+"))
 
         def heads_reach() -> list[bytes]:
             """Both robots' open connections publish their head: what the aggregator's receives."""

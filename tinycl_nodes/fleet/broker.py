@@ -890,8 +890,7 @@ def _run(st: BrokerSetup) -> int:
     # this process and left mosquitto running on the port; it stops it now, as it stops `tinycl launch` and the nodes
     # (a broker is told to read its files again by set-up, which signals mosquitto itself). Set before mosquitto
     # starts: a signal at any moment after it stops it cleanly.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, _stop)
+    old = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
     b, d = Broker(st, env={RUN_PID: str(os.getpid())}), Path(st.directory)
     try:
         for said in stop_left_running(d):       # a fleet run killed with -9 could not stop its mosquitto
@@ -917,6 +916,8 @@ def _run(st: BrokerSetup) -> int:
         return 0
     finally:
         b.stop()                         # SIGTERM: mosquitto saves its persistence file
+        for sig, handler in old.items():    # called in-process (tests), the caller's again
+            signal.signal(sig, handler)
     if proc.returncode in (0, -signal.SIGTERM):      # stopped by another's SIGTERM (a service's whole group)
         return 0
     print(f"error: mosquitto exited with {proc.returncode}: {b.tail(3)}", file=sys.stderr, flush=True)
