@@ -6,9 +6,13 @@ import logging
 import re
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -679,8 +683,6 @@ def test_a_round_waiting_for_a_gone_robot_says_so_and_round_timeout_closes_it(fl
     """The fleet trial: --min-new-heads 2, robot2 gone for good, robot1's 2,671 new samples waited in a round that
     never closed, without a word; and `tinycl aggregate` had no --round-timeout (only the node's parameter). Now one
     warning names whom the round waits for and the ways out, and the CLI's --round-timeout closes it."""
-    import subprocess
-    import sys
 
     from tinycl_nodes.fleet.aggregator import status
 
@@ -705,28 +707,42 @@ def test_a_round_waiting_for_a_gone_robot_says_so_and_round_timeout_closes_it(fl
         d1.close()
         stop_aggregator(agg, stop, t)
     # the operator's way out for a slow robot, from the command line
+
+    def react(line: str, d1: Device, p: subprocess.Popen) -> bool:
+        if "round 1 |" in line:          # round 1 of the retained heads first: a new head before it would be in it
+            d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
+        if "round 2 |" in line:          # closed by --round-timeout: stopped as an operator would, not by a clock
+            p.send_signal(signal.SIGINT)
+        return False
+    code, out = _aggregate_cli(fleet_setup, tmp_path / "agg2", react, "--min-new-heads", "2", "--min-interval", "0",
+                               "--round-timeout", "1")
+    assert code == 0, out
+    assert "round 2 | 2 device(s) | stragglers: dev2" in out, out
+    assert status(str(tmp_path / "agg2"))["round"] == 2
+
+
+def _aggregate_cli(fleet_setup, state_dir: Path, react: Callable[[str, Device, subprocess.Popen], bool],
+                   *extra: str) -> tuple[int, str]:
+    """`tinycl aggregate` as the operator runs it (a process; two devices make a round) on the test broker, beside the
+    device dev1: ``react(line, dev1, process)`` sees each line it writes, True to stop reading. Its exit code and
+    output."""
     cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir",
            fleet_setup.directory, "--extractor-hash", XH, "--n-features", "2", "--kind", "CWRStar",
-           "--min-devices", "2", "--min-new-heads", "2", "--min-interval", "0", "--round-timeout", "1",
-           "--state-dir", str(tmp_path / "agg2"), "--duration", "120"]
+           "--min-devices", "2", "--state-dir", str(state_dir), "--duration", "120", *extra]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     d1 = Device(fleet_setup, "dev1")
     try:
         lines = []
-        for line in p.stdout:            # round 1 of the retained heads first: a new head before it would be in it
+        for line in p.stdout:
             lines.append(line)
-            if "round 1 |" in line:
-                d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
-            if "round 2 |" in line:      # closed by --round-timeout: stopped as an operator would, not by a clock
-                p.send_signal(signal.SIGINT)
+            if react(line, d1, p):
+                break
         out = "".join(lines) + p.communicate(timeout=30)[0]
     finally:
         d1.close()
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 0, out
-    assert "round 2 | 2 device(s) | stragglers: dev2" in out, out
-    assert status(str(tmp_path / "agg2"))["round"] == 2
+    return p.returncode, out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
@@ -735,31 +751,17 @@ def test_tinycl_aggregate_saves_what_it_took_and_stops_on_a_closed_terminal(flee
     """A closed terminal's SIGHUP killed `tinycl aggregate` at once: a head it had taken since its last save was not in
     its state, its connection not closed. It stops on SIGHUP as on Ctrl-C and SIGTERM now (the nodes' stop signals),
     and saves. The real command and mosquitto; a round waits for a second device, so the head is only held."""
-    import subprocess
-    import sys
-
     from tinycl_nodes.fleet.aggregator import status
 
-    cmd = [sys.executable, "-m", "tinycl_nodes.fleet.aggregator", "--fleet", FLEET, "--broker-dir",
-           fleet_setup.directory, "--extractor-hash", XH, "--n-features", "2", "--kind", "CWRStar",
-           "--min-devices", "2", "--state-dir", str(tmp_path / "agg"), "--duration", "120"]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    d1 = Device(fleet_setup, "dev1")
-    try:
-        lines = []
-        for line in p.stdout:
-            lines.append(line)
-            if "mqtt: connected" in line:
-                d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
-            if "head from dev1 v3 accepted" in line:
-                p.send_signal(sig)
-                break
-        out = "".join(lines) + p.communicate(timeout=30)[0]
-    finally:
-        d1.close()
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 0, out
+    def react(line: str, d1: Device, p: subprocess.Popen) -> bool:
+        if "mqtt: connected" in line:
+            d1.publish(head("dev1", [[3, 0], [0, 1]], counts=[30, 10], version=3))
+        if "head from dev1 v3 accepted" in line:
+            p.send_signal(sig)
+            return True
+        return False
+    code, out = _aggregate_cli(fleet_setup, tmp_path / "agg", react)
+    assert code == 0, out
     assert status(str(tmp_path / "agg"))["devices"]["dev1"]["version"] == 3, out
 
 
