@@ -390,12 +390,13 @@ def test_setup_has_the_running_broker_apply_its_change_and_no_open_connection_is
         agg.subscribe(head_topic("lab", "+"))
 
         def heads_reach() -> list[bytes]:
-            """Both robots' open connections publish their head: what the aggregator's receives."""
+            """Both robots' open connections publish their head: what the aggregator's receives. robot2 first, each
+            acknowledged by the broker before the next: the broker forwards them to the aggregator in that order, so
+            once robot1's has come, robot2's has too if it was let through."""
             agg.got.clear()
-            for who, r in (("robot1", r1), ("robot2", r2)):
+            for who, r in (("robot2", r2), ("robot1", r1)):
                 r.client.publish(head_topic("lab", who), who.encode(), qos=1).wait_for_publish(5)
-            wait_for(lambda: agg.got, timeout_s=5)
-            time.sleep(0.5)
+            wait_for(lambda: b"robot1" in agg.got, timeout_s=5)
             return sorted(agg.got)
         assert heads_reach() == [b"robot1", b"robot2"]
         assert not [ln for ln in _setup_cli(d, "robot1,robot2") if "running broker" in ln], "nothing changed"
