@@ -91,7 +91,7 @@ def test_switching_to_the_latent_head_over_a_state_dir_explains(tmp_path, caplog
         second = Learner(create_bus("learner", "/", backend="local", graph=LocalGraph()),
                          LearnerParams(state_dir=str(tmp_path), latent_head=True))
         second.configure()
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name == "learner"]
     assert len(errors) == 1 and all(w in errors[0] for w in ("StreamingLDA", "LatentUpperHead", "latent_head:=false"))
     assert second.head.kind == "LatentUpperHead" and second.head.n_features == 1152 and second.head.n_seen == 0
     assert len(list(tmp_path.glob("learner.state.bad-*"))) == 1
