@@ -22,7 +22,7 @@ from tinycl_nodes.bus import LATCHED, create_bus
 from tinycl_nodes.bus.local import LocalGraph
 from tinycl_nodes.fleet.aggregator import Aggregator, AggregatorParams, main as aggregate_main
 from tinycl_nodes.fleet.broker import global_topic, head_topic, make_ca, make_client_cert
-from tinycl_nodes.fleet.link import MqttLink, MqttParams
+from tinycl_nodes.fleet.link import MqttLink, MqttParams, stop_network_thread
 from tinycl_nodes.interfaces.heads import from_msg, to_msg
 from tinycl_nodes.fleet.payload import encode
 from tinycl_nodes.nodes.mqtt_bridge import BridgeParams, MqttBridge
@@ -115,6 +115,35 @@ def test_round_trip_of_heads_through_the_broker(fleet_setup, broker, tmp_path) -
         stop_aggregator(agg, stop, t)
 
 
+class _ThreadEndsFirst(mqtt.Client):
+    """paho's loop_stop race (eclipse-paho/paho.mqtt.python#872) made certain: once loop_stop has told the network
+    thread to end, a look at ``_thread`` from outside that thread waits until it has ended and unset itself."""
+
+    @property
+    def _thread(self):
+        t = self.__dict__.get("_thread")
+        if t is not None and self.__dict__.get("_thread_terminate") and threading.current_thread() is not t:
+            t.join()
+            return self.__dict__.get("_thread")
+        return t
+
+    @_thread.setter
+    def _thread(self, value) -> None:
+        self.__dict__["_thread"] = value
+
+
+def test_a_link_stops_when_pahos_thread_ends_before_loop_stop_joins_it(fleet_setup, broker) -> None:
+    """Seen in CI: `tinycl aggregate` ended with a traceback and exit 1 at its close, in paho's loop_stop
+    ("'NoneType' object has no attribute 'join'"): after the link's DISCONNECT, paho's thread ended by itself between
+    loop_stop's look at it and its join. Here that order is made certain; the link stops cleanly."""
+    link = device_link(fleet_setup, "dev1")
+    assert link.wait_connected(10)
+    thread = link.client._thread
+    link.client.__class__ = _ThreadEndsFirst
+    link.stop()
+    assert thread is not None and not thread.is_alive() and not link.connected.is_set()
+
+
 def test_acl_device_cannot_write_another_devices_topic(fleet_setup, broker, caplog) -> None:
     got: list[tuple[str, bytes]] = []
     aggl = device_link(fleet_setup, "aggregator", subs=[head_topic(FLEET, "+")],
@@ -161,7 +190,7 @@ def _connect_result(setup, user, password, certfile=None, keyfile=None) -> str:
     c.loop_start()
     done.wait(5)
     c.disconnect()
-    c.loop_stop()
+    stop_network_thread(c)
     return out.get("rc", "closed without CONNACK")
 
 

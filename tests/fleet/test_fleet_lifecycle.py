@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tinycl_nodes.fleet.broker import Broker, BrokerSetup, current_user, free_port, generate, head_topic
 from tinycl_nodes.fleet.check import check
+from tinycl_nodes.fleet.link import stop_network_thread
 
 from .conftest import _need_mosquitto, reissue, wait_for
 
@@ -363,7 +364,7 @@ class _Open:
 
     def close(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        stop_network_thread(self.client)
 
 
 def test_setup_has_the_running_broker_apply_its_change_and_no_open_connection_is_cut(tmp_path) -> None:

@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt
 
 from ..arg_types import number
 from .broker import BrokerSetup, utc_text
-from .link import connect_error, ending_soon, served_certificate, tls_problem
+from .link import connect_error, ending_soon, served_certificate, stop_network_thread, tls_problem
 from .payload import PROBE
 
 
@@ -99,7 +99,7 @@ def check(host: str, port: int, ca: str, cert: str | None, key: str | None, user
     finally:
         closing.set()
         c.disconnect()
-        c.loop_stop()
+        stop_network_thread(c)
     return out
 
 

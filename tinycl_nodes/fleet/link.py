@@ -193,6 +193,19 @@ def served_certificate(client: mqtt.Client) -> x509.Certificate | None:
         return None
 
 
+def stop_network_thread(client: mqtt.Client) -> None:
+    """``client.loop_stop()``, without paho's race (eclipse-paho/paho.mqtt.python#872, paho 2.2.0): after a
+    ``disconnect()`` the network thread ends by itself and unsets ``client._thread`` on its way out, which may fall
+    between loop_stop's look at it and its join, an AttributeError. The thread is read once here and joined."""
+    thread = client._thread  # paho's own attribute: the one thing loop_stop reads twice
+    try:
+        client.loop_stop()
+    except AttributeError:  # the thread had unset itself: it is ending; the join below waits for its last steps
+        pass
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
+
+
 def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None) -> str:
     """Which of a client's TLS files cannot be used (missing, or an empty, cut or foreign file), in words: ssl's own
     error ("[SSL] PEM lib", or a bare "[Errno 2] No such file or directory") names none."""
@@ -339,7 +352,7 @@ class MqttLink:
             self.client.disconnect()
         except Exception:  # noqa: BLE001 - already gone
             pass
-        self.client.loop_stop()
+        stop_network_thread(self.client)
         self.connected.clear()
 
     def wait_connected(self, timeout_s: float) -> bool:
