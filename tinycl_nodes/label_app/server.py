@@ -256,6 +256,7 @@ class LabelServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._stopping = asyncio.Event()    # set by stop(), in the server's loop
         self._error: BaseException | None = None
 
     # life cycle (called from the node's thread) --------------------------------------------------
@@ -276,7 +277,7 @@ class LabelServer:
         """Close the page connections, stop serving, save the pending requests."""
         loop, thread = self.loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
+            loop.call_soon_threadsafe(self._stopping.set)
             thread.join(timeout_s)
 
     def submit_request(self, req: Pending) -> None:
@@ -289,23 +290,27 @@ class LabelServer:
                 pass
 
     def _main(self) -> None:
-        loop = self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._error = exc
+        # asyncio.Runner closes as asyncio.run does: the tasks still pending after the shutdown (a connection's handler
+        # lingering on a body it did not read) are cancelled and awaited, not left for the garbage collector to log
+        # "Task was destroyed but it is pending!" at some later moment, in whatever else the process then does
+        with asyncio.Runner() as runner:
+            self.loop = runner.get_loop()
+            try:
+                runner.run(self._serve())
+            except BaseException as exc:  # noqa: BLE001 - reported by start()
+                self._error = exc
+                self._ready.set()
+                return
             self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        ticker = loop.create_task(self._tick())
+            runner.run(self._until_stopped())
+
+    async def _until_stopped(self) -> None:
+        ticker = asyncio.create_task(self._tick())
         try:
-            loop.run_forever()
+            await self._stopping.wait()
         finally:
             ticker.cancel()
-            loop.run_until_complete(self._shutdown())
-            loop.close()
+            await self._shutdown()
 
     #: a connection with no whole request (nothing sent, or a header trickled line by line) is closed after this
     #: long, as is a keep-alive one left idle: aiohttp 3.14's default, an hour, held every such socket a client opened
