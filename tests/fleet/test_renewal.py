@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 from cryptography import x509
 
 from tests.faketime import faketime_env
@@ -247,16 +248,20 @@ _RUN_TAIL = ("every device refuses to connect from its end; `tinycl fleet setup`
              "it cannot reach: `kill -HUP` its mosquitto")
 
 
-def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_ends(tmp_path) -> None:
+@pytest.mark.parametrize("renewed_unread", [False, True], ids=["as-served", "renewed-with-no-reload"])
+def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_ends(tmp_path, renewed_unread) -> None:
     """A broker runs for months, and `tinycl fleet run` looked at its certificate only at its start: it said nothing
     when the certificate came into its renewal window, nor when it ended. It now says each at its moment. A
-    certificate of 30 s, whose window is its last 10 s, ending 20 s after it is made: each line comes at its moment
-    (on the wall clock, whatever the time `fleet run` took to start on a loaded machine)."""
+    certificate whose window is the last third of its life, ending 20 s after it is made (25 s when set-up runs in
+    its window): each line comes at its moment (on the wall clock, whatever the time `fleet run` took to start on a
+    loaded machine). It looked at ``server.crt`` on disk: renewed there by a `--no-reload` set-up, the certificate
+    the broker still served ended without a word. It now says the broker serves the old one, at its end."""
     import threading
 
     d = _new_fleet(tmp_path, "100")
     crt = d / "server.crt"
-    end = reissue(d, crt, crt, 20 / 86400, lasts_days=30 / 86400)
+    end = reissue(d, crt, crt, 25 / 86400 if renewed_unread else 20 / 86400,
+                  lasts_days=45 / 86400 if renewed_unread else 30 / 86400)
     cert = _cert(crt)                   # its dates in whole seconds, as `fleet run` reads them
     moments = [(cert.not_valid_after_utc - (cert.not_valid_after_utc - cert.not_valid_before_utc) / 3).timestamp(),
                cert.not_valid_after_utc.timestamp()]          # the window opens, it ends
@@ -268,16 +273,26 @@ def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_e
         assert p.stdout.readline().startswith("mosquitto listening on"), p.stderr.read() if p.poll() else ""
         started = time.time()
         reader.start()
+        if renewed_unread:              # in the window, the operator renews and leaves the broker alone
+            wait_for(lambda: said or p.poll() is not None, timeout_s=40)
+            res = subprocess.run([sys.executable, "-m", "tinycl_nodes.cli", "fleet", "setup", str(d), "--fleet", "lab",
+                                  "--devices", "robot1,robot2", "--no-reload"], capture_output=True, text=True,
+                                 timeout=60)
+            assert res.returncode == 0 and time.time() < moments[1], (res.stderr, moments[1] - time.time())
         wait_for(lambda: len(said) >= 2 or p.poll() is not None, timeout_s=40)
     finally:
         p.terminate()
         p.wait(10)
     reader.join(5)
+    ended = (f"warning: the broker listening on localhost (127.0.0.1):{_port(d)} serves the certificate that ended "
+             f"on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago), not the renewed one in {crt} (ends on "
+             f"{_cert(crt).not_valid_after_utc:%Y-%m-%d %H:%M} UTC): every device is cut off at its end unless you "
+             "reload it (`kill -HUP` its mosquitto, as its user or root) or restart it") if renewed_unread else \
+        f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago): " \
+        f"{_RUN_TAIL}"
     assert p.returncode == 0 and [ln for _, ln in said] == [
         f"warning: the certificate this broker serves ({crt}) ends on {end:%Y-%m-%d %H:%M} UTC (in 0 minutes): "
-        f"{_RUN_TAIL}",
-        f"warning: the certificate this broker serves ({crt}) ended on {end:%Y-%m-%d %H:%M} UTC (0 minutes ago): "
-        f"{_RUN_TAIL}"], said
+        f"{_RUN_TAIL}", ended], said
     for (at, _), moment in zip(said, moments):      # not before its moment, and then within seconds, not an hour
         assert moment - 0.5 <= at <= max(moment, started) + 5, (at - moment, started - moment)
 

@@ -879,10 +879,10 @@ def _runnable(directory: str | Path) -> BrokerSetup:
 
 def _run(st: BrokerSetup) -> int:
     """``tinycl fleet run``: mosquitto in the foreground, one line once it listens, until Ctrl-C, SIGTERM or SIGHUP; a
-    warning on stderr when its certificate comes into its renewal window, then each day (hour, in the last two), and
-    at its end."""
+    warning on stderr when the certificate it serves comes into its renewal window, then each day (hour, in the last
+    two), and at its end, and when set-up has renewed it on disk but the broker has not read it again."""
     from ..nodes.runner import STOP_SIGNALS
-    from .served import RUN_PID, next_ending_look, serving_ending, stop_left_running
+    from .served import RUN_PID, next_ending_look, now_served, serving_ending, stop_left_running
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -899,17 +899,18 @@ def _run(st: BrokerSetup) -> int:
             b.start()
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}{not_here(st.ip)}") from None
-        proc = b.proc
-        if (said := serving_ending(d)) is not None:      # said before the line that it listens
+        proc, served = b.proc, read_certificate(d / "server.crt")      # what mosquitto read at its start
+        if (said := serving_ending(st, served)) is not None:      # said before the line that it listens
             print(f"warning: {said}", file=sys.stderr, flush=True)
         print(f"mosquitto listening on {st.host} ({st.ip}):{st.port} (TLS) for fleet {st.fleet}; log {b.log_path}; "
               f"Ctrl-C stops it", flush=True)
         while True:         # a broker runs for months: its certificate's window opens, and it ends, meanwhile
             try:
-                proc.wait(next_ending_look(d))
+                proc.wait(next_ending_look(served))
                 break
             except subprocess.TimeoutExpired:
-                if (ending := serving_ending(d)) is not None and ending != said:
+                served = now_served(st, served)
+                if (ending := serving_ending(st, served)) is not None and ending != said:
                     print(f"warning: {ending}", file=sys.stderr, flush=True)
                 said = ending
     except KeyboardInterrupt:

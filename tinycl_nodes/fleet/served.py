@@ -247,22 +247,41 @@ def apply_to_running(st: BrokerSetup, before: dict[str, bytes] | None, reload: b
     return lines
 
 
-def serving_ending(d: Path) -> str | None:
-    """``tinycl fleet run``'s words when the certificate in ``server.crt`` is in its renewal window or has ended
-    (mosquitto starts with it all the same, and the devices refuse it at its end): None otherwise."""
-    crt, now = read_certificate(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
-    if crt is None or not renewal_due(crt, now):
+def now_served(st: BrokerSetup, last: x509.Certificate | None) -> x509.Certificate | None:
+    """The certificate the broker of ``tinycl fleet run`` serves now, ``last`` being what it served at the last look
+    (at its start: ``server.crt``). While ``server.crt`` is that one, it is; once set-up has re-issued it, the broker
+    is looked at (it read the new one again, or not: ``--no-reload``, a refused SIGHUP). ``last`` when none answers."""
+    disk = read_certificate(Path(st.directory) / "server.crt")
+    if last is not None and disk is not None and \
+            disk.public_bytes(serialization.Encoding.DER) == last.public_bytes(serialization.Encoding.DER):
+        return last
+    return served_certificate(st) or last
+
+
+def serving_ending(st: BrokerSetup, served: x509.Certificate | None) -> str | None:
+    """``tinycl fleet run``'s words when the certificate its broker serves (``now_served``) is one it must not go on
+    serving (``stale_served``: set-up renewed it on disk, the broker has not read it again), or is in its renewal
+    window or has ended (mosquitto starts with it all the same, and the devices refuse it at its end): None
+    otherwise. Before, ``server.crt`` on disk was looked at: after a ``--no-reload`` renewal, the broker went on
+    serving the old certificate to its end, and said nothing of it."""
+    if served is None:
         return None
-    return (f"the certificate this broker serves ({d / 'server.crt'}) {end_words(crt.not_valid_after_utc, now)}: "
-            f"every device refuses to connect from its end; `tinycl fleet setup` on this directory again renews it: "
-            f"{SERVED_ONCE_RELOADED}")
+    if (stale := stale_served(st, served)) is not None:
+        return stale
+    now = dt.datetime.now(dt.timezone.utc)
+    if not renewal_due(served, now):
+        return None
+    return (f"the certificate this broker serves ({Path(st.directory) / 'server.crt'}) "
+            f"{end_words(served.not_valid_after_utc, now)}: every device refuses to connect from its end; "
+            f"`tinycl fleet setup` on this directory again renews it: {SERVED_ONCE_RELOADED}")
 
 
-def next_ending_look(d: Path, most_s: float = 3600.0) -> float:
+def next_ending_look(served: x509.Certificate | None, most_s: float = 3600.0) -> float:
     """Seconds until ``serving_ending``'s words may next change: the certificate's renewal window opens, or it ends
-    (each said at its moment, not up to an hour late); else at most ``most_s`` (the count of days or hours)."""
-    crt, now = read_certificate(d / "server.crt"), dt.datetime.now(dt.timezone.utc)
-    if crt is None:
+    (each said at its moment, not up to an hour late); else at most ``most_s`` (the count of days or hours, and a
+    look at what set-up did meanwhile)."""
+    if served is None:
         return most_s
-    left = [(t - now).total_seconds() for t in (renewal_opens(crt), crt.not_valid_after_utc)]
+    now = dt.datetime.now(dt.timezone.utc)
+    left = [(t - now).total_seconds() for t in (renewal_opens(served), served.not_valid_after_utc)]
     return min([most_s, *(s + 0.05 for s in left if s > 0)])
