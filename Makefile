@@ -98,7 +98,8 @@ marked = $$(grep -rl --include='test_*.py' 'mark\.$(1)' tests)
 # these files 172 s of a worker's time for 30 s of CPU. Each of the three takes its DDS domain ids from a slot of its
 # own (tests/domains.py). The phone's browser tests and two labeler files joined them (2026-12-07: 12-67 s a file,
 # 40-55 % of it CPU, measured alone): make test 16:35 against 18:36 in fresh clones an hour apart, the workers 860 s
-# against 980 s, the lane 556 s beside them. Then the tests with wall-clock bounds (pyproject.toml), apart from the
+# against 980 s, the lane 556 s beside them; later that day the `fleet run` window test's two cases (45 s, 10 % CPU)
+# and the labeler clock-step file (29 s, 48 %). Then the tests with wall-clock bounds (pyproject.toml), apart from the
 # rest and two at a time: one at a time they left 50-75 % of the 2 cores idle (vmstat), and two at once took 71-75 s
 # against 108-116 s with the same margins (2026-12-06: kill -9 lost 0 or 1 samples, accuracy within 0.08 points). A
 # file's tests on one worker (the kill -9 tests one after another, the launcher's beside them): on a slower machine

@@ -248,6 +248,7 @@ _RUN_TAIL = ("every device refuses to connect from its end; `tinycl fleet setup`
              "it cannot reach: `kill -HUP` its mosquitto")
 
 
+@pytest.mark.waits      # 45 s, 4.5 s of it CPU: what make test does with it, pyproject.toml
 @pytest.mark.parametrize("renewed_unread", [False, True], ids=["as-served", "renewed-with-no-reload"])
 def test_fleet_run_says_when_its_certificate_comes_into_its_window_and_when_it_ends(tmp_path, renewed_unread) -> None:
     """A broker runs for months, and `tinycl fleet run` looked at its certificate only at its start: it said nothing

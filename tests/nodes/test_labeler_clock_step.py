@@ -18,11 +18,15 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
+
 from tests.faketime import faketime_env
 from tests.label_page import page_state
 from tests.nodes.conftest import matches_made, node, spin_until, wait_for_new_matches
 from tests.nodes.test_rce_graph import MODEL, Probe
 from tinycl_nodes.fleet.broker import free_port
+
+pytestmark = pytest.mark.waits      # what make test does with it: pyproject.toml
 
 TTL_S = 5.0        # the labeler's question lifetime
 APP_TTL_S = 60.0   # the page's: longer, so that it outlives the labeler's restart here
