@@ -23,7 +23,6 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 
 from .broker import (SERVED_ONCE_RELOADED, BrokerSetup, end_words, not_here, read_certificate, renewal_due,
                      renewal_opens, utc_text)
@@ -184,12 +183,11 @@ def _serves_disk(st: BrokerSetup, wait_s: float) -> tuple[bool, x509.Certificate
     serves exactly it), looked at until ``wait_s`` has passed (a reload is done in mosquitto's loop, not at once);
     and the certificate it served last (None: nothing answered)."""
     disk = read_certificate(Path(st.directory) / "server.crt")
-    want = disk.public_bytes(serialization.Encoding.DER) if disk is not None else b""
     end = time.monotonic() + wait_s
     while True:
         time.sleep(0.2)
         served = served_certificate(st)
-        ok = served is not None and served.public_bytes(serialization.Encoding.DER) == want
+        ok = served is not None and served == disk          # cryptography compares certificates by their DER
         if ok or time.monotonic() > end:
             return ok, served
 
@@ -252,8 +250,7 @@ def now_served(st: BrokerSetup, last: x509.Certificate | None) -> x509.Certifica
     (at its start: ``server.crt``). While ``server.crt`` is that one, it is; once set-up has re-issued it, the broker
     is looked at (it read the new one again, or not: ``--no-reload``, a refused SIGHUP). ``last`` when none answers."""
     disk = read_certificate(Path(st.directory) / "server.crt")
-    if last is not None and disk is not None and \
-            disk.public_bytes(serialization.Encoding.DER) == last.public_bytes(serialization.Encoding.DER):
+    if last is not None and disk == last:
         return last
     return served_certificate(st) or last
 
