@@ -20,7 +20,7 @@ from tinycl_nodes.datasets import load_mnist
 from tinycl_nodes.interfaces import as_sequence, ns_to_time
 from tinycl_nodes.nodes.label_requests import MAX_REQUEST_ID, NEW_CLASS, NO_CLASS
 
-from .test_message_fuzz import HUGE, Fuzzer
+from .hostile import HUGE, Fuzzer
 
 PER_TOPIC = 300                                   # hostile messages per input topic (seeded)
 BAD_NAMES = ("", "   ", HUGE, "a\x00b", "\u200d", "\u00ad", "x\x9by", "y" * 200)   # each refused by the name rule

@@ -23,6 +23,7 @@ from tests.once import once_per_run
 from tests.ros2_env import LOOPBACK, env_after, kit_env
 
 ROOT = Path(__file__).resolve().parents[2]
+STREAM = 1000                     # the replay's stream (after its 100 labelled samples) in the graph tests
 
 
 def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
@@ -33,6 +34,18 @@ def params_file(tmp: Path, graph: str = "tinyndc", **sections: dict) -> Path:
     path = tmp / f"{graph}_test.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def reference(data_dir):
+    """The in-process run of the shipped graph's preset, seed and stream: predictions to match one by one."""
+    from tinycl_nodes import presets
+    from tinycl_nodes.experiments import tinyndc as exp
+
+    feats = exp.extract_features(exp.load_extractor("mnist_0to5_fp32"), str(data_dir))
+    r = exp.run_one(presets.tinycl_best, False, feats, 0, exp.Protocol(labels_per_class=10, stream_length=STREAM),
+                    10, keep_predictions=True)
+    return r
 
 
 @pytest.fixture(scope="session")

@@ -14,23 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ros2.conftest import Proc, diagnostics, params_file
+from tests.ros2.conftest import STREAM, Proc, diagnostics, params_file
 from tinycl_nodes.graphs import GRAPHS, MANAGED
 
 ROOT = Path(__file__).resolve().parents[2]
-STREAM = 1000
-
-
-@pytest.fixture(scope="module")
-def reference(data_dir):
-    """The in-process run of the same preset, seed and stream: predictions to match one by one."""
-    from tinycl_nodes import presets
-    from tinycl_nodes.experiments import tinyndc as exp
-
-    feats = exp.extract_features(exp.load_extractor("mnist_0to5_fp32"), str(data_dir))
-    r = exp.run_one(presets.tinycl_best, False, feats, 0, exp.Protocol(labels_per_class=10, stream_length=STREAM),
-                    10, keep_predictions=True)
-    return r
 
 
 def echo_diagnostics(ros) -> Proc:

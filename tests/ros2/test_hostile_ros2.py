@@ -1,4 +1,5 @@
-"""Hostile messages met by nodes under rclpy on the real ROS 2 (rmw_cyclonedds): CDR broken on the wire.
+"""Hostile messages met by nodes under rclpy on the real ROS 2 (rmw_cyclonedds): CDR broken on the wire, and the
+message fuzz of tests/reliability over a launched graph.
 
 rmw_cyclonedds (Humble's) hands rclpy a message it could not deserialize as a valid one, filled in up to the fault.
 Taken as messages, a LabeledFeatures cut before its name was learned whole, one whose feature count said 2^31 - 1 was
@@ -11,6 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from tests.ros2.conftest import STREAM, params_file
 from tinycl_nodes.bus import create_bus
 
 HERE = Path(__file__).resolve().parent
@@ -42,3 +46,37 @@ def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_e
     assert learner.proc.poll() is None
     assert learner.stop() == 0
 
+
+def test_hostile_messages_over_ros2_change_nothing_the_launched_graph_learns(ros, reference):
+    """The message fuzz of tests/reliability, on the real ROS 2: ``ros2 launch tinyndc`` replays its stream while
+    3,000 hostile messages come over rclpy on every input topic during 20 s of it, a quarter of them with their CDR
+    broken on the wire.
+    No node dies or prints a traceback, each broken one is one line, and the graph predicts every sample as the
+    in-process run does, sample for sample: nothing hostile was learned, nothing clean was lost."""
+    out, sent_file = ros.tmp / "metrics.json", ros.tmp / "hostile.json"
+    pf = params_file(ros.tmp, **{"/**": {"state_dir": str(ros.tmp / "state")}},
+                     sensor={"stream_length": STREAM, "rate_hz": 40.0}, metrics={"out": str(out)},
+                     exporter={"out_dir": str(ros.tmp / "export"), "period_s": 1.0})
+    launch = ros.start("ros2", "launch", "tinycl_nodes", "tinyndc.launch.py", "namespace:=/fz", f"params_file:={pf}",
+                       name="ros2 launch tinyndc")
+    driver = ros.start("python3", str(HERE / "hostile_driver.py"), "--namespace", "/fz", "--messages", "3000",
+                       "--seconds", "20", "--out", str(sent_file), name="hostile driver")
+    assert launch.wait(300) == 0, launch.text[-3000:]
+    assert driver.wait(120) == 0, driver.text[-3000:]
+    sent = json.loads(sent_file.read_text())
+    result = json.loads(out.read_text())
+    # the hostile ground truths with a class id are truths of samples that never come (no prediction: -2); the
+    # sensor's samples, in order, are the rest
+    preds, ref = np.asarray(result["stream_predictions"]), np.asarray(reference["predictions"])
+    clean = preds[preds != -2]
+    malformed = {t: sum(f"{t}: dropped malformed " in ln for ln in launch.lines) for t in sent["broken"]}
+    print(f"ros2 launch under {sum(sent['sent'].values())} hostile messages ({sent['seconds']} s, "
+          f"{sum(sent['broken'].values())} broken on the wire {sent['broken']}): malformed lines per topic {malformed}; "
+          f"{int((clean == ref).sum()) if clean.shape == ref.shape else '-'}/{ref.size} predictions as in-process; "
+          f"{result['lost']} truths without a sample")
+    assert not sent["unmatched"] and sent["acked"], sent
+    for bad in ("Traceback", "process has died", "error state is being overwritten"):
+        assert bad not in launch.text, launch.text[-3000:]
+    assert all(malformed.values()), malformed           # each topic's broken ones met a reader and were one line
+    assert result["predictions"] == 100 + STREAM and result["lost"] == result["stream_samples"] - STREAM, result
+    assert clean.shape == ref.shape and int((clean == ref).sum()) == ref.size
