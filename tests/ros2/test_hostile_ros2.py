@@ -5,14 +5,17 @@ rmw_cyclonedds (Humble's) hands rclpy a message it could not deserialize as a va
 Taken as messages, a LabeledFeatures cut before its name was learned whole, one whose feature count said 2^31 - 1 was
 copied into Python (8 GB and some 25 s of CPU for a 400-byte message), and from the second such message on each one
 printed rcutils's ten-line "error state is being overwritten" on stderr. The ROS 2 backend now takes every
-subscription's samples as bytes and deserializes them itself (``bus/ros2.py``)."""
+subscription's samples as bytes and deserializes them itself (``bus/ros2.py``). On the dds backend, Cyclone DDS drops
+such a sample before the node and says so in one line."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.ros2.conftest import STREAM, params_file
 from tinycl_nodes.bus import create_bus
@@ -20,10 +23,14 @@ from tinycl_nodes.bus import create_bus
 HERE = Path(__file__).resolve().parent
 
 
-def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_extractor):
-    learner = ros.start("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-r", "__ns:=/wf",
-                        "-p", "preset:=supervised", "-p", "publish_every:=1", "-p", "autostart:=true",
-                        "-p", f"state_dir:={ros.tmp / 'state'}", name="learner")
+@pytest.mark.parametrize("backend", ["rclpy", "dds"])
+def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_extractor, backend):
+    """From an rclpy publisher, to a learner under rclpy (``ros2 run``) and to one on the dds backend (a robot's graph
+    without ROS 2 beside ROS 2 peers)."""
+    args = ("--ros-args", "-r", "__ns:=/wf", "-p", "preset:=supervised", "-p", "publish_every:=1",
+            "-p", "autostart:=true", "-p", f"state_dir:={ros.tmp / 'state'}")
+    learner = (ros.start("ros2", "run", "tinycl_nodes", "learner", *args, name="learner") if backend == "rclpy" else
+               ros.start(sys.executable, "-m", "tinycl_nodes.nodes.learner", *args, dds=True, name="learner"))
     bus = create_bus("wf_tester", "/wf", backend="dds", domain=ros.domain, dds_config="loopback")
     heads: list = []
     bus.create_subscription("head", "Head", heads.append, "latched")
@@ -36,7 +43,9 @@ def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_e
     finally:
         bus.shutdown()
     faults = sum(sent["faults"].values())
-    dropped = [ln for ln in learner.lines if "labeled: dropped malformed tinycl_nodes/msg/LabeledFeatures (" in ln]
+    said = {"rclpy": "labeled: dropped malformed tinycl_nodes/msg/LabeledFeatures (",            # bus/ros2.py's
+            "dds": "deserialization rt/wf/labeled/tinycl_nodes::msg::dds_::LabeledFeatures_ failed"}[backend]  # DDS's
+    dropped = [ln for ln in learner.lines if said in ln]
     print(f"{faults} broken messages {sent['faults']}: {len(dropped)} dropped, one line each; "
           f"learned {heads[-1].n_seen} of {sent['whole']} whole ones; e.g. {[d.split('] ', 1)[-1] for d in dropped[:1]]}")
     assert heads[-1].n_seen == sent["whole"] == 6, learner.text[-3000:]
