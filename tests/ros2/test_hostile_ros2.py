@@ -46,8 +46,8 @@ def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_e
     said = {"rclpy": "labeled: dropped malformed tinycl_nodes/msg/LabeledFeatures (",            # bus/ros2.py's
             "dds": "deserialization rt/wf/labeled/tinycl_nodes::msg::dds_::LabeledFeatures_ failed"}[backend]  # DDS's
     dropped = [ln for ln in learner.lines if said in ln]
-    print(f"{faults} broken messages {sent['faults']}: {len(dropped)} dropped, one line each; "
-          f"learned {heads[-1].n_seen} of {sent['whole']} whole ones; e.g. {[d.split('] ', 1)[-1] for d in dropped[:1]]}")
+    print(f"{faults} broken messages {sent['faults']}: {len(dropped)} dropped, one line each; learned "
+          f"{heads[-1].n_seen} of {sent['whole']} whole ones; e.g. {[d.split('] ', 1)[-1] for d in dropped[:1]]}")
     assert heads[-1].n_seen == sent["whole"] == 6, learner.text[-3000:]
     assert [c.name for c in heads[-1].classes] == ["walking", "seated", "running", "stairs"]
     assert len(dropped) == faults == 20, learner.text[-3000:]
@@ -79,7 +79,8 @@ def test_hostile_messages_over_ros2_change_nothing_the_launched_graph_learns(ros
     clean = preds[preds != -2]
     malformed = {t: sum(f"{t}: dropped malformed " in ln for ln in launch.lines) for t in sent["broken"]}
     print(f"ros2 launch under {sum(sent['sent'].values())} hostile messages ({sent['seconds']} s, "
-          f"{sum(sent['broken'].values())} broken on the wire {sent['broken']}): malformed lines per topic {malformed}; "
+          f"{sum(sent['broken'].values())} broken on the wire {sent['broken']}): malformed lines per topic "
+          f"{malformed}; "
           f"{int((clean == ref).sum()) if clean.shape == ref.shape else '-'}/{ref.size} predictions as in-process; "
           f"{result['lost']} truths without a sample")
     assert not sent["unmatched"] and sent["acked"], sent

@@ -5,7 +5,8 @@ kit's python, the package built and sourced):
 
 Publishes on ``<namespace>/labeled`` (rclpy, the project's reliable QoS), after its reader matched: 4 whole samples
 (classes 0 and 1), then each fault below ``--per-fault`` times, made of whole samples of class 1, then a whole sample
-of class 2 and one of class 3 (a reader that knows class 3 has taken every message before it). Prints one JSON line: ``{"whole": 6, "faults": {fault: count}}``.
+of class 2 and one of class 3 (a reader that knows class 3 has taken every message before it). Prints one JSON
+line: ``{"whole": 6, "faults": {fault: count}}``.
 
 The faults (each one rmw_cyclonedds cannot deserialize):
 

@@ -131,7 +131,7 @@ class Ros2Bus:
         Taken as a message, rmw_cyclonedds (Humble's) hands rclpy what it could not deserialize as a valid message,
         filled in up to the fault (``serdata_rmw_to_sample``'s false is not looked at): a LabeledFeatures cut before
         its name was learned whole, and one whose sequence length said 2^31 - 1 was resized to it and copied into
-        Python, 8 GB and half a minute of CPU for a 300-byte message. ``deserialize_message`` raises on the same
+        Python: 8 GB and some 25 s of CPU for a 400-byte message. ``deserialize_message`` raises on the same
         fault before anything is copied."""
         cls = self._resolve_type(msg_type)
         type_name = full_type_name(f"{cls.__module__.split('.')[0]}/{cls.__name__}")
