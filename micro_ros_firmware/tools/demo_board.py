@@ -534,7 +534,11 @@ def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int],
 # ------------------------------------------------------------------------------------------ the run
 def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed: int = 0, classes: str = "0-7",
         data: str | None = None, work: Path | None = None, out: str | None = "results/board.json",
-        bad_input: bool = True, timeout_s: float = 600.0, fleet: bool = False) -> dict:
+        bad_input: bool = True, timeout_s: float = 600.0, fleet: bool = False,
+        wire_faults: Callable[[], subprocess.Popen] | None = None) -> dict:
+    """The demo; ``wire_faults`` starts, once the agent runs, a sender of messages broken on the wire to the board (a
+    process whose last line is JSON ``{"faults": {name: count}}``, e.g. ``tests/ros2/wire_faults.py board`` under
+    ROS 2's python): the bad input waits for it to end, and the result says how many it sent."""
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.bus.dds_config import domain_id
 
@@ -564,6 +568,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     qemu = Qemu(elf, work / "board.log")
     agent = Agent(uros["AGENT"], qemu.pty, work / "agent.log")
     agent.start()
+    wire = wire_faults() if wire_faults is not None else None
     gmsg, gsnap = (None, None) if fleet else global_head_msg(bus, data, seed, model_hash)
     phase, t_restart, t_stop, reconnect_graph_s = "run", None, None, None
     fleet_info: dict[str, Any] = {}
@@ -582,15 +587,20 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         nonlocal phase, t_restart, t_stop, reconnect_graph_s, seen, fleet_info, gsnap
         frame = max(mon.predictions, default=0)   # the board's latest frame id (from 1; early ones may be lost)
         if phase == "run" and frame >= global_at:
+            if wire is not None:   # its heads first: a latched topic keeps only the last one
+                deadline = time.monotonic() + 60.0
+                while wire.poll() is None and time.monotonic() < deadline:
+                    bus.spin_once(0.05)
             if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
                 for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
                                    (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
                                     "another extractor"),
                                    (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
                                     "could not be decoded")):
+                    said = qemu.text().count(line)
                     send()
                     deadline = time.monotonic() + 20.0
-                    while line not in qemu.text() and time.monotonic() < deadline:
+                    while qemu.text().count(line) == said and time.monotonic() < deadline:
                         bus.spin_once(0.05)
             if fr is None:
                 mon.global_pub.publish(gmsg)
@@ -625,6 +635,12 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         bus.shutdown()
         if fr is not None:
             fr.close()
+    wire_sent = None
+    if wire is not None:
+        if wire.poll() is None:
+            wire.kill()
+        told = (wire.communicate(timeout=30)[0] or "").strip().splitlines()
+        wire_sent = json.loads(told[-1])["faults"] if wire.returncode == 0 and told else f"exit {wire.returncode}"
     board = parse_board_log(qemu.lines())
     n = len(board["predictions"])
     host = host_replay(bd, board["events"], gsnap, n)
@@ -661,6 +677,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                         "classes": None if gsnap is None else gsnap.class_ids.tolist()},
         "refused_by_board": board["applied"].get("refused", 0),
         "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
+        "could_not_be_decoded": sum("could not be decoded" in ln for ln in board["log"]),
+        "wire_faults_sent": wire_sent,
         "accuracy": {"board": round(100 * acc, 2),
                      "before_global_head": round(100 * float(np.mean(preds[:g_at] == bd.labels[:g_at])), 2) if g_at else None,
                      "after_global_head": round(100 * float(np.mean(preds[g_at:] == bd.labels[g_at:n])), 2) if g_at < n else None,

@@ -8,7 +8,9 @@ predicts (its head gains the classes it had no labelled sample of); the agent is
 seconds and restarted mid-run and the board reconnects and keeps learning; its predictions are
 identical to the host build of the same C core replaying the same stream and events; bad input (an
 answer to an unknown request, a global head of another extractor, one larger than the board's buffers)
-is one board log line and dropped.
+is one board log line and dropped, and so is each message broken on the wire that rclpy (ROS 2's python,
+tests/ros2/wire_faults.py) sends it through the agent: an answer and a global head cut in half, or with a length
+of 2^31 - 1.
 The global head comes from a real fleet round with the board as one device (``--fleet``): its mqtt_bridge node takes
 the board's head over a TLS mosquitto (one identity per device) to the aggregator, which merges it with two peer
 devices' heads (each had one digit the board never gets an answer for); the global head comes back through the
@@ -22,15 +24,32 @@ The first run builds the agent and libmicroros.a into ~/.cache/tinycl (minutes);
 from __future__ import annotations
 
 
+import os
+import subprocess
+from pathlib import Path
+
+from tests.ros2_env import LOOPBACK
+
 from .conftest import need, tool_module
 
+WIRE_FAULTS = Path(__file__).resolve().parents[1] / "ros2" / "wire_faults.py"
 
-def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_processes):
+
+def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_processes, ros2_ws):
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
     robot_processes(5)
     demo = tool_module("demo_board")
+
+    def wire_faults() -> subprocess.Popen:
+        """Messages broken on the wire, from rclpy (ROS 2's python) to the board through the agent."""
+        env = {**ros2_ws, "ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"], "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
+               "CYCLONEDDS_URI": LOOPBACK.as_uri(), "ROS_HOME": str(tmp_path / "ros_home"), "PYTHONUNBUFFERED": "1"}
+        return subprocess.Popen(["python3", str(WIRE_FAULTS), "board", "--namespace", f"/{demo.DEVICE}/tinycl",
+                                 "--n-features", "64"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=tmp_path)
+
     r = demo.run(n_stream=150, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
-                 work=tmp_path, out=None, timeout_s=150, fleet=True)
+                 work=tmp_path, out=None, timeout_s=150, fleet=True, wire_faults=wire_faults)
     # sent = confirmed by the agent; a publish unconfirmed in time (publish_failures) may still arrive. Messages the
     # board publishes before the graph's DDS has discovered the agent's writers (after the first connection and
     # after the restart) have no reader yet (volatile, as for any new ROS 2 publisher): that window is measured and
@@ -59,6 +78,11 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     refusals = " | ".join(r["board_log_refusals"])
     assert "unknown request 'board1-999999'" in refusals and "another extractor" in refusals
     assert "could not be decoded" in refusals   # 12 classes: larger than the receive buffers
+    # and each message broken on the wire (rclpy's bytes, through the agent): one line, dropped — none applied (the
+    # answers and the global head the board applied are counted above, its predictions equal the host build's)
+    assert r["wire_faults_sent"] == {"label_answer cut in half": 1, "label_answer request id length past the end": 1,
+                                     "global_head cut in half": 1, "global_head weight count past the end": 1}, r
+    assert r["could_not_be_decoded"] == 1 + 4, r["board_log_refusals"]
     # its health on /diagnostics, read by the graph: the hardware id its board layer reads, and the bad input sent to
     # it reported as WARN with its count (the level goes back to OK in a period without)
     d = r["diagnostics"]

@@ -35,8 +35,8 @@ def test_a_message_broken_on_the_wire_is_one_line_and_is_not_learned(ros, fp32_e
     heads: list = []
     bus.create_subscription("head", "Head", heads.append, "latched")
     try:
-        out = ros.run("python3", str(HERE / "wire_faults.py"), "--namespace", "/wf", "--hash", fp32_extractor.hash,
-                      "--n-features", str(fp32_extractor.n_features), timeout_s=120)
+        out = ros.run("python3", str(HERE / "wire_faults.py"), "learner", "--namespace", "/wf",
+                      "--hash", fp32_extractor.hash, "--n-features", str(fp32_extractor.n_features), timeout_s=120)
         sent = json.loads(out.stdout.strip().splitlines()[-1])
         ros.wait_until("the last whole sample learned (class 3: every message before it taken)",
                        lambda: (bus.spin_once(0.2), heads and 3 in {c.id for c in heads[-1].classes})[1], timeout_s=60)

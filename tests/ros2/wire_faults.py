@@ -1,20 +1,25 @@
-"""LabeledFeatures whose CDR is broken on the wire, as a peer's bug or a hostile peer sends them (run with the ROS 2
-kit's python, the package built and sourced):
+"""Messages whose CDR is broken on the wire, as a peer's bug or a hostile peer sends them (run with the ROS 2 kit's
+python, the package built and sourced):
 
-    python3 wire_faults.py --namespace /wf --hash HASH --n-features 64 --seed 0
+    python3 wire_faults.py learner --namespace /wf --hash HASH --n-features 64 --seed 0
+    python3 wire_faults.py board --namespace /board1/tinycl --n-features 64
 
-Publishes on ``<namespace>/labeled`` (rclpy, the project's reliable QoS), after its reader matched: 4 whole samples
-(classes 0 and 1), then each fault below ``--per-fault`` times, made of whole samples of class 1, then a whole sample
-of class 2 and one of class 3 (a reader that knows class 3 has taken every message before it). Prints one JSON
-line: ``{"whole": 6, "faults": {fault: count}}``.
-
-The faults (each one rmw_cyclonedds cannot deserialize):
+``learner``: LabeledFeatures on ``<namespace>/labeled`` (rclpy, the project's reliable QoS), after its reader matched:
+4 whole samples (classes 0 and 1), then each fault below ``--per-fault`` times, made of whole samples of class 1, then
+a whole sample of class 2 and one of class 3 (a reader that knows class 3 has taken every message before it). Prints
+one JSON line: ``{"whole": 6, "faults": {fault: count}}``. The faults (each one rmw_cyclonedds cannot deserialize):
 
 - ``cut before its name``: the sample without its last field, ``label_name``; what comes before it is whole (a
   class, a confidence, features), so a node handed the half-filled message learns it;
 - ``cut at a random byte`` after the encapsulation header;
 - ``a sequence length past the end``: the feature count made 2^31 - 1 (taken as a message, rclpy copied 8 GB);
 - ``a string without its NUL``: the name's terminating NUL made a letter.
+
+``board``: what a micro-ROS board subscribes, once both its readers matched (through the agent): a LabelAnswer on
+``label_answer`` cut in half and one whose request id's length says 2^31 - 1, then a global Head on ``global_head``
+cut in half and one whose weight count says 2^31 - 1, 0.3 s apart (the head's topic is latched: the board takes each
+before the next). Prints ``{"faults": {fault: count}}``. Not a cut of 3 bytes or fewer: DDS pads the sample to 4 bytes
+again, and micro-CDR then reads the last string as ending in NULs, a message that decodes.
 """
 
 from __future__ import annotations
@@ -34,16 +39,11 @@ ENCAPSULATION = 4           # CDR's encapsulation header, before the message's f
 NAMES = ("walking", "seated", "running", "stairs")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--namespace", required=True)
-    ap.add_argument("--hash", required=True)
-    ap.add_argument("--n-features", type=int, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-fault", type=int, default=5)
-    args = ap.parse_args()
+BIG = (2**31 - 1).to_bytes(4, "little")
+
+
+def learner(args: argparse.Namespace, bus) -> dict:
     rng = np.random.default_rng(args.seed)
-    bus = create_bus("wire_faults", args.namespace, backend="ros2")
     LF, F = bus.msg("LabeledFeatures"), bus.msg("Features")
     pub = bus.create_publisher("labeled", LF, "reliable")
 
@@ -58,12 +58,10 @@ def main() -> None:
         count = at - 4 * args.n_features - 4
         return {"cut before its name": raw[:-name_field],
                 "cut at a random byte": raw[:int(rng.integers(ENCAPSULATION + 1, len(raw) - name_field))],
-                "a sequence length past the end": raw[:count] + (2**31 - 1).to_bytes(4, "little") + raw[count + 4:],
+                "a sequence length past the end": raw[:count] + BIG + raw[count + 4:],
                 "a string without its NUL": raw[:-1] + b"x"}
 
-    end = time.monotonic() + 60
-    while pub.get_subscription_count() == 0 and time.monotonic() < end:
-        bus.spin_once(0.1)
+    matched(bus, [pub])
     sent: dict[str, int] = {}
     for i in range(4):
         pub.publish(whole(i, i % 2))
@@ -74,7 +72,53 @@ def main() -> None:
     for i in range(4, 6):
         pub.publish(whole(i, i - 2))
     pub.wait_for_all_acked(Duration(seconds=30))
-    print(json.dumps({"whole": 6, "faults": sent}), flush=True)
+    return {"whole": 6, "faults": sent}
+
+
+def board(args: argparse.Namespace, bus) -> dict:
+    A, H, CI = bus.msg("LabelAnswer"), bus.msg("Head"), bus.msg("ClassInfo")
+    answers = bus.create_publisher("label_answer", A, "reliable")
+    heads = bus.create_publisher("global_head", H, "latched")
+    answer = serialize_message(A(request_id="wire-faults-1", class_id=1, answered_by="wire_faults"))
+    rid = answer.index(b"wire-faults-1") - 4                         # the request id's length
+    w = np.arange(1, 1 + 2 * args.n_features, dtype=np.float32) / 1000
+    head = serialize_message(H(classes=[CI(id=0, name="a", sample_count=1), CI(id=1, name="b", sample_count=1)],
+                               kind="CWRStar", n_features=args.n_features, weights=as_sequence(w, "f"),
+                               bias=as_sequence(np.zeros(2, np.float32), "f"), extractor_hash="0" * 64, version=99,
+                               n_seen=2))
+    count = head.index(len(w).to_bytes(4, "little") + w[:1].tobytes())    # the weight count
+    faults = (("label_answer cut in half", answers, answer[:len(answer) // 2]),
+              ("label_answer request id length past the end", answers, answer[:rid] + BIG + answer[rid + 4:]),
+              ("global_head cut in half", heads, head[:len(head) // 2]),
+              ("global_head weight count past the end", heads, head[:count] + BIG + head[count + 4:]))
+    matched(bus, [answers, heads])
+    for _, pub, raw in faults:
+        pub.publish(raw)
+        time.sleep(0.3)
+    for pub in (answers, heads):
+        pub.wait_for_all_acked(Duration(seconds=30))
+    return {"faults": {name: 1 for name, _, _ in faults}}
+
+
+def matched(bus, pubs: list, timeout_s: float = 60.0) -> None:
+    end = time.monotonic() + timeout_s
+    while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < end:
+        bus.spin_once(0.1)
+    if any(p.get_subscription_count() == 0 for p in pubs):
+        raise SystemExit(f"wire_faults: no reader matched in {timeout_s:.0f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("to", choices=["learner", "board"])
+    ap.add_argument("--namespace", required=True)
+    ap.add_argument("--hash", default="")
+    ap.add_argument("--n-features", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-fault", type=int, default=5)
+    args = ap.parse_args()
+    bus = create_bus("wire_faults", args.namespace, backend="ros2")
+    print(json.dumps((learner if args.to == "learner" else board)(args, bus)), flush=True)
     bus.shutdown()
 
 
