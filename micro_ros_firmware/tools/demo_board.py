@@ -677,7 +677,9 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                         "classes": None if gsnap is None else gsnap.class_ids.tolist()},
         "refused_by_board": board["applied"].get("refused", 0),
         "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
-        "could_not_be_decoded": sum("could not be decoded" in ln for ln in board["log"]),
+        # before the outage: after the reconnect the board's new reader may take a latched head again (the large one)
+        "could_not_be_decoded_before_the_outage": sum("could not be decoded" in ln for ln in board["log"][:next(
+            (i for i, ln in enumerate(board["log"]) if "agent lost" in ln), len(board["log"]))]),
         "wire_faults_sent": wire_sent,
         "accuracy": {"board": round(100 * acc, 2),
                      "before_global_head": round(100 * float(np.mean(preds[:g_at] == bd.labels[:g_at])), 2) if g_at else None,

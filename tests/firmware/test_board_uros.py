@@ -82,7 +82,7 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     # answers and the global head the board applied are counted above, its predictions equal the host build's)
     assert r["wire_faults_sent"] == {"label_answer cut in half": 1, "label_answer request id length past the end": 1,
                                      "global_head cut in half": 1, "global_head weight count past the end": 1}, r
-    assert r["could_not_be_decoded"] == 1 + 4, r["board_log_refusals"]
+    assert r["could_not_be_decoded_before_the_outage"] == 1 + 4, r["board_log_refusals"]
     # its health on /diagnostics, read by the graph: the hardware id its board layer reads, and the bad input sent to
     # it reported as WARN with its count (the level goes back to OK in a period without)
     d = r["diagnostics"]
