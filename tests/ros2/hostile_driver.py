@@ -23,9 +23,9 @@ from rclpy.serialization import serialize_message
 sys.path.append(str(Path(__file__).resolve().parents[2]))   # for tests.reliability (tinycl_nodes: the installed one)
 
 from tests.reliability.hostile import TOPICS, Fuzzer  # noqa: E402
+from tests.ros2.wire_faults import BIG, ENCAPSULATION  # noqa: E402
 from tinycl_nodes.bus import create_bus  # noqa: E402
-
-ENCAPSULATION = 4           # CDR's encapsulation header, before the message's first byte
+from tinycl_nodes.nodes.runner import wait_for_readers  # noqa: E402
 
 
 def broken(raw: bytes, fuzz: Fuzzer) -> bytes:
@@ -35,7 +35,7 @@ def broken(raw: bytes, fuzz: Fuzzer) -> bytes:
     if r.random() < 0.5 or len(raw) < ENCAPSULATION + 8:
         return raw[:int(r.integers(ENCAPSULATION, len(raw)))]
     at = ENCAPSULATION + 4 * int(r.integers(0, (len(raw) - ENCAPSULATION) // 4))
-    return raw[:at] + (2**31 - 1).to_bytes(4, "little") + raw[at + 4:]
+    return raw[:at] + BIG + raw[at + 4:]
 
 
 def main() -> None:
@@ -48,9 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     bus = create_bus("hostile", args.namespace, backend="ros2")
     fuzz = Fuzzer(bus, seed=args.seed)
-    end = time.monotonic() + 120
-    while any(p.get_subscription_count() == 0 for p in fuzz.pubs.values()) and time.monotonic() < end:
-        bus.spin_once(0.1)
+    wait_for_readers(bus, list(fuzz.pubs.values()), 120.0, bus.logger)
     unmatched = [t for t, p in fuzz.pubs.items() if p.get_subscription_count() == 0]
     broken_sent = {t: 0 for t in TOPICS}
     t0 = time.monotonic()

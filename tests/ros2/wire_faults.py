@@ -34,12 +34,11 @@ from rclpy.serialization import serialize_message
 
 from tinycl_nodes.bus import create_bus
 from tinycl_nodes.interfaces import as_sequence
+from tinycl_nodes.nodes.runner import wait_for_readers
 
 ENCAPSULATION = 4           # CDR's encapsulation header, before the message's first byte
+BIG = (2**31 - 1).to_bytes(4, "little")     # a length no message has: 2^31 - 1
 NAMES = ("walking", "seated", "running", "stairs")
-
-
-BIG = (2**31 - 1).to_bytes(4, "little")
 
 
 def learner(args: argparse.Namespace, bus) -> dict:
@@ -101,10 +100,8 @@ def board(args: argparse.Namespace, bus) -> dict:
 
 
 def matched(bus, pubs: list, timeout_s: float = 60.0) -> None:
-    end = time.monotonic() + timeout_s
-    while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < end:
-        bus.spin_once(0.1)
-    if any(p.get_subscription_count() == 0 for p in pubs):
+    """The nodes' own wait for readers (``runner.wait_for_readers``); none in time ends the run."""
+    if not wait_for_readers(bus, pubs, timeout_s, bus.logger):
         raise SystemExit(f"wire_faults: no reader matched in {timeout_s:.0f} s")
 
 
