@@ -51,6 +51,7 @@ from tinycl_nodes.launcher import stop_processes  # noqa: E402
 KIT = Path(os.environ.get("TINYCL_MICROROS_KIT", REPO.parent / "shared" / "kits" / "microros"))
 DEVICE = "board1"
 TOPICS = ("features", "predictions", "label_request", "head")
+DECODE_FAILED = "could not be decoded"   # the board's line for a message rmw_microxrcedds cannot decode
 RECONNECT_TAIL_S = 4.0   # stream left after the agent's restart: the board's reconnect + the graph's discovery (≤ 3 s)
 
 
@@ -532,13 +533,39 @@ def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int],
 
 
 # ------------------------------------------------------------------------------------------ the run
+def send_wire_faults(wire: subprocess.Popen, qemu: Qemu, bus: Any, timeout_s: float = 30.0) -> dict[str, int] | str:
+    """Has the sender ``run``'s ``wire_faults`` started send its broken messages now (a line on its stdin), then waits
+    for it to end and for the board's line for each (a latched topic keeps only the last head: the demo's own bad
+    input must not come before the board took them). What it sent, or why it sent nothing."""
+    said = qemu.text().count(DECODE_FAILED)
+    try:
+        wire.stdin.write("go\n")
+        wire.stdin.close()
+    except OSError as exc:                     # it ended already (no reader matched, …)
+        return f"not sent: {exc}"
+    deadline = time.monotonic() + timeout_s
+    while wire.poll() is None and time.monotonic() < deadline:
+        bus.spin_once(0.05)
+    if wire.poll() is None:
+        wire.kill()
+        wire.wait(10)
+    told = wire.stdout.read().strip().splitlines()
+    if wire.returncode != 0 or not told:
+        return f"exit {wire.returncode}: {told[-3:]}"
+    sent = json.loads(told[-1])["faults"]
+    while qemu.text().count(DECODE_FAILED) < said + sum(sent.values()) and time.monotonic() < deadline:
+        bus.spin_once(0.05)
+    return sent
+
+
 def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed: int = 0, classes: str = "0-7",
         data: str | None = None, work: Path | None = None, out: str | None = "results/board.json",
         bad_input: bool = True, timeout_s: float = 600.0, fleet: bool = False,
         wire_faults: Callable[[], subprocess.Popen] | None = None) -> dict:
     """The demo; ``wire_faults`` starts, once the agent runs, a sender of messages broken on the wire to the board (a
-    process whose last line is JSON ``{"faults": {name: count}}``, e.g. ``tests/ros2/wire_faults.py board`` under
-    ROS 2's python): the bad input waits for it to end, and the result says how many it sent."""
+    process that sends them when a line comes on its stdin and ends with a JSON line ``{"faults": {name: count}}``,
+    e.g. ``tests/ros2/wire_faults.py board --on-stdin`` under ROS 2's python): told to at the bad input, before the
+    demo's own (``send_wire_faults``); the result says what it sent."""
     from tinycl_nodes.bus import create_bus
     from tinycl_nodes.bus.dds_config import domain_id
 
@@ -568,7 +595,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     qemu = Qemu(elf, work / "board.log")
     agent = Agent(uros["AGENT"], qemu.pty, work / "agent.log")
     agent.start()
-    wire = wire_faults() if wire_faults is not None else None
+    wire = wire_faults() if wire_faults is not None else None     # started now: ready (matched) by the bad input
+    wire_sent: dict[str, int] | str | None = None
     gmsg, gsnap = (None, None) if fleet else global_head_msg(bus, data, seed, model_hash)
     phase, t_restart, t_stop, reconnect_graph_s = "run", None, None, None
     fleet_info: dict[str, Any] = {}
@@ -584,19 +612,17 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
 
     def step() -> None:
         """The run's phases, advanced as the board's frames come: bad input and the global head, outage, restart."""
-        nonlocal phase, t_restart, t_stop, reconnect_graph_s, seen, fleet_info, gsnap
+        nonlocal phase, t_restart, t_stop, reconnect_graph_s, seen, fleet_info, gsnap, wire_sent
         frame = max(mon.predictions, default=0)   # the board's latest frame id (from 1; early ones may be lost)
         if phase == "run" and frame >= global_at:
-            if wire is not None:   # its heads first: a latched topic keeps only the last one
-                deadline = time.monotonic() + 60.0
-                while wire.poll() is None and time.monotonic() < deadline:
-                    bus.spin_once(0.05)
+            if wire is not None:   # at the bad input: before it, the board's status on /diagnostics is OK a while
+                wire_sent = send_wire_faults(wire, qemu, bus)
             if bad_input:   # each one waits for the board's line: a latched topic keeps only the last head
                 for send, line in ((lambda: mon.answer(f"{DEVICE}-999999", 3), "unknown request"),
                                    (lambda: mon.global_pub.publish(global_head_msg(bus, data, seed, "f" * 64, 77)[0]),
                                     "another extractor"),
                                    (lambda: mon.global_pub.publish(oversized_head_msg(bus, model_hash, 78)),
-                                    "could not be decoded")):
+                                    DECODE_FAILED)):
                     said = qemu.text().count(line)
                     send()
                     deadline = time.monotonic() + 20.0
@@ -635,12 +661,9 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         bus.shutdown()
         if fr is not None:
             fr.close()
-    wire_sent = None
-    if wire is not None:
-        if wire.poll() is None:
-            wire.kill()
-        told = (wire.communicate(timeout=30)[0] or "").strip().splitlines()
-        wire_sent = json.loads(told[-1])["faults"] if wire.returncode == 0 and told else f"exit {wire.returncode}"
+    if wire is not None and wire.poll() is None:     # the run ended before its bad input
+        wire.kill()
+        wire.wait(10)
     board = parse_board_log(qemu.lines())
     n = len(board["predictions"])
     host = host_replay(bd, board["events"], gsnap, n)
@@ -678,7 +701,7 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         "refused_by_board": board["applied"].get("refused", 0),
         "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
         # before the outage: after the reconnect the board's new reader may take a latched head again (the large one)
-        "could_not_be_decoded_before_the_outage": sum("could not be decoded" in ln for ln in board["log"][:next(
+        "could_not_be_decoded_before_the_outage": sum(DECODE_FAILED in ln for ln in board["log"][:next(
             (i for i, ln in enumerate(board["log"]) if "agent lost" in ln), len(board["log"]))]),
         "wire_faults_sent": wire_sent,
         "accuracy": {"board": round(100 * acc, 2),

@@ -45,8 +45,8 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
         env = {**ros2_ws, "ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"], "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
                "CYCLONEDDS_URI": LOOPBACK.as_uri(), "ROS_HOME": str(tmp_path / "ros_home"), "PYTHONUNBUFFERED": "1"}
         return subprocess.Popen(["python3", str(WIRE_FAULTS), "board", "--namespace", f"/{demo.DEVICE}/tinycl",
-                                 "--n-features", "64"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=tmp_path)
+                                 "--n-features", "64", "--on-stdin"], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
 
     r = demo.run(n_stream=150, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
                  work=tmp_path, out=None, timeout_s=150, fleet=True, wire_faults=wire_faults)

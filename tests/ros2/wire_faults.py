@@ -2,7 +2,7 @@
 python, the package built and sourced):
 
     python3 wire_faults.py learner --namespace /wf --hash HASH --n-features 64 --seed 0
-    python3 wire_faults.py board --namespace /board1/tinycl --n-features 64
+    python3 wire_faults.py board --namespace /board1/tinycl --n-features 64 [--on-stdin]
 
 ``learner``: LabeledFeatures on ``<namespace>/labeled`` (rclpy, the project's reliable QoS), after its reader matched:
 4 whole samples (classes 0 and 1), then each fault below ``--per-fault`` times, made of whole samples of class 1, then
@@ -17,8 +17,9 @@ one JSON line: ``{"whole": 6, "faults": {fault: count}}``. The faults (each one 
 
 ``board``: what a micro-ROS board subscribes, once both its readers matched (through the agent): a LabelAnswer on
 ``label_answer`` cut in half and one whose request id's length says 2^31 - 1, then a global Head on ``global_head``
-cut in half and one whose weight count says 2^31 - 1, 0.3 s apart (the head's topic is latched: the board takes each
-before the next). Prints ``{"faults": {fault: count}}``. Not a cut of 3 bytes or fewer: DDS pads the sample to 4 bytes
+cut in half and one whose weight count says 2^31 - 1, each head 0.3 s after the message before it (the head's topic
+is latched: the board takes each before the next); with ``--on-stdin``, once a line comes on stdin (the caller's
+moment). Prints ``{"faults": {fault: count}}``. Not a cut of 3 bytes or fewer: DDS pads the sample to 4 bytes
 again, and micro-CDR then reads the last string as ending in NULs, a message that decodes.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -91,9 +93,12 @@ def board(args: argparse.Namespace, bus) -> dict:
               ("global_head cut in half", heads, head[:len(head) // 2]),
               ("global_head weight count past the end", heads, head[:count] + BIG + head[count + 4:]))
     matched(bus, [answers, heads])
+    if args.on_stdin:
+        sys.stdin.readline()
     for _, pub, raw in faults:
+        if pub is heads:
+            time.sleep(0.3)
         pub.publish(raw)
-        time.sleep(0.3)
     for pub in (answers, heads):
         pub.wait_for_all_acked(Duration(seconds=30))
     return {"faults": {name: 1 for name, _, _ in faults}}
@@ -113,6 +118,7 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-fault", type=int, default=5)
+    ap.add_argument("--on-stdin", action="store_true", help="board: send once a line comes on stdin")
     args = ap.parse_args()
     bus = create_bus("wire_faults", args.namespace, backend="ros2")
     print(json.dumps((learner if args.to == "learner" else board)(args, bus)), flush=True)
