@@ -52,6 +52,7 @@ KIT = Path(os.environ.get("TINYCL_MICROROS_KIT", REPO.parent / "shared" / "kits"
 DEVICE = "board1"
 TOPICS = ("features", "predictions", "label_request", "head")
 DECODE_FAILED = "could not be decoded"   # the board's line for a message rmw_microxrcedds cannot decode
+NAME_REFUSED = "'s name "                # in the board's line for a message with a class name no node keeps
 RECONNECT_TAIL_S = 4.0   # stream left after the agent's restart: the board's reconnect + the graph's discovery (≤ 3 s)
 
 
@@ -83,8 +84,10 @@ def state_file(work: Path) -> Path:
 
 def read_storage(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The board's storage (app/src/main.c): the learner's blob (``c_state``), then the app's record, which carries its
-    own layout and ends with its size and CRC-32: (blob, {boot, global_applied, global_version, names, pending}),
-    ``pending`` the label requests awaiting an answer as (boot, sample id, the data the learner learns from)."""
+    own layout and ends with its size and CRC-32: (blob, {boot, global_applied, global_version, names, class_names,
+    name_cap, pending}), ``class_names`` {class id: name} (``names`` of them), ``name_cap`` the bytes the record keeps
+    a name in, ``pending`` the label requests awaiting an answer as (boot, sample id, the data the learner learns
+    from)."""
     data = path.read_bytes()
     if len(data) < 8:
         raise DemoError(f"{path}: {len(data)} bytes is no board storage")
@@ -96,6 +99,11 @@ def read_storage(path: Path) -> tuple[bytes, dict[str, Any]]:
     at = 32 + max_classes * (4 + name_cap)
     if at + ring * (8 + slot_data) + 8 != size:
         raise DemoError(f"{path}: the app's record has {size} bytes, not what its layout says")
+    class_names = {}
+    for k in range(names):
+        class_id, = struct.unpack_from("<i", record, 32 + k * (4 + name_cap))
+        start = 32 + k * (4 + name_cap) + 4
+        class_names[class_id] = record[start:start + name_cap].split(b"\0", 1)[0].decode()
     pending = []
     for k in range(ring):
         slot_boot, sample_id = struct.unpack_from("<2I", record, at + k * (8 + slot_data))
@@ -103,7 +111,8 @@ def read_storage(path: Path) -> tuple[bytes, dict[str, Any]]:
             start = at + k * (8 + slot_data) + 8
             pending.append((slot_boot, sample_id, record[start:start + slot_data]))
     return data[:len(data) - size], {"boot": boot, "global_applied": applied, "global_version": version,
-                                     "names": names, "pending": sorted(pending)}
+                                     "names": names, "class_names": class_names, "name_cap": name_cap,
+                                     "pending": sorted(pending)}
 
 
 def build_firmware(work: Path, libmicroros: str, n_stream: int, seed: int, classes: str, period_ms: int,
@@ -293,8 +302,9 @@ class Monitor:
 
 
 def trained_head(data: str | None, seed: int, classes: Any, extractor_hash: str, version: int = 1,
-                 device: str = "aggregator") -> Any:
-    """A CWR* head trained on 20 labelled training images of each of ``classes`` (C-core features)."""
+                 device: str = "aggregator", names: dict[int, str] | None = None) -> Any:
+    """A CWR* head trained on 20 labelled training images of each of ``classes`` (C-core features); ``names``: class
+    id → name (default the id)."""
     from tinycl_nodes.core.cwr import CWRStar
     from tinycl_nodes.core.federated import snapshot_from_head
     from tinycl_nodes.datasets import load_mnist
@@ -309,7 +319,7 @@ def trained_head(data: str | None, seed: int, classes: Any, extractor_hash: str,
     for f, c in zip(feats, y[idx]):
         head.learn_one(f, int(c))
     head.flush()
-    return snapshot_from_head(head, version=version, device=device)
+    return snapshot_from_head(head, names, version=version, device=device)
 
 
 def global_head_msg(bus: Any, data: str | None, seed: int, extractor_hash: str, version: int = 1) -> tuple[Any, Any]:
@@ -334,6 +344,9 @@ def oversized_head_msg(bus: Any, extractor_hash: str, version: int) -> Any:
 # ------------------------------------------------------------------------------------------ the fleet round
 FLEET = "boards"
 PEERS = {"devA": 8, "devB": 9}     # each peer device's own new digit (the board starts with 0-7)
+#: what each peer's person named its digit: names as long as any node keeps (core.names), one of them as many bytes
+PEER_NAMES = {8: "\U0001d7d6" * 64,    # 64 × MATHEMATICAL BOLD DIGIT EIGHT: 256 bytes of UTF-8
+              9: "Neun – Ziffer, von Gerät B gelernt (Frühschicht, Halle Süd, T3)."}   # 64 characters, 69 bytes
 
 
 class FleetRound:
@@ -378,7 +391,8 @@ class FleetRound:
                 bb = create_bus("mqtt_bridge", f"/{name}/tinycl", backend="local", graph=g)
                 bridge = MqttBridge(bb, BridgeParams(fleet=FLEET, device=name, broker_dir=self.setup.directory,
                                                      extractor_hash=model_hash, min_interval_s=0.0))
-                snap = trained_head(data, seed + digit, sorted({*init_classes, digit}), model_hash, device=name)
+                snap = trained_head(data, seed + digit, sorted({*init_classes, digit}), model_hash, device=name,
+                                    names={digit: PEER_NAMES[digit]})
                 dev.create_publisher("head", "Head", LATCHED).publish(
                     to_msg(snap, dev.msg("Head"), dev.msg("ClassInfo"), dev.stamp()))
                 bb.spin_once(0.2)           # the bridge takes the latched head (sent once its link is up)
@@ -533,11 +547,12 @@ def delivery(spans: list[tuple[int, int]], received: set[int], failed: set[int],
 
 
 # ------------------------------------------------------------------------------------------ the run
-def send_wire_faults(wire: subprocess.Popen, qemu: Qemu, bus: Any, timeout_s: float = 30.0) -> dict[str, int] | str:
+def send_wire_faults(wire: subprocess.Popen, qemu: Qemu, bus: Any, timeout_s: float = 30.0) -> dict[str, Any] | str:
     """Has the sender ``run``'s ``wire_faults`` started send its broken messages now (a line on its stdin), then waits
     for it to end and for the board's line for each (a latched topic keeps only the last head: the demo's own bad
-    input must not come before the board took them). What it sent, or why it sent nothing."""
-    said = qemu.text().count(DECODE_FAILED)
+    input must not come before the board took them). What it sent (``{"faults": {…}, "names": {…}}``: messages
+    broken on the wire, and whole ones with a class name no node keeps), or why it sent nothing."""
+    said, named = qemu.text().count(DECODE_FAILED), qemu.text().count(NAME_REFUSED)
     try:
         wire.stdin.write("go\n")
         wire.stdin.close()
@@ -552,8 +567,9 @@ def send_wire_faults(wire: subprocess.Popen, qemu: Qemu, bus: Any, timeout_s: fl
     told = wire.stdout.read().strip().splitlines()
     if wire.returncode != 0 or not told:
         return f"exit {wire.returncode}: {told[-3:]}"
-    sent = json.loads(told[-1])["faults"]
-    while qemu.text().count(DECODE_FAILED) < said + sum(sent.values()) and time.monotonic() < deadline:
+    sent = json.loads(told[-1])
+    while (qemu.text().count(DECODE_FAILED) < said + sum(sent["faults"].values())
+           or qemu.text().count(NAME_REFUSED) < named + sum(sent["names"].values())) and time.monotonic() < deadline:
         bus.spin_once(0.05)
     return sent
 
@@ -563,7 +579,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
         bad_input: bool = True, timeout_s: float = 600.0, fleet: bool = False,
         wire_faults: Callable[[], subprocess.Popen] | None = None) -> dict:
     """The demo; ``wire_faults`` starts, once the agent runs, a sender of messages broken on the wire to the board (a
-    process that sends them when a line comes on its stdin and ends with a JSON line ``{"faults": {name: count}}``,
+    process that sends them when a line comes on its stdin and ends with a JSON line ``{"faults": {name: count},
+    "names": {name: count}}``, the second whole messages with a class name no node keeps,
     e.g. ``tests/ros2/wire_faults.py board --on-stdin`` under ROS 2's python): told to at the bad input, before the
     demo's own (``send_wire_faults``); the result says what it sent."""
     from tinycl_nodes.bus import create_bus
@@ -673,6 +690,8 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
     # the board's own figure: from when it noticed the agent was gone (a failed ping or publish) to its reconnect, so
     # it holds most of the outage; one per reconnect
     reconnect_board = [float(m.group(1)) / 1e3 for ln in board["log"] if (m := re.search(r"reconnected (\d+) ms", ln))]
+    before_outage = board["log"][:next((i for i, ln in enumerate(board["log"]) if "agent lost" in ln),
+                                       len(board["log"]))]
     before = [i for i, kind, _, _ in board["events"] if kind == "global"]
     g_at = before[0] if before else n
     result = {
@@ -694,15 +713,16 @@ def run(n_stream: int = 300, period_ms: int = 100, outage_s: float = 10.0, seed:
                         "last": mon.statuses[-1] if mon.statuses else None},
         "heads_decoded": len(mon.heads), "last_head": None if not mon.heads else {
             "version": mon.heads[-1].version, "classes": mon.heads[-1].class_ids.tolist(), "kind": mon.heads[-1].kind,
-            "n_seen": mon.heads[-1].n_seen},
+            "n_seen": mon.heads[-1].n_seen,
+            "names": dict(zip(mon.heads[-1].class_ids.tolist(), mon.heads[-1].class_names))},
         "label_answers": {"sent": len(mon.answered), "applied_by_board": board["applied"].get("answers", 0)},
         "global_head": {"applied_by_board": board["applied"].get("global", 0), "at_frame": g_at,
                         "classes": None if gsnap is None else gsnap.class_ids.tolist()},
         "refused_by_board": board["applied"].get("refused", 0),
-        "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:10],
+        "board_log_refusals": [ln for ln in board["log"] if "dropped" in ln][:20],
         # before the outage: after the reconnect the board's new reader may take a latched head again (the large one)
-        "could_not_be_decoded_before_the_outage": sum(DECODE_FAILED in ln for ln in board["log"][:next(
-            (i for i, ln in enumerate(board["log"]) if "agent lost" in ln), len(board["log"]))]),
+        "could_not_be_decoded_before_the_outage": sum(DECODE_FAILED in ln for ln in before_outage),
+        "name_refusals_before_the_outage": sum(NAME_REFUSED in ln for ln in before_outage),
         "wire_faults_sent": wire_sent,
         "accuracy": {"board": round(100 * acc, 2),
                      "before_global_head": round(100 * float(np.mean(preds[:g_at] == bd.labels[:g_at])), 2) if g_at else None,

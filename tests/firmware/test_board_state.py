@@ -15,17 +15,22 @@ storage file that is corrupt (the learner's blob, or the app's record) is refuse
 kept aside (a save no longer overwrites it), and the board starts from its initial labelled samples; storage that cannot take a save (a directory at the file's path) gives one line and no leftover
 ``<file>.tmp``. The label request run 1 left unanswered at its reset is saved with
 the state and restored, and its answer, given after the reset with run 1's id, is learned for the image it was asked
-about.
+about. A record in the layout boards wrote before a class name could be as long as the graph's (32 bytes a name) is
+restored with its names and saved again in today's.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
+
+from tinycl_nodes.core.names import MAX_NAME_BYTES
 
 from .conftest import board_app, boot_alone, predicted, tool_module
 
@@ -233,6 +238,19 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     log = demo.parse_board_log(_boot_alone(elf, tmp_path / "record.log", 1))["log"]
     assert f"state: the saved state ({len(broken)} bytes) was refused: the app's record at its end is damaged (size, " \
            "CRC or layout): the learner starts afresh" in log, log[:5]
+    # the record as boards wrote it before a name could be as long as the graph's (32 bytes each): restored with its
+    # names, and saved again in this layout (a board flashed with this firmware keeps what it learned)
+    state.write_bytes(saved_bytes)
+    blob2, record2 = demo.read_storage(state)
+    assert record2["name_cap"] == MAX_NAME_BYTES + 1 and record2["class_names"].get(9) == "nine", record2
+    state.write_bytes(_names_in(saved_bytes, len(blob2), 32))
+    assert demo.read_storage(state) == (blob2, {**record2, "name_cap": 32})
+    log = demo.parse_board_log(_boot_alone(elf, tmp_path / "names32.log", 1))["log"]
+    n_seen = c_state.ndc_from_bytes(blob2)[1].n_seen
+    assert any(ln.startswith(f"state restored: {n_seen} samples") for ln in log), log[:5]
+    after = demo.read_storage(state)[1]
+    assert (after["name_cap"], after["class_names"], after["boot"]) == (MAX_NAME_BYTES + 1, record2["class_names"],
+                                                                        record2["boot"] + 1), after
     # storage that cannot take the state (a directory where the file goes): the save says the commit failed, and no
     # <file>.tmp is left behind
     state.unlink()
@@ -247,6 +265,21 @@ def test_board_keeps_what_it_learned_across_a_reset(demo, app, data_dir, tmp_pat
     assert "state: the storage refused to commit the written state: not saved, it keeps what it held" in log, log[:5]
     assert "state: the refused state is kept aside, not overwritten" not in log     # nothing of it could be read
     assert not any(ln.startswith("state saved") for ln in log) and not state.with_name(state.name + ".tmp").exists()
+
+
+def _names_in(storage: bytes, blob_bytes: int, name_cap: int) -> bytes:
+    """The board's storage with its record's names kept in ``name_cap`` bytes each (app/src/main.c write_record: the
+    layout, then MAXC × (id, name), then the requests, the size and a CRC-32 of all before it)."""
+    record = storage[blob_bytes:-8]
+    fixed = list(struct.unpack_from("<8I", record))
+    max_classes, cap = fixed[4], fixed[5]
+    rows = [record[32 + k * (4 + cap):32 + (k + 1) * (4 + cap)] for k in range(max_classes)]
+    assert all(row[4:].index(b"\0") < name_cap for row in rows), "a name longer than the layout holds"
+    fixed[5] = name_cap
+    body = (struct.pack("<8I", *fixed) + b"".join(row[:4] + row[4:4 + name_cap].ljust(name_cap, b"\0") for row in rows)
+            + record[32 + max_classes * (4 + cap):])
+    size = struct.pack("<I", len(body) + 8)
+    return storage[:blob_bytes] + body + size + struct.pack("<I", zlib.crc32(body + size))
 
 
 def _boot_alone(elf, log, n_frames: int) -> list[str]:

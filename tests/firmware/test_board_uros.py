@@ -10,11 +10,13 @@ identical to the host build of the same C core replaying the same stream and eve
 answer to an unknown request, a global head of another extractor, one larger than the board's buffers)
 is one board log line and dropped, and so is each message broken on the wire that rclpy (ROS 2's python,
 tests/ros2/wire_faults.py) sends it through the agent: an answer and a global head cut in half, or with a length
-of 2^31 - 1.
+of 2^31 - 1; and so is each whole message with a class name no node keeps (longer than 256 bytes, more than 64
+characters, not UTF-8, a control character).
 The global head comes from a real fleet round with the board as one device (``--fleet``): its mqtt_bridge node takes
 the board's head over a TLS mosquitto (one identity per device) to the aggregator, which merges it with two peer
-devices' heads (each had one digit the board never gets an answer for); the global head comes back through the
-bridge and the agent, and the board then predicts those digits.
+devices' heads (each had one digit the board never gets an answer for, and named it with as long a name as the graph
+keeps); the global head comes back through the bridge and the agent, and the board then predicts those digits and
+its head carries their names.
 The graph's side comes after five other DDS processes on the domain (a robot's own nodes): without multicast the agent
 finds a process only by announcing itself to its participant index, and Fast DDS's default announces to the first
 four (config/fastdds-agent-loopback.xml covers every index the graph's nodes can take).
@@ -29,6 +31,7 @@ import subprocess
 from pathlib import Path
 
 from tests.ros2_env import LOOPBACK
+from tinycl_nodes.core.names import MAX_NAME_BYTES, MAX_NAME_CHARS, check_class_name
 
 from .conftest import need, tool_module
 
@@ -45,7 +48,8 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
         env = {**ros2_ws, "ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"], "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp",
                "CYCLONEDDS_URI": LOOPBACK.as_uri(), "ROS_HOME": str(tmp_path / "ros_home"), "PYTHONUNBUFFERED": "1"}
         return subprocess.Popen(["python3", str(WIRE_FAULTS), "board", "--namespace", f"/{demo.DEVICE}/tinycl",
-                                 "--n-features", "64", "--on-stdin"], env=env, stdin=subprocess.PIPE,
+                                 "--n-features", "64", "--hash", demo.model_sha(tmp_path), "--on-stdin"], env=env,
+                                stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
 
     r = demo.run(n_stream=150, period_ms=100, outage_s=4.0, seed=1, classes="0-7", data=str(data_dir),
@@ -80,9 +84,15 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     assert "could not be decoded" in refusals   # 12 classes: larger than the receive buffers
     # and each message broken on the wire (rclpy's bytes, through the agent): one line, dropped — none applied (the
     # answers and the global head the board applied are counted above, its predictions equal the host build's)
-    assert r["wire_faults_sent"] == {"label_answer cut in half": 1, "label_answer request id length past the end": 1,
-                                     "global_head cut in half": 1, "global_head weight count past the end": 1}, r
+    assert r["wire_faults_sent"]["faults"] == {
+        "label_answer cut in half": 1, "label_answer request id length past the end": 1, "global_head cut in half": 1,
+        "global_head weight count past the end": 1}, r
     assert r["could_not_be_decoded_before_the_outage"] == 1 + 4, r["board_log_refusals"]
+    # whole messages with a class name no node keeps (core.names): one line each naming what is wrong, dropped
+    assert len(r["wire_faults_sent"]["names"]) == r["name_refusals_before_the_outage"] == 4, r["board_log_refusals"]
+    assert f"the new class's name is longer than {MAX_NAME_BYTES} bytes" in refusals
+    assert f"class 0's name has more than {MAX_NAME_CHARS} characters" in refusals
+    assert "class 0's name is not UTF-8" in refusals and "class 0's name holds a control character" in refusals
     # its health on /diagnostics, read by the graph: the hardware id its board layer reads, and the bad input sent to
     # it reported as WARN with its count (the level goes back to OK in a period without)
     d = r["diagnostics"]
@@ -102,6 +112,10 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     assert board_before <= set(range(8)) and {8, 9} <= set(f["global_classes"]), f
     assert f["bridge_handed_global_to_board"] and f["applied_s"] is not None, f
     assert {8, 9} <= set(f["board_head_classes_after"]), f
+    # with the names the peers' people gave them, as long as a name can be (one of 256 bytes): the board kept them
+    assert all(check_class_name(name) == name for name in demo.PEER_NAMES.values())
+    assert max(len(name.encode()) for name in demo.PEER_NAMES.values()) == MAX_NAME_BYTES
+    assert {c: r["last_head"]["names"][c] for c in (8, 9)} == demo.PEER_NAMES, r["last_head"]
     assert not {8, 9} & set(r["accuracy"]["predicted_classes_before_global"]), r["accuracy"]
     assert r["accuracy"]["new_classes_before_global"]["accuracy"] in (0.0, None), r["accuracy"]   # could not predict them
     after = r["accuracy"]["new_classes_after_global"]

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tinycl_nodes.core.errors import InputError
+from tinycl_nodes.core.names import MAX_NAME_CHARS
 from tinycl_nodes.images import picture_file, picture_type
 from tinycl_nodes.label_app.server import LabelServer
 from tinycl_nodes.label_app.store import NEW_CLASS, AnswerError, Pending, RequestStore, deadline
@@ -383,9 +384,11 @@ def test_bad_parameters_end_the_node_at_start(tmp_path, capsys):
     assert main(["--ros-args", "-p", "tls_cert:=/nonexistent.pem"]) == 2
     assert main(["--ros-args", "-p", "token:=short"]) == 2
     assert main(["--ros-args", "-p", "port:=70000", "-p", "request_ttl_s:=0"]) == 2
+    assert main(["--ros-args", "-p", f"answered_by:={'x' * (MAX_NAME_CHARS + 1)}"]) == 2
     err = capsys.readouterr().err
     assert "tls_cert and tls_key go together" in err and "URL-safe" in err
     assert "parameter port" in err and "parameter request_ttl_s" in err
+    assert "parameter answered_by" in err and f"at most {MAX_NAME_CHARS} characters" in err, err
 
 
 def test_executable_keeps_pairing_and_never_logs_the_token(tmp_path):

@@ -2,7 +2,7 @@
 python, the package built and sourced):
 
     python3 wire_faults.py learner --namespace /wf --hash HASH --n-features 64 --seed 0
-    python3 wire_faults.py board --namespace /board1/tinycl --n-features 64 [--on-stdin]
+    python3 wire_faults.py board --namespace /board1/tinycl --n-features 64 --hash HASH [--on-stdin]
 
 ``learner``: LabeledFeatures on ``<namespace>/labeled`` (rclpy, the project's reliable QoS), after its reader matched:
 4 whole samples (classes 0 and 1), then each fault below ``--per-fault`` times, made of whole samples of class 1, then
@@ -18,9 +18,12 @@ one JSON line: ``{"whole": 6, "faults": {fault: count}}``. The faults (each one 
 ``board``: what a micro-ROS board subscribes, once both its readers matched (through the agent): a LabelAnswer on
 ``label_answer`` cut in half and one whose request id's length says 2^31 - 1, then a global Head on ``global_head``
 cut in half and one whose weight count says 2^31 - 1, each head 0.3 s after the message before it (the head's topic
-is latched: the board takes each before the next); with ``--on-stdin``, once a line comes on stdin (the caller's
-moment). Prints ``{"faults": {fault: count}}``. Not a cut of 3 bytes or fewer: DDS pads the sample to 4 bytes
-again, and micro-CDR then reads the last string as ending in NULs, a message that decodes.
+is latched: the board takes each before the next); then, whole, an answer naming a new class with more bytes than a
+name's (``core.names``), and global heads of the board's extractor (``--hash``) with a class name of more characters
+than a name's, one that is not UTF-8 and one with a tab. With ``--on-stdin``, once a line comes on stdin (the
+caller's moment). Prints ``{"faults": {fault: count}, "names": {message: count}}``. Not a cut of 3 bytes or fewer:
+DDS pads the sample to 4 bytes again, and micro-CDR then reads the last string as ending in NULs, a message that
+decodes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from rclpy.duration import Duration
 from rclpy.serialization import serialize_message
 
 from tinycl_nodes.bus import create_bus
+from tinycl_nodes.core.names import MAX_NAME_BYTES, MAX_NAME_CHARS
 from tinycl_nodes.interfaces import as_sequence
 from tinycl_nodes.nodes.runner import wait_for_readers
 
@@ -92,16 +96,32 @@ def board(args: argparse.Namespace, bus) -> dict:
               ("label_answer request id length past the end", answers, answer[:rid] + BIG + answer[rid + 4:]),
               ("global_head cut in half", heads, head[:len(head) // 2]),
               ("global_head weight count past the end", heads, head[:count] + BIG + head[count + 4:]))
+
+    def named(name: str) -> bytes:
+        """A global head of the board's extractor, whole but for class 0's name."""
+        return serialize_message(H(classes=[CI(id=0, name=name, sample_count=1), CI(id=1, name="b", sample_count=1)],
+                                   kind="CWRStar", n_features=args.n_features, weights=as_sequence(w, "f"),
+                                   bias=as_sequence(np.zeros(2, np.float32), "f"), extractor_hash=args.hash,
+                                   version=98, n_seen=2))
+
+    # well-formed, each with a name no node keeps (core.names)
+    not_utf8 = named("\u00e4" * 4).replace("\u00e4".encode() * 4, b"\xc3(\xc3(\xc3(\xc3(")
+    names = (("label_answer new class name longer than a name's bytes", answers,
+              serialize_message(A(request_id="wire-faults-2", class_id=A.NEW_CLASS,
+                                  new_class_name="n" * (MAX_NAME_BYTES + 1), answered_by="wire_faults"))),
+             ("global_head class name of more characters than a name's", heads, named("\u00e4" * (MAX_NAME_CHARS + 1))),
+             ("global_head class name not UTF-8", heads, not_utf8),
+             ("global_head class name with a control character", heads, named("tab\there")))
     matched(bus, [answers, heads])
     if args.on_stdin:
         sys.stdin.readline()
-    for _, pub, raw in faults:
+    for _, pub, raw in faults + names:
         if pub is heads:
             time.sleep(0.3)
         pub.publish(raw)
     for pub in (answers, heads):
         pub.wait_for_all_acked(Duration(seconds=30))
-    return {"faults": {name: 1 for name, _, _ in faults}}
+    return {"faults": {name: 1 for name, _, _ in faults}, "names": {name: 1 for name, _, _ in names}}
 
 
 def matched(bus, pubs: list, timeout_s: float = 60.0) -> None:

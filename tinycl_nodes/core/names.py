@@ -15,6 +15,8 @@ from typing import Any
 from .errors import InputError
 
 MAX_NAME_CHARS = 64
+#: a kept name's UTF-8 at most (4 bytes a character): what a board's buffers for a name hold (``export.c_board``)
+MAX_NAME_BYTES = 4 * MAX_NAME_CHARS
 REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible formatting character",
                       "Cs": "a surrogate", "Co": "a private-use character", "Cn": "an unassigned character",
                       "Zl": "a line separator", "Zp": "a paragraph separator"}

@@ -82,7 +82,8 @@ class LabelAppParams(NodeParams):
     history_size: int = Field(20, ge=0, le=1000, description="recent answers kept in the page's history (0: none)")
     max_pending: int = Field(50, ge=1, le=10000, description="requests on the page at once; past that the oldest "
                                                              "is dropped")
-    answered_by: str = Field("phone", description="LabelAnswer.answered_by")
+    answered_by: str = Field("phone", min_length=1, max_length=MAX_NAME_CHARS,
+                             description="LabelAnswer.answered_by: a name (a board's buffer holds one, no more)")
     qr: bool = Field(True, description="show the QR code of the pairing URL on the terminal (never in a log)")
 
     @field_validator("token")
@@ -260,7 +261,9 @@ class LabelApp(Node):
         self._send(self.rename_pub, rename_id, class_id, name, self.params.answered_by)
 
     def publish_skip(self, request_id: str, why: str) -> None:
-        self._send(self.answer_pub, request_id, NO_CLASS, "", f"{self.params.answered_by} ({why})")
+        said = f" ({why})"    # within a name's length: a board drops an answer whose answered_by its buffer cannot hold
+        by = self.params.answered_by[:MAX_NAME_CHARS - len(said)] + said
+        self._send(self.answer_pub, request_id, NO_CLASS, "", by)
 
     def publish_correction(self, old: Answer, new: Answer | None) -> None:
         if new is None:

@@ -97,7 +97,8 @@
 #define MAXC TINYCL_MAX_CLASSES
 #define PIX (TINYCL_IN_H * TINYCL_IN_W)
 #define RING 8u       /* label requests awaiting an answer */
-#define NAME_CAP 32u  /* class names, answered_by, frame ids */
+#define NAME_CAP (TINYCL_NAME_BYTES + 1u) /* class names, answered_by, frame ids: any name the graph keeps */
+#define OLD_NAME_CAP 32u                     /* the record's names before, still restored (read_record) */
 #define ID_CAP 48u    /* request ids */
 #define HASH_CAP 72u  /* sha256 hex + room to see a longer one */
 #define RX_CLASSES (MAXC + 1u) /* one more than the core holds: an oversized head is seen and refused */
@@ -208,11 +209,79 @@ static void set_str(rosidl_runtime_c__String *s, char *buf, size_t cap, const ch
     s->capacity = cap;
 }
 
+/* A received string longer than its buffer: rosidl_typesupport_microxrcedds_c takes it as empty (size 0, micro-CDR's
+ * error cleared) and leaves the buffer as it was, so read as text it was the last message's (an answer's new class
+ * learned as the class named before it). Before each take (rx_buffers) every buffer therefore starts with RX_UNREAD,
+ * a byte no UTF-8 text holds: a decoded string overwrites it, one too long for its buffer does not (rx_too_long). */
+#define RX_UNREAD '\xff'
+
 static void rx_str(rosidl_runtime_c__String *s, char *buf, size_t cap) {
-    buf[0] = '\0';
+    buf[0] = RX_UNREAD;
+    buf[1] = '\0';
     s->data = buf;
     s->size = 0;
     s->capacity = cap;
+}
+
+static int rx_too_long(const rosidl_runtime_c__String *s) { return s->size == 0 && s->data[0] == RX_UNREAD; }
+
+/* The bytes of the UTF-8 character at p (1-4), 0 if none starts there (strict, as Python decodes: no overlong form,
+ * no surrogate, nothing past U+10FFFF). */
+static unsigned utf8_char(const unsigned char *p) {
+    const unsigned c = p[0];
+    unsigned n, lo = 0x80, hi = 0xBF;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : lo, hi = c == 0xED ? 0x9F : hi;
+    else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : lo, hi = c == 0xF4 ? 0x8F : hi;
+    else return 0;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (unsigned k = 2; k < n; k++)
+        if ((p[k] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+/* What is wrong with a class name the graph sent, NULL if nothing: the graph's rule (core.names: at most
+ * TINYCL_NAME_CHARS characters, no control character) as far as a board can check it (it neither normalises nor
+ * knows Unicode's categories), and UTF-8. A name the board keeps goes out again in its head, where the graph refuses
+ * one of more characters. */
+static const char *name_problem(const rosidl_runtime_c__String *s) {
+    static char why[48];
+    if (rx_too_long(s)) {
+        snprintf(why, sizeof why, "is longer than %u bytes", (unsigned)TINYCL_NAME_BYTES);
+        return why;
+    }
+    uint32_t chars = 0;
+    for (const unsigned char *p = (const unsigned char *)s->data; *p; chars++) {
+        const unsigned n = utf8_char(p);
+        if (!n) return "is not UTF-8";
+        if (p[0] < 0x20 || p[0] == 0x7F || (p[0] == 0xC2 && p[1] < 0xA0)) return "holds a control character";
+        p += n;
+    }
+    if (chars <= TINYCL_NAME_CHARS) return NULL;
+    snprintf(why, sizeof why, "has more than %u characters", (unsigned)TINYCL_NAME_CHARS);
+    return why;
+}
+
+/* The receive buffers, each string's first byte RX_UNREAD (rx_str): at start-up and before each take. Every string and
+ * sequence has its capacity (without it the message is never delivered). */
+static void rx_buffers(void) {
+    rx_str(&m_answer.header.frame_id, a_frame, NAME_CAP);
+    rx_str(&m_answer.request_id, a_req, ID_CAP);
+    rx_str(&m_answer.new_class_name, a_name, NAME_CAP);
+    rx_str(&m_answer.answered_by, a_by, NAME_CAP);
+    rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
+    rx_str(&m_global.kind, g_kind, NAME_CAP);
+    rx_str(&m_global.extractor_hash, g_hash, HASH_CAP);
+    m_global.classes.data = s_glob_classes;
+    m_global.classes.capacity = RX_CLASSES;
+    for (uint32_t r = 0; r < RX_CLASSES; r++) rx_str(&s_glob_classes[r].name, s_glob_names[r], NAME_CAP);
+    m_global.weights.data = s_glob_w;
+    m_global.weights.capacity = RX_CLASSES * F;
+    m_global.bias.data = s_glob_b;
+    m_global.bias.capacity = RX_CLASSES;
+    m_global.state.data = s_glob_state;
+    m_global.state.capacity = sizeof s_glob_state;
 }
 
 static void static_messages(void) {
@@ -255,23 +324,7 @@ static void static_messages(void) {
     m_req.features = m_feat;
     m_req.features.data.data = s_req_feat;
 
-    /* receive buffers: every string and sequence has capacity (without it the message is never delivered) */
-    rx_str(&m_answer.header.frame_id, a_frame, NAME_CAP);
-    rx_str(&m_answer.request_id, a_req, ID_CAP);
-    rx_str(&m_answer.new_class_name, a_name, NAME_CAP);
-    rx_str(&m_answer.answered_by, a_by, NAME_CAP);
-    rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
-    rx_str(&m_global.kind, g_kind, NAME_CAP);
-    rx_str(&m_global.extractor_hash, g_hash, HASH_CAP);
-    m_global.classes.data = s_glob_classes;
-    m_global.classes.capacity = RX_CLASSES;
-    for (uint32_t r = 0; r < RX_CLASSES; r++) rx_str(&s_glob_classes[r].name, s_glob_names[r], NAME_CAP);
-    m_global.weights.data = s_glob_w;
-    m_global.weights.capacity = RX_CLASSES * F;
-    m_global.bias.data = s_glob_b;
-    m_global.bias.capacity = RX_CLASSES;
-    m_global.state.data = s_glob_state;
-    m_global.state.capacity = sizeof s_glob_state;
+    rx_buffers();
 
     set_str(&m_diag.header.frame_id, s_empty, 1, "");
     m_diag.status.data = &s_diag;
@@ -319,9 +372,12 @@ static void stamp_now(builtin_interfaces__msg__Time *t) {
  * TinyNDC batch at most every TINYCL_SAVE_PERIOD_MS or a latent training round, and when the stream ends; a failed
  * save keeps the last saved state. */
 #define RECORD_FIXED 8u
-#define RECORD_HEAD (RECORD_FIXED * 4u + MAXC * (4u + NAME_CAP))
 #define RECORD_SLOT (8u + PENDING_DATA)
-#define RECORD_BYTES (RECORD_HEAD + RING * RECORD_SLOT + 4u + 4u)
+/* a record whose names take `cap` bytes each: NAME_CAP, or OLD_NAME_CAP as boards wrote it before (still restored) */
+#define RECORD_HEAD_FOR(cap) (RECORD_FIXED * 4u + MAXC * (4u + (cap)))
+#define RECORD_BYTES_FOR(cap) (RECORD_HEAD_FOR(cap) + RING * RECORD_SLOT + 4u + 4u)
+#define RECORD_HEAD RECORD_HEAD_FOR(NAME_CAP)
+#define RECORD_BYTES RECORD_BYTES_FOR(NAME_CAP)
 static uint8_t g_record[RECORD_HEAD]; /* the requests go to and from g_pending directly */
 static uint32_t n_known(void);
 static uint32_t g_boot;                 /* boots of this board with this storage, this one included */
@@ -364,19 +420,26 @@ static int write_record(void) {
     return rc || board_state_write((const uint8_t *)tail, 8);
 }
 
-/* 1 if the record at `at` is whole (size, CRC, layout, values): then the boot number, the global head, the names and
- * the requests awaiting an answer are set; 0 if it is not, -1 if the storage could not be read. Called at start-up
- * only: g_pending holds no request yet, and is emptied again if the record is refused. */
-static int read_record(uint32_t at) {
+/* The size of the record that ends the `len` bytes of storage if it is whole (size, CRC, layout, values): then the
+ * boot number, the global head, the names and the requests awaiting an answer are set; 0 if it is not, -1 if the
+ * storage could not be read. Its size, at its end, tells its layout: names of NAME_CAP bytes, or of OLD_NAME_CAP (a
+ * board flashed with this firmware keeps what it learned). Called at start-up only: g_pending holds no request yet,
+ * and is emptied again if the record is refused. */
+static long read_record(uint32_t len) {
     uint32_t fixed[RECORD_FIXED], tail[2] = {0, 0};
-    int ok = board_state_read(at, g_record, RECORD_HEAD) == RECORD_HEAD &&
-             board_state_read(at + RECORD_BYTES - 8u, (uint8_t *)tail, 8) == 8;
+    if (board_state_read(len - 8u, (uint8_t *)tail, 8) != 8) return -1;
+    const uint32_t cap = tail[0] == RECORD_BYTES                    ? NAME_CAP
+                         : tail[0] == RECORD_BYTES_FOR(OLD_NAME_CAP) ? OLD_NAME_CAP
+                                                                     : 0;
+    if (!cap || tail[0] >= len) return 0;
+    const uint32_t at = len - tail[0], head = RECORD_HEAD_FOR(cap);
+    int ok = board_state_read(at, g_record, head) == head;
     int readable = ok;
-    uint32_t crc = tinycl_crc32(g_record, RECORD_HEAD);
+    uint32_t crc = tinycl_crc32(g_record, head);
     memcpy(fixed, g_record, sizeof fixed);
     for (uint32_t i = 0; i < RING && ok; i++) {
         pending_t *q = &g_pending[i];
-        const uint32_t off = at + RECORD_HEAD + i * RECORD_SLOT;
+        const uint32_t off = at + head + i * RECORD_SLOT;
         uint32_t ids[2] = {0, 0};
         ok = board_state_read(off, (uint8_t *)ids, 8) == 8 &&
              board_state_read(off + 8u, (uint8_t *)slot_data(q), PENDING_DATA) == PENDING_DATA;
@@ -386,9 +449,8 @@ static int read_record(uint32_t at) {
         crc = tinycl_crc32_update(tinycl_crc32_update(crc, (const uint8_t *)ids, 8), slot_data(q), PENDING_DATA);
         if (q->sample_id && q->boot > fixed[0]) ok = 0; /* asked by a boot that has not been */
     }
-    if (!ok || tail[0] != RECORD_BYTES || tail[1] != tinycl_crc32_update(crc, (const uint8_t *)&tail[0], 4) ||
-        fixed[1] > 1 || fixed[3] > MAXC || fixed[4] != MAXC || fixed[5] != NAME_CAP || fixed[6] != RING ||
-        fixed[7] != PENDING_DATA) {
+    if (!ok || tail[1] != tinycl_crc32_update(crc, (const uint8_t *)&tail[0], 4) || fixed[1] > 1 ||
+        fixed[3] > MAXC || fixed[4] != MAXC || fixed[5] != cap || fixed[6] != RING || fixed[7] != PENDING_DATA) {
         memset(g_pending, 0, sizeof g_pending);
         return readable ? 0 : -1;
     }
@@ -397,12 +459,12 @@ static int read_record(uint32_t at) {
     g_global_version = fixed[2];
     g_n_names = fixed[3];
     for (uint32_t i = 0; i < MAXC; i++) {
-        const uint8_t *q = g_record + sizeof fixed + i * (4 + NAME_CAP);
+        const uint8_t *q = g_record + sizeof fixed + i * (4 + cap);
         memcpy(&g_name_ids[i], q, 4);
-        memcpy(g_names[i], q + 4, NAME_CAP);
-        g_names[i][NAME_CAP - 1] = '\0';
+        memcpy(g_names[i], q + 4, cap);
+        g_names[i][cap - 1] = '\0';
     }
-    return 1;
+    return (long)tail[0];
 }
 
 #if !TINYCL_APP_LATENT
@@ -535,14 +597,15 @@ static void restore_state(void) {
         return;
     }
     const char *why = NULL;
-    int rc = TINYCL_OK, record = 0;
-    if ((size_t)len <= RECORD_BYTES)
+    int rc = TINYCL_OK;
+    long record = 0;
+    if ((size_t)len <= RECORD_BYTES_FOR(OLD_NAME_CAP))
         why = "shorter than the app's record";
-    else if ((record = read_record((uint32_t)len - RECORD_BYTES)) < 0)
+    else if ((record = read_record((uint32_t)len)) < 0)
         why = "the storage could not be read";
     else if (!record)
         why = "the app's record at its end is damaged (size, CRC or layout)";
-    else if ((rc = read_learner((size_t)len - RECORD_BYTES)) == OTHER_GRID)
+    else if ((rc = read_learner((size_t)(len - record))) == OTHER_GRID)
         why = "the latent head codes another model's cut";
     else if (rc != TINYCL_OK)
         why = tinycl_error_name(rc);
@@ -552,7 +615,7 @@ static void restore_state(void) {
         g_global_applied = 0;
         g_global_version = g_n_names = 0;
         logf_("LOG state: the saved state (%ld bytes) was refused: %s: the learner starts afresh", len, why);
-        if ((size_t)len > RECORD_BYTES && record >= 0 && board_state_set_aside() == 0) /* read, refused: kept */
+        if ((size_t)len > RECORD_BYTES_FOR(OLD_NAME_CAP) && record >= 0 && board_state_set_aside() == 0) /* kept */
             board_log("LOG state: the refused state is kept aside, not overwritten");
         return;
     }
@@ -777,8 +840,20 @@ static void publish_diagnostics(void) {
 static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
     g_received++;
+    if (rx_too_long(&a->request_id)) {
+        g_refused++;
+        logf_("LOG label answer: its request id is longer than %u bytes: dropped", (unsigned)(ID_CAP - 1));
+        return;
+    }
+    const char *rid = a->request_id.data;
+    const int new_class = a->class_id == tinycl_nodes__msg__LabelAnswer__NEW_CLASS;
+    const char *bad = new_class ? name_problem(&a->new_class_name) : NULL;
+    if (bad) { /* whatever request it answers: the board would keep the class under a wrong name, or none */
+        g_refused++;
+        logf_("LOG label answer '%.40s': the new class's name %s: dropped", rid, bad);
+        return;
+    }
     const size_t plen = strlen(TINYCL_DEVICE);
-    const char *rid = a->request_id.data ? a->request_id.data : "";
     pending_t *p = NULL;
     if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) { /* <device>-<boot>.<sample id> */
         char *dot = NULL, *end = NULL;
@@ -801,7 +876,7 @@ static void on_answer(const void *msg) {
     int32_t label = a->class_id;
     const char *new_name = NULL; /* kept once learned: a refused answer left its name in the saved record */
     if (label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS) {
-        new_name = a->new_class_name.data ? a->new_class_name.data : "";
+        new_name = a->new_class_name.data;
         if (!new_name[0]) {
             g_refused++;
             logf_("LOG label answer '%.40s': a new class without a name: dropped", rid);
@@ -847,6 +922,19 @@ static void on_answer(const void *msg) {
     publish_head();
 }
 
+/* What is wrong with a global head's class names (name_problem), NULL if nothing. */
+static const char *class_names_problem(const tinycl_nodes__msg__Head *h) {
+    static char line[80];
+    for (size_t r = 0; r < h->classes.size; r++) {
+        const char *why = name_problem(&h->classes.data[r].name);
+        if (why) {
+            snprintf(line, sizeof line, "class %lu's name %s", (unsigned long)h->classes.data[r].id, why);
+            return line;
+        }
+    }
+    return NULL;
+}
+
 static void on_global(const void *msg) {
     const tinycl_nodes__msg__Head *h = msg;
     static int32_t ids[MAXC];
@@ -870,6 +958,7 @@ static void on_global(const void *msg) {
     else if (n > MAXC) why = "more classes than the board holds";
     else if (h->weights.size != n * F || h->bias.size != n) why = "weights or bias of the wrong size";
     else if (strcmp(h->kind.data ? h->kind.data : "", TINYCL_HEAD_KIND) != 0) why = "another head kind";
+    else why = class_names_problem(h);
     if (!why) {
         for (size_t r = 0; r < n; r++) {
             if (h->classes.data[r].id > INT32_MAX) { why = "a class id out of range"; break; }
@@ -1240,10 +1329,13 @@ void loop(void) {
     log_lost();
     if (g_link == CONNECTED && n_pubs == N_PUBS && now - g_diag_due >= TINYCL_DIAG_PERIOD_MS) publish_diagnostics();
     if (g_link == CONNECTED) {
+        rx_buffers(); /* rclc takes once per subscription and spin: a string too long for its buffer is seen */
         const rcl_ret_t rc = rclc_executor_spin_some(&executor, RCL_MS_TO_NS(1));
         if (rc != RCL_RET_OK && rc != RCL_RET_TIMEOUT) {
             /* rcl_take's RCL_RET_ERROR: rmw_microxrcedds could not deserialise the buffered message into the
-             * static receive buffers (a string or sequence longer than its capacity, or a malformed message). It
+             * static receive buffers (a malformed message; a sequence of messages longer than its buffer; a string
+             * or a sequence of numbers longer than its buffer only as the message's last field, else it is taken as
+             * empty: rx_too_long). It
              * also returned it for a message it discarded as stamped in the future: the board's clock went back
              * (fixed in the board's clock_gettime: the clock is monotonic now). */
             g_refused++;
