@@ -108,7 +108,7 @@ def write_data(path: Path, init_x, init_y, images, labels) -> None:
 
 
 def host_reference(build: Path, init_x, init_y, images, labels) -> list[tuple[int, ...]]:
-    run(["cmake", "-S", str(FW), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"])
+    run(["cmake", "-S", str(FW), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", f"-DTINYCL_PYTHON={sys.executable}"])
     run(["cmake", "--build", str(build), "-j2", "--target", "tinycl"])
     from tinycl_nodes.firmware import Library, TinyNDCC, TinyRCEC
     from tinycl_nodes.export.c_vectors import REASON_CODES
