@@ -9,6 +9,10 @@ import numpy as np
 from .errors import InputError
 
 MAX_CLASS_ID = 2**31 - 1
+#: class ids a label answer may carry besides a class's (LabelAnswer.class_id): a new class, named in the answer; no
+#: class (skipped / not sure; in a correction: the answer withdrawn). The board's firmware gets them generated.
+NEW_CLASS = -1
+NO_CLASS = -2
 #: no head is fed a |feature| above this, whatever the extractor (squares stay far inside float32);
 #: nodes also check the extractor's own calibrated bound (``extractor.feature_bound``)
 MAX_ABS_FEATURE = 1e6

@@ -1,6 +1,7 @@
 """C sources a board firmware is built with, besides the model (``c_model``): its initial labelled
-samples (``tinycl_init.{h,c}``: ``tinycl_init_x/y/n``, the head kind, the class names' limits and CWR* settings)
-and, for the emulated board, the replayed sensor stream (``tinycl_stream.c``: MNIST test images in a seeded order).
+samples (``tinycl_init.{h,c}``: ``tinycl_init_x/y/n``, the head kind, the class names' limits, the skip's class id
+and CWR* settings) and, for the emulated board, the replayed sensor stream (``tinycl_stream.c``: MNIST test images
+in a seeded order).
 
 The init samples are the features of k labelled training images per class, computed with the int8
 model's reference semantics (onnxruntime, graph optimisations off: what the C core computes), as
@@ -20,6 +21,7 @@ import numpy as np
 from ..core.cwr import CWRStar
 from ..core.errors import InputError, TinyclError
 from ..core.names import MAX_NAME_BYTES, MAX_NAME_CHARS
+from ..core.validation import NO_CLASS
 from ..presets import CWR_PARAMS
 from .c_model import _arr, _hexf
 
@@ -60,6 +62,7 @@ def write_sources(out_dir: str | Path, bd: BoardData) -> list[Path]:
         f'#define TINYCL_HEAD_KIND "{CWRStar.kind}"  /* the core\'s name of the head (Head.kind) */\n'
         f"#define TINYCL_NAME_CHARS {MAX_NAME_CHARS}u  /* a class name's characters at most (core.names) */\n"
         f"#define TINYCL_NAME_BYTES {MAX_NAME_BYTES}u  /* its UTF-8 at most: a board's buffers for a name */\n"
+        f"#define TINYCL_NO_CLASS ({NO_CLASS})  /* LabelAnswer.class_id: skipped / not sure (core.validation) */\n"
         f"#define TINYCL_INIT_LR {_hexf(CWR_PARAMS['lr'])}\n"
         f"#define TINYCL_INIT_BATCH_SIZE {int(CWR_PARAMS['batch_size'])}u\n"
         f"#define TINYCL_INIT_N {n}u\n"

@@ -36,10 +36,7 @@ from ..core.asking import AskPolicy
 from ..core import state as st
 from ..core.names import MAX_NAME_CHARS, normalise_name  # noqa: F401 - MAX_NAME_CHARS re-exported
 from ..core.errors import InputError, StateError
-from ..core.validation import MAX_CLASS_ID
-
-NEW_CLASS = -1
-NO_CLASS = -2              # label_answer: skipped / not sure; label_correction: withdraw the answer
+from ..core.validation import MAX_CLASS_ID, NEW_CLASS, NO_CLASS  # noqa: F401 - NO_CLASS re-exported
 REMEMBERED_IDS = 1000      # answered / expired request ids kept to explain a late answer
 MAX_REQUEST_ID = 128       # characters of a request id: the labeler's (a UUID) and the label app's are shorter; a
                            # longer one is no request, and is never echoed in full (label_status, logs, the phone)

@@ -6,9 +6,12 @@
  *              label_request  tinycl_nodes/msg/LabelRequest  reliable (a sample the board is unsure of)
  *              head           tinycl_nodes/msg/Head          reliable + transient local, depth 1 (the
  *                                                            exporter's and fleet bridge's "latched" reader)
+ *              label_status   std_msgs/msg/String            reliable: its verdict on each answer to one of its
+ *                                                            questions, JSON as the labeler's (a label app shows it)
  *   and        /diagnostics   diagnostic_msgs/msg/DiagnosticArray  reliable, about once a second: the board's
  *                                                            health beside every other node's (see below)
- *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id)
+ *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id), or
+ *                                                            the question dropped (TINYCL_NO_CLASS: skipped)
  *              global_head    tinycl_nodes/msg/Head          the fleet's head, loaded from its linear form
  * Connection: waits for the agent, creates the entities, pings it every TINYCL_PING_PERIOD_MS while
  * connected (TINYCL_PING_TIMEOUT_MS × TINYCL_PING_ATTEMPTS, so a large message arriving meanwhile does
@@ -43,6 +46,7 @@
 #include <diagnostic_msgs/msg/diagnostic_array.h>
 #include <diagnostic_msgs/msg/diagnostic_status.h>
 #include <diagnostic_msgs/msg/key_value.h>
+#include <std_msgs/msg/string.h>
 #include <tinycl_nodes/msg/features.h>
 #include <tinycl_nodes/msg/head.h>
 #include <tinycl_nodes/msg/label_answer.h>
@@ -138,7 +142,7 @@ static pending_t g_pending[RING];
 
 typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entities still to destroy */
 static link_t g_link = WAITING;
-static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_sent_diag, g_failed;
+static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_sent_status, g_sent_diag, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_received; /* messages handed to on_answer / on_global, applied or not (messages_received) */
 static uint64_t g_uptime_ms; /* since boot, summed from board_millis() steps in the loop: board_millis() wraps */
@@ -154,6 +158,9 @@ static tinycl_nodes__msg__Prediction m_pred;
 static tinycl_nodes__msg__Head m_head, m_global;
 static tinycl_nodes__msg__LabelAnswer m_answer;
 static tinycl_nodes__msg__LabelRequest m_req;
+static std_msgs__msg__String m_status;
+#define REASON_CAP 160u /* why an answer was refused, in words (label_status) */
+static char s_status[2 * NAME_CAP + 2 * REASON_CAP + 160]; /* a verdict on label_status: JSON, a name and a reason */
 static float s_feat[F], s_req_feat[F], s_head_w[MAXC * F], s_head_b[MAXC];
 static float s_glob_w[RX_CLASSES * F], s_glob_b[RX_CLASSES];
 static uint8_t s_glob_state[1], s_head_state[1], s_req_pixels[PIX];
@@ -181,10 +188,12 @@ static char s_diag_name[DIAG_NAME_CAP], s_diag_msg[DIAG_MSG_CAP], s_diag_hw[DIAG
 static rcl_allocator_t allocator;
 static rclc_support_t support;
 static rcl_node_t node;
-static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_diag;
-#define N_PUBS 5 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
+static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_status, pub_diag;
+#define N_PUBS 6 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
+#define STATUS_PUB 4 /* g_pubs[STATUS_PUB] is pub_status: it exists once n_pubs > STATUS_PUB */
 /* in the order create_entities makes them: the first n_pubs exist */
-static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_diag};
+static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_status, &pub_diag};
+static int n_pubs;
 static rcl_subscription_t sub_answer, sub_global;
 static rclc_executor_t executor;
 
@@ -807,7 +816,7 @@ static void publish_diagnostics(void) {
     diag_value("answers_applied", "%lu", (unsigned long)g_answers);
     diag_value("global_heads_applied", "%lu", (unsigned long)g_globals);
     diag_value("messages_published", "%lu",
-               (unsigned long)(g_sent_feat + g_sent_pred + g_sent_head + g_sent_req + g_sent_diag));
+               (unsigned long)(g_sent_feat + g_sent_pred + g_sent_head + g_sent_req + g_sent_status + g_sent_diag));
     diag_value("publish_failures", "%lu", (unsigned long)g_failed);
 #if TINYCL_RMW_DROP_COUNT
     diag_value("received_messages_lost", "%lu", (unsigned long)g_lost); /* counted only where the link wraps rmw */
@@ -837,8 +846,48 @@ static void publish_diagnostics(void) {
 }
 
 /* ------------------------------------------------------------------------------ received messages */
+/* `s` as a JSON string: its quotes and backslashes escaped (a name the board keeps holds no control character). */
+static void json_string(char *out, size_t cap, const char *s) {
+    size_t n = 0;
+    out[n++] = '"';
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '"' || *s == '\\') out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* The board's verdict on an answer to one of its questions, on label_status as the labeler says it (labeler.py
+ * _verdict: request_id, status "learned" | "refused" | "skipped", class_id, class_name, message; new_class with
+ * "learned"): a label app shows a person's answer as learned, or refused and why, only when it comes. */
+static void say_verdict(const char *rid, const char *status, int32_t class_id, const char *name, const char *message,
+                        int new_class) {
+    static char name_json[2 * NAME_CAP + 3], message_json[2 * REASON_CAP + 3];
+    if (n_pubs < STATUS_PUB + 1) return;
+    json_string(name_json, sizeof name_json, name);
+    json_string(message_json, sizeof message_json, message);
+    const int n = snprintf(s_status, sizeof s_status,
+                           "{\"request_id\": \"%s\", \"status\": \"%s\", \"class_id\": %ld, \"class_name\": %s, "
+                           "\"message\": %s%s}", rid, status, (long)class_id, name_json, message_json,
+                           new_class < 0 ? "" : new_class ? ", \"new_class\": true" : ", \"new_class\": false");
+    m_status.data.data = s_status;
+    m_status.data.size = (size_t)n < sizeof s_status ? (size_t)n : sizeof s_status - 1;
+    m_status.data.capacity = sizeof s_status;
+    publish(&pub_status, &m_status, &g_sent_status, "label_status");
+}
+
+/* An answer dropped: one line, counted as bad input, and the verdict to a label app if it answered one of the board's
+ * questions (`ours`). */
+static void refuse_answer(const char *rid, int ours, const char *why) {
+    g_refused++;
+    logf_("LOG label answer '%.40s': %s: dropped", rid, why);
+    if (ours) say_verdict(rid, "refused", -1, "", why, -1);
+}
+
 static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
+    static char why[REASON_CAP];
     g_received++;
     if (rx_too_long(&a->request_id)) {
         g_refused++;
@@ -846,40 +895,50 @@ static void on_answer(const void *msg) {
         return;
     }
     const char *rid = a->request_id.data;
+    const size_t plen = strlen(TINYCL_DEVICE);
+    pending_t *p = NULL;
+    int ours = 0; /* <device>-<boot>.<sample id>: one of the board's questions, this boot's or an earlier one's */
+    unsigned long boot = 0;
+    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) {
+        char *dot = NULL, *end = NULL;
+        boot = strtoul(rid + plen + 1, &dot, 10);
+        const unsigned long sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
+        ours = sid && end && *end == '\0';
+        for (uint32_t i = 0; i < RING && ours; i++)
+            if (g_pending[i].sample_id == sid && g_pending[i].boot == boot) p = &g_pending[i];
+    }
     const int new_class = a->class_id == tinycl_nodes__msg__LabelAnswer__NEW_CLASS;
     const char *bad = new_class ? name_problem(&a->new_class_name) : NULL;
     if (bad) { /* whatever request it answers: the board would keep the class under a wrong name, or none */
-        g_refused++;
-        logf_("LOG label answer '%.40s': the new class's name %s: dropped", rid, bad);
+        snprintf(why, sizeof why, "the new class's name %s", bad);
+        refuse_answer(rid, ours, why);
         return;
     }
-    const size_t plen = strlen(TINYCL_DEVICE);
-    pending_t *p = NULL;
-    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) { /* <device>-<boot>.<sample id> */
-        char *dot = NULL, *end = NULL;
-        const unsigned long boot = strtoul(rid + plen + 1, &dot, 10);
-        const unsigned long sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
-        for (uint32_t i = 0; i < RING && end && *end == '\0' && sid; i++)
-            if (g_pending[i].sample_id == sid && g_pending[i].boot == boot) p = &g_pending[i];
-        if (!p && sid && end && *end == '\0' && boot != g_boot) {
-            g_refused++;
-            logf_("LOG label answer '%.40s': asked before the board restarted (now boot %lu), not pending: dropped",
-                  rid, (unsigned long)g_boot);
-            return;
-        }
+    if (!p && ours && boot != g_boot) {
+        snprintf(why, sizeof why, "asked before the board restarted (now boot %lu), not pending",
+                 (unsigned long)g_boot);
+        refuse_answer(rid, ours, why);
+        return;
     }
     if (!p) {
         g_refused++;
         logf_("LOG label answer for unknown request '%.40s': dropped", rid);
+        if (ours) say_verdict(rid, "refused", -1, "", "the board is not asking this question (any more)", -1);
         return;
     }
     int32_t label = a->class_id;
+    if (label == TINYCL_NO_CLASS) { /* Skip / Not sure on a phone: the question is dropped, nothing is learned */
+        logf_("LOG label answer '%.40s': skipped: the question is dropped, nothing learned", rid);
+        p->sample_id = 0;
+        save_state(); /* the record holds the questions awaiting an answer */
+        say_verdict(rid, "skipped", -1, "", "", -1);
+        return;
+    }
     const char *new_name = NULL; /* kept once learned: a refused answer left its name in the saved record */
-    if (label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS) {
+    if (new_class) {
         new_name = a->new_class_name.data;
         if (!new_name[0]) {
-            g_refused++;
-            logf_("LOG label answer '%.40s': a new class without a name: dropped", rid);
+            refuse_answer(rid, ours, "a new class without a name");
             return;
         }
         static int32_t known[2 * MAXC];
@@ -890,10 +949,12 @@ static void on_answer(const void *msg) {
         for (uint32_t i = 0; i < g_n_names; i++)
             if (strcmp(g_names[i], new_name) == 0) label = g_name_ids[i]; /* named before: the same class */
     } else if (label < 0) {
-        g_refused++;
-        logf_("LOG label answer '%.40s': class id %ld is not a class: dropped", rid, (long)label);
+        snprintf(why, sizeof why, "class id %ld is not a class", (long)label);
+        refuse_answer(rid, ours, why);
         return;
     }
+    int was_known = 0;
+    for (uint32_t r = 0; r < n_known(); r++) was_known |= known_class(r) == label;
 #if TINYCL_APP_LATENT
     const uint32_t rounds = g_lat.n_batches;
     const int rc = tinycl_latent_learn_q(&g_lat, p->cut, label);
@@ -901,6 +962,7 @@ static void on_answer(const void *msg) {
     if (rc == TINYCL_EDIVERGED) {
         g_refused++;
         undo_diverged_round(rid);
+        say_verdict(rid, "refused", -1, "", "training diverged: the round is dropped", -1);
         return;
     }
 #else
@@ -910,6 +972,8 @@ static void on_answer(const void *msg) {
         g_refused++;
         logf_("LOG label answer '%.40s' (class %ld) refused by the core (%s): dropped", rid, (long)label,
               tinycl_error_name(rc));
+        snprintf(why, sizeof why, "refused by the board's learner (%s)", tinycl_error_name(rc));
+        say_verdict(rid, "refused", -1, "", why, -1);
         return;
     }
     if (new_name) remember_name(label, new_name);
@@ -919,6 +983,8 @@ static void on_answer(const void *msg) {
 #if !TINYCL_APP_LATENT
     save_state(); /* a person's answer is never lost */
 #endif
+    char num[12];
+    say_verdict(rid, "learned", label, class_name(label, num, sizeof num), "", !was_known);
     publish_head();
 }
 
@@ -1052,7 +1118,7 @@ static void number_boot_by_clock(void) {
     save_state();
 }
 
-static int support_ok, node_ok, n_pubs, n_subs, executor_ok;
+static int support_ok, node_ok, n_subs, executor_ok;
 
 static int create_entities(void) {
     allocator = rcl_get_default_allocator();
@@ -1080,17 +1146,20 @@ static int create_entities(void) {
     n_pubs = 3;
     TRY(rclc_publisher_init(&pub_head, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "head", &latched));
     n_pubs = 4;
+    TRY(rclc_publisher_init_default(&pub_status, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(std_msgs, msg, String),
+                                    "label_status"));
+    n_pubs = 5;
     /* absolute, outside the node's namespace, reliable + volatile depth 10: as ROS's diagnostic_updater and the Python
      * nodes publish it (diagnostic_aggregator and rqt_robot_monitor read /diagnostics) */
-    /* Optional: a libmicroros built for 4 publishers (micro_ros_platformio keeps its built library when the meta
-     * changes: `pio run -t clean_microros`) refuses a fifth, and the board then runs on without its health. */
+    /* Optional: a libmicroros built for 5 publishers (micro_ros_platformio keeps its built library when the meta
+     * changes: `pio run -t clean_microros`) refuses a sixth, and the board then runs on without its health. */
     const rosidl_message_type_support_t *diag_type = ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray);
     const rcl_ret_t diag_rc = rclc_publisher_init_default(&pub_diag, &node, diag_type, "/diagnostics");
     if (diag_rc == RCL_RET_OK) {
-        n_pubs = 5;
+        n_pubs = 6;
     } else {
         logf_("LOG no health on /diagnostics: its publisher was refused (rcl %ld: %.100s; a libmicroros built for "
-              "RMW_UXRCE_MAX_PUBLISHERS=4?)", (long)diag_rc, rcl_error_text());
+              "RMW_UXRCE_MAX_PUBLISHERS=5?)", (long)diag_rc, rcl_error_text());
         rcl_reset_error();
     }
     const rmw_qos_profile_t answers = kept(rmw_qos_profile_default), globals = kept(latched);
@@ -1270,9 +1339,9 @@ void setup(void) {
 
 static void finish(void) {
     if (learned() != g_saved_seen) save_state();
-    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu diagnostics=%lu failed=%lu",
+    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu label_status=%lu diagnostics=%lu failed=%lu",
           (unsigned long)g_sent_feat, (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req,
-          (unsigned long)g_sent_diag, (unsigned long)g_failed);
+          (unsigned long)g_sent_status, (unsigned long)g_sent_diag, (unsigned long)g_failed);
     log_lost();
     logf_("APPLIED answers=%lu global=%lu refused=%lu lost=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
           (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_lost, (unsigned long)g_reconnects,

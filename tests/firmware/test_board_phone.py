@@ -1,0 +1,114 @@
+"""A person answers a micro-ROS board's questions on a phone: the real label app (its HTTP API, as the page calls it)
+in the board's namespace, the board on QEMU mps2-an500 joined through the real MicroXRCEAgent.
+
+The board asks about the digits it has no labelled sample of (it starts with 0-7); the label app shows each question
+with the board's picture and its classes as the buttons. The person comes late: by then the board has asked more than
+its ring of 8 holds, so it forgot the first question, and answering it is refused with the board's reason. The
+next question is answered as a new class with a name as long as a name can be (64 characters), one more with a class
+the board knows, and one is skipped. The board says its verdict on each on ``label_status``, as the labeler does, so
+the phone shows "learned" (with the class id the board gave the new class and the name it keeps), "refused" and why,
+or takes the skipped question away; a skip is no bad input on the board.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.label_page import page_state
+from tinycl_nodes.core.names import MAX_NAME_CHARS, check_class_name
+
+from .conftest import need, tool_module
+
+TOKEN = "pytest-board-phone-token-0123"
+NAME = "Neun, am Telefon benannt: eine Ziffer, die das Board nie gesehen"   # 64 characters
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _post(base: str, payload: dict) -> dict:
+    req = urllib.request.Request(f"{base}/api/answer", data=json.dumps(payload).encode(), method="POST",
+                                 headers={"X-Tinycl-Token": TOKEN, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _wait(what: str, fn, timeout_s: float, qemu) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (got := fn()) is not None and got is not False:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} in {timeout_s:.0f} s; the board's last lines:\n" + "\n".join(qemu.lines()[-15:]))
+
+
+def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir):
+    need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
+    demo = tool_module("demo_board")
+    from tinycl_nodes.bus.dds_config import domain_id
+
+    assert check_class_name(NAME) == NAME and len(NAME) == MAX_NAME_CHARS
+    uros = demo.build_uros()
+    # 600 frames, 100 ms each: the board is still streaming (and asking) when the late person answers
+    elf, bd = demo.build_firmware(tmp_path, uros["LIBMICROROS"], 600, 2, "0-7", 100, domain_id(None), str(data_dir))
+    state_dir = tmp_path / "label_app"
+    app = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.label_app", "--ros-args",
+                            "-r", f"__ns:=/{demo.DEVICE}/tinycl", "-p", "host:=127.0.0.1", "-p", "port:=0",
+                            "-p", f"token:={TOKEN}", "-p", "qr:=false", "-p", f"state_dir:={state_dir}"],
+                           cwd=REPO, stdout=open(tmp_path / "label_app.log", "wb"), stderr=subprocess.STDOUT)
+    qemu = demo.Qemu(elf, tmp_path / "board.log")
+    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+    try:
+        agent.start()
+        pairing = state_dir / "pairing.json"
+        url = _wait("label app URL", lambda: pairing.is_file() and json.loads(pairing.read_text())["info"].get("url"),
+                    30, qemu)
+        base = re.match(r"https?://[^/]+", url)[0]
+        # the board's questions on the page, with its picture and its classes as the buttons; wait until it asked
+        # more than its ring holds
+        pending = _wait("9 questions of the board on the page",
+                        lambda: p if len(p := page_state(base, TOKEN)["pending"]) >= 9 else None, 120, qemu)
+        assert all(q["id"].startswith(f"{demo.DEVICE}-") for q in pending), [q["id"] for q in pending]
+        first, new, known, skipped = pending[:4]
+        assert (first["width"], first["height"]) == (28, 28) and first["image"], first
+        assert {c["id"] for c in first["candidates"]} <= set(range(8)) and first["candidates"], first
+        sid = {q["id"]: int(q["id"].rsplit(".", 1)[1]) for q in pending}
+
+        assert _post(base, {"type": "answer", "request_id": first["id"], "class_id": first["candidates"][0]["id"]}
+                     )["type"] == "ok"
+        assert _post(base, {"type": "answer", "request_id": new["id"], "new_class_name": NAME})["type"] == "ok"
+        pick = known["candidates"][0]["id"]
+        assert _post(base, {"type": "answer", "request_id": known["id"], "class_id": pick})["type"] == "ok"
+        assert _post(base, {"type": "skip", "request_id": skipped["id"], "why": "unsure"})["type"] == "ok"
+
+        def verdicts():
+            h = {a["id"]: a for a in page_state(base, TOKEN)["history"]}
+            said = [h.get(q["id"], {}).get("status") for q in (first, new, known)]
+            return h if "sent" not in said and None not in said else None
+        history = _wait("the board's verdicts on the page", verdicts, 30, qemu)
+        # the first question: forgotten by the board (its ring holds the last 8), refused with its words
+        assert history[first["id"]]["status"] == "refused", history[first["id"]]
+        assert history[first["id"]]["message"] == "the board is not asking this question (any more)"
+        # the new class: the board's next class id, the name as the person typed it
+        assert {k: history[new["id"]][k] for k in ("status", "class_id", "class_name", "new")} == \
+            {"status": "learned", "class_id": 8, "class_name": NAME, "new": True}, history[new["id"]]
+        assert {k: history[known["id"]][k] for k in ("status", "class_id", "class_name", "new")} == \
+            {"status": "learned", "class_id": pick, "class_name": str(pick), "new": False}, history[known["id"]]
+        # the skipped one left the page
+        _wait("the skipped question gone", lambda: skipped["id"] not in
+              {q["id"] for q in page_state(base, TOKEN)["pending"]} or None, 10, qemu)
+    finally:
+        agent.stop()
+        qemu.stop()
+        app.terminate()
+        code = app.wait(30)
+    log = qemu.lines()
+    answers = [ln.split() for ln in log if ln.startswith("EV ") and " answer " in ln]
+    assert [(int(f[3]), int(f[4])) for f in answers] == [(sid[new["id"]], 8), (sid[known["id"]], pick)], answers
+    assert any(f"label answer '{skipped['id']}': skipped" in ln for ln in log), log
+    assert any(f"label answer for unknown request '{first['id']}'" in ln for ln in log), log
+    assert code == 0, (tmp_path / "label_app.log").read_text(errors="replace")[-2000:]
