@@ -7,7 +7,8 @@ its ring of 8 holds, so it forgot the first question, and answering it is refuse
 next question is answered as a new class with a name as long as a name can be (64 characters), one more with a class
 the board knows, and one is skipped. The board says its verdict on each on ``label_status``, as the labeler does, so
 the phone shows "learned" (with the class id the board gave the new class and the name it keeps), "refused" and why,
-or takes the skipped question away; a skip is no bad input on the board.
+or takes the skipped question away; a skip is no bad input on the board. The board's classes, with the new one's
+name and the samples each holds, are on the page too (``classes``, latched, as the labeler's).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tinycl_nodes.core.names import MAX_NAME_CHARS, check_class_name
 from .conftest import need, tool_module
 
 TOKEN = "pytest-board-phone-token-0123"
-NAME = "Neun, am Telefon benannt: eine Ziffer, die das Board nie gesehen"   # 64 characters
+#: 64 characters, quotes and backslashes among them (the board's JSON verdict escapes them)
+NAME = 'Neun "vom Telefon" \\\\ eine Ziffer, die das Board nie gesehen hat'
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -101,6 +103,12 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
         # the skipped one left the page
         _wait("the skipped question gone", lambda: skipped["id"] not in
               {q["id"] for q in page_state(base, TOKEN)["pending"]} or None, 10, qemu)
+        # what the robot knows: the board's classes (latched on `classes`, with its head), the new one by its name
+        classes = _wait("the board's class 8 on the page", lambda: c if 8 in (c := {k["id"]: k for k in page_state(
+            base, TOKEN)["classes"]}) else None, 20, qemu)
+        assert set(classes) == set(range(9)), classes
+        assert classes[8]["name"] == NAME and classes[8]["count"] >= 1, classes[8]
+        assert all(classes[c]["name"] == str(c) and classes[c]["count"] >= 10 for c in range(8)), classes
     finally:
         agent.stop()
         qemu.stop()

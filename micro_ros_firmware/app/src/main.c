@@ -8,6 +8,7 @@
  *                                                            exporter's and fleet bridge's "latched" reader)
  *              label_status   std_msgs/msg/String            reliable: its verdict on each answer to one of its
  *                                                            questions, JSON as the labeler's (a label app shows it)
+ *              classes        tinycl_nodes/msg/ClassList     latched as head: the head's classes, names and counts
  *   and        /diagnostics   diagnostic_msgs/msg/DiagnosticArray  reliable, about once a second: the board's
  *                                                            health beside every other node's (see below)
  *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id), or
@@ -48,6 +49,7 @@
 #include <diagnostic_msgs/msg/key_value.h>
 #include <std_msgs/msg/string.h>
 #include <tinycl_nodes/msg/features.h>
+#include <tinycl_nodes/msg/class_list.h>
 #include <tinycl_nodes/msg/head.h>
 #include <tinycl_nodes/msg/label_answer.h>
 #include <tinycl_nodes/msg/label_request.h>
@@ -142,7 +144,7 @@ static pending_t g_pending[RING];
 
 typedef enum { WAITING, CONNECTED, LOST } link_t; /* LOST: a failed ping, entities still to destroy */
 static link_t g_link = WAITING;
-static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_sent_status, g_sent_diag, g_failed;
+static uint32_t g_sent_feat, g_sent_pred, g_sent_head, g_sent_req, g_sent_status, g_sent_classes, g_sent_diag, g_failed;
 static uint32_t g_answers, g_globals, g_refused, g_reconnects;
 static uint32_t g_received; /* messages handed to on_answer / on_global, applied or not (messages_received) */
 static uint64_t g_uptime_ms; /* since boot, summed from board_millis() steps in the loop: board_millis() wraps */
@@ -159,6 +161,7 @@ static tinycl_nodes__msg__Head m_head, m_global;
 static tinycl_nodes__msg__LabelAnswer m_answer;
 static tinycl_nodes__msg__LabelRequest m_req;
 static std_msgs__msg__String m_status;
+static tinycl_nodes__msg__ClassList m_classes; /* the head's classes (publish_head) */
 #define REASON_CAP 160u /* why an answer was refused, in words (label_status) */
 static char s_status[2 * NAME_CAP + 2 * REASON_CAP + 160]; /* a verdict on label_status: JSON, a name and a reason */
 static float s_feat[F], s_req_feat[F], s_head_w[MAXC * F], s_head_b[MAXC];
@@ -188,11 +191,13 @@ static char s_diag_name[DIAG_NAME_CAP], s_diag_msg[DIAG_MSG_CAP], s_diag_hw[DIAG
 static rcl_allocator_t allocator;
 static rclc_support_t support;
 static rcl_node_t node;
-static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_status, pub_diag;
-#define N_PUBS 6 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
-#define STATUS_PUB 4 /* g_pubs[STATUS_PUB] is pub_status: it exists once n_pubs > STATUS_PUB */
+static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_status, pub_classes, pub_diag;
+#define N_PUBS 7 /* RMW_UXRCE_MAX_PUBLISHERS in app/tinycl.meta must allow as many */
+#define STATUS_PUB 4  /* g_pubs[STATUS_PUB] is pub_status: it exists once n_pubs > STATUS_PUB */
+#define CLASSES_PUB 5 /* and pub_classes */
 /* in the order create_entities makes them: the first n_pubs exist */
-static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat, &pub_pred, &pub_req, &pub_head, &pub_status, &pub_diag};
+static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat,   &pub_pred,    &pub_req, &pub_head,
+                                                &pub_status, &pub_classes, &pub_diag};
 static int n_pubs;
 static rcl_subscription_t sub_answer, sub_global;
 static rclc_executor_t executor;
@@ -304,6 +309,7 @@ static void static_messages(void) {
     set_str(&m_pred.class_name, s_pred_name, NAME_CAP, "");
 
     set_str(&m_head.header.frame_id, s_empty, 1, "");
+    set_str(&m_classes.header.frame_id, s_empty, 1, "");
     set_str(&m_head.kind, s_kind, sizeof s_kind, s_kind);
     set_str(&m_head.extractor_hash, s_hash, sizeof s_hash, s_hash);
     m_head.classes.data = s_head_classes;
@@ -686,6 +692,12 @@ static void publish_head(void) {
     m_head.bias.size = h->n_classes;
     m_head.state.size = 0;
     publish(&pub_head, &m_head, &g_sent_head, "head");
+    /* its classes, names and counts on `classes` too, as the labeler lists its own: a label app lists them and puts
+     * their names and counts on the buttons of the board's questions */
+    if (n_pubs <= CLASSES_PUB) return;
+    m_classes.header.stamp = m_head.header.stamp;
+    m_classes.classes = m_head.classes;
+    publish(&pub_classes, &m_classes, &g_sent_classes, "classes");
 }
 
 static void ask_label(uint32_t sample_id, const tinycl_step_t *st) {
@@ -816,7 +828,8 @@ static void publish_diagnostics(void) {
     diag_value("answers_applied", "%lu", (unsigned long)g_answers);
     diag_value("global_heads_applied", "%lu", (unsigned long)g_globals);
     diag_value("messages_published", "%lu",
-               (unsigned long)(g_sent_feat + g_sent_pred + g_sent_head + g_sent_req + g_sent_status + g_sent_diag));
+               (unsigned long)(g_sent_feat + g_sent_pred + g_sent_head + g_sent_req + g_sent_status + g_sent_classes +
+                               g_sent_diag));
     diag_value("publish_failures", "%lu", (unsigned long)g_failed);
 #if TINYCL_RMW_DROP_COUNT
     diag_value("received_messages_lost", "%lu", (unsigned long)g_lost); /* counted only where the link wraps rmw */
@@ -864,7 +877,7 @@ static void json_string(char *out, size_t cap, const char *s) {
 static void say_verdict(const char *rid, const char *status, int32_t class_id, const char *name, const char *message,
                         int new_class) {
     static char name_json[2 * NAME_CAP + 3], message_json[2 * REASON_CAP + 3];
-    if (n_pubs < STATUS_PUB + 1) return;
+    if (n_pubs <= STATUS_PUB) return;
     json_string(name_json, sizeof name_json, name);
     json_string(message_json, sizeof message_json, message);
     const int n = snprintf(s_status, sizeof s_status,
@@ -1146,21 +1159,31 @@ static int create_entities(void) {
     n_pubs = 3;
     TRY(rclc_publisher_init(&pub_head, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "head", &latched));
     n_pubs = 4;
-    TRY(rclc_publisher_init_default(&pub_status, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(std_msgs, msg, String),
-                                    "label_status"));
-    n_pubs = 5;
-    /* absolute, outside the node's namespace, reliable + volatile depth 10: as ROS's diagnostic_updater and the Python
-     * nodes publish it (diagnostic_aggregator and rqt_robot_monitor read /diagnostics) */
-    /* Optional: a libmicroros built for 5 publishers (micro_ros_platformio keeps its built library when the meta
-     * changes: `pio run -t clean_microros`) refuses a sixth, and the board then runs on without its health. */
-    const rosidl_message_type_support_t *diag_type = ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray);
-    const rcl_ret_t diag_rc = rclc_publisher_init_default(&pub_diag, &node, diag_type, "/diagnostics");
-    if (diag_rc == RCL_RET_OK) {
-        n_pubs = 6;
-    } else {
-        logf_("LOG no health on /diagnostics: its publisher was refused (rcl %ld: %.100s; a libmicroros built for "
-              "RMW_UXRCE_MAX_PUBLISHERS=5?)", (long)diag_rc, rcl_error_text());
-        rcl_reset_error();
+    /* Optional, in this order: a libmicroros built for fewer publishers (micro_ros_platformio keeps its built library
+     * when the meta changes: `pio run -t clean_microros`) refuses the last ones, and the board runs on without them.
+     * /diagnostics is absolute, outside the node's namespace, reliable + volatile depth 10: as ROS's diagnostic_updater
+     * and the Python nodes publish it (diagnostic_aggregator and rqt_robot_monitor read /diagnostics). */
+    const rmw_qos_profile_t reliable = rmw_qos_profile_default;
+    const struct {
+        rcl_publisher_t *pub;
+        const rosidl_message_type_support_t *type;
+        const char *topic, *what;
+        const rmw_qos_profile_t *qos;
+    } extra[] = {
+        {&pub_status, ROSIDL_GET_MSG_TYPE_SUPPORT(std_msgs, msg, String), "label_status", "verdicts", &reliable},
+        {&pub_classes, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, ClassList), "classes", "class list", &latched},
+        {&pub_diag, ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray), "/diagnostics", "health",
+         &reliable}};
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+        const rcl_ret_t rc = rclc_publisher_init(extra[i].pub, &node, extra[i].type, extra[i].topic, extra[i].qos);
+        if (rc != RCL_RET_OK) {
+            logf_("LOG no %s on %s, nor what follows: its publisher was refused (rcl %ld: %.100s; a libmicroros "
+                  "built for RMW_UXRCE_MAX_PUBLISHERS=%d?)", extra[i].what, extra[i].topic, (long)rc, rcl_error_text(),
+                  n_pubs);
+            rcl_reset_error();
+            break;
+        }
+        n_pubs++;
     }
     const rmw_qos_profile_t answers = kept(rmw_qos_profile_default), globals = kept(latched);
     TRY(rclc_subscription_init(&sub_answer, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer), "label_answer", &answers));
@@ -1168,8 +1191,9 @@ static int create_entities(void) {
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
     for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
+        const int fragmented = g_pubs[i] == &pub_head || g_pubs[i] == &pub_classes; /* names of up to 256 B each */
         if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(g_pubs[i]),
-                                                   g_pubs[i] == &pub_head ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
+                                                   fragmented ? TINYCL_HEAD_TIMEOUT_MS : TINYCL_PUBLISH_TIMEOUT_MS) !=
             RMW_RET_OK) {
             board_log("LOG setting the publish timeout failed");
             return 0;
@@ -1339,9 +1363,10 @@ void setup(void) {
 
 static void finish(void) {
     if (learned() != g_saved_seen) save_state();
-    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu label_status=%lu diagnostics=%lu failed=%lu",
-          (unsigned long)g_sent_feat, (unsigned long)g_sent_pred, (unsigned long)g_sent_head, (unsigned long)g_sent_req,
-          (unsigned long)g_sent_status, (unsigned long)g_sent_diag, (unsigned long)g_failed);
+    logf_("SENT features=%lu predictions=%lu head=%lu label_request=%lu label_status=%lu classes=%lu diagnostics=%lu "
+          "failed=%lu", (unsigned long)g_sent_feat, (unsigned long)g_sent_pred, (unsigned long)g_sent_head,
+          (unsigned long)g_sent_req, (unsigned long)g_sent_status, (unsigned long)g_sent_classes,
+          (unsigned long)g_sent_diag, (unsigned long)g_failed);
     log_lost();
     logf_("APPLIED answers=%lu global=%lu refused=%lu lost=%lu reconnects=%lu frames=%lu", (unsigned long)g_answers,
           (unsigned long)g_globals, (unsigned long)g_refused, (unsigned long)g_lost, (unsigned long)g_reconnects,
