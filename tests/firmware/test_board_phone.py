@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.label_page import page_state
+from tinycl_nodes.bus import LATCHED, create_bus
 from tinycl_nodes.core.names import MAX_NAME_CHARS, check_class_name
 
 from .conftest import need, tool_module
@@ -111,6 +112,19 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
         assert set(classes) == set(range(9)), classes
         assert classes[8]["name"] == NAME and classes[8]["count"] >= 1, classes[8]
         assert all(classes[c]["name"] == str(c) and classes[c]["count"] >= 10 for c in range(8)), classes
+        # …which the board published on `classes`, latched: a reader that joins now gets the list (the page could also
+        # have taken class 8 from a later question's buttons)
+        lists: list = []
+        bus = create_bus("phone_test", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
+        try:
+            bus.create_subscription("classes", "ClassList", lists.append, LATCHED)
+            deadline = time.monotonic() + 20
+            while not lists and time.monotonic() < deadline:
+                bus.spin_once(0.1)
+        finally:
+            bus.shutdown()
+        assert lists and {int(c.id): str(c.name) for c in lists[-1].classes} == \
+            {**{c: str(c) for c in range(8)}, 8: NAME}, lists[-1:]
     finally:
         agent.stop()
         qemu.stop()
