@@ -8,7 +8,8 @@ next question is answered as a new class with a name as long as a name can be (6
 the board knows, and one is skipped. The board says its verdict on each on ``label_status``, as the labeler does, so
 the phone shows "learned" (with the class id the board gave the new class and the name it keeps), "refused" and why,
 or takes the skipped question away; a skip is no bad input on the board. The board's classes, with the new one's
-name and the samples each holds, are on the page too (``classes``, latched, as the labeler's).
+name and the samples each holds, are on the page too (``classes``, latched, as the labeler's). A Rename on the phone
+renames the class on the board, and one to a name another class has is refused.
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
             bus.shutdown()
         assert lists and {int(c.id): str(c.name) for c in lists[-1].classes} == \
             {**{c: str(c) for c in range(8)}, 8: NAME}, lists[-1:]
+        # Rename on the phone: class 8 gets a short name, and the page's list follows the board's; another class
+        # renamed to that name (case aside) is refused, in the board's words, as the labeler refuses it
+        assert _post(base, {"type": "rename", "class_id": 8, "name": "neun"})["type"] == "ok"
+        _wait("class 8 renamed on the page", lambda: {k["id"]: k["name"] for k in page_state(base, TOKEN)["classes"]}
+              .get(8) == "neun" or None, 20, qemu)
+        assert _post(base, {"type": "rename", "class_id": 3, "name": "Neun"})["type"] == "ok"
+        _wait("the board's refusal of the second rename",
+              lambda: "cannot rename class 3 to 'Neun': class 8 has that name" in qemu.text() or None, 20, qemu)
     finally:
         agent.stop()
         qemu.stop()
@@ -134,4 +143,8 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
     answers = [ln.split() for ln in log if ln.startswith("EV ") and " answer " in ln]
     assert [(int(f[3]), int(f[4])) for f in answers] == [(sid[new["id"]], 8), (sid[known["id"]], pick)], answers
     assert any(f"label answer for unknown request '{first['id']}'" in ln for ln in log), log
-    assert code == 0, (tmp_path / "label_app.log").read_text(errors="replace")[-2000:]
+    app_log = (tmp_path / "label_app.log").read_text(errors="replace")
+    assert code == 0, app_log[-2000:]
+    # the app had the board's verdict on each rename (label_status): the page says it
+    assert "renamed (class 8 'neun')" in app_log, app_log[-2000:]
+    assert "refused: cannot rename class 3 to 'Neun': class 8 has that name" in app_log, app_log[-2000:]

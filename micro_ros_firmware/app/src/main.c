@@ -14,6 +14,7 @@
  *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id), or
  *                                                            the question dropped (TINYCL_NO_CLASS: skipped)
  *              global_head    tinycl_nodes/msg/Head          the fleet's head, loaded from its linear form
+ *              rename_class   tinycl_nodes/msg/LabelAnswer   a person's new name for one of its classes
  * Connection: waits for the agent, creates the entities, pings it every TINYCL_PING_PERIOD_MS while
  * connected (TINYCL_PING_TIMEOUT_MS × TINYCL_PING_ATTEMPTS, so a large message arriving meanwhile does
  * not look like a lost agent) and on any failed publish; when it is gone the entities are destroyed and
@@ -43,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h> /* strcasecmp */
 
 #include <diagnostic_msgs/msg/diagnostic_array.h>
 #include <diagnostic_msgs/msg/diagnostic_status.h>
@@ -158,7 +160,7 @@ static int g_global_applied;      /* one was applied, by this boot or a saved st
 static tinycl_nodes__msg__Features m_feat;
 static tinycl_nodes__msg__Prediction m_pred;
 static tinycl_nodes__msg__Head m_head, m_global;
-static tinycl_nodes__msg__LabelAnswer m_answer;
+static tinycl_nodes__msg__LabelAnswer m_answer, m_rename;
 static tinycl_nodes__msg__LabelRequest m_req;
 static std_msgs__msg__String m_status;
 static tinycl_nodes__msg__ClassList m_classes; /* the head's classes (publish_head) */
@@ -173,6 +175,7 @@ static char s_pred_name[NAME_CAP], s_req_id[ID_CAP], s_empty[1] = "";
 static char s_hash[] = TINYCL_MODEL_SHA256, s_kind[] = TINYCL_HEAD_KIND, s_mono8[] = "mono8";
 static char s_reason[] = "low confidence";
 static char a_frame[NAME_CAP], a_req[ID_CAP], a_name[NAME_CAP], a_by[NAME_CAP];
+static char r_frame[NAME_CAP], r_req[ID_CAP], r_name[NAME_CAP], r_by[NAME_CAP]; /* rename_class */
 static char g_frame_id[NAME_CAP], g_kind[NAME_CAP], g_hash[HASH_CAP];
 /* /diagnostics: one status of at most DIAG_VALUES key/value pairs (publish_diagnostics) */
 #define DIAG_VALUES 20u     /* key/value pairs at most */
@@ -199,7 +202,7 @@ static rcl_publisher_t pub_feat, pub_pred, pub_head, pub_req, pub_status, pub_cl
 static rcl_publisher_t *const g_pubs[N_PUBS] = {&pub_feat,   &pub_pred,    &pub_req, &pub_head,
                                                 &pub_status, &pub_classes, &pub_diag};
 static int n_pubs;
-static rcl_subscription_t sub_answer, sub_global;
+static rcl_subscription_t sub_answer, sub_global, sub_rename;
 static rclc_executor_t executor;
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -284,6 +287,10 @@ static void rx_buffers(void) {
     rx_str(&m_answer.request_id, a_req, ID_CAP);
     rx_str(&m_answer.new_class_name, a_name, NAME_CAP);
     rx_str(&m_answer.answered_by, a_by, NAME_CAP);
+    rx_str(&m_rename.header.frame_id, r_frame, NAME_CAP);
+    rx_str(&m_rename.request_id, r_req, ID_CAP);
+    rx_str(&m_rename.new_class_name, r_name, NAME_CAP);
+    rx_str(&m_rename.answered_by, r_by, NAME_CAP);
     rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
     rx_str(&m_global.kind, g_kind, NAME_CAP);
     rx_str(&m_global.extractor_hash, g_hash, HASH_CAP);
@@ -1001,6 +1008,45 @@ static void on_answer(const void *msg) {
     publish_head();
 }
 
+/* A person renames one of the board's classes (rename_class: a LabelAnswer with the rename's own request id, the
+ * class and its new name), as the labeler takes it (labeler.py on_rename): the name kept and saved, the head and
+ * the class list published again, and the verdict ("renamed", or "refused" and why) on label_status under that id. */
+static void on_rename(const void *msg) {
+    const tinycl_nodes__msg__LabelAnswer *a = msg;
+    static char why[REASON_CAP];
+    char num[12], other[12];
+    g_received++;
+    if (rx_too_long(&a->request_id)) {
+        g_refused++;
+        logf_("LOG rename: its request id is longer than %u bytes: dropped", (unsigned)(ID_CAP - 1));
+        return;
+    }
+    const char *rid = a->request_id.data, *name = a->new_class_name.data, *bad = name_problem(&a->new_class_name);
+    const int32_t cid = a->class_id;
+    int known = 0;
+    why[0] = '\0';
+    for (uint32_t r = 0; r < n_known(); r++) known |= known_class(r) == cid;
+    if (!known)
+        snprintf(why, sizeof why, "cannot rename class %ld: no such class", (long)cid);
+    else if (bad || !name[0])
+        snprintf(why, sizeof why, "cannot rename class %ld: the name %s", (long)cid, bad ? bad : "is empty");
+    for (uint32_t r = 0; r < n_known() && !why[0]; r++) /* ASCII case aside, as the labeler compares names */
+        if (known_class(r) != cid && strcasecmp(class_name(known_class(r), other, sizeof other), name) == 0)
+            snprintf(why, sizeof why, "cannot rename class %ld to '%.40s': class %ld has that name", (long)cid, name,
+                     (long)known_class(r));
+    if (why[0]) {
+        g_refused++;
+        logf_("LOG rename %.40s: %s: dropped", rid, why);
+        say_verdict(rid, "refused", cid, "", why, -1);
+        return;
+    }
+    remember_name(cid, name);
+    save_state(); /* a person's name for the class: kept across a reset */
+    logf_("LOG class %ld renamed (%.40s)", (long)cid, rid);
+    say_verdict(rid, "renamed", cid, class_name(cid, num, sizeof num), "", -1);
+    publish_head();
+}
+
 /* What is wrong with a global head's class names (name_problem), NULL if nothing. */
 static const char *class_names_problem(const tinycl_nodes__msg__Head *h) {
     static char line[80];
@@ -1190,6 +1236,16 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
+    /* optional: a libmicroros built for 2 subscriptions refuses it, and the board runs on without renames */
+    const rcl_ret_t rename_rc = rclc_subscription_init(&sub_rename, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(
+        tinycl_nodes, msg, LabelAnswer), "rename_class", &answers);
+    if (rename_rc == RCL_RET_OK) {
+        n_subs = 3;
+    } else {
+        logf_("LOG no renames on rename_class: its subscription was refused (rcl %ld: %.100s; a libmicroros built for "
+              "RMW_UXRCE_MAX_SUBSCRIPTIONS=2?)", (long)rename_rc, rcl_error_text());
+        rcl_reset_error();
+    }
     for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
         const int fragmented = g_pubs[i] == &pub_head || g_pubs[i] == &pub_classes; /* names of up to 256 B each */
         if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(g_pubs[i]),
@@ -1200,10 +1256,11 @@ static int create_entities(void) {
         }
     }
     executor = rclc_executor_get_zero_initialized_executor();
-    TRY(rclc_executor_init(&executor, &support.context, 2, &allocator));
+    TRY(rclc_executor_init(&executor, &support.context, 3, &allocator));
     executor_ok = 1;
     TRY(rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA));
     TRY(rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA));
+    if (n_subs >= 3) TRY(rclc_executor_add_subscription(&executor, &sub_rename, &m_rename, on_rename, ON_NEW_DATA));
     return 1;
 }
 
@@ -1215,6 +1272,7 @@ static void destroy_entities(void) {
         rmw_uros_set_context_entity_destroy_session_timeout(rcl_context_get_rmw_context(&support.context), 0) != RMW_RET_OK)
         failed++;
     for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(g_pubs[i], &node) != RCL_RET_OK;
+    if (n_subs >= 3) failed += rcl_subscription_fini(&sub_rename, &node) != RCL_RET_OK;
     if (n_subs >= 2) failed += rcl_subscription_fini(&sub_global, &node) != RCL_RET_OK;
     if (n_subs >= 1) failed += rcl_subscription_fini(&sub_answer, &node) != RCL_RET_OK;
     if (executor_ok) failed += rclc_executor_fini(&executor) != RCL_RET_OK;
