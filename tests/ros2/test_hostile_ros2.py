@@ -80,9 +80,8 @@ def test_hostile_messages_over_ros2_change_nothing_the_launched_graph_learns(ros
     malformed = {t: sum(f"{t}: dropped malformed " in ln for ln in launch.lines) for t in sent["broken"]}
     print(f"ros2 launch under {sum(sent['sent'].values())} hostile messages ({sent['seconds']} s, "
           f"{sum(sent['broken'].values())} broken on the wire {sent['broken']}): malformed lines per topic "
-          f"{malformed}; "
-          f"{int((clean == ref).sum()) if clean.shape == ref.shape else '-'}/{ref.size} predictions as in-process; "
-          f"{result['lost']} truths without a sample")
+          f"{malformed}; {int((clean == ref).sum()) if clean.shape == ref.shape else '-'}/{ref.size} predictions as "
+          f"in-process; {result['lost']} truths without a sample")
     assert not sent["unmatched"] and sent["acked"], sent
     for bad in ("Traceback", "process has died", "error state is being overwritten"):
         assert bad not in launch.text, launch.text[-3000:]

@@ -87,10 +87,15 @@ def board(args: argparse.Namespace, bus) -> dict:
     answer = serialize_message(A(request_id="wire-faults-1", class_id=1, answered_by="wire_faults"))
     rid = answer.index(b"wire-faults-1") - 4                         # the request id's length
     w = np.arange(1, 1 + 2 * args.n_features, dtype=np.float32) / 1000
-    head = serialize_message(H(classes=[CI(id=0, name="a", sample_count=1), CI(id=1, name="b", sample_count=1)],
-                               kind="CWRStar", n_features=args.n_features, weights=as_sequence(w, "f"),
-                               bias=as_sequence(np.zeros(2, np.float32), "f"), extractor_hash="0" * 64, version=99,
-                               n_seen=2))
+
+    def head_msg(name: str, extractor_hash: str, version: int) -> bytes:
+        """A whole global head of two classes, class 0 named ``name``."""
+        return serialize_message(H(classes=[CI(id=0, name=name, sample_count=1), CI(id=1, name="b", sample_count=1)],
+                                   kind="CWRStar", n_features=args.n_features, weights=as_sequence(w, "f"),
+                                   bias=as_sequence(np.zeros(2, np.float32), "f"), extractor_hash=extractor_hash,
+                                   version=version, n_seen=2))
+
+    head = head_msg("a", "0" * 64, 99)
     count = head.index(len(w).to_bytes(4, "little") + w[:1].tobytes())    # the weight count
     faults = (("label_answer cut in half", answers, answer[:len(answer) // 2]),
               ("label_answer request id length past the end", answers, answer[:rid] + BIG + answer[rid + 4:]),
@@ -99,10 +104,7 @@ def board(args: argparse.Namespace, bus) -> dict:
 
     def named(name: str) -> bytes:
         """A global head of the board's extractor, whole but for class 0's name."""
-        return serialize_message(H(classes=[CI(id=0, name=name, sample_count=1), CI(id=1, name="b", sample_count=1)],
-                                   kind="CWRStar", n_features=args.n_features, weights=as_sequence(w, "f"),
-                                   bias=as_sequence(np.zeros(2, np.float32), "f"), extractor_hash=args.hash,
-                                   version=98, n_seen=2))
+        return head_msg(name, args.hash, 98)
 
     # well-formed, each with a name no node keeps (core.names)
     not_utf8 = named("\u00e4" * 4).replace("\u00e4".encode() * 4, b"\xc3(\xc3(\xc3(\xc3(")

@@ -663,6 +663,12 @@ static int32_t known_class(uint32_t r) { return g_ndc.cwr.classes[r]; }
 static uint32_t known_count(uint32_t r) { return g_ndc.cwr.past[r] + g_ndc.cwr.cur[r]; }
 #endif
 
+static int is_known(int32_t id) {
+    for (uint32_t r = 0; r < n_known(); r++)
+        if (known_class(r) == id) return 1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------ publishing */
 static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, const char *topic) {
     if (g_link != CONNECTED) return 0;
@@ -897,23 +903,28 @@ static void say_verdict(const char *rid, const char *status, int32_t class_id, c
     publish(&pub_status, &m_status, &g_sent_status, "label_status");
 }
 
-/* An answer dropped: one line, counted as bad input, and the verdict to a label app if it answered one of the board's
- * questions (`ours`). */
-static void refuse_answer(const char *rid, int ours, const char *why) {
+/* A label answer or a rename (`what`) dropped: one line, counted as bad input, and the verdict to a label app if it
+ * is one the board owes a verdict (`ours`: an answer to one of its questions, any rename). */
+static void refuse(const char *what, const char *rid, int ours, int32_t class_id, const char *why) {
     g_refused++;
-    logf_("LOG label answer '%.40s': %s: dropped", rid, why);
-    if (ours) say_verdict(rid, "refused", -1, "", why, -1);
+    logf_("LOG %s '%.40s': %s: dropped", what, rid, why);
+    if (ours) say_verdict(rid, "refused", class_id, "", why, -1);
+}
+
+/* 1 if the request id of a label answer or rename (`what`) was too long for its buffer: then it is one line, counted
+ * as bad input, and dropped (no verdict: its id is unknown). */
+static int request_id_too_long(const char *what, const rosidl_runtime_c__String *id) {
+    if (!rx_too_long(id)) return 0;
+    g_refused++;
+    logf_("LOG %s: its request id is longer than %u bytes: dropped", what, (unsigned)(ID_CAP - 1));
+    return 1;
 }
 
 static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
     static char why[REASON_CAP];
     g_received++;
-    if (rx_too_long(&a->request_id)) {
-        g_refused++;
-        logf_("LOG label answer: its request id is longer than %u bytes: dropped", (unsigned)(ID_CAP - 1));
-        return;
-    }
+    if (request_id_too_long("label answer", &a->request_id)) return;
     const char *rid = a->request_id.data;
     const size_t plen = strlen(TINYCL_DEVICE);
     pending_t *p = NULL;
@@ -931,13 +942,13 @@ static void on_answer(const void *msg) {
     const char *bad = new_class ? name_problem(&a->new_class_name) : NULL;
     if (bad) { /* whatever request it answers: the board would keep the class under a wrong name, or none */
         snprintf(why, sizeof why, "the new class's name %s", bad);
-        refuse_answer(rid, ours, why);
+        refuse("label answer", rid, ours, -1, why);
         return;
     }
     if (!p && ours && boot != g_boot) {
         snprintf(why, sizeof why, "asked before the board restarted (now boot %lu), not pending",
                  (unsigned long)g_boot);
-        refuse_answer(rid, ours, why);
+        refuse("label answer", rid, ours, -1, why);
         return;
     }
     if (!p) {
@@ -958,7 +969,7 @@ static void on_answer(const void *msg) {
     if (new_class) {
         new_name = a->new_class_name.data;
         if (!new_name[0]) {
-            refuse_answer(rid, ours, "a new class without a name");
+            refuse("label answer", rid, ours, -1, "a new class without a name");
             return;
         }
         static int32_t known[2 * MAXC];
@@ -970,11 +981,10 @@ static void on_answer(const void *msg) {
             if (strcmp(g_names[i], new_name) == 0) label = g_name_ids[i]; /* named before: the same class */
     } else if (label < 0) {
         snprintf(why, sizeof why, "class id %ld is not a class", (long)label);
-        refuse_answer(rid, ours, why);
+        refuse("label answer", rid, ours, -1, why);
         return;
     }
-    int was_known = 0;
-    for (uint32_t r = 0; r < n_known(); r++) was_known |= known_class(r) == label;
+    const int was_known = is_known(label);
 #if TINYCL_APP_LATENT
     const uint32_t rounds = g_lat.n_batches;
     const int rc = tinycl_latent_learn_q(&g_lat, p->cut, label);
@@ -1016,17 +1026,11 @@ static void on_rename(const void *msg) {
     static char why[REASON_CAP];
     char num[12], other[12];
     g_received++;
-    if (rx_too_long(&a->request_id)) {
-        g_refused++;
-        logf_("LOG rename: its request id is longer than %u bytes: dropped", (unsigned)(ID_CAP - 1));
-        return;
-    }
+    if (request_id_too_long("rename", &a->request_id)) return;
     const char *rid = a->request_id.data, *name = a->new_class_name.data, *bad = name_problem(&a->new_class_name);
     const int32_t cid = a->class_id;
-    int known = 0;
     why[0] = '\0';
-    for (uint32_t r = 0; r < n_known(); r++) known |= known_class(r) == cid;
-    if (!known)
+    if (!is_known(cid))
         snprintf(why, sizeof why, "cannot rename class %ld: no such class", (long)cid);
     else if (bad || !name[0])
         snprintf(why, sizeof why, "cannot rename class %ld: the name %s", (long)cid, bad ? bad : "is empty");
@@ -1035,9 +1039,7 @@ static void on_rename(const void *msg) {
             snprintf(why, sizeof why, "cannot rename class %ld to '%.40s': class %ld has that name", (long)cid, name,
                      (long)known_class(r));
     if (why[0]) {
-        g_refused++;
-        logf_("LOG rename %.40s: %s: dropped", rid, why);
-        say_verdict(rid, "refused", cid, "", why, -1);
+        refuse("rename", rid, 1, cid, why);
         return;
     }
     remember_name(cid, name);
