@@ -9,7 +9,9 @@ the board knows, and one is skipped. The board says its verdict on each on ``lab
 the phone shows "learned" (with the class id the board gave the new class and the name it keeps), "refused" and why,
 or takes the skipped question away; a skip is no bad input on the board. The board's classes, with the new one's
 name and the samples each holds, are on the page too (``classes``, latched, as the labeler's). A Rename on the phone
-renames the class on the board, and one to a name another class has is refused.
+renames the class on the board, and one to a name another class has is refused. The board takes no change of an
+answer (it reads no ``label_correction``): the page in Chromium shows its answers without Change answer and Withdraw,
+and says why, and the app refuses a change in those words, sending nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.e2e.conftest import browser, phone  # noqa: F401 - Chromium, driven by Playwright
 from tests.label_page import page_state
 from tinycl_nodes.bus import LATCHED, create_bus
 from tinycl_nodes.core.names import MAX_NAME_CHARS, check_class_name
@@ -32,13 +36,17 @@ TOKEN = "pytest-board-phone-token-0123"
 #: 64 characters, quotes and backslashes among them (the board's JSON verdict escapes them)
 NAME = 'Neun "vom Telefon" \\\\ eine Ziffer, die das Board nie gesehen hat'
 REPO = Path(__file__).resolve().parents[2]
+NO_CHANGE = "this robot cannot change or withdraw an answer it was given: nothing was sent"
 
 
 def _post(base: str, payload: dict) -> dict:
     req = urllib.request.Request(f"{base}/api/answer", data=json.dumps(payload).encode(), method="POST",
                                  headers={"X-Tinycl-Token": TOKEN, "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:   # a refusal: 400, with the app's words
+        return json.loads(exc.read())
 
 
 def _wait(what: str, fn, timeout_s: float, qemu) -> object:
@@ -50,7 +58,7 @@ def _wait(what: str, fn, timeout_s: float, qemu) -> object:
     raise AssertionError(f"no {what} in {timeout_s:.0f} s; the board's last lines:\n" + "\n".join(qemu.lines()[-15:]))
 
 
-def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir):
+def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir, phone):
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
     demo = tool_module("demo_board")
     from tinycl_nodes.bus.dds_config import domain_id
@@ -107,6 +115,20 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
               {q["id"] for q in page_state(base, TOKEN)["pending"]} or None, 10, qemu)
         _wait("the board's line for the skip", lambda: f"label answer '{skipped['id']}': skipped" in qemu.text(), 30,
               qemu)
+        # no Change answer, no Withdraw: the board reads no label_correction. The app says so to the page (and
+        # refuses a change or a withdrawal in words, sending nothing), and the page shows the answer without them
+        assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": False}
+        other = (pick + 1) % 8
+        for undo in ({"type": "undo", "request_id": known["id"], "class_id": other},
+                     {"type": "undo", "request_id": known["id"]}):
+            assert _post(base, undo) == {"type": "error", "message": NO_CHANGE, "request_id": known["id"]}
+        page = phone.new_page()
+        page.goto(f"{base}/?token={TOKEN}")
+        page.wait_for_selector("#status.live")
+        item = page.locator(f'#history li[data-request-id="{known["id"]}"]')
+        item.locator(".state", has_text="learned").wait_for()
+        assert item.locator(".acts").inner_text() == "this robot cannot change an answer"
+        assert item.locator("button.change, button.undo").count() == 0
         # what the robot knows: the board's classes (latched on `classes`, with its head), the new one by its name
         classes = _wait("the board's class 8 on the page", lambda: c if 8 in (c := {k["id"]: k for k in page_state(
             base, TOKEN)["classes"]}) else None, 20, qemu)
@@ -148,3 +170,4 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
     # the app had the board's verdict on each rename (label_status): the page says it
     assert "renamed (class 8 'neun')" in app_log, app_log[-2000:]
     assert "refused: cannot rename class 3 to 'Neun': class 8 has that name" in app_log, app_log[-2000:]
+    assert app_log.count(NO_CHANGE) == 2 and "reads no label_correction" in app_log, app_log[-2000:]

@@ -157,7 +157,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
   const MAX_NAME = __MAX_NAME_CHARS__;  // the robot's limit (core/names.MAX_NAME_CHARS), put here by page.py
   let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, netOff = false,
-      undoS = 120,
+      undoS = 120, robotChanges = true,
       classes = [];
   // The page's own check that the app hears it: a link cut without a FIN (the robot's Wi-Fi drops) never fires
   // onclose, and aiohttp's heartbeat pings are invisible to JS. The app replies to each message in order (ok, error
@@ -430,7 +430,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
-    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
+    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS && !robotChanges)   // a micro-ROS board: the
+      acts.append(el("small", {class: "nochange", text: "this robot cannot change an answer"}));   // app refuses it too
+    else if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
       const change = act("change", "Change answer", "pick the right one", name);
       change.setAttribute("aria-expanded", "false");
       change.addEventListener("click", () => pick(change.closest("li"), true));
@@ -625,6 +627,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     switch (m.type) {
       case "snapshot": {                // e.g. after a reconnect: the questions still open keep what is typed
         undoS = m.undo_s || undoS; robotOnline = m.robot ? m.robot.online : true;
+        robotChanges = m.robot ? m.robot.changes !== false : true;     // its answers' buttons, redrawn below
         const open = new Set(m.pending.map(r => r.id)), answered = new Set(m.history.map(h => h.id));
         for (const c of [...pendingEl.children]) {
           const id = c.dataset.requestId;

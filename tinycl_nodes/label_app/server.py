@@ -55,6 +55,7 @@ COOKIE = "tinycl_phone"
 MAX_JSON_DEPTH = 32
 DEVICE = web.RequestKey("device", str)
 MAX_WS_TEXT = 4096          # an answer is ~100 bytes; more is malformed
+CHANGES_SETTLE_S = 2.0      # a robot online this long has all its readers matched: does one read label_correction?
 RESEND_AFTER_S = 5.0        # a request answered longer ago than this and asked again: the answer is re-sent
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
@@ -243,9 +244,13 @@ class LabelServer:
         self.on_skip: Callable[[str, str], None] | None = None
         self.on_rename: Callable[[str, int, str], None] | None = None   # (rename id, class id, name)
         self.robot_online: Callable[[], bool] = lambda: True
+        #: the robot reads ``label_correction`` (a micro-ROS board does not): else Change answer and Withdraw are off
+        self.robot_takes_changes: Callable[[], bool] = lambda: True
         self.classes_every_s = 1.0          # a class seen, a prediction: the pages hear of them at most this often
         self._classes_due: asyncio.TimerHandle | None = None
         self._online = True
+        self._online_since = time.monotonic()   # when the labeler was last seen coming online (or this app started)
+        self._changes = True                # the robot takes changes of answers (as last seen while online)
         self._reached = False               # the labeler was seen listening since this app started
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.state_path, self.answered_by = state_path, answered_by
@@ -387,6 +392,7 @@ class LabelServer:
                             await ws.close(code=4403, message=b"this phone was unpaired")
                 self.pairing.save_used()
                 self.set_online(bool(self.robot_online()))
+                self._look_at_changes()
                 self._save()
             except Exception as exc:  # noqa: BLE001 - the server keeps running
                 self.log.error("label app: %s: %s", type(exc).__name__, exc)
@@ -625,7 +631,7 @@ class LabelServer:
 
     def _snapshot(self) -> dict[str, Any]:
         snap = self.store.snapshot(steady_wall.now())
-        snap.update(self.store.classes_view(), robot={"online": self._online}, undo_s=self.undo_s)
+        snap.update(self.store.classes_view(), robot={"online": self._online, "changes": self._changes}, undo_s=self.undo_s)
         return snap
 
     async def _handle(self, payload: Any, peer: str | None) -> dict[str, Any]:
@@ -697,6 +703,8 @@ class LabelServer:
             raise AnswerError("there is no answer to this question to change: nothing was sent")
         if steady_wall.now() - old.answered_s > self.undo_s:
             raise AnswerError(f"the answer to {old.class_name} is older than {self.undo_s:.0f} s: it cannot be changed")
+        if not self._changes:
+            raise AnswerError("this robot cannot change or withdraw an answer it was given: nothing was sent")
         new = self.store.check_correction(old, class_id, new_name, self.answered_by)
         if self.on_undo is None:
             raise AnswerError("changing an answer is not supported here")
@@ -759,6 +767,7 @@ class LabelServer:
     def set_online(self, online: bool) -> None:
         if online != self._online:
             self._online = online
+            self._online_since = time.monotonic()
             if self._reached:
                 self.log.warning("the labeler is %s", "reachable again" if online else "unreachable")
             else:   # a graph starts the app before the labeler: a warning then, and "again", at every launch
@@ -766,6 +775,19 @@ class LabelServer:
                               "wait until one is")
             self._spawn(self._broadcast({"type": "robot", "online": online}))
         self._reached = self._reached or online
+
+    def _look_at_changes(self) -> None:
+        """Whether the robot takes changes, looked at while it is online (offline, every answer's buttons are off
+        anyway) and once its readers had ``CHANGES_SETTLE_S`` to be discovered (a robot's readers match one by one).
+        A change of mind redraws the pages: their answers' Change answer and Withdraw come or go."""
+        if not self._online or time.monotonic() - self._online_since < CHANGES_SETTLE_S:
+            return
+        changes = bool(self.robot_takes_changes())
+        if changes != self._changes:
+            self._changes = changes
+            self.log.info("the robot %s", "takes changes of answers again" if changes else
+                          "reads no label_correction: Change answer and Withdraw are off on the pages")
+            self._spawn(self._broadcast(self._snapshot()))
 
 
 ws_device: dict[int, str | None] = {}
