@@ -227,6 +227,7 @@ class Monitor:
     stamps: dict[int, int] = field(default_factory=dict)   # sample id → the prediction's header stamp (s)
     names: dict[int, str] = field(default_factory=dict)    # class id → the name the board last predicted it with
     heads: list[Any] = field(default_factory=list)
+    class_lists: list[dict[int, tuple[str, int]]] = field(default_factory=list)   # `classes`: id → (name, samples)
     answered: list[tuple[str, int]] = field(default_factory=list)
     unanswered: int = 0
     last_rx: float = 0.0
@@ -240,6 +241,7 @@ class Monitor:
         b.create_subscription("predictions", "Prediction", self._guard("predictions", self.on_prediction), "reliable")
         b.create_subscription("label_request", "LabelRequest", self._guard("label_request", self.on_request), "reliable")
         b.create_subscription("head", "Head", self._guard("head", self.on_head), "latched")
+        b.create_subscription("classes", "ClassList", self.on_classes, "latched")
         b.create_subscription("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", self.on_diagnostics, "reliable")
         self.answer_pub = b.create_publisher("label_answer", "LabelAnswer", "reliable")
         self.global_pub = b.create_publisher("global_head", "Head", "latched")
@@ -268,6 +270,14 @@ class Monitor:
     def on_head(self, msg: Any) -> None:
         from tinycl_nodes.interfaces.heads import from_msg
         self.heads.append(from_msg(msg, self.extractor_hash, DEVICE))
+
+    def on_classes(self, msg: Any) -> None:
+        """The board's class list (latched, with its head; the latent app's without one). Not a topic of TOPICS, as
+        /diagnostics: a list it cannot read is an error."""
+        try:
+            self.class_lists.append({int(c.id): (str(c.name), int(c.sample_count)) for c in msg.classes})
+        except Exception as exc:  # noqa: BLE001 - counted and reported, as _guard does for TOPICS
+            self.errors.append(f"classes: {type(exc).__name__}: {exc}")
 
     def on_diagnostics(self, msg: Any) -> None:
         """The board's health (app/src/main.c publish_diagnostics): level, message, hardware id and values. Not a

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -103,6 +104,10 @@ def test_latent_board_learns_from_answers_through_the_real_agent(demo, latent_ap
     assert all(n >= RING for n in asked_after_refused_requests(qemu.lines())), (refusals, applied)
     assert applied["answers"] >= 0.9 * len(mon.answered), applied
     assert mon.errors == []
+    # its classes on `classes` (latched, as the labeler's and the TinyNDC app's, though it has no head): each class it
+    # learned, by its name, with the answers it learned of it
+    learned = Counter(ev[3] for ev in answers)
+    assert mon.class_lists and mon.class_lists[-1] == {c: (str(c), n) for c, n in learned.items()}, mon.class_lists[-1:]
     assert any("state saved" in ln for ln in board["log"]) and state.is_file() and state.read_bytes()[:6] == b"TCLS\x04\x02"
     # the same C on the host, the same answers at the same frames: the same predictions
     host = latent_host_replay(Library(host_build / "libtinycl.so"), work, bd.images, board["events"], N_FRAMES)

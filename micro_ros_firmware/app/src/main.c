@@ -8,7 +8,8 @@
  *                                                            exporter's and fleet bridge's "latched" reader)
  *              label_status   std_msgs/msg/String            reliable: its verdict on each answer to one of its
  *                                                            questions, JSON as the labeler's (a label app shows it)
- *              classes        tinycl_nodes/msg/ClassList     latched as head: the head's classes, names and counts
+ *              classes        tinycl_nodes/msg/ClassList     latched as head: the learner's classes, names and
+ *                                                            counts (the latent app's too, which has no head)
  *   and        /diagnostics   diagnostic_msgs/msg/DiagnosticArray  reliable, about once a second: the board's
  *                                                            health beside every other node's (see below)
  *   subscribes label_answer   tinycl_nodes/msg/LabelAnswer   applied to the sample it answers (request id), or
@@ -163,7 +164,7 @@ static tinycl_nodes__msg__Head m_head, m_global;
 static tinycl_nodes__msg__LabelAnswer m_answer, m_rename;
 static tinycl_nodes__msg__LabelRequest m_req;
 static std_msgs__msg__String m_status;
-static tinycl_nodes__msg__ClassList m_classes; /* the head's classes (publish_head) */
+static tinycl_nodes__msg__ClassList m_classes; /* the learner's classes (publish_head) */
 #define REASON_CAP 160u /* why an answer was refused, in words (label_status) */
 static char s_status[2 * NAME_CAP + 2 * REASON_CAP + 160]; /* a verdict on label_status: JSON, a name and a reason */
 static float s_feat[F], s_req_feat[F], s_head_w[MAXC * F], s_head_b[MAXC];
@@ -684,20 +685,28 @@ static int publish(rcl_publisher_t *pub, const void *msg, uint32_t *counter, con
     return 0;
 }
 
-static void publish_head(void) {
-#if TINYCL_APP_LATENT
-    return; /* no Head message for the latent head (see the top of this file) */
-#endif
-    const tinycl_cwr_t *h = &g_ndc.cwr;
+/* The learner's classes, their names and the samples each holds, into the head's list (m_head.classes). */
+static void list_classes(void) {
     char num[12];
+    m_head.classes.size = n_known();
+    for (uint32_t r = 0; r < n_known(); r++) {
+        s_head_classes[r].id = (uint32_t)known_class(r);
+        s_head_classes[r].sample_count = known_count(r);
+        set_str(&s_head_classes[r].name, s_head_names[r], NAME_CAP, class_name(known_class(r), num, sizeof num));
+    }
+}
+
+/* The head (the TinyNDC app: the latent head has no Head message, see the top of this file), then its classes on
+ * `classes`, as the labeler lists its own: a label app lists them and puts their names and counts on the buttons of
+ * the board's questions. */
+static void publish_head(void) {
+    list_classes();
     stamp_now(&m_head.header.stamp);
     m_head.version = ++g_head_version;
+#if !TINYCL_APP_LATENT
+    const tinycl_cwr_t *h = &g_ndc.cwr;
     m_head.n_seen = h->n_seen;
-    m_head.classes.size = h->n_classes;
     for (uint32_t r = 0; r < h->n_classes; r++) {
-        s_head_classes[r].id = (uint32_t)h->classes[r];
-        s_head_classes[r].sample_count = h->past[r] + h->cur[r];
-        set_str(&s_head_classes[r].name, s_head_names[r], NAME_CAP, class_name(h->classes[r], num, sizeof num));
         memcpy(&s_head_w[r * F], h->cw[r], sizeof h->cw[r]);
         s_head_b[r] = 0.0f; /* CWR* has no bias */
     }
@@ -705,8 +714,7 @@ static void publish_head(void) {
     m_head.bias.size = h->n_classes;
     m_head.state.size = 0;
     publish(&pub_head, &m_head, &g_sent_head, "head");
-    /* its classes, names and counts on `classes` too, as the labeler lists its own: a label app lists them and puts
-     * their names and counts on the buttons of the board's questions */
+#endif
     if (n_pubs <= CLASSES_PUB) return;
     m_classes.header.stamp = m_head.header.stamp;
     m_classes.classes = m_head.classes;
