@@ -16,7 +16,7 @@ import numpy as np
 
 from .core.errors import DivergedError, InputError, StateError, TinyclError
 
-ABI_VERSION = 8
+ABI_VERSION = 9
 DEFAULT_LIB = Path(__file__).resolve().parent.parent / "micro_ros_firmware" / "build" / "libtinycl.so"
 _RAISES = {-1: InputError, -2: InputError, -4: StateError, -6: DivergedError}   # TINYCL_E*; the words: C's
 
@@ -102,6 +102,11 @@ class Library:
             "tinycl_cwr_load_linear": (C.c_int, [C.c_void_p, C.c_uint32, _i32p, _u32p, _f32p, C.c_char_p]),
             "tinycl_ndc_learn_label": (C.c_int, [C.c_void_p, _f32p, C.c_int32]),
             "tinycl_ndc_cwr": (C.c_void_p, [C.c_void_p]),
+            "tinycl_sizeof_undo": (C.c_size_t, []),
+            "tinycl_undo_init": (C.c_int, [C.c_void_p, C.c_void_p]),
+            "tinycl_undo_step": (C.c_int, [C.c_void_p, C.c_void_p, _f32p, C.POINTER(_Step)]),
+            "tinycl_undo_learn_label": (C.c_int, [C.c_void_p, C.c_void_p, _f32p, C.c_int32, C.c_uint32]),
+            "tinycl_undo_relabel": (C.c_int, [C.c_void_p, C.c_void_p, C.c_uint32, C.c_int32]),
             "tinycl_next_class_id": (C.c_int32, [_i32p, C.c_uint32]),
             "tinycl_sizeof_rce": (C.c_size_t, []), "tinycl_rce_capacity": (C.c_uint32, []),
             "tinycl_rce_budget_bytes": (C.c_uint32, [C.c_uint32]),
@@ -298,6 +303,33 @@ class TinyNDCC(_Obj):
         cwr = self.core.lib.tinycl_ndc_cwr(self.ptr)
         self.core.check(self.core.lib.tinycl_cwr_load_linear(cwr, ids.size, ids, cnt, W, _sha_bytes(extractor_hash)),
                         "cwr load_linear")
+
+
+class UndoC(_Obj):
+    """The board's undo of a person's answers (``tinycl_undo_*``): ``ndc`` learns through it, and an answer kept
+    (tagged) can be changed or withdrawn, the system replayed as if it had been given so (``core/undo.py``)."""
+
+    def __init__(self, lib: Library, ndc: TinyNDCC) -> None:
+        super().__init__(lib, lib.lib.tinycl_sizeof_undo())
+        self.ndc = ndc
+        lib.check(lib.lib.tinycl_undo_init(self.ptr, ndc.ptr), "undo init")
+
+    def step(self, x) -> tuple[int | None, int, float]:
+        """``ndc.step(x)``, the frame kept (x on the features' grid)."""
+        st = _Step()
+        rc = self.core.lib.tinycl_undo_step(self.ptr, self.ndc.ptr, self.core.vec(x), C.byref(st))
+        if rc not in (0, -2):       # TINYCL_EFULL: predicted, not learned, as the board goes on
+            self.core.check(rc, "undo step")
+        return (None if st.prediction < 0 else int(st.prediction)), int(st.pseudo_label), float(st.confidence)
+
+    def learn_label(self, x, label: int, tag: int) -> None:
+        self.core.check(self.core.lib.tinycl_undo_learn_label(self.ptr, self.ndc.ptr, self.core.vec(x), int(label),
+                                                              int(tag)), "undo learn_label")
+
+    def relabel(self, tag: int, label: int | None) -> None:
+        """The answer under ``tag`` learned as ``label`` instead (None: withdrawn); FirmwareError "no longer kept"."""
+        self.core.check(self.core.lib.tinycl_undo_relabel(self.ptr, self.ndc.ptr, int(tag),
+                                                          -1 if label is None else int(label)), "undo relabel")
 
 
 def _sha_bytes(sha256_hex: str) -> bytes:

@@ -36,6 +36,7 @@ set(TINYCL_CORE_SOURCES
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_learn.c"
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_rce.c"
   "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_state.c"
+  "${CMAKE_CURRENT_LIST_DIR}/../core/src/tinycl_undo.c"
   "${TINYCL_GEN_DIR}/tinycl_model.c")
 # the latent head is its own list: its 295 KB of trainable weights stay out of the TinyNDC figures
 set(TINYCL_LATENT_SOURCES

@@ -10,7 +10,7 @@ from tinycl_nodes.core.cwr import CWRStar
 from tinycl_nodes.core.errors import InputError, StateError
 from tinycl_nodes.core.tinyndc import TinyNDC
 from tinycl_nodes.export import c_state
-from tinycl_nodes.firmware import CWRStarC, FirmwareError, Library, NearestCentroidC, TinyNDCC
+from tinycl_nodes.firmware import CWRStarC, FirmwareError, Library, NearestCentroidC, TinyNDCC, UndoC
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +216,45 @@ def test_a_frame_whose_class_has_no_row_is_predicted_and_learned_by_neither(lib,
             assert sysc.to_bytes() == before
             refused += 1
     assert refused > 0
+
+
+def test_a_changed_or_withdrawn_answer_is_replayed_as_if_given_so(lib, vectors):
+    """A person changes or withdraws an answer the board learned (``tinycl_undo_*``): the board replays the samples
+    it kept since, so its system is then exactly (state blob for state blob) that of a board given the answer so from
+    the start: later frames' pseudo-labels follow too. An answer older than the samples kept is refused, nothing
+    changed, and the log's oldest samples rolled into its base stay learned."""
+    X, n_keep = vectors.stream_x, 600              # TINYCL_UNDO_MAX of the host build
+
+    def board(answers: dict[int, int], frames: int = 300) -> tuple[TinyNDCC, UndoC]:
+        """Frames 0..frames-1; after frame i, the answer ``answers[i]`` about frame i - 3, tagged i."""
+        s = TinyNDCC(lib, lr=0.02, batch_size=8)
+        s.init_from_labelled(vectors.init_x[:30], vectors.init_y[:30])
+        u = UndoC(lib, s)
+        for i in range(frames):
+            u.step(X[i])
+            if i in answers:
+                u.learn_label(X[i - 3], answers[i], tag=i)
+        return s, u
+
+    s, u = board({50: 9, 120: 2, 200: 11})
+    given_so = board({50: 9, 120: 4, 200: 11})[0].to_bytes()
+    assert s.to_bytes() != given_so
+    u.relabel(120, 4)                               # changed: 2 → 4
+    assert s.to_bytes() == given_so
+    u.relabel(200, None)                            # withdrawn: class 11 came with it, and goes with it
+    assert s.to_bytes() == board({50: 9, 120: 4})[0].to_bytes()
+    before = s.to_bytes()
+    with pytest.raises(FirmwareError, match="no longer kept"):
+        u.relabel(200, 3)                           # withdrawn already
+    with pytest.raises(InputError):
+        u.step(X[300] + np.float32(1e-3))           # not on the features' grid: it could not be replayed
+    assert s.to_bytes() == before
+
+    # the log rolls: an answer more than n_keep samples back is gone, a newer one still changes exactly
+    s, u = board({10: 9, n_keep + 100: 2}, n_keep + 150)
+    before = s.to_bytes()
+    with pytest.raises(FirmwareError, match="no longer kept"):
+        u.relabel(10, None)
+    assert s.to_bytes() == before
+    u.relabel(n_keep + 100, 5)
+    assert s.to_bytes() == board({10: 9, n_keep + 100: 5}, n_keep + 150)[0].to_bytes()

@@ -34,10 +34,10 @@ extern "C" {
 #define TINYCL_MAX_CLASSES 10 /**< most classes a head / clusterer can hold (static arrays) */
 #endif
 
-#define TINYCL_ABI_VERSION 8 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
+#define TINYCL_ABI_VERSION 9 /**< 2: TinyRCE, *_set_extractor; 3: cwr_load_linear, ndc_learn_label, ndc_cwr;
                                   4: features_cut_q; 5: TinyRCE int8 centers + visit cap (rce_init_ex, state version 2);
                                   6: ndc_save / ndc_load / ndc_state_size; 7: TINYCL_EDIVERGED, latent_flush → int;
-                                  8: next_class_id */
+                                  8: next_class_id; 9: undo_* (TINYCL_EGONE) */
 
 /* error codes */
 #define TINYCL_OK 0
@@ -47,6 +47,7 @@ extern "C" {
 #define TINYCL_ESTATE (-4)   /**< state blob malformed, wrong kind/version/sizes or bad CRC */
 #define TINYCL_ESPACE (-5)   /**< output buffer too small */
 #define TINYCL_EDIVERGED (-6) /**< training diverged (NaN/inf): the batch was dropped, the weights kept finite */
+#define TINYCL_EGONE (-7)     /**< undo: nothing learned under this tag is kept any more */
 
 /** The error code in words for a log line ("bad argument", "state blob malformed, …"; "ok" for TINYCL_OK,
  *  "unknown error" for any other value); a static string. */
@@ -161,6 +162,37 @@ int tinycl_ndc_stage_cluster(const tinycl_ndc_t *s, const float *x, tinycl_step_
 int tinycl_ndc_stage_predict(const tinycl_ndc_t *s, const float *x, tinycl_step_t *out);
 int tinycl_ndc_stage_learn(tinycl_ndc_t *s, const float *x, const tinycl_step_t *st);
 int tinycl_ndc_stage_cluster_update(tinycl_ndc_t *s, const float *x, const tinycl_step_t *st);
+
+/* ---------------------------------------------------------------------------------------------
+ * Undo of a person's answers (core/undo.py's ReplayUndo, for TinyNDC): the system as it was before the oldest sample
+ * kept, and the last TINYCL_UNDO_MAX samples (frames and answers, as int8 codes). Changing or withdrawing an answer
+ * replays them (frames pseudo-labelled anew), so the system is exactly what it would be had the answer been given so.
+ * Learn through it (undo_step / undo_learn_label instead of ndc_step / ndc_learn_label); anything else that changes
+ * the system (a global head, a restored state) starts it again with undo_init.
+ * ------------------------------------------------------------------------------------------- */
+#ifndef TINYCL_UNDO_MAX
+#define TINYCL_UNDO_MAX 600u /**< samples kept: an answer can be changed until this many more came (60 s at 10/s) */
+#endif
+typedef struct {
+    tinycl_ndc_t base;                       /**< the system before the oldest sample kept */
+    tinycl_ndc_t work;                       /**< a replay's scratch: the system is replaced only if it succeeds */
+    int8_t q[TINYCL_UNDO_MAX][TINYCL_N_FEATURES]; /**< each sample's features, as the extractor's int8 codes */
+    int32_t label[TINYCL_UNDO_MAX];          /**< an answer's class; -1: a frame; -2: an answer withdrawn */
+    uint32_t tag[TINYCL_UNDO_MAX];           /**< an answer's tag (e.g. its sample id); 0: a frame */
+    uint32_t first, n;                       /**< the ring: oldest sample, samples kept */
+} tinycl_undo_t;
+
+/** Start from the system as it is now (nothing kept). */
+int tinycl_undo_init(tinycl_undo_t *u, const tinycl_ndc_t *s);
+/** tinycl_ndc_step(s, x, -1, out), the frame kept. x must lie on the features' grid (tinycl_dequantize's output),
+ *  else TINYCL_EINVAL and nothing changes. */
+int tinycl_undo_step(tinycl_undo_t *u, tinycl_ndc_t *s, const float *x, tinycl_step_t *out);
+/** tinycl_ndc_learn_label(s, x, label), the answer kept under tag (≥ 1). */
+int tinycl_undo_learn_label(tinycl_undo_t *u, tinycl_ndc_t *s, const float *x, int32_t label, uint32_t tag);
+/** The answer kept under tag learned as label instead (-1: withdrawn, not learned): s replayed. TINYCL_EGONE when
+ *  nothing under tag is kept (too old, withdrawn, or never); TINYCL_EFULL when the replay finds no row for a class;
+ *  on any error nothing changes. */
+int tinycl_undo_relabel(tinycl_undo_t *u, tinycl_ndc_t *s, uint32_t tag, int32_t label);
 
 /* ---------------------------------------------------------------------------------------------
  * TinyRCE (rce.py): Restricted Coulomb Energy classifier — prototypes (center, radius, class);
@@ -342,6 +374,7 @@ uint32_t tinycl_max_classes(void);
 size_t tinycl_sizeof_cwr(void);
 size_t tinycl_sizeof_ncm(void);
 size_t tinycl_sizeof_ndc(void);
+size_t tinycl_sizeof_undo(void);
 size_t tinycl_sizeof_rce(void);
 uint32_t tinycl_rce_capacity(void); /**< TINYCL_RCE_MAX_PROTOTYPES of this build */
 uint32_t tinycl_rce_capacity_int8(void); /**< TINYCL_RCE_MAX_PROTOTYPES_INT8 of this build */

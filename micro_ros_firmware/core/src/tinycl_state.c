@@ -31,6 +31,7 @@ const char *tinycl_error_name(int rc) {
     case TINYCL_ESTATE: return "state blob malformed (kind, version, sizes or CRC)";
     case TINYCL_ESPACE: return "buffer or storage too small";
     case TINYCL_EDIVERGED: return "training diverged (NaN/inf): the batch is dropped, lower lr";
+    case TINYCL_EGONE: return "no longer kept";
     default: return "unknown error";
     }
 }
