@@ -13,6 +13,7 @@ import pytest
 
 from ..domains import free_domain
 from ..once import once_per_run
+from ..e2e.conftest import browser, phone  # noqa: F401 - fixtures: Chromium, driven by Playwright (phone tests)
 from ..ros2.conftest import ros2_base_env, ros2_ws  # noqa: F401 - fixtures: ROS 2 with the package built
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ the board knows, and one is skipped. The board says its verdict on each on ``lab
 the phone shows "learned" (with the class id the board gave the new class and the name it keeps), "refused" and why,
 or takes the skipped question away; a skip is no bad input on the board. The board's classes, with the new one's
 name and the samples each holds, are on the page too (``classes``, latched, as the labeler's). A Rename on the phone
-renames the class on the board, and one to a name another class has is refused. The board takes no change of an
-answer (it reads no ``label_correction``): the page in Chromium shows its answers without Change answer and Withdraw,
-and says why, and the app refuses a change in those words, sending nothing.
+renames the class on the board, and one to a name another class has is refused. Change answer and Withdraw, tapped
+on the page in Chromium, reach the board (``label_correction``): it replays what it learned since (``tinycl_undo``),
+says its verdict, and a class that came with a withdrawn answer only leaves its classes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.conftest import browser, phone  # noqa: F401 - Chromium, driven by Playwright
 from tests.label_page import page_state
 from tinycl_nodes.bus import LATCHED, create_bus
 from tinycl_nodes.core.names import MAX_NAME_CHARS, check_class_name
@@ -58,28 +57,38 @@ def _wait(what: str, fn, timeout_s: float, qemu) -> object:
     raise AssertionError(f"no {what} in {timeout_s:.0f} s; the board's last lines:\n" + "\n".join(qemu.lines()[-15:]))
 
 
-def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir, phone):
+def _board_and_app(tmp_path: Path, data_dir, classes: str, options: tuple[str, ...] = ()):
+    """The board app built for QEMU (600 frames, 100 ms each: still streaming and asking when the late person
+    answers), the label app in its namespace, the board, and the agent: (demo_board, app, qemu, agent)."""
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
     demo = tool_module("demo_board")
     from tinycl_nodes.bus.dds_config import domain_id
 
-    assert check_class_name(NAME) == NAME and len(NAME) == MAX_NAME_CHARS
     uros = demo.build_uros()
-    # 600 frames, 100 ms each: the board is still streaming (and asking) when the late person answers
-    elf, _ = demo.build_firmware(tmp_path, uros["LIBMICROROS"], 600, 2, "0-7", 100, domain_id(None), str(data_dir))
-    state_dir = tmp_path / "label_app"
+    elf, _ = demo.build_firmware(tmp_path, uros["LIBMICROROS"], 600, 2, classes, 100, domain_id(None), str(data_dir),
+                                 options)
     app = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.label_app", "--ros-args",
                             "-r", f"__ns:=/{demo.DEVICE}/tinycl", "-p", "host:=127.0.0.1", "-p", "port:=0",
-                            "-p", f"token:={TOKEN}", "-p", "qr:=false", "-p", f"state_dir:={state_dir}"],
+                            "-p", f"token:={TOKEN}", "-p", "qr:=false", "-p", f"state_dir:={tmp_path / 'label_app'}"],
                            cwd=REPO, stdout=open(tmp_path / "label_app.log", "wb"), stderr=subprocess.STDOUT)
     qemu = demo.Qemu(elf, tmp_path / "board.log")
-    agent = demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+    return demo, app, qemu, demo.Agent(uros["AGENT"], qemu.pty, tmp_path / "agent.log")
+
+
+def _app_base(tmp_path: Path, qemu) -> str:
+    """The label app's http://host:port, once it wrote its pairing file."""
+    pairing = tmp_path / "label_app" / "pairing.json"
+    url = _wait("label app URL", lambda: pairing.is_file() and json.loads(pairing.read_text())["info"].get("url"),
+                30, qemu)
+    return re.match(r"https?://[^/]+", url)[0]
+
+
+def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir, phone):
+    assert check_class_name(NAME) == NAME and len(NAME) == MAX_NAME_CHARS
+    demo, app, qemu, agent = _board_and_app(tmp_path, data_dir, "0-7")
     try:
         agent.start()
-        pairing = state_dir / "pairing.json"
-        url = _wait("label app URL", lambda: pairing.is_file() and json.loads(pairing.read_text())["info"].get("url"),
-                    30, qemu)
-        base = re.match(r"https?://[^/]+", url)[0]
+        base = _app_base(tmp_path, qemu)
         # the board's questions on the page, with its picture and its classes as the buttons; wait until it asked
         # more than its ring holds
         pending = _wait("9 questions of the board on the page",
@@ -94,6 +103,7 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
                      )["type"] == "ok"
         assert _post(base, {"type": "answer", "request_id": new["id"], "new_class_name": NAME})["type"] == "ok"
         pick = known["candidates"][0]["id"]
+        other = (pick + 1) % 8                          # what the person changes that answer to, later
         assert _post(base, {"type": "answer", "request_id": known["id"], "class_id": pick})["type"] == "ok"
         assert _post(base, {"type": "skip", "request_id": skipped["id"], "why": "unsure"})["type"] == "ok"
 
@@ -115,20 +125,6 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
               {q["id"] for q in page_state(base, TOKEN)["pending"]} or None, 10, qemu)
         _wait("the board's line for the skip", lambda: f"label answer '{skipped['id']}': skipped" in qemu.text(), 30,
               qemu)
-        # no Change answer, no Withdraw: the board reads no label_correction. The app says so to the page (and
-        # refuses a change or a withdrawal in words, sending nothing), and the page shows the answer without them
-        assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": False}
-        other = (pick + 1) % 8
-        for undo in ({"type": "undo", "request_id": known["id"], "class_id": other},
-                     {"type": "undo", "request_id": known["id"]}):
-            assert _post(base, undo) == {"type": "error", "message": NO_CHANGE, "request_id": known["id"]}
-        page = phone.new_page()
-        page.goto(f"{base}/?token={TOKEN}")
-        page.wait_for_selector("#status.live")
-        item = page.locator(f'#history li[data-request-id="{known["id"]}"]')
-        item.locator(".state", has_text="learned").wait_for()
-        assert item.locator(".acts").inner_text() == "this robot cannot change an answer"
-        assert item.locator("button.change, button.undo").count() == 0
         # what the robot knows: the board's classes (latched on `classes`, with its head), the new one by its name
         classes = _wait("the board's class 8 on the page", lambda: c if 8 in (c := {k["id"]: k for k in page_state(
             base, TOKEN)["classes"]}) else None, 20, qemu)
@@ -156,6 +152,27 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
         assert _post(base, {"type": "rename", "class_id": 3, "name": "Neun"})["type"] == "ok"
         _wait("the board's refusal of the second rename",
               lambda: "cannot rename class 3 to 'Neun': class 8 has that name" in qemu.text() or None, 20, qemu)
+        # Change answer and Withdraw, tapped on the page in Chromium: the board takes them (label_correction) and
+        # replays what it learned since, as if the answer had been given so; its verdicts come on label_status
+        assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": True}
+        page = phone.new_page()
+        page.goto(f"{base}/?token={TOKEN}")
+        page.wait_for_selector("#status.live")
+        changed = page.locator(f'#history li[data-request-id="{known["id"]}"]')
+        changed.locator("button.change").wait_for()
+        time.sleep(0.8)                         # a button that just appeared ignores taps (the page's SETTLE_MS)
+        changed.locator("button.change").tap()
+        changed.locator(f'.picker button.cls[data-class-id="{other}"]').tap()
+        _wait("the board's verdict on the change", lambda: (h := {a["id"]: a for a in page_state(base, TOKEN)[
+            "history"]}[known["id"]])["status"] == "learned" and h["class_id"] == other or None, 30, qemu)
+        withdrawn = page.locator(f'#history li[data-request-id="{new["id"]}"]')
+        withdrawn.locator("button.undo").wait_for()
+        time.sleep(0.8)
+        withdrawn.locator("button.undo").tap()
+        withdrawn.locator(".state", has_text="withdrawn").wait_for(timeout=30_000)
+        # class 8 came with that answer only: it leaves the board's classes, and the page's
+        _wait("class 8 gone from the page", lambda: set(k["id"] for k in page_state(base, TOKEN)["classes"]) ==
+              set(range(8)) or None, 20, qemu)
     finally:
         agent.stop()
         qemu.stop()
@@ -170,4 +187,50 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
     # the app had the board's verdict on each rename (label_status): the page says it
     assert "renamed (class 8 'neun')" in app_log, app_log[-2000:]
     assert "refused: cannot rename class 3 to 'Neun': class 8 has that name" in app_log, app_log[-2000:]
+    corrections = [ln.split() for ln in log if ln.startswith("EV ") and " correct " in ln]
+    assert [(int(f[3]), int(f[4])) for f in corrections] == [(sid[known["id"]], other), (sid[new["id"]], -1)], \
+        corrections
+
+
+def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_path, data_dir, phone):
+    """The latent app learns in training rounds and cannot replay, so it reads no ``label_correction``. The label app
+    sees no reader of it while the board is online: the page in Chromium shows the board's answers without Change
+    answer and Withdraw and says why, and a change sent anyway is refused in those words, nothing sent (before, it got
+    no verdict and the page waited for one). The board lists its classes on ``classes`` though it has no head."""
+    demo, app, qemu, agent = _board_and_app(tmp_path, data_dir, "0-9", ("-DTINYCL_APP_HEAD=latent",
+                                                                        "-DTINYCL_RAM_RESERVE=65536"))
+    try:
+        agent.start()
+        base = _app_base(tmp_path, qemu)
+        asked = _wait("a question of the board on the page",
+                      lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
+        assert _post(base, {"type": "answer", "request_id": asked["id"], "new_class_name": "sieben"})["type"] == "ok"
+        item = _wait("the board's verdict", lambda: h if (h := {a["id"]: a for a in page_state(base, TOKEN)[
+            "history"]}.get(asked["id"], {})).get("status", "sent") != "sent" else None, 30, qemu)
+        assert {k: item[k] for k in ("status", "class_name", "new")} == \
+            {"status": "learned", "class_name": "sieben", "new": True}, item
+        # the latent app's class list (latched on `classes`): the page lists the new class by its name
+        _wait("the class on the page", lambda: [(c["id"], c["name"]) for c in page_state(base, TOKEN)["classes"]] ==
+              [(item["class_id"], "sieben")] or None, 20, qemu)
+        # the app looks once the board was online for CHANGES_SETTLE_S (its readers match one by one)
+        _wait("the app's look at the board's readers", lambda: page_state(base, TOKEN)["robot"] ==
+              {"online": True, "changes": False} or None, 10, qemu)
+        for undo in ({"type": "undo", "request_id": asked["id"], "new_class_name": "acht"},
+                     {"type": "undo", "request_id": asked["id"]}):
+            assert _post(base, undo) == {"type": "error", "message": NO_CHANGE, "request_id": asked["id"]}
+        page = phone.new_page()
+        page.goto(f"{base}/?token={TOKEN}")
+        page.wait_for_selector("#status.live")
+        answered = page.locator(f'#history li[data-request-id="{asked["id"]}"]')
+        answered.locator(".state", has_text="learned").wait_for()
+        assert answered.locator(".acts").inner_text() == "this robot cannot change an answer"
+        assert answered.locator("button.change, button.undo").count() == 0
+    finally:
+        agent.stop()
+        qemu.stop()
+        app.terminate()
+        code = app.wait(30)
+    app_log = (tmp_path / "label_app.log").read_text(errors="replace")
+    assert code == 0, app_log[-2000:]
     assert app_log.count(NO_CHANGE) == 2 and "reads no label_correction" in app_log, app_log[-2000:]
+    assert [ln.split()[2] for ln in qemu.lines() if ln.startswith("EV ")] == ["answer"]

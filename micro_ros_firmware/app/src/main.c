@@ -16,6 +16,8 @@
  *                                                            the question dropped (TINYCL_NO_CLASS: skipped)
  *              global_head    tinycl_nodes/msg/Head          the fleet's head, loaded from its linear form
  *              rename_class   tinycl_nodes/msg/LabelAnswer   a person's new name for one of its classes
+ *              label_correction tinycl_nodes/msg/LabelAnswer a person's change (or, TINYCL_NO_CLASS, withdrawal)
+ *                                                            of an answer (TinyNDC app: the system replayed)
  * Connection: waits for the agent, creates the entities, pings it every TINYCL_PING_PERIOD_MS while
  * connected (TINYCL_PING_TIMEOUT_MS × TINYCL_PING_ATTEMPTS, so a large message arriving meanwhile does
  * not look like a lost agent) and on any failed publish; when it is gone the entities are destroyed and
@@ -114,6 +116,17 @@
 
 /* ------------------------------------------------------------------------------ state */
 static tinycl_ndc_t g_ndc;
+#if !TINYCL_APP_LATENT
+/* A person's answers can be changed or withdrawn (label_correction): the system learns through the undo log, which
+ * replays the last TINYCL_UNDO_MAX samples; an answer of this boot is found by its question (boot, sample id). */
+static tinycl_undo_t g_undo;
+#define ANSWERED 16u /* this boot's answers that a correction can name */
+typedef struct {
+    uint32_t boot, sample_id, tag; /* tag 0: a free slot */
+} answered_t;
+static answered_t g_answered[ANSWERED];
+static uint32_t g_tags; /* the last answer's tag */
+#endif
 #if TINYCL_APP_LATENT
 static tinycl_latent_t g_lat;
 static int8_t g_cut[TINYCL_CUT_F]; /* the CNN's int8 activations at the cut, from the frame's forward pass */
@@ -177,6 +190,11 @@ static char s_hash[] = TINYCL_MODEL_SHA256, s_kind[] = TINYCL_HEAD_KIND, s_mono8
 static char s_reason[] = "low confidence";
 static char a_frame[NAME_CAP], a_req[ID_CAP], a_name[NAME_CAP], a_by[NAME_CAP];
 static char r_frame[NAME_CAP], r_req[ID_CAP], r_name[NAME_CAP], r_by[NAME_CAP]; /* rename_class */
+#if !TINYCL_APP_LATENT
+static tinycl_nodes__msg__LabelAnswer m_correction;
+static char c_frame[NAME_CAP], c_req[ID_CAP], c_name[NAME_CAP], c_by[NAME_CAP]; /* label_correction */
+static rcl_subscription_t sub_correction;
+#endif
 static char g_frame_id[NAME_CAP], g_kind[NAME_CAP], g_hash[HASH_CAP];
 /* /diagnostics: one status of at most DIAG_VALUES key/value pairs (publish_diagnostics) */
 #define DIAG_VALUES 20u     /* key/value pairs at most */
@@ -292,6 +310,12 @@ static void rx_buffers(void) {
     rx_str(&m_rename.request_id, r_req, ID_CAP);
     rx_str(&m_rename.new_class_name, r_name, NAME_CAP);
     rx_str(&m_rename.answered_by, r_by, NAME_CAP);
+#if !TINYCL_APP_LATENT
+    rx_str(&m_correction.header.frame_id, c_frame, NAME_CAP);
+    rx_str(&m_correction.request_id, c_req, ID_CAP);
+    rx_str(&m_correction.new_class_name, c_name, NAME_CAP);
+    rx_str(&m_correction.answered_by, c_by, NAME_CAP);
+#endif
     rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
     rx_str(&m_global.kind, g_kind, NAME_CAP);
     rx_str(&m_global.extractor_hash, g_hash, HASH_CAP);
@@ -928,24 +952,41 @@ static int request_id_too_long(const char *what, const rosidl_runtime_c__String 
     return 1;
 }
 
+/* 1 if rid is one of the board's question ids, <device>-<boot>.<sample id> (this boot's or an earlier one's), with
+ * its parts; else 0. */
+static int our_question(const char *rid, unsigned long *boot, unsigned long *sid) {
+    const size_t plen = strlen(TINYCL_DEVICE);
+    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) != 0) return 0;
+    char *dot = NULL, *end = NULL;
+    *boot = strtoul(rid + plen + 1, &dot, 10);
+    *sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
+    return *sid && end && *end == '\0';
+}
+
+/* The id of a person's new class called name: the class that has the name, else the next id (the labeler's
+ * class_for_name; tinycl_next_class_id: one past the highest, as max + 1 overflowed after class 2^31 − 1). */
+static int32_t class_for_name(const char *name) {
+    static int32_t known[2 * MAXC];
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < n_known(); r++) known[n++] = known_class(r);
+    for (uint32_t i = 0; i < g_n_names; i++) known[n++] = g_name_ids[i];
+    int32_t id = tinycl_next_class_id(known, n);
+    for (uint32_t i = 0; i < g_n_names; i++)
+        if (strcmp(g_names[i], name) == 0) id = g_name_ids[i]; /* named before: the same class */
+    return id;
+}
+
 static void on_answer(const void *msg) {
     const tinycl_nodes__msg__LabelAnswer *a = msg;
     static char why[REASON_CAP];
     g_received++;
     if (request_id_too_long("label answer", &a->request_id)) return;
     const char *rid = a->request_id.data;
-    const size_t plen = strlen(TINYCL_DEVICE);
     pending_t *p = NULL;
-    int ours = 0; /* <device>-<boot>.<sample id>: one of the board's questions, this boot's or an earlier one's */
-    unsigned long boot = 0;
-    if (strncmp(rid, TINYCL_DEVICE "-", plen + 1) == 0) {
-        char *dot = NULL, *end = NULL;
-        boot = strtoul(rid + plen + 1, &dot, 10);
-        const unsigned long sid = *dot == '.' ? strtoul(dot + 1, &end, 10) : 0;
-        ours = sid && end && *end == '\0';
-        for (uint32_t i = 0; i < RING && ours; i++)
-            if (g_pending[i].sample_id == sid && g_pending[i].boot == boot) p = &g_pending[i];
-    }
+    unsigned long boot = 0, sid = 0;
+    const int ours = our_question(rid, &boot, &sid);
+    for (uint32_t i = 0; i < RING && ours; i++)
+        if (g_pending[i].sample_id == sid && g_pending[i].boot == boot) p = &g_pending[i];
     const int new_class = a->class_id == tinycl_nodes__msg__LabelAnswer__NEW_CLASS;
     const char *bad = new_class ? name_problem(&a->new_class_name) : NULL;
     if (bad) { /* whatever request it answers: the board would keep the class under a wrong name, or none */
@@ -980,13 +1021,7 @@ static void on_answer(const void *msg) {
             refuse("label answer", rid, ours, -1, "a new class without a name");
             return;
         }
-        static int32_t known[2 * MAXC];
-        uint32_t n = 0;
-        for (uint32_t r = 0; r < n_known(); r++) known[n++] = known_class(r);
-        for (uint32_t i = 0; i < g_n_names; i++) known[n++] = g_name_ids[i];
-        label = tinycl_next_class_id(known, n); /* one past the highest: max + 1 overflowed after class 2^31 − 1 */
-        for (uint32_t i = 0; i < g_n_names; i++)
-            if (strcmp(g_names[i], new_name) == 0) label = g_name_ids[i]; /* named before: the same class */
+        label = class_for_name(new_name);
     } else if (label < 0) {
         snprintf(why, sizeof why, "class id %ld is not a class", (long)label);
         refuse("label answer", rid, ours, -1, why);
@@ -1004,7 +1039,15 @@ static void on_answer(const void *msg) {
         return;
     }
 #else
-    const int rc = tinycl_ndc_learn_label(&g_ndc, p->x, label);
+    const uint32_t tag = g_tags + 1u; /* a correction names the answer by its question: kept in g_answered */
+    const int rc = tinycl_undo_learn_label(&g_undo, &g_ndc, p->x, label, tag);
+    if (rc == TINYCL_OK) {
+        answered_t *slot = &g_answered[0]; /* a free slot, else the oldest answer */
+        for (uint32_t i = 0; i < ANSWERED && slot->tag; i++)
+            if (!g_answered[i].tag || g_answered[i].tag < slot->tag) slot = &g_answered[i];
+        *slot = (answered_t){p->boot, p->sample_id, tag};
+        g_tags = tag;
+    }
 #endif
     if (rc != TINYCL_OK) {
         g_refused++;
@@ -1056,6 +1099,65 @@ static void on_rename(const void *msg) {
     say_verdict(rid, "renamed", cid, class_name(cid, num, sizeof num), "", -1);
     publish_head();
 }
+
+#if !TINYCL_APP_LATENT
+/* A person changes or withdraws an answer (label_correction: a LabelAnswer with the answered question's id, the new
+ * class or a new class's name, or TINYCL_NO_CLASS to withdraw it), as the labeler takes it (labeler.py
+ * on_correction): the system replayed without it or with its new class (tinycl_undo_relabel), saved, published, and
+ * the verdict on label_status ("learned" with the class, or "withdrawn"). An answer of an earlier boot, or before a
+ * global head, or more than TINYCL_UNDO_MAX samples back, is no longer kept: refused, nothing changed. */
+static void on_correction(const void *msg) {
+    const tinycl_nodes__msg__LabelAnswer *a = msg;
+    static char why[REASON_CAP];
+    char num[12];
+    g_received++;
+    if (request_id_too_long("label correction", &a->request_id)) return;
+    const char *rid = a->request_id.data;
+    unsigned long boot = 0, sid = 0;
+    const int ours = our_question(rid, &boot, &sid);
+    answered_t *d = NULL;
+    for (uint32_t i = 0; i < ANSWERED && ours; i++)
+        if (g_answered[i].tag && g_answered[i].boot == boot && g_answered[i].sample_id == sid) d = &g_answered[i];
+    int32_t label = a->class_id;
+    const char *bad = label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS ? name_problem(&a->new_class_name) : NULL;
+    const char *new_name = label == tinycl_nodes__msg__LabelAnswer__NEW_CLASS ? a->new_class_name.data : NULL;
+    why[0] = '\0';
+    if (!d)
+        snprintf(why, sizeof why, "the board no longer holds this answer: it cannot be changed any more");
+    else if (bad || (new_name && !new_name[0]))
+        snprintf(why, sizeof why, "the new class's name %s", bad ? bad : "is empty");
+    else if (new_name)
+        label = class_for_name(new_name);
+    else if (label == TINYCL_NO_CLASS)
+        label = -1; /* withdrawn: learned as nothing */
+    else if (!is_known(label))
+        snprintf(why, sizeof why, "unknown class id %ld", (long)label);
+    if (why[0]) {
+        refuse("label correction", rid, ours, -1, why);
+        return;
+    }
+    const int was_known = label < 0 || is_known(label);
+    const int rc = tinycl_undo_relabel(&g_undo, &g_ndc, d->tag, label);
+    if (rc != TINYCL_OK) {
+        if (rc == TINYCL_EGONE)
+            snprintf(why, sizeof why, "the board no longer keeps what it learned from this answer: it cannot be "
+                     "changed any more");
+        else
+            snprintf(why, sizeof why, "refused by the board's learner (%s)", tinycl_error_name(rc));
+        refuse("label correction", rid, ours, -1, why);
+        return;
+    }
+    if (new_name) remember_name(label, new_name);
+    if (label < 0) d->tag = 0; /* withdrawn: nothing left to change */
+    logf_("EV %lu correct %lu %ld", (unsigned long)g_frame, sid, (long)label);
+    save_state(); /* a person's change is never lost */
+    if (label < 0)
+        say_verdict(rid, "withdrawn", -1, "", "", -1);
+    else
+        say_verdict(rid, "learned", label, class_name(label, num, sizeof num), "", !was_known);
+    publish_head();
+}
+#endif
 
 /* What is wrong with a global head's class names (name_problem), NULL if nothing. */
 static const char *class_names_problem(const tinycl_nodes__msg__Head *h) {
@@ -1118,6 +1220,7 @@ static void on_global(const void *msg) {
     g_global_applied = 1;
     g_globals++;
 #if !TINYCL_APP_LATENT
+    (void)tinycl_undo_init(&g_undo, &g_ndc); /* the answers before it can no longer be changed */
     save_state(); /* with the record saying it was applied: a reset now must not apply it again */
 #endif
     publish_head();
@@ -1256,6 +1359,19 @@ static int create_entities(void) {
               "RMW_UXRCE_MAX_SUBSCRIPTIONS=2?)", (long)rename_rc, rcl_error_text());
         rcl_reset_error();
     }
+#if !TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
+    if (n_subs == 3) { /* optional too, as renames */
+        const rcl_ret_t rc = rclc_subscription_init(&sub_correction, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(
+            tinycl_nodes, msg, LabelAnswer), "label_correction", &answers);
+        if (rc == RCL_RET_OK) {
+            n_subs = 4;
+        } else {
+            logf_("LOG no changes of answers on label_correction: its subscription was refused (rcl %ld: %.100s; a "
+                  "libmicroros built for RMW_UXRCE_MAX_SUBSCRIPTIONS=3?)", (long)rc, rcl_error_text());
+            rcl_reset_error();
+        }
+    }
+#endif
     for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
         const int fragmented = g_pubs[i] == &pub_head || g_pubs[i] == &pub_classes; /* names of up to 256 B each */
         if (rmw_uros_set_publisher_session_timeout(rcl_publisher_get_rmw_handle(g_pubs[i]),
@@ -1266,11 +1382,15 @@ static int create_entities(void) {
         }
     }
     executor = rclc_executor_get_zero_initialized_executor();
-    TRY(rclc_executor_init(&executor, &support.context, 3, &allocator));
+    TRY(rclc_executor_init(&executor, &support.context, 4, &allocator));
     executor_ok = 1;
     TRY(rclc_executor_add_subscription(&executor, &sub_answer, &m_answer, on_answer, ON_NEW_DATA));
     TRY(rclc_executor_add_subscription(&executor, &sub_global, &m_global, on_global, ON_NEW_DATA));
     if (n_subs >= 3) TRY(rclc_executor_add_subscription(&executor, &sub_rename, &m_rename, on_rename, ON_NEW_DATA));
+#if !TINYCL_APP_LATENT
+    if (n_subs >= 4)
+        TRY(rclc_executor_add_subscription(&executor, &sub_correction, &m_correction, on_correction, ON_NEW_DATA));
+#endif
     return 1;
 }
 
@@ -1282,6 +1402,9 @@ static void destroy_entities(void) {
         rmw_uros_set_context_entity_destroy_session_timeout(rcl_context_get_rmw_context(&support.context), 0) != RMW_RET_OK)
         failed++;
     for (int i = n_pubs - 1; i >= 0; i--) failed += rcl_publisher_fini(g_pubs[i], &node) != RCL_RET_OK;
+#if !TINYCL_APP_LATENT
+    if (n_subs >= 4) failed += rcl_subscription_fini(&sub_correction, &node) != RCL_RET_OK;
+#endif
     if (n_subs >= 3) failed += rcl_subscription_fini(&sub_rename, &node) != RCL_RET_OK;
     if (n_subs >= 2) failed += rcl_subscription_fini(&sub_global, &node) != RCL_RET_OK;
     if (n_subs >= 1) failed += rcl_subscription_fini(&sub_answer, &node) != RCL_RET_OK;
@@ -1325,7 +1448,7 @@ static void process_frame(void) {
 #if TINYCL_APP_LATENT
     const int rc = latent_step(&st);
 #else
-    const int rc = tinycl_ndc_step(&g_ndc, g_x, -1, &st);
+    const int rc = tinycl_undo_step(&g_undo, &g_ndc, g_x, &st); /* kept: a person's answer can be changed */
 #endif
     if (rc == TINYCL_EFULL) { /* a global head filled the head with classes the clusterer lacks (or the reverse): the
                                  * prediction stands and is published, the frame is not learned */
@@ -1417,6 +1540,7 @@ void setup(void) {
         board_finish(2);
     }
     restore_state();
+    (void)tinycl_undo_init(&g_undo, &g_ndc); /* an answer of an earlier boot can no longer be changed */
 #endif
     g_boot_recounted = g_boot == 0;
     g_boot++; /* this boot's request ids differ from every earlier boot's; saved at once, before any request */
