@@ -5,7 +5,9 @@
  * (tools/qemu_plugin/insn_stages.c) uses to count the instructions executed in the stage.
  * TinyRCE (rce_decide, rce_learn) runs on the same features and learns the true label.
  * Output (semihosting): "S <i> <prediction> <pseudo-label> <crc32 of the int8 features>
- * <TinyRCE label> <TinyRCE reason>" per sample. */
+ * <TinyRCE label> <TinyRCE reason>" per sample. After the stream, the undo log (tinycl_undo_*) as the board app uses
+ * it: frames through a full log (undo_step: the frame learned and kept, the oldest rolled into the base), then one
+ * change of an answer (undo_relabel: the log replayed); "UNDO <samples kept> <struct bytes>". */
 #include <stdint.h>
 
 #include "bench_util.h"
@@ -36,9 +38,36 @@ MARK(10, calib_a)
 MARK(11, calib_b)
 MARK(12, rce_decide)
 MARK(13, rce_learn)
+MARK(14, undo_step)
+MARK(15, undo_relabel)
 
 static tinycl_ndc_t g_ndc;
 static tinycl_rce_t g_rce;
+static tinycl_undo_t g_undo;
+#define KEPT_CODES 64u  /* the stream's features kept for the undo log's frames (cycled) */
+static int8_t g_codes[KEPT_CODES][TINYCL_N_FEATURES];
+
+/* Frames through the undo log until it is full and FULL_FRAMES more (those counted), an answer among them, then
+ * the answer changed; 0 or a core error. */
+#define FULL_FRAMES 100u
+static int bench_undo(uint32_t n_codes) {
+    float x[TINYCL_N_FEATURES];
+    tinycl_step_t st;
+    int rc = tinycl_undo_init(&g_undo, &g_ndc);
+    for (uint32_t k = 0; k < TINYCL_UNDO_MAX + FULL_FRAMES && !rc; k++) {
+        tinycl_dequantize(g_codes[k % n_codes], x);
+        if (k >= TINYCL_UNDO_MAX) bench_mark_undo_step();
+        rc = tinycl_undo_step(&g_undo, &g_ndc, x, &st);
+        bench_mark_other();
+        if (rc == TINYCL_EFULL) rc = TINYCL_OK; /* predicted, not learned: as the board goes on */
+        if (!rc && k == TINYCL_UNDO_MAX + FULL_FRAMES / 2) rc = tinycl_undo_learn_label(&g_undo, &g_ndc, x, 0, 1);
+    }
+    if (rc) return rc;
+    bench_mark_undo_relabel();
+    rc = tinycl_undo_relabel(&g_undo, &g_ndc, 1, 1);
+    bench_mark_other();
+    return rc;
+}
 
 int main(void) {
     char line[80], *p;
@@ -65,6 +94,8 @@ int main(void) {
         bench_mark_frozen_fc_bn();
         tinycl_cnn_head(q);
         tinycl_dequantize(q, x);
+        if (i < KEPT_CODES)
+            for (int f = 0; f < TINYCL_N_FEATURES; f++) g_codes[i][f] = q[f];
         bench_mark_clustering();
         rc |= tinycl_ndc_stage_cluster(&g_ndc, x, &st);
         bench_mark_active_model();
@@ -106,6 +137,16 @@ int main(void) {
     for (int k = 0; k < TINYCL_RCE_N_COUNTERS; k++) { *p++ = ' '; p = put_u(p, g_rce.counters[k]); }
     *p = 0;
     sh_puts("\nRCE ");
+    sh_puts(line);
+    if (bench_undo(bench_n_stream < KEPT_CODES ? bench_n_stream : KEPT_CODES)) {
+        sh_puts("\nundo failed\n");
+        return 1;
+    }
+    p = line;
+    p = put_u(p, TINYCL_UNDO_MAX); *p++ = ' ';
+    p = put_u(p, (uint32_t)sizeof(tinycl_undo_t));
+    *p = 0;
+    sh_puts("\nUNDO ");
     sh_puts(line);
     sh_puts("\nDONE\n");
     return 0;

