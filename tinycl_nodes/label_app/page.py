@@ -430,8 +430,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
-    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS && !robotChanges)   // a micro-ROS board: the
-      acts.append(el("small", {class: "nochange", text: "this robot cannot change an answer"}));   // app refuses it too
+    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS && !robotChanges)   // e.g. a board's latent app:
+      acts.append(el("small", {class: "nochange", text: "this robot cannot change an answer"}));   // the app refuses
     else if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
       const change = act("change", "Change answer", "pick the right one", name);
       change.setAttribute("aria-expanded", "false");

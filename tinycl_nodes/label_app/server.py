@@ -244,7 +244,7 @@ class LabelServer:
         self.on_skip: Callable[[str, str], None] | None = None
         self.on_rename: Callable[[str, int, str], None] | None = None   # (rename id, class id, name)
         self.robot_online: Callable[[], bool] = lambda: True
-        #: the robot reads ``label_correction`` (a micro-ROS board does not): else Change answer and Withdraw are off
+        #: the robot reads ``label_correction`` (a board's latent app does not): else Change answer and Withdraw are off
         self.robot_takes_changes: Callable[[], bool] = lambda: True
         self.classes_every_s = 1.0          # a class seen, a prediction: the pages hear of them at most this often
         self._classes_due: asyncio.TimerHandle | None = None
@@ -631,7 +631,8 @@ class LabelServer:
 
     def _snapshot(self) -> dict[str, Any]:
         snap = self.store.snapshot(steady_wall.now())
-        snap.update(self.store.classes_view(), robot={"online": self._online, "changes": self._changes}, undo_s=self.undo_s)
+        snap.update(self.store.classes_view(), robot={"online": self._online, "changes": self._changes},
+                    undo_s=self.undo_s)
         return snap
 
     async def _handle(self, payload: Any, peer: str | None) -> dict[str, Any]:

@@ -1292,6 +1292,19 @@ static void number_boot_by_clock(void) {
 
 static int support_ok, node_ok, n_subs, executor_ok;
 
+/* A subscription the board can do without (renames, changes of answers; LabelAnswer): a libmicroros built for fewer
+ * subscriptions refuses it, and the board runs on without it, with one line. 1 if created. */
+static int optional_subscription(rcl_subscription_t *sub, const char *topic, const char *without,
+                                 const rmw_qos_profile_t *qos) {
+    const rcl_ret_t rc = rclc_subscription_init(sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer),
+                                                topic, qos);
+    if (rc == RCL_RET_OK) return 1;
+    logf_("LOG no %s on %s: its subscription was refused (rcl %ld: %.100s; a libmicroros built for "
+          "RMW_UXRCE_MAX_SUBSCRIPTIONS=%d?)", without, topic, (long)rc, rcl_error_text(), n_subs);
+    rcl_reset_error();
+    return 0;
+}
+
 static int create_entities(void) {
     allocator = rcl_get_default_allocator();
     rcl_init_options_t opts = rcl_get_zero_initialized_init_options();
@@ -1349,28 +1362,10 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
-    /* optional: a libmicroros built for 2 subscriptions refuses it, and the board runs on without renames */
-    const rcl_ret_t rename_rc = rclc_subscription_init(&sub_rename, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(
-        tinycl_nodes, msg, LabelAnswer), "rename_class", &answers);
-    if (rename_rc == RCL_RET_OK) {
-        n_subs = 3;
-    } else {
-        logf_("LOG no renames on rename_class: its subscription was refused (rcl %ld: %.100s; a libmicroros built for "
-              "RMW_UXRCE_MAX_SUBSCRIPTIONS=2?)", (long)rename_rc, rcl_error_text());
-        rcl_reset_error();
-    }
+    if (optional_subscription(&sub_rename, "rename_class", "renames", &answers)) n_subs = 3;
 #if !TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
-    if (n_subs == 3) { /* optional too, as renames */
-        const rcl_ret_t rc = rclc_subscription_init(&sub_correction, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(
-            tinycl_nodes, msg, LabelAnswer), "label_correction", &answers);
-        if (rc == RCL_RET_OK) {
-            n_subs = 4;
-        } else {
-            logf_("LOG no changes of answers on label_correction: its subscription was refused (rcl %ld: %.100s; a "
-                  "libmicroros built for RMW_UXRCE_MAX_SUBSCRIPTIONS=3?)", (long)rc, rcl_error_text());
-            rcl_reset_error();
-        }
-    }
+    if (n_subs == 3 && optional_subscription(&sub_correction, "label_correction", "changes of answers", &answers))
+        n_subs = 4;
 #endif
     for (int i = 0; i < n_pubs; i++) { /* an agent that vanished costs 250 ms per small publish, not 1 s */
         const int fragmented = g_pubs[i] == &pub_head || g_pubs[i] == &pub_classes; /* names of up to 256 B each */
