@@ -11,6 +11,7 @@ such a sample before the node and says so in one line."""
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -88,3 +89,83 @@ def test_hostile_messages_over_ros2_change_nothing_the_launched_graph_learns(ros
     assert all(malformed.values()), malformed           # each topic's broken ones met a reader and were one line
     assert result["predictions"] == 100 + STREAM and result["lost"] == result["stream_samples"] - STREAM, result
     assert clean.shape == ref.shape and int((clean == ref).sum()) == ref.size
+
+
+def test_broken_parameter_requests_change_nothing_and_crash_nothing(ros):
+    """rclpy takes a node's own service requests itself (no ``raw=True`` there): a SetParameters request broken on the
+    wire, as a peer on the domain can write it, reaches rclpy half filled in, as a broken message does. To the real
+    learner under ``ros2 run``: a request with one whole parameter (one it has not) and one cut off, one whose name is
+    cut, and three whose parameter count says 10^5, 2^24 and 2^31 - 1. Each is answered (rmw_cyclonedds' reply topic), none changes
+    a parameter of the node, and the node runs on, small, without a traceback."""
+    from cyclonedds.core import Policy, Qos
+    from cyclonedds.idl import make_idl_struct
+    from cyclonedds.idl.types import array, int64, sequence, uint8, uint64
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    result = make_idl_struct("Result", "rcl_interfaces::msg::dds_::SetParametersResult_",
+                             {"successful": bool, "reason": str})
+    # rmw_cyclonedds' request header first (the client, the request's number), then the reply
+    reply = make_idl_struct("Reply", "rcl_interfaces::srv::dds_::SetParameters_Response_",
+                            {"guid": uint64, "seq": int64, "results": sequence[result]})
+    # one parameter the learner does not have, as rclpy serializes a request (without CDR's encapsulation header)
+    one = bytes.fromhex(ros.run("python3", "-c", (
+        "from rclpy.serialization import serialize_message as s\n"
+        "from rcl_interfaces.srv import SetParameters as S\n"
+        "from rcl_interfaces.msg import Parameter as P, ParameterValue as V\n"
+        "print(s(S.Request(parameters=[P(name='not_a_parameter', value=V(type=3, double_value=2.5))])).hex())"
+    )).stdout.strip())[4 + 4:]
+    requests = {"a whole parameter, then one cut off": struct.pack("<I", 2) + one,
+                "a name cut short": struct.pack("<I", 1) + struct.pack("<I", 40) + b"publish",
+                **{f"a count of {n}": struct.pack("<I", n) + one for n in (10**5, 2**24, 2**31 - 1)}}
+    args = ("--ros-args", "-r", "__ns:=/wf", "-p", "preset:=supervised", "-p", "autostart:=true",
+            "-p", f"state_dir:={ros.tmp / 'state'}")
+    learner = ros.start("ros2", "run", "tinycl_nodes", "learner", *args, name="learner")
+    bus = create_bus("wf_tester", "/wf", backend="dds", domain=ros.domain, dds_config="loopback")
+    try:
+        ros.wait_until("the learner", lambda: "/wf/learner" in ros.node_list(), 60)
+        before = ros.run("ros2", "param", "dump", "/wf/learner").stdout
+        reliable = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(16))
+        replies = DataReader(bus.participant, Topic(bus.participant, "rr/wf/learner/set_parametersReply", reply),
+                             qos=reliable)
+        got: dict[int, object] = {}
+        for seq, body in enumerate(requests.values(), 1):
+            raw = struct.pack("<Qq", 0x7C1, seq) + body
+            raw += b"\0" * (-len(raw) % 4)
+
+            # the bytes as they are: a fixed array has no length of its own
+            request = make_idl_struct("Request", "rcl_interfaces::srv::dds_::SetParameters_Request_",
+                                      {"raw": array[uint8, len(raw)]})
+            writer = DataWriter(bus.participant, Topic(bus.participant, "rq/wf/learner/set_parametersRequest",
+                                                       request), qos=reliable)
+            ros.wait_until("the learner's request reader", lambda: writer.get_matched_subscriptions(), 20, 0.05)
+            writer.write(request(raw=list(raw)))
+            ros.wait_until(f"the reply to {seq}", lambda: got.update({r.seq: r for r in replies.take(16)})
+                           or seq in got, 30, 0.1)
+        after = ros.run("ros2", "param", "dump", "/wf/learner").stdout
+        peak_kb = max(int(ln.split()[1]) for p in _process_tree(learner.proc.pid)
+                      for ln in Path(f"/proc/{p}/status").read_text().splitlines() if ln.startswith("VmHWM"))
+    finally:
+        bus.shutdown()
+    assert sorted(got) == list(range(1, len(requests) + 1)), sorted(got)
+    # seen: the cut-off parameter reaches rclpy nameless and unset, which it answers "successful" (it sets nothing);
+    # the counts past the end come as no parameter at all (rmw_cyclonedds sized nothing for them)
+    assert [r.successful for r in got[1].results] == [False, True] and [len(got[k].results) for k in (3, 4, 5)] == \
+        [0, 0, 0], {k: v.results for k, v in got.items()}
+    assert after == before and "preset: supervised" in before, (before, after)
+    assert peak_kb < 1024 * 1024, peak_kb
+    assert learner.proc.poll() is None and "Traceback" not in learner.text, learner.text[-3000:]
+    assert learner.stop() == 0
+
+
+def _process_tree(pid: int) -> list[int]:
+    """pid and its descendants (``ros2 run`` starts the node as its child)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
