@@ -430,18 +430,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
-    if (item.status !== "withdrawn" && (item.age_s || 0) < undoS && !robotChanges)   // e.g. a board's latent app:
-      acts.append(el("small", {class: "nochange", text: "this robot cannot change an answer"}));   // the app refuses
-    else if (item.status !== "withdrawn" && (item.age_s || 0) < undoS) {
-      const change = act("change", "Change answer", "pick the right one", name);
-      change.setAttribute("aria-expanded", "false");
-      change.addEventListener("click", () => pick(change.closest("li"), true));
-      const undo = act("undo", "Withdraw", "not asked again", name);
-      undo.addEventListener("click", () => {
-        if (send({type: "undo", request_id: item.id})) changeSent(undo.closest("li"));
-      });
-      acts.append(change, undo);      // after a mis-tap Change is the one wanted: first, where the thumb goes
-    }
+    fillActs(acts, item.id, name, item.status === "withdrawn" || (item.age_s || 0) >= undoS);
     const li = el("li", {"data-request-id": item.id, "data-at": String(at), "data-class-id": String(item.class_id),
                          "data-sent-name": item.class_name},
       item.image ? thumb(item.image, "the sample you answered " + name) : null,
@@ -462,6 +451,36 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     // under a thumb that may still be bouncing
     else if (old && sentHere && !waits) settle(after(li));
     else refresh();
+  }
+  // An answer's Change answer and Withdraw (none once withdrawn or past undo_s), or, for a robot that cannot change
+  // an answer (e.g. a board's latent app: no reader of label_correction), a line that says so: the app refuses it too.
+  function fillActs(acts, id, name, over) {
+    acts.textContent = "";
+    if (over) return;
+    if (!robotChanges) {
+      acts.append(el("small", {class: "nochange", text: "this robot cannot change an answer"}));
+      return;
+    }
+    const change = act("change", "Change answer", "pick the right one", name);
+    change.setAttribute("aria-expanded", "false");
+    change.addEventListener("click", () => pick(change.closest("li"), true));
+    const undo = act("undo", "Withdraw", "not asked again", name);
+    undo.addEventListener("click", () => {
+      if (send({type: "undo", request_id: id})) changeSent(undo.closest("li"));
+    });
+    acts.append(change, undo);        // after a mis-tap Change is the one wanted: first, where the thumb goes
+  }
+  // The app found whether the robot takes changes: every answer's buttons follow (the questions are left alone)
+  function setChanges(on) {
+    if (on === robotChanges) return;
+    robotChanges = on;
+    for (const li of historyEl.children) {
+      const picker = $(".picker", li);
+      if (picker) picker.remove();
+      fillActs($(".acts", li), li.dataset.requestId, $(".name", li).textContent, !!$(".state.withdrawn", li) ||
+               Date.now() / 1000 - Number(li.dataset.at) >= undoS);
+    }
+    refresh();
   }
   // Change answer: the known classes as the question's buttons (one tap, as answering), "New class…" (typed) and
   // Cancel, under the answer; a second tap on Change closes them. A prompt asked to type a class's name instead.
@@ -655,7 +674,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
         break;
       case "classes": showClasses(m); break;
-      case "robot": robotOnline = m.online; setStatus(); break;
+      case "robot": robotOnline = m.online; setChanges(m.changes !== false); setStatus(); break;
       case "ok": toast("Sent: " + m.class_name, false); break;
       case "rename": toast(m.message, m.status !== "renamed"); break;   // the labeler's verdict, or its silence
       case "error": {

@@ -774,13 +774,13 @@ class LabelServer:
             else:   # a graph starts the app before the labeler: a warning then, and "again", at every launch
                 self.log.info("the labeler is reachable" if online else "no labeler is listening yet: answers "
                               "wait until one is")
-            self._spawn(self._broadcast({"type": "robot", "online": online}))
+            self._spawn(self._broadcast({"type": "robot", "online": online, "changes": self._changes}))
         self._reached = self._reached or online
 
     def _look_at_changes(self) -> None:
         """Whether the robot takes changes, looked at while it is online (offline, every answer's buttons are off
         anyway) and once its readers had ``CHANGES_SETTLE_S`` to be discovered (a robot's readers match one by one).
-        A change of mind redraws the pages: their answers' Change answer and Withdraw come or go."""
+        A change of mind goes to the pages: their answers' Change answer and Withdraw come or go."""
         if not self._online or time.monotonic() - self._online_since < CHANGES_SETTLE_S:
             return
         changes = bool(self.robot_takes_changes())
@@ -788,7 +788,7 @@ class LabelServer:
             self._changes = changes
             self.log.info("the robot %s", "takes changes of answers again" if changes else
                           "reads no label_correction: Change answer and Withdraw are off on the pages")
-            self._spawn(self._broadcast(self._snapshot()))
+            self._spawn(self._broadcast({"type": "robot", "online": self._online, "changes": changes}))
 
 
 ws_device: dict[int, str | None] = {}
