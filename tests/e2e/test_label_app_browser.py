@@ -122,6 +122,11 @@ def test_phone_answers_label_requests_over_the_bus(domain, tmp_path, phone):
             card.wait_for(state="detached")
             page.locator("#history li", has_text="bottle").wait_for()
             page.locator("#toast", has_text="Sent: bottle").wait_for()
+            # the test plays a labeler that reads no label_correction: once the app looked (2 s after the robot came
+            # online), the open page's answer says it cannot be changed, and has no Change answer or Withdraw
+            answered = page.locator("#history li", has_text="bottle")
+            answered.locator(".nochange", has_text="this robot cannot change an answer").wait_for()
+            assert answered.locator("button.change, button.undo").count() == 0
             # an answer to an unknown request: a clear error on the page, nothing sent
             page.evaluate("window.tinycl.send({type: 'answer', request_id: 'req-X', class_id: 4})")
             toast = page.locator("#toast.error", has_text="the robot is not asking this question (any more)")
