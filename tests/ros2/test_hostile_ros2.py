@@ -95,8 +95,8 @@ def test_broken_parameter_requests_change_nothing_and_crash_nothing(ros):
     """rclpy takes a node's own service requests itself (no ``raw=True`` there): a SetParameters request broken on the
     wire, as a peer on the domain can write it, reaches rclpy half filled in, as a broken message does. To the real
     learner under ``ros2 run``: a request with one whole parameter (one it has not) and one cut off, one whose name is
-    cut, and three whose parameter count says 10^5, 2^24 and 2^31 - 1. Each is answered (rmw_cyclonedds' reply topic), none changes
-    a parameter of the node, and the node runs on, small, without a traceback."""
+    cut, and three whose parameter count says 10^5, 2^24 and 2^31 - 1. Each is answered (rmw_cyclonedds' reply
+    topic), none changes a parameter of the node, and the node runs on, small, without a traceback."""
     from cyclonedds.core import Policy, Qos
     from cyclonedds.idl import make_idl_struct
     from cyclonedds.idl.types import array, int64, sequence, uint8, uint64
