@@ -204,6 +204,9 @@ def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_pat
         base = _app_base(tmp_path, qemu)
         asked = _wait("a question of the board on the page",
                       lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
+        # its first question can come before the app matched the board's label_answer reader: an answer is then
+        # refused ("the robot is unreachable"), as the page refuses it
+        _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
         assert _post(base, {"type": "answer", "request_id": asked["id"], "new_class_name": "sieben"})["type"] == "ok"
         item = _wait("the board's verdict", lambda: h if (h := {a["id"]: a for a in page_state(base, TOKEN)[
             "history"]}.get(asked["id"], {})).get("status", "sent") != "sent" else None, 30, qemu)
