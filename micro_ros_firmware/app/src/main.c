@@ -188,11 +188,14 @@ static char s_head_names[MAXC][NAME_CAP], s_glob_names[RX_CLASSES][NAME_CAP];
 static char s_pred_name[NAME_CAP], s_req_id[ID_CAP], s_empty[1] = "";
 static char s_hash[] = TINYCL_MODEL_SHA256, s_kind[] = TINYCL_HEAD_KIND, s_mono8[] = "mono8";
 static char s_reason[] = "low confidence";
-static char a_frame[NAME_CAP], a_req[ID_CAP], a_name[NAME_CAP], a_by[NAME_CAP];
-static char r_frame[NAME_CAP], r_req[ID_CAP], r_name[NAME_CAP], r_by[NAME_CAP]; /* rename_class */
+/* the strings a received LabelAnswer is decoded into (label_answer, rename_class, label_correction) */
+typedef struct {
+    char frame[NAME_CAP], req[ID_CAP], name[NAME_CAP], by[NAME_CAP];
+} answer_rx_t;
+static answer_rx_t rx_answer_buf, rx_rename_buf;
 #if !TINYCL_APP_LATENT
 static tinycl_nodes__msg__LabelAnswer m_correction;
-static char c_frame[NAME_CAP], c_req[ID_CAP], c_name[NAME_CAP], c_by[NAME_CAP]; /* label_correction */
+static answer_rx_t rx_correction_buf;
 static rcl_subscription_t sub_correction;
 #endif
 static char g_frame_id[NAME_CAP], g_kind[NAME_CAP], g_hash[HASH_CAP];
@@ -299,22 +302,21 @@ static const char *name_problem(const rosidl_runtime_c__String *s) {
     return why;
 }
 
+/* A LabelAnswer's strings into b (rx_str). */
+static void rx_answer(tinycl_nodes__msg__LabelAnswer *m, answer_rx_t *b) {
+    rx_str(&m->header.frame_id, b->frame, NAME_CAP);
+    rx_str(&m->request_id, b->req, ID_CAP);
+    rx_str(&m->new_class_name, b->name, NAME_CAP);
+    rx_str(&m->answered_by, b->by, NAME_CAP);
+}
+
 /* The receive buffers, each string's first byte RX_UNREAD (rx_str): at start-up and before each take. Every string and
  * sequence has its capacity (without it the message is never delivered). */
 static void rx_buffers(void) {
-    rx_str(&m_answer.header.frame_id, a_frame, NAME_CAP);
-    rx_str(&m_answer.request_id, a_req, ID_CAP);
-    rx_str(&m_answer.new_class_name, a_name, NAME_CAP);
-    rx_str(&m_answer.answered_by, a_by, NAME_CAP);
-    rx_str(&m_rename.header.frame_id, r_frame, NAME_CAP);
-    rx_str(&m_rename.request_id, r_req, ID_CAP);
-    rx_str(&m_rename.new_class_name, r_name, NAME_CAP);
-    rx_str(&m_rename.answered_by, r_by, NAME_CAP);
+    rx_answer(&m_answer, &rx_answer_buf);
+    rx_answer(&m_rename, &rx_rename_buf);
 #if !TINYCL_APP_LATENT
-    rx_str(&m_correction.header.frame_id, c_frame, NAME_CAP);
-    rx_str(&m_correction.request_id, c_req, ID_CAP);
-    rx_str(&m_correction.new_class_name, c_name, NAME_CAP);
-    rx_str(&m_correction.answered_by, c_by, NAME_CAP);
+    rx_answer(&m_correction, &rx_correction_buf);
 #endif
     rx_str(&m_global.header.frame_id, g_frame_id, NAME_CAP);
     rx_str(&m_global.kind, g_kind, NAME_CAP);
