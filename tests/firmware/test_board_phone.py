@@ -36,6 +36,7 @@ TOKEN = "pytest-board-phone-token-0123"
 NAME = 'Neun "vom Telefon" \\\\ eine Ziffer, die das Board nie gesehen hat'
 REPO = Path(__file__).resolve().parents[2]
 NO_CHANGE = "this robot cannot change or withdraw an answer it was given: nothing was sent"
+QUOTED_ID = 'rename "from a peer" \\ 1'    # a rename's id is any peer's
 
 
 def _post(base: str, payload: dict) -> dict:
@@ -134,16 +135,29 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
         # …which the board published on `classes`, latched: a reader that joins now gets the list (the page could also
         # have taken class 8 from a later question's buttons)
         lists: list = []
+        # and a rename from any peer, whose id holds quotes and a backslash: the board's verdict is JSON still
+        said: list = []
         bus = create_bus("phone_test", f"/{demo.DEVICE}/tinycl", backend="dds", dds_config="loopback")
         try:
             bus.create_subscription("classes", "ClassList", lists.append, LATCHED)
+            bus.create_subscription("label_status", "std_msgs/msg/String", lambda m: said.append(str(m.data)),
+                                    "reliable")
+            renames = bus.create_publisher("rename_class", "LabelAnswer", "reliable")
             deadline = time.monotonic() + 20
-            while not lists and time.monotonic() < deadline:
+            while not (lists and renames.get_subscription_count() and bus.count_publishers("label_status")) and \
+                    time.monotonic() < deadline:    # the board's rename reader, and its verdicts' writer, matched
+                bus.spin_once(0.1)
+            renames.publish(bus.msg("LabelAnswer")(request_id=QUOTED_ID, class_id=99, new_class_name="x",
+                                                   answered_by="phone_test"))
+            while not any("no such class" in s for s in said) and time.monotonic() < deadline + 10:
                 bus.spin_once(0.1)
         finally:
             bus.shutdown()
         assert lists and {int(c.id): str(c.name) for c in lists[-1].classes} == \
             {**{c: str(c) for c in range(8)}, 8: NAME}, lists[-1:]
+        verdict = json.loads(next(s for s in said if "no such class" in s))
+        assert (verdict["request_id"], verdict["status"], verdict["message"]) == \
+            (QUOTED_ID, "refused", "cannot rename class 99: no such class"), verdict
         # Rename on the phone: class 8 gets a short name, and the page's list follows the board's; another class
         # renamed to that name (case aside) is refused, in the board's words, as the labeler refuses it
         assert _post(base, {"type": "rename", "class_id": 8, "name": "neun"})["type"] == "ok"

@@ -179,7 +179,7 @@ static tinycl_nodes__msg__LabelRequest m_req;
 static std_msgs__msg__String m_status;
 static tinycl_nodes__msg__ClassList m_classes; /* the learner's classes (publish_head) */
 #define REASON_CAP 160u /* why an answer was refused, in words (label_status) */
-static char s_status[2 * NAME_CAP + 2 * REASON_CAP + 160]; /* a verdict on label_status: JSON, a name and a reason */
+static char s_status[2 * (ID_CAP + NAME_CAP + REASON_CAP) + 160]; /* a verdict (label_status): JSON, id, name, why */
 static float s_feat[F], s_req_feat[F], s_head_w[MAXC * F], s_head_b[MAXC];
 static float s_glob_w[RX_CLASSES * F], s_glob_b[RX_CLASSES];
 static uint8_t s_glob_state[1], s_head_state[1], s_req_pixels[PIX];
@@ -923,13 +923,14 @@ static void json_string(char *out, size_t cap, const char *s) {
  * "learned"): a label app shows a person's answer as learned, or refused and why, only when it comes. */
 static void say_verdict(const char *rid, const char *status, int32_t class_id, const char *name, const char *message,
                         int new_class) {
-    static char name_json[2 * NAME_CAP + 3], message_json[2 * REASON_CAP + 3];
+    static char rid_json[2 * ID_CAP + 3], name_json[2 * NAME_CAP + 3], message_json[2 * REASON_CAP + 3];
     if (n_pubs <= STATUS_PUB) return;
+    json_string(rid_json, sizeof rid_json, rid); /* a rename's id is any peer's: quotes in it stay inside the string */
     json_string(name_json, sizeof name_json, name);
     json_string(message_json, sizeof message_json, message);
     const int n = snprintf(s_status, sizeof s_status,
-                           "{\"request_id\": \"%s\", \"status\": \"%s\", \"class_id\": %ld, \"class_name\": %s, "
-                           "\"message\": %s%s}", rid, status, (long)class_id, name_json, message_json,
+                           "{\"request_id\": %s, \"status\": \"%s\", \"class_id\": %ld, \"class_name\": %s, "
+                           "\"message\": %s%s}", rid_json, status, (long)class_id, name_json, message_json,
                            new_class < 0 ? "" : new_class ? ", \"new_class\": true" : ", \"new_class\": false");
     m_status.data.data = s_status;
     m_status.data.size = (size_t)n < sizeof s_status ? (size_t)n : sizeof s_status - 1;
