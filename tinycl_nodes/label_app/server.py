@@ -631,8 +631,7 @@ class LabelServer:
 
     def _snapshot(self) -> dict[str, Any]:
         snap = self.store.snapshot(steady_wall.now())
-        snap.update(self.store.classes_view(), robot={"online": self._online, "changes": self._changes},
-                    undo_s=self.undo_s)
+        snap.update(self.store.classes_view(), robot=self._robot(), undo_s=self.undo_s)
         return snap
 
     async def _handle(self, payload: Any, peer: str | None) -> dict[str, Any]:
@@ -774,8 +773,12 @@ class LabelServer:
             else:   # a graph starts the app before the labeler: a warning then, and "again", at every launch
                 self.log.info("the labeler is reachable" if online else "no labeler is listening yet: answers "
                               "wait until one is")
-            self._spawn(self._broadcast({"type": "robot", "online": online, "changes": self._changes}))
+            self._spawn(self._broadcast({"type": "robot", **self._robot()}))
         self._reached = self._reached or online
+
+    def _robot(self) -> dict[str, bool]:
+        """What the pages know of the robot (in the snapshot and the ``robot`` message): reachable, takes changes."""
+        return {"online": self._online, "changes": self._changes}
 
     def _look_at_changes(self) -> None:
         """Whether the robot takes changes, looked at while it is online (offline, every answer's buttons are off
@@ -788,7 +791,7 @@ class LabelServer:
             self._changes = changes
             self.log.info("the robot %s", "takes changes of answers again" if changes else
                           "reads no label_correction: Change answer and Withdraw are off on the pages")
-            self._spawn(self._broadcast({"type": "robot", "online": self._online, "changes": changes}))
+            self._spawn(self._broadcast({"type": "robot", **self._robot()}))
 
 
 ws_device: dict[int, str | None] = {}
