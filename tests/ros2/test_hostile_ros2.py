@@ -91,25 +91,24 @@ def test_hostile_messages_over_ros2_change_nothing_the_launched_graph_learns(ros
     assert clean.shape == ref.shape and int((clean == ref).sum()) == ref.size
 
 
-def test_broken_parameter_requests_change_nothing_and_crash_nothing(ros):
-    """rclpy takes a node's own service requests itself (no ``raw=True`` there): a SetParameters request broken on the
-    wire, as a peer on the domain can write it, reaches rclpy half filled in, as a broken message does. To the real
-    learner under ``ros2 run``: a request with one whole parameter (one it has not) and one cut off, one whose name is
-    cut, and three whose parameter count says 10^5, 2^24 and 2^31 - 1. Each is answered (rmw_cyclonedds' reply
-    topic), none changes a parameter of the node, and the node runs on, small, without a traceback."""
-    from cyclonedds.core import Policy, Qos
+def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_and_crash_nothing(ros):
+    """rclpy takes a node's own service requests itself (no ``raw=True`` there): a request broken on the wire, as a
+    peer on the domain can write it, reaches rclpy half filled in, as a broken message does. To the real learner
+    under ``ros2 run``:
+
+    - SetParameters: a request with one whole parameter (one it has not) and one cut off, one whose name is cut, and
+      three whose parameter count says 10^5, 2^24 and 2^31 - 1;
+    - ChangeState, the lifecycle's: transitions the active node does not have, as ``ros2 service call`` sends them
+      (id 99; configure's id; an unknown label), and on the wire, a label cut short and one whose length says
+      2^31 - 1. The first killed the node: rclpy raised out of its own callback, through the executor.
+
+    Each is answered (rmw_cyclonedds' reply topic; ``success: false`` for the transitions), none changes a parameter
+    or the lifecycle state, and the node runs on, small, without a traceback; a transition it has is then taken."""
     from cyclonedds.idl import make_idl_struct
-    from cyclonedds.idl.types import array, int64, sequence, uint8, uint64
-    from cyclonedds.pub import DataWriter
-    from cyclonedds.sub import DataReader
-    from cyclonedds.topic import Topic
-    from cyclonedds.util import duration
+    from cyclonedds.idl.types import sequence
 
     result = make_idl_struct("Result", "rcl_interfaces::msg::dds_::SetParametersResult_",
                              {"successful": bool, "reason": str})
-    # rmw_cyclonedds' request header first (the client, the request's number), then the reply
-    reply = make_idl_struct("Reply", "rcl_interfaces::srv::dds_::SetParameters_Response_",
-                            {"guid": uint64, "seq": int64, "results": sequence[result]})
     # one parameter the learner does not have, as rclpy serializes a request (without CDR's encapsulation header)
     one = bytes.fromhex(ros.run("python3", "-c", (
         "from rclpy.serialization import serialize_message as s\n"
@@ -117,9 +116,12 @@ def test_broken_parameter_requests_change_nothing_and_crash_nothing(ros):
         "from rcl_interfaces.msg import Parameter as P, ParameterValue as V\n"
         "print(s(S.Request(parameters=[P(name='not_a_parameter', value=V(type=3, double_value=2.5))])).hex())"
     )).stdout.strip())[4 + 4:]
-    requests = {"a whole parameter, then one cut off": struct.pack("<I", 2) + one,
-                "a name cut short": struct.pack("<I", 1) + struct.pack("<I", 40) + b"publish",
-                **{f"a count of {n}": struct.pack("<I", n) + one for n in (10**5, 2**24, 2**31 - 1)}}
+    set_parameters = {"a whole parameter, then one cut off": struct.pack("<I", 2) + one,
+                      "a name cut short": struct.pack("<I", 1) + struct.pack("<I", 40) + b"publish",
+                      **{f"a count of {n}": struct.pack("<I", n) + one for n in (10**5, 2**24, 2**31 - 1)}}
+    # lifecycle_msgs/Transition: uint8 id, then the label (CDR: aligned to 4)
+    change_state = {"a label cut short": bytes([0, 0, 0, 0]) + struct.pack("<I", 40) + b"activat",
+                    "a label of 2^31 - 1 bytes": bytes([0, 0, 0, 0]) + struct.pack("<I", 2**31 - 1) + b"deactivate"}
     args = ("--ros-args", "-r", "__ns:=/wf", "-p", "preset:=supervised", "-p", "autostart:=true",
             "-p", f"state_dir:={ros.tmp / 'state'}")
     learner = ros.start("ros2", "run", "tinycl_nodes", "learner", *args, name="learner")
@@ -127,37 +129,66 @@ def test_broken_parameter_requests_change_nothing_and_crash_nothing(ros):
     try:
         ros.wait_until("the learner", lambda: "/wf/learner" in ros.node_list(), 60)
         before = ros.run("ros2", "param", "dump", "/wf/learner").stdout
-        reliable = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(16))
-        replies = DataReader(bus.participant, Topic(bus.participant, "rr/wf/learner/set_parametersReply", reply),
-                             qos=reliable)
-        got: dict[int, object] = {}
-        for seq, body in enumerate(requests.values(), 1):
-            raw = struct.pack("<Qq", 0x7C1, seq) + body
-            raw += b"\0" * (-len(raw) % 4)
-
-            # the bytes as they are: a fixed array has no length of its own
-            request = make_idl_struct("Request", "rcl_interfaces::srv::dds_::SetParameters_Request_",
-                                      {"raw": array[uint8, len(raw)]})
-            writer = DataWriter(bus.participant, Topic(bus.participant, "rq/wf/learner/set_parametersRequest",
-                                                       request), qos=reliable)
-            ros.wait_until("the learner's request reader", lambda: writer.get_matched_subscriptions(), 20, 0.05)
-            writer.write(request(raw=list(raw)))
-            ros.wait_until(f"the reply to {seq}", lambda: got.update({r.seq: r for r in replies.take(16)})
-                           or seq in got, 30, 0.1)
+        got = _raw_requests(ros, bus, "set_parameters", "rcl_interfaces::srv::dds_::SetParameters",
+                            {"results": sequence[result]}, list(set_parameters.values()))
+        said = [ros.run("ros2", "service", "call", "/wf/learner/change_state", "lifecycle_msgs/srv/ChangeState",
+                        req, timeout_s=30).stdout.strip().splitlines()[-1]
+                for req in ("{transition: {id: 99}}", "{transition: {id: 1}}", "{transition: {label: nonsense}}")]
+        changed = _raw_requests(ros, bus, "change_state", "lifecycle_msgs::srv::dds_::ChangeState", {"success": bool},
+                                list(change_state.values()))
         after = ros.run("ros2", "param", "dump", "/wf/learner").stdout
+        state = ros.run("ros2", "lifecycle", "get", "/wf/learner").stdout.strip()
         peak_kb = max(int(ln.split()[1]) for p in _process_tree(learner.proc.pid)
                       for ln in Path(f"/proc/{p}/status").read_text().splitlines() if ln.startswith("VmHWM"))
+        deactivated = ros.run("ros2", "lifecycle", "set", "/wf/learner", "deactivate").stdout.strip()
+        state_then = ros.run("ros2", "lifecycle", "get", "/wf/learner").stdout.strip()
     finally:
         bus.shutdown()
-    assert sorted(got) == list(range(1, len(requests) + 1)), sorted(got)
     # seen: the cut-off parameter reaches rclpy nameless and unset, which it answers "successful" (it sets nothing);
     # the counts past the end come as no parameter at all (rmw_cyclonedds sized nothing for them)
     assert [r.successful for r in got[1].results] == [False, True] and [len(got[k].results) for k in (3, 4, 5)] == \
         [0, 0, 0], {k: v.results for k, v in got.items()}
     assert after == before and "preset: supervised" in before, (before, after)
+    assert said == ["lifecycle_msgs.srv.ChangeState_Response(success=False)"] * 3, said
+    assert [changed[k].success for k in sorted(changed)] == [False, False], changed
+    assert state == "active [3]" and deactivated == "Transitioning successful" and state_then == "inactive [2]", \
+        (state, deactivated, state_then)
     assert peak_kb < 1024 * 1024, peak_kb
     assert learner.proc.poll() is None and "Traceback" not in learner.text, learner.text[-3000:]
+    assert ("change_state: transition 99 refused: from active the transitions are deactivate (4), shutdown (7)"
+            in learner.text), learner.text[-3000:]
     assert learner.stop() == 0
+
+
+def _raw_requests(ros, bus, service: str, srv_type: str, reply_fields: dict, bodies: list[bytes]) -> dict[int, object]:
+    """Send each of ``bodies`` (a request's CDR without its encapsulation header) to the learner's ``service`` as it
+    stands, with rmw_cyclonedds' request header (the client, the request's number), and take the replies by number.
+    Cyclone DDS for Python refuses to write bytes that do not deserialize as their type; a struct with one fixed
+    array of octets serializes to exactly those bytes, under the request's type name."""
+    from cyclonedds.core import Policy, Qos
+    from cyclonedds.idl import make_idl_struct
+    from cyclonedds.idl.types import array, int64, uint8, uint64
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    reply = make_idl_struct("Reply", f"{srv_type}_Response_", {"guid": uint64, "seq": int64, **reply_fields})
+    reliable = Qos(Policy.Reliability.Reliable(duration(seconds=1)), Policy.History.KeepLast(16))
+    replies = DataReader(bus.participant, Topic(bus.participant, f"rr/wf/learner/{service}Reply", reply), qos=reliable)
+    got: dict[int, object] = {}
+    for seq, body in enumerate(bodies, 1):
+        raw = struct.pack("<Qq", 0x7C1, seq) + body
+        raw += b"\0" * (-len(raw) % 4)
+        request = make_idl_struct("Request", f"{srv_type}_Request_", {"raw": array[uint8, len(raw)]})
+        writer = DataWriter(bus.participant, Topic(bus.participant, f"rq/wf/learner/{service}Request", request),
+                            qos=reliable)
+        ros.wait_until(f"the learner's {service} reader", lambda: writer.get_matched_subscriptions(), 20, 0.05)
+        writer.write(request(raw=list(raw)))
+        ros.wait_until(f"the reply to {service} {seq}", lambda: got.update({r.seq: r for r in replies.take(16)})
+                       or seq in got, 30, 0.1)
+    assert sorted(got) == list(range(1, len(bodies) + 1)), sorted(got)
+    return got
 
 
 def _process_tree(pid: int) -> list[int]:

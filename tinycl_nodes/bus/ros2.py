@@ -54,6 +54,27 @@ def _managed_node_class() -> type:
     class ManagedNode(LifecycleNode):
         hooks: Hooks
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            take = self._service_change_state.callback
+            self._service_change_state.callback = lambda req, resp: self._change_state(take, req, resp)
+
+        def _change_state(self, take: Callable[[Any, Any], Any], req: Any, resp: Any) -> Any:
+            """``change_state`` to a transition the current state does not have (``ros2 service call
+            …/change_state lifecycle_msgs/srv/ChangeState "{transition: {id: 1}}"`` while active, or id 99) raised
+            out of rclpy's own callback, through the executor, and the node died: one line now, and the answer
+            ``success: false``. rclpy refused an unknown label itself, without a word."""
+            t = req.transition
+            can = [(d[0], d[1]) for d in self._state_machine.available_transitions]
+            if not any(t.label == label if t.label else t.id == tid for tid, label in can):
+                asked = f"{t.label[:64]!r}" if t.label else f"{t.id}"
+                self.get_logger().error(
+                    f"change_state: transition {asked} refused: from {self._state_machine.current_state[1]} the "
+                    f"transitions are {', '.join(f'{label} ({tid})' for tid, label in can) or 'none'}")
+                resp.success = False
+                return resp
+            return take(req, resp)
+
         def _run(self, name: str) -> TransitionCallbackReturn:
             hook = self.hooks.get(name)
             if hook is None:
