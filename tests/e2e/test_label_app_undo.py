@@ -9,7 +9,9 @@ as "refused" on a red toast, with Undo and Change back — the person believed t
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 from typing import Any
 
@@ -180,3 +182,42 @@ def test_a_change_the_labeler_refuses_leaves_the_answer_as_it_stood(domain, tmp_
     assert (item["status"], item["class_id"], item["class_name"]) == ("learned", 0, "walking"), item
     assert item["message"] == "change refused: the robot no longer holds this answer: it cannot be changed any more"
     assert [s["status"] for s in r.status if s["request_id"] == rid] == ["learned", "refused"]
+
+
+def test_a_change_the_robot_does_not_judge_is_said_and_its_late_verdict_counts(domain, tmp_path, phone):
+    """A change the labeler never judged (it was paused, the message lost, or it reads no label_correction) left the
+    answer saying "sent, waiting for the robot", its buttons off, for good. Now, past ``reply_s``, the answer shows
+    as the labeler last held it, says there was no word, and has its buttons back; the verdict, when it comes, counts.
+    The real labeler is paused (SIGSTOP) for the change and resumed (SIGCONT) after the app gave up on it."""
+    from tests.e2e.conftest import answer, ask, open_phone
+
+    with robot(domain, tmp_path, "reply_s:=2") as r:
+        page = open_phone(phone, r)
+        ask(r, 1)
+        rid, item = answer(page, 0)
+        said = lambda: [(s["status"], s["class_name"]) for s in r.status if s["request_id"] == rid]   # noqa: E731
+        assert spin_until(r.bus, lambda: said() == [("learned", "walking")], 10), said()
+        time.sleep(0.8)                                                 # the new answer's buttons settle
+        item.locator("button.change").tap()
+        time.sleep(0.8)
+        os.kill(r.labeler.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            item.locator('.picker button.cls[data-class-id="1"]').tap()
+            item.locator(".state", has_text="sent, waiting for the robot").wait_for(timeout=5_000)
+            assert "busy" in item.get_attribute("class") and item.locator(".name").inner_text() == "seated"
+            state = item.locator(".state.unanswered")
+            state.wait_for(timeout=10_000)
+            waited = time.monotonic() - t0
+            assert state.inner_text() == "no word from the robot: the change to seated may not have been made"
+            assert item.locator(".name").inner_text() == "walking"     # as the labeler last said it holds it
+            assert "busy" not in (item.get_attribute("class") or "") and item.locator("button.change").is_enabled()
+            assert page.locator("#toast").inner_text() == ("No word from the robot: the change to seated may not "
+                                                           "have been made")
+            assert 1.5 < waited < 8, waited
+            assert said() == [("learned", "walking")]
+        finally:
+            os.kill(r.labeler.proc.pid, signal.SIGCONT)
+        item.locator(".state", has_text="learned").wait_for(timeout=15_000)    # the late verdict
+        assert item.locator(".name").inner_text() == "seated" and item.locator(".state").inner_text() == "learned"
+        assert spin_until(r.bus, lambda: said() == [("learned", "walking"), ("learned", "seated")], 10), said()

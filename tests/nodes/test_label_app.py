@@ -645,11 +645,11 @@ def test_what_the_robot_knows_drops_the_pictures_of_changed_and_withdrawn_answer
 def test_a_rename_is_checked_for_form_only_and_a_silent_labeler_is_said():
     """The app checks that a rename is well formed (nothing is sent otherwise); whether the class exists and the
     name is free is the labeler's verdict (tests/nodes/test_label_app_rename.py). No verdict within
-    ``rename_reply_s``: the pages are told so, on the same red toast as a refusal."""
+    ``reply_s``: the pages are told so, on the same red toast as a refusal."""
     renames = []
     with serving(None) as (server, _):
         server.on_rename = lambda rid, cid, name: renames.append((rid, cid, name))
-        server.store.rename_reply_s = 0.3
+        server.store.reply_s = 0.3
         base = f"http://127.0.0.1:{server.port}"
 
         async def go():
@@ -1128,3 +1128,91 @@ def test_the_phone_forgotten_past_64_is_the_one_used_longest_ago_and_a_second_sc
         server.stop()
     saved = Pairing(tmp_path).devices                        # the order outlives the app
     assert max(saved, key=lambda d: saved[d]["seen_n"]) == mine
+
+
+def test_a_change_waits_to_know_the_robot_takes_changes_and_one_never_judged_is_said(caplog):
+    """Whether the robot reads ``label_correction`` is looked at once it has been online ``CHANGES_SETTLE_S`` (its
+    readers match one by one). A change sent before that went out as if it did: to a board's latent app, which reads
+    none, it was never judged, and the answer stayed "sent, waiting" with its buttons off. Now the change waits out
+    the rest of the 2 s and is refused. And a change no verdict comes for within ``reply_s`` shows the answer as the
+    labeler last held it, "unanswered", its buttons back; a verdict that comes later still counts."""
+    from tinycl_nodes.label_app.server import CHANGES_SETTLE_S
+
+    undone, robot = [], {"online": True, "changes": True}
+    with serving(None) as (server, sent):
+        server.on_undo = lambda old, new: undone.append((old.request_id, new and new.class_id))
+        server.robot_online = lambda: robot["online"]
+        server.robot_takes_changes = lambda: robot["changes"]
+        server.store.reply_s = 0.5
+        server.submit_request(_request("a"))
+        base = f"http://127.0.0.1:{server.port}"
+
+        async def state() -> dict:
+            async with aiohttp.ClientSession(headers={"X-Tinycl-Token": TOKEN}) as s:
+                async with s.get(base + "/api/state") as r:
+                    return await r.json()
+
+        async def until(what) -> dict:
+            for _ in range(200):
+                if what(doc := await state()):
+                    return doc
+                await asyncio.sleep(0.02)
+            raise AssertionError(doc)
+
+        async def go():
+            async with paired_socket(base) as (s, ws):
+                await until(lambda d: d["pending"])
+                await ws.send_json({"type": "answer", "request_id": "a", "class_id": 0})
+                assert (await _next(ws, "ok"))["class_name"] == "zero"
+                server.submit(server.on_status, {"request_id": "a", "status": "learned", "class_id": 0,
+                                                 "class_name": "zero"})
+                assert (await _next(ws, "answered"))["item"]["status"] == "learned"
+                # the robot goes and comes back as one that reads no label_correction (a board's latent app)
+                robot["online"], robot["changes"] = False, False
+                await until(lambda d: not d["robot"]["online"])
+                robot["online"] = True
+                doc = await until(lambda d: d["robot"]["online"])
+                assert doc["robot"]["changes"], "the app changed its mind before its look"
+                t0 = time.monotonic()
+                await ws.send_json({"type": "undo", "request_id": "a", "class_id": 3})
+                refused = await _next(ws, "error")
+                waited = time.monotonic() - t0
+                assert refused["message"] == ("this robot cannot change or withdraw an answer it was given: "
+                                              "nothing was sent"), refused
+                assert undone == [] and 0.5 < waited < CHANGES_SETTLE_S + 1, waited
+                assert not (await state())["robot"]["changes"]
+                # back as a robot that takes changes, which does not judge this one (paused, the message lost)
+                robot["online"], robot["changes"] = False, True
+                await until(lambda d: not d["robot"]["online"])
+                robot["online"] = True
+                await until(lambda d: d["robot"]["online"])
+                await ws.send_json({"type": "undo", "request_id": "a", "class_id": 3})
+                item = (await _next(ws, "answered"))["item"]        # the pages hear of it before the reply
+                assert (item["status"], item["class_id"]) == ("sent", 3)
+                assert (await _next(ws, "ok"))["class_name"] == "changed to three"
+                assert undone == [("a", 3)]
+                t0 = time.monotonic()
+                item = (await _next(ws, "answered"))["item"]
+                assert (item["status"], item["class_id"], item["class_name"], item["message"]) == (
+                    "unanswered", 0, "zero", "the change to three may not have been made"), item
+                assert time.monotonic() - t0 > 0.3
+                # a second change while unjudged; then the first one's verdict comes late and counts
+                await ws.send_json({"type": "undo", "request_id": "a"})
+                assert (await _next(ws, "answered"))["item"]["status"] == "withdrawn"
+                assert (await _next(ws, "ok"))["class_name"] == "answer withdrawn"
+                assert server.store.answered["a"].before["status"] == "learned"     # as the labeler last held it
+                server.submit(server.on_status, {"request_id": "a", "status": "withdrawn"})
+                item = (await _next(ws, "answered"))["item"]
+                assert (item["status"], item["message"]) == ("withdrawn", "")
+                await asyncio.sleep(0.8)                        # past reply_s: judged, nothing more is said
+                assert server.store.answered["a"].status == "withdrawn"
+                await ws.send_json({"type": "ping"})
+                said = [await ws.receive_json(timeout=5)]
+                while said[-1]["type"] != "pong":
+                    said.append(await ws.receive_json(timeout=5))
+                assert "answered" not in [m["type"] for m in said], said
+
+        with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
+            _run(go())
+    assert undone == [("a", 3), ("a", None)]
+    assert "request a: no verdict from the labeler in 0.5 s on the change to three" in caplog.text

@@ -43,6 +43,7 @@ class Robot:
         bus.create_subscription("label_status", "std_msgs/msg/String", lambda m: self.status.append(json.loads(m.data)),
                                 "reliable")
         self.stamp = time.time_ns()
+        self.labeler: Any = None        # its NodeProcess, where robot() started it
 
     def learn(self, cls: int, n: int = 2) -> None:
         """Labelled samples of ``cls``: the labeler passes them on ``labeled`` with the class name, the app hears it."""
@@ -103,6 +104,7 @@ def robot(domain: int, tmp_path, *app_params: str) -> Iterator[Robot]:
         with labeler_node(domain, tmp_path) as labeler, app_node(domain, tmp_path, *app_params) as app:
             port = re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
             r = Robot(bus, f"http://127.0.0.1:{port}")
+            r.labeler = labeler
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
             r.wait_online()
             yield r

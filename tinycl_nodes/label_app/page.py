@@ -77,7 +77,7 @@ h2 { font-size:1rem; color:var(--mute); margin:1.6rem .2rem .5rem; font-weight:6
   border:1px solid var(--line); border-radius:10px; margin-bottom:.4rem; font-size:.92rem; }
 #history .txt { flex:1; min-width:8rem; }
 #history .state { display:block; color:var(--mute); font-size:.8rem; }
-#history .state.refused { color:var(--err-ink); font-weight:600; }
+#history .state.refused, #history .state.unanswered { color:var(--err-ink); font-weight:600; }
 #history .acts { display:flex; gap:.4rem; }
 #history .acts small { display:block; font-size:.75rem; color:var(--mute); }
 #history .acts button, .alt button { min-height:48px; min-width:48px; background:var(--bg); color:var(--ink); border:2px solid var(--line); font-size:.9rem; }
@@ -417,7 +417,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       if (typing && next) $("input[name=new]", next).focus();
     }
   }
-  const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn"};
+  const STATE = {sent: "sent, waiting for the robot", learned: "learned", refused: "refused", withdrawn: "withdrawn",
+                 unanswered: "no word from the robot"};
   // An answer's two ways back, each saying what it does on the button: "Undo" withdrew the answer and the question with
   // it (nothing learned, never asked again), where a person after a mis-tap wanted Change (the right class).
   const ACTS = {change: "Change the answer ", undo: "Withdraw the answer "};
@@ -671,6 +672,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       case "remove": removeRequest(m.id, m.why); break;
       case "answered": addHistory(m.item, false);
         if (m.item.status === "refused") toast("The robot refused " + m.item.class_name + ": " + m.item.message, true);
+        else if (m.item.status === "unanswered") toast("No word from the robot: " + m.item.message, true);
         else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
         break;
       case "classes": showClasses(m); break;

@@ -55,6 +55,7 @@ COOKIE = "tinycl_phone"
 MAX_JSON_DEPTH = 32
 DEVICE = web.RequestKey("device", str)
 MAX_WS_TEXT = 4096          # an answer is ~100 bytes; more is malformed
+UNREACHABLE = "the robot is unreachable: nothing was sent, try again when it is back"
 CHANGES_SETTLE_S = 2.0      # a robot online this long has all its readers matched: does one read label_correction?
 RESEND_AFTER_S = 5.0        # a request answered longer ago than this and asked again: the answer is re-sent
 SECURITY_HEADERS = {
@@ -382,9 +383,13 @@ class LabelServer:
                     self.log.info("request %s expired unanswered", rid)
                     await self._broadcast({"type": "remove", "id": rid, "why": "expired"})
                 for rename in self.store.unanswered_renames(steady_wall.now()):
-                    self.log.warning("rename %s: no answer from the labeler in %.0f s", rename.request_id,
-                                     self.store.rename_reply_s)
+                    self.log.warning("rename %s: no answer from the labeler in %g s", rename.request_id,
+                                     self.store.reply_s)
                     await self._broadcast(rename.public())
+                for a in self.store.unanswered_changes(steady_wall.now()):
+                    self.log.warning("request %s: no verdict from the labeler in %g s on %s", a.request_id,
+                                     self.store.reply_s, a.message.removesuffix(" may not have been made"))
+                    await self._broadcast({"type": "answered", "item": history_item(a)})
                 if self.pairing.load():     # changed on disk (`tinycl pair --revoke`): drop unpaired phones
                     for ws in list(self.clients):
                         dev = ws_device.get(id(ws))
@@ -649,7 +654,7 @@ class LabelServer:
             return self._malformed(peer, f"unknown field(s) {', '.join(sorted(map(str, unknown)))[:80]}", rid)
         try:
             if not self._online:
-                raise AnswerError("the robot is unreachable: nothing was sent, try again when it is back")
+                raise AnswerError(UNREACHABLE)
             if kind == "skip":
                 return await self._skip(rid, payload.get("why"))
             if kind == "rename":
@@ -676,7 +681,7 @@ class LabelServer:
 
     def _rename(self, class_id: Any, name: Any) -> dict[str, Any]:
         """Send a rename to the labeler, which owns class names: its verdict (renamed or refused, and why) reaches
-        the pages as a ``rename`` message when its label_status comes, or after ``rename_reply_s`` without one."""
+        the pages as a ``rename`` message when its label_status comes, or after ``reply_s`` without one."""
         if self.on_rename is None:
             raise AnswerError("renaming is not supported here")
         rename = self.store.check_rename(class_id, name)
@@ -698,6 +703,13 @@ class LabelServer:
 
     async def _undo(self, rid: Any, class_id: Any, new_name: Any) -> dict[str, Any]:
         """Change or withdraw an answer within ``undo_s``: the labeler and the learner apply it."""
+        settling = CHANGES_SETTLE_S - (time.monotonic() - self._online_since)
+        if settling > 0:    # a robot just online: whether it reads label_correction is known once its readers match
+            await asyncio.sleep(settling)
+            self.set_online(bool(self.robot_online()))
+            self._look_at_changes()
+            if not self._online:
+                raise AnswerError(UNREACHABLE)
         old = self.store.answered.get(rid) if isinstance(rid, str) else None
         if old is None:
             raise AnswerError("there is no answer to this question to change: nothing was sent")

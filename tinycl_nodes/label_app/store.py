@@ -28,7 +28,8 @@ from ..storage import write_atomic
 FORMAT, VERSION = "tinycl-label-app", 1
 MAX_ID = MAX_REQUEST_ID   # a request id is the labeler's: the same bound
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
-RENAME_REPLY_S = 10.0      # the labeler answers in milliseconds; past DDS's retransmits, still while the person looks
+REPLY_S = 10.0      # a verdict on a rename or a change: the labeler's comes in milliseconds; past DDS's retransmits,
+                    # still while the person looks
 WALL_CLOCK_FROM_S = 1_577_836_800.0   # 2020-01-01: an earlier stamp is no wall-clock time (a board without time sync
                                       # stamps its uptime, a bare script 0)
 
@@ -93,11 +94,12 @@ class Answer(PictureJson):
     class_name: str = ""           # what the page shows
     answered_by: str = ""
     answered_s: float = field(default_factory=steady_wall.now)
-    status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn
+    status: str = "sent"           # sent (waiting for the labeler) | learned | refused | withdrawn | unanswered
     message: str = ""              # the labeler's reason for a refusal
     picture: bytes | None = None   # the picture that was answered (the history's thumbnail)
     reason: str = ""
     before: dict[str, Any] | None = None   # the answer as it stood before a change the labeler has not judged yet
+    change_sent_s: float | None = None     # when that change was sent, until its verdict or ``reply_s`` without one
 
 
 @dataclass
@@ -135,7 +137,7 @@ class RequestStore:
     """Pending requests by id (oldest first), a short history of answers, remembered expired ids."""
 
     def __init__(self, ttl_s: float, history_size: int = 20, max_pending: int = 100,
-                 log: logging.Logger | None = None) -> None:
+                 log: logging.Logger | None = None, reply_s: float = REPLY_S) -> None:
         self.ttl_s = ttl_s
         self.max_pending = max_pending
         self.log = log or logging.getLogger("tinycl.label_app")
@@ -150,7 +152,7 @@ class RequestStore:
         self.examples: dict[int, list[str]] = {}
         self.predictions: deque[dict[str, Any]] = deque(maxlen=10)
         self.renames: OrderedDict[str, Rename] = OrderedDict()   # sent, verdict awaited (not saved: short-lived)
-        self.rename_reply_s = RENAME_REPLY_S
+        self.reply_s = reply_s      # a rename or a change without the labeler's verdict this long is said to be so
         self.dirty = False
 
     # requests ------------------------------------------------------------------------------------
@@ -309,8 +311,8 @@ class RequestStore:
         return r
 
     def unanswered_renames(self, now: float) -> list[Rename]:
-        """Renames the labeler did not answer within ``rename_reply_s``: no longer waited for."""
-        late = [r for r in self.renames.values() if now - r.sent_s >= self.rename_reply_s]
+        """Renames the labeler did not answer within ``reply_s``: no longer waited for."""
+        late = [r for r in self.renames.values() if now - r.sent_s >= self.reply_s]
         for r in late:
             del self.renames[r.request_id]
             r.status = "unanswered"
@@ -318,10 +320,13 @@ class RequestStore:
 
     def correct(self, old: Answer, new: Answer | None) -> None:
         """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an
-        example of the class it was (a change puts it under the new class once the labeler has learned it)."""
+        example of the class it was (a change puts it under the new class once the labeler has learned it). An
+        earlier change still unjudged keeps its ``before``: the answer as the labeler last said it holds it."""
         self._drop_example(old.request_id)
-        old.before = {"class_id": old.class_id, "new_class_name": old.new_class_name, "class_name": old.class_name,
-                      "status": old.status}
+        if old.before is None:
+            old.before = {"class_id": old.class_id, "new_class_name": old.new_class_name,
+                          "class_name": old.class_name, "status": old.status}
+        old.change_sent_s = steady_wall.now()
         if new is None:
             old.status, old.message = "withdrawn", ""
         else:
@@ -339,7 +344,7 @@ class RequestStore:
             a = self._answered_elsewhere(status)
         if a is None or what not in ("learned", "refused", "withdrawn"):
             return None
-        prior, a.before = a.before, None
+        prior, a.before, a.change_sent_s = a.before, None, None
         if what == "refused" and prior is not None:
             a.class_id, a.new_class_name, a.class_name = prior["class_id"], prior["new_class_name"], prior["class_name"]
             a.status, a.message = prior["status"], f"change refused: {str(status.get('message', ''))[:180]}"
@@ -361,6 +366,20 @@ class RequestStore:
             self._add_example(a)
         self.dirty = True
         return a
+
+    def unanswered_changes(self, now: float) -> list[Answer]:
+        """Changes and withdrawals the labeler did not judge within ``reply_s`` (a robot that reads no
+        label_correction, or a message lost): each answer shows again as the labeler last said it holds it, and
+        says that the change may not have been made. A verdict that comes later still counts (``before`` is kept)."""
+        late = [a for a in self.answered.values()
+                if a.before is not None and a.change_sent_s is not None and now - a.change_sent_s >= self.reply_s]
+        for a in late:
+            what = "the withdrawal" if a.status == "withdrawn" else f"the change to {a.class_name}"
+            a.class_id, a.new_class_name, a.class_name = (a.before["class_id"], a.before["new_class_name"],
+                                                          a.before["class_name"])
+            a.status, a.message, a.change_sent_s = "unanswered", f"{what} may not have been made", None
+            self.dirty = True
+        return late
 
     def _answered_elsewhere(self, status: dict[str, Any]) -> Answer | None:
         """A question still shown here that the labeler learned an answer to from elsewhere (``ros2 topic pub

@@ -38,7 +38,7 @@ from ..core.names import MAX_NAME_CHARS
 from ..label_app.pairing import Pairing, app_url, is_loopback, qr_text
 from ..images import picture_file
 from ..label_app.server import LabelServer, PortTakenError
-from ..label_app.store import MAX_ID, Answer, AnswerError, Pending, RequestStore, deadline
+from ..label_app.store import MAX_ID, REPLY_S, Answer, AnswerError, Pending, RequestStore, deadline
 from ..label_app.tls import ensure_certificate
 from .diagnostics import Status
 from .label_requests import NEW_CLASS, NO_CLASS, REQUEST_TTL_S
@@ -71,6 +71,9 @@ class LabelAppParams(NodeParams):
     plain_http: bool = Field(False, description="serve plain HTTP even when bound beyond 127.0.0.1 (not advised: "
                                                 "the pairing secret travels in clear)")
     undo_s: float = Field(120.0, ge=0, le=86400, description="seconds an answer can be changed or withdrawn")
+    reply_s: float = Field(REPLY_S, gt=0, le=3600, description="seconds the robot has to judge a change of an "
+                                                               "answer or a rename: past them the phone is told "
+                                                               "there was no word (a verdict later still counts)")
     tls_key: str | None = Field(None, description="the PEM private key of tls_cert")
     public_url: str | None = Field(None, description="base URL for the QR code (e.g. behind a NAT or a name)")
     request_ttl_s: float = Field(REQUEST_TTL_S, gt=0, description="a request not answered this long (seconds) after "
@@ -114,7 +117,8 @@ class LabelApp(Node):
         self.answer_pub = bus.create_publisher("label_answer", self.LabelAnswer, "reliable")
         self.correction_pub = bus.create_publisher("label_correction", self.LabelAnswer, "reliable")
         self.rename_pub = bus.create_publisher("rename_class", self.LabelAnswer, "reliable")
-        self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log)
+        self.store = RequestStore(params.request_ttl_s, params.history_size, params.max_pending, self.log,
+                                  params.reply_s)
         folder = Path(state_dir(params.state_dir, bus.namespace))
         state_path = folder / "label_app.json"
         if words := steady_wall.unshared_words():
