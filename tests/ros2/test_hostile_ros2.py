@@ -97,10 +97,11 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
     under ``ros2 run``:
 
     - SetParameters: a request with one whole parameter (one it has not) and one cut off, one whose name is cut, and
-      three whose parameter count says 10^5, 2^24 and 2^31 - 1;
+      three whose parameter count says 10^5, 2^24 and 2^31 - 1; and, as ``ros2 service call`` sends it, a value of
+      type 99 (also to SetParametersAtomically), which killed the node: rclpy raised in its own callback;
     - ChangeState, the lifecycle's: transitions the active node does not have, as ``ros2 service call`` sends them
       (id 99; configure's id; an unknown label), and on the wire, a label cut short and one whose length says
-      2^31 - 1. The first killed the node: rclpy raised out of its own callback, through the executor.
+      2^31 - 1. The first killed the node too.
 
     Each is answered (rmw_cyclonedds' reply topic; ``success: false`` for the transitions), none changes a parameter
     or the lifecycle state, and the node runs on, small, without a traceback; a transition it has is then taken."""
@@ -131,6 +132,10 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
         before = ros.run("ros2", "param", "dump", "/wf/learner").stdout
         got = _raw_requests(ros, bus, "set_parameters", "rcl_interfaces::srv::dds_::SetParameters",
                             {"results": sequence[result]}, list(set_parameters.values()))
+        typed = [ros.run("ros2", "service", "call", f"/wf/learner/{srv}", f"rcl_interfaces/srv/{kind}",
+                         "{parameters: [{name: preset, value: {type: 99}}]}", timeout_s=30).stdout.strip().splitlines()[-1]
+                 for srv, kind in (("set_parameters", "SetParameters"),
+                                   ("set_parameters_atomically", "SetParametersAtomically"))]
         said = [ros.run("ros2", "service", "call", "/wf/learner/change_state", "lifecycle_msgs/srv/ChangeState",
                         req, timeout_s=30).stdout.strip().splitlines()[-1]
                 for req in ("{transition: {id: 99}}", "{transition: {id: 1}}", "{transition: {label: nonsense}}")]
@@ -149,6 +154,10 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
     assert [r.successful for r in got[1].results] == [False, True] and [len(got[k].results) for k in (3, 4, 5)] == \
         [0, 0, 0], {k: v.results for k, v in got.items()}
     assert after == before and "preset: supervised" in before, (before, after)
+    assert typed == ["rcl_interfaces.srv.SetParameters_Response(results=[])",
+                     "rcl_interfaces.srv.SetParametersAtomically_Response(result=rcl_interfaces.msg.SetParametersResult("
+                     "successful=False, reason=''))"], typed
+    assert "learner/set_parameters: request refused: ValueError: 99 is not a valid Parameter.Type" in learner.text
     assert said == ["lifecycle_msgs.srv.ChangeState_Response(success=False)"] * 3, said
     assert [changed[k].success for k in sorted(changed)] == [False, False], changed
     assert state == "active [3]" and deactivated == "Transitioning successful" and state_then == "inactive [2]", \

@@ -47,6 +47,26 @@ def _all_acked(pub: Any) -> bool:
             and pub.wait_for_all_acked(Duration(nanoseconds=0)))
 
 
+def _guard_own_services(node: Node) -> None:
+    """rclpy's own services (parameters; a managed node's lifecycle) answer a peer's request in a callback that the
+    executor runs: one that raises ends the node's spin, and the node. Seen: a SetParameters whose value has type 99
+    (``ros2 service call …/set_parameters rcl_interfaces/srv/SetParameters "{parameters: [{name: preset, value:
+    {type: 99}}]}"``: ValueError in rclpy's ``Parameter.from_parameter_msg``). Any such request is now refused in
+    one line, and answered as far as rclpy had filled in the answer (a parameter it could not take is not set)."""
+    for srv in list(node.services):
+        srv.callback = _guarded_service(node, srv.srv_name, srv.callback)
+
+
+def _guarded_service(node: Node, name: str, take: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def guarded(req: Any, resp: Any) -> Any:
+        try:
+            return take(req, resp)
+        except Exception as exc:  # noqa: BLE001 - a peer's request: one line, the node stays up
+            node.get_logger().error(f"{name}: request refused: {type(exc).__name__}: {str(exc)[:200]}")
+            return resp
+    return guarded
+
+
 def _managed_node_class() -> type:
     """An rclpy LifecycleNode whose transition callbacks call the hooks given by the tinycl node."""
     from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -116,6 +136,7 @@ class Ros2Bus:
             rclpy.init(args=[sys.argv[0], *(args or [])])
         cls = _managed_node_class() if managed else Node
         self.node = cls(name, namespace=namespace)
+        _guard_own_services(self.node)
         if managed:
             self.node.hooks = {}
         self.managed = managed
