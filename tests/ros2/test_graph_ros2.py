@@ -292,9 +292,22 @@ def test_lifecycle_transitions_keep_state(ros, fp32_extractor):
                           name="learner again")
         line = again.wait_for_line("restored head (2 classes, 13 samples) from")
         assert re.search(r"and its journal \([23] messages learned again\)", line), line
+        # shutdown: finalized for good. The node went on learning under that state; now it saves and exits 0
+        ros.wait_until("the learner started again", lambda: "active" in ros.run("ros2", "lifecycle", "get", node,
+                                                                                check=False).stdout)
+        send(2)
+        ros.wait_until("15 samples learned", lambda: n_seen(15))
+        assert "Transitioning successful" in ros.run("ros2", "lifecycle", "set", node, "shutdown").stdout
+        assert again.wait(30) == 0
+        assert "shutdown: the node is finalized: saving its state and exiting" in again.text, again.text[-2000:]
+        last = ros.start("ros2", "run", "tinycl_nodes", "learner", "--ros-args", "-r", "__ns:=/lc",
+                         "-p", f"state_dir:={state}", "-p", "preset:=supervised", "-p", "autostart:=true",
+                         name="learner last")
+        line = last.wait_for_line("restored head (2 classes, ")
+        assert "restored head (2 classes, 15 samples) from" in line and "journal" not in line, line  # saved, not replayed
     finally:
         bus.shutdown()
-    assert again.stop() == 0
+    assert last.stop() == 0
 
 
 def test_mixed_graph_rclpy_dds_and_board_learns_identically(ros, reference):

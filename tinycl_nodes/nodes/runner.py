@@ -633,7 +633,7 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         elif node.managed:
             bus.set_lifecycle_hooks({"configure": node.configure, "activate": node.activate,
                                      "deactivate": node.deactivate, "cleanup": node.cleanup,
-                                     "shutdown": lambda: None})
+                                     "shutdown": lambda: _finalize(node, bus)})
             if getattr(params, "autostart", False) and not bus.bring_up():
                 return USER_ERROR
         node.run()
@@ -653,6 +653,15 @@ def run_node(node_cls: type[Node], default_name: str, argv: list[str] | None = N
         # stopping the graph as this node ends by itself): not killed by it on the way out
         stop.restore(ignore=process)
     return 0
+
+
+def _finalize(node: Node, bus: Any) -> None:
+    """``ros2 lifecycle set … shutdown``: ROS 2 has no way back from *finalized*. The node went on learning and
+    publishing under that state; now it stops handling messages, and its process saves its state and exits 0 (a
+    launch then says the node stopped on purpose and goes on without it)."""
+    node.active = False
+    bus.logger.info("shutdown: the node is finalized: saving its state and exiting")
+    bus.request_stop()
 
 
 #: what stops a node, and a launcher (``launcher.StopSignals``): Ctrl-C (and ``ros2 launch``'s SIGINT), SIGTERM
