@@ -9,8 +9,8 @@ seconds and restarted mid-run and the board reconnects and keeps learning; its p
 identical to the host build of the same C core replaying the same stream and events; bad input (an
 answer to an unknown request, a global head of another extractor, one larger than the board's buffers)
 is one board log line and dropped, and so is each message broken on the wire that rclpy (ROS 2's python,
-tests/ros2/wire_faults.py) sends it through the agent: an answer and a global head cut in half, or with a length
-of 2^31 - 1; and so is each whole message with a class name no node keeps (longer than 256 bytes, more than 64
+tests/ros2/wire_faults.py) sends it through the agent: an answer, a change of an answer, a rename and a global head
+cut in half, or with a length of 2^31 - 1; and so is each whole message with a class name no node keeps (longer than 256 bytes, more than 64
 characters, not UTF-8, a control character).
 The global head comes from a real fleet round with the board as one device (``--fleet``): its mqtt_bridge node takes
 the board's head over a TLS mosquitto (one identity per device) to the aggregator, which merges it with two peer
@@ -85,9 +85,11 @@ def test_board_joins_the_graph_through_the_real_agent(tmp_path, data_dir, robot_
     # and each message broken on the wire (rclpy's bytes, through the agent): one line, dropped — none applied (the
     # answers and the global head the board applied are counted above, its predictions equal the host build's)
     assert r["wire_faults_sent"]["faults"] == {
-        "label_answer cut in half": 1, "label_answer request id length past the end": 1, "global_head cut in half": 1,
+        "label_answer cut in half": 1, "label_answer request id length past the end": 1,
+        "label_correction cut in half": 1, "label_correction request id length past the end": 1,
+        "rename_class cut in half": 1, "rename_class name length past the end": 1, "global_head cut in half": 1,
         "global_head weight count past the end": 1}, r
-    assert r["could_not_be_decoded_before_the_outage"] == 1 + 4, r["board_log_refusals"]
+    assert r["could_not_be_decoded_before_the_outage"] == 1 + 8, r["board_log_refusals"]
     # whole messages with a class name no node keeps (core.names): one line each naming what is wrong, dropped
     assert len(r["wire_faults_sent"]["names"]) == r["name_refusals_before_the_outage"] == 4, r["board_log_refusals"]
     assert f"the new class's name is longer than {MAX_NAME_BYTES} bytes" in refusals

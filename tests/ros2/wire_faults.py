@@ -15,10 +15,11 @@ one JSON line: ``{"whole": 6, "faults": {fault: count}}``. The faults (each one 
 - ``a sequence length past the end``: the feature count made 2^31 - 1 (taken as a message, rclpy copied 8 GB);
 - ``a string without its NUL``: the name's terminating NUL made a letter.
 
-``board``: what a micro-ROS board subscribes, once both its readers matched (through the agent): a LabelAnswer on
-``label_answer`` cut in half and one whose request id's length says 2^31 - 1, then a global Head on ``global_head``
-cut in half and one whose weight count says 2^31 - 1, each head 0.3 s after the message before it (the head's topic
-is latched: the board takes each before the next); then, whole, an answer naming a new class with more bytes than a
+``board``: what a micro-ROS board (the TinyNDC app) subscribes, once its four readers matched (through the agent): a
+LabelAnswer on ``label_answer`` cut in half and one whose request id's length says 2^31 - 1, the same on
+``label_correction`` (a change of an answer), then one on ``rename_class`` cut in half and one whose name's length
+says 2^31 - 1, then a global Head on ``global_head`` cut in half and one whose weight count says 2^31 - 1, each head
+0.3 s after the message before it (the head's topic is latched: the board takes each before the next); then, whole, an answer naming a new class with more bytes than a
 name's (``core.names``), and global heads of the board's extractor (``--hash``) with a class name of more characters
 than a name's, one that is not UTF-8 and one with a tab. With ``--on-stdin``, once a line comes on stdin (the
 caller's moment). Prints ``{"faults": {fault: count}, "names": {message: count}}``. Not a cut of 3 bytes or fewer:
@@ -83,9 +84,14 @@ def learner(args: argparse.Namespace, bus) -> dict:
 def board(args: argparse.Namespace, bus) -> dict:
     A, H, CI = bus.msg("LabelAnswer"), bus.msg("Head"), bus.msg("ClassInfo")
     answers = bus.create_publisher("label_answer", A, "reliable")
+    corrections = bus.create_publisher("label_correction", A, "reliable")
+    renames = bus.create_publisher("rename_class", A, "reliable")
     heads = bus.create_publisher("global_head", H, "latched")
     answer = serialize_message(A(request_id="wire-faults-1", class_id=1, answered_by="wire_faults"))
     rid = answer.index(b"wire-faults-1") - 4                         # the request id's length
+    rename = serialize_message(A(request_id="wire-faults-rename", class_id=0, new_class_name="renamed",
+                                 answered_by="wire_faults"))
+    name = rename.index(b"renamed\0") - 4                           # the new name's length
     w = np.arange(1, 1 + 2 * args.n_features, dtype=np.float32) / 1000
 
     def head_msg(name: str, extractor_hash: str, version: int) -> bytes:
@@ -99,6 +105,11 @@ def board(args: argparse.Namespace, bus) -> dict:
     count = head.index(len(w).to_bytes(4, "little") + w[:1].tobytes())    # the weight count
     faults = (("label_answer cut in half", answers, answer[:len(answer) // 2]),
               ("label_answer request id length past the end", answers, answer[:rid] + BIG + answer[rid + 4:]),
+              ("label_correction cut in half", corrections, answer[:len(answer) // 2]),
+              ("label_correction request id length past the end", corrections,
+               answer[:rid] + BIG + answer[rid + 4:]),
+              ("rename_class cut in half", renames, rename[:len(rename) // 2]),
+              ("rename_class name length past the end", renames, rename[:name] + BIG + rename[name + 4:]),
               ("global_head cut in half", heads, head[:len(head) // 2]),
               ("global_head weight count past the end", heads, head[:count] + BIG + head[count + 4:]))
 
@@ -114,14 +125,14 @@ def board(args: argparse.Namespace, bus) -> dict:
              ("global_head class name of more characters than a name's", heads, named("\u00e4" * (MAX_NAME_CHARS + 1))),
              ("global_head class name not UTF-8", heads, not_utf8),
              ("global_head class name with a control character", heads, named("tab\there")))
-    matched(bus, [answers, heads])
+    matched(bus, [answers, corrections, renames, heads])
     if args.on_stdin:
         sys.stdin.readline()
     for _, pub, raw in faults + names:
         if pub is heads:
             time.sleep(0.3)
         pub.publish(raw)
-    for pub in (answers, heads):
+    for pub in (answers, corrections, renames, heads):
         pub.wait_for_all_acked(Duration(seconds=30))
     return {"faults": {name: 1 for name, _, _ in faults}, "names": {name: 1 for name, _, _ in names}}
 
