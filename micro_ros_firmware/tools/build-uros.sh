@@ -10,7 +10,8 @@
 # Prints two lines on stdout, AGENT=<MicroXRCEAgent> and LIBMICROROS=<folder of libmicroros.a>; progress on
 # stderr. Builds run under `nice -n 10` with JOBS (default 2) workers; a lock serialises concurrent callers.
 # Environment: TINYCL_MICROROS_KIT (default ../shared/kits/microros beside the repository),
-# TINYCL_CACHE (default ~/.cache/tinycl), JOBS.
+# TINYCL_CACHE (default ~/.cache/tinycl), JOBS, TINYCL_MICROROS_META (default app/tinycl.meta: another colcon meta,
+# e.g. a library built for fewer publishers and subscriptions, as an older firmware's).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 kit=${TINYCL_MICROROS_KIT:-$root/../shared/kits/microros}
@@ -20,7 +21,8 @@ say() { echo "build-uros: $*" >&2; }
 die() { echo "build-uros: error: $*" >&2; exit 1; }
 tarball=$kit/sources/microros-humble-src.tar.xz
 [ -f "$tarball" ] || die "micro-ROS kit not found: $tarball (set TINYCL_MICROROS_KIT)"
-meta=$root/micro_ros_firmware/app/tinycl.meta
+meta=${TINYCL_MICROROS_META:-$root/micro_ros_firmware/app/tinycl.meta}
+[ -f "$meta" ] || die "colcon meta not found: $meta"
 mkdir -p "$cache"
 exec 9> "$cache/microros.lock"
 flock 9

@@ -68,10 +68,12 @@ def sh(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
 
 
 # ------------------------------------------------------------------------------------------ build
-def build_uros() -> dict[str, str]:
-    """Agent + libmicroros.a from the kit (cached under ~/.cache/tinycl by the hash of their inputs)."""
+def build_uros(meta: Path | None = None) -> dict[str, str]:
+    """Agent + libmicroros.a from the kit (cached under ~/.cache/tinycl by the hash of their inputs); ``meta``: another
+    colcon meta than ``app/tinycl.meta``."""
     t0 = time.monotonic()
-    p = sh(["bash", str(FW / "tools" / "build-uros.sh")])
+    env = {**os.environ, "TINYCL_MICROROS_META": str(meta)} if meta is not None else None
+    p = sh(["bash", str(FW / "tools" / "build-uros.sh")], env=env)
     out = dict(ln.split("=", 1) for ln in p.stdout.splitlines() if "=" in ln)
     out["seconds"] = f"{time.monotonic() - t0:.1f}"
     return out

@@ -58,14 +58,15 @@ def _wait(what: str, fn, timeout_s: float, qemu) -> object:
     raise AssertionError(f"no {what} in {timeout_s:.0f} s; the board's last lines:\n" + "\n".join(qemu.lines()[-15:]))
 
 
-def _board_and_app(tmp_path: Path, data_dir, classes: str, options: tuple[str, ...] = ()):
+def _board_and_app(tmp_path: Path, data_dir, classes: str, options: tuple[str, ...] = (), meta: Path | None = None):
     """The board app built for QEMU (600 frames, 100 ms each: still streaming and asking when the late person
-    answers), the label app in its namespace, the board, and the agent: (demo_board, app, qemu, agent)."""
+    answers; against a libmicroros.a built with ``meta``, else app/tinycl.meta), the label app in its namespace, the
+    board, and the agent: (demo_board, app, qemu, agent)."""
     need("cmake", "arm-none-eabi-gcc", "qemu-system-arm")
     demo = tool_module("demo_board")
     from tinycl_nodes.bus.dds_config import domain_id
 
-    uros = demo.build_uros()
+    uros = demo.build_uros(meta)
     elf, _ = demo.build_firmware(tmp_path, uros["LIBMICROROS"], 600, 2, classes, 100, domain_id(None), str(data_dir),
                                  options)
     app = subprocess.Popen([sys.executable, "-m", "tinycl_nodes.nodes.label_app", "--ros-args",
@@ -256,3 +257,57 @@ def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_pat
     assert code == 0, app_log[-2000:]
     assert app_log.count(NO_CHANGE) == 2 and "reads no label_correction" in app_log, app_log[-2000:]
     assert [ln.split()[2] for ln in qemu.lines() if ln.startswith("EV ")] == ["answer"]
+
+
+def _meta_for(path: Path, publishers: int, subscriptions: int) -> Path:
+    """app/tinycl.meta with rmw_microxrcedds built for ``publishers`` and ``subscriptions`` (the library's cache key is
+    its content: the same numbers reuse one build)."""
+    doc = json.loads((REPO / "micro_ros_firmware" / "app" / "tinycl.meta").read_text())
+    want = {"RMW_UXRCE_MAX_PUBLISHERS": publishers, "RMW_UXRCE_MAX_SUBSCRIPTIONS": subscriptions}
+    args = doc["names"]["rmw_microxrcedds"]["cmake-args"]
+    doc["names"]["rmw_microxrcedds"]["cmake-args"] = [
+        re.sub(r"-D(\w+)=(\d+)", lambda m: f"-D{m[1]}={want.get(m[1], m[2])}", a) for a in args]
+    assert sum(f"{k}={v}" in a for a in doc["names"]["rmw_microxrcedds"]["cmake-args"] for k, v in want.items()) == 2
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_optional_ones(tmp_path, data_dir):
+    """micro_ros_platformio keeps the libmicroros.a it built when the firmware's meta changes (until ``pio run -t
+    clean_microros``): a firmware engineer who updates the app can link it to an older library, built for the first
+    board's 4 publishers and 2 subscriptions. The board then starts without its optional ones (verdicts, classes,
+    /diagnostics; renames, changes of answers), says so, and still learns from a person's answers through the real
+    agent; the label app sees no reader of label_correction and offers no changes."""
+    demo, app, qemu, agent = _board_and_app(tmp_path, data_dir, "0-7", meta=_meta_for(tmp_path / "fewer.meta", 4, 2))
+    try:
+        agent.start()
+        base = _app_base(tmp_path, qemu)
+        asked = _wait("a question of the board on the page",
+                      lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
+        _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
+        pick = asked["candidates"][0]["id"]
+        assert _post(base, {"type": "answer", "request_id": asked["id"], "class_id": pick})["type"] == "ok"
+        learned = f"answer {asked['id'].rsplit('.', 1)[1]} {pick}"
+        line = _wait("the board's line for the answer", lambda: next((ln for ln in qemu.lines()
+                                                                      if ln.startswith("EV ") and learned in ln), None),
+                     30, qemu)
+        _wait("the app's look at the board's readers", lambda: page_state(base, TOKEN)["robot"] ==
+              {"online": True, "changes": False} or None, 10, qemu)
+        assert _post(base, {"type": "undo", "request_id": asked["id"]}) == \
+            {"type": "error", "message": NO_CHANGE, "request_id": asked["id"]}
+        at = int(line.split()[1])                       # and it runs on: 10 frames more, each predicted
+        _wait("10 frames after the answer", lambda: sum(ln.startswith("P ") and int(ln.split()[1]) > at
+                                                        for ln in qemu.lines()) >= 10 or None, 30, qemu)
+    finally:
+        agent.stop()
+        qemu.stop()
+        app.terminate()
+        code = app.wait(30)
+    said = [ln for ln in qemu.lines() if ln.startswith("LOG no ") and "refused" in ln]
+    assert code == 0 and len(said) == 2, said
+    assert said[0].startswith("LOG no verdicts on label_status, nor what follows: its publisher was refused (rcl ")
+    assert said[0].endswith("a libmicroros built for RMW_UXRCE_MAX_PUBLISHERS=4?)"), said
+    assert said[1].startswith("LOG no renames, nor changes of answers: the subscription to rename_class was refused")
+    assert said[1].endswith("a libmicroros built for RMW_UXRCE_MAX_SUBSCRIPTIONS=2?)"), said
+    assert [ln.split()[2] for ln in qemu.lines() if ln.startswith("EV ")] == ["answer"]
+    assert "LOG connected" in qemu.lines() and "Traceback" not in (tmp_path / "label_app.log").read_text()

@@ -1295,14 +1295,15 @@ static void number_boot_by_clock(void) {
 
 static int support_ok, node_ok, n_subs, executor_ok;
 
-/* A subscription the board can do without (renames, changes of answers; LabelAnswer): a libmicroros built for fewer
- * subscriptions refuses it, and the board runs on without it, with one line. 1 if created. */
+/* A subscription the board can do without (renames, changes of answers; LabelAnswer), in this order: a libmicroros
+ * built for fewer subscriptions refuses it, and the board runs on without it and those after it, with one line that
+ * names them (`without`). 1 if created. */
 static int optional_subscription(rcl_subscription_t *sub, const char *topic, const char *without,
                                  const rmw_qos_profile_t *qos) {
     const rcl_ret_t rc = rclc_subscription_init(sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, LabelAnswer),
                                                 topic, qos);
     if (rc == RCL_RET_OK) return 1;
-    logf_("LOG no %s on %s: its subscription was refused (rcl %ld: %.100s; a libmicroros built for "
+    logf_("LOG no %s: the subscription to %s was refused (rcl %ld: %.100s; a libmicroros built for "
           "RMW_UXRCE_MAX_SUBSCRIPTIONS=%d?)", without, topic, (long)rc, rcl_error_text(), n_subs);
     rcl_reset_error();
     return 0;
@@ -1365,8 +1366,10 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
+#if TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
     if (optional_subscription(&sub_rename, "rename_class", "renames", &answers)) n_subs = 3;
-#if !TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
+#else
+    if (optional_subscription(&sub_rename, "rename_class", "renames, nor changes of answers", &answers)) n_subs = 3;
     if (n_subs == 3 && optional_subscription(&sub_correction, "label_correction", "changes of answers", &answers))
         n_subs = 4;
 #endif
