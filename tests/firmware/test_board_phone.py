@@ -174,7 +174,7 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
               lambda: "cannot rename class 3 to 'Neun': class 8 has that name" in qemu.text() or None, 20, qemu)
         # Change answer and Withdraw, tapped on the page in Chromium: the board takes them (label_correction) and
         # replays what it learned since, as if the answer had been given so; its verdicts come on label_status
-        assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": True}
+        assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": True, "verdicts": True}
         page = phone.new_page()
         page.goto(f"{base}/?token={TOKEN}")
         page.wait_for_selector("#status.live")
@@ -237,7 +237,7 @@ def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_pat
               [(item["class_id"], "sieben")] or None, 20, qemu)
         # the app looks once the board was online for CHANGES_SETTLE_S (its readers match one by one)
         _wait("the app's look at the board's readers", lambda: page_state(base, TOKEN)["robot"] ==
-              {"online": True, "changes": False} or None, 10, qemu)
+              {"online": True, "changes": False, "verdicts": True} or None, 10, qemu)
         for undo in ({"type": "undo", "request_id": asked["id"], "new_class_name": "acht"},
                      {"type": "undo", "request_id": asked["id"]}):
             assert _post(base, undo) == {"type": "error", "message": NO_CHANGE, "request_id": asked["id"]}
@@ -272,12 +272,13 @@ def _meta_for(path: Path, publishers: int, subscriptions: int) -> Path:
     return path
 
 
-def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_optional_ones(tmp_path, data_dir):
+def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_optional_ones(tmp_path, data_dir, phone):
     """micro_ros_platformio keeps the libmicroros.a it built when the firmware's meta changes (until ``pio run -t
     clean_microros``): a firmware engineer who updates the app can link it to an older library, built for the first
     board's 4 publishers and 2 subscriptions. The board then starts without its optional ones (verdicts, classes,
     /diagnostics; renames, changes of answers), says so, and still learns from a person's answers through the real
-    agent; the label app sees no reader of label_correction and offers no changes."""
+    agent; the label app sees no reader of label_correction and no writer of label_status: the page, in Chromium,
+    offers no changes, and says that no verdict will come rather than "waiting for the robot"."""
     demo, app, qemu, agent = _board_and_app(tmp_path, data_dir, "0-7", meta=_meta_for(tmp_path / "fewer.meta", 4, 2))
     try:
         agent.start()
@@ -285,16 +286,23 @@ def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_opti
         asked = _wait("a question of the board on the page",
                       lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
         _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
+        page = phone.new_page()             # open before the app's look: its `robot` message redraws the answer
+        page.goto(f"{base}/?token={TOKEN}")
+        page.wait_for_selector("#status.live")
         pick = asked["candidates"][0]["id"]
         assert _post(base, {"type": "answer", "request_id": asked["id"], "class_id": pick})["type"] == "ok"
         learned = f"answer {asked['id'].rsplit('.', 1)[1]} {pick}"
         line = _wait("the board's line for the answer", lambda: next((ln for ln in qemu.lines()
                                                                       if ln.startswith("EV ") and learned in ln), None),
                      30, qemu)
-        _wait("the app's look at the board's readers", lambda: page_state(base, TOKEN)["robot"] ==
-              {"online": True, "changes": False} or None, 10, qemu)
+        _wait("the app's look at the board's readers and writers", lambda: page_state(base, TOKEN)["robot"] ==
+              {"online": True, "changes": False, "verdicts": False} or None, 10, qemu)
         assert _post(base, {"type": "undo", "request_id": asked["id"]}) == \
             {"type": "error", "message": NO_CHANGE, "request_id": asked["id"]}
+        answered = page.locator(f'#history li[data-request-id="{asked["id"]}"]')
+        answered.locator(".state", has_text="sent; this robot says no verdict").wait_for(timeout=5_000)
+        assert answered.locator(".state").inner_text() == "sent; this robot says no verdict"
+        assert answered.locator(".acts").inner_text() == "this robot cannot change an answer"
         at = int(line.split()[1])                       # and it runs on: 10 frames more, each predicted
         _wait("10 frames after the answer", lambda: sum(ln.startswith("P ") and int(ln.split()[1]) > at
                                                         for ln in qemu.lines()) >= 10 or None, 30, qemu)
@@ -310,4 +318,6 @@ def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_opti
     assert said[1].startswith("LOG no renames, nor changes of answers: the subscription to rename_class was refused")
     assert said[1].endswith("a libmicroros built for RMW_UXRCE_MAX_SUBSCRIPTIONS=2?)"), said
     assert [ln.split()[2] for ln in qemu.lines() if ln.startswith("EV ")] == ["answer"]
-    assert "LOG connected" in qemu.lines() and "Traceback" not in (tmp_path / "label_app.log").read_text()
+    app_log = (tmp_path / "label_app.log").read_text()
+    assert "LOG connected" in qemu.lines() and "Traceback" not in app_log
+    assert "the robot writes no label_status: the pages cannot say whether it learned an answer" in app_log

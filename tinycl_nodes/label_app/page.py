@@ -157,7 +157,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
   const SETTLE_MS = 600;               // a button that just appeared or moved ignores taps this long
   const MAX_NAME = __MAX_NAME_CHARS__;  // the robot's limit (core/names.MAX_NAME_CHARS), put here by page.py
   let ws = null, retry = 500, retryTimer = 0, toastTimer = 0, stopped = false, robotOnline = true, netOff = false,
-      undoS = 120, robotChanges = true,
+      undoS = 120, robotChanges = true, robotVerdicts = true,
       classes = [];
   // The page's own check that the app hears it: a link cut without a FIN (the robot's Wi-Fi drops) never fires
   // onclose, and aiohttp's heartbeat pings are invisible to JS. The app replies to each message in order (ok, error
@@ -426,9 +426,12 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
     return el("button", {type: "button", class: kind, "aria-label": ACTS[kind] + name}, text,
               el("small", {text: what}));
   }
+  // A robot that says no verdict (a board on a library built for fewer publishers): its answers cannot say "learned"
+  const NO_VERDICT = "sent; this robot says no verdict";
+  function said(status) { return status === "sent" && !robotVerdicts ? NO_VERDICT : STATE[status]; }
   function addHistory(item, atEnd) {
     const name = nameOf(item.class_id, item.class_name);
-    const state = el("span", {class: "state " + item.status, text: STATE[item.status] + (item.message ? ": " + item.message : "")});
+    const state = el("span", {class: "state " + item.status, text: said(item.status) + (item.message ? ": " + item.message : "")});
     const acts = el("span", {class: "acts"});
     const at = Date.now() / 1000 - (item.age_s || 0);   // the phone's clock: the robot's may be minutes off
     fillActs(acts, item.id, name, item.status === "withdrawn" || (item.age_s || 0) >= undoS);
@@ -482,6 +485,13 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
                Date.now() / 1000 - Number(li.dataset.at) >= undoS);
     }
     refresh();
+  }
+  // The app found whether the robot says verdicts: the answers still sent say whether one will come
+  function setVerdicts(on) {
+    if (on === robotVerdicts) return;
+    robotVerdicts = on;
+    for (const s of historyEl.querySelectorAll(".state.sent"))
+      s.textContent = s.textContent.replace(on ? NO_VERDICT : STATE.sent, said("sent"));
   }
   // Change answer: the known classes as the question's buttons (one tap, as answering), "New class…" (typed) and
   // Cancel, under the answer; a second tap on Change closes them. A prompt asked to type a class's name instead.
@@ -648,6 +658,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
       case "snapshot": {                // e.g. after a reconnect: the questions still open keep what is typed
         undoS = m.undo_s || undoS; robotOnline = m.robot ? m.robot.online : true;
         robotChanges = m.robot ? m.robot.changes !== false : true;     // its answers' buttons, redrawn below
+        robotVerdicts = m.robot ? m.robot.verdicts !== false : true;
         const open = new Set(m.pending.map(r => r.id)), answered = new Set(m.history.map(h => h.id));
         for (const c of [...pendingEl.children]) {
           const id = c.dataset.requestId;
@@ -676,7 +687,8 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
         else if (m.item.message) toast("Still " + m.item.class_name + ": " + m.item.message, true);   // a change refused
         break;
       case "classes": showClasses(m); break;
-      case "robot": robotOnline = m.online; setChanges(m.changes !== false); setStatus(); break;
+      case "robot": robotOnline = m.online; setChanges(m.changes !== false); setVerdicts(m.verdicts !== false);
+        setStatus(); break;
       case "ok": toast("Sent: " + m.class_name, false); break;
       case "rename": toast(m.message, m.status !== "renamed"); break;   // the labeler's verdict, or its silence
       case "error": {

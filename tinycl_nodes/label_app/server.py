@@ -247,11 +247,15 @@ class LabelServer:
         self.robot_online: Callable[[], bool] = lambda: True
         #: the robot reads ``label_correction`` (a board's latent app does not): else Change answer and Withdraw are off
         self.robot_takes_changes: Callable[[], bool] = lambda: True
+        #: the robot writes ``label_status`` (a board on a library built for fewer publishers does not): else its
+        #: answers say that no verdict will come, rather than wait for one
+        self.robot_says_verdicts: Callable[[], bool] = lambda: True
         self.classes_every_s = 1.0          # a class seen, a prediction: the pages hear of them at most this often
         self._classes_due: asyncio.TimerHandle | None = None
         self._online = True
         self._online_since = time.monotonic()   # when the labeler was last seen coming online (or this app started)
         self._changes = True                # the robot takes changes of answers (as last seen while online)
+        self._verdicts = True               # the robot says its verdicts on label_status (likewise)
         self._reached = False               # the labeler was seen listening since this app started
         self.host, self.port, self.ssl_context = host, port, ssl_context
         self.state_path, self.answered_by = state_path, answered_by
@@ -397,7 +401,7 @@ class LabelServer:
                             await ws.close(code=4403, message=b"this phone was unpaired")
                 self.pairing.save_used()
                 self.set_online(bool(self.robot_online()))
-                self._look_at_changes()
+                self._look_at_robot()
                 self._save()
             except Exception as exc:  # noqa: BLE001 - the server keeps running
                 self.log.error("label app: %s: %s", type(exc).__name__, exc)
@@ -707,7 +711,7 @@ class LabelServer:
         if settling > 0:    # a robot just online: whether it reads label_correction is known once its readers match
             await asyncio.sleep(settling)
             self.set_online(bool(self.robot_online()))
-            self._look_at_changes()
+            self._look_at_robot()
             if not self._online:
                 raise AnswerError(UNREACHABLE)
         old = self.store.answered.get(rid) if isinstance(rid, str) else None
@@ -789,20 +793,26 @@ class LabelServer:
         self._reached = self._reached or online
 
     def _robot(self) -> dict[str, bool]:
-        """What the pages know of the robot (in the snapshot and the ``robot`` message): reachable, takes changes."""
-        return {"online": self._online, "changes": self._changes}
+        """What the pages know of the robot (in the snapshot and the ``robot`` message): reachable, takes changes,
+        says verdicts."""
+        return {"online": self._online, "changes": self._changes, "verdicts": self._verdicts}
 
-    def _look_at_changes(self) -> None:
-        """Whether the robot takes changes, looked at while it is online (offline, every answer's buttons are off
-        anyway) and once its readers had ``CHANGES_SETTLE_S`` to be discovered (a robot's readers match one by one).
-        A change of mind goes to the pages: their answers' Change answer and Withdraw come or go."""
+    def _look_at_robot(self) -> None:
+        """Whether the robot takes changes and says verdicts, looked at while it is online (offline, every answer's
+        buttons are off anyway) and once its readers and writers had ``CHANGES_SETTLE_S`` to be discovered (they match
+        one by one). A change of mind goes to the pages: their answers' Change answer and Withdraw come or go, and
+        an answer sent says whether a verdict will come."""
         if not self._online or time.monotonic() - self._online_since < CHANGES_SETTLE_S:
             return
-        changes = bool(self.robot_takes_changes())
+        changes, verdicts = bool(self.robot_takes_changes()), bool(self.robot_says_verdicts())
         if changes != self._changes:
-            self._changes = changes
             self.log.info("the robot %s", "takes changes of answers again" if changes else
                           "reads no label_correction: Change answer and Withdraw are off on the pages")
+        if verdicts != self._verdicts:
+            self.log.info("the robot %s", "says its verdicts again" if verdicts else
+                          "writes no label_status: the pages cannot say whether it learned an answer")
+        if (changes, verdicts) != (self._changes, self._verdicts):
+            self._changes, self._verdicts = changes, verdicts
             self._spawn(self._broadcast({"type": "robot", **self._robot()}))
 
 
