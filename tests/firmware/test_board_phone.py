@@ -85,6 +85,23 @@ def _app_base(tmp_path: Path, qemu) -> str:
     return re.match(r"https?://[^/]+", url)[0]
 
 
+def _first_question(base: str, qemu) -> dict:
+    """The board's first question on the page, once the app matched the board's label_answer reader: the question
+    can come before, and an answer is then refused ("the robot is unreachable"), as the page refuses it."""
+    asked = _wait("a question of the board on the page",
+                  lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
+    _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
+    return asked
+
+
+def _open_page(phone, base: str):
+    """The paired page in Chromium, live."""
+    page = phone.new_page()
+    page.goto(f"{base}/?token={TOKEN}")
+    page.wait_for_selector("#status.live")
+    return page
+
+
 def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_dir, phone):
     assert check_class_name(NAME) == NAME and len(NAME) == MAX_NAME_CHARS
     demo, app, qemu, agent = _board_and_app(tmp_path, data_dir, "0-7")
@@ -175,9 +192,7 @@ def test_a_person_answers_the_boards_questions_on_the_label_app(tmp_path, data_d
         # Change answer and Withdraw, tapped on the page in Chromium: the board takes them (label_correction) and
         # replays what it learned since, as if the answer had been given so; its verdicts come on label_status
         assert page_state(base, TOKEN)["robot"] == {"online": True, "changes": True, "verdicts": True}
-        page = phone.new_page()
-        page.goto(f"{base}/?token={TOKEN}")
-        page.wait_for_selector("#status.live")
+        page = _open_page(phone, base)
         changed = page.locator(f'#history li[data-request-id="{known["id"]}"]')
         changed.locator("button.change").wait_for()
         time.sleep(0.8)                         # a button that just appeared ignores taps (the page's SETTLE_MS)
@@ -222,11 +237,7 @@ def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_pat
     try:
         agent.start()
         base = _app_base(tmp_path, qemu)
-        asked = _wait("a question of the board on the page",
-                      lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
-        # its first question can come before the app matched the board's label_answer reader: an answer is then
-        # refused ("the robot is unreachable"), as the page refuses it
-        _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
+        asked = _first_question(base, qemu)
         assert _post(base, {"type": "answer", "request_id": asked["id"], "new_class_name": "sieben"})["type"] == "ok"
         item = _wait("the board's verdict", lambda: h if (h := {a["id"]: a for a in page_state(base, TOKEN)[
             "history"]}.get(asked["id"], {})).get("status", "sent") != "sent" else None, 30, qemu)
@@ -241,9 +252,7 @@ def test_a_board_that_cannot_change_answers_offers_no_change_on_the_page(tmp_pat
         for undo in ({"type": "undo", "request_id": asked["id"], "new_class_name": "acht"},
                      {"type": "undo", "request_id": asked["id"]}):
             assert _post(base, undo) == {"type": "error", "message": NO_CHANGE, "request_id": asked["id"]}
-        page = phone.new_page()
-        page.goto(f"{base}/?token={TOKEN}")
-        page.wait_for_selector("#status.live")
+        page = _open_page(phone, base)
         answered = page.locator(f'#history li[data-request-id="{asked["id"]}"]')
         answered.locator(".state", has_text="learned").wait_for()
         assert answered.locator(".acts").inner_text() == "this robot cannot change an answer"
@@ -283,12 +292,8 @@ def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_opti
     try:
         agent.start()
         base = _app_base(tmp_path, qemu)
-        asked = _wait("a question of the board on the page",
-                      lambda: p[0] if (p := page_state(base, TOKEN)["pending"]) else None, 60, qemu)
-        _wait("the board's answer reader", lambda: page_state(base, TOKEN)["robot"]["online"] or None, 20, qemu)
-        page = phone.new_page()             # open before the app's look: its `robot` message redraws the answer
-        page.goto(f"{base}/?token={TOKEN}")
-        page.wait_for_selector("#status.live")
+        asked = _first_question(base, qemu)
+        page = _open_page(phone, base)      # before the app's look: its `robot` message redraws the answer
         pick = asked["candidates"][0]["id"]
         assert _post(base, {"type": "answer", "request_id": asked["id"], "class_id": pick})["type"] == "ok"
         learned = f"answer {asked['id'].rsplit('.', 1)[1]} {pick}"
