@@ -132,8 +132,11 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
         before = ros.run("ros2", "param", "dump", "/wf/learner").stdout
         got = _raw_requests(ros, bus, "set_parameters", "rcl_interfaces::srv::dds_::SetParameters",
                             {"results": sequence[result]}, list(set_parameters.values()))
+        # with a parameter the node takes after it (publish_every, runtime-mutable, set to the value it has)
         typed = [ros.run("ros2", "service", "call", f"/wf/learner/{srv}", f"rcl_interfaces/srv/{kind}",
-                         "{parameters: [{name: preset, value: {type: 99}}]}", timeout_s=30).stdout.strip().splitlines()[-1]
+                         "{parameters: [{name: preset, value: {type: 99}}, "
+                         "{name: publish_every, value: {type: 2, integer_value: 500}}]}",
+                         timeout_s=30).stdout.strip().splitlines()[-1]
                  for srv, kind in (("set_parameters", "SetParameters"),
                                    ("set_parameters_atomically", "SetParametersAtomically"))]
         said = [ros.run("ros2", "service", "call", "/wf/learner/change_state", "lifecycle_msgs/srv/ChangeState",
@@ -154,10 +157,14 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
     assert [r.successful for r in got[1].results] == [False, True] and [len(got[k].results) for k in (3, 4, 5)] == \
         [0, 0, 0], {k: v.results for k, v in got.items()}
     assert after == before and "preset: supervised" in before, (before, after)
-    assert typed == ["rcl_interfaces.srv.SetParameters_Response(results=[])",
-                     "rcl_interfaces.srv.SetParametersAtomically_Response(result=rcl_interfaces.msg.SetParametersResult("
-                     "successful=False, reason=''))"], typed
-    assert "learner/set_parameters: request refused: ValueError: 99 is not a valid Parameter.Type" in learner.text
+    result = "rcl_interfaces.msg.SetParametersResult(successful={}, reason={!r})"
+    assert typed == ["rcl_interfaces.srv.SetParameters_Response(results=["
+                     + result.format(False, "ValueError: 99 is not a valid Parameter.Type") + ", "
+                     + result.format(True, "") + "])",
+                     "rcl_interfaces.srv.SetParametersAtomically_Response(result=" + result.format(False, "") + ")"], typed
+    assert "learner/set_parameters: parameter 'preset' refused: ValueError: 99 is not a valid Parameter.Type" in \
+        learner.text and "learner/set_parameters_atomically: request refused: ValueError: 99 is not a valid " \
+        "Parameter.Type" in learner.text
     assert said == ["lifecycle_msgs.srv.ChangeState_Response(success=False)"] * 3, said
     assert [changed[k].success for k in sorted(changed)] == [False, False], changed
     assert state == "active [3]" and deactivated == "Transitioning successful" and state_then == "inactive [2]", \

@@ -52,9 +52,31 @@ def _guard_own_services(node: Node) -> None:
     executor runs: one that raises ends the node's spin, and the node. Seen: a SetParameters whose value has type 99
     (``ros2 service call …/set_parameters rcl_interfaces/srv/SetParameters "{parameters: [{name: preset, value:
     {type: 99}}]}"``: ValueError in rclpy's ``Parameter.from_parameter_msg``). Any such request is now refused in
-    one line, and answered as far as rclpy had filled in the answer (a parameter it could not take is not set)."""
+    one line, and answered as far as rclpy had filled in the answer (a parameter it could not take is not set).
+    SetParameters answers each parameter alone (its own result): each is taken alone, so one that raises is one
+    refused result, and those after it are still set."""
+    from rcl_interfaces.srv import SetParameters
+
     for srv in list(node.services):
-        srv.callback = _guarded_service(node, srv.srv_name, srv.callback)
+        take = srv.callback
+        if srv.srv_type is SetParameters:
+            take = _each_parameter(node, srv.srv_name, take)
+        srv.callback = _guarded_service(node, srv.srv_name, take)
+
+
+def _each_parameter(node: Node, name: str, take: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    from rcl_interfaces.msg import SetParametersResult
+
+    def each(req: Any, resp: Any) -> Any:
+        for p in req.parameters:
+            try:
+                resp.results.extend(take(type(req)(parameters=[p]), type(resp)()).results)
+            except Exception as exc:  # noqa: BLE001 - a peer's parameter: its result says why, the node stays up
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                node.get_logger().error(f"{name}: parameter {p.name[:64]!r} refused: {why}")
+                resp.results.append(SetParametersResult(successful=False, reason=why))
+        return resp
+    return each
 
 
 def _guarded_service(node: Node, name: str, take: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
