@@ -1215,4 +1215,4 @@ def test_a_change_waits_to_know_the_robot_takes_changes_and_one_never_judged_is_
         with caplog.at_level(logging.INFO, logger="tinycl.label_app"):
             _run(go())
     assert undone == [("a", 3), ("a", None)]
-    assert "request a: no verdict from the labeler in 0.5 s on the change to three" in caplog.text
+    assert "request a: no verdict from the labeler in 0.5 s: the change to three may not have been made" in caplog.text

@@ -56,7 +56,8 @@ MAX_JSON_DEPTH = 32
 DEVICE = web.RequestKey("device", str)
 MAX_WS_TEXT = 4096          # an answer is ~100 bytes; more is malformed
 UNREACHABLE = "the robot is unreachable: nothing was sent, try again when it is back"
-CHANGES_SETTLE_S = 2.0      # a robot online this long has all its readers matched: does one read label_correction?
+CHANGES_SETTLE_S = 2.0      # a robot online this long has its readers and writers matched: does it read
+                            # label_correction, write label_status?
 RESEND_AFTER_S = 5.0        # a request answered longer ago than this and asked again: the answer is re-sent
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
@@ -391,8 +392,8 @@ class LabelServer:
                                      self.store.reply_s)
                     await self._broadcast(rename.public())
                 for a in self.store.unanswered_changes(steady_wall.now()):
-                    self.log.warning("request %s: no verdict from the labeler in %g s on %s", a.request_id,
-                                     self.store.reply_s, a.message.removesuffix(" may not have been made"))
+                    self.log.warning("request %s: no verdict from the labeler in %g s: %s", a.request_id,
+                                     self.store.reply_s, a.message)
                     await self._broadcast({"type": "answered", "item": history_item(a)})
                 if self.pairing.load():     # changed on disk (`tinycl pair --revoke`): drop unpaired phones
                     for ws in list(self.clients):
