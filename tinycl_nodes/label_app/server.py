@@ -401,7 +401,6 @@ class LabelServer:
                         if dev is not None and dev not in self.pairing.devices:
                             await ws.close(code=4403, message=b"this phone was unpaired")
                 self.pairing.save_used()
-                self.set_online(bool(self.robot_online()))
                 self._look_at_robot()
                 self._save()
             except Exception as exc:  # noqa: BLE001 - the server keeps running
@@ -711,7 +710,6 @@ class LabelServer:
         settling = CHANGES_SETTLE_S - (time.monotonic() - self._online_since)
         if settling > 0:    # a robot just online: whether it reads label_correction is known once its readers match
             await asyncio.sleep(settling)
-            self.set_online(bool(self.robot_online()))
             self._look_at_robot()
             if not self._online:
                 raise AnswerError(UNREACHABLE)
@@ -799,10 +797,11 @@ class LabelServer:
         return {"online": self._online, "changes": self._changes, "verdicts": self._verdicts}
 
     def _look_at_robot(self) -> None:
-        """Whether the robot takes changes and says verdicts, looked at while it is online (offline, every answer's
-        buttons are off anyway) and once its readers and writers had ``CHANGES_SETTLE_S`` to be discovered (they match
-        one by one). A change of mind goes to the pages: their answers' Change answer and Withdraw come or go, and
-        an answer sent says whether a verdict will come."""
+        """Whether the robot is online (``set_online``); then whether it takes changes and says verdicts, looked at
+        while it is online (offline, every answer's buttons are off anyway) and once its readers and writers had
+        ``CHANGES_SETTLE_S`` to be discovered (they match one by one). A change of mind goes to the pages: their
+        answers' Change answer and Withdraw come or go, and an answer sent says whether a verdict will come."""
+        self.set_online(bool(self.robot_online()))
         if not self._online or time.monotonic() - self._online_since < CHANGES_SETTLE_S:
             return
         changes, verdicts = bool(self.robot_takes_changes()), bool(self.robot_says_verdicts())

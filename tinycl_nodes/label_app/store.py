@@ -346,7 +346,7 @@ class RequestStore:
             return None
         prior, a.before, a.change_sent_s = a.before, None, None
         if what == "refused" and prior is not None:
-            a.class_id, a.new_class_name, a.class_name = prior["class_id"], prior["new_class_name"], prior["class_name"]
+            self._as_before(a, prior)
             a.status, a.message = prior["status"], f"change refused: {str(status.get('message', ''))[:180]}"
             if a.status == "learned":
                 self._add_example(a)
@@ -375,11 +375,15 @@ class RequestStore:
                 if a.before is not None and a.change_sent_s is not None and now - a.change_sent_s >= self.reply_s]
         for a in late:
             what = "the withdrawal" if a.status == "withdrawn" else f"the change to {a.class_name}"
-            a.class_id, a.new_class_name, a.class_name = (a.before["class_id"], a.before["new_class_name"],
-                                                          a.before["class_name"])
+            self._as_before(a, a.before)
             a.status, a.message, a.change_sent_s = "unanswered", f"{what} may not have been made", None
             self.dirty = True
         return late
+
+    @staticmethod
+    def _as_before(a: Answer, before: dict[str, Any]) -> None:
+        """``a``'s class back as it stood before a change (its ``before``, as :meth:`correct` kept it)."""
+        a.class_id, a.new_class_name, a.class_name = before["class_id"], before["new_class_name"], before["class_name"]
 
     def _answered_elsewhere(self, status: dict[str, Any]) -> Answer | None:
         """A question still shown here that the labeler learned an answer to from elsewhere (``ros2 topic pub

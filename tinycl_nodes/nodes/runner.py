@@ -659,7 +659,7 @@ def _finalize(node: Node, bus: Any) -> None:
     """``ros2 lifecycle set … shutdown``: ROS 2 has no way back from *finalized*. The node went on learning and
     publishing under that state; now it stops handling messages, and its process saves its state and exits 0 (a
     launch then says the node stopped on purpose and goes on without it)."""
-    node.active = False
+    node.deactivate()
     bus.logger.info("shutdown: the node is finalized: saving its state and exiting")
     bus.request_stop()
 

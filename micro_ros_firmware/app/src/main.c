@@ -1366,10 +1366,11 @@ static int create_entities(void) {
     n_subs = 1;
     TRY(rclc_subscription_init(&sub_global, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(tinycl_nodes, msg, Head), "global_head", &globals));
     n_subs = 2;
-#if TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
-    if (optional_subscription(&sub_rename, "rename_class", "renames", &answers)) n_subs = 3;
-#else
-    if (optional_subscription(&sub_rename, "rename_class", "renames, nor changes of answers", &answers)) n_subs = 3;
+    /* the TinyNDC app tries changes of answers after renames: without renames, it is without both */
+    if (optional_subscription(&sub_rename, "rename_class",
+                              TINYCL_APP_LATENT ? "renames" : "renames, nor changes of answers", &answers))
+        n_subs = 3;
+#if !TINYCL_APP_LATENT /* the latent head cannot replay (it learns in rounds): a label app then offers no changes */
     if (n_subs == 3 && optional_subscription(&sub_correction, "label_correction", "changes of answers", &answers))
         n_subs = 4;
 #endif
