@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.label_page import page_state
 from tests.nodes.conftest import spin_until
 from tests.nodes.test_label_app_rename import CENTERS, TOKEN, Robot, robot
 
@@ -221,3 +222,39 @@ def test_a_change_the_robot_does_not_judge_is_said_and_its_late_verdict_counts(d
         item.locator(".state", has_text="learned").wait_for(timeout=15_000)    # the late verdict
         assert item.locator(".name").inner_text() == "seated" and item.locator(".state").inner_text() == "learned"
         assert spin_until(r.bus, lambda: said() == [("learned", "walking"), ("learned", "seated")], 10), said()
+
+
+def test_a_change_to_a_robot_that_says_no_verdict_is_done_once_sent(domain, tmp_path, phone):
+    """A robot that reads ``label_correction`` but writes no ``label_status`` (a board on a libmicroros built with
+    fewer publishers than subscriptions; here the real labeler, its ``label_status`` and ``label_closed`` remapped where
+    the app does not listen): a change was waited for as if a verdict would come. The page kept it busy, and after ``reply_s`` the app
+    said "no word from the robot", showing the answer as before the change, which the robot had made. Now a change
+    and a withdrawal to such a robot say "this robot says no verdict", as its answers do, and are done once sent."""
+    from tests.e2e.conftest import answer, ask, open_phone
+
+    with robot(domain, tmp_path, "reply_s:=1", verdicts_heard=False) as r:
+        page = open_phone(phone, r)
+        robot_is = lambda: page_state(r.base, TOKEN)["robot"]     # noqa: E731 (the app looks 2 s after it is online)
+        assert spin_until(r.bus, lambda: robot_is() == {"online": True, "changes": True, "verdicts": False}, 10), \
+            robot_is()
+        ask(r, 1)
+        rid, item = answer(page, 0, learned=False)
+        state = item.locator(".state")
+        state.filter(has_text="sent; this robot says no verdict").wait_for(timeout=5_000)
+        said = lambda: [(s["status"], s.get("class_name")) for s in r.status if s["request_id"] == rid]  # noqa: E731
+        assert spin_until(r.bus, lambda: said() == [("learned", "walking")], 10), said()     # the labeler's own
+        time.sleep(0.8)                                                 # the new answer's buttons settle
+        item.locator("button.change").tap()
+        time.sleep(0.8)
+        item.locator('.picker button.cls[data-class-id="1"]').tap()
+        assert spin_until(r.bus, lambda: said()[-1:] == [("learned", "seated")], 10), said()  # the robot made it
+        time.sleep(1.5)                                                 # past reply_s: nothing is waited for
+        assert (item.locator(".name").inner_text(), state.inner_text()) == ("seated", "sent; this robot says no verdict")
+        assert "busy" not in (item.get_attribute("class") or "") and item.locator("button.change").is_enabled()
+        assert item.locator(".picker").count() == 0                    # Change's choices closed, as after a verdict
+        item.locator("button.undo").tap()
+        state.filter(has_text="withdrawn: this robot says no verdict").wait_for(timeout=5_000)
+        assert spin_until(r.bus, lambda: said()[-1][0] == "withdrawn", 10), said()
+        time.sleep(1.5)
+        assert state.inner_text() == "withdrawn: this robot says no verdict"
+        assert page_state(r.base, TOKEN)["history"][0]["status"] == "withdrawn"

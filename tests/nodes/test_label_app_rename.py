@@ -35,12 +35,12 @@ NAMES = "class_names:={0: walking, 1: seated}"          # the labeler knows both
 class Robot:
     """The labeler and the app running; the test publishes labelled features and hears label_status."""
 
-    def __init__(self, bus: Any, base: str) -> None:
+    def __init__(self, bus: Any, base: str, status_topic: str = "label_status") -> None:
         self.bus, self.base = bus, base
         self.hash = FrozenExtractor(model_path(MODEL)).hash
         self.features = bus.create_publisher("features", "Features", "reliable")
         self.status: list[dict[str, Any]] = []
-        bus.create_subscription("label_status", "std_msgs/msg/String", lambda m: self.status.append(json.loads(m.data)),
+        bus.create_subscription(status_topic, "std_msgs/msg/String", lambda m: self.status.append(json.loads(m.data)),
                                 "reliable")
         self.stamp = time.time_ns()
         self.labeler: Any = None        # its NodeProcess, where robot() started it
@@ -84,10 +84,10 @@ class Robot:
         return next(s for s in self.status if s["request_id"] == request_id)
 
 
-def labeler_node(domain: int, tmp_path, *params: str):
+def labeler_node(domain: int, tmp_path, *params: str, remaps: tuple[str, ...] = ()):
     """The TinyRCE labeler on ``domain``, its state in ``tmp_path/labeler`` (a restart restores it)."""
     return node("labeler", domain, f"model:={MODEL}", "preset:=rce", NAMES, f"state_dir:={tmp_path / 'labeler'}",
-                "ask_policy:=each", *params)
+                "ask_policy:=each", *params, remaps=remaps)
 
 
 def app_node(domain: int, tmp_path, *params: str):
@@ -97,13 +97,17 @@ def app_node(domain: int, tmp_path, *params: str):
 
 
 @contextmanager
-def robot(domain: int, tmp_path, *app_params: str) -> Iterator[Robot]:
-    """The labeler and the app (with ``app_params`` beside the test's own) on ``domain``."""
+def robot(domain: int, tmp_path, *app_params: str, verdicts_heard: bool = True) -> Iterator[Robot]:
+    """The labeler and the app (with ``app_params`` beside the test's own) on ``domain``. Not ``verdicts_heard``: the
+    labeler's two topics of verdicts, ``label_status`` and ``label_closed``, remapped under ``unheard/``, where the app
+    does not listen (the test does)."""
     bus = create_bus("phone_side", backend="dds", dds_config="loopback", domain=domain)
+    remaps = () if verdicts_heard else ("label_status:=unheard/label_status", "label_closed:=unheard/label_closed")
+    status_topic = "label_status" if verdicts_heard else "unheard/label_status"
     try:
-        with labeler_node(domain, tmp_path) as labeler, app_node(domain, tmp_path, *app_params) as app:
+        with labeler_node(domain, tmp_path, remaps=remaps) as labeler, app_node(domain, tmp_path, *app_params) as app:
             port = re.search(r"http://127\.0\.0\.1:(\d+)", app.wait_for_line("label app on", 30)).group(1)
-            r = Robot(bus, f"http://127.0.0.1:{port}")
+            r = Robot(bus, f"http://127.0.0.1:{port}", status_topic)
             r.labeler = labeler
             assert spin_until(bus, lambda: r.features.get_subscription_count() > 0, 20), labeler.lines[-10:]
             r.wait_online()

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.names import MAX_NAME_CHARS
 from ..images import encoded
+from .store import NO_VERDICT
 
 PAGE = r"""<!doctype html>
 <html lang="en">
@@ -427,7 +428,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
               el("small", {text: what}));
   }
   // A robot that says no verdict (a board on a library built for fewer publishers): its answers cannot say "learned"
-  const NO_VERDICT = "sent; this robot says no verdict";
+  const NO_VERDICT = "sent; __NO_VERDICT__";   // label_app/store.NO_VERDICT
   function said(status) { return status === "sent" && !robotVerdicts ? NO_VERDICT : STATE[status]; }
   function addHistory(item, atEnd) {
     const name = nameOf(item.class_id, item.class_name);
@@ -442,8 +443,9 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
          item.new ? el("span", {class: "tag", text: "new"}) : null, state),
       el("span", {class: "when", text: ago(at)}), acts);
     const old = historyEl.querySelector('li[data-request-id="' + CSS.escape(item.id) + '"]');
-    // a change of this page's awaits its verdict while the answer says "sent"; the verdict closes Change's choices
-    const sentHere = changing.has(item.id), waits = sentHere && item.status === "sent";
+    // a change of this page's awaits its verdict while the answer says "sent"; the verdict closes Change's choices.
+    // A robot that says no verdict gives none: its change is done once sent (it kept the answer busy for good)
+    const sentHere = changing.has(item.id), waits = sentHere && item.status === "sent" && robotVerdicts;
     if (waits) li.classList.add("busy"); else changing.delete(item.id);
     if (old) {
       old.replaceWith(li);
@@ -781,7 +783,7 @@ label.sr { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(
 </script>
 </body>
 </html>
-""".replace("__MAX_NAME_CHARS__", str(MAX_NAME_CHARS))
+""".replace("__MAX_NAME_CHARS__", str(MAX_NAME_CHARS)).replace("__NO_VERDICT__", NO_VERDICT)
 
 MANIFEST = """{"name": "tinycl label requests", "short_name": "Label", "start_url": "/", "scope": "/",
  "display": "standalone", "background_color": "#f4f5f2", "theme_color": "#14532d",

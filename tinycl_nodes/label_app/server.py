@@ -724,7 +724,7 @@ class LabelServer:
         if self.on_undo is None:
             raise AnswerError("changing an answer is not supported here")
         self.on_undo(old, new)
-        self.store.correct(old, new)
+        self.store.correct(old, new, judged=self._verdicts)
         item = self.store.answered[old.request_id]
         await self._broadcast({"type": "answered", "item": history_item(item)})
         self._save()

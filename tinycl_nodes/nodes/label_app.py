@@ -152,7 +152,7 @@ class LabelApp(Node):
         self.server.on_rename = self.publish_rename
         self.server.robot_online = lambda: self.answer_pub.get_subscription_count() > 0
         self.server.robot_takes_changes = lambda: self.correction_pub.get_subscription_count() > 0
-        self.server.robot_says_verdicts = lambda: bus.count_publishers("label_status") > 0
+        self.server.robot_says_verdicts = lambda: any(bus.count_publishers(t) for t in ("label_status", "label_closed"))
         try:
             self.server.start()
         except PortTakenError as exc:
