@@ -227,9 +227,10 @@ def test_a_change_the_robot_does_not_judge_is_said_and_its_late_verdict_counts(d
 def test_a_change_to_a_robot_that_says_no_verdict_is_done_once_sent(domain, tmp_path, phone):
     """A robot that reads ``label_correction`` but writes no ``label_status`` (a board on a libmicroros built with
     fewer publishers than subscriptions; here the real labeler, its ``label_status`` and ``label_closed`` remapped where
-    the app does not listen): a change was waited for as if a verdict would come. The page kept it busy, and after ``reply_s`` the app
-    said "no word from the robot", showing the answer as before the change, which the robot had made. Now a change
-    and a withdrawal to such a robot say "this robot says no verdict", as its answers do, and are done once sent."""
+    the app does not listen): a change was waited for as if a verdict would come. The page kept it busy, and after
+    ``reply_s`` the app said "no word from the robot", showing the answer as before the change, which the robot had
+    made. Now a change and a withdrawal to such a robot say "this robot says no verdict", as its answers do, and are
+    done once sent."""
     from tests.e2e.conftest import answer, ask, open_phone
 
     with robot(domain, tmp_path, "reply_s:=1", verdicts_heard=False) as r:
@@ -249,7 +250,8 @@ def test_a_change_to_a_robot_that_says_no_verdict_is_done_once_sent(domain, tmp_
         item.locator('.picker button.cls[data-class-id="1"]').tap()
         assert spin_until(r.bus, lambda: said()[-1:] == [("learned", "seated")], 10), said()  # the robot made it
         time.sleep(1.5)                                                 # past reply_s: nothing is waited for
-        assert (item.locator(".name").inner_text(), state.inner_text()) == ("seated", "sent; this robot says no verdict")
+        shown = item.locator(".name").inner_text(), state.inner_text()
+        assert shown == ("seated", "sent; this robot says no verdict"), shown
         assert "busy" not in (item.get_attribute("class") or "") and item.locator("button.change").is_enabled()
         assert item.locator(".picker").count() == 0                    # Change's choices closed, as after a verdict
         item.locator("button.undo").tap()
