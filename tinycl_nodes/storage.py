@@ -192,7 +192,9 @@ class RepeatedFailure:
     """What to say of a write that may keep failing (a full disk fails every checkpoint, several a second): the
     first failure of a run, a new error, or one that someone waits for, at once; the same error again at most once
     every :data:`REPEAT_FAILURE_S`, with a count; the write that lands again, once. Each is one line on ``log``.
-    (Anything else that can fail for every message the same way too: ``attempts`` names what is counted.)"""
+    (Anything else that can fail for every message the same way too: ``attempts`` names what is counted; "" for a
+    failure that is a time, not a count of attempts: a driver silent is checked every 50 ms, and "after 90 failed
+    checks in 4 s" said nothing a person could use.)"""
 
     def __init__(self, what: str, log: logging.Logger, attempts: str = "writes", intermittent: bool = False) -> None:
         self.what, self.log = what, log       # e.g. "save state to /x/learner.state"
@@ -205,17 +207,20 @@ class RepeatedFailure:
         self.since = self.said_at = 0.0
         self.said = ""                        # the error last said
 
-    def failed(self, error: str, always: bool = False) -> None:
+    def failed(self, error: str, always: bool = False, since: float | None = None) -> None:
+        """``since``: when the failure began (``time.monotonic()``), if before this first call (a silence)."""
         now = time.monotonic()
         self.failed_n += 1
         if self.failed_n == 1:
-            self.since = now
+            self.since = now if since is None else since
         if not (self.failed_n == 1 or always or error != self.said or now - self.said_at >= REPEAT_FAILURE_S):
             self.unsaid += 1
             return
         if self.failed_n == 1:
             more = (f"; {'repeats' if self.intermittent else 'until one works again, repeats'} are said once every "
                     f"{REPEAT_FAILURE_S:.0f} s")
+        elif not self.attempts:
+            more = f" (for {now - self.since:.0f} s)"
         else:
             more = f" ({self.failed_n} failed {self.attempts} in {now - self.since:.0f} s, {self.unsaid} not said)"
         self.said, self.said_at, self.unsaid = error, now, 0
@@ -228,8 +233,12 @@ class RepeatedFailure:
 
     def landed(self) -> None:
         if self.failed_n and not (self.intermittent and time.monotonic() - self.said_at < REPEAT_FAILURE_S):
-            self.log.warning("could %s again, after %d failed %s in %.0f s", self.what, self.failed_n,
-                             self.attempts, time.monotonic() - self.since)
+            took = time.monotonic() - self.since
+            if self.attempts:
+                self.log.warning("could %s again, after %d failed %s in %.0f s", self.what, self.failed_n,
+                                 self.attempts, took)
+            else:
+                self.log.warning("could %s again, after %.0f s", self.what, took)
             self.failed_n = self.unsaid = 0
 
 

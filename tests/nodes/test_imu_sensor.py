@@ -4,6 +4,7 @@ one line, and the node runs on. (The same under ROS 2 Humble with an rclpy drive
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -60,6 +61,10 @@ def test_the_sensor_windows_a_drivers_readings_and_says_what_it_cannot_take(doma
             sensor.wait_for_line("gap of 2.000 s")
             silent = sensor.wait_for_line("cannot hear the IMU on /imu_raw", timeout_s=15)
             assert "no reading for 5 s" in silent, silent
+            time.sleep(1.0)
+            send(t[-1] + 9_000_000_000, values[-1])
+            back = sensor.wait_for_line("could hear the IMU on /imu_raw again")   # the silence, not 50 ms checks
+            assert re.search(r"again, after ([6-9]|1\d) s\b", back), back
             assert sensor.proc.poll() is None and not any("Traceback" in ln for ln in sensor.lines)
     finally:
         bus.shutdown()

@@ -205,7 +205,7 @@ class Sensor(Node):
         windows = ImuWindower(p.imu_rate_hz, p.imu_window, p.imu_step, p.imu_max_gap_s)
         ready: deque[Window] = deque(maxlen=IMU_BACKLOG)
         refused = RepeatedFailure(f"take the IMU readings on {topic}", self.log, attempts="readings", intermittent=True)
-        silent = RepeatedFailure(f"hear the IMU on {topic}", self.log, attempts="checks")
+        silent = RepeatedFailure(f"hear the IMU on {topic}", self.log, attempts="")      # a silence: its time
         heard, gap_said = [time.monotonic()], [-1e9]
 
         def on_reading(msg: Any) -> None:
@@ -235,7 +235,7 @@ class Sensor(Node):
                 yield Sample(w.values, None, False, stamp_ns=w.start_ns)
             if time.monotonic() - heard[0] > IMU_TIMEOUT_S:
                 silent.failed(f"no reading for {IMU_TIMEOUT_S:g} s (is the driver running, and is this its topic? "
-                              f"imu_topic sets it)")
+                              f"imu_topic sets it)", since=heard[0])
 
     def _mnist(self) -> Iterator[Sample]:
         from ..datasets import load_mnist
