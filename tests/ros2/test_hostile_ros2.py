@@ -103,6 +103,9 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
       (id 99; configure's id; an unknown label), and on the wire, a label cut short and one whose length says
       2^31 - 1. The first killed the node too.
 
+    And rclpy's own ``/clock`` subscription (the learner runs with ``use_sim_time``): a Clock at a negative time, as
+    ``ros2 topic pub`` sends it, raised in rclpy's callback and killed the node; then a valid one.
+
     Each is answered (rmw_cyclonedds' reply topic; ``success: false`` for the transitions), none changes a parameter
     or the lifecycle state, and the node runs on, small, without a traceback; a transition it has is then taken."""
     from cyclonedds.idl import make_idl_struct
@@ -124,7 +127,7 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
     change_state = {"a label cut short": bytes([0, 0, 0, 0]) + struct.pack("<I", 40) + b"activat",
                     "a label of 2^31 - 1 bytes": bytes([0, 0, 0, 0]) + struct.pack("<I", 2**31 - 1) + b"deactivate"}
     args = ("--ros-args", "-r", "__ns:=/wf", "-p", "preset:=supervised", "-p", "autostart:=true",
-            "-p", f"state_dir:={ros.tmp / 'state'}")
+            "-p", f"state_dir:={ros.tmp / 'state'}", "-p", "use_sim_time:=true")
     learner = ros.start("ros2", "run", "tinycl_nodes", "learner", *args, name="learner")
     bus = create_bus("wf_tester", "/wf", backend="dds", domain=ros.domain, dds_config="loopback")
     try:
@@ -144,6 +147,11 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
                 for req in ("{transition: {id: 99}}", "{transition: {id: 1}}", "{transition: {label: nonsense}}")]
         changed = _raw_requests(ros, bus, "change_state", "lifecycle_msgs::srv::dds_::ChangeState", {"success": bool},
                                 list(change_state.values()))
+        # each 3 times: /clock is best-effort, and the first can go out before the learner's reader has matched it
+        for clock in ("{clock: {sec: -5}}", "{clock: {sec: 100, nanosec: 5}}"):
+            ros.run("ros2", "topic", "pub", "-t", "3", "-r", "5", "/clock", "rosgraph_msgs/msg/Clock", clock,
+                    timeout_s=30)
+        ros.wait_until("the /clock line", lambda: "/clock: dropped" in learner.text, 10)
         after = ros.run("ros2", "param", "dump", "/wf/learner").stdout
         state = ros.run("ros2", "lifecycle", "get", "/wf/learner").stdout.strip()
         peak_kb = max(int(ln.split()[1]) for p in _process_tree(learner.proc.pid)
@@ -173,6 +181,9 @@ def test_broken_service_requests_and_transitions_it_cannot_take_change_nothing_a
     assert learner.proc.poll() is None and "Traceback" not in learner.text, learner.text[-3000:]
     assert ("change_state: transition 99 refused: from active the transitions are deactivate (4), shutdown (7)"
             in learner.text), learner.text[-3000:]
+    dropped = [ln for ln in learner.lines if "/clock: dropped" in ln]
+    assert 1 <= len(dropped) <= 3 and all("/clock: dropped: ValueError: Seconds value must not be negative" in ln
+                                          for ln in dropped), dropped
     assert learner.stop() == 0
 
 

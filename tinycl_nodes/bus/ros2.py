@@ -169,6 +169,24 @@ class Ros2Bus:
         self._pending_shutdown = False
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)   # timers: create_timer
         self.inputs = InputCounts()
+        self._guard_clock()
+
+    def _guard_clock(self) -> None:
+        """rclpy's own ``/clock`` subscription (``use_sim_time``; its time source's, made now or when the parameter is
+        set) takes any peer's Clock in a callback that raises for a time rclpy cannot hold: ``ros2 topic pub /clock
+        rosgraph_msgs/msg/Clock "{clock: {sec: -5}}"`` ended every node that read /clock (seen under ``ros2 launch
+        camera.launch.py use_sim_time:=true``: the labeler, extractor and label app, ValueError "Seconds value must not
+        be negative"). Such a Clock is now one line and dropped, as a bad message is; the clock keeps its last time."""
+        source = getattr(self.node, "_time_source", None)       # rclpy's (Humble and later), no public handle
+        if source is None:
+            return
+        take = source.clock_callback
+
+        def guarded(msg: Any) -> None:
+            run_guarded(take, (msg,), "/clock", self.logger, self.inputs)
+        source.clock_callback = guarded                        # the subscription made when use_sim_time is set
+        if getattr(source, "_clock_sub", None) is not None:     # the one made already
+            source._clock_sub.callback = guarded
 
     # messages and topics ---------------------------------------------------------------------
     def msg(self, type_name: str) -> type:
