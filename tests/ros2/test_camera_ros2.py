@@ -51,6 +51,13 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     buffers = socket_receive_buffers(node_pid(launch.proc.pid, "extractor"))
     want = 2 * min(SOCKET_RECEIVE_BUFFER_BYTES, kernel_rmem_max())
     assert buffers and min(buffers) >= want, (buffers, want)
+    # what each node loads: under ROS 2 rclpy carries the messages, so no node loads the cyclonedds Python package
+    # (it did, for the dds backend's types, in all five: its own libddsc beside rmw's), and the exporter, which only
+    # hashes the model, no onnxruntime: 610 MB of resident memory for the five was 555 MB without them (2026-12-08)
+    loaded = {n: _mapped_files(node_pid(launch.proc.pid, n)) for n in GRAPHS["camera"]}
+    assert not {n: f for n, files in loaded.items() for f in files if "cyclonedds/" in f or "cyclonedds.libs" in f}
+    assert not [f for f in loaded["exporter"] if "onnxruntime" in f] and any("onnxruntime" in f
+                                                                             for f in loaded["extractor"])
     out = ros.tmp / "driver.json"
     ros.run("python3", str(DRIVER), "--frames", str(ros.tmp / "frames.npz"), "--topic", f"{NS}/image_raw",
             "--rate", "30", "--seconds", "4", "--listen", f"{NS}/features", "--out", str(out), timeout_s=90)
@@ -174,3 +181,9 @@ def test_a_camera_that_cannot_be_opened_is_our_one_line_under_ros2_run(ros):
     assert out.returncode == 2 and len(said) == 1, text[-3000:]
     assert "sensor: camera 63 cannot be opened: no /dev/video63" in said[0], said
     assert "WARN:" not in text and "ERROR:0" not in text and "Traceback" not in text, text[-3000:]
+
+
+def _mapped_files(pid: int | None) -> set[str]:
+    """The files process ``pid`` has mapped (its shared libraries, Python's extension modules)."""
+    assert pid is not None
+    return {ln.split()[-1] for ln in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/" in ln}

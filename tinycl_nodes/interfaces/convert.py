@@ -8,7 +8,6 @@ from typing import Any, Callable
 import numpy as np
 from rosbags.interfaces import Nodetype
 
-from .dds_types import dds_class
 from .typestore import typestore
 
 _NP = {
@@ -69,7 +68,11 @@ def to_rosbags(obj: Any, ros_type: str | None = None, distro: str = "jazzy") -> 
 def from_rosbags(msg: Any, distro: str = "jazzy", make: Callable[[str], type] | None = None) -> Any:
     """rosbags object -> cyclonedds object of the same type (or of ``make(ros_type)``'s: a bus's own types)."""
     ros_type = msg.__msgtype__
-    cls = dds_class(ros_type, distro) if make is None else make(ros_type)
+    if make is None:
+        from .dds_types import dds_class   # not at import: ROS 2 nodes make no DDS types
+
+        make = lambda t: dds_class(t, distro)   # noqa: E731
+    cls = make(ros_type)
     _, fields = typestore(distro).fielddefs[ros_type]
     kwargs = {}
     for name, (kind, arg) in fields:

@@ -29,7 +29,7 @@ from ..export.head_export import to_c_header, to_onnx
 from ..export.latent_onnx import upper_to_onnx
 from ..core.federated import HeadSnapshot
 from ..core.latent import LatentUpperHead
-from ..extractor import FrozenExtractor, model_path
+from ..extractor import extractor_hash, model_path
 from ..interfaces.heads import from_msg
 from ..storage import RepeatedFailure, one_line, write_atomic
 from ..core.errors import ExtractorMismatchError, InputError, StateError
@@ -59,7 +59,8 @@ class Exporter(Node):
     def __init__(self, bus: Any, params: ExporterParams) -> None:
         super().__init__(bus, params)
         import onnx  # noqa: F401 - at the start: the first export took 0.7 s more, importing it while heads queued
-        self.hash = FrozenExtractor(model_path(params.model)).hash
+        # the hash only: the model is not run here (an onnxruntime session cost this node 20 MB and more)
+        self.hash = extractor_hash(model_path(params.model))
         self.head: HeadSnapshot | None = None
         self.written_version = -1
         self.latent: LatentUpperHead | None = None     # a latent_head's upper layers + classifier
