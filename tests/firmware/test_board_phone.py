@@ -325,4 +325,4 @@ def test_a_board_linked_to_a_library_for_fewer_entities_runs_on_without_its_opti
     assert [ln.split()[2] for ln in qemu.lines() if ln.startswith("EV ")] == ["answer"]
     app_log = (tmp_path / "label_app.log").read_text()
     assert "LOG connected" in qemu.lines() and "Traceback" not in app_log
-    assert "the robot writes no label_status: the pages cannot say whether it learned an answer" in app_log
+    assert "the robot writes no label_status (nor label_closed): the pages cannot say whether it learned an answer" in app_log

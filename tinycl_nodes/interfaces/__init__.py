@@ -23,7 +23,7 @@ def get_type(name: str, distro: str = "jazzy") -> type:
 
 
 def __getattr__(name: str) -> object:
-    """``dds_class`` when first asked for: cyclonedds (its Python package and libddsc, 8.6 MB a process) is loaded
+    """``dds_class`` when first asked for: cyclonedds (its Python package and its own libddsc: 8.6 MB imported alone) is loaded
     only by what makes DDS types (the dds backend, the tools), not by every node under ROS 2, where rclpy carries the
     messages."""
     if name == "dds_class":

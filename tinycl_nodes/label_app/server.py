@@ -810,7 +810,7 @@ class LabelServer:
                           "reads no label_correction: Change answer and Withdraw are off on the pages")
         if verdicts != self._verdicts:
             self.log.info("the robot %s", "says its verdicts again" if verdicts else
-                          "writes no label_status: the pages cannot say whether it learned an answer")
+                          "writes no label_status (nor label_closed): the pages cannot say whether it learned an answer")
         if (changes, verdicts) != (self._changes, self._verdicts):
             self._changes, self._verdicts = changes, verdicts
             self._spawn(self._broadcast({"type": "robot", **self._robot()}))

@@ -30,7 +30,7 @@ MAX_ID = MAX_REQUEST_ID   # a request id is the labeler's: the same bound
 REMEMBERED = 1000       # ids of answered / expired requests kept to explain a late answer
 REPLY_S = 10.0      # a verdict on a rename or a change: the labeler's comes in milliseconds; past DDS's retransmits,
                     # still while the person looks
-#: what an answer or a withdrawal sent to a robot that writes no label_status says (the page says it too)
+#: what an answer or a withdrawal sent to a robot that writes no verdicts says (the page says it too)
 NO_VERDICT = "this robot says no verdict"
 WALL_CLOCK_FROM_S = 1_577_836_800.0   # 2020-01-01: an earlier stamp is no wall-clock time (a board without time sync
                                       # stamps its uptime, a bare script 0)
@@ -324,7 +324,7 @@ class RequestStore:
         """Record a change (``new``) or a withdrawal (None) of ``old`` in the history; its picture is no longer an
         example of the class it was (a change puts it under the new class once the labeler has learned it). An
         earlier change still unjudged keeps its ``before``: the answer as the labeler last said it holds it.
-        ``judged`` False: the robot writes no label_status, so no verdict is waited for (it was: "no word from the
+        ``judged`` False: the robot writes no verdicts, so none is waited for (it was: "no word from the
         robot" after ``reply_s``, and the answer shown as before the change, which such a robot had likely made)."""
         self._drop_example(old.request_id)
         if old.before is None:
