@@ -53,7 +53,8 @@ def test_camera_launch_takes_a_ros2_camera_at_30_fps(ros, fp32_extractor, data_d
     assert buffers and min(buffers) >= want, (buffers, want)
     # what each node loads: under ROS 2 rclpy carries the messages, so no node loads the cyclonedds Python package
     # (it did, for the dds backend's types, in all five: its own libddsc beside rmw's), and the exporter, which only
-    # hashes the model, no onnxruntime: 610 MB of resident memory for the five was 555 MB without them (2026-12-08)
+    # hashes the model, no onnxruntime: the five took 610 MB resident, 401 MB proportional (PSS), and 555 / 368 MB
+    # without them (2026-12-08, docs/results.md)
     loaded = {n: _mapped_files(node_pid(launch.proc.pid, n)) for n in GRAPHS["camera"]}
     assert not {n: f for n, files in loaded.items() for f in files if "cyclonedds/" in f or "cyclonedds.libs" in f}
     assert not [f for f in loaded["exporter"] if "onnxruntime" in f] and any("onnxruntime" in f
