@@ -114,3 +114,31 @@ def test_exporter_refuses_head_of_other_extractor(domain, tmp_path):
             assert (tmp_path / "head.onnx").is_file() and (tmp_path / "head.h").is_file()
     finally:
         bus.shutdown()
+
+
+def test_the_same_bad_input_at_a_cameras_rate_is_said_20_times_then_once_a_minute(domain, tmp_path):
+    """A labeler on another model than the extractor's (``model:=`` given to one node only) refused every frame's
+    features in a line of its own: 30 a second into the robot's log. Now the same reason is said 20 times, the 20th
+    saying so; /diagnostics still counts every one. 150 such features at 30 Hz: 20 lines, then one feature of a
+    reason not said before is said at once."""
+    bus = create_bus("flooder", backend="dds", dds_config="loopback", domain=domain)
+    pub = bus.create_publisher("features", "Features", "reliable")
+    Features = bus.msg("Features")
+    try:
+        with node("labeler", domain, "model:=mnist_0to5_fp32", "preset:=tinycl", f"state_dir:={tmp_path}",
+                  "wait_for_subscribers:=0") as labeler:
+            assert spin_until(bus, lambda: pub.get_subscription_count() > 0, 30), labeler.lines[-10:]
+            for i in range(150):
+                pub.publish(Features(data=np.ones(64, np.float32).tolist(), extractor_hash="f" * 64,
+                                     sample_id=i + 1))
+                bus.spin_once(1 / 30)
+            good = FrozenExtractor(model_path("mnist_0to5_fp32")).hash
+            pub.publish(Features(data=np.ones(63, np.float32).tolist(), extractor_hash=good, sample_id=999))
+            errors = lambda: [ln for ln in labeler.lines if "ERROR" in ln]    # noqa: E731
+            assert spin_until(bus, lambda: len(errors()) == 21 and "63" in errors()[-1], 10), errors()[-3:]
+            said = [ln for ln in labeler.lines if "ExtractorMismatchError" in ln]
+            assert len(said) == 20, len(said)
+            assert said[-1].endswith("; the same again is said once every 60 s, with a count"), said[-1]
+            assert labeler.proc.poll() is None
+    finally:
+        bus.shutdown()

@@ -55,6 +55,12 @@ class Bus(Protocol):
     def shutdown(self) -> None: ...
 
 
+#: the same bad input is said this many times, then once every SAY_AGAIN_S with how many were not said
+SAID_AT_ONCE = 20
+SAY_AGAIN_S = 60.0
+KEPT_REASONS = 256     # the reasons whose repeats are counted (the oldest forgotten: a hostile peer's are endless)
+
+
 class InputCounts:
     """What a node's subscriptions took: messages handed to its callbacks, and those dropped as bad (a callback that
     raised, a sample that did not decode, or one a node drops itself: ``drop``). Counted where every backend hands a
@@ -65,15 +71,38 @@ class InputCounts:
         self.dropped = 0
         self.last_drop = ""           # why the last one was dropped, one line
         self._lock = threading.Lock()   # a node's own worker thread may drop too (the extractor's frames)
+        self._said: dict[str, tuple[int, float, int]] = {}    # why → times said, since when, repeats not said
 
     def take(self) -> None:
         with self._lock:
             self.received += 1
 
-    def drop(self, why: str) -> None:
+    def drop(self, why: str) -> str | None:
+        """Count one input dropped for ``why``; what to add to its line ("": the line as it is), or None: not to be
+        said. The same ``why`` is said :data:`SAID_AT_ONCE` times, then once every :data:`SAY_AGAIN_S` with how many
+        were not said. A line for every one was a flood: a labeler on another model than the extractor's said
+        "features from extractor …" for each frame, 30 lines a second, 2.6 million a day into the robot's log."""
         with self._lock:
             self.dropped += 1
             self.last_drop = why[:200]
+            now = time.monotonic()
+            said, since, unsaid = self._said.pop(why, (0, now, 0))
+            more: str | None = ""
+            if said < SAID_AT_ONCE:
+                said += 1
+                if said == SAID_AT_ONCE:
+                    more = f"; the same again is said once every {SAY_AGAIN_S:.0f} s, with a count"
+            elif now - since < SAY_AGAIN_S:
+                unsaid, more = unsaid + 1, None
+            elif unsaid:
+                more = f" ({unsaid} more like it in the last {now - since:.0f} s, not said)"
+                since, unsaid = now, 0
+            else:                                    # quiet for a minute: said again as if new
+                said, since = 1, now
+            self._said[why] = (said, since, unsaid)
+            while len(self._said) > KEPT_REASONS:
+                self._said.pop(next(iter(self._said)))
+            return more
 
 
 def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: logging.Logger,
@@ -85,9 +114,9 @@ def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: log
         callback(*args)
     except Exception as exc:  # noqa: BLE001 - a node must survive bad input
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        log.error("%s: dropped: %s", where, why)
-        if inputs is not None:
-            inputs.drop(f"{where}: {why}")
+        more = inputs.drop(f"{where}: {why}") if inputs is not None else ""
+        if more is not None:
+            log.error("%s: dropped: %s%s", where, why, more)
         return False
     return True
 

@@ -269,10 +269,12 @@ class DdsBus(BaseBus):
             try:
                 msg = sub.msg_type.deserialize(data)
             except Exception as exc:  # noqa: BLE001 - malformed input from the wire
-                self.logger.error("%s: dropped malformed %s (%d bytes): %s", sub.topic,
-                                  sub.msg_type.__ros_type__, len(data), exc)
                 self.inputs.take()
-                self.inputs.drop(f"{sub.topic}: malformed {sub.msg_type.__ros_type__} ({len(data)} bytes)")
+                more = self.inputs.drop(f"{sub.topic}: malformed {sub.msg_type.__ros_type__} ({len(data)} bytes): "
+                                        f"{exc}")
+                if more is not None:
+                    self.logger.error("%s: dropped malformed %s (%d bytes): %s%s", sub.topic,
+                                      sub.msg_type.__ros_type__, len(data), exc, more)
                 continue
             self._safe(sub.callback, msg, sub.topic)
         return len(batch)

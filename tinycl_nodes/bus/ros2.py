@@ -224,8 +224,10 @@ class Ros2Bus:
                 msg = deserialize_message(raw, cls)
             except Exception as exc:  # noqa: BLE001 - malformed input from the wire (rclpy's RMWError)
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.logger.error("%s: dropped malformed %s (%d bytes): %s", topic, type_name, len(raw), why)
-                self.inputs.drop(f"{topic}: malformed {type_name} ({len(raw)} bytes)")
+                more = self.inputs.drop(f"{topic}: malformed {type_name} ({len(raw)} bytes): {why}")
+                if more is not None:
+                    self.logger.error("%s: dropped malformed %s (%d bytes): %s%s", topic, type_name, len(raw), why,
+                                      more)
                 return
             run_guarded(callback, (msg,), topic, self.logger, self.inputs)
         return self.node.create_subscription(cls, topic, safe, to_rclpy_qos(profile(qos)), raw=True)
