@@ -105,6 +105,14 @@ class InputCounts:
             return more
 
 
+def say_dropped(log: logging.Logger, inputs: InputCounts | None, why: str, line: str) -> None:
+    """One input dropped: counted in ``inputs`` by ``why``, and ``line`` an error on ``log`` unless the same ``why``
+    was said often enough lately (:meth:`InputCounts.drop`). Every backend's undecodable sample and raising callback."""
+    more = inputs.drop(why) if inputs is not None else ""
+    if more is not None:
+        log.error("%s%s", line, more)
+
+
 def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: logging.Logger,
                 inputs: InputCounts | None = None) -> bool:
     """Run a user callback; an exception is one error line naming ``where``, never the end of the
@@ -114,9 +122,7 @@ def run_guarded(callback: Callable[..., None], args: tuple, where: str, log: log
         callback(*args)
     except Exception as exc:  # noqa: BLE001 - a node must survive bad input
         why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        more = inputs.drop(f"{where}: {why}") if inputs is not None else ""
-        if more is not None:
-            log.error("%s: dropped: %s%s", where, why, more)
+        say_dropped(log, inputs, f"{where}: {why}", f"{where}: dropped: {why}")
         return False
     return True
 

@@ -25,7 +25,7 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from ..interfaces import dds_topic_name, type_hash
-from .base import BaseBus, Callback
+from .base import BaseBus, Callback, say_dropped
 from .dds_config import config_uri, domain_id
 from .discovery import DiscoveryInfo
 from .log import RosoutHandler
@@ -270,11 +270,9 @@ class DdsBus(BaseBus):
                 msg = sub.msg_type.deserialize(data)
             except Exception as exc:  # noqa: BLE001 - malformed input from the wire
                 self.inputs.take()
-                more = self.inputs.drop(f"{sub.topic}: malformed {sub.msg_type.__ros_type__} ({len(data)} bytes): "
-                                        f"{exc}")
-                if more is not None:
-                    self.logger.error("%s: dropped malformed %s (%d bytes): %s%s", sub.topic,
-                                      sub.msg_type.__ros_type__, len(data), exc, more)
+                what = f"{sub.msg_type.__ros_type__} ({len(data)} bytes): {exc}"
+                say_dropped(self.logger, self.inputs, f"{sub.topic}: malformed {what}",
+                            f"{sub.topic}: dropped malformed {what}")
                 continue
             self._safe(sub.callback, msg, sub.topic)
         return len(batch)

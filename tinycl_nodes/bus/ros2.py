@@ -22,7 +22,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.serialization import deserialize_message
 
 from ..interfaces import full_type_name
-from .base import Callback, InputCounts, run_guarded
+from .base import Callback, InputCounts, run_guarded, say_dropped
 from .log import node_logger
 from .param_spec import ParamSpec, param_specs, range_step
 from .qos import QosProfile, RELIABLE, profile
@@ -224,10 +224,9 @@ class Ros2Bus:
                 msg = deserialize_message(raw, cls)
             except Exception as exc:  # noqa: BLE001 - malformed input from the wire (rclpy's RMWError)
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                more = self.inputs.drop(f"{topic}: malformed {type_name} ({len(raw)} bytes): {why}")
-                if more is not None:
-                    self.logger.error("%s: dropped malformed %s (%d bytes): %s%s", topic, type_name, len(raw), why,
-                                      more)
+                what = f"{type_name} ({len(raw)} bytes): {why}"
+                say_dropped(self.logger, self.inputs, f"{topic}: malformed {what}",
+                            f"{topic}: dropped malformed {what}")
                 return
             run_guarded(callback, (msg,), topic, self.logger, self.inputs)
         return self.node.create_subscription(cls, topic, safe, to_rclpy_qos(profile(qos)), raw=True)

@@ -971,13 +971,13 @@ class RceLabeler(Labeler):
         if ready:
             self.state.record_by_weight(pack(b"ask", struct.pack("<d", now)))
         for req in ready:
-            self._as_of_now(req)       # the reason logged is the one sent (was its group's first: "I haven't learned
-            # anything yet" in the log, after a class was taught, beside "I haven't seen anything like this" sent)
-            self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
-                          self.requests.group_size(req))
             self._record_picture(req)
         if ready:
             self._send_requests(ready)
+        for req in ready:    # once sent: the reason the phone got (before, the log gave its group's first, "I haven't
+            # learned anything yet" after a class was taught, beside "I haven't seen anything like this" sent)
+            self.log.info("label request %s: %s (%d alike samples)", req.request_id, req.reason,
+                          self.requests.group_size(req))
 
     def _rid_of_group(self, gid: int) -> str:
         for rid, a in self._answers.items():
@@ -1049,14 +1049,6 @@ class RceLabeler(Labeler):
         order = np.argsort(-self.rce.predict_proba(x), kind="stable") if self.rce.classes else []
         return [self.rce.classes[int(i)] for i in order]
 
-    def _as_of_now(self, req: Pending) -> None:
-        """The question's buttons and reason as known now, not when its group began: a class a person taught meanwhile
-        is one tap too, and the reason is the RCE's now ("I haven't learned anything yet" was sent minutes after
-        classes were learned); a sample the classes taught since cover keeps its reason, the one it was asked for."""
-        req.candidates = self._candidates(req.samples[0])
-        if (now := self.rce.decide_valid(req.samples[0])).wants_label:
-            req.reason = self._reason(now)
-
     def _send_request(self, req: Pending) -> None:
         try:
             pic = shown_picture(req.picture)
@@ -1071,7 +1063,12 @@ class RceLabeler(Labeler):
         # learned since (a button said "4 examples" of a question sent with 5)
         self._publish_classes()
         counts = self.rce.sample_counts()
-        self._as_of_now(req)
+        # as known when sent, not when the group began: a class a person taught meanwhile is one tap too, and the
+        # reason is the RCE's now ("I haven't learned anything yet" was sent minutes after classes were learned);
+        # a sample the classes taught since cover keeps its reason, the one it was asked for
+        req.candidates = self._candidates(req.samples[0])
+        if (now := self.rce.decide_valid(req.samples[0])).wants_label:
+            req.reason = self._reason(now)
         candidates = [self.ClassInfo(id=c, name=self._name(c), sample_count=min(int(counts.get(c, 0)), 2**32 - 1))
                       for c in req.candidates]
         n = self.requests.group_size(req)
